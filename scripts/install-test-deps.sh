@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the real components the tests run against, when they are missing (Debian/Ubuntu).
+# Idempotent and quiet when everything is present; `npm test` runs it first.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ]; }
+
+have ssh-keygen || need+=(openssh-client)
+have ssh-agent || need+=(openssh-client)
+have /usr/sbin/sshd || need+=(openssh-server)
+have /usr/bin/chromium || need+=(chromium)
+have dbus-run-session || need+=(dbus)
+have gnome-keyring-daemon || need+=(gnome-keyring)
+# the Secret Service client used by @napi-rs/keyring talks D-Bus directly; libsecret is not needed
+
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  echo "install-test-deps: installing ${need[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      echo "install-test-deps: need root (or sudo) to install: ${need[*]}" >&2; exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# sshd refuses to start without its privilege-separation directory
+if [ ! -d /run/sshd ]; then
+  if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; chmod 0755 /run/sshd; else sudo mkdir -p /run/sshd; fi
+fi

@@ -1,0 +1,33 @@
+/**
+ * The base of every oclif command: --json on all of them, and one place where a thrown SshcaError
+ * becomes a message (stderr) or an error document (--json, stdout) and an exit code.
+ */
+import {Command, type Interfaces} from '@oclif/core'
+import {isSshcaError} from '../errors.ts'
+import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
+
+export abstract class BaseCommand extends Command {
+  static override enableJsonFlag = true
+
+  /** Writes human output; suppressed under --json, where the returned value is the output. */
+  protected out(text: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(text)
+  }
+
+  /** Progress and prompts go to stderr so stdout stays parseable. */
+  protected note(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(text)
+  }
+
+  protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
+    // oclif's own parse errors (unknown flag, missing argument) keep oclif's wording and exit code 2.
+    if (!isSshcaError(err) && 'oclif' in err) {
+      return super.catch(err)
+    }
+    const e = toSshcaError(err)
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
+    else process.stderr.write(errorText(e))
+    process.exitCode = exitCodeFor(e)
+    return undefined
+  }
+}

@@ -1,0 +1,49 @@
+/** Small formatting helpers shared by the renderers. Pure: the clock and time zone are parameters. */
+import {FOREVER} from '../ssh/cert.ts'
+
+/** `2026-11-23T17:00:00` in the process's local time zone, as ssh-keygen prints times. */
+export function localTimestamp(seconds: bigint | number): string {
+  const d = new Date(Number(seconds) * 1000)
+  const p = (n: number): string => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+}
+
+/** ssh-keygen's validity wording: forever / before X / after X / from X to Y. */
+export function validityText(validAfter: bigint, validBefore: bigint): string {
+  if (validAfter === 0n && validBefore === FOREVER) return 'forever'
+  if (validAfter === 0n) return `before ${localTimestamp(validBefore)}`
+  if (validBefore === FOREVER) return `after ${localTimestamp(validAfter)}`
+  return `from ${localTimestamp(validAfter)} to ${localTimestamp(validBefore)}`
+}
+
+/** `3d4h`, `7h59m`, `12m30s`, `45s`: the two largest units, starting at the first non-zero one. */
+export function shortDuration(totalSeconds: number): string {
+  let s = Math.max(0, Math.floor(totalSeconds))
+  const units: [string, number][] = [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ]
+  const parts: string[] = []
+  for (const [u, n] of units) {
+    if (parts.length === 0 && s < n && n !== 1) continue
+    const v = Math.floor(s / n)
+    s -= v * n
+    parts.push(`${v}${u}`)
+    if (parts.length === 2) break
+  }
+  return parts.join('')
+}
+
+/** ISO 8601 (UTC) for JSON, or null for the open ends of a validity ("always", "forever"). */
+export function isoOrNull(seconds: bigint, openEnd: bigint): string | null {
+  return seconds === openEnd ? null : new Date(Number(seconds) * 1000).toISOString()
+}
+
+/** Pads columns of a table; the last column is not padded. */
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return ''
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n'
+}

@@ -1,0 +1,70 @@
+/** Text renderers for command results. Pure: they return strings; the commands print them. */
+import type {CertificateView, OptionView} from '../client/certificates.ts'
+import type {InspectResult} from '../client/inspect.ts'
+import type {ListResult} from '../client/list.ts'
+import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
+import {shortDuration, table} from './format.ts'
+
+const IND = '        '
+
+function optionLines(options: Record<string, OptionView>, critical: boolean): string {
+  const names = Object.keys(options)
+  if (names.length === 0) return ' (none)\n'
+  let out = ' \n'
+  for (const name of names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
+    const v = options[name]!
+    let text: string
+    if (!critical && KNOWN_EXTENSIONS.has(name)) text = name
+    else if (critical && name === 'verify-required') text = name
+    else if (typeof v === 'string') text = `${name} ${v}`
+    else if (v === true) text = `${name} UNKNOWN FLAG OPTION`
+    else text = `${name} UNKNOWN OPTION: ${v.unknown} (len ${v.unknown.length / 2})`
+    out += `${IND}${IND}${text}\n`
+  }
+  return out
+}
+
+const LABEL: Record<string, string> = {'ssh-ed25519': 'ED25519', 'ssh-rsa': 'RSA'}
+const label = (type: string): string => LABEL[type] ?? 'ECDSA'
+
+/** The layout of `ssh-keygen -L`, followed by the signature check ssh-keygen does not do. */
+export function renderInspect(name: string, r: InspectResult, validity: string): string {
+  const c = r.certificate
+  let out = `${name}:\n`
+  out += `${IND}Type: ${c.keyType} ${c.certType} certificate\n`
+  out += `${IND}Public key: ${label(c.publicKey.type)}-CERT ${c.publicKey.fingerprint}\n`
+  out += `${IND}Signing CA: ${label(c.signingCa.type)} ${c.signingCa.fingerprint} (using ${c.signingCa.algorithm})\n`
+  out += `${IND}Key ID: "${c.keyId}"\n`
+  out += `${IND}Serial: ${c.serial}\n`
+  out += `${IND}Valid: ${validity}\n`
+  out += `${IND}Principals: ${c.principals.length === 0 ? '(none)\n' : `\n${c.principals.map((p) => `${IND}${IND}${p}\n`).join('')}`}`
+  out += `${IND}Critical Options:${optionLines(c.criticalOptions, true)}`
+  out += `${IND}Extensions:${optionLines(c.extensions, false)}`
+  out += `${IND}Signature: ${r.signature.valid ? 'valid' : `INVALID (${r.signature.reason ?? 'does not verify'})`}\n`
+  return out
+}
+
+function timeLeft(c: CertificateView): string {
+  if (c.state === 'not-yet-valid') return 'not yet valid'
+  if (c.secondsLeft === null) return 'forever'
+  if (c.secondsLeft <= 0) return `expired ${shortDuration(-c.secondsLeft)} ago`
+  return shortDuration(c.secondsLeft)
+}
+
+function when(iso: string | null, open: string): string {
+  if (iso === null) return open
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+}
+
+export function renderList(r: ListResult, raw: boolean): string {
+  if (raw) return r.certificates.map((c) => `${c.line}\n`).join('')
+  if (r.certificates.length === 0) {
+    const others = r.otherIdentities === 0 ? '' : ` (it holds ${r.otherIdentities} other key${r.otherIdentities === 1 ? '' : 's'})`
+    return `No certificates in the ssh-agent${others}.\nRun \`sshca login\` to get one.\n`
+  }
+  const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CA']]
+  for (const c of r.certificates) {
+    rows.push([c.certType, c.keyId, c.principals.join(',') || '(any)', when(c.validAfter, 'always'), when(c.validBefore, 'forever'), timeLeft(c), c.context ?? '-'])
+  }
+  return table(rows)
+}

@@ -1,0 +1,50 @@
+/**
+ * The JSON-ready view of a certificate that `list`, `inspect` and the CA's responses share:
+ * bigints become strings, open validity ends become null, unknown option data becomes hex.
+ */
+import {FOREVER, validityAt, type Certificate, type CertOptions, type ValidityState} from '../ssh/cert.ts'
+
+export type OptionView = string | true | {unknown: string}
+
+export interface CertificateView {
+  certType: 'user' | 'host'
+  keyType: string
+  keyId: string
+  serial: string
+  principals: string[]
+  /** ISO 8601, or null for "always". */
+  validAfter: string | null
+  /** ISO 8601, or null for "forever". */
+  validBefore: string | null
+  /** Seconds until expiry from the given clock; null when it never expires. */
+  secondsLeft: number | null
+  state: ValidityState
+  publicKey: {type: string; fingerprint: string}
+  signingCa: {type: string; fingerprint: string; algorithm: string}
+  criticalOptions: Record<string, OptionView>
+  extensions: Record<string, OptionView>
+}
+
+function optionsView(options: CertOptions): Record<string, OptionView> {
+  const out: Record<string, OptionView> = {}
+  for (const [name, v] of Object.entries(options)) out[name] = Buffer.isBuffer(v) ? {unknown: v.toString('hex')} : v
+  return out
+}
+
+export function certificateView(cert: Certificate, nowSeconds: bigint): CertificateView {
+  return {
+    certType: cert.type,
+    keyType: cert.keyType,
+    keyId: cert.keyId,
+    serial: cert.serial.toString(),
+    principals: [...cert.principals],
+    validAfter: cert.validAfter === 0n ? null : new Date(Number(cert.validAfter) * 1000).toISOString(),
+    validBefore: cert.validBefore === FOREVER ? null : new Date(Number(cert.validBefore) * 1000).toISOString(),
+    secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - nowSeconds),
+    state: validityAt(cert, nowSeconds),
+    publicKey: {type: cert.publicKey.type, fingerprint: cert.publicKey.fingerprint()},
+    signingCa: {type: cert.signatureKey.type, fingerprint: cert.signatureKey.fingerprint(), algorithm: cert.signatureAlgorithm},
+    criticalOptions: optionsView(cert.criticalOptions),
+    extensions: optionsView(cert.extensions),
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * SSH signatures (RFC 4253 §6.6, RFC 5656 §3.1.2, RFC 8332, RFC 8709): `string alg, string blob`.
+ * Signing goes through a Signer so the CA can later hold its keys elsewhere (a KMS, an HSM).
+ */
+import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject} from 'node:crypto'
+import {SshcaError} from '../errors.ts'
+import {CURVES, PublicKey} from './keys.ts'
+import {fixedWidth, formatError, SshReader, SshWriter} from './wire.ts'
+
+export type RsaSignatureAlgorithm = 'rsa-sha2-256' | 'rsa-sha2-512'
+
+export interface Signer {
+  readonly publicKey: PublicKey
+  /** Returns an SSH signature blob (`string alg, string sig`) over `data`. */
+  sign(data: Buffer): Buffer
+}
+
+/** A Signer over an in-memory node:crypto private key. */
+export function keySigner(privateKey: KeyObject, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Signer {
+  if (privateKey.type !== 'private') throw new TypeError('keySigner needs a private key')
+  const publicKey = PublicKey.fromKeyObject(privateKey)
+  return {publicKey, sign: (data) => signData(privateKey, publicKey, data, rsaAlgorithm)}
+}
+
+export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {
+  const w = new SshWriter()
+  if (publicKey.type === 'ssh-ed25519') {
+    return w.string('ssh-ed25519').string(cryptoSign(null, data, privateKey)).toBuffer()
+  }
+  const curve = CURVES[publicKey.type]
+  if (curve) {
+    const rs = cryptoSign(curve.hash, data, {key: privateKey, dsaEncoding: 'ieee-p1363'})
+    const inner = new SshWriter().mpint(rs.subarray(0, curve.size)).mpint(rs.subarray(curve.size)).toBuffer()
+    return w.string(publicKey.type).string(inner).toBuffer()
+  }
+  const hash = rsaAlgorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
+  return w.string(rsaAlgorithm).string(cryptoSign(hash, data, privateKey)).toBuffer()
+}
+
+export interface SignatureCheck {
+  valid: boolean
+  algorithm: string
+  /** Why an invalid signature is invalid, for people. */
+  reason?: string
+}
+
+/**
+ * Verifies an SSH signature blob made by `key` over `data`. The algorithm must belong to the key's
+ * type; SHA-1 RSA (`ssh-rsa` signatures) is refused, as OpenSSH has refused it since 8.8.
+ */
+export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buffer): SignatureCheck {
+  const r = new SshReader(signatureBlob)
+  const algorithm = r.text('signature algorithm')
+  const sig = r.bytes('signature')
+  r.end('signature')
+  const invalid = (reason: string): SignatureCheck => ({valid: false, algorithm, reason})
+  if (key.type === 'ssh-ed25519') {
+    if (algorithm !== 'ssh-ed25519') return invalid(`${algorithm} signature from an ed25519 key`)
+    if (sig.length !== 64) return invalid('ed25519 signature is not 64 bytes')
+    return cryptoVerify(null, data, key.keyObject, sig) ? {valid: true, algorithm} : invalid('signature does not match')
+  }
+  const curve = CURVES[key.type]
+  if (curve) {
+    if (algorithm !== key.type) return invalid(`${algorithm} signature from an ${key.type} key`)
+    const inner = new SshReader(sig)
+    const rr = inner.mpint('ecdsa r')
+    const ss = inner.mpint('ecdsa s')
+    inner.end('ecdsa signature')
+    let rs: Buffer
+    try {
+      rs = Buffer.concat([fixedWidth(rr, curve.size, 'ecdsa r'), fixedWidth(ss, curve.size, 'ecdsa s')])
+    } catch {
+      return invalid('ecdsa signature values are out of range')
+    }
+    return cryptoVerify(curve.hash, data, {key: key.keyObject, dsaEncoding: 'ieee-p1363'}, rs) ? {valid: true, algorithm} : invalid('signature does not match')
+  }
+  if (algorithm === 'ssh-rsa') return invalid('ssh-rsa (SHA-1) signatures are not accepted')
+  if (algorithm !== 'rsa-sha2-256' && algorithm !== 'rsa-sha2-512') return invalid(`${algorithm} signature from an rsa key`)
+  const hash = algorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
+  return cryptoVerify(hash, data, key.keyObject, sig) ? {valid: true, algorithm} : invalid('signature does not match')
+}
+
+/** The algorithm name inside a signature blob, without verifying it. */
+export function signatureAlgorithm(signatureBlob: Buffer): string {
+  return new SshReader(signatureBlob).text('signature algorithm')
+}
+
+/** Imports a PEM/DER private key for signing, mapping failures to a typed error. */
+export function importPrivateKey(pem: string | Buffer, passphrase?: string): KeyObject {
+  try {
+    return createPrivateKey(passphrase === undefined ? {key: pem} : {key: pem, passphrase})
+  } catch (err) {
+    const msg = (err as Error).message
+    if (/bad decrypt|passphrase|interrupted or cancelled/i.test(msg)) {
+      throw new SshcaError('ERR_CA_PASSWORD', 'the private key could not be decrypted: wrong or missing password', {cause: err})
+    }
+    throw formatError('not a private key', err)
+  }
+}

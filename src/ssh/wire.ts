@@ -1,0 +1,147 @@
+/**
+ * RFC 4251 §5 data types: the byte layer under every OpenSSH key, certificate, signature and agent
+ * message. A reader never reads past its buffer; every violation is ERR_SSH_FORMAT.
+ */
+import {SshcaError} from '../errors.ts'
+
+const MAX_U64 = 0xffff_ffff_ffff_ffffn
+
+export class SshReader {
+  private offset = 0
+  private readonly buf: Buffer
+  constructor(buf: Buffer) {
+    this.buf = buf
+  }
+
+  get remaining(): number {
+    return this.buf.length - this.offset
+  }
+
+  private take(n: number, what: string): Buffer {
+    if (n > this.remaining) throw formatError(`truncated ${what}: need ${n} bytes, have ${this.remaining}`)
+    const out = this.buf.subarray(this.offset, this.offset + n)
+    this.offset += n
+    return out
+  }
+
+  u8(): number {
+    return this.take(1, 'byte')[0]!
+  }
+
+  u32(): number {
+    return this.take(4, 'uint32').readUInt32BE(0)
+  }
+
+  u64(): bigint {
+    return this.take(8, 'uint64').readBigUInt64BE(0)
+  }
+
+  bool(): boolean {
+    return this.u8() !== 0
+  }
+
+  /** An SSH `string`: uint32 length + bytes. The result shares memory with the input. */
+  bytes(what = 'string'): Buffer {
+    return this.take(this.u32(), what)
+  }
+
+  /** An SSH `string` that must be valid UTF-8 text. */
+  text(what = 'string'): string {
+    const raw = this.bytes(what)
+    const s = raw.toString('utf8')
+    if (!Buffer.from(s, 'utf8').equals(raw)) throw formatError(`${what} is not valid UTF-8`)
+    return s
+  }
+
+  /** An SSH `mpint` as unsigned magnitude bytes (no sign byte); negative values are refused. */
+  mpint(what = 'mpint'): Buffer {
+    const raw = this.bytes(what)
+    if (raw.length === 0) return raw
+    if (raw[0]! & 0x80) throw formatError(`${what} is negative`)
+    if (raw[0] === 0 && (raw.length === 1 || !(raw[1]! & 0x80))) throw formatError(`${what} is not minimally encoded`)
+    return raw[0] === 0 ? raw.subarray(1) : raw
+  }
+
+  /** The unread rest, consumed. */
+  rest(): Buffer {
+    return this.take(this.remaining, 'rest')
+  }
+
+  /** Throws unless every byte was consumed: trailing garbage is a format error, not ignorable. */
+  end(what: string): void {
+    if (this.remaining !== 0) throw formatError(`${this.remaining} unexpected trailing bytes after ${what}`)
+  }
+}
+
+export class SshWriter {
+  private readonly parts: Buffer[] = []
+  private length = 0
+
+  raw(b: Buffer | Uint8Array): this {
+    const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+    this.parts.push(buf)
+    this.length += buf.length
+    return this
+  }
+
+  u8(n: number): this {
+    return this.raw(Buffer.of(n & 0xff))
+  }
+
+  u32(n: number): this {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new TypeError(`uint32 out of range: ${n}`)
+    const b = Buffer.allocUnsafe(4)
+    b.writeUInt32BE(n, 0)
+    return this.raw(b)
+  }
+
+  u64(n: bigint): this {
+    if (n < 0n || n > MAX_U64) throw new TypeError(`uint64 out of range: ${n}`)
+    const b = Buffer.allocUnsafe(8)
+    b.writeBigUInt64BE(n, 0)
+    return this.raw(b)
+  }
+
+  bool(v: boolean): this {
+    return this.u8(v ? 1 : 0)
+  }
+
+  string(v: Buffer | Uint8Array | string): this {
+    const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v
+    this.u32(b.length)
+    return this.raw(b)
+  }
+
+  /** Unsigned magnitude → minimal two's-complement mpint (leading zeros dropped, 0x00 added when the top bit is set). */
+  mpint(magnitude: Buffer): this {
+    let i = 0
+    while (i < magnitude.length && magnitude[i] === 0) i++
+    const m = magnitude.subarray(i)
+    if (m.length > 0 && m[0]! & 0x80) {
+      this.u32(m.length + 1)
+      this.u8(0)
+      return this.raw(m)
+    }
+    return this.string(m)
+  }
+
+  toBuffer(): Buffer {
+    return Buffer.concat(this.parts, this.length)
+  }
+}
+
+export function formatError(message: string, cause?: unknown): SshcaError {
+  return new SshcaError('ERR_SSH_FORMAT', message, cause === undefined ? {} : {cause})
+}
+
+/** Left-pads (or validates) a big-endian magnitude to exactly `size` bytes. */
+export function fixedWidth(magnitude: Buffer, size: number, what: string): Buffer {
+  let i = 0
+  while (i < magnitude.length - size && magnitude[i] === 0) i++
+  const m = magnitude.subarray(i)
+  if (m.length > size) throw formatError(`${what} is longer than ${size} bytes`)
+  if (m.length === size) return m
+  const out = Buffer.alloc(size)
+  m.copy(out, size - m.length)
+  return out
+}
