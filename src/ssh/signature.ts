@@ -5,7 +5,7 @@
 import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
 import {CURVES, PublicKey} from './keys.ts'
-import {fixedWidth, formatError, SshReader, SshWriter} from './wire.ts'
+import {formatError, SshReader, SshWriter} from './wire.ts'
 
 export type RsaSignatureAlgorithm = 'rsa-sha2-256' | 'rsa-sha2-512'
 
@@ -29,8 +29,9 @@ export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buff
   }
   const curve = CURVES[publicKey.type]
   if (curve) {
-    const rs = cryptoSign(curve.hash, data, {key: privateKey, dsaEncoding: 'ieee-p1363'})
-    const inner = new SshWriter().mpint(rs.subarray(0, curve.size)).mpint(rs.subarray(curve.size)).toBuffer()
+    // DER output: node's {dsaEncoding: 'ieee-p1363'} option form signs 2.5× slower (bench/ssh.ts)
+    const [r, s] = derToRs(cryptoSign(curve.hash, data, privateKey))
+    const inner = new SshWriter().mpint(r).mpint(s).toBuffer()
     return w.string(publicKey.type).string(inner).toBuffer()
   }
   const hash = rsaAlgorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
@@ -66,13 +67,8 @@ export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buf
     const rr = inner.mpint('ecdsa r')
     const ss = inner.mpint('ecdsa s')
     inner.end('ecdsa signature')
-    let rs: Buffer
-    try {
-      rs = Buffer.concat([fixedWidth(rr, curve.size, 'ecdsa r'), fixedWidth(ss, curve.size, 'ecdsa s')])
-    } catch {
-      return invalid('ecdsa signature values are out of range')
-    }
-    return cryptoVerify(curve.hash, data, {key: key.keyObject, dsaEncoding: 'ieee-p1363'}, rs) ? {valid: true, algorithm} : invalid('signature does not match')
+    if (rr.length === 0 || ss.length === 0 || rr.length > curve.size || ss.length > curve.size) return invalid('ecdsa signature values are out of range')
+    return cryptoVerify(curve.hash, data, key.keyObject, rsToDer(rr, ss)) ? {valid: true, algorithm} : invalid('signature does not match')
   }
   if (algorithm === 'ssh-rsa') return invalid('ssh-rsa (SHA-1) signatures are not accepted')
   if (algorithm !== 'rsa-sha2-256' && algorithm !== 'rsa-sha2-512') return invalid(`${algorithm} signature from an rsa key`)
@@ -96,4 +92,49 @@ export function importPrivateKey(pem: string | Buffer, passphrase?: string): Key
     }
     throw formatError('not a private key', err)
   }
+}
+
+/** DER length: short form below 128, else 0x81/0x82 + big-endian length. */
+function derLength(buf: Buffer, at: {i: number}): number {
+  const first = buf[at.i++]!
+  if (first < 0x80) return first
+  const n = first & 0x7f
+  if (n === 0 || n > 2) throw formatError('unexpected DER length in ECDSA signature')
+  let len = 0
+  for (let k = 0; k < n; k++) len = (len << 8) | buf[at.i++]!
+  return len
+}
+
+/** `SEQUENCE { INTEGER r, INTEGER s }` (what OpenSSL returns) → unsigned magnitudes r, s. */
+export function derToRs(der: Buffer): [Buffer, Buffer] {
+  const at = {i: 0}
+  if (der[at.i++] !== 0x30) throw formatError('ECDSA signature is not a DER sequence')
+  const seqLen = derLength(der, at)
+  if (at.i + seqLen !== der.length) throw formatError('ECDSA signature DER length is wrong')
+  const int = (): Buffer => {
+    if (der[at.i++] !== 0x02) throw formatError('ECDSA signature DER has no INTEGER')
+    const len = derLength(der, at)
+    const v = der.subarray(at.i, at.i + len)
+    at.i += len
+    return v[0] === 0 ? v.subarray(1) : v
+  }
+  const r = int()
+  const s = int()
+  return [r, s]
+}
+
+/** Unsigned magnitudes r, s → `SEQUENCE { INTEGER r, INTEGER s }` for node:crypto verify. */
+export function rsToDer(r: Buffer, s: Buffer): Buffer {
+  const int = (v: Buffer): Buffer => {
+    const body = v[0]! & 0x80 ? Buffer.concat([Buffer.of(0), v]) : v
+    return Buffer.concat([Buffer.of(0x02), lengthBytes(body.length), body])
+  }
+  const seq = Buffer.concat([int(r), int(s)])
+  return Buffer.concat([Buffer.of(0x30), lengthBytes(seq.length), seq])
+}
+
+function lengthBytes(n: number): Buffer {
+  if (n < 0x80) return Buffer.of(n)
+  if (n < 0x100) return Buffer.of(0x81, n)
+  return Buffer.of(0x82, n >> 8, n & 0xff)
 }

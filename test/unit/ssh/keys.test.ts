@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import {generateKeyPairSync} from 'node:crypto'
 import {PublicKey, bitLength, splitKeyLine} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey, type KeyKind} from '../../../src/ssh/private-key.ts'
-import {keySigner, verifySignature} from '../../../src/ssh/signature.ts'
+import {derToRs, keySigner, rsToDer, verifySignature} from '../../../src/ssh/signature.ts'
+import {sign} from 'node:crypto'
 import {SshWriter} from '../../../src/ssh/wire.ts'
 
 const KINDS: [KeyKind, string, number][] = [
@@ -88,5 +89,18 @@ describe('public keys', () => {
     assert.equal(check.valid, false)
     assert.match(check.reason!, /SHA-1/)
     assert.equal(verifySignature(rsa.publicKey, data, keySigner(rsa.keyObject, 'rsa-sha2-256').sign(data)).algorithm, 'rsa-sha2-256')
+  })
+
+  it('converts ECDSA DER signatures to r, s and back, long-form lengths included (P-521)', () => {
+    for (const kind of ['ecdsa', 'ecdsa-p384', 'ecdsa-p521'] as KeyKind[]) {
+      const k = generatePrivateKey(kind)
+      for (let i = 0; i < 50; i++) {
+        const der = sign('sha512', Buffer.from(`m${i}`), k.keyObject)
+        const [r, s] = derToRs(der)
+        assert.ok(r[0] !== 0 && s[0] !== 0)
+        assert.deepEqual(rsToDer(r, s), der)
+      }
+    }
+    assert.throws(() => derToRs(Buffer.from('3103020101', 'hex')), {code: 'ERR_SSH_FORMAT'})
   })
 })

@@ -1,0 +1,17 @@
+/**
+ * `npm run bench [-- name…]`: prints the numbers the issues set targets for. Targets are reported,
+ * never asserted: timing belongs here, not in tests.
+ */
+import {benchSigning} from './ssh.ts'
+import {benchStartup} from './startup.ts'
+
+const benches: Record<string, () => Promise<void>> = {
+  sign: benchSigning,
+  startup: benchStartup,
+}
+
+const only = process.argv.slice(2)
+for (const [name, fn] of Object.entries(benches)) {
+  if (only.length > 0 && !only.includes(name)) continue
+  await fn()
+}

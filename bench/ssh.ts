@@ -1,0 +1,39 @@
+/** (a) certificates signed per second by src/ssh, against raw crypto.sign with the same key. */
+import {sign} from 'node:crypto'
+import {signCertificate} from '../src/ssh/cert.ts'
+import {generatePrivateKey, type KeyKind} from '../src/ssh/private-key.ts'
+import {keySigner} from '../src/ssh/signature.ts'
+import {opsPerSecond, print, type Row} from './lib.ts'
+
+export async function benchSigning(): Promise<void> {
+  const rows: Row[] = []
+  const subject = generatePrivateKey('ed25519')
+  for (const kind of ['ed25519', 'ecdsa'] as KeyKind[]) {
+    const ca = generatePrivateKey(kind)
+    const signer = keySigner(ca.keyObject)
+    const now = BigInt(Math.floor(Date.now() / 1000))
+    let serial = 1n
+    const template = {
+      type: 'user' as const,
+      publicKey: subject.publicKey,
+      keyId: 'alice@example.com',
+      principals: ['alice', 'alice@example.com'],
+      validAfter: now - 60n,
+      validBefore: now + 28_800n,
+      extensions: {'permit-pty': true as const},
+    }
+    const body = signCertificate({...template, serial: 0n}, signer).blob
+    const data = body.subarray(0, body.length - 100)
+    const hash = kind === 'ed25519' ? null : 'sha256'
+    const raw = opsPerSecond(() => {
+      sign(hash, data, ca.keyObject)
+    })
+    const ours = opsPerSecond(() => {
+      signCertificate({...template, serial: serial++}, signer)
+    })
+    const ratio = ours / raw
+    rows.push({name: `${kind} CA: raw crypto.sign`, value: `${raw.toFixed(0)}/s`})
+    rows.push({name: `${kind} CA: signCertificate`, value: `${ours.toFixed(0)}/s = ${(ratio * 100).toFixed(0)}% of raw`, target: '≥ 60%', ok: ratio >= 0.6})
+  }
+  print('Certificate signing (src/ssh, in process)', rows)
+}

@@ -1,0 +1,153 @@
+/** `sshca list` and `sshca inspect` as processes, against a real ssh-agent and ssh-keygen. */
+import assert from 'node:assert/strict'
+import {writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {AgentClient} from '../../src/ssh/agent.ts'
+import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {sshca} from '../helpers/cli.ts'
+import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
+import {run} from '../helpers/proc.ts'
+import {tempDir} from '../helpers/tmp.ts'
+
+const ca = generatePrivateKey('ed25519')
+const now = BigInt(Math.floor(Date.now() / 1000))
+
+function cert(keyId: string, principals: string[], seconds: bigint) {
+  const key = generatePrivateKey('ed25519')
+  return {
+    key,
+    cert: signCertificate(
+      {type: 'user', publicKey: key.publicKey, serial: 3n, keyId, principals, validAfter: now - 60n, validBefore: now + seconds, extensions: {'permit-pty': true}},
+      keySigner(ca.keyObject),
+    ),
+  }
+}
+
+describe('sshca list', function () {
+  this.timeout(60_000)
+  let agent: Agent
+  before(async () => {
+    agent = await startAgent()
+  })
+  after(async () => agent.stop())
+
+  const both = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const fast = await sshca(['list', ...args], {env: {SSH_AUTH_SOCK: agent.socket, ...env}})
+    const slow = await sshca(['list', ...args], {env: {SSH_AUTH_SOCK: agent.socket, SSHCA_NO_FAST_PATH: '1', ...env}})
+    return {fast, slow}
+  }
+
+  it('says there are no certificates, exit 0, on both paths', async () => {
+    const {fast, slow} = await both([])
+    assert.equal(fast.code, 0, fast.stderr)
+    assert.match(fast.stdout, /No certificates in the ssh-agent/)
+    assert.deepEqual(fast, slow)
+  })
+
+  it('prints the same table, raw lines and JSON through the fast path and through oclif', async () => {
+    const a = cert('alice@example.com', ['alice', 'alice@example.com'], 8n * 3600n)
+    const b = cert('gha:acme/app:42', ['deploy'], 600n)
+    await AgentClient.with({socketPath: agent.socket}, async (c) => {
+      await c.addCertificate(a.key, a.cert, {lifetimeSeconds: 3600, comment: 'sshca:sso'})
+      await c.addCertificate(b.key, b.cert, {lifetimeSeconds: 600})
+      await c.addKey(generatePrivateKey('ecdsa'))
+    })
+    for (const args of [[], ['--raw'], ['--json'], ['--raw', '--json']]) {
+      const {fast, slow} = await both(args)
+      assert.equal(fast.code, 0, fast.stderr)
+      // the two runs are a second apart at most; "time left" may differ by that second
+      const norm = (s: string) => s.replace(/\d+m\d+s|\d+h\d+m|"secondsLeft": \d+/g, 'T')
+      assert.equal(norm(fast.stdout), norm(slow.stdout), `output differs for list ${args.join(' ')}`)
+      assert.equal(fast.stderr, slow.stderr)
+    }
+    const table = (await sshca(['list'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
+    assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CA$/m)
+    assert.match(table, /user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+7h5\dm\s+-/)
+    assert.match(table, /gha:acme\/app:42\s+deploy\s+.*\s+(9m\d+s|10m0s)/)
+    const raw = (await sshca(['list', '--raw'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
+    assert.equal(raw, (await sshAdd(agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@')).map((l) => `${l}\n`).join(''))
+    const json = JSON.parse((await sshca(['list', '--json'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout)
+    assert.equal(json.certificates.length, 2)
+    assert.equal(json.otherIdentities, 1)
+    assert.equal(json.certificates[0].keyId, 'alice@example.com')
+    assert.equal(json.certificates[0].comment, 'sshca:sso')
+    assert.ok(json.certificates[0].secondsLeft > 8 * 3600 - 120)
+  })
+
+  it('fails the same way on both paths when there is no agent: ERR_AGENT_UNAVAILABLE, exit 5', async () => {
+    for (const args of [[], ['--json']]) {
+      const {fast, slow} = await both(args, {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
+      assert.equal(fast.code, 5)
+      assert.deepEqual(fast, slow)
+    }
+    const {fast} = await both([], {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
+    assert.match(fast.stderr, /ERR_AGENT_UNAVAILABLE/)
+    assert.match(fast.stderr, /ssh-agent -s/)
+    const {fast: json} = await both(['--json'], {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
+    assert.equal(JSON.parse(json.stdout).error.code, 'ERR_AGENT_UNAVAILABLE')
+    assert.equal(json.stderr, '')
+  })
+
+  it('leaves --help and unknown flags to oclif', async () => {
+    const help = await sshca(['list', '--help'])
+    assert.equal(help.code, 0)
+    assert.match(help.stdout, /EXAMPLES/)
+    const bad = await sshca(['list', '--nope'], {env: {SSH_AUTH_SOCK: agent.socket}})
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /Nonexistent flag: --nope/)
+  })
+})
+
+describe('sshca inspect', function () {
+  this.timeout(60_000)
+  const dir = tempDir()
+
+  it('prints what ssh-keygen -L prints, plus the signature check; --json gives the fields', async () => {
+    const {cert: c} = cert('inspect-me', ['alice'], 3600n)
+    const file = join(dir, 'id-cert.pub')
+    writeFileSync(file, certificateLine(c, 'comment') + '\n')
+    const ours = await sshca(['inspect', file], {env: {TZ: 'UTC'}})
+    const theirs = await run('ssh-keygen', ['-L', '-f', file], {env: {...process.env, TZ: 'UTC'}})
+    assert.equal(ours.code, 0, ours.stderr)
+    assert.equal(ours.stdout, theirs.stdout + '        Signature: valid\n')
+    const json = JSON.parse((await sshca(['inspect', file, '--json'])).stdout)
+    assert.equal(json.certificate.keyId, 'inspect-me')
+    assert.equal(json.certificate.serial, '3')
+    assert.equal(json.signature.valid, true)
+    assert.equal(json.comment, 'comment')
+  })
+
+  it('reads standard input, and the bare base64 blob or a /ssh/sign response', async () => {
+    const {cert: c} = cert('stdin', ['bob'], 60n)
+    for (const input of [certificateLine(c), c.blob.toString('base64'), JSON.stringify({crt: c.blob.toString('base64')})]) {
+      const r = await sshca(['inspect', '-', '--json'], {input})
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(JSON.parse(r.stdout).certificate.keyId, 'stdin')
+    }
+  })
+
+  it('says INVALID and exits 3 when one bit of the signature changes', async () => {
+    const {cert: c} = cert('tampered', ['alice'], 60n)
+    const blob = Buffer.from(c.blob)
+    blob[blob.length - 5]! ^= 0x01
+    const r = await sshca(['inspect', '-'], {input: `${c.keyType} ${blob.toString('base64')}`})
+    assert.equal(r.code, 3)
+    assert.match(r.stdout, /Signature: INVALID \(signature does not match\)/)
+    assert.match(r.stderr, /ERR_CERT_SIGNATURE_INVALID/)
+    const j = await sshca(['inspect', '-', '--json'], {input: `${c.keyType} ${blob.toString('base64')}`})
+    assert.equal(j.code, 3)
+    assert.equal(JSON.parse(j.stdout).signature.valid, false)
+  })
+
+  it('rejects what is not a certificate with ERR_SSH_FORMAT (exit 2), and a missing file with ERR_FILE_NOT_FOUND', async () => {
+    const key = generatePrivateKey('ed25519')
+    const r = await sshca(['inspect', '-'], {input: key.publicKey.toLine()})
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, /ERR_SSH_FORMAT.*plain ssh-ed25519 public key/)
+    const m = await sshca(['inspect', join(dir, 'nope')])
+    assert.equal(m.code, 2)
+    assert.match(m.stderr, /ERR_FILE_NOT_FOUND/)
+  })
+})
