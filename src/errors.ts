@@ -30,7 +30,6 @@ export const ERROR_CODES = {
   ERR_CA_BAD_REQUEST: 'the CA rejected the request as malformed',
   ERR_CA_UNAUTHORIZED: 'the CA rejected the identity token',
   ERR_CA_DENIED: 'the CA policy denied the request',
-  ERR_CA_DISABLED: 'the CA has issuance disabled',
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
@@ -48,6 +47,8 @@ export const ERROR_CODES = {
   ERR_TOKEN_REPLAYED: 'the token was already used',
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
+  ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
+  ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, or an upstream is down)',
   ERR_NOT_FOUND: 'the requested record does not exist',
   ERR_INTERNAL: 'an unexpected internal failure',
 } as const

@@ -1,0 +1,170 @@
+/**
+ * `sshca ca init`: a new CA in an empty directory. Everything is built in a temporary sibling
+ * directory and renamed into place at the end, so a failure leaves nothing behind and an existing
+ * CA is never touched.
+ */
+import {generateKeyPairSync} from 'node:crypto'
+import {readdir, rename, rm, rmdir} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {basename, dirname, join, resolve} from 'node:path'
+import {randomBytes} from 'node:crypto'
+import {SshcaError} from '../errors.ts'
+import {generatePrivateKey} from '../ssh/private-key.ts'
+import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {parseHostPort} from '../util/net.ts'
+import {caPaths} from './layout.ts'
+import {writeSealedKey} from './keystore.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './pki.ts'
+
+export interface InitOptions {
+  dir: string
+  name?: string
+  dnsNames?: readonly string[]
+  address?: string
+  password: string
+}
+
+export interface InitResult {
+  dir: string
+  config: string
+  name: string
+  address: string
+  dnsNames: string[]
+  rootFingerprint: string
+  userCaKey: string
+  hostCaKey: string
+}
+
+export function defaultDnsNames(address: string): string[] {
+  const host = parseHostPort(address)?.host ?? ''
+  return host === '' || host === '0.0.0.0' || host === '::' ? [hostname()] : [host]
+}
+
+export async function initCa(opts: InitOptions): Promise<InitResult> {
+  const dir = resolve(opts.dir)
+  const name = opts.name ?? 'sshca'
+  const address = opts.address ?? '127.0.0.1:9000'
+  if (!parseHostPort(address)) throw new SshcaError('ERR_USAGE', `--address "${address}" is not host:port`)
+  const dnsNames = [...new Set((opts.dnsNames ?? []).flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean))]
+  if (dnsNames.length === 0) dnsNames.push(...defaultDnsNames(address))
+  for (const n of dnsNames) {
+    if (!/^[A-Za-z0-9.*:-]+$/.test(n)) throw new SshcaError('ERR_USAGE', `--dns "${n}" is not a DNS name or IP address`)
+  }
+  if (await exists(join(dir, 'ca.yaml')) || await exists(join(dir, 'secrets'))) {
+    throw new SshcaError('ERR_CA_EXISTS', `a CA already exists in ${dir}`, {hint: 'sshca never overwrites a CA; choose another --dir or remove that one yourself'})
+  }
+  if (await exists(dir) && (await readdir(dir)).length > 0) {
+    throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
+  }
+
+  await privateDir(dirname(dir))
+  const tmp = join(dirname(dir), `.${basename(dir)}.init-${randomBytes(4).toString('hex')}`)
+  const p = caPaths(tmp)
+  try {
+    for (const d of [tmp, p.certs, p.secrets, p.ssh, p.db]) await privateDir(d)
+    const root = await createRoot(name)
+    const intermediate = await createIntermediate(name, root)
+    const tls = await createTlsCert(dnsNames, intermediate)
+    const userCa = generatePrivateKey('ed25519')
+    const hostCa = generatePrivateKey('ed25519')
+    const enrollment = generateKeyPairSync('ed25519').privateKey
+    await Promise.all([
+      writeFileAtomic(p.rootCert, root.pem),
+      writeFileAtomic(p.intermediateCert, intermediate.pem),
+      writeFileAtomic(p.tlsCert, tls.pem + intermediate.pem),
+      writeSealedKey(p.rootKey, root.key, opts.password),
+      writeSealedKey(p.intermediateKey, intermediate.key, opts.password),
+      writeSealedKey(p.tlsKey, tls.key, opts.password),
+      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password),
+      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password),
+      writeSealedKey(p.enrollmentKey, enrollment, opts.password),
+      writeFileAtomic(p.userCaPub, `${userCa.publicKey.toLine(`${name} user CA`)}\n`),
+      writeFileAtomic(p.hostCaPub, `${hostCa.publicKey.toLine(`${name} host CA`)}\n`),
+      writeFileAtomic(p.config, configTemplate({name, address, dnsNames})),
+    ])
+    if (await exists(dir)) await rmdir(dir)
+    await rename(tmp, dir)
+    return {
+      dir,
+      config: join(dir, 'ca.yaml'),
+      name,
+      address,
+      dnsNames,
+      rootFingerprint: certFingerprint(root.der),
+      userCaKey: userCa.publicKey.toLine(`${name} user CA`),
+      hostCaKey: hostCa.publicKey.toLine(`${name} host CA`),
+    }
+  } catch (err) {
+    await rm(tmp, {recursive: true, force: true})
+    throw err
+  }
+}
+
+const y = (v: unknown): string => JSON.stringify(v)
+
+function configTemplate(o: {name: string; address: string; dnsNames: string[]}): string {
+  return `# sshca CA configuration. Check it with: sshca ca check-config --config <this file>
+# The running CA re-reads it on SIGHUP; an invalid file is logged and the old policy kept.
+
+name: ${y(o.name)}
+# Where the HTTPS API listens (host:port). Clients reach it by one of dnsNames.
+address: ${y(o.address)}
+# Names and IP addresses in the API's TLS certificate.
+dnsNames: ${y(o.dnsNames)}
+# true stops all issuance (503) without stopping the server.
+disabled: false
+
+# State: used token ids (replay protection), issued certificates, revocations.
+# sqlite: a file under this directory (the schema in src/ca/store.ts is PostgreSQL-ready).
+db:
+  type: sqlite
+  path: db/sshca.sqlite
+
+# Audit log: one JSON line per decision. "-" is standard output.
+audit:
+  file: "-"
+
+ssh:
+  # Clients write "@cert-authority <hostPattern> <host CA key>" into known_hosts (sshca config).
+  hostPattern: "*"
+  # Ceiling for user certificates, whatever a provisioner or rule says.
+  maxUserTtl: 24h
+  # Host certificates: default and ceiling.
+  hostTtl: 30d
+  maxHostTtl: 90d
+
+# Provisioners name the token issuers this CA trusts; each rule maps claims to one certificate.
+# A token must match exactly one enabled rule of its provisioner, else it is denied.
+# Match values: a scalar is equality, a list is any-of, {domain: example.com} on an email,
+# {contains: ops} on a list claim such as groups, {glob: "refs/heads/release/*"}.
+# A claim the token lacks never matches. Templates: \${claim}, \${email.local}, \${email.domain}.
+provisioners: []
+#  - name: sso
+#    type: oidc
+#    issuer: https://idp.example.com
+#    clientId: sshca-cli            # audience defaults to clientId
+#    # clientSecret: ...            # only for IdPs that insist on a secret for native apps
+#    rules:
+#      - name: engineers
+#        match: { email_verified: true, email: { domain: example.com } }
+#        certificate:
+#          principals: ["\${email.local}", "\${email}"]
+#          keyId: "\${email}"
+#          ttl: 8h
+#          extensions: [permit-pty]
+#  - name: ci
+#    type: oidc
+#    issuer: https://token.actions.githubusercontent.com
+#    audience: sshca-ci
+#    maxTtl: 15m
+#    rules:
+#      - name: deploy
+#        match: { repository: acme/app, ref: refs/heads/main, event_name: [push, workflow_dispatch] }
+#        certificate:
+#          principals: [deploy]
+#          ttl: 10m
+#          keyId: "gha:\${repository}:\${run_id}"
+#          forceCommand: /usr/local/bin/deploy.sh
+#          sourceAddress: ["10.0.0.0/8"]
+`
+}

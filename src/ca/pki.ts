@@ -1,0 +1,125 @@
+/**
+ * The X.509 side: a root (the trust anchor clients pin by fingerprint), an intermediate that signs
+ * the API's TLS certificate, and that TLS certificate. ECDSA P-256 throughout, as step-ca does.
+ */
+// @peculiar/x509 resolves its parsers through tsyringe, which needs the Reflect metadata API
+import 'reflect-metadata'
+import {createHash, KeyObject, webcrypto} from 'node:crypto'
+import {isIP} from 'node:net'
+import * as x509 from '@peculiar/x509'
+
+type CryptoKey = webcrypto.CryptoKey
+type CryptoKeyPair = webcrypto.CryptoKeyPair
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+
+const ALG = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'} as const
+const DAY = 86_400_000
+
+export interface IssuedCert {
+  pem: string
+  der: Buffer
+  key: KeyObject
+  cert: x509.X509Certificate
+}
+
+async function newKeys(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair
+}
+
+function toKeyObject(k: CryptoKey): KeyObject {
+  return KeyObject.from(k)
+}
+
+async function toCryptoKey(k: KeyObject): Promise<CryptoKey> {
+  const der = k.export({type: 'pkcs8', format: 'der'})
+  return (await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign'])) as CryptoKey
+}
+
+function issued(cert: x509.X509Certificate, key: KeyObject): IssuedCert {
+  // PEM with a final newline, so certificates concatenate into a valid chain
+  return {pem: `${cert.toString('pem').trimEnd()}\n`, der: Buffer.from(cert.rawData), key, cert}
+}
+
+/** SHA-256 of the DER, lowercase hex: what `sshca bootstrap --fingerprint` takes. */
+export function certFingerprint(der: Buffer | ArrayBuffer): string {
+  return createHash('sha256').update(Buffer.from(der as ArrayBuffer)).digest('hex')
+}
+
+export function pemToDer(pem: string): Buffer {
+  return Buffer.from(new x509.X509Certificate(pem).rawData)
+}
+
+export async function createRoot(name: string, now = new Date()): Promise<IssuedCert> {
+  const keys = await newKeys()
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    name: `CN=${escapeRdn(name)} Root CA`,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + 10 * 365 * DAY),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  })
+  return issued(cert, toKeyObject(keys.privateKey))
+}
+
+export async function createIntermediate(name: string, root: {cert: x509.X509Certificate; key: KeyObject}, now = new Date()): Promise<IssuedCert> {
+  const keys = await newKeys()
+  const cert = await x509.X509CertificateGenerator.create({
+    subject: `CN=${escapeRdn(name)} Intermediate CA`,
+    issuer: root.cert.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + 10 * 365 * DAY - DAY),
+    publicKey: keys.publicKey,
+    signingKey: await toCryptoKey(root.key),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(root.cert),
+    ],
+  })
+  return issued(cert, toKeyObject(keys.privateKey))
+}
+
+/** The API's TLS certificate: every name in `names` as a DNS or IP subject alternative name. */
+export async function createTlsCert(names: readonly string[], intermediate: {cert: x509.X509Certificate; key: KeyObject}, validDays = 365, now = new Date()): Promise<IssuedCert> {
+  if (names.length === 0) throw new TypeError('a TLS certificate needs at least one name')
+  const keys = await newKeys()
+  const cert = await x509.X509CertificateGenerator.create({
+    subject: `CN=${escapeRdn(names[0]!)}`,
+    issuer: intermediate.cert.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + validDays * DAY),
+    publicKey: keys.publicKey,
+    signingKey: await toCryptoKey(intermediate.key),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(names.map((n) => ({type: isIP(n) ? ('ip' as const) : ('dns' as const), value: n}))),
+      await x509.AuthorityKeyIdentifierExtension.create(intermediate.cert),
+    ],
+  })
+  return issued(cert, toKeyObject(keys.privateKey))
+}
+
+export function parseCert(pem: string): x509.X509Certificate {
+  return new x509.X509Certificate(pem)
+}
+
+/** The DNS names and IPs a TLS certificate covers. */
+export function subjectAltNames(cert: x509.X509Certificate): string[] {
+  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension)
+  return ext ? ext.names.items.map((n) => n.value) : []
+}
+
+function escapeRdn(s: string): string {
+  return s.replace(/([,+"\\<>;=])/g, '\\$1')
+}

@@ -1,0 +1,35 @@
+/** Everything a running CA holds. `policy` is swapped whole on a successful reload (SIGHUP). */
+import type {AuditLog} from './audit.ts'
+import type {CaConfig} from './config.ts'
+import type {CaMaterial} from './material.ts'
+import type {TokenVerifier} from './oidc.ts'
+import type {Store} from './store.ts'
+
+export interface PolicyState {
+  config: CaConfig
+  verifier: TokenVerifier
+}
+
+export interface CaRuntime {
+  policy: PolicyState
+  material: CaMaterial
+  store: Store
+  audit: AuditLog
+  /** Milliseconds since the epoch. */
+  clock: () => number
+}
+
+/** What a request's audit line says about it, filled in as the pipeline learns it. */
+export interface AuditTrace {
+  request_id: string
+  client_address?: string
+  route?: string
+  provisioner?: string
+  rule?: string
+  subject?: string
+  claims?: Record<string, unknown>
+  token?: {id: string; sha256: string}
+  key_fingerprint?: string
+  key_type?: string
+  cert_type?: string
+}

@@ -1,0 +1,124 @@
+/**
+ * The signing pipeline (smallstep's SSHSign, in stages): check the subject key (400) → issuance on
+ * (503) → verify the token (401) → spend it once (401) → the one matching rule (403) → build the
+ * certificate from the rule alone (403) → sign → record → audit (201). Each stage is small and the
+ * handler only strings them together; every stage adds what it learns to the audit trace.
+ */
+import {randomBytes} from 'node:crypto'
+import {SshcaError} from '../errors.ts'
+import {signCertificate, type Certificate} from '../ssh/cert.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {selectedClaims} from './audit.ts'
+import {buildCertificateSpec, denial, selectRule} from './policy.ts'
+import type {AuditTrace, CaRuntime} from './runtime.ts'
+import type {IssuedRecord} from './store.ts'
+
+export const MIN_RSA_BITS = 3072
+
+/** The subject key from a step-ca `publicKey` (base64 wire blob) or an authorized_keys line. */
+export function parseSubjectKey(input: {blobBase64?: string; line?: string}): PublicKey {
+  try {
+    if (input.line !== undefined) return PublicKey.parseLine(input.line).key
+    const b64 = input.blobBase64 ?? ''
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new SshcaError('ERR_SSH_FORMAT', 'publicKey is not base64')
+    return PublicKey.fromBlob(Buffer.from(b64, 'base64'))
+  } catch (err) {
+    if (err instanceof SshcaError) throw denial(err.code === 'ERR_SSH_UNSUPPORTED' ? 'ERR_SSH_UNSUPPORTED' : 'ERR_SSH_FORMAT', 'bad_request', `the public key is not acceptable: ${err.message}`)
+    throw err
+  }
+}
+
+/** ed25519 and ECDSA keys; RSA only from 3072 bits. */
+export function checkSubjectKey(key: PublicKey): void {
+  if (key.type === 'ssh-rsa' && key.bits < MIN_RSA_BITS) {
+    throw denial('ERR_SSH_UNSUPPORTED', 'bad_request', `RSA keys must have at least ${MIN_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`)
+  }
+}
+
+export function requireIssuanceEnabled(rt: CaRuntime): void {
+  if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
+}
+
+/** A random non-zero 64-bit serial: unique without coordination between replicas. */
+export function randomSerial(): bigint {
+  for (;;) {
+    const s = randomBytes(8).readBigUInt64BE(0)
+    if (s !== 0n) return s
+  }
+}
+
+export function recordOf(cert: Certificate, trace: AuditTrace, issuedAt: number): IssuedRecord {
+  return {
+    serial: cert.serial,
+    certType: cert.type,
+    keyId: cert.keyId,
+    principals: [...cert.principals],
+    validAfter: cert.validAfter,
+    validBefore: cert.validBefore,
+    provisioner: trace.provisioner ?? '',
+    rule: trace.rule ?? null,
+    subject: trace.subject ?? null,
+    keyFingerprint: cert.publicKey.fingerprint(),
+    issuedAt,
+    requestId: trace.request_id,
+    certificate: cert.blob.toString('base64'),
+  }
+}
+
+export function issuedFields(cert: Certificate): Record<string, unknown> {
+  return {
+    serial: cert.serial.toString(),
+    key_id: cert.keyId,
+    principals: cert.principals,
+    valid_after: new Date(Number(cert.validAfter) * 1000).toISOString(),
+    valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    critical_options: cert.criticalOptions,
+    extensions: Object.keys(cert.extensions),
+  }
+}
+
+/** Records the certificate and writes `certificate_issued`. */
+export async function recordIssued(rt: CaRuntime, cert: Certificate, trace: AuditTrace): Promise<void> {
+  await rt.store.recordCertificate(recordOf(cert, trace, Math.floor(rt.clock() / 1000)))
+  rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
+}
+
+/** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
+export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, token: string, certType: 'user' | 'host', trace: AuditTrace): Promise<Certificate> {
+  trace.key_fingerprint = publicKey.fingerprint()
+  trace.key_type = publicKey.type
+  trace.cert_type = certType
+  checkSubjectKey(publicKey)
+  requireIssuanceEnabled(rt)
+  const policy = rt.policy
+  const verified = await policy.verifier.verify(token)
+  const p = verified.provisioner
+  trace.provisioner = p.name
+  trace.token = {id: verified.tokenId, sha256: verified.tokenHash}
+  trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
+  trace.claims = selectedClaims(verified.claims)
+  if (!(await rt.store.useToken(verified.tokenId, verified.expiresAt))) {
+    throw denial('ERR_TOKEN_REPLAYED', 'token_replayed', 'the token was already used')
+  }
+  if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
+  const {rule} = selectRule(p, verified.claims)
+  trace.rule = rule.name
+  trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
+  const spec = buildCertificateSpec(p, rule, verified.claims, {maxUserTtl: policy.config.ssh.maxUserTtl}, Math.floor(rt.clock() / 1000))
+  const cert = signCertificate(
+    {
+      type: 'user',
+      publicKey,
+      serial: randomSerial(),
+      keyId: spec.keyId,
+      principals: spec.principals,
+      validAfter: spec.validAfter,
+      validBefore: spec.validBefore,
+      criticalOptions: spec.criticalOptions,
+      extensions: spec.extensions,
+    },
+    rt.material.userCa,
+  )
+  await recordIssued(rt, cert, trace)
+  return cert
+}

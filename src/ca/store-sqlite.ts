@@ -1,0 +1,121 @@
+/** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
+import {randomUUID} from 'node:crypto'
+import {DatabaseSync, type StatementSync} from 'node:sqlite'
+import {SCHEMA, type IssuedRecord, type Revocation, type Store} from './store.ts'
+
+interface CertRow {
+  serial: string
+  cert_type: string
+  key_id: string
+  principals: string
+  valid_after: number | bigint
+  valid_before: number | bigint
+  provisioner: string
+  rule_name: string | null
+  subject: string | null
+  key_fingerprint: string
+  issued_at: number | bigint
+  request_id: string
+  certificate: string
+}
+
+export function rowToRecord(r: CertRow): IssuedRecord {
+  return {
+    serial: BigInt(r.serial),
+    certType: r.cert_type as 'user' | 'host',
+    keyId: r.key_id,
+    principals: JSON.parse(r.principals) as string[],
+    validAfter: BigInt(r.valid_after),
+    validBefore: BigInt(r.valid_before),
+    provisioner: r.provisioner,
+    rule: r.rule_name,
+    subject: r.subject,
+    keyFingerprint: r.key_fingerprint,
+    issuedAt: Number(r.issued_at),
+    requestId: r.request_id,
+    certificate: r.certificate,
+  }
+}
+
+/** valid_before may be 2^64-1 ("forever"), beyond SQLite's signed 64-bit integers: clamp for storage. */
+const MAX_I64 = (1n << 63n) - 1n
+export const toDbTime = (v: bigint): bigint => (v > MAX_I64 ? MAX_I64 : v)
+
+export class SqliteStore implements Store {
+  private readonly db: DatabaseSync
+  private readonly stmts: Record<string, StatementSync>
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path)
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    for (const s of SCHEMA) this.db.exec(s)
+    const prep = (sql: string): StatementSync => this.db.prepare(sql)
+    this.stmts = {
+      useToken: prep('INSERT INTO used_tokens (token_id, expires_at) VALUES (?, ?) ON CONFLICT (token_id) DO NOTHING'),
+      record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      find: prep('SELECT * FROM certificates WHERE serial = ?'),
+      hosts: prep("SELECT * FROM certificates WHERE cert_type = 'host' AND valid_before > ? ORDER BY issued_at DESC"),
+      revoke: prep('INSERT INTO revocations (id, serial, key_id, reason, revoked_at) VALUES (?, ?, ?, ?, ?)'),
+      revocations: prep('SELECT serial, key_id, reason, revoked_at FROM revocations ORDER BY revoked_at'),
+      isRevoked: prep('SELECT 1 FROM revocations WHERE serial = ? OR key_id = ? LIMIT 1'),
+      purge: prep('DELETE FROM used_tokens WHERE expires_at < ?'),
+    }
+  }
+
+  async useToken(tokenId: string, expiresAt: number): Promise<boolean> {
+    return this.stmts.useToken!.run(tokenId, expiresAt).changes === 1
+  }
+
+  async recordCertificate(r: IssuedRecord): Promise<void> {
+    this.stmts.record!.run(
+      r.serial.toString(),
+      r.certType,
+      r.keyId,
+      JSON.stringify(r.principals),
+      toDbTime(r.validAfter),
+      toDbTime(r.validBefore),
+      r.provisioner,
+      r.rule,
+      r.subject,
+      r.keyFingerprint,
+      r.issuedAt,
+      r.requestId,
+      r.certificate,
+    )
+  }
+
+  async findCertificate(serial: bigint): Promise<IssuedRecord | undefined> {
+    const row = this.stmts.find!.get(serial.toString()) as CertRow | undefined
+    return row ? rowToRecord(row) : undefined
+  }
+
+  async currentHostCertificates(now: number): Promise<IssuedRecord[]> {
+    return (this.stmts.hosts!.all(now) as unknown as CertRow[]).map(rowToRecord)
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    this.stmts.revoke!.run(randomUUID(), r.serial?.toString() ?? null, r.keyId, r.reason, r.revokedAt)
+  }
+
+  async revocations(): Promise<Revocation[]> {
+    return (this.stmts.revocations!.all() as {serial: string | null; key_id: string | null; reason: string; revoked_at: number}[]).map((r) => ({
+      serial: r.serial === null ? null : BigInt(r.serial),
+      keyId: r.key_id,
+      reason: r.reason,
+      revokedAt: Number(r.revoked_at),
+    }))
+  }
+
+  async isRevoked(serial: bigint, keyId: string): Promise<boolean> {
+    return this.stmts.isRevoked!.get(serial.toString(), keyId) !== undefined
+  }
+
+  async purgeExpiredTokens(now: number): Promise<number> {
+    return Number(this.stmts.purge!.run(now).changes)
+  }
+
+  async close(): Promise<void> {
+    if (this.db.isOpen) this.db.close()
+  }
+}

@@ -1,0 +1,54 @@
+/** Files that must never be half-written or readable by others. */
+import {randomBytes} from 'node:crypto'
+import {chmod, mkdir, open, rename, rm, stat} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+import {SshcaError} from '../errors.ts'
+
+/**
+ * Writes `data` to a temp file beside `path` (mode `mode`), fsyncs it and renames it over `path`:
+ * readers see the old file or the new one, never a mix.
+ */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`)
+  const fh = await open(tmp, 'wx', mode)
+  try {
+    await fh.writeFile(data)
+    await fh.chmod(mode)
+    await fh.sync()
+  } catch (err) {
+    await fh.close()
+    await rm(tmp, {force: true})
+    throw err
+  }
+  await fh.close()
+  try {
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, {force: true})
+    throw err
+  }
+}
+
+/** mkdir -p with mode 0700 for the directories it creates, and 0700 enforced on the last one. */
+export async function privateDir(path: string): Promise<void> {
+  await mkdir(path, {recursive: true, mode: 0o700})
+  await chmod(path, 0o700)
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+}
+
+/** Refuses a secret file that group or others can read. */
+export async function assertPrivateFile(path: string): Promise<void> {
+  const s = await stat(path)
+  if (s.mode & 0o077) {
+    throw new SshcaError('ERR_FILE_PERMISSIONS', `${path} is readable by others (mode ${(s.mode & 0o777).toString(8)})`, {hint: `chmod 600 ${path}`})
+  }
+}

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict'
+import {mayOverlap, parseConfig} from '../../../src/ca/config.ts'
+import {ISSUE_YAML} from './policy.test.ts'
+
+function problems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'ca.yaml')
+  } catch (err) {
+    assert.equal((err as {code: string}).code, 'ERR_CA_CONFIG')
+    return (err as {details: {problems: string[]}}).details.problems
+  }
+  assert.fail('config was accepted')
+}
+
+const provisioner = (extra: string, rule = '') => `
+provisioners:
+  - name: p
+    type: oidc
+    issuer: https://idp.example.com
+    clientId: c
+${extra}
+    rules:
+      - name: r
+        match: {email: {domain: example.com}}
+        certificate: {principals: [a], ttl: 1h${rule}}
+`
+
+describe('ca.yaml', () => {
+  it('names the field of every problem', () => {
+    assert.deepEqual(problems('provisioners: [{name: p, type: oidc, issuer: https://i, clientId: c, rules: [{name: r, match: {a: 1}, certificate: {principals: [a], ttl: 8x}}]}]'), [
+      'provisioners[0].rules[0].certificate.ttl: "8x" is not a duration (use 90s, 15m, 8h, 30d)',
+    ])
+    assert.deepEqual(problems('bogus: 1'), ['(top level): Unrecognized key: "bogus"'])
+    assert.match(problems(provisioner('', ', extensions: [permit-everything]'))[0]!, /extensions\[0\]: unknown extension "permit-everything"/)
+    assert.match(problems(provisioner('', ', sourceAddress: [10.0.0.0/33]'))[0]!, /sourceAddress\[0\]: "10.0.0.0\/33" is not/)
+    assert.match(problems(provisioner('').replace('principals: [a]', 'principals: ["${email"]'))[0]!, /principals\[0\]: .* placeholder/)
+    assert.match(problems(provisioner('    listenAddress: 0.0.0.0:10000'))[0]!, /listenAddress: must be a loopback address/)
+    assert.match(problems('address: nope')[0]!, /address: "nope" is not host:port/)
+  })
+
+  it('accepts plain-http issuers only on loopback addresses', () => {
+    assert.match(problems(provisioner('').replace('https://idp.example.com', 'http://idp.example.com'))[0]!, /issuer: plain http is accepted only on loopback/)
+    assert.match(problems(provisioner('').replace('https://idp.example.com', 'http://localhost:8080'))[0]!, /loopback/)
+    assert.doesNotThrow(() => parseConfig(provisioner('').replace('https://idp.example.com', 'http://127.0.0.1:8080'), 'ca.yaml'))
+  })
+
+  it('refuses duplicate provisioners, rules, and provisioners tokens cannot be routed between', () => {
+    const y = ISSUE_YAML.replace('name: ci', 'name: sso')
+    assert.match(problems(y).join('\n'), /provisioners\[1\]\.name: "sso" is used twice/)
+    const same = ISSUE_YAML.replace('https://token.actions.githubusercontent.com', 'https://idp.example.com').replace('audience: sshca-ci', 'audience: sshca-cli')
+    assert.match(problems(same).join('\n'), /same issuer and audience as provisioner "sso"/)
+    assert.match(problems(provisioner('').replace('clientId: c', ''))[0]!, /set clientId or audience/)
+  })
+
+  it('refuses a YAML syntax error and duplicate keys', () => {
+    assert.equal(problems('a: [').length > 0, true)
+    assert.match(problems('disabled: true\ndisabled: false').join(), /unique|duplicate/i)
+  })
+
+  it('warns about a rule on repository alone, overlapping rules, and granted forwarding', () => {
+    const y = `
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: https://token.actions.githubusercontent.com
+    audience: sshca-ci
+    rules:
+      - name: any-run
+        match: {repository: acme/app}
+        certificate: {principals: [deploy], ttl: 10m, forceCommand: /bin/deploy, extensions: [permit-pty]}
+      - name: main
+        match: {repository: [acme/app, acme/lib], ref: refs/heads/main}
+        certificate: {principals: [deploy], ttl: 10m, extensions: [permit-agent-forwarding]}
+      - name: other-repo
+        match: {repository: acme/web, ref: refs/heads/main}
+        certificate: {principals: [web], ttl: 10m}
+`
+    const {warnings} = parseConfig(y, 'ca.yaml')
+    assert.equal(warnings.length, 4, warnings.join('\n'))
+    assert.match(warnings.join('\n'), /any-run\): matches on repository alone/)
+    assert.match(warnings.join('\n'), /any-run\): grants permit-pty with a force-command/)
+    assert.match(warnings.join('\n'), /main\): grants permit-agent-forwarding/)
+    assert.match(warnings.join('\n'), /rules "any-run" and "main" can match the same token/)
+    assert.doesNotMatch(warnings.join('\n'), /other-repo" can match/)
+  })
+
+  it('decides overlap conservatively', () => {
+    assert.equal(mayOverlap('a', 'b'), false)
+    assert.equal(mayOverlap(['a', 'b'], 'b'), true)
+    assert.equal(mayOverlap({domain: 'x.com'}, 'u@x.com'), true)
+    assert.equal(mayOverlap({domain: 'x.com'}, {domain: 'y.com'}), false)
+    assert.equal(mayOverlap({glob: 'refs/heads/*'}, 'refs/tags/v1'), false)
+    assert.equal(mayOverlap({glob: 'refs/heads/*'}, {glob: 'refs/*/main'}), true)
+    assert.equal(mayOverlap({contains: 'ops'}, 'ops'), false)
+  })
+
+  it('warns when a rule asks for more time than the ceilings allow', () => {
+    const {warnings} = parseConfig(provisioner('    maxTtl: 30m'), 'ca.yaml')
+    assert.match(warnings.join(), /ttl: 1h is capped to 30m/)
+  })
+})
