@@ -2,12 +2,14 @@
  * `npm run bench [-- name…]`: prints the numbers the issues set targets for. Targets are reported,
  * never asserted: timing belongs here, not in tests.
  */
+import {benchCa} from './ca.ts'
 import {benchSigning} from './ssh.ts'
 import {benchStartup} from './startup.ts'
 
 const benches: Record<string, () => Promise<void>> = {
   sign: benchSigning,
   startup: benchStartup,
+  ca: benchCa,
 }
 
 const only = process.argv.slice(2)

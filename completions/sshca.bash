@@ -7,10 +7,14 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="inspect list" ;;
+    "") words="ca inspect list" ;;
+    "ca check-config"*) words="--config --help --json" ;;
+    "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
+    "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca serve"*) words="--address --config --help --json --password-file" ;;
     "inspect"*) words="--help --json" ;;
     "list"*) words="--help --json --raw" ;;
-
+    "ca") words="check-config explain init serve" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

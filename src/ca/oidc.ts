@@ -158,16 +158,7 @@ export class TokenVerifier {
     if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) {
       throw denial('ERR_TOKEN_INVALID', 'token_invalid', `the token's algorithm ${JSON.stringify(header.alg)} is not accepted (asymmetric algorithms only)`)
     }
-    const byIssuer = this.provisioners.filter((p) => p.issuer === claims.iss)
-    if (byIssuer.length === 0) throw denial('ERR_TOKEN_INVALID', 'issuer_unknown', `no provisioner trusts issuer ${JSON.stringify(claims.iss)}`)
-    const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []
-    let candidates = byIssuer.filter((p) => aud.includes(p.audience))
-    if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`)
-    if (typeof claims.azp === 'string') {
-      candidates = candidates.filter((p) => (p.clientId ?? p.audience) === claims.azp)
-      if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`)
-    }
-    return {provisioner: candidates[0]!, claims}
+    return {provisioner: routeClaims(this.provisioners, claims), claims}
   }
 
   async verify(token: string): Promise<VerifiedToken> {
@@ -194,6 +185,20 @@ export class TokenVerifier {
     const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : typeof claims.nonce === 'string' && claims.nonce ? `nonce:${claims.nonce}` : `sha256:${hash}`
     return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: hash, expiresAt: (claims.exp as number) + LEEWAY_SECONDS}
   }
+}
+
+/** The one provisioner whose issuer and audience (and client id, when azp is present) the claims name. */
+export function routeClaims(provisioners: readonly ProvisionerConfig[], claims: JWTPayload): ProvisionerConfig {
+  const byIssuer = provisioners.filter((p) => p.issuer === claims.iss)
+  if (byIssuer.length === 0) throw denial('ERR_TOKEN_INVALID', 'issuer_unknown', `no provisioner trusts issuer ${JSON.stringify(claims.iss)}`)
+  const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []
+  let candidates = byIssuer.filter((p) => aud.includes(p.audience))
+  if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`)
+  if (typeof claims.azp === 'string') {
+    candidates = candidates.filter((p) => (p.clientId ?? p.audience) === claims.azp)
+    if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`)
+  }
+  return candidates[0]!
 }
 
 function verificationError(err: unknown, p: ProvisionerConfig): SshcaError {

@@ -1,8 +1,10 @@
 /**
  * The signing pipeline (smallstep's SSHSign, in stages): check the subject key (400) → issuance on
- * (503) → verify the token (401) → spend it once (401) → the one matching rule (403) → build the
- * certificate from the rule alone (403) → sign → record → audit (201). Each stage is small and the
- * handler only strings them together; every stage adds what it learns to the audit trace.
+ * (503) → verify the token (401) → the one matching rule (403) → build the certificate from the rule
+ * alone (403) → sign → spend the token and record the certificate in one transaction (401 when the
+ * token was already spent; the certificate is then discarded, never returned) → audit (201).
+ * Each stage is small and the handler only strings them together; every stage adds what it learns
+ * to the audit trace.
  */
 import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
@@ -77,10 +79,16 @@ export function issuedFields(cert: Certificate): Record<string, unknown> {
   }
 }
 
-/** Records the certificate and writes `certificate_issued`. */
-export async function recordIssued(rt: CaRuntime, cert: Certificate, trace: AuditTrace): Promise<void> {
-  await rt.store.recordCertificate(recordOf(cert, trace, Math.floor(rt.clock() / 1000)))
+/**
+ * Spends the token and records the certificate atomically, then writes `certificate_issued`.
+ * A token spent before (a replay, or a concurrent twin) is a 401 and the certificate is dropped.
+ */
+export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string; expiresAt: number}, trace: AuditTrace): Promise<Certificate> {
+  if (!(await rt.store.issue(token.id, token.expiresAt, recordOf(cert, trace, Math.floor(rt.clock() / 1000))))) {
+    throw denial('ERR_TOKEN_REPLAYED', 'token_replayed', 'the token was already used')
+  }
   rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
+  return cert
 }
 
 /** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
@@ -97,9 +105,6 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   trace.token = {id: verified.tokenId, sha256: verified.tokenHash}
   trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
   trace.claims = selectedClaims(verified.claims)
-  if (!(await rt.store.useToken(verified.tokenId, verified.expiresAt))) {
-    throw denial('ERR_TOKEN_REPLAYED', 'token_replayed', 'the token was already used')
-  }
   if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
@@ -119,6 +124,5 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
     },
     rt.material.userCa,
   )
-  await recordIssued(rt, cert, trace)
-  return cert
+  return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
 }

@@ -41,9 +41,18 @@ export function rowToRecord(r: CertRow): IssuedRecord {
 const MAX_I64 = (1n << 63n) - 1n
 export const toDbTime = (v: bigint): bigint => (v > MAX_I64 ? MAX_I64 : v)
 
+interface PendingIssue {
+  tokenId: string
+  tokenExpiresAt: number
+  record: IssuedRecord
+  resolve: (fresh: boolean) => void
+  reject: (err: unknown) => void
+}
+
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync
   private readonly stmts: Record<string, StatementSync>
+  private readonly pending: PendingIssue[] = []
 
   constructor(path: string) {
     this.db = new DatabaseSync(path)
@@ -51,6 +60,9 @@ export class SqliteStore implements Store {
     for (const s of SCHEMA) this.db.exec(s)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
     this.stmts = {
+      begin: prep('BEGIN IMMEDIATE'),
+      commit: prep('COMMIT'),
+      rollback: prep('ROLLBACK'),
       useToken: prep('INSERT INTO used_tokens (token_id, expires_at) VALUES (?, ?) ON CONFLICT (token_id) DO NOTHING'),
       record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -63,11 +75,43 @@ export class SqliteStore implements Store {
     }
   }
 
-  async useToken(tokenId: string, expiresAt: number): Promise<boolean> {
-    return this.stmts.useToken!.run(tokenId, expiresAt).changes === 1
+  /**
+   * Group commit: issuances that arrive in the same event-loop turn share one transaction (a commit
+   * costs a WAL write, ~60 µs on a VM disk; per-request commits were a fifth of the CA's CPU).
+   * Each token is still checked on its own: a spent one records nothing and answers false.
+   */
+  issue(tokenId: string, tokenExpiresAt: number, record: IssuedRecord): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({tokenId, tokenExpiresAt, record, resolve, reject})
+      if (this.pending.length === 1) setImmediate(() => this.flush())
+    })
+  }
+
+  private flush(): void {
+    const batch = this.pending.splice(0)
+    if (batch.length === 0) return
+    const results: boolean[] = []
+    try {
+      this.stmts.begin!.run()
+      for (const item of batch) {
+        const fresh = this.stmts.useToken!.run(item.tokenId, item.tokenExpiresAt).changes === 1
+        if (fresh) this.insertCertificate(item.record)
+        results.push(fresh)
+      }
+      this.stmts.commit!.run()
+    } catch (err) {
+      if (this.db.isTransaction) this.stmts.rollback!.run()
+      for (const item of batch) item.reject(err)
+      return
+    }
+    batch.forEach((item, i) => item.resolve(results[i]!))
   }
 
   async recordCertificate(r: IssuedRecord): Promise<void> {
+    this.insertCertificate(r)
+  }
+
+  private insertCertificate(r: IssuedRecord): void {
     this.stmts.record!.run(
       r.serial.toString(),
       r.certType,
@@ -116,6 +160,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.flush()
     if (this.db.isOpen) this.db.close()
   }
 }

@@ -29,9 +29,12 @@ export interface Revocation {
 }
 
 export interface Store {
-  /** Remembers a token id until `expiresAt` (seconds); false when it was already used. */
-  useToken(tokenId: string, expiresAt: number): Promise<boolean>
   recordCertificate(r: IssuedRecord): Promise<void>
+  /**
+   * Spends the token and records the certificate in one transaction: false (and nothing recorded)
+   * when the token was already spent. The certificate exists only if this returns true.
+   */
+  issue(tokenId: string, tokenExpiresAt: number, r: IssuedRecord): Promise<boolean>
   findCertificate(serial: bigint): Promise<IssuedRecord | undefined>
   /** Host certificates still valid at `now` (seconds), newest first. */
   currentHostCertificates(now: number): Promise<IssuedRecord[]>

@@ -1,7 +1,8 @@
 /**
  * OpenSSH public keys (RFC 4253 §6.6, RFC 5656, RFC 8709): wire blobs, authorized_keys lines and
- * SHA256 fingerprints exactly as `ssh-keygen -l` prints them. Every parsed key is also imported into
- * node:crypto, which rejects points off the curve and malformed RSA moduli.
+ * SHA256 fingerprints exactly as `ssh-keygen -l` prints them. ECDSA points are checked against the
+ * curve equation when parsed; the node:crypto KeyObject is built on first use (importing costs
+ * ~50 µs, and the CA only embeds subject keys, it never verifies with them).
  */
 import {createHash, createPublicKey, type JsonWebKey, type KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
@@ -16,12 +17,36 @@ interface Curve {
   readonly size: number
   readonly hash: 'sha256' | 'sha384' | 'sha512'
   readonly bits: number
+  /** Field prime and b of y² = x³ − 3x + b (FIPS 186-4 / SEC 2). */
+  readonly p: bigint
+  readonly b: bigint
 }
 
 export const CURVES: Readonly<Record<string, Curve>> = {
-  'ecdsa-sha2-nistp256': {sshName: 'nistp256', jwkCrv: 'P-256', size: 32, hash: 'sha256', bits: 256},
-  'ecdsa-sha2-nistp384': {sshName: 'nistp384', jwkCrv: 'P-384', size: 48, hash: 'sha384', bits: 384},
-  'ecdsa-sha2-nistp521': {sshName: 'nistp521', jwkCrv: 'P-521', size: 66, hash: 'sha512', bits: 521},
+  'ecdsa-sha2-nistp256': {
+    sshName: 'nistp256', jwkCrv: 'P-256', size: 32, hash: 'sha256', bits: 256,
+    p: 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n,
+    b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn,
+  },
+  'ecdsa-sha2-nistp384': {
+    sshName: 'nistp384', jwkCrv: 'P-384', size: 48, hash: 'sha384', bits: 384,
+    p: 2n ** 384n - 2n ** 128n - 2n ** 96n + 2n ** 32n - 1n,
+    b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn,
+  },
+  'ecdsa-sha2-nistp521': {
+    sshName: 'nistp521', jwkCrv: 'P-521', size: 66, hash: 'sha512', bits: 521,
+    p: 2n ** 521n - 1n,
+    b: 0x0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00n,
+  },
+}
+
+/** True when (x, y) satisfies the curve equation with both coordinates below p. */
+export function onCurve(curve: Curve, x: Buffer, y: Buffer): boolean {
+  const X = BigInt(`0x${x.toString('hex')}`)
+  const Y = BigInt(`0x${y.toString('hex')}`)
+  const {p, b} = curve
+  if (X >= p || Y >= p) return false
+  return (Y * Y) % p === (((X * X * X - 3n * X + b) % p) + p) % p
 }
 
 export function isKeyType(s: string): s is KeyType {
@@ -40,17 +65,25 @@ const fromB64u = (s: string | undefined, what: string): Buffer => {
 
 export class PublicKey {
   private fp?: string
+  private key?: KeyObject
+  private readonly jwk?: JsonWebKey
   readonly type: KeyType
   /** The wire encoding (string type, then the key's fields). */
   readonly blob: Buffer
-  readonly keyObject: KeyObject
   readonly bits: number
 
-  private constructor(type: KeyType, blob: Buffer, keyObject: KeyObject, bits: number) {
+  private constructor(type: KeyType, blob: Buffer, key: KeyObject | JsonWebKey, bits: number) {
     this.type = type
     this.blob = blob
-    this.keyObject = keyObject
     this.bits = bits
+    if ((key as KeyObject).type === 'public') this.key = key as KeyObject
+    else this.jwk = key as JsonWebKey
+  }
+
+  /** The key in node:crypto, imported on first use; ERR_SSH_FORMAT when node rejects it. */
+  get keyObject(): KeyObject {
+    this.key ??= importJwk(this.jwk!, this.type)
+    return this.key
   }
 
   /** Parses a wire blob; the blob must be exactly one key with no trailing bytes. */
@@ -60,13 +93,13 @@ export class PublicKey {
     if (!isKeyType(type)) throw unsupported(type)
     const {jwk, bits} = readKeyFields(type, r)
     r.end('public key')
-    return new PublicKey(type, Buffer.from(blob), importJwk(jwk, type), bits)
+    return new PublicKey(type, Buffer.from(blob), jwk, bits)
   }
 
   /** Reads the key-specific fields of `type` from `r` (as they appear inside a certificate). */
   static fromFields(type: KeyType, r: SshReader): PublicKey {
     const {jwk, bits, w} = readKeyFields(type, r)
-    return new PublicKey(type, w.toBuffer(), importJwk(jwk, type), bits)
+    return new PublicKey(type, w.toBuffer(), jwk, bits)
   }
 
   static fromKeyObject(key: KeyObject): PublicKey {
@@ -149,6 +182,7 @@ function readKeyFields(type: KeyType, r: SshReader): {jwk: JsonWebKey; bits: num
     w.string(name).string(q)
     const x = q.subarray(1, 1 + curve.size)
     const y = q.subarray(1 + curve.size)
+    if (!onCurve(curve, x, y)) throw formatError(`${type} point is not on the curve`)
     return {jwk: {kty: 'EC', crv: curve.jwkCrv, x: b64u(x), y: b64u(y)}, bits: curve.bits, w}
   }
   // ssh-rsa: e then n

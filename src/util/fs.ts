@@ -1,6 +1,6 @@
 /** Files that must never be half-written or readable by others. */
 import {randomBytes} from 'node:crypto'
-import {chmod, mkdir, open, rename, rm, stat} from 'node:fs/promises'
+import {mkdir, open, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 
@@ -29,10 +29,12 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
   }
 }
 
-/** mkdir -p with mode 0700 for the directories it creates, and 0700 enforced on the last one. */
+/**
+ * mkdir -p, 0700 for every directory it creates. Existing directories keep their mode: this must
+ * never tighten /etc because someone ran `ca init --dir /etc/sshca`.
+ */
 export async function privateDir(path: string): Promise<void> {
   await mkdir(path, {recursive: true, mode: 0o700})
-  await chmod(path, 0o700)
 }
 
 export async function exists(path: string): Promise<boolean> {

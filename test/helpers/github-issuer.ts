@@ -50,10 +50,11 @@ export function actionsClaims(issuer: string, audience: string): Record<string, 
   }
 }
 
-export async function startGithubIssuer(defaultAudience = 'sshca-ci'): Promise<GithubIssuer> {
-  const {privateKey, publicKey} = generateKeyPairSync('rsa', {modulusLength: 2048})
+/** RS256 like GitHub by default; `es256` mints faster (benchmarks pre-mint tens of thousands). */
+export async function startGithubIssuer(defaultAudience = 'sshca-ci', keyAlg: 'RS256' | 'ES256' = 'RS256'): Promise<GithubIssuer> {
+  const {privateKey, publicKey} = keyAlg === 'RS256' ? generateKeyPairSync('rsa', {modulusLength: 2048}) : generateKeyPairSync('ec', {namedCurve: 'P-256'})
   const kid = randomBytes(8).toString('hex')
-  const jwk = {...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig'}
+  const jwk = {...(await exportJWK(publicKey)), kid, alg: keyAlg, use: 'sig'}
   const requestToken = randomBytes(16).toString('hex')
   let fetches = 0
   let issuer = ''
@@ -64,7 +65,7 @@ export async function startGithubIssuer(defaultAudience = 'sshca-ci'): Promise<G
     payload.iat = opts.iat ?? now
     payload.nbf = opts.nbf ?? now - 5
     payload.exp = opts.exp ?? now + 300
-    const alg = opts.alg ?? 'RS256'
+    const alg = opts.alg ?? keyAlg
     if (alg === 'none') {
       const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
       return `${enc({alg: 'none', typ: 'JWT'})}.${enc(payload)}.`
@@ -85,7 +86,7 @@ export async function startGithubIssuer(defaultAudience = 'sshca-ci'): Promise<G
       res.end(JSON.stringify(body))
     }
     if (u.pathname === '/.well-known/openid-configuration') {
-      return json(200, {issuer, jwks_uri: `${issuer}/.well-known/jwks`, subject_types_supported: ['public', 'pairwise'], response_types_supported: ['id_token'], id_token_signing_alg_values_supported: ['RS256'], claims_supported: Object.keys(actionsClaims(issuer, ''))})
+      return json(200, {issuer, jwks_uri: `${issuer}/.well-known/jwks`, subject_types_supported: ['public', 'pairwise'], response_types_supported: ['id_token'], id_token_signing_alg_values_supported: [keyAlg], claims_supported: Object.keys(actionsClaims(issuer, ''))})
     }
     if (u.pathname === '/.well-known/jwks') {
       fetches++

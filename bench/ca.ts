@@ -1,0 +1,105 @@
+/**
+ * The signing core: (c) the in-process pipeline (verify + match + sign + record + audit) and
+ * (d) HTTPS POST /ssh/sign through a real `sshca ca serve` process, 16 keep-alive connections,
+ * a unique token per request (autocannon), with p50/p99 latency.
+ */
+import {spawn} from 'node:child_process'
+import {randomUUID} from 'node:crypto'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import autocannon from 'autocannon'
+import {createAuditLog} from '../src/ca/audit.ts'
+import {initCa} from '../src/ca/init.ts'
+import {loadConfig} from '../src/ca/config.ts'
+import {loadMaterial} from '../src/ca/material.ts'
+import {TokenVerifier} from '../src/ca/oidc.ts'
+import type {CaRuntime} from '../src/ca/runtime.ts'
+import {signUserCertificate} from '../src/ca/sign.ts'
+import {SqliteStore} from '../src/ca/store-sqlite.ts'
+import {generatePrivateKey} from '../src/ssh/private-key.ts'
+import {startGithubIssuer} from '../test/helpers/github-issuer.ts'
+import {writePolicy} from '../test/helpers/ca.ts'
+import {print} from './lib.ts'
+
+const PASSWORD = 'benchmark password, not secret'
+
+export async function benchCa(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sshca-bench-ca-'))
+  const gh = await startGithubIssuer('sshca-ci', 'ES256')
+  try {
+    const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
+    writePolicy(init.config, {
+      audit: {file: join(dir, 'audit.log')},
+      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
+        {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},
+      ]}],
+    })
+    const subject = generatePrivateKey('ed25519').publicKey
+    const mintMany = async (n: number) => Promise.all(Array.from({length: n}, () => gh.mint({jti: randomUUID()})))
+
+    // (c) in process
+    const {config} = await loadConfig(init.config)
+    const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
+    const store = new SqliteStore(join(dir, 'bench-inproc.sqlite'))
+    const audit = createAuditLog(join(dir, 'inproc-audit.log'))
+    const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
+    // 16 requests in flight, as the HTTPS run has 16 connections: token verification is async
+    // (WebCrypto on libuv's threadpool), so requests overlap there as they do in the server
+    const pipeline = async (tokens: string[]): Promise<number> => {
+      let i = 0
+      const t0 = performance.now()
+      await Promise.all(Array.from({length: 16}, async () => {
+        while (i < tokens.length) await signUserCertificate(rt, subject, tokens[i++]!, 'user', {request_id: randomUUID()})
+      }))
+      return (tokens.length * 1000) / (performance.now() - t0)
+    }
+    await pipeline(await mintMany(1000))
+    const inProcess = await pipeline(await mintMany(8000))
+    await store.close()
+    await audit.close()
+
+    // (d) over HTTPS, against `sshca ca serve` in its own process
+    const pw = join(dir, 'pw')
+    writeFileSync(pw, `${PASSWORD}\n`, {mode: 0o600})
+    // SSHCA_BENCH_PROFILE=DIR writes a CPU profile of the server process there
+    const profile = process.env.SSHCA_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SSHCA_BENCH_PROFILE}`] : []
+    const server = spawn(process.execPath, [...profile, 'bin/run.js', 'ca', 'serve', '--config', init.config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
+    let out = ''
+    server.stdout.on('data', (d) => (out += d))
+    for (let i = 0; i < 400 && !out.includes('"url"'); i++) await sleep(25)
+    const {url} = JSON.parse(out) as {url: string}
+    const amount = 12_000
+    const httpTokens = await mintMany(amount + 1000)
+    const publicKey = subject.blob.toString('base64')
+    let next = 0
+    const run = (n: number) =>
+      autocannon({
+        url: `${url}/ssh/sign`,
+        connections: 16,
+        pipelining: 1,
+        amount: n,
+        method: 'POST',
+        headers: {'content-type': 'application/json'},
+        // autocannon passes `tls` to tls.connect; its typings do not list it
+        ...({tls: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}} as object),
+        requests: [{setupRequest: (req: autocannon.Request) => ({...req, body: JSON.stringify({publicKey, ott: httpTokens[next++]})})}],
+      })
+    await run(1000) // warm-up: JIT, JWKS fetch, TLS sessions
+    const result = await run(amount)
+    server.kill('SIGTERM')
+    const httpsRate = result.requests.average
+    const ok = result['2xx']
+    const ratio = httpsRate / inProcess
+    print('Signing core (ES256 tokens, ed25519 CA, SQLite, audit to a file)', [
+      {name: 'in-process pipeline', value: `${inProcess.toFixed(0)} certificates/s (verify + match + sign + record + audit)`},
+      {name: 'HTTPS POST /ssh/sign', value: `${httpsRate.toFixed(0)} req/s = ${(ratio * 100).toFixed(0)}% of in-process (16 connections, keep-alive)`, target: '≥ 50%', ok: ratio >= 0.5},
+      {name: 'latency p50 / p99', value: `${result.latency.p50} ms / ${result.latency.p99} ms`, target: 'p99 ≤ 25 ms', ok: result.latency.p99 <= 25},
+      {name: 'responses', value: `${ok} × 201 of ${result.requests.total}; errors ${result.errors}, non-2xx ${result.non2xx}`},
+    ])
+  } finally {
+    await gh.stop()
+    rmSync(dir, {recursive: true, force: true})
+  }
+}

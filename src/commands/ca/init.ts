@@ -1,0 +1,52 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../cli/base.ts'
+import {obtainPassword} from '../../cli/password.ts'
+
+export default class CaInit extends BaseCommand {
+  static override summary = 'Create a new CA: X.509 root and TLS, SSH user and host CA keys, ca.yaml.'
+  static override description = `Creates, in a new or empty directory: an X.509 root and intermediate (the root is what clients pin
+by fingerprint), a TLS certificate for the API covering every --dns name and IP, an SSH user CA key and
+an SSH host CA key (ed25519), and an enrollment key for host tokens, all encrypted at rest with the
+password (scrypt + AES-256-GCM); files 0600, folders 0700; and a commented ca.yaml. Prints the root
+fingerprint and the next commands. Never overwrites an existing CA.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --dir /etc/sshca --name Acme --dns ca.example.com,10.0.0.5 --address 0.0.0.0:9000 --password-file /root/ca-password',
+    '<%= config.bin %> <%= command.id %> --dir ./ca --dns 127.0.0.1',
+  ]
+
+  static override flags = {
+    dir: Flags.string({description: 'directory for the new CA (created 0700)', default: '.sshca-ca'}),
+    name: Flags.string({description: 'name of the CA, used in certificate subjects', default: 'sshca'}),
+    dns: Flags.string({description: 'DNS names and IP addresses for the TLS certificate (comma-separated; repeatable)', multiple: true}),
+    address: Flags.string({description: 'host:port the API will listen on', default: '127.0.0.1:9000'}),
+    'password-file': Flags.string({description: 'file whose first line is the password that encrypts the keys (else asked on the terminal)'}),
+  }
+
+  async run() {
+    const {flags} = await this.parse(CaInit)
+    const password = await obtainPassword({file: flags['password-file'], confirm: true})
+    const {initCa} = await import('../../ca/init.ts')
+    const r = await initCa({dir: flags.dir, name: flags.name, dnsNames: flags.dns ?? [], address: flags.address, password})
+    const host = r.dnsNames[0]!.includes(':') ? `[${r.dnsNames[0]}]` : r.dnsNames[0]
+    const port = r.address.split(':').pop()
+    this.out(`Created CA "${r.name}" in ${r.dir}
+
+  Root fingerprint  ${r.rootFingerprint}
+  User CA key       ${r.userCaKey}
+  Host CA key       ${r.hostCaKey}
+  TLS names         ${r.dnsNames.join(', ')}
+
+Next:
+  1. Add your identity provider and rules to ${r.config} (examples are in the file), then:
+       sshca ca check-config --config ${r.config}
+  2. Start the CA:
+       sshca ca serve --config ${r.config}${flags['password-file'] ? ` --password-file ${flags['password-file']}` : ''}
+  3. On each laptop:
+       sshca bootstrap --ca-url https://${host}:${port} --fingerprint ${r.rootFingerprint}
+  4. On each server, trust the user CA (TrustedUserCAKeys):
+       sshca config --host --dry-run
+`)
+    return r
+  }
+}

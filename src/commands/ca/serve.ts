@@ -1,0 +1,41 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../cli/base.ts'
+import {obtainPassword} from '../../cli/password.ts'
+
+export default class CaServe extends BaseCommand {
+  static override summary = 'Run the CA: the HTTPS API that verifies tokens against the policy and signs certificates.'
+  static override description = `Opens the keys with the password, checks ca.yaml (and refuses to start when it is invalid), and
+serves the API on the configured address. The audit log (one JSON line per decision) goes where ca.yaml
+says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is logged
+(policy_reload_failed) and the old policy stays in force. SIGINT/SIGTERM stop it gracefully.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --password-file /root/ca-password',
+    'kill -HUP $(pidof sshca)   # reload ca.yaml',
+  ]
+
+  static override flags = {
+    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    'password-file': Flags.string({description: 'file whose first line is the CA password (else asked on the terminal)'}),
+    address: Flags.string({description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'}),
+  }
+
+  async run() {
+    const {flags} = await this.parse(CaServe)
+    const password = await obtainPassword({file: flags['password-file']})
+    const {startCa} = await import('../../ca/server.ts')
+    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true})
+    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint}
+    if (this.jsonEnabled()) this.logJson(started)
+    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})\n`)
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        void ca.close().then(resolve)
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    })
+  }
+}
