@@ -26,8 +26,14 @@ import {print} from './lib.ts'
 const PASSWORD = 'benchmark password, not secret'
 
 export async function benchCa(): Promise<void> {
+  // RS256 first: GitHub Actions, Google, Okta and Azure AD sign ID tokens with it
+  await benchCaWith('RS256')
+  if (!process.env.SSHCA_BENCH_PROFILE) await benchCaWith('ES256')
+}
+
+async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-bench-ca-'))
-  const gh = await startGithubIssuer('sshca-ci', 'ES256')
+  const gh = await startGithubIssuer('sshca-ci', alg)
   try {
     const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
     writePolicy(init.config, {
@@ -87,15 +93,36 @@ export async function benchCa(): Promise<void> {
         requests: [{setupRequest: (req: autocannon.Request) => ({...req, body: JSON.stringify({publicKey, ott: httpTokens[next++]})})}],
       })
     await run(1000) // warm-up: JIT, JWKS fetch, TLS sessions
+    const cpu = (): number => {
+      const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      return ((Number(f[11]) + Number(f[12])) * 1000) / 100 // utime + stime, clock ticks → ms
+    }
+    const serverCpu0 = cpu()
+    const clientCpu0 = process.cpuUsage()
     const result = await run(amount)
+    const serverCpuMs = cpu() - serverCpu0
+    const health = await autocannon({url: `${url}/health`, connections: 16, amount: 20_000, ...({tls: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}} as object)})
+    if (process.env.SSHCA_BENCH_THREADS) {
+      const {readdirSync} = await import('node:fs')
+      for (const tid of readdirSync(`/proc/${server.pid}/task`)) {
+        const st = readFileSync(`/proc/${server.pid}/task/${tid}/stat`, 'utf8')
+        const name = /\((.*)\)/.exec(st)![1]
+        const f = st.split(') ')[1]!.split(' ')
+        console.log(`thread ${tid} ${name}: ${((Number(f[11]) + Number(f[12])) * 10)} ms`)
+      }
+    }
+    const clientCpu = process.cpuUsage(clientCpu0)
+    const clientCpuMs = (clientCpu.user + clientCpu.system) / 1000
     server.kill('SIGTERM')
     const httpsRate = result.requests.average
     const ok = result['2xx']
     const ratio = httpsRate / inProcess
-    print('Signing core (ES256 tokens, ed25519 CA, SQLite, audit to a file)', [
+    print(`Signing core (${alg} tokens, ed25519 CA, SQLite, audit to a file)`, [
       {name: 'in-process pipeline', value: `${inProcess.toFixed(0)} certificates/s (verify + match + sign + record + audit)`},
       {name: 'HTTPS POST /ssh/sign', value: `${httpsRate.toFixed(0)} req/s = ${(ratio * 100).toFixed(0)}% of in-process (16 connections, keep-alive)`, target: '≥ 50%', ok: ratio >= 0.5},
       {name: 'latency p50 / p99', value: `${result.latency.p50} ms / ${result.latency.p99} ms`, target: 'p99 ≤ 25 ms', ok: result.latency.p99 <= 25},
+      {name: 'floor: GET /health', value: `${health.requests.average.toFixed(0)} req/s, p50 ${health.latency.p50} ms, p99 ${health.latency.p99} ms (same server, same client)`},
+      {name: 'CPU per request', value: `server ${((serverCpuMs * 1000) / amount).toFixed(0)} µs, load generator ${((clientCpuMs * 1000) / amount).toFixed(0)} µs (2 cores shared)`},
       {name: 'responses', value: `${ok} × 201 of ${result.requests.total}; errors ${result.errors}, non-2xx ${result.non2xx}`},
     ])
   } finally {

@@ -50,9 +50,9 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
   }
   const helpers: RouteHelpers = {trace, parseBody}
 
-  app.addHook('onSend', async (req, reply) => {
-    reply.header('x-request-id', req.id)
-    reply.header('cache-control', 'no-store')
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.headers({'x-request-id': req.id, 'cache-control': 'no-store'})
+    done()
   })
 
   app.setErrorHandler((err, req, reply) => {

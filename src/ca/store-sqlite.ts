@@ -1,6 +1,7 @@
 /** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
 import {randomUUID} from 'node:crypto'
 import {DatabaseSync, type StatementSync} from 'node:sqlite'
+import {startCheckpointer, type Checkpointer} from './sqlite-checkpointer.ts'
 import {SCHEMA, type IssuedRecord, type Revocation, type Store} from './store.ts'
 
 interface CertRow {
@@ -53,10 +54,15 @@ export class SqliteStore implements Store {
   private readonly db: DatabaseSync
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
+  private readonly checkpointer: Checkpointer | undefined
 
   constructor(path: string) {
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    if (path !== ':memory:') {
+      this.db.exec('PRAGMA wal_autocheckpoint = 0;')
+      this.checkpointer = startCheckpointer(path)
+    }
     for (const s of SCHEMA) this.db.exec(s)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
     this.stmts = {
@@ -161,6 +167,10 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.flush()
-    if (this.db.isOpen) this.db.close()
+    await this.checkpointer?.stop()
+    if (this.db.isOpen) {
+      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+      this.db.close()
+    }
   }
 }
