@@ -7,13 +7,17 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="ca inspect list" ;;
+    "") words="bootstrap ca config inspect list login logout" ;;
+    "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca check-config"*) words="--config --help --json" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
+    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir" ;;
     "inspect"*) words="--help --json" ;;
     "list"*) words="--help --json --raw" ;;
+    "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
+    "logout"*) words="--all --context --help --json" ;;
     "ca") words="check-config explain init serve" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))

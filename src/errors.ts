@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   ERR_CONTEXT_NOT_FOUND: 'the named context does not exist',
   ERR_TRUST_FINGERPRINT_MISMATCH: 'the CA root does not have the expected fingerprint',
   ERR_TRUST_ROOT_CHANGED: 'the context already trusts a different root',
+  ERR_TRUST_TLS: 'the CA presented a TLS certificate that does not chain to the pinned root',
   ERR_CA_UNREACHABLE: 'the CA could not be reached',
   ERR_CA_BAD_RESPONSE: 'the CA answered something unexpected',
   ERR_CA_BAD_REQUEST: 'the CA rejected the request as malformed',

@@ -89,6 +89,8 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
         name: p.name,
         clientID: p.clientId ?? p.audience,
         audience: p.audience,
+        // people sign in with provisioners that have a client id; CI provisioners only name an audience
+        interactive: p.clientId !== undefined,
         configurationEndpoint: `${p.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
         ...(p.clientSecret !== undefined ? {clientSecret: p.clientSecret} : {}),
         ...(p.listenAddress !== undefined ? {listenAddress: p.listenAddress} : {}),

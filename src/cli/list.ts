@@ -2,12 +2,13 @@
  * `sshca list`, shared by the oclif command and the start-up fast path (bin/run.js), so both print
  * the same bytes. Kept free of @oclif/core: importing it costs more than the whole command.
  */
+import {knownUserCas, sshcaHome} from '../client/home.ts'
 import {listCertificates, type ListResult} from '../client/list.ts'
 import {renderList} from './render.ts'
 
 export type ListOutput = ListResult
 
 export async function runList(opts: {raw: boolean}): Promise<{result: ListOutput; text: string}> {
-  const result = await listCertificates({})
+  const result = await listCertificates({knownCas: await knownUserCas(sshcaHome())})
   return {result, text: renderList(result, opts.raw)}
 }

@@ -68,3 +68,17 @@ export function renderList(r: ListResult, raw: boolean): string {
   }
   return table(rows)
 }
+
+import type {LoginResult} from '../client/login.ts'
+
+export function renderLogin(r: LoginResult): string {
+  const c = r.certificate
+  const who = c.principals.join(', ')
+  const until = `${c.validBefore.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${shortDuration(c.secondsLeft)} from now)`
+  if (r.skipped) {
+    return `You already have a certificate from "${r.context}" for ${who}, valid until ${until}.\nNothing to do; use --force to get a new one.\n`
+  }
+  const where = r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
+  const how = {browser: 'browser sign-in', device: 'device code', refresh: 'saved sign-in', 'identity-token': 'identity token', 'github-actions': 'GitHub Actions token', existing: ''}[r.method]
+  return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
+}

@@ -1,0 +1,101 @@
+/** What a person sees while a command waits on them: the browser, a spinner, a choice. */
+import {spawn} from 'node:child_process'
+import {createInterface} from 'node:readline/promises'
+import type {LoginEvent} from '../client/oidc.ts'
+import {SshcaError} from '../errors.ts'
+import {shortDuration} from './format.ts'
+
+/** Where a browser can be opened: a display, not CI, not over SSH, not BROWSER=none. */
+export function canOpenBrowser(env: NodeJS.ProcessEnv = process.env, platform = process.platform): boolean {
+  if (env.BROWSER === 'none' || env.CI || env.SSH_CONNECTION || env.SSH_TTY) return false
+  if (platform === 'linux' || platform === 'freebsd' || platform === 'openbsd') return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY)
+  return true
+}
+
+/** Opens `url` with $BROWSER when set, else the system's opener (the `open` package). */
+export async function openBrowser(url: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  if (!canOpenBrowser(env)) return false
+  try {
+    if (env.BROWSER) {
+      const child = spawn(env.BROWSER, [url], {detached: true, stdio: 'ignore'})
+      child.on('error', () => undefined)
+      child.unref()
+      return true
+    }
+    const {default: open} = await import('open')
+    const child = await open(url, {wait: false})
+    child.on('error', () => undefined)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A one-line spinner with a countdown on a TTY; a single line otherwise. */
+export function waitIndicator(stream: NodeJS.WriteStream, text: string, timeoutMs: number): {stop(final?: string): void} {
+  const end = Date.now() + timeoutMs
+  if (!stream.isTTY) {
+    stream.write(`${text} (up to ${shortDuration(timeoutMs / 1000)}; Ctrl-C to cancel)\n`)
+    return {stop: (final) => void (final && stream.write(`${final}\n`))}
+  }
+  const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
+  let i = 0
+  const draw = () => stream.write(`\r\x1b[2K${frames[i++ % frames.length]} ${text} ${shortDuration(Math.max(0, (end - Date.now()) / 1000))} left, Ctrl-C to cancel`)
+  draw()
+  const timer = setInterval(draw, 100)
+  timer.unref()
+  return {
+    stop(final) {
+      clearInterval(timer)
+      stream.write(`\r\x1b[2K${final ? `${final}\n` : ''}`)
+    },
+  }
+}
+
+/** Prints login progress on stderr (stdout stays for results and --json). */
+export function loginNotifier(stream: NodeJS.WriteStream = process.stderr): {notify(e: LoginEvent): void; done(final?: string): void} {
+  let spinner: {stop(final?: string): void} | undefined
+  let waitingFor = 'Waiting for you to sign in in the browser…'
+  return {
+    notify(e) {
+      switch (e.type) {
+        case 'authorization_url':
+          stream.write(`${e.browserOpened ? 'A browser window was opened. If it did not appear, open this URL' : 'Open this URL in a browser'} to sign in:\n\n${e.url}\n\n`)
+          break
+        case 'device_code':
+          waitingFor = 'Waiting for the code to be confirmed…'
+          stream.write(`On any device, open ${e.verificationUri} and enter the code:\n\n    ${e.userCode}\n\n${e.verificationUriComplete ? `(or open ${e.verificationUriComplete})\n\n` : ''}`)
+          break
+        case 'waiting':
+          spinner = waitIndicator(stream, waitingFor, e.timeoutMs)
+          break
+        case 'refreshing':
+          stream.write('Renewing your sign-in with the identity provider (no browser needed)…\n')
+          break
+        case 'refresh_failed':
+          stream.write('The saved sign-in has expired; signing in again.\n')
+          break
+      }
+    },
+    done(final) {
+      spinner?.stop(final)
+      spinner = undefined
+    },
+  }
+}
+
+/** Asks which of `names` to use, on the terminal. */
+export async function chooseOnTty(names: string[]): Promise<string> {
+  const rl = createInterface({input: process.stdin, output: process.stderr})
+  try {
+    process.stderr.write('This CA has several sign-in methods:\n')
+    names.forEach((n, i) => process.stderr.write(`  ${i + 1}) ${n}\n`))
+    const answer = (await rl.question(`Which one? [1-${names.length}] `)).trim()
+    const byNumber = names[Number(answer) - 1]
+    const chosen = byNumber ?? names.find((n) => n === answer)
+    if (!chosen) throw new SshcaError('ERR_USAGE', `"${answer}" is not one of the choices`, {hint: 'pass --provisioner NAME'})
+    return chosen
+  } finally {
+    rl.close()
+  }
+}

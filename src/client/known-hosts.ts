@@ -1,0 +1,56 @@
+/**
+ * The managed @cert-authority block in known_hosts: one block per context, between marker lines,
+ * replaced in place. Every byte outside the block is kept as it was (line endings included).
+ */
+import {SshcaError} from '../errors.ts'
+
+export const beginMarker = (context: string): string => `# >>> sshca ${context} (managed by \`sshca config\`; changes inside this block are replaced)`
+export const endMarker = (context: string): string => `# <<< sshca ${context}`
+
+export function managedBlock(context: string, pattern: string, hostCaKeys: readonly string[], eol = '\n'): string {
+  const lines = [beginMarker(context), ...hostCaKeys.map((k) => `@cert-authority ${pattern} ${k}`), endMarker(context)]
+  return lines.join(eol) + eol
+}
+
+/**
+ * `existing` with the context's block replaced (or appended when absent). Throws when a begin marker
+ * has no end marker: guessing where the block ends could delete the person's own lines.
+ */
+export function mergeKnownHosts(existing: string, context: string, pattern: string, hostCaKeys: readonly string[]): {text: string; changed: boolean} {
+  const eol = existing.includes('\r\n') ? '\r\n' : '\n'
+  const block = managedBlock(context, pattern, hostCaKeys, eol)
+  const begin = beginMarker(context)
+  const end = endMarker(context)
+  // line boundaries, keeping each line's own terminator
+  const lines = existing.match(/[^\n]*\n|[^\n]+$/g) ?? []
+  const bare = (l: string): string => l.replace(/\r?\n$/, '')
+  const starts = lines.flatMap((l, i) => (bare(l) === begin ? [i] : []))
+  if (starts.length === 0) {
+    const sep = existing.length > 0 && !existing.endsWith('\n') ? eol : ''
+    const text = existing + sep + block
+    return {text, changed: text !== existing}
+  }
+  const out: string[] = []
+  let i = 0
+  let placed = false
+  while (i < lines.length) {
+    if (bare(lines[i]!) !== begin) {
+      out.push(lines[i]!)
+      i++
+      continue
+    }
+    const j = lines.findIndex((l, k) => k > i && bare(l) === end)
+    if (j < 0) {
+      throw new SshcaError('ERR_INPUT', `known_hosts has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
+    }
+    if (!placed) {
+      // keep the file's final-newline state: a block that ended the file without a newline still does
+      const last = lines[j]!
+      out.push(last.endsWith('\n') ? block : block.slice(0, -eol.length))
+      placed = true
+    }
+    i = j + 1
+  }
+  const text = out.join('')
+  return {text, changed: text !== existing}
+}

@@ -1,0 +1,190 @@
+/**
+ * Getting an ID token from a person's identity provider, every OIDC step through openid-client:
+ * authorization code + PKCE (S256) + state + nonce with a loopback redirect (RFC 8252), the device
+ * authorization grant (RFC 8628), and the refresh grant. Plain-HTTP issuers only on loopback.
+ */
+import type * as Oidc from 'openid-client'
+import {SshcaError} from '../errors.ts'
+import {isLoopbackAddress, parseHostPort} from '../util/net.ts'
+import {startLoopback} from './loopback.ts'
+
+export interface OidcProvisioner {
+  name: string
+  issuer: string
+  clientId: string
+  clientSecret?: string
+  listenAddress?: string
+  scopes?: string[]
+}
+
+export type LoginEvent =
+  | {type: 'authorization_url'; url: string; browserOpened: boolean}
+  | {type: 'device_code'; userCode: string; verificationUri: string; verificationUriComplete?: string; expiresIn: number}
+  | {type: 'waiting'; timeoutMs: number}
+  | {type: 'refreshing'}
+  | {type: 'refresh_failed'; reason: string}
+
+export interface InteractiveDeps {
+  openBrowser(url: string): Promise<boolean>
+  notify(e: LoginEvent): void
+  /** How long to wait for the person (default 5 minutes). */
+  timeoutMs?: number
+  /** Aborted on Ctrl-C. */
+  signal?: AbortSignal
+}
+
+export interface IdpTokens {
+  idToken: string
+  refreshToken?: string
+}
+
+export const DEFAULT_SCOPES = ['openid', 'email', 'profile', 'offline_access']
+
+export function issuerFromConfigurationEndpoint(endpoint: string): string {
+  return endpoint.replace(/\/\.well-known\/openid-configuration$/, '')
+}
+
+async function configure(p: OidcProvisioner): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
+  const client = await import('openid-client')
+  const issuer = new URL(p.issuer)
+  const insecure = issuer.protocol === 'http:'
+  if (insecure && !isLoopbackAddress(issuer.hostname)) {
+    throw new SshcaError('ERR_IDP_ERROR', `the identity provider ${p.issuer} is plain http and not on loopback; refusing`)
+  }
+  try {
+    const config = await client.discovery(
+      issuer,
+      p.clientId,
+      p.clientSecret ? {client_secret: p.clientSecret} : undefined,
+      p.clientSecret ? client.ClientSecretPost(p.clientSecret) : client.None(),
+      {execute: insecure ? [client.allowInsecureRequests] : [], timeout: 15},
+    )
+    return {client, config}
+  } catch (err) {
+    throw idpError(p, err)
+  }
+}
+
+function idpError(p: OidcProvisioner, err: unknown): SshcaError {
+  if (err instanceof SshcaError) return err
+  const e = err as {name?: string; code?: string; error?: string; error_description?: string; message: string; cause?: {code?: string}}
+  if (e.error) return new SshcaError('ERR_IDP_ERROR', `the identity provider refused: ${e.error}${e.error_description ? ` (${e.error_description})` : ''}`, {cause: err})
+  if (e.name === 'AbortError' || e.code === 'OAUTH_ABORT') return new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled', {cause: err})
+  const netCode = e.cause?.code ?? e.code
+  if (netCode && /ECONN|ENOTFOUND|ETIMEDOUT|UND_ERR|OAUTH_TIMEOUT/.test(netCode)) {
+    return new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach the identity provider ${p.issuer}: ${netCode}`, {cause: err})
+  }
+  return new SshcaError('ERR_IDP_ERROR', `the sign-in with ${p.issuer} failed: ${e.message}`, {cause: err})
+}
+
+function scopeOf(p: OidcProvisioner): string {
+  return (p.scopes?.length ? p.scopes : DEFAULT_SCOPES).join(' ')
+}
+
+function withTimeout<T>(p: Promise<T>, deps: InteractiveDeps, what: string): Promise<T> {
+  const ms = deps.timeoutMs ?? 5 * 60_000
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new SshcaError('ERR_LOGIN_TIMEOUT', `no ${what} within ${Math.round(ms / 1000)} s`, {hint: 'run sshca login again and finish signing in in the browser; use --console on a machine without one'})), ms)
+    const onAbort = () => reject(new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled'))
+    deps.signal?.addEventListener('abort', onAbort, {once: true})
+    p.then(resolve, reject).finally(() => {
+      clearTimeout(timer)
+      deps.signal?.removeEventListener('abort', onAbort)
+    })
+  })
+}
+
+/** Authorization code + PKCE through the browser; the URL is always handed to notify() to print. */
+export async function browserLogin(p: OidcProvisioner, loginHint: string | undefined, deps: InteractiveDeps): Promise<IdpTokens> {
+  const {client, config} = await configure(p)
+  const state = client.randomState()
+  const nonce = client.randomNonce()
+  const verifier = client.randomPKCECodeVerifier()
+  const fixed = p.listenAddress ? parseHostPort(p.listenAddress) : undefined
+  const loopback = await startLoopback(state, fixed)
+  try {
+    const scope = scopeOf(p)
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: loopback.redirectUri,
+      scope,
+      state,
+      nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      // without prompt=consent, IdPs such as oidc-provider and Google drop offline_access
+      ...(scope.split(' ').includes('offline_access') ? {prompt: 'consent'} : {}),
+      ...(loginHint ? {login_hint: loginHint} : {}),
+    })
+    const browserOpened = await deps.openBrowser(url.href).catch(() => false)
+    deps.notify({type: 'authorization_url', url: url.href, browserOpened})
+    deps.notify({type: 'waiting', timeoutMs: deps.timeoutMs ?? 5 * 60_000})
+    const callback = await withTimeout(loopback.callback, deps, 'sign-in')
+    try {
+      const tokens = await client.authorizationCodeGrant(config, callback, {pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true})
+      return {idToken: tokens.id_token!, ...(tokens.refresh_token ? {refreshToken: tokens.refresh_token} : {})}
+    } catch (err) {
+      throw idpError(p, err)
+    }
+  } finally {
+    loopback.close()
+  }
+}
+
+/** The device authorization grant: prints a code, polls until the person confirms it elsewhere. */
+export async function deviceLogin(p: OidcProvisioner, deps: InteractiveDeps): Promise<IdpTokens> {
+  const {client, config} = await configure(p)
+  let handle: Awaited<ReturnType<typeof client.initiateDeviceAuthorization>>
+  try {
+    handle = await client.initiateDeviceAuthorization(config, {scope: scopeOf(p)})
+  } catch (err) {
+    throw idpError(p, err)
+  }
+  deps.notify({type: 'device_code', userCode: handle.user_code, verificationUri: handle.verification_uri, ...(handle.verification_uri_complete ? {verificationUriComplete: handle.verification_uri_complete} : {}), expiresIn: handle.expires_in})
+  const ms = Math.min(deps.timeoutMs ?? 5 * 60_000, handle.expires_in * 1000)
+  deps.notify({type: 'waiting', timeoutMs: ms})
+  const abort = new AbortController()
+  const poll = client.pollDeviceAuthorizationGrant(config, handle, undefined, {signal: abort.signal}).catch((err: unknown) => {
+    throw idpError(p, err)
+  })
+  try {
+    const tokens = await withTimeout(poll, {...deps, timeoutMs: ms}, 'confirmation of the device code')
+    if (!tokens.id_token) throw new SshcaError('ERR_IDP_ERROR', 'the identity provider returned no ID token (is the "openid" scope allowed?)')
+    return {idToken: tokens.id_token, ...(tokens.refresh_token ? {refreshToken: tokens.refresh_token} : {})}
+  } finally {
+    abort.abort()
+  }
+}
+
+/** A fresh ID token from a refresh token, without the person; undefined when it no longer works. */
+export async function refreshLogin(p: OidcProvisioner, refreshToken: string): Promise<IdpTokens> {
+  const {client, config} = await configure(p)
+  try {
+    const tokens = await client.refreshTokenGrant(config, refreshToken, {scope: scopeOf(p)})
+    if (!tokens.id_token) throw new SshcaError('ERR_IDP_ERROR', 'the refresh returned no ID token')
+    return {idToken: tokens.id_token, refreshToken: tokens.refresh_token ?? refreshToken}
+  } catch (err) {
+    throw idpError(p, err)
+  }
+}
+
+/** GitHub Actions: the job's OIDC token for `audience` (needs `permissions: id-token: write`). */
+export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: string): Promise<string> {
+  const url = env.ACTIONS_ID_TOKEN_REQUEST_URL
+  const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN
+  if (!url || !bearer) {
+    throw new SshcaError('ERR_GITHUB_ACTIONS_ENV', 'ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set', {
+      hint: 'run inside a GitHub Actions job whose workflow grants `permissions: id-token: write`',
+    })
+  }
+  const u = new URL(url)
+  u.searchParams.set('audience', audience)
+  let res: Response
+  try {
+    res = await fetch(u, {headers: {authorization: `bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
+  } catch (err) {
+    throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {cause: err})
+  }
+  const body = (await res.json().catch(() => ({}))) as {value?: string}
+  if (!res.ok || typeof body.value !== 'string') throw new SshcaError('ERR_IDP_ERROR', `GitHub's token endpoint answered ${res.status} without a token`)
+  return body.value
+}

@@ -1,0 +1,92 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base.ts'
+import {contextFlag} from '../cli/flags.ts'
+import {chooseOnTty, loginNotifier, openBrowser} from '../cli/interact.ts'
+import {readInput} from '../cli/io.ts'
+import {renderLogin} from '../cli/render.ts'
+import {sshcaHome} from '../client/home.ts'
+import {login, type LoginResult} from '../client/login.ts'
+import {defaultTokenStore} from '../client/token-store.ts'
+import {SshcaError} from '../errors.ts'
+
+export default class Login extends BaseCommand {
+  static override summary = 'Sign in and get a short-lived SSH certificate into your ssh-agent.'
+  static override description = `Signs in with the CA's identity provider (browser with a loopback redirect on 127.0.0.1, PKCE, state
+and nonce; --console for the device-code flow on machines without a browser), generates an ephemeral key
+in memory, has the CA sign it, and adds key + certificate to ssh-agent for exactly the certificate's
+lifetime. The authorization URL is always printed. A saved refresh token (OS keyring, else a 0600 file)
+signs you in again without a browser while your identity provider session lives. If the agent already
+holds a certificate from this CA with more than 10 minutes left, nothing is done unless --force.
+
+For machines: --identity-token-file F|- uses an ID token obtained elsewhere, --github-actions fetches
+the job's OIDC token (needs "permissions: id-token: write"). The CA's policy decides principals,
+lifetime and options; the request cannot widen them.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> alice@example.com --provisioner sso',
+    '<%= config.bin %> <%= command.id %> --console                      # device code, for a machine without a browser',
+    '<%= config.bin %> <%= command.id %> --github-actions               # in a GitHub Actions job',
+    'gcloud auth print-identity-token | <%= config.bin %> <%= command.id %> --identity-token-file -',
+    '<%= config.bin %> <%= command.id %> --no-agent --out ./deploy_key   # writes deploy_key (0600) and deploy_key-cert.pub',
+  ]
+
+  static override args = {
+    identity: Args.string({description: 'who to sign in as (a login hint; also which existing certificate counts)'}),
+  }
+
+  static override flags = {
+    context: contextFlag,
+    provisioner: Flags.string({description: 'the CA provisioner to sign in with (asked when several and a terminal)'}),
+    console: Flags.boolean({description: 'use the device-code flow instead of a browser on this machine'}),
+    force: Flags.boolean({description: 'get a new certificate even if a valid one is in the agent'}),
+    kty: Flags.string({description: 'type of the ephemeral key', options: ['ed25519', 'ecdsa'], default: 'ed25519'}),
+    'no-agent': Flags.boolean({description: 'do not use ssh-agent; write the key and certificate to --out', dependsOn: ['out']}),
+    out: Flags.string({description: 'with --no-agent: private key file (0600); the certificate goes to FILE-cert.pub', dependsOn: ['no-agent']}),
+    'identity-token-file': Flags.string({description: 'read the ID token from this file (- for standard input) instead of signing in', exclusive: ['github-actions', 'console']}),
+    'github-actions': Flags.boolean({description: 'use the GitHub Actions job\'s OIDC token', exclusive: ['identity-token-file', 'console']}),
+    audience: Flags.string({description: 'with --github-actions: the audience to request (default: the CA\'s CI provisioner\'s)'}),
+    timeout: Flags.integer({description: 'seconds to wait for the sign-in', default: 300, min: 1}),
+  }
+
+  async run(): Promise<LoginResult> {
+    const {args, flags} = await this.parse(Login)
+    if (flags.audience && !flags['github-actions']) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
+    const home = sshcaHome()
+    const abort = new AbortController()
+    const onInt = (): void => abort.abort()
+    process.once('SIGINT', onInt)
+    const ui = loginNotifier()
+    try {
+      const result = await login(
+        {
+          ...(flags.context ? {context: flags.context} : {}),
+          ...(args.identity ? {identity: args.identity} : {}),
+          ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
+          console: flags.console,
+          force: flags.force,
+          kty: flags.kty as 'ed25519' | 'ecdsa',
+          ...(flags.out ? {out: flags.out} : {}),
+          ...(flags['identity-token-file'] ? {identityToken: await readInput(flags['identity-token-file'])} : {}),
+          githubActions: flags['github-actions'],
+          ...(flags.audience ? {audience: flags.audience} : {}),
+        },
+        {
+          home,
+          env: process.env,
+          agent: {},
+          clock: Date.now,
+          tokenStore: () => defaultTokenStore(home),
+          interactive: {openBrowser: (url) => openBrowser(url), notify: ui.notify, signal: abort.signal, timeoutMs: flags.timeout * 1000},
+          ...(process.stdin.isTTY && process.stderr.isTTY ? {choose: chooseOnTty} : {}),
+        },
+      )
+      ui.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
+      this.out(renderLogin(result))
+      return result
+    } finally {
+      ui.done()
+      process.off('SIGINT', onInt)
+    }
+  }
+}

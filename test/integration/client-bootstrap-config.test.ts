@@ -1,0 +1,175 @@
+/** `sshca bootstrap` and `sshca config` against a real CA over HTTPS. */
+import assert from 'node:assert/strict'
+import {existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {sshca} from '../helpers/cli.ts'
+import {tempDir} from '../helpers/tmp.ts'
+import {beginMarker} from '../../src/client/known-hosts.ts'
+
+describe('sshca bootstrap', function () {
+  this.timeout(60_000)
+  let t: TestCa
+  let other: TestCa
+  before(async () => {
+    t = await startTestCa({ssh: {hostPattern: '*.example.com'}})
+    other = await startTestCa({})
+  })
+  after(async () => {
+    await t?.stop()
+    await other?.stop()
+  })
+  const env = () => ({SSHCA_HOME: join(tempDir('sshca-home-'), 'home')})
+
+  it('trusts the CA: context folder 0700, files 0600, current set; fingerprint case, ":" and "-" ignored', async () => {
+    const e = env()
+    const fp = t.init.rootFingerprint.toUpperCase().match(/../g)!.join(':')
+    const r = await sshca(['bootstrap', '--ca-url', `${t.url}/`, '--fingerprint', fp, '--json'], {env: e})
+    assert.equal(r.code, 0, r.stderr)
+    const doc = JSON.parse(r.stdout)
+    assert.equal(doc.context, '127.0.0.1')
+    assert.equal(doc.rootFingerprint, t.init.rootFingerprint)
+    assert.equal(readFileSync(join(e.SSHCA_HOME, 'current'), 'utf8').trim(), '127.0.0.1')
+    const dir = join(e.SSHCA_HOME, 'contexts', '127.0.0.1')
+    assert.equal(statSync(e.SSHCA_HOME).mode & 0o777, 0o700)
+    assert.equal(statSync(dir).mode & 0o777, 0o700)
+    for (const f of readdirSync(dir)) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
+    assert.equal(readFileSync(join(dir, 'root_ca.crt'), 'utf8'), t.rootPem)
+    const settings = JSON.parse(readFileSync(join(dir, 'context.json'), 'utf8'))
+    assert.equal(settings.caUrl, t.url)
+    assert.equal(settings.hostPattern, '*.example.com')
+    assert.equal(settings.userCaKeys[0].split(' ').slice(0, 2).join(' '), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
+  })
+
+  it('a wrong fingerprint writes nothing and says so (exit 4)', async () => {
+    const e = env()
+    const wrong = other.init.rootFingerprint
+    const r = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', wrong], {env: e})
+    assert.equal(r.code, 4)
+    assert.match(r.stderr, /ERR_TRUST_FINGERPRINT_MISMATCH/)
+    assert.equal(existsSync(e.SSHCA_HOME), false)
+  })
+
+  it('an unreachable CA writes nothing (exit 6); malformed input is a usage error (exit 2)', async () => {
+    const e = env()
+    const r = await sshca(['bootstrap', '--ca-url', 'https://127.0.0.1:9', '--fingerprint', t.init.rootFingerprint], {env: e})
+    assert.equal(r.code, 6)
+    assert.match(r.stderr, /ERR_CA_UNREACHABLE.*connection refused/)
+    assert.equal(existsSync(e.SSHCA_HOME), false)
+    assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', 'abc'], {env: e})).code, 2)
+    assert.equal((await sshca(['bootstrap', '--ca-url', t.url.replace('https', 'http'), '--fingerprint', t.init.rootFingerprint], {env: e})).code, 2)
+  })
+
+  it('changing a context\'s root needs --force; the same root again is fine', async () => {
+    const e = env()
+    assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod'], {env: e})).code, 0)
+    assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod'], {env: e})).code, 0)
+    const swap = await sshca(['bootstrap', '--ca-url', other.url, '--fingerprint', other.init.rootFingerprint, '--context', 'prod'], {env: e})
+    assert.equal(swap.code, 4)
+    assert.match(swap.stderr, /ERR_TRUST_ROOT_CHANGED/)
+    assert.equal(readFileSync(join(e.SSHCA_HOME, 'contexts', 'prod', 'root_ca.crt'), 'utf8'), t.rootPem)
+    const forced = await sshca(['bootstrap', '--ca-url', other.url, '--fingerprint', other.init.rootFingerprint, '--context', 'prod', '--force'], {env: e})
+    assert.equal(forced.code, 0, forced.stderr)
+    assert.equal(readFileSync(join(e.SSHCA_HOME, 'contexts', 'prod', 'root_ca.crt'), 'utf8'), other.rootPem)
+    assert.deepEqual(readdirSync(join(e.SSHCA_HOME, 'contexts')), ['prod'])
+  })
+
+  it('pins the root: a CA at the bootstrapped URL with another root is refused (ERR_TRUST_TLS)', async () => {
+    const e = env()
+    assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'pinned'], {env: e})).code, 0)
+    // point the context at the other CA's address: same name, different TLS root
+    const file = join(e.SSHCA_HOME, 'contexts', 'pinned', 'context.json')
+    const s = JSON.parse(readFileSync(file, 'utf8'))
+    writeFileSync(file, JSON.stringify({...s, caUrl: other.url}))
+    const r = await sshca(['config', '--roots'], {env: e})
+    assert.equal(r.code, 4)
+    assert.match(r.stderr, /ERR_TRUST_TLS/)
+  })
+
+  it('commands that need a CA say how to bootstrap one', async () => {
+    const r = await sshca(['config', '--roots'], {env: env()})
+    assert.equal(r.code, 4)
+    assert.match(r.stderr, /ERR_NOT_BOOTSTRAPPED[\s\S]*sshca bootstrap --ca-url/)
+  })
+})
+
+describe('sshca config', function () {
+  this.timeout(60_000)
+  let t: TestCa
+  let t2: TestCa
+  before(async () => {
+    t = await startTestCa({ssh: {hostPattern: '*.example.com'}})
+    t2 = await startTestCa({})
+  })
+  after(async () => {
+    await t?.stop()
+    await t2?.stop()
+  })
+
+  async function bootstrapped(ca = t) {
+    const base = tempDir('sshca-cfg-')
+    const e = {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
+    const r = await sshca(['bootstrap', '--ca-url', ca.url, '--fingerprint', ca.init.rootFingerprint, '--context', 'demo'], {env: e})
+    assert.equal(r.code, 0, r.stderr)
+    return e
+  }
+
+  it('writes one managed block into an existing known_hosts, every other byte unchanged, with a backup', async () => {
+    const e = await bootstrapped()
+    mkdirSync(join(e.HOME, '.ssh'), {recursive: true})
+    const kh = join(e.HOME, '.ssh', 'known_hosts')
+    const original = '# my hosts\n|1|salt=|hash= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH1\n\ngit.example.org ssh-rsa AAAAB3NzaC1yc2E=\n'
+    writeFileSync(kh, original, {mode: 0o644})
+    const r = await sshca(['config'], {env: e})
+    assert.equal(r.code, 0, r.stderr)
+    const after1 = readFileSync(kh, 'utf8')
+    assert.ok(after1.startsWith(original))
+    const hostCa = t.init.hostCaKey.split(' ').slice(0, 2).join(' ')
+    assert.match(after1.slice(original.length), new RegExp(`^${beginMarker('demo').replace(/[.*+?^${}()|[\]\\`]/g, '\\$&')}\\n@cert-authority \\*\\.example\\.com ${hostCa.replace(/[+/]/g, '\\$&')} demo host CA\\n# <<< sshca demo\\n$`))
+    assert.equal(readFileSync(`${kh}.sshca-backup`, 'utf8'), original)
+    assert.equal(statSync(kh).mode & 0o777, 0o644)
+    const again = await sshca(['config'], {env: e})
+    assert.match(again.stdout, /already trusts/)
+    assert.equal(readFileSync(kh, 'utf8'), after1)
+    assert.equal(readFileSync(kh, 'utf8').split('# >>> sshca demo').length, 2)
+  })
+
+  it('replaces the block when the CA\'s host key changes, and --pattern overrides the CA\'s pattern', async () => {
+    const e = await bootstrapped()
+    const kh = join(e.HOME, '.ssh', 'known_hosts')
+    assert.equal((await sshca(['config'], {env: e})).code, 0)
+    // the same context now points at another CA (re-created): its host CA key differs
+    assert.equal((await sshca(['bootstrap', '--ca-url', t2.url, '--fingerprint', t2.init.rootFingerprint, '--context', 'demo', '--force'], {env: e})).code, 0)
+    const r = await sshca(['config', '--pattern', '10.0.0.*'], {env: e})
+    assert.equal(r.code, 0, r.stderr)
+    const text = readFileSync(kh, 'utf8')
+    assert.equal(text.split('# >>> sshca demo').length, 2)
+    assert.ok(text.includes(`@cert-authority 10.0.0.* ${t2.init.hostCaKey.split(' ').slice(0, 2).join(' ')}`))
+    assert.ok(!text.includes(t.init.hostCaKey.split(' ')[1]!))
+  })
+
+  it('--dry-run prints the block and writes nothing; --roots and --host --roots print the CA keys', async () => {
+    const e = await bootstrapped()
+    const dry = await sshca(['config', '--dry-run'], {env: e})
+    assert.match(dry.stdout, /^# >>> sshca demo[\s\S]*@cert-authority \*\.example\.com ssh-ed25519 /)
+    assert.equal(existsSync(join(e.HOME, '.ssh', 'known_hosts')), false)
+    const user = await sshca(['config', '--roots'], {env: e})
+    assert.equal(user.stdout.split(' ').slice(0, 2).join(' '), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
+    const host = await sshca(['config', '--host', '--roots'], {env: e})
+    assert.equal(host.stdout.split(' ').slice(0, 2).join(' '), t.init.hostCaKey.split(' ').slice(0, 2).join(' '))
+  })
+
+  it('--host writes the sshd snippet and the user CA key file; --dry-run prints them', async () => {
+    const e = await bootstrapped()
+    const sshd = tempDir('sshca-etc-ssh-')
+    writeFileSync(join(sshd, 'ssh_host_ed25519_key.pub'), 'ssh-ed25519 AAAA host\n')
+    const dry = await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd], {env: e})
+    assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/)
+    assert.match(dry.stdout, /HostCertificate .*ssh_host_ed25519_key-cert\.pub/)
+    assert.equal(existsSync(join(sshd, 'sshca_user_ca.pub')), false)
+    const r = await sshca(['config', '--host', '--sshd-dir', sshd], {env: e})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(readFileSync(join(sshd, 'sshca_user_ca.pub'), 'utf8').split(' ').slice(0, 2).join(' '), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
+    assert.match(readFileSync(join(sshd, 'sshd_config.d', '50-sshca.conf'), 'utf8'), /^# Managed by sshca/)
+  })
+})
