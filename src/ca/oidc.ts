@@ -18,7 +18,7 @@ const MAX_TOKEN_LENGTH = 8192
 export interface VerifiedToken {
   provisioner: ProvisionerConfig
   claims: JWTPayload
-  /** What replay protection remembers: the issuer with jti, else nonce, else the token's hash. */
+  /** What replay protection remembers: the issuer with the token's jti, else the token's hash. */
   tokenId: string
   /** SHA-256 of the raw token, hex: what the audit log shows instead of the token. */
   tokenHash: string
@@ -182,7 +182,9 @@ export class TokenVerifier {
       throw denial('ERR_TOKEN_INVALID', 'token_not_yet_valid', 'the token was issued in the future', {provisioner: provisioner.name})
     }
     const hash = tokenHash(token)
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : typeof claims.nonce === 'string' && claims.nonce ? `nonce:${claims.nonce}` : `sha256:${hash}`
+    // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
+    // so keying on it would refuse every refreshed sign-in as a replay. The hash names one token exactly.
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${hash}`
     return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: hash, expiresAt: (claims.exp as number) + LEEWAY_SECONDS}
   }
 }

@@ -34,8 +34,10 @@ export async function startLoopback(state: string, fixed?: {host: string; port: 
   })
   callback.catch(() => undefined)
   let done = false
+  let origin = ''
   const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', `http://${host}`)
+    // the full redirect URI, port included: the code exchange sends it back to the IdP
+    const url = new URL(req.url ?? '/', origin)
     if (url.pathname !== '/callback' || req.method !== 'GET' || done) {
       res.writeHead(404, {'content-type': 'text/plain'}).end('not found')
       return
@@ -66,6 +68,7 @@ export async function startLoopback(state: string, fixed?: {host: string; port: 
     server.listen(fixed?.port ?? 0, host, () => resolve())
   })
   const port = (server.address() as {port: number}).port
+  origin = `http://${host}:${port}`
   return {
     redirectUri: `http://${host}:${port}/callback`,
     callback,

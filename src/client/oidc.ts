@@ -81,16 +81,23 @@ function scopeOf(p: OidcProvisioner): string {
   return (p.scopes?.length ? p.scopes : DEFAULT_SCOPES).join(' ')
 }
 
+/** Waits for `p`, but not longer than the timeout, and not past Ctrl-C; every exit clears both. */
 function withTimeout<T>(p: Promise<T>, deps: InteractiveDeps, what: string): Promise<T> {
   const ms = deps.timeoutMs ?? 5 * 60_000
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SshcaError('ERR_LOGIN_TIMEOUT', `no ${what} within ${Math.round(ms / 1000)} s`, {hint: 'run sshca login again and finish signing in in the browser; use --console on a machine without one'})), ms)
-    const onAbort = () => reject(new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled'))
-    deps.signal?.addEventListener('abort', onAbort, {once: true})
-    p.then(resolve, reject).finally(() => {
+    const settle = (fn: () => void): void => {
       clearTimeout(timer)
       deps.signal?.removeEventListener('abort', onAbort)
-    })
+      fn()
+    }
+    const timer = setTimeout(() => settle(() => reject(new SshcaError('ERR_LOGIN_TIMEOUT', `no ${what} within ${Math.round(ms / 1000)} s`, {hint: 'run sshca login again and finish signing in in the browser; use --console on a machine without one'}))), ms)
+    const onAbort = (): void => settle(() => reject(new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled')))
+    if (deps.signal?.aborted) return onAbort()
+    deps.signal?.addEventListener('abort', onAbort, {once: true})
+    p.then(
+      (v) => settle(() => resolve(v)),
+      (e: unknown) => settle(() => reject(e)),
+    )
   })
 }
 
@@ -180,7 +187,7 @@ export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: strin
   u.searchParams.set('audience', audience)
   let res: Response
   try {
-    res = await fetch(u, {headers: {authorization: `bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
+    res = await fetch(u, {headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
   } catch (err) {
     throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {cause: err})
   }

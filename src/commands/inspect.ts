@@ -19,7 +19,7 @@ signature verifies. An invalid signature is reported and the command exits with 
   ]
 
   static override args = {
-    file: Args.string({description: 'certificate file, or - for standard input', required: true}),
+    file: Args.string({description: 'certificate file, or - for standard input', required: true, ignoreStdin: true}),
   }
 
   async run(): Promise<InspectResult> {

@@ -32,7 +32,7 @@ lifetime and options; the request cannot widen them.`
   ]
 
   static override args = {
-    identity: Args.string({description: 'who to sign in as (a login hint; also which existing certificate counts)'}),
+    identity: Args.string({description: 'who to sign in as (a login hint; also which existing certificate counts)', ignoreStdin: true}),
   }
 
   static override flags = {

@@ -13,7 +13,7 @@ this for every bootstrapped CA.`
 
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> --all']
 
-  static override args = {identity: Args.string({description: 'only certificates for this principal or key ID'})}
+  static override args = {identity: Args.string({description: 'only certificates for this principal or key ID', ignoreStdin: true})}
   static override flags = {context: contextFlag, all: Flags.boolean({description: 'every bootstrapped CA, not only the current one', exclusive: ['context']})}
 
   async run() {

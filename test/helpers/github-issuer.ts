@@ -93,7 +93,7 @@ export async function startGithubIssuer(defaultAudience = 'sshca-ci', keyAlg: 'R
       return json(200, {keys: [jwk]})
     }
     if (u.pathname === '/token') {
-      if (req.headers.authorization !== `Bearer ${requestToken}`) return json(401, {message: 'bad request token'})
+      if (!/^bearer /i.test(req.headers.authorization ?? '') || req.headers.authorization!.slice(7) !== requestToken) return json(401, {message: 'bad request token'})
       void mint(u.searchParams.has('audience') ? {aud: u.searchParams.get('audience')} : {}).then((value) => json(200, {count: 1, value}))
       return
     }

@@ -108,4 +108,16 @@ describe('token verification: discovery and JWKS caching', () => {
     await rejectsCode(v.verify(await mint(idp.state.keys[0]!, {azp: 'other-client'})), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
     assert.equal((await v.verify(await mint(idp.state.keys[0]!, {azp: 'cli'}))).provisioner.name, 'sso')
   })
+
+  it('tells apart two tokens that share a nonce (a refreshed ID token repeats it), and keys on jti when present', async () => {
+    const idp = fakeIdp()
+    const v = new TokenVerifier([p], {fetch: idp.fetchFn, clock})
+    const k = idp.state.keys[0]!
+    const first = await v.verify(await mint(k, {jti: undefined, nonce: 'n-1'}))
+    now += 1000
+    const refreshed = await v.verify(await mint(k, {jti: undefined, nonce: 'n-1'}))
+    assert.notEqual(first.tokenId, refreshed.tokenId)
+    assert.match(first.tokenId, /#sha256:[0-9a-f]{64}$/)
+    assert.equal((await v.verify(await mint(k, {jti: 'abc'}))).tokenId, `${ISSUER}#jti:abc`)
+  })
 })
