@@ -36,7 +36,7 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
   const gh = await startGithubIssuer('sshca-ci', alg)
   try {
     const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
-    writePolicy(init.config, {
+    await writePolicy(init.config, {
       audit: {file: join(dir, 'audit.log')},
       provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
         {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},

@@ -7,13 +7,14 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca config inspect list login logout" ;;
+    "") words="bootstrap ca config demo inspect list login logout" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca check-config"*) words="--config --help --json" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir" ;;
+    "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
     "list"*) words="--help --json --raw" ;;
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;

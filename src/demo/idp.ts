@@ -18,6 +18,11 @@ export interface DevIdpOptions {
   accounts?: Record<string, Record<string, unknown>>
   /** ID token lifetime in seconds (default 600). */
   idTokenTtl?: number
+  /**
+   * Hide oidc-provider's two "development-only" console warnings while it runs (the demo tells the
+   * person itself that this IdP signs anyone in).
+   */
+  quiet?: boolean
 }
 
 export interface DevIdp {
@@ -43,6 +48,13 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   })
   const port = (server.address() as {port: number}).port
   const issuer = `http://127.0.0.1:${port}`
+  const originalWarn = console.warn
+  if (opts.quiet) {
+    console.warn = (...args: unknown[]) => {
+      if (typeof args[0] === 'string' && /oidc-provider WARNING: .*(development-only|devInteractions)/.test(args[0])) return
+      originalWarn(...args)
+    }
+  }
   const signingKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({format: 'jwk'})
   const provider = new Provider(issuer, {
     clients: opts.clients.map((c) => ({
@@ -90,6 +102,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     port,
     stop: () =>
       new Promise<void>((resolve) => {
+        if (opts.quiet) console.warn = originalWarn
         server.closeAllConnections()
         server.close(() => resolve())
       }),

@@ -5,8 +5,8 @@
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Agent, request} from 'undici'
-import {parseDocument} from 'yaml'
 import {initCa, type InitResult} from '../../src/ca/init.ts'
+import {writePolicy} from '../../src/demo/policy-file.ts'
 import {startCa, type RunningCa, type StartOptions} from '../../src/ca/server.ts'
 import {tempDir} from './tmp.ts'
 
@@ -25,7 +25,7 @@ export interface TestCa {
   since(mark: number): Record<string, unknown>[]
   mark(): number
   call(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<{status: number; headers: Record<string, string | string[] | undefined>; text: string; json: unknown}>
-  setPolicy(settings: Record<string, unknown>): void
+  setPolicy(settings: Record<string, unknown>): Promise<void>
   stop(): Promise<void>
 }
 
@@ -33,17 +33,13 @@ export interface TestCa {
 export async function makeCaDir(settings: Record<string, unknown>, name = 'Test'): Promise<{init: InitResult; passwordFile: string}> {
   const base = tempDir('sshca-ca-')
   const init = await initCa({dir: join(base, 'ca'), name, dnsNames: ['127.0.0.1'], password: PASSWORD})
-  writePolicy(init.config, settings)
+  await writePolicy(init.config, settings)
   const passwordFile = join(base, 'password.txt')
   writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
   return {init, passwordFile}
 }
 
-export function writePolicy(configPath: string, settings: Record<string, unknown>): void {
-  const doc = parseDocument(readFileSync(configPath, 'utf8'))
-  for (const [k, v] of Object.entries(settings)) doc.set(k, v)
-  writeFileSync(configPath, doc.toString())
-}
+export {writePolicy} from '../../src/demo/policy-file.ts'
 
 export async function startTestCa(settings: Record<string, unknown>, opts: Partial<StartOptions> = {}): Promise<TestCa> {
   const {init, passwordFile} = await makeCaDir(settings)

@@ -2,31 +2,26 @@
  * The real OpenSSH programs as test oracles and peers: ssh-agent, ssh-keygen, sshd and ssh, each on
  * loopback in a private directory, background ones stopped by pid.
  */
-import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
-import {createServer} from 'node:net'
 import {userInfo} from 'node:os'
-import {join} from 'node:path'
-import {background, run, waitFor, waitForFile, type Background, type RunResult} from './proc.ts'
-import {tempDir} from './tmp.ts'
+import * as peers from '../../src/demo/openssh.ts'
+import {onCleanup, run, type RunResult} from './proc.ts'
 
-export const SSHD = '/usr/sbin/sshd'
+export {SSHD, freePort, type Agent, type Sshd, type SshdOptions} from '../../src/demo/openssh.ts'
 
-export interface Agent {
-  socket: string
-  pid: number
-  stop(): Promise<void>
+/** src/demo/openssh.ts's launchers, registered so the root hook stops what a failed test left. */
+export async function startAgent(env: NodeJS.ProcessEnv = {}): Promise<peers.Agent> {
+  const a = await peers.startAgent(env)
+  onCleanup(a.stop)
+  return a
 }
 
-/** A private ssh-agent in the foreground (-D), so its pid is ours to stop. */
-export async function startAgent(env: NodeJS.ProcessEnv = {}): Promise<Agent> {
-  const dir = tempDir('sshca-agent-')
-  const socket = join(dir, 'agent.sock')
-  const bg = background('ssh-agent', ['-D', '-a', socket], {env: {...process.env, SSH_ASKPASS: '/bin/false', DISPLAY: '', ...env}})
-  await waitForFile(socket)
-  return {socket, pid: bg.pid, stop: () => bg.stop()}
+export async function startSshd(o: peers.SshdOptions): Promise<peers.Sshd> {
+  const d = await peers.startSshd(o)
+  onCleanup(d.stop)
+  return d
 }
 
-export function sshAdd(agent: Agent, args: readonly string[]): Promise<RunResult> {
+export function sshAdd(agent: {socket: string}, args: readonly string[]): Promise<RunResult> {
   return run('ssh-add', args, {env: {...process.env, SSH_AUTH_SOCK: agent.socket}})
 }
 
@@ -85,125 +80,9 @@ export function parseKeygenShow(text: string): KeygenCert {
   }
 }
 
-/** A loopback port the OS picked a moment ago (sshd cannot bind port 0 and report it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const {port} = s.address() as {port: number}
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-export interface SshdOptions {
-  /** authorized_keys-style lines of the user CA keys sshd trusts (TrustedUserCAKeys). */
-  userCaKeys: string[]
-  /** openssh-key-v1 text of the host key; a fresh ed25519 key when omitted. */
-  hostKey?: {privateText: string; publicLine: string}
-  /** The host certificate line to present (HostCertificate). */
-  hostCertificate?: string
-  /** A KRL or key list for RevokedKeys. */
-  revokedKeysFile?: string
-  extraConfig?: string[]
-}
-
-export interface Sshd {
-  port: number
-  pid: number
-  dir: string
-  hostPublicLine: string
-  log(): string
-  stop(): Promise<void>
-}
-
-export async function startSshd(opts: SshdOptions): Promise<Sshd> {
-  const dir = tempDir('sshca-sshd-')
-  const hostKeyPath = join(dir, 'ssh_host_ed25519_key')
-  let hostPublicLine: string
-  if (opts.hostKey) {
-    writeFileSync(hostKeyPath, opts.hostKey.privateText, {mode: 0o600})
-    hostPublicLine = opts.hostKey.publicLine
-  } else {
-    const r = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKeyPath])
-    if (r.code !== 0) throw new Error(r.stderr)
-    hostPublicLine = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim()
-  }
-  chmodSync(hostKeyPath, 0o600)
-  const caFile = join(dir, 'user_ca.pub')
-  writeFileSync(caFile, opts.userCaKeys.map((l) => `${l}\n`).join(''))
-  const config = [
-    'ListenAddress 127.0.0.1',
-    `HostKey ${hostKeyPath}`,
-    `PidFile ${join(dir, 'sshd.pid')}`,
-    `TrustedUserCAKeys ${caFile}`,
-    'AuthorizedKeysFile none',
-    'PubkeyAuthentication yes',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'PermitRootLogin prohibit-password',
-    'UsePAM no',
-    'StrictModes no',
-    'LogLevel VERBOSE',
-    'MaxStartups 100',
-  ]
-  if (opts.hostCertificate) {
-    const certPath = `${hostKeyPath}-cert.pub`
-    writeFileSync(certPath, `${opts.hostCertificate}\n`)
-    config.push(`HostCertificate ${certPath}`)
-  }
-  if (opts.revokedKeysFile) config.push(`RevokedKeys ${opts.revokedKeysFile}`)
-  config.push(...(opts.extraConfig ?? []))
-  const configPath = join(dir, 'sshd_config')
-  writeFileSync(configPath, config.join('\n') + '\n')
-
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort()
-    const bg: Background = background(SSHD, ['-D', '-e', '-f', configPath, '-p', String(port)])
-    try {
-      await waitFor(`sshd on port ${port}`, () => bg.output().includes(`Server listening on 127.0.0.1 port ${port}`) || bg.child.exitCode !== null, 10_000)
-    } catch (err) {
-      await bg.stop()
-      throw err
-    }
-    if (bg.child.exitCode === null) {
-      return {port, pid: bg.pid, dir, hostPublicLine, log: () => bg.output(), stop: () => bg.stop()}
-    }
-    if (attempt >= 3 || !/Address already in use|Bind to port/.test(bg.output())) throw new Error(`sshd did not start:\n${bg.output()}`)
-  }
-}
-
-export interface SshOptions {
-  port: number
-  user?: string
-  agentSocket: string
-  knownHostsFile?: string
-  /** Anything else for ssh -o. */
-  options?: string[]
-  command?: string
-  identityFile?: string
-}
-
-/** Runs `ssh` non-interactively against a test sshd; never reads ~/.ssh. */
-export function ssh(o: SshOptions): Promise<RunResult> {
-  const known = o.knownHostsFile ?? '/dev/null'
-  const args = [
-    '-F', '/dev/null',
-    '-p', String(o.port),
-    '-o', 'BatchMode=yes',
-    '-o', `UserKnownHostsFile=${known}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', `StrictHostKeyChecking=${o.knownHostsFile ? 'yes' : 'no'}`,
-    '-o', 'ConnectTimeout=10',
-    '-o', 'LogLevel=ERROR',
-    '-o', `IdentityAgent=${o.agentSocket}`,
-    ...(o.identityFile ? ['-i', o.identityFile, '-o', 'IdentitiesOnly=yes'] : []),
-    ...(o.options ?? []).flatMap((x) => ['-o', x]),
-    `${o.user ?? currentUser()}@127.0.0.1`,
-    o.command ?? 'true',
-  ]
-  return run('ssh', args, {env: {...process.env, SSH_AUTH_SOCK: o.agentSocket}, timeoutMs: 20_000})
+/** The test's view of src/demo/openssh.ts: same launchers; ssh defaults to the current user. */
+export function ssh(o: Omit<peers.SshOptions, 'user'> & {user?: string}): ReturnType<typeof peers.ssh> {
+  return peers.ssh({...o, user: o.user ?? currentUser()})
 }
 
 export function currentUser(): string {

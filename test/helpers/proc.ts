@@ -77,9 +77,18 @@ export function background(cmd: string, args: readonly string[], opts: SpawnOpti
   return bg
 }
 
+const cleanups = new Set<() => Promise<void>>()
+
+/** Something else to stop after the run (daemons started through src/demo/openssh.ts). */
+export function onCleanup(stop: () => Promise<void>): void {
+  cleanups.add(stop)
+}
+
 /** Stops every background process still running (mocha root hook). */
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((b) => b.stop()))
+  await Promise.all([...cleanups].map((c) => c().catch(() => undefined)))
+  cleanups.clear()
 }
 
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -90,7 +90,7 @@ describe('sshca ca commands', function () {
     assert.equal(ok.code, 0, ok.stderr)
     assert.match(ok.stdout, /is valid: 0 provisioner/)
     assert.match(ok.stdout, /warning: provisioners: none configured/)
-    writePolicy(cfg, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [
+    await writePolicy(cfg, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [
       {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: 'echo deployed-by-sshca', sourceAddress: ['127.0.0.1/32']}},
       {name: 'loose', match: {repository: 'acme/loose'}, certificate: {principals: ['x'], ttl: '5m'}},
     ]}]})
@@ -125,7 +125,7 @@ describe('sshca ca commands', function () {
   it('ca serve: issues, survives SIGHUP with a broken ca.yaml, stops on SIGTERM; sshd accepts what it issued', async () => {
     const cfg = join(dir, 'ca.yaml')
     const auditFile = join(base, 'audit.log')
-    writePolicy(cfg, {audit: {file: auditFile}})
+    await writePolicy(cfg, {audit: {file: auditFile}})
     const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--config', cfg, '--password-file', pwFile, '--address', '127.0.0.1:0', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
     let err = ''
