@@ -1,5 +1,5 @@
 /** Small helpers for benchmarks: medians of repeated runs, operations per second, printing. */
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -69,4 +69,16 @@ export function print(title: string, rows: Row[]): void {
     const verdict = r.ok === undefined ? '' : r.ok ? '  ✓' : '  ✗ below target'
     console.log(`  ${r.name.padEnd(w)}  ${r.value}${r.target ? `   (target ${r.target})` : ''}${verdict}`)
   }
+}
+
+/** Wall time of one process, without blocking this one's event loop (servers here keep serving). */
+export function timedRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ms: number; code: number | null; stderr: string}> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    const child = spawn(cmd, args, {env, stdio: ['ignore', 'ignore', 'pipe']})
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ms: performance.now() - t0, code, stderr}))
+  })
 }

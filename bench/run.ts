@@ -3,6 +3,7 @@
  * never asserted: timing belongs here, not in tests.
  */
 import {benchCa} from './ca.ts'
+import {benchLogin} from './login.ts'
 import {benchSigning} from './ssh.ts'
 import {benchStartup} from './startup.ts'
 
@@ -10,6 +11,7 @@ const benches: Record<string, () => Promise<void>> = {
   sign: benchSigning,
   startup: benchStartup,
   ca: benchCa,
+  login: benchLogin,
 }
 
 const only = process.argv.slice(2)

@@ -4,9 +4,9 @@
  * (its Client) to 115 ms (whole) to import, against a budget of ~3× bare node for a whole login.
  */
 import {Agent, request, type RequestOptions} from 'node:https'
-import type {z} from 'zod'
 import {SshcaError, type ErrorCode} from '../errors.ts'
 import {ErrorBody} from '../protocol/api.ts'
+import type {Schema} from '../protocol/check.ts'
 
 const TLS_TRUST_ERRORS = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -79,7 +79,7 @@ export class CaClient {
     this.agent.destroy()
   }
 
-  async call<S extends z.ZodType>(method: 'GET' | 'POST', path: string, schema: S, body?: unknown, headers?: Record<string, string>): Promise<z.infer<S>> {
+  async call<T>(method: 'GET' | 'POST', path: string, schema: Schema<T>, body?: unknown, headers?: Record<string, string>): Promise<T> {
     let res: RawResponse
     try {
       res = await httpsRequest(new URL(this.caUrl + path), {method, agent: this.agent, ...(body === undefined ? {} : {body: JSON.stringify(body)}), ...(headers ? {headers} : {})})
@@ -95,7 +95,7 @@ export class CaClient {
     if (res.status >= 200 && res.status < 300) {
       const parsed = schema.safeParse(json)
       if (!parsed.success) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA answered ${method} ${path} with an unexpected body`, {details: {status: res.status}})
-      return parsed.data as z.infer<S>
+      return parsed.data
     }
     const err = ErrorBody.safeParse(json)
     const requestId = err.success ? err.data.request_id : String(res.headers['x-request-id'] ?? 'unknown')

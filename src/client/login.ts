@@ -14,8 +14,8 @@ import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../s
 import {writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
-import {browserLogin, deviceLogin, githubActionsToken, issuerFromConfigurationEndpoint, refreshLogin, type InteractiveDeps, type OidcProvisioner} from './oidc.ts'
-import {refreshKey, type TokenStore} from './token-store.ts'
+import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
+import type {TokenStore} from './token-store.ts'
 
 export interface LoginOptions {
   context?: string
@@ -106,7 +106,7 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
   const p = chosen!
   return {
     name: p.name,
-    issuer: issuerFromConfigurationEndpoint(p.configurationEndpoint ?? ''),
+    issuer: (p.configurationEndpoint ?? '').replace(/\/\.well-known\/openid-configuration$/, ''),
     clientId: p.clientID!,
     ...(p.clientSecret ? {clientSecret: p.clientSecret} : {}),
     ...(p.listenAddress ? {listenAddress: p.listenAddress} : {}),
@@ -139,6 +139,9 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
 }
 
 async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
+  // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
+  const {browserLogin, deviceLogin, refreshLogin} = await import('./oidc.ts')
+  const {refreshKey} = await import('./token-store.ts')
   const store = await deps.tokenStore()
   const key = refreshKey(ctx.name, p.name)
   const saved = await store.get(key).catch(() => undefined)
@@ -192,6 +195,7 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
       if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
       method = 'identity-token'
     } else if (o.githubActions) {
+      const {githubActionsToken} = await import('./oidc.ts')
       idToken = await githubActionsToken(deps.env, await githubAudience(ca, o))
       method = 'github-actions'
     } else {

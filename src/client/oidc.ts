@@ -40,10 +40,6 @@ export interface IdpTokens {
 
 export const DEFAULT_SCOPES = ['openid', 'email', 'profile', 'offline_access']
 
-export function issuerFromConfigurationEndpoint(endpoint: string): string {
-  return endpoint.replace(/\/\.well-known\/openid-configuration$/, '')
-}
-
 async function configure(p: OidcProvisioner): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
   const client = await import('openid-client')
   const issuer = new URL(p.issuer)

@@ -1,13 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {chooseOnTty, loginNotifier, openBrowser} from '../cli/interact.ts'
-import {readInput} from '../cli/io.ts'
-import {renderLogin} from '../cli/render.ts'
-import {sshcaHome} from '../client/home.ts'
-import {login, type LoginResult} from '../client/login.ts'
-import {defaultTokenStore} from '../client/token-store.ts'
-import {SshcaError} from '../errors.ts'
+import {runLogin} from '../cli/login-run.ts'
+import type {LoginResult} from '../client/login.ts'
 
 export default class Login extends BaseCommand {
   static override summary = 'Sign in and get a short-lived SSH certificate into your ssh-agent.'
@@ -51,42 +46,20 @@ lifetime and options; the request cannot widen them.`
 
   async run(): Promise<LoginResult> {
     const {args, flags} = await this.parse(Login)
-    if (flags.audience && !flags['github-actions']) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
-    const home = sshcaHome()
-    const abort = new AbortController()
-    const onInt = (): void => abort.abort()
-    process.once('SIGINT', onInt)
-    const ui = loginNotifier()
-    try {
-      const result = await login(
-        {
-          ...(flags.context ? {context: flags.context} : {}),
-          ...(args.identity ? {identity: args.identity} : {}),
-          ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
-          console: flags.console,
-          force: flags.force,
-          kty: flags.kty as 'ed25519' | 'ecdsa',
-          ...(flags.out ? {out: flags.out} : {}),
-          ...(flags['identity-token-file'] ? {identityToken: await readInput(flags['identity-token-file'])} : {}),
-          githubActions: flags['github-actions'],
-          ...(flags.audience ? {audience: flags.audience} : {}),
-        },
-        {
-          home,
-          env: process.env,
-          agent: {},
-          clock: Date.now,
-          tokenStore: () => defaultTokenStore(home),
-          interactive: {openBrowser: (url) => openBrowser(url), notify: ui.notify, signal: abort.signal, timeoutMs: flags.timeout * 1000},
-          ...(process.stdin.isTTY && process.stderr.isTTY ? {choose: chooseOnTty} : {}),
-        },
-      )
-      ui.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
-      this.out(renderLogin(result))
-      return result
-    } finally {
-      ui.done()
-      process.off('SIGINT', onInt)
-    }
+    const {result, text} = await runLogin({
+      context: flags.context,
+      identity: args.identity,
+      provisioner: flags.provisioner,
+      console: flags.console,
+      force: flags.force,
+      kty: flags.kty as 'ed25519' | 'ecdsa',
+      out: flags.out,
+      identityTokenFile: flags['identity-token-file'],
+      githubActions: flags['github-actions'],
+      audience: flags.audience,
+      timeout: flags.timeout,
+    })
+    this.out(text)
+    return result
   }
 }

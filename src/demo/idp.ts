@@ -39,6 +39,20 @@ export function claimsFor(login: string, accounts: Record<string, Record<string,
 const page = (title: string, body: string): string =>
   `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${body}</body></html>`
 
+/** oidc-provider warns through console.warn; hides matching lines until the returned function runs. */
+function hideWarnings(re: RegExp): () => void {
+  /* eslint-disable no-console -- oidc-provider's own output, not ours */
+  const original = console.warn
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && re.test(args[0])) return
+    original(...args)
+  }
+  return () => {
+    console.warn = original
+  }
+  /* eslint-enable no-console */
+}
+
 export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const {default: Provider} = await import('oidc-provider')
   const server: Server = createServer()
@@ -48,13 +62,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   })
   const port = (server.address() as {port: number}).port
   const issuer = `http://127.0.0.1:${port}`
-  const originalWarn = console.warn
-  if (opts.quiet) {
-    console.warn = (...args: unknown[]) => {
-      if (typeof args[0] === 'string' && /oidc-provider WARNING: .*(development-only|devInteractions)/.test(args[0])) return
-      originalWarn(...args)
-    }
-  }
+  const restoreWarn = opts.quiet ? hideWarnings(/oidc-provider WARNING: .*(development-only|devInteractions)/) : () => undefined
   const signingKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({format: 'jwk'})
   const provider = new Provider(issuer, {
     clients: opts.clients.map((c) => ({
@@ -102,7 +110,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     port,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (opts.quiet) console.warn = originalWarn
+        restoreWarn()
         server.closeAllConnections()
         server.close(() => resolve())
       }),

@@ -109,7 +109,8 @@ describe('signing core over HTTPS', function () {
     assert.equal((await t.call('GET', '/root/nothex')).status, 404)
     assert.deepEqual((await t.call('GET', '/roots')).json, {crts: [t.rootPem]})
     const provs = (await t.call('GET', '/provisioners')).json as {provisioners: Record<string, unknown>[]}
-    assert.deepEqual(provs.provisioners[0], {type: 'OIDC', name: 'sso', clientID: 'sshca-cli', audience: 'sshca-cli', configurationEndpoint: `${idp.issuer}/.well-known/openid-configuration`})
+    assert.deepEqual(provs.provisioners[0], {type: 'OIDC', name: 'sso', clientID: 'sshca-cli', audience: 'sshca-cli', interactive: true, configurationEndpoint: `${idp.issuer}/.well-known/openid-configuration`})
+    assert.equal(provs.provisioners[1]!.interactive, false)
     const roots = (await t.call('GET', '/ssh/roots')).json as {userKey: string[]; hostKey: string[]; hostPattern: string}
     assert.equal(PublicKey.fromBlob(Buffer.from(roots.userKey[0]!, 'base64')).toLine(), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
     assert.equal(roots.hostPattern, '*')

@@ -1,0 +1,94 @@
+/**
+ * bin/run.js takes `list` and `login --identity-token-file` without loading oclif. Whatever path a
+ * command line takes, it must print the same and exit the same; anything the fast path does not fully
+ * understand must reach oclif.
+ */
+import assert from 'node:assert/strict'
+import {writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {sshca} from '../helpers/cli.ts'
+import {tempDir} from '../helpers/tmp.ts'
+import {startWorld, type World} from '../helpers/world.ts'
+
+/** Normalizes what legitimately differs between two logins: serials, times, request ids. */
+function norm(s: string): string {
+  return s
+    .replace(/\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?/g, 'TIME')
+    .replace(/"serial": "\d+"/g, '"serial": "N"')
+    .replace(/"fingerprint": "SHA256:[^"]+"/g, '"fingerprint": "FP"')
+    .replace(/"secondsLeft": \d+|"lifetimeSeconds": \d+/g, 'SECONDS')
+    .replace(/gha:acme\/app:\d+/g, 'gha:acme/app:RUN')
+    .replace(/\d+m\d+s|\d+h\d+m|\d+ s\b/g, 'DURATION')
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, 'UUID')
+}
+
+describe('fast path and oclif print the same', function () {
+  this.timeout(90_000)
+  let w: World
+  before(async () => {
+    w = await startWorld()
+    await w.bootstrap()
+  })
+  after(async () => w?.stop())
+
+  async function both(args: (tokenFile: string) => string[], tokenClaims: Record<string, unknown> = {}) {
+    const dir = tempDir()
+    const a = join(dir, 'a')
+    const b = join(dir, 'b')
+    writeFileSync(a, await w.gh.mint(tokenClaims))
+    writeFileSync(b, await w.gh.mint(tokenClaims))
+    const fast = await sshca(args(a), {env: w.env})
+    const slow = await sshca(args(b), {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
+    return {fast, slow}
+  }
+
+  for (const extra of [[], ['--json'], ['--kty', 'ecdsa'], ['--force', '--json'], ['--context', 'test']]) {
+    it(`login --identity-token-file F ${extra.join(' ')}`, async () => {
+      const {fast, slow} = await both((f) => ['login', '--identity-token-file', f, ...extra])
+      assert.equal(fast.code, 0, fast.stderr)
+      assert.equal(slow.code, 0, slow.stderr)
+      assert.equal(norm(fast.stdout), norm(slow.stdout))
+      assert.equal(norm(fast.stderr), norm(slow.stderr))
+    })
+  }
+
+  it('login --no-agent --out F: same files, same output', async () => {
+    const dir = tempDir()
+    const {fast, slow} = await both((f) => ['login', '--identity-token-file', f, '--no-agent', '--out', join(dir, f.endsWith('a') ? 'ka' : 'kb')])
+    assert.equal(fast.code, 0, fast.stderr)
+    assert.equal(norm(fast.stdout).replace(/\/k[ab]/g, '/K'), norm(slow.stdout).replace(/\/k[ab]/g, '/K'))
+  })
+
+  it('the same errors and exit codes: CA denial, empty token, missing file, unknown context', async () => {
+    const denied = await both((f) => ['login', '--identity-token-file', f], {repository: 'acme/other'})
+    assert.equal(denied.fast.code, 7)
+    assert.equal(norm(denied.fast.stderr), norm(denied.slow.stderr))
+    const dir = tempDir()
+    writeFileSync(join(dir, 'empty'), '')
+    for (const args of [
+      ['login', '--identity-token-file', join(dir, 'empty')],
+      ['login', '--identity-token-file', join(dir, 'missing')],
+      ['login', '--identity-token-file', join(dir, 'empty'), '--context', 'nope'],
+      ['login', '--identity-token-file', join(dir, 'missing'), '--json'],
+    ]) {
+      const fast = await sshca(args, {env: w.env})
+      const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
+      assert.notEqual(fast.code, 0)
+      assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
+    }
+  })
+
+  it('hands oclif what it does not fully understand: help, usage errors, other flags', async () => {
+    for (const args of [
+      ['login', '--identity-token-file', 'x', '--help'],
+      ['login', '--identity-token-file', 'x', '--kty', 'dsa'],
+      ['login', '--identity-token-file', 'x', '--no-agent'],
+      ['login', '--identity-token-file'],
+      ['login', '--identity-token-file', 'x', '--bogus'],
+    ]) {
+      const fast = await sshca(args, {env: w.env})
+      const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
+      assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
+    }
+  })
+})
