@@ -7,19 +7,25 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca config demo inspect list login logout" ;;
+    "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca check-config"*) words="--config --help --json" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
+    "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca revoke"*) words="--config --help --json --key-id --reason --serial" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
-    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir" ;;
+    "ca token"*) words="--config --help --host --json --password-file --principal --ttl" ;;
+    "certificate"*) words="--context --help --host --json --principal --sign --token" ;;
+    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
+    "krl"*) words="--context --help --json --out" ;;
     "list"*) words="--help --json --raw" ;;
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
-    "ca") words="check-config explain init serve" ;;
+    "renew"*) words="--context --force --help --json" ;;
+    "ca") words="check-config explain hosts init revoke serve token" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -6,21 +6,14 @@ import {randomUUID, timingSafeEqual} from 'node:crypto'
 import Fastify, {type FastifyInstance, type FastifyRequest} from 'fastify'
 import {SshcaError} from '../errors.ts'
 import {OidcSshCaSignRequest, SshSignRequest, type ProvisionersResponse, type SshRootsResponse} from '../protocol/api.ts'
-import {certificateLine, type Certificate} from '../ssh/cert.ts'
-import type {PublicKey} from '../ssh/keys.ts'
+import {certificateLine} from '../ssh/cert.ts'
+import {hostRoutes, signHostCertificate} from './host.ts'
 import {httpError} from './http-errors.ts'
 import {reasonOf} from './policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
 
 export const BODY_LIMIT = 16 * 1024
-
-export interface RouteHooks {
-  /** Issue 5 adds host enrollment, renewal, KRL and hosts routes through this. */
-  extraRoutes?: (app: FastifyInstance, rt: CaRuntime, h: RouteHelpers) => void
-  /** Handles `POST /ssh/sign` with certType host; without it host requests go to the OIDC pipeline. */
-  signHost?: (rt: CaRuntime, key: PublicKey, token: string, trace: AuditTrace, body: SshSignRequest) => Promise<Certificate>
-}
 
 export interface RouteHelpers {
   trace(req: FastifyRequest): AuditTrace
@@ -29,7 +22,7 @@ export interface RouteHelpers {
 
 const traces = new WeakMap<FastifyRequest, AuditTrace>()
 
-export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | undefined, hooks: RouteHooks = {}): FastifyInstance {
+export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | undefined): FastifyInstance {
   const app = Fastify({
     ...(https ? {https: {key: https.key, cert: https.cert, minVersion: 'TLSv1.2' as const}} : {}),
     bodyLimit: BODY_LIMIT,
@@ -110,10 +103,8 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
       const body = parseBody(SshSignRequest, req.body)
       const key = parseSubjectKey({blobBase64: body.publicKey})
       const certType = body.certType ?? 'user'
-      const cert =
-        certType === 'host' && hooks.signHost
-          ? await hooks.signHost(rt, key, body.ott, t, body)
-          : await signUserCertificate(rt, key, body.ott, certType, t)
+      // host certificates come with an enrollment token from `ca token --host`, users with an OIDC token
+      const cert = certType === 'host' ? await signHostCertificate(rt, key, body.ott, t, body) : await signUserCertificate(rt, key, body.ott, certType, t)
       return reply.code(201).send({crt: cert.blob.toString('base64')})
     })
 
@@ -128,7 +119,7 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
       return reply.code(200).type('text/plain; charset=utf-8').send(`${certificateLine(cert)}\n`)
     })
 
-    hooks.extraRoutes?.(r, rt, helpers)
+    hostRoutes(r, rt, helpers)
   }
   void app.register(routes)
   void app.register(routes, {prefix: '/1.0'})

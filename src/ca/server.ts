@@ -10,7 +10,7 @@ import {SshcaError} from '../errors.ts'
 import {dirname} from 'node:path'
 import {privateDir} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
-import {buildApp, type RouteHooks} from './app.ts'
+import {buildApp} from './app.ts'
 import {createAuditLog, type AuditLog} from './audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config.ts'
 import {loadMaterial} from './material.ts'
@@ -30,7 +30,6 @@ export interface StartOptions {
   clock?: () => number
   /** Install SIGHUP (reload) handling; `ca serve` does, in-process tests do not. */
   handleSignals?: boolean
-  hooks?: RouteHooks
 }
 
 export interface RunningCa {
@@ -63,7 +62,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     clock,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem}, opts.hooks)
+  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem})
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   await app.listen({host: hp.host, port: hp.port})

@@ -56,10 +56,11 @@ export class SqliteStore implements Store {
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
 
-  constructor(path: string) {
+  /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
+  constructor(path: string, o: {background?: boolean} = {}) {
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-    if (path !== ':memory:') {
+    if (path !== ':memory:' && o.background !== false) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0;')
       this.checkpointer = startCheckpointer(path)
     }
@@ -169,7 +170,7 @@ export class SqliteStore implements Store {
     this.flush()
     await this.checkpointer?.stop()
     if (this.db.isOpen) {
-      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+      if (this.checkpointer) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)')
       this.db.close()
     }
   }

@@ -79,13 +79,23 @@ export class CaClient {
     this.agent.destroy()
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, schema: Schema<T>, body?: unknown, headers?: Record<string, string>): Promise<T> {
-    let res: RawResponse
+  private async send(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<RawResponse> {
     try {
-      res = await httpsRequest(new URL(this.caUrl + path), {method, agent: this.agent, ...(body === undefined ? {} : {body: JSON.stringify(body)}), ...(headers ? {headers} : {})})
+      return await httpsRequest(new URL(this.caUrl + path), {method, agent: this.agent, ...(body === undefined ? {} : {body: JSON.stringify(body)}), ...(headers ? {headers} : {})})
     } catch (err) {
       throw networkError(this.caUrl, err)
     }
+  }
+
+  /** A binary GET (the KRL). */
+  async bytes(path: string): Promise<Buffer> {
+    const res = await this.send('GET', path, undefined, {accept: 'application/octet-stream'})
+    if (res.status === 200) return res.body
+    throw this.failure('GET', path, res)
+  }
+
+  async call<T>(method: 'GET' | 'POST', path: string, schema: Schema<T>, body?: unknown, headers?: Record<string, string>): Promise<T> {
+    const res = await this.send(method, path, body, headers)
     let json: unknown
     try {
       json = JSON.parse(res.body.toString('utf8'))
@@ -97,12 +107,23 @@ export class CaClient {
       if (!parsed.success) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA answered ${method} ${path} with an unexpected body`, {details: {status: res.status}})
       return parsed.data
     }
+    throw this.failure(method, path, res, json)
+  }
+
+  private failure(method: string, path: string, res: RawResponse, json?: unknown): SshcaError {
+    if (json === undefined) {
+      try {
+        json = JSON.parse(res.body.toString('utf8'))
+      } catch {
+        json = undefined
+      }
+    }
     const err = ErrorBody.safeParse(json)
     const requestId = err.success ? err.data.request_id : String(res.headers['x-request-id'] ?? 'unknown')
     const message = err.success ? err.data.message : `HTTP ${res.status}`
     const code = STATUS_CODES[res.status] ?? 'ERR_CA_BAD_RESPONSE'
-    const lead = code === 'ERR_CA_DENIED' ? 'the CA policy denied the request' : code === 'ERR_CA_UNAUTHORIZED' ? 'the CA rejected the identity token' : `the CA answered ${res.status}`
-    throw new SshcaError(code, `${lead}: ${message} (request id ${requestId})`, {
+    const lead = code === 'ERR_CA_DENIED' ? 'the CA policy denied the request' : code === 'ERR_CA_UNAUTHORIZED' ? 'the CA rejected the identity token' : `the CA answered ${method} ${path} with ${res.status}`
+    return new SshcaError(code, `${lead}: ${message} (request id ${requestId})`, {
       details: {status: res.status, requestId},
       hint:
         code === 'ERR_CA_DENIED'

@@ -7,6 +7,7 @@ import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
+import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
@@ -82,37 +83,82 @@ export interface HostConfigOptions {
   context?: string
   /** Where sshd's files live (default /etc/ssh). */
   sshdDir?: string
+  /** Where the systemd units go (default /etc/systemd/system). */
+  systemdDir?: string
+  /** The command the renewal service runs (default: this node and this sshca). */
+  sshcaCommand?: string
   dryRun?: boolean
 }
 
 export interface HostConfigResult {
   context: string
-  files: {path: string; content: string; mode: number}[]
+  files: {path: string; content: string | Buffer; mode: number}[]
   written: boolean
   next: string[]
 }
 
-/** The sshd snippet (TrustedUserCAKeys, HostCertificate for each host key) and the user CA key file. */
+export const KRL_FILE = 'sshca_revoked_keys.krl'
+
+/**
+ * What a server needs: the user CA key file and the sshd snippet (TrustedUserCAKeys, HostCertificate
+ * for each host key, RevokedKeys with a current KRL: sshd refuses every key when that file is
+ * missing), and a daily systemd timer that renews the host certificates and refreshes the KRL.
+ */
 export async function configureHost(home: string, o: HostConfigOptions): Promise<HostConfigResult> {
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
   const dir = o.sshdDir ?? '/etc/ssh'
+  const unitDir = o.systemdDir ?? '/etc/systemd/system'
   const caFile = join(dir, 'sshca_user_ca.pub')
-  const hostKeys = ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']
+  const krlFile = join(dir, KRL_FILE)
   const present: string[] = []
-  for (const k of hostKeys) if (await exists(join(dir, `${k}.pub`))) present.push(k)
+  for (const k of ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']) if (await exists(join(dir, `${k}.pub`))) present.push(k)
+  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  let krl: Buffer
+  try {
+    krl = await ca.bytes('/ssh/krl')
+  } finally {
+    ca.close()
+  }
+  parseKrl(krl)
   const snippet = [
     `# Managed by sshca (sshca config --host) for the CA "${ctx.name}" at ${ctx.caUrl}.`,
     '# Users log in with short-lived certificates from this CA; a principal must equal the login name.',
     `TrustedUserCAKeys ${caFile}`,
+    '# Certificates the CA revoked (refreshed daily by sshca-renew.timer).',
+    `RevokedKeys ${krlFile}`,
     '# Present host certificates (issue them with: sshca certificate --host --sign …).',
     ...present.map((k) => `HostCertificate ${join(dir, `${k}-cert.pub`)}`),
     '',
   ].join('\n')
+  const sshca = o.sshcaCommand ?? `${process.execPath} ${process.argv[1] ?? 'sshca'}`
+  const service = [
+    '[Unit]',
+    `Description=Renew this host's SSH certificates and the revocation list from the sshca CA "${ctx.name}"`,
+    'After=network-online.target',
+    'Wants=network-online.target',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `Environment=SSHCA_HOME=${home}`,
+    ...present.map((k) => `ExecStart=${sshca} renew --context ${ctx.name} ${join(dir, `${k}-cert.pub`)} ${join(dir, k)}`),
+    `ExecStart=${sshca} krl --context ${ctx.name} --out ${krlFile}`,
+    '# sshd rereads RevokedKeys itself; a reload makes it present the renewed certificates',
+    'ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service sshd.service',
+    '',
+  ].join('\n')
+  const timer = ['[Unit]', 'Description=Daily renewal of the SSH host certificates (sshca)', '', '[Timer]', 'OnCalendar=daily', 'RandomizedDelaySec=1h', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
   const files = [
     {path: caFile, content: ctx.userCaKeys.map((l) => `${l}\n`).join(''), mode: 0o644},
+    {path: krlFile, content: krl, mode: 0o644},
     {path: join(dir, 'sshd_config.d', '50-sshca.conf'), content: snippet, mode: 0o644},
+    {path: join(unitDir, 'sshca-renew.service'), content: service, mode: 0o644},
+    {path: join(unitDir, 'sshca-renew.timer'), content: timer, mode: 0o644},
   ]
-  const next = ['sshd -t && systemctl reload ssh   # check, then apply', `sshca certificate --host --sign --token TOKEN $(hostname -f) ${join(dir, `${present[0] ?? 'ssh_host_ed25519_key'}.pub`)}`]
+  const next = [
+    ...(present.length ? [] : [`sshca certificate --host --sign --token TOKEN $(hostname -f) ${join(dir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
+    'sshd -t && systemctl reload ssh          # check, then apply',
+    'systemctl daemon-reload && systemctl enable --now sshca-renew.timer',
+  ]
   if (o.dryRun) return {context: ctx.name, files, written: false, next}
   for (const f of files) {
     await privateDir(dirname(f.path))

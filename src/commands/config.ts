@@ -11,8 +11,9 @@ marked block per CA, replaced in place (idempotent, atomic, every other byte kep
 saved as known_hosts.sshca-backup). The pattern comes from the CA (default *); --pattern overrides it.
 
 --roots prints the user CA keys (for sshd's TrustedUserCAKeys); --host --roots the host CA keys.
---host writes the sshd snippet (sshd_config.d/50-sshca.conf: TrustedUserCAKeys, HostCertificate) and
-the user CA key file. --dry-run prints instead of writing.`
+--host writes the user CA key file, the CA's current KRL, the sshd snippet (sshd_config.d/50-sshca.conf:
+TrustedUserCAKeys, RevokedKeys, HostCertificate for each host key) and a systemd service + daily timer
+that renew the host certificates and refresh the KRL. --dry-run prints instead of writing.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -30,6 +31,7 @@ the user CA key file. --dry-run prints instead of writing.`
     pattern: Flags.string({description: 'known_hosts host pattern for the @cert-authority line (default: the CA\'s, else *)'}),
     'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
     'sshd-dir': Flags.string({description: 'with --host: sshd\'s directory', default: '/etc/ssh'}),
+    'systemd-dir': Flags.string({description: 'with --host: where the renewal service and timer go', default: '/etc/systemd/system'}),
   }
 
   async run() {
@@ -42,10 +44,13 @@ the user CA key file. --dry-run prints instead of writing.`
       return r
     }
     if (flags.host) {
-      const r = await configureHost(home, {...ctx, sshdDir: flags['sshd-dir'], dryRun: flags['dry-run']})
-      for (const f of r.files) this.out(r.written ? `wrote ${f.path}\n` : `# ${f.path}\n${f.content}\n`)
-      if (r.written) this.out(`Next:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
-      return r
+      const r = await configureHost(home, {...ctx, sshdDir: flags['sshd-dir'], systemdDir: flags['systemd-dir'], dryRun: flags['dry-run']})
+      for (const f of r.files) {
+        const body = typeof f.content === 'string' ? f.content : `(an OpenSSH KRL, ${f.content.length} bytes)\n`
+        this.out(r.written ? `wrote ${f.path}\n` : `# ${f.path}\n${body}\n`)
+      }
+      this.out(`Next:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
+      return {...r, files: r.files.map((f) => ({...f, content: typeof f.content === 'string' ? f.content : f.content.toString('base64')}))}
     }
     const r = await configureKnownHosts(home, {...ctx, ...(flags.pattern ? {pattern: flags.pattern} : {}), ...(flags['known-hosts'] ? {file: flags['known-hosts']} : {}), dryRun: flags['dry-run']})
     if (flags['dry-run']) this.out(r.block)

@@ -43,8 +43,10 @@ export {writePolicy} from '../../src/demo/policy-file.ts'
 
 export async function startTestCa(settings: Record<string, unknown>, opts: Partial<StartOptions> = {}): Promise<TestCa> {
   const {init, passwordFile} = await makeCaDir(settings)
+  // in ca.yaml, as an operator would set it: `ca revoke` appends to the same file as the server
   const auditFile = join(init.dir, 'audit.log')
-  const ca = await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', auditFile, ...opts})
+  await writePolicy(init.config, {audit: {file: auditFile}, ...settings})
+  const ca = await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', ...opts})
   const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
   const dispatcher = new Agent({connect: {ca: rootPem}})
   const audit = () =>

@@ -38,7 +38,7 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
 }
 
 export async function startWorld(): Promise<World> {
-  const idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}})
+  const idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
   const gh = await startGithubIssuer()
   const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer))
   const agent = await startAgent()

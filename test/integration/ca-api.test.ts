@@ -65,7 +65,7 @@ describe('signing core over HTTPS', function () {
   let t: TestCa
 
   before(async () => {
-    idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}})
+    idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
     gh = await startGithubIssuer()
     t = await startTestCa(policy(idp.issuer, gh.issuer))
   })

@@ -1,0 +1,137 @@
+/**
+ * The server's side of sshca: get a host certificate with an enrollment token, renew it by proving
+ * possession of the host key, and fetch the CA's revocation list for sshd's RevokedKeys.
+ */
+import {readFile} from 'node:fs/promises'
+import {SshcaError} from '../errors.ts'
+import {SshSignResponse} from '../protocol/api.ts'
+import {mintPopToken} from '../protocol/tokens.ts'
+import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, verifyCertificate, type Certificate} from '../ssh/cert.ts'
+import {parseKrl} from '../ssh/krl.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {parsePrivateKeyFile} from '../ssh/private-key.ts'
+import {writeFileAtomic} from '../util/fs.ts'
+import {CaClient} from './ca-client.ts'
+import {loadContext, type Context} from './home.ts'
+
+/** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
+export function certPathFor(pubkeyFile: string): string {
+  return `${pubkeyFile.replace(/\.pub$/, '')}-cert.pub`
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${path}`)
+    if (code === 'EACCES') throw new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {hint: 'host keys are readable by root only: run with sudo'})
+    throw err
+  }
+}
+
+function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey): void {
+  const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
+  const problems: string[] = []
+  if (cert.type !== 'host') problems.push('it is not a host certificate')
+  if (!cert.publicKey.equals(key)) problems.push('it certifies another key')
+  if (!verifyCertificate(cert).valid) problems.push('its signature does not verify')
+  if (hostCas.length > 0 && !hostCas.some((k) => k.equals(cert.signatureKey))) problems.push('it is not signed by the CA\'s host key')
+  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.join('; ')}`)
+}
+
+export interface HostCertResult {
+  context: string
+  certificate: string
+  principals: string[]
+  serial: string
+  keyId: string
+  validBefore: string
+}
+
+function describe(ctx: Context, path: string, cert: Certificate): HostCertResult {
+  return {context: ctx.name, certificate: path, principals: [...cert.principals], serial: cert.serial.toString(), keyId: cert.keyId, validBefore: new Date(Number(cert.validBefore) * 1000).toISOString()}
+}
+
+/** `sshca certificate --host --sign`: the CA signs the host's public key; `<key>-cert.pub` is written beside it. */
+export async function signHostKey(home: string, o: {context?: string; token: string; hostname: string; pubkeyFile: string; principals?: string[]}): Promise<HostCertResult> {
+  const ctx = await loadContext(home, o.context)
+  const {key} = PublicKey.parseLine(await readText(o.pubkeyFile, 'public key'))
+  const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
+  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  try {
+    const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: o.token.trim(), certType: 'host', principals})
+    const cert = parseCertificate(Buffer.from(crt, 'base64'))
+    checkHostCert(cert, ctx, key)
+    const path = certPathFor(o.pubkeyFile)
+    await writeFileAtomic(path, `${certificateLine(cert)}\n`, 0o644)
+    return describe(ctx, path, cert)
+  } finally {
+    ca.close()
+  }
+}
+
+export interface RenewResult extends HostCertResult {
+  renewed: boolean
+  /** Why it was or was not renewed. */
+  reason: string
+}
+
+/** Renew when less than this share of the validity is left (so a daily timer suffices). */
+export const RENEW_WHEN_LEFT = 1 / 3
+
+/** `sshca renew`: proves possession of the host key to the CA and installs the new certificate. */
+export async function renewHostCert(home: string, o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number}): Promise<RenewResult> {
+  const ctx = await loadContext(home, o.context)
+  const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
+  const now = nowSeconds(o.clock)
+  const total = Number(cert.validBefore - cert.validAfter)
+  const left = Number(cert.validBefore - now)
+  if (!o.force && left > total * RENEW_WHEN_LEFT) {
+    return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
+  }
+  const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
+  if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
+  const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
+  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  try {
+    const {crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott})
+    const fresh = parseCertificate(Buffer.from(crt, 'base64'))
+    checkHostCert(fresh, ctx, key.publicKey)
+    await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
+    return {...describe(ctx, o.certFile, fresh), renewed: true, reason: left <= 0 ? 'it had expired' : o.force ? '--force' : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`}
+  } finally {
+    ca.close()
+  }
+}
+
+export interface KrlResult {
+  context: string
+  file: string
+  version: string
+  revokedSerials: number
+  revokedKeyIds: number
+  bytes: number
+}
+
+/** `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per login). */
+export async function fetchKrl(home: string, o: {context?: string; out: string}): Promise<KrlResult> {
+  const ctx = await loadContext(home, o.context)
+  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  try {
+    const bytes = await ca.bytes('/ssh/krl')
+    // a file sshd cannot parse makes it refuse every public key: never write one
+    const krl = parseKrl(bytes)
+    await writeFileAtomic(o.out, bytes, 0o644)
+    return {
+      context: ctx.name,
+      file: o.out,
+      version: krl.version.toString(),
+      revokedSerials: new Set(krl.sections.flatMap((s) => s.serials.map(String))).size,
+      revokedKeyIds: new Set(krl.sections.flatMap((s) => s.keyIds)).size,
+      bytes: bytes.length,
+    }
+  } finally {
+    ca.close()
+  }
+}

@@ -1,0 +1,40 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base.ts'
+import {contextFlag} from '../cli/flags.ts'
+import {signHostKey} from '../client/host.ts'
+import {sshcaHome} from '../client/home.ts'
+import {SshcaError} from '../errors.ts'
+
+export default class Certificate extends BaseCommand {
+  static override summary = 'Get a host certificate for this server\'s SSH host key, with an enrollment token.'
+  static override description = `Sends PUBKEYFILE to the CA with a one-time enrollment token from \`sshca ca token --host\`; the CA
+signs a host certificate for HOSTNAME (and --principal names, all of which the token must bind) and
+this writes it next to the key, as ssh-keygen names it (ssh_host_ed25519_key-cert.pub), atomically.
+Then point sshd at it (sshca config --host) and renew it daily (sshca renew).`
+
+  static override examples = [
+    'sudo <%= config.bin %> <%= command.id %> --host --sign --token "$TOKEN" web1.example.com /etc/ssh/ssh_host_ed25519_key.pub',
+    'sudo <%= config.bin %> <%= command.id %> --host --sign --token "$TOKEN" web1 /etc/ssh/ssh_host_ed25519_key.pub --principal web1.example.com',
+  ]
+
+  static override args = {
+    hostname: Args.string({description: 'the host\'s name (its first principal)', required: true, ignoreStdin: true}),
+    pubkeyfile: Args.string({description: 'the host\'s public key file', required: true, ignoreStdin: true}),
+  }
+
+  static override flags = {
+    context: contextFlag,
+    host: Flags.boolean({description: 'a host certificate (user certificates come from sshca login)', required: true}),
+    sign: Flags.boolean({description: 'sign an existing key (the key never leaves the host)', required: true}),
+    token: Flags.string({description: 'the enrollment token from sshca ca token --host', required: true}),
+    principal: Flags.string({description: 'another name for the host (repeatable; the token must bind it)', multiple: true}),
+  }
+
+  async run() {
+    const {args, flags} = await this.parse(Certificate)
+    if (!flags.host || !flags.sign) throw new SshcaError('ERR_USAGE', 'only --host --sign is supported; users get certificates with sshca login')
+    const r = await signHostKey(sshcaHome(), {...(flags.context ? {context: flags.context} : {}), token: flags.token, hostname: args.hostname, pubkeyFile: args.pubkeyfile, ...(flags.principal ? {principals: flags.principal} : {})})
+    this.out(`Wrote ${r.certificate}: host certificate for ${r.principals.join(', ')} (serial ${r.serial}), valid until ${r.validBefore}.\nNext: sshca config --host (once), then renew daily: sshca renew ${r.certificate} ${args.pubkeyfile.replace(/\.pub$/, '')}\n`)
+    return r
+  }
+}
