@@ -6,8 +6,8 @@
  * Each stage is small and the handler only strings them together; every stage adds what it learns
  * to the audit trace.
  */
-import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {randomBytesPooled} from '../util/random.ts'
 import {signCertificate, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {selectedClaims} from './audit.ts'
@@ -44,7 +44,7 @@ export function requireIssuanceEnabled(rt: CaRuntime): void {
 /** A random non-zero 64-bit serial: unique without coordination between replicas. */
 export function randomSerial(): bigint {
   for (;;) {
-    const s = randomBytes(8).readBigUInt64BE(0)
+    const s = randomBytesPooled(8).readBigUInt64BE(0)
     if (s !== 0n) return s
   }
 }

@@ -2,8 +2,8 @@
  * OpenSSH certificates (PROTOCOL.certkeys): build and sign, parse (keeping unknown options byte for
  * byte) and verify. This file is the only place in sshca that knows the certificate layout.
  */
-import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {randomBytesPooled} from '../util/random.ts'
 import {isKeyType, PublicKey, splitKeyLine, type KeyType} from './keys.ts'
 import {signatureAlgorithm, verifySignature, type SignatureCheck, type Signer} from './signature.ts'
 import {formatError, SshReader, SshWriter} from './wire.ts'
@@ -77,7 +77,7 @@ export function isCertificateType(s: string): boolean {
 /** Builds the to-be-signed body, signs it with `signer` and returns the parsed result. */
 export function signCertificate(t: CertificateTemplate, signer: Signer): Certificate {
   validateTemplate(t)
-  const nonce = t.nonce ?? randomBytes(32)
+  const nonce = t.nonce ?? randomBytesPooled(32)
   const keyType = certTypeName(t.publicKey.type)
   const w = new SshWriter()
     .string(keyType)

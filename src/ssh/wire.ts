@@ -73,33 +73,47 @@ export class SshReader {
   }
 }
 
+/** Writes into one growing buffer; toBuffer() hands it over (do not write after). */
 export class SshWriter {
-  private readonly parts: Buffer[] = []
+  private buf: Buffer = Buffer.allocUnsafe(256)
   private length = 0
 
+  private room(n: number): void {
+    if (this.length + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.length + n) size *= 2
+    const next = Buffer.allocUnsafe(size)
+    this.buf.copy(next, 0, 0, this.length)
+    this.buf = next
+  }
+
   raw(b: Buffer | Uint8Array): this {
-    const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
-    this.parts.push(buf)
-    this.length += buf.length
+    this.room(b.length)
+    this.buf.set(b, this.length)
+    this.length += b.length
     return this
   }
 
   u8(n: number): this {
-    return this.raw(Buffer.of(n & 0xff))
+    this.room(1)
+    this.buf[this.length++] = n & 0xff
+    return this
   }
 
   u32(n: number): this {
     if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new TypeError(`uint32 out of range: ${n}`)
-    const b = Buffer.allocUnsafe(4)
-    b.writeUInt32BE(n, 0)
-    return this.raw(b)
+    this.room(4)
+    this.buf.writeUInt32BE(n, this.length)
+    this.length += 4
+    return this
   }
 
   u64(n: bigint): this {
     if (n < 0n || n > MAX_U64) throw new TypeError(`uint64 out of range: ${n}`)
-    const b = Buffer.allocUnsafe(8)
-    b.writeBigUInt64BE(n, 0)
-    return this.raw(b)
+    this.room(8)
+    this.buf.writeBigUInt64BE(n, this.length)
+    this.length += 8
+    return this
   }
 
   bool(v: boolean): this {
@@ -107,9 +121,15 @@ export class SshWriter {
   }
 
   string(v: Buffer | Uint8Array | string): this {
-    const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v
-    this.u32(b.length)
-    return this.raw(b)
+    if (typeof v === 'string') {
+      const n = Buffer.byteLength(v, 'utf8')
+      this.u32(n)
+      this.room(n)
+      this.length += this.buf.write(v, this.length, 'utf8')
+      return this
+    }
+    this.u32(v.length)
+    return this.raw(v)
   }
 
   /** Unsigned magnitude → minimal two's-complement mpint (leading zeros dropped, 0x00 added when the top bit is set). */
@@ -126,7 +146,7 @@ export class SshWriter {
   }
 
   toBuffer(): Buffer {
-    return Buffer.concat(this.parts, this.length)
+    return this.buf.subarray(0, this.length)
   }
 }
 
