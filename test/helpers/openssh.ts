@@ -1,12 +1,12 @@
 /**
- * The real OpenSSH programs as test oracles and peers: ssh-agent, ssh-keygen, sshd and ssh, each on
- * loopback in a private directory, background ones stopped by pid.
+ * The real OpenSSH programs as test oracles and peers: ssh-keygen -L as the oracle, ssh-add, and the
+ * ssh-agent/sshd/ssh launchers of src/demo/openssh.ts with their stop() registered for the root hook.
  */
 import {userInfo} from 'node:os'
 import * as peers from '../../src/demo/openssh.ts'
 import {onCleanup, run, type RunResult} from './proc.ts'
 
-export {SSHD, freePort, type Agent, type Sshd, type SshdOptions} from '../../src/demo/openssh.ts'
+export type {Agent, Sshd} from '../../src/demo/openssh.ts'
 
 /** src/demo/openssh.ts's launchers, registered so the root hook stops what a failed test left. */
 export async function startAgent(env: NodeJS.ProcessEnv = {}): Promise<peers.Agent> {

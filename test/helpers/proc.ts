@@ -1,6 +1,5 @@
-/** Child processes for tests: run to completion, or start in the background and stop by pid. */
-import {spawn, type ChildProcess, type SpawnOptions} from 'node:child_process'
-import {existsSync} from 'node:fs'
+/** Child processes for tests: run to completion; daemons register their stop() for the root hook. */
+import {spawn, type SpawnOptions} from 'node:child_process'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 export interface RunResult {
@@ -37,46 +36,6 @@ export async function runOk(cmd: string, args: readonly string[], opts: Paramete
   return r
 }
 
-export interface Background {
-  readonly pid: number
-  readonly child: ChildProcess
-  output(): string
-  stop(): Promise<void>
-}
-
-const running = new Set<Background>()
-
-export function background(cmd: string, args: readonly string[], opts: SpawnOptions = {}): Background {
-  const child = spawn(cmd, args, {...opts, stdio: ['ignore', 'pipe', 'pipe']})
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-  if (child.pid === undefined) throw new Error(`could not start ${cmd}`)
-  const pid = child.pid
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const bg: Background = {
-    pid,
-    child,
-    output: () => out,
-    async stop() {
-      running.delete(bg)
-      if (child.exitCode !== null || child.signalCode !== null) return
-      process.kill(pid, 'SIGTERM')
-      const t = setTimeout(() => {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // already gone
-        }
-      }, 3000)
-      await exited
-      clearTimeout(t)
-    },
-  }
-  running.add(bg)
-  return bg
-}
-
 const cleanups = new Set<() => Promise<void>>()
 
 /** Something else to stop after the run (daemons started through src/demo/openssh.ts). */
@@ -84,9 +43,8 @@ export function onCleanup(stop: () => Promise<void>): void {
   cleanups.add(stop)
 }
 
-/** Stops every background process still running (mocha root hook). */
+/** Stops everything a test started and left running (mocha root hook). */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...running].map((b) => b.stop()))
   await Promise.all([...cleanups].map((c) => c().catch(() => undefined)))
   cleanups.clear()
 }
@@ -99,5 +57,3 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
   throw new Error(`timed out waiting for ${what}`)
 }
-
-export const waitForFile = (path: string, timeoutMs?: number): Promise<void> => waitFor(path, () => existsSync(path), timeoutMs)
