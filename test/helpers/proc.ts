@@ -11,7 +11,10 @@ export interface RunResult {
 
 export function run(cmd: string, args: readonly string[], opts: SpawnOptions & {input?: string | Buffer; timeoutMs?: number} = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {...opts, stdio: ['pipe', 'pipe', 'pipe']})
+    // stdin is a pipe only when there is input to send: a child that exits without reading it (ssh-keygen)
+    // turns a write into EPIPE, which must not become an uncaught error in the test run
+    const input = opts.input
+    const child = spawn(cmd, args, {...opts, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -25,7 +28,10 @@ export function run(cmd: string, args: readonly string[], opts: SpawnOptions & {
       clearTimeout(timer)
       resolve({code, signal, stdout, stderr})
     })
-    child.stdin!.end(opts.input ?? '')
+    if (input !== undefined) {
+      child.stdin!.on('error', () => undefined)
+      child.stdin!.end(input)
+    }
   })
 }
 

@@ -75,12 +75,15 @@ export interface Running {
 }
 
 export function spawnSshca(args: string[], env: NodeJS.ProcessEnv, input?: string): Running {
-  const child = spawn(process.execPath, [BIN, ...args], {env: {...process.env, NO_COLOR: '1', ...env}, stdio: ['pipe', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [BIN, ...args], {env: {...process.env, NO_COLOR: '1', ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
   let out = ''
   let err = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (err += d))
-  child.stdin!.end(input ?? '')
+  if (input !== undefined) {
+    child.stdin!.on('error', () => undefined)
+    child.stdin!.end(input)
+  }
   const exited = new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stdout: out, stderr: err})))
   return {
     child,
