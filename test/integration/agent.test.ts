@@ -10,7 +10,8 @@ import {keySigner, verifySignature} from '../../src/ssh/signature.ts'
 import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
-const ca = generatePrivateKey('ed25519')
+// made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
+let ca: PrivateKey
 
 function issue(key: PrivateKey, keyId: string, seconds = 3600): Certificate {
   const now = BigInt(Math.floor(Date.now() / 1000))
@@ -23,7 +24,11 @@ function issue(key: PrivateKey, keyId: string, seconds = 3600): Certificate {
 describe('ssh-agent client against OpenSSH ssh-agent', function () {
   this.timeout(30_000)
   let agent: Agent
-  const dir = tempDir()
+  let dir: string
+  before(() => {
+    ca = generatePrivateKey('ed25519')
+    dir = tempDir()
+  })
 
   beforeEach(async () => {
     agent = await startAgent()

@@ -35,13 +35,16 @@ function modes(dir: string): string[] {
 
 describe('sshca ca commands', function () {
   this.timeout(90_000)
-  const base = tempDir('sshca-cacli-')
-  const pwFile = join(base, 'pw')
-  const dir = join(base, 'ca')
+  let base: string
+  let pwFile: string
+  let dir: string
   let gh: GithubIssuer
   let fingerprint = ''
 
   before(async () => {
+    base = tempDir('sshca-cacli-')
+    pwFile = join(base, 'pw')
+    dir = join(base, 'ca')
     writeFileSync(pwFile, `${PASSWORD}\n`, {mode: 0o600})
     gh = await startGithubIssuer()
   })

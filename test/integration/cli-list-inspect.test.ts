@@ -4,17 +4,18 @@ import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
-import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
 import {sshca} from '../helpers/cli.ts'
 import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
 import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
-const ca = generatePrivateKey('ed25519')
-const now = BigInt(Math.floor(Date.now() / 1000))
+// made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
+let ca: PrivateKey
 
 function cert(keyId: string, principals: string[], seconds: bigint) {
+  const now = BigInt(Math.floor(Date.now() / 1000))
   const key = generatePrivateKey('ed25519')
   return {
     key,
@@ -29,6 +30,7 @@ describe('sshca list', function () {
   this.timeout(60_000)
   let agent: Agent
   before(async () => {
+    ca = generatePrivateKey('ed25519')
     agent = await startAgent()
   })
   after(async () => agent.stop())
@@ -64,7 +66,7 @@ describe('sshca list', function () {
     }
     const table = (await sshca(['list'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
     assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CA$/m)
-    assert.match(table, /user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+7h5\dm\s+-/)
+    assert.match(table, /user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+(7h5\dm|8h0m)\s+-/)
     assert.match(table, /gha:acme\/app:42\s+deploy\s+.*\s+(9m\d+s|10m0s)/)
     const raw = (await sshca(['list', '--raw'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
     assert.equal(raw, (await sshAdd(agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@')).map((l) => `${l}\n`).join(''))
@@ -102,7 +104,11 @@ describe('sshca list', function () {
 
 describe('sshca inspect', function () {
   this.timeout(60_000)
-  const dir = tempDir()
+  let dir: string
+  before(() => {
+    ca = generatePrivateKey('ed25519')
+    dir = tempDir()
+  })
 
   it('prints what ssh-keygen -L prints, plus the signature check; --json gives the fields', async () => {
     const {cert: c} = cert('inspect-me', ['alice'], 3600n)

@@ -22,12 +22,14 @@ import {startWorld, type World} from '../helpers/world.ts'
 describe('host certificates, renewal and revocation', function () {
   this.timeout(120_000)
   let w: World
-  const hostDir = tempDir('sshca-host-')
-  const hostKey = join(hostDir, 'ssh_host_ed25519_key')
+  let hostDir: string
+  let hostKey: string
   const ca = () => ['--config', w.t.init.config]
   let enrolled = {serial: '', principals: [] as string[]}
 
   before(async () => {
+    hostDir = tempDir('sshca-host-')
+    hostKey = join(hostDir, 'ssh_host_ed25519_key')
     w = await startWorld()
     await w.bootstrap()
     await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'host', '-f', hostKey])

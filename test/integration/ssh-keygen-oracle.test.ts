@@ -56,10 +56,11 @@ const OPTION_SETS: OptionSet[] = [
 
 describe('src/ssh against ssh-keygen', function () {
   this.timeout(120_000)
-  const dir = tempDir()
+  let dir: string
   const keys = new Map<KeyKind, PrivateKey>()
 
   before(() => {
+    dir = tempDir()
     process.env.TZ = 'UTC'
     for (const kind of KINDS) keys.set(kind, generatePrivateKey(kind, 3072))
   })

@@ -7,13 +7,14 @@ import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {certificateLine, signCertificate, type CertOptions} from '../../src/ssh/cert.ts'
-import {formatOpenSshPrivateKey, generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
 import {currentUser, ssh, startAgent, startSshd, type Agent, type Sshd} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
-const userCa = generatePrivateKey('ed25519')
-const hostCa = generatePrivateKey('ecdsa')
+// made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
+let userCa: PrivateKey
+let hostCa: PrivateKey
 const user = currentUser()
 const now = (): bigint => BigInt(Math.floor(Date.now() / 1000))
 
@@ -33,10 +34,14 @@ describe('certificates against a real sshd', function () {
   this.timeout(60_000)
   let sshd: Sshd
   let agent: Agent
-  const dir = tempDir()
-  const hostKey = generatePrivateKey('ed25519')
+  let dir: string
+  let hostKey: PrivateKey
 
   before(async () => {
+    userCa = generatePrivateKey('ed25519')
+    hostCa = generatePrivateKey('ecdsa')
+    dir = tempDir()
+    hostKey = generatePrivateKey('ed25519')
     const hostCert = signCertificate(
       {type: 'host', publicKey: hostKey.publicKey, serial: 99n, keyId: 'test-host', principals: ['127.0.0.1', 'test-host'], validAfter: now() - 60n, validBefore: now() + 3600n},
       keySigner(hostCa.keyObject),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {parseConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config.ts'
+import {parseConfig, type CaConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 import {buildCertificateSpec, checkCondition, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy.ts'
 
@@ -38,9 +38,16 @@ const NOW = 1_800_000_000
 const limits = {maxUserTtl: 86400}
 
 describe('policy', () => {
-  const {config, warnings} = parseConfig(ISSUE_YAML, 'ca.yaml')
-  const sso = config.provisioners[0]!
-  const ci = config.provisioners[1]!
+  // parsed in before(), not in the describe() body: Stryker loads this file once and re-runs its tests
+  let config: CaConfig
+  let warnings: string[]
+  let sso: ProvisionerConfig
+  let ci: ProvisionerConfig
+  before(() => {
+    ;({config, warnings} = parseConfig(ISSUE_YAML, 'ca.yaml'))
+    sso = config.provisioners[0]!
+    ci = config.provisioners[1]!
+  })
 
   it('accepts the issue\'s ca.yaml as written, with defaults merged', () => {
     assert.deepEqual(warnings, [])

@@ -10,12 +10,13 @@ import {
   verifyCertificate,
   type CertificateTemplate,
 } from '../../../src/ssh/cert.ts'
-import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {SshReader, SshWriter} from '../../../src/ssh/wire.ts'
 
-const ca = generatePrivateKey('ed25519')
-const subject = generatePrivateKey('ecdsa')
+// made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
+let ca: PrivateKey
+let subject: PrivateKey
 
 function template(over: Partial<CertificateTemplate> = {}): CertificateTemplate {
   return {
@@ -33,6 +34,11 @@ function template(over: Partial<CertificateTemplate> = {}): CertificateTemplate 
 }
 
 describe('certificates', () => {
+  before(() => {
+    ca = generatePrivateKey('ed25519')
+    subject = generatePrivateKey('ecdsa')
+  })
+
   it('sign → parse round-trips every field and verifies', () => {
     const cert = signCertificate(template(), keySigner(ca.keyObject))
     const parsed = parseCertificate(cert.blob)

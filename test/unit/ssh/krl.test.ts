@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import {buildKrl, parseKrl} from '../../../src/ssh/krl.ts'
+import type {PublicKey} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 describe('KRL', () => {
-  const ca = generatePrivateKey('ed25519').publicKey
+  let ca: PublicKey
+  before(() => {
+    ca = generatePrivateKey('ed25519').publicKey
+  })
   it('round-trips: serials sorted and deduplicated (0 dropped), key IDs sorted, empty sections omitted', () => {
     const buf = buildKrl({version: 3n, generatedAt: 1_800_000_000n, comment: 'c', sections: [{caKey: ca, serials: [9n, 2n, 9n, 0n], keyIds: ['b', 'a']}, {caKey: ca, serials: [], keyIds: []}]})
     assert.equal(buf.subarray(0, 8).toString('latin1'), 'SSHKRL\n\0')

@@ -1,0 +1,105 @@
+// Mutation testing (StrykerJS). Run it through `npm run mutate` (scripts/mutate.ts), which applies the
+// mocha-runner patch, turns its flags into the SSHCA_MUTATE* variables read below and prints the
+// per-file score table. CONTRIBUTING.md says when to run it and how to read the result.
+//
+// Two runners, one config:
+// - mocha (default): tests run inside the Stryker worker, so the mutant is switched on in this process
+//   only. Per-test coverage runs just the tests that reach a mutant. It kills what tests call in process:
+//   src/ssh, pure functions, and the CA (test/helpers/ca.ts starts it in the test process, so even the
+//   tests that drive the CLI against it exercise the CA's code here).
+// - command: for code that runs only inside `bin/run.js` (src/commands, src/cli, the client flows as the
+//   CLI runs them). dist/ is rebuilt from the instrumented sources (buildCommand) and each mutant runs
+//   the whole test command with __STRYKER_ACTIVE_MUTANT__ set, which the CLI processes inherit. No
+//   coverage analysis: every mutant runs every test given, so give it few, targeted test files.
+//
+// Equivalent mutants are marked where they are, with the reason:
+//   // Stryker disable next-line <Mutator>: <why no test can tell the difference>
+// A marked mutant is reported as "ignored" and left out of the score; never exclude a file instead.
+
+import {globSync} from 'node:fs'
+
+const list = (v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+
+/** The files the mutation-score targets of issue 18 apply to; the default when none are chosen. */
+export const TARGETS = [
+  'src/ssh/cert.ts',
+  'src/ssh/wire.ts',
+  'src/client/bootstrap.ts',
+  'src/client/known-hosts.ts',
+  'src/ca/oidc.ts',
+  'src/ca/policy.ts',
+  'src/ca/config.ts',
+  'src/ca/sign.ts',
+  'src/ca/host.ts',
+]
+
+// Tests that need the tests before them (one CA, one host key, built up test by test). The mocha runner
+// runs only the tests that reach a mutant, alone: these would fail there and count as kills. They are
+// left to the command runner until they set up their own state.
+const ORDER_DEPENDENT = ['test/integration/ca-cli.test.ts', 'test/integration/host-certs.test.ts']
+// Every other test file. The mocha runner loads them once and re-runs their tests for each mutant:
+// state belongs in before()/beforeEach(), never in a describe() body or at import time.
+const MOCHA_TESTS = globSync('test/**/*.test.ts').filter((f) => !ORDER_DEPENDENT.includes(f)).sort()
+
+// Tests the command runner runs per mutant, by the file mutated; SSHCA_MUTATE_TESTS overrides.
+const COMMAND_TESTS = {
+  'src/client/bootstrap.ts': ['test/integration/client-bootstrap-config.test.ts', 'test/integration/bootstrap-trust.test.ts'],
+  'src/client/known-hosts.ts': ['test/unit/client/known-hosts.test.ts', 'test/integration/client-bootstrap-config.test.ts'],
+}
+
+const runner = process.env.SSHCA_MUTATE_RUNNER || 'mocha'
+if (runner !== 'mocha' && runner !== 'command') throw new Error(`SSHCA_MUTATE_RUNNER must be mocha or command, not ${runner}`)
+const mutate = list(process.env.SSHCA_MUTATE).length ? list(process.env.SSHCA_MUTATE) : TARGETS
+const chosenTests = list(process.env.SSHCA_MUTATE_TESTS)
+const concurrency = Number(process.env.SSHCA_MUTATE_CONCURRENCY || 2)
+
+function commandTests() {
+  if (chosenTests.length) return chosenTests
+  const tests = new Set(mutate.flatMap((f) => COMMAND_TESTS[f] ?? []))
+  if (tests.size === 0) throw new Error(`the command runner needs tests for ${mutate.join(', ')}: pass --tests (SSHCA_MUTATE_TESTS)`)
+  return [...tests]
+}
+
+const shellQuote = (s) => `'${s.replaceAll("'", `'\\''`)}'`
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+const base = {
+  packageManager: 'npm',
+  mutate,
+  concurrency,
+  // the box is shared and the integration tests start real daemons: be generous before calling a hang
+  timeoutMS: 20_000,
+  timeoutFactor: 2,
+  dryRunTimeoutMinutes: 20,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  clearTextReporter: {reportMutants: true, reportTests: false, reportScoreTable: true},
+  htmlReporter: {fileName: 'reports/mutation/mutation.html'},
+  jsonReporter: {fileName: 'reports/mutation/mutation.json'},
+  tempDirName: '.stryker-tmp',
+  ignorePatterns: ['/coverage', '/reports', '/.stryker-tmp', '/.git'],
+  cleanTempDir: true,
+}
+
+const mocha = {
+  ...base,
+  testRunner: 'mocha',
+  plugins: ['@stryker-mutator/mocha-runner'],
+  coverageAnalysis: 'perTest',
+  mochaOptions: {
+    config: '.mocharc.json',
+    spec: chosenTests.length ? chosenTests : MOCHA_TESTS,
+  },
+}
+
+const command = () => ({
+  ...base,
+  testRunner: 'command',
+  coverageAnalysis: 'off',
+  // dist/ from the instrumented sources: the CLI the tests start carries every mutant, off by default
+  buildCommand: 'tsc -p tsconfig.build.json',
+  commandRunner: {
+    command: `mocha --timeout 60000 --bail ${commandTests().map(shellQuote).join(' ')}`,
+  },
+})
+
+export default runner === 'command' ? command() : mocha
