@@ -14,7 +14,9 @@
 //
 // Equivalent mutants are marked where they are, with the reason:
 //   // Stryker disable next-line <Mutator>: <why no test can tell the difference>
-// A marked mutant is reported as "ignored" and left out of the score; never exclude a file instead.
+// and mutants that can only change an error message's words by the ignorer in
+// scripts/stryker-ignore-messages.mjs. Both are reported as "ignored" with their reason and left out
+// of the score. Never exclude a file instead.
 
 import {globSync} from 'node:fs'
 
@@ -42,9 +44,11 @@ const ORDER_DEPENDENT = ['test/integration/ca-cli.test.ts', 'test/integration/ho
 // Checks generated files (oclif manifest, completions) and the help text against dist/: nothing in
 // src runs in its process, so it kills no mutant, and it runs oclif from the sandbox's node_modules.
 const NOT_BEHAVIOUR = ['test/integration/project.test.ts']
-const MOCHA_TESTS = globSync('test/**/*.test.ts')
-  .filter((f) => !ORDER_DEPENDENT.includes(f) && !NOT_BEHAVIOUR.includes(f))
-  .sort()
+// Unit tests first: a mutant reached while files load (a "static" one) runs every test in a fresh
+// process, and stops at the first failure; the unit tests usually fail it in a second.
+const MOCHA_TESTS = [...globSync('test/unit/**/*.test.ts').sort(), ...globSync('test/integration/**/*.test.ts').sort()].filter(
+  (f) => !ORDER_DEPENDENT.includes(f) && !NOT_BEHAVIOUR.includes(f),
+)
 
 // Tests the command runner runs per mutant, by the file mutated; SSHCA_MUTATE_TESTS overrides.
 const COMMAND_TESTS = {
@@ -80,6 +84,9 @@ const base = {
   clearTextReporter: {reportMutants: true, reportTests: false, reportScoreTable: true},
   htmlReporter: {fileName: 'reports/mutation/mutation.html'},
   jsonReporter: {fileName: 'reports/mutation/mutation.json'},
+  // mutants that only change an error message's words: see the file for the exact rule
+  plugins: ['./scripts/stryker-ignore-messages.mjs'],
+  ignorers: ['message-text'],
   tempDirName: '.stryker-tmp',
   ignorePatterns: ['/coverage', '/reports', '/.stryker-tmp', '/.git'],
   cleanTempDir: true,
@@ -88,7 +95,7 @@ const base = {
 const mocha = {
   ...base,
   testRunner: 'mocha',
-  plugins: ['@stryker-mutator/mocha-runner'],
+  plugins: [...base.plugins, '@stryker-mutator/mocha-runner'],
   coverageAnalysis: 'perTest',
   mochaOptions: {
     config: '.mocharc.json',

@@ -1,0 +1,81 @@
+// A Stryker "ignorer" (stryker.config.mjs → ignorers: ['message-text']): mutants that can only change
+// the words of an error message are reported as ignored, with the reason below, instead of surviving.
+// Tests assert an error's code and what did or did not happen, never its wording (CONTRIBUTING.md), so
+// no test should kill these, and a survivor list full of them hides the ones that matter.
+//
+// What counts as message text, and nothing else:
+// - the message of `new TypeError/RangeError/Error(…)` and of `formatError(…)` (its first argument);
+// - the message (second argument) of `new SshcaError(code, message, options)`, and the `hint` in its
+//   options (the code, `details` and `cause` stay mutated: callers and tests rely on them);
+// - "what" labels, which only name the field in a message: the label argument of SshReader's readers
+//   (`r.bytes('nonce')`, `take(n, 'uint32')`), their `what = '…'` defaults, and the `what` argument of
+//   the local helpers listed in LABEL_ARGUMENT.
+import {declareValuePlugin, PluginKind} from '@stryker-mutator/api/plugin'
+
+const ERROR_CLASSES = new Set(['Error', 'TypeError', 'RangeError'])
+/** SshReader methods → index of their `what` argument. */
+const READER_LABEL = {bytes: 0, text: 0, cstring: 0, mpint: 0, end: 0, take: 1}
+/** Functions (by name, in the file being mutated) → index of their `what` argument. */
+const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0}
+
+const REASON = 'message text only: tests assert error codes and effects, never wording'
+
+function argumentIndex(path) {
+  const parent = path.parentPath
+  if (!parent || !(parent.isCallExpression() || parent.isNewExpression())) return -1
+  return parent.node.arguments.indexOf(path.node)
+}
+
+function calleeName(call) {
+  const c = call.node.callee
+  if (c.type === 'Identifier') return {kind: 'function', name: c.name}
+  if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') return {kind: 'method', name: c.property.name}
+  return undefined
+}
+
+function isMessage(path) {
+  const i = argumentIndex(path)
+  if (i < 0) return false
+  const call = path.parentPath
+  const callee = calleeName(call)
+  if (!callee) return false
+  if (call.isNewExpression() && callee.kind === 'function') {
+    if (ERROR_CLASSES.has(callee.name)) return true
+    if (callee.name === 'SshcaError') return i === 1 || (i === 2 && onlyHint(path.node))
+  }
+  if (call.isCallExpression() && callee.kind === 'function' && Object.hasOwn(LABEL_ARGUMENT, callee.name)) return LABEL_ARGUMENT[callee.name] === i
+  if (call.isCallExpression() && callee.kind === 'method' && Object.hasOwn(READER_LABEL, callee.name)) {
+    return READER_LABEL[callee.name] === i && (path.isStringLiteral() || path.isTemplateLiteral())
+  }
+  return false
+}
+
+/** `{hint: …}` and nothing else. */
+function onlyHint(node) {
+  return node.type === 'ObjectExpression' && node.properties.length > 0 && node.properties.every((p) => p.type === 'ObjectProperty' && !p.computed && p.key.type === 'Identifier' && p.key.name === 'hint')
+}
+
+/** The value of `hint:` in the options of `new SshcaError(…)`. */
+function isHint(path) {
+  const prop = path.parentPath
+  if (!prop?.isObjectProperty() || prop.node.value !== path.node || prop.node.computed) return false
+  if (prop.node.key.type !== 'Identifier' || prop.node.key.name !== 'hint') return false
+  const options = prop.parentPath
+  const call = options?.parentPath
+  return !!call?.isNewExpression() && calleeName(call)?.name === 'SshcaError' && call.node.arguments[2] === options.node
+}
+
+/** `what = 'string'` in a parameter list. */
+function isLabelDefault(path) {
+  const p = path.parentPath
+  return !!p?.isAssignmentPattern() && p.node.right === path.node && p.node.left.type === 'Identifier' && p.node.left.name === 'what' && p.parentPath.isFunction()
+}
+
+export const strykerPlugins = [
+  declareValuePlugin(PluginKind.Ignore, 'message-text', {
+    shouldIgnore(path) {
+      if (isMessage(path) || isHint(path) || isLabelDefault(path)) return REASON
+      return undefined
+    },
+  }),
+]
