@@ -15,6 +15,7 @@ import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile, type K
 import {keySigner} from '../../src/ssh/signature.ts'
 import {keygenShow, parseKeygenShow} from '../helpers/openssh.ts'
 import {run, runOk} from '../helpers/proc.ts'
+import {forgeCertificate, packStrings, rawOptions, type ForgedFields} from '../helpers/forge.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const KINDS: KeyKind[] = ['ed25519', 'ecdsa', 'ecdsa-p384', 'ecdsa-p521', 'rsa']
@@ -179,5 +180,40 @@ describe('src/ssh against ssh-keygen', function () {
         assert.equal(l.stdout.split(' ')[0], String(pub.bits))
       })
     }
+  })
+
+  describe('certificates OpenSSH refuses, we refuse: one certificate must not mean two things', () => {
+    const hostile: [string, Partial<ForgedFields>][] = [
+      ['type code 3', {typeCode: 3}],
+      ['type code 0', {typeCode: 0}],
+      ['a NUL byte in a principal', {principals: ['alice', 'root\0alice']}],
+      ['a NUL byte in the key ID', {keyId: 'alice\0@example.com'}],
+      ['a NUL byte in an option name', {criticalOptions: rawOptions(['force-command\0x', packStrings(['/bin/true'])])}],
+      ['a NUL byte in a force-command', {criticalOptions: rawOptions(['force-command', packStrings(['/bin/true\0; sh'])])}],
+      ['a NUL byte in a source-address', {criticalOptions: rawOptions(['source-address', packStrings(['10.0.0.1\0,0.0.0.0/0'])])}],
+      ['a force-command with no value', {criticalOptions: rawOptions(['force-command', Buffer.alloc(0)])}],
+      ['bytes after a force-command', {criticalOptions: rawOptions(['force-command', Buffer.concat([packStrings(['/bin/true']), Buffer.of(0)])])}],
+    ]
+    for (const [what, fields] of hostile) {
+      it(what, async () => {
+        const ca = keys.get('ed25519')!
+        const file = join(dir, `hostile-${what.replace(/\W+/g, '-')}-cert.pub`)
+        const line = certificateLine({keyType: 'ssh-ed25519-cert-v01@openssh.com', blob: forgeCertificate(ca, ca.publicKey, fields)})
+        writeFileSync(file, `${line}\n`)
+        const keygen = await run('ssh-keygen', ['-L', '-f', file])
+        // ssh-keygen -L refuses to load it, or stops when it reaches the options
+        assert.notEqual(keygen.code, 0, `ssh-keygen accepted it:\n${keygen.stdout}`)
+        assert.throws(() => parseCertificateLine(line), (err: {code?: string}) => err.code === 'ERR_SSH_FORMAT' || err.code === 'ERR_SSH_UNSUPPORTED')
+      })
+    }
+    it('and the same certificate with clean fields is read by both', async () => {
+      const ca = keys.get('ed25519')!
+      const file = join(dir, 'clean-cert.pub')
+      const line = certificateLine({keyType: 'ssh-ed25519-cert-v01@openssh.com', blob: forgeCertificate(ca, ca.publicKey, {principals: ['alice'], keyId: 'alice@example.com', criticalOptions: rawOptions(['force-command', packStrings(['/bin/true'])])})})
+      writeFileSync(file, `${line}\n`)
+      const shown = await keygenShow(file)
+      assert.equal(shown.keyId, 'alice@example.com')
+      assert.equal(parseCertificateLine(line).cert.criticalOptions['force-command'], '/bin/true')
+    })
   })
 })

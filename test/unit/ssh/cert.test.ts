@@ -3,6 +3,8 @@ import {
   FOREVER,
   certificateLine,
   encodeOptions,
+  isCertificateType,
+  nowSeconds,
   parseCertificate,
   parseCertificateLine,
   signCertificate,
@@ -13,6 +15,8 @@ import {
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {SshReader, SshWriter} from '../../../src/ssh/wire.ts'
+import {throwsCode} from '../../helpers/assert.ts'
+import {forgeCertificate, packStrings, rawOptions, type ForgedFields} from '../../helpers/forge.ts'
 
 // made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
 let ca: PrivateKey
@@ -155,5 +159,152 @@ describe('certificates', () => {
     assert.deepEqual(back.blob, cert.blob)
     assert.equal(comment, 'my comment')
     assert.throws(() => parseCertificateLine(subject.publicKey.toLine()), {code: 'ERR_SSH_FORMAT', message: /plain/})
+  })
+
+  describe('parsing refuses what OpenSSH refuses, even with a valid signature', () => {
+    const forge = (over: Partial<ForgedFields>) => forgeCertificate(ca, subject.publicKey, over)
+    it('the forged certificates used here are well-formed and verify when their fields are', () => {
+      const cert = parseCertificate(forge({principals: ['alice', 'root'], keyId: 'kid', extensions: rawOptions(['permit-pty', Buffer.alloc(0)])}))
+      assert.deepEqual(cert.principals, ['alice', 'root'])
+      assert.equal(cert.keyId, 'kid')
+      assert.deepEqual(cert.extensions, {'permit-pty': true})
+      assert.equal(verifyCertificate(cert).valid, true)
+    })
+
+    it('a type code other than 1 (user) or 2 (host) is not a host certificate', () => {
+      assert.equal(parseCertificate(forge({typeCode: 1})).type, 'user')
+      assert.equal(parseCertificate(forge({typeCode: 2})).type, 'host')
+      for (const code of [0, 3, 0x8000_0002, 0xffff_ffff]) {
+        throwsCode(() => parseCertificate(forge({typeCode: code})), 'ERR_SSH_FORMAT')
+      }
+    })
+
+    it('a NUL byte in a principal or the key ID (C code would see "alice" where we see more)', () => {
+      throwsCode(() => parseCertificate(forge({principals: ['alice', 'root\0alice']})), 'ERR_SSH_FORMAT')
+      throwsCode(() => parseCertificate(forge({principals: ['alice\0']})), 'ERR_SSH_FORMAT')
+      throwsCode(() => parseCertificate(forge({keyId: 'alice\0@example.com'})), 'ERR_SSH_FORMAT')
+    })
+
+    it('a NUL byte in, or an empty, option name, in critical options and in extensions', () => {
+      for (const name of ['permit-pty\0', 'force\0-command', '\0', '']) {
+        throwsCode(() => parseCertificate(forge({extensions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
+        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
+      }
+    })
+
+    it('a force-command or source-address that is not exactly one NUL-free string', () => {
+      const value = (...parts: (Buffer | string)[]) => packStrings(parts)
+      for (const name of ['force-command', 'source-address']) {
+        const good = parseCertificate(forge({criticalOptions: rawOptions([name, value('10.0.0.1')])}))
+        assert.equal(good.criticalOptions[name], '10.0.0.1')
+        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, value('10.0.0.1\0/bin/sh')])})), 'ERR_SSH_FORMAT')
+        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.concat([value('ls'), Buffer.of(0)])])})), 'ERR_SSH_FORMAT')
+        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.from('ls')])})), 'ERR_SSH_FORMAT')
+        // no value at all is not a flag: OpenSSH refuses the certificate
+        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
+      }
+    })
+
+    it('an option named __proto__ stays an option and changes no prototype', () => {
+      const cert = parseCertificate(forge({extensions: rawOptions(['__proto__', Buffer.alloc(0)]), criticalOptions: rawOptions(['__proto__', Buffer.from('x')])}))
+      assert.ok(Object.hasOwn(cert.extensions, '__proto__'))
+      assert.equal(cert.extensions['__proto__'], true)
+      assert.deepEqual(cert.criticalOptions['__proto__'], Buffer.from('x'))
+      assert.equal(Object.getPrototypeOf(cert.extensions), Object.prototype)
+    })
+
+    it('options out of order are read as they come; every value is kept apart from the blob', () => {
+      const cert = parseCertificate(forge({extensions: rawOptions(['z@example.com', Buffer.from('zz')], ['a@example.com', Buffer.alloc(0)])}))
+      assert.deepEqual(Object.keys(cert.extensions), ['z@example.com', 'a@example.com'])
+      const kept = cert.extensions['z@example.com'] as Buffer
+      cert.blob.fill(0)
+      assert.deepEqual(kept, Buffer.from('zz'))
+    })
+  })
+
+  describe('signing refuses what it must never issue', () => {
+    const signer = () => keySigner(ca.keyObject)
+
+    it('an empty principal (it would not mean "any", it would name nobody) and NUL in a principal', () => {
+      for (const principals of [[''], ['alice', ''], ['alice\0root'], ['\0']]) {
+        assert.throws(() => signCertificate(template({principals}), signer()), TypeError, JSON.stringify(principals))
+      }
+      // a JSON-shaped caller can hand over anything: an array would be written as bytes of nothing
+      for (const odd of [42, ['root'], {length: 0}, null]) {
+        assert.throws(() => signCertificate(template({principals: [odd as unknown as string]}), signer()), TypeError, JSON.stringify(odd))
+      }
+    })
+
+    it('a NUL byte in, or an empty, option name; a NUL byte in a force-command or source-address', () => {
+      for (const name of ['permit-pty\0', '\0', '']) {
+        assert.throws(() => signCertificate(template({extensions: {[name]: true}}), signer()), TypeError, JSON.stringify(name))
+        assert.throws(() => signCertificate(template({criticalOptions: {[name]: true}}), signer()), TypeError, JSON.stringify(name))
+        assert.throws(() => encodeOptions({[name]: true}), TypeError)
+      }
+      assert.throws(() => signCertificate(template({criticalOptions: {'force-command': '/bin/true\0; /bin/sh'}}), signer()), TypeError)
+      assert.throws(() => signCertificate(template({criticalOptions: {'source-address': '10.0.0.1\0,0.0.0.0/0'}}), signer()), TypeError)
+      // as a flag or raw bytes they would reach sshd as something it refuses
+      assert.throws(() => signCertificate(template({criticalOptions: {'force-command': true}}), signer()), TypeError)
+      assert.throws(() => signCertificate(template({criticalOptions: {'source-address': Buffer.from('10.0.0.1')}}), signer()), TypeError)
+      // an empty force-command is a value (run nothing), not a flag
+      assert.equal(parseCertificate(signCertificate(template({criticalOptions: {'force-command': ''}}), signer()).blob).criticalOptions['force-command'], '')
+    })
+
+    it('a NUL byte in the key ID; an empty key ID is allowed (OpenSSH allows it)', () => {
+      assert.throws(() => signCertificate(template({keyId: 'alice\0'}), signer()), TypeError)
+      assert.equal(parseCertificate(signCertificate(template({keyId: ''}), signer()).blob).keyId, '')
+    })
+
+    it('validity outside 0 .. FOREVER, or empty', () => {
+      assert.throws(() => signCertificate(template({validAfter: -1n, validBefore: 10n}), signer()), TypeError)
+      assert.throws(() => signCertificate(template({validAfter: 0n, validBefore: FOREVER + 1n}), signer()), TypeError)
+      assert.throws(() => signCertificate(template({validAfter: 11n, validBefore: 10n}), signer()), TypeError)
+      const oneSecond = parseCertificate(signCertificate(template({validAfter: 0n, validBefore: 1n}), signer()).blob)
+      assert.deepEqual([oneSecond.validAfter, oneSecond.validBefore], [0n, 1n])
+    })
+  })
+
+  it('returns what it signed, as copies the caller cannot change afterwards', () => {
+    const t = template()
+    const cert = signCertificate(t, keySigner(ca.keyObject))
+    const parsed = parseCertificate(cert.blob)
+    for (const field of ['type', 'keyType', 'serial', 'keyId', 'principals', 'validAfter', 'validBefore', 'criticalOptions', 'extensions', 'reserved', 'signature', 'signatureAlgorithm', 'nonce'] as const) {
+      assert.deepEqual(cert[field], parsed[field], field)
+    }
+    assert.equal(cert.signedLength, parsed.signedLength)
+    ;(t.principals as string[]).push('root')
+    t.criticalOptions!['force-command'] = '/bin/sh'
+    t.extensions!['permit-X11-forwarding'] = true
+    assert.deepEqual(cert.principals, ['alice', 'alice@example.com'])
+    assert.deepEqual(cert.criticalOptions, parsed.criticalOptions)
+    assert.deepEqual(cert.extensions, parsed.extensions)
+  })
+
+  it('knows certificate types by suffix and base key type', () => {
+    assert.equal(isCertificateType('ssh-ed25519-cert-v01@openssh.com'), true)
+    assert.equal(isCertificateType('ecdsa-sha2-nistp521-cert-v01@openssh.com'), true)
+    assert.equal(isCertificateType('ssh-dss-cert-v01@openssh.com'), false)
+    assert.equal(isCertificateType('ssh-ed25519'), false)
+    assert.equal(isCertificateType('ssh-ed25519-cert-v00@openssh.com'), false)
+  })
+
+  it('tells a plain key (a format error) from a certificate type it does not support', () => {
+    throwsCode(() => parseCertificate(subject.publicKey.blob), 'ERR_SSH_FORMAT')
+    const dss = new SshWriter().string('ssh-dss-cert-v01@openssh.com').string(Buffer.alloc(32)).toBuffer()
+    throwsCode(() => parseCertificate(dss), 'ERR_SSH_UNSUPPORTED')
+  })
+
+  it('refuses a *-cert.pub line whose type is not the certificate\'s', () => {
+    const cert = signCertificate(template(), keySigner(ca.keyObject))
+    const line = certificateLine(cert)
+    assert.equal(line, `${cert.keyType} ${cert.blob.toString('base64')}`)
+    throwsCode(() => parseCertificateLine(line.replace(/^ecdsa-sha2-nistp256/, 'ssh-ed25519')), 'ERR_SSH_FORMAT')
+  })
+
+  it('counts time in whole seconds, rounding down', () => {
+    assert.equal(nowSeconds(() => 1_700_000_000_999), 1_700_000_000n)
+    assert.equal(nowSeconds(() => 999), 0n)
+    const now = nowSeconds()
+    assert.ok(now >= BigInt(Math.floor(Date.now() / 1000)) - 1n && now <= BigInt(Math.floor(Date.now() / 1000)))
   })
 })

@@ -1,0 +1,56 @@
+/**
+ * Certificates assembled field by field, with no checks, and signed by a real CA key: what a buggy or
+ * hostile issuer can hand a parser, when src/ssh's own signCertificate would refuse to produce it.
+ */
+import {randomBytes} from 'node:crypto'
+import {CERT_SUFFIX, FOREVER} from '../../src/ssh/cert.ts'
+import type {PublicKey} from '../../src/ssh/keys.ts'
+import type {PrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {SshWriter} from '../../src/ssh/wire.ts'
+
+export interface ForgedFields {
+  /** 1 user, 2 host; anything else is what the parser must refuse. */
+  typeCode: number
+  keyId: Buffer | string
+  principals: (Buffer | string)[]
+  validAfter: bigint
+  validBefore: bigint
+  /** The encoded option list: build it with rawOptions(). */
+  criticalOptions: Buffer
+  extensions: Buffer
+}
+
+/** SSH strings back to back: a principal list, an option value, an option list. */
+export function packStrings(strings: readonly (Buffer | string)[]): Buffer {
+  const w = new SshWriter()
+  for (const s of strings) w.string(s)
+  return Buffer.from(w.toBuffer())
+}
+
+/** An option list as `[name, data]` pairs in the order given, data being the option's raw data. */
+export function rawOptions(...pairs: [string, Buffer][]): Buffer {
+  return packStrings(pairs.flat())
+}
+
+/** A user certificate for `subject`, signed by `ca`, with `over` taken as is. */
+export function forgeCertificate(ca: PrivateKey, subject: PublicKey, over: Partial<ForgedFields> = {}): Buffer {
+  const body = Buffer.from(
+    new SshWriter()
+      .string(subject.type + CERT_SUFFIX)
+      .string(randomBytes(32))
+      .raw(subject.fields)
+      .u64(1n)
+      .u32(over.typeCode ?? 1)
+      .string(over.keyId ?? 'forged')
+      .string(packStrings(over.principals ?? ['alice']))
+      .u64(over.validAfter ?? 0n)
+      .u64(over.validBefore ?? FOREVER)
+      .string(over.criticalOptions ?? Buffer.alloc(0))
+      .string(over.extensions ?? Buffer.alloc(0))
+      .string(Buffer.alloc(0))
+      .string(ca.publicKey.blob)
+      .toBuffer(),
+  )
+  return Buffer.concat([body, new SshWriter().string(keySigner(ca.keyObject).sign(body)).toBuffer()])
+}
