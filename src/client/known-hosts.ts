@@ -22,13 +22,12 @@ export function mergeKnownHosts(existing: string, context: string, pattern: stri
   const begin = beginMarker(context)
   const end = endMarker(context)
   // line boundaries, keeping each line's own terminator
-  const lines = existing.match(/[^\n]*\n|[^\n]+$/g) ?? []
-  const bare = (l: string): string => l.replace(/\r?\n$/, '')
-  const starts = lines.flatMap((l, i) => (bare(l) === begin ? [i] : []))
-  if (starts.length === 0) {
+  const lines = existing.split(/(?<=\n)/)
+  // a line without its terminator
+  const bare = (l: string): string => (l.endsWith('\r\n') ? l.slice(0, -2) : l.endsWith('\n') ? l.slice(0, -1) : l)
+  if (!lines.some((l) => bare(l) === begin)) {
     const sep = existing.length > 0 && !existing.endsWith('\n') ? eol : ''
-    const text = existing + sep + block
-    return {text, changed: text !== existing}
+    return {text: existing + sep + block, changed: true}
   }
   const out: string[] = []
   let i = 0
@@ -39,8 +38,8 @@ export function mergeKnownHosts(existing: string, context: string, pattern: stri
       i++
       continue
     }
-    const j = lines.findIndex((l, k) => k > i && bare(l) === end)
-    if (j < 0) {
+    const j = lines.map(bare).indexOf(end, i + 1)
+    if (j === -1) {
       throw new SshcaError('ERR_INPUT', `known_hosts has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
     }
     if (!placed) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {beginMarker, endMarker, mergeKnownHosts} from '../../../src/client/known-hosts.ts'
+import {beginMarker, endMarker, managedBlock, mergeKnownHosts} from '../../../src/client/known-hosts.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 const KEY1 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo host CA'
@@ -49,5 +49,36 @@ describe('known_hosts managed block', () => {
 
   it('refuses to guess when a block has no end marker', () => {
     throwsCode(() => mergeKnownHosts(`${beginMarker('demo')}\n@cert-authority * ${KEY1}\nmine\n`, 'demo', '*', [KEY2]), 'ERR_INPUT', {}, /not its end/)
+  })
+
+  it('writes only the block into an empty file, and a block is its markers around one line per key', () => {
+    const {text, changed} = mergeKnownHosts('', 'demo', '*.example.com', [KEY1, KEY2])
+    assert.equal(changed, true)
+    assert.equal(text, `${beginMarker('demo')}\n@cert-authority *.example.com ${KEY1}\n@cert-authority *.example.com ${KEY2}\n${endMarker('demo')}\n`)
+    assert.equal(managedBlock('demo', '*.example.com', [KEY1, KEY2]), text)
+    assert.equal(managedBlock('demo', '*', []), `${beginMarker('demo')}\n${endMarker('demo')}\n`)
+  })
+
+  it('finds and replaces its block in a CRLF file, at the end or in the middle, with or without a final newline', () => {
+    const crlf = (s: string) => s.replace(/\n/g, '\r\n')
+    const old = crlf(mergeKnownHosts(OTHER, 'demo', '*', [KEY1]).text)
+    const want = crlf(mergeKnownHosts(OTHER, 'demo', '*', [KEY2]).text)
+    assert.deepEqual(mergeKnownHosts(old, 'demo', '*', [KEY2]), {text: want, changed: true})
+    assert.deepEqual(mergeKnownHosts(`${old}mine\r\n`, 'demo', '*', [KEY2]), {text: `${want}mine\r\n`, changed: true})
+    assert.deepEqual(mergeKnownHosts(old.slice(0, -2), 'demo', '*', [KEY2]), {text: want.slice(0, -2), changed: true})
+    assert.deepEqual(mergeKnownHosts(old, 'demo', '*', [KEY1]), {text: old, changed: false})
+  })
+
+  it('only whole marker lines count: a marker inside another line is the person\'s text', () => {
+    const quoted = `# see "${beginMarker('demo')}" below\n`
+    const {text} = mergeKnownHosts(quoted, 'demo', '*', [KEY1])
+    assert.equal(text, `${quoted}${managedBlock('demo', '*', [KEY1])}`)
+    // another context's markers are not this one's
+    assert.equal(mergeKnownHosts(managedBlock('demo-2', '*', [KEY1]), 'demo', '*', [KEY2]).text.split('# >>> sshca').length, 3)
+  })
+
+  it('an end marker before the begin marker does not count as its end', () => {
+    const text = `${endMarker('demo')}\n${beginMarker('demo')}\n@cert-authority * ${KEY1}\n`
+    throwsCode(() => mergeKnownHosts(text, 'demo', '*', [KEY2]), 'ERR_INPUT')
   })
 })
