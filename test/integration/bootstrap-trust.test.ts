@@ -17,6 +17,7 @@ import {bootstrap, type BootstrapOptions} from '../../src/client/bootstrap.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {rejectsCode} from '../helpers/assert.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {sshca} from '../helpers/cli.ts'
 import {waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
@@ -156,6 +157,14 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
     assert.deepEqual(snapshot(home), {})
     // it asked for the root it was told to trust, and stopped at the first lie
     assert.deepEqual(liar.requests, [`GET /root/${t.init.rootFingerprint}`])
+  })
+
+  it('sshca bootstrap says so and exits 4, with nothing written', async () => {
+    liar.answer = () => json({ca: mallory.root.pem})
+    const r = await sshca(['bootstrap', '--ca-url', liar.url, '--fingerprint', t.init.rootFingerprint], {env: {SSHCA_HOME: home}})
+    assert.equal(r.code, 4, r.stderr)
+    assert.match(r.stderr, /ERR_TRUST_FINGERPRINT_MISMATCH/)
+    assert.deepEqual(snapshot(home), {})
   })
 
   it('the same lie to someone who already trusts this CA, even with --force, changes none of their files', async () => {
