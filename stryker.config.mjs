@@ -51,9 +51,13 @@ const MOCHA_TESTS = [...globSync('test/unit/**/*.test.ts').sort(), ...globSync('
 )
 
 // Tests the command runner runs per mutant, by the file mutated; SSHCA_MUTATE_TESTS overrides.
+// The CA's tests whose order matters (ORDER_DEPENDENT) run here whole; the CA runs in their process and
+// in `sshca ca serve`, and both see the active mutant.
 const COMMAND_TESTS = {
   'src/client/bootstrap.ts': ['test/integration/client-bootstrap-config.test.ts', 'test/integration/bootstrap-trust.test.ts'],
   'src/client/known-hosts.ts': ['test/unit/client/known-hosts.test.ts', 'test/integration/client-bootstrap-config.test.ts'],
+  'src/ca/host.ts': ['test/integration/host-certs.test.ts'],
+  'src/ca/config.ts': ['test/unit/ca/config.test.ts', 'test/integration/ca-cli.test.ts'],
 }
 
 const runner = process.env.SSHCA_MUTATE_RUNNER || 'mocha'
