@@ -96,11 +96,15 @@ const base = {
   cleanTempDir: true,
 }
 
+// Chosen test files that need their order (--tests) run whole for every mutant the run reaches,
+// instead of test by test: slower, but a test never runs without the ones before it.
+const wholeFiles = chosenTests.flatMap((g) => globSync(g)).some((f) => ORDER_DEPENDENT.includes(f))
+
 const mocha = {
   ...base,
   testRunner: 'mocha',
   plugins: [...base.plugins, '@stryker-mutator/mocha-runner'],
-  coverageAnalysis: 'perTest',
+  coverageAnalysis: wholeFiles ? 'all' : 'perTest',
   mochaOptions: {
     config: '.mocharc.json',
     spec: chosenTests.length ? chosenTests : MOCHA_TESTS,

@@ -104,7 +104,6 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
   let mallory: {root: IssuedCert; intermediate: IssuedCert; tls: IssuedCert}
   let liar: ScriptedServer
   let home: string
-  const expectedUntouched = () => snapshot(home)
 
   before(async () => {
     t = await startTestCa({ssh: {hostPattern: '*.example.com'}})
@@ -169,7 +168,7 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
 
   it('the same lie to someone who already trusts this CA, even with --force, changes none of their files', async () => {
     await bootstrap(home, {caUrl: t.url, fingerprint: t.init.rootFingerprint, context: 'prod'})
-    const before = expectedUntouched()
+    const before = snapshot(home)
     liar.answer = () => json({ca: mallory.root.pem})
     await rejectsCode(run({context: 'prod', force: true}), 'ERR_TRUST_FINGERPRINT_MISMATCH')
     assert.deepEqual(snapshot(home), before)
