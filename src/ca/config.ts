@@ -54,8 +54,46 @@ const provisionerSchema = z.strictObject({
   listenAddress: z.string().optional(),
   scopes: z.array(z.string()).optional(),
   maxTtl: duration.optional(),
+  /** Longest token lifetime (exp − iat) accepted; default 1h. */
+  maxTokenAge: duration.optional(),
   rules: z.array(ruleSchema).default([]),
 })
+
+const rateLimit = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** Signing requests (/ssh/sign, /sign, /ssh/renew) per client address per window. */
+    max: z.number().int().positive(),
+    window: duration,
+  }),
+])
+
+export const LIMIT_DEFAULTS = {
+  requestTimeout: 10,
+  headersTimeout: 5,
+  idleTimeout: 60,
+  handshakeTimeout: 5,
+  maxConnections: 1000,
+  maxInFlight: 256,
+  rate: {max: 300, window: 60} as {max: number; window: number} | false,
+}
+
+/** How long a client may take and how much it may ask for; every default is finite. */
+const limitsSchema = z
+  .strictObject({
+    /** The whole request, body included (slow bodies are cut off here). */
+    requestTimeout: duration.default(LIMIT_DEFAULTS.requestTimeout),
+    headersTimeout: duration.default(LIMIT_DEFAULTS.headersTimeout),
+    /** An idle keep-alive connection is closed after this. */
+    idleTimeout: duration.default(LIMIT_DEFAULTS.idleTimeout),
+    handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
+    /** Open connections beyond this are refused at accept. */
+    maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
+    /** Signing requests being worked on at once; more are answered 503 at once instead of queueing. */
+    maxInFlight: z.number().int().positive().default(LIMIT_DEFAULTS.maxInFlight),
+    rate: rateLimit.default(LIMIT_DEFAULTS.rate),
+  })
+  .default(LIMIT_DEFAULTS)
 
 const configSchema = z.strictObject({
   address: z.string().default('127.0.0.1:9000'),
@@ -64,6 +102,13 @@ const configSchema = z.strictObject({
   disabled: z.boolean().default(false),
   db: z.strictObject({type: z.literal('sqlite'), path: z.string().default('db/sshca.sqlite')}).default({type: 'sqlite', path: 'db/sshca.sqlite'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  limits: limitsSchema,
+  /**
+   * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
+   * true trusts any (only behind a balancer that overwrites the header); addresses/CIDRs or a hop count
+   * trust those. Rate limits key on the address this yields.
+   */
+  trustProxy: z.union([z.boolean(), z.number().int().nonnegative(), z.array(z.string().min(1)).min(1)]).default(false),
   ssh: z
     .strictObject({
       hostPattern: z.string().min(1).default('*'),
@@ -116,6 +161,14 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
   checkProvisioners(config, problems, warnings)
   if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
+  if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)
+  if (Array.isArray(raw.trustProxy)) {
+    raw.trustProxy.forEach((a, i) => {
+      if (!isCidr(a)) problems.push(`trustProxy[${i}]: "${a}" is not an address or CIDR block`)
+    })
+  } else if (raw.trustProxy === true) {
+    warnings.push('trustProxy: true believes X-Forwarded-For from anyone; list the balancer\'s addresses instead')
+  }
   if (raw.ssh.hostTtl > raw.ssh.maxHostTtl) problems.push(`ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`)
   if (problems.length > 0) throw configError(problems, path)
   return {config, warnings}

@@ -31,8 +31,16 @@ export type DenialReason =
   | 'certificate_expired'
   | 'certificate_unknown'
   | 'proof_invalid'
+  | 'ca_key_unknown'
+  | 'key_not_bound'
+  | 'revoked'
+  | 'superseded'
+  | 'principal_reserved'
+  | 'rate_limited'
+  | 'token_lifetime_too_long'
+  | 'overloaded'
 
-export function denial(code: 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT', reason: DenialReason, message: string, details: Record<string, unknown> = {}): SshcaError {
+export function denial(code: 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED', reason: DenialReason, message: string, details: Record<string, unknown> = {}): SshcaError {
   return new SshcaError(code, message, {details: {...details, reason}})
 }
 
