@@ -10,7 +10,7 @@ _sshca() {
     "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
-    "ca check-config"*) words="--config --help --json" ;;
+    "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;

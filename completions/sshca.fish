@@ -37,6 +37,7 @@ complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from certs' -l config -r -F -d 'path of ca.yaml'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from check-config' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from check-config' -l config -r -F -d 'path of ca.yaml'
+complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from check-config' -l strict -d 'treat warnings as errors (exit 3)'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from explain' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from explain' -l config -r -F -d 'path of ca.yaml'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from explain' -l claims -r -F -d 'JSON file with the claims (- for standard input)'

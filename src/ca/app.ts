@@ -16,6 +16,7 @@ import {hostRoutes, signHostCertificate} from './host.ts'
 import {httpError} from './http-errors.ts'
 import {denial, reasonOf} from './policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
+import {SharedRateStore} from './rate-store.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
 
 export const BODY_LIMIT = 16 * 1024
@@ -121,6 +122,7 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
     const rate = limits.rate
     void app.register(rateLimit, {
       global: false,
+      store: SharedRateStore,
       // read from the policy in force, so a reload changes it
       max: async () => (rt.policy.config.limits.rate === false ? Number.MAX_SAFE_INTEGER : rt.policy.config.limits.rate.max),
       timeWindow: rate.window * 1000,

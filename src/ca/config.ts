@@ -10,7 +10,7 @@ import {SshcaError} from '../errors.ts'
 import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../util/net.ts'
-import {globToRegExp, templateProblems} from './policy.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from './policy.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
 const matchCondition = z.union([
@@ -115,8 +115,10 @@ const configSchema = z.strictObject({
       maxUserTtl: duration.default(86400),
       hostTtl: duration.default(30 * 86400),
       maxHostTtl: duration.default(90 * 86400),
+      /** Principals no template may render; a rule may still list one literally (check-config warns). */
+      reservedPrincipals: z.array(z.string().min(1)).default(DEFAULT_RESERVED_PRINCIPALS),
     })
-    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400}),
+    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}),
   provisioners: z.array(provisionerSchema).default([]),
 })
 
@@ -229,12 +231,32 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }
+  // {domain} on an email the IdP has not verified: anyone who can type an address in that domain
+  for (const [claim, cond] of Object.entries(r.match)) {
+    if (typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond && r.match.email_verified !== true) {
+      warnings.push(`${at} (${r.name}): matches ${claim} on domain ${cond.domain} without email_verified: true, so an unverified address in that domain gets a certificate; add email_verified: true`)
+    }
+  }
+  if (isCiProvisioner(p) && !keys.some((k) => PINNING_CLAIMS.has(k) && pins(r.match[k]!))) {
+    warnings.push(`${at} (${r.name}): a CI rule that pins neither repository/repository_owner (or their ids) nor sub: a workflow in any repository this issuer serves can match it; pin the repository`)
+  }
   if (keys.length === 1 && keys[0] === 'repository') {
     warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
   }
   const c = r.certificate
   c.principals.forEach((t, k) => {
     for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
+    const {claims, lossy} = templateClaims(t)
+    const chosen = claims.filter((cl) => USER_CHOSEN_CLAIMS.has(cl))
+    if (chosen.length) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`)
+    }
+    if (lossy) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`)
+    }
+    if (claims.length === 0 && config.ssh.reservedPrincipals.includes(t)) {
+      warnings.push(`${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`)
+    }
   })
   for (const problem of templateProblems(c.keyId)) problems.push(`${at}.certificate.keyId: ${problem}`)
   if (c.forceCommand !== undefined && /[\r\n\0]/.test(c.forceCommand)) problems.push(`${at}.certificate.forceCommand: must be one line`)
@@ -252,6 +274,22 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   }
   const ceiling = Math.min(p.maxTtl ?? Infinity, config.ssh.maxUserTtl)
   if (c.ttl > ceiling) warnings.push(`${at}.certificate.ttl: ${formatDuration(c.ttl)} is capped to ${formatDuration(ceiling)} (maxTtl / ssh.maxUserTtl)`)
+}
+
+/** Claims a CI token carries that name the repository (or the workflow's identity, which contains it). */
+const PINNING_CLAIMS = new Set(['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id'])
+/** Claims a person sets for themselves at most identity providers: never a principal. */
+const USER_CHOSEN_CLAIMS = new Set(['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login'])
+const CI_ISSUERS = [/^https:\/\/token\.actions\.githubusercontent\.com(\/|$)/, /^https:\/\/gitlab\.com\/?$/, /^https:\/\/oidc\.circleci\.com\//, /^https:\/\/vstoken\.actions\.githubusercontent\.com/]
+
+/** A provisioner for machines: a known CI issuer, or one with no client id (nobody signs in interactively). */
+export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'>): boolean {
+  return CI_ISSUERS.some((re) => re.test(p.issuer)) || p.clientId === undefined
+}
+
+/** A condition pins a value unless it is a glob made only of wildcards and slashes (it matches anything). */
+function pins(c: MatchCondition): boolean {
+  return !(typeof c === 'object' && !Array.isArray(c) && 'glob' in c && /^[*?/]*$/.test(c.glob))
 }
 
 /** Two enabled rules of one provisioner that one token could match both of: a certain denial. */

@@ -130,7 +130,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
   trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
-  const spec = buildCertificateSpec(p, rule, verified.claims, {maxUserTtl: policy.config.ssh.maxUserTtl}, Math.floor(rt.clock() / 1000))
+  const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
   const cert = signCertificate(
     {
       type: 'user',
