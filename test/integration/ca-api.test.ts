@@ -126,7 +126,7 @@ describe('signing core over HTTPS', function () {
     const cert = parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
     assert.equal(verifyCertificate(cert).valid, true)
     assert.ok(cert.signatureKey.equals(PublicKey.parseLine(t.init.userCaKey).key))
-    assert.deepEqual(cert.principals, ['janedoe', 'Jane.Doe@example.com'])
+    assert.deepEqual(cert.principals, ['jane.doe', 'Jane.Doe@example.com'])
     assert.equal(cert.keyId, 'Jane.Doe@example.com')
     assert.deepEqual(cert.extensions, {'permit-pty': true})
     assert.deepEqual(cert.criticalOptions, {})
@@ -144,7 +144,7 @@ describe('signing core over HTTPS', function () {
     const file = join(tempDir(), 'u-cert.pub')
     writeFileSync(file, `${cert.keyType} ${cert.blob.toString('base64')}\n`)
     const shown = await keygenShow(file)
-    assert.deepEqual(shown.principals, ['janedoe', 'Jane.Doe@example.com'])
+    assert.deepEqual(shown.principals, ['jane.doe', 'Jane.Doe@example.com'])
     assert.deepEqual(shown.extensions, ['permit-pty'])
   })
 
