@@ -44,6 +44,8 @@ export const ERROR_CODES = {
   ERR_CA_EXISTS: 'a CA already exists in the directory',
   ERR_CA_CONFIG: 'the CA configuration is invalid',
   ERR_CA_PASSWORD: 'the CA key password is missing or wrong',
+  ERR_LISTEN: 'the CA cannot listen on its address (in use, privileged, or not this machine\'s)',
+  ERR_NODE_VERSION: 'this Node.js is older than sshca needs (22)',
   ERR_TOKEN_INVALID: 'the token is malformed, expired or not signed by a trusted key',
   ERR_TOKEN_REPLAYED: 'the token was already used',
   ERR_POLICY_DENIED: 'the policy denied the request',

@@ -69,7 +69,14 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem}, config)
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
-  await app.listen({host: hp.host, port: hp.port})
+  try {
+    await app.listen({host: hp.host, port: hp.port})
+  } catch (err) {
+    await app.close().catch(() => undefined)
+    await store.close()
+    await audit.close()
+    throw listenError(err, `${hp.host}:${hp.port}`)
+  }
   const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
@@ -152,4 +159,14 @@ export async function forwardAdminEvents(store: Store, audit: AuditLog): Promise
     // another replica moved the cursor first: it wrote these too (at least once), stop here
     if (!(await store.advanceAuditCursor(cursor, events[events.length - 1]!.id))) return total
   }
+}
+
+/** A listen failure a person can act on: which address, and what to do about it. */
+export function listenError(err: unknown, address: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  const hint = 'choose another with --address HOST:PORT (or address: in ca.yaml)'
+  if (code === 'EADDRINUSE') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: another process is using it (another sshca ca serve?)`, {cause: err, hint: `stop that process (ss -ltnp 'sport = :${address.split(':').pop()}' shows it), or ${hint}`})
+  if (code === 'EACCES') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: ports below 1024 need privileges`, {cause: err, hint: `use a port above 1024 (the default is 9000), or ${hint}`})
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: this machine has no such address`, {cause: err, hint: `use one of its addresses, 0.0.0.0 for all, or ${hint}`})
+  return err
 }

@@ -1,0 +1,112 @@
+/**
+ * The messages a newcomer meets (issue 17), asserted as they are printed: usage errors under --json
+ * and without, an unknown command, a port in use, a Node.js that is too old, the server's process
+ * name.
+ */
+import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import {createServer, type Server} from 'node:net'
+import {makeCaDir} from '../helpers/ca.ts'
+import {BIN, ROOT, sshca} from '../helpers/cli.ts'
+import {run} from '../helpers/proc.ts'
+import {spawnSshca} from '../helpers/world.ts'
+
+describe('what a newcomer reads', function () {
+  this.timeout(60_000)
+
+  describe('usage errors', () => {
+    it('--json with required flags missing: one small error document, exit 2', async () => {
+      const r = await sshca(['bootstrap', '--json'])
+      assert.equal(r.code, 2)
+      assert.ok(r.stdout.length < 1024, `${r.stdout.length} bytes on stdout`)
+      assert.deepEqual(JSON.parse(r.stdout), {
+        error: {
+          code: 'ERR_USAGE',
+          message: 'Missing required flag ca-url; Missing required flag fingerprint',
+          hint: 'usage: sshca bootstrap --ca-url <value> --fingerprint <value> [options]   (sshca bootstrap --help for examples)',
+        },
+      })
+    })
+
+    it('a bad option value and an unknown flag have a code too', async () => {
+      const kty = await sshca(['login', '--kty', 'foo', '--json'])
+      assert.equal(kty.code, 2)
+      assert.deepEqual(JSON.parse(kty.stdout).error, {code: 'ERR_USAGE', message: 'Expected --kty=foo to be one of: ed25519, ecdsa', hint: 'usage: sshca login [IDENTITY] [options]   (sshca login --help for examples)'})
+      const nope = await sshca(['bootstrap', '--nope', '--json'])
+      assert.equal(nope.code, 2)
+      assert.equal(JSON.parse(nope.stdout).error.message, 'Nonexistent flag: --nope')
+    })
+
+    it('without --json: one short message and the usage line on stderr, nothing on stdout', async () => {
+      const r = await sshca(['bootstrap'])
+      assert.equal(r.code, 2)
+      assert.equal(r.stdout, '')
+      assert.equal(r.stderr, 'Error [ERR_USAGE]: Missing required flag ca-url; Missing required flag fingerprint\n  → usage: sshca bootstrap --ca-url <value> --fingerprint <value> [options]   (sshca bootstrap --help for examples)\n')
+      const args = await sshca(['certificate', '--host', '--sign', '--token', 'x', '--principal', 'a'])
+      assert.equal(args.code, 2)
+      assert.match(args.stderr, /^Error \[ERR_USAGE\]: missing arguments HOSTNAME PUBKEYFILE \(give them before --principal, or after --\)\n/)
+    })
+
+    it('an unknown command suggests the closest one', async () => {
+      const r = await sshca(['bootsrap', '--json'])
+      assert.equal(r.code, 2)
+      assert.deepEqual(JSON.parse(r.stdout).error, {code: 'ERR_USAGE', message: '"bootsrap" is not an sshca command', hint: 'did you mean `sshca bootstrap`? sshca --help lists the commands'})
+      const ca = await sshca(['ca', 'revok'])
+      assert.equal(ca.code, 2)
+      assert.equal(ca.stderr, 'Error [ERR_USAGE]: "ca revok" is not an sshca command\n  → did you mean `sshca ca revoke`? sshca --help lists the commands\n')
+    })
+  })
+
+  describe('the CA server', () => {
+    let blocker: Server
+    before(async () => {
+      blocker = createServer()
+      await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r))
+    })
+    after(() => blocker?.close())
+
+    it('a port in use names the address and suggests --address (exit 9)', async () => {
+      const {init, passwordFile} = await makeCaDir({})
+      const port = (blocker.address() as {port: number}).port
+      const r = await sshca(['ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', `127.0.0.1:${port}`, '--json'])
+      assert.equal(r.code, 9)
+      const e = JSON.parse(r.stdout).error
+      assert.equal(e.code, 'ERR_LISTEN')
+      assert.equal(e.message, `cannot listen on 127.0.0.1:${port}: another process is using it (another sshca ca serve?)`)
+      assert.match(e.hint, /--address HOST:PORT/)
+    })
+
+    it('is titled sshca, so pidof sshca finds it (and kill -HUP reloads it)', async () => {
+      const {init, passwordFile} = await makeCaDir({})
+      const serve = spawnSshca(['ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0'], {})
+      try {
+        await serve.waitFor(/listening on/, 60_000)
+        const pid = serve.child.pid!
+        assert.equal(readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), 'sshca')
+        const pidof = await run('pidof', ['sshca'])
+        assert.ok(pidof.stdout.trim().split(/\s+/).includes(String(pid)), `pidof sshca: ${pidof.stdout}`)
+      } finally {
+        serve.child.kill('SIGTERM')
+        await serve.exit()
+      }
+    })
+  })
+
+  describe('Node.js too old', () => {
+    it('says what is needed before loading anything (exit 9), under --json too', async function () {
+      const old = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {
+        const v = spawnSync(p, ['--version'], {encoding: 'utf8'})
+        return v.status === 0 && Number(v.stdout.trim().slice(1).split('.')[0]) < 22
+      })
+      if (!old) return this.skip() // no Node older than 22 on this machine to try it with
+      const text = await run(old, [BIN, 'list'], {cwd: ROOT})
+      assert.equal(text.code, 9)
+      assert.match(text.stderr, /^Error \[ERR_NODE_VERSION\]: sshca needs Node\.js 22 or newer; this is v\d+\.\d+\.\d+ \(.+\)\n {2}→ install Node\.js 22 or 24/)
+      assert.doesNotMatch(text.stderr, /SyntaxError/)
+      const json = await run(old, [BIN, 'login', '--json'], {cwd: ROOT})
+      assert.equal(json.code, 9)
+      assert.equal(JSON.parse(json.stdout).error.code, 'ERR_NODE_VERSION')
+    })
+  })
+})
