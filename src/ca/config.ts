@@ -10,6 +10,7 @@ import {SshcaError} from '../errors.ts'
 import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../util/net.ts'
+import {unknownClaim} from './claims.ts'
 import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from './policy.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
@@ -204,6 +205,8 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
     const issuer = new URL(p.issuer)
     if (issuer.protocol === 'http:' && !isLoopbackAddress(issuer.hostname)) {
       problems.push(`${at}.issuer: plain http is accepted only on loopback addresses (development); use https`)
+    } else if (issuer.protocol === 'http:') {
+      warnings.push(`${at}.issuer: ${p.issuer} is plain http, fit for local development only; a real identity provider is https`)
     } else if (issuer.protocol !== 'http:' && issuer.protocol !== 'https:') {
       problems.push(`${at}.issuer: must be an https URL`)
     }
@@ -226,6 +229,16 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   ruleNames.add(r.name)
   const keys = Object.keys(r.match)
   if (keys.length === 0) problems.push(`${at}.match: a rule must match on at least one claim`)
+  for (const claim of keys) {
+    const why = unknownClaim(p.issuer, claim)
+    if (why) warnings.push(`${at}.match.${claim}: ${why} (a claim the token lacks never matches)`)
+  }
+  ;[...r.certificate.principals, r.certificate.keyId].forEach((t) => {
+    for (const claim of templateClaims(t).claims) {
+      const why = unknownClaim(p.issuer, claim)
+      if (why) warnings.push(`${at}.certificate: template "${t}": ${why} (a template whose claim is absent denies)`)
+    }
+  })
   for (const [claim, cond] of Object.entries(r.match)) {
     if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /[^*?]\*\*[^/]|\*\*\*/.test(cond.glob)) {
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)

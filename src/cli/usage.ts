@@ -4,6 +4,7 @@
  * command's usage line as the hint — the same shape under --json as every other error, exit 2.
  */
 import {SshcaError} from '../errors.ts'
+import {editDistance} from '../util/text.ts'
 
 interface FlagSpec {
   required?: boolean
@@ -57,18 +58,7 @@ export function usageError(err: unknown, bin: string, cmd: CommandSpec): SshcaEr
 /** An unknown command: the closest known one, when there is one. */
 export function unknownCommand(id: string, known: readonly string[], bin: string): SshcaError {
   const spoken = id.replace(/:/g, ' ')
-  const best = known.map((k) => ({k, d: distance(k, id)})).sort((a, b) => a.d - b.d)[0]
+  const best = known.map((k) => ({k, d: editDistance(k, id)})).sort((a, b) => a.d - b.d)[0]
   const suggestion = best && best.d <= Math.max(2, Math.floor(id.length / 3)) ? `did you mean \`${bin} ${best.k.replace(/:/g, ' ')}\`? ` : ''
   return new SshcaError('ERR_USAGE', `"${spoken}" is not an sshca command`, {hint: `${suggestion}${bin} --help lists the commands`})
-}
-
-function distance(a: string, b: string): number {
-  const d = Array.from({length: a.length + 1}, (_, i) => [i, ...Array<number>(b.length).fill(0)])
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-  }
-  return d[a.length]![b.length]!
 }
