@@ -103,6 +103,12 @@ export class SqliteStore implements Store {
     }
     migrateSqlite(this.db)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
+    // certificate rows: valid_before may be 2^63−1 ("forever", clamped), beyond a JavaScript number
+    const prepBig = (sql: string): StatementSync => {
+      const st = prep(sql)
+      st.setReadBigInts(true)
+      return st
+    }
     this.stmts = {
       begin: prep('BEGIN IMMEDIATE'),
       commit: prep('COMMIT'),
@@ -114,8 +120,8 @@ export class SqliteStore implements Store {
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
       record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      find: prep('SELECT * FROM certificates WHERE serial = ?'),
-      hosts: prep('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC'),
+      find: prepBig('SELECT * FROM certificates WHERE serial = ?'),
+      hosts: prepBig('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC'),
       revoke: prep('INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
       revocation: prep('SELECT * FROM revocations WHERE id = ?'),
       unrevoke: prep('DELETE FROM revocations WHERE id = ?'),
@@ -209,7 +215,9 @@ export class SqliteStore implements Store {
     }
     const sql = `SELECT * FROM certificates${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at DESC, serial LIMIT ?`
     args.push(q.limit ?? 1000)
-    return (this.db.prepare(sql).all(...args) as unknown as CertRow[]).map(rowToRecord)
+    const st = this.db.prepare(sql)
+    st.setReadBigInts(true)
+    return (st.all(...args) as unknown as CertRow[]).map(rowToRecord)
   }
 
   async revoke(r: Revocation): Promise<Revocation> {
