@@ -7,7 +7,8 @@ import {SshcaError} from '../../errors.ts'
 export default class CaToken extends BaseCommand {
   static override summary = 'Mint a one-time enrollment token for a host certificate (on the CA box).'
   static override description = `Signs a short-lived JWT with the CA's enrollment key, bound to HOSTNAME (and each --principal). The
-host runs \`sshca certificate --host --sign --token TOKEN HOSTNAME KEY.pub\` with it; the CA issues a host
+host runs \`sshca certificate --host --sign --token-file FILE HOSTNAME KEY.pub\` with it (a 0600 file, - for
+standard input, or $SSHCA_TOKEN: never on the command line, where other local users read it); the CA issues a host
 certificate for names the token binds, once. The token is the last line printed.`
 
   static override examples = [
@@ -30,7 +31,7 @@ certificate for names the token binds, once. The token is the last line printed.
     const password = await obtainPassword({file: flags['password-file']})
     const {hostToken} = await import('../../ca/admin.ts')
     const t = await hostToken({configPath: flags.config, password, hostname: flags.host, ...(flags.principal ? {principals: flags.principal} : {}), ttlSeconds: ttl})
-    this.out(`Enrollment token for ${t.principals.join(', ')}, usable once until ${new Date(t.expiresAt * 1000).toISOString()}.\nOn the host: sshca certificate --host --sign --token <token> ${t.hostname} /etc/ssh/ssh_host_ed25519_key.pub\n${t.token}\n`)
+    this.out(`Enrollment token for ${t.principals.join(', ')}, usable once until ${new Date(t.expiresAt * 1000).toISOString()}.\nOn the host (the token in a 0600 file, or piped in with --token-file -): sshca certificate --host --sign --token-file FILE ${t.hostname} /etc/ssh/ssh_host_ed25519_key.pub\n${t.token}\n`)
     return {hostname: t.hostname, principals: t.principals, expiresAt: new Date(t.expiresAt * 1000).toISOString(), jti: t.jti, token: t.token}
   }
 }
