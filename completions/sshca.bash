@@ -16,8 +16,8 @@ _sshca() {
     "ca revoke"*) words="--config --help --json --key-id --reason --serial" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "ca token"*) words="--config --help --host --json --password-file --principal --ttl" ;;
-    "certificate"*) words="--context --help --host --json --principal --sign --token" ;;
-    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir --systemd-dir" ;;
+    "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
+    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out" ;;
