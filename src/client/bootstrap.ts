@@ -9,7 +9,7 @@ import {cp, mkdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {RootResponse, SshRootsResponse} from '../protocol/api.ts'
-import {namesNoHosts, NO_HOSTS, parsePatternList} from '../ssh/host-pattern.ts'
+import {caHostPattern, namesNoHosts} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
@@ -105,13 +105,8 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
   try {
     const roots = await client.call('GET', '/ssh/roots', SshRootsResponse)
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
-    let hostPattern = roots.hostPattern ?? NO_HOSTS
-    try {
-      hostPattern = parsePatternList(hostPattern).length > 0 ? hostPattern.toLowerCase() : NO_HOSTS
-    } catch {
-      // a pattern ssh would read differently from us names no hosts: the person chooses with --pattern
-      hostPattern = NO_HOSTS
-    }
+    // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
+    const hostPattern = caHostPattern(roots.hostPattern)
     const settings: ContextSettings = {
       name,
       caUrl,

@@ -8,7 +8,7 @@ import {homedir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
-import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../ssh/host-pattern.ts'
+import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
@@ -34,7 +34,7 @@ export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<
   try {
     const roots = await ca.call('GET', '/ssh/roots', SshRootsResponse)
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: roots.hostPattern ?? NO_HOSTS}
+    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
     if (JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])) await saveContext(next)
     return next
   } finally {

@@ -51,6 +51,20 @@ export function namesNoHosts(list: string): boolean {
   return positives(list).length === 0
 }
 
+/**
+ * The pattern a CA sent (GET /ssh/roots), as the client stores it: lower-cased when it is a list ssh
+ * reads as we do, else NO_HOSTS. It ends up in known_hosts and ssh_config, so a value with a space,
+ * a quote or a newline (an injected `ProxyCommand` line) must never pass; absent names no hosts.
+ */
+export function caHostPattern(raw: string | undefined): string {
+  if (raw === undefined) return NO_HOSTS
+  try {
+    return formatPatternList(parsePatternList(raw))
+  } catch {
+    return NO_HOSTS
+  }
+}
+
 /** ssh's match_pattern: `*` any run (dots included), `?` one character. */
 export function globMatches(glob: string, name: string): boolean {
   const memo = new Map<number, boolean>()

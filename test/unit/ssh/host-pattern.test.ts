@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {derivePattern, effectivePattern, globCovers, globsIntersect, listMatches, listsOverlap, namesNoHosts, NO_HOSTS, parsePatternList} from '../../../src/ssh/host-pattern.ts'
+import {caHostPattern, derivePattern, effectivePattern, globCovers, globsIntersect, listMatches, listsOverlap, namesNoHosts, NO_HOSTS, parsePatternList} from '../../../src/ssh/host-pattern.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 describe('host patterns (ssh_config PATTERNS)', () => {
@@ -38,6 +38,13 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       throwsCode(() => effectivePattern(NO_HOSTS), 'ERR_USAGE', {}, /names no hosts/)
       assert.equal(effectivePattern(NO_HOSTS, '10.0.0.*,*.lab'), '10.0.0.*,*.lab')
       throwsCode(() => effectivePattern('*.example.com', '!web.example.com'), 'ERR_USAGE', {}, /names no hosts/)
+    })
+
+    it('a CA\'s pattern that would inject a line into ssh_config (or none at all) names no hosts', () => {
+      assert.equal(caHostPattern('*.example.com\nMatch all\n  ProxyCommand sh -c evil'), NO_HOSTS)
+      assert.equal(caHostPattern('* "x"'), NO_HOSTS)
+      assert.equal(caHostPattern(undefined), NO_HOSTS)
+      assert.equal(caHostPattern('*.Example.COM,!Bastion.example.com'), '*.example.com,!bastion.example.com')
     })
 
     it('refuses what known_hosts and ssh_config would read differently: spaces, quotes, [host]:port', () => {
