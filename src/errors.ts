@@ -49,7 +49,9 @@ export const ERROR_CODES = {
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
   ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
-  ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, or an upstream is down)',
+  ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, busy, rate-limited, or an upstream is down)',
+  ERR_RATE_LIMITED: 'too many signing requests from one client address',
+  ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',
   ERR_NOT_FOUND: 'the requested record does not exist',
   ERR_INTERNAL: 'an unexpected internal failure',
 } as const

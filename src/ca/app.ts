@@ -1,66 +1,135 @@
 /**
  * The CA's HTTP API as a fastify app (routes only; src/ca/server.ts listens). Mounted at / and at
  * /1.0 like step-ca. Every response carries x-request-id; every signing decision is audited once.
+ * Every wait is bounded (limits in ca.yaml): a request, its headers, an idle connection, a TLS
+ * handshake; connections are capped, signing routes rate-limited per client address and shed with a
+ * 503 when too many are in flight.
  */
 import {randomUUID, timingSafeEqual} from 'node:crypto'
-import Fastify, {type FastifyInstance, type FastifyRequest} from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import {SshcaError} from '../errors.ts'
 import {OidcSshCaSignRequest, SshSignRequest, type ProvisionersResponse, type SshRootsResponse} from '../protocol/api.ts'
 import {certificateLine} from '../ssh/cert.ts'
+import {LIMIT_DEFAULTS, type CaConfig} from './config.ts'
 import {hostRoutes, signHostCertificate} from './host.ts'
 import {httpError} from './http-errors.ts'
-import {reasonOf} from './policy.ts'
+import {denial, reasonOf} from './policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
+import {SharedRateStore} from './rate-store.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
 
 export const BODY_LIMIT = 16 * 1024
+/** An oversized body up to this size is read and dropped so the client reads its 413; beyond, the connection is closed. */
+const DRAIN_LIMIT = 1024 * 1024
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A signing route: rate-limited, shed under load, and every outcome audited. */
+    signing?: boolean
+  }
+  interface FastifyRequest {
+    auditTrace: AuditTrace | null
+  }
+}
 
 export interface RouteHelpers {
   trace(req: FastifyRequest): AuditTrace
   parseBody<T>(schema: {safeParse(v: unknown): {success: true; data: T} | {success: false; error: {issues: {path: PropertyKey[]; message: string}[]}}}, body: unknown): T
 }
 
-const traces = new WeakMap<FastifyRequest, AuditTrace>()
+/** What the server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
+export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 
-export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | undefined): FastifyInstance {
+const defaults: ServerSettings = {limits: LIMIT_DEFAULTS, trustProxy: false}
+
+export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | undefined, settings: ServerSettings = defaults): FastifyInstance {
+  const limits = settings.limits
   const app = Fastify({
-    ...(https ? {https: {key: https.key, cert: https.cert, minVersion: 'TLSv1.2' as const}} : {}),
+    ...(https
+      ? {
+          https: {
+            key: https.key,
+            cert: https.cert,
+            minVersion: 'TLSv1.2' as const,
+            handshakeTimeout: limits.handshakeTimeout * 1000,
+            // node checks request and header deadlines this often (default 30 s, too coarse for them)
+            connectionsCheckingInterval: 1000,
+          },
+        }
+      : {}),
     bodyLimit: BODY_LIMIT,
     logger: false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
-    keepAliveTimeout: 65_000,
+    requestTimeout: limits.requestTimeout * 1000,
+    keepAliveTimeout: limits.idleTimeout * 1000,
+    connectionTimeout: limits.idleTimeout * 1000,
+    // fastify takes a hop count too (proxy-addr), though its types omit it
+    trustProxy: settings.trustProxy as boolean | string[],
   }) as unknown as FastifyInstance
+  app.server.headersTimeout = limits.headersTimeout * 1000
+  app.server.maxConnections = limits.maxConnections
 
   const trace = (req: FastifyRequest): AuditTrace => {
-    let t = traces.get(req)
-    if (!t) {
-      t = {request_id: req.id, client_address: req.ip, route: req.routeOptions.url ?? req.url}
-      traces.set(req, t)
-    }
-    return t
+    req.auditTrace ??= {request_id: req.id, client_address: req.ip, route: req.routeOptions.url ?? req.url}
+    return req.auditTrace
   }
   const helpers: RouteHelpers = {trace, parseBody}
+  app.decorateRequest('auditTrace', null)
 
   app.addHook('onRequest', (req, reply, done) => {
     void reply.headers({'x-request-id': req.id, 'cache-control': 'no-store'})
     done()
   })
 
+  // load shedding: past maxInFlight signing requests, answer 503 at once rather than queue without bound
+  let inFlight = 0
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!req.routeOptions.config.signing) return done()
+    if (inFlight >= rt.policy.config.limits.maxInFlight) {
+      void reply.header('retry-after', '1')
+      return done(denial('ERR_CA_OVERLOADED', 'overloaded', 'too many signing requests in flight'))
+    }
+    inFlight++
+    let released = false
+    const release = (): void => {
+      if (!released) inFlight--
+      released = true
+    }
+    reply.raw.once('close', release)
+    done()
+  })
+
   app.setErrorHandler((err, req, reply) => {
     const {status, body} = httpError(err, req.id)
-    if (traces.has(req) || isSigningRoute(req)) {
+    if (req.auditTrace || req.routeOptions.config.signing) {
       const t = trace(req)
-      const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status === 500 ? 'internal_error' : 'bad_request')) : status === 500 ? 'internal_error' : 'bad_request'
-      rt.audit.write('certificate_denied', {...t, reason, status, detail: (err as Error).message.slice(0, 500)})
+      const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
+      rt.audit.write(reason === 'rate_limited' ? 'rate_limited' : 'certificate_denied', {...t, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
     }
+    if (status === 413) keepReading(req, reply)
     void reply.code(status).send(body)
   })
 
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({status: 404, message: `no route ${req.method} ${req.url.split('?')[0]}`, request_id: req.id})
   })
+
+  // registered on the root, so / and /1.0 share one bucket per client address
+  if (limits.rate !== false) {
+    const rate = limits.rate
+    void app.register(rateLimit, {
+      global: false,
+      store: SharedRateStore,
+      // read from the policy in force, so a reload changes it
+      max: async () => (rt.policy.config.limits.rate === false ? Number.MAX_SAFE_INTEGER : rt.policy.config.limits.rate.max),
+      timeWindow: rate.window * 1000,
+      errorResponseBuilder: (_req, ctx) => denial('ERR_RATE_LIMITED', 'rate_limited', `more than ${ctx.max} signing requests in ${Math.round(rate.window)} s from this address; try again in ${Math.ceil(ctx.ttl / 1000)} s`, {retry_after_seconds: Math.ceil(ctx.ttl / 1000)}),
+    })
+  }
+  const signing = {signing: true, rateLimit: {groupId: 'signing'}} as const
 
   const routes = async (r: FastifyInstance): Promise<void> => {
     r.get('/health', async () => ({status: 'ok'}))
@@ -98,7 +167,7 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
       hostPattern: rt.policy.config.ssh.hostPattern,
     }))
 
-    r.post('/ssh/sign', async (req, reply) => {
+    r.post('/ssh/sign', {config: signing}, async (req, reply) => {
       const t = trace(req)
       const body = parseBody(SshSignRequest, req.body)
       const key = parseSubjectKey({blobBase64: body.publicKey})
@@ -108,7 +177,7 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
       return reply.code(201).send({crt: cert.blob.toString('base64')})
     })
 
-    r.post('/sign', async (req, reply) => {
+    r.post('/sign', {config: signing}, async (req, reply) => {
       const t = trace(req)
       const auth = req.headers.authorization ?? ''
       const m = /^Bearer\s+(\S+)$/i.exec(auth)
@@ -119,16 +188,35 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
       return reply.code(200).type('text/plain; charset=utf-8').send(`${certificateLine(cert)}\n`)
     })
 
-    hostRoutes(r, rt, helpers)
+    hostRoutes(r, rt, helpers, signing)
   }
   void app.register(routes)
   void app.register(routes, {prefix: '/1.0'})
   return app
 }
 
-const SIGNING_ROUTES = new Set(['/ssh/sign', '/sign', '/ssh/renew', '/1.0/ssh/sign', '/1.0/sign', '/1.0/ssh/renew'])
-function isSigningRoute(req: FastifyRequest): boolean {
-  return req.method === 'POST' && SIGNING_ROUTES.has((req.routeOptions.url ?? req.url).split('?')[0]!)
+/** Non-secret details a denial carries into its audit line (when a token was spent, on what). */
+function auditDetails(err: unknown): Record<string, unknown> {
+  if (!(err instanceof SshcaError) || !err.details) return {}
+  const {reason: _reason, ...rest} = err.details
+  return rest
+}
+
+/**
+ * fastify closes the connection after a 413 while the client may still be sending: the kernel then
+ * resets it and the client never reads the answer. Read the rest of a moderate body and drop it,
+ * so the 413 arrives; a larger one (or one past the request timeout) still loses its connection.
+ */
+function keepReading(req: FastifyRequest, reply: FastifyReply): void {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > DRAIN_LIMIT) return
+  reply.removeHeader('connection')
+  let seen = 0
+  req.raw.on('data', (chunk: Buffer) => {
+    seen += chunk.length
+    if (seen > DRAIN_LIMIT) req.raw.socket.destroy()
+  })
+  req.raw.resume()
 }
 
 function parseBody<T>(schema: {safeParse(v: unknown): {success: true; data: T} | {success: false; error: {issues: {path: PropertyKey[]; message: string}[]}}}, body: unknown): T {
@@ -137,4 +225,3 @@ function parseBody<T>(schema: {safeParse(v: unknown): {success: true; data: T} |
   const first = r.error.issues[0]
   throw new SshcaError('ERR_INPUT', `bad request body: ${first ? `${first.path.join('.') || '(body)'}: ${first.message}` : 'invalid'}`, {details: {reason: 'bad_request'}})
 }
-

@@ -12,6 +12,9 @@ export type AuditEvent =
   | 'certificate_issued'
   | 'certificate_denied'
   | 'certificate_revoked'
+  | 'certificate_unrevoked'
+  | 'enrollment_token_issued'
+  | 'rate_limited'
   | 'tls_certificate_renewed'
 
 export interface AuditLog {

@@ -10,7 +10,7 @@ import {SshcaError} from '../errors.ts'
 import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../util/net.ts'
-import {globToRegExp, templateProblems} from './policy.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from './policy.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
 const matchCondition = z.union([
@@ -54,8 +54,46 @@ const provisionerSchema = z.strictObject({
   listenAddress: z.string().optional(),
   scopes: z.array(z.string()).optional(),
   maxTtl: duration.optional(),
+  /** Longest token lifetime (exp − iat) accepted; default 1h. */
+  maxTokenAge: duration.optional(),
   rules: z.array(ruleSchema).default([]),
 })
+
+const rateLimit = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** Signing requests (/ssh/sign, /sign, /ssh/renew) per client address per window. */
+    max: z.number().int().positive(),
+    window: duration,
+  }),
+])
+
+export const LIMIT_DEFAULTS = {
+  requestTimeout: 10,
+  headersTimeout: 5,
+  idleTimeout: 60,
+  handshakeTimeout: 5,
+  maxConnections: 1000,
+  maxInFlight: 256,
+  rate: {max: 300, window: 60} as {max: number; window: number} | false,
+}
+
+/** How long a client may take and how much it may ask for; every default is finite. */
+const limitsSchema = z
+  .strictObject({
+    /** The whole request, body included (slow bodies are cut off here). */
+    requestTimeout: duration.default(LIMIT_DEFAULTS.requestTimeout),
+    headersTimeout: duration.default(LIMIT_DEFAULTS.headersTimeout),
+    /** An idle keep-alive connection is closed after this. */
+    idleTimeout: duration.default(LIMIT_DEFAULTS.idleTimeout),
+    handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
+    /** Open connections beyond this are refused at accept. */
+    maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
+    /** Signing requests being worked on at once; more are answered 503 at once instead of queueing. */
+    maxInFlight: z.number().int().positive().default(LIMIT_DEFAULTS.maxInFlight),
+    rate: rateLimit.default(LIMIT_DEFAULTS.rate),
+  })
+  .default(LIMIT_DEFAULTS)
 
 const configSchema = z.strictObject({
   address: z.string().default('127.0.0.1:9000'),
@@ -64,14 +102,23 @@ const configSchema = z.strictObject({
   disabled: z.boolean().default(false),
   db: z.strictObject({type: z.literal('sqlite'), path: z.string().default('db/sshca.sqlite')}).default({type: 'sqlite', path: 'db/sshca.sqlite'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  limits: limitsSchema,
+  /**
+   * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
+   * true trusts any (only behind a balancer that overwrites the header); addresses/CIDRs or a hop count
+   * trust those. Rate limits key on the address this yields.
+   */
+  trustProxy: z.union([z.boolean(), z.number().int().nonnegative(), z.array(z.string().min(1)).min(1)]).default(false),
   ssh: z
     .strictObject({
       hostPattern: z.string().min(1).default('*'),
       maxUserTtl: duration.default(86400),
       hostTtl: duration.default(30 * 86400),
       maxHostTtl: duration.default(90 * 86400),
+      /** Principals no template may render; a rule may still list one literally (check-config warns). */
+      reservedPrincipals: z.array(z.string().min(1)).default(DEFAULT_RESERVED_PRINCIPALS),
     })
-    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400}),
+    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}),
   provisioners: z.array(provisionerSchema).default([]),
 })
 
@@ -116,6 +163,14 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
   checkProvisioners(config, problems, warnings)
   if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
+  if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)
+  if (Array.isArray(raw.trustProxy)) {
+    raw.trustProxy.forEach((a, i) => {
+      if (!isCidr(a)) problems.push(`trustProxy[${i}]: "${a}" is not an address or CIDR block`)
+    })
+  } else if (raw.trustProxy === true) {
+    warnings.push('trustProxy: true believes X-Forwarded-For from anyone; list the balancer\'s addresses instead')
+  }
   if (raw.ssh.hostTtl > raw.ssh.maxHostTtl) problems.push(`ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`)
   if (problems.length > 0) throw configError(problems, path)
   return {config, warnings}
@@ -176,12 +231,32 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }
+  // {domain} on an email the IdP has not verified: anyone who can type an address in that domain
+  for (const [claim, cond] of Object.entries(r.match)) {
+    if (typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond && r.match.email_verified !== true) {
+      warnings.push(`${at} (${r.name}): matches ${claim} on domain ${cond.domain} without email_verified: true, so an unverified address in that domain gets a certificate; add email_verified: true`)
+    }
+  }
+  if (isCiProvisioner(p) && !keys.some((k) => PINNING_CLAIMS.has(k) && pins(r.match[k]!))) {
+    warnings.push(`${at} (${r.name}): a CI rule that pins neither repository/repository_owner (or their ids) nor sub: a workflow in any repository this issuer serves can match it; pin the repository`)
+  }
   if (keys.length === 1 && keys[0] === 'repository') {
     warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
   }
   const c = r.certificate
   c.principals.forEach((t, k) => {
     for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
+    const {claims, lossy} = templateClaims(t)
+    const chosen = claims.filter((cl) => USER_CHOSEN_CLAIMS.has(cl))
+    if (chosen.length) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`)
+    }
+    if (lossy) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`)
+    }
+    if (claims.length === 0 && config.ssh.reservedPrincipals.includes(t)) {
+      warnings.push(`${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`)
+    }
   })
   for (const problem of templateProblems(c.keyId)) problems.push(`${at}.certificate.keyId: ${problem}`)
   if (c.forceCommand !== undefined && /[\r\n\0]/.test(c.forceCommand)) problems.push(`${at}.certificate.forceCommand: must be one line`)
@@ -199,6 +274,22 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   }
   const ceiling = Math.min(p.maxTtl ?? Infinity, config.ssh.maxUserTtl)
   if (c.ttl > ceiling) warnings.push(`${at}.certificate.ttl: ${formatDuration(c.ttl)} is capped to ${formatDuration(ceiling)} (maxTtl / ssh.maxUserTtl)`)
+}
+
+/** Claims a CI token carries that name the repository (or the workflow's identity, which contains it). */
+const PINNING_CLAIMS = new Set(['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id'])
+/** Claims a person sets for themselves at most identity providers: never a principal. */
+const USER_CHOSEN_CLAIMS = new Set(['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login'])
+const CI_ISSUERS = [/^https:\/\/token\.actions\.githubusercontent\.com(\/|$)/, /^https:\/\/gitlab\.com\/?$/, /^https:\/\/oidc\.circleci\.com\//, /^https:\/\/vstoken\.actions\.githubusercontent\.com/]
+
+/** A provisioner for machines: a known CI issuer, or one with no client id (nobody signs in interactively). */
+export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'>): boolean {
+  return CI_ISSUERS.some((re) => re.test(p.issuer)) || p.clientId === undefined
+}
+
+/** A condition pins a value unless it is a glob made only of wildcards and slashes (it matches anything). */
+function pins(c: MatchCondition): boolean {
+  return !(typeof c === 'object' && !Array.isArray(c) && 'glob' in c && /^[*?/]*$/.test(c.glob))
 }
 
 /** Two enabled rules of one provisioner that one token could match both of: a certain denial. */

@@ -46,7 +46,7 @@ export function explain(config: CaConfig, claims: Claims, provisionerName: strin
   const rules = p.rules.map((r) => evaluateRule(r, claims))
   try {
     const {rule} = selectRule(p, claims)
-    const spec = buildCertificateSpec(p, rule, claims, {maxUserTtl: config.ssh.maxUserTtl}, nowSeconds)
+    const spec = buildCertificateSpec(p, rule, claims, config.ssh, nowSeconds)
     if (config.disabled) return {...base, rules, decision: {issued: false, reason: 'policy_disabled', message: 'issuance is disabled in this config'}}
     return {
       ...base,

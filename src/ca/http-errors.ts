@@ -1,36 +1,56 @@
 /**
- * The one table from error codes to HTTP statuses, and the body a caller sees: a message only
- * below 500, never why a policy denied (that is in the audit log).
+ * The one table from error codes to HTTP statuses and what a caller may read: a message only where
+ * it tells the caller nothing about the policy or the CA's insides. Why a policy denied, and what an
+ * upstream failure was, go to the audit log (with the request id the caller sees).
  */
 import {isSshcaError, type ErrorCode} from '../errors.ts'
 import type {ErrorBody} from '../protocol/api.ts'
 
-export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
-  ERR_INPUT: 400,
-  ERR_SSH_FORMAT: 400,
-  ERR_SSH_UNSUPPORTED: 400,
-  ERR_TOKEN_INVALID: 401,
-  ERR_TOKEN_REPLAYED: 401,
-  ERR_POLICY_DENIED: 403,
-  ERR_NOT_FOUND: 404,
-  ERR_ISSUANCE_DISABLED: 503,
-  ERR_UPSTREAM_UNAVAILABLE: 503,
+/** The codes the signing core answers with; every one has a row, so a new one cannot silently become a 500. */
+export type ServerErrorCode =
+  | 'ERR_INPUT'
+  | 'ERR_SSH_FORMAT'
+  | 'ERR_SSH_UNSUPPORTED'
+  | 'ERR_TOKEN_INVALID'
+  | 'ERR_TOKEN_REPLAYED'
+  | 'ERR_POLICY_DENIED'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_ISSUANCE_DISABLED'
+  | 'ERR_UPSTREAM_UNAVAILABLE'
+  | 'ERR_CA_OVERLOADED'
+  | 'ERR_INTERNAL'
+
+/** `own`: the error's message is safe to show; a string: what the caller reads instead. */
+export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'own' | string}> = {
+  ERR_INPUT: {status: 400, message: 'own'},
+  ERR_SSH_FORMAT: {status: 400, message: 'own'},
+  ERR_SSH_UNSUPPORTED: {status: 400, message: 'own'},
+  ERR_TOKEN_INVALID: {status: 401, message: 'the token was rejected: it is invalid, expired or for another audience; get a new one'},
+  // the caller holds the token: when it was spent is theirs to know (which certificate it bought is in the audit log)
+  ERR_TOKEN_REPLAYED: {status: 401, message: 'own'},
+  ERR_POLICY_DENIED: {status: 403, message: 'the CA policy does not allow a certificate for this request'},
+  ERR_NOT_FOUND: {status: 404, message: 'own'},
+  ERR_RATE_LIMITED: {status: 429, message: 'own'},
+  ERR_ISSUANCE_DISABLED: {status: 503, message: 'own'},
+  ERR_UPSTREAM_UNAVAILABLE: {status: 503, message: 'the CA cannot verify tokens of this issuer right now; try again later'},
+  ERR_CA_OVERLOADED: {status: 503, message: 'the CA is busy; try again in a second'},
+  ERR_INTERNAL: {status: 500, message: 'internal error'},
 }
 
-const PUBLIC_MESSAGE: Partial<Record<number, string>> = {
-  401: 'the token was rejected: it is invalid, expired, for another audience, or already used; get a new one',
-  403: 'the CA policy does not allow a certificate for this request',
-  500: 'internal error',
-}
+const isServerCode = (code: ErrorCode): code is ServerErrorCode => Object.hasOwn(SERVER_ERRORS, code)
 
 export function httpError(err: unknown, requestId: string): {status: number; body: ErrorBody} {
   let status = 500
   let message = 'internal error'
   if (isSshcaError(err)) {
-    status = HTTP_STATUS[err.code] ?? 500
-    message = PUBLIC_MESSAGE[status] ?? err.message
+    if (isServerCode(err.code)) {
+      const row = SERVER_ERRORS[err.code]
+      status = row.status
+      message = row.message === 'own' ? err.message : row.message
+    }
   } else {
-    // fastify's own client errors: body too large (413), bad JSON (400), wrong content type (415)
+    // fastify's own client errors: body too large (413), bad JSON (400), wrong content type (415), timeout (408)
     const sc = (err as {statusCode?: number}).statusCode
     if (typeof sc === 'number' && sc >= 400 && sc < 500) {
       status = sc

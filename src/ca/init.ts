@@ -14,7 +14,7 @@ import {generatePrivateKey} from '../ssh/private-key.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
 import {caPaths} from './layout.ts'
-import {writeSealedKey} from './keystore.ts'
+import {newSalt, writeSealedKey} from './keystore.ts'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './pki.ts'
 
 export interface InitOptions {
@@ -72,16 +72,18 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     const userCa = generatePrivateKey('ed25519')
     const hostCa = generatePrivateKey('ed25519')
     const enrollment = generateKeyPairSync('ed25519').privateKey
+    // one salt for the CA's keys: `ca serve` opens them all with one (deliberately slow) derivation
+    const salt = newSalt()
     await Promise.all([
       writeFileAtomic(p.rootCert, root.pem),
       writeFileAtomic(p.intermediateCert, intermediate.pem),
       writeFileAtomic(p.tlsCert, tls.pem + intermediate.pem),
-      writeSealedKey(p.rootKey, root.key, opts.password),
-      writeSealedKey(p.intermediateKey, intermediate.key, opts.password),
-      writeSealedKey(p.tlsKey, tls.key, opts.password),
-      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password),
-      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password),
-      writeSealedKey(p.enrollmentKey, enrollment, opts.password),
+      writeSealedKey(p.rootKey, root.key, opts.password, salt),
+      writeSealedKey(p.intermediateKey, intermediate.key, opts.password, salt),
+      writeSealedKey(p.tlsKey, tls.key, opts.password, salt),
+      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password, salt),
+      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password, salt),
+      writeSealedKey(p.enrollmentKey, enrollment, opts.password, salt),
       writeFileAtomic(p.userCaPub, `${userCa.publicKey.toLine(`${name} user CA`)}\n`),
       writeFileAtomic(p.hostCaPub, `${hostCa.publicKey.toLine(`${name} host CA`)}\n`),
       writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern})),

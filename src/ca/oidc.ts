@@ -13,12 +13,17 @@ import {denial} from './policy.ts'
 
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
 export const LEEWAY_SECONDS = 60
+/** Tokens may live this long (exp − iat) unless a provisioner sets maxTokenAge. */
+export const DEFAULT_MAX_TOKEN_AGE = 3600
 const MAX_TOKEN_LENGTH = 8192
 
 export interface VerifiedToken {
   provisioner: ProvisionerConfig
   claims: JWTPayload
-  /** What replay protection remembers: the issuer with the token's jti, else the token's hash. */
+  /**
+   * What replay protection remembers: the issuer with the token's jti, else a hash of what the
+   * signature covers (never of the token's text, which has several spellings).
+   */
   tokenId: string
   /** SHA-256 of the raw token, hex: what the audit log shows instead of the token. */
   tokenHash: string
@@ -41,6 +46,33 @@ export interface VerifierDeps {
 
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex')
+}
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/
+
+/**
+ * The decoded header and payload of a compact JWS whose three parts are canonical base64url: no
+ * padding, no whitespace, no stray bits in the last character. One token has one spelling, so the
+ * same signed content cannot be sent again as a "new" token (a replay around a text hash).
+ */
+export function canonicalParts(token: string): {header: Buffer; payload: Buffer} | undefined {
+  const parts = token.split('.')
+  if (parts.length !== 3) return undefined
+  const decoded: Buffer[] = []
+  for (const part of parts) {
+    if (!SEGMENT.test(part)) return undefined
+    const bytes = Buffer.from(part, 'base64url')
+    if (bytes.toString('base64url') !== part) return undefined
+    decoded.push(bytes)
+  }
+  return {header: decoded[0]!, payload: decoded[1]!}
+}
+
+/** SHA-256 over the signed content (header and payload bytes, length-prefixed), hex. */
+export function signedContentHash(parts: {header: Buffer; payload: Buffer}): string {
+  const len = Buffer.alloc(4)
+  len.writeUInt32BE(parts.header.length)
+  return createHash('sha256').update(len).update(parts.header).update(parts.payload).digest('hex')
 }
 
 /** Checks an issuer URL or jwks_uri: https, or http on a loopback address (development). */
@@ -147,6 +179,7 @@ export class TokenVerifier {
   /** The provisioner a token is meant for, read from its unverified claims. */
   route(token: string): {provisioner: ProvisionerConfig; claims: JWTPayload} {
     if (token.length > MAX_TOKEN_LENGTH) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is too long')
+    if (!canonicalParts(token)) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is not a compact JWS in canonical base64url')
     let header: ReturnType<typeof decodeProtectedHeader>
     let claims: JWTPayload
     try {
@@ -164,6 +197,7 @@ export class TokenVerifier {
   async verify(token: string): Promise<VerifiedToken> {
     const {provisioner} = this.route(token)
     const clock = this.deps.clock ?? Date.now
+    const maxTokenAge = provisioner.maxTokenAge ?? DEFAULT_MAX_TOKEN_AGE
     let claims: JWTPayload
     try {
       ;({payload: claims} = await jwtVerify(token, this.issuers.get(provisioner.issuer)!.getKey, {
@@ -173,19 +207,22 @@ export class TokenVerifier {
         clockTolerance: LEEWAY_SECONDS,
         currentDate: new Date(clock()),
         requiredClaims: ['exp', 'iat'],
+        maxTokenAge,
       }))
     } catch (err) {
       throw verificationError(err, provisioner)
     }
-    const now = Math.floor(clock() / 1000)
-    if (typeof claims.iat !== 'number' || claims.iat > now + LEEWAY_SECONDS) {
-      throw denial('ERR_TOKEN_INVALID', 'token_not_yet_valid', 'the token was issued in the future', {provisioner: provisioner.name})
+    // jose checked both are numbers, exp not past and iat neither in the future nor older than maxTokenAge
+    const iat = claims.iat as number
+    const exp = claims.exp as number
+    // a token that lives longer than the provisioner allows is refused outright, not trusted for its first hour
+    if (exp - iat > maxTokenAge) {
+      throw denial('ERR_TOKEN_INVALID', 'token_lifetime_too_long', `the token lives ${exp - iat} s; provisioner "${provisioner.name}" accepts at most ${maxTokenAge} s (maxTokenAge)`, {provisioner: provisioner.name})
     }
-    const hash = tokenHash(token)
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
-    // so keying on it would refuse every refreshed sign-in as a replay. The hash names one token exactly.
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${hash}`
-    return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: hash, expiresAt: (claims.exp as number) + LEEWAY_SECONDS}
+    // so keying on it would refuse every refreshed sign-in as a replay.
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `signed:${signedContentHash(canonicalParts(token)!)}`
+    return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: tokenHash(token), expiresAt: exp + LEEWAY_SECONDS}
   }
 }
 
@@ -196,6 +233,10 @@ export function routeClaims(provisioners: readonly ProvisionerConfig[], claims: 
   const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []
   let candidates = byIssuer.filter((p) => aud.includes(p.audience))
   if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`)
+  // OIDC Core 3.1.3.7: a token for several audiences must name its client in azp
+  if (aud.length > 1 && typeof claims.azp !== 'string') {
+    throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', 'the token names several audiences but no authorized party (azp)')
+  }
   if (typeof claims.azp === 'string') {
     candidates = candidates.filter((p) => (p.clientId ?? p.audience) === claims.azp)
     if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`)
@@ -208,7 +249,8 @@ function verificationError(err: unknown, p: ProvisionerConfig): SshcaError {
   if (err instanceof SshcaError) return new SshcaError(err.code, err.message, {cause: err, details: {...details, reason: 'jwks_unavailable'}})
   if (err instanceof joseErrors.JWTExpired) return denial('ERR_TOKEN_INVALID', 'token_expired', 'the token has expired', details)
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    const reason = err.claim === 'nbf' ? 'token_not_yet_valid' : err.claim === 'aud' ? 'audience_mismatch' : err.claim === 'iss' ? 'issuer_unknown' : 'token_invalid'
+    // with maxTokenAge set, jose refuses an iat in the future (beyond the leeway) here
+    const reason = err.claim === 'nbf' || err.claim === 'iat' ? 'token_not_yet_valid' : err.claim === 'aud' ? 'audience_mismatch' : err.claim === 'iss' ? 'issuer_unknown' : 'token_invalid'
     return denial('ERR_TOKEN_INVALID', reason, `the token's "${err.claim}" claim is not acceptable: ${err.message}`, details)
   }
   if (err instanceof joseErrors.JWKSNoMatchingKey) return denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is signed by a key the issuer does not publish', details)

@@ -31,8 +31,16 @@ export type DenialReason =
   | 'certificate_expired'
   | 'certificate_unknown'
   | 'proof_invalid'
+  | 'ca_key_unknown'
+  | 'key_not_bound'
+  | 'revoked'
+  | 'superseded'
+  | 'principal_reserved'
+  | 'rate_limited'
+  | 'token_lifetime_too_long'
+  | 'overloaded'
 
-export function denial(code: 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT', reason: DenialReason, message: string, details: Record<string, unknown> = {}): SshcaError {
+export function denial(code: 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED', reason: DenialReason, message: string, details: Record<string, unknown> = {}): SshcaError {
   return new SshcaError(code, message, {details: {...details, reason}})
 }
 
@@ -113,18 +121,33 @@ export function selectRule(p: ProvisionerConfig, claims: Claims): {rule: RuleCon
   })
 }
 
-const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(local|domain))?\}/g
+const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(local|domain))?(\|step)?\}/g
 
 /** Syntax problems in a template (for check-config); empty when fine. */
 export function templateProblems(template: string): string[] {
-  const rest = template.replace(PLACEHOLDER, '')
-  if (rest.includes('${')) return [`"${template}" has a placeholder that is not \${claim}, \${claim.local} or \${claim.domain}`]
+  const rest = template.replace(PLACEHOLDER, (_m, _n, part: string | undefined, step: string | undefined) => (step && part !== 'local' ? '${' : ''))
+  if (rest.includes('${')) return [`"${template}" has a placeholder that is not \${claim}, \${claim.local}, \${claim.local|step} or \${claim.domain}`]
   return []
 }
 
+/** The claims a template reads, and whether it uses step's lossy local-part sanitizing. */
+export function templateClaims(template: string): {claims: string[]; lossy: boolean} {
+  const claims: string[] = []
+  let lossy = false
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    claims.push(m[1]!)
+    if (m[3]) lossy = true
+  }
+  return {claims, lossy}
+}
+
+/** What `${email.local}` may render to: anything else in the local part denies, never rewritten. */
+export const LOCAL_PART = /^[a-z0-9._-]+$/
+
 /**
- * The email local part sanitized as step-ca does for principals: lowercased, dots dropped, every
- * other character outside [a-z0-9-] replaced by "_".
+ * `${claim.local|step}`: the email local part sanitized as step-ca does for principals: lowercased,
+ * dots dropped, every other character outside [a-z0-9-] replaced by "_". Lossy: `J.Doe@` and `jdoe@`
+ * collide (check-config warns).
  */
 export function sanitizeLocalPart(email: string): string {
   const at = email.lastIndexOf('@')
@@ -137,23 +160,45 @@ export function sanitizeLocalPart(email: string): string {
   return out
 }
 
-/** Renders `${claim}`, `${claim.local}`, `${claim.domain}`; a claim that is absent or not text denies. */
+/**
+ * Renders `${claim}`, `${claim.local}` (the local part, lower-cased; a character outside
+ * [a-z0-9._-] denies), `${claim.local|step}` (step-ca's sanitizing) and `${claim.domain}`. A claim that
+ * is absent or not text denies.
+ */
 export function renderTemplate(template: string, claims: Claims): string {
-  return template.replace(PLACEHOLDER, (_m, name: string, part: string | undefined) => {
+  return template.replace(PLACEHOLDER, (_m, name: string, part: string | undefined, step: string | undefined) => {
     const v = claims[name]
     if (typeof v !== 'string' && !(typeof v === 'number' && Number.isSafeInteger(v))) {
       throw denial('ERR_POLICY_DENIED', 'claim_missing', `template "${template}" needs claim "${name}", which the token lacks or is not text`, {claim: name})
     }
     const s = String(v)
-    if (part === 'local') return sanitizeLocalPart(s)
-    if (part === 'domain') return s.includes('@') ? s.slice(s.lastIndexOf('@') + 1).toLowerCase() : ''
+    const at = s.lastIndexOf('@')
+    if (part === 'local') {
+      if (step) return sanitizeLocalPart(s)
+      const local = (at >= 0 ? s.slice(0, at) : s).toLowerCase()
+      if (!LOCAL_PART.test(local)) {
+        throw denial('ERR_POLICY_DENIED', 'principal_invalid', `the local part of claim "${name}" has characters outside [a-z0-9._-]; it is denied, not rewritten`, {claim: name, rendered: JSON.stringify(local).slice(0, 300)})
+      }
+      return local
+    }
+    if (part === 'domain') return at >= 0 ? s.slice(at + 1).toLowerCase() : ''
     return s
   })
 }
 
+/** Accounts no template may render into (ssh.reservedPrincipals overrides): root and the usual system and shared accounts. */
+export const DEFAULT_RESERVED_PRINCIPALS = [
+  'root', 'toor', 'admin', 'administrator', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp',
+  'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'sshd', 'messagebus', 'polkitd',
+  'systemd-network', 'systemd-resolve', 'systemd-timesync', 'systemd-coredump', 'ubuntu', 'debian', 'ec2-user', 'centos',
+  'fedora', 'cloud-user', 'git', 'postgres', 'mysql', 'redis', 'docker', 'operator', 'halt', 'shutdown', 'ftp',
+]
+
 export interface Limits {
   /** Global ceiling for user certificates, seconds. */
   maxUserTtl: number
+  /** Principals no template may render (a rule may still grant one literally). */
+  reservedPrincipals: readonly string[]
 }
 
 export interface CertificateSpec {
@@ -177,6 +222,10 @@ export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, cla
     const v = renderTemplate(t, claims)
     if (!SAFE_VALUE.test(v) || v.length > MAX_PRINCIPAL_LENGTH) {
       throw denial('ERR_POLICY_DENIED', 'principal_invalid', `principal template "${t}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: t, rendered: JSON.stringify(v).slice(0, 300)})
+    }
+    // a claim the person or the IdP controls must never turn into root (or another system account)
+    if (templateClaims(t).claims.length > 0 && limits.reservedPrincipals.includes(v)) {
+      throw denial('ERR_POLICY_DENIED', 'principal_reserved', `principal template "${t}" rendered the reserved principal "${v}"`, {template: t, rendered: v})
     }
     if (!principals.includes(v)) principals.push(v)
   }

@@ -11,7 +11,7 @@ import {dirname} from 'node:path'
 import {privateDir} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
 import {buildApp} from './app.ts'
-import {createAuditLog, type AuditLog} from './audit.ts'
+import {createAuditLog, type AuditEvent, type AuditLog} from './audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config.ts'
 import {loadMaterial} from './material.ts'
 import {TokenVerifier, type VerifierDeps} from './oidc.ts'
@@ -30,6 +30,10 @@ export interface StartOptions {
   clock?: () => number
   /** Install SIGHUP (reload) handling; `ca serve` does, in-process tests do not. */
   handleSignals?: boolean
+  /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
+  adminEventsIntervalMs?: number
+  /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
+  onWarnings?: (warnings: string[], reload: boolean) => void
 }
 
 export interface RunningCa {
@@ -62,7 +66,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     clock,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem})
+  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem}, config)
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   await app.listen({host: hp.host, port: hp.port})
@@ -75,6 +79,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     disabled: c.disabled,
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
+  if (warnings.length) opts.onWarnings?.(warnings, false)
   audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
 
   const reload = async (): Promise<boolean> => {
@@ -82,6 +87,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       const next = await loadConfig(opts.configPath)
       runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
+      if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
     } catch (err) {
       const e = err as SshcaError
@@ -96,6 +102,12 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
+  // admin commands write their events to the store; the server copies them to its audit sink
+  let forwarding: Promise<unknown> = forwardAdminEvents(store, audit).catch(() => undefined)
+  const forward = setInterval(() => {
+    forwarding = forwarding.then(() => forwardAdminEvents(store, audit)).catch(() => undefined)
+  }, opts.adminEventsIntervalMs ?? 1000)
+  forward.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
@@ -117,10 +129,27 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       if (opts.handleSignals) process.off('SIGHUP', onHup)
       clearInterval(purge)
       clearInterval(renew)
+      clearInterval(forward)
       await app.close()
+      await forwarding
+      await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
       await store.close()
       await audit.close()
     },
+  }
+}
+
+/** Copies the admin events the audit sink has not seen yet; several replicas share one cursor. */
+export async function forwardAdminEvents(store: Store, audit: AuditLog): Promise<number> {
+  let total = 0
+  for (;;) {
+    const cursor = await store.auditCursor()
+    const events = await store.adminEventsAfter(cursor, 100)
+    if (events.length === 0) return total
+    for (const e of events) audit.write(e.event as AuditEvent, {...e.fields, admin_event_id: e.id, recorded_at: new Date(e.at * 1000).toISOString()})
+    total += events.length
+    // another replica moved the cursor first: it wrote these too (at least once), stop here
+    if (!(await store.advanceAuditCursor(cursor, events[events.length - 1]!.id))) return total
   }
 }

@@ -13,7 +13,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {selectedClaims} from './audit.ts'
 import {buildCertificateSpec, denial, selectRule} from './policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import type {IssuedRecord} from './store.ts'
+import type {IssuedRecord, IssueOutcome, Lineage} from './store.ts'
 
 export const MIN_RSA_BITS = 3072
 
@@ -80,15 +80,36 @@ export function issuedFields(cert: Certificate): Record<string, unknown> {
 }
 
 /**
- * Spends the token and records the certificate atomically, then writes `certificate_issued`.
- * A token spent before (a replay, or a concurrent twin) is a 401 and the certificate is dropped.
+ * Checks revocations (and, for renewals, the lineage), spends the token and records the
+ * certificate atomically, then writes `certificate_issued`. Any other outcome drops the certificate:
+ * a spent token is a 401 that says when it was spent, a revoked key ID or key a 403.
  */
-export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string; expiresAt: number}, trace: AuditTrace): Promise<Certificate> {
-  if (!(await rt.store.issue(token.id, token.expiresAt, recordOf(cert, trace, Math.floor(rt.clock() / 1000))))) {
-    throw denial('ERR_TOKEN_REPLAYED', 'token_replayed', 'the token was already used')
-  }
+export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string; expiresAt: number}, trace: AuditTrace, lineage?: Lineage): Promise<Certificate> {
+  const issuedAt = Math.floor(rt.clock() / 1000)
+  const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
+  if (!outcome.ok) throw outcomeDenial(outcome, lineage)
   rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
   return cert
+}
+
+function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Lineage | undefined): SshcaError {
+  switch (outcome.reason) {
+    case 'replayed': {
+      const when = outcome.usedAt === null ? '' : ` at ${new Date(outcome.usedAt * 1000).toISOString()}`
+      return denial('ERR_TOKEN_REPLAYED', 'token_replayed', `the token was already used${when}; each token gets one certificate`, {
+        spent_at: outcome.usedAt === null ? null : new Date(outcome.usedAt * 1000).toISOString(),
+        spent_on_serial: outcome.serial,
+      })
+    }
+    case 'revoked': {
+      const r = outcome.revocation
+      const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
+      const what = parentRevoked ? 'the certificate is revoked' : r.keyFingerprint !== null ? 'the key is revoked' : `key ID "${r.keyId}" is revoked`
+      return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {revocation_id: r.id, revoked_at: new Date(r.revokedAt * 1000).toISOString()})
+    }
+    case 'superseded':
+      return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {newest_serial: outcome.newest})
+  }
 }
 
 /** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
@@ -109,7 +130,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
   trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
-  const spec = buildCertificateSpec(p, rule, verified.claims, {maxUserTtl: policy.config.ssh.maxUserTtl}, Math.floor(rt.clock() / 1000))
+  const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
   const cert = signCertificate(
     {
       type: 'user',

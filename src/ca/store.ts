@@ -1,7 +1,8 @@
 /**
  * What the CA remembers: token ids until they expire (replay protection), every certificate it
- * issued, and revocations. An interface with one SQL schema, so SQLite (one CA) and PostgreSQL
- * (replicas) back it alike.
+ * issued, the newest certificate of each host key (renewal lineages), revocations, and the events of
+ * admin commands (forwarded to the audit sink by the running server). An interface with versioned
+ * migrations, so SQLite (one CA) and PostgreSQL (replicas) back it alike.
  */
 
 export interface IssuedRecord {
@@ -22,60 +23,90 @@ export interface IssuedRecord {
 }
 
 export interface Revocation {
+  /** Store-assigned; `ca unrevoke ID` names it. */
+  id?: string
   serial: bigint | null
   keyId: string | null
+  /** `SHA256:…` of a revoked public key: every certificate of that key. */
+  keyFingerprint: string | null
   reason: string
   revokedAt: number
 }
 
-export interface Store {
-  recordCertificate(r: IssuedRecord): Promise<void>
-  /**
-   * Spends the token and records the certificate in one transaction: false (and nothing recorded)
-   * when the token was already spent. The certificate exists only if this returns true.
-   */
-  issue(tokenId: string, tokenExpiresAt: number, r: IssuedRecord): Promise<boolean>
-  findCertificate(serial: bigint): Promise<IssuedRecord | undefined>
-  /** Host certificates still valid at `now` (seconds), newest first. */
-  currentHostCertificates(now: number): Promise<IssuedRecord[]>
-  revoke(r: Revocation): Promise<void>
-  revocations(): Promise<Revocation[]>
-  /** True when the serial or the key ID is revoked. */
-  isRevoked(serial: bigint, keyId: string): Promise<boolean>
-  /** Drops token ids that expired before `now` (seconds). */
-  purgeExpiredTokens(now: number): Promise<number>
-  close(): Promise<void>
+/**
+ * Host certificates form lineages, one per host key: enrolment starts (or restarts) one, renewal
+ * must present the lineage's newest certificate. The store swaps the newest serial atomically, so
+ * two renewals of one certificate cannot both succeed.
+ */
+export type Lineage = {kind: 'enrol'} | {kind: 'renew'; parent: bigint}
+
+export interface IssueRequest {
+  token: {id: string; expiresAt: number}
+  record: IssuedRecord
+  lineage?: Lineage
 }
 
-/** The schema, written in the SQL both SQLite and PostgreSQL accept. Serials are decimal text (uint64). */
-export const SCHEMA = [
-  `CREATE TABLE IF NOT EXISTS used_tokens (
-     token_id TEXT PRIMARY KEY,
-     expires_at BIGINT NOT NULL
-   )`,
-  `CREATE INDEX IF NOT EXISTS used_tokens_expires_at ON used_tokens (expires_at)`,
-  `CREATE TABLE IF NOT EXISTS certificates (
-     serial TEXT PRIMARY KEY,
-     cert_type TEXT NOT NULL,
-     key_id TEXT NOT NULL,
-     principals TEXT NOT NULL,
-     valid_after BIGINT NOT NULL,
-     valid_before BIGINT NOT NULL,
-     provisioner TEXT NOT NULL,
-     rule_name TEXT,
-     subject TEXT,
-     key_fingerprint TEXT NOT NULL,
-     issued_at BIGINT NOT NULL,
-     request_id TEXT NOT NULL,
-     certificate TEXT NOT NULL
-   )`,
-  `CREATE INDEX IF NOT EXISTS certificates_key_id ON certificates (key_id)`,
-  `CREATE INDEX IF NOT EXISTS certificates_type_valid ON certificates (cert_type, valid_before)`,
-  `CREATE TABLE IF NOT EXISTS revocations (
-     id TEXT PRIMARY KEY,
-     serial TEXT,
-     key_id TEXT,
-     reason TEXT NOT NULL,
-     revoked_at BIGINT NOT NULL
-   )`,
-]
+export type IssueOutcome =
+  | {ok: true}
+  /** The token was spent before, at `usedAt` (seconds), on certificate `serial`. */
+  | {ok: false; reason: 'replayed'; usedAt: number | null; serial: string | null}
+  /** The key ID, the key or (renewals) the parent serial is revoked. */
+  | {ok: false; reason: 'revoked'; revocation: Revocation}
+  /** A renewal of a certificate that is no longer its lineage's newest. */
+  | {ok: false; reason: 'superseded'; newest: string | null}
+
+export interface CertificateQuery {
+  subject?: string
+  keyId?: string
+  keyFingerprint?: string
+  provisioner?: string
+  certType?: 'user' | 'host'
+  /** Issued at or after (seconds). */
+  since?: number
+  /** Still valid at this time (seconds). */
+  activeAt?: number
+  limit?: number
+}
+
+/** What an admin command did, kept in the store until the server writes it to its audit sink. */
+export interface AdminEvent {
+  id: number
+  at: number
+  event: string
+  fields: Record<string, unknown>
+}
+
+export interface Store {
+  /**
+   * Checks revocations and the lineage, spends the token and records the certificate, in one
+   * transaction: the certificate exists only when this returns ok; otherwise nothing is written.
+   */
+  issue(req: IssueRequest): Promise<IssueOutcome>
+  findCertificate(serial: bigint): Promise<IssuedRecord | undefined>
+  /** Host certificates still valid at `now` (seconds), newest first, one per host key (its lineage's newest). */
+  currentHostCertificates(now: number): Promise<IssuedRecord[]>
+  certificates(q: CertificateQuery): Promise<IssuedRecord[]>
+  /** Records a revocation; returns it with its id. */
+  revoke(r: Revocation): Promise<Revocation>
+  /** Removes a revocation by id; false when there is none. */
+  unrevoke(id: string): Promise<Revocation | undefined>
+  revocations(): Promise<Revocation[]>
+  /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
+  revocationGeneration(): Promise<number>
+  /** The revocation that covers a certificate with this serial, key ID or key, if any. */
+  revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined>
+  /** Drops token ids that expired before `now` (seconds). */
+  purgeExpiredTokens(now: number): Promise<number>
+  /** Appends an admin event (ca token, ca revoke …). */
+  recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent>
+  /** The id of the last admin event written to the audit sink (0: none). */
+  auditCursor(): Promise<number>
+  /** Admin events after `cursor`, oldest first. */
+  adminEventsAfter(cursor: number, limit: number): Promise<AdminEvent[]>
+  /**
+   * Moves the cursor from `from` to `to` if no one else moved it (several replicas share one store):
+   * events are written at least once, and usually exactly once.
+   */
+  advanceAuditCursor(from: number, to: number): Promise<boolean>
+  close(): Promise<void>
+}

@@ -24,7 +24,10 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
     const {flags} = await this.parse(CaServe)
     const password = await obtainPassword({file: flags['password-file']})
     const {startCa} = await import('../../ca/server.ts')
-    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true})
+    const onWarnings = (warnings: string[], reload: boolean): void => {
+      for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
+    }
+    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true, onWarnings})
     const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint}
     if (this.jsonEnabled()) this.logJson(started)
     else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})\n`)

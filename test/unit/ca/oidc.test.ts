@@ -117,7 +117,7 @@ describe('token verification: discovery and JWKS caching', () => {
     now += 1000
     const refreshed = await v.verify(await mint(k, {jti: undefined, nonce: 'n-1'}))
     assert.notEqual(first.tokenId, refreshed.tokenId)
-    assert.match(first.tokenId, /#sha256:[0-9a-f]{64}$/)
+    assert.match(first.tokenId, /#signed:[0-9a-f]{64}$/)
     assert.equal((await v.verify(await mint(k, {jti: 'abc'}))).tokenId, `${ISSUER}#jti:abc`)
   })
 })
