@@ -19,8 +19,8 @@ _sshca() {
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
-    "certificate"*) words="--context --help --host --json --principal --sign --token" ;;
-    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir --systemd-dir" ;;
+    "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
+    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out" ;;

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   ERR_FILE_NOT_FOUND: 'a file the command needs does not exist',
   ERR_FILE_EXISTS: 'a file the command would create already exists',
   ERR_FILE_PERMISSIONS: 'a secret file is readable by others',
+  ERR_UNSAFE_PATH: 'a file or directory sshca trusts (or a root service would run) can be changed by another user, or is a symlink',
   // OpenSSH formats
   ERR_SSH_FORMAT: 'bytes that should be an OpenSSH key, certificate or signature are malformed',
   ERR_SSH_UNSUPPORTED: 'an OpenSSH key or signature type this tool does not accept',
@@ -34,7 +35,6 @@ export const ERROR_CODES = {
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
-  ERR_LOGIN_STATE_MISMATCH: 'the sign-in callback did not carry the expected state',
   ERR_IDP_ERROR: 'the identity provider returned an error',
   ERR_IDP_UNREACHABLE: 'the identity provider could not be reached',
   ERR_PROVISIONER_NOT_FOUND: 'no such provisioner on this CA',

@@ -20,6 +20,11 @@ export abstract class BaseCommand extends Command {
     if (!this.jsonEnabled()) process.stderr.write(text)
   }
 
+  /** A warning a person must see even with --json (which keeps stdout for the document): stderr. */
+  protected warning(text: string): void {
+    process.stderr.write(`Warning: ${text}\n`)
+  }
+
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
     // oclif's own parse errors (unknown flag, missing argument, bad option) become ERR_USAGE with the
     // command's usage line: one short message, or under --json the same error document as any other

@@ -75,6 +75,10 @@ export function loginNotifier(stream: NodeJS.WriteStream = process.stderr): {not
         case 'refresh_failed':
           stream.write('The saved sign-in has expired; signing in again.\n')
           break
+        case 'callback_ignored':
+          // on a new line: the spinner redraws its own
+          stream.write(`${stream.isTTY ? '\r\x1b[2K' : ''}Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n`)
+          break
       }
     },
     done(final) {

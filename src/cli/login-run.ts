@@ -64,6 +64,8 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
       },
     )
     notifier?.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
+    // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
+    if (result.krl.note) process.stderr.write(`Note: ${result.krl.note}\n`)
     return {result, text: renderLogin(result)}
   } finally {
     notifier?.done()

@@ -4,16 +4,16 @@
  * checked (our key, the CA's user key, a valid signature) → key + certificate into ssh-agent for
  * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
  */
-import {writeFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, verifyCertificate, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
-import {writeFileAtomic} from '../util/fs.ts'
+import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
+import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
 import type {TokenStore} from './token-store.ts'
 
@@ -57,6 +57,8 @@ export interface LoginResult {
   agent: {added: boolean; socket: string | null; lifetimeSeconds: number | null}
   files: {key: string; certificate: string} | null
   refreshTokenStore: 'keyring' | 'file' | null
+  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login). */
+  krl: ContextKrl
 }
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
@@ -178,54 +180,74 @@ export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context): C
   return cert
 }
 
+/** `--out FILE` and `FILE-cert.pub`: refused up front when either is a symlink (before a token is spent). */
+export function outFiles(out: string): {key: string; certificate: string} {
+  return {key: out, certificate: `${out}-cert.pub`}
+}
+
 export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
   if (o.identityToken !== undefined && o.githubActions) throw new SshcaError('ERR_USAGE', '--identity-token-file and --github-actions exclude each other')
   const ctx = await loadContext(deps.home, o.context)
+  if (o.out !== undefined) for (const f of Object.values(outFiles(o.out))) await refuseSymlink(f)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   const useAgent = o.out === undefined
-  const agent = useAgent ? await AgentClient.connect(deps.agent) : undefined
+  let agent: AgentClient | undefined
   try {
-    const now = () => nowSeconds(deps.clock)
-    let idToken: string
-    let method: LoginMethod
-    let provisioner: string | null = o.provisioner ?? null
-    let store: TokenStore | undefined
-    if (o.identityToken !== undefined) {
-      idToken = o.identityToken.trim()
-      if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
-      method = 'identity-token'
-    } else if (o.githubActions) {
-      const {githubActionsToken} = await import('./oidc.ts')
-      idToken = await githubActionsToken(deps.env, await githubAudience(ca, o))
-      method = 'github-actions'
-    } else {
-      const p = await chooseProvisioner(ca, o, deps)
-      provisioner = p.name
-      if (agent && !o.force) {
-        const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
-        if (existing) {
-          return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null}, files: null, refreshTokenStore: null}
-        }
-      }
-      ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
-    }
-
-    const key = generatePrivateKey(o.kty ?? 'ed25519')
-    const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'})
-    const cert = checkIssued(crt, key, ctx)
-    const comment = agentComment(ctx.name, provisioner)
-    const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
-    if (!agent) {
-      const out = o.out!
-      await writeFileAtomic(out, formatOpenSshPrivateKey(key, comment), 0o600)
-      await writeFile(`${out}-cert.pub`, `${certificateLine(cert, comment)}\n`, {mode: 0o644})
-      return {...base, agent: {added: false, socket: null, lifetimeSeconds: null}, files: {key: out, certificate: `${out}-cert.pub`}}
-    }
-    const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
-    await agent.addCertificate(key, cert, {lifetimeSeconds: lifetime, comment})
-    return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime}, files: null}
+    agent = useAgent ? await AgentClient.connect(deps.agent) : undefined
+  } catch (err) {
+    ca.close()
+    throw err
+  }
+  // the KRL travels beside the sign-in on the same pinned connection pool; never fails the login
+  const krl = refreshContextKrl(ctx, ca)
+  try {
+    return {...(await signIn(o, deps, ctx, ca, agent)), krl: await krl}
   } finally {
     agent?.close()
     ca.close()
   }
+}
+
+async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined): Promise<Omit<LoginResult, 'krl'>> {
+  const now = () => nowSeconds(deps.clock)
+  let idToken: string
+  let method: LoginMethod
+  let provisioner: string | null = o.provisioner ?? null
+  let store: TokenStore | undefined
+  if (o.identityToken !== undefined) {
+    idToken = o.identityToken.trim()
+    if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
+    method = 'identity-token'
+  } else if (o.githubActions) {
+    const {githubActionsToken} = await import('./oidc.ts')
+    idToken = await githubActionsToken(deps.env, await githubAudience(ca, o))
+    method = 'github-actions'
+  } else {
+    const p = await chooseProvisioner(ca, o, deps)
+    provisioner = p.name
+    if (agent && !o.force) {
+      const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
+      if (existing) {
+        return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null}, files: null, refreshTokenStore: null}
+      }
+    }
+    ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
+  }
+
+  const key = generatePrivateKey(o.kty ?? 'ed25519')
+  const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'})
+  const cert = checkIssued(crt, key, ctx)
+  const comment = agentComment(ctx.name, provisioner)
+  const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
+  if (!agent) {
+    // each written to a fresh temp file and renamed over the name: a symlink planted there (after the
+    // check above) is replaced, never followed, and no reader sees half a key
+    const files = outFiles(o.out!)
+    await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
+    await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
+    return {...base, agent: {added: false, socket: null, lifetimeSeconds: null}, files}
+  }
+  const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
+  await agent.addCertificate(key, cert, {lifetimeSeconds: lifetime, comment})
+  return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime}, files: null}
 }

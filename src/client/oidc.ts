@@ -23,6 +23,8 @@ export type LoginEvent =
   | {type: 'waiting'; timeoutMs: number}
   | {type: 'refreshing'}
   | {type: 'refresh_failed'; reason: string}
+  /** A request reached the loopback listener without this sign-in's state; it was refused and the wait goes on. */
+  | {type: 'callback_ignored'}
 
 export interface InteractiveDeps {
   openBrowser(url: string): Promise<boolean>
@@ -104,7 +106,7 @@ export async function browserLogin(p: OidcProvisioner, loginHint: string | undef
   const nonce = client.randomNonce()
   const verifier = client.randomPKCECodeVerifier()
   const fixed = p.listenAddress ? parseHostPort(p.listenAddress) : undefined
-  const loopback = await startLoopback(state, fixed)
+  const loopback = await startLoopback(state, fixed, () => deps.notify({type: 'callback_ignored'}))
   try {
     const scope = scopeOf(p)
     const url = client.buildAuthorizationUrl(config, {

@@ -109,19 +109,29 @@ describe('sshca login', function () {
     assert.match(done.stdout, /Certificate for bob, .* via device code/)
   })
 
-  it('state mismatch on the callback: refused (exit 8), the browser told, nothing in the agent', async () => {
-    const p = spawnSshca(['login', '--provisioner', 'sso'], await fresh())
+  it('a callback without this sign-in\'s state (any local process can send one) is answered 400 and ignored; the sign-in still completes', async () => {
+    const env = await fresh()
+    const mark = w.t.mark()
+    const p = spawnSshca(['login', '--provisioner', 'sso', '--json'], env)
     const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
     const redirect = new URL(new URL(url).searchParams.get('redirect_uri')!)
-    redirect.searchParams.set('code', 'stolen-code')
-    redirect.searchParams.set('state', 'not-the-state')
-    const page = await fetch(redirect)
-    assert.equal(page.status, 400)
-    assert.match(await page.text(), /did not belong to this sign-in/)
+    // the attack: a wrong state (with a code), no state at all, and a forged error response
+    const forgeries: Record<string, string>[] = [{code: 'stolen-code', state: 'not-the-state'}, {code: 'stolen-code'}, {error: 'access_denied', state: 'guess'}]
+    for (const q of forgeries) {
+      const forged = new URL(redirect)
+      forged.search = new URLSearchParams(q).toString()
+      const page = await fetch(forged)
+      assert.equal(page.status, 400)
+      assert.match(await page.text(), /did not belong to the sign-in sshca is waiting for, and was ignored/)
+    }
+    await p.waitFor(/Ignored a request to the sign-in listener[\s\S]*Ignored[\s\S]*Ignored/)
+    assert.equal(p.child.exitCode, null, 'still waiting for the real callback')
+    await driveDevSignIn(url, {login: 'frank@example.com'})
     const done = await p.exit()
-    assert.equal(done.code, 8)
-    assert.match(done.stderr, /ERR_LOGIN_STATE_MISMATCH/)
-    assert.deepEqual(await agentCerts(), [])
+    assert.equal(done.code, 0, done.stderr)
+    assert.equal(JSON.parse(done.stdout).method, 'browser')
+    assert.deepEqual((await agentCerts()).map((c) => c.cert.keyId), ['frank@example.com'])
+    assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_issued').map((l) => l.key_id), ['frank@example.com'])
   })
 
   it('an error response from the IdP: ERR_IDP_ERROR (exit 8)', async () => {

@@ -7,7 +7,8 @@ import {SshcaError} from '../../errors.ts'
 export default class CaToken extends BaseCommand {
   static override summary = 'Mint a one-time enrollment token for a host certificate (on the CA box).'
   static override description = `Signs a short-lived JWT with the CA's enrollment key, bound to HOSTNAME (and each --principal). The
-host runs \`sshca certificate --host --sign --token TOKEN HOSTNAME KEY.pub\` with it; the CA issues a host
+host runs \`sshca certificate --host --sign --token-file FILE HOSTNAME KEY.pub\` with it (a 0600 file, - for
+standard input, or $SSHCA_TOKEN: never on the command line, where other local users read it); the CA issues a host
 certificate for names the token binds, once. The token is the last line printed.
 
 --key binds the token to the host's public key (a .pub file or its SHA256: fingerprint): the CA then
