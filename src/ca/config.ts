@@ -120,7 +120,8 @@ const configSchema = z.strictObject({
       reservedPrincipals: z.array(z.string().min(1)).default(DEFAULT_RESERVED_PRINCIPALS),
     })
     .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}),
-  provisioners: z.array(provisionerSchema).default([]),
+  // `provisioners:` with every example still commented out is null: none yet
+  provisioners: z.preprocess((v) => v ?? [], z.array(provisionerSchema)).default([]),
 })
 
 export type CaConfig = Omit<z.infer<typeof configSchema>, 'provisioners'> & {

@@ -161,7 +161,9 @@ ${hostPatternLines(o.hostPattern)}
 # Match values: a scalar is equality, a list is any-of, {domain: example.com} on an email,
 # {contains: ops} on a list claim such as groups, {glob: "refs/heads/release/*"}.
 # A claim the token lacks never matches. Templates: \${claim}, \${email.local}, \${email.domain}.
-provisioners: []
+# None yet, so every request is denied. To start, delete the leading "#" of an example's lines
+# (keep the indentation), edit it, then run check-config.
+provisioners:
 #  - name: sso
 #    type: oidc
 #    issuer: https://idp.example.com

@@ -9,6 +9,7 @@ import {dirname, join, resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
 import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
@@ -216,6 +217,10 @@ export interface HostConfigResult {
   files: {path: string; content: string | Buffer; mode: number}[]
   /** The ExecStart command of the units (real paths of node and sshca). */
   command: string
+  /** Host keys configured: they have a certificate from this CA. */
+  certified: string[]
+  /** Host keys left out, and why (no certificate, or one from another CA): sshd would log an error for each. */
+  skipped: {key: string; reason: string}[]
   written: boolean
   next: string[]
 }
@@ -251,8 +256,17 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   assertSafeForRoot(exe, home, o.pathDeps ?? realFs)
   const caFile = join(sshdDir, 'sshca_user_ca.pub')
   const krlFile = join(sshdDir, KRL_FILE)
+  // only keys with a certificate from this CA: for any other, sshd logs "Could not load host
+  // certificate" at every start, and its renewal unit would fail every day
   const present: string[] = []
-  for (const k of ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']) if (await exists(join(sshdDir, `${k}.pub`))) present.push(k)
+  const skipped: {key: string; reason: string}[] = []
+  const hostCas = new Set(ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
+  for (const k of ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']) {
+    if (!(await exists(join(sshdDir, `${k}.pub`)))) continue
+    const reason = await hostCertProblem(join(sshdDir, `${k}-cert.pub`), hostCas)
+    if (reason) skipped.push({key: k, reason})
+    else present.push(k)
+  }
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   let krl: Buffer
   try {
@@ -315,14 +329,33 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   const legacy = (await exists(join(unitDir, 'sshca-renew.timer'))) || (await exists(join(unitDir, 'sshca-renew.service')))
   const next = [
     ...(present.length ? [] : [`sshca certificate --host --sign --token-file FILE $(hostname -f) ${join(sshdDir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
+    ...(present.length && skipped.length ? [`# to add ${skipped.map((x) => x.key).join(', ')}: sshca certificate --host --sign … ${join(sshdDir, `${skipped[0]!.key}.pub`)}, then sshca config --host again`] : []),
     'sshd -t && systemctl reload ssh          # check, then apply',
     ...(legacy ? [`systemctl disable --now sshca-renew.timer; rm -f ${join(unitDir, 'sshca-renew.service')} ${join(unitDir, 'sshca-renew.timer')}   # the previous single unit, replaced by the ones below`] : []),
     `systemctl daemon-reload && systemctl enable --now ${timers.join(' ')}`,
   ]
-  if (o.dryRun) return {context: ctx.name, files, command: exe.command, written: false, next}
+  if (o.dryRun) return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: false, next}
   for (const f of files) {
     await privateDir(dirname(f.path))
     await writeFileAtomic(f.path, f.content, f.mode)
   }
-  return {context: ctx.name, files, command: exe.command, written: true, next}
+  return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: true, next}
+}
+
+/** Why the certificate beside a host key will not do (missing, unreadable, not a host certificate of this CA), or undefined. */
+async function hostCertProblem(path: string, hostCas: Set<string>): Promise<string | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    return 'no certificate'
+  }
+  try {
+    const {cert} = parseCertificateLine(text)
+    if (cert.type !== 'host') return 'its certificate is not a host certificate'
+    if (!hostCas.has(cert.signatureKey.fingerprint())) return 'its certificate is from another CA'
+    return undefined
+  } catch {
+    return 'its certificate does not parse'
+  }
 }

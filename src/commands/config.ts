@@ -61,6 +61,7 @@ path) when root would run anything a non-root user can change.`
         const body = typeof f.content === 'string' ? f.content : `(an OpenSSH KRL, ${f.content.length} bytes)\n`
         this.out(r.written ? `wrote ${f.path}\n` : `# ${f.path}\n${body}\n`)
       }
+      for (const k of r.skipped) this.out(`skipped ${k.key}: ${k.reason}\n`)
       this.out(`The units run: ${r.command}\nNext:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
       return {...r, files: r.files.map((f) => ({...f, content: typeof f.content === 'string' ? f.content : f.content.toString('base64')}))}
     }

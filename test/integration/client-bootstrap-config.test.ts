@@ -2,7 +2,11 @@
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {loadMaterial} from '../../src/ca/material.ts'
+import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {beginMarker} from '../../src/client/known-hosts.ts'
@@ -169,10 +173,26 @@ describe('sshca config', function () {
     if (process.getuid?.() !== 0) this.skip()
     const e = await bootstrapped()
     const sshd = tempDir('sshca-etc-ssh-')
-    writeFileSync(join(sshd, 'ssh_host_ed25519_key.pub'), 'ssh-ed25519 AAAA host\n')
+    // as Debian ships them: three host keys; only ed25519 has a certificate from this CA, rsa one from another
+    const m = await loadMaterial(t.init.dir, PASSWORD, ['127.0.0.1'])
+    const rogue = keySigner(generatePrivateKey('ed25519').keyObject)
+    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
+      const k = generatePrivateKey(type)
+      writeFileSync(join(sshd, `ssh_host_${name}_key.pub`), `${k.publicKey.toLine('host')}\n`)
+      if (signer) {
+        const c = signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
+        writeFileSync(join(sshd, `ssh_host_${name}_key-cert.pub`), `${certificateLine(c)}\n`)
+      }
+    }
     const dry = await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd], {env: e})
     assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/)
-    assert.match(dry.stdout, /HostCertificate .*ssh_host_ed25519_key-cert\.pub/)
+    // only the certified key is configured; the others are named with the reason
+    assert.deepEqual([...dry.stdout.matchAll(/^HostCertificate (.*)$/gm)].map((x) => x[1]), [join(sshd, 'ssh_host_ed25519_key-cert.pub')])
+    assert.match(dry.stdout, /^skipped ssh_host_ecdsa_key: no certificate$/m)
+    assert.match(dry.stdout, /^skipped ssh_host_rsa_key: its certificate is from another CA$/m)
+    const json = JSON.parse((await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd, '--json'], {env: e})).stdout)
+    assert.deepEqual(json.certified, ['ssh_host_ed25519_key'])
+    assert.deepEqual(json.skipped.map((x: {key: string}) => x.key), ['ssh_host_ecdsa_key', 'ssh_host_rsa_key'])
     assert.equal(existsSync(join(sshd, 'sshca_user_ca.pub')), false)
     const units = tempDir('sshca-units-')
     const r = await sshca(['config', '--host', '--sshd-dir', sshd, '--systemd-dir', units], {env: e})
@@ -194,7 +214,9 @@ describe('sshca config', function () {
     assert.match(readFileSync(join(units, 'sshca-krl.timer'), 'utf8'), /^OnCalendar=hourly$/m)
     assert.match(r.stdout, /systemctl enable --now sshca-krl\.timer sshca-renew@ssh_host_ed25519_key\.timer/)
     const {spawnSync} = await import('node:child_process')
-    // a real sshd accepts the snippet (a host certificate not issued yet is only a warning)
+    assert.match(r.stdout, /sshca-renew@ssh_host_ed25519_key\.timer\n/)
+    assert.doesNotMatch(r.stdout, /sshca-renew@ssh_host_(ecdsa|rsa)_key\.timer/)
+    // a real sshd accepts the snippet
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshd, 'test_host_key')])
     writeFileSync(join(sshd, 'sshd_config'), `HostKey ${join(sshd, 'test_host_key')}\nInclude ${join(sshd, 'sshd_config.d')}/*.conf\n`)
     const check = spawnSync('/usr/sbin/sshd', ['-t', '-f', join(sshd, 'sshd_config')], {encoding: 'utf8'})

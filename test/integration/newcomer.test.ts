@@ -4,12 +4,15 @@
  * name.
  */
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
+import {join} from 'node:path'
+import {parseConfig} from '../../src/ca/config.ts'
 import {makeCaDir} from '../helpers/ca.ts'
 import {BIN, ROOT, sshca} from '../helpers/cli.ts'
-import {run} from '../helpers/proc.ts'
+import {run, waitFor} from '../helpers/proc.ts'
+import {tempDir} from '../helpers/tmp.ts'
 import {spawnSshca} from '../helpers/world.ts'
 
 describe('what a newcomer reads', function () {
@@ -90,6 +93,45 @@ describe('what a newcomer reads', function () {
         serve.child.kill('SIGTERM')
         await serve.exit()
       }
+    })
+  })
+
+  describe('the CA\'s first steps', () => {
+    it('ca.yaml\'s commented examples become a valid policy when their "#" is removed', async () => {
+      const dir = join(tempDir(), 'ca')
+      const {passwordFile} = await makeCaDir({})
+      const r = await sshca(['ca', 'init', '--dir', dir, '--password-file', passwordFile, '--dns', 'ca.example.com'])
+      assert.equal(r.code, 0, r.stderr)
+      const text = readFileSync(join(dir, 'ca.yaml'), 'utf8')
+      // as written: valid, no provisioner yet
+      assert.deepEqual(parseConfig(text, 'ca.yaml').config.provisioners, [])
+      // uncommented as a person would: the lines of the examples, "#" removed, indentation kept
+      const start = text.indexOf('provisioners:')
+      const uncommented = text.slice(0, start) + text.slice(start).replace(/^#( {2}.*)$/gm, '$1')
+      const {config} = parseConfig(uncommented, 'ca.yaml')
+      assert.deepEqual(config.provisioners.map((p) => p.name), ['sso', 'ci'])
+    })
+
+    it('a short or mistyped password at the prompt asks again', async () => {
+      const dir = join(tempDir(), 'ca')
+      // a terminal for the prompt: script(1) gives the CLI a pty
+      const p = spawn('script', ['-qec', `${process.execPath} ${BIN} ca init --dir ${dir}`, '/dev/null'], {env: {...process.env, NO_COLOR: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
+      let out = ''
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      const exited = new Promise<number | null>((r) => p.on('close', r))
+      const answer = async (prompt: string, nth: number, text: string) => {
+        await waitFor(`prompt ${nth} "${prompt}"`, () => out.split(prompt).length > nth, 60_000)
+        p.stdin.write(`${text}\r`)
+      }
+      await answer('CA password: ', 1, 'short')
+      await answer('CA password: ', 2, 'correct horse battery')
+      await answer('Repeat the password: ', 1, 'correct horse battery!')
+      await answer('CA password: ', 3, 'correct horse battery')
+      await answer('Repeat the password: ', 2, 'correct horse battery')
+      assert.equal(await exited, 0, out)
+      assert.match(out, /the CA password must have at least 12 characters; try again/)
+      assert.match(out, /the two passwords differ; try again/)
+      assert.match(out, /Created CA "sshca"/)
     })
   })
 
