@@ -5,7 +5,7 @@
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
-import {mintPopToken} from '../protocol/tokens.ts'
+import {caIssuer, mintPopToken} from '../protocol/tokens.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, verifyCertificate, type Certificate} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
@@ -60,7 +60,14 @@ export async function signHostKey(home: string, o: {context?: string; token: str
   const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: o.token.trim(), certType: 'host', principals})
+    const token = o.token.trim()
+    let crt: string
+    try {
+      ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: token, certType: 'host', principals}))
+    } catch (err) {
+      const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+      throw explainTokenRefusal(err, token, 'host-enrollment', {now: Math.floor(Date.now() / 1000), issuer: caIssuer(ctx.rootFingerprint), hostnames: principals, keyFingerprint: key.fingerprint()})
+    }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(cert, ctx, key)
     const path = certPathFor(o.pubkeyFile)
@@ -95,7 +102,13 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
   const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const {crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott})
+    let crt: string
+    try {
+      ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
+    } catch (err) {
+      const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+      throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})
+    }
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(fresh, ctx, key.publicKey)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)

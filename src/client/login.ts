@@ -4,7 +4,7 @@
  * checked (our key, the CA's user key, a valid signature) → key + certificate into ssh-agent for
  * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
  */
-import {SshcaError} from '../errors.ts'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, verifyCertificate, type Certificate} from '../ssh/cert.ts'
@@ -235,7 +235,12 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   }
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
-  const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'})
+  let crt: string
+  try {
+    ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'}))
+  } catch (err) {
+    throw await explainRefusal(err, idToken, method, ca, Number(now()))
+  }
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)
   const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
@@ -250,4 +255,17 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
   await agent.addCertificate(key, cert, {lifetimeSeconds: lifetime, comment})
   return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime}, files: null}
+}
+
+/** A 401 from the CA, explained from the token's own claims, with the next step for this way of signing in. */
+async function explainRefusal(err: unknown, token: string, method: LoginMethod, ca: CaClient, now: number): Promise<unknown> {
+  if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
+  const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+  // the audiences the CA accepts: one more request, only on this failure path
+  const audiences = await ca
+    .call('GET', '/provisioners', ProvisionersResponse)
+    .then((r) => r.provisioners.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
+    .catch(() => [])
+  const flow = method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
+  return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})
 }

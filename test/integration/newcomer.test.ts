@@ -13,7 +13,7 @@ import {makeCaDir} from '../helpers/ca.ts'
 import {BIN, ROOT, sshca} from '../helpers/cli.ts'
 import {run, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {spawnSshca} from '../helpers/world.ts'
+import {spawnSshca, startWorld, type World} from '../helpers/world.ts'
 
 describe('what a newcomer reads', function () {
   this.timeout(60_000)
@@ -58,6 +58,58 @@ describe('what a newcomer reads', function () {
       const ca = await sshca(['ca', 'revok'])
       assert.equal(ca.code, 2)
       assert.equal(ca.stderr, 'Error [ERR_USAGE]: "ca revok" is not an sshca command\n  → did you mean `sshca ca revoke`? sshca --help lists the commands\n')
+    })
+  })
+
+  describe('token errors name the likely cause and the next step of the flow', () => {
+    let w: World
+    before(async () => {
+      w = await startWorld()
+      await w.bootstrap()
+    })
+    after(async () => w?.stop())
+    const tokenLogin = async (token: string) => {
+      const out = join(tempDir(), 'k')
+      const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out, '--json'], {env: w.env, input: token})
+      return {code: r.code, error: r.stdout ? (JSON.parse(r.stdout).error as {code: string; message: string; hint: string} | undefined) : undefined}
+    }
+
+    it('CI tokens: expired, not a JWT, another audience, replayed', async () => {
+      const now = Math.floor(Date.now() / 1000)
+      const expired = await tokenLogin(await w.gh.mint({}, {iat: now - 900, nbf: now - 900, exp: now - 600}))
+      assert.equal(expired.code, 7)
+      assert.equal(expired.error!.code, 'ERR_TOKEN_INVALID')
+      assert.match(expired.error!.message, /^the CA refused the token: the token expired at \S+Z \(10 min ago\) \(request id [0-9a-f-]+\)$/)
+      assert.match(expired.error!.hint, /get a fresh token from the issuer/)
+      const garbage = await tokenLogin('not-a-token')
+      assert.match(garbage.error!.message, /the token is not a JWT/)
+      const aud = await tokenLogin(await w.gh.mint({aud: 'nobody'}))
+      assert.match(aud.error!.message, /the token is for audience "nobody", but the CA's provisioners want "sshca-cli" or "sshca-ci"/)
+      const token = await w.gh.mint()
+      assert.equal((await tokenLogin(token)).code, 0)
+      const again = await tokenLogin(token)
+      assert.equal(again.code, 7)
+      assert.equal(again.error!.code, 'ERR_TOKEN_REPLAYED')
+      assert.match(again.error!.message, /already used at \d{4}-/)
+      assert.doesNotMatch(again.error!.hint, /sshca login --force/)
+    })
+
+    it('host enrollment: a token for another host, and a token used twice, point at ca token', async () => {
+      const key = join(tempDir(), 'ssh_host_ed25519_key')
+      await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+      const t = await sshca(['ca', 'token', '--host', 'web-x', '--config', w.t.init.config, '--password-file', w.t.passwordFile])
+      const token = t.stdout.trim().split('\n').pop()!
+      const wrong = await sshca(['certificate', '--host', '--sign', '--token-file', '-', 'web-y', `${key}.pub`, '--json'], {env: w.env, input: token})
+      assert.equal(wrong.code, 7)
+      const e = JSON.parse(wrong.stdout).error
+      assert.equal(e.code, 'ERR_CA_DENIED')
+      assert.equal(e.message, 'the CA refused the enrollment: the token was issued for web-x, not for web-y')
+      assert.match(e.hint, /sshca ca token --host NAME --key KEY\.pub/)
+      assert.equal((await sshca(['certificate', '--host', '--sign', '--token-file', '-', 'web-x', `${key}.pub`], {env: w.env, input: token})).code, 0)
+      const twice = JSON.parse((await sshca(['certificate', '--host', '--sign', '--token-file', '-', 'web-x', `${key}.pub`, '--json'], {env: w.env, input: token})).stdout).error
+      assert.equal(twice.code, 'ERR_TOKEN_REPLAYED')
+      assert.match(twice.message, /already used at/)
+      assert.match(twice.hint, /sshca ca token --host/)
     })
   })
 
