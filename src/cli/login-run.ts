@@ -56,6 +56,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
         interactive: {
           openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
+          ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
           notify: (e: LoginEvent) => notifier?.notify(e),
           signal: abort.signal,
           timeoutMs: f.timeout * 1000,

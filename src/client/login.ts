@@ -142,7 +142,7 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
 
 async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
   // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
-  const {browserLogin, deviceLogin, refreshLogin} = await import('./oidc.ts')
+  const {browserLogin, deviceLogin, refreshLogin, supportsDeviceFlow} = await import('./oidc.ts')
   const {refreshKey} = await import('./token-store.ts')
   const store = await deps.tokenStore()
   const key = refreshKey(ctx.name, p.name)
@@ -158,9 +158,19 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
       deps.interactive.notify({type: 'refresh_failed', reason: (err as Error).message})
     }
   }
-  const t = o.console ? await deviceLogin(p, deps.interactive) : await browserLogin(p, o.identity, deps.interactive)
-  if (t.refreshToken) await store.set(key, {refreshToken: t.refreshToken, issuer: p.issuer, clientId: p.clientId, savedAt: new Date(deps.clock()).toISOString()})
-  return {idToken: t.idToken, method: o.console ? 'device' : 'browser', store}
+  // over SSH or without a display, a browser here cannot reach 127.0.0.1: the device flow, when the IdP has it
+  let useDevice = Boolean(o.console)
+  const why = deps.interactive.noLocalBrowser
+  if (!useDevice && why) {
+    useDevice = await supportsDeviceFlow(p)
+    deps.interactive.notify({type: 'no_local_browser', reason: why, usingDevice: useDevice})
+  }
+  const t = useDevice ? await deviceLogin(p, deps.interactive) : await browserLogin(p, o.identity, deps.interactive)
+  if (t.refreshToken) {
+    const saved = await store.set(key, {refreshToken: t.refreshToken, issuer: p.issuer, clientId: p.clientId, savedAt: new Date(deps.clock()).toISOString()})
+    if (saved) deps.interactive.notify({type: 'refresh_token_file', file: saved.created})
+  }
+  return {idToken: t.idToken, method: useDevice ? 'device' : 'browser', store}
 }
 
 /** Parses and checks what the CA returned: a user certificate for our key, signed by its user CA. */

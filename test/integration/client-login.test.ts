@@ -109,6 +109,32 @@ describe('sshca login', function () {
     assert.match(done.stdout, /Certificate for bob, .* via device code/)
   })
 
+  it('over SSH (no browser can reach 127.0.0.1 here), login says so and uses the device code by itself', async () => {
+    // BROWSER unset: the person has said nothing about how to open URLs
+    const p = spawnSshca(['login', '--provisioner', 'sso'], {...(await fresh()), SSH_CONNECTION: '10.0.0.9 50000 10.0.0.1 22', BROWSER: undefined})
+    await p.waitFor(/No browser here: this is an SSH session, so your browser cannot reach this machine's 127\.0\.0\.1\. Using a device code instead \(what --console does\)\./)
+    const [, uri, code] = await p.waitFor(/open (http:\/\/127\.0\.0\.1:\d+\/device) and enter the code:\s+(\S+)/)
+    await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
+    const done = await p.exit()
+    assert.equal(done.code, 0, done.stderr)
+    assert.match(done.stdout, /via device code/)
+    assert.doesNotMatch(done.stderr, /\/auth\?/, 'no loopback URL was printed')
+  })
+
+  it('says once that the refresh token went to a file (no keyring), not at every login', async () => {
+    const env = await fresh()
+    const first = spawnSshca(['login', '--provisioner', 'sso', '--console'], env)
+    const [, uri, code] = await first.waitFor(/open (http:\/\/127\.0\.0\.1:\d+\/device) and enter the code:\s+(\S+)/)
+    await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
+    const one = await first.exit()
+    assert.equal(one.code, 0, one.stderr)
+    assert.match(one.stderr, new RegExp(`No OS keyring here: your refresh token is kept in ${env.SSHCA_HOME}/tokens/test~sso\\.json \\(0600\\)`))
+    const again = await sshca(['login', '--provisioner', 'sso', '--force'], {env})
+    assert.equal(again.code, 0, again.stderr)
+    assert.match(again.stderr, /Renewing your sign-in/)
+    assert.doesNotMatch(again.stderr, /No OS keyring here/)
+  })
+
   it('a callback without this sign-in\'s state (any local process can send one) is answered 400 and ignored; the sign-in still completes', async () => {
     const env = await fresh()
     const mark = w.t.mark()
