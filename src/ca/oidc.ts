@@ -183,8 +183,10 @@ export class TokenVerifier {
     }
     const hash = tokenHash(token)
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
-    // so keying on it would refuse every refreshed sign-in as a replay. The hash names one token exactly.
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${hash}`
+    // so keying on it would refuse every refreshed sign-in as a replay. Not the whole token either: its
+    // signature part is malleable (ECDSA's (r, n−s), base64url's unused trailing bits), so one signed
+    // token has many spellings. The signed part (header.payload) has exactly one.
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${tokenHash(token.slice(0, token.lastIndexOf('.')))}`
     return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: hash, expiresAt: (claims.exp as number) + LEEWAY_SECONDS}
   }
 }
