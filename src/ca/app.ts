@@ -3,6 +3,8 @@
  * /1.0 like step-ca. Every response carries x-request-id; every signing decision is audited once.
  */
 import {randomUUID, timingSafeEqual} from 'node:crypto'
+import {STATUS_CODES} from 'node:http'
+import type {Duplex} from 'node:stream'
 import Fastify, {type FastifyInstance, type FastifyRequest} from 'fastify'
 import {SshcaError} from '../errors.ts'
 import {OidcSshCaSignRequest, SshSignRequest, type ProvisionersResponse, type SshRootsResponse} from '../protocol/api.ts'
@@ -31,6 +33,7 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
     requestIdHeader: false,
     return503OnClosing: true,
     keepAliveTimeout: 65_000,
+    clientErrorHandler: clientError,
   }) as unknown as FastifyInstance
 
   const trace = (req: FastifyRequest): AuditTrace => {
@@ -124,6 +127,21 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
   void app.register(routes)
   void app.register(routes, {prefix: '/1.0'})
   return app
+}
+
+/**
+ * What Node's HTTP parser refuses (a malformed request, headers over 16 KiB, a client too slow)
+ * never reaches a route: it gets the API's error shape too, and the connection is closed.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const id = randomUUID()
+  const body = JSON.stringify({status, message: `malformed HTTP request: ${STATUS_CODES[status]}`, request_id: id})
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
 }
 
 const SIGNING_ROUTES = new Set(['/ssh/sign', '/sign', '/ssh/renew', '/1.0/ssh/sign', '/1.0/sign', '/1.0/ssh/renew'])
