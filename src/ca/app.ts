@@ -5,7 +5,7 @@
 import {randomUUID, timingSafeEqual} from 'node:crypto'
 import {STATUS_CODES} from 'node:http'
 import type {Duplex} from 'node:stream'
-import Fastify, {type FastifyInstance, type FastifyRequest} from 'fastify'
+import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import {SshcaError} from '../errors.ts'
 import {OidcSshCaSignRequest, SshSignRequest, type ProvisionersResponse, type SshRootsResponse} from '../protocol/api.ts'
 import {certificateLine} from '../ssh/cert.ts'
@@ -34,6 +34,11 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
     return503OnClosing: true,
     keepAliveTimeout: 65_000,
     clientErrorHandler: clientError,
+    // a URL the router cannot decode (`/%`) is refused before any hook or the error handler runs
+    frameworkErrors: (err, req, reply) => {
+      const {status, body} = err.code === 'FST_ERR_BAD_URL' ? {status: 400, body: {status: 400, message: err.message, request_id: req.id}} : httpError(err, req.id)
+      void (reply as unknown as FastifyReply).code(status).headers({'x-request-id': req.id, 'cache-control': 'no-store'}).send(body)
+    },
   }) as unknown as FastifyInstance
 
   const trace = (req: FastifyRequest): AuditTrace => {

@@ -1,7 +1,8 @@
 /**
- * Requests Node's HTTP parser refuses never reach a route; they used to get fastify's own error
- * body (`{error, message, statusCode}`, no request id). Found by test/fuzz/http.test.ts: they get
- * the API's `{status, message, request_id}` like every other error.
+ * Requests Node's HTTP parser refuses, and URLs fastify's router cannot decode, never reach a route
+ * or the error handler; they used to get fastify's own error body (`{error, message, statusCode}`,
+ * no request id). Found by test/fuzz/http.test.ts: they get the API's `{status, message,
+ * request_id}` like every other error.
  */
 import assert from 'node:assert/strict'
 import {connect} from 'node:tls'
@@ -43,6 +44,20 @@ describe('CA: malformed HTTP gets the API error shape', function () {
     const res = await request(`${t.url}/ssh/sign`, {method: 'POST', dispatcher: t.dispatcher, headers: {'content-type': 'application/json', 'x-big': 'a'.repeat(20_000)}, body: '{}'})
     assert.equal(res.statusCode, 431)
     assertShape(431, res.headers, await res.body.text())
+  })
+
+  it('a URL the router cannot decode: 400 with {status, message, request_id}, not fastify\'s own body', async () => {
+    for (const path of ['/%', '/1.0/ssh/sign%zz', '/root/%e0%a4%a']) {
+      const reply = await raw(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      const [head, body] = reply.split('\r\n\r\n') as [string, string]
+      const [statusLine, ...lines] = head.split('\r\n')
+      assert.match(statusLine!, /^HTTP\/1\.1 400 /)
+      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+      const json = JSON.parse(body) as Record<string, unknown>
+      assert.deepEqual(Object.keys(json).sort(), ['message', 'request_id', 'status'], body)
+      assert.equal(json.status, 400)
+      assert.equal(json.request_id, headers['x-request-id'])
+    }
   })
 
   for (const [name, text] of [
