@@ -285,8 +285,9 @@ describe('fuzz: the CA HTTP API', function () {
     }
   }
 
+  let hosts = 0
   async function freshToken(family: Family, withJti: boolean, claims: Record<string, unknown> = {}): Promise<string> {
-    if (family === 'host') return (await enrollment(`web-${Math.random().toString(36).slice(2, 8)}`)).token
+    if (family === 'host') return (await enrollment(`web-${++hosts}`)).token
     if (family === 'renew') return pop()
     return gh.mint(withJti ? claims : {...claims, jti: undefined})
   }
