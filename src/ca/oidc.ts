@@ -165,8 +165,9 @@ export class TokenVerifier {
     const {provisioner} = this.route(token)
     const clock = this.deps.clock ?? Date.now
     let claims: JWTPayload
+    let alg: string
     try {
-      ;({payload: claims} = await jwtVerify(token, this.issuers.get(provisioner.issuer)!.getKey, {
+      ;({payload: claims, protectedHeader: {alg}} = await jwtVerify(token, this.issuers.get(provisioner.issuer)!.getKey, {
         issuer: provisioner.issuer,
         audience: provisioner.audience,
         algorithms: ALLOWED_ALGORITHMS,
@@ -183,12 +184,37 @@ export class TokenVerifier {
     }
     const hash = tokenHash(token)
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
-    // so keying on it would refuse every refreshed sign-in as a replay. Not the whole token either: its
-    // signature part is malleable (ECDSA's (r, n−s), base64url's unused trailing bits), so one signed
-    // token has many spellings. The signed part (header.payload) has exactly one.
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${tokenHash(token.slice(0, token.lastIndexOf('.')))}`
+    // so keying on it would refuse every refreshed sign-in as a replay. Not the token's text either:
+    // one signed token has many spellings (see replayKey).
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `sha256:${replayKey(token, alg!)}`
     return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: hash, expiresAt: (claims.exp as number) + LEEWAY_SECONDS}
   }
+}
+
+/** ECDSA group orders (SEC 2): (r, s) and (r, n − s) verify alike. */
+const ECDSA_ORDERS: Readonly<Record<string, bigint>> = {
+  ES256: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
+  ES384: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
+  ES512: 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+}
+
+/**
+ * What names one verified token, however it is spelled: anyone holding a spent token can respell
+ * its signature (the spare bits of base64url's last character, whitespace and padding, which the
+ * decoder ignores; ECDSA's (r, n − s)) and it still verifies. So: the signed part as sent (any
+ * change there breaks the signature), the signature's bytes, and ECDSA's s as min(s, n − s).
+ * Two signatures the issuer really made (ECDSA and PSS sign with fresh randomness) stay apart.
+ */
+export function replayKey(token: string, alg: string): string {
+  const dot = token.lastIndexOf('.')
+  const sig = Buffer.from(token.slice(dot + 1), 'base64url')
+  const n = ECDSA_ORDERS[alg]
+  if (n !== undefined && sig.length % 2 === 0 && sig.length > 0) {
+    const half = sig.length / 2
+    const s = BigInt(`0x${sig.subarray(half).toString('hex')}`)
+    if (s < n && n - s < s) Buffer.from((n - s).toString(16).padStart(half * 2, '0'), 'hex').copy(sig, half)
+  }
+  return createHash('sha256').update(token.slice(0, dot)).update('.').update(sig).digest('hex')
 }
 
 /** The one provisioner whose issuer and audience (and client id, when azp is present) the claims name. */

@@ -1,46 +1,76 @@
 /**
- * The replay key of a token without jti: found by fuzzing (test/fuzz/http.test.ts). A spent ES256
- * token came back as a new one with its signature re-spelled, (r, s) → (r, n − s) or another last
- * base64url character, and got a second certificate: the key was the hash of the whole token.
+ * The replay key of a token without jti. Found by fuzzing (test/fuzz/http.test.ts): a spent ES256
+ * token came back with its signature respelled, (r, s) → (r, n − s) or another last base64url
+ * character, and got a second certificate, because the key was the hash of the token's text.
  */
 import assert from 'node:assert/strict'
-import {generateKeyPairSync} from 'node:crypto'
+import {generateKeyPairSync, verify, type KeyObject} from 'node:crypto'
 import {SignJWT, exportJWK} from 'jose'
 import type {ProvisionerConfig} from '../../../src/ca/config.ts'
-import {TokenVerifier} from '../../../src/ca/oidc.ts'
+import {replayKey, TokenVerifier} from '../../../src/ca/oidc.ts'
 
 const ISSUER = 'https://idp.example.com'
-const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n
+const ORDERS = {
+  ES256: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
+  ES384: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
+  ES512: 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+} as const
+const CURVES = {ES256: 'P-256', ES384: 'P-384', ES512: 'P-521'} as const
+const HASHES = {ES256: 'sha256', ES384: 'sha384', ES512: 'sha512'} as const
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
-describe('token replay key (regression: malleable signatures)', () => {
-  const p: ProvisionerConfig = {name: 'sso', type: 'oidc', issuer: ISSUER, clientId: 'cli', audience: 'cli', rules: []}
-  const {privateKey, publicKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-  const fetchFn = (async (input: string | URL) => {
-    const url = String(input)
-    if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-    if (url === `${ISSUER}/jwks`) return Response.json({keys: [{...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256'}]})
-    return new Response('not found', {status: 404})
-  }) as typeof fetch
-  const now = 1_800_000_000
-  const mint = () => new SignJWT({sub: 'alice'}).setProtectedHeader({alg: 'ES256', kid: 'k'}).setIssuer(ISSUER).setAudience('cli').setIssuedAt(now).setExpirationTime(now + 300).sign(privateKey)
+const now = 1_800_000_000
+const mint = (alg: string, key: KeyObject, iat = now) => new SignJWT({sub: 'alice'}).setProtectedHeader({alg, kid: 'k'}).setIssuer(ISSUER).setAudience('cli').setIssuedAt(iat).setExpirationTime(now + 300).sign(key)
 
-  it('gives every spelling of one signed token without jti the same replay key', async () => {
+/** The same signed token, its signature respelled in every way a holder of it can. */
+function respellings(token: string, n: bigint): string[] {
+  const [h, p, s] = token.split('.') as [string, string, string]
+  const sig = Buffer.from(s, 'base64url')
+  const half = sig.length / 2
+  const highS = Buffer.concat([sig.subarray(0, half), Buffer.from((n - BigInt(`0x${sig.subarray(half).toString('hex')}`)).toString(16).padStart(half * 2, '0'), 'hex')])
+  const out = [highS.toString('base64url'), `${s.slice(0, 10)} ${s.slice(10)}`]
+  if (sig.length % 3 !== 0) {
+    // the last character carries spare bits (its lowest among them), and padding may follow
+    out.push(`${s.slice(0, -1)}${ALPHABET[ALPHABET.indexOf(s.at(-1)!) ^ 1]}`, s + '='.repeat(4 - (s.length % 4)))
+  }
+  return out.map((v) => `${h}.${p}.${v}`)
+}
+
+describe('token replay key (regression: respelled signatures)', () => {
+  for (const alg of ['ES256', 'ES384', 'ES512'] as const) {
+    it(`${alg}: every respelling of one signed token has its key; a token the issuer signed again has another`, async () => {
+      const {privateKey, publicKey} = generateKeyPairSync('ec', {namedCurve: CURVES[alg]})
+      const token = await mint(alg, privateKey)
+      const [h, p] = token.split('.') as [string, string]
+      for (const variant of respellings(token, ORDERS[alg])) {
+        assert.notEqual(variant, token)
+        // it really verifies (so the order above is right, and node:crypto accepts a high s)
+        assert.ok(verify(HASHES[alg], Buffer.from(`${h}.${p}`), {key: publicKey, dsaEncoding: 'ieee-p1363'}, Buffer.from(variant.split('.')[2]!, 'base64url')))
+        assert.equal(replayKey(variant, alg), replayKey(token, alg))
+      }
+      // the same claims signed again (a refresh within the same second): a fresh ECDSA nonce, a new token
+      assert.notEqual(replayKey(await mint(alg, privateKey), alg), replayKey(token, alg))
+    })
+  }
+
+  it('TokenVerifier gives the respelled token the spent one\'s id, so the store refuses it', async () => {
+    const p: ProvisionerConfig = {name: 'sso', type: 'oidc', issuer: ISSUER, clientId: 'cli', audience: 'cli', rules: []}
+    const {privateKey, publicKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
+    const fetchFn = (async (input: string | URL) => {
+      const url = String(input)
+      if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+      if (url === `${ISSUER}/jwks`) return Response.json({keys: [{...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256'}]})
+      return new Response('not found', {status: 404})
+    }) as typeof fetch
     const v = new TokenVerifier([p], {fetch: fetchFn, clock: () => now * 1000})
-    const token = await mint()
-    const [h, pl, s] = token.split('.') as [string, string, string]
-    const sig = Buffer.from(s, 'base64url')
-    const highS = Buffer.concat([sig.subarray(0, 32), Buffer.from((P256_N - BigInt(`0x${sig.subarray(32).toString('hex')}`)).toString(16).padStart(64, '0'), 'hex')])
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-    const lastChar = `${s.slice(0, -1)}${alphabet[(alphabet.indexOf(s.at(-1)!) + 1) % 64]}`
+    const token = await mint('ES256', privateKey)
     const original = await v.verify(token)
-    for (const variant of [`${h}.${pl}.${highS.toString('base64url')}`, `${h}.${pl}.${lastChar}`]) {
-      assert.notEqual(variant, token)
-      // both verify (node:crypto accepts high-s ECDSA; base64url decoding ignores the spare bits) ...
+    for (const variant of respellings(token, ORDERS.ES256)) {
+      // every one verifies (jose decodes the signature leniently; node:crypto accepts high s) ...
       const again = await v.verify(variant)
-      // ... so only the key stops the second use
+      // ... so only the id stops the second use
       assert.equal(again.tokenId, original.tokenId)
     }
-    // while a different token (a refreshed one) keeps its own key
-    assert.notEqual((await v.verify(await new SignJWT({sub: 'alice'}).setProtectedHeader({alg: 'ES256', kid: 'k'}).setIssuer(ISSUER).setAudience('cli').setIssuedAt(now + 1).setExpirationTime(now + 300).sign(privateKey))).tokenId, original.tokenId)
+    assert.notEqual((await v.verify(await mint('ES256', privateKey, now + 1))).tokenId, original.tokenId)
   })
 })
