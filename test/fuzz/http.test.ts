@@ -98,7 +98,7 @@ const tokenMutation = fc.oneof(
     weight: 3,
     arbitrary: fc.record({
       part: fc.constant('signature' as const),
-      how: fc.constantFrom('flip', 'last-char', 'high-s', 'truncate', 'empty', 'append', 'random', 'padding', 'std-base64'),
+      how: fc.constantFrom('flip', 'last-char', 'high-s', 'truncate', 'empty', 'append', 'random', 'padding', 'std-base64', 'whitespace'),
       at: fc.nat(),
       bytes: fc.uint8Array({minLength: 1, maxLength: 80}),
     }),
@@ -152,7 +152,9 @@ function mutateToken(token: string, m: TokenMutation, sshpopBytes: Buffer): stri
         case 'random':
           return `${h}.${p}.${b64u(Buffer.from(m.bytes))}`
         case 'padding':
-          return `${h}.${p}.${s}==`
+          return `${h}.${p}.${s}${'='.repeat((4 - (s.length % 4)) % 4 || (m.at % 3))}`
+        case 'whitespace':
+          return `${h}.${p}.${s.slice(0, at)}${[' ', '\t', '\n', '  '][m.at % 4]}${s.slice(at)}`
         case 'std-base64':
           return `${h}.${p}.${sig.toString('base64')}`
       }
