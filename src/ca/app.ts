@@ -6,6 +6,8 @@
  * 503 when too many are in flight.
  */
 import {randomUUID, timingSafeEqual} from 'node:crypto'
+import {STATUS_CODES} from 'node:http'
+import type {Duplex} from 'node:stream'
 import rateLimit from '@fastify/rate-limit'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import {SshcaError} from '../errors.ts'
@@ -68,6 +70,12 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
     connectionTimeout: limits.idleTimeout * 1000,
     // fastify takes a hop count too (proxy-addr), though its types omit it
     trustProxy: settings.trustProxy as boolean | string[],
+    clientErrorHandler: clientError,
+    // a URL the router cannot decode (`/%`) is refused before any hook or the error handler runs
+    frameworkErrors: (err, req, reply) => {
+      const {status, body} = err.code === 'FST_ERR_BAD_URL' ? {status: 400, body: {status: 400, message: err.message, request_id: req.id}} : httpError(err, req.id)
+      void (reply as unknown as FastifyReply).code(status).headers({'x-request-id': req.id, 'cache-control': 'no-store'}).send(body)
+    },
   }) as unknown as FastifyInstance
   app.server.headersTimeout = limits.headersTimeout * 1000
   app.server.maxConnections = limits.maxConnections
@@ -218,6 +226,22 @@ function keepReading(req: FastifyRequest, reply: FastifyReply): void {
   })
   req.raw.resume()
 }
+
+/**
+ * What Node's HTTP parser refuses (a malformed request, headers over 16 KiB, a client too slow)
+ * never reaches a route: it gets the API's error shape too, and the connection is closed.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const id = randomUUID()
+  const body = JSON.stringify({status, message: `malformed HTTP request: ${STATUS_CODES[status]}`, request_id: id})
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
+}
+
 
 function parseBody<T>(schema: {safeParse(v: unknown): {success: true; data: T} | {success: false; error: {issues: {path: PropertyKey[]; message: string}[]}}}, body: unknown): T {
   const r = schema.safeParse(body)

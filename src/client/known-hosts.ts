@@ -26,16 +26,18 @@ export function mergeKnownHosts(existing: string, context: string, pattern: stri
  * the file's; every byte outside the block is kept.
  */
 export function mergeManagedBlock(existing: string, context: string, block: (eol: string) => string, fileLabel: string): {text: string; changed: boolean} {
-  const eol = existing.includes('\r\n') ? '\r\n' : '\n'
+  // a file ending in a lone CR is a CRLF file missing its final LF: completing it must not make a
+  // line that was not a marker become one, or change the line ending of the next merge
+  const eol = existing.includes('\r\n') || existing.endsWith('\r') ? '\r\n' : '\n'
   const text = block(eol)
   const begin = beginMarker(context)
   const end = endMarker(context)
   // line boundaries, keeping each line's own terminator
   const lines = existing.match(/[^\n]*\n|[^\n]+$/g) ?? []
-  const bare = (l: string): string => l.replace(/\r?\n$/, '')
+  const bare = (l: string): string => l.replace(/\r?\n$|\r$/, '')
   const starts = lines.flatMap((l, i) => (bare(l) === begin ? [i] : []))
   if (starts.length === 0) {
-    const sep = existing.length > 0 && !existing.endsWith('\n') ? eol : ''
+    const sep = existing.length === 0 || existing.endsWith('\n') ? '' : existing.endsWith('\r') ? '\n' : eol
     const merged = existing + sep + text
     return {text: merged, changed: merged !== existing}
   }
@@ -48,8 +50,9 @@ export function mergeManagedBlock(existing: string, context: string, block: (eol
       i++
       continue
     }
-    const j = lines.findIndex((l, k) => k > i && bare(l) === end)
-    if (j < 0) {
+    let j = i + 1
+    while (j < lines.length && bare(lines[j]!) !== end) j++
+    if (j === lines.length) {
       throw new SshcaError('ERR_INPUT', `${fileLabel} has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
     }
     if (!placed) {
