@@ -13,9 +13,9 @@ import {derivePattern, NO_HOSTS} from '../ssh/host-pattern.ts'
 import {generatePrivateKey} from '../ssh/private-key.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
-import {caPaths} from './layout.ts'
-import {newSalt, writeSealedKey} from './keystore.ts'
-import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './pki.ts'
+import {caPaths} from './config/layout.ts'
+import {newSalt, writeSealedKey} from './keys/keystore.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './keys/pki.ts'
 
 export interface InitOptions {
   dir: string

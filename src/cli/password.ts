@@ -1,5 +1,5 @@
 /** The CA password: from --password-file, or asked on the terminal without echo. Never from argv. */
-import {passwordProblem, readPasswordFile} from '../ca/keystore.ts'
+import {passwordProblem, readPasswordFile} from '../ca/keys/keystore.ts'
 import {SshcaError} from '../errors.ts'
 
 async function askHidden(prompt: string): Promise<string> {

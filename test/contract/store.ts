@@ -4,7 +4,7 @@
  * `storeContract(name, open)` with a function that opens a fresh, empty store.
  */
 import assert from 'node:assert/strict'
-import type {IssuedRecord, Store} from '../../src/ca/store.ts'
+import type {IssuedRecord, Store} from '../../src/ca/store/store.ts'
 
 let serialCounter = 1000n
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {loadMaterial} from '../../src/ca/material.ts'
+import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'

@@ -376,7 +376,7 @@ describe('trust hardening: the attacks of the security review, performed', funct
       const file = join(t.init.dir, 'secrets', 'enrollment.key')
       const env = JSON.parse(readFileSync(file, 'utf8')) as {kdf: {N: number}; tag: string}
       assert.equal(env.kdf.N, 1 << 17)
-      const {openPrivateKey} = await import('../../src/ca/keystore.ts')
+      const {openPrivateKey} = await import('../../src/ca/keys/keystore.ts')
       await openPrivateKey(readFileSync(file, 'utf8'), PASSWORD)
       const truncated = JSON.stringify({...env, tag: Buffer.from(env.tag, 'base64').subarray(0, 12).toString('base64')})
       await assert.rejects(openPrivateKey(truncated, PASSWORD), (e: {code?: string}) => e.code === 'ERR_INPUT')

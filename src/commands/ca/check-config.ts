@@ -22,7 +22,7 @@ extensions granted where they are not needed. \`ca serve\` reports the same warn
 
   async run() {
     const {flags} = await this.parse(CaCheckConfig)
-    const {configError, loadConfig} = await import('../../ca/config.ts')
+    const {configError, loadConfig} = await import('../../ca/config/config.ts')
     const {config, warnings} = await loadConfig(flags.config)
     if (flags.strict && warnings.length > 0) throw configError(warnings.map((w) => `warning: ${w}`), config.path)
     const result = {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {mayOverlap, parseConfig} from '../../../src/ca/config.ts'
+import {mayOverlap, parseConfig} from '../../../src/ca/config/config.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
 function problems(yaml: string): string[] {

@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, verify, type KeyObject} from 'node:crypto'
 import {SignJWT, exportJWK} from 'jose'
-import type {ProvisionerConfig} from '../../../src/ca/config.ts'
-import {canonicalParts, signedContentHash, TokenVerifier} from '../../../src/ca/oidc.ts'
+import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
+import {canonicalParts, signedContentHash, TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 
 const ISSUER = 'https://idp.example.com'
 const ORDERS = {

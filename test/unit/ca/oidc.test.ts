@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import {SignJWT, exportJWK} from 'jose'
-import type {ProvisionerConfig} from '../../../src/ca/config.ts'
-import {TokenVerifier, assertSecureUrl} from '../../../src/ca/oidc.ts'
+import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
+import {TokenVerifier, assertSecureUrl} from '../../../src/ca/provisioner/oidc.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 
 const ISSUER = 'https://idp.example.com'

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
-import {parseConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config.ts'
+import {parseConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config/config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
-import {buildCertificateSpec, checkCondition, DEFAULT_RESERVED_PRINCIPALS, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy.ts'
+import {buildCertificateSpec, checkCondition, DEFAULT_RESERVED_PRINCIPALS, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy/policy.ts'
 
 export const ISSUE_YAML = `
 disabled: false

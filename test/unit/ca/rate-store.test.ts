@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {SharedRateStore} from '../../../src/ca/rate-store.ts'
+import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
 
 describe('SharedRateStore (per-address signing allowance)', () => {
   const incr = (s: SharedRateStore, key: string, windowMs = 1000) =>

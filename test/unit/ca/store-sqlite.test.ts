@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import {join} from 'node:path'
 import {DatabaseSync} from 'node:sqlite'
-import {SqliteStore} from '../../../src/ca/store-sqlite.ts'
-import {SCHEMA_VERSION} from '../../../src/ca/store-migrations.ts'
+import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
+import {SCHEMA_VERSION} from '../../../src/ca/store/migrations.ts'
 import {record, storeContract} from '../../contract/store.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 

@@ -8,13 +8,13 @@
 import {randomUUID, createPublicKey, type KeyObject} from 'node:crypto'
 import type {FastifyInstance} from 'fastify'
 import {decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT} from 'jose'
-import {type HostsResponse, SshRenewRequest, type SshSignRequest} from '../protocol/api.ts'
-import {caIssuer, ENROLLMENT_AUDIENCE, ENROLLMENT_TYP, MAX_ENROLLMENT_TTL, MAX_POP_TTL, POP_ALGORITHMS, POP_TYP, popAudience, TOKEN_LEEWAY as LEEWAY} from '../protocol/tokens.ts'
-import {parseCertificate, signCertificate, verifyCertificate, type Certificate} from '../ssh/cert.ts'
-import {buildKrl} from '../ssh/krl.ts'
-import type {PublicKey} from '../ssh/keys.ts'
-import type {RouteHelpers} from './app.ts'
-import {denial, MAX_PRINCIPAL_LENGTH, SAFE_VALUE, selectRule} from './policy.ts'
+import {type HostsResponse, SshRenewRequest, type SshSignRequest} from '../../protocol/api.ts'
+import {caIssuer, ENROLLMENT_AUDIENCE, ENROLLMENT_TYP, MAX_ENROLLMENT_TTL, MAX_POP_TTL, POP_ALGORITHMS, POP_TYP, popAudience, TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
+import {parseCertificate, signCertificate, verifyCertificate, type Certificate} from '../../ssh/cert.ts'
+import {buildKrl} from '../../ssh/krl.ts'
+import type {PublicKey} from '../../ssh/keys.ts'
+import type {RouteHelpers} from '../http/app.ts'
+import {denial, MAX_PRINCIPAL_LENGTH, SAFE_VALUE, selectRule} from '../policy/policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {checkSubjectKey, issue, randomSerial, requireIssuanceEnabled} from './sign.ts'
 
@@ -85,7 +85,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
     throw tokenError(err, 'enrollment token')
   }
   trace.subject = claims.sub
-  trace.token = {id: `enroll#${claims.jti}`, sha256: (await import('./oidc.ts')).tokenHash(token)}
+  trace.token = {id: `enroll#${claims.jti}`, sha256: (await import('../provisioner/oidc.ts')).tokenHash(token)}
   const cnf = claims.cnf as {kid?: unknown} | undefined
   if (cnf !== undefined) {
     // a bound token: only the host key it names (a token without a usable binding is refused, not treated as unbound)
@@ -156,7 +156,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${e.message} (it must be signed by the certified host key)`)
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token lives longer than 5 minutes')
-  trace.token = {id: `pop#${claims.jti}`, sha256: (await import('./oidc.ts')).tokenHash(token)}
+  trace.token = {id: `pop#${claims.jti}`, sha256: (await import('../provisioner/oidc.ts')).tokenHash(token)}
   const ssh = rt.policy.config.ssh
   const fresh = signCertificate(
     {type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, validAfter: BigInt(now - LEEWAY), validBefore: BigInt(now + Math.min(ssh.hostTtl, ssh.maxHostTtl)), criticalOptions: {}, extensions: {}},

@@ -3,8 +3,8 @@
  * it tells the caller nothing about the policy or the CA's insides. Why a policy denied, and what an
  * upstream failure was, go to the audit log (with the request id the caller sees).
  */
-import {isSshcaError, type ErrorCode} from '../errors.ts'
-import type {ErrorBody} from '../protocol/api.ts'
+import {isSshcaError, type ErrorCode} from '../../errors.ts'
+import type {ErrorBody} from '../../protocol/api.ts'
 
 /** The codes the signing core answers with; every one has a row, so a new one cannot silently become a 500. */
 export type ServerErrorCode =

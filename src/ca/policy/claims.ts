@@ -4,7 +4,7 @@
  * claim set is fixed, so any other name is reported; other identity providers add their own
  * claims (groups, roles, department …), so only near-misses of a known name are reported there.
  */
-import {editDistance} from '../util/text.ts'
+import {editDistance} from '../../util/text.ts'
 
 /** OpenID Connect Core §2 and §5.1, plus the claims the major IdPs add (Google, Entra ID, Okta, Keycloak). */
 export const OIDC_CLAIMS = [

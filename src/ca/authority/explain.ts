@@ -4,11 +4,11 @@
  * checked here (the command says so).
  */
 import {decodeJwt, type JWTPayload} from 'jose'
-import {SshcaError, isSshcaError} from '../errors.ts'
-import {formatDuration} from '../util/duration.ts'
-import type {CaConfig, ProvisionerConfig} from './config.ts'
-import {routeClaims} from './oidc.ts'
-import {buildCertificateSpec, evaluateRule, reasonOf, selectRule, type Claims, type RuleOutcome} from './policy.ts'
+import {SshcaError, isSshcaError} from '../../errors.ts'
+import {formatDuration} from '../../util/duration.ts'
+import type {CaConfig, ProvisionerConfig} from '../config/config.ts'
+import {routeClaims} from '../provisioner/oidc.ts'
+import {buildCertificateSpec, evaluateRule, reasonOf, selectRule, type Claims, type RuleOutcome} from '../policy/policy.ts'
 
 export interface ExplainResult {
   provisioner: string

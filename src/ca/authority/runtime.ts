@@ -1,9 +1,9 @@
 /** Everything a running CA holds. `policy` is swapped whole on a successful reload (SIGHUP). */
-import type {AuditLog} from './audit.ts'
-import type {CaConfig} from './config.ts'
-import type {CaMaterial} from './material.ts'
-import type {TokenVerifier} from './oidc.ts'
-import type {Store} from './store.ts'
+import type {AuditLog} from '../observe/audit.ts'
+import type {CaConfig} from '../config/config.ts'
+import type {CaMaterial} from '../keys/material.ts'
+import type {TokenVerifier} from '../provisioner/oidc.ts'
+import type {Store} from '../store/store.ts'
 
 export interface PolicyState {
   config: CaConfig

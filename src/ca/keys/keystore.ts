@@ -6,8 +6,8 @@
 import {createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, scrypt, type KeyObject} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {promisify} from 'node:util'
-import {SshcaError} from '../errors.ts'
-import {assertPrivateFile, writeFileAtomic} from '../util/fs.ts'
+import {SshcaError} from '../../errors.ts'
+import {assertPrivateFile, writeFileAtomic} from '../../util/fs.ts'
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: {N: number; r: number; p: number; maxmem: number}) => Promise<Buffer>
 const AAD = Buffer.from('sshca encrypted private key v1')

@@ -3,9 +3,9 @@
  * rule of its provisioner; the rule alone decides the certificate (principals, key ID, lifetime,
  * options). Pure functions: no I/O, the clock is a parameter.
  */
-import {SshcaError} from '../errors.ts'
-import type {CertOptions} from '../ssh/cert.ts'
-import type {MatchCondition, ProvisionerConfig, RuleConfig} from './config.ts'
+import {SshcaError} from '../../errors.ts'
+import type {CertOptions} from '../../ssh/cert.ts'
+import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../config/config.ts'
 
 export type Claims = Readonly<Record<string, unknown>>
 

@@ -1,9 +1,9 @@
 /** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
 import {randomUUID} from 'node:crypto'
 import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
-import {SshcaError} from '../errors.ts'
-import {startCheckpointer, type Checkpointer} from './sqlite-checkpointer.ts'
-import {MIGRATIONS, SCHEMA_VERSION} from './store-migrations.ts'
+import {SshcaError} from '../../errors.ts'
+import {startCheckpointer, type Checkpointer} from './checkpointer.ts'
+import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
 import type {AdminEvent, CertificateQuery, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
 
 interface CertRow {

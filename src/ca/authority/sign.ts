@@ -6,14 +6,14 @@
  * Each stage is small and the handler only strings them together; every stage adds what it learns
  * to the audit trace.
  */
-import {SshcaError} from '../errors.ts'
-import {randomBytesPooled} from '../util/random.ts'
-import {signCertificate, type Certificate} from '../ssh/cert.ts'
-import {PublicKey} from '../ssh/keys.ts'
-import {selectedClaims} from './audit.ts'
-import {buildCertificateSpec, denial, selectRule} from './policy.ts'
+import {SshcaError} from '../../errors.ts'
+import {randomBytesPooled} from '../../util/random.ts'
+import {signCertificate, type Certificate} from '../../ssh/cert.ts'
+import {PublicKey} from '../../ssh/keys.ts'
+import {selectedClaims} from '../observe/audit.ts'
+import {buildCertificateSpec, denial, selectRule} from '../policy/policy.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import type {IssuedRecord, IssueOutcome, Lineage} from './store.ts'
+import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
 
 export const MIN_RSA_BITS = 3072
 

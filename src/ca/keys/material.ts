@@ -1,10 +1,10 @@
 /** The CA's keys and certificates, opened with the password once at start-up and kept in memory. */
 import type {KeyObject} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
-import {SshcaError} from '../errors.ts'
-import {keySigner, type Signer} from '../ssh/signature.ts'
-import {writeFileAtomic} from '../util/fs.ts'
-import {caPaths} from './layout.ts'
+import {SshcaError} from '../../errors.ts'
+import {keySigner, type Signer} from '../../ssh/signature.ts'
+import {writeFileAtomic} from '../../util/fs.ts'
+import {caPaths} from '../config/layout.ts'
 import {readSealedKey, writeSealedKey} from './keystore.ts'
 import {certFingerprint, createTlsCert, parseCert, pemToDer, subjectAltNames} from './pki.ts'
 

@@ -6,12 +6,12 @@ import {readFile} from 'node:fs/promises'
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {parseDocument} from 'yaml'
 import {z} from 'zod'
-import {SshcaError} from '../errors.ts'
-import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
-import {formatDuration, parseDuration} from '../util/duration.ts'
-import {isCidr, isLoopbackAddress, parseHostPort} from '../util/net.ts'
-import {unknownClaim} from './claims.ts'
-import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from './policy.ts'
+import {SshcaError} from '../../errors.ts'
+import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
+import {formatDuration, parseDuration} from '../../util/duration.ts'
+import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
+import {unknownClaim} from '../policy/claims.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
 const matchCondition = z.union([
