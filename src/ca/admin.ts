@@ -9,23 +9,16 @@ import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
-import {mintEnrollmentToken, SSH_FINGERPRINT, type EnrollmentToken} from './authority/host.ts'
+import {loadConfig, type CaConfig} from './config/config.ts'
+import {mintEnrollmentToken, SSH_FINGERPRINT, type EnrollmentToken} from './provisioner/enrollment.ts'
 import {readSealedKey} from './keys/keystore.ts'
 import {caPaths} from './config/layout.ts'
 import {tokenHash} from './provisioner/oidc.ts'
 import {certFingerprint, pemToDer} from './keys/pki.ts'
 import type {CertificateQuery, IssuedRecord, Revocation, Store} from './store/store.ts'
-import {SqliteStore} from './store/sqlite.ts'
+import {withStore as withOpenStore} from './store/open.ts'
 
-async function withStore<T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = new SqliteStore(resolveInDir(config, config.db.path), {background: false})
-  try {
-    return await fn(store)
-  } finally {
-    await store.close()
-  }
-}
+const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> => withOpenStore(config, 'admin', fn)
 
 const iso = (seconds: number | bigint): string => new Date(Number(seconds) * 1000).toISOString()
 const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)

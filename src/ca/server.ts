@@ -7,9 +7,8 @@ import {setInterval} from 'node:timers'
 import type {FastifyInstance} from 'fastify'
 import type {Server as TlsServer} from 'node:tls'
 import {SshcaError} from '../errors.ts'
-import {dirname} from 'node:path'
-import {privateDir} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
+import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
 import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
@@ -17,7 +16,7 @@ import {loadMaterial} from './keys/material.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
-import {SqliteStore} from './store/sqlite.ts'
+import {openStore} from './store/open.ts'
 
 export interface StartOptions {
   configPath: string
@@ -46,17 +45,13 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
-export function openStore(config: CaConfig): Store {
-  return new SqliteStore(resolveInDir(config, config.db.path))
-}
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
   const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
-  await privateDir(dirname(resolveInDir(config, config.db.path)))
-  const store = openStore(config)
+  const store = await openStore(config, 'server')
   const clock = opts.clock ?? Date.now
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
@@ -66,7 +61,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     clock,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem}, config)
+  const authority = new Authority(runtime)
+  const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   try {

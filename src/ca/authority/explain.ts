@@ -8,7 +8,8 @@ import {SshcaError, isSshcaError} from '../../errors.ts'
 import {formatDuration} from '../../util/duration.ts'
 import type {CaConfig, ProvisionerConfig} from '../config/config.ts'
 import {routeClaims} from '../provisioner/oidc.ts'
-import {buildCertificateSpec, evaluateRule, reasonOf, selectRule, type Claims, type RuleOutcome} from '../policy/policy.ts'
+import {buildCertificateSpec, evaluateRule, selectRule, type Claims, type RuleOutcome} from '../policy/policy.ts'
+import {reasonOf} from '../policy/types.ts'
 
 export interface ExplainResult {
   provisioner: string

@@ -1,5 +1,6 @@
 /** Everything a running CA holds. `policy` is swapped whole on a successful reload (SIGHUP). */
 import type {AuditLog} from '../observe/audit.ts'
+import type {Meter} from '../observe/meter.ts'
 import type {CaConfig} from '../config/config.ts'
 import type {CaMaterial} from '../keys/material.ts'
 import type {TokenVerifier} from '../provisioner/oidc.ts'
@@ -15,6 +16,8 @@ export interface CaRuntime {
   material: CaMaterial
   store: Store
   audit: AuditLog
+  /** Counts and timings (the no-op meter when absent). */
+  meter?: Meter
   /** Milliseconds since the epoch. */
   clock: () => number
 }

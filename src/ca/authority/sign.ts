@@ -11,7 +11,8 @@ import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
-import {buildCertificateSpec, denial, selectRule} from '../policy/policy.ts'
+import {buildCertificateSpec, selectRule} from '../policy/policy.ts'
+import {denial} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
 
@@ -89,6 +90,7 @@ export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage)
   rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
+  rt.meter?.decision({outcome: 'issued', provisioner: trace.provisioner, rule: trace.rule, certType: cert.type})
   return cert
 }
 

@@ -12,6 +12,7 @@ import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
 import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
+import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
 const matchCondition = z.union([
@@ -130,9 +131,13 @@ export type CaConfig = Omit<z.infer<typeof configSchema>, 'provisioners'> & {
   dir: string
   path: string
 }
-export type ProvisionerConfig = z.infer<typeof provisionerSchema> & {audience: string}
-export type RuleConfig = z.infer<typeof ruleSchema>
-export type MatchCondition = z.infer<typeof matchCondition>
+export type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
+// the schema's output is the policy's vocabulary: a change to either that breaks the other fails to compile
+type Assignable<T, U extends T> = U
+export type _SchemaMatchesPolicy = [Assignable<RuleConfig, z.infer<typeof ruleSchema>>, Assignable<ProvisionerConfig, z.infer<typeof provisionerSchema> & {audience: string}>]
+
+/** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
+export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 
 export interface ConfigCheck {
   config: CaConfig

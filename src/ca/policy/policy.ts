@@ -3,50 +3,10 @@
  * rule of its provisioner; the rule alone decides the certificate (principals, key ID, lifetime,
  * options). Pure functions: no I/O, the clock is a parameter.
  */
-import {SshcaError} from '../../errors.ts'
 import type {CertOptions} from '../../ssh/cert.ts'
-import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../config/config.ts'
+import {denial, type MatchCondition, type ProvisionerConfig, type RuleConfig} from './types.ts'
 
 export type Claims = Readonly<Record<string, unknown>>
-
-/** Why a request was denied; written to the audit log, never sent to the caller. */
-export type DenialReason =
-  | 'bad_request'
-  | 'token_invalid'
-  | 'token_expired'
-  | 'token_not_yet_valid'
-  | 'token_replayed'
-  | 'issuer_unknown'
-  | 'audience_mismatch'
-  | 'jwks_unavailable'
-  | 'no_rule_matched'
-  | 'multiple_rules_matched'
-  | 'claim_missing'
-  | 'principal_invalid'
-  | 'key_id_invalid'
-  | 'cert_type_not_allowed'
-  | 'policy_disabled'
-  | 'host_not_bound'
-  | 'certificate_revoked'
-  | 'certificate_expired'
-  | 'certificate_unknown'
-  | 'proof_invalid'
-  | 'ca_key_unknown'
-  | 'key_not_bound'
-  | 'revoked'
-  | 'superseded'
-  | 'principal_reserved'
-  | 'rate_limited'
-  | 'token_lifetime_too_long'
-  | 'overloaded'
-
-export function denial(code: 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED', reason: DenialReason, message: string, details: Record<string, unknown> = {}): SshcaError {
-  return new SshcaError(code, message, {details: {...details, reason}})
-}
-
-export function reasonOf(err: SshcaError): DenialReason | undefined {
-  return err.details?.reason as DenialReason | undefined
-}
 
 /** Principal and key ID values are checked, never cleaned: anything else denies. */
 export const SAFE_VALUE = /^[A-Za-z0-9._@:/-]+$/

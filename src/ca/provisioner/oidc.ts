@@ -9,7 +9,7 @@ import {createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseError
 import {SshcaError} from '../../errors.ts'
 import {isLoopbackAddress} from '../../util/net.ts'
 import type {ProvisionerConfig} from '../config/config.ts'
-import {denial} from '../policy/policy.ts'
+import {denial} from '../policy/types.ts'
 
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
 export const LEEWAY_SECONDS = 60
