@@ -6,7 +6,8 @@ import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
 import {caIssuer, mintPopToken} from '../protocol/tokens.ts'
-import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, verifyCertificate, type Certificate} from '../ssh/cert.ts'
+import {checkCertificate} from '../ssh/checker.ts'
+import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
@@ -32,12 +33,8 @@ async function readText(path: string, what: string): Promise<string> {
 
 function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
-  const problems: string[] = []
-  if (cert.type !== 'host') problems.push('it is not a host certificate')
-  if (!cert.publicKey.equals(key)) problems.push('it certifies another key')
-  if (!verifyCertificate(cert).valid) problems.push('its signature does not verify')
-  if (hostCas.length > 0 && !hostCas.some((k) => k.equals(cert.signatureKey))) problems.push('it is not signed by the CA\'s host key')
-  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.join('; ')}`)
+  const problems = checkCertificate(cert, {type: 'host', publicKey: key, ...(hostCas.length > 0 ? {caKeys: hostCas} : {})})
+  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`)
 }
 
 export interface HostCertResult {

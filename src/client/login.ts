@@ -6,8 +6,9 @@
  */
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
+import {checkCertificate} from '../ssh/checker.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
-import {certificateLine, nowSeconds, parseCertificate, verifyCertificate, type Certificate} from '../ssh/cert.ts'
+import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
@@ -181,12 +182,9 @@ export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context): C
   } catch (err) {
     throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned something that is not a certificate: ${(err as Error).message}`, {cause: err})
   }
-  const problems: string[] = []
-  if (!cert.publicKey.equals(key.publicKey)) problems.push('it certifies another key')
-  if (cert.type !== 'user') problems.push('it is not a user certificate')
-  if (!verifyCertificate(cert).valid) problems.push('its signature does not verify')
-  if (ctx.userCaKeys.length > 0 && !userCaFingerprints(ctx).has(cert.signatureKey.fingerprint())) problems.push('it is signed by a key that is not the CA\'s user CA key')
-  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not use: ${problems.join('; ')}`)
+  const userCas = ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key)
+  const problems = checkCertificate(cert, {type: 'user', publicKey: key.publicKey, ...(userCas.length > 0 ? {caKeys: userCas} : {})})
+  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not use: ${problems.map((p) => p.message).join('; ')}`)
   return cert
 }
 

@@ -6,7 +6,8 @@
  */
 import type {SshSignRequest} from '../../protocol/api.ts'
 import {TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
-import {signCertificate, verifyCertificate, type Certificate} from '../../ssh/cert.ts'
+import {signCertificate, type Certificate} from '../../ssh/cert.ts'
+import {checkCertificate} from '../../ssh/checker.ts'
 import {buildKrl} from '../../ssh/krl.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
 import {verifyEnrollmentToken} from '../provisioner/enrollment.ts'
@@ -52,11 +53,12 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
-  if (cert.type !== 'host') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', 'only host certificates are renewed; users sign in again')
-  // the signer must be our host CA key before any signature is checked: verifying with a key the
-  // caller chose (an RSA key with a huge exponent) would let anyone spend the CA's CPU
-  if (!cert.signatureKey.equals(rt.material.hostCa.publicKey)) throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', 'the certificate was not signed by this CA\'s host key')
-  if (!verifyCertificate(cert).valid) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the certificate\'s signature does not verify')
+  // the checker compares the signer with our host CA key before any signature is verified: verifying
+  // with a key the caller chose (an RSA key with a huge exponent) would let anyone spend the CA's CPU
+  const [problem] = checkCertificate(cert, {type: 'host', caKeys: [rt.material.hostCa.publicKey]})
+  if (problem?.code === 'wrong_type') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', 'only host certificates are renewed; users sign in again')
+  if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', 'the certificate was not signed by this CA\'s host key')
+  if (problem) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the certificate does not verify: ${problem.message}`)
   const known = await rt.store.findCertificate(cert.serial)
   if (!known || known.certificate !== cert.blob.toString('base64')) throw denial('ERR_POLICY_DENIED', 'certificate_unknown', 'this CA has no record of issuing that certificate')
   const now = nowOf(rt)
