@@ -14,7 +14,7 @@ import {certFingerprint, pemToDer} from './pki.ts'
 import {SqliteStore} from './store-sqlite.ts'
 
 async function withStore<T>(config: CaConfig, fn: (store: SqliteStore) => Promise<T>): Promise<T> {
-  const store = new SqliteStore(resolveInDir(config, config.db.path), {background: false})
+  const store = new SqliteStore(resolveInDir(config, config.db.path), {background: false, durability: config.db.durability})
   try {
     return await fn(store)
   } finally {

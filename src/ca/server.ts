@@ -43,7 +43,7 @@ export interface RunningCa {
 }
 
 export function openStore(config: CaConfig): Store {
-  return new SqliteStore(resolveInDir(config, config.db.path))
+  return new SqliteStore(resolveInDir(config, config.db.path), {durability: config.db.durability})
 }
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {

@@ -1,6 +1,15 @@
-/** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
+/**
+ * The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process).
+ *
+ * Durability: `full` (the default) is SQLite's synchronous=FULL, so every commit fsyncs the WAL before
+ * it returns: a certificate is handed out only once its record and its spent token are on disk. The
+ * group commit below keeps that to one fsync per batch of concurrent issuances. `normal` skips that
+ * fsync: a power loss (not a process crash) can drop the last commits, i.e. certificates missing from
+ * the inventory and spent tokens forgotten (replayable until they expire).
+ */
 import {randomUUID} from 'node:crypto'
 import {DatabaseSync, type StatementSync} from 'node:sqlite'
+import {SshcaError} from '../errors.ts'
 import {startCheckpointer, type Checkpointer} from './sqlite-checkpointer.ts'
 import {SCHEMA, type IssuedRecord, type Revocation, type Store} from './store.ts'
 
@@ -42,6 +51,23 @@ export function rowToRecord(r: CertRow): IssuedRecord {
 const MAX_I64 = (1n << 63n) - 1n
 export const toDbTime = (v: bigint): bigint => (v > MAX_I64 ? MAX_I64 : v)
 
+/**
+ * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
+ * memory, read-only, I/O error, disk full, cannot open, lock protocol): the CA answers 503 and issues
+ * nothing; it works again once the cause is gone (space freed, lock released), without a restart.
+ */
+const UNAVAILABLE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
+
+/** A write that failed for one of those reasons becomes ERR_STORE_UNAVAILABLE; anything else is a bug. */
+export function storeError(err: unknown): unknown {
+  const e = err as {code?: unknown; errcode?: unknown; errstr?: unknown}
+  if (e.code !== 'ERR_SQLITE_ERROR' || typeof e.errcode !== 'number' || !UNAVAILABLE.has(e.errcode & 0xff)) return err
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${String(e.errstr)} (${(err as Error).message})`, {cause: err, details: {reason: 'store_unavailable'}})
+}
+
+/** ca.yaml's db.durability: see the comment at the top of this file. */
+export type Durability = 'full' | 'normal'
+
 interface PendingIssue {
   tokenId: string
   tokenExpiresAt: number
@@ -57,9 +83,10 @@ export class SqliteStore implements Store {
   private readonly checkpointer: Checkpointer | undefined
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
-  constructor(path: string, o: {background?: boolean} = {}) {
+  constructor(path: string, o: {background?: boolean; durability?: Durability} = {}) {
     this.db = new DatabaseSync(path)
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
+    this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
     if (path !== ':memory:' && o.background !== false) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0;')
       this.checkpointer = startCheckpointer(path)
@@ -107,15 +134,24 @@ export class SqliteStore implements Store {
       }
       this.stmts.commit!.run()
     } catch (err) {
-      if (this.db.isTransaction) this.stmts.rollback!.run()
-      for (const item of batch) item.reject(err)
+      try {
+        if (this.db.isTransaction) this.stmts.rollback!.run()
+      } catch {
+        // SQLite has rolled back by itself (a full disk or an I/O error during COMMIT)
+      }
+      const failure = storeError(err)
+      for (const item of batch) item.reject(failure)
       return
     }
     batch.forEach((item, i) => item.resolve(results[i]!))
   }
 
   async recordCertificate(r: IssuedRecord): Promise<void> {
-    this.insertCertificate(r)
+    try {
+      this.insertCertificate(r)
+    } catch (err) {
+      throw storeError(err)
+    }
   }
 
   private insertCertificate(r: IssuedRecord): void {
@@ -146,7 +182,11 @@ export class SqliteStore implements Store {
   }
 
   async revoke(r: Revocation): Promise<void> {
-    this.stmts.revoke!.run(randomUUID(), r.serial?.toString() ?? null, r.keyId, r.reason, r.revokedAt)
+    try {
+      this.stmts.revoke!.run(randomUUID(), r.serial?.toString() ?? null, r.keyId, r.reason, r.revokedAt)
+    } catch (err) {
+      throw storeError(err)
+    }
   }
 
   async revocations(): Promise<Revocation[]> {
