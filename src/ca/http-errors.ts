@@ -15,6 +15,12 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_NOT_FOUND: 404,
   ERR_ISSUANCE_DISABLED: 503,
   ERR_UPSTREAM_UNAVAILABLE: 503,
+  ERR_STORE_UNAVAILABLE: 503,
+}
+
+/** Codes whose own message is for the operator (the audit log) and whose callers get this instead. */
+const PUBLIC_MESSAGE_OF: Partial<Record<ErrorCode, string>> = {
+  ERR_STORE_UNAVAILABLE: 'the CA cannot record certificates right now, so it issued none; try again shortly',
 }
 
 const PUBLIC_MESSAGE: Partial<Record<number, string>> = {
@@ -28,7 +34,7 @@ export function httpError(err: unknown, requestId: string): {status: number; bod
   let message = 'internal error'
   if (isSshcaError(err)) {
     status = HTTP_STATUS[err.code] ?? 500
-    message = PUBLIC_MESSAGE[status] ?? err.message
+    message = PUBLIC_MESSAGE_OF[err.code] ?? PUBLIC_MESSAGE[status] ?? err.message
   } else {
     // fastify's own client errors: body too large (413), bad JSON (400), wrong content type (415)
     const sc = (err as {statusCode?: number}).statusCode
