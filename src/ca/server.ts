@@ -42,6 +42,9 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
+/** How often spent token ids that have expired are deleted. */
+export const PURGE_EVERY_MS = 60_000
+
 export function openStore(config: CaConfig): Store {
   return new SqliteStore(resolveInDir(config, config.db.path), {durability: config.db.durability})
 }
@@ -92,7 +95,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), 10 * 60_000)
+  // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
+  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
