@@ -98,7 +98,7 @@ export function spawnSshca(args: string[], env: NodeJS.ProcessEnv, input?: strin
     child,
     stdout: () => out,
     stderr: () => err,
-    async waitFor(re, timeoutMs = 20_000) {
+    async waitFor(re, timeoutMs = 30_000) {
       let m: RegExpExecArray | null = null
       await waitFor(`${re} in the output of sshca ${args.join(' ')}`, () => (m = re.exec(out + err)) !== null || child.exitCode !== null, timeoutMs)
       if (!m) throw new Error(`sshca ${args.join(' ')} exited ${child.exitCode} before printing ${re}:\n${out}\n${err}`)
