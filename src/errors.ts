@@ -49,7 +49,7 @@ export const ERROR_CODES = {
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
   ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
-  ERR_STORE_UNAVAILABLE: 'the CA\'s store cannot be written (disk full, I/O error, locked); nothing was issued',
+  ERR_STORE_UNAVAILABLE: 'the CA cannot write its store or audit log (disk full, I/O error, locked); no certificate was returned',
   ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, or an upstream is down)',
   ERR_NOT_FOUND: 'the requested record does not exist',
   ERR_INTERNAL: 'an unexpected internal failure',

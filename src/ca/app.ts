@@ -53,7 +53,11 @@ export function buildApp(rt: CaRuntime, https: {key: string; cert: string} | und
     if (traces.has(req) || isSigningRoute(req)) {
       const t = trace(req)
       const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status === 500 ? 'internal_error' : 'bad_request')) : status === 500 ? 'internal_error' : 'bad_request'
-      rt.audit.write('certificate_denied', {...t, reason, status, detail: (err as Error).message.slice(0, 500)})
+      try {
+        rt.audit.write('certificate_denied', {...t, reason, status, detail: (err as Error).message.slice(0, 500)})
+      } catch {
+        // the audit log cannot be written (that may be the error being answered): still answer
+      }
     }
     void reply.code(status).send(body)
   })

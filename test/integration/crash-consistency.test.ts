@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {closeSync, existsSync, openSync, readFileSync, rmSync, writeSync} from 'node:fs'
+import {closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
+import {request} from 'undici'
 import {DatabaseSync} from 'node:sqlite'
 import {parseCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
@@ -150,13 +151,17 @@ describe('crash consistency: nothing a client was given is lost', function () {
   describe('the state directory on a full disk', () => {
     let mountPoint: string | undefined
 
-    after(() => {
+    afterEach(() => {
       if (mountPoint) spawnSync('umount', [mountPoint])
+      mountPoint = undefined
     })
 
-    it('issuance fails closed with 503 (ERR_STORE_UNAVAILABLE), the token stays unspent, and it recovers when space returns', async function () {
-      const {init, auditFile, dbFile, start} = await caDir()
-      const stateDir = join(init.dir, 'db')
+    // the state directory holds the database and, as an operator would keep it, the audit log next to
+    // it; then the audit log alone, so that commits succeed and writing their audit line fails
+    for (const layout of [{what: 'database and audit log', db: true}, {what: 'audit log only', db: false}]) it(`${layout.what}: issuance fails closed with 503 (ERR_STORE_UNAVAILABLE), never 500, and recovers by itself when space returns`, async function () {
+      const {init, start} = await caDir()
+      const stateDir = join(init.dir, 'state')
+      mkdirSync(stateDir, {mode: 0o700})
       const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', stateDir], {encoding: 'utf8'})
       if (m.status !== 0) {
         console.log(`      skipped: cannot mount a tmpfs on ${stateDir} (needs root or CAP_SYS_ADMIN): ${(m.stderr || m.error?.message || '').trim()}`)
@@ -164,6 +169,9 @@ describe('crash consistency: nothing a client was given is lost', function () {
       }
       mountPoint = stateDir
       onCleanup(async () => void spawnSync('umount', [stateDir]))
+      const dbFile = layout.db ? join(stateDir, 'sshca.sqlite') : join(init.dir, 'db', 'sshca.sqlite')
+      const auditFile = join(stateDir, 'audit.log')
+      await writePolicy(init.config, {db: {type: 'sqlite', path: dbFile}, audit: {file: auditFile}, ...policy(gh.issuer)})
       const ca = await start()
       try {
         assert.equal((await attempt(ca, await fresh())).status, 201)
@@ -180,41 +188,64 @@ describe('crash consistency: nothing a client was given is lost', function () {
           closeSync(fd)
         }
 
-        // sign until the store cannot grow: every answer a 201 that is recorded, or a 503; never a 500
-        const refused: Attempt[] = []
+        // sign until the store cannot grow: every answer a 201 or a 503 with the API's error body, never a 500
         const answered: Attempt[] = []
-        for (let i = 0; i < 400 && refused.length < 5; i++) {
+        for (let i = 0; i < 400 && answered.filter((a) => a.status === 503).length < 5; i++) {
           const a = await attempt(ca, await fresh())
           answered.push(a)
           assert.ok(a.status === 201 || a.status === 503, `status ${a.status} on a full disk`)
-          if (a.status === 503) refused.push(a)
         }
+        const refused = answered.filter((a) => a.status === 503)
         assert.equal(refused.length, 5, 'the disk never filled up')
-        const denials = auditLines(auditFile).filter((l) => l.event === 'certificate_denied')
-        assert.ok(denials.length >= 5 && denials.every((l) => l.reason === 'store_unavailable' && l.status === 503), JSON.stringify(denials.slice(-2)))
-        assert.match(String(denials.at(-1)!.detail), /disk is full/)
-        const body = await ca.signSsh({publicKey: subject, ott: (await fresh()).ott})
-        if (body.status === 503) assert.match(String(body.json!.message), /cannot record certificates right now/)
+        const r = await ca.signSsh({publicKey: subject, ott: (await fresh()).ott})
+        assert.equal(r.status, 503)
+        assert.equal(r.json!.message, 'the CA cannot record certificates right now, so it issued none; try again shortly')
+        assert.equal((await request(`${ca.url}/health`, {dispatcher: ca.dispatcher})).statusCode, 200)
 
-        // space returns: issuance resumes by itself, and a refused token was never spent
+        // space returns: issuance resumes by itself
         rmSync(filler)
         await waitFor('issuance to resume', async () => (await attempt(ca, await fresh())).status === 201, 30_000)
-        assert.equal((await attempt(ca, {...refused[0]!})).status, 201, 'a token refused with 503 must still be usable')
 
-        // everything answered 201 is in the store
+        // the audit log caught up (what it could not write then is appended now), with no torn line:
+        // each 503 is denied for store_unavailable, from the database (token unspent, nothing recorded:
+        // the token works now) or from the audit log after the commit (token spent, certificate recorded,
+        // its certificate_issued line written late: the token is refused as a replay)
+        const lines = auditLines(auditFile)
         const db = new DatabaseSync(dbFile, {readOnly: true})
         try {
+          const stored = (serial: string) => (db.prepare('SELECT certificate FROM certificates WHERE serial = ?').get(serial) as {certificate?: string} | undefined)?.certificate
           for (const a of answered.filter((x) => x.status === 201)) {
             const serial = parseCertificate(Buffer.from(a.crt!, 'base64')).serial.toString()
-            assert.equal((db.prepare('SELECT certificate FROM certificates WHERE serial = ?').get(serial) as {certificate?: string} | undefined)?.certificate, a.crt)
+            assert.equal(stored(serial), a.crt)
+            assert.ok(lines.some((l) => l.event === 'certificate_issued' && l.serial === serial))
           }
+          const denialOf = (a: Attempt) => lines.find((l) => l.event === 'certificate_denied' && (l.token as {id?: string} | undefined)?.id === `${gh.issuer}#jti:${a.jti}`)
+          const kinds = {store: 0, audit: 0}
+          for (const a of refused) {
+            const d = denialOf(a)
+            assert.ok(d, `no certificate_denied for a 503 (jti ${a.jti})`)
+            assert.equal(d.reason, 'store_unavailable')
+            assert.equal(d.status, 503)
+            const retry = await attempt(ca, {...a})
+            if (/the store cannot commit: .*disk is full/.test(String(d.detail))) {
+              kinds.store++
+              assert.equal(retry.status, 201, 'a token refused before its commit must still be usable')
+            } else {
+              assert.match(String(d.detail), /the audit log cannot be written: .*ENOSPC/)
+              kinds.audit++
+              assert.equal(retry.status, 401, 'a token spent by a commit whose audit line failed is refused')
+              const issued = lines.find((l) => l.event === 'certificate_issued' && l.request_id === d.request_id)
+              assert.ok(issued && stored(String(issued.serial)), 'the commit before the failed audit line is in the store and, late, in the audit log')
+            }
+          }
+          if (!layout.db) assert.equal(kinds.audit, refused.length)
+          console.log(`      (${answered.length} requests on the full disk: ${answered.length - refused.length} × 201, 503 × ${refused.length}: ${kinds.store} from the database, ${kinds.audit} from the audit log)`)
         } finally {
           db.close()
         }
       } finally {
         await ca.stop()
       }
-      assert.ok(existsSync(dbFile))
     })
   })
 })
