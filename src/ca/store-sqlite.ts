@@ -62,7 +62,9 @@ const UNAVAILABLE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
 export function storeError(err: unknown): unknown {
   const e = err as {code?: unknown; errcode?: unknown; errstr?: unknown}
   if (e.code !== 'ERR_SQLITE_ERROR' || typeof e.errcode !== 'number' || !UNAVAILABLE.has(e.errcode & 0xff)) return err
-  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${String(e.errstr)} (${(err as Error).message})`, {cause: err, details: {reason: 'store_unavailable'}})
+  const message = (err as Error).message
+  const why = message === e.errstr ? message : `${String(e.errstr)}: ${message}`
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${why}`, {cause: err, details: {reason: 'store_unavailable'}})
 }
 
 /** ca.yaml's db.durability: see the comment at the top of this file. */
