@@ -131,19 +131,23 @@ async function main(): Promise<void> {
     let sent = 0
     let next = everyMs
     let i = 0
+    // reports run beside the load, one after the other, so probing never pauses the requests
+    let reports = Promise.resolve()
     while (performance.now() - start < ms) {
       const due = Math.floor(((performance.now() - start) / 1000) * perSecond)
       for (; sent < due; sent++) send(p, () => w)
       if (performance.now() - start >= next) {
         const done = w
+        const n = ++i
         w = newWindow()
-        await tick(done, ++i)
+        reports = reports.then(() => tick(done, n))
         next += everyMs
       }
       await sleep(5)
     }
     // let what is in flight land in the last window
     while (inFlight > 0) await sleep(20)
+    await reports
     await tick(w, i + 1)
   }
 
