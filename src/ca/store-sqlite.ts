@@ -83,15 +83,20 @@ export class SqliteStore implements Store {
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
+  /** True while the checkpointer copies the WAL's last frames (see sqlite-checkpointer.ts). */
+  private held = false
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
-  constructor(path: string, o: {background?: boolean; durability?: Durability} = {}) {
+  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number} = {}) {
     this.db = new DatabaseSync(path)
     const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
     this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
     if (path !== ':memory:' && o.background !== false) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0;')
-      this.checkpointer = startCheckpointer(path)
+      this.checkpointer = startCheckpointer(path, (on) => {
+        this.held = on
+        if (!on && this.pending.length > 0) this.flush()
+      }, o.checkpointEveryMs)
     }
     for (const s of SCHEMA) this.db.exec(s)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
@@ -119,11 +124,12 @@ export class SqliteStore implements Store {
   issue(tokenId: string, tokenExpiresAt: number, record: IssuedRecord): Promise<boolean> {
     return new Promise((resolve, reject) => {
       this.pending.push({tokenId, tokenExpiresAt, record, resolve, reject})
-      if (this.pending.length === 1) setImmediate(() => this.flush())
+      if (this.pending.length === 1 && !this.held) setImmediate(() => this.flush())
     })
   }
 
-  private flush(): void {
+  private flush(force = false): void {
+    if (this.held && !force) return // the release flushes
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
     const results: boolean[] = []
@@ -209,7 +215,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.flush()
+    this.flush(true)
     await this.checkpointer?.stop()
     if (this.db.isOpen) {
       if (this.checkpointer) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)')
