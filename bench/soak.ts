@@ -199,9 +199,12 @@ async function main(): Promise<void> {
           `rss ${mb(s.rss)} heap ${mb(s.heapUsed)} ext ${mb(s.external)} fds ${s.fds} | db ${mb(s.db)} wal ${mb(s.wal)} shm ${(s.shm / 1024).toFixed(0)} KB | spent tokens ${s.spent} certificates ${s.certs}`,
       )
     })
-    const warm = Math.max(1, Math.floor(minutes / 5))
+    // warm-up: until the spent-token table can have reached its plateau (the first tokens expire and
+    // are purged), plus a minute; the working set is not steady before
+    const warm = Math.ceil((tokenTtl + LEEWAY + PURGE_EVERY_MS / 1000) / 60) + 1
     const after = samples.filter((s) => s.minute > warm && s.minute <= minutes)
-    console.log(`\nafter warm-up (minutes ${warm + 1}–${minutes}): first → last, slope per minute (least squares)`)
+    if (minutes < warm + 2) console.log(`\n(warm-up lasts ${warm} minutes at these settings: run at least ${warm + 2} minutes for slopes)`)
+    else console.log(`\nafter warm-up (minutes ${warm + 1}–${minutes}): first → last, slope per minute (least squares)`)
     const line = (name: string, pick: (s: (typeof samples)[number]) => number, fmt: (n: number) => string, limit?: number): boolean => {
       if (after.length < 2) return true
       const first = pick(after[0]!)
