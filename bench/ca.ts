@@ -48,7 +48,7 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     // (c) in process
     const {config} = await loadConfig(init.config)
     const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
-    const store = await openStore({...config, db: {...config.db, path: join(dir, 'bench-inproc.sqlite')}}, 'server')
+    const store = await openStore({...config, db: {type: 'sqlite', path: join(dir, 'bench-inproc.sqlite')}}, 'server')
     const audit = createAuditLog(join(dir, 'inproc-audit.log'))
     const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
     // 16 requests in flight, as the HTTPS run has 16 connections: token verification is async

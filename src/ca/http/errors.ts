@@ -18,6 +18,7 @@ export type ServerErrorCode =
   | 'ERR_RATE_LIMITED'
   | 'ERR_ISSUANCE_DISABLED'
   | 'ERR_UPSTREAM_UNAVAILABLE'
+  | 'ERR_STORE_UNAVAILABLE'
   | 'ERR_CA_OVERLOADED'
   | 'ERR_INTERNAL'
 
@@ -34,6 +35,7 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
   ERR_RATE_LIMITED: {status: 429, message: 'own'},
   ERR_ISSUANCE_DISABLED: {status: 503, message: 'own'},
   ERR_UPSTREAM_UNAVAILABLE: {status: 503, message: 'the CA cannot verify tokens of this issuer right now; try again later'},
+  ERR_STORE_UNAVAILABLE: {status: 503, message: 'the CA cannot record certificates right now, so it issued none; try again shortly'},
   ERR_CA_OVERLOADED: {status: 503, message: 'the CA is busy; try again in a second'},
   ERR_INTERNAL: {status: 500, message: 'internal error'},
 }

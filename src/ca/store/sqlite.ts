@@ -87,14 +87,18 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   return {from, to: SCHEMA_VERSION}
 }
 
+const processLocks = new Map<string, Promise<unknown>>()
+
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync
+  private readonly path: string
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
   constructor(path: string, o: {background?: boolean} = {}) {
+    this.path = path
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
     if (path !== ':memory:' && o.background !== false) {
@@ -290,6 +294,21 @@ export class SqliteStore implements Store {
 
   async advanceAuditCursor(from: number, to: number): Promise<boolean> {
     return this.stmts.advance!.run(String(to), String(from)).changes === 1
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get()
+  }
+
+  /** One process serves a SQLite store: a lock in this process (shared by every connection to the file). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.path}\0${name}`
+    const before = processLocks.get(key) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    processLocks.set(key, tail)
+    void tail.then(() => processLocks.get(key) === tail && processLocks.delete(key))
+    return run
   }
 
   async close(): Promise<void> {

@@ -108,5 +108,12 @@ export interface Store {
    * events are written at least once, and usually exactly once.
    */
   advanceAuditCursor(from: number, to: number): Promise<boolean>
+  /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
+  ping(): Promise<void>
+  /**
+   * Runs `fn` holding the lock `name` across every process on this store (PostgreSQL: an advisory
+   * lock, so N replicas never renew shared files at once; SQLite: one serving process, a lock in it).
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>
   close(): Promise<void>
 }

@@ -6,7 +6,18 @@ import {SCHEMA_VERSION} from '../../../src/ca/store/migrations.ts'
 import {record, storeContract} from '../../contract/store.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
-storeContract('SQLite', async () => new SqliteStore(join(tempDir('sshca-store-'), 'db.sqlite'), {background: false}))
+const paths = new WeakMap<object, string>()
+storeContract(
+  'SQLite',
+  async () => {
+    const path = join(tempDir('sshca-store-'), 'db.sqlite')
+    const s = new SqliteStore(path, {background: false})
+    paths.set(s, path)
+    return s
+  },
+  // a second connection to the same file (as `ca revoke` next to `ca serve`)
+  async (of) => new SqliteStore(paths.get(of)!, {background: false}),
+)
 
 describe('SQLite store migrations', () => {
   it('brings a version-1 database (the first release) forward, keeping its rows, and is idempotent', async () => {
