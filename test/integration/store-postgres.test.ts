@@ -13,6 +13,7 @@ import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
 import type {Store} from '../../src/ca/store/store.ts'
 import {record, storeContract} from '../contract/store.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
+import {sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 /** ca.yaml with this db block, parsed as `ca serve` would (defaults, checks). */
@@ -64,6 +65,31 @@ describe('PostgreSQL store', function () {
       await (await openStore(config, 'server')).close()
       await server.psql(`INSERT INTO schema_migrations (version, name) VALUES (${SCHEMA_VERSION + 1}, 'from the future')`, db)
       await assert.rejects(openStore(config, 'server'), (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /newer than this sshca/.test(e.message))
+    })
+  })
+
+  describe('sshca ca migrate', () => {
+    it('applies what is pending once, on PostgreSQL and on SQLite, and says from which version to which', async () => {
+      const url = await server.createDatabase()
+      for (const db of [server.db({url}), {type: 'sqlite', path: 'db/sshca.sqlite'}]) {
+        const dir = tempDir('sshca-migrate-')
+        writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db}))
+        const first = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml'), '--json'])
+        assert.equal(first.code, 0, first.stderr)
+        assert.deepEqual(JSON.parse(first.stdout), {config: join(dir, 'ca.yaml'), backend: db.type, from: 0, to: SCHEMA_VERSION, applied: SCHEMA_VERSION})
+        const again = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
+        assert.equal(again.code, 0, again.stderr)
+        assert.match(again.stdout, new RegExp(`at schema version ${SCHEMA_VERSION}; nothing to apply`))
+      }
+    })
+
+    it('exits 6 (unreachable) naming the database when it cannot connect, without the password', async () => {
+      const dir = tempDir('sshca-migrate-')
+      writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db: server.db({url: 'postgres://sshca@127.0.0.1:1/sshca', timeout: 2})}))
+      const r = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
+      assert.equal(r.code, 6, r.stderr)
+      assert.match(r.stderr, /database is unavailable/)
+      assert.ok(!r.stderr.includes(server.password))
     })
   })
 
