@@ -246,6 +246,8 @@ export class PostgresStore implements Store {
     let broken: Error | undefined
     try {
       await client.query('BEGIN')
+      // a revocation is as durable as an issuance, whatever the server's default
+      await client.query("SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'")
       const out = await fn(client)
       await client.query('COMMIT')
       return out
