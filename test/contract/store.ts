@@ -261,6 +261,24 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal(await s.revocationFor({keyId: 'gha:acme/leaked'}), undefined)
       })
 
+      it('the KRL\'s revocations and generation are read together while the other replica revokes', async () => {
+        const g0 = await s.revocationGeneration()
+        let revoking = true
+        const writes = (async () => {
+          for (let i = 0; i < 25; i++) await r.revoke({serial: BigInt(i + 1), keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 100 + i})
+        })().finally(() => (revoking = false))
+        const seen: string[] = []
+        while (revoking) {
+          const snap = await s.revocationSnapshot()
+          if (snap.revocations.length !== snap.generation - g0) seen.push(`${snap.generation - g0} vs ${snap.revocations.length}`)
+        }
+        await writes
+        assert.deepEqual(seen, [], 'a generation paired with another revocation set')
+        const last = await s.revocationSnapshot()
+        assert.equal(last.generation, g0 + 25)
+        assert.deepEqual(last.revocations.map((x) => x.serial), Array.from({length: 25}, (_, i) => BigInt(i + 1)))
+      })
+
       it('admin events written on both while one forwards: the cursor never skips one', async () => {
         const written: number[] = []
         const forwarded: number[] = []

@@ -349,6 +349,15 @@ export class PostgresStore implements Store {
     return rows.map(rowToRevocation)
   }
 
+  /** One statement, one snapshot. */
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    const {rows} = await this.query<{generation: string; revocations: RevocationRow[]}>(
+      `SELECT (SELECT value FROM meta WHERE key = 'revocation_generation') AS generation,
+              COALESCE((SELECT json_agg(r ORDER BY r.revoked_at, r.id COLLATE "C") FROM revocations r), '[]'::json) AS revocations`,
+    )
+    return {generation: Number(rows[0]!.generation), revocations: rows[0]!.revocations.map(rowToRevocation)}
+  }
+
   async revocationGeneration(): Promise<number> {
     const {rows} = await this.query<{value: string}>("SELECT value FROM meta WHERE key = 'revocation_generation'")
     return Number(rows[0]!.value)

@@ -243,6 +243,19 @@ export class SqliteStore implements Store {
     })
   }
 
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    // a read transaction: `ca revoke` in another process commits before or after both reads
+    // (synchronously: no other call on this connection can start between BEGIN and COMMIT)
+    this.db.exec('BEGIN')
+    try {
+      const generation = Number((this.stmts.generation!.get() as {value: string}).value)
+      const revocations = (this.stmts.revocations!.all() as unknown as RevocationRow[]).map(rowToRevocation)
+      return {generation, revocations}
+    } finally {
+      this.db.exec('COMMIT')
+    }
+  }
+
   async revocationGeneration(): Promise<number> {
     return Number((this.stmts.generation!.get() as {value: string}).value)
   }

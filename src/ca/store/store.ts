@@ -93,6 +93,11 @@ export interface Store {
   revocations(): Promise<Revocation[]>
   /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
   revocationGeneration(): Promise<number>
+  /**
+   * The revocations and their generation read together (one snapshot), so every replica renders the
+   * same KRL bytes for a version: never version N+1 without the revocation that made it N+1.
+   */
+  revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}>
   /** The revocation that covers a certificate with this serial, key ID or key, if any. */
   revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined>
   /** Drops token ids that expired before `now` (seconds). */
