@@ -67,8 +67,10 @@ let counter = 0
 export interface PostgresOptions {
   /** fsync off makes tests independent of the disk (the default here); benchmarks keep it on. */
   fsync?: boolean
-  /** Extra `-c name=value` server settings. */
+  /** Extra `-c name=value` server settings; `{dir}` in a value is the server's directory. */
   settings?: Record<string, string | number>
+  /** Files written into the server's directory (0600, owned by the server's user) before it starts: TLS keys. */
+  files?: Record<string, string>
 }
 
 export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgres> {
@@ -94,13 +96,17 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgr
     return r
   }
   await ok('initdb', ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'])
+  for (const [name, text] of Object.entries(o.files ?? {})) {
+    writeFileSync(join(dir, name), text, {mode: 0o600})
+    if (asRoot) chownSync(join(dir, name), uidOf('postgres'), gidOf('postgres'))
+  }
   const settings: Record<string, string | number> = {
     listen_addresses: '127.0.0.1',
     unix_socket_directories: dir,
     fsync: o.fsync === true ? 'on' : 'off',
     max_connections: 100,
     shared_buffers: '32MB',
-    ...o.settings,
+    ...Object.fromEntries(Object.entries(o.settings ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v.replaceAll('{dir}', dir) : v])),
   }
   let port = 0
   const start = async (): Promise<void> => {

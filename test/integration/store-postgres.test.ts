@@ -9,6 +9,7 @@ import {chmodSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
 import {migrateStore, openStore} from '../../src/ca/store/open.ts'
+import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
 import type {Store} from '../../src/ca/store/store.ts'
 import {record, storeContract} from '../contract/store.ts'
@@ -115,6 +116,41 @@ describe('PostgreSQL store', function () {
       }
       assert.throws(() => configWith(server.db({url: url.replace('sshca@', `sshca:${server.password}@`)})), (e: Error) => /db\.url: holds a password/.test(e.message) && !e.message.includes(server.password))
       assert.throws(() => configWith(server.db({url: `${url}?sslmode=require`})), /db\.url: \?sslmode= is not supported: TLS is set with db\.tls/)
+    })
+  })
+
+  describe('TLS to the database', () => {
+    let tls: TestPostgres
+    let caFile: string
+    let otherCa: string
+    before(async () => {
+      const root = await createRoot('db CA')
+      const leaf = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+      const dir = tempDir('sshca-pgtls-')
+      caFile = join(dir, 'db-ca.crt')
+      writeFileSync(caFile, root.pem)
+      otherCa = join(dir, 'other-ca.crt')
+      writeFileSync(otherCa, (await createRoot('someone else')).pem)
+      tls = await startPostgres({
+        files: {'server.crt': leaf.pem, 'server.key': leaf.key.export({type: 'pkcs8', format: 'pem'}) as string},
+        settings: {ssl: 'on', ssl_cert_file: '{dir}/server.crt', ssl_key_file: '{dir}/server.key'},
+      })
+    })
+    after(async () => tls?.destroy())
+
+    it('verify-full with the database\'s CA connects; another CA, or no TLS where it is demanded, is refused', async () => {
+      const open = (t: Record<string, unknown>) => openStore(configWith(tls.db({tls: t})), 'admin')
+      await (await open({mode: 'verify-full', ca: caFile})).close()
+      await (await open({mode: 'verify-ca', ca: caFile})).close()
+      await assert.rejects(open({mode: 'verify-full', ca: otherCa}), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /certificate/.test(e.message))
+      // the server really speaks TLS to us: pg_stat_ssl says so for our connection
+      const s = await open({mode: 'verify-full', ca: caFile})
+      try {
+        assert.equal(await tls.psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'sshca'"), '1\n')
+      } finally {
+        await s.close()
+      }
+      await assert.rejects(openStore(configWith(server.db({tls: {mode: 'verify-full', ca: caFile}})), 'admin'), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /does not support SSL/.test(e.message))
     })
   })
 

@@ -38,8 +38,10 @@ export function isUnavailable(err: unknown): boolean {
   const code = typeof e.code === 'string' ? e.code : ''
   if (/^(08|53|57P0|40)/.test(code) || code === '25006' || code === '57014') return true
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT'].includes(code)) return true
+  // TLS to the database failed (an unknown CA, a wrong name, a server without TLS): unreachable, safely
+  if (/^(ERR_TLS_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/.test(code)) return true
   const m = typeof e.message === 'string' ? e.message : ''
-  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended|the database system is (starting up|shutting down)/i.test(m)
+  return /The server does not support SSL connections|Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended|the database system is (starting up|shutting down)/i.test(m)
 }
 
 /** ERR_STORE_UNAVAILABLE for an outage (503), the error itself otherwise (a bug: 500). */
