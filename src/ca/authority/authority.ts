@@ -15,11 +15,33 @@ import {currentHosts, currentKrl, renewHostCertificate, signHostCertificate} fro
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
 
+/** How long one answer about the store stands: balancers poll every replica often; the database sees one ping a second. */
+const STORE_CHECK_MS = 1000
+/** A ping slower than this counts as unreachable (a balancer's check must not hang on it). */
+const STORE_PING_TIMEOUT_MS = 2000
+
 export class Authority {
   readonly rt: CaRuntime
+  private storeCheck: {at: number; ok: Promise<boolean>} | undefined
 
   constructor(rt: CaRuntime) {
     this.rt = rt
+  }
+
+  /** Whether the store answers now (GET /health, GET /ready): asked at most once a second, never waited on longer than 2 s. */
+  storeReachable(): Promise<boolean> {
+    const now = Date.now()
+    if (this.storeCheck && now - this.storeCheck.at < STORE_CHECK_MS) return this.storeCheck.ok
+    let timer: NodeJS.Timeout | undefined
+    const ok = Promise.race([
+      this.rt.store.ping().then(() => true, () => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), STORE_PING_TIMEOUT_MS)
+        timer.unref()
+      }),
+    ]).finally(() => clearTimeout(timer))
+    this.storeCheck = {at: now, ok}
+    return ok
   }
 
   /** The limits and proxy trust in force (a reload changes the reloadable ones: rate, maxInFlight). */

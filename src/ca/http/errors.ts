@@ -18,8 +18,8 @@ export type ServerErrorCode =
   | 'ERR_RATE_LIMITED'
   | 'ERR_ISSUANCE_DISABLED'
   | 'ERR_UPSTREAM_UNAVAILABLE'
-  | 'ERR_CA_OVERLOADED'
   | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_CA_OVERLOADED'
   | 'ERR_INTERNAL'
 
 /** `own`: the error's message is safe to show; a string: what the caller reads instead. */

@@ -114,8 +114,11 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   return {from, to: SCHEMA_VERSION}
 }
 
+const processLocks = new Map<string, Promise<unknown>>()
+
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync
+  private readonly path: string
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
@@ -124,6 +127,7 @@ export class SqliteStore implements Store {
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
   constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number} = {}) {
+    this.path = path
     this.db = new DatabaseSync(path)
     const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
     this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
@@ -278,6 +282,19 @@ export class SqliteStore implements Store {
     })
   }
 
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    // a read transaction: `ca revoke` in another process commits before or after both reads
+    // (synchronously: no other call on this connection can start between BEGIN and COMMIT)
+    this.db.exec('BEGIN')
+    try {
+      const generation = Number((this.stmts.generation!.get() as {value: string}).value)
+      const revocations = (this.stmts.revocations!.all() as unknown as RevocationRow[]).map(rowToRevocation)
+      return {generation, revocations}
+    } finally {
+      this.db.exec('COMMIT')
+    }
+  }
+
   async revocationGeneration(): Promise<number> {
     return Number((this.stmts.generation!.get() as {value: string}).value)
   }
@@ -337,6 +354,21 @@ export class SqliteStore implements Store {
 
   async advanceAuditCursor(from: number, to: number): Promise<boolean> {
     return this.stmts.advance!.run(String(to), String(from)).changes === 1
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get()
+  }
+
+  /** One process serves a SQLite store: a lock in this process (shared by every connection to the file). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.path}\0${name}`
+    const before = processLocks.get(key) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    processLocks.set(key, tail)
+    void tail.then(() => processLocks.get(key) === tail && processLocks.delete(key))
+    return run
   }
 
   async close(): Promise<void> {
