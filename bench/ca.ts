@@ -10,14 +10,14 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import autocannon from 'autocannon'
-import {createAuditLog} from '../src/ca/audit.ts'
+import {createAuditLog} from '../src/ca/observe/audit.ts'
 import {initCa} from '../src/ca/init.ts'
-import {loadConfig} from '../src/ca/config.ts'
-import {loadMaterial} from '../src/ca/material.ts'
-import {TokenVerifier} from '../src/ca/oidc.ts'
-import type {CaRuntime} from '../src/ca/runtime.ts'
-import {signUserCertificate} from '../src/ca/sign.ts'
-import {SqliteStore} from '../src/ca/store-sqlite.ts'
+import {loadConfig} from '../src/ca/config/config.ts'
+import {loadMaterial} from '../src/ca/keys/material.ts'
+import {TokenVerifier} from '../src/ca/provisioner/oidc.ts'
+import type {CaRuntime} from '../src/ca/authority/runtime.ts'
+import {signUserCertificate} from '../src/ca/authority/sign.ts'
+import {openStore} from '../src/ca/store/open.ts'
 import {generatePrivateKey} from '../src/ssh/private-key.ts'
 import {startGithubIssuer} from '../test/helpers/github-issuer.ts'
 import {writePolicy} from '../test/helpers/ca.ts'
@@ -75,7 +75,8 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     // (c) in process
     const {config} = await loadConfig(init.config)
     const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
-    const store = new SqliteStore(join(dir, 'bench-inproc.sqlite'), {durability: DURABILITY})
+    // the config says durability (benchCaDir wrote it): the store opens the way `ca serve` opens it
+    const store = await openStore({...config, db: {...config.db, path: join(dir, 'bench-inproc.sqlite')}}, 'server')
     const audit = createAuditLog(join(dir, 'inproc-audit.log'))
     const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
     // 16 requests in flight, as the HTTPS run has 16 connections: token verification is async

@@ -64,7 +64,7 @@ export function networkError(caUrl: string, err: unknown): SshcaError {
   return new SshcaError('ERR_CA_UNREACHABLE', `cannot reach the CA at ${caUrl}: ${why}`, {cause: err, hint: 'check the URL and your network (VPN?), then try again'})
 }
 
-const STATUS_CODES: Record<number, ErrorCode> = {400: 'ERR_CA_BAD_REQUEST', 401: 'ERR_CA_UNAUTHORIZED', 403: 'ERR_CA_DENIED', 413: 'ERR_CA_BAD_REQUEST', 503: 'ERR_CA_UNAVAILABLE'}
+const STATUS_CODES: Record<number, ErrorCode> = {400: 'ERR_CA_BAD_REQUEST', 401: 'ERR_CA_UNAUTHORIZED', 403: 'ERR_CA_DENIED', 413: 'ERR_CA_BAD_REQUEST', 429: 'ERR_CA_UNAVAILABLE', 503: 'ERR_CA_UNAVAILABLE'}
 
 export class CaClient {
   readonly caUrl: string

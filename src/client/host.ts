@@ -5,8 +5,9 @@
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
-import {mintPopToken} from '../protocol/tokens.ts'
-import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, verifyCertificate, type Certificate} from '../ssh/cert.ts'
+import {caIssuer, mintPopToken} from '../protocol/tokens.ts'
+import {checkCertificate} from '../ssh/checker.ts'
+import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
@@ -32,12 +33,8 @@ async function readText(path: string, what: string): Promise<string> {
 
 function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
-  const problems: string[] = []
-  if (cert.type !== 'host') problems.push('it is not a host certificate')
-  if (!cert.publicKey.equals(key)) problems.push('it certifies another key')
-  if (!verifyCertificate(cert).valid) problems.push('its signature does not verify')
-  if (hostCas.length > 0 && !hostCas.some((k) => k.equals(cert.signatureKey))) problems.push('it is not signed by the CA\'s host key')
-  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.join('; ')}`)
+  const problems = checkCertificate(cert, {type: 'host', publicKey: key, ...(hostCas.length > 0 ? {caKeys: hostCas} : {})})
+  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`)
 }
 
 export interface HostCertResult {
@@ -60,7 +57,14 @@ export async function signHostKey(home: string, o: {context?: string; token: str
   const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const {crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: o.token.trim(), certType: 'host', principals})
+    const token = o.token.trim()
+    let crt: string
+    try {
+      ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: token, certType: 'host', principals}))
+    } catch (err) {
+      const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+      throw explainTokenRefusal(err, token, 'host-enrollment', {now: Math.floor(Date.now() / 1000), issuer: caIssuer(ctx.rootFingerprint), hostnames: principals, keyFingerprint: key.fingerprint()})
+    }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(cert, ctx, key)
     const path = certPathFor(o.pubkeyFile)
@@ -95,7 +99,13 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
   const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const {crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott})
+    let crt: string
+    try {
+      ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
+    } catch (err) {
+      const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+      throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})
+    }
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(fresh, ctx, key.publicKey)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)

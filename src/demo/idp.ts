@@ -3,7 +3,7 @@
  * password are accepted), on 127.0.0.1, plain HTTP. Used by `sshca demo` and by the tests as the
  * real IdP for people. Never for production: it signs anyone in.
  */
-import {generateKeyPairSync, randomBytes} from 'node:crypto'
+import {generateKeyPairSync, randomBytes, randomUUID} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
 
 export interface DevIdpClient {
@@ -76,7 +76,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     })),
     jwks: {keys: [{...signingKey, kid: randomBytes(8).toString('hex'), alg: 'ES256', use: 'sig'}]},
     cookies: {keys: [randomBytes(32).toString('hex')]},
-    claims: {openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups']},
+    // jti: each ID token is one of a kind (as Keycloak's are), so two tokens minted in the same second
+    // are never mistaken for a replay of one another by the CA
+    claims: {openid: ['sub', 'jti'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups']},
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     conformIdTokenClaims: false,
     pkce: {required: () => true},
@@ -97,7 +99,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       },
       revocation: {enabled: true},
     },
-    findAccount: async (_ctx, id) => ({accountId: id, claims: async () => ({sub: id, ...claimsFor(id, opts.accounts)})}),
+    findAccount: async (_ctx, id) => ({accountId: id, claims: async () => ({sub: id, jti: randomUUID(), ...claimsFor(id, opts.accounts)})}),
     renderError: async (ctx, out) => {
       ctx.type = 'html'
       ctx.body = page('Sign-in error', `<pre>${String(out.error).replace(/[<>&]/g, '')}: ${String(out.error_description ?? '').replace(/[<>&]/g, '')}</pre>`)

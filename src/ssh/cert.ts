@@ -147,6 +147,8 @@ export function encodeOptions(options: CertOptions): Buffer {
   for (const name of names) {
     checkText(name, 'option name')
     const v = options[name]!
+    // OpenSSH reads these as exactly one NUL-free string and refuses the certificate otherwise
+    if (STRING_OPTIONS.has(name)) checkText(v as string, `${name} value`, true)
     w.string(name)
     if (v === true) w.string(Buffer.alloc(0))
     else if (typeof v === 'string') w.string(stringBytes(Buffer.from(v, 'utf8')))
@@ -163,10 +165,11 @@ function decodeOptions(raw: Buffer, what: string): CertOptions {
     if (name === '' || name.includes('\0')) throw formatError(`${what} has an invalid name`)
     if (Object.hasOwn(out, name)) throw formatError(`${what} "${name}" appears twice`)
     const data = r.bytes(`${what} data`)
-    if (STRING_OPTIONS.has(name) && data.length > 0) {
+    if (STRING_OPTIONS.has(name)) {
       const inner = new SshReader(data)
       const value = inner.text(`${name} value`)
       inner.end(`${name} value`)
+      if (value.includes('\0')) throw formatError(`${what} "${name}" contains a NUL byte`)
       out[name] = value
     } else if (data.length === 0) {
       out[name] = true

@@ -2,18 +2,53 @@ import assert from 'node:assert/strict'
 import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {DatabaseSync} from 'node:sqlite'
-import {parseConfig} from '../../../src/ca/config.ts'
-import {RESTART_PAGES, startCheckpointer} from '../../../src/ca/sqlite-checkpointer.ts'
-import {httpError} from '../../../src/ca/http-errors.ts'
-import {SqliteStore, storeError} from '../../../src/ca/store-sqlite.ts'
-import type {IssuedRecord} from '../../../src/ca/store.ts'
-import {SshcaError} from '../../../src/errors.ts'
+import {SqliteStore, storeError} from '../../../src/ca/store/sqlite.ts'
+import {SCHEMA_VERSION} from '../../../src/ca/store/migrations.ts'
+import {record, storeContract} from '../../contract/store.ts'
 import {tempDir} from '../../helpers/tmp.ts'
+import {parseConfig} from '../../../src/ca/config/config.ts'
+import {RESTART_PAGES, startCheckpointer} from '../../../src/ca/store/checkpointer.ts'
+import {httpError} from '../../../src/ca/http/errors.ts'
+import {SshcaError} from '../../../src/errors.ts'
 
-const record = (serial: bigint): IssuedRecord => ({
-  serial, certType: 'user', keyId: 'k', principals: ['p'], validAfter: 0n, validBefore: 10n, provisioner: 'ci',
-  rule: 'r', subject: 's', keyFingerprint: 'SHA256:x', issuedAt: 1, requestId: 'req', certificate: 'AAAA',
+storeContract('SQLite', async () => new SqliteStore(join(tempDir('sshca-store-'), 'db.sqlite'), {background: false}))
+
+describe('SQLite store migrations', () => {
+  it('brings a version-1 database (the first release) forward, keeping its rows, and is idempotent', async () => {
+    const path = join(tempDir('sshca-store-'), 'old.sqlite')
+    const db = new DatabaseSync(path)
+    db.exec(`CREATE TABLE used_tokens (token_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+      CREATE TABLE certificates (serial TEXT PRIMARY KEY, cert_type TEXT NOT NULL, key_id TEXT NOT NULL, principals TEXT NOT NULL, valid_after BIGINT NOT NULL, valid_before BIGINT NOT NULL, provisioner TEXT NOT NULL, rule_name TEXT, subject TEXT, key_fingerprint TEXT NOT NULL, issued_at BIGINT NOT NULL, request_id TEXT NOT NULL, certificate TEXT NOT NULL);
+      CREATE TABLE revocations (id TEXT PRIMARY KEY, serial TEXT, key_id TEXT, reason TEXT NOT NULL, revoked_at BIGINT NOT NULL);
+      INSERT INTO used_tokens VALUES ('old-token', 9999999999);
+      INSERT INTO certificates VALUES ('7', 'host', 'host:web1', '["web1"]', 0, 9999999999, 'host-enrollment', NULL, 'web1', 'SHA256:web1', 5, 'r', 'blob');
+      INSERT INTO certificates VALUES ('8', 'host', 'host:web1', '["web1"]', 0, 9999999999, 'host-renewal', NULL, 'web1', 'SHA256:web1', 6, 'r', 'blob');
+      INSERT INTO revocations VALUES ('x', '3', NULL, 'old', 1);`)
+    db.close()
+    for (let i = 0; i < 2; i++) {
+      const s = new SqliteStore(path, {background: false})
+      // the old spent token is still spent; the newest host certificate heads its lineage; the KRL version kept its count
+      assert.equal((await s.issue({token: {id: 'old-token', expiresAt: 1}, record: record()})).ok, false)
+      assert.deepEqual((await s.currentHostCertificates(100)).map((c) => c.serial), [8n])
+      assert.equal(await s.revocationGeneration(), 1)
+      await s.close()
+    }
+    const check = new DatabaseSync(path)
+    assert.equal((check.prepare('PRAGMA user_version').get() as {user_version: number}).user_version, SCHEMA_VERSION)
+    check.close()
+  })
+
+  it('refuses a database from a newer sshca', () => {
+    const path = join(tempDir('sshca-store-'), 'new.sqlite')
+    const db = new DatabaseSync(path)
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`)
+    db.close()
+    assert.throws(() => new SqliteStore(path, {background: false}), (e: {code?: string}) => e.code === 'ERR_CA_CONFIG')
+  })
 })
+
+const rec = (serial: bigint) => record({serial, keyId: 'k', keyFingerprint: 'SHA256:x'})
+const spend = (s: SqliteStore, id: string, r: ReturnType<typeof rec>) => s.issue({token: {id, expiresAt: 100}, record: r}).then((o) => o.ok)
 
 /** The connection's PRAGMA synchronous: 2 = FULL, 1 = NORMAL. */
 const synchronousOf = (store: SqliteStore): number => Number(((store as unknown as {db: DatabaseSync}).db.prepare('PRAGMA synchronous').get() as {synchronous: number}).synchronous)
@@ -45,7 +80,7 @@ describe('the SQLite store', () => {
     // a connection that cannot write stands in for a full or failing disk (the integration test fills a real one)
     const store = new SqliteStore(path, {background: false})
     ;(store as unknown as {db: DatabaseSync}).db.exec('PRAGMA query_only = 1')
-    const err = await store.issue('t1', 100, record(1n)).catch((e: unknown) => e)
+    const err = await spend(store, 't1', rec(1n)).catch((e: unknown) => e)
     // query_only reports SQLITE_READONLY
     assert.ok(err instanceof SshcaError, String(err))
     assert.equal(err.code, 'ERR_STORE_UNAVAILABLE')
@@ -54,13 +89,13 @@ describe('the SQLite store', () => {
     const {status, body} = httpError(err, 'req-1')
     assert.equal(status, 503)
     assert.equal(body.message, 'the CA cannot record certificates right now, so it issued none; try again shortly')
-    await assert.rejects(store.revoke({serial: 1n, keyId: null, reason: 'x', revokedAt: 1}), {code: 'ERR_STORE_UNAVAILABLE'})
+    await assert.rejects(store.revoke({serial: 1n, keyId: null, keyFingerprint: null, reason: 'x', revokedAt: 1}), {code: 'ERR_STORE_UNAVAILABLE'})
     await store.close()
 
     // nothing was spent: the same token works once the store can be written
     const again = new SqliteStore(path, {background: false})
-    assert.equal(await again.issue('t1', 100, record(1n)), true)
-    assert.equal(await again.issue('t1', 100, record(2n)), false)
+    assert.equal(await spend(again, 't1', rec(1n)), true)
+    assert.equal(await spend(again, 't1', rec(2n)), false)
     await again.close()
   })
 
@@ -123,7 +158,7 @@ describe('WAL checkpoints under steady writes', function () {
     try {
       const start = Date.now()
       while (Date.now() - start < 3000) {
-        for (let i = 0; i < 4; i++, n++) issued.push(store.issue(`t${n}`, 100, record(BigInt(n + 1))))
+        for (let i = 0; i < 4; i++, n++) issued.push(spend(store, `t${n}`, rec(BigInt(n + 1))))
         await new Promise((r) => setImmediate(r))
         largest = Math.max(largest, wal())
         restarts = Math.max(restarts, walSequence(path))
