@@ -98,6 +98,9 @@ EOF
       "golang-github-smallstep-certificates=$CA_DEB" "golang-github-smallstep-cli=$CLI_DEB" \
       >/dev/null 2>&1) || true
   [ -s "$CA_TGZ" ] && [ -s "$CLI_TGZ" ] || die "could not download the source packages"
+  # apt leaves its lists owned by its sandbox user (_apt): not needed any more, and a file in the
+  # checkout that root does not own makes `sshca config --host` refuse to install units from it
+  rm -rf "$OUT/apt"
 fi
 
 export GO111MODULE=off GOCACHE=${GOCACHE:-$OUT/gocache}

@@ -5,7 +5,7 @@
  * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
  */
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
+import {SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
@@ -15,6 +15,7 @@ import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {listProvisioners} from './provisioners.ts'
 import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
 import type {TokenStore} from './token-store.ts'
 
@@ -89,7 +90,7 @@ export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
 }
 
 async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps): Promise<OidcProvisioner> {
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const candidates = interactiveProvisioners(provisioners)
   let chosen: Provisioner | undefined
   if (o.provisioner) {
@@ -119,7 +120,7 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
 
 async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
   if (o.audience) return o.audience
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const named = o.provisioner ? provisioners.find((p) => p.name === o.provisioner) : undefined
   if (o.provisioner && !named) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
   const gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
@@ -270,9 +271,8 @@ async function explainRefusal(err: unknown, token: string, method: LoginMethod, 
   if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
   const {explainTokenRefusal} = await import('./token-diagnosis.ts')
   // the audiences the CA accepts: one more request, only on this failure path
-  const audiences = await ca
-    .call('GET', '/provisioners', ProvisionersResponse)
-    .then((r) => r.provisioners.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
+  const audiences = await listProvisioners(ca)
+    .then((list) => list.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
     .catch(() => [])
   const flow = method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
   return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})

@@ -17,7 +17,7 @@ import fc from 'fast-check'
 import {request} from 'undici'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {SAFE_VALUE} from '../../src/ca/policy/policy.ts'
-import {mintPopToken} from '../../src/protocol/tokens.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -240,7 +240,7 @@ describe('fuzz: the CA HTTP API', function () {
   const issued = (): number => Number((db.prepare('SELECT count(*) AS n FROM certificates').get() as {n: number | bigint}).n)
   const now = () => Math.floor(Date.now() / 1000)
   const enrollment = (host: string) => mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {rootFingerprint: t.init.rootFingerprint, hostname: host, ttlSeconds: 600, now: now()})
-  const pop = () => mintPopToken(hostCert.key.keyObject, hostCert.cert, t.init.rootFingerprint, now())
+  const pop = () => mintSshpopToken(hostCert.key.keyObject, hostCert.cert, {caUrl: t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: t.init.rootFingerprint, now: now()})
   /** A renewal supersedes the certificate it renewed: the next proof must carry the new one. */
   const adopt = (family: Family, res: {status: number; body: string}): void => {
     if (family === 'renew' && res.status === 201) hostCert.cert = parseCertificate(Buffer.from((JSON.parse(res.body) as {crt: string}).crt, 'base64'))
