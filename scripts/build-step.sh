@@ -20,6 +20,9 @@
 #   - `step ca init` (cli 0.15) calls the pki API of certificates 0.18; Debian pairs it with 0.19,
 #     whose pki.New takes options: step/cli-ca-init-pki019.patch ports those few lines.
 set -euo pipefail
+# nothing under the checkout may be writable by group or others: `sshca config --host` refuses to
+# install root services from a package directory that another user could change
+umask 022
 
 CA_VERSION=0.19.0
 CA_DEB=0.19.0-1
@@ -127,12 +130,12 @@ go_build "$CA_MAIN" "$OUT/gopath-ca" "$OUT/bin/step-ca" "$CA_VERSION-debian" || 
 # 4. step CLI: the orig tarball, Debian's patched files over it, our changes --------------------
 GP_CLI=$OUT/gopath-cli
 CLI=$GP_CLI/src/github.com/smallstep/cli
-prepared="$CLI_DEB $(sha256sum "$PATCH" | awk '{print $1}')"
+prepared="$CLI_DEB $(sha256sum "$0" "$PATCH" | awk '{print $1}' | tr '\n' ' ')"
 if [ "$(cat "$CLI/.sshca-prepared" 2>/dev/null || true)" != "$prepared" ]; then
   say "preparing the step $CLI_VERSION tree"
   rm -rf "$CLI" && mkdir -p "$CLI"
-  tar -xzf "$CLI_TGZ" -C "$CLI" --strip-components=1
-  cp -a /usr/share/gocode/src/github.com/smallstep/cli/. "$CLI/"
+  tar -xzf "$CLI_TGZ" -C "$CLI" --strip-components=1 --no-same-owner --no-same-permissions
+  cp -r --preserve=timestamps /usr/share/gocode/src/github.com/smallstep/cli/. "$CLI/"
   rm -f "$CLI"/command/certificate/{inspect,lint,inspect_test}.go
   sed -i -E '/^\t+(inspectCommand|lintCommand)\(\),$/d' "$CLI/command/certificate/certificate.go"
   sed -i -E '/smallstep\/certificates\/cas\/cloudcas"/d' "$CLI/cmd/step/main.go"
