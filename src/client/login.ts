@@ -142,14 +142,14 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
   return undefined
 }
 
-async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
+async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps, useRefresh = true): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
   // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
   const {browserLogin, deviceLogin, refreshLogin, supportsDeviceFlow} = await import('./oidc.ts')
   const {refreshKey} = await import('./token-store.ts')
   const store = await deps.tokenStore()
   const key = refreshKey(ctx.name, p.name)
   const saved = await store.get(key).catch(() => undefined)
-  if (saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
+  if (useRefresh && saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken)
@@ -223,6 +223,7 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   let method: LoginMethod
   let provisioner: string | null = o.provisioner ?? null
   let store: TokenStore | undefined
+  let chosen: OidcProvisioner | undefined
   if (o.identityToken !== undefined) {
     idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
@@ -233,6 +234,7 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     method = 'github-actions'
   } else {
     const p = await chooseProvisioner(ca, o, deps)
+    chosen = p
     provisioner = p.name
     if (agent && !o.force) {
       const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
@@ -244,11 +246,21 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   }
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
+  const sign = async (ott: string) => (await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott, certType: 'user'})).crt
   let crt: string
   try {
-    ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'}))
+    crt = await sign(idToken)
   } catch (err) {
-    throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    // step-ca refuses the ID token of a refresh grant: it carries the first sign-in's nonce, which
+    // step-ca counts as a used token. Sign in again (once), without the refresh token.
+    if (!(method === 'refresh' && chosen && isSshcaError(err, 'ERR_CA_UNAUTHORIZED'))) throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    deps.interactive.notify({type: 'refresh_refused_by_ca'})
+    ;({idToken, method, store} = await interactiveToken(chosen, ctx, o, deps, false))
+    try {
+      crt = await sign(idToken)
+    } catch (err2) {
+      throw await explainRefusal(err2, idToken, method, ca, Number(now()))
+    }
   }
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)

@@ -290,3 +290,10 @@ export function ourPolicy(issuer: string, user: string): Record<string, unknown>
     limits: {rate: false},
   }
 }
+
+/** A fresh ID token from the TLS IdP (minted in a child process that trusts its root). */
+export async function mintIdToken(tls: TlsIdp, login: string): Promise<string> {
+  const r = await run(process.execPath, [join(ROOT, 'test', 'interop', 'id-token.ts'), tls.issuer, login, CLIENT_ID], {env: {...process.env, NODE_EXTRA_CA_CERTS: tls.caFile}})
+  if (r.code !== 0) throw new Error(`id-token.ts: ${r.stderr}`)
+  return r.stdout.trim()
+}
