@@ -142,6 +142,7 @@ export class Authority {
 
   /** step's `POST /ssh/revoke`: a certificate revokes itself; audited as `ca revoke` is. */
   async revokeSsh(body: SshRevokeRequest, trace: AuditTrace): Promise<{status: 'ok'}> {
+    trace.action = 'revoke'
     if (body.passive === false) throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'non-passive revocation not implemented')
     const reason = body.reason?.trim() || 'unspecified'
     if (!/^[\x20-\x7e]*$/.test(reason)) throw denial('ERR_INPUT', 'bad_request', 'reason must be printable text')
@@ -167,8 +168,8 @@ export class Authority {
   }
 
   /** step's `POST /ssh/check-host`: whether a host name has a current certificate; not public, like the inventory. */
-  async checkHost(body: SshCheckHostRequest, auth: ClientAuth): Promise<SshCheckHostResponse> {
-    await this.authenticateReader(auth)
+  async checkHost(body: SshCheckHostRequest, auth: ClientAuth, trace: AuditTrace): Promise<SshCheckHostResponse> {
+    await this.authenticateReader(auth, trace)
     const name = body.principal.toLowerCase()
     return {exists: (await currentHosts(this.rt)).some((h) => h.principals.some((p) => p.toLowerCase() === name))}
   }
@@ -183,8 +184,8 @@ export class Authority {
   }
 
   /** The host inventory is not public: a token that would get a user certificate, or a person's current identity (step's mTLS), may see it. */
-  async hosts(auth: ClientAuth): Promise<HostsResponse> {
-    await this.authenticateReader(auth)
+  async hosts(auth: ClientAuth, trace: AuditTrace): Promise<HostsResponse> {
+    await this.authenticateReader(auth, trace)
     return {hosts: (await currentHosts(this.rt)).map((h) => ({hostname: h.principals[0] ?? h.keyId, hid: h.keyFingerprint, host_tags: [], ...h}))}
   }
 
@@ -193,15 +194,19 @@ export class Authority {
    * certificate: the identity of a current, unrevoked user certificate). Neither: 401, which is
    * what makes step sign in, get an identity and ask again.
    */
-  private async authenticateReader(auth: ClientAuth): Promise<void> {
+  private async authenticateReader(auth: ClientAuth, trace: AuditTrace): Promise<void> {
+    trace.action = 'read'
     const m = /^Bearer\s+(\S+)$/i.exec(auth.authorization ?? '')
     if (m) {
       const verified = await this.rt.policy.verifier.verify(m[1]!)
+      trace.provisioner = verified.provisioner.name
+      trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
       selectRule(verified.provisioner, verified.claims)
       return
     }
     if (auth.peerCertificate) {
-      await identityRecord(this.rt, auth.peerCertificate, 'user', Math.floor(this.rt.clock() / 1000))
+      const rec = await identityRecord(this.rt, auth.peerCertificate, 'user', Math.floor(this.rt.clock() / 1000))
+      trace.subject = rec.subject ?? rec.keyId
       return
     }
     throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'send an identity token as "Authorization: Bearer <JWT>", or sign in with step (its identity certificate)')
@@ -210,9 +215,9 @@ export class Authority {
   /** One audit line for a refused request: its reason (typed when the core refused it) and the detail callers never see. */
   recordRefusal(trace: AuditTrace, err: unknown, status: number): void {
     const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
-    const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : 'certificate_denied'
+    const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : trace.action === 'read' ? 'access_denied' : trace.action === 'revoke' ? 'revocation_denied' : 'certificate_denied'
     this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
-    this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
+    if (!trace.action) this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
   }
 }
 

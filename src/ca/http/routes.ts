@@ -54,7 +54,7 @@ export function routes(authority: Authority): FastifyPluginAsync {
     r.get<{Querystring: {cursor?: string; limit?: string}}>('/provisioners', async (req): Promise<ProvisionersResponse> => authority.provisioners({cursor: req.query.cursor, limit: req.query.limit}))
     r.get('/ssh/roots', async (): Promise<SshRootsResponse> => authority.sshRoots())
     r.get('/ssh/krl', async (_req, reply) => reply.type('application/octet-stream').send(await authority.krl()))
-    r.get('/ssh/hosts', {config: {rateLimit: {groupId: 'signing'}}}, async (req): Promise<HostsResponse> => authority.hosts(clientAuth(req)))
+    r.get('/ssh/hosts', {config: {rateLimit: {groupId: 'signing'}}}, async (req): Promise<HostsResponse> => authority.hosts(clientAuth(req), traceOf(req)))
 
     r.post<{Body: SshSignRequest}>('/ssh/sign', {config: signing, schema: {body: SshSignRequest}}, async (req, reply) => {
       const {cert, identityCrt} = await authority.signSsh(req.body, traceOf(req))
@@ -91,7 +91,7 @@ export function routes(authority: Authority): FastifyPluginAsync {
     r.post<{Body: SshConfigRequest; Params: {type?: string}}>('/ssh/config', {schema: {body: SshConfigRequest}}, sshConfig)
     r.post<{Body: SshConfigRequest; Params: {type: string}}>('/ssh/config/:type', {schema: {body: SshConfigRequest}}, sshConfig)
 
-    r.post<{Body: SshCheckHostRequest}>('/ssh/check-host', {config: {rateLimit: {groupId: 'signing'}}, schema: {body: SshCheckHostRequest}}, async (req) => authority.checkHost(req.body, clientAuth(req)))
+    r.post<{Body: SshCheckHostRequest}>('/ssh/check-host', {config: {rateLimit: {groupId: 'signing'}}, schema: {body: SshCheckHostRequest}}, async (req) => authority.checkHost(req.body, clientAuth(req), traceOf(req)))
     r.post<{Body: SshBastionRequest}>('/ssh/bastion', {schema: {body: SshBastionRequest}}, async (req) => authority.bastion(req.body))
   }
 }
