@@ -33,6 +33,8 @@ export function requireStepBinaries(): void {
 /** A process that runs until stopped, its output kept. */
 export interface Daemon {
   child: ChildProcess
+  /** Resolves when the process has exited and its output is all read. */
+  closed: Promise<void>
   output(): string
   stop(): Promise<void>
 }
@@ -48,7 +50,7 @@ export function daemon(cmd: string, args: string[], env: NodeJS.ProcessEnv): Dae
     await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))])
   }
   onCleanup(stop)
-  return {child, output: () => out, stop}
+  return {child, closed: exited, output: () => out, stop}
 }
 
 /** A port nobody listens on right now (for step-ca, which cannot report a port it picked). */
@@ -184,19 +186,36 @@ export async function startStepCa(o: {ssh: boolean; provisioners: Record<string,
   )
   if (init.code !== 0) throw new Error(`step ca init failed:\n${init.stdout}\n${init.stderr}`)
   const caJson = join(steppath, 'config', 'ca.json')
-  const cfg = JSON.parse(readFileSync(caJson, 'utf8')) as {authority: {provisioners: Record<string, unknown>[]}; logger?: unknown}
+  const cfg = JSON.parse(readFileSync(caJson, 'utf8')) as {address: string; authority: {provisioners: Record<string, unknown>[]}}
   cfg.authority.provisioners = [...o.provisioners, ...cfg.authority.provisioners]
-  writeFileSync(caJson, JSON.stringify(cfg, null, 2))
   const rootFile = join(steppath, 'certs', 'root_ca.crt')
   const fp = await run(STEP, ['certificate', 'fingerprint', rootFile], {env})
-  const url = `https://127.0.0.1:${port}`
-  const d = daemon(STEP_CA, [caJson, '--password-file', passwordFile], env)
   const rootPem = readFileSync(rootFile, 'utf8')
-  await waitFor('step-ca to answer /health', async () => {
-    if (d.child.exitCode !== null) throw new Error(`step-ca exited:\n${d.output()}`)
-    return (await probe(`${url}/health`, rootPem)) === 200
-  }, 60_000)
-  return {url, rootFingerprint: fp.stdout.trim(), rootFile, steppath, passwordFile, caJson, daemon: d, stop: () => d.stop()}
+  // the port was free a moment ago; on a busy machine another process may take it first: try again
+  let url = ''
+  let d: Daemon | undefined
+  for (let attempt = 0; attempt < 3 && !url; attempt++) {
+    const p = attempt === 0 ? port : await freePort()
+    cfg.address = `127.0.0.1:${p}`
+    writeFileSync(caJson, JSON.stringify(cfg, null, 2))
+    const started = daemon(STEP_CA, [caJson, '--password-file', passwordFile], env)
+    d = started
+    let up = false
+    await waitFor('step-ca to answer /health or exit', async () => {
+      if (started.child.exitCode !== null) return true
+      up = (await probe(`https://127.0.0.1:${p}/health`, rootPem)) === 200
+      return up
+    }, 60_000)
+    if (up) {
+      url = `https://127.0.0.1:${p}`
+      break
+    }
+    await started.closed
+    if (!/address already in use/.test(started.output())) throw new Error(`step-ca exited:\n${started.output()}`)
+  }
+  if (!url || !d) throw new Error('step-ca found no free port in three tries')
+  const running = d
+  return {url, rootFingerprint: fp.stdout.trim(), rootFile, steppath, passwordFile, caJson, daemon: running, stop: () => running.stop()}
 }
 
 /** A person's machine for the step CLI: its own STEPPATH, HOME, ssh-agent and browser. */
