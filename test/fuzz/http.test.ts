@@ -276,7 +276,7 @@ describe('fuzz: the CA HTTP API', function () {
   async function healthy(send: (r: Req) => Promise<Res>): Promise<void> {
     const h = await send({method: 'GET', url: '/health', headers: {}})
     assert.equal(h.status, 200)
-    assert.deepEqual(JSON.parse(h.body), {status: 'ok'})
+    assert.deepEqual(JSON.parse(h.body), {status: 'ok', db: 'ok'})
   }
 
   /** A request on one of the signing routes carrying `token`, shaped like the route expects. */

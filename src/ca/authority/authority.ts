@@ -46,11 +46,33 @@ export interface ClientAuth {
 /** step-ca's page size for GET /provisioners. */
 const PROVISIONERS_PAGE = 20
 
+/** How long one answer about the store stands: balancers poll every replica often; the database sees one ping a second. */
+const STORE_CHECK_MS = 1000
+/** A ping slower than this counts as unreachable (a balancer's check must not hang on it). */
+const STORE_PING_TIMEOUT_MS = 2000
+
 export class Authority {
   readonly rt: CaRuntime
+  private storeCheck: {at: number; ok: Promise<boolean>} | undefined
 
   constructor(rt: CaRuntime) {
     this.rt = rt
+  }
+
+  /** Whether the store answers now (GET /health, GET /ready): asked at most once a second, never waited on longer than 2 s. */
+  storeReachable(): Promise<boolean> {
+    const now = Date.now()
+    if (this.storeCheck && now - this.storeCheck.at < STORE_CHECK_MS) return this.storeCheck.ok
+    let timer: NodeJS.Timeout | undefined
+    const ok = Promise.race([
+      this.rt.store.ping().then(() => true, () => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), STORE_PING_TIMEOUT_MS)
+        timer.unref()
+      }),
+    ]).finally(() => clearTimeout(timer))
+    this.storeCheck = {at: now, ok}
+    return ok
   }
 
   /** The limits and proxy trust in force (a reload changes the reloadable ones: rate, maxInFlight). */
@@ -216,7 +238,11 @@ export class Authority {
   recordRefusal(trace: AuditTrace, err: unknown, status: number): void {
     const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
     const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : trace.action === 'read' ? 'access_denied' : trace.action === 'revoke' ? 'revocation_denied' : 'certificate_denied'
-    this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
+    try {
+      this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
+    } catch {
+      // the audit log cannot be written (that may be the error being answered): still answer
+    }
     if (!trace.action) this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
   }
 }

@@ -130,7 +130,7 @@ export async function revokeOwnCertificate(rt: CaRuntime, o: {token: string; ser
  * plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
  */
 export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
-  const [revoked, generation] = await Promise.all([rt.store.revocations(), rt.store.revocationGeneration()])
+  const {revocations: revoked, generation} = await rt.store.revocationSnapshot()
   const serials = revoked.flatMap((r) => (r.serial === null ? [] : [r.serial]))
   const keyIds = revoked.flatMap((r) => (r.keyId === null ? [] : [r.keyId]))
   const keys = revoked.flatMap((r) => (r.keyFingerprint === null ? [] : [Buffer.from(r.keyFingerprint.slice('SHA256:'.length), 'base64')]))

@@ -42,7 +42,12 @@ function clientAuth(req: FastifyRequest): ClientAuth {
 
 export function routes(authority: Authority): FastifyPluginAsync {
   return async (r: FastifyInstance) => {
-    r.get('/health', async () => ({status: 'ok'}))
+    // liveness: the process answers (restarting it would not bring the database back); says whether the store does
+    r.get('/health', async () => ({status: 'ok', db: (await authority.storeReachable()) ? 'ok' : 'unreachable'}))
+
+    // readiness, for a load balancer's health check: 503 while the store is unreachable, so the
+    // balancer sends no signing request to a replica that could only answer 503
+    r.get('/ready', async (_req, reply) => ((await authority.storeReachable()) ? {ready: true} : reply.code(503).send({ready: false, db: 'unreachable'})))
     r.get('/version', async (): Promise<VersionResponse> => authority.version())
 
     r.get<{Params: {sha: string}}>('/root/:sha', async (req, reply) => {

@@ -72,6 +72,7 @@ export type DenialReason =
   | 'superseded'
   | 'rate_limited'
   | 'overloaded'
+  | 'store_unavailable'
   | 'serial_mismatch'
   | 'identity_invalid'
   | 'not_supported'

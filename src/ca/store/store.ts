@@ -95,6 +95,11 @@ export interface Store {
   revocations(): Promise<Revocation[]>
   /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
   revocationGeneration(): Promise<number>
+  /**
+   * The revocations and their generation read together (one snapshot), so every replica renders the
+   * same KRL bytes for a version: never version N+1 without the revocation that made it N+1.
+   */
+  revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}>
   /** The revocation that covers a certificate with this serial, key ID or key, if any. */
   revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined>
   /** Drops token ids that expired before `now` (seconds). */
@@ -110,5 +115,12 @@ export interface Store {
    * events are written at least once, and usually exactly once.
    */
   advanceAuditCursor(from: number, to: number): Promise<boolean>
+  /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
+  ping(): Promise<void>
+  /**
+   * Runs `fn` holding the lock `name` across every process on this store (PostgreSQL: an advisory
+   * lock, so N replicas never renew shared files at once; SQLite: one serving process, a lock in it).
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>
   close(): Promise<void>
 }
