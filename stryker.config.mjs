@@ -28,11 +28,13 @@ export const TARGETS = [
   'src/ssh/wire.ts',
   'src/client/bootstrap.ts',
   'src/client/known-hosts.ts',
-  'src/ca/oidc.ts',
-  'src/ca/policy.ts',
-  'src/ca/config.ts',
-  'src/ca/sign.ts',
-  'src/ca/host.ts',
+  'src/ca/provisioner/oidc.ts',
+  'src/ca/policy/policy.ts',
+  'src/ca/config/config.ts',
+  'src/ca/authority/sign.ts',
+  'src/ca/authority/host.ts',
+  'src/ca/provisioner/enrollment.ts',
+  'src/ca/provisioner/pop.ts',
 ]
 
 // Tests that need the tests before them (one CA, one host key, built up test by test). The mocha runner
@@ -56,8 +58,8 @@ const MOCHA_TESTS = [...globSync('test/unit/**/*.test.ts').sort(), ...globSync('
 const COMMAND_TESTS = {
   'src/client/bootstrap.ts': ['test/integration/client-bootstrap-config.test.ts', 'test/integration/bootstrap-trust.test.ts'],
   'src/client/known-hosts.ts': ['test/unit/client/known-hosts.test.ts', 'test/integration/client-bootstrap-config.test.ts'],
-  'src/ca/host.ts': ['test/integration/host-certs.test.ts'],
-  'src/ca/config.ts': ['test/unit/ca/config.test.ts', 'test/integration/ca-cli.test.ts'],
+  'src/ca/authority/host.ts': ['test/integration/host-certs.test.ts'],
+  'src/ca/config/config.ts': ['test/unit/ca/config.test.ts', 'test/integration/ca-cli.test.ts'],
 }
 
 const runner = process.env.SSHCA_MUTATE_RUNNER || 'mocha'

@@ -9,15 +9,19 @@ _sshca() {
   case "$cmd" in
     "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
-    "ca check-config"*) words="--config --help --json" ;;
+    "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
+    "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
-    "ca revoke"*) words="--config --help --json --key-id --reason --serial" ;;
+    "ca migrate"*) words="--config --help --json" ;;
+    "ca revocations"*) words="--config --help --json" ;;
+    "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
-    "ca token"*) words="--config --help --host --json --password-file --principal --ttl" ;;
-    "certificate"*) words="--context --help --host --json --principal --sign --token" ;;
-    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --sshd-dir --systemd-dir" ;;
+    "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
+    "ca unrevoke"*) words="--config --help --json" ;;
+    "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
+    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out" ;;
@@ -25,7 +29,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="check-config explain hosts init revoke serve token" ;;
+    "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

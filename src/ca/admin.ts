@@ -1,84 +1,235 @@
 /**
  * What an operator does on the CA box, next to a running CA: mint host enrollment tokens, revoke
- * certificates, list hosts. These open the same sealed keys and the same store as `ca serve` (SQLite
- * in WAL mode takes a second connection while the server runs).
+ * and unrevoke, list certificates and hosts. These open the same sealed keys and the same store as
+ * `ca serve` (SQLite in WAL mode takes a second connection while the server runs). Every action is
+ * recorded in the store as an admin event; the running server writes it to its audit sink (so an
+ * audit log on the server's standard output gets it too).
  */
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
-import {createAuditLog} from './audit.ts'
-import {loadConfig, resolveInDir, type CaConfig} from './config.ts'
-import {mintEnrollmentToken, type EnrollmentToken} from './host.ts'
-import {readSealedKey} from './keystore.ts'
-import {caPaths} from './layout.ts'
-import {certFingerprint, pemToDer} from './pki.ts'
-import {SqliteStore} from './store-sqlite.ts'
+import {parseCertificateLine} from '../ssh/cert.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {loadConfig, type CaConfig} from './config/config.ts'
+import {mintEnrollmentToken, SSH_FINGERPRINT, type EnrollmentToken} from './provisioner/enrollment.ts'
+import {readSealedKey} from './keys/keystore.ts'
+import {caPaths} from './config/layout.ts'
+import {tokenHash} from './provisioner/oidc.ts'
+import {certFingerprint, pemToDer} from './keys/pki.ts'
+import type {CertificateQuery, IssuedRecord, Revocation, Store} from './store/store.ts'
+import {migrateStore, withStore as withOpenStore} from './store/open.ts'
 
-async function withStore<T>(config: CaConfig, fn: (store: SqliteStore) => Promise<T>): Promise<T> {
-  const store = new SqliteStore(resolveInDir(config, config.db.path), {background: false})
+const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> => withOpenStore(config, 'admin', fn)
+
+const iso = (seconds: number | bigint): string => new Date(Number(seconds) * 1000).toISOString()
+const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)
+
+/**
+ * A host key given as `SHA256:…` or as a file holding a public key or a certificate line (its key).
+ * Returns the fingerprint.
+ */
+export async function keyFingerprintArg(arg: string, flag: string): Promise<string> {
+  if (arg.startsWith('SHA256:')) {
+    if (!SSH_FINGERPRINT.test(arg)) throw new SshcaError('ERR_USAGE', `${flag} "${arg}" is not an SSH SHA-256 fingerprint (SHA256: and 43 base64 characters, as ssh-keygen -l prints)`)
+    return arg
+  }
+  let text: string
   try {
-    return await fn(store)
-  } finally {
-    await store.close()
+    text = await readFile(arg, 'utf8')
+  } catch (err) {
+    throw new SshcaError('ERR_FILE_NOT_FOUND', `${flag}: cannot read ${arg} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {hint: `give a public key file (KEY.pub) or a fingerprint (SHA256:…, from ssh-keygen -lf KEY.pub)`})
+  }
+  const line = text.split('\n').find((l) => l.trim() && !l.startsWith('#')) ?? ''
+  try {
+    const type = line.trim().split(/\s+/)[0] ?? ''
+    return type.endsWith('-cert-v01@openssh.com') ? parseCertificateLine(line).cert.publicKey.fingerprint() : PublicKey.parseLine(line).key.fingerprint()
+  } catch (err) {
+    throw new SshcaError('ERR_USAGE', `${flag}: ${arg} holds no SSH public key or certificate: ${(err as Error).message}`)
   }
 }
 
-export async function hostToken(o: {configPath: string; password: string; hostname: string; principals?: string[]; ttlSeconds: number; clock?: () => number}): Promise<EnrollmentToken & {hostname: string}> {
+export interface HostTokenResult extends EnrollmentToken {
+  hostname: string
+}
+
+export async function hostToken(o: {configPath: string; password: string; hostname: string; principals?: string[]; key?: string; ttlSeconds: number; clock?: () => number}): Promise<HostTokenResult> {
   const {config} = await loadConfig(o.configPath)
   const p = caPaths(config.dir)
+  const keyFingerprint = o.key === undefined ? undefined : await keyFingerprintArg(o.key, '--key')
   const key = await readSealedKey(p.enrollmentKey, o.password)
   const rootFingerprint = certFingerprint(pemToDer(await readFile(p.rootCert, 'utf8')))
+  let t: EnrollmentToken
   try {
-    const t = await mintEnrollmentToken(key, {rootFingerprint, hostname: o.hostname, ...(o.principals ? {principals: o.principals} : {}), ttlSeconds: o.ttlSeconds, now: Math.floor((o.clock ?? Date.now)() / 1000)})
-    return {...t, hostname: o.hostname}
+    t = await mintEnrollmentToken(key, {rootFingerprint, hostname: o.hostname, ...(o.principals ? {principals: o.principals} : {}), ...(keyFingerprint ? {keyFingerprint} : {}), ttlSeconds: o.ttlSeconds, now: nowOf(o.clock)})
   } catch (err) {
     if (err instanceof TypeError) throw new SshcaError('ERR_USAGE', err.message, {hint: 'host names and principals use letters, digits and . _ @ : / -'})
     throw err
   }
+  await withStore(config, (store) =>
+    store.recordAdminEvent('enrollment_token_issued', {jti: t.jti, hostname: o.hostname, principals: t.principals, bound_key: t.boundKey, expires_at: iso(t.expiresAt), token_sha256: tokenHash(t.token)}, nowOf(o.clock)),
+  )
+  return {...t, hostname: o.hostname}
 }
 
-export interface RevokeResult {
+export interface RevocationView {
+  id: string
   serial: string | null
   keyId: string | null
+  keyFingerprint: string | null
   reason: string
-  /** The certificate the serial names, when this CA issued it. */
-  known: {keyId: string; principals: string[]; certType: string; validBefore: string} | null
+  revokedAt: string
 }
 
-export async function revoke(o: {configPath: string; serial?: string; keyId?: string; reason?: string; clock?: () => number}): Promise<RevokeResult> {
-  if ((o.serial === undefined) === (o.keyId === undefined)) throw new SshcaError('ERR_USAGE', 'give exactly one of --serial and --key-id')
-  if (o.serial !== undefined && !/^[1-9]\d{0,19}$/.test(o.serial)) throw new SshcaError('ERR_USAGE', `--serial "${o.serial}" is not a certificate serial (a positive decimal number)`)
-  const serial = o.serial === undefined ? null : BigInt(o.serial)
-  if (serial !== null && serial > 0xffff_ffff_ffff_ffffn) throw new SshcaError('ERR_USAGE', '--serial is larger than 64 bits')
+const viewOf = (r: Revocation): RevocationView => ({id: r.id ?? '', serial: r.serial?.toString() ?? null, keyId: r.keyId, keyFingerprint: r.keyFingerprint, reason: r.reason, revokedAt: iso(r.revokedAt)})
+
+export interface RevokeResult {
+  /** What was revoked: one serial, a key ID, a key, or every current certificate of a subject. */
+  kind: 'serial' | 'key-id' | 'key' | 'subject'
+  revocations: RevocationView[]
+  reason: string
+  /** The certificates the revocation names that this CA issued (for a serial or a subject). */
+  certificates: {serial: string; keyId: string; principals: string[]; certType: string; validBefore: string}[]
+  /** A key ID or key revocation also refuses every future certificate of it, until `ca unrevoke`. */
+  blocksFutureCertificates: boolean
+}
+
+export interface RevokeOptions {
+  configPath: string
+  serial?: string
+  keyId?: string
+  key?: string
+  subject?: string
+  reason?: string
+  clock?: () => number
+}
+
+function parseSerial(s: string): bigint {
+  if (!/^[1-9]\d{0,19}$/.test(s)) throw new SshcaError('ERR_USAGE', `--serial "${s}" is not a certificate serial (a positive decimal number)`)
+  const serial = BigInt(s)
+  if (serial > 0xffff_ffff_ffff_ffffn) throw new SshcaError('ERR_USAGE', '--serial is larger than 64 bits')
+  return serial
+}
+
+const certSummary = (c: IssuedRecord) => ({serial: c.serial.toString(), keyId: c.keyId, principals: c.principals, certType: c.certType, validBefore: iso(c.validBefore)})
+
+export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
+  const given = [o.serial, o.keyId, o.key, o.subject].filter((v) => v !== undefined).length
+  if (given !== 1) throw new SshcaError('ERR_USAGE', 'give exactly one of --serial, --key-id, --key and --subject')
+  const serial = o.serial === undefined ? null : parseSerial(o.serial)
+  const keyFingerprint = o.key === undefined ? null : await keyFingerprintArg(o.key, '--key')
+  if (o.keyId !== undefined && o.keyId === '') throw new SshcaError('ERR_USAGE', '--key-id must not be empty')
   const {config} = await loadConfig(o.configPath)
   const reason = o.reason ?? 'unspecified'
-  const now = Math.floor((o.clock ?? Date.now)() / 1000)
+  const now = nowOf(o.clock)
   return withStore(config, async (store) => {
-    const rec = serial === null ? undefined : await store.findCertificate(serial)
-    await store.revoke({serial, keyId: o.keyId ?? null, reason, revokedAt: now})
-    const result: RevokeResult = {
-      serial: serial?.toString() ?? null,
-      keyId: o.keyId ?? null,
-      reason,
-      known: rec ? {keyId: rec.keyId, principals: rec.principals, certType: rec.certType, validBefore: new Date(Number(rec.validBefore) * 1000).toISOString()} : null,
+    let kind: RevokeResult['kind']
+    let certificates: IssuedRecord[] = []
+    const revocations: Revocation[] = []
+    if (o.subject !== undefined) {
+      kind = 'subject'
+      // every certificate of this identity that is still valid: expired ones need no revocation
+      certificates = await store.certificates({subject: o.subject, activeAt: now, limit: 100_000})
+      for (const c of certificates) revocations.push(await store.revoke({serial: c.serial, keyId: null, keyFingerprint: null, reason, revokedAt: now}))
+    } else {
+      kind = serial !== null ? 'serial' : keyFingerprint !== null ? 'key' : 'key-id'
+      if (serial !== null) {
+        const rec = await store.findCertificate(serial)
+        if (rec) certificates = [rec]
+      } else if (keyFingerprint !== null) {
+        certificates = await store.certificates({keyFingerprint, activeAt: now, limit: 100_000})
+      } else {
+        certificates = await store.certificates({keyId: o.keyId!, activeAt: now, limit: 100_000})
+      }
+      revocations.push(await store.revoke({serial, keyId: o.keyId ?? null, keyFingerprint, reason, revokedAt: now}))
     }
-    if (config.audit.file !== '-') {
-      const audit = createAuditLog(resolveInDir(config, config.audit.file))
-      audit.write('certificate_revoked', {...result})
-      await audit.close()
-    }
+    const result: RevokeResult = {kind, revocations: revocations.map(viewOf), reason, certificates: certificates.map(certSummary), blocksFutureCertificates: kind === 'key-id' || kind === 'key'}
+    await store.recordAdminEvent('certificate_revoked', {kind, reason, revocations: result.revocations, certificates: result.certificates.map((c) => c.serial)}, now)
     return result
+  })
+}
+
+export async function unrevoke(o: {configPath: string; id: string; clock?: () => number}): Promise<RevocationView> {
+  const {config} = await loadConfig(o.configPath)
+  return withStore(config, async (store) => {
+    const r = await store.unrevoke(o.id)
+    if (!r) throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {hint: 'list them with: sshca ca revocations'})
+    const view = viewOf(r)
+    await store.recordAdminEvent('certificate_unrevoked', {revocation: view}, nowOf(o.clock))
+    return view
+  })
+}
+
+export async function revocations(o: {configPath: string}): Promise<{revocations: RevocationView[]}> {
+  const {config} = await loadConfig(o.configPath)
+  return withStore(config, async (store) => ({revocations: (await store.revocations()).map(viewOf)}))
+}
+
+export interface CertView {
+  serial: string
+  certType: 'user' | 'host'
+  keyId: string
+  principals: string[]
+  validAfter: string
+  validBefore: string
+  provisioner: string
+  rule: string | null
+  subject: string | null
+  keyFingerprint: string
+  issuedAt: string
+  revoked: boolean
+}
+
+/** `ca certs`: the inventory of issued certificates, newest first. */
+export async function certs(o: {configPath: string; query: Omit<CertificateQuery, 'activeAt'> & {active?: boolean}; clock?: () => number}): Promise<{certificates: CertView[]}> {
+  const {config} = await loadConfig(o.configPath)
+  const now = nowOf(o.clock)
+  const {active, ...rest} = o.query
+  return withStore(config, async (store) => {
+    const list = await store.certificates({...rest, ...(active ? {activeAt: now} : {})})
+    const out: CertView[] = []
+    for (const c of list) {
+      out.push({
+        serial: c.serial.toString(),
+        certType: c.certType,
+        keyId: c.keyId,
+        principals: c.principals,
+        validAfter: iso(c.validAfter),
+        validBefore: c.validBefore >= 0x7fff_ffff_ffff_ffffn ? 'forever' : iso(c.validBefore),
+        provisioner: c.provisioner,
+        rule: c.rule,
+        subject: c.subject,
+        keyFingerprint: c.keyFingerprint,
+        issuedAt: iso(c.issuedAt),
+        revoked: (await store.revocationFor(c)) !== undefined,
+      })
+    }
+    return {certificates: out}
   })
 }
 
 export async function hosts(o: {configPath: string; clock?: () => number}): Promise<{hosts: {principals: string[]; serial: string; keyId: string; validBefore: string; keyFingerprint: string}[]}> {
   const {config} = await loadConfig(o.configPath)
-  const now = Math.floor((o.clock ?? Date.now)() / 1000)
+  const now = nowOf(o.clock)
   return withStore(config, async (store) => {
     const out = []
     for (const c of await store.currentHostCertificates(now)) {
-      if (await store.isRevoked(c.serial, c.keyId)) continue
-      out.push({principals: c.principals, serial: c.serial.toString(), keyId: c.keyId, validBefore: new Date(Number(c.validBefore) * 1000).toISOString(), keyFingerprint: c.keyFingerprint})
+      if (await store.revocationFor(c)) continue
+      out.push({principals: c.principals, serial: c.serial.toString(), keyId: c.keyId, validBefore: iso(c.validBefore), keyFingerprint: c.keyFingerprint})
     }
     return {hosts: out}
   })
+}
+
+export interface MigrateResult {
+  config: string
+  backend: 'sqlite' | 'postgresql'
+  from: number
+  to: number
+  applied: number
+}
+
+/** `sshca ca migrate`: brings the store's schema to this version (under the same lock replicas take at start). */
+export async function migrate(o: {configPath: string}): Promise<MigrateResult> {
+  const {config} = await loadConfig(o.configPath)
+  const {from, to, backend} = await migrateStore(config)
+  return {config: config.path, backend, from, to, applied: to - from}
 }

@@ -9,12 +9,13 @@ import {hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {derivePattern, NO_HOSTS} from '../ssh/host-pattern.ts'
 import {generatePrivateKey} from '../ssh/private-key.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
-import {caPaths} from './layout.ts'
-import {writeSealedKey} from './keystore.ts'
-import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './pki.ts'
+import {caPaths} from './config/layout.ts'
+import {newSalt, writeSealedKey} from './keys/keystore.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './keys/pki.ts'
 
 export interface InitOptions {
   dir: string
@@ -30,6 +31,8 @@ export interface InitResult {
   name: string
   address: string
   dnsNames: string[]
+  /** ssh.hostPattern as written into ca.yaml (derived from dnsNames; NO_HOSTS when none could be). */
+  hostPattern: string
   rootFingerprint: string
   userCaKey: string
   hostCaKey: string
@@ -57,6 +60,7 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
   }
 
+  const hostPattern = derivePattern(dnsNames)
   await privateDir(dirname(dir))
   const tmp = join(dirname(dir), `.${basename(dir)}.init-${randomBytes(4).toString('hex')}`)
   const p = caPaths(tmp)
@@ -68,19 +72,21 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     const userCa = generatePrivateKey('ed25519')
     const hostCa = generatePrivateKey('ed25519')
     const enrollment = generateKeyPairSync('ed25519').privateKey
+    // one salt for the CA's keys: `ca serve` opens them all with one (deliberately slow) derivation
+    const salt = newSalt()
     await Promise.all([
       writeFileAtomic(p.rootCert, root.pem),
       writeFileAtomic(p.intermediateCert, intermediate.pem),
       writeFileAtomic(p.tlsCert, tls.pem + intermediate.pem),
-      writeSealedKey(p.rootKey, root.key, opts.password),
-      writeSealedKey(p.intermediateKey, intermediate.key, opts.password),
-      writeSealedKey(p.tlsKey, tls.key, opts.password),
-      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password),
-      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password),
-      writeSealedKey(p.enrollmentKey, enrollment, opts.password),
+      writeSealedKey(p.rootKey, root.key, opts.password, salt),
+      writeSealedKey(p.intermediateKey, intermediate.key, opts.password, salt),
+      writeSealedKey(p.tlsKey, tls.key, opts.password, salt),
+      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password, salt),
+      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password, salt),
+      writeSealedKey(p.enrollmentKey, enrollment, opts.password, salt),
       writeFileAtomic(p.userCaPub, `${userCa.publicKey.toLine(`${name} user CA`)}\n`),
       writeFileAtomic(p.hostCaPub, `${hostCa.publicKey.toLine(`${name} host CA`)}\n`),
-      writeFileAtomic(p.config, configTemplate({name, address, dnsNames})),
+      writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern})),
     ])
     if (await exists(dir)) await rmdir(dir)
     await rename(tmp, dir)
@@ -90,6 +96,7 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       name,
       address,
       dnsNames,
+      hostPattern,
       rootFingerprint: certFingerprint(root.der),
       userCaKey: userCa.publicKey.toLine(`${name} user CA`),
       hostCaKey: hostCa.publicKey.toLine(`${name} host CA`),
@@ -102,7 +109,24 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
 
 const y = (v: unknown): string => JSON.stringify(v)
 
-function configTemplate(o: {name: string; address: string; dnsNames: string[]}): string {
+function hostPatternLines(pattern: string): string {
+  if (pattern === NO_HOSTS) {
+    return `  # The hosts whose host certificates clients trust from this CA: "@cert-authority <hostPattern> <key>"
+  # in their known_hosts and "Match host <hostPattern>" in their ssh_config (sshca config). No pattern
+  # could be derived from dnsNames (IP addresses, single-label names, or a name whose parent is a
+  # top-level or public domain), so "!*" names no hosts and "sshca config" asks each person for --pattern. Write yours, e.g. "*.corp.example.com,10.0.0.*".
+  # "*" trusts this CA for every host anyone connects to: write it only if that is what you mean.
+  hostPattern: ${y(pattern)}`
+  }
+  return `  # The hosts whose host certificates clients trust from this CA: "@cert-authority <hostPattern> <key>"
+  # in their known_hosts and "Match host <hostPattern>" in their ssh_config (sshca config). Derived
+  # from dnsNames (the parent domain of each name); a comma-separated list, "!" excludes. Clients
+  # may narrow it (sshca config --pattern), never widen it. "*" trusts this CA for every host anyone
+  # connects to: write it only if that is what you mean.
+  hostPattern: ${y(pattern)}`
+}
+
+function configTemplate(o: {name: string; address: string; dnsNames: string[]; hostPattern: string}): string {
   return `# sshca CA configuration. Check it with: sshca ca check-config --config <this file>
 # The running CA re-reads it on SIGHUP; an invalid file is logged and the old policy kept.
 
@@ -119,14 +143,16 @@ disabled: false
 db:
   type: sqlite
   path: db/sshca.sqlite
+  # full: a certificate is returned only once its record and spent token are on disk (fsync).
+  # normal: faster, but a power loss can drop the last commits (spent tokens replayable again).
+  durability: full
 
 # Audit log: one JSON line per decision. "-" is standard output.
 audit:
   file: "-"
 
 ssh:
-  # Clients write "@cert-authority <hostPattern> <host CA key>" into known_hosts (sshca config).
-  hostPattern: "*"
+${hostPatternLines(o.hostPattern)}
   # Ceiling for user certificates, whatever a provisioner or rule says.
   maxUserTtl: 24h
   # Host certificates: default and ceiling.
@@ -138,7 +164,9 @@ ssh:
 # Match values: a scalar is equality, a list is any-of, {domain: example.com} on an email,
 # {contains: ops} on a list claim such as groups, {glob: "refs/heads/release/*"}.
 # A claim the token lacks never matches. Templates: \${claim}, \${email.local}, \${email.domain}.
-provisioners: []
+# None yet, so every request is denied. To start, delete the leading "#" of an example's lines
+# (keep the indentation), edit it, then run check-config.
+provisioners:
 #  - name: sso
 #    type: oidc
 #    issuer: https://idp.example.com

@@ -7,17 +7,16 @@ import {setInterval} from 'node:timers'
 import type {FastifyInstance} from 'fastify'
 import type {Server as TlsServer} from 'node:tls'
 import {SshcaError} from '../errors.ts'
-import {dirname} from 'node:path'
-import {privateDir} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
-import {buildApp} from './app.ts'
-import {createAuditLog, type AuditLog} from './audit.ts'
-import {loadConfig, resolveInDir, type CaConfig} from './config.ts'
-import {loadMaterial} from './material.ts'
-import {TokenVerifier, type VerifierDeps} from './oidc.ts'
-import type {CaRuntime} from './runtime.ts'
-import type {Store} from './store.ts'
-import {SqliteStore} from './store-sqlite.ts'
+import {Authority} from './authority/authority.ts'
+import {buildApp} from './http/app.ts'
+import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
+import {loadMaterial} from './keys/material.ts'
+import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
+import type {CaRuntime} from './authority/runtime.ts'
+import type {Store} from './store/store.ts'
+import {openStore} from './store/open.ts'
 
 export interface StartOptions {
   configPath: string
@@ -30,6 +29,10 @@ export interface StartOptions {
   clock?: () => number
   /** Install SIGHUP (reload) handling; `ca serve` does, in-process tests do not. */
   handleSignals?: boolean
+  /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
+  adminEventsIntervalMs?: number
+  /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
+  onWarnings?: (warnings: string[], reload: boolean) => void
 }
 
 export interface RunningCa {
@@ -42,17 +45,20 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
-export function openStore(config: CaConfig): Store {
-  return new SqliteStore(resolveInDir(config, config.db.path))
-}
+/** How often spent token ids that have expired are deleted. */
+export const PURGE_EVERY_MS = 60_000
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
-  const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
+  const store = await openStore(config, 'server')
+  // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
+  // (key and certificate are two files): the store's lock orders them, the second finds it renewed
+  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames)).catch(async (err: unknown) => {
+    await store.close()
+    throw err
+  })
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
-  await privateDir(dirname(resolveInDir(config, config.db.path)))
-  const store = openStore(config)
   const clock = opts.clock ?? Date.now
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
@@ -62,10 +68,18 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     clock,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const app = buildApp(runtime, {key: material.tls.keyPem, cert: material.tls.certPem})
+  const authority = new Authority(runtime)
+  const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
-  await app.listen({host: hp.host, port: hp.port})
+  try {
+    await app.listen({host: hp.host, port: hp.port})
+  } catch (err) {
+    await app.close().catch(() => undefined)
+    await store.close()
+    await audit.close()
+    throw listenError(err, `${hp.host}:${hp.port}`)
+  }
   const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
@@ -75,6 +89,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     disabled: c.disabled,
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
+  if (warnings.length) opts.onWarnings?.(warnings, false)
   audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
 
   const reload = async (): Promise<boolean> => {
@@ -82,6 +97,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       const next = await loadConfig(opts.configPath)
       runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
+      if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
     } catch (err) {
       const e = err as SshcaError
@@ -92,16 +108,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), 10 * 60_000)
+  // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
+  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
+  // admin commands write their events to the store; the server copies them to its audit sink
+  let forwarding: Promise<unknown> = forwardAdminEvents(store, audit).catch(() => undefined)
+  const forward = setInterval(() => {
+    forwarding = forwarding.then(() => forwardAdminEvents(store, audit)).catch(() => undefined)
+  }, opts.adminEventsIntervalMs ?? 1000)
+  forward.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
-    const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
+    // under the lock: of N replicas sharing the directory one renews, the others load its certificate
+    const fresh = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
     ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
+    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.tlsRenewed})
   }
 
   let closed = false
@@ -117,10 +141,37 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       if (opts.handleSignals) process.off('SIGHUP', onHup)
       clearInterval(purge)
       clearInterval(renew)
+      clearInterval(forward)
       await app.close()
+      await forwarding
+      await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
       await store.close()
       await audit.close()
     },
   }
+}
+
+/** Copies the admin events the audit sink has not seen yet; several replicas share one cursor. */
+export async function forwardAdminEvents(store: Store, audit: AuditLog): Promise<number> {
+  let total = 0
+  for (;;) {
+    const cursor = await store.auditCursor()
+    const events = await store.adminEventsAfter(cursor, 100)
+    if (events.length === 0) return total
+    for (const e of events) audit.write(e.event as AuditEvent, {...e.fields, admin_event_id: e.id, recorded_at: new Date(e.at * 1000).toISOString()})
+    total += events.length
+    // another replica moved the cursor first: it wrote these too (at least once), stop here
+    if (!(await store.advanceAuditCursor(cursor, events[events.length - 1]!.id))) return total
+  }
+}
+
+/** A listen failure a person can act on: which address, and what to do about it. */
+export function listenError(err: unknown, address: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  const hint = 'choose another with --address HOST:PORT (or address: in ca.yaml)'
+  if (code === 'EADDRINUSE') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: another process is using it (another sshca ca serve?)`, {cause: err, hint: `stop that process (ss -ltnp 'sport = :${address.split(':').pop()}' shows it), or ${hint}`})
+  if (code === 'EACCES') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: ports below 1024 need privileges`, {cause: err, hint: `use a port above 1024 (the default is 9000), or ${hint}`})
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: this machine has no such address`, {cause: err, hint: `use one of its addresses, 0.0.0.0 for all, or ${hint}`})
+  return err
 }

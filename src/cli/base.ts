@@ -5,6 +5,7 @@
 import {Command, type Interfaces} from '@oclif/core'
 import {isSshcaError} from '../errors.ts'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
+import {isOclifUsageError, usageError} from './usage.ts'
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true
@@ -19,12 +20,15 @@ export abstract class BaseCommand extends Command {
     if (!this.jsonEnabled()) process.stderr.write(text)
   }
 
+  /** A warning a person must see even with --json (which keeps stdout for the document): stderr. */
+  protected warning(text: string): void {
+    process.stderr.write(`Warning: ${text}\n`)
+  }
+
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
-    // oclif's own parse errors (unknown flag, missing argument) keep oclif's wording and exit code 2.
-    if (!isSshcaError(err) && 'oclif' in err) {
-      return super.catch(err)
-    }
-    const e = toSshcaError(err)
+    // oclif's own parse errors (unknown flag, missing argument, bad option) become ERR_USAGE with the
+    // command's usage line: one short message, or under --json the same error document as any other
+    const e = !isSshcaError(err) && isOclifUsageError(err) ? usageError(err, this.config.bin, this.ctor) : toSshcaError(err)
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
     else process.stderr.write(errorText(e))
     process.exitCode = exitCodeFor(e)

@@ -12,6 +12,19 @@ export function canOpenBrowser(env: NodeJS.ProcessEnv = process.env, platform = 
   return true
 }
 
+/**
+ * Why a browser on this machine cannot complete a loopback sign-in, or undefined when one can: in an
+ * SSH session the person's browser is on another machine (127.0.0.1 there is not here), and a
+ * Linux/BSD machine without a display has none. $BROWSER set (even to none) means the person
+ * handles the URL themselves.
+ */
+export function noLocalBrowser(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string | undefined {
+  if (env.BROWSER !== undefined) return undefined
+  if (env.SSH_CONNECTION || env.SSH_TTY) return 'this is an SSH session, so your browser cannot reach this machine\'s 127.0.0.1'
+  if ((platform === 'linux' || platform === 'freebsd' || platform === 'openbsd') && !env.DISPLAY && !env.WAYLAND_DISPLAY) return 'this machine has no display for a browser'
+  return undefined
+}
+
 /** Opens `url` with $BROWSER when set, else the system's opener (the `open` package). */
 export async function openBrowser(url: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
   if (!canOpenBrowser(env)) return false
@@ -74,6 +87,19 @@ export function loginNotifier(stream: NodeJS.WriteStream = process.stderr): {not
           break
         case 'refresh_failed':
           stream.write('The saved sign-in has expired; signing in again.\n')
+          break
+        case 'refresh_refused_by_ca':
+          stream.write('The CA does not accept a renewed sign-in (step-ca refuses an ID token from a refresh); signing in again.\n')
+          break
+        case 'no_local_browser':
+          stream.write(e.usingDevice ? `No browser here: ${e.reason}. Using a device code instead (what --console does).\n` : `No browser here: ${e.reason}, and the identity provider offers no device code (--console). Open the URL below in a browser on this machine, or forward its port first: ssh -L PORT:127.0.0.1:PORT (PORT from the URL's redirect_uri).\n`)
+          break
+        case 'refresh_token_file':
+          stream.write(`No OS keyring here: your refresh token is kept in ${e.file} (0600), so the next sign-in needs no browser. sshca logout removes it.\n`)
+          break
+        case 'callback_ignored':
+          // on a new line: the spinner redraws its own
+          stream.write(`${stream.isTTY ? '\r\x1b[2K' : ''}Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n`)
           break
       }
     },

@@ -56,6 +56,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
         interactive: {
           openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
+          ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
           notify: (e: LoginEvent) => notifier?.notify(e),
           signal: abort.signal,
           timeoutMs: f.timeout * 1000,
@@ -64,6 +65,8 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
       },
     )
     notifier?.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
+    // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
+    if (result.krl.note) process.stderr.write(`Note: ${result.krl.note}\n`)
     return {result, text: renderLogin(result)}
   } finally {
     notifier?.done()

@@ -1,5 +1,5 @@
 /** The CA password: from --password-file, or asked on the terminal without echo. Never from argv. */
-import {readPasswordFile} from '../ca/keystore.ts'
+import {passwordProblem, readPasswordFile} from '../ca/keys/keystore.ts'
 import {SshcaError} from '../errors.ts'
 
 async function askHidden(prompt: string): Promise<string> {
@@ -35,6 +35,8 @@ async function askHidden(prompt: string): Promise<string> {
   }
 }
 
+const ATTEMPTS = 3
+
 export async function obtainPassword(opts: {file?: string | undefined; confirm?: boolean}): Promise<string> {
   if (opts.file) return readPasswordFile(opts.file)
   if (!process.stdin.isTTY) {
@@ -42,8 +44,22 @@ export async function obtainPassword(opts: {file?: string | undefined; confirm?:
       hint: 'write the password to a 0600 file and pass --password-file FILE',
     })
   }
-  const first = await askHidden('CA password: ')
-  if (first.length < 12) throw new SshcaError('ERR_CA_PASSWORD', 'the CA password must have at least 12 characters')
-  if (opts.confirm && (await askHidden('Repeat the password: ')) !== first) throw new SshcaError('ERR_CA_PASSWORD', 'the passwords differ')
-  return first
+  // a short or mistyped password asks again; three misses end it
+  let last = ''
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const first = await askHidden('CA password: ')
+    const problem = passwordProblem(first)
+    if (problem) {
+      last = problem
+      process.stderr.write(`${problem}; try again\n`)
+      continue
+    }
+    if (opts.confirm && (await askHidden('Repeat the password: ')) !== first) {
+      last = 'the two passwords differ'
+      process.stderr.write(`${last}; try again\n`)
+      continue
+    }
+    return first
+  }
+  throw new SshcaError('ERR_CA_PASSWORD', `${last} (${ATTEMPTS} attempts)`, {hint: `or write the password to a 0600 file and pass --password-file FILE`})
 }

@@ -1,7 +1,9 @@
 /** Text renderers for command results. Pure: they return strings; the commands print them. */
 import type {CertificateView, OptionView} from '../client/certificates.ts'
+import type {ClientConfigResult} from '../client/config.ts'
 import type {InspectResult} from '../client/inspect.ts'
 import type {ListResult} from '../client/list.ts'
+import type {LoginResult} from '../client/login.ts'
 import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
 import {shortDuration, table} from './format.ts'
 
@@ -69,7 +71,6 @@ export function renderList(r: ListResult, raw: boolean): string {
   return table(rows)
 }
 
-import type {LoginResult} from '../client/login.ts'
 
 export function renderLogin(r: LoginResult): string {
   const c = r.certificate
@@ -81,4 +82,27 @@ export function renderLogin(r: LoginResult): string {
   const where = r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
   const how = {browser: 'browser sign-in', device: 'device code', refresh: 'saved sign-in', 'identity-token': 'identity token', 'github-actions': 'GitHub Actions token', existing: ''}[r.method]
   return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
+}
+
+
+/** `sshca config` (client): what was written or, with --dry-run, what would be. */
+export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): string {
+  const narrowed = r.pattern === r.caPattern ? 'the CA\'s host pattern' : r.caPattern === '!*' ? 'chosen with --pattern: the CA names no hosts' : `narrowed from the CA's "${r.caPattern}"`
+  if (dryRun) {
+    let out = `# ${r.file}: the "${r.context}" block (hosts ${r.pattern}, ${narrowed})\n${r.block}`
+    if (r.sshConfig) {
+      out += `\n# ${r.sshConfig.file}: the "${r.context}" block\n${r.sshConfig.block}`
+      out += r.sshConfig.include.changed ? `\n# ${r.sshConfig.include.file}: added at the top\n${r.sshConfig.include.line}\n` : `\n# ${r.sshConfig.include.file} already includes it\n`
+    }
+    return out
+  }
+  const lines: string[] = []
+  lines.push(r.changed ? `${r.file}: hosts matching ${r.pattern} (${narrowed}) are now verified by the host CA of "${r.context}"${r.backup ? ` (previous file: ${r.backup})` : ''}.` : `${r.file} already trusts the host CA of "${r.context}" for ${r.pattern} (${narrowed}).`)
+  if (r.krl.status === 'refreshed') lines.push(`Revocation list of "${r.context}": ${r.krl.revokedSerials} revoked serial(s), ${r.krl.revokedKeyIds} revoked key ID(s), in ${r.krl.file}.`)
+  if (r.sshConfig) {
+    const s = r.sshConfig
+    lines.push(`${s.file}: ${s.changed ? 'wrote' : 'kept'} the "${r.context}" block (RevokedHostKeys ${r.krl.file ? 'set' : 'not set: no revocation list'} for hosts ${r.pattern}).`)
+    lines.push(s.include.changed ? `${s.include.file}: added "${s.include.line}" at the top${s.include.backup ? ` (previous file: ${s.include.backup})` : ''}.` : `${s.include.file} already includes it.`)
+  }
+  return `${lines.join('\n')}\n`
 }

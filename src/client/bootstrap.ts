@@ -5,14 +5,17 @@
  * Only then is anything written; a mismatch or an unreachable CA writes nothing.
  */
 import {createHash, randomBytes, timingSafeEqual, X509Certificate} from 'node:crypto'
-import {mkdir, rename, rm} from 'node:fs/promises'
+import {cp, mkdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {RootResponse, SshRootsResponse} from '../protocol/api.ts'
+import {caHostPattern, namesNoHosts} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {privateDir, writeFileAtomic} from '../util/fs.ts'
+import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
-import {CONTEXT_FILE, ROOT_FILE, contextDir, readContext, validContextName, type ContextSettings} from './home.ts'
+import {overlappingContexts, overlapWarning} from './config.ts'
+import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, readContext, validContextName, type ContextSettings} from './home.ts'
+import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
 
 export interface BootstrapOptions {
   caUrl: string
@@ -28,6 +31,10 @@ export interface BootstrapResult {
   rootSubject: string
   userCaKeys: string[]
   hostCaKeys: string[]
+  /** The CA's host pattern, as stored ("!*": it names no hosts; sshca config then needs --pattern). */
+  hostPattern: string
+  krl: ContextKrl
+  warnings: string[]
   replaced: boolean
 }
 
@@ -77,6 +84,7 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
   if (!want) throw new SshcaError('ERR_USAGE', '--fingerprint must be the root\'s SHA-256: 64 hex characters (":" and "-" allowed)')
   const name = o.context ?? defaultContextName(caUrl)
   if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a valid context name (letters, digits, ".", "_", "-")`)
+  checkHome(home)
 
   // 1. the root, without trusting TLS: the fingerprint is what we trust
   let res
@@ -110,32 +118,43 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
 
   // 2. the CA again, trusting that root alone: its TLS must chain to it
   const client = new CaClient(caUrl, rootPem)
-  let roots
   try {
-    roots = await client.call(
-      // Stryker disable next-line StringLiteral: node:https sends GET when the method is empty
-      'GET',
-      '/ssh/roots',
-      SshRootsResponse,
-    )
+    let roots: SshRootsResponse
+    try {
+      roots = await client.call('GET', '/ssh/roots', SshRootsResponse)
+    } catch (err) {
+      // step-ca without SSH keys answers 404 "no keys found"
+      if (err instanceof SshcaError && err.details?.status === 404) {
+        throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} does not issue SSH certificates: SSH is not enabled on it (GET /ssh/roots answered 404); nothing was written`, {
+          cause: err,
+          hint: 'on step-ca, SSH is enabled with `step ca init --ssh` (the "ssh" keys in ca.json); check the URL, or ask the CA operator',
+        })
+      }
+      throw err
+    }
+    if (roots.userKey.length === 0 && roots.hostKey.length === 0) throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
+    const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
+    // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
+    const hostPattern = caHostPattern(roots.hostPattern)
+    const settings: ContextSettings = {
+      name,
+      caUrl,
+      rootFingerprint: got,
+      userCaKeys: roots.userKey.map((k) => line(k, 'user CA')),
+      hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')),
+      hostPattern,
+      bootstrappedAt: new Date().toISOString(),
+    }
+    return await writeContext(home, settings, {rootPem, rootSubject: root.subject, force: Boolean(o.force)}, client)
   } finally {
     client.close()
   }
-  // the pattern goes into known_hosts as one field of an @cert-authority line: no spaces, no line breaks
-  const hostPattern = roots.hostPattern ?? '*'
-  if (!/^[!-~]+$/.test(hostPattern)) {
-    throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA sent a host pattern that is not one known_hosts field: ${JSON.stringify(hostPattern)}`)
-  }
-  const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
-  const settings: ContextSettings = {
-    name,
-    caUrl,
-    rootFingerprint: got,
-    userCaKeys: roots.userKey.map((k) => line(k, 'user CA')),
-    hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')),
-    hostPattern,
-    bootstrappedAt: new Date().toISOString(),
-  }
+}
+
+async function writeContext(home: string, settings: ContextSettings, o: {rootPem: string; rootSubject: string; force: boolean}, client: CaClient): Promise<BootstrapResult> {
+  const {name, rootFingerprint: got} = settings
+  const {rootPem, rootSubject} = o
+  let krl: ContextKrl
 
   // 3. write: refuse to swap a context's root without --force; the directory appears whole or not at all
   const existing = await readContext(home, name)
@@ -152,7 +171,12 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     await writeFileAtomic(join(staged, ROOT_FILE), rootPem)
     await writeFileAtomic(join(staged, CONTEXT_FILE), `${JSON.stringify(settings, null, 2)}\n`)
     const target = contextDir(home, name)
-    if (existing) await rm(target, {recursive: true})
+    // the KRL ssh reads for this context (RevokedHostKeys names it): fetched now, else the previous
+    // copy carried over, so a re-bootstrap never leaves ssh_config pointing at a missing file
+    if (existing && (await exists(contextKrlPath(target)))) await cp(contextKrlPath(target), contextKrlPath(staged), {preserveTimestamps: true})
+    krl = await refreshContextKrl({...settings, rootPem, dir: staged}, client, staged)
+    if (krl.file) krl = {...krl, file: contextKrlPath(target)}
+    if (existing) await rm(target, {recursive: true, force: true})
     await rename(staged, target)
   } catch (err) {
     await rm(staged, {
@@ -163,5 +187,9 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     throw err
   }
   await writeFileAtomic(join(home, 'current'), `${name}\n`)
-  return {context: name, caUrl, rootFingerprint: got, rootSubject: root.subject, userCaKeys: settings.userCaKeys, hostCaKeys: settings.hostCaKeys, replaced: !!existing}
+  const warnings: string[] = []
+  if (settings.hostPattern === '*') warnings.push(`the CA's host pattern is "*": its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`)
+  if (krl.note) warnings.push(krl.note)
+  if (!namesNoHosts(settings.hostPattern)) for (const o of await overlappingContexts(home, name, settings.hostPattern)) warnings.push(overlapWarning(name, settings.hostPattern, o))
+  return {context: name, caUrl: settings.caUrl, rootFingerprint: got, rootSubject, userCaKeys: settings.userCaKeys, hostCaKeys: settings.hostCaKeys, hostPattern: settings.hostPattern, krl, warnings, replaced: !!existing}
 }

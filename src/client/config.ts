@@ -1,38 +1,51 @@
 /**
- * `sshca config`: the client's known_hosts block (so ssh verifies host certificates instead of
- * asking), and what a server needs: the user CA keys for TrustedUserCAKeys and the sshd snippet.
+ * `sshca config`: on a person's machine, the known_hosts block (so ssh verifies host certificates
+ * instead of asking), the context's KRL and sshca's ssh_config (so ssh refuses revoked ones); on a
+ * server, the user CA keys for TrustedUserCAKeys, the sshd snippet and the systemd units.
  */
-import {chmod, copyFile, readFile, stat} from 'node:fs/promises'
+import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {dirname, join} from 'node:path'
-import {SshcaError} from '../errors.ts'
+import {dirname, join, resolve} from 'node:path'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
+import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
-import {CONTEXT_FILE, loadContext, type Context, type ContextSettings} from './home.ts'
+import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
+import {CONTEXT_FILE, listContexts, loadContext, readContext, type Context, type ContextSettings} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
+import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
 
-/** The CA's current SSH keys over pinned TLS; the context's cached copy is updated when they changed. */
-export async function refreshSshRoots(ctx: Context): Promise<Context> {
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+/** Saves a context's settings (everything but the root and the folder) atomically. */
+export async function saveContext(ctx: Context): Promise<void> {
+  const {rootPem: _r, dir: _d, ...settings} = ctx
+  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
+}
+
+/**
+ * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
+ * when they changed. A CA that sends no host pattern names no hosts (step-ca's /ssh/roots has none).
+ */
+export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<Context> {
+  const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     const roots = await ca.call('GET', '/ssh/roots', SshRootsResponse)
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: roots.hostPattern ?? ctx.hostPattern}
-    if (JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])) {
-      const {rootPem: _r, dir: _d, ...settings} = next
-      await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
-    }
+    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
+    if (JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])) await saveContext(next)
     return next
   } finally {
-    ca.close()
+    if (!client) ca.close()
   }
 }
 
 export interface KnownHostsOptions {
   context?: string
+  /** Narrows the CA's host pattern (required when the CA names no hosts). */
   pattern?: string
   /** Default ~/.ssh/known_hosts. */
   file?: string
@@ -42,36 +55,143 @@ export interface KnownHostsOptions {
 export interface KnownHostsResult {
   context: string
   file: string
+  /** The pattern written: the CA's, or --pattern within it (the CA's exclusions kept). */
   pattern: string
+  /** The CA's own ssh.hostPattern. */
+  caPattern: string
   block: string
   changed: boolean
   written: boolean
   backup: string | null
 }
 
-export async function configureKnownHosts(home: string, o: KnownHostsOptions): Promise<KnownHostsResult> {
-  const ctx = await refreshSshRoots(await loadContext(home, o.context))
-  if (ctx.hostCaKeys.length === 0) throw new SshcaError('ERR_CA_BAD_RESPONSE', 'the CA publishes no host CA key')
-  const file = o.file ?? join(homedir(), '.ssh', 'known_hosts')
-  const pattern = o.pattern ?? ctx.hostPattern ?? '*'
-  if (/\s/.test(pattern) || pattern === '') throw new SshcaError('ERR_USAGE', `--pattern "${pattern}" must be one known_hosts host pattern list (no spaces)`)
-  const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
-  const existed = await exists(file)
-  const existing = existed ? await readFile(file, 'utf8') : ''
-  const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
-  const result: KnownHostsResult = {context: ctx.name, file, pattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null}
-  if (o.dryRun || !changed) return result
+const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
+
+/** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
+async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
   await privateDir(dirname(file))
-  let mode = 0o644
-  if (existed) {
+  let mode = newMode
+  let backup: string | null = null
+  if (await exists(file)) {
     mode = (await stat(file)).mode & 0o777
-    result.backup = `${file}.sshca-backup`
-    await copyFile(file, result.backup)
-    await chmod(result.backup, mode)
+    backup = `${file}.sshca-backup`
+    await copyFile(file, backup)
+    await chmod(backup, mode)
   }
   await writeFileAtomic(file, text, mode)
+  return backup
+}
+
+async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownHostsResult> {
+  if (ctx.hostCaKeys.length === 0) throw new SshcaError('ERR_CA_BAD_RESPONSE', 'the CA publishes no host CA key')
+  const file = o.file ?? defaultKnownHosts()
+  const pattern = effectivePattern(ctx.hostPattern, o.pattern)
+  const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
+  const existing = (await exists(file)) ? await readFile(file, 'utf8') : ''
+  const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
+  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null}
+  if (o.dryRun || !changed) return result
+  result.backup = await replaceWithBackup(file, text, 0o644)
   result.written = true
   return result
+}
+
+/** known_hosts only (the demo uses it on a throwaway file): see configureClient for `sshca config`. */
+export async function configureKnownHosts(home: string, o: KnownHostsOptions): Promise<KnownHostsResult> {
+  return knownHostsFor(await refreshSshRoots(await loadContext(home, o.context)), o)
+}
+
+export interface ClientConfigOptions extends KnownHostsOptions {
+  /** false: leave ssh_config alone (--no-ssh-config). */
+  sshConfig?: boolean
+  /** ~/.ssh by default: where the ssh_config with the Include lives. */
+  sshDir?: string
+  /** Whether ssh understands `Match final` (default: asks `ssh -V`). */
+  matchFinal?: boolean
+}
+
+export interface ClientConfigResult extends KnownHostsResult {
+  krl: ContextKrl
+  sshConfig: {
+    file: string
+    block: string
+    changed: boolean
+    include: {file: string; line: string; changed: boolean; backup: string | null}
+  } | null
+  /** Things to know that did not stop the command (overlapping contexts, no KRL …). */
+  warnings: string[]
+}
+
+/** Other contexts whose host pattern may match the same hosts as `pattern`. */
+export async function overlappingContexts(home: string, self: string, pattern: string): Promise<{context: string; pattern: string}[]> {
+  const out: {context: string; pattern: string}[] = []
+  for (const name of await listContexts(home)) {
+    if (name === self) continue
+    const other = await readContext(home, name).catch(() => undefined)
+    const theirs = other?.configuredPattern ?? other?.hostPattern
+    if (!theirs) continue
+    try {
+      if (!namesNoHosts(theirs) && listsOverlap(pattern, theirs)) out.push({context: name, pattern: theirs})
+    } catch {
+      // a pattern this version cannot read matches nothing here
+    }
+  }
+  return out
+}
+
+export const overlapWarning = (self: string, pattern: string, o: {context: string; pattern: string}): string =>
+  `the host pattern "${pattern}" of "${self}" overlaps "${o.pattern}" of "${o.context}": hosts matching both are vouched for by two CAs, and ssh reads one RevokedHostKeys per host (the first block that matches), so the other CA's revocations do not apply to them; narrow one with sshca config --context NAME --pattern …`
+
+/**
+ * `sshca config` on a person's machine: the @cert-authority block in known_hosts, the context's KRL
+ * refreshed, its block in sshca's ssh_config, and the Include of that file at the top of
+ * ~/.ssh/config. Written in that order, each atomically, so ssh never reads a RevokedHostKeys that
+ * names a missing file. --dry-run fetches and shows, writes nothing.
+ */
+export async function configureClient(home: string, o: ClientConfigOptions): Promise<ClientConfigResult> {
+  const loaded = await loadContext(home, o.context)
+  const ca = new CaClient(loaded.caUrl, loaded.rootPem)
+  try {
+    const ctx = await refreshSshRoots(loaded, ca)
+    const kh = await knownHostsFor(ctx, o)
+    const krl = await refreshContextKrl(ctx, ca, ctx.dir, {write: !o.dryRun})
+    const warnings: string[] = []
+    if (krl.note) warnings.push(krl.note)
+    for (const other of await overlappingContexts(home, ctx.name, kh.pattern)) warnings.push(overlapWarning(ctx.name, kh.pattern, other))
+    let sshConfig: ClientConfigResult['sshConfig'] = null
+    if (o.sshConfig !== false) {
+      const file = managedSshConfigPath(home)
+      const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
+      const merged = mergeSshConfig((await exists(file)) ? await readFile(file, 'utf8') : '', {
+        context: ctx.name,
+        pattern: kh.pattern,
+        krlFile: krl.file,
+        krlNote: krl.note,
+        ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
+        matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
+      })
+      const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
+      const inc = mergeInclude((await exists(userConfig)) ? await readFile(userConfig, 'utf8') : '', file)
+      sshConfig = {file, block: merged.block, changed: merged.changed, include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null}}
+      if (!o.dryRun) {
+        if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
+        if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
+      }
+    }
+    if (!o.dryRun && ctx.configuredPattern !== kh.pattern) await saveContext({...ctx, configuredPattern: kh.pattern})
+    return {...kh, krl, sshConfig, warnings}
+  } finally {
+    ca.close()
+  }
+}
+
+/** The file a symlink points to (a dotfiles repository), so the link itself is kept. */
+async function realTarget(path: string): Promise<string> {
+  try {
+    return await realpath(path)
+  } catch {
+    return path
+  }
 }
 
 export async function caKeys(home: string, o: {context?: string; host?: boolean}): Promise<{context: string; kind: 'user' | 'host'; keys: string[]}> {
@@ -85,84 +205,172 @@ export interface HostConfigOptions {
   sshdDir?: string
   /** Where the systemd units go (default /etc/systemd/system). */
   systemdDir?: string
-  /** The command the renewal service runs (default: this node and this sshca). */
-  sshcaCommand?: string
+  /** The sshca the units run (default: this node and this script, by their real paths). */
+  sshca?: InstalledSshca
+  /** The file system the root-only check reads (tests pass a made-up one). */
+  pathDeps?: ExecPathDeps
   dryRun?: boolean
 }
 
 export interface HostConfigResult {
   context: string
   files: {path: string; content: string | Buffer; mode: number}[]
+  /** The ExecStart command of the units (real paths of node and sshca). */
+  command: string
+  /** Host keys configured: they have a certificate from this CA. */
+  certified: string[]
+  /** Host keys left out, and why (no certificate, or one from another CA): sshd would log an error for each. */
+  skipped: {key: string; reason: string}[]
   written: boolean
   next: string[]
+  /** Whether the CA publishes a KRL (step-ca does not): without one, no RevokedKeys and no KRL unit. */
+  krl: 'published' | 'none'
+  warnings: string[]
 }
 
 export const KRL_FILE = 'sshca_revoked_keys.krl'
 
+/** Unit names: one renewal per host key (a template instance each), and the KRL on its own. */
+export const RENEW_UNIT = 'sshca-renew@'
+export const KRL_UNIT = 'sshca-krl'
+
+const HARDENING = ['NoNewPrivileges=yes', 'PrivateTmp=yes']
+
 /**
  * What a server needs: the user CA key file and the sshd snippet (TrustedUserCAKeys, HostCertificate
  * for each host key, RevokedKeys with a current KRL: sshd refuses every key when that file is
- * missing), and a daily systemd timer that renews the host certificates and refreshes the KRL.
+ * missing), and systemd units that keep both fresh:
+ *   - sshca-krl.service + .timer (hourly): the KRL, on its own, so nothing else failing can stop it
+ *     (in one oneshot service, the first failing ExecStart skips every later one: a host whose
+ *     renewal failed would stop learning of revocations for good);
+ *   - sshca-renew@<key>.service + .timer (daily), one instance per host key: a key whose renewal
+ *     fails (revoked, CA unreachable) shows as its own failed unit and holds up no other key.
+ * `-`-prefixed renew lines in one unit were the other choice: they keep going, but hide every failed
+ * renewal behind a green unit. ExecStart names the real paths of node and sshca, and the whole is
+ * refused when root would run anything another user can change (exec-path.ts).
  */
 export async function configureHost(home: string, o: HostConfigOptions): Promise<HostConfigResult> {
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
   const dir = o.sshdDir ?? '/etc/ssh'
   const unitDir = o.systemdDir ?? '/etc/systemd/system'
-  const caFile = join(dir, 'sshca_user_ca.pub')
-  const krlFile = join(dir, KRL_FILE)
+  if (!/^\/[A-Za-z0-9._/@+-]*$/.test(resolve(dir))) throw new SshcaError('ERR_USAGE', `--sshd-dir "${dir}" must be an absolute path without spaces or special characters (it goes into unit files)`)
+  const sshdDir = resolve(dir)
+  const exe = o.sshca ?? installedSshca()
+  assertSafeForRoot(exe, home, o.pathDeps ?? realFs)
+  const caFile = join(sshdDir, 'sshca_user_ca.pub')
+  const krlFile = join(sshdDir, KRL_FILE)
+  // only keys with a certificate from this CA: for any other, sshd logs "Could not load host
+  // certificate" at every start, and its renewal unit would fail every day
   const present: string[] = []
-  for (const k of ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']) if (await exists(join(dir, `${k}.pub`))) present.push(k)
+  const skipped: {key: string; reason: string}[] = []
+  const hostCas = new Set(ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
+  for (const k of ['ssh_host_ed25519_key', 'ssh_host_ecdsa_key', 'ssh_host_rsa_key']) {
+    if (!(await exists(join(sshdDir, `${k}.pub`)))) continue
+    const reason = await hostCertProblem(join(sshdDir, `${k}-cert.pub`), hostCas)
+    if (reason) skipped.push({key: k, reason})
+    else present.push(k)
+  }
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
-  let krl: Buffer
+  // a CA without a KRL (step-ca has no /ssh/krl): no RevokedKeys line (sshd refuses every key when
+  // that file is missing) and no KRL unit; said plainly, since revocations then stop at the CA
+  let krl: Buffer | undefined
+  const warnings: string[] = []
   try {
     krl = await ca.bytes('/ssh/krl')
+  } catch (err) {
+    if (!(isSshcaError(err) && err.details?.status === 404)) throw err
+    warnings.push(`the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404): sshd cannot refuse a certificate the CA revoked before it expires, so keep host and user certificates short-lived`)
   } finally {
     ca.close()
   }
-  parseKrl(krl)
+  if (krl) parseKrl(krl)
   const snippet = [
     `# Managed by sshca (sshca config --host) for the CA "${ctx.name}" at ${ctx.caUrl}.`,
     '# Users log in with short-lived certificates from this CA; a principal must equal the login name.',
     `TrustedUserCAKeys ${caFile}`,
-    '# Certificates the CA revoked (refreshed daily by sshca-renew.timer).',
-    `RevokedKeys ${krlFile}`,
+    ...(krl
+      ? [`# Certificates the CA revoked (refreshed hourly by ${KRL_UNIT}.timer; sshd rereads it on every login).`, `RevokedKeys ${krlFile}`]
+      : ['# This CA publishes no revocation list: no RevokedKeys.']),
     '# Present host certificates (issue them with: sshca certificate --host --sign …).',
-    ...present.map((k) => `HostCertificate ${join(dir, `${k}-cert.pub`)}`),
+    ...present.map((k) => `HostCertificate ${join(sshdDir, `${k}-cert.pub`)}`),
     '',
   ].join('\n')
-  const sshca = o.sshcaCommand ?? `${process.execPath} ${process.argv[1] ?? 'sshca'}`
-  const service = [
+  const env = `Environment=SSHCA_HOME=${home}`
+  const krlService = [
     '[Unit]',
-    `Description=Renew this host's SSH certificates and the revocation list from the sshca CA "${ctx.name}"`,
+    `Description=Refresh the SSH key revocation list from the sshca CA "${ctx.name}"`,
     'After=network-online.target',
     'Wants=network-online.target',
     '',
     '[Service]',
     'Type=oneshot',
-    `Environment=SSHCA_HOME=${home}`,
-    ...present.map((k) => `ExecStart=${sshca} renew --context ${ctx.name} ${join(dir, `${k}-cert.pub`)} ${join(dir, k)}`),
-    `ExecStart=${sshca} krl --context ${ctx.name} --out ${krlFile}`,
-    '# sshd rereads RevokedKeys itself; a reload makes it present the renewed certificates',
+    env,
+    ...HARDENING,
+    `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile}`,
+    '',
+  ].join('\n')
+  const krlTimer = ['[Unit]', `Description=Hourly refresh of the SSH key revocation list (sshca, ${KRL_UNIT}.service)`, '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=10m', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
+  const renewService = [
+    '[Unit]',
+    `Description=Renew the SSH host certificate of ${sshdDir}/%i from the sshca CA "${ctx.name}"`,
+    'After=network-online.target',
+    'Wants=network-online.target',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    env,
+    ...HARDENING,
+    `ExecStart=${exe.command} renew --context ${ctx.name} ${sshdDir}/%i-cert.pub ${sshdDir}/%i`,
+    '# sshd presents a renewed certificate after a reload',
     'ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service sshd.service',
     '',
   ].join('\n')
-  const timer = ['[Unit]', 'Description=Daily renewal of the SSH host certificates (sshca)', '', '[Timer]', 'OnCalendar=daily', 'RandomizedDelaySec=1h', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
+  const renewTimer = ['[Unit]', `Description=Daily renewal of the SSH host certificate of ${sshdDir}/%i (sshca)`, '', '[Timer]', 'OnCalendar=daily', 'RandomizedDelaySec=1h', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
   const files = [
     {path: caFile, content: ctx.userCaKeys.map((l) => `${l}\n`).join(''), mode: 0o644},
-    {path: krlFile, content: krl, mode: 0o644},
-    {path: join(dir, 'sshd_config.d', '50-sshca.conf'), content: snippet, mode: 0o644},
-    {path: join(unitDir, 'sshca-renew.service'), content: service, mode: 0o644},
-    {path: join(unitDir, 'sshca-renew.timer'), content: timer, mode: 0o644},
+    ...(krl ? [{path: krlFile, content: krl, mode: 0o644}] : []),
+    {path: join(sshdDir, 'sshd_config.d', '50-sshca.conf'), content: snippet, mode: 0o644},
+    ...(krl
+      ? [
+          {path: join(unitDir, `${KRL_UNIT}.service`), content: krlService, mode: 0o644},
+          {path: join(unitDir, `${KRL_UNIT}.timer`), content: krlTimer, mode: 0o644},
+        ]
+      : []),
+    {path: join(unitDir, `${RENEW_UNIT}.service`), content: renewService, mode: 0o644},
+    {path: join(unitDir, `${RENEW_UNIT}.timer`), content: renewTimer, mode: 0o644},
   ]
+  const timers = [...(krl ? [`${KRL_UNIT}.timer`] : []), ...present.map((k) => `${RENEW_UNIT}${k}.timer`)]
+  const legacy = (await exists(join(unitDir, 'sshca-renew.timer'))) || (await exists(join(unitDir, 'sshca-renew.service')))
   const next = [
-    ...(present.length ? [] : [`sshca certificate --host --sign --token TOKEN $(hostname -f) ${join(dir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
+    ...(present.length ? [] : [`sshca certificate --host --sign --token-file FILE $(hostname -f) ${join(sshdDir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
+    ...(present.length && skipped.length ? [`# to add ${skipped.map((x) => x.key).join(', ')}: sshca certificate --host --sign … ${join(sshdDir, `${skipped[0]!.key}.pub`)}, then sshca config --host again`] : []),
     'sshd -t && systemctl reload ssh          # check, then apply',
-    'systemctl daemon-reload && systemctl enable --now sshca-renew.timer',
+    ...(legacy ? [`systemctl disable --now sshca-renew.timer; rm -f ${join(unitDir, 'sshca-renew.service')} ${join(unitDir, 'sshca-renew.timer')}   # the previous single unit, replaced by the ones below`] : []),
+    `systemctl daemon-reload && systemctl enable --now ${timers.join(' ')}`,
   ]
-  if (o.dryRun) return {context: ctx.name, files, written: false, next}
+  const krlState = krl ? ('published' as const) : ('none' as const)
+  if (o.dryRun) return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: false, next, krl: krlState, warnings}
   for (const f of files) {
     await privateDir(dirname(f.path))
     await writeFileAtomic(f.path, f.content, f.mode)
   }
-  return {context: ctx.name, files, written: true, next}
+  return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: true, next, krl: krlState, warnings}
+}
+
+/** Why the certificate beside a host key will not do (missing, unreadable, not a host certificate of this CA), or undefined. */
+async function hostCertProblem(path: string, hostCas: Set<string>): Promise<string | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    return 'no certificate'
+  }
+  try {
+    const {cert} = parseCertificateLine(text)
+    if (cert.type !== 'host') return 'its certificate is not a host certificate'
+    if (!hostCas.has(cert.signatureKey.fingerprint())) return 'its certificate is from another CA'
+    return undefined
+  } catch {
+    return 'its certificate does not parse'
+  }
 }

@@ -3,9 +3,10 @@
  * settings, a `current` file naming the context in use, and the refresh-token file fallback.
  * Files 0600, folders 0700. Everything is written atomically.
  */
+import {lstatSync, readdirSync, realpathSync} from 'node:fs'
 import {readFile, readdir} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {join} from 'node:path'
+import {join, relative} from 'node:path'
 import {SshcaError} from '../errors.ts'
 
 export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -19,7 +20,10 @@ export interface ContextSettings {
   /** authorized_keys lines of the CA's SSH user CA keys (from GET /ssh/roots). */
   userCaKeys: string[]
   hostCaKeys: string[]
+  /** The CA's ssh.hostPattern (OpenSSH pattern list; "!*" when it names no hosts). */
   hostPattern: string
+  /** The pattern `sshca config` last wrote for this context (the CA's, or narrowed by --pattern). */
+  configuredPattern?: string
   bootstrappedAt: string
 }
 
@@ -64,8 +68,97 @@ export async function readContext(home: string, name: string): Promise<Context |
   }
 }
 
+/** What the home check needs to know of a path; undefined when it does not exist. */
+export interface PathInfo {
+  uid: number
+  mode: number
+  isDirectory: boolean
+  isSymbolicLink: boolean
+}
+
+export interface HomeCheckDeps {
+  lstat(path: string): PathInfo | undefined
+  readdir(path: string): string[]
+  realpath(path: string): string
+  /** The current uid; undefined where there are none (Windows): then nothing is checked. */
+  uid: number | undefined
+}
+
+export const fsDeps = (): HomeCheckDeps => ({
+  lstat(path) {
+    try {
+      const s = lstatSync(path)
+      return {uid: s.uid, mode: s.mode, isDirectory: s.isDirectory(), isSymbolicLink: s.isSymbolicLink()}
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  },
+  readdir: (path) => readdirSync(path),
+  realpath: (path) => realpathSync(path),
+  uid: process.getuid?.(),
+})
+
+/** Folders under $SSHCA_HOME whose files are secrets (refresh tokens): never readable by others. */
+const SECRET_DIRS = ['tokens']
+
+const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`
+
+/**
+ * $SSHCA_HOME decides which CA roots are trusted, which context is current, which KRL ssh reads and
+ * where refresh tokens are: every entry in it must belong to the current user (or root), be writable
+ * by nobody else, and be no symlink; refresh tokens must be readable by nobody else. A home that does
+ * not exist yet passes (bootstrap creates it 0700). Throws ERR_UNSAFE_PATH / ERR_FILE_PERMISSIONS
+ * naming the first offending path, with the command that fixes it.
+ */
+export function checkHomeTree(home: string, deps: HomeCheckDeps = fsDeps()): void {
+  if (deps.uid === undefined) return
+  const uid = deps.uid
+  let root = home
+  const top = deps.lstat(home)
+  if (!top) return
+  if (top.isSymbolicLink) root = deps.realpath(home)
+  const visit = (path: string, depth: number, secret: boolean): void => {
+    const info = deps.lstat(path)
+    if (!info) return
+    const shown = path === root ? home : join(home, relative(root, path))
+    if (info.isSymbolicLink) {
+      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} is a symbolic link; sshca never makes one in its home, and will not follow one there`, {hint: `replace it with the file it points to, or remove it (rm ${shown})`})
+    }
+    if (info.uid !== uid && info.uid !== 0) {
+      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} belongs to uid ${info.uid}, not to you (uid ${uid}): that user could change which CA sshca trusts`, {
+        hint: `if it is yours: chown -R ${uid} ${home}; otherwise point SSHCA_HOME at a folder of your own`,
+      })
+    }
+    if (info.mode & 0o022) {
+      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} is writable by ${info.mode & 0o002 ? 'every user' : 'its group'} (mode ${octal(info.mode)}): another user could change which CA sshca trusts`, {
+        hint: `chmod go-w ${shown}${info.isDirectory ? `   (sshca makes its folders 0700: chmod 700 ${shown})` : ''}`,
+      })
+    }
+    if (secret && !info.isDirectory && info.mode & 0o077) {
+      throw new SshcaError('ERR_FILE_PERMISSIONS', `${shown} holds a refresh token and is readable by others (mode ${octal(info.mode)})`, {hint: `chmod 600 ${shown}`})
+    }
+    if (!info.isDirectory || depth >= 4) return
+    for (const name of deps.readdir(path)) {
+      const child = join(path, name)
+      visit(child, depth + 1, secret || (depth === 0 && SECRET_DIRS.includes(name)))
+    }
+  }
+  visit(root, 0, false)
+}
+
+const checkedHomes = new Set<string>()
+
+/** checkHomeTree once per process and home: every command that reads the home calls this first. */
+export function checkHome(home: string, deps?: HomeCheckDeps): void {
+  if (checkedHomes.has(home)) return
+  checkHomeTree(home, deps)
+  checkedHomes.add(home)
+}
+
 /** The named context, or the current one; typed errors that say how to bootstrap. */
 export async function loadContext(home: string, name?: string): Promise<Context> {
+  checkHome(home)
   const chosen = name ?? (await currentContextName(home))
   if (!chosen) {
     throw new SshcaError('ERR_NOT_BOOTSTRAPPED', 'no CA has been bootstrapped yet', {hint: 'run: sshca bootstrap --ca-url https://ca.example.com --fingerprint <root sha256>'})
@@ -80,6 +173,7 @@ export async function loadContext(home: string, name?: string): Promise<Context>
 
 /** Every bootstrapped context's user CA fingerprints → context name (for `sshca list`). */
 export async function knownUserCas(home: string): Promise<Map<string, string>> {
+  checkHome(home)
   const {PublicKey} = await import('../ssh/keys.ts')
   const out = new Map<string, string>()
   for (const name of await listContexts(home)) {

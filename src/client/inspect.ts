@@ -1,5 +1,6 @@
 /** `sshca inspect`: a certificate in the form `ssh-keygen -L` shows, plus whether its signature verifies. */
 import {nowSeconds, parseCertificate, parseCertificateLine, verifyCertificate, type Certificate} from '../ssh/cert.ts'
+import {checkCertificate, type CertProblem} from '../ssh/checker.ts'
 import {formatError} from '../ssh/wire.ts'
 import {certificateView, type CertificateView} from './certificates.ts'
 
@@ -7,6 +8,8 @@ export interface InspectResult {
   certificate: CertificateView
   comment: string
   signature: {valid: boolean; algorithm: string; reason?: string}
+  /** What the certificate checker finds wrong with it now: a bad signature, not yet valid, expired. */
+  problems: CertProblem[]
 }
 
 /**
@@ -40,6 +43,7 @@ export function inspectCertificate(text: string, clock: () => number = Date.now)
       certificate: certificateView(cert, nowSeconds(clock)),
       comment,
       signature: {valid: check.valid, algorithm: check.algorithm, ...(check.reason ? {reason: check.reason} : {})},
+      problems: checkCertificate(cert, {at: nowSeconds(clock)}),
     },
   }
 }

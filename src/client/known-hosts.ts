@@ -17,17 +17,29 @@ export function managedBlock(context: string, pattern: string, hostCaKeys: reado
  * has no end marker: guessing where the block ends could delete the person's own lines.
  */
 export function mergeKnownHosts(existing: string, context: string, pattern: string, hostCaKeys: readonly string[]): {text: string; changed: boolean} {
-  const eol = existing.includes('\r\n') ? '\r\n' : '\n'
-  const block = managedBlock(context, pattern, hostCaKeys, eol)
+  return mergeManagedBlock(existing, context, (eol) => managedBlock(context, pattern, hostCaKeys, eol), 'known_hosts')
+}
+
+/**
+ * The generic form: `existing` with the block between the context's markers replaced by
+ * `block(eol)` (which includes both markers), or appended when there is none. Line endings follow
+ * the file's; every byte outside the block is kept.
+ */
+export function mergeManagedBlock(existing: string, context: string, block: (eol: string) => string, fileLabel: string): {text: string; changed: boolean} {
+  // a file ending in a lone CR is a CRLF file missing its final LF: completing it must not make a
+  // line that was not a marker become one, or change the line ending of the next merge
+  const eol = existing.includes('\r\n') || existing.endsWith('\r') ? '\r\n' : '\n'
+  const text = block(eol)
   const begin = beginMarker(context)
   const end = endMarker(context)
   // line boundaries, keeping each line's own terminator
-  const lines = existing.split(/(?<=\n)/)
-  // a line without its terminator
-  const bare = (l: string): string => (l.endsWith('\r\n') ? l.slice(0, -2) : l.endsWith('\n') ? l.slice(0, -1) : l)
-  if (!lines.some((l) => bare(l) === begin)) {
-    const sep = existing.length > 0 && !existing.endsWith('\n') ? eol : ''
-    return {text: existing + sep + block, changed: true}
+  const lines = existing.match(/[^\n]*\n|[^\n]+$/g) ?? []
+  const bare = (l: string): string => l.replace(/\r?\n$|\r$/, '')
+  const starts = lines.flatMap((l, i) => (bare(l) === begin ? [i] : []))
+  if (starts.length === 0) {
+    const sep = existing.length === 0 || existing.endsWith('\n') ? '' : existing.endsWith('\r') ? '\n' : eol
+    const merged = existing + sep + text
+    return {text: merged, changed: merged !== existing}
   }
   const out: string[] = []
   let i = 0
@@ -38,18 +50,19 @@ export function mergeKnownHosts(existing: string, context: string, pattern: stri
       i++
       continue
     }
-    const j = lines.map(bare).indexOf(end, i + 1)
-    if (j === -1) {
-      throw new SshcaError('ERR_INPUT', `known_hosts has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
+    let j = i + 1
+    while (j < lines.length && bare(lines[j]!) !== end) j++
+    if (j === lines.length) {
+      throw new SshcaError('ERR_INPUT', `${fileLabel} has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
     }
     if (!placed) {
       // keep the file's final-newline state: a block that ended the file without a newline still does
       const last = lines[j]!
-      out.push(last.endsWith('\n') ? block : block.slice(0, -eol.length))
+      out.push(last.endsWith('\n') ? text : text.slice(0, -eol.length))
       placed = true
     }
     i = j + 1
   }
-  const text = out.join('')
-  return {text, changed: text !== existing}
+  const merged = out.join('')
+  return {text: merged, changed: merged !== existing}
 }

@@ -1,7 +1,10 @@
 /**
  * The loopback redirect listener of RFC 8252 §7.3: bound to 127.0.0.1 only (never "localhost"),
- * a port the OS picks unless the provisioner fixes one, one callback accepted, the state checked in
- * constant time, then closed. The browser tab gets a short success or failure page.
+ * a port the OS picks unless the provisioner fixes one, the state checked in constant time, then
+ * closed after the one callback that carries it. Any local process can reach the port: a request
+ * without the right state (a guess, a probe, a stale tab) gets a 400 page and is otherwise ignored,
+ * so it can neither complete the sign-in nor abort it; the person's own callback still completes it.
+ * The browser tab gets a short success or failure page.
  */
 import {timingSafeEqual} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
@@ -24,7 +27,7 @@ function sameState(a: string | null, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y)
 }
 
-export async function startLoopback(state: string, fixed?: {host: string; port: number}): Promise<Loopback> {
+export async function startLoopback(state: string, fixed?: {host: string; port: number}, onIgnored?: () => void): Promise<Loopback> {
   const host = '127.0.0.1'
   let resolveCb!: (u: URL) => void
   let rejectCb!: (e: unknown) => void
@@ -46,9 +49,9 @@ export async function startLoopback(state: string, fixed?: {host: string; port: 
       res.writeHead(status, {'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close'}).end(page(title, text))
     }
     if (!sameState(url.searchParams.get('state'), state)) {
-      done = true
-      send(400, 'Sign-in failed', 'The response did not belong to this sign-in. Close this tab and run <code>sshca login</code> again.')
-      rejectCb(new SshcaError('ERR_LOGIN_STATE_MISMATCH', 'the sign-in callback carried a different state: it was not started by this login', {hint: 'run sshca login again; if it repeats, something else is answering on your loopback'}))
+      // not ours (an error response included: without our state it proves nothing): keep waiting
+      send(400, 'Not this sign-in', 'This response did not belong to the sign-in sshca is waiting for, and was ignored. If you started <code>sshca login</code>, finish signing in in the tab it opened.')
+      onIgnored?.()
       return
     }
     done = true

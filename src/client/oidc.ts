@@ -23,9 +23,22 @@ export type LoginEvent =
   | {type: 'waiting'; timeoutMs: number}
   | {type: 'refreshing'}
   | {type: 'refresh_failed'; reason: string}
+  /** The CA refused the ID token of a refresh (step-ca does: it carries the first sign-in's nonce, which it has seen); signing in again. */
+  | {type: 'refresh_refused_by_ca'}
+  /** A request reached the loopback listener without this sign-in's state; it was refused and the wait goes on. */
+  | {type: 'callback_ignored'}
+  /** No browser here can reach the loopback listener (`reason`): the device flow is used instead, or (unsupported) the URL must be opened on this machine. */
+  | {type: 'no_local_browser'; reason: string; usingDevice: boolean}
+  /** The refresh token went to a 0600 file (no OS keyring); said when that file is first written. */
+  | {type: 'refresh_token_file'; file: string}
 
 export interface InteractiveDeps {
   openBrowser(url: string): Promise<boolean>
+  /**
+   * Why no browser on this machine can reach 127.0.0.1 (an SSH session, no display), when that is so:
+   * login then prefers the device flow.
+   */
+  noLocalBrowser?: string
   notify(e: LoginEvent): void
   /** How long to wait for the person (default 5 minutes). */
   timeoutMs?: number
@@ -104,7 +117,7 @@ export async function browserLogin(p: OidcProvisioner, loginHint: string | undef
   const nonce = client.randomNonce()
   const verifier = client.randomPKCECodeVerifier()
   const fixed = p.listenAddress ? parseHostPort(p.listenAddress) : undefined
-  const loopback = await startLoopback(state, fixed)
+  const loopback = await startLoopback(state, fixed, () => deps.notify({type: 'callback_ignored'}))
   try {
     const scope = scopeOf(p)
     const url = client.buildAuthorizationUrl(config, {
@@ -130,6 +143,16 @@ export async function browserLogin(p: OidcProvisioner, loginHint: string | undef
     }
   } finally {
     loopback.close()
+  }
+}
+
+/** Whether the provisioner's IdP offers the device authorization grant (its discovery names the endpoint). */
+export async function supportsDeviceFlow(p: OidcProvisioner): Promise<boolean> {
+  try {
+    const {config} = await configure(p)
+    return typeof config.serverMetadata().device_authorization_endpoint === 'string'
+  } catch {
+    return false
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import {readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {privateDir, writeFileAtomic} from '../util/fs.ts'
+import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 
 export interface StoredRefresh {
   refreshToken: string
@@ -17,7 +17,8 @@ export interface StoredRefresh {
 export interface TokenStore {
   readonly kind: 'keyring' | 'file'
   get(key: string): Promise<StoredRefresh | undefined>
-  set(key: string, value: StoredRefresh): Promise<void>
+  /** Stores it; the file store returns the path of a file it created (so the person is told once). */
+  set(key: string, value: StoredRefresh): Promise<void | {created: string}>
   delete(key: string): Promise<void>
   /** Keys stored under `prefix` (a context's, for logout). */
   keys(prefix: string): Promise<string[]>
@@ -62,7 +63,9 @@ export function fileStore(home: string): TokenStore {
     },
     async set(key, value) {
       await privateDir(dir)
+      const existed = await exists(path(key))
       await writeFileAtomic(path(key), `${JSON.stringify(value)}\n`, 0o600)
+      return existed ? undefined : {created: path(key)}
     },
     async delete(key) {
       await rm(path(key), {force: true})

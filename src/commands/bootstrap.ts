@@ -26,7 +26,13 @@ nothing. Replacing a context's root needs --force.`
   async run() {
     const {flags} = await this.parse(Bootstrap)
     const r = await bootstrap(sshcaHome(), {caUrl: flags['ca-url'], fingerprint: flags.fingerprint, ...(flags.context ? {context: flags.context} : {}), force: flags.force})
-    this.out(`Trusting the CA "${r.context}" at ${r.caUrl}\n  root ${r.rootSubject} (SHA-256 ${r.rootFingerprint})\n  ${r.userCaKeys.length} user CA key(s), ${r.hostCaKeys.length} host CA key(s)\n"${r.context}" is now the current context.\nNext: sshca config   (trust its host certificates), then: sshca login\n`)
+    const none = r.hostPattern === '!*'
+    this.out(
+      `Trusting the CA "${r.context}" at ${r.caUrl}\n  root ${r.rootSubject} (SHA-256 ${r.rootFingerprint})\n  ${r.userCaKeys.length} user CA key(s), ${r.hostCaKeys.length} host CA key(s)\n` +
+        `  host pattern ${none ? '!* (the CA names no hosts: sshca config will ask for --pattern)' : `${r.hostPattern} (the hosts whose host certificates this CA vouches for)`}\n` +
+        `"${r.context}" is now the current context.\nNext: sshca config${none ? ' --pattern "*.your-domain"' : ''}   (trust its host certificates), then: sshca login\n`,
+    )
+    for (const w of r.warnings) this.warning(w)
     return r
   }
 }

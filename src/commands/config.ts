@@ -1,23 +1,34 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {caKeys, configureHost, configureKnownHosts} from '../client/config.ts'
+import {renderClientConfig} from '../cli/render.ts'
+import {caKeys, configureClient, configureHost} from '../client/config.ts'
 import {sshcaHome} from '../client/home.ts'
 
 export default class Config extends BaseCommand {
-  static override summary = 'Trust the CA\'s host certificates in known_hosts, or print/write what a server needs.'
-  static override description = `Without flags: writes "@cert-authority <pattern> <host CA key>" into ~/.ssh/known_hosts inside one
-marked block per CA, replaced in place (idempotent, atomic, every other byte kept, the previous file
-saved as known_hosts.sshca-backup). The pattern comes from the CA (default *); --pattern overrides it.
+  static override summary = 'Trust the CA\'s host certificates (known_hosts, revocation list, ssh_config), or print/write what a server needs.'
+  static override description = `Without --host, for the context's host pattern (the CA's ssh.hostPattern; --pattern narrows it,
+and is required when the CA names no hosts), writes three things, each atomically:
+"@cert-authority <pattern> <host CA key>" in ~/.ssh/known_hosts (or --known-hosts), one marked block per
+CA replaced in place, every other byte kept, the previous file saved as known_hosts.sshca-backup. The
+CA's key revocation list, fetched over the pinned TLS into $SSHCA_HOME/contexts/NAME (sshca login
+refreshes it too; a CA without one is noted, not fatal). $SSHCA_HOME/ssh_config, one block per context
+("Match final host <pattern>" with RevokedHostKeys, so ssh refuses a host certificate the CA revoked,
+and UserKnownHostsFile when --known-hosts is not ssh's default), with one "Include" of it at the top of
+~/.ssh/config (previous file saved as config.sshca-backup); --no-ssh-config leaves ssh_config alone.
+Contexts whose patterns overlap are warned about. --dry-run prints all of it and writes nothing.
 
 --roots prints the user CA keys (for sshd's TrustedUserCAKeys); --host --roots the host CA keys.
 --host writes the user CA key file, the CA's current KRL, the sshd snippet (sshd_config.d/50-sshca.conf:
-TrustedUserCAKeys, RevokedKeys, HostCertificate for each host key) and a systemd service + daily timer
-that renew the host certificates and refresh the KRL. --dry-run prints instead of writing.`
+TrustedUserCAKeys, RevokedKeys, HostCertificate for each host key) and systemd units: sshca-krl.timer
+(hourly KRL, independent of everything else) and sshca-renew@KEY.timer (daily renewal, one per host
+key). The units run node and sshca by their real paths; --host refuses (ERR_UNSAFE_PATH, naming the
+path) when root would run anything a non-root user can change.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> --dry-run --pattern "*.example.com"',
+    '<%= config.bin %> <%= command.id %> --dry-run --pattern "*.prod.example.com"',
+    '<%= config.bin %> <%= command.id %> --no-ssh-config',
     '<%= config.bin %> <%= command.id %> --roots > /etc/ssh/sshca_user_ca.pub',
     'sudo <%= config.bin %> <%= command.id %> --host',
     '<%= config.bin %> <%= command.id %> --host --dry-run',
@@ -28,10 +39,11 @@ that renew the host certificates and refresh the KRL. --dry-run prints instead o
     roots: Flags.boolean({description: 'print the CA public keys (user keys; with --host, host keys)'}),
     host: Flags.boolean({description: 'configure this machine as an SSH server'}),
     'dry-run': Flags.boolean({description: 'print what would be written'}),
-    pattern: Flags.string({description: 'known_hosts host pattern for the @cert-authority line (default: the CA\'s, else *)'}),
+    pattern: Flags.string({description: 'narrow the CA\'s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'}),
     'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
+    'ssh-config': Flags.boolean({description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)', default: true, allowNo: true}),
     'sshd-dir': Flags.string({description: 'with --host: sshd\'s directory', default: '/etc/ssh'}),
-    'systemd-dir': Flags.string({description: 'with --host: where the renewal service and timer go', default: '/etc/systemd/system'}),
+    'systemd-dir': Flags.string({description: 'with --host: where the systemd units go', default: '/etc/systemd/system'}),
   }
 
   async run() {
@@ -49,13 +61,20 @@ that renew the host certificates and refresh the KRL. --dry-run prints instead o
         const body = typeof f.content === 'string' ? f.content : `(an OpenSSH KRL, ${f.content.length} bytes)\n`
         this.out(r.written ? `wrote ${f.path}\n` : `# ${f.path}\n${body}\n`)
       }
-      this.out(`Next:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
+      for (const k of r.skipped) this.out(`skipped ${k.key}: ${k.reason}\n`)
+      this.out(`The units run: ${r.command}\nNext:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
+      for (const w of r.warnings) this.warning(w)
       return {...r, files: r.files.map((f) => ({...f, content: typeof f.content === 'string' ? f.content : f.content.toString('base64')}))}
     }
-    const r = await configureKnownHosts(home, {...ctx, ...(flags.pattern ? {pattern: flags.pattern} : {}), ...(flags['known-hosts'] ? {file: flags['known-hosts']} : {}), dryRun: flags['dry-run']})
-    if (flags['dry-run']) this.out(r.block)
-    else if (!r.changed) this.out(`${r.file} already trusts the host CA of "${r.context}" for ${r.pattern}.\n`)
-    else this.out(`${r.file}: hosts matching ${r.pattern} are now verified by the host CA of "${r.context}"${r.backup ? ` (previous file: ${r.backup})` : ''}.\n`)
+    const r = await configureClient(home, {
+      ...ctx,
+      ...(flags.pattern ? {pattern: flags.pattern} : {}),
+      ...(flags['known-hosts'] ? {file: flags['known-hosts']} : {}),
+      sshConfig: flags['ssh-config'],
+      dryRun: flags['dry-run'],
+    })
+    this.out(renderClientConfig(r, flags['dry-run']))
+    for (const w of r.warnings) this.warning(w)
     return r
   }
 }

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {canOpenBrowser, loginNotifier, openBrowser} from '../cli/interact.ts'
+import {renderList} from '../cli/render.ts'
 
 export default class Demo extends BaseCommand {
   static override summary = 'Try the whole flow on this machine in a minute: IdP, CA, sign-in, ssh-agent, ssh.'
@@ -33,6 +34,7 @@ and removed at the end, the demo certificate included. Your ~/.sshca is not touc
         canOpenBrowser: canOpenBrowser(),
         openBrowser: (url) => openBrowser(url),
         notify: (e) => ui.notify(e),
+        renderList: (l) => renderList(l, false),
         signal: abort.signal,
         onStep: (s) => {
           ui.done()

@@ -43,6 +43,8 @@ export interface DemoDeps {
   openBrowser(url: string): Promise<boolean>
   notify(e: LoginEvent): void
   onStep(step: DemoStep): void
+  /** How `sshca list` shows the agent's certificates (src/cli renders; the demo only runs the flows). */
+  renderList(l: ListResult): string
   signal?: AbortSignal
 }
 
@@ -147,10 +149,9 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
 
     const list = agentSocket
       ? await step('sshca list', async () => {
-          const {renderList} = await import('../cli/render.ts')
           const l = await listCertificates({agent: {socketPath: agentSocket}, knownCas: await knownUserCas(home)})
           const mine = {...l, certificates: l.certificates.filter((c) => c.context === 'demo')}
-          return {value: mine, lines: renderList(mine, false).trimEnd().split('\n')}
+          return {value: mine, lines: deps.renderList(mine).trimEnd().split('\n')}
         })
       : null
 

@@ -1,10 +1,12 @@
 /**
  * A development identity provider: oidc-provider with its own dev sign-in pages (any login and
- * password are accepted), on 127.0.0.1, plain HTTP. Used by `sshca demo` and by the tests as the
- * real IdP for people. Never for production: it signs anyone in.
+ * password are accepted), on 127.0.0.1, plain HTTP (or HTTPS with `tls`: the step CLI refuses an
+ * http:// provider). Used by `sshca demo` and by the tests as the real IdP for people. Never for
+ * production: it signs anyone in.
  */
-import {generateKeyPairSync, randomBytes} from 'node:crypto'
+import {generateKeyPairSync, randomBytes, randomUUID} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
+import {createServer as createHttpsServer} from 'node:https'
 
 export interface DevIdpClient {
   clientId: string
@@ -23,6 +25,8 @@ export interface DevIdpOptions {
    * person itself that this IdP signs anyone in).
    */
   quiet?: boolean
+  /** Serve HTTPS with this key and certificate (PEM, for 127.0.0.1); the issuer is then https://. */
+  tls?: {key: string; cert: string}
 }
 
 export interface DevIdp {
@@ -55,13 +59,13 @@ function hideWarnings(re: RegExp): () => void {
 
 export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const {default: Provider} = await import('oidc-provider')
-  const server: Server = createServer()
+  const server: Server = opts.tls ? createHttpsServer({key: opts.tls.key, cert: opts.tls.cert}) : createServer()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => resolve())
   })
   const port = (server.address() as {port: number}).port
-  const issuer = `http://127.0.0.1:${port}`
+  const issuer = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`
   const restoreWarn = opts.quiet ? hideWarnings(/oidc-provider WARNING: .*(development-only|devInteractions)/) : () => undefined
   const signingKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({format: 'jwk'})
   const provider = new Provider(issuer, {
@@ -76,7 +80,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     })),
     jwks: {keys: [{...signingKey, kid: randomBytes(8).toString('hex'), alg: 'ES256', use: 'sig'}]},
     cookies: {keys: [randomBytes(32).toString('hex')]},
-    claims: {openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups']},
+    // jti: each ID token is one of a kind (as Keycloak's are), so two tokens minted in the same second
+    // are never mistaken for a replay of one another by the CA
+    claims: {openid: ['sub', 'jti'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups']},
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     conformIdTokenClaims: false,
     pkce: {required: () => true},
@@ -97,7 +103,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       },
       revocation: {enabled: true},
     },
-    findAccount: async (_ctx, id) => ({accountId: id, claims: async () => ({sub: id, ...claimsFor(id, opts.accounts)})}),
+    findAccount: async (_ctx, id) => ({accountId: id, claims: async () => ({sub: id, jti: randomUUID(), ...claimsFor(id, opts.accounts)})}),
     renderError: async (ctx, out) => {
       ctx.type = 'html'
       ctx.body = page('Sign-in error', `<pre>${String(out.error).replace(/[<>&]/g, '')}: ${String(out.error_description ?? '').replace(/[<>&]/g, '')}</pre>`)

@@ -221,11 +221,12 @@ export class AgentClient {
       frame.writeUInt32BE(payload.length, 0)
       payload.copy(frame, 4)
       this.socket.write(frame)
-      this.drain()
     })
   }
 
   private onData(chunk: Buffer): void {
+    // between requests the agent has nothing to say; whatever it says would answer the next one
+    if (!this.waiter) return this.unsolicited()
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk])
     this.drain()
   }
@@ -243,8 +244,15 @@ export class AgentClient {
     this.buffered = this.buffered.subarray(4 + len)
     const waiter = this.waiter
     this.waiter = undefined
-    if (waiter) waiter.resolve(msg)
-    else this.fail(new SshcaError('ERR_AGENT_PROTOCOL', 'the ssh-agent sent a message nobody asked for'))
+    waiter?.resolve(msg)
+    // one request, one reply: bytes behind a reply would be taken as the answer to the next request
+    if (this.buffered.length > 0) this.unsolicited()
+  }
+
+  private unsolicited(): void {
+    this.fail(new SshcaError('ERR_AGENT_PROTOCOL', 'the ssh-agent sent a message nobody asked for'))
+    this.buffered = Buffer.alloc(0)
+    this.socket.destroy()
   }
 
   private fail(err: Error): void {

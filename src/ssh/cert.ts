@@ -25,6 +25,8 @@ export type CertOptions = Record<string, OptionValue>
 
 /** Critical options whose data is one SSH string. */
 export const STRING_OPTIONS: ReadonlySet<string> = new Set(['force-command', 'source-address'])
+/** The critical options OpenSSH knows (the fuzz tests draw from them). */
+export const KNOWN_CRITICAL_OPTIONS: ReadonlySet<string> = new Set(['force-command', 'source-address', 'verify-required'])
 export const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
   'no-touch-required',
   'permit-X11-forwarding',

@@ -1,6 +1,7 @@
 /**
  * OpenSSH Key Revocation Lists (PROTOCOL.krl): certificates revoked by serial and by key ID, one
- * certificate section per CA key. Only the sections every OpenSSH since 6.2 reads: no Bloom filter
+ * certificate section per CA key, and keys revoked outright by their SHA-256 fingerprint (every
+ * certificate of such a key is refused too; OpenSSH >= 7.9 reads that section). No Bloom filter
  * extensions, no signature section (OpenSSH >= 9.4 refuses signed KRLs).
  */
 import {formatError, SshReader, SshWriter} from './wire.ts'
@@ -9,6 +10,7 @@ import type {PublicKey} from './keys.ts'
 const MAGIC = 0x5353484b524c0a00n // "SSHKRL\n\0"
 const FORMAT_VERSION = 1
 const SECTION_CERTIFICATES = 1
+const SECTION_FINGERPRINT_SHA256 = 5
 const CERT_SERIAL_LIST = 0x20
 const CERT_KEY_ID = 0x23
 
@@ -25,6 +27,8 @@ export interface KrlInput {
   generatedAt: bigint
   comment: string
   sections: readonly KrlCertSection[]
+  /** SHA-256 digests (32 bytes) of revoked public key blobs. */
+  revokedKeySha256?: readonly Buffer[]
 }
 
 export function buildKrl(k: KrlInput): Buffer {
@@ -46,7 +50,22 @@ export function buildKrl(k: KrlInput): Buffer {
     }
     w.u8(SECTION_CERTIFICATES).string(body.toBuffer())
   }
+  const hashes = uniqueSorted(k.revokedKeySha256 ?? [])
+  if (hashes.length > 0) {
+    const list = new SshWriter()
+    for (const h of hashes) {
+      if (h.length !== 32) throw new TypeError('a revoked key digest must be 32 bytes of SHA-256')
+      list.string(h)
+    }
+    w.u8(SECTION_FINGERPRINT_SHA256).string(list.toBuffer())
+  }
   return w.toBuffer()
+}
+
+/** Bytewise ascending, duplicates dropped: the order OpenSSH requires of hash sections. */
+function uniqueSorted(list: readonly Buffer[]): Buffer[] {
+  const sorted = [...list].sort(Buffer.compare)
+  return sorted.filter((b, i) => i === 0 || !b.equals(sorted[i - 1]!))
 }
 
 export interface ParsedKrl {
@@ -54,6 +73,7 @@ export interface ParsedKrl {
   generatedAt: bigint
   comment: string
   sections: {caKeyBlob: Buffer; serials: bigint[]; keyIds: string[]}[]
+  revokedKeySha256: Buffer[]
 }
 
 /** Reads a KRL of the sections above; anything else (a section sshca does not write) is an error. */
@@ -67,9 +87,18 @@ export function parseKrl(buf: Buffer): ParsedKrl {
   r.bytes('reserved')
   const comment = r.text('comment')
   const sections: ParsedKrl['sections'] = []
+  const revokedKeySha256: Buffer[] = []
   while (r.remaining > 0) {
     const type = r.u8()
     const data = new SshReader(r.bytes('section'))
+    if (type === SECTION_FINGERPRINT_SHA256) {
+      while (data.remaining > 0) {
+        const h = Buffer.from(data.bytes('key digest'))
+        if (h.length !== 32) throw formatError('a SHA-256 key digest in the KRL is not 32 bytes')
+        revokedKeySha256.push(h)
+      }
+      continue
+    }
     if (type !== SECTION_CERTIFICATES) throw formatError(`KRL section type ${type} is not one sshca writes`)
     const caKeyBlob = Buffer.from(data.bytes('ca key'))
     data.bytes('reserved')
@@ -83,5 +112,5 @@ export function parseKrl(buf: Buffer): ParsedKrl {
     }
     sections.push(s)
   }
-  return {version, generatedAt, comment, sections}
+  return {version, generatedAt, comment, sections, revokedKeySha256}
 }

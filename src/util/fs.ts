@@ -1,6 +1,6 @@
 /** Files that must never be half-written or readable by others. */
 import {randomBytes} from 'node:crypto'
-import {mkdir, open, rename, rm, stat} from 'node:fs/promises'
+import {lstat, mkdir, open, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 
@@ -52,5 +52,25 @@ export async function assertPrivateFile(path: string): Promise<void> {
   const s = await stat(path)
   if (s.mode & 0o077) {
     throw new SshcaError('ERR_FILE_PERMISSIONS', `${path} is readable by others (mode ${(s.mode & 0o777).toString(8)})`, {hint: `chmod 600 ${path}`})
+  }
+}
+
+/**
+ * Refuses a path that is a symbolic link: a file sshca is asked to write (--out) must be written
+ * there, not wherever a link planted in a shared folder points (writeFileAtomic's rename would
+ * replace the link anyway; this says so before anything is spent).
+ */
+export async function refuseSymlink(path: string): Promise<void> {
+  const link = await lstat(path).then(
+    (s) => s.isSymbolicLink(),
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false
+      throw err
+    },
+  )
+  if (link) {
+    throw new SshcaError('ERR_UNSAFE_PATH', `${path} is a symbolic link; sshca writes keys and certificates only to a file of that name, never through a link`, {
+      hint: `remove the link (rm ${path}) or choose another --out`,
+    })
   }
 }

@@ -12,7 +12,7 @@ import {createServer, type Server} from 'node:https'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import * as x509 from '@peculiar/x509'
-import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/pki.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/keys/pki.ts'
 import {bootstrap, type BootstrapOptions} from '../../src/client/bootstrap.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {rejectsCode} from '../helpers/assert.ts'
@@ -128,20 +128,24 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
     const r = await bootstrap(home, {caUrl: `${t.url}//`, fingerprint: ` ${fp} `})
     const [userType, userKey] = t.init.userCaKey.split(' ')
     const [hostType, hostKey] = t.init.hostCaKey.split(' ')
-    assert.deepEqual(r, {
+    const dir = join(home, 'contexts', '127.0.0.1')
+    const {krl, ...rest} = r
+    assert.deepEqual(rest, {
       context: '127.0.0.1',
       caUrl: t.url,
       rootFingerprint: t.init.rootFingerprint,
       rootSubject: 'CN=Test Root CA',
       userCaKeys: [`${userType} ${userKey} 127.0.0.1 user CA`],
       hostCaKeys: [`${hostType} ${hostKey} 127.0.0.1 host CA`],
+      hostPattern: '*.example.com',
+      warnings: [],
       replaced: false,
     })
-    const dir = join(home, 'contexts', '127.0.0.1')
+    assert.deepEqual([krl.status, krl.file], ['refreshed', join(dir, 'revoked_host_keys.krl')])
     assert.deepEqual(readdirSync(join(home, 'contexts')), ['127.0.0.1'])
-    assert.deepEqual(readdirSync(dir).sort(), ['context.json', 'root_ca.crt'])
+    assert.deepEqual(readdirSync(dir).sort(), ['context.json', 'revoked_host_keys.krl', 'root_ca.crt'])
     for (const d of [home, join(home, 'contexts'), dir]) assert.equal(statSync(d).mode & 0o777, 0o700, d)
-    for (const f of ['context.json', 'root_ca.crt']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
+    for (const f of ['context.json', 'revoked_host_keys.krl', 'root_ca.crt']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
     assert.equal(statSync(join(home, 'current')).mode & 0o777, 0o600)
     assert.equal(readFileSync(join(home, 'current'), 'utf8'), '127.0.0.1\n')
     assert.equal(readFileSync(join(dir, 'root_ca.crt'), 'utf8').trim(), t.rootPem.trim())
@@ -278,16 +282,17 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
 
   const run = (o: Partial<BootstrapOptions> = {}) => bootstrap(home, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der), context: 'scripted', ...o})
 
-  it('no hostPattern means "*"; several keys are all kept, in order; none is none', async () => {
+  it('no hostPattern names no hosts ("!*"); several keys are all kept, in order; none is refused', async () => {
     const [u1, u2, h1] = [userKey(), userKey(), userKey()]
     ca.roots = {userKey: [u1, u2].map((k) => k.blob.toString('base64')), hostKey: [h1.blob.toString('base64')]}
     const r = await run()
     assert.deepEqual(r.userCaKeys, [u1.toLine('scripted user CA'), u2.toLine('scripted user CA')])
     assert.deepEqual(r.hostCaKeys, [h1.toLine('scripted host CA')])
-    assert.equal(JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern, '*')
-    ca.roots = {}
-    const none = await bootstrap(join(tempDir('sshca-home-'), 'sshca'), {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der)})
-    assert.deepEqual([none.context, none.userCaKeys, none.hostCaKeys], ['127.0.0.1', [], []])
+    assert.equal(JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern, '!*')
+    ca.roots = {userKey: [], hostKey: []}
+    const other = join(tempDir('sshca-home-'), 'sshca')
+    await rejectsCode(bootstrap(other, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der)}), 'ERR_CA_UNSUPPORTED')
+    assert.deepEqual(snapshot(other), {})
   })
 
   it('leaves no connection open behind it', async () => {
@@ -296,14 +301,15 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     await waitFor('bootstrap to close its connections to the CA', async () => (await ca.server.connections()) === 0, 30_000)
   })
 
-  it('a host pattern that would be more than one known_hosts field writes nothing', async () => {
+  it('a host pattern that would be more than one known_hosts field names no hosts', async () => {
     for (const hostPattern of ['*.corp\n@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl', '*.corp *', '', '*.corp\t', 'hösts']) {
       ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern}
-      await rejectsCode(run(), 'ERR_CA_BAD_RESPONSE').catch((err: Error) => assert.fail(`${JSON.stringify(hostPattern)}: ${err.message}`))
-      assert.deepEqual(snapshot(home), {})
+      const r = await run({force: true})
+      assert.equal(r.hostPattern, '!*', JSON.stringify(hostPattern))
+      assert.equal(JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern, '!*')
     }
-    ca.roots = {userKey: [], hostKey: [], hostPattern: '*.corp,!bastion.corp,10.0.?.*'}
-    assert.equal((await run()).context, 'scripted')
+    ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern: '*.corp,!bastion.corp,10.0.?.*'}
+    assert.equal((await run({force: true})).hostPattern, '*.corp,!bastion.corp,10.0.?.*')
   })
 
   it('an SSH CA key that is not a key writes nothing', async () => {

@@ -2,7 +2,11 @@
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {loadMaterial} from '../../src/ca/keys/material.ts'
+import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {beginMarker} from '../../src/client/known-hosts.ts'
@@ -151,21 +155,44 @@ describe('sshca config', function () {
   it('--dry-run prints the block and writes nothing; --roots and --host --roots print the CA keys', async () => {
     const e = await bootstrapped()
     const dry = await sshca(['config', '--dry-run'], {env: e})
-    assert.match(dry.stdout, /^# >>> sshca demo[\s\S]*@cert-authority \*\.example\.com ssh-ed25519 /)
+    assert.match(dry.stdout, /^# \S+known_hosts: the "demo" block[^\n]*\n# >>> sshca demo[\s\S]*@cert-authority \*\.example\.com ssh-ed25519 /)
+    assert.match(dry.stdout, /^Match final host \*\.example\.com\n {2}# [^\n]*\n {2}RevokedHostKeys \S+\/contexts\/demo\/revoked_host_keys\.krl$/m)
+    assert.match(dry.stdout, /: added at the top\nInclude \S+\/ssh_config\n$/)
     assert.equal(existsSync(join(e.HOME, '.ssh', 'known_hosts')), false)
+    assert.equal(existsSync(join(e.HOME, '.ssh', 'config')), false)
+    assert.equal(existsSync(join(e.SSHCA_HOME, 'ssh_config')), false)
+    assert.equal(existsSync(join(e.SSHCA_HOME, 'contexts', 'demo', 'revoked_host_keys.krl')), true, 'bootstrap fetched the KRL')
     const user = await sshca(['config', '--roots'], {env: e})
     assert.equal(user.stdout.split(' ').slice(0, 2).join(' '), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
     const host = await sshca(['config', '--host', '--roots'], {env: e})
     assert.equal(host.stdout.split(' ').slice(0, 2).join(' '), t.init.hostCaKey.split(' ').slice(0, 2).join(' '))
   })
 
-  it('--host writes the sshd snippet and the user CA key file; --dry-run prints them', async () => {
+  it('--host writes the sshd snippet and the user CA key file; --dry-run prints them', async function () {
+    // the units run this checkout as root: only a root-owned one may (a user's is refused, see client-security.test.ts)
+    if (process.getuid?.() !== 0) this.skip()
     const e = await bootstrapped()
     const sshd = tempDir('sshca-etc-ssh-')
-    writeFileSync(join(sshd, 'ssh_host_ed25519_key.pub'), 'ssh-ed25519 AAAA host\n')
+    // as Debian ships them: three host keys; only ed25519 has a certificate from this CA, rsa one from another
+    const m = await loadMaterial(t.init.dir, PASSWORD, ['127.0.0.1'])
+    const rogue = keySigner(generatePrivateKey('ed25519').keyObject)
+    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
+      const k = generatePrivateKey(type)
+      writeFileSync(join(sshd, `ssh_host_${name}_key.pub`), `${k.publicKey.toLine('host')}\n`)
+      if (signer) {
+        const c = signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
+        writeFileSync(join(sshd, `ssh_host_${name}_key-cert.pub`), `${certificateLine(c)}\n`)
+      }
+    }
     const dry = await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd], {env: e})
-    assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/)
-    assert.match(dry.stdout, /HostCertificate .*ssh_host_ed25519_key-cert\.pub/)
+    assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/, dry.stderr)
+    // only the certified key is configured; the others are named with the reason
+    assert.deepEqual([...dry.stdout.matchAll(/^HostCertificate (.*)$/gm)].map((x) => x[1]), [join(sshd, 'ssh_host_ed25519_key-cert.pub')])
+    assert.match(dry.stdout, /^skipped ssh_host_ecdsa_key: no certificate$/m)
+    assert.match(dry.stdout, /^skipped ssh_host_rsa_key: its certificate is from another CA$/m)
+    const json = JSON.parse((await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd, '--json'], {env: e})).stdout)
+    assert.deepEqual(json.certified, ['ssh_host_ed25519_key'])
+    assert.deepEqual(json.skipped.map((x: {key: string}) => x.key), ['ssh_host_ecdsa_key', 'ssh_host_rsa_key'])
     assert.equal(existsSync(join(sshd, 'sshca_user_ca.pub')), false)
     const units = tempDir('sshca-units-')
     const r = await sshca(['config', '--host', '--sshd-dir', sshd, '--systemd-dir', units], {env: e})
@@ -176,18 +203,25 @@ describe('sshca config', function () {
     assert.match(snippet, new RegExp(`^RevokedKeys ${sshd}/sshca_revoked_keys\\.krl$`, 'm'))
     // the KRL sshd will read exists and parses: a missing RevokedKeys file makes sshd refuse every key
     assert.equal(readFileSync(join(sshd, 'sshca_revoked_keys.krl')).subarray(0, 8).toString('latin1'), 'SSHKRL\n\0')
-    const service = readFileSync(join(units, 'sshca-renew.service'), 'utf8')
-    assert.match(service, new RegExp(`^ExecStart=.* renew --context demo ${sshd}/ssh_host_ed25519_key-cert\\.pub ${sshd}/ssh_host_ed25519_key$`, 'm'))
-    assert.match(service, /^ExecStart=.* krl --context demo --out .*sshca_revoked_keys\.krl$/m)
-    assert.match(service, new RegExp(`^Environment=SSHCA_HOME=${e.SSHCA_HOME}$`, 'm'))
-    assert.match(readFileSync(join(units, 'sshca-renew.timer'), 'utf8'), /^OnCalendar=daily$/m)
+    // one unit for the KRL, a template instance per host key for renewal (unsafe-path refusals: client-security.test.ts)
+    const krlService = readFileSync(join(units, 'sshca-krl.service'), 'utf8')
+    assert.match(krlService, /^ExecStart=\/\S+ \/\S+ krl --context demo --out .*sshca_revoked_keys\.krl$/m)
+    assert.match(krlService, new RegExp(`^Environment=SSHCA_HOME=${e.SSHCA_HOME}$`, 'm'))
+    const renew = readFileSync(join(units, 'sshca-renew@.service'), 'utf8')
+    assert.match(renew, new RegExp(`^ExecStart=/\\S+ /\\S+ renew --context demo ${sshd}/%i-cert\\.pub ${sshd}/%i$`, 'm'))
+    assert.doesNotMatch(renew, / krl /)
+    assert.match(readFileSync(join(units, 'sshca-renew@.timer'), 'utf8'), /^OnCalendar=daily$/m)
+    assert.match(readFileSync(join(units, 'sshca-krl.timer'), 'utf8'), /^OnCalendar=hourly$/m)
+    assert.match(r.stdout, /systemctl enable --now sshca-krl\.timer sshca-renew@ssh_host_ed25519_key\.timer/)
     const {spawnSync} = await import('node:child_process')
-    // a real sshd accepts the snippet (a host certificate not issued yet is only a warning)
+    assert.match(r.stdout, /sshca-renew@ssh_host_ed25519_key\.timer\n/)
+    assert.doesNotMatch(r.stdout, /sshca-renew@ssh_host_(ecdsa|rsa)_key\.timer/)
+    // a real sshd accepts the snippet
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshd, 'test_host_key')])
     writeFileSync(join(sshd, 'sshd_config'), `HostKey ${join(sshd, 'test_host_key')}\nInclude ${join(sshd, 'sshd_config.d')}/*.conf\n`)
     const check = spawnSync('/usr/sbin/sshd', ['-t', '-f', join(sshd, 'sshd_config')], {encoding: 'utf8'})
     assert.equal(check.status, 0, check.stderr)
-    const analyze = spawnSync('systemd-analyze', ['verify', '--man=no', join(units, 'sshca-renew.timer')], {encoding: 'utf8'})
-    if (analyze.error === undefined) assert.doesNotMatch(analyze.stderr, /sshca-renew\.(service|timer):\d+: /)
+    const analyze = spawnSync('systemd-analyze', ['verify', '--man=no', join(units, 'sshca-krl.timer')], {encoding: 'utf8'})
+    if (analyze.error === undefined) assert.doesNotMatch(analyze.stderr, /sshca-krl\.(service|timer):\d+: /)
   })
 })

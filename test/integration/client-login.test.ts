@@ -109,19 +109,55 @@ describe('sshca login', function () {
     assert.match(done.stdout, /Certificate for bob, .* via device code/)
   })
 
-  it('state mismatch on the callback: refused (exit 8), the browser told, nothing in the agent', async () => {
-    const p = spawnSshca(['login', '--provisioner', 'sso'], await fresh())
+  it('over SSH (no browser can reach 127.0.0.1 here), login says so and uses the device code by itself', async () => {
+    // BROWSER unset: the person has said nothing about how to open URLs
+    const p = spawnSshca(['login', '--provisioner', 'sso'], {...(await fresh()), SSH_CONNECTION: '10.0.0.9 50000 10.0.0.1 22', BROWSER: undefined})
+    await p.waitFor(/No browser here: this is an SSH session, so your browser cannot reach this machine's 127\.0\.0\.1\. Using a device code instead \(what --console does\)\./)
+    const [, uri, code] = await p.waitFor(/open (http:\/\/127\.0\.0\.1:\d+\/device) and enter the code:\s+(\S+)/)
+    await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
+    const done = await p.exit()
+    assert.equal(done.code, 0, done.stderr)
+    assert.match(done.stdout, /via device code/)
+    assert.doesNotMatch(done.stderr, /\/auth\?/, 'no loopback URL was printed')
+  })
+
+  it('says once that the refresh token went to a file (no keyring), not at every login', async () => {
+    const env = await fresh()
+    const first = spawnSshca(['login', '--provisioner', 'sso', '--console'], env)
+    const [, uri, code] = await first.waitFor(/open (http:\/\/127\.0\.0\.1:\d+\/device) and enter the code:\s+(\S+)/)
+    await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
+    const one = await first.exit()
+    assert.equal(one.code, 0, one.stderr)
+    assert.match(one.stderr, new RegExp(`No OS keyring here: your refresh token is kept in ${env.SSHCA_HOME}/tokens/test~sso\\.json \\(0600\\)`))
+    const again = await sshca(['login', '--provisioner', 'sso', '--force'], {env})
+    assert.equal(again.code, 0, again.stderr)
+    assert.match(again.stderr, /Renewing your sign-in/)
+    assert.doesNotMatch(again.stderr, /No OS keyring here/)
+  })
+
+  it('a callback without this sign-in\'s state (any local process can send one) is answered 400 and ignored; the sign-in still completes', async () => {
+    const env = await fresh()
+    const mark = w.t.mark()
+    const p = spawnSshca(['login', '--provisioner', 'sso', '--json'], env)
     const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
     const redirect = new URL(new URL(url).searchParams.get('redirect_uri')!)
-    redirect.searchParams.set('code', 'stolen-code')
-    redirect.searchParams.set('state', 'not-the-state')
-    const page = await fetch(redirect)
-    assert.equal(page.status, 400)
-    assert.match(await page.text(), /did not belong to this sign-in/)
+    // the attack: a wrong state (with a code), no state at all, and a forged error response
+    const forgeries: Record<string, string>[] = [{code: 'stolen-code', state: 'not-the-state'}, {code: 'stolen-code'}, {error: 'access_denied', state: 'guess'}]
+    for (const q of forgeries) {
+      const forged = new URL(redirect)
+      forged.search = new URLSearchParams(q).toString()
+      const page = await fetch(forged)
+      assert.equal(page.status, 400)
+      assert.match(await page.text(), /did not belong to the sign-in sshca is waiting for, and was ignored/)
+    }
+    await p.waitFor(/Ignored a request to the sign-in listener[\s\S]*Ignored[\s\S]*Ignored/)
+    assert.equal(p.child.exitCode, null, 'still waiting for the real callback')
+    await driveDevSignIn(url, {login: 'frank@example.com'})
     const done = await p.exit()
-    assert.equal(done.code, 8)
-    assert.match(done.stderr, /ERR_LOGIN_STATE_MISMATCH/)
-    assert.deepEqual(await agentCerts(), [])
+    assert.equal(done.code, 0, done.stderr)
+    assert.equal(JSON.parse(done.stdout).method, 'browser')
+    assert.deepEqual((await agentCerts()).map((c) => c.cert.keyId), ['frank@example.com'])
+    assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_issued').map((l) => l.key_id), ['frank@example.com'])
   })
 
   it('an error response from the IdP: ERR_IDP_ERROR (exit 8)', async () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {loadMaterial} from '../../src/ca/material.ts'
+import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey} from '../../src/ssh/private-key.ts'

@@ -7,15 +7,15 @@ import assert from 'node:assert/strict'
 import {generateKeyPairSync} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {mintEnrollmentToken} from '../../src/ca/host.ts'
-import {mintPopToken} from '../../src/protocol/tokens.ts'
+import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
 import {certificateLine, parseCertificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile} from '../../src/ssh/private-key.ts'
-import {loadMaterial} from '../../src/ca/material.ts'
+import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {PASSWORD} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {currentUser, keygenShow, ssh, startSshd} from '../helpers/openssh.ts'
-import {run, runOk} from '../helpers/proc.ts'
+import {run, runOk, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
@@ -64,7 +64,10 @@ describe('host certificates, renewal and revocation', function () {
     })
 
     it('refuses a token used twice, expired, signed by another key, or naming another host', async () => {
-      const pub = readFileSync(`${hostKey}.pub`, 'utf8').split(' ')[1]!
+      // another host's key: enrolling web1's key under a second name would supersede web1's certificate
+      const otherKey = join(hostDir, 'ssh_host_other_key')
+      await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', otherKey])
+      const pub = readFileSync(`${otherKey}.pub`, 'utf8').split(' ')[1]!
       const t = await token('web2')
       assert.equal((await post('/ssh/sign', {publicKey: pub, ott: t, certType: 'host'})).status, 201)
       const twice = await post('/ssh/sign', {publicKey: pub, ott: t, certType: 'host'})
@@ -85,7 +88,7 @@ describe('host certificates, renewal and revocation', function () {
       const other = await token('web4')
       const r = await sshca(['certificate', '--host', '--sign', '--token', other, 'web5', `${hostKey}.pub`], {env: w.env})
       assert.equal(r.code, 7)
-      assert.match(r.stderr, /ERR_CA_DENIED.*policy denied/)
+      assert.match(r.stderr, /ERR_CA_DENIED\]: the CA refused the enrollment: the token was issued for web4, not for web5/)
       assert.equal(lastDenial().reason, 'host_not_bound')
       // an enrollment token is no user token, and a user token enrolls no host
       assert.equal((await post('/ssh/sign', {publicKey: pub, ott: await token('web6')})).status, 401)
@@ -101,8 +104,14 @@ describe('host certificates, renewal and revocation', function () {
       assert.equal(skip.code, 0, skip.stderr)
       assert.match(skip.stdout, /^Not renewed: 100% of its validity is left/)
       assert.equal(readFileSync(cert, 'utf8').trim(), certificateLine(before))
-      await new Promise((r) => setTimeout(r, 1100))
-      const r = await sshca(['renew', cert, hostKey, '--force', '--json'], {env: w.env})
+      // a later validity needs a later clock: the CA's is moved on instead of waiting for the real one
+      w.skewCaClock(5_000)
+      let r: Awaited<ReturnType<typeof sshca>>
+      try {
+        r = await sshca(['renew', cert, hostKey, '--force', '--json'], {env: w.env})
+      } finally {
+        w.skewCaClock(0)
+      }
       assert.equal(r.code, 0, r.stderr)
       const after = parseCertificateLine(readFileSync(cert, 'utf8')).cert
       assert.equal(JSON.parse(r.stdout).renewed, true)
@@ -123,23 +132,27 @@ describe('host certificates, renewal and revocation', function () {
 
       // a proof signed by a key other than the certified one
       const {cert} = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8'))
-      const wrong = await mintPopToken(generatePrivateKey('ed25519').keyObject, cert, w.t.init.rootFingerprint, Math.floor(Date.now() / 1000))
+      const wrong = await mintSshpopToken(generatePrivateKey('ed25519').keyObject, cert, {caUrl: w.t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: Math.floor(Date.now() / 1000)})
       assert.equal((await post('/ssh/renew', {ott: wrong})).status, 401)
       assert.equal(lastDenial().reason, 'proof_invalid')
 
-      // an expired host certificate: a CA with 2-second host certificates for a moment
+      // an expired host certificate: a CA with 2-second host certificates, its clock 30 s behind, so
+      // the certificate has expired by the real clock when it arrives (within the tokens' 60 s leeway)
       const original = readFileSync(w.t.init.config, 'utf8')
       const k2 = join(tempDir(), 'ssh_host_ecdsa_key')
       await runOk('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', k2])
       try {
         writeFileSync(w.t.init.config, original.replace('hostTtl: 30d', 'hostTtl: 2s'))
         assert.equal(await w.t.ca.reload(), true)
+        w.skewCaClock(-30_000)
         assert.equal((await sshca(['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`], {env: w.env})).code, 0)
       } finally {
+        w.skewCaClock(0)
         writeFileSync(w.t.init.config, original)
         assert.equal(await w.t.ca.reload(), true)
       }
-      await new Promise((r) => setTimeout(r, 3000))
+      const shortLived = parseCertificateLine(readFileSync(`${k2}-cert.pub`, 'utf8')).cert
+      assert.ok(shortLived.validBefore < BigInt(Math.floor(Date.now() / 1000)), 'the short certificate should have expired already')
       const expired = await sshca(['renew', `${k2}-cert.pub`, k2], {env: w.env})
       assert.equal(expired.code, 7, expired.stderr)
       assert.equal(lastDenial().reason, 'certificate_expired')
@@ -155,7 +168,8 @@ describe('host certificates, renewal and revocation', function () {
       const revoked = await sshca(['renew', `${k3}-cert.pub`, k3, '--force'], {env: w.env})
       assert.equal(revoked.code, 7)
       assert.equal(lastDenial().reason, 'certificate_revoked')
-      assert.ok(w.t.audit().some((l) => l.event === 'certificate_revoked' && l.serial === serial && l.reason === 'decommissioned'))
+      // the admin command records the event in the store; the running CA writes it to its audit log
+      await waitFor('the revocation in the audit log', () => w.t.audit().some((l) => l.event === 'certificate_revoked' && (l.certificates as string[]).includes(serial) && l.reason === 'decommissioned'))
     })
   })
 

@@ -4,19 +4,27 @@ import {BaseCommand} from '../../cli/base.ts'
 export default class CaCheckConfig extends BaseCommand {
   static override summary = 'Validate ca.yaml and its policy, and warn about risky rules.'
   static override description = `Parses ca.yaml as \`ca serve\` does and exits non-zero (status 3) naming each invalid field.
-Warns, without failing, about rules that match on repository alone, rules one token could match
-together (such a token is denied), and extensions granted where they are not needed.`
+Warns, without failing (unless --strict), about risky rules: a CI rule that pins no repository, a rule
+that matches on repository alone, an email domain without email_verified, principals rendered from
+claims the user chooses (preferred_username, name …) or with step's lossy sanitizing, reserved accounts
+such as root granted literally, rules one token could match together (such a token is denied), and
+extensions granted where they are not needed. \`ca serve\` reports the same warnings at start and reload.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml', '<%= config.bin %> <%= command.id %> --config ca.yaml --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml',
+    '<%= config.bin %> <%= command.id %> --config ca.yaml --strict --json   # in CI: warnings fail the check',
+  ]
 
   static override flags = {
     config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    strict: Flags.boolean({description: 'treat warnings as errors (exit 3)'}),
   }
 
   async run() {
     const {flags} = await this.parse(CaCheckConfig)
-    const {loadConfig} = await import('../../ca/config.ts')
+    const {configError, loadConfig} = await import('../../ca/config/config.ts')
     const {config, warnings} = await loadConfig(flags.config)
+    if (flags.strict && warnings.length > 0) throw configError(warnings.map((w) => `warning: ${w}`), config.path)
     const result = {
       valid: true,
       config: config.path,

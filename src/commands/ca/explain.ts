@@ -26,8 +26,8 @@ Exits 0 when a certificate would be issued, 7 when it would be denied.`
 
   async run() {
     const {flags} = await this.parse(CaExplain)
-    const {loadConfig} = await import('../../ca/config.ts')
-    const {explain, claimsFromToken} = await import('../../ca/explain.ts')
+    const {loadConfig} = await import('../../ca/config/config.ts')
+    const {explain, claimsFromToken} = await import('../../ca/authority/explain.ts')
     const {config} = await loadConfig(flags.config)
     let claims: Record<string, unknown>
     if (flags.token) claims = claimsFromToken(flags.token)

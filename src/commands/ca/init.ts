@@ -36,6 +36,7 @@ fingerprint and the next commands. Never overwrites an existing CA.`
   User CA key       ${r.userCaKey}
   Host CA key       ${r.hostCaKey}
   TLS names         ${r.dnsNames.join(', ')}
+  Host pattern      ${r.hostPattern === '!*' ? '!* (none: no domain in --dns; set ssh.hostPattern in ca.yaml, or clients pass sshca config --pattern)' : `${r.hostPattern} (from --dns; clients trust this CA's host certificates for these hosts only — ssh.hostPattern in ca.yaml)`}
 
 Next:
   1. Add your identity provider and rules to ${r.config} (examples are in the file), then:

@@ -11,7 +11,8 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --password-file /root/ca-password',
-    'kill -HUP $(pidof sshca)   # reload ca.yaml',
+    'systemctl reload sshca-ca   # under systemd (ExecReload=kill -HUP $MAINPID): re-read ca.yaml',
+    'kill -HUP $(pidof sshca)    # elsewhere: the process is titled sshca',
   ]
 
   static override flags = {
@@ -22,9 +23,14 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
 
   async run() {
     const {flags} = await this.parse(CaServe)
+    // `pidof sshca` and `kill -HUP $(pidof sshca)` find the server, not "node"
+    process.title = 'sshca'
     const password = await obtainPassword({file: flags['password-file']})
     const {startCa} = await import('../../ca/server.ts')
-    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true})
+    const onWarnings = (warnings: string[], reload: boolean): void => {
+      for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
+    }
+    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true, onWarnings})
     const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint}
     if (this.jsonEnabled()) this.logJson(started)
     else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})\n`)

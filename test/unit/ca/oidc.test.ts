@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import {SignJWT, exportJWK} from 'jose'
-import type {ProvisionerConfig} from '../../../src/ca/config.ts'
-import {TokenVerifier, assertSecureUrl} from '../../../src/ca/oidc.ts'
+import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
+import {TokenVerifier, assertSecureUrl} from '../../../src/ca/provisioner/oidc.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 
 const ISSUER = 'https://idp.example.com'
@@ -117,7 +117,7 @@ describe('token verification: discovery and JWKS caching', () => {
     now += 1000
     const refreshed = await v.verify(await mint(k, {jti: undefined, nonce: 'n-1'}))
     assert.notEqual(first.tokenId, refreshed.tokenId)
-    assert.match(first.tokenId, /#sha256:[0-9a-f]{64}$/)
+    assert.match(first.tokenId, /#signed:[0-9a-f]{64}$/)
     assert.equal((await v.verify(await mint(k, {jti: 'abc'}))).tokenId, `${ISSUER}#jti:abc`)
   })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
-import {parseConfig, type CaConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config.ts'
+import {parseConfig, type CaConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config/config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
-import {buildCertificateSpec, checkCondition, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy.ts'
+import {buildCertificateSpec, checkCondition, DEFAULT_RESERVED_PRINCIPALS, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy/policy.ts'
 
 export const ISSUE_YAML = `
 disabled: false
@@ -35,7 +35,7 @@ provisioners:
 `
 
 const NOW = 1_800_000_000
-const limits = {maxUserTtl: 86400}
+const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
 
 describe('policy', () => {
   // parsed in before(), not in the describe() body: Stryker loads this file once and re-runs its tests
@@ -63,7 +63,7 @@ describe('policy', () => {
     const claims = {sub: 'u1', email: 'John.Doe@Example.com', email_verified: true}
     const {rule} = selectRule(sso, claims)
     const spec = buildCertificateSpec(sso, rule, claims, limits, NOW)
-    assert.deepEqual(spec.principals, ['johndoe', 'John.Doe@Example.com'])
+    assert.deepEqual(spec.principals, ['john.doe', 'John.Doe@Example.com'])
     assert.equal(spec.keyId, 'John.Doe@Example.com')
     assert.deepEqual(spec.extensions, {'permit-pty': true})
     assert.deepEqual(spec.criticalOptions, {})
@@ -84,7 +84,7 @@ describe('policy', () => {
     assert.equal(spec.ttl, 600)
     const capped = buildCertificateSpec({...ci, maxTtl: 300}, rule, claims, limits, NOW)
     assert.equal(capped.ttl, 300)
-    assert.equal(buildCertificateSpec(ci, rule, claims, {maxUserTtl: 120}, NOW).ttl, 120)
+    assert.equal(buildCertificateSpec(ci, rule, claims, {...limits, maxUserTtl: 120}, NOW).ttl, 120)
   })
 
   it('denies when no rule matches, naming the first failing condition in explain', () => {

@@ -51,3 +51,16 @@ describe('error codes → exit codes', () => {
     assert.equal(exitCodeFor(e), 1)
   })
 })
+
+describe('noLocalBrowser: when a loopback sign-in cannot work here', () => {
+  it('an SSH session or a display-less Unix; never when $BROWSER says how to open URLs', async () => {
+    const {noLocalBrowser} = await import('../../../src/cli/interact.ts')
+    assert.match(noLocalBrowser({SSH_CONNECTION: '1 2 3 4'}, 'darwin')!, /SSH session/)
+    assert.match(noLocalBrowser({SSH_TTY: '/dev/pts/1', DISPLAY: ':0'}, 'linux')!, /SSH session/)
+    assert.match(noLocalBrowser({}, 'linux')!, /no display/)
+    assert.equal(noLocalBrowser({DISPLAY: ':0'}, 'linux'), undefined)
+    assert.equal(noLocalBrowser({WAYLAND_DISPLAY: 'wayland-0'}, 'linux'), undefined)
+    assert.equal(noLocalBrowser({}, 'darwin'), undefined)
+    assert.equal(noLocalBrowser({BROWSER: 'none', SSH_CONNECTION: '1 2 3 4'}, 'linux'), undefined)
+  })
+})

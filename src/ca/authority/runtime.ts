@@ -1,0 +1,40 @@
+/** Everything a running CA holds. `policy` is swapped whole on a successful reload (SIGHUP). */
+import type {AuditLog} from '../observe/audit.ts'
+import type {Meter} from '../observe/meter.ts'
+import type {CaConfig} from '../config/config.ts'
+import type {CaMaterial} from '../keys/material.ts'
+import type {TokenVerifier} from '../provisioner/oidc.ts'
+import type {Store} from '../store/store.ts'
+
+export interface PolicyState {
+  config: CaConfig
+  verifier: TokenVerifier
+}
+
+export interface CaRuntime {
+  policy: PolicyState
+  material: CaMaterial
+  store: Store
+  audit: AuditLog
+  /** Counts and timings (the no-op meter when absent). */
+  meter?: Meter
+  /** Milliseconds since the epoch. */
+  clock: () => number
+}
+
+/** What a request's audit line says about it, filled in as the pipeline learns it. */
+export interface AuditTrace {
+  request_id: string
+  client_address?: string
+  route?: string
+  provisioner?: string
+  rule?: string
+  subject?: string
+  claims?: Record<string, unknown>
+  token?: {id: string; sha256: string}
+  key_fingerprint?: string
+  key_type?: string
+  cert_type?: string
+  /** What the request asked for, when not a certificate: its refusal is audited under that name. */
+  action?: 'read' | 'revoke'
+}

@@ -1,0 +1,151 @@
+/**
+ * The signing pipeline (smallstep's SSHSign, in stages): check the subject key (400) → issuance on
+ * (503) → verify the token (401) → the one matching rule (403) → build the certificate from the rule
+ * alone (403) → sign → spend the token and record the certificate in one transaction (401 when the
+ * token was already spent; the certificate is then discarded, never returned) → audit (201).
+ * Each stage is small and the handler only strings them together; every stage adds what it learns
+ * to the audit trace.
+ */
+import {SshcaError} from '../../errors.ts'
+import {randomBytesPooled} from '../../util/random.ts'
+import {signCertificate, type Certificate} from '../../ssh/cert.ts'
+import {PublicKey} from '../../ssh/keys.ts'
+import {selectedClaims} from '../observe/audit.ts'
+import {buildCertificateSpec, selectRule} from '../policy/policy.ts'
+import {denial} from '../policy/types.ts'
+import type {AuditTrace, CaRuntime} from './runtime.ts'
+import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
+
+export const MIN_RSA_BITS = 3072
+
+/** The subject key from a step-ca `publicKey` (base64 wire blob) or an authorized_keys line. */
+export function parseSubjectKey(input: {blobBase64?: string; line?: string}): PublicKey {
+  try {
+    if (input.line !== undefined) return PublicKey.parseLine(input.line).key
+    const b64 = input.blobBase64 ?? ''
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new SshcaError('ERR_SSH_FORMAT', 'publicKey is not base64')
+    return PublicKey.fromBlob(Buffer.from(b64, 'base64'))
+  } catch (err) {
+    if (err instanceof SshcaError) throw denial(err.code === 'ERR_SSH_UNSUPPORTED' ? 'ERR_SSH_UNSUPPORTED' : 'ERR_SSH_FORMAT', 'bad_request', `the public key is not acceptable: ${err.message}`)
+    throw err
+  }
+}
+
+/** ed25519 and ECDSA keys; RSA only from 3072 bits. */
+export function checkSubjectKey(key: PublicKey): void {
+  if (key.type === 'ssh-rsa' && key.bits < MIN_RSA_BITS) {
+    throw denial('ERR_SSH_UNSUPPORTED', 'bad_request', `RSA keys must have at least ${MIN_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`)
+  }
+}
+
+export function requireIssuanceEnabled(rt: CaRuntime): void {
+  if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
+}
+
+/** A random non-zero 64-bit serial: unique without coordination between replicas. */
+export function randomSerial(): bigint {
+  for (;;) {
+    const s = randomBytesPooled(8).readBigUInt64BE(0)
+    if (s !== 0n) return s
+  }
+}
+
+export function recordOf(cert: Certificate, trace: AuditTrace, issuedAt: number): IssuedRecord {
+  return {
+    serial: cert.serial,
+    certType: cert.type,
+    keyId: cert.keyId,
+    principals: [...cert.principals],
+    validAfter: cert.validAfter,
+    validBefore: cert.validBefore,
+    provisioner: trace.provisioner ?? '',
+    rule: trace.rule ?? null,
+    subject: trace.subject ?? null,
+    keyFingerprint: cert.publicKey.fingerprint(),
+    issuedAt,
+    requestId: trace.request_id,
+    certificate: cert.blob.toString('base64'),
+  }
+}
+
+export function issuedFields(cert: Certificate): Record<string, unknown> {
+  return {
+    serial: cert.serial.toString(),
+    key_id: cert.keyId,
+    principals: cert.principals,
+    valid_after: new Date(Number(cert.validAfter) * 1000).toISOString(),
+    valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    critical_options: cert.criticalOptions,
+    extensions: Object.keys(cert.extensions),
+  }
+}
+
+/**
+ * Checks revocations (and, for renewals, the lineage), spends the token and records the
+ * certificate atomically, then writes `certificate_issued`. Any other outcome drops the certificate:
+ * a spent token is a 401 that says when it was spent, a revoked key ID or key a 403.
+ */
+export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string; expiresAt: number}, trace: AuditTrace, lineage?: Lineage): Promise<Certificate> {
+  const issuedAt = Math.floor(rt.clock() / 1000)
+  const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
+  if (!outcome.ok) throw outcomeDenial(outcome, lineage)
+  rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
+  rt.meter?.decision({outcome: 'issued', provisioner: trace.provisioner, rule: trace.rule, certType: cert.type})
+  return cert
+}
+
+function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Lineage | undefined): SshcaError {
+  switch (outcome.reason) {
+    case 'replayed': {
+      const when = outcome.usedAt === null ? '' : ` at ${new Date(outcome.usedAt * 1000).toISOString()}`
+      return denial('ERR_TOKEN_REPLAYED', 'token_replayed', `the token was already used${when}; each token gets one certificate`, {
+        spent_at: outcome.usedAt === null ? null : new Date(outcome.usedAt * 1000).toISOString(),
+        spent_on_serial: outcome.serial,
+      })
+    }
+    case 'revoked': {
+      const r = outcome.revocation
+      const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
+      const what = parentRevoked ? 'the certificate is revoked' : r.keyFingerprint !== null ? 'the key is revoked' : `key ID "${r.keyId}" is revoked`
+      return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {revocation_id: r.id, revoked_at: new Date(r.revokedAt * 1000).toISOString()})
+    }
+    case 'superseded':
+      return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {newest_serial: outcome.newest})
+  }
+}
+
+/** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
+export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, token: string, certType: 'user' | 'host', trace: AuditTrace): Promise<Certificate> {
+  trace.key_fingerprint = publicKey.fingerprint()
+  trace.key_type = publicKey.type
+  trace.cert_type = certType
+  checkSubjectKey(publicKey)
+  requireIssuanceEnabled(rt)
+  const policy = rt.policy
+  const verified = await policy.verifier.verify(token)
+  const p = verified.provisioner
+  trace.provisioner = p.name
+  trace.token = {id: verified.tokenId, sha256: verified.tokenHash}
+  trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
+  trace.claims = selectedClaims(verified.claims)
+  if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
+  const {rule} = selectRule(p, verified.claims)
+  trace.rule = rule.name
+  trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
+  const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
+  const cert = signCertificate(
+    {
+      type: 'user',
+      publicKey,
+      serial: randomSerial(),
+      keyId: spec.keyId,
+      principals: spec.principals,
+      validAfter: spec.validAfter,
+      validBefore: spec.validBefore,
+      criticalOptions: spec.criticalOptions,
+      extensions: spec.extensions,
+    },
+    rt.material.userCa,
+  )
+  return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
+}

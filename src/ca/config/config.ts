@@ -1,0 +1,439 @@
+/**
+ * ca.yaml: parsed once with a schema, defaults merged, named checks run; a problem names its field.
+ * The same code backs `ca serve` (refuse to start), SIGHUP (keep the old policy) and `ca check-config`.
+ */
+import {readFile} from 'node:fs/promises'
+import {dirname, isAbsolute, resolve} from 'node:path'
+import {parseDocument} from 'yaml'
+import {z} from 'zod'
+import {SshcaError} from '../../errors.ts'
+import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
+import {formatDuration, parseDuration} from '../../util/duration.ts'
+import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
+import {unknownClaim} from '../policy/claims.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
+import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
+
+const scalar = z.union([z.string(), z.number(), z.boolean()])
+const matchCondition = z.union([
+  scalar,
+  z.array(scalar).min(1, 'a list of allowed values must not be empty'),
+  z.strictObject({domain: z.string().min(1)}),
+  z.strictObject({contains: scalar}),
+  z.strictObject({glob: z.string().min(1)}),
+])
+
+const duration = z.union([z.string(), z.number().int().positive()]).transform((v, ctx) => {
+  const s = typeof v === 'number' ? v : parseDuration(v)
+  if (s === undefined) {
+    ctx.addIssue({code: 'custom', message: `"${v}" is not a duration (use 90s, 15m, 8h, 30d)`})
+    return z.NEVER
+  }
+  return s
+})
+
+const ruleSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'rule names use letters, digits, ".", "_" and "-"'),
+  disabled: z.boolean().default(false),
+  match: z.record(z.string().min(1), matchCondition),
+  certificate: z.strictObject({
+    principals: z.array(z.string().min(1)).min(1, 'a rule must grant at least one principal'),
+    keyId: z.string().min(1).default('${sub}'),
+    ttl: duration,
+    forceCommand: z.string().min(1).optional(),
+    sourceAddress: z.array(z.string()).min(1).optional(),
+    extensions: z.array(z.string()).default([]),
+  }),
+})
+
+const provisionerSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'provisioner names use letters, digits, ".", "_" and "-"'),
+  type: z.literal('oidc'),
+  issuer: z.url(),
+  clientId: z.string().min(1).optional(),
+  audience: z.string().min(1).optional(),
+  clientSecret: z.string().optional(),
+  listenAddress: z.string().optional(),
+  scopes: z.array(z.string()).optional(),
+  maxTtl: duration.optional(),
+  /** Longest token lifetime (exp − iat) accepted; default 1h. */
+  maxTokenAge: duration.optional(),
+  rules: z.array(ruleSchema).default([]),
+})
+
+const rateLimit = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** Signing requests (/ssh/sign, /sign, /ssh/renew) per client address per window. */
+    max: z.number().int().positive(),
+    window: duration,
+  }),
+])
+
+export const LIMIT_DEFAULTS = {
+  requestTimeout: 10,
+  headersTimeout: 5,
+  idleTimeout: 60,
+  handshakeTimeout: 5,
+  maxConnections: 1000,
+  maxInFlight: 256,
+  rate: {max: 300, window: 60} as {max: number; window: number} | false,
+}
+
+/** How long a client may take and how much it may ask for; every default is finite. */
+const limitsSchema = z
+  .strictObject({
+    /** The whole request, body included (slow bodies are cut off here). */
+    requestTimeout: duration.default(LIMIT_DEFAULTS.requestTimeout),
+    headersTimeout: duration.default(LIMIT_DEFAULTS.headersTimeout),
+    /** An idle keep-alive connection is closed after this. */
+    idleTimeout: duration.default(LIMIT_DEFAULTS.idleTimeout),
+    handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
+    /** Open connections beyond this are refused at accept. */
+    maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
+    /** Signing requests being worked on at once; more are answered 503 at once instead of queueing. */
+    maxInFlight: z.number().int().positive().default(LIMIT_DEFAULTS.maxInFlight),
+    rate: rateLimit.default(LIMIT_DEFAULTS.rate),
+  })
+  .default(LIMIT_DEFAULTS)
+
+/** The embedded store (one CA process): a SQLite file in the CA directory. */
+const sqliteDb = z.strictObject({
+  type: z.literal('sqlite'),
+  path: z.string().default('db/sshca.sqlite'),
+  // full: every commit on disk before a certificate is returned; normal risks the last commits on power loss
+  durability: z.enum(['full', 'normal']).default('full'),
+})
+
+/**
+ * Several replicas on one PostgreSQL. The password is never in ca.yaml or the URL: `passwordFile`
+ * (0600, relative to ca.yaml's directory), else $PGPASSWORD, else none (certificate or peer auth).
+ */
+const postgresDb = z.strictObject({
+  type: z.literal('postgresql'),
+  /** postgres://USER@HOST:PORT/DATABASE; HOST may be a socket directory (%2Frun%2Fpostgresql or ?host=/run/postgresql). */
+  url: z.string().min(1),
+  /** Connections per replica. */
+  pool: z.number().int().positive().max(1000).default(10),
+  passwordFile: z.string().min(1).optional(),
+  tls: z
+    .strictObject({
+      /** verify-full (the default over TCP): the server's certificate chains to `ca` and names the host. */
+      mode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).optional(),
+      /** PEM file of the CA(s) that sign the server's certificate (default: the system's). */
+      ca: z.string().min(1).optional(),
+      /** A client certificate and its key (PEM), for servers that authenticate clients by certificate. */
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+    })
+    .default({}),
+  /** The longest wait for the database (connect, statement): past it the request is answered 503. */
+  timeout: duration.default(5),
+  /** Apply pending migrations at start (under an advisory lock); false: `sshca ca migrate` does, and serve refuses an old schema. */
+  autoMigrate: z.boolean().default(true),
+})
+
+export type SqliteDbConfig = z.infer<typeof sqliteDb>
+export type PostgresDbConfig = z.infer<typeof postgresDb>
+
+const configSchema = z.strictObject({
+  address: z.string().default('127.0.0.1:9000'),
+  dnsNames: z.array(z.string().min(1)).default(['127.0.0.1']),
+  name: z.string().default('sshca'),
+  disabled: z.boolean().default(false),
+  db: z.discriminatedUnion('type', [sqliteDb, postgresDb]).default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
+  audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  limits: limitsSchema,
+  /**
+   * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
+   * true trusts any (only behind a balancer that overwrites the header); addresses/CIDRs or a hop count
+   * trust those. Rate limits key on the address this yields.
+   */
+  trustProxy: z.union([z.boolean(), z.number().int().nonnegative(), z.array(z.string().min(1)).min(1)]).default(false),
+  ssh: z
+    .strictObject({
+      hostPattern: z.string().min(1).default('*'),
+      maxUserTtl: duration.default(86400),
+      hostTtl: duration.default(30 * 86400),
+      maxHostTtl: duration.default(90 * 86400),
+      /** Principals no template may render; a rule may still list one literally (check-config warns). */
+      reservedPrincipals: z.array(z.string().min(1)).default(DEFAULT_RESERVED_PRINCIPALS),
+    })
+    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}),
+  // `provisioners:` with every example still commented out is null: none yet
+  provisioners: z.preprocess((v) => v ?? [], z.array(provisionerSchema)).default([]),
+})
+
+export type CaConfig = Omit<z.infer<typeof configSchema>, 'provisioners'> & {
+  provisioners: ProvisionerConfig[]
+  /** The directory holding ca.yaml; key and database paths are relative to it. */
+  dir: string
+  path: string
+}
+export type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
+// the schema's output is the policy's vocabulary: a change to either that breaks the other fails to compile
+type Assignable<T, U extends T> = U
+export type _SchemaMatchesPolicy = [Assignable<RuleConfig, z.infer<typeof ruleSchema>>, Assignable<ProvisionerConfig, z.infer<typeof provisionerSchema> & {audience: string}>]
+
+/** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
+export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
+
+export interface ConfigCheck {
+  config: CaConfig
+  warnings: string[]
+}
+
+export function configError(problems: string[], file: string): SshcaError {
+  return new SshcaError('ERR_CA_CONFIG', `${file} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
+    details: {problems},
+    hint: `fix the fields named above, then run: sshca ca check-config --config ${file}`,
+  })
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '') || '(top level)'
+}
+
+/** Parses and checks ca.yaml text; throws ERR_CA_CONFIG listing every problem. */
+export function parseConfig(text: string, path: string): ConfigCheck {
+  const doc = parseDocument(text, {prettyErrors: true, uniqueKeys: true})
+  if (doc.errors.length > 0) throw configError(doc.errors.map((e) => e.message.split('\n')[0]!), path)
+  const parsed = configSchema.safeParse(doc.toJS() ?? {})
+  if (!parsed.success) throw configError(parsed.error.issues.map((i) => `${fieldPath(i.path)}: ${i.message}`), path)
+  const raw = parsed.data
+  const problems: string[] = []
+  const warnings: string[] = []
+  const provisioners: ProvisionerConfig[] = raw.provisioners.map((p) => ({...p, audience: p.audience ?? p.clientId ?? ''}))
+  const config: CaConfig = {...raw, provisioners, dir: dirname(resolve(path)), path: resolve(path)}
+
+  if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
+  checkProvisioners(config, problems, warnings)
+  if (raw.db.type === 'sqlite' && raw.db.durability === 'normal') {
+    warnings.push('db.durability: normal — a power loss can drop the last commits: certificates missing from the store and spent tokens forgotten, so replayable until they expire')
+  }
+  if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
+  if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)
+  if (Array.isArray(raw.trustProxy)) {
+    raw.trustProxy.forEach((a, i) => {
+      if (!isCidr(a)) problems.push(`trustProxy[${i}]: "${a}" is not an address or CIDR block`)
+    })
+  } else if (raw.trustProxy === true) {
+    warnings.push('trustProxy: true believes X-Forwarded-For from anyone; list the balancer\'s addresses instead')
+  }
+  if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
+  if (raw.ssh.hostTtl > raw.ssh.maxHostTtl) problems.push(`ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`)
+  if (problems.length > 0) throw configError(problems, path)
+  return {config, warnings}
+}
+
+export async function loadConfig(path: string): Promise<ConfigCheck> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `no CA configuration at ${path}`, {hint: 'create a CA with: sshca ca init --dir DIR'})
+    }
+    throw new SshcaError('ERR_INPUT', `cannot read ${path}: ${(err as Error).message}`, {cause: err})
+  }
+  return parseConfig(text, path)
+}
+
+/** Query parameters db.url may carry; TLS and the password have their own fields. */
+const URL_PARAMS = new Set(['host', 'application_name'])
+
+/**
+ * db.url as the pg client needs it: host (or socket directory), port, user, database. Throws a
+ * message naming what is wrong; never echoes a password.
+ */
+export function parsePostgresUrl(url: string): {host: string; port: number; user: string | undefined; database: string | undefined; applicationName: string | undefined} {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new Error('is not a URL (postgres://USER@HOST:PORT/DATABASE)')
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('must start with postgres://')
+  if (u.password !== '') throw new Error('holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml')
+  for (const k of u.searchParams.keys()) {
+    if (!URL_PARAMS.has(k)) throw new Error(`?${k}= is not supported${k.startsWith('ssl') ? ': TLS is set with db.tls' : ''} (only ${[...URL_PARAMS].join(', ')})`)
+  }
+  const host = u.searchParams.get('host') ?? decodeURIComponent(u.hostname)
+  if (!host) throw new Error('names no host (postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir)')
+  const port = u.port ? Number(u.port) : 5432
+  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined
+  return {host, port, user: u.username ? decodeURIComponent(u.username) : undefined, database, applicationName: u.searchParams.get('application_name') ?? undefined}
+}
+
+function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: string[], warnings: string[]): void {
+  let host: string
+  try {
+    host = parsePostgresUrl(db.url).host
+  } catch (err) {
+    problems.push(`db.url: ${(err as Error).message}`)
+    return
+  }
+  const socket = host.startsWith('/')
+  if (db.timeout >= requestTimeout) problems.push(`db.timeout: ${formatDuration(db.timeout)} must be below limits.requestTimeout (${formatDuration(requestTimeout)}), so a request never waits on the database past its own deadline`)
+  if ((db.tls.cert === undefined) !== (db.tls.key === undefined)) problems.push('db.tls: cert and key go together')
+  const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
+  if (!socket && !isLoopbackAddress(host) && (mode === 'disable' || mode === 'require')) {
+    warnings.push(`db.tls.mode: ${mode} to ${host} ${mode === 'disable' ? 'sends spent tokens and certificates in clear' : 'encrypts but does not check whom it talks to'}; use verify-full with db.tls.ca`)
+  }
+}
+
+export function resolveInDir(config: Pick<CaConfig, 'dir'>, p: string): string {
+  return isAbsolute(p) ? p : resolve(config.dir, p)
+}
+
+function checkProvisioners(config: CaConfig, problems: string[], warnings: string[]): void {
+  const names = new Set<string>()
+  const routes = new Map<string, string>()
+  config.provisioners.forEach((p, i) => {
+    const at = `provisioners[${i}]`
+    if (names.has(p.name)) problems.push(`${at}.name: "${p.name}" is used twice`)
+    names.add(p.name)
+    if (!p.audience) problems.push(`${at}: set clientId or audience (the token's "aud" must name this CA)`)
+    const issuer = new URL(p.issuer)
+    if (issuer.protocol === 'http:' && !isLoopbackAddress(issuer.hostname)) {
+      problems.push(`${at}.issuer: plain http is accepted only on loopback addresses (development); use https`)
+    } else if (issuer.protocol === 'http:') {
+      warnings.push(`${at}.issuer: ${p.issuer} is plain http, fit for local development only; a real identity provider is https`)
+    } else if (issuer.protocol !== 'http:' && issuer.protocol !== 'https:') {
+      problems.push(`${at}.issuer: must be an https URL`)
+    }
+    const route = `${p.issuer.replace(/\/$/, '')} ${p.audience}`
+    if (routes.has(route)) problems.push(`${at}: same issuer and audience as provisioner "${routes.get(route)}", so tokens could not be routed`)
+    routes.set(route, p.name)
+    if (p.listenAddress !== undefined) {
+      const hp = parseHostPort(p.listenAddress)
+      if (!hp || !isLoopbackAddress(hp.host)) problems.push(`${at}.listenAddress: must be a loopback address with a port, such as 127.0.0.1:10000`)
+    }
+    if (p.rules.length === 0) warnings.push(`${at} (${p.name}): no rules, so every token from it is denied`)
+    const ruleNames = new Set<string>()
+    p.rules.forEach((r, j) => checkRule(config, p, r, `${at}.rules[${j}]`, ruleNames, problems, warnings))
+    warnings.push(...overlapWarnings(p, at))
+  })
+}
+
+function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: string, ruleNames: Set<string>, problems: string[], warnings: string[]): void {
+  if (ruleNames.has(r.name)) problems.push(`${at}.name: "${r.name}" is used twice in provisioner "${p.name}"`)
+  ruleNames.add(r.name)
+  const keys = Object.keys(r.match)
+  if (keys.length === 0) problems.push(`${at}.match: a rule must match on at least one claim`)
+  for (const claim of keys) {
+    const why = unknownClaim(p.issuer, claim)
+    if (why) warnings.push(`${at}.match.${claim}: ${why} (a claim the token lacks never matches)`)
+  }
+  ;[...r.certificate.principals, r.certificate.keyId].forEach((t) => {
+    for (const claim of templateClaims(t).claims) {
+      const why = unknownClaim(p.issuer, claim)
+      if (why) warnings.push(`${at}.certificate: template "${t}": ${why} (a template whose claim is absent denies)`)
+    }
+  })
+  for (const [claim, cond] of Object.entries(r.match)) {
+    if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /[^*?]\*\*[^/]|\*\*\*/.test(cond.glob)) {
+      problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
+    }
+  }
+  // {domain} on an email the IdP has not verified: anyone who can type an address in that domain
+  for (const [claim, cond] of Object.entries(r.match)) {
+    if (typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond && r.match.email_verified !== true) {
+      warnings.push(`${at} (${r.name}): matches ${claim} on domain ${cond.domain} without email_verified: true, so an unverified address in that domain gets a certificate; add email_verified: true`)
+    }
+  }
+  if (isCiProvisioner(p) && !keys.some((k) => PINNING_CLAIMS.has(k) && pins(r.match[k]!))) {
+    warnings.push(`${at} (${r.name}): a CI rule that pins neither repository/repository_owner (or their ids) nor sub: a workflow in any repository this issuer serves can match it; pin the repository`)
+  }
+  if (keys.length === 1 && keys[0] === 'repository') {
+    warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
+  }
+  const c = r.certificate
+  c.principals.forEach((t, k) => {
+    for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
+    const {claims, lossy} = templateClaims(t)
+    const chosen = claims.filter((cl) => USER_CHOSEN_CLAIMS.has(cl))
+    if (chosen.length) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`)
+    }
+    if (lossy) {
+      warnings.push(`${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`)
+    }
+    if (claims.length === 0 && config.ssh.reservedPrincipals.includes(t)) {
+      warnings.push(`${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`)
+    }
+  })
+  for (const problem of templateProblems(c.keyId)) problems.push(`${at}.certificate.keyId: ${problem}`)
+  if (c.forceCommand !== undefined && /[\r\n\0]/.test(c.forceCommand)) problems.push(`${at}.certificate.forceCommand: must be one line`)
+  c.sourceAddress?.forEach((a, k) => {
+    if (!isCidr(a)) problems.push(`${at}.certificate.sourceAddress[${k}]: "${a}" is not an address or CIDR block`)
+  })
+  c.extensions.forEach((e, k) => {
+    if (!KNOWN_EXTENSIONS.has(e)) problems.push(`${at}.certificate.extensions[${k}]: unknown extension "${e}" (known: ${[...KNOWN_EXTENSIONS].join(', ')})`)
+  })
+  const risky = c.extensions.filter((e) => e !== 'permit-pty')
+  if (c.forceCommand !== undefined && c.extensions.length > 0) {
+    warnings.push(`${at} (${r.name}): grants ${c.extensions.join(', ')} with a force-command, which does not need them`)
+  } else if (risky.length > 0) {
+    warnings.push(`${at} (${r.name}): grants ${risky.join(', ')}; grant forwarding only where a use case needs it`)
+  }
+  const ceiling = Math.min(p.maxTtl ?? Infinity, config.ssh.maxUserTtl)
+  if (c.ttl > ceiling) warnings.push(`${at}.certificate.ttl: ${formatDuration(c.ttl)} is capped to ${formatDuration(ceiling)} (maxTtl / ssh.maxUserTtl)`)
+}
+
+/** Claims a CI token carries that name the repository (or the workflow's identity, which contains it). */
+const PINNING_CLAIMS = new Set(['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id'])
+/** Claims a person sets for themselves at most identity providers: never a principal. */
+const USER_CHOSEN_CLAIMS = new Set(['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login'])
+const CI_ISSUERS = [/^https:\/\/token\.actions\.githubusercontent\.com(\/|$)/, /^https:\/\/gitlab\.com\/?$/, /^https:\/\/oidc\.circleci\.com\//, /^https:\/\/vstoken\.actions\.githubusercontent\.com/]
+
+/** A provisioner for machines: a known CI issuer, or one with no client id (nobody signs in interactively). */
+export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'>): boolean {
+  return CI_ISSUERS.some((re) => re.test(p.issuer)) || p.clientId === undefined
+}
+
+/** A condition pins a value unless it is a glob made only of wildcards and slashes (it matches anything). */
+function pins(c: MatchCondition): boolean {
+  return !(typeof c === 'object' && !Array.isArray(c) && 'glob' in c && /^[*?/]*$/.test(c.glob))
+}
+
+/** Two enabled rules of one provisioner that one token could match both of: a certain denial. */
+function overlapWarnings(p: ProvisionerConfig, at: string): string[] {
+  const out: string[] = []
+  const rules = p.rules.filter((r) => !r.disabled)
+  for (let i = 0; i < rules.length; i++) {
+    for (let j = i + 1; j < rules.length; j++) {
+      const a = rules[i]!
+      const b = rules[j]!
+      const shared = Object.keys(a.match).filter((k) => k in b.match)
+      if (shared.every((k) => mayOverlap(a.match[k]!, b.match[k]!))) {
+        out.push(`${at} (${p.name}): rules "${a.name}" and "${b.name}" can match the same token, and a token matching two rules is denied; make them exclusive`)
+      }
+    }
+  }
+  return out
+}
+
+type Scalar = string | number | boolean
+function valuesOf(c: MatchCondition): Scalar[] | undefined {
+  if (Array.isArray(c)) return c
+  if (typeof c !== 'object') return [c]
+  return undefined
+}
+
+/** Conservative: true unless the two conditions certainly exclude each other. */
+export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
+  const va = valuesOf(a)
+  const vb = valuesOf(b)
+  if (va && vb) return va.some((x) => vb.includes(x))
+  const [vals, other] = va ? [va, b] : vb ? [vb, a] : [undefined, undefined]
+  if (vals && other && typeof other === 'object' && !Array.isArray(other)) {
+    if ('domain' in other) return vals.some((v) => typeof v === 'string' && v.toLowerCase().endsWith(`@${other.domain.toLowerCase()}`))
+    if ('glob' in other) return vals.some((v) => typeof v === 'string' && globToRegExp(other.glob).test(v))
+    return false // {contains} needs an array claim; a scalar claim can never satisfy both
+  }
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b) && 'domain' in a && 'domain' in b) {
+    return a.domain.toLowerCase() === b.domain.toLowerCase()
+  }
+  return true
+}

@@ -1,0 +1,152 @@
+/**
+ * The CA's HTTP API as a fastify app (src/ca/server.ts listens). Mounted at / and at /1.0 like
+ * step-ca; the routes (routes.ts) see only the Authority. Every response carries x-request-id;
+ * every signing decision is audited once. Every wait is bounded (limits in ca.yaml): a request, its
+ * headers, an idle connection, a TLS handshake; connections are capped, signing routes
+ * rate-limited per client address and shed with a 503 when too many are in flight.
+ */
+import {randomUUID} from 'node:crypto'
+import {STATUS_CODES} from 'node:http'
+import type {Duplex} from 'node:stream'
+import rateLimit from '@fastify/rate-limit'
+import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
+import type {Schema} from '../../protocol/check.ts'
+import type {Authority} from '../authority/authority.ts'
+import {denial} from '../policy/types.ts'
+import {httpError} from './errors.ts'
+import {SharedRateStore} from './rate-store.ts'
+import {routes} from './routes.ts'
+import {traceOf} from './trace.ts'
+
+export const BODY_LIMIT = 16 * 1024
+/** An oversized body up to this size is read and dropped so the client reads its 413; beyond, the connection is closed. */
+const DRAIN_LIMIT = 1024 * 1024
+
+export function buildApp(authority: Authority, https: {key: string; cert: string} | undefined): FastifyInstance {
+  const {limits, trustProxy} = authority.settings
+  const app = Fastify({
+    ...(https
+      ? {
+          https: {
+            key: https.key,
+            cert: https.cert,
+            minVersion: 'TLSv1.2' as const,
+            // step's X.509 identity (see authority/identity.ts): asked for, never required; the
+            // routes that accept it verify it themselves, every other route ignores it
+            requestCert: true,
+            rejectUnauthorized: false,
+            handshakeTimeout: limits.handshakeTimeout * 1000,
+            // node checks request and header deadlines this often (default 30 s, too coarse for them)
+            connectionsCheckingInterval: 1000,
+          },
+        }
+      : {}),
+    bodyLimit: BODY_LIMIT,
+    logger: false,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    requestTimeout: limits.requestTimeout * 1000,
+    keepAliveTimeout: limits.idleTimeout * 1000,
+    connectionTimeout: limits.idleTimeout * 1000,
+    // fastify takes a hop count too (proxy-addr), though its types omit it
+    trustProxy: trustProxy as boolean | string[],
+    clientErrorHandler: clientError,
+    // a URL the router cannot decode (`/%`) is refused before any hook or the error handler runs
+    frameworkErrors: (err, req, reply) => {
+      const {status, body} = err.code === 'FST_ERR_BAD_URL' ? {status: 400, body: {status: 400, message: err.message, request_id: req.id}} : httpError(err, req.id)
+      void (reply as unknown as FastifyReply).code(status).headers({'x-request-id': req.id, 'cache-control': 'no-store'}).send(body)
+    },
+  }) as unknown as FastifyInstance
+  app.server.headersTimeout = limits.headersTimeout * 1000
+  app.server.maxConnections = limits.maxConnections
+  app.decorateRequest('auditTrace', null)
+
+  // request bodies are checked by src/protocol's shapes, the ones the client builds them with
+  app.setValidatorCompiler(({schema}) => (data: unknown) => {
+    const r = (schema as unknown as Schema<unknown>).safeParse(data)
+    if (r.success) return {value: r.data}
+    const first = r.error.issues[0]
+    return {error: denial('ERR_INPUT', 'bad_request', `bad request body: ${first ? `${first.path.join('.') || '(body)'}: ${first.message}` : 'invalid'}`)}
+  })
+
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.headers({'x-request-id': req.id, 'cache-control': 'no-store'})
+    done()
+  })
+
+  // load shedding: past maxInFlight signing requests, answer 503 at once rather than queue without bound
+  let inFlight = 0
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!req.routeOptions.config.signing) return done()
+    if (inFlight >= authority.settings.limits.maxInFlight) {
+      void reply.header('retry-after', '1')
+      return done(denial('ERR_CA_OVERLOADED', 'overloaded', 'too many signing requests in flight'))
+    }
+    inFlight++
+    reply.raw.once('close', () => inFlight--)
+    done()
+  })
+
+  app.setErrorHandler((err, req, reply) => {
+    const {status, body} = httpError(err, req.id)
+    if (req.auditTrace || req.routeOptions.config.signing) authority.recordRefusal(traceOf(req), err, status)
+    if (status === 413) keepReading(req, reply)
+    void reply.code(status).send(body)
+  })
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({status: 404, message: `no route ${req.method} ${req.url.split('?')[0]}`, request_id: req.id})
+  })
+
+  // registered on the root, so / and /1.0 share one bucket per client address
+  if (limits.rate !== false) {
+    const window = limits.rate.window
+    void app.register(rateLimit, {
+      global: false,
+      store: SharedRateStore,
+      // read from the policy in force, so a reload changes it
+      max: async () => {
+        const rate = authority.settings.limits.rate
+        return rate === false ? Number.MAX_SAFE_INTEGER : rate.max
+      },
+      timeWindow: window * 1000,
+      errorResponseBuilder: (_req, ctx) => denial('ERR_RATE_LIMITED', 'rate_limited', `more than ${ctx.max} signing requests in ${Math.round(window)} s from this address; try again in ${Math.ceil(ctx.ttl / 1000)} s`, {retry_after_seconds: Math.ceil(ctx.ttl / 1000)}),
+    })
+  }
+  void app.register(routes(authority))
+  void app.register(routes(authority), {prefix: '/1.0'})
+  return app
+}
+
+/**
+ * fastify closes the connection after a 413 while the client may still be sending: the kernel then
+ * resets it and the client never reads the answer. Read the rest of a moderate body and drop it,
+ * so the 413 arrives; a larger one (or one past the request timeout) still loses its connection.
+ */
+function keepReading(req: FastifyRequest, reply: FastifyReply): void {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > DRAIN_LIMIT) return
+  reply.removeHeader('connection')
+  let seen = 0
+  req.raw.on('data', (chunk: Buffer) => {
+    seen += chunk.length
+    if (seen > DRAIN_LIMIT) req.raw.socket.destroy()
+  })
+  req.raw.resume()
+}
+
+/**
+ * What Node's HTTP parser refuses (a malformed request, headers over 16 KiB, a client too slow)
+ * never reaches a route: it gets the API's error shape too, and the connection is closed.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const id = randomUUID()
+  const body = JSON.stringify({status, message: `malformed HTTP request: ${STATUS_CODES[status]}`, request_id: id})
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
+}

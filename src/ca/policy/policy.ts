@@ -1,0 +1,211 @@
+/**
+ * The policy: one engine for people and CI jobs. A token's claims must match exactly one enabled
+ * rule of its provisioner; the rule alone decides the certificate (principals, key ID, lifetime,
+ * options). Pure functions: no I/O, the clock is a parameter.
+ */
+import type {CertOptions} from '../../ssh/cert.ts'
+import {denial, type MatchCondition, type ProvisionerConfig, type RuleConfig} from './types.ts'
+
+export type Claims = Readonly<Record<string, unknown>>
+
+/** Principal and key ID values are checked, never cleaned: anything else denies. */
+export const SAFE_VALUE = /^[A-Za-z0-9._@:/-]+$/
+export const MAX_PRINCIPAL_LENGTH = 256
+export const MAX_KEY_ID_LENGTH = 256
+
+export interface RuleOutcome {
+  rule: string
+  matched: boolean
+  /** The first condition that failed, in the order the rule lists them. */
+  failed?: string
+}
+
+function describe(v: unknown): string {
+  return JSON.stringify(v)
+}
+
+/** `*` matches within one path segment, `**` across segments, `?` one character. */
+export function globToRegExp(glob: string): RegExp {
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!
+    if (c === '*' && glob[i + 1] === '*') {
+      re += '.*'
+      i++
+    } else if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`)
+}
+
+/** undefined when the claim value satisfies the condition, else why not. */
+export function checkCondition(claim: string, cond: MatchCondition, claims: Claims): string | undefined {
+  if (!Object.hasOwn(claims, claim) || claims[claim] === undefined || claims[claim] === null) return `claim "${claim}" is absent`
+  const v = claims[claim]
+  if (Array.isArray(cond)) return cond.some((c) => c === v) ? undefined : `${claim} is ${describe(v)}, not one of ${describe(cond)}`
+  if (typeof cond !== 'object') return cond === v ? undefined : `${claim} is ${describe(v)}, not ${describe(cond)}`
+  if ('domain' in cond) {
+    if (typeof v !== 'string' || !v.includes('@')) return `${claim} is not an email address`
+    const domain = v.slice(v.lastIndexOf('@') + 1).toLowerCase()
+    return domain === cond.domain.toLowerCase() ? undefined : `${claim} is in domain ${describe(domain)}, not ${describe(cond.domain)}`
+  }
+  if ('contains' in cond) {
+    if (!Array.isArray(v)) return `${claim} is not a list`
+    return v.includes(cond.contains) ? undefined : `${claim} does not contain ${describe(cond.contains)}`
+  }
+  if (typeof v !== 'string') return `${claim} is not a string`
+  return globToRegExp(cond.glob).test(v) ? undefined : `${claim} is ${describe(v)}, which does not match ${describe(cond.glob)}`
+}
+
+export function evaluateRule(rule: RuleConfig, claims: Claims): RuleOutcome {
+  if (rule.disabled) return {rule: rule.name, matched: false, failed: 'the rule is disabled'}
+  for (const [claim, cond] of Object.entries(rule.match)) {
+    const failed = checkCondition(claim, cond, claims)
+    if (failed) return {rule: rule.name, matched: false, failed}
+  }
+  return {rule: rule.name, matched: true}
+}
+
+/** The one enabled rule the claims match; zero or several is a denial. */
+export function selectRule(p: ProvisionerConfig, claims: Claims): {rule: RuleConfig; outcomes: RuleOutcome[]} {
+  const outcomes = p.rules.map((r) => evaluateRule(r, claims))
+  const matched = p.rules.filter((_, i) => outcomes[i]!.matched)
+  if (matched.length === 1) return {rule: matched[0]!, outcomes}
+  if (matched.length === 0) {
+    throw denial('ERR_POLICY_DENIED', 'no_rule_matched', `no rule of provisioner "${p.name}" matches the token`, {provisioner: p.name})
+  }
+  throw denial('ERR_POLICY_DENIED', 'multiple_rules_matched', `rules ${matched.map((r) => `"${r.name}"`).join(', ')} of provisioner "${p.name}" all match the token`, {
+    provisioner: p.name,
+    rules: matched.map((r) => r.name),
+  })
+}
+
+const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(local|domain))?(\|step)?\}/g
+
+/** Syntax problems in a template (for check-config); empty when fine. */
+export function templateProblems(template: string): string[] {
+  const rest = template.replace(PLACEHOLDER, (_m, _n, part: string | undefined, step: string | undefined) => (step && part !== 'local' ? '${' : ''))
+  if (rest.includes('${')) return [`"${template}" has a placeholder that is not \${claim}, \${claim.local}, \${claim.local|step} or \${claim.domain}`]
+  return []
+}
+
+/** The claims a template reads, and whether it uses step's lossy local-part sanitizing. */
+export function templateClaims(template: string): {claims: string[]; lossy: boolean} {
+  const claims: string[] = []
+  let lossy = false
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    claims.push(m[1]!)
+    if (m[3]) lossy = true
+  }
+  return {claims, lossy}
+}
+
+/** What `${email.local}` may render to: anything else in the local part denies, never rewritten. */
+export const LOCAL_PART = /^[a-z0-9._-]+$/
+
+/**
+ * `${claim.local|step}`: the email local part sanitized as step-ca does for principals: lowercased,
+ * dots dropped, every other character outside [a-z0-9-] replaced by "_". Lossy: `J.Doe@` and `jdoe@`
+ * collide (check-config warns).
+ */
+export function sanitizeLocalPart(email: string): string {
+  const at = email.lastIndexOf('@')
+  const local = (at >= 0 ? email.slice(0, at) : email).toLowerCase()
+  let out = ''
+  for (const ch of local) {
+    if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch === '-') out += ch
+    else if (ch !== '.') out += '_'
+  }
+  return out
+}
+
+/**
+ * Renders `${claim}`, `${claim.local}` (the local part, lower-cased; a character outside
+ * [a-z0-9._-] denies), `${claim.local|step}` (step-ca's sanitizing) and `${claim.domain}`. A claim that
+ * is absent or not text denies.
+ */
+export function renderTemplate(template: string, claims: Claims): string {
+  return template.replace(PLACEHOLDER, (_m, name: string, part: string | undefined, step: string | undefined) => {
+    const v = claims[name]
+    if (typeof v !== 'string' && !(typeof v === 'number' && Number.isSafeInteger(v))) {
+      throw denial('ERR_POLICY_DENIED', 'claim_missing', `template "${template}" needs claim "${name}", which the token lacks or is not text`, {claim: name})
+    }
+    const s = String(v)
+    const at = s.lastIndexOf('@')
+    if (part === 'local') {
+      if (step) return sanitizeLocalPart(s)
+      const local = (at >= 0 ? s.slice(0, at) : s).toLowerCase()
+      if (!LOCAL_PART.test(local)) {
+        throw denial('ERR_POLICY_DENIED', 'principal_invalid', `the local part of claim "${name}" has characters outside [a-z0-9._-]; it is denied, not rewritten`, {claim: name, rendered: JSON.stringify(local).slice(0, 300)})
+      }
+      return local
+    }
+    if (part === 'domain') return at >= 0 ? s.slice(at + 1).toLowerCase() : ''
+    return s
+  })
+}
+
+/** Accounts no template may render into (ssh.reservedPrincipals overrides): root and the usual system and shared accounts. */
+export const DEFAULT_RESERVED_PRINCIPALS = [
+  'root', 'toor', 'admin', 'administrator', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp',
+  'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'sshd', 'messagebus', 'polkitd',
+  'systemd-network', 'systemd-resolve', 'systemd-timesync', 'systemd-coredump', 'ubuntu', 'debian', 'ec2-user', 'centos',
+  'fedora', 'cloud-user', 'git', 'postgres', 'mysql', 'redis', 'docker', 'operator', 'halt', 'shutdown', 'ftp',
+]
+
+export interface Limits {
+  /** Global ceiling for user certificates, seconds. */
+  maxUserTtl: number
+  /** Principals no template may render (a rule may still grant one literally). */
+  reservedPrincipals: readonly string[]
+}
+
+export interface CertificateSpec {
+  principals: string[]
+  keyId: string
+  validAfter: bigint
+  validBefore: bigint
+  ttl: number
+  criticalOptions: CertOptions
+  extensions: CertOptions
+}
+
+/** Validity starts this far back, for clocks that run behind the CA's. */
+export const CLOCK_SKEW_SECONDS = 60
+
+/** The certificate a rule grants for these claims. The request's own wishes are never consulted. */
+export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, claims: Claims, limits: Limits, nowSeconds: number): CertificateSpec {
+  const c = rule.certificate
+  const principals: string[] = []
+  for (const t of c.principals) {
+    const v = renderTemplate(t, claims)
+    if (!SAFE_VALUE.test(v) || v.length > MAX_PRINCIPAL_LENGTH) {
+      throw denial('ERR_POLICY_DENIED', 'principal_invalid', `principal template "${t}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: t, rendered: JSON.stringify(v).slice(0, 300)})
+    }
+    // a claim the person or the IdP controls must never turn into root (or another system account)
+    if (templateClaims(t).claims.length > 0 && limits.reservedPrincipals.includes(v)) {
+      throw denial('ERR_POLICY_DENIED', 'principal_reserved', `principal template "${t}" rendered the reserved principal "${v}"`, {template: t, rendered: v})
+    }
+    if (!principals.includes(v)) principals.push(v)
+  }
+  const keyId = renderTemplate(c.keyId, claims)
+  if (!SAFE_VALUE.test(keyId) || keyId.length > MAX_KEY_ID_LENGTH) {
+    throw denial('ERR_POLICY_DENIED', 'key_id_invalid', `key ID template "${c.keyId}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: c.keyId, rendered: JSON.stringify(keyId).slice(0, 300)})
+  }
+  const ttl = Math.min(c.ttl, p.maxTtl ?? Infinity, limits.maxUserTtl)
+  const criticalOptions: CertOptions = {}
+  if (c.forceCommand !== undefined) criticalOptions['force-command'] = c.forceCommand
+  if (c.sourceAddress !== undefined) criticalOptions['source-address'] = c.sourceAddress.join(',')
+  const extensions: CertOptions = {}
+  for (const e of c.extensions) extensions[e] = true
+  return {
+    principals,
+    keyId,
+    ttl,
+    validAfter: BigInt(nowSeconds - CLOCK_SKEW_SECONDS),
+    validBefore: BigInt(nowSeconds + ttl),
+    criticalOptions,
+    extensions,
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The policy's vocabulary: provisioners, rules, match conditions, and why a request was denied.
+ * The lowest floor of the signing core: config/ parses ca.yaml into these shapes (its zod schema is
+ * checked against them), and every room above speaks them.
+ */
+import {SshcaError} from '../../errors.ts'
+
+export type Scalar = string | number | boolean
+
+/** A scalar is equality, a list any-of, then an email domain, a list claim's member, a glob. */
+export type MatchCondition = Scalar | Scalar[] | {domain: string} | {contains: Scalar} | {glob: string}
+
+export interface RuleConfig {
+  name: string
+  disabled: boolean
+  match: Record<string, MatchCondition>
+  certificate: {
+    principals: string[]
+    keyId: string
+    /** Seconds. */
+    ttl: number
+    forceCommand?: string | undefined
+    sourceAddress?: string[] | undefined
+    extensions: string[]
+  }
+}
+
+export interface ProvisionerConfig {
+  name: string
+  type: 'oidc'
+  issuer: string
+  clientId?: string | undefined
+  /** What the token's `aud` must name: `audience`, else `clientId`. */
+  audience: string
+  clientSecret?: string | undefined
+  listenAddress?: string | undefined
+  scopes?: string[] | undefined
+  /** Seconds. */
+  maxTtl?: number | undefined
+  /** Longest token lifetime (exp − iat) and age accepted, seconds; default 1 h. */
+  maxTokenAge?: number | undefined
+  rules: RuleConfig[]
+}
+
+/** Why a request was denied; written to the audit log, never sent to the caller. */
+export type DenialReason =
+  | 'bad_request'
+  | 'token_invalid'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_replayed'
+  | 'token_lifetime_too_long'
+  | 'issuer_unknown'
+  | 'audience_mismatch'
+  | 'jwks_unavailable'
+  | 'no_rule_matched'
+  | 'multiple_rules_matched'
+  | 'claim_missing'
+  | 'principal_invalid'
+  | 'principal_reserved'
+  | 'key_id_invalid'
+  | 'cert_type_not_allowed'
+  | 'policy_disabled'
+  | 'host_not_bound'
+  | 'key_not_bound'
+  | 'certificate_revoked'
+  | 'certificate_expired'
+  | 'certificate_unknown'
+  | 'proof_invalid'
+  | 'ca_key_unknown'
+  | 'revoked'
+  | 'superseded'
+  | 'rate_limited'
+  | 'overloaded'
+  | 'store_unavailable'
+  | 'serial_mismatch'
+  | 'identity_invalid'
+  | 'not_supported'
+
+/** The codes a denial carries (each has its HTTP status in http/errors.ts). */
+export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED' | 'ERR_NOT_IMPLEMENTED'
+
+/** A refused request: its code decides the status, its typed reason goes to the audit log. */
+export class DenialError extends SshcaError {
+  readonly reason: DenialReason
+  constructor(code: DenialCode, reason: DenialReason, message: string, details: Record<string, unknown> = {}) {
+    super(code, message, {details: {...details, reason}})
+    this.name = 'DenialError'
+    this.reason = reason
+  }
+}
+
+export function denial(code: DenialCode, reason: DenialReason, message: string, details: Record<string, unknown> = {}): DenialError {
+  return new DenialError(code, reason, message, details)
+}
+
+/** The denial reason an error carries: DenialError's own, or one set in an SshcaError's details. */
+export function reasonOf(err: SshcaError): DenialReason | undefined {
+  return err instanceof DenialError ? err.reason : (err.details?.reason as DenialReason | undefined)
+}

@@ -1,0 +1,259 @@
+/**
+ * OIDC token verification: route a token to its provisioner by issuer + audience (and azp), fetch
+ * the issuer's discovery document and JWKS (cached; refetched at most once per cooldown on an
+ * unknown key id; stale keys used for a while when a refresh fails; denied when none were ever
+ * fetched), then verify with jose: asymmetric algorithms only, exp/nbf/iat with 60 s of leeway.
+ */
+import {createHash} from 'node:crypto'
+import {createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey} from 'jose'
+import {SshcaError} from '../../errors.ts'
+import {isLoopbackAddress} from '../../util/net.ts'
+import type {ProvisionerConfig} from '../config/config.ts'
+import {denial} from '../policy/types.ts'
+
+export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+export const LEEWAY_SECONDS = 60
+/** Tokens may live this long (exp − iat) unless a provisioner sets maxTokenAge. */
+export const DEFAULT_MAX_TOKEN_AGE = 3600
+const MAX_TOKEN_LENGTH = 8192
+
+export interface VerifiedToken {
+  provisioner: ProvisionerConfig
+  claims: JWTPayload
+  /**
+   * What replay protection remembers: the issuer with the token's jti, else a hash of what the
+   * signature covers (never of the token's text, which has several spellings).
+   */
+  tokenId: string
+  /** SHA-256 of the raw token, hex: what the audit log shows instead of the token. */
+  tokenHash: string
+  /** Seconds since the epoch. */
+  expiresAt: number
+}
+
+export interface VerifierDeps {
+  fetch?: typeof fetch
+  /** Milliseconds since the epoch. */
+  clock?: () => number
+  /** Keys are refetched after this long (ms). */
+  maxAgeMs?: number
+  /** An unknown key id triggers at most one refetch per cooldown (ms). */
+  cooldownMs?: number
+  /** When a refresh fails, keys this old (ms) are still used; older ones are not. */
+  maxStaleMs?: number
+  timeoutMs?: number
+}
+
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/
+
+/**
+ * The decoded header and payload of a compact JWS whose three parts are canonical base64url: no
+ * padding, no whitespace, no stray bits in the last character. One token has one spelling, so the
+ * same signed content cannot be sent again as a "new" token (a replay around a text hash).
+ */
+export function canonicalParts(token: string): {header: Buffer; payload: Buffer} | undefined {
+  const parts = token.split('.')
+  if (parts.length !== 3) return undefined
+  const decoded: Buffer[] = []
+  for (const part of parts) {
+    if (!SEGMENT.test(part)) return undefined
+    const bytes = Buffer.from(part, 'base64url')
+    if (bytes.toString('base64url') !== part) return undefined
+    decoded.push(bytes)
+  }
+  return {header: decoded[0]!, payload: decoded[1]!}
+}
+
+/** SHA-256 over the signed content (header and payload bytes, length-prefixed), hex. */
+export function signedContentHash(parts: {header: Buffer; payload: Buffer}): string {
+  const len = Buffer.alloc(4)
+  len.writeUInt32BE(parts.header.length)
+  return createHash('sha256').update(len).update(parts.header).update(parts.payload).digest('hex')
+}
+
+/** Checks an issuer URL or jwks_uri: https, or http on a loopback address (development). */
+export function assertSecureUrl(url: string, what: string): URL {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `${what} "${url}" is not a URL`)
+  }
+  if (u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackAddress(u.hostname))) return u
+  throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `${what} ${url} is neither https nor loopback http`)
+}
+
+/** Discovery + JWKS of one issuer, shared by every provisioner naming it, kept across reloads. */
+export class IssuerKeys {
+  private keys?: {getKey: JWTVerifyGetKey; fetchedAt: number}
+  private lastAttempt = 0
+  private pending?: Promise<void>
+  readonly issuer: string
+  private readonly deps: Required<Omit<VerifierDeps, 'fetch'>> & {fetch: typeof fetch}
+
+  constructor(issuer: string, deps: VerifierDeps) {
+    this.issuer = issuer
+    this.deps = {
+      fetch: deps.fetch ?? fetch,
+      clock: deps.clock ?? Date.now,
+      maxAgeMs: deps.maxAgeMs ?? 10 * 60_000,
+      cooldownMs: deps.cooldownMs ?? 30_000,
+      maxStaleMs: deps.maxStaleMs ?? 60 * 60_000,
+      timeoutMs: deps.timeoutMs ?? 5000,
+    }
+  }
+
+  private async getJson(url: string, what: string): Promise<unknown> {
+    let res: Response
+    try {
+      res = await this.deps.fetch(url, {signal: AbortSignal.timeout(this.deps.timeoutMs), redirect: 'error', headers: {accept: 'application/json'}})
+    } catch (err) {
+      throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `cannot fetch the ${what} of ${this.issuer}: ${(err as Error).message}`, {cause: err})
+    }
+    if (!res.ok) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the ${what} of ${this.issuer} answered HTTP ${res.status}`)
+    try {
+      return await res.json()
+    } catch (err) {
+      throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the ${what} of ${this.issuer} is not JSON`, {cause: err})
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    this.pending ??= (async () => {
+      this.lastAttempt = this.deps.clock()
+      const discoveryUrl = `${this.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
+      assertSecureUrl(discoveryUrl, 'discovery URL')
+      const meta = (await this.getJson(discoveryUrl, 'discovery document')) as {issuer?: unknown; jwks_uri?: unknown}
+      if (meta.issuer !== this.issuer) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} names issuer ${String(meta.issuer)}`)
+      if (typeof meta.jwks_uri !== 'string') throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} has no jwks_uri`)
+      assertSecureUrl(meta.jwks_uri, 'jwks_uri')
+      const jwks = (await this.getJson(meta.jwks_uri, 'JWKS')) as JSONWebKeySet
+      if (!jwks || !Array.isArray(jwks.keys)) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the JWKS of ${this.issuer} has no keys`)
+      this.keys = {getKey: createLocalJWKSet(jwks), fetchedAt: this.deps.clock()}
+    })().finally(() => {
+      this.pending = undefined
+    })
+    return this.pending
+  }
+
+  /** A jose key resolver: fresh keys when possible, stale ones within limits, none → fail closed. */
+  readonly getKey: JWTVerifyGetKey = async (header, token) => {
+    const now = this.deps.clock()
+    if (!this.keys || now - this.keys.fetchedAt > this.deps.maxAgeMs) {
+      try {
+        await this.refresh()
+      } catch (err) {
+        if (!this.keys || now - this.keys.fetchedAt > this.deps.maxStaleMs) throw err
+      }
+    }
+    try {
+      return await this.keys!.getKey(header, token)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey && now - this.lastAttempt > this.deps.cooldownMs) {
+        await this.refresh().catch(() => undefined)
+        return this.keys!.getKey(header, token)
+      }
+      throw err
+    }
+  }
+}
+
+export class TokenVerifier {
+  private readonly issuers = new Map<string, IssuerKeys>()
+  private readonly provisioners: readonly ProvisionerConfig[]
+  private readonly deps: VerifierDeps
+
+  /** `previous` lends its key caches for issuers that are still configured (SIGHUP reloads). */
+  constructor(provisioners: readonly ProvisionerConfig[], deps: VerifierDeps = {}, previous?: TokenVerifier) {
+    this.provisioners = provisioners
+    this.deps = deps
+    for (const p of provisioners) {
+      if (!this.issuers.has(p.issuer)) this.issuers.set(p.issuer, previous?.issuers.get(p.issuer) ?? new IssuerKeys(p.issuer, deps))
+    }
+  }
+
+  /** The provisioner a token is meant for, read from its unverified claims. */
+  route(token: string): {provisioner: ProvisionerConfig; claims: JWTPayload} {
+    if (token.length > MAX_TOKEN_LENGTH) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is too long')
+    if (!canonicalParts(token)) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is not a compact JWS in canonical base64url')
+    let header: ReturnType<typeof decodeProtectedHeader>
+    let claims: JWTPayload
+    try {
+      header = decodeProtectedHeader(token)
+      claims = decodeJwt(token)
+    } catch (err) {
+      throw denial('ERR_TOKEN_INVALID', 'token_invalid', `the token is not a JWT: ${(err as Error).message}`)
+    }
+    if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) {
+      throw denial('ERR_TOKEN_INVALID', 'token_invalid', `the token's algorithm ${JSON.stringify(header.alg)} is not accepted (asymmetric algorithms only)`)
+    }
+    return {provisioner: routeClaims(this.provisioners, claims), claims}
+  }
+
+  async verify(token: string): Promise<VerifiedToken> {
+    const {provisioner} = this.route(token)
+    const clock = this.deps.clock ?? Date.now
+    const maxTokenAge = provisioner.maxTokenAge ?? DEFAULT_MAX_TOKEN_AGE
+    let claims: JWTPayload
+    try {
+      ;({payload: claims} = await jwtVerify(token, this.issuers.get(provisioner.issuer)!.getKey, {
+        issuer: provisioner.issuer,
+        audience: provisioner.audience,
+        algorithms: ALLOWED_ALGORITHMS,
+        clockTolerance: LEEWAY_SECONDS,
+        currentDate: new Date(clock()),
+        requiredClaims: ['exp', 'iat'],
+        maxTokenAge,
+      }))
+    } catch (err) {
+      throw verificationError(err, provisioner)
+    }
+    // jose checked both are numbers, exp not past and iat neither in the future nor older than maxTokenAge
+    const iat = claims.iat as number
+    const exp = claims.exp as number
+    // a token that lives longer than the provisioner allows is refused outright, not trusted for its first hour
+    if (exp - iat > maxTokenAge) {
+      throw denial('ERR_TOKEN_INVALID', 'token_lifetime_too_long', `the token lives ${exp - iat} s; provisioner "${provisioner.name}" accepts at most ${maxTokenAge} s (maxTokenAge)`, {provisioner: provisioner.name})
+    }
+    // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
+    // so keying on it would refuse every refreshed sign-in as a replay.
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `signed:${signedContentHash(canonicalParts(token)!)}`
+    return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: tokenHash(token), expiresAt: exp + LEEWAY_SECONDS}
+  }
+}
+
+/** The one provisioner whose issuer and audience (and client id, when azp is present) the claims name. */
+export function routeClaims(provisioners: readonly ProvisionerConfig[], claims: JWTPayload): ProvisionerConfig {
+  const byIssuer = provisioners.filter((p) => p.issuer === claims.iss)
+  if (byIssuer.length === 0) throw denial('ERR_TOKEN_INVALID', 'issuer_unknown', `no provisioner trusts issuer ${JSON.stringify(claims.iss)}`)
+  const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []
+  let candidates = byIssuer.filter((p) => aud.includes(p.audience))
+  if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`)
+  // OIDC Core 3.1.3.7: a token for several audiences must name its client in azp
+  if (aud.length > 1 && typeof claims.azp !== 'string') {
+    throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', 'the token names several audiences but no authorized party (azp)')
+  }
+  if (typeof claims.azp === 'string') {
+    candidates = candidates.filter((p) => (p.clientId ?? p.audience) === claims.azp)
+    if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`)
+  }
+  return candidates[0]!
+}
+
+function verificationError(err: unknown, p: ProvisionerConfig): SshcaError {
+  const details = {provisioner: p.name}
+  if (err instanceof SshcaError) return new SshcaError(err.code, err.message, {cause: err, details: {...details, reason: 'jwks_unavailable'}})
+  if (err instanceof joseErrors.JWTExpired) return denial('ERR_TOKEN_INVALID', 'token_expired', 'the token has expired', details)
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    // with maxTokenAge set, jose refuses an iat in the future (beyond the leeway) here
+    const reason = err.claim === 'nbf' || err.claim === 'iat' ? 'token_not_yet_valid' : err.claim === 'aud' ? 'audience_mismatch' : err.claim === 'iss' ? 'issuer_unknown' : 'token_invalid'
+    return denial('ERR_TOKEN_INVALID', reason, `the token's "${err.claim}" claim is not acceptable: ${err.message}`, details)
+  }
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is signed by a key the issuer does not publish', details)
+  if (err instanceof joseErrors.JOSEError) return denial('ERR_TOKEN_INVALID', 'token_invalid', `the token does not verify: ${err.message}`, details)
+  return denial('ERR_TOKEN_INVALID', 'token_invalid', `the token does not verify: ${(err as Error).message}`, details)
+}

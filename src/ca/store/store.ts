@@ -1,0 +1,126 @@
+/**
+ * What the CA remembers: token ids until they expire (replay protection), every certificate it
+ * issued, the newest certificate of each host key (renewal lineages), revocations, and the events of
+ * admin commands (forwarded to the audit sink by the running server). An interface with versioned
+ * migrations, so SQLite (one CA) and PostgreSQL (replicas) back it alike.
+ */
+
+export interface IssuedRecord {
+  serial: bigint
+  certType: 'user' | 'host'
+  keyId: string
+  principals: string[]
+  validAfter: bigint
+  validBefore: bigint
+  provisioner: string
+  rule: string | null
+  subject: string | null
+  keyFingerprint: string
+  issuedAt: number
+  requestId: string
+  /** base64 of the certificate's wire blob */
+  certificate: string
+}
+
+export interface Revocation {
+  /** Store-assigned; `ca unrevoke ID` names it. */
+  id?: string
+  serial: bigint | null
+  keyId: string | null
+  /** `SHA256:…` of a revoked public key: every certificate of that key. */
+  keyFingerprint: string | null
+  reason: string
+  revokedAt: number
+}
+
+/**
+ * Host certificates form lineages, one per host key: enrolment starts (or restarts) one, renewal
+ * must present the lineage's newest certificate. The store swaps the newest serial atomically, so
+ * two renewals of one certificate cannot both succeed. A rekey (step's /ssh/rekey) moves a lineage
+ * to a new key: the parent must be the old key's newest certificate, the new key's lineage starts
+ * at the new certificate and the old key's ends (its certificates can no longer be renewed or rekeyed).
+ */
+export type Lineage = {kind: 'enrol'} | {kind: 'renew'; parent: bigint} | {kind: 'rekey'; parent: bigint; parentKey: string}
+
+export interface IssueRequest {
+  token: {id: string; expiresAt: number}
+  record: IssuedRecord
+  lineage?: Lineage
+}
+
+export type IssueOutcome =
+  | {ok: true}
+  /** The token was spent before, at `usedAt` (seconds), on certificate `serial`. */
+  | {ok: false; reason: 'replayed'; usedAt: number | null; serial: string | null}
+  /** The key ID, the key or (renewals, rekeys) the parent serial is revoked. */
+  | {ok: false; reason: 'revoked'; revocation: Revocation}
+  /** A renewal or rekey of a certificate that is no longer its lineage's newest. */
+  | {ok: false; reason: 'superseded'; newest: string | null}
+
+export interface CertificateQuery {
+  subject?: string
+  keyId?: string
+  keyFingerprint?: string
+  provisioner?: string
+  certType?: 'user' | 'host'
+  /** Issued at or after (seconds). */
+  since?: number
+  /** Still valid at this time (seconds). */
+  activeAt?: number
+  limit?: number
+}
+
+/** What an admin command did, kept in the store until the server writes it to its audit sink. */
+export interface AdminEvent {
+  id: number
+  at: number
+  event: string
+  fields: Record<string, unknown>
+}
+
+export interface Store {
+  /**
+   * Checks revocations and the lineage, spends the token and records the certificate, in one
+   * transaction: the certificate exists only when this returns ok; otherwise nothing is written.
+   */
+  issue(req: IssueRequest): Promise<IssueOutcome>
+  findCertificate(serial: bigint): Promise<IssuedRecord | undefined>
+  /** Host certificates still valid at `now` (seconds), newest first, one per host key (its lineage's newest). */
+  currentHostCertificates(now: number): Promise<IssuedRecord[]>
+  certificates(q: CertificateQuery): Promise<IssuedRecord[]>
+  /** Records a revocation; returns it with its id. */
+  revoke(r: Revocation): Promise<Revocation>
+  /** Removes a revocation by id; false when there is none. */
+  unrevoke(id: string): Promise<Revocation | undefined>
+  revocations(): Promise<Revocation[]>
+  /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
+  revocationGeneration(): Promise<number>
+  /**
+   * The revocations and their generation read together (one snapshot), so every replica renders the
+   * same KRL bytes for a version: never version N+1 without the revocation that made it N+1.
+   */
+  revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}>
+  /** The revocation that covers a certificate with this serial, key ID or key, if any. */
+  revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined>
+  /** Drops token ids that expired before `now` (seconds). */
+  purgeExpiredTokens(now: number): Promise<number>
+  /** Appends an admin event (ca token, ca revoke …). */
+  recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent>
+  /** The id of the last admin event written to the audit sink (0: none). */
+  auditCursor(): Promise<number>
+  /** Admin events after `cursor`, oldest first. */
+  adminEventsAfter(cursor: number, limit: number): Promise<AdminEvent[]>
+  /**
+   * Moves the cursor from `from` to `to` if no one else moved it (several replicas share one store):
+   * events are written at least once, and usually exactly once.
+   */
+  advanceAuditCursor(from: number, to: number): Promise<boolean>
+  /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
+  ping(): Promise<void>
+  /**
+   * Runs `fn` holding the lock `name` across every process on this store (PostgreSQL: an advisory
+   * lock, so N replicas never renew shared files at once; SQLite: one serving process, a lock in it).
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>
+  close(): Promise<void>
+}

@@ -1,0 +1,78 @@
+/**
+ * The context's copy of the CA's key revocation list, for ssh's RevokedHostKeys: so that `ssh`
+ * refuses a host certificate the CA revoked. Fetched over TLS pinned to the context's root, parsed
+ * before anything is written, then written atomically beside the context's settings. `sshca config`
+ * and `sshca login` refresh it; a failure never fails them: the previous copy stays (ssh refuses
+ * every host of the pattern when RevokedHostKeys names a missing file) and the result says why.
+ */
+import {stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {isSshcaError} from '../errors.ts'
+import {parseKrl} from '../ssh/krl.ts'
+import {writeFileAtomic} from '../util/fs.ts'
+import type {CaClient} from './ca-client.ts'
+import type {Context} from './home.ts'
+
+export const CONTEXT_KRL_FILE = 'revoked_host_keys.krl'
+
+export const contextKrlPath = (dir: string): string => join(dir, CONTEXT_KRL_FILE)
+
+export interface ContextKrl {
+  /** The KRL ssh should read, when there is one (fresh, or the previous copy); null when none. */
+  file: string | null
+  /** refreshed: fetched now; unavailable: the CA publishes none (404); failed: kept what was there. */
+  status: 'refreshed' | 'unavailable' | 'failed'
+  /** When `file` was written (ISO), so a stale copy shows its age. */
+  fetchedAt: string | null
+  revokedSerials: number | null
+  revokedKeyIds: number | null
+  /** What a person should know when it is not `refreshed`. */
+  note: string | null
+}
+
+async function mtime(path: string): Promise<string | null> {
+  try {
+    return (await stat(path)).mtime.toISOString()
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Fetches GET /ssh/krl into `dir` (the context's folder by default; `write: false` checks only, for
+ * --dry-run). Never throws for a network, CA or format failure: it reports it, keeping the previous copy.
+ */
+export async function refreshContextKrl(ctx: Context, ca: CaClient, dir: string = ctx.dir, o: {write?: boolean} = {}): Promise<ContextKrl> {
+  const file = contextKrlPath(dir)
+  const kept = async (status: ContextKrl['status'], why: string): Promise<ContextKrl> => {
+    const at = await mtime(file)
+    const tail = at ? `ssh keeps using the copy from ${at}` : 'ssh cannot refuse a revoked host certificate of this CA until it can'
+    return {file: at ? file : null, status, fetchedAt: at, revokedSerials: null, revokedKeyIds: null, note: `${why}; ${tail}`}
+  }
+  let bytes: Buffer
+  try {
+    bytes = await ca.bytes('/ssh/krl')
+  } catch (err) {
+    if (isSshcaError(err) && err.details?.status === 404) return kept('unavailable', `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`)
+    return kept('failed', `could not refresh the revocation list of "${ctx.name}": ${(err as Error).message}`)
+  }
+  let krl
+  try {
+    krl = parseKrl(bytes)
+  } catch (err) {
+    return kept('failed', `the CA "${ctx.name}" sent a revocation list that does not parse (${(err as Error).message}); it was not written`)
+  }
+  try {
+    if (o.write !== false) await writeFileAtomic(file, bytes, 0o600)
+  } catch (err) {
+    return kept('failed', `could not write ${file}: ${(err as Error).message}`)
+  }
+  return {
+    file,
+    status: 'refreshed',
+    fetchedAt: new Date().toISOString(),
+    revokedSerials: new Set(krl.sections.flatMap((s) => s.serials.map(String))).size,
+    revokedKeyIds: new Set(krl.sections.flatMap((s) => s.keyIds)).size,
+    note: null,
+  }
+}

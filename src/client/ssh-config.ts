@@ -1,0 +1,128 @@
+/**
+ * sshca's managed ssh_config: `$SSHCA_HOME/ssh_config`, one marked block per context, and one
+ * `Include` of it at the top of ~/.ssh/config. A block starts with `Match … host <the context's
+ * pattern>` and sets what ssh needs for those hosts: `RevokedHostKeys` (the context's KRL, so ssh
+ * refuses a revoked host certificate) and `UserKnownHostsFile` when the @cert-authority lines live
+ * in a file ssh would not read by itself. Blocks are lists of lines so they can grow (issue 12's
+ * `exec "sshca login --ensure"`, CertificateFile …).
+ *
+ * Why under $SSHCA_HOME and not ~/.ssh/sshca/config: everything the block points at (the KRL, the
+ * settings) lives there, the home check covers it (owner, mode), and two homes never share a file.
+ *
+ * `Match final host`: with a plain `Match host`, ssh compares the name as typed while known_hosts is
+ * searched under the HostName an alias resolves to (`Host web` → `HostName web.example.com`), so the
+ * revocation list would be skipped for aliases. `final` (OpenSSH ≥ 8.0) matches after HostName and
+ * canonicalization; older ssh rejects the keyword, so `sshca config` asks `ssh -V` first.
+ */
+import {spawnSync} from 'node:child_process'
+import {join} from 'node:path'
+import {SshcaError} from '../errors.ts'
+import {beginMarker, endMarker, mergeManagedBlock} from './known-hosts.ts'
+
+export const SSH_CONFIG_FILE = 'ssh_config'
+
+export const managedSshConfigPath = (home: string): string => join(home, SSH_CONFIG_FILE)
+
+/** One argument of an ssh_config line: quoted when it holds whitespace; a quote or newline is refused. */
+export function configArg(value: string): string {
+  if (/["\r\n\0]/.test(value)) throw new SshcaError('ERR_INPUT', `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a quote or a newline)`)
+  return /[\s#]/.test(value) ? `"${value}"` : value
+}
+
+export interface SshConfigBlockOptions {
+  context: string
+  /** The OpenSSH pattern list the block applies to (already validated). */
+  pattern: string
+  /** The context's KRL; null when there is none (the block then says why in a comment). */
+  krlFile: string | null
+  /** Why there is no KRL, for that comment. */
+  krlNote?: string | null
+  /** A known_hosts file ssh would not read by itself (set with config --known-hosts). */
+  knownHostsFile?: string
+  /** `Match final host` (OpenSSH ≥ 8.0) instead of `Match host`. */
+  matchFinal: boolean
+}
+
+/** The block's lines, markers included (no line terminators). */
+export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
+  const lines = [beginMarker(o.context), `Match ${o.matchFinal ? 'final ' : ''}host ${o.pattern}`]
+  if (o.krlFile) {
+    lines.push('  # the CA\'s revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)')
+    lines.push(`  RevokedHostKeys ${configArg(o.krlFile)}`)
+  } else {
+    lines.push(`  # no RevokedHostKeys: ${(o.krlNote ?? 'the CA publishes no revocation list').replace(/[\r\n]+/g, ' ')}`)
+  }
+  if (o.knownHostsFile) {
+    lines.push('  # the @cert-authority lines of this context are in a file ssh does not read by default')
+    lines.push(`  UserKnownHostsFile ${configArg(o.knownHostsFile)} ~/.ssh/known_hosts ~/.ssh/known_hosts2`)
+  }
+  lines.push(endMarker(o.context))
+  return lines
+}
+
+const HEADER = [
+  '# sshca\'s ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,',
+  '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect',
+  '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.',
+]
+
+/** The managed file with the context's block replaced (or added). */
+export function mergeSshConfig(existing: string, o: SshConfigBlockOptions): {text: string; changed: boolean; block: string} {
+  const block = (eol: string): string => sshConfigBlockLines(o).join(eol) + eol
+  const base = existing === '' ? `${HEADER.join('\n')}\n` : existing
+  const merged = mergeManagedBlock(base, o.context, block, 'the sshca ssh_config')
+  return {...merged, changed: merged.text !== existing, block: block('\n')}
+}
+
+export const INCLUDE_MARKER = '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
+
+export const includeLine = (file: string): string => `Include ${configArg(file)}`
+
+/** The directive of a line, lower-cased, and its argument with quotes removed. */
+function directive(line: string): {key: string; arg: string} | undefined {
+  const m = /^\s*([A-Za-z]+)(?:\s*=\s*|\s+)(.*?)\s*$/.exec(line)
+  if (!m) return undefined
+  let arg = m[2]!
+  if (arg.startsWith('"') && arg.endsWith('"') && arg.length >= 2) arg = arg.slice(1, -1)
+  return {key: m[1]!.toLowerCase(), arg}
+}
+
+/**
+ * ~/.ssh/config with exactly one `Include <file>` before any Host or Match line (so it applies to
+ * every host and comes first). Unchanged when it is already there; otherwise every copy of it (and
+ * its marker) is removed and marker + Include are put on top. Every other byte is kept.
+ */
+export function mergeInclude(existing: string, file: string): {text: string; changed: boolean} {
+  const eol = existing.includes('\r\n') ? '\r\n' : '\n'
+  const lines = existing.match(/[^\n]*\n|[^\n]+$/g) ?? []
+  const bare = (l: string): string => l.replace(/\r?\n$/, '')
+  const isOurs = (l: string): boolean => {
+    const d = directive(bare(l))
+    return d !== undefined && d.key === 'include' && d.arg === file
+  }
+  const firstSection = lines.findIndex((l) => {
+    const d = directive(bare(l))
+    return d !== undefined && (d.key === 'host' || d.key === 'match')
+  })
+  const ours = lines.flatMap((l, i) => (isOurs(l) ? [i] : []))
+  if (ours.length === 1 && (firstSection < 0 || ours[0]! < firstSection)) return {text: existing, changed: false}
+  const kept = lines.filter((l) => !isOurs(l) && bare(l) !== INCLUDE_MARKER)
+  const text = `${INCLUDE_MARKER}${eol}${includeLine(file)}${eol}${kept.join('')}`
+  return {text, changed: text !== existing}
+}
+
+/** The local ssh's version from `ssh -V`, or undefined when there is no ssh to ask. */
+export function localSshVersion(): {major: number; minor: number} | undefined {
+  try {
+    const r = spawnSync('ssh', ['-V'], {encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe']})
+    const m = /OpenSSH_(?:for_Windows_)?(\d+)\.(\d+)/.exec(`${r.stderr ?? ''}${r.stdout ?? ''}`)
+    return m ? {major: Number(m[1]), minor: Number(m[2])} : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** `Match final` is understood from OpenSSH 8.0 on; an unknown ssh is assumed current. */
+export function supportsMatchFinal(v: {major: number; minor: number} | undefined): boolean {
+  return v === undefined || v.major >= 8
+}

@@ -1,0 +1,138 @@
+/** The root-only check for what sshca's systemd units run, on made-up file systems. */
+import assert from 'node:assert/strict'
+import {dirname, join, resolve} from 'node:path'
+import {assertSafeForRoot, installedSshca, pathProblem, treeProblem, type EntryInfo, type ExecPathDeps} from '../../../src/client/exec-path.ts'
+
+type Node = Partial<EntryInfo> & {link?: string}
+
+/** A file system from {path: entry}; directories are implied by their children. */
+function fakeFs(entries: Record<string, Node>): ExecPathDeps & {set(path: string, e: Node): void} {
+  const map = new Map<string, Node>()
+  const set = (path: string, e: Node): void => {
+    map.set(path, e)
+    for (let d = dirname(path); !map.has(d); d = dirname(d)) {
+      map.set(d, {isDirectory: true})
+      if (d === '/') break
+    }
+  }
+  for (const [p, e] of Object.entries(entries)) set(p, e)
+  const info = (p: string): EntryInfo | undefined => {
+    const e = map.get(p)
+    if (!e) return undefined
+    const isDirectory = e.isDirectory ?? (e.link === undefined && [...map.keys()].some((k) => dirname(k) === p && k !== p))
+    return {uid: e.uid ?? 0, mode: e.mode ?? (isDirectory ? 0o40755 : 0o100644), isDirectory, isSymbolicLink: e.link !== undefined}
+  }
+  return {
+    set,
+    lstat: info,
+    readdir: (p) => [...map.keys()].filter((k) => k !== p && dirname(k) === p).map((k) => k.slice(p === '/' ? 1 : p.length + 1)),
+    readlink: (p) => map.get(p)!.link!,
+    realpath: (p) => {
+      const parts = p.split('/').filter(Boolean)
+      let cur = '/'
+      for (const part of parts) {
+        cur = join(cur, part)
+        const e = map.get(cur)
+        if (e?.link) cur = resolve(dirname(cur), e.link)
+      }
+      return cur
+    },
+  }
+}
+
+const NODE = '/usr/bin/node'
+const PKG = '/usr/lib/node_modules/sshca'
+const SCRIPT = `${PKG}/bin/run.js`
+const HOME = '/root/.sshca'
+
+function goodFs() {
+  return fakeFs({
+    [NODE]: {mode: 0o100755},
+    [SCRIPT]: {mode: 0o100755},
+    [`${PKG}/package.json`]: {},
+    [`${PKG}/dist/cli/fast.js`]: {},
+    [`${PKG}/node_modules/jose/package.json`]: {},
+    '/usr/local/bin/sshca': {link: '../../lib/node_modules/sshca/bin/run.js'},
+    [`${HOME}/contexts/prod/context.json`]: {mode: 0o100600},
+    '/root': {isDirectory: true, mode: 0o40700},
+    [HOME]: {isDirectory: true, mode: 0o40700},
+    '/tmp': {isDirectory: true, mode: 0o41777},
+  })
+}
+
+const refusal = (fs: ExecPathDeps, exe = installedSshca(fs, NODE, SCRIPT, (p) => fs.lstat(p) !== undefined), home = HOME): string | undefined => {
+  try {
+    assertSafeForRoot(exe, home, fs)
+    return undefined
+  } catch (err) {
+    assert.equal((err as {code: string}).code, 'ERR_UNSAFE_PATH')
+    return (err as {details: {path: string}}).details.path + ' :: ' + (err as Error).message
+  }
+}
+
+describe('what a root service may run (config --host)', () => {
+  it('an installed sshca (root-owned, nothing group/other-writable) passes; the unit names real paths', () => {
+    const fs = goodFs()
+    const exe = installedSshca(fs, NODE, '/usr/local/bin/sshca', (p) => fs.lstat(p) !== undefined)
+    assert.deepEqual(exe, {node: NODE, script: SCRIPT, packageRoot: PKG, command: `${NODE} ${SCRIPT}`})
+    assert.equal(refusal(fs, exe), undefined)
+  })
+
+  it('refuses, naming the path: a group-writable parent of node', () => {
+    const fs = goodFs()
+    fs.set('/usr/bin', {isDirectory: true, mode: 0o40775})
+    assert.match(refusal(fs)!, /^\/usr\/bin :: .*\/usr\/bin is unsafe \(it is writable by its group \(mode 0775\)\)/)
+  })
+
+  it('refuses a script owned by a user (a home or nvm install), an other-writable file deep in the package, a file npm left with a tarball uid', () => {
+    const nvm = goodFs()
+    nvm.set('/home/alice/.nvm/versions/node/v24/bin/node', {uid: 1000, mode: 0o100755})
+    nvm.set('/home/alice', {isDirectory: true, uid: 1000})
+    assert.match(refusal(nvm, installedSshca(nvm, '/home/alice/.nvm/versions/node/v24/bin/node', SCRIPT, (p) => nvm.lstat(p) !== undefined))!, /^\/home\/alice :: .*belongs to uid 1000, not root/)
+    const deep = goodFs()
+    deep.set(`${PKG}/node_modules/jose/dist/index.js`, {mode: 0o100666})
+    assert.match(refusal(deep)!, /^\/usr\/lib\/node_modules\/sshca\/node_modules\/jose\/dist\/index\.js :: .*writable by every user/)
+    const tarball = goodFs()
+    tarball.set(`${PKG}/dist/cli/fast.js`, {uid: 501})
+    assert.match(refusal(tarball)!, /fast\.js :: .*uid 501/)
+  })
+
+  it('a symlink in the package is judged by its target (npm link into a home folder)', () => {
+    const fs = goodFs()
+    fs.set('/home/bob/src/jose/index.js', {uid: 1001})
+    fs.set('/home/bob', {isDirectory: true, uid: 1001})
+    fs.set(`${PKG}/node_modules/jose`, {link: '/home/bob/src/jose'})
+    assert.match(refusal(fs)!, /node_modules\/jose :: .*points to \/home\/bob\/src\/jose, and \/home\/bob: it belongs to uid 1001/)
+  })
+
+  it('a sticky world-writable directory is allowed (only root may rename root\'s entries); its user-owned child is not', () => {
+    const fs = goodFs()
+    fs.set('/tmp/x/node', {mode: 0o100755})
+    assert.equal(pathProblem('/tmp/x/node', fs), undefined)
+    fs.set('/tmp/y/node', {})
+    fs.set('/tmp/y', {isDirectory: true, uid: 1000})
+    assert.deepEqual(pathProblem('/tmp/y/node', fs), {path: '/tmp/y', why: 'it belongs to uid 1000, not root'})
+    fs.set('/srv/drop', {isDirectory: true, mode: 0o40777})
+    fs.set('/srv/drop/node', {})
+    assert.equal(pathProblem('/srv/drop/node', fs)!.path, '/srv/drop')
+  })
+
+  it('refuses npx\'s cache even when root owns it, and an SSHCA_HOME a user can change', () => {
+    const fs = goodFs()
+    const npx = '/root/.npm/_npx/1f2e/node_modules/sshca/bin/run.js'
+    fs.set(npx, {})
+    assert.match(refusal(fs, installedSshca(fs, NODE, npx, () => false))!, /npx's cache/)
+    const home = goodFs()
+    home.set('/home/alice/.sshca/contexts/prod/context.json', {uid: 1000})
+    home.set('/home/alice', {isDirectory: true, uid: 1000})
+    assert.match(refusal(home, undefined, '/home/alice/.sshca')!, /^\/home\/alice :: refusing to write a root service that runs with SSHCA_HOME=\/home\/alice\/\.sshca/)
+    const inner = goodFs()
+    inner.set(`${HOME}/contexts/prod/root_ca.crt`, {mode: 0o100664})
+    assert.match(refusal(inner)!, /root_ca\.crt :: .*writable by its group/)
+  })
+
+  it('treeProblem skips only the names it is told to, at the top', () => {
+    const fs = fakeFs({'/p/.git/config': {uid: 1000}, '/p/a/.git/x': {uid: 1000}})
+    assert.equal(treeProblem('/p', fs, ['.git'])!.path, '/p/a/.git/x')
+  })
+})

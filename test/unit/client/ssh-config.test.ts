@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict'
+import {configArg, INCLUDE_MARKER, includeLine, mergeInclude, mergeSshConfig, sshConfigBlockLines, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+import {throwsCode} from '../../helpers/assert.ts'
+
+const INC = '/home/a/.sshca/ssh_config'
+const top = `${INCLUDE_MARKER}\nInclude ${INC}\n`
+
+describe('the managed ssh_config and its Include', () => {
+  describe('mergeInclude (~/.ssh/config)', () => {
+    it('puts marker + Include on top of an empty or existing file, every other byte kept', () => {
+      assert.deepEqual(mergeInclude('', INC), {text: top, changed: true})
+      const mine = 'Host *\n  ServerAliveInterval 30\n'
+      assert.equal(mergeInclude(mine, INC).text, top + mine)
+      const crlf = 'Host a\r\n  User x\r\n'
+      assert.equal(mergeInclude(crlf, INC).text, `${INCLUDE_MARKER}\r\nInclude ${INC}\r\n${crlf}`)
+    })
+
+    it('is idempotent, also after the person\'s own top-level lines', () => {
+      const once = mergeInclude('Host *\n  User b\n', INC).text
+      assert.deepEqual(mergeInclude(once, INC), {text: once, changed: false})
+      const theirs = `ServerAliveInterval 30\nInclude "${INC}"\nHost x\n`
+      assert.equal(mergeInclude(theirs, INC).changed, false)
+    })
+
+    it('moves an Include that sits inside a Host/Match block (it would apply to those hosts only) and drops duplicates', () => {
+      const inside = `Host web\n  User w\nInclude ${INC}\n`
+      assert.equal(mergeInclude(inside, INC).text, `${top}Host web\n  User w\n`)
+      const twice = `${top}${top}Host x\n`
+      assert.equal(mergeInclude(twice, INC).text, `${top}Host x\n`)
+    })
+
+    it('quotes a path with spaces; refuses a quote or newline', () => {
+      assert.equal(includeLine('/home/a b/.sshca/ssh_config'), 'Include "/home/a b/.sshca/ssh_config"')
+      assert.equal(configArg('/plain/path'), '/plain/path')
+      throwsCode(() => configArg('/x"y'), 'ERR_INPUT')
+      throwsCode(() => configArg('/x\ny'), 'ERR_INPUT')
+    })
+  })
+
+  describe('the per-context block', () => {
+    const base = {context: 'prod', pattern: '*.example.com', krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl', matchFinal: true}
+
+    it('Match final host <pattern> + RevokedHostKeys; UserKnownHostsFile only for a non-default known_hosts', () => {
+      const lines = sshConfigBlockLines(base)
+      assert.equal(lines[1], 'Match final host *.example.com')
+      assert.ok(lines.includes('  RevokedHostKeys /h/.sshca/contexts/prod/revoked_host_keys.krl'))
+      assert.ok(!lines.some((l) => l.includes('UserKnownHostsFile')))
+      const custom = sshConfigBlockLines({...base, knownHostsFile: '/h/kh', matchFinal: false})
+      assert.equal(custom[1], 'Match host *.example.com')
+      assert.ok(custom.includes('  UserKnownHostsFile /h/kh ~/.ssh/known_hosts ~/.ssh/known_hosts2'))
+    })
+
+    it('without a KRL: no RevokedHostKeys (ssh would refuse every host for a missing file), a comment why', () => {
+      const lines = sshConfigBlockLines({...base, krlFile: null, krlNote: 'the CA "prod" publishes no revocation list (GET /ssh/krl answered 404)'})
+      assert.ok(!lines.some((l) => /^\s*RevokedHostKeys/.test(l)))
+      assert.ok(lines.some((l) => l.startsWith('  # no RevokedHostKeys: the CA "prod" publishes no revocation list')))
+    })
+
+    it('replaces its own block in place and keeps the other contexts\' blocks', () => {
+      const a = mergeSshConfig('', base)
+      const b = mergeSshConfig(a.text, {...base, context: 'staging', pattern: '*.staging.example.net'})
+      const a2 = mergeSshConfig(b.text, {...base, pattern: '*.prod.example.com'})
+      assert.equal(a2.text.split('# >>> sshca prod').length, 2)
+      assert.ok(a2.text.includes('Match final host *.prod.example.com'))
+      assert.ok(a2.text.includes('Match final host *.staging.example.net'))
+      assert.ok(a2.text.indexOf('>>> sshca prod') < a2.text.indexOf('>>> sshca staging'), 'replaced in place')
+      assert.equal(mergeSshConfig(a2.text, {...base, pattern: '*.prod.example.com'}).changed, false)
+    })
+
+    it('Match final from OpenSSH 8.0 on; an unknown ssh is assumed current', () => {
+      assert.equal(supportsMatchFinal({major: 7, minor: 9}), false)
+      assert.equal(supportsMatchFinal({major: 8, minor: 0}), true)
+      assert.equal(supportsMatchFinal(undefined), true)
+    })
+  })
+})
