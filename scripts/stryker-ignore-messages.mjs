@@ -9,14 +9,21 @@
 //   options (the code, `details` and `cause` stay mutated: callers and tests rely on them);
 // - "what" labels, which only name the field in a message: the label argument of SshReader's readers
 //   (`r.bytes('nonce')`, `take(n, 'uint32')`), their `what = '…'` defaults, and the `what` argument of
-//   the local helpers listed in LABEL_ARGUMENT.
+//   the local helpers listed in LABEL_ARGUMENT;
+// - the message (third argument) of the CA's `denial(code, reason, message, details)`: its code,
+//   reason and details stay mutated (they are what the API, the audit log and the tests rely on);
+// - config check texts: a string pushed onto a list named `problems` or `warnings` (ca.yaml's checks:
+//   that a problem or warning is pushed stays mutated, only its words are not), and zod's custom
+//   messages (`.regex(re, 'message')`, `.min(n, 'message')`, `ctx.addIssue({message})`);
+// - and anything inside one of these (the expressions a template literal interpolates, a ternary
+//   that picks words): their only effect is on the text.
 import {declareValuePlugin, PluginKind} from '@stryker-mutator/api/plugin'
 
 const ERROR_CLASSES = new Set(['Error', 'TypeError', 'RangeError'])
 /** SshReader methods → index of their `what` argument. */
 const READER_LABEL = {bytes: 0, text: 0, cstring: 0, mpint: 0, end: 0, take: 1}
 /** Functions (by name, in the file being mutated) → index of their `what` argument. */
-const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0}
+const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0, denial: 2, assertSecureUrl: 1}
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'
 
@@ -31,6 +38,37 @@ function calleeName(call) {
   if (c.type === 'Identifier') return {kind: 'function', name: c.name}
   if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') return {kind: 'method', name: c.property.name}
   return undefined
+}
+
+/** A message argument, or anything inside one. */
+function withinMessage(path) {
+  for (let p = path; p && !p.isStatement(); p = p.parentPath) {
+    if (isMessage(p) || isHint(p) || isLabelDefault(p) || isCheckText(p) || isZodMessage(p)) return true
+  }
+  return false
+}
+
+const CHECK_LISTS = new Set(['problems', 'warnings'])
+
+/** `problems.push('…')` / `warnings.push(`…`)`: the text of a config problem or warning. */
+function isCheckText(path) {
+  if (argumentIndex(path) !== 0 || !(path.isStringLiteral() || path.isTemplateLiteral())) return false
+  const c = path.parentPath.node.callee
+  return c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier' && c.property.name === 'push' && c.object.type === 'Identifier' && CHECK_LISTS.has(c.object.name)
+}
+
+/** zod's custom messages: `.regex(re, '…')`, `.min(n, '…')`, and `message:` in `ctx.addIssue({…})`. */
+function isZodMessage(path) {
+  if (path.isStringLiteral() || path.isTemplateLiteral()) {
+    if (argumentIndex(path) === 1 && path.parentPath.isCallExpression()) {
+      const callee = calleeName(path.parentPath)
+      if (callee?.kind === 'method' && (callee.name === 'regex' || callee.name === 'min')) return true
+    }
+  }
+  const prop = path.parentPath
+  if (!prop?.isObjectProperty() || prop.node.value !== path.node || prop.node.key.type !== 'Identifier' || prop.node.key.name !== 'message') return false
+  const call = prop.parentPath?.parentPath
+  return !!call?.isCallExpression() && calleeName(call)?.kind === 'method' && calleeName(call)?.name === 'addIssue'
 }
 
 function isMessage(path) {
@@ -74,7 +112,7 @@ function isLabelDefault(path) {
 export const strykerPlugins = [
   declareValuePlugin(PluginKind.Ignore, 'message-text', {
     shouldIgnore(path) {
-      if (isMessage(path) || isHint(path) || isLabelDefault(path)) return REASON
+      if (withinMessage(path)) return REASON
       return undefined
     },
   }),
