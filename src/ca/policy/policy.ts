@@ -62,7 +62,7 @@ export function evaluateRule(rule: RuleConfig, claims: Claims): RuleOutcome {
   if (rule.disabled) return {rule: rule.name, matched: false, failed: 'the rule is disabled'}
   for (const [claim, cond] of Object.entries(rule.match)) {
     const failed = checkCondition(claim, cond, claims)
-    if (failed) return {rule: rule.name, matched: false, failed}
+    if (failed !== undefined) return {rule: rule.name, matched: false, failed}
   }
   return {rule: rule.name, matched: true}
 }

@@ -1,0 +1,211 @@
+/**
+ * The policy's edges, each a check that mutation testing (issue 18) showed could be deleted without a
+ * test failing: conditions on claims of the wrong shape, the sanitizer's character classes, the length
+ * caps, reserved principals, and how a rule turns into certificate options.
+ */
+import assert from 'node:assert/strict'
+import type {ProvisionerConfig, RuleConfig} from '../../../src/ca/config/config.ts'
+import {
+  buildCertificateSpec,
+  checkCondition,
+  DEFAULT_RESERVED_PRINCIPALS,
+  evaluateRule,
+  globToRegExp,
+  MAX_KEY_ID_LENGTH,
+  MAX_PRINCIPAL_LENGTH,
+  renderTemplate,
+  sanitizeLocalPart,
+  selectRule,
+  templateClaims,
+  templateProblems,
+} from '../../../src/ca/policy/policy.ts'
+import {throwsCode} from '../../helpers/assert.ts'
+
+const NOW = 1_800_000_000
+const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
+
+function rule(over: Omit<Partial<RuleConfig>, 'certificate'> & {certificate?: Partial<RuleConfig['certificate']>} = {}): RuleConfig {
+  const {certificate, ...rest} = over
+  return {
+    name: 'r',
+    match: {sub: {glob: '**'}},
+    ...rest,
+    certificate: {principals: ['${user}'], keyId: '${user}', ttl: 3600, extensions: [], ...certificate},
+  } as RuleConfig
+}
+const prov = (rules: RuleConfig[], over: Partial<ProvisionerConfig> = {}): ProvisionerConfig =>
+  ({name: 'p', type: 'oidc', issuer: 'https://idp.example.com', audience: 'a', rules, ...over}) as ProvisionerConfig
+
+describe('policy: conditions on claims of the wrong shape never match', () => {
+  it('{domain} on a claim without "@" (or not text) does not match, whatever its tail', () => {
+    for (const email of ['example.com', 'alice.example.com', 5, true, ['a@example.com'], {d: 'example.com'}]) {
+      assert.notEqual(checkCondition('email', {domain: 'example.com'}, {email}), undefined, JSON.stringify(email))
+      assert.equal(evaluateRule(rule({match: {email: {domain: 'example.com'}}}), {email}).matched, false, JSON.stringify(email))
+    }
+    // the domain is what follows the last "@", compared without case
+    assert.equal(checkCondition('email', {domain: 'example.com'}, {email: 'a@EXAMPLE.com'}), undefined)
+    assert.notEqual(checkCondition('email', {domain: 'example.com'}, {email: 'a@example.com@evil.io'}), undefined)
+    assert.notEqual(checkCondition('email', {domain: 'example.com'}, {email: 'a@sub.example.com'}), undefined)
+    assert.notEqual(checkCondition('email', {domain: 'example.com'}, {email: 'a@xexample.com'}), undefined)
+  })
+
+  it('a glob matches only text: numbers, booleans and lists never match, even "**"', () => {
+    for (const v of [5, 0, true, false, ['main'], {ref: 'main'}]) {
+      assert.notEqual(checkCondition('ref', {glob: '**'}, {ref: v}), undefined, JSON.stringify(v))
+      assert.equal(evaluateRule(rule({match: {ref: {glob: '**'}}}), {ref: v}).matched, false)
+    }
+    assert.equal(checkCondition('ref', {glob: '**'}, {ref: ''}), undefined)
+  })
+
+  it('{contains} needs a list holding that exact value', () => {
+    assert.notEqual(checkCondition('groups', {contains: 'ops'}, {groups: ['opsx', 'dev']}), undefined)
+    assert.notEqual(checkCondition('groups', {contains: 'ops'}, {groups: {0: 'ops', length: 1}}), undefined)
+    assert.equal(checkCondition('groups', {contains: 'ops'}, {groups: ['dev', 'ops']}), undefined)
+  })
+
+  it('an empty any-of list matches nothing; a scalar compares type and value', () => {
+    assert.notEqual(checkCondition('e', [], {e: 'push'}), undefined)
+    assert.notEqual(checkCondition('n', 5, {n: '5'}), undefined)
+    assert.notEqual(checkCondition('b', false, {b: 0}), undefined)
+    assert.equal(checkCondition('b', false, {b: false}), undefined)
+  })
+
+  it('a claim inherited from the prototype is absent, not matched', () => {
+    const claims = Object.create({admin: true}) as Record<string, unknown>
+    assert.notEqual(checkCondition('admin', true, claims), undefined)
+    assert.notEqual(checkCondition('toString', {glob: '**'}, {}), undefined)
+  })
+
+  it('every condition of a rule must hold: the first that fails is named, later ones are not consulted', () => {
+    const r = rule({match: {a: 'x', b: 'y', c: 'z'}})
+    assert.deepEqual(evaluateRule(r, {a: 'x', b: 'y', c: 'z'}), {rule: 'r', matched: true})
+    const out = evaluateRule(r, {a: 'x', b: 'nope', c: 'nope'})
+    assert.equal(out.matched, false)
+    assert.match(out.failed!, /^b /)
+    assert.equal(evaluateRule(r, {a: 'x', b: 'y', c: 'no'}).matched, false)
+  })
+
+  it('a disabled rule matches nothing even when every condition holds', () => {
+    const out = evaluateRule(rule({disabled: true}), {sub: 'x'})
+    assert.equal(out.matched, false)
+    assert.ok(out.failed)
+    assert.equal(evaluateRule(rule({disabled: false}), {sub: 'x'}).matched, true)
+  })
+
+  it('selectRule names the one rule that matched, and reports every outcome', () => {
+    const p = prov([rule({name: 'a', match: {x: '1'}}), rule({name: 'b', match: {x: '2'}})])
+    const {rule: r, outcomes} = selectRule(p, {x: '2'})
+    assert.equal(r.name, 'b')
+    assert.deepEqual(outcomes.map((o) => [o.rule, o.matched]), [['a', false], ['b', true]])
+  })
+})
+
+describe('policy: globs', () => {
+  it('"*" and "?" stay within one path segment; "**" crosses them; everything else is literal', () => {
+    assert.equal(globToRegExp('a/*').test('a/b/c'), false)
+    assert.equal(globToRegExp('a/*').test('a/'), true)
+    assert.equal(globToRegExp('a?c').test('a/c'), false)
+    assert.equal(globToRegExp('a?c').test('abc'), true)
+    assert.equal(globToRegExp('a?c').test('ac'), false)
+    assert.equal(globToRegExp('a/**').test('a/b/c'), true)
+    assert.equal(globToRegExp('**/main').test('refs/heads/main'), true)
+    assert.equal(globToRegExp('x').test('ax'), false, 'anchored at the start')
+    assert.equal(globToRegExp('x').test('xa'), false, 'anchored at the end')
+    for (const special of ['.', '+', '^', '$', '{', '}', '(', ')', '|', '[', ']', '\\']) {
+      const g = `a${special}b`
+      assert.equal(globToRegExp(g).test(g), true, g)
+      assert.equal(globToRegExp(`${special}{2}`).test(special.repeat(2)), false, `${special}{2} is literal`)
+    }
+    assert.equal(globToRegExp('a|b').test('a'), false)
+    assert.equal(globToRegExp('[ab]').test('a'), false)
+  })
+})
+
+describe('policy: templates and the email sanitizer', () => {
+  it('step\'s sanitizer keeps a-z, 0-9 and "-" (both ends of each range), drops dots, replaces the rest', () => {
+    assert.equal(sanitizeLocalPart('az09-AZ@x'), 'az09-az')
+    assert.equal(sanitizeLocalPart('zoe9@example.com'), 'zoe9')
+    // the characters just outside each range: ` and { around a-z, / and : around 0-9
+    assert.equal(sanitizeLocalPart('`a{/0:@x'), '_a__0_')
+    assert.equal(sanitizeLocalPart('j.doe'), 'jdoe')
+    assert.equal(sanitizeLocalPart('a@b@c'), 'a_b')
+  })
+
+  it('${claim.local} keeps the local part only, lower-cased, and denies what it would have to rewrite', () => {
+    assert.equal(renderTemplate('${email.local}', {email: 'Zoe.9-x_y@example.com'}), 'zoe.9-x_y')
+    assert.equal(renderTemplate('${email.local}', {email: 'nodomain'}), 'nodomain')
+    for (const email of ['a+b@x', 'a b@x', '@x', 'é@x']) {
+      throwsCode(() => renderTemplate('${email.local}', {email}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', claim: 'email'})
+    }
+    assert.equal(renderTemplate('${email.local|step}', {email: 'A+B@x'}), 'a_b')
+    assert.equal(renderTemplate('${email.domain}', {email: 'a@B.example'}), 'b.example')
+    assert.equal(renderTemplate('${email.domain}', {email: 'nodomain'}), '')
+  })
+
+  it('numbers render only when they are safe integers; other types deny', () => {
+    assert.equal(renderTemplate('${n}', {n: 42}), '42')
+    for (const n of [1.5, 2 ** 60, Number.NaN, true, null, {}, ['a']]) {
+      throwsCode(() => renderTemplate('${n}', {n}), 'ERR_POLICY_DENIED', {reason: 'claim_missing', claim: 'n'})
+    }
+  })
+
+  it('templateProblems and templateClaims read the same placeholders', () => {
+    for (const ok of ['${a}', '${a.local}', '${a.domain}', '${a.local|step}', 'x-${a}-${b_c}', 'plain']) assert.deepEqual(templateProblems(ok), [], ok)
+    for (const bad of ['${a', '${a.domain|step}', '${a.other}', '${1a}', '${}']) assert.equal(templateProblems(bad).length, 1, bad)
+    assert.deepEqual(templateClaims('${a}-${b.local|step}'), {claims: ['a', 'b'], lossy: true})
+    assert.deepEqual(templateClaims('${a}-${b.local}'), {claims: ['a', 'b'], lossy: false})
+    assert.deepEqual(templateClaims('deploy'), {claims: [], lossy: false})
+  })
+})
+
+describe('policy: the certificate a rule grants', () => {
+  it('principals and key IDs may be up to the cap long, not one character more', () => {
+    const long = (n: number) => 'a'.repeat(n)
+    const p = prov([rule()])
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH)}, limits, NOW).principals, [long(MAX_PRINCIPAL_LENGTH)])
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH + 1)}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid'})
+    const k = prov([rule({certificate: {principals: ['deploy'], keyId: '${user}'}})])
+    assert.equal(buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH)}, limits, NOW).keyId, long(MAX_KEY_ID_LENGTH))
+    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH + 1)}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid'})
+    for (const keyId of ['', 'a b', 'a\nb', 'a,b']) {
+      throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: keyId}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid'})
+    }
+  })
+
+  it('a template never renders a reserved account; the rule may still name one literally', () => {
+    const p = prov([rule({certificate: {principals: ['${user}', 'root'], keyId: 'k'}})])
+    for (const user of ['root', 'admin', 'ubuntu']) {
+      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved', rendered: user})
+    }
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, limits, NOW).principals, ['alice', 'root'])
+    // the list is the configured one: an operator may free "admin" or reserve "alice"
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'admin'}, {...limits, reservedPrincipals: ['root']}, NOW).principals, ['admin', 'root'])
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, {...limits, reservedPrincipals: ['alice']}, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved'})
+  })
+
+  it('duplicate principals appear once, in the order the rule lists them', () => {
+    const p = prov([rule({certificate: {principals: ['${user}', 'ops', '${user}', 'ops'], keyId: 'k'}})])
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, limits, NOW).principals, ['alice', 'ops'])
+  })
+
+  it('several source-address blocks become one comma-separated option; no option when the rule sets none', () => {
+    const p = prov([rule({certificate: {principals: ['deploy'], keyId: 'k', sourceAddress: ['10.0.0.0/8', '192.168.1.0/24', '::1/128'], forceCommand: 'true'}})])
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {}, limits, NOW).criticalOptions, {'force-command': 'true', 'source-address': '10.0.0.0/8,192.168.1.0/24,::1/128'})
+    const q = prov([rule({certificate: {principals: ['deploy'], keyId: 'k', extensions: ['permit-pty', 'permit-agent-forwarding']}})])
+    const spec = buildCertificateSpec(q, q.rules[0]!, {}, limits, NOW)
+    assert.deepEqual(spec.criticalOptions, {})
+    assert.deepEqual(spec.extensions, {'permit-pty': true, 'permit-agent-forwarding': true})
+    // an empty force-command is still a force-command (run nothing), never dropped
+    const e = prov([rule({certificate: {principals: ['deploy'], keyId: 'k', forceCommand: ''}})])
+    assert.deepEqual(buildCertificateSpec(e, e.rules[0]!, {}, limits, NOW).criticalOptions, {'force-command': ''})
+  })
+
+  it('the lifetime is the smallest of the rule\'s, the provisioner\'s and the CA\'s; validity starts 60 s back', () => {
+    const p = prov([rule({certificate: {principals: ['d'], keyId: 'k', ttl: 600}})])
+    const spec = buildCertificateSpec(p, p.rules[0]!, {}, limits, NOW)
+    assert.deepEqual([spec.ttl, spec.validAfter, spec.validBefore], [600, BigInt(NOW - 60), BigInt(NOW + 600)])
+    assert.equal(buildCertificateSpec({...p, maxTtl: 300}, p.rules[0]!, {}, limits, NOW).ttl, 300)
+    assert.equal(buildCertificateSpec({...p, maxTtl: 900}, p.rules[0]!, {}, limits, NOW).ttl, 600)
+    assert.equal(buildCertificateSpec(p, p.rules[0]!, {}, {...limits, maxUserTtl: 100}, NOW).ttl, 100)
+  })
+})
