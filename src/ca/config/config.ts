@@ -332,7 +332,8 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     }
   })
   for (const [claim, cond] of Object.entries(r.match)) {
-    if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /[^*?]\*\*[^/]|\*\*\*/.test(cond.glob)) {
+    // "**" with anything but "/" or an end on either side ("a**", "**main", "***") is refused
+    if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)) {
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }

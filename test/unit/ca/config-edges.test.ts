@@ -1,0 +1,168 @@
+/**
+ * ca.yaml's checks, each one a mutation-testing survivor (issue 18): a check that could be deleted
+ * with every test still passing. A problem is asserted by the field it names (its code and place),
+ * and the same file without the fault must be accepted, so the check cannot pass by refusing all.
+ */
+import assert from 'node:assert/strict'
+import {isCiProvisioner, mayOverlap, parseConfig} from '../../../src/ca/config/config.ts'
+
+/** The fields ca.yaml's problems name ("provisioners[0].rules[1].name"), or [] when it is accepted. */
+function problemFields(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'ca.yaml')
+    return []
+  } catch (err) {
+    assert.equal((err as {code: string}).code, 'ERR_CA_CONFIG')
+    return (err as {details: {problems: string[]}}).details.problems.map((p) => p.slice(0, p.indexOf(':')))
+  }
+}
+const warnings = (yaml: string): string[] => parseConfig(yaml, 'ca.yaml').warnings
+
+interface Rule {
+  name?: string
+  match?: string
+  certificate?: string
+}
+const rule = (r: Rule = {}) => `{name: ${r.name ?? 'r'}, match: ${r.match ?? '{email_verified: true, email: {domain: example.com}}'}, certificate: {principals: [alice], ttl: 1h${r.certificate ?? ''}}}`
+const provisioner = (o: {extra?: string; rules?: string[]; issuer?: string; name?: string} = {}) =>
+  `  - {name: ${o.name ?? 'p'}, type: oidc, issuer: "${o.issuer ?? 'https://idp.example.com'}", clientId: c${o.extra ?? ''}, rules: [${(o.rules ?? [rule()]).join(', ')}]}\n`
+const yaml = (...provisioners: string[]) => `provisioners:\n${provisioners.join('')}`
+
+describe('ca.yaml checks that guard the policy', () => {
+  it('the baseline file is accepted without warnings', () => {
+    assert.deepEqual(problemFields(yaml(provisioner())), [])
+    assert.deepEqual(warnings(yaml(provisioner())), [])
+  })
+
+  it('a rule with match: {} (it would match every token) is refused', () => {
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{}'})]}))), ['provisioners[0].rules[0].match'])
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: x}'})]}))), [])
+  })
+
+  it('two rules of one provisioner with one name are refused; the same name in two provisioners is fine', () => {
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({match: '{sub: b}'})]}))), ['provisioners[0].rules[1].name'])
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({name: 'r2', match: '{sub: b}'})]}))), [])
+    const two = yaml(provisioner({rules: [rule({match: '{sub: a}'})]}), provisioner({name: 'q', issuer: 'https://other.example.com', rules: [rule({match: '{sub: a}'})]}))
+    assert.deepEqual(problemFields(two), [])
+  })
+
+  it('a force-command of more than one line (CR, LF or NUL) is refused', () => {
+    for (const cmd of ['"/bin/a\\n/bin/b"', '"/bin/a\\r/bin/b"', '"/bin/a\\0b"', '"a\\n"']) {
+      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: `, forceCommand: ${cmd}`})]}))), ['provisioners[0].rules[0].certificate.forceCommand'], cmd)
+    }
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: ', forceCommand: "/bin/deploy --now"'})]}))), [])
+  })
+
+  it('listenAddress must be a loopback address with a port', () => {
+    for (const a of ['0.0.0.0:10000', '10.0.0.1:10000', 'localhost:10000', '127.0.0.1', '[::]:10000', '127.0.0.1:99999']) {
+      assert.deepEqual(problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))), ['provisioners[0].listenAddress'], a)
+    }
+    for (const a of ['127.0.0.1:10000', '[::1]:10000', '127.0.0.2:0']) assert.deepEqual(problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))), [], a)
+  })
+
+  it('an issuer that is neither https nor loopback http is refused; loopback http is a warning', () => {
+    assert.deepEqual(problemFields(yaml(provisioner({issuer: 'ftp://idp.example.com'}))), ['provisioners[0].issuer'])
+    assert.deepEqual(problemFields(yaml(provisioner({issuer: 'http://idp.example.com'}))), ['provisioners[0].issuer'])
+    assert.deepEqual(problemFields(yaml(provisioner({issuer: 'http://127.0.0.1:8080'}))), [])
+    assert.equal(warnings(yaml(provisioner({issuer: 'http://127.0.0.1:8080'}))).length, 1)
+  })
+
+  it('provisioners are told apart by issuer and audience, a trailing "/" on the issuer included', () => {
+    const twice = yaml(provisioner(), provisioner({name: 'q', issuer: 'https://idp.example.com/'}))
+    assert.deepEqual(problemFields(twice), ['provisioners[1]'])
+    assert.deepEqual(problemFields(yaml(provisioner(), provisioner({name: 'q', extra: ', audience: other'}))), [])
+    // audience defaults to clientId; a provisioner with neither is refused
+    assert.equal(parseConfig(yaml(provisioner()), 'ca.yaml').config.provisioners[0]!.audience, 'c')
+    assert.equal(parseConfig(yaml(provisioner({extra: ', audience: aud'})), 'ca.yaml').config.provisioners[0]!.audience, 'aud')
+    assert.deepEqual(problemFields(yaml(provisioner()).replace(', clientId: c', '')), ['provisioners[0]'])
+  })
+
+  it('"**" must stand for a whole path segment in a glob', () => {
+    for (const g of ['refs/**main', 'a**', '**main', 'a**/b', '***', 'x/***/y']) {
+      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))), ['provisioners[0].rules[0].match.ref'], g)
+    }
+    for (const g of ['refs/**', '**/main', '**', 'refs/*/main', 'a/**/b']) {
+      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))), [], g)
+    }
+  })
+
+  it('a template with a broken placeholder is refused in principals and in the key ID', () => {
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule().replace('principals: [alice]', 'principals: [alice, "${email.bad}"]')]}))), ['provisioners[0].rules[0].certificate.principals[1]'])
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: ', keyId: "${sub"'})]}))), ['provisioners[0].rules[0].certificate.keyId'])
+  })
+
+  it('ceilings: headersTimeout ≤ requestTimeout and hostTtl ≤ maxHostTtl (equal is fine)', () => {
+    assert.deepEqual(problemFields('limits: {headersTimeout: 11s, requestTimeout: 10s}'), ['limits.headersTimeout'])
+    assert.deepEqual(problemFields('limits: {headersTimeout: 10s, requestTimeout: 10s}'), [])
+    assert.deepEqual(problemFields('ssh: {hostTtl: 91d, maxHostTtl: 90d}'), ['ssh.hostTtl'])
+    assert.deepEqual(problemFields('ssh: {hostTtl: 90d, maxHostTtl: 90d}'), [])
+  })
+
+  it('trustProxy: every listed entry must be an address or CIDR; true is a warning', () => {
+    assert.deepEqual(problemFields('trustProxy: [10.0.0.1, balancer.internal, 10.0.0.0/8]'), ['trustProxy[1]'])
+    assert.deepEqual(problemFields('trustProxy: [10.0.0.1, "fd00::/8"]'), [])
+    assert.equal(warnings('trustProxy: true').filter((w) => w.startsWith('trustProxy')).length, 1)
+    assert.equal(warnings('trustProxy: 1').filter((w) => w.startsWith('trustProxy')).length, 0)
+  })
+
+  it('every problem is reported at once, not only the first', () => {
+    const many = yaml(provisioner({extra: ', listenAddress: "0.0.0.0:1"', rules: [rule({match: '{}', certificate: ', forceCommand: "a\\nb"'})]}))
+    assert.deepEqual(problemFields(many).sort(), ['provisioners[0].listenAddress', 'provisioners[0].rules[0].certificate.forceCommand', 'provisioners[0].rules[0].match'])
+  })
+})
+
+describe('ca.yaml warnings about rules that grant more than meant', () => {
+  const has = (w: string[], re: RegExp) => w.some((x) => re.test(x))
+
+  it('{domain} without email_verified: true is warned about; with it, not', () => {
+    assert.ok(has(warnings(yaml(provisioner({rules: [rule({match: '{email: {domain: example.com}}'})]}))), /^provisioners\[0\]\.rules\[0\] \(r\)/))
+    assert.ok(has(warnings(yaml(provisioner({rules: [rule({match: '{email_verified: "true", email: {domain: example.com}}'})]}))), /^provisioners\[0\]\.rules\[0\] \(r\)/))
+    assert.deepEqual(warnings(yaml(provisioner())), [])
+  })
+
+  it('a CI rule must pin the repository (or sub); a wildcard glob does not pin', () => {
+    const gh = (match: string) => warnings(yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]}))).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
+    assert.equal(gh('{ref: refs/heads/main}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "**"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "*/*"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "acme/*"}}').length, 0)
+    assert.equal(gh('{ref: refs/heads/main, sub: "repo:acme/app:ref:refs/heads/main"}').length, 0)
+    assert.equal(gh('{ref: refs/heads/main, repository_owner: acme}').length, 0)
+    // a provisioner without a client id is a machine one whatever its issuer
+    assert.equal(isCiProvisioner({issuer: 'https://idp.example.com', clientId: undefined}), true)
+    assert.equal(isCiProvisioner({issuer: 'https://idp.example.com', clientId: 'c'}), false)
+    assert.equal(isCiProvisioner({issuer: 'https://gitlab.com', clientId: 'c'}), true)
+    assert.equal(isCiProvisioner({issuer: 'https://gitlab.com.evil.io', clientId: 'c'}), false)
+    assert.equal(isCiProvisioner({issuer: 'https://token.actions.githubusercontent.com.evil.io', clientId: 'c'}), false)
+  })
+
+  it('principals from claims the user chooses, step\'s lossy sanitizing, and literal reserved accounts are warned about', () => {
+    const w = (principals: string) => warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ${principals}`)]})))
+    assert.equal(w('["${preferred_username}"]').length, 1)
+    assert.equal(w('["${email.local|step}"]').length, 1)
+    assert.equal(w('[root]').length, 1)
+    assert.equal(w('[ubuntu]').length, 1)
+    assert.equal(w('["${email.local}", alice]').length, 0)
+  })
+
+  it('a provisioner without rules denies everything: a warning, not a problem', () => {
+    assert.deepEqual(problemFields(yaml(provisioner({rules: []}))), [])
+    assert.equal(warnings(yaml(provisioner({rules: []}))).length, 1)
+    assert.equal(warnings('{}').length, 1)
+  })
+
+  it('overlap is judged only between enabled rules, and only where they could both match', () => {
+    const two = (a: string, b: string, disabled = '') => warnings(yaml(provisioner({rules: [rule({name: 'a', match: a}), rule({name: 'b', match: `${b}${disabled}`})]})))
+    assert.equal(two('{sub: x}', '{sub: x}').length, 1)
+    assert.equal(two('{sub: x}', '{sub: y}').length, 0)
+    assert.equal(two('{sub: x}', '{iss: y}').length, 1, 'no shared claim: one token can carry both')
+    assert.equal(warnings(yaml(provisioner({rules: [rule({name: 'a', match: '{sub: x}'}), `{name: b, disabled: true, match: {sub: x}, certificate: {principals: [alice], ttl: 1h}}`]}))).length, 0)
+    assert.equal(mayOverlap({domain: 'X.com'}, {domain: 'x.COM'}), true)
+    assert.equal(mayOverlap({domain: 'x.com'}, 'u@y.com'), false)
+    assert.equal(mayOverlap('U@X.COM', {domain: 'x.com'}), true)
+    assert.equal(mayOverlap(5, {glob: '*'}), false)
+    assert.equal(mayOverlap(['refs/tags/v1', 'refs/heads/a'], {glob: 'refs/heads/*'}), true)
+    assert.equal(mayOverlap({glob: 'a'}, {domain: 'x.com'}), true)
+    assert.equal(mayOverlap({contains: 'x'}, {contains: 'y'}), true)
+  })
+})
