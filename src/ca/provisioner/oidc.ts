@@ -171,9 +171,7 @@ export class TokenVerifier {
   constructor(provisioners: readonly ProvisionerConfig[], deps: VerifierDeps = {}, previous?: TokenVerifier) {
     this.provisioners = provisioners
     this.deps = deps
-    for (const p of provisioners) {
-      if (!this.issuers.has(p.issuer)) this.issuers.set(p.issuer, previous?.issuers.get(p.issuer) ?? new IssuerKeys(p.issuer, deps))
-    }
+    for (const issuer of new Set(provisioners.map((p) => p.issuer))) this.issuers.set(issuer, previous?.issuers.get(issuer) ?? new IssuerKeys(issuer, deps))
   }
 
   /** The provisioner a token is meant for, read from its unverified claims. */
@@ -250,7 +248,8 @@ function verificationError(err: unknown, p: ProvisionerConfig): SshcaError {
   if (err instanceof joseErrors.JWTExpired) return denial('ERR_TOKEN_INVALID', 'token_expired', 'the token has expired', details)
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     // with maxTokenAge set, jose refuses an iat in the future (beyond the leeway) here
-    const reason = err.claim === 'nbf' || err.claim === 'iat' ? 'token_not_yet_valid' : err.claim === 'aud' ? 'audience_mismatch' : err.claim === 'iss' ? 'issuer_unknown' : 'token_invalid'
+    // a claim that is missing (exp, iat: requiredClaims) makes the token malformed, not early
+    const reason = err.reason === 'missing' ? 'token_invalid' : err.claim === 'nbf' || err.claim === 'iat' ? 'token_not_yet_valid' : err.claim === 'aud' ? 'audience_mismatch' : err.claim === 'iss' ? 'issuer_unknown' : 'token_invalid'
     return denial('ERR_TOKEN_INVALID', reason, `the token's "${err.claim}" claim is not acceptable: ${err.message}`, details)
   }
   if (err instanceof joseErrors.JWKSNoMatchingKey) return denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is signed by a key the issuer does not publish', details)

@@ -1,0 +1,375 @@
+/**
+ * Token verification's edges, each a mutation-testing survivor (issue 18): the claims a token must
+ * carry, how long a spent token is remembered against how long it is accepted, the key cache's
+ * default limits, discovery that redirects, hangs or lies, and routing by audience and azp. Every
+ * refused token is validly signed, so only the check under test refuses it.
+ */
+import assert from 'node:assert/strict'
+import {createHash, generateKeyPairSync, randomUUID, type KeyObject} from 'node:crypto'
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo, Socket} from 'node:net'
+import {SignJWT, exportJWK, type JWTPayload} from 'jose'
+import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
+import {assertSecureUrl, canonicalParts, DEFAULT_MAX_TOKEN_AGE, LEEWAY_SECONDS, routeClaims, signedContentHash, tokenHash, TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
+import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
+
+const ISSUER = 'https://idp.example.com'
+const NOW_MS = 1_800_000_000_000
+const NOW = NOW_MS / 1000
+const p: ProvisionerConfig = {name: 'sso', type: 'oidc', issuer: ISSUER, clientId: 'cli', audience: 'cli', rules: []}
+
+interface Key {
+  privateKey: KeyObject
+  publicKey: KeyObject
+  kid: string
+}
+const newKey = (): Key => ({...generateKeyPairSync('ec', {namedCurve: 'P-256'}), kid: randomUUID()})
+
+/** An IdP behind a fetch function: counts requests, records URLs and options, can go down or lie. */
+function fakeIdp(issuer = ISSUER) {
+  const state = {
+    keys: [newKey()],
+    down: false,
+    discovery: 0,
+    jwks: 0,
+    urls: [] as string[],
+    inits: [] as RequestInit[],
+    meta: undefined as unknown,
+    jwksBody: undefined as unknown,
+    status: 200,
+  }
+  const base = issuer.replace(/\/$/, '')
+  const fetchFn = (async (input: string | URL, init: RequestInit) => {
+    const url = String(input)
+    state.urls.push(url)
+    state.inits.push(init)
+    if (state.down) throw new TypeError('fetch failed')
+    if (state.status !== 200) return new Response('{}', {status: state.status})
+    if (url === `${base}/.well-known/openid-configuration`) {
+      state.discovery++
+      return Response.json(state.meta ?? {issuer, jwks_uri: `${base}/jwks`})
+    }
+    if (url === `${base}/jwks`) {
+      state.jwks++
+      return Response.json(state.jwksBody ?? {keys: await Promise.all(state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})))})
+    }
+    return new Response('not found', {status: 404})
+  }) as typeof fetch
+  return {state, fetchFn}
+}
+
+/** A token; `claims` undefined values are left out (a token without exp, iat …). */
+function mint(k: Key, claims: JWTPayload = {}, header: Record<string, unknown> = {}): Promise<string> {
+  const body: Record<string, unknown> = {iss: ISSUER, aud: 'cli', sub: 'alice', jti: randomUUID(), iat: NOW, exp: NOW + 300, ...claims}
+  for (const [name, v] of Object.entries(body)) if (v === undefined) delete body[name]
+  return new SignJWT(body).setProtectedHeader({alg: 'ES256', kid: k.kid, ...header}).sign(k.privateKey)
+}
+
+describe('token verification: the claims a token must carry and how long it counts', () => {
+  let idp: ReturnType<typeof fakeIdp>
+  let now: number
+  let v: TokenVerifier
+  beforeEach(() => {
+    idp = fakeIdp()
+    now = NOW_MS
+    v = new TokenVerifier([p], {fetch: idp.fetchFn, clock: () => now})
+  })
+  const k = () => idp.state.keys[0]!
+
+  it('a token without exp (it would never expire) or without iat is refused', async () => {
+    await rejectsCode(v.verify(await mint(k(), {exp: undefined})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid', provisioner: 'sso'})
+    // a missing iat is not "not yet valid": the token is malformed
+    await rejectsCode(v.verify(await mint(k(), {iat: undefined})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid', provisioner: 'sso'})
+    assert.equal((await v.verify(await mint(k()))).claims.sub, 'alice')
+  })
+
+  it('a spent token is remembered as long as it is accepted: exp plus the leeway', async () => {
+    const token = await mint(k(), {exp: NOW + 300})
+    const verified = await v.verify(token)
+    assert.equal(verified.expiresAt, NOW + 300 + LEEWAY_SECONDS)
+    // accepted up to the last second of the leeway, refused after it: never accepted past expiresAt
+    now = (verified.expiresAt - 1) * 1000
+    assert.equal((await v.verify(token)).tokenHash, verified.tokenHash)
+    now = (verified.expiresAt + 1) * 1000
+    await rejectsCode(v.verify(token), 'ERR_TOKEN_INVALID', {reason: 'token_expired'})
+  })
+
+  it('nbf or iat in the future beyond the leeway is "not yet valid"; within it, fine', async () => {
+    await rejectsCode(v.verify(await mint(k(), {nbf: NOW + 120})), 'ERR_TOKEN_INVALID', {reason: 'token_not_yet_valid'})
+    await rejectsCode(v.verify(await mint(k(), {iat: NOW + 120, exp: NOW + 400})), 'ERR_TOKEN_INVALID', {reason: 'token_not_yet_valid'})
+    assert.equal((await v.verify(await mint(k(), {nbf: NOW + 30, iat: NOW + 30}))).claims.sub, 'alice')
+  })
+
+  it('a token may live maxTokenAge (an hour by default), not a second more, whatever its iat', async () => {
+    assert.equal(DEFAULT_MAX_TOKEN_AGE, 3600)
+    assert.equal((await v.verify(await mint(k(), {iat: NOW, exp: NOW + 3600}))).claims.sub, 'alice')
+    await rejectsCode(v.verify(await mint(k(), {iat: NOW, exp: NOW + 3601})), 'ERR_TOKEN_INVALID', {reason: 'token_lifetime_too_long', provisioner: 'sso'})
+    // issued more than maxTokenAge ago although exp is ahead: refused too
+    await rejectsCode(v.verify(await mint(k(), {iat: NOW - 3600 - LEEWAY_SECONDS - 5, exp: NOW + 10})), 'ERR_TOKEN_INVALID')
+    const strict = new TokenVerifier([{...p, maxTokenAge: 600}], {fetch: idp.fetchFn, clock: () => now})
+    await rejectsCode(strict.verify(await mint(k(), {iat: NOW, exp: NOW + 601})), 'ERR_TOKEN_INVALID', {reason: 'token_lifetime_too_long'})
+    assert.equal((await strict.verify(await mint(k(), {iat: NOW, exp: NOW + 600}))).claims.sub, 'alice')
+  })
+
+  it('replay keys: the issuer with a non-empty string jti, else the signed content; the audit hash is of the text', async () => {
+    const withJti = await mint(k(), {jti: 'abc'})
+    const r = await v.verify(withJti)
+    assert.equal(r.tokenId, `${ISSUER}#jti:abc`)
+    assert.equal(r.tokenHash, createHash('sha256').update(withJti).digest('hex'))
+    assert.equal(tokenHash('x'), createHash('sha256').update('x').digest('hex'))
+    for (const jti of ['', 5, undefined]) {
+      const t = await mint(k(), {jti: jti as string})
+      assert.equal((await v.verify(t)).tokenId, `${ISSUER}#signed:${signedContentHash(canonicalParts(t)!)}`, JSON.stringify(jti))
+    }
+  })
+
+  it('a signature by a key the issuer does not publish, or a tampered token, is refused', async () => {
+    await rejectsCode(v.verify(await mint(newKey())), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    const t = await mint(k())
+    const [h, , s] = t.split('.')
+    const other = Buffer.from(JSON.stringify({iss: ISSUER, aud: 'cli', sub: 'root', iat: NOW, exp: NOW + 300})).toString('base64url')
+    await rejectsCode(v.verify(`${h}.${other}.${s}`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+  })
+})
+
+describe('token verification: what is read before the signature', () => {
+  let v: TokenVerifier
+  before(() => {
+    v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {fetch: fakeIdp().fetchFn, clock: () => NOW_MS})
+  })
+
+  it('refuses tokens that are too long, not three canonical base64url parts, or not asymmetrically signed', async () => {
+    const k = newKey()
+    const big = await mint(k, {pad: 'x'.repeat(9000)})
+    throwsCode(() => v.route(big), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    // 8192 characters is the most a token may have
+    const seg = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
+    const sized = (n: number) => {
+      const h = seg({alg: 'ES256'})
+      for (let pad = 0; ; pad++) {
+        const body = seg({iss: ISSUER, aud: 'cli', pad: 'x'.repeat(pad)})
+        const rest = n - h.length - body.length - 2
+        if (rest % 4 !== 1) return `${h}.${body}.${'A'.repeat(rest)}`
+      }
+    }
+    assert.equal(sized(8192).length, 8192)
+    assert.equal(v.route(sized(8192)).provisioner.name, 'sso')
+    throwsCode(() => v.route(sized(8193)), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    assert.equal(v.route(await mint(k, {pad: 'x'.repeat(5000)})).provisioner.name, 'sso')
+    const t = await mint(k)
+    for (const bad of [t.split('.').slice(0, 2).join('.'), `${t}.x`, `${t}=`, ` ${t}`, t.replace('.', '.='), 'a.b.']) {
+      throwsCode(() => v.route(bad), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    }
+    const hs = await new SignJWT({iss: ISSUER, aud: 'cli', iat: NOW, exp: NOW + 300}).setProtectedHeader({alg: 'HS256'}).sign(Buffer.alloc(32, 1))
+    throwsCode(() => v.route(hs), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    for (const header of [{alg: 'none'}, {alg: 5}, {}, {alg: 'es256'}]) {
+      throwsCode(() => v.route(`${seg(header)}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    }
+    throwsCode(() => v.route(`${seg({alg: 'ES256'})}.${Buffer.from('not json').toString('base64url')}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    for (const alg of ['RS256', 'PS512', 'ES384', 'EdDSA', 'Ed25519']) assert.equal(v.route(`${seg({alg})}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`).provisioner.name, 'sso', alg)
+  })
+
+  it('canonical parts: exactly three, each the one base64url spelling of its bytes', () => {
+    const parts = canonicalParts(`${Buffer.from('{"a":1}').toString('base64url')}.${Buffer.from('xyz').toString('base64url')}.c2ln`)!
+    assert.deepEqual([parts.header.toString(), parts.payload.toString()], ['{"a":1}', 'xyz'])
+    for (const bad of ['a.b', 'a.b.c.d', 'a.b.c=', 'a.b+.c', 'a.b/.c', 'a..c', 'YQ.Yg.Yx']) assert.equal(canonicalParts(bad), undefined, bad)
+    // the length prefix keeps header and payload apart: "ab"+"c" is not "a"+"bc"
+    assert.notEqual(signedContentHash({header: Buffer.from('ab'), payload: Buffer.from('c')}), signedContentHash({header: Buffer.from('a'), payload: Buffer.from('bc')}))
+  })
+
+  it('routes by issuer, then audience; several audiences need azp; azp must be the client', () => {
+    const two = [p, {...p, name: 'other', audience: 'other', clientId: 'other'}]
+    assert.equal(routeClaims(two, {iss: ISSUER, aud: 'other'}).name, 'other')
+    assert.equal(routeClaims(two, {iss: ISSUER, aud: ['cli']}).name, 'sso')
+    throwsCode(() => routeClaims(two, {iss: 'https://evil.example', aud: 'cli'}), 'ERR_TOKEN_INVALID', {reason: 'issuer_unknown'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 'nobody'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 5 as unknown as string}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: ['cli', 'someone-else']}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    assert.equal(routeClaims(two, {iss: ISSUER, aud: ['cli', 'someone-else'], azp: 'cli'}).name, 'sso')
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 'cli', azp: 'other'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    // azp is compared with the client id when one is set, else with the audience
+    const split: ProvisionerConfig = {...p, audience: 'api://sshca', clientId: 'client-1'}
+    assert.equal(routeClaims([split], {iss: ISSUER, aud: 'api://sshca', azp: 'client-1'}).name, 'sso')
+    throwsCode(() => routeClaims([split], {iss: ISSUER, aud: 'api://sshca', azp: 'api://sshca'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    const noClient: ProvisionerConfig = {...p, audience: 'ci', clientId: undefined}
+    assert.equal(routeClaims([noClient], {iss: ISSUER, aud: 'ci', azp: 'ci'}).name, 'sso')
+    // with azp, the provisioner whose client it names is chosen among those of that audience
+    const sameAud = [{...p, name: 'a', clientId: 'one'}, {...p, name: 'b', clientId: 'two'}]
+    assert.equal(routeClaims(sameAud, {iss: ISSUER, aud: 'cli', azp: 'two'}).name, 'b')
+  })
+
+  it('issuer and JWKS URLs: https, or http on a loopback address only', () => {
+    for (const ok of ['https://idp.example.com/jwks', 'http://127.0.0.1:8080/jwks', 'http://[::1]:8080/jwks', 'http://127.9.9.9/jwks']) assert.equal(assertSecureUrl(ok, 'jwks_uri').href, new URL(ok).href)
+    for (const bad of ['http://idp.example.com/jwks', 'http://localhost/jwks', 'ftp://idp.example.com/jwks', 'file:///etc/passwd', 'not a url', '']) {
+      throwsCode(() => assertSecureUrl(bad, 'jwks_uri'), 'ERR_UPSTREAM_UNAVAILABLE')
+    }
+  })
+})
+
+describe('token verification: the IdP\'s keys', () => {
+  let idp: ReturnType<typeof fakeIdp>
+  let now: number
+  beforeEach(() => {
+    idp = fakeIdp()
+    now = NOW_MS
+  })
+  /** Only fetch and clock given: every limit at its default. */
+  const defaults = () => new TokenVerifier([p], {fetch: idp.fetchFn, clock: () => now})
+  const ok = async (v: TokenVerifier, k = idp.state.keys[0]!) => assert.equal((await v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300}))).claims.sub, 'alice')
+  const fails = async (v: TokenVerifier, code: string, reason: string, k = idp.state.keys[0]!) =>
+    rejectsCode(v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300})), code, {reason})
+
+  it('by default keys are refetched after 10 minutes, not before', async () => {
+    const v = defaults()
+    await ok(v)
+    now += 10 * 60_000
+    await ok(v)
+    assert.equal(idp.state.jwks, 1)
+    now += 1
+    await ok(v)
+    assert.equal(idp.state.jwks, 2)
+  })
+
+  it('by default stale keys serve for an hour while the IdP is down, then nothing does (a withdrawn key is not trusted forever)', async () => {
+    const v = defaults()
+    await ok(v)
+    idp.state.down = true
+    now += 60 * 60_000
+    await ok(v)
+    now += 1
+    await fails(v, 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable')
+    // back up: fresh keys again
+    idp.state.down = false
+    await ok(v)
+  })
+
+  it('by default an unknown key id refetches at most every 30 seconds', async () => {
+    const v = defaults()
+    await ok(v)
+    const rotated = newKey()
+    idp.state.keys.push(rotated)
+    now += 30_000
+    await fails(v, 'ERR_TOKEN_INVALID', 'token_invalid', rotated)
+    assert.equal(idp.state.jwks, 1)
+    now += 1
+    await ok(v, rotated)
+    assert.equal(idp.state.jwks, 2)
+    // a refetch that fails leaves the old keys, and the unknown key refused
+    const stranger = newKey()
+    now += 31_000
+    idp.state.down = true
+    await fails(v, 'ERR_TOKEN_INVALID', 'token_invalid', stranger)
+    await ok(v, rotated)
+  })
+
+  it('an issuer that is neither https nor loopback http is never fetched, even if configured', async () => {
+    const plain = fakeIdp('http://idp.example.com')
+    const v = new TokenVerifier([{...p, issuer: 'http://idp.example.com'}], {fetch: plain.fetchFn, clock: () => now})
+    await rejectsCode(v.verify(await mint(plain.state.keys[0]!, {iss: 'http://idp.example.com'})), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    assert.deepEqual(plain.state.urls, [])
+  })
+
+  it('provisioners sharing an issuer share its keys: one fetch for both', async () => {
+    const v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {fetch: idp.fetchFn, clock: () => now})
+    await ok(v)
+    assert.equal((await v.verify(await mint(idp.state.keys[0]!, {aud: 'ci'}))).provisioner.name, 'ci')
+    assert.deepEqual([idp.state.discovery, idp.state.jwks], [1, 1])
+  })
+
+  it('one refresh at a time: concurrent first verifications fetch discovery and JWKS once', async () => {
+    const v = defaults()
+    const tokens = await Promise.all([1, 2, 3].map(() => mint(idp.state.keys[0]!)))
+    await Promise.all(tokens.map((t) => v.verify(t)))
+    assert.deepEqual([idp.state.discovery, idp.state.jwks], [1, 1])
+  })
+
+  it('fetches ask for JSON, refuse redirects and carry a timeout; a trailing "/" on the issuer is not doubled', async () => {
+    const slash = fakeIdp(`${ISSUER}/`)
+    const v = new TokenVerifier([{...p, issuer: `${ISSUER}/`}], {fetch: slash.fetchFn, clock: () => now})
+    await v.verify(await mint(slash.state.keys[0]!, {iss: `${ISSUER}/`}))
+    assert.deepEqual(slash.state.urls, [`${ISSUER}/.well-known/openid-configuration`, `${ISSUER}/jwks`])
+    for (const init of slash.state.inits) {
+      assert.equal(init.redirect, 'error')
+      assert.ok(init.signal instanceof AbortSignal)
+      assert.equal(new Headers(init.headers).get('accept'), 'application/json')
+    }
+  })
+
+  it('a discovery document that lies, or keys that are not keys, give no keys at all', async () => {
+    const cases: [string, () => void][] = [
+      ['another issuer', () => (idp.state.meta = {issuer: 'https://evil.example', jwks_uri: `${ISSUER}/jwks`})],
+      ['no jwks_uri', () => (idp.state.meta = {issuer: ISSUER})],
+      ['a jwks_uri that is not text', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 5})],
+      ['a jwks_uri over plain http', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 'http://idp.example.com/jwks'})],
+      ['a JWKS without keys', () => (idp.state.jwksBody = {})],
+      ['a JWKS whose keys are not a list', () => (idp.state.jwksBody = {keys: {}})],
+      ['a JWKS whose keys are null', () => (idp.state.jwksBody = {keys: null})],
+      ['a JWKS that is a list', () => (idp.state.jwksBody = [])],
+      ['HTTP 500', () => (idp.state.status = 500)],
+      ['HTTP 302', () => (idp.state.status = 302)],
+    ]
+    for (const [what, setup] of cases) {
+      idp = fakeIdp()
+      setup()
+      await fails(defaults(), 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable').catch((e: Error) => assert.fail(`${what}: ${e.message}`))
+    }
+    const notJson = (async () => new Response('<html>', {status: 200})) as unknown as typeof fetch
+    await rejectsCode(new TokenVerifier([p], {fetch: notJson, clock: () => now}).verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable', provisioner: 'sso'})
+  })
+})
+
+describe('token verification against a real HTTP issuer on 127.0.0.1', function () {
+  this.timeout(30_000)
+  let server: Server
+  let issuer: string
+  let key: Key
+  const sockets = new Set<Socket>()
+  let route: (path: string) => {status: number; headers?: Record<string, string>; body?: unknown} | 'hang'
+
+  before(async () => {
+    key = newKey()
+    server = createServer((req, res) => {
+      const a = route(req.url ?? '/')
+      if (a === 'hang') return
+      res.writeHead(a.status, {'content-type': 'application/json', ...a.headers})
+      res.end(a.body === undefined ? '' : JSON.stringify(a.body))
+    })
+    server.on('connection', (s) => {
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise((resolve) => server?.close(resolve))
+  })
+
+  const jwks = async () => ({keys: [{...(await exportJWK(key.publicKey)), kid: key.kid, alg: 'ES256'}]})
+  const verifier = (deps: {timeoutMs?: number} = {}) => new TokenVerifier([{...p, issuer}], {clock: () => NOW_MS, ...deps})
+  const token = () => mint(key, {iss: issuer})
+
+  it('follows no redirect, not even to a document that would be accepted', async () => {
+    const keys = await jwks()
+    route = (path) =>
+      path === '/.well-known/openid-configuration' ? {status: 302, headers: {location: '/real-discovery'}}
+      : path === '/real-discovery' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}}
+      : path === '/keys' ? {status: 200, body: keys}
+      : {status: 404}
+    await rejectsCode(verifier().verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    route = (path) => (path === '/.well-known/openid-configuration' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/moved`}} : path === '/moved' ? {status: 307, headers: {location: '/keys'}} : path === '/keys' ? {status: 200, body: keys} : {status: 404})
+    await rejectsCode(verifier().verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    // the same documents without the redirects verify
+    route = (path) => (path === '/.well-known/openid-configuration' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}} : path === '/keys' ? {status: 200, body: keys} : {status: 404})
+    assert.equal((await verifier().verify(await token())).claims.sub, 'alice')
+  })
+
+  it('gives up on an issuer that accepts the connection and never answers', async () => {
+    route = () => 'hang'
+    const started = Date.now()
+    await rejectsCode(verifier({timeoutMs: 300}).verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    assert.ok(Date.now() - started < 20_000)
+  })
+})
