@@ -44,14 +44,16 @@ function fakeIdp(issuer = ISSUER) {
     state.urls.push(url)
     state.inits.push(init)
     if (state.down) throw new TypeError('fetch failed')
-    if (state.status !== 200) return new Response('{}', {status: state.status})
+    // the documents are served whatever the status, so that only the status can make them refused
+    const status = state.status
     if (url === `${base}/.well-known/openid-configuration`) {
       state.discovery++
-      return Response.json(state.meta ?? {issuer, jwks_uri: `${base}/jwks`})
+      return Response.json(state.meta ?? {issuer, jwks_uri: `${base}/jwks`}, {status})
     }
-    if (url === `${base}/jwks`) {
+    // at any path ending in /jwks, on any host: only the checks on jwks_uri can refuse one
+    if (url.endsWith('/jwks')) {
       state.jwks++
-      return Response.json(state.jwksBody ?? {keys: await Promise.all(state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})))})
+      return Response.json(state.jwksBody ?? {keys: await Promise.all(state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})))}, {status})
     }
     return new Response('not found', {status: 404})
   }) as typeof fetch
@@ -92,6 +94,12 @@ describe('token verification: the claims a token must carry and how long it coun
     assert.equal((await v.verify(token)).tokenHash, verified.tokenHash)
     now = (verified.expiresAt + 1) * 1000
     await rejectsCode(v.verify(token), 'ERR_TOKEN_INVALID', {reason: 'token_expired'})
+  })
+
+  it('exp, iat or nbf that is not a number makes the token malformed', async () => {
+    for (const claim of ['exp', 'iat', 'nbf']) {
+      await rejectsCode(v.verify(await mint(k(), {[claim]: String(NOW + 10)})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'}).catch((e: Error) => assert.fail(`${claim}: ${e.message}`))
+    }
   })
 
   it('nbf or iat in the future beyond the leeway is "not yet valid"; within it, fine', async () => {
@@ -166,13 +174,15 @@ describe('token verification: what is read before the signature', () => {
       throwsCode(() => v.route(`${seg(header)}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
     }
     throwsCode(() => v.route(`${seg({alg: 'ES256'})}.${Buffer.from('not json').toString('base64url')}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
-    for (const alg of ['RS256', 'PS512', 'ES384', 'EdDSA', 'Ed25519']) assert.equal(v.route(`${seg({alg})}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`).provisioner.name, 'sso', alg)
+    for (const alg of ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']) assert.equal(v.route(`${seg({alg})}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`).provisioner.name, 'sso', alg)
   })
 
   it('canonical parts: exactly three, each the one base64url spelling of its bytes', () => {
     const parts = canonicalParts(`${Buffer.from('{"a":1}').toString('base64url')}.${Buffer.from('xyz').toString('base64url')}.c2ln`)!
     assert.deepEqual([parts.header.toString(), parts.payload.toString()], ['{"a":1}', 'xyz'])
-    for (const bad of ['a.b', 'a.b.c.d', 'a.b.c=', 'a.b+.c', 'a.b/.c', 'a..c', 'YQ.Yg.Yx']) assert.equal(canonicalParts(bad), undefined, bad)
+    // each of these is made of canonical parts but one thing: the count, an empty part, a character
+    for (const bad of ['YQ.Yg', 'YQ.Yg.Yw.ZA', 'YQ..Yw', '.Yg.Yw', 'YQ.Yg.', 'YQ.Yg.Yw=', 'YQ.Y+g.Yw', 'YQ.Yg.Y/w', ' YQ.Yg.Yw', 'YQ.Yg.Yx']) assert.equal(canonicalParts(bad), undefined, bad)
+    assert.deepEqual(canonicalParts('YQ.Yg.Yw'), {header: Buffer.from('a'), payload: Buffer.from('b')})
     // the length prefix keeps header and payload apart: "ab"+"c" is not "a"+"bc"
     assert.notEqual(signedContentHash({header: Buffer.from('ab'), payload: Buffer.from('c')}), signedContentHash({header: Buffer.from('a'), payload: Buffer.from('bc')}))
   })
@@ -201,7 +211,7 @@ describe('token verification: what is read before the signature', () => {
 
   it('issuer and JWKS URLs: https, or http on a loopback address only', () => {
     for (const ok of ['https://idp.example.com/jwks', 'http://127.0.0.1:8080/jwks', 'http://[::1]:8080/jwks', 'http://127.9.9.9/jwks']) assert.equal(assertSecureUrl(ok, 'jwks_uri').href, new URL(ok).href)
-    for (const bad of ['http://idp.example.com/jwks', 'http://localhost/jwks', 'ftp://idp.example.com/jwks', 'file:///etc/passwd', 'not a url', '']) {
+    for (const bad of ['http://idp.example.com/jwks', 'http://localhost/jwks', 'ftp://idp.example.com/jwks', 'ftp://127.0.0.1/jwks', 'ws://127.0.0.1/jwks', 'file://127.0.0.1/etc/passwd', 'file:///etc/passwd', 'not a url', '']) {
       throwsCode(() => assertSecureUrl(bad, 'jwks_uri'), 'ERR_UPSTREAM_UNAVAILABLE')
     }
   })
@@ -239,6 +249,9 @@ describe('token verification: the IdP\'s keys', () => {
     await ok(v)
     now += 1
     await fails(v, 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable')
+    // the failure keeps what went wrong underneath, for the operator's log
+    const err = await v.verify(await mint(idp.state.keys[0]!, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300})).catch((e: Error) => e)
+    assert.ok(((err as Error).cause as Error).cause instanceof TypeError)
     // back up: fresh keys again
     idp.state.down = false
     await ok(v)
@@ -301,6 +314,7 @@ describe('token verification: the IdP\'s keys', () => {
       ['another issuer', () => (idp.state.meta = {issuer: 'https://evil.example', jwks_uri: `${ISSUER}/jwks`})],
       ['no jwks_uri', () => (idp.state.meta = {issuer: ISSUER})],
       ['a jwks_uri that is not text', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 5})],
+      ['a jwks_uri in a list', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: [`${ISSUER}/jwks`]})],
       ['a jwks_uri over plain http', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 'http://idp.example.com/jwks'})],
       ['a JWKS without keys', () => (idp.state.jwksBody = {})],
       ['a JWKS whose keys are not a list', () => (idp.state.jwksBody = {keys: {}})],
@@ -315,7 +329,9 @@ describe('token verification: the IdP\'s keys', () => {
       await fails(defaults(), 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable').catch((e: Error) => assert.fail(`${what}: ${e.message}`))
     }
     const notJson = (async () => new Response('<html>', {status: 200})) as unknown as typeof fetch
-    await rejectsCode(new TokenVerifier([p], {fetch: notJson, clock: () => now}).verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable', provisioner: 'sso'})
+    const err = await new TokenVerifier([p], {fetch: notJson, clock: () => now}).verify(await mint(idp.state.keys[0]!)).catch((e: Error) => e)
+    assert.deepEqual([(err as {code?: string}).code, (err as {details?: unknown}).details], ['ERR_UPSTREAM_UNAVAILABLE', {provisioner: 'sso', reason: 'jwks_unavailable'}])
+    assert.ok(((err as Error).cause as Error).cause instanceof SyntaxError)
   })
 })
 
