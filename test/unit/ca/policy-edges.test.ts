@@ -142,6 +142,24 @@ describe('policy: templates and the email sanitizer', () => {
     assert.equal(renderTemplate('${email.domain}', {email: 'nodomain'}), '')
   })
 
+  it('an "@" in first place: the local part is empty (denied), the domain is all that follows', () => {
+    assert.equal(sanitizeLocalPart('@example.com'), '')
+    assert.equal(renderTemplate('${e.domain}', {e: '@Example.com'}), 'example.com')
+    assert.equal(renderTemplate('${e.local|step}', {e: '@example.com'}), '')
+    throwsCode(() => renderTemplate('${e.local}', {e: '@example.com'}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', rendered: '""'})
+  })
+
+  it('what a denial shows of a rendered value is JSON, cut at 300 characters', () => {
+    const long = 'A+'.repeat(400)
+    throwsCode(() => renderTemplate('${e.local}', {e: `${long}@x`}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', rendered: JSON.stringify(long.toLowerCase()).slice(0, 300)})
+    const p = prov([rule({certificate: {principals: ['${user}'], keyId: 'k'}})])
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', template: '${user}', rendered: JSON.stringify(long).slice(0, 300)})
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'a\nb'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', template: '${user}', rendered: '"a\\nb"'})
+    const k = prov([rule({certificate: {principals: ['d'], keyId: 'id:${user}'}})])
+    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid', template: 'id:${user}', rendered: JSON.stringify(`id:${long}`).slice(0, 300)})
+    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: 'a b'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid', template: 'id:${user}', rendered: '"id:a b"'})
+  })
+
   it('numbers render only when they are safe integers; other types deny', () => {
     assert.equal(renderTemplate('${n}', {n: 42}), '42')
     for (const n of [1.5, 2 ** 60, Number.NaN, true, null, {}, ['a']]) {
@@ -181,6 +199,18 @@ describe('policy: the certificate a rule grants', () => {
     // the list is the configured one: an operator may free "admin" or reserve "alice"
     assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'admin'}, {...limits, reservedPrincipals: ['root']}, NOW).principals, ['admin', 'root'])
     throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, {...limits, reservedPrincipals: ['alice']}, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved'})
+  })
+
+  it('by default every usual system and shared account is reserved', () => {
+    const p = prov([rule({certificate: {principals: ['${user}'], keyId: 'k'}})])
+    const accounts = [
+      'root', 'toor', 'admin', 'administrator', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp',
+      'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'sshd', 'messagebus', 'polkitd',
+      'systemd-network', 'systemd-resolve', 'systemd-timesync', 'systemd-coredump', 'ubuntu', 'debian', 'ec2-user', 'centos',
+      'fedora', 'cloud-user', 'git', 'postgres', 'mysql', 'redis', 'docker', 'operator', 'halt', 'shutdown', 'ftp',
+    ]
+    for (const user of accounts) throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved', template: '${user}', rendered: user})
+    assert.equal(DEFAULT_RESERVED_PRINCIPALS.length, accounts.length)
   })
 
   it('duplicate principals appear once, in the order the rule lists them', () => {
