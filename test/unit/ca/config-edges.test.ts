@@ -4,7 +4,8 @@
  * and the same file without the fault must be accepted, so the check cannot pass by refusing all.
  */
 import assert from 'node:assert/strict'
-import {isCiProvisioner, mayOverlap, parseConfig} from '../../../src/ca/config/config.ts'
+import {isCiProvisioner, LIMIT_DEFAULTS, mayOverlap, parseConfig} from '../../../src/ca/config/config.ts'
+import {DEFAULT_RESERVED_PRINCIPALS} from '../../../src/ca/policy/policy.ts'
 
 /** The fields ca.yaml's problems name ("provisioners[0].rules[1].name"), or [] when it is accepted. */
 function problemFields(yaml: string): string[] {
@@ -27,6 +28,75 @@ const rule = (r: Rule = {}) => `{name: ${r.name ?? 'r'}, match: ${r.match ?? '{e
 const provisioner = (o: {extra?: string; rules?: string[]; issuer?: string; name?: string} = {}) =>
   `  - {name: ${o.name ?? 'p'}, type: oidc, issuer: "${o.issuer ?? 'https://idp.example.com'}", clientId: c${o.extra ?? ''}, rules: [${(o.rules ?? [rule()]).join(', ')}]}\n`
 const yaml = (...provisioners: string[]) => `provisioners:\n${provisioners.join('')}`
+
+describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
+  it('an empty ca.yaml is a CA on loopback that issues nothing, with finite limits everywhere', () => {
+    for (const text of ['{}', '', 'provisioners:\n']) {
+      const {dir, path, ...config} = parseConfig(text, '/etc/sshca/ca.yaml').config
+      assert.deepEqual([dir, path], ['/etc/sshca', '/etc/sshca/ca.yaml'])
+      assert.deepEqual(config, {
+        address: '127.0.0.1:9000',
+        dnsNames: ['127.0.0.1'],
+        name: 'sshca',
+        disabled: false,
+        db: {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'},
+        audit: {file: '-'},
+        limits: {requestTimeout: 10, headersTimeout: 5, idleTimeout: 60, handshakeTimeout: 5, maxConnections: 1000, maxInFlight: 256, rate: {max: 300, window: 60}},
+        trustProxy: false,
+        ssh: {hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS},
+        provisioners: [],
+      }, JSON.stringify(text))
+    }
+    assert.deepEqual(LIMIT_DEFAULTS.rate, {max: 300, window: 60})
+    // a block given in part keeps the defaults of the rest
+    const partial = parseConfig('limits: {maxInFlight: 8}\nssh: {hostPattern: "*.corp"}\ndb: {type: sqlite}', 'ca.yaml').config
+    assert.deepEqual([partial.limits.requestTimeout, partial.limits.rate, partial.ssh.maxUserTtl, partial.ssh.reservedPrincipals, partial.db], [10, {max: 300, window: 60}, 86400, DEFAULT_RESERVED_PRINCIPALS, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}])
+    assert.equal(parseConfig('limits: {rate: false}', 'ca.yaml').config.limits.rate, false)
+  })
+
+  it('durations: text or whole seconds; anything else names the field', () => {
+    const ttl = (v: string) => parseConfig(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${v}`)]})), 'ca.yaml').config.provisioners[0]!.rules[0]!.certificate.ttl
+    assert.deepEqual([ttl('3600'), ttl('90s'), ttl('15m'), ttl('2h'), ttl('1d')], [3600, 90, 900, 7200, 86400])
+    for (const bad of ['0', '-5', '1.5', '8x', '""', 'true']) assert.deepEqual(problemFields(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${bad}`)]}))), ['provisioners[0].rules[0].certificate.ttl'], bad)
+    assert.equal(parseConfig(yaml(provisioner({extra: ', maxTokenAge: 10m'})), 'ca.yaml').config.provisioners[0]!.maxTokenAge, 600)
+  })
+
+  it('names: 1 to 64 of letters, digits, ".", "_", "-", anchored at both ends', () => {
+    for (const bad of ['"ab!"', '"!ab"', '"a b"', '""', `"${'a'.repeat(65)}"`]) {
+      assert.deepEqual(problemFields(yaml(provisioner({name: bad}))), ['provisioners[0].name'], bad)
+      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({name: bad})]}))), ['provisioners[0].rules[0].name'], bad)
+    }
+    assert.deepEqual(problemFields(yaml(provisioner({name: 'a'.repeat(64), rules: [rule({name: 'r.1_x-Y'})]}))), [])
+  })
+
+  it('conditions: non-empty any-of lists, domains and globs; contains a scalar; nothing else', () => {
+    // refused at the condition (zod may name a field inside it), and nowhere else
+    const refused = (match: string) => {
+      const f = problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ${match}}`})]})))
+      return f.length > 0 && f.every((x) => x.startsWith('provisioners[0].rules[0].match.e'))
+    }
+    for (const bad of ['e: []', 'e: {glob: ""}', 'e: {domain: ""}', 'e: {contains: [a]}', 'e: {regex: ".*"}', 'e: {glob: "a*", domain: x}']) assert.ok(refused(bad), bad)
+    for (const ok of ['e: [push]', 'e: {contains: ops}', 'e: {contains: 5}', 'e: {glob: "a*"}', 'e: {domain: x.com}', 'e: 5', 'e: true']) {
+      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ${ok}}`})]}))), [], ok)
+    }
+  })
+
+  it('a certificate grants at least one non-empty principal; source addresses and force-command are non-empty', () => {
+    const c = (r: string) => problemFields(yaml(provisioner({rules: [r]})))
+    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: []')), ['provisioners[0].rules[0].certificate.principals'])
+    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: [""]')), ['provisioners[0].rules[0].certificate.principals[0]'])
+    assert.deepEqual(c(rule({certificate: ', sourceAddress: []'})), ['provisioners[0].rules[0].certificate.sourceAddress'])
+    assert.deepEqual(c(rule({certificate: ', forceCommand: ""'})), ['provisioners[0].rules[0].certificate.forceCommand'])
+    assert.deepEqual(c(rule({certificate: ', keyId: ""'})), ['provisioners[0].rules[0].certificate.keyId'])
+    assert.deepEqual(c(rule({certificate: ', whatever: 1'})), ['provisioners[0].rules[0].certificate'])
+    const r = parseConfig(yaml(provisioner()), 'ca.yaml').config.provisioners[0]!.rules[0]!
+    assert.deepEqual([r.disabled, r.certificate.keyId, r.certificate.extensions], [false, '${sub}', []])
+    assert.deepEqual(problemFields('provisioners: [{name: p, type: saml, issuer: "https://i", clientId: c}]'), ['provisioners[0].type'])
+    assert.deepEqual(parseConfig('provisioners: [{name: p, type: oidc, issuer: "https://i.example", clientId: c}]', 'ca.yaml').config.provisioners[0]!.rules, [])
+    assert.deepEqual(problemFields('ssh: {hostPattern: ""}'), ['ssh.hostPattern'])
+    assert.deepEqual(problemFields('dnsNames: [""]'), ['dnsNames[0]'])
+  })
+})
 
 describe('ca.yaml checks that guard the policy', () => {
   it('the baseline file is accepted without warnings', () => {
