@@ -1,6 +1,7 @@
 /**
  * `npm run mutate`: mutation testing with StrykerJS (stryker.config.mjs), then a per-file score table.
  *
+ *   npm run mutate -- --help                             this usage
  *   npm run mutate                                       the files in TARGETS (slow: pick files instead)
  *   npm run mutate -- --mutate src/ssh/cert.ts           one file (repeat, or separate with commas)
  *   npm run mutate -- --mutate src/ssh/wire.ts:80-95     a line range
@@ -21,6 +22,22 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const REPORT = join(ROOT, 'reports', 'mutation', 'mutation.json')
 const GOAL = 90
 
+const USAGE = `npm run mutate -- [--mutate FILE[:LINES]]... [--tests GLOB]... [--runner mocha|command] [--concurrency 1|2] [stryker flags]
+
+  npm run mutate -- --mutate src/ca/provisioner/oidc.ts --tests 'test/unit/ca/oidc*.test.ts'   one file, its tests
+  npm run mutate -- --mutate src/ssh/wire.ts:80-95                                             a line range
+  npm run mutate -- --runner command --mutate src/client/bootstrap.ts                         code run by bin/run.js
+  SSHCA_MUTATE=src/ssh/cert.ts npm run mutate                                                  the same by environment
+
+Without --mutate every file in TARGETS (stryker.config.mjs) is mutated: hours. Pick one file at a time.
+The per-file table is printed at the end; reports/mutation/mutation.html lists every mutant.
+CONTRIBUTING.md ("Mutation testing") says when to run it; docs/mutation.md holds the scores.`
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(USAGE)
+  process.exit(0)
+}
+
 const env: NodeJS.ProcessEnv = {...process.env}
 const passOn: string[] = []
 const add = (name: string, value: string) => (env[name] = env[name] ? `${env[name]},${value}` : value)
@@ -39,6 +56,7 @@ for (let i = 0; i < args.length; i++) {
   else if (flag === '--concurrency' || flag === '-c') env.SSHCA_MUTATE_CONCURRENCY = value()
   else passOn.push(a)
 }
+if (!env.SSHCA_MUTATE) console.error('mutate: no --mutate given, so every file in TARGETS is mutated (hours). One file: npm run mutate -- --mutate FILE (--help for more)')
 const concurrency = Number(env.SSHCA_MUTATE_CONCURRENCY ?? 2)
 if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 2) {
   console.error('--concurrency must be 1 or 2: the machines this runs on are shared and have few cores')
