@@ -196,6 +196,7 @@ function fieldPath(path: readonly PropertyKey[]): string {
 
 /** Parses and checks ca.yaml text; throws ERR_CA_CONFIG listing every problem. */
 export function parseConfig(text: string, path: string): ConfigCheck {
+  // Stryker disable next-line ObjectLiteral,BooleanLiteral: yaml's defaults; said here because duplicate keys must stay refused
   const doc = parseDocument(text, {prettyErrors: true, uniqueKeys: true})
   if (doc.errors.length > 0) throw configError(doc.errors.map((e) => e.message.split('\n')[0]!), path)
   const parsed = configSchema.safeParse(doc.toJS() ?? {})
@@ -299,7 +300,7 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
       problems.push(`${at}.issuer: plain http is accepted only on loopback addresses (development); use https`)
     } else if (issuer.protocol === 'http:') {
       warnings.push(`${at}.issuer: ${p.issuer} is plain http, fit for local development only; a real identity provider is https`)
-    } else if (issuer.protocol !== 'http:' && issuer.protocol !== 'https:') {
+    } else if (issuer.protocol !== 'https:') {
       problems.push(`${at}.issuer: must be an https URL`)
     }
     const route = `${p.issuer.replace(/\/$/, '')} ${p.audience}`
@@ -333,6 +334,7 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   })
   for (const [claim, cond] of Object.entries(r.match)) {
     // "**" with anything but "/" or an end on either side ("a**", "**main", "***") is refused
+    // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
     if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)) {
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
@@ -360,12 +362,13 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     if (lossy) {
       warnings.push(`${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`)
     }
-    if (claims.length === 0 && config.ssh.reservedPrincipals.includes(t)) {
+    // a template ("${…}") is never an account name; the reserved list is checked again when it renders
+    if (config.ssh.reservedPrincipals.includes(t)) {
       warnings.push(`${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`)
     }
   })
   for (const problem of templateProblems(c.keyId)) problems.push(`${at}.certificate.keyId: ${problem}`)
-  if (c.forceCommand !== undefined && /[\r\n\0]/.test(c.forceCommand)) problems.push(`${at}.certificate.forceCommand: must be one line`)
+  if (/[\r\n\0]/.test(c.forceCommand ?? '')) problems.push(`${at}.certificate.forceCommand: must be one line`)
   c.sourceAddress?.forEach((a, k) => {
     if (!isCidr(a)) problems.push(`${at}.certificate.sourceAddress[${k}]: "${a}" is not an address or CIDR block`)
   })
@@ -395,6 +398,7 @@ export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'
 
 /** A condition pins a value unless it is a glob made only of wildcards and slashes (it matches anything). */
 function pins(c: MatchCondition): boolean {
+  // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
   return !(typeof c === 'object' && !Array.isArray(c) && 'glob' in c && /^[*?/]*$/.test(c.glob))
 }
 
@@ -402,6 +406,7 @@ function pins(c: MatchCondition): boolean {
 function overlapWarnings(p: ProvisionerConfig, at: string): string[] {
   const out: string[] = []
   const rules = p.rules.filter((r) => !r.disabled)
+  // Stryker disable next-line EqualityOperator: with i = rules.length the inner loop does not run
   for (let i = 0; i < rules.length; i++) {
     for (let j = i + 1; j < rules.length; j++) {
       const a = rules[i]!
@@ -427,12 +432,17 @@ export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
   const va = valuesOf(a)
   const vb = valuesOf(b)
   if (va && vb) return va.some((x) => vb.includes(x))
+  // Stryker disable next-line ArrayDeclaration: [] destructures to the same two undefineds
   const [vals, other] = va ? [va, b] : vb ? [vb, a] : [undefined, undefined]
+  // here one side is values and the other an object condition (two value lists returned above):
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: the type tests only narrow for the compiler
   if (vals && other && typeof other === 'object' && !Array.isArray(other)) {
     if ('domain' in other) return vals.some((v) => typeof v === 'string' && v.toLowerCase().endsWith(`@${other.domain.toLowerCase()}`))
     if ('glob' in other) return vals.some((v) => typeof v === 'string' && globToRegExp(other.glob).test(v))
     return false // {contains} needs an array claim; a scalar claim can never satisfy both
   }
+  // both are object conditions here: the type tests only narrow for the compiler
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
   if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b) && 'domain' in a && 'domain' in b) {
     return a.domain.toLowerCase() === b.domain.toLowerCase()
   }

@@ -235,4 +235,53 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(mayOverlap({glob: 'a'}, {domain: 'x.com'}), true)
     assert.equal(mayOverlap({contains: 'x'}, {contains: 'y'}), true)
   })
+
+  it('each claim that names the repository pins a CI rule; each claim a person picks is warned about as a principal', () => {
+    const gh = (match: string) => warnings(yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]}))).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
+    for (const claim of ['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id']) {
+      assert.equal(gh(`{ref: refs/heads/main, ${claim}: x}`).length, 0, claim)
+    }
+    const w = (principal: string) => warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ["\${${principal}}"]`)]}))).filter((x) => x.includes('which the user chooses'))
+    for (const claim of ['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login']) assert.equal(w(claim).length, 1, claim)
+    assert.equal(w('email').length, 0)
+  })
+
+  it('CI issuers are recognised by their whole origin, not by a URL that contains one', () => {
+    for (const issuer of ['https://token.actions.githubusercontent.com', 'https://token.actions.githubusercontent.com/acme', 'https://gitlab.com', 'https://gitlab.com/', 'https://oidc.circleci.com/org/1', 'https://vstoken.actions.githubusercontent.com/x']) {
+      assert.equal(isCiProvisioner({issuer, clientId: 'c'}), true, issuer)
+    }
+    for (const issuer of ['https://evil.example/https://token.actions.githubusercontent.com', 'https://evil.example/https://gitlab.com', 'https://gitlab.com/evil', 'https://evil.example/https://oidc.circleci.com/', 'https://evil.example/https://vstoken.actions.githubusercontent.com', 'https://oidc.circleci.com']) {
+      assert.equal(isCiProvisioner({issuer, clientId: 'c'}), false, issuer)
+    }
+  })
+
+  it('a rule\'s ttl at the ceiling is not warned about; above it, it is', () => {
+    assert.deepEqual(warnings(yaml(provisioner({extra: ', maxTtl: 1h'}))), [])
+    assert.equal(warnings(yaml(provisioner({extra: ', maxTtl: 59m'}))).length, 1)
+  })
+
+  it('overlap of value lists with domains and globs: any one value is enough', () => {
+    assert.equal(mayOverlap(['a@y.com', 'b@x.com'], {domain: 'x.com'}), true)
+    assert.equal(mayOverlap([5, 'b@x.com'], {domain: 'x.com'}), true)
+    assert.equal(mayOverlap([5, true], {domain: 'x.com'}), false)
+    assert.equal(mayOverlap([5, 'refs/heads/main'], {glob: 'refs/*/main'}), true)
+    assert.equal(mayOverlap({glob: 'refs/*/main'}, 'refs/heads/main'), true)
+    assert.equal(mayOverlap('u@x.com', {contains: 'u@x.com'}), false)
+  })
+})
+
+describe('ca.yaml: the store block', () => {
+  it('durability normal is warned about; full is not', () => {
+    assert.equal(warnings('db: {type: sqlite, durability: normal}').filter((w) => w.startsWith('db.durability')).length, 1)
+    assert.deepEqual(warnings('db: {type: sqlite, durability: full}').filter((w) => w.startsWith('db.')), [])
+    assert.deepEqual(problemFields('db: {type: sqlite, durability: sometimes}'), ['db.durability'])
+  })
+
+  it('a socket directory is local: no TLS warning even with TLS off; a remote host without TLS is warned about', () => {
+    const w = (db: string) => warnings(`db: ${db}`).filter((x) => x.startsWith('db.'))
+    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca", tls: {mode: disable}}'), [])
+    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@db/sshca?host=/run/postgresql", tls: {mode: disable}}'), [])
+    assert.equal(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: disable}}').length, 1)
+    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: verify-ca}}'), [])
+  })
 })
