@@ -23,7 +23,7 @@ const ERROR_CLASSES = new Set(['Error', 'TypeError', 'RangeError'])
 /** SshReader methods → index of their `what` argument. */
 const READER_LABEL = {bytes: 0, text: 0, cstring: 0, mpint: 0, end: 0, take: 1}
 /** Functions (by name, in the file being mutated) → index of their `what` argument. */
-const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0, denial: 2, assertSecureUrl: 1}
+const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0, denial: 2, assertSecureUrl: 1, tokenError: 1}
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'
 

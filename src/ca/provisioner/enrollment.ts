@@ -84,15 +84,16 @@ export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: Ke
   } catch (err) {
     throw tokenError(err, 'enrollment token')
   }
-  const cnf = claims.cnf as {kid?: unknown} | undefined
-  if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || typeof cnf.kid !== 'string' || cnf.kid !== o.keyFingerprint)) {
-    throw denial('ERR_POLICY_DENIED', 'key_not_bound', 'the enrollment token is bound to another host key', {bound_key: typeof cnf?.kid === 'string' ? cnf.kid : null, subject: claims.sub, jti: claims.jti})
+  // a binding of any shape other than {kid: <this key's fingerprint>} refuses: it never unbinds
+  const boundKid = (claims.cnf as {kid?: unknown} | null | undefined)?.kid
+  if (claims.cnf !== undefined && boundKid !== o.keyFingerprint) {
+    throw denial('ERR_POLICY_DENIED', 'key_not_bound', 'the enrollment token is bound to another host key', {bound_key: typeof boundKid === 'string' ? boundKid : null, subject: claims.sub, jti: claims.jti})
   }
   return {
     subject: claims.sub!,
     jti: claims.jti!,
     principals: Array.isArray(claims.principals) ? claims.principals.filter((p): p is string => typeof p === 'string') : [],
-    boundKey: typeof cnf?.kid === 'string' ? cnf.kid : undefined,
+    boundKey: typeof boundKid === 'string' ? boundKid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,
   }
 }

@@ -197,7 +197,7 @@ describe('the user signing pipeline (sign.ts)', () => {
     assert.ok(parseSubjectKey({line: key.toLine('c')}).equals(key))
     // the line wins when both are given (/sign's form)
     assert.ok(parseSubjectKey({line: key.toLine(), blobBase64: 'AAAA'}).equals(key))
-    for (const blobBase64 of ['', 'not base64!', `${key.blob.toString('base64')} `, 'AAAA', undefined]) {
+    for (const blobBase64 of ['', 'not base64!', `${key.blob.toString('base64')} `, `!${key.blob.toString('base64')}`, 'AAAA', undefined]) {
       throwsCode(() => parseSubjectKey({blobBase64}), 'ERR_SSH_FORMAT', {reason: 'bad_request'})
     }
     throwsCode(() => parseSubjectKey({line: 'ssh-ed25519'}), 'ERR_SSH_FORMAT', {reason: 'bad_request'})
@@ -310,6 +310,24 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     assert.equal((await renewHostCertificate(w.rt, await pop(h.key, fresh, 'renew'), trace())).type, 'host')
   })
 
+  it('enrolling a key again restarts its lineage: the earlier certificate renews no more', async () => {
+    const key = ed()
+    const first = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
+    const second = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
+    await rejectsCode(renewHostCertificate(w.rt, await pop(key, first, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded', newest_serial: second.serial.toString()})
+    assert.equal((await renewHostCertificate(w.rt, await pop(key, second, 'renew'), trace())).type, 'host')
+  })
+
+  it('a revocation that lands between the checks and the write still refuses: the parent, or the key ID', async () => {
+    const h = await enrol()
+    const next = () => signCertificate({type: 'host', publicKey: h.key.publicKey, serial: randomSerial(), keyId: h.cert.keyId, principals: h.cert.principals, validAfter: BigInt(w.now), validBefore: BigInt(w.now + 60)}, w.rt.material.hostCa)
+    const byKeyId = await w.store.revoke({serial: null, keyId: h.cert.keyId, keyFingerprint: null, reason: 'r', revokedAt: T0})
+    await rejectsCode(issue(w.rt, next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKeyId.id})
+    await w.store.unrevoke(byKeyId.id!)
+    const parent = await w.store.revoke({serial: h.cert.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: T0 + 1})
+    await rejectsCode(issue(w.rt, next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()})
+  })
+
   it('renewal refuses a user certificate, a certificate of another CA key, one it never issued, an expired or revoked one', async () => {
     const h = await enrol()
     // a user certificate of this CA
@@ -349,7 +367,14 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     // issuance off: no renewal, but a certificate may still revoke itself
     const c = await enrol()
     const off = {...w.rt, policy: {...w.rt.policy, config: {...w.rt.policy.config, disabled: true}}}
-    await rejectsCode(renewHostCertificate(off, await pop(c.key, c.cert, 'renew'), trace()), 'ERR_ISSUANCE_DISABLED')
+    const t1 = trace()
+    await rejectsCode(renewHostCertificate(off, await pop(c.key, c.cert, 'renew'), t1), 'ERR_ISSUANCE_DISABLED')
+    const t2 = trace()
+    await rejectsCode(rekeyHostCertificate(off, await pop(c.key, c.cert, 'rekey'), ed().publicKey, t2), 'ERR_ISSUANCE_DISABLED')
+    const t3 = trace()
+    await rejectsCode(signHostCertificate(off, ed().publicKey, (await enrolToken()).token, t3, body()), 'ERR_ISSUANCE_DISABLED')
+    // what the refusal is audited as
+    assert.deepEqual([t1, t2, t3].map((t) => [t.cert_type, t.provisioner]), [['host', SSHPOP_PROVISIONER], ['host', SSHPOP_PROVISIONER], ['host', 'host-enrollment']])
     assert.equal((await revokeOwnCertificate(off, {token: await pop(c.key, c.cert, 'revoke'), serial: c.cert.serial.toString(), reason: 'done'}, trace())).certificate.serial, c.cert.serial.toString())
   })
 
@@ -363,6 +388,10 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     assert.ok(c.publicKey.equals(fresh.publicKey))
     assert.deepEqual([c.keyId, c.principals, c.criticalOptions, c.extensions, c.validBefore], [h.cert.keyId, h.cert.principals, {}, {}, BigInt(w.now + 7 * 86400)])
     assert.deepEqual([t.key_fingerprint, t.key_type], [fresh.publicKey.fingerprint(), 'ssh-ed25519'])
+    // the old key's lineage ended: its certificate neither renews nor rekeys again
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
+    await rejectsCode(rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), ed().publicKey, trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
+    assert.equal((await renewHostCertificate(w.rt, await pop(fresh, c, 'renew'), trace())).type, 'host')
     // a renew proof does not rekey
     const h2 = await enrol()
     await rejectsCode(rekeyHostCertificate(w.rt, await pop(h2.key, h2.cert, 'renew'), ed().publicKey, trace()), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})

@@ -68,6 +68,10 @@ describe('host enrollment tokens', () => {
     }
   })
 
+  it('accepts the Ed25519 algorithm name as well as EdDSA, and nothing else', async () => {
+    assert.equal((await verify(await forge({}, {header: {alg: 'Ed25519'}}))).jti, 'j1')
+  })
+
   it('only names given as a list of strings count', async () => {
     assert.deepEqual((await verify(await forge({principals: ['a', 5, null, 'b', {x: 1}]}))).principals, ['a', 'b'])
     assert.deepEqual((await verify(await forge({principals: 'web1.example.com'}))).principals, [])
@@ -90,6 +94,11 @@ describe('host enrollment tokens', () => {
     // issued too long ago for any enrollment token, although it has not expired
     await bad(forge({}, {iat: NOW - MAX_ENROLLMENT_TTL - TOKEN_LEEWAY - 120, exp: NOW + 600}), 'token_expired')
     assert.equal((await verify(await forge({}, {iat: NOW - MAX_ENROLLMENT_TTL, exp: NOW + 600}))).jti, 'j1')
+    // the CA's clock may lag the one that minted it by up to the leeway, both ways
+    assert.equal((await verify(await forge({}, {iat: NOW - MAX_ENROLLMENT_TTL - 30, exp: NOW + 600}))).jti, 'j1')
+    const minted = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'h', ttlSeconds: 600, now: NOW})
+    assert.equal((await verify(minted.token, {now: NOW - 30})).subject, 'h')
+    await bad(Promise.resolve(minted.token), 'token_not_yet_valid', {now: NOW - TOKEN_LEEWAY * 2 - 1})
   })
 })
 
@@ -152,6 +161,11 @@ describe('SSHPOP proofs of possession', () => {
     assert.equal((await verifyPop(await pop({jti: 'x'.repeat(256)}), cert, check())).jti, 'x'.repeat(256))
     await refused(pop({jti: 5}))
     await refused(pop({jti: undefined}))
+    // without exp it would never expire (and the replay memory would hold it for NaN seconds); without iat its age is unknown
+    await refused(pop({exp: undefined}))
+    await refused(pop({iat: undefined}))
+    await refused(pop({aud: undefined}))
+    await refused(pop({aud: 5}))
     await refused(pop({}, {signWith: generatePrivateKey('ed25519').keyObject}))
     // expired (beyond the leeway), and issued too long ago
     await refused(pop(), {now: NOW + MAX_POP_TTL + TOKEN_LEEWAY + 1})
@@ -172,6 +186,8 @@ describe('SSHPOP proofs of possession', () => {
     bad(await pop({}, {header: {sshpop: 5}}))
     bad(await pop({}, {header: {sshpop: 'not base64!'}}))
     bad(await pop({}, {header: {sshpop: `${cert.blob.toString('base64')}\n`}}))
+    // Buffer.from would skip the junk: the whole header must be base64
+    bad(await pop({}, {header: {sshpop: `!${cert.blob.toString('base64')}`}}))
     bad(await pop({}, {header: {sshpop: Buffer.from('garbage').toString('base64')}}))
   })
 
