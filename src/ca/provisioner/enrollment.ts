@@ -93,6 +93,7 @@ export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: Ke
     subject: claims.sub!,
     jti: claims.jti!,
     principals: Array.isArray(claims.principals) ? claims.principals.filter((p): p is string => typeof p === 'string') : [],
+    // Stryker disable next-line ConditionalExpression: a boundKid that is not a string was refused above
     boundKey: typeof boundKid === 'string' ? boundKid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,
   }

@@ -392,6 +392,9 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
     await rejectsCode(rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), ed().publicKey, trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
     assert.equal((await renewHostCertificate(w.rt, await pop(fresh, c, 'renew'), trace())).type, 'host')
+    // each rekey spends its own proof: a second host rekeys too
+    const h3 = await enrol()
+    assert.ok((await rekeyHostCertificate(w.rt, await pop(h3.key, h3.cert, 'rekey'), ed().publicKey, trace())).keyId === h3.cert.keyId)
     // a renew proof does not rekey
     const h2 = await enrol()
     await rejectsCode(rekeyHostCertificate(w.rt, await pop(h2.key, h2.cert, 'renew'), ed().publicKey, trace()), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
