@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
+  ERR_LOGIN_NO_TERMINAL: 'a sign-in is needed but there is no terminal or browser to do it with',
   ERR_IDP_ERROR: 'the identity provider returned an error',
   ERR_IDP_UNREACHABLE: 'the identity provider could not be reached',
   ERR_PROVISIONER_NOT_FOUND: 'no such provisioner on this CA',

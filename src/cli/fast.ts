@@ -24,6 +24,7 @@ const COMMANDS: Record<string, FastCommand> = {
     accepts: () => true,
     run: async (v) => (await import('./list.ts')).runList({raw: v.raw === true}),
   },
+  // with a token file (CI), or --ensure (ssh's Match exec, before every connection: it must be quick)
   login: {
     options: {
       'identity-token-file': {type: 'string'},
@@ -33,20 +34,24 @@ const COMMANDS: Record<string, FastCommand> = {
       'no-agent': {type: 'boolean'},
       out: {type: 'string'},
       json: {type: 'boolean'},
+      ensure: {type: 'boolean'},
+      quiet: {type: 'boolean', short: 'q'},
     },
     accepts: (v) =>
-      typeof v['identity-token-file'] === 'string' &&
+      (typeof v['identity-token-file'] === 'string' || v.ensure === true) &&
       (v.kty === undefined || v.kty === 'ed25519' || v.kty === 'ecdsa') &&
       (v['no-agent'] === true) === (typeof v.out === 'string') &&
       [v.context, v.out, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-')))),
     run: async (v) =>
       (await import('./login-run.ts')).runLogin({
-        identityTokenFile: v['identity-token-file'] as string,
+        identityTokenFile: v['identity-token-file'] as string | undefined,
         context: v.context as string | undefined,
         kty: (v.kty as 'ed25519' | 'ecdsa' | undefined) ?? 'ed25519',
         force: v.force === true,
         out: v.out as string | undefined,
         timeout: 300,
+        ensure: v.ensure === true,
+        quiet: v.quiet === true,
       }),
   },
 }

@@ -8,7 +8,7 @@ import {login, type LoginResult} from '../client/login.ts'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
-import {renderLogin} from './render.ts'
+import {renderFallback, renderLogin} from './render.ts'
 
 export interface LoginFlags {
   context?: string | undefined
@@ -23,6 +23,10 @@ export interface LoginFlags {
   audience?: string | undefined
   /** Seconds. */
   timeout: number
+  /** Only when no valid certificate of the context is at hand (ssh's Match exec, proxycommand). */
+  ensure?: boolean
+  /** Nothing on stdout, no progress notes; the sign-in's URL, code and prompts still reach the terminal. */
+  quiet?: boolean
 }
 
 export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
@@ -30,7 +34,9 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
   const home = sshcaHome()
   const interactive = f.identityTokenFile === undefined && !f.githubActions
   const ui = interactive ? await import('./interact.ts') : undefined
-  const notifier = ui?.loginNotifier()
+  // under ssh's Match exec stdout is /dev/null and stderr may be a log: a person must still see the URL
+  const term = ui?.terminalStream()
+  const notifier = ui && term ? ui.loginNotifier(term.stream, {quiet: Boolean(f.quiet)}) : undefined
   const abort = new AbortController()
   const onInt = (): void => abort.abort()
   process.once('SIGINT', onInt)
@@ -47,6 +53,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         ...(f.identityTokenFile !== undefined ? {identityToken: await readInput(f.identityTokenFile)} : {}),
         githubActions: Boolean(f.githubActions),
         ...(f.audience ? {audience: f.audience} : {}),
+        ensure: Boolean(f.ensure),
       },
       {
         home,
@@ -60,14 +67,18 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
           notify: (e: LoginEvent) => notifier?.notify(e),
           signal: abort.signal,
           timeoutMs: f.timeout * 1000,
+          // before an ssh connection, a sign-in nobody can see must fail now, not in five minutes
+          ...(f.ensure && ui && term ? {canPrompt: term.terminal || ui.canOpenBrowser()} : {}),
         },
         ...(ui && process.stdin.isTTY && process.stderr.isTTY ? {choose: ui.chooseOnTty} : {}),
       },
     )
-    notifier?.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
+    notifier?.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
     // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
-    if (result.krl.note) process.stderr.write(`Note: ${result.krl.note}\n`)
-    return {result, text: renderLogin(result)}
+    if (result.krl?.note && !f.quiet) process.stderr.write(`Note: ${result.krl.note}\n`)
+    // the certificate went to files: the person must know, quiet or not (once per change)
+    if (result.agent.fallback) process.stderr.write(`Note: ${renderFallback(result)}\n`)
+    return {result, text: f.quiet ? '' : renderLogin(result)}
   } finally {
     notifier?.done()
     process.off('SIGINT', onInt)

@@ -15,16 +15,12 @@ import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
-import {CONTEXT_FILE, listContexts, loadContext, readContext, type Context, type ContextSettings} from './home.ts'
+import {agentlessFiles, defaultHome, listContexts, loadContext, readContext, saveContext, type Context, type ContextSshConfig} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
-import {includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
+import {ensureCommand, includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
 
-/** Saves a context's settings (everything but the root and the folder) atomically. */
-export async function saveContext(ctx: Context): Promise<void> {
-  const {rootPem: _r, dir: _d, ...settings} = ctx
-  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
-}
+export {saveContext}
 
 /**
  * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
@@ -108,6 +104,12 @@ export interface ClientConfigOptions extends KnownHostsOptions {
   sshDir?: string
   /** Whether ssh understands `Match final` (default: asks `ssh -V`). */
   matchFinal?: boolean
+  /** false: no `Match exec "sshca login --ensure"` section (--no-auto-login). */
+  autoLogin?: boolean
+  /** The token file that section logs in with (machines whose token something else keeps fresh). */
+  identityTokenFile?: string
+  /** The sshca that ssh runs (default: this node and this script, by their real paths). */
+  sshca?: InstalledSshca
 }
 
 export interface ClientConfigResult extends KnownHostsResult {
@@ -116,6 +118,8 @@ export interface ClientConfigResult extends KnownHostsResult {
     file: string
     block: string
     changed: boolean
+    /** What ssh runs before connecting to log in when needed (Match exec); null with --no-auto-login. */
+    loginCommand: string | null
     include: {file: string; line: string; changed: boolean; backup: string | null}
   } | null
   /** Things to know that did not stop the command (overlapping contexts, no KRL …). */
@@ -159,26 +163,33 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     if (krl.note) warnings.push(krl.note)
     for (const other of await overlappingContexts(home, ctx.name, kh.pattern)) warnings.push(overlapWarning(ctx.name, kh.pattern, other))
     let sshConfig: ClientConfigResult['sshConfig'] = null
+    let settings: ContextSshConfig | undefined = ctx.sshConfig
     if (o.sshConfig !== false) {
       const file = managedSshConfigPath(home)
       const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
-      const merged = mergeSshConfig((await exists(file)) ? await readFile(file, 'utf8') : '', {
-        context: ctx.name,
+      const exe = o.sshca ?? installedSshca()
+      settings = {
         pattern: kh.pattern,
         krlFile: krl.file,
         krlNote: krl.note,
         ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
         matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
-      })
+        loginCommand:
+          o.autoLogin === false
+            ? null
+            : ensureCommand({command: exe.script ? [exe.node, exe.script] : [exe.node], home: resolve(home), defaultHome: defaultHome(), context: ctx.name, identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile)}),
+      }
+      const merged = mergeSshConfig((await exists(file)) ? await readFile(file, 'utf8') : '', {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
       const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
       const inc = mergeInclude((await exists(userConfig)) ? await readFile(userConfig, 'utf8') : '', file)
-      sshConfig = {file, block: merged.block, changed: merged.changed, include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null}}
+      sshConfig = {file, block: merged.block, changed: merged.changed, loginCommand: settings.loginCommand, include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null}}
       if (!o.dryRun) {
         if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
         if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
       }
     }
-    if (!o.dryRun && ctx.configuredPattern !== kh.pattern) await saveContext({...ctx, configuredPattern: kh.pattern})
+    const next: Context = {...ctx, configuredPattern: kh.pattern, knownHostsFile: resolve(kh.file), ...(settings ? {sshConfig: settings} : {})}
+    if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
     return {...kh, krl, sshConfig, warnings}
   } finally {
     ca.close()

@@ -1,21 +1,32 @@
 /**
  * `sshca login`: an ID token (refresh grant first, else browser or device flow; or a token given by
  * file, or GitHub Actions' own) → an ephemeral key in memory → POST /ssh/sign → the certificate
- * checked (our key, the CA's user key, a valid signature) → key + certificate into ssh-agent for
- * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
+ * checked (our key, the CA's user key, a valid signature) → the agent cleaned of this context's
+ * expired certificates → key + certificate into ssh-agent for exactly the certificate's remaining
+ * validity, read back (else 0600 files named in the managed ssh_config: see agent-hygiene.ts) →
+ * the certificates it supersedes removed; or into 0600 files with --no-agent --out.
+ *
+ * `--ensure` is what ssh's `Match exec` runs before every connection: when a valid certificate of
+ * the context is at hand (agent, or its files) it returns without a single network request;
+ * otherwise it signs in, one process at a time per context (lock.ts).
  */
+import {readFile, rm} from 'node:fs/promises'
+import {join} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
-import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
+import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
-import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
+import {exists, refuseSymlink, writeFileAtomic} from '../util/fs.ts'
+import {addAndVerify, expiredOf, fromContext, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
-import {loadContext, type Context} from './home.ts'
+import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {withLock} from './lock.ts'
 import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
+import {sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface LoginOptions {
@@ -32,6 +43,8 @@ export interface LoginOptions {
   identityToken?: string
   githubActions?: boolean
   audience?: string
+  /** Only when no valid certificate of the context is at hand (what ssh's Match exec runs). */
+  ensure?: boolean
 }
 
 export interface LoginDeps {
@@ -52,14 +65,22 @@ export interface LoginResult {
   caUrl: string
   provisioner: string | null
   method: LoginMethod | 'existing'
-  /** True when a valid certificate was already in the agent and nothing was done. */
+  /** True when a valid certificate was already at hand and nothing was done. */
   skipped: boolean
   certificate: {keyId: string; principals: string[]; serial: string; validAfter: string; validBefore: string; secondsLeft: number; fingerprint: string}
-  agent: {added: boolean; socket: string | null; lifetimeSeconds: number | null}
+  agent: {
+    added: boolean
+    socket: string | null
+    lifetimeSeconds: number | null
+    /** This context's certificates taken out of the agent: expired ones, and the ones the new one supersedes. */
+    removed: RemovedCertificate[]
+    /** Why the certificate went to files instead of the agent (the agent cannot hold it, or there is none). */
+    fallback: {reason: string; sshConfig: 'names-them' | 'not-installed'} | null
+  }
   files: {key: string; certificate: string} | null
   refreshTokenStore: 'keyring' | 'file' | null
-  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login). */
-  krl: ContextKrl
+  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login); null when nothing was fetched. */
+  krl: ContextKrl | null
 }
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
@@ -67,6 +88,8 @@ export const agentComment = (context: string, provisioner: string | null): strin
 
 /** Re-login is skipped while an existing certificate has more than this left. */
 export const REUSE_MARGIN_SECONDS = 600
+/** `--ensure` (before each ssh) is satisfied by a certificate with more than this left. */
+export const ENSURE_MARGIN_SECONDS = 60
 
 function userCaFingerprints(ctx: Context): Set<string> {
   return new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
@@ -159,6 +182,11 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
       deps.interactive.notify({type: 'refresh_failed', reason: (err as Error).message})
     }
   }
+  if (deps.interactive.canPrompt === false) {
+    throw new SshcaError('ERR_LOGIN_NO_TERMINAL', `a sign-in to "${ctx.name}" is needed, but there is no terminal to show it on and no browser to open`, {
+      hint: `sign in from a terminal first (sshca login --context ${ctx.name}), or give this machine a token: sshca config --identity-token-file FILE`,
+    })
+  }
   // over SSH or without a display, a browser here cannot reach 127.0.0.1: the device flow, when the IdP has it
   let useDevice = Boolean(o.console)
   const why = deps.interactive.noLocalBrowser
@@ -197,31 +225,101 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
   if (o.identityToken !== undefined && o.githubActions) throw new SshcaError('ERR_USAGE', '--identity-token-file and --github-actions exclude each other')
   const ctx = await loadContext(deps.home, o.context)
   if (o.out !== undefined) for (const f of Object.values(outFiles(o.out))) await refuseSymlink(f)
+  if (!o.ensure) return signInAndStore(ctx, o, deps)
+  const held = await heldCertificate(ctx, o, deps)
+  if (held) return held
+  // the longest a sign-in may take, and a margin: a lock older than that was left by a crash
+  const longest = (deps.interactive.timeoutMs ?? 300_000) + 60_000
+  return withLock(join(ctx.dir, 'login.lock'), {timeoutMs: longest, staleMs: longest, clock: deps.clock}, async (waited) => {
+    // another login held the lock: it may have got what we need
+    const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
+    return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
+  })
+}
+
+/**
+ * A valid certificate of the context at hand, without any network request: in the agent (any of
+ * the context's, valid for more than a minute, naming the identity if one was given), or in the
+ * context's agentless files, or in --out's files. The agent's expired certificates of this context
+ * are removed on the way.
+ */
+async function heldCertificate(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult | undefined> {
+  const now = nowSeconds(deps.clock)
+  const cas = userCaFingerprints(ctx)
+  const usable = (c: Certificate): boolean => c.type === 'user' && cas.has(c.signatureKey.fingerprint()) && c.validAfter <= now && c.validBefore - now > BigInt(ENSURE_MARGIN_SECONDS) && (!o.identity || c.principals.includes(o.identity) || c.keyId === o.identity)
+  const result = (c: Certificate, socket: string | null, files: {key: string; certificate: string} | null, removed: RemovedCertificate[]): LoginResult => ({
+    context: ctx.name,
+    caUrl: ctx.caUrl,
+    provisioner: null,
+    method: 'existing',
+    skipped: true,
+    certificate: certView(c, now),
+    agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: null},
+    files,
+    refreshTokenStore: null,
+    krl: null,
+  })
+  if (o.out === undefined) {
+    const agent = await AgentClient.connect(deps.agent).catch(() => undefined)
+    if (agent) {
+      try {
+        const ids = await agent.list()
+        const removed = await removeAll(agent, expiredOf(ids, cas, now), 'expired')
+        const found = ids.find((id) => fromContext(id, cas) && usable(id.certificate))
+        if (found?.certificate) return result(found.certificate, agent.socketPath, null, removed)
+      } finally {
+        agent.close()
+      }
+    }
+  }
+  const files = o.out !== undefined ? outFiles(o.out) : ctx.agentless ? agentlessFiles(ctx) : undefined
+  if (files && (await exists(files.key))) {
+    try {
+      const {cert} = parseCertificateLine(await readFile(files.certificate, 'utf8'))
+      if (usable(cert)) return result(cert, null, files, [])
+    } catch {
+      // no certificate there, or not one that parses: sign in
+    }
+  }
+  return undefined
+}
+
+async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
-  const useAgent = o.out === undefined
   let agent: AgentClient | undefined
-  try {
-    agent = useAgent ? await AgentClient.connect(deps.agent) : undefined
-  } catch (err) {
-    ca.close()
-    throw err
+  let noAgent: string | undefined
+  if (o.out === undefined) {
+    try {
+      // an agentless context whose agent is the same one that failed it goes straight to its files
+      const same = ctx.agentless && ctx.agentless.socket !== null && ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
+      if (same) noAgent = ctx.agentless!.reason
+      else agent = await AgentClient.connect(deps.agent)
+    } catch (err) {
+      // no agent at all: files are as good, but only when ssh is configured to read them
+      if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE') || !(await sshConfigInstalled(deps.home, ctx.name)).block) {
+        ca.close()
+        throw err
+      }
+      noAgent = err.message
+    }
   }
   // the KRL travels beside the sign-in on the same pinned connection pool; never fails the login
   const krl = refreshContextKrl(ctx, ca)
   try {
-    return {...(await signIn(o, deps, ctx, ca, agent)), krl: await krl}
+    return {...(await signIn(o, deps, ctx, ca, agent, noAgent)), krl: await krl}
   } finally {
     agent?.close()
     ca.close()
   }
 }
 
-async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined): Promise<Omit<LoginResult, 'krl'>> {
+async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined): Promise<Omit<LoginResult, 'krl'>> {
   const now = () => nowSeconds(deps.clock)
   let idToken: string
   let method: LoginMethod
   let provisioner: string | null = o.provisioner ?? null
   let store: TokenStore | undefined
+  let probe: LifetimeProbe | undefined
   if (o.identityToken !== undefined) {
     idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
@@ -236,11 +334,19 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     if (agent && !o.force) {
       const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
       if (existing) {
-        return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null}, files: null, refreshTokenStore: null}
+        return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
       }
     }
-    ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
+    // a person signing in takes seconds: long enough to see whether the agent honors lifetimes
+    if (agent) probe = await probeLifetime(agent, deps.clock)
+    try {
+      ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
+    } catch (err) {
+      await probe?.finish().catch(() => undefined)
+      throw err
+    }
   }
+  const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
   let crt: string
@@ -252,17 +358,55 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)
   const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
-  if (!agent) {
+  if (o.out !== undefined) {
     // each written to a fresh temp file and renamed over the name: a symlink planted there (after the
     // check above) is replaced, never followed, and no reader sees half a key
-    const files = outFiles(o.out!)
-    await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
-    await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
-    return {...base, agent: {added: false, socket: null, lifetimeSeconds: null}, files}
+    const files = outFiles(o.out)
+    await writeKeyFiles(files, key, cert, comment)
+    return {...base, agent: {added: false, socket: null, lifetimeSeconds: null, removed: [], fallback: null}, files}
   }
   const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
-  await agent.addCertificate(key, cert, {lifetimeSeconds: lifetime, comment})
-  return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime}, files: null}
+  let removed: RemovedCertificate[] = []
+  let reason = noAgent
+  if (agent) {
+    const cas = userCaFingerprints(ctx)
+    removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
+    if (lifetimes === 'ignored') {
+      reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`
+    } else {
+      const added = await addAndVerify(agent, key, cert, {lifetimeSeconds: lifetime, comment})
+      if (added.ok) {
+        removed = [...removed, ...(await removeAll(agent, supersededBy(cert, await agent.list(), cas), 'superseded'))]
+        if (ctx.agentless) await leaveAgentless(ctx)
+        return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime, removed, fallback: null}, files: null}
+      }
+      reason = added.reason
+    }
+  }
+  // the agent cannot hold it (or there is none): 0600 files that the managed ssh_config names
+  const files = agentlessFiles(ctx)
+  await writeKeyFiles(files, key, cert, comment)
+  const socket = agent?.socketPath ?? null
+  const next: Context = {...ctx, agentless: {reason: reason ?? 'no ssh-agent', socket, since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString()}}
+  if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless)) await saveContext(next)
+  // the managed block always names these files (ssh skips missing ones): ssh finds them even when this
+  // login runs from its Match exec, while ssh is still reading that block
+  const installed = (await sshConfigInstalled(deps.home, ctx.name)).block
+  return {...base, agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: {reason: reason ?? 'no ssh-agent', sshConfig: installed ? 'names-them' : 'not-installed'}}, files}
+}
+
+async function writeKeyFiles(files: {key: string; certificate: string}, key: PrivateKey, cert: Certificate, comment: string): Promise<void> {
+  await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
+  await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
+}
+
+/** The agent holds the context's certificates again: the files go (ssh would offer a stale key). */
+async function leaveAgentless(ctx: Context): Promise<void> {
+  const {agentless: _gone, ...rest} = ctx
+  await saveContext(rest)
+  const files = agentlessFiles(ctx)
+  await rm(files.key, {force: true})
+  await rm(files.certificate, {force: true})
 }
 
 /** A 401 from the CA, explained from the token's own claims, with the next step for this way of signing in. */
