@@ -4,7 +4,7 @@
  * spinner, prompt) load only when a person is signing in.
  */
 import {sshcaHome} from '../client/home.ts'
-import {login, type LoginResult} from '../client/login.ts'
+import {login, type LoginDeps, type LoginResult} from '../client/login.ts'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
@@ -29,8 +29,8 @@ export interface LoginFlags {
   quiet?: boolean
 }
 
-export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
-  if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
+/** What the client's flows need to sign a person in from this process: browser, terminal, keyring. */
+export async function loginSession(f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>): Promise<{deps: LoginDeps; done(final?: string): void}> {
   const home = sshcaHome()
   const interactive = f.identityTokenFile === undefined && !f.githubActions
   const ui = interactive ? await import('./interact.ts') : undefined
@@ -40,6 +40,35 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
   const abort = new AbortController()
   const onInt = (): void => abort.abort()
   process.once('SIGINT', onInt)
+  const deps: LoginDeps = {
+    home,
+    env: process.env,
+    agent: {},
+    clock: Date.now,
+    tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
+    interactive: {
+      openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
+      ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
+      notify: (e: LoginEvent) => notifier?.notify(e),
+      signal: abort.signal,
+      timeoutMs: f.timeout * 1000,
+      // before an ssh connection, a sign-in nobody can see must fail now, not in five minutes
+      ...(f.ensure && ui && term ? {canPrompt: term.terminal || ui.canOpenBrowser()} : {}),
+    },
+    ...(ui && process.stdin.isTTY && process.stderr.isTTY ? {choose: ui.chooseOnTty} : {}),
+  }
+  return {
+    deps,
+    done(final) {
+      notifier?.done(final)
+      process.off('SIGINT', onInt)
+    },
+  }
+}
+
+export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
+  if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
+  const session = await loginSession(f)
   try {
     const result = await login(
       {
@@ -55,32 +84,15 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         ...(f.audience ? {audience: f.audience} : {}),
         ensure: Boolean(f.ensure),
       },
-      {
-        home,
-        env: process.env,
-        agent: {},
-        clock: Date.now,
-        tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
-        interactive: {
-          openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
-          ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
-          notify: (e: LoginEvent) => notifier?.notify(e),
-          signal: abort.signal,
-          timeoutMs: f.timeout * 1000,
-          // before an ssh connection, a sign-in nobody can see must fail now, not in five minutes
-          ...(f.ensure && ui && term ? {canPrompt: term.terminal || ui.canOpenBrowser()} : {}),
-        },
-        ...(ui && process.stdin.isTTY && process.stderr.isTTY ? {choose: ui.chooseOnTty} : {}),
-      },
+      session.deps,
     )
-    notifier?.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
+    session.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
     // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
     if (result.krl?.note && !f.quiet) process.stderr.write(`Note: ${result.krl.note}\n`)
-    // the certificate went to files: the person must know, quiet or not (once per change)
+    // the certificate went to files: the person must know, quiet or not
     if (result.agent.fallback) process.stderr.write(`Note: ${renderFallback(result)}\n`)
     return {result, text: f.quiet ? '' : renderLogin(result)}
   } finally {
-    notifier?.done()
-    process.off('SIGINT', onInt)
+    session.done()
   }
 }

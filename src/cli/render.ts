@@ -49,7 +49,7 @@ export function renderInspect(name: string, r: InspectResult, validity: string):
 function timeLeft(c: CertificateView): string {
   if (c.state === 'not-yet-valid') return 'not yet valid'
   if (c.secondsLeft === null) return 'forever'
-  if (c.secondsLeft <= 0) return `expired ${shortDuration(-c.secondsLeft)} ago`
+  if (c.secondsLeft <= 0) return `EXPIRED ${shortDuration(-c.secondsLeft)} ago`
   return shortDuration(c.secondsLeft)
 }
 
@@ -64,7 +64,7 @@ export function renderList(r: ListResult, raw: boolean): string {
     const others = r.otherIdentities === 0 ? '' : ` (it holds ${r.otherIdentities} other key${r.otherIdentities === 1 ? '' : 's'})`
     return `No certificates in the ssh-agent${others}.\nRun \`sshca login\` to get one.\n`
   }
-  const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CA']]
+  const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CONTEXT']]
   for (const c of r.certificates) {
     rows.push([c.certType, c.keyId, c.principals.join(',') || '(any)', when(c.validAfter, 'always'), when(c.validBefore, 'forever'), timeLeft(c), c.context ?? '-'])
   }

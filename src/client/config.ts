@@ -64,7 +64,7 @@ export interface KnownHostsResult {
 const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
 
 /** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
-async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
+export async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
   await privateDir(dirname(file))
   let mode = newMode
   let backup: string | null = null

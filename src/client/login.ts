@@ -284,6 +284,35 @@ async function heldCertificate(ctx: Context, o: LoginOptions, deps: LoginDeps): 
   return undefined
 }
 
+/**
+ * An ID token for this context: the given one, GitHub Actions', or a person's (refresh grant, else
+ * browser or device flow). `existing` may short-circuit once the provisioner is known (login skips
+ * when the agent has a certificate); `beforeInteractive` runs just before a person is asked.
+ */
+export async function obtainIdToken<T = never>(
+  ctx: Context,
+  ca: CaClient,
+  o: LoginOptions,
+  deps: LoginDeps,
+  hooks: {existing?: (provisioner: string) => Promise<T | undefined>; beforeInteractive?: () => Promise<void>} = {},
+): Promise<{idToken: string; method: LoginMethod; provisioner: string | null; store: TokenStore | undefined} | T> {
+  if (o.identityToken !== undefined) {
+    const idToken = o.identityToken.trim()
+    if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
+    return {idToken, method: 'identity-token', provisioner: o.provisioner ?? null, store: undefined}
+  }
+  if (o.githubActions) {
+    const {githubActionsToken} = await import('./oidc.ts')
+    return {idToken: await githubActionsToken(deps.env, await githubAudience(ca, o)), method: 'github-actions', provisioner: o.provisioner ?? null, store: undefined}
+  }
+  const p = await chooseProvisioner(ca, o, deps)
+  const short = await hooks.existing?.(p.name)
+  if (short !== undefined) return short
+  await hooks.beforeInteractive?.()
+  const t = await interactiveToken(p, ctx, o, deps)
+  return {idToken: t.idToken, method: t.method, provisioner: p.name, store: t.store}
+}
+
 async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   let agent: AgentClient | undefined
@@ -315,37 +344,24 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
 
 async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined): Promise<Omit<LoginResult, 'krl'>> {
   const now = () => nowSeconds(deps.clock)
-  let idToken: string
-  let method: LoginMethod
-  let provisioner: string | null = o.provisioner ?? null
-  let store: TokenStore | undefined
   let probe: LifetimeProbe | undefined
-  if (o.identityToken !== undefined) {
-    idToken = o.identityToken.trim()
-    if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
-    method = 'identity-token'
-  } else if (o.githubActions) {
-    const {githubActionsToken} = await import('./oidc.ts')
-    idToken = await githubActionsToken(deps.env, await githubAudience(ca, o))
-    method = 'github-actions'
-  } else {
-    const p = await chooseProvisioner(ca, o, deps)
-    provisioner = p.name
-    if (agent && !o.force) {
-      const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
-      if (existing) {
-        return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
-      }
-    }
+  const got = await obtainIdToken(ctx, ca, o, deps, {
     // a person signing in takes seconds: long enough to see whether the agent honors lifetimes
-    if (agent) probe = await probeLifetime(agent, deps.clock)
-    try {
-      ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
-    } catch (err) {
-      await probe?.finish().catch(() => undefined)
-      throw err
-    }
-  }
+    beforeInteractive: async () => {
+      if (agent) probe = await probeLifetime(agent, deps.clock)
+    },
+    existing: async (p): Promise<Omit<LoginResult, 'krl'> | undefined> => {
+      if (!agent || o.force) return undefined
+      const existing = await existingCertificate(agent, ctx, p, o.identity, now())
+      if (!existing) return undefined
+      return {context: ctx.name, caUrl: ctx.caUrl, provisioner: p, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
+    },
+  }).catch(async (err) => {
+    await probe?.finish().catch(() => undefined)
+    throw err
+  })
+  if ('skipped' in got) return got
+  const {idToken, method, provisioner, store} = got
   const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')

@@ -63,7 +63,7 @@ describe('sshca list', function () {
       assert.equal(fast.stderr, slow.stderr)
     }
     const table = (await sshca(['list'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
-    assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CA$/m)
+    assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CONTEXT$/m)
     assert.match(table, /user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+7h5\dm\s+-/)
     assert.match(table, /gha:acme\/app:42\s+deploy\s+.*\s+(9m\d+s|10m0s)/)
     const raw = (await sshca(['list', '--raw'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout

@@ -190,6 +190,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       return {sshd, serial: JSON.parse(r.stdout).serial}
     }
 
+    // --no-auto-login: these tests are about the revocation list (ssh-auto-login.test.ts has the login exec)
     it('sshca config writes the KRL, sshca\'s ssh_config block and one Include on top of ~/.ssh/config (backed up, idempotent)', async () => {
       kh = join(tempDir('sshca-kh-'), 'known_hosts')
       mkdirSync(join(w.env.HOME!, '.ssh'), {recursive: true, mode: 0o700})
@@ -197,7 +198,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       // the person's own config, with an alias whose HostName is one of the CA's hosts
       const mine = 'Host web-alias\n  HostName 127.0.0.1\n'
       writeFileSync(userConfig, mine, {mode: 0o600})
-      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--json'], {env: w.env})
+      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login', '--json'], {env: w.env})
       assert.equal(r.code, 0, r.stderr)
       const doc = JSON.parse(r.stdout)
       const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
@@ -210,7 +211,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const cfg = readFileSync(userConfig, 'utf8')
       assert.equal(cfg, `# Added by \`sshca config\`: its per-context settings (RevokedHostKeys …); keep this line first.\nInclude ${join(w.home, 'ssh_config')}\n${mine}`)
       assert.equal(readFileSync(`${userConfig}.sshca-backup`, 'utf8'), mine)
-      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh], {env: w.env})
+      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {env: w.env})
       assert.equal(again.code, 0, again.stderr)
       assert.match(again.stdout, /already includes it/)
       assert.equal(readFileSync(userConfig, 'utf8'), cfg)
@@ -250,7 +251,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const {sshd, serial} = await enrolledSshd()
       assert.equal((await ssh(sshd.port)).code, 0)
       assert.equal((await sshca(['ca', 'revoke', '--serial', serial, ...ca()])).code, 0)
-      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh], {env: w.env})
+      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {env: w.env})
       assert.equal(r.code, 0, r.stderr)
       assert.match(r.stdout, /Revocation list of "test": [1-9]\d* revoked serial/)
       const refused = await ssh(sshd.port)
@@ -286,7 +287,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         assert.equal(login.code, 0, login.stderr)
         assert.equal(JSON.parse(login.stdout).krl.status, 'unavailable')
         assert.match(login.stderr, /^Note: the CA "nokrl" publishes no revocation list/m)
-        const cfg = await sshca(['config', '--pattern', '127.0.0.1'], {env})
+        const cfg = await sshca(['config', '--pattern', '127.0.0.1', '--no-auto-login'], {env})
         assert.equal(cfg.code, 0, cfg.stderr)
         const managed = readFileSync(join(env.SSHCA_HOME, 'ssh_config'), 'utf8')
         assert.doesNotMatch(managed, /^\s*RevokedHostKeys/m)

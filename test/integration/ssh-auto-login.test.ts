@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
-import {join} from 'node:path'
+import {dirname as tempDirOf, join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
@@ -17,7 +17,7 @@ import {signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
 import {PASSWORD} from '../helpers/ca.ts'
-import {sshca} from '../helpers/cli.ts'
+import {BIN, sshca} from '../helpers/cli.ts'
 import {idToken} from '../helpers/idp-token.ts'
 import {MemoryAgent} from '../helpers/memory-agent.ts'
 import {currentUser, startSshd, type Sshd} from '../helpers/openssh.ts'
@@ -194,6 +194,45 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     } finally {
       server.close()
     }
+  })
+
+  it('proxycommand: ssh through `sshca proxycommand %r %h %p` signs in on the first connection only, and its stdout carries nothing but the SSH stream', async () => {
+    await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
+    const base = tempDir('sshca-proxy-')
+    const cfg = join(base, 'ssh_config')
+    writeFileSync(
+      cfg,
+      [
+        'Host web',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        `  User ${currentUser()}`,
+        `  ProxyCommand ${process.execPath} ${BIN} proxycommand --identity-token-file ${tokenFile} %r %h %p`,
+        `  UserKnownHostsFile ${join(tempDirOf(testConfig), 'known_hosts')}`,
+        '  GlobalKnownHostsFile /dev/null',
+        '  StrictHostKeyChecking yes',
+        '  HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com',
+        '  BatchMode yes',
+        '  UpdateHostKeys no',
+        '  LogLevel ERROR',
+        '',
+      ].join('\n'),
+    )
+    await freshToken()
+    const mark = w.t.mark()
+    const env = {...process.env, ...w.env}
+    const first = await run('ssh', ['-F', cfg, 'web', 'echo', 'through-the-proxy'], {env, timeoutMs: 60_000})
+    assert.equal(first.code, 0, `${first.stderr}\n${sshd.log().slice(-600)}`)
+    assert.equal(first.stdout, 'through-the-proxy\n')
+    assert.equal(issued(mark), 1)
+    const second = await run('ssh', ['-F', cfg, 'web', 'true'], {env, timeoutMs: 60_000})
+    assert.equal(second.code, 0, second.stderr)
+    assert.equal(issued(mark), 1)
+    // a host nobody listens on: a clear error on stderr, not a hang
+    const closed = await run(process.execPath, [BIN, 'proxycommand', currentUser(), '127.0.0.1', '1'], {env, input: ''})
+    assert.equal(closed.code, 6)
+    assert.match(closed.stderr, /ERR_HOST_UNREACHABLE.*127\.0\.0\.1:1/)
+    assert.equal(closed.stdout, '')
   })
 
   it('a login that fails (a spent token) fails the Match, not the revocation list: ssh still reads RevokedHostKeys', async () => {

@@ -4,7 +4,7 @@
  * request is audited. Routes parse and render; every decision is made here and below.
  */
 import {timingSafeEqual} from 'node:crypto'
-import type {HostsResponse, ProvisionersResponse, SshRootsResponse, SshSignRequest} from '../../protocol/api.ts'
+import type {HostsResponse, ProvisionersResponse, SshRevokeRequest, SshRootsResponse, SshSignRequest} from '../../protocol/api.ts'
 import type {Certificate} from '../../ssh/cert.ts'
 import {SshcaError} from '../../errors.ts'
 import type {ServerSettings} from '../config/config.ts'
@@ -12,6 +12,7 @@ import type {AuditEvent} from '../observe/audit.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import {currentHosts, currentKrl, renewHostCertificate, signHostCertificate} from './host.ts'
+import {hostExists, rekeyHostCertificate, revokeOwnCertificate} from './possession.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
 
@@ -92,6 +93,21 @@ export class Authority {
     const verified = await this.rt.policy.verifier.verify(m[1]!)
     selectRule(verified.provisioner, verified.claims)
     return {hosts: await currentHosts(this.rt)}
+  }
+
+  /** step's `POST /ssh/rekey`: a host certificate for a new key, proven by the current one's. */
+  rekeySsh(ott: string, publicKeyBase64: string, trace: AuditTrace): Promise<Certificate> {
+    return rekeyHostCertificate(this.rt, ott, parseSubjectKey({blobBase64: publicKeyBase64}), trace)
+  }
+
+  /** step's `POST /ssh/revoke`, with a proof of possession: one's own certificate into the KRL. */
+  revokeSsh(body: SshRevokeRequest, trace: AuditTrace): Promise<{serial: string; revokedAt: string}> {
+    return revokeOwnCertificate(this.rt, body, trace)
+  }
+
+  /** step's `POST /ssh/check-host`: one bit, as step-ca answers it (no token needed). */
+  checkHost(principal: string): Promise<boolean> {
+    return hostExists(this.rt, principal)
   }
 
   /** One audit line for a refused request: its reason (typed when the core refused it) and the detail callers never see. */

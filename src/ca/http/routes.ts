@@ -3,7 +3,7 @@
  * Authority, render its answer. Nothing here decides anything.
  */
 import type {FastifyInstance, FastifyPluginAsync} from 'fastify'
-import {OidcSshCaSignRequest, SshRenewRequest, SshSignRequest, type HostsResponse, type ProvisionersResponse, type SshRootsResponse} from '../../protocol/api.ts'
+import {OidcSshCaSignRequest, SshCheckHostRequest, SshRekeyRequest, SshRenewRequest, SshRevokeRequest, SshSignRequest, type HostsResponse, type ProvisionersResponse, type SshCheckHostResponse, type SshRootsResponse} from '../../protocol/api.ts'
 import {certificateLine} from '../../ssh/cert.ts'
 import type {Authority} from '../authority/authority.ts'
 import {traceOf} from './trace.ts'
@@ -40,5 +40,18 @@ export function routes(authority: Authority): FastifyPluginAsync {
       const cert = await authority.renewSsh(req.body.ott, traceOf(req))
       return reply.code(201).send({crt: cert.blob.toString('base64')})
     })
+
+    // step's SSHPOP routes (issue 12's client; the interop work may widen them to step's own token form)
+    r.post<{Body: SshRekeyRequest}>('/ssh/rekey', {config: signing, schema: {body: SshRekeyRequest}}, async (req, reply) => {
+      const cert = await authority.rekeySsh(req.body.ott, req.body.publicKey, traceOf(req))
+      return reply.code(201).send({crt: cert.blob.toString('base64')})
+    })
+
+    r.post<{Body: SshRevokeRequest}>('/ssh/revoke', {config: signing, schema: {body: SshRevokeRequest}}, async (req) => {
+      await authority.revokeSsh(req.body, traceOf(req))
+      return {status: 'ok'}
+    })
+
+    r.post<{Body: SshCheckHostRequest}>('/ssh/check-host', {config: {rateLimit: {groupId: 'check-host'}}, schema: {body: SshCheckHostRequest}}, async (req): Promise<SshCheckHostResponse> => ({exists: await authority.checkHost(req.body.principal)}))
   }
 }

@@ -4,7 +4,7 @@
  * so the caller can check it is one of ours before any signature made with its key is verified.
  */
 import {decodeProtectedHeader, jwtVerify, type JWTPayload} from 'jose'
-import {MAX_POP_TTL, POP_ALGORITHMS, POP_TYP, popAudience, TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
+import {MAX_POP_TTL, POP_ALGORITHMS, POP_TYP, popAudience, TOKEN_LEEWAY as LEEWAY, type PopPurpose} from '../../protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../ssh/cert.ts'
 import {denial} from '../policy/types.ts'
 import {tokenError} from './enrollment.ts'
@@ -25,14 +25,17 @@ export function popCertificate(token: string): Certificate {
   }
 }
 
-/** The token verified with the certified key: this CA's audience, five minutes at most. */
-export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number}): Promise<{jti: string; expiresAt: number}> {
+/**
+ * The token verified with the certified key: this CA's audience for this purpose, five minutes at
+ * most; rekey and revoke proofs must name the certificate's serial as their subject.
+ */
+export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number; purpose?: PopPurpose}): Promise<{jti: string; expiresAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
       algorithms: POP_ALGORITHMS[cert.publicKey.type] ?? [],
       typ: POP_TYP,
-      audience: popAudience(o.rootFingerprint),
+      audience: popAudience(o.rootFingerprint, o.purpose),
       clockTolerance: LEEWAY,
       currentDate: new Date(o.now * 1000),
       requiredClaims: ['exp', 'iat', 'jti'],
@@ -42,5 +45,6 @@ export async function verifyPop(token: string, cert: Certificate, o: {rootFinger
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${tokenError(err, 'renewal token').message} (it must be signed by the certified host key)`)
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token lives longer than 5 minutes')
+  if (o.purpose && o.purpose !== 'renew' && claims.sub !== cert.serial.toString()) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the proof of possession does not name the certificate\'s serial')
   return {jti: String(claims.jti), expiresAt: (claims.exp as number) + LEEWAY}
 }
