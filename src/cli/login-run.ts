@@ -4,7 +4,7 @@
  * spinner, prompt) load only when a person is signing in.
  */
 import {sshcaHome} from '../client/home.ts'
-import {login, type LoginDeps, type LoginResult} from '../client/login.ts'
+import type {LoginDeps, LoginResult} from '../client/login-types.ts'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
@@ -68,6 +68,14 @@ export async function loginSession(f: Pick<LoginFlags, 'identityTokenFile' | 'gi
 
 export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
   if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
+  if (f.ensure) {
+    // before every ssh connection: answer from the agent alone, before the sign-in machinery loads
+    const {heldCertificate} = await import('../client/ensure.ts')
+    const {loadContext} = await import('../client/home.ts')
+    const held = await heldCertificate(await loadContext(sshcaHome(), f.context), {...(f.identity ? {identity: f.identity} : {}), ...(f.out ? {out: f.out} : {})}, {agent: {}, clock: Date.now})
+    if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
+  }
+  const {login} = await import('../client/login.ts')
   const session = await loginSession(f)
   try {
     const result = await login(

@@ -58,7 +58,8 @@ export async function needsRenewal(file: string, o: {expiresIn?: string; clock?:
   const left = forever ? null : Number(cert.validBefore - now)
   const total = forever ? null : Number(cert.validBefore - cert.validAfter)
   const used = left === null || total === null || total <= 0 ? 0 : Math.min(100, Math.max(0, ((total - left) / total) * 100))
-  const needs = left === null ? false : left <= 0 ? true : 'percentUsed' in threshold ? used >= threshold.percentUsed : left <= threshold.secondsLeft
+  const byDefault = o.expiresIn === undefined && total !== null && left !== null ? left <= total * RENEW_WHEN_LEFT : undefined
+  const needs = left === null ? false : left <= 0 ? true : byDefault !== undefined ? byDefault : 'percentUsed' in threshold ? used >= threshold.percentUsed : left <= threshold.secondsLeft
   return {
     file,
     needsRenewal: needs,

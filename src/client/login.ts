@@ -10,86 +10,34 @@
  * the context is at hand (agent, or its files) it returns without a single network request;
  * otherwise it signs in, one process at a time per context (lock.ts).
  */
-import {readFile, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
-import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
-import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
+import {AgentClient} from '../ssh/agent.ts'
+import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
-import {exists, refuseSymlink, writeFileAtomic} from '../util/fs.ts'
-import {addAndVerify, expiredOf, fromContext, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
+import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
+import {addAndVerify, expiredOf, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
 import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
-import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {refreshContextKrl} from './krl.ts'
+import {heldCertificate} from './ensure.ts'
+import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {withLock} from './lock.ts'
-import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
+import type {OidcProvisioner} from './oidc.ts'
 import {sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
-export interface LoginOptions {
-  context?: string
-  /** Login hint, and the identity a certificate already in the agent must name. */
-  identity?: string
-  provisioner?: string
-  console?: boolean
-  force?: boolean
-  kty?: 'ed25519' | 'ecdsa'
-  /** Write the key here (0600) and the certificate to <out>-cert.pub instead of using the agent. */
-  out?: string
-  /** An ID token obtained elsewhere (--identity-token-file). */
-  identityToken?: string
-  githubActions?: boolean
-  audience?: string
-  /** Only when no valid certificate of the context is at hand (what ssh's Match exec runs). */
-  ensure?: boolean
-}
-
-export interface LoginDeps {
-  home: string
-  env: NodeJS.ProcessEnv
-  agent: AgentOptions
-  clock: () => number
-  tokenStore: () => Promise<TokenStore>
-  interactive: InteractiveDeps
-  /** Asks the person to pick a provisioner; absent when there is no terminal. */
-  choose?: (names: string[]) => Promise<string>
-}
-
-export type LoginMethod = 'browser' | 'device' | 'refresh' | 'identity-token' | 'github-actions'
-
-export interface LoginResult {
-  context: string
-  caUrl: string
-  provisioner: string | null
-  method: LoginMethod | 'existing'
-  /** True when a valid certificate was already at hand and nothing was done. */
-  skipped: boolean
-  certificate: {keyId: string; principals: string[]; serial: string; validAfter: string; validBefore: string; secondsLeft: number; fingerprint: string}
-  agent: {
-    added: boolean
-    socket: string | null
-    lifetimeSeconds: number | null
-    /** This context's certificates taken out of the agent: expired ones, and the ones the new one supersedes. */
-    removed: RemovedCertificate[]
-    /** Why the certificate went to files instead of the agent (the agent cannot hold it, or there is none). */
-    fallback: {reason: string; sshConfig: 'names-them' | 'not-installed'} | null
-  }
-  files: {key: string; certificate: string} | null
-  refreshTokenStore: 'keyring' | 'file' | null
-  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login); null when nothing was fetched. */
-  krl: ContextKrl | null
-}
+export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
 export const agentComment = (context: string, provisioner: string | null): string => `sshca:${context}:${provisioner ?? 'token'}`
 
 /** Re-login is skipped while an existing certificate has more than this left. */
 export const REUSE_MARGIN_SECONDS = 600
-/** `--ensure` (before each ssh) is satisfied by a certificate with more than this left. */
-export const ENSURE_MARGIN_SECONDS = 60
 
 function userCaFingerprints(ctx: Context): Set<string> {
   return new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
@@ -235,53 +183,6 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
     const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
     return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
   })
-}
-
-/**
- * A valid certificate of the context at hand, without any network request: in the agent (any of
- * the context's, valid for more than a minute, naming the identity if one was given), or in the
- * context's agentless files, or in --out's files. The agent's expired certificates of this context
- * are removed on the way.
- */
-async function heldCertificate(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult | undefined> {
-  const now = nowSeconds(deps.clock)
-  const cas = userCaFingerprints(ctx)
-  const usable = (c: Certificate): boolean => c.type === 'user' && cas.has(c.signatureKey.fingerprint()) && c.validAfter <= now && c.validBefore - now > BigInt(ENSURE_MARGIN_SECONDS) && (!o.identity || c.principals.includes(o.identity) || c.keyId === o.identity)
-  const result = (c: Certificate, socket: string | null, files: {key: string; certificate: string} | null, removed: RemovedCertificate[]): LoginResult => ({
-    context: ctx.name,
-    caUrl: ctx.caUrl,
-    provisioner: null,
-    method: 'existing',
-    skipped: true,
-    certificate: certView(c, now),
-    agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: null},
-    files,
-    refreshTokenStore: null,
-    krl: null,
-  })
-  if (o.out === undefined) {
-    const agent = await AgentClient.connect(deps.agent).catch(() => undefined)
-    if (agent) {
-      try {
-        const ids = await agent.list()
-        const removed = await removeAll(agent, expiredOf(ids, cas, now), 'expired')
-        const found = ids.find((id) => fromContext(id, cas) && usable(id.certificate))
-        if (found?.certificate) return result(found.certificate, agent.socketPath, null, removed)
-      } finally {
-        agent.close()
-      }
-    }
-  }
-  const files = o.out !== undefined ? outFiles(o.out) : ctx.agentless ? agentlessFiles(ctx) : undefined
-  if (files && (await exists(files.key))) {
-    try {
-      const {cert} = parseCertificateLine(await readFile(files.certificate, 'utf8'))
-      if (usable(cert)) return result(cert, null, files, [])
-    } catch {
-      // no certificate there, or not one that parses: sign in
-    }
-  }
-  return undefined
 }
 
 /**

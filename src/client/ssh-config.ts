@@ -92,7 +92,7 @@ export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
 }
 
 /** Characters a path may hold inside the login command without quoting (for ssh_config and the shell). */
-const PLAIN = /^[A-Za-z0-9._/@+=:,-]+$/
+const PLAIN = /^[A-Za-z0-9._/@+=:,%-]+$/
 
 /**
  * One word of the command ssh's `Match exec` hands to the shell: single-quoted when it holds spaces;

@@ -7,10 +7,12 @@
  * certificate that expired in the agent makes ssh sign in again by itself.
  */
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {dirname as tempDirOf, join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
+import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {signCertificate} from '../../src/ssh/cert.ts'
@@ -21,7 +23,7 @@ import {BIN, sshca} from '../helpers/cli.ts'
 import {idToken} from '../helpers/idp-token.ts'
 import {MemoryAgent} from '../helpers/memory-agent.ts'
 import {currentUser, startSshd, type Sshd} from '../helpers/openssh.ts'
-import {run, runOk} from '../helpers/proc.ts'
+import {run, runOk, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
@@ -196,6 +198,17 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     }
   })
 
+  it('four ssh connections at once (parallel-ssh, Ansible): one sign-in, the others wait for it and use its certificate', async () => {
+    await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
+    await freshToken()
+    const mark = w.t.mark()
+    // the token file holds one single-use token: a second sign-in would be refused (a replay)
+    const runs = await Promise.all([0, 1, 2, 3].map(() => ssh()))
+    for (const r of runs) assert.equal(r.code, 0, r.stderr)
+    assert.equal(issued(mark), 1)
+    assert.equal(w.t.since(mark).filter((e) => e.event === 'certificate_denied').length, 0)
+  })
+
   it('proxycommand: ssh through `sshca proxycommand %r %h %p` signs in on the first connection only, and its stdout carries nothing but the SSH stream', async () => {
     await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
     const base = tempDir('sshca-proxy-')
@@ -233,6 +246,30 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     assert.equal(closed.code, 6)
     assert.match(closed.stderr, /ERR_HOST_UNREACHABLE.*127\.0\.0\.1:1/)
     assert.equal(closed.stdout, '')
+  })
+
+  it('a person\'s sign-in started with stdout and stderr sent elsewhere (as under ssh): the URL reaches the terminal, stdout stays empty', async () => {
+    await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
+    const base = tempDir('sshca-tty-')
+    const out = join(base, 'stdout')
+    const err = join(base, 'stderr')
+    // script(1) gives the command a terminal; its stdout and stderr go to files, as ssh's Match exec sends them to /dev/null
+    const cmd = `${process.execPath} ${BIN} login --ensure --quiet --context test --timeout 60 >${out} 2>${err}`
+    const p = spawn('script', ['-qec', cmd, '/dev/null'], {env: {...process.env, ...w.env, NO_COLOR: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
+    let tty = ''
+    p.stdout.on('data', (d: Buffer) => (tty += d.toString()))
+    const exited = new Promise<number | null>((r) => p.on('close', r))
+    const URL_RE = /(http:\/\/127\.0\.0\.1:\d+\/\S*auth\?[^\s\r]+)/
+    await waitFor('the sign-in URL on the terminal', () => URL_RE.test(tty) || p.exitCode !== null, 60_000)
+    const url = URL_RE.exec(tty)?.[1]
+    assert.ok(url, `${tty}\n${existsSync(err) ? readFileSync(err, 'utf8') : ''}`)
+    await driveDevSignIn(url, {login: 'alice@example.com'})
+    assert.equal(await exited, 0, `${tty}\n${readFileSync(err, 'utf8')}`)
+    assert.match(tty, /Open this URL in a browser to sign in/)
+    assert.equal(readFileSync(out, 'utf8'), '')
+    assert.doesNotMatch(readFileSync(err, 'utf8'), /http:/)
+    const list = JSON.parse((await sshca(['list', '--json'], {env: w.env})).stdout)
+    assert.equal(list.certificates[0].keyId, 'alice@example.com')
   })
 
   it('a login that fails (a spent token) fails the Match, not the revocation list: ssh still reads RevokedHostKeys', async () => {

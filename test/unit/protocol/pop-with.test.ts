@@ -13,14 +13,15 @@ import {throwsCode} from '../../helpers/assert.ts'
 import {MemoryAgent} from '../../helpers/memory-agent.ts'
 
 const ca = generatePrivateKey('ed25519')
-const NOW = Math.floor(Date.now() / 1000)
+/** Now, when each proof is made and verified (a constant taken at load time ages past the 5-minute life on a busy machine). */
+const nowS = (): number => Math.floor(Date.now() / 1000)
 
 describe('proofs of possession through an SSH signer', () => {
   for (const kind of ['ed25519', 'ecdsa', 'ecdsa-p384', 'ecdsa-p521', 'rsa'] as KeyKind[]) {
     it(`${kind}: the JWS verifies with the certified key (sshca's form: audience per purpose, serial as subject)`, async () => {
       const key = generatePrivateKey(kind)
-      const cert = signCertificate({type: 'host', publicKey: key.publicKey, serial: 77n, keyId: 'host:web', principals: ['web'], validAfter: 0n, validBefore: BigInt(NOW + 3600)}, keySigner(ca.keyObject))
-      const token = await mintPopWith(async (d) => signData(key.keyObject, key.publicKey, d, 'rsa-sha2-256'), cert, {now: NOW, purpose: 'revoke', rootFingerprint: 'ab'.repeat(32)})
+      const cert = signCertificate({type: 'host', publicKey: key.publicKey, serial: 77n, keyId: 'host:web', principals: ['web'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
+      const token = await mintPopWith(async (d) => signData(key.keyObject, key.publicKey, d, 'rsa-sha2-256'), cert, {now: nowS(), purpose: 'revoke', rootFingerprint: 'ab'.repeat(32)})
       const {payload, protectedHeader} = await jwtVerify(token, key.publicKey.keyObject, {audience: popAudience('ab'.repeat(32), 'revoke'), typ: 'sshca-pop+jwt'})
       assert.equal(payload.sub, '77')
       assert.equal(protectedHeader.sshpop, cert.blob.toString('base64'))
@@ -32,9 +33,9 @@ describe('proofs of possession through an SSH signer', () => {
     const agent = new MemoryAgent()
     const client = agent.client()
     const key = generatePrivateKey('ed25519')
-    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: 9n, keyId: 'alice', principals: ['alice'], validAfter: 0n, validBefore: BigInt(NOW + 3600)}, keySigner(ca.keyObject))
+    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: 9n, keyId: 'alice', principals: ['alice'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
     await client.addCertificate(key, cert)
-    const token = await mintPopWith((d) => client.sign(cert.blob, d), cert, {now: NOW, purpose: 'revoke', step: {caUrl: 'https://ca.example.com:9000/', provisioner: 'sshpop'}})
+    const token = await mintPopWith((d) => client.sign(cert.blob, d), cert, {now: nowS(), purpose: 'revoke', step: {caUrl: 'https://ca.example.com:9000/', provisioner: 'sshpop'}})
     const {payload} = await jwtVerify(token, key.publicKey.keyObject, {issuer: 'sshpop', audience: 'https://ca.example.com:9000/1.0/ssh/revoke#sshpop/sshpop'})
     assert.equal(payload.sub, '9')
     assert.equal(decodeProtectedHeader(token).typ, 'JWT')
