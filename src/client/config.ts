@@ -5,7 +5,7 @@
  */
 import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {dirname, join, resolve} from 'node:path'
+import {dirname, join, resolve, sep} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
 import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
@@ -168,6 +168,9 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
       const file = managedSshConfigPath(home)
       const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
       const exe = o.sshca ?? installedSshca()
+      if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
+        warnings.push(`ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`)
+      }
       settings = {
         pattern: kh.pattern,
         krlFile: krl.file,
