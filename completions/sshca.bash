@@ -14,13 +14,14 @@ _sshca() {
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca migrate"*) words="--config --help --json" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
-    "check-host"*) words="--context --help --json --quiet -q" ;;
+    "check-host"*) words="--console --context --help --identity-token-file --json --provisioner --quiet --timeout -q" ;;
     "config"*) words="--auto-login --context --dry-run --help --host --identity-token-file --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "context current"*) words="--help --json" ;;
     "context list"*) words="--help --json" ;;
@@ -40,7 +41,7 @@ _sshca() {
     "renew"*) words="--context --force --help --json" ;;
     "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
     "status"*) words="--context --help --json" ;;
-    "ca") words="certs check-config explain hosts init revocations revoke serve token unrevoke" ;;
+    "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
     "context") words="current list remove use" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))

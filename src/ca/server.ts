@@ -45,13 +45,20 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
+/** How often spent token ids that have expired are deleted. */
+export const PURGE_EVERY_MS = 60_000
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
-  const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
+  const store = await openStore(config, 'server')
+  // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
+  // (key and certificate are two files): the store's lock orders them, the second finds it renewed
+  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames)).catch(async (err: unknown) => {
+    await store.close()
+    throw err
+  })
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
-  const store = await openStore(config, 'server')
   const clock = opts.clock ?? Date.now
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
@@ -101,7 +108,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), 10 * 60_000)
+  // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
+  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
@@ -113,10 +121,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   forward.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
-    const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
+    // under the lock: of N replicas sharing the directory one renews, the others load its certificate
+    const fresh = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
     ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
+    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.tlsRenewed})
   }
 
   let closed = false

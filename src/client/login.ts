@@ -13,7 +13,7 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
+import {SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
 import {AgentClient} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
@@ -26,6 +26,7 @@ import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
 import {refreshContextKrl} from './krl.ts'
 import {heldCertificate} from './ensure.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
+import {listProvisioners} from './provisioners.ts'
 import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
 import {sshConfigInstalled} from './ssh-config.ts'
@@ -60,7 +61,7 @@ export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
 }
 
 async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps): Promise<OidcProvisioner> {
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const candidates = interactiveProvisioners(provisioners)
   let chosen: Provisioner | undefined
   if (o.provisioner) {
@@ -90,7 +91,7 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
 
 async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
   if (o.audience) return o.audience
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const named = o.provisioner ? provisioners.find((p) => p.name === o.provisioner) : undefined
   if (o.provisioner && !named) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
   const gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
@@ -112,14 +113,14 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
   return undefined
 }
 
-async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
+async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps, useRefresh = true): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
   // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
   const {browserLogin, deviceLogin, refreshLogin, supportsDeviceFlow} = await import('./oidc.ts')
   const {refreshKey} = await import('./token-store.ts')
   const store = await deps.tokenStore()
   const key = refreshKey(ctx.name, p.name)
   const saved = await store.get(key).catch(() => undefined)
-  if (saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
+  if (useRefresh && saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken)
@@ -196,7 +197,7 @@ export async function obtainIdToken<T = never>(
   o: LoginOptions,
   deps: LoginDeps,
   hooks: {existing?: (provisioner: string) => Promise<T | undefined>; beforeInteractive?: () => Promise<void>} = {},
-): Promise<{idToken: string; method: LoginMethod; provisioner: string | null; store: TokenStore | undefined} | T> {
+): Promise<{idToken: string; method: LoginMethod; provisioner: string | null; store: TokenStore | undefined; chosen?: OidcProvisioner} | T> {
   if (o.identityToken !== undefined) {
     const idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
@@ -211,7 +212,7 @@ export async function obtainIdToken<T = never>(
   if (short !== undefined) return short
   await hooks.beforeInteractive?.()
   const t = await interactiveToken(p, ctx, o, deps)
-  return {idToken: t.idToken, method: t.method, provisioner: p.name, store: t.store}
+  return {idToken: t.idToken, method: t.method, provisioner: p.name, store: t.store, chosen: p}
 }
 
 async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
@@ -262,15 +263,26 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     throw err
   })
   if ('skipped' in got) return got
-  const {idToken, method, provisioner, store} = got
+  let {idToken, method, store} = got
+  const {provisioner, chosen} = got
   const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
+  const sign = async (ott: string) => (await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott, certType: 'user'})).crt
   let crt: string
   try {
-    ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'}))
+    crt = await sign(idToken)
   } catch (err) {
-    throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    // step-ca refuses the ID token of a refresh grant: it carries the first sign-in's nonce, which
+    // step-ca counts as a used token. Sign in again (once), without the refresh token.
+    if (!(method === 'refresh' && chosen && isSshcaError(err, 'ERR_CA_UNAUTHORIZED'))) throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    deps.interactive.notify({type: 'refresh_refused_by_ca'})
+    ;({idToken, method, store} = await interactiveToken(chosen, ctx, o, deps, false))
+    try {
+      crt = await sign(idToken)
+    } catch (err2) {
+      throw await explainRefusal(err2, idToken, method, ca, Number(now()))
+    }
   }
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)
@@ -331,9 +343,8 @@ async function explainRefusal(err: unknown, token: string, method: LoginMethod, 
   if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
   const {explainTokenRefusal} = await import('./token-diagnosis.ts')
   // the audiences the CA accepts: one more request, only on this failure path
-  const audiences = await ca
-    .call('GET', '/provisioners', ProvisionersResponse)
-    .then((r) => r.provisioners.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
+  const audiences = await listProvisioners(ca)
+    .then((list) => list.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
     .catch(() => [])
   const flow = method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
   return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})

@@ -3,13 +3,13 @@
  * /ssh/check-host), and what a certificate's holder may do by proving possession of its key
  * (step's SSHPOP): `rekey` a host certificate onto a new key, `revoke` one's own certificate. The
  * proof is a JWT signed by the key, from a file or through the ssh-agent (a user's ephemeral key
- * never leaves the agent); its form follows the CA: step-ca's SSHPOP provisioner when /provisioners
- * lists one, else sshca's own (typ sshca-pop+jwt, an audience naming the CA and the purpose).
+ * never leaves the agent), in step's SSHPOP shape (src/protocol/tokens.ts) for the CA's SSHPOP
+ * provisioner, so the same commands work against sshca's CA and step-ca.
  */
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
-import {HostsResponse, ProvisionersResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse} from '../protocol/api.ts'
-import {mintPopWith} from '../protocol/tokens.ts'
+import {HostsResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse} from '../protocol/api.ts'
+import {mintSshpopTokenWith, type SshpopAction} from '../protocol/tokens.ts'
 import {AgentClient, SIGN_FLAGS, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {checkCertificate} from '../ssh/checker.ts'
@@ -20,6 +20,7 @@ import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
 import {obtainIdToken, type LoginDeps, type LoginOptions} from './login.ts'
+import {sshpopProvisioner} from './provisioners.ts'
 
 async function readText(path: string, what: string): Promise<string> {
   try {
@@ -42,6 +43,14 @@ export interface HostView {
   validBefore: string | null
 }
 
+/** step-ca's host_tags ([{ID, Name, Value}]) as name → value; anything else sent there is ignored. */
+function hostTags(v: unknown): Record<string, string> {
+  if (!Array.isArray(v)) return {}
+  const tags = v.filter((t): t is {Name: string; Value?: unknown} => t !== null && typeof t === 'object' && typeof (t as {Name?: unknown}).Name === 'string')
+  // fromEntries defines own properties: a tag named __proto__ stays a tag
+  return Object.fromEntries(tags.map((t) => [t.Name, typeof t.Value === 'string' ? t.Value : '']))
+}
+
 /** `sshca hosts`: the hosts with a current certificate, as the CA lists them (sshca's or step-ca's shape). */
 export async function listHosts(home: string, o: LoginOptions, deps: LoginDeps): Promise<{context: string; hosts: HostView[]}> {
   const ctx = await loadContext(home, o.context)
@@ -52,10 +61,10 @@ export async function listHosts(home: string, o: LoginOptions, deps: LoginDeps):
     const hosts = r.hosts.map((h): HostView => {
       const principals = h.principals ?? (h.hostname ? [h.hostname] : [])
       return {
-        hostname: h.hostname ?? principals[0] ?? '',
+        hostname: h.hostname || (principals[0] ?? ''),
         principals,
         id: h.hid ?? h.serial ?? null,
-        tags: Object.fromEntries((h.host_tags ?? []).map((t) => [t.Name ?? '', t.Value ?? ''])),
+        tags: hostTags(h.host_tags),
         serial: h.serial ?? null,
         keyFingerprint: h.keyFingerprint ?? null,
         validBefore: h.validBefore ?? null,
@@ -67,23 +76,26 @@ export async function listHosts(home: string, o: LoginOptions, deps: LoginDeps):
   }
 }
 
-/** `sshca check-host HOST`: whether the CA has a current host certificate naming it (step's check-host). */
-export async function checkHost(home: string, o: {context?: string; host: string}): Promise<{context: string; host: string; exists: boolean}> {
+/**
+ * `sshca check-host HOST`: whether the CA has a current host certificate naming it (step's
+ * check-host). Like the inventory it is not public: the caller's ID token goes along as a Bearer.
+ */
+export async function checkHost(home: string, o: LoginOptions & {host: string}, deps: LoginDeps): Promise<{context: string; host: string; exists: boolean}> {
   const ctx = await loadContext(home, o.context)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const r = await ca.call('POST', '/ssh/check-host', SshCheckHostResponse, {type: 'host', principal: o.host})
+    const got = await obtainIdToken(ctx, ca, o, deps)
+    const r = await ca.call('POST', '/ssh/check-host', SshCheckHostResponse, {type: 'host', principal: o.host}, {authorization: `Bearer ${got.idToken}`})
     return {context: ctx.name, host: o.host, exists: r.exists}
   } finally {
     ca.close()
   }
 }
 
-/** How a proof for this CA is formed: step-ca's SSHPOP provisioner when it lists one, else sshca's. */
-async function proofForm(ca: CaClient, ctx: Context): Promise<{rootFingerprint: string} | {step: {caUrl: string; provisioner: string}}> {
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse).catch(() => ({provisioners: []}))
-  const sshpop = provisioners.find((p) => p.type.toUpperCase() === 'SSHPOP')
-  return sshpop ? {step: {caUrl: ctx.caUrl, provisioner: sshpop.name}} : {rootFingerprint: ctx.rootFingerprint}
+/** An SSHPOP token for this CA's SSHPOP provisioner, signed through `sign` (a key file or the agent). */
+async function sshpop(ca: CaClient, ctx: Context, sign: (data: Buffer) => Promise<Buffer>, cert: Certificate, action: SshpopAction, now: number): Promise<string> {
+  const provisioner = await sshpopProvisioner(ca)
+  return mintSshpopTokenWith(sign, cert, {caUrl: ctx.caUrl, action, provisioner, rootFingerprint: ctx.rootFingerprint, now})
 }
 
 const fileSigner =
@@ -120,7 +132,7 @@ export async function rekeyHost(home: string, o: {context?: string; certFile: st
   const fresh = generatePrivateKey(KIND[key.publicKey.type] ?? 'ed25519', key.publicKey.type === 'ssh-rsa' ? Math.max(3072, key.publicKey.bits) : undefined)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const ott = await mintPopWith(fileSigner(key), cert, {now: Number(nowSeconds(o.clock)), purpose: 'rekey', ...(await proofForm(ca, ctx))})
+    const ott = await sshpop(ca, ctx, fileSigner(key), cert, 'rekey', Number(nowSeconds(o.clock)))
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/rekey', SshSignResponse, {ott, publicKey: fresh.publicKey.blob.toString('base64')}))
@@ -200,7 +212,7 @@ export async function revokeOwn(
       sign = (data) => a.sign(blob!, data, cert.publicKey.type === 'ssh-rsa' ? SIGN_FLAGS.RSA_SHA2_256 : 0)
     }
     if (o.serial !== undefined && o.serial !== cert.serial.toString()) throw new SshcaError('ERR_USAGE', `the certificate's serial is ${cert.serial}, not ${o.serial}`)
-    const ott = await mintPopWith(sign, cert, {now, purpose: 'revoke', ...(await proofForm(ca, ctx))})
+    const ott = await sshpop(ca, ctx, sign, cert, 'revoke', now)
     await ca.call('POST', '/ssh/revoke', SshRevokeResponse, {serial: cert.serial.toString(), ott, reasonCode: o.reasonCode ?? 0, ...(o.reason ? {reason: o.reason} : {}), passive: true})
     let removed = false
     if (agent && blob) removed = await agent.remove(blob).then(() => true, () => false)

@@ -36,13 +36,6 @@ export const string = (o: {min?: number; max?: number} = {}): Schema<string> =>
     return v
   })
 
-export const integer = (o: {min?: number; max?: number} = {}): Schema<number> =>
-  schema((v, path, issues) => {
-    if (typeof v !== 'number' || !Number.isInteger(v)) return void issues.push({path, message: 'expected a whole number'})
-    if ((o.min !== undefined && v < o.min) || (o.max !== undefined && v > o.max)) return void issues.push({path, message: `must be between ${o.min ?? '-∞'} and ${o.max ?? '∞'}`})
-    return v
-  })
-
 export const boolean = (): Schema<boolean> => schema((v, path, issues) => (typeof v === 'boolean' ? v : void issues.push({path, message: 'expected true or false'})))
 
 export const oneOf = <const T extends string>(...values: T[]): Schema<T> =>

@@ -1,15 +1,22 @@
 /**
  * The CA's own token formats, shared by the client and the CA: host enrollment tokens (signed by the
- * CA's enrollment key) and proofs of possession for renewal (signed by the host key, carrying the
- * host certificate in the `sshpop` header, as step's SSHPOP).
+ * CA's enrollment key) and SSHPOP proofs of possession in step's exact shape (smallstep's
+ * authority/provisioner/sshpop.go and the step CLI's token generator), so that `step ssh
+ * renew|rekey|revoke` work against sshca's CA and `sshca renew` against step-ca:
+ *
+ *   header  {alg, typ: "JWT", sshpop: base64(certificate wire blob)}   signed by the certified key
+ *   claims  iss = the SSHPOP provisioner's name            sub = the certificate's serial (decimal)
+ *           aud = https://<ca host>/1.0/ssh/<renew|rekey|revoke>#sshpop/<provisioner name>
+ *           jti, iat, nbf, exp (5 minutes), sha = the root's SHA-256 (step adds it; checked if present)
  */
-import {randomUUID, type KeyObject} from 'node:crypto'
+import {randomBytes, type KeyObject} from 'node:crypto'
 import type {Certificate} from '../ssh/cert.ts'
 
 export const ENROLLMENT_TYP = 'sshca-enroll+jwt'
 export const ENROLLMENT_AUDIENCE = 'sshca-host-enrollment'
-export const POP_TYP = 'sshca-pop+jwt'
-export const POP_AUDIENCE = 'sshca-ssh-renew'
+/** The name sshca's CA gives its SSHPOP provisioner (as `step ca init --ssh` does). */
+export const SSHPOP_PROVISIONER = 'sshpop'
+export type SshpopAction = 'renew' | 'rekey' | 'revoke'
 /** Enrollment tokens live minutes, a day at most. */
 export const MAX_ENROLLMENT_TTL = 86_400
 /** A proof of possession is good for five minutes. */
@@ -18,11 +25,16 @@ export const TOKEN_LEEWAY = 60
 
 /** The issuer of a CA's own tokens: its root fingerprint, so no other CA's token fits. */
 export const caIssuer = (rootFingerprint: string): string => `sshca:${rootFingerprint}`
-/** What a proof of possession is for: each has its own audience, so one cannot be used for another. */
-export type PopPurpose = 'renew' | 'rekey' | 'revoke'
-
-/** A proof of possession names the CA it is for, and what for (renewal keeps its original audience). */
-export const popAudience = (rootFingerprint: string, purpose: PopPurpose = 'renew'): string => `${purpose === 'renew' ? POP_AUDIENCE : `sshca-ssh-${purpose}`}#${rootFingerprint}`
+/**
+ * step's audience for an SSHPOP token: the CA URL's origin (its path replaced, as the step CLI's
+ * url.ResolveReference does), `/1.0/ssh/<action>`, and the provisioner as the fragment.
+ */
+export function sshpopAudience(caUrl: string, action: SshpopAction, provisioner: string): string {
+  const u = new URL(`/1.0/ssh/${action}`, caUrl)
+  u.protocol = 'https:'
+  u.hash = `sshpop/${provisioner}`
+  return u.toString()
+}
 
 /** JWS algorithms a host key of each SSH type may sign a proof of possession with. */
 export const POP_ALGORITHMS: Readonly<Record<string, string[]>> = {
@@ -33,46 +45,55 @@ export const POP_ALGORITHMS: Readonly<Record<string, string[]>> = {
   'ssh-rsa': ['RS256', 'RS512', 'PS256'],
 }
 
-export async function mintPopToken(hostKey: KeyObject, cert: Certificate, rootFingerprint: string, now: number, purpose: PopPurpose = 'renew'): Promise<string> {
+export interface SshpopOptions {
+  caUrl: string
+  action: SshpopAction
+  /** The CA's SSHPOP provisioner (its /provisioners entry of type SSHPOP). */
+  provisioner: string
+  rootFingerprint: string
+  /** Seconds. */
+  now: number
+}
+
+/** An SSHPOP token for `cert`, signed by its key: proof that the caller holds the certified key. */
+export async function mintSshpopToken(key: KeyObject, cert: Certificate, o: SshpopOptions): Promise<string> {
   const {SignJWT} = await import('jose')
-  return new SignJWT({})
-    .setProtectedHeader({alg: POP_ALGORITHMS[cert.publicKey.type]![0]!, typ: POP_TYP, sshpop: cert.blob.toString('base64')})
-    // renewal names the key ID (as before); rekey and revoke name the serial, as step's SSHPOP does
-    .setSubject(purpose === 'renew' ? cert.keyId : cert.serial.toString())
-    .setAudience(popAudience(rootFingerprint, purpose))
-    .setJti(randomUUID())
-    .setIssuedAt(now)
-    .setNotBefore(now - TOKEN_LEEWAY)
-    .setExpirationTime(now + MAX_POP_TTL)
-    .sign(hostKey)
+  const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
+  if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)
+  return new SignJWT({sha: o.rootFingerprint})
+    .setProtectedHeader({alg, typ: 'JWT', sshpop: cert.blob.toString('base64')})
+    .setIssuer(o.provisioner)
+    .setSubject(cert.serial.toString())
+    .setAudience(sshpopAudience(o.caUrl, o.action, o.provisioner))
+    .setJti(randomBytes(32).toString('hex'))
+    .setIssuedAt(o.now)
+    .setNotBefore(o.now)
+    .setExpirationTime(o.now + MAX_POP_TTL)
+    .sign(key)
 }
 
 /**
- * A proof of possession signed by something that signs SSH data without giving out the key: the
- * ssh-agent holding a user's ephemeral key. `sshSign` returns an SSH signature blob over its input;
- * it becomes the JWS signature (EdDSA, ES256/384/512, RS256). Either sshca's form (typ
- * sshca-pop+jwt, an audience naming this CA and the purpose) or step-ca's SSHPOP form (typ JWT,
- * issuer the SSHPOP provisioner, audience the route's URL #sshpop/NAME), both with the serial as subject.
+ * The same SSHPOP token, signed by something that signs SSH data without giving out the key: the
+ * ssh-agent holding a user's ephemeral key. `sshSign` returns an SSH signature blob over its input
+ * (RSA keys must be asked for rsa-sha2-256); it becomes the JWS signature (EdDSA, ES256/384/512, RS256).
  */
-export async function mintPopWith(
-  sshSign: (data: Buffer) => Promise<Buffer>,
-  cert: Certificate,
-  o: {now: number; purpose: Exclude<PopPurpose, 'renew'>} & ({rootFingerprint: string} | {step: {caUrl: string; provisioner: string}}),
-): Promise<string> {
+export async function mintSshpopTokenWith(sshSign: (data: Buffer) => Promise<Buffer>, cert: Certificate, o: SshpopOptions): Promise<string> {
   const {jwsSignatureFromSsh} = await import('../ssh/signature.ts')
-  const alg = POP_ALGORITHMS[cert.publicKey.type]![0]!
-  const step = 'step' in o ? o.step : undefined
-  const header = {alg, typ: step ? 'JWT' : POP_TYP, sshpop: cert.blob.toString('base64')}
-  const payload = {
+  const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
+  if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)
+  const header = {alg, typ: 'JWT', sshpop: cert.blob.toString('base64')}
+  const claims = {
+    sha: o.rootFingerprint,
+    iss: o.provisioner,
     sub: cert.serial.toString(),
-    ...(step ? {iss: step.provisioner, aud: `${step.caUrl.replace(/\/+$/, '')}/1.0/ssh/${o.purpose}#sshpop/${step.provisioner}`} : {aud: popAudience((o as {rootFingerprint: string}).rootFingerprint, o.purpose)}),
-    jti: randomUUID(),
+    aud: sshpopAudience(o.caUrl, o.action, o.provisioner),
+    jti: randomBytes(32).toString('hex'),
     iat: o.now,
-    nbf: o.now - TOKEN_LEEWAY,
+    nbf: o.now,
     exp: o.now + MAX_POP_TTL,
   }
   const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url')
-  const input = `${b64(header)}.${b64(payload)}`
+  const input = `${b64(header)}.${b64(claims)}`
   const sig = jwsSignatureFromSsh(await sshSign(Buffer.from(input)), cert.publicKey)
   return `${input}.${sig.toString('base64url')}`
 }

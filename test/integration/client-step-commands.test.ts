@@ -8,7 +8,8 @@ import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {mintPopToken, mintPopWith} from '../../src/protocol/tokens.ts'
+import {mintSshpopToken, mintSshpopTokenWith, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
+import type {Certificate} from '../../src/ssh/cert.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {parseCertificateLine} from '../../src/ssh/cert.ts'
 import {parseKrl} from '../../src/ssh/krl.ts'
@@ -28,6 +29,9 @@ describe('the rest of step ssh (issue 12)', function () {
   let hostKey: string
   const now = (): number => Math.floor(Date.now() / 1000)
   const cert = (file: string) => parseCertificateLine(readFileSync(file, 'utf8')).cert
+  /** An SSHPOP token for this CA, signed by `signer` (the certified key, or an attacker's). */
+  const pop = (signer: ReturnType<typeof generatePrivateKey>, c: Certificate, action: SshpopAction) =>
+    mintSshpopTokenWith(async (d) => signData(signer.keyObject, signer.publicKey, d), c, {caUrl: w.t.url, action, provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: now()})
   const aliceToken = async (): Promise<string> => (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
 
   /** A host key enrolled with the CA for `names` (the real ca token → certificate --host --sign). */
@@ -144,12 +148,12 @@ describe('the rest of step ssh (issue 12)', function () {
       const victim = cert(`${key}-cert.pub`)
       const attacker = generatePrivateKey('ed25519')
       const mark = w.t.mark()
-      const forged = await mintPopWith(async (d) => signData(attacker.keyObject, victim.publicKey, d), victim, {now: now(), purpose: 'rekey', rootFingerprint: w.t.init.rootFingerprint})
+      const forged = await pop(attacker, victim, 'rekey')
       const r1 = await w.t.call('POST', '/ssh/rekey', {ott: forged, publicKey: attacker.publicKey.blob.toString('base64')})
       assert.equal(r1.status, 401, r1.text)
       // a real proof by the real key, but for renewal: it cannot rekey
       const real = parsePrivateKeyFile(readFileSync(key, 'utf8')).key
-      const renewal = await mintPopToken(real.keyObject, victim, w.t.init.rootFingerprint, now())
+      const renewal = await mintSshpopToken(real.keyObject, victim, {caUrl: w.t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: now()})
       const r2 = await w.t.call('POST', '/ssh/rekey', {ott: renewal, publicKey: attacker.publicKey.blob.toString('base64')})
       assert.equal(r2.status, 401, r2.text)
       assert.equal(w.t.since(mark).filter((e) => e.event === 'certificate_issued').length, 0)
@@ -195,10 +199,10 @@ describe('the rest of step ssh (issue 12)', function () {
       const mine = cert(`${mineKey}-cert.pub`)
       const myKey = parsePrivateKeyFile(readFileSync(mineKey, 'utf8')).key
       const mark = w.t.mark()
-      const proofForMine = await mintPopWith(async (d) => signData(myKey.keyObject, myKey.publicKey, d), mine, {now: now(), purpose: 'revoke', rootFingerprint: w.t.init.rootFingerprint})
+      const proofForMine = await pop(myKey, mine, 'revoke')
       const r1 = await w.t.call('POST', '/ssh/revoke', {serial: victim.serial.toString(), ott: proofForMine, passive: true})
       assert.equal(r1.status, 400, r1.text)
-      const forged = await mintPopWith(async (d) => signData(myKey.keyObject, victim.publicKey, d), victim, {now: now(), purpose: 'revoke', rootFingerprint: w.t.init.rootFingerprint})
+      const forged = await pop(myKey, victim, 'revoke')
       const r2 = await w.t.call('POST', '/ssh/revoke', {serial: victim.serial.toString(), ott: forged, passive: true})
       assert.equal(r2.status, 401, r2.text)
       assert.equal(w.t.since(mark).filter((e) => e.event === 'certificate_revoked').length, 0)
