@@ -107,7 +107,7 @@ complete -c sshca -n '__fish_seen_subcommand_from config' -l json -d 'Format out
 complete -c sshca -n '__fish_seen_subcommand_from config' -l context -r -F -d 'the bootstrapped CA to use (default: the current one)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l roots -d 'print the CA public keys (user keys; with --host, host keys)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l host -d 'configure this machine as an SSH server'
-complete -c sshca -n '__fish_seen_subcommand_from config' -l dry-run -d 'print what would be written'
+complete -c sshca -n '__fish_seen_subcommand_from config' -l dry-run -d 'print what would change (a diff; with --host, the files) and write nothing'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l pattern -r -F -d 'narrow the CA'\''s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l known-hosts -r -F -d 'the known_hosts file to edit (default ~/.ssh/known_hosts)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l ssh-config -d 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)'

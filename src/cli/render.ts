@@ -101,10 +101,12 @@ export function renderFallback(r: LoginResult): string {
 export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): string {
   const narrowed = r.pattern === r.caPattern ? 'the CA\'s host pattern' : r.caPattern === '!*' ? 'chosen with --pattern: the CA names no hosts' : `narrowed from the CA's "${r.caPattern}"`
   if (dryRun) {
-    let out = `# ${r.file}: the "${r.context}" block (hosts ${r.pattern}, ${narrowed})\n${r.block}`
+    // what would change, file by file, as diff -u shows it (nothing is written)
+    const part = (file: string, what: string, diff: string) => (diff ? `# ${file}: ${what}\n${diff}` : `# ${file}: unchanged (${what})\n`)
+    let out = part(r.file, `the "${r.context}" block (hosts ${r.pattern}, ${narrowed})`, r.diff)
     if (r.sshConfig) {
-      out += `\n# ${r.sshConfig.file}: the "${r.context}" block\n${r.sshConfig.block}`
-      out += r.sshConfig.include.changed ? `\n# ${r.sshConfig.include.file}: added at the top\n${r.sshConfig.include.line}\n` : `\n# ${r.sshConfig.include.file} already includes it\n`
+      out += `\n${part(r.sshConfig.file, `the "${r.context}" block`, r.sshConfig.diff)}`
+      out += `\n${part(r.sshConfig.include.file, 'its Include line at the top', r.sshConfig.include.diff)}`
     }
     return out
   }

@@ -13,6 +13,7 @@ import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
 import {agentlessFiles, defaultHome, listContexts, loadContext, readContext, saveContext, type Context, type ContextSshConfig} from './home.ts'
@@ -59,6 +60,8 @@ export interface KnownHostsResult {
   changed: boolean
   written: boolean
   backup: string | null
+  /** What the change is (or, with --dry-run, would be), as `diff -u` shows it; '' when none. */
+  diff: string
 }
 
 const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
@@ -85,7 +88,8 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
   const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
   const existing = (await exists(file)) ? await readFile(file, 'utf8') : ''
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
-  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null}
+  const diff = unifiedDiff(existing, text, {from: file, to: file})
+  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null, diff}
   if (o.dryRun || !changed) return result
   result.backup = await replaceWithBackup(file, text, 0o644)
   result.written = true
@@ -118,9 +122,11 @@ export interface ClientConfigResult extends KnownHostsResult {
     file: string
     block: string
     changed: boolean
+    /** `diff -u` of the managed ssh_config; '' when unchanged. */
+    diff: string
     /** What ssh runs before connecting to log in when needed (Match exec); null with --no-auto-login. */
     loginCommand: string | null
-    include: {file: string; line: string; changed: boolean; backup: string | null}
+    include: {file: string; line: string; changed: boolean; backup: string | null; diff: string}
   } | null
   /** Things to know that did not stop the command (overlapping contexts, no KRL …). */
   warnings: string[]
@@ -182,10 +188,19 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
             ? null
             : ensureCommand({command: exe.script ? [exe.node, exe.script] : [exe.node], home: resolve(home), defaultHome: defaultHome(), context: ctx.name, identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile)}),
       }
-      const merged = mergeSshConfig((await exists(file)) ? await readFile(file, 'utf8') : '', {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
+      const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
+      const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
       const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
-      const inc = mergeInclude((await exists(userConfig)) ? await readFile(userConfig, 'utf8') : '', file)
-      sshConfig = {file, block: merged.block, changed: merged.changed, loginCommand: settings.loginCommand, include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null}}
+      const userText = (await exists(userConfig)) ? await readFile(userConfig, 'utf8') : ''
+      const inc = mergeInclude(userText, file)
+      sshConfig = {
+        file,
+        block: merged.block,
+        changed: merged.changed,
+        diff: unifiedDiff(current, merged.text, {from: file, to: file}),
+        loginCommand: settings.loginCommand,
+        include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null, diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig})},
+      }
       if (!o.dryRun) {
         if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
         if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)

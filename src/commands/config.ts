@@ -20,7 +20,7 @@ certificate is at hand, before it connects, and ControlMaster keeps working), wi
 of it at the top of ~/.ssh/config (previous file saved as config.sshca-backup); --no-ssh-config leaves
 ssh_config alone, --no-auto-login leaves out the exec. --identity-token-file makes that login use a
 token file something else keeps fresh (a machine's workload identity).
-Contexts whose patterns overlap are warned about. --dry-run prints all of it and writes nothing.
+Contexts whose patterns overlap are warned about. --dry-run prints the change to each file (as diff -u) and writes nothing (with --host: the files).
 
 --roots prints the user CA keys (for sshd's TrustedUserCAKeys); --host --roots the host CA keys.
 --host writes the user CA key file, the CA's current KRL, the sshd snippet (sshd_config.d/50-sshca.conf:
@@ -44,7 +44,7 @@ path) when root would run anything a non-root user can change.`
     context: contextFlag,
     roots: Flags.boolean({description: 'print the CA public keys (user keys; with --host, host keys)'}),
     host: Flags.boolean({description: 'configure this machine as an SSH server'}),
-    'dry-run': Flags.boolean({description: 'print what would be written'}),
+    'dry-run': Flags.boolean({description: 'print what would change (a diff; with --host, the files) and write nothing'}),
     pattern: Flags.string({description: 'narrow the CA\'s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'}),
     'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
     'ssh-config': Flags.boolean({description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)', default: true, allowNo: true}),

@@ -261,13 +261,13 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.match(refused.stderr, /revoked by file/)
     })
 
-    it('--dry-run shows the block and the Include and writes nothing; --no-ssh-config leaves ssh_config alone', async () => {
+    it('--dry-run shows the diff and writes nothing; --no-ssh-config leaves ssh_config alone; the Include is added once', async () => {
       const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-dry-'), 'home'), HOME: join(tempDir('sshca-dry-'), 'home')}
       assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'dry'], {env})).code, 0)
       const dry = await sshca(['config', '--pattern', '*.lab.example', '--dry-run'], {env})
       assert.equal(dry.code, 0, dry.stderr)
-      assert.match(dry.stdout, /^Match final host \*\.lab\.example$/m)
-      assert.match(dry.stdout, /\.ssh\/config: added at the top\nInclude \S+\/ssh_config\n$/)
+      assert.match(dry.stdout, /^\+Match final host \*\.lab\.example$/m)
+      assert.match(dry.stdout, /\.ssh\/config: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/)
       assert.equal(existsSync(join(env.HOME, '.ssh')), false)
       assert.equal(existsSync(join(env.SSHCA_HOME, 'ssh_config')), false)
       const skip = await sshca(['config', '--pattern', '*.lab.example', '--no-ssh-config'], {env})
@@ -275,6 +275,23 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.ok(existsSync(join(env.HOME, '.ssh', 'known_hosts')))
       assert.equal(existsSync(join(env.HOME, '.ssh', 'config')), false)
       assert.equal(existsSync(join(env.SSHCA_HOME, 'ssh_config')), false)
+      // a person's own ~/.ssh/config: the dry run's diff is what the real run does to it (GNU patch applies it)
+      const mine = 'Host *\n  ServerAliveInterval 30\n'
+      writeFileSync(join(env.HOME, '.ssh', 'config'), mine, {mode: 0o600})
+      const dry2 = await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})
+      const doc = JSON.parse(dry2.stdout) as {diff: string; sshConfig: {diff: string; include: {diff: string}}}
+      assert.equal(doc.diff, '', 'known_hosts already holds the block')
+      assert.match(doc.sshConfig.include.diff, /^@@ -1,2 \+1,4 @@\n\+# [^\n]*\n\+Include \S+\n Host \*\n {3}ServerAliveInterval 30\n$/m)
+      const copy = join(tempDir('sshca-dry-patch-'), 'config')
+      writeFileSync(copy, mine)
+      await runOk('patch', ['--quiet', copy], {input: doc.sshConfig.include.diff})
+      assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
+      assert.equal(readFileSync(copy, 'utf8'), readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8'))
+      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config.sshca-backup'), 'utf8'), mine, 'the previous file is backed up')
+      assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
+      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8').split('Include ').length, 2, 'idempotent: one Include')
+      const again = JSON.parse((await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})).stdout) as {sshConfig: {diff: string; include: {diff: string}}}
+      assert.deepEqual([again.sshConfig.diff, again.sshConfig.include.diff], ['', ''])
     })
 
     it('a CA without /ssh/krl (step-ca) breaks neither login nor config: a note, and no RevokedHostKeys that would refuse every host', async () => {
