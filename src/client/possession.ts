@@ -7,7 +7,7 @@
  * provisioner, so the same commands work against sshca's CA and step-ca.
  */
 import {readFile} from 'node:fs/promises'
-import {SshcaError} from '../errors.ts'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {HostsResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse} from '../protocol/api.ts'
 import {mintSshpopTokenWith, type SshpopAction} from '../protocol/tokens.ts'
 import {AgentClient, SIGN_FLAGS, type AgentOptions} from '../ssh/agent.ts'
@@ -51,13 +51,29 @@ function hostTags(v: unknown): Record<string, string> {
   return Object.fromEntries(tags.map((t) => [t.Name, typeof t.Value === 'string' ? t.Value : '']))
 }
 
+/**
+ * A read the CA may keep for signed-in people: asked first without credentials (step-ca answers
+ * /ssh/hosts and /ssh/check-host so), and on a 401 (sshca's CA) asked again with the caller's ID
+ * token as a Bearer. An ID token given explicitly (--identity-token-file) is sent at once.
+ */
+async function readAsSignedIn<T>(ctx: Context, ca: CaClient, o: LoginOptions, deps: LoginDeps, read: (authorization?: string) => Promise<T>): Promise<T> {
+  if (o.identityToken === undefined && !o.githubActions) {
+    try {
+      return await read()
+    } catch (err) {
+      if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) throw err
+    }
+  }
+  const got = await obtainIdToken(ctx, ca, o, deps)
+  return read(`Bearer ${got.idToken}`)
+}
+
 /** `sshca hosts`: the hosts with a current certificate, as the CA lists them (sshca's or step-ca's shape). */
 export async function listHosts(home: string, o: LoginOptions, deps: LoginDeps): Promise<{context: string; hosts: HostView[]}> {
   const ctx = await loadContext(home, o.context)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const got = await obtainIdToken(ctx, ca, o, deps)
-    const r = await ca.call('GET', '/ssh/hosts', HostsResponse, undefined, {authorization: `Bearer ${got.idToken}`})
+    const r = await readAsSignedIn(ctx, ca, o, deps, (authorization) => ca.call('GET', '/ssh/hosts', HostsResponse, undefined, authorization ? {authorization} : {}))
     const hosts = r.hosts.map((h): HostView => {
       const principals = h.principals ?? (h.hostname ? [h.hostname] : [])
       return {
@@ -78,14 +94,13 @@ export async function listHosts(home: string, o: LoginOptions, deps: LoginDeps):
 
 /**
  * `sshca check-host HOST`: whether the CA has a current host certificate naming it (step's
- * check-host). Like the inventory it is not public: the caller's ID token goes along as a Bearer.
+ * check-host). On sshca's CA, like the inventory, it is for signed-in people (readAsSignedIn).
  */
 export async function checkHost(home: string, o: LoginOptions & {host: string}, deps: LoginDeps): Promise<{context: string; host: string; exists: boolean}> {
   const ctx = await loadContext(home, o.context)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const got = await obtainIdToken(ctx, ca, o, deps)
-    const r = await ca.call('POST', '/ssh/check-host', SshCheckHostResponse, {type: 'host', principal: o.host}, {authorization: `Bearer ${got.idToken}`})
+    const r = await readAsSignedIn(ctx, ca, o, deps, (authorization) => ca.call('POST', '/ssh/check-host', SshCheckHostResponse, {type: 'host', principal: o.host}, authorization ? {authorization} : {}))
     return {context: ctx.name, host: o.host, exists: r.exists}
   } finally {
     ca.close()

@@ -10,6 +10,7 @@ import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {mintSshpopToken, mintSshpopTokenWith, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
 import type {Certificate} from '../../src/ssh/cert.ts'
+import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {parseCertificateLine} from '../../src/ssh/cert.ts'
 import {parseKrl} from '../../src/ssh/krl.ts'
@@ -20,7 +21,7 @@ import {idToken} from '../helpers/idp-token.ts'
 import {keygenShow} from '../helpers/openssh.ts'
 import {runOk} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {startWorld, type World} from '../helpers/world.ts'
+import {spawnSshca, startWorld, type World} from '../helpers/world.ts'
 
 describe('the rest of step ssh (issue 12)', function () {
   this.timeout(180_000)
@@ -114,6 +115,17 @@ describe('the rest of step ssh (issue 12)', function () {
       assert.deepEqual(json, {context: 'test', host: 'web1.example.com', exists: true})
       const stranger = await sshca(['check-host', 'web1.example.com', '--identity-token-file', '-'], {env: w.env, input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'mallory@evil.io'})).idToken})
       assert.deepEqual([stranger.code, stranger.stdout], [7, ''])
+    })
+
+    it('check-host without a token file: asked without credentials first (as step-ca answers), the 401 makes it sign in (browser), then asked again', async () => {
+      const mark = w.t.mark()
+      const p = spawnSshca(['check-host', 'web1.example.com', '--provisioner', 'sso'], w.env)
+      const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
+      await driveDevSignIn(url, {login: 'alice@example.com'})
+      const done = await p.exit()
+      assert.deepEqual([done.code, done.stdout], [0, 'true\n'], done.stderr)
+      // one refusal of the anonymous request, audited as such; no certificate was issued for it
+      assert.deepEqual(w.t.since(mark).map((e) => [e.event, e.reason]), [['access_denied', 'token_invalid']])
     })
 
     it('hosts: the inventory for an identity the policy accepts (and none without one)', async () => {
