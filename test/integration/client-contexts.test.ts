@@ -6,10 +6,17 @@ import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
+import {caPaths} from '../../src/ca/config/layout.ts'
+import {readSealedKey} from '../../src/ca/keys/keystore.ts'
+import {AgentClient} from '../../src/ssh/agent.ts'
+import {signCertificate} from '../../src/ssh/cert.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {PASSWORD, startTestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {idToken} from '../helpers/idp-token.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {startWorld, type World} from '../helpers/world.ts'
+import {startWorld, worldPolicy, type World} from '../helpers/world.ts'
 
 describe('contexts and status (issue 12)', function () {
   this.timeout(180_000)
@@ -132,5 +139,41 @@ describe('contexts and status (issue 12)', function () {
     assert.ok(existsSync(krl))
     const none = await sshca(['context', 'current', '--json'], {env})
     assert.equal(JSON.parse(none.stdout).error.code, 'ERR_NOT_BOOTSTRAPPED')
+  })
+
+  it('list names the context each certificate came from and marks expired ones; logout --all empties every context and nothing else', async () => {
+    // a second CA ("other"), and a certificate in the agent from each of lab, other and a stranger CA
+    const t2 = await startTestCa(worldPolicy(w.idp.issuer, w.gh.issuer))
+    try {
+      assert.equal((await sshca(['bootstrap', '--ca-url', t2.url, '--fingerprint', t2.init.rootFingerprint, '--context', 'other'], {env})).code, 0)
+      for (const c of ['lab', 'other']) assert.equal((await sshca(['login', '--context', c, '--identity-token-file', '-'], {env, input: await token()})).code, 0)
+      const now = BigInt(Math.floor(Date.now() / 1000))
+      const labCa = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
+      const strangerCa = generatePrivateKey('ed25519')
+      const k1 = generatePrivateKey('ed25519')
+      const k2 = generatePrivateKey('ed25519')
+      const expired = signCertificate({type: 'user', publicKey: k1.publicKey, serial: 4242n, keyId: 'alice@old', principals: ['alice'], validAfter: now - 7200n, validBefore: now - 600n}, keySigner(labCa))
+      const foreign = signCertificate({type: 'user', publicKey: k2.publicKey, serial: 77n, keyId: 'foreign', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(strangerCa.keyObject))
+      await AgentClient.with({socketPath: env.SSH_AUTH_SOCK!}, async (a) => {
+        await a.addCertificate(k1, expired, {comment: 'stale'})
+        await a.addCertificate(k2, foreign, {comment: 'foreign', lifetimeSeconds: 3600})
+      })
+      const table = (await sshca(['list'], {env})).stdout
+      assert.match(table, /^user\s+alice@old\s+alice\s+.*EXPIRED 1\dm\d*s? ago\s+lab$/m)
+      assert.match(table, /^user\s+foreign\s+alice\s+.*\s+-$/m)
+      const listed = (await json(['list'])).certificates as {keyId: string; context: string | null; state: string}[]
+      assert.deepEqual(listed.map((c) => [c.keyId, c.context, c.state]).sort(), [['alice@example.com', 'lab', 'valid'], ['alice@example.com', 'other', 'valid'], ['alice@old', 'lab', 'expired'], ['foreign', null, 'valid']].sort())
+      // a saved sign-in for each context, as a browser login leaves it
+      const {writeFileSync} = await import('node:fs')
+      for (const c of ['lab', 'other']) writeFileSync(join(env.SSHCA_HOME!, 'tokens', `${c}~sso.json`), JSON.stringify({refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}), {mode: 0o600})
+      const out = await json(['logout', '--all'])
+      assert.deepEqual((out.contexts as string[]).sort(), ['lab', 'other'])
+      assert.equal(out.forgottenRefreshTokens, 2)
+      assert.deepEqual(readdirSync(join(env.SSHCA_HOME!, 'tokens')), [])
+      const left = (await json(['list'])).certificates as {keyId: string}[]
+      assert.deepEqual(left.map((c) => c.keyId), ['foreign'], 'another CA\'s certificate stays')
+    } finally {
+      await t2.stop()
+    }
   })
 })
