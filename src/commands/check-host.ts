@@ -10,8 +10,9 @@ export default class CheckHost extends BaseCommand {
   static override summary = 'Does the CA have a current host certificate for HOST? Prints true or false; exit 0 or 1.'
   static override description = `step's ssh check-host: POST /ssh/check-host. Exit 0 and "true" when a host certificate of the CA that
 is current and not revoked names HOST, exit 1 and "false" otherwise (--quiet: the exit code only).
-Like \`sshca hosts\`, the answer is for an identity the CA's policy would give a certificate: your saved
-sign-in (or a browser/device sign-in, or --identity-token-file) is sent as a bearer token.`
+Asked without credentials first (step-ca answers so); sshca's CA answers only an identity its policy
+would give a certificate, so on its 401 your saved sign-in (or a browser/device sign-in) is sent as a
+bearer token; --identity-token-file sends that token at once.`
 
   static override examples = ['<%= config.bin %> <%= command.id %> web1.example.com', 'if <%= config.bin %> <%= command.id %> --quiet "$host"; then ssh "$host"; fi', '<%= config.bin %> <%= command.id %> web1.example.com --json']
   static override args = {host: Args.string({description: 'the host name to look for', required: true})}

@@ -9,9 +9,10 @@ import {listHosts} from '../client/possession.ts'
 
 export default class Hosts extends BaseCommand {
   static override summary = 'List the hosts that hold a current host certificate from the CA.'
-  static override description = `step's ssh hosts: GET /ssh/hosts. The CA shows its host inventory to an identity its policy would
-give a certificate: your saved sign-in (or a browser/device sign-in, or --identity-token-file) is sent
-as a bearer token. Reads sshca's answer (names, serial, key fingerprint, expiry) and step-ca's (hostname,
+  static override description = `step's ssh hosts: GET /ssh/hosts. Asked without credentials first (step-ca answers so); sshca's CA
+shows its host inventory only to an identity its policy would give a certificate, so on its 401 your
+saved sign-in (or a browser/device sign-in) is sent as a bearer token; --identity-token-file sends that
+token at once. Reads sshca's answer (names, serial, key fingerprint, expiry) and step-ca's (hostname,
 id, tags) alike.`
 
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json | jq -r \'.hosts[].hostname\'']
