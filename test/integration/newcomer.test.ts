@@ -39,6 +39,9 @@ describe('what a newcomer reads', function () {
       const nope = await sshca(['bootstrap', '--nope', '--json'])
       assert.equal(nope.code, 2)
       assert.equal(JSON.parse(nope.stdout).error.message, 'Nonexistent flag: --nope')
+      const ttl = await sshca(['ca', 'token', '--host', 'web1', '--ttl', '5q', '--json'])
+      assert.equal(ttl.code, 2)
+      assert.deepEqual(JSON.parse(ttl.stdout).error, {code: 'ERR_USAGE', message: '--ttl "5q" is not a duration (90s, 15m, 8h, 30d)', hint: 'usage: sshca ca token --host <value> [options]   (sshca ca token --help for examples)'})
     })
 
     it('without --json: one short message and the usage line on stderr, nothing on stdout', async () => {
