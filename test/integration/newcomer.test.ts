@@ -174,6 +174,12 @@ describe('what a newcomer reads', function () {
       assert.match(r.stdout, /^On the host: sudo sshca certificate --host --sign --token-file FILE web1\.example\.com \/etc\/ssh\/ssh_host_ed25519_key\.pub --principal 10\.0\.0\.7 {3}\(FILE holds the token; - reads it from stdin\)$/m)
     })
 
+    it('a missing password file says how to create one', async () => {
+      const r = await sshca(['ca', 'token', '--host', 'web1', '--password-file', '/nonexistent/ca-pw', '--json'])
+      assert.equal(r.code, 2)
+      assert.deepEqual(JSON.parse(r.stdout).error, {code: 'ERR_CA_PASSWORD', message: 'the password file /nonexistent/ca-pw does not exist', hint: 'create /nonexistent/ca-pw with the CA password (12+ characters) on its first line, mode 0600: (umask 077; cat > /nonexistent/ca-pw)'})
+    })
+
     it('a short or mistyped password at the prompt asks again', async () => {
       const dir = join(tempDir(), 'ca')
       // a terminal for the prompt: script(1) gives the CLI a pty
