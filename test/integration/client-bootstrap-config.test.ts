@@ -78,6 +78,21 @@ describe('sshca bootstrap', function () {
     assert.deepEqual(readdirSync(join(e.SSHCA_HOME, 'contexts')), ['prod'])
   })
 
+  it('the same root under a second context is said, not silent; the next steps name the laptop and the server', async () => {
+    const e = env()
+    const first = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod'], {env: e})
+    assert.equal(first.code, 0, first.stderr)
+    assert.doesNotMatch(first.stderr, /already trusted/)
+    assert.match(first.stdout, /Next, on a laptop: sshca config\b.*then: sshca login\n\s+on a server: sudo sshca certificate --host --sign --token-file FILE .*then: sudo sshca config --host\n/)
+    const second = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod-2', '--json'], {env: e})
+    assert.equal(second.code, 0, second.stderr)
+    const r = JSON.parse(second.stdout)
+    assert.deepEqual(r.sameRoot, [{context: 'prod', caUrl: t.url}])
+    assert.ok(r.warnings.includes(`this root is already trusted as context "prod" (${t.url}); "prod-2" (${t.url}) is a second context for the same CA and is now current — to use "prod" instead, pass --context prod to sshca login/config; to reuse that name here, run bootstrap again with --context prod`), r.warnings.join('\n'))
+    const text = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod-3'], {env: e})
+    assert.match(text.stderr, /this root is already trusted as context "prod" .*\n?[\s\S]*already trusted as context "prod-2"/)
+  })
+
   it('pins the root: a CA at the bootstrapped URL with another root is refused (ERR_TRUST_TLS)', async () => {
     const e = env()
     assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'pinned'], {env: e})).code, 0)
@@ -155,9 +170,10 @@ describe('sshca config', function () {
   it('--dry-run prints the block and writes nothing; --roots and --host --roots print the CA keys', async () => {
     const e = await bootstrapped()
     const dry = await sshca(['config', '--dry-run'], {env: e})
-    assert.match(dry.stdout, /^# \S+known_hosts: the "demo" block[^\n]*\n# >>> sshca demo[\s\S]*@cert-authority \*\.example\.com ssh-ed25519 /)
-    assert.match(dry.stdout, /^Match final host \*\.example\.com\n {2}# [^\n]*\n {2}RevokedHostKeys \S+\/contexts\/demo\/revoked_host_keys\.krl$/m)
-    assert.match(dry.stdout, /: added at the top\nInclude \S+\/ssh_config\n$/)
+    // the changes as diff -u shows them, each file from nothing
+    assert.match(dry.stdout, /^# \S+known_hosts: the "demo" block[^\n]*\n--- \S+known_hosts\n\+\+\+ \S+known_hosts\n@@ -0,0 \+1,\d+ @@\n\+# >>> sshca demo[\s\S]*\+@cert-authority \*\.example\.com ssh-ed25519 /)
+    assert.match(dry.stdout, /^\+Match final host \*\.example\.com\n\+ {2}# [^\n]*\n\+ {2}RevokedHostKeys \S+\/contexts\/demo\/revoked_host_keys\.krl$/m)
+    assert.match(dry.stdout, /: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/)
     assert.equal(existsSync(join(e.HOME, '.ssh', 'known_hosts')), false)
     assert.equal(existsSync(join(e.HOME, '.ssh', 'config')), false)
     assert.equal(existsSync(join(e.SSHCA_HOME, 'ssh_config')), false)
