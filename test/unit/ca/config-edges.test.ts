@@ -41,7 +41,7 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
         disabled: false,
         db: {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'},
         audit: {file: '-'},
-        limits: {requestTimeout: 10, headersTimeout: 5, idleTimeout: 60, handshakeTimeout: 5, maxConnections: 1000, maxInFlight: 256, rate: {max: 300, window: 60}},
+        limits: {requestTimeout: 10, headersTimeout: 5, idleTimeout: 60, handshakeTimeout: 5, maxConnections: 1000, maxInFlight: 256, maxEventLoopDelay: 200, rate: {max: 300, window: 60}},
         trustProxy: false,
         ssh: {hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS},
         provisioners: [],
