@@ -52,6 +52,8 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
     const partial = parseConfig('limits: {maxInFlight: 8}\nssh: {hostPattern: "*.corp"}\ndb: {type: sqlite}', 'ca.yaml').config
     assert.deepEqual([partial.limits.requestTimeout, partial.limits.rate, partial.ssh.maxUserTtl, partial.ssh.reservedPrincipals, partial.db], [10, {max: 300, window: 60}, 86400, DEFAULT_RESERVED_PRINCIPALS, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}])
     assert.equal(parseConfig('limits: {rate: false}', 'ca.yaml').config.limits.rate, false)
+    const inner = parseConfig('ssh: {maxUserTtl: 1h}\naudit: {}\nlimits: {}', 'ca.yaml').config
+    assert.deepEqual([inner.ssh.hostPattern, inner.ssh.hostTtl, inner.ssh.maxHostTtl, inner.audit.file, inner.limits.maxEventLoopDelay], ['*', 30 * 86400, 90 * 86400, '-', 200])
   })
 
   it('durations: text or whole seconds; anything else names the field', () => {
