@@ -138,6 +138,7 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
       userCaKeys: [`${userType} ${userKey} 127.0.0.1 user CA`],
       hostCaKeys: [`${hostType} ${hostKey} 127.0.0.1 host CA`],
       hostPattern: '*.example.com',
+      sameRoot: [],
       warnings: [],
       replaced: false,
     })
