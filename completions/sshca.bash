@@ -7,7 +7,7 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
+    "") words="bootstrap ca certificate completion config demo inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
@@ -21,6 +21,7 @@ _sshca() {
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
+    "completion"*) words="bash zsh fish --help --json" ;;
     "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
