@@ -1,6 +1,6 @@
 /**
  * The npm package, checked on every `npm test` without installing it (the install itself, on Node 22
- * and 24, is `npm run test:dist`: test/dist/npm-install.dist.ts): the prepublishOnly check passes on
+ * and 24, is `npm run test:dist`: test/distribution/npm-install.dist.ts): the prepublishOnly check passes on
  * the checkout and catches what would break an installed sshca; `--version` says how sshca was
  * installed; `completion` prints what completions/ holds.
  */
