@@ -142,6 +142,14 @@ describe('the single executable', function () {
     }
   })
 
+  it('sshca demo --auto: the development IdP (oidc-provider) is in the bundle too', async () => {
+    const r = await sea(['demo', '--auto', '--json'], {SSH_AUTH_SOCK: '', DISPLAY: ''})
+    assert.equal(r.code, 0, r.stderr)
+    const doc = JSON.parse(r.stdout)
+    assert.equal(doc.list.certificates.length, 1)
+    assert.equal(doc.agent, 'private')
+  })
+
   it('size and start-up time, next to bare Node.js (printed)', () => {
     const size = statSync(exe).size
     const bare = medianMs(NODE_24, ['-e', ''])

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {checkPackage, importsIn, packageOf} from '../../scripts/check-package.ts'
 import {installKind} from '../../src/cli/version.ts'
 import {ROOT, sshca} from '../helpers/cli.ts'
+import {startAgent} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 /** A copy of what `npm pack` reads, with node_modules linked, to break on purpose. */
@@ -76,6 +77,16 @@ describe('the npm package', function () {
     assert.equal(doc.version, version)
     assert.equal(doc.installed.kind, 'checkout')
     assert.equal(doc.node.version, process.version)
+  })
+
+  it('SSHCA_KEYRING=keyring where no keyring answers (no D-Bus session) is refused plainly, exit 9', async () => {
+    const home = tempDir('sshca-nokeyring-')
+    const agent = await startAgent()
+    const r = await sshca(['logout', '--all', '--json'], {env: {HOME: home, SSHCA_HOME: join(home, '.sshca'), SSHCA_KEYRING: 'keyring', DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent', SSH_AUTH_SOCK: agent.socket}}).finally(() => agent.stop())
+    assert.equal(r.code, 9, r.stdout + r.stderr)
+    const doc = JSON.parse(r.stdout)
+    assert.equal(doc.error.code, 'ERR_KEYRING_UNAVAILABLE')
+    assert.match(doc.error.hint, /unset SSHCA_KEYRING/)
   })
 
   it('sshca completion SHELL prints the committed completion file; an unknown shell is a usage error', async () => {
