@@ -5,9 +5,13 @@
  * sshca is the checkout's (install: none); the npm and executable installs are what test:dist covers.
  */
 import assert from 'node:assert/strict'
-import {chmodSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createHash} from 'node:crypto'
+import {chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:https'
+import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import {parse} from 'yaml'
+import {createIntermediate, createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {BIN, ROOT} from '../helpers/cli.ts'
 import {sshAdd} from '../helpers/openssh.ts'
 import {run} from '../helpers/proc.ts'
@@ -102,6 +106,45 @@ describe('the GitHub Action', function () {
     assert.notEqual(res.code, 0)
     assert.match(res.stderr, /ERR_FINGERPRINT_MISMATCH|fingerprint/i)
     assert.equal(readFileSync(r.files.output, 'utf8'), '')
+  })
+
+  it('install: executable downloads over https, runs it only when its SHA-256 matches', async () => {
+    // the "executable" is a wrapper around the checkout's CLI, served from a loopback https server
+    const exe = Buffer.from(`#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`)
+    const root = await createRoot('Action test downloads')
+    const mid = await createIntermediate('Action test downloads', root)
+    const leaf = await createTlsCert(['127.0.0.1'], mid)
+    const server = createServer({key: leaf.key.export({type: 'pkcs8', format: 'pem'}) as string, cert: leaf.pem + mid.pem}, (_req, res) => res.end(exe))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/sshca-linux-x64`
+    const caFile = join(tempDir(), 'root.pem')
+    writeFileSync(caFile, root.pem)
+    const sha = createHash('sha256').update(exe).digest('hex')
+    try {
+      const inputs = {'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, audience: 'sshca-ci', install: 'executable', 'executable-url': url}
+      // a different file than the one named: refused before it runs, and not left on PATH
+      const bad = runner({...inputs, 'executable-sha256': createHash('sha256').update('something else').digest('hex')})
+      bad.env.PATH = '/usr/local/bin:/usr/bin:/bin'
+      bad.env.CURL_CA_BUNDLE = caFile
+      const refused = await run('bash', [SCRIPT], {env: bad.env, timeoutMs: 60_000})
+      assert.equal(refused.code, 1, refused.stderr)
+      assert.match(refused.stderr, /does not have the SHA-256 executable-sha256 names: not run/)
+      assert.deepEqual(readdirSync(join(bad.temp, 'sshca-bin')), [])
+      assert.equal(readFileSync(bad.files.path, 'utf8'), '')
+      // the right one: installed 0755 on the job's PATH, and the login goes through
+      const good = runner({...inputs, 'executable-sha256': sha.toUpperCase()})
+      good.env.PATH = '/usr/local/bin:/usr/bin:/bin'
+      good.env.CURL_CA_BUNDLE = caFile
+      const ok = await run('bash', [SCRIPT], {env: good.env, timeoutMs: 60_000})
+      const env = lines(good.files.env)
+      if (env.SSH_AGENT_PID) process.kill(Number(env.SSH_AGENT_PID), 'SIGTERM')
+      assert.equal(ok.code, 0, ok.stderr)
+      assert.equal(readFileSync(good.files.path, 'utf8'), `${join(good.temp, 'sshca-bin')}\n`)
+      assert.equal(statSync(join(good.temp, 'sshca-bin', 'sshca')).mode & 0o777, 0o755)
+      assert.match(lines(good.files.output)['key-id']!, /^gha:acme\/app:/)
+    } finally {
+      server.close()
+    }
   })
 
   it('refuses bad inputs: no fingerprint, an http:// CA, an executable without its SHA-256', async () => {
