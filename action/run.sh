@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GitHub Action's one step (action.yml runs it with the inputs in INPUT_* variables, never
-# pasted into the script): install sshca, bootstrap the CA by its fingerprint, log in with the job's
-# OIDC token, and leave SSH_AUTH_SOCK, SSHCA_HOME and PATH for the job's later steps.
+# pasted into the script): install sshca, bootstrap the CA by its fingerprint, `sshca config` (unless
+# ssh-config: false), log in with the job's OIDC token, and leave SSH_AUTH_SOCK, SSHCA_HOME and PATH
+# for the job's later steps.
 # test/integration/action.test.ts runs it with a faked runner environment.
 set -euo pipefail
 
@@ -67,6 +68,16 @@ echo "SSH_AUTH_SOCK=$SSH_AUTH_SOCK" >> "$GITHUB_ENV"
 
 # 3. trust the CA by its fingerprint, then sign in with the job's OIDC token
 sshca bootstrap --ca-url "$CA_URL" --fingerprint "$FINGERPRINT" --context "$CONTEXT" --force >&2
+# ssh trusts the hosts' certificates (@cert-authority in ~/.ssh/known_hosts) and refuses revoked ones
+case "${INPUT_SSH_CONFIG:-true}" in
+  true)
+    config=(config --context "$CONTEXT")
+    [ -z "${INPUT_HOST_PATTERN:-}" ] || config+=(--pattern "$INPUT_HOST_PATTERN")
+    sshca "${config[@]}" >&2
+    ;;
+  false) ;;
+  *) fail "ssh-config must be true or false (got $INPUT_SSH_CONFIG)" ;;
+esac
 args=(login --github-actions --context "$CONTEXT" --json)
 [ -z "${INPUT_PROVISIONER:-}" ] || args+=(--provisioner "$INPUT_PROVISIONER")
 [ -z "${INPUT_AUDIENCE:-}" ] || args+=(--audience "$INPUT_AUDIENCE")

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:https'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
@@ -75,7 +75,7 @@ describe('the GitHub Action', function () {
   })
 
   it('end to end: starts an agent, bootstraps by fingerprint, logs in with the job token, writes outputs and env', async () => {
-    const r = runner({'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, provisioner: 'ci', audience: 'sshca-ci', install: 'none'})
+    const r = runner({'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, provisioner: 'ci', audience: 'sshca-ci', install: 'none', 'host-pattern': '*.example.com'})
     const res = await run('bash', [SCRIPT], {env: r.env, timeoutMs: 60_000})
     const env = lines(r.files.env)
     try {
@@ -88,6 +88,8 @@ describe('the GitHub Action', function () {
       assert.equal(env.SSHCA_HOME, join(r.temp, 'sshca-home'))
       assert.ok(env.SSH_AUTH_SOCK!.startsWith(r.temp))
       assert.match(env.SSH_AGENT_PID!, /^\d+$/)
+      // sshca config ran: the job's ssh trusts the CA's host certificates
+      assert.match(readFileSync(join(r.env.HOME!, '.ssh', 'known_hosts'), 'utf8'), /^@cert-authority \*\.example\.com ssh-/m)
       const keys = await sshAdd({socket: env.SSH_AUTH_SOCK!}, ['-L'])
       assert.match(keys.stdout, /cert-v01@openssh\.com/)
       // a later step's `sshca list` sees it through what the action exported
@@ -121,7 +123,7 @@ describe('the GitHub Action', function () {
     writeFileSync(caFile, root.pem)
     const sha = createHash('sha256').update(exe).digest('hex')
     try {
-      const inputs = {'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, audience: 'sshca-ci', install: 'executable', 'executable-url': url}
+      const inputs = {'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, audience: 'sshca-ci', install: 'executable', 'executable-url': url, 'ssh-config': 'false'}
       // a different file than the one named: refused before it runs, and not left on PATH
       const bad = runner({...inputs, 'executable-sha256': createHash('sha256').update('something else').digest('hex')})
       bad.env.PATH = '/usr/local/bin:/usr/bin:/bin'
@@ -142,6 +144,7 @@ describe('the GitHub Action', function () {
       assert.equal(readFileSync(good.files.path, 'utf8'), `${join(good.temp, 'sshca-bin')}\n`)
       assert.equal(statSync(join(good.temp, 'sshca-bin', 'sshca')).mode & 0o777, 0o755)
       assert.match(lines(good.files.output)['key-id']!, /^gha:acme\/app:/)
+      assert.equal(existsSync(join(good.env.HOME!, '.ssh')), false, 'ssh-config: false leaves ~/.ssh alone')
     } finally {
       server.close()
     }
