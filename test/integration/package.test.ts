@@ -5,7 +5,7 @@
  * installed; `completion` prints what completions/ holds.
  */
 import assert from 'node:assert/strict'
-import {cpSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {checkPackage, importsIn, packageOf} from '../../scripts/check-package.ts'
 import {installKind} from '../../src/cli/version.ts'
@@ -87,6 +87,17 @@ describe('the npm package', function () {
     const doc = JSON.parse(r.stdout)
     assert.equal(doc.error.code, 'ERR_KEYRING_UNAVAILABLE')
     assert.match(doc.error.hint, /unset SSHCA_KEYRING/)
+  })
+
+  it('a $SSHCA_HOME written by a newer sshca is refused (exit 9, ERR_HOME_LAYOUT) and left as it was', async () => {
+    const home = tempDir('sshca-newer-home-')
+    const sshcaHome = join(home, '.sshca')
+    mkdirSync(join(sshcaHome, 'contexts'), {recursive: true, mode: 0o700})
+    writeFileSync(join(sshcaHome, 'layout.json'), '{"layout": 999}\n', {mode: 0o600})
+    const r = await sshca(['config', '--dry-run', '--json'], {env: {HOME: home, SSHCA_HOME: sshcaHome}})
+    assert.equal(r.code, 9, r.stdout + r.stderr)
+    assert.equal(JSON.parse(r.stdout).error.code, 'ERR_HOME_LAYOUT')
+    assert.equal(readFileSync(join(sshcaHome, 'layout.json'), 'utf8'), '{"layout": 999}\n')
   })
 
   it('sshca completion SHELL prints the committed completion file; an unknown shell is a usage error', async () => {
