@@ -326,7 +326,8 @@ describe('the README, role by role, as written', function () {
         instead: async () => {
           const urlFile = join(T, 'browser-url')
           const browser = {BROWSER: join(T, 'bin', 'browser'), DISPLAY: ':0'}
-          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}\n`, {mode: 0o755})
+          // written whole, then renamed: the test reads it the moment it exists
+          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}.tmp && mv ${urlFile}.tmp ${urlFile}\n`, {mode: 0o755})
           const p = start('laptop', 'ssh alice@web1.example.com', browser)
           await waitFor('ssh to open the sign-in in the browser', () => existsSync(urlFile) || p.child.exitCode !== null, 60_000)
           assert.ok(existsSync(urlFile), `ssh exited ${p.child.exitCode} without signing in:\n${p.out()}\n${p.err()}`)
