@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['dist/', 'coverage/', 'node_modules/', 'oclif.manifest.json', '.cache/', 'reports/', '.stryker-tmp/']},
+  {ignores: ['dist/', 'coverage/', 'node_modules/', 'oclif.manifest.json', '.cache/', 'build/', 'reports/', '.stryker-tmp/']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
