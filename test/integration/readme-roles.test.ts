@@ -169,7 +169,8 @@ describe('the README, role by role, as written', function () {
   }
 
   function boxEnv(box: Box): NodeJS.ProcessEnv {
-    const {SSH_AUTH_SOCK: _agent, SSHCA_HOME: _home, ...env} = process.env
+    // the host's CI=true (this suite in CI) is not the laptop's: only the runner box is a CI job
+    const {SSH_AUTH_SOCK: _agent, SSHCA_HOME: _home, CI: _ci, GITHUB_ACTIONS: _gha, ...env} = process.env
     return {
       ...env,
       PATH: `${join(T, 'bin')}:${env.PATH}`,
@@ -179,7 +180,7 @@ describe('the README, role by role, as written', function () {
       SSHCA_KEYRING: 'file',
       DBUS_SESSION_BUS_ADDRESS: '',
       ...(box === 'laptop' ? {SSH_AUTH_SOCK: vars.laptopAgent} : {}),
-      ...(box === 'runner' ? {ACTIONS_ID_TOKEN_REQUEST_URL: `${gh.issuer}/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: gh.requestToken, ID_TOKEN: vars.idToken} : {}),
+      ...(box === 'runner' ? {CI: 'true', GITHUB_ACTIONS: 'true', ACTIONS_ID_TOKEN_REQUEST_URL: `${gh.issuer}/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: gh.requestToken, ID_TOKEN: vars.idToken} : {}),
     }
   }
 
