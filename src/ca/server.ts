@@ -12,7 +12,10 @@ import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
 import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
-import {loadMaterial} from './keys/material.ts'
+import {parseKms} from './config/kms.ts'
+import {readFile} from 'node:fs/promises'
+import {keyringPath, readKeyring} from './keys/keyring.ts'
+import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
@@ -31,6 +34,8 @@ export interface StartOptions {
   handleSignals?: boolean
   /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
   adminEventsIntervalMs?: number
+  /** How often the key manifest (ssh/keys.json) is checked for a rotation step (ms); SIGHUP checks at once. */
+  keysIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
   onWarnings?: (warnings: string[], reload: boolean) => void
 }
@@ -40,15 +45,18 @@ export interface RunningCa {
   port: number
   runtime: CaRuntime
   app: FastifyInstance
-  /** Re-reads ca.yaml; true when the new policy is in force. */
+  /** Re-reads ca.yaml (and the key manifest); true when the new policy is in force. */
   reload(): Promise<boolean>
+  /** Re-reads the key manifest; true when the published or active keys changed. */
+  reloadKeys(): Promise<boolean>
   close(): Promise<void>
 }
 
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
-  const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
+  const material = await loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)})
+  const registry = material.registry
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
   const store = await openStore(config, 'server')
@@ -71,6 +79,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await app.close().catch(() => undefined)
     await store.close()
     await audit.close()
+    await registry.close()
     throw listenError(err, `${hp.host}:${hp.port}`)
   }
   const port = (app.server.address() as {port: number}).port
@@ -83,9 +92,35 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
+  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid})
+
+  // a rotation step (`ca rotate …`) rewrites ssh/keys.json; the server follows it without a restart
+  let keyringText = await readFile(keyringPath(config.dir), 'utf8').catch(() => '')
+  let keysLoading: Promise<boolean> = Promise.resolve(false)
+  const reloadKeys = (): Promise<boolean> => {
+    keysLoading = keysLoading.then(async () => {
+      const text = await readFile(keyringPath(config.dir), 'utf8').catch(() => '')
+      if (text === keyringText) return false
+      try {
+        const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
+        material.userCa = sets.userCa
+        material.hostCa = sets.hostCa
+        keyringText = text
+        const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
+        audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
+        return true
+      } catch (err) {
+        // the keys in force stay: a manifest that does not open must not stop issuance
+        keyringText = text
+        audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
+        return false
+      }
+    })
+    return keysLoading
+  }
 
   const reload = async (): Promise<boolean> => {
+    await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
       runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
@@ -111,9 +146,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     forwarding = forwarding.then(() => forwardAdminEvents(store, audit)).catch(() => undefined)
   }, opts.adminEventsIntervalMs ?? 1000)
   forward.unref()
+  const keysTimer = setInterval(() => void reloadKeys().catch(() => undefined), opts.keysIntervalMs ?? 5000)
+  keysTimer.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
-    const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
+    const fresh = await loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)
     material.tls = fresh.tls
     ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
     audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
@@ -126,6 +163,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     runtime,
     app,
     reload,
+    reloadKeys,
     async close() {
       if (closed) return
       closed = true
@@ -133,12 +171,15 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(purge)
       clearInterval(renew)
       clearInterval(forward)
+      clearInterval(keysTimer)
       await app.close()
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
       await store.close()
       await audit.close()
+      await keysLoading.catch(() => undefined)
+      await registry.close()
     },
   }
 }

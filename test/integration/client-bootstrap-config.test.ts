@@ -176,11 +176,11 @@ describe('sshca config', function () {
     // as Debian ships them: three host keys; only ed25519 has a certificate from this CA, rsa one from another
     const m = await loadMaterial(t.init.dir, PASSWORD, ['127.0.0.1'])
     const rogue = keySigner(generatePrivateKey('ed25519').keyObject)
-    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
+    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa.active], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
       const k = generatePrivateKey(type)
       writeFileSync(join(sshd, `ssh_host_${name}_key.pub`), `${k.publicKey.toLine('host')}\n`)
       if (signer) {
-        const c = signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
+        const c = await signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
         writeFileSync(join(sshd, `ssh_host_${name}_key-cert.pub`), `${certificateLine(c)}\n`)
       }
     }

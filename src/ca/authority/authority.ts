@@ -4,10 +4,11 @@
  * request is audited. Routes parse and render; every decision is made here and below.
  */
 import {timingSafeEqual} from 'node:crypto'
-import type {HostsResponse, ProvisionersResponse, SshRootsResponse, SshSignRequest} from '../../protocol/api.ts'
+import type {CaKeyInfo, HostsResponse, ProvisionersResponse, SshRootsResponse, SshSignRequest} from '../../protocol/api.ts'
 import type {Certificate} from '../../ssh/cert.ts'
 import {SshcaError} from '../../errors.ts'
 import type {ServerSettings} from '../config/config.ts'
+import type {CaKeySet} from '../keys/material.ts'
 import type {AuditEvent} from '../observe/audit.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
@@ -56,11 +57,23 @@ export class Authority {
     }
   }
 
+  /** Every published SSH CA key (the active one first), with its rotation state and dates. */
   sshRoots(): SshRootsResponse {
+    const info = (set: CaKeySet): CaKeyInfo[] =>
+      set.published.map((p) => ({
+        key: p.publicKey.blob.toString('base64'),
+        id: p.id,
+        state: p.state,
+        createdAt: p.createdAt,
+        ...(p.activatedAt ? {activatedAt: p.activatedAt} : {}),
+        ...(p.deactivatedAt ? {deactivatedAt: p.deactivatedAt} : {}),
+      }))
+    const {userCa, hostCa} = this.rt.material
     return {
-      userKey: [this.rt.material.userCa.publicKey.blob.toString('base64')],
-      hostKey: [this.rt.material.hostCa.publicKey.blob.toString('base64')],
+      userKey: userCa.published.map((p) => p.publicKey.blob.toString('base64')),
+      hostKey: hostCa.published.map((p) => p.publicKey.blob.toString('base64')),
       hostPattern: this.rt.policy.config.ssh.hostPattern,
+      keys: {user: info(userCa), host: info(hostCa)},
     }
   }
 

@@ -10,6 +10,7 @@ import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {checkCertificate} from '../../ssh/checker.ts'
 import {buildKrl} from '../../ssh/krl.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
+import {publishedKeys} from '../keys/material.ts'
 import {verifyEnrollmentToken} from '../provisioner/enrollment.ts'
 import {tokenHash} from '../provisioner/oidc.ts'
 import {popCertificate, verifyPop} from '../provisioner/pop.ts'
@@ -41,7 +42,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   if (unbound.length > 0) {
     throw denial('ERR_POLICY_DENIED', 'host_not_bound', `the enrollment token does not bind ${unbound.map((p) => JSON.stringify(p)).join(', ')}`, {requested, bound: t.principals})
   }
-  const cert = signCertificate({type: 'host', publicKey, serial: randomSerial(), keyId: `host:${t.subject}`, principals: requested, ...hostValidity(rt, now)}, rt.material.hostCa)
+  const cert = await signCertificate({type: 'host', publicKey, serial: randomSerial(), keyId: `host:${t.subject}`, principals: requested, ...hostValidity(rt, now)}, rt.material.hostCa.active)
   return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {kind: 'enrol'})
 }
 
@@ -53,9 +54,10 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
-  // the checker compares the signer with our host CA key before any signature is verified: verifying
-  // with a key the caller chose (an RSA key with a huge exponent) would let anyone spend the CA's CPU
-  const [problem] = checkCertificate(cert, {type: 'host', caKeys: [rt.material.hostCa.publicKey]})
+  // the checker compares the signer with our host CA keys before any signature is verified: verifying
+  // with a key the caller chose (an RSA key with a huge exponent) would let anyone spend the CA's CPU.
+  // Every published host key: during a rotation, certificates of the previous key renew onto the new one
+  const [problem] = checkCertificate(cert, {type: 'host', caKeys: publishedKeys(rt.material.hostCa)})
   if (problem?.code === 'wrong_type') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', 'only host certificates are renewed; users sign in again')
   if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', 'the certificate was not signed by this CA\'s host key')
   if (problem) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the certificate does not verify: ${problem.message}`)
@@ -67,12 +69,13 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', 'the certificate is revoked', {revocation_id: revoked.id})
   const proof = await verifyPop(token, cert, {rootFingerprint: rt.material.rootFingerprint, now})
   trace.token = {id: `pop#${proof.jti}`, sha256: tokenHash(token)}
-  const fresh = signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
+  const fresh = await signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
   return issue(rt, fresh, {id: `pop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
 }
 
 /**
- * The KRL of every revocation, for both CA keys (serials are random 64-bit, so they never collide),
+ * The KRL of every revocation, one section per published CA key, user and host (serials are random
+ * 64-bit, so they never collide; during a rotation a revoked certificate of either key is listed),
  * plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
  */
 export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
@@ -85,7 +88,7 @@ export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
     // not the clock: every replica renders the same bytes for the same revocations
     generatedAt: BigInt(revoked.reduce((m, r) => Math.max(m, r.revokedAt), 0)),
     comment: 'sshca',
-    sections: [rt.material.userCa.publicKey, rt.material.hostCa.publicKey].map((caKey) => ({caKey, serials, keyIds})),
+    sections: [...publishedKeys(rt.material.userCa), ...publishedKeys(rt.material.hostCa)].map((caKey) => ({caKey, serials, keyIds})),
     revokedKeySha256: keys,
   })
 }

@@ -133,7 +133,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   trace.rule = rule.name
   trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
-  const cert = signCertificate(
+  const cert = await signCertificate(
     {
       type: 'user',
       publicKey,
@@ -145,7 +145,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
       criticalOptions: spec.criticalOptions,
       extensions: spec.extensions,
     },
-    rt.material.userCa,
+    rt.material.userCa.active,
   )
   return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
 }

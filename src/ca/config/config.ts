@@ -11,6 +11,7 @@ import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
+import {parseKms} from './kms.ts'
 import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
 import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 
@@ -104,6 +105,8 @@ const configSchema = z.strictObject({
   disabled: z.boolean().default(false),
   db: z.strictObject({type: z.literal('sqlite'), path: z.string().default('db/sshca.sqlite')}).default({type: 'sqlite', path: 'db/sshca.sqlite'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  /** Where new SSH CA keys are made (ca init, ca rotate prepare): "file" or a pkcs11: URI (kms.ts). */
+  keys: z.strictObject({kms: z.string().default('file')}).default({kms: 'file'}),
   limits: limitsSchema,
   /**
    * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
@@ -168,6 +171,11 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   const config: CaConfig = {...raw, provisioners, dir: dirname(resolve(path)), path: resolve(path)}
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
+  try {
+    parseKms(raw.keys.kms)
+  } catch (err) {
+    problems.push(`keys.kms: ${(err as Error).message}`)
+  }
   checkProvisioners(config, problems, warnings)
   if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
   if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)

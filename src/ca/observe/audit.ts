@@ -16,6 +16,11 @@ export type AuditEvent =
   | 'enrollment_token_issued'
   | 'rate_limited'
   | 'tls_certificate_renewed'
+  | 'ca_keys_loaded'
+  | 'ca_keys_reload_failed'
+  | 'ca_key_prepared'
+  | 'ca_key_activated'
+  | 'ca_key_retired'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void
