@@ -16,6 +16,7 @@ _sshca() {
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
+    "ca rotate"*) words="--config --force --help --json --kind --password-file" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
@@ -23,12 +24,12 @@ _sshca() {
     "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
     "inspect"*) words="--help --json" ;;
-    "krl"*) words="--context --help --json --out" ;;
+    "krl"*) words="--context --help --json --out --user-ca-keys" ;;
     "list"*) words="--help --json --raw" ;;
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="certs check-config explain hosts init revocations revoke serve token unrevoke" ;;
+    "ca") words="certs check-config explain hosts init revocations revoke rotate serve token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

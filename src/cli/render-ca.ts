@@ -1,5 +1,6 @@
 /** Text renderers for the CA's admin commands. Pure: they return strings; the commands print them. */
 import type {CertView, RevocationView, RevokeResult} from '../ca/admin.ts'
+import type {RotateResult, RotateStep} from '../ca/rotate.ts'
 import {table} from './format.ts'
 
 function target(r: RevocationView): string {
@@ -43,4 +44,21 @@ export function renderCerts(list: CertView[]): string {
     ['SERIAL', 'TYPE', 'KEY ID', 'PRINCIPALS', 'VALID UNTIL', 'PROVISIONER/RULE', 'SUBJECT', 'REVOKED'],
     ...list.map((c) => [c.serial, c.certType, c.keyId, c.principals.join(','), c.validBefore, `${c.provisioner}/${c.rule ?? '-'}`, c.subject ?? '-', c.revoked ? 'yes' : 'no']),
   ])
+}
+
+export function renderRotation(r: RotateResult): string {
+  const done: Record<RotateStep, string> = {
+    status: '',
+    prepare: 'Prepared (published, not signing yet): clients and hosts start trusting it at their next refresh.',
+    activate: 'Activated (signs from now on); the previous key stays published until you retire it.',
+    retire: 'Retired (no longer published): clients and hosts drop it at their next refresh.',
+  }
+  let out = ''
+  if (r.changed.length) out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
+  for (const s of r.stranded) out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
+  for (const kind of ['user', 'host'] as const) {
+    out += `\n${kind} CA keys:\n`
+    out += table([['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'], ...r.keys[kind].map((k) => [k.id, k.state, k.fingerprint, k.store, k.createdAt, k.activatedAt ?? '-', k.deactivatedAt ?? '-', k.retiredAt ?? '-'])])
+  }
+  return out
 }

@@ -3,45 +3,24 @@
  * instead of asking), the context's KRL and sshca's ssh_config (so ssh refuses revoked ones); on a
  * server, the user CA keys for TrustedUserCAKeys, the sshd snippet and the systemd units.
  */
-import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
+import {readFile, realpath} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
-import {SshRootsResponse} from '../protocol/api.ts'
-import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
+import {defaultKnownHosts, refreshSshRoots, replaceWithBackup, saveContext} from './ca-keys.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
-import {CONTEXT_FILE, listContexts, loadContext, readContext, type Context, type ContextSettings} from './home.ts'
+import {listContexts, loadContext, readContext, type Context} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import {includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
 
-/** Saves a context's settings (everything but the root and the folder) atomically. */
-export async function saveContext(ctx: Context): Promise<void> {
-  const {rootPem: _r, dir: _d, ...settings} = ctx
-  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
-}
-
-/**
- * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
- * when they changed. A CA that sends no host pattern names no hosts (step-ca's /ssh/roots has none).
- */
-export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<Context> {
-  const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
-  try {
-    const roots = await ca.call('GET', '/ssh/roots', SshRootsResponse)
-    const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
-    if (JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])) await saveContext(next)
-    return next
-  } finally {
-    if (!client) ca.close()
-  }
-}
+export {refreshSshRoots, saveContext} from './ca-keys.ts'
 
 export interface KnownHostsOptions {
   context?: string
@@ -63,23 +42,6 @@ export interface KnownHostsResult {
   changed: boolean
   written: boolean
   backup: string | null
-}
-
-const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
-
-/** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
-async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
-  await privateDir(dirname(file))
-  let mode = newMode
-  let backup: string | null = null
-  if (await exists(file)) {
-    mode = (await stat(file)).mode & 0o777
-    backup = `${file}.sshca-backup`
-    await copyFile(file, backup)
-    await chmod(backup, mode)
-  }
-  await writeFileAtomic(file, text, mode)
-  return backup
 }
 
 async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownHostsResult> {
@@ -178,7 +140,11 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
       }
     }
-    if (!o.dryRun && ctx.configuredPattern !== kh.pattern) await saveContext({...ctx, configuredPattern: kh.pattern})
+    const knownHostsFile = resolve(kh.file) === defaultKnownHosts() ? undefined : resolve(kh.file)
+    if (!o.dryRun && (ctx.configuredPattern !== kh.pattern || ctx.knownHostsFile !== knownHostsFile)) {
+      const {knownHostsFile: _old, ...rest} = ctx
+      await saveContext({...rest, configuredPattern: kh.pattern, ...(knownHostsFile ? {knownHostsFile} : {})})
+    }
     return {...kh, krl, sshConfig, warnings}
   } finally {
     ca.close()
@@ -288,7 +254,7 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   const env = `Environment=SSHCA_HOME=${home}`
   const krlService = [
     '[Unit]',
-    `Description=Refresh the SSH key revocation list from the sshca CA "${ctx.name}"`,
+    `Description=Refresh the SSH key revocation list and the trusted user CA keys from the sshca CA "${ctx.name}"`,
     'After=network-online.target',
     'Wants=network-online.target',
     '',
@@ -296,7 +262,7 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     'Type=oneshot',
     env,
     ...HARDENING,
-    `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile}`,
+    `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile} --user-ca-keys ${caFile}`,
     '',
   ].join('\n')
   const krlTimer = ['[Unit]', `Description=Hourly refresh of the SSH key revocation list (sshca, ${KRL_UNIT}.service)`, '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=10m', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')

@@ -24,6 +24,8 @@ export interface ContextSettings {
   hostPattern: string
   /** The pattern `sshca config` last wrote for this context (the CA's, or narrowed by --pattern). */
   configuredPattern?: string
+  /** The known_hosts file `sshca config` wrote, when not ~/.ssh/known_hosts (login keeps it current). */
+  knownHostsFile?: string
   bootstrappedAt: string
 }
 

@@ -13,6 +13,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
 import {writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
+import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 
 /** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
@@ -58,6 +59,7 @@ export async function signHostKey(home: string, o: {context?: string; token: str
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     const token = o.token.trim()
+    const roots = fetchSshRoots(ctx, ca).then((r) => r.ctx, () => ctx)
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: token, certType: 'host', principals}))
@@ -66,7 +68,7 @@ export async function signHostKey(home: string, o: {context?: string; token: str
       throw explainTokenRefusal(err, token, 'host-enrollment', {now: Math.floor(Date.now() / 1000), issuer: caIssuer(ctx.rootFingerprint), hostnames: principals, keyFingerprint: key.fingerprint()})
     }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
-    checkHostCert(cert, ctx, key)
+    checkHostCert(cert, await roots, key)
     const path = certPathFor(o.pubkeyFile)
     await writeFileAtomic(path, `${certificateLine(cert)}\n`, 0o644)
     return describe(ctx, path, cert)
@@ -86,19 +88,25 @@ export const RENEW_WHEN_LEFT = 1 / 3
 
 /** `sshca renew`: proves possession of the host key to the CA and installs the new certificate. */
 export async function renewHostCert(home: string, o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number}): Promise<RenewResult> {
-  const ctx = await loadContext(home, o.context)
+  const loaded = await loadContext(home, o.context)
   const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
   const now = nowSeconds(o.clock)
   const total = Number(cert.validBefore - cert.validAfter)
   const left = Number(cert.validBefore - now)
-  if (!o.force && left > total * RENEW_WHEN_LEFT) {
-    return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
-  }
-  const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
-  if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
-  const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
+    // the published host CA keys first: the renewed certificate may come from a new key, and a
+    // certificate from a key being rotated out is renewed now, not when its time runs low
+    const roots = await fetchSshRoots(loaded, ca).catch(() => undefined)
+    const ctx = roots?.ctx ?? loaded
+    const signer = roots?.keys?.host.find((k) => PublicKey.fromBlob(Buffer.from(k.key, 'base64')).equals(cert.signatureKey))
+    const rotatingOut = roots?.keys !== undefined && signer?.state !== 'active'
+    if (!o.force && !rotatingOut && left > total * RENEW_WHEN_LEFT) {
+      return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
+    }
+    const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
+    if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
+    const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
@@ -109,7 +117,8 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(fresh, ctx, key.publicKey)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
-    return {...describe(ctx, o.certFile, fresh), renewed: true, reason: left <= 0 ? 'it had expired' : o.force ? '--force' : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`}
+    const why = left <= 0 ? 'it had expired' : o.force ? '--force' : rotatingOut ? `it was signed by a host CA key the CA is rotating out (${signer?.state ?? 'no longer published'})` : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`
+    return {...describe(ctx, o.certFile, fresh), renewed: true, reason: why}
   } finally {
     ca.close()
   }
@@ -117,6 +126,8 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
 
 export interface KrlResult {
   context: string
+  /** The TrustedUserCAKeys file kept current beside the KRL (--user-ca-keys), when asked for. */
+  userCaKeys?: {file: string; keys: number; changed: boolean}
   file: string
   version: string
   revokedSerials: number
@@ -124,17 +135,28 @@ export interface KrlResult {
   bytes: number
 }
 
-/** `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per login). */
-export async function fetchKrl(home: string, o: {context?: string; out: string}): Promise<KrlResult> {
-  const ctx = await loadContext(home, o.context)
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+/**
+ * `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per
+ * login). With `userCaKeys`, the TrustedUserCAKeys file too, from the published user CA keys: the
+ * hourly timer is how a rotation reaches sshd (both keys during the overlap, then only the new one).
+ */
+export async function fetchKrl(home: string, o: {context?: string; out: string; userCaKeys?: string}): Promise<KrlResult> {
+  const loaded = await loadContext(home, o.context)
+  const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
+    let ctx = loaded
+    let userCaKeys: KrlResult['userCaKeys']
+    if (o.userCaKeys !== undefined) {
+      ctx = (await fetchSshRoots(loaded, ca)).ctx
+      userCaKeys = await syncTrustedUserCaKeys(ctx, o.userCaKeys)
+    }
     const bytes = await ca.bytes('/ssh/krl')
     // a file sshd cannot parse makes it refuse every public key: never write one
     const krl = parseKrl(bytes)
     await writeFileAtomic(o.out, bytes, 0o644)
     return {
       context: ctx.name,
+      ...(userCaKeys ? {userCaKeys} : {}),
       file: o.out,
       version: krl.version.toString(),
       revokedSerials: new Set(krl.sections.flatMap((s) => s.serials.map(String))).size,

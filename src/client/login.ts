@@ -13,6 +13,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
+import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
@@ -60,6 +61,11 @@ export interface LoginResult {
   refreshTokenStore: 'keyring' | 'file' | null
   /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login). */
   krl: ContextKrl
+  /**
+   * The CA's published SSH keys, refreshed alongside (a rotation reaches this machine through login):
+   * the known_hosts file whose @cert-authority block changed, if one did; a note when refreshing failed.
+   */
+  caKeys: {refreshed: boolean; knownHosts: string | null; note: string | null}
 }
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
@@ -206,17 +212,30 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
     ca.close()
     throw err
   }
-  // the KRL travels beside the sign-in on the same pinned connection pool; never fails the login
+  // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool;
+  // neither fails the login
   const krl = refreshContextKrl(ctx, ca)
+  const roots: Promise<RefreshedRoots | Error> = fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error)
   try {
-    return {...(await signIn(o, deps, ctx, ca, agent)), krl: await krl}
+    const result = await signIn(o, deps, ctx, ca, agent, roots)
+    return {...result, krl: await krl, caKeys: await caKeysNote(await roots)}
   } finally {
     agent?.close()
     ca.close()
   }
 }
 
-async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined): Promise<Omit<LoginResult, 'krl'>> {
+/** After a sign-in: the known_hosts block brought up to the published host CA keys. */
+async function caKeysNote(roots: RefreshedRoots | Error): Promise<LoginResult['caKeys']> {
+  if (roots instanceof Error) return {refreshed: false, knownHosts: null, note: `could not refresh the CA's published keys: ${roots.message}`}
+  try {
+    return {refreshed: true, knownHosts: await syncKnownHosts(roots.ctx), note: null}
+  } catch (err) {
+    return {refreshed: true, knownHosts: null, note: `could not update known_hosts: ${(err as Error).message}`}
+  }
+}
+
+async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, roots: Promise<RefreshedRoots | Error>): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
   const now = () => nowSeconds(deps.clock)
   let idToken: string
   let method: LoginMethod
@@ -249,7 +268,9 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   } catch (err) {
     throw await explainRefusal(err, idToken, method, ca, Number(now()))
   }
-  const cert = checkIssued(crt, key, ctx)
+  // checked against the keys the CA publishes now: after a rotation, the new key signs
+  const fresh = await roots
+  const cert = checkIssued(crt, key, fresh instanceof Error ? ctx : fresh.ctx)
   const comment = agentComment(ctx.name, provisioner)
   const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
   if (!agent) {

@@ -1,0 +1,47 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../cli/base.ts'
+import {obtainPassword} from '../../cli/password.ts'
+import {renderRotation} from '../../cli/render-ca.ts'
+
+export default class CaRotate extends BaseCommand {
+  static override summary = 'Rotate the SSH user and host CA keys in phases: prepare, activate, retire (on the CA box).'
+  static override description = `No flag day: every machine picks up the published keys by itself (sshca login and config on
+laptops, the hourly KRL timer and the daily renewal on servers), so @cert-authority lines and
+TrustedUserCAKeys hold both keys during the overlap and only the new one afterwards.
+
+prepare   makes the next key (in the key store ca.yaml's keys.kms names: sealed file or PKCS#11 token)
+          and publishes it beside the active one on /ssh/roots. Wait for your fleet to refresh (an hour
+          for the KRL timer, a login for people).
+activate  signs with it from now on; the old key stays published, so what it signed keeps working.
+          Host certificates of the old key are renewed onto the new one at the next daily renewal.
+retire    drops the old key. Refused while a certificate it signed is unexpired and unrevoked, unless
+          --force (audited).
+status    shows every key, its state and dates.
+The running CA follows each step within seconds (or at once on SIGHUP); each step is audited.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> status --config /etc/sshca/ca.yaml',
+    '<%= config.bin %> <%= command.id %> prepare --config /etc/sshca/ca.yaml --password-file /root/ca-password',
+    '<%= config.bin %> <%= command.id %> activate --kind user --config /etc/sshca/ca.yaml',
+    '<%= config.bin %> <%= command.id %> retire --config /etc/sshca/ca.yaml',
+  ]
+
+  static override args = {step: Args.string({description: 'the rotation step', required: true, options: ['prepare', 'activate', 'retire', 'status']})}
+
+  static override flags = {
+    kind: Flags.option({description: 'rotate only the user or only the host CA key (default: both)', options: ['user', 'host'] as const})(),
+    force: Flags.boolean({description: 'retire: even though certificates the old key signed are still valid (they stop working)'}),
+    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    'password-file': Flags.string({description: 'prepare: file whose first line is the CA password (else asked on the terminal)'}),
+  }
+
+  async run() {
+    const {args, flags} = await this.parse(CaRotate)
+    const step = args.step as 'prepare' | 'activate' | 'retire' | 'status'
+    const password = step === 'prepare' ? await obtainPassword({file: flags['password-file']}) : undefined
+    const {rotate} = await import('../../ca/rotate.ts')
+    const r = await rotate({configPath: flags.config, step, ...(password !== undefined ? {password} : {}), ...(flags.kind ? {kinds: [flags.kind]} : {}), force: flags.force})
+    this.out(renderRotation(r))
+    return r
+  }
+}
