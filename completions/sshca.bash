@@ -13,7 +13,7 @@ _sshca() {
     "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
-    "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca init"*) words="--address --dir --dns --help --json --kms --name --password-file" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca rotate"*) words="--config --force --help --json --kind --password-file" ;;

@@ -52,6 +52,7 @@ complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from init' -l dns -r -F -d 'DNS names and IP addresses for the TLS certificate (comma-separated; repeatable)'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from init' -l address -r -F -d 'host:port the API will listen on'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from init' -l password-file -r -F -d 'file whose first line is the password that encrypts the keys (else asked on the terminal)'
+complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from init' -l kms -r -F -d 'make the SSH CA keys in a PKCS#11 token instead of files: pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin (they never leave it)'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from revocations' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from revocations' -l config -r -F -d 'path of ca.yaml'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from revoke' -l json -d 'Format output as json.'

@@ -12,6 +12,8 @@ have /usr/sbin/sshd || need+=(openssh-server)
 have /usr/bin/chromium || need+=(chromium)
 have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
+# a real PKCS#11 module for the HSM tests (CA keys in a token)
+have softhsm2-util || need+=(softhsm2)
 # the Secret Service client used by @napi-rs/keyring talks D-Bus directly; libsecret is not needed
 
 if [ ${#need[@]} -gt 0 ]; then
