@@ -16,6 +16,7 @@ import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
 import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
+import {parseCert} from './keys/pki.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
@@ -34,6 +35,8 @@ export interface StartOptions {
   handleSignals?: boolean
   /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
   adminEventsIntervalMs?: number
+  /** Overrides metrics.address (tests use 127.0.0.1:0). */
+  metricsAddress?: string
   /** How often the key manifest (ssh/keys.json) is checked for a rotation step (ms); SIGHUP checks at once. */
   keysIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
@@ -43,6 +46,8 @@ export interface StartOptions {
 export interface RunningCa {
   url: string
   port: number
+  /** http://host:port/metrics when metrics.address is set. */
+  metricsUrl?: string
   runtime: CaRuntime
   app: FastifyInstance
   /** Re-reads ca.yaml (and the key manifest); true when the new policy is in force. */
@@ -59,15 +64,29 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const registry = material.registry
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
-  const store = await openStore(config, 'server')
+  // metrics only when asked for: prom-client is loaded by no other path
+  const meter = config.metrics ? new (await import('./observe/prometheus.ts')).PrometheusMeter() : undefined
+  const store = await openStore(config, 'server', meter ? {onCommit: (n, s) => meter.commit(n, s)} : {})
   const clock = opts.clock ?? Date.now
+  const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
   const runtime: CaRuntime = {
-    policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
+    policy: {config, verifier: new TokenVerifier(config.provisioners, verifierDeps)},
     material,
     store,
     audit,
     clock,
+    ...(meter ? {meter} : {}),
   }
+  meter?.setFacts(() => ({
+    certificates: [
+      {name: 'tls', notAfter: material.tls.notAfter},
+      {name: 'intermediate', notAfter: parseCert(material.intermediatePem).notAfter},
+      {name: 'root', notAfter: parseCert(material.rootPem).notAfter},
+    ],
+    sshKeys: (['user', 'host'] as const).flatMap((kind) =>
+      material[kind === 'user' ? 'userCa' : 'hostCa'].published.map((k) => ({kind, id: k.id, state: k.state, since: new Date(k.activatedAt ?? k.createdAt)})),
+    ),
+  }))
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
   const authority = new Authority(runtime)
   const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
@@ -85,6 +104,19 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
+  let metrics: {url: string; close(): Promise<void>} | undefined
+  if (meter && config.metrics) {
+    const mhp = parseHostPort(opts.metricsAddress ?? config.metrics.address)!
+    try {
+      metrics = await (await import('./observe/prometheus.ts')).serveMetrics(meter, mhp.host, mhp.port)
+    } catch (err) {
+      await app.close().catch(() => undefined)
+      await store.close()
+      await audit.close()
+      await registry.close()
+      throw listenError(err, `${mhp.host}:${mhp.port}`)
+    }
+  }
 
   const policyFields = (c: CaConfig) => ({
     provisioners: c.provisioners.map((p) => ({name: p.name, issuer: p.issuer, audience: p.audience, rules: p.rules.map((r) => r.name)})),
@@ -92,7 +124,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid})
+  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid, ...(metrics ? {metrics: metrics.url} : {})})
 
   // a rotation step (`ca rotate …`) rewrites ssh/keys.json; the server follows it without a restart
   let keyringText = await readFile(keyringPath(config.dir), 'utf8').catch(() => '')
@@ -123,7 +155,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
-      runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
+      runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier)}
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
       if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
@@ -160,6 +192,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   return {
     url,
     port,
+    ...(metrics ? {metricsUrl: metrics.url} : {}),
     runtime,
     app,
     reload,
@@ -173,6 +206,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(forward)
       clearInterval(keysTimer)
       await app.close()
+      await metrics?.close()
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})

@@ -10,6 +10,7 @@ import {SshcaError} from '../../errors.ts'
 import type {ServerSettings} from '../config/config.ts'
 import type {CaKeySet} from '../keys/material.ts'
 import type {AuditEvent} from '../observe/audit.ts'
+import {noopMeter, type Meter} from '../observe/meter.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import {currentHosts, currentKrl, renewHostCertificate, signHostCertificate} from './host.ts'
@@ -21,6 +22,11 @@ export class Authority {
 
   constructor(rt: CaRuntime) {
     this.rt = rt
+  }
+
+  /** Counts and timings (the no-op meter unless metrics are on). */
+  get meter(): Meter {
+    return this.rt.meter ?? noopMeter
   }
 
   /** The limits and proxy trust in force (a reload changes the reloadable ones: rate, maxInFlight). */
@@ -113,6 +119,7 @@ export class Authority {
     const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : 'certificate_denied'
     this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
     this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
+    if (reason === 'rate_limited') this.rt.meter?.rateLimited(trace.route ?? 'unknown')
   }
 }
 

@@ -12,7 +12,7 @@ import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, selectRule} from '../policy/policy.ts'
-import {denial} from '../policy/types.ts'
+import {denial, reasonOf} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
 
@@ -40,6 +40,19 @@ export function checkSubjectKey(key: PublicKey): void {
 
 export function requireIssuanceEnabled(rt: CaRuntime): void {
   if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
+}
+
+/** A token verification, counted by outcome (valid, or the denial reason) and provisioner. */
+export async function metered<T>(rt: CaRuntime, provisioner: string | undefined, verification: Promise<T>, nameOf?: (v: T) => string): Promise<T> {
+  try {
+    const v = await verification
+    rt.meter?.tokenVerification({provisioner: nameOf?.(v) ?? provisioner, outcome: 'valid'})
+    return v
+  } catch (err) {
+    const named = err instanceof SshcaError ? (err.details?.provisioner as string | undefined) : undefined
+    rt.meter?.tokenVerification({provisioner: provisioner ?? named, outcome: (err instanceof SshcaError ? reasonOf(err) : undefined) ?? 'error'})
+    throw err
+  }
 }
 
 /** A random non-zero 64-bit serial: unique without coordination between replicas. */
@@ -122,7 +135,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const policy = rt.policy
-  const verified = await policy.verifier.verify(token)
+  const verified = await metered(rt, undefined, policy.verifier.verify(token), (v) => v.provisioner.name)
   const p = verified.provisioner
   trace.provisioner = p.name
   trace.token = {id: verified.tokenId, sha256: verified.tokenHash}

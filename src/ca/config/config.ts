@@ -105,6 +105,8 @@ const configSchema = z.strictObject({
   disabled: z.boolean().default(false),
   db: z.strictObject({type: z.literal('sqlite'), path: z.string().default('db/sshca.sqlite')}).default({type: 'sqlite', path: 'db/sshca.sqlite'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  /** Prometheus metrics (text format, GET /metrics) on their own plain-HTTP address; off when absent. */
+  metrics: z.strictObject({address: z.string()}).optional(),
   /** Where new SSH CA keys are made (ca init, ca rotate prepare): "file" or a pkcs11: URI (kms.ts). */
   keys: z.strictObject({kms: z.string().default('file')}).default({kms: 'file'}),
   limits: limitsSchema,
@@ -171,6 +173,12 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   const config: CaConfig = {...raw, provisioners, dir: dirname(resolve(path)), path: resolve(path)}
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
+  if (raw.metrics !== undefined) {
+    const m = parseHostPort(raw.metrics.address)
+    if (!m) problems.push(`metrics.address: "${raw.metrics.address}" is not host:port`)
+    else if (raw.metrics.address === raw.address && m.port !== 0) problems.push('metrics.address: must differ from address (metrics are served on their own listener)')
+    else if (!isLoopbackAddress(m.host)) warnings.push(`metrics.address: ${raw.metrics.address} is reachable from other machines; metrics are plain HTTP without authentication, so firewall it to your Prometheus`)
+  }
   try {
     parseKms(raw.keys.kms)
   } catch (err) {

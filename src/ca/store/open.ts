@@ -12,10 +12,10 @@ import type {Store} from './store.ts'
 
 export type StoreRole = 'server' | 'admin'
 
-export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole): Promise<Store> {
+export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, o: {onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<Store> {
   const path = resolveInDir(config, config.db.path)
   await privateDir(dirname(path))
-  return new SqliteStore(path, {background: role === 'server'})
+  return new SqliteStore(path, {background: role === 'server', ...(o.onCommit ? {onCommit: o.onCommit} : {})})
 }
 
 /** Runs `fn` with the store open, and closes it whatever happens. */

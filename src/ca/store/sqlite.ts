@@ -93,8 +93,14 @@ export class SqliteStore implements Store {
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
 
-  /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
-  constructor(path: string, o: {background?: boolean} = {}) {
+  private readonly onCommit: ((batchSize: number, seconds: number) => void) | undefined
+
+  /**
+   * `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline.
+   * `onCommit`: told each group commit's size and duration (the metrics).
+   */
+  constructor(path: string, o: {background?: boolean; onCommit?: (batchSize: number, seconds: number) => void} = {}) {
+    this.onCommit = o.onCommit
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
     if (path !== ':memory:' && o.background !== false) {
@@ -152,10 +158,12 @@ export class SqliteStore implements Store {
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
     const results: IssueOutcome[] = []
+    const started = performance.now()
     try {
       this.stmts.begin!.run()
       for (const item of batch) results.push(this.issueOne(item.req))
       this.stmts.commit!.run()
+      this.onCommit?.(batch.length, (performance.now() - started) / 1000)
     } catch (err) {
       if (this.db.isTransaction) this.stmts.rollback!.run()
       for (const item of batch) item.reject(err)
