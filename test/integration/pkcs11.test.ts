@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {join} from 'node:path'
+import type * as Pkcs11Js from 'pkcs11js'
 import {Agent as HttpAgent, request} from 'undici'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {certificateLine, parseCertificate} from '../../src/ssh/cert.ts'
@@ -96,7 +97,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   it('the private key cannot be read out of the token (CKA_SENSITIVE, not CKA_EXTRACTABLE)', async () => {
     process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
     const req = createRequire(import.meta.url)
-    const lib = req('pkcs11js') as typeof import('pkcs11js')
+    const lib = req('pkcs11js') as typeof Pkcs11Js
     const p11 = new lib.PKCS11()
     p11.load(MODULE)
     p11.C_Initialize()
