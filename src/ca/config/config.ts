@@ -12,7 +12,7 @@ import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
 import {parseKms} from './kms.ts'
-import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, SAFE_VALUE, templateClaims, templateProblems} from '../policy/policy.ts'
 import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
@@ -38,7 +38,14 @@ const ruleSchema = z.strictObject({
   disabled: z.boolean().default(false),
   match: z.record(z.string().min(1), matchCondition),
   certificate: z.strictObject({
-    principals: z.array(z.string().min(1)).min(1, 'a rule must grant at least one principal'),
+    principals: z.array(z.string().min(1)).default([]),
+    principalsFrom: z
+      .strictObject({
+        claim: z.string().min(1),
+        allow: z.array(z.string().min(1)).min(1, 'allow at least one pattern (a glob such as "ssh-*")'),
+        map: z.record(z.string().min(1), z.string().min(1)).optional(),
+      })
+      .optional(),
     keyId: z.string().min(1).default('${sub}'),
     ttl: duration,
     forceCommand: z.string().min(1).optional(),
@@ -279,6 +286,21 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
   }
   const c = r.certificate
+  if (c.principals.length === 0 && !c.principalsFrom) problems.push(`${at}.certificate: a rule must grant at least one principal (principals or principalsFrom)`)
+  if (c.principalsFrom) {
+    const pf = c.principalsFrom
+    const why = unknownClaim(p.issuer, pf.claim)
+    if (why) warnings.push(`${at}.certificate.principalsFrom.claim: ${why}`)
+    if (USER_CHOSEN_CLAIMS.has(pf.claim)) warnings.push(`${at}.certificate.principalsFrom.claim: "${pf.claim}" is chosen by the user at the identity provider; use a group claim the IdP manages`)
+    pf.allow.forEach((g, k) => {
+      if (/^[*?]+$/.test(g)) warnings.push(`${at}.certificate.principalsFrom.allow[${k}]: "${g}" admits every group the IdP sends; name a prefix such as "ssh-*"`)
+    })
+    for (const [from, to] of Object.entries(pf.map ?? {})) {
+      if (!pf.allow.some((g) => globToRegExp(g).test(from))) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" is not admitted by allow, so it is never mapped`)
+      if (!SAFE_VALUE.test(to)) problems.push(`${at}.certificate.principalsFrom.map: "${to}" is outside [A-Za-z0-9._@:/-]`)
+      if (config.ssh.reservedPrincipals.includes(to)) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" → "${to}" is a reserved principal (ssh.reservedPrincipals), so it is never granted`)
+    }
+  }
   c.principals.forEach((t, k) => {
     for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
     const {claims, lossy} = templateClaims(t)

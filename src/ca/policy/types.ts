@@ -10,12 +10,23 @@ export type Scalar = string | number | boolean
 /** A scalar is equality, a list any-of, then an email domain, a list claim's member, a glob. */
 export type MatchCondition = Scalar | Scalar[] | {domain: string} | {contains: Scalar} | {glob: string}
 
+/**
+ * Principals from a list claim (groups, roles): one per element that an `allow` glob admits, renamed
+ * by `map`, each through the reserved-principal rule (a reserved result is dropped, never granted).
+ */
+export interface PrincipalsFrom {
+  claim: string
+  allow: string[]
+  map?: Record<string, string> | undefined
+}
+
 export interface RuleConfig {
   name: string
   disabled: boolean
   match: Record<string, MatchCondition>
   certificate: {
     principals: string[]
+    principalsFrom?: PrincipalsFrom | undefined
     keyId: string
     /** Seconds. */
     ttl: number
@@ -58,6 +69,7 @@ export type DenialReason =
   | 'claim_missing'
   | 'principal_invalid'
   | 'principal_reserved'
+  | 'no_principals'
   | 'key_id_invalid'
   | 'cert_type_not_allowed'
   | 'policy_disabled'

@@ -47,6 +47,13 @@ Exits 0 when a certificate would be issued, 7 when it would be denied.`
       text += `Would issue (rule "${r.decision.rule}"):\n  principals  ${c.principals.join(', ')}\n  key ID      ${c.keyId}\n  valid for   ${c.ttl} (starting 1 minute back)\n`
       for (const [k, v] of Object.entries(c.criticalOptions)) text += `  ${k.padEnd(11)} ${String(v)}\n`
       text += `  extensions  ${c.extensions.join(', ') || '(none)'}\n`
+      const pf = r.decision.principalsFrom
+      if (pf) {
+        text += `  from claim "${pf.claim}":\n`
+        for (const g of pf.granted) text += `    ✓ ${g.from}${g.from === g.principal ? '' : ` → ${g.principal}`}\n`
+        const why = {not_allowed: 'not allowed', unsafe: 'outside the safe character set', reserved: 'reserved principal, never granted', not_text: 'not text'}
+        for (const d of pf.dropped) text += `    ✗ ${d.value}: ${why[d.why]}\n`
+      }
     } else {
       text += `Would DENY (${r.decision.reason}): ${r.decision.message}\n`
       process.exitCode = EXIT.DENIED
