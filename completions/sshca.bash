@@ -11,7 +11,7 @@ _sshca() {
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
-    "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
+    "ca explain"*) words="--ca-config --claims --config --help --json --provisioner --replay --since --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --kms --name --password-file" ;;
     "ca revocations"*) words="--config --help --json" ;;

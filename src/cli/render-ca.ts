@@ -1,6 +1,7 @@
 /** Text renderers for the CA's admin commands. Pure: they return strings; the commands print them. */
 import type {CertView, RevocationView, RevokeResult} from '../ca/admin.ts'
 import type {RotateResult, RotateStep} from '../ca/rotate.ts'
+import type {WhatIfReport} from '../ca/authority/whatif.ts'
 import {table} from './format.ts'
 
 function target(r: RevocationView): string {
@@ -59,6 +60,23 @@ export function renderRotation(r: RotateResult): string {
   for (const kind of ['user', 'host'] as const) {
     out += `\n${kind} CA keys:\n`
     out += table([['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'], ...r.keys[kind].map((k) => [k.id, k.state, k.fingerprint, k.store, k.createdAt, k.activatedAt ?? '-', k.deactivatedAt ?? '-', k.retiredAt ?? '-'])])
+  }
+  return out
+}
+
+export function renderWhatIf(r: WhatIfReport, skipped: number): string {
+  const s = r.summary
+  let out = `Replayed ${r.replayed} recorded request(s) (${r.distinct} distinct) through ${r.config}${skipped ? `; ${skipped} could not be replayed (no claims recorded)` : ''}:\n`
+  out += `  ${s.unchanged} unchanged, ${s.changed} changed, ${s.newly_denied} newly DENIED, ${s.newly_allowed} newly allowed, ${s.still_denied} still denied\n`
+  const list = (label: string, xs: string[]) => (xs.length ? `      ${label} ${xs.join(', ')}\n` : '')
+  for (const c of r.changes) {
+    out += `\n  ${c.kind === 'newly_denied' ? 'DENIED ' : c.kind === 'newly_allowed' ? 'ALLOWED' : 'CHANGED'} ${c.subject ?? '(no subject)'} via ${c.provisioner} (${c.requests} request(s), last ${c.at})\n`
+    if (!c.after.issued) out += `      would be denied: ${c.after.reason}: ${c.after.message}\n`
+    else out += `      rule ${c.before.issued ? `${c.before.rule ?? '?'} → ` : ''}${c.after.rule}\n`
+    out += list('+ principals', c.gained.principals) + list('- principals', c.lost.principals)
+    out += list('+ extensions', c.gained.extensions) + list('- extensions', c.lost.extensions)
+    out += list('+ options   ', c.gained.criticalOptions) + list('- options   ', c.lost.criticalOptions)
+    if (c.ttlChange !== 0 && c.before.issued && c.after.issued) out += `      lifetime ${c.before.ttl} → ${c.after.ttl}\n`
   }
   return out
 }

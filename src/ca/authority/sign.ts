@@ -11,7 +11,7 @@ import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
-import {buildCertificateSpec, selectRule} from '../policy/policy.ts'
+import {buildCertificateSpec, policyClaims, selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
@@ -78,6 +78,7 @@ export function recordOf(cert: Certificate, trace: AuditTrace, issuedAt: number)
     issuedAt,
     requestId: trace.request_id,
     certificate: cert.blob.toString('base64'),
+    ...(cert.type === 'user' && trace.claims ? {claims: trace.claims} : {}),
   }
 }
 
@@ -140,11 +141,12 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   trace.provisioner = p.name
   trace.token = {id: verified.tokenId, sha256: verified.tokenHash}
   trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
-  trace.claims = selectedClaims(verified.claims)
+  // every claim this provisioner's rules read, not only the matched rule's: what a policy what-if
+  // (`ca explain --since/--replay`) needs to replay this request through another rule set
+  trace.claims = selectedClaims(verified.claims, policyClaims(p))
   if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
-  trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
   const cert = await signCertificate(
     {

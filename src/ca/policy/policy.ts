@@ -101,6 +101,17 @@ export function templateClaims(template: string): {claims: string[]; lossy: bool
   return {claims, lossy}
 }
 
+/** Every claim a provisioner's rules read: match keys, template placeholders, principalsFrom. */
+export function policyClaims(p: ProvisionerConfig): string[] {
+  const out = new Set<string>()
+  for (const r of p.rules) {
+    for (const k of Object.keys(r.match)) out.add(k)
+    for (const t of [...r.certificate.principals, r.certificate.keyId]) for (const c of templateClaims(t).claims) out.add(c)
+    if (r.certificate.principalsFrom) out.add(r.certificate.principalsFrom.claim)
+  }
+  return [...out]
+}
+
 /** What `${email.local}` may render to: anything else in the local part denies, never rewritten. */
 export const LOCAL_PART = /^[a-z0-9._-]+$/
 

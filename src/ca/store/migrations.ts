@@ -84,6 +84,15 @@ export const MIGRATIONS: readonly Migration[] = [
       `INSERT INTO meta (key, value) SELECT 'revocation_generation', CAST(COUNT(*) AS TEXT) FROM revocations`,
     ],
   },
+  {
+    version: 3,
+    name: 'the claim values a user certificate was issued for (policy what-if)',
+    sqlite: [
+      // JSON of the claims the policy reads (match keys, template claims, principalsFrom) and the
+      // audited ones: what `ca explain --since` replays through a new policy. Never the token.
+      `ALTER TABLE certificates ADD COLUMN claims TEXT`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
