@@ -35,4 +35,6 @@ export interface AuditTrace {
   key_fingerprint?: string
   key_type?: string
   cert_type?: string
+  /** The rule's authorizing webhook: what it answered, and how long it took. */
+  webhook?: {url: string; outcome: 'allow' | 'deny' | 'error'; status: number | null; ms: number; why?: string}
 }

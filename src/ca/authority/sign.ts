@@ -14,6 +14,7 @@ import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, policyClaims, selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
+import {authorize} from './webhook.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
 
 export const MIN_RSA_BITS = 3072
@@ -148,6 +149,8 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
+  // the rule's authorizing webhook has the last word; no answer is a no
+  await authorize(rt, p, rule, verified.claims, spec, trace)
   const cert = await signCertificate(
     {
       type: 'user',

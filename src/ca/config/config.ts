@@ -36,6 +36,14 @@ const duration = z.union([z.string(), z.number().int().positive()]).transform((v
 const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'rule names use letters, digits, ".", "_" and "-"'),
   disabled: z.boolean().default(false),
+  webhook: z
+    .strictObject({
+      url: z.url(),
+      timeout: duration.default(2),
+      ca: z.string().min(1).optional(),
+      secretFile: z.string().min(1).optional(),
+    })
+    .optional(),
   match: z.record(z.string().min(1), matchCondition),
   certificate: z.strictObject({
     principals: z.array(z.string().min(1)).default([]),
@@ -284,6 +292,14 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   }
   if (keys.length === 1 && keys[0] === 'repository') {
     warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
+  }
+  if (r.webhook) {
+    const u = new URL(r.webhook.url)
+    if (u.protocol === 'http:' && isLoopbackAddress(u.hostname)) warnings.push(`${at}.webhook.url: plain http, fit for local development only`)
+    else if (u.protocol !== 'https:') problems.push(`${at}.webhook.url: must be https (the claims travel in it)`)
+    if (u.username || u.password) problems.push(`${at}.webhook.url: no credentials in the URL; use secretFile (HMAC-SHA256 of the body)`)
+    if (r.webhook.timeout > 30) problems.push(`${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`)
+    if (!r.webhook.secretFile) warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
   }
   const c = r.certificate
   if (c.principals.length === 0 && !c.principalsFrom) problems.push(`${at}.certificate: a rule must grant at least one principal (principals or principalsFrom)`)
