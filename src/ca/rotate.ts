@@ -18,6 +18,7 @@ import {loadConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {CA_KEY_KINDS, nextKeyId, readKeyring, withActivated, withPrepared, withRetired, writeKeyring, type CaKeyKind, type KeyEntry, type Keyring} from './keys/keyring.ts'
 import {SignerRegistry} from './keys/signers.ts'
+import {activateRoot, prepareRoot, retireRoot, rootStatus, type RootRotation} from './keys/roots.ts'
 import type {IssuedRecord, Store} from './store/store.ts'
 import {withStore} from './store/open.ts'
 
@@ -28,8 +29,8 @@ export interface RotateOptions {
   /** Needed by prepare with file keys (they are sealed with it) and by the key stores. */
   password?: string
   step: RotateStep
-  /** Which CA keys: both by default. */
-  kinds?: readonly CaKeyKind[]
+  /** Which CA keys: the SSH user and host keys by default; 'root' rotates the X.509 root on its own. */
+  kinds?: readonly (CaKeyKind | 'root')[]
   /** retire: drop the old key even though certificates it signed are still valid. */
   force?: boolean
   clock?: () => number
@@ -54,6 +55,8 @@ export interface RotateResult {
   /** retire --force: the still-valid certificates of the retired keys, which now stop working. */
   stranded: {kind: CaKeyKind; certificates: number; lastExpiry: string | null}[]
   keys: {user: KeyView[]; host: KeyView[]}
+  /** The X.509 roots clients pin (--kind root rotates them). */
+  roots: RootRotation['roots']
 }
 
 const viewOf = (e: KeyEntry): KeyView => ({
@@ -93,14 +96,23 @@ export async function stillValidCertificates(store: Store, kind: CaKeyKind, key:
 
 export async function rotate(o: RotateOptions): Promise<RotateResult> {
   const {config} = await loadConfig(o.configPath)
-  const kinds = [...(o.kinds?.length ? o.kinds : CA_KEY_KINDS)]
+  const asked = o.kinds?.length ? o.kinds : CA_KEY_KINDS
   const now = new Date((o.clock ?? Date.now)())
   const nowSeconds = Math.floor(now.getTime() / 1000)
   let keyring: Keyring = await readKeyring(config.dir)
   const changed: RotateResult['changed'] = []
   const stranded: RotateResult['stranded'] = []
-  const result = (): RotateResult => ({step: o.step, kinds, changed, stranded, keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)}})
+  const kinds = asked.filter((k): k is CaKeyKind => k !== 'root')
+  const result = async (): Promise<RotateResult> => ({step: o.step, kinds, changed, stranded, keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)}, roots: await rootStatus(config.dir)})
   if (o.step === 'status') return result()
+  if (asked.includes('root')) {
+    if (kinds.length) throw new TypeError('the root rotates on its own: --kind root')
+    if (o.step !== 'retire' && o.password === undefined) throw new TypeError(`rotate ${o.step} --kind root needs the CA password`)
+    const r = o.step === 'prepare' ? await prepareRoot(config.dir, config.name, o.password!, now) : o.step === 'activate' ? await activateRoot(config.dir, config.dnsNames, o.password!, now) : await retireRoot(config.dir)
+    const event = o.step === 'prepare' ? 'ca_root_prepared' : o.step === 'activate' ? 'ca_root_activated' : 'ca_root_retired'
+    await withStore(config, 'admin', (store) => store.recordAdminEvent(event, {roots: r.roots}, nowSeconds))
+    return result()
+  }
 
   if (o.step === 'prepare') {
     // every refusal before any key is made: a half-prepared rotation would leave keys nobody publishes

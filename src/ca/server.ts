@@ -15,6 +15,8 @@ import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
+import {caPaths} from './config/layout.ts'
+import {loadRoots} from './keys/roots.ts'
 import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
 import {parseCert} from './keys/pki.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
@@ -126,27 +128,46 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   if (warnings.length) opts.onWarnings?.(warnings, false)
   audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid, ...(metrics ? {metrics: metrics.url} : {})})
 
-  // a rotation step (`ca rotate …`) rewrites ssh/keys.json; the server follows it without a restart
-  let keyringText = await readFile(keyringPath(config.dir), 'utf8').catch(() => '')
+  // a rotation step (`ca rotate …`) rewrites ssh/keys.json or the root files; the server follows
+  // without a restart: new signers, new published keys, new roots and TLS chain
+  const paths = caPaths(config.dir)
+  const rootFiles = [paths.rootCert, paths.rootNextCert, paths.rootPreviousCert, paths.rootCrossCert, paths.intermediateTwinCert, paths.tlsCert]
+  const snapshot = async (): Promise<{keys: string; roots: string}> => ({
+    keys: await readFile(keyringPath(config.dir), 'utf8').catch(() => ''),
+    roots: (await Promise.all(rootFiles.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0'),
+  })
+  let seen = await snapshot()
   let keysLoading: Promise<boolean> = Promise.resolve(false)
   const reloadKeys = (): Promise<boolean> => {
     keysLoading = keysLoading.then(async () => {
-      const text = await readFile(keyringPath(config.dir), 'utf8').catch(() => '')
-      if (text === keyringText) return false
-      try {
-        const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
-        material.userCa = sets.userCa
-        material.hostCa = sets.hostCa
-        keyringText = text
-        const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
-        audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
-        return true
-      } catch (err) {
-        // the keys in force stay: a manifest that does not open must not stop issuance
-        keyringText = text
-        audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
-        return false
+      const now = await snapshot()
+      let changed = false
+      if (now.keys !== seen.keys) {
+        try {
+          const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
+          material.userCa = sets.userCa
+          material.hostCa = sets.hostCa
+          const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
+          audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
+          changed = true
+        } catch (err) {
+          // the keys in force stay: a manifest that does not open must not stop issuance
+          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
+        }
       }
+      if (now.roots !== seen.roots) {
+        try {
+          const [roots, tls] = await Promise.all([loadRoots(config.dir), loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)])
+          Object.assign(material, roots, {tls: tls.tls})
+          ;(app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
+          audit.write('ca_roots_loaded', {roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})), cross_signed: roots.crossPems.length > 0})
+          changed = true
+        } catch (err) {
+          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous roots and TLS certificate'})
+        }
+      }
+      seen = now
+      return changed
     })
     return keysLoading
   }

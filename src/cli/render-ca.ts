@@ -57,6 +57,7 @@ export function renderRotation(r: RotateResult): string {
   let out = ''
   if (r.changed.length) out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
   for (const s of r.stranded) out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
+  out += `\nX.509 roots (what clients pin):\n${table([['FINGERPRINT', 'STATE', 'SUBJECT', 'NOT AFTER'], ...r.roots.map((x) => [x.fingerprint, x.state, x.subject, x.notAfter])])}`
   for (const kind of ['user', 'host'] as const) {
     out += `\n${kind} CA keys:\n`
     out += table([['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'], ...r.keys[kind].map((k) => [k.id, k.state, k.fingerprint, k.store, k.createdAt, k.activatedAt ?? '-', k.deactivatedAt ?? '-', k.retiredAt ?? '-'])])

@@ -18,6 +18,7 @@ import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {CONTEXT_FILE, type Context, type ContextSettings} from './home.ts'
 import {mergeKnownHosts} from './known-hosts.ts'
+import {followRootRotation} from './roots.ts'
 
 /** Saves a context's settings (everything but the root and the folder) atomically. */
 export async function saveContext(ctx: Context): Promise<void> {
@@ -39,10 +40,11 @@ export interface RefreshedRoots {
 export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<RefreshedRoots> {
   const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const roots = await ca.call('GET', '/ssh/roots', SshRootsResponse)
+    // a root rotation travels the same way: the new root, vouched for by the pinned one
+    const [roots, followed] = await Promise.all([ca.call('GET', '/ssh/roots', SshRootsResponse), followRootRotation(ctx, ca)])
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
-    const changed = JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
+    const next: Context = {...followed.ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
+    const changed = followed.changed || JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
     if (changed) await saveContext(next)
     return {ctx: next, keys: roots.keys, changed}
   } finally {

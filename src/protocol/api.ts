@@ -52,7 +52,9 @@ export const ProvisionersResponse = object({provisioners: array(Provisioner), ne
 export type ProvisionersResponse = Infer<typeof ProvisionersResponse>
 
 export const RootResponse = object({ca: string({min: 1})})
-export const RootsResponse = object({crts: array(string())})
+/** GET /roots: every published root; during a root rotation (sshca), the old root's certificate of the new one. */
+export const RootsResponse = object({crts: array(string()), crossSigned: optional(array(string()))})
+export type RootsResponse = Infer<typeof RootsResponse>
 
 /** One published SSH CA key and its place in a rotation (sshca; absent from step-ca). */
 export const CaKeyInfo = object({

@@ -34,15 +34,22 @@ export class Authority {
     return this.rt.policy.config
   }
 
-  /** The root's PEM when `sha256` (hex; ":" and "-" ignored) is its fingerprint, compared in constant time. */
+  /**
+   * A published root's PEM when `sha256` (hex; ":" and "-" ignored) is its fingerprint, compared in
+   * constant time: during a root rotation, bootstrap works with the old fingerprint and the new one.
+   */
   root(sha256: string): string | undefined {
     const want = sha256.toLowerCase().replace(/[:-]/g, '')
-    const have = this.rt.material.rootFingerprint
-    return /^[0-9a-f]{64}$/.test(want) && timingSafeEqual(Buffer.from(want), Buffer.from(have)) ? this.rt.material.rootPem : undefined
+    if (!/^[0-9a-f]{64}$/.test(want)) return undefined
+    let found: string | undefined
+    for (const r of this.rt.material.roots) if (timingSafeEqual(Buffer.from(want), Buffer.from(r.fingerprint))) found = r.pem
+    return found
   }
 
-  roots(): {crts: string[]} {
-    return {crts: [this.rt.material.rootPem]}
+  /** Every published root; during a root rotation, the old root's certificate of the new one beside them. */
+  roots(): {crts: string[]; crossSigned?: string[]} {
+    const m = this.rt.material
+    return {crts: m.roots.map((r) => r.pem), ...(m.crossPems.length ? {crossSigned: m.crossPems} : {})}
   }
 
   provisioners(): ProvisionersResponse {

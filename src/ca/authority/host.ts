@@ -34,7 +34,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const now = nowOf(rt)
-  const t = await metered(rt, 'host-enrollment', verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.rootFingerprint, now, keyFingerprint: publicKey.fingerprint()}))
+  const t = await metered(rt, 'host-enrollment', verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now, keyFingerprint: publicKey.fingerprint()}))
   trace.subject = t.subject
   trace.token = {id: `enroll#${t.jti}`, sha256: tokenHash(token)}
   const requested = body.principals?.length ? body.principals : t.principals
@@ -67,7 +67,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   if (BigInt(now) >= cert.validBefore) throw denial('ERR_POLICY_DENIED', 'certificate_expired', 'the certificate has expired: enroll the host again with a new token')
   const revoked = await rt.store.revocationFor({serial: cert.serial, keyId: cert.keyId, keyFingerprint: cert.publicKey.fingerprint()})
   if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', 'the certificate is revoked', {revocation_id: revoked.id})
-  const proof = await metered(rt, 'host-renewal', verifyPop(token, cert, {rootFingerprint: rt.material.rootFingerprint, now}))
+  const proof = await metered(rt, 'host-renewal', verifyPop(token, cert, {rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now}))
   trace.token = {id: `pop#${proof.jti}`, sha256: tokenHash(token)}
   const fresh = await signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
   return issue(rt, fresh, {id: `pop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})

@@ -13,7 +13,8 @@ import type {Kms} from '../config/kms.ts'
 import {caPaths} from '../config/layout.ts'
 import {activeEntry, publishedEntries, readKeyring, type CaKeyKind, type CaKeyState, type Keyring} from './keyring.ts'
 import {readSealedKey, writeSealedKey} from './keystore.ts'
-import {certFingerprint, createTlsCert, parseCert, pemToDer, subjectAltNames} from './pki.ts'
+import {createTlsCert, parseCert, subjectAltNames} from './pki.ts'
+import {chainTail, loadRoots, type PublishedRoot} from './roots.ts'
 import {SignerRegistry} from './signers.ts'
 
 /** A key clients and hosts trust, with its place in the rotation. */
@@ -37,6 +38,10 @@ export interface CaMaterial {
   rootPem: string
   rootFingerprint: string
   intermediatePem: string
+  /** Every published root (active first; next and previous during a root rotation). */
+  roots: PublishedRoot[]
+  /** The old root's certificates of the new one, during a root rotation. */
+  crossPems: string[]
   tls: {certPem: string; keyPem: string; notAfter: Date}
   userCa: CaKeySet
   hostCa: CaKeySet
@@ -87,7 +92,7 @@ async function readText(path: string): Promise<string> {
  */
 export async function loadTls(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30): Promise<{tls: CaMaterial['tls']; renewed: boolean}> {
   const p = caPaths(dir)
-  const [intermediatePem, tlsPem, tlsKey] = await Promise.all([readText(p.intermediateCert), readText(p.tlsCert), readSealedKey(p.tlsKey, password)])
+  const [intermediatePem, tlsPem, tlsKey, tail] = await Promise.all([readText(p.intermediateCert), readText(p.tlsCert), readSealedKey(p.tlsKey, password), chainTail(dir)])
   let tls = {certPem: tlsPem, key: tlsKey}
   let renewed = false
   const leaf = parseCert(tlsPem)
@@ -98,8 +103,8 @@ export async function loadTls(dir: string, password: string, dnsNames: readonly 
     const intermediateKey = await readSealedKey(p.intermediateKey, password)
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
-    await writeFileAtomic(p.tlsCert, fresh.pem + intermediatePem)
-    tls = {certPem: fresh.pem + intermediatePem, key: fresh.key}
+    await writeFileAtomic(p.tlsCert, fresh.pem + tail)
+    tls = {certPem: fresh.pem + tail, key: fresh.key}
     renewed = true
   }
   return {tls: {certPem: tls.certPem, keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string, notAfter: parseCert(tls.certPem).notAfter}, renewed}
@@ -108,7 +113,7 @@ export async function loadTls(dir: string, password: string, dnsNames: readonly 
 /** Opens every key: the SSH CA keys through the signer registry (`o.kms`: where pkcs11 keys live). */
 export async function loadMaterial(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30, o: {kms?: Kms; registry?: SignerRegistry} = {}): Promise<CaMaterial & {tlsRenewed: boolean; registry: SignerRegistry}> {
   const p = caPaths(dir)
-  const [rootPem, intermediatePem] = await Promise.all([readText(p.rootCert), readText(p.intermediateCert)])
+  const rootSet = await loadRoots(dir)
   const registry = o.registry ?? new SignerRegistry({dir, password, kms: o.kms ?? {type: 'file'}})
   const [keys, enrollmentKey, tls] = await Promise.all([
     readKeyring(dir).then((k) => loadKeySets(k, registry)),
@@ -116,9 +121,7 @@ export async function loadMaterial(dir: string, password: string, dnsNames: read
     loadTls(dir, password, dnsNames, renewWithinDays),
   ])
   return {
-    rootPem,
-    rootFingerprint: certFingerprint(pemToDer(rootPem)),
-    intermediatePem,
+    ...rootSet,
     tls: tls.tls,
     userCa: keys.userCa,
     hostCa: keys.hostCa,

@@ -26,13 +26,13 @@ export function popCertificate(token: string): Certificate {
 }
 
 /** The token verified with the certified key: this CA's audience, five minutes at most. */
-export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number}): Promise<{jti: string; expiresAt: number}> {
+export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string | readonly string[]; now: number}): Promise<{jti: string; expiresAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
       algorithms: POP_ALGORITHMS[cert.publicKey.type] ?? [],
       typ: POP_TYP,
-      audience: popAudience(o.rootFingerprint),
+      audience: (typeof o.rootFingerprint === 'string' ? [o.rootFingerprint] : o.rootFingerprint).map(popAudience),
       clockTolerance: LEEWAY,
       currentDate: new Date(o.now * 1000),
       requiredClaims: ['exp', 'iat', 'jti'],
