@@ -253,7 +253,9 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     const p = await chooseProvisioner(ca, o, deps)
     provisioner = p.name
     if (agent && !o.force) {
-      const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
+      // against the keys the CA publishes now: a certificate of a retired key is no reason to skip
+      const current = await roots
+      const existing = await existingCertificate(agent, current instanceof Error ? ctx : current.ctx, p.name, o.identity, now())
       if (existing) {
         return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null}, files: null, refreshTokenStore: null}
       }

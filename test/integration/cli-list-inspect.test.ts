@@ -12,9 +12,9 @@ import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const ca = generatePrivateKey('ed25519')
-const now = BigInt(Math.floor(Date.now() / 1000))
-
 async function cert(keyId: string, principals: string[], seconds: bigint) {
+  // validity from when the certificate is made, not from when this file was loaded (a long run loads it minutes earlier)
+  const now = BigInt(Math.floor(Date.now() / 1000))
   const key = generatePrivateKey('ed25519')
   return {
     key,

@@ -205,7 +205,8 @@ describe('sshca config', function () {
     assert.equal(readFileSync(join(sshd, 'sshca_revoked_keys.krl')).subarray(0, 8).toString('latin1'), 'SSHKRL\n\0')
     // one unit for the KRL, a template instance per host key for renewal (unsafe-path refusals: client-security.test.ts)
     const krlService = readFileSync(join(units, 'sshca-krl.service'), 'utf8')
-    assert.match(krlService, /^ExecStart=\/\S+ \/\S+ krl --context demo --out .*sshca_revoked_keys\.krl$/m)
+    // the hourly unit keeps TrustedUserCAKeys too: how a CA key rotation reaches sshd
+    assert.match(krlService, /^ExecStart=\/\S+ \/\S+ krl --context demo --out .*sshca_revoked_keys\.krl --user-ca-keys .*sshca_user_ca\.pub$/m)
     assert.match(krlService, new RegExp(`^Environment=SSHCA_HOME=${e.SSHCA_HOME}$`, 'm'))
     const renew = readFileSync(join(units, 'sshca-renew@.service'), 'utf8')
     assert.match(renew, new RegExp(`^ExecStart=/\\S+ /\\S+ renew --context demo ${sshd}/%i-cert\\.pub ${sshd}/%i$`, 'm'))
