@@ -14,6 +14,7 @@ _sshca() {
     "ca explain"*) words="--ca-config --claims --config --help --json --provisioner --replay --since --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --kms --name --password-file" ;;
+    "ca migrate"*) words="--config --help --json" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca rotate"*) words="--config --force --help --json --kind --password-file" ;;
@@ -29,7 +30,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="certs check-config explain hosts init revocations revoke rotate serve token unrevoke" ;;
+    "ca") words="certs check-config explain hosts init migrate revocations revoke rotate serve token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

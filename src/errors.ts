@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   ERR_CA_BAD_REQUEST: 'the CA rejected the request as malformed',
   ERR_CA_UNAUTHORIZED: 'the CA rejected the identity token',
   ERR_CA_DENIED: 'the CA policy denied the request',
+  ERR_CA_UNSUPPORTED: 'the CA does not offer what the command needs (SSH certificates, an SSHPOP provisioner)',
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
@@ -51,12 +52,14 @@ export const ERROR_CODES = {
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
   ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
+  ERR_STORE_UNAVAILABLE: 'the CA cannot write its store or audit log (disk full, I/O error, locked); no certificate was returned',
   ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, busy, rate-limited, or an upstream is down)',
   ERR_RATE_LIMITED: 'too many signing requests from one client address',
   ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',
   ERR_NOT_FOUND: 'the requested record does not exist',
   ERR_ROTATION_STATE: 'a CA key rotation step is not possible in the current state (or would strand certificates)',
   ERR_KEY_STORE: 'the key store (a PKCS#11 token, an HSM) could not create, find or use a CA key',
+  ERR_NOT_IMPLEMENTED: 'the CA does not implement this request (X.509 certificates: it issues SSH certificates only)',
   ERR_INTERNAL: 'an unexpected internal failure',
 } as const
 

@@ -59,16 +59,23 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
+/** How often spent token ids that have expired are deleted. */
+export const PURGE_EVERY_MS = 60_000
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
-  const material = await loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)})
-  const registry = material.registry
-  const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
-  const audit: AuditLog = createAuditLog(auditDest)
   // metrics only when asked for: prom-client is loaded by no other path
   const meter = config.metrics ? new (await import('./observe/prometheus.ts')).PrometheusMeter() : undefined
   const store = await openStore(config, 'server', meter ? {onCommit: (n, s) => meter.commit(n, s)} : {})
+  // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
+  // (key and certificate are two files): the store's lock orders them, the second finds it renewed
+  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)})).catch(async (err: unknown) => {
+    await store.close()
+    throw err
+  })
+  const registry = material.registry
+  const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
+  const audit: AuditLog = createAuditLog(auditDest)
   const clock = opts.clock ?? Date.now
   const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
   const runtime: CaRuntime = {
@@ -158,7 +165,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       if (now.roots !== seen.roots) {
         try {
           const [roots, tls] = await Promise.all([loadRoots(config.dir), loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)])
-          Object.assign(material, roots, {tls: tls.tls})
+          Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
           ;(app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
           audit.write('ca_roots_loaded', {roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})), cross_signed: roots.crossPems.length > 0})
           changed = true
@@ -189,7 +196,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), 10 * 60_000)
+  // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
+  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
@@ -203,10 +211,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   keysTimer.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
-    const fresh = await loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)
+    // under the lock: of N replicas sharing the directory one renews, the others load its certificate
+    const fresh = await store.exclusive('tls-renewal', () => loadTls(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
     ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
+    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.renewed})
   }
 
   let closed = false

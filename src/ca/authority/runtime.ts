@@ -37,4 +37,6 @@ export interface AuditTrace {
   cert_type?: string
   /** The rule's authorizing webhook: what it answered, and how long it took. */
   webhook?: {url: string; outcome: 'allow' | 'deny' | 'error'; status: number | null; ms: number; why?: string}
+  /** What the request asked for, when not a certificate: its refusal is audited under that name. */
+  action?: 'read' | 'revoke'
 }

@@ -42,10 +42,17 @@ export interface CaMaterial {
   roots: PublishedRoot[]
   /** The old root's certificates of the new one, during a root rotation. */
   crossPems: string[]
+  /** Signs step's X.509 identity certificates (and renews the TLS certificate); the new one after a root activation. */
+  intermediateKey: KeyObject
   tls: {certPem: string; keyPem: string; notAfter: Date}
   userCa: CaKeySet
   hostCa: CaKeySet
   enrollmentKey: KeyObject
+}
+
+/** A set of one key, active since `createdAt` (in-memory CAs: tests, the demo). */
+export function soleKeySet(active: Signer, id = 'k1', createdAt = new Date(0).toISOString()): CaKeySet {
+  return {active, activeId: id, published: [{id, publicKey: active.publicKey, state: 'active', createdAt, activatedAt: createdAt}]}
 }
 
 /** The public keys of a set, for checkers and KRL sections. */
@@ -90,9 +97,15 @@ async function readText(path: string): Promise<string> {
  * The API's TLS key and certificate chain. When the certificate expires within `renewWithinDays` or
  * no longer covers `dnsNames`, a new one is issued from the intermediate and written back (atomically).
  */
-export async function loadTls(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30): Promise<{tls: CaMaterial['tls']; renewed: boolean}> {
+export async function loadTls(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
   const p = caPaths(dir)
-  const [intermediatePem, tlsPem, tlsKey, tail] = await Promise.all([readText(p.intermediateCert), readText(p.tlsCert), readSealedKey(p.tlsKey, password), chainTail(dir)])
+  const [intermediatePem, tlsPem, tlsKey, intermediateKey, tail] = await Promise.all([
+    readText(p.intermediateCert),
+    readText(p.tlsCert),
+    readSealedKey(p.tlsKey, password),
+    readSealedKey(p.intermediateKey, password),
+    chainTail(dir),
+  ])
   let tls = {certPem: tlsPem, key: tlsKey}
   let renewed = false
   const leaf = parseCert(tlsPem)
@@ -100,14 +113,13 @@ export async function loadTls(dir: string, password: string, dnsNames: readonly 
   const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
   const namesChanged = dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n))
   if (expiresSoon || namesChanged) {
-    const intermediateKey = await readSealedKey(p.intermediateKey, password)
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
     await writeFileAtomic(p.tlsCert, fresh.pem + tail)
     tls = {certPem: fresh.pem + tail, key: fresh.key}
     renewed = true
   }
-  return {tls: {certPem: tls.certPem, keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string, notAfter: parseCert(tls.certPem).notAfter}, renewed}
+  return {tls: {certPem: tls.certPem, keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string, notAfter: parseCert(tls.certPem).notAfter}, renewed, intermediateKey}
 }
 
 /** Opens every key: the SSH CA keys through the signer registry (`o.kms`: where pkcs11 keys live). */
@@ -123,6 +135,7 @@ export async function loadMaterial(dir: string, password: string, dnsNames: read
   return {
     ...rootSet,
     tls: tls.tls,
+    intermediateKey: tls.intermediateKey,
     userCa: keys.userCa,
     hostCa: keys.hostCa,
     enrollmentKey,

@@ -3,6 +3,7 @@
  * token: its id and SHA-256. Selected claims only, never the whole token payload.
  */
 import {pino, type Logger} from 'pino'
+import {SshcaError} from '../../errors.ts'
 
 export type AuditEvent =
   | 'server_started'
@@ -12,6 +13,10 @@ export type AuditEvent =
   | 'certificate_issued'
   | 'certificate_denied'
   | 'certificate_revoked'
+  /** A refused SSHPOP self-revocation (POST /ssh/revoke). */
+  | 'revocation_denied'
+  /** A refused read of the host inventory (GET /ssh/hosts, POST /ssh/check-host). */
+  | 'access_denied'
   | 'certificate_unrevoked'
   | 'enrollment_token_issued'
   | 'rate_limited'
@@ -62,7 +67,13 @@ export function createAuditLog(dest: string): AuditLog {
   )
   return {
     write(event, fields) {
-      logger.info({event, ...fields})
+      try {
+        logger.info({event, ...fields})
+      } catch (err) {
+        // a full disk or an I/O error: the caller fails closed (503). pino keeps what it could not
+        // write and appends it, whole, on the next write that succeeds
+        throw new SshcaError('ERR_STORE_UNAVAILABLE', `the audit log cannot be written: ${(err as Error).message}`, {cause: err, details: {reason: 'store_unavailable'}})
+      }
     },
     async close() {
       logger.flush()

@@ -1,4 +1,12 @@
-/** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
+/**
+ * The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process).
+ *
+ * Durability: `full` (the default) is SQLite's synchronous=FULL, so every commit fsyncs the WAL before
+ * it returns: a certificate is handed out only once its record and its spent token are on disk. The
+ * group commit below keeps that to one fsync per batch of concurrent issuances. `normal` skips that
+ * fsync: a power loss (not a process crash) can drop the last commits, i.e. certificates missing from
+ * the inventory and spent tokens forgotten (replayable until they expire).
+ */
 import {randomUUID} from 'node:crypto'
 import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
 import {SshcaError} from '../../errors.ts'
@@ -55,6 +63,25 @@ function rowToRevocation(r: RevocationRow): Revocation {
   return {id: r.id, serial: r.serial === null ? null : BigInt(r.serial), keyId: r.key_id, keyFingerprint: r.key_fingerprint, reason: r.reason, revokedAt: Number(r.revoked_at)}
 }
 
+/**
+ * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
+ * memory, read-only, I/O error, disk full, cannot open, lock protocol): the CA answers 503 and issues
+ * nothing; it works again once the cause is gone (space freed, lock released), without a restart.
+ */
+const UNAVAILABLE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
+
+/** A write that failed for one of those reasons becomes ERR_STORE_UNAVAILABLE; anything else is a bug. */
+export function storeError(err: unknown): unknown {
+  const e = err as {code?: unknown; errcode?: unknown; errstr?: unknown}
+  if (e.code !== 'ERR_SQLITE_ERROR' || typeof e.errcode !== 'number' || !UNAVAILABLE.has(e.errcode & 0xff)) return err
+  const message = (err as Error).message
+  const why = message === e.errstr ? message : `${String(e.errstr)}: ${message}`
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${why}`, {cause: err, details: {reason: 'store_unavailable'}})
+}
+
+/** ca.yaml's db.durability: see the comment at the top of this file. */
+export type Durability = 'full' | 'normal'
+
 /** valid_before may be 2^64-1 ("forever"), beyond SQLite's signed 64-bit integers: clamp for storage. */
 const MAX_I64 = (1n << 63n) - 1n
 export const toDbTime = (v: bigint): bigint => (v > MAX_I64 ? MAX_I64 : v)
@@ -89,11 +116,16 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   return {from, to: SCHEMA_VERSION}
 }
 
+const processLocks = new Map<string, Promise<unknown>>()
+
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync
+  private readonly path: string
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
+  /** True while the checkpointer copies the WAL's last frames (see checkpointer.ts). */
+  private held = false
 
   private readonly onCommit: ((batchSize: number, seconds: number) => void) | undefined
 
@@ -101,13 +133,22 @@ export class SqliteStore implements Store {
    * `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline.
    * `onCommit`: told each group commit's size and duration (the metrics).
    */
-  constructor(path: string, o: {background?: boolean; onCommit?: (batchSize: number, seconds: number) => void} = {}) {
+  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number; onCommit?: (batchSize: number, seconds: number) => void} = {}) {
+    this.path = path
     this.onCommit = o.onCommit
     this.db = new DatabaseSync(path)
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
+    this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
     if (path !== ':memory:' && o.background !== false) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0;')
-      this.checkpointer = startCheckpointer(path)
+      this.checkpointer = startCheckpointer(
+        path,
+        (on) => {
+          this.held = on
+          if (!on && this.pending.length > 0) this.flush()
+        },
+        o.checkpointEveryMs,
+      )
     }
     migrateSqlite(this.db)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
@@ -123,6 +164,7 @@ export class SqliteStore implements Store {
       rollback: prep('ROLLBACK'),
       revokedFor: prep('SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1'),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
+      lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep('INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at'),
       useToken: prep('INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING'),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
@@ -152,11 +194,12 @@ export class SqliteStore implements Store {
   issue(req: IssueRequest): Promise<IssueOutcome> {
     return new Promise((resolve, reject) => {
       this.pending.push({req, resolve, reject})
-      if (this.pending.length === 1) setImmediate(() => this.flush())
+      if (this.pending.length === 1 && !this.held) setImmediate(() => this.flush())
     })
   }
 
-  private flush(): void {
+  private flush(force = false): void {
+    if (this.held && !force) return // the release flushes
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
     const results: IssueOutcome[] = []
@@ -167,8 +210,9 @@ export class SqliteStore implements Store {
       this.stmts.commit!.run()
       this.onCommit?.(batch.length, (performance.now() - started) / 1000)
     } catch (err) {
-      if (this.db.isTransaction) this.stmts.rollback!.run()
-      for (const item of batch) item.reject(err)
+      this.rollbackQuietly()
+      const failure = storeError(err)
+      for (const item of batch) item.reject(failure)
       return
     }
     batch.forEach((item, i) => item.resolve(results[i]!))
@@ -176,11 +220,11 @@ export class SqliteStore implements Store {
 
   /** One issuance inside the batch's transaction: nothing is written unless the outcome is ok. */
   private issueOne({token, record: r, lineage}: IssueRequest): IssueOutcome {
-    const parent = lineage?.kind === 'renew' ? lineage.parent.toString() : null
+    const parent = lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null
     const revoked = this.stmts.revokedFor!.get(r.keyId, r.keyFingerprint, parent) as RevocationRow | undefined
     if (revoked) return {ok: false, reason: 'revoked', revocation: rowToRevocation(revoked)}
-    if (lineage?.kind === 'renew') {
-      const head = this.stmts.lineage!.get(r.keyFingerprint) as {serial: string} | undefined
+    if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
+      const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as {serial: string} | undefined
       if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
     }
     const serial = r.serial.toString()
@@ -189,6 +233,7 @@ export class SqliteStore implements Store {
       return {ok: false, reason: 'replayed', usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at), serial: spent?.serial ?? null}
     }
     this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate, r.claims ? JSON.stringify(r.claims) : null)
+    if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint) this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
   }
@@ -249,21 +294,42 @@ export class SqliteStore implements Store {
     })
   }
 
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    // a read transaction: `ca revoke` in another process commits before or after both reads
+    // (synchronously: no other call on this connection can start between BEGIN and COMMIT)
+    this.db.exec('BEGIN')
+    try {
+      const generation = Number((this.stmts.generation!.get() as {value: string}).value)
+      const revocations = (this.stmts.revocations!.all() as unknown as RevocationRow[]).map(rowToRevocation)
+      return {generation, revocations}
+    } finally {
+      this.db.exec('COMMIT')
+    }
+  }
+
   async revocationGeneration(): Promise<number> {
     return Number((this.stmts.generation!.get() as {value: string}).value)
   }
 
   /** Runs `fn` in its own write transaction (admin writes; issuances go through the group commit). */
   private transaction<T>(fn: () => T): T {
-    this.flush()
-    this.stmts.begin!.run()
+    this.flush(true)
     try {
+      this.stmts.begin!.run()
       const out = fn()
       this.stmts.commit!.run()
       return out
     } catch (err) {
+      this.rollbackQuietly()
+      throw storeError(err)
+    }
+  }
+
+  private rollbackQuietly(): void {
+    try {
       if (this.db.isTransaction) this.stmts.rollback!.run()
-      throw err
+    } catch {
+      // SQLite has rolled back by itself (a full disk or an I/O error during COMMIT)
     }
   }
 
@@ -281,7 +347,7 @@ export class SqliteStore implements Store {
   }
 
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
-    const r = this.stmts.adminEvent!.run(at, event, JSON.stringify(fields))
+    const r = this.transaction(() => this.stmts.adminEvent!.run(at, event, JSON.stringify(fields)))
     return {id: Number(r.lastInsertRowid), at, event, fields}
   }
 
@@ -302,8 +368,23 @@ export class SqliteStore implements Store {
     return this.stmts.advance!.run(String(to), String(from)).changes === 1
   }
 
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get()
+  }
+
+  /** One process serves a SQLite store: a lock in this process (shared by every connection to the file). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.path}\0${name}`
+    const before = processLocks.get(key) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    processLocks.set(key, tail)
+    void tail.then(() => processLocks.get(key) === tail && processLocks.delete(key))
+    return run
+  }
+
   async close(): Promise<void> {
-    this.flush()
+    this.flush(true)
     await this.checkpointer?.stop()
     if (this.db.isOpen) {
       if (this.checkpointer) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)')
