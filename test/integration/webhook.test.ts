@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import {createHmac} from 'node:crypto'
-import {writeFileSync} from 'node:fs'
+import {chmodSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:https'
 import {join} from 'node:path'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
@@ -131,6 +131,22 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     const before = seen.length
     assert.equal((await sign()).status, 503)
     assert.equal(seen.length, before, 'no request body was sent over an untrusted connection')
+  })
+
+  it('fails closed when the secret file is readable by others, sending nothing', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const {writePolicy} = await import('../helpers/ca.ts')
+    const loose = join(dir, 'loose-secret')
+    writeFileSync(loose, 'hook-secret-0123456789\n', {mode: 0o644})
+    chmodSync(loose, 0o644)
+    await writePolicy(t.init.config, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile: loose}, certificate: {principals: ['deploy'], ttl: '10m'}}]}]})
+    assert.equal(await t.ca.reload(), true)
+    const before = seen.length
+    assert.equal((await sign()).status, 503)
+    const line = lastLine('certificate_denied')
+    assert.equal(line.reason, 'webhook_unavailable')
+    assert.match(String((line.webhook as {why: string}).why), /readable by others/)
+    assert.equal(seen.length, before, 'nothing was sent')
   })
 
   it('check-config refuses a plain-http webhook off loopback, and credentials in its URL', async () => {

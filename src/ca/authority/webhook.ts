@@ -15,6 +15,7 @@ import {createHmac} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
+import {assertPrivateFile} from '../../util/fs.ts'
 import type {Claims, CertificateSpec} from '../policy/policy.ts'
 import {denial, type ProvisionerConfig, type RuleConfig, type WebhookConfig} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
@@ -28,7 +29,8 @@ function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
   let f = files.get(w)
   if (!f) {
     f = (async () => ({
-      ...(w.secretFile ? {secret: (await readFile(w.secretFile, 'utf8')).split(/\r?\n/)[0]!} : {}),
+      // a secret others can read proves nothing: refused (so the call is, and the request denied)
+      ...(w.secretFile ? {secret: await assertPrivateFile(w.secretFile).then(async () => (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!)} : {}),
       ...(w.ca ? {ca: await readFile(w.ca, 'utf8')} : {}),
     }))()
     f.catch(() => files.delete(w))
