@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {EXIT} from '../../cli/exit-codes.ts'
 import {readInput} from '../../cli/io.ts'
 import {SshcaError} from '../../errors.ts'
@@ -30,7 +31,7 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
     claims: Flags.string({description: 'JSON file with the claims (- for standard input)', exclusive: ['token', 'replay', 'since']}),
     token: Flags.string({description: 'a JWT whose (unverified) claims to explain', exclusive: ['claims', 'replay', 'since']}),
     replay: Flags.string({description: 'what-if: replay the issuances and policy denials of this audit log through --config', exclusive: ['claims', 'token']}),

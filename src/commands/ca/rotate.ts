@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 import {renderRotation} from '../../cli/render-ca.ts'
 
@@ -38,8 +39,8 @@ The running CA follows each step within seconds (or at once on SIGHUP); each ste
   static override flags = {
     kind: Flags.option({description: 'rotate only the user or only the host CA key (default: both), or the X.509 root clients pin', options: ['user', 'host', 'root'] as const})(),
     force: Flags.boolean({description: 'retire: even though certificates the old key signed are still valid (they stop working)'}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
-    'password-file': Flags.string({description: 'prepare (and activate --kind root): file whose first line is the CA password (else asked on the terminal)'}),
+    config: caConfigFlag(),
+    'password-file': caPasswordFileFlag({description: 'prepare (and activate --kind root): file whose first line is the CA password (else asked on the terminal)'}),
   }
 
   async run() {
