@@ -16,15 +16,9 @@ import {caHostPattern, effectivePattern} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
-import {CONTEXT_FILE, type Context, type ContextSettings} from './home.ts'
+import {saveContext, type Context} from './home.ts'
 import {mergeKnownHosts} from './known-hosts.ts'
 import {followRootRotation} from './roots.ts'
-
-/** Saves a context's settings (everything but the root and the folder) atomically. */
-export async function saveContext(ctx: Context): Promise<void> {
-  const {rootPem: _r, dir: _d, ...settings} = ctx
-  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
-}
 
 export interface RefreshedRoots {
   ctx: Context
