@@ -28,7 +28,7 @@ export async function benchStartup(): Promise<void> {
     const ca = generatePrivateKey('ed25519')
     const key = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: 1n, keyId: 'bench', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(ca.keyObject))
+    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 1n, keyId: 'bench', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(ca.keyObject))
     await AgentClient.with({socketPath: socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
     const env = {...process.env, SSH_AUTH_SOCK: socket}
     const bare = wallMs(process.execPath, ['-e', '0'], env)

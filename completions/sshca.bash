@@ -11,12 +11,13 @@ _sshca() {
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
-    "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
+    "ca explain"*) words="--ca-config --claims --config --help --json --provisioner --replay --since --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
-    "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca init"*) words="--address --dir --dns --help --json --kms --name --password-file" ;;
     "ca migrate"*) words="--config --help --json" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
+    "ca rotate"*) words="prepare activate retire status --config --force --help --json --kind --password-file" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
@@ -32,7 +33,7 @@ _sshca() {
     "fingerprint"*) words="--certificate --format --help --json" ;;
     "hosts"*) words="--console --context --help --identity-token-file --json --provisioner --timeout" ;;
     "inspect"*) words="--help --json" ;;
-    "krl"*) words="--context --help --json --out" ;;
+    "krl"*) words="--context --help --json --out --user-ca-keys" ;;
     "list"*) words="--help --json --raw" ;;
     "login"*) words="--audience --console --context --ensure --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --quiet --timeout -q" ;;
     "logout"*) words="--all --context --help --json" ;;
@@ -42,7 +43,7 @@ _sshca() {
     "renew"*) words="--context --force --help --json" ;;
     "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
     "status"*) words="--context --help --json" ;;
-    "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
+    "ca") words="certs check-config explain hosts init migrate revocations revoke rotate serve token unrevoke" ;;
     "context") words="current list remove use" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))

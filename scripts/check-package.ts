@@ -29,6 +29,8 @@ interface Pkg {
   bin?: Record<string, string>
   engines?: {node?: string}
   dependencies?: Record<string, string>
+  /** Installed with the package when they build (pkcs11js: node-gyp); the code says so when one is missing. */
+  optionalDependencies?: Record<string, string>
   oclif?: {hooks?: Record<string, string>}
 }
 interface Manifest {
@@ -114,8 +116,9 @@ export function checkPackage(root = ROOT): string[] {
     if (/(^|\/)(\.env|.*\.pem|.*\.key|id_[a-z0-9]+)$/.test(f)) problems.push(`the tarball carries ${f}, which looks like a secret`)
   }
 
-  // what the installed CLI imports must be what `npm install -g` installs: `dependencies`, nothing else
-  const deps = new Set(Object.keys(pkg.dependencies ?? {}))
+  // what the installed CLI imports must be what `npm install -g` installs: `dependencies`, and the
+  // optional ones it installs when they build (imported lazily, with an error naming what to install)
+  const deps = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})])
   const used = new Set<string>()
   for (const f of files.filter((x) => x.endsWith('.js'))) {
     for (const spec of importsIn(readFileSync(join(root, f), 'utf8'))) {

@@ -12,6 +12,8 @@ have /usr/sbin/sshd || need+=(openssh-server)
 have /usr/bin/chromium || need+=(chromium)
 have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
+# a real PKCS#11 module for the HSM tests (CA keys in a token)
+have softhsm2-util || need+=(softhsm2)
 # the PostgreSQL store's tests run Debian's server binaries (initdb, pg_ctl) in a temp dir of their own
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)
 # the replica tests put HAProxy in front of three CAs

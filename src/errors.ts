@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   ERR_RATE_LIMITED: 'too many signing requests from one client address',
   ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',
   ERR_NOT_FOUND: 'the requested record does not exist',
+  ERR_ROTATION_STATE: 'a CA key rotation step is not possible in the current state (or would strand certificates)',
+  ERR_KEY_STORE: 'the key store (a PKCS#11 token, an HSM) could not create, find or use a CA key',
   ERR_NOT_IMPLEMENTED: 'the CA does not implement this request (X.509 certificates: it issues SSH certificates only)',
   ERR_INTERNAL: 'an unexpected internal failure',
 } as const

@@ -50,8 +50,9 @@ const result = await build({
   outfile: bundle,
   plugins: [commandsModule],
   // native or optional modules the bundle cannot carry or does not need; each import is guarded
-  // where it is made. typescript: oclif's optional tsconfig reader (9 MB), never used by a build
-  external: ['@napi-rs/keyring', 'pg-native', 'typescript'],
+  // where it is made. typescript: oclif's optional tsconfig reader (9 MB), never used by a build.
+  // pkcs11js: native (CA keys in an HSM); the executable's CA says ERR_KEY_STORE if asked for one
+  external: ['@napi-rs/keyring', 'pg-native', 'typescript', 'pkcs11js'],
   // ES modules' import.meta.url, in a CommonJS bundle: the executable's own path (nothing is read beside it)
   define: {'import.meta.url': '__sshcaSeaUrl'},
   banner: {js: 'const __sshcaSeaUrl = require("node:url").pathToFileURL(process.execPath).href;'},

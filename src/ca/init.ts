@@ -6,7 +6,7 @@
 import {generateKeyPairSync} from 'node:crypto'
 import {readdir, rename, rm, rmdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {basename, dirname, join, resolve} from 'node:path'
+import {basename, dirname, join, relative, resolve} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
 import {derivePattern, NO_HOSTS} from '../ssh/host-pattern.ts'
@@ -14,8 +14,12 @@ import {generatePrivateKey} from '../ssh/private-key.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
 import {caPaths} from './config/layout.ts'
+import {parseKms, type Kms} from './config/kms.ts'
+import {writeKeyring, type KeyEntry, type KeyRef} from './keys/keyring.ts'
 import {newSalt, writeSealedKey} from './keys/keystore.ts'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './keys/pki.ts'
+import {SignerRegistry} from './keys/signers.ts'
+import type {PublicKey} from '../ssh/keys.ts'
 
 export interface InitOptions {
   dir: string
@@ -23,6 +27,8 @@ export interface InitOptions {
   dnsNames?: readonly string[]
   address?: string
   password: string
+  /** Where the SSH CA keys are made: "file" (default) or a pkcs11: URI (the keys never leave the token). */
+  kms?: string
 }
 
 export interface InitResult {
@@ -36,6 +42,8 @@ export interface InitResult {
   rootFingerprint: string
   userCaKey: string
   hostCaKey: string
+  /** "file", or the pkcs11: URI the SSH CA keys were made in. */
+  kms: string
 }
 
 export function defaultDnsNames(address: string): string[] {
@@ -60,6 +68,12 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
   }
 
+  let kms: Kms
+  try {
+    kms = parseKms(opts.kms ?? 'file')
+  } catch (err) {
+    throw new SshcaError('ERR_USAGE', `--kms: ${(err as Error).message}`)
+  }
   const hostPattern = derivePattern(dnsNames)
   await privateDir(dirname(dir))
   const tmp = join(dirname(dir), `.${basename(dir)}.init-${randomBytes(4).toString('hex')}`)
@@ -69,11 +83,30 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     const root = await createRoot(name)
     const intermediate = await createIntermediate(name, root)
     const tls = await createTlsCert(dnsNames, intermediate)
-    const userCa = generatePrivateKey('ed25519')
-    const hostCa = generatePrivateKey('ed25519')
     const enrollment = generateKeyPairSync('ed25519').privateKey
     // one salt for the CA's keys: `ca serve` opens them all with one (deliberately slow) derivation
     const salt = newSalt()
+    const created = new Date().toISOString()
+    const sshKeys: Record<'user' | 'host', {ref: KeyRef; publicKey: PublicKey}> = {} as never
+    if (kms.type === 'file') {
+      for (const [kind, path] of [['user', p.userCaKey], ['host', p.hostCaKey]] as const) {
+        const key = generatePrivateKey('ed25519')
+        await writeSealedKey(path, key.keyObject, opts.password, salt)
+        sshKeys[kind] = {ref: {type: 'file', path: relative(tmp, path)}, publicKey: key.publicKey}
+      }
+    } else {
+      // in the token: generated there, never extractable; only references are written here
+      const registry = new SignerRegistry({dir: tmp, password: opts.password, kms})
+      try {
+        for (const kind of ['user', 'host'] as const) sshKeys[kind] = await registry.create(kind, `${kind}-1`)
+      } finally {
+        await registry.close()
+      }
+    }
+    const entry = (kind: 'user' | 'host'): KeyEntry => ({id: `${kind}-1`, publicKey: sshKeys[kind].publicKey.toLine(), state: 'active', ref: sshKeys[kind].ref, createdAt: created, activatedAt: created})
+    const userCa = sshKeys.user
+    const hostCa = sshKeys.host
+    await writeKeyring(tmp, {version: 1, user: [entry('user')], host: [entry('host')]}, name)
     await Promise.all([
       writeFileAtomic(p.rootCert, root.pem),
       writeFileAtomic(p.intermediateCert, intermediate.pem),
@@ -81,12 +114,8 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       writeSealedKey(p.rootKey, root.key, opts.password, salt),
       writeSealedKey(p.intermediateKey, intermediate.key, opts.password, salt),
       writeSealedKey(p.tlsKey, tls.key, opts.password, salt),
-      writeSealedKey(p.userCaKey, userCa.keyObject, opts.password, salt),
-      writeSealedKey(p.hostCaKey, hostCa.keyObject, opts.password, salt),
       writeSealedKey(p.enrollmentKey, enrollment, opts.password, salt),
-      writeFileAtomic(p.userCaPub, `${userCa.publicKey.toLine(`${name} user CA`)}\n`),
-      writeFileAtomic(p.hostCaPub, `${hostCa.publicKey.toLine(`${name} host CA`)}\n`),
-      writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern})),
+      writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern, kms: opts.kms ?? 'file'})),
     ])
     if (await exists(dir)) await rmdir(dir)
     await rename(tmp, dir)
@@ -100,6 +129,7 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       rootFingerprint: certFingerprint(root.der),
       userCaKey: userCa.publicKey.toLine(`${name} user CA`),
       hostCaKey: hostCa.publicKey.toLine(`${name} host CA`),
+      kms: opts.kms ?? 'file',
     }
   } catch (err) {
     await rm(tmp, {recursive: true, force: true})
@@ -126,7 +156,7 @@ function hostPatternLines(pattern: string): string {
   hostPattern: ${y(pattern)}`
 }
 
-function configTemplate(o: {name: string; address: string; dnsNames: string[]; hostPattern: string}): string {
+function configTemplate(o: {name: string; address: string; dnsNames: string[]; hostPattern: string; kms: string}): string {
   return `# sshca CA configuration. Check it with: sshca ca check-config --config <this file>
 # The running CA re-reads it on SIGHUP; an invalid file is logged and the old policy kept.
 
@@ -150,6 +180,12 @@ db:
 # Audit log: one JSON line per decision. "-" is standard output.
 audit:
   file: "-"
+
+# Where the SSH CA keys are made (here and by "sshca ca rotate prepare"): "file" seals them under
+# secrets/ with the CA password; a pkcs11: URI makes them inside that token (an HSM), never
+# extractable: pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin-file
+keys:
+  kms: ${y(o.kms)}
 
 ssh:
 ${hostPatternLines(o.hostPattern)}

@@ -12,7 +12,13 @@ import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
 import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
-import {loadMaterial} from './keys/material.ts'
+import {parseKms} from './config/kms.ts'
+import {readFile} from 'node:fs/promises'
+import {keyringPath, readKeyring} from './keys/keyring.ts'
+import {caPaths} from './config/layout.ts'
+import {loadRoots} from './keys/roots.ts'
+import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
+import {parseCert} from './keys/pki.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
@@ -31,6 +37,10 @@ export interface StartOptions {
   handleSignals?: boolean
   /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
   adminEventsIntervalMs?: number
+  /** Overrides metrics.address (tests use 127.0.0.1:0). */
+  metricsAddress?: string
+  /** How often the key manifest (ssh/keys.json) is checked for a rotation step (ms); SIGHUP checks at once. */
+  keysIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
   onWarnings?: (warnings: string[], reload: boolean) => void
 }
@@ -38,10 +48,14 @@ export interface StartOptions {
 export interface RunningCa {
   url: string
   port: number
+  /** http://host:port/metrics when metrics.address is set. */
+  metricsUrl?: string
   runtime: CaRuntime
   app: FastifyInstance
-  /** Re-reads ca.yaml; true when the new policy is in force. */
+  /** Re-reads ca.yaml (and the key manifest); true when the new policy is in force. */
   reload(): Promise<boolean>
+  /** Re-reads the key manifest; true when the published or active keys changed. */
+  reloadKeys(): Promise<boolean>
   close(): Promise<void>
 }
 
@@ -50,23 +64,38 @@ export const PURGE_EVERY_MS = 60_000
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
-  const store = await openStore(config, 'server')
+  // metrics only when asked for: prom-client is loaded by no other path
+  const meter = config.metrics ? new (await import('./observe/prometheus.ts')).PrometheusMeter() : undefined
+  const store = await openStore(config, 'server', meter ? {onCommit: (n, s) => meter.commit(n, s)} : {})
   // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
   // (key and certificate are two files): the store's lock orders them, the second finds it renewed
-  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames)).catch(async (err: unknown) => {
+  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)})).catch(async (err: unknown) => {
     await store.close()
     throw err
   })
+  const registry = material.registry
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const audit: AuditLog = createAuditLog(auditDest)
   const clock = opts.clock ?? Date.now
+  const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
   const runtime: CaRuntime = {
-    policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
+    policy: {config, verifier: new TokenVerifier(config.provisioners, verifierDeps)},
     material,
     store,
     audit,
     clock,
+    ...(meter ? {meter} : {}),
   }
+  meter?.setFacts(() => ({
+    certificates: [
+      {name: 'tls', notAfter: material.tls.notAfter},
+      {name: 'intermediate', notAfter: parseCert(material.intermediatePem).notAfter},
+      {name: 'root', notAfter: parseCert(material.rootPem).notAfter},
+    ],
+    sshKeys: (['user', 'host'] as const).flatMap((kind) =>
+      material[kind === 'user' ? 'userCa' : 'hostCa'].published.map((k) => ({kind, id: k.id, state: k.state, since: new Date(k.activatedAt ?? k.createdAt)})),
+    ),
+  }))
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
   const authority = new Authority(runtime)
   const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
@@ -78,11 +107,25 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await app.close().catch(() => undefined)
     await store.close()
     await audit.close()
+    await registry.close()
     throw listenError(err, `${hp.host}:${hp.port}`)
   }
   const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
+  let metrics: {url: string; close(): Promise<void>} | undefined
+  if (meter && config.metrics) {
+    const mhp = parseHostPort(opts.metricsAddress ?? config.metrics.address)!
+    try {
+      metrics = await (await import('./observe/prometheus.ts')).serveMetrics(meter, mhp.host, mhp.port)
+    } catch (err) {
+      await app.close().catch(() => undefined)
+      await store.close()
+      await audit.close()
+      await registry.close()
+      throw listenError(err, `${mhp.host}:${mhp.port}`)
+    }
+  }
 
   const policyFields = (c: CaConfig) => ({
     provisioners: c.provisioners.map((p) => ({name: p.name, issuer: p.issuer, audience: p.audience, rules: p.rules.map((r) => r.name)})),
@@ -90,12 +133,57 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
+  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid, ...(metrics ? {metrics: metrics.url} : {})})
+
+  // a rotation step (`ca rotate …`) rewrites ssh/keys.json or the root files; the server follows
+  // without a restart: new signers, new published keys, new roots and TLS chain
+  const paths = caPaths(config.dir)
+  const rootFiles = [paths.rootCert, paths.rootNextCert, paths.rootPreviousCert, paths.rootCrossCert, paths.intermediateTwinCert, paths.tlsCert]
+  const snapshot = async (): Promise<{keys: string; roots: string}> => ({
+    keys: await readFile(keyringPath(config.dir), 'utf8').catch(() => ''),
+    roots: (await Promise.all(rootFiles.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0'),
+  })
+  let seen = await snapshot()
+  let keysLoading: Promise<boolean> = Promise.resolve(false)
+  const reloadKeys = (): Promise<boolean> => {
+    keysLoading = keysLoading.then(async () => {
+      const now = await snapshot()
+      let changed = false
+      if (now.keys !== seen.keys) {
+        try {
+          const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
+          material.userCa = sets.userCa
+          material.hostCa = sets.hostCa
+          const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
+          audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
+          changed = true
+        } catch (err) {
+          // the keys in force stay: a manifest that does not open must not stop issuance
+          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
+        }
+      }
+      if (now.roots !== seen.roots) {
+        try {
+          const [roots, tls] = await Promise.all([loadRoots(config.dir), loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)])
+          Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
+          ;(app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
+          audit.write('ca_roots_loaded', {roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})), cross_signed: roots.crossPems.length > 0})
+          changed = true
+        } catch (err) {
+          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous roots and TLS certificate'})
+        }
+      }
+      seen = now
+      return changed
+    })
+    return keysLoading
+  }
 
   const reload = async (): Promise<boolean> => {
+    await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
-      runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
+      runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier)}
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
       if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
@@ -119,22 +207,26 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     forwarding = forwarding.then(() => forwardAdminEvents(store, audit)).catch(() => undefined)
   }, opts.adminEventsIntervalMs ?? 1000)
   forward.unref()
+  const keysTimer = setInterval(() => void reloadKeys().catch(() => undefined), opts.keysIntervalMs ?? 5000)
+  keysTimer.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
-    const fresh = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames))
+    const fresh = await store.exclusive('tls-renewal', () => loadTls(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
     ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.tlsRenewed})
+    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.renewed})
   }
 
   let closed = false
   return {
     url,
     port,
+    ...(metrics ? {metricsUrl: metrics.url} : {}),
     runtime,
     app,
     reload,
+    reloadKeys,
     async close() {
       if (closed) return
       closed = true
@@ -142,12 +234,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(purge)
       clearInterval(renew)
       clearInterval(forward)
+      clearInterval(keysTimer)
       await app.close()
+      await metrics?.close()
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
       await store.close()
       await audit.close()
+      await keysLoading.catch(() => undefined)
+      await registry.close()
     },
   }
 }

@@ -1,5 +1,7 @@
 /** Text renderers for the CA's admin commands. Pure: they return strings; the commands print them. */
 import type {CertView, RevocationView, RevokeResult} from '../ca/admin.ts'
+import type {RotateResult, RotateStep} from '../ca/rotate.ts'
+import type {WhatIfReport} from '../ca/authority/whatif.ts'
 import {table} from './format.ts'
 
 function target(r: RevocationView): string {
@@ -43,4 +45,39 @@ export function renderCerts(list: CertView[]): string {
     ['SERIAL', 'TYPE', 'KEY ID', 'PRINCIPALS', 'VALID UNTIL', 'PROVISIONER/RULE', 'SUBJECT', 'REVOKED'],
     ...list.map((c) => [c.serial, c.certType, c.keyId, c.principals.join(','), c.validBefore, `${c.provisioner}/${c.rule ?? '-'}`, c.subject ?? '-', c.revoked ? 'yes' : 'no']),
   ])
+}
+
+export function renderRotation(r: RotateResult): string {
+  const done: Record<RotateStep, string> = {
+    status: '',
+    prepare: 'Prepared (published, not signing yet): clients and hosts start trusting it at their next refresh.',
+    activate: 'Activated (signs from now on); the previous key stays published until you retire it.',
+    retire: 'Retired (no longer published): clients and hosts drop it at their next refresh.',
+  }
+  let out = ''
+  if (r.changed.length) out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
+  for (const s of r.stranded) out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
+  out += `\nX.509 roots (what clients pin):\n${table([['FINGERPRINT', 'STATE', 'SUBJECT', 'NOT AFTER'], ...r.roots.map((x) => [x.fingerprint, x.state, x.subject, x.notAfter])])}`
+  for (const kind of ['user', 'host'] as const) {
+    out += `\n${kind} CA keys:\n`
+    out += table([['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'], ...r.keys[kind].map((k) => [k.id, k.state, k.fingerprint, k.store, k.createdAt, k.activatedAt ?? '-', k.deactivatedAt ?? '-', k.retiredAt ?? '-'])])
+  }
+  return out
+}
+
+export function renderWhatIf(r: WhatIfReport, skipped: number): string {
+  const s = r.summary
+  let out = `Replayed ${r.replayed} recorded request(s) (${r.distinct} distinct) through ${r.config}${skipped ? `; ${skipped} could not be replayed (no claims recorded)` : ''}:\n`
+  out += `  ${s.unchanged} unchanged, ${s.changed} changed, ${s.newly_denied} newly DENIED, ${s.newly_allowed} newly allowed, ${s.still_denied} still denied\n`
+  const list = (label: string, xs: string[]) => (xs.length ? `      ${label} ${xs.join(', ')}\n` : '')
+  for (const c of r.changes) {
+    out += `\n  ${c.kind === 'newly_denied' ? 'DENIED ' : c.kind === 'newly_allowed' ? 'ALLOWED' : 'CHANGED'} ${c.subject ?? '(no subject)'} via ${c.provisioner} (${c.requests} request(s), last ${c.at})\n`
+    if (!c.after.issued) out += `      would be denied: ${c.after.reason}: ${c.after.message}\n`
+    else out += `      rule ${c.before.issued ? `${c.before.rule ?? '?'} → ` : ''}${c.after.rule}\n`
+    out += list('+ principals', c.gained.principals) + list('- principals', c.lost.principals)
+    out += list('+ extensions', c.gained.extensions) + list('- extensions', c.lost.extensions)
+    out += list('+ options   ', c.gained.criticalOptions) + list('- options   ', c.lost.criticalOptions)
+    if (c.ttlChange !== 0 && c.before.issued && c.after.issued) out += `      lifetime ${c.before.ttl} → ${c.after.ttl}\n`
+  }
+  return out
 }

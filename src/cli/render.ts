@@ -82,7 +82,9 @@ export function renderLogin(r: LoginResult): string {
   const where = r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
   const cleaned = r.agent.removed.length ? `\nRemoved from the agent: ${r.agent.removed.map((x) => `${x.keyId} (${x.why})`).join(', ')}.` : ''
   const how = {browser: 'browser sign-in', device: 'device code', refresh: 'saved sign-in', 'identity-token': 'identity token', 'github-actions': 'GitHub Actions token', existing: ''}[r.method]
-  return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.${cleaned}\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
+  // a CA key rotation reaching this machine: the known_hosts block follows the published host CA keys
+  const keys = r.caKeys?.knownHosts ? `\nUpdated the CA's host keys in ${r.caKeys.knownHosts} (the CA publishes new ones).` : r.caKeys?.note ? `\nNote: ${r.caKeys.note}.` : ''
+  return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.${cleaned}${keys}\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
 }
 
 

@@ -17,6 +17,7 @@ import {overlappingContexts, overlapWarning} from './config.ts'
 import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, listContexts, readContext, validContextName, type ContextSettings} from './home.ts'
 import {ensureHomeLayout} from './home-layout.ts'
 import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
+import {followRootRotation, splitPems} from './roots.ts'
 
 export interface BootstrapOptions {
   caUrl: string
@@ -136,32 +137,36 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
       throw err
     }
     if (roots.userKey.length === 0 && roots.hostKey.length === 0) throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
+    // during a root rotation: the other root too, when the one given vouches for it (cross-certificate)
+    const followed = await followRootRotation({name, caUrl, rootFingerprint: got, rootPem, dir: '', userCaKeys: [], hostCaKeys: [], hostPattern: '', bootstrappedAt: ''}, client, new Date(), {write: false})
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
     // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
     const hostPattern = caHostPattern(roots.hostPattern)
     const settings: ContextSettings = {
       name,
       caUrl,
-      rootFingerprint: got,
+      rootFingerprint: followed.ctx.rootFingerprint,
       userCaKeys: roots.userKey.map((k) => line(k, 'user CA')),
       hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')),
       hostPattern,
       bootstrappedAt: new Date().toISOString(),
     }
-    return await writeContext(home, settings, {rootPem, rootSubject: root.subject, force: Boolean(o.force)}, client)
+    return await writeContext(home, settings, {rootPem: followed.ctx.rootPem, given: got, rootSubject: root.subject, force: Boolean(o.force)}, client)
   } finally {
     client.close()
   }
 }
 
-async function writeContext(home: string, settings: ContextSettings, o: {rootPem: string; rootSubject: string; force: boolean}, client: CaClient): Promise<BootstrapResult> {
-  const {name, rootFingerprint: got} = settings
+async function writeContext(home: string, settings: ContextSettings, o: {rootPem: string; given: string; rootSubject: string; force: boolean}, client: CaClient): Promise<BootstrapResult> {
+  const {name} = settings
+  const got = o.given
   const {rootPem, rootSubject} = o
   let krl: ContextKrl
 
   // 3. write: refuse to swap a context's root without --force; the directory appears whole or not at all
   const existing = await readContext(home, name)
-  if (existing && !fingerprintsEqual(existing.rootFingerprint, got) && !o.force) {
+  const alreadyPinned = existing !== undefined && splitPems(existing.rootPem).some((c) => fingerprintsEqual(createHash('sha256').update(c.raw).digest('hex'), got))
+  if (existing && !alreadyPinned && !fingerprintsEqual(existing.rootFingerprint, got) && !o.force) {
     throw new SshcaError('ERR_TRUST_ROOT_CHANGED', `context "${name}" already trusts root ${existing.rootFingerprint}; this CA's root is ${got}`, {
       hint: 'if the CA was re-created on purpose, run the same command with --force',
     })

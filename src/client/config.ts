@@ -3,42 +3,26 @@
  * instead of asking), the context's KRL and sshca's ssh_config (so ssh refuses revoked ones); on a
  * server, the user CA keys for TrustedUserCAKeys, the sshd snippet and the systemd units.
  */
-import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
+import {readFile, realpath} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve, sep} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {SshRootsResponse} from '../protocol/api.ts'
-import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
+import {defaultKnownHosts, refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
 import {agentlessFiles, defaultHome, listContexts, loadContext, readContext, saveContext, type Context, type ContextSshConfig} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import {ensureCommand, includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
 
+export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 export {saveContext}
-
-/**
- * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
- * when they changed. A CA that sends no host pattern names no hosts (step-ca's /ssh/roots has none).
- */
-export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<Context> {
-  const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
-  try {
-    const roots = await ca.call('GET', '/ssh/roots', SshRootsResponse)
-    const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
-    if (JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])) await saveContext(next)
-    return next
-  } finally {
-    if (!client) ca.close()
-  }
-}
 
 export interface KnownHostsOptions {
   context?: string
@@ -62,23 +46,6 @@ export interface KnownHostsResult {
   backup: string | null
   /** What the change is (or, with --dry-run, would be), as `diff -u` shows it; '' when none. */
   diff: string
-}
-
-const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
-
-/** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
-export async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
-  await privateDir(dirname(file))
-  let mode = newMode
-  let backup: string | null = null
-  if (await exists(file)) {
-    mode = (await stat(file)).mode & 0o777
-    backup = `${file}.sshca-backup`
-    await copyFile(file, backup)
-    await chmod(backup, mode)
-  }
-  await writeFileAtomic(file, text, mode)
-  return backup
 }
 
 async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownHostsResult> {
@@ -327,7 +294,7 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   const env = `Environment=SSHCA_HOME=${home}`
   const krlService = [
     '[Unit]',
-    `Description=Refresh the SSH key revocation list from the sshca CA "${ctx.name}"`,
+    `Description=Refresh the SSH key revocation list and the trusted user CA keys from the sshca CA "${ctx.name}"`,
     'After=network-online.target',
     'Wants=network-online.target',
     '',
@@ -335,7 +302,7 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     'Type=oneshot',
     env,
     ...HARDENING,
-    `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile}`,
+    `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile} --user-ca-keys ${caFile}`,
     '',
   ].join('\n')
   const krlTimer = ['[Unit]', `Description=Hourly refresh of the SSH key revocation list (sshca, ${KRL_UNIT}.service)`, '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=10m', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')

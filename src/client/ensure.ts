@@ -50,6 +50,7 @@ export async function heldCertificate(ctx: Context, o: Pick<LoginOptions, 'ident
     files,
     refreshTokenStore: null,
     krl: null,
+    caKeys: null,
   })
   if (o.out === undefined) {
     const agent = await AgentClient.connect(deps.agent).catch(() => undefined)

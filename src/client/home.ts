@@ -29,7 +29,7 @@ export interface ContextSettings {
   /** The pattern `sshca config` last wrote for this context (the CA's, or narrowed by --pattern). */
   configuredPattern?: string
   bootstrappedAt: string
-  /** The known_hosts file `sshca config` wrote the @cert-authority block to (context remove takes it out). */
+  /** The known_hosts file `sshca config` wrote the @cert-authority block to (context remove takes it out; login keeps it current). */
   knownHostsFile?: string
   /** What `sshca config` wrote into the managed ssh_config, so login can rewrite the block the same way. */
   sshConfig?: ContextSshConfig

@@ -13,6 +13,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
 import {exists, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
+import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 
@@ -59,6 +60,7 @@ export async function signHostKey(home: string, o: {context?: string; token: str
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     const token = o.token.trim()
+    const roots = fetchSshRoots(ctx, ca).then((r) => r.ctx, () => ctx)
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: token, certType: 'host', principals}))
@@ -67,7 +69,7 @@ export async function signHostKey(home: string, o: {context?: string; token: str
       throw explainTokenRefusal(err, token, 'host-enrollment', {now: Math.floor(Date.now() / 1000), issuer: caIssuer(ctx.rootFingerprint), hostnames: principals, keyFingerprint: key.fingerprint()})
     }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
-    checkHostCert(cert, ctx, key)
+    checkHostCert(cert, await roots, key)
     const path = certPathFor(o.pubkeyFile)
     await writeFileAtomic(path, `${certificateLine(cert)}\n`, 0o644)
     return describe(ctx, path, cert)
@@ -87,18 +89,24 @@ export const RENEW_WHEN_LEFT = 1 / 3
 
 /** `sshca renew`: proves possession of the host key to the CA and installs the new certificate. */
 export async function renewHostCert(home: string, o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number}): Promise<RenewResult> {
-  const ctx = await loadContext(home, o.context)
+  const loaded = await loadContext(home, o.context)
   const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
   const now = nowSeconds(o.clock)
   const total = Number(cert.validBefore - cert.validAfter)
   const left = Number(cert.validBefore - now)
-  if (!o.force && left > total * RENEW_WHEN_LEFT) {
-    return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
-  }
-  const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
-  if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
+    // the published host CA keys first: the renewed certificate may come from a new key, and a
+    // certificate from a key being rotated out is renewed now, not when its time runs low
+    const roots = await fetchSshRoots(loaded, ca).catch(() => undefined)
+    const ctx = roots?.ctx ?? loaded
+    const signer = roots?.keys?.host.find((k) => PublicKey.fromBlob(Buffer.from(k.key, 'base64')).equals(cert.signatureKey))
+    const rotatingOut = roots?.keys !== undefined && signer?.state !== 'active'
+    if (!o.force && !rotatingOut && left > total * RENEW_WHEN_LEFT) {
+      return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
+    }
+    const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
+    if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
     // step's SSHPOP: the token names the CA's SSHPOP provisioner, which step-ca may call anything
     const provisioner = await sshpopProvisioner(ca)
     const ott = await mintSshpopToken(key.keyObject, cert, {caUrl: ctx.caUrl, action: 'renew', provisioner, rootFingerprint: ctx.rootFingerprint, now: Number(now)})
@@ -112,26 +120,39 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(fresh, ctx, key.publicKey)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
-    return {...describe(ctx, o.certFile, fresh), renewed: true, reason: left <= 0 ? 'it had expired' : o.force ? '--force' : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`}
+    const why = left <= 0 ? 'it had expired' : o.force ? '--force' : rotatingOut ? `it was signed by a host CA key the CA is rotating out (${signer?.state ?? 'no longer published'})` : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`
+    return {...describe(ctx, o.certFile, fresh), renewed: true, reason: why}
   } finally {
     ca.close()
   }
 }
 
-export type KrlResult =
+export type KrlResult = (
   | {context: string; published: true; file: string; version: string; revokedSerials: number; revokedKeyIds: number; bytes: number}
   /** The CA publishes no KRL (step-ca has no /ssh/krl): nothing was written. */
   | {context: string; published: false; file: null; note: string}
+) & {
+  /** The TrustedUserCAKeys file kept current beside the KRL (--user-ca-keys), when asked for. */
+  userCaKeys?: {file: string; keys: number; changed: boolean}
+}
 
 /**
  * `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per
  * login). A CA that publishes none (404) is said so and nothing is written; but when `out` already
  * holds a KRL, a CA that stopped publishing one is an error, so a timer running this shows it.
+ * With `userCaKeys`, the TrustedUserCAKeys file too, from the published user CA keys: the hourly
+ * timer is how a rotation reaches sshd (both keys during the overlap, then only the new one).
  */
-export async function fetchKrl(home: string, o: {context?: string; out: string}): Promise<KrlResult> {
-  const ctx = await loadContext(home, o.context)
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+export async function fetchKrl(home: string, o: {context?: string; out: string; userCaKeys?: string}): Promise<KrlResult> {
+  const loaded = await loadContext(home, o.context)
+  const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
+    let ctx = loaded
+    let userCaKeys: KrlResult['userCaKeys']
+    if (o.userCaKeys !== undefined) {
+      ctx = (await fetchSshRoots(loaded, ca)).ctx
+      userCaKeys = await syncTrustedUserCaKeys(ctx, o.userCaKeys)
+    }
     let bytes: Buffer
     try {
       bytes = await ca.bytes('/ssh/krl')
@@ -139,13 +160,14 @@ export async function fetchKrl(home: string, o: {context?: string; out: string})
       if (!(err instanceof SshcaError && err.details?.status === 404)) throw err
       const note = `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`
       if (await exists(o.out)) throw new SshcaError('ERR_CA_UNSUPPORTED', `${note}; ${o.out} was kept as it is, and no longer gets this CA's revocations`, {hint: 'ask the CA operator; if this CA never publishes one, remove RevokedKeys and the sshca-krl timer'})
-      return {context: ctx.name, published: false, file: null, note: `${note}; nothing was written`}
+      return {context: ctx.name, published: false, file: null, note: `${note}; nothing was written`, ...(userCaKeys ? {userCaKeys} : {})}
     }
     // a file sshd cannot parse makes it refuse every public key: never write one
     const krl = parseKrl(bytes)
     await writeFileAtomic(o.out, bytes, 0o644)
     return {
       context: ctx.name,
+      ...(userCaKeys ? {userCaKeys} : {}),
       published: true,
       file: o.out,
       version: krl.version.toString(),

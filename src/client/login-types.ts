@@ -61,5 +61,11 @@ export interface LoginResult {
   refreshTokenStore: 'keyring' | 'file' | null
   /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login); null when nothing was fetched. */
   krl: ContextKrl | null
+  /**
+   * The CA's published SSH keys, refreshed alongside (a rotation reaches this machine through login):
+   * the known_hosts file whose @cert-authority block changed, if one did; a note when refreshing
+   * failed; null when nothing was fetched (a certificate already at hand).
+   */
+  caKeys: {refreshed: boolean; knownHosts: string | null; note: string | null} | null
 }
 

@@ -22,6 +22,7 @@ import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../s
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {addAndVerify, expiredOf, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
+import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
 import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
 import {refreshContextKrl} from './krl.ts'
 import {heldCertificate} from './ensure.ts'
@@ -237,17 +238,30 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
       noAgent = err.message
     }
   }
-  // the KRL travels beside the sign-in on the same pinned connection pool; never fails the login
+  // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool;
+  // neither fails the login
   const krl = refreshContextKrl(ctx, ca)
+  const roots: Promise<RefreshedRoots | Error> = fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error)
   try {
-    return {...(await signIn(o, deps, ctx, ca, agent, noAgent)), krl: await krl}
+    const result = await signIn(o, deps, ctx, ca, agent, noAgent, roots)
+    return {...result, krl: await krl, caKeys: await caKeysNote(await roots)}
   } finally {
     agent?.close()
     ca.close()
   }
 }
 
-async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined): Promise<Omit<LoginResult, 'krl'>> {
+/** After a sign-in: the known_hosts block brought up to the published host CA keys. */
+async function caKeysNote(roots: RefreshedRoots | Error): Promise<LoginResult['caKeys']> {
+  if (roots instanceof Error) return {refreshed: false, knownHosts: null, note: `could not refresh the CA's published keys: ${roots.message}`}
+  try {
+    return {refreshed: true, knownHosts: await syncKnownHosts(roots.ctx), note: null}
+  } catch (err) {
+    return {refreshed: true, knownHosts: null, note: `could not update known_hosts: ${(err as Error).message}`}
+  }
+}
+
+async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined, roots: Promise<RefreshedRoots | Error>): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
   const now = () => nowSeconds(deps.clock)
   let probe: LifetimeProbe | undefined
   const got = await obtainIdToken(ctx, ca, o, deps, {
@@ -255,9 +269,11 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     beforeInteractive: async () => {
       if (agent) probe = await probeLifetime(agent, deps.clock)
     },
-    existing: async (p): Promise<Omit<LoginResult, 'krl'> | undefined> => {
+    existing: async (p): Promise<Omit<LoginResult, 'krl' | 'caKeys'> | undefined> => {
       if (!agent || o.force) return undefined
-      const existing = await existingCertificate(agent, ctx, p, o.identity, now())
+      // against the keys the CA publishes now: a certificate of a retired key is no reason to skip
+      const current = await roots
+      const existing = await existingCertificate(agent, current instanceof Error ? ctx : current.ctx, p, o.identity, now())
       if (!existing) return undefined
       return {context: ctx.name, caUrl: ctx.caUrl, provisioner: p, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
     },
@@ -287,7 +303,10 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
       throw await explainRefusal(err2, idToken, method, ca, Number(now()))
     }
   }
-  const cert = checkIssued(crt, key, ctx)
+  // checked against the keys the CA publishes now: after a rotation, the new key signs
+  const fresh = await roots
+  const keys = fresh instanceof Error ? ctx : fresh.ctx
+  const cert = checkIssued(crt, key, keys)
   const comment = agentComment(ctx.name, provisioner)
   const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
   if (o.out !== undefined) {
@@ -301,7 +320,8 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   let removed: RemovedCertificate[] = []
   let reason = noAgent
   if (agent) {
-    const cas = userCaFingerprints(ctx)
+    // this context's certificates: of the keys it trusted before and of those the CA publishes now
+    const cas = new Set([...userCaFingerprints(ctx), ...userCaFingerprints(keys)])
     removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
     if (lifetimes === 'ignored') {
       reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`

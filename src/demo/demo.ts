@@ -160,9 +160,9 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
       sshResult = await step('Logged into a throwaway sshd with the certificate', async () => {
         const hostKey = generatePrivateKey('ed25519')
         const now = BigInt(Math.floor(Date.now() / 1000))
-        const hostCert = signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'demo-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, ca.runtime.material.hostCa)
+        const hostCert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'demo-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, ca.runtime.material.hostCa.active)
         const sshd: Sshd = await startSshd({
-          userCaKeys: [ca.runtime.material.userCa.publicKey.toLine('demo user CA')],
+          userCaKeys: [ca.runtime.material.userCa.active.publicKey.toLine('demo user CA')],
           hostKey: {privateText: formatOpenSshPrivateKey(hostKey), publicLine: hostKey.publicKey.toLine()},
           hostCertificate: certificateLine(hostCert),
         })

@@ -93,6 +93,8 @@ export async function freePort(): Promise<number> {
 export interface SshdOptions {
   /** authorized_keys-style lines of the user CA keys sshd trusts (TrustedUserCAKeys). */
   userCaKeys: string[]
+  /** Instead: the TrustedUserCAKeys file to read (sshd reads it at each login; something else keeps it current). */
+  userCaKeysFile?: string
   /** openssh-key-v1 text of the host key, and its public line; a fresh ed25519 key when omitted. */
   hostKey?: {privateText: string; publicLine: string}
   /** The host certificate line to present (HostCertificate). */
@@ -119,8 +121,8 @@ export async function startSshd(opts: SshdOptions): Promise<Sshd> {
     if (r.status !== 0) throw new Error(`ssh-keygen: ${r.stderr}`)
     hostPublicLine = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim()
   }
-  const caFile = join(dir, 'user_ca.pub')
-  writeFileSync(caFile, opts.userCaKeys.map((l) => `${l}\n`).join(''))
+  const caFile = opts.userCaKeysFile ?? join(dir, 'user_ca.pub')
+  if (!opts.userCaKeysFile) writeFileSync(caFile, opts.userCaKeys.map((l) => `${l}\n`).join(''))
   const config = [
     'ListenAddress 127.0.0.1',
     `HostKey ${hostKeyPath}`,

@@ -118,13 +118,32 @@ export const ProvisionersResponse = object({provisioners: array(Provisioner), ne
 export type ProvisionersResponse = Infer<typeof ProvisionersResponse>
 
 export const RootResponse = object({ca: string({min: 1})})
-export const RootsResponse = object({crts: array(string())})
+/** GET /roots: every published root; during a root rotation (sshca), the old root's certificate of the new one. */
+export const RootsResponse = object({crts: array(string()), crossSigned: optional(array(string()))})
+export type RootsResponse = Infer<typeof RootsResponse>
 
-/** GET /ssh/roots: base64 wire keys, plus sshca's known_hosts pattern for host certificates. */
+/** One published SSH CA key and its place in a rotation (sshca; absent from step-ca). */
+export const CaKeyInfo = object({
+  key: string({min: 1}),
+  id: string(),
+  /** next: prepared, trusted, not signing yet; active: signs; previous: trusted until what it signed expires. */
+  state: oneOf('next', 'active', 'previous'),
+  createdAt: optional(string()),
+  activatedAt: optional(string()),
+  deactivatedAt: optional(string()),
+})
+export type CaKeyInfo = Infer<typeof CaKeyInfo>
+
+/**
+ * GET /ssh/roots: base64 wire keys (every published key: during a rotation the active and the next
+ * or previous one, the active first), plus sshca's known_hosts pattern for host certificates and
+ * each key's state and dates.
+ */
 export const SshRootsResponse = object({
   userKey: withDefault(array(string()), []),
   hostKey: withDefault(array(string()), []),
   hostPattern: optional(string()),
+  keys: optional(object({user: array(CaKeyInfo), host: array(CaKeyInfo)})),
 })
 export type SshRootsResponse = Infer<typeof SshRootsResponse>
 

@@ -75,8 +75,8 @@ export function isCertificateType(s: string): boolean {
   return s.endsWith(CERT_SUFFIX) && isKeyType(s.slice(0, -CERT_SUFFIX.length))
 }
 
-/** Builds the to-be-signed body, signs it with `signer` and returns the parsed result. */
-export function signCertificate(t: CertificateTemplate, signer: Signer): Certificate {
+/** Builds the to-be-signed body, signs it with `signer` (async: the key may be in an HSM) and returns the parsed result. */
+export async function signCertificate(t: CertificateTemplate, signer: Signer): Promise<Certificate> {
   validateTemplate(t)
   const nonce = t.nonce ?? randomBytesPooled(32)
   const keyType = certTypeName(t.publicKey.type)
@@ -95,7 +95,7 @@ export function signCertificate(t: CertificateTemplate, signer: Signer): Certifi
     .string(Buffer.alloc(0))
     .string(signer.publicKey.blob)
   const body = w.toBuffer()
-  const signature = signer.sign(body)
+  const signature = await signer.sign(body)
   const blob = Buffer.concat([body, stringBytes(signature)])
   return {
     type: t.type,

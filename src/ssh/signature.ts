@@ -1,6 +1,7 @@
 /**
  * SSH signatures (RFC 4253 §6.6, RFC 5656 §3.1.2, RFC 8332, RFC 8709): `string alg, string blob`.
- * Signing goes through a Signer so the CA can later hold its keys elsewhere (a KMS, an HSM).
+ * Signing goes through a Signer (x/crypto/ssh's `Signer.Sign(...) (sig, error)`): asynchronous and
+ * fallible, so a CA key can live in an HSM (PKCS#11) or a KMS as well as in memory.
  */
 import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
@@ -11,15 +12,18 @@ export type RsaSignatureAlgorithm = 'rsa-sha2-256' | 'rsa-sha2-512'
 
 export interface Signer {
   readonly publicKey: PublicKey
-  /** Returns an SSH signature blob (`string alg, string sig`) over `data`. */
-  sign(data: Buffer): Buffer
+  /**
+   * Resolves to an SSH signature blob (`string alg, string sig`) over `data`; rejects (an
+   * SshcaError) when the key cannot sign: a token removed, a session lost, a PIN locked.
+   */
+  sign(data: Buffer): Promise<Buffer>
 }
 
 /** A Signer over an in-memory node:crypto private key. */
 export function keySigner(privateKey: KeyObject, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Signer {
   if (privateKey.type !== 'private') throw new TypeError('keySigner needs a private key')
   const publicKey = PublicKey.fromKeyObject(privateKey)
-  return {publicKey, sign: (data) => signData(privateKey, publicKey, data, rsaAlgorithm)}
+  return {publicKey, sign: async (data) => signData(privateKey, publicKey, data, rsaAlgorithm)}
 }
 
 export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {
@@ -36,6 +40,30 @@ export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buff
   }
   const hash = rsaAlgorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
   return w.string(rsaAlgorithm).string(cryptoSign(hash, data, privateKey)).toBuffer()
+}
+
+/**
+ * An SSH signature blob from a raw signature as PKCS#11 tokens and KMSs return it: ed25519's 64
+ * bytes, ECDSA's fixed-width r || s (IEEE P1363), RSA's PKCS#1 v1.5 bytes (`rsaAlgorithm` names the hash).
+ */
+export function sshSignatureFromRaw(publicKey: PublicKey, raw: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {
+  const w = new SshWriter()
+  if (publicKey.type === 'ssh-ed25519') {
+    if (raw.length !== 64) throw formatError(`an ed25519 signature has 64 bytes, not ${raw.length}`)
+    return w.string('ssh-ed25519').string(raw).toBuffer()
+  }
+  const curve = CURVES[publicKey.type]
+  if (curve) {
+    if (raw.length !== 2 * curve.size) throw formatError(`an ${publicKey.type} signature has ${2 * curve.size} bytes (r || s), not ${raw.length}`)
+    const strip = (v: Buffer): Buffer => {
+      let i = 0
+      while (i < v.length - 1 && v[i] === 0) i++
+      return v.subarray(i)
+    }
+    const inner = new SshWriter().mpint(strip(raw.subarray(0, curve.size))).mpint(strip(raw.subarray(curve.size))).toBuffer()
+    return w.string(publicKey.type).string(inner).toBuffer()
+  }
+  return w.string(rsaAlgorithm).string(raw).toBuffer()
 }
 
 export interface SignatureCheck {

@@ -49,6 +49,16 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.deepEqual(again, {ok: false, reason: 'replayed', usedAt: 1_234, serial: r.serial.toString()})
       })
 
+      it('keeps the claim values a certificate was issued for (what a policy what-if replays), and none when there were none', async () => {
+        const r = record({subject: 'sub-claims', claims: {sub: 'u1', email: 'ann@example.com', groups: ['ssh-ops', 'ssh-web'], email_verified: true, run_id: 42}})
+        assert.deepEqual(await s.issue({token: token('claims'), record: r}), {ok: true})
+        assert.deepEqual((await s.findCertificate(r.serial))!.claims, r.claims)
+        assert.deepEqual((await s.certificates({subject: r.subject!}))[0]!.claims, r.claims)
+        const bare = record()
+        await s.issue({token: token('bare'), record: bare})
+        assert.equal((await s.findCertificate(bare.serial))!.claims, undefined)
+      })
+
       it('of N concurrent issuances with one token, exactly one succeeds and only its certificate exists', async () => {
         const recs = Array.from({length: 8}, () => record())
         const out = await Promise.all(recs.map((r) => s.issue({token: token('same'), record: r})))

@@ -83,11 +83,10 @@ async function run(agent: AgentClient, op: Op): Promise<unknown> {
   }
 }
 
-let cert: ReturnType<typeof signCertificate> | undefined
+// signing is asynchronous (a CA key may be in an HSM): the one certificate is made as the module loads
+const CERT = await signCertificate({type: 'user', publicKey: keyPool().ed25519[0]!.publicKey, serial: 7n, keyId: 'k', principals: ['alice'], validAfter: 0n, validBefore: 4_000_000_000n, nonce: Buffer.alloc(32)}, keySigner(keyPool().ecdsa[0]!.keyObject))
 function certificate() {
-  const [key, ca] = [keyPool().ed25519[0]!, keyPool().ecdsa[0]!]
-  cert ??= signCertificate({type: 'user', publicKey: key.publicKey, serial: 7n, keyId: 'k', principals: ['alice'], validAfter: 0n, validBefore: 4_000_000_000n, nonce: Buffer.alloc(32)}, keySigner(ca.keyObject))
-  return cert
+  return CERT
 }
 
 /** Identity blobs an agent may hold: keys and certificates sshca reads, and ones it does not. */

@@ -6,7 +6,7 @@ import {randomBytes} from 'node:crypto'
 import {CERT_SUFFIX, FOREVER} from '../../src/ssh/cert.ts'
 import type {PublicKey} from '../../src/ssh/keys.ts'
 import type {PrivateKey} from '../../src/ssh/private-key.ts'
-import {keySigner} from '../../src/ssh/signature.ts'
+import {signData} from '../../src/ssh/signature.ts'
 import {SshWriter} from '../../src/ssh/wire.ts'
 
 export interface ForgedFields {
@@ -52,5 +52,5 @@ export function forgeCertificate(ca: PrivateKey, subject: PublicKey, over: Parti
       .string(ca.publicKey.blob)
       .toBuffer(),
   )
-  return Buffer.concat([body, new SshWriter().string(keySigner(ca.keyObject).sign(body)).toBuffer()])
+  return Buffer.concat([body, new SshWriter().string(signData(ca.keyObject, ca.publicKey, body)).toBuffer()])
 }

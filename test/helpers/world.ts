@@ -5,6 +5,7 @@
 import {spawn, type ChildProcess} from 'node:child_process'
 import {join} from 'node:path'
 import {startDevIdp, type DevIdp} from '../../src/demo/idp.ts'
+import type {StartOptions} from '../../src/ca/server.ts'
 import {startTestCa, type TestCa} from './ca.ts'
 import {BIN, sshca} from './cli.ts'
 import {startGithubIssuer, type GithubIssuer} from './github-issuer.ts'
@@ -42,11 +43,11 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
   }
 }
 
-export async function startWorld(): Promise<World> {
+export async function startWorld(caOpts: Partial<StartOptions> = {}): Promise<World> {
   const idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
   const gh = await startGithubIssuer()
   let skew = 0
-  const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer), {clock: () => Date.now() + skew})
+  const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer), {clock: () => Date.now() + skew, ...caOpts})
   const agent = await startAgent()
   const base = tempDir('sshca-world-')
   const home = join(base, 'sshca-home')

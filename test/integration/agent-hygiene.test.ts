@@ -35,7 +35,7 @@ describe('agent hygiene with a real ssh-agent (issue 12)', function () {
 
   async function load(by: Signer, o: {serial: bigint; keyId: string; principals: string[]; until: bigint; comment: string}): Promise<void> {
     const key = generatePrivateKey('ed25519')
-    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: o.serial, keyId: o.keyId, principals: o.principals, validAfter: now() - 7200n, validBefore: o.until}, by)
+    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: o.serial, keyId: o.keyId, principals: o.principals, validAfter: now() - 7200n, validBefore: o.until}, by)
     // no lifetime: what an agent that slept, or one that ignores lifetimes, ends up holding
     await AgentClient.with({socketPath: w.agent.socket}, (a) => a.addCertificate(key, cert, {comment: o.comment}))
   }

@@ -13,7 +13,7 @@ import {tempDir} from '../helpers/tmp.ts'
 // made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
 let ca: PrivateKey
 
-function issue(key: PrivateKey, keyId: string, seconds = 3600): Certificate {
+async function issue(key: PrivateKey, keyId: string, seconds = 3600): Promise<Certificate> {
   const now = BigInt(Math.floor(Date.now() / 1000))
   return signCertificate(
     {type: 'user', publicKey: key.publicKey, serial: 1n, keyId, principals: ['alice'], validAfter: now - 60n, validBefore: now + BigInt(seconds), extensions: {'permit-pty': true}},
@@ -40,7 +40,7 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
   for (const kind of ['ed25519', 'ecdsa', 'ecdsa-p384', 'ecdsa-p521', 'rsa'] as KeyKind[]) {
     it(`${kind}: adds key + certificate; ssh-add -L shows it and ssh-add -T proves the agent signs with it`, async () => {
       const key = generatePrivateKey(kind, 2048)
-      const cert = issue(key, `kid-${kind}`)
+      const cert = await issue(key, `kid-${kind}`)
       await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600, comment: 'sshca:test'}))
       const listed = await sshAdd(agent, ['-L'])
       assert.equal(listed.code, 0, listed.stderr)
@@ -59,7 +59,7 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
   it('lists certificates with their parsed fields, and plain keys apart', async () => {
     const key = generatePrivateKey('ed25519')
     const plain = generatePrivateKey('ecdsa')
-    const cert = issue(key, 'listed')
+    const cert = await issue(key, 'listed')
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
       await a.addCertificate(key, cert)
       await a.addKey(plain, {comment: 'plain key'})
@@ -82,7 +82,7 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
     // seen on the same connection right after adding it (a process spawned later could arrive after
     // the lifetime on a loaded machine); then wait for the agent to drop it
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
-      await a.addCertificate(key, issue(key, 'short'), {lifetimeSeconds: 3})
+      await a.addCertificate(key, await issue(key, 'short'), {lifetimeSeconds: 3})
       assert.deepEqual((await a.list()).map((i) => i.certificate?.keyId), ['short'])
     })
     const {waitFor} = await import('../helpers/proc.ts')
@@ -94,10 +94,10 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
   it('removes one identity, then all', async () => {
     const k1 = generatePrivateKey('ed25519')
     const k2 = generatePrivateKey('ed25519')
-    const c1 = issue(k1, 'one')
+    const c1 = await issue(k1, 'one')
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
       await a.addCertificate(k1, c1)
-      await a.addCertificate(k2, issue(k2, 'two'))
+      await a.addCertificate(k2, await issue(k2, 'two'))
       await a.remove(c1.blob)
       assert.deepEqual((await a.list()).map((i) => i.certificate?.keyId), ['two'])
       await assert.rejects(a.remove(c1.blob), {code: 'ERR_AGENT_FAILURE'})
@@ -109,13 +109,13 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
   it('applies the confirm constraint: a sign needing confirmation is refused when nobody can confirm', async () => {
     // the test agent runs with SSH_ASKPASS=/bin/false, so every confirmation is declined
     const key = generatePrivateKey('ed25519')
-    const cert = issue(key, 'confirm')
+    const cert = await issue(key, 'confirm')
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
       await a.addCertificate(key, cert, {confirm: true, lifetimeSeconds: 60})
       await assert.rejects(a.sign(cert.blob, Buffer.from('x')), {code: 'ERR_AGENT_FAILURE', message: /refused to sign/})
     })
     const k2 = generatePrivateKey('ed25519')
-    const c2 = issue(k2, 'no-confirm')
+    const c2 = await issue(k2, 'no-confirm')
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
       await a.addCertificate(k2, c2)
       assert.ok((await a.sign(c2.blob, Buffer.from('x'))).length > 0)
@@ -126,7 +126,7 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
     const key = generatePrivateKey('ed25519')
     const other = generatePrivateKey('ed25519')
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
-      await assert.rejects(a.addCertificate(other, issue(key, 'x')), TypeError)
+      await assert.rejects(a.addCertificate(other, await issue(key, 'x')), TypeError)
     })
   })
 

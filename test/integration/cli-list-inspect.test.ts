@@ -22,12 +22,12 @@ function secondsOf(cell: string): number {
   return Number(m[1] ?? 0) * 86400 + Number(m[2] ?? 0) * 3600 + Number(m[3] ?? 0) * 60 + Number(m[4] ?? 0)
 }
 
-function cert(keyId: string, principals: string[], seconds: bigint) {
+async function cert(keyId: string, principals: string[], seconds: bigint) {
   const key = generatePrivateKey('ed25519')
   const now = BigInt(nowSeconds())
   return {
     key,
-    cert: signCertificate(
+    cert: await signCertificate(
       {type: 'user', publicKey: key.publicKey, serial: 3n, keyId, principals, validAfter: now - 60n, validBefore: now + seconds, extensions: {'permit-pty': true}},
       keySigner(ca.keyObject),
     ),
@@ -57,8 +57,8 @@ describe('sshca list', function () {
   })
 
   it('prints the same table, raw lines and JSON through the fast path and through oclif', async () => {
-    const a = cert('alice@example.com', ['alice', 'alice@example.com'], 8n * 3600n)
-    const b = cert('gha:acme/app:42', ['deploy'], 600n)
+    const a = await cert('alice@example.com', ['alice', 'alice@example.com'], 8n * 3600n)
+    const b = await cert('gha:acme/app:42', ['deploy'], 600n)
     await AgentClient.with({socketPath: agent.socket}, async (c) => {
       await c.addCertificate(a.key, a.cert, {lifetimeSeconds: 3600, comment: 'sshca:sso'})
       await c.addCertificate(b.key, b.cert, {lifetimeSeconds: 600})
@@ -130,7 +130,7 @@ describe('sshca inspect', function () {
   })
 
   it('prints what ssh-keygen -L prints, plus the signature check; --json gives the fields', async () => {
-    const {cert: c} = cert('inspect-me', ['alice'], 3600n)
+    const {cert: c} = await cert('inspect-me', ['alice'], 3600n)
     const file = join(dir, 'id-cert.pub')
     writeFileSync(file, certificateLine(c, 'comment') + '\n')
     const ours = await sshca(['inspect', file], {env: {TZ: 'UTC'}})
@@ -145,7 +145,7 @@ describe('sshca inspect', function () {
   })
 
   it('reads standard input, and the bare base64 blob or a /ssh/sign response', async () => {
-    const {cert: c} = cert('stdin', ['bob'], 60n)
+    const {cert: c} = await cert('stdin', ['bob'], 60n)
     for (const input of [certificateLine(c), c.blob.toString('base64'), JSON.stringify({crt: c.blob.toString('base64')})]) {
       const r = await sshca(['inspect', '-', '--json'], {input})
       assert.equal(r.code, 0, r.stderr)
@@ -154,7 +154,7 @@ describe('sshca inspect', function () {
   })
 
   it('says INVALID and exits 3 when one bit of the signature changes', async () => {
-    const {cert: c} = cert('tampered', ['alice'], 60n)
+    const {cert: c} = await cert('tampered', ['alice'], 60n)
     const blob = Buffer.from(c.blob)
     blob[blob.length - 5]! ^= 0x01
     const r = await sshca(['inspect', '-'], {input: `${c.keyType} ${blob.toString('base64')}`})

@@ -192,11 +192,11 @@ describe('sshca config', function () {
     // as Debian ships them: three host keys; only ed25519 has a certificate from this CA, rsa one from another
     const m = await loadMaterial(t.init.dir, PASSWORD, ['127.0.0.1'])
     const rogue = keySigner(generatePrivateKey('ed25519').keyObject)
-    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
+    for (const [name, type, signer] of [['ed25519', 'ed25519', m.hostCa.active], ['ecdsa', 'ecdsa', undefined], ['rsa', 'rsa', rogue]] as const) {
       const k = generatePrivateKey(type)
       writeFileSync(join(sshd, `ssh_host_${name}_key.pub`), `${k.publicKey.toLine('host')}\n`)
       if (signer) {
-        const c = signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
+        const c = await signCertificate({type: 'host', publicKey: k.publicKey, serial: 9n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600)}, signer)
         writeFileSync(join(sshd, `ssh_host_${name}_key-cert.pub`), `${certificateLine(c)}\n`)
       }
     }
@@ -221,7 +221,8 @@ describe('sshca config', function () {
     assert.equal(readFileSync(join(sshd, 'sshca_revoked_keys.krl')).subarray(0, 8).toString('latin1'), 'SSHKRL\n\0')
     // one unit for the KRL, a template instance per host key for renewal (unsafe-path refusals: client-security.test.ts)
     const krlService = readFileSync(join(units, 'sshca-krl.service'), 'utf8')
-    assert.match(krlService, /^ExecStart=\/\S+ \/\S+ krl --context demo --out .*sshca_revoked_keys\.krl$/m)
+    // the hourly unit keeps TrustedUserCAKeys too: how a CA key rotation reaches sshd
+    assert.match(krlService, /^ExecStart=\/\S+ \/\S+ krl --context demo --out .*sshca_revoked_keys\.krl --user-ca-keys .*sshca_user_ca\.pub$/m)
     assert.match(krlService, new RegExp(`^Environment=SSHCA_HOME=${e.SSHCA_HOME}$`, 'm'))
     const renew = readFileSync(join(units, 'sshca-renew@.service'), 'utf8')
     assert.match(renew, new RegExp(`^ExecStart=/\\S+ /\\S+ renew --context demo ${sshd}/%i-cert\\.pub ${sshd}/%i$`, 'm'))

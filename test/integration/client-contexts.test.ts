@@ -152,8 +152,8 @@ describe('contexts and status (issue 12)', function () {
       const strangerCa = generatePrivateKey('ed25519')
       const k1 = generatePrivateKey('ed25519')
       const k2 = generatePrivateKey('ed25519')
-      const expired = signCertificate({type: 'user', publicKey: k1.publicKey, serial: 4242n, keyId: 'alice@old', principals: ['alice'], validAfter: now - 7200n, validBefore: now - 600n}, keySigner(labCa))
-      const foreign = signCertificate({type: 'user', publicKey: k2.publicKey, serial: 77n, keyId: 'foreign', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(strangerCa.keyObject))
+      const expired = await signCertificate({type: 'user', publicKey: k1.publicKey, serial: 4242n, keyId: 'alice@old', principals: ['alice'], validAfter: now - 7200n, validBefore: now - 600n}, keySigner(labCa))
+      const foreign = await signCertificate({type: 'user', publicKey: k2.publicKey, serial: 77n, keyId: 'foreign', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(strangerCa.keyObject))
       await AgentClient.with({socketPath: env.SSH_AUTH_SOCK!}, async (a) => {
         await a.addCertificate(k1, expired, {comment: 'stale'})
         await a.addCertificate(k2, foreign, {comment: 'foreign', lifetimeSeconds: 3600})

@@ -25,7 +25,7 @@ describe('end to end: bootstrap → config → login → ssh', function () {
     const m = await loadMaterial(w.t.init.dir, PASSWORD, ['127.0.0.1'])
     const hostKey = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const hostCert = signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'e2e-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, m.hostCa)
+    const hostCert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'e2e-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, m.hostCa.active)
     sshd = await startSshd({
       userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n'),
       hostKey: {privateText: formatOpenSshPrivateKey(hostKey), publicLine: hostKey.publicKey.toLine()},

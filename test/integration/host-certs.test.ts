@@ -259,7 +259,7 @@ describe('host certificates, renewal and revocation', function () {
       const {keySigner} = await import('../../src/ssh/signature.ts')
       const now = BigInt(Math.floor(Date.now() / 1000))
       const {key} = parsePrivateKeyFile(keyText)
-      const rogueCert = signCertificate({type: 'host', publicKey: key.publicKey, serial: 1n, keyId: 'rogue', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 600n}, keySigner(rogue.keyObject))
+      const rogueCert = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 1n, keyId: 'rogue', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 600n}, keySigner(rogue.keyObject))
       const evil = await startSshd({userCaKeys: userCas, hostKey: {privateText: formatOpenSshPrivateKey(key), publicLine: hostPub}, hostCertificate: certificateLine(rogueCert)})
       try {
         const bad = await ssh({port: evil.port, agentSocket: w.agent.socket, knownHostsFile: knownHosts, options: opts})

@@ -146,7 +146,7 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     const userCa = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
     const stale = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const expired = signCertificate({type: 'user', publicKey: stale.publicKey, serial: 4242n, keyId: 'alice@example.com', principals: ['alice', currentUser()], validAfter: now - 7200n, validBefore: now - 60n, extensions: {'permit-pty': true}}, keySigner(userCa))
+    const expired = await signCertificate({type: 'user', publicKey: stale.publicKey, serial: 4242n, keyId: 'alice@example.com', principals: ['alice', currentUser()], validAfter: now - 7200n, validBefore: now - 60n, extensions: {'permit-pty': true}}, keySigner(userCa))
     await AgentClient.with({socketPath: w.agent.socket}, async (a) => {
       await a.removeAll()
       await a.addCertificate(stale, expired, {comment: 'sshca:test:token'})

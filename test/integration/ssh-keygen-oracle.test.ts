@@ -76,7 +76,7 @@ describe('src/ssh against ssh-keygen', function () {
             for (const opts of OPTION_SETS) {
               const subject = keys.get(subjectKind)!
               const forever = n++ % 4 === 0
-              const cert = signCertificate(
+              const cert = await signCertificate(
                 {
                   type: certType,
                   publicKey: subject.publicKey,

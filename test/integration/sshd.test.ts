@@ -20,7 +20,7 @@ const now = (): bigint => BigInt(Math.floor(Date.now() / 1000))
 
 async function loadUserCert(agent: Agent, principals: string[], critical: CertOptions = {}): Promise<void> {
   const key = generatePrivateKey('ed25519')
-  const cert = signCertificate(
+  const cert = await signCertificate(
     {type: 'user', publicKey: key.publicKey, serial: 7n, keyId: 'test', principals, validAfter: now() - 60n, validBefore: now() + 600n, criticalOptions: critical, extensions: {'permit-pty': true}},
     keySigner(userCa.keyObject),
   )
@@ -42,7 +42,7 @@ describe('certificates against a real sshd', function () {
     hostCa = generatePrivateKey('ecdsa')
     dir = tempDir()
     hostKey = generatePrivateKey('ed25519')
-    const hostCert = signCertificate(
+    const hostCert = await signCertificate(
       {type: 'host', publicKey: hostKey.publicKey, serial: 99n, keyId: 'test-host', principals: ['127.0.0.1', 'test-host'], validAfter: now() - 60n, validBefore: now() + 3600n},
       keySigner(hostCa.keyObject),
     )

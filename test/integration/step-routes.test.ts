@@ -329,7 +329,7 @@ describe('step\'s routes on sshca\'s CA', function () {
       assert.equal(content(r, 'config.tpl'), 'Host *\n\tInclude "/home/a/.step/ssh/includes"')
       assert.equal(content(r, 'step_includes.tpl'), 'Include "/home/a/.step/ssh/config"')
       assert.equal(content(r, 'step_config.tpl'), 'Match exec "step ssh check-host %h"\n\tUser alice\n\tUserKnownHostsFile "/home/a/.step/ssh/known_hosts"\n\tProxyCommand step ssh proxycommand %r %h %p\n')
-      assert.equal(content(r, 'known_hosts.tpl'), `@cert-authority *.example.test ${t.ca.runtime.material.hostCa.publicKey.type} ${t.ca.runtime.material.hostCa.publicKey.blob.toString('base64')}\n`)
+      assert.equal(content(r, 'known_hosts.tpl'), `@cert-authority *.example.test ${t.ca.runtime.material.hostCa.active.publicKey.type} ${t.ca.runtime.material.hostCa.active.publicKey.blob.toString('base64')}\n`)
     })
 
     it('host templates need Certificate and Key (step-ca\'s message); values that would break a line are refused', async () => {

@@ -69,6 +69,22 @@ describe('PostgreSQL store', function () {
     })
   })
 
+  describe('metrics', () => {
+    it('reports each group commit to the meter: its batch size and how long the round trip took', async () => {
+      const url = await server.createDatabase()
+      const commits: [number, number][] = []
+      const s = await openStore(configWith(server.db({url, pool: 4})), 'server', {onCommit: (n, seconds) => commits.push([n, seconds])})
+      try {
+        const outs = await Promise.all(Array.from({length: 5}, (_, i) => s.issue({token: {id: `metered-${i}`, expiresAt: 9}, record: record()})))
+        assert.ok(outs.every((o) => o.ok))
+        assert.equal(commits.reduce((sum, [n]) => sum + n, 0), 5)
+        assert.ok(commits.every(([n, seconds]) => n >= 1 && seconds > 0 && seconds < 60), JSON.stringify(commits))
+      } finally {
+        await s.close()
+      }
+    })
+  })
+
   describe('sshca ca migrate', () => {
     it('applies what is pending once, on PostgreSQL and on SQLite, and says from which version to which', async () => {
       const url = await server.createDatabase()

@@ -173,7 +173,7 @@ describe('trust hardening: the attacks of the security review, performed', funct
       const dir = tempDir()
       const krl = join(dir, 'krl')
       writeFileSync(krl, await fetchKrl())
-      const foreign = signCertificate({type: 'host', publicKey: host.key.publicKey, serial: 77n, keyId: 'never-issued', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(generatePrivateKey('ed25519').keyObject))
+      const foreign = await signCertificate({type: 'host', publicKey: host.key.publicKey, serial: 77n, keyId: 'never-issued', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(generatePrivateKey('ed25519').keyObject))
       const files = [join(dir, 'a-cert.pub'), join(dir, 'foreign-cert.pub')]
       writeFileSync(files[0]!, `${certificateLine(a)}\n`)
       writeFileSync(files[1]!, `${certificateLine(foreign)}\n`)
@@ -228,7 +228,7 @@ describe('trust hardening: the attacks of the security review, performed', funct
     it('a certificate from a foreign CA with a bad signature is refused as ca_key_unknown, never verified', async () => {
       const {key} = hostKey()
       const rogue = generatePrivateKey('ed25519')
-      const good = signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(rogue.keyObject))
+      const good = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(rogue.keyObject))
       // break the signature: were it verified first, the reason would be proof_invalid
       const blob = Buffer.from(good.blob)
       blob[blob.length - 1]! ^= 1

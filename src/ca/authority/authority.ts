@@ -8,6 +8,7 @@
 import {timingSafeEqual, type X509Certificate} from 'node:crypto'
 import {
   SSHPOP_TYPE,
+  type CaKeyInfo,
   type HostsResponse,
   type ProvisionersResponse,
   type SshBastionRequest,
@@ -27,7 +28,9 @@ import type {Certificate} from '../../ssh/cert.ts'
 import {SshcaError} from '../../errors.ts'
 import {packageVersion} from '../../util/version.ts'
 import type {ServerSettings} from '../config/config.ts'
+import {publishedKeys, type CaKeySet} from '../keys/material.ts'
 import type {AuditEvent} from '../observe/audit.ts'
+import {noopMeter, type Meter} from '../observe/meter.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import {currentHosts, currentKrl, rekeyHostCertificate, renewHostCertificate, revokeOwnCertificate, signHostCertificate} from './host.ts'
@@ -75,20 +78,32 @@ export class Authority {
     return ok
   }
 
+  /** Counts and timings (the no-op meter unless metrics are on). */
+  get meter(): Meter {
+    return this.rt.meter ?? noopMeter
+  }
+
   /** The limits and proxy trust in force (a reload changes the reloadable ones: rate, maxInFlight). */
   get settings(): ServerSettings {
     return this.rt.policy.config
   }
 
-  /** The root's PEM when `sha256` (hex; ":" and "-" ignored) is its fingerprint, compared in constant time. */
+  /**
+   * A published root's PEM when `sha256` (hex; ":" and "-" ignored) is its fingerprint, compared in
+   * constant time: during a root rotation, bootstrap works with the old fingerprint and the new one.
+   */
   root(sha256: string): string | undefined {
     const want = sha256.toLowerCase().replace(/[:-]/g, '')
-    const have = this.rt.material.rootFingerprint
-    return /^[0-9a-f]{64}$/.test(want) && timingSafeEqual(Buffer.from(want), Buffer.from(have)) ? this.rt.material.rootPem : undefined
+    if (!/^[0-9a-f]{64}$/.test(want)) return undefined
+    let found: string | undefined
+    for (const r of this.rt.material.roots) if (timingSafeEqual(Buffer.from(want), Buffer.from(r.fingerprint))) found = r.pem
+    return found
   }
 
-  roots(): {crts: string[]} {
-    return {crts: [this.rt.material.rootPem]}
+  /** Every published root; during a root rotation, the old root's certificate of the new one beside them. */
+  roots(): {crts: string[]; crossSigned?: string[]} {
+    const m = this.rt.material
+    return {crts: m.roots.map((r) => r.pem), ...(m.crossPems.length ? {crossSigned: m.crossPems} : {})}
   }
 
   /** step's GET /version. requireClientAuthentication makes step send an identityCSR when it signs in (see identity.ts). */
@@ -122,11 +137,23 @@ export class Authority {
     return [...oidc, {type: SSHPOP_TYPE, name: SSHPOP_PROVISIONER, claims: {enableSSHCA: true}}]
   }
 
+  /** Every published SSH CA key (the active one first), with its rotation state and dates. */
   sshRoots(): SshRootsResponse {
+    const info = (set: CaKeySet): CaKeyInfo[] =>
+      set.published.map((p) => ({
+        key: p.publicKey.blob.toString('base64'),
+        id: p.id,
+        state: p.state,
+        createdAt: p.createdAt,
+        ...(p.activatedAt ? {activatedAt: p.activatedAt} : {}),
+        ...(p.deactivatedAt ? {deactivatedAt: p.deactivatedAt} : {}),
+      }))
+    const {userCa, hostCa} = this.rt.material
     return {
-      userKey: [this.rt.material.userCa.publicKey.blob.toString('base64')],
-      hostKey: [this.rt.material.hostCa.publicKey.blob.toString('base64')],
+      userKey: userCa.published.map((p) => p.publicKey.blob.toString('base64')),
+      hostKey: hostCa.published.map((p) => p.publicKey.blob.toString('base64')),
       hostPattern: this.rt.policy.config.ssh.hostPattern,
+      keys: {user: info(userCa), host: info(hostCa)},
     }
   }
 
@@ -186,7 +213,7 @@ export class Authority {
   /** step's `POST /ssh/config`: the templates `step ssh config` writes. */
   sshConfig(body: SshConfigRequest): SshConfigResponse {
     const m = this.rt.material
-    return renderSshConfig(body.type === 'host' ? 'host' : 'user', body.data, {userKey: m.userCa.publicKey, hostKey: m.hostCa.publicKey, hostPattern: this.rt.policy.config.ssh.hostPattern})
+    return renderSshConfig(body.type === 'host' ? 'host' : 'user', body.data, {userKeys: publishedKeys(m.userCa), hostKeys: publishedKeys(m.hostCa), hostPattern: this.rt.policy.config.ssh.hostPattern})
   }
 
   /** step's `POST /ssh/check-host`: whether a host name has a current certificate; not public, like the inventory. */
@@ -244,6 +271,7 @@ export class Authority {
       // the audit log cannot be written (that may be the error being answered): still answer
     }
     if (!trace.action) this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
+    if (reason === 'rate_limited') this.rt.meter?.rateLimited(trace.route ?? 'unknown')
   }
 }
 

@@ -8,7 +8,7 @@ import {SshcaError, isSshcaError} from '../../errors.ts'
 import {formatDuration} from '../../util/duration.ts'
 import type {CaConfig, ProvisionerConfig} from '../config/config.ts'
 import {routeClaims} from '../provisioner/oidc.ts'
-import {buildCertificateSpec, evaluateRule, selectRule, type Claims, type RuleOutcome} from '../policy/policy.ts'
+import {buildCertificateSpec, evaluateRule, selectRule, type Claims, type PrincipalsFromOutcome, type RuleOutcome} from '../policy/policy.ts'
 import {reasonOf} from '../policy/types.ts'
 
 export interface ExplainResult {
@@ -18,7 +18,7 @@ export interface ExplainResult {
   signatureChecked: false
   rules: RuleOutcome[]
   decision:
-    | {issued: true; rule: string; certificate: {principals: string[]; keyId: string; ttl: string; criticalOptions: Record<string, unknown>; extensions: string[]}}
+    | {issued: true; rule: string; certificate: {principals: string[]; keyId: string; ttl: string; ttlSeconds: number; criticalOptions: Record<string, unknown>; extensions: string[]}; principalsFrom?: PrincipalsFromOutcome}
     | {issued: false; reason: string; message: string}
 }
 
@@ -55,7 +55,8 @@ export function explain(config: CaConfig, claims: Claims, provisionerName: strin
       decision: {
         issued: true,
         rule: rule.name,
-        certificate: {principals: spec.principals, keyId: spec.keyId, ttl: formatDuration(spec.ttl), criticalOptions: spec.criticalOptions, extensions: Object.keys(spec.extensions)},
+        certificate: {principals: spec.principals, keyId: spec.keyId, ttl: formatDuration(spec.ttl), ttlSeconds: spec.ttl, criticalOptions: spec.criticalOptions, extensions: Object.keys(spec.extensions)},
+        ...(spec.principalsFrom ? {principalsFrom: spec.principalsFrom} : {}),
       },
     }
   } catch (err) {

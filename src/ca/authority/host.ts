@@ -11,13 +11,14 @@ import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {checkCertificate} from '../../ssh/checker.ts'
 import {buildKrl} from '../../ssh/krl.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
+import {publishedKeys} from '../keys/material.ts'
 import {verifyEnrollmentToken} from '../provisioner/enrollment.ts'
 import {tokenHash} from '../provisioner/oidc.ts'
 import {popCertificate, verifyPop} from '../provisioner/pop.ts'
 import {denial} from '../policy/types.ts'
 import type {Revocation} from '../store/store.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {checkSubjectKey, issue, randomSerial, requireIssuanceEnabled} from './sign.ts'
+import {checkSubjectKey, issue, metered, randomSerial, requireIssuanceEnabled} from './sign.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
@@ -35,7 +36,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const now = nowOf(rt)
-  const t = await verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.rootFingerprint, now, keyFingerprint: publicKey.fingerprint()})
+  const t = await metered(rt, 'host-enrollment', verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now, keyFingerprint: publicKey.fingerprint()}))
   trace.subject = t.subject
   trace.token = {id: `enroll#${t.jti}`, sha256: tokenHash(token)}
   const requested = body.principals?.length ? body.principals : t.principals
@@ -43,7 +44,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   if (unbound.length > 0) {
     throw denial('ERR_POLICY_DENIED', 'host_not_bound', `the enrollment token does not bind ${unbound.map((p) => JSON.stringify(p)).join(', ')}`, {requested, bound: t.principals})
   }
-  const cert = signCertificate({type: 'host', publicKey, serial: randomSerial(), keyId: `host:${t.subject}`, principals: requested, ...hostValidity(rt, now)}, rt.material.hostCa)
+  const cert = await signCertificate({type: 'host', publicKey, serial: randomSerial(), keyId: `host:${t.subject}`, principals: requested, ...hostValidity(rt, now)}, rt.material.hostCa.active)
   // Stryker disable next-line ObjectLiteral,StringLiteral: the store starts a lineage for any lineage that is not a renew or a rekey
   return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {kind: 'enrol'})
 }
@@ -60,9 +61,9 @@ async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAct
   trace.subject = cert.keyId
   trace.cert_type = cert.type
   if (!types.includes(cert.type)) throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `only host certificates are ${action === 'renew' ? 'renewed' : 'rekeyed'}; users sign in again`)
-  // a user certificate must be signed by the user CA key, a host certificate by the host CA key
-  const caKey = (cert.type === 'host' ? rt.material.hostCa : rt.material.userCa).publicKey
-  const [problem] = checkCertificate(cert, {type: cert.type, caKeys: [caKey]})
+  // a user certificate must be signed by a user CA key, a host certificate by a host CA key; every
+  // published one: during a rotation, certificates of the previous key renew onto the new one
+  const [problem] = checkCertificate(cert, {type: cert.type, caKeys: publishedKeys(cert.type === 'host' ? rt.material.hostCa : rt.material.userCa)})
   if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', `the certificate was not signed by this CA's ${cert.type} key`)
   if (problem) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the certificate does not verify: ${problem.message}`)
   const known = await rt.store.findCertificate(cert.serial)
@@ -74,7 +75,7 @@ async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAct
   const revoked = await rt.store.revocationFor({serial: cert.serial, keyId: cert.keyId, keyFingerprint: cert.publicKey.fingerprint()})
   if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', revoked.serial === cert.serial && action === 'revoke' ? 'the certificate is already revoked' : 'the certificate is revoked', {revocation_id: revoked.id})
   const {dnsNames} = rt.policy.config
-  const proof = await verifyPop(token, cert, {action, provisioner: SSHPOP_PROVISIONER, dnsNames, rootFingerprint: rt.material.rootFingerprint, now})
+  const proof = await metered(rt, SSHPOP_PROVISIONER, verifyPop(token, cert, {action, provisioner: SSHPOP_PROVISIONER, dnsNames, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now}))
   trace.token = {id: `sshpop#${proof.jti}`, sha256: tokenHash(token)}
   return {cert, proof, now}
 }
@@ -85,7 +86,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   trace.provisioner = SSHPOP_PROVISIONER
   requireIssuanceEnabled(rt)
   const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'])
-  const fresh = signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
+  const fresh = await signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
   return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
 }
 
@@ -102,7 +103,7 @@ export async function rekeyHostCertificate(rt: CaRuntime, token: string, newKey:
   if (newKey.equals(cert.publicKey)) throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
   trace.key_fingerprint = newKey.fingerprint()
   trace.key_type = newKey.type
-  const fresh = signCertificate({type: 'host', publicKey: newKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
+  const fresh = await signCertificate({type: 'host', publicKey: newKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
   return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'rekey', parent: cert.serial, parentKey: cert.publicKey.fingerprint()})
 }
 
@@ -127,7 +128,8 @@ export async function revokeOwnCertificate(rt: CaRuntime, o: {token: string; ser
 }
 
 /**
- * The KRL of every revocation, for both CA keys (serials are random 64-bit, so they never collide),
+ * The KRL of every revocation, one section per published CA key, user and host (serials are random
+ * 64-bit, so they never collide; during a rotation a revoked certificate of either key is listed),
  * plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
  */
 export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
@@ -140,7 +142,7 @@ export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
     // not the clock: every replica renders the same bytes for the same revocations
     generatedAt: BigInt(revoked.reduce((m, r) => Math.max(m, r.revokedAt), 0)),
     comment: 'sshca',
-    sections: [rt.material.userCa.publicKey, rt.material.hostCa.publicKey].map((caKey) => ({caKey, serials, keyIds})),
+    sections: [...publishedKeys(rt.material.userCa), ...publishedKeys(rt.material.hostCa)].map((caKey) => ({caKey, serials, keyIds})),
     revokedKeySha256: keys,
   })
 }

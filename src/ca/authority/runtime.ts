@@ -35,6 +35,8 @@ export interface AuditTrace {
   key_fingerprint?: string
   key_type?: string
   cert_type?: string
+  /** The rule's authorizing webhook: what it answered, and how long it took. */
+  webhook?: {url: string; outcome: 'allow' | 'deny' | 'error'; status: number | null; ms: number; why?: string}
   /** What the request asked for, when not a certificate: its refusal is audited under that name. */
   action?: 'read' | 'revoke'
 }

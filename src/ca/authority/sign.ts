@@ -11,9 +11,10 @@ import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
-import {buildCertificateSpec, selectRule} from '../policy/policy.ts'
-import {denial} from '../policy/types.ts'
+import {buildCertificateSpec, policyClaims, selectRule} from '../policy/policy.ts'
+import {denial, reasonOf} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
+import {authorize} from './webhook.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
 
 export const MIN_RSA_BITS = 3072
@@ -45,6 +46,19 @@ export function requireIssuanceEnabled(rt: CaRuntime): void {
   if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
 }
 
+/** A token verification, counted by outcome (valid, or the denial reason) and provisioner. */
+export async function metered<T>(rt: CaRuntime, provisioner: string | undefined, verification: Promise<T>, nameOf?: (v: T) => string): Promise<T> {
+  try {
+    const v = await verification
+    rt.meter?.tokenVerification({provisioner: nameOf?.(v) ?? provisioner, outcome: 'valid'})
+    return v
+  } catch (err) {
+    const named = err instanceof SshcaError ? (err.details?.provisioner as string | undefined) : undefined
+    rt.meter?.tokenVerification({provisioner: provisioner ?? named, outcome: (err instanceof SshcaError ? reasonOf(err) : undefined) ?? 'error'})
+    throw err
+  }
+}
+
 /** A random non-zero 64-bit serial: unique without coordination between replicas. */
 export function randomSerial(): bigint {
   for (;;) {
@@ -69,6 +83,7 @@ export function recordOf(cert: Certificate, trace: AuditTrace, issuedAt: number)
     issuedAt,
     requestId: trace.request_id,
     certificate: cert.blob.toString('base64'),
+    ...(cert.type === 'user' && trace.claims ? {claims: trace.claims} : {}),
   }
 }
 
@@ -128,18 +143,21 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const policy = rt.policy
-  const verified = await policy.verifier.verify(token)
+  const verified = await metered(rt, undefined, policy.verifier.verify(token), (v) => v.provisioner.name)
   const p = verified.provisioner
   trace.provisioner = p.name
   trace.token = {id: verified.tokenId, sha256: verified.tokenHash}
   trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
-  trace.claims = selectedClaims(verified.claims)
+  // every claim this provisioner's rules read, not only the matched rule's: what a policy what-if
+  // (`ca explain --since/--replay`) needs to replay this request through another rule set
+  trace.claims = selectedClaims(verified.claims, policyClaims(p))
   if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
-  trace.claims = selectedClaims(verified.claims, Object.keys(rule.match))
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
-  const cert = signCertificate(
+  // the rule's authorizing webhook has the last word; no answer is a no
+  await authorize(rt, p, rule, verified.claims, spec, trace)
+  const cert = await signCertificate(
     {
       type: 'user',
       publicKey,
@@ -151,7 +169,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
       criticalOptions: spec.criticalOptions,
       extensions: spec.extensions,
     },
-    rt.material.userCa,
+    rt.material.userCa.active,
   )
   return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
 }

@@ -31,7 +31,7 @@ const keyLine = (k: PublicKey): string => `${k.type} ${k.blob.toString('base64')
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 const template = (name: string, type: string, path: string, content: string): SshConfigTemplate => ({name, type, path, comment: '#', content: b64(content)})
 
-function userTemplates(d: Data, o: {hostKey: PublicKey; hostPattern: string}): SshConfigTemplate[] {
+function userTemplates(d: Data, o: {hostKeys: readonly PublicKey[]; hostPattern: string}): SshConfigTemplate[] {
   const windows = d.GOOS === 'windows'
   const slash = (p: string) => (windows ? p.replace(/\\/g, '/').replace(/^C:/, '') : p)
   const base = d.StepBasePath || d.StepPath || ''
@@ -52,11 +52,11 @@ function userTemplates(d: Data, o: {hostKey: PublicKey; hostPattern: string}): S
     template('config.tpl', 'snippet', '~/.ssh/config', `Host *\n\tInclude "${slash(base)}/ssh/includes"`),
     includes,
     template('step_config.tpl', 'file', 'ssh/config', stepConfig),
-    template('known_hosts.tpl', 'file', 'ssh/known_hosts', `@cert-authority ${pattern} ${keyLine(o.hostKey)}\n`),
+    template('known_hosts.tpl', 'file', 'ssh/known_hosts', o.hostKeys.map((k) => `@cert-authority ${pattern} ${keyLine(k)}\n`).join('')),
   ]
 }
 
-function hostTemplates(d: Data, o: {userKey: PublicKey}): SshConfigTemplate[] {
+function hostTemplates(d: Data, o: {userKeys: readonly PublicKey[]}): SshConfigTemplate[] {
   const missing = ['Certificate', 'Key'].filter((k) => !d[k])
   if (missing.length) throw denial('ERR_INPUT', 'bad_request', `template sshd_config.tpl requires ${missing.join(', ')}, please use \`--set <key=value>\` flag`)
   for (const k of ['Certificate', 'Key']) {
@@ -64,11 +64,12 @@ function hostTemplates(d: Data, o: {userKey: PublicKey}): SshConfigTemplate[] {
   }
   return [
     template('sshd_config.tpl', 'snippet', '/etc/ssh/sshd_config', `Match all\n\tTrustedUserCAKeys /etc/ssh/ca.pub\n\tHostCertificate /etc/ssh/${d.Certificate}\n\tHostKey /etc/ssh/${d.Key}`),
-    template('ca.tpl', 'snippet', '/etc/ssh/ca.pub', `${keyLine(o.userKey)}\n`),
+    template('ca.tpl', 'snippet', '/etc/ssh/ca.pub', o.userKeys.map((k) => `${keyLine(k)}\n`).join('')),
   ]
 }
 
-export function renderSshConfig(type: 'user' | 'host', data: unknown, o: {userKey: PublicKey; hostKey: PublicKey; hostPattern: string}): SshConfigResponse {
+/** `userKeys`/`hostKeys`: every published CA key (both during a rotation's overlap). */
+export function renderSshConfig(type: 'user' | 'host', data: unknown, o: {userKeys: readonly PublicKey[]; hostKeys: readonly PublicKey[]; hostPattern: string}): SshConfigResponse {
   const d = templateData(data)
   return type === 'host' ? {hostTemplates: hostTemplates(d, o)} : {userTemplates: userTemplates(d, o)}
 }

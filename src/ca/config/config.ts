@@ -11,7 +11,8 @@ import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
-import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, templateClaims, templateProblems} from '../policy/policy.ts'
+import {parseKms} from './kms.ts'
+import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, SAFE_VALUE, templateClaims, templateProblems} from '../policy/policy.ts'
 import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
@@ -35,9 +36,24 @@ const duration = z.union([z.string(), z.number().int().positive()]).transform((v
 const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'rule names use letters, digits, ".", "_" and "-"'),
   disabled: z.boolean().default(false),
+  webhook: z
+    .strictObject({
+      url: z.url(),
+      timeout: duration.default(2),
+      ca: z.string().min(1).optional(),
+      secretFile: z.string().min(1).optional(),
+    })
+    .optional(),
   match: z.record(z.string().min(1), matchCondition),
   certificate: z.strictObject({
-    principals: z.array(z.string().min(1)).min(1, 'a rule must grant at least one principal'),
+    principals: z.array(z.string().min(1)).default([]),
+    principalsFrom: z
+      .strictObject({
+        claim: z.string().min(1),
+        allow: z.array(z.string().min(1)).min(1, 'allow at least one pattern (a glob such as "ssh-*")'),
+        map: z.record(z.string().min(1), z.string().min(1)).optional(),
+      })
+      .optional(),
     keyId: z.string().min(1).default('${sub}'),
     ttl: duration,
     forceCommand: z.string().min(1).optional(),
@@ -149,6 +165,10 @@ const configSchema = z.strictObject({
   disabled: z.boolean().default(false),
   db: z.discriminatedUnion('type', [sqliteDb, postgresDb]).default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
+  /** Prometheus metrics (text format, GET /metrics) on their own plain-HTTP address; off when absent. */
+  metrics: z.strictObject({address: z.string()}).optional(),
+  /** Where new SSH CA keys are made (ca init, ca rotate prepare): "file" or a pkcs11: URI (kms.ts). */
+  keys: z.strictObject({kms: z.string().default('file')}).default({kms: 'file'}),
   limits: limitsSchema,
   /**
    * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
@@ -214,6 +234,17 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   const config: CaConfig = {...raw, provisioners, dir: dirname(resolve(path)), path: resolve(path)}
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
+  if (raw.metrics !== undefined) {
+    const m = parseHostPort(raw.metrics.address)
+    if (!m) problems.push(`metrics.address: "${raw.metrics.address}" is not host:port`)
+    else if (raw.metrics.address === raw.address && m.port !== 0) problems.push('metrics.address: must differ from address (metrics are served on their own listener)')
+    else if (!isLoopbackAddress(m.host)) warnings.push(`metrics.address: ${raw.metrics.address} is reachable from other machines; metrics are plain HTTP without authentication, so firewall it to your Prometheus`)
+  }
+  try {
+    parseKms(raw.keys.kms)
+  } catch (err) {
+    problems.push(`keys.kms: ${(err as Error).message}`)
+  }
   checkProvisioners(config, problems, warnings)
   // Stryker disable next-line ConditionalExpression: a PostgreSQL block has no durability, so the type test only narrows
   if (raw.db.type === 'sqlite' && raw.db.durability === 'normal') {
@@ -358,7 +389,30 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   if (keys.length === 1 && keys[0] === 'repository') {
     warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
   }
+  if (r.webhook) {
+    const u = new URL(r.webhook.url)
+    if (u.protocol === 'http:' && isLoopbackAddress(u.hostname)) warnings.push(`${at}.webhook.url: plain http, fit for local development only`)
+    else if (u.protocol !== 'https:') problems.push(`${at}.webhook.url: must be https (the claims travel in it)`)
+    if (u.username || u.password) problems.push(`${at}.webhook.url: no credentials in the URL; use secretFile (HMAC-SHA256 of the body)`)
+    if (r.webhook.timeout > 30) problems.push(`${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`)
+    if (!r.webhook.secretFile) warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
+  }
   const c = r.certificate
+  if (c.principals.length === 0 && !c.principalsFrom) problems.push(`${at}.certificate: a rule must grant at least one principal (principals or principalsFrom)`)
+  if (c.principalsFrom) {
+    const pf = c.principalsFrom
+    const why = unknownClaim(p.issuer, pf.claim)
+    if (why) warnings.push(`${at}.certificate.principalsFrom.claim: ${why}`)
+    if (USER_CHOSEN_CLAIMS.has(pf.claim)) warnings.push(`${at}.certificate.principalsFrom.claim: "${pf.claim}" is chosen by the user at the identity provider; use a group claim the IdP manages`)
+    pf.allow.forEach((g, k) => {
+      if (/^[*?]+$/.test(g)) warnings.push(`${at}.certificate.principalsFrom.allow[${k}]: "${g}" admits every group the IdP sends; name a prefix such as "ssh-*"`)
+    })
+    for (const [from, to] of Object.entries(pf.map ?? {})) {
+      if (!pf.allow.some((g) => globToRegExp(g).test(from))) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" is not admitted by allow, so it is never mapped`)
+      if (!SAFE_VALUE.test(to)) problems.push(`${at}.certificate.principalsFrom.map: "${to}" is outside [A-Za-z0-9._@:/-]`)
+      if (config.ssh.reservedPrincipals.includes(to)) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" → "${to}" is a reserved principal (ssh.reservedPrincipals), so it is never granted`)
+    }
+  }
   c.principals.forEach((t, k) => {
     for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
     const {claims, lossy} = templateClaims(t)

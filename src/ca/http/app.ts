@@ -100,6 +100,12 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     done()
   })
 
+  // request latency per route (the route's pattern, never the raw URL: labels stay bounded)
+  app.addHook('onResponse', (req, reply, done) => {
+    authority.meter.request(req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
+    done()
+  })
+
   app.setErrorHandler((err, req, reply) => {
     const {status, body} = httpError(err, req.id)
     if (req.auditTrace || req.routeOptions.config.signing) authority.recordRefusal(traceOf(req), err, status)

@@ -50,16 +50,21 @@ export function pemToDer(pem: string): Buffer {
   return Buffer.from(new x509.X509Certificate(pem).rawData)
 }
 
-export async function createRoot(name: string, now = new Date()): Promise<IssuedCert> {
+/**
+ * A self-signed root; `generation` > 1 names a rotated root ("… Root CA 2"), so its subject differs
+ * from its predecessor's, and allows two CA certificates below it (its predecessor's certificate
+ * from it, then an intermediate): the chain a rotation presents to clients that pin only it.
+ */
+export async function createRoot(name: string, now = new Date(), generation = 1): Promise<IssuedCert> {
   const keys = await newKeys()
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    name: `CN=${escapeRdn(name)} Root CA`,
+    name: `CN=${escapeRdn(name)} Root CA${generation > 1 ? ` ${generation}` : ''}`,
     notBefore: new Date(now.getTime() - 60_000),
     notAfter: new Date(now.getTime() + 10 * 365 * DAY),
     keys,
     signingAlgorithm: ALG,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.BasicConstraintsExtension(true, generation > 1 ? 2 : 1, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
@@ -85,6 +90,30 @@ export async function createIntermediate(name: string, root: {cert: x509.X509Cer
     ],
   })
   return issued(cert, toKeyObject(keys.privateKey))
+}
+
+/**
+ * Another CA certificate for an existing CA's subject and key, issued by another CA (a
+ * cross-certificate): a root rotation makes the new root's from the old root (how clients learn the
+ * new root), and the twins that let one TLS chain verify for clients pinning either root.
+ */
+export async function crossCertify(subject: x509.X509Certificate, issuer: {cert: x509.X509Certificate; key: KeyObject}, pathLength: number, now = new Date()): Promise<IssuedCert> {
+  const cert = await x509.X509CertificateGenerator.create({
+    subject: subject.subject,
+    issuer: issuer.cert.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: issuer.cert.notAfter < subject.notAfter ? issuer.cert.notAfter : subject.notAfter,
+    publicKey: subject.publicKey,
+    signingKey: await toCryptoKey(issuer.key),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, pathLength, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(subject.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert),
+    ],
+  })
+  return {pem: `${cert.toString('pem').trimEnd()}\n`, der: Buffer.from(cert.rawData), key: issuer.key, cert}
 }
 
 /** The API's TLS certificate: every name in `names` as a DNS or IP subject alternative name. */

@@ -21,6 +21,15 @@ export type AuditEvent =
   | 'enrollment_token_issued'
   | 'rate_limited'
   | 'tls_certificate_renewed'
+  | 'ca_keys_loaded'
+  | 'ca_keys_reload_failed'
+  | 'ca_roots_loaded'
+  | 'ca_root_prepared'
+  | 'ca_root_activated'
+  | 'ca_root_retired'
+  | 'ca_key_prepared'
+  | 'ca_key_activated'
+  | 'ca_key_retired'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void

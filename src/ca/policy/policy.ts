@@ -4,7 +4,7 @@
  * options). Pure functions: no I/O, the clock is a parameter.
  */
 import type {CertOptions} from '../../ssh/cert.ts'
-import {denial, type MatchCondition, type ProvisionerConfig, type RuleConfig} from './types.ts'
+import {denial, type MatchCondition, type PrincipalsFrom, type ProvisionerConfig, type RuleConfig} from './types.ts'
 
 export type Claims = Readonly<Record<string, unknown>>
 
@@ -107,6 +107,17 @@ export function templateClaims(template: string): {claims: string[]; lossy: bool
   return {claims, lossy}
 }
 
+/** Every claim a provisioner's rules read: match keys, template placeholders, principalsFrom. */
+export function policyClaims(p: ProvisionerConfig): string[] {
+  const out = new Set<string>()
+  for (const r of p.rules) {
+    for (const k of Object.keys(r.match)) out.add(k)
+    for (const t of [...r.certificate.principals, r.certificate.keyId]) for (const c of templateClaims(t).claims) out.add(c)
+    if (r.certificate.principalsFrom) out.add(r.certificate.principalsFrom.claim)
+  }
+  return [...out]
+}
+
 /** What `${email.local}` may render to: anything else in the local part denies, never rewritten. */
 export const LOCAL_PART = /^[a-z0-9._-]+$/
 
@@ -167,8 +178,45 @@ export interface Limits {
   reservedPrincipals: readonly string[]
 }
 
+/** What principalsFrom did with each element of its claim (explain shows it). */
+export interface PrincipalsFromOutcome {
+  claim: string
+  granted: {from: string; principal: string}[]
+  /** Elements left out: not admitted by allow, outside the safe set, or reserved. */
+  dropped: {value: string; why: 'not_allowed' | 'unsafe' | 'reserved' | 'not_text'}[]
+}
+
+/** One principal per admitted element of a list claim, renamed by map; reserved or unsafe results are dropped. */
+export function principalsFromClaim(pf: PrincipalsFrom, claims: Claims, reserved: readonly string[]): PrincipalsFromOutcome {
+  const out: PrincipalsFromOutcome = {claim: pf.claim, granted: [], dropped: []}
+  const raw = claims[pf.claim]
+  const values = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw]
+  const allow = pf.allow.map(globToRegExp)
+  for (const v of values.slice(0, MAX_GROUP_ELEMENTS)) {
+    if (typeof v !== 'string') {
+      out.dropped.push({value: JSON.stringify(v).slice(0, 100), why: 'not_text'})
+      continue
+    }
+    if (!allow.some((re) => re.test(v))) {
+      out.dropped.push({value: v.slice(0, 200), why: 'not_allowed'})
+      continue
+    }
+    const principal = pf.map && Object.hasOwn(pf.map, v) ? pf.map[v]! : v
+    if (!SAFE_VALUE.test(principal) || principal.length > MAX_PRINCIPAL_LENGTH) out.dropped.push({value: v.slice(0, 200), why: 'unsafe'})
+    // the reserved-principal rule holds for every principal a claim produces, mapped ones included
+    else if (reserved.includes(principal)) out.dropped.push({value: v, why: 'reserved'})
+    else out.granted.push({from: v, principal})
+  }
+  return out
+}
+
+/** Elements of a group claim looked at (an IdP that sends thousands of groups gets the first ones). */
+export const MAX_GROUP_ELEMENTS = 256
+
 export interface CertificateSpec {
   principals: string[]
+  /** What principalsFrom granted and dropped, when the rule has it. */
+  principalsFrom?: PrincipalsFromOutcome
   keyId: string
   validAfter: bigint
   validBefore: bigint
@@ -195,6 +243,15 @@ export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, cla
     }
     if (!principals.includes(v)) principals.push(v)
   }
+  let fromClaim: PrincipalsFromOutcome | undefined
+  if (c.principalsFrom) {
+    fromClaim = principalsFromClaim(c.principalsFrom, claims, limits.reservedPrincipals)
+    for (const g of fromClaim.granted) if (!principals.includes(g.principal)) principals.push(g.principal)
+  }
+  if (principals.length === 0) {
+    throw denial('ERR_POLICY_DENIED', 'no_principals', `rule "${rule.name}" grants no principal for these claims (principalsFrom ${c.principalsFrom?.claim ?? ''} admitted none)`, fromClaim ? {dropped: fromClaim.dropped.slice(0, 20)} : {})
+  }
+  if (principals.length > MAX_GROUP_ELEMENTS) throw denial('ERR_POLICY_DENIED', 'principal_invalid', `rule "${rule.name}" would grant ${principals.length} principals (at most ${MAX_GROUP_ELEMENTS})`)
   const keyId = renderTemplate(c.keyId, claims)
   if (!SAFE_VALUE.test(keyId) || keyId.length > MAX_KEY_ID_LENGTH) {
     throw denial('ERR_POLICY_DENIED', 'key_id_invalid', `key ID template "${c.keyId}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: c.keyId, rendered: JSON.stringify(keyId).slice(0, 300)})
@@ -207,6 +264,7 @@ export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, cla
   for (const e of c.extensions) extensions[e] = true
   return {
     principals,
+    ...(fromClaim ? {principalsFrom: fromClaim} : {}),
     keyId,
     ttl,
     validAfter: BigInt(nowSeconds - CLOCK_SKEW_SECONDS),

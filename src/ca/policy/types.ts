@@ -10,12 +10,38 @@ export type Scalar = string | number | boolean
 /** A scalar is equality, a list any-of, then an email domain, a list claim's member, a glob. */
 export type MatchCondition = Scalar | Scalar[] | {domain: string} | {contains: Scalar} | {glob: string}
 
+/**
+ * Principals from a list claim (groups, roles): one per element that an `allow` glob admits, renamed
+ * by `map`, each through the reserved-principal rule (a reserved result is dropped, never granted).
+ */
+export interface PrincipalsFrom {
+  claim: string
+  allow: string[]
+  map?: Record<string, string> | undefined
+}
+
+/**
+ * An authorizing webhook: after the rule matched and the certificate is built, the CA POSTs the
+ * claims and the request to `url` and issues only if it answers `{"allow": true}` within `timeout`.
+ */
+export interface WebhookConfig {
+  url: string
+  /** Seconds. */
+  timeout: number
+  /** PEM file of the CA(s) that vouch for the webhook's TLS certificate (default: the system's). */
+  ca?: string | undefined
+  /** File whose first line is a shared secret: the body is signed with HMAC-SHA256 (X-Sshca-Signature). */
+  secretFile?: string | undefined
+}
+
 export interface RuleConfig {
   name: string
   disabled: boolean
+  webhook?: WebhookConfig | undefined
   match: Record<string, MatchCondition>
   certificate: {
     principals: string[]
+    principalsFrom?: PrincipalsFrom | undefined
     keyId: string
     /** Seconds. */
     ttl: number
@@ -58,6 +84,9 @@ export type DenialReason =
   | 'claim_missing'
   | 'principal_invalid'
   | 'principal_reserved'
+  | 'no_principals'
+  | 'webhook_denied'
+  | 'webhook_unavailable'
   | 'key_id_invalid'
   | 'cert_type_not_allowed'
   | 'policy_disabled'
@@ -78,7 +107,7 @@ export type DenialReason =
   | 'not_supported'
 
 /** The codes a denial carries (each has its HTTP status in http/errors.ts). */
-export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED' | 'ERR_NOT_IMPLEMENTED'
+export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED' | 'ERR_UPSTREAM_UNAVAILABLE' | 'ERR_NOT_IMPLEMENTED'
 
 /** A refused request: its code decides the status, its typed reason goes to the audit log. */
 export class DenialError extends SshcaError {

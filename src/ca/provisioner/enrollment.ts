@@ -68,13 +68,14 @@ export interface VerifiedEnrollment {
  * Verifies an enrollment token against the CA's enrollment key, and that it may enrol `keyFingerprint`
  * (a bound token names one key; a binding that is present but unusable refuses rather than unbinds).
  */
-export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: KeyObject; rootFingerprint: string; now: number; keyFingerprint: string}): Promise<VerifiedEnrollment> {
+export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: KeyObject; rootFingerprint: string | readonly string[]; now: number; keyFingerprint: string}): Promise<VerifiedEnrollment> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, createPublicKey(o.enrollmentKey), {
       algorithms: ['EdDSA', 'Ed25519'],
       typ: ENROLLMENT_TYP,
-      issuer: caIssuer(o.rootFingerprint),
+      // every published root names this CA (a root rotation keeps tokens minted before it valid)
+      issuer: (typeof o.rootFingerprint === 'string' ? [o.rootFingerprint] : o.rootFingerprint).map(caIssuer),
       audience: ENROLLMENT_AUDIENCE,
       clockTolerance: LEEWAY,
       currentDate: new Date(o.now * 1000),

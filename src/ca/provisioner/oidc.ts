@@ -42,6 +42,8 @@ export interface VerifierDeps {
   /** When a refresh fails, keys this old (ms) are still used; older ones are not. */
   maxStaleMs?: number
   timeoutMs?: number
+  /** Told of every discovery + JWKS fetch and how it ended (the metrics count them). */
+  onKeysFetch?: (issuer: string, outcome: 'ok' | 'error') => void
 }
 
 export function tokenHash(token: string): string {
@@ -92,7 +94,7 @@ export class IssuerKeys {
   private lastAttempt = 0
   private pending?: Promise<void>
   readonly issuer: string
-  private readonly deps: Required<Omit<VerifierDeps, 'fetch'>> & {fetch: typeof fetch}
+  private readonly deps: Required<Omit<VerifierDeps, 'fetch' | 'onKeysFetch'>> & Pick<VerifierDeps, 'onKeysFetch'> & {fetch: typeof fetch}
 
   constructor(issuer: string, deps: VerifierDeps) {
     this.issuer = issuer
@@ -103,6 +105,7 @@ export class IssuerKeys {
       cooldownMs: deps.cooldownMs ?? 30_000,
       maxStaleMs: deps.maxStaleMs ?? 60 * 60_000,
       timeoutMs: deps.timeoutMs ?? 5000,
+      onKeysFetch: deps.onKeysFetch,
     }
   }
 
@@ -133,7 +136,13 @@ export class IssuerKeys {
       const jwks = (await this.getJson(meta.jwks_uri, 'JWKS')) as JSONWebKeySet
       if (!jwks || !Array.isArray(jwks.keys)) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the JWKS of ${this.issuer} has no keys`)
       this.keys = {getKey: createLocalJWKSet(jwks), fetchedAt: this.deps.clock()}
-    })().finally(() => {
+    })().then(
+      () => this.deps.onKeysFetch?.(this.issuer, 'ok'),
+      (err: unknown) => {
+        this.deps.onKeysFetch?.(this.issuer, 'error')
+        throw err
+      },
+    ).finally(() => {
       this.pending = undefined
     })
     return this.pending

@@ -54,7 +54,8 @@ export interface PopCheck {
   /** The SSHPOP provisioner's name: the token's `iss`. */
   provisioner: string
   dnsNames: readonly string[]
-  rootFingerprint: string
+  /** Every published root (a root rotation keeps tokens that name the old one valid). */
+  rootFingerprint: string | readonly string[]
   /** Seconds. */
   now: number
 }
@@ -85,7 +86,8 @@ export async function verifyPop(token: string, cert: Certificate, o: PopCheck): 
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the SSHPOP token is for audience ${JSON.stringify(claims.aud)}, not this CA's /ssh/${o.action}`)
   }
   if (claims.sub !== cert.serial.toString()) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token\'s subject must be the serial of the certificate it carries')
-  if (claims.sha !== undefined && (typeof claims.sha !== 'string' || claims.sha.toLowerCase() !== o.rootFingerprint)) {
+  const roots: readonly string[] = typeof o.rootFingerprint === 'string' ? [o.rootFingerprint] : o.rootFingerprint
+  if (claims.sha !== undefined && (typeof claims.sha !== 'string' || !roots.includes(claims.sha.toLowerCase()))) {
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token names another root (sha)')
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')

@@ -14,15 +14,15 @@ import type {Store} from './store.ts'
 
 export type StoreRole = 'server' | 'admin'
 
-export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole): Promise<Store> {
+export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, o: {onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<Store> {
   const db = config.db
   if (db.type === 'postgresql') {
     const {PostgresStore, pgConfig} = await import('./postgres.ts')
-    return PostgresStore.open(await pgConfig({...config, db}, role === 'server' ? db.pool : 2), {migrate: db.autoMigrate})
+    return PostgresStore.open(await pgConfig({...config, db}, role === 'server' ? db.pool : 2), {migrate: db.autoMigrate, ...(o.onCommit ? {onCommit: o.onCommit} : {})})
   }
   const path = resolveInDir(config, db.path)
   await privateDir(dirname(path))
-  return new SqliteStore(path, {background: role === 'server', durability: db.durability})
+  return new SqliteStore(path, {background: role === 'server', durability: db.durability, ...(o.onCommit ? {onCommit: o.onCommit} : {})})
 }
 
 /** Runs `fn` with the store open, and closes it whatever happens. */

@@ -161,6 +161,7 @@ function batchItem({token, record: r, lineage}: IssueRequest): Record<string, un
       issued_at: String(r.issuedAt),
       request_id: r.requestId,
       certificate: r.certificate,
+      claims: r.claims ? JSON.stringify(r.claims) : null,
     },
   }
 }
@@ -205,13 +206,16 @@ export class PostgresStore implements Store {
   private readonly pool: pg.Pool
   private readonly pending: PendingIssue[] = []
   private closed = false
+  private readonly onCommit: ((batchSize: number, seconds: number) => void) | undefined
 
-  private constructor(pool: pg.Pool) {
+  private constructor(pool: pg.Pool, onCommit?: (batchSize: number, seconds: number) => void) {
     this.pool = pool
+    this.onCommit = onCommit
   }
 
   /** Connects (the first connection proves the database is there), migrates unless told not to, and keeps a pool. */
-  static async open(options: PoolConfig, o: {migrate?: boolean} = {}): Promise<PostgresStore> {
+  /** `onCommit`: told each group commit's size and duration, round trip included (the metrics). */
+  static async open(options: PoolConfig, o: {migrate?: boolean; onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<PostgresStore> {
     const pool = new pg.Pool(options)
     // an idle connection the server closes (restart, failover) emits here; the pool drops it and
     // connects anew on the next query. Without a listener it would crash the process.
@@ -227,7 +231,7 @@ export class PostgresStore implements Store {
       await pool.end().catch(() => undefined)
       throw storeError(err)
     }
-    return new PostgresStore(pool)
+    return new PostgresStore(pool, o.onCommit)
   }
 
   private async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = [], name?: string): Promise<pg.QueryResult<R>> {
@@ -282,7 +286,9 @@ export class PostgresStore implements Store {
     const payload = JSON.stringify(batch.map((b) => batchItem(b.req)))
     for (let attempt = 0; ; attempt++) {
       try {
+        const started = performance.now()
         const res = await this.pool.query<{out: Outcome[]}>({name: 'sshca_issue', text: 'SELECT sshca_issue($1::jsonb) AS out', values: [payload]})
+        this.onCommit?.(batch.length, (performance.now() - started) / 1000)
         const outs = res.rows[0]!.out
         batch.forEach((item, i) => item.resolve(toOutcome(outs[i]!)))
         return

@@ -28,6 +28,7 @@ interface CertRow {
   issued_at: number | bigint
   request_id: string
   certificate: string
+  claims?: string | null
 }
 
 interface RevocationRow {
@@ -54,6 +55,7 @@ export function rowToRecord(r: CertRow): IssuedRecord {
     issuedAt: Number(r.issued_at),
     requestId: r.request_id,
     certificate: r.certificate,
+    ...(r.claims ? {claims: JSON.parse(r.claims) as Record<string, unknown>} : {}),
   }
 }
 
@@ -125,9 +127,15 @@ export class SqliteStore implements Store {
   /** True while the checkpointer copies the WAL's last frames (see checkpointer.ts). */
   private held = false
 
-  /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
-  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number} = {}) {
+  private readonly onCommit: ((batchSize: number, seconds: number) => void) | undefined
+
+  /**
+   * `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline.
+   * `onCommit`: told each group commit's size and duration (the metrics).
+   */
+  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number; onCommit?: (batchSize: number, seconds: number) => void} = {}) {
     this.path = path
+    this.onCommit = o.onCommit
     this.db = new DatabaseSync(path)
     const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
     this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
@@ -160,8 +168,8 @@ export class SqliteStore implements Store {
       lineageSet: prep('INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at'),
       useToken: prep('INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING'),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
-      record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       find: prepBig('SELECT * FROM certificates WHERE serial = ?'),
       hosts: prepBig('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC'),
       revoke: prep('INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -195,10 +203,12 @@ export class SqliteStore implements Store {
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
     const results: IssueOutcome[] = []
+    const started = performance.now()
     try {
       this.stmts.begin!.run()
       for (const item of batch) results.push(this.issueOne(item.req))
       this.stmts.commit!.run()
+      this.onCommit?.(batch.length, (performance.now() - started) / 1000)
     } catch (err) {
       this.rollbackQuietly()
       const failure = storeError(err)
@@ -222,7 +232,7 @@ export class SqliteStore implements Store {
       const spent = this.stmts.spentToken!.get(token.id) as {used_at: number | bigint | null; serial: string | null} | undefined
       return {ok: false, reason: 'replayed', usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at), serial: spent?.serial ?? null}
     }
-    this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate)
+    this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate, r.claims ? JSON.stringify(r.claims) : null)
     if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint) this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}

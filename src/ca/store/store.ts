@@ -20,6 +20,11 @@ export interface IssuedRecord {
   requestId: string
   /** base64 of the certificate's wire blob */
   certificate: string
+  /**
+   * The claim values the certificate was issued for: those the provisioner's rules read, and the
+   * audited ones (never the token). What a policy what-if replays. Absent for host certificates.
+   */
+  claims?: Record<string, unknown>
 }
 
 export interface Revocation {

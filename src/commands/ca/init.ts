@@ -13,6 +13,7 @@ fingerprint and the next commands. Never overwrites an existing CA.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --dir /etc/sshca --name Acme --dns ca.example.com,10.0.0.5 --address 0.0.0.0:9000 --password-file /root/ca-password',
     '<%= config.bin %> <%= command.id %> --dir ./ca --dns 127.0.0.1',
+    '<%= config.bin %> <%= command.id %> --dir /etc/sshca --kms "pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/hsm-pin"',
   ]
 
   static override flags = {
@@ -21,13 +22,14 @@ fingerprint and the next commands. Never overwrites an existing CA.`
     dns: Flags.string({description: 'DNS names and IP addresses for the TLS certificate (comma-separated; repeatable)', multiple: true}),
     address: Flags.string({description: 'host:port the API will listen on', default: '127.0.0.1:9000'}),
     'password-file': Flags.string({description: 'file whose first line is the password that encrypts the keys (else asked on the terminal)'}),
+    kms: Flags.string({description: 'make the SSH CA keys in a PKCS#11 token instead of files: pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin (they never leave it)'}),
   }
 
   async run() {
     const {flags} = await this.parse(CaInit)
     const password = await obtainPassword({file: flags['password-file'], confirm: true})
     const {initCa} = await import('../../ca/init.ts')
-    const r = await initCa({dir: flags.dir, name: flags.name, dnsNames: flags.dns ?? [], address: flags.address, password})
+    const r = await initCa({dir: flags.dir, name: flags.name, dnsNames: flags.dns ?? [], address: flags.address, password, ...(flags.kms ? {kms: flags.kms} : {})})
     const host = r.dnsNames[0]!.includes(':') ? `[${r.dnsNames[0]}]` : r.dnsNames[0]
     const port = r.address.split(':').pop()
     this.out(`Created CA "${r.name}" in ${r.dir}
@@ -35,6 +37,7 @@ fingerprint and the next commands. Never overwrites an existing CA.`
   Root fingerprint  ${r.rootFingerprint}
   User CA key       ${r.userCaKey}
   Host CA key       ${r.hostCaKey}
+  SSH CA keys in    ${r.kms === 'file' ? 'sealed files under secrets/' : `the PKCS#11 token ${r.kms}`}
   TLS names         ${r.dnsNames.join(', ')}
   Host pattern      ${r.hostPattern === '!*' ? '!* (none: no domain in --dns; set ssh.hostPattern in ca.yaml, or clients pass sshca config --pattern)' : `${r.hostPattern} (from --dns; clients trust this CA's host certificates for these hosts only — ssh.hostPattern in ca.yaml)`}
 

@@ -32,9 +32,9 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
       for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
     }
     const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true, onWarnings})
-    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint}
+    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint, ...(ca.metricsUrl ? {metrics: ca.metricsUrl} : {})}
     if (this.jsonEnabled()) this.logJson(started)
-    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})\n`)
+    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`)
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop)

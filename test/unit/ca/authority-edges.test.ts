@@ -12,7 +12,7 @@ import {currentHosts, currentKrl, rekeyHostCertificate, renewHostCertificate, re
 import type {AuditTrace, CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {checkSubjectKey, issue, MIN_RSA_BITS, parseSubjectKey, randomSerial, signUserCertificate} from '../../../src/ca/authority/sign.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
-import type {CaMaterial} from '../../../src/ca/keys/material.ts'
+import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import type {Meter} from '../../../src/ca/observe/meter.ts'
 import {mintEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
@@ -64,8 +64,9 @@ async function world(yaml = YAML): Promise<World> {
   }) as typeof fetch
   const material = {
     rootFingerprint: ROOT,
-    userCa: keySigner(generatePrivateKey('ed25519').keyObject),
-    hostCa: keySigner(generatePrivateKey('ed25519').keyObject),
+    roots: [{fingerprint: ROOT}],
+    userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+    hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
     enrollmentKey: generateKeyPairSync('ed25519').privateKey,
   } as unknown as CaMaterial
   const audit = memoryAuditLog()
@@ -87,7 +88,7 @@ async function world(yaml = YAML): Promise<World> {
         .sign(issuerKey.privateKey),
   }
   const clock = () => w.now * 1000
-  const meter: Meter = {decision: (d) => decisions.push(d), request() {}, commit() {}}
+  const meter: Meter = {decision: (d) => decisions.push(d), request() {}, commit() {}, tokenVerification() {}, jwksFetch() {}, rateLimited() {}, webhook() {}}
   w.rt = {policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock})}, material, store, audit, meter, clock}
   return w
 }
@@ -110,7 +111,7 @@ describe('the user signing pipeline (sign.ts)', () => {
     const token = await w.mint()
     const cert = await signUserCertificate(w.rt, key.publicKey, token, 'user', t)
     assert.equal(cert.type, 'user')
-    assert.ok(cert.signatureKey.equals(w.rt.material.userCa.publicKey))
+    assert.ok(cert.signatureKey.equals(w.rt.material.userCa.active.publicKey))
     assert.ok(cert.publicKey.equals(key.publicKey))
     assert.deepEqual([cert.keyId, cert.principals, cert.validAfter, cert.validBefore], ['alice@example.com', ['alice', 'ops'], BigInt(T0 - 60), BigInt(T0 + 3600)])
     assert.deepEqual([cert.criticalOptions, cert.extensions], [{'force-command': '/bin/true', 'source-address': '10.0.0.0/8'}, {'permit-pty': true}])
@@ -140,6 +141,8 @@ describe('the user signing pipeline (sign.ts)', () => {
         issuedAt: T0,
         requestId: t.request_id,
         certificate: cert.blob.toString('base64'),
+        // the matched claims, kept for ca explain's what-if
+        claims: {email: 'alice@example.com', email_verified: true, sub: 'u-alice'},
       },
     )
     const line = w.audit.events.find((e) => e.request_id === t.request_id)!
@@ -235,7 +238,7 @@ describe('the user signing pipeline (sign.ts)', () => {
   it('issue() without a meter still issues', async () => {
     const {meter: _meter, ...bare} = w.rt
     const key = ed()
-    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: 5n, keyId: 'k', principals: ['p'], validAfter: BigInt(T0), validBefore: BigInt(T0 + 60)}, w.rt.material.userCa)
+    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 5n, keyId: 'k', principals: ['p'], validAfter: BigInt(T0), validBefore: BigInt(T0 + 60)}, w.rt.material.userCa.active)
     assert.equal((await issue(bare, cert, {id: 'x#1', expiresAt: T0 + 60}, trace())).serial, 5n)
     // the record has no rule, subject or provisioner when the trace has none
     assert.deepEqual(await w.store.findCertificate(5n).then((r) => [r?.provisioner, r?.rule, r?.subject]), ['', null, null])
@@ -265,7 +268,7 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     const {token, jti} = await enrolToken({principals: ['web1']})
     const cert = await signHostCertificate(w.rt, key.publicKey, token, t, body())
     assert.deepEqual([cert.type, cert.keyId, cert.principals, cert.validAfter, cert.validBefore], ['host', 'host:web1.example.com', ['web1.example.com', 'web1'], BigInt(T0 - 60), BigInt(T0 + 7 * 86400)])
-    assert.ok(cert.signatureKey.equals(w.rt.material.hostCa.publicKey))
+    assert.ok(cert.signatureKey.equals(w.rt.material.hostCa.active.publicKey))
     assert.deepEqual([t.provisioner, t.subject, t.cert_type, t.key_type, t.key_fingerprint, t.token?.id], ['host-enrollment', 'web1.example.com', 'host', 'ssh-ed25519', key.publicKey.fingerprint(), `enroll#${jti}`])
     const some = await signHostCertificate(w.rt, ed().publicKey, (await enrolToken({principals: ['web1']})).token, trace(), body(['web1']))
     assert.deepEqual(some.principals, ['web1'])
@@ -301,7 +304,7 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     const fresh = await renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), t)
     assert.notEqual(fresh.serial, h.cert.serial)
     assert.ok(fresh.publicKey.equals(h.key.publicKey))
-    assert.ok(fresh.signatureKey.equals(w.rt.material.hostCa.publicKey))
+    assert.ok(fresh.signatureKey.equals(w.rt.material.hostCa.active.publicKey))
     assert.deepEqual([fresh.type, fresh.keyId, fresh.principals, fresh.validAfter, fresh.validBefore, fresh.criticalOptions, fresh.extensions], ['host', h.cert.keyId, h.cert.principals, BigInt(w.now - 60), BigInt(w.now + 7 * 86400), {}, {}])
     assert.deepEqual([t.provisioner, t.cert_type, t.subject, t.key_fingerprint], [SSHPOP_PROVISIONER, 'host', h.cert.keyId, h.key.publicKey.fingerprint()])
     assert.match(t.token!.id, /^sshpop#/)
@@ -320,12 +323,12 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
 
   it('a revocation that lands between the checks and the write still refuses: the parent, or the key ID', async () => {
     const h = await enrol()
-    const next = () => signCertificate({type: 'host', publicKey: h.key.publicKey, serial: randomSerial(), keyId: h.cert.keyId, principals: h.cert.principals, validAfter: BigInt(w.now), validBefore: BigInt(w.now + 60)}, w.rt.material.hostCa)
+    const next = () => signCertificate({type: 'host', publicKey: h.key.publicKey, serial: randomSerial(), keyId: h.cert.keyId, principals: h.cert.principals, validAfter: BigInt(w.now), validBefore: BigInt(w.now + 60)}, w.rt.material.hostCa.active)
     const byKeyId = await w.store.revoke({serial: null, keyId: h.cert.keyId, keyFingerprint: null, reason: 'r', revokedAt: T0})
-    await rejectsCode(issue(w.rt, next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKeyId.id})
+    await rejectsCode(issue(w.rt, await next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKeyId.id})
     await w.store.unrevoke(byKeyId.id!)
     const parent = await w.store.revoke({serial: h.cert.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: T0 + 1})
-    await rejectsCode(issue(w.rt, next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()})
+    await rejectsCode(issue(w.rt, await next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()})
   })
 
   it('renewal refuses a user certificate, a certificate of another CA key, one it never issued, an expired or revoked one', async () => {
@@ -335,18 +338,18 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     const user = await signUserCertificate(w.rt, u.publicKey, await w.mint(), 'user', trace())
     await rejectsCode(renewHostCertificate(w.rt, await pop(u, user, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'cert_type_not_allowed'})
     // a host certificate signed by the user CA key, and a user certificate signed by the host CA key (revoke takes both types)
-    const wrongKey = signCertificate({...h.cert, serial: h.cert.serial}, w.rt.material.userCa)
+    const wrongKey = await signCertificate({...h.cert, serial: h.cert.serial}, w.rt.material.userCa.active)
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, wrongKey, 'renew'), trace()), 'ERR_TOKEN_INVALID', {reason: 'ca_key_unknown'})
-    const userByHostKey = signCertificate({...user, serial: user.serial}, w.rt.material.hostCa)
+    const userByHostKey = await signCertificate({...user, serial: user.serial}, w.rt.material.hostCa.active)
     await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(u, userByHostKey, 'revoke'), serial: user.serial.toString(), reason: 'x'}, trace()), 'ERR_TOKEN_INVALID', {reason: 'ca_key_unknown'})
     // the right key, a broken signature
     const broken = Buffer.from(h.cert.blob)
     broken[broken.length - 5]! ^= 0xff
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, parseCertificate(broken), 'renew'), trace()), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
     // signed by this CA, never issued (no record), or issued with other bytes under that serial
-    const unknown = signCertificate({...h.cert, serial: 12345n}, w.rt.material.hostCa)
+    const unknown = await signCertificate({...h.cert, serial: 12345n}, w.rt.material.hostCa.active)
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, unknown, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_unknown'})
-    const twin = signCertificate({...h.cert, principals: ['web1', 'db1']}, w.rt.material.hostCa)
+    const twin = await signCertificate({...h.cert, principals: ['web1', 'db1']}, w.rt.material.hostCa.active)
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, twin, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_unknown'})
     // expired: at validBefore exactly, not a second later
     const renewAt = async (now: number) => {
@@ -431,7 +434,7 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     assert.equal(krl.version, BigInt(await w.store.revocationSnapshot().then((s) => s.generation)))
     assert.deepEqual(
       krl.sections.map((s) => [s.caKeyBlob.toString('base64'), s.serials, s.keyIds]),
-      [w.rt.material.userCa.publicKey, w.rt.material.hostCa.publicKey].map((k) => [k.blob.toString('base64'), [77n], ['host:old']]),
+      [w.rt.material.userCa.active.publicKey, w.rt.material.hostCa.active.publicKey].map((k) => [k.blob.toString('base64'), [77n], ['host:old']]),
     )
     assert.deepEqual(krl.revokedKeySha256, [Buffer.from(key.publicKey.fingerprint().slice('SHA256:'.length), 'base64')])
   })

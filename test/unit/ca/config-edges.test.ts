@@ -43,6 +43,7 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
         audit: {file: '-'},
         limits: {requestTimeout: 10, headersTimeout: 5, idleTimeout: 60, handshakeTimeout: 5, maxConnections: 1000, maxInFlight: 256, maxEventLoopDelay: 200, rate: {max: 300, window: 60}},
         trustProxy: false,
+        keys: {kms: 'file'},
         ssh: {hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS},
         provisioners: [],
       }, JSON.stringify(text))
@@ -85,7 +86,8 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
 
   it('a certificate grants at least one non-empty principal; source addresses and force-command are non-empty', () => {
     const c = (r: string) => problemFields(yaml(provisioner({rules: [r]})))
-    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: []')), ['provisioners[0].rules[0].certificate.principals'])
+    // neither principals nor principalsFrom: the certificate as a whole grants nothing
+    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: []')), ['provisioners[0].rules[0].certificate'])
     assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: [""]')), ['provisioners[0].rules[0].certificate.principals[0]'])
     assert.deepEqual(c(rule({certificate: ', sourceAddress: []'})), ['provisioners[0].rules[0].certificate.sourceAddress'])
     assert.deepEqual(c(rule({certificate: ', forceCommand: ""'})), ['provisioners[0].rules[0].certificate.forceCommand'])

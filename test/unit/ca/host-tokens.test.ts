@@ -108,10 +108,10 @@ describe('SSHPOP proofs of possession', () => {
   const check = (o: Partial<PopCheck> = {}): PopCheck => ({action: 'renew', provisioner: 'sshpop', dnsNames: ['ca.example.com', '127.0.0.1'], rootFingerprint: ROOT, now: NOW, ...o})
   const AUD = 'https://ca.example.com/1.0/ssh/renew#sshpop/sshpop'
 
-  before(() => {
+  before(async () => {
     hostKey = generatePrivateKey('ed25519')
     const ca = generatePrivateKey('ed25519')
-    cert = signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 77n, keyId: 'host:web1', principals: ['web1'], validAfter: BigInt(NOW - 60), validBefore: BigInt(NOW + 86400)}, keySigner(ca.keyObject))
+    cert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 77n, keyId: 'host:web1', principals: ['web1'], validAfter: BigInt(NOW - 60), validBefore: BigInt(NOW + 86400)}, keySigner(ca.keyObject))
   })
 
   function pop(claims: Record<string, unknown> = {}, o: {header?: Record<string, unknown>; signWith?: KeyObject; iat?: number; exp?: number} = {}) {

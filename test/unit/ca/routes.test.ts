@@ -11,7 +11,7 @@ import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
 import {buildApp} from '../../../src/ca/http/app.ts'
-import type {CaMaterial} from '../../../src/ca/keys/material.ts'
+import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {createRoot} from '../../../src/ca/keys/pki.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
@@ -69,8 +69,10 @@ describe('CA routes through app.inject', () => {
       intermediatePem: root.pem,
       intermediateKey: root.key,
       tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
-      userCa: keySigner(generatePrivateKey('ed25519').keyObject),
-      hostCa: keySigner(generatePrivateKey('ed25519').keyObject),
+      roots: [{pem: root.pem, fingerprint: certFingerprint(root.der), state: 'active', subject: 'CN=Inject', notAfter: new Date(Date.now() + 86_400_000)}],
+      crossPems: [],
+      userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+      hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
       enrollmentKey: generateKeyPairSync('ed25519').privateKey,
     }
     audit = memoryAuditLog()
@@ -116,8 +118,8 @@ describe('CA routes through app.inject', () => {
       const provisioners = (await app.inject({method: 'GET', url: `${prefix}/provisioners`})).json()
       assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false], ['sshpop', 'SSHPOP', undefined]])
       const roots = (await app.inject({method: 'GET', url: `${prefix}/ssh/roots`})).json()
-      assert.deepEqual(roots.userKey, [material.userCa.publicKey.blob.toString('base64')])
-      assert.deepEqual(roots.hostKey, [material.hostCa.publicKey.blob.toString('base64')])
+      assert.deepEqual(roots.userKey, [material.userCa.active.publicKey.blob.toString('base64')])
+      assert.deepEqual(roots.hostKey, [material.hostCa.active.publicKey.blob.toString('base64')])
     }
   })
 

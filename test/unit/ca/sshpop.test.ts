@@ -23,7 +23,7 @@ describe('SSHPOP audiences (step\'s shape)', () => {
 })
 
 describe('POST /ssh/config templates', () => {
-  const keys = {userKey: generatePrivateKey('ed25519').publicKey, hostKey: generatePrivateKey('ecdsa').publicKey, hostPattern: '*.corp'}
+  const keys = {userKeys: [generatePrivateKey('ed25519').publicKey], hostKeys: [generatePrivateKey('ecdsa').publicKey], hostPattern: '*.corp'}
   const text = (r: ReturnType<typeof renderSshConfig>, name: string) => Buffer.from((r.userTemplates ?? r.hostTemplates)!.find((t) => t.name === name)!.content, 'base64').toString()
 
   it('a --context goes into check-host and proxycommand; an older step (no template version) gets includes as a file', () => {
@@ -44,5 +44,13 @@ describe('POST /ssh/config templates', () => {
   it('a host pattern ssh_config cannot hold as one word falls back to step-ca\'s "*"', () => {
     const r = renderSshConfig('user', {StepPath: '/h'}, {...keys, hostPattern: '*.a,*.b c'})
     assert.match(text(r, 'known_hosts.tpl'), /^@cert-authority \* /)
+  })
+
+  it('during a CA key rotation: every published key, one line each (known_hosts and TrustedUserCAKeys)', () => {
+    const two = {userKeys: [generatePrivateKey('ed25519').publicKey, generatePrivateKey('ed25519').publicKey], hostKeys: [generatePrivateKey('ed25519').publicKey, generatePrivateKey('ecdsa').publicKey], hostPattern: '*.corp'}
+    const kh = text(renderSshConfig('user', {StepPath: '/h'}, two), 'known_hosts.tpl')
+    assert.deepEqual(kh.trimEnd().split('\n'), two.hostKeys.map((k) => `@cert-authority *.corp ${k.type} ${k.blob.toString('base64')}`))
+    const ca = text(renderSshConfig('host', {Certificate: 'c-cert.pub', Key: 'c'}, two), 'ca.tpl')
+    assert.deepEqual(ca.trimEnd().split('\n'), two.userKeys.map((k) => `${k.type} ${k.blob.toString('base64')}`))
   })
 })

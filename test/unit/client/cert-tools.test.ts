@@ -14,16 +14,19 @@ const dir = tempDir('sshca-certtools-')
 const T0 = 1_900_000_000
 const at = (s: number) => () => (T0 + s) * 1000
 
-function certFile(name: string, validAfter: bigint, validBefore: bigint): string {
+async function certFile(name: string, validAfter: bigint, validBefore: bigint): Promise<string> {
   const key = generatePrivateKey('ed25519')
-  const c = signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'h', principals: ['h'], validAfter, validBefore}, ca)
+  const c = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'h', principals: ['h'], validAfter, validBefore}, ca)
   const f = join(dir, name)
   writeFileSync(f, `${certificateLine(c, 'a comment')}\n`)
   return f
 }
 
 describe('needs-renewal', () => {
-  const f = certFile('day-cert.pub', BigInt(T0), BigInt(T0 + 90_000))
+  let f = ''
+  before(async () => {
+    f = await certFile('day-cert.pub', BigInt(T0), BigInt(T0 + 90_000))
+  })
 
   it('by default from two thirds of the validity on (what renew uses)', async () => {
     assert.equal((await needsRenewal(f, {clock: at(59_000)})).needsRenewal, false)
@@ -41,7 +44,7 @@ describe('needs-renewal', () => {
   })
 
   it('a certificate valid forever never needs it; a missing file is ERR_FILE_NOT_FOUND', async () => {
-    const forever = certFile('forever-cert.pub', 0n, FOREVER)
+    const forever = await certFile('forever-cert.pub', 0n, FOREVER)
     const r = await needsRenewal(forever, {clock: at(0)})
     assert.deepEqual([r.needsRenewal, r.secondsLeft, r.validBefore], [false, null, null])
     await rejectsCode(needsRenewal(join(dir, 'missing')), 'ERR_FILE_NOT_FOUND')
@@ -50,7 +53,7 @@ describe('needs-renewal', () => {
 
 describe('fingerprint', () => {
   it('every encoding of the same digest', async () => {
-    const f = certFile('fp-cert.pub', 0n, FOREVER)
+    const f = await certFile('fp-cert.pub', 0n, FOREVER)
     const get = async (format: 'base64-raw' | 'base64' | 'base64-url' | 'base64-raw-url' | 'hex') => (await fingerprintFile(f, {format})).keys[0]!.fingerprint.slice('SHA256:'.length)
     const digest = Buffer.from(await get('hex'), 'hex')
     assert.equal(digest.length, 32)

@@ -24,7 +24,7 @@ describe('SSHPOP tokens through an SSH signer', () => {
   for (const kind of ['ed25519', 'ecdsa', 'ecdsa-p384', 'ecdsa-p521', 'rsa'] as KeyKind[]) {
     it(`${kind}: the CA's verifier accepts it for its action, and the claims are mintSshpopToken's`, async () => {
       const key = generatePrivateKey(kind)
-      const cert = signCertificate({type: 'host', publicKey: key.publicKey, serial: 77n, keyId: 'host:web', principals: ['web'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
+      const cert = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 77n, keyId: 'host:web', principals: ['web'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
       const token = await mintSshpopTokenWith(async (d) => signData(key.keyObject, key.publicKey, d, 'rsa-sha2-256'), cert, opts('revoke'))
       await verifyPop(token, cert, check('revoke'))
       // a proof for revoke is no proof for rekey
@@ -43,7 +43,7 @@ describe('SSHPOP tokens through an SSH signer', () => {
     const agent = new MemoryAgent()
     const client = agent.client()
     const key = generatePrivateKey('ed25519')
-    const cert = signCertificate({type: 'user', publicKey: key.publicKey, serial: 9n, keyId: 'alice', principals: ['alice'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
+    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 9n, keyId: 'alice', principals: ['alice'], validAfter: 0n, validBefore: BigInt(nowS() + 3600)}, keySigner(ca.keyObject))
     await client.addCertificate(key, cert)
     const token = await mintSshpopTokenWith((d) => client.sign(cert.blob, d), cert, opts('revoke'))
     await verifyPop(token, cert, check('revoke'))

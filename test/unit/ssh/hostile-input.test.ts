@@ -54,16 +54,16 @@ describe('hostile input to src/ssh (fuzz regressions)', () => {
     const subject = generatePrivateKey('ed25519')
     const sign = (criticalOptions: CertOptions) => signCertificate({type: 'user', publicKey: subject.publicKey, serial: 1n, keyId: 'k', principals: ['a'], validAfter: 0n, validBefore: 10n, criticalOptions}, keySigner(ca.keyObject))
 
-    it('the builder refuses raw bytes, a flag or a NUL for them (it wrote certificates its own parser refused)', () => {
-      assert.throws(() => sign({'force-command': Buffer.of(0)}), TypeError)
-      assert.throws(() => sign({'source-address': true}), TypeError)
-      assert.throws(() => sign({'force-command': 'ls\0rm -rf /'}), TypeError)
+    it('the builder refuses raw bytes, a flag or a NUL for them (it wrote certificates its own parser refused)', async () => {
+      await assert.rejects(sign({'force-command': Buffer.of(0)}), TypeError)
+      await assert.rejects(sign({'source-address': true}), TypeError)
+      await assert.rejects(sign({'force-command': 'ls\0rm -rf /'}), TypeError)
       assert.throws(() => encodeOptions({'force-command': Buffer.from('x')}), TypeError)
-      assert.deepEqual(parseCertificate(sign({'force-command': '', 'verify-required': true}).blob).criticalOptions, {'force-command': '', 'verify-required': true})
+      assert.deepEqual(parseCertificate((await sign({'force-command': '', 'verify-required': true})).blob).criticalOptions, {'force-command': '', 'verify-required': true})
     })
 
-    it('the parser refuses empty data or a NUL inside the string', () => {
-      const good = sign({'force-command': 'AAAA'})
+    it('the parser refuses empty data or a NUL inside the string', async () => {
+      const good = await sign({'force-command': 'AAAA'})
       const withData = (data: Buffer): Buffer => {
         // replace the option's data: critical options = string(string name, string data)
         const opts = new SshWriter().string('force-command').string(data).toBuffer()

@@ -16,7 +16,7 @@ const KINDS: [KeyKind, string, number][] = [
 
 describe('public keys', () => {
   for (const [kind, type, bits] of KINDS) {
-    it(`${type}: blob and line round-trip, bits, signatures`, () => {
+    it(`${type}: blob and line round-trip, bits, signatures`, async () => {
       const k = generatePrivateKey(kind, 2048)
       assert.equal(k.publicKey.type, type)
       assert.equal(k.publicKey.bits, bits)
@@ -27,7 +27,7 @@ describe('public keys', () => {
       assert.equal(comment, 'me@host')
       assert.match(k.publicKey.fingerprint(), /^SHA256:[A-Za-z0-9+/]{43}$/)
       const data = Buffer.from('to be signed')
-      const sig = keySigner(k.keyObject).sign(data)
+      const sig = await keySigner(k.keyObject).sign(data)
       assert.equal(verifySignature(k.publicKey, data, sig).valid, true)
       assert.equal(verifySignature(k.publicKey, Buffer.from('other'), sig).valid, false)
     })
@@ -78,17 +78,17 @@ describe('public keys', () => {
     assert.equal(bitLength(Buffer.of(0x80, 0)), 16)
   })
 
-  it('refuses an ed25519 signature presented for an ecdsa key, and SHA-1 RSA', () => {
+  it('refuses an ed25519 signature presented for an ecdsa key, and SHA-1 RSA', async () => {
     const ed = generatePrivateKey('ed25519')
     const ec = generatePrivateKey('ecdsa')
     const rsa = generatePrivateKey('rsa', 2048)
     const data = Buffer.from('x')
-    assert.equal(verifySignature(ec.publicKey, data, keySigner(ed.keyObject).sign(data)).valid, false)
+    assert.equal(verifySignature(ec.publicKey, data, await keySigner(ed.keyObject).sign(data)).valid, false)
     const sha1 = new SshWriter().string('ssh-rsa').string(Buffer.alloc(256)).toBuffer()
     const check = verifySignature(rsa.publicKey, data, sha1)
     assert.equal(check.valid, false)
     assert.match(check.reason!, /SHA-1/)
-    assert.equal(verifySignature(rsa.publicKey, data, keySigner(rsa.keyObject, 'rsa-sha2-256').sign(data)).algorithm, 'rsa-sha2-256')
+    assert.equal(verifySignature(rsa.publicKey, data, await keySigner(rsa.keyObject, 'rsa-sha2-256').sign(data)).algorithm, 'rsa-sha2-256')
   })
 
   it('converts ECDSA DER signatures to r, s and back, long-form lengths included (P-521)', () => {

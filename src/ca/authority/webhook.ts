@@ -1,0 +1,125 @@
+/**
+ * Authorizing webhooks (step-ca's "authorizing" kind): a rule may name an HTTPS endpoint that has
+ * the last word. After the rule matched and the certificate is built, the CA POSTs the token's
+ * verified claims and the request (never the token itself) and issues only when the answer is
+ * HTTP 2xx with a JSON body whose `allow` is exactly `true`, within the timeout. Anything else —
+ * a refusal, another status, another body, a redirect, a TLS certificate not vouched for, no answer
+ * in time — denies: fail closed. Every call is audited (outcome, status, time) and metered.
+ *
+ * Body: {"type": "sshca.authorize.v1", "requestId", "provisioner", "rule", "claims", "request":
+ * {"certType", "keyType", "keyFingerprint", "clientAddress"}, "certificate": {"principals", "keyId",
+ * "validAfter", "validBefore", "criticalOptions", "extensions"}}; with secretFile, the header
+ * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA.
+ */
+import {createHmac} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import {request} from 'node:https'
+import {request as httpRequest} from 'node:http'
+import {assertPrivateFile} from '../../util/fs.ts'
+import type {Claims, CertificateSpec} from '../policy/policy.ts'
+import {denial, type ProvisionerConfig, type RuleConfig, type WebhookConfig} from '../policy/types.ts'
+import type {AuditTrace, CaRuntime} from './runtime.ts'
+
+const MAX_ANSWER = 64 * 1024
+
+/** Secrets and CA files, read once per loaded config (a reload reads them again). */
+const files = new WeakMap<WebhookConfig, Promise<{secret?: string; ca?: string}>>()
+
+function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
+  let f = files.get(w)
+  if (!f) {
+    f = (async () => ({
+      // a secret others can read proves nothing: refused (so the call is, and the request denied)
+      ...(w.secretFile ? {secret: await assertPrivateFile(w.secretFile).then(async () => (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!)} : {}),
+      ...(w.ca ? {ca: await readFile(w.ca, 'utf8')} : {}),
+    }))()
+    f.catch(() => files.delete(w))
+    files.set(w, f)
+  }
+  return f
+}
+
+export type WebhookOutcome = {allow: true; status: number} | {allow: false; status: number | null; why: string}
+
+/** One POST, bounded in time and size; never throws. */
+export async function callWebhook(w: WebhookConfig, body: string): Promise<WebhookOutcome> {
+  let secret: string | undefined
+  let ca: string | undefined
+  try {
+    ;({secret, ca} = await filesOf(w))
+  } catch (err) {
+    return {allow: false, status: null, why: `cannot read the webhook's secret or CA file: ${(err as Error).message}`}
+  }
+  const url = new URL(w.url)
+  const headers: Record<string, string> = {'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'sshca', accept: 'application/json'}
+  if (secret) headers['x-sshca-signature'] = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
+  return new Promise<WebhookOutcome>((resolve) => {
+    let settled = false
+    const done = (o: WebhookOutcome): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      req.destroy()
+      resolve(o)
+    }
+    const options = {method: 'POST', headers, agent: false as const, ...(url.protocol === 'https:' ? {rejectUnauthorized: true, ...(ca ? {ca} : {})} : {})}
+    const req = (url.protocol === 'https:' ? request : httpRequest)(url, options, (res) => {
+      const status = res.statusCode ?? 0
+      const chunks: Buffer[] = []
+      let size = 0
+      res.on('data', (c: Buffer) => {
+        size += c.length
+        if (size > MAX_ANSWER) done({allow: false, status, why: 'the answer is too large'})
+        else chunks.push(c)
+      })
+      res.on('end', () => {
+        if (status < 200 || status >= 300) return done({allow: false, status, why: `it answered HTTP ${status}`})
+        let answer: unknown
+        try {
+          answer = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+        } catch {
+          return done({allow: false, status, why: 'its answer is not JSON'})
+        }
+        // exactly true: "true", 1 or a missing field are not an allow
+        if ((answer as {allow?: unknown})?.allow === true) return done({allow: true, status})
+        done({allow: false, status, why: 'it did not allow the request'})
+      })
+      res.on('error', (err) => done({allow: false, status, why: err.message}))
+    })
+    const timer = setTimeout(() => done({allow: false, status: null, why: `no answer within ${w.timeout} s`}), w.timeout * 1000)
+    req.on('error', (err) => done({allow: false, status: null, why: (err as NodeJS.ErrnoException).code ?? err.message}))
+    req.end(body)
+  })
+}
+
+/** Asks the rule's webhook, if it has one; throws the denial unless it allowed, and audits the call. */
+export async function authorize(rt: CaRuntime, p: ProvisionerConfig, rule: RuleConfig, claims: Claims, spec: CertificateSpec, trace: AuditTrace): Promise<void> {
+  const w = rule.webhook
+  if (!w) return
+  const body = JSON.stringify({
+    type: 'sshca.authorize.v1',
+    requestId: trace.request_id,
+    provisioner: p.name,
+    rule: rule.name,
+    claims,
+    request: {certType: trace.cert_type, keyType: trace.key_type, keyFingerprint: trace.key_fingerprint, clientAddress: trace.client_address},
+    certificate: {
+      principals: spec.principals,
+      keyId: spec.keyId,
+      validAfter: Number(spec.validAfter),
+      validBefore: Number(spec.validBefore),
+      criticalOptions: spec.criticalOptions,
+      extensions: Object.keys(spec.extensions),
+    },
+  })
+  const started = performance.now()
+  const outcome = await callWebhook(w, body)
+  const seconds = (performance.now() - started) / 1000
+  const result = outcome.allow ? 'allow' : outcome.status === null || outcome.status >= 300 || outcome.status < 200 ? 'error' : 'deny'
+  trace.webhook = {url: w.url, outcome: result, status: outcome.status, ms: Math.round(seconds * 1000), ...(outcome.allow ? {} : {why: outcome.why})}
+  rt.meter?.webhook({provisioner: p.name, rule: rule.name, outcome: result, seconds})
+  if (outcome.allow) return
+  if (result === 'deny') throw denial('ERR_POLICY_DENIED', 'webhook_denied', `the authorizing webhook of rule "${rule.name}" did not allow the request`)
+  // no answer (or not one we read) is a denial too: fail closed; 503 so a client may try again
+  throw denial('ERR_UPSTREAM_UNAVAILABLE', 'webhook_unavailable', `the authorizing webhook of rule "${rule.name}" gave no usable answer: ${outcome.why}`)
+}

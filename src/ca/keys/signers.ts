@@ -1,0 +1,111 @@
+/**
+ * The signer registry (step-ca's kms registry): a key reference from the manifest (keyring.ts) →
+ * a Signer, whatever holds the key. Two backends:
+ *   file    a sealed PKCS#8 file under secrets/ (keystore.ts), opened with the CA password into memory;
+ *   pkcs11  an object in a PKCS#11 token (pkcs11.ts, loaded only when used): the private key is
+ *           generated in the token, never extractable, and every signature is the token's.
+ * A backend makes keys too (ca init, ca rotate prepare), so rotation works the same on both.
+ */
+import {readFile} from 'node:fs/promises'
+import {isAbsolute, join} from 'node:path'
+import {SshcaError} from '../../errors.ts'
+import type {PublicKey} from '../../ssh/keys.ts'
+import {generatePrivateKey} from '../../ssh/private-key.ts'
+import {keySigner, type Signer} from '../../ssh/signature.ts'
+import {exists} from '../../util/fs.ts'
+import {caPaths} from '../config/layout.ts'
+import type {Kms} from '../config/kms.ts'
+import type {KeyBackend} from './backend.ts'
+import type {CaKeyKind, KeyRef} from './keyring.ts'
+import {readSealedKey, writeSealedKey} from './keystore.ts'
+
+export interface KeyStoreContext {
+  /** The CA directory (file references are relative to it). */
+  dir: string
+  /** The CA password: opens sealed files. */
+  password: string
+  /** Where new keys are made, and the token pkcs11 references live in. */
+  kms: Kms
+}
+
+export type {KeyBackend} from './backend.ts'
+
+export type BackendFactory = (ctx: KeyStoreContext) => Promise<KeyBackend>
+
+/** The file backend: sealed PKCS#8 under secrets/, ed25519 keys. */
+export const fileBackend: BackendFactory = async (ctx) => ({
+  async create(kind, id) {
+    const key = generatePrivateKey('ed25519')
+    const rel = join('secrets', `ssh_${kind}_ca.${id}.key`)
+    const path = join(ctx.dir, rel)
+    if (await exists(path)) throw new SshcaError('ERR_FILE_EXISTS', `${path} already exists`)
+    // the salt of the keys sealed at init: `ca serve` then opens all of them with one derivation
+    await writeSealedKey(path, key.keyObject, ctx.password, await caSalt(ctx.dir))
+    return {ref: {type: 'file', path: rel}, publicKey: key.publicKey}
+  },
+  async open(ref) {
+    if (ref.type !== 'file') throw new TypeError(`the file backend cannot open a ${ref.type} key`)
+    return keySigner(await readSealedKey(isAbsolute(ref.path) ? ref.path : join(ctx.dir, ref.path), ctx.password))
+  },
+  async close() {},
+})
+
+async function caSalt(dir: string): Promise<Buffer | undefined> {
+  try {
+    const env = JSON.parse(await readFile(caPaths(dir).enrollmentKey, 'utf8')) as {kdf?: {salt?: string}}
+    return env.kdf?.salt ? Buffer.from(env.kdf.salt, 'base64') : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const BACKENDS: Record<KeyRef['type'], BackendFactory> = {
+  file: fileBackend,
+  pkcs11: async (ctx) => {
+    if (ctx.kms.type !== 'pkcs11') {
+      throw new SshcaError('ERR_CA_CONFIG', 'a CA key lives in a PKCS#11 token, but keys.kms in ca.yaml names none', {hint: 'set keys.kms to the token\'s pkcs11: URI'})
+    }
+    const {pkcs11Backend} = await import('./pkcs11.ts')
+    return pkcs11Backend(ctx.kms)
+  },
+}
+
+/**
+ * Opens signers by reference and makes new keys where ca.yaml says (`keys.kms`). Backends are
+ * started on first use and shared (one PKCS#11 module and login for every key in the token).
+ */
+export class SignerRegistry {
+  private readonly ctx: KeyStoreContext
+  private readonly started = new Map<KeyRef['type'], Promise<KeyBackend>>()
+  private readonly factories: Record<KeyRef['type'], BackendFactory>
+
+  constructor(ctx: KeyStoreContext, factories: Partial<Record<KeyRef['type'], BackendFactory>> = {}) {
+    this.ctx = ctx
+    this.factories = {...BACKENDS, ...factories}
+  }
+
+  private backend(type: KeyRef['type']): Promise<KeyBackend> {
+    let b = this.started.get(type)
+    if (!b) {
+      b = this.factories[type](this.ctx)
+      b.catch(() => this.started.delete(type))
+      this.started.set(type, b)
+    }
+    return b
+  }
+
+  async open(ref: KeyRef): Promise<Signer> {
+    return (await this.backend(ref.type)).open(ref)
+  }
+
+  /** A new key in the configured key store. */
+  async create(kind: CaKeyKind, id: string): Promise<{ref: KeyRef; publicKey: PublicKey}> {
+    return (await this.backend(this.ctx.kms.type)).create(kind, id)
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.started.values()]
+    this.started.clear()
+    await Promise.all(all.map(async (b) => (await b.catch(() => undefined))?.close()))
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The CA's published SSH keys, kept current on every machine without hand edits: a rotation
+ * publishes the next key beside the active one on /ssh/roots, and every command that talks to the
+ * CA anyway (config, login, the host's KRL timer and renewal) refreshes its copy:
+ *   - the context's cached user and host CA keys (what login and renew check certificates against);
+ *   - the known_hosts block `sshca config` wrote (its @cert-authority lines, one per host CA key);
+ *   - on a server, the TrustedUserCAKeys file `sshca config --host` wrote (`sshca krl --user-ca-keys`).
+ * During an overlap both keys are trusted; after the old key is retired, only the new one.
+ */
+import {chmod, copyFile, readFile, stat} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {SshcaError} from '../errors.ts'
+import {SshRootsResponse, type CaKeyInfo} from '../protocol/api.ts'
+import {caHostPattern, effectivePattern} from '../ssh/host-pattern.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {CaClient} from './ca-client.ts'
+import {saveContext, type Context} from './home.ts'
+import {mergeKnownHosts} from './known-hosts.ts'
+import {followRootRotation} from './roots.ts'
+
+export interface RefreshedRoots {
+  ctx: Context
+  /** Each published key's rotation state, when the CA says (sshca does; step-ca does not). */
+  keys: {user: CaKeyInfo[]; host: CaKeyInfo[]} | undefined
+  changed: boolean
+}
+
+/**
+ * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
+ * when they changed. A CA that sends no host pattern names no hosts (step-ca's /ssh/roots has none).
+ */
+export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<RefreshedRoots> {
+  const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
+  try {
+    // a root rotation travels the same way: the new root, vouched for by the pinned one
+    const [roots, followed] = await Promise.all([ca.call('GET', '/ssh/roots', SshRootsResponse), followRootRotation(ctx, ca)])
+    const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
+    const next: Context = {...followed.ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
+    const changed = followed.changed || JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
+    if (changed) await saveContext(next)
+    return {ctx: next, keys: roots.keys, changed}
+  } finally {
+    if (!client) ca.close()
+  }
+}
+
+export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<Context> {
+  return (await fetchSshRoots(ctx, client)).ctx
+}
+
+export const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
+
+/** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
+export async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
+  await privateDir(dirname(file))
+  let mode = newMode
+  let backup: string | null = null
+  if (await exists(file)) {
+    mode = (await stat(file)).mode & 0o777
+    backup = `${file}.sshca-backup`
+    await copyFile(file, backup)
+    await chmod(backup, mode)
+  }
+  await writeFileAtomic(file, text, mode)
+  return backup
+}
+
+/**
+ * Brings the known_hosts block `sshca config` wrote for this context up to the published host CA
+ * keys (login calls it after refreshing them). Nothing is written where config never wrote a block,
+ * or when the block is already current. Returns the file when it changed.
+ */
+export async function syncKnownHosts(ctx: Context): Promise<string | null> {
+  if (ctx.configuredPattern === undefined || ctx.hostCaKeys.length === 0) return null
+  const file = ctx.knownHostsFile ?? defaultKnownHosts()
+  if (!(await exists(file))) return null
+  const existing = await readFile(file, 'utf8')
+  // only a file that already holds this context's block: it is ours to keep current
+  if (!existing.includes(`# >>> sshca ${ctx.name} `)) return null
+  const pattern = effectivePattern(ctx.hostPattern, ctx.configuredPattern)
+  const keys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
+  const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, keys)
+  if (!changed) return null
+  await replaceWithBackup(file, text, 0o644)
+  return file
+}
+
+/**
+ * A server's TrustedUserCAKeys file, rewritten when the CA's published user CA keys differ from it.
+ * An empty set is refused (sshd would then accept no certificate at all): the file is kept.
+ */
+export async function syncTrustedUserCaKeys(ctx: Context, file: string): Promise<{file: string; keys: number; changed: boolean}> {
+  if (ctx.userCaKeys.length === 0) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA "${ctx.name}" publishes no user CA key; ${file} was kept`)
+  const text = ctx.userCaKeys.map((l) => `${PublicKey.parseLine(l).key.toLine(`${ctx.name} user CA`)}\n`).join('')
+  const current = (await exists(file)) ? await readFile(file, 'utf8') : null
+  if (current === text) return {file, keys: ctx.userCaKeys.length, changed: false}
+  await privateDir(dirname(file))
+  await writeFileAtomic(file, text, 0o644)
+  return {file, keys: ctx.userCaKeys.length, changed: true}
+}

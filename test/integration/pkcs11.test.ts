@@ -1,0 +1,187 @@
+/**
+ * SSH CA keys in a PKCS#11 token: Debian's SoftHSM 2 (a real PKCS#11 module) through pkcs11js.
+ * `ca init --kms pkcs11:…` makes the user and host CA keys in the token (no key file on disk),
+ * `ca serve` signs with them (ssh-keygen -L and a real sshd accept the certificates), `ca rotate`
+ * makes the next key in the token too, and the private bytes cannot be read out of it.
+ */
+import assert from 'node:assert/strict'
+import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import {join} from 'node:path'
+import type * as Pkcs11Js from 'pkcs11js'
+import {Agent as HttpAgent, request} from 'undici'
+import {writePolicy} from '../../src/demo/policy-file.ts'
+import {certificateLine, parseCertificate} from '../../src/ssh/cert.ts'
+import {AgentClient} from '../../src/ssh/agent.ts'
+import {PublicKey} from '../../src/ssh/keys.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {PASSWORD} from '../helpers/ca.ts'
+import {sshca} from '../helpers/cli.ts'
+import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {currentUser, keygenShow, ssh, startAgent, startSshd} from '../helpers/openssh.ts'
+import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
+import {tempDir} from '../helpers/tmp.ts'
+import {spawnSshca, type Running} from '../helpers/world.ts'
+
+const MODULE = '/usr/lib/softhsm/libsofthsm2.so'
+
+describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
+  this.timeout(180_000)
+  const base = tempDir('sshca-hsm-')
+  const dir = join(base, 'ca')
+  const pinFile = join(base, 'hsm-pin')
+  const passwordFile = join(base, 'password')
+  const env: NodeJS.ProcessEnv = {SOFTHSM2_CONF: join(base, 'softhsm2.conf')}
+  const kms = `pkcs11:token=sshca-test?module-path=${MODULE}&pin-source=file:${pinFile}`
+  let gh: GithubIssuer
+  let serve: Running | undefined
+  let url = ''
+  let http: HttpAgent
+
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
+    const res = await request(`${url}${path}`, {method, dispatcher: http, headers: body ? {'content-type': 'application/json'} : {}, body: body ? JSON.stringify(body) : undefined})
+    const text = await res.body.text()
+    return {status: res.statusCode, json: JSON.parse(text) as Record<string, unknown>}
+  }
+  const sign = async (key = generatePrivateKey('ed25519')) => {
+    const r = await call('POST', '/ssh/sign', {publicKey: key.publicKey.blob.toString('base64'), ott: await gh.mint(), certType: 'user'})
+    assert.equal(r.status, 201, JSON.stringify(r.json))
+    return {key, cert: parseCertificate(Buffer.from(r.json.crt as string, 'base64'))}
+  }
+  const keyring = () => JSON.parse(readFileSync(join(dir, 'ssh', 'keys.json'), 'utf8')) as {user: {id: string; state: string; publicKey: string; ref: {type: string; id: string}}[]}
+
+  async function startServe(): Promise<void> {
+    serve = spawnSshca(['ca', 'serve', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--address', '127.0.0.1:0', '--json'], env)
+    const stop = serve
+    onCleanup(async () => {
+      stop.child.kill('SIGTERM')
+      await stop.exit()
+    })
+    const [, found] = await serve.waitFor(/"url": "(https:\/\/127\.0\.0\.1:\d+)"/, 60_000)
+    url = found!
+  }
+
+  before(async function () {
+    if (!existsSync(MODULE)) this.skip()
+    writeFileSync(env.SOFTHSM2_CONF!, `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`)
+    await runOk('mkdir', ['-p', join(base, 'tokens')])
+    await runOk('softhsm2-util', ['--init-token', '--free', '--label', 'sshca-test', '--so-pin', '87654321', '--pin', '12345678'], {env: {...process.env, ...env}})
+    writeFileSync(pinFile, '12345678\n', {mode: 0o600})
+    writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
+    gh = await startGithubIssuer()
+  })
+  after(async () => {
+    serve?.child.kill('SIGTERM')
+    await serve?.exit()
+    await http?.close()
+    await gh?.stop()
+  })
+
+  it('ca init --kms makes the SSH CA keys in the token: no key file on disk, references only', async () => {
+    const r = await sshca(['ca', 'init', '--dir', dir, '--dns', '127.0.0.1', '--kms', kms, '--password-file', passwordFile, '--json'], {env})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(JSON.parse(r.stdout).kms, kms)
+    const secrets = readdirSync(join(dir, 'secrets'))
+    assert.ok(!secrets.some((f) => f.startsWith('ssh_')), `no SSH CA key file may exist: ${secrets.join(', ')}`)
+    assert.ok(!existsSync(join(dir, 'secrets', 'ssh_user_ca.key')))
+    const k = keyring()
+    assert.equal(k.user[0]!.ref.type, 'pkcs11')
+    assert.equal(PublicKey.parseLine(k.user[0]!.publicKey).key.type, 'ecdsa-sha2-nistp256')
+    assert.match(readFileSync(join(dir, 'ca.yaml'), 'utf8'), /kms: "pkcs11:token=sshca-test/)
+    // a PIN in the URI is refused (it would sit in ca.yaml and on the command line)
+    const bad = await sshca(['ca', 'init', '--dir', join(base, 'other'), '--kms', `pkcs11:token=sshca-test?module-path=${MODULE}&pin-value=12345678`, '--password-file', passwordFile], {env})
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /pin-value/)
+  })
+
+  it('the private key cannot be read out of the token (CKA_SENSITIVE, not CKA_EXTRACTABLE)', async () => {
+    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
+    const req = createRequire(import.meta.url)
+    const lib = req('pkcs11js') as typeof Pkcs11Js
+    const p11 = new lib.PKCS11()
+    p11.load(MODULE)
+    p11.C_Initialize()
+    try {
+      const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === 'sshca-test')!
+      const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
+      p11.C_Login(s, lib.CKU_USER, '12345678')
+      p11.C_FindObjectsInit(s, [{type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY}, {type: lib.CKA_ID, value: Buffer.from(keyring().user[0]!.ref.id, 'hex')}])
+      const [priv] = p11.C_FindObjects(s, 1)
+      p11.C_FindObjectsFinal(s)
+      assert.ok(priv, 'the user CA private key is in the token')
+      const [sensitive, extractable] = p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_SENSITIVE}, {type: lib.CKA_EXTRACTABLE}])
+      assert.equal((sensitive!.value as Buffer)[0], 1)
+      assert.equal((extractable!.value as Buffer)[0], 0)
+      // the attack: ask for the private scalar
+      assert.throws(() => p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_VALUE}]), /CKR_ATTRIBUTE_SENSITIVE/)
+      p11.C_CloseSession(s)
+    } finally {
+      p11.C_Finalize()
+      p11.close()
+    }
+  })
+
+  it('ca serve signs with the token: ssh-keygen -L shows the token\'s key, and a real sshd accepts the certificate', async () => {
+    await writePolicy(join(dir, 'ca.yaml'), {
+      audit: {file: join(dir, 'audit.log')},
+      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${run_id}'}}]}],
+    })
+    http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'), 'utf8')}})
+    await startServe()
+    const tokenKey = PublicKey.parseLine(keyring().user[0]!.publicKey).key
+    const {key, cert} = await sign()
+    assert.ok(cert.signatureKey.equals(tokenKey))
+    const file = join(base, 'user-cert.pub')
+    writeFileSync(file, `${certificateLine(cert)}\n`)
+    const shown = await keygenShow(file)
+    assert.equal(shown.signingCa, `ECDSA ${tokenKey.fingerprint()}`)
+    assert.equal(shown.signingAlgorithm, 'ecdsa-sha2-nistp256')
+    assert.deepEqual(shown.principals, [currentUser()])
+
+    const sshd = await startSshd({userCaKeys: readFileSync(join(dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n')})
+    const agent = await startAgent()
+    try {
+      await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
+      const r = await ssh({port: sshd.port, agentSocket: agent.socket, command: 'echo in-by-hsm'})
+      assert.equal(r.code, 0, `${r.stderr}\n${sshd.log().slice(-1500)}`)
+      assert.equal(r.stdout.trim(), 'in-by-hsm')
+      assert.match(sshd.log(), /Accepted certificate ID "gha:\d+" .* signed by ECDSA CA/)
+    } finally {
+      await agent.stop()
+      await sshd.stop()
+    }
+  })
+
+  it('many signatures at once through the one token session all verify', async () => {
+    const certs = await Promise.all(Array.from({length: 20}, () => sign()))
+    const {verifyCertificate} = await import('../../src/ssh/cert.ts')
+    for (const {cert} of certs) assert.equal(verifyCertificate(cert).valid, true)
+  })
+
+  it('ca rotate prepare/activate makes the next key in the token, and the CA signs with it', async () => {
+    const p = await sshca(['ca', 'rotate', 'prepare', '--kind', 'user', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--json'], {env})
+    assert.equal(p.code, 0, p.stderr)
+    const next = keyring().user.find((k) => k.state === 'next')!
+    assert.equal(next.ref.type, 'pkcs11')
+    assert.ok(!readdirSync(join(dir, 'secrets')).some((f) => f.startsWith('ssh_')))
+    const a = await sshca(['ca', 'rotate', 'activate', '--kind', 'user', '--config', join(dir, 'ca.yaml'), '--json'], {env})
+    assert.equal(a.code, 0, a.stderr)
+    serve!.child.kill('SIGHUP')
+    const nextKey = PublicKey.parseLine(next.publicKey).key
+    await waitFor('the CA to sign with the new token key', async () => (await sign()).cert.signatureKey.equals(nextKey), 30_000)
+    const roots = await call('GET', '/ssh/roots')
+    assert.deepEqual((roots.json.keys as {user: {state: string}[]}).user.map((k) => k.state), ['active', 'previous'])
+  })
+
+  it('a wrong PIN stops the CA at start with ERR_KEY_STORE, naming the token', async () => {
+    const wrongPin = join(base, 'wrong-pin')
+    writeFileSync(wrongPin, '00000000\n', {mode: 0o600})
+    const yaml = readFileSync(join(dir, 'ca.yaml'), 'utf8').replace(pinFile, wrongPin)
+    writeFileSync(join(base, 'wrong.yaml'), yaml)
+    const copy = join(base, 'ca', 'wrong.yaml')
+    writeFileSync(copy, yaml)
+    const r = await sshca(['ca', 'serve', '--config', copy, '--password-file', passwordFile, '--address', '127.0.0.1:0'], {env, timeoutMs: 60_000})
+    assert.equal(r.code, 9, r.stderr)
+    assert.match(r.stderr, /ERR_KEY_STORE.*sshca-test/)
+  })
+})

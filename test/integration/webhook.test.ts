@@ -1,0 +1,159 @@
+/**
+ * Authorizing webhooks against a real HTTPS endpoint on loopback: the CA issues only on an answer of
+ * {"allow": true} in time; a refusal, an error status, a body that is not exactly that, a slow
+ * answer, an unreachable or untrusted endpoint all deny (fail closed), and every call is audited.
+ */
+import assert from 'node:assert/strict'
+import {createHmac} from 'node:crypto'
+import {chmodSync, writeFileSync} from 'node:fs'
+import {createServer, type Server} from 'node:https'
+import {join} from 'node:path'
+import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {tempDir} from '../helpers/tmp.ts'
+
+type Answer = {status: number; body: string; delayMs?: number}
+
+describe('authorizing webhook: deny unless it answers allow in time', function () {
+  this.timeout(120_000)
+  let gh: GithubIssuer
+  let t: TestCa
+  let hook: Server
+  let hookUrl = ''
+  let answer: Answer = {status: 200, body: '{"allow": true}'}
+  const seen: {body: string; signature: string | undefined}[] = []
+  const dir = tempDir('sshca-webhook-')
+  const secretFile = join(dir, 'secret')
+  const caFile = join(dir, 'hook-ca.pem')
+
+  const sign = async () => {
+    const ott = await gh.mint()
+    const r = await t.call('POST', '/ssh/sign', {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott, certType: 'user'})
+    return {...r, ott}
+  }
+  const lastLine = (event: string) => t.audit().filter((l) => l.event === event).pop()!
+
+  before(async () => {
+    gh = await startGithubIssuer()
+    const root = await createRoot('webhook test')
+    const tls = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+    writeFileSync(caFile, root.pem)
+    writeFileSync(secretFile, 'hook-secret-0123456789\n', {mode: 0o600})
+    hook = createServer({key: tls.key.export({type: 'pkcs8', format: 'pem'}), cert: tls.pem}, (req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        seen.push({body, signature: req.headers['x-sshca-signature'] as string | undefined})
+        const a = answer
+        setTimeout(() => res.writeHead(a.status, {'content-type': 'application/json'}).end(a.body), a.delayMs ?? 0)
+      })
+    })
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
+    hookUrl = `https://127.0.0.1:${(hook.address() as {port: number}).port}/authorize`
+    t = await startTestCa({
+      limits: {rate: false},
+      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile}, certificate: {principals: ['deploy'], ttl: '10m'}}]}],
+    })
+  })
+  after(async () => {
+    await t?.stop()
+    await gh?.stop()
+    hook?.closeAllConnections()
+    await new Promise((resolve) => hook?.close(resolve))
+  })
+
+  it('allows on {"allow": true}: the webhook gets the claims and the request, signed, and never the token', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const r = await sign()
+    assert.equal(r.status, 201, r.text)
+    const call = seen.pop()!
+    const body = JSON.parse(call.body)
+    assert.equal(body.type, 'sshca.authorize.v1')
+    assert.equal(body.provisioner, 'ci')
+    assert.equal(body.rule, 'deploy')
+    assert.equal(body.claims.repository, 'acme/app')
+    assert.deepEqual(body.certificate.principals, ['deploy'])
+    assert.match(body.request.keyFingerprint, /^SHA256:/)
+    assert.ok(!call.body.includes(r.ott), 'the token itself must never leave the CA')
+    assert.equal(call.signature, `sha256=${createHmac('sha256', 'hook-secret-0123456789').update(call.body).digest('hex')}`)
+    const line = lastLine('certificate_issued')
+    assert.equal((line.webhook as {outcome: string}).outcome, 'allow')
+  })
+
+  it('denies on {"allow": false} (403, webhook_denied, audited)', async () => {
+    answer = {status: 200, body: '{"allow": false, "reason": "outside change window"}'}
+    const r = await sign()
+    assert.equal(r.status, 403)
+    const line = lastLine('certificate_denied')
+    assert.equal(line.reason, 'webhook_denied')
+    assert.equal((line.webhook as {outcome: string}).outcome, 'deny')
+  })
+
+  for (const [what, a] of [
+    ['an error status', {status: 500, body: '{"allow": true}'}],
+    ['a redirect', {status: 302, body: ''}],
+    ['a body that is not JSON', {status: 200, body: 'allow'}],
+    ['"allow": "true" (a string)', {status: 200, body: '{"allow": "true"}'}],
+    ['"allow": 1', {status: 200, body: '{"allow": 1}'}],
+    ['an empty object', {status: 200, body: '{}'}],
+  ] as [string, Answer][]) {
+    it(`fails closed on ${what}`, async () => {
+      answer = a
+      const r = await sign()
+      assert.ok(r.status === 403 || r.status === 503, `status ${r.status}`)
+      assert.match(String(lastLine('certificate_denied').reason), /^webhook_(denied|unavailable)$/)
+    })
+  }
+
+  it('fails closed when the answer comes after the timeout, without waiting for it', async () => {
+    answer = {status: 200, body: '{"allow": true}', delayMs: 3000}
+    const started = Date.now()
+    const r = await sign()
+    const took = Date.now() - started
+    assert.equal(r.status, 503)
+    assert.equal(lastLine('certificate_denied').reason, 'webhook_unavailable')
+    assert.ok(took < 2800, `the CA waited ${took} ms for a 1 s webhook timeout`)
+  })
+
+  it('fails closed when the webhook is unreachable, or its TLS certificate is not vouched for', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const {writePolicy} = await import('../helpers/ca.ts')
+    const rule = (webhook: Record<string, unknown>) => ({provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook, certificate: {principals: ['deploy'], ttl: '10m'}}]}]})
+    await writePolicy(t.init.config, rule({url: 'https://127.0.0.1:1/authorize', timeout: 1, ca: caFile}))
+    assert.equal(await t.ca.reload(), true)
+    assert.equal((await sign()).status, 503)
+    assert.equal(lastLine('certificate_denied').reason, 'webhook_unavailable')
+    // the same endpoint, without its CA: an endpoint anyone could impersonate is no authority
+    await writePolicy(t.init.config, rule({url: hookUrl, timeout: 1}))
+    assert.equal(await t.ca.reload(), true)
+    const before = seen.length
+    assert.equal((await sign()).status, 503)
+    assert.equal(seen.length, before, 'no request body was sent over an untrusted connection')
+  })
+
+  it('fails closed when the secret file is readable by others, sending nothing', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const {writePolicy} = await import('../helpers/ca.ts')
+    const loose = join(dir, 'loose-secret')
+    writeFileSync(loose, 'hook-secret-0123456789\n', {mode: 0o644})
+    chmodSync(loose, 0o644)
+    await writePolicy(t.init.config, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile: loose}, certificate: {principals: ['deploy'], ttl: '10m'}}]}]})
+    assert.equal(await t.ca.reload(), true)
+    const before = seen.length
+    assert.equal((await sign()).status, 503)
+    const line = lastLine('certificate_denied')
+    assert.equal(line.reason, 'webhook_unavailable')
+    assert.match(String((line.webhook as {why: string}).why), /readable by others/)
+    assert.equal(seen.length, before, 'nothing was sent')
+  })
+
+  it('check-config refuses a plain-http webhook off loopback, and credentials in its URL', async () => {
+    const {parseConfig} = await import('../../src/ca/config/config.ts')
+    const yaml = (url: string) => `provisioners:\n  - name: ci\n    type: oidc\n    issuer: https://token.actions.githubusercontent.com\n    audience: a\n    rules:\n      - name: r\n        match: {repository: acme/app, ref: refs/heads/main}\n        webhook: {url: "${url}"}\n        certificate: {principals: [deploy], ttl: 10m}\n`
+    assert.throws(() => parseConfig(yaml('http://authz.example.com/x'), 'ca.yaml'), /webhook\.url: must be https/)
+    assert.throws(() => parseConfig(yaml('https://user:pw@authz.example.com/x'), 'ca.yaml'), /no credentials in the URL/)
+    assert.ok(parseConfig(yaml('https://authz.example.com/x'), 'ca.yaml').warnings.some((w) => /no secretFile/.test(w)))
+  })
+})
