@@ -14,9 +14,10 @@ import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {loadMaterial} from './keys/material.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
-import type {CaRuntime} from './authority/runtime.ts'
+import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
 import {openStore} from './store/open.ts'
+import {applyPendingRestore} from './restore-mark.ts'
 
 export interface StartOptions {
   configPath: string
@@ -31,6 +32,8 @@ export interface StartOptions {
   handleSignals?: boolean
   /** How often admin events (ca token, ca revoke …) are copied from the store to the audit sink (ms). */
   adminEventsIntervalMs?: number
+  /** How often the emergency stop and the restore mark are read from the store (ms; every replica does). */
+  safetyIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
   onWarnings?: (warnings: string[], reload: boolean) => void
 }
@@ -58,14 +61,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     throw err
   })
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
-  const audit: AuditLog = createAuditLog(auditDest)
   const clock = opts.clock ?? Date.now
+  // the first start after `ca restore` closes the replay window at this moment (restore-mark.ts)
+  let safety: SafetyState
+  try {
+    await applyPendingRestore(config.dir, store, Math.floor(clock() / 1000))
+    safety = await readSafety(store)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  const audit: AuditLog = createAuditLog(auditDest)
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
     material,
     store,
     audit,
     clock,
+    safety,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
   const authority = new Authority(runtime)
@@ -90,7 +103,15 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
+  audit.write('server_started', {
+    url,
+    root_fingerprint: material.rootFingerprint,
+    user_ca: material.userCa.publicKey.fingerprint(),
+    host_ca: material.hostCa.publicKey.fingerprint(),
+    pid: process.pid,
+    ...(safety.stop ? {issuance_stopped_at: new Date(safety.stop.at * 1000).toISOString(), stop_reason: safety.stop.reason} : {}),
+    ...(safety.restoredAt !== null ? {restored_at: new Date(safety.restoredAt * 1000).toISOString()} : {}),
+  })
 
   const reload = async (): Promise<boolean> => {
     try {
@@ -119,6 +140,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     forwarding = forwarding.then(() => forwardAdminEvents(store, audit)).catch(() => undefined)
   }, opts.adminEventsIntervalMs ?? 1000)
   forward.unref()
+  // the emergency stop reaches every replica through the store; ca.yaml changed with it, so re-read that too
+  let watching: Promise<unknown> = Promise.resolve()
+  const watch = setInterval(() => {
+    watching = watching.then(() => refreshSafety()).catch(() => undefined)
+  }, opts.safetyIntervalMs ?? 1000)
+  watch.unref()
+  async function refreshSafety(): Promise<void> {
+    const next = await readSafety(store)
+    const before = runtime.safety
+    runtime.safety = next
+    if (JSON.stringify(before?.stop ?? null) === JSON.stringify(next.stop)) return
+    audit.write('issuance_state_applied', {
+      issuing: next.stop === null,
+      ...(next.stop ? {stopped_at: new Date(next.stop.at * 1000).toISOString(), reason: next.stop.reason} : {}),
+      pid: process.pid,
+    })
+    await reload()
+  }
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
@@ -142,7 +181,9 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(purge)
       clearInterval(renew)
       clearInterval(forward)
+      clearInterval(watch)
       await app.close()
+      await watching
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
@@ -150,6 +191,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       await audit.close()
     },
   }
+}
+
+async function readSafety(store: Store): Promise<SafetyState> {
+  const [stop, restoredAt] = await Promise.all([store.issuanceStop(), store.restoredAt()])
+  return {stop, restoredAt}
 }
 
 /** Copies the admin events the audit sink has not seen yet; several replicas share one cursor. */

@@ -15,7 +15,7 @@ import {tokenHash} from '../provisioner/oidc.ts'
 import {popCertificate, verifyPop} from '../provisioner/pop.ts'
 import {denial} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {checkSubjectKey, issue, randomSerial, requireIssuanceEnabled} from './sign.ts'
+import {checkSubjectKey, issue, randomSerial, requireIssuanceEnabled, requireIssuedAfterRestore} from './sign.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
@@ -36,6 +36,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   const t = await verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.rootFingerprint, now, keyFingerprint: publicKey.fingerprint()})
   trace.subject = t.subject
   trace.token = {id: `enroll#${t.jti}`, sha256: tokenHash(token)}
+  await requireIssuedAfterRestore(rt, {id: `enroll#${t.jti}`, issuedAt: t.issuedAt})
   const requested = body.principals?.length ? body.principals : t.principals
   const unbound = requested.filter((p) => !t.principals.includes(p))
   if (unbound.length > 0) {
@@ -67,6 +68,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', 'the certificate is revoked', {revocation_id: revoked.id})
   const proof = await verifyPop(token, cert, {rootFingerprint: rt.material.rootFingerprint, now})
   trace.token = {id: `pop#${proof.jti}`, sha256: tokenHash(token)}
+  await requireIssuedAfterRestore(rt, {id: `pop#${proof.jti}`, issuedAt: proof.issuedAt})
   const fresh = signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
   return issue(rt, fresh, {id: `pop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
 }

@@ -17,6 +17,7 @@ export type AuditEvent =
   | 'enrollment_token_issued'
   | 'rate_limited'
   | 'tls_certificate_renewed'
+  | 'issuance_state_applied'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void

@@ -62,6 +62,8 @@ export interface VerifiedEnrollment {
   boundKey: string | undefined
   /** Seconds. */
   expiresAt: number
+  /** Seconds: when the token was minted (its iat). */
+  issuedAt: number
 }
 
 /**
@@ -94,5 +96,6 @@ export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: Ke
     principals: Array.isArray(claims.principals) ? claims.principals.filter((p): p is string => typeof p === 'string') : [],
     boundKey: typeof cnf?.kid === 'string' ? cnf.kid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,
+    issuedAt: claims.iat as number,
   }
 }

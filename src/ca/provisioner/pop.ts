@@ -26,7 +26,7 @@ export function popCertificate(token: string): Certificate {
 }
 
 /** The token verified with the certified key: this CA's audience, five minutes at most. */
-export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number}): Promise<{jti: string; expiresAt: number}> {
+export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number}): Promise<{jti: string; expiresAt: number; issuedAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
@@ -42,5 +42,5 @@ export async function verifyPop(token: string, cert: Certificate, o: {rootFinger
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${tokenError(err, 'renewal token').message} (it must be signed by the certified host key)`)
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token lives longer than 5 minutes')
-  return {jti: String(claims.jti), expiresAt: (claims.exp as number) + LEEWAY}
+  return {jti: String(claims.jti), expiresAt: (claims.exp as number) + LEEWAY, issuedAt: claims.iat as number}
 }
