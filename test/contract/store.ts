@@ -101,6 +101,32 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.deepEqual(of, {ok: false, reason: 'superseded', newest: null})
       })
 
+      it('rekey moves a lineage to a new key once: the old key\'s lineage ends, a superseded or revoked parent is refused', async () => {
+        const oldKey = 'SHA256:rekey-old'
+        const a = record({certType: 'host', keyFingerprint: oldKey, validAfter: 1n, validBefore: 0x7fff_ffffn})
+        await s.issue({token: token('rk-enrol'), record: a, lineage: {kind: 'enrol'}})
+        const b = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-1', validAfter: 1n, validBefore: 0x7fff_ffffn})
+        const c = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-2'})
+        const [ob, oc] = await Promise.all([
+          s.issue({token: token('rk-b'), record: b, lineage: {kind: 'rekey', parent: a.serial, parentKey: oldKey}}),
+          s.issue({token: token('rk-c'), record: c, lineage: {kind: 'rekey', parent: a.serial, parentKey: oldKey}}),
+        ])
+        assert.deepEqual(ob, {ok: true})
+        assert.deepEqual(oc, {ok: false, reason: 'superseded', newest: null})
+        assert.equal(await s.findCertificate(c.serial), undefined)
+        // the old key can no longer renew; the new key's lineage starts at b
+        const od = await s.issue({token: token('rk-d'), record: record({certType: 'host', keyFingerprint: oldKey}), lineage: {kind: 'renew', parent: a.serial}})
+        assert.deepEqual(od, {ok: false, reason: 'superseded', newest: null})
+        const e = record({certType: 'host', keyFingerprint: b.keyFingerprint})
+        assert.deepEqual(await s.issue({token: token('rk-e'), record: e, lineage: {kind: 'renew', parent: b.serial}}), {ok: true})
+        const hosts = (await s.currentHostCertificates(2)).map((h) => h.keyFingerprint)
+        assert.ok(!hosts.includes(oldKey))
+        // a revoked parent cannot be rekeyed
+        await s.revoke({serial: e.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 3})
+        const of = await s.issue({token: token('rk-f'), record: record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-3'}), lineage: {kind: 'rekey', parent: e.serial, parentKey: b.keyFingerprint}})
+        assert.equal(!of.ok && of.reason, 'revoked')
+      })
+
       it('keeps a certificate valid "forever" (2^64−1)', async () => {
         const r = record({validBefore: 0xffff_ffff_ffff_ffffn})
         await s.issue({token: token('forever'), record: r})

@@ -145,7 +145,8 @@ function batchItem({token, record: r, lineage}: IssueRequest): Record<string, un
     token_id: token.id,
     expires_at: String(token.expiresAt),
     lineage: lineage?.kind ?? null,
-    parent: lineage?.kind === 'renew' ? lineage.parent.toString() : null,
+    parent: lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null,
+    parent_key: lineage?.kind === 'rekey' ? lineage.parentKey : null,
     record: {
       serial: r.serial.toString(),
       cert_type: r.certType,

@@ -166,6 +166,7 @@ export class SqliteStore implements Store {
       rollback: prep('ROLLBACK'),
       revokedFor: prep('SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1'),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
+      lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep('INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at'),
       useToken: prep('INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING'),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
@@ -224,11 +225,11 @@ export class SqliteStore implements Store {
 
   /** One issuance inside the batch's transaction: nothing is written unless the outcome is ok. */
   private issueOne({token, record: r, lineage}: IssueRequest): IssueOutcome {
-    const parent = lineage?.kind === 'renew' ? lineage.parent.toString() : null
+    const parent = lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null
     const revoked = this.stmts.revokedFor!.get(r.keyId, r.keyFingerprint, parent) as RevocationRow | undefined
     if (revoked) return {ok: false, reason: 'revoked', revocation: rowToRevocation(revoked)}
-    if (lineage?.kind === 'renew') {
-      const head = this.stmts.lineage!.get(r.keyFingerprint) as {serial: string} | undefined
+    if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
+      const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as {serial: string} | undefined
       if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
     }
     const serial = r.serial.toString()
@@ -237,6 +238,7 @@ export class SqliteStore implements Store {
       return {ok: false, reason: 'replayed', usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at), serial: spent?.serial ?? null}
     }
     this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate)
+    if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint) this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
   }

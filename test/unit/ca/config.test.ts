@@ -139,7 +139,7 @@ provisioners:
 
 describe('ca.yaml db:', () => {
   it('defaults to SQLite; takes a PostgreSQL block with its defaults (pool 10, timeout 5 s, verify-full, autoMigrate)', () => {
-    assert.deepEqual(parseConfig('{}', 'ca.yaml').config.db, {type: 'sqlite', path: 'db/sshca.sqlite'})
+    assert.deepEqual(parseConfig('{}', 'ca.yaml').config.db, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'})
     assert.deepEqual(parseConfig('db: {type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {ca: pg-ca.crt}}', 'ca.yaml').config.db, {
       type: 'postgresql', url: 'postgres://sshca@db.internal/sshca', pool: 10, tls: {ca: 'pg-ca.crt'}, timeout: 5, autoMigrate: true,
     })

@@ -16,7 +16,7 @@ import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {mintEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
-import {mintPopToken} from '../../../src/protocol/tokens.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../../src/protocol/tokens.ts'
 import {parseCertificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
@@ -74,6 +74,7 @@ describe('after a restore: tokens issued before the restore mark are refused on 
         rootPem: root.pem,
         rootFingerprint,
         intermediatePem: root.pem,
+        intermediateKey: root.key,
         tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
         userCa: keySigner(generatePrivateKey('ed25519').keyObject),
         hostCa: keySigner(generatePrivateKey('ed25519').keyObject),
@@ -143,13 +144,13 @@ describe('after a restore: tokens issued before the restore mark are refused on 
     const enrolled = await sign(t.token, {certType: 'host', publicKey: hostKey.publicKey.blob.toString('base64')})
     assert.equal(enrolled.statusCode, 201, enrolled.body)
     const cert = parseCertificate(Buffer.from(enrolled.json().crt, 'base64'))
-    const oldProof = await mintPopToken(hostKey.keyObject, cert, rootFingerprint, now)
+    const oldProof = await mintSshpopToken(hostKey.keyObject, cert, {caUrl: 'https://127.0.0.1', action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint, now})
     rt.safety = {stop: null, restoredAt: now + 10}
     now += RESTORE_LEEWAY + 20
     const refused = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: oldProof}})
     assert.equal(refused.statusCode, 401)
     assert.equal(reasonOf(refused), 'token_before_restore')
-    const renewed = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: await mintPopToken(hostKey.keyObject, cert, rootFingerprint, now)}})
+    const renewed = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: await mintSshpopToken(hostKey.keyObject, cert, {caUrl: 'https://127.0.0.1', action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint, now})}})
     assert.equal(renewed.statusCode, 201, renewed.body)
   })
 

@@ -67,6 +67,7 @@ describe('CA routes through app.inject', () => {
       rootPem: root.pem,
       rootFingerprint: certFingerprint(root.der),
       intermediatePem: root.pem,
+      intermediateKey: root.key,
       tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
       userCa: keySigner(generatePrivateKey('ed25519').keyObject),
       hostCa: keySigner(generatePrivateKey('ed25519').keyObject),
@@ -113,7 +114,7 @@ describe('CA routes through app.inject', () => {
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/root/${material.rootFingerprint}`})).json(), {ca: material.rootPem})
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/roots`})).json(), {crts: [material.rootPem]})
       const provisioners = (await app.inject({method: 'GET', url: `${prefix}/provisioners`})).json()
-      assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false]])
+      assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false], ['sshpop', 'SSHPOP', undefined]])
       const roots = (await app.inject({method: 'GET', url: `${prefix}/ssh/roots`})).json()
       assert.deepEqual(roots.userKey, [material.userCa.publicKey.blob.toString('base64')])
       assert.deepEqual(roots.hostKey, [material.hostCa.publicKey.blob.toString('base64')])
