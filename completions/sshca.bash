@@ -9,12 +9,14 @@ _sshca() {
   case "$cmd" in
     "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
+    "ca backup"*) words="--config --help --json --out --password-file" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca migrate"*) words="--config --help --json" ;;
+    "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
@@ -29,7 +31,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
+    "ca") words="backup certs check-config explain hosts init migrate restore revocations revoke serve token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))
