@@ -17,9 +17,12 @@ _sshca() {
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca migrate"*) words="--config --help --json" ;;
     "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
+    "ca resume-issuance"*) words="--config --help --json --reason" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
+    "ca status"*) words="--config --help --json" ;;
+    "ca stop-issuance"*) words="--config --help --json --reason" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
@@ -31,7 +34,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="backup certs check-config explain hosts init migrate restore revocations revoke serve token unrevoke" ;;
+    "ca") words="backup certs check-config explain hosts init migrate restore resume-issuance revocations revoke serve status stop-issuance token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -22,6 +22,11 @@ export type AuditEvent =
   | 'rate_limited'
   | 'tls_certificate_renewed'
   | 'issuance_state_applied'
+  /** Admin events of the safety net, written to the store by `ca stop-issuance` / `resume-issuance` / `backup`. */
+  | 'issuance_stopped'
+  | 'issuance_resumed'
+  | 'ca_backup_created'
+  | 'ca_restored'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void
