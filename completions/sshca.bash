@@ -14,7 +14,8 @@ _sshca() {
     "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
-    "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca init"*) words="--address --dir --dns --help --json --name --offline-root --password-file" ;;
+    "ca intermediate"*) words="--config --days --help --json --password-file --root-key" ;;
     "ca migrate"*) words="--config --help --json" ;;
     "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
     "ca resume-issuance"*) words="--config --help --json --reason" ;;
@@ -34,7 +35,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="backup certs check-config explain hosts init migrate restore resume-issuance revocations revoke serve status stop-issuance token unrevoke" ;;
+    "ca") words="backup certs check-config explain hosts init intermediate migrate restore resume-issuance revocations revoke serve status stop-issuance token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -4,17 +4,17 @@
  * CA is never touched.
  */
 import {generateKeyPairSync} from 'node:crypto'
-import {readdir, rename, rm, rmdir} from 'node:fs/promises'
+import {open, readdir, rename, rm, rmdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
 import {derivePattern, NO_HOSTS} from '../ssh/host-pattern.ts'
 import {generatePrivateKey} from '../ssh/private-key.ts'
-import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {exists, privateDir, refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {parseHostPort} from '../util/net.ts'
 import {caPaths} from './config/layout.ts'
-import {newSalt, writeSealedKey} from './keys/keystore.ts'
+import {newSalt, sealPrivateKey, writeSealedKey} from './keys/keystore.ts'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './keys/pki.ts'
 
 export interface InitOptions {
@@ -23,6 +23,11 @@ export interface InitOptions {
   dnsNames?: readonly string[]
   address?: string
   password: string
+  /**
+   * Offline root: the root key is written here (sealed with the CA password), not in the CA
+   * directory. A new file outside it, meant to leave the box: the serving CA never needs it.
+   */
+  offlineRootKey?: string
 }
 
 export interface InitResult {
@@ -36,6 +41,9 @@ export interface InitResult {
   rootFingerprint: string
   userCaKey: string
   hostCaKey: string
+  /** Where the root key went when it is offline; undefined when it is in the CA directory. */
+  rootKeyFile?: string
+  intermediateNotAfter: string
 }
 
 export function defaultDnsNames(address: string): string[] {
@@ -60,10 +68,21 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
   }
 
+  const offline = opts.offlineRootKey === undefined ? undefined : resolve(opts.offlineRootKey)
+  if (offline !== undefined) {
+    if (offline === dir || offline.startsWith(`${dir}/`)) {
+      throw new SshcaError('ERR_USAGE', `--offline-root ${offline} is inside the CA directory; an offline root key must live apart from it`, {hint: 'write it to removable media or a directory you will move off this box, e.g. /media/usb/root_ca.key'})
+    }
+    await refuseSymlink(offline)
+    if (await exists(offline)) throw new SshcaError('ERR_FILE_EXISTS', `${offline} already exists; sshca never overwrites a key`, {hint: 'give --offline-root a new file name'})
+    await privateDir(dirname(offline))
+  }
+
   const hostPattern = derivePattern(dnsNames)
   await privateDir(dirname(dir))
   const tmp = join(dirname(dir), `.${basename(dir)}.init-${randomBytes(4).toString('hex')}`)
   const p = caPaths(tmp)
+  let wroteOffline = false
   try {
     for (const d of [tmp, p.certs, p.secrets, p.ssh, p.db]) await privateDir(d)
     const root = await createRoot(name)
@@ -78,7 +97,7 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       writeFileAtomic(p.rootCert, root.pem),
       writeFileAtomic(p.intermediateCert, intermediate.pem),
       writeFileAtomic(p.tlsCert, tls.pem + intermediate.pem),
-      writeSealedKey(p.rootKey, root.key, opts.password, salt),
+      ...(offline === undefined ? [writeSealedKey(p.rootKey, root.key, opts.password, salt)] : []),
       writeSealedKey(p.intermediateKey, intermediate.key, opts.password, salt),
       writeSealedKey(p.tlsKey, tls.key, opts.password, salt),
       writeSealedKey(p.userCaKey, userCa.keyObject, opts.password, salt),
@@ -89,6 +108,18 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern})),
     ])
     if (await exists(dir)) await rmdir(dir)
+    // the offline root key last, when everything else is in place: a failure leaves no orphan root key,
+    // and 'wx' never replaces a file that appeared since the check
+    if (offline !== undefined) {
+      const fh = await open(offline, 'wx', 0o600)
+      wroteOffline = true
+      try {
+        await fh.writeFile(await sealPrivateKey(root.key, opts.password))
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+    }
     await rename(tmp, dir)
     return {
       dir,
@@ -100,9 +131,12 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       rootFingerprint: certFingerprint(root.der),
       userCaKey: userCa.publicKey.toLine(`${name} user CA`),
       hostCaKey: hostCa.publicKey.toLine(`${name} host CA`),
+      ...(offline === undefined ? {} : {rootKeyFile: offline}),
+      intermediateNotAfter: intermediate.cert.notAfter.toISOString(),
     }
   } catch (err) {
     await rm(tmp, {recursive: true, force: true})
+    if (wroteOffline && offline !== undefined) await rm(offline, {force: true})
     throw err
   }
 }

@@ -27,6 +27,7 @@ export type AuditEvent =
   | 'issuance_resumed'
   | 'ca_backup_created'
   | 'ca_restored'
+  | 'intermediate_issued'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void
