@@ -7,7 +7,7 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
+    "") words="bootstrap ca certificate config demo host inspect krl list login logout renew" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca backup"*) words="--config --help --json --out --password-file" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
@@ -29,6 +29,7 @@ _sshca() {
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
     "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "demo"*) words="--auto --help --json" ;;
+    "host audit"*) words="--context --help --json --passwd --sshd --sshd-config --sshd-dir --systemd-dir" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out" ;;
     "list"*) words="--help --json --raw" ;;
@@ -36,6 +37,7 @@ _sshca() {
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
     "ca") words="backup certs check-config explain hosts init intermediate migrate restore resume-issuance revocations revoke serve status stop-issuance token unrevoke" ;;
+    "host") words="audit" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -1,6 +1,7 @@
 /** Text renderers for the operator's safety net: backup, restore, the emergency stop, status, host audit. Pure. */
 import type {BackupResult, RestoreResult} from '../ca/backup.ts'
 import type {IssuanceStatus, StopResult} from '../ca/safety.ts'
+import type {HostAuditResult} from '../client/host-audit.ts'
 
 const mib = (n: number): string => (n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`)
 
@@ -73,4 +74,29 @@ Resume with: sshca ca resume-issuance --reason "…"
 
 export function renderResume(r: StopResult): string {
   return r.changed ? 'Issuance resumed: CAs serving from this store sign again within a second.\n' : 'Issuance was not stopped; nothing changed.\n'
+}
+
+export function renderHostAudit(r: HostAuditResult): string {
+  let out = `sshd ${r.sshd.config} (effective settings from ${r.sshd.binary} -T)\n`
+  const loginAccounts = r.accounts.filter((a) => a.canLogin)
+  out += `Accounts with a login shell: ${loginAccounts.length ? loginAccounts.map((a) => a.user).join(', ') : 'none'}\n`
+  for (const a of r.accounts) {
+    for (const f of a.authorizedKeys) {
+      out += `  ${a.user}: ${f.path}${f.error ? ` (unreadable: ${f.error})` : `, ${f.keys.length} key(s)`}\n`
+      for (const k of f.keys) out += `    line ${k.line}: ${k.certAuthority ? 'cert-authority ' : ''}${k.type} ${k.fingerprint}${k.comment ? ` ${k.comment}` : ''}${k.trustedCa ? ' (a CA sshd trusts: not counted)' : ''}${k.options && !k.certAuthority ? ` [${k.options}]` : ''}\n`
+    }
+  }
+  for (const h of r.hostKeys) out += `Host key ${h.path}: ${h.problem ? h.problem : `certified (${h.certificate})`}\n`
+  if (r.configHost) {
+    if ('error' in r.configHost) out += `sshca config --host: cannot tell what it would change (${r.configHost.error})\n`
+    else {
+      const pending = r.configHost.files.filter((f) => f.state !== 'same')
+      out += pending.length === 0 ? `sshca config --host (context ${r.configHost.context}): nothing to change\n` : `sshca config --host (context ${r.configHost.context}) would ${pending.map((f) => `${f.state} ${f.path}`).join(', ')}\n`
+    }
+  }
+  out += r.clean
+    ? '\nNo way in bypasses the CA.\n'
+    : `\n${r.findings.length} way(s) in that do not go through the CA:\n${r.findings.map((f) => `- ${f.message}\n  → ${f.remedy}`).join('\n')}\n`
+  if (r.notes.length) out += `\n${r.notes.map((n) => `Note: ${n}`).join('\n')}\n`
+  return out
 }
