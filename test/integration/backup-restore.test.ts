@@ -19,6 +19,8 @@ import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {currentUser, ssh, startAgent, startSshd, type Agent} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
+import {waitFor} from '../helpers/proc.ts'
+import {DatabaseSync} from 'node:sqlite'
 import {Agent as HttpAgent} from 'undici'
 
 const BACKUP_PASSWORD = 'the backup password, kept apart'
@@ -203,6 +205,53 @@ describe('ca backup / ca restore: a CA that restores', function () {
       }
     } finally {
       await fresh.stop()
+    }
+  })
+
+  it('the snapshot is one consistent moment while 8 clients sign: every certificate with its spent token, nothing torn', async () => {
+    const {init} = await makeCaDir(policy(gh.issuer), 'Busy')
+    await writePolicy(init.config, policy(gh.issuer))
+    const ca = await serve(init.config, init.dir)
+    let issued = 0
+    let running = true
+    const failures: string[] = []
+    const signer = async () => {
+      while (running) {
+        const r = await ca.sign(await gh.mint(), generatePrivateKey('ed25519'))
+        if (r.status === 201) issued++
+        else failures.push(r.body)
+      }
+    }
+    const signers = Array.from({length: 8}, signer)
+    try {
+      await waitFor('some certificates issued', () => issued >= 20, 60_000)
+      const atStart = issued
+      const out = await sshca(['ca', 'backup', '--config', init.config, '--out', join(base, 'busy.sshca'), '--password-file', backupPw, '--json'])
+      // keep signing a little after the backup returned, so the snapshot is strictly mid-stream
+      const atEnd = issued
+      await waitFor('more certificates after the backup', () => issued > atEnd, 60_000)
+      running = false
+      await Promise.all(signers)
+      const backup = json<{file: string; manifest: {store: {certificates: number; spentTokens: number}}}>(out, 'ca backup')
+      const snap = backup.manifest.store.certificates
+      assert.ok(snap >= atStart && snap < issued, `snapshot of ${snap} certificates, ${atStart} issued before the backup, ${issued} in all`)
+      const dir = join(base, 'busy-restored')
+      json(await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']), 'ca restore')
+      const db = new DatabaseSync(join(dir, 'db', 'sshca.sqlite'), {readOnly: true})
+      try {
+        const n = (sql: string) => Number((db.prepare(sql).get() as {n: number}).n)
+        assert.equal(n('SELECT COUNT(*) AS n FROM certificates'), snap)
+        assert.equal(n('SELECT COUNT(*) AS n FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM used_tokens u WHERE u.serial = c.serial)'), 0, 'a certificate without its spent token')
+        assert.equal(n('SELECT COUNT(*) AS n FROM used_tokens u WHERE u.serial IS NOT NULL AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = u.serial)'), 0, 'a spent token without its certificate')
+        assert.equal((db.prepare('PRAGMA integrity_check').get() as {integrity_check: string}).integrity_check, 'ok')
+      } finally {
+        db.close()
+      }
+      assert.deepEqual(failures, [], 'the backup made no signing request fail')
+    } finally {
+      running = false
+      await Promise.all(signers)
+      await ca.stop()
     }
   })
 
