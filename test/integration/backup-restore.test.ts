@@ -21,6 +21,8 @@ import {currentUser, ssh, startAgent, startSshd, type Agent} from '../helpers/op
 import {tempDir} from '../helpers/tmp.ts'
 import {waitFor} from '../helpers/proc.ts'
 import {DatabaseSync} from 'node:sqlite'
+import {spawnSync} from 'node:child_process'
+import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
 import {Agent as HttpAgent} from 'undici'
 
 const BACKUP_PASSWORD = 'the backup password, kept apart'
@@ -252,6 +254,57 @@ describe('ca backup / ca restore: a CA that restores', function () {
       running = false
       await Promise.all(signers)
       await ca.stop()
+    }
+  })
+
+  it('PostgreSQL: the archive says to pg_dump alongside; pg_restore plus ca restore gives a CA whose first start closes the replay window', async function () {
+    const bin = postgresBinDir()
+    if (!bin) this.skip()
+    const pg = await startPostgres()
+    try {
+      const url = await pg.createDatabase()
+      const {init} = await makeCaDir(policy(gh.issuer), 'Pg')
+      await writePolicy(init.config, {...policy(gh.issuer), db: pg.db({url})})
+      const old = await serve(init.config, init.dir)
+      const tokenA = await gh.mint()
+      assert.equal((await old.sign(tokenA, generatePrivateKey('ed25519'))).status, 201)
+      const backup = json<{file: string; notes: string[]; manifest: {store: {type: string; included: boolean}; external: {setting: string; path: string}[]; files: {path: string}[]}}>(
+        await sshca(['ca', 'backup', '--config', init.config, '--out', join(base, 'pg.sshca'), '--password-file', backupPw, '--json']),
+        'ca backup',
+      )
+      assert.deepEqual([backup.manifest.store.type, backup.manifest.store.included], ['postgresql', false])
+      assert.equal(backup.manifest.files.some((f) => f.path.startsWith('db/')), false)
+      assert.ok(backup.notes.some((n) => /pg_dump/.test(n) && /pg_restore/.test(n)), backup.notes.join('\n'))
+      assert.ok(backup.manifest.external.some((e) => e.setting === 'db.passwordFile' && e.path === pg.passwordFile))
+      // the database's own tools, as the notes say
+      const dump = join(base, 'sshca.pgdump')
+      const pgEnv = {...process.env, PGPASSWORD: pg.password}
+      const d = spawnSync(join(bin!, 'pg_dump'), ['--format=custom', `--file=${dump}`, url], {env: pgEnv, encoding: 'utf8'})
+      assert.equal(d.status, 0, d.stderr)
+      const tokenC = await gh.mint()
+      assert.equal((await old.sign(tokenC, generatePrivateKey('ed25519'))).status, 201, 'spent after the dump')
+      await old.stop()
+
+      const target = await pg.createDatabase()
+      const r = spawnSync(join(bin!, 'pg_restore'), ['--no-owner', `--dbname=${target}`, dump], {env: pgEnv, encoding: 'utf8'})
+      assert.equal(r.status, 0, r.stderr)
+      const dir = join(base, 'pg-restored')
+      const restored = json<{config: string; notes: string[]}>(await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']), 'ca restore')
+      assert.ok(restored.notes.some((n) => /pg_restore/.test(n)))
+      await writePolicy(restored.config, {db: pg.db({url: target})})
+      const fresh = await serve(restored.config, dir)
+      try {
+        assert.equal(fresh.ca.runtime.material.rootFingerprint, init.rootFingerprint)
+        assert.ok(fresh.ca.runtime.safety?.restoredAt, 'the first start marked the database restored')
+        assert.equal((await fresh.sign(tokenA, generatePrivateKey('ed25519'))).reason, 'token_replayed')
+        assert.equal((await fresh.sign(tokenC, generatePrivateKey('ed25519'))).reason, 'token_before_restore')
+        const now = Math.floor(Date.now() / 1000)
+        assert.equal((await fresh.sign(await gh.mint({}, {iat: now + 60, nbf: now - 5, exp: now + 300}), generatePrivateKey('ed25519'))).status, 201)
+      } finally {
+        await fresh.stop()
+      }
+    } finally {
+      await pg.destroy()
     }
   })
 
