@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 
 export default class CaServe extends BaseCommand {
@@ -16,8 +17,8 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
-    'password-file': Flags.string({description: 'file whose first line is the CA password (else asked on the terminal)'}),
+    config: caConfigFlag(),
+    'password-file': caPasswordFileFlag(),
     address: Flags.string({description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'}),
   }
 
