@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 import {renderBackup} from '../../cli/render-safety.ts'
 
@@ -19,7 +20,7 @@ sshca-backup-<UTC time>.sshca. Recorded as ca_backup_created in the audit log.`
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
     out: Flags.string({description: 'a new file, or an existing directory (the file is named after the time)', required: true}),
     'password-file': Flags.string({description: 'file whose first line is the backup password (12+ characters; else asked on the terminal)'}),
   }

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 
 export default class CaIntermediate extends BaseCommand {
@@ -14,10 +15,10 @@ intermediate_issued in the audit log.`
   static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --root-key /media/usb/root_ca.key --password-file /root/ca-password']
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
     'root-key': Flags.string({description: 'the offline root key file (from ca init --offline-root); default: the CA directory\'s'}),
     days: Flags.integer({description: 'validity of the new intermediate in days (never beyond the root)', default: 3649, min: 30, max: 3650}),
-    'password-file': Flags.string({description: 'file whose first line is the CA password (else asked on the terminal)'}),
+    'password-file': caPasswordFileFlag(),
   }
 
   async run() {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {renderResume} from '../../cli/render-safety.ts'
 
 export default class CaResumeIssuance extends BaseCommand {
@@ -11,7 +12,7 @@ second. Recorded as issuance_resumed in the audit log, with how long issuance wa
 
   static override flags = {
     reason: Flags.string({description: 'why issuing is safe again, for the audit log (one line)', required: true}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
   }
 
   async run() {

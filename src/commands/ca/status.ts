@@ -1,5 +1,5 @@
-import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {renderStatus} from '../../cli/render-safety.ts'
 
 export default class CaStatus extends BaseCommand {
@@ -13,7 +13,7 @@ intermediate's expiry (renew it with sshca ca intermediate before then).`
   static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml', '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --json | jq .issuing']
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
   }
 
   async run() {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {renderStop} from '../../cli/render-safety.ts'
 
 export default class CaStopIssuance extends BaseCommand {
@@ -18,7 +19,7 @@ works. Recorded as issuance_stopped in the audit log.`
 
   static override flags = {
     reason: Flags.string({description: 'why, for the audit log (one line)', required: true}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
   }
 
   async run() {
