@@ -13,9 +13,13 @@ type Values = Record<string, string | boolean | undefined>
 
 interface FastCommand {
   options: NonNullable<ParseArgsConfig['options']>
+  /** How many positional arguments it takes (exactly); none when absent. */
+  positionals?: number
+  /** No --json: its stdout is not a document (proxycommand's is ssh's transport). */
+  noJson?: boolean
   /** False when oclif should take these arguments (it then reports any usage error itself). */
   accepts(v: Values): boolean
-  run(v: Values): Promise<{result: unknown; text: string}>
+  run(v: Values, args: string[]): Promise<{result: unknown; text: string}>
 }
 
 const COMMANDS: Record<string, FastCommand> = {
@@ -24,6 +28,7 @@ const COMMANDS: Record<string, FastCommand> = {
     accepts: () => true,
     run: async (v) => (await import('./list.ts')).runList({raw: v.raw === true}),
   },
+  // with a token file (CI), or --ensure (ssh's Match exec, before every connection: it must be quick)
   login: {
     options: {
       'identity-token-file': {type: 'string'},
@@ -33,21 +38,33 @@ const COMMANDS: Record<string, FastCommand> = {
       'no-agent': {type: 'boolean'},
       out: {type: 'string'},
       json: {type: 'boolean'},
+      ensure: {type: 'boolean'},
+      quiet: {type: 'boolean', short: 'q'},
     },
     accepts: (v) =>
-      typeof v['identity-token-file'] === 'string' &&
+      (typeof v['identity-token-file'] === 'string' || v.ensure === true) &&
       (v.kty === undefined || v.kty === 'ed25519' || v.kty === 'ecdsa') &&
       (v['no-agent'] === true) === (typeof v.out === 'string') &&
       [v.context, v.out, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-')))),
     run: async (v) =>
       (await import('./login-run.ts')).runLogin({
-        identityTokenFile: v['identity-token-file'] as string,
+        identityTokenFile: v['identity-token-file'] as string | undefined,
         context: v.context as string | undefined,
         kty: (v.kty as 'ed25519' | 'ecdsa' | undefined) ?? 'ed25519',
         force: v.force === true,
         out: v.out as string | undefined,
         timeout: 300,
+        ensure: v.ensure === true,
+        quiet: v.quiet === true,
       }),
+  },
+  // ProxyCommand sshca proxycommand %r %h %p: once per connection ssh opens
+  proxycommand: {
+    options: {context: {type: 'string'}, 'identity-token-file': {type: 'string'}},
+    positionals: 3,
+    noJson: true,
+    accepts: (v) => [v.context, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && !s.startsWith('-'))),
+    run: async (v, args) => (await import('./proxy-run.ts')).runProxy({user: args[0]!, host: args[1]!, port: args[2]!, context: v.context as string | undefined, identityTokenFile: v['identity-token-file'] as string | undefined}),
   },
 }
 
@@ -56,15 +73,18 @@ export async function tryFastPath(argv: readonly string[]): Promise<boolean> {
   const cmd = COMMANDS[argv[0] ?? '']
   if (!cmd) return false
   let values: Values
+  let positionals: string[]
   try {
-    values = parseArgs({args: argv.slice(1), options: cmd.options, strict: true, allowPositionals: false}).values as Values
+    const parsed = parseArgs({args: argv.slice(1), options: cmd.options, strict: true, allowPositionals: cmd.positionals !== undefined})
+    values = parsed.values as Values
+    positionals = parsed.positionals
   } catch {
     return false
   }
-  if (!cmd.accepts(values)) return false
-  const json = values.json === true
+  if (positionals.length !== (cmd.positionals ?? 0) || !cmd.accepts(values)) return false
+  const json = values.json === true && !cmd.noJson
   try {
-    const {result, text} = await cmd.run(values)
+    const {result, text} = await cmd.run(values, positionals)
     process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : text)
   } catch (err) {
     const e = toSshcaError(err)
