@@ -140,10 +140,31 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
   it('an authentic archive whose manifest lies about a file is refused by its checksum', async () => {
     const p = join(dir, 'liar.sshca')
     const data = Buffer.from('the bytes the manifest describes')
-    const writing = write(p, [{path: 'ca.yaml', data}])
-    // the writer hashes first, derives the key (scrypt, a fraction of a second), then writes: change the bytes in between
-    setImmediate(() => data.write('THE'))
-    await writing
+    // the writer hashes every file before its first write to the file (the header): change the bytes
+    // at that write, through the file handle, so the manifest describes bytes the archive does not hold
+    const fh = await open(p, 'wx', 0o600)
+    let changed = false
+    const lying = new Proxy(fh, {
+      get(target, prop, receiver) {
+        if (prop === 'write') {
+          return (...args: unknown[]) => {
+            if (!changed) {
+              changed = true
+              data.write('THE')
+            }
+            return (target.write as (...a: unknown[]) => unknown).apply(target, args)
+          }
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+      },
+    })
+    try {
+      await writeArchive(lying, PASSWORD, {note: 'test'}, [{path: 'ca.yaml', data}])
+    } finally {
+      await fh.close()
+    }
+    assert.ok(changed)
     await assert.rejects(readBack(p), {code: 'ERR_INPUT', message: /ca\.yaml does not match its checksum/})
   })
 
