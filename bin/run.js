@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // sshca entry point. Daily commands take a path that skips importing @oclif/core (see src/cli/fast.ts).
 // No static imports: the Node.js version is checked before anything that a too-old Node cannot load.
-const major = Number(process.versions.node.split('.')[0])
-if (major < 22) {
-  const message = `sshca needs Node.js 22 or newer; this is ${process.version} (${process.execPath})`
+// 22.16: node:sqlite unflagged with DatabaseSync#isTransaction (the CA's store); package.json's engines says the same
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 16)) {
+  const message = `sshca needs Node.js 22.16 or newer; this is ${process.version} (${process.execPath})`
   const hint = 'install Node.js 22 or 24 (nodejs.org, your package manager, or `nvm install 24`) and run sshca again'
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify({error: {code: 'ERR_NODE_VERSION', message, hint}}, null, 2)}\n`)
   else process.stderr.write(`Error [ERR_NODE_VERSION]: ${message}\n  → ${hint}\n`)

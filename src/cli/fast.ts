@@ -68,7 +68,18 @@ const COMMANDS: Record<string, FastCommand> = {
   },
 }
 
+/** `--version`, alone or with `--json`. */
+export const isVersionRequest = (argv: readonly string[]): boolean =>
+  argv.includes('--version') && argv.length <= 2 && argv.every((a) => a === '--version' || a === '--json')
+
 export async function tryFastPath(argv: readonly string[]): Promise<boolean> {
+  // --version is always answered here: oclif's would print neither how sshca was installed nor how to upgrade it
+  if (isVersionRequest(argv)) {
+    const {versionInfo, renderVersion} = await import('./version.ts')
+    const v = await versionInfo()
+    process.stdout.write(argv.includes('--json') ? `${JSON.stringify(v, null, 2)}\n` : renderVersion(v))
+    return true
+  }
   if (process.env.SSHCA_NO_FAST_PATH) return false
   const cmd = COMMANDS[argv[0] ?? '']
   if (!cmd) return false
