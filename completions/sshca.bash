@@ -7,18 +7,24 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca certificate check-host completion config context demo fingerprint hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
+    "") words="bootstrap ca certificate check-host completion config context demo fingerprint host hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
+    "ca backup"*) words="--config --help --json --out --password-file" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--ca-config --claims --config --help --json --provisioner --replay --since --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
-    "ca init"*) words="--address --dir --dns --help --json --kms --name --password-file" ;;
+    "ca init"*) words="--address --dir --dns --help --json --kms --name --offline-root --password-file" ;;
+    "ca intermediate"*) words="--config --days --help --json --password-file --root-key" ;;
     "ca migrate"*) words="--config --help --json" ;;
+    "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
+    "ca resume-issuance"*) words="--config --help --json --reason" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
-    "ca rotate"*) words="prepare activate retire status --config --force --help --json --kind --password-file" ;;
+    "ca rotate"*) words="prepare activate retire status --config --force --help --json --kind --next-root-key --password-file --root-key" ;;
     "ca serve"*) words="--address --config --help --json --password-file" ;;
+    "ca status"*) words="--config --help --json" ;;
+    "ca stop-issuance"*) words="--config --help --json --reason" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
@@ -31,6 +37,7 @@ _sshca() {
     "context use"*) words="--help --json" ;;
     "demo"*) words="--auto --help --json" ;;
     "fingerprint"*) words="--certificate --format --help --json" ;;
+    "host audit"*) words="--context --help --json --passwd --sshd --sshd-config --sshd-dir --systemd-dir" ;;
     "hosts"*) words="--console --context --help --identity-token-file --json --provisioner --timeout" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out --user-ca-keys" ;;
@@ -43,8 +50,9 @@ _sshca() {
     "renew"*) words="--context --force --help --json" ;;
     "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
     "status"*) words="--context --help --json" ;;
-    "ca") words="certs check-config explain hosts init migrate revocations revoke rotate serve token unrevoke" ;;
+    "ca") words="backup certs check-config explain hosts init intermediate migrate restore resume-issuance revocations revoke rotate serve status stop-issuance token unrevoke" ;;
     "context") words="current list remove use" ;;
+    "host") words="audit" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

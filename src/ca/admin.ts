@@ -17,6 +17,8 @@ import {tokenHash} from './provisioner/oidc.ts'
 import {certFingerprint, pemToDer} from './keys/pki.ts'
 import type {CertificateQuery, IssuedRecord, Revocation, Store} from './store/store.ts'
 import {migrateStore, withStore as withOpenStore} from './store/open.ts'
+import {RESTORE_LEEWAY} from './authority/sign.ts'
+import {assertMintable} from './restore-mark.ts'
 
 const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> => withOpenStore(config, 'admin', fn)
 
@@ -55,6 +57,7 @@ export async function hostToken(o: {configPath: string; password: string; hostna
   const {config} = await loadConfig(o.configPath)
   const p = caPaths(config.dir)
   const keyFingerprint = o.key === undefined ? undefined : await keyFingerprintArg(o.key, '--key')
+  await withStore(config, (store) => assertMintable(config.dir, store, nowOf(o.clock), RESTORE_LEEWAY))
   const key = await readSealedKey(p.enrollmentKey, o.password)
   const rootFingerprint = certFingerprint(pemToDer(await readFile(p.rootCert, 'utf8')))
   let t: EnrollmentToken

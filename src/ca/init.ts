@@ -17,6 +17,7 @@ import {caPaths} from './config/layout.ts'
 import {parseKms, type Kms} from './config/kms.ts'
 import {writeKeyring, type KeyEntry, type KeyRef} from './keys/keyring.ts'
 import {newSalt, writeSealedKey} from './keys/keystore.ts'
+import {checkOfflineKeyPath, writeOfflineKey} from './keys/offline.ts'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert} from './keys/pki.ts'
 import {SignerRegistry} from './keys/signers.ts'
 import type {PublicKey} from '../ssh/keys.ts'
@@ -29,6 +30,11 @@ export interface InitOptions {
   password: string
   /** Where the SSH CA keys are made: "file" (default) or a pkcs11: URI (the keys never leave the token). */
   kms?: string
+  /**
+   * Offline root: the root key is written here (sealed with the CA password), not in the CA
+   * directory. A new file outside it, meant to leave the box: the serving CA never needs it.
+   */
+  offlineRootKey?: string
 }
 
 export interface InitResult {
@@ -44,6 +50,9 @@ export interface InitResult {
   hostCaKey: string
   /** "file", or the pkcs11: URI the SSH CA keys were made in. */
   kms: string
+  /** Where the root key went when it is offline; undefined when it is in the CA directory. */
+  rootKeyFile?: string
+  intermediateNotAfter: string
 }
 
 export function defaultDnsNames(address: string): string[] {
@@ -74,10 +83,13 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
   } catch (err) {
     throw new SshcaError('ERR_USAGE', `--kms: ${(err as Error).message}`)
   }
+  const offline = opts.offlineRootKey === undefined ? undefined : await checkOfflineKeyPath(opts.offlineRootKey, dir, '--offline-root')
+
   const hostPattern = derivePattern(dnsNames)
   await privateDir(dirname(dir))
   const tmp = join(dirname(dir), `.${basename(dir)}.init-${randomBytes(4).toString('hex')}`)
   const p = caPaths(tmp)
+  let undoOffline: (() => Promise<void>) | undefined
   try {
     for (const d of [tmp, p.certs, p.secrets, p.ssh, p.db]) await privateDir(d)
     const root = await createRoot(name)
@@ -111,13 +123,16 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       writeFileAtomic(p.rootCert, root.pem),
       writeFileAtomic(p.intermediateCert, intermediate.pem),
       writeFileAtomic(p.tlsCert, tls.pem + intermediate.pem),
-      writeSealedKey(p.rootKey, root.key, opts.password, salt),
+      ...(offline === undefined ? [writeSealedKey(p.rootKey, root.key, opts.password, salt)] : []),
       writeSealedKey(p.intermediateKey, intermediate.key, opts.password, salt),
       writeSealedKey(p.tlsKey, tls.key, opts.password, salt),
       writeSealedKey(p.enrollmentKey, enrollment, opts.password, salt),
       writeFileAtomic(p.config, configTemplate({name, address, dnsNames, hostPattern, kms: opts.kms ?? 'file'})),
     ])
     if (await exists(dir)) await rmdir(dir)
+    // the offline root key last, when everything else is in place: a failure leaves no orphan root key,
+    // and 'wx' never replaces a file that appeared since the check
+    if (offline !== undefined) undoOffline = await writeOfflineKey(offline, root.key, opts.password)
     await rename(tmp, dir)
     return {
       dir,
@@ -130,9 +145,12 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
       userCaKey: userCa.publicKey.toLine(`${name} user CA`),
       hostCaKey: hostCa.publicKey.toLine(`${name} host CA`),
       kms: opts.kms ?? 'file',
+      ...(offline === undefined ? {} : {rootKeyFile: offline}),
+      intermediateNotAfter: intermediate.cert.notAfter.toISOString(),
     }
   } catch (err) {
     await rm(tmp, {recursive: true, force: true})
+    await undoOffline?.()
     throw err
   }
 }

@@ -18,7 +18,7 @@ import {loadConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {CA_KEY_KINDS, nextKeyId, readKeyring, withActivated, withPrepared, withRetired, writeKeyring, type CaKeyKind, type KeyEntry, type Keyring} from './keys/keyring.ts'
 import {SignerRegistry} from './keys/signers.ts'
-import {activateRoot, prepareRoot, retireRoot, rootStatus, type RootRotation} from './keys/roots.ts'
+import {activateRoot, prepareRoot, retireRoot, rootStatus, type OfflineRootKeys, type RootRotation} from './keys/roots.ts'
 import type {IssuedRecord, Store} from './store/store.ts'
 import {withStore} from './store/open.ts'
 
@@ -33,6 +33,8 @@ export interface RotateOptions {
   kinds?: readonly (CaKeyKind | 'root')[]
   /** retire: drop the old key even though certificates it signed are still valid. */
   force?: boolean
+  /** prepare --kind root with an offline root: where its key is, and where the new root's goes. */
+  offlineRoot?: OfflineRootKeys
   clock?: () => number
 }
 
@@ -105,10 +107,15 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   const kinds = asked.filter((k): k is CaKeyKind => k !== 'root')
   const result = async (): Promise<RotateResult> => ({step: o.step, kinds, changed, stranded, keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)}, roots: await rootStatus(config.dir)})
   if (o.step === 'status') return result()
+  const rootKeyFiles = (o.offlineRoot?.rootKeyFile ?? o.offlineRoot?.nextRootKeyFile) !== undefined
+  if (rootKeyFiles && !asked.includes('root')) throw new SshcaError('ERR_USAGE', '--root-key and --next-root-key are for --kind root: the SSH CA keys are not the root')
   if (asked.includes('root')) {
     if (kinds.length) throw new TypeError('the root rotates on its own: --kind root')
+    if (o.step !== 'prepare' && rootKeyFiles) {
+      throw new SshcaError('ERR_USAGE', '--root-key and --next-root-key are for rotate prepare --kind root: activate and retire need no root key')
+    }
     if (o.step !== 'retire' && o.password === undefined) throw new TypeError(`rotate ${o.step} --kind root needs the CA password`)
-    const r = o.step === 'prepare' ? await prepareRoot(config.dir, config.name, o.password!, now) : o.step === 'activate' ? await activateRoot(config.dir, config.dnsNames, o.password!, now) : await retireRoot(config.dir)
+    const r = o.step === 'prepare' ? await prepareRoot(config.dir, config.name, o.password!, now, o.offlineRoot) : o.step === 'activate' ? await activateRoot(config.dir, config.dnsNames, o.password!, now) : await retireRoot(config.dir)
     const event = o.step === 'prepare' ? 'ca_root_prepared' : o.step === 'activate' ? 'ca_root_activated' : 'ca_root_retired'
     await withStore(config, 'admin', (store) => store.recordAdminEvent(event, {roots: r.roots}, nowSeconds))
     return result()

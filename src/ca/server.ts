@@ -20,9 +20,10 @@ import {loadRoots} from './keys/roots.ts'
 import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
 import {parseCert} from './keys/pki.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
-import type {CaRuntime} from './authority/runtime.ts'
+import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
 import {openStore} from './store/open.ts'
+import {applyPendingRestore} from './restore-mark.ts'
 
 export interface StartOptions {
   configPath: string
@@ -41,6 +42,8 @@ export interface StartOptions {
   metricsAddress?: string
   /** How often the key manifest (ssh/keys.json) is checked for a rotation step (ms); SIGHUP checks at once. */
   keysIntervalMs?: number
+  /** How often the emergency stop and the restore mark are read from the store (ms; every replica does). */
+  safetyIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
   onWarnings?: (warnings: string[], reload: boolean) => void
 }
@@ -75,8 +78,17 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   const registry = material.registry
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
-  const audit: AuditLog = createAuditLog(auditDest)
   const clock = opts.clock ?? Date.now
+  // the first start after `ca restore` closes the replay window at this moment (restore-mark.ts)
+  let safety: SafetyState
+  try {
+    await applyPendingRestore(config.dir, store, Math.floor(clock() / 1000))
+    safety = await readSafety(store)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  const audit: AuditLog = createAuditLog(auditDest)
   const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, verifierDeps)},
@@ -85,6 +97,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     audit,
     clock,
     ...(meter ? {meter} : {}),
+    safety,
   }
   meter?.setFacts(() => ({
     certificates: [
@@ -133,7 +146,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.active.publicKey.fingerprint(), host_ca: material.hostCa.active.publicKey.fingerprint(), pid: process.pid, ...(metrics ? {metrics: metrics.url} : {})})
+  audit.write('server_started', {
+    url,
+    root_fingerprint: material.rootFingerprint,
+    user_ca: material.userCa.active.publicKey.fingerprint(),
+    host_ca: material.hostCa.active.publicKey.fingerprint(),
+    pid: process.pid,
+    ...(metrics ? {metrics: metrics.url} : {}),
+    ...(safety.stop ? {issuance_stopped_at: new Date(safety.stop.at * 1000).toISOString(), stop_reason: safety.stop.reason} : {}),
+    ...(safety.restoredAt !== null ? {restored_at: new Date(safety.restoredAt * 1000).toISOString()} : {}),
+  })
 
   // a rotation step (`ca rotate …`) rewrites ssh/keys.json or the root files; the server follows
   // without a restart: new signers, new published keys, new roots and TLS chain
@@ -209,6 +231,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   forward.unref()
   const keysTimer = setInterval(() => void reloadKeys().catch(() => undefined), opts.keysIntervalMs ?? 5000)
   keysTimer.unref()
+  // the emergency stop reaches every replica through the store; ca.yaml changed with it, so re-read that too
+  let watching: Promise<unknown> = Promise.resolve()
+  const watch = setInterval(() => {
+    watching = watching.then(() => refreshSafety()).catch(() => undefined)
+  }, opts.safetyIntervalMs ?? 1000)
+  watch.unref()
+  async function refreshSafety(): Promise<void> {
+    const next = await readSafety(store)
+    const before = runtime.safety
+    runtime.safety = next
+    if (JSON.stringify(before?.stop ?? null) === JSON.stringify(next.stop)) return
+    audit.write('issuance_state_applied', {
+      issuing: next.stop === null,
+      ...(next.stop ? {stopped_at: new Date(next.stop.at * 1000).toISOString(), reason: next.stop.reason} : {}),
+      pid: process.pid,
+    })
+    await reload()
+  }
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
@@ -235,8 +275,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(renew)
       clearInterval(forward)
       clearInterval(keysTimer)
+      clearInterval(watch)
       await app.close()
       await metrics?.close()
+      await watching
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})
@@ -246,6 +288,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       await registry.close()
     },
   }
+}
+
+async function readSafety(store: Store): Promise<SafetyState> {
+  const [stop, restoredAt] = await Promise.all([store.issuanceStop(), store.restoredAt()])
+  return {stop, restoredAt}
 }
 
 /** Copies the admin events the audit sink has not seen yet; several replicas share one cursor. */

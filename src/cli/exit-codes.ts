@@ -15,6 +15,8 @@ export const EXIT = {
   DENIED: 7,
   LOGIN: 8,
   ENVIRONMENT: 9,
+  /** Not an error: `host audit` found ways in that bypass the CA (the output lists them). */
+  FINDINGS: 10,
   CANCELLED: 130,
 } as const
 

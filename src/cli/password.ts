@@ -37,17 +37,18 @@ async function askHidden(prompt: string): Promise<string> {
 
 const ATTEMPTS = 3
 
-export async function obtainPassword(opts: {file?: string | undefined; confirm?: boolean}): Promise<string> {
+export async function obtainPassword(opts: {file?: string | undefined; confirm?: boolean; label?: string}): Promise<string> {
+  const label = opts.label ?? 'CA password'
   if (opts.file) return readPasswordFile(opts.file)
   if (!process.stdin.isTTY) {
-    throw new SshcaError('ERR_CA_PASSWORD', 'no --password-file given and no terminal to ask for the CA password on', {
+    throw new SshcaError('ERR_CA_PASSWORD', `no --password-file given and no terminal to ask for the ${label.toLowerCase().replace(/^ca /, 'CA ')} on`, {
       hint: 'write the password to a 0600 file and pass --password-file FILE',
     })
   }
   // a short or mistyped password asks again; three misses end it
   let last = ''
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    const first = await askHidden('CA password: ')
+    const first = await askHidden(`${label}: `)
     const problem = passwordProblem(first)
     if (problem) {
       last = problem

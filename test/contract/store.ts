@@ -217,6 +217,49 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       })
     })
 
+    describe('the safety net: spent-token lookup, inventory summary, restore mark, emergency stop', () => {
+      it('spentToken says when and on which serial a token was spent, and nothing for one never seen', async () => {
+        const r = record({issuedAt: 1_777})
+        await s.issue({token: token('looked-up'), record: r})
+        assert.deepEqual(await s.spentToken('looked-up'), {usedAt: 1_777, serial: r.serial.toString()})
+        assert.equal(await s.spentToken('never-seen'), undefined)
+      })
+
+      it('inventorySummary counts the certificates valid now per type and the last moment any is valid, revoked ones included', async () => {
+        assert.deepEqual(await s.inventorySummary(1_500), {user: {active: 0, lastValidBefore: null}, host: {active: 0, lastValidBefore: null}})
+        await s.issue({token: token('i1'), record: record({validAfter: 1_000n, validBefore: 2_000n})})
+        await s.issue({token: token('i2'), record: record({validAfter: 1_000n, validBefore: 3_000n})})
+        const revoked = record({validAfter: 1_400n, validBefore: 5_000n})
+        await s.issue({token: token('i3'), record: revoked})
+        await s.revoke({serial: revoked.serial, keyId: null, keyFingerprint: null, reason: 'test', revokedAt: 1_450})
+        await s.issue({token: token('i4'), record: record({certType: 'host', validAfter: 1_000n, validBefore: 90_000n})})
+        assert.deepEqual(await s.inventorySummary(1_500), {user: {active: 3, lastValidBefore: 5_000n}, host: {active: 1, lastValidBefore: 90_000n}})
+        assert.deepEqual(await s.inventorySummary(2_500), {user: {active: 2, lastValidBefore: 5_000n}, host: {active: 1, lastValidBefore: 90_000n}})
+        await s.issue({token: token('i5'), record: record({validAfter: 0n, validBefore: 0xffff_ffff_ffff_ffffn})})
+        assert.equal((await s.inventorySummary(2_500)).user.lastValidBefore, (1n << 63n) - 1n, '"forever" is kept as the largest time')
+      })
+
+      it('the restore mark starts unset and only moves forward', async () => {
+        assert.equal(await s.restoredAt(), null)
+        assert.equal(await s.markRestored(2_000), 2_000)
+        assert.equal(await s.markRestored(1_000), 2_000, 'an earlier mark never reopens the window')
+        assert.equal(await s.restoredAt(), 2_000)
+        assert.equal(await s.markRestored(3_000), 3_000)
+        assert.equal(await s.restoredAt(), 3_000)
+        await assert.rejects(s.markRestored(0), TypeError)
+      })
+
+      it('the emergency stop is set, read and lifted', async () => {
+        assert.equal(await s.issuanceStop(), null)
+        await s.setIssuanceStop({at: 1_234, reason: 'user CA key on a stolen laptop'})
+        assert.deepEqual(await s.issuanceStop(), {at: 1_234, reason: 'user CA key on a stolen laptop'})
+        await s.setIssuanceStop({at: 1_300, reason: 'again'})
+        assert.deepEqual(await s.issuanceStop(), {at: 1_300, reason: 'again'})
+        await s.setIssuanceStop(null)
+        assert.equal(await s.issuanceStop(), null)
+      })
+    })
+
     describe('health and locks', () => {
       it('ping resolves while the database answers', async () => {
         await s.ping()
@@ -346,6 +389,17 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         const [a, b] = await Promise.all([s.purgeExpiredTokens(150), r.purgeExpiredTokens(150)])
         assert.equal(a + b, 20)
         assert.equal((await r.issue({token: token('live', 10_000), record: record()})).ok, false)
+      })
+
+      it('an emergency stop set through one is seen by the other; the restore mark keeps the later of two', async () => {
+        await s.setIssuanceStop({at: 99, reason: 'stop all replicas'})
+        assert.deepEqual(await r.issuanceStop(), {at: 99, reason: 'stop all replicas'})
+        await r.setIssuanceStop(null)
+        assert.equal(await s.issuanceStop(), null)
+        const marks = await Promise.all([s.markRestored(5_000), r.markRestored(6_000), s.markRestored(4_000)])
+        assert.equal(Math.max(...marks), 6_000)
+        assert.equal(await s.restoredAt(), 6_000)
+        assert.equal(await r.restoredAt(), 6_000)
       })
 
       it('exclusive excludes across replicas', async () => {

@@ -18,7 +18,7 @@ import {popCertificate, verifyPop} from '../provisioner/pop.ts'
 import {denial} from '../policy/types.ts'
 import type {Revocation} from '../store/store.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {checkSubjectKey, issue, metered, randomSerial, requireIssuanceEnabled} from './sign.ts'
+import {checkSubjectKey, issue, metered, randomSerial, requireIssuanceEnabled, requireIssuedAfterRestore} from './sign.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
@@ -39,6 +39,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   const t = await metered(rt, 'host-enrollment', verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now, keyFingerprint: publicKey.fingerprint()}))
   trace.subject = t.subject
   trace.token = {id: `enroll#${t.jti}`, sha256: tokenHash(token)}
+  await requireIssuedAfterRestore(rt, {id: `enroll#${t.jti}`, issuedAt: t.issuedAt})
   const requested = body.principals?.length ? body.principals : t.principals
   const unbound = requested.filter((p) => !t.principals.includes(p))
   if (unbound.length > 0) {
@@ -55,7 +56,7 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
  * chose, an RSA key with a huge exponent, would let anyone spend the CA's CPU), recorded by this CA
  * byte for byte, unexpired, unrevoked, and the token signed by its key for this action.
  */
-async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAction, trace: AuditTrace, types: readonly ('user' | 'host')[]): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number}; now: number}> {
+async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAction, trace: AuditTrace, types: readonly ('user' | 'host')[]): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number; issuedAt: number}; now: number}> {
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
@@ -77,6 +78,9 @@ async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAct
   const {dnsNames} = rt.policy.config
   const proof = await metered(rt, SSHPOP_PROVISIONER, verifyPop(token, cert, {action, provisioner: SSHPOP_PROVISIONER, dnsNames, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now}))
   trace.token = {id: `sshpop#${proof.jti}`, sha256: tokenHash(token)}
+  // a revocation spends nothing and repeats harmlessly; a renewal or rekey issues, so it is held
+  // to the restore window like every other token
+  if (action !== 'revoke') await requireIssuedAfterRestore(rt, {id: `sshpop#${proof.jti}`, issuedAt: proof.issuedAt})
   return {cert, proof, now}
 }
 

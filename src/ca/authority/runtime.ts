@@ -4,7 +4,7 @@ import type {Meter} from '../observe/meter.ts'
 import type {CaConfig} from '../config/config.ts'
 import type {CaMaterial} from '../keys/material.ts'
 import type {TokenVerifier} from '../provisioner/oidc.ts'
-import type {Store} from '../store/store.ts'
+import type {IssuanceStop, Store} from '../store/store.ts'
 
 export interface PolicyState {
   config: CaConfig
@@ -20,6 +20,17 @@ export interface CaRuntime {
   meter?: Meter
   /** Milliseconds since the epoch. */
   clock: () => number
+  /**
+   * What the store says beyond ca.yaml, kept current by the server (every replica polls it): the
+   * emergency stop (`ca stop-issuance`) and the restore mark (tokens issued before it are refused).
+   */
+  safety?: SafetyState
+}
+
+export interface SafetyState {
+  stop: IssuanceStop | null
+  /** Seconds since the epoch; null when this store was never restored from a backup. */
+  restoredAt: number | null
 }
 
 /** What a request's audit line says about it, filled in as the pipeline learns it. */

@@ -44,6 +44,33 @@ export function checkSubjectKey(key: PublicKey): void {
 
 export function requireIssuanceEnabled(rt: CaRuntime): void {
   if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
+  const stop = rt.safety?.stop
+  if (stop) throw denial('ERR_ISSUANCE_DISABLED', 'issuance_stopped', 'certificate issuance is disabled on this CA', {stopped_at: new Date(stop.at * 1000).toISOString(), stop_reason: stop.reason})
+}
+
+/**
+ * Clock skew allowed around the restore mark: a token minted by an issuer whose clock runs ahead by up
+ * to this may carry an iat after the mark though it was made (and perhaps spent) before it.
+ */
+export const RESTORE_LEEWAY = 60
+
+/**
+ * The restore window. A CA restored from a backup knows the tokens spent up to the snapshot, not
+ * those spent between the snapshot and the restore: any token issued before the restore mark may be
+ * one of them, so all are refused (every token path: OIDC, enrollment, proof of possession). Such
+ * tokens expire within the longest token lifetime, so the rule stops mattering after that.
+ * A token the store knows is spent is refused as a replay, which says more.
+ */
+export async function requireIssuedAfterRestore(rt: CaRuntime, token: {id: string; issuedAt: number}): Promise<void> {
+  const mark = rt.safety?.restoredAt
+  if (mark === null || mark === undefined || token.issuedAt >= mark + RESTORE_LEEWAY) return
+  const spent = await rt.store.spentToken(token.id)
+  if (spent) throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
+  const iso = (s: number) => new Date(s * 1000).toISOString()
+  throw denial('ERR_TOKEN_INVALID', 'token_before_restore', `the token was issued at ${iso(token.issuedAt)}, before this CA was restored from a backup (${iso(mark)}): it may have been spent after the backup was taken; get a new one`, {
+    issued_at: iso(token.issuedAt),
+    restored_at: iso(mark),
+  })
 }
 
 /** A token verification, counted by outcome (valid, or the denial reason) and provisioner. */
@@ -151,6 +178,7 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   // every claim this provisioner's rules read, not only the matched rule's: what a policy what-if
   // (`ca explain --since/--replay`) needs to replay this request through another rule set
   trace.claims = selectedClaims(verified.claims, policyClaims(p))
+  await requireIssuedAfterRestore(rt, {id: verified.tokenId, issuedAt: verified.claims.iat as number})
   if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name

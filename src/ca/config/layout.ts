@@ -31,5 +31,7 @@ export function caPaths(dir: string) {
     enrollmentKey: join(dir, 'secrets', 'enrollment.key'),
     userCaPub: join(dir, 'ssh', 'ssh_user_ca.pub'),
     hostCaPub: join(dir, 'ssh', 'ssh_host_ca.pub'),
+    /** Written by `ca restore`; the first `ca serve` moves the store's restore mark to its start and removes it. */
+    restorePending: join(dir, 'restore-pending.json'),
   }
 }

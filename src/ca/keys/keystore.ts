@@ -35,7 +35,7 @@ const IV_LENGTH = 12
  */
 const derived = new Map<string, Promise<Buffer>>()
 
-function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: number; p: number}): Promise<Buffer> {
+export function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: number; p: number}): Promise<Buffer> {
   const id = createHash('sha256').update(JSON.stringify([password, salt.toString('base64'), kdf.N, kdf.r, kdf.p])).digest('base64')
   let k = derived.get(id)
   if (!k) {
@@ -44,6 +44,12 @@ function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: number; p
     derived.set(id, k)
   }
   return k
+}
+
+/** scrypt parameters a file may ask for: bounded, so a crafted file cannot make us spend gigabytes. */
+export function reasonableKdf(k: {N?: unknown; r?: unknown; p?: unknown}): k is {N: number; r: number; p: number} {
+  const {N, r, p} = k
+  return [N, r, p].every((x) => Number.isSafeInteger(x) && (x as number) > 0) && (N as number) <= 1 << 20 && (r as number) <= 32 && (p as number) <= 16
 }
 
 /** A salt for a set of keys sealed together (one CA's keys): they then open with one derivation. */
@@ -80,9 +86,7 @@ export async function openPrivateKey(text: string, password: string, what = 'key
     throw new SshcaError('ERR_INPUT', `${what} is not an sshca encrypted key file (or a newer version)`)
   }
   const {N, r, p} = env.kdf
-  if (![N, r, p].every((x) => Number.isSafeInteger(x) && x > 0) || N > 1 << 20 || r > 32 || p > 16) {
-    throw new SshcaError('ERR_INPUT', `${what} asks for unreasonable scrypt parameters`)
-  }
+  if (!reasonableKdf(env.kdf)) throw new SshcaError('ERR_INPUT', `${what} asks for unreasonable scrypt parameters`)
   const iv = Buffer.from(env.iv ?? '', 'base64')
   const tag = Buffer.from(env.tag ?? '', 'base64')
   // a shorter tag would be accepted by GCM and is easier to forge: only the full 16 bytes

@@ -4,7 +4,7 @@
  */
 // @peculiar/x509 resolves its parsers through tsyringe, which needs the Reflect metadata API
 import 'reflect-metadata'
-import {createHash, KeyObject, webcrypto} from 'node:crypto'
+import {createHash, createPublicKey, KeyObject, webcrypto} from 'node:crypto'
 import {isIP} from 'node:net'
 import * as x509 from '@peculiar/x509'
 
@@ -46,6 +46,12 @@ export function certFingerprint(der: Buffer | ArrayBuffer): string {
   return createHash('sha256').update(Buffer.from(der as ArrayBuffer)).digest('hex')
 }
 
+/** Whether `key` is the private half of the key `cert` certifies. */
+export function keyMatchesCert(key: KeyObject, cert: x509.X509Certificate): boolean {
+  const mine = createPublicKey(key).export({type: 'spki', format: 'der'})
+  return mine.equals(Buffer.from(cert.publicKey.rawData))
+}
+
 export function pemToDer(pem: string): Buffer {
   return Buffer.from(new x509.X509Certificate(pem).rawData)
 }
@@ -72,13 +78,15 @@ export async function createRoot(name: string, now = new Date(), generation = 1)
   return issued(cert, toKeyObject(keys.privateKey))
 }
 
-export async function createIntermediate(name: string, root: {cert: x509.X509Certificate; key: KeyObject}, now = new Date()): Promise<IssuedCert> {
+/** An intermediate under `root`, valid `validDays` (never beyond the root itself). */
+export async function createIntermediate(name: string, root: {cert: x509.X509Certificate; key: KeyObject}, now = new Date(), validDays = 10 * 365 - 1): Promise<IssuedCert> {
   const keys = await newKeys()
+  const notAfter = new Date(Math.min(now.getTime() + validDays * DAY, root.cert.notAfter.getTime()))
   const cert = await x509.X509CertificateGenerator.create({
     subject: `CN=${escapeRdn(name)} Intermediate CA`,
     issuer: root.cert.subject,
     notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + 10 * 365 * DAY - DAY),
+    notAfter,
     publicKey: keys.publicKey,
     signingKey: await toCryptoKey(root.key),
     signingAlgorithm: ALG,

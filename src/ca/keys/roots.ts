@@ -20,7 +20,8 @@ import {SshcaError} from '../../errors.ts'
 import {exists, writeFileAtomic} from '../../util/fs.ts'
 import {caPaths} from '../config/layout.ts'
 import {readSealedKey, writeSealedKey} from './keystore.ts'
-import {certFingerprint, createIntermediate, createRoot, createTlsCert, crossCertify, parseCert, pemToDer} from './pki.ts'
+import {checkOfflineKeyPath, writeOfflineKey} from './offline.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert, crossCertify, keyMatchesCert, parseCert, pemToDer} from './pki.ts'
 
 export type RootState = 'active' | 'next' | 'previous'
 
@@ -88,14 +89,36 @@ export async function rootStatus(dir: string): Promise<RootRotation['roots']> {
   return view(await loadRoots(dir))
 }
 
+/**
+ * An offline root (`ca init --offline-root`) stays offline across a rotation: the old root's key is
+ * read from `rootKeyFile` and the new root's key is written to `nextRootKeyFile`, never into the CA
+ * directory. Either may be given for an online root too (the new root then goes offline).
+ */
+export interface OfflineRootKeys {
+  rootKeyFile?: string | undefined
+  nextRootKeyFile?: string | undefined
+}
+
 /** prepare: the next root, its intermediate and the old root's cross-certificate of it. */
-export async function prepareRoot(dir: string, name: string, password: string, now = new Date()): Promise<RootRotation> {
+export async function prepareRoot(dir: string, name: string, password: string, now = new Date(), offline: OfflineRootKeys = {}): Promise<RootRotation> {
   const p = caPaths(dir)
   if (await exists(p.rootNextCert)) throw new SshcaError('ERR_ROTATION_STATE', 'a next root is already prepared', {hint: 'activate it: sshca ca rotate activate --kind root'})
   if (await exists(p.rootPreviousCert)) throw new SshcaError('ERR_ROTATION_STATE', 'the previous root is still published', {hint: 'retire it first: sshca ca rotate retire --kind root'})
   const current = parseCert(await required(p.rootCert))
   const generation = Number(/ Root CA (\d+)$/.exec(current.subjectName.getField('CN')[0] ?? '')?.[1] ?? 1) + 1
-  const oldKey = await readSealedKey(p.rootKey, password)
+  const online = await exists(p.rootKey)
+  if (!online && offline.rootKeyFile === undefined) {
+    throw new SshcaError('ERR_USAGE', `this CA's root key is offline (no ${p.rootKey}): give --root-key FILE`, {hint: 'bring the offline root key file to this box for the command, then take it away again'})
+  }
+  if (!online && offline.nextRootKeyFile === undefined) {
+    throw new SshcaError('ERR_USAGE', 'this CA\'s root is offline, so the new root\'s key must be too: give --next-root-key FILE (a new file outside the CA directory)', {hint: 'write it to the removable media the current root key is on'})
+  }
+  const keyFile = offline.rootKeyFile ?? p.rootKey
+  const oldKey = await readSealedKey(keyFile, password)
+  if (!keyMatchesCert(oldKey, current)) {
+    throw new SshcaError('ERR_INPUT', `${keyFile} is not the key of this CA's root (${certFingerprint(current.rawData)}); nothing was changed`, {hint: 'give the root key written by `sshca ca init --offline-root` (or the last root rotation) for this CA'})
+  }
+  const nextKeyFile = offline.nextRootKeyFile === undefined ? undefined : await checkOfflineKeyPath(offline.nextRootKeyFile, dir, '--next-root-key')
   const root = await createRoot(name, now, generation)
   const intermediate = await createIntermediate(`${name} ${generation}`, root, now)
   // the old root vouches for the new one (what clients adopt), and issues the new intermediate's twin;
@@ -103,14 +126,21 @@ export async function prepareRoot(dir: string, name: string, password: string, n
   const cross = await crossCertify(root.cert, {cert: current, key: oldKey}, 2, now)
   const twin = await crossCertify(intermediate.cert, {cert: current, key: oldKey}, 0, now)
   const reverse = await crossCertify(current, {cert: root.cert, key: root.key}, 1, now)
-  await writeSealedKey(p.rootNextKey, root.key, password)
-  await writeSealedKey(p.intermediateNextKey, intermediate.key, password)
-  await writeFileAtomic(p.intermediateNextCert, intermediate.pem)
-  await writeFileAtomic(p.intermediateTwinCert, twin.pem)
-  await writeFileAtomic(p.rootReverseCert, reverse.pem)
-  await writeFileAtomic(p.rootCrossCert, cross.pem)
-  // last: its presence is what "prepared" means
-  await writeFileAtomic(p.rootNextCert, root.pem)
+  const undoOffline = nextKeyFile === undefined ? undefined : await writeOfflineKey(nextKeyFile, root.key, password)
+  try {
+    if (nextKeyFile === undefined) await writeSealedKey(p.rootNextKey, root.key, password)
+    await writeSealedKey(p.intermediateNextKey, intermediate.key, password)
+    await writeFileAtomic(p.intermediateNextCert, intermediate.pem)
+    await writeFileAtomic(p.intermediateTwinCert, twin.pem)
+    await writeFileAtomic(p.rootReverseCert, reverse.pem)
+    await writeFileAtomic(p.rootCrossCert, cross.pem)
+    // last: its presence is what "prepared" means
+    await writeFileAtomic(p.rootNextCert, root.pem)
+  } catch (err) {
+    // not prepared: the offline key of a root nobody will see must not be kept as if it mattered
+    await undoOffline?.()
+    throw err
+  }
   return {step: 'prepare', roots: view(await loadRoots(dir))}
 }
 
@@ -124,7 +154,10 @@ export async function activateRoot(dir: string, dnsNames: readonly string[], pas
   const tls = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey}, 365, now)
   await rename(p.rootCert, p.rootPreviousCert)
   await rename(p.rootNextCert, p.rootCert)
-  await rename(p.rootNextKey, p.rootKey) // the old root's key is gone: nothing needs it any more
+  // the old root's key is gone: nothing needs it any more. An offline next root left no key here,
+  // and an online old root's key is then deleted rather than kept beside an offline new one
+  if (await exists(p.rootNextKey)) await rename(p.rootNextKey, p.rootKey)
+  else await rm(p.rootKey, {force: true})
   await rename(p.intermediateNextCert, p.intermediateCert)
   await rename(p.intermediateNextKey, p.intermediateKey)
   await writeSealedKey(p.tlsKey, tls.key, password)

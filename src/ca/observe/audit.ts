@@ -30,6 +30,13 @@ export type AuditEvent =
   | 'ca_key_prepared'
   | 'ca_key_activated'
   | 'ca_key_retired'
+  | 'issuance_state_applied'
+  /** Admin events of the safety net, written to the store by `ca stop-issuance` / `resume-issuance` / `backup`. */
+  | 'issuance_stopped'
+  | 'issuance_resumed'
+  | 'ca_backup_created'
+  | 'ca_restored'
+  | 'intermediate_issued'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void

@@ -62,6 +62,8 @@ export interface VerifiedEnrollment {
   boundKey: string | undefined
   /** Seconds. */
   expiresAt: number
+  /** Seconds: when the token was minted (its iat). */
+  issuedAt: number
 }
 
 /**
@@ -97,5 +99,6 @@ export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: Ke
     // Stryker disable next-line ConditionalExpression: a boundKid that is not a string was refused above
     boundKey: typeof boundKid === 'string' ? boundKid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,
+    issuedAt: claims.iat as number,
   }
 }

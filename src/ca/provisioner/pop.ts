@@ -64,7 +64,7 @@ export interface PopCheck {
  * The token verified with the certified key: issued by the SSHPOP provisioner, for this CA and this
  * action, about this certificate (`sub` = its serial), five minutes of life at most.
  */
-export async function verifyPop(token: string, cert: Certificate, o: PopCheck): Promise<{jti: string; expiresAt: number}> {
+export async function verifyPop(token: string, cert: Certificate, o: PopCheck): Promise<{jti: string; expiresAt: number; issuedAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
@@ -92,5 +92,5 @@ export async function verifyPop(token: string, cert: Certificate, o: PopCheck): 
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
   if (typeof claims.jti !== 'string' || claims.jti.length > 256) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
-  return {jti: claims.jti, expiresAt: (claims.exp as number) + LEEWAY}
+  return {jti: claims.jti, expiresAt: (claims.exp as number) + LEEWAY, issuedAt: claims.iat as number}
 }

@@ -18,8 +18,8 @@ import {SshcaError} from '../../errors.ts'
 import {assertPrivateFile} from '../../util/fs.ts'
 import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import {rowToRecord, toDbTime} from './sqlite.ts'
-import type {AdminEvent, CertificateQuery, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
+import {parseStop, rowToRecord, toDbTime} from './sqlite.ts'
+import type {AdminEvent, CertificateQuery, InventorySummary, IssuanceStop, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
 
 type PoolConfig = pg.PoolConfig
 
@@ -411,6 +411,56 @@ export class PostgresStore implements Store {
 
   async ping(): Promise<void> {
     await this.query('SELECT 1')
+  }
+
+  async spentToken(id: string): Promise<{usedAt: number | null; serial: string | null} | undefined> {
+    const {rows} = await this.query<{used_at: string | null; serial: string | null}>('SELECT used_at, serial FROM used_tokens WHERE token_id = $1', [id])
+    const r = rows[0]
+    return r ? {usedAt: r.used_at === null ? null : Number(r.used_at), serial: r.serial} : undefined
+  }
+
+  async inventorySummary(now: number): Promise<InventorySummary> {
+    const {rows} = await this.query<{cert_type: string; last: string | null; active: string}>(
+      `SELECT t.cert_type,
+              (SELECT MAX(valid_before) FROM certificates WHERE cert_type = t.cert_type) AS last,
+              (SELECT COUNT(*) FROM certificates WHERE cert_type = t.cert_type AND valid_before > $1 AND valid_after <= $1) AS active
+         FROM (VALUES ('user'), ('host')) AS t(cert_type)`,
+      [now],
+    )
+    const one = (type: string) => {
+      const r = rows.find((x) => x.cert_type === type)!
+      return {active: Number(r.active), lastValidBefore: r.last === null ? null : BigInt(r.last)}
+    }
+    return {user: one('user'), host: one('host')}
+  }
+
+  async restoredAt(): Promise<number | null> {
+    const {rows} = await this.query<{value: string}>("SELECT value FROM meta WHERE key = 'restored_at'")
+    return rows[0] ? Number(rows[0].value) : null
+  }
+
+  /** One statement: replicas marking at once keep the later mark. */
+  async markRestored(at: number): Promise<number> {
+    if (!Number.isSafeInteger(at) || at <= 0) throw new TypeError('markRestored: at must be seconds since the epoch')
+    const {rows} = await this.query<{value: string}>(
+      `INSERT INTO meta (key, value) VALUES ('restored_at', $1) ON CONFLICT (key)
+         DO UPDATE SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text RETURNING value`,
+      [String(at)],
+    )
+    return Number(rows[0]!.value)
+  }
+
+  async issuanceStop(): Promise<IssuanceStop | null> {
+    const {rows} = await this.query<{value: string}>("SELECT value FROM meta WHERE key = 'issuance_stop'")
+    return rows[0] ? parseStop(rows[0].value) : null
+  }
+
+  async setIssuanceStop(stop: IssuanceStop | null): Promise<void> {
+    if (stop) {
+      await this.query("INSERT INTO meta (key, value) VALUES ('issuance_stop', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [JSON.stringify({at: stop.at, reason: stop.reason})])
+    } else {
+      await this.query("DELETE FROM meta WHERE key = 'issuance_stop'")
+    }
   }
 
   /** A session advisory lock held on one connection while `fn` runs; others wait (bounded by `db.timeout` per try). */

@@ -12,7 +12,7 @@ import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
 import {SshcaError} from '../../errors.ts'
 import {startCheckpointer, type Checkpointer} from './checkpointer.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import type {AdminEvent, CertificateQuery, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
+import type {AdminEvent, CertificateQuery, InventorySummary, IssuanceStop, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
 
 interface CertRow {
   serial: string
@@ -116,6 +116,16 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   return {from, to: SCHEMA_VERSION}
 }
 
+/** The stored emergency stop; a value this version cannot read still stops (fail closed). */
+export function parseStop(text: string): IssuanceStop {
+  try {
+    const v = JSON.parse(text) as {at?: unknown; reason?: unknown}
+    return {at: typeof v.at === 'number' ? v.at : 0, reason: typeof v.reason === 'string' ? v.reason : 'unreadable stop record'}
+  } catch {
+    return {at: 0, reason: 'unreadable stop record'}
+  }
+}
+
 const processLocks = new Map<string, Promise<unknown>>()
 
 export class SqliteStore implements Store {
@@ -183,6 +193,11 @@ export class SqliteStore implements Store {
       bumpGeneration: prep("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revocation_generation'"),
       generation: prep("SELECT value FROM meta WHERE key = 'revocation_generation'"),
       advance: prep("UPDATE meta SET value = ? WHERE key = 'audit_cursor' AND value = ?"),
+      getMeta: prep('SELECT value FROM meta WHERE key = ?'),
+      setMeta: prep('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      deleteMeta: prep('DELETE FROM meta WHERE key = ?'),
+      lastValid: prepBig('SELECT MAX(valid_before) AS last FROM certificates WHERE cert_type = ?'),
+      activeCount: prep('SELECT COUNT(*) AS n FROM certificates WHERE cert_type = ? AND valid_before > ? AND valid_after <= ?'),
     }
   }
 
@@ -370,6 +385,47 @@ export class SqliteStore implements Store {
 
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get()
+  }
+
+  async spentToken(id: string): Promise<{usedAt: number | null; serial: string | null} | undefined> {
+    const row = this.stmts.spentToken!.get(id) as {used_at: number | bigint | null; serial: string | null} | undefined
+    return row ? {usedAt: row.used_at === null ? null : Number(row.used_at), serial: row.serial} : undefined
+  }
+
+  async inventorySummary(now: number): Promise<InventorySummary> {
+    const one = (type: 'user' | 'host') => {
+      const last = (this.stmts.lastValid!.get(type) as {last: bigint | null}).last
+      const active = Number((this.stmts.activeCount!.get(type, now, now) as {n: number | bigint}).n)
+      return {active, lastValidBefore: last === null ? null : BigInt(last)}
+    }
+    return {user: one('user'), host: one('host')}
+  }
+
+  async restoredAt(): Promise<number | null> {
+    const row = this.stmts.getMeta!.get('restored_at') as {value: string} | undefined
+    return row ? Number(row.value) : null
+  }
+
+  async markRestored(at: number): Promise<number> {
+    if (!Number.isSafeInteger(at) || at <= 0) throw new TypeError('markRestored: at must be seconds since the epoch')
+    return this.transaction(() => {
+      const current = this.stmts.getMeta!.get('restored_at') as {value: string} | undefined
+      const mark = Math.max(at, current ? Number(current.value) : 0)
+      this.stmts.setMeta!.run('restored_at', String(mark))
+      return mark
+    })
+  }
+
+  async issuanceStop(): Promise<IssuanceStop | null> {
+    const row = this.stmts.getMeta!.get('issuance_stop') as {value: string} | undefined
+    return row ? parseStop(row.value) : null
+  }
+
+  async setIssuanceStop(stop: IssuanceStop | null): Promise<void> {
+    this.transaction(() => {
+      if (stop) this.stmts.setMeta!.run('issuance_stop', JSON.stringify({at: stop.at, reason: stop.reason}))
+      else this.stmts.deleteMeta!.run('issuance_stop')
+    })
   }
 
   /** One process serves a SQLite store: a lock in this process (shared by every connection to the file). */

@@ -75,6 +75,19 @@ export interface CertificateQuery {
   limit?: number
 }
 
+/** The emergency stop (`ca stop-issuance`): every replica on this store refuses to issue while it is set. */
+export interface IssuanceStop {
+  /** Seconds since the epoch. */
+  at: number
+  reason: string
+}
+
+/** Per certificate type: how many are valid now, and the last moment any one ever issued is valid. */
+export interface InventorySummary {
+  user: {active: number; lastValidBefore: bigint | null}
+  host: {active: number; lastValidBefore: bigint | null}
+}
+
 /** What an admin command did, kept in the store until the server writes it to its audit sink. */
 export interface AdminEvent {
   id: number
@@ -120,6 +133,21 @@ export interface Store {
    * events are written at least once, and usually exactly once.
    */
   advanceAuditCursor(from: number, to: number): Promise<boolean>
+  /** When and on which certificate a token was spent, while its id is kept (until it expires). */
+  spentToken(id: string): Promise<{usedAt: number | null; serial: string | null} | undefined>
+  /** Certificates valid at `now` (seconds) and the latest validBefore of all issued, per type; revoked ones count too. */
+  inventorySummary(now: number): Promise<InventorySummary>
+  /**
+   * The restore mark (seconds): this store was restored from a backup then, so tokens issued before it
+   * may have been spent after the snapshot and are refused. null when it never was.
+   */
+  restoredAt(): Promise<number | null>
+  /** Moves the restore mark to `at` unless it is already later (it never moves back); returns the mark. */
+  markRestored(at: number): Promise<number>
+  /** The emergency stop in force, or null. */
+  issuanceStop(): Promise<IssuanceStop | null>
+  /** Sets (or with null, lifts) the emergency stop. */
+  setIssuanceStop(stop: IssuanceStop | null): Promise<void>
   /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
   ping(): Promise<void>
   /**

@@ -39,7 +39,7 @@ describe('host enrollment tokens', () => {
     const t = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'web1', principals: ['web1', 'web1.example.com', 'web1'], ttlSeconds: 600, now: NOW})
     assert.deepEqual([t.principals, t.expiresAt, t.boundKey], [['web1', 'web1.example.com'], NOW + 600, null])
     const v = await verify(t.token)
-    assert.deepEqual(v, {subject: 'web1', jti: t.jti, principals: ['web1', 'web1.example.com'], boundKey: undefined, expiresAt: NOW + 600 + TOKEN_LEEWAY})
+    assert.deepEqual(v, {subject: 'web1', jti: t.jti, principals: ['web1', 'web1.example.com'], boundKey: undefined, expiresAt: NOW + 600 + TOKEN_LEEWAY, issuedAt: NOW})
     const bound = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'web1', keyFingerprint: FP_A, ttlSeconds: 600, now: NOW})
     assert.equal(bound.boundKey, FP_A)
     assert.equal((await verify(bound.token)).boundKey, FP_A)
@@ -122,7 +122,7 @@ describe('SSHPOP proofs of possession', () => {
   const refused = async (token: Promise<string>, o: Partial<PopCheck> = {}) => rejectsCode(verifyPop(await token, cert, check(o)), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
 
   it('accepts step\'s shape for each of the CA\'s names, any port, with or without /1.0', async () => {
-    assert.deepEqual(await verifyPop(await pop(), cert, check()), {jti: 'p1', expiresAt: NOW + MAX_POP_TTL + TOKEN_LEEWAY})
+    assert.deepEqual(await verifyPop(await pop(), cert, check()), {jti: 'p1', expiresAt: NOW + MAX_POP_TTL + TOKEN_LEEWAY, issuedAt: NOW})
     for (const aud of ['https://ca.example.com:9443/1.0/ssh/renew#sshpop/sshpop', 'https://127.0.0.1/ssh/renew#sshpop/sshpop', ['https://other.example/x', AUD]]) {
       assert.equal((await verifyPop(await pop({aud}), cert, check())).jti, 'p1', JSON.stringify(aud))
     }
