@@ -16,7 +16,7 @@ _sshca() {
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
-    "ca serve"*) words="--address --config --help --json --password-file" ;;
+    "ca serve"*) words="--address --config --help --json --password-file --workers" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;

@@ -1,8 +1,10 @@
 /**
- * A running CA: config, keys, store and audit log opened; the app listening over HTTPS; SIGHUP
- * reloading ca.yaml (an invalid file is logged and the old policy kept); timers that purge spent
- * token ids and renew the TLS certificate. Stopped with close().
+ * A running CA: config, keys, store and audit log opened; the app listening over HTTPS, on worker
+ * threads (src/ca/workers.ts) or on this one (`workers: 0`); SIGHUP reloading ca.yaml (an invalid
+ * file is logged and the old policy kept); timers that purge spent token ids and renew the TLS
+ * certificate. Stopped with close().
  */
+import {availableParallelism} from 'node:os'
 import {setInterval} from 'node:timers'
 import type {FastifyInstance} from 'fastify'
 import type {Server as TlsServer} from 'node:tls'
@@ -10,13 +12,14 @@ import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
-import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {loadMaterial} from './keys/material.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
 import {openStore} from './store/open.ts'
+import {startWorkers, type WorkerPool} from './workers.ts'
 
 export interface StartOptions {
   configPath: string
@@ -25,6 +28,11 @@ export interface StartOptions {
   address?: string
   /** Overrides ca.yaml's audit destination. */
   auditFile?: string
+  /**
+   * Worker threads serving the API (default: one per core); 0 serves it on this thread. `verifier`
+   * and `clock` are functions, which cannot reach a worker: they need 0.
+   */
+  workers?: number
   verifier?: VerifierDeps
   clock?: () => number
   /** Install SIGHUP (reload) handling; `ca serve` does, in-process tests do not. */
@@ -39,18 +47,30 @@ export interface RunningCa {
   url: string
   port: number
   runtime: CaRuntime
-  app: FastifyInstance
+  /** The app, when it is served on this thread (`workers: 0`). */
+  app: FastifyInstance | undefined
+  /** The worker threads, when there are (`workers` ≥ 1). */
+  pool: WorkerPool | undefined
   /** Re-reads ca.yaml; true when the new policy is in force. */
   reload(): Promise<boolean>
   close(): Promise<void>
 }
 
 
+/** The default number of worker threads: one per core the process may use. */
+export const defaultWorkers = (): number => availableParallelism()
+
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
+  const workers = opts.workers ?? defaultWorkers()
+  if (!Number.isInteger(workers) || workers < 0) throw new TypeError(`workers must be 0 or more, not ${opts.workers}`)
+  if (workers > 0 && (opts.verifier || opts.clock)) throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
   const {config, warnings} = await loadConfig(opts.configPath)
+  const hp = parseHostPort(opts.address ?? config.address)
+  if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
-  const audit: AuditLog = createAuditLog(auditDest)
+  const lock = auditLock()
+  const audit: AuditLog = createAuditLog(auditDest, {lock})
   const store = await openStore(config, 'server')
   const clock = opts.clock ?? Date.now
   const runtime: CaRuntime = {
@@ -61,19 +81,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     clock,
   }
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const authority = new Authority(runtime)
-  const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
-  const hp = parseHostPort(opts.address ?? config.address)
-  if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
+  let app: FastifyInstance | undefined
+  let pool: WorkerPool | undefined
+  let port: number
   try {
-    await app.listen({host: hp.host, port: hp.port})
+    if (workers === 0) {
+      app = buildApp(new Authority(runtime), {key: material.tls.keyPem, cert: material.tls.certPem})
+      await app.listen({host: hp.host, port: hp.port})
+      port = (app.server.address() as {port: number}).port
+    } else {
+      pool = await startWorkers({count: workers, host: hp.host, port: hp.port, config, material, store, audit, auditDest, auditLock: lock})
+      port = pool.port
+    }
   } catch (err) {
-    await app.close().catch(() => undefined)
+    await app?.close().catch(() => undefined)
     await store.close()
     await audit.close()
     throw listenError(err, `${hp.host}:${hp.port}`)
   }
-  const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
 
@@ -83,12 +108,13 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
   if (warnings.length) opts.onWarnings?.(warnings, false)
-  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid})
+  audit.write('server_started', {url, root_fingerprint: material.rootFingerprint, user_ca: material.userCa.publicKey.fingerprint(), host_ca: material.hostCa.publicKey.fingerprint(), pid: process.pid, workers})
 
   const reload = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(opts.configPath)
       runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, {...opts.verifier, clock}, runtime.policy.verifier)}
+      await pool?.setPolicy(next.config)
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
       if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
@@ -115,7 +141,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
     material.tls = fresh.tls
-    ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
+    if (app) (app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
+    pool?.setTls(fresh.tls)
     audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
   }
 
@@ -125,6 +152,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     port,
     runtime,
     app,
+    pool,
     reload,
     async close() {
       if (closed) return
@@ -133,7 +161,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(purge)
       clearInterval(renew)
       clearInterval(forward)
-      await app.close()
+      await app?.close()
+      await pool?.close()
       await forwarding
       await forwardAdminEvents(store, audit).catch(() => undefined)
       audit.write('server_stopped', {url})

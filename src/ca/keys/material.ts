@@ -16,6 +16,8 @@ export interface CaMaterial {
   userCa: Signer
   hostCa: Signer
   enrollmentKey: KeyObject
+  /** The SSH CA keys behind userCa and hostCa, handed to the worker threads (src/ca/workers.ts), which sign with their own Signer. */
+  caKeys: {user: KeyObject; host: KeyObject}
 }
 
 async function readText(path: string): Promise<string> {
@@ -62,6 +64,7 @@ export async function loadMaterial(dir: string, password: string, dnsNames: read
     userCa: keySigner(userKey),
     hostCa: keySigner(hostKey),
     enrollmentKey,
+    caKeys: {user: userKey, host: hostKey},
     tlsRenewed,
   }
 }
