@@ -6,12 +6,14 @@ import {benchCa} from './ca.ts'
 import {benchLogin} from './login.ts'
 import {benchSigning} from './ssh.ts'
 import {benchStartup} from './startup.ts'
+import {benchVsStep} from './vs-step.ts'
 
 const benches: Record<string, () => Promise<void>> = {
   sign: benchSigning,
   startup: benchStartup,
   ca: benchCa,
   login: benchLogin,
+  'vs-step': benchVsStep,
 }
 
 const only = process.argv.slice(2)
