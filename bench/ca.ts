@@ -3,7 +3,7 @@
  * (d) HTTPS POST /ssh/sign through a real `sshca ca serve` process, 16 keep-alive connections,
  * a unique token per request (autocannon), with p50/p99 latency.
  */
-import {spawn} from 'node:child_process'
+import {spawn, type ChildProcess, type StdioOptions} from 'node:child_process'
 import {randomUUID} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -24,6 +24,8 @@ import {writePolicy} from '../test/helpers/ca.ts'
 import {print} from './lib.ts'
 
 const PASSWORD = 'benchmark password, not secret'
+/** SSHCA_BENCH_DURABILITY=normal measures the opt-out (no fsync per commit); the default is the CA's default. */
+const DURABILITY = process.env.SSHCA_BENCH_DURABILITY === 'normal' ? 'normal' : 'full'
 
 export async function benchCa(): Promise<void> {
   // RS256 first: GitHub Actions, Google, Okta and Azure AD sign ID tokens with it
@@ -31,23 +33,49 @@ export async function benchCa(): Promise<void> {
   if (!process.env.SSHCA_BENCH_PROFILE) await benchCaWith('ES256')
 }
 
+/** A CA in `dir`/ca trusting `gh` for one CI rule (the issue's example), audit to `dir`/audit.log. */
+export async function benchCaDir(dir: string, issuer: string, durability: 'full' | 'normal' = DURABILITY): Promise<{init: Awaited<ReturnType<typeof initCa>>; passwordFile: string}> {
+  const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
+  await writePolicy(init.config, {
+    audit: {file: join(dir, 'audit.log')},
+    db: {type: 'sqlite', path: 'db/sshca.sqlite', durability},
+    provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
+      {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},
+    ]}],
+  })
+  const passwordFile = join(dir, 'pw')
+  writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
+  return {init, passwordFile}
+}
+
+/** `sshca ca serve` in its own process (node flags first), ready once it has printed its address. */
+export async function startCaServer(config: string, passwordFile: string, nodeArgs: string[] = [], stdio: StdioOptions = ['ignore', 'pipe', 'inherit']): Promise<{url: string; server: ChildProcess}> {
+  const server = spawn(process.execPath, [...nodeArgs, 'bin/run.js', 'ca', 'serve', '--config', config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--json'], {stdio})
+  let out = ''
+  server.stdout!.on('data', (d) => (out += d))
+  for (let i = 0; i < 2400 && server.exitCode === null; i++) {
+    try {
+      return {url: (JSON.parse(out) as {url: string}).url, server}
+    } catch {
+      await sleep(25)
+    }
+  }
+  server.kill('SIGKILL')
+  throw new Error(`ca serve did not start: ${out}`)
+}
+
 async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-bench-ca-'))
   const gh = await startGithubIssuer('sshca-ci', alg)
   try {
-    const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
-    await writePolicy(init.config, {
-      audit: {file: join(dir, 'audit.log')},
-      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
-        {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},
-      ]}],
-    })
+    const {init, passwordFile: pw} = await benchCaDir(dir, gh.issuer)
     const subject = generatePrivateKey('ed25519').publicKey
     const mintMany = async (n: number) => Promise.all(Array.from({length: n}, () => gh.mint({jti: randomUUID()})))
 
     // (c) in process
     const {config} = await loadConfig(init.config)
     const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
+    // the config says durability (benchCaDir wrote it): the store opens the way `ca serve` opens it
     const store = await openStore({...config, db: {...config.db, path: join(dir, 'bench-inproc.sqlite')}}, 'server')
     const audit = createAuditLog(join(dir, 'inproc-audit.log'))
     const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
@@ -67,15 +95,9 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     await audit.close()
 
     // (d) over HTTPS, against `sshca ca serve` in its own process
-    const pw = join(dir, 'pw')
-    writeFileSync(pw, `${PASSWORD}\n`, {mode: 0o600})
     // SSHCA_BENCH_PROFILE=DIR writes a CPU profile of the server process there
     const profile = process.env.SSHCA_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SSHCA_BENCH_PROFILE}`] : []
-    const server = spawn(process.execPath, [...profile, 'bin/run.js', 'ca', 'serve', '--config', init.config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
-    let out = ''
-    server.stdout.on('data', (d) => (out += d))
-    for (let i = 0; i < 400 && !out.includes('"url"'); i++) await sleep(25)
-    const {url} = JSON.parse(out) as {url: string}
+    const {url, server} = await startCaServer(init.config, pw, profile)
     const amount = 12_000
     const httpTokens = await mintMany(amount + 1000)
     const publicKey = subject.blob.toString('base64')
@@ -117,7 +139,7 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     const httpsRate = result.requests.average
     const ok = result['2xx']
     const ratio = httpsRate / inProcess
-    print(`Signing core (${alg} tokens, ed25519 CA, SQLite, audit to a file)`, [
+    print(`Signing core (${alg} tokens, ed25519 CA, SQLite durability ${DURABILITY}, audit to a file)`, [
       {name: 'in-process pipeline', value: `${inProcess.toFixed(0)} certificates/s (verify + match + sign + record + audit)`},
       {name: 'HTTPS POST /ssh/sign', value: `${httpsRate.toFixed(0)} req/s = ${(ratio * 100).toFixed(0)}% of in-process (16 connections, keep-alive)`, target: '≥ 50%', ok: ratio >= 0.5},
       {name: 'latency p50 / p99', value: `${result.latency.p50} ms / ${result.latency.p99} ms`, target: 'p99 ≤ 25 ms', ok: result.latency.p99 <= 25},

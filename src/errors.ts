@@ -51,6 +51,7 @@ export const ERROR_CODES = {
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
   ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
+  ERR_STORE_UNAVAILABLE: 'the CA cannot write its store or audit log (disk full, I/O error, locked); no certificate was returned',
   ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, busy, rate-limited, or an upstream is down)',
   ERR_RATE_LIMITED: 'too many signing requests from one client address',
   ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',

@@ -143,6 +143,9 @@ disabled: false
 db:
   type: sqlite
   path: db/sshca.sqlite
+  # full: a certificate is returned only once its record and spent token are on disk (fsync).
+  # normal: faster, but a power loss can drop the last commits (spent tokens replayable again).
+  durability: full
 
 # Audit log: one JSON line per decision. "-" is standard output.
 audit:

@@ -56,6 +56,8 @@ export interface RunningCa {
   close(): Promise<void>
 }
 
+/** How often spent token ids that have expired are deleted. */
+export const PURGE_EVERY_MS = 60_000
 
 /** The default number of worker threads: one per core the process may use. */
 export const defaultWorkers = (): number => availableParallelism()
@@ -127,7 +129,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), 10 * 60_000)
+  // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
+  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()

@@ -52,7 +52,7 @@ type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | 'close'>
 const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
 
 type Tls = CaMaterial['tls']
-type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'>
+type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa' | 'caKeys'> & {caKeys: NonNullable<CaMaterial['caKeys']>}
 
 interface WorkerInit {
   sshcaWorker: true
@@ -114,12 +114,14 @@ export interface PoolOptions {
 /** Starts `count` workers serving `host:port` (port 0: one the OS picks); rejects when any fails to start. */
 export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   if (!Number.isInteger(o.count) || o.count < 1) throw new TypeError(`workers must be a positive integer, not ${o.count}`)
+  if (!o.material.caKeys) throw new TypeError('worker threads sign with the CA keys in memory: material.caKeys is missing')
   const port = await claimAddress(o.host, o.port)
   const rates = new SharedRateStore()
   const counters = appCounters(o.count)
   let config = o.config
   let tls = o.material.tls
-  const {userCa: _u, hostCa: _h, ...material} = o.material
+  const {userCa: _u, hostCa: _h, caKeys, ...rest} = o.material
+  const material = {...rest, caKeys}
   const threads: Worker[] = []
   /** Every thread not yet ended, ready or starting. */
   const alive = new Set<Worker>()

@@ -5,7 +5,7 @@
  */
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {createServer} from 'node:net'
+import {connect, createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -43,13 +43,25 @@ function daemon(cmd: string, args: string[], dir: string, env?: NodeJS.ProcessEn
   }
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
-    if (check()) return
+    if (await check()) return
     await sleep(20)
   }
   throw new Error(`timed out waiting for ${what}`)
+}
+
+/** True when something accepts connections on the unix socket (bind creates the file before listen). */
+function accepting(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(socket)
+    c.once('connect', () => {
+      c.destroy()
+      resolve(true)
+    })
+    c.once('error', () => resolve(false))
+  })
 }
 
 export interface Agent extends Daemon {
@@ -61,7 +73,7 @@ export async function startAgent(env: NodeJS.ProcessEnv = {}): Promise<Agent> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-agent-'))
   const socket = join(dir, 'agent.sock')
   const d = daemon('ssh-agent', ['-D', '-a', socket], dir, {...process.env, SSH_ASKPASS: '/bin/false', DISPLAY: '', ...env})
-  await until('ssh-agent', () => existsSync(socket) || d.child.exitCode !== null)
+  await until('ssh-agent', async () => d.child.exitCode !== null || (existsSync(socket) && (await accepting(socket))))
   if (d.child.exitCode !== null) throw new Error(`ssh-agent did not start: ${d.log()}`)
   return {...d, socket}
 }

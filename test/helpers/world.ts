@@ -19,6 +19,11 @@ export interface World {
   agent: Agent
   home: string
   env: NodeJS.ProcessEnv
+  /**
+   * Moves the CA's clock (token checks, validity of what it issues) `ms` away from the real one, so a
+   * test sees time pass without sleeping. 0 puts it back. CLI processes keep the real clock.
+   */
+  skewCaClock(ms: number): void
   bootstrap(context?: string): Promise<void>
   stop(): Promise<void>
 }
@@ -40,7 +45,8 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
 export async function startWorld(): Promise<World> {
   const idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
   const gh = await startGithubIssuer()
-  const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer))
+  let skew = 0
+  const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer), {clock: () => Date.now() + skew})
   const agent = await startAgent()
   const base = tempDir('sshca-world-')
   const home = join(base, 'sshca-home')
@@ -52,6 +58,9 @@ export async function startWorld(): Promise<World> {
     agent,
     home,
     env,
+    skewCaClock(ms) {
+      skew = ms
+    },
     async bootstrap(context = 'test') {
       const r = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', context], {env})
       if (r.code !== 0) throw new Error(`bootstrap failed: ${r.stderr}`)
@@ -89,7 +98,7 @@ export function spawnSshca(args: string[], env: NodeJS.ProcessEnv, input?: strin
     child,
     stdout: () => out,
     stderr: () => err,
-    async waitFor(re, timeoutMs = 20_000) {
+    async waitFor(re, timeoutMs = 30_000) {
       let m: RegExpExecArray | null = null
       await waitFor(`${re} in the output of sshca ${args.join(' ')}`, () => (m = re.exec(out + err)) !== null || child.exitCode !== null, timeoutMs)
       if (!m) throw new Error(`sshca ${args.join(' ')} exited ${child.exitCode} before printing ${re}:\n${out}\n${err}`)

@@ -132,7 +132,7 @@ describe('sshca ca commands', function () {
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (err += d))
     try {
-      await waitFor('ca serve to start', () => out.includes('"url"') || child.exitCode !== null, 20_000)
+      await waitFor('ca serve to start', () => out.includes('"url"') || child.exitCode !== null, 60_000)
       const {url, rootFingerprint} = JSON.parse(out)
       assert.equal(rootFingerprint, fingerprint)
       const dispatcher = new Agent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})

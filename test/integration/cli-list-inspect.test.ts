@@ -12,10 +12,18 @@ import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const ca = generatePrivateKey('ed25519')
-const now = BigInt(Math.floor(Date.now() / 1000))
+const nowSeconds = (): number => Math.floor(Date.now() / 1000)
+
+/** A "TIME LEFT" cell (7h58m, 9m59s, 45s) in seconds, rounded down as printed. */
+function secondsOf(cell: string): number {
+  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(cell)
+  if (!m || cell === '') throw new Error(`not a duration: ${cell}`)
+  return Number(m[1] ?? 0) * 86400 + Number(m[2] ?? 0) * 3600 + Number(m[3] ?? 0) * 60 + Number(m[4] ?? 0)
+}
 
 function cert(keyId: string, principals: string[], seconds: bigint) {
   const key = generatePrivateKey('ed25519')
+  const now = BigInt(nowSeconds())
   return {
     key,
     cert: signCertificate(
@@ -57,15 +65,25 @@ describe('sshca list', function () {
     for (const args of [[], ['--raw'], ['--json'], ['--raw', '--json']]) {
       const {fast, slow} = await both(args)
       assert.equal(fast.code, 0, fast.stderr)
-      // the two runs are a second apart at most; "time left" may differ by that second
-      const norm = (s: string) => s.replace(/\d+m\d+s|\d+h\d+m|"secondsLeft": \d+/g, 'T')
+      // time passes between the two runs (seconds on a loaded machine): "time left" may differ, and
+      // with it the width of the cell (8h0m, then 7h59m)
+      const norm = (s: string) => s.replace(/(\d+m\d+s|\d+h\d+m) +/g, 'T ').replace(/"secondsLeft": \d+/g, 'T')
       assert.equal(norm(fast.stdout), norm(slow.stdout), `output differs for list ${args.join(' ')}`)
       assert.equal(fast.stderr, slow.stderr)
     }
+    // time left is what remains at the moment `list` runs, however long the steps before it took
+    const before = nowSeconds()
     const table = (await sshca(['list'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
+    const after = nowSeconds()
     assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CA$/m)
-    assert.match(table, /user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+7h5\dm\s+-/)
-    assert.match(table, /gha:acme\/app:42\s+deploy\s+.*\s+(9m\d+s|10m0s)/)
+    const left = (re: RegExp) => secondsOf(re.exec(table)?.[1] ?? '')
+    const within = (printed: number, c: {validBefore: bigint}, granularity: number) => {
+      const hi = Number(c.validBefore) - before
+      const lo = Number(c.validBefore) - after - granularity
+      assert.ok(printed >= lo && printed <= hi, `time left ${printed} s, expected ${lo}..${hi} s`)
+    }
+    within(left(/user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+(\S+)\s+-/), a.cert, 60)
+    within(left(/gha:acme\/app:42\s+deploy\s+.*\s+(\S+)\s+-/), b.cert, 1)
     const raw = (await sshca(['list', '--raw'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
     assert.equal(raw, (await sshAdd(agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@')).map((l) => `${l}\n`).join(''))
     const json = JSON.parse((await sshca(['list', '--json'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout)

@@ -102,8 +102,14 @@ describe('host certificates, renewal and revocation', function () {
       assert.equal(skip.code, 0, skip.stderr)
       assert.match(skip.stdout, /^Not renewed: 100% of its validity is left/)
       assert.equal(readFileSync(cert, 'utf8').trim(), certificateLine(before))
-      await new Promise((r) => setTimeout(r, 1100))
-      const r = await sshca(['renew', cert, hostKey, '--force', '--json'], {env: w.env})
+      // a later validity needs a later clock: the CA's is moved on instead of waiting for the real one
+      w.skewCaClock(5_000)
+      let r: Awaited<ReturnType<typeof sshca>>
+      try {
+        r = await sshca(['renew', cert, hostKey, '--force', '--json'], {env: w.env})
+      } finally {
+        w.skewCaClock(0)
+      }
       assert.equal(r.code, 0, r.stderr)
       const after = parseCertificateLine(readFileSync(cert, 'utf8')).cert
       assert.equal(JSON.parse(r.stdout).renewed, true)
@@ -128,19 +134,23 @@ describe('host certificates, renewal and revocation', function () {
       assert.equal((await post('/ssh/renew', {ott: wrong})).status, 401)
       assert.equal(lastDenial().reason, 'proof_invalid')
 
-      // an expired host certificate: a CA with 2-second host certificates for a moment
+      // an expired host certificate: a CA with 2-second host certificates, its clock 30 s behind, so
+      // the certificate has expired by the real clock when it arrives (within the tokens' 60 s leeway)
       const original = readFileSync(w.t.init.config, 'utf8')
       const k2 = join(tempDir(), 'ssh_host_ecdsa_key')
       await runOk('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', k2])
       try {
         writeFileSync(w.t.init.config, original.replace('hostTtl: 30d', 'hostTtl: 2s'))
         assert.equal(await w.t.ca.reload(), true)
+        w.skewCaClock(-30_000)
         assert.equal((await sshca(['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`], {env: w.env})).code, 0)
       } finally {
+        w.skewCaClock(0)
         writeFileSync(w.t.init.config, original)
         assert.equal(await w.t.ca.reload(), true)
       }
-      await new Promise((r) => setTimeout(r, 3000))
+      const shortLived = parseCertificateLine(readFileSync(`${k2}-cert.pub`, 'utf8')).cert
+      assert.ok(shortLived.validBefore < BigInt(Math.floor(Date.now() / 1000)), 'the short certificate should have expired already')
       const expired = await sshca(['renew', `${k2}-cert.pub`, k2], {env: w.env})
       assert.equal(expired.code, 7, expired.stderr)
       assert.equal(lastDenial().reason, 'certificate_expired')

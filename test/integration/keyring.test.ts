@@ -64,7 +64,7 @@ describe('refresh tokens: OS keyring and file fallback', function () {
       child.stdout.on('data', (d) => (out += d))
       child.stderr.on('data', (d) => (err += d))
       const exited = new Promise<number | null>((r) => child.on('close', r))
-      await waitFor('the authorization URL', () => /http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.test(err) || child.exitCode !== null, 20_000)
+      await waitFor('the authorization URL', () => /http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.test(err) || child.exitCode !== null, 60_000)
       await driveDevSignIn(/http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.exec(err)![0], {login: 'frank@example.com'})
       assert.equal(await exited, 0, err)
       assert.equal(JSON.parse(out).refreshTokenStore, 'keyring')

@@ -164,6 +164,13 @@ describe('what a newcomer reads', function () {
       assert.deepEqual(config.provisioners.map((p) => p.name), ['sso', 'ci'])
     })
 
+    it('ca token prints the exact command for the host: sudo, the token from a file, every bound name', async () => {
+      const {init, passwordFile} = await makeCaDir({})
+      const r = await sshca(['ca', 'token', '--host', 'web1.example.com', '--principal', '10.0.0.7', '--config', init.config, '--password-file', passwordFile])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stdout, /^On the host: sudo sshca certificate --host --sign --token-file FILE web1\.example\.com \/etc\/ssh\/ssh_host_ed25519_key\.pub --principal 10\.0\.0\.7 {3}\(FILE holds the token; - reads it from stdin\)$/m)
+    })
+
     it('a short or mistyped password at the prompt asks again', async () => {
       const dir = join(tempDir(), 'ca')
       // a terminal for the prompt: script(1) gives the CLI a pty

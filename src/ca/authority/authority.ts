@@ -98,7 +98,11 @@ export class Authority {
   recordRefusal(trace: AuditTrace, err: unknown, status: number): void {
     const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
     const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : 'certificate_denied'
-    this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
+    try {
+      this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
+    } catch {
+      // the audit log cannot be written (that may be the error being answered): still answer
+    }
     this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
   }
 }

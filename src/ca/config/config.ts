@@ -102,7 +102,14 @@ const configSchema = z.strictObject({
   dnsNames: z.array(z.string().min(1)).default(['127.0.0.1']),
   name: z.string().default('sshca'),
   disabled: z.boolean().default(false),
-  db: z.strictObject({type: z.literal('sqlite'), path: z.string().default('db/sshca.sqlite')}).default({type: 'sqlite', path: 'db/sshca.sqlite'}),
+  db: z
+    .strictObject({
+      type: z.literal('sqlite'),
+      path: z.string().default('db/sshca.sqlite'),
+      // full: every commit on disk before a certificate is returned; normal risks the last commits on power loss
+      durability: z.enum(['full', 'normal']).default('full'),
+    })
+    .default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
   limits: limitsSchema,
   /**
@@ -169,6 +176,9 @@ export function parseConfig(text: string, path: string): ConfigCheck {
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
   checkProvisioners(config, problems, warnings)
+  if (raw.db.durability === 'normal') {
+    warnings.push('db.durability: normal — a power loss can drop the last commits: certificates missing from the store and spent tokens forgotten, so replayable until they expire')
+  }
   if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
   if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)
   if (Array.isArray(raw.trustProxy)) {

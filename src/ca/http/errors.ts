@@ -19,6 +19,7 @@ export type ServerErrorCode =
   | 'ERR_ISSUANCE_DISABLED'
   | 'ERR_UPSTREAM_UNAVAILABLE'
   | 'ERR_CA_OVERLOADED'
+  | 'ERR_STORE_UNAVAILABLE'
   | 'ERR_INTERNAL'
 
 /** `own`: the error's message is safe to show; a string: what the caller reads instead. */
@@ -35,6 +36,8 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
   ERR_ISSUANCE_DISABLED: {status: 503, message: 'own'},
   ERR_UPSTREAM_UNAVAILABLE: {status: 503, message: 'the CA cannot verify tokens of this issuer right now; try again later'},
   ERR_CA_OVERLOADED: {status: 503, message: 'the CA is busy; try again in a second'},
+  // a full disk or an I/O error: the detail is for the operator (the audit log, if it can still be written)
+  ERR_STORE_UNAVAILABLE: {status: 503, message: 'the CA cannot record certificates right now, so it issued none; try again shortly'},
   ERR_INTERNAL: {status: 500, message: 'internal error'},
 }
 

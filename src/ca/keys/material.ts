@@ -16,8 +16,11 @@ export interface CaMaterial {
   userCa: Signer
   hostCa: Signer
   enrollmentKey: KeyObject
-  /** The SSH CA keys behind userCa and hostCa, handed to the worker threads (src/ca/workers.ts), which sign with their own Signer. */
-  caKeys: {user: KeyObject; host: KeyObject}
+  /**
+   * The SSH CA keys behind userCa and hostCa when they are in memory (loadMaterial), handed to the
+   * worker threads (src/ca/workers.ts), which sign with Signers of their own.
+   */
+  caKeys?: {user: KeyObject; host: KeyObject}
 }
 
 async function readText(path: string): Promise<string> {

@@ -5,6 +5,7 @@
 import {closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {isMainThread, threadId} from 'node:worker_threads'
+import {SshcaError} from '../../errors.ts'
 
 export type AuditEvent =
   | 'server_started'
@@ -96,12 +97,16 @@ function writeLine(fd: number, line: Buffer): void {
   }
 }
 
+const unavailable = (err: unknown): SshcaError =>
+  new SshcaError('ERR_STORE_UNAVAILABLE', `the audit log cannot be written: ${(err as Error).message}`, {cause: err, details: {reason: 'store_unavailable'}})
+
 /**
  * `dest` is "-" for stdout or a file path (appended, created 0600); `base` starts every line (a
  * worker's number). Each line is written whole, by one write(2) as a rule, while holding `lock` when
  * several threads share the destination: lines never interleave, whatever stdout is (a pipe splits
  * writes over 4 KiB, and an audit line can be longer). A line that cannot be written (a full disk, an
- * I/O error) makes write() throw, and is kept: it is written, whole, before this log's next line.
+ * I/O error) makes write() throw ERR_STORE_UNAVAILABLE, so the caller fails closed (503), and is
+ * kept: it is written, whole, before this log's next line.
  * The main thread never waits long for the lock (a worker that died holding it is freed by the main
  * thread's event loop): after a second it keeps its line for its next write.
  */
@@ -110,12 +115,15 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
   const fd = dest === '-' ? 1 : openSync(dest, 'a', 0o600)
   const kept: Buffer[] = []
   const flush = (): void => {
-    if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity)) throw new Error('the audit log is locked by a thread that does not let go')
+    if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity)) throw unavailable(new Error('it is locked by a thread that does not let go'))
     try {
       while (kept.length > 0) {
         writeLine(fd, kept[0]!)
         kept.shift()
       }
+    } catch (err) {
+      // a full disk or an I/O error: the caller fails closed (503)
+      throw unavailable(err)
     } finally {
       if (o.lock) release(o.lock)
     }

@@ -72,6 +72,7 @@ export type DenialReason =
   | 'superseded'
   | 'rate_limited'
   | 'overloaded'
+  | 'store_unavailable'
 
 /** The codes a denial carries (each has its HTTP status in http/errors.ts). */
 export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED'

@@ -15,7 +15,7 @@ export type StoreRole = 'server' | 'admin'
 export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole): Promise<Store> {
   const path = resolveInDir(config, config.db.path)
   await privateDir(dirname(path))
-  return new SqliteStore(path, {background: role === 'server'})
+  return new SqliteStore(path, {background: role === 'server', durability: config.db.durability})
 }
 
 /** Runs `fn` with the store open, and closes it whatever happens. */

@@ -1,4 +1,12 @@
-/** The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process). */
+/**
+ * The embedded store: node:sqlite in the CA directory, WAL mode, one writer (this process).
+ *
+ * Durability: `full` (the default) is SQLite's synchronous=FULL, so every commit fsyncs the WAL before
+ * it returns: a certificate is handed out only once its record and its spent token are on disk. The
+ * group commit below keeps that to one fsync per batch of concurrent issuances. `normal` skips that
+ * fsync: a power loss (not a process crash) can drop the last commits, i.e. certificates missing from
+ * the inventory and spent tokens forgotten (replayable until they expire).
+ */
 import {randomUUID} from 'node:crypto'
 import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
 import {SshcaError} from '../../errors.ts'
@@ -53,6 +61,25 @@ function rowToRevocation(r: RevocationRow): Revocation {
   return {id: r.id, serial: r.serial === null ? null : BigInt(r.serial), keyId: r.key_id, keyFingerprint: r.key_fingerprint, reason: r.reason, revokedAt: Number(r.revoked_at)}
 }
 
+/**
+ * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
+ * memory, read-only, I/O error, disk full, cannot open, lock protocol): the CA answers 503 and issues
+ * nothing; it works again once the cause is gone (space freed, lock released), without a restart.
+ */
+const UNAVAILABLE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
+
+/** A write that failed for one of those reasons becomes ERR_STORE_UNAVAILABLE; anything else is a bug. */
+export function storeError(err: unknown): unknown {
+  const e = err as {code?: unknown; errcode?: unknown; errstr?: unknown}
+  if (e.code !== 'ERR_SQLITE_ERROR' || typeof e.errcode !== 'number' || !UNAVAILABLE.has(e.errcode & 0xff)) return err
+  const message = (err as Error).message
+  const why = message === e.errstr ? message : `${String(e.errstr)}: ${message}`
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${why}`, {cause: err, details: {reason: 'store_unavailable'}})
+}
+
+/** ca.yaml's db.durability: see the comment at the top of this file. */
+export type Durability = 'full' | 'normal'
+
 /** valid_before may be 2^64-1 ("forever"), beyond SQLite's signed 64-bit integers: clamp for storage. */
 const MAX_I64 = (1n << 63n) - 1n
 export const toDbTime = (v: bigint): bigint => (v > MAX_I64 ? MAX_I64 : v)
@@ -92,14 +119,24 @@ export class SqliteStore implements Store {
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
+  /** True while the checkpointer copies the WAL's last frames (see checkpointer.ts). */
+  private held = false
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
-  constructor(path: string, o: {background?: boolean} = {}) {
+  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number} = {}) {
     this.db = new DatabaseSync(path)
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
+    this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
     if (path !== ':memory:' && o.background !== false) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0;')
-      this.checkpointer = startCheckpointer(path)
+      this.checkpointer = startCheckpointer(
+        path,
+        (on) => {
+          this.held = on
+          if (!on && this.pending.length > 0) this.flush()
+        },
+        o.checkpointEveryMs,
+      )
     }
     migrateSqlite(this.db)
     const prep = (sql: string): StatementSync => this.db.prepare(sql)
@@ -144,11 +181,12 @@ export class SqliteStore implements Store {
   issue(req: IssueRequest): Promise<IssueOutcome> {
     return new Promise((resolve, reject) => {
       this.pending.push({req, resolve, reject})
-      if (this.pending.length === 1) setImmediate(() => this.flush())
+      if (this.pending.length === 1 && !this.held) setImmediate(() => this.flush())
     })
   }
 
-  private flush(): void {
+  private flush(force = false): void {
+    if (this.held && !force) return // the release flushes
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
     const results: IssueOutcome[] = []
@@ -157,8 +195,9 @@ export class SqliteStore implements Store {
       for (const item of batch) results.push(this.issueOne(item.req))
       this.stmts.commit!.run()
     } catch (err) {
-      if (this.db.isTransaction) this.stmts.rollback!.run()
-      for (const item of batch) item.reject(err)
+      this.rollbackQuietly()
+      const failure = storeError(err)
+      for (const item of batch) item.reject(failure)
       return
     }
     batch.forEach((item, i) => item.resolve(results[i]!))
@@ -245,15 +284,23 @@ export class SqliteStore implements Store {
 
   /** Runs `fn` in its own write transaction (admin writes; issuances go through the group commit). */
   private transaction<T>(fn: () => T): T {
-    this.flush()
-    this.stmts.begin!.run()
+    this.flush(true)
     try {
+      this.stmts.begin!.run()
       const out = fn()
       this.stmts.commit!.run()
       return out
     } catch (err) {
+      this.rollbackQuietly()
+      throw storeError(err)
+    }
+  }
+
+  private rollbackQuietly(): void {
+    try {
       if (this.db.isTransaction) this.stmts.rollback!.run()
-      throw err
+    } catch {
+      // SQLite has rolled back by itself (a full disk or an I/O error during COMMIT)
     }
   }
 
@@ -271,7 +318,7 @@ export class SqliteStore implements Store {
   }
 
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
-    const r = this.stmts.adminEvent!.run(at, event, JSON.stringify(fields))
+    const r = this.transaction(() => this.stmts.adminEvent!.run(at, event, JSON.stringify(fields)))
     return {id: Number(r.lastInsertRowid), at, event, fields}
   }
 
@@ -293,7 +340,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.flush()
+    this.flush(true)
     await this.checkpointer?.stop()
     if (this.db.isOpen) {
       if (this.checkpointer) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)')
