@@ -75,8 +75,8 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     // (c) in process
     const {config} = await loadConfig(init.config)
     const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
-    // the config says durability (benchCaDir wrote it): the store opens the way `ca serve` opens it
-    const store = await openStore({...config, db: {...config.db, path: join(dir, 'bench-inproc.sqlite')}}, 'server')
+    // the store opens the way `ca serve` opens it, with the durability benchCaDir wrote
+    const store = await openStore({...config, db: {type: 'sqlite', path: join(dir, 'bench-inproc.sqlite'), durability: DURABILITY}}, 'server')
     const audit = createAuditLog(join(dir, 'inproc-audit.log'))
     const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
     // 16 requests in flight, as the HTTPS run has 16 connections: token verification is async

@@ -4,6 +4,7 @@
  */
 import {benchCa} from './ca.ts'
 import {benchLogin} from './login.ts'
+import {benchReplicas} from './replicas.ts'
 import {benchSigning} from './ssh.ts'
 import {benchStartup} from './startup.ts'
 import {benchVsStep} from './vs-step.ts'
@@ -13,6 +14,7 @@ const benches: Record<string, () => Promise<void>> = {
   startup: benchStartup,
   ca: benchCa,
   login: benchLogin,
+  replicas: benchReplicas,
   'vs-step': benchVsStep,
 }
 

@@ -14,6 +14,7 @@ _sshca() {
     "ca explain"*) words="--claims --config --help --json --provisioner --token" ;;
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --name --password-file" ;;
+    "ca migrate"*) words="--config --help --json" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca serve"*) words="--address --config --help --json --password-file --workers" ;;
@@ -28,7 +29,7 @@ _sshca() {
     "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
     "logout"*) words="--all --context --help --json" ;;
     "renew"*) words="--context --force --help --json" ;;
-    "ca") words="certs check-config explain hosts init revocations revoke serve token unrevoke" ;;
+    "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

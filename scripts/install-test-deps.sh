@@ -12,6 +12,10 @@ have /usr/sbin/sshd || need+=(openssh-server)
 have /usr/bin/chromium || need+=(chromium)
 have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
+# the PostgreSQL store's tests run Debian's server binaries (initdb, pg_ctl) in a temp dir of their own
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)
+# the replica tests put HAProxy in front of three CAs
+have haproxy || have /usr/sbin/haproxy || need+=(haproxy)
 # the Secret Service client used by @napi-rs/keyring talks D-Bus directly; libsecret is not needed
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,8 +28,16 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
   fi
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # the tests start their own servers: keep the packages' system services (a PostgreSQL cluster on
+  # 5432, haproxy) from being started by the install, unless the machine already has a policy
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 0755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  # another apt (a parallel job, unattended-upgrades) may hold the lock for a while: wait for it
+  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # sshd refuses to start without its privilege-separation directory

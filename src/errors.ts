@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   ERR_CA_BAD_REQUEST: 'the CA rejected the request as malformed',
   ERR_CA_UNAUTHORIZED: 'the CA rejected the identity token',
   ERR_CA_DENIED: 'the CA policy denied the request',
+  ERR_CA_UNSUPPORTED: 'the CA does not offer what the command needs (SSH certificates, an SSHPOP provisioner)',
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
@@ -56,6 +57,7 @@ export const ERROR_CODES = {
   ERR_RATE_LIMITED: 'too many signing requests from one client address',
   ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',
   ERR_NOT_FOUND: 'the requested record does not exist',
+  ERR_NOT_IMPLEMENTED: 'the CA does not implement this request (X.509 certificates: it issues SSH certificates only)',
   ERR_INTERNAL: 'an unexpected internal failure',
 } as const
 

@@ -16,7 +16,7 @@ import {caPaths} from './config/layout.ts'
 import {tokenHash} from './provisioner/oidc.ts'
 import {certFingerprint, pemToDer} from './keys/pki.ts'
 import type {CertificateQuery, IssuedRecord, Revocation, Store} from './store/store.ts'
-import {withStore as withOpenStore} from './store/open.ts'
+import {migrateStore, withStore as withOpenStore} from './store/open.ts'
 
 const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> => withOpenStore(config, 'admin', fn)
 
@@ -217,4 +217,19 @@ export async function hosts(o: {configPath: string; clock?: () => number}): Prom
     }
     return {hosts: out}
   })
+}
+
+export interface MigrateResult {
+  config: string
+  backend: 'sqlite' | 'postgresql'
+  from: number
+  to: number
+  applied: number
+}
+
+/** `sshca ca migrate`: brings the store's schema to this version (under the same lock replicas take at start). */
+export async function migrate(o: {configPath: string}): Promise<MigrateResult> {
+  const {config} = await loadConfig(o.configPath)
+  const {from, to, backend} = await migrateStore(config)
+  return {config: config.path, backend, from, to, applied: to - from}
 }

@@ -69,11 +69,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const {config, warnings} = await loadConfig(opts.configPath)
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
-  const material = await loadMaterial(config.dir, opts.password, config.dnsNames)
+  const store = await openStore(config, 'server')
+  // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
+  // (key and certificate are two files): the store's lock orders them, the second finds it renewed
+  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames)).catch(async (err: unknown) => {
+    await store.close()
+    throw err
+  })
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const lock = auditLock()
   const audit: AuditLog = createAuditLog(auditDest, {lock})
-  const store = await openStore(config, 'server')
   const clock = opts.clock ?? Date.now
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, {...opts.verifier, clock})},
@@ -142,11 +147,12 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   forward.unref()
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
-    const fresh = await loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames)
+    // under the lock: of N replicas sharing the directory one renews, the others load its certificate
+    const fresh = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
     if (app) (app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
     pool?.setTls(fresh.tls)
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString()})
+    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.tlsRenewed})
   }
 
   let closed = false

@@ -45,10 +45,13 @@ import {createAuditLog, releaseAuditLock, type AuditLog} from './observe/audit.t
 import {TokenVerifier} from './provisioner/oidc.ts'
 import type {Store} from './store/store.ts'
 
-/** Every Store method a worker may call; `close` is the main thread's alone. */
-const STORE_CALLS = ['issue', 'findCertificate', 'currentHostCertificates', 'certificates', 'revoke', 'unrevoke', 'revocations', 'revocationGeneration', 'revocationFor', 'purgeExpiredTokens', 'recordAdminEvent', 'auditCursor', 'adminEventsAfter', 'advanceAuditCursor'] as const
+/**
+ * Every Store method a worker may call. `close` is the main thread's alone, and so is `exclusive`
+ * (its argument is a function, which cannot cross threads; the TLS renewal it orders runs here).
+ */
+const STORE_CALLS = ['issue', 'findCertificate', 'currentHostCertificates', 'certificates', 'revoke', 'unrevoke', 'revocations', 'revocationGeneration', 'revocationSnapshot', 'revocationFor', 'purgeExpiredTokens', 'recordAdminEvent', 'auditCursor', 'adminEventsAfter', 'advanceAuditCursor', 'ping'] as const
 // a method added to Store and not listed above fails to compile here
-type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | 'close'>
+type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | 'close' | 'exclusive'>
 const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
 
 type Tls = CaMaterial['tls']
@@ -276,6 +279,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
 
   const store = Object.fromEntries(STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)])) as unknown as Store
   store.close = async () => undefined
+  store.exclusive = () => Promise.reject(new TypeError('a worker thread cannot take the store\'s lock: the main thread does'))
   type Res = {current: number; ttl: number}
   type Cb = (err: Error | null, res?: Res) => void
   // @fastify/rate-limit's store interface; one set of counters for every worker, in the main thread

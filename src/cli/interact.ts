@@ -88,6 +88,9 @@ export function loginNotifier(stream: NodeJS.WriteStream = process.stderr): {not
         case 'refresh_failed':
           stream.write('The saved sign-in has expired; signing in again.\n')
           break
+        case 'refresh_refused_by_ca':
+          stream.write('The CA does not accept a renewed sign-in (step-ca refuses an ID token from a refresh); signing in again.\n')
+          break
         case 'no_local_browser':
           stream.write(e.usingDevice ? `No browser here: ${e.reason}. Using a device code instead (what --console does).\n` : `No browser here: ${e.reason}, and the identity provider offers no device code (--console). Open the URL below in a browser on this machine, or forward its port first: ssh -L PORT:127.0.0.1:PORT (PORT from the URL's redirect_uri).\n`)
           break

@@ -103,7 +103,20 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
   // 2. the CA again, trusting that root alone: its TLS must chain to it
   const client = new CaClient(caUrl, rootPem)
   try {
-    const roots = await client.call('GET', '/ssh/roots', SshRootsResponse)
+    let roots: SshRootsResponse
+    try {
+      roots = await client.call('GET', '/ssh/roots', SshRootsResponse)
+    } catch (err) {
+      // step-ca without SSH keys answers 404 "no keys found"
+      if (err instanceof SshcaError && err.details?.status === 404) {
+        throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} does not issue SSH certificates: SSH is not enabled on it (GET /ssh/roots answered 404); nothing was written`, {
+          cause: err,
+          hint: 'on step-ca, SSH is enabled with `step ca init --ssh` (the "ssh" keys in ca.json); check the URL, or ask the CA operator',
+        })
+      }
+      throw err
+    }
+    if (roots.userKey.length === 0 && roots.hostKey.length === 0) throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
     // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
     const hostPattern = caHostPattern(roots.hostPattern)

@@ -64,7 +64,7 @@ export function networkError(caUrl: string, err: unknown): SshcaError {
   return new SshcaError('ERR_CA_UNREACHABLE', `cannot reach the CA at ${caUrl}: ${why}`, {cause: err, hint: 'check the URL and your network (VPN?), then try again'})
 }
 
-const STATUS_CODES: Record<number, ErrorCode> = {400: 'ERR_CA_BAD_REQUEST', 401: 'ERR_CA_UNAUTHORIZED', 403: 'ERR_CA_DENIED', 413: 'ERR_CA_BAD_REQUEST', 429: 'ERR_CA_UNAVAILABLE', 503: 'ERR_CA_UNAVAILABLE'}
+const STATUS_CODES: Record<number, ErrorCode> = {400: 'ERR_CA_BAD_REQUEST', 401: 'ERR_CA_UNAUTHORIZED', 403: 'ERR_CA_DENIED', 413: 'ERR_CA_BAD_REQUEST', 429: 'ERR_CA_UNAVAILABLE', 501: 'ERR_CA_UNSUPPORTED', 503: 'ERR_CA_UNAVAILABLE'}
 
 export class CaClient {
   readonly caUrl: string
@@ -118,19 +118,24 @@ export class CaClient {
         json = undefined
       }
     }
+    // sshca's error bodies carry a request id; step-ca's ({status, message}) carry none
     const err = ErrorBody.safeParse(json)
-    const requestId = err.success ? err.data.request_id : String(res.headers['x-request-id'] ?? 'unknown')
+    const header = res.headers['x-request-id']
+    const requestId = (err.success ? err.data.request_id : undefined) ?? (typeof header === 'string' ? header : undefined)
     const message = err.success ? err.data.message : `HTTP ${res.status}`
     const code = STATUS_CODES[res.status] ?? 'ERR_CA_BAD_RESPONSE'
     const lead = code === 'ERR_CA_DENIED' ? 'the CA policy denied the request' : code === 'ERR_CA_UNAUTHORIZED' ? 'the CA rejected the identity token' : `the CA answered ${method} ${path} with ${res.status}`
-    return new SshcaError(code, `${lead}: ${message} (request id ${requestId})`, {
-      details: {status: res.status, requestId},
+    const quote = requestId ? `quote the request id ${requestId} (they can look it up in the audit log, or run sshca ca explain)` : 'quote the time and this message'
+    return new SshcaError(code, `${lead}: ${message}${requestId ? ` (request id ${requestId})` : ''}`, {
+      details: {status: res.status, ...(requestId ? {requestId} : {}), ...(err.success ? {caMessage: message} : {})},
       hint:
         code === 'ERR_CA_DENIED'
-          ? `ask the CA operator why; quote the request id ${requestId} (they can look it up in the audit log, or run sshca ca explain)`
+          ? `ask the CA operator why; ${quote}`
           : code === 'ERR_CA_UNAUTHORIZED'
             ? 'sign in again (sshca login --force); if it persists, the CA may not trust this identity provider'
-            : 'try again later; if it persists, tell the CA operator',
+            : code === 'ERR_CA_UNSUPPORTED'
+              ? 'this CA does not offer that; ask its operator'
+              : 'try again later; if it persists, tell the CA operator',
     })
   }
 }

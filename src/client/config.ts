@@ -6,7 +6,7 @@
 import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
-import {SshcaError} from '../errors.ts'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
 import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
@@ -223,6 +223,9 @@ export interface HostConfigResult {
   skipped: {key: string; reason: string}[]
   written: boolean
   next: string[]
+  /** Whether the CA publishes a KRL (step-ca does not): without one, no RevokedKeys and no KRL unit. */
+  krl: 'published' | 'none'
+  warnings: string[]
 }
 
 export const KRL_FILE = 'sshca_revoked_keys.krl'
@@ -268,19 +271,26 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     else present.push(k)
   }
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
-  let krl: Buffer
+  // a CA without a KRL (step-ca has no /ssh/krl): no RevokedKeys line (sshd refuses every key when
+  // that file is missing) and no KRL unit; said plainly, since revocations then stop at the CA
+  let krl: Buffer | undefined
+  const warnings: string[] = []
   try {
     krl = await ca.bytes('/ssh/krl')
+  } catch (err) {
+    if (!(isSshcaError(err) && err.details?.status === 404)) throw err
+    warnings.push(`the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404): sshd cannot refuse a certificate the CA revoked before it expires, so keep host and user certificates short-lived`)
   } finally {
     ca.close()
   }
-  parseKrl(krl)
+  if (krl) parseKrl(krl)
   const snippet = [
     `# Managed by sshca (sshca config --host) for the CA "${ctx.name}" at ${ctx.caUrl}.`,
     '# Users log in with short-lived certificates from this CA; a principal must equal the login name.',
     `TrustedUserCAKeys ${caFile}`,
-    `# Certificates the CA revoked (refreshed hourly by ${KRL_UNIT}.timer; sshd rereads it on every login).`,
-    `RevokedKeys ${krlFile}`,
+    ...(krl
+      ? [`# Certificates the CA revoked (refreshed hourly by ${KRL_UNIT}.timer; sshd rereads it on every login).`, `RevokedKeys ${krlFile}`]
+      : ['# This CA publishes no revocation list: no RevokedKeys.']),
     '# Present host certificates (issue them with: sshca certificate --host --sign …).',
     ...present.map((k) => `HostCertificate ${join(sshdDir, `${k}-cert.pub`)}`),
     '',
@@ -318,14 +328,18 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   const renewTimer = ['[Unit]', `Description=Daily renewal of the SSH host certificate of ${sshdDir}/%i (sshca)`, '', '[Timer]', 'OnCalendar=daily', 'RandomizedDelaySec=1h', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
   const files = [
     {path: caFile, content: ctx.userCaKeys.map((l) => `${l}\n`).join(''), mode: 0o644},
-    {path: krlFile, content: krl, mode: 0o644},
+    ...(krl ? [{path: krlFile, content: krl, mode: 0o644}] : []),
     {path: join(sshdDir, 'sshd_config.d', '50-sshca.conf'), content: snippet, mode: 0o644},
-    {path: join(unitDir, `${KRL_UNIT}.service`), content: krlService, mode: 0o644},
-    {path: join(unitDir, `${KRL_UNIT}.timer`), content: krlTimer, mode: 0o644},
+    ...(krl
+      ? [
+          {path: join(unitDir, `${KRL_UNIT}.service`), content: krlService, mode: 0o644},
+          {path: join(unitDir, `${KRL_UNIT}.timer`), content: krlTimer, mode: 0o644},
+        ]
+      : []),
     {path: join(unitDir, `${RENEW_UNIT}.service`), content: renewService, mode: 0o644},
     {path: join(unitDir, `${RENEW_UNIT}.timer`), content: renewTimer, mode: 0o644},
   ]
-  const timers = [`${KRL_UNIT}.timer`, ...present.map((k) => `${RENEW_UNIT}${k}.timer`)]
+  const timers = [...(krl ? [`${KRL_UNIT}.timer`] : []), ...present.map((k) => `${RENEW_UNIT}${k}.timer`)]
   const legacy = (await exists(join(unitDir, 'sshca-renew.timer'))) || (await exists(join(unitDir, 'sshca-renew.service')))
   const next = [
     ...(present.length ? [] : [`sshca certificate --host --sign --token-file FILE $(hostname -f) ${join(sshdDir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
@@ -334,12 +348,13 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     ...(legacy ? [`systemctl disable --now sshca-renew.timer; rm -f ${join(unitDir, 'sshca-renew.service')} ${join(unitDir, 'sshca-renew.timer')}   # the previous single unit, replaced by the ones below`] : []),
     `systemctl daemon-reload && systemctl enable --now ${timers.join(' ')}`,
   ]
-  if (o.dryRun) return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: false, next}
+  const krlState = krl ? ('published' as const) : ('none' as const)
+  if (o.dryRun) return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: false, next, krl: krlState, warnings}
   for (const f of files) {
     await privateDir(dirname(f.path))
     await writeFileAtomic(f.path, f.content, f.mode)
   }
-  return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: true, next}
+  return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: true, next, krl: krlState, warnings}
 }
 
 /** Why the certificate beside a host key will not do (missing, unreadable, not a host certificate of this CA), or undefined. */

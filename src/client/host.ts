@@ -5,15 +5,16 @@
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
-import {caIssuer, mintPopToken} from '../protocol/tokens.ts'
+import {caIssuer, mintSshpopToken} from '../protocol/tokens.ts'
 import {checkCertificate} from '../ssh/checker.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
-import {writeFileAtomic} from '../util/fs.ts'
+import {exists, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
+import {sshpopProvisioner} from './provisioners.ts'
 
 /** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
 export function certPathFor(pubkeyFile: string): string {
@@ -96,9 +97,11 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
   }
   const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
   if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
-  const ott = await mintPopToken(key.keyObject, cert, ctx.rootFingerprint, Number(now))
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
+    // step's SSHPOP: the token names the CA's SSHPOP provisioner, which step-ca may call anything
+    const provisioner = await sshpopProvisioner(ca)
+    const ott = await mintSshpopToken(key.keyObject, cert, {caUrl: ctx.caUrl, action: 'renew', provisioner, rootFingerprint: ctx.rootFingerprint, now: Number(now)})
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
@@ -115,26 +118,35 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
   }
 }
 
-export interface KrlResult {
-  context: string
-  file: string
-  version: string
-  revokedSerials: number
-  revokedKeyIds: number
-  bytes: number
-}
+export type KrlResult =
+  | {context: string; published: true; file: string; version: string; revokedSerials: number; revokedKeyIds: number; bytes: number}
+  /** The CA publishes no KRL (step-ca has no /ssh/krl): nothing was written. */
+  | {context: string; published: false; file: null; note: string}
 
-/** `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per login). */
+/**
+ * `sshca krl`: the CA's KRL over pinned TLS, checked, then written atomically (sshd rereads it per
+ * login). A CA that publishes none (404) is said so and nothing is written; but when `out` already
+ * holds a KRL, a CA that stopped publishing one is an error, so a timer running this shows it.
+ */
 export async function fetchKrl(home: string, o: {context?: string; out: string}): Promise<KrlResult> {
   const ctx = await loadContext(home, o.context)
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const bytes = await ca.bytes('/ssh/krl')
+    let bytes: Buffer
+    try {
+      bytes = await ca.bytes('/ssh/krl')
+    } catch (err) {
+      if (!(err instanceof SshcaError && err.details?.status === 404)) throw err
+      const note = `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`
+      if (await exists(o.out)) throw new SshcaError('ERR_CA_UNSUPPORTED', `${note}; ${o.out} was kept as it is, and no longer gets this CA's revocations`, {hint: 'ask the CA operator; if this CA never publishes one, remove RevokedKeys and the sshca-krl timer'})
+      return {context: ctx.name, published: false, file: null, note: `${note}; nothing was written`}
+    }
     // a file sshd cannot parse makes it refuse every public key: never write one
     const krl = parseKrl(bytes)
     await writeFileAtomic(o.out, bytes, 0o644)
     return {
       context: ctx.name,
+      published: true,
       file: o.out,
       version: krl.version.toString(),
       revokedSerials: new Set(krl.sections.flatMap((s) => s.serials.map(String))).size,

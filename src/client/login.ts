@@ -5,7 +5,7 @@
  * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
  */
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {ProvisionersResponse, SshSignResponse, type Provisioner} from '../protocol/api.ts'
+import {SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
@@ -15,6 +15,7 @@ import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {listProvisioners} from './provisioners.ts'
 import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
 import type {TokenStore} from './token-store.ts'
 
@@ -89,7 +90,7 @@ export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
 }
 
 async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps): Promise<OidcProvisioner> {
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const candidates = interactiveProvisioners(provisioners)
   let chosen: Provisioner | undefined
   if (o.provisioner) {
@@ -119,7 +120,7 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
 
 async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
   if (o.audience) return o.audience
-  const {provisioners} = await ca.call('GET', '/provisioners', ProvisionersResponse)
+  const provisioners = await listProvisioners(ca)
   const named = o.provisioner ? provisioners.find((p) => p.name === o.provisioner) : undefined
   if (o.provisioner && !named) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
   const gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
@@ -141,14 +142,14 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
   return undefined
 }
 
-async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
+async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps, useRefresh = true): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
   // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
   const {browserLogin, deviceLogin, refreshLogin, supportsDeviceFlow} = await import('./oidc.ts')
   const {refreshKey} = await import('./token-store.ts')
   const store = await deps.tokenStore()
   const key = refreshKey(ctx.name, p.name)
   const saved = await store.get(key).catch(() => undefined)
-  if (saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
+  if (useRefresh && saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken)
@@ -222,6 +223,7 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   let method: LoginMethod
   let provisioner: string | null = o.provisioner ?? null
   let store: TokenStore | undefined
+  let chosen: OidcProvisioner | undefined
   if (o.identityToken !== undefined) {
     idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
@@ -232,6 +234,7 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
     method = 'github-actions'
   } else {
     const p = await chooseProvisioner(ca, o, deps)
+    chosen = p
     provisioner = p.name
     if (agent && !o.force) {
       const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
@@ -243,11 +246,21 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   }
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
+  const sign = async (ott: string) => (await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott, certType: 'user'})).crt
   let crt: string
   try {
-    ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott: idToken, certType: 'user'}))
+    crt = await sign(idToken)
   } catch (err) {
-    throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    // step-ca refuses the ID token of a refresh grant: it carries the first sign-in's nonce, which
+    // step-ca counts as a used token. Sign in again (once), without the refresh token.
+    if (!(method === 'refresh' && chosen && isSshcaError(err, 'ERR_CA_UNAUTHORIZED'))) throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    deps.interactive.notify({type: 'refresh_refused_by_ca'})
+    ;({idToken, method, store} = await interactiveToken(chosen, ctx, o, deps, false))
+    try {
+      crt = await sign(idToken)
+    } catch (err2) {
+      throw await explainRefusal(err2, idToken, method, ca, Number(now()))
+    }
   }
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)
@@ -270,9 +283,8 @@ async function explainRefusal(err: unknown, token: string, method: LoginMethod, 
   if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
   const {explainTokenRefusal} = await import('./token-diagnosis.ts')
   // the audiences the CA accepts: one more request, only on this failure path
-  const audiences = await ca
-    .call('GET', '/provisioners', ProvisionersResponse)
-    .then((r) => r.provisioners.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
+  const audiences = await listProvisioners(ca)
+    .then((list) => list.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
     .catch(() => [])
   const flow = method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
   return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})

@@ -23,6 +23,8 @@ export type LoginEvent =
   | {type: 'waiting'; timeoutMs: number}
   | {type: 'refreshing'}
   | {type: 'refresh_failed'; reason: string}
+  /** The CA refused the ID token of a refresh (step-ca does: it carries the first sign-in's nonce, which it has seen); signing in again. */
+  | {type: 'refresh_refused_by_ca'}
   /** A request reached the loopback listener without this sign-in's state; it was refused and the wait goes on. */
   | {type: 'callback_ignored'}
   /** No browser here can reach the loopback listener (`reason`): the device flow is used instead, or (unsupported) the URL must be opened on this machine. */

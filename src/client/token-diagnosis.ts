@@ -98,15 +98,16 @@ export function explainTokenRefusal(err: unknown, token: string, flow: TokenFlow
     return cause ? new SshcaError('ERR_CA_DENIED', `the CA refused the enrollment: ${cause}`, {cause: err, hint: NEXT['host-enrollment'], ...(err.details ? {details: err.details} : {})}) : err
   }
   if (!(err instanceof SshcaError) || err.code !== 'ERR_CA_UNAUTHORIZED') return err
-  const caSays = /: (.*) \(request id ([^)]+)\)$/.exec(err.message)
-  const caMessage = caSays?.[1] ?? ''
-  const requestId = caSays?.[2] ?? String(err.details?.requestId ?? 'unknown')
-  if (/already used/.test(caMessage)) {
+  // what the CA said (sshca's CA and step-ca alike), and sshca's request id when it sent one
+  const caMessage = typeof err.details?.caMessage === 'string' ? err.details.caMessage : ''
+  const rid = typeof err.details?.requestId === 'string' ? ` (request id ${err.details.requestId})` : ''
+  if (/already used|token already used/i.test(caMessage)) {
     const next = flow === 'host-enrollment' ? NEXT['host-enrollment'] : flow === 'interactive' ? NEXT.interactive : NEXT[flow]
-    return new SshcaError('ERR_TOKEN_REPLAYED', `the CA refused the token: ${caMessage} (request id ${requestId})`, {cause: err, hint: next, ...(err.details ? {details: err.details} : {})})
+    return new SshcaError('ERR_TOKEN_REPLAYED', `the CA refused the token: ${caMessage}${rid}`, {cause: err, hint: next, ...(err.details ? {details: err.details} : {})})
   }
   const cause = diagnoseToken(token, x)
-  return new SshcaError('ERR_TOKEN_INVALID', `the CA refused the token: ${cause ?? 'it does not verify for this CA (wrong issuer or signing key, or a claim it requires is missing)'} (request id ${requestId})`, {
+  const said = caMessage && !caMessage.startsWith('the token was rejected:') ? `; the CA said: ${caMessage}` : ''
+  return new SshcaError('ERR_TOKEN_INVALID', `the CA refused the token: ${cause ?? 'it does not verify for this CA (wrong issuer or signing key, or a claim it requires is missing)'}${said}${rid}`, {
     cause: err,
     hint: NEXT[flow],
     ...(err.details ? {details: err.details} : {}),

@@ -63,6 +63,7 @@ path) when root would run anything a non-root user can change.`
       }
       for (const k of r.skipped) this.out(`skipped ${k.key}: ${k.reason}\n`)
       this.out(`The units run: ${r.command}\nNext:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
+      for (const w of r.warnings) this.warning(w)
       return {...r, files: r.files.map((f) => ({...f, content: typeof f.content === 'string' ? f.content : f.content.toString('base64')}))}
     }
     const r = await configureClient(home, {

@@ -8,7 +8,8 @@ export default class Krl extends BaseCommand {
   static override summary = 'Fetch the CA\'s key revocation list (KRL) for sshd\'s RevokedKeys.'
   static override description = `Downloads the OpenSSH KRL of every revoked serial and key ID over TLS pinned to the bootstrapped root,
 checks that it parses (sshd refuses every public key when RevokedKeys is unreadable), and writes FILE
-atomically. sshd reads it on each login: no reload needed.`
+atomically. sshd reads it on each login: no reload needed. A CA that publishes no KRL (step-ca) is
+said so and nothing is written; if FILE exists already, that is an error (the CA stopped publishing).`
 
   static override examples = ['sudo <%= config.bin %> <%= command.id %> --out /etc/ssh/sshca_revoked_keys.krl', 'ssh-keygen -Q -f /etc/ssh/sshca_revoked_keys.krl ~/.ssh/id_ed25519-cert.pub']
 
@@ -17,7 +18,8 @@ atomically. sshd reads it on each login: no reload needed.`
   async run() {
     const {flags} = await this.parse(Krl)
     const r = await fetchKrl(sshcaHome(), {...(flags.context ? {context: flags.context} : {}), out: flags.out})
-    this.out(`Wrote ${r.file}: KRL version ${r.version}, ${r.revokedSerials} revoked serial(s), ${r.revokedKeyIds} revoked key ID(s).\n`)
+    if (r.published) this.out(`Wrote ${r.file}: KRL version ${r.version}, ${r.revokedSerials} revoked serial(s), ${r.revokedKeyIds} revoked key ID(s).\n`)
+    else this.warning(r.note)
     return r
   }
 }

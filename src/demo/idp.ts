@@ -1,10 +1,12 @@
 /**
  * A development identity provider: oidc-provider with its own dev sign-in pages (any login and
- * password are accepted), on 127.0.0.1, plain HTTP. Used by `sshca demo` and by the tests as the
- * real IdP for people. Never for production: it signs anyone in.
+ * password are accepted), on 127.0.0.1, plain HTTP (or HTTPS with `tls`: the step CLI refuses an
+ * http:// provider). Used by `sshca demo` and by the tests as the real IdP for people. Never for
+ * production: it signs anyone in.
  */
 import {generateKeyPairSync, randomBytes, randomUUID} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
+import {createServer as createHttpsServer} from 'node:https'
 
 export interface DevIdpClient {
   clientId: string
@@ -23,6 +25,8 @@ export interface DevIdpOptions {
    * person itself that this IdP signs anyone in).
    */
   quiet?: boolean
+  /** Serve HTTPS with this key and certificate (PEM, for 127.0.0.1); the issuer is then https://. */
+  tls?: {key: string; cert: string}
 }
 
 export interface DevIdp {
@@ -55,13 +59,13 @@ function hideWarnings(re: RegExp): () => void {
 
 export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const {default: Provider} = await import('oidc-provider')
-  const server: Server = createServer()
+  const server: Server = opts.tls ? createHttpsServer({key: opts.tls.key, cert: opts.tls.cert}) : createServer()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => resolve())
   })
   const port = (server.address() as {port: number}).port
-  const issuer = `http://127.0.0.1:${port}`
+  const issuer = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`
   const restoreWarn = opts.quiet ? hideWarnings(/oidc-provider WARNING: .*(development-only|devInteractions)/) : () => undefined
   const signingKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({format: 'jwk'})
   const provider = new Provider(issuer, {

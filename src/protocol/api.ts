@@ -5,7 +5,11 @@
  */
 import {array, boolean, object, oneOf, optional, string, unknown, withDefault, type Infer} from './check.ts'
 
-/** POST /ssh/sign (step-ca): the caller's wishes beyond publicKey/ott are accepted and ignored. */
+/**
+ * POST /ssh/sign (step-ca): the caller's wishes beyond publicKey/ott are accepted and ignored.
+ * `identityCSR` (step's, a PEM CSR): for a user certificate, the CA also returns an X.509 identity
+ * certificate for that CSR's key, valid as long as the SSH certificate (step's mTLS identity).
+ */
 export const SshSignRequest = object({
   publicKey: string({min: 1, max: 8192}),
   ott: string({min: 1, max: 8192}),
@@ -14,25 +18,83 @@ export const SshSignRequest = object({
   keyID: optional(string()),
   validAfter: optional(unknown()),
   validBefore: optional(unknown()),
+  identityCSR: optional(string({max: 8192})),
 })
 export type SshSignRequest = Infer<typeof SshSignRequest>
 
-export const SshSignResponse = object({crt: string({min: 1})})
+/** `identityCrt`: the identity certificate then its issuer, PEM (only when the request had an identityCSR). */
+export const SshSignResponse = object({crt: string({min: 1}), identityCrt: optional(array(string()))})
 export type SshSignResponse = Infer<typeof SshSignResponse>
 
-/** POST /ssh/renew: a proof-of-possession token carrying the current certificate. */
+/**
+ * POST /ssh/renew, /ssh/rekey, /ssh/revoke carry an SSHPOP token (step's): a JWT signed by the
+ * certified key with the certificate in its `sshpop` header; see src/protocol/tokens.ts.
+ */
 export const SshRenewRequest = object({ott: string({min: 1, max: 16384})})
 export type SshRenewRequest = Infer<typeof SshRenewRequest>
+
+/** POST /ssh/rekey: the host's new public key (base64 wire blob); 201 {crt} for that key. */
+export const SshRekeyRequest = object({ott: string({min: 1, max: 16384}), publicKey: string({min: 1, max: 8192})})
+export type SshRekeyRequest = Infer<typeof SshRekeyRequest>
+
+/**
+ * POST /ssh/revoke (step's): the certificate in the token revokes itself: `serial` (decimal) must be
+ * its serial. step-ca implements passive revocation only and wants `passive: true`.
+ */
+export const SshRevokeRequest = object({
+  serial: string({min: 1, max: 20}),
+  ott: string({min: 1, max: 16384}),
+  reasonCode: optional(unknown()),
+  reason: optional(string({max: 500})),
+  passive: optional(boolean()),
+})
+export type SshRevokeRequest = Infer<typeof SshRevokeRequest>
+export const SshRevokeResponse = object({status: string()})
+export type SshRevokeResponse = Infer<typeof SshRevokeResponse>
+
+/** GET /version (step-ca): step calls it before ssh certificate/login/check-host/proxycommand. */
+export const VersionResponse = object({version: string(), requireClientAuthentication: optional(boolean())})
+export type VersionResponse = Infer<typeof VersionResponse>
+
+/** POST /ssh/config (step-ca): rendered ssh/sshd configuration; `data` is the client's (`--set`). */
+export const SshConfigRequest = object({type: optional(oneOf('', 'user', 'host')), data: optional(unknown())})
+export type SshConfigRequest = Infer<typeof SshConfigRequest>
+
+/** One rendered template: `content` is base64 (a Go []byte); `type` snippet | file | directory | prepend-line. */
+export const SshConfigTemplate = object({name: string(), type: string(), path: string(), comment: string(), content: string()})
+export type SshConfigTemplate = Infer<typeof SshConfigTemplate>
+export const SshConfigResponse = object({userTemplates: optional(array(SshConfigTemplate)), hostTemplates: optional(array(SshConfigTemplate))})
+export type SshConfigResponse = Infer<typeof SshConfigResponse>
+
+/** POST /ssh/check-host (step-ca): does this host name have a current host certificate? */
+export const SshCheckHostRequest = object({type: oneOf('host'), principal: string({min: 1, max: 255}), token: optional(string({max: 16384}))})
+export type SshCheckHostRequest = Infer<typeof SshCheckHostRequest>
+export const SshCheckHostResponse = object({exists: boolean()})
+export type SshCheckHostResponse = Infer<typeof SshCheckHostResponse>
+
+/** POST /ssh/bastion (step-ca): the bastion to reach a host through, if any. */
+export const SshBastionRequest = object({user: optional(string({max: 255})), hostname: string({min: 1, max: 255})})
+export type SshBastionRequest = Infer<typeof SshBastionRequest>
+export const SshBastionResponse = object({hostname: string(), bastion: optional(unknown())})
+export type SshBastionResponse = Infer<typeof SshBastionResponse>
+
+/**
+ * POST /sign is step-ca's X.509 route ({csr, ott}) and sshca's oidc-ssh-ca-style route
+ * ({public_key} + Bearer). The body tells them apart: a `csr` without a `public_key` is step's.
+ */
+export const SignRequest = object({public_key: optional(string({min: 1, max: 8192})), csr: optional(unknown())})
+export type SignRequest = Infer<typeof SignRequest>
 
 /** POST /sign (oidc-ssh-ca): `Authorization: Bearer <JWT>`, the key as an authorized_keys line. */
 export const OidcSshCaSignRequest = object({public_key: string({min: 1, max: 8192})})
 
+/** sshca's errors carry a request id; step-ca's (`{status, message}`) do not. */
 export interface ErrorBody {
   status: number
   message: string
-  request_id: string
+  request_id?: string
 }
-export const ErrorBody = object({status: unknown(), message: string(), request_id: string()})
+export const ErrorBody = object({status: unknown(), message: string(), request_id: optional(string())})
 
 export const Provisioner = object({
   type: string(),
@@ -48,6 +110,10 @@ export const Provisioner = object({
 })
 export type Provisioner = Infer<typeof Provisioner>
 
+/** Provisioner types as step names them: OIDC for people and CI, SSHPOP for renewal by proof of possession. */
+export const SSHPOP_TYPE = 'SSHPOP'
+
+/** GET /provisioners[?cursor=C&limit=N]: step-ca pages (20 a page); the last page has nextCursor "". */
 export const ProvisionersResponse = object({provisioners: array(Provisioner), nextCursor: optional(string())})
 export type ProvisionersResponse = Infer<typeof ProvisionersResponse>
 
@@ -62,7 +128,23 @@ export const SshRootsResponse = object({
 })
 export type SshRootsResponse = Infer<typeof SshRootsResponse>
 
+/**
+ * GET /ssh/hosts: one entry per host key with a current certificate (its lineage's newest). step's
+ * fields (`hostname`: the first principal, `hid`: the host key's fingerprint, `host_tags`) beside
+ * sshca's (every principal, the serial, key ID, expiry, key fingerprint), which step-ca does not send.
+ */
 export const HostsResponse = object({
-  hosts: array(object({principals: array(string()), serial: string(), keyId: string(), validBefore: string(), keyFingerprint: string()})),
+  hosts: array(
+    object({
+      hostname: string(),
+      hid: optional(string()),
+      host_tags: optional(unknown()),
+      principals: optional(array(string())),
+      serial: optional(string()),
+      keyId: optional(string()),
+      validBefore: optional(string()),
+      keyFingerprint: optional(string()),
+    }),
+  ),
 })
 export type HostsResponse = Infer<typeof HostsResponse>

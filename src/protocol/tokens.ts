@@ -1,15 +1,22 @@
 /**
  * The CA's own token formats, shared by the client and the CA: host enrollment tokens (signed by the
- * CA's enrollment key) and proofs of possession for renewal (signed by the host key, carrying the
- * host certificate in the `sshpop` header, as step's SSHPOP).
+ * CA's enrollment key) and SSHPOP proofs of possession in step's exact shape (smallstep's
+ * authority/provisioner/sshpop.go and the step CLI's token generator), so that `step ssh
+ * renew|rekey|revoke` work against sshca's CA and `sshca renew` against step-ca:
+ *
+ *   header  {alg, typ: "JWT", sshpop: base64(certificate wire blob)}   signed by the certified key
+ *   claims  iss = the SSHPOP provisioner's name            sub = the certificate's serial (decimal)
+ *           aud = https://<ca host>/1.0/ssh/<renew|rekey|revoke>#sshpop/<provisioner name>
+ *           jti, iat, nbf, exp (5 minutes), sha = the root's SHA-256 (step adds it; checked if present)
  */
-import {randomUUID, type KeyObject} from 'node:crypto'
+import {randomBytes, type KeyObject} from 'node:crypto'
 import type {Certificate} from '../ssh/cert.ts'
 
 export const ENROLLMENT_TYP = 'sshca-enroll+jwt'
 export const ENROLLMENT_AUDIENCE = 'sshca-host-enrollment'
-export const POP_TYP = 'sshca-pop+jwt'
-export const POP_AUDIENCE = 'sshca-ssh-renew'
+/** The name sshca's CA gives its SSHPOP provisioner (as `step ca init --ssh` does). */
+export const SSHPOP_PROVISIONER = 'sshpop'
+export type SshpopAction = 'renew' | 'rekey' | 'revoke'
 /** Enrollment tokens live minutes, a day at most. */
 export const MAX_ENROLLMENT_TTL = 86_400
 /** A proof of possession is good for five minutes. */
@@ -18,8 +25,16 @@ export const TOKEN_LEEWAY = 60
 
 /** The issuer of a CA's own tokens: its root fingerprint, so no other CA's token fits. */
 export const caIssuer = (rootFingerprint: string): string => `sshca:${rootFingerprint}`
-/** A proof of possession names the CA it is for. */
-export const popAudience = (rootFingerprint: string): string => `${POP_AUDIENCE}#${rootFingerprint}`
+/**
+ * step's audience for an SSHPOP token: the CA URL's origin (its path replaced, as the step CLI's
+ * url.ResolveReference does), `/1.0/ssh/<action>`, and the provisioner as the fragment.
+ */
+export function sshpopAudience(caUrl: string, action: SshpopAction, provisioner: string): string {
+  const u = new URL(`/1.0/ssh/${action}`, caUrl)
+  u.protocol = 'https:'
+  u.hash = `sshpop/${provisioner}`
+  return u.toString()
+}
 
 /** JWS algorithms a host key of each SSH type may sign a proof of possession with. */
 export const POP_ALGORITHMS: Readonly<Record<string, string[]>> = {
@@ -30,15 +45,29 @@ export const POP_ALGORITHMS: Readonly<Record<string, string[]>> = {
   'ssh-rsa': ['RS256', 'RS512', 'PS256'],
 }
 
-export async function mintPopToken(hostKey: KeyObject, cert: Certificate, rootFingerprint: string, now: number): Promise<string> {
+export interface SshpopOptions {
+  caUrl: string
+  action: SshpopAction
+  /** The CA's SSHPOP provisioner (its /provisioners entry of type SSHPOP). */
+  provisioner: string
+  rootFingerprint: string
+  /** Seconds. */
+  now: number
+}
+
+/** An SSHPOP token for `cert`, signed by its key: proof that the caller holds the certified key. */
+export async function mintSshpopToken(key: KeyObject, cert: Certificate, o: SshpopOptions): Promise<string> {
   const {SignJWT} = await import('jose')
-  return new SignJWT({})
-    .setProtectedHeader({alg: POP_ALGORITHMS[cert.publicKey.type]![0]!, typ: POP_TYP, sshpop: cert.blob.toString('base64')})
-    .setSubject(cert.keyId)
-    .setAudience(popAudience(rootFingerprint))
-    .setJti(randomUUID())
-    .setIssuedAt(now)
-    .setNotBefore(now - TOKEN_LEEWAY)
-    .setExpirationTime(now + MAX_POP_TTL)
-    .sign(hostKey)
+  const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
+  if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)
+  return new SignJWT({sha: o.rootFingerprint})
+    .setProtectedHeader({alg, typ: 'JWT', sshpop: cert.blob.toString('base64')})
+    .setIssuer(o.provisioner)
+    .setSubject(cert.serial.toString())
+    .setAudience(sshpopAudience(o.caUrl, o.action, o.provisioner))
+    .setJti(randomBytes(32).toString('hex'))
+    .setIssuedAt(o.now)
+    .setNotBefore(o.now)
+    .setExpirationTime(o.now + MAX_POP_TTL)
+    .sign(key)
 }

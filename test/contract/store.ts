@@ -1,10 +1,11 @@
 /**
- * The contract every Store backend must keep (SQLite now, PostgreSQL next): what issuance decides in
- * one transaction, what queries return, what moves forward. A backend's test file calls
- * `storeContract(name, open)` with a function that opens a fresh, empty store.
+ * The contract every Store backend must keep (SQLite, PostgreSQL): what issuance decides in one
+ * transaction, what queries return, what moves forward, and what two stores open on one database
+ * (two replicas) agree on. A backend's test file calls `storeContract(name, open, replica)` with a
+ * function that opens a fresh, empty store and one that opens another store on the same database.
  */
 import assert from 'node:assert/strict'
-import type {IssuedRecord, Store} from '../../src/ca/store/store.ts'
+import type {IssuedRecord, IssueOutcome, Store} from '../../src/ca/store/store.ts'
 
 let serialCounter = 1000n
 
@@ -30,7 +31,7 @@ export function record(over: Partial<IssuedRecord> = {}): IssuedRecord {
 
 const token = (id: string, expiresAt = 3_000) => ({id, expiresAt})
 
-export function storeContract(name: string, open: () => Promise<Store>): void {
+export function storeContract(name: string, open: () => Promise<Store>, replica: (of: Store) => Promise<Store>): void {
   describe(`Store contract: ${name}`, function () {
     this.timeout(30_000)
     let s: Store
@@ -98,6 +99,32 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         // a key that never enrolled has no lineage to renew
         const of = await s.issue({token: token('pop-f'), record: record({certType: 'host', keyFingerprint: 'SHA256:never'}), lineage: {kind: 'renew', parent: 1n}})
         assert.deepEqual(of, {ok: false, reason: 'superseded', newest: null})
+      })
+
+      it('rekey moves a lineage to a new key once: the old key\'s lineage ends, a superseded or revoked parent is refused', async () => {
+        const oldKey = 'SHA256:rekey-old'
+        const a = record({certType: 'host', keyFingerprint: oldKey, validAfter: 1n, validBefore: 0x7fff_ffffn})
+        await s.issue({token: token('rk-enrol'), record: a, lineage: {kind: 'enrol'}})
+        const b = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-1', validAfter: 1n, validBefore: 0x7fff_ffffn})
+        const c = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-2'})
+        const [ob, oc] = await Promise.all([
+          s.issue({token: token('rk-b'), record: b, lineage: {kind: 'rekey', parent: a.serial, parentKey: oldKey}}),
+          s.issue({token: token('rk-c'), record: c, lineage: {kind: 'rekey', parent: a.serial, parentKey: oldKey}}),
+        ])
+        assert.deepEqual(ob, {ok: true})
+        assert.deepEqual(oc, {ok: false, reason: 'superseded', newest: null})
+        assert.equal(await s.findCertificate(c.serial), undefined)
+        // the old key can no longer renew; the new key's lineage starts at b
+        const od = await s.issue({token: token('rk-d'), record: record({certType: 'host', keyFingerprint: oldKey}), lineage: {kind: 'renew', parent: a.serial}})
+        assert.deepEqual(od, {ok: false, reason: 'superseded', newest: null})
+        const e = record({certType: 'host', keyFingerprint: b.keyFingerprint})
+        assert.deepEqual(await s.issue({token: token('rk-e'), record: e, lineage: {kind: 'renew', parent: b.serial}}), {ok: true})
+        const hosts = (await s.currentHostCertificates(2)).map((h) => h.keyFingerprint)
+        assert.ok(!hosts.includes(oldKey))
+        // a revoked parent cannot be rekeyed
+        await s.revoke({serial: e.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 3})
+        const of = await s.issue({token: token('rk-f'), record: record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-3'}), lineage: {kind: 'rekey', parent: e.serial, parentKey: b.keyFingerprint}})
+        assert.equal(!of.ok && of.reason, 'revoked')
       })
 
       it('keeps a certificate valid "forever" (2^64−1)', async () => {
@@ -177,6 +204,149 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal(await s.advanceAuditCursor(0, e1.id), true)
         assert.equal(await s.advanceAuditCursor(0, e2.id), false, 'another replica moved it first')
         assert.equal(await s.auditCursor(), e1.id)
+      })
+    })
+
+    describe('health and locks', () => {
+      it('ping resolves while the database answers', async () => {
+        await s.ping()
+      })
+
+      it('exclusive runs one holder at a time and passes on what fn returns or throws', async () => {
+        const log: string[] = []
+        const hold = (tag: string) => async () => {
+          log.push(`${tag}+`)
+          await new Promise((r) => setTimeout(r, 30))
+          log.push(`${tag}-`)
+          return tag
+        }
+        assert.deepEqual(await Promise.all([s.exclusive('x', hold('a')), s.exclusive('x', hold('b'))]), ['a', 'b'])
+        assert.deepEqual(log.slice().sort(), ['a+', 'a-', 'b+', 'b-'])
+        assert.ok(log.indexOf('a-') === log.indexOf('a+') + 1 && log.indexOf('b-') === log.indexOf('b+') + 1, `interleaved: ${log.join(' ')}`)
+        await assert.rejects(s.exclusive('x', async () => Promise.reject(new Error('boom'))), /boom/)
+        assert.equal(await s.exclusive('x', async () => 'free again'), 'free again')
+      })
+    })
+
+    describe('two replicas on one database', () => {
+      let r: Store
+      beforeEach(async () => {
+        r = await replica(s)
+      })
+      afterEach(async () => r?.close())
+
+      it('a token raced to both, several times each: exactly one certificate, the rest replayed on its serial', async () => {
+        const recs = Array.from({length: 16}, () => record({issuedAt: 777}))
+        const out = await Promise.all(recs.map((rec, i) => (i % 2 ? r : s).issue({token: token('raced'), record: rec})))
+        const winners = out.flatMap((o, i) => (o.ok ? [recs[i]!] : []))
+        assert.equal(winners.length, 1, JSON.stringify(out))
+        for (const o of out) if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'replayed', usedAt: 777, serial: winners[0]!.serial.toString()})
+        for (const store of [s, r]) {
+          const found = await Promise.all(recs.map((rec) => store.findCertificate(rec.serial)))
+          assert.equal(found.filter(Boolean).length, 1)
+        }
+      })
+
+      it('unique tokens on both: every one is recorded once, and each replica sees the other\'s', async () => {
+        const recs = Array.from({length: 40}, () => record())
+        const out = await Promise.all(recs.map((rec, i) => (i % 2 ? r : s).issue({token: token(`u${rec.serial}`), record: rec})))
+        assert.ok(out.every((o) => o.ok))
+        assert.equal((await s.certificates({limit: 100})).length, 40)
+        assert.equal((await r.certificates({limit: 100})).length, 40)
+      })
+
+      it('renewals of one certificate raced on two replicas: one succeeds, the others are superseded by it', async () => {
+        const fp = 'SHA256:replicated'
+        let head = record({certType: 'host', keyFingerprint: fp})
+        await s.issue({token: token('enrol-r'), record: head, lineage: {kind: 'enrol'}})
+        for (let round = 0; round < 10; round++) {
+          const recs = Array.from({length: 8}, () => record({certType: 'host', keyFingerprint: fp}))
+          // each in its own event-loop turn, so each is its own transaction, several in flight at once
+          const pending: Promise<IssueOutcome>[] = []
+          for (const [i, rec] of recs.entries()) {
+            pending.push((i % 2 ? r : s).issue({token: token(`renew-${round}-${i}`), record: rec, lineage: {kind: 'renew', parent: head.serial}}))
+            await new Promise((res) => setImmediate(res))
+          }
+          const out = await Promise.all(pending)
+          const winners = recs.filter((_, i) => out[i]!.ok)
+          assert.equal(winners.length, 1, JSON.stringify(out))
+          for (const o of out) if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'superseded', newest: winners[0]!.serial.toString()})
+          head = winners[0]!
+        }
+      })
+
+      it('a revocation written through one is in force on the other, and the generation moves for both', async () => {
+        const g0 = await r.revocationGeneration()
+        const rev = await s.revoke({serial: null, keyId: 'gha:acme/leaked', keyFingerprint: null, reason: 'leak', revokedAt: 50})
+        assert.equal(await r.revocationGeneration(), g0 + 1)
+        assert.deepEqual((await r.revocations()).map((x) => x.id), [rev.id])
+        const o = await r.issue({token: token('after-revoke'), record: record({keyId: 'gha:acme/leaked'})})
+        assert.equal(!o.ok && o.reason, 'revoked')
+        await r.unrevoke(rev.id!)
+        assert.equal(await s.revocationGeneration(), g0 + 2)
+        assert.equal(await s.revocationFor({keyId: 'gha:acme/leaked'}), undefined)
+      })
+
+      it('the KRL\'s revocations and generation are read together while the other replica revokes', async () => {
+        const g0 = await s.revocationGeneration()
+        let revoking = true
+        const writes = (async () => {
+          for (let i = 0; i < 25; i++) await r.revoke({serial: BigInt(i + 1), keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 100 + i})
+        })().finally(() => (revoking = false))
+        const seen: string[] = []
+        while (revoking) {
+          const snap = await s.revocationSnapshot()
+          if (snap.revocations.length !== snap.generation - g0) seen.push(`${snap.generation - g0} vs ${snap.revocations.length}`)
+        }
+        await writes
+        assert.deepEqual(seen, [], 'a generation paired with another revocation set')
+        const last = await s.revocationSnapshot()
+        assert.equal(last.generation, g0 + 25)
+        assert.deepEqual(last.revocations.map((x) => x.serial), Array.from({length: 25}, (_, i) => BigInt(i + 1)))
+      })
+
+      it('admin events written on both while one forwards: the cursor never skips one', async () => {
+        const written: number[] = []
+        const forwarded: number[] = []
+        let writing = true
+        const writers = Promise.all([s, r].map(async (store, w) => {
+          for (let i = 0; i < 50; i++) written.push((await store.recordAdminEvent('certificate_revoked', {w, i}, 1)).id)
+        })).finally(() => (writing = false))
+        // forwardAdminEvents' loop, on both replicas at once
+        const forwarder = (store: Store) => async () => {
+          for (;;) {
+            const done = !writing
+            const cursor = await store.auditCursor()
+            const events = await store.adminEventsAfter(cursor, 7)
+            if (events.length === 0) {
+              if (done) return
+              await new Promise((res) => setTimeout(res, 1))
+              continue
+            }
+            if (await store.advanceAuditCursor(cursor, events[events.length - 1]!.id)) forwarded.push(...events.map((e) => e.id))
+          }
+        }
+        await Promise.all([writers, forwarder(s)(), forwarder(r)()])
+        assert.deepEqual([...forwarded].sort((x, y) => x - y), [...written].sort((x, y) => x - y))
+      })
+
+      it('purging on both at once deletes each expired token once', async () => {
+        await Promise.all(Array.from({length: 20}, (_, i) => s.issue({token: token(`e${i}`, 100), record: record()})))
+        await s.issue({token: token('live', 10_000), record: record()})
+        const [a, b] = await Promise.all([s.purgeExpiredTokens(150), r.purgeExpiredTokens(150)])
+        assert.equal(a + b, 20)
+        assert.equal((await r.issue({token: token('live', 10_000), record: record()})).ok, false)
+      })
+
+      it('exclusive excludes across replicas', async () => {
+        const log: string[] = []
+        const hold = (tag: string) => async () => {
+          log.push(`${tag}+`)
+          await new Promise((res) => setTimeout(res, 50))
+          log.push(`${tag}-`)
+        }
+        await Promise.all([s.exclusive('renew-tls', hold('s')), r.exclusive('renew-tls', hold('r'))])
+        assert.ok(log.indexOf('s-') === log.indexOf('s+') + 1 && log.indexOf('r-') === log.indexOf('r+') + 1, `interleaved: ${log.join(' ')}`)
       })
     })
   })

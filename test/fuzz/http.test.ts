@@ -17,7 +17,7 @@ import fc from 'fast-check'
 import {request} from 'undici'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {SAFE_VALUE} from '../../src/ca/policy/policy.ts'
-import {mintPopToken} from '../../src/protocol/tokens.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -26,6 +26,8 @@ import {fixedKey} from './fixed-keys.ts'
 import {property} from './fuzz.ts'
 
 const PREFIXES = ['', '/1.0'] as const
+/** A marker the step-routes property replaces with the CA's own host certificate (issued in before()). */
+const OUR_HOST_CERT = '<our host certificate>'
 /** P-256 group order: an ECDSA signature (r, s) is also valid as (r, n − s). */
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n
 
@@ -241,7 +243,7 @@ describe('fuzz: the CA HTTP API', function () {
   const issued = (): number => Number((db.prepare('SELECT count(*) AS n FROM certificates').get() as {n: number | bigint}).n)
   const now = () => Math.floor(Date.now() / 1000)
   const enrollment = (host: string) => mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {rootFingerprint: t.init.rootFingerprint, hostname: host, ttlSeconds: 600, now: now()})
-  const pop = () => mintPopToken(hostCert.key.keyObject, hostCert.cert, t.init.rootFingerprint, now())
+  const pop = () => mintSshpopToken(hostCert.key.keyObject, hostCert.cert, {caUrl: t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: t.init.rootFingerprint, now: now()})
   /** A renewal supersedes the certificate it renewed: the next proof must carry the new one. */
   const adopt = (family: Family, res: {status: number; body: string}): void => {
     if (family === 'renew' && res.status === 201) hostCert.cert = parseCertificate(Buffer.from((JSON.parse(res.body) as {crt: string}).crt, 'base64'))
@@ -275,7 +277,7 @@ describe('fuzz: the CA HTTP API', function () {
   async function healthy(send: (r: Req) => Promise<Res>): Promise<void> {
     const h = await send({method: 'GET', url: '/health', headers: {}})
     assert.equal(h.status, 200)
-    assert.deepEqual(JSON.parse(h.body), {status: 'ok'})
+    assert.deepEqual(JSON.parse(h.body), {status: 'ok', db: 'ok'})
   }
 
   /** A request on one of the signing routes carrying `token`, shaped like the route expects. */
@@ -457,6 +459,57 @@ describe('fuzz: the CA HTTP API', function () {
       async (prefix, path, authorization) => {
         const res = await inject({method: 'GET', url: `${prefix}${path}`, headers: authorization === null ? {} : {authorization}})
         assertRefused(res, `GET ${prefix}${path}`)
+      },
+    ),
+  )
+
+  property(
+    'step\'s other routes with hostile bodies (rekey, revoke, config, check-host, bastion, X.509 /sign): no 5xx, no certificate, no revocation',
+    250,
+    fc.asyncProperty(
+      fc.constantFrom(...PREFIXES),
+      fc.constantFrom('/ssh/rekey', '/ssh/revoke', '/ssh/config', '/ssh/config/host', '/ssh/config/x', '/ssh/check-host', '/ssh/bastion', '/sign'),
+      fc.oneof(
+        fc.jsonValue({maxDepth: 3}),
+        fc.record(
+          {
+            // SSHPOP-shaped: this CA's host certificate in the header, or garbage there, with edits
+            ott: fc.oneof(jwtShaped, fc.tuple(fc.oneof(fc.constant(OUR_HOST_CERT), fc.base64String({maxLength: 200}), fc.jsonValue({maxDepth: 1})), fc.uint8Array({maxLength: 80}))),
+            publicKey: fc.oneof(fc.constant('SUBJECT'), fc.base64String({maxLength: 100}), fc.jsonValue({maxDepth: 1})),
+            serial: fc.oneof(fc.constant(OUR_HOST_CERT), fc.string({maxLength: 25}), fc.integer()),
+            passive: fc.oneof(fc.boolean(), fc.jsonValue({maxDepth: 1})),
+            reason: fc.oneof(fc.string({maxLength: 40}), fc.jsonValue({maxDepth: 1})),
+            type: fc.oneof(fc.constantFrom('user', 'host', '', 'x'), fc.jsonValue({maxDepth: 1})),
+            data: fc.oneof(fc.dictionary(fc.constantFrom('StepPath', 'User', 'Certificate', 'Key', 'GOOS', 'Context', 'x'), fc.oneof(fc.string({maxLength: 30}), fc.jsonValue({maxDepth: 1}))), fc.jsonValue({maxDepth: 2})),
+            principal: fc.oneof(fc.string({maxLength: 300}), fc.jsonValue({maxDepth: 1})),
+            hostname: fc.oneof(fc.string({maxLength: 300}), fc.jsonValue({maxDepth: 1})),
+            csr: fc.oneof(fc.string({maxLength: 200}), fc.jsonValue({maxDepth: 1})),
+          },
+          {requiredKeys: []},
+        ),
+      ),
+      async (prefix, route, generated) => {
+        // the CA's own host certificate, only known once the CA runs, goes where the arbitraries put a marker
+        const body = typeof generated === 'object' && generated !== null && !Array.isArray(generated) ? {...(generated as Record<string, unknown>)} : generated
+        if (body && typeof body === 'object' && !Array.isArray(body)) {
+          const b = body as Record<string, unknown>
+          if (Array.isArray(b.ott)) {
+            const [pop, sig] = b.ott as [unknown, Uint8Array]
+            const header = {alg: 'ES256', typ: 'JWT', sshpop: pop === OUR_HOST_CERT ? hostCert.cert.blob.toString('base64') : pop}
+            b.ott = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify({iss: 'sshpop', sub: String(hostCert.cert.serial), aud: `${t.url}/1.0/ssh/revoke#sshpop/sshpop`, iat: now(), exp: now() + 60, jti: 'x'}))}.${b64u(Buffer.from(sig))}`
+          }
+          if (b.serial === OUR_HOST_CERT) b.serial = String(hostCert.cert.serial)
+          if (b.publicKey === 'SUBJECT') b.publicKey = subjectB64()
+        }
+        const before = issued()
+        const revocations = Number((db.prepare('SELECT count(*) AS n FROM revocations').get() as {n: number | bigint}).n)
+        const res = await inject({method: 'POST', url: `${prefix}${route}`, headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+        const what = `POST ${prefix}${route} ${JSON.stringify(body).slice(0, 200)}`
+        if (res.status === 200 && /^\/ssh\/(config|bastion)/.test(route)) return
+        if (res.status === 501) return
+        assertRefused(res, what)
+        assert.equal(issued(), before, what)
+        assert.equal(Number((db.prepare('SELECT count(*) AS n FROM revocations').get() as {n: number | bigint}).n), revocations, what)
       },
     ),
   )

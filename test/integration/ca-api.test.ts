@@ -98,7 +98,8 @@ describe('signing core over HTTPS', function () {
 
   it('serves the step-ca read routes at / and /1.0', async () => {
     for (const prefix of ['', '/1.0']) {
-      assert.deepEqual((await t.call('GET', `${prefix}/health`)).json, {status: 'ok'})
+      assert.deepEqual((await t.call('GET', `${prefix}/health`)).json, {status: 'ok', db: 'ok'})
+      assert.deepEqual((await t.call('GET', `${prefix}/ready`)).json, {ready: true})
     }
     const fp = certFingerprint(pemToDer(t.rootPem))
     assert.equal(fp, t.init.rootFingerprint)

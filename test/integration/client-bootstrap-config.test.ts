@@ -185,7 +185,7 @@ describe('sshca config', function () {
       }
     }
     const dry = await sshca(['config', '--host', '--dry-run', '--sshd-dir', sshd], {env: e})
-    assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/)
+    assert.match(dry.stdout, /TrustedUserCAKeys .*sshca_user_ca\.pub/, dry.stderr)
     // only the certified key is configured; the others are named with the reason
     assert.deepEqual([...dry.stdout.matchAll(/^HostCertificate (.*)$/gm)].map((x) => x[1]), [join(sshd, 'ssh_host_ed25519_key-cert.pub')])
     assert.match(dry.stdout, /^skipped ssh_host_ecdsa_key: no certificate$/m)

@@ -83,7 +83,9 @@ describe('client hardening (issue 8): the attacks, refused', function () {
           }
           process.stdout.write(JSON.stringify({cmdlines: [...seen], environ}))
         })`
-      const watcher = spawn(process.execPath, ['-e', script], {stdio: ['pipe', 'pipe', 'inherit'], ...(isRoot ? {uid: NOBODY, gid: NOBODY} : {})})
+      // The watcher runs as another user, who cannot write c8's coverage files: it gets no NODE_V8_COVERAGE.
+      const {NODE_V8_COVERAGE: _coverage, ...watcherEnv} = process.env
+      const watcher = spawn(process.execPath, ['-e', script], {env: watcherEnv, stdio: ['pipe', 'pipe', 'inherit'], ...(isRoot ? {uid: NOBODY, gid: NOBODY} : {})})
       let seen = ''
       watcher.stdout!.on('data', (d) => (seen += d))
       const watcherDone = new Promise<void>((r) => watcher.on('close', () => r()))

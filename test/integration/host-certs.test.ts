@@ -8,7 +8,7 @@ import {generateKeyPairSync} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
-import {mintPopToken} from '../../src/protocol/tokens.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
 import {certificateLine, parseCertificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile} from '../../src/ssh/private-key.ts'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
@@ -130,7 +130,7 @@ describe('host certificates, renewal and revocation', function () {
 
       // a proof signed by a key other than the certified one
       const {cert} = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8'))
-      const wrong = await mintPopToken(generatePrivateKey('ed25519').keyObject, cert, w.t.init.rootFingerprint, Math.floor(Date.now() / 1000))
+      const wrong = await mintSshpopToken(generatePrivateKey('ed25519').keyObject, cert, {caUrl: w.t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: Math.floor(Date.now() / 1000)})
       assert.equal((await post('/ssh/renew', {ott: wrong})).status, 401)
       assert.equal(lastDenial().reason, 'proof_invalid')
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {mintPopToken} from '../../src/protocol/tokens.ts'
+import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
 import {certificateLine, parseCertificate, signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
@@ -101,7 +101,7 @@ describe('trust hardening: the attacks of the security review, performed', funct
     return parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
   }
 
-  const renew = async (key: PrivateKey, cert: ReturnType<typeof parseCertificate>) => post('/ssh/renew', {ott: await mintPopToken(key.keyObject, cert, t.init.rootFingerprint, now())})
+  const renew = async (key: PrivateKey, cert: ReturnType<typeof parseCertificate>) => post('/ssh/renew', {ott: await mintSshpopToken(key.keyObject, cert, {caUrl: t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: t.init.rootFingerprint, now: now()})})
   const crtOf = (res: {json: unknown}) => parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
 
   describe('1. enrollment tokens: bound to one host key, and a second use says when it was spent', () => {

@@ -1,25 +1,78 @@
 /**
  * The one face of the signing core the HTTP layer sees (smallstep's `Authority`): the read routes'
- * answers, the three ways to get a certificate, the KRL and the host inventory, and how a refused
- * request is audited. Routes parse and render; every decision is made here and below.
+ * answers, the ways to get a certificate (step's /ssh/sign, renew and rekey by SSHPOP, oidc-ssh-ca's
+ * /sign), self-revocation, the KRL, the host inventory, step's /ssh/config, /ssh/check-host and
+ * /ssh/bastion, and how a refused request is audited. Routes parse and render; every decision is
+ * made here and below.
  */
-import {timingSafeEqual} from 'node:crypto'
-import type {HostsResponse, ProvisionersResponse, SshRootsResponse, SshSignRequest} from '../../protocol/api.ts'
+import {timingSafeEqual, type X509Certificate} from 'node:crypto'
+import {
+  SSHPOP_TYPE,
+  type HostsResponse,
+  type ProvisionersResponse,
+  type SshBastionRequest,
+  type SshBastionResponse,
+  type SshCheckHostRequest,
+  type SshCheckHostResponse,
+  type SshConfigRequest,
+  type SshConfigResponse,
+  type SshRekeyRequest,
+  type SshRevokeRequest,
+  type SshRootsResponse,
+  type SshSignRequest,
+  type VersionResponse,
+} from '../../protocol/api.ts'
+import {SSHPOP_PROVISIONER} from '../../protocol/tokens.ts'
 import type {Certificate} from '../../ssh/cert.ts'
 import {SshcaError} from '../../errors.ts'
+import {packageVersion} from '../../util/version.ts'
 import type {ServerSettings} from '../config/config.ts'
 import type {AuditEvent} from '../observe/audit.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
-import {currentHosts, currentKrl, renewHostCertificate, signHostCertificate} from './host.ts'
+import {currentHosts, currentKrl, rekeyHostCertificate, renewHostCertificate, revokeOwnCertificate, signHostCertificate} from './host.ts'
+import {identityRecord, identityRequest, issueIdentity} from './identity.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
+import {renderSshConfig} from './ssh-config.ts'
+
+/** How a caller of the host inventory routes authenticates: sshca's Bearer token, or step's mTLS identity. */
+export interface ClientAuth {
+  authorization?: string | undefined
+  /** The TLS client certificate, when one was presented. */
+  peerCertificate?: X509Certificate | undefined
+}
+
+/** step-ca's page size for GET /provisioners. */
+const PROVISIONERS_PAGE = 20
+
+/** How long one answer about the store stands: balancers poll every replica often; the database sees one ping a second. */
+const STORE_CHECK_MS = 1000
+/** A ping slower than this counts as unreachable (a balancer's check must not hang on it). */
+const STORE_PING_TIMEOUT_MS = 2000
 
 export class Authority {
   readonly rt: CaRuntime
+  private storeCheck: {at: number; ok: Promise<boolean>} | undefined
 
   constructor(rt: CaRuntime) {
     this.rt = rt
+  }
+
+  /** Whether the store answers now (GET /health, GET /ready): asked at most once a second, never waited on longer than 2 s. */
+  storeReachable(): Promise<boolean> {
+    const now = Date.now()
+    if (this.storeCheck && now - this.storeCheck.at < STORE_CHECK_MS) return this.storeCheck.ok
+    let timer: NodeJS.Timeout | undefined
+    const ok = Promise.race([
+      this.rt.store.ping().then(() => true, () => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), STORE_PING_TIMEOUT_MS)
+        timer.unref()
+      }),
+    ]).finally(() => clearTimeout(timer))
+    this.storeCheck = {at: now, ok}
+    return ok
   }
 
   /** The limits and proxy trust in force (a reload changes the reloadable ones: rate, maxInFlight). */
@@ -38,9 +91,22 @@ export class Authority {
     return {crts: [this.rt.material.rootPem]}
   }
 
-  provisioners(): ProvisionersResponse {
-    return {
-      provisioners: this.rt.policy.config.provisioners.map((p) => ({
+  /** step's GET /version. requireClientAuthentication makes step send an identityCSR when it signs in (see identity.ts). */
+  version(): VersionResponse {
+    return {version: `sshca/${packageVersion()}`, requireClientAuthentication: true}
+  }
+
+  /** step-ca's GET /provisioners, paged as step-ca pages it (`cursor` is an offset, `limit` up to 100). */
+  provisioners(page: {cursor?: string | undefined; limit?: string | undefined} = {}): ProvisionersResponse {
+    const all = this.allProvisioners()
+    const start = /^[0-9]{1,6}$/.test(page.cursor ?? '') ? Number(page.cursor) : 0
+    const limit = /^[0-9]{1,3}$/.test(page.limit ?? '') ? Math.min(Math.max(Number(page.limit), 1), 100) : PROVISIONERS_PAGE
+    const end = start + limit
+    return {provisioners: all.slice(start, end), nextCursor: end < all.length ? String(end) : ''}
+  }
+
+  private allProvisioners(): ProvisionersResponse['provisioners'] {
+    const oidc = this.rt.policy.config.provisioners.map((p) => ({
         type: 'OIDC',
         name: p.name,
         clientID: p.clientId ?? p.audience,
@@ -51,9 +117,9 @@ export class Authority {
         ...(p.clientSecret !== undefined ? {clientSecret: p.clientSecret} : {}),
         ...(p.listenAddress !== undefined ? {listenAddress: p.listenAddress} : {}),
         ...(p.scopes !== undefined ? {scopes: p.scopes} : {}),
-      })),
-      nextCursor: '',
-    }
+      }))
+    // renewal, rekey and self-revocation by proof of possession, as step-ca's SSHPOP provisioner
+    return [...oidc, {type: SSHPOP_TYPE, name: SSHPOP_PROVISIONER, claims: {enableSSHCA: true}}]
   }
 
   sshRoots(): SshRootsResponse {
@@ -64,10 +130,20 @@ export class Authority {
     }
   }
 
-  /** step-ca's `POST /ssh/sign`: a user certificate for an OIDC token, a host certificate for an enrollment token. */
-  signSsh(body: SshSignRequest, trace: AuditTrace): Promise<Certificate> {
+  /**
+   * step-ca's `POST /ssh/sign`: a user certificate for an OIDC token, a host certificate for an
+   * enrollment token; with an identityCSR, step's X.509 identity bound to it.
+   */
+  async signSsh(body: SshSignRequest, trace: AuditTrace): Promise<{cert: Certificate; identityCrt?: string[]}> {
     const key = parseSubjectKey({blobBase64: body.publicKey})
-    return body.certType === 'host' ? signHostCertificate(this.rt, key, body.ott, trace, body) : signUserCertificate(this.rt, key, body.ott, 'user', trace)
+    const csr = await identityRequest(body.identityCSR)
+    const cert = body.certType === 'host' ? await signHostCertificate(this.rt, key, body.ott, trace, body) : await signUserCertificate(this.rt, key, body.ott, 'user', trace)
+    return csr ? {cert, identityCrt: await issueIdentity(this.rt, csr, cert)} : {cert}
+  }
+
+  /** step-ca's X.509 `POST /sign` (a CSR): not offered, said plainly. */
+  signX509(): never {
+    throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'this CA issues SSH certificates only: X.509 certificates (step ca certificate) are not supported; POST /sign here takes {"public_key": "ssh-…"} with the token as "Authorization: Bearer <JWT>"')
   }
 
   /** oidc-ssh-ca's `POST /sign`: the token as a bearer, the key as an authorized_keys line. */
@@ -81,29 +157,93 @@ export class Authority {
     return renewHostCertificate(this.rt, ott, trace)
   }
 
+  /** step's `POST /ssh/rekey`: the host certificate again, for a new host key. */
+  rekeySsh(body: SshRekeyRequest, trace: AuditTrace): Promise<Certificate> {
+    return rekeyHostCertificate(this.rt, body.ott, parseSubjectKey({blobBase64: body.publicKey}), trace)
+  }
+
+  /** step's `POST /ssh/revoke`: a certificate revokes itself; audited as `ca revoke` is. */
+  async revokeSsh(body: SshRevokeRequest, trace: AuditTrace): Promise<{status: 'ok'}> {
+    trace.action = 'revoke'
+    if (body.passive === false) throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'non-passive revocation not implemented')
+    const reason = body.reason?.trim() || 'unspecified'
+    if (!/^[\x20-\x7e]*$/.test(reason)) throw denial('ERR_INPUT', 'bad_request', 'reason must be printable text')
+    const done = await revokeOwnCertificate(this.rt, {token: body.ott, serial: body.serial, reason}, trace)
+    const r = done.revocation
+    this.rt.audit.write('certificate_revoked', {
+      ...trace,
+      kind: 'serial',
+      by: 'sshpop',
+      reason,
+      ...(typeof body.reasonCode === 'number' ? {reason_code: body.reasonCode} : {}),
+      revocations: [{id: r.id, serial: r.serial?.toString() ?? null, keyId: r.keyId, keyFingerprint: r.keyFingerprint, reason: r.reason, revokedAt: new Date(r.revokedAt * 1000).toISOString()}],
+      certificates: [done.certificate.serial],
+      certificate: done.certificate,
+    })
+    return {status: 'ok'}
+  }
+
+  /** step's `POST /ssh/config`: the templates `step ssh config` writes. */
+  sshConfig(body: SshConfigRequest): SshConfigResponse {
+    const m = this.rt.material
+    return renderSshConfig(body.type === 'host' ? 'host' : 'user', body.data, {userKey: m.userCa.publicKey, hostKey: m.hostCa.publicKey, hostPattern: this.rt.policy.config.ssh.hostPattern})
+  }
+
+  /** step's `POST /ssh/check-host`: whether a host name has a current certificate; not public, like the inventory. */
+  async checkHost(body: SshCheckHostRequest, auth: ClientAuth, trace: AuditTrace): Promise<SshCheckHostResponse> {
+    await this.authenticateReader(auth, trace)
+    const name = body.principal.toLowerCase()
+    return {exists: (await currentHosts(this.rt)).some((h) => h.principals.some((p) => p.toLowerCase() === name))}
+  }
+
+  /** step's `POST /ssh/bastion`: this CA configures no bastion, so every host is reached directly. */
+  bastion(body: SshBastionRequest): SshBastionResponse {
+    return {hostname: body.hostname}
+  }
+
   krl(): Promise<Buffer> {
     return currentKrl(this.rt)
   }
 
-  /** The host inventory is not public: a token that would get a certificate may see it. */
-  async hosts(authorization: string | undefined): Promise<HostsResponse> {
-    const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')
-    if (!m) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'send an identity token as "Authorization: Bearer <JWT>"')
-    const verified = await this.rt.policy.verifier.verify(m[1]!)
-    selectRule(verified.provisioner, verified.claims)
-    return {hosts: await currentHosts(this.rt)}
+  /** The host inventory is not public: a token that would get a user certificate, or a person's current identity (step's mTLS), may see it. */
+  async hosts(auth: ClientAuth, trace: AuditTrace): Promise<HostsResponse> {
+    await this.authenticateReader(auth, trace)
+    return {hosts: (await currentHosts(this.rt)).map((h) => ({hostname: h.principals[0] ?? h.keyId, hid: h.keyFingerprint, host_tags: [], ...h}))}
+  }
+
+  /**
+   * sshca's form first (Authorization: Bearer <ID token> that matches a rule), else step's (a client
+   * certificate: the identity of a current, unrevoked user certificate). Neither: 401, which is
+   * what makes step sign in, get an identity and ask again.
+   */
+  private async authenticateReader(auth: ClientAuth, trace: AuditTrace): Promise<void> {
+    trace.action = 'read'
+    const m = /^Bearer\s+(\S+)$/i.exec(auth.authorization ?? '')
+    if (m) {
+      const verified = await this.rt.policy.verifier.verify(m[1]!)
+      trace.provisioner = verified.provisioner.name
+      trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
+      selectRule(verified.provisioner, verified.claims)
+      return
+    }
+    if (auth.peerCertificate) {
+      const rec = await identityRecord(this.rt, auth.peerCertificate, 'user', Math.floor(this.rt.clock() / 1000))
+      trace.subject = rec.subject ?? rec.keyId
+      return
+    }
+    throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'send an identity token as "Authorization: Bearer <JWT>", or sign in with step (its identity certificate)')
   }
 
   /** One audit line for a refused request: its reason (typed when the core refused it) and the detail callers never see. */
   recordRefusal(trace: AuditTrace, err: unknown, status: number): void {
     const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
-    const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : 'certificate_denied'
+    const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : trace.action === 'read' ? 'access_denied' : trace.action === 'revoke' ? 'revocation_denied' : 'certificate_denied'
     try {
       this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
     } catch {
       // the audit log cannot be written (that may be the error being answered): still answer
     }
-    this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
+    if (!trace.action) this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
   }
 }
 

@@ -1,11 +1,12 @@
 /**
  * Host certificates. Enrollment: `POST /ssh/sign` with certType host and an enrollment token gets a
  * host certificate for names the token binds (and only for the key it binds, if it binds one).
- * Renewal: `POST /ssh/renew` with a proof of possession gets a new certificate for the newest one of
- * its host key's lineage. Revocation: served as an OpenSSH KRL on `GET /ssh/krl`.
+ * Renewal: `POST /ssh/renew` with an SSHPOP token gets a new certificate for the newest one of its
+ * host key's lineage; `POST /ssh/rekey` the same for a new key. `POST /ssh/revoke`: a certificate
+ * (user or host) revokes itself. Revocations are served as an OpenSSH KRL on `GET /ssh/krl`.
  */
 import type {SshSignRequest} from '../../protocol/api.ts'
-import {TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
+import {SSHPOP_PROVISIONER, TOKEN_LEEWAY as LEEWAY, type SshpopAction} from '../../protocol/tokens.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {checkCertificate} from '../../ssh/checker.ts'
 import {buildKrl} from '../../ssh/krl.ts'
@@ -14,6 +15,7 @@ import {verifyEnrollmentToken} from '../provisioner/enrollment.ts'
 import {tokenHash} from '../provisioner/oidc.ts'
 import {popCertificate, verifyPop} from '../provisioner/pop.ts'
 import {denial} from '../policy/types.ts'
+import type {Revocation} from '../store/store.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {checkSubjectKey, issue, randomSerial, requireIssuanceEnabled} from './sign.ts'
 
@@ -45,30 +47,82 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {kind: 'enrol'})
 }
 
-/** `POST /ssh/renew`: a new host certificate (new serial, same principals) for a proven key. */
-export async function renewHostCertificate(rt: CaRuntime, token: string, trace: AuditTrace): Promise<Certificate> {
-  trace.cert_type = 'host'
-  trace.provisioner = 'host-renewal'
-  requireIssuanceEnabled(rt)
+/**
+ * The certificate an SSHPOP token proves possession of, once everything about it holds: signed by
+ * this CA (the signer compared before any signature is verified: verifying with a key the caller
+ * chose, an RSA key with a huge exponent, would let anyone spend the CA's CPU), recorded by this CA
+ * byte for byte, unexpired, unrevoked, and the token signed by its key for this action.
+ */
+async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAction, trace: AuditTrace, types: readonly ('user' | 'host')[]): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number}; now: number}> {
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
-  // the checker compares the signer with our host CA key before any signature is verified: verifying
-  // with a key the caller chose (an RSA key with a huge exponent) would let anyone spend the CA's CPU
-  const [problem] = checkCertificate(cert, {type: 'host', caKeys: [rt.material.hostCa.publicKey]})
-  if (problem?.code === 'wrong_type') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', 'only host certificates are renewed; users sign in again')
-  if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', 'the certificate was not signed by this CA\'s host key')
+  trace.cert_type = cert.type
+  if (!types.includes(cert.type)) throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `only host certificates are ${action === 'renew' ? 'renewed' : 'rekeyed'}; users sign in again`)
+  // a user certificate must be signed by the user CA key, a host certificate by the host CA key
+  const caKey = (cert.type === 'host' ? rt.material.hostCa : rt.material.userCa).publicKey
+  const [problem] = checkCertificate(cert, {type: cert.type, caKeys: [caKey]})
+  if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', `the certificate was not signed by this CA's ${cert.type} key`)
   if (problem) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the certificate does not verify: ${problem.message}`)
   const known = await rt.store.findCertificate(cert.serial)
   if (!known || known.certificate !== cert.blob.toString('base64')) throw denial('ERR_POLICY_DENIED', 'certificate_unknown', 'this CA has no record of issuing that certificate')
   const now = nowOf(rt)
-  if (BigInt(now) >= cert.validBefore) throw denial('ERR_POLICY_DENIED', 'certificate_expired', 'the certificate has expired: enroll the host again with a new token')
+  if (BigInt(now) >= cert.validBefore) {
+    throw denial('ERR_POLICY_DENIED', 'certificate_expired', action === 'revoke' ? 'the certificate has expired: it needs no revocation' : 'the certificate has expired: enroll the host again with a new token')
+  }
   const revoked = await rt.store.revocationFor({serial: cert.serial, keyId: cert.keyId, keyFingerprint: cert.publicKey.fingerprint()})
-  if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', 'the certificate is revoked', {revocation_id: revoked.id})
-  const proof = await verifyPop(token, cert, {rootFingerprint: rt.material.rootFingerprint, now})
-  trace.token = {id: `pop#${proof.jti}`, sha256: tokenHash(token)}
+  if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', revoked.serial === cert.serial && action === 'revoke' ? 'the certificate is already revoked' : 'the certificate is revoked', {revocation_id: revoked.id})
+  const {dnsNames} = rt.policy.config
+  const proof = await verifyPop(token, cert, {action, provisioner: SSHPOP_PROVISIONER, dnsNames, rootFingerprint: rt.material.rootFingerprint, now})
+  trace.token = {id: `sshpop#${proof.jti}`, sha256: tokenHash(token)}
+  return {cert, proof, now}
+}
+
+/** `POST /ssh/renew`: a new host certificate (new serial, same principals) for a proven key. */
+export async function renewHostCertificate(rt: CaRuntime, token: string, trace: AuditTrace): Promise<Certificate> {
+  trace.cert_type = 'host'
+  trace.provisioner = SSHPOP_PROVISIONER
+  requireIssuanceEnabled(rt)
+  const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'])
   const fresh = signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
-  return issue(rt, fresh, {id: `pop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
+}
+
+/**
+ * `POST /ssh/rekey` (step's): the same host certificate for a new host key, proven with the old
+ * one. The lineage moves to the new key: the old certificate can no longer be renewed or rekeyed.
+ */
+export async function rekeyHostCertificate(rt: CaRuntime, token: string, newKey: PublicKey, trace: AuditTrace): Promise<Certificate> {
+  trace.cert_type = 'host'
+  trace.provisioner = SSHPOP_PROVISIONER
+  checkSubjectKey(newKey)
+  requireIssuanceEnabled(rt)
+  const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'])
+  if (newKey.equals(cert.publicKey)) throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
+  trace.key_fingerprint = newKey.fingerprint()
+  trace.key_type = newKey.type
+  const fresh = signCertificate({type: 'host', publicKey: newKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa)
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'rekey', parent: cert.serial, parentKey: cert.publicKey.fingerprint()})
+}
+
+/** What `POST /ssh/revoke` did, as `ca revoke` reports it. */
+export interface SelfRevocation {
+  revocation: Revocation
+  certificate: {serial: string; keyId: string; principals: string[]; certType: 'user' | 'host'; validBefore: string}
+}
+
+/**
+ * `POST /ssh/revoke` (step's): a certificate revokes itself, proven by its key. Recorded as a
+ * revocation by serial, as `ca revoke --serial` does: the KRL lists it from then on, and renewals
+ * of it (or its rekeys) are refused. Issuance being disabled does not stop a revocation.
+ */
+export async function revokeOwnCertificate(rt: CaRuntime, o: {token: string; serial: string; reason: string}, trace: AuditTrace): Promise<SelfRevocation> {
+  trace.provisioner = SSHPOP_PROVISIONER
+  if (!/^[0-9]{1,20}$/.test(o.serial)) throw denial('ERR_INPUT', 'bad_request', 'serial must be the certificate\'s serial number in decimal')
+  const {cert, now} = await provenCertificate(rt, o.token, 'revoke', trace, ['user', 'host'])
+  if (BigInt(o.serial) !== cert.serial) throw denial('ERR_POLICY_DENIED', 'serial_mismatch', 'a certificate can revoke only itself: serial must be the serial of the certificate in the token')
+  const revocation = await rt.store.revoke({serial: cert.serial, keyId: null, keyFingerprint: null, reason: o.reason, revokedAt: now})
+  return {revocation, certificate: {serial: cert.serial.toString(), keyId: cert.keyId, principals: [...cert.principals], certType: cert.type, validBefore: new Date(Number(cert.validBefore) * 1000).toISOString()}}
 }
 
 /**
@@ -76,7 +130,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
  * plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
  */
 export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
-  const [revoked, generation] = await Promise.all([rt.store.revocations(), rt.store.revocationGeneration()])
+  const {revocations: revoked, generation} = await rt.store.revocationSnapshot()
   const serials = revoked.flatMap((r) => (r.serial === null ? [] : [r.serial]))
   const keyIds = revoked.flatMap((r) => (r.keyId === null ? [] : [r.keyId]))
   const keys = revoked.flatMap((r) => (r.keyFingerprint === null ? [] : [Buffer.from(r.keyFingerprint.slice('SHA256:'.length), 'base64')]))

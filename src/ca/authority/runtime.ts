@@ -35,4 +35,6 @@ export interface AuditTrace {
   key_fingerprint?: string
   key_type?: string
   cert_type?: string
+  /** What the request asked for, when not a certificate: its refusal is audited under that name. */
+  action?: 'read' | 'revoke'
 }

@@ -97,19 +97,51 @@ const limitsSchema = z
   })
   .default(LIMIT_DEFAULTS)
 
+/** The embedded store (one CA process): a SQLite file in the CA directory. */
+const sqliteDb = z.strictObject({
+  type: z.literal('sqlite'),
+  path: z.string().default('db/sshca.sqlite'),
+  // full: every commit on disk before a certificate is returned; normal risks the last commits on power loss
+  durability: z.enum(['full', 'normal']).default('full'),
+})
+
+/**
+ * Several replicas on one PostgreSQL. The password is never in ca.yaml or the URL: `passwordFile`
+ * (0600, relative to ca.yaml's directory), else $PGPASSWORD, else none (certificate or peer auth).
+ */
+const postgresDb = z.strictObject({
+  type: z.literal('postgresql'),
+  /** postgres://USER@HOST:PORT/DATABASE; HOST may be a socket directory (%2Frun%2Fpostgresql or ?host=/run/postgresql). */
+  url: z.string().min(1),
+  /** Connections per replica. */
+  pool: z.number().int().positive().max(1000).default(10),
+  passwordFile: z.string().min(1).optional(),
+  tls: z
+    .strictObject({
+      /** verify-full (the default over TCP): the server's certificate chains to `ca` and names the host. */
+      mode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).optional(),
+      /** PEM file of the CA(s) that sign the server's certificate (default: the system's). */
+      ca: z.string().min(1).optional(),
+      /** A client certificate and its key (PEM), for servers that authenticate clients by certificate. */
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+    })
+    .default({}),
+  /** The longest wait for the database (connect, statement): past it the request is answered 503. */
+  timeout: duration.default(5),
+  /** Apply pending migrations at start (under an advisory lock); false: `sshca ca migrate` does, and serve refuses an old schema. */
+  autoMigrate: z.boolean().default(true),
+})
+
+export type SqliteDbConfig = z.infer<typeof sqliteDb>
+export type PostgresDbConfig = z.infer<typeof postgresDb>
+
 const configSchema = z.strictObject({
   address: z.string().default('127.0.0.1:9000'),
   dnsNames: z.array(z.string().min(1)).default(['127.0.0.1']),
   name: z.string().default('sshca'),
   disabled: z.boolean().default(false),
-  db: z
-    .strictObject({
-      type: z.literal('sqlite'),
-      path: z.string().default('db/sshca.sqlite'),
-      // full: every commit on disk before a certificate is returned; normal risks the last commits on power loss
-      durability: z.enum(['full', 'normal']).default('full'),
-    })
-    .default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
+  db: z.discriminatedUnion('type', [sqliteDb, postgresDb]).default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
   limits: limitsSchema,
   /**
@@ -176,7 +208,7 @@ export function parseConfig(text: string, path: string): ConfigCheck {
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
   checkProvisioners(config, problems, warnings)
-  if (raw.db.durability === 'normal') {
+  if (raw.db.type === 'sqlite' && raw.db.durability === 'normal') {
     warnings.push('db.durability: normal — a power loss can drop the last commits: certificates missing from the store and spent tokens forgotten, so replayable until they expire')
   }
   if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
@@ -188,6 +220,7 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   } else if (raw.trustProxy === true) {
     warnings.push('trustProxy: true believes X-Forwarded-For from anyone; list the balancer\'s addresses instead')
   }
+  if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
   if (raw.ssh.hostTtl > raw.ssh.maxHostTtl) problems.push(`ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`)
   if (problems.length > 0) throw configError(problems, path)
   return {config, warnings}
@@ -204,6 +237,49 @@ export async function loadConfig(path: string): Promise<ConfigCheck> {
     throw new SshcaError('ERR_INPUT', `cannot read ${path}: ${(err as Error).message}`, {cause: err})
   }
   return parseConfig(text, path)
+}
+
+/** Query parameters db.url may carry; TLS and the password have their own fields. */
+const URL_PARAMS = new Set(['host', 'application_name'])
+
+/**
+ * db.url as the pg client needs it: host (or socket directory), port, user, database. Throws a
+ * message naming what is wrong; never echoes a password.
+ */
+export function parsePostgresUrl(url: string): {host: string; port: number; user: string | undefined; database: string | undefined; applicationName: string | undefined} {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new Error('is not a URL (postgres://USER@HOST:PORT/DATABASE)')
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('must start with postgres://')
+  if (u.password !== '') throw new Error('holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml')
+  for (const k of u.searchParams.keys()) {
+    if (!URL_PARAMS.has(k)) throw new Error(`?${k}= is not supported${k.startsWith('ssl') ? ': TLS is set with db.tls' : ''} (only ${[...URL_PARAMS].join(', ')})`)
+  }
+  const host = u.searchParams.get('host') ?? decodeURIComponent(u.hostname)
+  if (!host) throw new Error('names no host (postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir)')
+  const port = u.port ? Number(u.port) : 5432
+  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined
+  return {host, port, user: u.username ? decodeURIComponent(u.username) : undefined, database, applicationName: u.searchParams.get('application_name') ?? undefined}
+}
+
+function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: string[], warnings: string[]): void {
+  let host: string
+  try {
+    host = parsePostgresUrl(db.url).host
+  } catch (err) {
+    problems.push(`db.url: ${(err as Error).message}`)
+    return
+  }
+  const socket = host.startsWith('/')
+  if (db.timeout >= requestTimeout) problems.push(`db.timeout: ${formatDuration(db.timeout)} must be below limits.requestTimeout (${formatDuration(requestTimeout)}), so a request never waits on the database past its own deadline`)
+  if ((db.tls.cert === undefined) !== (db.tls.key === undefined)) problems.push('db.tls: cert and key go together')
+  const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
+  if (!socket && !isLoopbackAddress(host) && (mode === 'disable' || mode === 'require')) {
+    warnings.push(`db.tls.mode: ${mode} to ${host} ${mode === 'disable' ? 'sends spent tokens and certificates in clear' : 'encrypts but does not check whom it talks to'}; use verify-full with db.tls.ca`)
+  }
 }
 
 export function resolveInDir(config: Pick<CaConfig, 'dir'>, p: string): string {

@@ -60,6 +60,10 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
             key: https.key,
             cert: https.cert,
             minVersion: 'TLSv1.2' as const,
+            // step's X.509 identity (see authority/identity.ts): asked for, never required; the
+            // routes that accept it verify it themselves, every other route ignores it
+            requestCert: true,
+            rejectUnauthorized: false,
             handshakeTimeout: limits.handshakeTimeout * 1000,
             // node checks request and header deadlines this often (default 30 s, too coarse for them)
             connectionsCheckingInterval: 1000,

@@ -15,11 +15,12 @@ export type ServerErrorCode =
   | 'ERR_TOKEN_REPLAYED'
   | 'ERR_POLICY_DENIED'
   | 'ERR_NOT_FOUND'
+  | 'ERR_NOT_IMPLEMENTED'
   | 'ERR_RATE_LIMITED'
   | 'ERR_ISSUANCE_DISABLED'
   | 'ERR_UPSTREAM_UNAVAILABLE'
-  | 'ERR_CA_OVERLOADED'
   | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_CA_OVERLOADED'
   | 'ERR_INTERNAL'
 
 /** `own`: the error's message is safe to show; a string: what the caller reads instead. */
@@ -32,6 +33,7 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
   ERR_TOKEN_REPLAYED: {status: 401, message: 'own'},
   ERR_POLICY_DENIED: {status: 403, message: 'the CA policy does not allow a certificate for this request'},
   ERR_NOT_FOUND: {status: 404, message: 'own'},
+  ERR_NOT_IMPLEMENTED: {status: 501, message: 'own'},
   ERR_RATE_LIMITED: {status: 429, message: 'own'},
   ERR_ISSUANCE_DISABLED: {status: 503, message: 'own'},
   ERR_UPSTREAM_UNAVAILABLE: {status: 503, message: 'the CA cannot verify tokens of this issuer right now; try again later'},

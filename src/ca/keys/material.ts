@@ -12,6 +12,8 @@ export interface CaMaterial {
   rootPem: string
   rootFingerprint: string
   intermediatePem: string
+  /** Signs step's X.509 identity certificates (and renews the TLS certificate). */
+  intermediateKey: KeyObject
   tls: {certPem: string; keyPem: string; notAfter: Date}
   userCa: Signer
   hostCa: Signer
@@ -39,11 +41,12 @@ async function readText(path: string): Promise<string> {
 export async function loadMaterial(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30): Promise<CaMaterial & {tlsRenewed: boolean}> {
   const p = caPaths(dir)
   const [rootPem, intermediatePem, tlsPem] = await Promise.all([readText(p.rootCert), readText(p.intermediateCert), readText(p.tlsCert)])
-  const [userKey, hostKey, enrollmentKey, tlsKey] = await Promise.all([
+  const [userKey, hostKey, enrollmentKey, tlsKey, intermediateKey] = await Promise.all([
     readSealedKey(p.userCaKey, password),
     readSealedKey(p.hostCaKey, password),
     readSealedKey(p.enrollmentKey, password),
     readSealedKey(p.tlsKey, password),
+    readSealedKey(p.intermediateKey, password),
   ])
   let tls = {certPem: tlsPem, key: tlsKey}
   let tlsRenewed = false
@@ -52,7 +55,6 @@ export async function loadMaterial(dir: string, password: string, dnsNames: read
   const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
   const namesChanged = dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n))
   if (expiresSoon || namesChanged) {
-    const intermediateKey = await readSealedKey(p.intermediateKey, password)
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
     await writeFileAtomic(p.tlsCert, fresh.pem + intermediatePem)
@@ -63,6 +65,7 @@ export async function loadMaterial(dir: string, password: string, dnsNames: read
     rootPem,
     rootFingerprint: certFingerprint(pemToDer(rootPem)),
     intermediatePem,
+    intermediateKey,
     tls: {certPem: tls.certPem, keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string, notAfter: parseCert(tls.certPem).notAfter},
     userCa: keySigner(userKey),
     hostCa: keySigner(hostKey),

@@ -123,3 +123,57 @@ export function subjectAltNames(cert: x509.X509Certificate): string[] {
 function escapeRdn(s: string): string {
   return s.replace(/([,+"\\<>;=])/g, '\\$1')
 }
+
+/**
+ * step's X.509 identity certificate (the `identityCSR` of POST /ssh/sign): a client certificate for
+ * the CSR's key, bound to one SSH certificate: its serial is that certificate's serial, its validity
+ * that certificate's, its subject that certificate's key ID. Nothing else is taken from the CSR (no
+ * names, no extensions), and it can authenticate a TLS client only (clientAuth, not a CA), so it can
+ * never pass for the CA's server certificate.
+ */
+/** A certificate request whose signature was checked, with an acceptable key. */
+export type IdentityCsr = x509.Pkcs10CertificateRequest & {readonly checked: true}
+
+export async function readIdentityCsr(csrPem: string): Promise<IdentityCsr> {
+  let csr: x509.Pkcs10CertificateRequest
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem)
+  } catch (err) {
+    throw new TypeError(`identityCSR is not a PEM certificate request: ${(err as Error).message}`, {cause: err})
+  }
+  const alg = csr.publicKey.algorithm as {name: string; namedCurve?: string; modulusLength?: number}
+  const ok = (alg.name === 'ECDSA' && ['P-256', 'P-384'].includes(alg.namedCurve ?? '')) || alg.name === 'Ed25519' || (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
+  if (!ok) throw new TypeError(`identityCSR's key (${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''}) is not ECDSA P-256/P-384, Ed25519 or RSA of 2048 bits or more`)
+  const valid = await csr.verify().catch(() => false)
+  if (!valid) throw new TypeError('identityCSR is not signed by the key it carries')
+  return csr as IdentityCsr
+}
+
+export async function createIdentityCert(csr: IdentityCsr, bind: {serial: bigint; keyId: string; notBefore: Date; notAfter: Date}, intermediate: {cert: x509.X509Certificate; key: KeyObject}): Promise<IssuedCertificate> {
+  const hex = bind.serial.toString(16).padStart(16, '0')
+  const cert = await x509.X509CertificateGenerator.create({
+    // DER INTEGERs are signed: a leading 00 keeps a serial with its top bit set positive
+    serialNumber: /^[89a-f]/.test(hex) ? `00${hex}` : hex,
+    subject: `CN=${escapeRdn(bind.keyId)}`,
+    issuer: intermediate.cert.subject,
+    notBefore: bind.notBefore,
+    notAfter: bind.notAfter,
+    publicKey: csr.publicKey,
+    signingKey: await toCryptoKey(intermediate.key),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.AuthorityKeyIdentifierExtension.create(intermediate.cert),
+    ],
+  })
+  return {pem: `${cert.toString('pem').trimEnd()}\n`, der: Buffer.from(cert.rawData)}
+}
+
+export interface IssuedCertificate {
+  pem: string
+  der: Buffer
+}
+
+export const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2'

@@ -15,6 +15,10 @@ export type AuditEvent =
   | 'certificate_issued'
   | 'certificate_denied'
   | 'certificate_revoked'
+  /** A refused SSHPOP self-revocation (POST /ssh/revoke). */
+  | 'revocation_denied'
+  /** A refused read of the host inventory (GET /ssh/hosts, POST /ssh/check-host). */
+  | 'access_denied'
   | 'certificate_unrevoked'
   | 'enrollment_token_issued'
   | 'rate_limited'

@@ -73,9 +73,12 @@ export type DenialReason =
   | 'rate_limited'
   | 'overloaded'
   | 'store_unavailable'
+  | 'serial_mismatch'
+  | 'identity_invalid'
+  | 'not_supported'
 
 /** The codes a denial carries (each has its HTTP status in http/errors.ts). */
-export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED'
+export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED' | 'ERR_NOT_IMPLEMENTED'
 
 /** A refused request: its code decides the status, its typed reason goes to the audit log. */
 export class DenialError extends SshcaError {

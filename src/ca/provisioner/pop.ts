@@ -1,46 +1,94 @@
 /**
- * Proofs of possession for renewal (as step's SSHPOP): a short JWT signed by the certified host key,
- * carrying the current certificate in its `sshpop` header. The certificate is read first (unverified)
- * so the caller can check it is one of ours before any signature made with its key is verified.
+ * SSHPOP: proofs of possession in step's shape (smallstep authority/provisioner/sshpop.go), for
+ * /ssh/renew, /ssh/rekey and /ssh/revoke. A short JWT signed by the certified key, carrying the
+ * certificate in its `sshpop` header (see src/protocol/tokens.ts for the claims). The certificate is
+ * read first, unverified, so the caller can check it is one of ours before any signature made with
+ * its key is verified.
  */
 import {decodeProtectedHeader, jwtVerify, type JWTPayload} from 'jose'
-import {MAX_POP_TTL, POP_ALGORITHMS, POP_TYP, popAudience, TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
+import {MAX_POP_TTL, POP_ALGORITHMS, TOKEN_LEEWAY as LEEWAY, type SshpopAction} from '../../protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../ssh/cert.ts'
 import {denial} from '../policy/types.ts'
 import {tokenError} from './enrollment.ts'
 
-/** The certificate a renewal token carries, before anything is verified. */
+/** The certificate an SSHPOP token carries, before anything is verified. */
 export function popCertificate(token: string): Certificate {
   let header: ReturnType<typeof decodeProtectedHeader>
   try {
     header = decodeProtectedHeader(token)
   } catch {
-    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token is not a JWT')
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token is not a JWT')
   }
-  if (header.typ !== POP_TYP || typeof header.sshpop !== 'string') throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token carries no certificate')
+  if (typeof header.sshpop !== 'string') throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token carries no certificate (no sshpop header)')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(header.sshpop)) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the sshpop header is not base64')
   try {
     return parseCertificate(Buffer.from(header.sshpop, 'base64'))
   } catch {
-    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the certificate in the renewal token is malformed')
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the certificate in the SSHPOP token is malformed')
   }
 }
 
-/** The token verified with the certified key: this CA's audience, five minutes at most. */
-export async function verifyPop(token: string, cert: Certificate, o: {rootFingerprint: string; now: number}): Promise<{jti: string; expiresAt: number}> {
+/**
+ * The audiences this CA answers to for an action, as step-ca derives them from its dnsNames:
+ * `https://<name>/1.0/ssh/<action>` and `https://<name>/ssh/<action>`, each with `#sshpop/<provisioner>`.
+ * The port is ignored when comparing (step-ca's stripPort), since a balancer may change it.
+ */
+export function sshpopAudiences(dnsNames: readonly string[], action: SshpopAction, provisioner: string): string[] {
+  return dnsNames.flatMap((n) => {
+    const host = n.includes(':') && !n.startsWith('[') ? `[${n}]` : n
+    return [`https://${host}/1.0/ssh/${action}#sshpop/${provisioner}`, `https://${host}/ssh/${action}#sshpop/${provisioner}`]
+  })
+}
+
+function withoutPort(aud: string): string | undefined {
+  try {
+    const u = new URL(aud)
+    if (u.protocol !== 'https:' || u.username || u.password || u.search) return undefined
+    u.port = ''
+    return u.toString()
+  } catch {
+    return undefined
+  }
+}
+
+export interface PopCheck {
+  action: SshpopAction
+  /** The SSHPOP provisioner's name: the token's `iss`. */
+  provisioner: string
+  dnsNames: readonly string[]
+  rootFingerprint: string
+  /** Seconds. */
+  now: number
+}
+
+/**
+ * The token verified with the certified key: issued by the SSHPOP provisioner, for this CA and this
+ * action, about this certificate (`sub` = its serial), five minutes of life at most.
+ */
+export async function verifyPop(token: string, cert: Certificate, o: PopCheck): Promise<{jti: string; expiresAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
       algorithms: POP_ALGORITHMS[cert.publicKey.type] ?? [],
-      typ: POP_TYP,
-      audience: popAudience(o.rootFingerprint),
+      issuer: o.provisioner,
       clockTolerance: LEEWAY,
       currentDate: new Date(o.now * 1000),
-      requiredClaims: ['exp', 'iat', 'jti'],
+      requiredClaims: ['exp', 'iat', 'jti', 'sub', 'aud'],
       maxTokenAge: MAX_POP_TTL + LEEWAY,
     }))
   } catch (err) {
-    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${tokenError(err, 'renewal token').message} (it must be signed by the certified host key)`)
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${tokenError(err, 'SSHPOP token').message} (it must be signed by the certified key)`)
   }
-  if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the renewal token lives longer than 5 minutes')
-  return {jti: String(claims.jti), expiresAt: (claims.exp as number) + LEEWAY}
+  const want = new Set(sshpopAudiences(o.dnsNames, o.action, o.provisioner).map(withoutPort))
+  const auds = (Array.isArray(claims.aud) ? claims.aud : [claims.aud]).map((a) => (typeof a === 'string' ? withoutPort(a) : undefined))
+  if (!auds.some((a) => a !== undefined && want.has(a))) {
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the SSHPOP token is for audience ${JSON.stringify(claims.aud)}, not this CA's /ssh/${o.action}`)
+  }
+  if (claims.sub !== cert.serial.toString()) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token\'s subject must be the serial of the certificate it carries')
+  if (claims.sha !== undefined && (typeof claims.sha !== 'string' || claims.sha.toLowerCase() !== o.rootFingerprint)) {
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token names another root (sha)')
+  }
+  if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
+  if (typeof claims.jti !== 'string' || claims.jti.length > 256) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
+  return {jti: claims.jti, expiresAt: (claims.exp as number) + LEEWAY}
 }

@@ -1,14 +1,16 @@
 /**
- * The store's schema as numbered migrations. A store records the last one applied (SQLite:
- * `PRAGMA user_version`) and applies the rest at open, inside one write transaction, so two
- * processes opening the same file cannot both migrate it. Never edit a migration that has shipped:
- * add the next one.
+ * The store's schema as numbered migrations, one dialect per backend. A store records the last one
+ * applied (SQLite: `PRAGMA user_version`; PostgreSQL: the `schema_migrations` table) and applies the
+ * rest at open, inside one transaction (SQLite: a write transaction; PostgreSQL: under an advisory
+ * lock), so two processes or replicas opening the same database cannot both migrate it. Never edit a
+ * migration that has shipped: add the next one.
  */
 
 export interface Migration {
   version: number
   name: string
   sqlite: string[]
+  postgresql: string[]
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -39,6 +41,38 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS certificates_key_id ON certificates (key_id)`,
       `CREATE INDEX IF NOT EXISTS certificates_type_valid ON certificates (cert_type, valid_before)`,
       `CREATE TABLE IF NOT EXISTS revocations (
+         id TEXT PRIMARY KEY,
+         serial TEXT,
+         key_id TEXT,
+         reason TEXT NOT NULL,
+         revoked_at BIGINT NOT NULL
+       )`,
+    ],
+    // the same tables: serials are decimal text (they reach 2^64−1, beyond BIGINT), times BIGINT seconds
+    postgresql: [
+      `CREATE TABLE used_tokens (
+         token_id TEXT PRIMARY KEY,
+         expires_at BIGINT NOT NULL
+       )`,
+      `CREATE INDEX used_tokens_expires_at ON used_tokens (expires_at)`,
+      `CREATE TABLE certificates (
+         serial TEXT PRIMARY KEY,
+         cert_type TEXT NOT NULL,
+         key_id TEXT NOT NULL,
+         principals TEXT NOT NULL,
+         valid_after BIGINT NOT NULL,
+         valid_before BIGINT NOT NULL,
+         provisioner TEXT NOT NULL,
+         rule_name TEXT,
+         subject TEXT,
+         key_fingerprint TEXT NOT NULL,
+         issued_at BIGINT NOT NULL,
+         request_id TEXT NOT NULL,
+         certificate TEXT NOT NULL
+       )`,
+      `CREATE INDEX certificates_key_id ON certificates (key_id)`,
+      `CREATE INDEX certificates_type_valid ON certificates (cert_type, valid_before)`,
+      `CREATE TABLE revocations (
          id TEXT PRIMARY KEY,
          serial TEXT,
          key_id TEXT,
@@ -82,6 +116,165 @@ export const MIGRATIONS: readonly Migration[] = [
       `INSERT INTO meta (key, value) VALUES ('audit_cursor', '0')`,
       // the KRL's version: moves forward on every revoke and unrevoke (it was the revocation count)
       `INSERT INTO meta (key, value) SELECT 'revocation_generation', CAST(COUNT(*) AS TEXT) FROM revocations`,
+    ],
+    postgresql: [
+      `ALTER TABLE used_tokens ADD COLUMN used_at BIGINT`,
+      `ALTER TABLE used_tokens ADD COLUMN serial TEXT`,
+      `ALTER TABLE revocations ADD COLUMN key_fingerprint TEXT`,
+      `CREATE INDEX revocations_serial ON revocations (serial)`,
+      `CREATE INDEX revocations_key_id ON revocations (key_id)`,
+      `CREATE INDEX revocations_key_fingerprint ON revocations (key_fingerprint)`,
+      `CREATE INDEX certificates_subject ON certificates (subject)`,
+      `CREATE INDEX certificates_key_fingerprint ON certificates (key_fingerprint)`,
+      `CREATE INDEX certificates_issued_at ON certificates (issued_at)`,
+      `CREATE TABLE host_lineages (
+         key_fingerprint TEXT PRIMARY KEY,
+         serial TEXT NOT NULL,
+         updated_at BIGINT NOT NULL
+       )`,
+      `INSERT INTO host_lineages (key_fingerprint, serial, updated_at)
+       SELECT DISTINCT ON (key_fingerprint) key_fingerprint, serial, issued_at FROM certificates
+       WHERE cert_type = 'host' ORDER BY key_fingerprint, issued_at DESC, serial DESC`,
+      `CREATE TABLE admin_events (
+         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         at BIGINT NOT NULL,
+         event TEXT NOT NULL,
+         fields TEXT NOT NULL
+       )`,
+      `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+      `INSERT INTO meta (key, value) VALUES ('audit_cursor', '0')`,
+      `INSERT INTO meta (key, value) SELECT 'revocation_generation', CAST(COUNT(*) AS TEXT) FROM revocations`,
+      // issue() in one statement, so a batch of issuances is one round trip and one transaction:
+      // each item is decided in order and sees the ones before it, as in SqliteStore.issueOne.
+      // Across replicas: the spent-token primary key decides a token raced to several (the loser waits
+      // for the winner's commit, then finds it spent), and the lineage head is read FOR UPDATE, so two
+      // renewals of one certificate serialize and the second finds itself superseded.
+      `CREATE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         item jsonb;
+         rec jsonb;
+         out jsonb := '[]'::jsonb;
+         rev revocations%ROWTYPE;
+         head TEXT;
+         parent TEXT;
+         fp TEXT;
+         spent_at BIGINT;
+         spent_serial TEXT;
+         n INT;
+       BEGIN
+         -- durability: a certificate is answered only after its record and its spent token are on disk
+         IF current_setting('synchronous_commit') = 'off' THEN
+           PERFORM set_config('synchronous_commit', 'on', true);
+         END IF;
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           rec := item->'record';
+           parent := item->>'parent';
+           fp := rec->>'key_fingerprint';
+           SELECT * INTO rev FROM revocations
+             WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR serial = parent
+             ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
+           IF FOUND THEN
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'revoked', 'revocation', to_jsonb(rev)));
+             CONTINUE;
+           END IF;
+           IF item->>'lineage' = 'renew' THEN
+             head := NULL;
+             SELECT serial INTO head FROM host_lineages WHERE key_fingerprint = fp FOR UPDATE;
+             IF head IS DISTINCT FROM parent THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'superseded', 'newest', head));
+               CONTINUE;
+             END IF;
+           END IF;
+           INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+             VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, rec->>'serial')
+             ON CONFLICT (token_id) DO NOTHING;
+           GET DIAGNOSTICS n = ROW_COUNT;
+           IF n <> 1 THEN
+             SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+             CONTINUE;
+           END IF;
+           INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
+             VALUES (rec->>'serial', rec->>'cert_type', rec->>'key_id', rec->>'principals', (rec->>'valid_after')::bigint, (rec->>'valid_before')::bigint,
+                     rec->>'provisioner', rec->>'rule_name', rec->>'subject', fp, (rec->>'issued_at')::bigint, rec->>'request_id', rec->>'certificate');
+           IF item->>'lineage' IS NOT NULL THEN
+             INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (fp, rec->>'serial', (rec->>'issued_at')::bigint)
+               ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at;
+           END IF;
+           out := out || '[{"outcome": "ok"}]'::jsonb;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
+  {
+    version: 3,
+    name: 'rekey lineages (step\'s /ssh/rekey): the lineage moves to the new key, the old key\'s ends',
+    // SQLite: nothing in the schema (SqliteStore.issueOne decides); PostgreSQL: sshca_issue learns it
+    sqlite: [],
+    postgresql: [
+      `CREATE OR REPLACE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         item jsonb;
+         rec jsonb;
+         out jsonb := '[]'::jsonb;
+         rev revocations%ROWTYPE;
+         head TEXT;
+         parent TEXT;
+         fp TEXT;
+         spent_at BIGINT;
+         spent_serial TEXT;
+         n INT;
+       BEGIN
+         -- durability: a certificate is answered only after its record and its spent token are on disk
+         IF current_setting('synchronous_commit') = 'off' THEN
+           PERFORM set_config('synchronous_commit', 'on', true);
+         END IF;
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           rec := item->'record';
+           parent := item->>'parent';
+           fp := rec->>'key_fingerprint';
+           SELECT * INTO rev FROM revocations
+             WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR serial = parent
+             ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
+           IF FOUND THEN
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'revoked', 'revocation', to_jsonb(rev)));
+             CONTINUE;
+           END IF;
+           IF item->>'lineage' IN ('renew', 'rekey') THEN
+             head := NULL;
+             -- a rekey's parent heads the old key's lineage; a renewal's, the same key's
+             SELECT serial INTO head FROM host_lineages WHERE key_fingerprint = COALESCE(item->>'parent_key', fp) FOR UPDATE;
+             IF head IS DISTINCT FROM parent THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'superseded', 'newest', head));
+               CONTINUE;
+             END IF;
+           END IF;
+           INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+             VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, rec->>'serial')
+             ON CONFLICT (token_id) DO NOTHING;
+           GET DIAGNOSTICS n = ROW_COUNT;
+           IF n <> 1 THEN
+             SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+             CONTINUE;
+           END IF;
+           INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate)
+             VALUES (rec->>'serial', rec->>'cert_type', rec->>'key_id', rec->>'principals', (rec->>'valid_after')::bigint, (rec->>'valid_before')::bigint,
+                     rec->>'provisioner', rec->>'rule_name', rec->>'subject', fp, (rec->>'issued_at')::bigint, rec->>'request_id', rec->>'certificate');
+           IF item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp THEN
+             DELETE FROM host_lineages WHERE key_fingerprint = item->>'parent_key';
+           END IF;
+           IF item->>'lineage' IS NOT NULL THEN
+             INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (fp, rec->>'serial', (rec->>'issued_at')::bigint)
+               ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at;
+           END IF;
+           out := out || '[{"outcome": "ok"}]'::jsonb;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
     ],
   },
 ]

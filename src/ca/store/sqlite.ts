@@ -114,8 +114,11 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   return {from, to: SCHEMA_VERSION}
 }
 
+const processLocks = new Map<string, Promise<unknown>>()
+
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync
+  private readonly path: string
   private readonly stmts: Record<string, StatementSync>
   private readonly pending: PendingIssue[] = []
   private readonly checkpointer: Checkpointer | undefined
@@ -124,6 +127,7 @@ export class SqliteStore implements Store {
 
   /** `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline. */
   constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number} = {}) {
+    this.path = path
     this.db = new DatabaseSync(path)
     const synchronous = o.durability === 'normal' ? 'NORMAL' : 'FULL'
     this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`)
@@ -152,6 +156,7 @@ export class SqliteStore implements Store {
       rollback: prep('ROLLBACK'),
       revokedFor: prep('SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1'),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
+      lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep('INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at'),
       useToken: prep('INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING'),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
@@ -205,11 +210,11 @@ export class SqliteStore implements Store {
 
   /** One issuance inside the batch's transaction: nothing is written unless the outcome is ok. */
   private issueOne({token, record: r, lineage}: IssueRequest): IssueOutcome {
-    const parent = lineage?.kind === 'renew' ? lineage.parent.toString() : null
+    const parent = lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null
     const revoked = this.stmts.revokedFor!.get(r.keyId, r.keyFingerprint, parent) as RevocationRow | undefined
     if (revoked) return {ok: false, reason: 'revoked', revocation: rowToRevocation(revoked)}
-    if (lineage?.kind === 'renew') {
-      const head = this.stmts.lineage!.get(r.keyFingerprint) as {serial: string} | undefined
+    if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
+      const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as {serial: string} | undefined
       if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
     }
     const serial = r.serial.toString()
@@ -218,6 +223,7 @@ export class SqliteStore implements Store {
       return {ok: false, reason: 'replayed', usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at), serial: spent?.serial ?? null}
     }
     this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate)
+    if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint) this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
   }
@@ -276,6 +282,19 @@ export class SqliteStore implements Store {
       this.stmts.bumpGeneration!.run()
       return rowToRevocation(row)
     })
+  }
+
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    // a read transaction: `ca revoke` in another process commits before or after both reads
+    // (synchronously: no other call on this connection can start between BEGIN and COMMIT)
+    this.db.exec('BEGIN')
+    try {
+      const generation = Number((this.stmts.generation!.get() as {value: string}).value)
+      const revocations = (this.stmts.revocations!.all() as unknown as RevocationRow[]).map(rowToRevocation)
+      return {generation, revocations}
+    } finally {
+      this.db.exec('COMMIT')
+    }
   }
 
   async revocationGeneration(): Promise<number> {
@@ -337,6 +356,21 @@ export class SqliteStore implements Store {
 
   async advanceAuditCursor(from: number, to: number): Promise<boolean> {
     return this.stmts.advance!.run(String(to), String(from)).changes === 1
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get()
+  }
+
+  /** One process serves a SQLite store: a lock in this process (shared by every connection to the file). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.path}\0${name}`
+    const before = processLocks.get(key) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    processLocks.set(key, tail)
+    void tail.then(() => processLocks.get(key) === tail && processLocks.delete(key))
+    return run
   }
 
   async close(): Promise<void> {

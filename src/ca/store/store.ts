@@ -36,9 +36,11 @@ export interface Revocation {
 /**
  * Host certificates form lineages, one per host key: enrolment starts (or restarts) one, renewal
  * must present the lineage's newest certificate. The store swaps the newest serial atomically, so
- * two renewals of one certificate cannot both succeed.
+ * two renewals of one certificate cannot both succeed. A rekey (step's /ssh/rekey) moves a lineage
+ * to a new key: the parent must be the old key's newest certificate, the new key's lineage starts
+ * at the new certificate and the old key's ends (its certificates can no longer be renewed or rekeyed).
  */
-export type Lineage = {kind: 'enrol'} | {kind: 'renew'; parent: bigint}
+export type Lineage = {kind: 'enrol'} | {kind: 'renew'; parent: bigint} | {kind: 'rekey'; parent: bigint; parentKey: string}
 
 export interface IssueRequest {
   token: {id: string; expiresAt: number}
@@ -50,9 +52,9 @@ export type IssueOutcome =
   | {ok: true}
   /** The token was spent before, at `usedAt` (seconds), on certificate `serial`. */
   | {ok: false; reason: 'replayed'; usedAt: number | null; serial: string | null}
-  /** The key ID, the key or (renewals) the parent serial is revoked. */
+  /** The key ID, the key or (renewals, rekeys) the parent serial is revoked. */
   | {ok: false; reason: 'revoked'; revocation: Revocation}
-  /** A renewal of a certificate that is no longer its lineage's newest. */
+  /** A renewal or rekey of a certificate that is no longer its lineage's newest. */
   | {ok: false; reason: 'superseded'; newest: string | null}
 
 export interface CertificateQuery {
@@ -93,6 +95,11 @@ export interface Store {
   revocations(): Promise<Revocation[]>
   /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
   revocationGeneration(): Promise<number>
+  /**
+   * The revocations and their generation read together (one snapshot), so every replica renders the
+   * same KRL bytes for a version: never version N+1 without the revocation that made it N+1.
+   */
+  revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}>
   /** The revocation that covers a certificate with this serial, key ID or key, if any. */
   revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined>
   /** Drops token ids that expired before `now` (seconds). */
@@ -108,5 +115,12 @@ export interface Store {
    * events are written at least once, and usually exactly once.
    */
   advanceAuditCursor(from: number, to: number): Promise<boolean>
+  /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
+  ping(): Promise<void>
+  /**
+   * Runs `fn` holding the lock `name` across every process on this store (PostgreSQL: an advisory
+   * lock, so N replicas never renew shared files at once; SQLite: one serving process, a lock in it).
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>
   close(): Promise<void>
 }

@@ -136,3 +136,35 @@ provisioners:
     assert.ok(w.includes('provisioners[0].issuer: http://127.0.0.1:8080 is plain http, fit for local development only; a real identity provider is https'), w.join('\n'))
   })
 })
+
+describe('ca.yaml db:', () => {
+  it('defaults to SQLite; takes a PostgreSQL block with its defaults (pool 10, timeout 5 s, verify-full, autoMigrate)', () => {
+    assert.deepEqual(parseConfig('{}', 'ca.yaml').config.db, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'})
+    assert.deepEqual(parseConfig('db: {type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {ca: pg-ca.crt}}', 'ca.yaml').config.db, {
+      type: 'postgresql', url: 'postgres://sshca@db.internal/sshca', pool: 10, tls: {ca: 'pg-ca.crt'}, timeout: 5, autoMigrate: true,
+    })
+  })
+
+  it('refuses a password in the URL (without repeating it), libpq\'s ssl parameters, a timeout not below the request\'s, half a client certificate', () => {
+    const p = problems('db: {type: postgresql, url: "postgres://sshca:hunter2@db/sshca", timeout: 10s, tls: {cert: c.pem}}')
+    assert.deepEqual(p, [
+      'db.url: holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml',
+    ])
+    assert.ok(!p.join().includes('hunter2'))
+    assert.deepEqual(problems('db: {type: postgresql, url: "postgres://sshca@db/sshca?sslmode=disable"}'), ['db.url: ?sslmode= is not supported: TLS is set with db.tls (only host, application_name)'])
+    assert.deepEqual(problems('db: {type: postgresql, url: "postgres://sshca@db/sshca", timeout: 10s, tls: {cert: c.pem}}'), [
+      'db.timeout: 10s must be below limits.requestTimeout (10s), so a request never waits on the database past its own deadline',
+      'db.tls: cert and key go together',
+    ])
+    assert.deepEqual(problems('db: {type: mysql}'), [problems('db: {type: mysql}')[0]!])
+    assert.match(problems('db: {type: mysql}')[0]!, /^db\.type: /)
+  })
+
+  it('warns when the connection to a remote database is not verified; a socket or loopback is fine', () => {
+    const w = (db: string) => parseConfig(`db: ${db}`, 'ca.yaml').warnings.filter((x) => x.startsWith('db.'))
+    assert.match(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: disable}}')[0]!, /in clear/)
+    assert.match(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: require}}')[0]!, /does not check whom it talks to/)
+    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@127.0.0.1:5432/sshca", tls: {mode: disable}}'), [])
+    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca"}'), [])
+  })
+})

@@ -20,6 +20,7 @@ import {parseKrl} from '../../../src/ssh/krl.ts'
 import {parseCertificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
+import {waitFor} from '../../helpers/proc.ts'
 
 const ISSUER = 'https://ci.example.com'
 const YAML = `
@@ -66,6 +67,7 @@ describe('CA routes through app.inject', () => {
       rootPem: root.pem,
       rootFingerprint: certFingerprint(root.der),
       intermediatePem: root.pem,
+      intermediateKey: root.key,
       tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
       userCa: keySigner(generatePrivateKey('ed25519').keyObject),
       hostCa: keySigner(generatePrivateKey('ed25519').keyObject),
@@ -82,17 +84,37 @@ describe('CA routes through app.inject', () => {
   /** The audit lines one request wrote. */
   const linesOf = (requestId: string) => audit.events.filter((e) => e.request_id === requestId)
 
+  it('a store that does not answer: /ready is 503 (a balancer takes the replica out), /health stays 200 and says so', async () => {
+    const store = new SqliteStore(':memory:', {background: false})
+    const {config} = parseConfig(YAML, '/nonexistent/ca.yaml')
+    const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier([])}, material, store, audit: memoryAuditLog(), clock: Date.now}
+    const down = buildApp(new Authority(rt), undefined)
+    try {
+      assert.equal((await down.inject({method: 'GET', url: '/ready'})).statusCode, 200)
+      await store.close()
+      // the answer stands a second (balancers poll often); then the closed store is seen
+      await waitFor('/ready to turn 503', async () => (await down.inject({method: 'GET', url: '/ready'})).statusCode === 503, 5_000)
+      assert.deepEqual((await down.inject({method: 'GET', url: '/ready'})).json(), {ready: false, db: 'unreachable'})
+      const health = await down.inject({method: 'GET', url: '/health'})
+      assert.equal(health.statusCode, 200)
+      assert.deepEqual(health.json(), {status: 'ok', db: 'unreachable'})
+    } finally {
+      await down.close()
+    }
+  })
+
   it('read routes answer step-ca\'s shapes at / and /1.0, with x-request-id and no-store', async () => {
     for (const prefix of ['', '/1.0']) {
       const health = await app.inject({method: 'GET', url: `${prefix}/health`})
       assert.equal(health.statusCode, 200)
-      assert.deepEqual(health.json(), {status: 'ok'})
+      assert.deepEqual(health.json(), {status: 'ok', db: 'ok'})
+      assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/ready`})).json(), {ready: true})
       assert.match(String(health.headers['x-request-id']), /^[0-9a-f-]{36}$/)
       assert.equal(health.headers['cache-control'], 'no-store')
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/root/${material.rootFingerprint}`})).json(), {ca: material.rootPem})
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/roots`})).json(), {crts: [material.rootPem]})
       const provisioners = (await app.inject({method: 'GET', url: `${prefix}/provisioners`})).json()
-      assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false]])
+      assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false], ['sshpop', 'SSHPOP', undefined]])
       const roots = (await app.inject({method: 'GET', url: `${prefix}/ssh/roots`})).json()
       assert.deepEqual(roots.userKey, [material.userCa.publicKey.blob.toString('base64')])
       assert.deepEqual(roots.hostKey, [material.hostCa.publicKey.blob.toString('base64')])

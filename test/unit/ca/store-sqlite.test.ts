@@ -11,7 +11,18 @@ import {RESTART_PAGES, startCheckpointer} from '../../../src/ca/store/checkpoint
 import {httpError} from '../../../src/ca/http/errors.ts'
 import {SshcaError} from '../../../src/errors.ts'
 
-storeContract('SQLite', async () => new SqliteStore(join(tempDir('sshca-store-'), 'db.sqlite'), {background: false}))
+const paths = new WeakMap<object, string>()
+storeContract(
+  'SQLite',
+  async () => {
+    const path = join(tempDir('sshca-store-'), 'db.sqlite')
+    const s = new SqliteStore(path, {background: false})
+    paths.set(s, path)
+    return s
+  },
+  // a second connection to the same file (as `ca revoke` next to `ca serve`)
+  async (of) => new SqliteStore(paths.get(of)!, {background: false}),
+)
 
 describe('SQLite store migrations', () => {
   it('brings a version-1 database (the first release) forward, keeping its rows, and is idempotent', async () => {
@@ -66,10 +77,10 @@ describe('the SQLite store', () => {
       await normal.close()
     }
     const {config, warnings} = parseConfig('provisioners: []', 'ca.yaml')
-    assert.equal(config.db.durability, 'full')
+    assert.equal(config.db.type === 'sqlite' && config.db.durability, 'full')
     assert.doesNotMatch(warnings.join('\n'), /durability/)
     const opted = parseConfig('db: {type: sqlite, durability: normal}', 'ca.yaml')
-    assert.equal(opted.config.db.durability, 'normal')
+    assert.equal(opted.config.db.type === 'sqlite' && opted.config.db.durability, 'normal')
     assert.match(opted.warnings.join('\n'), /db\.durability: normal — a power loss can drop the last commits: .*replayable/)
     assert.throws(() => parseConfig('db: {type: sqlite, durability: off}', 'ca.yaml'), {code: 'ERR_CA_CONFIG', message: /db\.durability: Invalid option/})
   })

@@ -28,7 +28,7 @@ describe('why the CA refused a token, from its claims', () => {
   })
 
   it('turns the CA\'s 401 into ERR_TOKEN_REPLAYED or ERR_TOKEN_INVALID with the flow\'s next step', () => {
-    const ca = (message: string) => new SshcaError('ERR_CA_UNAUTHORIZED', `the CA rejected the identity token: ${message} (request id r-1)`, {details: {status: 401, requestId: 'r-1'}})
+    const ca = (message: string) => new SshcaError('ERR_CA_UNAUTHORIZED', `the CA rejected the identity token: ${message} (request id r-1)`, {details: {status: 401, requestId: 'r-1', caMessage: message}})
     const replay = explainTokenRefusal(ca('the token was already used at 2026-01-01T00:00:00.000Z; each token gets one certificate'), jwt(ok), 'host-enrollment', {now: NOW}) as SshcaError
     assert.equal(replay.code, 'ERR_TOKEN_REPLAYED')
     assert.match(replay.message, /already used at 2026-01-01T00:00:00\.000Z.*\(request id r-1\)$/)
@@ -38,6 +38,11 @@ describe('why the CA refused a token, from its claims', () => {
     assert.match(expired.message, /^the CA refused the token: the token expired at .* \(request id r-1\)$/)
     assert.match(expired.hint!, /id-token: write/)
     assert.doesNotMatch(expired.hint!, /sshca login --force/)
+    // step-ca: no request id, and its own words are the best clue there is
+    const step = new SshcaError('ERR_CA_UNAUTHORIZED', 'the CA rejected the identity token: sshpop token has invalid audience', {details: {status: 401, caMessage: 'sshpop.authorizeToken; sshpop token has invalid audience'}})
+    const fromStep = explainTokenRefusal(step, jwt(ok), 'host-renewal', {now: NOW}) as SshcaError
+    assert.match(fromStep.message, /the CA said: sshpop\.authorizeToken; sshpop token has invalid audience$/)
+    assert.doesNotMatch(fromStep.message, /request id/)
     const other = new SshcaError('ERR_CA_UNREACHABLE', 'down')
     assert.equal(explainTokenRefusal(other, 'x', 'interactive', {now: NOW}), other)
   })

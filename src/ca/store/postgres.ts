@@ -1,0 +1,446 @@
+/**
+ * The store for N replicas: one PostgreSQL shared by every `ca serve`, through node-postgres (`pg`).
+ * Same semantics as SqliteStore, decided by the database rather than by one writer process:
+ * - issue(): the revocation check, the lineage compare-and-swap, the token spend and the record are
+ *   one call of the `sshca_issue(jsonb)` function (migrations.ts), so one transaction and, with group
+ *   commit (every issuance that arrives in one event-loop turn shares one call), one round trip for a
+ *   whole batch. A token raced to several replicas: the spent-token primary key lets one commit win.
+ * - every wait is bounded: connecting and each statement take at most `db.timeout`; a database that
+ *   is down or unreachable becomes ERR_STORE_UNAVAILABLE (503, fail closed), and the pool reconnects
+ *   by itself once it is back.
+ * - admin events get their ids in commit order (an advisory lock around the insert), so a replica
+ *   reading "after the cursor" never skips an event that commits late.
+ */
+import {createHash, randomUUID} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import pg from 'pg'
+import {SshcaError} from '../../errors.ts'
+import {assertPrivateFile} from '../../util/fs.ts'
+import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
+import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
+import {rowToRecord, toDbTime} from './sqlite.ts'
+import type {AdminEvent, CertificateQuery, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
+
+type PoolConfig = pg.PoolConfig
+
+/** An advisory lock key (one signed 64-bit space per database) for a purpose: the first 8 bytes of SHA-256("sshca:" + name). */
+const lockKey = (name: string): string => createHash('sha256').update(`sshca:${name}`).digest().readBigInt64BE(0).toString()
+const LOCK = {migrate: lockKey('migrate'), adminEvents: lockKey('admin-events')} as const
+
+/**
+ * What makes the database unusable right now rather than a bug: no connection (refused, reset,
+ * timed out, DNS), the server shutting down or starting (57P0x), out of resources (53xxx), a
+ * read-only standby after a failover (25006), a lost connection (08xxx), a statement cancelled by
+ * statement_timeout (57014). Serialization failures and deadlocks (40001, 40P01) are retried first.
+ */
+export function isUnavailable(err: unknown): boolean {
+  const e = err as {code?: unknown; message?: unknown}
+  const code = typeof e.code === 'string' ? e.code : ''
+  if (/^(08|53|57P0|40)/.test(code) || code === '25006' || code === '57014') return true
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT'].includes(code)) return true
+  // TLS to the database failed (an unknown CA, a wrong name, a server without TLS): unreachable, safely
+  if (/^(ERR_TLS_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/.test(code)) return true
+  const m = typeof e.message === 'string' ? e.message : ''
+  return /The server does not support SSL connections|Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended|the database system is (starting up|shutting down)/i.test(m)
+}
+
+/** ERR_STORE_UNAVAILABLE for an outage (503), the error itself otherwise (a bug: 500). */
+export function storeError(err: unknown): unknown {
+  if (err instanceof SshcaError) return err
+  if (!isUnavailable(err)) return err
+  const m = (err as Error).message
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the database is unavailable: ${m}`, {cause: err, details: {reason: 'store_unavailable'}})
+}
+
+const retryable = (err: unknown): boolean => ['40001', '40P01'].includes(String((err as {code?: unknown}).code))
+
+/** pg options for db: in ca.yaml: the password from its file or $PGPASSWORD, TLS files read here. */
+export async function pgConfig(config: Pick<CaConfig, 'db' | 'dir'> & {db: PostgresDbConfig}, poolSize: number): Promise<PoolConfig> {
+  const db = config.db
+  let target: ReturnType<typeof parsePostgresUrl>
+  try {
+    target = parsePostgresUrl(db.url)
+  } catch (err) {
+    throw new SshcaError('ERR_CA_CONFIG', `db.url ${(err as Error).message}`)
+  }
+  let password: string | undefined
+  if (db.passwordFile !== undefined) {
+    const path = resolveInDir(config, db.passwordFile)
+    try {
+      await assertPrivateFile(path)
+      password = (await readFile(path, 'utf8')).split(/\r?\n/)[0]
+    } catch (err) {
+      if (err instanceof SshcaError) throw err
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `db.passwordFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {cause: err})
+    }
+  } else if (process.env.PGPASSWORD !== undefined) {
+    password = process.env.PGPASSWORD
+  }
+  const socket = target.host.startsWith('/')
+  const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
+  const file = async (p: string | undefined): Promise<string | undefined> => (p === undefined ? undefined : readFile(resolveInDir(config, p), 'utf8'))
+  let ssl: PoolConfig['ssl'] = false
+  if (mode !== 'disable') {
+    const [ca, cert, key] = await Promise.all([file(db.tls.ca), file(db.tls.cert), file(db.tls.key)])
+    ssl = {
+      ...(ca ? {ca} : {}),
+      ...(cert ? {cert} : {}),
+      ...(key ? {key} : {}),
+      rejectUnauthorized: mode !== 'require',
+      // verify-ca: the chain, not the name
+      ...(mode === 'verify-ca' ? {checkServerIdentity: () => undefined} : {}),
+    }
+  }
+  const timeoutMs = db.timeout * 1000
+  return {
+    host: target.host,
+    port: target.port,
+    ...(target.user !== undefined ? {user: target.user} : {}),
+    ...(target.database !== undefined ? {database: target.database} : {}),
+    ...(password !== undefined ? {password} : {}),
+    application_name: target.applicationName ?? 'sshca',
+    ssl,
+    max: poolSize,
+    connectionTimeoutMillis: timeoutMs,
+    // server side: a statement (or a lock wait) never outlives the request; client side: neither does
+    // waiting for an answer from a server that stopped answering (the connection is then dropped)
+    statement_timeout: timeoutMs,
+    query_timeout: timeoutMs + 500,
+    idle_in_transaction_session_timeout: timeoutMs * 2,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+  }
+}
+
+interface RevocationRow {
+  id: string
+  serial: string | null
+  key_id: string | null
+  key_fingerprint: string | null
+  reason: string
+  revoked_at: string | number
+}
+
+function rowToRevocation(r: RevocationRow): Revocation {
+  return {id: r.id, serial: r.serial === null ? null : BigInt(r.serial), keyId: r.key_id, keyFingerprint: r.key_fingerprint, reason: r.reason, revokedAt: Number(r.revoked_at)}
+}
+
+type Outcome = {outcome: 'ok'} | {outcome: 'revoked'; revocation: RevocationRow} | {outcome: 'superseded'; newest: string | null} | {outcome: 'replayed'; used_at: number | null; serial: string | null}
+
+function toOutcome(o: Outcome): IssueOutcome {
+  switch (o.outcome) {
+    case 'ok':
+      return {ok: true}
+    case 'revoked':
+      return {ok: false, reason: 'revoked', revocation: rowToRevocation(o.revocation)}
+    case 'superseded':
+      return {ok: false, reason: 'superseded', newest: o.newest}
+    case 'replayed':
+      return {ok: false, reason: 'replayed', usedAt: o.used_at === null ? null : Number(o.used_at), serial: o.serial}
+  }
+}
+
+function batchItem({token, record: r, lineage}: IssueRequest): Record<string, unknown> {
+  return {
+    token_id: token.id,
+    expires_at: String(token.expiresAt),
+    lineage: lineage?.kind ?? null,
+    parent: lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null,
+    parent_key: lineage?.kind === 'rekey' ? lineage.parentKey : null,
+    record: {
+      serial: r.serial.toString(),
+      cert_type: r.certType,
+      key_id: r.keyId,
+      principals: JSON.stringify(r.principals),
+      valid_after: toDbTime(r.validAfter).toString(),
+      valid_before: toDbTime(r.validBefore).toString(),
+      provisioner: r.provisioner,
+      rule_name: r.rule,
+      subject: r.subject,
+      key_fingerprint: r.keyFingerprint,
+      issued_at: String(r.issuedAt),
+      request_id: r.requestId,
+      certificate: r.certificate,
+    },
+  }
+}
+
+interface PendingIssue {
+  req: IssueRequest
+  resolve: (outcome: IssueOutcome) => void
+  reject: (err: unknown) => void
+}
+
+/**
+ * Applies the migrations the database lacks, in one transaction under an advisory lock: replicas
+ * starting at once wait for the first, then find nothing left to do. Refuses a newer schema.
+ */
+export async function migratePostgres(client: pg.ClientBase, apply = true): Promise<{from: number; to: number}> {
+  await client.query('BEGIN')
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK.migrate])
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
+    const from = Number((await client.query<{v: number | null}>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0)
+    if (from > SCHEMA_VERSION) {
+      throw new SshcaError('ERR_CA_CONFIG', `the database is at schema version ${from}, newer than this sshca understands (${SCHEMA_VERSION})`, {hint: 'upgrade sshca; never run an older version against a newer database'})
+    }
+    if (from < SCHEMA_VERSION && !apply) {
+      throw new SshcaError('ERR_CA_CONFIG', `the database is at schema version ${from}; this sshca needs ${SCHEMA_VERSION}`, {hint: 'apply the migrations: sshca ca migrate --config ca.yaml (db.autoMigrate is false)'})
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= from) continue
+      for (const sql of m.postgresql) await client.query(sql)
+      await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name])
+    }
+    await client.query('COMMIT')
+    return {from, to: SCHEMA_VERSION}
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw err
+  }
+}
+
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool
+  private readonly pending: PendingIssue[] = []
+  private closed = false
+
+  private constructor(pool: pg.Pool) {
+    this.pool = pool
+  }
+
+  /** Connects (the first connection proves the database is there), migrates unless told not to, and keeps a pool. */
+  static async open(options: PoolConfig, o: {migrate?: boolean} = {}): Promise<PostgresStore> {
+    const pool = new pg.Pool(options)
+    // an idle connection the server closes (restart, failover) emits here; the pool drops it and
+    // connects anew on the next query. Without a listener it would crash the process.
+    pool.on('error', () => undefined)
+    try {
+      const client = await pool.connect()
+      try {
+        await migratePostgres(client, o.migrate !== false)
+      } finally {
+        client.release()
+      }
+    } catch (err) {
+      await pool.end().catch(() => undefined)
+      throw storeError(err)
+    }
+    return new PostgresStore(pool)
+  }
+
+  private async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = [], name?: string): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(name ? {name, text, values} : {text, values})
+    } catch (err) {
+      throw storeError(err)
+    }
+  }
+
+  /** Runs `fn` in one transaction on one connection; a lost connection is dropped, not returned to the pool. */
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient
+    try {
+      client = await this.pool.connect()
+    } catch (err) {
+      throw storeError(err)
+    }
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      // a revocation is as durable as an issuance, whatever the server's default
+      await client.query("SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'")
+      const out = await fn(client)
+      await client.query('COMMIT')
+      return out
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: Error) => (broken = e))
+      if (isUnavailable(err)) broken ??= err as Error
+      throw storeError(err)
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  /**
+   * Group commit: issuances that arrive in one event-loop turn go to the database as one call of
+   * sshca_issue, one transaction, one round trip (and one WAL flush). Batches of successive turns
+   * may be in flight together, each on its own connection: the database orders them.
+   */
+  issue(req: IssueRequest): Promise<IssueOutcome> {
+    if (this.closed) return Promise.reject(new SshcaError('ERR_STORE_UNAVAILABLE', 'the store is closed', {details: {reason: 'store_unavailable'}}))
+    return new Promise((resolve, reject) => {
+      this.pending.push({req, resolve, reject})
+      if (this.pending.length === 1) setImmediate(() => void this.flush())
+    })
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending.splice(0)
+    if (batch.length === 0) return
+    const payload = JSON.stringify(batch.map((b) => batchItem(b.req)))
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.pool.query<{out: Outcome[]}>({name: 'sshca_issue', text: 'SELECT sshca_issue($1::jsonb) AS out', values: [payload]})
+        const outs = res.rows[0]!.out
+        batch.forEach((item, i) => item.resolve(toOutcome(outs[i]!)))
+        return
+      } catch (err) {
+        // a deadlock between two replicas' batches (one locked a lineage, the other a token) rolled
+        // this one back whole: nothing of it was written, so it is safe to send again
+        if (retryable(err) && attempt < 3) continue
+        const e = storeError(err)
+        for (const item of batch) item.reject(e)
+        return
+      }
+    }
+  }
+
+  async findCertificate(serial: bigint): Promise<IssuedRecord | undefined> {
+    const {rows} = await this.query('SELECT * FROM certificates WHERE serial = $1', [serial.toString()], 'find_certificate')
+    return rows[0] ? rowToRecord(rows[0] as never) : undefined
+  }
+
+  async currentHostCertificates(now: number): Promise<IssuedRecord[]> {
+    const {rows} = await this.query('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > $1 ORDER BY c.issued_at DESC', [now])
+    return rows.map((r) => rowToRecord(r as never))
+  }
+
+  async certificates(q: CertificateQuery): Promise<IssuedRecord[]> {
+    const where: string[] = []
+    const args: unknown[] = []
+    const arg = (v: unknown): string => {
+      args.push(v)
+      return `$${args.length}`
+    }
+    const eq = (column: string, v: string | undefined) => {
+      if (v !== undefined) where.push(`${column} = ${arg(v)}`)
+    }
+    eq('subject', q.subject)
+    eq('key_id', q.keyId)
+    eq('key_fingerprint', q.keyFingerprint)
+    eq('provisioner', q.provisioner)
+    eq('cert_type', q.certType)
+    if (q.since !== undefined) where.push(`issued_at >= ${arg(q.since)}`)
+    if (q.activeAt !== undefined) where.push(`valid_after <= ${arg(q.activeAt)} AND valid_before > ${arg(q.activeAt)}`)
+    const sql = `SELECT * FROM certificates${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at DESC, serial COLLATE "C" LIMIT ${arg(q.limit ?? 1000)}`
+    const {rows} = await this.query(sql, args)
+    return rows.map((r) => rowToRecord(r as never))
+  }
+
+  async revoke(r: Revocation): Promise<Revocation> {
+    const id = randomUUID()
+    await this.transaction(async (c) => {
+      await c.query('INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)', [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt])
+      await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+    })
+    return {...r, id}
+  }
+
+  async unrevoke(id: string): Promise<Revocation | undefined> {
+    return this.transaction(async (c) => {
+      const {rows} = await c.query<RevocationRow>('DELETE FROM revocations WHERE id = $1 RETURNING *', [id])
+      if (!rows[0]) return undefined
+      await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+      return rowToRevocation(rows[0])
+    })
+  }
+
+  async revocations(): Promise<Revocation[]> {
+    const {rows} = await this.query<RevocationRow>('SELECT * FROM revocations ORDER BY revoked_at, id COLLATE "C"')
+    return rows.map(rowToRevocation)
+  }
+
+  /** One statement, one snapshot. */
+  async revocationSnapshot(): Promise<{generation: number; revocations: Revocation[]}> {
+    const {rows} = await this.query<{generation: string; revocations: RevocationRow[]}>(
+      `SELECT (SELECT value FROM meta WHERE key = 'revocation_generation') AS generation,
+              COALESCE((SELECT json_agg(r ORDER BY r.revoked_at, r.id COLLATE "C") FROM revocations r), '[]'::json) AS revocations`,
+    )
+    return {generation: Number(rows[0]!.generation), revocations: rows[0]!.revocations.map(rowToRevocation)}
+  }
+
+  async revocationGeneration(): Promise<number> {
+    const {rows} = await this.query<{value: string}>("SELECT value FROM meta WHERE key = 'revocation_generation'")
+    return Number(rows[0]!.value)
+  }
+
+  async revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined> {
+    const {rows} = await this.query<RevocationRow>('SELECT * FROM revocations WHERE key_id = $1 OR key_fingerprint = $2 OR serial = $3 ORDER BY revoked_at, id COLLATE "C" LIMIT 1', [c.keyId ?? null, c.keyFingerprint ?? null, c.serial?.toString() ?? null], 'revocation_for')
+    return rows[0] ? rowToRevocation(rows[0]) : undefined
+  }
+
+  /** Idempotent: replicas purging at once delete each row once between them. */
+  async purgeExpiredTokens(now: number): Promise<number> {
+    return (await this.query('DELETE FROM used_tokens WHERE expires_at < $1', [now])).rowCount ?? 0
+  }
+
+  /**
+   * Ids come from a sequence, which hands them out in insert order but lets them commit in any order:
+   * a reader could see 6, move the cursor past 5, and 5 (committing a moment later) would never reach
+   * the audit sink. The lock makes each insert commit before the next one takes its id.
+   */
+  async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
+    return this.transaction(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK.adminEvents])
+      const {rows} = await c.query<{id: string}>('INSERT INTO admin_events (at, event, fields) VALUES ($1, $2, $3) RETURNING id', [at, event, JSON.stringify(fields)])
+      return {id: Number(rows[0]!.id), at, event, fields}
+    })
+  }
+
+  async auditCursor(): Promise<number> {
+    const {rows} = await this.query<{value: string}>("SELECT value FROM meta WHERE key = 'audit_cursor'")
+    return Number(rows[0]!.value)
+  }
+
+  async adminEventsAfter(cursor: number, limit: number): Promise<AdminEvent[]> {
+    const {rows} = await this.query<{id: string; at: string; event: string; fields: string}>('SELECT id, at, event, fields FROM admin_events WHERE id > $1 ORDER BY id LIMIT $2', [cursor, limit])
+    return rows.map((r) => ({id: Number(r.id), at: Number(r.at), event: r.event, fields: JSON.parse(r.fields) as Record<string, unknown>}))
+  }
+
+  async advanceAuditCursor(from: number, to: number): Promise<boolean> {
+    return (await this.query("UPDATE meta SET value = $1 WHERE key = 'audit_cursor' AND value = $2", [String(to), String(from)])).rowCount === 1
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1')
+  }
+
+  /** A session advisory lock held on one connection while `fn` runs; others wait (bounded by `db.timeout` per try). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    let client: pg.PoolClient
+    try {
+      client = await this.pool.connect()
+    } catch (err) {
+      throw storeError(err)
+    }
+    let broken: Error | undefined
+    try {
+      const key = lockKey(`exclusive:${name}`)
+      // try, then wait a little and try again: a plain pg_advisory_lock would outlive statement_timeout
+      for (;;) {
+        const {rows} = await client.query<{ok: boolean}>('SELECT pg_try_advisory_lock($1) AS ok', [key])
+        if (rows[0]!.ok) break
+        await new Promise((r) => setTimeout(r, 200))
+      }
+      try {
+        return await fn()
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [key]).catch((e: Error) => (broken = e))
+      }
+    } catch (err) {
+      if (isUnavailable(err)) broken ??= err as Error
+      throw storeError(err)
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.flush()
+    await this.pool.end()
+  }
+}

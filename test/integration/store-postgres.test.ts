@@ -1,0 +1,189 @@
+/**
+ * The PostgreSQL store against a real PostgreSQL (Debian's server, started in a temp dir by the
+ * harness): the same contract suite as SQLite, then what only a shared server has: migrations raced
+ * by replicas starting together, a schema too new or too old, the password file, and an outage that
+ * fails closed and heals without reopening the store.
+ */
+import assert from 'node:assert/strict'
+import {chmodSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
+import {migrateStore, openStore} from '../../src/ca/store/open.ts'
+import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
+import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
+import type {Store} from '../../src/ca/store/store.ts'
+import {record, storeContract} from '../contract/store.ts'
+import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
+import {sshca} from '../helpers/cli.ts'
+import {tempDir} from '../helpers/tmp.ts'
+
+/** ca.yaml with this db block, parsed as `ca serve` would (defaults, checks). */
+function configWith(db: Record<string, unknown>): CaConfig {
+  const dir = tempDir('sshca-pgcfg-')
+  const text = JSON.stringify({db})
+  return parseConfig(text, join(dir, 'ca.yaml')).config
+}
+
+let server: TestPostgres
+const urls = new WeakMap<object, string>()
+
+async function openOn(url: string, over: Record<string, unknown> = {}): Promise<Store> {
+  const s = await openStore(configWith(server.db({url, pool: 4, ...over})), 'server')
+  urls.set(s, url)
+  return s
+}
+
+describe('PostgreSQL store', function () {
+  this.timeout(60_000)
+  before(async () => {
+    server = await startPostgres()
+  })
+  after(async () => server?.destroy())
+
+  storeContract(
+    'PostgreSQL',
+    async () => openOn(await server.createDatabase()),
+    async (of) => openOn(urls.get(of)!),
+  )
+
+  describe('migrations', () => {
+    it('replicas starting at once on an empty database: every one opens, each migration is applied once', async () => {
+      const url = await server.createDatabase()
+      const stores = await Promise.all(Array.from({length: 4}, () => openOn(url)))
+      const db = url.split('/').pop()!
+      assert.equal(await server.psql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM schema_migrations', db), `${Array.from({length: SCHEMA_VERSION}, (_, i) => i + 1).join(',')}\n`)
+      assert.deepEqual(await stores[0]!.issue({token: {id: 't', expiresAt: 9}, record: record()}), {ok: true})
+      await Promise.all(stores.map((s) => s.close()))
+    })
+
+    it('refuses a database from a newer sshca; with autoMigrate off, refuses an old one until `ca migrate`', async () => {
+      const url = await server.createDatabase()
+      const db = url.split('/').pop()!
+      const config = configWith(server.db({url, autoMigrate: false}))
+      await assert.rejects(openStore(config, 'server'), (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /schema version 0; this sshca needs/.test(e.message))
+      assert.deepEqual(await migrateStore(config), {from: 0, to: SCHEMA_VERSION, backend: 'postgresql'})
+      assert.deepEqual(await migrateStore(config), {from: SCHEMA_VERSION, to: SCHEMA_VERSION, backend: 'postgresql'})
+      await (await openStore(config, 'server')).close()
+      await server.psql(`INSERT INTO schema_migrations (version, name) VALUES (${SCHEMA_VERSION + 1}, 'from the future')`, db)
+      await assert.rejects(openStore(config, 'server'), (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /newer than this sshca/.test(e.message))
+    })
+  })
+
+  describe('sshca ca migrate', () => {
+    it('applies what is pending once, on PostgreSQL and on SQLite, and says from which version to which', async () => {
+      const url = await server.createDatabase()
+      for (const db of [server.db({url}), {type: 'sqlite', path: 'db/sshca.sqlite'}]) {
+        const dir = tempDir('sshca-migrate-')
+        writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db}))
+        const first = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml'), '--json'])
+        assert.equal(first.code, 0, first.stderr)
+        assert.deepEqual(JSON.parse(first.stdout), {config: join(dir, 'ca.yaml'), backend: db.type, from: 0, to: SCHEMA_VERSION, applied: SCHEMA_VERSION})
+        const again = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
+        assert.equal(again.code, 0, again.stderr)
+        assert.match(again.stdout, new RegExp(`at schema version ${SCHEMA_VERSION}; nothing to apply`))
+      }
+    })
+
+    it('exits 6 (unreachable) naming the database when it cannot connect, without the password', async () => {
+      const dir = tempDir('sshca-migrate-')
+      writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db: server.db({url: 'postgres://sshca@127.0.0.1:1/sshca', timeout: 2})}))
+      const r = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
+      assert.equal(r.code, 6, r.stderr)
+      assert.match(r.stderr, /database is unavailable/)
+      assert.ok(!r.stderr.includes(server.password))
+    })
+  })
+
+  describe('connection settings', () => {
+    it('takes the password from db.passwordFile or $PGPASSWORD; refuses a file others can read and a URL holding one', async () => {
+      const url = await server.createDatabase()
+      const dir = tempDir('sshca-pgpw-')
+      const loose = join(dir, 'pw')
+      writeFileSync(loose, `${server.password}\n`)
+      chmodSync(loose, 0o644)
+      await assert.rejects(openStore(configWith(server.db({url, passwordFile: loose})), 'admin'), (e: {code?: string}) => e.code === 'ERR_FILE_PERMISSIONS')
+      const wrong = join(dir, 'wrong')
+      writeFileSync(wrong, 'not the password\n', {mode: 0o600})
+      await assert.rejects(openStore(configWith(server.db({url, passwordFile: wrong})), 'admin'), /password authentication failed/)
+      const {passwordFile: _, ...noFile} = server.db({url})
+      const saved = process.env.PGPASSWORD
+      process.env.PGPASSWORD = server.password
+      try {
+        await (await openStore(configWith(noFile), 'admin')).close()
+      } finally {
+        if (saved === undefined) delete process.env.PGPASSWORD
+        else process.env.PGPASSWORD = saved
+      }
+      assert.throws(() => configWith(server.db({url: url.replace('sshca@', `sshca:${server.password}@`)})), (e: Error) => /db\.url: holds a password/.test(e.message) && !e.message.includes(server.password))
+      assert.throws(() => configWith(server.db({url: `${url}?sslmode=require`})), /db\.url: \?sslmode= is not supported: TLS is set with db\.tls/)
+    })
+  })
+
+  describe('TLS to the database', () => {
+    let tls: TestPostgres
+    let caFile: string
+    let otherCa: string
+    before(async () => {
+      const root = await createRoot('db CA')
+      const leaf = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+      const dir = tempDir('sshca-pgtls-')
+      caFile = join(dir, 'db-ca.crt')
+      writeFileSync(caFile, root.pem)
+      otherCa = join(dir, 'other-ca.crt')
+      writeFileSync(otherCa, (await createRoot('someone else')).pem)
+      tls = await startPostgres({
+        files: {'server.crt': leaf.pem, 'server.key': leaf.key.export({type: 'pkcs8', format: 'pem'}) as string},
+        settings: {ssl: 'on', ssl_cert_file: '{dir}/server.crt', ssl_key_file: '{dir}/server.key'},
+      })
+    })
+    after(async () => tls?.destroy())
+
+    it('verify-full with the database\'s CA connects; another CA, or no TLS where it is demanded, is refused', async () => {
+      const open = (t: Record<string, unknown>) => openStore(configWith(tls.db({tls: t})), 'admin')
+      await (await open({mode: 'verify-full', ca: caFile})).close()
+      await (await open({mode: 'verify-ca', ca: caFile})).close()
+      await assert.rejects(open({mode: 'verify-full', ca: otherCa}), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /certificate/.test(e.message))
+      // the server really speaks TLS to us: pg_stat_ssl says so for our connection
+      const s = await open({mode: 'verify-full', ca: caFile})
+      try {
+        assert.equal(await tls.psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'sshca'"), '1\n')
+      } finally {
+        await s.close()
+      }
+      await assert.rejects(openStore(configWith(server.db({tls: {mode: 'verify-full', ca: caFile}})), 'admin'), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /does not support SSL/.test(e.message))
+    })
+  })
+
+  describe('outage', () => {
+    // its own server: stopping the shared one would pull it from under the other tests
+    let own: TestPostgres
+    before(async () => {
+      own = await startPostgres()
+    })
+    after(async () => own?.destroy())
+
+    it('fails closed with ERR_STORE_UNAVAILABLE within db.timeout while the server is down, and heals without reopening', async () => {
+      const s = await openStore(configWith(own.db({pool: 3, timeout: 2})), 'server')
+      try {
+        assert.deepEqual(await s.issue({token: {id: 'before', expiresAt: 9}, record: record()}), {ok: true})
+        await own.stop()
+        const t0 = Date.now()
+        const outcomes = await Promise.allSettled([
+          s.issue({token: {id: 'during', expiresAt: 9}, record: record()}),
+          s.ping(),
+          s.revocations(),
+          s.recordAdminEvent('certificate_revoked', {}, 1),
+        ])
+        assert.ok(Date.now() - t0 < 4_000, `took ${Date.now() - t0} ms`)
+        for (const o of outcomes) assert.equal(o.status === 'rejected' && (o.reason as {code?: string}).code, 'ERR_STORE_UNAVAILABLE', JSON.stringify(o))
+        await own.start()
+        // the pool reconnects by itself; the token refused during the outage was not spent
+        assert.deepEqual(await s.issue({token: {id: 'during', expiresAt: 9}, record: record()}), {ok: true})
+        assert.equal((await s.issue({token: {id: 'before', expiresAt: 9}, record: record()})).ok, false)
+        await s.ping()
+      } finally {
+        await s.close()
+      }
+    })
+  })
+})
