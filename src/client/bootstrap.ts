@@ -14,7 +14,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
 import {overlappingContexts, overlapWarning} from './config.ts'
-import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, readContext, validContextName, type ContextSettings} from './home.ts'
+import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, listContexts, readContext, validContextName, type ContextSettings} from './home.ts'
 import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
 
 export interface BootstrapOptions {
@@ -36,6 +36,8 @@ export interface BootstrapResult {
   krl: ContextKrl
   warnings: string[]
   replaced: boolean
+  /** Other contexts that already trust this same root (the same CA under another URL or name). */
+  sameRoot: {context: string; caUrl: string}[]
 }
 
 /** Lowercase hex without ":" or "-"; undefined unless it is 64 hex characters. */
@@ -167,8 +169,21 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
   }
   await writeFileAtomic(join(home, 'current'), `${name}\n`)
   const warnings: string[] = []
+  // the same CA under a second URL (or name) becomes a second context: say so rather than let it pass unseen
+  const sameRoot: {context: string; caUrl: string}[] = []
+  for (const other of await listContexts(home)) {
+    if (other === name) continue
+    const c = await readContext(home, other).catch(() => undefined)
+    if (c && fingerprintsEqual(normalizeFingerprint(c.rootFingerprint) ?? '', got)) sameRoot.push({context: other, caUrl: c.caUrl})
+  }
+  for (const o of sameRoot) {
+    warnings.push(
+      `this root is already trusted as context "${o.context}" (${o.caUrl}); "${name}" (${settings.caUrl}) is a second context for the same CA and is now current` +
+        ` — to use "${o.context}" instead, pass --context ${o.context} to sshca login/config; to reuse that name here, run bootstrap again with --context ${o.context}`,
+    )
+  }
   if (settings.hostPattern === '*') warnings.push(`the CA's host pattern is "*": its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`)
   if (krl.note) warnings.push(krl.note)
   if (!namesNoHosts(settings.hostPattern)) for (const o of await overlappingContexts(home, name, settings.hostPattern)) warnings.push(overlapWarning(name, settings.hostPattern, o))
-  return {context: name, caUrl: settings.caUrl, rootFingerprint: got, rootSubject, userCaKeys: settings.userCaKeys, hostCaKeys: settings.hostCaKeys, hostPattern: settings.hostPattern, krl, warnings, replaced: !!existing}
+  return {context: name, caUrl: settings.caUrl, rootFingerprint: got, rootSubject, userCaKeys: settings.userCaKeys, hostCaKeys: settings.hostCaKeys, hostPattern: settings.hostPattern, krl, warnings, replaced: !!existing, sameRoot}
 }

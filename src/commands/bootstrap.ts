@@ -30,7 +30,9 @@ nothing. Replacing a context's root needs --force.`
     this.out(
       `Trusting the CA "${r.context}" at ${r.caUrl}\n  root ${r.rootSubject} (SHA-256 ${r.rootFingerprint})\n  ${r.userCaKeys.length} user CA key(s), ${r.hostCaKeys.length} host CA key(s)\n` +
         `  host pattern ${none ? '!* (the CA names no hosts: sshca config will ask for --pattern)' : `${r.hostPattern} (the hosts whose host certificates this CA vouches for)`}\n` +
-        `"${r.context}" is now the current context.\nNext: sshca config${none ? ' --pattern "*.your-domain"' : ''}   (trust its host certificates), then: sshca login\n`,
+        `"${r.context}" is now the current context.\n` +
+        `Next, on a laptop: sshca config${none ? ' --pattern "*.your-domain"' : ''}   (trust its host certificates), then: sshca login\n` +
+        `      on a server: sudo sshca certificate --host --sign --token-file FILE HOSTNAME /etc/ssh/ssh_host_ed25519_key.pub, then: sudo sshca config --host\n`,
     )
     for (const w of r.warnings) this.warning(w)
     return r

@@ -78,6 +78,21 @@ describe('sshca bootstrap', function () {
     assert.deepEqual(readdirSync(join(e.SSHCA_HOME, 'contexts')), ['prod'])
   })
 
+  it('the same root under a second context is said, not silent; the next steps name the laptop and the server', async () => {
+    const e = env()
+    const first = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod'], {env: e})
+    assert.equal(first.code, 0, first.stderr)
+    assert.doesNotMatch(first.stderr, /already trusted/)
+    assert.match(first.stdout, /Next, on a laptop: sshca config\b.*then: sshca login\n\s+on a server: sudo sshca certificate --host --sign --token-file FILE .*then: sudo sshca config --host\n/)
+    const second = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod-2', '--json'], {env: e})
+    assert.equal(second.code, 0, second.stderr)
+    const r = JSON.parse(second.stdout)
+    assert.deepEqual(r.sameRoot, [{context: 'prod', caUrl: t.url}])
+    assert.ok(r.warnings.includes(`this root is already trusted as context "prod" (${t.url}); "prod-2" (${t.url}) is a second context for the same CA and is now current — to use "prod" instead, pass --context prod to sshca login/config; to reuse that name here, run bootstrap again with --context prod`), r.warnings.join('\n'))
+    const text = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'prod-3'], {env: e})
+    assert.match(text.stderr, /this root is already trusted as context "prod" .*\n?[\s\S]*already trusted as context "prod-2"/)
+  })
+
   it('pins the root: a CA at the bootstrapped URL with another root is refused (ERR_TRUST_TLS)', async () => {
     const e = env()
     assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'pinned'], {env: e})).code, 0)
