@@ -154,6 +154,24 @@ describe('the CA on worker threads', function () {
       assert.deepEqual(both.map((r) => r.status).sort(), [201, 401])
     })
 
+    it('a token spent on one worker is a replay on the other', async () => {
+      const ott = await gh.mint()
+      const first = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+      assert.equal(first.status, 201)
+      const spentOn = byRequest(t.audit(), first.id)[0]!.worker
+      // the same token again, on fresh connections, until one reaches the other worker
+      for (let n = 0; ; n++) {
+        assert.ok(n < 64, `64 connections all reached worker ${spentOn}`)
+        const again = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+        assert.equal(again.status, 401, JSON.stringify(again.json))
+        const line = byRequest(t.audit(), again.id)[0]!
+        assert.equal(line.event, 'certificate_denied')
+        assert.match(JSON.stringify(line), /"token_replayed"/)
+        if (line.worker !== spentOn) break
+      }
+      assert.equal(t.audit().filter((l) => l.event === 'certificate_issued').length, 1)
+    })
+
     it('admin events reach the audit log once, not once per worker', async () => {
       await revoke({configPath: t.init.config, keyId: 'gha:acme/app:1', reason: 'first'})
       await revoke({configPath: t.init.config, keyId: 'gha:acme/app:2', reason: 'second'})
