@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// sshca entry point. Daily commands take a path that skips importing @oclif/core (see src/cli/fast.ts).
+// sshca entry point. Daily commands take a path that skips importing @oclif/core (see src/cli/fast.ts):
+// one bundle each in dist/fast/ (scripts/bundle-fast.ts).
 // No static imports: the Node.js version is checked before anything that a too-old Node cannot load.
 const major = Number(process.versions.node.split('.')[0])
 if (major < 22) {
@@ -12,8 +13,8 @@ if (major < 22) {
 const {enableCompileCache} = await import('node:module')
 enableCompileCache?.()
 const argv = process.argv.slice(2)
-const {tryFastPath} = await import('../dist/cli/fast.js')
-if (!(await tryFastPath(argv))) {
+const fast = argv[0] === 'list' || argv[0] === 'login' ? argv[0] : undefined
+if (!fast || !(await (await import(`../dist/fast/${fast}.js`)).tryFastPath(argv.slice(1)))) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
 }

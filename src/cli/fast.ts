@@ -1,63 +1,31 @@
 /**
  * The start-up fast path. `sshca list` and `sshca login --identity-token-file` run many times a day
  * (the second in every CI job), and @oclif/core alone takes longer to import than either command.
- * bin/run.js asks this module first; it takes only argument lists it fully understands (strict
- * parseArgs, values checked) and returns false for everything else (help, unknown flags, usage
- * errors, other commands), which oclif then handles. Both paths run the same code after parsing;
- * test/integration/cli-fast-path.test.ts checks that they print the same.
+ * Each has an entry module of its own (fast-list.ts, fast-login.ts) that bin/run.js loads by the
+ * command's name; `npm run build` bundles each into dist/fast/ (scripts/bundle-fast.ts), so that
+ * Node reads a couple of files instead of a module graph. An entry takes only argument lists it
+ * fully understands (strict parseArgs, values checked) and returns false for everything else (help,
+ * unknown flags, usage errors), which oclif then handles. Both paths run the same code after
+ * parsing; test/integration/cli-fast-path.test.ts checks that they print the same.
  */
 import {parseArgs, type ParseArgsConfig} from 'node:util'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
 
-type Values = Record<string, string | boolean | undefined>
+export type Values = Record<string, string | boolean | undefined>
 
-interface FastCommand {
+export interface FastCommand {
   options: NonNullable<ParseArgsConfig['options']>
   /** False when oclif should take these arguments (it then reports any usage error itself). */
   accepts(v: Values): boolean
   run(v: Values): Promise<{result: unknown; text: string}>
 }
 
-const COMMANDS: Record<string, FastCommand> = {
-  list: {
-    options: {raw: {type: 'boolean'}, json: {type: 'boolean'}},
-    accepts: () => true,
-    run: async (v) => (await import('./list.ts')).runList({raw: v.raw === true}),
-  },
-  login: {
-    options: {
-      'identity-token-file': {type: 'string'},
-      context: {type: 'string'},
-      kty: {type: 'string'},
-      force: {type: 'boolean'},
-      'no-agent': {type: 'boolean'},
-      out: {type: 'string'},
-      json: {type: 'boolean'},
-    },
-    accepts: (v) =>
-      typeof v['identity-token-file'] === 'string' &&
-      (v.kty === undefined || v.kty === 'ed25519' || v.kty === 'ecdsa') &&
-      (v['no-agent'] === true) === (typeof v.out === 'string') &&
-      [v.context, v.out, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-')))),
-    run: async (v) =>
-      (await import('./login-run.ts')).runLogin({
-        identityTokenFile: v['identity-token-file'] as string,
-        context: v.context as string | undefined,
-        kty: (v.kty as 'ed25519' | 'ecdsa' | undefined) ?? 'ed25519',
-        force: v.force === true,
-        out: v.out as string | undefined,
-        timeout: 300,
-      }),
-  },
-}
-
-export async function tryFastPath(argv: readonly string[]): Promise<boolean> {
+/** Runs `cmd` with `args` (the arguments after the command's name); false: oclif is to take them. */
+export async function runFast(cmd: FastCommand, args: readonly string[]): Promise<boolean> {
   if (process.env.SSHCA_NO_FAST_PATH) return false
-  const cmd = COMMANDS[argv[0] ?? '']
-  if (!cmd) return false
   let values: Values
   try {
-    values = parseArgs({args: argv.slice(1), options: cmd.options, strict: true, allowPositionals: false}).values as Values
+    values = parseArgs({args: [...args], options: cmd.options, strict: true, allowPositionals: false}).values as Values
   } catch {
     return false
   }

@@ -4,9 +4,9 @@
  * understand must reach oclif.
  */
 import assert from 'node:assert/strict'
-import {writeFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {sshca} from '../helpers/cli.ts'
+import {ROOT, sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
@@ -89,6 +89,32 @@ describe('fast path and oclif print the same', function () {
       const fast = await sshca(args, {env: w.env})
       const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
       assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
+    }
+  })
+
+  it('list and login load their bundle from dist/fast and nothing else of the package: no oclif, no other module', async () => {
+    // a module hook (node --import) that writes down every file module the process loads
+    const dir = tempDir()
+    const hook = join(dir, 'hook.mjs')
+    writeFileSync(hook, `import {registerHooks} from 'node:module'
+import {appendFileSync} from 'node:fs'
+const seen = new Set()
+registerHooks({resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r }})
+process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].filter((u) => u.startsWith('file:'))) + '\\n'))
+`)
+    const token = join(dir, 'token')
+    writeFileSync(token, await w.gh.mint())
+    for (const args of [['list'], ['login', '--identity-token-file', token]]) {
+      const out = join(dir, `${args[0]}.json`)
+      const r = await sshca(args, {env: {...w.env, NODE_OPTIONS: `--import ${hook}`, LOADED_OUT: out}})
+      assert.equal(r.code, 0, r.stderr)
+      const loaded = (JSON.parse(readFileSync(out, 'utf8')) as string[]).map((u) => u.replace(`file://${ROOT}/`, ''))
+      const [entry, ...rest] = loaded.filter((u) => !u.endsWith('/hook.mjs'))
+      assert.equal(entry, 'bin/run.js')
+      assert.equal(rest[0], `dist/fast/${args[0]}.js`)
+      for (const u of rest) assert.match(u, new RegExp(`^dist/fast/${args[0]}(-[A-Z0-9]+)?\\.js$`), loaded.join('\n'))
+      // a few files (the bundle, and chunks it shares with modules it loads lazily), where the module graph had 18 (list) and 26 (login)
+      assert.ok(rest.length <= (args[0] === 'list' ? 3 : 5), loaded.join('\n'))
     }
   })
 })
