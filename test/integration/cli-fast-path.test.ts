@@ -4,8 +4,9 @@
  * understand must reach oclif.
  */
 import assert from 'node:assert/strict'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {revoke} from '../../src/ca/admin.ts'
 import {ROOT, sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
@@ -116,5 +117,31 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify([
       // a few files (the bundle, and chunks it shares with modules it loads lazily), where the module graph had 18 (list) and 26 (login)
       assert.ok(rest.length <= (args[0] === 'list' ? 3 : 5), loaded.join('\n'))
     }
+  })
+
+  it('login writes the KRL only when it changed; an unchanged one gets a new time, not a write', async () => {
+    const dir = tempDir()
+    const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
+    const login = async (): Promise<void> => {
+      const f = join(dir, `t${Math.random()}`)
+      writeFileSync(f, await w.gh.mint())
+      const r = await sshca(['login', '--identity-token-file', f], {env: w.env})
+      assert.equal(r.code, 0, r.stderr)
+    }
+    await login()
+    const first = statSync(krl)
+    const bytes = readFileSync(krl)
+    await login()
+    const second = statSync(krl)
+    // written files are replaced (a new inode, by rename); this one was not, and is as fresh
+    assert.equal(second.ino, first.ino)
+    assert.ok(second.mtimeMs >= first.mtimeMs)
+    assert.deepEqual(readFileSync(krl), bytes)
+    await revoke({configPath: w.t.init.config, keyId: 'gha:acme/app:fast-path-test', reason: 'test'})
+    await login()
+    const third = statSync(krl)
+    assert.notEqual(third.ino, first.ino)
+    assert.notDeepEqual(readFileSync(krl), bytes)
+    assert.equal(third.mode & 0o777, 0o600)
   })
 })
