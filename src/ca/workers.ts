@@ -4,8 +4,12 @@
  * Each worker thread runs the whole API (TLS, HTTP, token verification, policy, signing, its audit
  * lines) and listens on the CA's address with SO_REUSEPORT: the kernel spreads connections over
  * the workers. The main thread keeps what must be one, and the workers reach it by message:
- * - the store: SQLite has one writer, here. Its group commit batches the issuances of every worker
- *   (one fsync per batch), and that fsync blocks this thread only while the workers go on working;
+ * - the store, on SQLite: it has one writer, here. Its group commit batches the issuances of every
+ *   worker (one fsync per batch), and that fsync blocks this thread only while the workers go on
+ *   working. On PostgreSQL each worker opens a pool of its own (db.pool connections, named
+ *   "sshca worker N" in pg_stat_activity) and writes directly, as replicas do: the database orders
+ *   the writers. A worker that cannot open its pool (the database is down as it starts) goes
+ *   through this thread's instead, so that an outage never keeps a worker from serving;
  * - the rate-limit counters: one allowance per client address, not one per worker;
  * - the policy: ca.yaml is read and checked once per reload (SIGHUP, src/ca/server.ts) and the
  *   result sent to every worker, which answers once it is in force there;
@@ -43,6 +47,7 @@ import {SharedRateStore} from './http/rate-store.ts'
 import type {CaMaterial} from './keys/material.ts'
 import {createAuditLog, releaseAuditLock, type AuditLog} from './observe/audit.ts'
 import {TokenVerifier} from './provisioner/oidc.ts'
+import {openStore} from './store/open.ts'
 import type {Store} from './store/store.ts'
 
 /**
@@ -277,9 +282,10 @@ async function runWorker(init: WorkerInit): Promise<void> {
       port.postMessage({t: 'call', id, op, method, args} satisfies Call)
     })
 
-  const store = Object.fromEntries(STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)])) as unknown as Store
-  store.close = async () => undefined
-  store.exclusive = () => Promise.reject(new TypeError('a worker thread cannot take the store\'s lock: the main thread does'))
+  const viaMain = Object.fromEntries(STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)])) as unknown as Store
+  viaMain.close = async () => undefined
+  viaMain.exclusive = () => Promise.reject(new TypeError('a worker thread cannot take the store\'s lock: the main thread does'))
+  const store = init.config.db.type === 'postgresql' ? await openStore(init.config, 'server', {worker: init.index}).catch(() => viaMain) : viaMain
   type Res = {current: number; ttl: number}
   type Cb = (err: Error | null, res?: Res) => void
   // @fastify/rate-limit's store interface; one set of counters for every worker, in the main thread
@@ -327,6 +333,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
         // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
         void app
           .close()
+          .then(() => store.close())
           .then(() => audit.close())
           .finally(() => port.postMessage({t: 'closed'}))
         break

@@ -17,6 +17,7 @@ import {revoke} from '../../src/ca/admin.ts'
 import {makeCaDir, startTestCa, writePolicy, type TestCa} from '../helpers/ca.ts'
 import {BIN} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
 import {onCleanup, waitFor} from '../helpers/proc.ts'
 
 type Line = Record<string, unknown>
@@ -198,6 +199,33 @@ describe('the CA on worker threads', function () {
       assert.ok(results.some((r) => r.status === 201))
       assert.equal(lines.at(-1)!.event, 'server_stopped')
     })
+  })
+
+  it('on PostgreSQL every worker writes through a pool of its own; a token raced to both is spent once', async function () {
+    if (!postgresBinDir()) this.skip()
+    const pg = await startPostgres()
+    onCleanup(() => pg.destroy())
+    const t = await startTestCa({db: pg.db(), ...rule(gh.issuer, ['deploy'])}, {workers: 2})
+    try {
+      // sign on fresh connections until both workers have answered
+      const seen = new Set<unknown>()
+      for (let n = 0; seen.size < 2; n++) {
+        assert.ok(n < 64, 'every connection reached one worker')
+        const r = await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint()})
+        assert.equal(r.status, 201, JSON.stringify(r.json))
+        for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
+      }
+      const names = (await pg.psql("SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'sshca' ORDER BY 1")).split('\n').map((l) => l.trim()).filter(Boolean)
+      assert.ok(names.includes('sshca worker 1') && names.includes('sshca worker 2'), names.join(', '))
+      // the same token on many connections at once: one certificate, whichever workers they reach
+      const ott = await gh.mint()
+      const raced = await Promise.all(Array.from({length: 12}, () => signOnce(t.url, t.rootPem, {publicKey: subject, ott})))
+      assert.deepEqual(raced.map((r) => r.status).sort(), [201, ...Array.from({length: 11}, () => 401)])
+      const denied = raced.filter((r) => r.status === 401).flatMap((r) => byRequest(t.audit(), r.id))
+      assert.ok(denied.every((l) => JSON.stringify(l).includes('"token_replayed"')))
+    } finally {
+      await t.stop()
+    }
   })
 
   it('audit lines on a stalled pipe: lines over 4 KiB from both workers never interleave', async () => {
