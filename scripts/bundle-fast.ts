@@ -7,13 +7,18 @@
  * (chunks of their own).
  */
 import {rmSync} from 'node:fs'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
 
-rmSync('dist/fast', {recursive: true, force: true})
+// paths from the repository's root, wherever this runs from (npm run build, bin/dev.js)
+const root = fileURLToPath(new URL('..', import.meta.url))
+rmSync(join(root, 'dist/fast'), {recursive: true, force: true})
 // one build per command: chunks shared by the two would make each load more files
 for (const name of ['list', 'login']) {
   await build({
-    entryPoints: {[name]: `dist/cli/fast-${name}.js`},
+    absWorkingDir: root,
+    entryPoints: {[name]: `./dist/cli/fast-${name}.js`},
     outdir: 'dist/fast',
     chunkNames: `${name}-[hash]`,
     bundle: true,
