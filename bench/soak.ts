@@ -237,6 +237,7 @@ async function main(): Promise<void> {
     stock = 0 // no minting while measuring
     let done = 0
     let stop = false
+    const calibCodes = new Map<number, number>()
     const worker = async (): Promise<void> => {
       while (!stop) {
         const ott = minter.take()
@@ -246,6 +247,7 @@ async function main(): Promise<void> {
         }
         const res = await calib.request({path: '/ssh/sign', method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({publicKey: subject, ott})})
         await res.body.dump()
+        bump(calibCodes, res.statusCode)
         if (res.statusCode === 201) done++
       }
     }
@@ -257,6 +259,7 @@ async function main(): Promise<void> {
     const sustainable = ((done - d0) * 1000) / (performance.now() - t0)
     stop = true
     await Promise.all(workers)
+    console.log(`calibration: ${[...calibCodes].sort().map(([c, n]) => `${c} × ${n}`).join(', ') || 'no answers'}`)
     await calib.close()
     if (minter.starved > 0) console.log(`(the calibration ran out of pre-minted tokens ${minter.starved} times: the sustainable rate is at least what it shows)`)
     stock = undefined

@@ -28,7 +28,11 @@ export abstract class BaseCommand extends Command {
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
     // oclif's own parse errors (unknown flag, missing argument, bad option) become ERR_USAGE with the
     // command's usage line: one short message, or under --json the same error document as any other
-    const e = !isSshcaError(err) && isOclifUsageError(err) ? usageError(err, this.config.bin, this.ctor) : toSshcaError(err)
+    // a custom flag's parse (src/cli/flags.ts) throws an SshcaError that oclif wraps in its own words: unwrap
+    const flagValue = isSshcaError(err) && /^Parsing --\S+ \n\t/.test(err.message)
+    const e = flagValue
+      ? usageError(err, this.config.bin, this.ctor, err.message.replace(/^Parsing --\S+ \n\t/, '').replace(/\nSee more help with --help$/, ''))
+      : !isSshcaError(err) && isOclifUsageError(err) ? usageError(err, this.config.bin, this.ctor) : toSshcaError(err)
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
     else process.stderr.write(errorText(e))
     process.exitCode = exitCodeFor(e)

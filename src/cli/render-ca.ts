@@ -27,7 +27,7 @@ export function renderRevoke(r: RevokeResult, configPath: string): string {
     out += `This also refuses every future certificate ${r.kind === 'key' ? 'of that key' : 'with that key ID'} (sign-ins, enrolments, renewals).\n`
     out += `Undo: sshca ca unrevoke ${r.revocations[0]!.id} --config ${configPath}\n`
   }
-  out += 'Hosts pick this up at their next `sshca krl` (the sshca-renew timer runs daily); now: run `sshca krl` on them.\n'
+  out += 'Hosts pick this up at their next `sshca krl` (the sshca-krl timer runs hourly); now: run `sshca krl` on them.\n'
   out += 'Clients refresh their copy with `sshca config` or at their next `sshca login`.\n'
   return out
 }

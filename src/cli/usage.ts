@@ -50,9 +50,9 @@ export function usageMessage(err: unknown): string {
   return lines.join('; ') || 'the command line is incomplete or contradictory'
 }
 
-export function usageError(err: unknown, bin: string, cmd: CommandSpec): SshcaError {
+export function usageError(err: unknown, bin: string, cmd: CommandSpec, message = usageMessage(err)): SshcaError {
   const id = (cmd.id ?? '').replace(/:/g, ' ')
-  return new SshcaError('ERR_USAGE', usageMessage(err), {hint: `usage: ${usageLine(bin, cmd)}   (${bin} ${id ? `${id} ` : ''}--help for examples)`})
+  return new SshcaError('ERR_USAGE', message, {hint: `usage: ${usageLine(bin, cmd)}   (${bin} ${id ? `${id} ` : ''}--help for examples)`})
 }
 
 /** An unknown command: the closest known one, when there is one. */

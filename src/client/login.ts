@@ -123,7 +123,10 @@ async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
   const provisioners = await listProvisioners(ca)
   const named = o.provisioner ? provisioners.find((p) => p.name === o.provisioner) : undefined
   if (o.provisioner && !named) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
-  const gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
+  let gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
+  // GitHub Enterprise Server has an issuer of its own: then the one provisioner for machines (sshca marks
+  // people's provisioners interactive) is the CI provisioner
+  if (gh.length === 0) gh = provisioners.filter((p) => p.type === 'OIDC' && p.interactive === false)
   const aud = gh.length === 1 ? (gh[0]!.audience ?? gh[0]!.clientID) : undefined
   if (!aud) throw new SshcaError('ERR_USAGE', 'cannot tell which audience to ask GitHub for', {hint: 'pass --audience (the CI provisioner\'s audience) or --provisioner NAME'})
   return aud

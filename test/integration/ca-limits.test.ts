@@ -180,6 +180,38 @@ describe('CA limits: every wait bounded, every flood capped', function () {
     })
   })
 
+  describe('load shedding: while the event loop lags, 503 at once', () => {
+    let t: TestCa
+    before(async () => {
+      t = await startTestCa(ciPolicy(gh.issuer, {maxEventLoopDelay: 20, rate: false}))
+    })
+    after(async () => t?.stop())
+
+    it('a loop kept busy (150 ms of every 160) sheds signing requests, audited as overloaded; idle again, it signs', async () => {
+      assert.equal((await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status, 201)
+      const busy = setInterval(() => {
+        const until = performance.now() + 150
+        while (performance.now() < until);
+      }, 10)
+      try {
+        let shed: Awaited<ReturnType<TestCa['call']>> | undefined
+        await waitFor('a signing request to be shed', async () => {
+          const r = await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})
+          if (r.status === 503) shed = r
+          else assert.equal(r.status, 201)
+          return shed !== undefined
+        }, 30_000)
+        assert.equal(shed!.headers['retry-after'], '1')
+        assert.deepEqual(Object.keys(shed!.json as object).sort(), ['message', 'request_id', 'status'])
+        const line = t.audit().find((l) => l.request_id === (shed!.json as {request_id: string}).request_id)!
+        assert.equal(line.reason, 'overloaded')
+      } finally {
+        clearInterval(busy)
+      }
+      await waitFor('signing to resume once the loop is idle', async () => (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status === 201, 30_000)
+    })
+  })
+
   describe('oversized bodies', () => {
     let t: TestCa
     before(async () => {

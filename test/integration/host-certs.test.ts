@@ -222,6 +222,8 @@ describe('host certificates, renewal and revocation', function () {
       const list = await sshca(['ca', 'hosts', ...ca(), '--json'])
       const hosts = JSON.parse(list.stdout).hosts as {principals: string[]; serial: string}[]
       assert.ok(hosts.some((h) => h.serial === enrolled.serial && h.principals.join() === 'web1,web1.example.com'))
+      // renewed with --force above: one row for the host, its newest certificate (issue 17 item 9)
+      assert.deepEqual(hosts.filter((h) => h.principals.join() === 'web1,web1.example.com').map((h) => h.serial), [enrolled.serial])
       assert.ok(!hosts.some((h) => h.principals.includes('doomed')))
       assert.equal((await w.t.call('GET', '/ssh/hosts')).status, 401)
       const api = await w.t.call('GET', '/ssh/hosts', undefined, {authorization: `Bearer ${await w.gh.mint()}`})

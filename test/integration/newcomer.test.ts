@@ -39,6 +39,9 @@ describe('what a newcomer reads', function () {
       const nope = await sshca(['bootstrap', '--nope', '--json'])
       assert.equal(nope.code, 2)
       assert.equal(JSON.parse(nope.stdout).error.message, 'Nonexistent flag: --nope')
+      const ttl = await sshca(['ca', 'token', '--host', 'web1', '--ttl', '5q', '--json'])
+      assert.equal(ttl.code, 2)
+      assert.deepEqual(JSON.parse(ttl.stdout).error, {code: 'ERR_USAGE', message: '--ttl "5q" is not a duration (90s, 15m, 8h, 30d)', hint: 'usage: sshca ca token --host <value> [options]   (sshca ca token --help for examples)'})
     })
 
     it('without --json: one short message and the usage line on stderr, nothing on stdout', async () => {
@@ -169,6 +172,12 @@ describe('what a newcomer reads', function () {
       const r = await sshca(['ca', 'token', '--host', 'web1.example.com', '--principal', '10.0.0.7', '--config', init.config, '--password-file', passwordFile])
       assert.equal(r.code, 0, r.stderr)
       assert.match(r.stdout, /^On the host: sudo sshca certificate --host --sign --token-file FILE web1\.example\.com \/etc\/ssh\/ssh_host_ed25519_key\.pub --principal 10\.0\.0\.7 {3}\(FILE holds the token; - reads it from stdin\)$/m)
+    })
+
+    it('a missing password file says how to create one', async () => {
+      const r = await sshca(['ca', 'token', '--host', 'web1', '--password-file', '/nonexistent/ca-pw', '--json'])
+      assert.equal(r.code, 2)
+      assert.deepEqual(JSON.parse(r.stdout).error, {code: 'ERR_CA_PASSWORD', message: 'the password file /nonexistent/ca-pw does not exist', hint: 'create /nonexistent/ca-pw with the CA password (12+ characters) on its first line, mode 0600: (umask 077; cat > /nonexistent/ca-pw)'})
     })
 
     it('a short or mistyped password at the prompt asks again', async () => {

@@ -13,6 +13,7 @@ import {join} from 'node:path'
 import {Agent, request} from 'undici'
 import {parseCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {parseKrl, type ParsedKrl} from '../../src/ssh/krl.ts'
 import {makeCaDir} from '../helpers/ca.ts'
 import {BIN, sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -53,6 +54,10 @@ async function startReplica(name: string, config: string, passwordFile: string, 
   return {name, url, port: Number(new URL(url).port), child, auditFile, audit}
 }
 
+function parseKrlBytes(bytes: Buffer): {bytes: Buffer; parsed: ParsedKrl} {
+  return {bytes, parsed: parseKrl(bytes)}
+}
+
 /** One signing request: when it started (performance.now()), how long it took, what came back. */
 type Outcome = {token: string; jti: string; t0: number; ms: number} & ({status: number; body: Record<string, unknown>; serial?: bigint} | {status: 'error'; error: string})
 
@@ -64,6 +69,7 @@ describe('three CA replicas on one PostgreSQL behind HAProxy', function () {
   let lb: Haproxy
   let rootPem: string
   let fingerprint: string
+  let configs: string[]
   const publicKey = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
 
   before(async () => {
@@ -86,6 +92,7 @@ describe('three CA replicas on one PostgreSQL behind HAProxy', function () {
       return {name, dir}
     })
     // all three at once: they race to migrate the empty database (an advisory lock orders them)
+    configs = boxes.map((b) => join(b.dir, 'ca.yaml'))
     replicas = await Promise.all(boxes.map((b) => startReplica(b.name, join(b.dir, 'ca.yaml'), passwordFile, join(b.dir, 'audit.log'))))
     lb = await startHaproxy({caFile: join(init.dir, 'certs', 'root_ca.crt'), servers: replicas.map((r) => ({name: r.name, port: r.port}))})
     await waitFor('HAProxy to see every replica UP', async () => Object.values(await lb.states()).filter((s) => s === 'UP').length === 3, 30_000)
@@ -196,6 +203,23 @@ describe('three CA replicas on one PostgreSQL behind HAProxy', function () {
         assert.equal(e.spent_on_serial, String((won[0] as {serial: bigint}).serial))
       }
     }
+  })
+
+  it('a revocation made on one box is in every replica\'s next /ssh/krl: the same bytes, a version that moved forward', async () => {
+    const krl = async (r: Replica) => parseKrlBytes(Buffer.from(await (await request(`${r.url}/ssh/krl`, {dispatcher: connection()})).body.arrayBuffer()))
+    const before = await krl(replicas[0]!)
+    const issued = await sign(connection(), lb.url, await mint())
+    const serial = (issued as {serial?: bigint}).serial
+    assert.ok(serial !== undefined, `no certificate: ${issued.status} ${JSON.stringify((issued as {body?: unknown}).body)}`)
+    const r = await sshca(['ca', 'revoke', '--serial', String(serial), '--reason', 'replica test', '--config', configs[2]!])
+    assert.equal(r.code, 0, r.stderr)
+    let now: {bytes: Buffer; parsed: ParsedKrl}[] = []
+    await waitFor('every replica to serve the revocation', async () => {
+      now = await Promise.all(replicas.map(krl))
+      return now.every((k) => k.parsed.sections.some((s) => s.serials.includes(serial)))
+    }, 30_000)
+    for (const k of now) assert.ok(k.bytes.equals(now[0]!.bytes), 'the replicas serve different KRL bytes for one revocation set')
+    assert.ok(now[0]!.parsed.version > before.parsed.version, `version ${now[0]!.parsed.version} after ${before.parsed.version}`)
   })
 
   it('kill -9 of one replica mid-load: the others keep serving; every 201 is recorded once, no token spent twice', async () => {

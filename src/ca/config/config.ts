@@ -77,6 +77,7 @@ export const LIMIT_DEFAULTS = {
   handshakeTimeout: 5,
   maxConnections: 1000,
   maxInFlight: 256,
+  maxEventLoopDelay: 200 as number | false,
   rate: {max: 300, window: 60} as {max: number; window: number} | false,
 }
 
@@ -93,6 +94,11 @@ const limitsSchema = z
     maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
     /** Signing requests being worked on at once; more are answered 503 at once instead of queueing. */
     maxInFlight: z.number().int().positive().default(LIMIT_DEFAULTS.maxInFlight),
+    /**
+     * Milliseconds: past this mean event-loop delay over the last second, signing requests are answered
+     * 503 at once. The queue in the sockets that maxInFlight cannot count; false = off.
+     */
+    maxEventLoopDelay: z.union([z.number().int().positive(), z.literal(false)]).default(LIMIT_DEFAULTS.maxEventLoopDelay),
     rate: rateLimit.default(LIMIT_DEFAULTS.rate),
   })
   .default(LIMIT_DEFAULTS)

@@ -7,6 +7,7 @@
  */
 import {randomUUID} from 'node:crypto'
 import {STATUS_CODES} from 'node:http'
+import {monitorEventLoopDelay} from 'node:perf_hooks'
 import type {Duplex} from 'node:stream'
 import rateLimit, {type FastifyRateLimitStoreCtor} from '@fastify/rate-limit'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
@@ -108,12 +109,25 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     done()
   })
 
-  // load shedding: past maxInFlight signing requests, answer 503 at once rather than queue without bound
+  // load shedding: past maxInFlight signing requests (counted for every thread serving the CA), answer
+  // 503 at once rather than queue without bound; and while this thread's event loop lags (requests
+  // wait in socket buffers, where no counter sees them)
+  const lag = eventLoopLag()
+  app.addHook('onClose', (_app, done) => {
+    lag.stop()
+    done()
+  })
   app.addHook('onRequest', (req, reply, done) => {
     if (!req.routeOptions.config.signing) return done()
-    if (!take(all, slot, IN_FLIGHT, authority.settings.limits.maxInFlight)) {
+    const {maxInFlight, maxEventLoopDelay} = authority.settings.limits
+    if (!take(all, slot, IN_FLIGHT, maxInFlight)) {
       void reply.header('retry-after', '1')
       return done(denial('ERR_CA_OVERLOADED', 'overloaded', 'too many signing requests in flight'))
+    }
+    if (maxEventLoopDelay !== false && lag.current() > maxEventLoopDelay) {
+      Atomics.sub(all, 2 * slot + IN_FLIGHT, 1)
+      void reply.header('retry-after', '1')
+      return done(denial('ERR_CA_OVERLOADED', 'overloaded', `the event loop lags ${Math.round(lag.current())} ms`))
     }
     reply.raw.once('close', () => Atomics.sub(all, 2 * slot + IN_FLIGHT, 1))
     done()
@@ -180,4 +194,26 @@ function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
   }
   socket.destroy(err)
+}
+
+/**
+ * The mean event-loop delay over the last second, in milliseconds (10 ms resolution subtracted). A mean,
+ * not a maximum: one long synchronous step does not trip it, a loop that stays behind does.
+ */
+function eventLoopLag(): {current(): number; stop(): void} {
+  const histogram = monitorEventLoopDelay({resolution: 10})
+  histogram.enable()
+  let current = 0
+  const timer = setInterval(() => {
+    current = Number.isNaN(histogram.mean) ? 0 : Math.max(0, histogram.mean / 1e6 - 10)
+    histogram.reset()
+  }, 1000)
+  timer.unref()
+  return {
+    current: () => current,
+    stop: () => {
+      clearInterval(timer)
+      histogram.disable()
+    },
+  }
 }

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {renderCerts} from '../../cli/render-ca.ts'
 import {SshcaError} from '../../errors.ts'
 import {parseDuration} from '../../util/duration.ts'
@@ -24,7 +25,7 @@ Filters combine; --since takes a date (2026-11-01) or a duration back from now (
     since: Flags.string({description: 'only certificates issued since a date or for a duration back (7d)'}),
     active: Flags.boolean({description: 'only certificates valid now'}),
     limit: Flags.integer({description: 'at most this many', default: 1000, min: 1}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
   }
 
   async run() {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 
 export default class CaCheckConfig extends BaseCommand {
   static override summary = 'Validate ca.yaml and its policy, and warn about risky rules.'
@@ -16,7 +17,7 @@ extensions granted where they are not needed. \`ca serve\` reports the same warn
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
     strict: Flags.boolean({description: 'treat warnings as errors (exit 3)'}),
   }
 

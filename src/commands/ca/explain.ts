@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {EXIT} from '../../cli/exit-codes.ts'
 import {readInput} from '../../cli/io.ts'
 import {SshcaError} from '../../errors.ts'
@@ -18,7 +19,7 @@ Exits 0 when a certificate would be issued, 7 when it would be denied.`
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
     claims: Flags.string({description: 'JSON file with the claims (- for standard input)', exactlyOne: ['claims', 'token']}),
     token: Flags.string({description: 'a JWT whose (unverified) claims to explain', exactlyOne: ['claims', 'token']}),
     provisioner: Flags.string({description: 'the provisioner to evaluate (default: routed by iss/aud)'}),

@@ -1,12 +1,12 @@
-import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {table} from '../../cli/format.ts'
 
 export default class CaHosts extends BaseCommand {
   static override summary = 'List the hosts with a current (valid, unrevoked) host certificate.'
   static override description = 'Reads the CA\'s store: principals, serial and expiry of every host certificate that is valid now and not revoked.'
   static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml', '<%= config.bin %> <%= command.id %> --config ca.yaml --json']
-  static override flags = {config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'})}
+  static override flags = {config: caConfigFlag()}
 
   async run() {
     const {flags} = await this.parse(CaHosts)

@@ -1,5 +1,5 @@
-import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 
 export default class CaMigrate extends BaseCommand {
   static override summary = 'Apply the store\'s pending schema migrations (SQLite or PostgreSQL).'
@@ -9,7 +9,7 @@ CA, a change window) set db.autoMigrate: false and run this first: it applies wh
 transaction and says from which version to which. Running it again applies nothing.`
 
   static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml', '<%= config.bin %> <%= command.id %> --config ca.yaml --json']
-  static override flags = {config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'})}
+  static override flags = {config: caConfigFlag()}
 
   async run() {
     const {flags} = await this.parse(CaMigrate)

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 import {renderRevoke} from '../../cli/render-ca.ts'
 
 const ONE = ['serial', 'key-id', 'key', 'subject']
@@ -29,7 +30,7 @@ until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can n
     key: Flags.string({description: 'every certificate of this public key, now and in future: a .pub or -cert.pub file, or SHA256:…', exactlyOne: ONE}),
     subject: Flags.string({description: 'every unexpired certificate issued to this identity (the token\'s sub)', exactlyOne: ONE}),
     reason: Flags.string({description: 'why, for the audit log'}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
+    config: caConfigFlag(),
   }
 
   async run() {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 
 export default class CaServe extends BaseCommand {
@@ -20,8 +21,8 @@ limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit lo
   ]
 
   static override flags = {
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
-    'password-file': Flags.string({description: 'file whose first line is the CA password (else asked on the terminal)'}),
+    config: caConfigFlag(),
+    'password-file': caPasswordFileFlag(),
     address: Flags.string({description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'}),
     workers: Flags.integer({
       description: 'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)',

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag, caPasswordFileFlag, durationFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
-import {parseDuration} from '../../util/duration.ts'
-import {SshcaError} from '../../errors.ts'
 
 export default class CaToken extends BaseCommand {
   static override summary = 'Mint a one-time enrollment token for a host certificate (on the CA box).'
@@ -26,15 +25,14 @@ and hash, never the token).`
     host: Flags.string({description: 'the host name the certificate is for (its first principal)', required: true}),
     principal: Flags.string({description: 'another name the host may claim (repeatable)', multiple: true}),
     key: Flags.string({description: 'bind the token to this host public key: a .pub file or SHA256:… (recommended)'}),
-    ttl: Flags.string({description: 'how long the token stays usable', default: '10m'}),
-    config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'}),
-    'password-file': Flags.string({description: 'file whose first line is the CA password (else asked on the terminal)'}),
+    ttl: durationFlag({description: 'how long the token stays usable', default: 600, defaultHelp: async () => '10m'}),
+    config: caConfigFlag(),
+    'password-file': caPasswordFileFlag(),
   }
 
   async run() {
     const {flags} = await this.parse(CaToken)
-    const ttl = parseDuration(flags.ttl)
-    if (ttl === undefined) throw new SshcaError('ERR_USAGE', `--ttl "${flags.ttl}" is not a duration (10m, 1h)`)
+    const ttl = flags.ttl
     const password = await obtainPassword({file: flags['password-file']})
     const {hostToken} = await import('../../ca/admin.ts')
     const t = await hostToken({configPath: flags.config, password, hostname: flags.host, ...(flags.principal ? {principals: flags.principal} : {}), ...(flags.key ? {key: flags.key} : {}), ttlSeconds: ttl})

@@ -1,5 +1,6 @@
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
+import {caConfigFlag} from '../../cli/flags.ts'
 
 export default class CaUnrevoke extends BaseCommand {
   static override summary = 'Undo one revocation by its id (on the CA box).'
@@ -9,7 +10,7 @@ List revocations and their ids with \`sshca ca revocations\`.`
 
   static override examples = ['<%= config.bin %> <%= command.id %> 0b0f6c4e-6c41-4a57-9d8c-5f3e2d7c9b21 --config /etc/sshca/ca.yaml']
   static override args = {id: Args.string({description: 'the revocation id (sshca ca revocations)', required: true, ignoreStdin: true})}
-  static override flags = {config: Flags.string({description: 'path of ca.yaml', default: '.sshca-ca/ca.yaml'})}
+  static override flags = {config: caConfigFlag()}
 
   async run() {
     const {args, flags} = await this.parse(CaUnrevoke)
