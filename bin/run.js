@@ -13,7 +13,7 @@ if (major < 22) {
 const {enableCompileCache} = await import('node:module')
 enableCompileCache?.()
 const argv = process.argv.slice(2)
-const fast = argv[0] === 'list' || argv[0] === 'login' ? argv[0] : undefined
+const fast = argv[0] === 'list' || argv[0] === 'login' || argv[0] === 'proxycommand' ? argv[0] : undefined
 if (!fast || !(await (await import(`../dist/fast/${fast}.js`)).tryFastPath(argv.slice(1)))) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})

@@ -7,7 +7,7 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca certificate config demo inspect krl list login logout renew" ;;
+    "") words="bootstrap ca certificate check-host config context demo fingerprint hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
@@ -21,15 +21,28 @@ _sshca() {
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
-    "config"*) words="--context --dry-run --help --host --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
+    "check-host"*) words="--console --context --help --identity-token-file --json --provisioner --quiet --timeout -q" ;;
+    "config"*) words="--auto-login --context --dry-run --help --host --identity-token-file --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
+    "context current"*) words="--help --json" ;;
+    "context list"*) words="--help --json" ;;
+    "context remove"*) words="--help --json" ;;
+    "context use"*) words="--help --json" ;;
     "demo"*) words="--auto --help --json" ;;
+    "fingerprint"*) words="--certificate --format --help --json" ;;
+    "hosts"*) words="--console --context --help --identity-token-file --json --provisioner --timeout" ;;
     "inspect"*) words="--help --json" ;;
     "krl"*) words="--context --help --json --out" ;;
     "list"*) words="--help --json --raw" ;;
-    "login"*) words="--audience --console --context --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --timeout" ;;
+    "login"*) words="--audience --console --context --ensure --force --github-actions --help --identity-token-file --json --kty --no-agent --out --provisioner --quiet --timeout -q" ;;
     "logout"*) words="--all --context --help --json" ;;
+    "needs-renewal"*) words="--expires-in --help --json --verbose -v" ;;
+    "proxycommand"*) words="--context --help --identity-token-file --timeout" ;;
+    "rekey"*) words="--context --help --json --out" ;;
     "renew"*) words="--context --force --help --json" ;;
+    "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
+    "status"*) words="--context --help --json" ;;
     "ca") words="certs check-config explain hosts init migrate revocations revoke serve token unrevoke" ;;
+    "context") words="current list remove use" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
   [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   ERR_TRUST_ROOT_CHANGED: 'the context already trusts a different root',
   ERR_TRUST_TLS: 'the CA presented a TLS certificate that does not chain to the pinned root',
   ERR_CA_UNREACHABLE: 'the CA could not be reached',
+  ERR_HOST_UNREACHABLE: 'the SSH host could not be reached (proxycommand)',
   ERR_CA_BAD_RESPONSE: 'the CA answered something unexpected',
   ERR_CA_BAD_REQUEST: 'the CA rejected the request as malformed',
   ERR_CA_UNAUTHORIZED: 'the CA rejected the identity token',
@@ -36,6 +37,7 @@ export const ERROR_CODES = {
   // login
   ERR_LOGIN_TIMEOUT: 'the sign-in was not completed in time',
   ERR_LOGIN_CANCELLED: 'the sign-in was cancelled',
+  ERR_LOGIN_NO_TERMINAL: 'a sign-in is needed but there is no terminal or browser to do it with',
   ERR_IDP_ERROR: 'the identity provider returned an error',
   ERR_IDP_UNREACHABLE: 'the identity provider could not be reached',
   ERR_PROVISIONER_NOT_FOUND: 'no such provisioner on this CA',

@@ -1,12 +1,14 @@
 /**
- * The start-up fast path. `sshca list` and `sshca login --identity-token-file` run many times a day
- * (the second in every CI job), and @oclif/core alone takes longer to import than either command.
- * Each has an entry module of its own (fast-list.ts, fast-login.ts) that bin/run.js loads by the
- * command's name; `npm run build` bundles each into dist/fast/ (scripts/bundle-fast.ts), so that
- * Node reads a couple of files instead of a module graph. An entry takes only argument lists it
- * fully understands (strict parseArgs, values checked) and returns false for everything else (help,
- * unknown flags, usage errors), which oclif then handles. Both paths run the same code after
- * parsing; test/integration/cli-fast-path.test.ts checks that they print the same.
+ * The start-up fast path. `sshca list`, `sshca login --identity-token-file` (every CI job),
+ * `sshca login --ensure` (ssh's Match exec, before every connection) and `sshca proxycommand` (once
+ * per connection ssh opens) run many times a day, and @oclif/core alone takes longer to import than
+ * any of them. Each has an entry module of its own (fast-list.ts, fast-login.ts,
+ * fast-proxycommand.ts) that bin/run.js loads by the command's name; `npm run build` bundles each
+ * into dist/fast/ (scripts/bundle-fast.ts), so that Node reads a few files instead of a module
+ * graph. An entry takes only argument lists it fully understands (strict parseArgs, values checked)
+ * and returns false for everything else (help, unknown flags, usage errors), which oclif then
+ * handles. Both paths run the same code after parsing; test/integration/cli-fast-path.test.ts checks
+ * that they print the same.
  */
 import {parseArgs, type ParseArgsConfig} from 'node:util'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
@@ -15,24 +17,31 @@ export type Values = Record<string, string | boolean | undefined>
 
 export interface FastCommand {
   options: NonNullable<ParseArgsConfig['options']>
+  /** How many positional arguments it takes (exactly); none when absent. */
+  positionals?: number
+  /** No --json: its stdout is not a document (proxycommand's is ssh's transport). */
+  noJson?: boolean
   /** False when oclif should take these arguments (it then reports any usage error itself). */
   accepts(v: Values): boolean
-  run(v: Values): Promise<{result: unknown; text: string}>
+  run(v: Values, args: string[]): Promise<{result: unknown; text: string}>
 }
 
 /** Runs `cmd` with `args` (the arguments after the command's name); false: oclif is to take them. */
 export async function runFast(cmd: FastCommand, args: readonly string[]): Promise<boolean> {
   if (process.env.SSHCA_NO_FAST_PATH) return false
   let values: Values
+  let positionals: string[]
   try {
-    values = parseArgs({args: [...args], options: cmd.options, strict: true, allowPositionals: false}).values as Values
+    const parsed = parseArgs({args: [...args], options: cmd.options, strict: true, allowPositionals: cmd.positionals !== undefined})
+    values = parsed.values as Values
+    positionals = parsed.positionals
   } catch {
     return false
   }
-  if (!cmd.accepts(values)) return false
-  const json = values.json === true
+  if (positionals.length !== (cmd.positionals ?? 0) || !cmd.accepts(values)) return false
+  const json = values.json === true && !cmd.noJson
   try {
-    const {result, text} = await cmd.run(values)
+    const {result, text} = await cmd.run(values, positionals)
     process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : text)
   } catch (err) {
     const e = toSshcaError(err)

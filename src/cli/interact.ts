@@ -1,5 +1,7 @@
 /** What a person sees while a command waits on them: the browser, a spinner, a choice. */
 import {spawn} from 'node:child_process'
+import {openSync} from 'node:fs'
+import {WriteStream} from 'node:tty'
 import {createInterface} from 'node:readline/promises'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
@@ -65,12 +67,30 @@ export function waitIndicator(stream: NodeJS.WriteStream, text: string, timeoutM
   }
 }
 
-/** Prints login progress on stderr (stdout stays for results and --json). */
-export function loginNotifier(stream: NodeJS.WriteStream = process.stderr): {notify(e: LoginEvent): void; done(final?: string): void} {
+/**
+ * Where a person sees the sign-in: stderr when it is a terminal; else the controlling terminal
+ * (/dev/tty), as when ssh's Match exec or a ProxyCommand runs sshca with stderr sent elsewhere;
+ * stderr when there is no terminal at all (CI).
+ */
+export function terminalStream(): {stream: NodeJS.WriteStream; terminal: boolean} {
+  if (process.stderr.isTTY || process.platform === 'win32') return {stream: process.stderr, terminal: Boolean(process.stderr.isTTY)}
+  try {
+    const fd = openSync('/dev/tty', 'w')
+    const s = new WriteStream(fd)
+    s.on('error', () => undefined)
+    return {stream: s as NodeJS.WriteStream, terminal: true}
+  } catch {
+    return {stream: process.stderr, terminal: false}
+  }
+}
+
+/** Prints login progress on stderr (stdout stays for results and --json); quiet keeps only what the person must act on. */
+export function loginNotifier(stream: NodeJS.WriteStream = process.stderr, o: {quiet?: boolean} = {}): {notify(e: LoginEvent): void; done(final?: string): void} {
   let spinner: {stop(final?: string): void} | undefined
   let waitingFor = 'Waiting for you to sign in in the browser…'
   return {
     notify(e) {
+      if (o.quiet && (e.type === 'refreshing' || e.type === 'refresh_failed')) return
       switch (e.type) {
         case 'authorization_url':
           stream.write(`${e.browserOpened ? 'A browser window was opened. If it did not appear, open this URL' : 'Open this URL in a browser'} to sign in:\n\n${e.url}\n\n`)

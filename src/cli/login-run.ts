@@ -4,11 +4,11 @@
  * spinner, prompt) load only when a person is signing in.
  */
 import {sshcaHome} from '../client/home.ts'
-import {login, type LoginResult} from '../client/login.ts'
+import type {LoginDeps, LoginResult} from '../client/login-types.ts'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
-import {renderLogin} from './render.ts'
+import {renderFallback, renderLogin} from './render.ts'
 
 export interface LoginFlags {
   context?: string | undefined
@@ -23,17 +23,60 @@ export interface LoginFlags {
   audience?: string | undefined
   /** Seconds. */
   timeout: number
+  /** Only when no valid certificate of the context is at hand (ssh's Match exec, proxycommand). */
+  ensure?: boolean
+  /** Nothing on stdout, no progress notes; the sign-in's URL, code and prompts still reach the terminal. */
+  quiet?: boolean
+}
+
+/** What the client's flows need to sign a person in from this process: browser, terminal, keyring. */
+export async function loginSession(f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>): Promise<{deps: LoginDeps; done(final?: string): void}> {
+  const home = sshcaHome()
+  const interactive = f.identityTokenFile === undefined && !f.githubActions
+  const ui = interactive ? await import('./interact.ts') : undefined
+  // under ssh's Match exec stdout is /dev/null and stderr may be a log: a person must still see the URL
+  const term = ui?.terminalStream()
+  const notifier = ui && term ? ui.loginNotifier(term.stream, {quiet: Boolean(f.quiet)}) : undefined
+  const abort = new AbortController()
+  const onInt = (): void => abort.abort()
+  process.once('SIGINT', onInt)
+  const deps: LoginDeps = {
+    home,
+    env: process.env,
+    agent: {},
+    clock: Date.now,
+    tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
+    interactive: {
+      openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
+      ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
+      notify: (e: LoginEvent) => notifier?.notify(e),
+      signal: abort.signal,
+      timeoutMs: f.timeout * 1000,
+      // before an ssh connection, a sign-in nobody can see must fail now, not in five minutes
+      ...(f.ensure && ui && term ? {canPrompt: term.terminal || ui.canOpenBrowser()} : {}),
+    },
+    ...(ui && process.stdin.isTTY && process.stderr.isTTY ? {choose: ui.chooseOnTty} : {}),
+  }
+  return {
+    deps,
+    done(final) {
+      notifier?.done(final)
+      process.off('SIGINT', onInt)
+    },
+  }
 }
 
 export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
   if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
-  const home = sshcaHome()
-  const interactive = f.identityTokenFile === undefined && !f.githubActions
-  const ui = interactive ? await import('./interact.ts') : undefined
-  const notifier = ui?.loginNotifier()
-  const abort = new AbortController()
-  const onInt = (): void => abort.abort()
-  process.once('SIGINT', onInt)
+  if (f.ensure) {
+    // before every ssh connection: answer from the agent alone, before the sign-in machinery loads
+    const {heldCertificate} = await import('../client/ensure.ts')
+    const {loadContext} = await import('../client/home.ts')
+    const held = await heldCertificate(await loadContext(sshcaHome(), f.context), {...(f.identity ? {identity: f.identity} : {}), ...(f.out ? {out: f.out} : {})}, {agent: {}, clock: Date.now})
+    if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
+  }
+  const {login} = await import('../client/login.ts')
+  const session = await loginSession(f)
   try {
     const result = await login(
       {
@@ -47,29 +90,17 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         ...(f.identityTokenFile !== undefined ? {identityToken: await readInput(f.identityTokenFile)} : {}),
         githubActions: Boolean(f.githubActions),
         ...(f.audience ? {audience: f.audience} : {}),
+        ensure: Boolean(f.ensure),
       },
-      {
-        home,
-        env: process.env,
-        agent: {},
-        clock: Date.now,
-        tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
-        interactive: {
-          openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
-          ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
-          notify: (e: LoginEvent) => notifier?.notify(e),
-          signal: abort.signal,
-          timeoutMs: f.timeout * 1000,
-        },
-        ...(ui && process.stdin.isTTY && process.stderr.isTTY ? {choose: ui.chooseOnTty} : {}),
-      },
+      session.deps,
     )
-    notifier?.done(result.method === 'browser' || result.method === 'device' ? '✓ Signed in.' : undefined)
+    session.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
     // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
-    if (result.krl.note) process.stderr.write(`Note: ${result.krl.note}\n`)
-    return {result, text: renderLogin(result)}
+    if (result.krl?.note && !f.quiet) process.stderr.write(`Note: ${result.krl.note}\n`)
+    // the certificate went to files: the person must know, quiet or not
+    if (result.agent.fallback) process.stderr.write(`Note: ${renderFallback(result)}\n`)
+    return {result, text: f.quiet ? '' : renderLogin(result)}
   } finally {
-    notifier?.done()
-    process.off('SIGINT', onInt)
+    session.done()
   }
 }

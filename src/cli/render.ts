@@ -49,7 +49,7 @@ export function renderInspect(name: string, r: InspectResult, validity: string):
 function timeLeft(c: CertificateView): string {
   if (c.state === 'not-yet-valid') return 'not yet valid'
   if (c.secondsLeft === null) return 'forever'
-  if (c.secondsLeft <= 0) return `expired ${shortDuration(-c.secondsLeft)} ago`
+  if (c.secondsLeft <= 0) return `EXPIRED ${shortDuration(-c.secondsLeft)} ago`
   return shortDuration(c.secondsLeft)
 }
 
@@ -64,7 +64,7 @@ export function renderList(r: ListResult, raw: boolean): string {
     const others = r.otherIdentities === 0 ? '' : ` (it holds ${r.otherIdentities} other key${r.otherIdentities === 1 ? '' : 's'})`
     return `No certificates in the ssh-agent${others}.\nRun \`sshca login\` to get one.\n`
   }
-  const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CA']]
+  const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CONTEXT']]
   for (const c of r.certificates) {
     rows.push([c.certType, c.keyId, c.principals.join(',') || '(any)', when(c.validAfter, 'always'), when(c.validBefore, 'forever'), timeLeft(c), c.context ?? '-'])
   }
@@ -80,19 +80,33 @@ export function renderLogin(r: LoginResult): string {
     return `You already have a certificate from "${r.context}" for ${who}, valid until ${until}.\nNothing to do; use --force to get a new one.\n`
   }
   const where = r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
+  const cleaned = r.agent.removed.length ? `\nRemoved from the agent: ${r.agent.removed.map((x) => `${x.keyId} (${x.why})`).join(', ')}.` : ''
   const how = {browser: 'browser sign-in', device: 'device code', refresh: 'saved sign-in', 'identity-token': 'identity token', 'github-actions': 'GitHub Actions token', existing: ''}[r.method]
-  return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
+  return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.${cleaned}\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
 }
 
+
+/** Why the certificate went to files, and whether ssh will find them. */
+export function renderFallback(r: LoginResult): string {
+  const f = r.agent.fallback!
+  const where = r.files ? `${r.files.key} (0600) and ${r.files.certificate}` : 'files'
+  const ssh =
+    f.sshConfig === 'not-installed'
+      ? `ssh will not find them by itself: run sshca config --context ${r.context} (its ssh_config names them with IdentityFile/CertificateFile), or pass ssh -i ${r.files?.key ?? 'KEY'}`
+      : 'the managed ssh_config names them (IdentityFile, CertificateFile), so ssh uses them'
+  return `${f.reason}; the certificate is in ${where} instead, ${ssh}.`
+}
 
 /** `sshca config` (client): what was written or, with --dry-run, what would be. */
 export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): string {
   const narrowed = r.pattern === r.caPattern ? 'the CA\'s host pattern' : r.caPattern === '!*' ? 'chosen with --pattern: the CA names no hosts' : `narrowed from the CA's "${r.caPattern}"`
   if (dryRun) {
-    let out = `# ${r.file}: the "${r.context}" block (hosts ${r.pattern}, ${narrowed})\n${r.block}`
+    // what would change, file by file, as diff -u shows it (nothing is written)
+    const part = (file: string, what: string, diff: string) => (diff ? `# ${file}: ${what}\n${diff}` : `# ${file}: unchanged (${what})\n`)
+    let out = part(r.file, `the "${r.context}" block (hosts ${r.pattern}, ${narrowed})`, r.diff)
     if (r.sshConfig) {
-      out += `\n# ${r.sshConfig.file}: the "${r.context}" block\n${r.sshConfig.block}`
-      out += r.sshConfig.include.changed ? `\n# ${r.sshConfig.include.file}: added at the top\n${r.sshConfig.include.line}\n` : `\n# ${r.sshConfig.include.file} already includes it\n`
+      out += `\n${part(r.sshConfig.file, `the "${r.context}" block`, r.sshConfig.diff)}`
+      out += `\n${part(r.sshConfig.include.file, 'its Include line at the top', r.sshConfig.include.diff)}`
     }
     return out
   }
@@ -101,7 +115,7 @@ export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): stri
   if (r.krl.status === 'refreshed') lines.push(`Revocation list of "${r.context}": ${r.krl.revokedSerials} revoked serial(s), ${r.krl.revokedKeyIds} revoked key ID(s), in ${r.krl.file}.`)
   if (r.sshConfig) {
     const s = r.sshConfig
-    lines.push(`${s.file}: ${s.changed ? 'wrote' : 'kept'} the "${r.context}" block (RevokedHostKeys ${r.krl.file ? 'set' : 'not set: no revocation list'} for hosts ${r.pattern}).`)
+    lines.push(`${s.file}: ${s.changed ? 'wrote' : 'kept'} the "${r.context}" block (RevokedHostKeys ${r.krl.file ? 'set' : 'not set: no revocation list'} for hosts ${r.pattern}; ${s.loginCommand ? 'ssh signs you in when it needs a certificate' : 'no automatic login'}).`)
     lines.push(s.include.changed ? `${s.include.file}: added "${s.include.line}" at the top${s.include.backup ? ` (previous file: ${s.include.backup})` : ''}.` : `${s.include.file} already includes it.`)
   }
   return `${lines.join('\n')}\n`

@@ -5,7 +5,7 @@
  */
 import {chmod, copyFile, readFile, realpath, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {dirname, join, resolve} from 'node:path'
+import {dirname, join, resolve, sep} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {SshRootsResponse} from '../protocol/api.ts'
 import {caHostPattern, effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
@@ -13,18 +13,15 @@ import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
-import {CONTEXT_FILE, listContexts, loadContext, readContext, type Context, type ContextSettings} from './home.ts'
+import {agentlessFiles, defaultHome, listContexts, loadContext, readContext, saveContext, type Context, type ContextSshConfig} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
-import {includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
+import {ensureCommand, includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
 
-/** Saves a context's settings (everything but the root and the folder) atomically. */
-export async function saveContext(ctx: Context): Promise<void> {
-  const {rootPem: _r, dir: _d, ...settings} = ctx
-  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
-}
+export {saveContext}
 
 /**
  * The CA's current SSH keys and host pattern over pinned TLS; the context's cached copy is updated
@@ -63,12 +60,14 @@ export interface KnownHostsResult {
   changed: boolean
   written: boolean
   backup: string | null
+  /** What the change is (or, with --dry-run, would be), as `diff -u` shows it; '' when none. */
+  diff: string
 }
 
 const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
 
 /** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
-async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
+export async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
   await privateDir(dirname(file))
   let mode = newMode
   let backup: string | null = null
@@ -89,7 +88,8 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
   const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
   const existing = (await exists(file)) ? await readFile(file, 'utf8') : ''
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
-  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null}
+  const diff = unifiedDiff(existing, text, {from: file, to: file})
+  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null, diff}
   if (o.dryRun || !changed) return result
   result.backup = await replaceWithBackup(file, text, 0o644)
   result.written = true
@@ -108,6 +108,12 @@ export interface ClientConfigOptions extends KnownHostsOptions {
   sshDir?: string
   /** Whether ssh understands `Match final` (default: asks `ssh -V`). */
   matchFinal?: boolean
+  /** false: no `Match exec "sshca login --ensure"` section (--no-auto-login). */
+  autoLogin?: boolean
+  /** The token file that section logs in with (machines whose token something else keeps fresh). */
+  identityTokenFile?: string
+  /** The sshca that ssh runs (default: this node and this script, by their real paths). */
+  sshca?: InstalledSshca
 }
 
 export interface ClientConfigResult extends KnownHostsResult {
@@ -116,7 +122,11 @@ export interface ClientConfigResult extends KnownHostsResult {
     file: string
     block: string
     changed: boolean
-    include: {file: string; line: string; changed: boolean; backup: string | null}
+    /** `diff -u` of the managed ssh_config; '' when unchanged. */
+    diff: string
+    /** What ssh runs before connecting to log in when needed (Match exec); null with --no-auto-login. */
+    loginCommand: string | null
+    include: {file: string; line: string; changed: boolean; backup: string | null; diff: string}
   } | null
   /** Things to know that did not stop the command (overlapping contexts, no KRL …). */
   warnings: string[]
@@ -159,26 +169,45 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     if (krl.note) warnings.push(krl.note)
     for (const other of await overlappingContexts(home, ctx.name, kh.pattern)) warnings.push(overlapWarning(ctx.name, kh.pattern, other))
     let sshConfig: ClientConfigResult['sshConfig'] = null
+    let settings: ContextSshConfig | undefined = ctx.sshConfig
     if (o.sshConfig !== false) {
       const file = managedSshConfigPath(home)
       const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
-      const merged = mergeSshConfig((await exists(file)) ? await readFile(file, 'utf8') : '', {
-        context: ctx.name,
+      const exe = o.sshca ?? installedSshca()
+      if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
+        warnings.push(`ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`)
+      }
+      settings = {
         pattern: kh.pattern,
         krlFile: krl.file,
         krlNote: krl.note,
         ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
         matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
-      })
+        loginCommand:
+          o.autoLogin === false
+            ? null
+            : ensureCommand({command: exe.script ? [exe.node, exe.script] : [exe.node], home: resolve(home), defaultHome: defaultHome(), context: ctx.name, identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile)}),
+      }
+      const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
+      const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
       const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
-      const inc = mergeInclude((await exists(userConfig)) ? await readFile(userConfig, 'utf8') : '', file)
-      sshConfig = {file, block: merged.block, changed: merged.changed, include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null}}
+      const userText = (await exists(userConfig)) ? await readFile(userConfig, 'utf8') : ''
+      const inc = mergeInclude(userText, file)
+      sshConfig = {
+        file,
+        block: merged.block,
+        changed: merged.changed,
+        diff: unifiedDiff(current, merged.text, {from: file, to: file}),
+        loginCommand: settings.loginCommand,
+        include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null, diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig})},
+      }
       if (!o.dryRun) {
         if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
         if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
       }
     }
-    if (!o.dryRun && ctx.configuredPattern !== kh.pattern) await saveContext({...ctx, configuredPattern: kh.pattern})
+    const next: Context = {...ctx, configuredPattern: kh.pattern, knownHostsFile: resolve(kh.file), ...(settings ? {sshConfig: settings} : {})}
+    if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
     return {...kh, krl, sshConfig, warnings}
   } finally {
     ca.close()

@@ -7,10 +7,13 @@ import {lstatSync, readFileSync, readdirSync, realpathSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join, relative} from 'node:path'
 import {SshcaError} from '../errors.ts'
+import {writeFileAtomic} from '../util/fs.ts'
 
 export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
-  return env.SSHCA_HOME || join(homedir(), '.sshca')
+  return env.SSHCA_HOME || defaultHome()
 }
+
+export const defaultHome = (): string => join(homedir(), '.sshca')
 
 export interface ContextSettings {
   name: string
@@ -24,6 +27,22 @@ export interface ContextSettings {
   /** The pattern `sshca config` last wrote for this context (the CA's, or narrowed by --pattern). */
   configuredPattern?: string
   bootstrappedAt: string
+  /** The known_hosts file `sshca config` wrote the @cert-authority block to (context remove takes it out). */
+  knownHostsFile?: string
+  /** What `sshca config` wrote into the managed ssh_config, so login can rewrite the block the same way. */
+  sshConfig?: ContextSshConfig
+  /** Set while the context keeps its certificate in files because the agent cannot hold it. */
+  agentless?: {reason: string; socket: string | null; since: string}
+}
+
+/** The managed ssh_config block of a context, as `sshca config` last wrote it. */
+export interface ContextSshConfig {
+  pattern: string
+  krlFile: string | null
+  krlNote?: string | null
+  knownHostsFile?: string
+  matchFinal: boolean
+  loginCommand: string | null
 }
 
 export interface Context extends ContextSettings {
@@ -38,6 +57,15 @@ export const ROOT_FILE = 'root_ca.crt'
 export function validContextName(name: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)
 }
+
+/** Saves a context's settings (everything but the root and the folder) atomically. */
+export async function saveContext(ctx: Context): Promise<void> {
+  const {rootPem: _r, dir: _d, ...settings} = ctx
+  await writeFileAtomic(join(ctx.dir, CONTEXT_FILE), `${JSON.stringify(settings satisfies ContextSettings, null, 2)}\n`)
+}
+
+/** The key and certificate files of a context that works without an agent. */
+export const agentlessFiles = (ctx: Pick<Context, 'dir'>): {key: string; certificate: string} => ({key: join(ctx.dir, 'id_sshca'), certificate: join(ctx.dir, 'id_sshca-cert.pub')})
 
 // The home's few small files are read synchronously, as checkHomeTree reads the tree: an async read
 // hands each to libuv's thread pool, which the first one starts, and `sshca list`, which needs no

@@ -1,67 +1,38 @@
 /**
  * `sshca login`: an ID token (refresh grant first, else browser or device flow; or a token given by
  * file, or GitHub Actions' own) → an ephemeral key in memory → POST /ssh/sign → the certificate
- * checked (our key, the CA's user key, a valid signature) → key + certificate into ssh-agent for
- * exactly the certificate's remaining validity, or into 0600 files with --no-agent --out.
+ * checked (our key, the CA's user key, a valid signature) → the agent cleaned of this context's
+ * expired certificates → key + certificate into ssh-agent for exactly the certificate's remaining
+ * validity, read back (else 0600 files named in the managed ssh_config: see agent-hygiene.ts) →
+ * the certificates it supersedes removed; or into 0600 files with --no-agent --out.
+ *
+ * `--ensure` is what ssh's `Match exec` runs before every connection: when a valid certificate of
+ * the context is at hand (agent, or its files) it returns without a single network request;
+ * otherwise it signs in, one process at a time per context (lock.ts).
  */
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {SshSignResponse, type Provisioner} from '../protocol/api.ts'
 import {checkCertificate} from '../ssh/checker.ts'
-import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
+import {AgentClient} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
+import {addAndVerify, expiredOf, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
-import {loadContext, type Context} from './home.ts'
-import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
+import {refreshContextKrl} from './krl.ts'
+import {heldCertificate} from './ensure.ts'
+import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from './provisioners.ts'
-import type {InteractiveDeps, OidcProvisioner} from './oidc.ts'
+import {withLock} from './lock.ts'
+import type {OidcProvisioner} from './oidc.ts'
+import {sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
-export interface LoginOptions {
-  context?: string
-  /** Login hint, and the identity a certificate already in the agent must name. */
-  identity?: string
-  provisioner?: string
-  console?: boolean
-  force?: boolean
-  kty?: 'ed25519' | 'ecdsa'
-  /** Write the key here (0600) and the certificate to <out>-cert.pub instead of using the agent. */
-  out?: string
-  /** An ID token obtained elsewhere (--identity-token-file). */
-  identityToken?: string
-  githubActions?: boolean
-  audience?: string
-}
-
-export interface LoginDeps {
-  home: string
-  env: NodeJS.ProcessEnv
-  agent: AgentOptions
-  clock: () => number
-  tokenStore: () => Promise<TokenStore>
-  interactive: InteractiveDeps
-  /** Asks the person to pick a provisioner; absent when there is no terminal. */
-  choose?: (names: string[]) => Promise<string>
-}
-
-export type LoginMethod = 'browser' | 'device' | 'refresh' | 'identity-token' | 'github-actions'
-
-export interface LoginResult {
-  context: string
-  caUrl: string
-  provisioner: string | null
-  method: LoginMethod | 'existing'
-  /** True when a valid certificate was already in the agent and nothing was done. */
-  skipped: boolean
-  certificate: {keyId: string; principals: string[]; serial: string; validAfter: string; validBefore: string; secondsLeft: number; fingerprint: string}
-  agent: {added: boolean; socket: string | null; lifetimeSeconds: number | null}
-  files: {key: string; certificate: string} | null
-  refreshTokenStore: 'keyring' | 'file' | null
-  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login). */
-  krl: ContextKrl
-}
+export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
 export const agentComment = (context: string, provisioner: string | null): string => `sshca:${context}:${provisioner ?? 'token'}`
@@ -163,6 +134,11 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
       deps.interactive.notify({type: 'refresh_failed', reason: (err as Error).message})
     }
   }
+  if (deps.interactive.canPrompt === false) {
+    throw new SshcaError('ERR_LOGIN_NO_TERMINAL', `a sign-in to "${ctx.name}" is needed, but there is no terminal to show it on and no browser to open`, {
+      hint: `sign in from a terminal first (sshca login --context ${ctx.name}), or give this machine a token: sshca config --identity-token-file FILE`,
+    })
+  }
   // over SSH or without a display, a browser here cannot reach 127.0.0.1: the device flow, when the IdP has it
   let useDevice = Boolean(o.console)
   const why = deps.interactive.noLocalBrowser
@@ -201,52 +177,98 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
   if (o.identityToken !== undefined && o.githubActions) throw new SshcaError('ERR_USAGE', '--identity-token-file and --github-actions exclude each other')
   const ctx = await loadContext(deps.home, o.context)
   if (o.out !== undefined) for (const f of Object.values(outFiles(o.out))) await refuseSymlink(f)
+  if (!o.ensure) return signInAndStore(ctx, o, deps)
+  const held = await heldCertificate(ctx, o, deps)
+  if (held) return held
+  // the longest a sign-in may take, and a margin: a lock older than that was left by a crash
+  const longest = (deps.interactive.timeoutMs ?? 300_000) + 60_000
+  return withLock(join(ctx.dir, 'login.lock'), {timeoutMs: longest, staleMs: longest, clock: deps.clock}, async (waited) => {
+    // another login held the lock: it may have got what we need
+    const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
+    return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
+  })
+}
+
+/**
+ * An ID token for this context: the given one, GitHub Actions', or a person's (refresh grant, else
+ * browser or device flow). `existing` may short-circuit once the provisioner is known (login skips
+ * when the agent has a certificate); `beforeInteractive` runs just before a person is asked.
+ */
+export async function obtainIdToken<T = never>(
+  ctx: Context,
+  ca: CaClient,
+  o: LoginOptions,
+  deps: LoginDeps,
+  hooks: {existing?: (provisioner: string) => Promise<T | undefined>; beforeInteractive?: () => Promise<void>} = {},
+): Promise<{idToken: string; method: LoginMethod; provisioner: string | null; store: TokenStore | undefined; chosen?: OidcProvisioner} | T> {
+  if (o.identityToken !== undefined) {
+    const idToken = o.identityToken.trim()
+    if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
+    return {idToken, method: 'identity-token', provisioner: o.provisioner ?? null, store: undefined}
+  }
+  if (o.githubActions) {
+    const {githubActionsToken} = await import('./oidc.ts')
+    return {idToken: await githubActionsToken(deps.env, await githubAudience(ca, o)), method: 'github-actions', provisioner: o.provisioner ?? null, store: undefined}
+  }
+  const p = await chooseProvisioner(ca, o, deps)
+  const short = await hooks.existing?.(p.name)
+  if (short !== undefined) return short
+  await hooks.beforeInteractive?.()
+  const t = await interactiveToken(p, ctx, o, deps)
+  return {idToken: t.idToken, method: t.method, provisioner: p.name, store: t.store, chosen: p}
+}
+
+async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
-  const useAgent = o.out === undefined
   let agent: AgentClient | undefined
-  try {
-    agent = useAgent ? await AgentClient.connect(deps.agent) : undefined
-  } catch (err) {
-    ca.close()
-    throw err
+  let noAgent: string | undefined
+  if (o.out === undefined) {
+    try {
+      // an agentless context whose agent is the same one that failed it goes straight to its files
+      const same = ctx.agentless && ctx.agentless.socket !== null && ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
+      if (same) noAgent = ctx.agentless!.reason
+      else agent = await AgentClient.connect(deps.agent)
+    } catch (err) {
+      // no agent at all: files are as good, but only when ssh is configured to read them
+      if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE') || !(await sshConfigInstalled(deps.home, ctx.name)).block) {
+        ca.close()
+        throw err
+      }
+      noAgent = err.message
+    }
   }
   // the KRL travels beside the sign-in on the same pinned connection pool; never fails the login
   const krl = refreshContextKrl(ctx, ca)
   try {
-    return {...(await signIn(o, deps, ctx, ca, agent)), krl: await krl}
+    return {...(await signIn(o, deps, ctx, ca, agent, noAgent)), krl: await krl}
   } finally {
     agent?.close()
     ca.close()
   }
 }
 
-async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined): Promise<Omit<LoginResult, 'krl'>> {
+async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined): Promise<Omit<LoginResult, 'krl'>> {
   const now = () => nowSeconds(deps.clock)
-  let idToken: string
-  let method: LoginMethod
-  let provisioner: string | null = o.provisioner ?? null
-  let store: TokenStore | undefined
-  let chosen: OidcProvisioner | undefined
-  if (o.identityToken !== undefined) {
-    idToken = o.identityToken.trim()
-    if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
-    method = 'identity-token'
-  } else if (o.githubActions) {
-    const {githubActionsToken} = await import('./oidc.ts')
-    idToken = await githubActionsToken(deps.env, await githubAudience(ca, o))
-    method = 'github-actions'
-  } else {
-    const p = await chooseProvisioner(ca, o, deps)
-    chosen = p
-    provisioner = p.name
-    if (agent && !o.force) {
-      const existing = await existingCertificate(agent, ctx, p.name, o.identity, now())
-      if (existing) {
-        return {context: ctx.name, caUrl: ctx.caUrl, provisioner, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null}, files: null, refreshTokenStore: null}
-      }
-    }
-    ;({idToken, method, store} = await interactiveToken(p, ctx, o, deps))
-  }
+  let probe: LifetimeProbe | undefined
+  const got = await obtainIdToken(ctx, ca, o, deps, {
+    // a person signing in takes seconds: long enough to see whether the agent honors lifetimes
+    beforeInteractive: async () => {
+      if (agent) probe = await probeLifetime(agent, deps.clock)
+    },
+    existing: async (p): Promise<Omit<LoginResult, 'krl'> | undefined> => {
+      if (!agent || o.force) return undefined
+      const existing = await existingCertificate(agent, ctx, p, o.identity, now())
+      if (!existing) return undefined
+      return {context: ctx.name, caUrl: ctx.caUrl, provisioner: p, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
+    },
+  }).catch(async (err) => {
+    await probe?.finish().catch(() => undefined)
+    throw err
+  })
+  if ('skipped' in got) return got
+  let {idToken, method, store} = got
+  const {provisioner, chosen} = got
+  const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
   const sign = async (ott: string) => (await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott, certType: 'user'})).crt
@@ -268,17 +290,55 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const cert = checkIssued(crt, key, ctx)
   const comment = agentComment(ctx.name, provisioner)
   const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
-  if (!agent) {
+  if (o.out !== undefined) {
     // each written to a fresh temp file and renamed over the name: a symlink planted there (after the
     // check above) is replaced, never followed, and no reader sees half a key
-    const files = outFiles(o.out!)
-    await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
-    await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
-    return {...base, agent: {added: false, socket: null, lifetimeSeconds: null}, files}
+    const files = outFiles(o.out)
+    await writeKeyFiles(files, key, cert, comment)
+    return {...base, agent: {added: false, socket: null, lifetimeSeconds: null, removed: [], fallback: null}, files}
   }
   const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
-  await agent.addCertificate(key, cert, {lifetimeSeconds: lifetime, comment})
-  return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime}, files: null}
+  let removed: RemovedCertificate[] = []
+  let reason = noAgent
+  if (agent) {
+    const cas = userCaFingerprints(ctx)
+    removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
+    if (lifetimes === 'ignored') {
+      reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`
+    } else {
+      const added = await addAndVerify(agent, key, cert, {lifetimeSeconds: lifetime, comment})
+      if (added.ok) {
+        removed = [...removed, ...(await removeAll(agent, supersededBy(cert, await agent.list(), cas), 'superseded'))]
+        if (ctx.agentless) await leaveAgentless(ctx)
+        return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime, removed, fallback: null}, files: null}
+      }
+      reason = added.reason
+    }
+  }
+  // the agent cannot hold it (or there is none): 0600 files that the managed ssh_config names
+  const files = agentlessFiles(ctx)
+  await writeKeyFiles(files, key, cert, comment)
+  const socket = agent?.socketPath ?? null
+  const next: Context = {...ctx, agentless: {reason: reason ?? 'no ssh-agent', socket, since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString()}}
+  if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless)) await saveContext(next)
+  // the managed block always names these files (ssh skips missing ones): ssh finds them even when this
+  // login runs from its Match exec, while ssh is still reading that block
+  const installed = (await sshConfigInstalled(deps.home, ctx.name)).block
+  return {...base, agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: {reason: reason ?? 'no ssh-agent', sshConfig: installed ? 'names-them' : 'not-installed'}}, files}
+}
+
+async function writeKeyFiles(files: {key: string; certificate: string}, key: PrivateKey, cert: Certificate, comment: string): Promise<void> {
+  await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
+  await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
+}
+
+/** The agent holds the context's certificates again: the files go (ssh would offer a stale key). */
+async function leaveAgentless(ctx: Context): Promise<void> {
+  const {agentless: _gone, ...rest} = ctx
+  await saveContext(rest)
+  const files = agentlessFiles(ctx)
+  await rm(files.key, {force: true})
+  await rm(files.certificate, {force: true})
 }
 
 /** A 401 from the CA, explained from the token's own claims, with the next step for this way of signing in. */

@@ -1,7 +1,12 @@
-/** `sshca logout`: this CA's certificates (and their keys) out of the agent; its refresh tokens forgotten. */
+/**
+ * `sshca logout`: this CA's certificates (and their keys) out of the agent, and out of the
+ * context's files when the agent could not hold them; its refresh tokens forgotten.
+ */
+import {rm} from 'node:fs/promises'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {listContexts, loadContext, type Context} from './home.ts'
+import {exists} from '../util/fs.ts'
+import {agentlessFiles, listContexts, loadContext, saveContext, type Context} from './home.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface LogoutOptions {
@@ -15,6 +20,8 @@ export interface LogoutOptions {
 export interface LogoutResult {
   contexts: string[]
   removed: {keyId: string; principals: string[]; context: string}[]
+  /** Key and certificate files removed (contexts whose agent could not hold certificates). */
+  removedFiles: string[]
   forgottenRefreshTokens: number
 }
 
@@ -23,7 +30,7 @@ export async function logout(o: LogoutOptions, deps: {home: string; agent: Agent
   const byCa = new Map<string, string>()
   for (const c of contexts) for (const l of c.userCaKeys) byCa.set(PublicKey.parseLine(l).key.fingerprint(), c.name)
   const removed: LogoutResult['removed'] = []
-  await AgentClient.with(deps.agent, async (agent) => {
+  const inAgent = AgentClient.with(deps.agent, async (agent) => {
     for (const id of await agent.list()) {
       const cert = id.certificate
       const context = cert && byCa.get(cert.signatureKey.fingerprint())
@@ -33,6 +40,25 @@ export async function logout(o: LogoutOptions, deps: {home: string; agent: Agent
       removed.push({keyId: cert.keyId, principals: [...cert.principals], context})
     }
   })
+  // a context that keeps its certificate in files logs out without an agent
+  await inAgent.catch((err: {code?: string}) => {
+    if (err.code !== 'ERR_AGENT_UNAVAILABLE' || !contexts.some((c) => c.agentless)) throw err
+  })
+  const removedFiles: string[] = []
+  if (!o.identity) {
+    for (const c of contexts) {
+      for (const f of Object.values(agentlessFiles(c))) {
+        if (await exists(f)) {
+          await rm(f, {force: true})
+          removedFiles.push(f)
+        }
+      }
+      if (c.agentless) {
+        const {agentless: _gone, ...rest} = c
+        await saveContext(rest)
+      }
+    }
+  }
   let forgotten = 0
   if (!o.identity) {
     const store = await deps.tokenStore()
@@ -43,5 +69,5 @@ export async function logout(o: LogoutOptions, deps: {home: string; agent: Agent
       }
     }
   }
-  return {contexts: contexts.map((c) => c.name), removed, forgottenRefreshTokens: forgotten}
+  return {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
 }

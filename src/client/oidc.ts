@@ -44,6 +44,11 @@ export interface InteractiveDeps {
   timeoutMs?: number
   /** Aborted on Ctrl-C. */
   signal?: AbortSignal
+  /**
+   * false: nobody could see a URL or a code, nor a browser open (ssh's Match exec from cron or CI):
+   * after the refresh grant, sign-in fails at once instead of waiting for minutes.
+   */
+  canPrompt?: boolean
 }
 
 export interface IdpTokens {

@@ -1,10 +1,16 @@
 /**
  * sshca's managed ssh_config: `$SSHCA_HOME/ssh_config`, one marked block per context, and one
- * `Include` of it at the top of ~/.ssh/config. A block starts with `Match … host <the context's
- * pattern>` and sets what ssh needs for those hosts: `RevokedHostKeys` (the context's KRL, so ssh
- * refuses a revoked host certificate) and `UserKnownHostsFile` when the @cert-authority lines live
- * in a file ssh would not read by itself. Blocks are lists of lines so they can grow (issue 12's
- * `exec "sshca login --ensure"`, CertificateFile …).
+ * `Include` of it at the top of ~/.ssh/config. A block holds two `Match` sections for the context's
+ * host pattern:
+ *   1. what ssh needs to judge the host: `RevokedHostKeys` (the context's KRL, so ssh refuses a
+ *      revoked host certificate) and `UserKnownHostsFile` when the @cert-authority lines live in a
+ *      file ssh would not read by itself. No `exec` here: a Match whose exec fails does not apply,
+ *      and a failed login must never switch revocation checking off.
+ *   2. `exec "sshca login --ensure --quiet --context C"`: ssh runs it while reading its config, before
+ *      it connects; it returns at once when a valid certificate of C is at hand, and signs in
+ *      otherwise (prompts on the terminal, never on ssh's stdout). Unlike a ProxyCommand it runs
+ *      once per `ssh`, so ControlMaster/ControlPersist keep working. When the context works without
+ *      an agent, the section also names the key and certificate files (IdentityFile, CertificateFile).
  *
  * Why under $SSHCA_HOME and not ~/.ssh/sshca/config: everything the block points at (the KRL, the
  * settings) lives there, the home check covers it (owner, mode), and two homes never share a file.
@@ -15,6 +21,8 @@
  * canonicalization; older ssh rejects the keyword, so `sshca config` asks `ssh -V` first.
  */
 import {spawnSync} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {beginMarker, endMarker, mergeManagedBlock} from './known-hosts.ts'
@@ -41,11 +49,19 @@ export interface SshConfigBlockOptions {
   knownHostsFile?: string
   /** `Match final host` (OpenSSH ≥ 8.0) instead of `Match host`. */
   matchFinal: boolean
+  /** The command ssh runs to log in when needed (see ensureCommand); null: no automatic login. */
+  loginCommand?: string | null
+  /**
+   * The context's key and certificate files, for when it works without an agent. Always named: ssh
+   * skips files that do not exist, and login may write them while ssh is still reading this block.
+   */
+  identityFiles?: {key: string; certificate: string} | null
 }
 
 /** The block's lines, markers included (no line terminators). */
 export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
-  const lines = [beginMarker(o.context), `Match ${o.matchFinal ? 'final ' : ''}host ${o.pattern}`]
+  const match = `Match ${o.matchFinal ? 'final ' : ''}host ${o.pattern}`
+  const lines = [beginMarker(o.context), match]
   if (o.krlFile) {
     lines.push('  # the CA\'s revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)')
     lines.push(`  RevokedHostKeys ${configArg(o.krlFile)}`)
@@ -56,9 +72,69 @@ export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
     lines.push('  # the @cert-authority lines of this context are in a file ssh does not read by default')
     lines.push(`  UserKnownHostsFile ${configArg(o.knownHostsFile)} ~/.ssh/known_hosts ~/.ssh/known_hosts2`)
   }
+  const files = o.identityFiles
+    ? [
+        '  # used when the ssh-agent cannot hold this context\'s certificate (login then writes these 0600 files)',
+        `  IdentityFile ${configArg(o.identityFiles.key)}`,
+        `  CertificateFile ${configArg(o.identityFiles.certificate)}`,
+      ]
+    : []
+  if (o.loginCommand) {
+    if (/["\r\n\0]/.test(o.loginCommand)) throw new TypeError('the login command cannot hold a double quote or a newline')
+    lines.push(`${match} exec "${o.loginCommand}"`)
+    lines.push(`  # ssh runs this before connecting: it returns at once while a valid certificate of "${o.context}" is at hand, else signs in`)
+    lines.push(...files)
+  } else {
+    lines.push(...files)
+  }
   lines.push(endMarker(o.context))
   return lines
 }
+
+/** Characters a path may hold inside the login command without quoting (for ssh_config and the shell). */
+const PLAIN = /^[A-Za-z0-9._/@+=:,%-]+$/
+
+/**
+ * One word of the command ssh's `Match exec` hands to the shell: single-quoted when it holds spaces;
+ * `%` doubled (ssh expands %h, %p … in it); refused when it holds what neither ssh_config's double
+ * quotes nor the shell's single quotes can carry plainly.
+ */
+export function execWord(word: string): string {
+  if (word === '' || /["'\\$`\r\n\0]/.test(word)) {
+    throw new SshcaError('ERR_UNSAFE_PATH', `${JSON.stringify(word)} cannot go into an ssh_config Match exec (it holds a quote, a backslash, a $ or a newline)`, {
+      hint: 'install sshca and keep $SSHCA_HOME on paths without those characters, or use sshca config --no-auto-login',
+    })
+  }
+  const escaped = word.replace(/%/g, '%%')
+  return PLAIN.test(word) ? escaped : `'${escaped}'`
+}
+
+/**
+ * The `Match exec` command: this sshca (node and script by their real paths, so ssh finds it without
+ * PATH), its home when it is not the default, `login --ensure --quiet --context C`, and a token file
+ * when one was configured (machines whose identity token is kept fresh by something else).
+ */
+export function ensureCommand(o: {command: string[]; home: string; defaultHome: string; context: string; identityTokenFile?: string | undefined}): string {
+  const words = [
+    ...(o.home === o.defaultHome ? [] : ['env', `SSHCA_HOME=${o.home}`]),
+    ...o.command,
+    'login',
+    '--ensure',
+    '--quiet',
+    '--context',
+    o.context,
+    ...(o.identityTokenFile ? ['--identity-token-file', o.identityTokenFile] : []),
+  ]
+  return words.map(execWord).join(' ')
+}
+
+/** The managed file without the context's block (context remove); unchanged when it has none. */
+export function removeSshConfigBlock(existing: string, context: string): {text: string; changed: boolean} {
+  return mergeManagedBlock(existing, context, () => '', 'the sshca ssh_config')
+}
+
+/** Whether the managed file holds a block for the context. */
+export const hasSshConfigBlock = (text: string, context: string): boolean => text.split(/\r?\n/).includes(beginMarker(context))
 
 const HEADER = [
   '# sshca\'s ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,',
@@ -125,4 +201,12 @@ export function localSshVersion(): {major: number; minor: number} | undefined {
 /** `Match final` is understood from OpenSSH 8.0 on; an unknown ssh is assumed current. */
 export function supportsMatchFinal(v: {major: number; minor: number} | undefined): boolean {
   return v === undefined || v.major >= 8
+}
+
+/** Whether ssh would read this context's block: it is in the managed file, and ~/.ssh/config includes that file. */
+export async function sshConfigInstalled(home: string, context: string, sshDir: string = join(homedir(), '.ssh')): Promise<{block: boolean; include: boolean; file: string; userConfig: string}> {
+  const file = managedSshConfigPath(home)
+  const userConfig = join(sshDir, 'config')
+  const [text, user] = await Promise.all([readFile(file, 'utf8').catch(() => ''), readFile(userConfig, 'utf8').catch(() => '')])
+  return {block: hasSshConfigBlock(text, context), include: !mergeInclude(user, file).changed && user !== '', file, userConfig}
 }

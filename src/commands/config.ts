@@ -14,9 +14,13 @@ CA replaced in place, every other byte kept, the previous file saved as known_ho
 CA's key revocation list, fetched over the pinned TLS into $SSHCA_HOME/contexts/NAME (sshca login
 refreshes it too; a CA without one is noted, not fatal). $SSHCA_HOME/ssh_config, one block per context
 ("Match final host <pattern>" with RevokedHostKeys, so ssh refuses a host certificate the CA revoked,
-and UserKnownHostsFile when --known-hosts is not ssh's default), with one "Include" of it at the top of
-~/.ssh/config (previous file saved as config.sshca-backup); --no-ssh-config leaves ssh_config alone.
-Contexts whose patterns overlap are warned about. --dry-run prints all of it and writes nothing.
+and UserKnownHostsFile when --known-hosts is not ssh's default; then a "Match … exec" section running
+sshca login --ensure --quiet --context NAME, so the first ssh to such a host signs you in when no valid
+certificate is at hand, before it connects, and ControlMaster keeps working), with one "Include"
+of it at the top of ~/.ssh/config (previous file saved as config.sshca-backup); --no-ssh-config leaves
+ssh_config alone, --no-auto-login leaves out the exec. --identity-token-file makes that login use a
+token file something else keeps fresh (a machine's workload identity).
+Contexts whose patterns overlap are warned about. --dry-run prints the change to each file (as diff -u) and writes nothing (with --host: the files).
 
 --roots prints the user CA keys (for sshd's TrustedUserCAKeys); --host --roots the host CA keys.
 --host writes the user CA key file, the CA's current KRL, the sshd snippet (sshd_config.d/50-sshca.conf:
@@ -29,6 +33,8 @@ path) when root would run anything a non-root user can change.`
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --dry-run --pattern "*.prod.example.com"',
     '<%= config.bin %> <%= command.id %> --no-ssh-config',
+    '<%= config.bin %> <%= command.id %> --no-auto-login                     # RevokedHostKeys only; sign in yourself',
+    '<%= config.bin %> <%= command.id %> --identity-token-file /var/run/secrets/tokens/sshca   # a machine: ssh logs in with this token',
     '<%= config.bin %> <%= command.id %> --roots > /etc/ssh/sshca_user_ca.pub',
     'sudo <%= config.bin %> <%= command.id %> --host',
     '<%= config.bin %> <%= command.id %> --host --dry-run',
@@ -38,10 +44,12 @@ path) when root would run anything a non-root user can change.`
     context: contextFlag,
     roots: Flags.boolean({description: 'print the CA public keys (user keys; with --host, host keys)'}),
     host: Flags.boolean({description: 'configure this machine as an SSH server'}),
-    'dry-run': Flags.boolean({description: 'print what would be written'}),
+    'dry-run': Flags.boolean({description: 'print what would change (a diff; with --host, the files) and write nothing'}),
     pattern: Flags.string({description: 'narrow the CA\'s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'}),
     'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
     'ssh-config': Flags.boolean({description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)', default: true, allowNo: true}),
+    'auto-login': Flags.boolean({description: 'in ssh_config, sign in (sshca login --ensure) when ssh needs a certificate (--no-auto-login: never)', default: true, allowNo: true}),
+    'identity-token-file': Flags.string({description: 'the token file that automatic login uses (instead of signing in as a person)'}),
     'sshd-dir': Flags.string({description: 'with --host: sshd\'s directory', default: '/etc/ssh'}),
     'systemd-dir': Flags.string({description: 'with --host: where the systemd units go', default: '/etc/systemd/system'}),
   }
@@ -71,6 +79,8 @@ path) when root would run anything a non-root user can change.`
       ...(flags.pattern ? {pattern: flags.pattern} : {}),
       ...(flags['known-hosts'] ? {file: flags['known-hosts']} : {}),
       sshConfig: flags['ssh-config'],
+      autoLogin: flags['auto-login'],
+      ...(flags['identity-token-file'] ? {identityTokenFile: flags['identity-token-file']} : {}),
       dryRun: flags['dry-run'],
     })
     this.out(renderClientConfig(r, flags['dry-run']))

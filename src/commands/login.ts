@@ -15,7 +15,18 @@ holds a certificate from this CA with more than 10 minutes left, nothing is done
 
 For machines: --identity-token-file F|- uses an ID token obtained elsewhere, --github-actions fetches
 the job's OIDC token (needs "permissions: id-token: write"). The CA's policy decides principals,
-lifetime and options; the request cannot widen them.`
+lifetime and options; the request cannot widen them.
+
+Before adding the new certificate, login removes this context's expired certificates from the agent,
+and after it, the ones the new one supersedes (sshd counts every key offered against MaxAuthTries). It
+reads the agent back: an agent that cannot hold certificates (gpg-agent), refuses lifetimes, or keeps
+keys past their lifetime gets nothing; the key and certificate go to 0600 files in the context's folder
+instead, named by the managed ssh_config (IdentityFile, CertificateFile), and login says so.
+
+--ensure is what ssh runs from the managed ssh_config (Match exec) before it connects: it returns at
+once, without a network request, when a certificate of the context valid for more than a minute is in
+the agent (or its files), and signs in otherwise, one login at a time per context. --quiet prints
+nothing on stdout; the sign-in's URL, code and prompts go to the terminal (/dev/tty when stderr is not one).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -24,6 +35,7 @@ lifetime and options; the request cannot widen them.`
     '<%= config.bin %> <%= command.id %> --github-actions               # in a GitHub Actions job',
     'gcloud auth print-identity-token | <%= config.bin %> <%= command.id %> --identity-token-file -',
     '<%= config.bin %> <%= command.id %> --no-agent --out ./deploy_key   # writes deploy_key (0600) and deploy_key-cert.pub',
+    '<%= config.bin %> <%= command.id %> --ensure --quiet --context prod   # what ssh runs before connecting (managed ssh_config)',
   ]
 
   static override args = {
@@ -42,6 +54,8 @@ lifetime and options; the request cannot widen them.`
     'github-actions': Flags.boolean({description: 'use the GitHub Actions job\'s OIDC token', exclusive: ['identity-token-file', 'console']}),
     audience: Flags.string({description: 'with --github-actions: the audience to request (default: the CA\'s CI provisioner\'s)'}),
     timeout: Flags.integer({description: 'seconds to wait for the sign-in', default: 300, min: 1}),
+    ensure: Flags.boolean({description: 'only sign in when no valid certificate of the context is at hand (no network request otherwise)'}),
+    quiet: Flags.boolean({char: 'q', description: 'print nothing on stdout; the sign-in URL and prompts still reach the terminal'}),
   }
 
   async run(): Promise<LoginResult> {
@@ -58,6 +72,8 @@ lifetime and options; the request cannot widen them.`
       githubActions: flags['github-actions'],
       audience: flags.audience,
       timeout: flags.timeout,
+      ensure: flags.ensure,
+      quiet: flags.quiet,
     })
     this.out(text)
     return result

@@ -71,3 +71,29 @@ export async function mintSshpopToken(key: KeyObject, cert: Certificate, o: Sshp
     .setExpirationTime(o.now + MAX_POP_TTL)
     .sign(key)
 }
+
+/**
+ * The same SSHPOP token, signed by something that signs SSH data without giving out the key: the
+ * ssh-agent holding a user's ephemeral key. `sshSign` returns an SSH signature blob over its input
+ * (RSA keys must be asked for rsa-sha2-256); it becomes the JWS signature (EdDSA, ES256/384/512, RS256).
+ */
+export async function mintSshpopTokenWith(sshSign: (data: Buffer) => Promise<Buffer>, cert: Certificate, o: SshpopOptions): Promise<string> {
+  const {jwsSignatureFromSsh} = await import('../ssh/signature.ts')
+  const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
+  if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)
+  const header = {alg, typ: 'JWT', sshpop: cert.blob.toString('base64')}
+  const claims = {
+    sha: o.rootFingerprint,
+    iss: o.provisioner,
+    sub: cert.serial.toString(),
+    aud: sshpopAudience(o.caUrl, o.action, o.provisioner),
+    jti: randomBytes(32).toString('hex'),
+    iat: o.now,
+    nbf: o.now,
+    exp: o.now + MAX_POP_TTL,
+  }
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const input = `${b64(header)}.${b64(claims)}`
+  const sig = jwsSignatureFromSsh(await sshSign(Buffer.from(input)), cert.publicKey)
+  return `${input}.${sig.toString('base64url')}`
+}

@@ -1,9 +1,16 @@
 /**
- * A client for ssh-agent (PROTOCOL.agent, draft-miller-ssh-agent) over its Unix socket: list
+ * A client for ssh-agent (PROTOCOL.agent, draft-miller-ssh-agent) over any duplex byte stream: list
  * identities (certificates included), add a key with its certificate under a lifetime and optional
  * confirm constraint, sign, remove one identity, remove all. One request at a time per connection.
+ *
+ * Where the agent is: $SSH_AUTH_SOCK; without it, Windows' OpenSSH agent on its named pipe
+ * (\\.\pipe\openssh-ssh-agent, which node:net opens like a socket) and on macOS the socket launchd
+ * gives the login session (`launchctl getenv SSH_AUTH_SOCK`, what a shell started by Terminal has).
+ * `resolveAgentSocket` decides, from parameters, so each platform's path is tested on any platform.
  */
-import {connect, type Socket} from 'node:net'
+import {spawnSync} from 'node:child_process'
+import {connect} from 'node:net'
+import type {Duplex} from 'node:stream'
 import {SshcaError} from '../errors.ts'
 import {isCertificateType, parseCertificate, type Certificate} from './cert.ts'
 import {isKeyType, PublicKey} from './keys.ts'
@@ -49,13 +56,53 @@ export interface AddOptions {
 }
 
 export interface AgentOptions {
-  /** Defaults to $SSH_AUTH_SOCK. */
+  /** Defaults to resolveAgentSocket(): $SSH_AUTH_SOCK, else the platform's own agent. */
   socketPath?: string | undefined
   /** Per-request timeout in milliseconds (default 5000). */
   timeoutMs?: number
+  /** Where resolveAgentSocket looks (default: this process's environment and platform). */
+  locate?: AgentLocation
+}
+
+export interface AgentLocation {
+  env?: NodeJS.ProcessEnv
+  platform?: NodeJS.Platform
+  /** macOS: asks launchd for the session's agent socket; undefined when it has none. */
+  launchdSocket?: () => string | undefined
+}
+
+/** The OpenSSH for Windows agent (the ssh-agent service). */
+export const WINDOWS_AGENT_PIPE = '\\\\.\\pipe\\openssh-ssh-agent'
+
+/** `launchctl getenv SSH_AUTH_SOCK`: the socket launchd made for this login session (macOS). */
+export function launchdAgentSocket(): string | undefined {
+  try {
+    const r = spawnSync('launchctl', ['getenv', 'SSH_AUTH_SOCK'], {encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore']})
+    const path = (r.stdout ?? '').trim()
+    return r.status === 0 && path.startsWith('/') ? path : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Which agent to talk to and why: $SSH_AUTH_SOCK when set; otherwise on Windows the OpenSSH
+ * agent's named pipe, on macOS launchd's socket for the session; elsewhere none.
+ */
+export function resolveAgentSocket(l: AgentLocation = {}): {path: string; source: 'SSH_AUTH_SOCK' | 'windows-pipe' | 'launchd'} | undefined {
+  const env = l.env ?? process.env
+  if (env.SSH_AUTH_SOCK) return {path: env.SSH_AUTH_SOCK, source: 'SSH_AUTH_SOCK'}
+  const platform = l.platform ?? process.platform
+  if (platform === 'win32') return {path: WINDOWS_AGENT_PIPE, source: 'windows-pipe'}
+  if (platform === 'darwin') {
+    const path = (l.launchdSocket ?? launchdAgentSocket)()
+    return path ? {path, source: 'launchd'} : undefined
+  }
+  return undefined
 }
 
 const HOW_TO_START = 'start one with: eval "$(ssh-agent -s)"   (then run this command again in the same shell)'
+const HOW_TO_START_WINDOWS = 'start the OpenSSH agent service: Get-Service ssh-agent | Set-Service -StartupType Automatic -PassThru | Start-Service'
 
 export class AgentClient {
   private queue: Promise<unknown> = Promise.resolve()
@@ -63,11 +110,12 @@ export class AgentClient {
   private waiter: {resolve: (b: Buffer) => void; reject: (e: Error) => void} | undefined
   private closedError: Error | undefined
 
-  private readonly socket: Socket
+  private readonly socket: Duplex
+  /** Where the agent is (a socket path, a named pipe, or a label for a stream). */
   readonly socketPath: string
   private readonly timeoutMs: number
 
-  private constructor(socket: Socket, socketPath: string, timeoutMs: number) {
+  private constructor(socket: Duplex, socketPath: string, timeoutMs: number) {
     this.socket = socket
     this.socketPath = socketPath
     this.timeoutMs = timeoutMs
@@ -76,13 +124,19 @@ export class AgentClient {
     socket.on('close', () => this.fail(new SshcaError('ERR_AGENT_PROTOCOL', `the ssh-agent at ${socketPath} closed the connection`)))
   }
 
+  /** The agent protocol over a stream that is already connected (a socket, a pipe, an in-memory agent). */
+  static fromStream(stream: Duplex, o: {label: string; timeoutMs?: number}): AgentClient {
+    return new AgentClient(stream, o.label, o.timeoutMs ?? 5000)
+  }
+
   static async connect(options: AgentOptions = {}): Promise<AgentClient> {
-    const socketPath = options.socketPath ?? process.env.SSH_AUTH_SOCK
-    if (!socketPath) {
+    const found = options.socketPath ? {path: options.socketPath, source: 'SSH_AUTH_SOCK' as const} : resolveAgentSocket(options.locate)
+    if (!found) {
       throw new SshcaError('ERR_AGENT_UNAVAILABLE', 'no ssh-agent: SSH_AUTH_SOCK is not set', {hint: HOW_TO_START})
     }
+    const socketPath = found.path
     const timeoutMs = options.timeoutMs ?? 5000
-    const socket = await new Promise<Socket>((resolve, reject) => {
+    const socket = await new Promise<Duplex>((resolve, reject) => {
       const s = connect(socketPath)
       const timer = setTimeout(() => {
         s.destroy()
@@ -278,5 +332,5 @@ function describeIdentity(blob: Buffer, comment: string): AgentIdentity {
 function agentUnavailable(socketPath: string, cause: unknown): SshcaError {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
   const why = code === 'ENOENT' ? 'the socket does not exist' : code === 'ECONNREFUSED' ? 'nothing is listening on it' : code === 'EACCES' ? 'permission denied' : (cause as Error).message
-  return new SshcaError('ERR_AGENT_UNAVAILABLE', `cannot reach the ssh-agent at ${socketPath}: ${why}`, {cause, hint: HOW_TO_START})
+  return new SshcaError('ERR_AGENT_UNAVAILABLE', `cannot reach the ssh-agent at ${socketPath}: ${why}`, {cause, hint: socketPath === WINDOWS_AGENT_PIPE ? HOW_TO_START_WINDOWS : HOW_TO_START})
 }

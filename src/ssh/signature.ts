@@ -138,3 +138,30 @@ function lengthBytes(n: number): Buffer {
   if (n < 0x100) return Buffer.of(0x81, n)
   return Buffer.of(0x82, n >> 8, n & 0xff)
 }
+
+/**
+ * The JWS signature (RFC 7518) inside an SSH signature blob by `key`: ed25519's 64 bytes as they
+ * are, ECDSA's (r, s) mpints as fixed-width r||s, RSA's rsa-sha2-256 signature (RS256). For proofs
+ * of possession signed by an ssh-agent, which signs SSH data and never gives out the key.
+ */
+export function jwsSignatureFromSsh(signatureBlob: Buffer, key: PublicKey): Buffer {
+  const r = new SshReader(signatureBlob)
+  const algorithm = r.text('signature algorithm')
+  const sig = r.bytes('signature')
+  r.end('signature')
+  if (key.type === 'ssh-ed25519' && algorithm === 'ssh-ed25519' && sig.length === 64) return Buffer.from(sig)
+  const curve = CURVES[key.type]
+  if (curve && algorithm === key.type) {
+    const inner = new SshReader(sig)
+    const rr = inner.mpint('ecdsa r')
+    const ss = inner.mpint('ecdsa s')
+    inner.end('ecdsa signature')
+    const width = (x: Buffer): Buffer => {
+      const t = x.length > curve.size ? x.subarray(x.length - curve.size) : x
+      return Buffer.concat([Buffer.alloc(curve.size - t.length), t])
+    }
+    return Buffer.concat([width(rr), width(ss)])
+  }
+  if (key.type === 'ssh-rsa' && algorithm === 'rsa-sha2-256') return Buffer.from(sig)
+  throw new SshcaError('ERR_SSH_UNSUPPORTED', `a ${algorithm} signature from a ${key.type} key cannot sign a JWS`)
+}

@@ -75,7 +75,7 @@ describe('sshca list', function () {
     const before = nowSeconds()
     const table = (await sshca(['list'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
     const after = nowSeconds()
-    assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CA$/m)
+    assert.match(table, /^TYPE\s+KEY ID\s+PRINCIPALS\s+VALID FROM\s+VALID UNTIL\s+TIME LEFT\s+CONTEXT$/m)
     const left = (re: RegExp) => secondsOf(re.exec(table)?.[1] ?? '')
     const within = (printed: number, c: {validBefore: bigint}, granularity: number) => {
       const hi = Number(c.validBefore) - before

@@ -170,9 +170,10 @@ describe('sshca config', function () {
   it('--dry-run prints the block and writes nothing; --roots and --host --roots print the CA keys', async () => {
     const e = await bootstrapped()
     const dry = await sshca(['config', '--dry-run'], {env: e})
-    assert.match(dry.stdout, /^# \S+known_hosts: the "demo" block[^\n]*\n# >>> sshca demo[\s\S]*@cert-authority \*\.example\.com ssh-ed25519 /)
-    assert.match(dry.stdout, /^Match final host \*\.example\.com\n {2}# [^\n]*\n {2}RevokedHostKeys \S+\/contexts\/demo\/revoked_host_keys\.krl$/m)
-    assert.match(dry.stdout, /: added at the top\nInclude \S+\/ssh_config\n$/)
+    // the changes as diff -u shows them, each file from nothing
+    assert.match(dry.stdout, /^# \S+known_hosts: the "demo" block[^\n]*\n--- \S+known_hosts\n\+\+\+ \S+known_hosts\n@@ -0,0 \+1,\d+ @@\n\+# >>> sshca demo[\s\S]*\+@cert-authority \*\.example\.com ssh-ed25519 /)
+    assert.match(dry.stdout, /^\+Match final host \*\.example\.com\n\+ {2}# [^\n]*\n\+ {2}RevokedHostKeys \S+\/contexts\/demo\/revoked_host_keys\.krl$/m)
+    assert.match(dry.stdout, /: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/)
     assert.equal(existsSync(join(e.HOME, '.ssh', 'known_hosts')), false)
     assert.equal(existsSync(join(e.HOME, '.ssh', 'config')), false)
     assert.equal(existsSync(join(e.SSHCA_HOME, 'ssh_config')), false)

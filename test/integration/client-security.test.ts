@@ -192,6 +192,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       return {sshd, serial: JSON.parse(r.stdout).serial}
     }
 
+    // --no-auto-login: these tests are about the revocation list (ssh-auto-login.test.ts has the login exec)
     it('sshca config writes the KRL, sshca\'s ssh_config block and one Include on top of ~/.ssh/config (backed up, idempotent)', async () => {
       kh = join(tempDir('sshca-kh-'), 'known_hosts')
       mkdirSync(join(w.env.HOME!, '.ssh'), {recursive: true, mode: 0o700})
@@ -199,7 +200,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       // the person's own config, with an alias whose HostName is one of the CA's hosts
       const mine = 'Host web-alias\n  HostName 127.0.0.1\n'
       writeFileSync(userConfig, mine, {mode: 0o600})
-      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--json'], {env: w.env})
+      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login', '--json'], {env: w.env})
       assert.equal(r.code, 0, r.stderr)
       const doc = JSON.parse(r.stdout)
       const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
@@ -212,7 +213,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const cfg = readFileSync(userConfig, 'utf8')
       assert.equal(cfg, `# Added by \`sshca config\`: its per-context settings (RevokedHostKeys …); keep this line first.\nInclude ${join(w.home, 'ssh_config')}\n${mine}`)
       assert.equal(readFileSync(`${userConfig}.sshca-backup`, 'utf8'), mine)
-      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh], {env: w.env})
+      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {env: w.env})
       assert.equal(again.code, 0, again.stderr)
       assert.match(again.stdout, /already includes it/)
       assert.equal(readFileSync(userConfig, 'utf8'), cfg)
@@ -252,7 +253,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const {sshd, serial} = await enrolledSshd()
       assert.equal((await ssh(sshd.port)).code, 0)
       assert.equal((await sshca(['ca', 'revoke', '--serial', serial, ...ca()])).code, 0)
-      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh], {env: w.env})
+      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {env: w.env})
       assert.equal(r.code, 0, r.stderr)
       assert.match(r.stdout, /Revocation list of "test": [1-9]\d* revoked serial/)
       const refused = await ssh(sshd.port)
@@ -260,13 +261,13 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.match(refused.stderr, /revoked by file/)
     })
 
-    it('--dry-run shows the block and the Include and writes nothing; --no-ssh-config leaves ssh_config alone', async () => {
+    it('--dry-run shows the diff and writes nothing; --no-ssh-config leaves ssh_config alone; the Include is added once', async () => {
       const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-dry-'), 'home'), HOME: join(tempDir('sshca-dry-'), 'home')}
       assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'dry'], {env})).code, 0)
       const dry = await sshca(['config', '--pattern', '*.lab.example', '--dry-run'], {env})
       assert.equal(dry.code, 0, dry.stderr)
-      assert.match(dry.stdout, /^Match final host \*\.lab\.example$/m)
-      assert.match(dry.stdout, /\.ssh\/config: added at the top\nInclude \S+\/ssh_config\n$/)
+      assert.match(dry.stdout, /^\+Match final host \*\.lab\.example$/m)
+      assert.match(dry.stdout, /\.ssh\/config: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/)
       assert.equal(existsSync(join(env.HOME, '.ssh')), false)
       assert.equal(existsSync(join(env.SSHCA_HOME, 'ssh_config')), false)
       const skip = await sshca(['config', '--pattern', '*.lab.example', '--no-ssh-config'], {env})
@@ -274,6 +275,23 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.ok(existsSync(join(env.HOME, '.ssh', 'known_hosts')))
       assert.equal(existsSync(join(env.HOME, '.ssh', 'config')), false)
       assert.equal(existsSync(join(env.SSHCA_HOME, 'ssh_config')), false)
+      // a person's own ~/.ssh/config: the dry run's diff is what the real run does to it (GNU patch applies it)
+      const mine = 'Host *\n  ServerAliveInterval 30\n'
+      writeFileSync(join(env.HOME, '.ssh', 'config'), mine, {mode: 0o600})
+      const dry2 = await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})
+      const doc = JSON.parse(dry2.stdout) as {diff: string; sshConfig: {diff: string; include: {diff: string}}}
+      assert.equal(doc.diff, '', 'known_hosts already holds the block')
+      assert.match(doc.sshConfig.include.diff, /^@@ -1,2 \+1,4 @@\n\+# [^\n]*\n\+Include \S+\n Host \*\n {3}ServerAliveInterval 30\n$/m)
+      const copy = join(tempDir('sshca-dry-patch-'), 'config')
+      writeFileSync(copy, mine)
+      await runOk('patch', ['--quiet', copy], {input: doc.sshConfig.include.diff})
+      assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
+      assert.equal(readFileSync(copy, 'utf8'), readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8'))
+      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config.sshca-backup'), 'utf8'), mine, 'the previous file is backed up')
+      assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
+      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8').split('Include ').length, 2, 'idempotent: one Include')
+      const again = JSON.parse((await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})).stdout) as {sshConfig: {diff: string; include: {diff: string}}}
+      assert.deepEqual([again.sshConfig.diff, again.sshConfig.include.diff], ['', ''])
     })
 
     it('a CA without /ssh/krl (step-ca) breaks neither login nor config: a note, and no RevokedHostKeys that would refuse every host', async () => {
@@ -288,7 +306,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         assert.equal(login.code, 0, login.stderr)
         assert.equal(JSON.parse(login.stdout).krl.status, 'unavailable')
         assert.match(login.stderr, /^Note: the CA "nokrl" publishes no revocation list/m)
-        const cfg = await sshca(['config', '--pattern', '127.0.0.1'], {env})
+        const cfg = await sshca(['config', '--pattern', '127.0.0.1', '--no-auto-login'], {env})
         assert.equal(cfg.code, 0, cfg.stderr)
         const managed = readFileSync(join(env.SSHCA_HOME, 'ssh_config'), 'utf8')
         assert.doesNotMatch(managed, /^\s*RevokedHostKeys/m)

@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {parseDocument} from 'yaml'
 import {startDevIdp, type DevIdp} from '../../src/demo/idp.ts'
@@ -184,9 +184,9 @@ describe('the README, role by role, as written', function () {
   }
 
   /** Starts a command in a box; the shell kills an ssh-agent the command started (`eval "$(ssh-agent -s)"`). */
-  function start(box: Box, command: string) {
+  function start(box: Box, command: string, extraEnv: NodeJS.ProcessEnv = {}) {
     const script = `set -eo pipefail\n${mounts(box)}\ncd ${join(T, 'cwd')}\ntrap '[ -n "\${SSH_AGENT_PID:-}" ] && kill "$SSH_AGENT_PID"' EXIT\n${command}\n`
-    const child = spawn('unshare', ['-m', 'bash', '-c', script], {env: boxEnv(box), stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn('unshare', ['-m', 'bash', '-c', script], {env: {...boxEnv(box), ...extraEnv}, stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d))
@@ -319,21 +319,28 @@ describe('the README, role by role, as written', function () {
     'An engineer': {
       'sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint <root sha256 from ca init>': {box: 'laptop'},
       'sshca config': {box: 'laptop'},
-      'sshca login': {
+      'ssh alice@web1.example.com': {
         box: 'laptop',
+        // the first ssh signs in by itself (sshca config's Match exec "sshca login --ensure"), in the
+        // laptop's browser; the next one just connects, opening no browser
         instead: async () => {
-          const p = start('laptop', 'sshca login')
-          let url: string | undefined
-          await waitFor('the sign-in URL', () => (url = /^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m.exec(p.out() + p.err())?.[0]) !== undefined || p.child.exitCode !== null, 60_000)
-          assert.ok(url, `sshca login printed no URL:\n${p.out()}\n${p.err()}`)
-          await driveDevSignIn(url, {login: 'alice@example.com'})
+          const urlFile = join(T, 'browser-url')
+          const browser = {BROWSER: join(T, 'bin', 'browser'), DISPLAY: ':0'}
+          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}\n`, {mode: 0o755})
+          const p = start('laptop', 'ssh alice@web1.example.com', browser)
+          await waitFor('ssh to open the sign-in in the browser', () => existsSync(urlFile) || p.child.exitCode !== null, 60_000)
+          assert.ok(existsSync(urlFile), `ssh exited ${p.child.exitCode} without signing in:\n${p.out()}\n${p.err()}`)
+          await driveDevSignIn(readFileSync(urlFile, 'utf8').trim(), {login: 'alice@example.com'})
           const r = await p.exited
           assert.equal(r.code, 0, r.stderr)
-          assert.match(r.stdout, /Certificate for alice\b/)
+          rmSync(urlFile)
+          const again = await start('laptop', 'ssh alice@web1.example.com', browser).exited
+          assert.equal(again.code, 0, again.stderr)
+          assert.equal(existsSync(urlFile), false, 'the second ssh signed in again')
         },
       },
       'sshca list': {box: 'laptop', after: (r) => assert.match(r.stdout, /alice@example\.com/)},
-      'ssh alice@web1.example.com': {box: 'laptop'},
+      'sshca status': {box: 'laptop', after: (r) => assert.match(r.stdout, /^✓ Certificate\s/m)},
     },
     'A CI job': {
       'sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint ${{ vars.SSHCA_FINGERPRINT }} && sshca config': {box: 'runner'},
@@ -422,7 +429,7 @@ describe('the README, role by role, as written', function () {
     await runRole('A server')
   })
 
-  it('an engineer: bootstrap, config, browser login, list, ssh to the server', async () => {
+  it('an engineer: bootstrap, config, ssh to the server (which signs in by itself), list, status', async () => {
     vars.laptopAgent = await laptopAgent()
     await runRole('An engineer')
   })

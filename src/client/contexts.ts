@@ -1,0 +1,149 @@
+/**
+ * `sshca context list|current|use|remove` (step's `context`): the CAs bootstrapped into
+ * $SSHCA_HOME, which one commands use by default, and forgetting one completely.
+ *
+ * Removal undoes what bootstrap, config and login did, in the order that never leaves ssh worse
+ * off: first the @cert-authority block (ssh stops trusting the CA's host certificates), then the
+ * context's block in the managed ssh_config (its RevokedHostKeys and login exec), and only then the
+ * KRL file that block named (ssh refuses every host when RevokedHostKeys names a missing file); the
+ * CA's certificates leave the agent and its refresh tokens are forgotten; the folder goes last.
+ */
+import {readFile, rm} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import {join} from 'node:path'
+import {SshcaError} from '../errors.ts'
+import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {exists, writeFileAtomic} from '../util/fs.ts'
+import {replaceWithBackup} from './config.ts'
+import {checkHome, contextDir, currentContextName, listContexts, loadContext, readContext, validContextName, type Context} from './home.ts'
+import {mergeManagedBlock} from './known-hosts.ts'
+import {contextKrlPath} from './krl.ts'
+import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock} from './ssh-config.ts'
+import type {TokenStore} from './token-store.ts'
+
+export interface ContextView {
+  name: string
+  current: boolean
+  caUrl: string
+  rootFingerprint: string
+  /** The CA's host pattern, and the one `sshca config` wrote (null before config). */
+  hostPattern: string
+  configuredPattern: string | null
+  bootstrappedAt: string
+  /** Whether the managed ssh_config has a block for it. */
+  sshConfig: boolean
+  /** Why its certificates are in files rather than the agent, when they are. */
+  agentless: string | null
+}
+
+function view(ctx: Context, current: string | undefined, managed: string): ContextView {
+  return {
+    name: ctx.name,
+    current: ctx.name === current,
+    caUrl: ctx.caUrl,
+    rootFingerprint: ctx.rootFingerprint,
+    hostPattern: ctx.hostPattern,
+    configuredPattern: ctx.configuredPattern ?? null,
+    bootstrappedAt: ctx.bootstrappedAt,
+    sshConfig: hasSshConfigBlock(managed, ctx.name),
+    agentless: ctx.agentless?.reason ?? null,
+  }
+}
+
+export async function contextList(home: string): Promise<{home: string; current: string | null; contexts: ContextView[]}> {
+  checkHome(home)
+  const current = await currentContextName(home)
+  const managed = await readFile(managedSshConfigPath(home), 'utf8').catch(() => '')
+  const contexts: ContextView[] = []
+  for (const name of await listContexts(home)) {
+    const ctx = await readContext(home, name).catch(() => undefined)
+    if (ctx) contexts.push(view(ctx, current, managed))
+  }
+  return {home, current: current ?? null, contexts}
+}
+
+export async function contextCurrent(home: string): Promise<ContextView> {
+  const ctx = await loadContext(home)
+  const managed = await readFile(managedSshConfigPath(home), 'utf8').catch(() => '')
+  return view(ctx, ctx.name, managed)
+}
+
+export async function contextUse(home: string, name: string): Promise<{previous: string | null; current: ContextView}> {
+  if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
+  const ctx = await loadContext(home, name)
+  const previous = (await currentContextName(home)) ?? null
+  await writeFileAtomic(join(home, 'current'), `${name}\n`)
+  const managed = await readFile(managedSshConfigPath(home), 'utf8').catch(() => '')
+  return {previous, current: view(ctx, name, managed)}
+}
+
+export interface RemoveResult {
+  context: string
+  wasCurrent: boolean
+  knownHosts: {file: string; backup: string | null} | null
+  sshConfig: {file: string} | null
+  krl: string | null
+  certificates: {keyId: string; serial: string}[]
+  /** Why the agent was left alone (none reachable), when it was. */
+  agent: string | null
+  forgottenRefreshTokens: number
+  directory: string
+}
+
+export async function contextRemove(home: string, name: string, deps: {agent: AgentOptions; tokenStore: () => Promise<TokenStore>; knownHostsDefault?: string}): Promise<RemoveResult> {
+  if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
+  const ctx = await loadContext(home, name)
+  const wasCurrent = (await currentContextName(home)) === name
+
+  // 1. trust: the @cert-authority block
+  let knownHosts: RemoveResult['knownHosts'] = null
+  const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
+  if (await exists(kh)) {
+    const merged = mergeManagedBlock(await readFile(kh, 'utf8'), name, () => '', 'known_hosts')
+    if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
+  }
+  // 2. the ssh_config block (RevokedHostKeys, the login exec)
+  let sshConfig: RemoveResult['sshConfig'] = null
+  const managed = managedSshConfigPath(home)
+  if (await exists(managed)) {
+    const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
+    if (merged.changed) {
+      await writeFileAtomic(managed, merged.text, 0o600)
+      sshConfig = {file: managed}
+    }
+  }
+  // 3. the KRL, now that nothing names it
+  const krlFile = contextKrlPath(ctx.dir)
+  const krl = (await exists(krlFile)) ? krlFile : null
+  if (krl) await rm(krl, {force: true})
+  // 4. the CA's certificates in the agent
+  const cas = new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
+  const certificates: RemoveResult['certificates'] = []
+  let agent: string | null = null
+  try {
+    await AgentClient.with(deps.agent, async (a) => {
+      for (const id of await a.list()) {
+        const c = id.certificate
+        if (!c || !cas.has(c.signatureKey.fingerprint())) continue
+        await a.remove(id.blob)
+        certificates.push({keyId: c.keyId, serial: c.serial.toString()})
+      }
+    })
+  } catch (err) {
+    if ((err as SshcaError).code !== 'ERR_AGENT_UNAVAILABLE') throw err
+    agent = (err as Error).message
+  }
+  // 5. refresh tokens
+  const store = await deps.tokenStore()
+  let forgotten = 0
+  for (const key of await store.keys(`${name}/`)) {
+    await store.delete(key)
+    forgotten++
+  }
+  // 6. the folder (root, settings, agentless key files), and `current` when it named this one
+  const directory = contextDir(home, name)
+  await rm(directory, {recursive: true, force: true})
+  if (wasCurrent) await rm(join(home, 'current'), {force: true})
+  return {context: name, wasCurrent, knownHosts, sshConfig, krl, certificates, agent, forgottenRefreshTokens: forgotten, directory}
+}

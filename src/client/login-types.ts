@@ -1,0 +1,61 @@
+/** The shapes of a login: its options, what it needs, what it returns (also the --json output). */
+import type {AgentOptions} from '../ssh/agent.ts'
+import type {RemovedCertificate} from './agent-hygiene.ts'
+import type {ContextKrl} from './krl.ts'
+import type {InteractiveDeps} from './oidc.ts'
+import type {TokenStore} from './token-store.ts'
+
+export interface LoginOptions {
+  context?: string
+  /** Login hint, and the identity a certificate already in the agent must name. */
+  identity?: string
+  provisioner?: string
+  console?: boolean
+  force?: boolean
+  kty?: 'ed25519' | 'ecdsa'
+  /** Write the key here (0600) and the certificate to <out>-cert.pub instead of using the agent. */
+  out?: string
+  /** An ID token obtained elsewhere (--identity-token-file). */
+  identityToken?: string
+  githubActions?: boolean
+  audience?: string
+  /** Only when no valid certificate of the context is at hand (what ssh's Match exec runs). */
+  ensure?: boolean
+}
+
+export interface LoginDeps {
+  home: string
+  env: NodeJS.ProcessEnv
+  agent: AgentOptions
+  clock: () => number
+  tokenStore: () => Promise<TokenStore>
+  interactive: InteractiveDeps
+  /** Asks the person to pick a provisioner; absent when there is no terminal. */
+  choose?: (names: string[]) => Promise<string>
+}
+
+export type LoginMethod = 'browser' | 'device' | 'refresh' | 'identity-token' | 'github-actions'
+
+export interface LoginResult {
+  context: string
+  caUrl: string
+  provisioner: string | null
+  method: LoginMethod | 'existing'
+  /** True when a valid certificate was already at hand and nothing was done. */
+  skipped: boolean
+  certificate: {keyId: string; principals: string[]; serial: string; validAfter: string; validBefore: string; secondsLeft: number; fingerprint: string}
+  agent: {
+    added: boolean
+    socket: string | null
+    lifetimeSeconds: number | null
+    /** This context's certificates taken out of the agent: expired ones, and the ones the new one supersedes. */
+    removed: RemovedCertificate[]
+    /** Why the certificate went to files instead of the agent (the agent cannot hold it, or there is none). */
+    fallback: {reason: string; sshConfig: 'names-them' | 'not-installed'} | null
+  }
+  files: {key: string; certificate: string} | null
+  refreshTokenStore: 'keyring' | 'file' | null
+  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login); null when nothing was fetched. */
+  krl: ContextKrl | null
+}
+

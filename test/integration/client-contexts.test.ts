@@ -1,0 +1,179 @@
+/**
+ * Issue 12, items 3 and 6: `sshca context list|current|use|remove` and `sshca status`, through the
+ * CLI against a real CA, ssh-agent and ssh (for what ssh makes of the managed config after a removal).
+ */
+import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
+import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+import {caPaths} from '../../src/ca/config/layout.ts'
+import {readSealedKey} from '../../src/ca/keys/keystore.ts'
+import {AgentClient} from '../../src/ssh/agent.ts'
+import {signCertificate} from '../../src/ssh/cert.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {keySigner} from '../../src/ssh/signature.ts'
+import {PASSWORD, startTestCa} from '../helpers/ca.ts'
+import {sshca} from '../helpers/cli.ts'
+import {idToken} from '../helpers/idp-token.ts'
+import {tempDir} from '../helpers/tmp.ts'
+import {startWorld, worldPolicy, type World} from '../helpers/world.ts'
+
+describe('contexts and status (issue 12)', function () {
+  this.timeout(180_000)
+  let w: World
+  let env: NodeJS.ProcessEnv
+  const json = async (args: string[], code = 0): Promise<Record<string, unknown>> => {
+    const r = await sshca([...args, '--json'], {env})
+    assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}${r.stdout}`)
+    return JSON.parse(r.stdout)
+  }
+  const token = async (): Promise<string> => (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
+
+  before(async () => {
+    w = await startWorld()
+    const base = tempDir('sshca-ctx-')
+    env = {...w.env, SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
+    mkdirSync(env.HOME!, {recursive: true})
+    for (const name of ['prod', 'lab']) {
+      const r = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name], {env})
+      assert.equal(r.code, 0, r.stderr)
+    }
+  })
+  after(async () => w?.stop())
+
+  it('list marks the current one; current and use switch it; --json everywhere', async () => {
+    const list = await json(['context', 'list'])
+    assert.deepEqual((list.contexts as {name: string; current: boolean}[]).map((c) => [c.name, c.current]), [['lab', true], ['prod', false]])
+    const text = (await sshca(['context', 'list'], {env})).stdout
+    assert.match(text, /^\*\s+lab\s+https:\/\/127\.0\.0\.1:\d+/m)
+    assert.equal((await json(['context', 'current'])).name, 'lab')
+    const used = await json(['context', 'use', 'prod'])
+    assert.equal(used.previous, 'lab')
+    assert.equal((await json(['context', 'current'])).name, 'prod')
+    assert.equal(readFileSync(join(env.SSHCA_HOME!, 'current'), 'utf8'), 'prod\n')
+    const missing = await sshca(['context', 'use', 'nope', '--json'], {env})
+    assert.equal(missing.code, 4)
+    assert.equal(JSON.parse(missing.stdout).error.code, 'ERR_CONTEXT_NOT_FOUND')
+  })
+
+  it('status before config and login: each missing piece named with the command that fixes it', async () => {
+    const r = await json(['status'])
+    assert.equal(r.context, 'prod')
+    assert.equal(r.ready, false)
+    const c = r.checks as Record<string, {state: string; fix: string | null}>
+    assert.equal(c.ca!.state, 'ok')
+    assert.equal(c.certificate!.state, 'fail')
+    assert.equal(c.certificate!.fix, 'sshca login')
+    assert.equal(c.sshConfig!.state, 'fail')
+    assert.equal(c.sshConfig!.fix, 'sshca config')
+    assert.equal(c.refreshToken!.state, 'warn')
+    const text = await sshca(['status'], {env})
+    assert.equal(text.code, 0)
+    assert.match(text.stdout, /^✗ Certificate\s+no current certificate of "prod"\n\s+→ sshca login$/m)
+  })
+
+  it('status when all is in place: ready, time left, the KRL\'s age', async () => {
+    assert.equal((await sshca(['config', '--pattern', '*.prod.example', '--no-auto-login'], {env})).code, 0)
+    const login = await sshca(['login', '--identity-token-file', '-'], {env, input: await token()})
+    assert.equal(login.code, 0, login.stderr)
+    const r = await json(['status'])
+    const c = r.checks as Record<string, {state: string; secondsLeft?: number; ageSeconds?: number; where?: string}>
+    assert.equal(c.certificate!.state, 'ok')
+    assert.equal(c.certificate!.where, 'agent')
+    assert.ok(c.certificate!.secondsLeft! > 7 * 3600)
+    assert.equal(c.sshConfig!.state, 'ok')
+    assert.equal(c.krl!.state, 'ok')
+    assert.ok(c.krl!.ageSeconds! < 300)
+    assert.equal(r.ready, true)
+  })
+
+  it('status says when the CA cannot be reached (a context whose URL answers nothing)', async () => {
+    const ctx = JSON.parse(readFileSync(join(env.SSHCA_HOME!, 'contexts', 'lab', 'context.json'), 'utf8'))
+    const dead = {...env, SSHCA_HOME: env.SSHCA_HOME}
+    // the same context, pointed at a closed port
+    const copy = join(env.SSHCA_HOME!, 'contexts', 'lab', 'context.json')
+    const original = readFileSync(copy, 'utf8')
+    try {
+      const {writeFileSync} = await import('node:fs')
+      writeFileSync(copy, JSON.stringify({...ctx, caUrl: 'https://127.0.0.1:1'}))
+      const r = await sshca(['status', '--context', 'lab', '--json'], {env: dead})
+      assert.equal(r.code, 0, r.stderr)
+      const doc = JSON.parse(r.stdout)
+      assert.equal(doc.checks.ca.state, 'fail')
+      assert.match(doc.checks.ca.detail, /connection refused/)
+    } finally {
+      const {writeFileSync} = await import('node:fs')
+      writeFileSync(copy, original)
+    }
+  })
+
+  it('remove: trust, ssh_config block, then KRL, certificates in the agent, refresh tokens and the folder; current cleared', async () => {
+    // prod is configured, logged in, and has a (file) refresh token planted as a sign-in would leave it
+    const {writeFileSync} = await import('node:fs')
+    mkdirSync(join(env.SSHCA_HOME!, 'tokens'), {recursive: true, mode: 0o700})
+    writeFileSync(join(env.SSHCA_HOME!, 'tokens', 'prod~sso.json'), JSON.stringify({refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}), {mode: 0o600})
+    assert.equal((await sshca(['config', '--context', 'lab', '--pattern', '*.lab.example', '--no-auto-login'], {env})).code, 0)
+    const knownHosts = join(env.HOME!, '.ssh', 'known_hosts')
+    const managed = join(env.SSHCA_HOME!, 'ssh_config')
+    assert.match(readFileSync(knownHosts, 'utf8'), /# >>> sshca prod/)
+    assert.match(readFileSync(managed, 'utf8'), /# >>> sshca prod/)
+    assert.equal((JSON.parse((await sshca(['list', '--json'], {env})).stdout).certificates as unknown[]).length, 1)
+
+    const r = await json(['context', 'remove', 'prod'])
+    assert.equal(r.wasCurrent, true)
+    assert.equal((r.certificates as unknown[]).length, 1)
+    assert.equal(r.forgottenRefreshTokens, 1)
+    assert.equal(r.krl, join(env.SSHCA_HOME!, 'contexts', 'prod', 'revoked_host_keys.krl'))
+    assert.doesNotMatch(readFileSync(knownHosts, 'utf8'), /sshca prod/)
+    assert.match(readFileSync(knownHosts, 'utf8'), /# >>> sshca lab/, 'the other context is kept')
+    assert.doesNotMatch(readFileSync(managed, 'utf8'), /sshca prod/)
+    assert.match(readFileSync(managed, 'utf8'), /# >>> sshca lab/)
+    assert.equal(existsSync(join(env.SSHCA_HOME!, 'contexts', 'prod')), false)
+    assert.deepEqual(readdirSync(join(env.SSHCA_HOME!, 'tokens')), [])
+    assert.equal(existsSync(join(env.SSHCA_HOME!, 'current')), false)
+    assert.equal((JSON.parse((await sshca(['list', '--json'], {env})).stdout).certificates as unknown[]).length, 0)
+    // what ssh makes of what is left: it reads the config without error, and lab's RevokedHostKeys names an existing file
+    const g = spawnSync('ssh', ['-G', '-F', join(env.HOME!, '.ssh', 'config'), 'web.lab.example'], {encoding: 'utf8'})
+    assert.equal(g.status, 0, g.stderr)
+    const krl = /^revokedhostkeys (\S+)$/m.exec(g.stdout)![1]!
+    assert.ok(existsSync(krl))
+    const none = await sshca(['context', 'current', '--json'], {env})
+    assert.equal(JSON.parse(none.stdout).error.code, 'ERR_NOT_BOOTSTRAPPED')
+  })
+
+  it('list names the context each certificate came from and marks expired ones; logout --all empties every context and nothing else', async () => {
+    // a second CA ("other"), and a certificate in the agent from each of lab, other and a stranger CA
+    const t2 = await startTestCa(worldPolicy(w.idp.issuer, w.gh.issuer))
+    try {
+      assert.equal((await sshca(['bootstrap', '--ca-url', t2.url, '--fingerprint', t2.init.rootFingerprint, '--context', 'other'], {env})).code, 0)
+      for (const c of ['lab', 'other']) assert.equal((await sshca(['login', '--context', c, '--identity-token-file', '-'], {env, input: await token()})).code, 0)
+      const now = BigInt(Math.floor(Date.now() / 1000))
+      const labCa = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
+      const strangerCa = generatePrivateKey('ed25519')
+      const k1 = generatePrivateKey('ed25519')
+      const k2 = generatePrivateKey('ed25519')
+      const expired = signCertificate({type: 'user', publicKey: k1.publicKey, serial: 4242n, keyId: 'alice@old', principals: ['alice'], validAfter: now - 7200n, validBefore: now - 600n}, keySigner(labCa))
+      const foreign = signCertificate({type: 'user', publicKey: k2.publicKey, serial: 77n, keyId: 'foreign', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(strangerCa.keyObject))
+      await AgentClient.with({socketPath: env.SSH_AUTH_SOCK!}, async (a) => {
+        await a.addCertificate(k1, expired, {comment: 'stale'})
+        await a.addCertificate(k2, foreign, {comment: 'foreign', lifetimeSeconds: 3600})
+      })
+      const table = (await sshca(['list'], {env})).stdout
+      assert.match(table, /^user\s+alice@old\s+alice\s+.*EXPIRED 1\dm\d*s? ago\s+lab$/m)
+      assert.match(table, /^user\s+foreign\s+alice\s+.*\s+-$/m)
+      const listed = (await json(['list'])).certificates as {keyId: string; context: string | null; state: string}[]
+      assert.deepEqual(listed.map((c) => [c.keyId, c.context, c.state]).sort(), [['alice@example.com', 'lab', 'valid'], ['alice@example.com', 'other', 'valid'], ['alice@old', 'lab', 'expired'], ['foreign', null, 'valid']].sort())
+      // a saved sign-in for each context, as a browser login leaves it
+      const {writeFileSync} = await import('node:fs')
+      for (const c of ['lab', 'other']) writeFileSync(join(env.SSHCA_HOME!, 'tokens', `${c}~sso.json`), JSON.stringify({refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}), {mode: 0o600})
+      const out = await json(['logout', '--all'])
+      assert.deepEqual((out.contexts as string[]).sort(), ['lab', 'other'])
+      assert.equal(out.forgottenRefreshTokens, 2)
+      assert.deepEqual(readdirSync(join(env.SSHCA_HOME!, 'tokens')), [])
+      const left = (await json(['list'])).certificates as {keyId: string}[]
+      assert.deepEqual(left.map((c) => c.keyId), ['foreign'], 'another CA\'s certificate stays')
+    } finally {
+      await t2.stop()
+    }
+  })
+})

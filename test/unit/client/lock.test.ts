@@ -1,0 +1,47 @@
+/** One login per context at a time: the lock waits for its holder, takes over a dead or stale one. */
+import assert from 'node:assert/strict'
+import {existsSync, utimesSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {withLock} from '../../../src/client/lock.ts'
+import {rejectsCode} from '../../helpers/assert.ts'
+import {tempDir} from '../../helpers/tmp.ts'
+
+describe('the login lock', () => {
+  it('runs one holder at a time; the second waits and is told it waited', async () => {
+    const path = join(tempDir('sshca-lock-'), 'login.lock')
+    const order: string[] = []
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const first = withLock(path, {timeoutMs: 5000, staleMs: 60_000, pollMs: 10}, async (waited) => {
+      order.push(`first:${waited}`)
+      await gate
+      order.push('first:done')
+    })
+    await new Promise((r) => setTimeout(r, 30))
+    const second = withLock(path, {timeoutMs: 5000, staleMs: 60_000, pollMs: 10}, async (waited) => void order.push(`second:${waited}`))
+    await new Promise((r) => setTimeout(r, 50))
+    assert.deepEqual(order, ['first:false'])
+    release()
+    await Promise.all([first, second])
+    assert.deepEqual(order, ['first:false', 'first:done', 'second:true'])
+    assert.equal(existsSync(path), false)
+  })
+
+  it('takes over a lock whose process is gone, and one older than the longest sign-in', async () => {
+    const dir = tempDir('sshca-lock-')
+    const dead = join(dir, 'dead.lock')
+    writeFileSync(dead, '4000000\n')
+    assert.equal(await withLock(dead, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'ran'), 'ran')
+    const old = join(dir, 'old.lock')
+    writeFileSync(old, `${process.pid}\n`)
+    utimesSync(old, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000))
+    assert.equal(await withLock(old, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10}, async () => 'ran'), 'ran')
+  })
+
+  it('gives up after the timeout while a live holder keeps it', async () => {
+    const path = join(tempDir('sshca-lock-'), 'busy.lock')
+    writeFileSync(path, `${process.pid}\n`)
+    await rejectsCode(withLock(path, {timeoutMs: 100, staleMs: 60_000, pollMs: 10}, async () => 'never'), 'ERR_LOGIN_TIMEOUT', {}, /lock \S+busy\.lock/)
+    assert.ok(existsSync(path), 'someone else\'s lock is left alone')
+  })
+})
