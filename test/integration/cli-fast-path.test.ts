@@ -114,8 +114,8 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify([
       assert.equal(entry, 'bin/run.js')
       assert.equal(rest[0], `dist/fast/${args[0]}.js`)
       for (const u of rest) assert.match(u, new RegExp(`^dist/fast/${args[0]}(-[A-Z0-9]+)?\\.js$`), loaded.join('\n'))
-      // a few files (the bundle, and chunks it shares with modules it loads lazily), where the module graph had 18 (list) and 26 (login)
-      assert.ok(rest.length <= (args[0] === 'list' ? 3 : 5), loaded.join('\n'))
+      // a few files (the bundle, and the chunks it shares with modules it loads lazily), where the unbundled module graph has 18 (list) and 26 or more (login)
+      assert.ok(rest.length <= (args[0] === 'list' ? 3 : 10), loaded.join('\n'))
     }
   })
 
