@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['dist/', 'coverage/', 'node_modules/', 'oclif.manifest.json', '.cache/']},
+  {ignores: ['dist/', 'coverage/', 'node_modules/', 'oclif.manifest.json', '.cache/', 'build/']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -7,7 +7,7 @@ _sshca() {
   done
   local words=""
   case "$cmd" in
-    "") words="bootstrap ca certificate check-host config context demo fingerprint hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
+    "") words="bootstrap ca certificate check-host completion config context demo fingerprint hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
@@ -22,6 +22,7 @@ _sshca() {
     "ca unrevoke"*) words="--config --help --json" ;;
     "certificate"*) words="--context --help --host --json --principal --sign --token --token-file" ;;
     "check-host"*) words="--console --context --help --identity-token-file --json --provisioner --quiet --timeout -q" ;;
+    "completion"*) words="bash zsh fish --help --json" ;;
     "config"*) words="--auto-login --context --dry-run --help --host --identity-token-file --json --known-hosts --pattern --roots --ssh-config --sshd-dir --systemd-dir" ;;
     "context current"*) words="--help --json" ;;
     "context list"*) words="--help --json" ;;

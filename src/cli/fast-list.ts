@@ -1,6 +1,7 @@
 /** `sshca list` on the fast path (src/cli/fast.ts): every argument list it can take. */
-import {runFast} from './fast.ts'
+import {runFast} from './fast-run.ts'
 import {runList} from './list.ts'
 
-export const tryFastPath = (args: readonly string[]): Promise<boolean> =>
-  runFast({options: {raw: {type: 'boolean'}, json: {type: 'boolean'}}, accepts: () => true, run: async (v) => runList({raw: v.raw === true})}, args)
+/** `argv`: the whole argument list, the command's name first. */
+export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
+  runFast({options: {raw: {type: 'boolean'}, json: {type: 'boolean'}}, accepts: () => true, run: async (v) => runList({raw: v.raw === true})}, argv.slice(1))

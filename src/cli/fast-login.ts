@@ -3,10 +3,11 @@
  * exec, before every connection: it must be quick). Anything interactive (browser, device flow, a
  * prompt) goes to oclif.
  */
-import {runFast} from './fast.ts'
+import {runFast} from './fast-run.ts'
 import {runLogin} from './login-run.ts'
 
-export const tryFastPath = (args: readonly string[]): Promise<boolean> =>
+/** `argv`: the whole argument list, the command's name first. */
+export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
   runFast(
     {
       options: {
@@ -37,5 +38,5 @@ export const tryFastPath = (args: readonly string[]): Promise<boolean> =>
           quiet: v.quiet === true,
         }),
     },
-    args,
+    argv.slice(1),
   )

@@ -1,53 +1,37 @@
 /**
  * The start-up fast path. `sshca list`, `sshca login --identity-token-file` (every CI job),
- * `sshca login --ensure` (ssh's Match exec, before every connection) and `sshca proxycommand` (once
- * per connection ssh opens) run many times a day, and @oclif/core alone takes longer to import than
- * any of them. Each has an entry module of its own (fast-list.ts, fast-login.ts,
- * fast-proxycommand.ts) that bin/run.js loads by the command's name; `npm run build` bundles each
- * into dist/fast/ (scripts/bundle-fast.ts), so that Node reads a few files instead of a module
- * graph. An entry takes only argument lists it fully understands (strict parseArgs, values checked)
- * and returns false for everything else (help, unknown flags, usage errors), which oclif then
- * handles. Both paths run the same code after parsing; test/integration/cli-fast-path.test.ts checks
- * that they print the same.
+ * `sshca login --ensure` (ssh's Match exec, before every connection), `sshca proxycommand` (once per
+ * connection ssh opens) and `sshca --version` run many times a day, and @oclif/core alone takes
+ * longer to import than any of them. Each command has an entry module of its own (fast-list.ts,
+ * fast-login.ts, fast-proxycommand.ts, on fast-run.ts) that `npm run build` bundles into dist/fast/
+ * (scripts/bundle-fast.ts), so that Node reads a few files instead of a module graph: bin/run.js
+ * loads that bundle by the command's name, anything else comes here (the single executable's
+ * scripts/sea/main.ts always does). An entry takes only argument lists it fully understands (strict
+ * parseArgs, values checked) and returns false for everything else (help, unknown flags, usage
+ * errors), which oclif then handles. Both paths run the same code after parsing;
+ * test/integration/cli-fast-path.test.ts checks that they print the same.
  */
-import {parseArgs, type ParseArgsConfig} from 'node:util'
-import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
 
-export type Values = Record<string, string | boolean | undefined>
+/** `--version`, alone or with `--json`. */
+export const isVersionRequest = (argv: readonly string[]): boolean =>
+  argv.includes('--version') && argv.length <= 2 && argv.every((a) => a === '--version' || a === '--json')
 
-export interface FastCommand {
-  options: NonNullable<ParseArgsConfig['options']>
-  /** How many positional arguments it takes (exactly); none when absent. */
-  positionals?: number
-  /** No --json: its stdout is not a document (proxycommand's is ssh's transport). */
-  noJson?: boolean
-  /** False when oclif should take these arguments (it then reports any usage error itself). */
-  accepts(v: Values): boolean
-  run(v: Values, args: string[]): Promise<{result: unknown; text: string}>
+/** The commands with an entry; each entry's tryFastPath takes the whole argument list, as this one. */
+const ENTRIES: Record<string, () => Promise<{tryFastPath(argv: readonly string[]): Promise<boolean>}>> = {
+  list: () => import('./fast-list.ts'),
+  login: () => import('./fast-login.ts'),
+  proxycommand: () => import('./fast-proxycommand.ts'),
 }
 
-/** Runs `cmd` with `args` (the arguments after the command's name); false: oclif is to take them. */
-export async function runFast(cmd: FastCommand, args: readonly string[]): Promise<boolean> {
-  if (process.env.SSHCA_NO_FAST_PATH) return false
-  let values: Values
-  let positionals: string[]
-  try {
-    const parsed = parseArgs({args: [...args], options: cmd.options, strict: true, allowPositionals: cmd.positionals !== undefined})
-    values = parsed.values as Values
-    positionals = parsed.positionals
-  } catch {
-    return false
+export async function tryFastPath(argv: readonly string[]): Promise<boolean> {
+  // --version is always answered here: oclif's would print neither how sshca was installed nor how to upgrade it
+  if (isVersionRequest(argv)) {
+    const {versionInfo, renderVersion} = await import('./version.ts')
+    const v = await versionInfo()
+    process.stdout.write(argv.includes('--json') ? `${JSON.stringify(v, null, 2)}\n` : renderVersion(v))
+    return true
   }
-  if (positionals.length !== (cmd.positionals ?? 0) || !cmd.accepts(values)) return false
-  const json = values.json === true && !cmd.noJson
-  try {
-    const {result, text} = await cmd.run(values, positionals)
-    process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : text)
-  } catch (err) {
-    const e = toSshcaError(err)
-    if (json) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
-    else process.stderr.write(errorText(e))
-    process.exitCode = exitCodeFor(e)
-  }
-  return true
+  const name = argv[0] ?? ''
+  if (!Object.hasOwn(ENTRIES, name)) return false
+  return (await ENTRIES[name]!()).tryFastPath(argv)
 }

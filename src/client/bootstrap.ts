@@ -15,6 +15,7 @@ import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
 import {overlappingContexts, overlapWarning} from './config.ts'
 import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, listContexts, readContext, validContextName, type ContextSettings} from './home.ts'
+import {ensureHomeLayout} from './home-layout.ts'
 import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
 
 export interface BootstrapOptions {
@@ -150,6 +151,7 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
     })
   }
   await privateDir(join(home, 'contexts'))
+  ensureHomeLayout(home) // a new home says which layout it is in
   const staged = join(home, 'contexts', `.${name}.${randomBytes(4).toString('hex')}`)
   try {
     await mkdir(staged, {mode: 0o700})

@@ -8,6 +8,7 @@ import {homedir} from 'node:os'
 import {join, relative} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
+import {ensureHomeLayout} from './home-layout.ts'
 
 export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
   return env.SSHCA_HOME || defaultHome()
@@ -180,10 +181,12 @@ export function checkHomeTree(home: string, deps: HomeCheckDeps = fsDeps()): voi
 
 const checkedHomes = new Set<string>()
 
-/** checkHomeTree once per process and home: every command that reads the home calls this first. */
+/** checkHomeTree and ensureHomeLayout once per process and home: every command that reads the home calls this first. */
 export function checkHome(home: string, deps?: HomeCheckDeps): void {
   if (checkedHomes.has(home)) return
   checkHomeTree(home, deps)
+  // a home written by an older sshca is brought forward; one from a newer sshca is refused
+  ensureHomeLayout(home)
   checkedHomes.add(home)
 }
 

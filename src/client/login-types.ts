@@ -1,6 +1,8 @@
 /** The shapes of a login: its options, what it needs, what it returns (also the --json output). */
 import type {AgentOptions} from '../ssh/agent.ts'
+import type {CaClient} from './ca-client.ts'
 import type {RemovedCertificate} from './agent-hygiene.ts'
+import type {Context} from './home.ts'
 import type {ContextKrl} from './krl.ts'
 import type {InteractiveDeps} from './oidc.ts'
 import type {TokenStore} from './token-store.ts'
@@ -32,6 +34,8 @@ export interface LoginDeps {
   interactive: InteractiveDeps
   /** Asks the person to pick a provisioner; absent when there is no terminal. */
   choose?: (names: string[]) => Promise<string>
+  /** The client for this context's CA (default: one that trusts the context's pinned root alone). */
+  caClient?: (ctx: Context) => CaClient
 }
 
 export type LoginMethod = 'browser' | 'device' | 'refresh' | 'identity-token' | 'github-actions'

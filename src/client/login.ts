@@ -126,7 +126,7 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
   if (useRefresh && saved && saved.issuer === p.issuer && saved.clientId === p.clientId) {
     deps.interactive.notify({type: 'refreshing'})
     try {
-      const t = await refreshLogin(p, saved.refreshToken)
+      const t = await refreshLogin(p, saved.refreshToken, deps.interactive.fetch)
       if (t.refreshToken) await store.set(key, {...saved, refreshToken: t.refreshToken, savedAt: new Date(deps.clock()).toISOString()})
       return {idToken: t.idToken, method: 'refresh', store}
     } catch (err) {
@@ -143,7 +143,7 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
   let useDevice = Boolean(o.console)
   const why = deps.interactive.noLocalBrowser
   if (!useDevice && why) {
-    useDevice = await supportsDeviceFlow(p)
+    useDevice = await supportsDeviceFlow(p, deps.interactive.fetch)
     deps.interactive.notify({type: 'no_local_browser', reason: why, usingDevice: useDevice})
   }
   const t = useDevice ? await deviceLogin(p, deps.interactive) : await browserLogin(p, o.identity, deps.interactive)
@@ -208,7 +208,7 @@ export async function obtainIdToken<T = never>(
   }
   if (o.githubActions) {
     const {githubActionsToken} = await import('./oidc.ts')
-    return {idToken: await githubActionsToken(deps.env, await githubAudience(ca, o)), method: 'github-actions', provisioner: o.provisioner ?? null, store: undefined}
+    return {idToken: await githubActionsToken(deps.env, await githubAudience(ca, o), deps.interactive.fetch), method: 'github-actions', provisioner: o.provisioner ?? null, store: undefined}
   }
   const p = await chooseProvisioner(ca, o, deps)
   const short = await hooks.existing?.(p.name)
@@ -219,7 +219,7 @@ export async function obtainIdToken<T = never>(
 }
 
 async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
-  const ca = new CaClient(ctx.caUrl, ctx.rootPem)
+  const ca = deps.caClient?.(ctx) ?? new CaClient(ctx.caUrl, ctx.rootPem)
   let agent: AgentClient | undefined
   let noAgent: string | undefined
   if (o.out === undefined) {

@@ -44,6 +44,8 @@ export interface InteractiveDeps {
   timeoutMs?: number
   /** Aborted on Ctrl-C. */
   signal?: AbortSignal
+  /** HTTP to the identity provider (default: the global fetch). */
+  fetch?: HttpFetch
   /**
    * false: nobody could see a URL or a code, nor a browser open (ssh's Match exec from cron or CI):
    * after the refresh grant, sign-in fails at once instead of waiting for minutes.
@@ -58,7 +60,13 @@ export interface IdpTokens {
 
 export const DEFAULT_SCOPES = ['openid', 'email', 'profile', 'offline_access']
 
-async function configure(p: OidcProvisioner): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
+/**
+ * How the client speaks HTTP to identity providers: the global fetch unless one is passed in
+ * (openid-client's customFetch takes the same), so tests and embedders can see every request.
+ */
+export type HttpFetch = (url: string, init: RequestInit) => Promise<Response>
+
+async function configure(p: OidcProvisioner, http?: HttpFetch): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
   const client = await import('openid-client')
   const issuer = new URL(p.issuer)
   const insecure = issuer.protocol === 'http:'
@@ -71,7 +79,7 @@ async function configure(p: OidcProvisioner): Promise<{client: typeof Oidc; conf
       p.clientId,
       p.clientSecret ? {client_secret: p.clientSecret} : undefined,
       p.clientSecret ? client.ClientSecretPost(p.clientSecret) : client.None(),
-      {execute: insecure ? [client.allowInsecureRequests] : [], timeout: 15},
+      {execute: insecure ? [client.allowInsecureRequests] : [], timeout: 15, ...(http ? {[client.customFetch]: http} : {})},
     )
     return {client, config}
   } catch (err) {
@@ -117,7 +125,7 @@ function withTimeout<T>(p: Promise<T>, deps: InteractiveDeps, what: string): Pro
 
 /** Authorization code + PKCE through the browser; the URL is always handed to notify() to print. */
 export async function browserLogin(p: OidcProvisioner, loginHint: string | undefined, deps: InteractiveDeps): Promise<IdpTokens> {
-  const {client, config} = await configure(p)
+  const {client, config} = await configure(p, deps.fetch)
   const state = client.randomState()
   const nonce = client.randomNonce()
   const verifier = client.randomPKCECodeVerifier()
@@ -152,9 +160,9 @@ export async function browserLogin(p: OidcProvisioner, loginHint: string | undef
 }
 
 /** Whether the provisioner's IdP offers the device authorization grant (its discovery names the endpoint). */
-export async function supportsDeviceFlow(p: OidcProvisioner): Promise<boolean> {
+export async function supportsDeviceFlow(p: OidcProvisioner, http?: HttpFetch): Promise<boolean> {
   try {
-    const {config} = await configure(p)
+    const {config} = await configure(p, http)
     return typeof config.serverMetadata().device_authorization_endpoint === 'string'
   } catch {
     return false
@@ -163,7 +171,7 @@ export async function supportsDeviceFlow(p: OidcProvisioner): Promise<boolean> {
 
 /** The device authorization grant: prints a code, polls until the person confirms it elsewhere. */
 export async function deviceLogin(p: OidcProvisioner, deps: InteractiveDeps): Promise<IdpTokens> {
-  const {client, config} = await configure(p)
+  const {client, config} = await configure(p, deps.fetch)
   let handle: Awaited<ReturnType<typeof client.initiateDeviceAuthorization>>
   try {
     handle = await client.initiateDeviceAuthorization(config, {scope: scopeOf(p)})
@@ -187,8 +195,8 @@ export async function deviceLogin(p: OidcProvisioner, deps: InteractiveDeps): Pr
 }
 
 /** A fresh ID token from a refresh token, without the person; undefined when it no longer works. */
-export async function refreshLogin(p: OidcProvisioner, refreshToken: string): Promise<IdpTokens> {
-  const {client, config} = await configure(p)
+export async function refreshLogin(p: OidcProvisioner, refreshToken: string, http?: HttpFetch): Promise<IdpTokens> {
+  const {client, config} = await configure(p, http)
   try {
     const tokens = await client.refreshTokenGrant(config, refreshToken, {scope: scopeOf(p)})
     if (!tokens.id_token) throw new SshcaError('ERR_IDP_ERROR', 'the refresh returned no ID token')
@@ -199,7 +207,7 @@ export async function refreshLogin(p: OidcProvisioner, refreshToken: string): Pr
 }
 
 /** GitHub Actions: the job's OIDC token for `audience` (needs `permissions: id-token: write`). */
-export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: string): Promise<string> {
+export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: string, http: HttpFetch = fetch): Promise<string> {
   const url = env.ACTIONS_ID_TOKEN_REQUEST_URL
   const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN
   if (!url || !bearer) {
@@ -211,7 +219,7 @@ export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: strin
   u.searchParams.set('audience', audience)
   let res: Response
   try {
-    res = await fetch(u, {headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
+    res = await http(u.toString(), {headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
   } catch (err) {
     throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {cause: err})
   }

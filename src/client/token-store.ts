@@ -5,6 +5,7 @@
  */
 import {readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
+import {SshcaError} from '../errors.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 
 export interface StoredRefresh {
@@ -88,7 +89,12 @@ export async function defaultTokenStore(home: string, env: NodeJS.ProcessEnv = p
     await store.get('__probe__')
     return store
   } catch (err) {
-    if (env.SSHCA_KEYRING === 'keyring') throw err
+    if (env.SSHCA_KEYRING === 'keyring') {
+      throw new SshcaError('ERR_KEYRING_UNAVAILABLE', `SSHCA_KEYRING=keyring, and the OS keyring cannot be used: ${(err as Error).message}`, {
+        cause: err,
+        hint: 'unset SSHCA_KEYRING to keep refresh tokens in 0600 files under $SSHCA_HOME/tokens, or start the keyring (a D-Bus session with the Secret Service on Linux)',
+      })
+    }
     return fileStore(home)
   }
 }

@@ -212,7 +212,7 @@ describe('what a newcomer reads', function () {
       if (!old) return this.skip() // no Node older than 22 on this machine to try it with
       const text = await run(old, [BIN, 'list'], {cwd: ROOT})
       assert.equal(text.code, 9)
-      assert.match(text.stderr, /^Error \[ERR_NODE_VERSION\]: sshca needs Node\.js 22 or newer; this is v\d+\.\d+\.\d+ \(.+\)\n {2}→ install Node\.js 22 or 24/)
+      assert.match(text.stderr, /^Error \[ERR_NODE_VERSION\]: sshca needs Node\.js 22\.16 or newer; this is v\d+\.\d+\.\d+ \(.+\)\n {2}→ install Node\.js 22 or 24/)
       assert.doesNotMatch(text.stderr, /SyntaxError/)
       const json = await run(old, [BIN, 'login', '--json'], {cwd: ROOT})
       assert.equal(json.code, 9)

@@ -326,7 +326,8 @@ describe('the README, role by role, as written', function () {
         instead: async () => {
           const urlFile = join(T, 'browser-url')
           const browser = {BROWSER: join(T, 'bin', 'browser'), DISPLAY: ':0'}
-          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}\n`, {mode: 0o755})
+          // written whole, then renamed: the test reads it the moment it exists
+          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}.tmp && mv ${urlFile}.tmp ${urlFile}\n`, {mode: 0o755})
           const p = start('laptop', 'ssh alice@web1.example.com', browser)
           await waitFor('ssh to open the sign-in in the browser', () => existsSync(urlFile) || p.child.exitCode !== null, 60_000)
           assert.ok(existsSync(urlFile), `ssh exited ${p.child.exitCode} without signing in:\n${p.out()}\n${p.err()}`)
@@ -373,8 +374,8 @@ describe('the README, role by role, as written', function () {
         // a key ID revocation blocks the future too: the command says so, and how to undo it (issue 17 item 8)
         after: (r) => assert.match(r.stdout, /^Revoked key ID "gha:acme\/app" \(revocation (\S+)\)\.\n {2}0 unexpired certificate\(s\) carry it now\.\nThis also refuses every future certificate with that key ID \(sign-ins, enrolments, renewals\)\.\nUndo: sshca ca unrevoke \1 --config \S+\nHosts pick this up at their next `sshca krl` \(the sshca-krl timer runs hourly\); now: run `sshca krl` on them\.\n/),
       },
-      // the serial's revocation: two made in the same second are listed in either order (by time, then id)
-      'sshca ca revocations --config F': {box: 'ca', after: (r) => void (vars.revocationId = /^(\S+)\s.*laptop stolen/m.exec(r.stdout)?.[1] ?? '')},
+      // the operator undoes the serial's revocation, picked by what it revokes (rows made in the same second come in any order)
+      'sshca ca revocations --config F': {box: 'ca', after: (r) => void (vars.revocationId = new RegExp(`^(\\S+)\\s+serial ${need('serial')}\\s+laptop stolen`, 'm').exec(r.stdout)?.[1] ?? '')},
       'sshca ca unrevoke ID --config F': {box: 'ca', after: (r) => assert.match(r.stdout, new RegExp(`^Removed revocation ${need('revocationId')} \\(serial ${need('serial')}, revoked .*: laptop stolen\\)\\.\nHosts accept it again after their next \`sshca krl\`\\.\n$`))},
     },
   }
@@ -449,7 +450,7 @@ describe('the README, role by role, as written', function () {
     const p = start('laptop', 'ssh alice@web1.example.com true')
     const r = await p.exited
     assert.notEqual(r.code, 0, r.stdout)
-    // the host's key was revoked (--key), and only the first revocation listed (the serial) was undone
+    // the host's key was revoked (--key), and only the serial's revocation was undone
     assert.match(r.stderr, /Host key ED25519-CERT \S+ revoked by file \/root\/\.sshca\/contexts\/ca\.example\.com\/revoked_host_keys\.krl/)
   })
 

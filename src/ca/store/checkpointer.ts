@@ -12,8 +12,9 @@
  * commit restarts the WAL. The hold lasts one small checkpoint; the main thread ends it by itself
  * after MAX_HOLD_MS should the worker not answer.
  */
-import {isMainThread, parentPort, Worker, workerData} from 'node:worker_threads'
-import {DatabaseSync} from 'node:sqlite'
+import type * as Sqlite from 'node:sqlite'
+import type * as WorkerThreads from 'node:worker_threads'
+import {Worker} from 'node:worker_threads'
 
 export interface Checkpointer {
   stop(): Promise<void>
@@ -28,7 +29,9 @@ type ToWorker = 'held' | 'stop'
 
 /** `hold(true)` must stop commits until `hold(false)`; it is only ever called between event-loop tasks. */
 export function startCheckpointer(path: string, hold: (on: boolean) => void, intervalMs = 1000): Checkpointer {
-  const worker = new Worker(new URL(import.meta.url), {workerData: {path, intervalMs}})
+  // the worker runs checkpointWorker's own text, not this file: the single executable has no file to
+  // start a worker from, and one code path serves every way sshca is installed
+  const worker = new Worker(`(${checkpointWorker.toString()})(require)`, {eval: true, workerData: {path, intervalMs, restartPages: RESTART_PAGES}})
   worker.unref()
   let timer: NodeJS.Timeout | undefined
   const release = (): void => {
@@ -57,8 +60,14 @@ export function startCheckpointer(path: string, hold: (on: boolean) => void, int
   }
 }
 
-if (!isMainThread && workerData && typeof (workerData as {path?: unknown}).path === 'string') {
-  const {path, intervalMs} = workerData as {path: string; intervalMs: number}
+/**
+ * The worker thread's program. Self-contained (it is started from its source text): everything it
+ * uses comes through `req`, nothing from this module's scope.
+ */
+function checkpointWorker(req: NodeJS.Require): void {
+  const {parentPort, workerData} = req('node:worker_threads') as typeof WorkerThreads
+  const {DatabaseSync} = req('node:sqlite') as typeof Sqlite
+  const {path, intervalMs, restartPages} = workerData as {path: string; intervalMs: number; restartPages: number}
   const db = new DatabaseSync(path)
   db.exec('PRAGMA busy_timeout = 5000;')
   const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
@@ -81,7 +90,7 @@ if (!isMainThread && workerData && typeof (workerData as {path?: unknown}).path 
   })
   const tick = async (): Promise<void> => {
     const r = passive()
-    if (r && r.log >= RESTART_PAGES && !stopped) {
+    if (r && r.log >= restartPages && !stopped) {
       // the bulk is copied; with commits held, copy the rest so the next commit restarts the WAL
       await new Promise<void>((resolve) => {
         onHeld = resolve

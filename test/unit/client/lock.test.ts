@@ -4,6 +4,7 @@ import {existsSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {withLock} from '../../../src/client/lock.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
+import {waitFor} from '../../helpers/proc.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 describe('the login lock', () => {
@@ -17,8 +18,9 @@ describe('the login lock', () => {
       await gate
       order.push('first:done')
     })
-    await new Promise((r) => setTimeout(r, 30))
+    await waitFor('the first holder to take the lock', () => order.length === 1)
     const second = withLock(path, {timeoutMs: 5000, staleMs: 60_000, pollMs: 10}, async (waited) => void order.push(`second:${waited}`))
+    // while the first holds it, the second waits (it polls every 10 ms: a few rounds pass here)
     await new Promise((r) => setTimeout(r, 50))
     assert.deepEqual(order, ['first:false'])
     release()
