@@ -5,6 +5,7 @@
  * certificate. Stopped with close().
  */
 import {availableParallelism} from 'node:os'
+import {isSea} from 'node:sea'
 import {setInterval} from 'node:timers'
 import type {FastifyInstance} from 'fastify'
 import type {Server as TlsServer} from 'node:tls'
@@ -59,11 +60,15 @@ export interface RunningCa {
 /** How often spent token ids that have expired are deleted. */
 export const PURGE_EVERY_MS = 60_000
 
-/** The default number of worker threads: one per core the process may use. */
-export const defaultWorkers = (): number => availableParallelism()
+/**
+ * The default number of worker threads: one per core the process may use; none in the single
+ * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
+ */
+export const defaultWorkers = (): number => (isSea() ? 0 : availableParallelism())
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const workers = opts.workers ?? defaultWorkers()
+  if (workers > 0 && isSea()) throw new SshcaError('ERR_USAGE', 'the single executable serves the CA on one thread: it cannot start worker threads', {hint: 'use --workers 0, or install the npm package (npm install -g sshca) for one worker per core'})
   if (!Number.isInteger(workers) || workers < 0) throw new TypeError(`workers must be 0 or more, not ${opts.workers}`)
   if (workers > 0 && (opts.verifier || opts.clock)) throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
   const {config, warnings} = await loadConfig(opts.configPath)
