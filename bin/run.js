@@ -11,6 +11,11 @@ if (major < 22 || (major === 22 && minor < 16)) {
   else process.stderr.write(`Error [ERR_NODE_VERSION]: ${message}\n  → ${hint}\n`)
   process.exit(9)
 }
+// a reader that stops early (`sshca ca --help | head -1`) closes the pipe: that ends the command, quietly
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
 const {enableCompileCache} = await import('node:module')
 enableCompileCache?.()
 const argv = process.argv.slice(2)

@@ -64,6 +64,16 @@ describe('what a newcomer reads', function () {
     })
   })
 
+  describe('output to a reader that stops early', () => {
+    it('`sshca ca --help | head -1` ends quietly, exit 0 (no unsettled-await warning, no EPIPE)', async () => {
+      for (const args of ['ca --help', 'list --help']) {
+        const r = await run('bash', ['-c', `"${process.execPath}" "${BIN}" ${args} | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"`])
+        assert.equal(r.stdout.trim(), 'rc=0', `${args}: ${r.stderr}`)
+        assert.equal(r.stderr, '', args)
+      }
+    })
+  })
+
   describe('token errors name the likely cause and the next step of the flow', () => {
     let w: World
     before(async () => {
