@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// sshca entry point. Daily commands take a path that skips importing @oclif/core (see src/cli/fast.ts).
+// sshca entry point. Daily commands take a path that skips importing @oclif/core (see src/cli/fast.ts):
+// one bundle each in dist/fast/ (scripts/bundle-fast.ts).
 // No static imports: the Node.js version is checked before anything that a too-old Node cannot load.
 // 22.16: node:sqlite unflagged with DatabaseSync#isTransaction (the CA's store); package.json's engines says the same
 const [major, minor] = process.versions.node.split('.').map(Number)
@@ -18,7 +19,9 @@ process.stdout.on('error', (err) => {
 const {enableCompileCache} = await import('node:module')
 enableCompileCache?.()
 const argv = process.argv.slice(2)
-const {tryFastPath} = await import('../dist/cli/fast.js')
+// list, login, proxycommand: their bundle; anything else (--version): src/cli/fast.ts
+const bundled = argv[0] === 'list' || argv[0] === 'login' || argv[0] === 'proxycommand'
+const {tryFastPath} = await import(bundled ? `../dist/fast/${argv[0]}.js` : '../dist/cli/fast.js')
 if (!(await tryFastPath(argv))) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})

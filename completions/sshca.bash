@@ -22,7 +22,7 @@ _sshca() {
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;
     "ca rotate"*) words="prepare activate retire status --config --force --help --json --kind --next-root-key --password-file --root-key" ;;
-    "ca serve"*) words="--address --config --help --json --password-file" ;;
+    "ca serve"*) words="--address --config --help --json --password-file --workers" ;;
     "ca status"*) words="--config --help --json" ;;
     "ca stop-issuance"*) words="--config --help --json --reason" ;;
     "ca token"*) words="--config --help --host --json --key --password-file --principal --ttl" ;;

@@ -1,8 +1,11 @@
 /**
- * A running CA: config, keys, store and audit log opened; the app listening over HTTPS; SIGHUP
- * reloading ca.yaml (an invalid file is logged and the old policy kept); timers that purge spent
- * token ids and renew the TLS certificate. Stopped with close().
+ * A running CA: config, keys, store and audit log opened; the app listening over HTTPS, on worker
+ * threads (src/ca/workers.ts) or on this one (`workers: 0`); SIGHUP reloading ca.yaml (an invalid
+ * file is logged and the old policy kept); timers that purge spent token ids and renew the TLS
+ * certificate. Stopped with close().
  */
+import {availableParallelism} from 'node:os'
+import {isSea} from 'node:sea'
 import {setInterval} from 'node:timers'
 import type {FastifyInstance} from 'fastify'
 import type {Server as TlsServer} from 'node:tls'
@@ -10,7 +13,7 @@ import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
-import {createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
@@ -24,6 +27,7 @@ import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
 import {openStore} from './store/open.ts'
 import {applyPendingRestore} from './restore-mark.ts'
+import {startWorkers, type WorkerPool} from './workers.ts'
 
 export interface StartOptions {
   configPath: string
@@ -32,6 +36,11 @@ export interface StartOptions {
   address?: string
   /** Overrides ca.yaml's audit destination. */
   auditFile?: string
+  /**
+   * Worker threads serving the API (default: one per core); 0 serves it on this thread. `verifier`
+   * and `clock` are functions, which cannot reach a worker: they need 0.
+   */
+  workers?: number
   verifier?: VerifierDeps
   clock?: () => number
   /** Install SIGHUP (reload) handling; `ca serve` does, in-process tests do not. */
@@ -54,7 +63,10 @@ export interface RunningCa {
   /** http://host:port/metrics when metrics.address is set. */
   metricsUrl?: string
   runtime: CaRuntime
-  app: FastifyInstance
+  /** The app, when it is served on this thread (`workers: 0`). */
+  app: FastifyInstance | undefined
+  /** The worker threads, when there are (`workers` ≥ 1). */
+  pool: WorkerPool | undefined
   /** Re-reads ca.yaml (and the key manifest); true when the new policy is in force. */
   reload(): Promise<boolean>
   /** Re-reads the key manifest; true when the published or active keys changed. */
@@ -65,8 +77,26 @@ export interface RunningCa {
 /** How often spent token ids that have expired are deleted. */
 export const PURGE_EVERY_MS = 60_000
 
+/**
+ * The default number of worker threads: one per core the process may use; none in the single
+ * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
+ */
+export const defaultWorkers = (): number => (isSea() ? 0 : availableParallelism())
+
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
+  // a test's clock or verifier lives in this thread only: such a CA serves here unless told otherwise
+  let workers = opts.workers ?? (opts.verifier || opts.clock ? 0 : defaultWorkers())
+  if (workers > 0 && isSea()) throw new SshcaError('ERR_USAGE', 'the single executable serves the CA on one thread: it cannot start worker threads', {hint: 'use --workers 0, or install the npm package (npm install -g sshca) for one worker per core'})
+  if (!Number.isInteger(workers) || workers < 0) throw new TypeError(`workers must be 0 or more, not ${opts.workers}`)
+  if (workers > 0 && (opts.verifier || opts.clock)) throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
   const {config, warnings} = await loadConfig(opts.configPath)
+  if (parseKms(config.keys.kms).type !== 'file') {
+    // a token's keys cannot be handed to other threads: the token signs for this one
+    if (opts.workers) throw new SshcaError('ERR_USAGE', 'the CA keys are in a PKCS#11 token (keys.kms): they sign on the main thread, not on worker threads', {hint: 'use --workers 0 (the default with a token)'})
+    workers = 0
+  }
+  const hp = parseHostPort(opts.address ?? config.address)
+  if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   // metrics only when asked for: prom-client is loaded by no other path
   const meter = config.metrics ? new (await import('./observe/prometheus.ts')).PrometheusMeter() : undefined
   const store = await openStore(config, 'server', meter ? {onCommit: (n, s) => meter.commit(n, s)} : {})
@@ -88,7 +118,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await store.close()
     throw err
   }
-  const audit: AuditLog = createAuditLog(auditDest)
+  const lock = auditLock()
+  const audit: AuditLog = createAuditLog(auditDest, {lock})
   const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, verifierDeps)},
@@ -110,20 +141,25 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     ),
   }))
   if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
-  const authority = new Authority(runtime)
-  const app = buildApp(authority, {key: material.tls.keyPem, cert: material.tls.certPem})
-  const hp = parseHostPort(opts.address ?? config.address)
-  if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
+  let app: FastifyInstance | undefined
+  let pool: WorkerPool | undefined
+  let port: number
   try {
-    await app.listen({host: hp.host, port: hp.port})
+    if (workers === 0) {
+      app = buildApp(new Authority(runtime), {key: material.tls.keyPem, cert: material.tls.certPem})
+      await app.listen({host: hp.host, port: hp.port})
+      port = (app.server.address() as {port: number}).port
+    } else {
+      pool = await startWorkers({count: workers, host: hp.host, port: hp.port, config, material, store, audit, auditDest, auditLock: lock, safety, ...(meter ? {meter} : {})})
+      port = pool.port
+    }
   } catch (err) {
-    await app.close().catch(() => undefined)
+    await app?.close().catch(() => undefined)
     await store.close()
     await audit.close()
     await registry.close()
     throw listenError(err, `${hp.host}:${hp.port}`)
   }
-  const port = (app.server.address() as {port: number}).port
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   const url = `https://${host}:${port}`
   let metrics: {url: string; close(): Promise<void>} | undefined
@@ -132,7 +168,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     try {
       metrics = await (await import('./observe/prometheus.ts')).serveMetrics(meter, mhp.host, mhp.port)
     } catch (err) {
-      await app.close().catch(() => undefined)
+      await app?.close().catch(() => undefined)
+      await pool?.close().catch(() => undefined)
       await store.close()
       await audit.close()
       await registry.close()
@@ -152,6 +189,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     user_ca: material.userCa.active.publicKey.fingerprint(),
     host_ca: material.hostCa.active.publicKey.fingerprint(),
     pid: process.pid,
+    workers,
     ...(metrics ? {metrics: metrics.url} : {}),
     ...(safety.stop ? {issuance_stopped_at: new Date(safety.stop.at * 1000).toISOString(), stop_reason: safety.stop.reason} : {}),
     ...(safety.restoredAt !== null ? {restored_at: new Date(safety.restoredAt * 1000).toISOString()} : {}),
@@ -177,6 +215,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           material.userCa = sets.userCa
           material.hostCa = sets.hostCa
           const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
+          pool?.setMaterial(material)
           audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
           changed = true
         } catch (err) {
@@ -188,7 +227,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
         try {
           const [roots, tls] = await Promise.all([loadRoots(config.dir), loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)])
           Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
-          ;(app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
+          if (app) (app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
+          pool?.setMaterial(material)
           audit.write('ca_roots_loaded', {roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})), cross_signed: roots.crossPems.length > 0})
           changed = true
         } catch (err) {
@@ -206,6 +246,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     try {
       const next = await loadConfig(opts.configPath)
       runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier)}
+      await pool?.setPolicy(next.config)
       audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
       if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
@@ -241,6 +282,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     const next = await readSafety(store)
     const before = runtime.safety
     runtime.safety = next
+    // the worker threads refuse on the same state (a stop, a restore mark moved by another replica)
+    if (JSON.stringify(before) !== JSON.stringify(next)) pool?.setSafety(next)
     if (JSON.stringify(before?.stop ?? null) === JSON.stringify(next.stop)) return
     audit.write('issuance_state_applied', {
       issuing: next.stop === null,
@@ -254,7 +297,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
     const fresh = await store.exclusive('tls-renewal', () => loadTls(config.dir, opts.password, runtime.policy.config.dnsNames))
     material.tls = fresh.tls
-    ;(app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
+    if (app) (app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
+    pool?.setTls(fresh.tls)
     audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.renewed})
   }
 
@@ -265,6 +309,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     ...(metrics ? {metricsUrl: metrics.url} : {}),
     runtime,
     app,
+    pool,
     reload,
     reloadKeys,
     async close() {
@@ -276,7 +321,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(forward)
       clearInterval(keysTimer)
       clearInterval(watch)
-      await app.close()
+      await app?.close()
+      await pool?.close()
       await metrics?.close()
       await watching
       await forwarding

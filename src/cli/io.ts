@@ -1,5 +1,5 @@
 /** Reading a command's input: a file, or standard input for "-". */
-import {readFile} from 'node:fs/promises'
+import {readFileSync} from 'node:fs'
 import {SshcaError} from '../errors.ts'
 
 export async function readStdin(): Promise<string> {
@@ -12,7 +12,8 @@ export async function readStdin(): Promise<string> {
 export async function readInput(file: string): Promise<string> {
   if (file === '-') return readStdin()
   try {
-    return await readFile(file, 'utf8')
+    // synchronously: one small file, and no start of libuv's thread pool for it
+    return readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no such file: ${file}`)
     throw new SshcaError('ERR_INPUT', `cannot read ${file}: ${(err as Error).message}`, {cause: err})

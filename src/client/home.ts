@@ -3,8 +3,7 @@
  * settings, a `current` file naming the context in use, and the refresh-token file fallback.
  * Files 0600, folders 0700. Everything is written atomically.
  */
-import {lstatSync, readdirSync, realpathSync} from 'node:fs'
-import {readFile, readdir} from 'node:fs/promises'
+import {lstatSync, readFileSync, readdirSync, realpathSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join, relative} from 'node:path'
 import {SshcaError} from '../errors.ts'
@@ -69,9 +68,13 @@ export async function saveContext(ctx: Context): Promise<void> {
 /** The key and certificate files of a context that works without an agent. */
 export const agentlessFiles = (ctx: Pick<Context, 'dir'>): {key: string; certificate: string} => ({key: join(ctx.dir, 'id_sshca'), certificate: join(ctx.dir, 'id_sshca-cert.pub')})
 
+// The home's few small files are read synchronously, as checkHomeTree reads the tree: an async read
+// hands each to libuv's thread pool, which the first one starts, and `sshca list`, which needs no
+// other, would pay for that on every run.
+
 export async function currentContextName(home: string): Promise<string | undefined> {
   try {
-    return (await readFile(join(home, 'current'), 'utf8')).trim() || undefined
+    return readFileSync(join(home, 'current'), 'utf8').trim() || undefined
   } catch {
     return undefined
   }
@@ -79,7 +82,7 @@ export async function currentContextName(home: string): Promise<string | undefin
 
 export async function listContexts(home: string): Promise<string[]> {
   try {
-    return (await readdir(join(home, 'contexts'))).filter(validContextName).sort()
+    return readdirSync(join(home, 'contexts')).filter(validContextName).sort()
   } catch {
     return []
   }
@@ -88,8 +91,8 @@ export async function listContexts(home: string): Promise<string[]> {
 export async function readContext(home: string, name: string): Promise<Context | undefined> {
   const dir = contextDir(home, name)
   try {
-    const settings = JSON.parse(await readFile(join(dir, CONTEXT_FILE), 'utf8')) as ContextSettings
-    const rootPem = await readFile(join(dir, ROOT_FILE), 'utf8')
+    const settings = JSON.parse(readFileSync(join(dir, CONTEXT_FILE), 'utf8')) as ContextSettings
+    const rootPem = readFileSync(join(dir, ROOT_FILE), 'utf8')
     return {...settings, rootPem, dir}
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined

@@ -17,13 +17,18 @@ export interface Signer {
    * SshcaError) when the key cannot sign: a token removed, a session lost, a PIN locked.
    */
   sign(data: Buffer): Promise<Buffer>
+  /**
+   * An in-memory signer's private key (keySigner), so the CA can hand it to worker threads of this
+   * same process; absent where the key cannot leave its store (a PKCS#11 token).
+   */
+  readonly keyObject?: KeyObject
 }
 
 /** A Signer over an in-memory node:crypto private key. */
 export function keySigner(privateKey: KeyObject, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Signer {
   if (privateKey.type !== 'private') throw new TypeError('keySigner needs a private key')
   const publicKey = PublicKey.fromKeyObject(privateKey)
-  return {publicKey, sign: async (data) => signData(privateKey, publicKey, data, rsaAlgorithm)}
+  return {publicKey, sign: async (data) => signData(privateKey, publicKey, data, rsaAlgorithm), keyObject: privateKey}
 }
 
 export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {

@@ -225,7 +225,8 @@ describe('fuzz: the CA HTTP API', function () {
           ],
         },
       ],
-    })
+      // app.inject reaches the app in this thread; the worker threads are tested in ca-workers.test.ts
+    }, {workers: 0})
     db = new DatabaseSync(join(t.init.dir, 'db', 'sshca.sqlite'), {readOnly: true})
     // a host certificate this CA issued, for renewal tokens
     const key = fixedKey('ecdsa', 'a')
@@ -249,7 +250,7 @@ describe('fuzz: the CA HTTP API', function () {
   }
 
   async function inject(r: Req): Promise<Res> {
-    const res = await t.ca.app.inject({method: r.method, url: r.url, headers: r.headers, ...(r.body === undefined ? {} : {payload: r.body})})
+    const res = await t.ca.app!.inject({method: r.method, url: r.url, headers: r.headers, ...(r.body === undefined ? {} : {payload: r.body})})
     return {status: res.statusCode, headers: res.headers as Res['headers'], body: res.body}
   }
 

@@ -46,7 +46,9 @@ export async function startTestCa(settings: Record<string, unknown>, opts: Parti
   // in ca.yaml, as an operator would set it: `ca revoke` appends to the same file as the server
   const auditFile = join(init.dir, 'audit.log')
   await writePolicy(init.config, {audit: {file: auditFile}, ...settings})
-  const ca = await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', ...opts})
+  // a test's clock or verifier (functions) cannot reach worker threads: such a CA serves on this thread
+  const workers = opts.workers ?? (opts.clock || opts.verifier ? 0 : undefined)
+  const ca = await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', ...opts, ...(workers === undefined ? {} : {workers})})
   const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
   const dispatcher = new Agent({connect: {ca: rootPem}})
   const audit = () =>

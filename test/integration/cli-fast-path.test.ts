@@ -4,9 +4,10 @@
  * understand must reach oclif.
  */
 import assert from 'node:assert/strict'
-import {writeFileSync} from 'node:fs'
+import {readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {sshca} from '../helpers/cli.ts'
+import {revoke} from '../../src/ca/admin.ts'
+import {ROOT, sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
@@ -90,5 +91,57 @@ describe('fast path and oclif print the same', function () {
       const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
       assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
     }
+  })
+
+  it('list and login load their bundle from dist/fast and nothing else of the package: no oclif, no other module', async () => {
+    // a module hook (node --import) that writes down every file module the process loads
+    const dir = tempDir()
+    const hook = join(dir, 'hook.mjs')
+    writeFileSync(hook, `import {registerHooks} from 'node:module'
+import {appendFileSync} from 'node:fs'
+const seen = new Set()
+registerHooks({resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r }})
+process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].filter((u) => u.startsWith('file:'))) + '\\n'))
+`)
+    const token = join(dir, 'token')
+    writeFileSync(token, await w.gh.mint())
+    for (const args of [['list'], ['login', '--identity-token-file', token]]) {
+      const out = join(dir, `${args[0]}.json`)
+      const r = await sshca(args, {env: {...w.env, NODE_OPTIONS: `--import ${hook}`, LOADED_OUT: out}})
+      assert.equal(r.code, 0, r.stderr)
+      const loaded = (JSON.parse(readFileSync(out, 'utf8')) as string[]).map((u) => u.replace(`file://${ROOT}/`, ''))
+      const [entry, ...rest] = loaded.filter((u) => !u.endsWith('/hook.mjs'))
+      assert.equal(entry, 'bin/run.js')
+      assert.equal(rest[0], `dist/fast/${args[0]}.js`)
+      for (const u of rest) assert.match(u, new RegExp(`^dist/fast/${args[0]}(-[A-Z0-9]+)?\\.js$`), loaded.join('\n'))
+      // a few files (the bundle, and the chunks it shares with modules it loads lazily), where the unbundled module graph has 18 (list) and 26 or more (login)
+      assert.ok(rest.length <= (args[0] === 'list' ? 3 : 10), loaded.join('\n'))
+    }
+  })
+
+  it('login writes the KRL only when it changed; an unchanged one gets a new time, not a write', async () => {
+    const dir = tempDir()
+    const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
+    const login = async (): Promise<void> => {
+      const f = join(dir, `t${Math.random()}`)
+      writeFileSync(f, await w.gh.mint())
+      const r = await sshca(['login', '--identity-token-file', f], {env: w.env})
+      assert.equal(r.code, 0, r.stderr)
+    }
+    await login()
+    const first = statSync(krl)
+    const bytes = readFileSync(krl)
+    await login()
+    const second = statSync(krl)
+    // written files are replaced (a new inode, by rename); this one was not, and is as fresh
+    assert.equal(second.ino, first.ino)
+    assert.ok(second.mtimeMs >= first.mtimeMs)
+    assert.deepEqual(readFileSync(krl), bytes)
+    await revoke({configPath: w.t.init.config, keyId: 'gha:acme/app:fast-path-test', reason: 'test'})
+    await login()
+    const third = statSync(krl)
+    assert.notEqual(third.ino, first.ino)
+    assert.notDeepEqual(readFileSync(krl), bytes)
+    assert.equal(third.mode & 0o777, 0o600)
   })
 })

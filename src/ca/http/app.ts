@@ -9,7 +9,7 @@ import {randomUUID} from 'node:crypto'
 import {STATUS_CODES} from 'node:http'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
 import type {Duplex} from 'node:stream'
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, {type FastifyRateLimitStoreCtor} from '@fastify/rate-limit'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import type {Schema} from '../../protocol/check.ts'
 import type {Authority} from '../authority/authority.ts'
@@ -23,8 +23,37 @@ export const BODY_LIMIT = 16 * 1024
 /** An oversized body up to this size is read and dropped so the client reads its 413; beyond, the connection is closed. */
 const DRAIN_LIMIT = 1024 * 1024
 
-export function buildApp(authority: Authority, https: {key: string; cert: string} | undefined): FastifyInstance {
+export interface AppOptions {
+  /**
+   * Open connections and signing requests in flight, counted over a SharedArrayBuffer by every
+   * worker thread serving the CA (src/ca/workers.ts), so that limits.maxConnections and
+   * limits.maxInFlight hold for the CA as a whole. Each thread counts in its own slot, which the
+   * main thread zeroes when the thread dies (what it counted died with it).
+   */
+  counters?: {all: Int32Array; slot: number}
+  /** The rate-limit counters (@fastify/rate-limit's store): the workers' all live in the main thread. */
+  rateStore?: FastifyRateLimitStoreCtor
+}
+
+/** Counters for AppOptions.counters: two (connections, in flight) per slot. */
+export const appCounters = (slots: number): Int32Array => new Int32Array(new SharedArrayBuffer(8 * slots))
+const CONNECTIONS = 0
+const IN_FLIGHT = 1
+
+/** Takes one of `max` places of a kind in slot `slot`; false (and nothing taken) when the slots hold them all. */
+function take(all: Int32Array, slot: number, kind: number, max: number): boolean {
+  const mine = 2 * slot + kind
+  Atomics.add(all, mine, 1)
+  let sum = 0
+  for (let i = kind; i < all.length; i += 2) sum += Atomics.load(all, i)
+  if (sum <= max) return true
+  Atomics.sub(all, mine, 1)
+  return false
+}
+
+export function buildApp(authority: Authority, https: {key: string; cert: string} | undefined, o: AppOptions = {}): FastifyInstance {
   const {limits, trustProxy} = authority.settings
+  const {all, slot} = o.counters ?? {all: appCounters(1), slot: 0}
   const app = Fastify({
     ...(https
       ? {
@@ -60,7 +89,11 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     },
   }) as unknown as FastifyInstance
   app.server.headersTimeout = limits.headersTimeout * 1000
-  app.server.maxConnections = limits.maxConnections
+  // net.Server's maxConnections, for every thread serving the CA: dropped at accept, before TLS
+  app.server.on('connection', (socket: Duplex) => {
+    if (!take(all, slot, CONNECTIONS, limits.maxConnections)) return void socket.destroy()
+    socket.once('close', () => Atomics.sub(all, 2 * slot + CONNECTIONS, 1))
+  })
   app.decorateRequest('auditTrace', null)
 
   // request bodies are checked by src/protocol's shapes, the ones the client builds them with
@@ -76,9 +109,9 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     done()
   })
 
-  // load shedding: past maxInFlight signing requests, answer 503 at once rather than queue without bound;
-  // and while the event loop lags (requests wait in socket buffers, where no counter sees them)
-  let inFlight = 0
+  // load shedding: past maxInFlight signing requests (counted for every thread serving the CA), answer
+  // 503 at once rather than queue without bound; and while this thread's event loop lags (requests
+  // wait in socket buffers, where no counter sees them)
   const lag = eventLoopLag()
   app.addHook('onClose', (_app, done) => {
     lag.stop()
@@ -87,16 +120,16 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
   app.addHook('onRequest', (req, reply, done) => {
     if (!req.routeOptions.config.signing) return done()
     const {maxInFlight, maxEventLoopDelay} = authority.settings.limits
-    if (inFlight >= maxInFlight) {
+    if (!take(all, slot, IN_FLIGHT, maxInFlight)) {
       void reply.header('retry-after', '1')
       return done(denial('ERR_CA_OVERLOADED', 'overloaded', 'too many signing requests in flight'))
     }
     if (maxEventLoopDelay !== false && lag.current() > maxEventLoopDelay) {
+      Atomics.sub(all, 2 * slot + IN_FLIGHT, 1)
       void reply.header('retry-after', '1')
       return done(denial('ERR_CA_OVERLOADED', 'overloaded', `the event loop lags ${Math.round(lag.current())} ms`))
     }
-    inFlight++
-    reply.raw.once('close', () => inFlight--)
+    reply.raw.once('close', () => Atomics.sub(all, 2 * slot + IN_FLIGHT, 1))
     done()
   })
 
@@ -122,7 +155,7 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     const window = limits.rate.window
     void app.register(rateLimit, {
       global: false,
-      store: SharedRateStore,
+      store: o.rateStore ?? SharedRateStore,
       // read from the policy in force, so a reload changes it
       max: async () => {
         const rate = authority.settings.limits.rate

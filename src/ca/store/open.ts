@@ -14,11 +14,14 @@ import type {Store} from './store.ts'
 
 export type StoreRole = 'server' | 'admin'
 
-export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, o: {onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<Store> {
+/** `worker`: a worker thread of `ca serve` (src/ca/workers.ts) opens its own PostgreSQL pool, named after it in pg_stat_activity. */
+export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, o: {worker?: number; onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<Store> {
   const db = config.db
   if (db.type === 'postgresql') {
     const {PostgresStore, pgConfig} = await import('./postgres.ts')
-    return PostgresStore.open(await pgConfig({...config, db}, role === 'server' ? db.pool : 2), {migrate: db.autoMigrate, ...(o.onCommit ? {onCommit: o.onCommit} : {})})
+    const pool = await pgConfig({...config, db}, role === 'server' ? db.pool : 2)
+    if (o.worker !== undefined) pool.application_name = `${pool.application_name} worker ${o.worker}`
+    return PostgresStore.open(pool, {migrate: db.autoMigrate, ...(o.onCommit ? {onCommit: o.onCommit} : {})})
   }
   const path = resolveInDir(config, db.path)
   await privateDir(dirname(path))

@@ -8,7 +8,11 @@ export default class CaServe extends BaseCommand {
   static override description = `Opens the keys with the password, checks ca.yaml (and refuses to start when it is invalid), and
 serves the API on the configured address. The audit log (one JSON line per decision) goes where ca.yaml
 says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is logged
-(policy_reload_failed) and the old policy stays in force. SIGINT/SIGTERM stop it gracefully.`
+(policy_reload_failed) and the old policy stays in force, in every worker. SIGINT/SIGTERM stop it gracefully.
+
+The API runs on worker threads of this one process (--workers, one per core by default), sharing the
+address (SO_REUSEPORT), the store's one writer, one rate-limit allowance per client address and the
+limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit log).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --password-file /root/ca-password',
@@ -20,6 +24,11 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
     config: caConfigFlag(),
     'password-file': caPasswordFileFlag(),
     address: Flags.string({description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'}),
+    workers: Flags.integer({
+      description: 'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)',
+      min: 0,
+      env: 'SSHCA_WORKERS',
+    }),
   }
 
   async run() {
@@ -31,10 +40,10 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
     const onWarnings = (warnings: string[], reload: boolean): void => {
       for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
     }
-    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), handleSignals: true, onWarnings})
-    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint, ...(ca.metricsUrl ? {metrics: ca.metricsUrl} : {})}
+    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), ...(flags.workers === undefined ? {} : {workers: flags.workers}), handleSignals: true, onWarnings})
+    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint, workers: ca.pool?.threads.length ?? 0, ...(ca.metricsUrl ? {metrics: ca.metricsUrl} : {})}
     if (this.jsonEnabled()) this.logJson(started)
-    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`)
+    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, ${started.workers} workers, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`)
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop)

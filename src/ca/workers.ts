@@ -1,0 +1,424 @@
+/**
+ * `ca serve --workers N`: the HTTPS API on N worker threads; what must stay single in this one.
+ *
+ * Each worker thread runs the whole API (TLS, HTTP, token verification, policy, signing, its audit
+ * lines) and listens on the CA's address with SO_REUSEPORT: the kernel spreads connections over
+ * the workers. The main thread keeps what must be one, and the workers reach it by message:
+ * - the store, on SQLite: it has one writer, here. Its group commit batches the issuances of every
+ *   worker (one fsync per batch), and that fsync blocks this thread only while the workers go on
+ *   working. On PostgreSQL each worker opens a pool of its own (db.pool connections, named
+ *   "sshca worker N" in pg_stat_activity) and writes directly, as replicas do: the database orders
+ *   the writers. A worker that cannot open its pool (the database is down as it starts) goes
+ *   through this thread's instead, so that an outage never keeps a worker from serving;
+ * - the rate-limit counters: one allowance per client address, not one per worker;
+ * - the policy: ca.yaml is read and checked once per reload (SIGHUP, src/ca/server.ts) and the
+ *   result sent to every worker, which answers once it is in force there;
+ * - admin-event forwarding, the spent-token purge and the TLS renewal (src/ca/server.ts).
+ * Open connections and signing requests in flight are counted for all workers together, in shared
+ * memory, so limits.maxConnections and limits.maxInFlight hold for the CA. A worker that dies (an
+ * uncaught error, out of memory) is audited (`worker_exited`) and replaced.
+ *
+ * - the key manifest and the roots: a rotation step is read here (src/ca/server.ts) and the new
+ *   material sent to every worker; so is the safety state (the emergency stop, the restore mark),
+ *   which this thread reads from the store each second;
+ * - the metrics: a worker's meter events are sent here, where the one Prometheus registry counts them.
+ *
+ * Messages, main → worker: {t: 'policy', seq, config} (answered {t: 'ack', seq}), {t: 'tls', tls},
+ * {t: 'material', material}, {t: 'safety', safety}, {t: 'reply', id, value} or {t: 'reply', id, error},
+ * {t: 'close'} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
+ * {t: 'call', id, op: 'store' | 'rate', method, args}, {t: 'meter', method, args}, {t: 'ack', seq},
+ * {t: 'closed'}.
+ *
+ * Why threads and not node:cluster's processes: the CPU per request is the same, a message between
+ * threads costs about half of one between processes (14 µs against 24 µs a round trip, both sides,
+ * on the benchmark machine), the CA's keys never leave the process, and the CA stays one process
+ * (one pid to signal, one title, `kill -9` stops all of it).
+ *
+ * SO_REUSEPORT lets any process of the CA's own user bind the same port and take a share of the
+ * connections; it cannot complete a TLS handshake without the CA's TLS key, so that is a denial of
+ * service, which that user can cause anyway. So that an sshca already serving the address is an
+ * error rather than a silent neighbour, this thread first binds it once without the option.
+ */
+import type {KeyObject} from 'node:crypto'
+import {once} from 'node:events'
+import {createServer} from 'node:net'
+import type {Server as TlsServer} from 'node:tls'
+import {isMainThread, parentPort, Worker, workerData} from 'node:worker_threads'
+import {SshcaError, type ErrorCode} from '../errors.ts'
+import {keySigner} from '../ssh/signature.ts'
+import {Authority} from './authority/authority.ts'
+import type {CaRuntime, SafetyState} from './authority/runtime.ts'
+import type {CaConfig} from './config/config.ts'
+import {appCounters, buildApp} from './http/app.ts'
+import {SharedRateStore} from './http/rate-store.ts'
+import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
+import type {Meter} from './observe/meter.ts'
+import {PublicKey} from '../ssh/keys.ts'
+import {createAuditLog, releaseAuditLock, type AuditLog} from './observe/audit.ts'
+import {TokenVerifier} from './provisioner/oidc.ts'
+import {openStore} from './store/open.ts'
+import type {Store} from './store/store.ts'
+
+/**
+ * Every Store method a worker may call. `close` is the main thread's alone, and so is `exclusive`
+ * (its argument is a function, which cannot cross threads; the TLS renewal it orders runs here).
+ */
+const STORE_CALLS = ['issue', 'findCertificate', 'currentHostCertificates', 'certificates', 'revoke', 'unrevoke', 'revocations', 'revocationGeneration', 'revocationSnapshot', 'revocationFor', 'purgeExpiredTokens', 'recordAdminEvent', 'auditCursor', 'adminEventsAfter', 'advanceAuditCursor', 'spentToken', 'inventorySummary', 'restoredAt', 'markRestored', 'issuanceStop', 'setIssuanceStop', 'ping'] as const
+// a method added to Store and not listed above fails to compile here
+type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | 'close' | 'exclusive'>
+const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
+
+type Tls = CaMaterial['tls']
+
+/** A key set as it crosses threads: the active key itself (a KeyObject clones), public keys as lines. */
+interface WireKeySet {
+  activeId: string
+  key: KeyObject
+  published: (Omit<PublishedKey, 'publicKey'> & {publicKey: string})[]
+}
+type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'> & {userCa: WireKeySet; hostCa: WireKeySet}
+
+const toWireSet = (set: CaKeySet): WireKeySet => {
+  if (!set.active.keyObject) throw new TypeError(`the active CA key ${set.activeId} is not in memory: it cannot sign on a worker thread`)
+  return {activeId: set.activeId, key: set.active.keyObject, published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()}))}
+}
+const fromWireSet = (w: WireKeySet): CaKeySet => ({
+  activeId: w.activeId,
+  active: keySigner(w.key),
+  published: w.published.map((p) => ({...p, publicKey: PublicKey.parseLine(p.publicKey).key})),
+})
+/** What a worker needs of the material: everything cloneable, and no more (not the signer registry). */
+const toWire = (m: CaMaterial): WorkerMaterial => ({
+  rootPem: m.rootPem,
+  rootFingerprint: m.rootFingerprint,
+  intermediatePem: m.intermediatePem,
+  roots: m.roots,
+  crossPems: m.crossPems,
+  intermediateKey: m.intermediateKey,
+  tls: m.tls,
+  enrollmentKey: m.enrollmentKey,
+  userCa: toWireSet(m.userCa),
+  hostCa: toWireSet(m.hostCa),
+})
+const fromWire = (w: WorkerMaterial): CaMaterial => ({...w, userCa: fromWireSet(w.userCa), hostCa: fromWireSet(w.hostCa)})
+const METER_CALLS = ['decision', 'request', 'commit', 'tokenVerification', 'jwksFetch', 'rateLimited', 'webhook'] as const satisfies readonly (keyof Meter)[]
+
+interface WorkerInit {
+  sshcaWorker: true
+  /** 1-based, in the audit lines of this worker (`worker`). */
+  index: number
+  counters: Int32Array
+  host: string
+  port: number
+  config: CaConfig
+  material: WorkerMaterial
+  auditDest: string
+  auditLock: Int32Array
+  safety: SafetyState
+  /** The main thread counts metrics: the worker sends it its meter's events. */
+  metered: boolean
+}
+
+interface Call {
+  t: 'call'
+  id: number
+  op: 'store' | 'rate'
+  method: string
+  args: unknown[]
+}
+
+/** An error as it crosses threads: an SshcaError keeps its code and details; anything else is a bug (500). */
+interface WireError {
+  code?: ErrorCode
+  message: string
+  details?: Record<string, unknown>
+}
+
+const errorToWire = (err: unknown): WireError =>
+  err instanceof SshcaError ? {code: err.code, message: err.message, ...(err.details ? {details: err.details} : {})} : {message: (err as Error)?.message ?? String(err)}
+
+const errorFromWire = (e: WireError): Error => (e.code ? new SshcaError(e.code, e.message, e.details ? {details: e.details} : {}) : new Error(e.message))
+
+export interface WorkerPool {
+  readonly port: number
+  /** The threads serving now, by index (a test terminates one to see it replaced). */
+  readonly threads: readonly Worker[]
+  /** Puts a new policy in force in every worker; resolves once each has it (or has died: its replacement starts with it). */
+  setPolicy(config: CaConfig): Promise<void>
+  setTls(tls: Tls): void
+  /** New key sets or roots (a rotation step), in force in every worker from its next request. */
+  setMaterial(material: CaMaterial): void
+  /** The emergency stop and the restore mark, as this thread read them from the store. */
+  setSafety(safety: SafetyState): void
+  /** Stops accepting, lets requests in flight finish, and waits for every worker to end. */
+  close(): Promise<void>
+}
+
+export interface PoolOptions {
+  count: number
+  host: string
+  port: number
+  config: CaConfig
+  material: CaMaterial
+  store: Store
+  /** The main thread's audit log (worker_exited); the workers open `auditDest` themselves, sharing `auditLock`. */
+  audit: AuditLog
+  auditDest: string
+  auditLock: Int32Array
+  safety: SafetyState
+  /** The main thread's meter (metrics.address): the workers' events are counted in it. */
+  meter?: Meter
+}
+
+/** Starts `count` workers serving `host:port` (port 0: one the OS picks); rejects when any fails to start. */
+export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
+  if (!Number.isInteger(o.count) || o.count < 1) throw new TypeError(`workers must be a positive integer, not ${o.count}`)
+  const port = await claimAddress(o.host, o.port)
+  const rates = new SharedRateStore()
+  const counters = appCounters(o.count)
+  let config = o.config
+  let material = toWire(o.material)
+  let safety = o.safety
+  const threads: Worker[] = []
+  /** Every thread not yet ended, ready or starting. */
+  const alive = new Set<Worker>()
+  const acks = new Map<Worker, Map<number, () => void>>()
+  const timers = new Set<NodeJS.Timeout>()
+  let seq = 0
+  let closing = false
+  const note = (fields: Record<string, unknown>): void => {
+    try {
+      o.audit.write('worker_exited', fields)
+    } catch {
+      // the audit log's own failure is answered where it matters: on the requests
+    }
+  }
+
+  const dispatch = async (m: Call): Promise<unknown> => {
+    if (m.op === 'store' && (STORE_CALLS as readonly string[]).includes(m.method)) {
+      return (o.store[m.method as (typeof STORE_CALLS)[number]] as (...a: unknown[]) => Promise<unknown>).apply(o.store, m.args)
+    }
+    if (m.op === 'rate' && (m.method === 'incr' || m.method === 'read')) {
+      const [key, window] = m.args as [string, number]
+      return new Promise((resolve, reject) => rates[m.method as 'incr' | 'read'](key, (err, res) => (err ? reject(err) : resolve(res)), window))
+    }
+    throw new TypeError(`a worker asked for ${m.op}.${m.method}`)
+  }
+
+  /** Starts worker `index` in its slot; resolves once it listens, rejects if it ends first. */
+  const spawn = (index: number): Promise<Worker> => {
+    const init: WorkerInit = {sshcaWorker: true, index: index + 1, counters, host: o.host, port, config, material, auditDest: o.auditDest, auditLock: o.auditLock, safety, metered: o.meter !== undefined}
+    const w = new Worker(new URL(import.meta.url), {name: `sshca-worker-${index + 1}`, workerData: init})
+    // w.threadId reads -1 once the thread has ended
+    const tid = w.threadId
+    const startedAt = Date.now()
+    alive.add(w)
+    acks.set(w, new Map())
+    let ready = false
+    let failure: Error | undefined
+    return new Promise((resolve, reject) => {
+      w.on('message', (m: {t: string; id?: number; seq?: number} & Partial<Call>) => {
+        if (m.t === 'call') {
+          dispatch(m as Call).then(
+            (value) => w.postMessage({t: 'reply', id: m.id, value}),
+            (err: unknown) => w.postMessage({t: 'reply', id: m.id, error: errorToWire(err)}),
+          )
+        } else if (m.t === 'meter') {
+          const method = (m as {method: string}).method
+          if ((METER_CALLS as readonly string[]).includes(method)) (o.meter?.[method as (typeof METER_CALLS)[number]] as ((...a: unknown[]) => void) | undefined)?.apply(o.meter, (m as {args: unknown[]}).args)
+        } else if (m.t === 'ack') {
+          acks.get(w)?.get(m.seq!)?.()
+        } else if (m.t === 'closed') {
+          void w.terminate()
+        } else if (m.t === 'ready') {
+          ready = true
+          threads[index] = w
+          resolve(w)
+        }
+      })
+      w.on('error', (err) => (failure = err))
+      w.once('exit', (code) => {
+        alive.delete(w)
+        for (const done of acks.get(w)?.values() ?? []) done()
+        acks.delete(w)
+        // what the thread held ended with it: its connections and requests, the audit lock
+        Atomics.store(counters, 2 * index, 0)
+        Atomics.store(counters, 2 * index + 1, 0)
+        releaseAuditLock(o.auditLock, tid)
+        if (!ready) return reject(failure ?? new Error(`worker ${index + 1} exited with code ${code} while starting`))
+        if (closing) return
+        note({worker: index + 1, thread_id: tid, code, ...(failure ? {error: failure.message.slice(0, 500)} : {}), replaced: true})
+        // one that dies young waits a second for its replacement, so a crash at start cannot spin
+        replace(index, Date.now() - startedAt < 10_000 ? 1000 : 0)
+      })
+    })
+  }
+
+  const replace = (index: number, delayMs: number): void => {
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      if (closing) return
+      spawn(index).catch((err: Error) => {
+        note({worker: index + 1, error: err.message.slice(0, 500), replaced: false, retry_in_seconds: 1})
+        replace(index, 1000)
+      })
+    }, delayMs)
+    timers.add(timer)
+  }
+
+  try {
+    await Promise.all(Array.from({length: o.count}, (_, i) => spawn(i)))
+  } catch (err) {
+    closing = true
+    await Promise.all([...alive].map((w) => w.terminate()))
+    throw err
+  }
+
+  return {
+    port,
+    threads,
+    async setPolicy(next) {
+      config = next
+      const s = ++seq
+      await Promise.all(
+        threads.map((w) => {
+          const pending = acks.get(w)
+          if (!pending) return undefined
+          const acked = new Promise<void>((resolve) => pending.set(s, resolve)).finally(() => pending.delete(s))
+          w.postMessage({t: 'policy', seq: s, config: next})
+          return acked
+        }),
+      )
+    },
+    setTls(next) {
+      material = {...material, tls: next}
+      for (const w of threads) w.postMessage({t: 'tls', tls: next})
+    },
+    setMaterial(next) {
+      material = toWire(next)
+      for (const w of threads) w.postMessage({t: 'material', material})
+    },
+    setSafety(next) {
+      safety = next
+      for (const w of threads) w.postMessage({t: 'safety', safety: next})
+    },
+    async close() {
+      closing = true
+      for (const t of timers) clearTimeout(t)
+      await Promise.all(
+        [...alive].map(async (w) => {
+          const exited = once(w, 'exit')
+          if (!threads.includes(w)) return void (await w.terminate())
+          w.postMessage({t: 'close'})
+          // requests are bounded by limits.requestTimeout; past that, a worker that does not end is ended
+          const deadline = setTimeout(() => void w.terminate(), (config.limits.requestTimeout + 5) * 1000)
+          await exited
+          clearTimeout(deadline)
+        }),
+      )
+    },
+  }
+}
+
+/** Binds host:port once, without SO_REUSEPORT: fails when another server holds it; returns the port (0: the one the OS picked). */
+async function claimAddress(host: string, port: number): Promise<number> {
+  const probe = createServer()
+  probe.listen({host, port, exclusive: true})
+  await Promise.race([once(probe, 'listening'), once(probe, 'error').then(([err]) => Promise.reject(err as Error))])
+  const picked = (probe.address() as {port: number}).port
+  await new Promise((resolve) => probe.close(resolve))
+  return picked
+}
+
+/** The worker side: the CA's API on this thread, its store and rate counters in the main thread. */
+async function runWorker(init: WorkerInit): Promise<void> {
+  const port = parentPort!
+  const pending = new Map<number, {resolve: (v: unknown) => void; reject: (e: Error) => void}>()
+  let nextId = 0
+  const call = (op: Call['op'], method: string, args: unknown[]): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const id = ++nextId
+      pending.set(id, {resolve, reject})
+      port.postMessage({t: 'call', id, op, method, args} satisfies Call)
+    })
+
+  const viaMain = Object.fromEntries(STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)])) as unknown as Store
+  viaMain.close = async () => undefined
+  viaMain.exclusive = () => Promise.reject(new TypeError('a worker thread cannot take the store\'s lock: the main thread does'))
+  const store = init.config.db.type === 'postgresql' ? await openStore(init.config, 'server', {worker: init.index}).catch(() => viaMain) : viaMain
+  type Res = {current: number; ttl: number}
+  type Cb = (err: Error | null, res?: Res) => void
+  // @fastify/rate-limit's store interface; one set of counters for every worker, in the main thread
+  class RateStore {
+    incr(key: string, cb: Cb, timeWindow: number): void {
+      call('rate', 'incr', [key, timeWindow]).then((r) => cb(null, r as Res), (err: Error) => cb(err))
+    }
+    read(key: string, cb: Cb, timeWindow: number): void {
+      call('rate', 'read', [key, timeWindow]).then((r) => cb(null, r as Res), (err: Error) => cb(err))
+    }
+    child(): this {
+      return this
+    }
+  }
+
+  const audit = createAuditLog(init.auditDest, {lock: init.auditLock, base: {worker: init.index}})
+  // the meter's events go to the main thread's registry, one-way: a request never waits on them
+  const meter = init.metered
+    ? (Object.fromEntries(METER_CALLS.map((method) => [method, (...args: unknown[]) => port.postMessage({t: 'meter', method, args})])) as unknown as Meter)
+    : undefined
+  const verifierDeps = meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {}
+  const rt: CaRuntime = {
+    policy: {config: init.config, verifier: new TokenVerifier(init.config.provisioners, verifierDeps)},
+    material: fromWire(init.material),
+    store,
+    audit,
+    clock: Date.now,
+    safety: init.safety,
+    ...(meter ? {meter} : {}),
+  }
+  const app = buildApp(new Authority(rt), {key: init.material.tls.keyPem, cert: init.material.tls.certPem}, {counters: {all: init.counters, slot: init.index - 1}, rateStore: RateStore})
+
+  port.on('message', (m: {t: string; id: number; value?: unknown; error?: WireError; seq: number; config: CaConfig; tls: Tls; material: WorkerMaterial; safety: SafetyState}) => {
+    switch (m.t) {
+      case 'reply': {
+        const p = pending.get(m.id)
+        pending.delete(m.id)
+        if (m.error) p?.reject(errorFromWire(m.error))
+        else p?.resolve(m.value)
+        break
+      }
+      case 'policy':
+        rt.policy = {config: m.config, verifier: new TokenVerifier(m.config.provisioners, verifierDeps, rt.policy.verifier)}
+        port.postMessage({t: 'ack', seq: m.seq})
+        break
+      case 'tls':
+        rt.material.tls = m.tls
+        ;(app.server as unknown as TlsServer).setSecureContext({key: m.tls.keyPem, cert: m.tls.certPem})
+        break
+      case 'material': {
+        const tlsChanged = m.material.tls.certPem !== rt.material.tls.certPem
+        rt.material = fromWire(m.material)
+        if (tlsChanged) (app.server as unknown as TlsServer).setSecureContext({key: m.material.tls.keyPem, cert: m.material.tls.certPem})
+        break
+      }
+      case 'safety':
+        rt.safety = m.safety
+        break
+      case 'close':
+        // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
+        void app
+          .close()
+          .then(() => store.close())
+          .then(() => audit.close())
+          .finally(() => port.postMessage({t: 'closed'}))
+        break
+    }
+  })
+  // fastify hands its options to net.Server#listen, whose reusePort its types do not list yet
+  await app.listen({host: init.host, port: init.port, ...({reusePort: true} as object)})
+  port.postMessage({t: 'ready', port: (app.server.address() as {port: number}).port})
+}
+
+if (!isMainThread && (workerData as Partial<WorkerInit> | undefined)?.sshcaWorker === true) {
+  void runWorker(workerData as WorkerInit)
+}

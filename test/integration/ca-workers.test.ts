@@ -1,0 +1,318 @@
+/**
+ * The CA on worker threads (src/ca/workers.ts): every worker serves, under one policy, one rate
+ * allowance per address, one store writer; each decision is audited once, in whole lines; a worker
+ * that dies is replaced; SIGHUP reaches every worker of a real `ca serve`; SIGTERM stops it gracefully.
+ * Connections are spread over the workers by the kernel (SO_REUSEPORT hashes each new connection),
+ * so the tests open one connection per request and check, from the audit lines' `worker`, that
+ * more than one worker answered.
+ */
+import assert from 'node:assert/strict'
+import {spawn, spawnSync} from 'node:child_process'
+import {createReadStream, readFileSync, readdirSync, readlinkSync} from 'node:fs'
+import {join} from 'node:path'
+import {Client} from 'undici'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {parseCertificate} from '../../src/ssh/cert.ts'
+import {revoke} from '../../src/ca/admin.ts'
+import {makeCaDir, startTestCa, writePolicy, type TestCa} from '../helpers/ca.ts'
+import {BIN} from '../helpers/cli.ts'
+import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
+import {onCleanup, waitFor} from '../helpers/proc.ts'
+
+type Line = Record<string, unknown>
+
+const rule = (issuer: string, principals: string[], limits: Record<string, unknown> = {rate: false}) => ({
+  limits,
+  provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [
+    {name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals, ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
+  ]}],
+})
+
+/** One request on a connection of its own (the kernel picks the worker per connection). */
+async function signOnce(url: string, ca: string, body: unknown): Promise<{status: number; json: Line; id: string}> {
+  const client = new Client(url, {connect: {ca}})
+  try {
+    const res = await client.request({path: '/ssh/sign', method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+    return {status: res.statusCode, json: (await res.body.json()) as Line, id: String(res.headers['x-request-id'])}
+  } finally {
+    await client.close()
+  }
+}
+
+const linesOf = (file: string): Line[] =>
+  readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l, i) => {
+    try {
+      return JSON.parse(l) as Line
+    } catch {
+      throw new Error(`audit line ${i + 1} is not JSON (a torn write?): ${l.slice(0, 200)}`)
+    }
+  })
+
+const byRequest = (lines: Line[], id: unknown): Line[] => lines.filter((l) => l.request_id === id)
+
+describe('the CA on worker threads', function () {
+  this.timeout(120_000)
+  let gh: GithubIssuer
+  const subject = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
+
+  before(async () => {
+    gh = await startGithubIssuer()
+  })
+  after(async () => gh?.stop())
+
+  describe('two workers', () => {
+    let t: TestCa
+    let stopped: Promise<void> | undefined
+    const stop = (): Promise<void> => (stopped ??= t.stop())
+    // the rate limit on (a reload changes its allowance, not whether there is one), with room for the tests
+    const roomy = {rate: {max: 1000, window: '1m'}}
+    beforeEach(async () => {
+      stopped = undefined
+      t = await startTestCa(rule(gh.issuer, ['deploy'], roomy), {workers: 2, adminEventsIntervalMs: 100})
+    })
+    afterEach(async () => t && stop())
+
+    /** Signs on fresh connections until both workers have answered (at most `max` requests). */
+    async function untilBothWorkers(mint: () => Promise<string>, check: (r: {status: number; json: Line; id: string}) => void, max = 64): Promise<number> {
+      const seen = new Set<unknown>()
+      let n = 0
+      while (seen.size < 2) {
+        assert.ok(n < max, `${max} connections all reached worker ${[...seen].join()}`)
+        const r = await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await mint()})
+        check(r)
+        n++
+        for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
+      }
+      return n
+    }
+
+    it('every worker signs, and each decision has one audit line, whole, even past 4 KiB', async () => {
+      // a long claim the audit line carries: lines over 4 KiB, above a pipe's atomic write
+      const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
+      const results = await Promise.all(Array.from({length: 48}, async () => signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint({groups})})))
+      assert.deepEqual(results.map((r) => r.status), results.map(() => 201))
+      const lines = t.audit()
+      const issued = lines.filter((l) => l.event === 'certificate_issued')
+      assert.equal(issued.length, 48)
+      for (const r of results) assert.equal(byRequest(lines, r.id).length, 1, 'one line per decision')
+      assert.ok(JSON.stringify(issued[0]).length > 4096)
+      assert.deepEqual(new Set(issued.map((l) => l.worker)), new Set([1, 2]), 'both workers signed')
+      // the main thread's lines carry no worker
+      assert.equal(lines.find((l) => l.event === 'server_started')!.worker, undefined)
+    })
+
+    it('the rate limit is one allowance per client address, not one per worker', async () => {
+      await t.setPolicy(rule(gh.issuer, ['deploy'], {rate: {max: 6, window: '1m'}}))
+      assert.equal(await t.ca.reload(), true)
+      const results = []
+      for (let i = 0; i < 24; i++) results.push(await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint()}))
+      assert.equal(results.filter((r) => r.status === 201).length, 6)
+      assert.equal(results.filter((r) => r.status === 429).length, 18)
+      const lines = t.audit()
+      const workers = new Set(results.flatMap((r) => byRequest(lines, r.id).map((l) => l.worker)))
+      assert.deepEqual(workers, new Set([1, 2]), 'the requests reached both workers')
+    })
+
+    it('a reload is in force in every worker when it returns', async () => {
+      await t.setPolicy(rule(gh.issuer, ['release'], roomy))
+      assert.equal(await t.ca.reload(), true)
+      await untilBothWorkers(() => gh.mint(), (r) => {
+        assert.equal(r.status, 201)
+        assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
+      })
+    })
+
+    it('a worker that dies is replaced, and the CA serves on', async () => {
+      const dead = t.ca.pool!.threads[0]!
+      const deadId = dead.threadId
+      await dead.terminate()
+      await waitFor('the worker_exited line', () => t.audit().some((l) => l.event === 'worker_exited' && l.thread_id === deadId && l.replaced === true), 30_000)
+      await waitFor('a new worker 1', () => t.ca.pool!.threads[0]!.threadId !== -1 && t.ca.pool!.threads[0] !== dead, 30_000)
+      await untilBothWorkers(() => gh.mint(), (r) => assert.equal(r.status, 201))
+    })
+
+    it('the store has one writer: the workers open no database connection', async () => {
+      const dbFiles = (dir: string) => readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(join(dir, 'db'))
+        } catch {
+          return false
+        }
+      }).length
+      const twoWorkers = dbFiles(t.init.dir)
+      const inline = await startTestCa(rule(gh.issuer, ['deploy']), {workers: 0})
+      try {
+        assert.ok(twoWorkers > 0)
+        // the same connections (the writer, and the checkpointer's, opened a moment later) with or without workers
+        await waitFor(`the CA without workers to hold as many database files as the one with (${twoWorkers})`, () => dbFiles(inline.init.dir) === twoWorkers)
+      } finally {
+        await inline.stop()
+      }
+      // and the issuances of both workers went through it, each token spent once
+      const ott = await gh.mint()
+      const both = await Promise.all([signOnce(t.url, t.rootPem, {publicKey: subject, ott}), signOnce(t.url, t.rootPem, {publicKey: subject, ott})])
+      assert.deepEqual(both.map((r) => r.status).sort(), [201, 401])
+    })
+
+    it('a token spent on one worker is a replay on the other', async () => {
+      const ott = await gh.mint()
+      const first = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+      assert.equal(first.status, 201)
+      const spentOn = byRequest(t.audit(), first.id)[0]!.worker
+      // the same token again, on fresh connections, until one reaches the other worker
+      for (let n = 0; ; n++) {
+        assert.ok(n < 64, `64 connections all reached worker ${spentOn}`)
+        const again = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+        assert.equal(again.status, 401, JSON.stringify(again.json))
+        const line = byRequest(t.audit(), again.id)[0]!
+        assert.equal(line.event, 'certificate_denied')
+        assert.match(JSON.stringify(line), /"token_replayed"/)
+        if (line.worker !== spentOn) break
+      }
+      assert.equal(t.audit().filter((l) => l.event === 'certificate_issued').length, 1)
+    })
+
+    it('admin events reach the audit log once, not once per worker', async () => {
+      await revoke({configPath: t.init.config, keyId: 'gha:acme/app:1', reason: 'first'})
+      await revoke({configPath: t.init.config, keyId: 'gha:acme/app:2', reason: 'second'})
+      await waitFor('both revocations in the audit log', () => t.audit().filter((l) => l.event === 'certificate_revoked').length >= 2, 30_000)
+      // a third event forwarded after them: every forwarding pass that could repeat them has run
+      await revoke({configPath: t.init.config, keyId: 'gha:acme/app:3', reason: 'third'})
+      await waitFor('the third', () => t.audit().some((l) => l.event === 'certificate_revoked' && l.reason === 'third'), 30_000)
+      const reasons = t.audit().filter((l) => l.event === 'certificate_revoked').map((l) => l.reason)
+      assert.deepEqual(reasons, ['first', 'second', 'third'])
+    })
+
+    it('close() lets the requests in flight finish: each answered, each audited, then server_stopped', async () => {
+      const tokens = await Promise.all(Array.from({length: 16}, () => gh.mint()))
+      const inFlight = tokens.map((ott) => signOnce(t.url, t.rootPem, {publicKey: subject, ott}).catch((err: Error) => ({status: 0, json: {error: err.message} as Line, id: ''})))
+      await waitFor('requests to arrive', () => t.audit().some((l) => l.event === 'certificate_issued'), 30_000)
+      await stop()
+      const results = await Promise.all(inFlight)
+      const lines = t.audit()
+      for (const r of results) {
+        // answered before the listener closed; or, arriving while it closes, a 503 (the server's closing
+        // answer, nothing issued) or refused at connect: never cut off midway
+        if (r.status === 201) assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 1)
+        else if (r.status === 503) assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 0)
+        else assert.match(String(r.json.error), /ECONNREFUSED|other side closed|ECONNRESET/, `status ${r.status}: ${JSON.stringify(r.json)}`)
+      }
+      assert.ok(results.some((r) => r.status === 201))
+      assert.equal(lines.at(-1)!.event, 'server_stopped')
+    })
+  })
+
+  it('on PostgreSQL every worker writes through a pool of its own; a token raced to both is spent once', async function () {
+    if (!postgresBinDir()) this.skip()
+    const pg = await startPostgres()
+    onCleanup(() => pg.destroy())
+    const t = await startTestCa({db: pg.db(), ...rule(gh.issuer, ['deploy'])}, {workers: 2})
+    try {
+      // sign on fresh connections until both workers have answered
+      const seen = new Set<unknown>()
+      for (let n = 0; seen.size < 2; n++) {
+        assert.ok(n < 64, 'every connection reached one worker')
+        const r = await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint()})
+        assert.equal(r.status, 201, JSON.stringify(r.json))
+        for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
+      }
+      const names = (await pg.psql("SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'sshca' ORDER BY 1")).split('\n').map((l) => l.trim()).filter(Boolean)
+      assert.ok(names.includes('sshca worker 1') && names.includes('sshca worker 2'), names.join(', '))
+      // the same token on many connections at once: one certificate, whichever workers they reach
+      const ott = await gh.mint()
+      const raced = await Promise.all(Array.from({length: 12}, () => signOnce(t.url, t.rootPem, {publicKey: subject, ott})))
+      assert.deepEqual(raced.map((r) => r.status).sort(), [201, ...Array.from({length: 11}, () => 401)])
+      const denied = raced.filter((r) => r.status === 401).flatMap((r) => byRequest(t.audit(), r.id))
+      assert.ok(denied.every((l) => JSON.stringify(l).includes('"token_replayed"')))
+    } finally {
+      await t.stop()
+    }
+  })
+
+  it('audit lines on a stalled pipe: lines over 4 KiB from both workers never interleave', async () => {
+    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
+    await writePolicy(init.config, {audit: {file: '-'}, ...rule(gh.issuer, ['deploy'])})
+    // a pipe, as `ca serve | logger` makes (the stdout Node gives a child is a socket, which does not split lines)
+    const fifo = join(init.dir, 'audit.fifo')
+    spawnSync('mkfifo', [fifo])
+    const child = spawn('sh', ['-c', 'exec "$0" "$@" > "$FIFO"', process.execPath, BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2'], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}})
+    onCleanup(async () => void child.kill('SIGKILL'))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    const reader = createReadStream(fifo)
+    const readerClosed = new Promise<void>((resolve) => reader.once('close', () => resolve()))
+    let out = ''
+    reader.on('data', (d) => (out += String(d)))
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    await waitFor('ca serve to start', () => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000)
+    const url = /listening on (\S+)/.exec(err)![1]!
+    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
+    // stop reading: the pipe (64 KiB) fills, and the workers' writes come back partial or wait
+    reader.pause()
+    const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
+    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint({groups})))
+    let answered = 0
+    const results = tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott}).finally(() => answered++))
+    await waitFor('the first answers, while the pipe has room', () => answered >= 5, 30_000)
+    reader.resume()
+    const statuses = (await Promise.all(results)).map((r) => r.status)
+    assert.deepEqual(statuses, statuses.map(() => 201))
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    await readerClosed
+    const lines = out.split('\n').filter(Boolean).map((l, i) => {
+      try {
+        return JSON.parse(l) as Line
+      } catch {
+        throw new Error(`audit line ${i + 1} is not JSON (interleaved writes?): ${l.slice(0, 100)}…${l.slice(-100)}`)
+      }
+    })
+    const issued = lines.filter((l) => l.event === 'certificate_issued')
+    assert.equal(issued.length, 60)
+    assert.deepEqual(new Set(issued.map((l) => l.worker)), new Set([1, 2]))
+  })
+
+  it('`ca serve --workers 2`: one process titled sshca; SIGHUP reaches every worker; SIGTERM stops it', async () => {
+    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
+    const auditFile = join(init.dir, 'audit.log')
+    await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['deploy'])})
+    const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    onCleanup(async () => void child.kill('SIGKILL'))
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    let started: {url: string; pid: number; workers: number} | undefined
+    await waitFor('ca serve to start', () => {
+      try {
+        started = JSON.parse(out) as typeof started
+      } catch {
+        // not all of it yet
+      }
+      return started !== undefined || child.exitCode !== null
+    }, 60_000)
+    assert.ok(started, `ca serve exited ${child.exitCode}`)
+    assert.equal(started.pid, child.pid)
+    assert.equal(started.workers, 2)
+    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
+    const pidof = spawnSync('pidof', ['sshca'], {encoding: 'utf8'})
+    assert.ok(pidof.stdout.trim().split(/\s+/).includes(String(child.pid)), `pidof sshca: ${pidof.stdout}`)
+
+    await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['release'])})
+    child.kill('SIGHUP')
+    await waitFor('the reload', () => linesOf(auditFile).some((l) => l.event === 'policy_loaded' && l.reload === true), 30_000)
+    const seen = new Set<unknown>()
+    for (let n = 0; seen.size < 2; n++) {
+      assert.ok(n < 64, 'every connection reached one worker')
+      const r = await signOnce(started.url, rootPem, {publicKey: subject, ott: await gh.mint()})
+      assert.equal(r.status, 201)
+      assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
+      for (const l of byRequest(linesOf(auditFile), r.id)) seen.add(l.worker)
+    }
+
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    assert.equal(linesOf(auditFile).at(-1)!.event, 'server_stopped')
+  })
+})
+
