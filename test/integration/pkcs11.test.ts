@@ -59,6 +59,8 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     })
     const [, found] = await serve.waitFor(/"url": "(https:\/\/127\.0\.0\.1:\d+)"/, 60_000)
     url = found!
+    // the token's keys cannot be handed to worker threads: the CA serves on its main thread
+    await serve.waitFor(/"workers": 0\b/, 10_000)
   }
 
   before(async function () {
@@ -171,6 +173,12 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     await waitFor('the CA to sign with the new token key', async () => (await sign()).cert.signatureKey.equals(nextKey), 30_000)
     const roots = await call('GET', '/ssh/roots')
     assert.deepEqual((roots.json.keys as {user: {state: string}[]}).user.map((k) => k.state), ['active', 'previous'])
+  })
+
+  it('--workers N with the keys in a token is a usage error: they sign on the main thread', async () => {
+    const r = await sshca(['ca', 'serve', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2'], {env, timeoutMs: 60_000})
+    assert.equal(r.code, 2, r.stderr)
+    assert.match(r.stderr, /ERR_USAGE.*PKCS#11 token[\s\S]*--workers 0/)
   })
 
   it('a wrong PIN stops the CA at start with ERR_KEY_STORE, naming the token', async () => {
