@@ -20,7 +20,11 @@
 
 import {globSync} from 'node:fs'
 
-const list = (v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+const list = (v) =>
+  (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
 
 /** The files the mutation-score targets of issue 18 apply to; the default when none are chosen. */
 export const TARGETS = [
@@ -48,22 +52,30 @@ const ORDER_DEPENDENT = ['test/integration/ca-cli.test.ts', 'test/integration/ho
 const NOT_BEHAVIOUR = ['test/integration/project.test.ts']
 // Unit tests first: a mutant reached while files load (a "static" one) runs every test in a fresh
 // process, and stops at the first failure; the unit tests usually fail it in a second.
-const MOCHA_TESTS = [...globSync('test/unit/**/*.test.ts').sort(), ...globSync('test/integration/**/*.test.ts').sort()].filter(
-  (f) => !ORDER_DEPENDENT.includes(f) && !NOT_BEHAVIOUR.includes(f),
-)
+const MOCHA_TESTS = [
+  ...globSync('test/unit/**/*.test.ts').sort(),
+  ...globSync('test/integration/**/*.test.ts').sort(),
+].filter((f) => !ORDER_DEPENDENT.includes(f) && !NOT_BEHAVIOUR.includes(f))
 
 // Tests the command runner runs per mutant, by the file mutated; SSHCA_MUTATE_TESTS overrides.
 // The CA's tests whose order matters (ORDER_DEPENDENT) run here whole; the CA runs in their process and
 // in `sshca ca serve`, and both see the active mutant.
 const COMMAND_TESTS = {
-  'src/client/bootstrap.ts': ['test/integration/client-bootstrap-config.test.ts', 'test/integration/bootstrap-trust.test.ts'],
-  'src/client/known-hosts.ts': ['test/unit/client/known-hosts.test.ts', 'test/integration/client-bootstrap-config.test.ts'],
+  'src/client/bootstrap.ts': [
+    'test/integration/client-bootstrap-config.test.ts',
+    'test/integration/bootstrap-trust.test.ts',
+  ],
+  'src/client/known-hosts.ts': [
+    'test/unit/client/known-hosts.test.ts',
+    'test/integration/client-bootstrap-config.test.ts',
+  ],
   'src/ca/authority/host.ts': ['test/integration/host-certs.test.ts'],
   'src/ca/config/config.ts': ['test/unit/ca/config.test.ts', 'test/integration/ca-cli.test.ts'],
 }
 
 const runner = process.env.SSHCA_MUTATE_RUNNER || 'mocha'
-if (runner !== 'mocha' && runner !== 'command') throw new Error(`SSHCA_MUTATE_RUNNER must be mocha or command, not ${runner}`)
+if (runner !== 'mocha' && runner !== 'command')
+  throw new Error(`SSHCA_MUTATE_RUNNER must be mocha or command, not ${runner}`)
 const mutate = list(process.env.SSHCA_MUTATE).length ? list(process.env.SSHCA_MUTATE) : TARGETS
 const chosenTests = list(process.env.SSHCA_MUTATE_TESTS)
 const concurrency = Number(process.env.SSHCA_MUTATE_CONCURRENCY || 2)
@@ -71,7 +83,8 @@ const concurrency = Number(process.env.SSHCA_MUTATE_CONCURRENCY || 2)
 function commandTests() {
   if (chosenTests.length) return chosenTests
   const tests = new Set(mutate.flatMap((f) => COMMAND_TESTS[f] ?? []))
-  if (tests.size === 0) throw new Error(`the command runner needs tests for ${mutate.join(', ')}: pass --tests (SSHCA_MUTATE_TESTS)`)
+  if (tests.size === 0)
+    throw new Error(`the command runner needs tests for ${mutate.join(', ')}: pass --tests (SSHCA_MUTATE_TESTS)`)
   return [...tests]
 }
 

@@ -34,16 +34,39 @@ export async function benchCa(): Promise<void> {
 }
 
 /** A CA in `dir`/ca trusting `gh` for one CI rule (the issue's example), audit to `dir`/audit.log. */
-export async function benchCaDir(dir: string, issuer: string, durability: 'full' | 'normal' = DURABILITY): Promise<{init: Awaited<ReturnType<typeof initCa>>; passwordFile: string}> {
+export async function benchCaDir(
+  dir: string,
+  issuer: string,
+  durability: 'full' | 'normal' = DURABILITY,
+): Promise<{init: Awaited<ReturnType<typeof initCa>>; passwordFile: string}> {
   const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
   await writePolicy(init.config, {
     audit: {file: join(dir, 'audit.log')},
     db: {type: 'sqlite', path: 'db/sshca.sqlite', durability},
     // every request comes from one address: the per-address limit (300/min) would measure the limiter
     limits: {rate: false},
-    provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
-      {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},
-    ]}],
+    provisioners: [
+      {
+        name: 'ci',
+        type: 'oidc',
+        issuer,
+        audience: 'sshca-ci',
+        maxTtl: '15m',
+        rules: [
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']},
+            certificate: {
+              principals: ['deploy'],
+              ttl: '10m',
+              keyId: 'gha:${repository}:${run_id}',
+              forceCommand: '/usr/local/bin/deploy.sh',
+              sourceAddress: ['10.0.0.0/8'],
+            },
+          },
+        ],
+      },
+    ],
   })
   const passwordFile = join(dir, 'pw')
   writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
@@ -51,8 +74,29 @@ export async function benchCaDir(dir: string, issuer: string, durability: 'full'
 }
 
 /** `sshca ca serve` in its own process (node flags first), ready once it has printed its address. */
-export async function startCaServer(config: string, passwordFile: string, nodeArgs: string[] = [], stdio: StdioOptions = ['ignore', 'pipe', 'inherit']): Promise<{url: string; server: ChildProcess}> {
-  const server = spawn(process.execPath, [...nodeArgs, 'bin/run.js', 'ca', 'serve', '--config', config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--json'], {stdio})
+export async function startCaServer(
+  config: string,
+  passwordFile: string,
+  nodeArgs: string[] = [],
+  stdio: StdioOptions = ['ignore', 'pipe', 'inherit'],
+): Promise<{url: string; server: ChildProcess}> {
+  const server = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      'bin/run.js',
+      'ca',
+      'serve',
+      '--config',
+      config,
+      '--password-file',
+      passwordFile,
+      '--address',
+      '127.0.0.1:0',
+      '--json',
+    ],
+    {stdio},
+  )
   let out = ''
   server.stdout!.on('data', (d) => (out += d))
   for (let i = 0; i < 2400 && server.exitCode === null; i++) {
@@ -78,17 +122,29 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     const {config} = await loadConfig(init.config)
     const material = await loadMaterial(config.dir, PASSWORD, config.dnsNames)
     // the store opens the way `ca serve` opens it, with the durability benchCaDir wrote
-    const store = await openStore({...config, db: {type: 'sqlite', path: join(dir, 'bench-inproc.sqlite'), durability: DURABILITY}}, 'server')
+    const store = await openStore(
+      {...config, db: {type: 'sqlite', path: join(dir, 'bench-inproc.sqlite'), durability: DURABILITY}},
+      'server',
+    )
     const audit = createAuditLog(join(dir, 'inproc-audit.log'))
-    const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners)}, material, store, audit, clock: Date.now}
+    const rt: CaRuntime = {
+      policy: {config, verifier: new TokenVerifier(config.provisioners)},
+      material,
+      store,
+      audit,
+      clock: Date.now,
+    }
     // 16 requests in flight, as the HTTPS run has 16 connections: token verification is async
     // (WebCrypto on libuv's threadpool), so requests overlap there as they do in the server
     const pipeline = async (tokens: string[]): Promise<number> => {
       let i = 0
       const t0 = performance.now()
-      await Promise.all(Array.from({length: 16}, async () => {
-        while (i < tokens.length) await signUserCertificate(rt, subject, tokens[i++]!, 'user', {request_id: randomUUID()})
-      }))
+      await Promise.all(
+        Array.from({length: 16}, async () => {
+          while (i < tokens.length)
+            await signUserCertificate(rt, subject, tokens[i++]!, 'user', {request_id: randomUUID()})
+        }),
+      )
       return (tokens.length * 1000) / (performance.now() - t0)
     }
     await pipeline(await mintMany(1000))
@@ -98,7 +154,9 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
 
     // (d) over HTTPS, against `sshca ca serve` in its own process
     // SSHCA_BENCH_PROFILE=DIR writes a CPU profile of the server process there
-    const profile = process.env.SSHCA_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SSHCA_BENCH_PROFILE}`] : []
+    const profile = process.env.SSHCA_BENCH_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SSHCA_BENCH_PROFILE}`]
+      : []
     const {url, server} = await startCaServer(init.config, pw, profile)
     const amount = 12_000
     const httpTokens = await mintMany(amount + 1000)
@@ -114,7 +172,14 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
         headers: {'content-type': 'application/json'},
         // autocannon passes `tls` to tls.connect; its typings do not list it
         ...({tls: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}} as object),
-        requests: [{setupRequest: (req: autocannon.Request) => ({...req, body: JSON.stringify({publicKey, ott: httpTokens[next++]})})}],
+        requests: [
+          {
+            setupRequest: (req: autocannon.Request) => ({
+              ...req,
+              body: JSON.stringify({publicKey, ott: httpTokens[next++]}),
+            }),
+          },
+        ],
       })
     await run(1000) // warm-up: JIT, JWKS fetch, TLS sessions
     const cpu = (): number => {
@@ -125,14 +190,19 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     const clientCpu0 = process.cpuUsage()
     const result = await run(amount)
     const serverCpuMs = cpu() - serverCpu0
-    const health = await autocannon({url: `${url}/health`, connections: 16, amount: 20_000, ...({tls: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}} as object)})
+    const health = await autocannon({
+      url: `${url}/health`,
+      connections: 16,
+      amount: 20_000,
+      ...({tls: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}} as object),
+    })
     if (process.env.SSHCA_BENCH_THREADS) {
       const {readdirSync} = await import('node:fs')
       for (const tid of readdirSync(`/proc/${server.pid}/task`)) {
         const st = readFileSync(`/proc/${server.pid}/task/${tid}/stat`, 'utf8')
         const name = /\((.*)\)/.exec(st)![1]
         const f = st.split(') ')[1]!.split(' ')
-        console.log(`thread ${tid} ${name}: ${((Number(f[11]) + Number(f[12])) * 10)} ms`)
+        console.log(`thread ${tid} ${name}: ${(Number(f[11]) + Number(f[12])) * 10} ms`)
       }
     }
     const clientCpu = process.cpuUsage(clientCpu0)
@@ -142,12 +212,34 @@ async function benchCaWith(alg: 'RS256' | 'ES256'): Promise<void> {
     const ok = result['2xx']
     const ratio = httpsRate / inProcess
     print(`Signing core (${alg} tokens, ed25519 CA, SQLite durability ${DURABILITY}, audit to a file)`, [
-      {name: 'in-process pipeline', value: `${inProcess.toFixed(0)} certificates/s (verify + match + sign + record + audit)`},
-      {name: 'HTTPS POST /ssh/sign', value: `${httpsRate.toFixed(0)} req/s = ${(ratio * 100).toFixed(0)}% of in-process (16 connections, keep-alive)`, target: '≥ 50%', ok: ratio >= 0.5},
-      {name: 'latency p50 / p99', value: `${result.latency.p50} ms / ${result.latency.p99} ms`, target: 'p99 ≤ 25 ms', ok: result.latency.p99 <= 25},
-      {name: 'floor: GET /health', value: `${health.requests.average.toFixed(0)} req/s, p50 ${health.latency.p50} ms, p99 ${health.latency.p99} ms (same server, same client)`},
-      {name: 'CPU per request', value: `server ${((serverCpuMs * 1000) / amount).toFixed(0)} µs, load generator ${((clientCpuMs * 1000) / amount).toFixed(0)} µs (2 cores shared)`},
-      {name: 'responses', value: `${ok} × 201 of ${result.requests.total}; errors ${result.errors}, non-2xx ${result.non2xx}`},
+      {
+        name: 'in-process pipeline',
+        value: `${inProcess.toFixed(0)} certificates/s (verify + match + sign + record + audit)`,
+      },
+      {
+        name: 'HTTPS POST /ssh/sign',
+        value: `${httpsRate.toFixed(0)} req/s = ${(ratio * 100).toFixed(0)}% of in-process (16 connections, keep-alive)`,
+        target: '≥ 50%',
+        ok: ratio >= 0.5,
+      },
+      {
+        name: 'latency p50 / p99',
+        value: `${result.latency.p50} ms / ${result.latency.p99} ms`,
+        target: 'p99 ≤ 25 ms',
+        ok: result.latency.p99 <= 25,
+      },
+      {
+        name: 'floor: GET /health',
+        value: `${health.requests.average.toFixed(0)} req/s, p50 ${health.latency.p50} ms, p99 ${health.latency.p99} ms (same server, same client)`,
+      },
+      {
+        name: 'CPU per request',
+        value: `server ${((serverCpuMs * 1000) / amount).toFixed(0)} µs, load generator ${((clientCpuMs * 1000) / amount).toFixed(0)} µs (2 cores shared)`,
+      },
+      {
+        name: 'responses',
+        value: `${ok} × 201 of ${result.requests.total}; errors ${result.errors}, non-2xx ${result.non2xx}`,
+      },
     ])
   } finally {
     await gh.stop()

@@ -42,7 +42,12 @@ export async function opsPerSecondAsync(fn: () => Promise<void>, ms = 1500): Pro
 }
 
 /** Wall time of a whole process in milliseconds, median of `runs` after one warm-up. */
-export function wallMs(cmd: string, args: string[], env: NodeJS.ProcessEnv, runs = 15): {median: number; all: number[]} {
+export function wallMs(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  runs = 15,
+): {median: number; all: number[]} {
   const once = (): number => {
     const t = performance.now()
     const r = spawnSync(cmd, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
@@ -72,7 +77,11 @@ export function print(title: string, rows: Row[]): void {
 }
 
 /** Wall time of one process, without blocking this one's event loop (servers here keep serving). */
-export function timedRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ms: number; code: number | null; stderr: string}> {
+export function timedRun(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ms: number; code: number | null; stderr: string}> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now()
     const child = spawn(cmd, args, {env, stdio: ['ignore', 'ignore', 'pipe']})

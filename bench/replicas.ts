@@ -39,7 +39,11 @@ interface Server {
 }
 
 async function serve(config: string, pw: string): Promise<Server> {
-  const child = spawn(process.execPath, ['bin/run.js', 'ca', 'serve', '--config', config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
+  const child = spawn(
+    process.execPath,
+    ['bin/run.js', 'ca', 'serve', '--config', config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'],
+    {stdio: ['ignore', 'pipe', 'inherit']},
+  )
   let out = ''
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
   for (let i = 0; i < 2400 && !out.includes('"url"'); i++) {
@@ -68,9 +72,22 @@ export async function benchReplicas(): Promise<void> {
       audit: {file: 'audit.log'},
       db,
       limits: {rate: false},
-      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
-        {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
-      ]}],
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          maxTtl: '15m',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app', ref: 'refs/heads/main'},
+              certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
+            },
+          ],
+        },
+      ],
     })
     // one copy of the CA directory per box
     const box = async (name: string, db: Record<string, unknown>): Promise<string> => {
@@ -85,14 +102,18 @@ export async function benchReplicas(): Promise<void> {
     const pgServers = await Promise.all(['r1', 'r2', 'r3'].map(async (n) => serve(await box(n, pgDb), pw)))
     servers.push(...pgServers)
     const one: Haproxy = await startHaproxy({caFile, servers: [{name: 'r1', port: pgServers[0]!.port}]})
-    const three: Haproxy = await startHaproxy({caFile, servers: pgServers.map((s, i) => ({name: `r${i + 1}`, port: s.port}))})
+    const three: Haproxy = await startHaproxy({
+      caFile,
+      servers: pgServers.map((s, i) => ({name: `r${i + 1}`, port: s.port})),
+    })
     for (const lb of [one, three]) {
       for (let i = 0; i < 200 && Object.values(await lb.states()).some((s) => s !== 'UP'); i++) await sleep(50)
     }
 
     const ca = readFileSync(caFile)
     const publicKey = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
-    const tokens = async (n: number): Promise<string[]> => Promise.all(Array.from({length: n}, () => gh.mint({jti: randomUUID()})))
+    const tokens = async (n: number): Promise<string[]> =>
+      Promise.all(Array.from({length: n}, () => gh.mint({jti: randomUUID()})))
     const run = async (url: string, n: number) => {
       const list = await tokens(n)
       let next = 0
@@ -105,7 +126,9 @@ export async function benchReplicas(): Promise<void> {
         method: 'POST',
         headers: {'content-type': 'application/json'},
         ...({tls: {ca}} as object),
-        requests: [{setupRequest: (req: autocannon.Request) => ({...req, body: JSON.stringify({publicKey, ott: list[next++]})})}],
+        requests: [
+          {setupRequest: (req: autocannon.Request) => ({...req, body: JSON.stringify({publicKey, ott: list[next++]})})},
+        ],
       })
       // autocannon's own duration is whole seconds: too coarse for runs of a few seconds
       return {...result, seconds: (performance.now() - t0) / 1000}
@@ -129,17 +152,36 @@ export async function benchReplicas(): Promise<void> {
     const summary = (name: string) => {
       const rs = results.get(name)!
       const rates = rs.map((r) => r.rate)
-      return {rate: median(rates), min: Math.min(...rates), max: Math.max(...rates), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), bad: rs.reduce((n, r) => n + r.bad, 0)}
+      return {
+        rate: median(rates),
+        min: Math.min(...rates),
+        max: Math.max(...rates),
+        p50: median(rs.map((r) => r.p50)),
+        p99: median(rs.map((r) => r.p99)),
+        bad: rs.reduce((n, r) => n + r.bad, 0),
+      }
     }
     const rows = configs.map((c) => {
       const s = summary(c.name)
       const spread = ((s.max - s.min) / s.rate) * 100
-      return {name: c.name, value: `${s.rate.toFixed(0)} certificates/s (rounds ${s.min.toFixed(0)}–${s.max.toFixed(0)}, spread ${spread.toFixed(0)}%), p50 ${s.p50} ms, p99 ${s.p99} ms, ${s.bad} not 201`}
+      return {
+        name: c.name,
+        value: `${s.rate.toFixed(0)} certificates/s (rounds ${s.min.toFixed(0)}–${s.max.toFixed(0)}, spread ${spread.toFixed(0)}%), p50 ${s.p50} ms, p99 ${s.p99} ms, ${s.bad} not 201`,
+      }
     })
     const ratio = (a: string, b: string) => summary(a).rate / summary(b).rate
-    rows.push({name: 'PostgreSQL / SQLite (1 replica)', value: `${ratio('PostgreSQL, 1 replica', 'SQLite, 1 replica').toFixed(2)}×`})
-    rows.push({name: '3 replicas / 1 replica (HAProxy)', value: `${ratio('PostgreSQL, 3 replicas via HAProxy', 'PostgreSQL, 1 replica via HAProxy').toFixed(2)}× — 2 cores shared by everything: replicas on their own machines would add their cores`})
-    print(`Replicas (HTTPS POST /ssh/sign, ES256 tokens, 16 connections, ${ROUNDS} alternating rounds of ${AMOUNT}; PostgreSQL fsync + synchronous_commit on)`, rows)
+    rows.push({
+      name: 'PostgreSQL / SQLite (1 replica)',
+      value: `${ratio('PostgreSQL, 1 replica', 'SQLite, 1 replica').toFixed(2)}×`,
+    })
+    rows.push({
+      name: '3 replicas / 1 replica (HAProxy)',
+      value: `${ratio('PostgreSQL, 3 replicas via HAProxy', 'PostgreSQL, 1 replica via HAProxy').toFixed(2)}× — 2 cores shared by everything: replicas on their own machines would add their cores`,
+    })
+    print(
+      `Replicas (HTTPS POST /ssh/sign, ES256 tokens, 16 connections, ${ROUNDS} alternating rounds of ${AMOUNT}; PostgreSQL fsync + synchronous_commit on)`,
+      rows,
+    )
     await one.stop()
     await three.stop()
   } finally {

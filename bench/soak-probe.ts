@@ -8,7 +8,13 @@ if (process.send) {
     if (m !== 'probe') return
     ;(globalThis as {gc?: () => void}).gc?.()
     const mu = process.memoryUsage()
-    process.send!({rss: mu.rss, heapUsed: mu.heapUsed, heapTotal: mu.heapTotal, external: mu.external, arrayBuffers: mu.arrayBuffers})
+    process.send!({
+      rss: mu.rss,
+      heapUsed: mu.heapUsed,
+      heapTotal: mu.heapTotal,
+      external: mu.external,
+      arrayBuffers: mu.arrayBuffers,
+    })
   })
   // the channel must not keep the server alive once it has been told to stop
   process.channel?.unref()

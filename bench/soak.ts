@@ -85,7 +85,12 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-soak-'))
   const gh = await startGithubIssuer('sshca-ci', 'ES256')
   const {init, passwordFile} = await benchCaDir(dir, gh.issuer, 'full')
-  const {url, server} = await startCaServer(init.config, passwordFile, ['--expose-gc', '--import', join(import.meta.dirname, 'soak-probe.ts')], ['ignore', 'pipe', 'inherit', 'ipc'])
+  const {url, server} = await startCaServer(
+    init.config,
+    passwordFile,
+    ['--expose-gc', '--import', join(import.meta.dirname, 'soak-probe.ts')],
+    ['ignore', 'pipe', 'inherit', 'ipc'],
+  )
   const pid = server.pid!
   const ca = readFileSync(join(init.dir, 'certs', 'root_ca.crt'))
   const subject = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
@@ -115,7 +120,14 @@ async function main(): Promise<void> {
     const t0 = performance.now()
     inFlight++
     maxInFlight = Math.max(maxInFlight, inFlight)
-    p.request({path: '/ssh/sign', method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({publicKey: subject, ott}), headersTimeout: 30_000, bodyTimeout: 30_000})
+    p.request({
+      path: '/ssh/sign',
+      method: 'POST',
+      headers: {'content-type': 'application/json'},
+      body: JSON.stringify({publicKey: subject, ott}),
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+    })
       .then(async (res) => {
         await res.body.dump()
         const win = w()
@@ -127,7 +139,13 @@ async function main(): Promise<void> {
   }
 
   /** Offers `perSecond` requests each second for `ms`, open loop; calls `tick` every `everyMs`. */
-  const drive = async (p: Pool, perSecond: number, ms: number, everyMs: number, tick: (w: Window, i: number) => Promise<void>): Promise<void> => {
+  const drive = async (
+    p: Pool,
+    perSecond: number,
+    ms: number,
+    everyMs: number,
+    tick: (w: Window, i: number) => Promise<void>,
+  ): Promise<void> => {
     let w = newWindow()
     const start = performance.now()
     let sent = 0
@@ -160,9 +178,21 @@ async function main(): Promise<void> {
     await cleanup()
   }
 
-  async function probe(): Promise<{rss: number; heapUsed: number; external: number; fds: number; db: number; wal: number; shm: number; spent: number; certs: number}> {
+  async function probe(): Promise<{
+    rss: number
+    heapUsed: number
+    external: number
+    fds: number
+    db: number
+    wal: number
+    shm: number
+    spent: number
+    certs: number
+  }> {
     server.send('probe')
-    const [m] = (await Promise.race([once(server, 'message'), sleep(15_000).then(() => [undefined])])) as [{rss: number; heapUsed: number; external: number} | undefined]
+    const [m] = (await Promise.race([once(server, 'message'), sleep(15_000).then(() => [undefined])])) as [
+      {rss: number; heapUsed: number; external: number} | undefined,
+    ]
     if (!m) throw new Error('the server did not answer the probe')
     const size = (f: string): number => {
       try {
@@ -176,14 +206,28 @@ async function main(): Promise<void> {
     const spent = count('used_tokens')
     const certs = count('certificates')
     db.close()
-    return {rss: m.rss, heapUsed: m.heapUsed, external: m.external, fds: readdirSync(`/proc/${pid}/fd`).length, db: size(dbFile), wal: size(`${dbFile}-wal`), shm: size(`${dbFile}-shm`), spent, certs}
+    return {
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      external: m.external,
+      fds: readdirSync(`/proc/${pid}/fd`).length,
+      db: size(dbFile),
+      wal: size(`${dbFile}-wal`),
+      shm: size(`${dbFile}-shm`),
+      spent,
+      certs,
+    }
   }
 
   async function soak(): Promise<void> {
     pool = new Pool(url, {connections: 16, connect: {ca}})
     const bound = Math.ceil(rate * (tokenTtl + LEEWAY + PURGE_EVERY_MS / 1000))
-    console.log(`soak: ${minutes} min at ${rate} certificates/s (open loop, 16 connections), tokens valid ${tokenTtl} s, SQLite durability full; server pid ${pid}`)
-    console.log(`spent-token table bound: rate × (token lifetime + ${LEEWAY} s leeway + ${PURGE_EVERY_MS / 1000} s purge interval) ≈ ${bound}`)
+    console.log(
+      `soak: ${minutes} min at ${rate} certificates/s (open loop, 16 connections), tokens valid ${tokenTtl} s, SQLite durability full; server pid ${pid}`,
+    )
+    console.log(
+      `spent-token table bound: rate × (token lifetime + ${LEEWAY} s leeway + ${PURGE_EVERY_MS / 1000} s purge interval) ≈ ${bound}`,
+    )
     await minter.ready(rate * 2)
     const samples: (Awaited<ReturnType<typeof probe>> & {minute: number})[] = []
     let requests = 0
@@ -195,7 +239,10 @@ async function main(): Promise<void> {
       errors += bad
       const s = {...(await probe()), minute}
       samples.push(s)
-      const codes = [...w.status].map(([c, n]) => `${c}×${n}`).concat([...w.errors].map(([e, n]) => `${e}×${n}`)).join(' ')
+      const codes = [...w.status]
+        .map(([c, n]) => `${c}×${n}`)
+        .concat([...w.errors].map(([e, n]) => `${e}×${n}`))
+        .join(' ')
       console.log(
         `min ${String(minute).padStart(2)}: ${codes || 'no answers'}  p99 ${w.latencies.length ? percentile(w.latencies, 99).toFixed(0) : '-'} ms | ` +
           `rss ${mb(s.rss)} heap ${mb(s.heapUsed)} ext ${mb(s.external)} fds ${s.fds} | db ${mb(s.db)} wal ${mb(s.wal)} shm ${(s.shm / 1024).toFixed(0)} KB | spent tokens ${s.spent} certificates ${s.certs}`,
@@ -205,28 +252,58 @@ async function main(): Promise<void> {
     // are purged), plus a minute; the working set is not steady before
     const warm = Math.ceil((tokenTtl + LEEWAY + PURGE_EVERY_MS / 1000) / 60) + 1
     const after = samples.filter((s) => s.minute > warm && s.minute <= minutes)
-    if (minutes < warm + 2) console.log(`\n(warm-up lasts ${warm} minutes at these settings: run at least ${warm + 2} minutes for slopes)`)
+    if (minutes < warm + 2)
+      console.log(`\n(warm-up lasts ${warm} minutes at these settings: run at least ${warm + 2} minutes for slopes)`)
     else console.log(`\nafter warm-up (minutes ${warm + 1}–${minutes}): first → last, slope per minute (least squares)`)
-    const line = (name: string, pick: (s: (typeof samples)[number]) => number, fmt: (n: number) => string, limit?: number): boolean => {
+    const line = (
+      name: string,
+      pick: (s: (typeof samples)[number]) => number,
+      fmt: (n: number) => string,
+      limit?: number,
+    ): boolean => {
       if (after.length < 2) return true
       const first = pick(after[0]!)
       const last = pick(after.at(-1)!)
       const growth = first === 0 ? 0 : ((last - first) / first) * 100
       const ok = limit === undefined || growth < limit
-      console.log(`  ${name.padEnd(14)} ${fmt(first)} → ${fmt(last)}  slope ${fmt(slope(after.map((s) => s.minute), after.map(pick)))}/min  growth ${growth.toFixed(1)}%${limit === undefined ? '' : ok ? `  ✓ (< ${limit}%)` : `  ✗ (target < ${limit}%)`}`)
+      console.log(
+        `  ${name.padEnd(14)} ${fmt(first)} → ${fmt(last)}  slope ${fmt(
+          slope(
+            after.map((s) => s.minute),
+            after.map(pick),
+          ),
+        )}/min  growth ${growth.toFixed(1)}%${limit === undefined ? '' : ok ? `  ✓ (< ${limit}%)` : `  ✗ (target < ${limit}%)`}`,
+      )
       return ok
     }
     line('rss', (s) => s.rss, mb, 10)
     line('live heap', (s) => s.heapUsed, mb, 10)
     line('external', (s) => s.external, mb)
-    line('fds', (s) => s.fds, (n) => n.toFixed(1), 10)
+    line(
+      'fds',
+      (s) => s.fds,
+      (n) => n.toFixed(1),
+      10,
+    )
     line('db file', (s) => s.db, mb)
     line('wal file', (s) => s.wal, mb)
-    line('spent tokens', (s) => s.spent, (n) => n.toFixed(0))
-    line('certificates', (s) => s.certs, (n) => n.toFixed(0))
+    line(
+      'spent tokens',
+      (s) => s.spent,
+      (n) => n.toFixed(0),
+    )
+    line(
+      'certificates',
+      (s) => s.certs,
+      (n) => n.toFixed(0),
+    )
     const maxSpent = Math.max(...samples.map((s) => s.spent))
-    console.log(`  spent tokens at most ${maxSpent} (bound ≈ ${bound}) ${maxSpent <= bound * 1.2 ? '✓ bounded' : '✗ above the bound'}`)
-    console.log(`  requests ${requests}, errors/non-201 ${errors} ${errors === 0 ? '✓' : '✗'}; load generator starved of tokens ${minter.starved} times`)
+    console.log(
+      `  spent tokens at most ${maxSpent} (bound ≈ ${bound}) ${maxSpent <= bound * 1.2 ? '✓ bounded' : '✗ above the bound'}`,
+    )
+    console.log(
+      `  requests ${requests}, errors/non-201 ${errors} ${errors === 0 ? '✓' : '✗'}; load generator starved of tokens ${minter.starved} times`,
+    )
   }
 
   async function overload(): Promise<void> {
@@ -245,7 +322,12 @@ async function main(): Promise<void> {
           await sleep(5)
           continue
         }
-        const res = await calib.request({path: '/ssh/sign', method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({publicKey: subject, ott})})
+        const res = await calib.request({
+          path: '/ssh/sign',
+          method: 'POST',
+          headers: {'content-type': 'application/json'},
+          body: JSON.stringify({publicKey: subject, ott}),
+        })
         await res.body.dump()
         bump(calibCodes, res.statusCode)
         if (res.statusCode === 201) done++
@@ -259,13 +341,25 @@ async function main(): Promise<void> {
     const sustainable = ((done - d0) * 1000) / (performance.now() - t0)
     stop = true
     await Promise.all(workers)
-    console.log(`calibration: ${[...calibCodes].sort().map(([c, n]) => `${c} × ${n}`).join(', ') || 'no answers'}`)
+    console.log(
+      `calibration: ${
+        [...calibCodes]
+          .sort()
+          .map(([c, n]) => `${c} × ${n}`)
+          .join(', ') || 'no answers'
+      }`,
+    )
     await calib.close()
-    if (minter.starved > 0) console.log(`(the calibration ran out of pre-minted tokens ${minter.starved} times: the sustainable rate is at least what it shows)`)
+    if (minter.starved > 0)
+      console.log(
+        `(the calibration ran out of pre-minted tokens ${minter.starved} times: the sustainable rate is at least what it shows)`,
+      )
     stock = undefined
     const before = await probe()
     rate = Math.round(sustainable * 4)
-    console.log(`overload: sustainable ${sustainable.toFixed(0)} certificates/s (16 connections, closed loop, 15 s); offering ${rate}/s (4×) open loop for ${minutes} min over up to 512 connections`)
+    console.log(
+      `overload: sustainable ${sustainable.toFixed(0)} certificates/s (16 connections, closed loop, 15 s); offering ${rate}/s (4×) open loop for ${minutes} min over up to 512 connections`,
+    )
     pool = new Pool(url, {connections: 512, connect: {ca}})
     await minter.ready(rate * 2)
     const all = newWindow()
@@ -274,16 +368,35 @@ async function main(): Promise<void> {
       for (const [c, n] of w.status) all.status.set(c, (all.status.get(c) ?? 0) + n)
       for (const [e, n] of w.errors) all.errors.set(e, (all.errors.get(e) ?? 0) + n)
       all.latencies.push(...w.latencies)
-      const codes = [...w.status].map(([c, n]) => `${c}×${n}`).concat([...w.errors].map(([e, n]) => `${e}×${n}`)).join(' ')
-      console.log(`  ${String(i * 10).padStart(4)} s: ${codes || 'no answers'}  p99 of 201s ${w.latencies.length ? percentile(w.latencies, 99).toFixed(0) : '-'} ms  in flight ${inFlight}`)
+      const codes = [...w.status]
+        .map(([c, n]) => `${c}×${n}`)
+        .concat([...w.errors].map(([e, n]) => `${e}×${n}`))
+        .join(' ')
+      console.log(
+        `  ${String(i * 10).padStart(4)} s: ${codes || 'no answers'}  p99 of 201s ${w.latencies.length ? percentile(w.latencies, 99).toFixed(0) : '-'} ms  in flight ${inFlight}`,
+      )
     })
     const after = await probe()
     const answered = total(all.status) + total(all.errors)
     console.log('\noverload summary')
-    console.log(`  offered ${answered} requests (${(answered / (minutes * 60)).toFixed(0)}/s of ${rate}/s asked; the load generator lacked a token ${minter.starved - offered0} times)`)
-    console.log(`  status codes: ${[...all.status].sort().map(([c, n]) => `${c} × ${n}`).join(', ') || 'none'}; errors: ${[...all.errors].map(([e, n]) => `${e} × ${n}`).join(', ') || 'none'}`)
-    if (all.latencies.length) console.log(`  accepted (201): p50 ${percentile(all.latencies, 50).toFixed(0)} ms, p99 ${percentile(all.latencies, 99).toFixed(0)} ms, max ${Math.max(...all.latencies).toFixed(0)} ms (target p99 < 100 ms)`)
-    console.log(`  most requests in flight at once: ${maxInFlight}; server rss ${mb(before.rss)} → ${mb(after.rss)}, fds ${before.fds} → ${after.fds}`)
+    console.log(
+      `  offered ${answered} requests (${(answered / (minutes * 60)).toFixed(0)}/s of ${rate}/s asked; the load generator lacked a token ${minter.starved - offered0} times)`,
+    )
+    console.log(
+      `  status codes: ${
+        [...all.status]
+          .sort()
+          .map(([c, n]) => `${c} × ${n}`)
+          .join(', ') || 'none'
+      }; errors: ${[...all.errors].map(([e, n]) => `${e} × ${n}`).join(', ') || 'none'}`,
+    )
+    if (all.latencies.length)
+      console.log(
+        `  accepted (201): p50 ${percentile(all.latencies, 50).toFixed(0)} ms, p99 ${percentile(all.latencies, 99).toFixed(0)} ms, max ${Math.max(...all.latencies).toFixed(0)} ms (target p99 < 100 ms)`,
+      )
+    console.log(
+      `  most requests in flight at once: ${maxInFlight}; server rss ${mb(before.rss)} → ${mb(after.rss)}, fds ${before.fds} → ${after.fds}`,
+    )
   }
 }
 

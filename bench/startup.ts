@@ -28,7 +28,18 @@ export async function benchStartup(): Promise<void> {
     const ca = generatePrivateKey('ed25519')
     const key = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 1n, keyId: 'bench', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(ca.keyObject))
+    const cert = await signCertificate(
+      {
+        type: 'user',
+        publicKey: key.publicKey,
+        serial: 1n,
+        keyId: 'bench',
+        principals: ['alice'],
+        validAfter: now - 60n,
+        validBefore: now + 3600n,
+      },
+      keySigner(ca.keyObject),
+    )
     await AgentClient.with({socketPath: socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
     const env = {...process.env, SSH_AUTH_SOCK: socket}
     const bare = wallMs(process.execPath, ['-e', '0'], env)
@@ -37,8 +48,16 @@ export async function benchStartup(): Promise<void> {
     const ratio = list.median / bare.median
     print('Start-up (median wall time of 15 runs)', [
       {name: 'node -e 0', value: `${bare.median.toFixed(0)} ms`},
-      {name: 'sshca list', value: `${list.median.toFixed(0)} ms = ${ratio.toFixed(2)}× bare node`, target: '≤ 1.3× (issue 14)', ok: ratio <= 1.3},
-      {name: 'sshca list through oclif', value: `${listOclif.median.toFixed(0)} ms = ${(listOclif.median / bare.median).toFixed(2)}× (without the fast path)`},
+      {
+        name: 'sshca list',
+        value: `${list.median.toFixed(0)} ms = ${ratio.toFixed(2)}× bare node`,
+        target: '≤ 1.3× (issue 14)',
+        ok: ratio <= 1.3,
+      },
+      {
+        name: 'sshca list through oclif',
+        value: `${listOclif.median.toFixed(0)} ms = ${(listOclif.median / bare.median).toFixed(2)}× (without the fast path)`,
+      },
     ])
   })
 }

@@ -74,7 +74,8 @@ export async function benchVsStep(): Promise<void> {
     servers.push(await startStepCa(join(dir, 'step-ca'), gh.issuer))
     const publicKey = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
     // step-ca derives the principals from the email claim; sshca's rule ignores it
-    const mint = (n: number): Promise<string[]> => Promise.all(Array.from({length: n}, () => gh.mint({email: 'deploy@example.com'})))
+    const mint = (n: number): Promise<string[]> =>
+      Promise.all(Array.from({length: n}, () => gh.mint({email: 'deploy@example.com'})))
     // warm-up: JIT, JWKS fetches, TLS sessions, the databases' first pages
     const warm = await mint(1000)
     for (const s of servers) await load(s, publicKey, warm)
@@ -84,7 +85,9 @@ export async function benchVsStep(): Promise<void> {
       // alternate the order: whoever goes first in one round goes last in the next
       const order = round % 2 === 0 ? servers : [...servers].reverse()
       for (const s of order) samples.get(s.name)!.push(await load(s, publicKey, tokens))
-      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s`).join(', ')}\n`)
+      process.stderr.write(
+        `round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s`).join(', ')}\n`,
+      )
     }
     report(servers, samples, loadStart)
   } finally {
@@ -101,7 +104,10 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     const xs = samples.get(s.name)!
     const m = (f: (x: Sample) => number): number => median(xs.map(f))
     const bad = xs.reduce((a, x) => a + x.errors + (x.total - x.ok), 0)
-    rows.push({name: s.name, value: `${m((x) => x.rate).toFixed(0)} certificates/s, p50 ${m((x) => x.p50)} ms, p99 ${m((x) => x.p99)} ms, server CPU ${m((x) => x.cpuUs).toFixed(0)} µs/certificate${s.name === 'step-ca' ? '' : ` (main thread ${m((x) => x.mainUs).toFixed(0)} µs: at most ${(1e6 / m((x) => x.mainUs)).toFixed(0)}/s with any number of workers)`}, ${bad} errors or non-201 in ${xs.reduce((a, x) => a + x.total, 0)}`})
+    rows.push({
+      name: s.name,
+      value: `${m((x) => x.rate).toFixed(0)} certificates/s, p50 ${m((x) => x.p50)} ms, p99 ${m((x) => x.p99)} ms, server CPU ${m((x) => x.cpuUs).toFixed(0)} µs/certificate${s.name === 'step-ca' ? '' : ` (main thread ${m((x) => x.mainUs).toFixed(0)} µs: at most ${(1e6 / m((x) => x.mainUs)).toFixed(0)}/s with any number of workers)`}, ${bad} errors or non-201 in ${xs.reduce((a, x) => a + x.total, 0)}`,
+    })
   }
   for (const s of servers) {
     if (s.name === 'step-ca') continue
@@ -110,9 +116,17 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     const p99 = median(xs.map((x, i) => x.p99 / step[i]!.p99))
     // CPU per certificate moves least with the neighbours' load: what the rate would be on idle cores
     const cpu = median(xs.map((x, i) => step[i]!.cpuUs / x.cpuUs))
-    rows.push({name: `${s.name} / step-ca`, value: `rate ${rate.toFixed(2)}×, p99 ${p99.toFixed(2)}×, step-ca spends ${cpu.toFixed(2)}× the CPU per certificate (medians of the ${xs.length} rounds' ratios; rate each round: ${xs.map((x, i) => (x.rate / step[i]!.rate).toFixed(2)).join(' ')})`, target: 'rate ≥ 2×, p99 ≤ 1×', ok: rate >= 2 && p99 <= 1})
+    rows.push({
+      name: `${s.name} / step-ca`,
+      value: `rate ${rate.toFixed(2)}×, p99 ${p99.toFixed(2)}×, step-ca spends ${cpu.toFixed(2)}× the CPU per certificate (medians of the ${xs.length} rounds' ratios; rate each round: ${xs.map((x, i) => (x.rate / step[i]!.rate).toFixed(2)).join(' ')})`,
+      target: 'rate ≥ 2×, p99 ≤ 1×',
+      ok: rate >= 2 && p99 <= 1,
+    })
   }
-  print(`sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`, rows)
+  print(
+    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
+    rows,
+  )
 }
 
 /** Sends every token once over 16 keep-alive connections; the server's CPU time from /proc. */
@@ -142,12 +156,23 @@ async function load(s: Server, publicKey: string, tokens: string[]): Promise<Sam
   })
   const cpuUs = ((processCpuMs(s.pid) - cpu0) * 1000) / r.requests.total
   const mainUs = ((processCpuMs(s.pid, s.pid) - main0) * 1000) / r.requests.total
-  return {rate: (r.requests.total * 1000) / (last - t0), p50: r.latency.p50, p99: r.latency.p99, cpuUs, mainUs, ok: r['2xx'], total: r.requests.total, errors: r.errors}
+  return {
+    rate: (r.requests.total * 1000) / (last - t0),
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    cpuUs,
+    mainUs,
+    ok: r['2xx'],
+    total: r.requests.total,
+    errors: r.errors,
+  }
 }
 
 /** utime + stime of every thread of a process (or of its thread `tid`), ms. */
 function processCpuMs(pid: number, tid?: number): number {
-  const f = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  const f = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+    .split(') ')[1]!
+    .split(' ')
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100
 }
 
@@ -181,13 +206,49 @@ export async function startSshca(dir: string, issuer: string, workers: number): 
     audit: {file: join(dir, 'audit.log')},
     // the rate limit stays on (its cost is part of the figure), with room for the benchmark's one address
     limits: {rate: {max: 1_000_000_000, window: '1m'}},
-    provisioners: [{name: 'ci', type: 'oidc', issuer, audience: AUDIENCE, maxTtl: '15m', rules: [
-      {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']}},
-    ]}],
+    provisioners: [
+      {
+        name: 'ci',
+        type: 'oidc',
+        issuer,
+        audience: AUDIENCE,
+        maxTtl: '15m',
+        rules: [
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']},
+            certificate: {
+              principals: ['deploy'],
+              ttl: '10m',
+              keyId: 'gha:${repository}:${run_id}',
+              forceCommand: '/usr/local/bin/deploy.sh',
+              sourceAddress: ['10.0.0.0/8'],
+            },
+          },
+        ],
+      },
+    ],
   })
   const pw = join(dir, 'pw')
   writeFileSync(pw, `${PASSWORD}\n`, {mode: 0o600})
-  const child = spawn(process.execPath, ['bin/run.js', 'ca', 'serve', '--config', init.config, '--password-file', pw, '--address', '127.0.0.1:0', '--workers', String(workers), '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
+  const child = spawn(
+    process.execPath,
+    [
+      'bin/run.js',
+      'ca',
+      'serve',
+      '--config',
+      init.config,
+      '--password-file',
+      pw,
+      '--address',
+      '127.0.0.1:0',
+      '--workers',
+      String(workers),
+      '--json',
+    ],
+    {stdio: ['ignore', 'pipe', 'inherit']},
+  )
   let out = ''
   child.stdout!.on('data', (d) => (out += d))
   let url = ''
@@ -223,19 +284,57 @@ async function startStepCa(dir: string, issuer: string): Promise<Server> {
     const r = spawnSync(join(STEP_BIN, 'step'), args, {env, encoding: 'utf8'})
     if (r.status !== 0) throw new Error(`step ${args.join(' ')}: ${r.stderr}`)
   }
-  step('ca', 'init', '--name', 'bench', '--dns', '127.0.0.1', '--address', `127.0.0.1:${port}`, '--provisioner', 'admin', '--password-file', pw, '--provisioner-password-file', pw, '--ssh')
+  step(
+    'ca',
+    'init',
+    '--name',
+    'bench',
+    '--dns',
+    '127.0.0.1',
+    '--address',
+    `127.0.0.1:${port}`,
+    '--provisioner',
+    'admin',
+    '--password-file',
+    pw,
+    '--provisioner-password-file',
+    pw,
+    '--ssh',
+  )
   const stepDir = join(dir, 'step')
   for (const k of ['user', 'host']) {
     rmSync(join(stepDir, 'secrets', `ssh_${k}_ca_key`), {force: true})
     rmSync(join(stepDir, 'certs', `ssh_${k}_ca_key.pub`), {force: true})
-    step('crypto', 'keypair', join(stepDir, 'certs', `ssh_${k}_ca_key.pub`), join(stepDir, 'secrets', `ssh_${k}_ca_key`), '--kty', 'OKP', '--crv', 'Ed25519', '--password-file', pw)
+    step(
+      'crypto',
+      'keypair',
+      join(stepDir, 'certs', `ssh_${k}_ca_key.pub`),
+      join(stepDir, 'secrets', `ssh_${k}_ca_key`),
+      '--kty',
+      'OKP',
+      '--crv',
+      'Ed25519',
+      '--password-file',
+      pw,
+    )
   }
   const caJson = join(stepDir, 'config', 'ca.json')
   const config = JSON.parse(readFileSync(caJson, 'utf8')) as {authority: {provisioners: unknown[]}; db: {type: string}}
-  config.authority.provisioners.push({type: 'OIDC', name: 'ci', clientID: AUDIENCE, clientSecret: '', configurationEndpoint: `${issuer}/.well-known/openid-configuration`, claims: {enableSSHCA: true}})
+  config.authority.provisioners.push({
+    type: 'OIDC',
+    name: 'ci',
+    clientID: AUDIENCE,
+    clientSecret: '',
+    configurationEndpoint: `${issuer}/.well-known/openid-configuration`,
+    claims: {enableSSHCA: true},
+  })
   writeFileSync(caJson, JSON.stringify(config, null, 2))
   const log = join(dir, 'step-ca.log')
-  const child = spawn('sh', ['-c', `exec "$0" "$1" --password-file "$2" 2>>"$3" >>"$3"`, join(STEP_BIN, 'step-ca'), caJson, pw, log], {env, stdio: 'ignore'})
+  const child = spawn(
+    'sh',
+    ['-c', `exec "$0" "$1" --password-file "$2" 2>>"$3" >>"$3"`, join(STEP_BIN, 'step-ca'), caJson, pw, log],
+    {env, stdio: 'ignore'},
+  )
   const ca = readFileSync(join(stepDir, 'certs', 'root_ca.crt'))
   const url = `https://127.0.0.1:${port}`
   const dispatcher = new Agent({connect: {ca}})

@@ -5,7 +5,11 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--incremental'], {stdio: 'inherit'})
+execFileSync(
+  process.execPath,
+  [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--incremental'],
+  {stdio: 'inherit'},
+)
 // and the fast path's bundles, which bin/run.js loads for list and login
 execFileSync(process.execPath, [join(root, 'scripts/bundle-fast.ts')], {stdio: 'inherit'})
 await import('./run.js')

@@ -7,7 +7,8 @@ const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 16)) {
   const message = `sshca needs Node.js 22.16 or newer; this is ${process.version} (${process.execPath})`
   const hint = 'install Node.js 22 or 24 (nodejs.org, your package manager, or `nvm install 24`) and run sshca again'
-  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify({error: {code: 'ERR_NODE_VERSION', message, hint}}, null, 2)}\n`)
+  if (process.argv.includes('--json'))
+    process.stdout.write(`${JSON.stringify({error: {code: 'ERR_NODE_VERSION', message, hint}}, null, 2)}\n`)
   else process.stderr.write(`Error [ERR_NODE_VERSION]: ${message}\n  → ${hint}\n`)
   process.exit(9)
 }

@@ -40,7 +40,13 @@ interface Manifest {
 
 /** The package a bare import names: `@scope/name/sub` → `@scope/name`, `name/sub` → `name`. */
 export function packageOf(specifier: string): string | undefined {
-  if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('node:') || builtinModules.includes(specifier.split('/')[0]!)) return undefined
+  if (
+    specifier.startsWith('.') ||
+    specifier.startsWith('/') ||
+    specifier.startsWith('node:') ||
+    builtinModules.includes(specifier.split('/')[0]!)
+  )
+    return undefined
   const parts = specifier.split('/')
   return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]
 }
@@ -48,14 +54,22 @@ export function packageOf(specifier: string): string | undefined {
 /** Every module specifier a built ES module names: static imports, re-exports, side-effect imports, import(). */
 export function importsIn(js: string): string[] {
   const out: string[] = []
-  const patterns = [/\b(?:import|export)\s[^'"]*?\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g]
+  const patterns = [
+    /\b(?:import|export)\s[^'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ]
   for (const re of patterns) for (const m of js.matchAll(re)) out.push(m[1]!)
   return out
 }
 
 /** The files `npm pack` would put in the tarball, as npm itself lists them. */
 function packedFiles(root: string): string[] {
-  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const [report] = JSON.parse(out) as [{files: {path: string}[]}]
   return report.files.map((f) => f.path).sort()
 }
@@ -68,7 +82,10 @@ function freshManifest(root: string): Manifest {
     cpSync(join(root, 'dist'), join(dir, 'dist'), {recursive: true})
     mkdirSync(join(dir, 'bin'))
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
-    execFileSync(process.execPath, [join(root, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], {cwd: dir, stdio: 'ignore'})
+    execFileSync(process.execPath, [join(root, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], {
+      cwd: dir,
+      stdio: 'ignore',
+    })
     return JSON.parse(readFileSync(join(dir, 'oclif.manifest.json'), 'utf8')) as Manifest
   } finally {
     rmSync(dir, {recursive: true, force: true})
@@ -80,19 +97,31 @@ export function checkPackage(root = ROOT): string[] {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Pkg
   if (!existsSync(join(root, 'dist', 'cli', 'fast.js'))) return ['dist/ is missing: run `npm run build` first']
   if (pkg.private) problems.push('package.json says "private": true: npm will not publish it')
-  if (pkg.bin?.sshca !== './bin/run.js') problems.push(`package.json bin.sshca is ${JSON.stringify(pkg.bin?.sshca)}, not ./bin/run.js`)
+  if (pkg.bin?.sshca !== './bin/run.js')
+    problems.push(`package.json bin.sshca is ${JSON.stringify(pkg.bin?.sshca)}, not ./bin/run.js`)
   // bin/run.js refuses Node.js older than its own check: engines must say the same, so npm warns first
   const runJs = readFileSync(join(root, 'bin', 'run.js'), 'utf8')
   const floor = /major === (\d+) && minor < (\d+)/.exec(runJs)
   if (!floor) problems.push('bin/run.js: cannot find its Node.js version check')
-  else if (pkg.engines?.node !== `>=${floor[1]}.${floor[2]}`) problems.push(`package.json engines.node is ${JSON.stringify(pkg.engines?.node)}; bin/run.js needs >=${floor[1]}.${floor[2]}`)
+  else if (pkg.engines?.node !== `>=${floor[1]}.${floor[2]}`)
+    problems.push(
+      `package.json engines.node is ${JSON.stringify(pkg.engines?.node)}; bin/run.js needs >=${floor[1]}.${floor[2]}`,
+    )
 
   const manifest = JSON.parse(readFileSync(join(root, 'oclif.manifest.json'), 'utf8')) as Manifest
-  if (manifest.version !== pkg.version) problems.push(`oclif.manifest.json is for version ${manifest.version}, package.json says ${pkg.version}: run \`npm run manifest\``)
-  const strip = (m: Manifest) => Object.fromEntries(Object.entries(m.commands).map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]))
-  if (JSON.stringify(strip(freshManifest(root))) !== JSON.stringify(strip(manifest))) problems.push('oclif.manifest.json does not match the commands in dist/: run `npm run build && npm run manifest`')
+  if (manifest.version !== pkg.version)
+    problems.push(
+      `oclif.manifest.json is for version ${manifest.version}, package.json says ${pkg.version}: run \`npm run manifest\``,
+    )
+  const strip = (m: Manifest) =>
+    Object.fromEntries(
+      Object.entries(m.commands).map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]),
+    )
+  if (JSON.stringify(strip(freshManifest(root))) !== JSON.stringify(strip(manifest)))
+    problems.push('oclif.manifest.json does not match the commands in dist/: run `npm run build && npm run manifest`')
   for (const [name, text] of Object.entries(generate(manifest as unknown as Parameters<typeof generate>[0]))) {
-    if (!existsSync(join(root, 'completions', name)) || readFileSync(join(root, 'completions', name), 'utf8') !== text) problems.push(`completions/${name} is stale: run \`npm run manifest\``)
+    if (!existsSync(join(root, 'completions', name)) || readFileSync(join(root, 'completions', name), 'utf8') !== text)
+      problems.push(`completions/${name} is stale: run \`npm run manifest\``)
   }
 
   const files = packedFiles(root)
@@ -111,9 +140,11 @@ export function checkPackage(root = ROOT): string[] {
   ]
   for (const f of needed) if (!packed.has(f)) problems.push(`the tarball lacks ${f}`)
   for (const f of files) {
-    if (/\.(ts|map|tsbuildinfo|tgz)$/.test(f) && !f.endsWith('.d.ts')) problems.push(`the tarball carries ${f} (sources, maps and archives stay out)`)
+    if (/\.(ts|map|tsbuildinfo|tgz)$/.test(f) && !f.endsWith('.d.ts'))
+      problems.push(`the tarball carries ${f} (sources, maps and archives stay out)`)
     if (/^(src|test|scripts|bench|docs|node_modules|\.cache)\//.test(f)) problems.push(`the tarball carries ${f}`)
-    if (/(^|\/)(\.env|.*\.pem|.*\.key|id_[a-z0-9]+)$/.test(f)) problems.push(`the tarball carries ${f}, which looks like a secret`)
+    if (/(^|\/)(\.env|.*\.pem|.*\.key|id_[a-z0-9]+)$/.test(f))
+      problems.push(`the tarball carries ${f}, which looks like a secret`)
   }
 
   // what the installed CLI imports must be what `npm install -g` installs: `dependencies`, and the
@@ -125,17 +156,22 @@ export function checkPackage(root = ROOT): string[] {
       const name = packageOf(spec)
       if (name === undefined) continue
       used.add(name)
-      if (!deps.has(name)) problems.push(`${f} imports ${spec}, and ${name} is not in dependencies: an installed sshca would not find it`)
+      if (!deps.has(name))
+        problems.push(`${f} imports ${spec}, and ${name} is not in dependencies: an installed sshca would not find it`)
     }
   }
-  for (const d of deps) if (!used.has(d)) problems.push(`dependencies lists ${d}, and nothing in the tarball imports it: make it a devDependency`)
+  for (const d of deps)
+    if (!used.has(d))
+      problems.push(`dependencies lists ${d}, and nothing in the tarball imports it: make it a devDependency`)
   return problems
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const problems = checkPackage()
   if (problems.length) {
-    process.stderr.write(`check-package: the package is not ready to publish:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`)
+    process.stderr.write(
+      `check-package: the package is not ready to publish:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`,
+    )
     process.exit(1)
   }
   process.stdout.write('check-package: the tarball has what an installed sshca needs, and no more\n')

@@ -30,7 +30,16 @@ const LAYERS: Record<string, readonly string[]> = {
  */
 const CA_ROOMS = ['http', 'authority', 'provisioner', 'keys', 'store', 'observe', 'config', 'policy']
 /** Rooms on one floor may not import each other either. */
-const CA_FLOOR: Record<string, number> = {http: 0, authority: 1, provisioner: 2, keys: 2, store: 2, observe: 2, config: 3, policy: 4}
+const CA_FLOOR: Record<string, number> = {
+  http: 0,
+  authority: 1,
+  provisioner: 2,
+  keys: 2,
+  store: 2,
+  observe: 2,
+  config: 3,
+  policy: 4,
+}
 
 function walk(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -56,7 +65,11 @@ function importsOf(file: string, known: Set<string>): Edge[] {
     let target = resolve(dirname(file), spec).replace(/\.js$/, '.ts')
     if (!target.endsWith('.ts')) target += '.ts'
     if (!known.has(target)) continue
-    edges.push({from: file, to: target, line: text.slice(0, m.index).split('\n').length + (m[0].startsWith('\n') ? 1 : 0)})
+    edges.push({
+      from: file,
+      to: target,
+      line: text.slice(0, m.index).split('\n').length + (m[0].startsWith('\n') ? 1 : 0),
+    })
   }
   return edges
 }
@@ -83,21 +96,27 @@ export function check(): string[] {
       if (a.layer !== b.layer) {
         const allowed = LAYERS[a.layer]
         if (!allowed) problems.push(`${at(e)}: src/${a.layer} is not a known layer (add it to scripts/deps-check.ts)`)
-        else if (!allowed.includes(b.layer)) problems.push(`${at(e)}: src/${a.layer} may not import src/${b.layer} (upward or sideways)`)
+        else if (!allowed.includes(b.layer))
+          problems.push(`${at(e)}: src/${a.layer} may not import src/${b.layer} (upward or sideways)`)
         continue
       }
       if (a.layer !== 'ca' || a.room === b.room) continue
       // inside the signing core: the process files may import any room; a room only those on lower floors
       if (a.room === '') continue
       if (b.room === '') {
-        problems.push(`${at(e)}: room src/ca/${a.room} may not import src/ca's own files (server, admin) above every room`)
+        problems.push(
+          `${at(e)}: room src/ca/${a.room} may not import src/ca's own files (server, admin) above every room`,
+        )
         continue
       }
       if (!CA_ROOMS.includes(a.room!) || !CA_ROOMS.includes(b.room!)) {
-        problems.push(`${at(e)}: src/ca/${!CA_ROOMS.includes(a.room!) ? a.room : b.room} is not a known room (add it to scripts/deps-check.ts)`)
+        problems.push(
+          `${at(e)}: src/ca/${!CA_ROOMS.includes(a.room!) ? a.room : b.room} is not a known room (add it to scripts/deps-check.ts)`,
+        )
         continue
       }
-      if (CA_FLOOR[b.room!]! <= CA_FLOOR[a.room!]!) problems.push(`${at(e)}: room src/ca/${a.room} may not import src/ca/${b.room} (same floor or above)`)
+      if (CA_FLOOR[b.room!]! <= CA_FLOOR[a.room!]!)
+        problems.push(`${at(e)}: room src/ca/${a.room} may not import src/ca/${b.room} (same floor or above)`)
     }
   }
 

@@ -53,7 +53,11 @@ let total = number('seconds', values.seconds) ?? (values.minutes ? number('minut
 if (total === undefined && runs === undefined && values.path === undefined) total = 5 * 60
 
 // how many properties share the time: mocha lists them without running anything
-const listed = spawnSync(process.execPath, [mocha, '--dry-run', '--reporter', 'json', ...grep, SPEC], {cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024})
+const listed = spawnSync(process.execPath, [mocha, '--dry-run', '--reporter', 'json', ...grep, SPEC], {
+  cwd: root,
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
+})
 if (listed.status !== 0) {
   process.stderr.write(listed.stderr)
   process.exit(listed.status ?? 1)
@@ -70,8 +74,19 @@ if (each !== undefined) env.SSHCA_FUZZ_SECONDS = String(each)
 if (runs !== undefined) env.SSHCA_FUZZ_RUNS = String(runs)
 if (values.path !== undefined) env.SSHCA_FUZZ_PATH = values.path
 
-const budget = [each !== undefined ? `${each} s` : undefined, runs !== undefined ? `at most ${runs} runs` : undefined].filter(Boolean).join(', ') || 'the CI run count'
-console.log(`fuzz: seed ${seed}, ${count} properties, ${budget} each${values.path ? `, replaying path ${values.path}` : ''}`)
-console.log(`      replay this run: npm run fuzz -- --seed ${seed}${values.seconds || values.minutes ? ` --seconds ${total}` : ''}${runs ? ` --runs ${runs}` : ''}${values.grep ? ` --grep ${JSON.stringify(values.grep)}` : ''}`)
-const r = spawnSync(process.execPath, [mocha, '--timeout', '0', '--reporter', 'spec', ...grep, SPEC], {cwd: root, env, stdio: 'inherit'})
+const budget =
+  [each !== undefined ? `${each} s` : undefined, runs !== undefined ? `at most ${runs} runs` : undefined]
+    .filter(Boolean)
+    .join(', ') || 'the CI run count'
+console.log(
+  `fuzz: seed ${seed}, ${count} properties, ${budget} each${values.path ? `, replaying path ${values.path}` : ''}`,
+)
+console.log(
+  `      replay this run: npm run fuzz -- --seed ${seed}${values.seconds || values.minutes ? ` --seconds ${total}` : ''}${runs ? ` --runs ${runs}` : ''}${values.grep ? ` --grep ${JSON.stringify(values.grep)}` : ''}`,
+)
+const r = spawnSync(process.execPath, [mocha, '--timeout', '0', '--reporter', 'spec', ...grep, SPEC], {
+  cwd: root,
+  env,
+  stdio: 'inherit',
+})
 process.exit(r.status ?? 1)

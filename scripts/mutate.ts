@@ -44,7 +44,8 @@ const add = (name: string, value: string) => (env[name] = env[name] ? `${env[nam
 const args = process.argv.slice(2)
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!
-  const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
+  const [flag, inline] =
+    a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
   const value = (): string => {
     const v = inline ?? args[++i]
     if (v === undefined) throw new Error(`${flag} needs a value`)
@@ -56,7 +57,10 @@ for (let i = 0; i < args.length; i++) {
   else if (flag === '--concurrency' || flag === '-c') env.SSHCA_MUTATE_CONCURRENCY = value()
   else passOn.push(a)
 }
-if (!env.SSHCA_MUTATE) console.error('mutate: no --mutate given, so every file in TARGETS is mutated (hours). One file: npm run mutate -- --mutate FILE (--help for more)')
+if (!env.SSHCA_MUTATE)
+  console.error(
+    'mutate: no --mutate given, so every file in TARGETS is mutated (hours). One file: npm run mutate -- --mutate FILE (--help for more)',
+  )
 const concurrency = Number(env.SSHCA_MUTATE_CONCURRENCY ?? 2)
 if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 2) {
   console.error('--concurrency must be 1 or 2: the machines this runs on are shared and have few cores')
@@ -112,7 +116,8 @@ function printScores(report: Report): void {
     ])
   }
   const width = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(' | ')} |`
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(' | ')} |`
   console.log(`\nMutation score per file = (killed + timeout) ÷ (mutants − equivalent); goal ${GOAL}%\n`)
   console.log(line(cols))
   console.log(`|${width.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`)

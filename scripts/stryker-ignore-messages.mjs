@@ -23,7 +23,15 @@ const ERROR_CLASSES = new Set(['Error', 'TypeError', 'RangeError'])
 /** SshReader methods → index of their `what` argument. */
 const READER_LABEL = {bytes: 0, text: 0, cstring: 0, mpint: 0, end: 0, take: 1}
 /** Functions (by name, in the file being mutated) → index of their `what` argument. */
-const LABEL_ARGUMENT = {checkText: 1, decodeOptions: 1, fixedWidth: 2, formatError: 0, denial: 2, assertSecureUrl: 1, tokenError: 1}
+const LABEL_ARGUMENT = {
+  checkText: 1,
+  decodeOptions: 1,
+  fixedWidth: 2,
+  formatError: 0,
+  denial: 2,
+  assertSecureUrl: 1,
+  tokenError: 1,
+}
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'
 
@@ -36,7 +44,8 @@ function argumentIndex(path) {
 function calleeName(call) {
   const c = call.node.callee
   if (c.type === 'Identifier') return {kind: 'function', name: c.name}
-  if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') return {kind: 'method', name: c.property.name}
+  if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier')
+    return {kind: 'method', name: c.property.name}
   return undefined
 }
 
@@ -54,7 +63,14 @@ const CHECK_LISTS = new Set(['problems', 'warnings'])
 function isCheckText(path) {
   if (argumentIndex(path) !== 0 || !(path.isStringLiteral() || path.isTemplateLiteral())) return false
   const c = path.parentPath.node.callee
-  return c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier' && c.property.name === 'push' && c.object.type === 'Identifier' && CHECK_LISTS.has(c.object.name)
+  return (
+    c.type === 'MemberExpression' &&
+    !c.computed &&
+    c.property.type === 'Identifier' &&
+    c.property.name === 'push' &&
+    c.object.type === 'Identifier' &&
+    CHECK_LISTS.has(c.object.name)
+  )
 }
 
 /** zod's custom messages: `.regex(re, '…')`, `.min(n, '…')`, and `message:` in `ctx.addIssue({…})`. */
@@ -66,7 +82,13 @@ function isZodMessage(path) {
     }
   }
   const prop = path.parentPath
-  if (!prop?.isObjectProperty() || prop.node.value !== path.node || prop.node.key.type !== 'Identifier' || prop.node.key.name !== 'message') return false
+  if (
+    !prop?.isObjectProperty() ||
+    prop.node.value !== path.node ||
+    prop.node.key.type !== 'Identifier' ||
+    prop.node.key.name !== 'message'
+  )
+    return false
   const call = prop.parentPath?.parentPath
   return !!call?.isCallExpression() && calleeName(call)?.kind === 'method' && calleeName(call)?.name === 'addIssue'
 }
@@ -81,7 +103,8 @@ function isMessage(path) {
     if (ERROR_CLASSES.has(callee.name)) return true
     if (callee.name === 'SshcaError') return i === 1 || (i === 2 && onlyHint(path.node))
   }
-  if (call.isCallExpression() && callee.kind === 'function' && Object.hasOwn(LABEL_ARGUMENT, callee.name)) return LABEL_ARGUMENT[callee.name] === i
+  if (call.isCallExpression() && callee.kind === 'function' && Object.hasOwn(LABEL_ARGUMENT, callee.name))
+    return LABEL_ARGUMENT[callee.name] === i
   if (call.isCallExpression() && callee.kind === 'method' && Object.hasOwn(READER_LABEL, callee.name)) {
     return READER_LABEL[callee.name] === i && (path.isStringLiteral() || path.isTemplateLiteral())
   }
@@ -90,7 +113,13 @@ function isMessage(path) {
 
 /** `{hint: …}` and nothing else. */
 function onlyHint(node) {
-  return node.type === 'ObjectExpression' && node.properties.length > 0 && node.properties.every((p) => p.type === 'ObjectProperty' && !p.computed && p.key.type === 'Identifier' && p.key.name === 'hint')
+  return (
+    node.type === 'ObjectExpression' &&
+    node.properties.length > 0 &&
+    node.properties.every(
+      (p) => p.type === 'ObjectProperty' && !p.computed && p.key.type === 'Identifier' && p.key.name === 'hint',
+    )
+  )
 }
 
 /** The value of `hint:` in the options of `new SshcaError(…)`. */
@@ -106,7 +135,13 @@ function isHint(path) {
 /** `what = 'string'` in a parameter list. */
 function isLabelDefault(path) {
   const p = path.parentPath
-  return !!p?.isAssignmentPattern() && p.node.right === path.node && p.node.left.type === 'Identifier' && p.node.left.name === 'what' && p.parentPath.isFunction()
+  return (
+    !!p?.isAssignmentPattern() &&
+    p.node.right === path.node &&
+    p.node.left.type === 'Identifier' &&
+    p.node.left.name === 'what' &&
+    p.parentPath.isFunction()
+  )
 }
 
 export const strykerPlugins = [

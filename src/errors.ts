@@ -10,7 +10,8 @@ export const ERROR_CODES = {
   ERR_FILE_NOT_FOUND: 'a file the command needs does not exist',
   ERR_FILE_EXISTS: 'a file the command would create already exists',
   ERR_FILE_PERMISSIONS: 'a secret file is readable by others',
-  ERR_UNSAFE_PATH: 'a file or directory sshca trusts (or a root service would run) can be changed by another user, or is a symlink',
+  ERR_UNSAFE_PATH:
+    'a file or directory sshca trusts (or a root service would run) can be changed by another user, or is a symlink',
   // OpenSSH formats
   ERR_SSH_FORMAT: 'bytes that should be an OpenSSH key, certificate or signature are malformed',
   ERR_SSH_UNSUPPORTED: 'an OpenSSH key or signature type this tool does not accept',
@@ -49,14 +50,15 @@ export const ERROR_CODES = {
   ERR_CA_EXISTS: 'a CA already exists in the directory',
   ERR_CA_CONFIG: 'the CA configuration is invalid',
   ERR_CA_PASSWORD: 'the CA key password is missing or wrong',
-  ERR_LISTEN: 'the CA cannot listen on its address (in use, privileged, or not this machine\'s)',
+  ERR_LISTEN: "the CA cannot listen on its address (in use, privileged, or not this machine's)",
   ERR_NODE_VERSION: 'this Node.js is older than sshca needs (22.16)',
   ERR_TOKEN_INVALID: 'the token is malformed, expired or not signed by a trusted key',
   ERR_TOKEN_REPLAYED: 'the token was already used',
   ERR_POLICY_DENIED: 'the policy denied the request',
   ERR_ISSUANCE_DISABLED: 'issuance is disabled',
-  ERR_UPSTREAM_UNAVAILABLE: 'a service the CA depends on (an issuer\'s keys) is unreachable',
-  ERR_STORE_UNAVAILABLE: 'the CA cannot write its store or audit log (disk full, I/O error, locked); no certificate was returned',
+  ERR_UPSTREAM_UNAVAILABLE: "a service the CA depends on (an issuer's keys) is unreachable",
+  ERR_STORE_UNAVAILABLE:
+    'the CA cannot write its store or audit log (disk full, I/O error, locked); no certificate was returned',
   ERR_CA_UNAVAILABLE: 'the CA is temporarily unable to issue (disabled, busy, rate-limited, or an upstream is down)',
   ERR_RATE_LIMITED: 'too many signing requests from one client address',
   ERR_CA_OVERLOADED: 'too many signing requests in flight: the CA sheds load',

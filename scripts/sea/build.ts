@@ -25,7 +25,9 @@ const commandsModule: Plugin = {
   setup(b) {
     b.onResolve({filter: /^sshca-sea:commands$/}, () => ({path: 'commands', namespace: 'sshca-sea'}))
     b.onLoad({filter: /.*/, namespace: 'sshca-sea'}, () => {
-      const manifest = JSON.parse(readFileSync(join(ROOT, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, {relativePath: string[]}>}
+      const manifest = JSON.parse(readFileSync(join(ROOT, 'oclif.manifest.json'), 'utf8')) as {
+        commands: Record<string, {relativePath: string[]}>
+      }
       const ids = Object.keys(manifest.commands).sort()
       const src = (rel: string[]): string => join(ROOT, 'src', ...rel.slice(1)).replace(/\.js$/, '.ts')
       const lines = ids.map((id, i) => `import c${i} from ${JSON.stringify(src(manifest.commands[id]!.relativePath))}`)
@@ -64,17 +66,35 @@ writeFileSync(join(OUT, 'meta.json'), JSON.stringify(result.metafile))
 
 const config = join(OUT, 'sea-config.json')
 const blob = join(OUT, 'sshca.blob')
-writeFileSync(config, JSON.stringify({main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true}, null, 2))
+writeFileSync(
+  config,
+  JSON.stringify({main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true}, null, 2),
+)
 execFileSync(process.execPath, ['--experimental-sea-config', config], {stdio: ['ignore', 'ignore', 'pipe']})
 
 copyFileSync(process.execPath, exe)
 chmodSync(exe, 0o755)
 if (process.platform === 'darwin') execFileSync('codesign', ['--remove-signature', exe])
 const postject = join(ROOT, 'node_modules', 'postject', 'dist', 'cli.js')
-const injected = spawnSync(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', FUSE, ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : [])], {encoding: 'utf8'})
+const injected = spawnSync(
+  process.execPath,
+  [
+    postject,
+    exe,
+    'NODE_SEA_BLOB',
+    blob,
+    '--sentinel-fuse',
+    FUSE,
+    ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : []),
+  ],
+  {encoding: 'utf8'},
+)
 // its output (progress, and LIEF's warnings about ELF note sections it does not name) matters only when it fails
-if (injected.status !== 0) throw new Error(`postject failed (${injected.status ?? injected.signal}):\n${injected.stdout}${injected.stderr}`)
+if (injected.status !== 0)
+  throw new Error(`postject failed (${injected.status ?? injected.signal}):\n${injected.stdout}${injected.stderr}`)
 if (process.platform === 'darwin') execFileSync('codesign', ['--sign', '-', exe])
 
 const mb = (p: string): string => `${(statSync(p).size / 1024 / 1024).toFixed(1)} MB`
-process.stdout.write(`build:sea: ${relative(ROOT, exe)} (${mb(exe)}; bundle ${mb(bundle)}; Node.js ${process.version}, ${process.platform}-${process.arch}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+process.stdout.write(
+  `build:sea: ${relative(ROOT, exe)} (${mb(exe)}; bundle ${mb(bundle)}; Node.js ${process.version}, ${process.platform}-${process.arch}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+)

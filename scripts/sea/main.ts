@@ -28,7 +28,8 @@ function patchLoader(): void {
   const moduleLoader = require('../../node_modules/@oclif/core/lib/module-loader.js') as typeof ModuleLoader
   const original = {load: moduleLoader.load, loadWithData: moduleLoader.loadWithData}
   const loader = moduleLoader as unknown as {load: Loader; loadWithData: typeof moduleLoader.loadWithData}
-  loader.load = (async (config: Parameters<Loader>[0], path: string) => find(path) ?? original.load(config, path)) as Loader
+  loader.load = (async (config: Parameters<Loader>[0], path: string) =>
+    find(path) ?? original.load(config, path)) as Loader
   loader.loadWithData = (async (config: Parameters<Loader>[0], path: string) => {
     const module = find(path)
     return module ? {filePath: path, isESM: false, module} : original.loadWithData(config, path)

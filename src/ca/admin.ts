@@ -20,7 +20,8 @@ import {migrateStore, withStore as withOpenStore} from './store/open.ts'
 import {RESTORE_LEEWAY} from './authority/sign.ts'
 import {assertMintable} from './restore-mark.ts'
 
-const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> => withOpenStore(config, 'admin', fn)
+const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> =>
+  withOpenStore(config, 'admin', fn)
 
 const iso = (seconds: number | bigint): string => new Date(Number(seconds) * 1000).toISOString()
 const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)
@@ -31,21 +32,34 @@ const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)()
  */
 export async function keyFingerprintArg(arg: string, flag: string): Promise<string> {
   if (arg.startsWith('SHA256:')) {
-    if (!SSH_FINGERPRINT.test(arg)) throw new SshcaError('ERR_USAGE', `${flag} "${arg}" is not an SSH SHA-256 fingerprint (SHA256: and 43 base64 characters, as ssh-keygen -l prints)`)
+    if (!SSH_FINGERPRINT.test(arg))
+      throw new SshcaError(
+        'ERR_USAGE',
+        `${flag} "${arg}" is not an SSH SHA-256 fingerprint (SHA256: and 43 base64 characters, as ssh-keygen -l prints)`,
+      )
     return arg
   }
   let text: string
   try {
     text = await readFile(arg, 'utf8')
   } catch (err) {
-    throw new SshcaError('ERR_FILE_NOT_FOUND', `${flag}: cannot read ${arg} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {hint: `give a public key file (KEY.pub) or a fingerprint (SHA256:…, from ssh-keygen -lf KEY.pub)`})
+    throw new SshcaError(
+      'ERR_FILE_NOT_FOUND',
+      `${flag}: cannot read ${arg} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      {hint: `give a public key file (KEY.pub) or a fingerprint (SHA256:…, from ssh-keygen -lf KEY.pub)`},
+    )
   }
   const line = text.split('\n').find((l) => l.trim() && !l.startsWith('#')) ?? ''
   try {
     const type = line.trim().split(/\s+/)[0] ?? ''
-    return type.endsWith('-cert-v01@openssh.com') ? parseCertificateLine(line).cert.publicKey.fingerprint() : PublicKey.parseLine(line).key.fingerprint()
+    return type.endsWith('-cert-v01@openssh.com')
+      ? parseCertificateLine(line).cert.publicKey.fingerprint()
+      : PublicKey.parseLine(line).key.fingerprint()
   } catch (err) {
-    throw new SshcaError('ERR_USAGE', `${flag}: ${arg} holds no SSH public key or certificate: ${(err as Error).message}`)
+    throw new SshcaError(
+      'ERR_USAGE',
+      `${flag}: ${arg} holds no SSH public key or certificate: ${(err as Error).message}`,
+    )
   }
 }
 
@@ -53,7 +67,15 @@ export interface HostTokenResult extends EnrollmentToken {
   hostname: string
 }
 
-export async function hostToken(o: {configPath: string; password: string; hostname: string; principals?: string[]; key?: string; ttlSeconds: number; clock?: () => number}): Promise<HostTokenResult> {
+export async function hostToken(o: {
+  configPath: string
+  password: string
+  hostname: string
+  principals?: string[]
+  key?: string
+  ttlSeconds: number
+  clock?: () => number
+}): Promise<HostTokenResult> {
   const {config} = await loadConfig(o.configPath)
   const p = caPaths(config.dir)
   const keyFingerprint = o.key === undefined ? undefined : await keyFingerprintArg(o.key, '--key')
@@ -62,13 +84,34 @@ export async function hostToken(o: {configPath: string; password: string; hostna
   const rootFingerprint = certFingerprint(pemToDer(await readFile(p.rootCert, 'utf8')))
   let t: EnrollmentToken
   try {
-    t = await mintEnrollmentToken(key, {rootFingerprint, hostname: o.hostname, ...(o.principals ? {principals: o.principals} : {}), ...(keyFingerprint ? {keyFingerprint} : {}), ttlSeconds: o.ttlSeconds, now: nowOf(o.clock)})
+    t = await mintEnrollmentToken(key, {
+      rootFingerprint,
+      hostname: o.hostname,
+      ...(o.principals ? {principals: o.principals} : {}),
+      ...(keyFingerprint ? {keyFingerprint} : {}),
+      ttlSeconds: o.ttlSeconds,
+      now: nowOf(o.clock),
+    })
   } catch (err) {
-    if (err instanceof TypeError) throw new SshcaError('ERR_USAGE', err.message, {hint: 'host names and principals use letters, digits and . _ @ : / -'})
+    if (err instanceof TypeError)
+      throw new SshcaError('ERR_USAGE', err.message, {
+        hint: 'host names and principals use letters, digits and . _ @ : / -',
+      })
     throw err
   }
   await withStore(config, (store) =>
-    store.recordAdminEvent('enrollment_token_issued', {jti: t.jti, hostname: o.hostname, principals: t.principals, bound_key: t.boundKey, expires_at: iso(t.expiresAt), token_sha256: tokenHash(t.token)}, nowOf(o.clock)),
+    store.recordAdminEvent(
+      'enrollment_token_issued',
+      {
+        jti: t.jti,
+        hostname: o.hostname,
+        principals: t.principals,
+        bound_key: t.boundKey,
+        expires_at: iso(t.expiresAt),
+        token_sha256: tokenHash(t.token),
+      },
+      nowOf(o.clock),
+    ),
   )
   return {...t, hostname: o.hostname}
 }
@@ -82,7 +125,14 @@ export interface RevocationView {
   revokedAt: string
 }
 
-const viewOf = (r: Revocation): RevocationView => ({id: r.id ?? '', serial: r.serial?.toString() ?? null, keyId: r.keyId, keyFingerprint: r.keyFingerprint, reason: r.reason, revokedAt: iso(r.revokedAt)})
+const viewOf = (r: Revocation): RevocationView => ({
+  id: r.id ?? '',
+  serial: r.serial?.toString() ?? null,
+  keyId: r.keyId,
+  keyFingerprint: r.keyFingerprint,
+  reason: r.reason,
+  revokedAt: iso(r.revokedAt),
+})
 
 export interface RevokeResult {
   /** What was revoked: one serial, a key ID, a key, or every current certificate of a subject. */
@@ -106,13 +156,20 @@ export interface RevokeOptions {
 }
 
 function parseSerial(s: string): bigint {
-  if (!/^[1-9]\d{0,19}$/.test(s)) throw new SshcaError('ERR_USAGE', `--serial "${s}" is not a certificate serial (a positive decimal number)`)
+  if (!/^[1-9]\d{0,19}$/.test(s))
+    throw new SshcaError('ERR_USAGE', `--serial "${s}" is not a certificate serial (a positive decimal number)`)
   const serial = BigInt(s)
   if (serial > 0xffff_ffff_ffff_ffffn) throw new SshcaError('ERR_USAGE', '--serial is larger than 64 bits')
   return serial
 }
 
-const certSummary = (c: IssuedRecord) => ({serial: c.serial.toString(), keyId: c.keyId, principals: c.principals, certType: c.certType, validBefore: iso(c.validBefore)})
+const certSummary = (c: IssuedRecord) => ({
+  serial: c.serial.toString(),
+  keyId: c.keyId,
+  principals: c.principals,
+  certType: c.certType,
+  validBefore: iso(c.validBefore),
+})
 
 export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
   const given = [o.serial, o.keyId, o.key, o.subject].filter((v) => v !== undefined).length
@@ -131,7 +188,10 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       kind = 'subject'
       // every certificate of this identity that is still valid: expired ones need no revocation
       certificates = await store.certificates({subject: o.subject, activeAt: now, limit: 100_000})
-      for (const c of certificates) revocations.push(await store.revoke({serial: c.serial, keyId: null, keyFingerprint: null, reason, revokedAt: now}))
+      for (const c of certificates)
+        revocations.push(
+          await store.revoke({serial: c.serial, keyId: null, keyFingerprint: null, reason, revokedAt: now}),
+        )
     } else {
       kind = serial !== null ? 'serial' : keyFingerprint !== null ? 'key' : 'key-id'
       if (serial !== null) {
@@ -144,8 +204,18 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       }
       revocations.push(await store.revoke({serial, keyId: o.keyId ?? null, keyFingerprint, reason, revokedAt: now}))
     }
-    const result: RevokeResult = {kind, revocations: revocations.map(viewOf), reason, certificates: certificates.map(certSummary), blocksFutureCertificates: kind === 'key-id' || kind === 'key'}
-    await store.recordAdminEvent('certificate_revoked', {kind, reason, revocations: result.revocations, certificates: result.certificates.map((c) => c.serial)}, now)
+    const result: RevokeResult = {
+      kind,
+      revocations: revocations.map(viewOf),
+      reason,
+      certificates: certificates.map(certSummary),
+      blocksFutureCertificates: kind === 'key-id' || kind === 'key',
+    }
+    await store.recordAdminEvent(
+      'certificate_revoked',
+      {kind, reason, revocations: result.revocations, certificates: result.certificates.map((c) => c.serial)},
+      now,
+    )
     return result
   })
 }
@@ -154,7 +224,10 @@ export async function unrevoke(o: {configPath: string; id: string; clock?: () =>
   const {config} = await loadConfig(o.configPath)
   return withStore(config, async (store) => {
     const r = await store.unrevoke(o.id)
-    if (!r) throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {hint: 'list them with: sshca ca revocations'})
+    if (!r)
+      throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {
+        hint: 'list them with: sshca ca revocations',
+      })
     const view = viewOf(r)
     await store.recordAdminEvent('certificate_unrevoked', {revocation: view}, nowOf(o.clock))
     return view
@@ -182,7 +255,11 @@ export interface CertView {
 }
 
 /** `ca certs`: the inventory of issued certificates, newest first. */
-export async function certs(o: {configPath: string; query: Omit<CertificateQuery, 'activeAt'> & {active?: boolean}; clock?: () => number}): Promise<{certificates: CertView[]}> {
+export async function certs(o: {
+  configPath: string
+  query: Omit<CertificateQuery, 'activeAt'> & {active?: boolean}
+  clock?: () => number
+}): Promise<{certificates: CertView[]}> {
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
   const {active, ...rest} = o.query
@@ -209,14 +286,22 @@ export async function certs(o: {configPath: string; query: Omit<CertificateQuery
   })
 }
 
-export async function hosts(o: {configPath: string; clock?: () => number}): Promise<{hosts: {principals: string[]; serial: string; keyId: string; validBefore: string; keyFingerprint: string}[]}> {
+export async function hosts(o: {configPath: string; clock?: () => number}): Promise<{
+  hosts: {principals: string[]; serial: string; keyId: string; validBefore: string; keyFingerprint: string}[]
+}> {
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
   return withStore(config, async (store) => {
     const out = []
     for (const c of await store.currentHostCertificates(now)) {
       if (await store.revocationFor(c)) continue
-      out.push({principals: c.principals, serial: c.serial.toString(), keyId: c.keyId, validBefore: iso(c.validBefore), keyFingerprint: c.keyFingerprint})
+      out.push({
+        principals: c.principals,
+        serial: c.serial.toString(),
+        keyId: c.keyId,
+        validBefore: iso(c.validBefore),
+        keyFingerprint: c.keyFingerprint,
+      })
     }
     return {hosts: out}
   })

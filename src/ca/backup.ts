@@ -42,18 +42,46 @@ const FOLDERS = ['certs', 'secrets', 'ssh'] as const
 /** A file name in one of those folders: no path, and never `.`/`..` or a hidden (temp) file. */
 const NAME = /^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,127}$/
 /** What a CA cannot start without (keys/material.ts); the root key is optional (offline root). */
-const REQUIRED = ['ca.yaml', 'certs/root_ca.crt', 'certs/intermediate_ca.crt', 'certs/tls.crt', 'secrets/intermediate_ca.key', 'secrets/tls.key', 'secrets/ssh_user_ca.key', 'secrets/ssh_host_ca.key', 'secrets/enrollment.key', 'ssh/ssh_user_ca.pub', 'ssh/ssh_host_ca.pub']
+const REQUIRED = [
+  'ca.yaml',
+  'certs/root_ca.crt',
+  'certs/intermediate_ca.crt',
+  'certs/tls.crt',
+  'secrets/intermediate_ca.key',
+  'secrets/tls.key',
+  'secrets/ssh_user_ca.key',
+  'secrets/ssh_host_ca.key',
+  'secrets/enrollment.key',
+  'ssh/ssh_user_ca.pub',
+  'ssh/ssh_host_ca.pub',
+]
 const MAX_SMALL_FILE = 1 << 20
 
 export type StoreBackup =
-  | {type: 'sqlite'; file: string; snapshotAt: string; method: 'sqlite3_backup'; schemaVersion: number; certificates: number; revocations: number; spentTokens: number}
+  | {
+      type: 'sqlite'
+      file: string
+      snapshotAt: string
+      method: 'sqlite3_backup'
+      schemaVersion: number
+      certificates: number
+      revocations: number
+      spentTokens: number
+    }
   | {type: 'postgresql'; included: false; database: string}
 
 export interface BackupManifest {
   format: 'sshca-backup-manifest'
   version: 1
   createdAt: string
-  ca: {name: string; rootFingerprint: string; userCaKey: string; hostCaKey: string; intermediateNotAfter: string; rootKeyIncluded: boolean}
+  ca: {
+    name: string
+    rootFingerprint: string
+    userCaKey: string
+    hostCaKey: string
+    intermediateNotAfter: string
+    rootKeyIncluded: boolean
+  }
   store: StoreBackup
   /** Files ca.yaml names outside the archive (database password and TLS files, the audit log): back them up yourself. */
   external: {setting: string; path: string}[]
@@ -70,13 +98,18 @@ export interface BackupResult {
 }
 
 const iso = (s: number): string => new Date(s * 1000).toISOString()
-const stamp = (d: Date): string => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+const stamp = (d: Date): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
 
 /** ca.yaml settings that name files the archive does not hold. */
 function externalFiles(config: CaConfig): {setting: string; path: string}[] {
   const out: {setting: string; path: string}[] = []
   if (config.db.type === 'postgresql') {
-    if (config.db.passwordFile) out.push({setting: 'db.passwordFile', path: resolveInDir(config, config.db.passwordFile)})
+    if (config.db.passwordFile)
+      out.push({setting: 'db.passwordFile', path: resolveInDir(config, config.db.passwordFile)})
     for (const k of ['ca', 'cert', 'key'] as const) {
       const v = config.db.tls[k]
       if (v) out.push({setting: `db.tls.${k}`, path: resolveInDir(config, v)})
@@ -105,19 +138,28 @@ async function caFiles(dir: string): Promise<string[]> {
     }
   }
   for (const r of REQUIRED) {
-    if (!out.includes(r)) throw new SshcaError('ERR_FILE_NOT_FOUND', `the CA directory ${dir} has no ${r}: it would not restore into a CA that starts`, {hint: 'is --config pointing at a directory made by `sshca ca init`?'})
+    if (!out.includes(r))
+      throw new SshcaError(
+        'ERR_FILE_NOT_FOUND',
+        `the CA directory ${dir} has no ${r}: it would not restore into a CA that starts`,
+        {hint: 'is --config pointing at a directory made by `sshca ca init`?'},
+      )
   }
   return out
 }
 
-const fingerprintOfLine = (text: string): string => PublicKey.parseLine(text.split('\n').find((l) => l.trim() !== '') ?? '').key.fingerprint()
+const fingerprintOfLine = (text: string): string =>
+  PublicKey.parseLine(text.split('\n').find((l) => l.trim() !== '') ?? '').key.fingerprint()
 
 /**
  * A consistent copy of the SQLite store at `into` (which must not exist), with what it holds: SQLite's
  * online backup API in one step (every page under one read transaction on a read-only connection, so
  * a CA writing meanwhile neither blocks it nor makes it restart; WAL readers never block the writer).
  */
-async function snapshotSqlite(dbPath: string, into: string): Promise<Omit<Extract<StoreBackup, {type: 'sqlite'}>, 'type' | 'file' | 'method' | 'snapshotAt'>> {
+async function snapshotSqlite(
+  dbPath: string,
+  into: string,
+): Promise<Omit<Extract<StoreBackup, {type: 'sqlite'}>, 'type' | 'file' | 'method' | 'snapshotAt'>> {
   const src = new DatabaseSync(dbPath, {readOnly: true})
   try {
     src.exec('PRAGMA busy_timeout = 5000;')
@@ -152,14 +194,25 @@ async function outputPath(out: string, now: Date): Promise<string> {
   })
   if (s?.isDirectory()) {
     const file = join(target, `sshca-backup-${stamp(now)}.sshca`)
-    if (await exists(file)) throw new SshcaError('ERR_FILE_EXISTS', `${file} already exists`, {hint: 'wait a second, or give --out a file name'})
+    if (await exists(file))
+      throw new SshcaError('ERR_FILE_EXISTS', `${file} already exists`, {
+        hint: 'wait a second, or give --out a file name',
+      })
     return file
   }
-  if (s) throw new SshcaError('ERR_FILE_EXISTS', `${target} already exists; a backup never overwrites one`, {hint: 'give a new file name, or a directory (the file is then named after the time)'})
+  if (s)
+    throw new SshcaError('ERR_FILE_EXISTS', `${target} already exists; a backup never overwrites one`, {
+      hint: 'give a new file name, or a directory (the file is then named after the time)',
+    })
   return target
 }
 
-export async function backupCa(o: {configPath: string; out: string; password: string; clock?: () => number}): Promise<BackupResult> {
+export async function backupCa(o: {
+  configPath: string
+  out: string
+  password: string
+  clock?: () => number
+}): Promise<BackupResult> {
   const clock = o.clock ?? Date.now
   const {config} = await loadConfig(o.configPath)
   const dir = config.dir
@@ -186,15 +239,31 @@ export async function backupCa(o: {configPath: string; out: string; password: st
       const snapshot = join(work, 'snapshot.sqlite')
       const snapshotAt = iso(Math.floor(clock() / 1000))
       const dbPath = resolveInDir(config, config.db.path)
-      if (!(await exists(dbPath))) throw new SshcaError('ERR_FILE_NOT_FOUND', `the store ${dbPath} does not exist`, {hint: 'db.path in ca.yaml names the SQLite file'})
-      store = {type: 'sqlite', file: SNAPSHOT_PATH, snapshotAt, method: 'sqlite3_backup', ...(await snapshotSqlite(dbPath, snapshot))}
+      if (!(await exists(dbPath)))
+        throw new SshcaError('ERR_FILE_NOT_FOUND', `the store ${dbPath} does not exist`, {
+          hint: 'db.path in ca.yaml names the SQLite file',
+        })
+      store = {
+        type: 'sqlite',
+        file: SNAPSHOT_PATH,
+        snapshotAt,
+        method: 'sqlite3_backup',
+        ...(await snapshotSqlite(dbPath, snapshot)),
+      }
       inputs.push({path: SNAPSHOT_PATH, file: snapshot})
     } else {
       const u = new URL(config.db.url)
       u.password = ''
       store = {type: 'postgresql', included: false, database: u.toString()}
     }
-    const manifest: Omit<BackupManifest, 'files'> = {format: 'sshca-backup-manifest', version: 1, createdAt: created.toISOString(), ca, store, external: externalFiles(config)}
+    const manifest: Omit<BackupManifest, 'files'> = {
+      format: 'sshca-backup-manifest',
+      version: 1,
+      createdAt: created.toISOString(),
+      ca,
+      store,
+      external: externalFiles(config),
+    }
     const fh = await open(tmp, 'wx', 0o600)
     let full: BackupManifest
     try {
@@ -203,11 +272,23 @@ export async function backupCa(o: {configPath: string; out: string; password: st
     } finally {
       await fh.close()
     }
-    if (await exists(file)) throw new SshcaError('ERR_FILE_EXISTS', `${file} appeared while the backup was written; it was left alone`)
+    if (await exists(file))
+      throw new SshcaError('ERR_FILE_EXISTS', `${file} appeared while the backup was written; it was left alone`)
     await rename(tmp, file)
     const {sha256, size} = await hashOf(file)
     await withStore(config, 'admin', (s) =>
-      s.recordAdminEvent('ca_backup_created', {file, size, sha256, store: store.type, snapshot_at: store.type === 'sqlite' ? store.snapshotAt : null, root_key_included: ca.rootKeyIncluded}, Math.floor(clock() / 1000)),
+      s.recordAdminEvent(
+        'ca_backup_created',
+        {
+          file,
+          size,
+          sha256,
+          store: store.type,
+          snapshot_at: store.type === 'sqlite' ? store.snapshotAt : null,
+          root_key_included: ca.rootKeyIncluded,
+        },
+        Math.floor(clock() / 1000),
+      ),
     )
     return {file, size, sha256, manifest: full, notes: backupNotes(full)}
   } finally {
@@ -237,12 +318,20 @@ function backupNotes(m: BackupManifest): string[] {
     notes.push(
       `the store is in PostgreSQL (${m.store.database}) and is not in this archive: back it up with its own tools, e.g. ` +
         'pg_dump --format=custom --file=sshca-$(date -u +%Y%m%dT%H%M%SZ).pgdump (one consistent snapshot); keep each dump with the archive of the same moment. ' +
-        'To restore: pg_restore into an empty database first, then sshca ca restore this archive; the restored CA\'s first start marks the database restored',
+        "To restore: pg_restore into an empty database first, then sshca ca restore this archive; the restored CA's first start marks the database restored",
     )
   }
-  for (const e of m.external) notes.push(`${e.setting} names ${e.path}, outside the archive: ${e.setting === 'audit.file' ? 'ship the audit log elsewhere as it is written' : 'back it up with the database credentials'}`)
-  if (!m.ca.rootKeyIncluded) notes.push('the root key is not in this CA directory (offline root): the archive restores a CA that serves; keep the offline root key file safe on its own')
-  notes.push('the sealed keys in the archive still need the CA password to open: keep that password, and the backup password, apart from the archive')
+  for (const e of m.external)
+    notes.push(
+      `${e.setting} names ${e.path}, outside the archive: ${e.setting === 'audit.file' ? 'ship the audit log elsewhere as it is written' : 'back it up with the database credentials'}`,
+    )
+  if (!m.ca.rootKeyIncluded)
+    notes.push(
+      'the root key is not in this CA directory (offline root): the archive restores a CA that serves; keep the offline root key file safe on its own',
+    )
+  notes.push(
+    'the sealed keys in the archive still need the CA password to open: keep that password, and the backup password, apart from the archive',
+  )
   return notes
 }
 
@@ -250,30 +339,47 @@ function backupNotes(m: BackupManifest): string[] {
 // restore
 
 const HEX64 = /^[0-9a-f]{64}$/
-const ALLOWED = (path: string): boolean => path === 'ca.yaml' || path === SNAPSHOT_PATH || FOLDERS.some((f) => path.startsWith(`${f}/`) && NAME.test(path.slice(f.length + 1)))
+const ALLOWED = (path: string): boolean =>
+  path === 'ca.yaml' ||
+  path === SNAPSHOT_PATH ||
+  FOLDERS.some((f) => path.startsWith(`${f}/`) && NAME.test(path.slice(f.length + 1)))
 
-const bad = (why: string): SshcaError => new SshcaError('ERR_INPUT', `the backup's manifest is not acceptable: ${why}`, {details: {reason: 'archive_invalid'}})
+const bad = (why: string): SshcaError =>
+  new SshcaError('ERR_INPUT', `the backup's manifest is not acceptable: ${why}`, {details: {reason: 'archive_invalid'}})
 
 /** The manifest as a restore needs it; anything else is refused before a file byte is read. */
 export function checkManifest(m: unknown): BackupManifest {
   const v = m as BackupManifest
-  if (typeof v !== 'object' || v === null || v.format !== 'sshca-backup-manifest') throw bad('not an sshca backup manifest')
+  if (typeof v !== 'object' || v === null || v.format !== 'sshca-backup-manifest')
+    throw bad('not an sshca backup manifest')
   if (v.version !== 1) throw bad(`version ${String(v.version)} (a newer sshca made it?)`)
-  if (!v.ca || !HEX64.test(v.ca.rootFingerprint ?? '') || typeof v.ca.userCaKey !== 'string' || typeof v.ca.hostCaKey !== 'string') throw bad('no CA identity')
+  if (
+    !v.ca ||
+    !HEX64.test(v.ca.rootFingerprint ?? '') ||
+    typeof v.ca.userCaKey !== 'string' ||
+    typeof v.ca.hostCaKey !== 'string'
+  )
+    throw bad('no CA identity')
   if (!Array.isArray(v.files)) throw bad('no file list')
   const seen = new Set<string>()
   for (const f of v.files) {
-    if (typeof f?.path !== 'string' || !ALLOWED(f.path)) throw bad(`a file at ${JSON.stringify(f?.path)}, outside what a CA directory holds`)
+    if (typeof f?.path !== 'string' || !ALLOWED(f.path))
+      throw bad(`a file at ${JSON.stringify(f?.path)}, outside what a CA directory holds`)
     if (seen.has(f.path)) throw bad(`${f.path} twice`)
     seen.add(f.path)
-    if (!Number.isSafeInteger(f.size) || f.size < 0 || !HEX64.test(f.sha256 ?? '')) throw bad(`${f.path}: bad size or checksum`)
-    if (f.path !== SNAPSHOT_PATH && f.size > MAX_SMALL_FILE) throw bad(`${f.path} is too large for a key or certificate`)
+    if (!Number.isSafeInteger(f.size) || f.size < 0 || !HEX64.test(f.sha256 ?? ''))
+      throw bad(`${f.path}: bad size or checksum`)
+    if (f.path !== SNAPSHOT_PATH && f.size > MAX_SMALL_FILE)
+      throw bad(`${f.path} is too large for a key or certificate`)
   }
   for (const r of REQUIRED) if (!seen.has(r)) throw bad(`it lacks ${r}`)
   const s = v.store
   if (s?.type === 'sqlite') {
     if (!seen.has(SNAPSHOT_PATH)) throw bad('a SQLite store without its snapshot')
-    if (!Number.isSafeInteger(s.schemaVersion) || s.schemaVersion > SCHEMA_VERSION) throw bad(`the store's schema version ${String(s.schemaVersion)} is newer than this sshca understands (${SCHEMA_VERSION}): restore with a newer sshca`)
+    if (!Number.isSafeInteger(s.schemaVersion) || s.schemaVersion > SCHEMA_VERSION)
+      throw bad(
+        `the store's schema version ${String(s.schemaVersion)} is newer than this sshca understands (${SCHEMA_VERSION}): restore with a newer sshca`,
+      )
   } else if (s?.type === 'postgresql') {
     if (seen.has(SNAPSHOT_PATH)) throw bad('a PostgreSQL store with a SQLite snapshot')
   } else {
@@ -309,8 +415,12 @@ function verifyContents(m: BackupManifest, files: Map<string, Buffer>, dir: stri
   } catch (err) {
     throw bad(`certs/root_ca.crt is not a certificate: ${(err as Error).message}`)
   }
-  if (fp !== m.ca.rootFingerprint) throw bad(`the root certificate's fingerprint ${fp} is not the manifest's ${m.ca.rootFingerprint}`)
-  for (const [path, want] of [['ssh/ssh_user_ca.pub', m.ca.userCaKey], ['ssh/ssh_host_ca.pub', m.ca.hostCaKey]] as const) {
+  if (fp !== m.ca.rootFingerprint)
+    throw bad(`the root certificate's fingerprint ${fp} is not the manifest's ${m.ca.rootFingerprint}`)
+  for (const [path, want] of [
+    ['ssh/ssh_user_ca.pub', m.ca.userCaKey],
+    ['ssh/ssh_host_ca.pub', m.ca.hostCaKey],
+  ] as const) {
     let have: string
     try {
       have = fingerprintOfLine(text(path))
@@ -338,24 +448,39 @@ function verifyContents(m: BackupManifest, files: Map<string, Buffer>, dir: stri
 
 /** The longest any token this CA accepts lives, plus the leeways around its times. */
 export function replayWindowSeconds(config: CaConfig): number {
-  const oidc = Math.max(DEFAULT_MAX_TOKEN_AGE, ...config.provisioners.map((p) => p.maxTokenAge ?? DEFAULT_MAX_TOKEN_AGE))
+  const oidc = Math.max(
+    DEFAULT_MAX_TOKEN_AGE,
+    ...config.provisioners.map((p) => p.maxTokenAge ?? DEFAULT_MAX_TOKEN_AGE),
+  )
   return Math.max(oidc, MAX_ENROLLMENT_TTL, MAX_POP_TTL) + LEEWAY_SECONDS + RESTORE_LEEWAY
 }
 
-export async function restoreCa(o: {archive: string; dir: string; password: string; dryRun?: boolean; clock?: () => number}): Promise<RestoreResult> {
+export async function restoreCa(o: {
+  archive: string
+  dir: string
+  password: string
+  dryRun?: boolean
+  clock?: () => number
+}): Promise<RestoreResult> {
   const clock = o.clock ?? Date.now
   const dir = resolve(o.dir)
-  if (await exists(join(dir, 'ca.yaml')) || await exists(join(dir, 'secrets'))) {
-    throw new SshcaError('ERR_CA_EXISTS', `a CA already exists in ${dir}; a restore never overwrites one`, {hint: 'restore into a new directory, then move it into place once it has started'})
+  if ((await exists(join(dir, 'ca.yaml'))) || (await exists(join(dir, 'secrets')))) {
+    throw new SshcaError('ERR_CA_EXISTS', `a CA already exists in ${dir}; a restore never overwrites one`, {
+      hint: 'restore into a new directory, then move it into place once it has started',
+    })
   }
-  if (await exists(dir) && (await readdir(dir)).length > 0) throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
+  if ((await exists(dir)) && (await readdir(dir)).length > 0)
+    throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
 
   // pass 1: authenticate every chunk, check every file against the manifest, keep the small files to check them together
   const kept = new Map<string, Buffer>()
   const manifest = await readArchive(o.archive, o.password, checkManifest, async (f) => {
     if (f.path === SNAPSHOT_PATH) return undefined
     const parts: Buffer[] = []
-    return {write: async (b) => void parts.push(Buffer.from(b)), close: async () => void kept.set(f.path, Buffer.concat(parts))}
+    return {
+      write: async (b) => void parts.push(Buffer.from(b)),
+      close: async () => void kept.set(f.path, Buffer.concat(parts)),
+    }
   })
   const config = verifyContents(manifest, kept, dir)
   const now = Math.floor(clock() / 1000)
@@ -382,26 +507,38 @@ export async function restoreCa(o: {archive: string; dir: string; password: stri
   const staging = join(dirname(dir), `.${basename(dir)}.restore-${randomBytes(4).toString('hex')}`)
   try {
     for (const d of [staging, ...FOLDERS.map((f) => join(staging, f)), join(staging, 'db')]) await privateDir(d)
-    await readArchive(o.archive, o.password, (m) => {
-      const again = checkManifest(m)
-      if (JSON.stringify(again) !== JSON.stringify(manifest)) throw bad('the archive changed between the two readings')
-      return again
-    }, async (f) => {
-      const fh = await open(join(staging, f.path), 'wx', 0o600)
-      return {
-        write: async (b) => void (await fh.write(b)),
-        close: async () => {
-          await fh.sync()
-          await fh.close()
-        },
-      }
-    })
+    await readArchive(
+      o.archive,
+      o.password,
+      (m) => {
+        const again = checkManifest(m)
+        if (JSON.stringify(again) !== JSON.stringify(manifest))
+          throw bad('the archive changed between the two readings')
+        return again
+      },
+      async (f) => {
+        const fh = await open(join(staging, f.path), 'wx', 0o600)
+        return {
+          write: async (b) => void (await fh.write(b)),
+          close: async () => {
+            await fh.sync()
+            await fh.close()
+          },
+        }
+      },
+    )
     if (manifest.store.type === 'sqlite') {
       const path = join(staging, SNAPSHOT_PATH)
       const check = new DatabaseSync(path)
       try {
         const rows = check.prepare('PRAGMA quick_check').all() as {quick_check: string}[]
-        if (rows.length !== 1 || rows[0]!.quick_check !== 'ok') throw bad(`the store snapshot fails SQLite's quick_check: ${rows.map((r) => r.quick_check).join('; ').slice(0, 300)}`)
+        if (rows.length !== 1 || rows[0]!.quick_check !== 'ok')
+          throw bad(
+            `the store snapshot fails SQLite's quick_check: ${rows
+              .map((r) => r.quick_check)
+              .join('; ')
+              .slice(0, 300)}`,
+          )
       } finally {
         check.close()
       }
@@ -416,14 +553,21 @@ export async function restoreCa(o: {archive: string; dir: string; password: stri
         const doc = parseDocument(kept.get('ca.yaml')!.toString('utf8'))
         doc.setIn(['db', 'path'], SNAPSHOT_PATH)
         await writeFileAtomic(join(staging, 'ca.yaml'), doc.toString())
-        result.notes.push(`db.path was ${config.db.path}; the restored ca.yaml names the restored snapshot, ${SNAPSHOT_PATH}`)
+        result.notes.push(
+          `db.path was ${config.db.path}; the restored ca.yaml names the restored snapshot, ${SNAPSHOT_PATH}`,
+        )
       }
     }
     const pending: RestorePending = {
       format: 'sshca-restore-pending',
       version: 1,
       restoredAt: iso(now),
-      archive: {createdAt: manifest.createdAt, snapshotAt: manifest.store.type === 'sqlite' ? manifest.store.snapshotAt : null, store: manifest.store.type, rootFingerprint: manifest.ca.rootFingerprint},
+      archive: {
+        createdAt: manifest.createdAt,
+        snapshotAt: manifest.store.type === 'sqlite' ? manifest.store.snapshotAt : null,
+        store: manifest.store.type,
+        rootFingerprint: manifest.ca.rootFingerprint,
+      },
     }
     await writeFileAtomic(caPaths(staging).restorePending, `${JSON.stringify(pending, null, 2)}\n`)
     if (await exists(dir)) await rmdir(dir)
@@ -433,7 +577,7 @@ export async function restoreCa(o: {archive: string; dir: string; password: stri
     throw err
   }
   result.next = [
-    'stop the old CA for good if it still runs anywhere: two CAs with one key and two stores each accept the other\'s spent tokens',
+    "stop the old CA for good if it still runs anywhere: two CAs with one key and two stores each accept the other's spent tokens",
     `sshca ca serve --config ${result.config} --password-file <the CA password>   # its first start closes the replay window`,
     `check: the root fingerprint it prints is ${manifest.ca.rootFingerprint}`,
   ]
@@ -450,9 +594,14 @@ function restoreNotes(m: BackupManifest, config: CaConfig): string[] {
         're-apply revocations made since the snapshot (certificate_revoked in the audit log); hosts that renewed since then renew no more (certificate_unknown): enrol them again with sshca ca token --host',
     )
   } else {
-    notes.push(`the store is PostgreSQL (${m.store.database}): restore it with pg_restore from the dump taken with this archive before starting the CA; its first start marks the database restored, refusing tokens issued before then`)
+    notes.push(
+      `the store is PostgreSQL (${m.store.database}): restore it with pg_restore from the dump taken with this archive before starting the CA; its first start marks the database restored, refusing tokens issued before then`,
+    )
   }
-  for (const e of m.external) if (e.setting !== 'audit.file') notes.push(`${e.setting} named ${e.path} on the old box; it is not in the archive: put it back`)
-  if (!m.ca.rootKeyIncluded) notes.push('offline root: the archive held no root key; keep using the offline one for sshca ca intermediate')
+  for (const e of m.external)
+    if (e.setting !== 'audit.file')
+      notes.push(`${e.setting} named ${e.path} on the old box; it is not in the archive: put it back`)
+  if (!m.ca.rootKeyIncluded)
+    notes.push('offline root: the archive held no root key; keep using the offline one for sshca ca intermediate')
   return notes
 }

@@ -65,15 +65,24 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
   const name = opts.name ?? 'sshca'
   const address = opts.address ?? '127.0.0.1:9000'
   if (!parseHostPort(address)) throw new SshcaError('ERR_USAGE', `--address "${address}" is not host:port`)
-  const dnsNames = [...new Set((opts.dnsNames ?? []).flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean))]
+  const dnsNames = [
+    ...new Set(
+      (opts.dnsNames ?? [])
+        .flatMap((d) => d.split(','))
+        .map((d) => d.trim())
+        .filter(Boolean),
+    ),
+  ]
   if (dnsNames.length === 0) dnsNames.push(...defaultDnsNames(address))
   for (const n of dnsNames) {
     if (!/^[A-Za-z0-9.*:-]+$/.test(n)) throw new SshcaError('ERR_USAGE', `--dns "${n}" is not a DNS name or IP address`)
   }
-  if (await exists(join(dir, 'ca.yaml')) || await exists(join(dir, 'secrets'))) {
-    throw new SshcaError('ERR_CA_EXISTS', `a CA already exists in ${dir}`, {hint: 'sshca never overwrites a CA; choose another --dir or remove that one yourself'})
+  if ((await exists(join(dir, 'ca.yaml'))) || (await exists(join(dir, 'secrets')))) {
+    throw new SshcaError('ERR_CA_EXISTS', `a CA already exists in ${dir}`, {
+      hint: 'sshca never overwrites a CA; choose another --dir or remove that one yourself',
+    })
   }
-  if (await exists(dir) && (await readdir(dir)).length > 0) {
+  if ((await exists(dir)) && (await readdir(dir)).length > 0) {
     throw new SshcaError('ERR_CA_EXISTS', `${dir} is not empty`, {hint: 'give --dir a new or empty directory'})
   }
 
@@ -83,7 +92,10 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
   } catch (err) {
     throw new SshcaError('ERR_USAGE', `--kms: ${(err as Error).message}`)
   }
-  const offline = opts.offlineRootKey === undefined ? undefined : await checkOfflineKeyPath(opts.offlineRootKey, dir, '--offline-root')
+  const offline =
+    opts.offlineRootKey === undefined
+      ? undefined
+      : await checkOfflineKeyPath(opts.offlineRootKey, dir, '--offline-root')
 
   const hostPattern = derivePattern(dnsNames)
   await privateDir(dirname(dir))
@@ -101,7 +113,10 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
     const created = new Date().toISOString()
     const sshKeys: Record<'user' | 'host', {ref: KeyRef; publicKey: PublicKey}> = {} as never
     if (kms.type === 'file') {
-      for (const [kind, path] of [['user', p.userCaKey], ['host', p.hostCaKey]] as const) {
+      for (const [kind, path] of [
+        ['user', p.userCaKey],
+        ['host', p.hostCaKey],
+      ] as const) {
         const key = generatePrivateKey('ed25519')
         await writeSealedKey(path, key.keyObject, opts.password, salt)
         sshKeys[kind] = {ref: {type: 'file', path: relative(tmp, path)}, publicKey: key.publicKey}
@@ -115,7 +130,14 @@ export async function initCa(opts: InitOptions): Promise<InitResult> {
         await registry.close()
       }
     }
-    const entry = (kind: 'user' | 'host'): KeyEntry => ({id: `${kind}-1`, publicKey: sshKeys[kind].publicKey.toLine(), state: 'active', ref: sshKeys[kind].ref, createdAt: created, activatedAt: created})
+    const entry = (kind: 'user' | 'host'): KeyEntry => ({
+      id: `${kind}-1`,
+      publicKey: sshKeys[kind].publicKey.toLine(),
+      state: 'active',
+      ref: sshKeys[kind].ref,
+      createdAt: created,
+      activatedAt: created,
+    })
     const userCa = sshKeys.user
     const hostCa = sshKeys.host
     await writeKeyring(tmp, {version: 1, user: [entry('user')], host: [entry('host')]}, name)
@@ -174,7 +196,13 @@ function hostPatternLines(pattern: string): string {
   hostPattern: ${y(pattern)}`
 }
 
-function configTemplate(o: {name: string; address: string; dnsNames: string[]; hostPattern: string; kms: string}): string {
+function configTemplate(o: {
+  name: string
+  address: string
+  dnsNames: string[]
+  hostPattern: string
+  kms: string
+}): string {
   return `# sshca CA configuration. Check it with: sshca ca check-config --config <this file>
 # The running CA re-reads it on SIGHUP; an invalid file is logged and the old policy kept.
 

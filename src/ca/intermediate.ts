@@ -30,29 +30,50 @@ export interface IntermediateResult {
 const MIN_DAYS = 30
 const MAX_DAYS = 10 * 365
 
-export async function issueIntermediate(o: {configPath: string; password: string; rootKeyFile?: string; validDays?: number; clock?: () => number}): Promise<IntermediateResult> {
+export async function issueIntermediate(o: {
+  configPath: string
+  password: string
+  rootKeyFile?: string
+  validDays?: number
+  clock?: () => number
+}): Promise<IntermediateResult> {
   const {config} = await loadConfig(o.configPath)
   const p = caPaths(config.dir)
   const days = o.validDays ?? MAX_DAYS - 1
-  if (!Number.isInteger(days) || days < MIN_DAYS || days > MAX_DAYS) throw new SshcaError('ERR_USAGE', `--days must be between ${MIN_DAYS} and ${MAX_DAYS}`)
+  if (!Number.isInteger(days) || days < MIN_DAYS || days > MAX_DAYS)
+    throw new SshcaError('ERR_USAGE', `--days must be between ${MIN_DAYS} and ${MAX_DAYS}`)
   const keyFile = o.rootKeyFile ?? p.rootKey
   if (o.rootKeyFile === undefined && !(await exists(p.rootKey))) {
-    throw new SshcaError('ERR_USAGE', `this CA's root key is offline (no ${p.rootKey}): give --root-key FILE`, {hint: 'bring the offline root key file to this box for the command, then take it away again'})
+    throw new SshcaError('ERR_USAGE', `this CA's root key is offline (no ${p.rootKey}): give --root-key FILE`, {
+      hint: 'bring the offline root key file to this box for the command, then take it away again',
+    })
   }
   // during a root rotation the TLS chain carries cross-certificates this command would drop, and the
   // next root has its own intermediate already: finish the rotation first
   if ((await exists(p.rootNextCert)) || (await exists(p.rootPreviousCert))) {
-    throw new SshcaError('ERR_ROTATION_STATE', 'a root rotation is in progress: a new intermediate now would drop the chain that lets clients pinning either root connect', {hint: 'finish it first (sshca ca rotate activate / retire --kind root), then issue the intermediate'})
+    throw new SshcaError(
+      'ERR_ROTATION_STATE',
+      'a root rotation is in progress: a new intermediate now would drop the chain that lets clients pinning either root connect',
+      {hint: 'finish it first (sshca ca rotate activate / retire --kind root), then issue the intermediate'},
+    )
   }
   const rootPem = await readFile(p.rootCert, 'utf8')
   const root = parseCert(rootPem)
   const rootKey = await readSealedKey(keyFile, o.password)
   if (!keyMatchesCert(rootKey, root)) {
-    throw new SshcaError('ERR_INPUT', `${keyFile} is not the key of this CA's root (${certFingerprint(pemToDer(rootPem))}); nothing was changed`, {hint: 'give the root key written by `sshca ca init --offline-root` for this CA'})
+    throw new SshcaError(
+      'ERR_INPUT',
+      `${keyFile} is not the key of this CA's root (${certFingerprint(pemToDer(rootPem))}); nothing was changed`,
+      {hint: 'give the root key written by `sshca ca init --offline-root` for this CA'},
+    )
   }
   const now = new Date((o.clock ?? Date.now)())
   if (root.notAfter.getTime() - now.getTime() < MIN_DAYS * 86_400_000) {
-    throw new SshcaError('ERR_INPUT', `the root itself expires ${root.notAfter.toISOString()}: an intermediate under it would not outlive it`, {hint: 'a new root means every client bootstraps again with its fingerprint'})
+    throw new SshcaError(
+      'ERR_INPUT',
+      `the root itself expires ${root.notAfter.toISOString()}: an intermediate under it would not outlive it`,
+      {hint: 'a new root means every client bootstraps again with its fingerprint'},
+    )
   }
   const oldPem = await readFile(p.intermediateCert, 'utf8')
   const old = parseCert(oldPem)
@@ -81,7 +102,11 @@ export async function issueIntermediate(o: {configPath: string; password: string
     rootFingerprint: certFingerprint(root.rawData),
     rootKey: o.rootKeyFile === undefined ? 'ca-directory' : 'offline',
     previous: {fingerprint: certFingerprint(old.rawData), notAfter: old.notAfter.toISOString()},
-    intermediate: {fingerprint: certFingerprint(fresh.der), notBefore: fresh.cert.notBefore.toISOString(), notAfter: fresh.cert.notAfter.toISOString()},
+    intermediate: {
+      fingerprint: certFingerprint(fresh.der),
+      notBefore: fresh.cert.notBefore.toISOString(),
+      notAfter: fresh.cert.notAfter.toISOString(),
+    },
     tls: {notAfter: tls.cert.notAfter.toISOString(), names: [...config.dnsNames]},
     next: [
       'restart the CA (every replica sharing this directory): it serves the new TLS chain from its next start',
@@ -89,7 +114,16 @@ export async function issueIntermediate(o: {configPath: string; password: string
     ],
   }
   await withStore(config, 'admin', (store) =>
-    store.recordAdminEvent('intermediate_issued', {root_fingerprint: result.rootFingerprint, root_key: result.rootKey, previous: result.previous, intermediate: result.intermediate}, Math.floor(now.getTime() / 1000)),
+    store.recordAdminEvent(
+      'intermediate_issued',
+      {
+        root_fingerprint: result.rootFingerprint,
+        root_key: result.rootKey,
+        previous: result.previous,
+        intermediate: result.intermediate,
+      },
+      Math.floor(now.getTime() / 1000),
+    ),
   )
   return result
 }

@@ -35,7 +35,12 @@ export async function readRestorePending(dir: string): Promise<RestorePending | 
     // below
   }
   // present but unreadable: still a restore; fail closed by treating it as one
-  return {format: 'sshca-restore-pending', version: 1, restoredAt: 'unknown', archive: {createdAt: 'unknown', snapshotAt: null, store: 'unknown', rootFingerprint: 'unknown'}}
+  return {
+    format: 'sshca-restore-pending',
+    version: 1,
+    restoredAt: 'unknown',
+    archive: {createdAt: 'unknown', snapshotAt: null, store: 'unknown', rootFingerprint: 'unknown'},
+  }
 }
 
 /**
@@ -43,12 +48,25 @@ export async function readRestorePending(dir: string): Promise<RestorePending | 
  * `ca_restored` for the audit log and removes the file. Returns the mark, or undefined when no
  * restore was pending.
  */
-export async function applyPendingRestore(dir: string, store: Store, now: number): Promise<{mark: number; pending: RestorePending} | undefined> {
+export async function applyPendingRestore(
+  dir: string,
+  store: Store,
+  now: number,
+): Promise<{mark: number; pending: RestorePending} | undefined> {
   return store.exclusive('restore-mark', async () => {
     const pending = await readRestorePending(dir)
     if (!pending) return undefined
     const mark = await store.markRestored(now)
-    await store.recordAdminEvent('ca_restored', {restored_at: pending.restoredAt, archive: pending.archive, restore_mark: new Date(mark * 1000).toISOString(), marked_by: 'first start after the restore'}, now)
+    await store.recordAdminEvent(
+      'ca_restored',
+      {
+        restored_at: pending.restoredAt,
+        archive: pending.archive,
+        restore_mark: new Date(mark * 1000).toISOString(),
+        marked_by: 'first start after the restore',
+      },
+      now,
+    )
     await rm(caPaths(dir).restorePending, {force: true})
     return {mark, pending}
   })
@@ -60,12 +78,20 @@ export async function applyPendingRestore(dir: string, store: Store, now: number
  */
 export async function assertMintable(dir: string, store: Store, now: number, leeway: number): Promise<void> {
   if (await readRestorePending(dir)) {
-    throw new SshcaError('ERR_USAGE', 'this CA was restored from a backup and has not served since: a token minted now would be refused by its first start, which closes the replay window at that moment', {
-      hint: 'start the restored CA first (sshca ca serve), then mint tokens',
-    })
+    throw new SshcaError(
+      'ERR_USAGE',
+      'this CA was restored from a backup and has not served since: a token minted now would be refused by its first start, which closes the replay window at that moment',
+      {
+        hint: 'start the restored CA first (sshca ca serve), then mint tokens',
+      },
+    )
   }
   const mark = await store.restoredAt()
   if (mark !== null && now < mark + leeway) {
-    throw new SshcaError('ERR_USAGE', `this CA was restored ${now - mark} s ago; tokens issued within ${leeway} s of the restore are refused (clock skew)`, {hint: `try again in ${mark + leeway - now} s`})
+    throw new SshcaError(
+      'ERR_USAGE',
+      `this CA was restored ${now - mark} s ago; tokens issued within ${leeway} s of the restore are refused (clock skew)`,
+      {hint: `try again in ${mark + leeway - now} s`},
+    )
   }
 }

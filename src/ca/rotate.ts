@@ -16,9 +16,27 @@ import {parseCertificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {loadConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
-import {CA_KEY_KINDS, nextKeyId, readKeyring, withActivated, withPrepared, withRetired, writeKeyring, type CaKeyKind, type KeyEntry, type Keyring} from './keys/keyring.ts'
+import {
+  CA_KEY_KINDS,
+  nextKeyId,
+  readKeyring,
+  withActivated,
+  withPrepared,
+  withRetired,
+  writeKeyring,
+  type CaKeyKind,
+  type KeyEntry,
+  type Keyring,
+} from './keys/keyring.ts'
 import {SignerRegistry} from './keys/signers.ts'
-import {activateRoot, prepareRoot, retireRoot, rootStatus, type OfflineRootKeys, type RootRotation} from './keys/roots.ts'
+import {
+  activateRoot,
+  prepareRoot,
+  retireRoot,
+  rootStatus,
+  type OfflineRootKeys,
+  type RootRotation,
+} from './keys/roots.ts'
 import type {IssuedRecord, Store} from './store/store.ts'
 import {withStore} from './store/open.ts'
 
@@ -78,8 +96,16 @@ const iso = (seconds: bigint | number): string => new Date(Number(seconds) * 100
  * The certificates a key signed that still let someone in: unexpired, unrevoked, and for hosts the
  * newest of their lineage (a renewed host's older certificate is superseded; the host presents the new one).
  */
-export async function stillValidCertificates(store: Store, kind: CaKeyKind, key: PublicKey, now: number): Promise<IssuedRecord[]> {
-  const candidates = kind === 'host' ? await store.currentHostCertificates(now) : await store.certificates({certType: 'user', activeAt: now, limit: 10_000_000})
+export async function stillValidCertificates(
+  store: Store,
+  kind: CaKeyKind,
+  key: PublicKey,
+  now: number,
+): Promise<IssuedRecord[]> {
+  const candidates =
+    kind === 'host'
+      ? await store.currentHostCertificates(now)
+      : await store.certificates({certType: 'user', activeAt: now, limit: 10_000_000})
   const out: IssuedRecord[] = []
   for (const c of candidates) {
     if (c.validBefore <= BigInt(now)) continue
@@ -105,18 +131,39 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   const changed: RotateResult['changed'] = []
   const stranded: RotateResult['stranded'] = []
   const kinds = asked.filter((k): k is CaKeyKind => k !== 'root')
-  const result = async (): Promise<RotateResult> => ({step: o.step, kinds, changed, stranded, keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)}, roots: await rootStatus(config.dir)})
+  const result = async (): Promise<RotateResult> => ({
+    step: o.step,
+    kinds,
+    changed,
+    stranded,
+    keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)},
+    roots: await rootStatus(config.dir),
+  })
   if (o.step === 'status') return result()
   const rootKeyFiles = (o.offlineRoot?.rootKeyFile ?? o.offlineRoot?.nextRootKeyFile) !== undefined
-  if (rootKeyFiles && !asked.includes('root')) throw new SshcaError('ERR_USAGE', '--root-key and --next-root-key are for --kind root: the SSH CA keys are not the root')
+  if (rootKeyFiles && !asked.includes('root'))
+    throw new SshcaError(
+      'ERR_USAGE',
+      '--root-key and --next-root-key are for --kind root: the SSH CA keys are not the root',
+    )
   if (asked.includes('root')) {
     if (kinds.length) throw new TypeError('the root rotates on its own: --kind root')
     if (o.step !== 'prepare' && rootKeyFiles) {
-      throw new SshcaError('ERR_USAGE', '--root-key and --next-root-key are for rotate prepare --kind root: activate and retire need no root key')
+      throw new SshcaError(
+        'ERR_USAGE',
+        '--root-key and --next-root-key are for rotate prepare --kind root: activate and retire need no root key',
+      )
     }
-    if (o.step !== 'retire' && o.password === undefined) throw new TypeError(`rotate ${o.step} --kind root needs the CA password`)
-    const r = o.step === 'prepare' ? await prepareRoot(config.dir, config.name, o.password!, now, o.offlineRoot) : o.step === 'activate' ? await activateRoot(config.dir, config.dnsNames, o.password!, now) : await retireRoot(config.dir)
-    const event = o.step === 'prepare' ? 'ca_root_prepared' : o.step === 'activate' ? 'ca_root_activated' : 'ca_root_retired'
+    if (o.step !== 'retire' && o.password === undefined)
+      throw new TypeError(`rotate ${o.step} --kind root needs the CA password`)
+    const r =
+      o.step === 'prepare'
+        ? await prepareRoot(config.dir, config.name, o.password!, now, o.offlineRoot)
+        : o.step === 'activate'
+          ? await activateRoot(config.dir, config.dnsNames, o.password!, now)
+          : await retireRoot(config.dir)
+    const event =
+      o.step === 'prepare' ? 'ca_root_prepared' : o.step === 'activate' ? 'ca_root_activated' : 'ca_root_retired'
     await withStore(config, 'admin', (store) => store.recordAdminEvent(event, {roots: r.roots}, nowSeconds))
     return result()
   }
@@ -134,8 +181,14 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
         const made = await registry.create(kind, id)
         // a key that cannot sign is found now, not when it is activated
         const probe = await registry.open(made.ref)
-        if (!probe.publicKey.equals(made.publicKey)) throw new SshcaError('ERR_KEY_STORE', `the new ${kind} CA key does not open as itself`)
-        keyring = withPrepared(keyring, kind, {id, publicKey: made.publicKey.toLine(), ref: made.ref, createdAt: now.toISOString()})
+        if (!probe.publicKey.equals(made.publicKey))
+          throw new SshcaError('ERR_KEY_STORE', `the new ${kind} CA key does not open as itself`)
+        keyring = withPrepared(keyring, kind, {
+          id,
+          publicKey: made.publicKey.toLine(),
+          ref: made.ref,
+          createdAt: now.toISOString(),
+        })
         changed.push({kind, key: id, fingerprint: made.publicKey.fingerprint(), state: 'next'})
       }
     } finally {
@@ -145,7 +198,12 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
     for (const kind of kinds) {
       keyring = withActivated(keyring, kind, now)
       const active = keyring[kind].find((e) => e.state === 'active')!
-      changed.push({kind, key: active.id, fingerprint: PublicKey.parseLine(active.publicKey).key.fingerprint(), state: 'active'})
+      changed.push({
+        kind,
+        key: active.id,
+        fingerprint: PublicKey.parseLine(active.publicKey).key.fingerprint(),
+        state: 'active',
+      })
     }
   } else {
     await withStore(config, 'admin', async (store) => {
@@ -160,25 +218,42 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
         const last = valid.reduce<bigint | null>((m, c) => (m === null || c.validBefore > m ? c.validBefore : m), null)
         if (valid.length > 0) {
           stranded.push({kind, certificates: valid.length, lastExpiry: last === null ? null : iso(last)})
-          blocked.push(`${valid.length} ${kind} certificate(s) signed by ${previous.id} are still valid (the last until ${last === null ? '?' : iso(last)})`)
+          blocked.push(
+            `${valid.length} ${kind} certificate(s) signed by ${previous.id} are still valid (the last until ${last === null ? '?' : iso(last)})`,
+          )
         }
       }
       if (blocked.length > 0 && !o.force) {
-        throw new SshcaError('ERR_ROTATION_STATE', `retiring now would lock out what the old keys signed: ${blocked.join('; ')}`, {
-          details: {stranded},
-          hint: 'wait until they expire (host certificates move to the new key at their next renewal: sshca renew runs daily), revoke them, or retire with --force',
-        })
+        throw new SshcaError(
+          'ERR_ROTATION_STATE',
+          `retiring now would lock out what the old keys signed: ${blocked.join('; ')}`,
+          {
+            details: {stranded},
+            hint: 'wait until they expire (host certificates move to the new key at their next renewal: sshca renew runs daily), revoke them, or retire with --force',
+          },
+        )
       }
     })
     for (const kind of kinds) {
       const r = withRetired(keyring, kind, now)
       keyring = r.keyring
-      changed.push({kind, key: r.retired.id, fingerprint: PublicKey.parseLine(r.retired.publicKey).key.fingerprint(), state: 'retired'})
+      changed.push({
+        kind,
+        key: r.retired.id,
+        fingerprint: PublicKey.parseLine(r.retired.publicKey).key.fingerprint(),
+        state: 'retired',
+      })
     }
   }
 
   await writeKeyring(config.dir, keyring, config.name)
   const event = o.step === 'prepare' ? 'ca_key_prepared' : o.step === 'activate' ? 'ca_key_activated' : 'ca_key_retired'
-  await withStore(config, 'admin', (store) => store.recordAdminEvent(event, {keys: changed, ...(o.step === 'retire' ? {forced: Boolean(o.force) && stranded.length > 0, stranded} : {})}, nowSeconds))
+  await withStore(config, 'admin', (store) =>
+    store.recordAdminEvent(
+      event,
+      {keys: changed, ...(o.step === 'retire' ? {forced: Boolean(o.force) && stranded.length > 0, stranded} : {})},
+      nowSeconds,
+    ),
+  )
   return result()
 }

@@ -51,12 +51,23 @@ export interface IssuanceStatus {
   restoredAt: string | null
 }
 
-function summaryView(s: InventorySummary, now: number): Pick<IssuanceStatus, 'certificates' | 'lastValidBefore' | 'nothingValid'> {
-  const last = [s.user.lastValidBefore, s.host.lastValidBefore].filter((v): v is bigint => v !== null).reduce<bigint | null>((a, b) => (a === null || b > a ? b : a), null)
+function summaryView(
+  s: InventorySummary,
+  now: number,
+): Pick<IssuanceStatus, 'certificates' | 'lastValidBefore' | 'nothingValid'> {
+  const last = [s.user.lastValidBefore, s.host.lastValidBefore]
+    .filter((v): v is bigint => v !== null)
+    .reduce<bigint | null>((a, b) => (a === null || b > a ? b : a), null)
   return {
     certificates: {
-      user: {active: s.user.active, lastValidBefore: s.user.lastValidBefore === null ? null : iso(s.user.lastValidBefore)},
-      host: {active: s.host.active, lastValidBefore: s.host.lastValidBefore === null ? null : iso(s.host.lastValidBefore)},
+      user: {
+        active: s.user.active,
+        lastValidBefore: s.user.lastValidBefore === null ? null : iso(s.user.lastValidBefore),
+      },
+      host: {
+        active: s.host.active,
+        lastValidBefore: s.host.lastValidBefore === null ? null : iso(s.host.lastValidBefore),
+      },
     },
     lastValidBefore: last === null ? null : iso(last),
     nothingValid: last === null || last <= BigInt(now),
@@ -73,11 +84,21 @@ async function identity(config: CaConfig): Promise<IssuanceStatus['ca']> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     rootKeyOnline = false
   }
-  return {name: config.name, rootFingerprint: certFingerprint(pemToDer(root)), intermediateNotAfter: parseCert(intermediate).notAfter.toISOString(), rootKeyOnline}
+  return {
+    name: config.name,
+    rootFingerprint: certFingerprint(pemToDer(root)),
+    intermediateNotAfter: parseCert(intermediate).notAfter.toISOString(),
+    rootKeyOnline,
+  }
 }
 
 async function statusOf(config: CaConfig, store: Store, now: number): Promise<IssuanceStatus> {
-  const [stop, summary, restoredAt, ca] = await Promise.all([store.issuanceStop(), store.inventorySummary(now), store.restoredAt(), identity(config)])
+  const [stop, summary, restoredAt, ca] = await Promise.all([
+    store.issuanceStop(),
+    store.inventorySummary(now),
+    store.restoredAt(),
+    identity(config),
+  ])
   const issuing = stop === null && !config.disabled
   return {
     ca,
@@ -116,10 +137,17 @@ export interface StopResult extends IssuanceStatus {
  */
 export const STOP_SETTLE_MS = 2500
 
-export async function stopIssuance(o: {configPath: string; reason: string; clock?: () => number; settleMs?: number}): Promise<StopResult> {
+export async function stopIssuance(o: {
+  configPath: string
+  reason: string
+  clock?: () => number
+  settleMs?: number
+}): Promise<StopResult> {
   const reason = o.reason.trim()
   if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
-    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {hint: 'say why, for the audit log: --reason "user CA key may be compromised"'})
+    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
+      hint: 'say why, for the audit log: --reason "user CA key may be compromised"',
+    })
   }
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
@@ -135,22 +163,32 @@ export async function stopIssuance(o: {configPath: string; reason: string; clock
     const yamlChanged = await setDisabled(config.path, true)
     if (changed) await new Promise((r) => setTimeout(r, o.settleMs ?? STOP_SETTLE_MS))
     const status = await statusOf({...config, disabled: true}, store, nowOf(o.clock))
-    await store.recordAdminEvent('issuance_stopped', {
-      reason,
-      already_stopped: !changed,
-      stopped_at: status.stop?.since ?? iso(now),
-      config: config.path,
-      config_changed: yamlChanged,
-      last_valid_before: status.lastValidBefore,
-    }, now)
+    await store.recordAdminEvent(
+      'issuance_stopped',
+      {
+        reason,
+        already_stopped: !changed,
+        stopped_at: status.stop?.since ?? iso(now),
+        config: config.path,
+        config_changed: yamlChanged,
+        last_valid_before: status.lastValidBefore,
+      },
+      now,
+    )
     return {...status, changed}
   })
 }
 
-export async function resumeIssuance(o: {configPath: string; reason: string; clock?: () => number}): Promise<StopResult> {
+export async function resumeIssuance(o: {
+  configPath: string
+  reason: string
+  clock?: () => number
+}): Promise<StopResult> {
   const reason = o.reason.trim()
   if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
-    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {hint: 'say why issuing is safe again, for the audit log'})
+    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
+      hint: 'say why issuing is safe again, for the audit log',
+    })
   }
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
@@ -161,13 +199,17 @@ export async function resumeIssuance(o: {configPath: string; reason: string; clo
     const yamlChanged = await setDisabled(config.path, false)
     await store.exclusive('issuance-stop', () => store.setIssuanceStop(null))
     const status = await statusOf({...config, disabled: false}, store, now)
-    await store.recordAdminEvent('issuance_resumed', {
-      reason,
-      was_stopped_since: before ? iso(before.at) : null,
-      stop_reason: before?.reason ?? null,
-      config: config.path,
-      config_changed: yamlChanged,
-    }, now)
+    await store.recordAdminEvent(
+      'issuance_resumed',
+      {
+        reason,
+        was_stopped_since: before ? iso(before.at) : null,
+        stop_reason: before?.reason ?? null,
+        config: config.path,
+        config_changed: yamlChanged,
+      },
+      now,
+    )
     return {...status, changed: before !== null || yamlChanged}
   })
 }

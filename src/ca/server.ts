@@ -86,13 +86,24 @@ export const defaultWorkers = (): number => (isSea() ? 0 : availableParallelism(
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   // a test's clock or verifier lives in this thread only: such a CA serves here unless told otherwise
   let workers = opts.workers ?? (opts.verifier || opts.clock ? 0 : defaultWorkers())
-  if (workers > 0 && isSea()) throw new SshcaError('ERR_USAGE', 'the single executable serves the CA on one thread: it cannot start worker threads', {hint: 'use --workers 0, or install the npm package (npm install -g sshca) for one worker per core'})
+  if (workers > 0 && isSea())
+    throw new SshcaError(
+      'ERR_USAGE',
+      'the single executable serves the CA on one thread: it cannot start worker threads',
+      {hint: 'use --workers 0, or install the npm package (npm install -g sshca) for one worker per core'},
+    )
   if (!Number.isInteger(workers) || workers < 0) throw new TypeError(`workers must be 0 or more, not ${opts.workers}`)
-  if (workers > 0 && (opts.verifier || opts.clock)) throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
+  if (workers > 0 && (opts.verifier || opts.clock))
+    throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
   const {config, warnings} = await loadConfig(opts.configPath)
   if (parseKms(config.keys.kms).type !== 'file') {
     // a token's keys cannot be handed to other threads: the token signs for this one
-    if (opts.workers) throw new SshcaError('ERR_USAGE', 'the CA keys are in a PKCS#11 token (keys.kms): they sign on the main thread, not on worker threads', {hint: 'use --workers 0 (the default with a token)'})
+    if (opts.workers)
+      throw new SshcaError(
+        'ERR_USAGE',
+        'the CA keys are in a PKCS#11 token (keys.kms): they sign on the main thread, not on worker threads',
+        {hint: 'use --workers 0 (the default with a token)'},
+      )
     workers = 0
   }
   const hp = parseHostPort(opts.address ?? config.address)
@@ -102,10 +113,14 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const store = await openStore(config, 'server', meter ? {onCommit: (n, s) => meter.commit(n, s)} : {})
   // replicas whose CA directory is one shared file system must not renew the TLS certificate at once
   // (key and certificate are two files): the store's lock orders them, the second finds it renewed
-  const material = await store.exclusive('tls-renewal', () => loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)})).catch(async (err: unknown) => {
-    await store.close()
-    throw err
-  })
+  const material = await store
+    .exclusive('tls-renewal', () =>
+      loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)}),
+    )
+    .catch(async (err: unknown) => {
+      await store.close()
+      throw err
+    })
   const registry = material.registry
   const auditDest = opts.auditFile ?? (config.audit.file === '-' ? '-' : resolveInDir(config, config.audit.file))
   const clock = opts.clock ?? Date.now
@@ -120,7 +135,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   }
   const lock = auditLock()
   const audit: AuditLog = createAuditLog(auditDest, {lock})
-  const verifierDeps = {...opts.verifier, clock, ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {})}
+  const verifierDeps = {
+    ...opts.verifier,
+    clock,
+    ...(meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {}),
+  }
   const runtime: CaRuntime = {
     policy: {config, verifier: new TokenVerifier(config.provisioners, verifierDeps)},
     material,
@@ -137,10 +156,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       {name: 'root', notAfter: parseCert(material.rootPem).notAfter},
     ],
     sshKeys: (['user', 'host'] as const).flatMap((kind) =>
-      material[kind === 'user' ? 'userCa' : 'hostCa'].published.map((k) => ({kind, id: k.id, state: k.state, since: new Date(k.activatedAt ?? k.createdAt)})),
+      material[kind === 'user' ? 'userCa' : 'hostCa'].published.map((k) => ({
+        kind,
+        id: k.id,
+        state: k.state,
+        since: new Date(k.activatedAt ?? k.createdAt),
+      })),
     ),
   }))
-  if (material.tlsRenewed) audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
+  if (material.tlsRenewed)
+    audit.write('tls_certificate_renewed', {not_after: material.tls.notAfter.toISOString(), names: config.dnsNames})
   let app: FastifyInstance | undefined
   let pool: WorkerPool | undefined
   let port: number
@@ -150,7 +175,19 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       await app.listen({host: hp.host, port: hp.port})
       port = (app.server.address() as {port: number}).port
     } else {
-      pool = await startWorkers({count: workers, host: hp.host, port: hp.port, config, material, store, audit, auditDest, auditLock: lock, safety, ...(meter ? {meter} : {})})
+      pool = await startWorkers({
+        count: workers,
+        host: hp.host,
+        port: hp.port,
+        config,
+        material,
+        store,
+        audit,
+        auditDest,
+        auditLock: lock,
+        safety,
+        ...(meter ? {meter} : {}),
+      })
       port = pool.port
     }
   } catch (err) {
@@ -178,7 +215,12 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   }
 
   const policyFields = (c: CaConfig) => ({
-    provisioners: c.provisioners.map((p) => ({name: p.name, issuer: p.issuer, audience: p.audience, rules: p.rules.map((r) => r.name)})),
+    provisioners: c.provisioners.map((p) => ({
+      name: p.name,
+      issuer: p.issuer,
+      audience: p.audience,
+      rules: p.rules.map((r) => r.name),
+    })),
     disabled: c.disabled,
   })
   audit.write('policy_loaded', {config: config.path, ...policyFields(config), warnings})
@@ -191,14 +233,23 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     pid: process.pid,
     workers,
     ...(metrics ? {metrics: metrics.url} : {}),
-    ...(safety.stop ? {issuance_stopped_at: new Date(safety.stop.at * 1000).toISOString(), stop_reason: safety.stop.reason} : {}),
+    ...(safety.stop
+      ? {issuance_stopped_at: new Date(safety.stop.at * 1000).toISOString(), stop_reason: safety.stop.reason}
+      : {}),
     ...(safety.restoredAt !== null ? {restored_at: new Date(safety.restoredAt * 1000).toISOString()} : {}),
   })
 
   // a rotation step (`ca rotate …`) rewrites ssh/keys.json or the root files; the server follows
   // without a restart: new signers, new published keys, new roots and TLS chain
   const paths = caPaths(config.dir)
-  const rootFiles = [paths.rootCert, paths.rootNextCert, paths.rootPreviousCert, paths.rootCrossCert, paths.intermediateTwinCert, paths.tlsCert]
+  const rootFiles = [
+    paths.rootCert,
+    paths.rootNextCert,
+    paths.rootPreviousCert,
+    paths.rootCrossCert,
+    paths.intermediateTwinCert,
+    paths.tlsCert,
+  ]
   const snapshot = async (): Promise<{keys: string; roots: string}> => ({
     keys: await readFile(keyringPath(config.dir), 'utf8').catch(() => ''),
     roots: (await Promise.all(rootFiles.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0'),
@@ -214,7 +265,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
           material.userCa = sets.userCa
           material.hostCa = sets.hostCa
-          const view = (set: typeof sets.userCa) => set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
+          const view = (set: typeof sets.userCa) =>
+            set.published.map((p) => ({id: p.id, state: p.state, fingerprint: p.publicKey.fingerprint()}))
           pool?.setMaterial(material)
           audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
           changed = true
@@ -225,14 +277,23 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       }
       if (now.roots !== seen.roots) {
         try {
-          const [roots, tls] = await Promise.all([loadRoots(config.dir), loadTls(config.dir, opts.password, runtime.policy.config.dnsNames)])
+          const [roots, tls] = await Promise.all([
+            loadRoots(config.dir),
+            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
+          ])
           Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
           if (app) (app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
           pool?.setMaterial(material)
-          audit.write('ca_roots_loaded', {roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})), cross_signed: roots.crossPems.length > 0})
+          audit.write('ca_roots_loaded', {
+            roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})),
+            cross_signed: roots.crossPems.length > 0,
+          })
           changed = true
         } catch (err) {
-          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous roots and TLS certificate'})
+          audit.write('ca_keys_reload_failed', {
+            error: (err as Error).message,
+            kept: 'previous roots and TLS certificate',
+          })
         }
       }
       seen = now
@@ -245,14 +306,27 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
-      runtime.policy = {config: next.config, verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier)}
+      runtime.policy = {
+        config: next.config,
+        verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier),
+      }
       await pool?.setPolicy(next.config)
-      audit.write('policy_loaded', {config: next.config.path, ...policyFields(next.config), warnings: next.warnings, reload: true})
+      audit.write('policy_loaded', {
+        config: next.config.path,
+        ...policyFields(next.config),
+        warnings: next.warnings,
+        reload: true,
+      })
       if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
       return true
     } catch (err) {
       const e = err as SshcaError
-      audit.write('policy_reload_failed', {config: opts.configPath, error: e.message, problems: e.details?.problems ?? [], kept: 'previous policy'})
+      audit.write('policy_reload_failed', {
+        config: opts.configPath,
+        error: e.message,
+        problems: e.details?.problems ?? [],
+        kept: 'previous policy',
+      })
       return false
     }
   }
@@ -260,7 +334,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
   // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
-  const purge = setInterval(() => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined), PURGE_EVERY_MS)
+  const purge = setInterval(
+    () => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined),
+    PURGE_EVERY_MS,
+  )
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()
@@ -295,11 +372,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   async function renewTls(): Promise<void> {
     if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
-    const fresh = await store.exclusive('tls-renewal', () => loadTls(config.dir, opts.password, runtime.policy.config.dnsNames))
+    const fresh = await store.exclusive('tls-renewal', () =>
+      loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
+    )
     material.tls = fresh.tls
     if (app) (app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
     pool?.setTls(fresh.tls)
-    audit.write('tls_certificate_renewed', {not_after: fresh.tls.notAfter.toISOString(), by_this_replica: fresh.renewed})
+    audit.write('tls_certificate_renewed', {
+      not_after: fresh.tls.notAfter.toISOString(),
+      by_this_replica: fresh.renewed,
+    })
   }
 
   let closed = false
@@ -348,7 +430,12 @@ export async function forwardAdminEvents(store: Store, audit: AuditLog): Promise
     const cursor = await store.auditCursor()
     const events = await store.adminEventsAfter(cursor, 100)
     if (events.length === 0) return total
-    for (const e of events) audit.write(e.event as AuditEvent, {...e.fields, admin_event_id: e.id, recorded_at: new Date(e.at * 1000).toISOString()})
+    for (const e of events)
+      audit.write(e.event as AuditEvent, {
+        ...e.fields,
+        admin_event_id: e.id,
+        recorded_at: new Date(e.at * 1000).toISOString(),
+      })
     total += events.length
     // another replica moved the cursor first: it wrote these too (at least once), stop here
     if (!(await store.advanceAuditCursor(cursor, events[events.length - 1]!.id))) return total
@@ -359,8 +446,21 @@ export async function forwardAdminEvents(store: Store, audit: AuditLog): Promise
 export function listenError(err: unknown, address: string): unknown {
   const code = (err as NodeJS.ErrnoException).code
   const hint = 'choose another with --address HOST:PORT (or address: in ca.yaml)'
-  if (code === 'EADDRINUSE') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: another process is using it (another sshca ca serve?)`, {cause: err, hint: `stop that process (ss -ltnp 'sport = :${address.split(':').pop()}' shows it), or ${hint}`})
-  if (code === 'EACCES') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: ports below 1024 need privileges`, {cause: err, hint: `use a port above 1024 (the default is 9000), or ${hint}`})
-  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: this machine has no such address`, {cause: err, hint: `use one of its addresses, 0.0.0.0 for all, or ${hint}`})
+  if (code === 'EADDRINUSE')
+    return new SshcaError(
+      'ERR_LISTEN',
+      `cannot listen on ${address}: another process is using it (another sshca ca serve?)`,
+      {cause: err, hint: `stop that process (ss -ltnp 'sport = :${address.split(':').pop()}' shows it), or ${hint}`},
+    )
+  if (code === 'EACCES')
+    return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: ports below 1024 need privileges`, {
+      cause: err,
+      hint: `use a port above 1024 (the default is 9000), or ${hint}`,
+    })
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new SshcaError('ERR_LISTEN', `cannot listen on ${address}: this machine has no such address`, {
+      cause: err,
+      hint: `use one of its addresses, 0.0.0.0 for all, or ${hint}`,
+    })
   return err
 }

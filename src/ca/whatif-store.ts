@@ -8,7 +8,10 @@ import {grantedTtl, type ReplayRecord} from './authority/whatif.ts'
 import {loadConfig} from './config/config.ts'
 import {withStore} from './store/open.ts'
 
-export async function storeRecords(caConfigPath: string, since: number): Promise<{records: ReplayRecord[]; skipped: number}> {
+export async function storeRecords(
+  caConfigPath: string,
+  since: number,
+): Promise<{records: ReplayRecord[]; skipped: number}> {
   const {config} = await loadConfig(caConfigPath)
   return withStore(config, 'admin', async (store) => {
     const records: ReplayRecord[] = []
@@ -22,7 +25,9 @@ export async function storeRecords(caConfigPath: string, since: number): Promise
       let extensions: string[]
       try {
         const cert = parseCertificate(Buffer.from(c.certificate, 'base64'))
-        criticalOptions = Object.fromEntries(Object.entries(cert.criticalOptions).map(([k, v]) => [k, typeof v === 'string' ? v : '']))
+        criticalOptions = Object.fromEntries(
+          Object.entries(cert.criticalOptions).map(([k, v]) => [k, typeof v === 'string' ? v : '']),
+        )
         extensions = Object.keys(cert.extensions)
       } catch {
         skipped++
@@ -33,7 +38,13 @@ export async function storeRecords(caConfigPath: string, since: number): Promise
         subject: c.subject,
         provisioner: c.provisioner,
         claims: c.claims,
-        issued: {principals: c.principals, ttl: grantedTtl(c.validAfter, c.validBefore), criticalOptions, extensions, rule: c.rule},
+        issued: {
+          principals: c.principals,
+          ttl: grantedTtl(c.validAfter, c.validBefore),
+          criticalOptions,
+          extensions,
+          rule: c.rule,
+        },
       })
     }
     return {records, skipped}

@@ -63,7 +63,30 @@ import type {Store} from './store/store.ts'
  * Every Store method a worker may call. `close` is the main thread's alone, and so is `exclusive`
  * (its argument is a function, which cannot cross threads; the TLS renewal it orders runs here).
  */
-const STORE_CALLS = ['issue', 'findCertificate', 'currentHostCertificates', 'certificates', 'revoke', 'unrevoke', 'revocations', 'revocationGeneration', 'revocationSnapshot', 'revocationFor', 'purgeExpiredTokens', 'recordAdminEvent', 'auditCursor', 'adminEventsAfter', 'advanceAuditCursor', 'spentToken', 'inventorySummary', 'restoredAt', 'markRestored', 'issuanceStop', 'setIssuanceStop', 'ping'] as const
+const STORE_CALLS = [
+  'issue',
+  'findCertificate',
+  'currentHostCertificates',
+  'certificates',
+  'revoke',
+  'unrevoke',
+  'revocations',
+  'revocationGeneration',
+  'revocationSnapshot',
+  'revocationFor',
+  'purgeExpiredTokens',
+  'recordAdminEvent',
+  'auditCursor',
+  'adminEventsAfter',
+  'advanceAuditCursor',
+  'spentToken',
+  'inventorySummary',
+  'restoredAt',
+  'markRestored',
+  'issuanceStop',
+  'setIssuanceStop',
+  'ping',
+] as const
 // a method added to Store and not listed above fails to compile here
 type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | 'close' | 'exclusive'>
 const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
@@ -79,8 +102,13 @@ interface WireKeySet {
 type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'> & {userCa: WireKeySet; hostCa: WireKeySet}
 
 const toWireSet = (set: CaKeySet): WireKeySet => {
-  if (!set.active.keyObject) throw new TypeError(`the active CA key ${set.activeId} is not in memory: it cannot sign on a worker thread`)
-  return {activeId: set.activeId, key: set.active.keyObject, published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()}))}
+  if (!set.active.keyObject)
+    throw new TypeError(`the active CA key ${set.activeId} is not in memory: it cannot sign on a worker thread`)
+  return {
+    activeId: set.activeId,
+    key: set.active.keyObject,
+    published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()})),
+  }
 }
 const fromWireSet = (w: WireKeySet): CaKeySet => ({
   activeId: w.activeId,
@@ -100,8 +128,20 @@ const toWire = (m: CaMaterial): WorkerMaterial => ({
   userCa: toWireSet(m.userCa),
   hostCa: toWireSet(m.hostCa),
 })
-const fromWire = (w: WorkerMaterial): CaMaterial => ({...w, userCa: fromWireSet(w.userCa), hostCa: fromWireSet(w.hostCa)})
-const METER_CALLS = ['decision', 'request', 'commit', 'tokenVerification', 'jwksFetch', 'rateLimited', 'webhook'] as const satisfies readonly (keyof Meter)[]
+const fromWire = (w: WorkerMaterial): CaMaterial => ({
+  ...w,
+  userCa: fromWireSet(w.userCa),
+  hostCa: fromWireSet(w.hostCa),
+})
+const METER_CALLS = [
+  'decision',
+  'request',
+  'commit',
+  'tokenVerification',
+  'jwksFetch',
+  'rateLimited',
+  'webhook',
+] as const satisfies readonly (keyof Meter)[]
 
 interface WorkerInit {
   sshcaWorker: true
@@ -135,9 +175,12 @@ interface WireError {
 }
 
 const errorToWire = (err: unknown): WireError =>
-  err instanceof SshcaError ? {code: err.code, message: err.message, ...(err.details ? {details: err.details} : {})} : {message: (err as Error)?.message ?? String(err)}
+  err instanceof SshcaError
+    ? {code: err.code, message: err.message, ...(err.details ? {details: err.details} : {})}
+    : {message: (err as Error)?.message ?? String(err)}
 
-const errorFromWire = (e: WireError): Error => (e.code ? new SshcaError(e.code, e.message, e.details ? {details: e.details} : {}) : new Error(e.message))
+const errorFromWire = (e: WireError): Error =>
+  e.code ? new SshcaError(e.code, e.message, e.details ? {details: e.details} : {}) : new Error(e.message)
 
 export interface WorkerPool {
   readonly port: number
@@ -172,7 +215,8 @@ export interface PoolOptions {
 
 /** Starts `count` workers serving `host:port` (port 0: one the OS picks); rejects when any fails to start. */
 export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
-  if (!Number.isInteger(o.count) || o.count < 1) throw new TypeError(`workers must be a positive integer, not ${o.count}`)
+  if (!Number.isInteger(o.count) || o.count < 1)
+    throw new TypeError(`workers must be a positive integer, not ${o.count}`)
   const port = await claimAddress(o.host, o.port)
   const rates = new SharedRateStore()
   const counters = appCounters(o.count)
@@ -196,18 +240,35 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
 
   const dispatch = async (m: Call): Promise<unknown> => {
     if (m.op === 'store' && (STORE_CALLS as readonly string[]).includes(m.method)) {
-      return (o.store[m.method as (typeof STORE_CALLS)[number]] as (...a: unknown[]) => Promise<unknown>).apply(o.store, m.args)
+      return (o.store[m.method as (typeof STORE_CALLS)[number]] as (...a: unknown[]) => Promise<unknown>).apply(
+        o.store,
+        m.args,
+      )
     }
     if (m.op === 'rate' && (m.method === 'incr' || m.method === 'read')) {
       const [key, window] = m.args as [string, number]
-      return new Promise((resolve, reject) => rates[m.method as 'incr' | 'read'](key, (err, res) => (err ? reject(err) : resolve(res)), window))
+      return new Promise((resolve, reject) =>
+        rates[m.method as 'incr' | 'read'](key, (err, res) => (err ? reject(err) : resolve(res)), window),
+      )
     }
     throw new TypeError(`a worker asked for ${m.op}.${m.method}`)
   }
 
   /** Starts worker `index` in its slot; resolves once it listens, rejects if it ends first. */
   const spawn = (index: number): Promise<Worker> => {
-    const init: WorkerInit = {sshcaWorker: true, index: index + 1, counters, host: o.host, port, config, material, auditDest: o.auditDest, auditLock: o.auditLock, safety, metered: o.meter !== undefined}
+    const init: WorkerInit = {
+      sshcaWorker: true,
+      index: index + 1,
+      counters,
+      host: o.host,
+      port,
+      config,
+      material,
+      auditDest: o.auditDest,
+      auditLock: o.auditLock,
+      safety,
+      metered: o.meter !== undefined,
+    }
     const w = new Worker(new URL(import.meta.url), {name: `sshca-worker-${index + 1}`, workerData: init})
     // w.threadId reads -1 once the thread has ended
     const tid = w.threadId
@@ -225,7 +286,11 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
           )
         } else if (m.t === 'meter') {
           const method = (m as {method: string}).method
-          if ((METER_CALLS as readonly string[]).includes(method)) (o.meter?.[method as (typeof METER_CALLS)[number]] as ((...a: unknown[]) => void) | undefined)?.apply(o.meter, (m as {args: unknown[]}).args)
+          if ((METER_CALLS as readonly string[]).includes(method))
+            (o.meter?.[method as (typeof METER_CALLS)[number]] as ((...a: unknown[]) => void) | undefined)?.apply(
+              o.meter,
+              (m as {args: unknown[]}).args,
+            )
         } else if (m.t === 'ack') {
           acks.get(w)?.get(m.seq!)?.()
         } else if (m.t === 'closed') {
@@ -247,7 +312,13 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
         releaseAuditLock(o.auditLock, tid)
         if (!ready) return reject(failure ?? new Error(`worker ${index + 1} exited with code ${code} while starting`))
         if (closing) return
-        note({worker: index + 1, thread_id: tid, code, ...(failure ? {error: failure.message.slice(0, 500)} : {}), replaced: true})
+        note({
+          worker: index + 1,
+          thread_id: tid,
+          code,
+          ...(failure ? {error: failure.message.slice(0, 500)} : {}),
+          replaced: true,
+        })
         // one that dies young waits a second for its replacement, so a crash at start cannot spin
         replace(index, Date.now() - startedAt < 10_000 ? 1000 : 0)
       })
@@ -342,19 +413,31 @@ async function runWorker(init: WorkerInit): Promise<void> {
       port.postMessage({t: 'call', id, op, method, args} satisfies Call)
     })
 
-  const viaMain = Object.fromEntries(STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)])) as unknown as Store
+  const viaMain = Object.fromEntries(
+    STORE_CALLS.map((m) => [m, (...args: unknown[]) => call('store', m, args)]),
+  ) as unknown as Store
   viaMain.close = async () => undefined
-  viaMain.exclusive = () => Promise.reject(new TypeError('a worker thread cannot take the store\'s lock: the main thread does'))
-  const store = init.config.db.type === 'postgresql' ? await openStore(init.config, 'server', {worker: init.index}).catch(() => viaMain) : viaMain
+  viaMain.exclusive = () =>
+    Promise.reject(new TypeError("a worker thread cannot take the store's lock: the main thread does"))
+  const store =
+    init.config.db.type === 'postgresql'
+      ? await openStore(init.config, 'server', {worker: init.index}).catch(() => viaMain)
+      : viaMain
   type Res = {current: number; ttl: number}
   type Cb = (err: Error | null, res?: Res) => void
   // @fastify/rate-limit's store interface; one set of counters for every worker, in the main thread
   class RateStore {
     incr(key: string, cb: Cb, timeWindow: number): void {
-      call('rate', 'incr', [key, timeWindow]).then((r) => cb(null, r as Res), (err: Error) => cb(err))
+      call('rate', 'incr', [key, timeWindow]).then(
+        (r) => cb(null, r as Res),
+        (err: Error) => cb(err),
+      )
     }
     read(key: string, cb: Cb, timeWindow: number): void {
-      call('rate', 'read', [key, timeWindow]).then((r) => cb(null, r as Res), (err: Error) => cb(err))
+      call('rate', 'read', [key, timeWindow]).then(
+        (r) => cb(null, r as Res),
+        (err: Error) => cb(err),
+      )
     }
     child(): this {
       return this
@@ -364,9 +447,13 @@ async function runWorker(init: WorkerInit): Promise<void> {
   const audit = createAuditLog(init.auditDest, {lock: init.auditLock, base: {worker: init.index}})
   // the meter's events go to the main thread's registry, one-way: a request never waits on them
   const meter = init.metered
-    ? (Object.fromEntries(METER_CALLS.map((method) => [method, (...args: unknown[]) => port.postMessage({t: 'meter', method, args})])) as unknown as Meter)
+    ? (Object.fromEntries(
+        METER_CALLS.map((method) => [method, (...args: unknown[]) => port.postMessage({t: 'meter', method, args})]),
+      ) as unknown as Meter)
     : undefined
-  const verifierDeps = meter ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)} : {}
+  const verifierDeps = meter
+    ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)}
+    : {}
   const rt: CaRuntime = {
     policy: {config: init.config, verifier: new TokenVerifier(init.config.provisioners, verifierDeps)},
     material: fromWire(init.material),
@@ -376,44 +463,68 @@ async function runWorker(init: WorkerInit): Promise<void> {
     safety: init.safety,
     ...(meter ? {meter} : {}),
   }
-  const app = buildApp(new Authority(rt), {key: init.material.tls.keyPem, cert: init.material.tls.certPem}, {counters: {all: init.counters, slot: init.index - 1}, rateStore: RateStore})
+  const app = buildApp(
+    new Authority(rt),
+    {key: init.material.tls.keyPem, cert: init.material.tls.certPem},
+    {counters: {all: init.counters, slot: init.index - 1}, rateStore: RateStore},
+  )
 
-  port.on('message', (m: {t: string; id: number; value?: unknown; error?: WireError; seq: number; config: CaConfig; tls: Tls; material: WorkerMaterial; safety: SafetyState}) => {
-    switch (m.t) {
-      case 'reply': {
-        const p = pending.get(m.id)
-        pending.delete(m.id)
-        if (m.error) p?.reject(errorFromWire(m.error))
-        else p?.resolve(m.value)
-        break
+  port.on(
+    'message',
+    (m: {
+      t: string
+      id: number
+      value?: unknown
+      error?: WireError
+      seq: number
+      config: CaConfig
+      tls: Tls
+      material: WorkerMaterial
+      safety: SafetyState
+    }) => {
+      switch (m.t) {
+        case 'reply': {
+          const p = pending.get(m.id)
+          pending.delete(m.id)
+          if (m.error) p?.reject(errorFromWire(m.error))
+          else p?.resolve(m.value)
+          break
+        }
+        case 'policy':
+          rt.policy = {
+            config: m.config,
+            verifier: new TokenVerifier(m.config.provisioners, verifierDeps, rt.policy.verifier),
+          }
+          port.postMessage({t: 'ack', seq: m.seq})
+          break
+        case 'tls':
+          rt.material.tls = m.tls
+          ;(app.server as unknown as TlsServer).setSecureContext({key: m.tls.keyPem, cert: m.tls.certPem})
+          break
+        case 'material': {
+          const tlsChanged = m.material.tls.certPem !== rt.material.tls.certPem
+          rt.material = fromWire(m.material)
+          if (tlsChanged)
+            (app.server as unknown as TlsServer).setSecureContext({
+              key: m.material.tls.keyPem,
+              cert: m.material.tls.certPem,
+            })
+          break
+        }
+        case 'safety':
+          rt.safety = m.safety
+          break
+        case 'close':
+          // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
+          void app
+            .close()
+            .then(() => store.close())
+            .then(() => audit.close())
+            .finally(() => port.postMessage({t: 'closed'}))
+          break
       }
-      case 'policy':
-        rt.policy = {config: m.config, verifier: new TokenVerifier(m.config.provisioners, verifierDeps, rt.policy.verifier)}
-        port.postMessage({t: 'ack', seq: m.seq})
-        break
-      case 'tls':
-        rt.material.tls = m.tls
-        ;(app.server as unknown as TlsServer).setSecureContext({key: m.tls.keyPem, cert: m.tls.certPem})
-        break
-      case 'material': {
-        const tlsChanged = m.material.tls.certPem !== rt.material.tls.certPem
-        rt.material = fromWire(m.material)
-        if (tlsChanged) (app.server as unknown as TlsServer).setSecureContext({key: m.material.tls.keyPem, cert: m.material.tls.certPem})
-        break
-      }
-      case 'safety':
-        rt.safety = m.safety
-        break
-      case 'close':
-        // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
-        void app
-          .close()
-          .then(() => store.close())
-          .then(() => audit.close())
-          .finally(() => port.postMessage({t: 'closed'}))
-        break
-    }
-  })
+    },
+  )
   // fastify hands its options to net.Server#listen, whose reusePort its types do not list yet
   await app.listen({host: init.host, port: init.port, ...({reusePort: true} as object)})
   port.postMessage({t: 'ready', port: (app.server.address() as {port: number}).port})

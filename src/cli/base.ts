@@ -31,8 +31,15 @@ export abstract class BaseCommand extends Command {
     // a custom flag's parse (src/cli/flags.ts) throws an SshcaError that oclif wraps in its own words: unwrap
     const flagValue = isSshcaError(err) && /^Parsing --\S+ \n\t/.test(err.message)
     const e = flagValue
-      ? usageError(err, this.config.bin, this.ctor, err.message.replace(/^Parsing --\S+ \n\t/, '').replace(/\nSee more help with --help$/, ''))
-      : !isSshcaError(err) && isOclifUsageError(err) ? usageError(err, this.config.bin, this.ctor) : toSshcaError(err)
+      ? usageError(
+          err,
+          this.config.bin,
+          this.ctor,
+          err.message.replace(/^Parsing --\S+ \n\t/, '').replace(/\nSee more help with --help$/, ''),
+        )
+      : !isSshcaError(err) && isOclifUsageError(err)
+        ? usageError(err, this.config.bin, this.ctor)
+        : toSshcaError(err)
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
     else process.stderr.write(errorText(e))
     process.exitCode = exitCodeFor(e)

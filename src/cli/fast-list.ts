@@ -4,4 +4,11 @@ import {runList} from './list.ts'
 
 /** `argv`: the whole argument list, the command's name first. */
 export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
-  runFast({options: {raw: {type: 'boolean'}, json: {type: 'boolean'}}, accepts: () => true, run: async (v) => runList({raw: v.raw === true})}, argv.slice(1))
+  runFast(
+    {
+      options: {raw: {type: 'boolean'}, json: {type: 'boolean'}},
+      accepts: () => true,
+      run: async (v) => runList({raw: v.raw === true}),
+    },
+    argv.slice(1),
+  )

@@ -25,7 +25,9 @@ export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
         (typeof v['identity-token-file'] === 'string' || v.ensure === true) &&
         (v.kty === undefined || v.kty === 'ed25519' || v.kty === 'ecdsa') &&
         (v['no-agent'] === true) === (typeof v.out === 'string') &&
-        [v.context, v.out, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-')))),
+        [v.context, v.out, v['identity-token-file']].every(
+          (s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-'))),
+        ),
       run: async (v) =>
         runLogin({
           identityTokenFile: v['identity-token-file'] as string | undefined,

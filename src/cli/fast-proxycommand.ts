@@ -9,8 +9,18 @@ export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
       options: {context: {type: 'string'}, 'identity-token-file': {type: 'string'}},
       positionals: 3,
       noJson: true,
-      accepts: (v) => [v.context, v['identity-token-file']].every((s) => s === undefined || (typeof s === 'string' && s !== '' && !s.startsWith('-'))),
-      run: async (v, args) => runProxy({user: args[0]!, host: args[1]!, port: args[2]!, context: v.context as string | undefined, identityTokenFile: v['identity-token-file'] as string | undefined}),
+      accepts: (v) =>
+        [v.context, v['identity-token-file']].every(
+          (s) => s === undefined || (typeof s === 'string' && s !== '' && !s.startsWith('-')),
+        ),
+      run: async (v, args) =>
+        runProxy({
+          user: args[0]!,
+          host: args[1]!,
+          port: args[2]!,
+          context: v.context as string | undefined,
+          identityTokenFile: v['identity-token-file'] as string | undefined,
+        }),
     },
     argv.slice(1),
   )

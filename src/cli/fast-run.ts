@@ -24,7 +24,12 @@ export async function runFast(cmd: FastCommand, args: readonly string[]): Promis
   let values: Values
   let positionals: string[]
   try {
-    const parsed = parseArgs({args: [...args], options: cmd.options, strict: true, allowPositionals: cmd.positionals !== undefined})
+    const parsed = parseArgs({
+      args: [...args],
+      options: cmd.options,
+      strict: true,
+      allowPositionals: cmd.positionals !== undefined,
+    })
     values = parsed.values as Values
     positionals = parsed.positionals
   } catch {

@@ -10,7 +10,8 @@ import {shortDuration} from './format.ts'
 /** Where a browser can be opened: a display, not CI, not over SSH, not BROWSER=none. */
 export function canOpenBrowser(env: NodeJS.ProcessEnv = process.env, platform = process.platform): boolean {
   if (env.BROWSER === 'none' || env.CI || env.SSH_CONNECTION || env.SSH_TTY) return false
-  if (platform === 'linux' || platform === 'freebsd' || platform === 'openbsd') return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY)
+  if (platform === 'linux' || platform === 'freebsd' || platform === 'openbsd')
+    return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY)
   return true
 }
 
@@ -22,8 +23,14 @@ export function canOpenBrowser(env: NodeJS.ProcessEnv = process.env, platform = 
  */
 export function noLocalBrowser(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string | undefined {
   if (env.BROWSER !== undefined) return undefined
-  if (env.SSH_CONNECTION || env.SSH_TTY) return 'this is an SSH session, so your browser cannot reach this machine\'s 127.0.0.1'
-  if ((platform === 'linux' || platform === 'freebsd' || platform === 'openbsd') && !env.DISPLAY && !env.WAYLAND_DISPLAY) return 'this machine has no display for a browser'
+  if (env.SSH_CONNECTION || env.SSH_TTY)
+    return "this is an SSH session, so your browser cannot reach this machine's 127.0.0.1"
+  if (
+    (platform === 'linux' || platform === 'freebsd' || platform === 'openbsd') &&
+    !env.DISPLAY &&
+    !env.WAYLAND_DISPLAY
+  )
+    return 'this machine has no display for a browser'
   return undefined
 }
 
@@ -47,7 +54,11 @@ export async function openBrowser(url: string, env: NodeJS.ProcessEnv = process.
 }
 
 /** A one-line spinner with a countdown on a TTY; a single line otherwise. */
-export function waitIndicator(stream: NodeJS.WriteStream, text: string, timeoutMs: number): {stop(final?: string): void} {
+export function waitIndicator(
+  stream: NodeJS.WriteStream,
+  text: string,
+  timeoutMs: number,
+): {stop(final?: string): void} {
   const end = Date.now() + timeoutMs
   if (!stream.isTTY) {
     stream.write(`${text} (up to ${shortDuration(timeoutMs / 1000)}; Ctrl-C to cancel)\n`)
@@ -55,7 +66,10 @@ export function waitIndicator(stream: NodeJS.WriteStream, text: string, timeoutM
   }
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
   let i = 0
-  const draw = () => stream.write(`\r\x1b[2K${frames[i++ % frames.length]} ${text} ${shortDuration(Math.max(0, (end - Date.now()) / 1000))} left, Ctrl-C to cancel`)
+  const draw = () =>
+    stream.write(
+      `\r\x1b[2K${frames[i++ % frames.length]} ${text} ${shortDuration(Math.max(0, (end - Date.now()) / 1000))} left, Ctrl-C to cancel`,
+    )
   draw()
   const timer = setInterval(draw, 100)
   timer.unref()
@@ -73,7 +87,8 @@ export function waitIndicator(stream: NodeJS.WriteStream, text: string, timeoutM
  * stderr when there is no terminal at all (CI).
  */
 export function terminalStream(): {stream: NodeJS.WriteStream; terminal: boolean} {
-  if (process.stderr.isTTY || process.platform === 'win32') return {stream: process.stderr, terminal: Boolean(process.stderr.isTTY)}
+  if (process.stderr.isTTY || process.platform === 'win32')
+    return {stream: process.stderr, terminal: Boolean(process.stderr.isTTY)}
   try {
     const fd = openSync('/dev/tty', 'w')
     const s = new WriteStream(fd)
@@ -85,7 +100,10 @@ export function terminalStream(): {stream: NodeJS.WriteStream; terminal: boolean
 }
 
 /** Prints login progress on stderr (stdout stays for results and --json); quiet keeps only what the person must act on. */
-export function loginNotifier(stream: NodeJS.WriteStream = process.stderr, o: {quiet?: boolean} = {}): {notify(e: LoginEvent): void; done(final?: string): void} {
+export function loginNotifier(
+  stream: NodeJS.WriteStream = process.stderr,
+  o: {quiet?: boolean} = {},
+): {notify(e: LoginEvent): void; done(final?: string): void} {
   let spinner: {stop(final?: string): void} | undefined
   let waitingFor = 'Waiting for you to sign in in the browser…'
   return {
@@ -93,11 +111,15 @@ export function loginNotifier(stream: NodeJS.WriteStream = process.stderr, o: {q
       if (o.quiet && (e.type === 'refreshing' || e.type === 'refresh_failed')) return
       switch (e.type) {
         case 'authorization_url':
-          stream.write(`${e.browserOpened ? 'A browser window was opened. If it did not appear, open this URL' : 'Open this URL in a browser'} to sign in:\n\n${e.url}\n\n`)
+          stream.write(
+            `${e.browserOpened ? 'A browser window was opened. If it did not appear, open this URL' : 'Open this URL in a browser'} to sign in:\n\n${e.url}\n\n`,
+          )
           break
         case 'device_code':
           waitingFor = 'Waiting for the code to be confirmed…'
-          stream.write(`On any device, open ${e.verificationUri} and enter the code:\n\n    ${e.userCode}\n\n${e.verificationUriComplete ? `(or open ${e.verificationUriComplete})\n\n` : ''}`)
+          stream.write(
+            `On any device, open ${e.verificationUri} and enter the code:\n\n    ${e.userCode}\n\n${e.verificationUriComplete ? `(or open ${e.verificationUriComplete})\n\n` : ''}`,
+          )
           break
         case 'waiting':
           spinner = waitIndicator(stream, waitingFor, e.timeoutMs)
@@ -109,17 +131,27 @@ export function loginNotifier(stream: NodeJS.WriteStream = process.stderr, o: {q
           stream.write('The saved sign-in has expired; signing in again.\n')
           break
         case 'refresh_refused_by_ca':
-          stream.write('The CA does not accept a renewed sign-in (step-ca refuses an ID token from a refresh); signing in again.\n')
+          stream.write(
+            'The CA does not accept a renewed sign-in (step-ca refuses an ID token from a refresh); signing in again.\n',
+          )
           break
         case 'no_local_browser':
-          stream.write(e.usingDevice ? `No browser here: ${e.reason}. Using a device code instead (what --console does).\n` : `No browser here: ${e.reason}, and the identity provider offers no device code (--console). Open the URL below in a browser on this machine, or forward its port first: ssh -L PORT:127.0.0.1:PORT (PORT from the URL's redirect_uri).\n`)
+          stream.write(
+            e.usingDevice
+              ? `No browser here: ${e.reason}. Using a device code instead (what --console does).\n`
+              : `No browser here: ${e.reason}, and the identity provider offers no device code (--console). Open the URL below in a browser on this machine, or forward its port first: ssh -L PORT:127.0.0.1:PORT (PORT from the URL's redirect_uri).\n`,
+          )
           break
         case 'refresh_token_file':
-          stream.write(`No OS keyring here: your refresh token is kept in ${e.file} (0600), so the next sign-in needs no browser. sshca logout removes it.\n`)
+          stream.write(
+            `No OS keyring here: your refresh token is kept in ${e.file} (0600), so the next sign-in needs no browser. sshca logout removes it.\n`,
+          )
           break
         case 'callback_ignored':
           // on a new line: the spinner redraws its own
-          stream.write(`${stream.isTTY ? '\r\x1b[2K' : ''}Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n`)
+          stream.write(
+            `${stream.isTTY ? '\r\x1b[2K' : ''}Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n`,
+          )
           break
       }
     },
@@ -139,7 +171,8 @@ export async function chooseOnTty(names: string[]): Promise<string> {
     const answer = (await rl.question(`Which one? [1-${names.length}] `)).trim()
     const byNumber = names[Number(answer) - 1]
     const chosen = byNumber ?? names.find((n) => n === answer)
-    if (!chosen) throw new SshcaError('ERR_USAGE', `"${answer}" is not one of the choices`, {hint: 'pass --provisioner NAME'})
+    if (!chosen)
+      throw new SshcaError('ERR_USAGE', `"${answer}" is not one of the choices`, {hint: 'pass --provisioner NAME'})
     return chosen
   } finally {
     rl.close()

@@ -30,7 +30,9 @@ export interface LoginFlags {
 }
 
 /** What the client's flows need to sign a person in from this process: browser, terminal, keyring. */
-export async function loginSession(f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>): Promise<{deps: LoginDeps; done(final?: string): void}> {
+export async function loginSession(
+  f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>,
+): Promise<{deps: LoginDeps; done(final?: string): void}> {
   const home = sshcaHome()
   const interactive = f.identityTokenFile === undefined && !f.githubActions
   const ui = interactive ? await import('./interact.ts') : undefined
@@ -72,7 +74,11 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     // before every ssh connection: answer from the agent alone, before the sign-in machinery loads
     const {heldCertificate} = await import('../client/ensure.ts')
     const {loadContext} = await import('../client/home.ts')
-    const held = await heldCertificate(await loadContext(sshcaHome(), f.context), {...(f.identity ? {identity: f.identity} : {}), ...(f.out ? {out: f.out} : {})}, {agent: {}, clock: Date.now})
+    const held = await heldCertificate(
+      await loadContext(sshcaHome(), f.context),
+      {...(f.identity ? {identity: f.identity} : {}), ...(f.out ? {out: f.out} : {})},
+      {agent: {}, clock: Date.now},
+    )
     if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
   }
   const {login} = await import('../client/login.ts')

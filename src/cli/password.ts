@@ -37,13 +37,21 @@ async function askHidden(prompt: string): Promise<string> {
 
 const ATTEMPTS = 3
 
-export async function obtainPassword(opts: {file?: string | undefined; confirm?: boolean; label?: string}): Promise<string> {
+export async function obtainPassword(opts: {
+  file?: string | undefined
+  confirm?: boolean
+  label?: string
+}): Promise<string> {
   const label = opts.label ?? 'CA password'
   if (opts.file) return readPasswordFile(opts.file)
   if (!process.stdin.isTTY) {
-    throw new SshcaError('ERR_CA_PASSWORD', `no --password-file given and no terminal to ask for the ${label.toLowerCase().replace(/^ca /, 'CA ')} on`, {
-      hint: 'write the password to a 0600 file and pass --password-file FILE',
-    })
+    throw new SshcaError(
+      'ERR_CA_PASSWORD',
+      `no --password-file given and no terminal to ask for the ${label.toLowerCase().replace(/^ca /, 'CA ')} on`,
+      {
+        hint: 'write the password to a 0600 file and pass --password-file FILE',
+      },
+    )
   }
   // a short or mistyped password asks again; three misses end it
   let last = ''
@@ -62,5 +70,7 @@ export async function obtainPassword(opts: {file?: string | undefined; confirm?:
     }
     return first
   }
-  throw new SshcaError('ERR_CA_PASSWORD', `${last} (${ATTEMPTS} attempts)`, {hint: `or write the password to a 0600 file and pass --password-file FILE`})
+  throw new SshcaError('ERR_CA_PASSWORD', `${last} (${ATTEMPTS} attempts)`, {
+    hint: `or write the password to a 0600 file and pass --password-file FILE`,
+  })
 }

@@ -13,14 +13,20 @@ function target(r: RevocationView): string {
 export function renderRevoke(r: RevokeResult, configPath: string): string {
   let out = ''
   if (r.kind === 'subject') {
-    out += r.revocations.length === 0 ? 'No unexpired certificate of that subject: nothing revoked.\n' : `Revoked ${r.revocations.length} certificate(s) of that subject:\n`
-    for (const c of r.certificates) out += `  serial ${c.serial}: ${c.certType} certificate "${c.keyId}" for ${c.principals.join(', ')}, valid until ${c.validBefore}\n`
+    out +=
+      r.revocations.length === 0
+        ? 'No unexpired certificate of that subject: nothing revoked.\n'
+        : `Revoked ${r.revocations.length} certificate(s) of that subject:\n`
+    for (const c of r.certificates)
+      out += `  serial ${c.serial}: ${c.certType} certificate "${c.keyId}" for ${c.principals.join(', ')}, valid until ${c.validBefore}\n`
   } else {
     const v = r.revocations[0]!
     out += `Revoked ${target(v)} (revocation ${v.id}).\n`
     if (r.kind === 'serial') {
       const c = r.certificates[0]
-      out += c ? `  It is the ${c.certType} certificate "${c.keyId}" for ${c.principals.join(', ')}, valid until ${c.validBefore}.\n` : '  This CA has no record of issuing it; it is revoked anyway.\n'
+      out += c
+        ? `  It is the ${c.certType} certificate "${c.keyId}" for ${c.principals.join(', ')}, valid until ${c.validBefore}.\n`
+        : '  This CA has no record of issuing it; it is revoked anyway.\n'
     } else {
       out += `  ${r.certificates.length} unexpired certificate(s) carry it now.\n`
     }
@@ -29,7 +35,8 @@ export function renderRevoke(r: RevokeResult, configPath: string): string {
     out += `This also refuses every future certificate ${r.kind === 'key' ? 'of that key' : 'with that key ID'} (sign-ins, enrolments, renewals).\n`
     out += `Undo: sshca ca unrevoke ${r.revocations[0]!.id} --config ${configPath}\n`
   }
-  out += 'Hosts pick this up at their next `sshca krl` (the sshca-krl timer runs hourly); now: run `sshca krl` on them.\n'
+  out +=
+    'Hosts pick this up at their next `sshca krl` (the sshca-krl timer runs hourly); now: run `sshca krl` on them.\n'
   out += 'Clients refresh their copy with `sshca config` or at their next `sshca login`.\n'
   return out
 }
@@ -43,7 +50,16 @@ export function renderCerts(list: CertView[]): string {
   if (list.length === 0) return 'No certificate matches.\n'
   return table([
     ['SERIAL', 'TYPE', 'KEY ID', 'PRINCIPALS', 'VALID UNTIL', 'PROVISIONER/RULE', 'SUBJECT', 'REVOKED'],
-    ...list.map((c) => [c.serial, c.certType, c.keyId, c.principals.join(','), c.validBefore, `${c.provisioner}/${c.rule ?? '-'}`, c.subject ?? '-', c.revoked ? 'yes' : 'no']),
+    ...list.map((c) => [
+      c.serial,
+      c.certType,
+      c.keyId,
+      c.principals.join(','),
+      c.validBefore,
+      `${c.provisioner}/${c.rule ?? '-'}`,
+      c.subject ?? '-',
+      c.revoked ? 'yes' : 'no',
+    ]),
   ])
 }
 
@@ -55,12 +71,26 @@ export function renderRotation(r: RotateResult): string {
     retire: 'Retired (no longer published): clients and hosts drop it at their next refresh.',
   }
   let out = ''
-  if (r.changed.length) out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
-  for (const s of r.stranded) out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
+  if (r.changed.length)
+    out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
+  for (const s of r.stranded)
+    out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
   out += `\nX.509 roots (what clients pin):\n${table([['FINGERPRINT', 'STATE', 'SUBJECT', 'NOT AFTER'], ...r.roots.map((x) => [x.fingerprint, x.state, x.subject, x.notAfter])])}`
   for (const kind of ['user', 'host'] as const) {
     out += `\n${kind} CA keys:\n`
-    out += table([['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'], ...r.keys[kind].map((k) => [k.id, k.state, k.fingerprint, k.store, k.createdAt, k.activatedAt ?? '-', k.deactivatedAt ?? '-', k.retiredAt ?? '-'])])
+    out += table([
+      ['ID', 'STATE', 'FINGERPRINT', 'STORE', 'CREATED', 'ACTIVATED', 'DEACTIVATED', 'RETIRED'],
+      ...r.keys[kind].map((k) => [
+        k.id,
+        k.state,
+        k.fingerprint,
+        k.store,
+        k.createdAt,
+        k.activatedAt ?? '-',
+        k.deactivatedAt ?? '-',
+        k.retiredAt ?? '-',
+      ]),
+    ])
   }
   return out
 }
@@ -77,7 +107,8 @@ export function renderWhatIf(r: WhatIfReport, skipped: number): string {
     out += list('+ principals', c.gained.principals) + list('- principals', c.lost.principals)
     out += list('+ extensions', c.gained.extensions) + list('- extensions', c.lost.extensions)
     out += list('+ options   ', c.gained.criticalOptions) + list('- options   ', c.lost.criticalOptions)
-    if (c.ttlChange !== 0 && c.before.issued && c.after.issued) out += `      lifetime ${c.before.ttl} → ${c.after.ttl}\n`
+    if (c.ttlChange !== 0 && c.before.issued && c.after.issued)
+      out += `      lifetime ${c.before.ttl} → ${c.after.ttl}\n`
   }
   return out
 }

@@ -7,9 +7,10 @@ const mib = (n: number): string => (n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB`
 
 export function renderBackup(r: BackupResult): string {
   const m = r.manifest
-  const store = m.store.type === 'sqlite'
-    ? `SQLite snapshot at ${m.store.snapshotAt}: ${m.store.certificates} certificate(s), ${m.store.revocations} revocation(s), ${m.store.spentTokens} spent token id(s)`
-    : `PostgreSQL ${m.store.database}: NOT in the archive (see below)`
+  const store =
+    m.store.type === 'sqlite'
+      ? `SQLite snapshot at ${m.store.snapshotAt}: ${m.store.certificates} certificate(s), ${m.store.revocations} revocation(s), ${m.store.spentTokens} spent token id(s)`
+      : `PostgreSQL ${m.store.database}: NOT in the archive (see below)`
   let out = `Wrote ${r.file} (${mib(r.size)}, sealed with the backup password)
   SHA-256           ${r.sha256}
   Root fingerprint  ${m.ca.rootFingerprint}
@@ -25,8 +26,13 @@ export function renderBackup(r: BackupResult): string {
 }
 
 export function renderRestore(r: RestoreResult): string {
-  const store = r.store.type === 'sqlite' ? `SQLite snapshot of ${r.store.snapshotAt} (${r.store.certificates} certificate(s), ${r.store.revocations} revocation(s))` : `PostgreSQL ${r.store.database} (restore it with pg_restore)`
-  let out = r.dryRun ? 'The archive verifies (authentic, every checksum, the CA identity and ca.yaml); nothing was written.\n' : `Restored the CA into ${r.dir}\n`
+  const store =
+    r.store.type === 'sqlite'
+      ? `SQLite snapshot of ${r.store.snapshotAt} (${r.store.certificates} certificate(s), ${r.store.revocations} revocation(s))`
+      : `PostgreSQL ${r.store.database} (restore it with pg_restore)`
+  let out = r.dryRun
+    ? 'The archive verifies (authentic, every checksum, the CA identity and ca.yaml); nothing was written.\n'
+    : `Restored the CA into ${r.dir}\n`
   out += `  Archive of       ${r.createdAt}
   Root fingerprint  ${r.rootFingerprint}
   User CA key       ${r.userCaKey}
@@ -45,14 +51,16 @@ export function renderStatus(s: IssuanceStatus): string {
     : s.stop
       ? `STOPPED since ${s.stop.since} (${s.stop.reason})`
       : 'STOPPED by ca.yaml (disabled: true)'
-  const promise = s.lastValidBefore === null
-    ? 'it has never issued a certificate'
-    : s.nothingValid
-      ? `no certificate signed by this CA is valid any more (the last expired ${s.lastValidBefore})`
-      : s.issuing
-        ? `certificates it issued are valid until at least ${s.lastValidBefore}`
-        : `after ${s.lastValidBefore} nothing signed by this CA works`
-  const line = (v: {active: number; lastValidBefore: string | null}) => `${v.active} valid now${v.lastValidBefore ? `; all expire by ${v.lastValidBefore}` : ''}`
+  const promise =
+    s.lastValidBefore === null
+      ? 'it has never issued a certificate'
+      : s.nothingValid
+        ? `no certificate signed by this CA is valid any more (the last expired ${s.lastValidBefore})`
+        : s.issuing
+          ? `certificates it issued are valid until at least ${s.lastValidBefore}`
+          : `after ${s.lastValidBefore} nothing signed by this CA works`
+  const line = (v: {active: number; lastValidBefore: string | null}) =>
+    `${v.active} valid now${v.lastValidBefore ? `; all expire by ${v.lastValidBefore}` : ''}`
   return `${s.ca.name}: ${state}
   ${promise}
   User certificates  ${line(s.certificates.user)}
@@ -64,7 +72,9 @@ ${s.restoredAt ? `  Restored           ${s.restoredAt} (tokens issued before the
 }
 
 export function renderStop(r: StopResult): string {
-  const head = r.changed ? `Issuance stopped at ${r.stop?.since}.` : `Issuance was already stopped (since ${r.stop?.since}: ${r.stop?.reason}); nothing changed.`
+  const head = r.changed
+    ? `Issuance stopped at ${r.stop?.since}.`
+    : `Issuance was already stopped (since ${r.stop?.since}: ${r.stop?.reason}); nothing changed.`
   return `${head}
 Every CA serving from this store refuses to sign within a second of it (503 issuance_stopped); ca.yaml says disabled: true.
 ${r.lastValidBefore === null ? 'It never issued a certificate.' : r.nothingValid ? `No certificate it signed is valid any more.` : `After ${r.lastValidBefore} nothing signed by this CA works, counting what replicas issued before they applied the stop (revoke sooner with sshca ca revoke).`}
@@ -73,7 +83,9 @@ Resume with: sshca ca resume-issuance --reason "…"
 }
 
 export function renderResume(r: StopResult): string {
-  return r.changed ? 'Issuance resumed: CAs serving from this store sign again within a second.\n' : 'Issuance was not stopped; nothing changed.\n'
+  return r.changed
+    ? 'Issuance resumed: CAs serving from this store sign again within a second.\n'
+    : 'Issuance was not stopped; nothing changed.\n'
 }
 
 export function renderHostAudit(r: HostAuditResult): string {
@@ -83,15 +95,20 @@ export function renderHostAudit(r: HostAuditResult): string {
   for (const a of r.accounts) {
     for (const f of a.authorizedKeys) {
       out += `  ${a.user}: ${f.path}${f.error ? ` (unreadable: ${f.error})` : `, ${f.keys.length} key(s)`}\n`
-      for (const k of f.keys) out += `    line ${k.line}: ${k.certAuthority ? 'cert-authority ' : ''}${k.type} ${k.fingerprint}${k.comment ? ` ${k.comment}` : ''}${k.trustedCa ? ' (a CA sshd trusts: not counted)' : ''}${k.options && !k.certAuthority ? ` [${k.options}]` : ''}\n`
+      for (const k of f.keys)
+        out += `    line ${k.line}: ${k.certAuthority ? 'cert-authority ' : ''}${k.type} ${k.fingerprint}${k.comment ? ` ${k.comment}` : ''}${k.trustedCa ? ' (a CA sshd trusts: not counted)' : ''}${k.options && !k.certAuthority ? ` [${k.options}]` : ''}\n`
     }
   }
   for (const h of r.hostKeys) out += `Host key ${h.path}: ${h.problem ? h.problem : `certified (${h.certificate})`}\n`
   if (r.configHost) {
-    if ('error' in r.configHost) out += `sshca config --host: cannot tell what it would change (${r.configHost.error})\n`
+    if ('error' in r.configHost)
+      out += `sshca config --host: cannot tell what it would change (${r.configHost.error})\n`
     else {
       const pending = r.configHost.files.filter((f) => f.state !== 'same')
-      out += pending.length === 0 ? `sshca config --host (context ${r.configHost.context}): nothing to change\n` : `sshca config --host (context ${r.configHost.context}) would ${pending.map((f) => `${f.state} ${f.path}`).join(', ')}\n`
+      out +=
+        pending.length === 0
+          ? `sshca config --host (context ${r.configHost.context}): nothing to change\n`
+          : `sshca config --host (context ${r.configHost.context}) would ${pending.map((f) => `${f.state} ${f.path}`).join(', ')}\n`
     }
   }
   out += r.clean

@@ -61,16 +61,24 @@ function when(iso: string | null, open: string): string {
 export function renderList(r: ListResult, raw: boolean): string {
   if (raw) return r.certificates.map((c) => `${c.line}\n`).join('')
   if (r.certificates.length === 0) {
-    const others = r.otherIdentities === 0 ? '' : ` (it holds ${r.otherIdentities} other key${r.otherIdentities === 1 ? '' : 's'})`
+    const others =
+      r.otherIdentities === 0 ? '' : ` (it holds ${r.otherIdentities} other key${r.otherIdentities === 1 ? '' : 's'})`
     return `No certificates in the ssh-agent${others}.\nRun \`sshca login\` to get one.\n`
   }
   const rows = [['TYPE', 'KEY ID', 'PRINCIPALS', 'VALID FROM', 'VALID UNTIL', 'TIME LEFT', 'CONTEXT']]
   for (const c of r.certificates) {
-    rows.push([c.certType, c.keyId, c.principals.join(',') || '(any)', when(c.validAfter, 'always'), when(c.validBefore, 'forever'), timeLeft(c), c.context ?? '-'])
+    rows.push([
+      c.certType,
+      c.keyId,
+      c.principals.join(',') || '(any)',
+      when(c.validAfter, 'always'),
+      when(c.validBefore, 'forever'),
+      timeLeft(c),
+      c.context ?? '-',
+    ])
   }
   return table(rows)
 }
-
 
 export function renderLogin(r: LoginResult): string {
   const c = r.certificate
@@ -79,14 +87,28 @@ export function renderLogin(r: LoginResult): string {
   if (r.skipped) {
     return `You already have a certificate from "${r.context}" for ${who}, valid until ${until}.\nNothing to do; use --force to get a new one.\n`
   }
-  const where = r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
-  const cleaned = r.agent.removed.length ? `\nRemoved from the agent: ${r.agent.removed.map((x) => `${x.keyId} (${x.why})`).join(', ')}.` : ''
-  const how = {browser: 'browser sign-in', device: 'device code', refresh: 'saved sign-in', 'identity-token': 'identity token', 'github-actions': 'GitHub Actions token', existing: ''}[r.method]
+  const where = r.files
+    ? `written to ${r.files.key} and ${r.files.certificate}`
+    : `loaded into your ssh-agent for ${shortDuration(r.agent.lifetimeSeconds ?? 0)}`
+  const cleaned = r.agent.removed.length
+    ? `\nRemoved from the agent: ${r.agent.removed.map((x) => `${x.keyId} (${x.why})`).join(', ')}.`
+    : ''
+  const how = {
+    browser: 'browser sign-in',
+    device: 'device code',
+    refresh: 'saved sign-in',
+    'identity-token': 'identity token',
+    'github-actions': 'GitHub Actions token',
+    existing: '',
+  }[r.method]
   // a CA key rotation reaching this machine: the known_hosts block follows the published host CA keys
-  const keys = r.caKeys?.knownHosts ? `\nUpdated the CA's host keys in ${r.caKeys.knownHosts} (the CA publishes new ones).` : r.caKeys?.note ? `\nNote: ${r.caKeys.note}.` : ''
+  const keys = r.caKeys?.knownHosts
+    ? `\nUpdated the CA's host keys in ${r.caKeys.knownHosts} (the CA publishes new ones).`
+    : r.caKeys?.note
+      ? `\nNote: ${r.caKeys.note}.`
+      : ''
   return `Certificate for ${who} (key ID ${c.keyId}) from "${r.context}" via ${how}, valid until ${until}, ${where}.${cleaned}${keys}\nNext: ssh ${c.principals[0]}@<host>   (see the certificates with: sshca list)\n`
 }
-
 
 /** Why the certificate went to files, and whether ssh will find them. */
 export function renderFallback(r: LoginResult): string {
@@ -101,10 +123,16 @@ export function renderFallback(r: LoginResult): string {
 
 /** `sshca config` (client): what was written or, with --dry-run, what would be. */
 export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): string {
-  const narrowed = r.pattern === r.caPattern ? 'the CA\'s host pattern' : r.caPattern === '!*' ? 'chosen with --pattern: the CA names no hosts' : `narrowed from the CA's "${r.caPattern}"`
+  const narrowed =
+    r.pattern === r.caPattern
+      ? "the CA's host pattern"
+      : r.caPattern === '!*'
+        ? 'chosen with --pattern: the CA names no hosts'
+        : `narrowed from the CA's "${r.caPattern}"`
   if (dryRun) {
     // what would change, file by file, as diff -u shows it (nothing is written)
-    const part = (file: string, what: string, diff: string) => (diff ? `# ${file}: ${what}\n${diff}` : `# ${file}: unchanged (${what})\n`)
+    const part = (file: string, what: string, diff: string) =>
+      diff ? `# ${file}: ${what}\n${diff}` : `# ${file}: unchanged (${what})\n`
     let out = part(r.file, `the "${r.context}" block (hosts ${r.pattern}, ${narrowed})`, r.diff)
     if (r.sshConfig) {
       out += `\n${part(r.sshConfig.file, `the "${r.context}" block`, r.sshConfig.diff)}`
@@ -113,12 +141,25 @@ export function renderClientConfig(r: ClientConfigResult, dryRun: boolean): stri
     return out
   }
   const lines: string[] = []
-  lines.push(r.changed ? `${r.file}: hosts matching ${r.pattern} (${narrowed}) are now verified by the host CA of "${r.context}"${r.backup ? ` (previous file: ${r.backup})` : ''}.` : `${r.file} already trusts the host CA of "${r.context}" for ${r.pattern} (${narrowed}).`)
-  if (r.krl.status === 'refreshed') lines.push(`Revocation list of "${r.context}": ${r.krl.revokedSerials} revoked serial(s), ${r.krl.revokedKeyIds} revoked key ID(s), in ${r.krl.file}.`)
+  lines.push(
+    r.changed
+      ? `${r.file}: hosts matching ${r.pattern} (${narrowed}) are now verified by the host CA of "${r.context}"${r.backup ? ` (previous file: ${r.backup})` : ''}.`
+      : `${r.file} already trusts the host CA of "${r.context}" for ${r.pattern} (${narrowed}).`,
+  )
+  if (r.krl.status === 'refreshed')
+    lines.push(
+      `Revocation list of "${r.context}": ${r.krl.revokedSerials} revoked serial(s), ${r.krl.revokedKeyIds} revoked key ID(s), in ${r.krl.file}.`,
+    )
   if (r.sshConfig) {
     const s = r.sshConfig
-    lines.push(`${s.file}: ${s.changed ? 'wrote' : 'kept'} the "${r.context}" block (RevokedHostKeys ${r.krl.file ? 'set' : 'not set: no revocation list'} for hosts ${r.pattern}; ${s.loginCommand ? 'ssh signs you in when it needs a certificate' : 'no automatic login'}).`)
-    lines.push(s.include.changed ? `${s.include.file}: added "${s.include.line}" at the top${s.include.backup ? ` (previous file: ${s.include.backup})` : ''}.` : `${s.include.file} already includes it.`)
+    lines.push(
+      `${s.file}: ${s.changed ? 'wrote' : 'kept'} the "${r.context}" block (RevokedHostKeys ${r.krl.file ? 'set' : 'not set: no revocation list'} for hosts ${r.pattern}; ${s.loginCommand ? 'ssh signs you in when it needs a certificate' : 'no automatic login'}).`,
+    )
+    lines.push(
+      s.include.changed
+        ? `${s.include.file}: added "${s.include.line}" at the top${s.include.backup ? ` (previous file: ${s.include.backup})` : ''}.`
+        : `${s.include.file} already includes it.`,
+    )
   }
   return `${lines.join('\n')}\n`
 }

@@ -16,17 +16,27 @@ export type TokenSource = {kind: 'flag'; value: string} | {kind: 'file'; path: s
 export const ARGV_WARNING =
   '--token puts the enrollment token on the command line, where every local user can read it (ps, /proc/PID/cmdline) while sshca runs, and spend it first with their own key. Use --token-file FILE (mode 0600), --token-file - (standard input) or $SSHCA_TOKEN.'
 
-export function chooseTokenSource(o: {token?: string | undefined; tokenFile?: string | undefined; env?: string | undefined}): TokenSource {
+export function chooseTokenSource(o: {
+  token?: string | undefined
+  tokenFile?: string | undefined
+  env?: string | undefined
+}): TokenSource {
   const given: TokenSource[] = []
   if (o.token !== undefined) given.push({kind: 'flag', value: o.token})
   if (o.tokenFile !== undefined) given.push({kind: 'file', path: o.tokenFile})
   if (o.env !== undefined && o.env !== '') given.push({kind: 'env', value: o.env})
   const names = {flag: '--token', file: '--token-file', env: `$${TOKEN_ENV}`}
   if (given.length === 0) {
-    throw new SshcaError('ERR_USAGE', 'no enrollment token given', {hint: `pass --token-file FILE (or - for standard input), or set ${TOKEN_ENV}; the CA operator makes one with: sshca ca token --host HOSTNAME`})
+    throw new SshcaError('ERR_USAGE', 'no enrollment token given', {
+      hint: `pass --token-file FILE (or - for standard input), or set ${TOKEN_ENV}; the CA operator makes one with: sshca ca token --host HOSTNAME`,
+    })
   }
   if (given.length > 1) {
-    throw new SshcaError('ERR_USAGE', `the enrollment token was given ${given.length} ways (${given.map((g) => names[g.kind]).join(', ')}); give it one way only`, {hint: `unset ${TOKEN_ENV} or drop a flag`})
+    throw new SshcaError(
+      'ERR_USAGE',
+      `the enrollment token was given ${given.length} ways (${given.map((g) => names[g.kind]).join(', ')}); give it one way only`,
+      {hint: `unset ${TOKEN_ENV} or drop a flag`},
+    )
   }
   return given[0]!
 }
@@ -38,7 +48,11 @@ export async function readEnrollmentToken(src: TokenSource): Promise<string> {
     if (src.path !== '-') {
       const s = await stat(src.path).catch(() => undefined)
       if (s && s.mode & 0o077) {
-        throw new SshcaError('ERR_FILE_PERMISSIONS', `${src.path} holds an enrollment token and other users may read it (mode 0${(s.mode & 0o777).toString(8)})`, {hint: `chmod 600 ${src.path}, or pipe the token in with --token-file -`})
+        throw new SshcaError(
+          'ERR_FILE_PERMISSIONS',
+          `${src.path} holds an enrollment token and other users may read it (mode 0${(s.mode & 0o777).toString(8)})`,
+          {hint: `chmod 600 ${src.path}, or pipe the token in with --token-file -`},
+        )
       }
     }
     token = await readInput(src.path)
@@ -46,6 +60,10 @@ export async function readEnrollmentToken(src: TokenSource): Promise<string> {
     token = src.value
   }
   token = token.trim()
-  if (token === '') throw new SshcaError('ERR_INPUT', `the enrollment token from ${src.kind === 'file' ? (src.path === '-' ? 'standard input' : src.path) : src.kind === 'env' ? `$${TOKEN_ENV}` : '--token'} is empty`)
+  if (token === '')
+    throw new SshcaError(
+      'ERR_INPUT',
+      `the enrollment token from ${src.kind === 'file' ? (src.path === '-' ? 'standard input' : src.path) : src.kind === 'env' ? `$${TOKEN_ENV}` : '--token'} is empty`,
+    )
   return token
 }

@@ -21,7 +21,8 @@ interface CommandSpec {
 /** `sshca bootstrap --ca-url <value> --fingerprint <value> [options]`, from the command's own flags. */
 export function usageLine(bin: string, cmd: CommandSpec): string {
   const words = [bin, ...(cmd.id ?? '').split(':').filter(Boolean)]
-  for (const [name, a] of Object.entries(cmd.args ?? {})) words.push(a.required ? name.toUpperCase() : `[${name.toUpperCase()}]`)
+  for (const [name, a] of Object.entries(cmd.args ?? {}))
+    words.push(a.required ? name.toUpperCase() : `[${name.toUpperCase()}]`)
   const flags = Object.entries(cmd.flags ?? {}).filter(([, f]) => !f.hidden)
   for (const [name, f] of flags) if (f.required) words.push(f.type === 'boolean' ? `--${name}` : `--${name} <value>`)
   if (flags.some(([, f]) => !f.required)) words.push('[options]')
@@ -52,13 +53,20 @@ export function usageMessage(err: unknown): string {
 
 export function usageError(err: unknown, bin: string, cmd: CommandSpec, message = usageMessage(err)): SshcaError {
   const id = (cmd.id ?? '').replace(/:/g, ' ')
-  return new SshcaError('ERR_USAGE', message, {hint: `usage: ${usageLine(bin, cmd)}   (${bin} ${id ? `${id} ` : ''}--help for examples)`})
+  return new SshcaError('ERR_USAGE', message, {
+    hint: `usage: ${usageLine(bin, cmd)}   (${bin} ${id ? `${id} ` : ''}--help for examples)`,
+  })
 }
 
 /** An unknown command: the closest known one, when there is one. */
 export function unknownCommand(id: string, known: readonly string[], bin: string): SshcaError {
   const spoken = id.replace(/:/g, ' ')
   const best = known.map((k) => ({k, d: editDistance(k, id)})).sort((a, b) => a.d - b.d)[0]
-  const suggestion = best && best.d <= Math.max(2, Math.floor(id.length / 3)) ? `did you mean \`${bin} ${best.k.replace(/:/g, ' ')}\`? ` : ''
-  return new SshcaError('ERR_USAGE', `"${spoken}" is not an sshca command`, {hint: `${suggestion}${bin} --help lists the commands`})
+  const suggestion =
+    best && best.d <= Math.max(2, Math.floor(id.length / 3))
+      ? `did you mean \`${bin} ${best.k.replace(/:/g, ' ')}\`? `
+      : ''
+  return new SshcaError('ERR_USAGE', `"${spoken}" is not an sshca command`, {
+    hint: `${suggestion}${bin} --help lists the commands`,
+  })
 }

@@ -42,28 +42,56 @@ export interface SeaBuild {
  * parameters). npm puts a global package at PREFIX/lib/node_modules/sshca (PREFIX\node_modules\sshca
  * with a sshca.cmd beside node_modules on Windows) and an npx run under its cache's _npx folder.
  */
-export function installKind(root: string, opts: {platform?: NodeJS.Platform; exists?: (p: string) => boolean} = {}): Installation {
+export function installKind(
+  root: string,
+  opts: {platform?: NodeJS.Platform; exists?: (p: string) => boolean} = {},
+): Installation {
   const exists = opts.exists ?? existsSync
   const windows = (opts.platform ?? process.platform) === 'win32'
   const {basename, dirname, join} = windows ? win32 : posix
   const parts = root.split(/[\\/]/)
   if (exists(join(root, '.git')) || exists(join(root, 'src', 'cli', 'version.ts'))) {
-    return {kind: 'checkout', path: root, how: `a checkout at ${root}`, upgrade: `git -C ${root} pull && npm --prefix ${root} ci`}
+    return {
+      kind: 'checkout',
+      path: root,
+      how: `a checkout at ${root}`,
+      upgrade: `git -C ${root} pull && npm --prefix ${root} ci`,
+    }
   }
   if (parts.includes('_npx')) {
-    return {kind: 'npx', path: root, how: `npx, from its cache at ${root}`, upgrade: 'npx sshca@latest … (npx keeps each version it ran apart)'}
+    return {
+      kind: 'npx',
+      path: root,
+      how: `npx, from its cache at ${root}`,
+      upgrade: 'npx sshca@latest … (npx keeps each version it ran apart)',
+    }
   }
   const parent = dirname(root)
   if (basename(parent) === 'node_modules') {
     const above = dirname(parent)
     if (!windows && basename(above) === 'lib') {
       const prefix = dirname(above)
-      return {kind: 'npm-global', path: root, how: `the npm global package in ${prefix}`, upgrade: `npm install -g --prefix ${prefix} sshca@latest`}
+      return {
+        kind: 'npm-global',
+        path: root,
+        how: `the npm global package in ${prefix}`,
+        upgrade: `npm install -g --prefix ${prefix} sshca@latest`,
+      }
     }
     if (windows && exists(join(above, 'sshca.cmd'))) {
-      return {kind: 'npm-global', path: root, how: `the npm global package in ${above}`, upgrade: `npm install -g --prefix ${above} sshca@latest`}
+      return {
+        kind: 'npm-global',
+        path: root,
+        how: `the npm global package in ${above}`,
+        upgrade: `npm install -g --prefix ${above} sshca@latest`,
+      }
     }
-    return {kind: 'npm-local', path: root, how: `a dependency of the project in ${above}`, upgrade: `npm install --prefix ${above} sshca@latest`}
+    return {
+      kind: 'npm-local',
+      path: root,
+      how: `a dependency of the project in ${above}`,
+      upgrade: `npm install --prefix ${above} sshca@latest`,
+    }
   }
   return {kind: 'unpacked', path: root, how: `a package folder at ${root}`, upgrade: 'npm install -g sshca@latest'}
 }
@@ -78,7 +106,12 @@ export async function versionInfo(): Promise<VersionInfo> {
   if (sea) {
     return {
       version: sea.version,
-      installed: {kind: 'single-executable', path: process.execPath, how: `the single executable ${process.execPath} (Node.js ${sea.node} inside)`, upgrade: `replace ${process.execPath} with the new release's executable for ${platform}`},
+      installed: {
+        kind: 'single-executable',
+        path: process.execPath,
+        how: `the single executable ${process.execPath} (Node.js ${sea.node} inside)`,
+        upgrade: `replace ${process.execPath} with the new release's executable for ${platform}`,
+      },
       node,
       platform,
       refreshTokens: '0600 files under $SSHCA_HOME/tokens (the single executable carries no OS keyring module)',
@@ -86,7 +119,8 @@ export async function versionInfo(): Promise<VersionInfo> {
   }
   const root = packageRoot()
   const {version} = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {version: string}
-  let refreshTokens = 'the OS keyring when one answers (Secret Service, Keychain, Credential Manager), else 0600 files under $SSHCA_HOME/tokens'
+  let refreshTokens =
+    'the OS keyring when one answers (Secret Service, Keychain, Credential Manager), else 0600 files under $SSHCA_HOME/tokens'
   try {
     await import('@napi-rs/keyring')
   } catch (err) {

@@ -28,20 +28,39 @@ export interface RemovedCertificate {
   why: 'expired' | 'superseded'
 }
 
-const view = (c: Certificate, why: RemovedCertificate['why']): RemovedCertificate => ({keyId: c.keyId, serial: c.serial.toString(), principals: [...c.principals], why})
+const view = (c: Certificate, why: RemovedCertificate['why']): RemovedCertificate => ({
+  keyId: c.keyId,
+  serial: c.serial.toString(),
+  principals: [...c.principals],
+  why,
+})
 
 /** A user certificate signed by one of `cas` (SHA-256 fingerprints of the context's user CA keys). */
-export const fromContext = (id: AgentIdentity, cas: ReadonlySet<string>): id is AgentIdentity & {certificate: Certificate} =>
+export const fromContext = (
+  id: AgentIdentity,
+  cas: ReadonlySet<string>,
+): id is AgentIdentity & {certificate: Certificate} =>
   id.certificate !== undefined && id.certificate.type === 'user' && cas.has(id.certificate.signatureKey.fingerprint())
 
 /** The context's certificates that have expired at `now` (seconds). */
-export function expiredOf(ids: readonly AgentIdentity[], cas: ReadonlySet<string>, now: bigint): (AgentIdentity & {certificate: Certificate})[] {
-  return ids.filter((id) => fromContext(id, cas) && id.certificate.validBefore <= now) as (AgentIdentity & {certificate: Certificate})[]
+export function expiredOf(
+  ids: readonly AgentIdentity[],
+  cas: ReadonlySet<string>,
+  now: bigint,
+): (AgentIdentity & {certificate: Certificate})[] {
+  return ids.filter((id) => fromContext(id, cas) && id.certificate.validBefore <= now) as (AgentIdentity & {
+    certificate: Certificate
+  })[]
 }
 
 /** The context's certificates `fresh` replaces: same CA, key ID and principals, not ending later, not `fresh` itself. */
-export function supersededBy(fresh: Certificate, ids: readonly AgentIdentity[], cas: ReadonlySet<string>): (AgentIdentity & {certificate: Certificate})[] {
-  const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
+export function supersededBy(
+  fresh: Certificate,
+  ids: readonly AgentIdentity[],
+  cas: ReadonlySet<string>,
+): (AgentIdentity & {certificate: Certificate})[] {
+  const same = (a: readonly string[], b: readonly string[]): boolean =>
+    a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
   return ids.filter(
     (id) =>
       fromContext(id, cas) &&
@@ -54,7 +73,11 @@ export function supersededBy(fresh: Certificate, ids: readonly AgentIdentity[], 
 }
 
 /** Removes each identity (one that is already gone is not an error) and reports what went. */
-export async function removeAll(agent: AgentClient, ids: readonly (AgentIdentity & {certificate: Certificate})[], why: RemovedCertificate['why']): Promise<RemovedCertificate[]> {
+export async function removeAll(
+  agent: AgentClient,
+  ids: readonly (AgentIdentity & {certificate: Certificate})[],
+  why: RemovedCertificate['why'],
+): Promise<RemovedCertificate[]> {
   const out: RemovedCertificate[] = []
   for (const id of ids) {
     try {
@@ -73,7 +96,12 @@ export type AddOutcome = {ok: true} | {ok: false; problem: 'no-certificates' | '
  * Adds key + certificate under a lifetime, then reads the agent back. The certificate must be there
  * as a certificate; an agent that kept only the key (gpg-agent) has that key removed again.
  */
-export async function addAndVerify(agent: AgentClient, key: PrivateKey, cert: Certificate, o: {lifetimeSeconds: number; comment: string}): Promise<AddOutcome> {
+export async function addAndVerify(
+  agent: AgentClient,
+  key: PrivateKey,
+  cert: Certificate,
+  o: {lifetimeSeconds: number; comment: string},
+): Promise<AddOutcome> {
   try {
     await agent.addCertificate(key, cert, o)
   } catch (err) {
@@ -81,21 +109,38 @@ export async function addAndVerify(agent: AgentClient, key: PrivateKey, cert: Ce
     // which part did it refuse? throwaway plain keys tell (each removed at once)
     const accepts = async (lifetimeSeconds?: number): Promise<boolean> => {
       const probe = generatePrivateKey('ed25519')
-      const ok = await agent.addKey(probe, {...(lifetimeSeconds ? {lifetimeSeconds} : {}), comment: 'sshca:probe'}).then(
-        () => true,
-        () => false,
-      )
+      const ok = await agent
+        .addKey(probe, {...(lifetimeSeconds ? {lifetimeSeconds} : {}), comment: 'sshca:probe'})
+        .then(
+          () => true,
+          () => false,
+        )
       if (ok) await agent.remove(probe.publicKey.blob).catch(() => undefined)
       return ok
     }
-    if (await accepts(60)) return {ok: false, problem: 'no-certificates', reason: `the ssh-agent at ${agent.socketPath} refuses certificates (it holds plain keys only)`}
-    if (await accepts()) return {ok: false, problem: 'refused-lifetime', reason: `the ssh-agent at ${agent.socketPath} refuses a key with a lifetime, and sshca never leaves a key in an agent longer than its certificate lives`}
+    if (await accepts(60))
+      return {
+        ok: false,
+        problem: 'no-certificates',
+        reason: `the ssh-agent at ${agent.socketPath} refuses certificates (it holds plain keys only)`,
+      }
+    if (await accepts())
+      return {
+        ok: false,
+        problem: 'refused-lifetime',
+        reason: `the ssh-agent at ${agent.socketPath} refuses a key with a lifetime, and sshca never leaves a key in an agent longer than its certificate lives`,
+      }
     throw agentRefusal(`the ssh-agent at ${agent.socketPath} refused to add any key`)
   }
   const now = await agent.list()
   if (now.some((id) => id.blob.equals(cert.blob))) return {ok: true}
-  if (now.some((id) => id.blob.equals(key.publicKey.blob))) await agent.remove(key.publicKey.blob).catch(() => undefined)
-  return {ok: false, problem: 'no-certificates', reason: `the ssh-agent at ${agent.socketPath} accepted the certificate but does not hold it (gpg-agent and some others keep only the key)`}
+  if (now.some((id) => id.blob.equals(key.publicKey.blob)))
+    await agent.remove(key.publicKey.blob).catch(() => undefined)
+  return {
+    ok: false,
+    problem: 'no-certificates',
+    reason: `the ssh-agent at ${agent.socketPath} accepted the certificate but does not hold it (gpg-agent and some others keep only the key)`,
+  }
 }
 
 /** How long a probe key should live, and how long after adding it the verdict can be trusted. */
@@ -115,10 +160,12 @@ export interface LifetimeProbe {
 export async function probeLifetime(agent: AgentClient, clock: () => number = Date.now): Promise<LifetimeProbe> {
   const key = generatePrivateKey('ed25519')
   const started = clock()
-  const added = await agent.addKey(key, {lifetimeSeconds: PROBE_LIFETIME_SECONDS, comment: 'sshca:lifetime-probe'}).then(
-    () => true,
-    () => false,
-  )
+  const added = await agent
+    .addKey(key, {lifetimeSeconds: PROBE_LIFETIME_SECONDS, comment: 'sshca:lifetime-probe'})
+    .then(
+      () => true,
+      () => false,
+    )
   return {
     async finish() {
       if (!added) return 'unknown'
@@ -132,5 +179,7 @@ export async function probeLifetime(agent: AgentClient, clock: () => number = Da
 
 /** A refused add that is not about certificates or lifetimes (the agent is locked, full …). */
 export function agentRefusal(reason: string): SshcaError {
-  return new SshcaError('ERR_AGENT_FAILURE', reason, {hint: 'unlock the agent (ssh-add -X) or start OpenSSH\'s: eval "$(ssh-agent -s)"'})
+  return new SshcaError('ERR_AGENT_FAILURE', reason, {
+    hint: 'unlock the agent (ssh-add -X) or start OpenSSH\'s: eval "$(ssh-agent -s)"',
+  })
 }

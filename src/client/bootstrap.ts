@@ -14,7 +14,16 @@ import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
 import {overlappingContexts, overlapWarning} from './config.ts'
-import {CONTEXT_FILE, ROOT_FILE, checkHome, contextDir, listContexts, readContext, validContextName, type ContextSettings} from './home.ts'
+import {
+  CONTEXT_FILE,
+  ROOT_FILE,
+  checkHome,
+  contextDir,
+  listContexts,
+  readContext,
+  validContextName,
+  type ContextSettings,
+} from './home.ts'
 import {ensureHomeLayout} from './home-layout.ts'
 import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
 import {followRootRotation, splitPems} from './roots.ts'
@@ -60,10 +69,13 @@ export function normalizeCaUrl(raw: string): string {
   try {
     u = new URL(raw)
   } catch {
-    throw new SshcaError('ERR_USAGE', `--ca-url "${raw}" is not a URL`, {hint: 'for example https://ca.example.com:9000'})
+    throw new SshcaError('ERR_USAGE', `--ca-url "${raw}" is not a URL`, {
+      hint: 'for example https://ca.example.com:9000',
+    })
   }
   if (u.protocol !== 'https:') throw new SshcaError('ERR_USAGE', `--ca-url must be https, not ${u.protocol}`)
-  if (u.search || u.hash || u.username) throw new SshcaError('ERR_USAGE', '--ca-url must not carry a query, fragment or credentials')
+  if (u.search || u.hash || u.username)
+    throw new SshcaError('ERR_USAGE', '--ca-url must not carry a query, fragment or credentials')
   return `${u.origin}${u.pathname.replace(/\/+$/, '')}`
 }
 
@@ -72,22 +84,29 @@ export function normalizeCaUrl(raw: string): string {
  * ("[fd00::5]") becomes "fd00_5": each run of other characters one "_", none at either end.
  */
 export function defaultContextName(caUrl: string): string {
-  return new URL(caUrl).hostname
-    .replace(/[^A-Za-z0-9._-]+/g, '_')
-    .replace(/^_|_$/g, '')
+  return new URL(caUrl).hostname.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_|_$/g, '')
 }
 
 function parseJson(body: Buffer): unknown {
   // Stryker disable next-line BlockStatement: an empty catch returns undefined as well (an empty try is caught by the tests)
-  try { return JSON.parse(body.toString('utf8')) } catch { return undefined }
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch {
+    return undefined
+  }
 }
 
 export async function bootstrap(home: string, o: BootstrapOptions): Promise<BootstrapResult> {
   const caUrl = normalizeCaUrl(o.caUrl)
   const want = normalizeFingerprint(o.fingerprint)
-  if (!want) throw new SshcaError('ERR_USAGE', '--fingerprint must be the root\'s SHA-256: 64 hex characters (":" and "-" allowed)')
+  if (!want)
+    throw new SshcaError(
+      'ERR_USAGE',
+      '--fingerprint must be the root\'s SHA-256: 64 hex characters (":" and "-" allowed)',
+    )
   const name = o.context ?? defaultContextName(caUrl)
-  if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a valid context name (letters, digits, ".", "_", "-")`)
+  if (!validContextName(name))
+    throw new SshcaError('ERR_USAGE', `"${name}" is not a valid context name (letters, digits, ".", "_", "-")`)
   checkHome(home)
 
   // 1. the root, without trusting TLS: the fingerprint is what we trust
@@ -98,10 +117,16 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     throw networkError(caUrl, err)
   }
   if (res.status === 404) {
-    throw new SshcaError('ERR_TRUST_FINGERPRINT_MISMATCH', `the CA at ${caUrl} has no root with fingerprint ${want}`, {hint: 'check the fingerprint with the CA operator (sshca ca init printed it)'})
+    throw new SshcaError('ERR_TRUST_FINGERPRINT_MISMATCH', `the CA at ${caUrl} has no root with fingerprint ${want}`, {
+      hint: 'check the fingerprint with the CA operator (sshca ca init printed it)',
+    })
   }
   const parsed = res.status === 200 ? RootResponse.safeParse(parseJson(res.body)) : undefined
-  if (!parsed?.success) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA at ${caUrl} answered GET /root with HTTP ${res.status} and no root`)
+  if (!parsed?.success)
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `the CA at ${caUrl} answered GET /root with HTTP ${res.status} and no root`,
+    )
   const pem = parsed.data.ca
   let root: X509Certificate
   try {
@@ -116,7 +141,10 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     })
   }
   if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey)) {
-    throw new SshcaError('ERR_TRUST_FINGERPRINT_MISMATCH', 'the fingerprint matches, but that certificate is not a self-signed CA root')
+    throw new SshcaError(
+      'ERR_TRUST_FINGERPRINT_MISMATCH',
+      'the fingerprint matches, but that certificate is not a self-signed CA root',
+    )
   }
   const rootPem = root.toString()
 
@@ -129,16 +157,36 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     } catch (err) {
       // step-ca without SSH keys answers 404 "no keys found"
       if (err instanceof SshcaError && err.details?.status === 404) {
-        throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} does not issue SSH certificates: SSH is not enabled on it (GET /ssh/roots answered 404); nothing was written`, {
-          cause: err,
-          hint: 'on step-ca, SSH is enabled with `step ca init --ssh` (the "ssh" keys in ca.json); check the URL, or ask the CA operator',
-        })
+        throw new SshcaError(
+          'ERR_CA_UNSUPPORTED',
+          `the CA at ${caUrl} does not issue SSH certificates: SSH is not enabled on it (GET /ssh/roots answered 404); nothing was written`,
+          {
+            cause: err,
+            hint: 'on step-ca, SSH is enabled with `step ca init --ssh` (the "ssh" keys in ca.json); check the URL, or ask the CA operator',
+          },
+        )
       }
       throw err
     }
-    if (roots.userKey.length === 0 && roots.hostKey.length === 0) throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
+    if (roots.userKey.length === 0 && roots.hostKey.length === 0)
+      throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
     // during a root rotation: the other root too, when the one given vouches for it (cross-certificate)
-    const followed = await followRootRotation({name, caUrl, rootFingerprint: got, rootPem, dir: '', userCaKeys: [], hostCaKeys: [], hostPattern: '', bootstrappedAt: ''}, client, new Date(), {write: false})
+    const followed = await followRootRotation(
+      {
+        name,
+        caUrl,
+        rootFingerprint: got,
+        rootPem,
+        dir: '',
+        userCaKeys: [],
+        hostCaKeys: [],
+        hostPattern: '',
+        bootstrappedAt: '',
+      },
+      client,
+      new Date(),
+      {write: false},
+    )
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
     // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
     const hostPattern = caHostPattern(roots.hostPattern)
@@ -151,13 +199,23 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
       hostPattern,
       bootstrappedAt: new Date().toISOString(),
     }
-    return await writeContext(home, settings, {rootPem: followed.ctx.rootPem, given: got, rootSubject: root.subject, force: Boolean(o.force)}, client)
+    return await writeContext(
+      home,
+      settings,
+      {rootPem: followed.ctx.rootPem, given: got, rootSubject: root.subject, force: Boolean(o.force)},
+      client,
+    )
   } finally {
     client.close()
   }
 }
 
-async function writeContext(home: string, settings: ContextSettings, o: {rootPem: string; given: string; rootSubject: string; force: boolean}, client: CaClient): Promise<BootstrapResult> {
+async function writeContext(
+  home: string,
+  settings: ContextSettings,
+  o: {rootPem: string; given: string; rootSubject: string; force: boolean},
+  client: CaClient,
+): Promise<BootstrapResult> {
   const {name} = settings
   const got = o.given
   const {rootPem, rootSubject} = o
@@ -165,11 +223,17 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
 
   // 3. write: refuse to swap a context's root without --force; the directory appears whole or not at all
   const existing = await readContext(home, name)
-  const alreadyPinned = existing !== undefined && splitPems(existing.rootPem).some((c) => fingerprintsEqual(createHash('sha256').update(c.raw).digest('hex'), got))
+  const alreadyPinned =
+    existing !== undefined &&
+    splitPems(existing.rootPem).some((c) => fingerprintsEqual(createHash('sha256').update(c.raw).digest('hex'), got))
   if (existing && !alreadyPinned && !fingerprintsEqual(existing.rootFingerprint, got) && !o.force) {
-    throw new SshcaError('ERR_TRUST_ROOT_CHANGED', `context "${name}" already trusts root ${existing.rootFingerprint}; this CA's root is ${got}`, {
-      hint: 'if the CA was re-created on purpose, run the same command with --force',
-    })
+    throw new SshcaError(
+      'ERR_TRUST_ROOT_CHANGED',
+      `context "${name}" already trusts root ${existing.rootFingerprint}; this CA's root is ${got}`,
+      {
+        hint: 'if the CA was re-created on purpose, run the same command with --force',
+      },
+    )
   }
   const contexts = join(home, 'contexts')
   await privateDir(contexts)
@@ -182,7 +246,8 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
     const target = contextDir(home, name)
     // the KRL ssh reads for this context (RevokedHostKeys names it): fetched now, else the previous
     // copy carried over, so a re-bootstrap never leaves ssh_config pointing at a missing file
-    if (existing && (await exists(contextKrlPath(target)))) await cp(contextKrlPath(target), contextKrlPath(staged), {preserveTimestamps: true})
+    if (existing && (await exists(contextKrlPath(target))))
+      await cp(contextKrlPath(target), contextKrlPath(staged), {preserveTimestamps: true})
     krl = await refreshContextKrl({...settings, rootPem, dir: staged}, client, staged)
     if (krl.file) krl = {...krl, file: contextKrlPath(target)}
     if (existing) await rm(target, {recursive: true, force: true})
@@ -202,7 +267,8 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
   for (const other of await listContexts(home)) {
     if (other === name) continue
     const c = await readContext(home, other).catch(() => undefined)
-    if (c && fingerprintsEqual(normalizeFingerprint(c.rootFingerprint) ?? '', got)) sameRoot.push({context: other, caUrl: c.caUrl})
+    if (c && fingerprintsEqual(normalizeFingerprint(c.rootFingerprint) ?? '', got))
+      sameRoot.push({context: other, caUrl: c.caUrl})
   }
   for (const o of sameRoot) {
     warnings.push(
@@ -210,8 +276,25 @@ async function writeContext(home: string, settings: ContextSettings, o: {rootPem
         ` — to use "${o.context}" instead, pass --context ${o.context} to sshca login/config; to reuse that name here, run bootstrap again with --context ${o.context}`,
     )
   }
-  if (settings.hostPattern === '*') warnings.push(`the CA's host pattern is "*": its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`)
+  if (settings.hostPattern === '*')
+    warnings.push(
+      `the CA's host pattern is "*": its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`,
+    )
   if (krl.note) warnings.push(krl.note)
-  if (!namesNoHosts(settings.hostPattern)) for (const o of await overlappingContexts(home, name, settings.hostPattern)) warnings.push(overlapWarning(name, settings.hostPattern, o))
-  return {context: name, caUrl: settings.caUrl, rootFingerprint: got, rootSubject, userCaKeys: settings.userCaKeys, hostCaKeys: settings.hostCaKeys, hostPattern: settings.hostPattern, krl, warnings, replaced: !!existing, sameRoot}
+  if (!namesNoHosts(settings.hostPattern))
+    for (const o of await overlappingContexts(home, name, settings.hostPattern))
+      warnings.push(overlapWarning(name, settings.hostPattern, o))
+  return {
+    context: name,
+    caUrl: settings.caUrl,
+    rootFingerprint: got,
+    rootSubject,
+    userCaKeys: settings.userCaKeys,
+    hostCaKeys: settings.hostCaKeys,
+    hostPattern: settings.hostPattern,
+    krl,
+    warnings,
+    replaced: !!existing,
+    sameRoot,
+  }
 }

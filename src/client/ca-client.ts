@@ -27,13 +27,33 @@ export interface RawResponse {
 }
 
 /** One HTTPS request; `ca` undefined with `insecure` set means "do not check TLS" (bootstrap only). */
-export function httpsRequest(url: URL, opts: {method?: string; body?: string; headers?: Record<string, string>; agent?: Agent; ca?: string; insecure?: boolean; timeoutMs?: number}): Promise<RawResponse> {
+export function httpsRequest(
+  url: URL,
+  opts: {
+    method?: string
+    body?: string
+    headers?: Record<string, string>
+    agent?: Agent
+    ca?: string
+    insecure?: boolean
+    timeoutMs?: number
+  },
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const o: RequestOptions = {
       method: opts.method ?? 'GET',
-      headers: {accept: 'application/json', 'user-agent': 'sshca', ...(opts.body ? {'content-type': 'application/json', 'content-length': String(Buffer.byteLength(opts.body))} : {}), ...opts.headers},
+      headers: {
+        accept: 'application/json',
+        'user-agent': 'sshca',
+        ...(opts.body
+          ? {'content-type': 'application/json', 'content-length': String(Buffer.byteLength(opts.body))}
+          : {}),
+        ...opts.headers,
+      },
       timeout: opts.timeoutMs ?? 15_000,
-      ...(opts.agent ? {agent: opts.agent} : {agent: false, ...(opts.insecure ? {rejectUnauthorized: false} : {ca: opts.ca, rejectUnauthorized: true})}),
+      ...(opts.agent
+        ? {agent: opts.agent}
+        : {agent: false, ...(opts.insecure ? {rejectUnauthorized: false} : {ca: opts.ca, rejectUnauthorized: true})}),
     }
     const req = request(url, o, (res) => {
       const chunks: Buffer[] = []
@@ -46,7 +66,9 @@ export function httpsRequest(url: URL, opts: {method?: string; body?: string; he
       res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks)}))
       res.on('error', reject)
     })
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${o.timeout} ms`), {code: 'ETIMEDOUT'})))
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`no answer within ${o.timeout} ms`), {code: 'ETIMEDOUT'})),
+    )
     req.on('error', reject)
     req.end(opts.body)
   })
@@ -55,16 +77,38 @@ export function httpsRequest(url: URL, opts: {method?: string; body?: string; he
 export function networkError(caUrl: string, err: unknown): SshcaError {
   const code = (err as NodeJS.ErrnoException).code ?? ''
   if (TLS_TRUST_ERRORS.has(code)) {
-    return new SshcaError('ERR_TRUST_TLS', `the CA at ${caUrl} presented a TLS certificate that the pinned root does not vouch for (${code})`, {
-      cause: err,
-      hint: 'this is what a machine-in-the-middle looks like; if the CA was re-created, bootstrap it again with --force',
-    })
+    return new SshcaError(
+      'ERR_TRUST_TLS',
+      `the CA at ${caUrl} presented a TLS certificate that the pinned root does not vouch for (${code})`,
+      {
+        cause: err,
+        hint: 'this is what a machine-in-the-middle looks like; if the CA was re-created, bootstrap it again with --force',
+      },
+    )
   }
-  const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'unknown host' : code === 'ETIMEDOUT' ? 'timed out' : (err as Error).message
-  return new SshcaError('ERR_CA_UNREACHABLE', `cannot reach the CA at ${caUrl}: ${why}`, {cause: err, hint: 'check the URL and your network (VPN?), then try again'})
+  const why =
+    code === 'ECONNREFUSED'
+      ? 'connection refused'
+      : code === 'ENOTFOUND'
+        ? 'unknown host'
+        : code === 'ETIMEDOUT'
+          ? 'timed out'
+          : (err as Error).message
+  return new SshcaError('ERR_CA_UNREACHABLE', `cannot reach the CA at ${caUrl}: ${why}`, {
+    cause: err,
+    hint: 'check the URL and your network (VPN?), then try again',
+  })
 }
 
-const STATUS_CODES: Record<number, ErrorCode> = {400: 'ERR_CA_BAD_REQUEST', 401: 'ERR_CA_UNAUTHORIZED', 403: 'ERR_CA_DENIED', 413: 'ERR_CA_BAD_REQUEST', 429: 'ERR_CA_UNAVAILABLE', 501: 'ERR_CA_UNSUPPORTED', 503: 'ERR_CA_UNAVAILABLE'}
+const STATUS_CODES: Record<number, ErrorCode> = {
+  400: 'ERR_CA_BAD_REQUEST',
+  401: 'ERR_CA_UNAUTHORIZED',
+  403: 'ERR_CA_DENIED',
+  413: 'ERR_CA_BAD_REQUEST',
+  429: 'ERR_CA_UNAVAILABLE',
+  501: 'ERR_CA_UNSUPPORTED',
+  503: 'ERR_CA_UNAVAILABLE',
+}
 
 export class CaClient {
   readonly caUrl: string
@@ -79,9 +123,19 @@ export class CaClient {
     this.agent.destroy()
   }
 
-  private async send(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<RawResponse> {
+  private async send(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<RawResponse> {
     try {
-      return await httpsRequest(new URL(this.caUrl + path), {method, agent: this.agent, ...(body === undefined ? {} : {body: JSON.stringify(body)}), ...(headers ? {headers} : {})})
+      return await httpsRequest(new URL(this.caUrl + path), {
+        method,
+        agent: this.agent,
+        ...(body === undefined ? {} : {body: JSON.stringify(body)}),
+        ...(headers ? {headers} : {}),
+      })
     } catch (err) {
       throw networkError(this.caUrl, err)
     }
@@ -94,7 +148,13 @@ export class CaClient {
     throw this.failure('GET', path, res)
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, schema: Schema<T>, body?: unknown, headers?: Record<string, string>): Promise<T> {
+  async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: Schema<T>,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<T> {
     const res = await this.send(method, path, body, headers)
     let json: unknown
     try {
@@ -104,7 +164,10 @@ export class CaClient {
     }
     if (res.status >= 200 && res.status < 300) {
       const parsed = schema.safeParse(json)
-      if (!parsed.success) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA answered ${method} ${path} with an unexpected body`, {details: {status: res.status}})
+      if (!parsed.success)
+        throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA answered ${method} ${path} with an unexpected body`, {
+          details: {status: res.status},
+        })
       return parsed.data
     }
     throw this.failure(method, path, res, json)
@@ -121,11 +184,19 @@ export class CaClient {
     // sshca's error bodies carry a request id; step-ca's ({status, message}) carry none
     const err = ErrorBody.safeParse(json)
     const header = res.headers['x-request-id']
-    const requestId = (err.success ? err.data.request_id : undefined) ?? (typeof header === 'string' ? header : undefined)
+    const requestId =
+      (err.success ? err.data.request_id : undefined) ?? (typeof header === 'string' ? header : undefined)
     const message = err.success ? err.data.message : `HTTP ${res.status}`
     const code = STATUS_CODES[res.status] ?? 'ERR_CA_BAD_RESPONSE'
-    const lead = code === 'ERR_CA_DENIED' ? 'the CA policy denied the request' : code === 'ERR_CA_UNAUTHORIZED' ? 'the CA rejected the identity token' : `the CA answered ${method} ${path} with ${res.status}`
-    const quote = requestId ? `quote the request id ${requestId} (they can look it up in the audit log, or run sshca ca explain)` : 'quote the time and this message'
+    const lead =
+      code === 'ERR_CA_DENIED'
+        ? 'the CA policy denied the request'
+        : code === 'ERR_CA_UNAUTHORIZED'
+          ? 'the CA rejected the identity token'
+          : `the CA answered ${method} ${path} with ${res.status}`
+    const quote = requestId
+      ? `quote the request id ${requestId} (they can look it up in the audit log, or run sshca ca explain)`
+      : 'quote the time and this message'
     return new SshcaError(code, `${lead}: ${message}${requestId ? ` (request id ${requestId})` : ''}`, {
       details: {status: res.status, ...(requestId ? {requestId} : {}), ...(err.success ? {caMessage: message} : {})},
       hint:

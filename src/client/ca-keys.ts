@@ -35,10 +35,22 @@ export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<Re
   const ca = client ?? new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     // a root rotation travels the same way: the new root, vouched for by the pinned one
-    const [roots, followed] = await Promise.all([ca.call('GET', '/ssh/roots', SshRootsResponse), followRootRotation(ctx, ca)])
-    const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
-    const next: Context = {...followed.ctx, userCaKeys: roots.userKey.map((k) => line(k, 'user CA')), hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')), hostPattern: caHostPattern(roots.hostPattern)}
-    const changed = followed.changed || JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !== JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
+    const [roots, followed] = await Promise.all([
+      ca.call('GET', '/ssh/roots', SshRootsResponse),
+      followRootRotation(ctx, ca),
+    ])
+    const line = (b64: string, what: string) =>
+      PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${ctx.name} ${what}`)
+    const next: Context = {
+      ...followed.ctx,
+      userCaKeys: roots.userKey.map((k) => line(k, 'user CA')),
+      hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')),
+      hostPattern: caHostPattern(roots.hostPattern),
+    }
+    const changed =
+      followed.changed ||
+      JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !==
+        JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
     if (changed) await saveContext(next)
     return {ctx: next, keys: roots.keys, changed}
   } finally {
@@ -91,8 +103,12 @@ export async function syncKnownHosts(ctx: Context): Promise<string | null> {
  * A server's TrustedUserCAKeys file, rewritten when the CA's published user CA keys differ from it.
  * An empty set is refused (sshd would then accept no certificate at all): the file is kept.
  */
-export async function syncTrustedUserCaKeys(ctx: Context, file: string): Promise<{file: string; keys: number; changed: boolean}> {
-  if (ctx.userCaKeys.length === 0) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA "${ctx.name}" publishes no user CA key; ${file} was kept`)
+export async function syncTrustedUserCaKeys(
+  ctx: Context,
+  file: string,
+): Promise<{file: string; keys: number; changed: boolean}> {
+  if (ctx.userCaKeys.length === 0)
+    throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA "${ctx.name}" publishes no user CA key; ${file} was kept`)
   const text = ctx.userCaKeys.map((l) => `${PublicKey.parseLine(l).key.toLine(`${ctx.name} user CA`)}\n`).join('')
   const current = (await exists(file)) ? await readFile(file, 'utf8') : null
   if (current === text) return {file, keys: ctx.userCaKeys.length, changed: false}

@@ -14,7 +14,8 @@ async function readText(file: string, what: string, input?: () => Promise<string
   try {
     return await readFile(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${file}`)
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${file}`)
     throw new SshcaError('ERR_INPUT', `cannot read ${file}: ${(err as Error).message}`, {cause: err})
   }
 }
@@ -38,7 +39,10 @@ export interface NeedsRenewalResult {
  * has passed, `--expires-in 2h` when it ends within that time. An expired certificate always does;
  * one valid forever never does.
  */
-export async function needsRenewal(file: string, o: {expiresIn?: string; clock?: () => number} = {}): Promise<NeedsRenewalResult> {
+export async function needsRenewal(
+  file: string,
+  o: {expiresIn?: string; clock?: () => number} = {},
+): Promise<NeedsRenewalResult> {
   let threshold: NeedsRenewalResult['threshold'] = {percentUsed: Math.round((1 - RENEW_WHEN_LEFT) * 10000) / 100}
   if (o.expiresIn !== undefined) {
     const m = /^(\d+(?:\.\d+)?)%$/.exec(o.expiresIn.trim())
@@ -48,18 +52,35 @@ export async function needsRenewal(file: string, o: {expiresIn?: string; clock?:
       threshold = {percentUsed: p}
     } else {
       const s = parseDuration(o.expiresIn)
-      if (s === undefined) throw new SshcaError('ERR_USAGE', `--expires-in "${o.expiresIn}" is neither a share (75%) nor a duration (90s, 15m, 8h, 30d, 1h30m)`)
+      if (s === undefined)
+        throw new SshcaError(
+          'ERR_USAGE',
+          `--expires-in "${o.expiresIn}" is neither a share (75%) nor a duration (90s, 15m, 8h, 30d, 1h30m)`,
+        )
       threshold = {secondsLeft: s}
     }
   }
-  const {cert} = parseCertificateLine((await readText(file, 'certificate')).split('\n').find((l) => l.trim() && !l.startsWith('#')) ?? '')
+  const {cert} = parseCertificateLine(
+    (await readText(file, 'certificate')).split('\n').find((l) => l.trim() && !l.startsWith('#')) ?? '',
+  )
   const now = nowSeconds(o.clock)
   const forever = cert.validBefore === FOREVER
   const left = forever ? null : Number(cert.validBefore - now)
   const total = forever ? null : Number(cert.validBefore - cert.validAfter)
-  const used = left === null || total === null || total <= 0 ? 0 : Math.min(100, Math.max(0, ((total - left) / total) * 100))
-  const byDefault = o.expiresIn === undefined && total !== null && left !== null ? left <= total * RENEW_WHEN_LEFT : undefined
-  const needs = left === null ? false : left <= 0 ? true : byDefault !== undefined ? byDefault : 'percentUsed' in threshold ? used >= threshold.percentUsed : left <= threshold.secondsLeft
+  const used =
+    left === null || total === null || total <= 0 ? 0 : Math.min(100, Math.max(0, ((total - left) / total) * 100))
+  const byDefault =
+    o.expiresIn === undefined && total !== null && left !== null ? left <= total * RENEW_WHEN_LEFT : undefined
+  const needs =
+    left === null
+      ? false
+      : left <= 0
+        ? true
+        : byDefault !== undefined
+          ? byDefault
+          : 'percentUsed' in threshold
+            ? used >= threshold.percentUsed
+            : left <= threshold.secondsLeft
   return {
     file,
     needsRenewal: needs,
@@ -85,7 +106,13 @@ export interface FingerprintLine {
   comment: string
 }
 
-const LABEL: Record<string, string> = {'ssh-ed25519': 'ED25519', 'ssh-rsa': 'RSA', 'ecdsa-sha2-nistp256': 'ECDSA', 'ecdsa-sha2-nistp384': 'ECDSA', 'ecdsa-sha2-nistp521': 'ECDSA'}
+const LABEL: Record<string, string> = {
+  'ssh-ed25519': 'ED25519',
+  'ssh-rsa': 'RSA',
+  'ecdsa-sha2-nistp256': 'ECDSA',
+  'ecdsa-sha2-nistp384': 'ECDSA',
+  'ecdsa-sha2-nistp521': 'ECDSA',
+}
 
 function encode(digest: Buffer, f: FingerprintFormat): string {
   switch (f) {
@@ -107,7 +134,10 @@ function encode(digest: Buffer, f: FingerprintFormat): string {
  * certificate's is its public key's, as ssh-keygen -l prints; `certificate` fingerprints the whole
  * certificate instead (and refuses a plain key).
  */
-export async function fingerprintFile(file: string, o: {format?: FingerprintFormat; certificate?: boolean; input?: () => Promise<string>} = {}): Promise<{file: string; format: FingerprintFormat; keys: FingerprintLine[]}> {
+export async function fingerprintFile(
+  file: string,
+  o: {format?: FingerprintFormat; certificate?: boolean; input?: () => Promise<string>} = {},
+): Promise<{file: string; format: FingerprintFormat; keys: FingerprintLine[]}> {
   const format = o.format ?? 'base64-raw'
   const text = await readText(file, 'key or certificate', o.input)
   const keys: FingerprintLine[] = []
@@ -116,12 +146,25 @@ export async function fingerprintFile(file: string, o: {format?: FingerprintForm
     if (!l || l.startsWith('#')) continue
     const {type, blob, comment} = splitKeyLine(l)
     const isCert = isCertificateType(type)
-    if (o.certificate && !isCert) throw new SshcaError('ERR_INPUT', `${file} holds a public key (${type}), not a certificate: leave out --certificate`)
+    if (o.certificate && !isCert)
+      throw new SshcaError(
+        'ERR_INPUT',
+        `${file} holds a public key (${type}), not a certificate: leave out --certificate`,
+      )
     const key = isCert ? parseCertificate(blob).publicKey : PublicKey.fromBlob(blob)
-    const digest = createHash('sha256').update(isCert && o.certificate ? blob : key.blob).digest()
+    const digest = createHash('sha256')
+      .update(isCert && o.certificate ? blob : key.blob)
+      .digest()
     const fingerprint = `SHA256:${encode(digest, format)}`
     const label = `${LABEL[key.type] ?? key.type}${isCert ? '-CERT' : ''}`
-    keys.push({line: `${key.bits} ${fingerprint} ${comment || 'no comment'} (${label})`, fingerprint, bits: key.bits, type, certificate: isCert, comment})
+    keys.push({
+      line: `${key.bits} ${fingerprint} ${comment || 'no comment'} (${label})`,
+      fingerprint,
+      bits: key.bits,
+      type,
+      certificate: isCert,
+      comment,
+    })
   }
   if (keys.length === 0) throw new SshcaError('ERR_SSH_FORMAT', `${file} holds no public key or certificate`)
   return {file, format, keys}

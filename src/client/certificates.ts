@@ -43,7 +43,11 @@ export function certificateView(cert: Certificate, nowSeconds: bigint): Certific
     secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - nowSeconds),
     state: validityAt(cert, nowSeconds),
     publicKey: {type: cert.publicKey.type, fingerprint: cert.publicKey.fingerprint()},
-    signingCa: {type: cert.signatureKey.type, fingerprint: cert.signatureKey.fingerprint(), algorithm: cert.signatureAlgorithm},
+    signingCa: {
+      type: cert.signatureKey.type,
+      fingerprint: cert.signatureKey.fingerprint(),
+      algorithm: cert.signatureAlgorithm,
+    },
     criticalOptions: optionsView(cert.criticalOptions),
     extensions: optionsView(cert.extensions),
   }

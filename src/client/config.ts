@@ -16,10 +16,27 @@ import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
 import {defaultKnownHosts, refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
-import {agentlessFiles, defaultHome, listContexts, loadContext, readContext, saveContext, type Context, type ContextSshConfig} from './home.ts'
+import {
+  agentlessFiles,
+  defaultHome,
+  listContexts,
+  loadContext,
+  readContext,
+  saveContext,
+  type Context,
+  type ContextSshConfig,
+} from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
-import {ensureCommand, includeLine, localSshVersion, managedSshConfigPath, mergeInclude, mergeSshConfig, supportsMatchFinal} from './ssh-config.ts'
+import {
+  ensureCommand,
+  includeLine,
+  localSshVersion,
+  managedSshConfigPath,
+  mergeInclude,
+  mergeSshConfig,
+  supportsMatchFinal,
+} from './ssh-config.ts'
 
 export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 export {saveContext}
@@ -56,7 +73,17 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
   const existing = (await exists(file)) ? await readFile(file, 'utf8') : ''
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
   const diff = unifiedDiff(existing, text, {from: file, to: file})
-  const result: KnownHostsResult = {context: ctx.name, file, pattern, caPattern: ctx.hostPattern, block: managedBlock(ctx.name, pattern, hostKeys), changed, written: false, backup: null, diff}
+  const result: KnownHostsResult = {
+    context: ctx.name,
+    file,
+    pattern,
+    caPattern: ctx.hostPattern,
+    block: managedBlock(ctx.name, pattern, hostKeys),
+    changed,
+    written: false,
+    backup: null,
+    diff,
+  }
   if (o.dryRun || !changed) return result
   result.backup = await replaceWithBackup(file, text, 0o644)
   result.written = true
@@ -100,7 +127,11 @@ export interface ClientConfigResult extends KnownHostsResult {
 }
 
 /** Other contexts whose host pattern may match the same hosts as `pattern`. */
-export async function overlappingContexts(home: string, self: string, pattern: string): Promise<{context: string; pattern: string}[]> {
+export async function overlappingContexts(
+  home: string,
+  self: string,
+  pattern: string,
+): Promise<{context: string; pattern: string}[]> {
   const out: {context: string; pattern: string}[] = []
   for (const name of await listContexts(home)) {
     if (name === self) continue
@@ -134,7 +165,8 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     const krl = await refreshContextKrl(ctx, ca, ctx.dir, {write: !o.dryRun})
     const warnings: string[] = []
     if (krl.note) warnings.push(krl.note)
-    for (const other of await overlappingContexts(home, ctx.name, kh.pattern)) warnings.push(overlapWarning(ctx.name, kh.pattern, other))
+    for (const other of await overlappingContexts(home, ctx.name, kh.pattern))
+      warnings.push(overlapWarning(ctx.name, kh.pattern, other))
     let sshConfig: ClientConfigResult['sshConfig'] = null
     let settings: ContextSshConfig | undefined = ctx.sshConfig
     if (o.sshConfig !== false) {
@@ -142,7 +174,9 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
       const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
       const exe = o.sshca ?? installedSshca()
       if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
-        warnings.push(`ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`)
+        warnings.push(
+          `ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`,
+        )
       }
       settings = {
         pattern: kh.pattern,
@@ -153,7 +187,13 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         loginCommand:
           o.autoLogin === false
             ? null
-            : ensureCommand({command: exe.script ? [exe.node, exe.script] : [exe.node], home: resolve(home), defaultHome: defaultHome(), context: ctx.name, identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile)}),
+            : ensureCommand({
+                command: exe.script ? [exe.node, exe.script] : [exe.node],
+                home: resolve(home),
+                defaultHome: defaultHome(),
+                context: ctx.name,
+                identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile),
+              }),
       }
       const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
       const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
@@ -166,14 +206,25 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         changed: merged.changed,
         diff: unifiedDiff(current, merged.text, {from: file, to: file}),
         loginCommand: settings.loginCommand,
-        include: {file: userConfig, line: includeLine(file), changed: inc.changed, backup: null, diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig})},
+        include: {
+          file: userConfig,
+          line: includeLine(file),
+          changed: inc.changed,
+          backup: null,
+          diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig}),
+        },
       }
       if (!o.dryRun) {
         if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
         if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
       }
     }
-    const next: Context = {...ctx, configuredPattern: kh.pattern, knownHostsFile: resolve(kh.file), ...(settings ? {sshConfig: settings} : {})}
+    const next: Context = {
+      ...ctx,
+      configuredPattern: kh.pattern,
+      knownHostsFile: resolve(kh.file),
+      ...(settings ? {sshConfig: settings} : {}),
+    }
     if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
     return {...kh, krl, sshConfig, warnings}
   } finally {
@@ -190,7 +241,10 @@ async function realTarget(path: string): Promise<string> {
   }
 }
 
-export async function caKeys(home: string, o: {context?: string; host?: boolean}): Promise<{context: string; kind: 'user' | 'host'; keys: string[]}> {
+export async function caKeys(
+  home: string,
+  o: {context?: string; host?: boolean},
+): Promise<{context: string; kind: 'user' | 'host'; keys: string[]}> {
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
   return {context: ctx.name, kind: o.host ? 'host' : 'user', keys: o.host ? ctx.hostCaKeys : ctx.userCaKeys}
 }
@@ -249,7 +303,11 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
   const dir = o.sshdDir ?? '/etc/ssh'
   const unitDir = o.systemdDir ?? '/etc/systemd/system'
-  if (!/^\/[A-Za-z0-9._/@+-]*$/.test(resolve(dir))) throw new SshcaError('ERR_USAGE', `--sshd-dir "${dir}" must be an absolute path without spaces or special characters (it goes into unit files)`)
+  if (!/^\/[A-Za-z0-9._/@+-]*$/.test(resolve(dir)))
+    throw new SshcaError(
+      'ERR_USAGE',
+      `--sshd-dir "${dir}" must be an absolute path without spaces or special characters (it goes into unit files)`,
+    )
   const sshdDir = resolve(dir)
   const exe = o.sshca ?? installedSshca()
   assertSafeForRoot(exe, home, o.pathDeps ?? realFs)
@@ -275,7 +333,9 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     krl = await ca.bytes('/ssh/krl')
   } catch (err) {
     if (!(isSshcaError(err) && err.details?.status === 404)) throw err
-    warnings.push(`the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404): sshd cannot refuse a certificate the CA revoked before it expires, so keep host and user certificates short-lived`)
+    warnings.push(
+      `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404): sshd cannot refuse a certificate the CA revoked before it expires, so keep host and user certificates short-lived`,
+    )
   } finally {
     ca.close()
   }
@@ -285,7 +345,10 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     '# Users log in with short-lived certificates from this CA; a principal must equal the login name.',
     `TrustedUserCAKeys ${caFile}`,
     ...(krl
-      ? [`# Certificates the CA revoked (refreshed hourly by ${KRL_UNIT}.timer; sshd rereads it on every login).`, `RevokedKeys ${krlFile}`]
+      ? [
+          `# Certificates the CA revoked (refreshed hourly by ${KRL_UNIT}.timer; sshd rereads it on every login).`,
+          `RevokedKeys ${krlFile}`,
+        ]
       : ['# This CA publishes no revocation list: no RevokedKeys.']),
     '# Present host certificates (issue them with: sshca certificate --host --sign …).',
     ...present.map((k) => `HostCertificate ${join(sshdDir, `${k}-cert.pub`)}`),
@@ -305,7 +368,19 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     `ExecStart=${exe.command} krl --context ${ctx.name} --out ${krlFile} --user-ca-keys ${caFile}`,
     '',
   ].join('\n')
-  const krlTimer = ['[Unit]', `Description=Hourly refresh of the SSH key revocation list (sshca, ${KRL_UNIT}.service)`, '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=10m', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
+  const krlTimer = [
+    '[Unit]',
+    `Description=Hourly refresh of the SSH key revocation list (sshca, ${KRL_UNIT}.service)`,
+    '',
+    '[Timer]',
+    'OnCalendar=hourly',
+    'RandomizedDelaySec=10m',
+    'Persistent=true',
+    '',
+    '[Install]',
+    'WantedBy=timers.target',
+    '',
+  ].join('\n')
   const renewService = [
     '[Unit]',
     `Description=Renew the SSH host certificate of ${sshdDir}/%i from the sshca CA "${ctx.name}"`,
@@ -321,7 +396,19 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     'ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service sshd.service',
     '',
   ].join('\n')
-  const renewTimer = ['[Unit]', `Description=Daily renewal of the SSH host certificate of ${sshdDir}/%i (sshca)`, '', '[Timer]', 'OnCalendar=daily', 'RandomizedDelaySec=1h', 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n')
+  const renewTimer = [
+    '[Unit]',
+    `Description=Daily renewal of the SSH host certificate of ${sshdDir}/%i (sshca)`,
+    '',
+    '[Timer]',
+    'OnCalendar=daily',
+    'RandomizedDelaySec=1h',
+    'Persistent=true',
+    '',
+    '[Install]',
+    'WantedBy=timers.target',
+    '',
+  ].join('\n')
   const files = [
     {path: caFile, content: ctx.userCaKeys.map((l) => `${l}\n`).join(''), mode: 0o644},
     ...(krl ? [{path: krlFile, content: krl, mode: 0o644}] : []),
@@ -336,21 +423,55 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     {path: join(unitDir, `${RENEW_UNIT}.timer`), content: renewTimer, mode: 0o644},
   ]
   const timers = [...(krl ? [`${KRL_UNIT}.timer`] : []), ...present.map((k) => `${RENEW_UNIT}${k}.timer`)]
-  const legacy = (await exists(join(unitDir, 'sshca-renew.timer'))) || (await exists(join(unitDir, 'sshca-renew.service')))
+  const legacy =
+    (await exists(join(unitDir, 'sshca-renew.timer'))) || (await exists(join(unitDir, 'sshca-renew.service')))
   const next = [
-    ...(present.length ? [] : [`sshca certificate --host --sign --token-file FILE $(hostname -f) ${join(sshdDir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`]),
-    ...(present.length && skipped.length ? [`# to add ${skipped.map((x) => x.key).join(', ')}: sshca certificate --host --sign … ${join(sshdDir, `${skipped[0]!.key}.pub`)}, then sshca config --host again`] : []),
+    ...(present.length
+      ? []
+      : [
+          `sshca certificate --host --sign --token-file FILE $(hostname -f) ${join(sshdDir, 'ssh_host_ed25519_key.pub')}   # then run sshca config --host again`,
+        ]),
+    ...(present.length && skipped.length
+      ? [
+          `# to add ${skipped.map((x) => x.key).join(', ')}: sshca certificate --host --sign … ${join(sshdDir, `${skipped[0]!.key}.pub`)}, then sshca config --host again`,
+        ]
+      : []),
     'sshd -t && systemctl reload ssh          # check, then apply',
-    ...(legacy ? [`systemctl disable --now sshca-renew.timer; rm -f ${join(unitDir, 'sshca-renew.service')} ${join(unitDir, 'sshca-renew.timer')}   # the previous single unit, replaced by the ones below`] : []),
+    ...(legacy
+      ? [
+          `systemctl disable --now sshca-renew.timer; rm -f ${join(unitDir, 'sshca-renew.service')} ${join(unitDir, 'sshca-renew.timer')}   # the previous single unit, replaced by the ones below`,
+        ]
+      : []),
     `systemctl daemon-reload && systemctl enable --now ${timers.join(' ')}`,
   ]
   const krlState = krl ? ('published' as const) : ('none' as const)
-  if (o.dryRun) return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: false, next, krl: krlState, warnings}
+  if (o.dryRun)
+    return {
+      context: ctx.name,
+      files,
+      command: exe.command,
+      certified: present,
+      skipped,
+      written: false,
+      next,
+      krl: krlState,
+      warnings,
+    }
   for (const f of files) {
     await privateDir(dirname(f.path))
     await writeFileAtomic(f.path, f.content, f.mode)
   }
-  return {context: ctx.name, files, command: exe.command, certified: present, skipped, written: true, next, krl: krlState, warnings}
+  return {
+    context: ctx.name,
+    files,
+    command: exe.command,
+    certified: present,
+    skipped,
+    written: true,
+    next,
+    krl: krlState,
+    warnings,
+  }
 }
 
 /** Why the certificate beside a host key will not do (missing, unreadable, not a host certificate of this CA), or undefined. */

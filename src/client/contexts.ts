@@ -16,7 +16,16 @@ import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, writeFileAtomic} from '../util/fs.ts'
 import {replaceWithBackup} from './config.ts'
-import {checkHome, contextDir, currentContextName, listContexts, loadContext, readContext, validContextName, type Context} from './home.ts'
+import {
+  checkHome,
+  contextDir,
+  currentContextName,
+  listContexts,
+  loadContext,
+  readContext,
+  validContextName,
+  type Context,
+} from './home.ts'
 import {mergeManagedBlock} from './known-hosts.ts'
 import {contextKrlPath} from './krl.ts'
 import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock} from './ssh-config.ts'
@@ -51,7 +60,9 @@ function view(ctx: Context, current: string | undefined, managed: string): Conte
   }
 }
 
-export async function contextList(home: string): Promise<{home: string; current: string | null; contexts: ContextView[]}> {
+export async function contextList(
+  home: string,
+): Promise<{home: string; current: string | null; contexts: ContextView[]}> {
   checkHome(home)
   const current = await currentContextName(home)
   const managed = await readFile(managedSshConfigPath(home), 'utf8').catch(() => '')
@@ -70,7 +81,8 @@ export async function contextCurrent(home: string): Promise<ContextView> {
 }
 
 export async function contextUse(home: string, name: string): Promise<{previous: string | null; current: ContextView}> {
-  if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
+  if (!validContextName(name))
+    throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
   const ctx = await loadContext(home, name)
   const previous = (await currentContextName(home)) ?? null
   await writeFileAtomic(join(home, 'current'), `${name}\n`)
@@ -91,8 +103,13 @@ export interface RemoveResult {
   directory: string
 }
 
-export async function contextRemove(home: string, name: string, deps: {agent: AgentOptions; tokenStore: () => Promise<TokenStore>; knownHostsDefault?: string}): Promise<RemoveResult> {
-  if (!validContextName(name)) throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
+export async function contextRemove(
+  home: string,
+  name: string,
+  deps: {agent: AgentOptions; tokenStore: () => Promise<TokenStore>; knownHostsDefault?: string},
+): Promise<RemoveResult> {
+  if (!validContextName(name))
+    throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
   const ctx = await loadContext(home, name)
   const wasCurrent = (await currentContextName(home)) === name
 
@@ -145,5 +162,15 @@ export async function contextRemove(home: string, name: string, deps: {agent: Ag
   const directory = contextDir(home, name)
   await rm(directory, {recursive: true, force: true})
   if (wasCurrent) await rm(join(home, 'current'), {force: true})
-  return {context: name, wasCurrent, knownHosts, sshConfig, krl, certificates, agent, forgottenRefreshTokens: forgotten, directory}
+  return {
+    context: name,
+    wasCurrent,
+    knownHosts,
+    sshConfig,
+    krl,
+    certificates,
+    agent,
+    forgottenRefreshTokens: forgotten,
+    directory,
+  }
 }

@@ -15,7 +15,8 @@ import type {LoginDeps, LoginOptions, LoginResult} from './login-types.ts'
 /** `--ensure` is satisfied by a certificate with more than this left. */
 export const ENSURE_MARGIN_SECONDS = 60
 
-const userCas = (ctx: Context): Set<string> => new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
+const userCas = (ctx: Context): Set<string> =>
+  new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
 
 function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
   return {
@@ -35,11 +36,25 @@ function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
  * context's agentless files, or in --out's files. The agent's expired certificates of this context
  * are removed on the way.
  */
-export async function heldCertificate(ctx: Context, o: Pick<LoginOptions, 'identity' | 'out'>, deps: Pick<LoginDeps, 'agent' | 'clock'>): Promise<LoginResult | undefined> {
+export async function heldCertificate(
+  ctx: Context,
+  o: Pick<LoginOptions, 'identity' | 'out'>,
+  deps: Pick<LoginDeps, 'agent' | 'clock'>,
+): Promise<LoginResult | undefined> {
   const now = nowSeconds(deps.clock)
   const cas = userCas(ctx)
-  const usable = (c: Certificate): boolean => c.type === 'user' && cas.has(c.signatureKey.fingerprint()) && c.validAfter <= now && c.validBefore - now > BigInt(ENSURE_MARGIN_SECONDS) && (!o.identity || c.principals.includes(o.identity) || c.keyId === o.identity)
-  const result = (c: Certificate, socket: string | null, files: {key: string; certificate: string} | null, removed: RemovedCertificate[]): LoginResult => ({
+  const usable = (c: Certificate): boolean =>
+    c.type === 'user' &&
+    cas.has(c.signatureKey.fingerprint()) &&
+    c.validAfter <= now &&
+    c.validBefore - now > BigInt(ENSURE_MARGIN_SECONDS) &&
+    (!o.identity || c.principals.includes(o.identity) || c.keyId === o.identity)
+  const result = (
+    c: Certificate,
+    socket: string | null,
+    files: {key: string; certificate: string} | null,
+    removed: RemovedCertificate[],
+  ): LoginResult => ({
     context: ctx.name,
     caUrl: ctx.caUrl,
     provisioner: null,
@@ -65,7 +80,12 @@ export async function heldCertificate(ctx: Context, o: Pick<LoginOptions, 'ident
       }
     }
   }
-  const files = o.out !== undefined ? {key: o.out, certificate: `${o.out}-cert.pub`} : ctx.agentless ? agentlessFiles(ctx) : undefined
+  const files =
+    o.out !== undefined
+      ? {key: o.out, certificate: `${o.out}-cert.pub`}
+      : ctx.agentless
+        ? agentlessFiles(ctx)
+        : undefined
   if (files && (await exists(files.key))) {
     try {
       const {cert} = parseCertificateLine(await readFile(files.certificate, 'utf8'))
@@ -76,4 +96,3 @@ export async function heldCertificate(ctx: Context, o: Pick<LoginOptions, 'ident
   }
   return undefined
 }
-

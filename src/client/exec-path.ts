@@ -55,7 +55,8 @@ const STICKY = 0o1000
 /** Why one entry must not be trusted by a root service, or undefined. */
 export function entryProblem(info: EntryInfo): string | undefined {
   if (info.uid !== 0) return `it belongs to uid ${info.uid}, not root`
-  if (info.mode & 0o022 && !(info.isDirectory && info.mode & STICKY)) return `it is writable by ${info.mode & 0o002 ? 'every user' : 'its group'} (mode 0${(info.mode & 0o7777).toString(8)})`
+  if (info.mode & 0o022 && !(info.isDirectory && info.mode & STICKY))
+    return `it is writable by ${info.mode & 0o002 ? 'every user' : 'its group'} (mode 0${(info.mode & 0o7777).toString(8)})`
   return undefined
 }
 
@@ -105,7 +106,11 @@ export function treeProblem(dir: string, deps: ExecPathDeps, skip: readonly stri
       if (info.isSymbolicLink) {
         const target = resolve(dirname(p), deps.readlink(p))
         const problem = pathProblem(target, deps, true)
-        if (problem) return {path: p, why: `it points to ${target}, and ${problem.path === target ? 'that' : problem.path}: ${problem.why}`}
+        if (problem)
+          return {
+            path: p,
+            why: `it points to ${target}, and ${problem.path === target ? 'that' : problem.path}: ${problem.why}`,
+          }
         const t = deps.lstat(target)
         if (t?.isDirectory && ![...walked].some((w) => target === w || target.startsWith(w + sep))) {
           const inner = walk(deps.realpath(target), false)
@@ -143,7 +148,12 @@ export interface InstalledSshca {
 }
 
 /** This process's node and sshca script by their real paths. */
-export function installedSshca(deps: ExecPathDeps = realFs, execPath: string = process.execPath, argv1: string | undefined = process.argv[1], exists?: (p: string) => boolean): InstalledSshca {
+export function installedSshca(
+  deps: ExecPathDeps = realFs,
+  execPath: string = process.execPath,
+  argv1: string | undefined = process.argv[1],
+  exists?: (p: string) => boolean,
+): InstalledSshca {
   const node = deps.realpath(execPath)
   const script = argv1 ? deps.realpath(argv1) : undefined
   const own = script && script !== node ? script : undefined
@@ -159,13 +169,20 @@ const SYSTEMD_SAFE = /^[A-Za-z0-9._/@+-]+$/
  */
 export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecPathDeps = realFs): void {
   const fail = (p: PathProblem, what: string, hint: string): never => {
-    throw new SshcaError('ERR_UNSAFE_PATH', `refusing to write a root service that runs ${what}: ${p.path} is unsafe (${p.why})`, {details: {path: p.path}, hint})
+    throw new SshcaError(
+      'ERR_UNSAFE_PATH',
+      `refusing to write a root service that runs ${what}: ${p.path} is unsafe (${p.why})`,
+      {details: {path: p.path}, hint},
+    )
   }
-  const install = 'install sshca where only root can write (sudo npm install -g sshca, or the package of your distribution) and run `sudo sshca config --host` from there'
+  const install =
+    'install sshca where only root can write (sudo npm install -g sshca, or the package of your distribution) and run `sudo sshca config --host` from there'
   for (const p of [exe.node, exe.script]) {
-    if (p !== undefined && !SYSTEMD_SAFE.test(p)) fail({path: p, why: 'its name has characters a unit file would have to quote'}, exe.command, install)
+    if (p !== undefined && !SYSTEMD_SAFE.test(p))
+      fail({path: p, why: 'its name has characters a unit file would have to quote'}, exe.command, install)
   }
-  if (exe.script?.split(sep).includes('_npx')) fail({path: exe.script, why: 'it is in npx\'s cache, which npm clears'}, exe.command, install)
+  if (exe.script?.split(sep).includes('_npx'))
+    fail({path: exe.script, why: "it is in npx's cache, which npm clears"}, exe.command, install)
   const node = pathProblem(exe.node, deps)
   if (node) fail(node, exe.command, install)
   if (exe.script) {
@@ -178,8 +195,18 @@ export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecP
   }
   const realHome = deps.lstat(home) ? deps.realpath(home) : home
   const h = pathProblem(realHome, deps) ?? treeProblem(realHome, deps)
-  if (h) fail(h, `with SSHCA_HOME=${home}`, 'bootstrap the CA as root into a home only root can write (sudo sshca bootstrap …, SSHCA_HOME unset or root-owned), then run sudo sshca config --host')
+  if (h)
+    fail(
+      h,
+      `with SSHCA_HOME=${home}`,
+      'bootstrap the CA as root into a home only root can write (sudo sshca bootstrap …, SSHCA_HOME unset or root-owned), then run sudo sshca config --host',
+    )
   for (const p of [home, realHome]) {
-    if (!SYSTEMD_SAFE.test(p)) fail({path: p, why: 'its name has characters a unit file would have to quote'}, `with SSHCA_HOME=${home}`, 'use a home without spaces or special characters')
+    if (!SYSTEMD_SAFE.test(p))
+      fail(
+        {path: p, why: 'its name has characters a unit file would have to quote'},
+        `with SSHCA_HOME=${home}`,
+        'use a home without spaces or special characters',
+      )
   }
 }

@@ -81,9 +81,13 @@ export function readLayout(home: string): number {
     layout = undefined
   }
   if (typeof layout !== 'number' || !Number.isSafeInteger(layout) || layout < 1) {
-    throw new SshcaError('ERR_HOME_LAYOUT', `${path} is damaged: it should hold {"layout": N}, and holds ${JSON.stringify(text.slice(0, 60))}`, {
-      hint: `if no newer sshca wrote it, remove it (rm ${path}): the home is then read as the first layout and the file written again`,
-    })
+    throw new SshcaError(
+      'ERR_HOME_LAYOUT',
+      `${path} is damaged: it should hold {"layout": N}, and holds ${JSON.stringify(text.slice(0, 60))}`,
+      {
+        hint: `if no newer sshca wrote it, remove it (rm ${path}): the home is then read as the first layout and the file written again`,
+      },
+    )
   }
   return layout
 }
@@ -97,10 +101,14 @@ export function ensureHomeLayout(home: string, migrations: readonly HomeMigratio
   if (!existsSync(home)) return {from: current, to: current, applied: [], stamped: false}
   const from = readLayout(home)
   if (from > current) {
-    throw new SshcaError('ERR_HOME_LAYOUT', `${home} was written by a newer sshca (home layout ${from}); this one reads layouts up to ${current} and will not guess at the rest`, {
-      hint: 'upgrade sshca (sshca --version says how it was installed and how to upgrade it), or point SSHCA_HOME at another folder',
-      details: {home, layout: from, supported: current},
-    })
+    throw new SshcaError(
+      'ERR_HOME_LAYOUT',
+      `${home} was written by a newer sshca (home layout ${from}); this one reads layouts up to ${current} and will not guess at the rest`,
+      {
+        hint: 'upgrade sshca (sshca --version says how it was installed and how to upgrade it), or point SSHCA_HOME at another folder',
+        details: {home, layout: from, supported: current},
+      },
+    )
   }
   const stamp = (layout: number): void => writeFileAtomicSync(join(home, LAYOUT_FILE), `${JSON.stringify({layout})}\n`)
   const applied: string[] = []
@@ -110,10 +118,14 @@ export function ensureHomeLayout(home: string, migrations: readonly HomeMigratio
       stamp(m.to)
     } catch (err) {
       if (err instanceof SshcaError) throw err
-      throw new SshcaError('ERR_HOME_LAYOUT', `could not bring ${home} from layout ${m.to - 1} to ${m.to} (${m.what}): ${(err as Error).message}`, {
-        cause: err,
-        hint: 'fix what the message names and run the command again: each step is safe to repeat',
-      })
+      throw new SshcaError(
+        'ERR_HOME_LAYOUT',
+        `could not bring ${home} from layout ${m.to - 1} to ${m.to} (${m.what}): ${(err as Error).message}`,
+        {
+          cause: err,
+          hint: 'fix what the message names and run the command again: each step is safe to repeat',
+        },
+      )
     }
     applied.push(m.what)
   }

@@ -66,7 +66,10 @@ export async function saveContext(ctx: Context): Promise<void> {
 }
 
 /** The key and certificate files of a context that works without an agent. */
-export const agentlessFiles = (ctx: Pick<Context, 'dir'>): {key: string; certificate: string} => ({key: join(ctx.dir, 'id_sshca'), certificate: join(ctx.dir, 'id_sshca-cert.pub')})
+export const agentlessFiles = (ctx: Pick<Context, 'dir'>): {key: string; certificate: string} => ({
+  key: join(ctx.dir, 'id_sshca'),
+  certificate: join(ctx.dir, 'id_sshca-cert.pub'),
+})
 
 // The home's few small files are read synchronously, as checkHomeTree reads the tree: an async read
 // hands each to libuv's thread pool, which the first one starts, and `sshca list`, which needs no
@@ -96,7 +99,9 @@ export async function readContext(home: string, name: string): Promise<Context |
     return {...settings, rootPem, dir}
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new SshcaError('ERR_INPUT', `the context "${name}" in ${dir} is damaged: ${(err as Error).message}`, {hint: `bootstrap it again: sshca bootstrap --context ${name} --ca-url URL --fingerprint HEX --force`})
+    throw new SshcaError('ERR_INPUT', `the context "${name}" in ${dir} is damaged: ${(err as Error).message}`, {
+      hint: `bootstrap it again: sshca bootstrap --context ${name} --ca-url URL --fingerprint HEX --force`,
+    })
   }
 }
 
@@ -155,20 +160,36 @@ export function checkHomeTree(home: string, deps: HomeCheckDeps = fsDeps()): voi
     if (!info) return
     const shown = path === root ? home : join(home, relative(root, path))
     if (info.isSymbolicLink) {
-      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} is a symbolic link; sshca never makes one in its home, and will not follow one there`, {hint: `replace it with the file it points to, or remove it (rm ${shown})`})
+      throw new SshcaError(
+        'ERR_UNSAFE_PATH',
+        `${shown} is a symbolic link; sshca never makes one in its home, and will not follow one there`,
+        {hint: `replace it with the file it points to, or remove it (rm ${shown})`},
+      )
     }
     if (info.uid !== uid && info.uid !== 0) {
-      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} belongs to uid ${info.uid}, not to you (uid ${uid}): that user could change which CA sshca trusts`, {
-        hint: `if it is yours: chown -R ${uid} ${home}; otherwise point SSHCA_HOME at a folder of your own`,
-      })
+      throw new SshcaError(
+        'ERR_UNSAFE_PATH',
+        `${shown} belongs to uid ${info.uid}, not to you (uid ${uid}): that user could change which CA sshca trusts`,
+        {
+          hint: `if it is yours: chown -R ${uid} ${home}; otherwise point SSHCA_HOME at a folder of your own`,
+        },
+      )
     }
     if (info.mode & 0o022) {
-      throw new SshcaError('ERR_UNSAFE_PATH', `${shown} is writable by ${info.mode & 0o002 ? 'every user' : 'its group'} (mode ${octal(info.mode)}): another user could change which CA sshca trusts`, {
-        hint: `chmod go-w ${shown}${info.isDirectory ? `   (sshca makes its folders 0700: chmod 700 ${shown})` : ''}`,
-      })
+      throw new SshcaError(
+        'ERR_UNSAFE_PATH',
+        `${shown} is writable by ${info.mode & 0o002 ? 'every user' : 'its group'} (mode ${octal(info.mode)}): another user could change which CA sshca trusts`,
+        {
+          hint: `chmod go-w ${shown}${info.isDirectory ? `   (sshca makes its folders 0700: chmod 700 ${shown})` : ''}`,
+        },
+      )
     }
     if (secret && !info.isDirectory && info.mode & 0o077) {
-      throw new SshcaError('ERR_FILE_PERMISSIONS', `${shown} holds a refresh token and is readable by others (mode ${octal(info.mode)})`, {hint: `chmod 600 ${shown}`})
+      throw new SshcaError(
+        'ERR_FILE_PERMISSIONS',
+        `${shown} holds a refresh token and is readable by others (mode ${octal(info.mode)})`,
+        {hint: `chmod 600 ${shown}`},
+      )
     }
     if (!info.isDirectory || depth >= 4) return
     for (const name of deps.readdir(path)) {
@@ -195,12 +216,16 @@ export async function loadContext(home: string, name?: string): Promise<Context>
   checkHome(home)
   const chosen = name ?? (await currentContextName(home))
   if (!chosen) {
-    throw new SshcaError('ERR_NOT_BOOTSTRAPPED', 'no CA has been bootstrapped yet', {hint: 'run: sshca bootstrap --ca-url https://ca.example.com --fingerprint <root sha256>'})
+    throw new SshcaError('ERR_NOT_BOOTSTRAPPED', 'no CA has been bootstrapped yet', {
+      hint: 'run: sshca bootstrap --ca-url https://ca.example.com --fingerprint <root sha256>',
+    })
   }
   const ctx = await readContext(home, chosen)
   if (!ctx) {
     const known = await listContexts(home)
-    throw new SshcaError('ERR_CONTEXT_NOT_FOUND', `no context "${chosen}" in ${home}`, {hint: known.length ? `known contexts: ${known.join(', ')}` : 'run sshca bootstrap first'})
+    throw new SshcaError('ERR_CONTEXT_NOT_FOUND', `no context "${chosen}" in ${home}`, {
+      hint: known.length ? `known contexts: ${known.join(', ')}` : 'run sshca bootstrap first',
+    })
   }
   return ctx
 }

@@ -90,7 +90,15 @@ export interface HostAuditResult {
   hostKeys: AuditHostKey[]
   findings: Finding[]
   /** What `sshca config --host` would write (with a client context), or why that is unknown. */
-  configHost: {context: string; files: {path: string; state: 'create' | 'change' | 'same'}[]; certified: string[]; skipped: {key: string; reason: string}[]} | {error: string} | null
+  configHost:
+    | {
+        context: string
+        files: {path: string; state: 'create' | 'change' | 'same'}[]
+        certified: string[]
+        skipped: {key: string; reason: string}[]
+      }
+    | {error: string}
+    | null
   /** True when no finding remains: every way in goes through the CA. */
   clean: boolean
   notes: string[]
@@ -113,9 +121,24 @@ const NO_LOGIN = /(^|\/)(nologin|false|sync|shutdown|halt)$/
 const MAX_KEYS_FILE = 1 << 20
 /** The sshd -T keywords the audit reads; everything else is left out of the result. */
 const SETTINGS = [
-  'authorizedkeysfile', 'passwordauthentication', 'kbdinteractiveauthentication', 'challengeresponseauthentication', 'usepam', 'authorizedkeyscommand',
-  'authorizedkeyscommanduser', 'pubkeyauthentication', 'hostbasedauthentication', 'gssapiauthentication', 'trustedusercakeys', 'revokedkeys',
-  'authorizedprincipalsfile', 'authorizedprincipalscommand', 'hostkey', 'hostcertificate', 'permitrootlogin', 'permitemptypasswords',
+  'authorizedkeysfile',
+  'passwordauthentication',
+  'kbdinteractiveauthentication',
+  'challengeresponseauthentication',
+  'usepam',
+  'authorizedkeyscommand',
+  'authorizedkeyscommanduser',
+  'pubkeyauthentication',
+  'hostbasedauthentication',
+  'gssapiauthentication',
+  'trustedusercakeys',
+  'revokedkeys',
+  'authorizedprincipalsfile',
+  'authorizedprincipalscommand',
+  'hostkey',
+  'hostcertificate',
+  'permitrootlogin',
+  'permitemptypasswords',
 ]
 
 async function firstExisting(paths: string[]): Promise<string | undefined> {
@@ -133,12 +156,24 @@ async function firstExisting(paths: string[]): Promise<string | undefined> {
 /** `sshd -T -f CONFIG`: the effective configuration, keyword → values (repeatable keywords keep every line). */
 export async function effectiveSshdConfig(binary: string, config: string): Promise<Record<string, string[]>> {
   const out = await new Promise<string>((resolve, reject) => {
-    execFile(binary, ['-T', '-f', config], {timeout: 30_000, maxBuffer: 4 << 20, env: {PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C'}}, (err, stdout, stderr) => {
-      if (err) {
-        const why = (stderr || err.message).trim().split('\n').slice(-3).join('; ')
-        reject(new SshcaError('ERR_INPUT', `sshd -T -f ${config} failed: ${why}`, {hint: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'is OpenSSH server installed? give its path with --sshd' : 'sshd -T reads the host keys: run as root, and check the configuration with sshd -t'}))
-      } else resolve(stdout)
-    })
+    execFile(
+      binary,
+      ['-T', '-f', config],
+      {timeout: 30_000, maxBuffer: 4 << 20, env: {PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C'}},
+      (err, stdout, stderr) => {
+        if (err) {
+          const why = (stderr || err.message).trim().split('\n').slice(-3).join('; ')
+          reject(
+            new SshcaError('ERR_INPUT', `sshd -T -f ${config} failed: ${why}`, {
+              hint:
+                (err as NodeJS.ErrnoException).code === 'ENOENT'
+                  ? 'is OpenSSH server installed? give its path with --sshd'
+                  : 'sshd -T reads the host keys: run as root, and check the configuration with sshd -t',
+            }),
+          )
+        } else resolve(stdout)
+      },
+    )
   })
   return parseSshdT(out)
 }
@@ -176,7 +211,9 @@ export function parsePasswd(text: string): PasswdEntry[] {
 
 /** sshd's AuthorizedKeysFile tokens (%% %h %u %U); a relative path is relative to the home directory. */
 export function expandAuthorizedKeysPath(pattern: string, a: PasswdEntry): string {
-  const expanded = pattern.replace(/%([%hUu])/g, (_m, t: string) => (t === '%' ? '%' : t === 'h' ? a.home : t === 'u' ? a.user : String(a.uid)))
+  const expanded = pattern.replace(/%([%hUu])/g, (_m, t: string) =>
+    t === '%' ? '%' : t === 'h' ? a.home : t === 'u' ? a.user : String(a.uid),
+  )
   return isAbsolute(expanded) ? expanded : join(a.home, expanded)
 }
 
@@ -194,7 +231,10 @@ function optionsOf(line: string): string {
 }
 
 /** The keys of an authorized_keys file, with their options. */
-export function parseAuthorizedKeys(text: string, trustedCas: ReadonlySet<string>): {keys: AuditKey[]; unparsed: number} {
+export function parseAuthorizedKeys(
+  text: string,
+  trustedCas: ReadonlySet<string>,
+): {keys: AuditKey[]; unparsed: number} {
   const keys: AuditKey[] = []
   let unparsed = 0
   text.split('\n').forEach((raw, i) => {
@@ -205,7 +245,15 @@ export function parseAuthorizedKeys(text: string, trustedCas: ReadonlySet<string
       const key = PublicKey.fromBlob(blob)
       const options = optionsOf(line)
       const certAuthority = /(^|,)\s*cert-authority\s*(,|$)/i.test(options)
-      keys.push({line: i + 1, type, fingerprint: key.fingerprint(), comment, options, certAuthority, trustedCa: certAuthority && trustedCas.has(key.fingerprint())})
+      keys.push({
+        line: i + 1,
+        type,
+        fingerprint: key.fingerprint(),
+        comment,
+        options,
+        certAuthority,
+        trustedCa: certAuthority && trustedCas.has(key.fingerprint()),
+      })
     } catch {
       unparsed++
     }
@@ -247,11 +295,18 @@ const single = (v: string[] | undefined): string => v?.[0] ?? 'none'
 export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResult> {
   const config = o.sshdConfig ?? '/etc/ssh/sshd_config'
   const binary = o.sshd ?? (await firstExisting(['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/sbin/sshd']))
-  if (!binary) throw new SshcaError('ERR_FILE_NOT_FOUND', 'no sshd binary found (/usr/sbin/sshd, /usr/local/sbin/sshd, /sbin/sshd)', {hint: 'give its path with --sshd'})
+  if (!binary)
+    throw new SshcaError(
+      'ERR_FILE_NOT_FOUND',
+      'no sshd binary found (/usr/sbin/sshd, /usr/local/sbin/sshd, /sbin/sshd)',
+      {hint: 'give its path with --sshd'},
+    )
   const s = await effectiveSshdConfig(binary, config)
   const now = BigInt(Math.floor((o.clock ?? Date.now)() / 1000))
   const findings: Finding[] = []
-  const notes = ['sshd -T shows the settings for a connection no Match block applies to: check Match blocks by hand (sshd -T -C user=NAME,host=H,addr=A)']
+  const notes = [
+    'sshd -T shows the settings for a connection no Match block applies to: check Match blocks by hand (sshd -T -C user=NAME,host=H,addr=A)',
+  ]
 
   // the user CAs sshd trusts: cert-authority lines for them are the CA's way in, not another one
   const trustedFile = single(s.trustedusercakeys)
@@ -268,20 +323,38 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
   const pubkey = s.pubkeyauthentication === undefined ? true : yes(s.pubkeyauthentication)
   if (!pubkey) notes.push('PubkeyAuthentication is no: neither keys nor certificates log in')
   if (trustedFile === 'none' || trustedCas.size === 0) {
-    findings.push({kind: 'no_trusted_user_ca', message: trustedFile === 'none' ? 'sshd trusts no user CA (TrustedUserCAKeys none): certificates from sshca cannot log in here' : `TrustedUserCAKeys ${trustedFile} holds no key sshd can use`, remedy: 'sshca config --host (writes TrustedUserCAKeys and its key file)', path: config})
+    findings.push({
+      kind: 'no_trusted_user_ca',
+      message:
+        trustedFile === 'none'
+          ? 'sshd trusts no user CA (TrustedUserCAKeys none): certificates from sshca cannot log in here'
+          : `TrustedUserCAKeys ${trustedFile} holds no key sshd can use`,
+      remedy: 'sshca config --host (writes TrustedUserCAKeys and its key file)',
+      path: config,
+    })
   }
 
   // authorized_keys: the setting, then every account's files
-  const patterns = (s.authorizedkeysfile?.[0] ?? 'none').split(/\s+/).filter((p) => p !== '' && p.toLowerCase() !== 'none')
+  const patterns = (s.authorizedkeysfile?.[0] ?? 'none')
+    .split(/\s+/)
+    .filter((p) => p !== '' && p.toLowerCase() !== 'none')
   if (pubkey && patterns.length > 0) {
-    findings.push({kind: 'authorized_keys_file_setting', message: `AuthorizedKeysFile is "${patterns.join(' ')}": a key any account (or whoever can write to its home) adds there logs in without the CA`, remedy: 'once no account needs one, set "AuthorizedKeysFile none" in sshd_config', path: config})
+    findings.push({
+      kind: 'authorized_keys_file_setting',
+      message: `AuthorizedKeysFile is "${patterns.join(' ')}": a key any account (or whoever can write to its home) adds there logs in without the CA`,
+      remedy: 'once no account needs one, set "AuthorizedKeysFile none" in sshd_config',
+      path: config,
+    })
   }
   const passwdPath = o.passwd ?? '/etc/passwd'
   let passwdText: string
   try {
     passwdText = await readFile(passwdPath, 'utf8')
   } catch (err) {
-    throw new SshcaError('ERR_FILE_NOT_FOUND', `cannot read the accounts file ${passwdPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new SshcaError(
+      'ERR_FILE_NOT_FOUND',
+      `cannot read the accounts file ${passwdPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    )
   }
   const accounts: AuditAccount[] = []
   for (const a of parsePasswd(passwdText)) {
@@ -299,26 +372,77 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
     if (rootLogin === 'no') continue
     for (const f of files) {
       if (f.error) {
-        findings.push({kind: 'authorized_keys_unreadable', user: a.user, path: f.path, message: `${f.path} (${a.user}) exists but could not be read (${f.error}): it may hold keys`, remedy: 'run the audit as root, or remove the file'})
+        findings.push({
+          kind: 'authorized_keys_unreadable',
+          user: a.user,
+          path: f.path,
+          message: `${f.path} (${a.user}) exists but could not be read (${f.error}): it may hold keys`,
+          remedy: 'run the audit as root, or remove the file',
+        })
         continue
       }
-      const ways = f.keys.filter((k) => !k.trustedCa && (rootLogin !== 'forced-commands-only' || /(^|,)\s*command=/i.test(k.options)))
+      const ways = f.keys.filter(
+        (k) => !k.trustedCa && (rootLogin !== 'forced-commands-only' || /(^|,)\s*command=/i.test(k.options)),
+      )
       if (ways.length === 0) continue
-      const what = ways.map((k) => `${k.certAuthority ? 'cert-authority ' : ''}${k.type} ${k.fingerprint}${k.comment ? ` ${k.comment}` : ''}`).join('; ')
-      findings.push({kind: 'authorized_keys', user: a.user, path: f.path, message: `${a.user} can log in with ${ways.length} key(s) from ${f.path}${f.symlink ? ' (a symlink)' : ''}: ${what}`, remedy: `once ${a.user} logs in with a certificate, remove ${f.path}`})
+      const what = ways
+        .map(
+          (k) =>
+            `${k.certAuthority ? 'cert-authority ' : ''}${k.type} ${k.fingerprint}${k.comment ? ` ${k.comment}` : ''}`,
+        )
+        .join('; ')
+      findings.push({
+        kind: 'authorized_keys',
+        user: a.user,
+        path: f.path,
+        message: `${a.user} can log in with ${ways.length} key(s) from ${f.path}${f.symlink ? ' (a symlink)' : ''}: ${what}`,
+        remedy: `once ${a.user} logs in with a certificate, remove ${f.path}`,
+      })
     }
   }
 
   // the other ways in sshd offers
-  if (yes(s.passwordauthentication)) findings.push({kind: 'password_authentication', message: 'PasswordAuthentication yes: a password logs in without the CA', remedy: 'set "PasswordAuthentication no"', path: config})
+  if (yes(s.passwordauthentication))
+    findings.push({
+      kind: 'password_authentication',
+      message: 'PasswordAuthentication yes: a password logs in without the CA',
+      remedy: 'set "PasswordAuthentication no"',
+      path: config,
+    })
   const kbd = s.kbdinteractiveauthentication ?? s.challengeresponseauthentication
-  if (yes(kbd) && yes(s.usepam)) findings.push({kind: 'kbd_interactive_authentication', message: 'KbdInteractiveAuthentication yes with UsePAM yes: PAM may ask for a password', remedy: 'set "KbdInteractiveAuthentication no"', path: config})
-  else if (yes(kbd)) notes.push('KbdInteractiveAuthentication is yes but UsePAM is no: no keyboard-interactive method is offered on this system')
+  if (yes(kbd) && yes(s.usepam))
+    findings.push({
+      kind: 'kbd_interactive_authentication',
+      message: 'KbdInteractiveAuthentication yes with UsePAM yes: PAM may ask for a password',
+      remedy: 'set "KbdInteractiveAuthentication no"',
+      path: config,
+    })
+  else if (yes(kbd))
+    notes.push(
+      'KbdInteractiveAuthentication is yes but UsePAM is no: no keyboard-interactive method is offered on this system',
+    )
   if (single(s.authorizedkeyscommand) !== 'none') {
-    findings.push({kind: 'authorized_keys_command', message: `AuthorizedKeysCommand ${single(s.authorizedkeyscommand)} (as ${single(s.authorizedkeyscommanduser)}) may supply keys from elsewhere`, remedy: 'set "AuthorizedKeysCommand none" once no account depends on it', path: config})
+    findings.push({
+      kind: 'authorized_keys_command',
+      message: `AuthorizedKeysCommand ${single(s.authorizedkeyscommand)} (as ${single(s.authorizedkeyscommanduser)}) may supply keys from elsewhere`,
+      remedy: 'set "AuthorizedKeysCommand none" once no account depends on it',
+      path: config,
+    })
   }
-  if (yes(s.hostbasedauthentication)) findings.push({kind: 'hostbased_authentication', message: 'HostbasedAuthentication yes: trusted hosts log their users in without the CA', remedy: 'set "HostbasedAuthentication no"', path: config})
-  if (yes(s.gssapiauthentication)) findings.push({kind: 'gssapi_authentication', message: 'GSSAPIAuthentication yes: Kerberos tickets log in without the CA', remedy: 'set "GSSAPIAuthentication no" unless Kerberos is the intended way in', path: config})
+  if (yes(s.hostbasedauthentication))
+    findings.push({
+      kind: 'hostbased_authentication',
+      message: 'HostbasedAuthentication yes: trusted hosts log their users in without the CA',
+      remedy: 'set "HostbasedAuthentication no"',
+      path: config,
+    })
+  if (yes(s.gssapiauthentication))
+    findings.push({
+      kind: 'gssapi_authentication',
+      message: 'GSSAPIAuthentication yes: Kerberos tickets log in without the CA',
+      remedy: 'set "GSSAPIAuthentication no" unless Kerberos is the intended way in',
+      path: config,
+    })
 
   // host keys: each should present a certificate, so clients need no known_hosts entry for it
   const certs = new Map<string, {path: string; problem?: string}>()
@@ -326,7 +450,12 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
     for (const l of await readKeyLines(path)) {
       try {
         const {cert} = parseCertificateLine(l)
-        const problem = cert.type !== 'host' ? 'not a host certificate' : cert.validBefore <= now ? `expired ${new Date(Number(cert.validBefore) * 1000).toISOString()}` : undefined
+        const problem =
+          cert.type !== 'host'
+            ? 'not a host certificate'
+            : cert.validBefore <= now
+              ? `expired ${new Date(Number(cert.validBefore) * 1000).toISOString()}`
+              : undefined
         certs.set(cert.publicKey.fingerprint(), {path, ...(problem ? {problem} : {})})
       } catch {
         // not a certificate: sshd refuses to start with it, sshd -T would have failed
@@ -344,15 +473,32 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
     }
     const c = key ? certs.get(key.fingerprint()) : undefined
     const problem = !key ? `no readable ${path}.pub beside it` : !c ? 'no certificate' : c.problem
-    hostKeys.push({path, type: key?.type ?? null, fingerprint: key?.fingerprint() ?? null, certificate: c?.path ?? null, ...(problem ? {problem} : {})})
-    if (problem) findings.push({kind: 'host_key_without_certificate', path, message: `host key ${path}${key ? ` (${key.type} ${key.fingerprint()})` : ''}: ${problem}; clients must trust it by known_hosts entry`, remedy: `sshca certificate --host --sign --token-file FILE $(hostname -f) ${path}.pub, then sshca config --host`})
+    hostKeys.push({
+      path,
+      type: key?.type ?? null,
+      fingerprint: key?.fingerprint() ?? null,
+      certificate: c?.path ?? null,
+      ...(problem ? {problem} : {}),
+    })
+    if (problem)
+      findings.push({
+        kind: 'host_key_without_certificate',
+        path,
+        message: `host key ${path}${key ? ` (${key.type} ${key.fingerprint()})` : ''}: ${problem}; clients must trust it by known_hosts entry`,
+        remedy: `sshca certificate --host --sign --token-file FILE $(hostname -f) ${path}.pub, then sshca config --host`,
+      })
   }
 
   // what `sshca config --host` would write, when this box has a client context
   let configHost: HostAuditResult['configHost'] = null
   if (o.home !== undefined) {
     try {
-      const r = await configureHost(o.home, {...(o.context ? {context: o.context} : {}), ...(o.sshdDir ? {sshdDir: o.sshdDir} : {}), ...(o.systemdDir ? {systemdDir: o.systemdDir} : {}), dryRun: true})
+      const r = await configureHost(o.home, {
+        ...(o.context ? {context: o.context} : {}),
+        ...(o.sshdDir ? {sshdDir: o.sshdDir} : {}),
+        ...(o.systemdDir ? {systemdDir: o.systemdDir} : {}),
+        dryRun: true,
+      })
       const files: {path: string; state: 'create' | 'change' | 'same'}[] = []
       for (const f of r.files) {
         let state: 'create' | 'change' | 'same'
@@ -370,5 +516,13 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
     }
   }
 
-  return {sshd: {binary, config, settings: s}, accounts, hostKeys, findings, configHost, clean: findings.length === 0, notes}
+  return {
+    sshd: {binary, config, settings: s},
+    accounts,
+    hostKeys,
+    findings,
+    configHost,
+    clean: findings.length === 0,
+    notes,
+  }
 }

@@ -28,15 +28,26 @@ async function readText(path: string, what: string): Promise<string> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${path}`)
-    if (code === 'EACCES') throw new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {hint: 'host keys are readable by root only: run with sudo'})
+    if (code === 'EACCES')
+      throw new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {
+        hint: 'host keys are readable by root only: run with sudo',
+      })
     throw err
   }
 }
 
 function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
-  const problems = checkCertificate(cert, {type: 'host', publicKey: key, ...(hostCas.length > 0 ? {caKeys: hostCas} : {})})
-  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`)
+  const problems = checkCertificate(cert, {
+    type: 'host',
+    publicKey: key,
+    ...(hostCas.length > 0 ? {caKeys: hostCas} : {}),
+  })
+  if (problems.length)
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`,
+    )
 }
 
 export interface HostCertResult {
@@ -49,24 +60,47 @@ export interface HostCertResult {
 }
 
 function describe(ctx: Context, path: string, cert: Certificate): HostCertResult {
-  return {context: ctx.name, certificate: path, principals: [...cert.principals], serial: cert.serial.toString(), keyId: cert.keyId, validBefore: new Date(Number(cert.validBefore) * 1000).toISOString()}
+  return {
+    context: ctx.name,
+    certificate: path,
+    principals: [...cert.principals],
+    serial: cert.serial.toString(),
+    keyId: cert.keyId,
+    validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+  }
 }
 
 /** `sshca certificate --host --sign`: the CA signs the host's public key; `<key>-cert.pub` is written beside it. */
-export async function signHostKey(home: string, o: {context?: string; token: string; hostname: string; pubkeyFile: string; principals?: string[]}): Promise<HostCertResult> {
+export async function signHostKey(
+  home: string,
+  o: {context?: string; token: string; hostname: string; pubkeyFile: string; principals?: string[]},
+): Promise<HostCertResult> {
   const ctx = await loadContext(home, o.context)
   const {key} = PublicKey.parseLine(await readText(o.pubkeyFile, 'public key'))
   const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     const token = o.token.trim()
-    const roots = fetchSshRoots(ctx, ca).then((r) => r.ctx, () => ctx)
+    const roots = fetchSshRoots(ctx, ca).then(
+      (r) => r.ctx,
+      () => ctx,
+    )
     let crt: string
     try {
-      ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.blob.toString('base64'), ott: token, certType: 'host', principals}))
+      ;({crt} = await ca.call('POST', '/ssh/sign', SshSignResponse, {
+        publicKey: key.blob.toString('base64'),
+        ott: token,
+        certType: 'host',
+        principals,
+      }))
     } catch (err) {
       const {explainTokenRefusal} = await import('./token-diagnosis.ts')
-      throw explainTokenRefusal(err, token, 'host-enrollment', {now: Math.floor(Date.now() / 1000), issuer: caIssuer(ctx.rootFingerprint), hostnames: principals, keyFingerprint: key.fingerprint()})
+      throw explainTokenRefusal(err, token, 'host-enrollment', {
+        now: Math.floor(Date.now() / 1000),
+        issuer: caIssuer(ctx.rootFingerprint),
+        hostnames: principals,
+        keyFingerprint: key.fingerprint(),
+      })
     }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(cert, await roots, key)
@@ -88,7 +122,10 @@ export interface RenewResult extends HostCertResult {
 export const RENEW_WHEN_LEFT = 1 / 3
 
 /** `sshca renew`: proves possession of the host key to the CA and installs the new certificate. */
-export async function renewHostCert(home: string, o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number}): Promise<RenewResult> {
+export async function renewHostCert(
+  home: string,
+  o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number},
+): Promise<RenewResult> {
   const loaded = await loadContext(home, o.context)
   const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
   const now = nowSeconds(o.clock)
@@ -100,16 +137,29 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
     // certificate from a key being rotated out is renewed now, not when its time runs low
     const roots = await fetchSshRoots(loaded, ca).catch(() => undefined)
     const ctx = roots?.ctx ?? loaded
-    const signer = roots?.keys?.host.find((k) => PublicKey.fromBlob(Buffer.from(k.key, 'base64')).equals(cert.signatureKey))
+    const signer = roots?.keys?.host.find((k) =>
+      PublicKey.fromBlob(Buffer.from(k.key, 'base64')).equals(cert.signatureKey),
+    )
     const rotatingOut = roots?.keys !== undefined && signer?.state !== 'active'
     if (!o.force && !rotatingOut && left > total * RENEW_WHEN_LEFT) {
-      return {...describe(ctx, o.certFile, cert), renewed: false, reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`}
+      return {
+        ...describe(ctx, o.certFile, cert),
+        renewed: false,
+        reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`,
+      }
     }
     const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
-    if (!key.publicKey.equals(cert.publicKey)) throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
+    if (!key.publicKey.equals(cert.publicKey))
+      throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
     // step's SSHPOP: the token names the CA's SSHPOP provisioner, which step-ca may call anything
     const provisioner = await sshpopProvisioner(ca)
-    const ott = await mintSshpopToken(key.keyObject, cert, {caUrl: ctx.caUrl, action: 'renew', provisioner, rootFingerprint: ctx.rootFingerprint, now: Number(now)})
+    const ott = await mintSshpopToken(key.keyObject, cert, {
+      caUrl: ctx.caUrl,
+      action: 'renew',
+      provisioner,
+      rootFingerprint: ctx.rootFingerprint,
+      now: Number(now),
+    })
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
@@ -120,7 +170,14 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
     checkHostCert(fresh, ctx, key.publicKey)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
-    const why = left <= 0 ? 'it had expired' : o.force ? '--force' : rotatingOut ? `it was signed by a host CA key the CA is rotating out (${signer?.state ?? 'no longer published'})` : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`
+    const why =
+      left <= 0
+        ? 'it had expired'
+        : o.force
+          ? '--force'
+          : rotatingOut
+            ? `it was signed by a host CA key the CA is rotating out (${signer?.state ?? 'no longer published'})`
+            : `${Math.round((Math.max(0, left) / total) * 100)}% of its validity was left`
     return {...describe(ctx, o.certFile, fresh), renewed: true, reason: why}
   } finally {
     ca.close()
@@ -128,7 +185,15 @@ export async function renewHostCert(home: string, o: {context?: string; certFile
 }
 
 export type KrlResult = (
-  | {context: string; published: true; file: string; version: string; revokedSerials: number; revokedKeyIds: number; bytes: number}
+  | {
+      context: string
+      published: true
+      file: string
+      version: string
+      revokedSerials: number
+      revokedKeyIds: number
+      bytes: number
+    }
   /** The CA publishes no KRL (step-ca has no /ssh/krl): nothing was written. */
   | {context: string; published: false; file: null; note: string}
 ) & {
@@ -143,7 +208,10 @@ export type KrlResult = (
  * With `userCaKeys`, the TrustedUserCAKeys file too, from the published user CA keys: the hourly
  * timer is how a rotation reaches sshd (both keys during the overlap, then only the new one).
  */
-export async function fetchKrl(home: string, o: {context?: string; out: string; userCaKeys?: string}): Promise<KrlResult> {
+export async function fetchKrl(
+  home: string,
+  o: {context?: string; out: string; userCaKeys?: string},
+): Promise<KrlResult> {
   const loaded = await loadContext(home, o.context)
   const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
@@ -159,8 +227,19 @@ export async function fetchKrl(home: string, o: {context?: string; out: string; 
     } catch (err) {
       if (!(err instanceof SshcaError && err.details?.status === 404)) throw err
       const note = `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`
-      if (await exists(o.out)) throw new SshcaError('ERR_CA_UNSUPPORTED', `${note}; ${o.out} was kept as it is, and no longer gets this CA's revocations`, {hint: 'ask the CA operator; if this CA never publishes one, remove RevokedKeys and the sshca-krl timer'})
-      return {context: ctx.name, published: false, file: null, note: `${note}; nothing was written`, ...(userCaKeys ? {userCaKeys} : {})}
+      if (await exists(o.out))
+        throw new SshcaError(
+          'ERR_CA_UNSUPPORTED',
+          `${note}; ${o.out} was kept as it is, and no longer gets this CA's revocations`,
+          {hint: 'ask the CA operator; if this CA never publishes one, remove RevokedKeys and the sshca-krl timer'},
+        )
+      return {
+        context: ctx.name,
+        published: false,
+        file: null,
+        note: `${note}; nothing was written`,
+        ...(userCaKeys ? {userCaKeys} : {}),
+      }
     }
     // a file sshd cannot parse makes it refuse every public key: never write one
     const krl = parseKrl(bytes)

@@ -34,7 +34,10 @@ export function readCertificateText(text: string): {cert: Certificate; comment: 
   return {cert: parseCertificate(Buffer.from(t, 'base64')), comment: ''}
 }
 
-export function inspectCertificate(text: string, clock: () => number = Date.now): {result: InspectResult; cert: Certificate} {
+export function inspectCertificate(
+  text: string,
+  clock: () => number = Date.now,
+): {result: InspectResult; cert: Certificate} {
   const {cert, comment} = readCertificateText(text)
   const check = verifyCertificate(cert)
   return {

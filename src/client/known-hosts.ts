@@ -4,7 +4,8 @@
  */
 import {SshcaError} from '../errors.ts'
 
-export const beginMarker = (context: string): string => `# >>> sshca ${context} (managed by \`sshca config\`; changes inside this block are replaced)`
+export const beginMarker = (context: string): string =>
+  `# >>> sshca ${context} (managed by \`sshca config\`; changes inside this block are replaced)`
 export const endMarker = (context: string): string => `# <<< sshca ${context}`
 
 export function managedBlock(context: string, pattern: string, hostCaKeys: readonly string[], eol = '\n'): string {
@@ -16,7 +17,12 @@ export function managedBlock(context: string, pattern: string, hostCaKeys: reado
  * `existing` with the context's block replaced (or appended when absent). Throws when a begin marker
  * has no end marker: guessing where the block ends could delete the person's own lines.
  */
-export function mergeKnownHosts(existing: string, context: string, pattern: string, hostCaKeys: readonly string[]): {text: string; changed: boolean} {
+export function mergeKnownHosts(
+  existing: string,
+  context: string,
+  pattern: string,
+  hostCaKeys: readonly string[],
+): {text: string; changed: boolean} {
   return mergeManagedBlock(existing, context, (eol) => managedBlock(context, pattern, hostCaKeys, eol), 'known_hosts')
 }
 
@@ -25,7 +31,12 @@ export function mergeKnownHosts(existing: string, context: string, pattern: stri
  * `block(eol)` (which includes both markers), or appended when there is none. Line endings follow
  * the file's; every byte outside the block is kept.
  */
-export function mergeManagedBlock(existing: string, context: string, block: (eol: string) => string, fileLabel: string): {text: string; changed: boolean} {
+export function mergeManagedBlock(
+  existing: string,
+  context: string,
+  block: (eol: string) => string,
+  fileLabel: string,
+): {text: string; changed: boolean} {
   // a file ending in a lone CR is a CRLF file missing its final LF: completing it must not make a
   // line that was not a marker become one, or change the line ending of the next merge
   const eol = existing.includes('\r\n') || existing.endsWith('\r') ? '\r\n' : '\n'
@@ -53,7 +64,11 @@ export function mergeManagedBlock(existing: string, context: string, block: (eol
     let j = i + 1
     while (j < lines.length && bare(lines[j]!) !== end) j++
     if (j === lines.length) {
-      throw new SshcaError('ERR_INPUT', `${fileLabel} has the start of the sshca "${context}" block but not its end ("${end}")`, {hint: 'repair or remove the block by hand, then run sshca config again'})
+      throw new SshcaError(
+        'ERR_INPUT',
+        `${fileLabel} has the start of the sshca "${context}" block but not its end ("${end}")`,
+        {hint: 'repair or remove the block by hand, then run sshca config again'},
+      )
     }
     if (!placed) {
       // keep the file's final-newline state: a block that ended the file without a newline still does

@@ -43,25 +43,43 @@ async function mtime(path: string): Promise<string | null> {
  * Fetches GET /ssh/krl into `dir` (the context's folder by default; `write: false` checks only, for
  * --dry-run). Never throws for a network, CA or format failure: it reports it, keeping the previous copy.
  */
-export async function refreshContextKrl(ctx: Context, ca: CaClient, dir: string = ctx.dir, o: {write?: boolean} = {}): Promise<ContextKrl> {
+export async function refreshContextKrl(
+  ctx: Context,
+  ca: CaClient,
+  dir: string = ctx.dir,
+  o: {write?: boolean} = {},
+): Promise<ContextKrl> {
   const file = contextKrlPath(dir)
   const kept = async (status: ContextKrl['status'], why: string): Promise<ContextKrl> => {
     const at = await mtime(file)
-    const tail = at ? `ssh keeps using the copy from ${at}` : 'ssh cannot refuse a revoked host certificate of this CA until it can'
-    return {file: at ? file : null, status, fetchedAt: at, revokedSerials: null, revokedKeyIds: null, note: `${why}; ${tail}`}
+    const tail = at
+      ? `ssh keeps using the copy from ${at}`
+      : 'ssh cannot refuse a revoked host certificate of this CA until it can'
+    return {
+      file: at ? file : null,
+      status,
+      fetchedAt: at,
+      revokedSerials: null,
+      revokedKeyIds: null,
+      note: `${why}; ${tail}`,
+    }
   }
   let bytes: Buffer
   try {
     bytes = await ca.bytes('/ssh/krl')
   } catch (err) {
-    if (isSshcaError(err) && err.details?.status === 404) return kept('unavailable', `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`)
+    if (isSshcaError(err) && err.details?.status === 404)
+      return kept('unavailable', `the CA "${ctx.name}" publishes no revocation list (GET /ssh/krl answered 404)`)
     return kept('failed', `could not refresh the revocation list of "${ctx.name}": ${(err as Error).message}`)
   }
   let krl
   try {
     krl = parseKrl(bytes)
   } catch (err) {
-    return kept('failed', `the CA "${ctx.name}" sent a revocation list that does not parse (${(err as Error).message}); it was not written`)
+    return kept(
+      'failed',
+      `the CA "${ctx.name}" sent a revocation list that does not parse (${(err as Error).message}); it was not written`,
+    )
   }
   try {
     // the same list as on disk (most logins): its time is brought up to now, without a write and an fsync

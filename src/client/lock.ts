@@ -63,7 +63,10 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
       await rm(path, {force: true})
       continue
     }
-    if (clock() >= end) throw new SshcaError('ERR_LOGIN_TIMEOUT', `another sshca login (lock ${path}) did not finish in time`, {hint: `if no other sshca is running, remove the lock: rm ${path}`})
+    if (clock() >= end)
+      throw new SshcaError('ERR_LOGIN_TIMEOUT', `another sshca login (lock ${path}) did not finish in time`, {
+        hint: `if no other sshca is running, remove the lock: rm ${path}`,
+      })
     await sleep(o.pollMs ?? 100)
   }
   try {

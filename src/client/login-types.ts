@@ -47,7 +47,15 @@ export interface LoginResult {
   method: LoginMethod | 'existing'
   /** True when a valid certificate was already at hand and nothing was done. */
   skipped: boolean
-  certificate: {keyId: string; principals: string[]; serial: string; validAfter: string; validBefore: string; secondsLeft: number; fingerprint: string}
+  certificate: {
+    keyId: string
+    principals: string[]
+    serial: string
+    validAfter: string
+    validBefore: string
+    secondsLeft: number
+    fingerprint: string
+  }
   agent: {
     added: boolean
     socket: string | null
@@ -68,4 +76,3 @@ export interface LoginResult {
    */
   caKeys: {refreshed: boolean; knownHosts: string | null; note: string | null} | null
 }
-

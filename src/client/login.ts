@@ -20,7 +20,15 @@ import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '.
 import {PublicKey} from '../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
-import {addAndVerify, expiredOf, probeLifetime, removeAll, supersededBy, type LifetimeProbe, type RemovedCertificate} from './agent-hygiene.ts'
+import {
+  addAndVerify,
+  expiredOf,
+  probeLifetime,
+  removeAll,
+  supersededBy,
+  type LifetimeProbe,
+  type RemovedCertificate,
+} from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
 import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
@@ -36,7 +44,8 @@ import type {TokenStore} from './token-store.ts'
 export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 
 /** The agent comment of certificates sshca adds: what `login` recognizes and `logout` reports. */
-export const agentComment = (context: string, provisioner: string | null): string => `sshca:${context}:${provisioner ?? 'token'}`
+export const agentComment = (context: string, provisioner: string | null): string =>
+  `sshca:${context}:${provisioner ?? 'token'}`
 
 /** Re-login is skipped while an existing certificate has more than this left. */
 export const REUSE_MARGIN_SECONDS = 600
@@ -58,7 +67,12 @@ function certView(cert: Certificate, now: bigint): LoginResult['certificate'] {
 }
 
 export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
-  return list.filter((p) => p.type.toUpperCase() === 'OIDC' && typeof p.clientID === 'string' && (p as {interactive?: boolean}).interactive !== false)
+  return list.filter(
+    (p) =>
+      p.type.toUpperCase() === 'OIDC' &&
+      typeof p.clientID === 'string' &&
+      (p as {interactive?: boolean}).interactive !== false,
+  )
 }
 
 async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps): Promise<OidcProvisioner> {
@@ -67,17 +81,30 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
   let chosen: Provisioner | undefined
   if (o.provisioner) {
     chosen = provisioners.find((p) => p.name === o.provisioner)
-    if (!chosen) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`, {hint: `it has: ${provisioners.map((p) => p.name).join(', ') || 'none'}`})
-    if (!candidates.includes(chosen)) throw new SshcaError('ERR_USAGE', `provisioner "${o.provisioner}" is not for people signing in (no client id); use --identity-token-file or --github-actions`)
+    if (!chosen)
+      throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`, {
+        hint: `it has: ${provisioners.map((p) => p.name).join(', ') || 'none'}`,
+      })
+    if (!candidates.includes(chosen))
+      throw new SshcaError(
+        'ERR_USAGE',
+        `provisioner "${o.provisioner}" is not for people signing in (no client id); use --identity-token-file or --github-actions`,
+      )
   } else if (candidates.length === 1) {
     chosen = candidates[0]
   } else if (candidates.length === 0) {
-    throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', 'the CA has no provisioner people can sign in with', {hint: 'ask the CA operator to add an OIDC provisioner with a clientId'})
+    throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', 'the CA has no provisioner people can sign in with', {
+      hint: 'ask the CA operator to add an OIDC provisioner with a clientId',
+    })
   } else if (deps.choose) {
     const name = await deps.choose(candidates.map((p) => p.name))
     chosen = candidates.find((p) => p.name === name)
   } else {
-    throw new SshcaError('ERR_PROVISIONER_AMBIGUOUS', `the CA has several provisioners (${candidates.map((p) => p.name).join(', ')}) and none was chosen`, {hint: 'pass --provisioner NAME'})
+    throw new SshcaError(
+      'ERR_PROVISIONER_AMBIGUOUS',
+      `the CA has several provisioners (${candidates.map((p) => p.name).join(', ')}) and none was chosen`,
+      {hint: 'pass --provisioner NAME'},
+    )
   }
   const p = chosen!
   return {
@@ -94,18 +121,32 @@ async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
   if (o.audience) return o.audience
   const provisioners = await listProvisioners(ca)
   const named = o.provisioner ? provisioners.find((p) => p.name === o.provisioner) : undefined
-  if (o.provisioner && !named) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
-  let gh = named ? [named] : provisioners.filter((p) => (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'))
+  if (o.provisioner && !named)
+    throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
+  let gh = named
+    ? [named]
+    : provisioners.filter((p) =>
+        (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'),
+      )
   // GitHub Enterprise Server has an issuer of its own: then the one provisioner for machines (sshca marks
   // people's provisioners interactive) is the CI provisioner
   if (gh.length === 0) gh = provisioners.filter((p) => p.type === 'OIDC' && p.interactive === false)
   const aud = gh.length === 1 ? (gh[0]!.audience ?? gh[0]!.clientID) : undefined
-  if (!aud) throw new SshcaError('ERR_USAGE', 'cannot tell which audience to ask GitHub for', {hint: 'pass --audience (the CI provisioner\'s audience) or --provisioner NAME'})
+  if (!aud)
+    throw new SshcaError('ERR_USAGE', 'cannot tell which audience to ask GitHub for', {
+      hint: "pass --audience (the CI provisioner's audience) or --provisioner NAME",
+    })
   return aud
 }
 
 /** A certificate from this CA (and provisioner, and identity) with more than the margin left. */
-async function existingCertificate(agent: AgentClient, ctx: Context, provisioner: string, identity: string | undefined, now: bigint): Promise<Certificate | undefined> {
+async function existingCertificate(
+  agent: AgentClient,
+  ctx: Context,
+  provisioner: string,
+  identity: string | undefined,
+  now: bigint,
+): Promise<Certificate | undefined> {
   const cas = userCaFingerprints(ctx)
   const comment = agentComment(ctx.name, provisioner)
   for (const id of await agent.list()) {
@@ -117,7 +158,13 @@ async function existingCertificate(agent: AgentClient, ctx: Context, provisioner
   return undefined
 }
 
-async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOptions, deps: LoginDeps, useRefresh = true): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
+async function interactiveToken(
+  p: OidcProvisioner,
+  ctx: Context,
+  o: LoginOptions,
+  deps: LoginDeps,
+  useRefresh = true,
+): Promise<{idToken: string; method: LoginMethod; store: TokenStore}> {
   // loaded here, not at the top: the token and CI paths must not pay for node:http and the browser flow
   const {browserLogin, deviceLogin, refreshLogin, supportsDeviceFlow} = await import('./oidc.ts')
   const {refreshKey} = await import('./token-store.ts')
@@ -128,7 +175,8 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken, deps.interactive.fetch)
-      if (t.refreshToken) await store.set(key, {...saved, refreshToken: t.refreshToken, savedAt: new Date(deps.clock()).toISOString()})
+      if (t.refreshToken)
+        await store.set(key, {...saved, refreshToken: t.refreshToken, savedAt: new Date(deps.clock()).toISOString()})
       return {idToken: t.idToken, method: 'refresh', store}
     } catch (err) {
       await store.delete(key).catch(() => undefined)
@@ -136,9 +184,13 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
     }
   }
   if (deps.interactive.canPrompt === false) {
-    throw new SshcaError('ERR_LOGIN_NO_TERMINAL', `a sign-in to "${ctx.name}" is needed, but there is no terminal to show it on and no browser to open`, {
-      hint: `sign in from a terminal first (sshca login --context ${ctx.name}), or give this machine a token: sshca config --identity-token-file FILE`,
-    })
+    throw new SshcaError(
+      'ERR_LOGIN_NO_TERMINAL',
+      `a sign-in to "${ctx.name}" is needed, but there is no terminal to show it on and no browser to open`,
+      {
+        hint: `sign in from a terminal first (sshca login --context ${ctx.name}), or give this machine a token: sshca config --identity-token-file FILE`,
+      },
+    )
   }
   // over SSH or without a display, a browser here cannot reach 127.0.0.1: the device flow, when the IdP has it
   let useDevice = Boolean(o.console)
@@ -149,7 +201,12 @@ async function interactiveToken(p: OidcProvisioner, ctx: Context, o: LoginOption
   }
   const t = useDevice ? await deviceLogin(p, deps.interactive) : await browserLogin(p, o.identity, deps.interactive)
   if (t.refreshToken) {
-    const saved = await store.set(key, {refreshToken: t.refreshToken, issuer: p.issuer, clientId: p.clientId, savedAt: new Date(deps.clock()).toISOString()})
+    const saved = await store.set(key, {
+      refreshToken: t.refreshToken,
+      issuer: p.issuer,
+      clientId: p.clientId,
+      savedAt: new Date(deps.clock()).toISOString(),
+    })
     if (saved) deps.interactive.notify({type: 'refresh_token_file', file: saved.created})
   }
   return {idToken: t.idToken, method: useDevice ? 'device' : 'browser', store}
@@ -161,11 +218,23 @@ export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context): C
   try {
     cert = parseCertificate(Buffer.from(crtBase64, 'base64'))
   } catch (err) {
-    throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned something that is not a certificate: ${(err as Error).message}`, {cause: err})
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `the CA returned something that is not a certificate: ${(err as Error).message}`,
+      {cause: err},
+    )
   }
   const userCas = ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key)
-  const problems = checkCertificate(cert, {type: 'user', publicKey: key.publicKey, ...(userCas.length > 0 ? {caKeys: userCas} : {})})
-  if (problems.length) throw new SshcaError('ERR_CA_BAD_RESPONSE', `the CA returned a certificate sshca will not use: ${problems.map((p) => p.message).join('; ')}`)
+  const problems = checkCertificate(cert, {
+    type: 'user',
+    publicKey: key.publicKey,
+    ...(userCas.length > 0 ? {caKeys: userCas} : {}),
+  })
+  if (problems.length)
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `the CA returned a certificate sshca will not use: ${problems.map((p) => p.message).join('; ')}`,
+    )
   return cert
 }
 
@@ -175,7 +244,8 @@ export function outFiles(out: string): {key: string; certificate: string} {
 }
 
 export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
-  if (o.identityToken !== undefined && o.githubActions) throw new SshcaError('ERR_USAGE', '--identity-token-file and --github-actions exclude each other')
+  if (o.identityToken !== undefined && o.githubActions)
+    throw new SshcaError('ERR_USAGE', '--identity-token-file and --github-actions exclude each other')
   const ctx = await loadContext(deps.home, o.context)
   if (o.out !== undefined) for (const f of Object.values(outFiles(o.out))) await refuseSymlink(f)
   if (!o.ensure) return signInAndStore(ctx, o, deps)
@@ -183,11 +253,15 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
   if (held) return held
   // the longest a sign-in may take, and a margin: a lock older than that was left by a crash
   const longest = (deps.interactive.timeoutMs ?? 300_000) + 60_000
-  return withLock(join(ctx.dir, 'login.lock'), {timeoutMs: longest, staleMs: longest, clock: deps.clock}, async (waited) => {
-    // another login held the lock: it may have got what we need
-    const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
-    return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
-  })
+  return withLock(
+    join(ctx.dir, 'login.lock'),
+    {timeoutMs: longest, staleMs: longest, clock: deps.clock},
+    async (waited) => {
+      // another login held the lock: it may have got what we need
+      const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
+      return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
+    },
+  )
 }
 
 /**
@@ -201,7 +275,16 @@ export async function obtainIdToken<T = never>(
   o: LoginOptions,
   deps: LoginDeps,
   hooks: {existing?: (provisioner: string) => Promise<T | undefined>; beforeInteractive?: () => Promise<void>} = {},
-): Promise<{idToken: string; method: LoginMethod; provisioner: string | null; store: TokenStore | undefined; chosen?: OidcProvisioner} | T> {
+): Promise<
+  | {
+      idToken: string
+      method: LoginMethod
+      provisioner: string | null
+      store: TokenStore | undefined
+      chosen?: OidcProvisioner
+    }
+  | T
+> {
   if (o.identityToken !== undefined) {
     const idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')
@@ -209,7 +292,12 @@ export async function obtainIdToken<T = never>(
   }
   if (o.githubActions) {
     const {githubActionsToken} = await import('./oidc.ts')
-    return {idToken: await githubActionsToken(deps.env, await githubAudience(ca, o), deps.interactive.fetch), method: 'github-actions', provisioner: o.provisioner ?? null, store: undefined}
+    return {
+      idToken: await githubActionsToken(deps.env, await githubAudience(ca, o), deps.interactive.fetch),
+      method: 'github-actions',
+      provisioner: o.provisioner ?? null,
+      store: undefined,
+    }
   }
   const p = await chooseProvisioner(ca, o, deps)
   const short = await hooks.existing?.(p.name)
@@ -226,7 +314,10 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
   if (o.out === undefined) {
     try {
       // an agentless context whose agent is the same one that failed it goes straight to its files
-      const same = ctx.agentless && ctx.agentless.socket !== null && ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
+      const same =
+        ctx.agentless &&
+        ctx.agentless.socket !== null &&
+        ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
       if (same) noAgent = ctx.agentless!.reason
       else agent = await AgentClient.connect(deps.agent)
     } catch (err) {
@@ -253,7 +344,8 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
 
 /** After a sign-in: the known_hosts block brought up to the published host CA keys. */
 async function caKeysNote(roots: RefreshedRoots | Error): Promise<LoginResult['caKeys']> {
-  if (roots instanceof Error) return {refreshed: false, knownHosts: null, note: `could not refresh the CA's published keys: ${roots.message}`}
+  if (roots instanceof Error)
+    return {refreshed: false, knownHosts: null, note: `could not refresh the CA's published keys: ${roots.message}`}
   try {
     return {refreshed: true, knownHosts: await syncKnownHosts(roots.ctx), note: null}
   } catch (err) {
@@ -261,7 +353,15 @@ async function caKeysNote(roots: RefreshedRoots | Error): Promise<LoginResult['c
   }
 }
 
-async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClient, agent: AgentClient | undefined, noAgent: string | undefined, roots: Promise<RefreshedRoots | Error>): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
+async function signIn(
+  o: LoginOptions,
+  deps: LoginDeps,
+  ctx: Context,
+  ca: CaClient,
+  agent: AgentClient | undefined,
+  noAgent: string | undefined,
+  roots: Promise<RefreshedRoots | Error>,
+): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
   const now = () => nowSeconds(deps.clock)
   let probe: LifetimeProbe | undefined
   const got = await obtainIdToken(ctx, ca, o, deps, {
@@ -273,9 +373,25 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
       if (!agent || o.force) return undefined
       // against the keys the CA publishes now: a certificate of a retired key is no reason to skip
       const current = await roots
-      const existing = await existingCertificate(agent, current instanceof Error ? ctx : current.ctx, p, o.identity, now())
+      const existing = await existingCertificate(
+        agent,
+        current instanceof Error ? ctx : current.ctx,
+        p,
+        o.identity,
+        now(),
+      )
       if (!existing) return undefined
-      return {context: ctx.name, caUrl: ctx.caUrl, provisioner: p, method: 'existing', skipped: true, certificate: certView(existing, now()), agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null}, files: null, refreshTokenStore: null}
+      return {
+        context: ctx.name,
+        caUrl: ctx.caUrl,
+        provisioner: p,
+        method: 'existing',
+        skipped: true,
+        certificate: certView(existing, now()),
+        agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null},
+        files: null,
+        refreshTokenStore: null,
+      }
     },
   }).catch(async (err) => {
     await probe?.finish().catch(() => undefined)
@@ -287,14 +403,22 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
-  const sign = async (ott: string) => (await ca.call('POST', '/ssh/sign', SshSignResponse, {publicKey: key.publicKey.blob.toString('base64'), ott, certType: 'user'})).crt
+  const sign = async (ott: string) =>
+    (
+      await ca.call('POST', '/ssh/sign', SshSignResponse, {
+        publicKey: key.publicKey.blob.toString('base64'),
+        ott,
+        certType: 'user',
+      })
+    ).crt
   let crt: string
   try {
     crt = await sign(idToken)
   } catch (err) {
     // step-ca refuses the ID token of a refresh grant: it carries the first sign-in's nonce, which
     // step-ca counts as a used token. Sign in again (once), without the refresh token.
-    if (!(method === 'refresh' && chosen && isSshcaError(err, 'ERR_CA_UNAUTHORIZED'))) throw await explainRefusal(err, idToken, method, ca, Number(now()))
+    if (!(method === 'refresh' && chosen && isSshcaError(err, 'ERR_CA_UNAUTHORIZED')))
+      throw await explainRefusal(err, idToken, method, ca, Number(now()))
     deps.interactive.notify({type: 'refresh_refused_by_ca'})
     ;({idToken, method, store} = await interactiveToken(chosen, ctx, o, deps, false))
     try {
@@ -308,7 +432,15 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const keys = fresh instanceof Error ? ctx : fresh.ctx
   const cert = checkIssued(crt, key, keys)
   const comment = agentComment(ctx.name, provisioner)
-  const base = {context: ctx.name, caUrl: ctx.caUrl, provisioner, method, skipped: false, certificate: certView(cert, now()), refreshTokenStore: store?.kind ?? null}
+  const base = {
+    context: ctx.name,
+    caUrl: ctx.caUrl,
+    provisioner,
+    method,
+    skipped: false,
+    certificate: certView(cert, now()),
+    refreshTokenStore: store?.kind ?? null,
+  }
   if (o.out !== undefined) {
     // each written to a fresh temp file and renamed over the name: a symlink planted there (after the
     // check above) is replaced, never followed, and no reader sees half a key
@@ -330,7 +462,11 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
       if (added.ok) {
         removed = [...removed, ...(await removeAll(agent, supersededBy(cert, await agent.list(), cas), 'superseded'))]
         if (ctx.agentless) await leaveAgentless(ctx)
-        return {...base, agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime, removed, fallback: null}, files: null}
+        return {
+          ...base,
+          agent: {added: true, socket: agent.socketPath, lifetimeSeconds: lifetime, removed, fallback: null},
+          files: null,
+        }
       }
       reason = added.reason
     }
@@ -339,15 +475,37 @@ async function signIn(o: LoginOptions, deps: LoginDeps, ctx: Context, ca: CaClie
   const files = agentlessFiles(ctx)
   await writeKeyFiles(files, key, cert, comment)
   const socket = agent?.socketPath ?? null
-  const next: Context = {...ctx, agentless: {reason: reason ?? 'no ssh-agent', socket, since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString()}}
+  const next: Context = {
+    ...ctx,
+    agentless: {
+      reason: reason ?? 'no ssh-agent',
+      socket,
+      since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString(),
+    },
+  }
   if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless)) await saveContext(next)
   // the managed block always names these files (ssh skips missing ones): ssh finds them even when this
   // login runs from its Match exec, while ssh is still reading that block
   const installed = (await sshConfigInstalled(deps.home, ctx.name)).block
-  return {...base, agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: {reason: reason ?? 'no ssh-agent', sshConfig: installed ? 'names-them' : 'not-installed'}}, files}
+  return {
+    ...base,
+    agent: {
+      added: false,
+      socket,
+      lifetimeSeconds: null,
+      removed,
+      fallback: {reason: reason ?? 'no ssh-agent', sshConfig: installed ? 'names-them' : 'not-installed'},
+    },
+    files,
+  }
 }
 
-async function writeKeyFiles(files: {key: string; certificate: string}, key: PrivateKey, cert: Certificate, comment: string): Promise<void> {
+async function writeKeyFiles(
+  files: {key: string; certificate: string},
+  key: PrivateKey,
+  cert: Certificate,
+  comment: string,
+): Promise<void> {
   await writeFileAtomic(files.key, formatOpenSshPrivateKey(key, comment), 0o600)
   await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
 }
@@ -362,13 +520,20 @@ async function leaveAgentless(ctx: Context): Promise<void> {
 }
 
 /** A 401 from the CA, explained from the token's own claims, with the next step for this way of signing in. */
-async function explainRefusal(err: unknown, token: string, method: LoginMethod, ca: CaClient, now: number): Promise<unknown> {
+async function explainRefusal(
+  err: unknown,
+  token: string,
+  method: LoginMethod,
+  ca: CaClient,
+  now: number,
+): Promise<unknown> {
   if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
   const {explainTokenRefusal} = await import('./token-diagnosis.ts')
   // the audiences the CA accepts: one more request, only on this failure path
   const audiences = await listProvisioners(ca)
     .then((list) => list.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
     .catch(() => [])
-  const flow = method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
+  const flow =
+    method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
   return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})
 }

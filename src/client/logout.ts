@@ -25,8 +25,13 @@ export interface LogoutResult {
   forgottenRefreshTokens: number
 }
 
-export async function logout(o: LogoutOptions, deps: {home: string; agent: AgentOptions; tokenStore: () => Promise<TokenStore>}): Promise<LogoutResult> {
-  const contexts: Context[] = o.all ? await Promise.all((await listContexts(deps.home)).map((n) => loadContext(deps.home, n))) : [await loadContext(deps.home, o.context)]
+export async function logout(
+  o: LogoutOptions,
+  deps: {home: string; agent: AgentOptions; tokenStore: () => Promise<TokenStore>},
+): Promise<LogoutResult> {
+  const contexts: Context[] = o.all
+    ? await Promise.all((await listContexts(deps.home)).map((n) => loadContext(deps.home, n)))
+    : [await loadContext(deps.home, o.context)]
   const byCa = new Map<string, string>()
   for (const c of contexts) for (const l of c.userCaKeys) byCa.set(PublicKey.parseLine(l).key.fingerprint(), c.name)
   const removed: LogoutResult['removed'] = []

@@ -27,7 +27,11 @@ function sameState(a: string | null, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y)
 }
 
-export async function startLoopback(state: string, fixed?: {host: string; port: number}, onIgnored?: () => void): Promise<Loopback> {
+export async function startLoopback(
+  state: string,
+  fixed?: {host: string; port: number},
+  onIgnored?: () => void,
+): Promise<Loopback> {
   const host = '127.0.0.1'
   let resolveCb!: (u: URL) => void
   let rejectCb!: (e: unknown) => void
@@ -46,11 +50,21 @@ export async function startLoopback(state: string, fixed?: {host: string; port: 
       return
     }
     const send = (status: number, title: string, text: string) => {
-      res.writeHead(status, {'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close'}).end(page(title, text))
+      res
+        .writeHead(status, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          connection: 'close',
+        })
+        .end(page(title, text))
     }
     if (!sameState(url.searchParams.get('state'), state)) {
       // not ours (an error response included: without our state it proves nothing): keep waiting
-      send(400, 'Not this sign-in', 'This response did not belong to the sign-in sshca is waiting for, and was ignored. If you started <code>sshca login</code>, finish signing in in the tab it opened.')
+      send(
+        400,
+        'Not this sign-in',
+        'This response did not belong to the sign-in sshca is waiting for, and was ignored. If you started <code>sshca login</code>, finish signing in in the tab it opened.',
+      )
       onIgnored?.()
       return
     }
@@ -58,8 +72,18 @@ export async function startLoopback(state: string, fixed?: {host: string; port: 
     const error = url.searchParams.get('error')
     if (error) {
       const desc = url.searchParams.get('error_description') ?? ''
-      send(400, 'Sign-in failed', `The identity provider said: ${error.replace(/[<>&"]/g, '')}. You can close this tab.`)
-      rejectCb(new SshcaError('ERR_IDP_ERROR', `the identity provider refused the sign-in: ${error}${desc ? ` (${desc})` : ''}`, {hint: 'check that you may use this application at your identity provider, then sign in again'}))
+      send(
+        400,
+        'Sign-in failed',
+        `The identity provider said: ${error.replace(/[<>&"]/g, '')}. You can close this tab.`,
+      )
+      rejectCb(
+        new SshcaError(
+          'ERR_IDP_ERROR',
+          `the identity provider refused the sign-in: ${error}${desc ? ` (${desc})` : ''}`,
+          {hint: 'check that you may use this application at your identity provider, then sign in again'},
+        ),
+      )
       return
     }
     send(200, 'Signed in', 'You are signed in to sshca. You can close this tab and return to the terminal.')

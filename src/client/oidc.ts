@@ -19,7 +19,13 @@ export interface OidcProvisioner {
 
 export type LoginEvent =
   | {type: 'authorization_url'; url: string; browserOpened: boolean}
-  | {type: 'device_code'; userCode: string; verificationUri: string; verificationUriComplete?: string; expiresIn: number}
+  | {
+      type: 'device_code'
+      userCode: string
+      verificationUri: string
+      verificationUriComplete?: string
+      expiresIn: number
+    }
   | {type: 'waiting'; timeoutMs: number}
   | {type: 'refreshing'}
   | {type: 'refresh_failed'; reason: string}
@@ -66,12 +72,18 @@ export const DEFAULT_SCOPES = ['openid', 'email', 'profile', 'offline_access']
  */
 export type HttpFetch = (url: string, init: RequestInit) => Promise<Response>
 
-async function configure(p: OidcProvisioner, http?: HttpFetch): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
+async function configure(
+  p: OidcProvisioner,
+  http?: HttpFetch,
+): Promise<{client: typeof Oidc; config: Oidc.Configuration}> {
   const client = await import('openid-client')
   const issuer = new URL(p.issuer)
   const insecure = issuer.protocol === 'http:'
   if (insecure && !isLoopbackAddress(issuer.hostname)) {
-    throw new SshcaError('ERR_IDP_ERROR', `the identity provider ${p.issuer} is plain http and not on loopback; refusing`)
+    throw new SshcaError(
+      'ERR_IDP_ERROR',
+      `the identity provider ${p.issuer} is plain http and not on loopback; refusing`,
+    )
   }
   try {
     const config = await client.discovery(
@@ -79,7 +91,11 @@ async function configure(p: OidcProvisioner, http?: HttpFetch): Promise<{client:
       p.clientId,
       p.clientSecret ? {client_secret: p.clientSecret} : undefined,
       p.clientSecret ? client.ClientSecretPost(p.clientSecret) : client.None(),
-      {execute: insecure ? [client.allowInsecureRequests] : [], timeout: 15, ...(http ? {[client.customFetch]: http} : {})},
+      {
+        execute: insecure ? [client.allowInsecureRequests] : [],
+        timeout: 15,
+        ...(http ? {[client.customFetch]: http} : {}),
+      },
     )
     return {client, config}
   } catch (err) {
@@ -89,12 +105,27 @@ async function configure(p: OidcProvisioner, http?: HttpFetch): Promise<{client:
 
 function idpError(p: OidcProvisioner, err: unknown): SshcaError {
   if (err instanceof SshcaError) return err
-  const e = err as {name?: string; code?: string; error?: string; error_description?: string; message: string; cause?: {code?: string}}
-  if (e.error) return new SshcaError('ERR_IDP_ERROR', `the identity provider refused: ${e.error}${e.error_description ? ` (${e.error_description})` : ''}`, {cause: err})
-  if (e.name === 'AbortError' || e.code === 'OAUTH_ABORT') return new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled', {cause: err})
+  const e = err as {
+    name?: string
+    code?: string
+    error?: string
+    error_description?: string
+    message: string
+    cause?: {code?: string}
+  }
+  if (e.error)
+    return new SshcaError(
+      'ERR_IDP_ERROR',
+      `the identity provider refused: ${e.error}${e.error_description ? ` (${e.error_description})` : ''}`,
+      {cause: err},
+    )
+  if (e.name === 'AbortError' || e.code === 'OAUTH_ABORT')
+    return new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled', {cause: err})
   const netCode = e.cause?.code ?? e.code
   if (netCode && /ECONN|ENOTFOUND|ETIMEDOUT|UND_ERR|OAUTH_TIMEOUT/.test(netCode)) {
-    return new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach the identity provider ${p.issuer}: ${netCode}`, {cause: err})
+    return new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach the identity provider ${p.issuer}: ${netCode}`, {
+      cause: err,
+    })
   }
   return new SshcaError('ERR_IDP_ERROR', `the sign-in with ${p.issuer} failed: ${e.message}`, {cause: err})
 }
@@ -112,7 +143,17 @@ function withTimeout<T>(p: Promise<T>, deps: InteractiveDeps, what: string): Pro
       deps.signal?.removeEventListener('abort', onAbort)
       fn()
     }
-    const timer = setTimeout(() => settle(() => reject(new SshcaError('ERR_LOGIN_TIMEOUT', `no ${what} within ${Math.round(ms / 1000)} s`, {hint: 'run sshca login again and finish signing in in the browser; use --console on a machine without one'}))), ms)
+    const timer = setTimeout(
+      () =>
+        settle(() =>
+          reject(
+            new SshcaError('ERR_LOGIN_TIMEOUT', `no ${what} within ${Math.round(ms / 1000)} s`, {
+              hint: 'run sshca login again and finish signing in in the browser; use --console on a machine without one',
+            }),
+          ),
+        ),
+      ms,
+    )
     const onAbort = (): void => settle(() => reject(new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled')))
     if (deps.signal?.aborted) return onAbort()
     deps.signal?.addEventListener('abort', onAbort, {once: true})
@@ -124,7 +165,11 @@ function withTimeout<T>(p: Promise<T>, deps: InteractiveDeps, what: string): Pro
 }
 
 /** Authorization code + PKCE through the browser; the URL is always handed to notify() to print. */
-export async function browserLogin(p: OidcProvisioner, loginHint: string | undefined, deps: InteractiveDeps): Promise<IdpTokens> {
+export async function browserLogin(
+  p: OidcProvisioner,
+  loginHint: string | undefined,
+  deps: InteractiveDeps,
+): Promise<IdpTokens> {
   const {client, config} = await configure(p, deps.fetch)
   const state = client.randomState()
   const nonce = client.randomNonce()
@@ -149,7 +194,12 @@ export async function browserLogin(p: OidcProvisioner, loginHint: string | undef
     deps.notify({type: 'waiting', timeoutMs: deps.timeoutMs ?? 5 * 60_000})
     const callback = await withTimeout(loopback.callback, deps, 'sign-in')
     try {
-      const tokens = await client.authorizationCodeGrant(config, callback, {pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true})
+      const tokens = await client.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: verifier,
+        expectedState: state,
+        expectedNonce: nonce,
+        idTokenExpected: true,
+      })
       return {idToken: tokens.id_token!, ...(tokens.refresh_token ? {refreshToken: tokens.refresh_token} : {})}
     } catch (err) {
       throw idpError(p, err)
@@ -178,16 +228,28 @@ export async function deviceLogin(p: OidcProvisioner, deps: InteractiveDeps): Pr
   } catch (err) {
     throw idpError(p, err)
   }
-  deps.notify({type: 'device_code', userCode: handle.user_code, verificationUri: handle.verification_uri, ...(handle.verification_uri_complete ? {verificationUriComplete: handle.verification_uri_complete} : {}), expiresIn: handle.expires_in})
+  deps.notify({
+    type: 'device_code',
+    userCode: handle.user_code,
+    verificationUri: handle.verification_uri,
+    ...(handle.verification_uri_complete ? {verificationUriComplete: handle.verification_uri_complete} : {}),
+    expiresIn: handle.expires_in,
+  })
   const ms = Math.min(deps.timeoutMs ?? 5 * 60_000, handle.expires_in * 1000)
   deps.notify({type: 'waiting', timeoutMs: ms})
   const abort = new AbortController()
-  const poll = client.pollDeviceAuthorizationGrant(config, handle, undefined, {signal: abort.signal}).catch((err: unknown) => {
-    throw idpError(p, err)
-  })
+  const poll = client
+    .pollDeviceAuthorizationGrant(config, handle, undefined, {signal: abort.signal})
+    .catch((err: unknown) => {
+      throw idpError(p, err)
+    })
   try {
     const tokens = await withTimeout(poll, {...deps, timeoutMs: ms}, 'confirmation of the device code')
-    if (!tokens.id_token) throw new SshcaError('ERR_IDP_ERROR', 'the identity provider returned no ID token (is the "openid" scope allowed?)')
+    if (!tokens.id_token)
+      throw new SshcaError(
+        'ERR_IDP_ERROR',
+        'the identity provider returned no ID token (is the "openid" scope allowed?)',
+      )
     return {idToken: tokens.id_token, ...(tokens.refresh_token ? {refreshToken: tokens.refresh_token} : {})}
   } finally {
     abort.abort()
@@ -207,23 +269,37 @@ export async function refreshLogin(p: OidcProvisioner, refreshToken: string, htt
 }
 
 /** GitHub Actions: the job's OIDC token for `audience` (needs `permissions: id-token: write`). */
-export async function githubActionsToken(env: NodeJS.ProcessEnv, audience: string, http: HttpFetch = fetch): Promise<string> {
+export async function githubActionsToken(
+  env: NodeJS.ProcessEnv,
+  audience: string,
+  http: HttpFetch = fetch,
+): Promise<string> {
   const url = env.ACTIONS_ID_TOKEN_REQUEST_URL
   const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN
   if (!url || !bearer) {
-    throw new SshcaError('ERR_GITHUB_ACTIONS_ENV', 'ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set', {
-      hint: 'run inside a GitHub Actions job whose workflow grants `permissions: id-token: write`',
-    })
+    throw new SshcaError(
+      'ERR_GITHUB_ACTIONS_ENV',
+      'ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set',
+      {
+        hint: 'run inside a GitHub Actions job whose workflow grants `permissions: id-token: write`',
+      },
+    )
   }
   const u = new URL(url)
   u.searchParams.set('audience', audience)
   let res: Response
   try {
-    res = await http(u.toString(), {headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'}, signal: AbortSignal.timeout(15_000)})
+    res = await http(u.toString(), {
+      headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'},
+      signal: AbortSignal.timeout(15_000),
+    })
   } catch (err) {
-    throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {cause: err})
+    throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   const body = (await res.json().catch(() => ({}))) as {value?: string}
-  if (!res.ok || typeof body.value !== 'string') throw new SshcaError('ERR_IDP_ERROR', `GitHub's token endpoint answered ${res.status} without a token`)
+  if (!res.ok || typeof body.value !== 'string')
+    throw new SshcaError('ERR_IDP_ERROR', `GitHub's token endpoint answered ${res.status} without a token`)
   return body.value
 }

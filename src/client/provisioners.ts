@@ -14,7 +14,11 @@ export async function listProvisioners(ca: CaClient): Promise<Provisioner[]> {
   const seen = new Set<string>()
   let cursor = ''
   for (let page = 0; page < MAX_PAGES; page++) {
-    const r = await ca.call('GET', `/provisioners${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`, ProvisionersResponse)
+    const r = await ca.call(
+      'GET',
+      `/provisioners${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`,
+      ProvisionersResponse,
+    )
     all.push(...r.provisioners)
     cursor = r.nextCursor ?? ''
     if (!cursor || r.provisioners.length === 0) return all
@@ -28,9 +32,13 @@ export async function listProvisioners(ca: CaClient): Promise<Provisioner[]> {
 export async function sshpopProvisioner(ca: CaClient): Promise<string> {
   const p = (await listProvisioners(ca)).find((x) => x.type.toUpperCase() === SSHPOP_TYPE)
   if (!p) {
-    throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${ca.caUrl} has no SSHPOP provisioner, so it cannot renew a certificate by proof of possession`, {
-      hint: 'on step-ca, add one: step ca provisioner add sshpop --type SSHPOP (then restart step-ca); or enroll the host again with a new token',
-    })
+    throw new SshcaError(
+      'ERR_CA_UNSUPPORTED',
+      `the CA at ${ca.caUrl} has no SSHPOP provisioner, so it cannot renew a certificate by proof of possession`,
+      {
+        hint: 'on step-ca, add one: step ca provisioner add sshpop --type SSHPOP (then restart step-ca); or enroll the host again with a new token',
+      },
+    )
   }
   return p.name
 }

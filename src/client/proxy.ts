@@ -30,13 +30,24 @@ export async function contextForHost(home: string, host: string): Promise<string
 }
 
 /** Connects to host:port and pipes `input` to it and it to `output` until the host closes. */
-export async function pipeToHost(host: string, port: number, input: Readable, output: Writable, o: {timeoutMs?: number; connectTo?: (host: string, port: number) => Socket} = {}): Promise<{sent: number; received: number}> {
+export async function pipeToHost(
+  host: string,
+  port: number,
+  input: Readable,
+  output: Writable,
+  o: {timeoutMs?: number; connectTo?: (host: string, port: number) => Socket} = {},
+): Promise<{sent: number; received: number}> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new SshcaError('ERR_USAGE', `"${port}" is not a port`)
   const sock = (o.connectTo ?? ((h, p) => connect({host: h, port: p})))(host, port)
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       sock.destroy()
-      reject(new SshcaError('ERR_HOST_UNREACHABLE', `${host}:${port} did not accept a connection within ${o.timeoutMs ?? 15000} ms`))
+      reject(
+        new SshcaError(
+          'ERR_HOST_UNREACHABLE',
+          `${host}:${port} did not accept a connection within ${o.timeoutMs ?? 15000} ms`,
+        ),
+      )
     }, o.timeoutMs ?? 15000)
     sock.once('connect', () => {
       clearTimeout(timer)
@@ -44,7 +55,11 @@ export async function pipeToHost(host: string, port: number, input: Readable, ou
     })
     sock.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer)
-      reject(new SshcaError('ERR_HOST_UNREACHABLE', `cannot connect to ${host}:${port}: ${err.code ?? err.message}`, {cause: err}))
+      reject(
+        new SshcaError('ERR_HOST_UNREACHABLE', `cannot connect to ${host}:${port}: ${err.code ?? err.message}`, {
+          cause: err,
+        }),
+      )
     })
   })
   let sent = 0

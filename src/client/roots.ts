@@ -16,16 +16,24 @@ import {ROOT_FILE, type Context} from './home.ts'
 const fp = (c: X509Certificate): string => createHash('sha256').update(c.raw).digest('hex')
 
 export function splitPems(text: string): X509Certificate[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => new X509Certificate(m[0]))
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map(
+    (m) => new X509Certificate(m[0]),
+  )
 }
 
-const samePublicKey = (a: X509Certificate, b: X509Certificate): boolean => a.publicKey.export({type: 'spki', format: 'der'}).equals(b.publicKey.export({type: 'spki', format: 'der'}))
+const samePublicKey = (a: X509Certificate, b: X509Certificate): boolean =>
+  a.publicKey.export({type: 'spki', format: 'der'}).equals(b.publicKey.export({type: 'spki', format: 'der'}))
 
 /**
  * The roots to pin after looking at what the CA publishes: `pinned` kept while published, plus every
  * published root vouched for by a pinned one. Pure (the time is a parameter).
  */
-export function nextPinnedRoots(pinned: readonly X509Certificate[], published: readonly X509Certificate[], cross: readonly X509Certificate[], now: Date): {roots: X509Certificate[]; adopted: X509Certificate[]; dropped: X509Certificate[]} {
+export function nextPinnedRoots(
+  pinned: readonly X509Certificate[],
+  published: readonly X509Certificate[],
+  cross: readonly X509Certificate[],
+  now: Date,
+): {roots: X509Certificate[]; adopted: X509Certificate[]; dropped: X509Certificate[]} {
   const valid = (c: X509Certificate) => new Date(c.validFrom) <= now && now < new Date(c.validTo)
   const adopted: X509Certificate[] = []
   for (const root of published) {
@@ -33,7 +41,14 @@ export function nextPinnedRoots(pinned: readonly X509Certificate[], published: r
     // a self-signed CA certificate, in its validity…
     if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey) || !valid(root)) continue
     // …that a pinned root certified: same subject, same key, signed by the pinned root
-    const vouched = cross.some((x) => x.ca && x.subject === root.subject && samePublicKey(x, root) && valid(x) && pinned.some((p) => x.checkIssued(p) && x.verify(p.publicKey)))
+    const vouched = cross.some(
+      (x) =>
+        x.ca &&
+        x.subject === root.subject &&
+        samePublicKey(x, root) &&
+        valid(x) &&
+        pinned.some((p) => x.checkIssued(p) && x.verify(p.publicKey)),
+    )
     if (vouched) adopted.push(root)
   }
   const publishedFps = new Set(published.map(fp))
@@ -49,7 +64,12 @@ export function nextPinnedRoots(pinned: readonly X509Certificate[], published: r
  * pinned root as the context's fingerprint (what tokens to this CA name) when they changed.
  * Returns the context unchanged when the CA has no /roots (step-ca has one) or nothing changed.
  */
-export async function followRootRotation(ctx: Context, ca: CaClient, now = new Date(), o: {write?: boolean} = {}): Promise<{ctx: Context; changed: boolean}> {
+export async function followRootRotation(
+  ctx: Context,
+  ca: CaClient,
+  now = new Date(),
+  o: {write?: boolean} = {},
+): Promise<{ctx: Context; changed: boolean}> {
   let res: RootsResponse
   try {
     res = await ca.call('GET', '/roots', RootsResponse)

@@ -33,7 +33,11 @@ export const managedSshConfigPath = (home: string): string => join(home, SSH_CON
 
 /** One argument of an ssh_config line: quoted when it holds whitespace; a quote or newline is refused. */
 export function configArg(value: string): string {
-  if (/["\r\n\0]/.test(value)) throw new SshcaError('ERR_INPUT', `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a quote or a newline)`)
+  if (/["\r\n\0]/.test(value))
+    throw new SshcaError(
+      'ERR_INPUT',
+      `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a quote or a newline)`,
+    )
   return /[\s#]/.test(value) ? `"${value}"` : value
 }
 
@@ -63,10 +67,14 @@ export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
   const match = `Match ${o.matchFinal ? 'final ' : ''}host ${o.pattern}`
   const lines = [beginMarker(o.context), match]
   if (o.krlFile) {
-    lines.push('  # the CA\'s revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)')
+    lines.push(
+      "  # the CA's revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)",
+    )
     lines.push(`  RevokedHostKeys ${configArg(o.krlFile)}`)
   } else {
-    lines.push(`  # no RevokedHostKeys: ${(o.krlNote ?? 'the CA publishes no revocation list').replace(/[\r\n]+/g, ' ')}`)
+    lines.push(
+      `  # no RevokedHostKeys: ${(o.krlNote ?? 'the CA publishes no revocation list').replace(/[\r\n]+/g, ' ')}`,
+    )
   }
   if (o.knownHostsFile) {
     lines.push('  # the @cert-authority lines of this context are in a file ssh does not read by default')
@@ -74,15 +82,18 @@ export function sshConfigBlockLines(o: SshConfigBlockOptions): string[] {
   }
   const files = o.identityFiles
     ? [
-        '  # used when the ssh-agent cannot hold this context\'s certificate (login then writes these 0600 files)',
+        "  # used when the ssh-agent cannot hold this context's certificate (login then writes these 0600 files)",
         `  IdentityFile ${configArg(o.identityFiles.key)}`,
         `  CertificateFile ${configArg(o.identityFiles.certificate)}`,
       ]
     : []
   if (o.loginCommand) {
-    if (/["\r\n\0]/.test(o.loginCommand)) throw new TypeError('the login command cannot hold a double quote or a newline')
+    if (/["\r\n\0]/.test(o.loginCommand))
+      throw new TypeError('the login command cannot hold a double quote or a newline')
     lines.push(`${match} exec "${o.loginCommand}"`)
-    lines.push(`  # ssh runs this before connecting: it returns at once while a valid certificate of "${o.context}" is at hand, else signs in`)
+    lines.push(
+      `  # ssh runs this before connecting: it returns at once while a valid certificate of "${o.context}" is at hand, else signs in`,
+    )
     lines.push(...files)
   } else {
     lines.push(...files)
@@ -101,9 +112,13 @@ const PLAIN = /^[A-Za-z0-9._/@+=:,%-]+$/
  */
 export function execWord(word: string): string {
   if (word === '' || /["'\\$`\r\n\0]/.test(word)) {
-    throw new SshcaError('ERR_UNSAFE_PATH', `${JSON.stringify(word)} cannot go into an ssh_config Match exec (it holds a quote, a backslash, a $ or a newline)`, {
-      hint: 'install sshca and keep $SSHCA_HOME on paths without those characters, or use sshca config --no-auto-login',
-    })
+    throw new SshcaError(
+      'ERR_UNSAFE_PATH',
+      `${JSON.stringify(word)} cannot go into an ssh_config Match exec (it holds a quote, a backslash, a $ or a newline)`,
+      {
+        hint: 'install sshca and keep $SSHCA_HOME on paths without those characters, or use sshca config --no-auto-login',
+      },
+    )
   }
   const escaped = word.replace(/%/g, '%%')
   return PLAIN.test(word) ? escaped : `'${escaped}'`
@@ -114,7 +129,13 @@ export function execWord(word: string): string {
  * PATH), its home when it is not the default, `login --ensure --quiet --context C`, and a token file
  * when one was configured (machines whose identity token is kept fresh by something else).
  */
-export function ensureCommand(o: {command: string[]; home: string; defaultHome: string; context: string; identityTokenFile?: string | undefined}): string {
+export function ensureCommand(o: {
+  command: string[]
+  home: string
+  defaultHome: string
+  context: string
+  identityTokenFile?: string | undefined
+}): string {
   const words = [
     ...(o.home === o.defaultHome ? [] : ['env', `SSHCA_HOME=${o.home}`]),
     ...o.command,
@@ -134,23 +155,28 @@ export function removeSshConfigBlock(existing: string, context: string): {text: 
 }
 
 /** Whether the managed file holds a block for the context. */
-export const hasSshConfigBlock = (text: string, context: string): boolean => text.split(/\r?\n/).includes(beginMarker(context))
+export const hasSshConfigBlock = (text: string, context: string): boolean =>
+  text.split(/\r?\n/).includes(beginMarker(context))
 
 const HEADER = [
-  '# sshca\'s ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,',
+  "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,",
   '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect',
   '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.',
 ]
 
 /** The managed file with the context's block replaced (or added). */
-export function mergeSshConfig(existing: string, o: SshConfigBlockOptions): {text: string; changed: boolean; block: string} {
+export function mergeSshConfig(
+  existing: string,
+  o: SshConfigBlockOptions,
+): {text: string; changed: boolean; block: string} {
   const block = (eol: string): string => sshConfigBlockLines(o).join(eol) + eol
   const base = existing === '' ? `${HEADER.join('\n')}\n` : existing
   const merged = mergeManagedBlock(base, o.context, block, 'the sshca ssh_config')
   return {...merged, changed: merged.text !== existing, block: block('\n')}
 }
 
-export const INCLUDE_MARKER = '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
+export const INCLUDE_MARKER =
+  '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
 
 export const includeLine = (file: string): string => `Include ${configArg(file)}`
 
@@ -204,9 +230,21 @@ export function supportsMatchFinal(v: {major: number; minor: number} | undefined
 }
 
 /** Whether ssh would read this context's block: it is in the managed file, and ~/.ssh/config includes that file. */
-export async function sshConfigInstalled(home: string, context: string, sshDir: string = join(homedir(), '.ssh')): Promise<{block: boolean; include: boolean; file: string; userConfig: string}> {
+export async function sshConfigInstalled(
+  home: string,
+  context: string,
+  sshDir: string = join(homedir(), '.ssh'),
+): Promise<{block: boolean; include: boolean; file: string; userConfig: string}> {
   const file = managedSshConfigPath(home)
   const userConfig = join(sshDir, 'config')
-  const [text, user] = await Promise.all([readFile(file, 'utf8').catch(() => ''), readFile(userConfig, 'utf8').catch(() => '')])
-  return {block: hasSshConfigBlock(text, context), include: !mergeInclude(user, file).changed && user !== '', file, userConfig}
+  const [text, user] = await Promise.all([
+    readFile(file, 'utf8').catch(() => ''),
+    readFile(userConfig, 'utf8').catch(() => ''),
+  ])
+  return {
+    block: hasSshConfigBlock(text, context),
+    include: !mergeInclude(user, file).changed && user !== '',
+    file,
+    userConfig,
+  }
 }

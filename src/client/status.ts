@@ -32,7 +32,13 @@ export interface StatusResult {
   ready: boolean
   checks: {
     ca: StatusCheck & {latencyMs: number | null}
-    certificate: StatusCheck & {keyId: string | null; principals: string[]; secondsLeft: number | null; where: 'agent' | 'files' | null; expiredInAgent: number}
+    certificate: StatusCheck & {
+      keyId: string | null
+      principals: string[]
+      secondsLeft: number | null
+      where: 'agent' | 'files' | null
+      expiredInAgent: number
+    }
     refreshToken: StatusCheck & {store: 'keyring' | 'file' | null}
     sshConfig: StatusCheck & {file: string; block: boolean; include: boolean; autoLogin: boolean}
     krl: StatusCheck & {file: string | null; ageSeconds: number | null}
@@ -42,13 +48,34 @@ export interface StatusResult {
 /** A KRL older than this is called stale (login and config refresh it; ssh keeps using what it has). */
 export const KRL_STALE_SECONDS = 24 * 3600
 
-const check = <T extends object>(state: CheckState, detail: string, fix: string | null, extra: T): StatusCheck & T => ({state, detail, fix, ...extra})
+const check = <T extends object>(state: CheckState, detail: string, fix: string | null, extra: T): StatusCheck & T => ({
+  state,
+  detail,
+  fix,
+  ...extra,
+})
 
-export async function status(home: string, o: {context?: string}, deps: {agent: AgentOptions; tokenStore: () => Promise<TokenStore>; clock?: () => number; sshDir?: string; caTimeoutMs?: number}): Promise<StatusResult> {
+export async function status(
+  home: string,
+  o: {context?: string},
+  deps: {
+    agent: AgentOptions
+    tokenStore: () => Promise<TokenStore>
+    clock?: () => number
+    sshDir?: string
+    caTimeoutMs?: number
+  },
+): Promise<StatusResult> {
   const ctx = await loadContext(home, o.context)
   const flag = o.context ? ` --context ${ctx.name}` : ''
   const clock = deps.clock ?? Date.now
-  const [ca, certificate, refreshToken, sshConfig, krl] = await Promise.all([caCheck(ctx, flag, clock), certificateCheck(ctx, flag, deps.agent, clock), tokenCheck(ctx, flag, deps.tokenStore), sshConfigCheck(home, ctx, flag, deps.sshDir), krlCheck(ctx, flag, clock)])
+  const [ca, certificate, refreshToken, sshConfig, krl] = await Promise.all([
+    caCheck(ctx, flag, clock),
+    certificateCheck(ctx, flag, deps.agent, clock),
+    tokenCheck(ctx, flag, deps.tokenStore),
+    sshConfigCheck(home, ctx, flag, deps.sshDir),
+    krlCheck(ctx, flag, clock),
+  ])
   const checks = {ca, certificate, refreshToken, sshConfig, krl}
   return {context: ctx.name, caUrl: ctx.caUrl, ready: Object.values(checks).every((c) => c.state !== 'fail'), checks}
 }
@@ -63,19 +90,42 @@ async function caCheck(ctx: Context, flag: string, clock: () => number): Promise
     return check('ok', `reachable over TLS pinned to its root (${ctx.caUrl})`, null, {latencyMs: clock() - started})
   } catch (err) {
     const tls = isSshcaError(err, 'ERR_TRUST_TLS')
-    return check('fail', (err as Error).message, tls ? `sshca bootstrap --context ${ctx.name} --ca-url ${ctx.caUrl} --fingerprint <the new root's sha256> --force   (only if the CA was re-created)` : 'check the network or VPN, then: sshca status' + flag, {latencyMs: null})
+    return check(
+      'fail',
+      (err as Error).message,
+      tls
+        ? `sshca bootstrap --context ${ctx.name} --ca-url ${ctx.caUrl} --fingerprint <the new root's sha256> --force   (only if the CA was re-created)`
+        : 'check the network or VPN, then: sshca status' + flag,
+      {latencyMs: null},
+    )
   } finally {
     client.close()
   }
 }
 
-async function certificateCheck(ctx: Context, flag: string, agentOptions: AgentOptions, clock: () => number): Promise<StatusResult['checks']['certificate']> {
+async function certificateCheck(
+  ctx: Context,
+  flag: string,
+  agentOptions: AgentOptions,
+  clock: () => number,
+): Promise<StatusResult['checks']['certificate']> {
   const now = nowSeconds(clock)
   const cas = new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
-  const ours = (c: Certificate | undefined): c is Certificate => c !== undefined && c.type === 'user' && cas.has(c.signatureKey.fingerprint())
-  const found = (c: Certificate, where: 'agent' | 'files', expired: number, extra = ''): StatusResult['checks']['certificate'] => {
+  const ours = (c: Certificate | undefined): c is Certificate =>
+    c !== undefined && c.type === 'user' && cas.has(c.signatureKey.fingerprint())
+  const found = (
+    c: Certificate,
+    where: 'agent' | 'files',
+    expired: number,
+    extra = '',
+  ): StatusResult['checks']['certificate'] => {
     const left = Number(c.validBefore - now)
-    return check('ok', `${c.keyId} for ${c.principals.join(', ')}, ${formatLeft(left)} left (${where === 'agent' ? 'in the ssh-agent' : 'in files named by the managed ssh_config'})${extra}`, expired ? `sshca login${flag}   (also removes the ${expired} expired one(s) in the agent)` : null, {keyId: c.keyId, principals: [...c.principals], secondsLeft: left, where, expiredInAgent: expired})
+    return check(
+      'ok',
+      `${c.keyId} for ${c.principals.join(', ')}, ${formatLeft(left)} left (${where === 'agent' ? 'in the ssh-agent' : 'in files named by the managed ssh_config'})${extra}`,
+      expired ? `sshca login${flag}   (also removes the ${expired} expired one(s) in the agent)` : null,
+      {keyId: c.keyId, principals: [...c.principals], secondsLeft: left, where, expiredInAgent: expired},
+    )
   }
   let expired = 0
   let agentProblem: string | null = null
@@ -83,7 +133,9 @@ async function certificateCheck(ctx: Context, flag: string, agentOptions: AgentO
     const best = await AgentClient.with(agentOptions, async (a) => {
       const certs = (await a.list()).map((i) => i.certificate).filter(ours)
       expired = certs.filter((c) => c.validBefore <= now).length
-      return certs.filter((c) => c.validAfter <= now && c.validBefore > now).sort((x, y) => Number(y.validBefore - x.validBefore))[0]
+      return certs
+        .filter((c) => c.validAfter <= now && c.validBefore > now)
+        .sort((x, y) => Number(y.validBefore - x.validBefore))[0]
     })
     if (best) return found(best, 'agent', expired)
   } catch (err) {
@@ -97,39 +149,92 @@ async function certificateCheck(ctx: Context, flag: string, agentOptions: AgentO
       // no usable file: same as none
     }
   }
-  const why = agentProblem ? `no ssh-agent (${agentProblem})` : `no current certificate of "${ctx.name}"${expired ? ` (${expired} expired one(s) in the agent)` : ''}`
-  return check('fail', why, agentProblem && !ctx.agentless ? 'eval "$(ssh-agent -s)" && sshca login' + flag : `sshca login${flag}`, {keyId: null, principals: [], secondsLeft: null, where: null, expiredInAgent: expired})
+  const why = agentProblem
+    ? `no ssh-agent (${agentProblem})`
+    : `no current certificate of "${ctx.name}"${expired ? ` (${expired} expired one(s) in the agent)` : ''}`
+  return check(
+    'fail',
+    why,
+    agentProblem && !ctx.agentless ? 'eval "$(ssh-agent -s)" && sshca login' + flag : `sshca login${flag}`,
+    {keyId: null, principals: [], secondsLeft: null, where: null, expiredInAgent: expired},
+  )
 }
 
-async function tokenCheck(ctx: Context, flag: string, storeOf: () => Promise<TokenStore>): Promise<StatusResult['checks']['refreshToken']> {
+async function tokenCheck(
+  ctx: Context,
+  flag: string,
+  storeOf: () => Promise<TokenStore>,
+): Promise<StatusResult['checks']['refreshToken']> {
   try {
     const store = await storeOf()
     const keys = await store.keys(`${ctx.name}/`)
-    if (keys.length) return check('ok', `saved for ${keys.map((k) => k.slice(ctx.name.length + 1)).join(', ')} in ${store.kind === 'keyring' ? 'the OS keyring' : `a 0600 file under $SSHCA_HOME/tokens`}: the next sign-in needs no browser while your IdP session lasts`, null, {store: store.kind})
-    return check('warn', 'none saved: the next sign-in opens the browser (or asks for a device code)', `sshca login${flag}`, {store: null})
+    if (keys.length)
+      return check(
+        'ok',
+        `saved for ${keys.map((k) => k.slice(ctx.name.length + 1)).join(', ')} in ${store.kind === 'keyring' ? 'the OS keyring' : `a 0600 file under $SSHCA_HOME/tokens`}: the next sign-in needs no browser while your IdP session lasts`,
+        null,
+        {store: store.kind},
+      )
+    return check(
+      'warn',
+      'none saved: the next sign-in opens the browser (or asks for a device code)',
+      `sshca login${flag}`,
+      {store: null},
+    )
   } catch (err) {
     return check('warn', `the token store cannot be read: ${(err as Error).message}`, null, {store: null})
   }
 }
 
-async function sshConfigCheck(home: string, ctx: Context, flag: string, sshDir?: string): Promise<StatusResult['checks']['sshConfig']> {
+async function sshConfigCheck(
+  home: string,
+  ctx: Context,
+  flag: string,
+  sshDir?: string,
+): Promise<StatusResult['checks']['sshConfig']> {
   const s = await sshConfigInstalled(home, ctx.name, sshDir)
   const autoLogin = Boolean(ctx.sshConfig?.loginCommand)
   const extra = {file: s.file, block: s.block, include: s.include, autoLogin}
-  if (s.block && s.include) return check('ok', `${s.file} has the block of "${ctx.name}" (RevokedHostKeys${autoLogin ? ', login when ssh needs it' : ''}) and ${s.userConfig} includes it`, null, extra)
-  const missing = !s.block ? `${s.file} has no block for "${ctx.name}"` : `${s.userConfig} does not include ${s.file} on top`
-  return check('fail', `${missing}: ssh neither checks the CA's revocation list nor signs you in by itself`, `sshca config${flag}`, extra)
+  if (s.block && s.include)
+    return check(
+      'ok',
+      `${s.file} has the block of "${ctx.name}" (RevokedHostKeys${autoLogin ? ', login when ssh needs it' : ''}) and ${s.userConfig} includes it`,
+      null,
+      extra,
+    )
+  const missing = !s.block
+    ? `${s.file} has no block for "${ctx.name}"`
+    : `${s.userConfig} does not include ${s.file} on top`
+  return check(
+    'fail',
+    `${missing}: ssh neither checks the CA's revocation list nor signs you in by itself`,
+    `sshca config${flag}`,
+    extra,
+  )
 }
 
 async function krlCheck(ctx: Context, flag: string, clock: () => number): Promise<StatusResult['checks']['krl']> {
   const file = contextKrlPath(ctx.dir)
   try {
     const age = Math.max(0, Math.round((clock() - (await stat(file)).mtimeMs) / 1000))
-    if (age > KRL_STALE_SECONDS) return check('warn', `${file} was fetched ${formatLeft(age)} ago: revocations since then are unknown to ssh`, `sshca login${flag}   (or sshca config${flag})`, {file, ageSeconds: age})
+    if (age > KRL_STALE_SECONDS)
+      return check(
+        'warn',
+        `${file} was fetched ${formatLeft(age)} ago: revocations since then are unknown to ssh`,
+        `sshca login${flag}   (or sshca config${flag})`,
+        {file, ageSeconds: age},
+      )
     return check('ok', `${file}, fetched ${formatLeft(age)} ago`, null, {file, ageSeconds: age})
   } catch {
     const none = ctx.sshConfig && ctx.sshConfig.krlFile === null
-    return check('warn', none ? `the CA publishes no revocation list: ${ctx.sshConfig?.krlNote ?? 'ssh cannot refuse a revoked host certificate'}` : 'no revocation list fetched yet', none ? null : `sshca config${flag}`, {file: null, ageSeconds: null})
+    return check(
+      'warn',
+      none
+        ? `the CA publishes no revocation list: ${ctx.sshConfig?.krlNote ?? 'ssh cannot refuse a revoked host certificate'}`
+        : 'no revocation list fetched yet',
+      none ? null : `sshca config${flag}`,
+      {file: null, ageSeconds: null},
+    )
   }
 }
 

@@ -73,7 +73,10 @@ export function fileStore(home: string): TokenStore {
     },
     async keys(prefix) {
       const names = await readdir(dir).catch(() => [] as string[])
-      return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5).replace('~', '/')).filter((k) => k.startsWith(prefix))
+      return names
+        .filter((n) => n.endsWith('.json'))
+        .map((n) => n.slice(0, -5).replace('~', '/'))
+        .filter((k) => k.startsWith(prefix))
     },
   }
 }
@@ -90,10 +93,14 @@ export async function defaultTokenStore(home: string, env: NodeJS.ProcessEnv = p
     return store
   } catch (err) {
     if (env.SSHCA_KEYRING === 'keyring') {
-      throw new SshcaError('ERR_KEYRING_UNAVAILABLE', `SSHCA_KEYRING=keyring, and the OS keyring cannot be used: ${(err as Error).message}`, {
-        cause: err,
-        hint: 'unset SSHCA_KEYRING to keep refresh tokens in 0600 files under $SSHCA_HOME/tokens, or start the keyring (a D-Bus session with the Secret Service on Linux)',
-      })
+      throw new SshcaError(
+        'ERR_KEYRING_UNAVAILABLE',
+        `SSHCA_KEYRING=keyring, and the OS keyring cannot be used: ${(err as Error).message}`,
+        {
+          cause: err,
+          hint: 'unset SSHCA_KEYRING to keep refresh tokens in 0600 files under $SSHCA_HOME/tokens, or start the keyring (a D-Bus session with the Secret Service on Linux)',
+        },
+      )
     }
     return fileStore(home)
   }

@@ -17,15 +17,23 @@ nothing. Replacing a context's root needs --force.`
   ]
 
   static override flags = {
-    'ca-url': Flags.string({description: 'the CA\'s URL (https)', required: true}),
-    fingerprint: Flags.string({description: 'SHA-256 of the CA\'s root certificate (printed by `sshca ca init`)', required: true}),
+    'ca-url': Flags.string({description: "the CA's URL (https)", required: true}),
+    fingerprint: Flags.string({
+      description: "SHA-256 of the CA's root certificate (printed by `sshca ca init`)",
+      required: true,
+    }),
     context: Flags.string({description: 'name for this CA (default: its host name)'}),
     force: Flags.boolean({description: 'replace the root of an existing context'}),
   }
 
   async run() {
     const {flags} = await this.parse(Bootstrap)
-    const r = await bootstrap(sshcaHome(), {caUrl: flags['ca-url'], fingerprint: flags.fingerprint, ...(flags.context ? {context: flags.context} : {}), force: flags.force})
+    const r = await bootstrap(sshcaHome(), {
+      caUrl: flags['ca-url'],
+      fingerprint: flags.fingerprint,
+      ...(flags.context ? {context: flags.context} : {}),
+      force: flags.force,
+    })
     const none = r.hostPattern === '!*'
     this.out(
       `Trusting the CA "${r.context}" at ${r.caUrl}\n  root ${r.rootSubject} (SHA-256 ${r.rootFingerprint})\n  ${r.userCaKeys.length} user CA key(s), ${r.hostCaKeys.length} host CA key(s)\n` +

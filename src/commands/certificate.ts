@@ -7,7 +7,7 @@ import {sshcaHome} from '../client/home.ts'
 import {SshcaError} from '../errors.ts'
 
 export default class Certificate extends BaseCommand {
-  static override summary = 'Get a host certificate for this server\'s SSH host key, with an enrollment token.'
+  static override summary = "Get a host certificate for this server's SSH host key, with an enrollment token."
   static override description = `Sends PUBKEYFILE to the CA with a one-time enrollment token from \`sshca ca token --host\`; the CA
 signs a host certificate for HOSTNAME (and --principal names, all of which the token must bind) and
 this writes it next to the key, as ssh-keygen names it (ssh_host_ed25519_key-cert.pub), atomically.
@@ -24,27 +24,45 @@ by every local user while sshca runs, and whoever reads the token first can spen
   ]
 
   static override args = {
-    hostname: Args.string({description: 'the host\'s name (its first principal)', required: true, ignoreStdin: true}),
-    pubkeyfile: Args.string({description: 'the host\'s public key file', required: true, ignoreStdin: true}),
+    hostname: Args.string({description: "the host's name (its first principal)", required: true, ignoreStdin: true}),
+    pubkeyfile: Args.string({description: "the host's public key file", required: true, ignoreStdin: true}),
   }
 
   static override flags = {
     context: contextFlag,
     host: Flags.boolean({description: 'a host certificate (user certificates come from sshca login)', required: true}),
     sign: Flags.boolean({description: 'sign an existing key (the key never leaves the host)', required: true}),
-    'token-file': Flags.string({description: 'read the enrollment token from this file (mode 0600; - for standard input)', exclusive: ['token']}),
-    token: Flags.string({description: 'the enrollment token itself (visible to other local users: prefer --token-file or $SSHCA_TOKEN)', exclusive: ['token-file']}),
-    principal: Flags.string({description: 'another name for the host (repeatable; the token must bind it)', multiple: true}),
+    'token-file': Flags.string({
+      description: 'read the enrollment token from this file (mode 0600; - for standard input)',
+      exclusive: ['token'],
+    }),
+    token: Flags.string({
+      description: 'the enrollment token itself (visible to other local users: prefer --token-file or $SSHCA_TOKEN)',
+      exclusive: ['token-file'],
+    }),
+    principal: Flags.string({
+      description: 'another name for the host (repeatable; the token must bind it)',
+      multiple: true,
+    }),
   }
 
   async run() {
     const {args, flags} = await this.parse(Certificate)
-    if (!flags.host || !flags.sign) throw new SshcaError('ERR_USAGE', 'only --host --sign is supported; users get certificates with sshca login')
+    if (!flags.host || !flags.sign)
+      throw new SshcaError('ERR_USAGE', 'only --host --sign is supported; users get certificates with sshca login')
     const source = chooseTokenSource({token: flags.token, tokenFile: flags['token-file'], env: process.env[TOKEN_ENV]})
     if (source.kind === 'flag') this.warning(ARGV_WARNING)
     const token = await readEnrollmentToken(source)
-    const r = await signHostKey(sshcaHome(), {...(flags.context ? {context: flags.context} : {}), token, hostname: args.hostname, pubkeyFile: args.pubkeyfile, ...(flags.principal ? {principals: flags.principal} : {})})
-    this.out(`Wrote ${r.certificate}: host certificate for ${r.principals.join(', ')} (serial ${r.serial}), valid until ${r.validBefore}.\nNext: sshca config --host (once), then renew daily: sshca renew ${r.certificate} ${args.pubkeyfile.replace(/\.pub$/, '')}\n`)
+    const r = await signHostKey(sshcaHome(), {
+      ...(flags.context ? {context: flags.context} : {}),
+      token,
+      hostname: args.hostname,
+      pubkeyFile: args.pubkeyfile,
+      ...(flags.principal ? {principals: flags.principal} : {}),
+    })
+    this.out(
+      `Wrote ${r.certificate}: host certificate for ${r.principals.join(', ')} (serial ${r.serial}), valid until ${r.validBefore}.\nNext: sshca config --host (once), then renew daily: sshca renew ${r.certificate} ${args.pubkeyfile.replace(/\.pub$/, '')}\n`,
+    )
     return r
   }
 }

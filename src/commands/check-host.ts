@@ -14,20 +14,30 @@ Asked without credentials first (step-ca answers so); sshca's CA answers only an
 would give a certificate, so on its 401 your saved sign-in (or a browser/device sign-in) is sent as a
 bearer token; --identity-token-file sends that token at once.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %> web1.example.com', 'if <%= config.bin %> <%= command.id %> --quiet "$host"; then ssh "$host"; fi', '<%= config.bin %> <%= command.id %> web1.example.com --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> web1.example.com',
+    'if <%= config.bin %> <%= command.id %> --quiet "$host"; then ssh "$host"; fi',
+    '<%= config.bin %> <%= command.id %> web1.example.com --json',
+  ]
   static override args = {host: Args.string({description: 'the host name to look for', required: true})}
   static override flags = {
     context: contextFlag,
     quiet: Flags.boolean({char: 'q', description: 'print nothing; only the exit code answers'}),
     provisioner: Flags.string({description: 'the CA provisioner to sign in with'}),
     console: Flags.boolean({description: 'sign in with a device code instead of a browser'}),
-    'identity-token-file': Flags.string({description: 'an ID token (file, - for standard input) instead of signing in'}),
+    'identity-token-file': Flags.string({
+      description: 'an ID token (file, - for standard input) instead of signing in',
+    }),
     timeout: Flags.integer({description: 'seconds to wait for a sign-in', default: 300, min: 1}),
   }
 
   async run() {
     const {args, flags} = await this.parse(CheckHost)
-    const session = await loginSession({identityTokenFile: flags['identity-token-file'], console: flags.console, timeout: flags.timeout})
+    const session = await loginSession({
+      identityTokenFile: flags['identity-token-file'],
+      console: flags.console,
+      timeout: flags.timeout,
+    })
     try {
       const r = await checkHost(
         sshcaHome(),
@@ -35,7 +45,9 @@ bearer token; --identity-token-file sends that token at once.`
           ...(flags.context ? {context: flags.context} : {}),
           ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
           console: flags.console,
-          ...(flags['identity-token-file'] !== undefined ? {identityToken: await readInput(flags['identity-token-file'])} : {}),
+          ...(flags['identity-token-file'] !== undefined
+            ? {identityToken: await readInput(flags['identity-token-file'])}
+            : {}),
           host: args.host,
         },
         session.deps,

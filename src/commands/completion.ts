@@ -37,7 +37,9 @@ folder.`
     const {args} = await this.parse(Completion)
     const shell = args.shell as CompletionShell
     // the commands this process knows (the manifest it loaded), so the script matches this version
-    const commands = Object.fromEntries(this.config.commands.map((c) => [c.id, c])) as unknown as Parameters<typeof generate>[0]['commands']
+    const commands = Object.fromEntries(this.config.commands.map((c) => [c.id, c])) as unknown as Parameters<
+      typeof generate
+    >[0]['commands']
     const script = generate({commands})[COMPLETION_FILES[shell]]!
     this.out(script)
     return {shell, file: COMPLETION_FILES[shell], install: INSTALL[shell], script}

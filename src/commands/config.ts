@@ -6,7 +6,8 @@ import {caKeys, configureClient, configureHost} from '../client/config.ts'
 import {sshcaHome} from '../client/home.ts'
 
 export default class Config extends BaseCommand {
-  static override summary = 'Trust the CA\'s host certificates (known_hosts, revocation list, ssh_config), or print/write what a server needs.'
+  static override summary =
+    "Trust the CA's host certificates (known_hosts, revocation list, ssh_config), or print/write what a server needs."
   static override description = `Without --host, for the context's host pattern (the CA's ssh.hostPattern; --pattern narrows it,
 and is required when the CA names no hosts), writes three things, each atomically:
 "@cert-authority <pattern> <host CA key>" in ~/.ssh/known_hosts (or --known-hosts), one marked block per
@@ -44,14 +45,32 @@ path) when root would run anything a non-root user can change.`
     context: contextFlag,
     roots: Flags.boolean({description: 'print the CA public keys (user keys; with --host, host keys)'}),
     host: Flags.boolean({description: 'configure this machine as an SSH server'}),
-    'dry-run': Flags.boolean({description: 'print what would change (a diff; with --host, the files) and write nothing'}),
-    pattern: Flags.string({description: 'narrow the CA\'s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'}),
+    'dry-run': Flags.boolean({
+      description: 'print what would change (a diff; with --host, the files) and write nothing',
+    }),
+    pattern: Flags.string({
+      description: "narrow the CA's host pattern (an OpenSSH pattern list; required when the CA names no hosts)",
+    }),
     'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
-    'ssh-config': Flags.boolean({description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)', default: true, allowNo: true}),
-    'auto-login': Flags.boolean({description: 'in ssh_config, sign in (sshca login --ensure) when ssh needs a certificate (--no-auto-login: never)', default: true, allowNo: true}),
-    'identity-token-file': Flags.string({description: 'the token file that automatic login uses (instead of signing in as a person)'}),
-    'sshd-dir': Flags.string({description: 'with --host: sshd\'s directory', default: '/etc/ssh'}),
-    'systemd-dir': Flags.string({description: 'with --host: where the systemd units go', default: '/etc/systemd/system'}),
+    'ssh-config': Flags.boolean({
+      description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)',
+      default: true,
+      allowNo: true,
+    }),
+    'auto-login': Flags.boolean({
+      description:
+        'in ssh_config, sign in (sshca login --ensure) when ssh needs a certificate (--no-auto-login: never)',
+      default: true,
+      allowNo: true,
+    }),
+    'identity-token-file': Flags.string({
+      description: 'the token file that automatic login uses (instead of signing in as a person)',
+    }),
+    'sshd-dir': Flags.string({description: "with --host: sshd's directory", default: '/etc/ssh'}),
+    'systemd-dir': Flags.string({
+      description: 'with --host: where the systemd units go',
+      default: '/etc/systemd/system',
+    }),
   }
 
   async run() {
@@ -64,7 +83,12 @@ path) when root would run anything a non-root user can change.`
       return r
     }
     if (flags.host) {
-      const r = await configureHost(home, {...ctx, sshdDir: flags['sshd-dir'], systemdDir: flags['systemd-dir'], dryRun: flags['dry-run']})
+      const r = await configureHost(home, {
+        ...ctx,
+        sshdDir: flags['sshd-dir'],
+        systemdDir: flags['systemd-dir'],
+        dryRun: flags['dry-run'],
+      })
       for (const f of r.files) {
         const body = typeof f.content === 'string' ? f.content : `(an OpenSSH KRL, ${f.content.length} bytes)\n`
         this.out(r.written ? `wrote ${f.path}\n` : `# ${f.path}\n${body}\n`)
@@ -72,7 +96,13 @@ path) when root would run anything a non-root user can change.`
       for (const k of r.skipped) this.out(`skipped ${k.key}: ${k.reason}\n`)
       this.out(`The units run: ${r.command}\nNext:\n${r.next.map((n) => `  ${n}\n`).join('')}`)
       for (const w of r.warnings) this.warning(w)
-      return {...r, files: r.files.map((f) => ({...f, content: typeof f.content === 'string' ? f.content : f.content.toString('base64')}))}
+      return {
+        ...r,
+        files: r.files.map((f) => ({
+          ...f,
+          content: typeof f.content === 'string' ? f.content : f.content.toString('base64'),
+        })),
+      }
     }
     const r = await configureClient(home, {
       ...ctx,

@@ -13,7 +13,11 @@ list\`, and, if sshd is installed, a login to a throwaway sshd whose host certif
 through the known_hosts line \`sshca config\` writes. Each step prints its time; everything is stopped
 and removed at the end, the demo certificate included. Your ~/.sshca is not touched.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --auto', '<%= config.bin %> <%= command.id %> --auto --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --auto',
+    '<%= config.bin %> <%= command.id %> --auto --json',
+  ]
 
   static override flags = {
     auto: Flags.boolean({description: 'complete the development sign-in without a browser'}),
@@ -42,7 +46,9 @@ and removed at the end, the demo certificate included. Your ~/.sshca is not touc
           this.out(`✓ ${s.title.padEnd(58)} ${time.padStart(7)}\n${s.lines.map((l) => `    ${l}\n`).join('')}`)
         },
       })
-      this.out(`\nThat is the whole product: short-lived certificates instead of keys. For real use:\n  sshca ca init --dir /etc/sshca --dns ca.example.com   (on the CA box)\n  sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint …   (on each laptop)\n`)
+      this.out(
+        `\nThat is the whole product: short-lived certificates instead of keys. For real use:\n  sshca ca init --dir /etc/sshca --dns ca.example.com   (on the CA box)\n  sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint …   (on each laptop)\n`,
+      )
       return r
     } finally {
       ui.done()

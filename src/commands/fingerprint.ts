@@ -15,15 +15,25 @@ ssh-keygen -l prints it: bits, SHA256:…, comment, type. A certificate's finger
     'ssh-add -L | <%= config.bin %> <%= command.id %> - --format hex --json',
   ]
 
-  static override args = {file: Args.string({description: 'a public key or certificate file, - for standard input', default: '-'})}
+  static override args = {
+    file: Args.string({description: 'a public key or certificate file, - for standard input', default: '-'}),
+  }
   static override flags = {
-    format: Flags.string({description: 'how the digest is written', options: [...FINGERPRINT_FORMATS], default: 'base64-raw'}),
+    format: Flags.string({
+      description: 'how the digest is written',
+      options: [...FINGERPRINT_FORMATS],
+      default: 'base64-raw',
+    }),
     certificate: Flags.boolean({description: 'fingerprint the whole certificate, not its public key'}),
   }
 
   async run() {
     const {args, flags} = await this.parse(Fingerprint)
-    const r = await fingerprintFile(args.file, {format: flags.format as FingerprintFormat, certificate: flags.certificate, input: readStdin})
+    const r = await fingerprintFile(args.file, {
+      format: flags.format as FingerprintFormat,
+      certificate: flags.certificate,
+      input: readStdin,
+    })
     this.out(r.keys.map((k) => `${k.line}\n`).join(''))
     return r
   }

@@ -15,18 +15,27 @@ saved sign-in (or a browser/device sign-in) is sent as a bearer token; --identit
 token at once. Reads sshca's answer (names, serial, key fingerprint, expiry) and step-ca's (hostname,
 id, tags) alike.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json | jq -r \'.hosts[].hostname\'']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    "<%= config.bin %> <%= command.id %> --json | jq -r '.hosts[].hostname'",
+  ]
   static override flags = {
     context: contextFlag,
     provisioner: Flags.string({description: 'the CA provisioner to sign in with'}),
     console: Flags.boolean({description: 'sign in with a device code instead of a browser'}),
-    'identity-token-file': Flags.string({description: 'an ID token (file, - for standard input) instead of signing in'}),
+    'identity-token-file': Flags.string({
+      description: 'an ID token (file, - for standard input) instead of signing in',
+    }),
     timeout: Flags.integer({description: 'seconds to wait for a sign-in', default: 300, min: 1}),
   }
 
   async run() {
     const {flags} = await this.parse(Hosts)
-    const session = await loginSession({identityTokenFile: flags['identity-token-file'], console: flags.console, timeout: flags.timeout})
+    const session = await loginSession({
+      identityTokenFile: flags['identity-token-file'],
+      console: flags.console,
+      timeout: flags.timeout,
+    })
     try {
       const r = await listHosts(
         sshcaHome(),
@@ -34,12 +43,21 @@ id, tags) alike.`
           ...(flags.context ? {context: flags.context} : {}),
           ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
           console: flags.console,
-          ...(flags['identity-token-file'] !== undefined ? {identityToken: await readInput(flags['identity-token-file'])} : {}),
+          ...(flags['identity-token-file'] !== undefined
+            ? {identityToken: await readInput(flags['identity-token-file'])}
+            : {}),
         },
         session.deps,
       )
       session.done()
-      this.out(r.hosts.length === 0 ? `No host of "${r.context}" holds a current certificate.\n` : table([['HOSTNAME', 'PRINCIPALS', 'VALID UNTIL', 'ID'], ...r.hosts.map((h) => [h.hostname, h.principals.join(','), h.validBefore ?? '-', h.id ?? '-'])]))
+      this.out(
+        r.hosts.length === 0
+          ? `No host of "${r.context}" holds a current certificate.\n`
+          : table([
+              ['HOSTNAME', 'PRINCIPALS', 'VALID UNTIL', 'ID'],
+              ...r.hosts.map((h) => [h.hostname, h.principals.join(','), h.validBefore ?? '-', h.id ?? '-']),
+            ]),
+      )
       return r
     } finally {
       session.done()

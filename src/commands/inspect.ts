@@ -26,7 +26,13 @@ signature verifies. An invalid signature is reported and the command exits with 
     const {args} = await this.parse(Inspect)
     const text = await readInput(args.file)
     const {result, cert} = inspectCertificate(text)
-    this.out(renderInspect(args.file === '-' ? '(standard input)' : args.file, result, validityText(cert.validAfter, cert.validBefore)))
+    this.out(
+      renderInspect(
+        args.file === '-' ? '(standard input)' : args.file,
+        result,
+        validityText(cert.validAfter, cert.validBefore),
+      ),
+    )
     if (!result.signature.valid) {
       this.note(`Error [ERR_CERT_SIGNATURE_INVALID]: the CA signature does not verify: ${result.signature.reason}\n`)
       process.exitCode = EXIT.INVALID

@@ -11,7 +11,7 @@ error. --raw prints the certificates as \`ssh-add -L\` does.`
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --raw > ~/.ssh/id_sshca-cert.pub',
-    '<%= config.bin %> <%= command.id %> --json | jq \'.certificates[] | {keyId, secondsLeft}\'',
+    "<%= config.bin %> <%= command.id %> --json | jq '.certificates[] | {keyId, secondsLeft}'",
   ]
 
   static override flags = {

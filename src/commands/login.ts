@@ -39,7 +39,10 @@ nothing on stdout; the sign-in's URL, code and prompts go to the terminal (/dev/
   ]
 
   static override args = {
-    identity: Args.string({description: 'who to sign in as (a login hint; also which existing certificate counts)', ignoreStdin: true}),
+    identity: Args.string({
+      description: 'who to sign in as (a login hint; also which existing certificate counts)',
+      ignoreStdin: true,
+    }),
   }
 
   static override flags = {
@@ -48,14 +51,33 @@ nothing on stdout; the sign-in's URL, code and prompts go to the terminal (/dev/
     console: Flags.boolean({description: 'use the device-code flow instead of a browser on this machine'}),
     force: Flags.boolean({description: 'get a new certificate even if a valid one is in the agent'}),
     kty: Flags.string({description: 'type of the ephemeral key', options: ['ed25519', 'ecdsa'], default: 'ed25519'}),
-    'no-agent': Flags.boolean({description: 'do not use ssh-agent; write the key and certificate to --out', dependsOn: ['out']}),
-    out: Flags.string({description: 'with --no-agent: private key file (0600); the certificate goes to FILE-cert.pub', dependsOn: ['no-agent']}),
-    'identity-token-file': Flags.string({description: 'read the ID token from this file (- for standard input) instead of signing in', exclusive: ['github-actions', 'console']}),
-    'github-actions': Flags.boolean({description: 'use the GitHub Actions job\'s OIDC token', exclusive: ['identity-token-file', 'console']}),
-    audience: Flags.string({description: 'with --github-actions: the audience to request (default: the CA\'s CI provisioner\'s)'}),
+    'no-agent': Flags.boolean({
+      description: 'do not use ssh-agent; write the key and certificate to --out',
+      dependsOn: ['out'],
+    }),
+    out: Flags.string({
+      description: 'with --no-agent: private key file (0600); the certificate goes to FILE-cert.pub',
+      dependsOn: ['no-agent'],
+    }),
+    'identity-token-file': Flags.string({
+      description: 'read the ID token from this file (- for standard input) instead of signing in',
+      exclusive: ['github-actions', 'console'],
+    }),
+    'github-actions': Flags.boolean({
+      description: "use the GitHub Actions job's OIDC token",
+      exclusive: ['identity-token-file', 'console'],
+    }),
+    audience: Flags.string({
+      description: "with --github-actions: the audience to request (default: the CA's CI provisioner's)",
+    }),
     timeout: Flags.integer({description: 'seconds to wait for the sign-in', default: 300, min: 1}),
-    ensure: Flags.boolean({description: 'only sign in when no valid certificate of the context is at hand (no network request otherwise)'}),
-    quiet: Flags.boolean({char: 'q', description: 'print nothing on stdout; the sign-in URL and prompts still reach the terminal'}),
+    ensure: Flags.boolean({
+      description: 'only sign in when no valid certificate of the context is at hand (no network request otherwise)',
+    }),
+    quiet: Flags.boolean({
+      char: 'q',
+      description: 'print nothing on stdout; the sign-in URL and prompts still reach the terminal',
+    }),
   }
 
   async run(): Promise<LoginResult> {

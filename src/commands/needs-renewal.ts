@@ -21,15 +21,25 @@ codes as in the table in the README. --json prints the verdict and keeps the exi
 
   static override args = {cert: Args.string({description: 'the certificate file (…-cert.pub)', required: true})}
   static override flags = {
-    'expires-in': Flags.string({description: 'a share of the validity (75%) or a time left (90s, 15m, 8h, 30d) below which it needs renewal'}),
-    verbose: Flags.boolean({char: 'v', description: 'say the verdict in words (step prints only when renewal is needed)'}),
+    'expires-in': Flags.string({
+      description: 'a share of the validity (75%) or a time left (90s, 15m, 8h, 30d) below which it needs renewal',
+    }),
+    verbose: Flags.boolean({
+      char: 'v',
+      description: 'say the verdict in words (step prints only when renewal is needed)',
+    }),
   }
 
   async run(): Promise<NeedsRenewalResult> {
     const {args, flags} = await this.parse(NeedsRenewal)
     const r = await needsRenewal(args.cert, flags['expires-in'] ? {expiresIn: flags['expires-in']} : {})
     if (flags.verbose) {
-      const left = r.secondsLeft === null ? 'it never expires' : r.secondsLeft <= 0 ? `it expired ${shortDuration(-r.secondsLeft)} ago` : `${shortDuration(r.secondsLeft)} left, ${r.percentUsed}% used`
+      const left =
+        r.secondsLeft === null
+          ? 'it never expires'
+          : r.secondsLeft <= 0
+            ? `it expired ${shortDuration(-r.secondsLeft)} ago`
+            : `${shortDuration(r.secondsLeft)} left, ${r.percentUsed}% used`
       this.out(`${r.needsRenewal ? 'certificate needs renewal' : 'certificate does not need renewal'} (${left})\n`)
     }
     if (!r.needsRenewal) process.exitCode = 1

@@ -5,7 +5,7 @@ import {runProxy} from '../cli/proxy-run.ts'
 
 export default class ProxyCommand extends BaseCommand {
   static override enableJsonFlag = false
-  static override summary = 'For ssh\'s ProxyCommand: sign in if needed, then carry the connection to HOST:PORT.'
+  static override summary = "For ssh's ProxyCommand: sign in if needed, then carry the connection to HOST:PORT."
   static override description = `step's proxycommand, for setups that want it: ProxyCommand sshca proxycommand %r %h %p. The
 context is the one whose host pattern matches HOST (else the current one, or --context). When no valid
 certificate of it is at hand, it signs in first (login --ensure; the URL and prompts go to the terminal,
@@ -23,9 +23,12 @@ limit and is the default; use this when your ssh_config is managed elsewhere.`
   ]
 
   static override args = {
-    user: Args.string({description: 'the remote user (ssh\'s %r): warned about when the certificate does not name it', required: true}),
-    host: Args.string({description: 'the host to connect to (ssh\'s %h)', required: true}),
-    port: Args.string({description: 'its port (ssh\'s %p)', required: true}),
+    user: Args.string({
+      description: "the remote user (ssh's %r): warned about when the certificate does not name it",
+      required: true,
+    }),
+    host: Args.string({description: "the host to connect to (ssh's %h)", required: true}),
+    port: Args.string({description: "its port (ssh's %p)", required: true}),
   }
 
   static override flags = {
@@ -36,6 +39,13 @@ limit and is the default; use this when your ssh_config is managed elsewhere.`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(ProxyCommand)
-    await runProxy({user: args.user, host: args.host, port: args.port, context: flags.context, identityTokenFile: flags['identity-token-file'], timeout: flags.timeout})
+    await runProxy({
+      user: args.user,
+      host: args.host,
+      port: args.port,
+      context: flags.context,
+      identityTokenFile: flags['identity-token-file'],
+      timeout: flags.timeout,
+    })
   }
 }

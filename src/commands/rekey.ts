@@ -19,13 +19,28 @@ be compromised.`
     '<%= config.bin %> <%= command.id %> host-cert.pub host-key --out new-host-key --json',
   ]
 
-  static override args = {cert: Args.string({description: 'the current host certificate', required: true}), key: Args.string({description: 'its private key', required: true})}
-  static override flags = {context: contextFlag, out: Flags.string({description: 'write the new key to FILE (FILE.pub, FILE-cert.pub) instead of over KEY and CERT'})}
+  static override args = {
+    cert: Args.string({description: 'the current host certificate', required: true}),
+    key: Args.string({description: 'its private key', required: true}),
+  }
+  static override flags = {
+    context: contextFlag,
+    out: Flags.string({
+      description: 'write the new key to FILE (FILE.pub, FILE-cert.pub) instead of over KEY and CERT',
+    }),
+  }
 
   async run() {
     const {args, flags} = await this.parse(Rekey)
-    const r = await rekeyHost(sshcaHome(), {...(flags.context ? {context: flags.context} : {}), certFile: args.cert, keyFile: args.key, ...(flags.out ? {out: flags.out} : {})})
-    this.out(`New key ${r.keyFingerprint} in ${r.files.key} (and ${r.files.publicKey}), certificate serial ${r.serial} for ${r.principals.join(', ')} in ${r.files.certificate}, valid until ${r.validBefore}.\nThe previous certificate (serial ${r.previousSerial}) stays valid until it expires. Reload sshd to present the new key.\n`)
+    const r = await rekeyHost(sshcaHome(), {
+      ...(flags.context ? {context: flags.context} : {}),
+      certFile: args.cert,
+      keyFile: args.key,
+      ...(flags.out ? {out: flags.out} : {}),
+    })
+    this.out(
+      `New key ${r.keyFingerprint} in ${r.files.key} (and ${r.files.publicKey}), certificate serial ${r.serial} for ${r.principals.join(', ')} in ${r.files.certificate}, valid until ${r.validBefore}.\nThe previous certificate (serial ${r.previousSerial}) stays valid until it expires. Reload sshd to present the new key.\n`,
+    )
     return r
   }
 }

@@ -22,12 +22,24 @@ renewed: enroll the host again.`
     key: Args.string({description: 'the host private key file', required: true, ignoreStdin: true}),
   }
 
-  static override flags = {context: contextFlag, force: Flags.boolean({description: 'renew now, however much validity is left'})}
+  static override flags = {
+    context: contextFlag,
+    force: Flags.boolean({description: 'renew now, however much validity is left'}),
+  }
 
   async run() {
     const {args, flags} = await this.parse(Renew)
-    const r = await renewHostCert(sshcaHome(), {...(flags.context ? {context: flags.context} : {}), certFile: args.cert, keyFile: args.key, force: flags.force})
-    this.out(r.renewed ? `Renewed ${r.certificate} (${r.reason}): serial ${r.serial}, valid until ${r.validBefore}. Reload sshd to present it.\n` : `Not renewed: ${r.reason}. Valid until ${r.validBefore}.\n`)
+    const r = await renewHostCert(sshcaHome(), {
+      ...(flags.context ? {context: flags.context} : {}),
+      certFile: args.cert,
+      keyFile: args.key,
+      force: flags.force,
+    })
+    this.out(
+      r.renewed
+        ? `Renewed ${r.certificate} (${r.reason}): serial ${r.serial}, valid until ${r.validBefore}. Reload sshd to present it.\n`
+        : `Not renewed: ${r.reason}. Valid until ${r.validBefore}.\n`,
+    )
     return r
   }
 }

@@ -84,34 +84,85 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
       const init = await initCa({dir: join(dir, 'ca'), name: 'sshca demo', dnsNames: ['127.0.0.1'], password})
       await writePolicy(init.config, {
         audit: {file: join(dir, 'ca', 'audit.log')},
-        provisioners: [{name: 'demo-sso', type: 'oidc', issuer: idp.issuer, clientId: 'sshca-cli', rules: [
-          {name: 'everyone-at-example.com', match: {email_verified: true, email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}', osUser], keyId: '${email}', ttl: '1h', extensions: ['permit-pty']}},
-        ]}],
+        provisioners: [
+          {
+            name: 'demo-sso',
+            type: 'oidc',
+            issuer: idp.issuer,
+            clientId: 'sshca-cli',
+            rules: [
+              {
+                name: 'everyone-at-example.com',
+                match: {email_verified: true, email: {domain: 'example.com'}},
+                certificate: {
+                  principals: ['${email.local}', osUser],
+                  keyId: '${email}',
+                  ttl: '1h',
+                  extensions: ['permit-pty'],
+                },
+              },
+            ],
+          },
+        ],
       })
       const ca: RunningCa = await startCa({configPath: init.config, password, address: '127.0.0.1:0'})
       cleanup.push(() => ca.close())
-      return {value: {ca, fingerprint: init.rootFingerprint}, lines: [`${ca.url}  root fingerprint ${init.rootFingerprint}`, `policy: a verified @example.com email gets principals <local part> and ${osUser} for 1 hour`]}
+      return {
+        value: {ca, fingerprint: init.rootFingerprint},
+        lines: [
+          `${ca.url}  root fingerprint ${init.rootFingerprint}`,
+          `policy: a verified @example.com email gets principals <local part> and ${osUser} for 1 hour`,
+        ],
+      }
     })
 
     const home = join(dir, 'sshca-home')
     await step('Bootstrapped the context "demo"', async () => {
       await bootstrap(home, {caUrl: ca.url, fingerprint, context: 'demo'})
-      return {value: undefined, lines: [`sshca bootstrap --ca-url ${ca.url} --fingerprint ${fingerprint.slice(0, 16)}…`, `(in ${home}, not your ~/.sshca)`]}
+      return {
+        value: undefined,
+        lines: [
+          `sshca bootstrap --ca-url ${ca.url} --fingerprint ${fingerprint.slice(0, 16)}…`,
+          `(in ${home}, not your ~/.sshca)`,
+        ],
+      }
     })
 
-    const {agentSocket, agentKind} = await step<{agentSocket: string | undefined; agentKind: DemoResult['agent']}>('Found an ssh-agent', async () => {
-      const yours = deps.env.SSH_AUTH_SOCK
-      if (yours && (await AgentClient.connect({socketPath: yours, timeoutMs: 2000}).then((a) => (a.close(), true), () => false))) {
-        return {value: {agentSocket: yours, agentKind: 'yours'}, lines: [`using yours at ${yours}; the demo certificate is removed from it at the end`]}
-      }
-      try {
-        const agent: Agent = await startAgent()
-        cleanup.push(() => agent.stop())
-        return {value: {agentSocket: agent.socket, agentKind: 'private'}, lines: [`none was running, so the demo started a private one (it stops with the demo):`, `SSH_AUTH_SOCK=${agent.socket}`, 'for your own: eval "$(ssh-agent -s)"']}
-      } catch {
-        return {value: {agentSocket: undefined, agentKind: 'none'}, lines: ['no ssh-agent available: the key and certificate go to files instead']}
-      }
-    })
+    const {agentSocket, agentKind} = await step<{agentSocket: string | undefined; agentKind: DemoResult['agent']}>(
+      'Found an ssh-agent',
+      async () => {
+        const yours = deps.env.SSH_AUTH_SOCK
+        if (
+          yours &&
+          (await AgentClient.connect({socketPath: yours, timeoutMs: 2000}).then(
+            (a) => (a.close(), true),
+            () => false,
+          ))
+        ) {
+          return {
+            value: {agentSocket: yours, agentKind: 'yours'},
+            lines: [`using yours at ${yours}; the demo certificate is removed from it at the end`],
+          }
+        }
+        try {
+          const agent: Agent = await startAgent()
+          cleanup.push(() => agent.stop())
+          return {
+            value: {agentSocket: agent.socket, agentKind: 'private'},
+            lines: [
+              `none was running, so the demo started a private one (it stops with the demo):`,
+              `SSH_AUTH_SOCK=${agent.socket}`,
+              'for your own: eval "$(ssh-agent -s)"',
+            ],
+          }
+        } catch {
+          return {
+            value: {agentSocket: undefined, agentKind: 'none'},
+            lines: ['no ssh-agent available: the key and certificate go to files instead'],
+          }
+        }
+      },
+    )
 
     const result = await step(`Signed in as ${DEMO_LOGIN} and got a certificate`, async () => {
       let driving: Promise<unknown> | undefined
@@ -129,7 +180,8 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
             notify: (e) => {
               if (auto && e.type === 'waiting') return // nobody to wait for: the demo signs in itself
               deps.notify(e)
-              if (e.type === 'authorization_url' && auto) driving = driveDevSignIn(e.url, {login: DEMO_LOGIN}).catch(() => undefined)
+              if (e.type === 'authorization_url' && auto)
+                driving = driveDevSignIn(e.url, {login: DEMO_LOGIN}).catch(() => undefined)
             },
             timeoutMs: 5 * 60_000,
             ...(deps.signal ? {signal: deps.signal} : {}),
@@ -144,7 +196,15 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
           }).catch(() => undefined)
         })
       }
-      return {value: r, lines: [`${auto ? 'the demo completed the sign-in page itself (--auto)' : 'signed in in your browser'}; principals ${r.certificate.principals.join(', ')}, valid until ${r.certificate.validBefore}`, r.files ? `written to ${r.files.key} and ${r.files.certificate}` : `in the agent for ${r.agent.lifetimeSeconds} s (the certificate's lifetime)`]}
+      return {
+        value: r,
+        lines: [
+          `${auto ? 'the demo completed the sign-in page itself (--auto)' : 'signed in in your browser'}; principals ${r.certificate.principals.join(', ')}, valid until ${r.certificate.validBefore}`,
+          r.files
+            ? `written to ${r.files.key} and ${r.files.certificate}`
+            : `in the agent for ${r.agent.lifetimeSeconds} s (the certificate's lifetime)`,
+        ],
+      }
     })
 
     const list = agentSocket
@@ -160,7 +220,18 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
       sshResult = await step('Logged into a throwaway sshd with the certificate', async () => {
         const hostKey = generatePrivateKey('ed25519')
         const now = BigInt(Math.floor(Date.now() / 1000))
-        const hostCert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'demo-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, ca.runtime.material.hostCa.active)
+        const hostCert = await signCertificate(
+          {
+            type: 'host',
+            publicKey: hostKey.publicKey,
+            serial: 1n,
+            keyId: 'demo-host',
+            principals: ['127.0.0.1'],
+            validAfter: now - 60n,
+            validBefore: now + 3600n,
+          },
+          ca.runtime.material.hostCa.active,
+        )
         const sshd: Sshd = await startSshd({
           userCaKeys: [ca.runtime.material.userCa.active.publicKey.toLine('demo user CA')],
           hostKey: {privateText: formatOpenSshPrivateKey(hostKey), publicLine: hostKey.publicKey.toLine()},
@@ -170,11 +241,20 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
         const knownHosts = join(dir, 'known_hosts')
         await writeFileAtomic(knownHosts, '')
         await configureKnownHosts(home, {context: 'demo', pattern: '127.0.0.1', file: knownHosts})
-        const r = await ssh({port: sshd.port, user: osUser, agentSocket, knownHostsFile: knownHosts, command: 'echo "hello from $(hostname) as $(id -un)"'})
+        const r = await ssh({
+          port: sshd.port,
+          user: osUser,
+          agentSocket,
+          knownHostsFile: knownHosts,
+          command: 'echo "hello from $(hostname) as $(id -un)"',
+        })
         if (r.code !== 0) throw new Error(`ssh failed: ${r.stderr.trim()}`)
         return {
           value: {host: '127.0.0.1', port: sshd.port, output: r.stdout.trim()},
-          lines: [`ssh -p ${sshd.port} ${osUser}@127.0.0.1   (StrictHostKeyChecking=yes; the host was verified by its certificate via "sshca config")`, `→ ${r.stdout.trim()}`],
+          lines: [
+            `ssh -p ${sshd.port} ${osUser}@127.0.0.1   (StrictHostKeyChecking=yes; the host was verified by its certificate via "sshca config")`,
+            `→ ${r.stdout.trim()}`,
+          ],
         }
       })
     }
@@ -182,7 +262,11 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
   } finally {
     const t0 = performance.now()
     for (const c of cleanup.reverse()) await c().catch(() => undefined)
-    const s = {title: 'Stopped everything and removed the demo files', ms: Math.round(performance.now() - t0), lines: []}
+    const s = {
+      title: 'Stopped everything and removed the demo files',
+      ms: Math.round(performance.now() - t0),
+      lines: [],
+    }
     steps.push(s)
     deps.onStep(s)
     steps.at(-1)!.lines.push(`total ${((performance.now() - started) / 1000).toFixed(1)} s`)

@@ -53,7 +53,12 @@ export async function driveDevSignIn(startUrl: string, o: DriveOptions): Promise
   let body: URLSearchParams | undefined
   for (let step = 0; step < 20; step++) {
     if (o.stopAt && url.startsWith(o.stopAt)) return url
-    const res = await fetch(url, {method, redirect: 'manual', headers: {cookie: jar.header(), ...(body ? {'content-type': 'application/x-www-form-urlencoded'} : {})}, body})
+    const res = await fetch(url, {
+      method,
+      redirect: 'manual',
+      headers: {cookie: jar.header(), ...(body ? {'content-type': 'application/x-www-form-urlencoded'} : {})},
+      body,
+    })
     jar.take(res)
     if (res.status >= 300 && res.status < 400) {
       url = new URL(res.headers.get('location')!, url).toString()
@@ -62,7 +67,13 @@ export async function driveDevSignIn(startUrl: string, o: DriveOptions): Promise
       continue
     }
     const html = await res.text()
-    if (res.status >= 400) throw new Error(`the IdP answered ${res.status} at ${url}: ${html.replace(/<[^>]+>/g, ' ').trim().slice(0, 300)}`)
+    if (res.status >= 400)
+      throw new Error(
+        `the IdP answered ${res.status} at ${url}: ${html
+          .replace(/<[^>]+>/g, ' ')
+          .trim()
+          .slice(0, 300)}`,
+      )
     const form = firstForm(html)
     if (!form) return url
     if ('login' in form.fields) form.fields.login = o.login

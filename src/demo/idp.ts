@@ -35,7 +35,10 @@ export interface DevIdp {
   stop(): Promise<void>
 }
 
-export function claimsFor(login: string, accounts: Record<string, Record<string, unknown>> = {}): Record<string, unknown> {
+export function claimsFor(
+  login: string,
+  accounts: Record<string, Record<string, unknown>> = {},
+): Record<string, unknown> {
   const email = login.includes('@') ? login : `${login}@example.com`
   return {sub: login, email, email_verified: true, name: login, groups: ['engineering'], ...accounts[login]}
 }
@@ -66,7 +69,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   })
   const port = (server.address() as {port: number}).port
   const issuer = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`
-  const restoreWarn = opts.quiet ? hideWarnings(/oidc-provider WARNING: .*(development-only|devInteractions)/) : () => undefined
+  const restoreWarn = opts.quiet
+    ? hideWarnings(/oidc-provider WARNING: .*(development-only|devInteractions)/)
+    : () => undefined
   const signingKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({format: 'jwk'})
   const provider = new Provider(issuer, {
     clients: opts.clients.map((c) => ({
@@ -86,16 +91,31 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     conformIdTokenClaims: false,
     pkce: {required: () => true},
-    ttl: {IdToken: opts.idTokenTtl ?? 600, AccessToken: 600, AuthorizationCode: 60, DeviceCode: 600, RefreshToken: 86400, Session: 86400, Grant: 86400, Interaction: 3600},
+    ttl: {
+      IdToken: opts.idTokenTtl ?? 600,
+      AccessToken: 600,
+      AuthorizationCode: 60,
+      DeviceCode: 600,
+      RefreshToken: 86400,
+      Session: 86400,
+      Grant: 86400,
+      Interaction: 3600,
+    },
     features: {
       devInteractions: {enabled: true},
       deviceFlow: {
         enabled: true,
         userCodeInputSource: async (ctx, form, _out, err) => {
-          ctx.body = page('Sign-in', `${err ? '<p>The code was not accepted. Try again.</p>' : '<p>Enter the code shown on your device.</p>'}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+          ctx.body = page(
+            'Sign-in',
+            `${err ? '<p>The code was not accepted. Try again.</p>' : '<p>Enter the code shown on your device.</p>'}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`,
+          )
         },
         userCodeConfirmSource: async (ctx, form, _client, _info, userCode) => {
-          ctx.body = page('Confirm device', `<p>The device shows the code <code>${userCode}</code>.</p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>`)
+          ctx.body = page(
+            'Confirm device',
+            `<p>The device shows the code <code>${userCode}</code>.</p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>`,
+          )
         },
         successSource: async (ctx) => {
           ctx.body = page('Signed in', '<p>You are signed in. Return to your terminal.</p>')
@@ -103,10 +123,16 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       },
       revocation: {enabled: true},
     },
-    findAccount: async (_ctx, id) => ({accountId: id, claims: async () => ({sub: id, jti: randomUUID(), ...claimsFor(id, opts.accounts)})}),
+    findAccount: async (_ctx, id) => ({
+      accountId: id,
+      claims: async () => ({sub: id, jti: randomUUID(), ...claimsFor(id, opts.accounts)}),
+    }),
     renderError: async (ctx, out) => {
       ctx.type = 'html'
-      ctx.body = page('Sign-in error', `<pre>${String(out.error).replace(/[<>&]/g, '')}: ${String(out.error_description ?? '').replace(/[<>&]/g, '')}</pre>`)
+      ctx.body = page(
+        'Sign-in error',
+        `<pre>${String(out.error).replace(/[<>&]/g, '')}: ${String(out.error_description ?? '').replace(/[<>&]/g, '')}</pre>`,
+      )
     },
   })
   provider.proxy = false

@@ -72,7 +72,12 @@ export interface Agent extends Daemon {
 export async function startAgent(env: NodeJS.ProcessEnv = {}): Promise<Agent> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-agent-'))
   const socket = join(dir, 'agent.sock')
-  const d = daemon('ssh-agent', ['-D', '-a', socket], dir, {...process.env, SSH_ASKPASS: '/bin/false', DISPLAY: '', ...env})
+  const d = daemon('ssh-agent', ['-D', '-a', socket], dir, {
+    ...process.env,
+    SSH_ASKPASS: '/bin/false',
+    DISPLAY: '',
+    ...env,
+  })
   await until('ssh-agent', async () => d.child.exitCode !== null || (existsSync(socket) && (await accepting(socket))))
   if (d.child.exitCode !== null) throw new Error(`ssh-agent did not start: ${d.log()}`)
   return {...d, socket}
@@ -150,7 +155,10 @@ export async function startSshd(opts: SshdOptions): Promise<Sshd> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort()
     const d = daemon(SSHD, ['-D', '-e', '-f', configPath, '-p', String(port)], dir)
-    await until(`sshd on port ${port}`, () => d.log().includes(`Server listening on 127.0.0.1 port ${port}`) || d.child.exitCode !== null)
+    await until(
+      `sshd on port ${port}`,
+      () => d.log().includes(`Server listening on 127.0.0.1 port ${port}`) || d.child.exitCode !== null,
+    )
     if (d.child.exitCode === null) return {...d, port, hostPublicLine}
     if (attempt >= 3 || !/Address already in use|Bind to port/.test(d.log())) {
       await d.stop()
@@ -172,21 +180,33 @@ export interface SshOptions {
 /** Runs `ssh` non-interactively against a loopback sshd; never reads ~/.ssh/config. */
 export function ssh(o: SshOptions): Promise<{code: number | null; stdout: string; stderr: string}> {
   const args = [
-    '-F', '/dev/null',
-    '-p', String(o.port),
-    '-o', 'BatchMode=yes',
-    '-o', `UserKnownHostsFile=${o.knownHostsFile ?? '/dev/null'}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', `StrictHostKeyChecking=${o.knownHostsFile ? 'yes' : 'no'}`,
-    '-o', 'ConnectTimeout=10',
-    '-o', 'LogLevel=ERROR',
-    '-o', `IdentityAgent=${o.agentSocket}`,
+    '-F',
+    '/dev/null',
+    '-p',
+    String(o.port),
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    `UserKnownHostsFile=${o.knownHostsFile ?? '/dev/null'}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    `StrictHostKeyChecking=${o.knownHostsFile ? 'yes' : 'no'}`,
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    `IdentityAgent=${o.agentSocket}`,
     ...(o.options ?? []).flatMap((x) => ['-o', x]),
     `${o.user}@127.0.0.1`,
     o.command ?? 'true',
   ]
   return new Promise((resolve, reject) => {
-    const child = spawn('ssh', args, {env: {...process.env, SSH_AUTH_SOCK: o.agentSocket}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn('ssh', args, {
+      env: {...process.env, SSH_AUTH_SOCK: o.agentSocket},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))

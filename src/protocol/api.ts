@@ -61,13 +61,26 @@ export const SshConfigRequest = object({type: optional(oneOf('', 'user', 'host')
 export type SshConfigRequest = Infer<typeof SshConfigRequest>
 
 /** One rendered template: `content` is base64 (a Go []byte); `type` snippet | file | directory | prepend-line. */
-export const SshConfigTemplate = object({name: string(), type: string(), path: string(), comment: string(), content: string()})
+export const SshConfigTemplate = object({
+  name: string(),
+  type: string(),
+  path: string(),
+  comment: string(),
+  content: string(),
+})
 export type SshConfigTemplate = Infer<typeof SshConfigTemplate>
-export const SshConfigResponse = object({userTemplates: optional(array(SshConfigTemplate)), hostTemplates: optional(array(SshConfigTemplate))})
+export const SshConfigResponse = object({
+  userTemplates: optional(array(SshConfigTemplate)),
+  hostTemplates: optional(array(SshConfigTemplate)),
+})
 export type SshConfigResponse = Infer<typeof SshConfigResponse>
 
 /** POST /ssh/check-host (step-ca): does this host name have a current host certificate? */
-export const SshCheckHostRequest = object({type: oneOf('host'), principal: string({min: 1, max: 255}), token: optional(string({max: 16384}))})
+export const SshCheckHostRequest = object({
+  type: oneOf('host'),
+  principal: string({min: 1, max: 255}),
+  token: optional(string({max: 16384})),
+})
 export type SshCheckHostRequest = Infer<typeof SshCheckHostRequest>
 export const SshCheckHostResponse = object({exists: boolean()})
 export type SshCheckHostResponse = Infer<typeof SshCheckHostResponse>

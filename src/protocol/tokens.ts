@@ -77,7 +77,11 @@ export async function mintSshpopToken(key: KeyObject, cert: Certificate, o: Sshp
  * ssh-agent holding a user's ephemeral key. `sshSign` returns an SSH signature blob over its input
  * (RSA keys must be asked for rsa-sha2-256); it becomes the JWS signature (EdDSA, ES256/384/512, RS256).
  */
-export async function mintSshpopTokenWith(sshSign: (data: Buffer) => Promise<Buffer>, cert: Certificate, o: SshpopOptions): Promise<string> {
+export async function mintSshpopTokenWith(
+  sshSign: (data: Buffer) => Promise<Buffer>,
+  cert: Certificate,
+  o: SshpopOptions,
+): Promise<string> {
   const {jwsSignatureFromSsh} = await import('../ssh/signature.ts')
   const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
   if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)

@@ -77,7 +77,11 @@ export const WINDOWS_AGENT_PIPE = '\\\\.\\pipe\\openssh-ssh-agent'
 /** `launchctl getenv SSH_AUTH_SOCK`: the socket launchd made for this login session (macOS). */
 export function launchdAgentSocket(): string | undefined {
   try {
-    const r = spawnSync('launchctl', ['getenv', 'SSH_AUTH_SOCK'], {encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore']})
+    const r = spawnSync('launchctl', ['getenv', 'SSH_AUTH_SOCK'], {
+      encoding: 'utf8',
+      timeout: 2000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
     const path = (r.stdout ?? '').trim()
     return r.status === 0 && path.startsWith('/') ? path : undefined
   } catch {
@@ -89,7 +93,9 @@ export function launchdAgentSocket(): string | undefined {
  * Which agent to talk to and why: $SSH_AUTH_SOCK when set; otherwise on Windows the OpenSSH
  * agent's named pipe, on macOS launchd's socket for the session; elsewhere none.
  */
-export function resolveAgentSocket(l: AgentLocation = {}): {path: string; source: 'SSH_AUTH_SOCK' | 'windows-pipe' | 'launchd'} | undefined {
+export function resolveAgentSocket(
+  l: AgentLocation = {},
+): {path: string; source: 'SSH_AUTH_SOCK' | 'windows-pipe' | 'launchd'} | undefined {
   const env = l.env ?? process.env
   if (env.SSH_AUTH_SOCK) return {path: env.SSH_AUTH_SOCK, source: 'SSH_AUTH_SOCK'}
   const platform = l.platform ?? process.platform
@@ -102,7 +108,8 @@ export function resolveAgentSocket(l: AgentLocation = {}): {path: string; source
 }
 
 const HOW_TO_START = 'start one with: eval "$(ssh-agent -s)"   (then run this command again in the same shell)'
-const HOW_TO_START_WINDOWS = 'start the OpenSSH agent service: Get-Service ssh-agent | Set-Service -StartupType Automatic -PassThru | Start-Service'
+const HOW_TO_START_WINDOWS =
+  'start the OpenSSH agent service: Get-Service ssh-agent | Set-Service -StartupType Automatic -PassThru | Start-Service'
 
 export class AgentClient {
   private queue: Promise<unknown> = Promise.resolve()
@@ -121,7 +128,9 @@ export class AgentClient {
     this.timeoutMs = timeoutMs
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('error', (err) => this.fail(agentUnavailable(socketPath, err)))
-    socket.on('close', () => this.fail(new SshcaError('ERR_AGENT_PROTOCOL', `the ssh-agent at ${socketPath} closed the connection`)))
+    socket.on('close', () =>
+      this.fail(new SshcaError('ERR_AGENT_PROTOCOL', `the ssh-agent at ${socketPath} closed the connection`)),
+    )
   }
 
   /** The agent protocol over a stream that is already connected (a socket, a pipe, an in-memory agent). */
@@ -130,7 +139,9 @@ export class AgentClient {
   }
 
   static async connect(options: AgentOptions = {}): Promise<AgentClient> {
-    const found = options.socketPath ? {path: options.socketPath, source: 'SSH_AUTH_SOCK' as const} : resolveAgentSocket(options.locate)
+    const found = options.socketPath
+      ? {path: options.socketPath, source: 'SSH_AUTH_SOCK' as const}
+      : resolveAgentSocket(options.locate)
     if (!found) {
       throw new SshcaError('ERR_AGENT_UNAVAILABLE', 'no ssh-agent: SSH_AUTH_SOCK is not set', {hint: HOW_TO_START})
     }
@@ -140,7 +151,12 @@ export class AgentClient {
       const s = connect(socketPath)
       const timer = setTimeout(() => {
         s.destroy()
-        reject(new SshcaError('ERR_AGENT_TIMEOUT', `the ssh-agent at ${socketPath} did not accept a connection within ${timeoutMs} ms`))
+        reject(
+          new SshcaError(
+            'ERR_AGENT_TIMEOUT',
+            `the ssh-agent at ${socketPath} did not accept a connection within ${timeoutMs} ms`,
+          ),
+        )
       }, timeoutMs)
       s.once('connect', () => {
         clearTimeout(timer)
@@ -204,7 +220,8 @@ export class AgentClient {
     const constrained = options.lifetimeSeconds !== undefined || options.confirm === true
     if (options.lifetimeSeconds !== undefined) {
       const s = options.lifetimeSeconds
-      if (!Number.isInteger(s) || s < 1 || s > 0xffff_ffff) throw new TypeError(`lifetime must be a positive whole number of seconds, not ${s}`)
+      if (!Number.isInteger(s) || s < 1 || s > 0xffff_ffff)
+        throw new TypeError(`lifetime must be a positive whole number of seconds, not ${s}`)
       w.u8(CONSTRAIN_LIFETIME).u32(s)
     }
     if (options.confirm) w.u8(CONSTRAIN_CONFIRM)
@@ -256,7 +273,10 @@ export class AgentClient {
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiter = undefined
-        const err = new SshcaError('ERR_AGENT_TIMEOUT', `the ssh-agent at ${this.socketPath} did not answer within ${this.timeoutMs} ms`)
+        const err = new SshcaError(
+          'ERR_AGENT_TIMEOUT',
+          `the ssh-agent at ${this.socketPath} did not answer within ${this.timeoutMs} ms`,
+        )
         this.closedError = err
         this.socket.destroy()
         reject(err)
@@ -331,6 +351,16 @@ function describeIdentity(blob: Buffer, comment: string): AgentIdentity {
 
 function agentUnavailable(socketPath: string, cause: unknown): SshcaError {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
-  const why = code === 'ENOENT' ? 'the socket does not exist' : code === 'ECONNREFUSED' ? 'nothing is listening on it' : code === 'EACCES' ? 'permission denied' : (cause as Error).message
-  return new SshcaError('ERR_AGENT_UNAVAILABLE', `cannot reach the ssh-agent at ${socketPath}: ${why}`, {cause, hint: socketPath === WINDOWS_AGENT_PIPE ? HOW_TO_START_WINDOWS : HOW_TO_START})
+  const why =
+    code === 'ENOENT'
+      ? 'the socket does not exist'
+      : code === 'ECONNREFUSED'
+        ? 'nothing is listening on it'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : (cause as Error).message
+  return new SshcaError('ERR_AGENT_UNAVAILABLE', `cannot reach the ssh-agent at ${socketPath}: ${why}`, {
+    cause,
+    hint: socketPath === WINDOWS_AGENT_PIPE ? HOW_TO_START_WINDOWS : HOW_TO_START,
+  })
 }

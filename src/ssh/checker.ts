@@ -20,7 +20,8 @@ export interface CertExpectations {
   principal?: string
 }
 
-export type CertProblemCode = 'wrong_type' | 'unknown_ca' | 'bad_signature' | 'other_key' | 'not_yet_valid' | 'expired' | 'principal_missing'
+export type CertProblemCode =
+  'wrong_type' | 'unknown_ca' | 'bad_signature' | 'other_key' | 'not_yet_valid' | 'expired' | 'principal_missing'
 
 export interface CertProblem {
   code: CertProblemCode
@@ -33,15 +34,19 @@ export interface CertProblem {
  */
 export function checkCertificate(cert: Certificate, x: CertExpectations): CertProblem[] {
   const problems: CertProblem[] = []
-  if (x.type !== undefined && cert.type !== x.type) problems.push({code: 'wrong_type', message: `it is not a ${x.type} certificate`})
+  if (x.type !== undefined && cert.type !== x.type)
+    problems.push({code: 'wrong_type', message: `it is not a ${x.type} certificate`})
   const trusted = x.caKeys === undefined || x.caKeys.some((k) => k.equals(cert.signatureKey))
   if (!trusted) problems.push({code: 'unknown_ca', message: 'it is not signed by a CA key trusted here'})
-  else if (!verifyCertificate(cert).valid) problems.push({code: 'bad_signature', message: 'its signature does not verify'})
-  if (x.publicKey !== undefined && !cert.publicKey.equals(x.publicKey)) problems.push({code: 'other_key', message: 'it certifies another key'})
+  else if (!verifyCertificate(cert).valid)
+    problems.push({code: 'bad_signature', message: 'its signature does not verify'})
+  if (x.publicKey !== undefined && !cert.publicKey.equals(x.publicKey))
+    problems.push({code: 'other_key', message: 'it certifies another key'})
   if (x.at !== undefined) {
     if (x.at < cert.validAfter) problems.push({code: 'not_yet_valid', message: 'it is not valid yet'})
     else if (x.at >= cert.validBefore) problems.push({code: 'expired', message: 'it has expired'})
   }
-  if (x.principal !== undefined && !cert.principals.includes(x.principal)) problems.push({code: 'principal_missing', message: `it does not name ${JSON.stringify(x.principal)}`})
+  if (x.principal !== undefined && !cert.principals.includes(x.principal))
+    problems.push({code: 'principal_missing', message: `it does not name ${JSON.stringify(x.principal)}`})
   return problems
 }

@@ -40,10 +40,13 @@ export function parsePatternList(list: string, what = 'host pattern'): PatternEn
   return out
 }
 
-export const formatPatternList = (entries: readonly PatternEntry[]): string => entries.map((e) => `${e.negated ? '!' : ''}${e.glob}`).join(',')
+export const formatPatternList = (entries: readonly PatternEntry[]): string =>
+  entries.map((e) => `${e.negated ? '!' : ''}${e.glob}`).join(',')
 
 export function positives(list: string): string[] {
-  return parsePatternList(list).filter((e) => !e.negated).map((e) => e.glob)
+  return parsePatternList(list)
+    .filter((e) => !e.negated)
+    .map((e) => e.glob)
 }
 
 /** True when the list matches no host at all (only negations, such as NO_HOSTS). */
@@ -151,25 +154,36 @@ export function listsOverlap(a: string, b: string): boolean {
  * names no hosts leaves the choice to the person, who must then make it.
  */
 export function effectivePattern(caPattern: string, requested?: string): string {
-  const ca = parsePatternList(caPattern, 'CA\'s host pattern')
+  const ca = parsePatternList(caPattern, "CA's host pattern")
   const caPositives = ca.filter((e) => !e.negated)
   if (requested === undefined) {
     if (caPositives.length === 0) {
-      throw new SshcaError('ERR_USAGE', 'the CA names no hosts for its host certificates (its ssh.hostPattern is empty)', {
-        hint: 'say which hosts this CA vouches for: sshca config --pattern "*.corp.example.com" (ask the CA operator to set ssh.hostPattern in ca.yaml)',
-      })
+      throw new SshcaError(
+        'ERR_USAGE',
+        'the CA names no hosts for its host certificates (its ssh.hostPattern is empty)',
+        {
+          hint: 'say which hosts this CA vouches for: sshca config --pattern "*.corp.example.com" (ask the CA operator to set ssh.hostPattern in ca.yaml)',
+        },
+      )
     }
     return formatPatternList(ca)
   }
   const want = parsePatternList(requested, '--pattern')
-  if (want.every((e) => e.negated)) throw new SshcaError('ERR_USAGE', `--pattern "${requested}" names no hosts`, {hint: 'give at least one name or glob that is not negated'})
+  if (want.every((e) => e.negated))
+    throw new SshcaError('ERR_USAGE', `--pattern "${requested}" names no hosts`, {
+      hint: 'give at least one name or glob that is not negated',
+    })
   // a CA that names no hosts leaves the whole choice to the person (its "!*" is no exclusion to keep)
   if (caPositives.length === 0) return formatPatternList(want)
   const wider = want.filter((e) => !e.negated && !caPositives.some((c) => globCovers(c.glob, e.glob)))
   if (wider.length > 0) {
-    throw new SshcaError('ERR_USAGE', `--pattern "${requested}" is wider than the CA's host pattern "${caPattern}": ${wider.map((e) => e.glob).join(', ')} lies outside it`, {
-      hint: '--pattern may only narrow the hosts the CA vouches for; to widen them, the CA operator changes ssh.hostPattern',
-    })
+    throw new SshcaError(
+      'ERR_USAGE',
+      `--pattern "${requested}" is wider than the CA's host pattern "${caPattern}": ${wider.map((e) => e.glob).join(', ')} lies outside it`,
+      {
+        hint: '--pattern may only narrow the hosts the CA vouches for; to widen them, the CA operator changes ssh.hostPattern',
+      },
+    )
   }
   const out = [...want]
   for (const e of ca) if (e.negated && !out.some((o) => o.negated && o.glob === e.glob)) out.push(e)
@@ -188,7 +202,30 @@ function dnsLabels(name: string): string[] | undefined {
  * domain such as acme.co.uk must not turn into *.co.uk. Not the Public Suffix List; a name this does
  * not cover only makes the derived pattern narrower or absent, never wider than the parent domain.
  */
-const PUBLIC_SECOND_LEVEL = new Set(['ac', 'co', 'com', 'edu', 'gob', 'gov', 'govt', 'ltd', 'me', 'mil', 'net', 'nic', 'or', 'org', 'plc', 'sch', 'ne', 'go', 'gen', 'nom', 'ind', 'res'])
+const PUBLIC_SECOND_LEVEL = new Set([
+  'ac',
+  'co',
+  'com',
+  'edu',
+  'gob',
+  'gov',
+  'govt',
+  'ltd',
+  'me',
+  'mil',
+  'net',
+  'nic',
+  'or',
+  'org',
+  'plc',
+  'sch',
+  'ne',
+  'go',
+  'gen',
+  'nom',
+  'ind',
+  'res',
+])
 
 /**
  * The host pattern a CA named `dnsNames` vouches for: `*.<parent domain>` of each DNS name whose

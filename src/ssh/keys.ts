@@ -8,7 +8,13 @@ import {createHash, createPublicKey, type JsonWebKey, type KeyObject} from 'node
 import {SshcaError} from '../errors.ts'
 import {fixedWidth, formatError, SshReader, SshWriter} from './wire.ts'
 
-export const KEY_TYPES = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'] as const
+export const KEY_TYPES = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'ssh-rsa',
+] as const
 export type KeyType = (typeof KEY_TYPES)[number]
 
 interface Curve {
@@ -24,17 +30,29 @@ interface Curve {
 
 export const CURVES: Readonly<Record<string, Curve>> = {
   'ecdsa-sha2-nistp256': {
-    sshName: 'nistp256', jwkCrv: 'P-256', size: 32, hash: 'sha256', bits: 256,
+    sshName: 'nistp256',
+    jwkCrv: 'P-256',
+    size: 32,
+    hash: 'sha256',
+    bits: 256,
     p: 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n,
     b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn,
   },
   'ecdsa-sha2-nistp384': {
-    sshName: 'nistp384', jwkCrv: 'P-384', size: 48, hash: 'sha384', bits: 384,
+    sshName: 'nistp384',
+    jwkCrv: 'P-384',
+    size: 48,
+    hash: 'sha384',
+    bits: 384,
     p: 2n ** 384n - 2n ** 128n - 2n ** 96n + 2n ** 32n - 1n,
     b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn,
   },
   'ecdsa-sha2-nistp521': {
-    sshName: 'nistp521', jwkCrv: 'P-521', size: 66, hash: 'sha512', bits: 521,
+    sshName: 'nistp521',
+    jwkCrv: 'P-521',
+    size: 66,
+    hash: 'sha512',
+    bits: 521,
     p: 2n ** 521n - 1n,
     b: 0x0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00n,
   },
@@ -118,7 +136,11 @@ export class PublicKey {
       const [name, curve] = entry
       type = name as KeyType
       bits = curve.bits
-      const point = Buffer.concat([Buffer.of(4), fixedWidth(fromB64u(jwk.x, 'x'), curve.size, 'x'), fixedWidth(fromB64u(jwk.y, 'y'), curve.size, 'y')])
+      const point = Buffer.concat([
+        Buffer.of(4),
+        fixedWidth(fromB64u(jwk.x, 'x'), curve.size, 'x'),
+        fixedWidth(fromB64u(jwk.y, 'y'), curve.size, 'y'),
+      ])
       w.string(type).string(curve.sshName).string(point)
     } else if (jwk.kty === 'RSA') {
       type = 'ssh-rsa'
@@ -134,7 +156,8 @@ export class PublicKey {
   /** Parses `type base64 [comment]`, also with authorized_keys options in front. */
   static parseLine(line: string): {key: PublicKey; comment: string} {
     const {type, blob, comment} = splitKeyLine(line)
-    if (type.endsWith('-cert-v01@openssh.com')) throw formatError(`expected a public key, found a certificate (${type})`)
+    if (type.endsWith('-cert-v01@openssh.com'))
+      throw formatError(`expected a public key, found a certificate (${type})`)
     const key = PublicKey.fromBlob(blob)
     if (key.type !== type) throw formatError(`key line says ${type} but the key is ${key.type}`)
     return {key, comment}
@@ -178,7 +201,8 @@ function readKeyFields(type: KeyType, r: SshReader): {jwk: JsonWebKey; bits: num
     const name = r.text('curve name')
     if (name !== curve.sshName) throw formatError(`${type} key names curve ${name}`)
     const q = r.bytes('ecdsa point')
-    if (q.length !== 1 + 2 * curve.size || q[0] !== 4) throw formatError(`${type} point is not an uncompressed ${curve.jwkCrv} point`)
+    if (q.length !== 1 + 2 * curve.size || q[0] !== 4)
+      throw formatError(`${type} point is not an uncompressed ${curve.jwkCrv} point`)
     w.string(name).string(q)
     const x = q.subarray(1, 1 + curve.size)
     const y = q.subarray(1 + curve.size)

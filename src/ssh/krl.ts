@@ -32,7 +32,14 @@ export interface KrlInput {
 }
 
 export function buildKrl(k: KrlInput): Buffer {
-  const w = new SshWriter().u64(MAGIC).u32(FORMAT_VERSION).u64(k.version).u64(k.generatedAt).u64(0n).string(Buffer.alloc(0)).string(k.comment)
+  const w = new SshWriter()
+    .u64(MAGIC)
+    .u32(FORMAT_VERSION)
+    .u64(k.version)
+    .u64(k.generatedAt)
+    .u64(0n)
+    .string(Buffer.alloc(0))
+    .string(k.comment)
   for (const s of k.sections) {
     const serials = [...new Set(s.serials)].filter((n) => n !== 0n).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     const keyIds = [...new Set(s.keyIds)].sort()

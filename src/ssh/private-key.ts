@@ -168,7 +168,8 @@ function readPrivateJwk(type: KeyType, r: SshReader): JsonWebKey {
   if (type === 'ssh-ed25519') {
     const a = r.bytes('ed25519 public')
     const ka = r.bytes('ed25519 private')
-    if (a.length !== 32 || ka.length !== 64 || !ka.subarray(32).equals(a)) throw formatError('ed25519 private key is malformed')
+    if (a.length !== 32 || ka.length !== 64 || !ka.subarray(32).equals(a))
+      throw formatError('ed25519 private key is malformed')
     return {kty: 'OKP', crv: 'Ed25519', x: u(a), d: u(ka.subarray(0, 32))}
   }
   const curve = CURVES[type]
@@ -186,11 +187,26 @@ function readPrivateJwk(type: KeyType, r: SshReader): JsonWebKey {
     }
   }
   if (type === 'ssh-rsa') {
-    const [n, e, d, qi, p, q] = ['n', 'e', 'd', 'iqmp', 'p', 'q'].map((f) => r.mpint(`rsa ${f}`)) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]
+    const [n, e, d, qi, p, q] = ['n', 'e', 'd', 'iqmp', 'p', 'q'].map((f) => r.mpint(`rsa ${f}`)) as [
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+    ]
     const big = (x: Buffer): bigint => BigInt(`0x${x.toString('hex') || '0'}`)
     // a corrupt file must not reach the arithmetic below (p = 1 divides by zero) or node:crypto
-    if (big(p) < 2n || big(q) < 2n || big(p) * big(q) !== big(n)) throw formatError('rsa private key values are inconsistent (p·q is not n)')
-    const toBuf = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(2, '0').replace(/^(.(..)*)$/, '0$1'), 'hex')
+    if (big(p) < 2n || big(q) < 2n || big(p) * big(q) !== big(n))
+      throw formatError('rsa private key values are inconsistent (p·q is not n)')
+    const toBuf = (v: bigint): Buffer =>
+      Buffer.from(
+        v
+          .toString(16)
+          .padStart(2, '0')
+          .replace(/^(.(..)*)$/, '0$1'),
+        'hex',
+      )
     const dp = toBuf(big(d) % (big(p) - 1n))
     const dq = toBuf(big(d) % (big(q) - 1n))
     return {kty: 'RSA', n: u(n), e: u(e), d: u(d), p: u(p), q: u(q), dp: u(dp), dq: u(dq), qi: u(qi)}

@@ -31,10 +31,18 @@ export function keySigner(privateKey: KeyObject, rsaAlgorithm: RsaSignatureAlgor
   return {publicKey, sign: async (data) => signData(privateKey, publicKey, data, rsaAlgorithm), keyObject: privateKey}
 }
 
-export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {
+export function signData(
+  privateKey: KeyObject,
+  publicKey: PublicKey,
+  data: Buffer,
+  rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512',
+): Buffer {
   const w = new SshWriter()
   if (publicKey.type === 'ssh-ed25519') {
-    return w.string('ssh-ed25519').string(cryptoSign(null, data, privateKey)).toBuffer()
+    return w
+      .string('ssh-ed25519')
+      .string(cryptoSign(null, data, privateKey))
+      .toBuffer()
   }
   const curve = CURVES[publicKey.type]
   if (curve) {
@@ -44,14 +52,21 @@ export function signData(privateKey: KeyObject, publicKey: PublicKey, data: Buff
     return w.string(publicKey.type).string(inner).toBuffer()
   }
   const hash = rsaAlgorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
-  return w.string(rsaAlgorithm).string(cryptoSign(hash, data, privateKey)).toBuffer()
+  return w
+    .string(rsaAlgorithm)
+    .string(cryptoSign(hash, data, privateKey))
+    .toBuffer()
 }
 
 /**
  * An SSH signature blob from a raw signature as PKCS#11 tokens and KMSs return it: ed25519's 64
  * bytes, ECDSA's fixed-width r || s (IEEE P1363), RSA's PKCS#1 v1.5 bytes (`rsaAlgorithm` names the hash).
  */
-export function sshSignatureFromRaw(publicKey: PublicKey, raw: Buffer, rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512'): Buffer {
+export function sshSignatureFromRaw(
+  publicKey: PublicKey,
+  raw: Buffer,
+  rsaAlgorithm: RsaSignatureAlgorithm = 'rsa-sha2-512',
+): Buffer {
   const w = new SshWriter()
   if (publicKey.type === 'ssh-ed25519') {
     if (raw.length !== 64) throw formatError(`an ed25519 signature has 64 bytes, not ${raw.length}`)
@@ -59,13 +74,17 @@ export function sshSignatureFromRaw(publicKey: PublicKey, raw: Buffer, rsaAlgori
   }
   const curve = CURVES[publicKey.type]
   if (curve) {
-    if (raw.length !== 2 * curve.size) throw formatError(`an ${publicKey.type} signature has ${2 * curve.size} bytes (r || s), not ${raw.length}`)
+    if (raw.length !== 2 * curve.size)
+      throw formatError(`an ${publicKey.type} signature has ${2 * curve.size} bytes (r || s), not ${raw.length}`)
     const strip = (v: Buffer): Buffer => {
       let i = 0
       while (i < v.length - 1 && v[i] === 0) i++
       return v.subarray(i)
     }
-    const inner = new SshWriter().mpint(strip(raw.subarray(0, curve.size))).mpint(strip(raw.subarray(curve.size))).toBuffer()
+    const inner = new SshWriter()
+      .mpint(strip(raw.subarray(0, curve.size)))
+      .mpint(strip(raw.subarray(curve.size)))
+      .toBuffer()
     return w.string(publicKey.type).string(inner).toBuffer()
   }
   return w.string(rsaAlgorithm).string(raw).toBuffer()
@@ -100,11 +119,15 @@ export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buf
     const rr = inner.mpint('ecdsa r')
     const ss = inner.mpint('ecdsa s')
     inner.end('ecdsa signature')
-    if (rr.length === 0 || ss.length === 0 || rr.length > curve.size || ss.length > curve.size) return invalid('ecdsa signature values are out of range')
-    return cryptoVerify(curve.hash, data, key.keyObject, rsToDer(rr, ss)) ? {valid: true, algorithm} : invalid('signature does not match')
+    if (rr.length === 0 || ss.length === 0 || rr.length > curve.size || ss.length > curve.size)
+      return invalid('ecdsa signature values are out of range')
+    return cryptoVerify(curve.hash, data, key.keyObject, rsToDer(rr, ss))
+      ? {valid: true, algorithm}
+      : invalid('signature does not match')
   }
   if (algorithm === 'ssh-rsa') return invalid('ssh-rsa (SHA-1) signatures are not accepted')
-  if (algorithm !== 'rsa-sha2-256' && algorithm !== 'rsa-sha2-512') return invalid(`${algorithm} signature from an rsa key`)
+  if (algorithm !== 'rsa-sha2-256' && algorithm !== 'rsa-sha2-512')
+    return invalid(`${algorithm} signature from an rsa key`)
   const hash = algorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
   return cryptoVerify(hash, data, key.keyObject, sig) ? {valid: true, algorithm} : invalid('signature does not match')
 }
@@ -121,7 +144,9 @@ export function importPrivateKey(pem: string | Buffer, passphrase?: string): Key
   } catch (err) {
     const msg = (err as Error).message
     if (/bad decrypt|passphrase|interrupted or cancelled/i.test(msg)) {
-      throw new SshcaError('ERR_CA_PASSWORD', 'the private key could not be decrypted: wrong or missing password', {cause: err})
+      throw new SshcaError('ERR_CA_PASSWORD', 'the private key could not be decrypted: wrong or missing password', {
+        cause: err,
+      })
     }
     throw formatError('not a private key', err)
   }

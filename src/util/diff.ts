@@ -27,7 +27,9 @@ export function unifiedDiff(before: string, after: string, o: {from: string; to:
   const bLen = bEnd + after0 - start
   // diff -u numbers an empty range by the line before it
   const range = (from: number, len: number) => `${len === 0 ? from : from + 1}${len === 1 ? '' : `,${len}`}`
-  return [`--- ${o.from}`, `+++ ${o.to}`, `@@ -${range(start, aLen)} +${range(start, bLen)} @@`, ...lines].join('\n') + '\n'
+  return (
+    [`--- ${o.from}`, `+++ ${o.to}`, `@@ -${range(start, aLen)} +${range(start, bLen)} @@`, ...lines].join('\n') + '\n'
+  )
 }
 
 /** Lines without their terminators; a last line without one is marked as diff marks it. */

@@ -51,7 +51,11 @@ export async function exists(path: string): Promise<boolean> {
 export async function assertPrivateFile(path: string): Promise<void> {
   const s = await stat(path)
   if (s.mode & 0o077) {
-    throw new SshcaError('ERR_FILE_PERMISSIONS', `${path} is readable by others (mode ${(s.mode & 0o777).toString(8)})`, {hint: `chmod 600 ${path}`})
+    throw new SshcaError(
+      'ERR_FILE_PERMISSIONS',
+      `${path} is readable by others (mode ${(s.mode & 0o777).toString(8)})`,
+      {hint: `chmod 600 ${path}`},
+    )
   }
 }
 
@@ -69,8 +73,12 @@ export async function refuseSymlink(path: string): Promise<void> {
     },
   )
   if (link) {
-    throw new SshcaError('ERR_UNSAFE_PATH', `${path} is a symbolic link; sshca writes keys and certificates only to a file of that name, never through a link`, {
-      hint: `remove the link (rm ${path}) or choose another --out`,
-    })
+    throw new SshcaError(
+      'ERR_UNSAFE_PATH',
+      `${path} is a symbolic link; sshca writes keys and certificates only to a file of that name, never through a link`,
+      {
+        hint: `remove the link (rm ${path}) or choose another --out`,
+      },
+    )
   }
 }

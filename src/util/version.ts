@@ -11,7 +11,9 @@ export function packageVersion(): string {
     const sea = (globalThis as Record<symbol, {version?: unknown} | undefined>)[Symbol.for('sshca.single-executable')]
     if (typeof sea?.version === 'string') return (cached = sea.version)
     try {
-      const v = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {version?: unknown}).version
+      const v = (
+        JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {version?: unknown}
+      ).version
       cached = typeof v === 'string' ? v : 'unknown'
     } catch {
       cached = 'unknown'

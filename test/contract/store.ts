@@ -50,7 +50,16 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       })
 
       it('keeps the claim values a certificate was issued for (what a policy what-if replays), and none when there were none', async () => {
-        const r = record({subject: 'sub-claims', claims: {sub: 'u1', email: 'ann@example.com', groups: ['ssh-ops', 'ssh-web'], email_verified: true, run_id: 42}})
+        const r = record({
+          subject: 'sub-claims',
+          claims: {
+            sub: 'u1',
+            email: 'ann@example.com',
+            groups: ['ssh-ops', 'ssh-web'],
+            email_verified: true,
+            run_id: 42,
+          },
+        })
         assert.deepEqual(await s.issue({token: token('claims'), record: r}), {ok: true})
         assert.deepEqual((await s.findCertificate(r.serial))!.claims, r.claims)
         assert.deepEqual((await s.certificates({subject: r.subject!}))[0]!.claims, r.claims)
@@ -68,7 +77,13 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       })
 
       it('refuses a revoked key ID, a revoked key, and (renewals) a revoked parent; writes nothing then', async () => {
-        const byKeyId = await s.revoke({serial: null, keyId: 'gha:acme/app', keyFingerprint: null, reason: 'r', revokedAt: 10})
+        const byKeyId = await s.revoke({
+          serial: null,
+          keyId: 'gha:acme/app',
+          keyFingerprint: null,
+          reason: 'r',
+          revokedAt: 10,
+        })
         const r1 = record({keyId: 'gha:acme/app'})
         const o1 = await s.issue({token: token('a'), record: r1})
         assert.equal(o1.ok, false)
@@ -85,7 +100,11 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         const host = record({certType: 'host', keyFingerprint: 'SHA256:host1'})
         assert.deepEqual(await s.issue({token: token('c'), record: host, lineage: {kind: 'enrol'}}), {ok: true})
         await s.revoke({serial: host.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 12})
-        const o3 = await s.issue({token: token('d'), record: record({certType: 'host', keyFingerprint: 'SHA256:host1'}), lineage: {kind: 'renew', parent: host.serial}})
+        const o3 = await s.issue({
+          token: token('d'),
+          record: record({certType: 'host', keyFingerprint: 'SHA256:host1'}),
+          lineage: {kind: 'renew', parent: host.serial},
+        })
         assert.equal(!o3.ok && o3.reason, 'revoked')
       })
 
@@ -104,18 +123,31 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         // re-enrolment restarts the lineage: the old head is superseded
         const d = record({certType: 'host', keyFingerprint: fp})
         await s.issue({token: token('enrol-2'), record: d, lineage: {kind: 'enrol'}})
-        const oe = await s.issue({token: token('pop-e'), record: record({certType: 'host', keyFingerprint: fp}), lineage: {kind: 'renew', parent: b.serial}})
+        const oe = await s.issue({
+          token: token('pop-e'),
+          record: record({certType: 'host', keyFingerprint: fp}),
+          lineage: {kind: 'renew', parent: b.serial},
+        })
         assert.deepEqual(oe, {ok: false, reason: 'superseded', newest: d.serial.toString()})
         // a key that never enrolled has no lineage to renew
-        const of = await s.issue({token: token('pop-f'), record: record({certType: 'host', keyFingerprint: 'SHA256:never'}), lineage: {kind: 'renew', parent: 1n}})
+        const of = await s.issue({
+          token: token('pop-f'),
+          record: record({certType: 'host', keyFingerprint: 'SHA256:never'}),
+          lineage: {kind: 'renew', parent: 1n},
+        })
         assert.deepEqual(of, {ok: false, reason: 'superseded', newest: null})
       })
 
-      it('rekey moves a lineage to a new key once: the old key\'s lineage ends, a superseded or revoked parent is refused', async () => {
+      it("rekey moves a lineage to a new key once: the old key's lineage ends, a superseded or revoked parent is refused", async () => {
         const oldKey = 'SHA256:rekey-old'
         const a = record({certType: 'host', keyFingerprint: oldKey, validAfter: 1n, validBefore: 0x7fff_ffffn})
         await s.issue({token: token('rk-enrol'), record: a, lineage: {kind: 'enrol'}})
-        const b = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-1', validAfter: 1n, validBefore: 0x7fff_ffffn})
+        const b = record({
+          certType: 'host',
+          keyFingerprint: 'SHA256:rekey-new-1',
+          validAfter: 1n,
+          validBefore: 0x7fff_ffffn,
+        })
         const c = record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-2'})
         const [ob, oc] = await Promise.all([
           s.issue({token: token('rk-b'), record: b, lineage: {kind: 'rekey', parent: a.serial, parentKey: oldKey}}),
@@ -125,15 +157,25 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.deepEqual(oc, {ok: false, reason: 'superseded', newest: null})
         assert.equal(await s.findCertificate(c.serial), undefined)
         // the old key can no longer renew; the new key's lineage starts at b
-        const od = await s.issue({token: token('rk-d'), record: record({certType: 'host', keyFingerprint: oldKey}), lineage: {kind: 'renew', parent: a.serial}})
+        const od = await s.issue({
+          token: token('rk-d'),
+          record: record({certType: 'host', keyFingerprint: oldKey}),
+          lineage: {kind: 'renew', parent: a.serial},
+        })
         assert.deepEqual(od, {ok: false, reason: 'superseded', newest: null})
         const e = record({certType: 'host', keyFingerprint: b.keyFingerprint})
-        assert.deepEqual(await s.issue({token: token('rk-e'), record: e, lineage: {kind: 'renew', parent: b.serial}}), {ok: true})
+        assert.deepEqual(await s.issue({token: token('rk-e'), record: e, lineage: {kind: 'renew', parent: b.serial}}), {
+          ok: true,
+        })
         const hosts = (await s.currentHostCertificates(2)).map((h) => h.keyFingerprint)
         assert.ok(!hosts.includes(oldKey))
         // a revoked parent cannot be rekeyed
         await s.revoke({serial: e.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 3})
-        const of = await s.issue({token: token('rk-f'), record: record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-3'}), lineage: {kind: 'rekey', parent: e.serial, parentKey: b.keyFingerprint}})
+        const of = await s.issue({
+          token: token('rk-f'),
+          record: record({certType: 'host', keyFingerprint: 'SHA256:rekey-new-3'}),
+          lineage: {kind: 'rekey', parent: e.serial, parentKey: b.keyFingerprint},
+        })
         assert.equal(!of.ok && of.reason, 'revoked')
       })
 
@@ -171,7 +213,10 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         await s.issue({token: token('h2'), record: b, lineage: {kind: 'renew', parent: a.serial}})
         const old = record({certType: 'host', keyFingerprint: 'SHA256:old', validBefore: 50n, issuedAt: 5})
         await s.issue({token: token('h3'), record: old, lineage: {kind: 'enrol'}})
-        assert.deepEqual((await s.currentHostCertificates(100)).map((r) => r.serial), [b.serial])
+        assert.deepEqual(
+          (await s.currentHostCertificates(100)).map((r) => r.serial),
+          [b.serial],
+        )
       })
     })
 
@@ -179,9 +224,18 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       it('revoke, list, find, unrevoke; the generation only moves forward', async () => {
         const g0 = await s.revocationGeneration()
         const r1 = await s.revoke({serial: 42n, keyId: null, keyFingerprint: null, reason: 'stolen', revokedAt: 100})
-        const r2 = await s.revoke({serial: null, keyId: 'host:web1', keyFingerprint: null, reason: 'gone', revokedAt: 101})
+        const r2 = await s.revoke({
+          serial: null,
+          keyId: 'host:web1',
+          keyFingerprint: null,
+          reason: 'gone',
+          revokedAt: 101,
+        })
         assert.ok(r1.id && r2.id && r1.id !== r2.id)
-        assert.deepEqual((await s.revocations()).map((r) => r.id), [r1.id, r2.id])
+        assert.deepEqual(
+          (await s.revocations()).map((r) => r.id),
+          [r1.id, r2.id],
+        )
         assert.equal((await s.revocationFor({serial: 42n}))?.id, r1.id)
         assert.equal((await s.revocationFor({serial: 43n, keyId: 'host:web1'}))?.id, r2.id)
         assert.equal(await s.revocationFor({serial: 43n, keyId: 'host:web2', keyFingerprint: 'SHA256:x'}), undefined)
@@ -226,17 +280,33 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       })
 
       it('inventorySummary counts the certificates valid now per type and the last moment any is valid, revoked ones included', async () => {
-        assert.deepEqual(await s.inventorySummary(1_500), {user: {active: 0, lastValidBefore: null}, host: {active: 0, lastValidBefore: null}})
+        assert.deepEqual(await s.inventorySummary(1_500), {
+          user: {active: 0, lastValidBefore: null},
+          host: {active: 0, lastValidBefore: null},
+        })
         await s.issue({token: token('i1'), record: record({validAfter: 1_000n, validBefore: 2_000n})})
         await s.issue({token: token('i2'), record: record({validAfter: 1_000n, validBefore: 3_000n})})
         const revoked = record({validAfter: 1_400n, validBefore: 5_000n})
         await s.issue({token: token('i3'), record: revoked})
         await s.revoke({serial: revoked.serial, keyId: null, keyFingerprint: null, reason: 'test', revokedAt: 1_450})
-        await s.issue({token: token('i4'), record: record({certType: 'host', validAfter: 1_000n, validBefore: 90_000n})})
-        assert.deepEqual(await s.inventorySummary(1_500), {user: {active: 3, lastValidBefore: 5_000n}, host: {active: 1, lastValidBefore: 90_000n}})
-        assert.deepEqual(await s.inventorySummary(2_500), {user: {active: 2, lastValidBefore: 5_000n}, host: {active: 1, lastValidBefore: 90_000n}})
+        await s.issue({
+          token: token('i4'),
+          record: record({certType: 'host', validAfter: 1_000n, validBefore: 90_000n}),
+        })
+        assert.deepEqual(await s.inventorySummary(1_500), {
+          user: {active: 3, lastValidBefore: 5_000n},
+          host: {active: 1, lastValidBefore: 90_000n},
+        })
+        assert.deepEqual(await s.inventorySummary(2_500), {
+          user: {active: 2, lastValidBefore: 5_000n},
+          host: {active: 1, lastValidBefore: 90_000n},
+        })
         await s.issue({token: token('i5'), record: record({validAfter: 0n, validBefore: 0xffff_ffff_ffff_ffffn})})
-        assert.equal((await s.inventorySummary(2_500)).user.lastValidBefore, (1n << 63n) - 1n, '"forever" is kept as the largest time')
+        assert.equal(
+          (await s.inventorySummary(2_500)).user.lastValidBefore,
+          (1n << 63n) - 1n,
+          '"forever" is kept as the largest time',
+        )
       })
 
       it('the restore mark starts unset and only moves forward', async () => {
@@ -275,8 +345,14 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         }
         assert.deepEqual(await Promise.all([s.exclusive('x', hold('a')), s.exclusive('x', hold('b'))]), ['a', 'b'])
         assert.deepEqual(log.slice().sort(), ['a+', 'a-', 'b+', 'b-'])
-        assert.ok(log.indexOf('a-') === log.indexOf('a+') + 1 && log.indexOf('b-') === log.indexOf('b+') + 1, `interleaved: ${log.join(' ')}`)
-        await assert.rejects(s.exclusive('x', async () => Promise.reject(new Error('boom'))), /boom/)
+        assert.ok(
+          log.indexOf('a-') === log.indexOf('a+') + 1 && log.indexOf('b-') === log.indexOf('b+') + 1,
+          `interleaved: ${log.join(' ')}`,
+        )
+        await assert.rejects(
+          s.exclusive('x', async () => Promise.reject(new Error('boom'))),
+          /boom/,
+        )
         assert.equal(await s.exclusive('x', async () => 'free again'), 'free again')
       })
     })
@@ -293,16 +369,20 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         const out = await Promise.all(recs.map((rec, i) => (i % 2 ? r : s).issue({token: token('raced'), record: rec})))
         const winners = out.flatMap((o, i) => (o.ok ? [recs[i]!] : []))
         assert.equal(winners.length, 1, JSON.stringify(out))
-        for (const o of out) if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'replayed', usedAt: 777, serial: winners[0]!.serial.toString()})
+        for (const o of out)
+          if (!o.ok)
+            assert.deepEqual(o, {ok: false, reason: 'replayed', usedAt: 777, serial: winners[0]!.serial.toString()})
         for (const store of [s, r]) {
           const found = await Promise.all(recs.map((rec) => store.findCertificate(rec.serial)))
           assert.equal(found.filter(Boolean).length, 1)
         }
       })
 
-      it('unique tokens on both: every one is recorded once, and each replica sees the other\'s', async () => {
+      it("unique tokens on both: every one is recorded once, and each replica sees the other's", async () => {
         const recs = Array.from({length: 40}, () => record())
-        const out = await Promise.all(recs.map((rec, i) => (i % 2 ? r : s).issue({token: token(`u${rec.serial}`), record: rec})))
+        const out = await Promise.all(
+          recs.map((rec, i) => (i % 2 ? r : s).issue({token: token(`u${rec.serial}`), record: rec})),
+        )
         assert.ok(out.every((o) => o.ok))
         assert.equal((await s.certificates({limit: 100})).length, 40)
         assert.equal((await r.certificates({limit: 100})).length, 40)
@@ -317,22 +397,38 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           // each in its own event-loop turn, so each is its own transaction, several in flight at once
           const pending: Promise<IssueOutcome>[] = []
           for (const [i, rec] of recs.entries()) {
-            pending.push((i % 2 ? r : s).issue({token: token(`renew-${round}-${i}`), record: rec, lineage: {kind: 'renew', parent: head.serial}}))
+            pending.push(
+              (i % 2 ? r : s).issue({
+                token: token(`renew-${round}-${i}`),
+                record: rec,
+                lineage: {kind: 'renew', parent: head.serial},
+              }),
+            )
             await new Promise((res) => setImmediate(res))
           }
           const out = await Promise.all(pending)
           const winners = recs.filter((_, i) => out[i]!.ok)
           assert.equal(winners.length, 1, JSON.stringify(out))
-          for (const o of out) if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'superseded', newest: winners[0]!.serial.toString()})
+          for (const o of out)
+            if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'superseded', newest: winners[0]!.serial.toString()})
           head = winners[0]!
         }
       })
 
       it('a revocation written through one is in force on the other, and the generation moves for both', async () => {
         const g0 = await r.revocationGeneration()
-        const rev = await s.revoke({serial: null, keyId: 'gha:acme/leaked', keyFingerprint: null, reason: 'leak', revokedAt: 50})
+        const rev = await s.revoke({
+          serial: null,
+          keyId: 'gha:acme/leaked',
+          keyFingerprint: null,
+          reason: 'leak',
+          revokedAt: 50,
+        })
         assert.equal(await r.revocationGeneration(), g0 + 1)
-        assert.deepEqual((await r.revocations()).map((x) => x.id), [rev.id])
+        assert.deepEqual(
+          (await r.revocations()).map((x) => x.id),
+          [rev.id],
+        )
         const o = await r.issue({token: token('after-revoke'), record: record({keyId: 'gha:acme/leaked'})})
         assert.equal(!o.ok && o.reason, 'revoked')
         await r.unrevoke(rev.id!)
@@ -340,31 +436,39 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal(await s.revocationFor({keyId: 'gha:acme/leaked'}), undefined)
       })
 
-      it('the KRL\'s revocations and generation are read together while the other replica revokes', async () => {
+      it("the KRL's revocations and generation are read together while the other replica revokes", async () => {
         const g0 = await s.revocationGeneration()
         let revoking = true
         const writes = (async () => {
-          for (let i = 0; i < 25; i++) await r.revoke({serial: BigInt(i + 1), keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 100 + i})
+          for (let i = 0; i < 25; i++)
+            await r.revoke({serial: BigInt(i + 1), keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 100 + i})
         })().finally(() => (revoking = false))
         const seen: string[] = []
         while (revoking) {
           const snap = await s.revocationSnapshot()
-          if (snap.revocations.length !== snap.generation - g0) seen.push(`${snap.generation - g0} vs ${snap.revocations.length}`)
+          if (snap.revocations.length !== snap.generation - g0)
+            seen.push(`${snap.generation - g0} vs ${snap.revocations.length}`)
         }
         await writes
         assert.deepEqual(seen, [], 'a generation paired with another revocation set')
         const last = await s.revocationSnapshot()
         assert.equal(last.generation, g0 + 25)
-        assert.deepEqual(last.revocations.map((x) => x.serial), Array.from({length: 25}, (_, i) => BigInt(i + 1)))
+        assert.deepEqual(
+          last.revocations.map((x) => x.serial),
+          Array.from({length: 25}, (_, i) => BigInt(i + 1)),
+        )
       })
 
       it('admin events written on both while one forwards: the cursor never skips one', async () => {
         const written: number[] = []
         const forwarded: number[] = []
         let writing = true
-        const writers = Promise.all([s, r].map(async (store, w) => {
-          for (let i = 0; i < 50; i++) written.push((await store.recordAdminEvent('certificate_revoked', {w, i}, 1)).id)
-        })).finally(() => (writing = false))
+        const writers = Promise.all(
+          [s, r].map(async (store, w) => {
+            for (let i = 0; i < 50; i++)
+              written.push((await store.recordAdminEvent('certificate_revoked', {w, i}, 1)).id)
+          }),
+        ).finally(() => (writing = false))
         // forwardAdminEvents' loop, on both replicas at once
         const forwarder = (store: Store) => async () => {
           for (;;) {
@@ -376,11 +480,15 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
               await new Promise((res) => setTimeout(res, 1))
               continue
             }
-            if (await store.advanceAuditCursor(cursor, events[events.length - 1]!.id)) forwarded.push(...events.map((e) => e.id))
+            if (await store.advanceAuditCursor(cursor, events[events.length - 1]!.id))
+              forwarded.push(...events.map((e) => e.id))
           }
         }
         await Promise.all([writers, forwarder(s)(), forwarder(r)()])
-        assert.deepEqual([...forwarded].sort((x, y) => x - y), [...written].sort((x, y) => x - y))
+        assert.deepEqual(
+          [...forwarded].sort((x, y) => x - y),
+          [...written].sort((x, y) => x - y),
+        )
       })
 
       it('purging on both at once deletes each expired token once', async () => {
@@ -410,7 +518,10 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           log.push(`${tag}-`)
         }
         await Promise.all([s.exclusive('renew-tls', hold('s')), r.exclusive('renew-tls', hold('r'))])
-        assert.ok(log.indexOf('s-') === log.indexOf('s+') + 1 && log.indexOf('r-') === log.indexOf('r+') + 1, `interleaved: ${log.join(' ')}`)
+        assert.ok(
+          log.indexOf('s-') === log.indexOf('s+') + 1 && log.indexOf('r-') === log.indexOf('r+') + 1,
+          `interleaved: ${log.join(' ')}`,
+        )
       })
     })
   })

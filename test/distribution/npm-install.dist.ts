@@ -25,15 +25,23 @@ let tarball = ''
 
 before(async function () {
   this.timeout(120_000)
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'fast.js'))) throw new Error('dist/ is missing: `npm run test:dist` builds it')
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'fast.js')))
+    throw new Error('dist/ is missing: `npm run test:dist` builds it')
   const out = tempDir('sshca-pack-')
   // --ignore-scripts: dist/ is built already (prepare would build it again)
-  const r = await runOk('npm', ['pack', '--ignore-scripts', '--pack-destination', out], {cwd: ROOT, env: {...process.env, PATH: pathFor(NODE_24)}, timeoutMs: 120_000})
+  const r = await runOk('npm', ['pack', '--ignore-scripts', '--pack-destination', out], {
+    cwd: ROOT,
+    env: {...process.env, PATH: pathFor(NODE_24)},
+    timeoutMs: 120_000,
+  })
   tarball = join(out, r.stdout.trim().split('\n').pop()!)
   assert.ok(existsSync(tarball), r.stdout)
 })
 
-for (const [line, node] of [['24', NODE_24], ['22', NODE_22]] as const) {
+for (const [line, node] of [
+  ['24', NODE_24],
+  ['22', NODE_22],
+] as const) {
   describe(`npm install -g of the packed tarball, on Node.js ${line}`, function () {
     this.timeout(300_000)
     let prefix = ''
@@ -41,21 +49,29 @@ for (const [line, node] of [['24', NODE_24], ['22', NODE_22]] as const) {
     let bin = ''
 
     before(async function () {
-      if (!existsSync(node)) throw new Error(`${node} is missing: run \`bash scripts/node22.sh\` (npm run test:dist does)`)
+      if (!existsSync(node))
+        throw new Error(`${node} is missing: run \`bash scripts/node22.sh\` (npm run test:dist does)`)
       assert.match(execFileSync(node, ['--version'], {encoding: 'utf8'}), new RegExp(`^v${line}\\.`))
       prefix = tempDir(`sshca-prefix-${line}-`)
       const home = tempDir('sshca-home-')
       env = {HOME: home, PATH: pathFor(node), NO_COLOR: '1', SSHCA_HOME: join(home, '.sshca')}
       const started = Date.now()
       // npm keeps the user's HOME (their npmrc: registry, proxy, cache); sshca runs get the empty one
-      await runOk('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', tarball], {env: {...process.env, PATH: pathFor(node)}, timeoutMs: 240_000})
-      process.stderr.write(`      (npm install -g on Node.js ${line}: ${((Date.now() - started) / 1000).toFixed(1)} s; installed size ${du(prefix)})\n`)
+      await runOk(
+        'npm',
+        ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', tarball],
+        {env: {...process.env, PATH: pathFor(node)}, timeoutMs: 240_000},
+      )
+      process.stderr.write(
+        `      (npm install -g on Node.js ${line}: ${((Date.now() - started) / 1000).toFixed(1)} s; installed size ${du(prefix)})\n`,
+      )
       bin = join(prefix, 'bin', 'sshca')
     })
 
     it('installs only the runtime dependencies, none of the dev ones', () => {
       const installed = new Set(readdirSync(join(prefix, 'lib', 'node_modules', 'sshca', 'node_modules')))
-      for (const dev of ['typescript', 'mocha', 'oclif', 'eslint', 'esbuild', 'postject', 'undici', 'playwright-core']) assert.equal(installed.has(dev), false, `${dev} was installed`)
+      for (const dev of ['typescript', 'mocha', 'oclif', 'eslint', 'esbuild', 'postject', 'undici', 'playwright-core'])
+        assert.equal(installed.has(dev), false, `${dev} was installed`)
       assert.ok(installed.has('oidc-provider'), 'sshca demo needs oidc-provider')
     })
 
@@ -78,7 +94,10 @@ for (const [line, node] of [['24', NODE_24], ['22', NODE_22]] as const) {
     })
 
     it('sshca demo --auto runs the whole flow from the prefix', async () => {
-      const r = await run(bin, ['demo', '--auto', '--json'], {env: {...env, SSH_AUTH_SOCK: '', DISPLAY: ''}, timeoutMs: 180_000})
+      const r = await run(bin, ['demo', '--auto', '--json'], {
+        env: {...env, SSH_AUTH_SOCK: '', DISPLAY: ''},
+        timeoutMs: 180_000,
+      })
       assert.equal(r.code, 0, r.stderr)
       const doc = JSON.parse(r.stdout)
       assert.equal(doc.list.certificates.length, 1)

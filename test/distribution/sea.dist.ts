@@ -52,7 +52,9 @@ describe('the single executable', function () {
     if (!exe) {
       const started = Date.now()
       const r = await runOk(NODE_24, [join(ROOT, 'scripts', 'sea', 'build.ts')], {cwd: ROOT, timeoutMs: 280_000})
-      process.stderr.write(`      (${r.stdout.trim()}; the test waited ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+      process.stderr.write(
+        `      (${r.stdout.trim()}; the test waited ${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+      )
       exe = join(ROOT, 'build', 'sea', 'sshca')
     }
     assert.ok(existsSync(exe), `${exe} is missing`)
@@ -63,7 +65,8 @@ describe('the single executable', function () {
   })
   after(async () => w?.stop())
 
-  const sea = (args: string[], extra: NodeJS.ProcessEnv = {}) => run(exe, args, {env: {...env, ...extra}, timeoutMs: 60_000})
+  const sea = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+    run(exe, args, {env: {...env, ...extra}, timeoutMs: 60_000})
 
   it('has no node to fall back on', async () => {
     const r = await run('/bin/sh', ['-c', 'command -v node || echo none'], {env})
@@ -73,14 +76,30 @@ describe('the single executable', function () {
   it('--version says it is the single executable, which Node.js is inside, and where refresh tokens go', async () => {
     const r = await sea(['--version'])
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, new RegExp(`^sshca ${version.replace(/\./g, '\\.')}\n {2}installed: +the single executable ${exe} \\(Node\\.js v24\\.`))
-    assert.match(r.stdout, /refresh tokens: 0600 files under \$SSHCA_HOME\/tokens \(the single executable carries no OS keyring module\)/)
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^sshca ${version.replace(/\./g, '\\.')}\n {2}installed: +the single executable ${exe} \\(Node\\.js v24\\.`,
+      ),
+    )
+    assert.match(
+      r.stdout,
+      /refresh tokens: 0600 files under \$SSHCA_HOME\/tokens \(the single executable carries no OS keyring module\)/,
+    )
     const json = JSON.parse((await sea(['--version', '--json'])).stdout)
     assert.equal(json.installed.kind, 'single-executable')
   })
 
   it('bootstraps, then logs in with an identity token (fast path) and lists the certificate in the agent', async () => {
-    const boot = await sea(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'test'])
+    const boot = await sea([
+      'bootstrap',
+      '--ca-url',
+      w.t.url,
+      '--fingerprint',
+      w.t.init.rootFingerprint,
+      '--context',
+      'test',
+    ])
     assert.equal(boot.code, 0, boot.stderr)
     const dir = tempDir()
     writeFileSync(join(dir, 'token'), await w.gh.mint({}))
@@ -90,13 +109,19 @@ describe('the single executable', function () {
     assert.match((await sshAdd(w.agent, ['-L'])).stdout, /cert-v01@openssh\.com/)
     const list = await sea(['list', '--json'])
     assert.equal(list.code, 0, list.stderr)
-    assert.ok(JSON.parse(list.stdout).certificates.some((c: {keyId: string}) => /^gha:acme\/app:/.test(c.keyId)), list.stdout)
+    assert.ok(
+      JSON.parse(list.stdout).certificates.some((c: {keyId: string}) => /^gha:acme\/app:/.test(c.keyId)),
+      list.stdout,
+    )
   })
 
   it('takes the oclif path too: login --no-agent --out (no fast path), then inspect checks the file', async () => {
     const dir = tempDir()
     writeFileSync(join(dir, 'token'), await w.gh.mint({}))
-    const login = await sea(['login', '--identity-token-file', join(dir, 'token'), '--no-agent', '--out', join(dir, 'k')], {SSHCA_NO_FAST_PATH: '1'})
+    const login = await sea(
+      ['login', '--identity-token-file', join(dir, 'token'), '--no-agent', '--out', join(dir, 'k')],
+      {SSHCA_NO_FAST_PATH: '1'},
+    )
     assert.equal(login.code, 0, login.stderr)
     assert.equal(statSync(join(dir, 'k')).mode & 0o777, 0o600)
     const inspect = await sea(['inspect', join(dir, 'k-cert.pub')])
@@ -119,13 +144,31 @@ describe('the single executable', function () {
     const init = await sea(['ca', 'init', '--dir', join(dir, 'ca'), '--password-file', join(dir, 'pw'), '--json'])
     assert.equal(init.code, 0, init.stderr)
     const {rootFingerprint} = JSON.parse(init.stdout) as {rootFingerprint: string}
-    const child = spawn(exe, ['ca', 'serve', '--config', join(dir, 'ca', 'ca.yaml'), '--password-file', join(dir, 'pw'), '--address', '127.0.0.1:0', '--json'], {env, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(
+      exe,
+      [
+        'ca',
+        'serve',
+        '--config',
+        join(dir, 'ca', 'ca.yaml'),
+        '--password-file',
+        join(dir, 'pw'),
+        '--address',
+        '127.0.0.1:0',
+        '--json',
+      ],
+      {env, stdio: ['ignore', 'pipe', 'pipe']},
+    )
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.on('data', (d: Buffer) => (err += d.toString()))
     try {
-      await waitFor('ca serve to print its address', () => child.exitCode !== null || /"url": "https:\/\/127\.0\.0\.1:\d+"/.test(out), 60_000)
+      await waitFor(
+        'ca serve to print its address',
+        () => child.exitCode !== null || /"url": "https:\/\/127\.0\.0\.1:\d+"/.test(out),
+        60_000,
+      )
       assert.equal(child.exitCode, null, `ca serve exited ${child.exitCode}: ${err}`)
       const url = /"url": "(https:\/\/127\.0\.0\.1:\d+)"/.exec(out)![1]!
       const boot = await sea(['bootstrap', '--ca-url', url, '--fingerprint', rootFingerprint, '--context', 'own'])

@@ -84,26 +84,53 @@ async function run(agent: AgentClient, op: Op): Promise<unknown> {
 }
 
 // signing is asynchronous (a CA key may be in an HSM): the one certificate is made as the module loads
-const CERT = await signCertificate({type: 'user', publicKey: keyPool().ed25519[0]!.publicKey, serial: 7n, keyId: 'k', principals: ['alice'], validAfter: 0n, validBefore: 4_000_000_000n, nonce: Buffer.alloc(32)}, keySigner(keyPool().ecdsa[0]!.keyObject))
+const CERT = await signCertificate(
+  {
+    type: 'user',
+    publicKey: keyPool().ed25519[0]!.publicKey,
+    serial: 7n,
+    keyId: 'k',
+    principals: ['alice'],
+    validAfter: 0n,
+    validBefore: 4_000_000_000n,
+    nonce: Buffer.alloc(32),
+  },
+  keySigner(keyPool().ecdsa[0]!.keyObject),
+)
 function certificate() {
   return CERT
 }
 
 /** Identity blobs an agent may hold: keys and certificates sshca reads, and ones it does not. */
 const identityBlob = (): fc.Arbitrary<Buffer> => {
-  const valid = [...Object.values(keyPool()).flat().map((k) => k.publicKey.blob), certificate().blob]
-  return fc.oneof(fc.constantFrom(...valid), mutated(fc.constantFrom(...valid)), sshFields(['ssh-dss', 'sk-ssh-ed25519@openssh.com', 'ssh-ed25519-cert-v01@openssh.com']))
+  const valid = [
+    ...Object.values(keyPool())
+      .flat()
+      .map((k) => k.publicKey.blob),
+    certificate().blob,
+  ]
+  return fc.oneof(
+    fc.constantFrom(...valid),
+    mutated(fc.constantFrom(...valid)),
+    sshFields(['ssh-dss', 'sk-ssh-ed25519@openssh.com', 'ssh-ed25519-cert-v01@openssh.com']),
+  )
 }
 
 /** A well-formed reply of each kind, and what the client should return for it. */
-const wellFormed = (): fc.Arbitrary<{payload: Buffer; expect: {op: 'list'; blobs: Buffer[]} | {op: 'sign'; sig: Buffer} | {op: 'success'} | {op: 'failure'}}> =>
+const wellFormed = (): fc.Arbitrary<{
+  payload: Buffer
+  expect: {op: 'list'; blobs: Buffer[]} | {op: 'sign'; sig: Buffer} | {op: 'success'} | {op: 'failure'}
+}> =>
   fc.oneof(
     fc.array(fc.tuple(identityBlob(), fc.string({maxLength: 20})), {maxLength: 4}).map((ids) => {
       const w = new SshWriter().u8(MSG.IDENTITIES_ANSWER).u32(ids.length)
       for (const [b, c] of ids) w.string(b).string(c)
       return {payload: Buffer.from(w.toBuffer()), expect: {op: 'list' as const, blobs: ids.map(([b]) => b)}}
     }),
-    fc.uint8Array({maxLength: 120}).map((sig) => ({payload: Buffer.from(new SshWriter().u8(MSG.SIGN_RESPONSE).string(sig).toBuffer()), expect: {op: 'sign' as const, sig: Buffer.from(sig)}})),
+    fc.uint8Array({maxLength: 120}).map((sig) => ({
+      payload: Buffer.from(new SshWriter().u8(MSG.SIGN_RESPONSE).string(sig).toBuffer()),
+      expect: {op: 'sign' as const, sig: Buffer.from(sig)},
+    })),
     fc.constant({payload: Buffer.of(MSG.SUCCESS), expect: {op: 'success' as const}}),
     fc.constant({payload: Buffer.of(MSG.FAILURE), expect: {op: 'failure' as const}}),
   )
@@ -115,12 +142,23 @@ const hostileReply = (): fc.Arbitrary<Buffer> =>
     mutated(wellFormed().map((r) => frame(r.payload))),
     fc.uint8Array({maxLength: 300}).map((b) => Buffer.from(b)),
     sshFields().map((b) => frame(b)),
-    fc.tuple(fc.constantFrom(0, 1, 0x7fff_ffff, 0xffff_ffff, 256 * 1024, 256 * 1024 + 1), fc.uint8Array({maxLength: 16})).map(([n, b]) => Buffer.concat([new SshWriter().u32(n).toBuffer(), b])),
-    fc.tuple(wellFormed(), fc.uint8Array({minLength: 1, maxLength: 40})).map(([r, junk]) => Buffer.concat([frame(r.payload), junk])),
+    fc
+      .tuple(
+        fc.constantFrom(0, 1, 0x7fff_ffff, 0xffff_ffff, 256 * 1024, 256 * 1024 + 1),
+        fc.uint8Array({maxLength: 16}),
+      )
+      .map(([n, b]) => Buffer.concat([new SshWriter().u32(n).toBuffer(), b])),
+    fc
+      .tuple(wellFormed(), fc.uint8Array({minLength: 1, maxLength: 40}))
+      .map(([r, junk]) => Buffer.concat([frame(r.payload), junk])),
   )
 
 const script = (replies: fc.Arbitrary<Buffer[]>): fc.Arbitrary<Script> =>
-  fc.record({replies, cuts: fc.array(fc.double({min: 0, max: 1, noNaN: true}), {maxLength: 4}), close: fc.oneof({weight: 4, arbitrary: fc.constant(true)}, {weight: 1, arbitrary: fc.constant(false)})})
+  fc.record({
+    replies,
+    cuts: fc.array(fc.double({min: 0, max: 1, noNaN: true}), {maxLength: 4}),
+    close: fc.oneof({weight: 4, arbitrary: fc.constant(true)}, {weight: 1, arbitrary: fc.constant(false)}),
+  })
 
 describe('fuzz: ssh-agent replies', function () {
   let agent: Awaited<ReturnType<typeof fakeAgent>>
@@ -133,22 +171,28 @@ describe('fuzz: ssh-agent replies', function () {
   property(
     'hostile replies to any request: a value or an SshcaError, settled within the timeout',
     150,
-    fc.asyncProperty(script(fc.array(hostileReply(), {minLength: 0, maxLength: 3})), fc.array(fc.constantFrom(...OPS), {minLength: 1, maxLength: 3}), async (s, ops) => {
-      agent.use(s)
-      const t0 = performance.now()
-      // connecting is bounded by the same timeout, which a busy machine may exceed: an SshcaError too
-      const client = await onlySshcaErrorAsync('AgentClient.connect', () => AgentClient.connect({socketPath: agent.path, timeoutMs: TIMEOUT_MS}))
-      if (!client) return
-      try {
-        // concurrent requests too: the client serializes them on one connection
-        await Promise.all(ops.map((op) => onlySshcaErrorAsync(`agent.${op}`, () => run(client, op))))
-      } finally {
-        client.close()
-      }
-      // each request waits at most TIMEOUT_MS; a generous bound still catches a hang
-      const took = performance.now() - t0
-      assert.ok(took < ops.length * TIMEOUT_MS + 5000, `requests took ${took.toFixed(0)} ms`)
-    }),
+    fc.asyncProperty(
+      script(fc.array(hostileReply(), {minLength: 0, maxLength: 3})),
+      fc.array(fc.constantFrom(...OPS), {minLength: 1, maxLength: 3}),
+      async (s, ops) => {
+        agent.use(s)
+        const t0 = performance.now()
+        // connecting is bounded by the same timeout, which a busy machine may exceed: an SshcaError too
+        const client = await onlySshcaErrorAsync('AgentClient.connect', () =>
+          AgentClient.connect({socketPath: agent.path, timeoutMs: TIMEOUT_MS}),
+        )
+        if (!client) return
+        try {
+          // concurrent requests too: the client serializes them on one connection
+          await Promise.all(ops.map((op) => onlySshcaErrorAsync(`agent.${op}`, () => run(client, op))))
+        } finally {
+          client.close()
+        }
+        // each request waits at most TIMEOUT_MS; a generous bound still catches a hang
+        const took = performance.now() - t0
+        assert.ok(took < ops.length * TIMEOUT_MS + 5000, `requests took ${took.toFixed(0)} ms`)
+      },
+    ),
   )
 
   property(
@@ -159,16 +203,32 @@ describe('fuzz: ssh-agent replies', function () {
       fc.array(fc.tuple(wellFormed(), fc.option(wellFormed(), {freq: 2})), {minLength: 2, maxLength: 3}),
       fc.array(fc.double({min: 0, max: 1, noNaN: true}), {maxLength: 3}),
       async (replies, cuts) => {
-        agent.use({replies: replies.map(([r, extra]) => Buffer.concat([frame(r.payload), extra ? frame(extra.payload) : Buffer.alloc(0)])), cuts, close: true})
-        const client = await onlySshcaErrorAsync('AgentClient.connect', () => AgentClient.connect({socketPath: agent.path, timeoutMs: TIMEOUT_MS}))
+        agent.use({
+          replies: replies.map(([r, extra]) =>
+            Buffer.concat([frame(r.payload), extra ? frame(extra.payload) : Buffer.alloc(0)]),
+          ),
+          cuts,
+          close: true,
+        })
+        const client = await onlySshcaErrorAsync('AgentClient.connect', () =>
+          AgentClient.connect({socketPath: agent.path, timeoutMs: TIMEOUT_MS}),
+        )
         if (!client) return
         try {
           for (const [i, [r]] of replies.entries()) {
             const op: Op = r.expect.op === 'list' ? 'list' : r.expect.op === 'sign' ? 'sign' : 'removeAll'
-            const got: {value: unknown} | undefined = await onlySshcaErrorAsync(`agent.${op}`, async (): Promise<{value: unknown}> => ({value: await run(client, op)}))
+            const got: {value: unknown} | undefined = await onlySshcaErrorAsync(
+              `agent.${op}`,
+              async (): Promise<{value: unknown}> => ({value: await run(client, op)}),
+            )
             if (got === undefined) continue
             // a value: it must be this reply's
-            if (r.expect.op === 'list') assert.deepEqual((got.value as {blob: Buffer}[]).map((x) => x.blob.toString('hex')), r.expect.blobs.map((b) => b.toString('hex')), `request ${i}`)
+            if (r.expect.op === 'list')
+              assert.deepEqual(
+                (got.value as {blob: Buffer}[]).map((x) => x.blob.toString('hex')),
+                r.expect.blobs.map((b) => b.toString('hex')),
+                `request ${i}`,
+              )
             else if (r.expect.op === 'sign') assert.ok((got.value as Buffer).equals(r.expect.sig), `request ${i}`)
             else assert.equal(r.expect.op, 'success', `request ${i} succeeded on a ${r.expect.op} reply`)
           }

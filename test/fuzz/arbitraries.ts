@@ -14,14 +14,37 @@ export const KEY_KINDS: readonly KeyKind[] = ['ed25519', 'ecdsa', 'ecdsa-p384', 
 let pool: Record<KeyKind, PrivateKey[]> | undefined
 /** Two fixed keys of each kind (RSA: 2048 bits, which the parsers accept; the CA refuses it for subjects). */
 export function keyPool(): Record<KeyKind, PrivateKey[]> {
-  pool ??= Object.fromEntries(KEY_KINDS.map((k) => [k, ['a', 'b'].map((label) => fixedKey(k, label))])) as Record<KeyKind, PrivateKey[]>
+  pool ??= Object.fromEntries(KEY_KINDS.map((k) => [k, ['a', 'b'].map((label) => fixedKey(k, label))])) as Record<
+    KeyKind,
+    PrivateKey[]
+  >
   return pool
 }
-export const anyKey = (): fc.Arbitrary<PrivateKey> => fc.constantFrom(...KEY_KINDS).chain((k) => fc.constantFrom(...keyPool()[k]))
+export const anyKey = (): fc.Arbitrary<PrivateKey> =>
+  fc.constantFrom(...KEY_KINDS).chain((k) => fc.constantFrom(...keyPool()[k]))
 
 /** uint32 values that make length fields interesting: empty, off by one, huge, sign bit. */
 const interestingU32 = (len: number): fc.Arbitrary<number> =>
-  fc.oneof(fc.constantFrom(0, 1, 4, 7, 8, 0x7f, 0x80, 0xff, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff, Math.max(0, len - 1), len, len + 1), fc.nat())
+  fc.oneof(
+    fc.constantFrom(
+      0,
+      1,
+      4,
+      7,
+      8,
+      0x7f,
+      0x80,
+      0xff,
+      0x7fff_ffff,
+      0x8000_0000,
+      0xffff_fffe,
+      0xffff_ffff,
+      Math.max(0, len - 1),
+      len,
+      len + 1,
+    ),
+    fc.nat(),
+  )
 
 type Mutation = (b: Buffer) => Buffer
 
@@ -39,7 +62,11 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     out[at % b.length] = v
     return out
   }),
-  fc.nat().map((at): Mutation => (b) => b.subarray(0, b.length === 0 ? 0 : at % b.length)),
+  fc.nat().map(
+    (at): Mutation =>
+      (b) =>
+        b.subarray(0, b.length === 0 ? 0 : at % b.length),
+  ),
   fc.record({at: fc.nat(), n: fc.integer({min: 1, max: 64})}).map(({at, n}): Mutation => (b) => {
     const i = b.length === 0 ? 0 : at % b.length
     return Buffer.concat([b.subarray(0, i), b.subarray(i + n)])
@@ -62,12 +89,18 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     const slice = b.subarray(i, i + n)
     return Buffer.concat([b.subarray(0, i), slice, b.subarray(i)])
   }),
-  fc.uint8Array({minLength: 1, maxLength: 64}).map((tail): Mutation => (b) => Buffer.concat([b, tail])),
+  fc.uint8Array({minLength: 1, maxLength: 64}).map(
+    (tail): Mutation =>
+      (b) =>
+        Buffer.concat([b, tail]),
+  ),
 )
 
 /** `base` with one to four mutations applied. */
 export function mutated(base: fc.Arbitrary<Buffer>): fc.Arbitrary<Buffer> {
-  return fc.tuple(base, fc.array(mutation, {minLength: 1, maxLength: 4})).map(([b, ms]) => ms.reduce((acc, m) => m(acc), b))
+  return fc
+    .tuple(base, fc.array(mutation, {minLength: 1, maxLength: 4}))
+    .map(([b, ms]) => ms.reduce((acc, m) => m(acc), b))
 }
 
 /** A sequence of SSH fields: strings with right or wrong lengths, uint32/uint64, bytes. */
@@ -92,11 +125,20 @@ export function sshFields(texts: readonly string[] = []): fc.Arbitrary<Buffer> {
  * Random bytes, SSH-field-shaped bytes, byte mutations of valid encodings and, given their
  * layouts, field mutations of them.
  */
-export function hostileBytes(valid: fc.Arbitrary<Buffer>, texts: readonly string[] = [], fields?: fc.Arbitrary<Buffer[]>): fc.Arbitrary<Buffer> {
+export function hostileBytes(
+  valid: fc.Arbitrary<Buffer>,
+  texts: readonly string[] = [],
+  fields?: fc.Arbitrary<Buffer[]>,
+): fc.Arbitrary<Buffer> {
   return fc.oneof(
     {weight: 1, arbitrary: fc.uint8Array({maxLength: 2048}).map((b) => Buffer.from(b))},
     {weight: 2, arbitrary: sshFields(texts)},
-    {weight: 2, arbitrary: fc.tuple(fc.constantFrom(...texts, 'ssh-ed25519'), sshFields()).map(([t, rest]) => Buffer.concat([new SshWriter().string(t).toBuffer(), rest]))},
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom(...texts, 'ssh-ed25519'), sshFields())
+        .map(([t, rest]) => Buffer.concat([new SshWriter().string(t).toBuffer(), rest])),
+    },
     {weight: 5, arbitrary: mutated(valid)},
     {weight: fields ? 5 : 0, arbitrary: fields ? fieldMutated(fields, texts) : fc.constant(Buffer.alloc(0))},
   )
@@ -120,7 +162,10 @@ export function onlySshcaError<T>(what: string, fn: () => T): T | undefined {
     return fn()
   } catch (err) {
     if (err instanceof SshcaError && Object.hasOwn(ERROR_CODES, err.code)) return undefined
-    throw new Error(`${what} threw ${(err as Error)?.constructor?.name ?? typeof err} instead of an SshcaError: ${(err as Error)?.message ?? String(err)}`, {cause: err})
+    throw new Error(
+      `${what} threw ${(err as Error)?.constructor?.name ?? typeof err} instead of an SshcaError: ${(err as Error)?.message ?? String(err)}`,
+      {cause: err},
+    )
   }
 }
 
@@ -130,13 +175,25 @@ export async function onlySshcaErrorAsync<T>(what: string, fn: () => Promise<T>)
     return await fn()
   } catch (err) {
     if (err instanceof SshcaError && Object.hasOwn(ERROR_CODES, err.code)) return undefined
-    throw new Error(`${what} threw ${(err as Error)?.constructor?.name ?? typeof err} instead of an SshcaError: ${(err as Error)?.message ?? String(err)}`, {cause: err})
+    throw new Error(
+      `${what} threw ${(err as Error)?.constructor?.name ?? typeof err} instead of an SshcaError: ${(err as Error)?.message ?? String(err)}`,
+      {cause: err},
+    )
   }
 }
 
 /** Text without NUL (what OpenSSH text fields may hold), unicode included; well-formed UTF-16. */
 export const sshText = (o: {minLength?: number; maxLength?: number} = {}): fc.Arbitrary<string> =>
-  fc.string({unit: fc.oneof(fc.constantFrom('a', 'Z', '0', '-', '.', '@', ' ', '*', '\t', 'é', '中', '🔑'), fc.string({unit: 'grapheme', minLength: 1, maxLength: 1})), minLength: o.minLength ?? 0, maxLength: o.maxLength ?? 24}).filter((s) => !s.includes('\0'))
+  fc
+    .string({
+      unit: fc.oneof(
+        fc.constantFrom('a', 'Z', '0', '-', '.', '@', ' ', '*', '\t', 'é', '中', '🔑'),
+        fc.string({unit: 'grapheme', minLength: 1, maxLength: 1}),
+      ),
+      minLength: o.minLength ?? 0,
+      maxLength: o.maxLength ?? 24,
+    })
+    .filter((s) => !s.includes('\0'))
 
 /** Field layouts: 's' an SSH string (mpints too), '1'/'4'/'8' fixed-width integers, '*' the rest. */
 export type Layout = readonly ('s' | '1' | '4' | '8' | '*')[]
@@ -159,9 +216,23 @@ const str = (b: Buffer | Uint8Array | string): Buffer => Buffer.from(new SshWrit
 /** What a field can be replaced by: edge-case strings and mpints, nested SSH fields, integers. */
 const fieldReplacement = (texts: readonly string[]): fc.Arbitrary<Buffer> =>
   fc.oneof(
-    fc.constantFrom(Buffer.alloc(0), str(''), str(Buffer.of(0)), str(Buffer.of(1)), str(Buffer.of(2)), str(Buffer.of(3)), str(Buffer.of(0x80)), str(Buffer.of(0, 0x80)), str(Buffer.of(0, 1)), str(Buffer.alloc(32)), str(Buffer.alloc(65, 0xff))),
+    fc.constantFrom(
+      Buffer.alloc(0),
+      str(''),
+      str(Buffer.of(0)),
+      str(Buffer.of(1)),
+      str(Buffer.of(2)),
+      str(Buffer.of(3)),
+      str(Buffer.of(0x80)),
+      str(Buffer.of(0, 0x80)),
+      str(Buffer.of(0, 1)),
+      str(Buffer.alloc(32)),
+      str(Buffer.alloc(65, 0xff)),
+    ),
     fc.uint8Array({maxLength: 80}).map(str),
-    fc.uint8Array({minLength: 1, maxLength: 80}).map((b) => Buffer.from(new SshWriter().mpint(Buffer.from(b)).toBuffer())),
+    fc
+      .uint8Array({minLength: 1, maxLength: 80})
+      .map((b) => Buffer.from(new SshWriter().mpint(Buffer.from(b)).toBuffer())),
     sshFields(texts).map(str),
     texts.length > 0 ? fc.constantFrom(...texts).map(str) : fc.string().map(str),
     interestingU32(64).map((n) => Buffer.from(new SshWriter().u32(n >>> 0).toBuffer())),
@@ -173,7 +244,11 @@ const fieldReplacement = (texts: readonly string[]): fc.Arbitrary<Buffer> =>
  * after the length prefixes, which byte mutations seldom get past.
  */
 export function fieldMutated(valid: fc.Arbitrary<Buffer[]>, texts: readonly string[] = []): fc.Arbitrary<Buffer> {
-  const edit = fc.record({at: fc.nat(), kind: fc.constantFrom('replace', 'replace', 'replace', 'drop', 'repeat'), with: fieldReplacement(texts)})
+  const edit = fc.record({
+    at: fc.nat(),
+    kind: fc.constantFrom('replace', 'replace', 'replace', 'drop', 'repeat'),
+    with: fieldReplacement(texts),
+  })
   return fc.tuple(valid, fc.array(edit, {minLength: 1, maxLength: 3})).map(([fields, edits]) => {
     const fs = [...fields]
     for (const e of edits) {

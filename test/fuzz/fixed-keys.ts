@@ -63,7 +63,8 @@ samTUaZII7Dr/EVoLpYtO2P0kNSKS7rhC2cvnLqV1Qg65Ko8vrLHpmJJCDE3hqx1
 /KBjBk+69f5MS0bs0J4Q8znP
 -----END PRIVATE KEY-----`
 
-const der = (tag: number, body: Buffer): Buffer => Buffer.concat([body.length < 0x80 ? Buffer.of(tag, body.length) : Buffer.of(tag, 0x81, body.length), body])
+const der = (tag: number, body: Buffer): Buffer =>
+  Buffer.concat([body.length < 0x80 ? Buffer.of(tag, body.length) : Buffer.of(tag, 0x81, body.length), body])
 const bytes = (label: string, n: number): Buffer => {
   const out: Buffer[] = []
   for (let i = 0; out.length * 32 < n; i++) out.push(createHash('sha256').update(`sshca-fuzz:${label}:${i}`).digest())
@@ -83,6 +84,13 @@ export function fixedKey(kind: KeyKind, label: string): PrivateKey {
   // SEC1 ECPrivateKey without the public point: OpenSSL derives it
   const d = bytes(`${kind}:${label}`, CURVE_SIZES[kind])
   if (kind === 'ecdsa-p521') d[0]! &= 0x01
-  const sec1 = der(0x30, Buffer.concat([Buffer.from('020101', 'hex'), der(0x04, d), der(0xa0, der(0x06, Buffer.from(CURVE_OIDS[kind], 'hex')))]))
+  const sec1 = der(
+    0x30,
+    Buffer.concat([
+      Buffer.from('020101', 'hex'),
+      der(0x04, d),
+      der(0xa0, der(0x06, Buffer.from(CURVE_OIDS[kind], 'hex'))),
+    ]),
+  )
   return fromKeyObject(createPrivateKey({key: sec1, format: 'der', type: 'sec1'}))
 }

@@ -54,7 +54,11 @@ const tally: {title: string; runs: number; ms: number}[] = []
  * One property as one mocha test. The failure message is fast-check's (seed, path, shrunk
  * counterexample) plus how to replay it.
  */
-export function property<Ts extends [unknown, ...unknown[]]>(title: string, ciRuns: number, prop: fc.IRawProperty<Ts>): void {
+export function property<Ts extends [unknown, ...unknown[]]>(
+  title: string,
+  ciRuns: number,
+  prop: fc.IRawProperty<Ts>,
+): void {
   it(title, async function () {
     this.timeout(timeoutMs())
     const started = performance.now()
@@ -72,7 +76,9 @@ if (REPORT) {
   process.on('exit', () => {
     if (tally.length === 0) return
     const total = tally.reduce((s, t) => s + t.runs, 0)
-    const lines = tally.map((t) => `  ${String(t.runs).padStart(9)}  ${(t.ms / 1000).toFixed(1).padStart(7)} s  ${t.title}`)
+    const lines = tally.map(
+      (t) => `  ${String(t.runs).padStart(9)}  ${(t.ms / 1000).toFixed(1).padStart(7)} s  ${t.title}`,
+    )
     process.stderr.write(`\nfuzz seed ${SEED}: ${total} runs in ${tally.length} properties\n${lines.join('\n')}\n`)
   })
 }

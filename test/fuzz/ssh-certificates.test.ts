@@ -6,22 +6,60 @@
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import fc from 'fast-check'
-import {CERT_SUFFIX, certificateLine, FOREVER, KNOWN_CRITICAL_OPTIONS, KNOWN_EXTENSIONS, parseCertificate, STRING_OPTIONS, parseCertificateLine, signCertificate, validityAt, verifyCertificate, type CertificateTemplate, type CertOptions, type OptionValue} from '../../src/ssh/cert.ts'
+import {
+  CERT_SUFFIX,
+  certificateLine,
+  FOREVER,
+  KNOWN_CRITICAL_OPTIONS,
+  KNOWN_EXTENSIONS,
+  parseCertificate,
+  STRING_OPTIONS,
+  parseCertificateLine,
+  signCertificate,
+  validityAt,
+  verifyCertificate,
+  type CertificateTemplate,
+  type CertOptions,
+  type OptionValue,
+} from '../../src/ssh/cert.ts'
 import {CURVES} from '../../src/ssh/keys.ts'
 import type {PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner, verifySignature, type Signer} from '../../src/ssh/signature.ts'
 import {SshReader, SshWriter} from '../../src/ssh/wire.ts'
-import {anyKey, hostileBytes, KEY_FIELDS, keyPool, KEY_KINDS, onlySshcaError, splitFields, sshText} from './arbitraries.ts'
+import {
+  anyKey,
+  hostileBytes,
+  KEY_FIELDS,
+  keyPool,
+  KEY_KINDS,
+  onlySshcaError,
+  splitFields,
+  sshText,
+} from './arbitraries.ts'
 import {bounded, property} from './fuzz.ts'
 
 const U64 = fc.bigInt({min: 0n, max: FOREVER})
 
-const optionValue: fc.Arbitrary<OptionValue> = fc.oneof(fc.constant(true as const), sshText({maxLength: 40}), fc.uint8Array({minLength: 1, maxLength: 40}).map((b) => Buffer.from(b)))
+const optionValue: fc.Arbitrary<OptionValue> = fc.oneof(
+  fc.constant(true as const),
+  sshText({maxLength: 40}),
+  fc.uint8Array({minLength: 1, maxLength: 40}).map((b) => Buffer.from(b)),
+)
 /** Options with any names and values; force-command and source-address take strings (else TypeError). */
 const options = (known: ReadonlySet<string>): fc.Arbitrary<CertOptions> =>
   fc
-    .dictionary(fc.oneof(fc.constantFrom(...known), sshText({minLength: 1, maxLength: 24})), optionValue, {maxKeys: 6, noNullPrototype: true})
-    .map((o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, STRING_OPTIONS.has(k) && typeof v !== 'string' ? (v === true ? '' : v.toString('hex')) : v])))
+    .dictionary(fc.oneof(fc.constantFrom(...known), sshText({minLength: 1, maxLength: 24})), optionValue, {
+      maxKeys: 6,
+      noNullPrototype: true,
+    })
+    .map((o) =>
+      Object.fromEntries(
+        Object.entries(o).map(([k, v]) => [
+          k,
+          STRING_OPTIONS.has(k) && typeof v !== 'string' ? (v === true ? '' : v.toString('hex')) : v,
+        ]),
+      ),
+    )
 
 const template = fc.record({
   type: fc.constantFrom('user' as const, 'host' as const),
@@ -42,7 +80,18 @@ type Generated = typeof template extends fc.Arbitrary<infer T> ? T : never
 
 function toTemplate(g: Generated): CertificateTemplate {
   const validBefore = g.validAfter + g.span > FOREVER ? FOREVER : g.validAfter + g.span
-  return {type: g.type, publicKey: g.subject.publicKey, serial: g.serial, keyId: g.keyId, principals: g.principals, validAfter: g.validAfter, validBefore, criticalOptions: g.criticalOptions, extensions: g.extensions, nonce: g.nonce}
+  return {
+    type: g.type,
+    publicKey: g.subject.publicKey,
+    serial: g.serial,
+    keyId: g.keyId,
+    principals: g.principals,
+    validAfter: g.validAfter,
+    validBefore,
+    criticalOptions: g.criticalOptions,
+    extensions: g.extensions,
+    nonce: g.nonce,
+  }
 }
 
 /**
@@ -71,7 +120,10 @@ function fixedSigner(key: PrivateKey): Signer {
     sign: async (data) => {
       const h = createHash('sha512').update(data).digest()
       const part = (i: number) => Buffer.concat([h, h]).subarray(i, i + Math.min(curve.size, 64))
-      return new SshWriter().string(key.publicKey.type).string(new SshWriter().mpint(part(0)).mpint(part(7)).toBuffer()).toBuffer()
+      return new SshWriter()
+        .string(key.publicKey.type)
+        .string(new SshWriter().mpint(part(0)).mpint(part(7)).toBuffer())
+        .toBuffer()
     },
   }
 }
@@ -83,21 +135,26 @@ async function buildCertCorpus(): Promise<Buffer[]> {
   for (const [i, s] of KEY_KINDS.entries()) {
     for (const c of KEY_KINDS) {
       corpus.push(
-        (await signCertificate(
-          {
-            type: i % 2 === 0 ? 'user' : 'host',
-            publicKey: pool[s][0]!.publicKey,
-            serial: BigInt(i) * 0x1_0000_0001n,
-            keyId: `fuzz-${s}-${c}`,
-            principals: ['alice', 'root', 'web-1.example.com'].slice(0, i % 4),
-            validAfter: 1_700_000_000n,
-            validBefore: i === 4 ? FOREVER : 1_700_086_400n,
-            criticalOptions: i % 2 === 0 ? {'force-command': '/bin/true', 'source-address': '10.0.0.0/8', 'verify-required': true} : {'unknown@example.com': Buffer.from('opaque')},
-            extensions: {'permit-pty': true, 'permit-agent-forwarding': true, 'login@github.com': 'octocat'},
-            nonce: Buffer.alloc(32, i),
-          },
-          fixedSigner(pool[c][1]!),
-        )).blob,
+        (
+          await signCertificate(
+            {
+              type: i % 2 === 0 ? 'user' : 'host',
+              publicKey: pool[s][0]!.publicKey,
+              serial: BigInt(i) * 0x1_0000_0001n,
+              keyId: `fuzz-${s}-${c}`,
+              principals: ['alice', 'root', 'web-1.example.com'].slice(0, i % 4),
+              validAfter: 1_700_000_000n,
+              validBefore: i === 4 ? FOREVER : 1_700_086_400n,
+              criticalOptions:
+                i % 2 === 0
+                  ? {'force-command': '/bin/true', 'source-address': '10.0.0.0/8', 'verify-required': true}
+                  : {'unknown@example.com': Buffer.from('opaque')},
+              extensions: {'permit-pty': true, 'permit-agent-forwarding': true, 'login@github.com': 'octocat'},
+              nonce: Buffer.alloc(32, i),
+            },
+            fixedSigner(pool[c][1]!),
+          )
+        ).blob,
       )
     }
   }
@@ -113,7 +170,14 @@ function certFields(blob: Buffer): Buffer[] {
   return splitFields(blob, ['s', 's', ...KEY_FIELDS[type]!, '8', '4', 's', 's', '8', '8', 's', 's', 's', 's', 's'])
 }
 
-const TYPE_NAMES = ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com', 'ecdsa-sha2-nistp521-cert-v01@openssh.com', 'ssh-rsa-cert-v01@openssh.com', 'ssh-dss-cert-v01@openssh.com', 'ssh-ed25519']
+const TYPE_NAMES = [
+  'ssh-ed25519-cert-v01@openssh.com',
+  'ecdsa-sha2-nistp256-cert-v01@openssh.com',
+  'ecdsa-sha2-nistp521-cert-v01@openssh.com',
+  'ssh-rsa-cert-v01@openssh.com',
+  'ssh-dss-cert-v01@openssh.com',
+  'ssh-ed25519',
+]
 
 describe('fuzz: OpenSSH certificates', function () {
   before(() => {
@@ -158,16 +222,21 @@ describe('fuzz: OpenSSH certificates', function () {
   property(
     'parseCertificate and verifyCertificate on hostile bytes: SshcaError only, quickly',
     4000,
-    fc.property(hostileBytes(fc.constantFrom(...certCorpus()), TYPE_NAMES, fc.constantFrom(...certCorpus()).map(certFields)), (blob) => {
-      const cert = bounded(1000, 'parseCertificate', () => onlySshcaError('parseCertificate', () => parseCertificate(blob)))
-      if (!cert) return
-      // whatever parses can be verified, printed and read back without any other exception
-      bounded(1000, 'verifyCertificate', () => onlySshcaError('verifyCertificate', () => verifyCertificate(cert)))
-      validityAt(cert, 1_700_000_100n)
-      cert.publicKey.fingerprint()
-      const line = onlySshcaError('parseCertificateLine', () => parseCertificateLine(certificateLine(cert, 'c')))
-      assert.ok(line === undefined || line.cert.blob.equals(blob))
-    }),
+    fc.property(
+      hostileBytes(fc.constantFrom(...certCorpus()), TYPE_NAMES, fc.constantFrom(...certCorpus()).map(certFields)),
+      (blob) => {
+        const cert = bounded(1000, 'parseCertificate', () =>
+          onlySshcaError('parseCertificate', () => parseCertificate(blob)),
+        )
+        if (!cert) return
+        // whatever parses can be verified, printed and read back without any other exception
+        bounded(1000, 'verifyCertificate', () => onlySshcaError('verifyCertificate', () => verifyCertificate(cert)))
+        validityAt(cert, 1_700_000_100n)
+        cert.publicKey.fingerprint()
+        const line = onlySshcaError('parseCertificateLine', () => parseCertificateLine(certificateLine(cert, 'c')))
+        assert.ok(line === undefined || line.cert.blob.equals(blob))
+      },
+    ),
   )
 
   property(
@@ -179,9 +248,31 @@ describe('fuzz: OpenSSH certificates', function () {
       fc.oneof(
         fc.uint8Array({maxLength: 600}).map((b) => Buffer.from(b)),
         fc
-          .tuple(fc.constantFrom('ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-256', 'rsa-sha2-512', 'ssh-rsa', ''), fc.uint8Array({maxLength: 80}), fc.uint8Array({maxLength: 80}), fc.uint8Array({maxLength: 520}), fc.nat({max: 3}))
+          .tuple(
+            fc.constantFrom(
+              'ssh-ed25519',
+              'ecdsa-sha2-nistp256',
+              'ecdsa-sha2-nistp384',
+              'ecdsa-sha2-nistp521',
+              'rsa-sha2-256',
+              'rsa-sha2-512',
+              'ssh-rsa',
+              '',
+            ),
+            fc.uint8Array({maxLength: 80}),
+            fc.uint8Array({maxLength: 80}),
+            fc.uint8Array({maxLength: 520}),
+            fc.nat({max: 3}),
+          )
           .map(([alg, r, s, raw, shape]) => {
-            const inner = shape === 0 ? Buffer.from(raw) : shape === 1 ? new SshWriter().mpint(Buffer.from(r)).mpint(Buffer.from(s)).toBuffer() : shape === 2 ? new SshWriter().string(r).string(s).toBuffer() : new SshWriter().mpint(Buffer.from(r)).toBuffer()
+            const inner =
+              shape === 0
+                ? Buffer.from(raw)
+                : shape === 1
+                  ? new SshWriter().mpint(Buffer.from(r)).mpint(Buffer.from(s)).toBuffer()
+                  : shape === 2
+                    ? new SshWriter().string(r).string(s).toBuffer()
+                    : new SshWriter().mpint(Buffer.from(r)).toBuffer()
             return new SshWriter().string(alg).string(inner).toBuffer()
           }),
       ),

@@ -22,30 +22,45 @@ export interface CaProcess {
   stop(signal?: NodeJS.Signals): Promise<{code: number | null; signal: NodeJS.Signals | null}>
 }
 
-export async function startCaProcess(o: {config: string; caDir: string; passwordFile: string; env?: NodeJS.ProcessEnv}): Promise<CaProcess> {
-  const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--config', o.config, '--password-file', o.passwordFile, '--address', '127.0.0.1:0', '--json'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {...process.env, ...o.env},
-  })
+export async function startCaProcess(o: {
+  config: string
+  caDir: string
+  passwordFile: string
+  env?: NodeJS.ProcessEnv
+}): Promise<CaProcess> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'ca', 'serve', '--config', o.config, '--password-file', o.passwordFile, '--address', '127.0.0.1:0', '--json'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {...process.env, ...o.env},
+    },
+  )
   let out = ''
   let err = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (err += d))
-  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
+  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
+    child.once('exit', (code, signal) => resolve({code, signal})),
+  )
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal)
     return exited
   }
   onCleanup(async () => void (await stop('SIGKILL')))
   let started: {url: string; pid: number} | undefined
-  await waitFor('ca serve to print its address', () => {
-    try {
-      started = JSON.parse(out) as {url: string; pid: number}
-    } catch {
-      // not all of it yet
-    }
-    return started !== undefined || child.exitCode !== null
-  }, 60_000)
+  await waitFor(
+    'ca serve to print its address',
+    () => {
+      try {
+        started = JSON.parse(out) as {url: string; pid: number}
+      } catch {
+        // not all of it yet
+      }
+      return started !== undefined || child.exitCode !== null
+    },
+    60_000,
+  )
   if (!started) throw new Error(`ca serve exited ${child.exitCode}:\n${out}\n${err}`)
   const dispatcher = new Agent({connect: {ca: readFileSync(join(o.caDir, 'certs', 'root_ca.crt'))}})
   const url = started.url
@@ -57,7 +72,12 @@ export async function startCaProcess(o: {config: string; caDir: string; password
     stderr: () => err,
     exited,
     async signSsh(body) {
-      const res = await request(`${url}/ssh/sign`, {method: 'POST', dispatcher, headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+      const res = await request(`${url}/ssh/sign`, {
+        method: 'POST',
+        dispatcher,
+        headers: {'content-type': 'application/json'},
+        body: JSON.stringify(body),
+      })
       const text = await res.body.text()
       let json: Record<string, unknown> | undefined
       try {

@@ -24,13 +24,21 @@ export interface TestCa {
   /** The audit lines written since the last call to `mark()`. */
   since(mark: number): Record<string, unknown>[]
   mark(): number
-  call(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<{status: number; headers: Record<string, string | string[] | undefined>; text: string; json: unknown}>
+  call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{status: number; headers: Record<string, string | string[] | undefined>; text: string; json: unknown}>
   setPolicy(settings: Record<string, unknown>): Promise<void>
   stop(): Promise<void>
 }
 
 /** A CA directory with `settings` (provisioners, ssh, disabled …) merged into its ca.yaml. */
-export async function makeCaDir(settings: Record<string, unknown>, name = 'Test'): Promise<{init: InitResult; passwordFile: string}> {
+export async function makeCaDir(
+  settings: Record<string, unknown>,
+  name = 'Test',
+): Promise<{init: InitResult; passwordFile: string}> {
   const base = tempDir('sshca-ca-')
   const init = await initCa({dir: join(base, 'ca'), name, dnsNames: ['127.0.0.1'], password: PASSWORD})
   await writePolicy(init.config, settings)
@@ -41,14 +49,23 @@ export async function makeCaDir(settings: Record<string, unknown>, name = 'Test'
 
 export {writePolicy} from '../../src/demo/policy-file.ts'
 
-export async function startTestCa(settings: Record<string, unknown>, opts: Partial<StartOptions> = {}): Promise<TestCa> {
+export async function startTestCa(
+  settings: Record<string, unknown>,
+  opts: Partial<StartOptions> = {},
+): Promise<TestCa> {
   const {init, passwordFile} = await makeCaDir(settings)
   // in ca.yaml, as an operator would set it: `ca revoke` appends to the same file as the server
   const auditFile = join(init.dir, 'audit.log')
   await writePolicy(init.config, {audit: {file: auditFile}, ...settings})
   // a test's clock or verifier (functions) cannot reach worker threads: such a CA serves on this thread
   const workers = opts.workers ?? (opts.clock || opts.verifier ? 0 : undefined)
-  const ca = await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', ...opts, ...(workers === undefined ? {} : {workers})})
+  const ca = await startCa({
+    configPath: init.config,
+    password: PASSWORD,
+    address: '127.0.0.1:0',
+    ...opts,
+    ...(workers === undefined ? {} : {workers}),
+  })
   const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
   const dispatcher = new Agent({connect: {ca: rootPem}})
   const audit = () =>

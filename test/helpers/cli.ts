@@ -15,7 +15,8 @@ export interface CliOptions {
 }
 
 export function sshca(args: readonly string[], opts: CliOptions = {}): Promise<RunResult> {
-  if (!existsSync(join(ROOT, 'dist', 'fast', 'list.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
+  if (!existsSync(join(ROOT, 'dist', 'fast', 'list.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
   return run(process.execPath, [BIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: {...process.env, NO_COLOR: '1', ...opts.env},

@@ -13,7 +13,10 @@ export interface GithubIssuer {
   publicKey: KeyObject
   requestToken: string
   /** A token with the GitHub Actions claim set; `claims` override or add, `undefined` removes. */
-  mint(claims?: Record<string, unknown>, opts?: {key?: KeyObject; kid?: string; alg?: string; exp?: number; iat?: number; nbf?: number}): Promise<string>
+  mint(
+    claims?: Record<string, unknown>,
+    opts?: {key?: KeyObject; kid?: string; alg?: string; exp?: number; iat?: number; nbf?: number},
+  ): Promise<string>
   /** Number of JWKS fetches so far. */
   jwksFetches(): number
   stop(): Promise<void>
@@ -51,8 +54,14 @@ export function actionsClaims(issuer: string, audience: string): Record<string, 
 }
 
 /** RS256 like GitHub by default; `es256` mints faster (benchmarks pre-mint tens of thousands). */
-export async function startGithubIssuer(defaultAudience = 'sshca-ci', keyAlg: 'RS256' | 'ES256' = 'RS256'): Promise<GithubIssuer> {
-  const {privateKey, publicKey} = keyAlg === 'RS256' ? generateKeyPairSync('rsa', {modulusLength: 2048}) : generateKeyPairSync('ec', {namedCurve: 'P-256'})
+export async function startGithubIssuer(
+  defaultAudience = 'sshca-ci',
+  keyAlg: 'RS256' | 'ES256' = 'RS256',
+): Promise<GithubIssuer> {
+  const {privateKey, publicKey} =
+    keyAlg === 'RS256'
+      ? generateKeyPairSync('rsa', {modulusLength: 2048})
+      : generateKeyPairSync('ec', {namedCurve: 'P-256'})
   const kid = randomBytes(8).toString('hex')
   const jwk = {...(await exportJWK(publicKey)), kid, alg: keyAlg, use: 'sig'}
   const requestToken = randomBytes(16).toString('hex')
@@ -86,15 +95,25 @@ export async function startGithubIssuer(defaultAudience = 'sshca-ci', keyAlg: 'R
       res.end(JSON.stringify(body))
     }
     if (u.pathname === '/.well-known/openid-configuration') {
-      return json(200, {issuer, jwks_uri: `${issuer}/.well-known/jwks`, subject_types_supported: ['public', 'pairwise'], response_types_supported: ['id_token'], id_token_signing_alg_values_supported: [keyAlg], claims_supported: Object.keys(actionsClaims(issuer, ''))})
+      return json(200, {
+        issuer,
+        jwks_uri: `${issuer}/.well-known/jwks`,
+        subject_types_supported: ['public', 'pairwise'],
+        response_types_supported: ['id_token'],
+        id_token_signing_alg_values_supported: [keyAlg],
+        claims_supported: Object.keys(actionsClaims(issuer, '')),
+      })
     }
     if (u.pathname === '/.well-known/jwks') {
       fetches++
       return json(200, {keys: [jwk]})
     }
     if (u.pathname === '/token') {
-      if (!/^bearer /i.test(req.headers.authorization ?? '') || req.headers.authorization!.slice(7) !== requestToken) return json(401, {message: 'bad request token'})
-      void mint(u.searchParams.has('audience') ? {aud: u.searchParams.get('audience')} : {}).then((value) => json(200, {count: 1, value}))
+      if (!/^bearer /i.test(req.headers.authorization ?? '') || req.headers.authorization!.slice(7) !== requestToken)
+        return json(401, {message: 'bad request token'})
+      void mint(u.searchParams.has('audience') ? {aud: u.searchParams.get('audience')} : {}).then((value) =>
+        json(200, {count: 1, value}),
+      )
       return
     }
     json(404, {message: 'not found'})

@@ -20,7 +20,12 @@ export interface Haproxy {
   stop(): Promise<void>
 }
 
-export function haproxyConfig(o: {port: number; socket: string; caFile: string; servers: {name: string; port: number}[]}): string {
+export function haproxyConfig(o: {
+  port: number
+  socket: string
+  caFile: string
+  servers: {name: string; port: number}[]
+}): string {
   return `global
   maxconn 2000
   stats socket ${o.socket} mode 600 level admin
@@ -64,10 +69,17 @@ export async function startHaproxy(o: {caFile: string; servers: {name: string; p
     let err = ''
     c.stderr!.on('data', (d: Buffer) => (err += d.toString()))
     try {
-      await waitFor('haproxy to answer on its admin socket', async () => {
-        if (c.exitCode !== null) throw new Error(`haproxy exited ${c.exitCode}: ${err}`)
-        return adminCommand(socket, 'show info').then(() => true, () => false)
-      }, 15_000)
+      await waitFor(
+        'haproxy to answer on its admin socket',
+        async () => {
+          if (c.exitCode !== null) throw new Error(`haproxy exited ${c.exitCode}: ${err}`)
+          return adminCommand(socket, 'show info').then(
+            () => true,
+            () => false,
+          )
+        },
+        15_000,
+      )
       child = c
       break
     } catch (e) {

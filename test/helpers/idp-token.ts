@@ -2,8 +2,14 @@
 import {createHash, randomBytes} from 'node:crypto'
 import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 
-export async function idToken(issuer: string, o: {clientId: string; login: string; scope?: string}): Promise<{idToken: string; refreshToken?: string}> {
-  const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {authorization_endpoint: string; token_endpoint: string}
+export async function idToken(
+  issuer: string,
+  o: {clientId: string; login: string; scope?: string},
+): Promise<{idToken: string; refreshToken?: string}> {
+  const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {
+    authorization_endpoint: string
+    token_endpoint: string
+  }
   const verifier = randomBytes(32).toString('base64url')
   const redirectUri = 'http://127.0.0.1:1/callback'
   const state = randomBytes(16).toString('base64url')
@@ -26,7 +32,13 @@ export async function idToken(issuer: string, o: {clientId: string; login: strin
   const res = await fetch(meta.token_endpoint, {
     method: 'POST',
     headers: {'content-type': 'application/x-www-form-urlencoded'},
-    body: new URLSearchParams({grant_type: 'authorization_code', code, redirect_uri: redirectUri, client_id: o.clientId, code_verifier: verifier}),
+    body: new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      client_id: o.clientId,
+      code_verifier: verifier,
+    }),
   })
   const body = (await res.json()) as {id_token?: string; refresh_token?: string; error?: string}
   if (!body.id_token) throw new Error(`token endpoint: ${JSON.stringify(body)}`)

@@ -69,7 +69,8 @@ export class MemoryAgent {
   live(): Entry[] {
     if (this.o.lifetimes === 'honor') {
       const now = this.o.clock()
-      for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]!.expiresAt !== null && this.entries[i]!.expiresAt! <= now) this.entries.splice(i, 1)
+      for (let i = this.entries.length - 1; i >= 0; i--)
+        if (this.entries[i]!.expiresAt !== null && this.entries[i]!.expiresAt! <= now) this.entries.splice(i, 1)
     }
     return this.entries
   }

@@ -51,7 +51,10 @@ export function parseKeygenShow(text: string): KeygenCert {
   const field = (name: string): string => {
     const l = lines.find((x) => x.trimStart().startsWith(`${name}:`))
     if (l === undefined) throw new Error(`ssh-keygen -L output has no ${name}:\n${text}`)
-    return l.trimStart().slice(name.length + 1).trim()
+    return l
+      .trimStart()
+      .slice(name.length + 1)
+      .trim()
   }
   const list = (name: string): string[] => {
     const i = lines.findIndex((x) => x.trimStart().startsWith(`${name}:`))

@@ -40,7 +40,9 @@ export interface TestPostgres {
 export function postgresBinDir(): string | undefined {
   const base = '/usr/lib/postgresql'
   if (!existsSync(base)) return undefined
-  const majors = readdirSync(base).filter((d) => /^\d+$/.test(d) && existsSync(join(base, d, 'bin', 'pg_ctl'))).sort((a, b) => Number(b) - Number(a))
+  const majors = readdirSync(base)
+    .filter((d) => /^\d+$/.test(d) && existsSync(join(base, d, 'bin', 'pg_ctl')))
+    .sort((a, b) => Number(b) - Number(a))
   return majors.length ? join(base, majors[0]!, 'bin') : undefined
 }
 
@@ -95,7 +97,18 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgr
     if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}:\n${r.stdout}\n${r.stderr}`)
     return r
   }
-  await ok('initdb', ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'])
+  await ok('initdb', [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth-local=trust',
+    '--auth-host=scram-sha-256',
+    '-E',
+    'UTF8',
+    '--locale=C.UTF-8',
+    '--no-sync',
+  ])
   for (const [name, text] of Object.entries(o.files ?? {})) {
     writeFileSync(join(dir, name), text, {mode: 0o600})
     if (asRoot) chownSync(join(dir, name), uidOf('postgres'), gidOf('postgres'))
@@ -106,11 +119,15 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgr
     fsync: o.fsync === true ? 'on' : 'off',
     max_connections: 100,
     shared_buffers: '32MB',
-    ...Object.fromEntries(Object.entries(o.settings ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v.replaceAll('{dir}', dir) : v])),
+    ...Object.fromEntries(
+      Object.entries(o.settings ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v.replaceAll('{dir}', dir) : v]),
+    ),
   }
   let port = 0
   const start = async (): Promise<void> => {
-    const opts = Object.entries({...settings, port}).map(([k, v]) => `-c ${k}=${v}`).join(' ')
+    const opts = Object.entries({...settings, port})
+      .map(([k, v]) => `-c ${k}=${v}`)
+      .join(' ')
     await ok('pg_ctl', ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', opts])
   }
   // the port is free when we ask and taken by someone else a moment later only on a very busy box: retry
@@ -123,7 +140,24 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgr
       if (attempt >= 3) throw err
     }
   }
-  const psql = async (sql: string, database = 'postgres'): Promise<string> => (await ok('psql', ['-h', dir, '-p', String(port), '-U', 'postgres', '-d', database, '-v', 'ON_ERROR_STOP=1', '-Atq', '-c', sql])).stdout
+  const psql = async (sql: string, database = 'postgres'): Promise<string> =>
+    (
+      await ok('psql', [
+        '-h',
+        dir,
+        '-p',
+        String(port),
+        '-U',
+        'postgres',
+        '-d',
+        database,
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-Atq',
+        '-c',
+        sql,
+      ])
+    ).stdout
   await psql(`CREATE ROLE sshca LOGIN PASSWORD '${password}'`)
   await psql('CREATE DATABASE sshca OWNER sshca')
   let stopped = false

@@ -9,7 +9,11 @@ export interface RunResult {
   stderr: string
 }
 
-export function run(cmd: string, args: readonly string[], opts: SpawnOptions & {input?: string | Buffer; timeoutMs?: number} = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: SpawnOptions & {input?: string | Buffer; timeoutMs?: number} = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     // stdin is a pipe only when there is input to send: a child that exits without reading it (ssh-keygen)
     // turns a write into EPIPE, which must not become an uncaught error in the test run
@@ -36,7 +40,11 @@ export function run(cmd: string, args: readonly string[], opts: SpawnOptions & {
 }
 
 /** Runs and throws with the output when the exit code is not 0. */
-export async function runOk(cmd: string, args: readonly string[], opts: Parameters<typeof run>[2] = {}): Promise<RunResult> {
+export async function runOk(
+  cmd: string,
+  args: readonly string[],
+  opts: Parameters<typeof run>[2] = {},
+): Promise<RunResult> {
   const r = await run(cmd, args, opts)
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}:\n${r.stdout}\n${r.stderr}`)
   return r
@@ -55,7 +63,11 @@ export async function stopAll(): Promise<void> {
   cleanups.clear()
 }
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
     if (await check()) return

@@ -33,25 +33,68 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
   const user = currentUser()
   return {
     provisioners: [
-      {name: 'sso', type: 'oidc', issuer: idpIssuer, clientId: 'sshca-cli', rules: [
-        {name: 'engineers', match: {email_verified: true, email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}', user], keyId: '${email}', ttl: '8h', extensions: ['permit-pty']}},
-      ]},
-      {name: 'ci', type: 'oidc', issuer: ghIssuer, audience: 'sshca-ci', maxTtl: '15m', rules: [
-        {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: [user], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: 'echo deployed-by-ci', sourceAddress: ['127.0.0.1/32']}},
-      ]},
+      {
+        name: 'sso',
+        type: 'oidc',
+        issuer: idpIssuer,
+        clientId: 'sshca-cli',
+        rules: [
+          {
+            name: 'engineers',
+            match: {email_verified: true, email: {domain: 'example.com'}},
+            certificate: {
+              principals: ['${email.local}', user],
+              keyId: '${email}',
+              ttl: '8h',
+              extensions: ['permit-pty'],
+            },
+          },
+        ],
+      },
+      {
+        name: 'ci',
+        type: 'oidc',
+        issuer: ghIssuer,
+        audience: 'sshca-ci',
+        maxTtl: '15m',
+        rules: [
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app', ref: 'refs/heads/main'},
+            certificate: {
+              principals: [user],
+              ttl: '10m',
+              keyId: 'gha:${repository}:${run_id}',
+              forceCommand: 'echo deployed-by-ci',
+              sourceAddress: ['127.0.0.1/32'],
+            },
+          },
+        ],
+      },
     ],
   }
 }
 
 export async function startWorld(caOpts: Partial<StartOptions> = {}): Promise<World> {
-  const idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
+  const idp = await startDevIdp({
+    clients: [{clientId: 'sshca-cli'}],
+    accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}},
+    quiet: true,
+  })
   const gh = await startGithubIssuer()
   let skew = 0
   const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer), {clock: () => Date.now() + skew, ...caOpts})
   const agent = await startAgent()
   const base = tempDir('sshca-world-')
   const home = join(base, 'sshca-home')
-  const env: NodeJS.ProcessEnv = {SSHCA_HOME: home, HOME: join(base, 'home'), SSH_AUTH_SOCK: agent.socket, BROWSER: 'none', SSHCA_KEYRING: 'file', DBUS_SESSION_BUS_ADDRESS: ''}
+  const env: NodeJS.ProcessEnv = {
+    SSHCA_HOME: home,
+    HOME: join(base, 'home'),
+    SSH_AUTH_SOCK: agent.socket,
+    BROWSER: 'none',
+    SSHCA_KEYRING: 'file',
+    DBUS_SESSION_BUS_ADDRESS: '',
+  }
   return {
     idp,
     gh,
@@ -63,7 +106,10 @@ export async function startWorld(caOpts: Partial<StartOptions> = {}): Promise<Wo
       skew = ms
     },
     async bootstrap(context = 'test') {
-      const r = await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', context], {env})
+      const r = await sshca(
+        ['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', context],
+        {env},
+      )
       if (r.code !== 0) throw new Error(`bootstrap failed: ${r.stderr}`)
     },
     async stop() {
@@ -85,7 +131,10 @@ export interface Running {
 }
 
 export function spawnSshca(args: string[], env: NodeJS.ProcessEnv, input?: string): Running {
-  const child = spawn(process.execPath, [BIN, ...args], {env: {...process.env, NO_COLOR: '1', ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: {...process.env, NO_COLOR: '1', ...env},
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   child.stdout!.on('data', (d) => (out += d))
@@ -94,14 +143,20 @@ export function spawnSshca(args: string[], env: NodeJS.ProcessEnv, input?: strin
     child.stdin!.on('error', () => undefined)
     child.stdin!.end(input)
   }
-  const exited = new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stdout: out, stderr: err})))
+  const exited = new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) =>
+    child.on('close', (code) => resolve({code, stdout: out, stderr: err})),
+  )
   return {
     child,
     stdout: () => out,
     stderr: () => err,
     async waitFor(re, timeoutMs = 30_000) {
       let m: RegExpExecArray | null = null
-      await waitFor(`${re} in the output of sshca ${args.join(' ')}`, () => (m = re.exec(out + err)) !== null || child.exitCode !== null, timeoutMs)
+      await waitFor(
+        `${re} in the output of sshca ${args.join(' ')}`,
+        () => (m = re.exec(out + err)) !== null || child.exitCode !== null,
+        timeoutMs,
+      )
       if (!m) throw new Error(`sshca ${args.join(' ')} exited ${child.exitCode} before printing ${re}:\n${out}\n${err}`)
       return m
     },

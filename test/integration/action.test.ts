@@ -22,7 +22,12 @@ const SCRIPT = join(ROOT, 'action', 'run.sh')
 
 /** The `name=value` lines of a GITHUB_ENV / GITHUB_OUTPUT file. */
 const lines = (file: string): Record<string, string> =>
-  Object.fromEntries(readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+  Object.fromEntries(
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  )
 
 describe('the GitHub Action', function () {
   this.timeout(120_000)
@@ -69,13 +74,22 @@ describe('the GitHub Action', function () {
       assert.equal(step.env[`INPUT_${name.toUpperCase().replace(/-/g, '_')}`], `\${{ inputs.${name} }}`, name)
     }
     for (const name of ['ca-url', 'fingerprint', 'provisioner', 'audience']) assert.ok(action.inputs[name], name)
-    for (const name of ['principals', 'expires']) assert.equal(action.outputs[name].value, `\${{ steps.${step.id}.outputs.${name} }}`)
+    for (const name of ['principals', 'expires'])
+      assert.equal(action.outputs[name].value, `\${{ steps.${step.id}.outputs.${name} }}`)
     const script = readFileSync(SCRIPT, 'utf8')
-    for (const name of Object.keys(action.inputs)) assert.match(script, new RegExp(`INPUT_${name.toUpperCase().replace(/-/g, '_')}\\b`), `run.sh ignores ${name}`)
+    for (const name of Object.keys(action.inputs))
+      assert.match(script, new RegExp(`INPUT_${name.toUpperCase().replace(/-/g, '_')}\\b`), `run.sh ignores ${name}`)
   })
 
   it('end to end: starts an agent, bootstraps by fingerprint, logs in with the job token, writes outputs and env', async () => {
-    const r = runner({'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, provisioner: 'ci', audience: 'sshca-ci', install: 'none', 'host-pattern': '*.example.com'})
+    const r = runner({
+      'ca-url': w.t.url,
+      fingerprint: w.t.init.rootFingerprint,
+      provisioner: 'ci',
+      audience: 'sshca-ci',
+      install: 'none',
+      'host-pattern': '*.example.com',
+    })
     const res = await run('bash', [SCRIPT], {env: r.env, timeoutMs: 60_000})
     const env = lines(r.files.env)
     try {
@@ -83,17 +97,25 @@ describe('the GitHub Action', function () {
       const out = lines(r.files.output)
       assert.ok(out.principals && out.principals.length > 0)
       assert.match(out['key-id']!, /^gha:acme\/app:\d+$/)
-      assert.ok(Date.parse(out.expires!) > Date.now() && Date.parse(out.expires!) <= Date.now() + 15 * 60_000, out.expires)
+      assert.ok(
+        Date.parse(out.expires!) > Date.now() && Date.parse(out.expires!) <= Date.now() + 15 * 60_000,
+        out.expires,
+      )
       assert.match(out.serial!, /^\d+$/)
       assert.equal(env.SSHCA_HOME, join(r.temp, 'sshca-home'))
       assert.ok(env.SSH_AUTH_SOCK!.startsWith(r.temp))
       assert.match(env.SSH_AGENT_PID!, /^\d+$/)
       // sshca config ran: the job's ssh trusts the CA's host certificates
-      assert.match(readFileSync(join(r.env.HOME!, '.ssh', 'known_hosts'), 'utf8'), /^@cert-authority \*\.example\.com ssh-/m)
+      assert.match(
+        readFileSync(join(r.env.HOME!, '.ssh', 'known_hosts'), 'utf8'),
+        /^@cert-authority \*\.example\.com ssh-/m,
+      )
       const keys = await sshAdd({socket: env.SSH_AUTH_SOCK!}, ['-L'])
       assert.match(keys.stdout, /cert-v01@openssh\.com/)
       // a later step's `sshca list` sees it through what the action exported
-      const list = await run(process.execPath, [BIN, 'list', '--json'], {env: {...r.env, SSHCA_HOME: env.SSHCA_HOME, SSH_AUTH_SOCK: env.SSH_AUTH_SOCK}})
+      const list = await run(process.execPath, [BIN, 'list', '--json'], {
+        env: {...r.env, SSHCA_HOME: env.SSHCA_HOME, SSH_AUTH_SOCK: env.SSH_AUTH_SOCK},
+      })
       assert.equal(JSON.parse(list.stdout).certificates[0].keyId, out['key-id'])
     } finally {
       if (env.SSH_AGENT_PID) process.kill(Number(env.SSH_AGENT_PID), 'SIGTERM')
@@ -116,14 +138,24 @@ describe('the GitHub Action', function () {
     const root = await createRoot('Action test downloads')
     const mid = await createIntermediate('Action test downloads', root)
     const leaf = await createTlsCert(['127.0.0.1'], mid)
-    const server = createServer({key: leaf.key.export({type: 'pkcs8', format: 'pem'}) as string, cert: leaf.pem + mid.pem}, (_req, res) => res.end(exe))
+    const server = createServer(
+      {key: leaf.key.export({type: 'pkcs8', format: 'pem'}) as string, cert: leaf.pem + mid.pem},
+      (_req, res) => res.end(exe),
+    )
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/sshca-linux-x64`
     const caFile = join(tempDir(), 'root.pem')
     writeFileSync(caFile, root.pem)
     const sha = createHash('sha256').update(exe).digest('hex')
     try {
-      const inputs = {'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, audience: 'sshca-ci', install: 'executable', 'executable-url': url, 'ssh-config': 'false'}
+      const inputs = {
+        'ca-url': w.t.url,
+        fingerprint: w.t.init.rootFingerprint,
+        audience: 'sshca-ci',
+        install: 'executable',
+        'executable-url': url,
+        'ssh-config': 'false',
+      }
       // a different file than the one named: refused before it runs, and not left on PATH
       const bad = runner({...inputs, 'executable-sha256': createHash('sha256').update('something else').digest('hex')})
       bad.env.PATH = '/usr/local/bin:/usr/bin:/bin'
@@ -153,9 +185,23 @@ describe('the GitHub Action', function () {
   it('refuses bad inputs: no fingerprint, an http:// CA, an executable without its SHA-256', async () => {
     for (const [inputs, message] of [
       [{'ca-url': w.t.url, install: 'none'}, /the fingerprint input is required/],
-      [{'ca-url': w.t.url.replace('https:', 'http:'), fingerprint: w.t.init.rootFingerprint, install: 'none'}, /ca-url must be https:\/\//],
-      [{'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, install: 'executable', 'executable-url': 'https://example.invalid/sshca'}, /needs executable-url and executable-sha256/],
-      [{'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, install: 'npm', version: 'latest; rm -rf /'}, /version must be an exact sshca version/],
+      [
+        {'ca-url': w.t.url.replace('https:', 'http:'), fingerprint: w.t.init.rootFingerprint, install: 'none'},
+        /ca-url must be https:\/\//,
+      ],
+      [
+        {
+          'ca-url': w.t.url,
+          fingerprint: w.t.init.rootFingerprint,
+          install: 'executable',
+          'executable-url': 'https://example.invalid/sshca',
+        },
+        /needs executable-url and executable-sha256/,
+      ],
+      [
+        {'ca-url': w.t.url, fingerprint: w.t.init.rootFingerprint, install: 'npm', version: 'latest; rm -rf /'},
+        /version must be an exact sshca version/,
+      ],
     ] as const) {
       const r = runner(inputs)
       const res = await run('bash', [SCRIPT], {env: r.env})

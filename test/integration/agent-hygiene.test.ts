@@ -33,19 +33,39 @@ describe('agent hygiene with a real ssh-agent (issue 12)', function () {
   })
   after(async () => w?.stop())
 
-  async function load(by: Signer, o: {serial: bigint; keyId: string; principals: string[]; until: bigint; comment: string}): Promise<void> {
+  async function load(
+    by: Signer,
+    o: {serial: bigint; keyId: string; principals: string[]; until: bigint; comment: string},
+  ): Promise<void> {
     const key = generatePrivateKey('ed25519')
-    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: o.serial, keyId: o.keyId, principals: o.principals, validAfter: now() - 7200n, validBefore: o.until}, by)
+    const cert = await signCertificate(
+      {
+        type: 'user',
+        publicKey: key.publicKey,
+        serial: o.serial,
+        keyId: o.keyId,
+        principals: o.principals,
+        validAfter: now() - 7200n,
+        validBefore: o.until,
+      },
+      by,
+    )
     // no lifetime: what an agent that slept, or one that ignores lifetimes, ends up holding
     await AgentClient.with({socketPath: w.agent.socket}, (a) => a.addCertificate(key, cert, {comment: o.comment}))
   }
 
-  it('login removes this CA\'s expired and superseded certificates, keeps everything else, and adds the new one', async () => {
+  it("login removes this CA's expired and superseded certificates, keeps everything else, and adds the new one", async () => {
     const alice = {keyId: 'alice@example.com', principals: ['alice', user]}
     await load(userCa, {...alice, serial: 101n, until: now() - 600n, comment: 'sshca:test:sso'})
     await load(userCa, {...alice, serial: 102n, until: now() - 30n, comment: 'added by hand'})
     await load(userCa, {...alice, serial: 103n, until: now() + 900n, comment: 'sshca:test:sso'})
-    await load(userCa, {keyId: 'gha:acme/app:1', principals: ['deploy'], serial: 104n, until: now() + 900n, comment: 'sshca:test:token'})
+    await load(userCa, {
+      keyId: 'gha:acme/app:1',
+      principals: ['deploy'],
+      serial: 104n,
+      until: now() + 900n,
+      comment: 'sshca:test:token',
+    })
     await load(foreignCa, {...alice, serial: 201n, until: now() - 600n, comment: 'another CA, expired'})
     await load(foreignCa, {...alice, serial: 202n, until: now() + 900n, comment: 'another CA'})
     const plain = generatePrivateKey('ed25519')
@@ -55,28 +75,45 @@ describe('agent hygiene with a real ssh-agent (issue 12)', function () {
     const r = await sshca(['login', '--identity-token-file', '-', '--json'], {env: w.env, input: t})
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
-    assert.deepEqual(
-      doc.agent.removed.map((x: {serial: string; why: string}) => `${x.serial}:${x.why}`).sort(),
-      ['101:expired', '102:expired', '103:superseded'],
-    )
+    assert.deepEqual(doc.agent.removed.map((x: {serial: string; why: string}) => `${x.serial}:${x.why}`).sort(), [
+      '101:expired',
+      '102:expired',
+      '103:superseded',
+    ])
     const left = await AgentClient.with({socketPath: w.agent.socket}, (a) => a.list())
     const serials = left.map((i) => i.certificate?.serial.toString() ?? i.comment).sort()
     assert.deepEqual(serials, ['104', '201', '202', doc.certificate.serial, 'my own key'].sort())
 
     // the text says what went
-    const text = await sshca(['login', '--identity-token-file', '-', '--force'], {env: w.env, input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken})
+    const text = await sshca(['login', '--identity-token-file', '-', '--force'], {
+      env: w.env,
+      input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken,
+    })
     assert.equal(text.code, 0, text.stderr)
     assert.match(text.stdout, /Removed from the agent: alice@example\.com \(superseded\)\./)
   })
 
-  it('why it matters: sshd\'s MaxAuthTries against an agent full of stale certificates, and after a login', async () => {
-    const sshd = await startSshd({userCaKeys: readFileSync(caPaths(w.t.init.dir).userCaPub, 'utf8').trim().split('\n'), extraConfig: ['MaxAuthTries 3']})
+  it("why it matters: sshd's MaxAuthTries against an agent full of stale certificates, and after a login", async () => {
+    const sshd = await startSshd({
+      userCaKeys: readFileSync(caPaths(w.t.init.dir).userCaPub, 'utf8').trim().split('\n'),
+      extraConfig: ['MaxAuthTries 3'],
+    })
     try {
       await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
-      for (let i = 0; i < 4; i++) await load(userCa, {keyId: 'alice@example.com', principals: ['alice', user], serial: BigInt(300 + i), until: now() - 60n, comment: 'sshca:test:sso'})
+      for (let i = 0; i < 4; i++)
+        await load(userCa, {
+          keyId: 'alice@example.com',
+          principals: ['alice', user],
+          serial: BigInt(300 + i),
+          until: now() - 60n,
+          comment: 'sshca:test:sso',
+        })
       const refused = await ssh({port: sshd.port, agentSocket: w.agent.socket})
       assert.notEqual(refused.code, 0)
-      assert.match(`${refused.stderr}${sshd.log()}`, /Too many authentication failures|maximum authentication attempts exceeded/)
+      assert.match(
+        `${refused.stderr}${sshd.log()}`,
+        /Too many authentication failures|maximum authentication attempts exceeded/,
+      )
       const {idToken: t} = await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})
       const r = await sshca(['login', '--identity-token-file', '-'], {env: w.env, input: t})
       assert.equal(r.code, 0, r.stderr)

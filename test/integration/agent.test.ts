@@ -16,7 +16,16 @@ let ca: PrivateKey
 async function issue(key: PrivateKey, keyId: string, seconds = 3600): Promise<Certificate> {
   const now = BigInt(Math.floor(Date.now() / 1000))
   return signCertificate(
-    {type: 'user', publicKey: key.publicKey, serial: 1n, keyId, principals: ['alice'], validAfter: now - 60n, validBefore: now + BigInt(seconds), extensions: {'permit-pty': true}},
+    {
+      type: 'user',
+      publicKey: key.publicKey,
+      serial: 1n,
+      keyId,
+      principals: ['alice'],
+      validAfter: now - 60n,
+      validBefore: now + BigInt(seconds),
+      extensions: {'permit-pty': true},
+    },
     keySigner(ca.keyObject),
   )
 }
@@ -41,7 +50,9 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
     it(`${kind}: adds key + certificate; ssh-add -L shows it and ssh-add -T proves the agent signs with it`, async () => {
       const key = generatePrivateKey(kind, 2048)
       const cert = await issue(key, `kid-${kind}`)
-      await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600, comment: 'sshca:test'}))
+      await AgentClient.with({socketPath: agent.socket}, (a) =>
+        a.addCertificate(key, cert, {lifetimeSeconds: 600, comment: 'sshca:test'}),
+      )
       const listed = await sshAdd(agent, ['-L'])
       assert.equal(listed.code, 0, listed.stderr)
       assert.equal(listed.stdout.trim(), certificateLine(cert, 'sshca:test'))
@@ -83,7 +94,10 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
     // the lifetime on a loaded machine); then wait for the agent to drop it
     await AgentClient.with({socketPath: agent.socket}, async (a) => {
       await a.addCertificate(key, await issue(key, 'short'), {lifetimeSeconds: 3})
-      assert.deepEqual((await a.list()).map((i) => i.certificate?.keyId), ['short'])
+      assert.deepEqual(
+        (await a.list()).map((i) => i.certificate?.keyId),
+        ['short'],
+      )
     })
     const {waitFor} = await import('../helpers/proc.ts')
     await waitFor('the agent to forget the certificate', async () => (await sshAdd(agent, ['-L'])).code === 1, 30_000)
@@ -99,7 +113,10 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
       await a.addCertificate(k1, c1)
       await a.addCertificate(k2, await issue(k2, 'two'))
       await a.remove(c1.blob)
-      assert.deepEqual((await a.list()).map((i) => i.certificate?.keyId), ['two'])
+      assert.deepEqual(
+        (await a.list()).map((i) => i.certificate?.keyId),
+        ['two'],
+      )
       await assert.rejects(a.remove(c1.blob), {code: 'ERR_AGENT_FAILURE'})
       await a.removeAll()
       assert.deepEqual(await a.list(), [])
@@ -134,11 +151,18 @@ describe('ssh-agent client against OpenSSH ssh-agent', function () {
     const saved = process.env.SSH_AUTH_SOCK
     delete process.env.SSH_AUTH_SOCK
     try {
-      await assert.rejects(AgentClient.connect(), {code: 'ERR_AGENT_UNAVAILABLE', message: /SSH_AUTH_SOCK is not set/, hint: /ssh-agent -s/})
+      await assert.rejects(AgentClient.connect(), {
+        code: 'ERR_AGENT_UNAVAILABLE',
+        message: /SSH_AUTH_SOCK is not set/,
+        hint: /ssh-agent -s/,
+      })
     } finally {
       if (saved !== undefined) process.env.SSH_AUTH_SOCK = saved
     }
-    await assert.rejects(AgentClient.connect({socketPath: join(dir, 'missing.sock')}), {code: 'ERR_AGENT_UNAVAILABLE', message: /does not exist/})
+    await assert.rejects(AgentClient.connect({socketPath: join(dir, 'missing.sock')}), {
+      code: 'ERR_AGENT_UNAVAILABLE',
+      message: /does not exist/,
+    })
     const stopped = await startAgent()
     await stopped.stop()
     await assert.rejects(AgentClient.connect({socketPath: stopped.socket}), {code: 'ERR_AGENT_UNAVAILABLE'})

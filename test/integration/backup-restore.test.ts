@@ -30,9 +30,21 @@ const user = currentUser()
 
 const policy = (issuer: string) => ({
   limits: {rate: false},
-  provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [
-    {name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: [user], ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
-  ]}],
+  provisioners: [
+    {
+      name: 'ci',
+      type: 'oidc',
+      issuer,
+      audience: 'sshca-ci',
+      rules: [
+        {
+          name: 'deploy',
+          match: {repository: 'acme/app'},
+          certificate: {principals: [user], ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
+        },
+      ],
+    },
+  ],
 })
 
 interface Served {
@@ -45,19 +57,40 @@ interface Served {
 
 async function serve(config: string, dir: string): Promise<Served> {
   const auditFile = join(dir, 'audit.log')
-  const ca = await startCa({configPath: config, password: PASSWORD, address: '127.0.0.1:0', auditFile, adminEventsIntervalMs: 100, safetyIntervalMs: 100})
+  const ca = await startCa({
+    configPath: config,
+    password: PASSWORD,
+    address: '127.0.0.1:0',
+    auditFile,
+    adminEventsIntervalMs: 100,
+    safetyIntervalMs: 100,
+  })
   const http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})
   return {
     ca,
     http,
     auditFile,
     async sign(ott, key) {
-      const res = await request(`${ca.url}/ssh/sign`, {method: 'POST', dispatcher: http, headers: {'content-type': 'application/json'}, body: JSON.stringify({ott, publicKey: key.publicKey.blob.toString('base64')})})
+      const res = await request(`${ca.url}/ssh/sign`, {
+        method: 'POST',
+        dispatcher: http,
+        headers: {'content-type': 'application/json'},
+        body: JSON.stringify({ott, publicKey: key.publicKey.blob.toString('base64')}),
+      })
       const body = await res.body.text()
       const id = res.headers['x-request-id']
-      const line = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === id)
+      const line = readFileSync(auditFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((e) => e.request_id === id)
       const crt = res.statusCode === 201 ? (JSON.parse(body) as {crt: string}).crt : undefined
-      return {status: res.statusCode, body, ...(typeof line?.reason === 'string' ? {reason: line.reason} : {}), ...(crt ? {cert: parseCertificate(Buffer.from(crt, 'base64'))} : {})}
+      return {
+        status: res.statusCode,
+        body,
+        ...(typeof line?.reason === 'string' ? {reason: line.reason} : {}),
+        ...(crt ? {cert: parseCertificate(Buffer.from(crt, 'base64'))} : {}),
+      }
     },
     async stop() {
       await ca.close()
@@ -71,7 +104,12 @@ const json = <T>(r: {code: number | null; stdout: string; stderr: string}, what:
   return JSON.parse(r.stdout) as T
 }
 
-async function login(agent: Agent, port: number, key: PrivateKey, cert: Certificate): Promise<{code: number | null; stdout: string; stderr: string}> {
+async function login(
+  agent: Agent,
+  port: number,
+  key: PrivateKey,
+  cert: Certificate,
+): Promise<{code: number | null; stdout: string; stderr: string}> {
   await AgentClient.with({socketPath: agent.socket}, async (a) => {
     await a.removeAll()
     await a.addCertificate(key, cert, {lifetimeSeconds: 600})
@@ -113,22 +151,59 @@ describe('ca backup / ca restore: a CA that restores', function () {
     assert.equal(a.status, 201, a.body)
     const b = await old.sign(await gh.mint(), keyB)
     assert.equal(b.status, 201, b.body)
-    const revoked = await sshca(['ca', 'revoke', '--config', init.config, '--serial', b.cert!.serial.toString(), '--reason', 'key lost', '--json'])
+    const revoked = await sshca([
+      'ca',
+      'revoke',
+      '--config',
+      init.config,
+      '--serial',
+      b.cert!.serial.toString(),
+      '--reason',
+      'key lost',
+      '--json',
+    ])
     assert.equal(revoked.code, 0, revoked.stderr)
 
     // the backup, taken while the CA serves
-    const backup = json<{file: string; sha256: string; manifest: {ca: {rootFingerprint: string}; store: {type: string; certificates: number; revocations: number; spentTokens: number; method: string}; files: {path: string}[]}}>(
+    const backup = json<{
+      file: string
+      sha256: string
+      manifest: {
+        ca: {rootFingerprint: string}
+        store: {type: string; certificates: number; revocations: number; spentTokens: number; method: string}
+        files: {path: string}[]
+      }
+    }>(
       await sshca(['ca', 'backup', '--config', init.config, '--out', base, '--password-file', backupPw, '--json']),
       'ca backup',
     )
     assert.equal(statSync(backup.file).mode & 0o777, 0o600)
     assert.equal(backup.manifest.ca.rootFingerprint, init.rootFingerprint)
-    assert.deepEqual([backup.manifest.store.type, backup.manifest.store.method, backup.manifest.store.certificates, backup.manifest.store.revocations, backup.manifest.store.spentTokens], ['sqlite', 'sqlite3_backup', 2, 1, 2])
+    assert.deepEqual(
+      [
+        backup.manifest.store.type,
+        backup.manifest.store.method,
+        backup.manifest.store.certificates,
+        backup.manifest.store.revocations,
+        backup.manifest.store.spentTokens,
+      ],
+      ['sqlite', 'sqlite3_backup', 2, 1, 2],
+    )
     // the archive is sealed: no key, certificate or store page readable in it
     const raw = readFileSync(backup.file)
-    for (const needle of ['sshca-encrypted-key', 'BEGIN CERTIFICATE', 'SQLite format 3', 'ssh-ed25519', 'provisioners']) assert.equal(raw.includes(needle), false, `${needle} in the clear`)
+    for (const needle of ['sshca-encrypted-key', 'BEGIN CERTIFICATE', 'SQLite format 3', 'ssh-ed25519', 'provisioners'])
+      assert.equal(raw.includes(needle), false, `${needle} in the clear`)
     // a second backup to the same name is refused, not overwritten
-    const again = await sshca(['ca', 'backup', '--config', init.config, '--out', backup.file, '--password-file', backupPw])
+    const again = await sshca([
+      'ca',
+      'backup',
+      '--config',
+      init.config,
+      '--out',
+      backup.file,
+      '--password-file',
+      backupPw,
+    ])
     assert.notEqual(again.code, 0)
     assert.match(again.stderr, /ERR_FILE_EXISTS/)
 
@@ -156,23 +231,40 @@ describe('ca backup / ca restore: a CA that restores', function () {
     assert.equal(readFileSync(join(dir, 'ssh', 'ssh_user_ca.pub'), 'utf8'), oldUserCaLine)
     assert.equal(readFileSync(join(dir, 'ssh', 'ssh_host_ca.pub'), 'utf8'), oldHostCaLine)
     assert.ok(existsSync(join(dir, 'restore-pending.json')))
-    for (const f of ['ca.yaml', 'secrets/ssh_user_ca.key', 'secrets/intermediate_ca.key', 'db/sshca.sqlite']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
+    for (const f of ['ca.yaml', 'secrets/ssh_user_ca.key', 'secrets/intermediate_ca.key', 'db/sshca.sqlite'])
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
     assert.equal(statSync(dir).mode & 0o777, 0o700)
 
     // the restored CA starts with the same identity; its first start closes the replay window
     const fresh = await serve(restored.config, dir)
     try {
       assert.equal(fresh.ca.runtime.material.rootFingerprint, init.rootFingerprint)
-      assert.equal(fresh.ca.runtime.material.userCa.active.publicKey.toLine(), oldUserCaLine.trim().split(' ').slice(0, 2).join(' '))
+      assert.equal(
+        fresh.ca.runtime.material.userCa.active.publicKey.toLine(),
+        oldUserCaLine.trim().split(' ').slice(0, 2).join(' '),
+      )
       assert.equal(existsSync(join(dir, 'restore-pending.json')), false)
       const started = readFileSync(fresh.auditFile, 'utf8')
       assert.match(started, /"event":"ca_restored"|"ca_restored"/)
 
       // the inventory and the revocation came back
-      const certs = json<{certificates: {serial: string}[]}>(await sshca(['ca', 'certs', '--config', restored.config, '--json']), 'ca certs')
-      assert.deepEqual(new Set(certs.certificates.map((x) => x.serial)), new Set([a.cert!.serial.toString(), b.cert!.serial.toString()]), 'A and B, not C (issued after the snapshot)')
-      const revs = json<{revocations: {serial: string | null}[]}>(await sshca(['ca', 'revocations', '--config', restored.config, '--json']), 'ca revocations')
-      assert.deepEqual(revs.revocations.map((r) => r.serial), [b.cert!.serial.toString()])
+      const certs = json<{certificates: {serial: string}[]}>(
+        await sshca(['ca', 'certs', '--config', restored.config, '--json']),
+        'ca certs',
+      )
+      assert.deepEqual(
+        new Set(certs.certificates.map((x) => x.serial)),
+        new Set([a.cert!.serial.toString(), b.cert!.serial.toString()]),
+        'A and B, not C (issued after the snapshot)',
+      )
+      const revs = json<{revocations: {serial: string | null}[]}>(
+        await sshca(['ca', 'revocations', '--config', restored.config, '--json']),
+        'ca revocations',
+      )
+      assert.deepEqual(
+        revs.revocations.map((r) => r.serial),
+        [b.cert!.serial.toString()],
+      )
 
       // a token spent before the backup is a replay; one spent after it falls in the restore window
       const replay = await fresh.sign(tokenA, generatePrivateKey('ed25519'))
@@ -228,23 +320,54 @@ describe('ca backup / ca restore: a CA that restores', function () {
     try {
       await waitFor('some certificates issued', () => issued >= 20, 60_000)
       const atStart = issued
-      const out = await sshca(['ca', 'backup', '--config', init.config, '--out', join(base, 'busy.sshca'), '--password-file', backupPw, '--json'])
+      const out = await sshca([
+        'ca',
+        'backup',
+        '--config',
+        init.config,
+        '--out',
+        join(base, 'busy.sshca'),
+        '--password-file',
+        backupPw,
+        '--json',
+      ])
       // keep signing a little after the backup returned, so the snapshot is strictly mid-stream
       const atEnd = issued
       await waitFor('more certificates after the backup', () => issued > atEnd, 60_000)
       running = false
       await Promise.all(signers)
-      const backup = json<{file: string; manifest: {store: {certificates: number; spentTokens: number}}}>(out, 'ca backup')
+      const backup = json<{file: string; manifest: {store: {certificates: number; spentTokens: number}}}>(
+        out,
+        'ca backup',
+      )
       const snap = backup.manifest.store.certificates
-      assert.ok(snap >= atStart && snap < issued, `snapshot of ${snap} certificates, ${atStart} issued before the backup, ${issued} in all`)
+      assert.ok(
+        snap >= atStart && snap < issued,
+        `snapshot of ${snap} certificates, ${atStart} issued before the backup, ${issued} in all`,
+      )
       const dir = join(base, 'busy-restored')
-      json(await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']), 'ca restore')
+      json(
+        await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']),
+        'ca restore',
+      )
       const db = new DatabaseSync(join(dir, 'db', 'sshca.sqlite'), {readOnly: true})
       try {
         const n = (sql: string) => Number((db.prepare(sql).get() as {n: number}).n)
         assert.equal(n('SELECT COUNT(*) AS n FROM certificates'), snap)
-        assert.equal(n('SELECT COUNT(*) AS n FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM used_tokens u WHERE u.serial = c.serial)'), 0, 'a certificate without its spent token')
-        assert.equal(n('SELECT COUNT(*) AS n FROM used_tokens u WHERE u.serial IS NOT NULL AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = u.serial)'), 0, 'a spent token without its certificate')
+        assert.equal(
+          n(
+            'SELECT COUNT(*) AS n FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM used_tokens u WHERE u.serial = c.serial)',
+          ),
+          0,
+          'a certificate without its spent token',
+        )
+        assert.equal(
+          n(
+            'SELECT COUNT(*) AS n FROM used_tokens u WHERE u.serial IS NOT NULL AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = u.serial)',
+          ),
+          0,
+          'a spent token without its certificate',
+        )
         assert.equal((db.prepare('PRAGMA integrity_check').get() as {integrity_check: string}).integrity_check, 'ok')
       } finally {
         db.close()
@@ -268,28 +391,61 @@ describe('ca backup / ca restore: a CA that restores', function () {
       const old = await serve(init.config, init.dir)
       const tokenA = await gh.mint()
       assert.equal((await old.sign(tokenA, generatePrivateKey('ed25519'))).status, 201)
-      const backup = json<{file: string; notes: string[]; manifest: {store: {type: string; included: boolean}; external: {setting: string; path: string}[]; files: {path: string}[]}}>(
-        await sshca(['ca', 'backup', '--config', init.config, '--out', join(base, 'pg.sshca'), '--password-file', backupPw, '--json']),
+      const backup = json<{
+        file: string
+        notes: string[]
+        manifest: {
+          store: {type: string; included: boolean}
+          external: {setting: string; path: string}[]
+          files: {path: string}[]
+        }
+      }>(
+        await sshca([
+          'ca',
+          'backup',
+          '--config',
+          init.config,
+          '--out',
+          join(base, 'pg.sshca'),
+          '--password-file',
+          backupPw,
+          '--json',
+        ]),
         'ca backup',
       )
       assert.deepEqual([backup.manifest.store.type, backup.manifest.store.included], ['postgresql', false])
-      assert.equal(backup.manifest.files.some((f) => f.path.startsWith('db/')), false)
-      assert.ok(backup.notes.some((n) => /pg_dump/.test(n) && /pg_restore/.test(n)), backup.notes.join('\n'))
+      assert.equal(
+        backup.manifest.files.some((f) => f.path.startsWith('db/')),
+        false,
+      )
+      assert.ok(
+        backup.notes.some((n) => /pg_dump/.test(n) && /pg_restore/.test(n)),
+        backup.notes.join('\n'),
+      )
       assert.ok(backup.manifest.external.some((e) => e.setting === 'db.passwordFile' && e.path === pg.passwordFile))
       // the database's own tools, as the notes say
       const dump = join(base, 'sshca.pgdump')
       const pgEnv = {...process.env, PGPASSWORD: pg.password}
-      const d = spawnSync(join(bin!, 'pg_dump'), ['--format=custom', `--file=${dump}`, url], {env: pgEnv, encoding: 'utf8'})
+      const d = spawnSync(join(bin!, 'pg_dump'), ['--format=custom', `--file=${dump}`, url], {
+        env: pgEnv,
+        encoding: 'utf8',
+      })
       assert.equal(d.status, 0, d.stderr)
       const tokenC = await gh.mint()
       assert.equal((await old.sign(tokenC, generatePrivateKey('ed25519'))).status, 201, 'spent after the dump')
       await old.stop()
 
       const target = await pg.createDatabase()
-      const r = spawnSync(join(bin!, 'pg_restore'), ['--no-owner', `--dbname=${target}`, dump], {env: pgEnv, encoding: 'utf8'})
+      const r = spawnSync(join(bin!, 'pg_restore'), ['--no-owner', `--dbname=${target}`, dump], {
+        env: pgEnv,
+        encoding: 'utf8',
+      })
       assert.equal(r.status, 0, r.stderr)
       const dir = join(base, 'pg-restored')
-      const restored = json<{config: string; notes: string[]}>(await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']), 'ca restore')
+      const restored = json<{config: string; notes: string[]}>(
+        await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']),
+        'ca restore',
+      )
       assert.ok(restored.notes.some((n) => /pg_restore/.test(n)))
       await writePolicy(restored.config, {db: pg.db({url: target})})
       const fresh = await serve(restored.config, dir)
@@ -299,7 +455,15 @@ describe('ca backup / ca restore: a CA that restores', function () {
         assert.equal((await fresh.sign(tokenA, generatePrivateKey('ed25519'))).reason, 'token_replayed')
         assert.equal((await fresh.sign(tokenC, generatePrivateKey('ed25519'))).reason, 'token_before_restore')
         const now = Math.floor(Date.now() / 1000)
-        assert.equal((await fresh.sign(await gh.mint({}, {iat: now + 60, nbf: now - 5, exp: now + 300}), generatePrivateKey('ed25519'))).status, 201)
+        assert.equal(
+          (
+            await fresh.sign(
+              await gh.mint({}, {iat: now + 60, nbf: now - 5, exp: now + 300}),
+              generatePrivateKey('ed25519'),
+            )
+          ).status,
+          201,
+        )
       } finally {
         await fresh.stop()
       }
@@ -313,7 +477,20 @@ describe('ca backup / ca restore: a CA that restores', function () {
     before(async () => {
       const {init} = await makeCaDir(policy(gh.issuer), 'Tamper')
       assert.equal((await sshca(['ca', 'migrate', '--config', init.config])).code, 0)
-      const r = json<{file: string}>(await sshca(['ca', 'backup', '--config', init.config, '--out', join(base, 'tamper.sshca'), '--password-file', backupPw, '--json']), 'ca backup')
+      const r = json<{file: string}>(
+        await sshca([
+          'ca',
+          'backup',
+          '--config',
+          init.config,
+          '--out',
+          join(base, 'tamper.sshca'),
+          '--password-file',
+          backupPw,
+          '--json',
+        ]),
+        'ca backup',
+      )
       archive = r.file
     })
 
@@ -323,7 +500,11 @@ describe('ca backup / ca restore: a CA that restores', function () {
       assert.notEqual(r.code, 0, r.stdout)
       assert.match(r.stderr, pattern)
       assert.equal(existsSync(dir), false, 'nothing written')
-      assert.deepEqual(readdirSync(base).filter((n) => n.includes('.restore-')), [], 'no staging directory left behind')
+      assert.deepEqual(
+        readdirSync(base).filter((n) => n.includes('.restore-')),
+        [],
+        'no staging directory left behind',
+      )
     }
 
     it('refuses a wrong backup password', async () => {
@@ -333,7 +514,10 @@ describe('ca backup / ca restore: a CA that restores', function () {
     it('refuses an archive with one byte flipped in the sealed body, in the header, or cut short', async () => {
       const bytes = readFileSync(archive)
       const headerEnd = bytes.indexOf(0x0a)
-      for (const [name, at] of [['body', Math.floor((headerEnd + bytes.length) / 2)], ['last tag', bytes.length - 1]] as const) {
+      for (const [name, at] of [
+        ['body', Math.floor((headerEnd + bytes.length) / 2)],
+        ['last tag', bytes.length - 1],
+      ] as const) {
         const t = Buffer.from(bytes)
         t[at]! ^= 0x01
         const f = join(base, `tampered-${name.replace(' ', '-')}.sshca`)
@@ -342,16 +526,26 @@ describe('ca backup / ca restore: a CA that restores', function () {
       }
       // the header's KDF cost lowered: the header is authenticated with every chunk
       const header = JSON.parse(bytes.subarray(0, headerEnd).toString('utf8')) as {kdf: {N: number}}
-      const weaker = Buffer.concat([Buffer.from(JSON.stringify({...header, kdf: {...header.kdf, N: header.kdf.N / 2}})), bytes.subarray(headerEnd)])
+      const weaker = Buffer.concat([
+        Buffer.from(JSON.stringify({...header, kdf: {...header.kdf, N: header.kdf.N / 2}})),
+        bytes.subarray(headerEnd),
+      ])
       writeFileSync(join(base, 'weaker.sshca'), weaker)
       await refused(join(base, 'weaker.sshca'), backupPw, /archive was altered/)
       writeFileSync(join(base, 'cut.sshca'), bytes.subarray(0, bytes.length - 100))
-      await refused(join(base, 'cut.sshca'), backupPw, /not a valid sshca backup: truncated|archive was altered|does not authenticate/)
+      await refused(
+        join(base, 'cut.sshca'),
+        backupPw,
+        /not a valid sshca backup: truncated|archive was altered|does not authenticate/,
+      )
     })
 
     it('a dry run verifies and writes nothing', async () => {
       const dir = join(base, 'dry')
-      const r = json<{dryRun: boolean}>(await sshca(['ca', 'restore', archive, '--dir', dir, '--dry-run', '--password-file', backupPw, '--json']), 'dry run')
+      const r = json<{dryRun: boolean}>(
+        await sshca(['ca', 'restore', archive, '--dir', dir, '--dry-run', '--password-file', backupPw, '--json']),
+        'dry run',
+      )
       assert.equal(r.dryRun, true)
       assert.equal(existsSync(dir), false)
     })

@@ -34,7 +34,13 @@ interface ScriptedServer {
 }
 
 async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promise<ScriptedServer> {
-  const s: ScriptedServer = {url: '', requests: [], answer: () => ({status: 404, body: ''}), connections: async () => 0, stop: async () => undefined}
+  const s: ScriptedServer = {
+    url: '',
+    requests: [],
+    answer: () => ({status: 404, body: ''}),
+    connections: async () => 0,
+    stop: async () => undefined,
+  }
   const server: Server = createServer(
     {cert: [tls, ...chain].map((c) => c.pem).join(''), key: tls.key.export({type: 'pkcs8', format: 'pem'})},
     (req, res) => {
@@ -46,7 +52,8 @@ async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promise<Scri
   // an idle keep-alive connection stays until the client closes it, so a test can see who forgot to
   server.keepAliveTimeout = 120_000
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  s.connections = () => new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
+  s.connections = () =>
+    new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
   s.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
   s.stop = () =>
     new Promise<void>((resolve) => {
@@ -81,7 +88,12 @@ function snapshot(dir: string): Record<string, string> {
 }
 
 /** A certificate made to measure: self-signed or not, CA or not, its name and signer chosen. */
-async function craftCert(o: {ca: boolean; subject: string; issuer: string; signer?: webcrypto.CryptoKeyPair}): Promise<{pem: string; fingerprint: string}> {
+async function craftCert(o: {
+  ca: boolean
+  subject: string
+  issuer: string
+  signer?: webcrypto.CryptoKeyPair
+}): Promise<{pem: string; fingerprint: string}> {
   const alg = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'} as const
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.create({
@@ -121,7 +133,8 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
     liar.requests = []
   })
 
-  const run = (o: Partial<BootstrapOptions> = {}) => bootstrap(home, {caUrl: liar.url, fingerprint: t.init.rootFingerprint, ...o})
+  const run = (o: Partial<BootstrapOptions> = {}) =>
+    bootstrap(home, {caUrl: liar.url, fingerprint: t.init.rootFingerprint, ...o})
 
   it('trusts the real CA: the context appears whole, 0700/0600, and becomes current', async () => {
     const fp = t.init.rootFingerprint.toUpperCase().match(/../g)!.join(':')
@@ -146,12 +159,20 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
     assert.deepEqual(readdirSync(join(home, 'contexts')), ['127.0.0.1'])
     assert.deepEqual(readdirSync(dir).sort(), ['context.json', 'revoked_host_keys.krl', 'root_ca.crt'])
     for (const d of [home, join(home, 'contexts'), dir]) assert.equal(statSync(d).mode & 0o777, 0o700, d)
-    for (const f of ['context.json', 'revoked_host_keys.krl', 'root_ca.crt']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
+    for (const f of ['context.json', 'revoked_host_keys.krl', 'root_ca.crt'])
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f)
     assert.equal(statSync(join(home, 'current')).mode & 0o777, 0o600)
     assert.equal(readFileSync(join(home, 'current'), 'utf8'), '127.0.0.1\n')
     assert.equal(readFileSync(join(dir, 'root_ca.crt'), 'utf8').trim(), t.rootPem.trim())
     const {bootstrappedAt, ...settings} = JSON.parse(readFileSync(join(dir, 'context.json'), 'utf8'))
-    assert.deepEqual(settings, {name: '127.0.0.1', caUrl: t.url, rootFingerprint: t.init.rootFingerprint, userCaKeys: r.userCaKeys, hostCaKeys: r.hostCaKeys, hostPattern: '*.example.com'})
+    assert.deepEqual(settings, {
+      name: '127.0.0.1',
+      caUrl: t.url,
+      rootFingerprint: t.init.rootFingerprint,
+      userCaKeys: r.userCaKeys,
+      hostCaKeys: r.hostCaKeys,
+      hostPattern: '*.example.com',
+    })
     assert.ok(Math.abs(Date.parse(bootstrappedAt) - Date.now()) < 60_000, bootstrappedAt)
   })
 
@@ -165,7 +186,9 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
 
   it('sshca bootstrap says so and exits 4, with nothing written', async () => {
     liar.answer = () => json({ca: mallory.root.pem})
-    const r = await sshca(['bootstrap', '--ca-url', liar.url, '--fingerprint', t.init.rootFingerprint], {env: {SSHCA_HOME: home}})
+    const r = await sshca(['bootstrap', '--ca-url', liar.url, '--fingerprint', t.init.rootFingerprint], {
+      env: {SSHCA_HOME: home},
+    })
     assert.equal(r.code, 4, r.stderr)
     assert.match(r.stderr, /ERR_TRUST_FINGERPRINT_MISMATCH/)
     assert.deepEqual(snapshot(home), {})
@@ -186,17 +209,37 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
   })
 
   it('a fingerprint that names something other than a self-signed CA root is refused, nothing written', async () => {
-    const other = (await webcrypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'}, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    const other = (await webcrypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'}, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair
     const impostors = {
-      'the TLS certificate (not a CA, not self-signed)': {pem: mallory.tls.pem, fingerprint: certFingerprint(mallory.tls.der)},
-      'an intermediate (a CA, issued by another)': {pem: mallory.intermediate.pem, fingerprint: certFingerprint(mallory.intermediate.der)},
+      'the TLS certificate (not a CA, not self-signed)': {
+        pem: mallory.tls.pem,
+        fingerprint: certFingerprint(mallory.tls.der),
+      },
+      'an intermediate (a CA, issued by another)': {
+        pem: mallory.intermediate.pem,
+        fingerprint: certFingerprint(mallory.intermediate.der),
+      },
       'a self-signed certificate that is not a CA': await craftCert({ca: false, subject: 'CN=Leaf', issuer: 'CN=Leaf'}),
-      'a CA that names itself as issuer but was signed by another key': await craftCert({ca: true, subject: 'CN=Root', issuer: 'CN=Root', signer: other}),
-      'a CA signed by its own key under another issuer name': await craftCert({ca: true, subject: 'CN=Root', issuer: 'CN=Someone Else'}),
+      'a CA that names itself as issuer but was signed by another key': await craftCert({
+        ca: true,
+        subject: 'CN=Root',
+        issuer: 'CN=Root',
+        signer: other,
+      }),
+      'a CA signed by its own key under another issuer name': await craftCert({
+        ca: true,
+        subject: 'CN=Root',
+        issuer: 'CN=Someone Else',
+      }),
     }
     for (const [what, c] of Object.entries(impostors)) {
       liar.answer = () => json({ca: c.pem})
-      await rejectsCode(run({fingerprint: c.fingerprint}), 'ERR_TRUST_FINGERPRINT_MISMATCH').catch((err: Error) => assert.fail(`${what}: ${err.message}`))
+      await rejectsCode(run({fingerprint: c.fingerprint}), 'ERR_TRUST_FINGERPRINT_MISMATCH').catch((err: Error) =>
+        assert.fail(`${what}: ${err.message}`),
+      )
       assert.deepEqual(snapshot(home), {}, what)
     }
   })
@@ -210,7 +253,10 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
       ['HTTP 200, not JSON', {status: 200, body: '<html>hello</html>'}],
       ['HTTP 200, no ca field', json({crts: [t.rootPem]})],
       ['HTTP 200, an empty ca', json({ca: ''})],
-      ['HTTP 200, a ca that is not a certificate', json({ca: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'})],
+      [
+        'HTTP 200, a ca that is not a certificate',
+        json({ca: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'}),
+      ],
     ]
     for (const [what, a] of answers) {
       liar.answer = () => a
@@ -243,7 +289,8 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
       {context: '../etc'},
       {context: '.hidden'},
     ]
-    for (const o of bad) await rejectsCode(run(o), 'ERR_USAGE').catch((err: Error) => assert.fail(`${JSON.stringify(o)}: ${err.message}`))
+    for (const o of bad)
+      await rejectsCode(run(o), 'ERR_USAGE').catch((err: Error) => assert.fail(`${JSON.stringify(o)}: ${err.message}`))
     assert.deepEqual(liar.requests, [])
     assert.deepEqual(snapshot(home), {})
   })
@@ -271,7 +318,12 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     const intermediate = await createIntermediate('Scripted', root)
     const server = await startScripted(await createTlsCert(['127.0.0.1'], intermediate), [intermediate])
     ca = {root, server, roots: {}}
-    server.answer = (path) => (path === `/root/${certFingerprint(root.der)}` ? json({ca: root.pem}) : path === '/ssh/roots' ? json(ca.roots) : {status: 404, body: ''})
+    server.answer = (path) =>
+      path === `/root/${certFingerprint(root.der)}`
+        ? json({ca: root.pem})
+        : path === '/ssh/roots'
+          ? json(ca.roots)
+          : {status: 404, body: ''}
   })
   after(async () => {
     await ca?.server.stop()
@@ -281,7 +333,8 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     home = join(tempDir('sshca-home-'), 'sshca')
   })
 
-  const run = (o: Partial<BootstrapOptions> = {}) => bootstrap(home, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der), context: 'scripted', ...o})
+  const run = (o: Partial<BootstrapOptions> = {}) =>
+    bootstrap(home, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der), context: 'scripted', ...o})
 
   it('no hostPattern names no hosts ("!*"); several keys are all kept, in order; none is refused', async () => {
     const [u1, u2, h1] = [userKey(), userKey(), userKey()]
@@ -292,22 +345,38 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     assert.equal(JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern, '!*')
     ca.roots = {userKey: [], hostKey: []}
     const other = join(tempDir('sshca-home-'), 'sshca')
-    await rejectsCode(bootstrap(other, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der)}), 'ERR_CA_UNSUPPORTED')
+    await rejectsCode(
+      bootstrap(other, {caUrl: ca.server.url, fingerprint: certFingerprint(ca.root.der)}),
+      'ERR_CA_UNSUPPORTED',
+    )
     assert.deepEqual(snapshot(other), {})
   })
 
   it('leaves no connection open behind it', async () => {
     ca.roots = {userKey: [userKey().blob.toString('base64')], hostKey: []}
     await run()
-    await waitFor('bootstrap to close its connections to the CA', async () => (await ca.server.connections()) === 0, 30_000)
+    await waitFor(
+      'bootstrap to close its connections to the CA',
+      async () => (await ca.server.connections()) === 0,
+      30_000,
+    )
   })
 
   it('a host pattern that would be more than one known_hosts field names no hosts', async () => {
-    for (const hostPattern of ['*.corp\n@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl', '*.corp *', '', '*.corp\t', 'hösts']) {
+    for (const hostPattern of [
+      '*.corp\n@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl',
+      '*.corp *',
+      '',
+      '*.corp\t',
+      'hösts',
+    ]) {
       ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern}
       const r = await run({force: true})
       assert.equal(r.hostPattern, '!*', JSON.stringify(hostPattern))
-      assert.equal(JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern, '!*')
+      assert.equal(
+        JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8')).hostPattern,
+        '!*',
+      )
     }
     ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern: '*.corp,!bastion.corp,10.0.?.*'}
     assert.equal((await run({force: true})).hostPattern, '*.corp,!bastion.corp,10.0.?.*')
@@ -338,7 +407,10 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     const again = await run()
     assert.equal(again.replaced, true)
     const settings = JSON.parse(readFileSync(join(home, 'contexts', 'scripted', 'context.json'), 'utf8'))
-    assert.deepEqual([settings.userCaKeys, settings.hostCaKeys, settings.hostPattern], [[], [h.toLine('scripted host CA')], '*.corp'])
+    assert.deepEqual(
+      [settings.userCaKeys, settings.hostCaKeys, settings.hostPattern],
+      [[], [h.toLine('scripted host CA')], '*.corp'],
+    )
   })
 
   it('a damaged context is not silently replaced, and no half-written copy is left behind', async () => {

@@ -36,16 +36,27 @@ describe('sshca login in a real browser (headless Chromium)', function () {
       await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')])
       // the consent page
       await page.waitForSelector('button[type="submit"]')
-      await Promise.all([page.waitForURL(/^http:\/\/127\.0\.0\.1:\d+\/callback\?/), page.click('button[type="submit"]')])
+      await Promise.all([
+        page.waitForURL(/^http:\/\/127\.0\.0\.1:\d+\/callback\?/),
+        page.click('button[type="submit"]'),
+      ])
       return (await page.textContent('body')) ?? ''
     } finally {
       await page.close()
     }
   }
 
-  it('signs in on the IdP\'s pages and ends with a certificate in ssh-agent', async () => {
+  it("signs in on the IdP's pages and ends with a certificate in ssh-agent", async () => {
     const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-home-'), 'home')}
-    assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'browser'], {env})).code, 0)
+    assert.equal(
+      (
+        await sshca(
+          ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'browser'],
+          {env},
+        )
+      ).code,
+      0,
+    )
     const p = spawnSshca(['login', '--json'], env)
     const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
     const body = await signIn(url, 'erin@example.com')

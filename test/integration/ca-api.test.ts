@@ -32,7 +32,12 @@ export function policy(idpIssuer: string, ghIssuer: string): Record<string, unkn
           {
             name: 'engineers',
             match: {email_verified: true, email: {domain: 'example.com'}},
-            certificate: {principals: ['${email.local}', '${email}'], keyId: '${email}', ttl: '8h', extensions: ['permit-pty']},
+            certificate: {
+              principals: ['${email.local}', '${email}'],
+              keyId: '${email}',
+              ttl: '8h',
+              extensions: ['permit-pty'],
+            },
           },
         ],
       },
@@ -46,14 +51,30 @@ export function policy(idpIssuer: string, ghIssuer: string): Record<string, unkn
           {
             name: 'deploy',
             match: {repository: 'acme/app', ref: 'refs/heads/main', event_name: ['push', 'workflow_dispatch']},
-            certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: '/usr/local/bin/deploy.sh', sourceAddress: ['10.0.0.0/8']},
+            certificate: {
+              principals: ['deploy'],
+              ttl: '10m',
+              keyId: 'gha:${repository}:${run_id}',
+              forceCommand: '/usr/local/bin/deploy.sh',
+              sourceAddress: ['10.0.0.0/8'],
+            },
           },
           {name: 'twice-a', match: {repository: 'acme/twice'}, certificate: {principals: ['a'], ttl: '5m'}},
-          {name: 'twice-b', match: {repository: 'acme/twice', ref: 'refs/heads/main'}, certificate: {principals: ['b'], ttl: '5m'}},
+          {
+            name: 'twice-b',
+            match: {repository: 'acme/twice', ref: 'refs/heads/main'},
+            certificate: {principals: ['b'], ttl: '5m'},
+          },
           {name: 'by-actor', match: {repository: 'acme/tmpl'}, certificate: {principals: ['${actor}'], ttl: '5m'}},
         ],
       },
-      {name: 'unreachable', type: 'oidc', issuer: 'http://127.0.0.1:9', audience: 'sshca-nowhere', rules: [{name: 'r', match: {sub: 'x'}, certificate: {principals: ['x'], ttl: '5m'}}]},
+      {
+        name: 'unreachable',
+        type: 'oidc',
+        issuer: 'http://127.0.0.1:9',
+        audience: 'sshca-nowhere',
+        rules: [{name: 'r', match: {sub: 'x'}, certificate: {principals: ['x'], ttl: '5m'}}],
+      },
     ],
   }
 }
@@ -65,7 +86,11 @@ describe('signing core over HTTPS', function () {
   let t: TestCa
 
   before(async () => {
-    idp = await startDevIdp({clients: [{clientId: 'sshca-cli'}], accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}}, quiet: true})
+    idp = await startDevIdp({
+      clients: [{clientId: 'sshca-cli'}],
+      accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}},
+      quiet: true,
+    })
     gh = await startGithubIssuer()
     t = await startTestCa(policy(idp.issuer, gh.issuer))
   })
@@ -110,10 +135,24 @@ describe('signing core over HTTPS', function () {
     assert.equal((await t.call('GET', '/root/nothex')).status, 404)
     assert.deepEqual((await t.call('GET', '/roots')).json, {crts: [t.rootPem]})
     const provs = (await t.call('GET', '/provisioners')).json as {provisioners: Record<string, unknown>[]}
-    assert.deepEqual(provs.provisioners[0], {type: 'OIDC', name: 'sso', clientID: 'sshca-cli', audience: 'sshca-cli', interactive: true, configurationEndpoint: `${idp.issuer}/.well-known/openid-configuration`})
+    assert.deepEqual(provs.provisioners[0], {
+      type: 'OIDC',
+      name: 'sso',
+      clientID: 'sshca-cli',
+      audience: 'sshca-cli',
+      interactive: true,
+      configurationEndpoint: `${idp.issuer}/.well-known/openid-configuration`,
+    })
     assert.equal(provs.provisioners[1]!.interactive, false)
-    const roots = (await t.call('GET', '/ssh/roots')).json as {userKey: string[]; hostKey: string[]; hostPattern: string}
-    assert.equal(PublicKey.fromBlob(Buffer.from(roots.userKey[0]!, 'base64')).toLine(), t.init.userCaKey.split(' ').slice(0, 2).join(' '))
+    const roots = (await t.call('GET', '/ssh/roots')).json as {
+      userKey: string[]
+      hostKey: string[]
+      hostPattern: string
+    }
+    assert.equal(
+      PublicKey.fromBlob(Buffer.from(roots.userKey[0]!, 'base64')).toLine(),
+      t.init.userCaKey.split(' ').slice(0, 2).join(' '),
+    )
     // ca init derives ssh.hostPattern from --dns; an IP address names no domain, so no hosts ("!*")
     assert.equal(roots.hostPattern, '!*')
     assert.equal((await t.call('GET', '/nope')).status, 404)
@@ -123,7 +162,14 @@ describe('signing core over HTTPS', function () {
     const {idToken: ott} = await idToken(idp.issuer, {clientId: 'sshca-cli', login: 'Jane.Doe@example.com'})
     const key = generatePrivateKey('ed25519')
     const before = Math.floor(Date.now() / 1000)
-    const {res, audit} = await sign({publicKey: keyB64(key), ott, certType: 'user', principals: ['root'], validBefore: '2099-01-01T00:00:00Z', keyID: 'evil'})
+    const {res, audit} = await sign({
+      publicKey: keyB64(key),
+      ott,
+      certType: 'user',
+      principals: ['root'],
+      validBefore: '2099-01-01T00:00:00Z',
+      keyID: 'evil',
+    })
     const after = Math.floor(Date.now() / 1000)
     assert.equal(res.status, 201, res.text)
     const cert = parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
@@ -134,7 +180,10 @@ describe('signing core over HTTPS', function () {
     assert.deepEqual(cert.extensions, {'permit-pty': true})
     assert.deepEqual(cert.criticalOptions, {})
     // signed at some moment between before and after, however slow the machine
-    assert.ok(Number(cert.validAfter) >= before - 60 && Number(cert.validAfter) <= after - 60, `validAfter ${cert.validAfter}, signed in ${before}..${after}`)
+    assert.ok(
+      Number(cert.validAfter) >= before - 60 && Number(cert.validAfter) <= after - 60,
+      `validAfter ${cert.validAfter}, signed in ${before}..${after}`,
+    )
     assert.equal(cert.validBefore - cert.validAfter, BigInt(8 * 3600 + 60))
     assert.equal(audit.event, 'certificate_issued')
     assert.equal(audit.provisioner, 'sso')
@@ -159,16 +208,24 @@ describe('signing core over HTTPS', function () {
     const cert = parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
     assert.deepEqual(cert.principals, ['deploy'])
     assert.match(cert.keyId, /^gha:acme\/app:\d+$/)
-    assert.deepEqual(cert.criticalOptions, {'force-command': '/usr/local/bin/deploy.sh', 'source-address': '10.0.0.0/8'})
+    assert.deepEqual(cert.criticalOptions, {
+      'force-command': '/usr/local/bin/deploy.sh',
+      'source-address': '10.0.0.0/8',
+    })
     assert.deepEqual(cert.extensions, {})
     assert.equal(Number(cert.validBefore - cert.validAfter), 600 + 60)
     assert.equal((audit.claims as Record<string, unknown>).repository, 'acme/app')
     assert.equal((audit.claims as Record<string, unknown>).run_id, cert.keyId.split(':')[2])
   })
 
-  it('answers oidc-ssh-ca\'s POST /sign with a text/plain certificate line', async () => {
+  it("answers oidc-ssh-ca's POST /sign with a text/plain certificate line", async () => {
     const key = generatePrivateKey('ecdsa')
-    const res = await t.call('POST', '/sign', {public_key: key.publicKey.toLine('me')}, {authorization: `Bearer ${await gh.mint()}`})
+    const res = await t.call(
+      'POST',
+      '/sign',
+      {public_key: key.publicKey.toLine('me')},
+      {authorization: `Bearer ${await gh.mint()}`},
+    )
     assert.equal(res.status, 200, res.text)
     assert.match(String(res.headers['content-type']), /^text\/plain/)
     const {cert} = parseCertificateLine(res.text)
@@ -178,26 +235,51 @@ describe('signing core over HTTPS', function () {
   })
 
   describe('hostile requests', () => {
-    it('alg none → 401 token_invalid', async () => denied({publicKey: keyB64(), ott: await gh.mint({}, {alg: 'none'})}, 401, 'token_invalid'))
-    it('HS256 signed with the issuer\'s public key → 401 token_invalid', async () => denied({publicKey: keyB64(), ott: await gh.mint({}, {alg: 'HS256-with-public-key'})}, 401, 'token_invalid'))
+    it('alg none → 401 token_invalid', async () =>
+      denied({publicKey: keyB64(), ott: await gh.mint({}, {alg: 'none'})}, 401, 'token_invalid'))
+    it("HS256 signed with the issuer's public key → 401 token_invalid", async () =>
+      denied({publicKey: keyB64(), ott: await gh.mint({}, {alg: 'HS256-with-public-key'})}, 401, 'token_invalid'))
     it('a key the issuer does not publish (same kid, and another kid) → 401 token_invalid', async () => {
       const other = generateKeyPairSync('rsa', {modulusLength: 2048}).privateKey
       await denied({publicKey: keyB64(), ott: await gh.mint({}, {key: other})}, 401, 'token_invalid')
-      await denied({publicKey: keyB64(), ott: await gh.mint({}, {key: other, kid: 'unknown-kid'})}, 401, 'token_invalid')
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({}, {key: other, kid: 'unknown-kid'})},
+        401,
+        'token_invalid',
+      )
     })
     it('expired (beyond the 60 s leeway) → 401 token_expired; within the leeway it passes', async () => {
       const now = Math.floor(Date.now() / 1000)
-      await denied({publicKey: keyB64(), ott: await gh.mint({}, {iat: now - 600, nbf: now - 600, exp: now - 61})}, 401, 'token_expired')
-      const {res} = await sign({publicKey: keyB64(), ott: await gh.mint({}, {iat: now - 600, nbf: now - 600, exp: now - 30})})
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({}, {iat: now - 600, nbf: now - 600, exp: now - 61})},
+        401,
+        'token_expired',
+      )
+      const {res} = await sign({
+        publicKey: keyB64(),
+        ott: await gh.mint({}, {iat: now - 600, nbf: now - 600, exp: now - 30}),
+      })
       assert.equal(res.status, 201)
     })
     it('not yet valid → 401 token_not_yet_valid (nbf, and iat in the future)', async () => {
       const now = Math.floor(Date.now() / 1000)
-      await denied({publicKey: keyB64(), ott: await gh.mint({}, {nbf: now + 120, iat: now})}, 401, 'token_not_yet_valid')
-      await denied({publicKey: keyB64(), ott: await gh.mint({}, {iat: now + 120, nbf: now - 5})}, 401, 'token_not_yet_valid')
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({}, {nbf: now + 120, iat: now})},
+        401,
+        'token_not_yet_valid',
+      )
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({}, {iat: now + 120, nbf: now - 5})},
+        401,
+        'token_not_yet_valid',
+      )
     })
     it('wrong issuer → 401 issuer_unknown; wrong audience → 401 audience_mismatch', async () => {
-      await denied({publicKey: keyB64(), ott: await gh.mint({iss: 'https://token.actions.githubusercontent.com'})}, 401, 'issuer_unknown')
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({iss: 'https://token.actions.githubusercontent.com'})},
+        401,
+        'issuer_unknown',
+      )
       await denied({publicKey: keyB64(), ott: await gh.mint({aud: 'someone-else'})}, 401, 'audience_mismatch')
     })
     it('a replayed token → 401 token_replayed', async () => {
@@ -205,8 +287,12 @@ describe('signing core over HTTPS', function () {
       assert.equal((await sign({publicKey: keyB64(), ott})).res.status, 201)
       await denied({publicKey: keyB64(), ott}, 401, 'token_replayed')
     })
-    it('JWKS unreachable with an empty cache → 503 jwks_unavailable (fail closed); the caller learns nothing of the CA\'s insides', async () => {
-      const {body, audit} = await denied({publicKey: keyB64(), ott: await gh.mint({iss: 'http://127.0.0.1:9', aud: 'sshca-nowhere', sub: 'x'})}, 503, 'jwks_unavailable')
+    it("JWKS unreachable with an empty cache → 503 jwks_unavailable (fail closed); the caller learns nothing of the CA's insides", async () => {
+      const {body, audit} = await denied(
+        {publicKey: keyB64(), ott: await gh.mint({iss: 'http://127.0.0.1:9', aud: 'sshca-nowhere', sub: 'x'})},
+        503,
+        'jwks_unavailable',
+      )
       // the unauthenticated caller gets a generic message and the request id; the detail is audited
       assert.doesNotMatch(body.message, /127\.0\.0\.1|fetch|discovery|http/)
       assert.match(String(audit.detail), /cannot fetch the discovery document of http:\/\/127\.0\.0\.1:9/)
@@ -220,13 +306,28 @@ describe('signing core over HTTPS', function () {
       await denied({publicKey: keyB64(), ott}, 403, 'no_rule_matched')
     })
     it('two rules match → 403 multiple_rules_matched', async () => {
-      const {audit} = await denied({publicKey: keyB64(), ott: await gh.mint({repository: 'acme/twice'})}, 403, 'multiple_rules_matched')
+      const {audit} = await denied(
+        {publicKey: keyB64(), ott: await gh.mint({repository: 'acme/twice'})},
+        403,
+        'multiple_rules_matched',
+      )
       assert.deepEqual(audit.provisioner, 'ci')
     })
     it('a principal template that renders "root\\nfoo" or "a,b" → 403 principal_invalid', async () => {
-      await denied({publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'root\nfoo'})}, 403, 'principal_invalid')
-      await denied({publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'a,b'})}, 403, 'principal_invalid')
-      assert.equal((await sign({publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'octocat'})})).res.status, 201)
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'root\nfoo'})},
+        403,
+        'principal_invalid',
+      )
+      await denied(
+        {publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'a,b'})},
+        403,
+        'principal_invalid',
+      )
+      assert.equal(
+        (await sign({publicKey: keyB64(), ott: await gh.mint({repository: 'acme/tmpl', actor: 'octocat'})})).res.status,
+        201,
+      )
     })
     it('an oversized body → 413 bad_request', async () => {
       const {res, audit} = await sign({publicKey: keyB64(), ott: 'x'.repeat(20_000)})
@@ -244,13 +345,22 @@ describe('signing core over HTTPS', function () {
       await denied({publicKey: '!!notbase64', ott: await gh.mint()}, 400, 'bad_request')
     })
     it('a DSA key and a 1024-bit RSA key → 400 bad_request; RSA 3072 is fine', async () => {
-      const dsa = new SshWriter().string('ssh-dss').mpint(Buffer.alloc(128, 0x7f)).mpint(Buffer.alloc(20, 1)).mpint(Buffer.alloc(128, 2)).mpint(Buffer.alloc(128, 3)).toBuffer()
+      const dsa = new SshWriter()
+        .string('ssh-dss')
+        .mpint(Buffer.alloc(128, 0x7f))
+        .mpint(Buffer.alloc(20, 1))
+        .mpint(Buffer.alloc(128, 2))
+        .mpint(Buffer.alloc(128, 3))
+        .toBuffer()
       const {body} = await denied({publicKey: dsa.toString('base64'), ott: await gh.mint()}, 400, 'bad_request')
       assert.match(body.message, /ssh-dss/)
       const rsa1024 = generatePrivateKey('rsa', 1024)
       const r = await denied({publicKey: keyB64(rsa1024), ott: await gh.mint()}, 400, 'bad_request')
       assert.match(r.body.message, /at least 3072 bits/)
-      assert.equal((await sign({publicKey: keyB64(generatePrivateKey('rsa', 3072)), ott: await gh.mint()})).res.status, 201)
+      assert.equal(
+        (await sign({publicKey: keyB64(generatePrivateKey('rsa', 3072)), ott: await gh.mint()})).res.status,
+        201,
+      )
     })
     it('keeps serving after all of them', async () => {
       assert.equal((await t.call('GET', '/health')).status, 200)

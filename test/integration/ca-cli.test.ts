@@ -51,7 +51,20 @@ describe('sshca ca commands', function () {
   after(async () => gh?.stop())
 
   it('ca init creates the CA (0600 files, 0700 dirs, encrypted keys) and prints the fingerprint and next steps', async () => {
-    const r = await sshca(['ca', 'init', '--dir', dir, '--name', 'Acme', '--dns', 'ca.example.com,127.0.0.1', '--dns', '::1', '--password-file', pwFile])
+    const r = await sshca([
+      'ca',
+      'init',
+      '--dir',
+      dir,
+      '--name',
+      'Acme',
+      '--dns',
+      'ca.example.com,127.0.0.1',
+      '--dns',
+      '::1',
+      '--password-file',
+      pwFile,
+    ])
     assert.equal(r.code, 0, r.stderr)
     fingerprint = /Root fingerprint\s+([0-9a-f]{64})/.exec(r.stdout)![1]!
     assert.match(r.stdout, /sshca bootstrap --ca-url https:\/\/ca\.example\.com:9000 --fingerprint [0-9a-f]{64}/)
@@ -82,7 +95,10 @@ describe('sshca ca commands', function () {
     assert.equal(bad.code, 2)
     assert.match(bad.stderr, /ERR_CA_PASSWORD/)
     assert.equal(existsSync(missing), false)
-    assert.deepEqual(readdirSync(base).filter((f) => f.includes('init-')), [])
+    assert.deepEqual(
+      readdirSync(base).filter((f) => f.includes('init-')),
+      [],
+    )
     const noTty = await sshca(['ca', 'init', '--dir', missing])
     assert.match(noTty.stderr, /no --password-file given and no terminal/)
   })
@@ -93,10 +109,30 @@ describe('sshca ca commands', function () {
     assert.equal(ok.code, 0, ok.stderr)
     assert.match(ok.stdout, /is valid: 0 provisioner/)
     assert.match(ok.stdout, /warning: provisioners: none configured/)
-    await writePolicy(cfg, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [
-      {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${repository}:${run_id}', forceCommand: 'echo deployed-by-sshca', sourceAddress: ['127.0.0.1/32']}},
-      {name: 'loose', match: {repository: 'acme/loose'}, certificate: {principals: ['x'], ttl: '5m'}},
-    ]}]})
+    await writePolicy(cfg, {
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app', ref: 'refs/heads/main'},
+              certificate: {
+                principals: [currentUser()],
+                ttl: '10m',
+                keyId: 'gha:${repository}:${run_id}',
+                forceCommand: 'echo deployed-by-sshca',
+                sourceAddress: ['127.0.0.1/32'],
+              },
+            },
+            {name: 'loose', match: {repository: 'acme/loose'}, certificate: {principals: ['x'], ttl: '5m'}},
+          ],
+        },
+      ],
+    })
     const warn = await sshca(['ca', 'check-config', '--config', cfg, '--json'])
     assert.equal(warn.code, 0)
     const doc = JSON.parse(warn.stdout)
@@ -118,7 +154,9 @@ describe('sshca ca commands', function () {
     assert.match(ok.stdout, /✗ loose: repository is "acme\/app", not "acme\/loose"/)
     assert.match(ok.stdout, /force-command echo deployed-by-sshca/)
     assert.match(ok.stdout, /token signature NOT checked/)
-    const no = await sshca(['ca', 'explain', '--config', cfg, '--claims', '-', '--provisioner', 'ci', '--json'], {input: JSON.stringify({repository: 'acme/app'})})
+    const no = await sshca(['ca', 'explain', '--config', cfg, '--claims', '-', '--provisioner', 'ci', '--json'], {
+      input: JSON.stringify({repository: 'acme/app'}),
+    })
     assert.equal(no.code, 7)
     const doc = JSON.parse(no.stdout)
     assert.deepEqual(doc.rules[0], {rule: 'deploy', matched: false, failed: 'claim "ref" is absent'})
@@ -129,7 +167,11 @@ describe('sshca ca commands', function () {
     const cfg = join(dir, 'ca.yaml')
     const auditFile = join(base, 'audit.log')
     await writePolicy(cfg, {audit: {file: auditFile}})
-    const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--config', cfg, '--password-file', pwFile, '--address', '127.0.0.1:0', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [BIN, 'ca', 'serve', '--config', cfg, '--password-file', pwFile, '--address', '127.0.0.1:0', '--json'],
+      {stdio: ['ignore', 'pipe', 'pipe']},
+    )
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => (out += d))
@@ -141,7 +183,12 @@ describe('sshca ca commands', function () {
       const dispatcher = new Agent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})
       const signKey = async () => {
         const key = generatePrivateKey('ed25519')
-        const res = await request(`${url}/ssh/sign`, {method: 'POST', dispatcher, headers: {'content-type': 'application/json'}, body: JSON.stringify({publicKey: key.publicKey.blob.toString('base64'), ott: await gh.mint()})})
+        const res = await request(`${url}/ssh/sign`, {
+          method: 'POST',
+          dispatcher,
+          headers: {'content-type': 'application/json'},
+          body: JSON.stringify({publicKey: key.publicKey.blob.toString('base64'), ott: await gh.mint()}),
+        })
         const body = (await res.body.json()) as {crt: string}
         return {status: res.statusCode, key, body}
       }
@@ -152,7 +199,10 @@ describe('sshca ca commands', function () {
       const good = readFileSync(cfg, 'utf8')
       writeFileSync(cfg, good.replace('ttl: 10m', 'ttl: 10 fortnights'))
       child.kill('SIGHUP')
-      await waitFor('policy_reload_failed', () => existsSync(auditFile) && readFileSync(auditFile, 'utf8').includes('policy_reload_failed'))
+      await waitFor(
+        'policy_reload_failed',
+        () => existsSync(auditFile) && readFileSync(auditFile, 'utf8').includes('policy_reload_failed'),
+      )
       const afterHup = await signKey()
       assert.equal(afterHup.status, 201)
       writeFileSync(cfg, good)
@@ -163,7 +213,9 @@ describe('sshca ca commands', function () {
       const agent = await startAgent()
       try {
         const cert = parseCertificate(Buffer.from(afterHup.body.crt, 'base64'))
-        await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(afterHup.key, cert, {lifetimeSeconds: 300}))
+        await AgentClient.with({socketPath: agent.socket}, (a) =>
+          a.addCertificate(afterHup.key, cert, {lifetimeSeconds: 300}),
+        )
         const r = await ssh({port: sshd.port, agentSocket: agent.socket, command: 'echo arbitrary-command'})
         assert.equal(r.code, 0, r.stderr + sshd.log().slice(-1500))
         assert.equal(r.stdout.trim(), 'deployed-by-sshca')
@@ -176,8 +228,14 @@ describe('sshca ca commands', function () {
       child.kill('SIGTERM')
       const [code] = await once(child, 'exit')
       assert.equal(code, 0, err)
-      const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l).event)
-      assert.deepEqual(events.filter((e) => e !== 'certificate_issued'), ['policy_loaded', 'server_started', 'policy_reload_failed', 'server_stopped'])
+      const events = readFileSync(auditFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).event)
+      assert.deepEqual(
+        events.filter((e) => e !== 'certificate_issued'),
+        ['policy_loaded', 'server_started', 'policy_reload_failed', 'server_stopped'],
+      )
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
     }

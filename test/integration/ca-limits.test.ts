@@ -14,11 +14,29 @@ import {waitFor} from '../helpers/proc.ts'
 
 const keyB64 = () => generatePrivateKey('ed25519').publicKey.blob.toString('base64')
 
-function ciPolicy(issuer: string, limits: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function ciPolicy(
+  issuer: string,
+  limits: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     limits,
     ...extra,
-    provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m', keyId: 'gha:${run_id}'}}]}],
+    provisioners: [
+      {
+        name: 'ci',
+        type: 'oidc',
+        issuer,
+        audience: 'sshca-ci',
+        rules: [
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app'},
+            certificate: {principals: ['deploy'], ttl: '5m', keyId: 'gha:${run_id}'},
+          },
+        ],
+      },
+    ],
   }
 }
 
@@ -38,7 +56,12 @@ function open(t: TestCa): Promise<{socket: TLSSocket; closed: Promise<string>}> 
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms)))])
+    return await Promise.race([
+      p,
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms)),
+      ),
+    ])
   } finally {
     clearTimeout(timer)
   }
@@ -55,13 +78,24 @@ describe('CA limits: every wait bounded, every flood capped', function () {
   describe('timeouts and the connection cap', () => {
     let t: TestCa
     before(async () => {
-      t = await startTestCa(ciPolicy(gh.issuer, {requestTimeout: 2, headersTimeout: 1, idleTimeout: 2, handshakeTimeout: 2, maxConnections: 20, rate: false}))
+      t = await startTestCa(
+        ciPolicy(gh.issuer, {
+          requestTimeout: 2,
+          headersTimeout: 1,
+          idleTimeout: 2,
+          handshakeTimeout: 2,
+          maxConnections: 20,
+          rate: false,
+        }),
+      )
     })
     after(async () => t?.stop())
 
     it('a body sent one byte at a time is cut off at the request timeout (408), not held for minutes', async () => {
       const {socket, closed} = await open(t)
-      socket.write('POST /ssh/sign HTTP/1.1\r\nHost: ca\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{')
+      socket.write(
+        'POST /ssh/sign HTTP/1.1\r\nHost: ca\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
+      )
       const drip = setInterval(() => socket.writable && socket.write(' '), 300)
       try {
         const answer = await within(closed, 30_000, 'the server closing a slow body')
@@ -94,7 +128,11 @@ describe('CA limits: every wait bounded, every flood capped', function () {
       assert.ok(established.length <= 20, `${established.length} connections were accepted; the cap is 20`)
       assert.ok(attempts.length - established.length >= 10, 'the excess connections were refused')
       // and the CA still serves once they are gone
-      await waitFor('the CA to serve again', async () => (await t.call('GET', '/health').catch(() => ({status: 0}))).status === 200, 30_000)
+      await waitFor(
+        'the CA to serve again',
+        async () => (await t.call('GET', '/health').catch(() => ({status: 0}))).status === 200,
+        30_000,
+      )
     })
   })
 
@@ -106,9 +144,15 @@ describe('CA limits: every wait bounded, every flood capped', function () {
     after(async () => t?.stop())
 
     it('the sixth signing request in a minute → 429 with Retry-After, audited as rate_limited; /1.0 shares the bucket; X-Forwarded-For is not believed', async () => {
-      for (let i = 0; i < 4; i++) assert.equal((await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status, 201)
+      for (let i = 0; i < 4; i++)
+        assert.equal((await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status, 201)
       assert.equal((await t.call('POST', '/1.0/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status, 201)
-      const limited = await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()}, {'x-forwarded-for': '10.9.8.7'})
+      const limited = await t.call(
+        'POST',
+        '/ssh/sign',
+        {publicKey: keyB64(), ott: await gh.mint()},
+        {'x-forwarded-for': '10.9.8.7'},
+      )
       assert.equal(limited.status, 429)
       assert.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After is set')
       const body = limited.json as {status: number; message: string; request_id: string}
@@ -122,7 +166,7 @@ describe('CA limits: every wait bounded, every flood capped', function () {
     })
   })
 
-  describe('trustProxy: the balancer\'s X-Forwarded-For names the client', () => {
+  describe("trustProxy: the balancer's X-Forwarded-For names the client", () => {
     let t: TestCa
     before(async () => {
       t = await startTestCa(ciPolicy(gh.issuer, {rate: {max: 2, window: '1m'}}, {trustProxy: ['127.0.0.1/32']}))
@@ -130,10 +174,15 @@ describe('CA limits: every wait bounded, every flood capped', function () {
     after(async () => t?.stop())
 
     it('each forwarded address has its own bucket', async () => {
-      const from = async (addr: string) => (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()}, {'x-forwarded-for': addr})).status
+      const from = async (addr: string) =>
+        (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()}, {'x-forwarded-for': addr}))
+          .status
       assert.deepEqual([await from('10.0.0.1'), await from('10.0.0.1'), await from('10.0.0.1')], [201, 201, 429])
       assert.equal(await from('10.0.0.2'), 201)
-      const line = t.audit().filter((l) => l.event === 'certificate_issued').pop()!
+      const line = t
+        .audit()
+        .filter((l) => l.event === 'certificate_issued')
+        .pop()!
       assert.equal(line.client_address, '10.0.0.2')
     })
   })
@@ -150,12 +199,17 @@ describe('CA limits: every wait bounded, every flood capped', function () {
         hits++
         void gate.then(async () => {
           const base = `http://127.0.0.1:${(slow.address() as {port: number}).port}`
-          const body = req.url === '/.well-known/openid-configuration' ? {issuer: base, jwks_uri: `${base}/jwks`} : await (await fetch(`${gh.issuer}/.well-known/jwks`)).json()
+          const body =
+            req.url === '/.well-known/openid-configuration'
+              ? {issuer: base, jwks_uri: `${base}/jwks`}
+              : await (await fetch(`${gh.issuer}/.well-known/jwks`)).json()
           res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify(body))
         })
       })
       await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r))
-      t = await startTestCa(ciPolicy(`http://127.0.0.1:${(slow.address() as {port: number}).port}`, {maxInFlight: 1, rate: false}))
+      t = await startTestCa(
+        ciPolicy(`http://127.0.0.1:${(slow.address() as {port: number}).port}`, {maxInFlight: 1, rate: false}),
+      )
     })
     after(async () => {
       release()
@@ -196,12 +250,16 @@ describe('CA limits: every wait bounded, every flood capped', function () {
       }, 10)
       try {
         let shed: Awaited<ReturnType<TestCa['call']>> | undefined
-        await waitFor('a signing request to be shed', async () => {
-          const r = await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})
-          if (r.status === 503) shed = r
-          else assert.equal(r.status, 201)
-          return shed !== undefined
-        }, 30_000)
+        await waitFor(
+          'a signing request to be shed',
+          async () => {
+            const r = await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})
+            if (r.status === 503) shed = r
+            else assert.equal(r.status, 201)
+            return shed !== undefined
+          },
+          30_000,
+        )
         assert.equal(shed!.headers['retry-after'], '1')
         assert.deepEqual(Object.keys(shed!.json as object).sort(), ['message', 'request_id', 'status'])
         const line = t.audit().find((l) => l.request_id === (shed!.json as {request_id: string}).request_id)!
@@ -209,7 +267,11 @@ describe('CA limits: every wait bounded, every flood capped', function () {
       } finally {
         clearInterval(busy)
       }
-      await waitFor('signing to resume once the loop is idle', async () => (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status === 201, 30_000)
+      await waitFor(
+        'signing to resume once the loop is idle',
+        async () => (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await gh.mint()})).status === 201,
+        30_000,
+      )
     })
   })
 
@@ -224,11 +286,20 @@ describe('CA limits: every wait bounded, every flood capped', function () {
     const postBig = (size: number) =>
       new Promise<{status: number; body: string}>((resolve, reject) => {
         const body = Buffer.alloc(size, 0x20)
-        const req = request(`${t.url}/ssh/sign`, {method: 'POST', agent: false, ca: t.rootPem, headers: {'content-type': 'application/json', 'content-length': String(size)}}, (res) => {
-          let text = ''
-          res.on('data', (d: Buffer) => (text += d))
-          res.on('end', () => resolve({status: res.statusCode ?? 0, body: text}))
-        })
+        const req = request(
+          `${t.url}/ssh/sign`,
+          {
+            method: 'POST',
+            agent: false,
+            ca: t.rootPem,
+            headers: {'content-type': 'application/json', 'content-length': String(size)},
+          },
+          (res) => {
+            let text = ''
+            res.on('data', (d: Buffer) => (text += d))
+            res.on('end', () => resolve({status: res.statusCode ?? 0, body: text}))
+          },
+        )
         req.on('error', reject)
         req.end(body)
       })

@@ -24,16 +24,33 @@ type Line = Record<string, unknown>
 
 const rule = (issuer: string, principals: string[], limits: Record<string, unknown> = {rate: false}) => ({
   limits,
-  provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [
-    {name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals, ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
-  ]}],
+  provisioners: [
+    {
+      name: 'ci',
+      type: 'oidc',
+      issuer,
+      audience: 'sshca-ci',
+      rules: [
+        {
+          name: 'deploy',
+          match: {repository: 'acme/app'},
+          certificate: {principals, ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
+        },
+      ],
+    },
+  ],
 })
 
 /** One request on a connection of its own (the kernel picks the worker per connection). */
 async function signOnce(url: string, ca: string, body: unknown): Promise<{status: number; json: Line; id: string}> {
   const client = new Client(url, {connect: {ca}})
   try {
-    const res = await client.request({path: '/ssh/sign', method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+    const res = await client.request({
+      path: '/ssh/sign',
+      method: 'POST',
+      headers: {'content-type': 'application/json'},
+      body: JSON.stringify(body),
+    })
     return {status: res.statusCode, json: (await res.body.json()) as Line, id: String(res.headers['x-request-id'])}
   } finally {
     await client.close()
@@ -41,13 +58,16 @@ async function signOnce(url: string, ca: string, body: unknown): Promise<{status
 }
 
 const linesOf = (file: string): Line[] =>
-  readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l, i) => {
-    try {
-      return JSON.parse(l) as Line
-    } catch {
-      throw new Error(`audit line ${i + 1} is not JSON (a torn write?): ${l.slice(0, 200)}`)
-    }
-  })
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as Line
+      } catch {
+        throw new Error(`audit line ${i + 1} is not JSON (a torn write?): ${l.slice(0, 200)}`)
+      }
+    })
 
 const byRequest = (lines: Line[], id: unknown): Line[] => lines.filter((l) => l.request_id === id)
 
@@ -74,7 +94,11 @@ describe('the CA on worker threads', function () {
     afterEach(async () => t && stop())
 
     /** Signs on fresh connections until both workers have answered (at most `max` requests). */
-    async function untilBothWorkers(mint: () => Promise<string>, check: (r: {status: number; json: Line; id: string}) => void, max = 64): Promise<number> {
+    async function untilBothWorkers(
+      mint: () => Promise<string>,
+      check: (r: {status: number; json: Line; id: string}) => void,
+      max = 64,
+    ): Promise<number> {
       const seen = new Set<unknown>()
       let n = 0
       while (seen.size < 2) {
@@ -90,8 +114,15 @@ describe('the CA on worker threads', function () {
     it('every worker signs, and each decision has one audit line, whole, even past 4 KiB', async () => {
       // a long claim the audit line carries: lines over 4 KiB, above a pipe's atomic write
       const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
-      const results = await Promise.all(Array.from({length: 48}, async () => signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint({groups})})))
-      assert.deepEqual(results.map((r) => r.status), results.map(() => 201))
+      const results = await Promise.all(
+        Array.from({length: 48}, async () =>
+          signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint({groups})}),
+        ),
+      )
+      assert.deepEqual(
+        results.map((r) => r.status),
+        results.map(() => 201),
+      )
       const lines = t.audit()
       const issued = lines.filter((l) => l.event === 'certificate_issued')
       assert.equal(issued.length, 48)
@@ -106,7 +137,8 @@ describe('the CA on worker threads', function () {
       await t.setPolicy(rule(gh.issuer, ['deploy'], {rate: {max: 6, window: '1m'}}))
       assert.equal(await t.ca.reload(), true)
       const results = []
-      for (let i = 0; i < 24; i++) results.push(await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint()}))
+      for (let i = 0; i < 24; i++)
+        results.push(await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint()}))
       assert.equal(results.filter((r) => r.status === 201).length, 6)
       assert.equal(results.filter((r) => r.status === 429).length, 18)
       const lines = t.audit()
@@ -117,41 +149,62 @@ describe('the CA on worker threads', function () {
     it('a reload is in force in every worker when it returns', async () => {
       await t.setPolicy(rule(gh.issuer, ['release'], roomy))
       assert.equal(await t.ca.reload(), true)
-      await untilBothWorkers(() => gh.mint(), (r) => {
-        assert.equal(r.status, 201)
-        assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
-      })
+      await untilBothWorkers(
+        () => gh.mint(),
+        (r) => {
+          assert.equal(r.status, 201)
+          assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
+        },
+      )
     })
 
     it('a worker that dies is replaced, and the CA serves on', async () => {
       const dead = t.ca.pool!.threads[0]!
       const deadId = dead.threadId
       await dead.terminate()
-      await waitFor('the worker_exited line', () => t.audit().some((l) => l.event === 'worker_exited' && l.thread_id === deadId && l.replaced === true), 30_000)
-      await waitFor('a new worker 1', () => t.ca.pool!.threads[0]!.threadId !== -1 && t.ca.pool!.threads[0] !== dead, 30_000)
-      await untilBothWorkers(() => gh.mint(), (r) => assert.equal(r.status, 201))
+      await waitFor(
+        'the worker_exited line',
+        () => t.audit().some((l) => l.event === 'worker_exited' && l.thread_id === deadId && l.replaced === true),
+        30_000,
+      )
+      await waitFor(
+        'a new worker 1',
+        () => t.ca.pool!.threads[0]!.threadId !== -1 && t.ca.pool!.threads[0] !== dead,
+        30_000,
+      )
+      await untilBothWorkers(
+        () => gh.mint(),
+        (r) => assert.equal(r.status, 201),
+      )
     })
 
     it('the store has one writer: the workers open no database connection', async () => {
-      const dbFiles = (dir: string) => readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(join(dir, 'db'))
-        } catch {
-          return false
-        }
-      }).length
+      const dbFiles = (dir: string) =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(join(dir, 'db'))
+          } catch {
+            return false
+          }
+        }).length
       const twoWorkers = dbFiles(t.init.dir)
       const inline = await startTestCa(rule(gh.issuer, ['deploy']), {workers: 0})
       try {
         assert.ok(twoWorkers > 0)
         // the same connections (the writer, and the checkpointer's, opened a moment later) with or without workers
-        await waitFor(`the CA without workers to hold as many database files as the one with (${twoWorkers})`, () => dbFiles(inline.init.dir) === twoWorkers)
+        await waitFor(
+          `the CA without workers to hold as many database files as the one with (${twoWorkers})`,
+          () => dbFiles(inline.init.dir) === twoWorkers,
+        )
       } finally {
         await inline.stop()
       }
       // and the issuances of both workers went through it, each token spent once
       const ott = await gh.mint()
-      const both = await Promise.all([signOnce(t.url, t.rootPem, {publicKey: subject, ott}), signOnce(t.url, t.rootPem, {publicKey: subject, ott})])
+      const both = await Promise.all([
+        signOnce(t.url, t.rootPem, {publicKey: subject, ott}),
+        signOnce(t.url, t.rootPem, {publicKey: subject, ott}),
+      ])
       assert.deepEqual(both.map((r) => r.status).sort(), [201, 401])
     })
 
@@ -176,17 +229,34 @@ describe('the CA on worker threads', function () {
     it('admin events reach the audit log once, not once per worker', async () => {
       await revoke({configPath: t.init.config, keyId: 'gha:acme/app:1', reason: 'first'})
       await revoke({configPath: t.init.config, keyId: 'gha:acme/app:2', reason: 'second'})
-      await waitFor('both revocations in the audit log', () => t.audit().filter((l) => l.event === 'certificate_revoked').length >= 2, 30_000)
+      await waitFor(
+        'both revocations in the audit log',
+        () => t.audit().filter((l) => l.event === 'certificate_revoked').length >= 2,
+        30_000,
+      )
       // a third event forwarded after them: every forwarding pass that could repeat them has run
       await revoke({configPath: t.init.config, keyId: 'gha:acme/app:3', reason: 'third'})
-      await waitFor('the third', () => t.audit().some((l) => l.event === 'certificate_revoked' && l.reason === 'third'), 30_000)
-      const reasons = t.audit().filter((l) => l.event === 'certificate_revoked').map((l) => l.reason)
+      await waitFor(
+        'the third',
+        () => t.audit().some((l) => l.event === 'certificate_revoked' && l.reason === 'third'),
+        30_000,
+      )
+      const reasons = t
+        .audit()
+        .filter((l) => l.event === 'certificate_revoked')
+        .map((l) => l.reason)
       assert.deepEqual(reasons, ['first', 'second', 'third'])
     })
 
     it('close() lets the requests in flight finish: each answered, each audited, then server_stopped', async () => {
       const tokens = await Promise.all(Array.from({length: 16}, () => gh.mint()))
-      const inFlight = tokens.map((ott) => signOnce(t.url, t.rootPem, {publicKey: subject, ott}).catch((err: Error) => ({status: 0, json: {error: err.message} as Line, id: ''})))
+      const inFlight = tokens.map((ott) =>
+        signOnce(t.url, t.rootPem, {publicKey: subject, ott}).catch((err: Error) => ({
+          status: 0,
+          json: {error: err.message} as Line,
+          id: '',
+        })),
+      )
       await waitFor('requests to arrive', () => t.audit().some((l) => l.event === 'certificate_issued'), 30_000)
       await stop()
       const results = await Promise.all(inFlight)
@@ -194,9 +264,16 @@ describe('the CA on worker threads', function () {
       for (const r of results) {
         // answered before the listener closed; or, arriving while it closes, a 503 (the server's closing
         // answer, nothing issued) or refused at connect: never cut off midway
-        if (r.status === 201) assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 1)
-        else if (r.status === 503) assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 0)
-        else assert.match(String(r.json.error), /ECONNREFUSED|other side closed|ECONNRESET/, `status ${r.status}: ${JSON.stringify(r.json)}`)
+        if (r.status === 201)
+          assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 1)
+        else if (r.status === 503)
+          assert.equal(byRequest(lines, r.id).filter((l) => l.event === 'certificate_issued').length, 0)
+        else
+          assert.match(
+            String(r.json.error),
+            /ECONNREFUSED|other side closed|ECONNRESET/,
+            `status ${r.status}: ${JSON.stringify(r.json)}`,
+          )
       }
       assert.ok(results.some((r) => r.status === 201))
       assert.equal(lines.at(-1)!.event, 'server_stopped')
@@ -217,11 +294,18 @@ describe('the CA on worker threads', function () {
         assert.equal(r.status, 201, JSON.stringify(r.json))
         for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
       }
-      const names = (await pg.psql("SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'sshca' ORDER BY 1")).split('\n').map((l) => l.trim()).filter(Boolean)
+      const names = (
+        await pg.psql("SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'sshca' ORDER BY 1")
+      )
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
       assert.ok(names.includes('sshca worker 1') && names.includes('sshca worker 2'), names.join(', '))
       // the same token on many connections at once: one certificate, whichever workers they reach
       const ott = await gh.mint()
-      const raced = await Promise.all(Array.from({length: 12}, () => signOnce(t.url, t.rootPem, {publicKey: subject, ott})))
+      const raced = await Promise.all(
+        Array.from({length: 12}, () => signOnce(t.url, t.rootPem, {publicKey: subject, ott})),
+      )
       assert.deepEqual(raced.map((r) => r.status).sort(), [201, ...Array.from({length: 11}, () => 401)])
       const denied = raced.filter((r) => r.status === 401).flatMap((r) => byRequest(t.audit(), r.id))
       assert.ok(denied.every((l) => JSON.stringify(l).includes('"token_replayed"')))
@@ -236,7 +320,26 @@ describe('the CA on worker threads', function () {
     // a pipe, as `ca serve | logger` makes (the stdout Node gives a child is a socket, which does not split lines)
     const fifo = join(init.dir, 'audit.fifo')
     spawnSync('mkfifo', [fifo])
-    const child = spawn('sh', ['-c', 'exec "$0" "$@" > "$FIFO"', process.execPath, BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2'], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}})
+    const child = spawn(
+      'sh',
+      [
+        '-c',
+        'exec "$0" "$@" > "$FIFO"',
+        process.execPath,
+        BIN,
+        'ca',
+        'serve',
+        '--config',
+        init.config,
+        '--password-file',
+        passwordFile,
+        '--address',
+        '127.0.0.1:0',
+        '--workers',
+        '2',
+      ],
+      {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}},
+    )
     onCleanup(async () => void child.kill('SIGKILL'))
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     const reader = createReadStream(fifo)
@@ -257,17 +360,23 @@ describe('the CA on worker threads', function () {
     await waitFor('the first answers, while the pipe has room', () => answered >= 5, 30_000)
     reader.resume()
     const statuses = (await Promise.all(results)).map((r) => r.status)
-    assert.deepEqual(statuses, statuses.map(() => 201))
+    assert.deepEqual(
+      statuses,
+      statuses.map(() => 201),
+    )
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
     await readerClosed
-    const lines = out.split('\n').filter(Boolean).map((l, i) => {
-      try {
-        return JSON.parse(l) as Line
-      } catch {
-        throw new Error(`audit line ${i + 1} is not JSON (interleaved writes?): ${l.slice(0, 100)}…${l.slice(-100)}`)
-      }
-    })
+    const lines = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l, i) => {
+        try {
+          return JSON.parse(l) as Line
+        } catch {
+          throw new Error(`audit line ${i + 1} is not JSON (interleaved writes?): ${l.slice(0, 100)}…${l.slice(-100)}`)
+        }
+      })
     const issued = lines.filter((l) => l.event === 'certificate_issued')
     assert.equal(issued.length, 60)
     assert.deepEqual(new Set(issued.map((l) => l.worker)), new Set([1, 2]))
@@ -277,20 +386,41 @@ describe('the CA on worker threads', function () {
     const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
     const auditFile = join(init.dir, 'audit.log')
     await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['deploy'])})
-    const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'ca',
+        'serve',
+        '--config',
+        init.config,
+        '--password-file',
+        passwordFile,
+        '--address',
+        '127.0.0.1:0',
+        '--workers',
+        '2',
+        '--json',
+      ],
+      {stdio: ['ignore', 'pipe', 'pipe']},
+    )
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     onCleanup(async () => void child.kill('SIGKILL'))
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     let started: {url: string; pid: number; workers: number} | undefined
-    await waitFor('ca serve to start', () => {
-      try {
-        started = JSON.parse(out) as typeof started
-      } catch {
-        // not all of it yet
-      }
-      return started !== undefined || child.exitCode !== null
-    }, 60_000)
+    await waitFor(
+      'ca serve to start',
+      () => {
+        try {
+          started = JSON.parse(out) as typeof started
+        } catch {
+          // not all of it yet
+        }
+        return started !== undefined || child.exitCode !== null
+      },
+      60_000,
+    )
     assert.ok(started, `ca serve exited ${child.exitCode}`)
     assert.equal(started.pid, child.pid)
     assert.equal(started.workers, 2)
@@ -300,7 +430,11 @@ describe('the CA on worker threads', function () {
 
     await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['release'])})
     child.kill('SIGHUP')
-    await waitFor('the reload', () => linesOf(auditFile).some((l) => l.event === 'policy_loaded' && l.reload === true), 30_000)
+    await waitFor(
+      'the reload',
+      () => linesOf(auditFile).some((l) => l.event === 'policy_loaded' && l.reload === true),
+      30_000,
+    )
     const seen = new Set<unknown>()
     for (let n = 0; seen.size < 2; n++) {
       assert.ok(n < 64, 'every connection reached one worker')
@@ -315,4 +449,3 @@ describe('the CA on worker threads', function () {
     assert.equal(linesOf(auditFile).at(-1)!.event, 'server_stopped')
   })
 })
-

@@ -55,7 +55,14 @@ describe('fast path and oclif print the same', function () {
 
   it('login --no-agent --out F: same files, same output', async () => {
     const dir = tempDir()
-    const {fast, slow} = await both((f) => ['login', '--identity-token-file', f, '--no-agent', '--out', join(dir, f.endsWith('a') ? 'ka' : 'kb')])
+    const {fast, slow} = await both((f) => [
+      'login',
+      '--identity-token-file',
+      f,
+      '--no-agent',
+      '--out',
+      join(dir, f.endsWith('a') ? 'ka' : 'kb'),
+    ])
     assert.equal(fast.code, 0, fast.stderr)
     assert.equal(norm(fast.stdout).replace(/\/k[ab]/g, '/K'), norm(slow.stdout).replace(/\/k[ab]/g, '/K'))
   })
@@ -75,7 +82,11 @@ describe('fast path and oclif print the same', function () {
       const fast = await sshca(args, {env: w.env})
       const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
       assert.notEqual(fast.code, 0)
-      assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
+      assert.deepEqual(
+        {code: fast.code, out: fast.stdout, err: fast.stderr},
+        {code: slow.code, out: slow.stdout, err: slow.stderr},
+        args.join(' '),
+      )
     }
   })
 
@@ -89,7 +100,11 @@ describe('fast path and oclif print the same', function () {
     ]) {
       const fast = await sshca(args, {env: w.env})
       const slow = await sshca(args, {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
-      assert.deepEqual({code: fast.code, out: fast.stdout, err: fast.stderr}, {code: slow.code, out: slow.stdout, err: slow.stderr}, args.join(' '))
+      assert.deepEqual(
+        {code: fast.code, out: fast.stdout, err: fast.stderr},
+        {code: slow.code, out: slow.stdout, err: slow.stderr},
+        args.join(' '),
+      )
     }
   })
 
@@ -97,12 +112,15 @@ describe('fast path and oclif print the same', function () {
     // a module hook (node --import) that writes down every file module the process loads
     const dir = tempDir()
     const hook = join(dir, 'hook.mjs')
-    writeFileSync(hook, `import {registerHooks} from 'node:module'
+    writeFileSync(
+      hook,
+      `import {registerHooks} from 'node:module'
 import {appendFileSync} from 'node:fs'
 const seen = new Set()
 registerHooks({resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r }})
 process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].filter((u) => u.startsWith('file:'))) + '\\n'))
-`)
+`,
+    )
     const token = join(dir, 'token')
     writeFileSync(token, await w.gh.mint())
     for (const args of [['list'], ['login', '--identity-token-file', token]]) {

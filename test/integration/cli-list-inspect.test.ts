@@ -28,7 +28,16 @@ async function cert(keyId: string, principals: string[], seconds: bigint) {
   return {
     key,
     cert: await signCertificate(
-      {type: 'user', publicKey: key.publicKey, serial: 3n, keyId, principals, validAfter: now - 60n, validBefore: now + seconds, extensions: {'permit-pty': true}},
+      {
+        type: 'user',
+        publicKey: key.publicKey,
+        serial: 3n,
+        keyId,
+        principals,
+        validAfter: now - 60n,
+        validBefore: now + seconds,
+        extensions: {'permit-pty': true},
+      },
       keySigner(ca.keyObject),
     ),
   }
@@ -87,14 +96,24 @@ describe('sshca list', function () {
     within(left(/user\s+alice@example\.com\s+alice,alice@example\.com\s+.*\s+(\S+)\s+-/), a.cert, 60)
     within(left(/gha:acme\/app:42\s+deploy\s+.*\s+(\S+)\s+-/), b.cert, 1)
     const raw = (await sshca(['list', '--raw'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout
-    assert.equal(raw, (await sshAdd(agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@')).map((l) => `${l}\n`).join(''))
+    assert.equal(
+      raw,
+      (await sshAdd(agent, ['-L'])).stdout
+        .split('\n')
+        .filter((l) => l.includes('-cert-v01@'))
+        .map((l) => `${l}\n`)
+        .join(''),
+    )
     const beforeJson = nowSeconds()
     const json = JSON.parse((await sshca(['list', '--json'], {env: {SSH_AUTH_SOCK: agent.socket}})).stdout)
     assert.equal(json.certificates.length, 2)
     assert.equal(json.otherIdentities, 1)
     assert.equal(json.certificates[0].keyId, 'alice@example.com')
     assert.equal(json.certificates[0].comment, 'sshca:sso')
-    assert.ok(json.certificates[0].secondsLeft <= Number(a.cert.validBefore) - beforeJson && json.certificates[0].secondsLeft > Number(a.cert.validBefore) - nowSeconds() - 2)
+    assert.ok(
+      json.certificates[0].secondsLeft <= Number(a.cert.validBefore) - beforeJson &&
+        json.certificates[0].secondsLeft > Number(a.cert.validBefore) - nowSeconds() - 2,
+    )
   })
 
   it('fails the same way on both paths when there is no agent: ERR_AGENT_UNAVAILABLE, exit 5', async () => {
@@ -146,7 +165,11 @@ describe('sshca inspect', function () {
 
   it('reads standard input, and the bare base64 blob or a /ssh/sign response', async () => {
     const {cert: c} = await cert('stdin', ['bob'], 60n)
-    for (const input of [certificateLine(c), c.blob.toString('base64'), JSON.stringify({crt: c.blob.toString('base64')})]) {
+    for (const input of [
+      certificateLine(c),
+      c.blob.toString('base64'),
+      JSON.stringify({crt: c.blob.toString('base64')}),
+    ]) {
       const r = await sshca(['inspect', '-', '--json'], {input})
       assert.equal(r.code, 0, r.stderr)
       assert.equal(JSON.parse(r.stdout).certificate.keyId, 'stdin')

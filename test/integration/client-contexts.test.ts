@@ -27,7 +27,8 @@ describe('contexts and status (issue 12)', function () {
     assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}${r.stdout}`)
     return JSON.parse(r.stdout)
   }
-  const token = async (): Promise<string> => (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
+  const token = async (): Promise<string> =>
+    (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
 
   before(async () => {
     w = await startWorld()
@@ -35,7 +36,10 @@ describe('contexts and status (issue 12)', function () {
     env = {...w.env, SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
     mkdirSync(env.HOME!, {recursive: true})
     for (const name of ['prod', 'lab']) {
-      const r = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name], {env})
+      const r = await sshca(
+        ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name],
+        {env},
+      )
       assert.equal(r.code, 0, r.stderr)
     }
   })
@@ -43,7 +47,13 @@ describe('contexts and status (issue 12)', function () {
 
   it('list marks the current one; current and use switch it; --json everywhere', async () => {
     const list = await json(['context', 'list'])
-    assert.deepEqual((list.contexts as {name: string; current: boolean}[]).map((c) => [c.name, c.current]), [['lab', true], ['prod', false]])
+    assert.deepEqual(
+      (list.contexts as {name: string; current: boolean}[]).map((c) => [c.name, c.current]),
+      [
+        ['lab', true],
+        ['prod', false],
+      ],
+    )
     const text = (await sshca(['context', 'list'], {env})).stdout
     assert.match(text, /^\*\s+lab\s+https:\/\/127\.0\.0\.1:\d+/m)
     assert.equal((await json(['context', 'current'])).name, 'lab')
@@ -72,7 +82,7 @@ describe('contexts and status (issue 12)', function () {
     assert.match(text.stdout, /^✗ Certificate\s+no current certificate of "prod"\n\s+→ sshca login$/m)
   })
 
-  it('status when all is in place: ready, time left, the KRL\'s age', async () => {
+  it("status when all is in place: ready, time left, the KRL's age", async () => {
     assert.equal((await sshca(['config', '--pattern', '*.prod.example', '--no-auto-login'], {env})).code, 0)
     const login = await sshca(['login', '--identity-token-file', '-'], {env, input: await token()})
     assert.equal(login.code, 0, login.stderr)
@@ -111,8 +121,20 @@ describe('contexts and status (issue 12)', function () {
     // prod is configured, logged in, and has a (file) refresh token planted as a sign-in would leave it
     const {writeFileSync} = await import('node:fs')
     mkdirSync(join(env.SSHCA_HOME!, 'tokens'), {recursive: true, mode: 0o700})
-    writeFileSync(join(env.SSHCA_HOME!, 'tokens', 'prod~sso.json'), JSON.stringify({refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}), {mode: 0o600})
-    assert.equal((await sshca(['config', '--context', 'lab', '--pattern', '*.lab.example', '--no-auto-login'], {env})).code, 0)
+    writeFileSync(
+      join(env.SSHCA_HOME!, 'tokens', 'prod~sso.json'),
+      JSON.stringify({
+        refreshToken: 'x',
+        issuer: w.idp.issuer,
+        clientId: 'sshca-cli',
+        savedAt: new Date().toISOString(),
+      }),
+      {mode: 0o600},
+    )
+    assert.equal(
+      (await sshca(['config', '--context', 'lab', '--pattern', '*.lab.example', '--no-auto-login'], {env})).code,
+      0,
+    )
     const knownHosts = join(env.HOME!, '.ssh', 'known_hosts')
     const managed = join(env.SSHCA_HOME!, 'ssh_config')
     assert.match(readFileSync(knownHosts, 'utf8'), /# >>> sshca prod/)
@@ -145,15 +167,49 @@ describe('contexts and status (issue 12)', function () {
     // a second CA ("other"), and a certificate in the agent from each of lab, other and a stranger CA
     const t2 = await startTestCa(worldPolicy(w.idp.issuer, w.gh.issuer))
     try {
-      assert.equal((await sshca(['bootstrap', '--ca-url', t2.url, '--fingerprint', t2.init.rootFingerprint, '--context', 'other'], {env})).code, 0)
-      for (const c of ['lab', 'other']) assert.equal((await sshca(['login', '--context', c, '--identity-token-file', '-'], {env, input: await token()})).code, 0)
+      assert.equal(
+        (
+          await sshca(
+            ['bootstrap', '--ca-url', t2.url, '--fingerprint', t2.init.rootFingerprint, '--context', 'other'],
+            {env},
+          )
+        ).code,
+        0,
+      )
+      for (const c of ['lab', 'other'])
+        assert.equal(
+          (await sshca(['login', '--context', c, '--identity-token-file', '-'], {env, input: await token()})).code,
+          0,
+        )
       const now = BigInt(Math.floor(Date.now() / 1000))
       const labCa = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
       const strangerCa = generatePrivateKey('ed25519')
       const k1 = generatePrivateKey('ed25519')
       const k2 = generatePrivateKey('ed25519')
-      const expired = await signCertificate({type: 'user', publicKey: k1.publicKey, serial: 4242n, keyId: 'alice@old', principals: ['alice'], validAfter: now - 7200n, validBefore: now - 600n}, keySigner(labCa))
-      const foreign = await signCertificate({type: 'user', publicKey: k2.publicKey, serial: 77n, keyId: 'foreign', principals: ['alice'], validAfter: now - 60n, validBefore: now + 3600n}, keySigner(strangerCa.keyObject))
+      const expired = await signCertificate(
+        {
+          type: 'user',
+          publicKey: k1.publicKey,
+          serial: 4242n,
+          keyId: 'alice@old',
+          principals: ['alice'],
+          validAfter: now - 7200n,
+          validBefore: now - 600n,
+        },
+        keySigner(labCa),
+      )
+      const foreign = await signCertificate(
+        {
+          type: 'user',
+          publicKey: k2.publicKey,
+          serial: 77n,
+          keyId: 'foreign',
+          principals: ['alice'],
+          validAfter: now - 60n,
+          validBefore: now + 3600n,
+        },
+        keySigner(strangerCa.keyObject),
+      )
       await AgentClient.with({socketPath: env.SSH_AUTH_SOCK!}, async (a) => {
         await a.addCertificate(k1, expired, {comment: 'stale'})
         await a.addCertificate(k2, foreign, {comment: 'foreign', lifetimeSeconds: 3600})
@@ -162,16 +218,38 @@ describe('contexts and status (issue 12)', function () {
       assert.match(table, /^user\s+alice@old\s+alice\s+.*EXPIRED 1\dm\d*s? ago\s+lab$/m)
       assert.match(table, /^user\s+foreign\s+alice\s+.*\s+-$/m)
       const listed = (await json(['list'])).certificates as {keyId: string; context: string | null; state: string}[]
-      assert.deepEqual(listed.map((c) => [c.keyId, c.context, c.state]).sort(), [['alice@example.com', 'lab', 'valid'], ['alice@example.com', 'other', 'valid'], ['alice@old', 'lab', 'expired'], ['foreign', null, 'valid']].sort())
+      assert.deepEqual(
+        listed.map((c) => [c.keyId, c.context, c.state]).sort(),
+        [
+          ['alice@example.com', 'lab', 'valid'],
+          ['alice@example.com', 'other', 'valid'],
+          ['alice@old', 'lab', 'expired'],
+          ['foreign', null, 'valid'],
+        ].sort(),
+      )
       // a saved sign-in for each context, as a browser login leaves it
       const {writeFileSync} = await import('node:fs')
-      for (const c of ['lab', 'other']) writeFileSync(join(env.SSHCA_HOME!, 'tokens', `${c}~sso.json`), JSON.stringify({refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}), {mode: 0o600})
+      for (const c of ['lab', 'other'])
+        writeFileSync(
+          join(env.SSHCA_HOME!, 'tokens', `${c}~sso.json`),
+          JSON.stringify({
+            refreshToken: 'x',
+            issuer: w.idp.issuer,
+            clientId: 'sshca-cli',
+            savedAt: new Date().toISOString(),
+          }),
+          {mode: 0o600},
+        )
       const out = await json(['logout', '--all'])
       assert.deepEqual((out.contexts as string[]).sort(), ['lab', 'other'])
       assert.equal(out.forgottenRefreshTokens, 2)
       assert.deepEqual(readdirSync(join(env.SSHCA_HOME!, 'tokens')), [])
       const left = (await json(['list'])).certificates as {keyId: string}[]
-      assert.deepEqual(left.map((c) => c.keyId), ['foreign'], 'another CA\'s certificate stays')
+      assert.deepEqual(
+        left.map((c) => c.keyId),
+        ['foreign'],
+        "another CA's certificate stays",
+      )
     } finally {
       await t2.stop()
     }

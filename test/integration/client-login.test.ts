@@ -28,12 +28,19 @@ describe('sshca login', function () {
   /** A new $SSHCA_HOME with the CA bootstrapped and no saved sign-in. */
   async function fresh(): Promise<NodeJS.ProcessEnv> {
     const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-home-'), 'home')}
-    const r = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'test'], {env})
+    const r = await sshca(
+      ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'test'],
+      {env},
+    )
     assert.equal(r.code, 0, r.stderr)
     return env
   }
 
-  const agentCerts = async () => (await sshAdd(w.agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@')).map((l) => parseCertificateLine(l))
+  const agentCerts = async () =>
+    (await sshAdd(w.agent, ['-L'])).stdout
+      .split('\n')
+      .filter((l) => l.includes('-cert-v01@'))
+      .map((l) => parseCertificateLine(l))
 
   it('reads an ID token on stdin as the token, not as the IDENTITY argument (oclif reads stdin into omitted args)', async () => {
     const r = await sshca(['login', '--identity-token-file', '-'], {env: w.env, input: `${await w.gh.mint()}\n`})
@@ -41,7 +48,7 @@ describe('sshca login', function () {
     assert.match(r.stdout, /via identity token/)
   })
 
-  it('--identity-token-file: key + certificate in the agent for the certificate\'s lifetime', async () => {
+  it("--identity-token-file: key + certificate in the agent for the certificate's lifetime", async () => {
     const r = await sshca(['login', '--identity-token-file', '-', '--json'], {env: w.env, input: await w.gh.mint()})
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
@@ -55,7 +62,11 @@ describe('sshca login', function () {
   })
 
   it('--github-actions: fetches the job token from ACTIONS_ID_TOKEN_REQUEST_URL with the audience', async () => {
-    const env = {...w.env, ACTIONS_ID_TOKEN_REQUEST_URL: `${w.gh.issuer}/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: w.gh.requestToken}
+    const env = {
+      ...w.env,
+      ACTIONS_ID_TOKEN_REQUEST_URL: `${w.gh.issuer}/token?api-version=2.0`,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: w.gh.requestToken,
+    }
     const r = await sshca(['login', '--github-actions', '--audience', 'sshca-ci'], {env})
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout, /via GitHub Actions token/)
@@ -111,8 +122,14 @@ describe('sshca login', function () {
 
   it('over SSH (no browser can reach 127.0.0.1 here), login says so and uses the device code by itself', async () => {
     // BROWSER unset: the person has said nothing about how to open URLs
-    const p = spawnSshca(['login', '--provisioner', 'sso'], {...(await fresh()), SSH_CONNECTION: '10.0.0.9 50000 10.0.0.1 22', BROWSER: undefined})
-    await p.waitFor(/No browser here: this is an SSH session, so your browser cannot reach this machine's 127\.0\.0\.1\. Using a device code instead \(what --console does\)\./)
+    const p = spawnSshca(['login', '--provisioner', 'sso'], {
+      ...(await fresh()),
+      SSH_CONNECTION: '10.0.0.9 50000 10.0.0.1 22',
+      BROWSER: undefined,
+    })
+    await p.waitFor(
+      /No browser here: this is an SSH session, so your browser cannot reach this machine's 127\.0\.0\.1\. Using a device code instead \(what --console does\)\./,
+    )
     const [, uri, code] = await p.waitFor(/open (http:\/\/127\.0\.0\.1:\d+\/device) and enter the code:\s+(\S+)/)
     await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
     const done = await p.exit()
@@ -128,21 +145,30 @@ describe('sshca login', function () {
     await driveDevSignIn(uri!, {login: 'bob@example.com', userCode: code!})
     const one = await first.exit()
     assert.equal(one.code, 0, one.stderr)
-    assert.match(one.stderr, new RegExp(`No OS keyring here: your refresh token is kept in ${env.SSHCA_HOME}/tokens/test~sso\\.json \\(0600\\)`))
+    assert.match(
+      one.stderr,
+      new RegExp(
+        `No OS keyring here: your refresh token is kept in ${env.SSHCA_HOME}/tokens/test~sso\\.json \\(0600\\)`,
+      ),
+    )
     const again = await sshca(['login', '--provisioner', 'sso', '--force'], {env})
     assert.equal(again.code, 0, again.stderr)
     assert.match(again.stderr, /Renewing your sign-in/)
     assert.doesNotMatch(again.stderr, /No OS keyring here/)
   })
 
-  it('a callback without this sign-in\'s state (any local process can send one) is answered 400 and ignored; the sign-in still completes', async () => {
+  it("a callback without this sign-in's state (any local process can send one) is answered 400 and ignored; the sign-in still completes", async () => {
     const env = await fresh()
     const mark = w.t.mark()
     const p = spawnSshca(['login', '--provisioner', 'sso', '--json'], env)
     const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
     const redirect = new URL(new URL(url).searchParams.get('redirect_uri')!)
     // the attack: a wrong state (with a code), no state at all, and a forged error response
-    const forgeries: Record<string, string>[] = [{code: 'stolen-code', state: 'not-the-state'}, {code: 'stolen-code'}, {error: 'access_denied', state: 'guess'}]
+    const forgeries: Record<string, string>[] = [
+      {code: 'stolen-code', state: 'not-the-state'},
+      {code: 'stolen-code'},
+      {error: 'access_denied', state: 'guess'},
+    ]
     for (const q of forgeries) {
       const forged = new URL(redirect)
       forged.search = new URLSearchParams(q).toString()
@@ -156,8 +182,17 @@ describe('sshca login', function () {
     const done = await p.exit()
     assert.equal(done.code, 0, done.stderr)
     assert.equal(JSON.parse(done.stdout).method, 'browser')
-    assert.deepEqual((await agentCerts()).map((c) => c.cert.keyId), ['frank@example.com'])
-    assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_issued').map((l) => l.key_id), ['frank@example.com'])
+    assert.deepEqual(
+      (await agentCerts()).map((c) => c.cert.keyId),
+      ['frank@example.com'],
+    )
+    assert.deepEqual(
+      w.t
+        .since(mark)
+        .filter((l) => l.event === 'certificate_issued')
+        .map((l) => l.key_id),
+      ['frank@example.com'],
+    )
   })
 
   it('an error response from the IdP: ERR_IDP_ERROR (exit 8)', async () => {
@@ -165,7 +200,11 @@ describe('sshca login', function () {
     const [url] = await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m)
     const u = new URL(url)
     const redirect = new URL(u.searchParams.get('redirect_uri')!)
-    redirect.search = new URLSearchParams({error: 'access_denied', error_description: 'the user said no', state: u.searchParams.get('state')!}).toString()
+    redirect.search = new URLSearchParams({
+      error: 'access_denied',
+      error_description: 'the user said no',
+      state: u.searchParams.get('state')!,
+    }).toString()
     assert.equal((await fetch(redirect)).status, 400)
     const done = await p.exit()
     assert.equal(done.code, 8)
@@ -206,7 +245,10 @@ describe('sshca login', function () {
 
   it('--no-agent --out writes the key (0600) and FILE-cert.pub', async () => {
     const out = join(tempDir(), 'deploy_key')
-    const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {env: {...w.env, SSH_AUTH_SOCK: ''}, input: await w.gh.mint()})
+    const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {
+      env: {...w.env, SSH_AUTH_SOCK: ''},
+      input: await w.gh.mint(),
+    })
     assert.equal(r.code, 0, r.stderr)
     assert.equal(statSync(out).mode & 0o777, 0o600)
     const shown = await keygenShow(`${out}-cert.pub`)

@@ -11,7 +11,21 @@
  */
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, chownSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {createServer, type Server} from 'node:https'
 import {join} from 'node:path'
 import {request} from 'undici'
@@ -63,7 +77,11 @@ describe('client hardening (issue 8): the attacks, refused', function () {
      * The watcher is already looping when it learns the pid, so it reads the command line before the
      * CLI can finish.
      */
-    async function watched(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{code: number | null; stderr: string; cmdlines: string[]; environ: string}> {
+    async function watched(
+      args: string[],
+      env: NodeJS.ProcessEnv,
+      input?: string,
+    ): Promise<{code: number | null; stderr: string; cmdlines: string[]; environ: string}> {
       const script = `
         const fs = require('node:fs')
         let pid = ''
@@ -85,11 +103,19 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         })`
       // The watcher runs as another user, who cannot write c8's coverage files: it gets no NODE_V8_COVERAGE.
       const {NODE_V8_COVERAGE: _coverage, ...watcherEnv} = process.env
-      const watcher = spawn(process.execPath, ['-e', script], {env: watcherEnv, stdio: ['pipe', 'pipe', 'inherit'], ...(isRoot ? {uid: NOBODY, gid: NOBODY} : {})})
+      const watcher = spawn(process.execPath, ['-e', script], {
+        env: watcherEnv,
+        stdio: ['pipe', 'pipe', 'inherit'],
+        ...(isRoot ? {uid: NOBODY, gid: NOBODY} : {}),
+      })
       let seen = ''
       watcher.stdout!.on('data', (d) => (seen += d))
       const watcherDone = new Promise<void>((r) => watcher.on('close', () => r()))
-      const cli = spawn(process.execPath, [BIN, ...args], {env: {...process.env, NO_COLOR: '1', ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], cwd: ROOT})
+      const cli = spawn(process.execPath, [BIN, ...args], {
+        env: {...process.env, NO_COLOR: '1', ...env},
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        cwd: ROOT,
+      })
       watcher.stdin!.end(String(cli.pid))
       let stderr = ''
       cli.stderr!.on('data', (d) => (stderr += d))
@@ -103,7 +129,12 @@ describe('client hardening (issue 8): the attacks, refused', function () {
 
     it('--token-file, --token-file - and $SSHCA_TOKEN: another user reading /proc/PID/cmdline finds no token; the host is enrolled', async () => {
       const key = await hostKey()
-      const cases: {name: string; args: (t: string) => string[]; env: (t: string) => NodeJS.ProcessEnv; input?: (t: string) => string}[] = [
+      const cases: {
+        name: string
+        args: (t: string) => string[]
+        env: (t: string) => NodeJS.ProcessEnv
+        input?: (t: string) => string
+      }[] = [
         {name: '--token-file FILE', args: (t) => ['--token-file', secretFile(t)], env: () => ({})},
         {name: '--token-file -', args: () => ['--token-file', '-'], env: () => ({}), input: (t) => `${t}\n`},
         {name: '$SSHCA_TOKEN', args: () => [], env: (t) => ({SSHCA_TOKEN: t})},
@@ -111,10 +142,18 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       for (const c of cases) {
         const token = await enrollmentToken('argv-safe')
         const mark = w.t.mark()
-        const r = await watched(['certificate', '--host', '--sign', ...c.args(token), 'argv-safe', `${key}.pub`], {...w.env, ...c.env(token)}, c.input?.(token))
+        const r = await watched(
+          ['certificate', '--host', '--sign', ...c.args(token), 'argv-safe', `${key}.pub`],
+          {...w.env, ...c.env(token)},
+          c.input?.(token),
+        )
         assert.equal(r.code, 0, `${c.name}: ${r.stderr}`)
-        assert.ok(r.cmdlines.some((l) => l.includes('certificate --host --sign')), `${c.name}: the watcher saw the running command: ${r.cmdlines.join(' | ')}`)
-        for (const l of r.cmdlines) assert.ok(!l.includes(token) && !l.includes(token.split('.')[1]!), `${c.name}: token on argv: ${l}`)
+        assert.ok(
+          r.cmdlines.some((l) => l.includes('certificate --host --sign')),
+          `${c.name}: the watcher saw the running command: ${r.cmdlines.join(' | ')}`,
+        )
+        for (const l of r.cmdlines)
+          assert.ok(!l.includes(token) && !l.includes(token.split('.')[1]!), `${c.name}: token on argv: ${l}`)
         assert.doesNotMatch(r.stderr, /Warning/)
         // the environment (where $SSHCA_TOKEN is) is readable by the same user and root only
         if (isRoot) assert.equal(r.environ, 'EACCES', c.name)
@@ -125,10 +164,19 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     it('--token still works but warns on stderr; the same watcher does read that token (the attack the other ways defeat)', async () => {
       const key = await hostKey()
       const token = await enrollmentToken('argv-visible')
-      const r = await watched(['certificate', '--host', '--sign', '--token', token, 'argv-visible', `${key}.pub`], w.env)
+      const r = await watched(
+        ['certificate', '--host', '--sign', '--token', token, 'argv-visible', `${key}.pub`],
+        w.env,
+      )
       assert.equal(r.code, 0, r.stderr)
-      assert.ok(r.cmdlines.some((l) => l.includes(token)), 'another user can read --token from /proc/PID/cmdline')
-      assert.match(r.stderr, /^Warning: --token puts the enrollment token on the command line, where every local user can read it/m)
+      assert.ok(
+        r.cmdlines.some((l) => l.includes(token)),
+        'another user can read --token from /proc/PID/cmdline',
+      )
+      assert.match(
+        r.stderr,
+        /^Warning: --token puts the enrollment token on the command line, where every local user can read it/m,
+      )
       assert.match(r.stderr, /--token-file FILE \(mode 0600\), --token-file - \(standard input\) or \$SSHCA_TOKEN/)
     })
 
@@ -138,16 +186,28 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const loose = secretFile(token)
       chmodSync(loose, 0o644)
       const mark = w.t.mark()
-      const r = await sshca(['certificate', '--host', '--sign', '--token-file', loose, 'argv-refused', `${key}.pub`], {env: w.env})
+      const r = await sshca(['certificate', '--host', '--sign', '--token-file', loose, 'argv-refused', `${key}.pub`], {
+        env: w.env,
+      })
       assert.equal(r.code, 2)
-      assert.match(r.stderr, /ERR_FILE_PERMISSIONS\]: .*token holds an enrollment token and other users may read it \(mode 0644\)/)
-      const both = await sshca(['certificate', '--host', '--sign', '--token-file', secretFile(token), 'argv-refused', `${key}.pub`], {env: {...w.env, SSHCA_TOKEN: token}})
+      assert.match(
+        r.stderr,
+        /ERR_FILE_PERMISSIONS\]: .*token holds an enrollment token and other users may read it \(mode 0644\)/,
+      )
+      const both = await sshca(
+        ['certificate', '--host', '--sign', '--token-file', secretFile(token), 'argv-refused', `${key}.pub`],
+        {env: {...w.env, SSHCA_TOKEN: token}},
+      )
       assert.equal(both.code, 2)
       assert.match(both.stderr, /ERR_USAGE\]: the enrollment token was given 2 ways \(--token-file, \$SSHCA_TOKEN\)/)
       const none = await sshca(['certificate', '--host', '--sign', 'argv-refused', `${key}.pub`], {env: w.env})
       assert.equal(none.code, 2)
       assert.match(none.stderr, /ERR_USAGE\]: no enrollment token given[\s\S]*--token-file/)
-      assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_issued' || l.event === 'certificate_denied'), [], 'the CA never saw the token')
+      assert.deepEqual(
+        w.t.since(mark).filter((l) => l.event === 'certificate_issued' || l.event === 'certificate_denied'),
+        [],
+        'the CA never saw the token',
+      )
     })
   })
 
@@ -160,31 +220,63 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     })
 
     /** A real ssh whose only configuration is the generated ~/.ssh/config (never the real one). */
-    function ssh(port: number, host = '127.0.0.1', extra: string[] = []): Promise<{code: number | null; stdout: string; stderr: string}> {
-      return run('ssh', [
-        '-F', userConfig,
-        '-p', String(port),
-        '-o', 'BatchMode=yes',
-        '-o', 'StrictHostKeyChecking=yes',
-        '-o', 'UpdateHostKeys=no',
-        '-o', 'GlobalKnownHostsFile=/dev/null',
-        '-o', 'HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com',
-        '-o', `IdentityAgent=${w.agent.socket}`,
-        '-o', 'ConnectTimeout=10',
-        '-o', 'LogLevel=ERROR',
-        ...extra,
-        `${currentUser()}@${host}`,
-        'true',
-      ], {env: {...process.env, SSH_AUTH_SOCK: w.agent.socket}})
+    function ssh(
+      port: number,
+      host = '127.0.0.1',
+      extra: string[] = [],
+    ): Promise<{code: number | null; stdout: string; stderr: string}> {
+      return run(
+        'ssh',
+        [
+          '-F',
+          userConfig,
+          '-p',
+          String(port),
+          '-o',
+          'BatchMode=yes',
+          '-o',
+          'StrictHostKeyChecking=yes',
+          '-o',
+          'UpdateHostKeys=no',
+          '-o',
+          'GlobalKnownHostsFile=/dev/null',
+          '-o',
+          'HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com',
+          '-o',
+          `IdentityAgent=${w.agent.socket}`,
+          '-o',
+          'ConnectTimeout=10',
+          '-o',
+          'LogLevel=ERROR',
+          ...extra,
+          `${currentUser()}@${host}`,
+          'true',
+        ],
+        {env: {...process.env, SSH_AUTH_SOCK: w.agent.socket}},
+      )
     }
 
     /** A host key enrolled for 127.0.0.1 and a real sshd presenting its certificate. */
     async function enrolledSshd(): Promise<{sshd: Sshd; serial: string}> {
       const key = await hostKey()
-      const r = await sshca(['certificate', '--host', '--sign', '--token-file', secretFile(await enrollmentToken('127.0.0.1')), '127.0.0.1', `${key}.pub`, '--json'], {env: w.env})
+      const r = await sshca(
+        [
+          'certificate',
+          '--host',
+          '--sign',
+          '--token-file',
+          secretFile(await enrollmentToken('127.0.0.1')),
+          '127.0.0.1',
+          `${key}.pub`,
+          '--json',
+        ],
+        {env: w.env},
+      )
       assert.equal(r.code, 0, r.stderr)
       const sshd = await startSshd({
-        userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n'),
+        userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8')
+          .trim()
+          .split('\n'),
         hostKey: {privateText: readFileSync(key, 'utf8'), publicLine: readFileSync(`${key}.pub`, 'utf8').trim()},
         hostCertificate: readFileSync(`${key}-cert.pub`, 'utf8').trim(),
       })
@@ -193,14 +285,16 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     }
 
     // --no-auto-login: these tests are about the revocation list (ssh-auto-login.test.ts has the login exec)
-    it('sshca config writes the KRL, sshca\'s ssh_config block and one Include on top of ~/.ssh/config (backed up, idempotent)', async () => {
+    it("sshca config writes the KRL, sshca's ssh_config block and one Include on top of ~/.ssh/config (backed up, idempotent)", async () => {
       kh = join(tempDir('sshca-kh-'), 'known_hosts')
       mkdirSync(join(w.env.HOME!, '.ssh'), {recursive: true, mode: 0o700})
       userConfig = join(w.env.HOME!, '.ssh', 'config')
       // the person's own config, with an alias whose HostName is one of the CA's hosts
       const mine = 'Host web-alias\n  HostName 127.0.0.1\n'
       writeFileSync(userConfig, mine, {mode: 0o600})
-      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login', '--json'], {env: w.env})
+      const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login', '--json'], {
+        env: w.env,
+      })
       assert.equal(r.code, 0, r.stderr)
       const doc = JSON.parse(r.stdout)
       const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
@@ -208,12 +302,23 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.equal(doc.krl.file, krl)
       assert.equal(readFileSync(krl).subarray(0, 8).toString('latin1'), 'SSHKRL\n\0')
       const managed = readFileSync(join(w.home, 'ssh_config'), 'utf8')
-      assert.match(managed, new RegExp(`^Match final host 127\\.0\\.0\\.1\\n(  #.*\\n)?  RevokedHostKeys ${krl}\\n(  #.*\\n)?  UserKnownHostsFile ${kh} ~/\\.ssh/known_hosts ~/\\.ssh/known_hosts2$`, 'm'))
+      assert.match(
+        managed,
+        new RegExp(
+          `^Match final host 127\\.0\\.0\\.1\\n(  #.*\\n)?  RevokedHostKeys ${krl}\\n(  #.*\\n)?  UserKnownHostsFile ${kh} ~/\\.ssh/known_hosts ~/\\.ssh/known_hosts2$`,
+          'm',
+        ),
+      )
       assert.equal(statSync(join(w.home, 'ssh_config')).mode & 0o777, 0o600)
       const cfg = readFileSync(userConfig, 'utf8')
-      assert.equal(cfg, `# Added by \`sshca config\`: its per-context settings (RevokedHostKeys …); keep this line first.\nInclude ${join(w.home, 'ssh_config')}\n${mine}`)
+      assert.equal(
+        cfg,
+        `# Added by \`sshca config\`: its per-context settings (RevokedHostKeys …); keep this line first.\nInclude ${join(w.home, 'ssh_config')}\n${mine}`,
+      )
       assert.equal(readFileSync(`${userConfig}.sshca-backup`, 'utf8'), mine)
-      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {env: w.env})
+      const again = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login'], {
+        env: w.env,
+      })
       assert.equal(again.code, 0, again.stderr)
       assert.match(again.stdout, /already includes it/)
       assert.equal(readFileSync(userConfig, 'utf8'), cfg)
@@ -223,11 +328,17 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         assert.equal(g.status, 0, g.stderr)
         assert.match(g.stdout, new RegExp(`^revokedhostkeys ${krl}$`, 'm'), host)
       }
-      assert.doesNotMatch(spawnSync('ssh', ['-G', '-F', userConfig, 'other.example.org'], {encoding: 'utf8'}).stdout, /^revokedhostkeys/m)
+      assert.doesNotMatch(
+        spawnSync('ssh', ['-G', '-F', userConfig, 'other.example.org'], {encoding: 'utf8'}).stdout,
+        /^revokedhostkeys/m,
+      )
     })
 
     it('before: the host certificate verifies; after `ca revoke` and `sshca login` refreshed the KRL, ssh refuses the host (also by alias)', async () => {
-      assert.equal((await sshca(['login', '--identity-token-file', '-', '--force'], {env: w.env, input: await w.gh.mint()})).code, 0)
+      assert.equal(
+        (await sshca(['login', '--identity-token-file', '-', '--force'], {env: w.env, input: await w.gh.mint()})).code,
+        0,
+      )
       const {sshd, serial} = await enrolledSshd()
       const ok = await ssh(sshd.port)
       assert.equal(ok.code, 0, `${ok.stderr}\n${sshd.log().slice(-600)}`)
@@ -238,7 +349,10 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       // the client's copy is stale until refreshed: this is the gap the refresh closes
       assert.equal((await ssh(sshd.port)).code, 0)
 
-      const login = await sshca(['login', '--identity-token-file', '-', '--json'], {env: w.env, input: await w.gh.mint()})
+      const login = await sshca(['login', '--identity-token-file', '-', '--json'], {
+        env: w.env,
+        input: await w.gh.mint(),
+      })
       assert.equal(login.code, 0, login.stderr)
       assert.equal(JSON.parse(login.stdout).krl.status, 'refreshed')
       assert.ok(JSON.parse(login.stdout).krl.revokedSerials >= 1)
@@ -263,11 +377,22 @@ describe('client hardening (issue 8): the attacks, refused', function () {
 
     it('--dry-run shows the diff and writes nothing; --no-ssh-config leaves ssh_config alone; the Include is added once', async () => {
       const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-dry-'), 'home'), HOME: join(tempDir('sshca-dry-'), 'home')}
-      assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'dry'], {env})).code, 0)
+      assert.equal(
+        (
+          await sshca(
+            ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'dry'],
+            {env},
+          )
+        ).code,
+        0,
+      )
       const dry = await sshca(['config', '--pattern', '*.lab.example', '--dry-run'], {env})
       assert.equal(dry.code, 0, dry.stderr)
       assert.match(dry.stdout, /^\+Match final host \*\.lab\.example$/m)
-      assert.match(dry.stdout, /\.ssh\/config: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/)
+      assert.match(
+        dry.stdout,
+        /\.ssh\/config: its Include line at the top\n--- \S+\n\+\+\+ \S+\n@@ -0,0 \+1,2 @@\n\+# [^\n]*\n\+Include \S+\/ssh_config\n$/,
+      )
       assert.equal(existsSync(join(env.HOME, '.ssh')), false)
       assert.equal(existsSync(join(env.SSHCA_HOME, 'ssh_config')), false)
       const skip = await sshca(['config', '--pattern', '*.lab.example', '--no-ssh-config'], {env})
@@ -281,16 +406,29 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const dry2 = await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})
       const doc = JSON.parse(dry2.stdout) as {diff: string; sshConfig: {diff: string; include: {diff: string}}}
       assert.equal(doc.diff, '', 'known_hosts already holds the block')
-      assert.match(doc.sshConfig.include.diff, /^@@ -1,2 \+1,4 @@\n\+# [^\n]*\n\+Include \S+\n Host \*\n {3}ServerAliveInterval 30\n$/m)
+      assert.match(
+        doc.sshConfig.include.diff,
+        /^@@ -1,2 \+1,4 @@\n\+# [^\n]*\n\+Include \S+\n Host \*\n {3}ServerAliveInterval 30\n$/m,
+      )
       const copy = join(tempDir('sshca-dry-patch-'), 'config')
       writeFileSync(copy, mine)
       await runOk('patch', ['--quiet', copy], {input: doc.sshConfig.include.diff})
       assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
       assert.equal(readFileSync(copy, 'utf8'), readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8'))
-      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config.sshca-backup'), 'utf8'), mine, 'the previous file is backed up')
+      assert.equal(
+        readFileSync(join(env.HOME, '.ssh', 'config.sshca-backup'), 'utf8'),
+        mine,
+        'the previous file is backed up',
+      )
       assert.equal((await sshca(['config', '--pattern', '*.lab.example'], {env})).code, 0)
-      assert.equal(readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8').split('Include ').length, 2, 'idempotent: one Include')
-      const again = JSON.parse((await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})).stdout) as {sshConfig: {diff: string; include: {diff: string}}}
+      assert.equal(
+        readFileSync(join(env.HOME, '.ssh', 'config'), 'utf8').split('Include ').length,
+        2,
+        'idempotent: one Include',
+      )
+      const again = JSON.parse(
+        (await sshca(['config', '--pattern', '*.lab.example', '--dry-run', '--json'], {env})).stdout,
+      ) as {sshConfig: {diff: string; include: {diff: string}}}
       assert.deepEqual([again.sshConfig.diff, again.sshConfig.include.diff], ['', ''])
     })
 
@@ -299,7 +437,10 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       try {
         const base = tempDir('sshca-nokrl-')
         const env = {...w.env, SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
-        const b = await sshca(['bootstrap', '--ca-url', front.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'nokrl'], {env})
+        const b = await sshca(
+          ['bootstrap', '--ca-url', front.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'nokrl'],
+          {env},
+        )
         assert.equal(b.code, 0, b.stderr)
         assert.match(b.stderr, /publishes no revocation list \(GET \/ssh\/krl answered 404\)/)
         const login = await sshca(['login', '--identity-token-file', '-', '--json'], {env, input: await w.gh.mint()})
@@ -320,7 +461,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     })
   })
 
-  describe('item 5: root\'s systemd units', () => {
+  describe("item 5: root's systemd units", () => {
     it('refuses, naming the path, when node lives in a directory a non-root user can write', async () => {
       const dir = tempDir('sshca-nvm-')
       const node = join(dir, 'node')
@@ -332,12 +473,21 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       }
       chmodSync(dir, 0o775)
       const units = tempDir('sshca-units-')
-      const r = await run(node, [BIN, 'config', '--host', '--sshd-dir', tempDir('sshca-etc-ssh-'), '--systemd-dir', units, '--json'], {env: {...process.env, ...w.env, NO_COLOR: '1'}, cwd: ROOT, timeoutMs: 60_000})
+      const r = await run(
+        node,
+        [BIN, 'config', '--host', '--sshd-dir', tempDir('sshca-etc-ssh-'), '--systemd-dir', units, '--json'],
+        {env: {...process.env, ...w.env, NO_COLOR: '1'}, cwd: ROOT, timeoutMs: 60_000},
+      )
       assert.equal(r.code, 4, r.stderr)
       const err = JSON.parse(r.stdout).error
       assert.equal(err.code, 'ERR_UNSAFE_PATH')
       assert.equal(err.details.path, dir)
-      assert.match(err.message, new RegExp(`refusing to write a root service that runs ${node} \\S+: ${dir} is unsafe \\(it (is writable by its group \\(mode 0775\\)|belongs to uid \\d+, not root)\\)`))
+      assert.match(
+        err.message,
+        new RegExp(
+          `refusing to write a root service that runs ${node} \\S+: ${dir} is unsafe \\(it (is writable by its group \\(mode 0775\\)|belongs to uid \\d+, not root)\\)`,
+        ),
+      )
       assert.deepEqual(readdirSync(units), [], 'nothing written')
     })
 
@@ -353,7 +503,19 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       try {
         writeFileSync(w.t.init.config, original.replace('hostTtl: 30d', 'hostTtl: 20s'))
         assert.equal(await w.t.ca.reload(), true)
-        enrolled = await sshca(['certificate', '--host', '--sign', '--token-file', secretFile(await enrollmentToken('unit-host')), 'unit-host', `${key}.pub`, '--json'], {env: w.env})
+        enrolled = await sshca(
+          [
+            'certificate',
+            '--host',
+            '--sign',
+            '--token-file',
+            secretFile(await enrollmentToken('unit-host')),
+            'unit-host',
+            `${key}.pub`,
+            '--json',
+          ],
+          {env: w.env},
+        )
       } finally {
         writeFileSync(w.t.init.config, original)
         assert.equal(await w.t.ca.reload(), true)
@@ -367,7 +529,11 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.match(r.stdout, new RegExp(`^The units run: ${node} ${script}$`, 'm'))
       const unit = (name: string) => readFileSync(join(units, name), 'utf8')
       const krlUnit = unit('sshca-krl.service')
-      assert.doesNotMatch(krlUnit, /sshca-renew|^(Requires|After|BindsTo|PartOf)=.*sshca/m, 'the KRL depends on no renewal')
+      assert.doesNotMatch(
+        krlUnit,
+        /sshca-renew|^(Requires|After|BindsTo|PartOf)=.*sshca/m,
+        'the KRL depends on no renewal',
+      )
       assert.doesNotMatch(unit('sshca-renew@.service'), / krl /)
 
       // the attack on the old single unit: renewal fails (the host certificate was revoked) …
@@ -384,7 +550,13 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       const renew = await exec(unit('sshca-renew@.service'), 'ssh_host_ed25519_key')
       assert.equal(renew.code, 7, renew.stderr)
       // (admin events such as the revocation reach the audit log a moment later: only decisions count here)
-      assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_denied').map((l) => l.reason), ['certificate_revoked'])
+      assert.deepEqual(
+        w.t
+          .since(mark)
+          .filter((l) => l.event === 'certificate_denied')
+          .map((l) => l.reason),
+        ['certificate_revoked'],
+      )
       // … and the KRL unit, independent of it, still brings the revocation to sshd
       const krl = await exec(krlUnit)
       assert.equal(krl.code, 0, krl.stderr)
@@ -429,7 +601,10 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       it('print the pattern they write; --pattern narrows, never widens; a CA naming no hosts needs it', async () => {
         const base = tempDir('sshca-pat-')
         const env = {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
-        const b = await sshca(['bootstrap', '--ca-url', corp.url, '--fingerprint', corp.init.rootFingerprint, '--context', 'corp'], {env})
+        const b = await sshca(
+          ['bootstrap', '--ca-url', corp.url, '--fingerprint', corp.init.rootFingerprint, '--context', 'corp'],
+          {env},
+        )
         assert.equal(b.code, 0, b.stderr)
         assert.match(b.stdout, /^ {2}host pattern \*\.example\.com \(the hosts/m)
         const wide = await sshca(['config', '--pattern', '*'], {env})
@@ -439,25 +614,48 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         const narrow = await sshca(['config', '--pattern', 'web*.example.com'], {env})
         assert.equal(narrow.code, 0, narrow.stderr)
         assert.match(narrow.stdout, /hosts matching web\*\.example\.com \(narrowed from the CA's "\*\.example\.com"\)/)
-        assert.match(readFileSync(join(env.HOME, '.ssh', 'known_hosts'), 'utf8'), /^@cert-authority web\*\.example\.com ssh-ed25519 /m)
-        assert.match(readFileSync(join(env.SSHCA_HOME, 'ssh_config'), 'utf8'), /^Match final host web\*\.example\.com$/m)
+        assert.match(
+          readFileSync(join(env.HOME, '.ssh', 'known_hosts'), 'utf8'),
+          /^@cert-authority web\*\.example\.com ssh-ed25519 /m,
+        )
+        assert.match(
+          readFileSync(join(env.SSHCA_HOME, 'ssh_config'), 'utf8'),
+          /^Match final host web\*\.example\.com$/m,
+        )
 
         // w's CA was made by ca init with --dns 127.0.0.1: it names no hosts
-        const none = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'lab'], {env})
+        const none = await sshca(
+          ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'lab'],
+          {env},
+        )
         assert.match(none.stdout, /host pattern !\* \(the CA names no hosts/)
         const refused = await sshca(['config', '--context', 'lab'], {env})
         assert.equal(refused.code, 2)
         assert.match(refused.stderr, /ERR_USAGE\]: the CA names no hosts[\s\S]*sshca config --pattern/)
       })
 
-      it('warns when a second context\'s pattern overlaps another\'s (bootstrap and config)', async () => {
+      it("warns when a second context's pattern overlaps another's (bootstrap and config)", async () => {
         const base = tempDir('sshca-overlap-')
         const env = {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
-        assert.equal((await sshca(['bootstrap', '--ca-url', corp.url, '--fingerprint', corp.init.rootFingerprint, '--context', 'corp'], {env})).code, 0)
+        assert.equal(
+          (
+            await sshca(
+              ['bootstrap', '--ca-url', corp.url, '--fingerprint', corp.init.rootFingerprint, '--context', 'corp'],
+              {env},
+            )
+          ).code,
+          0,
+        )
         assert.equal((await sshca(['config', '--context', 'corp'], {env})).code, 0)
-        const second = await sshca(['bootstrap', '--ca-url', prod.url, '--fingerprint', prod.init.rootFingerprint, '--context', 'prod'], {env})
+        const second = await sshca(
+          ['bootstrap', '--ca-url', prod.url, '--fingerprint', prod.init.rootFingerprint, '--context', 'prod'],
+          {env},
+        )
         assert.equal(second.code, 0, second.stderr)
-        assert.match(second.stderr, /^Warning: the host pattern "\*\.prod\.example\.com" of "prod" overlaps "\*\.example\.com" of "corp": hosts matching both are vouched for by two CAs/m)
+        assert.match(
+          second.stderr,
+          /^Warning: the host pattern "\*\.prod\.example\.com" of "prod" overlaps "\*\.example\.com" of "corp": hosts matching both are vouched for by two CAs/m,
+        )
         const cfg = await sshca(['config', '--context', 'prod', '--json'], {env})
         assert.equal(cfg.code, 0, cfg.stderr)
         assert.match(cfg.stderr, /^Warning: .*overlaps "\*\.example\.com" of "corp"/m)
@@ -474,20 +672,30 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     it('--no-agent --out refuses a symlink planted at the key or the certificate; the file it points to is untouched, no token spent', async () => {
       const shared = tempDir('sshca-shared-')
       const victim = join(tempDir('sshca-victim-'), 'authorized_keys')
-      writeFileSync(victim, 'ssh-ed25519 AAAA the victim\'s own line\n', {mode: 0o600})
+      writeFileSync(victim, "ssh-ed25519 AAAA the victim's own line\n", {mode: 0o600})
       for (const planted of ['deploy-cert.pub', 'deploy']) {
         const out = join(shared, 'deploy')
         symlinkSync(victim, join(shared, planted))
         const mark = w.t.mark()
-        const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {env: {...w.env, SSH_AUTH_SOCK: ''}, input: await w.gh.mint()})
+        const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {
+          env: {...w.env, SSH_AUTH_SOCK: ''},
+          input: await w.gh.mint(),
+        })
         assert.equal(r.code, 4, r.stderr)
         assert.match(r.stderr, new RegExp(`ERR_UNSAFE_PATH\\]: ${join(shared, planted)} is a symbolic link`))
-        assert.equal(readFileSync(victim, 'utf8'), 'ssh-ed25519 AAAA the victim\'s own line\n')
-        assert.deepEqual(w.t.since(mark).filter((l) => l.event === 'certificate_issued' || l.event === 'certificate_denied'), [], 'refused before the CA was asked')
+        assert.equal(readFileSync(victim, 'utf8'), "ssh-ed25519 AAAA the victim's own line\n")
+        assert.deepEqual(
+          w.t.since(mark).filter((l) => l.event === 'certificate_issued' || l.event === 'certificate_denied'),
+          [],
+          'refused before the CA was asked',
+        )
         spawnSync('rm', [join(shared, planted)])
       }
       const out = join(shared, 'deploy')
-      const ok = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {env: {...w.env, SSH_AUTH_SOCK: ''}, input: await w.gh.mint()})
+      const ok = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {
+        env: {...w.env, SSH_AUTH_SOCK: ''},
+        input: await w.gh.mint(),
+      })
       assert.equal(ok.code, 0, ok.stderr)
       assert.equal(statSync(out).mode & 0o777, 0o600)
       assert.equal(lstatSync(`${out}-cert.pub`).isFile(), true)
@@ -496,27 +704,67 @@ describe('client hardening (issue 8): the attacks, refused', function () {
 
     it('refuses a home, context or file another user can change, and a refresh token others can read, naming it', async () => {
       const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-perm-'), 'home')}
-      assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'perm'], {env})).code, 0)
+      assert.equal(
+        (
+          await sshca(
+            ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'perm'],
+            {env},
+          )
+        ).code,
+        0,
+      )
       const login = () => sshca(['login', '--identity-token-file', '-'], {env, input: 'not-even-read'})
       const ctxDir = join(env.SSHCA_HOME, 'contexts', 'perm')
       const attempts: [string, () => void, () => void, RegExp, number][] = [
-        ['home 0777', () => chmodSync(env.SSHCA_HOME, 0o777), () => chmodSync(env.SSHCA_HOME, 0o700), new RegExp(`ERR_UNSAFE_PATH\\]: ${env.SSHCA_HOME} is writable by every user \\(mode 0777\\)`), 4],
-        ['context.json g+w', () => chmodSync(join(ctxDir, 'context.json'), 0o620), () => chmodSync(join(ctxDir, 'context.json'), 0o600), /ERR_UNSAFE_PATH\]: \S+\/contexts\/perm\/context\.json is writable by its group/, 4],
-        ['root_ca.crt a symlink', () => {
-          copyFileSync(join(ctxDir, 'root_ca.crt'), join(ctxDir, 'real.crt'))
-          spawnSync('rm', [join(ctxDir, 'root_ca.crt')])
-          symlinkSync(join(ctxDir, 'real.crt'), join(ctxDir, 'root_ca.crt'))
-        }, () => {
-          spawnSync('rm', [join(ctxDir, 'root_ca.crt')])
-          copyFileSync(join(ctxDir, 'real.crt'), join(ctxDir, 'root_ca.crt'))
-          spawnSync('rm', [join(ctxDir, 'real.crt')])
-        }, /ERR_UNSAFE_PATH\]: \S+root_ca\.crt is a symbolic link/, 4],
-        ['a refresh token 0644', () => {
-          mkdirSync(join(env.SSHCA_HOME, 'tokens'), {mode: 0o700})
-          writeFileSync(join(env.SSHCA_HOME, 'tokens', 'perm~sso.json'), '{}', {mode: 0o644})
-        }, () => chmodSync(join(env.SSHCA_HOME, 'tokens', 'perm~sso.json'), 0o600), /ERR_FILE_PERMISSIONS\]: \S+perm~sso\.json holds a refresh token and is readable by others \(mode 0644\)[\s\S]*chmod 600/, 2],
+        [
+          'home 0777',
+          () => chmodSync(env.SSHCA_HOME, 0o777),
+          () => chmodSync(env.SSHCA_HOME, 0o700),
+          new RegExp(`ERR_UNSAFE_PATH\\]: ${env.SSHCA_HOME} is writable by every user \\(mode 0777\\)`),
+          4,
+        ],
+        [
+          'context.json g+w',
+          () => chmodSync(join(ctxDir, 'context.json'), 0o620),
+          () => chmodSync(join(ctxDir, 'context.json'), 0o600),
+          /ERR_UNSAFE_PATH\]: \S+\/contexts\/perm\/context\.json is writable by its group/,
+          4,
+        ],
+        [
+          'root_ca.crt a symlink',
+          () => {
+            copyFileSync(join(ctxDir, 'root_ca.crt'), join(ctxDir, 'real.crt'))
+            spawnSync('rm', [join(ctxDir, 'root_ca.crt')])
+            symlinkSync(join(ctxDir, 'real.crt'), join(ctxDir, 'root_ca.crt'))
+          },
+          () => {
+            spawnSync('rm', [join(ctxDir, 'root_ca.crt')])
+            copyFileSync(join(ctxDir, 'real.crt'), join(ctxDir, 'root_ca.crt'))
+            spawnSync('rm', [join(ctxDir, 'real.crt')])
+          },
+          /ERR_UNSAFE_PATH\]: \S+root_ca\.crt is a symbolic link/,
+          4,
+        ],
+        [
+          'a refresh token 0644',
+          () => {
+            mkdirSync(join(env.SSHCA_HOME, 'tokens'), {mode: 0o700})
+            writeFileSync(join(env.SSHCA_HOME, 'tokens', 'perm~sso.json'), '{}', {mode: 0o644})
+          },
+          () => chmodSync(join(env.SSHCA_HOME, 'tokens', 'perm~sso.json'), 0o600),
+          /ERR_FILE_PERMISSIONS\]: \S+perm~sso\.json holds a refresh token and is readable by others \(mode 0644\)[\s\S]*chmod 600/,
+          2,
+        ],
         ...(isRoot
-          ? [['a context owned by another user', () => chownSync(ctxDir, NOBODY, NOBODY), () => chownSync(ctxDir, 0, 0), /ERR_UNSAFE_PATH\]: \S+\/contexts\/perm belongs to uid 65534, not to you \(uid 0\)/, 4] as [string, () => void, () => void, RegExp, number]]
+          ? [
+              [
+                'a context owned by another user',
+                () => chownSync(ctxDir, NOBODY, NOBODY),
+                () => chownSync(ctxDir, 0, 0),
+                /ERR_UNSAFE_PATH\]: \S+\/contexts\/perm belongs to uid 65534, not to you \(uid 0\)/,
+                4,
+              ] as [string, () => void, () => void, RegExp, number],
+            ]
           : []),
       ]
       for (const [what, breakIt, fix, message, exit] of attempts) {
@@ -545,14 +793,29 @@ async function caFront(t: TestCa, missing: string[]): Promise<{url: string; clos
     req.on('end', () => {
       const path = (req.url ?? '/').split('?')[0]!
       if (missing.includes(path)) {
-        res.writeHead(404, {'content-type': 'application/json'}).end(JSON.stringify({status: 404, message: 'Not Found'}))
+        res
+          .writeHead(404, {'content-type': 'application/json'})
+          .end(JSON.stringify({status: 404, message: 'Not Found'}))
         return
       }
-      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k))) as Record<string, string>
-      request(`${t.url}${req.url}`, {method: req.method as 'GET' | 'POST', dispatcher: t.dispatcher, headers, ...(chunks.length ? {body: Buffer.concat(chunks)} : {})})
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(
+          ([k]) => !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k),
+        ),
+      ) as Record<string, string>
+      request(`${t.url}${req.url}`, {
+        method: req.method as 'GET' | 'POST',
+        dispatcher: t.dispatcher,
+        headers,
+        ...(chunks.length ? {body: Buffer.concat(chunks)} : {}),
+      })
         .then(async (up) => {
           const body = Buffer.from(await up.body.arrayBuffer())
-          res.writeHead(up.statusCode, {'content-type': String(up.headers['content-type'] ?? 'application/octet-stream')}).end(body)
+          res
+            .writeHead(up.statusCode, {
+              'content-type': String(up.headers['content-type'] ?? 'application/octet-stream'),
+            })
+            .end(body)
         })
         .catch(() => res.writeHead(502).end())
     })

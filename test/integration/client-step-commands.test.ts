@@ -32,21 +32,51 @@ describe('the rest of step ssh (issue 12)', function () {
   const cert = (file: string) => parseCertificateLine(readFileSync(file, 'utf8')).cert
   /** An SSHPOP token for this CA, signed by `signer` (the certified key, or an attacker's). */
   const pop = (signer: ReturnType<typeof generatePrivateKey>, c: Certificate, action: SshpopAction) =>
-    mintSshpopTokenWith(async (d) => signData(signer.keyObject, signer.publicKey, d), c, {caUrl: w.t.url, action, provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: now()})
-  const aliceToken = async (): Promise<string> => (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
+    mintSshpopTokenWith(async (d) => signData(signer.keyObject, signer.publicKey, d), c, {
+      caUrl: w.t.url,
+      action,
+      provisioner: SSHPOP_PROVISIONER,
+      rootFingerprint: w.t.init.rootFingerprint,
+      now: now(),
+    })
+  const aliceToken = async (): Promise<string> =>
+    (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
   /** What the CA answered since `mark`: `ca token`'s events reach the audit log later (the CA copies them from the store), so they are left out. */
   const served = (mark: number) => w.t.since(mark).filter((e) => e.event !== 'enrollment_token_issued')
   /** check-host as a signed-in person asks it (the CA answers an identity its policy accepts). */
-  const checkHost = async (...args: string[]) => sshca(['check-host', '--identity-token-file', '-', ...args], {env: w.env, input: await aliceToken()})
+  const checkHost = async (...args: string[]) =>
+    sshca(['check-host', '--identity-token-file', '-', ...args], {env: w.env, input: await aliceToken()})
 
   /** A host key enrolled with the CA for `names` (the real ca token → certificate --host --sign). */
   async function enrolled(name: string, ...names: string[]): Promise<string> {
     const key = join(dir, name)
     await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key])
-    const tok = await sshca(['ca', 'token', '--host', names[0]!, ...names.slice(1).flatMap((n) => ['--principal', n]), '--config', w.t.init.config, '--password-file', w.t.passwordFile])
+    const tok = await sshca([
+      'ca',
+      'token',
+      '--host',
+      names[0]!,
+      ...names.slice(1).flatMap((n) => ['--principal', n]),
+      '--config',
+      w.t.init.config,
+      '--password-file',
+      w.t.passwordFile,
+    ])
     assert.equal(tok.code, 0, tok.stderr)
     writeFileSync(join(dir, `${name}.token`), tok.stdout.trim().split('\n').pop()!, {mode: 0o600})
-    const r = await sshca(['certificate', '--host', '--sign', '--token-file', join(dir, `${name}.token`), names[0]!, `${key}.pub`, ...names.slice(1).flatMap((n) => ['--principal', n])], {env: w.env})
+    const r = await sshca(
+      [
+        'certificate',
+        '--host',
+        '--sign',
+        '--token-file',
+        join(dir, `${name}.token`),
+        names[0]!,
+        `${key}.pub`,
+        ...names.slice(1).flatMap((n) => ['--principal', n]),
+      ],
+      {env: w.env},
+    )
     assert.equal(r.code, 0, r.stderr)
     return key
   }
@@ -71,15 +101,22 @@ describe('the rest of step ssh (issue 12)', function () {
 
     it('--certificate hashes the whole certificate; --format hex; several lines from standard input; --json', async () => {
       const line = readFileSync(`${hostKey}-cert.pub`, 'utf8')
-      const whole = createHash('sha256').update(Buffer.from(line.split(' ')[1]!, 'base64')).digest()
+      const whole = createHash('sha256')
+        .update(Buffer.from(line.split(' ')[1]!, 'base64'))
+        .digest()
       const r = await sshca(['fingerprint', `${hostKey}-cert.pub`, '--certificate', '--format', 'hex'])
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout.split(' ')[1], `SHA256:${whole.toString('hex')}`)
-      const many = await sshca(['fingerprint', '-', '--json'], {input: `${readFileSync(`${hostKey}.pub`, 'utf8')}${line}`})
+      const many = await sshca(['fingerprint', '-', '--json'], {
+        input: `${readFileSync(`${hostKey}.pub`, 'utf8')}${line}`,
+      })
       assert.equal(many.code, 0, many.stderr)
       const doc = JSON.parse(many.stdout)
-      assert.deepEqual(doc.keys.map((k: {certificate: boolean}) => k.certificate), [false, true])
-      assert.equal(doc.keys[0].fingerprint, doc.keys[1].fingerprint, 'a certificate\'s fingerprint is its key\'s')
+      assert.deepEqual(
+        doc.keys.map((k: {certificate: boolean}) => k.certificate),
+        [false, true],
+      )
+      assert.equal(doc.keys[0].fingerprint, doc.keys[1].fingerprint, "a certificate's fingerprint is its key's")
       const refused = await sshca(['fingerprint', `${hostKey}.pub`, '--certificate', '--json'])
       assert.equal(refused.code, 2)
       assert.equal(JSON.parse(refused.stdout).error.code, 'ERR_INPUT')
@@ -115,7 +152,10 @@ describe('the rest of step ssh (issue 12)', function () {
       assert.deepEqual([quiet.code, quiet.stdout], [0, ''])
       const json = JSON.parse((await checkHost('web1.example.com', '--json')).stdout)
       assert.deepEqual(json, {context: 'test', host: 'web1.example.com', exists: true})
-      const stranger = await sshca(['check-host', 'web1.example.com', '--identity-token-file', '-'], {env: w.env, input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'mallory@evil.io'})).idToken})
+      const stranger = await sshca(['check-host', 'web1.example.com', '--identity-token-file', '-'], {
+        env: w.env,
+        input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'mallory@evil.io'})).idToken,
+      })
       assert.deepEqual([stranger.code, stranger.stdout], [7, ''])
     })
 
@@ -127,7 +167,10 @@ describe('the rest of step ssh (issue 12)', function () {
       const done = await p.exit()
       assert.deepEqual([done.code, done.stdout], [0, 'true\n'], done.stderr)
       // one refusal of the anonymous request, audited as such; no certificate was issued for it
-      assert.deepEqual(served(mark).map((e) => [e.event, e.reason]), [['access_denied', 'token_invalid']])
+      assert.deepEqual(
+        served(mark).map((e) => [e.event, e.reason]),
+        [['access_denied', 'token_invalid']],
+      )
     })
 
     it('hosts: the inventory for an identity the policy accepts (and none without one)', async () => {
@@ -137,7 +180,10 @@ describe('the rest of step ssh (issue 12)', function () {
       const web = doc.hosts.find((h: {hostname: string}) => h.hostname === 'web1.example.com')
       assert.deepEqual(web.principals, ['web1.example.com', '10.0.0.7'])
       assert.equal(web.keyFingerprint, cert(`${hostKey}-cert.pub`).publicKey.fingerprint())
-      const stranger = await sshca(['hosts', '--identity-token-file', '-', '--json'], {env: w.env, input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'mallory@evil.io'})).idToken})
+      const stranger = await sshca(['hosts', '--identity-token-file', '-', '--json'], {
+        env: w.env,
+        input: (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'mallory@evil.io'})).idToken,
+      })
       assert.equal(stranger.code, 7)
     })
   })
@@ -167,33 +213,62 @@ describe('the rest of step ssh (issue 12)', function () {
       const attacker = generatePrivateKey('ed25519')
       const mark = w.t.mark()
       const forged = await pop(attacker, victim, 'rekey')
-      const r1 = await w.t.call('POST', '/ssh/rekey', {ott: forged, publicKey: attacker.publicKey.blob.toString('base64')})
+      const r1 = await w.t.call('POST', '/ssh/rekey', {
+        ott: forged,
+        publicKey: attacker.publicKey.blob.toString('base64'),
+      })
       assert.equal(r1.status, 401, r1.text)
       // a real proof by the real key, but for renewal: it cannot rekey
       const real = parsePrivateKeyFile(readFileSync(key, 'utf8')).key
-      const renewal = await mintSshpopToken(real.keyObject, victim, {caUrl: w.t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: now()})
-      const r2 = await w.t.call('POST', '/ssh/rekey', {ott: renewal, publicKey: attacker.publicKey.blob.toString('base64')})
+      const renewal = await mintSshpopToken(real.keyObject, victim, {
+        caUrl: w.t.url,
+        action: 'renew',
+        provisioner: SSHPOP_PROVISIONER,
+        rootFingerprint: w.t.init.rootFingerprint,
+        now: now(),
+      })
+      const r2 = await w.t.call('POST', '/ssh/rekey', {
+        ott: renewal,
+        publicKey: attacker.publicKey.blob.toString('base64'),
+      })
       assert.equal(r2.status, 401, r2.text)
       assert.equal(w.t.since(mark).filter((e) => e.event === 'certificate_issued').length, 0)
-      assert.deepEqual(served(mark).map((e) => e.reason), ['proof_invalid', 'proof_invalid'])
+      assert.deepEqual(
+        served(mark).map((e) => e.reason),
+        ['proof_invalid', 'proof_invalid'],
+      )
     })
   })
 
   describe('revoke', () => {
-    it('one\'s own certificate, proven through the agent: into the KRL and out of the agent', async () => {
-      const login = await sshca(['login', '--identity-token-file', '-', '--json'], {env: w.env, input: await aliceToken()})
+    it("one's own certificate, proven through the agent: into the KRL and out of the agent", async () => {
+      const login = await sshca(['login', '--identity-token-file', '-', '--json'], {
+        env: w.env,
+        input: await aliceToken(),
+      })
       assert.equal(login.code, 0, login.stderr)
       const serial = JSON.parse(login.stdout).certificate.serial
-      const r = await sshca(['revoke', '--reason', 'laptop left unlocked', '--reasonCode', 'KeyCompromise', '--json'], {env: w.env})
+      const r = await sshca(['revoke', '--reason', 'laptop left unlocked', '--reasonCode', 'KeyCompromise', '--json'], {
+        env: w.env,
+      })
       assert.equal(r.code, 0, r.stderr)
-      assert.deepEqual(JSON.parse(r.stdout), {context: 'test', serial, keyId: 'alice@example.com', certType: 'user', proof: 'agent', removedFromAgent: true})
+      assert.deepEqual(JSON.parse(r.stdout), {
+        context: 'test',
+        serial,
+        keyId: 'alice@example.com',
+        certType: 'user',
+        proof: 'agent',
+        removedFromAgent: true,
+      })
       const krlFile = join(dir, 'now.krl')
       assert.equal((await sshca(['krl', '--out', krlFile], {env: w.env})).code, 0)
       const krl = parseKrl(readFileSync(krlFile))
       assert.ok(krl.sections.some((s) => s.serials.map(String).includes(serial)))
       const left = await AgentClient.with({socketPath: w.agent.socket}, (a) => a.list())
       assert.ok(!left.some((i) => i.certificate?.serial.toString() === serial))
-      const audit = w.t.audit().filter((e) => e.event === 'certificate_revoked' && (e.certificates as string[] | undefined)?.includes(serial))
+      const audit = w.t
+        .audit()
+        .filter((e) => e.event === 'certificate_revoked' && (e.certificates as string[] | undefined)?.includes(serial))
       assert.equal(audit.length, 1)
       assert.deepEqual([audit[0]!.by, audit[0]!.reason, audit[0]!.reason_code], ['sshpop', 'laptop left unlocked', 1])
     })
@@ -208,12 +283,17 @@ describe('the rest of step ssh (issue 12)', function () {
       assert.ok(existsSync(`${key}-cert.pub`))
       // a revoked certificate proves nothing any more, not even for its own revocation (main's CA: 403, audited)
       const mark = w.t.mark()
-      const again = await sshca(['revoke', serial, '--sshpop-cert', `${key}-cert.pub`, '--sshpop-key', key], {env: w.env})
+      const again = await sshca(['revoke', serial, '--sshpop-cert', `${key}-cert.pub`, '--sshpop-key', key], {
+        env: w.env,
+      })
       assert.equal(again.code, 7, again.stderr)
-      assert.deepEqual(served(mark).map((e) => [e.event, e.reason]), [['revocation_denied', 'certificate_revoked']])
+      assert.deepEqual(
+        served(mark).map((e) => [e.event, e.reason]),
+        [['revocation_denied', 'certificate_revoked']],
+      )
     })
 
-    it('refused: someone else\'s serial with one\'s own proof, and someone else\'s certificate with a forged proof', async () => {
+    it("refused: someone else's serial with one's own proof, and someone else's certificate with a forged proof", async () => {
       const victimKey = await enrolled('victim2_host_key', 'pay1.example.com')
       const victim = cert(`${victimKey}-cert.pub`)
       const mineKey = await enrolled('attacker_host_key', 'evil1.example.com')
@@ -221,7 +301,11 @@ describe('the rest of step ssh (issue 12)', function () {
       const myKey = parsePrivateKeyFile(readFileSync(mineKey, 'utf8')).key
       const mark = w.t.mark()
       const proofForMine = await pop(myKey, mine, 'revoke')
-      const r1 = await w.t.call('POST', '/ssh/revoke', {serial: victim.serial.toString(), ott: proofForMine, passive: true})
+      const r1 = await w.t.call('POST', '/ssh/revoke', {
+        serial: victim.serial.toString(),
+        ott: proofForMine,
+        passive: true,
+      })
       assert.equal(r1.status, 403, r1.text)
       const forged = await pop(myKey, victim, 'revoke')
       const r2 = await w.t.call('POST', '/ssh/revoke', {serial: victim.serial.toString(), ott: forged, passive: true})

@@ -16,9 +16,21 @@ import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {onCleanup, waitFor} from '../helpers/proc.ts'
 
 const policy = (issuer: string) => ({
-  provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [
-    {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
-  ]}],
+  provisioners: [
+    {
+      name: 'ci',
+      type: 'oidc',
+      issuer,
+      audience: 'sshca-ci',
+      rules: [
+        {
+          name: 'deploy',
+          match: {repository: 'acme/app', ref: 'refs/heads/main'},
+          certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
+        },
+      ],
+    },
+  ],
 })
 
 interface Attempt {
@@ -30,13 +42,16 @@ interface Attempt {
 }
 
 const auditLines = (file: string): Record<string, unknown>[] =>
-  readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l, i) => {
-    try {
-      return JSON.parse(l) as Record<string, unknown>
-    } catch {
-      throw new Error(`audit line ${i + 1} is not JSON (a torn write?): ${l.slice(0, 200)}`)
-    }
-  })
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>
+      } catch {
+        throw new Error(`audit line ${i + 1} is not JSON (a torn write?): ${l.slice(0, 200)}`)
+      }
+    })
 
 describe('crash consistency: nothing a client was given is lost', function () {
   this.timeout(240_000)
@@ -62,9 +77,19 @@ describe('crash consistency: nothing a client was given is lost', function () {
       const r = await ca.signSsh({publicKey: subject, ott: a.ott})
       a.status = r.status
       if (r.status === 201) a.crt = r.json!.crt as string
-      else assert.deepEqual(Object.keys(r.json ?? {}).sort(), ['message', 'request_id', 'status'], `a ${r.status} without the error body`)
+      else
+        assert.deepEqual(
+          Object.keys(r.json ?? {}).sort(),
+          ['message', 'request_id', 'status'],
+          `a ${r.status} without the error body`,
+        )
     } catch (err) {
-      if (!/ECONNRESET|socket|other side closed|ECONNREFUSED|terminated/i.test(String((err as Error).message) + String((err as {code?: string}).code))) throw err
+      if (
+        !/ECONNRESET|socket|other side closed|ECONNREFUSED|terminated/i.test(
+          String((err as Error).message) + String((err as {code?: string}).code),
+        )
+      )
+        throw err
     }
     return a
   }
@@ -114,7 +139,8 @@ describe('crash consistency: nothing a client was given is lost', function () {
     {
       const db = new DatabaseSync(dbFile, {readOnly: true})
       for (const r of db.prepare('SELECT token_id FROM used_tokens').all()) spentBefore.add(String(r.token_id))
-      for (const r of db.prepare('SELECT serial, certificate FROM certificates').all()) stored.set(String(r.serial), String(r.certificate))
+      for (const r of db.prepare('SELECT serial, certificate FROM certificates').all())
+        stored.set(String(r.serial), String(r.certificate))
       db.close()
     }
     const tokenId = (a: Attempt) => `${gh.issuer}#jti:${a.jti}`
@@ -126,11 +152,22 @@ describe('crash consistency: nothing a client was given is lost', function () {
       assert.ok(spentBefore.has(tokenId(a)), `token ${a.jti} was accepted but is not recorded as spent`)
     }
     // and the store holds nothing but what was answered or in flight
-    assert.ok(stored.size >= ok.length && stored.size <= ok.length + unanswered.length, `${stored.size} stored, ${ok.length} answered, ${unanswered.length} in flight`)
+    assert.ok(
+      stored.size >= ok.length && stored.size <= ok.length + unanswered.length,
+      `${stored.size} stored, ${ok.length} answered, ${unanswered.length} in flight`,
+    )
 
     // 2. the audit log has certificate_issued for every 201 (no torn line either)
-    const issuedSerials = new Set(auditLines(auditFile).filter((l) => l.event === 'certificate_issued').map((l) => l.serial))
-    for (const a of ok) assert.ok(issuedSerials.has(parseCertificate(Buffer.from(a.crt!, 'base64')).serial.toString()), 'a 201 without its certificate_issued line')
+    const issuedSerials = new Set(
+      auditLines(auditFile)
+        .filter((l) => l.event === 'certificate_issued')
+        .map((l) => l.serial),
+    )
+    for (const a of ok)
+      assert.ok(
+        issuedSerials.has(parseCertificate(Buffer.from(a.crt!, 'base64')).serial.toString()),
+        'a 201 without its certificate_issued line',
+      )
 
     // 3. restarted, no token spent before the crash is accepted again; an unanswered one that was never
     //    committed may be (its client never got a certificate)
@@ -138,12 +175,17 @@ describe('crash consistency: nothing a client was given is lost', function () {
     try {
       for (const a of [...ok, ...unanswered]) {
         const again = await ca.signSsh({publicKey: subject, ott: a.ott})
-        if (spentBefore.has(tokenId(a))) assert.equal(again.status, 401, `token ${a.jti}, spent before the crash, got ${again.status} after it`)
+        if (spentBefore.has(tokenId(a)))
+          assert.equal(again.status, 401, `token ${a.jti}, spent before the crash, got ${again.status} after it`)
         else assert.equal(again.status, 201, `token ${a.jti}, never spent, got ${again.status}`)
       }
-      const replays = auditLines(auditFile).filter((l) => l.event === 'certificate_denied' && l.reason === 'token_replayed')
+      const replays = auditLines(auditFile).filter(
+        (l) => l.event === 'certificate_denied' && l.reason === 'token_replayed',
+      )
       assert.equal(replays.length, [...ok, ...unanswered].filter((a) => spentBefore.has(tokenId(a))).length)
-      console.log(`      (${attempts.length} requests: ${ok.length} × 201 before the SIGKILL, ${unanswered.length} unanswered of which ${unanswered.filter((a) => spentBefore.has(tokenId(a))).length} committed)`)
+      console.log(
+        `      (${attempts.length} requests: ${ok.length} × 201 before the SIGKILL, ${unanswered.length} unanswered of which ${unanswered.filter((a) => spentBefore.has(tokenId(a))).length} committed)`,
+      )
     } finally {
       await ca.stop()
     }
@@ -159,94 +201,121 @@ describe('crash consistency: nothing a client was given is lost', function () {
 
     // the state directory holds the database and, as an operator would keep it, the audit log next to
     // it; then the audit log alone, so that commits succeed and writing their audit line fails
-    for (const layout of [{what: 'database and audit log', db: true}, {what: 'audit log only', db: false}]) it(`${layout.what}: issuance fails closed with 503 (ERR_STORE_UNAVAILABLE), never 500, and recovers by itself when space returns`, async function () {
-      const {init, start} = await caDir()
-      const stateDir = join(init.dir, 'state')
-      mkdirSync(stateDir, {mode: 0o700})
-      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', stateDir], {encoding: 'utf8'})
-      if (m.status !== 0) {
-        console.log(`      skipped: cannot mount a tmpfs on ${stateDir} (needs root or CAP_SYS_ADMIN): ${(m.stderr || m.error?.message || '').trim()}`)
-        this.skip()
-      }
-      mountPoint = stateDir
-      onCleanup(async () => void spawnSync('umount', [stateDir]))
-      const dbFile = layout.db ? join(stateDir, 'sshca.sqlite') : join(init.dir, 'db', 'sshca.sqlite')
-      const auditFile = join(stateDir, 'audit.log')
-      await writePolicy(init.config, {db: {type: 'sqlite', path: dbFile}, audit: {file: auditFile}, ...policy(gh.issuer)})
-      const ca = await start()
-      try {
-        assert.equal((await attempt(ca, await fresh())).status, 201)
-
-        // fill the disk: what is left of the 2 MB goes to a filler file
-        const filler = join(stateDir, 'filler')
-        const fd = openSync(filler, 'w')
-        try {
-          const chunk = Buffer.alloc(16 * 1024)
-          for (;;) writeSync(fd, chunk)
-        } catch (err) {
-          assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC')
-        } finally {
-          closeSync(fd)
+    for (const layout of [
+      {what: 'database and audit log', db: true},
+      {what: 'audit log only', db: false},
+    ])
+      it(`${layout.what}: issuance fails closed with 503 (ERR_STORE_UNAVAILABLE), never 500, and recovers by itself when space returns`, async function () {
+        const {init, start} = await caDir()
+        const stateDir = join(init.dir, 'state')
+        mkdirSync(stateDir, {mode: 0o700})
+        const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', stateDir], {encoding: 'utf8'})
+        if (m.status !== 0) {
+          console.log(
+            `      skipped: cannot mount a tmpfs on ${stateDir} (needs root or CAP_SYS_ADMIN): ${(m.stderr || m.error?.message || '').trim()}`,
+          )
+          this.skip()
         }
-
-        // sign until the store cannot grow: every answer a 201 or a 503 with the API's error body, never a 500
-        const answered: Attempt[] = []
-        for (let i = 0; i < 400 && answered.filter((a) => a.status === 503).length < 5; i++) {
-          const a = await attempt(ca, await fresh())
-          answered.push(a)
-          assert.ok(a.status === 201 || a.status === 503, `status ${a.status} on a full disk`)
-        }
-        const refused = answered.filter((a) => a.status === 503)
-        assert.equal(refused.length, 5, 'the disk never filled up')
-        const r = await ca.signSsh({publicKey: subject, ott: (await fresh()).ott})
-        assert.equal(r.status, 503)
-        assert.equal(r.json!.message, 'the CA cannot record certificates right now, so it issued none; try again shortly')
-        assert.equal((await request(`${ca.url}/health`, {dispatcher: ca.dispatcher})).statusCode, 200)
-
-        // space returns: issuance resumes by itself
-        rmSync(filler)
-        await waitFor('issuance to resume', async () => (await attempt(ca, await fresh())).status === 201, 30_000)
-
-        // the audit log caught up (what it could not write then is appended now), with no torn line:
-        // each 503 is denied for store_unavailable, from the database (token unspent, nothing recorded:
-        // the token works now) or from the audit log after the commit (token spent, certificate recorded,
-        // its certificate_issued line written late: the token is refused as a replay)
-        const lines = auditLines(auditFile)
-        const db = new DatabaseSync(dbFile, {readOnly: true})
+        mountPoint = stateDir
+        onCleanup(async () => void spawnSync('umount', [stateDir]))
+        const dbFile = layout.db ? join(stateDir, 'sshca.sqlite') : join(init.dir, 'db', 'sshca.sqlite')
+        const auditFile = join(stateDir, 'audit.log')
+        await writePolicy(init.config, {
+          db: {type: 'sqlite', path: dbFile},
+          audit: {file: auditFile},
+          ...policy(gh.issuer),
+        })
+        const ca = await start()
         try {
-          const stored = (serial: string) => (db.prepare('SELECT certificate FROM certificates WHERE serial = ?').get(serial) as {certificate?: string} | undefined)?.certificate
-          for (const a of answered.filter((x) => x.status === 201)) {
-            const serial = parseCertificate(Buffer.from(a.crt!, 'base64')).serial.toString()
-            assert.equal(stored(serial), a.crt)
-            assert.ok(lines.some((l) => l.event === 'certificate_issued' && l.serial === serial))
+          assert.equal((await attempt(ca, await fresh())).status, 201)
+
+          // fill the disk: what is left of the 2 MB goes to a filler file
+          const filler = join(stateDir, 'filler')
+          const fd = openSync(filler, 'w')
+          try {
+            const chunk = Buffer.alloc(16 * 1024)
+            for (;;) writeSync(fd, chunk)
+          } catch (err) {
+            assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC')
+          } finally {
+            closeSync(fd)
           }
-          const denialOf = (a: Attempt) => lines.find((l) => l.event === 'certificate_denied' && (l.token as {id?: string} | undefined)?.id === `${gh.issuer}#jti:${a.jti}`)
-          const kinds = {store: 0, audit: 0}
-          for (const a of refused) {
-            const d = denialOf(a)
-            assert.ok(d, `no certificate_denied for a 503 (jti ${a.jti})`)
-            assert.equal(d.reason, 'store_unavailable')
-            assert.equal(d.status, 503)
-            const retry = await attempt(ca, {...a})
-            if (/the store cannot commit: .*disk is full/.test(String(d.detail))) {
-              kinds.store++
-              assert.equal(retry.status, 201, 'a token refused before its commit must still be usable')
-            } else {
-              assert.match(String(d.detail), /the audit log cannot be written: .*ENOSPC/)
-              kinds.audit++
-              assert.equal(retry.status, 401, 'a token spent by a commit whose audit line failed is refused')
-              const issued = lines.find((l) => l.event === 'certificate_issued' && l.request_id === d.request_id)
-              assert.ok(issued && stored(String(issued.serial)), 'the commit before the failed audit line is in the store and, late, in the audit log')
+
+          // sign until the store cannot grow: every answer a 201 or a 503 with the API's error body, never a 500
+          const answered: Attempt[] = []
+          for (let i = 0; i < 400 && answered.filter((a) => a.status === 503).length < 5; i++) {
+            const a = await attempt(ca, await fresh())
+            answered.push(a)
+            assert.ok(a.status === 201 || a.status === 503, `status ${a.status} on a full disk`)
+          }
+          const refused = answered.filter((a) => a.status === 503)
+          assert.equal(refused.length, 5, 'the disk never filled up')
+          const r = await ca.signSsh({publicKey: subject, ott: (await fresh()).ott})
+          assert.equal(r.status, 503)
+          assert.equal(
+            r.json!.message,
+            'the CA cannot record certificates right now, so it issued none; try again shortly',
+          )
+          assert.equal((await request(`${ca.url}/health`, {dispatcher: ca.dispatcher})).statusCode, 200)
+
+          // space returns: issuance resumes by itself
+          rmSync(filler)
+          await waitFor('issuance to resume', async () => (await attempt(ca, await fresh())).status === 201, 30_000)
+
+          // the audit log caught up (what it could not write then is appended now), with no torn line:
+          // each 503 is denied for store_unavailable, from the database (token unspent, nothing recorded:
+          // the token works now) or from the audit log after the commit (token spent, certificate recorded,
+          // its certificate_issued line written late: the token is refused as a replay)
+          const lines = auditLines(auditFile)
+          const db = new DatabaseSync(dbFile, {readOnly: true})
+          try {
+            const stored = (serial: string) =>
+              (
+                db.prepare('SELECT certificate FROM certificates WHERE serial = ?').get(serial) as
+                  {certificate?: string} | undefined
+              )?.certificate
+            for (const a of answered.filter((x) => x.status === 201)) {
+              const serial = parseCertificate(Buffer.from(a.crt!, 'base64')).serial.toString()
+              assert.equal(stored(serial), a.crt)
+              assert.ok(lines.some((l) => l.event === 'certificate_issued' && l.serial === serial))
             }
+            const denialOf = (a: Attempt) =>
+              lines.find(
+                (l) =>
+                  l.event === 'certificate_denied' &&
+                  (l.token as {id?: string} | undefined)?.id === `${gh.issuer}#jti:${a.jti}`,
+              )
+            const kinds = {store: 0, audit: 0}
+            for (const a of refused) {
+              const d = denialOf(a)
+              assert.ok(d, `no certificate_denied for a 503 (jti ${a.jti})`)
+              assert.equal(d.reason, 'store_unavailable')
+              assert.equal(d.status, 503)
+              const retry = await attempt(ca, {...a})
+              if (/the store cannot commit: .*disk is full/.test(String(d.detail))) {
+                kinds.store++
+                assert.equal(retry.status, 201, 'a token refused before its commit must still be usable')
+              } else {
+                assert.match(String(d.detail), /the audit log cannot be written: .*ENOSPC/)
+                kinds.audit++
+                assert.equal(retry.status, 401, 'a token spent by a commit whose audit line failed is refused')
+                const issued = lines.find((l) => l.event === 'certificate_issued' && l.request_id === d.request_id)
+                assert.ok(
+                  issued && stored(String(issued.serial)),
+                  'the commit before the failed audit line is in the store and, late, in the audit log',
+                )
+              }
+            }
+            if (!layout.db) assert.equal(kinds.audit, refused.length)
+            console.log(
+              `      (${answered.length} requests on the full disk: ${answered.length - refused.length} × 201, 503 × ${refused.length}: ${kinds.store} from the database, ${kinds.audit} from the audit log)`,
+            )
+          } finally {
+            db.close()
           }
-          if (!layout.db) assert.equal(kinds.audit, refused.length)
-          console.log(`      (${answered.length} requests on the full disk: ${answered.length - refused.length} × 201, 503 × ${refused.length}: ${kinds.store} from the database, ${kinds.audit} from the audit log)`)
         } finally {
-          db.close()
+          await ca.stop()
         }
-      } finally {
-        await ca.stop()
-      }
-    })
+      })
   })
 })

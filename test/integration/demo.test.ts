@@ -12,16 +12,19 @@ describe('sshca demo', function () {
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
     assert.equal(doc.agent, 'private')
-    assert.deepEqual(doc.steps.map((s: {title: string}) => s.title), [
-      'Started a development identity provider',
-      'Created a CA and started it',
-      'Bootstrapped the context "demo"',
-      'Found an ssh-agent',
-      'Signed in as demo@example.com and got a certificate',
-      'sshca list',
-      'Logged into a throwaway sshd with the certificate',
-      'Stopped everything and removed the demo files',
-    ])
+    assert.deepEqual(
+      doc.steps.map((s: {title: string}) => s.title),
+      [
+        'Started a development identity provider',
+        'Created a CA and started it',
+        'Bootstrapped the context "demo"',
+        'Found an ssh-agent',
+        'Signed in as demo@example.com and got a certificate',
+        'sshca list',
+        'Logged into a throwaway sshd with the certificate',
+        'Stopped everything and removed the demo files',
+      ],
+    )
     for (const s of doc.steps) assert.equal(typeof s.ms, 'number')
     assert.match(doc.ssh.output, /^hello from .* as /)
     assert.equal(doc.login.method, 'browser')

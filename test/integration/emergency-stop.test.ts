@@ -17,9 +17,15 @@ import {waitFor} from '../helpers/proc.ts'
 
 const policy = (issuer: string) => ({
   limits: {rate: false},
-  provisioners: [{name: 'ci', type: 'oidc', issuer, audience: 'sshca-ci', rules: [
-    {name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '10m'}},
-  ]}],
+  provisioners: [
+    {
+      name: 'ci',
+      type: 'oidc',
+      issuer,
+      audience: 'sshca-ci',
+      rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '10m'}}],
+    },
+  ],
 })
 
 interface Status {
@@ -48,13 +54,35 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
     const http = new Agent({connect: {ca: readFileSync(join(init.dir, 'certs', 'root_ca.crt'))}})
     // two replicas on one SQLite store (one process, as ca serve would be twice on a shared volume)
     const replicas: RunningCa[] = []
-    for (let i = 0; i < 2; i++) replicas.push(await startCa({configPath: init.config, password: PASSWORD, address: '127.0.0.1:0', safetyIntervalMs: 200, adminEventsIntervalMs: 200}))
+    for (let i = 0; i < 2; i++)
+      replicas.push(
+        await startCa({
+          configPath: init.config,
+          password: PASSWORD,
+          address: '127.0.0.1:0',
+          safetyIntervalMs: 200,
+          adminEventsIntervalMs: 200,
+        }),
+      )
     const validBefore: string[] = []
     const sign = async (ca: RunningCa) => {
-      const res = await request(`${ca.url}/ssh/sign`, {method: 'POST', dispatcher: http, headers: {'content-type': 'application/json'}, body: JSON.stringify({ott: await gh.mint(), publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64')})})
+      const res = await request(`${ca.url}/ssh/sign`, {
+        method: 'POST',
+        dispatcher: http,
+        headers: {'content-type': 'application/json'},
+        body: JSON.stringify({
+          ott: await gh.mint(),
+          publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+        }),
+      })
       const text = await res.body.text()
       const json = JSON.parse(text) as Record<string, unknown>
-      if (res.statusCode === 201) validBefore.push(new Date(Number(parseCertificate(Buffer.from(json.crt as string, 'base64')).validBefore) * 1000).toISOString())
+      if (res.statusCode === 201)
+        validBefore.push(
+          new Date(
+            Number(parseCertificate(Buffer.from(json.crt as string, 'base64')).validBefore) * 1000,
+          ).toISOString(),
+        )
       return {status: res.statusCode, json}
     }
     const status = async () => {
@@ -62,7 +90,11 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.equal(r.code, 0, r.stderr)
       return JSON.parse(r.stdout) as Status
     }
-    const audit = () => readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    const audit = () =>
+      readFileSync(auditFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
     try {
       const issued = await sign(replicas[0]!)
       assert.equal(issued.status, 201)
@@ -79,7 +111,15 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.equal((await status()).issuing, true, 'a refused stop changed nothing')
 
       const t0 = Date.now()
-      const stopped = await sshca(['ca', 'stop-issuance', '--config', init.config, '--reason', 'user CA key on a stolen laptop', '--json'])
+      const stopped = await sshca([
+        'ca',
+        'stop-issuance',
+        '--config',
+        init.config,
+        '--reason',
+        'user CA key on a stolen laptop',
+        '--json',
+      ])
       assert.equal(stopped.code, 0, stopped.stderr)
       const s = JSON.parse(stopped.stdout) as Status & {changed: boolean}
       assert.equal(s.changed, true)
@@ -107,7 +147,9 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.ok(text.stdout.includes(`after ${st.lastValidBefore} nothing signed by this CA works`), text.stdout)
 
       // stopping again keeps the first time and reason
-      const again = JSON.parse((await sshca(['ca', 'stop-issuance', '--config', init.config, '--reason', 'again', '--json'])).stdout) as Status & {changed: boolean}
+      const again = JSON.parse(
+        (await sshca(['ca', 'stop-issuance', '--config', init.config, '--reason', 'again', '--json'])).stdout,
+      ) as Status & {changed: boolean}
       assert.equal(again.changed, false)
       assert.equal(again.stop?.since, st.stop?.since)
 
@@ -117,9 +159,18 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.equal((await sign(replicas[0]!)).status, 503)
       assert.equal((await status()).issuing, false)
 
-      const resumed = await sshca(['ca', 'resume-issuance', '--config', init.config, '--reason', 'keys rotated', '--json'])
+      const resumed = await sshca([
+        'ca',
+        'resume-issuance',
+        '--config',
+        init.config,
+        '--reason',
+        'keys rotated',
+        '--json',
+      ])
       assert.equal(resumed.code, 0, resumed.stderr)
-      for (const ca of replicas) await waitFor('the replica to resume', async () => (await sign(ca)).status === 201, 20_000)
+      for (const ca of replicas)
+        await waitFor('the replica to resume', async () => (await sign(ca)).status === 201, 20_000)
       assert.equal((await status()).issuing, true)
 
       // the audit log says who stopped, that each replica applied it, and the resume
@@ -127,7 +178,11 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       const events = audit()
       const stopEvent = events.find((e) => e.event === 'issuance_stopped' && e.already_stopped === false)
       assert.equal(stopEvent?.reason, 'user CA key on a stolen laptop')
-      assert.equal(events.filter((e) => e.event === 'issuance_state_applied' && e.issuing === false).length, 2, 'each replica records that it stopped')
+      assert.equal(
+        events.filter((e) => e.event === 'issuance_state_applied' && e.issuing === false).length,
+        2,
+        'each replica records that it stopped',
+      )
       assert.equal(events.find((e) => e.event === 'issuance_resumed')?.stop_reason, 'user CA key on a stolen laptop')
       assert.ok(tookMs < 20_000)
     } finally {
@@ -141,6 +196,9 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
     const r = await sshca(['ca', 'status', '--config', init.config, '--json'])
     assert.equal(r.code, 0, r.stderr)
     const s = JSON.parse(r.stdout) as Status
-    assert.deepEqual([s.issuing, s.stop, s.configDisabled, s.lastValidBefore, s.nothingValid], [false, null, true, null, true])
+    assert.deepEqual(
+      [s.issuing, s.stop, s.configDisabled, s.lastValidBefore, s.nothingValid],
+      [false, null, true, null, true],
+    )
   })
 })

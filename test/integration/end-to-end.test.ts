@@ -25,9 +25,22 @@ describe('end to end: bootstrap → config → login → ssh', function () {
     const m = await loadMaterial(w.t.init.dir, PASSWORD, ['127.0.0.1'])
     const hostKey = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const hostCert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 1n, keyId: 'e2e-host', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 3600n}, m.hostCa.active)
+    const hostCert = await signCertificate(
+      {
+        type: 'host',
+        publicKey: hostKey.publicKey,
+        serial: 1n,
+        keyId: 'e2e-host',
+        principals: ['127.0.0.1'],
+        validAfter: now - 60n,
+        validBefore: now + 3600n,
+      },
+      m.hostCa.active,
+    )
     sshd = await startSshd({
-      userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n'),
+      userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8')
+        .trim()
+        .split('\n'),
       hostKey: {privateText: formatOpenSshPrivateKey(hostKey), publicLine: hostKey.publicKey.toLine()},
       hostCertificate: certificateLine(hostCert),
     })
@@ -39,7 +52,10 @@ describe('end to end: bootstrap → config → login → ssh', function () {
 
   it('an engineer gets in with nothing but the CA URL, its fingerprint and an SSO sign-in', async () => {
     const env = w.env
-    const boot = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'acme'], {env})
+    const boot = await sshca(
+      ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'acme'],
+      {env},
+    )
     assert.equal(boot.code, 0, boot.stderr)
     const cfg = await sshca(['config', '--pattern', '127.0.0.1'], {env})
     assert.equal(cfg.code, 0, cfg.stderr)
@@ -52,7 +68,14 @@ describe('end to end: bootstrap → config → login → ssh', function () {
     const done = await login.exit()
     assert.equal(done.code, 0, done.stderr)
 
-    const r = await ssh({port: sshd.port, agentSocket: w.agent.socket, knownHostsFile: knownHosts, user: currentUser(), options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'], command: 'echo hello from $(id -un)'})
+    const r = await ssh({
+      port: sshd.port,
+      agentSocket: w.agent.socket,
+      knownHostsFile: knownHosts,
+      user: currentUser(),
+      options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'],
+      command: 'echo hello from $(id -un)',
+    })
     assert.equal(r.code, 0, `${r.stderr}\n${sshd.log().slice(-1500)}`)
     assert.equal(r.stdout.trim(), `hello from ${currentUser()}`)
     assert.match(sshd.log(), /Accepted certificate ID "grace@example\.com"/)

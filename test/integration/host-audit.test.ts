@@ -20,7 +20,15 @@ import {tempDir} from '../helpers/tmp.ts'
 interface Audit {
   clean: boolean
   findings: {kind: string; user?: string; path?: string; message: string}[]
-  accounts: {user: string; canLogin: boolean; authorizedKeys: {path: string; symlink: boolean; keys: {fingerprint: string; options: string; certAuthority: boolean; trustedCa: boolean}[]}[]}[]
+  accounts: {
+    user: string
+    canLogin: boolean
+    authorizedKeys: {
+      path: string
+      symlink: boolean
+      keys: {fingerprint: string; options: string; certAuthority: boolean; trustedCa: boolean}[]
+    }[]
+  }[]
   hostKeys: {path: string; problem?: string; certificate: string | null}[]
   configHost: {context: string; files: {path: string; state: string}[]} | {error: string} | null
 }
@@ -38,14 +46,32 @@ describe('sshca host audit: the way off authorized_keys', function () {
   it('lists every way in that bypasses the CA, shrinks after config --host, and exits 0 once the migration is done', async () => {
     const base = tempDir('sshca-audit-')
     const env = {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
-    assert.equal((await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'demo'], {env})).code, 0)
+    assert.equal(
+      (
+        await sshca(['bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'demo'], {
+          env,
+        })
+      ).code,
+      0,
+    )
     const etc = join(base, 'etc-ssh')
     const units = join(base, 'units')
     mkdirSync(join(etc, 'sshd_config.d'), {recursive: true})
     const hostKey = join(etc, 'ssh_host_ed25519_key')
     assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]).status, 0)
     const sshdConfig = join(etc, 'sshd_config')
-    const writeSshd = (lines: string[]) => writeFileSync(sshdConfig, [`Include ${etc}/sshd_config.d/*.conf`, `HostKey ${hostKey}`, 'UsePAM no', 'KbdInteractiveAuthentication no', ...lines, ''].join('\n'))
+    const writeSshd = (lines: string[]) =>
+      writeFileSync(
+        sshdConfig,
+        [
+          `Include ${etc}/sshd_config.d/*.conf`,
+          `HostKey ${hostKey}`,
+          'UsePAM no',
+          'KbdInteractiveAuthentication no',
+          ...lines,
+          '',
+        ].join('\n'),
+      )
     writeSshd([`AuthorizedKeysFile .ssh/authorized_keys ${etc}/keys/%u`, 'PasswordAuthentication yes'])
 
     // the accounts
@@ -60,7 +86,11 @@ describe('sshca host audit: the way off authorized_keys', function () {
       mkdirSync(join(homes, user, '.ssh'), {recursive: true})
       writeFileSync(join(homes, user, '.ssh', 'authorized_keys'), `${lines.join('\n')}\n`)
     }
-    keysFile('alice', [`# alice's laptop and CI`, alice[0]!.toLine('alice@laptop'), `from="10.0.0.0/8",command="/usr/bin/deploy \\"x y\\"",no-pty ${alice[1]!.toLine('ci')}`])
+    keysFile('alice', [
+      `# alice's laptop and CI`,
+      alice[0]!.toLine('alice@laptop'),
+      `from="10.0.0.0/8",command="/usr/bin/deploy \\"x y\\"",no-pty ${alice[1]!.toLine('ci')}`,
+    ])
     keysFile('carol', [`cert-authority,principals="carol" ${rogueCa.toLine('another CA')}`])
     keysFile('dave', [`cert-authority ${userCa.toLine('the sshca user CA')}`])
     mkdirSync(join(homes, 'bob', '.ssh'), {recursive: true})
@@ -70,37 +100,85 @@ describe('sshca host audit: the way off authorized_keys', function () {
     writeFileSync(join(etc, 'keys', 'frank'), `${frankKey.toLine('frank')}\n`)
     mkdirSync(join(homes, 'erin'), {recursive: true})
     const passwd = join(base, 'passwd')
-    writeFileSync(passwd, [
-      'svc:x:998:998:service:/nonexistent:/usr/sbin/nologin',
-      ...['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((u, i) => `${u}:x:${1001 + i}:${1001 + i}:${u}:${join(homes, u)}:/bin/bash`),
-      '',
-    ].join('\n'))
+    writeFileSync(
+      passwd,
+      [
+        'svc:x:998:998:service:/nonexistent:/usr/sbin/nologin',
+        ...['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map(
+          (u, i) => `${u}:x:${1001 + i}:${1001 + i}:${u}:${join(homes, u)}:/bin/bash`,
+        ),
+        '',
+      ].join('\n'),
+    )
 
     const audit = async (expectCode: number): Promise<Audit> => {
-      const r = await sshca(['host', 'audit', '--sshd-config', sshdConfig, '--passwd', passwd, '--sshd-dir', etc, '--systemd-dir', units, '--json'], {env})
+      const r = await sshca(
+        [
+          'host',
+          'audit',
+          '--sshd-config',
+          sshdConfig,
+          '--passwd',
+          passwd,
+          '--sshd-dir',
+          etc,
+          '--systemd-dir',
+          units,
+          '--json',
+        ],
+        {env},
+      )
       assert.equal(r.code, expectCode, r.stderr + r.stdout.slice(0, 3000))
       return JSON.parse(r.stdout) as Audit
     }
-    const keyFindings = (a: Audit) => a.findings.filter((f) => f.kind === 'authorized_keys').map((f) => f.user).sort()
+    const keyFindings = (a: Audit) =>
+      a.findings
+        .filter((f) => f.kind === 'authorized_keys')
+        .map((f) => f.user)
+        .sort()
 
     // before: everything that bypasses the CA, and the CA itself not trusted
     const before = await audit(10)
     assert.equal(before.clean, false)
     const kinds = new Set(before.findings.map((f) => f.kind))
-    for (const k of ['no_trusted_user_ca', 'authorized_keys_file_setting', 'authorized_keys', 'password_authentication', 'host_key_without_certificate']) assert.ok(kinds.has(k), `${k} in ${[...kinds].join(', ')}`)
+    for (const k of [
+      'no_trusted_user_ca',
+      'authorized_keys_file_setting',
+      'authorized_keys',
+      'password_authentication',
+      'host_key_without_certificate',
+    ])
+      assert.ok(kinds.has(k), `${k} in ${[...kinds].join(', ')}`)
     assert.equal(kinds.has('kbd_interactive_authentication'), false, 'KbdInteractiveAuthentication no')
-    assert.deepEqual(keyFindings(before), ['alice', 'bob', 'carol', 'dave', 'frank'], 'erin has no file, svc cannot log in')
+    assert.deepEqual(
+      keyFindings(before),
+      ['alice', 'bob', 'carol', 'dave', 'frank'],
+      'erin has no file, svc cannot log in',
+    )
     const aliceKeys = before.accounts.find((a) => a.user === 'alice')!.authorizedKeys[0]!.keys
-    assert.deepEqual(aliceKeys.map((k) => k.fingerprint), alice.map((k) => k.fingerprint()))
+    assert.deepEqual(
+      aliceKeys.map((k) => k.fingerprint),
+      alice.map((k) => k.fingerprint()),
+    )
     assert.equal(aliceKeys[1]!.options, 'from="10.0.0.0/8",command="/usr/bin/deploy \\"x y\\"",no-pty')
     assert.equal(before.accounts.find((a) => a.user === 'bob')!.authorizedKeys[0]!.symlink, true)
     assert.equal(before.accounts.find((a) => a.user === 'frank')!.authorizedKeys[0]!.path, join(etc, 'keys', 'frank'))
-    assert.equal(before.accounts.find((a) => a.user === 'svc'), undefined)
+    assert.equal(
+      before.accounts.find((a) => a.user === 'svc'),
+      undefined,
+    )
     const dave = before.accounts.find((a) => a.user === 'dave')!.authorizedKeys[0]!.keys[0]!
     assert.deepEqual([dave.certAuthority, dave.trustedCa], [true, false], 'sshd trusts no user CA yet')
     assert.ok(before.configHost && 'files' in before.configHost, JSON.stringify(before.configHost))
-    assert.ok(before.configHost.files.some((f) => f.path === join(etc, 'sshd_config.d', '50-sshca.conf') && f.state === 'create'))
-    const text = await sshca(['host', 'audit', '--sshd-config', sshdConfig, '--passwd', passwd, '--sshd-dir', etc, '--systemd-dir', units], {env})
+    assert.ok(
+      before.configHost.files.some(
+        (f) => f.path === join(etc, 'sshd_config.d', '50-sshca.conf') && f.state === 'create',
+      ),
+    )
+    const text = await sshca(
+      ['host', 'audit', '--sshd-config', sshdConfig, '--passwd', passwd, '--sshd-dir', etc, '--systemd-dir', units],
+      {env},
+    )
     assert.equal(text.code, 10)
     assert.match(text.stdout, /way\(s\) in that do not go through the CA/)
     assert.match(text.stdout, /sshca config --host \(context demo\) would create .*50-sshca\.conf/)
@@ -109,7 +187,18 @@ describe('sshca host audit: the way off authorized_keys', function () {
     const m = await loadMaterial(t.init.dir, PASSWORD, ['127.0.0.1'])
     const hostPub = PublicKey.parseLine(readFileSync(`${hostKey}.pub`, 'utf8')).key
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const cert = await signCertificate({type: 'host', publicKey: hostPub, serial: 77n, keyId: 'host:audit', principals: ['audit.example.com'], validAfter: now - 60n, validBefore: now + 3600n}, m.hostCa.active)
+    const cert = await signCertificate(
+      {
+        type: 'host',
+        publicKey: hostPub,
+        serial: 77n,
+        keyId: 'host:audit',
+        principals: ['audit.example.com'],
+        validAfter: now - 60n,
+        validBefore: now + 3600n,
+      },
+      m.hostCa.active,
+    )
     writeFileSync(`${hostKey}-cert.pub`, `${certificateLine(cert)}\n`)
     const configured = await sshca(['config', '--host', '--sshd-dir', etc, '--systemd-dir', units], {env})
     assert.equal(configured.code, 0, configured.stderr)
@@ -120,10 +209,17 @@ describe('sshca host audit: the way off authorized_keys', function () {
     assert.equal(kindsAfter.has('no_trusted_user_ca'), false)
     assert.equal(kindsAfter.has('host_key_without_certificate'), false)
     assert.equal(after.hostKeys[0]!.certificate, `${hostKey}-cert.pub`)
-    assert.deepEqual(keyFindings(after), ['alice', 'bob', 'carol', 'frank'], 'dave\'s cert-authority line names the CA sshd now trusts')
+    assert.deepEqual(
+      keyFindings(after),
+      ['alice', 'bob', 'carol', 'frank'],
+      "dave's cert-authority line names the CA sshd now trusts",
+    )
     assert.ok(after.configHost && 'files' in after.configHost)
     assert.equal(after.configHost.files.find((f) => f.path.endsWith('50-sshca.conf'))?.state, 'same')
-    assert.ok(kindsAfter.has('password_authentication') && kindsAfter.has('authorized_keys_file_setting'), 'config --host does not touch these: the audit keeps saying so')
+    assert.ok(
+      kindsAfter.has('password_authentication') && kindsAfter.has('authorized_keys_file_setting'),
+      'config --host does not touch these: the audit keeps saying so',
+    )
 
     // the migration: keys removed, the settings closed; nothing bypasses the CA any more
     for (const u of ['alice', 'bob', 'carol']) rmSync(join(homes, u, '.ssh', 'authorized_keys'))
@@ -146,7 +242,9 @@ describe('sshca host audit: the way off authorized_keys', function () {
     const bad = join(base, 'sshd_config')
     writeFileSync(bad, 'NoSuchKeyword yes\n')
     writeFileSync(join(base, 'passwd'), '')
-    const r = await sshca(['host', 'audit', '--sshd-config', bad, '--passwd', join(base, 'passwd')], {env: {SSHCA_HOME: join(base, 'h')}})
+    const r = await sshca(['host', 'audit', '--sshd-config', bad, '--passwd', join(base, 'passwd')], {
+      env: {SSHCA_HOME: join(base, 'h')},
+    })
     assert.equal(r.code, 2, r.stdout)
     assert.match(r.stderr, /sshd -T .* failed/)
   })

@@ -43,12 +43,30 @@ describe('host certificates, renewal and revocation', function () {
   }
 
   const post = (path: string, body: unknown) => w.t.call('POST', path, body)
-  const lastDenial = () => w.t.audit().filter((l) => l.event === 'certificate_denied').pop()!
+  const lastDenial = () =>
+    w.t
+      .audit()
+      .filter((l) => l.event === 'certificate_denied')
+      .pop()!
 
   describe('enrollment', () => {
     it('ca token + certificate --host --sign: ssh-keygen -L shows a host certificate with the bound principals', async () => {
       const t = await token('web1', ['--principal', 'web1.example.com'])
-      const r = await sshca(['certificate', '--host', '--sign', '--token', t, 'web1', `${hostKey}.pub`, '--principal', 'web1.example.com', '--json'], {env: w.env})
+      const r = await sshca(
+        [
+          'certificate',
+          '--host',
+          '--sign',
+          '--token',
+          t,
+          'web1',
+          `${hostKey}.pub`,
+          '--principal',
+          'web1.example.com',
+          '--json',
+        ],
+        {env: w.env},
+      )
       assert.equal(r.code, 0, r.stderr)
       const doc = JSON.parse(r.stdout)
       assert.equal(doc.certificate, `${hostKey}-cert.pub`)
@@ -76,19 +94,34 @@ describe('host certificates, renewal and revocation', function () {
 
       const m = await loadMaterial(w.t.init.dir, PASSWORD, ['127.0.0.1'])
       const past = Math.floor(Date.now() / 1000) - 3600
-      const expired = await mintEnrollmentToken(m.enrollmentKey, {rootFingerprint: m.rootFingerprint, hostname: 'web3', ttlSeconds: 600, now: past})
+      const expired = await mintEnrollmentToken(m.enrollmentKey, {
+        rootFingerprint: m.rootFingerprint,
+        hostname: 'web3',
+        ttlSeconds: 600,
+        now: past,
+      })
       assert.equal((await post('/ssh/sign', {publicKey: pub, ott: expired.token, certType: 'host'})).status, 401)
       assert.equal(lastDenial().reason, 'token_expired')
 
       const rogue = generateKeyPairSync('ed25519').privateKey
-      const forged = await mintEnrollmentToken(rogue, {rootFingerprint: m.rootFingerprint, hostname: 'web3', ttlSeconds: 600, now: Math.floor(Date.now() / 1000)})
+      const forged = await mintEnrollmentToken(rogue, {
+        rootFingerprint: m.rootFingerprint,
+        hostname: 'web3',
+        ttlSeconds: 600,
+        now: Math.floor(Date.now() / 1000),
+      })
       assert.equal((await post('/ssh/sign', {publicKey: pub, ott: forged.token, certType: 'host'})).status, 401)
       assert.equal(lastDenial().reason, 'token_invalid')
 
       const other = await token('web4')
-      const r = await sshca(['certificate', '--host', '--sign', '--token', other, 'web5', `${hostKey}.pub`], {env: w.env})
+      const r = await sshca(['certificate', '--host', '--sign', '--token', other, 'web5', `${hostKey}.pub`], {
+        env: w.env,
+      })
       assert.equal(r.code, 7)
-      assert.match(r.stderr, /ERR_CA_DENIED\]: the CA refused the enrollment: the token was issued for web4, not for web5/)
+      assert.match(
+        r.stderr,
+        /ERR_CA_DENIED\]: the CA refused the enrollment: the token was issued for web4, not for web5/,
+      )
       assert.equal(lastDenial().reason, 'host_not_bound')
       // an enrollment token is no user token, and a user token enrolls no host
       assert.equal((await post('/ssh/sign', {publicKey: pub, ott: await token('web6')})).status, 401)
@@ -125,14 +158,28 @@ describe('host certificates, renewal and revocation', function () {
     it('refuses a user certificate, a proof signed by another key, an expired and a revoked certificate', async () => {
       // a user certificate (from sshca login) cannot be renewed
       const out = join(tempDir(), 'user_key')
-      assert.equal((await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {env: w.env, input: await w.gh.mint()})).code, 0)
+      assert.equal(
+        (
+          await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {
+            env: w.env,
+            input: await w.gh.mint(),
+          })
+        ).code,
+        0,
+      )
       const user = await sshca(['renew', `${out}-cert.pub`, out, '--force'], {env: w.env})
       assert.equal(user.code, 7)
       assert.equal(lastDenial().reason, 'cert_type_not_allowed')
 
       // a proof signed by a key other than the certified one
       const {cert} = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8'))
-      const wrong = await mintSshpopToken(generatePrivateKey('ed25519').keyObject, cert, {caUrl: w.t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: w.t.init.rootFingerprint, now: Math.floor(Date.now() / 1000)})
+      const wrong = await mintSshpopToken(generatePrivateKey('ed25519').keyObject, cert, {
+        caUrl: w.t.url,
+        action: 'renew',
+        provisioner: SSHPOP_PROVISIONER,
+        rootFingerprint: w.t.init.rootFingerprint,
+        now: Math.floor(Date.now() / 1000),
+      })
       assert.equal((await post('/ssh/renew', {ott: wrong})).status, 401)
       assert.equal(lastDenial().reason, 'proof_invalid')
 
@@ -145,14 +192,24 @@ describe('host certificates, renewal and revocation', function () {
         writeFileSync(w.t.init.config, original.replace('hostTtl: 30d', 'hostTtl: 2s'))
         assert.equal(await w.t.ca.reload(), true)
         w.skewCaClock(-30_000)
-        assert.equal((await sshca(['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`], {env: w.env})).code, 0)
+        assert.equal(
+          (
+            await sshca(['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`], {
+              env: w.env,
+            })
+          ).code,
+          0,
+        )
       } finally {
         w.skewCaClock(0)
         writeFileSync(w.t.init.config, original)
         assert.equal(await w.t.ca.reload(), true)
       }
       const shortLived = parseCertificateLine(readFileSync(`${k2}-cert.pub`, 'utf8')).cert
-      assert.ok(shortLived.validBefore < BigInt(Math.floor(Date.now() / 1000)), 'the short certificate should have expired already')
+      assert.ok(
+        shortLived.validBefore < BigInt(Math.floor(Date.now() / 1000)),
+        'the short certificate should have expired already',
+      )
       const expired = await sshca(['renew', `${k2}-cert.pub`, k2], {env: w.env})
       assert.equal(expired.code, 7, expired.stderr)
       assert.equal(lastDenial().reason, 'certificate_expired')
@@ -160,7 +217,10 @@ describe('host certificates, renewal and revocation', function () {
       // a revoked one
       const k3 = join(tempDir(), 'ssh_host_ed25519_key')
       await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', k3])
-      const r3 = await sshca(['certificate', '--host', '--sign', '--token', await token('doomed'), 'doomed', `${k3}.pub`, '--json'], {env: w.env})
+      const r3 = await sshca(
+        ['certificate', '--host', '--sign', '--token', await token('doomed'), 'doomed', `${k3}.pub`, '--json'],
+        {env: w.env},
+      )
       const serial = JSON.parse(r3.stdout).serial
       const rev = await sshca(['ca', 'revoke', '--serial', serial, '--reason', 'decommissioned', ...ca()])
       assert.equal(rev.code, 0, rev.stderr)
@@ -169,7 +229,16 @@ describe('host certificates, renewal and revocation', function () {
       assert.equal(revoked.code, 7)
       assert.equal(lastDenial().reason, 'certificate_revoked')
       // the admin command records the event in the store; the running CA writes it to its audit log
-      await waitFor('the revocation in the audit log', () => w.t.audit().some((l) => l.event === 'certificate_revoked' && (l.certificates as string[]).includes(serial) && l.reason === 'decommissioned'))
+      await waitFor('the revocation in the audit log', () =>
+        w.t
+          .audit()
+          .some(
+            (l) =>
+              l.event === 'certificate_revoked' &&
+              (l.certificates as string[]).includes(serial) &&
+              l.reason === 'decommissioned',
+          ),
+      )
     })
   })
 
@@ -178,7 +247,10 @@ describe('host certificates, renewal and revocation', function () {
       const dir = tempDir()
       const login = async (name: string) => {
         const out = join(dir, name)
-        const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out, '--json'], {env: w.env, input: await w.gh.mint()})
+        const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out, '--json'], {
+          env: w.env,
+          input: await w.gh.mint(),
+        })
         assert.equal(r.code, 0, r.stderr)
         return {key: out, cert: `${out}-cert.pub`, doc: JSON.parse(r.stdout)}
       }
@@ -198,13 +270,21 @@ describe('host certificates, renewal and revocation', function () {
       assert.match(await q(fresh.cert), /: ok$/)
 
       // sshd with RevokedKeys: the revoked user certificate is refused, a fresh one accepted
-      const sshd = await startSshd({userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n'), revokedKeysFile: krl})
+      const sshd = await startSshd({
+        userCaKeys: readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8')
+          .trim()
+          .split('\n'),
+        revokedKeysFile: krl,
+      })
       try {
         const {AgentClient} = await import('../../src/ssh/agent.ts')
         const loadOnly = async (f: {key: string; cert: string}) => {
           await AgentClient.with({socketPath: w.agent.socket}, async (a) => {
             await a.removeAll()
-            await a.addCertificate(parsePrivateKeyFile(readFileSync(f.key, 'utf8')).key, parseCertificateLine(readFileSync(f.cert, 'utf8')).cert)
+            await a.addCertificate(
+              parsePrivateKeyFile(readFileSync(f.key, 'utf8')).key,
+              parseCertificateLine(readFileSync(f.cert, 'utf8')).cert,
+            )
           })
         }
         await loadOnly(bySerial)
@@ -225,30 +305,60 @@ describe('host certificates, renewal and revocation', function () {
       const hosts = JSON.parse(list.stdout).hosts as {principals: string[]; serial: string}[]
       assert.ok(hosts.some((h) => h.serial === enrolled.serial && h.principals.join() === 'web1,web1.example.com'))
       // renewed with --force above: one row for the host, its newest certificate (issue 17 item 9)
-      assert.deepEqual(hosts.filter((h) => h.principals.join() === 'web1,web1.example.com').map((h) => h.serial), [enrolled.serial])
+      assert.deepEqual(
+        hosts.filter((h) => h.principals.join() === 'web1,web1.example.com').map((h) => h.serial),
+        [enrolled.serial],
+      )
       assert.ok(!hosts.some((h) => h.principals.includes('doomed')))
       assert.equal((await w.t.call('GET', '/ssh/hosts')).status, 401)
       const api = await w.t.call('GET', '/ssh/hosts', undefined, {authorization: `Bearer ${await w.gh.mint()}`})
       assert.equal(api.status, 200)
-      assert.deepEqual((api.json as {hosts: {serial: string}[]}).hosts.map((h) => h.serial).sort(), hosts.map((h) => h.serial).sort())
+      assert.deepEqual(
+        (api.json as {hosts: {serial: string}[]}).hosts.map((h) => h.serial).sort(),
+        hosts.map((h) => h.serial).sort(),
+      )
     })
   })
 
   describe('end to end', () => {
-    it('ssh verifies the host certificate via the known_hosts block, with no prompt; a rogue CA\'s host certificate fails', async () => {
-      const userCas = readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n')
+    it("ssh verifies the host certificate via the known_hosts block, with no prompt; a rogue CA's host certificate fails", async () => {
+      const userCas = readFileSync(join(w.t.init.dir, 'ssh', 'ssh_user_ca.pub'), 'utf8')
+        .trim()
+        .split('\n')
       const keyText = readFileSync(hostKey, 'utf8')
       const hostPub = readFileSync(`${hostKey}.pub`, 'utf8').trim()
       assert.equal((await sshca(['config', '--pattern', '127.0.0.1'], {env: w.env})).code, 0)
       const knownHosts = join(w.env.HOME!, '.ssh', 'known_hosts')
       // the host certificate names web1, not 127.0.0.1: re-enroll this key for the address ssh dials
       const t = await token('127.0.0.1', ['--principal', 'web1'])
-      assert.equal((await sshca(['certificate', '--host', '--sign', '--token', t, '127.0.0.1', `${hostKey}.pub`, '--principal', 'web1'], {env: w.env})).code, 0)
-      const sshd = await startSshd({userCaKeys: userCas, hostKey: {privateText: keyText, publicLine: hostPub}, hostCertificate: readFileSync(`${hostKey}-cert.pub`, 'utf8').trim()})
+      assert.equal(
+        (
+          await sshca(
+            ['certificate', '--host', '--sign', '--token', t, '127.0.0.1', `${hostKey}.pub`, '--principal', 'web1'],
+            {env: w.env},
+          )
+        ).code,
+        0,
+      )
+      const sshd = await startSshd({
+        userCaKeys: userCas,
+        hostKey: {privateText: keyText, publicLine: hostPub},
+        hostCertificate: readFileSync(`${hostKey}-cert.pub`, 'utf8').trim(),
+      })
       const opts = ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com']
       try {
-        assert.equal((await sshca(['login', '--identity-token-file', '-', '--force'], {env: w.env, input: await w.gh.mint()})).code, 0)
-        const ok = await ssh({port: sshd.port, agentSocket: w.agent.socket, knownHostsFile: knownHosts, options: opts, user: currentUser()})
+        assert.equal(
+          (await sshca(['login', '--identity-token-file', '-', '--force'], {env: w.env, input: await w.gh.mint()}))
+            .code,
+          0,
+        )
+        const ok = await ssh({
+          port: sshd.port,
+          agentSocket: w.agent.socket,
+          knownHostsFile: knownHosts,
+          options: opts,
+          user: currentUser(),
+        })
         assert.equal(ok.code, 0, `${ok.stderr}\n${sshd.log().slice(-800)}`)
         assert.equal(ok.stdout.trim(), 'deployed-by-ci')
       } finally {
@@ -259,8 +369,23 @@ describe('host certificates, renewal and revocation', function () {
       const {keySigner} = await import('../../src/ssh/signature.ts')
       const now = BigInt(Math.floor(Date.now() / 1000))
       const {key} = parsePrivateKeyFile(keyText)
-      const rogueCert = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 1n, keyId: 'rogue', principals: ['127.0.0.1'], validAfter: now - 60n, validBefore: now + 600n}, keySigner(rogue.keyObject))
-      const evil = await startSshd({userCaKeys: userCas, hostKey: {privateText: formatOpenSshPrivateKey(key), publicLine: hostPub}, hostCertificate: certificateLine(rogueCert)})
+      const rogueCert = await signCertificate(
+        {
+          type: 'host',
+          publicKey: key.publicKey,
+          serial: 1n,
+          keyId: 'rogue',
+          principals: ['127.0.0.1'],
+          validAfter: now - 60n,
+          validBefore: now + 600n,
+        },
+        keySigner(rogue.keyObject),
+      )
+      const evil = await startSshd({
+        userCaKeys: userCas,
+        hostKey: {privateText: formatOpenSshPrivateKey(key), publicLine: hostPub},
+        hostCertificate: certificateLine(rogueCert),
+      })
       try {
         const bad = await ssh({port: evil.port, agentSocket: w.agent.socket, knownHostsFile: knownHosts, options: opts})
         assert.notEqual(bad.code, 0)

@@ -17,7 +17,13 @@ const FIXTURE = join(ROOT, 'test', 'fixtures', 'token-store-check.ts')
 /** argv that runs `argv` inside a fresh D-Bus session with gnome-keyring unlocked for $HOME. */
 function inKeyringSession(argv: string[]): string[] {
   const quoted = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
-  return ['dbus-run-session', '--', 'bash', '-c', `echo -n keyring-test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1; exec ${quoted}`]
+  return [
+    'dbus-run-session',
+    '--',
+    'bash',
+    '-c',
+    `echo -n keyring-test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1; exec ${quoted}`,
+  ]
 }
 
 describe('refresh tokens: OS keyring and file fallback', function () {
@@ -55,7 +61,15 @@ describe('refresh tokens: OS keyring and file fallback', function () {
     it('keeps the refresh token in the keyring; a login in a new session needs no browser', async () => {
       const home = tempDir('sshca-kr-home-')
       const env = {...w.env, HOME: home, SSHCA_HOME: join(home, '.sshca'), SSHCA_KEYRING: 'keyring'}
-      assert.equal((await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'kr'], {env})).code, 0)
+      assert.equal(
+        (
+          await sshca(
+            ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'kr'],
+            {env},
+          )
+        ).code,
+        0,
+      )
       const argv = inKeyringSession([process.execPath, BIN, 'login', '--provisioner', 'sso', '--json'])
 
       const child = spawn(argv[0]!, argv.slice(1), {env: {...process.env, ...env}})
@@ -64,7 +78,11 @@ describe('refresh tokens: OS keyring and file fallback', function () {
       child.stdout.on('data', (d) => (out += d))
       child.stderr.on('data', (d) => (err += d))
       const exited = new Promise<number | null>((r) => child.on('close', r))
-      await waitFor('the authorization URL', () => /http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.test(err) || child.exitCode !== null, 60_000)
+      await waitFor(
+        'the authorization URL',
+        () => /http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.test(err) || child.exitCode !== null,
+        60_000,
+      )
       await driveDevSignIn(/http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/.exec(err)![0], {login: 'frank@example.com'})
       assert.equal(await exited, 0, err)
       assert.equal(JSON.parse(out).refreshTokenStore, 'keyring')

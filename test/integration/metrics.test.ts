@@ -34,7 +34,12 @@ describe('metrics: Prometheus text on metrics.address', function () {
   this.timeout(120_000)
   let gh: GithubIssuer
   let t: TestCa
-  const sign = async (ott: string) => t.call('POST', '/ssh/sign', {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott, certType: 'user'})
+  const sign = async (ott: string) =>
+    t.call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
 
   before(async () => {
     gh = await startGithubIssuer()
@@ -42,7 +47,17 @@ describe('metrics: Prometheus text on metrics.address', function () {
       {
         metrics: {address: '127.0.0.1:0'},
         limits: {rate: {max: 6, window: '1m'}},
-        provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '10m'}}]}],
+        provisioners: [
+          {
+            name: 'ci',
+            type: 'oidc',
+            issuer: gh.issuer,
+            audience: 'sshca-ci',
+            rules: [
+              {name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '10m'}},
+            ],
+          },
+        ],
       },
       {metricsAddress: '127.0.0.1:0'},
     )
@@ -64,8 +79,25 @@ describe('metrics: Prometheus text on metrics.address', function () {
     assert.equal(curl.code, 0, curl.stderr)
     const m = parse(curl.stdout)
 
-    assert.equal(value(m, 'sshca_certificates_total', {outcome: 'issued', provisioner: 'ci', rule: 'deploy', type: 'user', reason: ''}), 3)
-    assert.equal(value(m, 'sshca_certificates_total', {outcome: 'denied', provisioner: 'ci', type: 'user', reason: 'no_rule_matched'}), 2)
+    assert.equal(
+      value(m, 'sshca_certificates_total', {
+        outcome: 'issued',
+        provisioner: 'ci',
+        rule: 'deploy',
+        type: 'user',
+        reason: '',
+      }),
+      3,
+    )
+    assert.equal(
+      value(m, 'sshca_certificates_total', {
+        outcome: 'denied',
+        provisioner: 'ci',
+        type: 'user',
+        reason: 'no_rule_matched',
+      }),
+      2,
+    )
     assert.equal(value(m, 'sshca_certificates_total', {outcome: 'denied', reason: 'token_invalid'}), 1)
     assert.equal(value(m, 'sshca_certificates_total', {outcome: 'denied', reason: 'rate_limited'}), 1)
     assert.equal(value(m, 'sshca_rate_limited_requests_total', {route: '/ssh/sign'}), 1)
@@ -88,7 +120,14 @@ describe('metrics: Prometheus text on metrics.address', function () {
 
   it('serves metrics only on its own address, and the API does not serve them', async () => {
     assert.equal((await t.call('GET', '/metrics')).status, 404)
-    const other = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', t.ca.metricsUrl!.replace('/metrics', '/ssh/roots')])
+    const other = await run('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      t.ca.metricsUrl!.replace('/metrics', '/ssh/roots'),
+    ])
     assert.equal(other.stdout, '404')
   })
 })

@@ -16,7 +16,17 @@ import {tempDir} from '../helpers/tmp.ts'
 /** A copy of what `npm pack` reads, with node_modules linked, to break on purpose. */
 function copyOfCheckout(): string {
   const dir = tempDir('sshca-pkg-')
-  for (const f of ['package.json', 'bin', 'dist', 'completions', 'oclif.manifest.json', 'README.md', 'CHANGELOG.md', 'SECURITY.md', 'LICENSE']) {
+  for (const f of [
+    'package.json',
+    'bin',
+    'dist',
+    'completions',
+    'oclif.manifest.json',
+    'README.md',
+    'CHANGELOG.md',
+    'SECURITY.md',
+    'LICENSE',
+  ]) {
     cpSync(join(ROOT, f), join(dir, f), {recursive: true})
   }
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
@@ -51,16 +61,29 @@ describe('the npm package', function () {
   it('reads the imports of built modules and names their packages', () => {
     const js = `import 'reflect-metadata';\nimport { a } from "./x.js";\nexport * from '@scope/p/sub';\nconst k = await import('pg');\nimport x from 'node:fs';`
     assert.deepEqual(importsIn(js).sort(), ['./x.js', '@scope/p/sub', 'node:fs', 'pg', 'reflect-metadata'])
-    assert.deepEqual(['./x.js', '@scope/p/sub', 'node:fs', 'fs/promises', 'pg', 'yaml/util'].map(packageOf), [undefined, '@scope/p', undefined, undefined, 'pg', 'yaml'])
+    assert.deepEqual(['./x.js', '@scope/p/sub', 'node:fs', 'fs/promises', 'pg', 'yaml/util'].map(packageOf), [
+      undefined,
+      '@scope/p',
+      undefined,
+      undefined,
+      'pg',
+      'yaml',
+    ])
   })
 
   it('tells the installations apart by where the package sits', () => {
     const none = () => false
     assert.equal(installKind('/usr/local/lib/node_modules/sshca', {exists: none, platform: 'linux'}).kind, 'npm-global')
-    assert.equal(installKind('/usr/local/lib/node_modules/sshca', {exists: none, platform: 'linux'}).upgrade, 'npm install -g --prefix /usr/local sshca@latest')
+    assert.equal(
+      installKind('/usr/local/lib/node_modules/sshca', {exists: none, platform: 'linux'}).upgrade,
+      'npm install -g --prefix /usr/local sshca@latest',
+    )
     assert.equal(installKind('/home/a/.npm/_npx/1a2b/node_modules/sshca', {exists: none}).kind, 'npx')
     assert.equal(installKind('/srv/app/node_modules/sshca', {exists: none, platform: 'linux'}).kind, 'npm-local')
-    assert.equal(installKind('C:\\npm\\node_modules\\sshca', {exists: (p) => p.endsWith('sshca.cmd'), platform: 'win32'}).kind, 'npm-global')
+    assert.equal(
+      installKind('C:\\npm\\node_modules\\sshca', {exists: (p) => p.endsWith('sshca.cmd'), platform: 'win32'}).kind,
+      'npm-global',
+    )
     assert.equal(installKind('/work/sshca', {exists: (p) => p.endsWith('.git')}).kind, 'checkout')
     assert.equal(installKind('/opt/sshca', {exists: none}).kind, 'unpacked')
   })
@@ -82,7 +105,15 @@ describe('the npm package', function () {
   it('SSHCA_KEYRING=keyring where no keyring answers (no D-Bus session) is refused plainly, exit 9', async () => {
     const home = tempDir('sshca-nokeyring-')
     const agent = await startAgent()
-    const r = await sshca(['logout', '--all', '--json'], {env: {HOME: home, SSHCA_HOME: join(home, '.sshca'), SSHCA_KEYRING: 'keyring', DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent', SSH_AUTH_SOCK: agent.socket}}).finally(() => agent.stop())
+    const r = await sshca(['logout', '--all', '--json'], {
+      env: {
+        HOME: home,
+        SSHCA_HOME: join(home, '.sshca'),
+        SSHCA_KEYRING: 'keyring',
+        DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent',
+        SSH_AUTH_SOCK: agent.socket,
+      },
+    }).finally(() => agent.stop())
     assert.equal(r.code, 9, r.stdout + r.stderr)
     const doc = JSON.parse(r.stdout)
     assert.equal(doc.error.code, 'ERR_KEYRING_UNAVAILABLE')
@@ -101,7 +132,11 @@ describe('the npm package', function () {
   })
 
   it('sshca completion SHELL prints the committed completion file; an unknown shell is a usage error', async () => {
-    for (const [shell, file] of [['bash', 'sshca.bash'], ['zsh', '_sshca'], ['fish', 'sshca.fish']]) {
+    for (const [shell, file] of [
+      ['bash', 'sshca.bash'],
+      ['zsh', '_sshca'],
+      ['fish', 'sshca.fish'],
+    ]) {
       const r = await sshca(['completion', shell!])
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout, readFileSync(join(ROOT, 'completions', file!), 'utf8'))

@@ -39,19 +39,44 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   let http: HttpAgent
 
   const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
-    const res = await request(`${url}${path}`, {method, dispatcher: http, headers: body ? {'content-type': 'application/json'} : {}, body: body ? JSON.stringify(body) : undefined})
+    const res = await request(`${url}${path}`, {
+      method,
+      dispatcher: http,
+      headers: body ? {'content-type': 'application/json'} : {},
+      body: body ? JSON.stringify(body) : undefined,
+    })
     const text = await res.body.text()
     return {status: res.statusCode, json: JSON.parse(text) as Record<string, unknown>}
   }
   const sign = async (key = generatePrivateKey('ed25519')) => {
-    const r = await call('POST', '/ssh/sign', {publicKey: key.publicKey.blob.toString('base64'), ott: await gh.mint(), certType: 'user'})
+    const r = await call('POST', '/ssh/sign', {
+      publicKey: key.publicKey.blob.toString('base64'),
+      ott: await gh.mint(),
+      certType: 'user',
+    })
     assert.equal(r.status, 201, JSON.stringify(r.json))
     return {key, cert: parseCertificate(Buffer.from(r.json.crt as string, 'base64'))}
   }
-  const keyring = () => JSON.parse(readFileSync(join(dir, 'ssh', 'keys.json'), 'utf8')) as {user: {id: string; state: string; publicKey: string; ref: {type: string; id: string}}[]}
+  const keyring = () =>
+    JSON.parse(readFileSync(join(dir, 'ssh', 'keys.json'), 'utf8')) as {
+      user: {id: string; state: string; publicKey: string; ref: {type: string; id: string}}[]
+    }
 
   async function startServe(): Promise<void> {
-    serve = spawnSshca(['ca', 'serve', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--address', '127.0.0.1:0', '--json'], env)
+    serve = spawnSshca(
+      [
+        'ca',
+        'serve',
+        '--config',
+        join(dir, 'ca.yaml'),
+        '--password-file',
+        passwordFile,
+        '--address',
+        '127.0.0.1:0',
+        '--json',
+      ],
+      env,
+    )
     const stop = serve
     onCleanup(async () => {
       stop.child.kill('SIGTERM')
@@ -65,9 +90,16 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
 
   before(async function () {
     if (!existsSync(MODULE)) this.skip()
-    writeFileSync(env.SOFTHSM2_CONF!, `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`)
+    writeFileSync(
+      env.SOFTHSM2_CONF!,
+      `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+    )
     await runOk('mkdir', ['-p', join(base, 'tokens')])
-    await runOk('softhsm2-util', ['--init-token', '--free', '--label', 'sshca-test', '--so-pin', '87654321', '--pin', '12345678'], {env: {...process.env, ...env}})
+    await runOk(
+      'softhsm2-util',
+      ['--init-token', '--free', '--label', 'sshca-test', '--so-pin', '87654321', '--pin', '12345678'],
+      {env: {...process.env, ...env}},
+    )
     writeFileSync(pinFile, '12345678\n', {mode: 0o600})
     writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
     gh = await startGithubIssuer()
@@ -80,7 +112,10 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   })
 
   it('ca init --kms makes the SSH CA keys in the token: no key file on disk, references only', async () => {
-    const r = await sshca(['ca', 'init', '--dir', dir, '--dns', '127.0.0.1', '--kms', kms, '--password-file', passwordFile, '--json'], {env})
+    const r = await sshca(
+      ['ca', 'init', '--dir', dir, '--dns', '127.0.0.1', '--kms', kms, '--password-file', passwordFile, '--json'],
+      {env},
+    )
     assert.equal(r.code, 0, r.stderr)
     assert.equal(JSON.parse(r.stdout).kms, kms)
     const secrets = readdirSync(join(dir, 'secrets'))
@@ -91,7 +126,19 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     assert.equal(PublicKey.parseLine(k.user[0]!.publicKey).key.type, 'ecdsa-sha2-nistp256')
     assert.match(readFileSync(join(dir, 'ca.yaml'), 'utf8'), /kms: "pkcs11:token=sshca-test/)
     // a PIN in the URI is refused (it would sit in ca.yaml and on the command line)
-    const bad = await sshca(['ca', 'init', '--dir', join(base, 'other'), '--kms', `pkcs11:token=sshca-test?module-path=${MODULE}&pin-value=12345678`, '--password-file', passwordFile], {env})
+    const bad = await sshca(
+      [
+        'ca',
+        'init',
+        '--dir',
+        join(base, 'other'),
+        '--kms',
+        `pkcs11:token=sshca-test?module-path=${MODULE}&pin-value=12345678`,
+        '--password-file',
+        passwordFile,
+      ],
+      {env},
+    )
     assert.equal(bad.code, 2)
     assert.match(bad.stderr, /pin-value/)
   })
@@ -107,11 +154,17 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
       const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === 'sshca-test')!
       const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
       p11.C_Login(s, lib.CKU_USER, '12345678')
-      p11.C_FindObjectsInit(s, [{type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY}, {type: lib.CKA_ID, value: Buffer.from(keyring().user[0]!.ref.id, 'hex')}])
+      p11.C_FindObjectsInit(s, [
+        {type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY},
+        {type: lib.CKA_ID, value: Buffer.from(keyring().user[0]!.ref.id, 'hex')},
+      ])
       const [priv] = p11.C_FindObjects(s, 1)
       p11.C_FindObjectsFinal(s)
       assert.ok(priv, 'the user CA private key is in the token')
-      const [sensitive, extractable] = p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_SENSITIVE}, {type: lib.CKA_EXTRACTABLE}])
+      const [sensitive, extractable] = p11.C_GetAttributeValue(s, priv, [
+        {type: lib.CKA_SENSITIVE},
+        {type: lib.CKA_EXTRACTABLE},
+      ])
       assert.equal((sensitive!.value as Buffer)[0], 1)
       assert.equal((extractable!.value as Buffer)[0], 0)
       // the attack: ask for the private scalar
@@ -123,10 +176,24 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     }
   })
 
-  it('ca serve signs with the token: ssh-keygen -L shows the token\'s key, and a real sshd accepts the certificate', async () => {
+  it("ca serve signs with the token: ssh-keygen -L shows the token's key, and a real sshd accepts the certificate", async () => {
     await writePolicy(join(dir, 'ca.yaml'), {
       audit: {file: join(dir, 'audit.log')},
-      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${run_id}'}}]}],
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${run_id}'},
+            },
+          ],
+        },
+      ],
     })
     http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'), 'utf8')}})
     await startServe()
@@ -140,7 +207,11 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     assert.equal(shown.signingAlgorithm, 'ecdsa-sha2-nistp256')
     assert.deepEqual(shown.principals, [currentUser()])
 
-    const sshd = await startSshd({userCaKeys: readFileSync(join(dir, 'ssh', 'ssh_user_ca.pub'), 'utf8').trim().split('\n')})
+    const sshd = await startSshd({
+      userCaKeys: readFileSync(join(dir, 'ssh', 'ssh_user_ca.pub'), 'utf8')
+        .trim()
+        .split('\n'),
+    })
     const agent = await startAgent()
     try {
       await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
@@ -161,22 +232,59 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   })
 
   it('ca rotate prepare/activate makes the next key in the token, and the CA signs with it', async () => {
-    const p = await sshca(['ca', 'rotate', 'prepare', '--kind', 'user', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--json'], {env})
+    const p = await sshca(
+      [
+        'ca',
+        'rotate',
+        'prepare',
+        '--kind',
+        'user',
+        '--config',
+        join(dir, 'ca.yaml'),
+        '--password-file',
+        passwordFile,
+        '--json',
+      ],
+      {env},
+    )
     assert.equal(p.code, 0, p.stderr)
     const next = keyring().user.find((k) => k.state === 'next')!
     assert.equal(next.ref.type, 'pkcs11')
     assert.ok(!readdirSync(join(dir, 'secrets')).some((f) => f.startsWith('ssh_')))
-    const a = await sshca(['ca', 'rotate', 'activate', '--kind', 'user', '--config', join(dir, 'ca.yaml'), '--json'], {env})
+    const a = await sshca(['ca', 'rotate', 'activate', '--kind', 'user', '--config', join(dir, 'ca.yaml'), '--json'], {
+      env,
+    })
     assert.equal(a.code, 0, a.stderr)
     serve!.child.kill('SIGHUP')
     const nextKey = PublicKey.parseLine(next.publicKey).key
-    await waitFor('the CA to sign with the new token key', async () => (await sign()).cert.signatureKey.equals(nextKey), 30_000)
+    await waitFor(
+      'the CA to sign with the new token key',
+      async () => (await sign()).cert.signatureKey.equals(nextKey),
+      30_000,
+    )
     const roots = await call('GET', '/ssh/roots')
-    assert.deepEqual((roots.json.keys as {user: {state: string}[]}).user.map((k) => k.state), ['active', 'previous'])
+    assert.deepEqual(
+      (roots.json.keys as {user: {state: string}[]}).user.map((k) => k.state),
+      ['active', 'previous'],
+    )
   })
 
   it('--workers N with the keys in a token is a usage error: they sign on the main thread', async () => {
-    const r = await sshca(['ca', 'serve', '--config', join(dir, 'ca.yaml'), '--password-file', passwordFile, '--address', '127.0.0.1:0', '--workers', '2'], {env, timeoutMs: 60_000})
+    const r = await sshca(
+      [
+        'ca',
+        'serve',
+        '--config',
+        join(dir, 'ca.yaml'),
+        '--password-file',
+        passwordFile,
+        '--address',
+        '127.0.0.1:0',
+        '--workers',
+        '2',
+      ],
+      {env, timeoutMs: 60_000},
+    )
     assert.equal(r.code, 2, r.stderr)
     assert.match(r.stderr, /ERR_USAGE.*PKCS#11 token[\s\S]*--workers 0/)
   })
@@ -188,7 +296,10 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     writeFileSync(join(base, 'wrong.yaml'), yaml)
     const copy = join(base, 'ca', 'wrong.yaml')
     writeFileSync(copy, yaml)
-    const r = await sshca(['ca', 'serve', '--config', copy, '--password-file', passwordFile, '--address', '127.0.0.1:0'], {env, timeoutMs: 60_000})
+    const r = await sshca(
+      ['ca', 'serve', '--config', copy, '--password-file', passwordFile, '--address', '127.0.0.1:0'],
+      {env, timeoutMs: 60_000},
+    )
     assert.equal(r.code, 9, r.stderr)
     assert.match(r.stderr, /ERR_KEY_STORE.*sshca-test/)
   })

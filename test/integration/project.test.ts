@@ -25,7 +25,9 @@ describe('project', function () {
     const fresh = JSON.parse(readFileSync(join(dir, 'oclif.manifest.json'), 'utf8'))
     // paths differ between the checkout and the copy; the command shapes must not
     const strip = (m: {commands: Record<string, Record<string, unknown>>}) =>
-      Object.fromEntries(Object.entries(m.commands).map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]))
+      Object.fromEntries(
+        Object.entries(m.commands).map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]),
+      )
     assert.deepEqual(strip(fresh), strip(committed()))
   })
 
@@ -38,7 +40,9 @@ describe('project', function () {
   it('every command has a summary, examples and --json, and --help shows them', async () => {
     const {commands} = committed()
     assert.ok(Object.keys(commands).length >= 2)
-    for (const [id, c] of Object.entries<{summary?: string; examples?: string[]; flags: Record<string, unknown>}>(commands)) {
+    for (const [id, c] of Object.entries<{summary?: string; examples?: string[]; flags: Record<string, unknown>}>(
+      commands,
+    )) {
       assert.ok(c.summary, `${id} has no summary`)
       assert.ok((c.examples ?? []).length > 0, `${id} has no examples`)
       // proxycommand's stdout is ssh's transport: no document can go there

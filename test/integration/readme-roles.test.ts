@@ -51,10 +51,11 @@ export function roleCommands(readme: string): Map<string, string[]> {
     for (i++; i < lines.length && lines[i] !== '```'; i++) body.push(lines[i]!)
     if (!role) continue
     if (fence[1] === 'sh') roles.get(role)!.push(...shellSteps(body))
-    else if (fence[1] === 'yaml') for (const l of body) {
-      const m = /^\s*- run: (.*)$/.exec(l)
-      if (m) roles.get(role)!.push(m[1]!)
-    }
+    else if (fence[1] === 'yaml')
+      for (const l of body) {
+        const m = /^\s*- run: (.*)$/.exec(l)
+        if (m) roles.get(role)!.push(m[1]!)
+      }
   }
   return roles
 }
@@ -115,7 +116,19 @@ describe('the README, role by role, as written', function () {
   before(async function () {
     if (!isRoot || !existsSync('/usr/bin/unshare')) this.skip() // CI runs as root: the namespaces need it
     T = tempDir('sshca-readme-')
-    for (const d of ['bin', 'cwd', 'ca/root', 'laptop/root', 'laptop/etc-ssh', 'runner/root', 'runner/etc-ssh', 'server/root', 'server/etc-ssh/sshd_config.d', 'server/systemd']) mkdirSync(join(T, d), {recursive: true, mode: 0o700})
+    for (const d of [
+      'bin',
+      'cwd',
+      'ca/root',
+      'laptop/root',
+      'laptop/etc-ssh',
+      'runner/root',
+      'runner/etc-ssh',
+      'server/root',
+      'server/etc-ssh/sshd_config.d',
+      'server/systemd',
+    ])
+      mkdirSync(join(T, d), {recursive: true, mode: 0o700})
     // sshca on the PATH as an install would put it; sudo is the identity here (every box runs as root)
     writeFileSync(join(T, 'bin', 'sshca'), `#!/bin/sh\nexec ${process.execPath} ${BIN} "$@"\n`, {mode: 0o755})
     writeFileSync(join(T, 'bin', 'sudo'), '#!/bin/sh\nPATH="$PATH:/usr/sbin:/sbin" exec "$@"\n', {mode: 0o755})
@@ -131,20 +144,24 @@ describe('the README, role by role, as written', function () {
     const fake = join(T, 'server', 'keygen')
     mkdirSync(join(fake, 'etc', 'ssh'), {recursive: true})
     await runOk('ssh-keygen', ['-A', '-f', fake])
-    for (const f of readdirSync(join(fake, 'etc', 'ssh'))) copyFileSync(join(fake, 'etc', 'ssh', f), join(T, 'server', 'etc-ssh', f))
-    writeFileSync(join(T, 'server', 'etc-ssh', 'sshd_config'), [
-      'Include /etc/ssh/sshd_config.d/*.conf',
-      'ListenAddress 127.0.0.1',
-      'HostKey /etc/ssh/ssh_host_rsa_key',
-      'HostKey /etc/ssh/ssh_host_ecdsa_key',
-      'HostKey /etc/ssh/ssh_host_ed25519_key',
-      'PidFile /etc/ssh/sshd.pid',
-      'UsePAM no',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'LogLevel VERBOSE',
-      '',
-    ].join('\n'))
+    for (const f of readdirSync(join(fake, 'etc', 'ssh')))
+      copyFileSync(join(fake, 'etc', 'ssh', f), join(T, 'server', 'etc-ssh', f))
+    writeFileSync(
+      join(T, 'server', 'etc-ssh', 'sshd_config'),
+      [
+        'Include /etc/ssh/sshd_config.d/*.conf',
+        'ListenAddress 127.0.0.1',
+        'HostKey /etc/ssh/ssh_host_rsa_key',
+        'HostKey /etc/ssh/ssh_host_ecdsa_key',
+        'HostKey /etc/ssh/ssh_host_ed25519_key',
+        'PidFile /etc/ssh/sshd.pid',
+        'UsePAM no',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'LogLevel VERBOSE',
+        '',
+      ].join('\n'),
+    )
     // the forced command, somewhere the deploy account can reach
     vars.deployScript = join(tempDir('sshca-readme-deploy-'), 'deploy.sh')
     chmodSync(dirname(vars.deployScript), 0o755)
@@ -161,7 +178,10 @@ describe('the README, role by role, as written', function () {
 
   /** The namespace of one box: its own /root, /etc/ssh, units and hosts file, bound over the real ones. */
   function mounts(box: Box): string {
-    const binds: [string, string][] = [[join(T, 'hosts'), '/etc/hosts'], [join(T, box, 'root'), '/root']]
+    const binds: [string, string][] = [
+      [join(T, 'hosts'), '/etc/hosts'],
+      [join(T, box, 'root'), '/root'],
+    ]
     if (box === 'laptop' || box === 'runner' || box === 'server') binds.push([join(T, box, 'etc-ssh'), '/etc/ssh'])
     if (box === 'ca') binds.push([join(T, 'server', 'etc-ssh'), '/etc/ssh']) // the host's public key, as copied to the CA box
     if (box === 'server') binds.push([join(T, 'server', 'systemd'), '/etc/systemd/system'])
@@ -180,19 +200,32 @@ describe('the README, role by role, as written', function () {
       SSHCA_KEYRING: 'file',
       DBUS_SESSION_BUS_ADDRESS: '',
       ...(box === 'laptop' ? {SSH_AUTH_SOCK: vars.laptopAgent} : {}),
-      ...(box === 'runner' ? {CI: 'true', GITHUB_ACTIONS: 'true', ACTIONS_ID_TOKEN_REQUEST_URL: `${gh.issuer}/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: gh.requestToken, ID_TOKEN: vars.idToken} : {}),
+      ...(box === 'runner'
+        ? {
+            CI: 'true',
+            GITHUB_ACTIONS: 'true',
+            ACTIONS_ID_TOKEN_REQUEST_URL: `${gh.issuer}/token?api-version=2.0`,
+            ACTIONS_ID_TOKEN_REQUEST_TOKEN: gh.requestToken,
+            ID_TOKEN: vars.idToken,
+          }
+        : {}),
     }
   }
 
   /** Starts a command in a box; the shell kills an ssh-agent the command started (`eval "$(ssh-agent -s)"`). */
   function start(box: Box, command: string, extraEnv: NodeJS.ProcessEnv = {}) {
     const script = `set -eo pipefail\n${mounts(box)}\ncd ${join(T, 'cwd')}\ntrap '[ -n "\${SSH_AGENT_PID:-}" ] && kill "$SSH_AGENT_PID"' EXIT\n${command}\n`
-    const child = spawn('unshare', ['-m', 'bash', '-c', script], {env: {...boxEnv(box), ...extraEnv}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn('unshare', ['-m', 'bash', '-c', script], {
+      env: {...boxEnv(box), ...extraEnv},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d))
     child.stderr.on('data', (d: Buffer) => (err += d))
-    const exited = new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stdout: out, stderr: err})))
+    const exited = new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) =>
+      child.on('close', (code) => resolve({code, stdout: out, stderr: err})),
+    )
     return {child, out: () => out, err: () => err, exited}
   }
 
@@ -257,10 +290,11 @@ describe('the README, role by role, as written', function () {
   const steps: Record<Role, Record<string, Step>> = {
     'The CA operator': {
       '(umask 077; openssl rand -base64 24 > /root/ca-pw)': {box: 'ca'},
-      'sshca ca init --dir /etc/sshca --name Acme --dns ca.example.com --address 0.0.0.0:9000 --password-file /root/ca-pw': {
-        box: 'ca',
-        after: (r) => void (vars.fingerprint = /Root fingerprint\s+([0-9a-f]{64})/.exec(r.stdout)![1]!),
-      },
+      'sshca ca init --dir /etc/sshca --name Acme --dns ca.example.com --address 0.0.0.0:9000 --password-file /root/ca-pw':
+        {
+          box: 'ca',
+          after: (r) => void (vars.fingerprint = /Root fingerprint\s+([0-9a-f]{64})/.exec(r.stdout)![1]!),
+        },
       '$EDITOR /etc/sshca/ca.yaml': {
         box: 'ca',
         // the test is the editor: the README's own policy, with the site's issuers, command and network
@@ -274,15 +308,27 @@ describe('the README, role by role, as written', function () {
       'sshca ca check-config --config /etc/sshca/ca.yaml': {box: 'ca', after: (r) => assert.match(r.stdout, /valid/)},
       'sshca ca explain --config /etc/sshca/ca.yaml --claims alice.json': {
         box: 'ca',
-        before: () => writeFileSync(join(T, 'cwd', 'alice.json'), JSON.stringify({iss: idp.issuer, aud: 'sshca-cli', sub: 'alice@example.com', email: 'alice@example.com', email_verified: true})),
+        before: () =>
+          writeFileSync(
+            join(T, 'cwd', 'alice.json'),
+            JSON.stringify({
+              iss: idp.issuer,
+              aud: 'sshca-cli',
+              sub: 'alice@example.com',
+              email: 'alice@example.com',
+              email_verified: true,
+            }),
+          ),
         after: (r) => assert.match(r.stdout, /engineers/),
       },
       'sshca ca serve --config /etc/sshca/ca.yaml --password-file /root/ca-pw': {box: 'ca'}, // run as a daemon below
     },
     'A server': {
-      '(umask 077; sshca ca token --host web1.example.com --principal 10.0.0.7 --ttl 30m --config /etc/sshca/ca.yaml --password-file /root/ca-pw | tail -1 > enroll.token)': {box: 'ca'},
+      '(umask 077; sshca ca token --host web1.example.com --principal 10.0.0.7 --ttl 30m --config /etc/sshca/ca.yaml --password-file /root/ca-pw | tail -1 > enroll.token)':
+        {box: 'ca'},
       'sudo sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint <sha256>': {box: 'server'},
-      'sudo sshca certificate --host --sign --token-file - web1.example.com /etc/ssh/ssh_host_ed25519_key.pub --principal 10.0.0.7 < enroll.token': {box: 'server'},
+      'sudo sshca certificate --host --sign --token-file - web1.example.com /etc/ssh/ssh_host_ed25519_key.pub --principal 10.0.0.7 < enroll.token':
+        {box: 'server'},
       'sudo sshca config --host': {box: 'server', after: (r) => assert.match(r.stdout + r.stderr, /ssh_host_rsa_key/)},
       'sudo sshd -t': {box: 'server'},
       'sudo systemctl reload ssh': {
@@ -292,7 +338,11 @@ describe('the README, role by role, as written', function () {
           for (let attempt = 0; ; attempt++) {
             const port = await freePort()
             try {
-              await daemon('server', `/usr/sbin/sshd -D -e -f /etc/ssh/sshd_config -p ${port}`, new RegExp(`Server listening on 127\\.0\\.0\\.1 port ${port}`))
+              await daemon(
+                'server',
+                `/usr/sbin/sshd -D -e -f /etc/ssh/sshd_config -p ${port}`,
+                new RegExp(`Server listening on 127\\.0\\.0\\.1 port ${port}`),
+              )
               vars.sshPort = String(port)
               break
             } catch (err) {
@@ -300,7 +350,10 @@ describe('the README, role by role, as written', function () {
             }
           }
           for (const box of ['laptop', 'runner'] as const) {
-            writeFileSync(join(T, box, 'etc-ssh', 'ssh_config'), `Host web1.example.com\n  Port ${vars.sshPort}\n  HostKeyAlias web1.example.com\n  BatchMode yes\n  ConnectTimeout 10\n`)
+            writeFileSync(
+              join(T, box, 'etc-ssh', 'ssh_config'),
+              `Host web1.example.com\n  Port ${vars.sshPort}\n  HostKeyAlias web1.example.com\n  BatchMode yes\n  ConnectTimeout 10\n`,
+            )
           }
         },
       },
@@ -310,7 +363,8 @@ describe('the README, role by role, as written', function () {
         // what the timers start: their services' commands, run as the units name them
         instead: async () => {
           const units = join(T, 'server', 'systemd')
-          for (const unit of ['sshca-krl.timer', 'sshca-krl.service', 'sshca-renew@.timer', 'sshca-renew@.service']) assert.ok(existsSync(join(units, unit)), `config --host wrote ${unit}`)
+          for (const unit of ['sshca-krl.timer', 'sshca-krl.service', 'sshca-renew@.timer', 'sshca-renew@.service'])
+            assert.ok(existsSync(join(units, unit)), `config --host wrote ${unit}`)
           const exec = (unit: string) => /^ExecStart=(.*)$/m.exec(readFileSync(join(units, unit), 'utf8'))![1]!
           await runIn('server', exec('sshca-krl.service'))
           await runIn('server', exec('sshca-renew@.service').replaceAll('%i', 'ssh_host_ed25519_key'))
@@ -328,9 +382,15 @@ describe('the README, role by role, as written', function () {
           const urlFile = join(T, 'browser-url')
           const browser = {BROWSER: join(T, 'bin', 'browser'), DISPLAY: ':0'}
           // written whole, then renamed: the test reads it the moment it exists
-          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}.tmp && mv ${urlFile}.tmp ${urlFile}\n`, {mode: 0o755})
+          writeFileSync(browser.BROWSER, `#!/bin/sh\necho "$1" > ${urlFile}.tmp && mv ${urlFile}.tmp ${urlFile}\n`, {
+            mode: 0o755,
+          })
           const p = start('laptop', 'ssh alice@web1.example.com', browser)
-          await waitFor('ssh to open the sign-in in the browser', () => existsSync(urlFile) || p.child.exitCode !== null, 60_000)
+          await waitFor(
+            'ssh to open the sign-in in the browser',
+            () => existsSync(urlFile) || p.child.exitCode !== null,
+            60_000,
+          )
           assert.ok(existsSync(urlFile), `ssh exited ${p.child.exitCode} without signing in:\n${p.out()}\n${p.err()}`)
           await driveDevSignIn(readFileSync(urlFile, 'utf8').trim(), {login: 'alice@example.com'})
           const r = await p.exited
@@ -345,17 +405,25 @@ describe('the README, role by role, as written', function () {
       'sshca status': {box: 'laptop', after: (r) => assert.match(r.stdout, /^✓ Certificate\s/m)},
     },
     'A CI job': {
-      'sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint ${{ vars.SSHCA_FINGERPRINT }} && sshca config': {box: 'runner'},
-      'eval "$(ssh-agent -s)" && sshca login --github-actions && ssh deploy@web1.example.com ./deploy.sh': {box: 'runner', after: (r) => assert.match(r.stdout, /deployed by deploy/)},
-      "ssh-keygen -q -t ed25519 -N '' -f job_key": {box: 'runner'},
-      'curl --fail --cacert root_ca.crt -H "Authorization: Bearer $ID_TOKEN" -H \'Content-Type: application/json\' --data "{\\"public_key\\": \\"$(cat job_key.pub)\\"}" https://ca.example.com:9000/sign > job_key-cert.pub': {
+      'sshca bootstrap --ca-url https://ca.example.com:9000 --fingerprint ${{ vars.SSHCA_FINGERPRINT }} && sshca config':
+        {box: 'runner'},
+      'eval "$(ssh-agent -s)" && sshca login --github-actions && ssh deploy@web1.example.com ./deploy.sh': {
         box: 'runner',
-        before: async () => {
-          copyFileSync(join(T, 'etc-sshca', 'certs', 'root_ca.crt'), join(T, 'cwd', 'root_ca.crt')) // published beside the fingerprint
-          vars.idToken = await gh.mint()
-        },
+        after: (r) => assert.match(r.stdout, /deployed by deploy/),
       },
-      'ssh -i job_key deploy@web1.example.com ./deploy.sh': {box: 'runner', after: (r) => assert.match(r.stdout, /deployed by deploy/)},
+      "ssh-keygen -q -t ed25519 -N '' -f job_key": {box: 'runner'},
+      'curl --fail --cacert root_ca.crt -H "Authorization: Bearer $ID_TOKEN" -H \'Content-Type: application/json\' --data "{\\"public_key\\": \\"$(cat job_key.pub)\\"}" https://ca.example.com:9000/sign > job_key-cert.pub':
+        {
+          box: 'runner',
+          before: async () => {
+            copyFileSync(join(T, 'etc-sshca', 'certs', 'root_ca.crt'), join(T, 'cwd', 'root_ca.crt')) // published beside the fingerprint
+            vars.idToken = await gh.mint()
+          },
+        },
+      'ssh -i job_key deploy@web1.example.com ./deploy.sh': {
+        box: 'runner',
+        after: (r) => assert.match(r.stdout, /deployed by deploy/),
+      },
     },
     'Revocation and the inventory': {
       'sshca ca certs --config F --active': {box: 'ca', after: (r) => assert.match(r.stdout, /alice@example\.com/)},
@@ -373,11 +441,29 @@ describe('the README, role by role, as written', function () {
       'sshca ca revoke --key-id gha:acme/app --config F': {
         box: 'ca',
         // a key ID revocation blocks the future too: the command says so, and how to undo it (issue 17 item 8)
-        after: (r) => assert.match(r.stdout, /^Revoked key ID "gha:acme\/app" \(revocation (\S+)\)\.\n {2}0 unexpired certificate\(s\) carry it now\.\nThis also refuses every future certificate with that key ID \(sign-ins, enrolments, renewals\)\.\nUndo: sshca ca unrevoke \1 --config \S+\nHosts pick this up at their next `sshca krl` \(the sshca-krl timer runs hourly\); now: run `sshca krl` on them\.\n/),
+        after: (r) =>
+          assert.match(
+            r.stdout,
+            /^Revoked key ID "gha:acme\/app" \(revocation (\S+)\)\.\n {2}0 unexpired certificate\(s\) carry it now\.\nThis also refuses every future certificate with that key ID \(sign-ins, enrolments, renewals\)\.\nUndo: sshca ca unrevoke \1 --config \S+\nHosts pick this up at their next `sshca krl` \(the sshca-krl timer runs hourly\); now: run `sshca krl` on them\.\n/,
+          ),
       },
       // the operator undoes the serial's revocation, picked by what it revokes (rows made in the same second come in any order)
-      'sshca ca revocations --config F': {box: 'ca', after: (r) => void (vars.revocationId = new RegExp(`^(\\S+)\\s+serial ${need('serial')}\\s+laptop stolen`, 'm').exec(r.stdout)?.[1] ?? '')},
-      'sshca ca unrevoke ID --config F': {box: 'ca', after: (r) => assert.match(r.stdout, new RegExp(`^Removed revocation ${need('revocationId')} \\(serial ${need('serial')}, revoked .*: laptop stolen\\)\\.\nHosts accept it again after their next \`sshca krl\`\\.\n$`))},
+      'sshca ca revocations --config F': {
+        box: 'ca',
+        after: (r) =>
+          void (vars.revocationId =
+            new RegExp(`^(\\S+)\\s+serial ${need('serial')}\\s+laptop stolen`, 'm').exec(r.stdout)?.[1] ?? ''),
+      },
+      'sshca ca unrevoke ID --config F': {
+        box: 'ca',
+        after: (r) =>
+          assert.match(
+            r.stdout,
+            new RegExp(
+              `^Removed revocation ${need('revocationId')} \\(serial ${need('serial')}, revoked .*: laptop stolen\\)\\.\nHosts accept it again after their next \`sshca krl\`\\.\n$`,
+            ),
+          ),
+      },
     },
   }
 
@@ -385,12 +471,15 @@ describe('the README, role by role, as written', function () {
   function readmePolicy(): unknown[] {
     const block = /^## The policy \(`ca\.yaml`\)\n+```yaml\n([\s\S]*?)\n```/m.exec(README)
     assert.ok(block, 'the README has a policy example')
-    const policy = parseDocument(block[1]!).toJS() as {provisioners: {name: string; issuer: string; rules: {certificate: Record<string, unknown>}[]}[]}
+    const policy = parseDocument(block[1]!).toJS() as {
+      provisioners: {name: string; issuer: string; rules: {certificate: Record<string, unknown>}[]}[]
+    }
     for (const p of policy.provisioners) {
       if (p.name === 'sso') p.issuer = idp.issuer
       if (p.name === 'ci') {
         p.issuer = gh.issuer
-        for (const r of p.rules) Object.assign(r.certificate, {forceCommand: vars.deployScript, sourceAddress: ['127.0.0.1/32']})
+        for (const r of p.rules)
+          Object.assign(r.certificate, {forceCommand: vars.deployScript, sourceAddress: ['127.0.0.1/32']})
       }
     }
     return policy.provisioners
@@ -402,7 +491,10 @@ describe('the README, role by role, as written', function () {
     const known = steps[role]
     for (const command of commands) {
       const step = known[command]
-      assert.ok(step, `the README's "${role}" runs a command this test does not know — add it to the step table:\n${command}`)
+      assert.ok(
+        step,
+        `the README's "${role}" runs a command this test does not know — add it to the step table:\n${command}`,
+      )
       await step.before?.()
       if (step.instead) {
         await step.instead()
@@ -416,7 +508,11 @@ describe('the README, role by role, as written', function () {
       const r = await runIn(step.box, substitute(command))
       await step.after?.(r)
     }
-    assert.deepEqual(Object.keys(known).filter((c) => !commands.includes(c)), [], `commands in the step table that the README's "${role}" no longer has`)
+    assert.deepEqual(
+      Object.keys(known).filter((c) => !commands.includes(c)),
+      [],
+      `commands in the step table that the README's "${role}" no longer has`,
+    )
   }
 
   it('has exactly the roles the test walks', () => {
@@ -427,7 +523,7 @@ describe('the README, role by role, as written', function () {
     await runRole('The CA operator')
   })
 
-  it('a server: an enrollment token, bootstrap, its host certificate, config --host, sshd, the timers\' commands', async () => {
+  it("a server: an enrollment token, bootstrap, its host certificate, config --host, sshd, the timers' commands", async () => {
     await runRole('A server')
   })
 
@@ -436,7 +532,7 @@ describe('the README, role by role, as written', function () {
     await runRole('An engineer')
   })
 
-  it('a CI job: the workflow\'s run lines, then the curl path', async () => {
+  it("a CI job: the workflow's run lines, then the curl path", async () => {
     await runRole('A CI job')
   })
 
@@ -444,7 +540,7 @@ describe('the README, role by role, as written', function () {
     await runRole('Revocation and the inventory')
   })
 
-  it('what was revoked is refused: after the laptop\'s sshca config, ssh refuses the revoked host', async () => {
+  it("what was revoked is refused: after the laptop's sshca config, ssh refuses the revoked host", async () => {
     const krlService = readFileSync(join(T, 'server', 'systemd', 'sshca-krl.service'), 'utf8')
     await runIn('server', /^ExecStart=(.*)$/m.exec(krlService)![1]!)
     await runIn('laptop', 'sshca config')
@@ -452,7 +548,10 @@ describe('the README, role by role, as written', function () {
     const r = await p.exited
     assert.notEqual(r.code, 0, r.stdout)
     // the host's key was revoked (--key), and only the serial's revocation was undone
-    assert.match(r.stderr, /Host key ED25519-CERT \S+ revoked by file \/root\/\.sshca\/contexts\/ca\.example\.com\/revoked_host_keys\.krl/)
+    assert.match(
+      r.stderr,
+      /Host key ED25519-CERT \S+ revoked by file \/root\/\.sshca\/contexts\/ca\.example\.com\/revoked_host_keys\.krl/,
+    )
   })
 
   /** The engineer's ssh-agent (a laptop has one running): its socket outside the namespaces' binds. */
@@ -462,7 +561,7 @@ describe('the README, role by role, as written', function () {
     const stop = async () => void (agent.exitCode === null && agent.kill('SIGTERM'))
     stops.push(stop)
     onCleanup(stop)
-    await waitFor('the laptop\'s ssh-agent', () => existsSync(socket) || agent.exitCode !== null)
+    await waitFor("the laptop's ssh-agent", () => existsSync(socket) || agent.exitCode !== null)
     return socket
   }
 })

@@ -15,7 +15,12 @@ import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
 const fpOf = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')
-const pinned = (home: string, ctx: string) => [...readFileSync(join(home, 'contexts', ctx, 'root_ca.crt'), 'utf8').matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => fpOf(m[0]))
+const pinned = (home: string, ctx: string) =>
+  [
+    ...readFileSync(join(home, 'contexts', ctx, 'root_ca.crt'), 'utf8').matchAll(
+      /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+    ),
+  ].map((m) => fpOf(m[0]))
 
 /** The subjects of the chain the CA presents over TLS (not verified: this only looks). */
 function presentedChain(url: string): Promise<string[]> {
@@ -60,7 +65,20 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
     for (const c of ['laptop', 'stale', 'late']) await w.bootstrap(c)
     await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'host', '-f', hostKey])
     const t = await ok(['ca', 'token', '--host', 'web1', ...ca(), '--password-file', w.t.passwordFile])
-    await ok(['certificate', '--host', '--sign', '--context', 'laptop', '--token', t.stdout.trim().split('\n').pop()!, 'web1', `${hostKey}.pub`], w.env)
+    await ok(
+      [
+        'certificate',
+        '--host',
+        '--sign',
+        '--context',
+        'laptop',
+        '--token',
+        t.stdout.trim().split('\n').pop()!,
+        'web1',
+        `${hostKey}.pub`,
+      ],
+      w.env,
+    )
   })
   after(async () => w?.stop())
 
@@ -72,7 +90,10 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
     assert.equal(fpOf(r.crts[0]!), oldFp)
     assert.equal(r.crossSigned!.length, 1)
     const cross = new X509Certificate(r.crossSigned![0]!)
-    assert.ok(cross.checkIssued(new X509Certificate(r.crts[0]!)) && cross.verify(new X509Certificate(r.crts[0]!).publicKey), 'the old root signed the cross-certificate')
+    assert.ok(
+      cross.checkIssued(new X509Certificate(r.crts[0]!)) && cross.verify(new X509Certificate(r.crts[0]!).publicKey),
+      'the old root signed the cross-certificate',
+    )
     assert.equal(cross.subject, new X509Certificate(r.crts[1]!).subject)
     // the laptop refreshes (any command that talks to the CA): it now pins both
     await ok(['config', '--roots', '--context', 'laptop'], w.env)
@@ -90,12 +111,20 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
     const listed = nextPinnedRoots(pinnedNow, [...pinnedNow, new X509Certificate(rogue.pem)], [], new Date())
     assert.deepEqual(listed.adopted, [])
     // with the real cross-certificate, which certifies another key: refused
-    const swapped = nextPinnedRoots(pinnedNow, [...pinnedNow, new X509Certificate(rogue.pem)], r.crossSigned!.map((p) => new X509Certificate(p)), new Date())
+    const swapped = nextPinnedRoots(
+      pinnedNow,
+      [...pinnedNow, new X509Certificate(rogue.pem)],
+      r.crossSigned!.map((p) => new X509Certificate(p)),
+      new Date(),
+    )
     assert.deepEqual(swapped.adopted, [])
     // a CA (or someone in its place) that publishes only a root this machine cannot vouch for does not
     // make it drop the one it pins: trust never falls to nothing by itself
     const replaced = nextPinnedRoots(pinnedNow, [new X509Certificate(rogue.pem)], [], new Date())
-    assert.deepEqual(replaced.roots.map((c) => c.fingerprint256), pinnedNow.map((c) => c.fingerprint256))
+    assert.deepEqual(
+      replaced.roots.map((c) => c.fingerprint256),
+      pinnedNow.map((c) => c.fingerprint256),
+    )
     assert.deepEqual(replaced.dropped, [])
   })
 
@@ -133,11 +162,17 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
     await waitFor('the CA to drop the old root', async () => (await roots()).crts.length === 1, 20_000)
     assert.equal(fpOf((await roots()).crts[0]!), newFp)
     assert.equal((await roots()).crossSigned, undefined)
-    await waitFor('the CA to present the chain without the cross-certificate', async () => (await presentedChain(w.t.url)).length === 2, 20_000)
+    await waitFor(
+      'the CA to present the chain without the cross-certificate',
+      async () => (await presentedChain(w.t.url)).length === 2,
+      20_000,
+    )
     await ok(['config', '--roots', '--context', 'laptop'], w.env)
     assert.deepEqual(pinned(w.home, 'laptop'), [newFp])
     // bootstrap by the retired root's fingerprint: no longer served
-    const old = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', oldFp, '--context', 'too-late'], {env: w.env})
+    const old = await sshca(['bootstrap', '--ca-url', w.t.url, '--fingerprint', oldFp, '--context', 'too-late'], {
+      env: w.env,
+    })
     assert.equal(old.code, 4)
     assert.match(old.stderr, /ERR_TRUST_FINGERPRINT_MISMATCH/)
     // a machine that slept through the whole overlap pins only the old root: the CA's TLS no longer chains to it
@@ -147,6 +182,13 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
     const r = await ok(['renew', '--context', 'laptop', '--force', `${hostKey}-cert.pub`, hostKey, '--json'], w.env)
     assert.equal(JSON.parse(r.stdout).renewed, true)
     // the audit log has each step
-    await waitFor('the root rotation in the audit log', () => ['ca_root_prepared', 'ca_root_activated', 'ca_root_retired'].every((e) => w.t.audit().some((l) => l.event === e)), 20_000)
+    await waitFor(
+      'the root rotation in the audit log',
+      () =>
+        ['ca_root_prepared', 'ca_root_activated', 'ca_root_retired'].every((e) =>
+          w.t.audit().some((l) => l.event === e),
+        ),
+      20_000,
+    )
   })
 })

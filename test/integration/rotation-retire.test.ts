@@ -20,17 +20,45 @@ describe('ca rotate retire: refused while a certificate of the old key is valid,
   const TTL = 600
 
   async function issue(actor: string): Promise<{serial: string; signer: string; validBefore: number}> {
-    const r = await t.call('POST', '/ssh/sign', {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott: await gh.mint({actor}), certType: 'user'})
+    const r = await t.call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott: await gh.mint({actor}),
+      certType: 'user',
+    })
     assert.equal(r.status, 201, r.text)
     const cert = parseCertificate(Buffer.from((r.json as {crt: string}).crt, 'base64'))
-    return {serial: cert.serial.toString(), signer: cert.signatureKey.fingerprint(), validBefore: Number(cert.validBefore)}
+    return {
+      serial: cert.serial.toString(),
+      signer: cert.signatureKey.fingerprint(),
+      validBefore: Number(cert.validBefore),
+    }
   }
-  const userKeys = async () => ((await t.call('GET', '/ssh/roots')).json as {userKey: string[]}).userKey.map((k) => PublicKey.fromBlob(Buffer.from(k, 'base64')).fingerprint())
+  const userKeys = async () =>
+    ((await t.call('GET', '/ssh/roots')).json as {userKey: string[]}).userKey.map((k) =>
+      PublicKey.fromBlob(Buffer.from(k, 'base64')).fingerprint(),
+    )
 
   before(async () => {
     gh = await startGithubIssuer()
     t = await startTestCa(
-      {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], keyId: '${actor}', ttl: `${TTL}s`}}]}], limits: {rate: false}},
+      {
+        provisioners: [
+          {
+            name: 'ci',
+            type: 'oidc',
+            issuer: gh.issuer,
+            audience: 'sshca-ci',
+            rules: [
+              {
+                name: 'deploy',
+                match: {repository: 'acme/app'},
+                certificate: {principals: ['deploy'], keyId: '${actor}', ttl: `${TTL}s`},
+              },
+            ],
+          },
+        ],
+        limits: {rate: false},
+      },
       {keysIntervalMs: 100},
     )
   })
@@ -52,22 +80,43 @@ describe('ca rotate retire: refused while a certificate of the old key is valid,
     assert.notEqual(c.signer, oldKey, 'after activate the new key signs')
 
     // both of the old key's certificates are valid: refused, and nothing changed
-    await assert.rejects(rotate({configPath, step: 'retire', kinds: ['user']}), (e: {code?: string; message: string}) => e.code === 'ERR_ROTATION_STATE' && /2 user certificate\(s\) signed by user-1 are still valid/.test(e.message))
-    assert.deepEqual((await rotate({configPath, step: 'status'})).keys.user.map((k) => k.state), ['previous', 'active'])
+    await assert.rejects(
+      rotate({configPath, step: 'retire', kinds: ['user']}),
+      (e: {code?: string; message: string}) =>
+        e.code === 'ERR_ROTATION_STATE' && /2 user certificate\(s\) signed by user-1 are still valid/.test(e.message),
+    )
+    assert.deepEqual(
+      (await rotate({configPath, step: 'status'})).keys.user.map((k) => k.state),
+      ['previous', 'active'],
+    )
 
     // one revoked: the other still holds it up
     await revoke({configPath, serial: a.serial, reason: 'key compromise'})
-    await assert.rejects(rotate({configPath, step: 'retire', kinds: ['user']}), (e: {code?: string; message: string}) => e.code === 'ERR_ROTATION_STATE' && /1 user certificate\(s\) signed by user-1/.test(e.message))
+    await assert.rejects(
+      rotate({configPath, step: 'retire', kinds: ['user']}),
+      (e: {code?: string; message: string}) =>
+        e.code === 'ERR_ROTATION_STATE' && /1 user certificate\(s\) signed by user-1/.test(e.message),
+    )
 
     // a second before the other expires: still refused; once it has: retired without --force
     const at = (s: number) => () => s * 1000
-    await assert.rejects(rotate({configPath, step: 'retire', kinds: ['user'], clock: at(b.validBefore - 1)}), /1 user certificate/)
+    await assert.rejects(
+      rotate({configPath, step: 'retire', kinds: ['user'], clock: at(b.validBefore - 1)}),
+      /1 user certificate/,
+    )
     const done = await rotate({configPath, step: 'retire', kinds: ['user'], clock: at(b.validBefore)})
     assert.deepEqual(done.stranded, [])
-    assert.deepEqual(done.changed.map((x) => [x.kind, x.key, x.state]), [['user', 'user-1', 'retired']])
+    assert.deepEqual(
+      done.changed.map((x) => [x.kind, x.key, x.state]),
+      [['user', 'user-1', 'retired']],
+    )
     // the certificate of the new key never counted against the old one, and the CA stops publishing the old key
     await waitFor('the CA to drop the old user key', async () => (await userKeys()).length === 1, 20_000)
     assert.notEqual((await userKeys())[0], oldKey)
-    await waitFor('the retirement in the audit log', () => t.audit().some((l) => l.event === 'ca_key_retired' && l.forced === false), 20_000)
+    await waitFor(
+      'the retirement in the audit log',
+      () => t.audit().some((l) => l.event === 'ca_key_retired' && l.forced === false),
+      20_000,
+    )
   })
 })

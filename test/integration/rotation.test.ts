@@ -28,11 +28,21 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
   const userCaFile = join(hostDir, 'sshca_user_ca.pub')
   const krlFile = join(hostDir, 'sshca_revoked_keys.krl')
   let knownHosts: string
-  const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))
-  const caKeysIn = (file: string) => lines(file).filter((l) => l.startsWith('@cert-authority')).map((l) => PublicKey.parseLine(l.split(' ').slice(2).join(' ')).key.fingerprint())
+  const lines = (file: string) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+  const caKeysIn = (file: string) =>
+    lines(file)
+      .filter((l) => l.startsWith('@cert-authority'))
+      .map((l) => PublicKey.parseLine(l.split(' ').slice(2).join(' ')).key.fingerprint())
   const ca = () => ['--config', w.t.init.config]
 
-  async function roots(): Promise<{userKey: string[]; hostKey: string[]; keys: {user: {id: string; state: string}[]; host: {id: string; state: string}[]}}> {
+  async function roots(): Promise<{
+    userKey: string[]
+    hostKey: string[]
+    keys: {user: {id: string; state: string}[]; host: {id: string; state: string}[]}
+  }> {
     return (await w.t.call('GET', '/ssh/roots')).json as never
   }
   const fp = (b64: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).fingerprint()
@@ -59,7 +69,9 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
   async function login(agent: Agent): Promise<{signer: string}> {
     const token = join(hostDir, 'token')
     writeFileSync(token, await w.gh.mint(), {mode: 0o600})
-    const r = await sshca(['login', '--identity-token-file', token, '--json'], {env: {...w.env, SSH_AUTH_SOCK: agent.socket}})
+    const r = await sshca(['login', '--identity-token-file', token, '--json'], {
+      env: {...w.env, SSH_AUTH_SOCK: agent.socket},
+    })
     assert.equal(r.code, 0, r.stderr)
     const certs = await AgentClient.with({socketPath: agent.socket}, (a) => a.list())
     const newest = certs.filter((c) => c.certificate).pop()!.certificate!
@@ -68,7 +80,13 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
 
   /** ssh into the host with an agent's certificate, verifying the host's certificate against known_hosts. */
   async function sshWith(agent: Agent) {
-    return ssh({port: sshd!.port, agentSocket: agent.socket, knownHostsFile: knownHosts, user: currentUser(), options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com']})
+    return ssh({
+      port: sshd!.port,
+      agentSocket: agent.socket,
+      knownHostsFile: knownHosts,
+      user: currentUser(),
+      options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'],
+    })
   }
 
   before(async () => {
@@ -82,7 +100,10 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
     await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'host', '-f', hostKey])
     const t = await sshca(['ca', 'token', '--host', '127.0.0.1', ...ca(), '--password-file', w.t.passwordFile])
     assert.equal(t.code, 0, t.stderr)
-    const enrol = await sshca(['certificate', '--host', '--sign', '--token', t.stdout.trim().split('\n').pop()!, '127.0.0.1', `${hostKey}.pub`], {env: w.env})
+    const enrol = await sshca(
+      ['certificate', '--host', '--sign', '--token', t.stdout.trim().split('\n').pop()!, '127.0.0.1', `${hostKey}.pub`],
+      {env: w.env},
+    )
     assert.equal(enrol.code, 0, enrol.stderr)
     await krlTimer()
     await startHost()
@@ -115,9 +136,19 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
     const r = await sshca(['ca', 'rotate', 'prepare', ...ca(), '--password-file', w.t.passwordFile, '--json'])
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
-    assert.deepEqual(doc.changed.map((c: {kind: string; state: string}) => [c.kind, c.state]), [['user', 'next'], ['host', 'next']])
+    assert.deepEqual(
+      doc.changed.map((c: {kind: string; state: string}) => [c.kind, c.state]),
+      [
+        ['user', 'next'],
+        ['host', 'next'],
+      ],
+    )
     // the running CA follows the manifest on its own
-    await waitFor('the CA to publish the next keys', async () => (await states('user')) === 'active,next' && (await states('host')) === 'active,next', 20_000)
+    await waitFor(
+      'the CA to publish the next keys',
+      async () => (await states('user')) === 'active,next' && (await states('host')) === 'active,next',
+      20_000,
+    )
     const now = await roots()
     ;[newUser, newHost] = [fp(now.userKey[1]!), fp(now.hostKey[1]!)]
     assert.equal(fp(now.userKey[0]!), oldUser)
@@ -126,7 +157,10 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
     assert.equal(readFileSync(knownHosts, 'utf8'), knownBefore)
     // …until the host's timer and the person's next login ran
     await krlTimer()
-    assert.deepEqual(lines(userCaFile).map((l) => PublicKey.parseLine(l).key.fingerprint()), [oldUser, newUser])
+    assert.deepEqual(
+      lines(userCaFile).map((l) => PublicKey.parseLine(l).key.fingerprint()),
+      [oldUser, newUser],
+    )
     const still = await login(w.agent)
     assert.equal(still.signer, oldUser, 'a prepared key does not sign')
     assert.deepEqual(caKeysIn(knownHosts), [oldHost, newHost])
@@ -138,7 +172,11 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
   it('activate: the new user key signs; during the overlap certificates of both keys log in', async () => {
     const r = await sshca(['ca', 'rotate', 'activate', ...ca(), '--json'])
     assert.equal(r.code, 0, r.stderr)
-    await waitFor('the CA to sign with the new keys', async () => (await states('user')) === 'active,previous' && fp((await roots()).userKey[0]!) === newUser, 20_000)
+    await waitFor(
+      'the CA to sign with the new keys',
+      async () => (await states('user')) === 'active,previous' && fp((await roots()).userKey[0]!) === newUser,
+      20_000,
+    )
     const fresh = await login(newAgent)
     assert.equal(fresh.signer, newUser)
     // the old agent still holds the certificate signed by the old key
@@ -148,11 +186,17 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
       const s = await sshWith(agent)
       assert.equal(s.code, 0, `${s.stderr}\n${sshd!.log().slice(-1500)}`)
     }
-    assert.match(sshd!.log(), new RegExp(`Accepted certificate ID .* signed by ED25519 CA ${oldUser.replace(/[+/]/g, '.')}`))
-    assert.match(sshd!.log(), new RegExp(`Accepted certificate ID .* signed by ED25519 CA ${newUser.replace(/[+/]/g, '.')}`))
+    assert.match(
+      sshd!.log(),
+      new RegExp(`Accepted certificate ID .* signed by ED25519 CA ${oldUser.replace(/[+/]/g, '.')}`),
+    )
+    assert.match(
+      sshd!.log(),
+      new RegExp(`Accepted certificate ID .* signed by ED25519 CA ${newUser.replace(/[+/]/g, '.')}`),
+    )
   })
 
-  it('the host\'s daily renewal moves its certificate onto the new host key at once; ssh verifies it through known_hosts', async () => {
+  it("the host's daily renewal moves its certificate onto the new host key at once; ssh verifies it through known_hosts", async () => {
     const {cert: before} = parseCertificateLine(readFileSync(hostCert, 'utf8'))
     assert.equal(before.signatureKey.fingerprint(), oldHost)
     const r = await sshca(['renew', '--context', 'test', hostCert, hostKey, '--json'], {env: w.env})
@@ -182,10 +226,17 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
     assert.equal(doc.stranded.find((s: {kind: string}) => s.kind === 'user').certificates >= 1, true)
-    await waitFor('the CA to drop the old keys', async () => (await states('user')) === 'active' && (await states('host')) === 'active', 20_000)
+    await waitFor(
+      'the CA to drop the old keys',
+      async () => (await states('user')) === 'active' && (await states('host')) === 'active',
+      20_000,
+    )
     assert.equal(lines(userCaFile).length, 2, 'the host file changes only when its timer runs')
     await krlTimer()
-    assert.deepEqual(lines(userCaFile).map((l) => PublicKey.parseLine(l).key.fingerprint()), [newUser])
+    assert.deepEqual(
+      lines(userCaFile).map((l) => PublicKey.parseLine(l).key.fingerprint()),
+      [newUser],
+    )
     await login(newAgent)
     assert.deepEqual(caKeysIn(knownHosts), [newHost])
     const old = await sshWith(w.agent)
@@ -193,15 +244,28 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
     const fresh = await sshWith(newAgent)
     assert.equal(fresh.code, 0, `${fresh.stderr}\n${sshd!.log().slice(-1500)}`)
     // every step is in the audit log
-    await waitFor('the rotation events in the audit log', () => ['ca_key_prepared', 'ca_key_activated', 'ca_key_retired'].every((e) => w.t.audit().some((l) => l.event === e)), 20_000)
+    await waitFor(
+      'the rotation events in the audit log',
+      () =>
+        ['ca_key_prepared', 'ca_key_activated', 'ca_key_retired'].every((e) => w.t.audit().some((l) => l.event === e)),
+      20_000,
+    )
     const retired = w.t.audit().find((l) => l.event === 'ca_key_retired')!
     assert.equal(retired.forced, true)
   })
 
   it('config --host puts the user CA key refresh into the hourly unit', async function () {
-    const r = await sshca(['config', '--host', '--dry-run', '--sshd-dir', hostDir, '--systemd-dir', join(hostDir, 'units')], {env: w.env})
+    const r = await sshca(
+      ['config', '--host', '--dry-run', '--sshd-dir', hostDir, '--systemd-dir', join(hostDir, 'units')],
+      {env: w.env},
+    )
     if (r.code !== 0 && /ERR_UNSAFE_PATH/.test(r.stderr)) this.skip()
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, new RegExp(`ExecStart=.* krl --context test --out ${krlFile.replace(/[.]/g, '\\.')} --user-ca-keys ${userCaFile.replace(/[.]/g, '\\.')}`))
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `ExecStart=.* krl --context test --out ${krlFile.replace(/[.]/g, '\\.')} --user-ca-keys ${userCaFile.replace(/[.]/g, '\\.')}`,
+      ),
+    )
   })
 })

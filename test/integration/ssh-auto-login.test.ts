@@ -44,7 +44,10 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
 
   /** ssh as a person runs it: `ssh web true`, the config being the generated one (through an Include). */
   function ssh(args: string[] = []): ReturnType<typeof run> {
-    return run('ssh', ['-F', testConfig, ...args, 'web', 'echo', 'ran-on-$(hostname)'], {env: {...process.env, ...w.env}, timeoutMs: 60_000})
+    return run('ssh', ['-F', testConfig, ...args, 'web', 'echo', 'ran-on-$(hostname)'], {
+      env: {...process.env, ...w.env},
+      timeoutMs: 60_000,
+    })
   }
 
   before(async () => {
@@ -57,10 +60,22 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     // a host key enrolled for 127.0.0.1, and sshd presenting its certificate
     const key = join(base, 'ssh_host_ed25519_key')
     await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
-    const tok = await sshca(['ca', 'token', '--host', '127.0.0.1', '--config', w.t.init.config, '--password-file', w.t.passwordFile])
+    const tok = await sshca([
+      'ca',
+      'token',
+      '--host',
+      '127.0.0.1',
+      '--config',
+      w.t.init.config,
+      '--password-file',
+      w.t.passwordFile,
+    ])
     assert.equal(tok.code, 0, tok.stderr)
     writeFileSync(join(base, 'enroll'), tok.stdout.trim().split('\n').pop()!, {mode: 0o600})
-    const cert = await sshca(['certificate', '--host', '--sign', '--token-file', join(base, 'enroll'), '127.0.0.1', `${key}.pub`], {env: w.env})
+    const cert = await sshca(
+      ['certificate', '--host', '--sign', '--token-file', join(base, 'enroll'), '127.0.0.1', `${key}.pub`],
+      {env: w.env},
+    )
     assert.equal(cert.code, 0, cert.stderr)
     sshd = await startSshd({
       userCaKeys: readFileSync(caPaths(w.t.init.dir).userCaPub, 'utf8').trim().split('\n'),
@@ -68,7 +83,19 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
       hostCertificate: readFileSync(`${key}-cert.pub`, 'utf8').trim(),
     })
     // the person's machine: sshca config (known_hosts, KRL, managed ssh_config with the login exec, Include)
-    const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', join(base, 'known_hosts'), '--identity-token-file', tokenFile, '--json'], {env: w.env})
+    const r = await sshca(
+      [
+        'config',
+        '--pattern',
+        '127.0.0.1',
+        '--known-hosts',
+        join(base, 'known_hosts'),
+        '--identity-token-file',
+        tokenFile,
+        '--json',
+      ],
+      {env: w.env},
+    )
     assert.equal(r.code, 0, r.stderr)
     // what this test adds around it: an alias for the host, no interaction, and multiplexing
     testConfig = join(base, 'ssh_config')
@@ -93,7 +120,9 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     )
   })
   after(async () => {
-    await run('ssh', ['-F', testConfig, '-o', `ControlPath=${controlDir}/%C`, '-O', 'exit', 'web']).catch(() => undefined)
+    await run('ssh', ['-F', testConfig, '-o', `ControlPath=${controlDir}/%C`, '-O', 'exit', 'web']).catch(
+      () => undefined,
+    )
     await sshd?.stop()
     await w?.stop()
   })
@@ -102,7 +131,12 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     const managed = readFileSync(join(w.home, 'ssh_config'), 'utf8')
     const exec = /^Match final host 127\.0\.0\.1 exec "(.+)"$/m.exec(managed)
     assert.ok(exec, managed)
-    assert.match(exec[1]!, new RegExp(`^env SSHCA_HOME=${w.home} \\S+/node \\S+/bin/run\\.js login --ensure --quiet --context test --identity-token-file ${tokenFile}$`))
+    assert.match(
+      exec[1]!,
+      new RegExp(
+        `^env SSHCA_HOME=${w.home} \\S+/node \\S+/bin/run\\.js login --ensure --quiet --context test --identity-token-file ${tokenFile}$`,
+      ),
+    )
     // the revocation section comes first and has no exec: a failed login never switches it off
     assert.ok(managed.indexOf('RevokedHostKeys') < managed.indexOf(' exec '))
   })
@@ -146,7 +180,19 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     const userCa = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
     const stale = generatePrivateKey('ed25519')
     const now = BigInt(Math.floor(Date.now() / 1000))
-    const expired = await signCertificate({type: 'user', publicKey: stale.publicKey, serial: 4242n, keyId: 'alice@example.com', principals: ['alice', currentUser()], validAfter: now - 7200n, validBefore: now - 60n, extensions: {'permit-pty': true}}, keySigner(userCa))
+    const expired = await signCertificate(
+      {
+        type: 'user',
+        publicKey: stale.publicKey,
+        serial: 4242n,
+        keyId: 'alice@example.com',
+        principals: ['alice', currentUser()],
+        validAfter: now - 7200n,
+        validBefore: now - 60n,
+        extensions: {'permit-pty': true},
+      },
+      keySigner(userCa),
+    )
     await AgentClient.with({socketPath: w.agent.socket}, async (a) => {
       await a.removeAll()
       await a.addCertificate(stale, expired, {comment: 'sshca:test:token'})
@@ -178,21 +224,27 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
       assert.equal(r.stdout.trim(), 'via-files')
       assert.match(r.stderr, /does not hold it .*the managed ssh_config names them/s)
       assert.equal(issued(mark), 1)
-      const files = {key: join(w.home, 'contexts', 'test', 'id_sshca'), cert: join(w.home, 'contexts', 'test', 'id_sshca-cert.pub')}
+      const files = {
+        key: join(w.home, 'contexts', 'test', 'id_sshca'),
+        cert: join(w.home, 'contexts', 'test', 'id_sshca-cert.pub'),
+      }
       assert.equal(statSync(files.key).mode & 0o777, 0o600)
       assert.equal(mem.live().length, 0, 'the key the agent kept without its certificate was removed')
       const settings = JSON.parse(readFileSync(join(w.home, 'contexts', 'test', 'context.json'), 'utf8'))
       assert.match(settings.agentless.reason, /does not hold it/)
       const again = await run('ssh', ['-F', testConfig, 'web', 'true'], {env, timeoutMs: 60_000})
       assert.equal(again.code, 0, again.stderr)
-      assert.equal(issued(mark), 1, 'the files\' certificate satisfied --ensure')
+      assert.equal(issued(mark), 1, "the files' certificate satisfied --ensure")
       // back on OpenSSH's agent: the certificate goes there again and the files are removed
       await freshToken()
       const back = await sshca(['login', '--identity-token-file', tokenFile, '--json'], {env: w.env})
       assert.equal(back.code, 0, back.stderr)
       assert.equal(JSON.parse(back.stdout).agent.added, true)
       assert.equal(existsSync(files.key), false)
-      assert.equal(JSON.parse(readFileSync(join(w.home, 'contexts', 'test', 'context.json'), 'utf8')).agentless, undefined)
+      assert.equal(
+        JSON.parse(readFileSync(join(w.home, 'contexts', 'test', 'context.json'), 'utf8')).agentless,
+        undefined,
+      )
     } finally {
       server.close()
     }
@@ -248,14 +300,17 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     assert.equal(closed.stdout, '')
   })
 
-  it('a person\'s sign-in started with stdout and stderr sent elsewhere (as under ssh): the URL reaches the terminal, stdout stays empty', async () => {
+  it("a person's sign-in started with stdout and stderr sent elsewhere (as under ssh): the URL reaches the terminal, stdout stays empty", async () => {
     await AgentClient.with({socketPath: w.agent.socket}, (a) => a.removeAll())
     const base = tempDir('sshca-tty-')
     const out = join(base, 'stdout')
     const err = join(base, 'stderr')
     // script(1) gives the command a terminal; its stdout and stderr go to files, as ssh's Match exec sends them to /dev/null
     const cmd = `${process.execPath} ${BIN} login --ensure --quiet --context test --timeout 60 >${out} 2>${err}`
-    const p = spawn('script', ['-qec', cmd, '/dev/null'], {env: {...process.env, ...w.env, NO_COLOR: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
+    const p = spawn('script', ['-qec', cmd, '/dev/null'], {
+      env: {...process.env, ...w.env, NO_COLOR: '1'},
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     let tty = ''
     p.stdout.on('data', (d: Buffer) => (tty += d.toString()))
     const exited = new Promise<number | null>((r) => p.on('close', r))

@@ -9,9 +9,23 @@ import {join} from 'node:path'
 import {validityText} from '../../src/cli/format.ts'
 import {renderInspect} from '../../src/cli/render.ts'
 import {inspectCertificate} from '../../src/client/inspect.ts'
-import {FOREVER, certificateLine, parseCertificateLine, signCertificate, verifyCertificate, type CertOptions, type CertType} from '../../src/ssh/cert.ts'
+import {
+  FOREVER,
+  certificateLine,
+  parseCertificateLine,
+  signCertificate,
+  verifyCertificate,
+  type CertOptions,
+  type CertType,
+} from '../../src/ssh/cert.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
-import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile, type KeyKind, type PrivateKey} from '../../src/ssh/private-key.ts'
+import {
+  formatOpenSshPrivateKey,
+  generatePrivateKey,
+  parsePrivateKeyFile,
+  type KeyKind,
+  type PrivateKey,
+} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
 import {keygenShow, parseKeygenShow} from '../helpers/openssh.ts'
 import {run, runOk} from '../helpers/proc.ts'
@@ -41,10 +55,32 @@ const OPTION_SETS: OptionSet[] = [
   {name: 'no options', critical: {}, extensions: {}, criticalLines: [], extensionLines: []},
   {
     name: 'restricted',
-    critical: {'verify-required': true, 'source-address': '10.0.0.0/8,192.168.1.1/32', 'force-command': '/usr/local/bin/deploy.sh --prod'},
-    extensions: {'permit-pty': true, 'permit-X11-forwarding': true, 'permit-agent-forwarding': true, 'permit-port-forwarding': true, 'permit-user-rc': true, 'no-touch-required': true},
-    criticalLines: ['force-command /usr/local/bin/deploy.sh --prod', 'source-address 10.0.0.0/8,192.168.1.1/32', 'verify-required'],
-    extensionLines: ['no-touch-required', 'permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc'],
+    critical: {
+      'verify-required': true,
+      'source-address': '10.0.0.0/8,192.168.1.1/32',
+      'force-command': '/usr/local/bin/deploy.sh --prod',
+    },
+    extensions: {
+      'permit-pty': true,
+      'permit-X11-forwarding': true,
+      'permit-agent-forwarding': true,
+      'permit-port-forwarding': true,
+      'permit-user-rc': true,
+      'no-touch-required': true,
+    },
+    criticalLines: [
+      'force-command /usr/local/bin/deploy.sh --prod',
+      'source-address 10.0.0.0/8,192.168.1.1/32',
+      'verify-required',
+    ],
+    extensionLines: [
+      'no-touch-required',
+      'permit-X11-forwarding',
+      'permit-agent-forwarding',
+      'permit-port-forwarding',
+      'permit-pty',
+      'permit-user-rc',
+    ],
   },
   {
     name: 'unknown options',
@@ -97,7 +133,10 @@ describe('src/ssh against ssh-keygen', function () {
               const shown = parseKeygenShow(keygen.stdout)
               // and sshca inspect prints it as ssh-keygen -L does, every known option by its name
               const {result} = inspectCertificate(certificateLine(cert))
-              assert.equal(renderInspect(file, result, validityText(cert.validAfter, cert.validBefore)), keygen.stdout + '        Signature: valid\n')
+              assert.equal(
+                renderInspect(file, result, validityText(cert.validAfter, cert.validBefore)),
+                keygen.stdout + '        Signature: valid\n',
+              )
               assert.deepEqual(shown, {
                 type: `${subject.publicKey.type}-cert-v01@openssh.com`,
                 certType,
@@ -133,9 +172,34 @@ describe('src/ssh against ssh-keygen', function () {
         await runOk('ssh-keygen', ['-q', ...KEYGEN_ARGS[c.subject], '-N', '', '-f', subjectFile])
         const host = n % 2 === 1
         await runOk('ssh-keygen', [
-          '-q', '-s', caFile, ...c.extra, '-I', `kid-${n}`, '-z', String(n * 31 + 7), '-V', '20260101000000:20260102000000',
-          '-n', host ? 'h1.example.com,h2' : 'alice,bob',
-          ...(host ? ['-h'] : ['-O', 'force-command=/bin/echo forced', '-O', 'source-address=127.0.0.1/32', '-O', 'verify-required', '-O', 'no-pty', '-O', 'extension:custom@example.com=v', '-O', 'critical:crit@example.com']),
+          '-q',
+          '-s',
+          caFile,
+          ...c.extra,
+          '-I',
+          `kid-${n}`,
+          '-z',
+          String(n * 31 + 7),
+          '-V',
+          '20260101000000:20260102000000',
+          '-n',
+          host ? 'h1.example.com,h2' : 'alice,bob',
+          ...(host
+            ? ['-h']
+            : [
+                '-O',
+                'force-command=/bin/echo forced',
+                '-O',
+                'source-address=127.0.0.1/32',
+                '-O',
+                'verify-required',
+                '-O',
+                'no-pty',
+                '-O',
+                'extension:custom@example.com=v',
+                '-O',
+                'critical:crit@example.com',
+              ]),
           `${subjectFile}.pub`,
         ])
         const line = readFileSync(`${subjectFile}-cert.pub`, 'utf8')
@@ -156,7 +220,9 @@ describe('src/ssh against ssh-keygen', function () {
           assert.equal(cert.extensions['permit-agent-forwarding'], true)
         }
         // our rendering is ssh-keygen -L's, line for line, plus the signature line
-        const keygen = await run('ssh-keygen', ['-L', '-f', `${subjectFile}-cert.pub`], {env: {...process.env, TZ: 'UTC'}})
+        const keygen = await run('ssh-keygen', ['-L', '-f', `${subjectFile}-cert.pub`], {
+          env: {...process.env, TZ: 'UTC'},
+        })
         const {result} = inspectCertificate(line)
         const ours = renderInspect(`${subjectFile}-cert.pub`, result, validityText(cert.validAfter, cert.validBefore))
         assert.equal(ours, keygen.stdout + '        Signature: valid\n')
@@ -194,28 +260,55 @@ describe('src/ssh against ssh-keygen', function () {
       ['type code 0', () => ({typeCode: 0})],
       ['a NUL byte in a principal', () => ({principals: ['alice', 'root\0alice']})],
       ['a NUL byte in the key ID', () => ({keyId: 'alice\0@example.com'})],
-      ['a NUL byte in an option name', () => ({criticalOptions: rawOptions(['force-command\0x', packStrings(['/bin/true'])])})],
-      ['a NUL byte in a force-command', () => ({criticalOptions: rawOptions(['force-command', packStrings(['/bin/true\0; sh'])])})],
-      ['a NUL byte in a source-address', () => ({criticalOptions: rawOptions(['source-address', packStrings(['10.0.0.1\0,0.0.0.0/0'])])})],
+      [
+        'a NUL byte in an option name',
+        () => ({criticalOptions: rawOptions(['force-command\0x', packStrings(['/bin/true'])])}),
+      ],
+      [
+        'a NUL byte in a force-command',
+        () => ({criticalOptions: rawOptions(['force-command', packStrings(['/bin/true\0; sh'])])}),
+      ],
+      [
+        'a NUL byte in a source-address',
+        () => ({criticalOptions: rawOptions(['source-address', packStrings(['10.0.0.1\0,0.0.0.0/0'])])}),
+      ],
       ['a force-command with no value', () => ({criticalOptions: rawOptions(['force-command', Buffer.alloc(0)])})],
-      ['bytes after a force-command', () => ({criticalOptions: rawOptions(['force-command', Buffer.concat([packStrings(['/bin/true']), Buffer.of(0)])])})],
+      [
+        'bytes after a force-command',
+        () => ({
+          criticalOptions: rawOptions(['force-command', Buffer.concat([packStrings(['/bin/true']), Buffer.of(0)])]),
+        }),
+      ],
     ]
     for (const [what, fields] of hostile) {
       it(what, async () => {
         const ca = keys.get('ed25519')!
         const file = join(dir, `hostile-${what.replace(/\W+/g, '-')}-cert.pub`)
-        const line = certificateLine({keyType: 'ssh-ed25519-cert-v01@openssh.com', blob: forgeCertificate(ca, ca.publicKey, fields())})
+        const line = certificateLine({
+          keyType: 'ssh-ed25519-cert-v01@openssh.com',
+          blob: forgeCertificate(ca, ca.publicKey, fields()),
+        })
         writeFileSync(file, `${line}\n`)
         const keygen = await run('ssh-keygen', ['-L', '-f', file])
         // ssh-keygen -L refuses to load it, or stops when it reaches the options
         assert.notEqual(keygen.code, 0, `ssh-keygen accepted it:\n${keygen.stdout}`)
-        assert.throws(() => parseCertificateLine(line), (err: {code?: string}) => err.code === 'ERR_SSH_FORMAT' || err.code === 'ERR_SSH_UNSUPPORTED')
+        assert.throws(
+          () => parseCertificateLine(line),
+          (err: {code?: string}) => err.code === 'ERR_SSH_FORMAT' || err.code === 'ERR_SSH_UNSUPPORTED',
+        )
       })
     }
     it('and the same certificate with clean fields is read by both', async () => {
       const ca = keys.get('ed25519')!
       const file = join(dir, 'clean-cert.pub')
-      const line = certificateLine({keyType: 'ssh-ed25519-cert-v01@openssh.com', blob: forgeCertificate(ca, ca.publicKey, {principals: ['alice'], keyId: 'alice@example.com', criticalOptions: rawOptions(['force-command', packStrings(['/bin/true'])])})})
+      const line = certificateLine({
+        keyType: 'ssh-ed25519-cert-v01@openssh.com',
+        blob: forgeCertificate(ca, ca.publicKey, {
+          principals: ['alice'],
+          keyId: 'alice@example.com',
+          criticalOptions: rawOptions(['force-command', packStrings(['/bin/true'])]),
+        }),
+      })
       writeFileSync(file, `${line}\n`)
       const shown = await keygenShow(file)
       assert.equal(shown.keyId, 'alice@example.com')

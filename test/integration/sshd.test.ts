@@ -21,7 +21,17 @@ const now = (): bigint => BigInt(Math.floor(Date.now() / 1000))
 async function loadUserCert(agent: Agent, principals: string[], critical: CertOptions = {}): Promise<void> {
   const key = generatePrivateKey('ed25519')
   const cert = await signCertificate(
-    {type: 'user', publicKey: key.publicKey, serial: 7n, keyId: 'test', principals, validAfter: now() - 60n, validBefore: now() + 600n, criticalOptions: critical, extensions: {'permit-pty': true}},
+    {
+      type: 'user',
+      publicKey: key.publicKey,
+      serial: 7n,
+      keyId: 'test',
+      principals,
+      validAfter: now() - 60n,
+      validBefore: now() + 600n,
+      criticalOptions: critical,
+      extensions: {'permit-pty': true},
+    },
     keySigner(userCa.keyObject),
   )
   await AgentClient.with({socketPath: agent.socket}, async (a) => {
@@ -43,7 +53,15 @@ describe('certificates against a real sshd', function () {
     dir = tempDir()
     hostKey = generatePrivateKey('ed25519')
     const hostCert = await signCertificate(
-      {type: 'host', publicKey: hostKey.publicKey, serial: 99n, keyId: 'test-host', principals: ['127.0.0.1', 'test-host'], validAfter: now() - 60n, validBefore: now() + 3600n},
+      {
+        type: 'host',
+        publicKey: hostKey.publicKey,
+        serial: 99n,
+        keyId: 'test-host',
+        principals: ['127.0.0.1', 'test-host'],
+        validAfter: now() - 60n,
+        validBefore: now() + 3600n,
+      },
       keySigner(hostCa.keyObject),
     )
     sshd = await startSshd({
@@ -94,14 +112,26 @@ describe('certificates against a real sshd', function () {
     await loadUserCert(agent, [user])
     const known = join(dir, 'known_hosts')
     writeFileSync(known, `@cert-authority 127.0.0.1,test-host ${hostCa.publicKey.toLine()}\n`)
-    const r = await ssh({port: sshd.port, agentSocket: agent.socket, knownHostsFile: known, options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'], command: 'echo host-verified'})
+    const r = await ssh({
+      port: sshd.port,
+      agentSocket: agent.socket,
+      knownHostsFile: known,
+      options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'],
+      command: 'echo host-verified',
+    })
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stdout.trim(), 'host-verified')
 
     // the same host, but known_hosts trusts another CA: strict checking refuses to connect
     const rogue = generatePrivateKey('ed25519')
     writeFileSync(known, `@cert-authority 127.0.0.1 ${rogue.publicKey.toLine()}\n`)
-    const refused = await ssh({port: sshd.port, agentSocket: agent.socket, knownHostsFile: known, options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'], command: 'echo should-not-run'})
+    const refused = await ssh({
+      port: sshd.port,
+      agentSocket: agent.socket,
+      knownHostsFile: known,
+      options: ['HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com'],
+      command: 'echo should-not-run',
+    })
     assert.notEqual(refused.code, 0)
     assert.doesNotMatch(refused.stdout, /should-not-run/)
     assert.match(refused.stderr, /Host key verification failed|No ED25519-CERT host key is known/)

@@ -28,7 +28,11 @@ const crtOf = (res: {json: unknown}) => parseCertificate(Buffer.from((res.json a
 async function identityCsr(corrupt = false): Promise<{pem: string; key: KeyObject}> {
   const alg = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'} as const
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({name: 'CN=alice@example.com', keys, signingAlgorithm: alg})
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: 'CN=alice@example.com',
+    keys,
+    signingAlgorithm: alg,
+  })
   const der = Buffer.from(csr.rawData)
   if (corrupt) der[der.length - 5]! ^= 0xff
   const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`
@@ -36,7 +40,7 @@ async function identityCsr(corrupt = false): Promise<{pem: string; key: KeyObjec
   return {pem, key: createPrivateKey({key: pkcs8, format: 'der', type: 'pkcs8'})}
 }
 
-describe('step\'s routes on sshca\'s CA', function () {
+describe("step's routes on sshca's CA", function () {
   this.timeout(120_000)
   let gh: GithubIssuer
   let t: TestCa
@@ -45,8 +49,26 @@ describe('step\'s routes on sshca\'s CA', function () {
     gh = await startGithubIssuer('sshca-people')
     t = await startTestCa({
       provisioners: [
-        {name: 'people', type: 'oidc', issuer: gh.issuer, audience: 'sshca-people', rules: [{name: 'staff', match: {email_verified: true, email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}'], ttl: '1h', keyId: '${email}'}}]},
-        ...Array.from({length: 3}, (_, i) => ({name: `extra-${i}`, type: 'oidc', issuer: gh.issuer, audience: `extra-${i}`, rules: []})),
+        {
+          name: 'people',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-people',
+          rules: [
+            {
+              name: 'staff',
+              match: {email_verified: true, email: {domain: 'example.com'}},
+              certificate: {principals: ['${email.local}'], ttl: '1h', keyId: '${email}'},
+            },
+          ],
+        },
+        ...Array.from({length: 3}, (_, i) => ({
+          name: `extra-${i}`,
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: `extra-${i}`,
+          rules: [],
+        })),
       ],
       ssh: {hostPattern: '*.example.test'},
       limits: {rate: false},
@@ -58,20 +80,40 @@ describe('step\'s routes on sshca\'s CA', function () {
   })
 
   const post = (path: string, body: unknown, headers?: Record<string, string>) => t.call('POST', path, body, headers)
-  const people = (login = 'alice') => gh.mint({aud: 'sshca-people', email: `${login}@example.com`, email_verified: true, sub: login})
-  const denied = (requestId: unknown) => t.audit().find((l) => l.request_id === requestId && l.event !== 'certificate_issued')
-  const sshpop = (key: PrivateKey, cert: Certificate, action: SshpopAction, over: {caUrl?: string; provisioner?: string} = {}) =>
-    mintSshpopToken(key.keyObject, cert, {caUrl: over.caUrl ?? t.url, action, provisioner: over.provisioner ?? SSHPOP_PROVISIONER, rootFingerprint: t.init.rootFingerprint, now: now()})
+  const people = (login = 'alice') =>
+    gh.mint({aud: 'sshca-people', email: `${login}@example.com`, email_verified: true, sub: login})
+  const denied = (requestId: unknown) =>
+    t.audit().find((l) => l.request_id === requestId && l.event !== 'certificate_issued')
+  const sshpop = (
+    key: PrivateKey,
+    cert: Certificate,
+    action: SshpopAction,
+    over: {caUrl?: string; provisioner?: string} = {},
+  ) =>
+    mintSshpopToken(key.keyObject, cert, {
+      caUrl: over.caUrl ?? t.url,
+      action,
+      provisioner: over.provisioner ?? SSHPOP_PROVISIONER,
+      rootFingerprint: t.init.rootFingerprint,
+      now: now(),
+    })
 
   async function enrol(host: string): Promise<{key: PrivateKey; cert: Certificate}> {
     const key = generatePrivateKey('ed25519')
-    const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {rootFingerprint: t.init.rootFingerprint, hostname: host, ttlSeconds: 600, now: now()})
+    const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {
+      rootFingerprint: t.init.rootFingerprint,
+      hostname: host,
+      ttlSeconds: 600,
+      now: now(),
+    })
     const res = await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host'})
     assert.equal(res.status, 201, res.text)
     return {key, cert: crtOf(res)}
   }
 
-  async function userCert(extra: Record<string, unknown> = {}): Promise<{key: PrivateKey; cert: Certificate; res: Awaited<ReturnType<typeof post>>}> {
+  async function userCert(
+    extra: Record<string, unknown> = {},
+  ): Promise<{key: PrivateKey; cert: Certificate; res: Awaited<ReturnType<typeof post>>}> {
     const key = generatePrivateKey('ed25519')
     const res = await post('/ssh/sign', {publicKey: b64(key), ott: await people(), certType: 'user', ...extra})
     assert.equal(res.status, 201, res.text)
@@ -79,7 +121,7 @@ describe('step\'s routes on sshca\'s CA', function () {
   }
 
   describe('read routes', () => {
-    it('GET /version: step\'s shape, and client authentication is asked for', async () => {
+    it("GET /version: step's shape, and client authentication is asked for", async () => {
       const r = await t.call('GET', '/1.0/version')
       assert.equal(r.status, 200)
       assert.match((r.json as {version: string}).version, /^sshca\/\d+\.\d+\.\d+/)
@@ -87,19 +129,29 @@ describe('step\'s routes on sshca\'s CA', function () {
     })
 
     it('GET /provisioners pages like step-ca (cursor, limit, nextCursor ""), with the SSHPOP provisioner last', async () => {
-      const all = (await t.call('GET', '/provisioners')).json as {provisioners: {name: string; type: string}[]; nextCursor: string}
-      assert.deepEqual(all.provisioners.map((p) => p.name), ['people', 'extra-0', 'extra-1', 'extra-2', 'sshpop'])
+      const all = (await t.call('GET', '/provisioners')).json as {
+        provisioners: {name: string; type: string}[]
+        nextCursor: string
+      }
+      assert.deepEqual(
+        all.provisioners.map((p) => p.name),
+        ['people', 'extra-0', 'extra-1', 'extra-2', 'sshpop'],
+      )
       assert.equal(all.provisioners.at(-1)!.type, 'SSHPOP')
       assert.equal(all.nextCursor, '')
       const seen: string[] = []
       let cursor = ''
       for (let i = 0; i < 10; i++) {
-        const page = (await t.call('GET', `/provisioners?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json as typeof all
+        const page = (await t.call('GET', `/provisioners?limit=2${cursor ? `&cursor=${cursor}` : ''}`))
+          .json as typeof all
         seen.push(...page.provisioners.map((p) => p.name))
         cursor = page.nextCursor
         if (!cursor) break
       }
-      assert.deepEqual(seen, all.provisioners.map((p) => p.name))
+      assert.deepEqual(
+        seen,
+        all.provisioners.map((p) => p.name),
+      )
       // a cursor that is not ours starts over rather than failing
       assert.equal(((await t.call('GET', '/provisioners?cursor=zz')).json as typeof all).provisioners.length, 5)
     })
@@ -112,7 +164,7 @@ describe('step\'s routes on sshca\'s CA', function () {
   })
 
   describe('POST /ssh/renew, /ssh/rekey, /ssh/revoke with SSHPOP tokens', () => {
-    it('renew takes step\'s shape: iss = the SSHPOP provisioner, aud = <ca>/1.0/ssh/renew#sshpop/sshpop, sub = the serial', async () => {
+    it("renew takes step's shape: iss = the SSHPOP provisioner, aud = <ca>/1.0/ssh/renew#sshpop/sshpop, sub = the serial", async () => {
       const h = await enrol('renew1.example.test')
       const r = await post('/ssh/renew', {ott: await sshpop(h.key, h.cert, 'renew')})
       assert.equal(r.status, 201, r.text)
@@ -121,8 +173,14 @@ describe('step\'s routes on sshca\'s CA', function () {
       const h2 = await enrol('renew2.example.test')
       const token = await new SignJWT({sha: t.init.rootFingerprint})
         .setProtectedHeader({alg: 'EdDSA', typ: 'JWT', sshpop: h2.cert.blob.toString('base64')})
-        .setIssuer('sshpop').setSubject(h2.cert.serial.toString()).setAudience('https://127.0.0.1:1/ssh/renew#sshpop/sshpop')
-        .setJti('j-port').setIssuedAt(now()).setNotBefore(now()).setExpirationTime(now() + 300).sign(h2.key.keyObject)
+        .setIssuer('sshpop')
+        .setSubject(h2.cert.serial.toString())
+        .setAudience('https://127.0.0.1:1/ssh/renew#sshpop/sshpop')
+        .setJti('j-port')
+        .setIssuedAt(now())
+        .setNotBefore(now())
+        .setExpirationTime(now() + 300)
+        .sign(h2.key.keyObject)
       assert.equal((await post('/ssh/renew', {ott: token})).status, 201)
     })
 
@@ -141,25 +199,43 @@ describe('step\'s routes on sshca\'s CA', function () {
       const forge = (claims: {sub?: string; sha?: string; exp?: number}) =>
         new SignJWT({sha: claims.sha ?? t.init.rootFingerprint})
           .setProtectedHeader({alg: 'EdDSA', typ: 'JWT', sshpop: h.cert.blob.toString('base64')})
-          .setIssuer('sshpop').setSubject(claims.sub ?? h.cert.serial.toString()).setAudience(`${t.url}/1.0/ssh/renew#sshpop/sshpop`)
-          .setJti(`j-${Math.random()}`).setIssuedAt(now()).setNotBefore(now()).setExpirationTime(claims.exp ?? now() + 300).sign(h.key.keyObject)
+          .setIssuer('sshpop')
+          .setSubject(claims.sub ?? h.cert.serial.toString())
+          .setAudience(`${t.url}/1.0/ssh/renew#sshpop/sshpop`)
+          .setJti(`j-${Math.random()}`)
+          .setIssuedAt(now())
+          .setNotBefore(now())
+          .setExpirationTime(claims.exp ?? now() + 300)
+          .sign(h.key.keyObject)
       await attempt(await forge({sub: '1'}), /subject must be the serial/)
       await attempt(await forge({sha: 'ab'.repeat(32)}), /another root/)
       await attempt(await forge({exp: now() + 3600}), /5 minutes|too far/)
       // signed by another key than the certified one
-      await attempt(await mintSshpopToken(generatePrivateKey('ed25519').keyObject, h.cert, {caUrl: t.url, action: 'renew', provisioner: 'sshpop', rootFingerprint: t.init.rootFingerprint, now: now()}), /signature/)
+      await attempt(
+        await mintSshpopToken(generatePrivateKey('ed25519').keyObject, h.cert, {
+          caUrl: t.url,
+          action: 'renew',
+          provisioner: 'sshpop',
+          rootFingerprint: t.init.rootFingerprint,
+          now: now(),
+        }),
+        /signature/,
+      )
     })
 
     it('a user certificate is renewed or rekeyed by no one (403): people sign in again', async () => {
       const u = await userCert()
       for (const action of ['renew', 'rekey'] as const) {
-        const r = await post(`/ssh/${action}`, {ott: await sshpop(u.key, u.cert, action), ...(action === 'rekey' ? {publicKey: b64(generatePrivateKey('ed25519'))} : {})})
+        const r = await post(`/ssh/${action}`, {
+          ott: await sshpop(u.key, u.cert, action),
+          ...(action === 'rekey' ? {publicKey: b64(generatePrivateKey('ed25519'))} : {}),
+        })
         assert.equal(r.status, 403, r.text)
         assert.equal(denied((r.json as {request_id: string}).request_id)!.reason, 'cert_type_not_allowed')
       }
     })
 
-    it('rekey: the same names for a new key, once; the old key\'s lineage ends; the token cannot be replayed', async () => {
+    it("rekey: the same names for a new key, once; the old key's lineage ends; the token cannot be replayed", async () => {
       const h = await enrol('rekey.example.test')
       const fresh = generatePrivateKey('ed25519')
       const ott = await sshpop(h.key, h.cert, 'rekey')
@@ -187,17 +263,31 @@ describe('step\'s routes on sshca\'s CA', function () {
 
     it('revoke: a certificate revokes itself (user or host), recorded and audited as ca revoke is, served in the KRL', async () => {
       const u = await userCert()
-      const r = await post('/ssh/revoke', {serial: u.cert.serial.toString(), ott: await sshpop(u.key, u.cert, 'revoke'), reasonCode: 1, reason: 'key compromise', passive: true})
+      const r = await post('/ssh/revoke', {
+        serial: u.cert.serial.toString(),
+        ott: await sshpop(u.key, u.cert, 'revoke'),
+        reasonCode: 1,
+        reason: 'key compromise',
+        passive: true,
+      })
       assert.equal(r.status, 200, r.text)
       assert.deepEqual(r.json, {status: 'ok'})
-      const line = t.audit().find((l) => l.event === 'certificate_revoked' && l.request_id === r.headers['x-request-id'])!
+      const line = t
+        .audit()
+        .find((l) => l.event === 'certificate_revoked' && l.request_id === r.headers['x-request-id'])!
       assert.equal(line.by, 'sshpop')
       assert.equal(line.reason, 'key compromise')
       assert.deepEqual(line.certificates, [u.cert.serial.toString()])
-      const krl = parseKrl(Buffer.from(await (await request(`${t.url}/ssh/krl`, {dispatcher: t.dispatcher})).body.arrayBuffer()))
+      const krl = parseKrl(
+        Buffer.from(await (await request(`${t.url}/ssh/krl`, {dispatcher: t.dispatcher})).body.arrayBuffer()),
+      )
       assert.ok(krl.sections.some((s) => s.serials.includes(u.cert.serial)))
       // a second revocation of it is refused, and adds nothing
-      const again = await post('/ssh/revoke', {serial: u.cert.serial.toString(), ott: await sshpop(u.key, u.cert, 'revoke'), passive: true})
+      const again = await post('/ssh/revoke', {
+        serial: u.cert.serial.toString(),
+        ott: await sshpop(u.key, u.cert, 'revoke'),
+        passive: true,
+      })
       assert.equal(again.status, 403)
       const refused = denied((again.json as {request_id: string}).request_id)!
       assert.equal(refused.event, 'revocation_denied')
@@ -205,31 +295,53 @@ describe('step\'s routes on sshca\'s CA', function () {
       assert.match(String(refused.detail), /already revoked/)
       // and a revoked host certificate renews no more
       const h = await enrol('revoke.example.test')
-      assert.equal((await post('/ssh/revoke', {serial: h.cert.serial.toString(), ott: await sshpop(h.key, h.cert, 'revoke'), passive: true})).status, 200)
+      assert.equal(
+        (
+          await post('/ssh/revoke', {
+            serial: h.cert.serial.toString(),
+            ott: await sshpop(h.key, h.cert, 'revoke'),
+            passive: true,
+          })
+        ).status,
+        200,
+      )
       const renewed = await post('/ssh/renew', {ott: await sshpop(h.key, h.cert, 'renew')})
       assert.equal(renewed.status, 403)
       assert.equal(denied((renewed.json as {request_id: string}).request_id)!.reason, 'certificate_revoked')
     })
 
-    it('revoke: a certificate cannot revoke another (step-ca revokes the body\'s serial: sshca refuses)', async () => {
+    it("revoke: a certificate cannot revoke another (step-ca revokes the body's serial: sshca refuses)", async () => {
       const mine = await userCert()
       const victim = await userCert()
       const before = t.audit().filter((l) => l.event === 'certificate_revoked').length
-      const r = await post('/ssh/revoke', {serial: victim.cert.serial.toString(), ott: await sshpop(mine.key, mine.cert, 'revoke'), passive: true})
+      const r = await post('/ssh/revoke', {
+        serial: victim.cert.serial.toString(),
+        ott: await sshpop(mine.key, mine.cert, 'revoke'),
+        passive: true,
+      })
       assert.equal(r.status, 403, r.text)
       assert.equal(denied((r.json as {request_id: string}).request_id)!.reason, 'serial_mismatch')
       assert.equal(t.audit().filter((l) => l.event === 'certificate_revoked').length, before)
       // a renew token does not revoke
-      const wrongAction = await post('/ssh/revoke', {serial: mine.cert.serial.toString(), ott: await sshpop(mine.key, mine.cert, 'renew'), passive: true})
+      const wrongAction = await post('/ssh/revoke', {
+        serial: mine.cert.serial.toString(),
+        ott: await sshpop(mine.key, mine.cert, 'renew'),
+        passive: true,
+      })
       assert.equal(wrongAction.status, 401)
       // only passive revocation, as step-ca
-      const active = await post('/ssh/revoke', {serial: mine.cert.serial.toString(), ott: await sshpop(mine.key, mine.cert, 'revoke'), passive: false})
+      const active = await post('/ssh/revoke', {
+        serial: mine.cert.serial.toString(),
+        ott: await sshpop(mine.key, mine.cert, 'revoke'),
+        passive: false,
+      })
       assert.equal(active.status, 501)
     })
   })
 
-  describe('step\'s X.509 identity and the host inventory', () => {
-    const mtls = (cert: string, key: KeyObject) => new Agent({connect: {ca: t.rootPem, cert, key: key.export({type: 'pkcs8', format: 'pem'}) as string}})
+  describe("step's X.509 identity and the host inventory", () => {
+    const mtls = (cert: string, key: KeyObject) =>
+      new Agent({connect: {ca: t.rootPem, cert, key: key.export({type: 'pkcs8', format: 'pem'}) as string}})
     /** GET /ssh/hosts with a client certificate; `message` is the audited detail of a refusal. */
     const hostsWith = async (dispatcher: Agent) => {
       const res = await request(`${t.url}/ssh/hosts`, {dispatcher})
@@ -265,7 +377,7 @@ describe('step\'s routes on sshca\'s CA', function () {
       assert.equal((await post('/ssh/sign', {publicKey: b64(key), ott})).status, 201)
     })
 
-    it('GET /ssh/hosts and /ssh/check-host: a person\'s identity (mTLS) or Bearer token may read; nobody else', async () => {
+    it("GET /ssh/hosts and /ssh/check-host: a person's identity (mTLS) or Bearer token may read; nobody else", async () => {
       await enrol('web1.example.test')
       const csr = await identityCsr()
       const u = await userCert({identityCSR: csr.pem})
@@ -278,22 +390,40 @@ describe('step\'s routes on sshca\'s CA', function () {
       assert.deepEqual(web1.principals, ['web1.example.test'])
       // check-host: with the identity, and with sshca's Bearer form
       const dispatcher = mtls(leafPem! + issuerPem!, csr.key)
-      const ch = await request(`${t.url}/ssh/check-host`, {method: 'POST', dispatcher, headers: {'content-type': 'application/json'}, body: JSON.stringify({type: 'host', principal: 'WEB1.example.test'})})
+      const ch = await request(`${t.url}/ssh/check-host`, {
+        method: 'POST',
+        dispatcher,
+        headers: {'content-type': 'application/json'},
+        body: JSON.stringify({type: 'host', principal: 'WEB1.example.test'}),
+      })
       assert.deepEqual(await ch.body.json(), {exists: true})
       await dispatcher.close()
-      const bearer = await post('/ssh/check-host', {type: 'host', principal: 'nope.example.test'}, {authorization: `Bearer ${await people()}`})
+      const bearer = await post(
+        '/ssh/check-host',
+        {type: 'host', principal: 'nope.example.test'},
+        {authorization: `Bearer ${await people()}`},
+      )
       assert.deepEqual(bearer.json, {exists: false})
       // anonymous: 401, the answer that makes step sign in and ask again
       assert.equal((await t.call('GET', '/ssh/hosts')).status, 401)
       assert.equal((await post('/ssh/check-host', {type: 'host', principal: 'web1.example.test'})).status, 401)
       // once its SSH certificate is revoked, the identity reads nothing
-      assert.equal((await post('/ssh/revoke', {serial: u.cert.serial.toString(), ott: await sshpop(u.key, u.cert, 'revoke'), passive: true})).status, 200)
+      assert.equal(
+        (
+          await post('/ssh/revoke', {
+            serial: u.cert.serial.toString(),
+            ott: await sshpop(u.key, u.cert, 'revoke'),
+            passive: true,
+          })
+        ).status,
+        200,
+      )
       const after = await hostsWith(mtls(leafPem! + issuerPem!, csr.key))
       assert.equal(after.status, 401)
       assert.match(String(after.body.message), /revoked/)
     })
 
-    it('client certificates that are not a person\'s current identity are refused: another CA\'s, the CA\'s own TLS certificate, a host\'s', async () => {
+    it("client certificates that are not a person's current identity are refused: another CA's, the CA's own TLS certificate, a host's", async () => {
       // another CA's client certificate
       const root = await createRoot('Elsewhere')
       const mid = await createIntermediate('Elsewhere', root)
@@ -308,7 +438,12 @@ describe('step\'s routes on sshca\'s CA', function () {
       assert.match(String(r2.body.message), /not a client certificate/)
       // a host's identity (from a host enrollment with an identityCSR) does not read the inventory
       const key = generatePrivateKey('ed25519')
-      const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {rootFingerprint: t.init.rootFingerprint, hostname: 'id.example.test', ttlSeconds: 600, now: now()})
+      const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {
+        rootFingerprint: t.init.rootFingerprint,
+        hostname: 'id.example.test',
+        ttlSeconds: 600,
+        now: now(),
+      })
       const csr = await identityCsr()
       const h = await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host', identityCSR: csr.pem})
       assert.equal(h.status, 201, h.text)
@@ -321,38 +456,67 @@ describe('step\'s routes on sshca\'s CA', function () {
 
   describe('POST /ssh/config', () => {
     const content = (r: {json: unknown}, name: string, kind = 'userTemplates') =>
-      Buffer.from(((r.json as Record<string, {name: string; content: string}[]>)[kind]!.find((x) => x.name === name)!).content, 'base64').toString('utf8')
+      Buffer.from(
+        (r.json as Record<string, {name: string; content: string}[]>)[kind]!.find((x) => x.name === name)!.content,
+        'base64',
+      ).toString('utf8')
 
-    it('user templates as step-ca renders its defaults, known_hosts for the CA\'s host pattern', async () => {
-      const r = await post('/ssh/config', {type: 'user', data: {StepPath: '/home/a/.step', User: 'alice', StepSSHTemplateVersion: 'v2'}})
+    it("user templates as step-ca renders its defaults, known_hosts for the CA's host pattern", async () => {
+      const r = await post('/ssh/config', {
+        type: 'user',
+        data: {StepPath: '/home/a/.step', User: 'alice', StepSSHTemplateVersion: 'v2'},
+      })
       assert.equal(r.status, 200, r.text)
       assert.equal(content(r, 'config.tpl'), 'Host *\n\tInclude "/home/a/.step/ssh/includes"')
       assert.equal(content(r, 'step_includes.tpl'), 'Include "/home/a/.step/ssh/config"')
-      assert.equal(content(r, 'step_config.tpl'), 'Match exec "step ssh check-host %h"\n\tUser alice\n\tUserKnownHostsFile "/home/a/.step/ssh/known_hosts"\n\tProxyCommand step ssh proxycommand %r %h %p\n')
-      assert.equal(content(r, 'known_hosts.tpl'), `@cert-authority *.example.test ${t.ca.runtime.material.hostCa.active.publicKey.type} ${t.ca.runtime.material.hostCa.active.publicKey.blob.toString('base64')}\n`)
+      assert.equal(
+        content(r, 'step_config.tpl'),
+        'Match exec "step ssh check-host %h"\n\tUser alice\n\tUserKnownHostsFile "/home/a/.step/ssh/known_hosts"\n\tProxyCommand step ssh proxycommand %r %h %p\n',
+      )
+      assert.equal(
+        content(r, 'known_hosts.tpl'),
+        `@cert-authority *.example.test ${t.ca.runtime.material.hostCa.active.publicKey.type} ${t.ca.runtime.material.hostCa.active.publicKey.blob.toString('base64')}\n`,
+      )
     })
 
-    it('host templates need Certificate and Key (step-ca\'s message); values that would break a line are refused', async () => {
+    it("host templates need Certificate and Key (step-ca's message); values that would break a line are refused", async () => {
       const missing = await post('/ssh/config/host', {data: {Key: 'k'}})
       assert.equal(missing.status, 400)
-      assert.match((missing.json as {message: string}).message, /requires Certificate, please use `--set <key=value>` flag/)
-      const ok = await post('/ssh/config', {type: 'host', data: {Certificate: 'ssh_host_ed25519_key-cert.pub', Key: 'ssh_host_ed25519_key'}})
-      assert.equal(content(ok, 'sshd_config.tpl', 'hostTemplates'), 'Match all\n\tTrustedUserCAKeys /etc/ssh/ca.pub\n\tHostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n\tHostKey /etc/ssh/ssh_host_ed25519_key')
-      for (const data of [{StepPath: '/x\n\tProxyCommand evil'}, {User: 'a"b'}, {StepPath: 5}]) assert.equal((await post('/ssh/config', {type: 'user', data})).status, 400, JSON.stringify(data))
-      assert.equal((await post('/ssh/config', {type: 'host', data: {Certificate: '../../root/x', Key: 'k'}})).status, 400)
+      assert.match(
+        (missing.json as {message: string}).message,
+        /requires Certificate, please use `--set <key=value>` flag/,
+      )
+      const ok = await post('/ssh/config', {
+        type: 'host',
+        data: {Certificate: 'ssh_host_ed25519_key-cert.pub', Key: 'ssh_host_ed25519_key'},
+      })
+      assert.equal(
+        content(ok, 'sshd_config.tpl', 'hostTemplates'),
+        'Match all\n\tTrustedUserCAKeys /etc/ssh/ca.pub\n\tHostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n\tHostKey /etc/ssh/ssh_host_ed25519_key',
+      )
+      for (const data of [{StepPath: '/x\n\tProxyCommand evil'}, {User: 'a"b'}, {StepPath: 5}])
+        assert.equal((await post('/ssh/config', {type: 'user', data})).status, 400, JSON.stringify(data))
+      assert.equal(
+        (await post('/ssh/config', {type: 'host', data: {Certificate: '../../root/x', Key: 'k'}})).status,
+        400,
+      )
       assert.equal((await post('/ssh/config/nope', {})).status, 400)
     })
   })
 
   describe('POST /sign', () => {
-    it('step\'s X.509 CSR gets a clear 501; sshca\'s own form still works', async () => {
+    it("step's X.509 CSR gets a clear 501; sshca's own form still works", async () => {
       const csr = await identityCsr()
       const r = await post('/sign', {csr: csr.pem, ott: await people()})
       assert.equal(r.status, 501)
       assert.match((r.json as {message: string}).message, /SSH certificates only/)
       assert.equal((await post('/sign', {})).status, 400)
       const key = generatePrivateKey('ed25519')
-      const ok = await post('/sign', {public_key: key.publicKey.toLine('k')}, {authorization: `Bearer ${await people()}`})
+      const ok = await post(
+        '/sign',
+        {public_key: key.publicKey.toLine('k')},
+        {authorization: `Bearer ${await people()}`},
+      )
       assert.equal(ok.status, 200, ok.text)
     })
   })

@@ -51,7 +51,10 @@ describe('PostgreSQL store', function () {
       const url = await server.createDatabase()
       const stores = await Promise.all(Array.from({length: 4}, () => openOn(url)))
       const db = url.split('/').pop()!
-      assert.equal(await server.psql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM schema_migrations', db), `${Array.from({length: SCHEMA_VERSION}, (_, i) => i + 1).join(',')}\n`)
+      assert.equal(
+        await server.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", db),
+        `${Array.from({length: SCHEMA_VERSION}, (_, i) => i + 1).join(',')}\n`,
+      )
       assert.deepEqual(await stores[0]!.issue({token: {id: 't', expiresAt: 9}, record: record()}), {ok: true})
       await Promise.all(stores.map((s) => s.close()))
     })
@@ -60,12 +63,22 @@ describe('PostgreSQL store', function () {
       const url = await server.createDatabase()
       const db = url.split('/').pop()!
       const config = configWith(server.db({url, autoMigrate: false}))
-      await assert.rejects(openStore(config, 'server'), (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /schema version 0; this sshca needs/.test(e.message))
+      await assert.rejects(
+        openStore(config, 'server'),
+        (e: {code?: string; message: string}) =>
+          e.code === 'ERR_CA_CONFIG' && /schema version 0; this sshca needs/.test(e.message),
+      )
       assert.deepEqual(await migrateStore(config), {from: 0, to: SCHEMA_VERSION, backend: 'postgresql'})
       assert.deepEqual(await migrateStore(config), {from: SCHEMA_VERSION, to: SCHEMA_VERSION, backend: 'postgresql'})
       await (await openStore(config, 'server')).close()
-      await server.psql(`INSERT INTO schema_migrations (version, name) VALUES (${SCHEMA_VERSION + 1}, 'from the future')`, db)
-      await assert.rejects(openStore(config, 'server'), (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /newer than this sshca/.test(e.message))
+      await server.psql(
+        `INSERT INTO schema_migrations (version, name) VALUES (${SCHEMA_VERSION + 1}, 'from the future')`,
+        db,
+      )
+      await assert.rejects(
+        openStore(config, 'server'),
+        (e: {code?: string; message: string}) => e.code === 'ERR_CA_CONFIG' && /newer than this sshca/.test(e.message),
+      )
     })
   })
 
@@ -73,12 +86,22 @@ describe('PostgreSQL store', function () {
     it('reports each group commit to the meter: its batch size and how long the round trip took', async () => {
       const url = await server.createDatabase()
       const commits: [number, number][] = []
-      const s = await openStore(configWith(server.db({url, pool: 4})), 'server', {onCommit: (n, seconds) => commits.push([n, seconds])})
+      const s = await openStore(configWith(server.db({url, pool: 4})), 'server', {
+        onCommit: (n, seconds) => commits.push([n, seconds]),
+      })
       try {
-        const outs = await Promise.all(Array.from({length: 5}, (_, i) => s.issue({token: {id: `metered-${i}`, expiresAt: 9}, record: record()})))
+        const outs = await Promise.all(
+          Array.from({length: 5}, (_, i) => s.issue({token: {id: `metered-${i}`, expiresAt: 9}, record: record()})),
+        )
         assert.ok(outs.every((o) => o.ok))
-        assert.equal(commits.reduce((sum, [n]) => sum + n, 0), 5)
-        assert.ok(commits.every(([n, seconds]) => n >= 1 && seconds > 0 && seconds < 60), JSON.stringify(commits))
+        assert.equal(
+          commits.reduce((sum, [n]) => sum + n, 0),
+          5,
+        )
+        assert.ok(
+          commits.every(([n, seconds]) => n >= 1 && seconds > 0 && seconds < 60),
+          JSON.stringify(commits),
+        )
       } finally {
         await s.close()
       }
@@ -93,7 +116,13 @@ describe('PostgreSQL store', function () {
         writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db}))
         const first = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml'), '--json'])
         assert.equal(first.code, 0, first.stderr)
-        assert.deepEqual(JSON.parse(first.stdout), {config: join(dir, 'ca.yaml'), backend: db.type, from: 0, to: SCHEMA_VERSION, applied: SCHEMA_VERSION})
+        assert.deepEqual(JSON.parse(first.stdout), {
+          config: join(dir, 'ca.yaml'),
+          backend: db.type,
+          from: 0,
+          to: SCHEMA_VERSION,
+          applied: SCHEMA_VERSION,
+        })
         const again = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
         assert.equal(again.code, 0, again.stderr)
         assert.match(again.stdout, new RegExp(`at schema version ${SCHEMA_VERSION}; nothing to apply`))
@@ -102,7 +131,10 @@ describe('PostgreSQL store', function () {
 
     it('exits 6 (unreachable) naming the database when it cannot connect, without the password', async () => {
       const dir = tempDir('sshca-migrate-')
-      writeFileSync(join(dir, 'ca.yaml'), JSON.stringify({db: server.db({url: 'postgres://sshca@127.0.0.1:1/sshca', timeout: 2})}))
+      writeFileSync(
+        join(dir, 'ca.yaml'),
+        JSON.stringify({db: server.db({url: 'postgres://sshca@127.0.0.1:1/sshca', timeout: 2})}),
+      )
       const r = await sshca(['ca', 'migrate', '--config', join(dir, 'ca.yaml')])
       assert.equal(r.code, 6, r.stderr)
       assert.match(r.stderr, /database is unavailable/)
@@ -117,10 +149,16 @@ describe('PostgreSQL store', function () {
       const loose = join(dir, 'pw')
       writeFileSync(loose, `${server.password}\n`)
       chmodSync(loose, 0o644)
-      await assert.rejects(openStore(configWith(server.db({url, passwordFile: loose})), 'admin'), (e: {code?: string}) => e.code === 'ERR_FILE_PERMISSIONS')
+      await assert.rejects(
+        openStore(configWith(server.db({url, passwordFile: loose})), 'admin'),
+        (e: {code?: string}) => e.code === 'ERR_FILE_PERMISSIONS',
+      )
       const wrong = join(dir, 'wrong')
       writeFileSync(wrong, 'not the password\n', {mode: 0o600})
-      await assert.rejects(openStore(configWith(server.db({url, passwordFile: wrong})), 'admin'), /password authentication failed/)
+      await assert.rejects(
+        openStore(configWith(server.db({url, passwordFile: wrong})), 'admin'),
+        /password authentication failed/,
+      )
       const {passwordFile: _, ...noFile} = server.db({url})
       const saved = process.env.PGPASSWORD
       process.env.PGPASSWORD = server.password
@@ -130,8 +168,14 @@ describe('PostgreSQL store', function () {
         if (saved === undefined) delete process.env.PGPASSWORD
         else process.env.PGPASSWORD = saved
       }
-      assert.throws(() => configWith(server.db({url: url.replace('sshca@', `sshca:${server.password}@`)})), (e: Error) => /db\.url: holds a password/.test(e.message) && !e.message.includes(server.password))
-      assert.throws(() => configWith(server.db({url: `${url}?sslmode=require`})), /db\.url: \?sslmode= is not supported: TLS is set with db\.tls/)
+      assert.throws(
+        () => configWith(server.db({url: url.replace('sshca@', `sshca:${server.password}@`)})),
+        (e: Error) => /db\.url: holds a password/.test(e.message) && !e.message.includes(server.password),
+      )
+      assert.throws(
+        () => configWith(server.db({url: `${url}?sslmode=require`})),
+        /db\.url: \?sslmode= is not supported: TLS is set with db\.tls/,
+      )
     })
   })
 
@@ -154,19 +198,31 @@ describe('PostgreSQL store', function () {
     })
     after(async () => tls?.destroy())
 
-    it('verify-full with the database\'s CA connects; another CA, or no TLS where it is demanded, is refused', async () => {
+    it("verify-full with the database's CA connects; another CA, or no TLS where it is demanded, is refused", async () => {
       const open = (t: Record<string, unknown>) => openStore(configWith(tls.db({tls: t})), 'admin')
       await (await open({mode: 'verify-full', ca: caFile})).close()
       await (await open({mode: 'verify-ca', ca: caFile})).close()
-      await assert.rejects(open({mode: 'verify-full', ca: otherCa}), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /certificate/.test(e.message))
+      await assert.rejects(
+        open({mode: 'verify-full', ca: otherCa}),
+        (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /certificate/.test(e.message),
+      )
       // the server really speaks TLS to us: pg_stat_ssl says so for our connection
       const s = await open({mode: 'verify-full', ca: caFile})
       try {
-        assert.equal(await tls.psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'sshca'"), '1\n')
+        assert.equal(
+          await tls.psql(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'sshca'",
+          ),
+          '1\n',
+        )
       } finally {
         await s.close()
       }
-      await assert.rejects(openStore(configWith(server.db({tls: {mode: 'verify-full', ca: caFile}})), 'admin'), (e: {code?: string; message: string}) => e.code === 'ERR_STORE_UNAVAILABLE' && /does not support SSL/.test(e.message))
+      await assert.rejects(
+        openStore(configWith(server.db({tls: {mode: 'verify-full', ca: caFile}})), 'admin'),
+        (e: {code?: string; message: string}) =>
+          e.code === 'ERR_STORE_UNAVAILABLE' && /does not support SSL/.test(e.message),
+      )
     })
   })
 
@@ -191,7 +247,12 @@ describe('PostgreSQL store', function () {
           s.recordAdminEvent('certificate_revoked', {}, 1),
         ])
         assert.ok(Date.now() - t0 < 4_000, `took ${Date.now() - t0} ms`)
-        for (const o of outcomes) assert.equal(o.status === 'rejected' && (o.reason as {code?: string}).code, 'ERR_STORE_UNAVAILABLE', JSON.stringify(o))
+        for (const o of outcomes)
+          assert.equal(
+            o.status === 'rejected' && (o.reason as {code?: string}).code,
+            'ERR_STORE_UNAVAILABLE',
+            JSON.stringify(o),
+          )
         await own.start()
         // the pool reconnects by itself; the token refused during the outage was not spent
         assert.deepEqual(await s.issue({token: {id: 'during', expiresAt: 9}, record: record()}), {ok: true})

@@ -30,8 +30,16 @@ function policy(gh: string): Record<string, unknown> {
         issuer: gh,
         audience: 'sshca-ci',
         rules: [
-          {name: 'deploy', match: {repository: 'acme/app', ref: 'refs/heads/main'}, certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}'}},
-          {name: 'other', match: {repository: 'acme/other'}, certificate: {principals: ['other'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'}},
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app', ref: 'refs/heads/main'},
+            certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${repository}'},
+          },
+          {
+            name: 'other',
+            match: {repository: 'acme/other'},
+            certificate: {principals: ['other'], ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
+          },
         ],
       },
       {
@@ -41,11 +49,26 @@ function policy(gh: string): Record<string, unknown> {
         issuer: gh,
         audience: 'sshca-people',
         rules: [
-          {name: 'staff', match: {email_verified: true, email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}'], ttl: '1h', keyId: '${email}'}},
-          {name: 'step-style', match: {email_verified: true, email: {domain: 'step.example'}}, certificate: {principals: ['${email.local|step}'], ttl: '1h', keyId: '${email}'}},
+          {
+            name: 'staff',
+            match: {email_verified: true, email: {domain: 'example.com'}},
+            certificate: {principals: ['${email.local}'], ttl: '1h', keyId: '${email}'},
+          },
+          {
+            name: 'step-style',
+            match: {email_verified: true, email: {domain: 'step.example'}},
+            certificate: {principals: ['${email.local|step}'], ttl: '1h', keyId: '${email}'},
+          },
         ],
       },
-      {name: 'longer', type: 'oidc', issuer: gh, audience: 'sshca-longer', maxTokenAge: '3h', rules: [{name: 'r', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m'}}]},
+      {
+        name: 'longer',
+        type: 'oidc',
+        issuer: gh,
+        audience: 'sshca-longer',
+        maxTokenAge: '3h',
+        rules: [{name: 'r', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m'}}],
+      },
     ],
   }
 }
@@ -61,7 +84,13 @@ describe('trust hardening: the attacks of the security review, performed', funct
     gh = await startGithubIssuer()
     es = await startGithubIssuer('sshca-es', 'ES256')
     const p = policy(gh.issuer)
-    ;(p.provisioners as unknown[]).push({name: 'es', type: 'oidc', issuer: es.issuer, audience: 'sshca-es', rules: [{name: 'r', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m'}}]})
+    ;(p.provisioners as unknown[]).push({
+      name: 'es',
+      type: 'oidc',
+      issuer: es.issuer,
+      audience: 'sshca-es',
+      rules: [{name: 'r', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m'}}],
+    })
     t = await startTestCa(p, {adminEventsIntervalMs: 100})
   })
   after(async () => {
@@ -72,7 +101,12 @@ describe('trust hardening: the attacks of the security review, performed', funct
 
   const post = (path: string, body: unknown, headers?: Record<string, string>) => t.call('POST', path, body, headers)
   /** The one decision audited for a request id. */
-  const auditOf = (requestId: unknown) => t.audit().find((l) => l.request_id === requestId && (l.event === 'certificate_issued' || l.event === 'certificate_denied'))!
+  const auditOf = (requestId: unknown) =>
+    t
+      .audit()
+      .find(
+        (l) => l.request_id === requestId && (l.event === 'certificate_issued' || l.event === 'certificate_denied'),
+      )!
   async function expectDenied(res: {status: number; json: unknown}, status: number, reason: string) {
     assert.equal(res.status, status, JSON.stringify(res.json))
     const line = auditOf((res.json as {request_id: string}).request_id)
@@ -101,23 +135,43 @@ describe('trust hardening: the attacks of the security review, performed', funct
     return parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
   }
 
-  const renew = async (key: PrivateKey, cert: ReturnType<typeof parseCertificate>) => post('/ssh/renew', {ott: await mintSshpopToken(key.keyObject, cert, {caUrl: t.url, action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint: t.init.rootFingerprint, now: now()})})
+  const renew = async (key: PrivateKey, cert: ReturnType<typeof parseCertificate>) =>
+    post('/ssh/renew', {
+      ott: await mintSshpopToken(key.keyObject, cert, {
+        caUrl: t.url,
+        action: 'renew',
+        provisioner: SSHPOP_PROVISIONER,
+        rootFingerprint: t.init.rootFingerprint,
+        now: now(),
+      }),
+    })
   const crtOf = (res: {json: unknown}) => parseCertificate(Buffer.from((res.json as {crt: string}).crt, 'base64'))
 
   describe('1. enrollment tokens: bound to one host key, and a second use says when it was spent', () => {
     it('a token bound with --key enrols that key only (403 key_not_bound for any other)', async () => {
       const host = hostKey()
       const bound = await caToken('web-bound', ['--key', host.pubFile])
-      assert.match(bound.stdout, new RegExp(`bound to host key ${host.key.publicKey.fingerprint().replace(/[+/]/g, '\\$&')}`))
+      assert.match(
+        bound.stdout,
+        new RegExp(`bound to host key ${host.key.publicKey.fingerprint().replace(/[+/]/g, '\\$&')}`),
+      )
       const thief = generatePrivateKey('ed25519')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(thief), ott: bound.token, certType: 'host'}), 403, 'key_not_bound')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(thief), ott: bound.token, certType: 'host'}),
+        403,
+        'key_not_bound',
+      )
       // the refusal spent nothing: the host itself still enrols with it
       const ok = await post('/ssh/sign', {publicKey: b64(host.key), ott: bound.token, certType: 'host'})
       assert.equal(ok.status, 201, ok.text)
       // by fingerprint too
       const other = hostKey()
       const byFp = await caToken('web-fp', ['--key', other.key.publicKey.fingerprint()])
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(thief), ott: byFp.token, certType: 'host'}), 403, 'key_not_bound')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(thief), ott: byFp.token, certType: 'host'}),
+        403,
+        'key_not_bound',
+      )
     })
 
     it('without --key, ca token says the token is unbound', async () => {
@@ -168,12 +222,27 @@ describe('trust hardening: the attacks of the security review, performed', funct
       assert.equal(JSON.parse(r.stdout).blocksFutureCertificates, true)
       await expectDenied(await renew(host.key, a), 403, 'revoked')
       const {token} = await caToken('leaked')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(host.key), ott: token, certType: 'host'}), 403, 'revoked')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(host.key), ott: token, certType: 'host'}),
+        403,
+        'revoked',
+      )
       // the KRL lists the key itself: any certificate of it is revoked, even one this CA never recorded
       const dir = tempDir()
       const krl = join(dir, 'krl')
       writeFileSync(krl, await fetchKrl())
-      const foreign = await signCertificate({type: 'host', publicKey: host.key.publicKey, serial: 77n, keyId: 'never-issued', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(generatePrivateKey('ed25519').keyObject))
+      const foreign = await signCertificate(
+        {
+          type: 'host',
+          publicKey: host.key.publicKey,
+          serial: 77n,
+          keyId: 'never-issued',
+          principals: ['x'],
+          validAfter: 0n,
+          validBefore: BigInt(now() + 600),
+        },
+        keySigner(generatePrivateKey('ed25519').keyObject),
+      )
       const files = [join(dir, 'a-cert.pub'), join(dir, 'foreign-cert.pub')]
       writeFileSync(files[0]!, `${certificateLine(a)}\n`)
       writeFileSync(files[1]!, `${certificateLine(foreign)}\n`)
@@ -189,7 +258,11 @@ describe('trust hardening: the attacks of the security review, performed', funct
       assert.equal(r.code, 0, r.stderr)
       const id = JSON.parse(r.stdout).revocations[0].id as string
       const {token} = await caToken('web9')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: token, certType: 'host'}), 403, 'revoked')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: token, certType: 'host'}),
+        403,
+        'revoked',
+      )
       const u = await sshca(['ca', 'unrevoke', id, ...ca()])
       assert.equal(u.code, 0, u.stderr)
       await enrol('web9', generatePrivateKey('ed25519'))
@@ -204,23 +277,52 @@ describe('trust hardening: the attacks of the security review, performed', funct
 
   describe('4. revocations are checked at every issuance', () => {
     it('after ca revoke --key-id gha:acme/app a new sign is 403 revoked; a revoked user key too', async () => {
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()})).status, 201)
+      assert.equal(
+        (await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()})).status,
+        201,
+      )
       assert.equal((await sshca(['ca', 'revoke', '--key-id', 'gha:acme/app', ...ca()])).code, 0)
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()}), 403, 'revoked')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()}),
+        403,
+        'revoked',
+      )
       // the oidc-ssh-ca route as well
       const key = generatePrivateKey('ed25519')
-      const viaSign = await post('/sign', {public_key: key.publicKey.toLine()}, {authorization: `Bearer ${await gh.mint()}`})
+      const viaSign = await post(
+        '/sign',
+        {public_key: key.publicKey.toLine()},
+        {authorization: `Bearer ${await gh.mint()}`},
+      )
       await expectDenied(viaSign, 403, 'revoked')
       // a key: other rules, other key IDs, still refused
       const userKey = generatePrivateKey('ed25519')
       assert.equal((await sshca(['ca', 'revoke', '--key', userKey.publicKey.fingerprint(), ...ca()])).code, 0)
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(userKey), ott: await gh.mint({repository: 'acme/other'})}), 403, 'revoked')
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({repository: 'acme/other'})})).status, 201)
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(userKey), ott: await gh.mint({repository: 'acme/other'})}),
+        403,
+        'revoked',
+      )
+      assert.equal(
+        (
+          await post('/ssh/sign', {
+            publicKey: b64(generatePrivateKey('ed25519')),
+            ott: await gh.mint({repository: 'acme/other'}),
+          })
+        ).status,
+        201,
+      )
       // ca unrevoke lifts a key-ID revocation at once
-      const list = JSON.parse((await sshca(['ca', 'revocations', ...ca(), '--json'])).stdout).revocations as {id: string; keyId: string | null}[]
+      const list = JSON.parse((await sshca(['ca', 'revocations', ...ca(), '--json'])).stdout).revocations as {
+        id: string
+        keyId: string | null
+      }[]
       const id = list.find((r) => r.keyId === 'gha:acme/app')!.id
       assert.equal((await sshca(['ca', 'unrevoke', id, ...ca()])).code, 0)
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()})).status, 201)
+      assert.equal(
+        (await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint()})).status,
+        201,
+      )
     })
   })
 
@@ -228,7 +330,18 @@ describe('trust hardening: the attacks of the security review, performed', funct
     it('a certificate from a foreign CA with a bad signature is refused as ca_key_unknown, never verified', async () => {
       const {key} = hostKey()
       const rogue = generatePrivateKey('ed25519')
-      const good = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'host:x', principals: ['x'], validAfter: 0n, validBefore: BigInt(now() + 600)}, keySigner(rogue.keyObject))
+      const good = await signCertificate(
+        {
+          type: 'host',
+          publicKey: key.publicKey,
+          serial: 5n,
+          keyId: 'host:x',
+          principals: ['x'],
+          validAfter: 0n,
+          validBefore: BigInt(now() + 600),
+        },
+        keySigner(rogue.keyObject),
+      )
       // break the signature: were it verified first, the reason would be proof_invalid
       const blob = Buffer.from(good.blob)
       blob[blob.length - 1]! ^= 1
@@ -261,7 +374,11 @@ describe('trust hardening: the attacks of the security review, performed', funct
         assert.equal(res.status, 401, `variant ${JSON.stringify(v.slice(-8))} got ${res.status}`)
       }
       // the canonical check refuses the re-spelled ones outright
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: flipped}), 401, 'token_invalid')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: flipped}),
+        401,
+        'token_invalid',
+      )
     })
 
     it('an ECDSA signature made malleable (s → n − s) is the same token: 401 token_replayed', async () => {
@@ -273,41 +390,126 @@ describe('trust hardening: the attacks of the security review, performed', funct
       const twin = Buffer.concat([sig.subarray(0, 32), Buffer.from((n - sVal).toString(16).padStart(64, '0'), 'hex')])
       const malleated = `${h}.${p}.${twin.toString('base64url')}`
       // it verifies: jose accepts high-s ECDSA signatures
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: malleated})).status, 201)
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: token}), 401, 'token_replayed')
+      assert.equal(
+        (await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: malleated})).status,
+        201,
+      )
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: token}),
+        401,
+        'token_replayed',
+      )
     })
   })
 
   describe('8. several audiences need azp; tokens may not live long', () => {
     it('aud [ours, another] without azp → 401 audience_mismatch; with azp = ours → 201', async () => {
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: ['sshca-ci', 'someone-else']})}), 401, 'audience_mismatch')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: ['sshca-ci', 'someone-else'], azp: 'someone-else'})}), 401, 'audience_mismatch')
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: ['sshca-ci', 'someone-else'], azp: 'sshca-ci'})})).status, 201)
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({aud: ['sshca-ci', 'someone-else']}),
+        }),
+        401,
+        'audience_mismatch',
+      )
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({aud: ['sshca-ci', 'someone-else'], azp: 'someone-else'}),
+        }),
+        401,
+        'audience_mismatch',
+      )
+      assert.equal(
+        (
+          await post('/ssh/sign', {
+            publicKey: b64(generatePrivateKey('ed25519')),
+            ott: await gh.mint({aud: ['sshca-ci', 'someone-else'], azp: 'sshca-ci'}),
+          })
+        ).status,
+        201,
+      )
     })
 
     it('a token that lives a year → 401 token_lifetime_too_long; one issued 2 h ago → 401 token_expired; maxTokenAge raises the bar', async () => {
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({}, {exp: now() + 365 * 86400})}), 401, 'token_lifetime_too_long')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({}, {exp: now() + 3600 + 120})}), 401, 'token_lifetime_too_long')
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({}, {exp: now() + 365 * 86400}),
+        }),
+        401,
+        'token_lifetime_too_long',
+      )
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({}, {exp: now() + 3600 + 120}),
+        }),
+        401,
+        'token_lifetime_too_long',
+      )
       // still unexpired, but issued longer ago than maxTokenAge
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({}, {iat: now() - 7200, nbf: now() - 7200, exp: now() + 300})}), 401, 'token_expired')
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({}, {iat: now() - 7200, nbf: now() - 7200, exp: now() + 300}),
+        }),
+        401,
+        'token_expired',
+      )
       // exactly an hour (Google's ID tokens) is fine
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({}, {iat: now() - 60, exp: now() + 3540})})).status, 201)
+      assert.equal(
+        (
+          await post('/ssh/sign', {
+            publicKey: b64(generatePrivateKey('ed25519')),
+            ott: await gh.mint({}, {iat: now() - 60, exp: now() + 3540}),
+          })
+        ).status,
+        201,
+      )
       // a provisioner with maxTokenAge 3h accepts a 2.5 h token, refuses a 4 h one
-      assert.equal((await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 7200, nbf: now() - 7200, exp: now() + 1800})})).status, 201)
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 60, exp: now() + 4 * 3600})}), 401, 'token_lifetime_too_long')
-      await expectDenied(await post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 4 * 3600, nbf: now() - 4 * 3600, exp: now() + 60})}), 401, 'token_expired')
+      assert.equal(
+        (
+          await post('/ssh/sign', {
+            publicKey: b64(generatePrivateKey('ed25519')),
+            ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 7200, nbf: now() - 7200, exp: now() + 1800}),
+          })
+        ).status,
+        201,
+      )
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 60, exp: now() + 4 * 3600}),
+        }),
+        401,
+        'token_lifetime_too_long',
+      )
+      await expectDenied(
+        await post('/ssh/sign', {
+          publicKey: b64(generatePrivateKey('ed25519')),
+          ott: await gh.mint({aud: 'sshca-longer'}, {iat: now() - 4 * 3600, nbf: now() - 4 * 3600, exp: now() + 60}),
+        }),
+        401,
+        'token_expired',
+      )
     })
   })
 
   describe('10. ${email.local} denies instead of rewriting; templates never render a reserved account', () => {
-    const people = (email: string) => gh.mint({aud: 'sshca-people', email, email_verified: true, sub: `user-${randomUUID()}`})
-    const signAs = async (email: string) => post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await people(email)})
+    const people = (email: string) =>
+      gh.mint({aud: 'sshca-people', email, email_verified: true, sub: `user-${randomUUID()}`})
+    const signAs = async (email: string) =>
+      post('/ssh/sign', {publicKey: b64(generatePrivateKey('ed25519')), ott: await people(email)})
 
     it('J.Doe@ and jdoe@ get different principals; r.o.o.t@ stays r.o.o.t', async () => {
       const a = await signAs('J.Doe@example.com')
       const b = await signAs('jdoe@example.com')
       const c = await signAs('r.o.o.t@example.com')
-      assert.deepEqual([a, b, c].map((r) => r.status), [201, 201, 201])
+      assert.deepEqual(
+        [a, b, c].map((r) => r.status),
+        [201, 201, 201],
+      )
       assert.deepEqual(crtOf(a).principals, ['j.doe'])
       assert.deepEqual(crtOf(b).principals, ['jdoe'])
       assert.deepEqual(crtOf(c).principals, ['r.o.o.t'])
@@ -325,10 +527,12 @@ describe('trust hardening: the attacks of the security review, performed', funct
   })
 
   describe('15. every admin action is audited, whatever the audit sink', () => {
-    it('ca token and ca revoke reach the running CA\'s audit log (never the token itself)', async () => {
+    it("ca token and ca revoke reach the running CA's audit log (never the token itself)", async () => {
       const {token} = await caToken('audited')
       const tok = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {jti: string}
-      await waitFor('enrollment_token_issued in the audit log', () => t.audit().some((l) => l.event === 'enrollment_token_issued' && l.jti === tok.jti))
+      await waitFor('enrollment_token_issued in the audit log', () =>
+        t.audit().some((l) => l.event === 'enrollment_token_issued' && l.jti === tok.jti),
+      )
       const line = t.audit().find((l) => l.event === 'enrollment_token_issued' && l.jti === tok.jti)!
       assert.equal(line.hostname, 'audited')
       assert.equal(line.bound_key, null)
@@ -336,24 +540,28 @@ describe('trust hardening: the attacks of the security review, performed', funct
       assert.ok(!readFileSync(t.auditFile, 'utf8').includes(token), 'the token itself is never audited')
       const r = await sshca(['ca', 'revoke', '--key-id', 'nobody@example.com', '--reason', 'test', ...ca(), '--json'])
       const id = JSON.parse(r.stdout).revocations[0].id
-      await waitFor('certificate_revoked in the audit log', () => t.audit().some((l) => l.event === 'certificate_revoked' && (l.revocations as {id: string}[])[0]?.id === id))
+      await waitFor('certificate_revoked in the audit log', () =>
+        t.audit().some((l) => l.event === 'certificate_revoked' && (l.revocations as {id: string}[])[0]?.id === id),
+      )
     })
 
-    it('with the audit log on standard output (the default), the admin event still reaches the server\'s sink', async () => {
+    it("with the audit log on standard output (the default), the admin event still reaches the server's sink", async () => {
       // ca.yaml says "-": the admin command has no file to append to; the server copies from the store
       const cfg = readFileSync(t.init.config, 'utf8')
       try {
         await writePolicy(t.init.config, {audit: {file: '-'}})
         const {token} = await caToken('stdout-sink')
         const jti = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {jti: string}).jti
-        await waitFor('the event forwarded', () => t.audit().some((l) => l.event === 'enrollment_token_issued' && l.jti === jti))
+        await waitFor('the event forwarded', () =>
+          t.audit().some((l) => l.event === 'enrollment_token_issued' && l.jti === jti),
+        )
       } finally {
         writeFileSync(t.init.config, cfg)
       }
     })
   })
 
-  describe('16. password files follow the prompt\'s rules; keys are sealed with scrypt 2^17 and a full GCM tag', () => {
+  describe("16. password files follow the prompt's rules; keys are sealed with scrypt 2^17 and a full GCM tag", () => {
     it('a 1-character or group-readable password file is refused by ca init and ca token', async () => {
       const dir = tempDir()
       const short = join(dir, 'short')
@@ -386,14 +594,36 @@ describe('trust hardening: the attacks of the security review, performed', funct
   describe('9. check-config warns about risky rules; --strict fails on them; ca serve reports them', () => {
     const risky = (gh: string) => ({
       provisioners: [
-        {name: 'sso', type: 'oidc', issuer: gh, clientId: 'sshca-cli', rules: [
-          {name: 'no-verified', match: {email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}'], ttl: '1h'}},
-          {name: 'chosen', match: {email_verified: true, email: {domain: 'corp.example'}}, certificate: {principals: ['${preferred_username}', 'root'], ttl: '1h'}},
-          {name: 'lossy', match: {email_verified: true, email: {domain: 'lossy.example'}}, certificate: {principals: ['${email.local|step}'], ttl: '1h'}},
-        ]},
-        {name: 'gha', type: 'oidc', issuer: 'https://token.actions.githubusercontent.com', audience: 'sshca', rules: [
-          {name: 'any-repo', match: {ref: 'refs/heads/main'}, certificate: {principals: ['root'], ttl: '5m'}},
-        ]},
+        {
+          name: 'sso',
+          type: 'oidc',
+          issuer: gh,
+          clientId: 'sshca-cli',
+          rules: [
+            {
+              name: 'no-verified',
+              match: {email: {domain: 'example.com'}},
+              certificate: {principals: ['${email.local}'], ttl: '1h'},
+            },
+            {
+              name: 'chosen',
+              match: {email_verified: true, email: {domain: 'corp.example'}},
+              certificate: {principals: ['${preferred_username}', 'root'], ttl: '1h'},
+            },
+            {
+              name: 'lossy',
+              match: {email_verified: true, email: {domain: 'lossy.example'}},
+              certificate: {principals: ['${email.local|step}'], ttl: '1h'},
+            },
+          ],
+        },
+        {
+          name: 'gha',
+          type: 'oidc',
+          issuer: 'https://token.actions.githubusercontent.com',
+          audience: 'sshca',
+          rules: [{name: 'any-repo', match: {ref: 'refs/heads/main'}, certificate: {principals: ['root'], ttl: '5m'}}],
+        },
       ],
     })
 
@@ -404,7 +634,11 @@ describe('trust hardening: the attacks of the security review, performed', funct
       const r = await sshca(['ca', 'check-config', '--config', cfg, '--json'])
       assert.equal(r.code, 0, r.stderr)
       const warnings = JSON.parse(r.stdout).warnings as string[]
-      const has = (re: RegExp) => assert.ok(warnings.some((w) => re.test(w)), `no warning matching ${re}:\n${warnings.join('\n')}`)
+      const has = (re: RegExp) =>
+        assert.ok(
+          warnings.some((w) => re.test(w)),
+          `no warning matching ${re}:\n${warnings.join('\n')}`,
+        )
       has(/no-verified.*without email_verified: true/)
       has(/principals\[0\].*preferred_username.*the user chooses/)
       has(/principals\[1\].*reserved account "root"/)
@@ -414,7 +648,16 @@ describe('trust hardening: the attacks of the security review, performed', funct
       assert.equal(strict.code, 3)
       assert.equal(JSON.parse(strict.stdout).error.code, 'ERR_CA_CONFIG')
       const claims = join(dir, 'claims.json')
-      writeFileSync(claims, JSON.stringify({iss: 'https://token.actions.githubusercontent.com', aud: 'sshca', sub: 'repo:mallory/anything:ref:refs/heads/main', repository: 'mallory/anything', ref: 'refs/heads/main'}))
+      writeFileSync(
+        claims,
+        JSON.stringify({
+          iss: 'https://token.actions.githubusercontent.com',
+          aud: 'sshca',
+          sub: 'repo:mallory/anything:ref:refs/heads/main',
+          repository: 'mallory/anything',
+          ref: 'refs/heads/main',
+        }),
+      )
       const ex = await sshca(['ca', 'explain', '--config', cfg, '--claims', claims, '--json'])
       const decision = JSON.parse(ex.stdout).decision
       assert.equal(decision.issued, true, ex.stdout)
@@ -426,7 +669,10 @@ describe('trust hardening: the attacks of the security review, performed', funct
       const cfg = readFileSync(t.init.config, 'utf8')
       // a second CA process on the same directory, with a risky policy
       await writePolicy(t.init.config, risky(gh.issuer))
-      const serve = spawnSshca(['ca', 'serve', '--config', t.init.config, '--password-file', t.passwordFile, '--address', '127.0.0.1:0'], {})
+      const serve = spawnSshca(
+        ['ca', 'serve', '--config', t.init.config, '--password-file', t.passwordFile, '--address', '127.0.0.1:0'],
+        {},
+      )
       try {
         await serve.waitFor(/listening on/, 60_000)
         assert.match(serve.stderr(), /warning: .*pins neither repository/)
@@ -442,12 +688,21 @@ describe('trust hardening: the attacks of the security review, performed', funct
 })
 
 /** The certificate with its signature key swapped for `caBlob` (and the old signature kept), or undefined if unparsable. */
-function replaceSignatureKey(body: Buffer, cert: ReturnType<typeof parseCertificate>, caBlob: Buffer): ReturnType<typeof parseCertificate> | undefined {
+function replaceSignatureKey(
+  body: Buffer,
+  cert: ReturnType<typeof parseCertificate>,
+  caBlob: Buffer,
+): ReturnType<typeof parseCertificate> | undefined {
   const oldKey = cert.signatureKey.blob
   const keyField = new SshWriter().string(oldKey).toBuffer()
   const at = body.lastIndexOf(keyField)
   if (at < 0) return undefined
-  const swapped = Buffer.concat([body.subarray(0, at), new SshWriter().string(caBlob).toBuffer(), body.subarray(at + keyField.length), new SshWriter().string(cert.signature).toBuffer()])
+  const swapped = Buffer.concat([
+    body.subarray(0, at),
+    new SshWriter().string(caBlob).toBuffer(),
+    body.subarray(at + keyField.length),
+    new SshWriter().string(cert.signature).toBuffer(),
+  ])
   try {
     return parseCertificate(swapped)
   } catch {

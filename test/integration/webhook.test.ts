@@ -30,10 +30,18 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   const sign = async () => {
     const ott = await gh.mint()
-    const r = await t.call('POST', '/ssh/sign', {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott, certType: 'user'})
+    const r = await t.call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
     return {...r, ott}
   }
-  const lastLine = (event: string) => t.audit().filter((l) => l.event === event).pop()!
+  const lastLine = (event: string) =>
+    t
+      .audit()
+      .filter((l) => l.event === event)
+      .pop()!
 
   before(async () => {
     gh = await startGithubIssuer()
@@ -54,7 +62,22 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     hookUrl = `https://127.0.0.1:${(hook.address() as {port: number}).port}/authorize`
     t = await startTestCa({
       limits: {rate: false},
-      provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile}, certificate: {principals: ['deploy'], ttl: '10m'}}]}],
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile},
+              certificate: {principals: ['deploy'], ttl: '10m'},
+            },
+          ],
+        },
+      ],
     })
   })
   after(async () => {
@@ -77,7 +100,10 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.deepEqual(body.certificate.principals, ['deploy'])
     assert.match(body.request.keyFingerprint, /^SHA256:/)
     assert.ok(!call.body.includes(r.ott), 'the token itself must never leave the CA')
-    assert.equal(call.signature, `sha256=${createHmac('sha256', 'hook-secret-0123456789').update(call.body).digest('hex')}`)
+    assert.equal(
+      call.signature,
+      `sha256=${createHmac('sha256', 'hook-secret-0123456789').update(call.body).digest('hex')}`,
+    )
     const line = lastLine('certificate_issued')
     assert.equal((line.webhook as {outcome: string}).outcome, 'allow')
   })
@@ -120,7 +146,24 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
   it('fails closed when the webhook is unreachable, or its TLS certificate is not vouched for', async () => {
     answer = {status: 200, body: '{"allow": true}'}
     const {writePolicy} = await import('../helpers/ca.ts')
-    const rule = (webhook: Record<string, unknown>) => ({provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook, certificate: {principals: ['deploy'], ttl: '10m'}}]}]})
+    const rule = (webhook: Record<string, unknown>) => ({
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              webhook,
+              certificate: {principals: ['deploy'], ttl: '10m'},
+            },
+          ],
+        },
+      ],
+    })
     await writePolicy(t.init.config, rule({url: 'https://127.0.0.1:1/authorize', timeout: 1, ca: caFile}))
     assert.equal(await t.ca.reload(), true)
     assert.equal((await sign()).status, 503)
@@ -139,7 +182,24 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     const loose = join(dir, 'loose-secret')
     writeFileSync(loose, 'hook-secret-0123456789\n', {mode: 0o644})
     chmodSync(loose, 0o644)
-    await writePolicy(t.init.config, {provisioners: [{name: 'ci', type: 'oidc', issuer: gh.issuer, audience: 'sshca-ci', rules: [{name: 'deploy', match: {repository: 'acme/app'}, webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile: loose}, certificate: {principals: ['deploy'], ttl: '10m'}}]}]})
+    await writePolicy(t.init.config, {
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile: loose},
+              certificate: {principals: ['deploy'], ttl: '10m'},
+            },
+          ],
+        },
+      ],
+    })
     assert.equal(await t.ca.reload(), true)
     const before = seen.length
     assert.equal((await sign()).status, 503)
@@ -151,9 +211,13 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   it('check-config refuses a plain-http webhook off loopback, and credentials in its URL', async () => {
     const {parseConfig} = await import('../../src/ca/config/config.ts')
-    const yaml = (url: string) => `provisioners:\n  - name: ci\n    type: oidc\n    issuer: https://token.actions.githubusercontent.com\n    audience: a\n    rules:\n      - name: r\n        match: {repository: acme/app, ref: refs/heads/main}\n        webhook: {url: "${url}"}\n        certificate: {principals: [deploy], ttl: 10m}\n`
+    const yaml = (url: string) =>
+      `provisioners:\n  - name: ci\n    type: oidc\n    issuer: https://token.actions.githubusercontent.com\n    audience: a\n    rules:\n      - name: r\n        match: {repository: acme/app, ref: refs/heads/main}\n        webhook: {url: "${url}"}\n        certificate: {principals: [deploy], ttl: 10m}\n`
     assert.throws(() => parseConfig(yaml('http://authz.example.com/x'), 'ca.yaml'), /webhook\.url: must be https/)
-    assert.throws(() => parseConfig(yaml('https://user:pw@authz.example.com/x'), 'ca.yaml'), /no credentials in the URL/)
+    assert.throws(
+      () => parseConfig(yaml('https://user:pw@authz.example.com/x'), 'ca.yaml'),
+      /no credentials in the URL/,
+    )
     assert.ok(parseConfig(yaml('https://authz.example.com/x'), 'ca.yaml').warnings.some((w) => /no secretFile/.test(w)))
   })
 })

@@ -30,14 +30,27 @@ describe('policy what-if: ca explain --config NEW.yaml --replay AUDIT.log | --si
   const staff = (o: {allow: string[]; ttl: string; extensions: string[]; match?: Record<string, unknown>}) => ({
     name: 'staff',
     match: {repository_owner: 'acme', ...o.match},
-    certificate: {principals: ['${actor}'], principalsFrom: {claim: 'groups', allow: o.allow}, keyId: '${actor}', ttl: o.ttl, extensions: o.extensions},
+    certificate: {
+      principals: ['${actor}'],
+      principalsFrom: {claim: 'groups', allow: o.allow},
+      keyId: '${actor}',
+      ttl: o.ttl,
+      extensions: o.extensions,
+    },
   })
   const sign = async (claims: Record<string, unknown>) =>
-    t.call('POST', '/ssh/sign', {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott: await gh.mint(claims), certType: 'user'})
+    t.call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott: await gh.mint(claims),
+      certType: 'user',
+    })
 
   before(async () => {
     gh = await startGithubIssuer()
-    t = await startTestCa({provisioners: people([staff({allow: ['ssh-*'], ttl: '8h', extensions: ['permit-pty']})]), limits: {rate: false}})
+    t = await startTestCa({
+      provisioners: people([staff({allow: ['ssh-*'], ttl: '8h', extensions: ['permit-pty']})]),
+      limits: {rate: false},
+    })
     // the recorded trail: two issuances and a policy denial
     assert.equal((await sign({sub: 'alice', actor: 'alice', groups: ['ssh-web', 'ssh-db']})).status, 201)
     assert.equal((await sign({sub: 'alice', actor: 'alice', groups: ['ssh-web', 'ssh-db']})).status, 201)
@@ -49,7 +62,12 @@ describe('policy what-if: ca explain --config NEW.yaml --replay AUDIT.log | --si
     writeFileSync(newYaml, current)
     await writePolicy(newYaml, {
       provisioners: people([
-        staff({allow: ['ssh-web'], ttl: '4h', extensions: ['permit-pty', 'permit-port-forwarding'], match: {actor: ['alice']}}),
+        staff({
+          allow: ['ssh-web'],
+          ttl: '4h',
+          extensions: ['permit-pty', 'permit-port-forwarding'],
+          match: {actor: ['alice']},
+        }),
         {name: 'contractors', match: {repository_owner: 'evil'}, certificate: {principals: ['contractor'], ttl: '1h'}},
       ]),
     })
@@ -64,9 +82,14 @@ describe('policy what-if: ca explain --config NEW.yaml --replay AUDIT.log | --si
   it('--replay AUDIT.log: alice loses ssh-db and four hours and gains port forwarding, bob is denied, carol gets in', async () => {
     const r = await sshca(['ca', 'explain', '--config', newYaml, '--replay', t.auditFile, '--json'])
     assert.equal(r.code, 0, r.stderr)
-    const doc = JSON.parse(r.stdout) as {replayed: number; distinct: number; summary: Record<string, number>; changes: Entry[]}
+    const doc = JSON.parse(r.stdout) as {
+      replayed: number
+      distinct: number
+      summary: Record<string, number>
+      changes: Entry[]
+    }
     assert.equal(doc.replayed, 4)
-    assert.equal(doc.distinct, 3, 'alice\'s two identical requests are one entry')
+    assert.equal(doc.distinct, 3, "alice's two identical requests are one entry")
     assert.deepEqual(doc.summary, {unchanged: 0, changed: 1, newly_denied: 1, newly_allowed: 1, still_denied: 0})
     const c = bySubject(doc)
     assert.equal(c.alice!.kind, 'changed')
@@ -90,7 +113,10 @@ describe('policy what-if: ca explain --config NEW.yaml --replay AUDIT.log | --si
     assert.match(r.stdout, /Replayed 3 recorded request\(s\) \(2 distinct\)/)
     assert.match(r.stdout, /0 unchanged, 1 changed, 1 newly DENIED, 0 newly allowed/)
     assert.match(r.stdout, /DENIED {2}?bob via people[\s\S]*- principals bob, ssh-web/)
-    assert.match(r.stdout, /CHANGED alice via people[\s\S]*- principals ssh-db[\s\S]*\+ extensions permit-port-forwarding[\s\S]*lifetime 8h → 4h/)
+    assert.match(
+      r.stdout,
+      /CHANGED alice via people[\s\S]*- principals ssh-db[\s\S]*\+ extensions permit-port-forwarding[\s\S]*lifetime 8h → 4h/,
+    )
   })
 
   it('the same policy replayed changes nothing', async () => {

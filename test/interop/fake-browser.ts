@@ -8,5 +8,8 @@ import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 const url = process.argv[2]
 if (!url) throw new Error('usage: fake-browser.ts URL')
 const userCode = process.env.FAKE_BROWSER_USER_CODE
-const landed = await driveDevSignIn(url, {login: process.env.FAKE_BROWSER_LOGIN ?? 'alice', ...(userCode ? {userCode} : {})})
+const landed = await driveDevSignIn(url, {
+  login: process.env.FAKE_BROWSER_LOGIN ?? 'alice',
+  ...(userCode ? {userCode} : {}),
+})
 process.stdout.write(`${new Date().toISOString()} signed in; landed on ${landed.split('?')[0]}\n`)

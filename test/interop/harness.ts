@@ -27,7 +27,8 @@ export const STEP_CA = join(INTEROP_DIR, 'bin', 'step-ca')
 export const CLIENT_ID = 'sshca-cli'
 
 export function requireStepBinaries(): void {
-  if (!existsSync(STEP) || !existsSync(STEP_CA)) throw new Error(`no step/step-ca in ${INTEROP_DIR}/bin: run scripts/build-step.sh (npm run test:interop does)`)
+  if (!existsSync(STEP) || !existsSync(STEP_CA))
+    throw new Error(`no step/step-ca in ${INTEROP_DIR}/bin: run scripts/build-step.sh (npm run test:interop does)`)
 }
 
 /** A process that runs until stopped, its output kept. */
@@ -132,14 +133,22 @@ export async function startOurCa(settings: Record<string, unknown>, extraEnv: No
   const auditFile = join(init.dir, 'audit.log')
   const {writePolicy} = await import('../helpers/ca.ts')
   await writePolicy(init.config, {audit: {file: auditFile}, ...settings})
-  const d = daemon(process.execPath, [BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0'], {...process.env, NO_COLOR: '1', ...extraEnv})
+  const d = daemon(
+    process.execPath,
+    [BIN, 'ca', 'serve', '--config', init.config, '--password-file', passwordFile, '--address', '127.0.0.1:0'],
+    {...process.env, NO_COLOR: '1', ...extraEnv},
+  )
   let url = ''
-  await waitFor('sshca ca serve to listen', () => {
-    const m = /listening on (https:\/\/\S+)/.exec(d.output())
-    if (m) url = m[1]!
-    if (d.child.exitCode !== null) throw new Error(`sshca ca serve exited:\n${d.output()}`)
-    return url !== ''
-  }, 60_000)
+  await waitFor(
+    'sshca ca serve to listen',
+    () => {
+      const m = /listening on (https:\/\/\S+)/.exec(d.output())
+      if (m) url = m[1]!
+      if (d.child.exitCode !== null) throw new Error(`sshca ca serve exited:\n${d.output()}`)
+      return url !== ''
+    },
+    60_000,
+  )
   return {
     url,
     rootFingerprint: init.rootFingerprint,
@@ -172,7 +181,11 @@ export interface StepCa {
  * with `provisioners` (placed before step's own JWK "admin" and SSHPOP "sshpop"), served by the
  * real step-ca on a free loopback port, trusting the IdP's root (SSL_CERT_FILE).
  */
-export async function startStepCa(o: {ssh: boolean; provisioners: Record<string, unknown>[]; idpCaFile: string}): Promise<StepCa> {
+export async function startStepCa(o: {
+  ssh: boolean
+  provisioners: Record<string, unknown>[]
+  idpCaFile: string
+}): Promise<StepCa> {
   const base = tempDir('sshca-interop-stepca-')
   const steppath = join(base, 'step')
   const passwordFile = join(base, 'password')
@@ -181,12 +194,31 @@ export async function startStepCa(o: {ssh: boolean; provisioners: Record<string,
   const env = {...process.env, STEPPATH: steppath, HOME: base, SSL_CERT_FILE: o.idpCaFile}
   const init = await run(
     STEP,
-    ['ca', 'init', ...(o.ssh ? ['--ssh'] : []), '--name', 'Interop Step', '--dns', '127.0.0.1', '--address', `127.0.0.1:${port}`, '--provisioner', 'admin', '--password-file', passwordFile, '--provisioner-password-file', passwordFile],
+    [
+      'ca',
+      'init',
+      ...(o.ssh ? ['--ssh'] : []),
+      '--name',
+      'Interop Step',
+      '--dns',
+      '127.0.0.1',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--provisioner',
+      'admin',
+      '--password-file',
+      passwordFile,
+      '--provisioner-password-file',
+      passwordFile,
+    ],
     {env, timeoutMs: 120_000},
   )
   if (init.code !== 0) throw new Error(`step ca init failed:\n${init.stdout}\n${init.stderr}`)
   const caJson = join(steppath, 'config', 'ca.json')
-  const cfg = JSON.parse(readFileSync(caJson, 'utf8')) as {address: string; authority: {provisioners: Record<string, unknown>[]}}
+  const cfg = JSON.parse(readFileSync(caJson, 'utf8')) as {
+    address: string
+    authority: {provisioners: Record<string, unknown>[]}
+  }
   cfg.authority.provisioners = [...o.provisioners, ...cfg.authority.provisioners]
   const rootFile = join(steppath, 'certs', 'root_ca.crt')
   const fp = await run(STEP, ['certificate', 'fingerprint', rootFile], {env})
@@ -201,11 +233,15 @@ export async function startStepCa(o: {ssh: boolean; provisioners: Record<string,
     const started = daemon(STEP_CA, [caJson, '--password-file', passwordFile], env)
     d = started
     let up = false
-    await waitFor('step-ca to answer /health or exit', async () => {
-      if (started.child.exitCode !== null) return true
-      up = (await probe(`https://127.0.0.1:${p}/health`, rootPem)) === 200
-      return up
-    }, 60_000)
+    await waitFor(
+      'step-ca to answer /health or exit',
+      async () => {
+        if (started.child.exitCode !== null) return true
+        up = (await probe(`https://127.0.0.1:${p}/health`, rootPem)) === 200
+        return up
+      },
+      60_000,
+    )
     if (up) {
       url = `https://127.0.0.1:${p}`
       break
@@ -215,7 +251,16 @@ export async function startStepCa(o: {ssh: boolean; provisioners: Record<string,
   }
   if (!url || !d) throw new Error('step-ca found no free port in three tries')
   const running = d
-  return {url, rootFingerprint: fp.stdout.trim(), rootFile, steppath, passwordFile, caJson, daemon: running, stop: () => running.stop()}
+  return {
+    url,
+    rootFingerprint: fp.stdout.trim(),
+    rootFile,
+    steppath,
+    passwordFile,
+    caJson,
+    daemon: running,
+    stop: () => running.stop(),
+  }
 }
 
 /** A person's machine for the step CLI: its own STEPPATH, HOME, ssh-agent and browser. */
@@ -249,7 +294,8 @@ export async function stepUser(idpCaFile: string, login = 'alice'): Promise<Step
     steppath,
     home,
     agent,
-    step: (args, o = {}) => run(STEP, args, {env, timeoutMs: o.timeoutMs ?? 90_000, ...(o.input !== undefined ? {input: o.input} : {})}),
+    step: (args, o = {}) =>
+      run(STEP, args, {env, timeoutMs: o.timeoutMs ?? 90_000, ...(o.input !== undefined ? {input: o.input} : {})}),
   }
 }
 
@@ -289,7 +335,12 @@ export async function sshcaUser(idpCaFile: string, login = 'alice'): Promise<Ssh
     home,
     sshcaHome,
     agent,
-    sshca: (args, o = {}) => run(process.execPath, [BIN, ...args], {env, timeoutMs: o.timeoutMs ?? 90_000, ...(o.input !== undefined ? {input: o.input} : {})}),
+    sshca: (args, o = {}) =>
+      run(process.execPath, [BIN, ...args], {
+        env,
+        timeoutMs: o.timeoutMs ?? 90_000,
+        ...(o.input !== undefined ? {input: o.input} : {}),
+      }),
   }
 }
 
@@ -302,7 +353,18 @@ export function ourPolicy(issuer: string, user: string): Record<string, unknown>
         type: 'oidc',
         issuer,
         clientId: CLIENT_ID,
-        rules: [{name: 'engineers', match: {email_verified: true, email: {domain: 'example.com'}}, certificate: {principals: ['${email.local}', user], keyId: '${email}', ttl: '8h', extensions: ['permit-pty']}}],
+        rules: [
+          {
+            name: 'engineers',
+            match: {email_verified: true, email: {domain: 'example.com'}},
+            certificate: {
+              principals: ['${email.local}', user],
+              keyId: '${email}',
+              ttl: '8h',
+              extensions: ['permit-pty'],
+            },
+          },
+        ],
       },
     ],
     ssh: {hostPattern: '*.example.test'},
@@ -312,7 +374,9 @@ export function ourPolicy(issuer: string, user: string): Record<string, unknown>
 
 /** A fresh ID token from the TLS IdP (minted in a child process that trusts its root). */
 export async function mintIdToken(tls: TlsIdp, login: string): Promise<string> {
-  const r = await run(process.execPath, [join(ROOT, 'test', 'interop', 'id-token.ts'), tls.issuer, login, CLIENT_ID], {env: {...process.env, NODE_EXTRA_CA_CERTS: tls.caFile}})
+  const r = await run(process.execPath, [join(ROOT, 'test', 'interop', 'id-token.ts'), tls.issuer, login, CLIENT_ID], {
+    env: {...process.env, NODE_EXTRA_CA_CERTS: tls.caFile},
+  })
   if (r.code !== 0) throw new Error(`id-token.ts: ${r.stderr}`)
   return r.stdout.trim()
 }

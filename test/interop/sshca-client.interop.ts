@@ -13,7 +13,18 @@ import {sshAdd} from '../helpers/openssh.ts'
 import {run, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {spawnSshca} from '../helpers/world.ts'
-import {CLIENT_ID, mintIdToken, requireStepBinaries, sshcaUser, startStepCa, startTlsIdp, STEP, type SshcaUser, type StepCa, type TlsIdp} from './harness.ts'
+import {
+  CLIENT_ID,
+  mintIdToken,
+  requireStepBinaries,
+  sshcaUser,
+  startStepCa,
+  startTlsIdp,
+  STEP,
+  type SshcaUser,
+  type StepCa,
+  type TlsIdp,
+} from './harness.ts'
 
 describe('sshca client → step-ca', function () {
   this.timeout(180_000)
@@ -22,7 +33,8 @@ describe('sshca client → step-ca', function () {
   let u: SshcaUser
   const hostDir = tempDir('sshca-interop-stephost-')
   const hostKey = join(hostDir, 'ssh_host_ed25519_key')
-  const agentCerts = async (who: SshcaUser) => (await sshAdd(who.agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@openssh.com'))
+  const agentCerts = async (who: SshcaUser) =>
+    (await sshAdd(who.agent, ['-L'])).stdout.split('\n').filter((l) => l.includes('-cert-v01@openssh.com'))
   const out = (r: {code: number | null; stdout: string; stderr: string}) => `exit ${r.code}\n${r.stdout}\n${r.stderr}`
 
   before(async () => {
@@ -30,8 +42,28 @@ describe('sshca client → step-ca', function () {
     tls = await startTlsIdp()
     const configurationEndpoint = `${tls.issuer}/.well-known/openid-configuration`
     // 24 provisioners before the one people sign in with: step-ca's first page (20) does not hold it
-    const fillers = Array.from({length: 24}, (_, i) => ({type: 'OIDC', name: `filler-${i}`, clientID: `filler-${i}`, clientSecret: '', configurationEndpoint}))
-    stepCa = await startStepCa({ssh: true, idpCaFile: tls.caFile, provisioners: [...fillers, {type: 'OIDC', name: 'sso', clientID: CLIENT_ID, clientSecret: '', configurationEndpoint, claims: {enableSSHCA: true}}]})
+    const fillers = Array.from({length: 24}, (_, i) => ({
+      type: 'OIDC',
+      name: `filler-${i}`,
+      clientID: `filler-${i}`,
+      clientSecret: '',
+      configurationEndpoint,
+    }))
+    stepCa = await startStepCa({
+      ssh: true,
+      idpCaFile: tls.caFile,
+      provisioners: [
+        ...fillers,
+        {
+          type: 'OIDC',
+          name: 'sso',
+          clientID: CLIENT_ID,
+          clientSecret: '',
+          configurationEndpoint,
+          claims: {enableSSHCA: true},
+        },
+      ],
+    })
     u = await sshcaUser(tls.caFile)
     const key = generatePrivateKey('ed25519')
     writeFileSync(hostKey, formatOpenSshPrivateKey(key, 'host'), {mode: 0o600})
@@ -48,8 +80,17 @@ describe('sshca client → step-ca', function () {
     assert.ok(!first.provisioners.some((p) => p.name === 'sso' || p.name === 'sshpop'))
   })
 
-  it('sshca bootstrap: trusts step-ca\'s root by fingerprint; says it publishes no KRL', async () => {
-    const r = await u.sshca(['bootstrap', '--ca-url', stepCa.url, '--fingerprint', stepCa.rootFingerprint, '--context', 'step', '--json'])
+  it("sshca bootstrap: trusts step-ca's root by fingerprint; says it publishes no KRL", async () => {
+    const r = await u.sshca([
+      'bootstrap',
+      '--ca-url',
+      stepCa.url,
+      '--fingerprint',
+      stepCa.rootFingerprint,
+      '--context',
+      'step',
+      '--json',
+    ])
     assert.equal(r.code, 0, out(r))
     const j = JSON.parse(r.stdout) as {userCaKeys: string[]; hostCaKeys: string[]; krl: {status: string}}
     assert.equal(j.userCaKeys.length, 1)
@@ -60,7 +101,15 @@ describe('sshca client → step-ca', function () {
   it('sshca bootstrap against a step-ca without SSH: says so, writes nothing', async () => {
     const plain = await startStepCa({ssh: false, idpCaFile: tls.caFile, provisioners: []})
     try {
-      const r = await u.sshca(['bootstrap', '--ca-url', plain.url, '--fingerprint', plain.rootFingerprint, '--context', 'nossh'])
+      const r = await u.sshca([
+        'bootstrap',
+        '--ca-url',
+        plain.url,
+        '--fingerprint',
+        plain.rootFingerprint,
+        '--context',
+        'nossh',
+      ])
       assert.equal(r.code, 6, out(r))
       assert.match(r.stderr, /ERR_CA_UNSUPPORTED.*does not issue SSH certificates: SSH is not enabled on it/)
       assert.match(r.stderr, /step ca init --ssh/)
@@ -89,16 +138,34 @@ describe('sshca client → step-ca', function () {
     const j = JSON.parse(r.stdout) as {method: string; agent: {removed: {why: string}[]}}
     assert.equal(j.method, 'browser')
     // agent hygiene: the new certificate supersedes the first one (same CA, key ID, principals), which login removed
-    assert.deepEqual(j.agent.removed.map((x) => x.why), ['superseded'])
+    assert.deepEqual(
+      j.agent.removed.map((x) => x.why),
+      ['superseded'],
+    )
     assert.equal((await agentCerts(u)).length, 1)
   })
 
   it('sshca login --console: the device flow (between sshca and the IdP), then step-ca signs', async () => {
     const other = await sshcaUser(tls.caFile, 'dave')
-    assert.equal((await other.sshca(['bootstrap', '--ca-url', stepCa.url, '--fingerprint', stepCa.rootFingerprint, '--context', 'step'])).code, 0)
+    assert.equal(
+      (
+        await other.sshca([
+          'bootstrap',
+          '--ca-url',
+          stepCa.url,
+          '--fingerprint',
+          stepCa.rootFingerprint,
+          '--context',
+          'step',
+        ])
+      ).code,
+      0,
+    )
     const p = spawnSshca(['login', '--provisioner', 'sso', '--console', '--json'], other.env)
     const m = await p.waitFor(/open (https:\/\/127\.0\.0\.1:\d+\/\S+) and enter the code:\s+(\S+)/, 60_000)
-    const b = await run(process.execPath, [join(import.meta.dirname, 'fake-browser.ts'), m[1]!], {env: {...other.env, FAKE_BROWSER_USER_CODE: m[2]!}})
+    const b = await run(process.execPath, [join(import.meta.dirname, 'fake-browser.ts'), m[1]!], {
+      env: {...other.env, FAKE_BROWSER_USER_CODE: m[2]!},
+    })
     assert.equal(b.code, 0, b.stderr)
     const r = await p.exit()
     assert.equal(r.code, 0, out(r))
@@ -106,7 +173,7 @@ describe('sshca client → step-ca', function () {
     assert.equal((await agentCerts(other)).length, 1)
   })
 
-  it('sshca login --identity-token-file; a replayed token shows step-ca\'s own message (no request id)', async () => {
+  it("sshca login --identity-token-file; a replayed token shows step-ca's own message (no request id)", async () => {
     const tokenFile = join(tempDir('sshca-interop-tok-'), 'id.jwt')
     // step-ca refuses tokens issued before it started: it has been up a while by now
     writeFileSync(tokenFile, `${await mintIdToken(tls, 'alice')}\n`, {mode: 0o600})
@@ -122,7 +189,9 @@ describe('sshca client → step-ca', function () {
   it('sshca list, sshca inspect: certificates from step-ca', async () => {
     const l = await u.sshca(['list', '--json'])
     assert.equal(l.code, 0, out(l))
-    const certs = (JSON.parse(l.stdout) as {certificates: {keyId: string; fromBootstrappedCa?: boolean; trusted?: boolean}[]}).certificates
+    const certs = (
+      JSON.parse(l.stdout) as {certificates: {keyId: string; fromBootstrappedCa?: boolean; trusted?: boolean}[]}
+    ).certificates
     assert.ok(certs.length >= 1)
     assert.match(JSON.stringify(certs[0]), /alice@example\.com/)
     const f = join(hostDir, 'alice-cert.pub')
@@ -142,24 +211,71 @@ describe('sshca client → step-ca', function () {
     assert.match(kh, /^@cert-authority \*\.example\.test ecdsa-sha2-nistp256 /m)
     assert.equal((JSON.parse(r.stdout) as {krl: {status: string}}).krl.status, 'unavailable')
     const roots = await u.sshca(['config', '--roots'])
-    assert.equal(roots.stdout.trim(), readFileSync(join(stepCa.steppath, 'certs', 'ssh_user_ca_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ') + roots.stdout.trim().split(' ').slice(2).map((x) => ` ${x}`).join(''))
+    assert.equal(
+      roots.stdout.trim(),
+      readFileSync(join(stepCa.steppath, 'certs', 'ssh_user_ca_key.pub'), 'utf8')
+        .trim()
+        .split(' ')
+        .slice(0, 2)
+        .join(' ') +
+        roots.stdout
+          .trim()
+          .split(' ')
+          .slice(2)
+          .map((x) => ` ${x}`)
+          .join(''),
+    )
     const hostRoots = await u.sshca(['config', '--host', '--roots'])
-    assert.ok(hostRoots.stdout.startsWith(readFileSync(join(stepCa.steppath, 'certs', 'ssh_host_ca_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ')))
+    assert.ok(
+      hostRoots.stdout.startsWith(
+        readFileSync(join(stepCa.steppath, 'certs', 'ssh_host_ca_key.pub'), 'utf8')
+          .trim()
+          .split(' ')
+          .slice(0, 2)
+          .join(' '),
+      ),
+    )
   })
 
   it('sshca certificate --host --sign with a step-made token (step ca token --ssh --host)', async () => {
-    const t = await run(STEP, ['ca', 'token', 'web1.example.test', '--ssh', '--host', '--provisioner', 'admin', '--password-file', stepCa.passwordFile, '--ca-url', stepCa.url, '--root', stepCa.rootFile], {env: {...process.env, STEPPATH: stepCa.steppath}})
+    const t = await run(
+      STEP,
+      [
+        'ca',
+        'token',
+        'web1.example.test',
+        '--ssh',
+        '--host',
+        '--provisioner',
+        'admin',
+        '--password-file',
+        stepCa.passwordFile,
+        '--ca-url',
+        stepCa.url,
+        '--root',
+        stepCa.rootFile,
+      ],
+      {env: {...process.env, STEPPATH: stepCa.steppath}},
+    )
     assert.equal(t.code, 0, out(t))
     const tokenFile = join(hostDir, 'token')
     writeFileSync(tokenFile, t.stdout.trim(), {mode: 0o600})
-    const r = await u.sshca(['certificate', '--host', '--sign', '--token-file', tokenFile, 'web1.example.test', `${hostKey}.pub`])
+    const r = await u.sshca([
+      'certificate',
+      '--host',
+      '--sign',
+      '--token-file',
+      tokenFile,
+      'web1.example.test',
+      `${hostKey}.pub`,
+    ])
     assert.equal(r.code, 0, out(r))
     const {cert} = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8'))
     assert.equal(cert.type, 'host')
     assert.deepEqual(cert.principals, ['web1.example.test'])
   })
 
-  it('sshca renew: step\'s SSHPOP shape (its provisioner found on page 2); step-ca renews', async () => {
+  it("sshca renew: step's SSHPOP shape (its provisioner found on page 2); step-ca renews", async () => {
     const before = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8')).cert
     const r = await u.sshca(['renew', '--force', '--json', `${hostKey}-cert.pub`, hostKey])
     assert.equal(r.code, 0, out(r))
@@ -168,7 +284,7 @@ describe('sshca client → step-ca', function () {
     assert.deepEqual(after.principals, before.principals)
   })
 
-  it('sshca rekey: a new host key, proven by the old one with step\'s SSHPOP token; step-ca certifies it', async () => {
+  it("sshca rekey: a new host key, proven by the old one with step's SSHPOP token; step-ca certifies it", async () => {
     const before = parseCertificateLine(readFileSync(`${hostKey}-cert.pub`, 'utf8')).cert
     const r = await u.sshca(['rekey', '--json', `${hostKey}-cert.pub`, hostKey])
     assert.equal(r.code, 0, out(r))
@@ -192,11 +308,23 @@ describe('sshca client → step-ca', function () {
     assert.deepEqual([yes.code, yes.stdout, no.code, no.stdout], [0, 'true\n', 1, 'false\n'], `${out(yes)}\n${out(no)}`)
     const hosts = await u.sshca(['hosts', '--json'])
     assert.equal(hosts.code, 0, out(hosts))
-    assert.deepEqual((JSON.parse(hosts.stdout) as {hosts: {hostname: string}[]}).hosts.map((h) => h.hostname), ['web1.example.test'])
+    assert.deepEqual(
+      (JSON.parse(hosts.stdout) as {hosts: {hostname: string}[]}).hosts.map((h) => h.hostname),
+      ['web1.example.test'],
+    )
   })
 
   it('sshca revoke --sshpop-cert/--sshpop-key: step-ca revokes the host certificate (and will not twice)', async () => {
-    const r = await u.sshca(['revoke', '--json', '--sshpop-cert', `${hostKey}-cert.pub`, '--sshpop-key', hostKey, '--reason', 'retired'])
+    const r = await u.sshca([
+      'revoke',
+      '--json',
+      '--sshpop-cert',
+      `${hostKey}-cert.pub`,
+      '--sshpop-key',
+      hostKey,
+      '--reason',
+      'retired',
+    ])
     assert.equal(r.code, 0, out(r))
     assert.equal((JSON.parse(r.stdout) as {proof: string}).proof, 'file')
     // recorded: step-ca refuses to revoke it again. (step-ca 0.19 keeps SSH revocations in its X.509
@@ -223,7 +351,12 @@ describe('sshca client → step-ca', function () {
     if (process.getuid?.() !== 0) this.skip()
     const r = await u.sshca(['config', '--host', '--dry-run', '--sshd-dir', hostDir, '--json'])
     assert.equal(r.code, 0, out(r))
-    const j = JSON.parse(r.stdout) as {krl: string; warnings: string[]; certified: string[]; files: {path: string; content: string}[]}
+    const j = JSON.parse(r.stdout) as {
+      krl: string
+      warnings: string[]
+      certified: string[]
+      files: {path: string; content: string}[]
+    }
     assert.equal(j.krl, 'none')
     assert.deepEqual(j.certified, ['ssh_host_ed25519_key'])
     assert.match(j.warnings.join('\n'), /publishes no revocation list/)
@@ -244,7 +377,7 @@ describe('sshca client → step-ca', function () {
     assert.match(stale.stderr, /ERR_CA_UNSUPPORTED/)
   })
 
-  it('sshca logout: removes step-ca\'s certificates from the agent', async () => {
+  it("sshca logout: removes step-ca's certificates from the agent", async () => {
     const r = await u.sshca(['logout', '--all'])
     assert.equal(r.code, 0, out(r))
     await waitFor('the agent to forget', async () => (await agentCerts(u)).length === 0, 5000)

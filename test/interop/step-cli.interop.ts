@@ -12,7 +12,16 @@ import {generatePrivateKey, formatOpenSshPrivateKey} from '../../src/ssh/private
 import {sshca} from '../helpers/cli.ts'
 import {currentUser, keygenShow, sshAdd} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {ourPolicy, requireStepBinaries, startOurCa, startTlsIdp, stepUser, type OurCa, type StepUser, type TlsIdp} from './harness.ts'
+import {
+  ourPolicy,
+  requireStepBinaries,
+  startOurCa,
+  startTlsIdp,
+  stepUser,
+  type OurCa,
+  type StepUser,
+  type TlsIdp,
+} from './harness.ts'
 
 describe('step CLI → sshca CA', function () {
   this.timeout(180_000)
@@ -25,7 +34,19 @@ describe('step CLI → sshca CA', function () {
 
   /** An enrollment token minted by the CA operator (sshca ca token --host). */
   const hostToken = async (name: string): Promise<string> => {
-    const r = await sshca(['ca', 'token', '--host', name, '--key', `${hostKey}.pub`, '--config', ca.config, '--password-file', ca.passwordFile, '--json'])
+    const r = await sshca([
+      'ca',
+      'token',
+      '--host',
+      name,
+      '--key',
+      `${hostKey}.pub`,
+      '--config',
+      ca.config,
+      '--password-file',
+      ca.passwordFile,
+      '--json',
+    ])
     assert.equal(r.code, 0, `sshca ca token: ${r.stdout}\n${r.stderr}`)
     return (JSON.parse(r.stdout) as {token: string}).token
   }
@@ -54,7 +75,13 @@ describe('step CLI → sshca CA', function () {
     const p = await u.step(['ca', 'provisioner', 'list'])
     assert.equal(p.code, 0, p.stderr)
     const list = JSON.parse(p.stdout) as {type: string; name: string}[]
-    assert.deepEqual(list.map((x) => [x.type, x.name]), [['OIDC', 'sso'], ['SSHPOP', 'sshpop']])
+    assert.deepEqual(
+      list.map((x) => [x.type, x.name]),
+      [
+        ['OIDC', 'sso'],
+        ['SSHPOP', 'sshpop'],
+      ],
+    )
   })
 
   it('step ssh login: browser sign-in, certificate in the agent, principals from the policy', async () => {
@@ -89,7 +116,16 @@ describe('step CLI → sshca CA', function () {
   })
 
   it('step ssh certificate --host --sign --token: a host certificate with an enrollment token from sshca ca token', async () => {
-    const r = await u.step(['ssh', 'certificate', '--host', '--sign', '--token', await hostToken('web1.example.test'), 'web1.example.test', `${hostKey}.pub`])
+    const r = await u.step([
+      'ssh',
+      'certificate',
+      '--host',
+      '--sign',
+      '--token',
+      await hostToken('web1.example.test'),
+      'web1.example.test',
+      `${hostKey}.pub`,
+    ])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     const cert = certOf(`${hostKey}-cert.pub`)
     assert.equal(cert.type, 'host')
@@ -98,14 +134,23 @@ describe('step CLI → sshca CA', function () {
 
   it('step ssh certificate (user, browser sign-in): key and certificate files, principals from the policy', async () => {
     const out = join(tempDir('sshca-interop-id-'), 'id_ecdsa')
-    const r = await u.step(['ssh', 'certificate', 'alice@example.com', out, '--provisioner', 'sso', '--no-password', '--insecure'])
+    const r = await u.step([
+      'ssh',
+      'certificate',
+      'alice@example.com',
+      out,
+      '--provisioner',
+      'sso',
+      '--no-password',
+      '--insecure',
+    ])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     const cert = certOf(`${out}-cert.pub`)
     assert.deepEqual(cert.principals, ['alice', user])
     assert.ok(existsSync(out))
   })
 
-  it('step ssh hosts: the inventory, authenticated by step\'s X.509 identity (mTLS)', async () => {
+  it("step ssh hosts: the inventory, authenticated by step's X.509 identity (mTLS)", async () => {
     const r = await u.step(['ssh', 'hosts'])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     assert.match(r.stdout, /^HOSTNAME\s+ID\s+TAGS/m)
@@ -114,7 +159,10 @@ describe('step CLI → sshca CA', function () {
 
   it('step ssh hosts without an identity: the CA answers 401, step signs in (identityCSR) and asks again', async () => {
     const fresh = await stepUser(tls.caFile, 'bob')
-    assert.equal((await fresh.step(['ca', 'bootstrap', '--ca-url', ca.url, '--fingerprint', ca.rootFingerprint])).code, 0)
+    assert.equal(
+      (await fresh.step(['ca', 'bootstrap', '--ca-url', ca.url, '--fingerprint', ca.rootFingerprint])).code,
+      0,
+    )
     const r = await fresh.step(['ssh', 'hosts'])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     assert.match(r.stdout, /^web1\.example\.test\s/m)
@@ -130,7 +178,10 @@ describe('step CLI → sshca CA', function () {
     assert.match(no.stdout, /false/)
     // the inventory is not public: without an identity (or a Bearer token) the CA says 401
     const stranger = await stepUser(tls.caFile, 'carol')
-    assert.equal((await stranger.step(['ca', 'bootstrap', '--ca-url', ca.url, '--fingerprint', ca.rootFingerprint])).code, 0)
+    assert.equal(
+      (await stranger.step(['ca', 'bootstrap', '--ca-url', ca.url, '--fingerprint', ca.rootFingerprint])).code,
+      0,
+    )
     const anon = await stranger.step(['ssh', 'check-host', 'web1.example.test', '--verbose'])
     assert.notEqual(anon.code, 0)
     assert.doesNotMatch(anon.stdout, /true/)
@@ -138,22 +189,42 @@ describe('step CLI → sshca CA', function () {
     assert.match(anon.stderr, /step ssh config|identity/)
   })
 
-  it('step ssh config: ssh_config and known_hosts (the CA\'s host pattern), --roots, --host --roots, --host templates', async () => {
+  it("step ssh config: ssh_config and known_hosts (the CA's host pattern), --roots, --host --roots, --host templates", async () => {
     const r = await u.step(['ssh', 'config'])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     const kh = readFileSync(join(u.steppath, 'ssh', 'known_hosts'), 'utf8')
     assert.match(kh, /^@cert-authority \*\.example\.test ssh-ed25519 AAAA\S+$/m)
-    assert.match(readFileSync(join(u.steppath, 'ssh', 'config'), 'utf8'), /^Match exec "step ssh check-host %h"\n\tUser alice\n\tUserKnownHostsFile "[^"]+\/ssh\/known_hosts"\n\tProxyCommand step ssh proxycommand %r %h %p$/m)
+    assert.match(
+      readFileSync(join(u.steppath, 'ssh', 'config'), 'utf8'),
+      /^Match exec "step ssh check-host %h"\n\tUser alice\n\tUserKnownHostsFile "[^"]+\/ssh\/known_hosts"\n\tProxyCommand step ssh proxycommand %r %h %p$/m,
+    )
     assert.match(readFileSync(join(u.home, '.ssh', 'config'), 'utf8'), /Include "[^"]+\/ssh\/includes"/)
     const roots = await u.step(['ssh', 'config', '--roots'])
     const hostRoots = await u.step(['ssh', 'config', '--host', '--roots'])
     assert.equal(roots.code, 0, roots.stderr)
-    const ours = (kind: 'user' | 'host') => readFileSync(join(ca.dir, 'ssh', `ssh_${kind}_ca.pub`), 'utf8').trim().split(' ').slice(0, 2).join(' ')
+    const ours = (kind: 'user' | 'host') =>
+      readFileSync(join(ca.dir, 'ssh', `ssh_${kind}_ca.pub`), 'utf8')
+        .trim()
+        .split(' ')
+        .slice(0, 2)
+        .join(' ')
     assert.match(roots.stdout, new RegExp(ours('user').replace(/[+/]/g, '\\$&')))
     assert.match(hostRoots.stdout, new RegExp(ours('host').replace(/[+/]/g, '\\$&')))
-    const host = await u.step(['ssh', 'config', '--host', '--set', 'Certificate=ssh_host_ed25519_key-cert.pub', '--set', 'Key=ssh_host_ed25519_key', '--dry-run'])
+    const host = await u.step([
+      'ssh',
+      'config',
+      '--host',
+      '--set',
+      'Certificate=ssh_host_ed25519_key-cert.pub',
+      '--set',
+      'Key=ssh_host_ed25519_key',
+      '--dry-run',
+    ])
     assert.equal(host.code, 0, `${host.stdout}\n${host.stderr}`)
-    assert.match(host.stdout, /TrustedUserCAKeys \/etc\/ssh\/ca\.pub\n\tHostCertificate \/etc\/ssh\/ssh_host_ed25519_key-cert\.pub\n\tHostKey \/etc\/ssh\/ssh_host_ed25519_key/)
+    assert.match(
+      host.stdout,
+      /TrustedUserCAKeys \/etc\/ssh\/ca\.pub\n\tHostCertificate \/etc\/ssh\/ssh_host_ed25519_key-cert\.pub\n\tHostKey \/etc\/ssh\/ssh_host_ed25519_key/,
+    )
     // step-ca's message when the required data is missing
     const missing = await u.step(['ssh', 'config', '--host', '--dry-run'])
     assert.notEqual(missing.code, 0)
@@ -176,7 +247,17 @@ describe('step CLI → sshca CA', function () {
     const old = join(hostDir, 'before-rekey-cert.pub')
     writeFileSync(old, readFileSync(`${hostKey}-cert.pub`))
     const out = join(hostDir, 'ssh_host_new_key')
-    const r = await u.step(['ssh', 'rekey', '--out', out, '--no-password', '--insecure', '--force', `${hostKey}-cert.pub`, hostKey])
+    const r = await u.step([
+      'ssh',
+      'rekey',
+      '--out',
+      out,
+      '--no-password',
+      '--insecure',
+      '--force',
+      `${hostKey}-cert.pub`,
+      hostKey,
+    ])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     const fresh = certOf(`${out}-cert.pub`)
     const pub = readFileSync(`${out}.pub`, 'utf8').split(' ')[1]
@@ -191,14 +272,26 @@ describe('step CLI → sshca CA', function () {
   it('step ssh revoke (SSHPOP): the certificate revokes itself; recorded, audited and in the KRL', async () => {
     const out = join(hostDir, 'ssh_host_new_key')
     const cert = certOf(`${out}-cert.pub`)
-    const r = await u.step(['ssh', 'revoke', '--sshpop-cert', `${out}-cert.pub`, '--sshpop-key', out, '--reason', 'host retired'])
+    const r = await u.step([
+      'ssh',
+      'revoke',
+      '--sshpop-cert',
+      `${out}-cert.pub`,
+      '--sshpop-key',
+      out,
+      '--reason',
+      'host retired',
+    ])
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     assert.match(r.stdout + r.stderr, new RegExp(`Serial Number ${cert.serial} has been revoked`))
     const list = await sshca(['ca', 'revocations', '--config', ca.config, '--json'])
     const revs = (JSON.parse(list.stdout) as {revocations: {serial: string | null; reason: string}[]}).revocations
-    assert.ok(revs.some((x) => x.serial === cert.serial.toString() && x.reason === 'host retired'), list.stdout)
+    assert.ok(
+      revs.some((x) => x.serial === cert.serial.toString() && x.reason === 'host retired'),
+      list.stdout,
+    )
     const audited = ca.auditLines().filter((l) => l.event === 'certificate_revoked' && l.by === 'sshpop')
-    assert.deepEqual((audited.at(-1)!.certificates as string[]), [cert.serial.toString()])
+    assert.deepEqual(audited.at(-1)!.certificates as string[], [cert.serial.toString()])
     // a revoked host is no longer in the inventory
     const check = await u.step(['ssh', 'check-host', 'web1.example.test', '--verbose'])
     assert.equal(check.code, 1, check.stderr)
@@ -226,7 +319,15 @@ describe('step CLI → sshca CA', function () {
 
   it('step ca certificate (X.509): a clear 501, this CA issues SSH certificates only', async () => {
     const dir = tempDir('sshca-interop-x509-')
-    const r = await u.step(['ca', 'certificate', 'alice@example.com', join(dir, 'a.crt'), join(dir, 'a.key'), '--provisioner', 'sso'])
+    const r = await u.step([
+      'ca',
+      'certificate',
+      'alice@example.com',
+      join(dir, 'a.crt'),
+      join(dir, 'a.key'),
+      '--provisioner',
+      'sso',
+    ])
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /SSH certificates only/)
     assert.ok(!existsSync(join(dir, 'a.crt')))

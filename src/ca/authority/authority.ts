@@ -33,7 +33,14 @@ import type {AuditEvent} from '../observe/audit.ts'
 import {noopMeter, type Meter} from '../observe/meter.ts'
 import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
-import {currentHosts, currentKrl, rekeyHostCertificate, renewHostCertificate, revokeOwnCertificate, signHostCertificate} from './host.ts'
+import {
+  currentHosts,
+  currentKrl,
+  rekeyHostCertificate,
+  renewHostCertificate,
+  revokeOwnCertificate,
+  signHostCertificate,
+} from './host.ts'
 import {identityRecord, identityRequest, issueIdentity} from './identity.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {parseSubjectKey, signUserCertificate} from './sign.ts'
@@ -68,7 +75,10 @@ export class Authority {
     if (this.storeCheck && now - this.storeCheck.at < STORE_CHECK_MS) return this.storeCheck.ok
     let timer: NodeJS.Timeout | undefined
     const ok = Promise.race([
-      this.rt.store.ping().then(() => true, () => false),
+      this.rt.store.ping().then(
+        () => true,
+        () => false,
+      ),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(() => resolve(false), STORE_PING_TIMEOUT_MS)
         timer.unref()
@@ -96,7 +106,8 @@ export class Authority {
     const want = sha256.toLowerCase().replace(/[:-]/g, '')
     if (!/^[0-9a-f]{64}$/.test(want)) return undefined
     let found: string | undefined
-    for (const r of this.rt.material.roots) if (timingSafeEqual(Buffer.from(want), Buffer.from(r.fingerprint))) found = r.pem
+    for (const r of this.rt.material.roots)
+      if (timingSafeEqual(Buffer.from(want), Buffer.from(r.fingerprint))) found = r.pem
     return found
   }
 
@@ -115,24 +126,26 @@ export class Authority {
   provisioners(page: {cursor?: string | undefined; limit?: string | undefined} = {}): ProvisionersResponse {
     const all = this.allProvisioners()
     const start = /^[0-9]{1,6}$/.test(page.cursor ?? '') ? Number(page.cursor) : 0
-    const limit = /^[0-9]{1,3}$/.test(page.limit ?? '') ? Math.min(Math.max(Number(page.limit), 1), 100) : PROVISIONERS_PAGE
+    const limit = /^[0-9]{1,3}$/.test(page.limit ?? '')
+      ? Math.min(Math.max(Number(page.limit), 1), 100)
+      : PROVISIONERS_PAGE
     const end = start + limit
     return {provisioners: all.slice(start, end), nextCursor: end < all.length ? String(end) : ''}
   }
 
   private allProvisioners(): ProvisionersResponse['provisioners'] {
     const oidc = this.rt.policy.config.provisioners.map((p) => ({
-        type: 'OIDC',
-        name: p.name,
-        clientID: p.clientId ?? p.audience,
-        audience: p.audience,
-        // people sign in with provisioners that have a client id; CI provisioners only name an audience
-        interactive: p.clientId !== undefined,
-        configurationEndpoint: `${p.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
-        ...(p.clientSecret !== undefined ? {clientSecret: p.clientSecret} : {}),
-        ...(p.listenAddress !== undefined ? {listenAddress: p.listenAddress} : {}),
-        ...(p.scopes !== undefined ? {scopes: p.scopes} : {}),
-      }))
+      type: 'OIDC',
+      name: p.name,
+      clientID: p.clientId ?? p.audience,
+      audience: p.audience,
+      // people sign in with provisioners that have a client id; CI provisioners only name an audience
+      interactive: p.clientId !== undefined,
+      configurationEndpoint: `${p.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
+      ...(p.clientSecret !== undefined ? {clientSecret: p.clientSecret} : {}),
+      ...(p.listenAddress !== undefined ? {listenAddress: p.listenAddress} : {}),
+      ...(p.scopes !== undefined ? {scopes: p.scopes} : {}),
+    }))
     // renewal, rekey and self-revocation by proof of possession, as step-ca's SSHPOP provisioner
     return [...oidc, {type: SSHPOP_TYPE, name: SSHPOP_PROVISIONER, claims: {enableSSHCA: true}}]
   }
@@ -164,13 +177,20 @@ export class Authority {
   async signSsh(body: SshSignRequest, trace: AuditTrace): Promise<{cert: Certificate; identityCrt?: string[]}> {
     const key = parseSubjectKey({blobBase64: body.publicKey})
     const csr = await identityRequest(body.identityCSR)
-    const cert = body.certType === 'host' ? await signHostCertificate(this.rt, key, body.ott, trace, body) : await signUserCertificate(this.rt, key, body.ott, 'user', trace)
+    const cert =
+      body.certType === 'host'
+        ? await signHostCertificate(this.rt, key, body.ott, trace, body)
+        : await signUserCertificate(this.rt, key, body.ott, 'user', trace)
     return csr ? {cert, identityCrt: await issueIdentity(this.rt, csr, cert)} : {cert}
   }
 
   /** step-ca's X.509 `POST /sign` (a CSR): not offered, said plainly. */
   signX509(): never {
-    throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'this CA issues SSH certificates only: X.509 certificates (step ca certificate) are not supported; POST /sign here takes {"public_key": "ssh-…"} with the token as "Authorization: Bearer <JWT>"')
+    throw denial(
+      'ERR_NOT_IMPLEMENTED',
+      'not_supported',
+      'this CA issues SSH certificates only: X.509 certificates (step ca certificate) are not supported; POST /sign here takes {"public_key": "ssh-…"} with the token as "Authorization: Bearer <JWT>"',
+    )
   }
 
   /** oidc-ssh-ca's `POST /sign`: the token as a bearer, the key as an authorized_keys line. */
@@ -192,7 +212,8 @@ export class Authority {
   /** step's `POST /ssh/revoke`: a certificate revokes itself; audited as `ca revoke` is. */
   async revokeSsh(body: SshRevokeRequest, trace: AuditTrace): Promise<{status: 'ok'}> {
     trace.action = 'revoke'
-    if (body.passive === false) throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'non-passive revocation not implemented')
+    if (body.passive === false)
+      throw denial('ERR_NOT_IMPLEMENTED', 'not_supported', 'non-passive revocation not implemented')
     const reason = body.reason?.trim() || 'unspecified'
     if (!/^[\x20-\x7e]*$/.test(reason)) throw denial('ERR_INPUT', 'bad_request', 'reason must be printable text')
     const done = await revokeOwnCertificate(this.rt, {token: body.ott, serial: body.serial, reason}, trace)
@@ -203,7 +224,16 @@ export class Authority {
       by: 'sshpop',
       reason,
       ...(typeof body.reasonCode === 'number' ? {reason_code: body.reasonCode} : {}),
-      revocations: [{id: r.id, serial: r.serial?.toString() ?? null, keyId: r.keyId, keyFingerprint: r.keyFingerprint, reason: r.reason, revokedAt: new Date(r.revokedAt * 1000).toISOString()}],
+      revocations: [
+        {
+          id: r.id,
+          serial: r.serial?.toString() ?? null,
+          keyId: r.keyId,
+          keyFingerprint: r.keyFingerprint,
+          reason: r.reason,
+          revokedAt: new Date(r.revokedAt * 1000).toISOString(),
+        },
+      ],
       certificates: [done.certificate.serial],
       certificate: done.certificate,
     })
@@ -213,7 +243,11 @@ export class Authority {
   /** step's `POST /ssh/config`: the templates `step ssh config` writes. */
   sshConfig(body: SshConfigRequest): SshConfigResponse {
     const m = this.rt.material
-    return renderSshConfig(body.type === 'host' ? 'host' : 'user', body.data, {userKeys: publishedKeys(m.userCa), hostKeys: publishedKeys(m.hostCa), hostPattern: this.rt.policy.config.ssh.hostPattern})
+    return renderSshConfig(body.type === 'host' ? 'host' : 'user', body.data, {
+      userKeys: publishedKeys(m.userCa),
+      hostKeys: publishedKeys(m.hostCa),
+      hostPattern: this.rt.policy.config.ssh.hostPattern,
+    })
   }
 
   /** step's `POST /ssh/check-host`: whether a host name has a current certificate; not public, like the inventory. */
@@ -235,7 +269,14 @@ export class Authority {
   /** The host inventory is not public: a token that would get a user certificate, or a person's current identity (step's mTLS), may see it. */
   async hosts(auth: ClientAuth, trace: AuditTrace): Promise<HostsResponse> {
     await this.authenticateReader(auth, trace)
-    return {hosts: (await currentHosts(this.rt)).map((h) => ({hostname: h.principals[0] ?? h.keyId, hid: h.keyFingerprint, host_tags: [], ...h}))}
+    return {
+      hosts: (await currentHosts(this.rt)).map((h) => ({
+        hostname: h.principals[0] ?? h.keyId,
+        hid: h.keyFingerprint,
+        host_tags: [],
+        ...h,
+      })),
+    }
   }
 
   /**
@@ -258,19 +299,48 @@ export class Authority {
       trace.subject = rec.subject ?? rec.keyId
       return
     }
-    throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'send an identity token as "Authorization: Bearer <JWT>", or sign in with step (its identity certificate)')
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'token_invalid',
+      'send an identity token as "Authorization: Bearer <JWT>", or sign in with step (its identity certificate)',
+    )
   }
 
   /** One audit line for a refused request: its reason (typed when the core refused it) and the detail callers never see. */
   recordRefusal(trace: AuditTrace, err: unknown, status: number): void {
-    const reason = err instanceof SshcaError ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request')) : status >= 500 ? 'internal_error' : 'bad_request'
-    const event: AuditEvent = reason === 'rate_limited' ? 'rate_limited' : trace.action === 'read' ? 'access_denied' : trace.action === 'revoke' ? 'revocation_denied' : 'certificate_denied'
+    const reason =
+      err instanceof SshcaError
+        ? (reasonOf(err) ?? (status >= 500 ? 'internal_error' : 'bad_request'))
+        : status >= 500
+          ? 'internal_error'
+          : 'bad_request'
+    const event: AuditEvent =
+      reason === 'rate_limited'
+        ? 'rate_limited'
+        : trace.action === 'read'
+          ? 'access_denied'
+          : trace.action === 'revoke'
+            ? 'revocation_denied'
+            : 'certificate_denied'
     try {
-      this.rt.audit.write(event, {...trace, reason, status, detail: (err as Error).message.slice(0, 500), ...auditDetails(err)})
+      this.rt.audit.write(event, {
+        ...trace,
+        reason,
+        status,
+        detail: (err as Error).message.slice(0, 500),
+        ...auditDetails(err),
+      })
     } catch {
       // the audit log cannot be written (that may be the error being answered): still answer
     }
-    if (!trace.action) this.rt.meter?.decision({outcome: 'denied', provisioner: trace.provisioner, rule: trace.rule, certType: trace.cert_type, reason})
+    if (!trace.action)
+      this.rt.meter?.decision({
+        outcome: 'denied',
+        provisioner: trace.provisioner,
+        rule: trace.rule,
+        certType: trace.cert_type,
+        reason,
+      })
     if (reason === 'rate_limited') this.rt.meter?.rateLimited(trace.route ?? 'unknown')
   }
 }

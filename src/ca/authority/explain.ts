@@ -8,7 +8,14 @@ import {SshcaError, isSshcaError} from '../../errors.ts'
 import {formatDuration} from '../../util/duration.ts'
 import type {CaConfig, ProvisionerConfig} from '../config/config.ts'
 import {routeClaims} from '../provisioner/oidc.ts'
-import {buildCertificateSpec, evaluateRule, selectRule, type Claims, type PrincipalsFromOutcome, type RuleOutcome} from '../policy/policy.ts'
+import {
+  buildCertificateSpec,
+  evaluateRule,
+  selectRule,
+  type Claims,
+  type PrincipalsFromOutcome,
+  type RuleOutcome,
+} from '../policy/policy.ts'
 import {reasonOf} from '../policy/types.ts'
 
 export interface ExplainResult {
@@ -18,7 +25,19 @@ export interface ExplainResult {
   signatureChecked: false
   rules: RuleOutcome[]
   decision:
-    | {issued: true; rule: string; certificate: {principals: string[]; keyId: string; ttl: string; ttlSeconds: number; criticalOptions: Record<string, unknown>; extensions: string[]}; principalsFrom?: PrincipalsFromOutcome}
+    | {
+        issued: true
+        rule: string
+        certificate: {
+          principals: string[]
+          keyId: string
+          ttl: string
+          ttlSeconds: number
+          criticalOptions: Record<string, unknown>
+          extensions: string[]
+        }
+        principalsFrom?: PrincipalsFromOutcome
+      }
     | {issued: false; reason: string; message: string}
 }
 
@@ -30,32 +49,60 @@ export function claimsFromToken(token: string): JWTPayload {
   }
 }
 
-export function explain(config: CaConfig, claims: Claims, provisionerName: string | undefined, nowSeconds: number): ExplainResult {
+export function explain(
+  config: CaConfig,
+  claims: Claims,
+  provisionerName: string | undefined,
+  nowSeconds: number,
+): ExplainResult {
   let p: ProvisionerConfig
   if (provisionerName !== undefined) {
     const found = config.provisioners.find((x) => x.name === provisionerName)
-    if (!found) throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `no provisioner "${provisionerName}" in ${config.path}`, {hint: `provisioners: ${config.provisioners.map((x) => x.name).join(', ') || '(none)'}`})
+    if (!found)
+      throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `no provisioner "${provisionerName}" in ${config.path}`, {
+        hint: `provisioners: ${config.provisioners.map((x) => x.name).join(', ') || '(none)'}`,
+      })
     p = found
   } else {
     try {
       p = routeClaims(config.provisioners, claims)
     } catch (err) {
-      throw new SshcaError('ERR_USAGE', `cannot tell which provisioner these claims are for: ${(err as Error).message}`, {hint: 'name it with --provisioner'})
+      throw new SshcaError(
+        'ERR_USAGE',
+        `cannot tell which provisioner these claims are for: ${(err as Error).message}`,
+        {hint: 'name it with --provisioner'},
+      )
     }
   }
-  const base = {provisioner: p.name, routedBy: provisionerName === undefined ? ('claims' as const) : ('flag' as const), signatureChecked: false as const}
+  const base = {
+    provisioner: p.name,
+    routedBy: provisionerName === undefined ? ('claims' as const) : ('flag' as const),
+    signatureChecked: false as const,
+  }
   const rules = p.rules.map((r) => evaluateRule(r, claims))
   try {
     const {rule} = selectRule(p, claims)
     const spec = buildCertificateSpec(p, rule, claims, config.ssh, nowSeconds)
-    if (config.disabled) return {...base, rules, decision: {issued: false, reason: 'policy_disabled', message: 'issuance is disabled in this config'}}
+    if (config.disabled)
+      return {
+        ...base,
+        rules,
+        decision: {issued: false, reason: 'policy_disabled', message: 'issuance is disabled in this config'},
+      }
     return {
       ...base,
       rules,
       decision: {
         issued: true,
         rule: rule.name,
-        certificate: {principals: spec.principals, keyId: spec.keyId, ttl: formatDuration(spec.ttl), ttlSeconds: spec.ttl, criticalOptions: spec.criticalOptions, extensions: Object.keys(spec.extensions)},
+        certificate: {
+          principals: spec.principals,
+          keyId: spec.keyId,
+          ttl: formatDuration(spec.ttl),
+          ttlSeconds: spec.ttl,
+          criticalOptions: spec.criticalOptions,
+          extensions: Object.keys(spec.extensions),
+        },
         ...(spec.principalsFrom ? {principalsFrom: spec.principalsFrom} : {}),
       },
     }

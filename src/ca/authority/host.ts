@@ -18,7 +18,14 @@ import {popCertificate, verifyPop} from '../provisioner/pop.ts'
 import {denial} from '../policy/types.ts'
 import type {Revocation} from '../store/store.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {checkSubjectKey, issue, metered, randomSerial, requireIssuanceEnabled, requireIssuedAfterRestore} from './sign.ts'
+import {
+  checkSubjectKey,
+  issue,
+  metered,
+  randomSerial,
+  requireIssuanceEnabled,
+  requireIssuedAfterRestore,
+} from './sign.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
@@ -28,7 +35,13 @@ function hostValidity(rt: CaRuntime, now: number): {validAfter: bigint; validBef
 }
 
 /** `POST /ssh/sign` with certType host: a certificate for names the enrollment token binds. */
-export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, token: string, trace: AuditTrace, body: SshSignRequest): Promise<Certificate> {
+export async function signHostCertificate(
+  rt: CaRuntime,
+  publicKey: PublicKey,
+  token: string,
+  trace: AuditTrace,
+  body: SshSignRequest,
+): Promise<Certificate> {
   trace.key_fingerprint = publicKey.fingerprint()
   trace.key_type = publicKey.type
   trace.cert_type = 'host'
@@ -36,16 +49,40 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const now = nowOf(rt)
-  const t = await metered(rt, 'host-enrollment', verifyEnrollmentToken(token, {enrollmentKey: rt.material.enrollmentKey, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now, keyFingerprint: publicKey.fingerprint()}))
+  const t = await metered(
+    rt,
+    'host-enrollment',
+    verifyEnrollmentToken(token, {
+      enrollmentKey: rt.material.enrollmentKey,
+      rootFingerprint: rt.material.roots.map((r) => r.fingerprint),
+      now,
+      keyFingerprint: publicKey.fingerprint(),
+    }),
+  )
   trace.subject = t.subject
   trace.token = {id: `enroll#${t.jti}`, sha256: tokenHash(token)}
   await requireIssuedAfterRestore(rt, {id: `enroll#${t.jti}`, issuedAt: t.issuedAt})
   const requested = body.principals?.length ? body.principals : t.principals
   const unbound = requested.filter((p) => !t.principals.includes(p))
   if (unbound.length > 0) {
-    throw denial('ERR_POLICY_DENIED', 'host_not_bound', `the enrollment token does not bind ${unbound.map((p) => JSON.stringify(p)).join(', ')}`, {requested, bound: t.principals})
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'host_not_bound',
+      `the enrollment token does not bind ${unbound.map((p) => JSON.stringify(p)).join(', ')}`,
+      {requested, bound: t.principals},
+    )
   }
-  const cert = await signCertificate({type: 'host', publicKey, serial: randomSerial(), keyId: `host:${t.subject}`, principals: requested, ...hostValidity(rt, now)}, rt.material.hostCa.active)
+  const cert = await signCertificate(
+    {
+      type: 'host',
+      publicKey,
+      serial: randomSerial(),
+      keyId: `host:${t.subject}`,
+      principals: requested,
+      ...hostValidity(rt, now),
+    },
+    rt.material.hostCa.active,
+  )
   // Stryker disable next-line ObjectLiteral,StringLiteral: the store starts a lineage for any lineage that is not a renew or a rekey
   return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {kind: 'enrol'})
 }
@@ -56,27 +93,71 @@ export async function signHostCertificate(rt: CaRuntime, publicKey: PublicKey, t
  * chose, an RSA key with a huge exponent, would let anyone spend the CA's CPU), recorded by this CA
  * byte for byte, unexpired, unrevoked, and the token signed by its key for this action.
  */
-async function provenCertificate(rt: CaRuntime, token: string, action: SshpopAction, trace: AuditTrace, types: readonly ('user' | 'host')[]): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number; issuedAt: number}; now: number}> {
+async function provenCertificate(
+  rt: CaRuntime,
+  token: string,
+  action: SshpopAction,
+  trace: AuditTrace,
+  types: readonly ('user' | 'host')[],
+): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number; issuedAt: number}; now: number}> {
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
   trace.cert_type = cert.type
-  if (!types.includes(cert.type)) throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `only host certificates are ${action === 'renew' ? 'renewed' : 'rekeyed'}; users sign in again`)
+  if (!types.includes(cert.type))
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'cert_type_not_allowed',
+      `only host certificates are ${action === 'renew' ? 'renewed' : 'rekeyed'}; users sign in again`,
+    )
   // a user certificate must be signed by a user CA key, a host certificate by a host CA key; every
   // published one: during a rotation, certificates of the previous key renew onto the new one
-  const [problem] = checkCertificate(cert, {type: cert.type, caKeys: publishedKeys(cert.type === 'host' ? rt.material.hostCa : rt.material.userCa)})
-  if (problem?.code === 'unknown_ca') throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', `the certificate was not signed by this CA's ${cert.type} key`)
+  const [problem] = checkCertificate(cert, {
+    type: cert.type,
+    caKeys: publishedKeys(cert.type === 'host' ? rt.material.hostCa : rt.material.userCa),
+  })
+  if (problem?.code === 'unknown_ca')
+    throw denial('ERR_TOKEN_INVALID', 'ca_key_unknown', `the certificate was not signed by this CA's ${cert.type} key`)
   if (problem) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the certificate does not verify: ${problem.message}`)
   const known = await rt.store.findCertificate(cert.serial)
-  if (!known || known.certificate !== cert.blob.toString('base64')) throw denial('ERR_POLICY_DENIED', 'certificate_unknown', 'this CA has no record of issuing that certificate')
+  if (!known || known.certificate !== cert.blob.toString('base64'))
+    throw denial('ERR_POLICY_DENIED', 'certificate_unknown', 'this CA has no record of issuing that certificate')
   const now = nowOf(rt)
   if (BigInt(now) >= cert.validBefore) {
-    throw denial('ERR_POLICY_DENIED', 'certificate_expired', action === 'revoke' ? 'the certificate has expired: it needs no revocation' : 'the certificate has expired: enroll the host again with a new token')
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'certificate_expired',
+      action === 'revoke'
+        ? 'the certificate has expired: it needs no revocation'
+        : 'the certificate has expired: enroll the host again with a new token',
+    )
   }
-  const revoked = await rt.store.revocationFor({serial: cert.serial, keyId: cert.keyId, keyFingerprint: cert.publicKey.fingerprint()})
-  if (revoked) throw denial('ERR_POLICY_DENIED', revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked', revoked.serial === cert.serial && action === 'revoke' ? 'the certificate is already revoked' : 'the certificate is revoked', {revocation_id: revoked.id})
+  const revoked = await rt.store.revocationFor({
+    serial: cert.serial,
+    keyId: cert.keyId,
+    keyFingerprint: cert.publicKey.fingerprint(),
+  })
+  if (revoked)
+    throw denial(
+      'ERR_POLICY_DENIED',
+      revoked.serial === cert.serial ? 'certificate_revoked' : 'revoked',
+      revoked.serial === cert.serial && action === 'revoke'
+        ? 'the certificate is already revoked'
+        : 'the certificate is revoked',
+      {revocation_id: revoked.id},
+    )
   const {dnsNames} = rt.policy.config
-  const proof = await metered(rt, SSHPOP_PROVISIONER, verifyPop(token, cert, {action, provisioner: SSHPOP_PROVISIONER, dnsNames, rootFingerprint: rt.material.roots.map((r) => r.fingerprint), now}))
+  const proof = await metered(
+    rt,
+    SSHPOP_PROVISIONER,
+    verifyPop(token, cert, {
+      action,
+      provisioner: SSHPOP_PROVISIONER,
+      dnsNames,
+      rootFingerprint: rt.material.roots.map((r) => r.fingerprint),
+      now,
+    }),
+  )
   trace.token = {id: `sshpop#${proof.jti}`, sha256: tokenHash(token)}
   // a revocation spends nothing and repeats harmlessly; a renewal or rekey issues, so it is held
   // to the restore window like every other token
@@ -90,25 +171,62 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   trace.provisioner = SSHPOP_PROVISIONER
   requireIssuanceEnabled(rt)
   const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'])
-  const fresh = await signCertificate({type: 'host', publicKey: cert.publicKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'renew', parent: cert.serial})
+  const fresh = await signCertificate(
+    {
+      type: 'host',
+      publicKey: cert.publicKey,
+      serial: randomSerial(),
+      keyId: cert.keyId,
+      principals: cert.principals,
+      ...hostValidity(rt, now),
+      criticalOptions: {},
+      extensions: {},
+    },
+    rt.material.hostCa.active,
+  )
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {
+    kind: 'renew',
+    parent: cert.serial,
+  })
 }
 
 /**
  * `POST /ssh/rekey` (step's): the same host certificate for a new host key, proven with the old
  * one. The lineage moves to the new key: the old certificate can no longer be renewed or rekeyed.
  */
-export async function rekeyHostCertificate(rt: CaRuntime, token: string, newKey: PublicKey, trace: AuditTrace): Promise<Certificate> {
+export async function rekeyHostCertificate(
+  rt: CaRuntime,
+  token: string,
+  newKey: PublicKey,
+  trace: AuditTrace,
+): Promise<Certificate> {
   trace.cert_type = 'host'
   trace.provisioner = SSHPOP_PROVISIONER
   checkSubjectKey(newKey)
   requireIssuanceEnabled(rt)
   const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'])
-  if (newKey.equals(cert.publicKey)) throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
+  if (newKey.equals(cert.publicKey))
+    throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
   trace.key_fingerprint = newKey.fingerprint()
   trace.key_type = newKey.type
-  const fresh = await signCertificate({type: 'host', publicKey: newKey, serial: randomSerial(), keyId: cert.keyId, principals: cert.principals, ...hostValidity(rt, now), criticalOptions: {}, extensions: {}}, rt.material.hostCa.active)
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {kind: 'rekey', parent: cert.serial, parentKey: cert.publicKey.fingerprint()})
+  const fresh = await signCertificate(
+    {
+      type: 'host',
+      publicKey: newKey,
+      serial: randomSerial(),
+      keyId: cert.keyId,
+      principals: cert.principals,
+      ...hostValidity(rt, now),
+      criticalOptions: {},
+      extensions: {},
+    },
+    rt.material.hostCa.active,
+  )
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {
+    kind: 'rekey',
+    parent: cert.serial,
+    parentKey: cert.publicKey.fingerprint(),
+  })
 }
 
 /** What `POST /ssh/revoke` did, as `ca revoke` reports it. */
@@ -122,13 +240,38 @@ export interface SelfRevocation {
  * revocation by serial, as `ca revoke --serial` does: the KRL lists it from then on, and renewals
  * of it (or its rekeys) are refused. Issuance being disabled does not stop a revocation.
  */
-export async function revokeOwnCertificate(rt: CaRuntime, o: {token: string; serial: string; reason: string}, trace: AuditTrace): Promise<SelfRevocation> {
+export async function revokeOwnCertificate(
+  rt: CaRuntime,
+  o: {token: string; serial: string; reason: string},
+  trace: AuditTrace,
+): Promise<SelfRevocation> {
   trace.provisioner = SSHPOP_PROVISIONER
-  if (!/^[0-9]{1,20}$/.test(o.serial)) throw denial('ERR_INPUT', 'bad_request', 'serial must be the certificate\'s serial number in decimal')
+  if (!/^[0-9]{1,20}$/.test(o.serial))
+    throw denial('ERR_INPUT', 'bad_request', "serial must be the certificate's serial number in decimal")
   const {cert, now} = await provenCertificate(rt, o.token, 'revoke', trace, ['user', 'host'])
-  if (BigInt(o.serial) !== cert.serial) throw denial('ERR_POLICY_DENIED', 'serial_mismatch', 'a certificate can revoke only itself: serial must be the serial of the certificate in the token')
-  const revocation = await rt.store.revoke({serial: cert.serial, keyId: null, keyFingerprint: null, reason: o.reason, revokedAt: now})
-  return {revocation, certificate: {serial: cert.serial.toString(), keyId: cert.keyId, principals: [...cert.principals], certType: cert.type, validBefore: new Date(Number(cert.validBefore) * 1000).toISOString()}}
+  if (BigInt(o.serial) !== cert.serial)
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'serial_mismatch',
+      'a certificate can revoke only itself: serial must be the serial of the certificate in the token',
+    )
+  const revocation = await rt.store.revoke({
+    serial: cert.serial,
+    keyId: null,
+    keyFingerprint: null,
+    reason: o.reason,
+    revokedAt: now,
+  })
+  return {
+    revocation,
+    certificate: {
+      serial: cert.serial.toString(),
+      keyId: cert.keyId,
+      principals: [...cert.principals],
+      certType: cert.type,
+      validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    },
+  }
 }
 
 /**
@@ -140,23 +283,37 @@ export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
   const {revocations: revoked, generation} = await rt.store.revocationSnapshot()
   const serials = revoked.flatMap((r) => (r.serial === null ? [] : [r.serial]))
   const keyIds = revoked.flatMap((r) => (r.keyId === null ? [] : [r.keyId]))
-  const keys = revoked.flatMap((r) => (r.keyFingerprint === null ? [] : [Buffer.from(r.keyFingerprint.slice('SHA256:'.length), 'base64')]))
+  const keys = revoked.flatMap((r) =>
+    r.keyFingerprint === null ? [] : [Buffer.from(r.keyFingerprint.slice('SHA256:'.length), 'base64')],
+  )
   return buildKrl({
     version: BigInt(generation),
     // not the clock: every replica renders the same bytes for the same revocations
     generatedAt: BigInt(revoked.reduce((m, r) => Math.max(m, r.revokedAt), 0)),
     comment: 'sshca',
-    sections: [...publishedKeys(rt.material.userCa), ...publishedKeys(rt.material.hostCa)].map((caKey) => ({caKey, serials, keyIds})),
+    sections: [...publishedKeys(rt.material.userCa), ...publishedKeys(rt.material.hostCa)].map((caKey) => ({
+      caKey,
+      serials,
+      keyIds,
+    })),
     revokedKeySha256: keys,
   })
 }
 
 /** The hosts with a current, unrevoked certificate: one per host key, its lineage's newest. */
-export async function currentHosts(rt: CaRuntime): Promise<{principals: string[]; serial: string; keyId: string; validBefore: string; keyFingerprint: string}[]> {
+export async function currentHosts(
+  rt: CaRuntime,
+): Promise<{principals: string[]; serial: string; keyId: string; validBefore: string; keyFingerprint: string}[]> {
   const out = []
   for (const c of await rt.store.currentHostCertificates(nowOf(rt))) {
     if (await rt.store.revocationFor(c)) continue
-    out.push({principals: c.principals, serial: c.serial.toString(), keyId: c.keyId, validBefore: new Date(Number(c.validBefore) * 1000).toISOString(), keyFingerprint: c.keyFingerprint})
+    out.push({
+      principals: c.principals,
+      serial: c.serial.toString(),
+      keyId: c.keyId,
+      validBefore: new Date(Number(c.validBefore) * 1000).toISOString(),
+      keyFingerprint: c.keyFingerprint,
+    })
   }
   return out
 }

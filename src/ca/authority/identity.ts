@@ -26,7 +26,12 @@ export async function identityRequest(pem: string | undefined): Promise<Identity
 export async function issueIdentity(rt: CaRuntime, csr: IdentityCsr, cert: Certificate): Promise<string[]> {
   const id = await createIdentityCert(
     csr,
-    {serial: cert.serial, keyId: cert.keyId, notBefore: new Date(Number(cert.validAfter) * 1000), notAfter: new Date(Number(cert.validBefore) * 1000)},
+    {
+      serial: cert.serial,
+      keyId: cert.keyId,
+      notBefore: new Date(Number(cert.validAfter) * 1000),
+      notAfter: new Date(Number(cert.validBefore) * 1000),
+    },
     {cert: parseCert(rt.material.intermediatePem), key: rt.material.intermediateKey},
   )
   return [id.pem, rt.material.intermediatePem]
@@ -38,9 +43,20 @@ let issuerCache: {pem: string; cert: X509Certificate} | undefined
  * The SSH certificate record a presented client certificate stands for, or a 401 saying why not.
  * `certType` user: only people's identities may read the host inventory.
  */
-export async function identityRecord(rt: CaRuntime, peer: X509Certificate, certType: 'user' | 'host', now: number): Promise<IssuedRecord> {
-  const refuse = (why: string) => denial('ERR_TOKEN_INVALID', 'identity_invalid', `the client certificate is not a current identity from this CA: ${why}`)
-  if (issuerCache?.pem !== rt.material.intermediatePem) issuerCache = {pem: rt.material.intermediatePem, cert: new X509Certificate(rt.material.intermediatePem)}
+export async function identityRecord(
+  rt: CaRuntime,
+  peer: X509Certificate,
+  certType: 'user' | 'host',
+  now: number,
+): Promise<IssuedRecord> {
+  const refuse = (why: string) =>
+    denial(
+      'ERR_TOKEN_INVALID',
+      'identity_invalid',
+      `the client certificate is not a current identity from this CA: ${why}`,
+    )
+  if (issuerCache?.pem !== rt.material.intermediatePem)
+    issuerCache = {pem: rt.material.intermediatePem, cert: new X509Certificate(rt.material.intermediatePem)}
   const issuer = issuerCache.cert
   if (!peer.checkIssued(issuer) || !peer.verify(issuer.publicKey)) throw refuse('not issued by this CA')
   if (peer.ca || !(peer.keyUsage ?? []).includes(CLIENT_AUTH_OID)) throw refuse('not a client certificate')
@@ -56,6 +72,7 @@ export async function identityRecord(rt: CaRuntime, peer: X509Certificate, certT
   const rec = await rt.store.findCertificate(serial)
   if (!rec || rec.certType !== certType) throw refuse(`not bound to a ${certType} certificate this CA issued`)
   if (BigInt(now) >= rec.validBefore) throw refuse('its SSH certificate has expired')
-  if (await rt.store.revocationFor({serial: rec.serial, keyId: rec.keyId, keyFingerprint: rec.keyFingerprint})) throw refuse('its SSH certificate is revoked')
+  if (await rt.store.revocationFor({serial: rec.serial, keyId: rec.keyId, keyFingerprint: rec.keyFingerprint}))
+    throw refuse('its SSH certificate is revoked')
   return rec
 }

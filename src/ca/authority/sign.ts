@@ -30,7 +30,12 @@ export function parseSubjectKey(input: {blobBase64?: string; line?: string}): Pu
     return PublicKey.fromBlob(Buffer.from(b64, 'base64'))
   } catch (err) {
     // Stryker disable next-line ConditionalExpression: the key parsers throw only SshcaError (a property of test/fuzz/ssh-keys.test.ts)
-    if (err instanceof SshcaError) throw denial(err.code === 'ERR_SSH_UNSUPPORTED' ? 'ERR_SSH_UNSUPPORTED' : 'ERR_SSH_FORMAT', 'bad_request', `the public key is not acceptable: ${err.message}`)
+    if (err instanceof SshcaError)
+      throw denial(
+        err.code === 'ERR_SSH_UNSUPPORTED' ? 'ERR_SSH_UNSUPPORTED' : 'ERR_SSH_FORMAT',
+        'bad_request',
+        `the public key is not acceptable: ${err.message}`,
+      )
     throw err
   }
 }
@@ -38,14 +43,23 @@ export function parseSubjectKey(input: {blobBase64?: string; line?: string}): Pu
 /** ed25519 and ECDSA keys; RSA only from 3072 bits. */
 export function checkSubjectKey(key: PublicKey): void {
   if (key.type === 'ssh-rsa' && key.bits < MIN_RSA_BITS) {
-    throw denial('ERR_SSH_UNSUPPORTED', 'bad_request', `RSA keys must have at least ${MIN_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`)
+    throw denial(
+      'ERR_SSH_UNSUPPORTED',
+      'bad_request',
+      `RSA keys must have at least ${MIN_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`,
+    )
   }
 }
 
 export function requireIssuanceEnabled(rt: CaRuntime): void {
-  if (rt.policy.config.disabled) throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
+  if (rt.policy.config.disabled)
+    throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
   const stop = rt.safety?.stop
-  if (stop) throw denial('ERR_ISSUANCE_DISABLED', 'issuance_stopped', 'certificate issuance is disabled on this CA', {stopped_at: new Date(stop.at * 1000).toISOString(), stop_reason: stop.reason})
+  if (stop)
+    throw denial('ERR_ISSUANCE_DISABLED', 'issuance_stopped', 'certificate issuance is disabled on this CA', {
+      stopped_at: new Date(stop.at * 1000).toISOString(),
+      stop_reason: stop.reason,
+    })
 }
 
 /**
@@ -67,21 +81,34 @@ export async function requireIssuedAfterRestore(rt: CaRuntime, token: {id: strin
   const spent = await rt.store.spentToken(token.id)
   if (spent) throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
   const iso = (s: number) => new Date(s * 1000).toISOString()
-  throw denial('ERR_TOKEN_INVALID', 'token_before_restore', `the token was issued at ${iso(token.issuedAt)}, before this CA was restored from a backup (${iso(mark)}): it may have been spent after the backup was taken; get a new one`, {
-    issued_at: iso(token.issuedAt),
-    restored_at: iso(mark),
-  })
+  throw denial(
+    'ERR_TOKEN_INVALID',
+    'token_before_restore',
+    `the token was issued at ${iso(token.issuedAt)}, before this CA was restored from a backup (${iso(mark)}): it may have been spent after the backup was taken; get a new one`,
+    {
+      issued_at: iso(token.issuedAt),
+      restored_at: iso(mark),
+    },
+  )
 }
 
 /** A token verification, counted by outcome (valid, or the denial reason) and provisioner. */
-export async function metered<T>(rt: CaRuntime, provisioner: string | undefined, verification: Promise<T>, nameOf?: (v: T) => string): Promise<T> {
+export async function metered<T>(
+  rt: CaRuntime,
+  provisioner: string | undefined,
+  verification: Promise<T>,
+  nameOf?: (v: T) => string,
+): Promise<T> {
   try {
     const v = await verification
     rt.meter?.tokenVerification({provisioner: nameOf?.(v) ?? provisioner, outcome: 'valid'})
     return v
   } catch (err) {
     const named = err instanceof SshcaError ? (err.details?.provisioner as string | undefined) : undefined
-    rt.meter?.tokenVerification({provisioner: provisioner ?? named, outcome: (err instanceof SshcaError ? reasonOf(err) : undefined) ?? 'error'})
+    rt.meter?.tokenVerification({
+      provisioner: provisioner ?? named,
+      outcome: (err instanceof SshcaError ? reasonOf(err) : undefined) ?? 'error',
+    })
     throw err
   }
 }
@@ -131,7 +158,13 @@ export function issuedFields(cert: Certificate): Record<string, unknown> {
  * certificate atomically, then writes `certificate_issued`. Any other outcome drops the certificate:
  * a spent token is a 401 that says when it was spent, a revoked key ID or key a 403.
  */
-export async function issue(rt: CaRuntime, cert: Certificate, token: {id: string; expiresAt: number}, trace: AuditTrace, lineage?: Lineage): Promise<Certificate> {
+export async function issue(
+  rt: CaRuntime,
+  cert: Certificate,
+  token: {id: string; expiresAt: number},
+  trace: AuditTrace,
+  lineage?: Lineage,
+): Promise<Certificate> {
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage)
@@ -145,25 +178,45 @@ function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Line
     case 'replayed': {
       // Stryker disable next-line ConditionalExpression,ArithmeticOperator,StringLiteral: message text only (details below carry the time)
       const when = outcome.usedAt === null ? '' : ` at ${new Date(outcome.usedAt * 1000).toISOString()}`
-      return denial('ERR_TOKEN_REPLAYED', 'token_replayed', `the token was already used${when}; each token gets one certificate`, {
-        spent_at: outcome.usedAt === null ? null : new Date(outcome.usedAt * 1000).toISOString(),
-        spent_on_serial: outcome.serial,
-      })
+      return denial(
+        'ERR_TOKEN_REPLAYED',
+        'token_replayed',
+        `the token was already used${when}; each token gets one certificate`,
+        {
+          spent_at: outcome.usedAt === null ? null : new Date(outcome.usedAt * 1000).toISOString(),
+          spent_on_serial: outcome.serial,
+        },
+      )
     }
     case 'revoked': {
       const r = outcome.revocation
       const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
       // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: message text only (the reason and details follow)
-      const what = parentRevoked ? 'the certificate is revoked' : r.keyFingerprint !== null ? 'the key is revoked' : `key ID "${r.keyId}" is revoked`
-      return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {revocation_id: r.id, revoked_at: new Date(r.revokedAt * 1000).toISOString()})
+      const what = parentRevoked
+        ? 'the certificate is revoked'
+        : r.keyFingerprint !== null
+          ? 'the key is revoked'
+          : `key ID "${r.keyId}" is revoked`
+      return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {
+        revocation_id: r.id,
+        revoked_at: new Date(r.revokedAt * 1000).toISOString(),
+      })
     }
     case 'superseded':
-      return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {newest_serial: outcome.newest})
+      return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {
+        newest_serial: outcome.newest,
+      })
   }
 }
 
 /** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
-export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, token: string, certType: 'user' | 'host', trace: AuditTrace): Promise<Certificate> {
+export async function signUserCertificate(
+  rt: CaRuntime,
+  publicKey: PublicKey,
+  token: string,
+  certType: 'user' | 'host',
+  trace: AuditTrace,
+): Promise<Certificate> {
   trace.key_fingerprint = publicKey.fingerprint()
   trace.key_type = publicKey.type
   trace.cert_type = certType
@@ -179,7 +232,8 @@ export async function signUserCertificate(rt: CaRuntime, publicKey: PublicKey, t
   // (`ca explain --since/--replay`) needs to replay this request through another rule set
   trace.claims = selectedClaims(verified.claims, policyClaims(p))
   await requireIssuedAfterRestore(rt, {id: verified.tokenId, issuedAt: verified.claims.iat as number})
-  if (certType !== 'user') throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
+  if (certType !== 'user')
+    throw denial('ERR_POLICY_DENIED', 'cert_type_not_allowed', `provisioner "${p.name}" issues user certificates only`)
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))

@@ -30,7 +30,13 @@ function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
   if (!f) {
     f = (async () => ({
       // a secret others can read proves nothing: refused (so the call is, and the request denied)
-      ...(w.secretFile ? {secret: await assertPrivateFile(w.secretFile).then(async () => (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!)} : {}),
+      ...(w.secretFile
+        ? {
+            secret: await assertPrivateFile(w.secretFile).then(
+              async () => (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!,
+            ),
+          }
+        : {}),
       ...(w.ca ? {ca: await readFile(w.ca, 'utf8')} : {}),
     }))()
     f.catch(() => files.delete(w))
@@ -51,7 +57,12 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
     return {allow: false, status: null, why: `cannot read the webhook's secret or CA file: ${(err as Error).message}`}
   }
   const url = new URL(w.url)
-  const headers: Record<string, string> = {'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'sshca', accept: 'application/json'}
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'user-agent': 'sshca',
+    accept: 'application/json',
+  }
   if (secret) headers['x-sshca-signature'] = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
   return new Promise<WebhookOutcome>((resolve) => {
     let settled = false
@@ -62,7 +73,12 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
       req.destroy()
       resolve(o)
     }
-    const options = {method: 'POST', headers, agent: false as const, ...(url.protocol === 'https:' ? {rejectUnauthorized: true, ...(ca ? {ca} : {})} : {})}
+    const options = {
+      method: 'POST',
+      headers,
+      agent: false as const,
+      ...(url.protocol === 'https:' ? {rejectUnauthorized: true, ...(ca ? {ca} : {})} : {}),
+    }
     const req = (url.protocol === 'https:' ? request : httpRequest)(url, options, (res) => {
       const status = res.statusCode ?? 0
       const chunks: Buffer[] = []
@@ -86,14 +102,26 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
       })
       res.on('error', (err) => done({allow: false, status, why: err.message}))
     })
-    const timer = setTimeout(() => done({allow: false, status: null, why: `no answer within ${w.timeout} s`}), w.timeout * 1000)
-    req.on('error', (err) => done({allow: false, status: null, why: (err as NodeJS.ErrnoException).code ?? err.message}))
+    const timer = setTimeout(
+      () => done({allow: false, status: null, why: `no answer within ${w.timeout} s`}),
+      w.timeout * 1000,
+    )
+    req.on('error', (err) =>
+      done({allow: false, status: null, why: (err as NodeJS.ErrnoException).code ?? err.message}),
+    )
     req.end(body)
   })
 }
 
 /** Asks the rule's webhook, if it has one; throws the denial unless it allowed, and audits the call. */
-export async function authorize(rt: CaRuntime, p: ProvisionerConfig, rule: RuleConfig, claims: Claims, spec: CertificateSpec, trace: AuditTrace): Promise<void> {
+export async function authorize(
+  rt: CaRuntime,
+  p: ProvisionerConfig,
+  rule: RuleConfig,
+  claims: Claims,
+  spec: CertificateSpec,
+  trace: AuditTrace,
+): Promise<void> {
   const w = rule.webhook
   if (!w) return
   const body = JSON.stringify({
@@ -102,7 +130,12 @@ export async function authorize(rt: CaRuntime, p: ProvisionerConfig, rule: RuleC
     provisioner: p.name,
     rule: rule.name,
     claims,
-    request: {certType: trace.cert_type, keyType: trace.key_type, keyFingerprint: trace.key_fingerprint, clientAddress: trace.client_address},
+    request: {
+      certType: trace.cert_type,
+      keyType: trace.key_type,
+      keyFingerprint: trace.key_fingerprint,
+      clientAddress: trace.client_address,
+    },
     certificate: {
       principals: spec.principals,
       keyId: spec.keyId,
@@ -115,11 +148,30 @@ export async function authorize(rt: CaRuntime, p: ProvisionerConfig, rule: RuleC
   const started = performance.now()
   const outcome = await callWebhook(w, body)
   const seconds = (performance.now() - started) / 1000
-  const result = outcome.allow ? 'allow' : outcome.status === null || outcome.status >= 300 || outcome.status < 200 ? 'error' : 'deny'
-  trace.webhook = {url: w.url, outcome: result, status: outcome.status, ms: Math.round(seconds * 1000), ...(outcome.allow ? {} : {why: outcome.why})}
+  const result = outcome.allow
+    ? 'allow'
+    : outcome.status === null || outcome.status >= 300 || outcome.status < 200
+      ? 'error'
+      : 'deny'
+  trace.webhook = {
+    url: w.url,
+    outcome: result,
+    status: outcome.status,
+    ms: Math.round(seconds * 1000),
+    ...(outcome.allow ? {} : {why: outcome.why}),
+  }
   rt.meter?.webhook({provisioner: p.name, rule: rule.name, outcome: result, seconds})
   if (outcome.allow) return
-  if (result === 'deny') throw denial('ERR_POLICY_DENIED', 'webhook_denied', `the authorizing webhook of rule "${rule.name}" did not allow the request`)
+  if (result === 'deny')
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'webhook_denied',
+      `the authorizing webhook of rule "${rule.name}" did not allow the request`,
+    )
   // no answer (or not one we read) is a denial too: fail closed; 503 so a client may try again
-  throw denial('ERR_UPSTREAM_UNAVAILABLE', 'webhook_unavailable', `the authorizing webhook of rule "${rule.name}" gave no usable answer: ${outcome.why}`)
+  throw denial(
+    'ERR_UPSTREAM_UNAVAILABLE',
+    'webhook_unavailable',
+    `the authorizing webhook of rule "${rule.name}" gave no usable answer: ${outcome.why}`,
+  )
 }

@@ -48,8 +48,27 @@ export interface WhatIfEntry {
   /** How many recorded requests of this subject had this outcome before and would have this one after. */
   requests: number
   kind: ChangeKind
-  before: {issued: true; rule: string | null; principals: string[]; ttl: string; criticalOptions: Record<string, string>; extensions: string[]} | {issued: false; reason: string}
-  after: {issued: true; rule: string; principals: string[]; ttl: string; ttlSeconds: number; criticalOptions: Record<string, string>; extensions: string[]} | {issued: false; reason: string; message: string}
+  before:
+    | {
+        issued: true
+        rule: string | null
+        principals: string[]
+        ttl: string
+        criticalOptions: Record<string, string>
+        extensions: string[]
+      }
+    | {issued: false; reason: string}
+  after:
+    | {
+        issued: true
+        rule: string
+        principals: string[]
+        ttl: string
+        ttlSeconds: number
+        criticalOptions: Record<string, string>
+        extensions: string[]
+      }
+    | {issued: false; reason: string; message: string}
   gained: Delta
   lost: Delta
   /** Lifetime after − before, seconds (0 when either side is a denial). */
@@ -67,10 +86,23 @@ export interface WhatIfReport {
 }
 
 /** Denials the policy made (and a new policy might not): not bad tokens, limits or outages. */
-export const POLICY_REASONS = new Set(['no_rule_matched', 'multiple_rules_matched', 'claim_missing', 'principal_invalid', 'principal_reserved', 'no_principals', 'key_id_invalid', 'cert_type_not_allowed', 'webhook_denied'])
+export const POLICY_REASONS = new Set([
+  'no_rule_matched',
+  'multiple_rules_matched',
+  'claim_missing',
+  'principal_invalid',
+  'principal_reserved',
+  'no_principals',
+  'key_id_invalid',
+  'cert_type_not_allowed',
+  'webhook_denied',
+])
 
 const diff = (a: readonly string[], b: readonly string[]): string[] => a.filter((x) => !b.includes(x))
-const optionsOf = (o: Record<string, unknown>): string[] => Object.entries(o).map(([k, v]) => (v === true || v === '' ? k : `${k}=${String(v)}`)).sort()
+const optionsOf = (o: Record<string, unknown>): string[] =>
+  Object.entries(o)
+    .map(([k, v]) => (v === true || v === '' ? k : `${k}=${String(v)}`))
+    .sort()
 
 export function whatIf(config: CaConfig, records: readonly ReplayRecord[], nowSeconds: number): WhatIfReport {
   // one entry per person and outcome: requests of one subject that were granted the same and would
@@ -86,13 +118,25 @@ export function whatIf(config: CaConfig, records: readonly ReplayRecord[], nowSe
       if (e.at > g.at) g.at = e.at
     }
   }
-  const summary: Record<ChangeKind, number> = {unchanged: 0, changed: 0, newly_denied: 0, newly_allowed: 0, still_denied: 0}
+  const summary: Record<ChangeKind, number> = {
+    unchanged: 0,
+    changed: 0,
+    newly_denied: 0,
+    newly_allowed: 0,
+    still_denied: 0,
+  }
   const changes: WhatIfEntry[] = []
   for (const entry of groups.values()) {
     summary[entry.kind]++
     if (entry.kind !== 'unchanged' && entry.kind !== 'still_denied') changes.push(entry)
   }
-  const order: Record<ChangeKind, number> = {newly_denied: 0, changed: 1, newly_allowed: 2, still_denied: 3, unchanged: 4}
+  const order: Record<ChangeKind, number> = {
+    newly_denied: 0,
+    changed: 1,
+    newly_allowed: 2,
+    still_denied: 3,
+    unchanged: 4,
+  }
   changes.sort((a, b) => order[a.kind] - order[b.kind] || (a.subject ?? '').localeCompare(b.subject ?? ''))
   return {config: config.path, replayed: records.length, distinct: groups.size, summary, changes}
 }
@@ -101,15 +145,34 @@ function replay(config: CaConfig, rec: ReplayRecord, count: number, now: number)
   const hasProvisioner = config.provisioners.some((p) => p.name === rec.provisioner)
   let after: WhatIfEntry['after']
   if (!hasProvisioner) {
-    after = {issued: false, reason: 'provisioner_removed', message: `the new policy has no provisioner "${rec.provisioner}"`}
+    after = {
+      issued: false,
+      reason: 'provisioner_removed',
+      message: `the new policy has no provisioner "${rec.provisioner}"`,
+    }
   } else {
     const r = explain(config, rec.claims, rec.provisioner, now)
     after = r.decision.issued
-      ? {issued: true, rule: r.decision.rule, principals: r.decision.certificate.principals, ttl: r.decision.certificate.ttl, ttlSeconds: r.decision.certificate.ttlSeconds, criticalOptions: r.decision.certificate.criticalOptions as Record<string, string>, extensions: [...r.decision.certificate.extensions].sort()}
+      ? {
+          issued: true,
+          rule: r.decision.rule,
+          principals: r.decision.certificate.principals,
+          ttl: r.decision.certificate.ttl,
+          ttlSeconds: r.decision.certificate.ttlSeconds,
+          criticalOptions: r.decision.certificate.criticalOptions as Record<string, string>,
+          extensions: [...r.decision.certificate.extensions].sort(),
+        }
       : {issued: false, reason: r.decision.reason, message: r.decision.message}
   }
   const before: WhatIfEntry['before'] = rec.issued
-    ? {issued: true, rule: rec.issued.rule, principals: rec.issued.principals, ttl: formatDuration(rec.issued.ttl), criticalOptions: rec.issued.criticalOptions, extensions: [...rec.issued.extensions].sort()}
+    ? {
+        issued: true,
+        rule: rec.issued.rule,
+        principals: rec.issued.principals,
+        ttl: formatDuration(rec.issued.ttl),
+        criticalOptions: rec.issued.criticalOptions,
+        extensions: [...rec.issued.extensions].sort(),
+      }
     : {issued: false, reason: rec.reason ?? 'denied'}
   const empty: Delta = {principals: [], extensions: [], criticalOptions: []}
   let gained = empty
@@ -119,21 +182,50 @@ function replay(config: CaConfig, rec: ReplayRecord, count: number, now: number)
   if (before.issued && after.issued) {
     const bo = optionsOf(before.criticalOptions)
     const ao = optionsOf(after.criticalOptions)
-    gained = {principals: diff(after.principals, before.principals), extensions: diff(after.extensions, before.extensions), criticalOptions: diff(ao, bo)}
-    lost = {principals: diff(before.principals, after.principals), extensions: diff(before.extensions, after.extensions), criticalOptions: diff(bo, ao)}
+    gained = {
+      principals: diff(after.principals, before.principals),
+      extensions: diff(after.extensions, before.extensions),
+      criticalOptions: diff(ao, bo),
+    }
+    lost = {
+      principals: diff(before.principals, after.principals),
+      extensions: diff(before.extensions, after.extensions),
+      criticalOptions: diff(bo, ao),
+    }
     ttlChange = after.ttlSeconds - (rec.issued?.ttl ?? 0)
-    const same = [gained, lost].every((d) => d.principals.length + d.extensions.length + d.criticalOptions.length === 0) && ttlChange === 0
+    const same =
+      [gained, lost].every((d) => d.principals.length + d.extensions.length + d.criticalOptions.length === 0) &&
+      ttlChange === 0
     kind = same ? 'unchanged' : 'changed'
   } else if (before.issued) {
     kind = 'newly_denied'
-    lost = {principals: before.principals, extensions: before.extensions, criticalOptions: optionsOf(before.criticalOptions)}
+    lost = {
+      principals: before.principals,
+      extensions: before.extensions,
+      criticalOptions: optionsOf(before.criticalOptions),
+    }
   } else if (after.issued) {
     kind = 'newly_allowed'
-    gained = {principals: after.principals, extensions: after.extensions, criticalOptions: optionsOf(after.criticalOptions)}
+    gained = {
+      principals: after.principals,
+      extensions: after.extensions,
+      criticalOptions: optionsOf(after.criticalOptions),
+    }
   } else {
     kind = 'still_denied'
   }
-  return {subject: rec.subject, provisioner: rec.provisioner, at: rec.at, requests: count, kind, before, after, gained, lost, ttlChange}
+  return {
+    subject: rec.subject,
+    provisioner: rec.provisioner,
+    at: rec.at,
+    requests: count,
+    kind,
+    before,
+    after,
+    gained,
+    lost,
+    ttlChange,
+  }
 }
 
 /** A recorded certificate's lifetime as the policy set it (validity starts CLOCK_SKEW_SECONDS back). */
@@ -170,7 +262,16 @@ export function recordsFromAudit(text: string, since?: number): {records: Replay
     if (e.event === 'certificate_issued') {
       const va = Date.parse(String(e.valid_after)) / 1000
       const vb = Date.parse(String(e.valid_before)) / 1000
-      records.push({...base, issued: {principals: (e.principals as string[]) ?? [], ttl: grantedTtl(va, vb), criticalOptions: (e.critical_options as Record<string, string>) ?? {}, extensions: (e.extensions as string[]) ?? [], rule: typeof e.rule === 'string' ? e.rule : null}})
+      records.push({
+        ...base,
+        issued: {
+          principals: (e.principals as string[]) ?? [],
+          ttl: grantedTtl(va, vb),
+          criticalOptions: (e.critical_options as Record<string, string>) ?? {},
+          extensions: (e.extensions as string[]) ?? [],
+          rule: typeof e.rule === 'string' ? e.rule : null,
+        },
+      })
     } else if (POLICY_REASONS.has(String(e.reason))) {
       records.push({...base, issued: null, reason: String(e.reason)})
     } else {

@@ -12,7 +12,13 @@ import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
 import {parseKms} from './kms.ts'
-import {DEFAULT_RESERVED_PRINCIPALS, globToRegExp, SAFE_VALUE, templateClaims, templateProblems} from '../policy/policy.ts'
+import {
+  DEFAULT_RESERVED_PRINCIPALS,
+  globToRegExp,
+  SAFE_VALUE,
+  templateClaims,
+  templateProblems,
+} from '../policy/policy.ts'
 import type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 
 const scalar = z.union([z.string(), z.number(), z.boolean()])
@@ -114,7 +120,9 @@ const limitsSchema = z
      * Milliseconds: past this mean event-loop delay over the last second, signing requests are answered
      * 503 at once. The queue in the sockets that maxInFlight cannot count; false = off.
      */
-    maxEventLoopDelay: z.union([z.number().int().positive(), z.literal(false)]).default(LIMIT_DEFAULTS.maxEventLoopDelay),
+    maxEventLoopDelay: z
+      .union([z.number().int().positive(), z.literal(false)])
+      .default(LIMIT_DEFAULTS.maxEventLoopDelay),
     rate: rateLimit.default(LIMIT_DEFAULTS.rate),
   })
   .default(LIMIT_DEFAULTS)
@@ -163,7 +171,9 @@ const configSchema = z.strictObject({
   dnsNames: z.array(z.string().min(1)).default(['127.0.0.1']),
   name: z.string().default('sshca'),
   disabled: z.boolean().default(false),
-  db: z.discriminatedUnion('type', [sqliteDb, postgresDb]).default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
+  db: z
+    .discriminatedUnion('type', [sqliteDb, postgresDb])
+    .default({type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}),
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
   /** Prometheus metrics (text format, GET /metrics) on their own plain-HTTP address; off when absent. */
   metrics: z.strictObject({address: z.string()}).optional(),
@@ -185,7 +195,13 @@ const configSchema = z.strictObject({
       /** Principals no template may render; a rule may still list one literally (check-config warns). */
       reservedPrincipals: z.array(z.string().min(1)).default(DEFAULT_RESERVED_PRINCIPALS),
     })
-    .default({hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}),
+    .default({
+      hostPattern: '*',
+      maxUserTtl: 86400,
+      hostTtl: 30 * 86400,
+      maxHostTtl: 90 * 86400,
+      reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS,
+    }),
   // `provisioners:` with every example still commented out is null: none yet
   provisioners: z.preprocess((v) => v ?? [], z.array(provisionerSchema)).default([]),
 })
@@ -199,7 +215,10 @@ export type CaConfig = Omit<z.infer<typeof configSchema>, 'provisioners'> & {
 export type {MatchCondition, ProvisionerConfig, RuleConfig} from '../policy/types.ts'
 // the schema's output is the policy's vocabulary: a change to either that breaks the other fails to compile
 type Assignable<T, U extends T> = U
-export type _SchemaMatchesPolicy = [Assignable<RuleConfig, z.infer<typeof ruleSchema>>, Assignable<ProvisionerConfig, z.infer<typeof provisionerSchema> & {audience: string}>]
+export type _SchemaMatchesPolicy = [
+  Assignable<RuleConfig, z.infer<typeof ruleSchema>>,
+  Assignable<ProvisionerConfig, z.infer<typeof provisionerSchema> & {audience: string}>,
+]
 
 /** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
 export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
@@ -217,28 +236,48 @@ export function configError(problems: string[], file: string): SshcaError {
 }
 
 function fieldPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '') || '(top level)'
+  return (
+    path.reduce<string>(
+      (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
+      '',
+    ) || '(top level)'
+  )
 }
 
 /** Parses and checks ca.yaml text; throws ERR_CA_CONFIG listing every problem. */
 export function parseConfig(text: string, path: string): ConfigCheck {
   // Stryker disable next-line ObjectLiteral,BooleanLiteral: yaml's defaults; said here because duplicate keys must stay refused
   const doc = parseDocument(text, {prettyErrors: true, uniqueKeys: true})
-  if (doc.errors.length > 0) throw configError(doc.errors.map((e) => e.message.split('\n')[0]!), path)
+  if (doc.errors.length > 0)
+    throw configError(
+      doc.errors.map((e) => e.message.split('\n')[0]!),
+      path,
+    )
   const parsed = configSchema.safeParse(doc.toJS() ?? {})
-  if (!parsed.success) throw configError(parsed.error.issues.map((i) => `${fieldPath(i.path)}: ${i.message}`), path)
+  if (!parsed.success)
+    throw configError(
+      parsed.error.issues.map((i) => `${fieldPath(i.path)}: ${i.message}`),
+      path,
+    )
   const raw = parsed.data
   const problems: string[] = []
   const warnings: string[] = []
-  const provisioners: ProvisionerConfig[] = raw.provisioners.map((p) => ({...p, audience: p.audience ?? p.clientId ?? ''}))
+  const provisioners: ProvisionerConfig[] = raw.provisioners.map((p) => ({
+    ...p,
+    audience: p.audience ?? p.clientId ?? '',
+  }))
   const config: CaConfig = {...raw, provisioners, dir: dirname(resolve(path)), path: resolve(path)}
 
   if (!parseHostPort(raw.address)) problems.push(`address: "${raw.address}" is not host:port`)
   if (raw.metrics !== undefined) {
     const m = parseHostPort(raw.metrics.address)
     if (!m) problems.push(`metrics.address: "${raw.metrics.address}" is not host:port`)
-    else if (raw.metrics.address === raw.address && m.port !== 0) problems.push('metrics.address: must differ from address (metrics are served on their own listener)')
-    else if (!isLoopbackAddress(m.host)) warnings.push(`metrics.address: ${raw.metrics.address} is reachable from other machines; metrics are plain HTTP without authentication, so firewall it to your Prometheus`)
+    else if (raw.metrics.address === raw.address && m.port !== 0)
+      problems.push('metrics.address: must differ from address (metrics are served on their own listener)')
+    else if (!isLoopbackAddress(m.host))
+      warnings.push(
+        `metrics.address: ${raw.metrics.address} is reachable from other machines; metrics are plain HTTP without authentication, so firewall it to your Prometheus`,
+      )
   }
   try {
     parseKms(raw.keys.kms)
@@ -248,19 +287,28 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   checkProvisioners(config, problems, warnings)
   // Stryker disable next-line ConditionalExpression: a PostgreSQL block has no durability, so the type test only narrows
   if (raw.db.type === 'sqlite' && raw.db.durability === 'normal') {
-    warnings.push('db.durability: normal — a power loss can drop the last commits: certificates missing from the store and spent tokens forgotten, so replayable until they expire')
+    warnings.push(
+      'db.durability: normal — a power loss can drop the last commits: certificates missing from the store and spent tokens forgotten, so replayable until they expire',
+    )
   }
-  if (config.provisioners.length === 0) warnings.push('provisioners: none configured, so no user certificate can be issued')
-  if (raw.limits.headersTimeout > raw.limits.requestTimeout) problems.push(`limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`)
+  if (config.provisioners.length === 0)
+    warnings.push('provisioners: none configured, so no user certificate can be issued')
+  if (raw.limits.headersTimeout > raw.limits.requestTimeout)
+    problems.push(
+      `limits.headersTimeout: ${formatDuration(raw.limits.headersTimeout)} is above limits.requestTimeout (${formatDuration(raw.limits.requestTimeout)})`,
+    )
   if (Array.isArray(raw.trustProxy)) {
     raw.trustProxy.forEach((a, i) => {
       if (!isCidr(a)) problems.push(`trustProxy[${i}]: "${a}" is not an address or CIDR block`)
     })
   } else if (raw.trustProxy === true) {
-    warnings.push('trustProxy: true believes X-Forwarded-For from anyone; list the balancer\'s addresses instead')
+    warnings.push("trustProxy: true believes X-Forwarded-For from anyone; list the balancer's addresses instead")
   }
   if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
-  if (raw.ssh.hostTtl > raw.ssh.maxHostTtl) problems.push(`ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`)
+  if (raw.ssh.hostTtl > raw.ssh.maxHostTtl)
+    problems.push(
+      `ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`,
+    )
   if (problems.length > 0) throw configError(problems, path)
   return {config, warnings}
 }
@@ -271,7 +319,9 @@ export async function loadConfig(path: string): Promise<ConfigCheck> {
     text = await readFile(path, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new SshcaError('ERR_FILE_NOT_FOUND', `no CA configuration at ${path}`, {hint: 'create a CA with: sshca ca init --dir DIR'})
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `no CA configuration at ${path}`, {
+        hint: 'create a CA with: sshca ca init --dir DIR',
+      })
     }
     throw new SshcaError('ERR_INPUT', `cannot read ${path}: ${(err as Error).message}`, {cause: err})
   }
@@ -285,7 +335,13 @@ const URL_PARAMS = new Set(['host', 'application_name'])
  * db.url as the pg client needs it: host (or socket directory), port, user, database. Throws a
  * message naming what is wrong; never echoes a password.
  */
-export function parsePostgresUrl(url: string): {host: string; port: number; user: string | undefined; database: string | undefined; applicationName: string | undefined} {
+export function parsePostgresUrl(url: string): {
+  host: string
+  port: number
+  user: string | undefined
+  database: string | undefined
+  applicationName: string | undefined
+} {
   let u: URL
   try {
     u = new URL(url)
@@ -293,15 +349,25 @@ export function parsePostgresUrl(url: string): {host: string; port: number; user
     throw new Error('is not a URL (postgres://USER@HOST:PORT/DATABASE)')
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('must start with postgres://')
-  if (u.password !== '') throw new Error('holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml')
+  if (u.password !== '')
+    throw new Error('holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml')
   for (const k of u.searchParams.keys()) {
-    if (!URL_PARAMS.has(k)) throw new Error(`?${k}= is not supported${k.startsWith('ssl') ? ': TLS is set with db.tls' : ''} (only ${[...URL_PARAMS].join(', ')})`)
+    if (!URL_PARAMS.has(k))
+      throw new Error(
+        `?${k}= is not supported${k.startsWith('ssl') ? ': TLS is set with db.tls' : ''} (only ${[...URL_PARAMS].join(', ')})`,
+      )
   }
   const host = u.searchParams.get('host') ?? decodeURIComponent(u.hostname)
   if (!host) throw new Error('names no host (postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir)')
   const port = u.port ? Number(u.port) : 5432
   const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined
-  return {host, port, user: u.username ? decodeURIComponent(u.username) : undefined, database, applicationName: u.searchParams.get('application_name') ?? undefined}
+  return {
+    host,
+    port,
+    user: u.username ? decodeURIComponent(u.username) : undefined,
+    database,
+    applicationName: u.searchParams.get('application_name') ?? undefined,
+  }
 }
 
 function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: string[], warnings: string[]): void {
@@ -313,11 +379,16 @@ function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: s
     return
   }
   const socket = host.startsWith('/')
-  if (db.timeout >= requestTimeout) problems.push(`db.timeout: ${formatDuration(db.timeout)} must be below limits.requestTimeout (${formatDuration(requestTimeout)}), so a request never waits on the database past its own deadline`)
+  if (db.timeout >= requestTimeout)
+    problems.push(
+      `db.timeout: ${formatDuration(db.timeout)} must be below limits.requestTimeout (${formatDuration(requestTimeout)}), so a request never waits on the database past its own deadline`,
+    )
   if ((db.tls.cert === undefined) !== (db.tls.key === undefined)) problems.push('db.tls: cert and key go together')
   const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
   if (!socket && !isLoopbackAddress(host) && (mode === 'disable' || mode === 'require')) {
-    warnings.push(`db.tls.mode: ${mode} to ${host} ${mode === 'disable' ? 'sends spent tokens and certificates in clear' : 'encrypts but does not check whom it talks to'}; use verify-full with db.tls.ca`)
+    warnings.push(
+      `db.tls.mode: ${mode} to ${host} ${mode === 'disable' ? 'sends spent tokens and certificates in clear' : 'encrypts but does not check whom it talks to'}; use verify-full with db.tls.ca`,
+    )
   }
 }
 
@@ -337,16 +408,22 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
     if (issuer.protocol === 'http:' && !isLoopbackAddress(issuer.hostname)) {
       problems.push(`${at}.issuer: plain http is accepted only on loopback addresses (development); use https`)
     } else if (issuer.protocol === 'http:') {
-      warnings.push(`${at}.issuer: ${p.issuer} is plain http, fit for local development only; a real identity provider is https`)
+      warnings.push(
+        `${at}.issuer: ${p.issuer} is plain http, fit for local development only; a real identity provider is https`,
+      )
     } else if (issuer.protocol !== 'https:') {
       problems.push(`${at}.issuer: must be an https URL`)
     }
     const route = `${p.issuer.replace(/\/$/, '')} ${p.audience}`
-    if (routes.has(route)) problems.push(`${at}: same issuer and audience as provisioner "${routes.get(route)}", so tokens could not be routed`)
+    if (routes.has(route))
+      problems.push(
+        `${at}: same issuer and audience as provisioner "${routes.get(route)}", so tokens could not be routed`,
+      )
     routes.set(route, p.name)
     if (p.listenAddress !== undefined) {
       const hp = parseHostPort(p.listenAddress)
-      if (!hp || !isLoopbackAddress(hp.host)) problems.push(`${at}.listenAddress: must be a loopback address with a port, such as 127.0.0.1:10000`)
+      if (!hp || !isLoopbackAddress(hp.host))
+        problems.push(`${at}.listenAddress: must be a loopback address with a port, such as 127.0.0.1:10000`)
     }
     if (p.rules.length === 0) warnings.push(`${at} (${p.name}): no rules, so every token from it is denied`)
     const ruleNames = new Set<string>()
@@ -355,7 +432,15 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
   })
 }
 
-function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: string, ruleNames: Set<string>, problems: string[], warnings: string[]): void {
+function checkRule(
+  config: CaConfig,
+  p: ProvisionerConfig,
+  r: RuleConfig,
+  at: string,
+  ruleNames: Set<string>,
+  problems: string[],
+  warnings: string[],
+): void {
   if (ruleNames.has(r.name)) problems.push(`${at}.name: "${r.name}" is used twice in provisioner "${p.name}"`)
   ruleNames.add(r.name)
   const keys = Object.keys(r.match)
@@ -373,44 +458,73 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
   for (const [claim, cond] of Object.entries(r.match)) {
     // "**" with anything but "/" or an end on either side ("a**", "**main", "***") is refused
     // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
-    if (typeof cond === 'object' && !Array.isArray(cond) && 'glob' in cond && /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)) {
+    if (
+      typeof cond === 'object' &&
+      !Array.isArray(cond) &&
+      'glob' in cond &&
+      /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)
+    ) {
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }
   // {domain} on an email the IdP has not verified: anyone who can type an address in that domain
   for (const [claim, cond] of Object.entries(r.match)) {
     if (typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond && r.match.email_verified !== true) {
-      warnings.push(`${at} (${r.name}): matches ${claim} on domain ${cond.domain} without email_verified: true, so an unverified address in that domain gets a certificate; add email_verified: true`)
+      warnings.push(
+        `${at} (${r.name}): matches ${claim} on domain ${cond.domain} without email_verified: true, so an unverified address in that domain gets a certificate; add email_verified: true`,
+      )
     }
   }
   if (isCiProvisioner(p) && !keys.some((k) => PINNING_CLAIMS.has(k) && pins(r.match[k]!))) {
-    warnings.push(`${at} (${r.name}): a CI rule that pins neither repository/repository_owner (or their ids) nor sub: a workflow in any repository this issuer serves can match it; pin the repository`)
+    warnings.push(
+      `${at} (${r.name}): a CI rule that pins neither repository/repository_owner (or their ids) nor sub: a workflow in any repository this issuer serves can match it; pin the repository`,
+    )
   }
   if (keys.length === 1 && keys[0] === 'repository') {
-    warnings.push(`${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`)
+    warnings.push(
+      `${at} (${r.name}): matches on repository alone, so any branch, workflow, event or manual run of it gets a certificate; also pin ref, event_name, job_workflow_ref or environment`,
+    )
   }
   if (r.webhook) {
     const u = new URL(r.webhook.url)
-    if (u.protocol === 'http:' && isLoopbackAddress(u.hostname)) warnings.push(`${at}.webhook.url: plain http, fit for local development only`)
+    if (u.protocol === 'http:' && isLoopbackAddress(u.hostname))
+      warnings.push(`${at}.webhook.url: plain http, fit for local development only`)
     else if (u.protocol !== 'https:') problems.push(`${at}.webhook.url: must be https (the claims travel in it)`)
-    if (u.username || u.password) problems.push(`${at}.webhook.url: no credentials in the URL; use secretFile (HMAC-SHA256 of the body)`)
-    if (r.webhook.timeout > 30) problems.push(`${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`)
-    if (!r.webhook.secretFile) warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
+    if (u.username || u.password)
+      problems.push(`${at}.webhook.url: no credentials in the URL; use secretFile (HMAC-SHA256 of the body)`)
+    if (r.webhook.timeout > 30)
+      problems.push(
+        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`,
+      )
+    if (!r.webhook.secretFile)
+      warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
   }
   const c = r.certificate
-  if (c.principals.length === 0 && !c.principalsFrom) problems.push(`${at}.certificate: a rule must grant at least one principal (principals or principalsFrom)`)
+  if (c.principals.length === 0 && !c.principalsFrom)
+    problems.push(`${at}.certificate: a rule must grant at least one principal (principals or principalsFrom)`)
   if (c.principalsFrom) {
     const pf = c.principalsFrom
     const why = unknownClaim(p.issuer, pf.claim)
     if (why) warnings.push(`${at}.certificate.principalsFrom.claim: ${why}`)
-    if (USER_CHOSEN_CLAIMS.has(pf.claim)) warnings.push(`${at}.certificate.principalsFrom.claim: "${pf.claim}" is chosen by the user at the identity provider; use a group claim the IdP manages`)
+    if (USER_CHOSEN_CLAIMS.has(pf.claim))
+      warnings.push(
+        `${at}.certificate.principalsFrom.claim: "${pf.claim}" is chosen by the user at the identity provider; use a group claim the IdP manages`,
+      )
     pf.allow.forEach((g, k) => {
-      if (/^[*?]+$/.test(g)) warnings.push(`${at}.certificate.principalsFrom.allow[${k}]: "${g}" admits every group the IdP sends; name a prefix such as "ssh-*"`)
+      if (/^[*?]+$/.test(g))
+        warnings.push(
+          `${at}.certificate.principalsFrom.allow[${k}]: "${g}" admits every group the IdP sends; name a prefix such as "ssh-*"`,
+        )
     })
     for (const [from, to] of Object.entries(pf.map ?? {})) {
-      if (!pf.allow.some((g) => globToRegExp(g).test(from))) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" is not admitted by allow, so it is never mapped`)
-      if (!SAFE_VALUE.test(to)) problems.push(`${at}.certificate.principalsFrom.map: "${to}" is outside [A-Za-z0-9._@:/-]`)
-      if (config.ssh.reservedPrincipals.includes(to)) warnings.push(`${at}.certificate.principalsFrom.map: "${from}" → "${to}" is a reserved principal (ssh.reservedPrincipals), so it is never granted`)
+      if (!pf.allow.some((g) => globToRegExp(g).test(from)))
+        warnings.push(`${at}.certificate.principalsFrom.map: "${from}" is not admitted by allow, so it is never mapped`)
+      if (!SAFE_VALUE.test(to))
+        problems.push(`${at}.certificate.principalsFrom.map: "${to}" is outside [A-Za-z0-9._@:/-]`)
+      if (config.ssh.reservedPrincipals.includes(to))
+        warnings.push(
+          `${at}.certificate.principalsFrom.map: "${from}" → "${to}" is a reserved principal (ssh.reservedPrincipals), so it is never granted`,
+        )
     }
   }
   c.principals.forEach((t, k) => {
@@ -418,14 +532,20 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     const {claims, lossy} = templateClaims(t)
     const chosen = claims.filter((cl) => USER_CHOSEN_CLAIMS.has(cl))
     if (chosen.length) {
-      warnings.push(`${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`)
+      warnings.push(
+        `${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`,
+      )
     }
     if (lossy) {
-      warnings.push(`${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`)
+      warnings.push(
+        `${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`,
+      )
     }
     // a template ("${…}") is never an account name; the reserved list is checked again when it renders
     if (config.ssh.reservedPrincipals.includes(t)) {
-      warnings.push(`${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`)
+      warnings.push(
+        `${at}.certificate.principals[${k}]: grants the reserved account "${t}" to everyone the rule matches${t === 'root' ? '; prefer a named account with sudo' : ''}`,
+      )
     }
   })
   for (const problem of templateProblems(c.keyId)) problems.push(`${at}.certificate.keyId: ${problem}`)
@@ -435,7 +555,10 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     if (!isCidr(a)) problems.push(`${at}.certificate.sourceAddress[${k}]: "${a}" is not an address or CIDR block`)
   })
   c.extensions.forEach((e, k) => {
-    if (!KNOWN_EXTENSIONS.has(e)) problems.push(`${at}.certificate.extensions[${k}]: unknown extension "${e}" (known: ${[...KNOWN_EXTENSIONS].join(', ')})`)
+    if (!KNOWN_EXTENSIONS.has(e))
+      problems.push(
+        `${at}.certificate.extensions[${k}]: unknown extension "${e}" (known: ${[...KNOWN_EXTENSIONS].join(', ')})`,
+      )
   })
   const risky = c.extensions.filter((e) => e !== 'permit-pty')
   if (c.forceCommand !== undefined && c.extensions.length > 0) {
@@ -444,14 +567,43 @@ function checkRule(config: CaConfig, p: ProvisionerConfig, r: RuleConfig, at: st
     warnings.push(`${at} (${r.name}): grants ${risky.join(', ')}; grant forwarding only where a use case needs it`)
   }
   const ceiling = Math.min(p.maxTtl ?? Infinity, config.ssh.maxUserTtl)
-  if (c.ttl > ceiling) warnings.push(`${at}.certificate.ttl: ${formatDuration(c.ttl)} is capped to ${formatDuration(ceiling)} (maxTtl / ssh.maxUserTtl)`)
+  if (c.ttl > ceiling)
+    warnings.push(
+      `${at}.certificate.ttl: ${formatDuration(c.ttl)} is capped to ${formatDuration(ceiling)} (maxTtl / ssh.maxUserTtl)`,
+    )
 }
 
 /** Claims a CI token carries that name the repository (or the workflow's identity, which contains it). */
-const PINNING_CLAIMS = new Set(['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id'])
+const PINNING_CLAIMS = new Set([
+  'repository',
+  'repository_id',
+  'repository_owner',
+  'repository_owner_id',
+  'sub',
+  'job_workflow_ref',
+  'project_path',
+  'project_id',
+  'namespace_path',
+  'namespace_id',
+])
 /** Claims a person sets for themselves at most identity providers: never a principal. */
-const USER_CHOSEN_CLAIMS = new Set(['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login'])
-const CI_ISSUERS = [/^https:\/\/token\.actions\.githubusercontent\.com(\/|$)/, /^https:\/\/gitlab\.com\/?$/, /^https:\/\/oidc\.circleci\.com\//, /^https:\/\/vstoken\.actions\.githubusercontent\.com/]
+const USER_CHOSEN_CLAIMS = new Set([
+  'preferred_username',
+  'name',
+  'nickname',
+  'given_name',
+  'family_name',
+  'middle_name',
+  'username',
+  'user_login',
+  'login',
+])
+const CI_ISSUERS = [
+  /^https:\/\/token\.actions\.githubusercontent\.com(\/|$)/,
+  /^https:\/\/gitlab\.com\/?$/,
+  /^https:\/\/oidc\.circleci\.com\//,
+  /^https:\/\/vstoken\.actions\.githubusercontent\.com/,
+]
 
 /** A provisioner for machines: a known CI issuer, or one with no client id (nobody signs in interactively). */
 export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'>): boolean {
@@ -475,7 +627,9 @@ function overlapWarnings(p: ProvisionerConfig, at: string): string[] {
       const b = rules[j]!
       const shared = Object.keys(a.match).filter((k) => k in b.match)
       if (shared.every((k) => mayOverlap(a.match[k]!, b.match[k]!))) {
-        out.push(`${at} (${p.name}): rules "${a.name}" and "${b.name}" can match the same token, and a token matching two rules is denied; make them exclusive`)
+        out.push(
+          `${at} (${p.name}): rules "${a.name}" and "${b.name}" can match the same token, and a token matching two rules is denied; make them exclusive`,
+        )
       }
     }
   }
@@ -499,13 +653,21 @@ export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
   // here one side is values and the other an object condition (two value lists returned above):
   // Stryker disable next-line ConditionalExpression,LogicalOperator: the type tests only narrow for the compiler
   if (vals && other && typeof other === 'object' && !Array.isArray(other)) {
-    if ('domain' in other) return vals.some((v) => typeof v === 'string' && v.toLowerCase().endsWith(`@${other.domain.toLowerCase()}`))
+    if ('domain' in other)
+      return vals.some((v) => typeof v === 'string' && v.toLowerCase().endsWith(`@${other.domain.toLowerCase()}`))
     if ('glob' in other) return vals.some((v) => typeof v === 'string' && globToRegExp(other.glob).test(v))
     return false // {contains} needs an array claim; a scalar claim can never satisfy both
   }
   // both are object conditions here: the type tests only narrow for the compiler
   // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b) && 'domain' in a && 'domain' in b) {
+  if (
+    typeof a === 'object' &&
+    typeof b === 'object' &&
+    !Array.isArray(a) &&
+    !Array.isArray(b) &&
+    'domain' in a &&
+    'domain' in b
+  ) {
     return a.domain.toLowerCase() === b.domain.toLowerCase()
   }
   return true

@@ -51,11 +51,13 @@ export function parseKms(text: string): Kms {
     if (eq <= 0) throw new Error(`"${part}" is not attribute=value`)
     params.set(part.slice(0, eq), pct(part.slice(eq + 1)))
   }
-  if (params.has('pin-value')) throw new Error('pin-value puts the PIN in the URI; use pin-source=file:/path/to/pin-file (mode 0600)')
+  if (params.has('pin-value'))
+    throw new Error('pin-value puts the PIN in the URI; use pin-source=file:/path/to/pin-file (mode 0600)')
   const token = attrs.get('token')
   if (!token) throw new Error('the URI names no token (token=LABEL)')
   const module = params.get('module-path')
-  if (!module || !module.startsWith('/')) throw new Error('the URI names no module (module-path=/absolute/path/to/module.so)')
+  if (!module || !module.startsWith('/'))
+    throw new Error('the URI names no module (module-path=/absolute/path/to/module.so)')
   const pin = params.get('pin-source')
   if (!pin) throw new Error('the URI names no PIN source (pin-source=file:/path/to/pin-file)')
   const pinFile = pin.startsWith('file:') ? pin.slice('file:'.length) : pin

@@ -51,7 +51,11 @@ function take(all: Int32Array, slot: number, kind: number, max: number): boolean
   return false
 }
 
-export function buildApp(authority: Authority, https: {key: string; cert: string} | undefined, o: AppOptions = {}): FastifyInstance {
+export function buildApp(
+  authority: Authority,
+  https: {key: string; cert: string} | undefined,
+  o: AppOptions = {},
+): FastifyInstance {
   const {limits, trustProxy} = authority.settings
   const {all, slot} = o.counters ?? {all: appCounters(1), slot: 0}
   const app = Fastify({
@@ -84,8 +88,14 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     clientErrorHandler: clientError,
     // a URL the router cannot decode (`/%`) is refused before any hook or the error handler runs
     frameworkErrors: (err, req, reply) => {
-      const {status, body} = err.code === 'FST_ERR_BAD_URL' ? {status: 400, body: {status: 400, message: err.message, request_id: req.id}} : httpError(err, req.id)
-      void (reply as unknown as FastifyReply).code(status).headers({'x-request-id': req.id, 'cache-control': 'no-store'}).send(body)
+      const {status, body} =
+        err.code === 'FST_ERR_BAD_URL'
+          ? {status: 400, body: {status: 400, message: err.message, request_id: req.id}}
+          : httpError(err, req.id)
+      void (reply as unknown as FastifyReply)
+        .code(status)
+        .headers({'x-request-id': req.id, 'cache-control': 'no-store'})
+        .send(body)
     },
   }) as unknown as FastifyInstance
   app.server.headersTimeout = limits.headersTimeout * 1000
@@ -101,7 +111,13 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
     const r = (schema as unknown as Schema<unknown>).safeParse(data)
     if (r.success) return {value: r.data}
     const first = r.error.issues[0]
-    return {error: denial('ERR_INPUT', 'bad_request', `bad request body: ${first ? `${first.path.join('.') || '(body)'}: ${first.message}` : 'invalid'}`)}
+    return {
+      error: denial(
+        'ERR_INPUT',
+        'bad_request',
+        `bad request body: ${first ? `${first.path.join('.') || '(body)'}: ${first.message}` : 'invalid'}`,
+      ),
+    }
   })
 
   app.addHook('onRequest', (req, reply, done) => {
@@ -147,7 +163,9 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
   })
 
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({status: 404, message: `no route ${req.method} ${req.url.split('?')[0]}`, request_id: req.id})
+    void reply
+      .code(404)
+      .send({status: 404, message: `no route ${req.method} ${req.url.split('?')[0]}`, request_id: req.id})
   })
 
   // registered on the root, so / and /1.0 share one bucket per client address
@@ -162,7 +180,13 @@ export function buildApp(authority: Authority, https: {key: string; cert: string
         return rate === false ? Number.MAX_SAFE_INTEGER : rate.max
       },
       timeWindow: window * 1000,
-      errorResponseBuilder: (_req, ctx) => denial('ERR_RATE_LIMITED', 'rate_limited', `more than ${ctx.max} signing requests in ${Math.round(window)} s from this address; try again in ${Math.ceil(ctx.ttl / 1000)} s`, {retry_after_seconds: Math.ceil(ctx.ttl / 1000)}),
+      errorResponseBuilder: (_req, ctx) =>
+        denial(
+          'ERR_RATE_LIMITED',
+          'rate_limited',
+          `more than ${ctx.max} signing requests in ${Math.round(window)} s from this address; try again in ${Math.ceil(ctx.ttl / 1000)} s`,
+          {retry_after_seconds: Math.ceil(ctx.ttl / 1000)},
+        ),
     })
   }
   void app.register(routes(authority))
@@ -197,7 +221,9 @@ function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const id = randomUUID()
   const body = JSON.stringify({status, message: `malformed HTTP request: ${STATUS_CODES[status]}`, request_id: id})
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    )
   }
   socket.destroy(err)
 }

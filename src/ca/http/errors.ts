@@ -29,7 +29,10 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
   ERR_INPUT: {status: 400, message: 'own'},
   ERR_SSH_FORMAT: {status: 400, message: 'own'},
   ERR_SSH_UNSUPPORTED: {status: 400, message: 'own'},
-  ERR_TOKEN_INVALID: {status: 401, message: 'the token was rejected: it is invalid, expired or for another audience; get a new one'},
+  ERR_TOKEN_INVALID: {
+    status: 401,
+    message: 'the token was rejected: it is invalid, expired or for another audience; get a new one',
+  },
   // the caller holds the token: when it was spent is theirs to know (which certificate it bought is in the audit log)
   ERR_TOKEN_REPLAYED: {status: 401, message: 'own'},
   ERR_POLICY_DENIED: {status: 403, message: 'the CA policy does not allow a certificate for this request'},
@@ -37,12 +40,18 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
   ERR_NOT_IMPLEMENTED: {status: 501, message: 'own'},
   ERR_RATE_LIMITED: {status: 429, message: 'own'},
   ERR_ISSUANCE_DISABLED: {status: 503, message: 'own'},
-  ERR_UPSTREAM_UNAVAILABLE: {status: 503, message: 'the CA cannot verify tokens of this issuer right now; try again later'},
+  ERR_UPSTREAM_UNAVAILABLE: {
+    status: 503,
+    message: 'the CA cannot verify tokens of this issuer right now; try again later',
+  },
   ERR_CA_OVERLOADED: {status: 503, message: 'the CA is busy; try again in a second'},
   // the HSM failed to sign (token removed, session lost): the caller may retry; the detail is audited
   ERR_KEY_STORE: {status: 503, message: 'the CA cannot sign right now; try again later'},
   // a full disk or an I/O error: the detail is for the operator (the audit log, if it can still be written)
-  ERR_STORE_UNAVAILABLE: {status: 503, message: 'the CA cannot record certificates right now, so it issued none; try again shortly'},
+  ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    message: 'the CA cannot record certificates right now, so it issued none; try again shortly',
+  },
   ERR_INTERNAL: {status: 500, message: 'internal error'},
 }
 

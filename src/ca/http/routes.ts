@@ -47,24 +47,40 @@ export function routes(authority: Authority): FastifyPluginAsync {
 
     // readiness, for a load balancer's health check: 503 while the store is unreachable, so the
     // balancer sends no signing request to a replica that could only answer 503
-    r.get('/ready', async (_req, reply) => ((await authority.storeReachable()) ? {ready: true} : reply.code(503).send({ready: false, db: 'unreachable'})))
+    r.get('/ready', async (_req, reply) =>
+      (await authority.storeReachable()) ? {ready: true} : reply.code(503).send({ready: false, db: 'unreachable'}),
+    )
     r.get('/version', async (): Promise<VersionResponse> => authority.version())
 
     r.get<{Params: {sha: string}}>('/root/:sha', async (req, reply) => {
       const ca = authority.root(req.params.sha)
-      return ca === undefined ? reply.code(404).send({status: 404, message: 'no root with that fingerprint', request_id: req.id}) : {ca}
+      return ca === undefined
+        ? reply.code(404).send({status: 404, message: 'no root with that fingerprint', request_id: req.id})
+        : {ca}
     })
 
     r.get('/roots', async () => authority.roots())
-    r.get<{Querystring: {cursor?: string; limit?: string}}>('/provisioners', async (req): Promise<ProvisionersResponse> => authority.provisioners({cursor: req.query.cursor, limit: req.query.limit}))
+    r.get<{Querystring: {cursor?: string; limit?: string}}>(
+      '/provisioners',
+      async (req): Promise<ProvisionersResponse> =>
+        authority.provisioners({cursor: req.query.cursor, limit: req.query.limit}),
+    )
     r.get('/ssh/roots', async (): Promise<SshRootsResponse> => authority.sshRoots())
     r.get('/ssh/krl', async (_req, reply) => reply.type('application/octet-stream').send(await authority.krl()))
-    r.get('/ssh/hosts', {config: {rateLimit: {groupId: 'signing'}}}, async (req): Promise<HostsResponse> => authority.hosts(clientAuth(req), traceOf(req)))
+    r.get('/ssh/hosts', {config: {rateLimit: {groupId: 'signing'}}}, async (req): Promise<HostsResponse> =>
+      authority.hosts(clientAuth(req), traceOf(req)),
+    )
 
-    r.post<{Body: SshSignRequest}>('/ssh/sign', {config: signing, schema: {body: SshSignRequest}}, async (req, reply) => {
-      const {cert, identityCrt} = await authority.signSsh(req.body, traceOf(req))
-      return reply.code(201).send({crt: cert.blob.toString('base64'), ...(identityCrt ? {identityCrt} : {})} satisfies SshSignResponse)
-    })
+    r.post<{Body: SshSignRequest}>(
+      '/ssh/sign',
+      {config: signing, schema: {body: SshSignRequest}},
+      async (req, reply) => {
+        const {cert, identityCrt} = await authority.signSsh(req.body, traceOf(req))
+        return reply
+          .code(201)
+          .send({crt: cert.blob.toString('base64'), ...(identityCrt ? {identityCrt} : {})} satisfies SshSignResponse)
+      },
+    )
 
     r.post<{Body: SignRequest}>('/sign', {config: signing, schema: {body: SignRequest}}, async (req, reply) => {
       // step-ca's /sign takes an X.509 CSR; sshca's takes an SSH public key: the body tells which
@@ -73,30 +89,58 @@ export function routes(authority: Authority): FastifyPluginAsync {
         throw denial('ERR_INPUT', 'bad_request', 'bad request body: public_key: expected a string')
       }
       const cert = await authority.signBearer(req.headers.authorization, req.body.public_key, traceOf(req))
-      return reply.code(200).type('text/plain; charset=utf-8').send(`${certificateLine(cert)}\n`)
+      return reply
+        .code(200)
+        .type('text/plain; charset=utf-8')
+        .send(`${certificateLine(cert)}\n`)
     })
 
-    r.post<{Body: SshRenewRequest}>('/ssh/renew', {config: signing, schema: {body: SshRenewRequest}}, async (req, reply) => {
-      const cert = await authority.renewSsh(req.body.ott, traceOf(req))
-      return reply.code(201).send({crt: cert.blob.toString('base64')})
-    })
+    r.post<{Body: SshRenewRequest}>(
+      '/ssh/renew',
+      {config: signing, schema: {body: SshRenewRequest}},
+      async (req, reply) => {
+        const cert = await authority.renewSsh(req.body.ott, traceOf(req))
+        return reply.code(201).send({crt: cert.blob.toString('base64')})
+      },
+    )
 
-    r.post<{Body: SshRekeyRequest}>('/ssh/rekey', {config: signing, schema: {body: SshRekeyRequest}}, async (req, reply) => {
-      const cert = await authority.rekeySsh(req.body, traceOf(req))
-      return reply.code(201).send({crt: cert.blob.toString('base64')})
-    })
+    r.post<{Body: SshRekeyRequest}>(
+      '/ssh/rekey',
+      {config: signing, schema: {body: SshRekeyRequest}},
+      async (req, reply) => {
+        const cert = await authority.rekeySsh(req.body, traceOf(req))
+        return reply.code(201).send({crt: cert.blob.toString('base64')})
+      },
+    )
 
-    r.post<{Body: SshRevokeRequest}>('/ssh/revoke', {config: signing, schema: {body: SshRevokeRequest}}, async (req) => authority.revokeSsh(req.body, traceOf(req)))
+    r.post<{Body: SshRevokeRequest}>('/ssh/revoke', {config: signing, schema: {body: SshRevokeRequest}}, async (req) =>
+      authority.revokeSsh(req.body, traceOf(req)),
+    )
 
     const sshConfig = async (req: FastifyRequest<{Body: SshConfigRequest; Params: {type?: string}}>) => {
       const type = req.params.type ?? req.body.type
-      if (type !== undefined && type !== '' && type !== 'user' && type !== 'host') throw denial('ERR_INPUT', 'bad_request', `invalid type '${type}'`)
+      if (type !== undefined && type !== '' && type !== 'user' && type !== 'host')
+        throw denial('ERR_INPUT', 'bad_request', `invalid type '${type}'`)
       return authority.sshConfig({...req.body, type: type === 'host' ? 'host' : 'user'})
     }
-    r.post<{Body: SshConfigRequest; Params: {type?: string}}>('/ssh/config', {schema: {body: SshConfigRequest}}, sshConfig)
-    r.post<{Body: SshConfigRequest; Params: {type: string}}>('/ssh/config/:type', {schema: {body: SshConfigRequest}}, sshConfig)
+    r.post<{Body: SshConfigRequest; Params: {type?: string}}>(
+      '/ssh/config',
+      {schema: {body: SshConfigRequest}},
+      sshConfig,
+    )
+    r.post<{Body: SshConfigRequest; Params: {type: string}}>(
+      '/ssh/config/:type',
+      {schema: {body: SshConfigRequest}},
+      sshConfig,
+    )
 
-    r.post<{Body: SshCheckHostRequest}>('/ssh/check-host', {config: {rateLimit: {groupId: 'signing'}}, schema: {body: SshCheckHostRequest}}, async (req) => authority.checkHost(req.body, clientAuth(req), traceOf(req)))
-    r.post<{Body: SshBastionRequest}>('/ssh/bastion', {schema: {body: SshBastionRequest}}, async (req) => authority.bastion(req.body))
+    r.post<{Body: SshCheckHostRequest}>(
+      '/ssh/check-host',
+      {config: {rateLimit: {groupId: 'signing'}}, schema: {body: SshCheckHostRequest}},
+      async (req) => authority.checkHost(req.body, clientAuth(req), traceOf(req)),
+    )
+    r.post<{Body: SshBastionRequest}>('/ssh/bastion', {schema: {body: SshBastionRequest}}, async (req) =>
+      authority.bastion(req.body),
+    )
   }
 }

@@ -106,12 +106,21 @@ class SealingWriter {
  * Writes an archive of `files` with `manifest` (to which the files' sizes and checksums are added) to
  * the open file `fh`. Returns the manifest as written.
  */
-export async function writeArchive<M extends object>(fh: FileHandle, password: string, manifest: M, files: readonly ArchiveInput[]): Promise<M & {files: ArchivedFile[]}> {
+export async function writeArchive<M extends object>(
+  fh: FileHandle,
+  password: string,
+  manifest: M,
+  files: readonly ArchiveInput[],
+): Promise<M & {files: ArchivedFile[]}> {
   if (!password) throw new TypeError('a backup password is required')
   const listed: ArchivedFile[] = []
   // sizes and checksums first: the manifest comes before the bytes. Streamed files are read twice, so
   // the caller passes only files nobody else writes (its own snapshot copy).
-  for (const f of files) listed.push({path: f.path, ...('data' in f ? {size: f.data.length, sha256: sha256(f.data)} : await hashFile(f.file))})
+  for (const f of files)
+    listed.push({
+      path: f.path,
+      ...('data' in f ? {size: f.data.length, sha256: sha256(f.data)} : await hashFile(f.file)),
+    })
   const full = {...manifest, files: listed}
   const salt = newSalt()
   const header: Header = {
@@ -125,7 +134,12 @@ export async function writeArchive<M extends object>(fh: FileHandle, password: s
   const headerLine = Buffer.from(`${JSON.stringify(header)}\n`)
   await fh.write(headerLine)
   const key = await deriveKey(password, salt, KDF)
-  const w = new SealingWriter(fh, key, Buffer.from(header.noncePrefix, 'base64'), createHash('sha256').update(headerLine).digest())
+  const w = new SealingWriter(
+    fh,
+    key,
+    Buffer.from(header.noncePrefix, 'base64'),
+    createHash('sha256').update(headerLine).digest(),
+  )
   const manifestBytes = Buffer.from(JSON.stringify(full))
   const len = Buffer.alloc(4)
   len.writeUInt32BE(manifestBytes.length)
@@ -140,7 +154,10 @@ export async function writeArchive<M extends object>(fh: FileHandle, password: s
     let size = 0
     const src = await open(f.file, 'r')
     try {
-      for await (const chunk of src.createReadStream({highWaterMark: CHUNK, autoClose: false}) as AsyncIterable<Buffer>) {
+      for await (const chunk of src.createReadStream({
+        highWaterMark: CHUNK,
+        autoClose: false,
+      }) as AsyncIterable<Buffer>) {
         hash.update(chunk)
         size += chunk.length
         await w.write(chunk)
@@ -148,7 +165,8 @@ export async function writeArchive<M extends object>(fh: FileHandle, password: s
     } finally {
       await src.close()
     }
-    if (size !== listed[i]!.size || hash.digest('hex') !== listed[i]!.sha256) throw new SshcaError('ERR_INPUT', `${f.file} changed while it was being archived`)
+    if (size !== listed[i]!.size || hash.digest('hex') !== listed[i]!.sha256)
+      throw new SshcaError('ERR_INPUT', `${f.file} changed while it was being archived`)
   }
   await w.finish()
   return full
@@ -184,7 +202,8 @@ async function readHeader(fh: FileHandle): Promise<{header: Header; bytes: Buffe
     throw badArchive('the header is not JSON')
   }
   if (h.format !== FORMAT) throw badArchive('not an sshca backup')
-  if (h.version !== 1 || h.cipher !== 'aes-256-gcm-stream' || h.kdf?.name !== 'scrypt') throw badArchive('a format version this sshca does not read (a newer sshca made it?)')
+  if (h.version !== 1 || h.cipher !== 'aes-256-gcm-stream' || h.kdf?.name !== 'scrypt')
+    throw badArchive('a format version this sshca does not read (a newer sshca made it?)')
   if (!reasonableKdf(h.kdf)) throw badArchive('unreasonable scrypt parameters')
   if (h.chunkSize !== CHUNK) throw badArchive(`chunk size ${h.chunkSize} (this sshca reads ${CHUNK})`)
   const prefix = Buffer.from(h.noncePrefix ?? '', 'base64')
@@ -225,10 +244,14 @@ async function* openChunks(path: string, password: string): AsyncGenerator<Buffe
         plain = Buffer.concat([d.update(buf.subarray(0, len - TAG)), d.final()])
       } catch {
         if (i === 0) {
-          throw new SshcaError('ERR_CA_PASSWORD', 'cannot open the backup: wrong backup password, or the archive was altered', {
-            details: {reason: 'archive_unauthentic'},
-            hint: 'use the password given to `sshca ca backup` (the first line of its --password-file)',
-          })
+          throw new SshcaError(
+            'ERR_CA_PASSWORD',
+            'cannot open the backup: wrong backup password, or the archive was altered',
+            {
+              details: {reason: 'archive_unauthentic'},
+              hint: 'use the password given to `sshca ca backup` (the first line of its --password-file)',
+            },
+          )
         }
         throw badArchive(`chunk ${i} does not authenticate (altered, truncated or reordered)`)
       }
@@ -243,21 +266,34 @@ async function openArchiveFile(path: string): Promise<FileHandle> {
   try {
     return await open(path, 'r')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no backup archive at ${path}`)
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `no backup archive at ${path}`)
     throw new SshcaError('ERR_INPUT', `cannot read ${path}: ${(err as Error).message}`, {cause: err})
   }
 }
 
 /** What a reader does with each file: a sink for its bytes (or undefined to only check it). */
-export type FileSink = (file: ArchivedFile) => Promise<{write(b: Buffer): Promise<void>; close(): Promise<void>} | undefined>
+export type FileSink = (
+  file: ArchivedFile,
+) => Promise<{write(b: Buffer): Promise<void>; close(): Promise<void>} | undefined>
 
 /**
  * Reads an archive end to end: authenticates every chunk, parses the manifest, hands each file's
  * bytes to `sink` and checks its size and SHA-256 against the manifest. `checkManifest` sees the
  * manifest before any file byte is handed out and may refuse it. Returns the manifest.
  */
-export async function readArchive<M extends {files: ArchivedFile[]}>(path: string, password: string, checkManifest: (m: unknown) => M, sink?: FileSink): Promise<M> {
-  type Open = {file: ArchivedFile; left: number; hash: ReturnType<typeof createHash>; out: Awaited<ReturnType<FileSink>>}
+export async function readArchive<M extends {files: ArchivedFile[]}>(
+  path: string,
+  password: string,
+  checkManifest: (m: unknown) => M,
+  sink?: FileSink,
+): Promise<M> {
+  type Open = {
+    file: ArchivedFile
+    left: number
+    hash: ReturnType<typeof createHash>
+    out: Awaited<ReturnType<FileSink>>
+  }
   const st: {pending: Buffer; manifest?: M; index: number; current?: Open} = {pending: Buffer.alloc(0), index: 0}
   const endFile = async (): Promise<void> => {
     const c = st.current!

@@ -71,19 +71,22 @@ export function keyringProblems(k: Keyring): string[] {
       continue
     }
     const count = (s: CaKeyState) => list.filter((e) => e.state === s).length
-    if (count('active') !== 1) problems.push(`${KEYRING_FILE}: ${kind} must have exactly one active key, not ${count('active')}`)
+    if (count('active') !== 1)
+      problems.push(`${KEYRING_FILE}: ${kind} must have exactly one active key, not ${count('active')}`)
     if (count('next') > 1) problems.push(`${KEYRING_FILE}: ${kind} has ${count('next')} next keys`)
     if (count('previous') > 1) problems.push(`${KEYRING_FILE}: ${kind} has ${count('previous')} previous keys`)
     for (const e of list) {
       if (ids.has(e.id)) problems.push(`${KEYRING_FILE}: key id "${e.id}" is used twice`)
       ids.add(e.id)
-      if (!['next', 'active', 'previous', 'retired'].includes(e.state)) problems.push(`${KEYRING_FILE}: ${e.id} has an unknown state "${e.state}"`)
+      if (!['next', 'active', 'previous', 'retired'].includes(e.state))
+        problems.push(`${KEYRING_FILE}: ${e.id} has an unknown state "${e.state}"`)
       try {
         PublicKey.parseLine(e.publicKey)
       } catch {
         problems.push(`${KEYRING_FILE}: ${e.id} has no valid public key`)
       }
-      if (e.ref?.type !== 'file' && e.ref?.type !== 'pkcs11') problems.push(`${KEYRING_FILE}: ${e.id} names no key store it knows (file or pkcs11)`)
+      if (e.ref?.type !== 'file' && e.ref?.type !== 'pkcs11')
+        problems.push(`${KEYRING_FILE}: ${e.id} names no key store it knows (file or pkcs11)`)
     }
   }
   return problems
@@ -102,7 +105,10 @@ export async function readKeyring(dir: string): Promise<Keyring> {
     throw new SshcaError('ERR_CA_CONFIG', `${path} is not JSON: ${(err as Error).message}`, {cause: err})
   }
   const problems = keyringProblems(k)
-  if (problems.length) throw new SshcaError('ERR_CA_CONFIG', `${path} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {details: {problems}})
+  if (problems.length)
+    throw new SshcaError('ERR_CA_CONFIG', `${path} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
+      details: {problems},
+    })
   return k
 }
 
@@ -113,12 +119,26 @@ async function legacyKeyring(dir: string): Promise<Keyring> {
     try {
       line = await readFile(pubPath, 'utf8')
     } catch (err) {
-      throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${pubPath}`, {cause: err, hint: 'is --config pointing at a directory made by `sshca ca init`?'})
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${pubPath}`, {
+        cause: err,
+        hint: 'is --config pointing at a directory made by `sshca ca init`?',
+      })
     }
     const created = (await stat(pubPath)).mtime.toISOString()
-    return {id: `${kind}-1`, publicKey: PublicKey.parseLine(line).key.toLine(), state: 'active', ref: {type: 'file', path: relativeToDir(dir, keyPath)}, createdAt: created, activatedAt: created}
+    return {
+      id: `${kind}-1`,
+      publicKey: PublicKey.parseLine(line).key.toLine(),
+      state: 'active',
+      ref: {type: 'file', path: relativeToDir(dir, keyPath)},
+      createdAt: created,
+      activatedAt: created,
+    }
   }
-  return {version: 1, user: [await entry('user', p.userCaPub, p.userCaKey)], host: [await entry('host', p.hostCaPub, p.hostCaKey)]}
+  return {
+    version: 1,
+    user: [await entry('user', p.userCaPub, p.userCaKey)],
+    host: [await entry('host', p.hostCaPub, p.hostCaKey)],
+  }
 }
 
 function relativeToDir(dir: string, path: string): string {
@@ -134,7 +154,10 @@ export async function writeKeyring(dir: string, k: Keyring, name = 'sshca'): Pro
   if (problems.length) throw new TypeError(`refusing to write an invalid key manifest: ${problems.join('; ')}`)
   const p = caPaths(dir)
   await writeFileAtomic(keyringPath(dir), `${JSON.stringify(k, null, 2)}\n`)
-  const lines = (kind: CaKeyKind) => publishedEntries(k[kind]).map((e) => `${PublicKey.parseLine(e.publicKey).key.toLine(`${name} ${kind} CA (${e.id}, ${e.state})`)}\n`).join('')
+  const lines = (kind: CaKeyKind) =>
+    publishedEntries(k[kind])
+      .map((e) => `${PublicKey.parseLine(e.publicKey).key.toLine(`${name} ${kind} CA (${e.id}, ${e.state})`)}\n`)
+      .join('')
   await writeFileAtomic(p.userCaPub, lines('user'))
   await writeFileAtomic(p.hostCaPub, lines('host'))
 }
@@ -148,7 +171,9 @@ export function nextKeyId(k: Keyring, kind: CaKeyKind): string {
 /** prepare: a new key becomes `next`. Refused while another is prepared. */
 export function withPrepared(k: Keyring, kind: CaKeyKind, entry: Omit<KeyEntry, 'state'>): Keyring {
   if (k[kind].some((e) => e.state === 'next')) {
-    throw new SshcaError('ERR_ROTATION_STATE', `a next ${kind} CA key is already prepared`, {hint: `activate it (sshca ca rotate activate --kind ${kind}) before preparing another`})
+    throw new SshcaError('ERR_ROTATION_STATE', `a next ${kind} CA key is already prepared`, {
+      hint: `activate it (sshca ca rotate activate --kind ${kind}) before preparing another`,
+    })
   }
   return {...k, [kind]: [...k[kind], {...entry, state: 'next'}]}
 }
@@ -160,20 +185,35 @@ export function withPrepared(k: Keyring, kind: CaKeyKind, entry: Omit<KeyEntry, 
  */
 export function withActivated(k: Keyring, kind: CaKeyKind, now: Date): Keyring {
   const next = k[kind].find((e) => e.state === 'next')
-  if (!next) throw new SshcaError('ERR_ROTATION_STATE', `no next ${kind} CA key is prepared`, {hint: `prepare one first: sshca ca rotate prepare --kind ${kind}`})
+  if (!next)
+    throw new SshcaError('ERR_ROTATION_STATE', `no next ${kind} CA key is prepared`, {
+      hint: `prepare one first: sshca ca rotate prepare --kind ${kind}`,
+    })
   const previous = k[kind].find((e) => e.state === 'previous')
-  if (previous) throw new SshcaError('ERR_ROTATION_STATE', `the previous ${kind} CA key ${previous.id} is still published`, {hint: `retire it first: sshca ca rotate retire --kind ${kind}`})
+  if (previous)
+    throw new SshcaError('ERR_ROTATION_STATE', `the previous ${kind} CA key ${previous.id} is still published`, {
+      hint: `retire it first: sshca ca rotate retire --kind ${kind}`,
+    })
   const at = now.toISOString()
   return {
     ...k,
-    [kind]: k[kind].map((e) => (e.state === 'active' ? {...e, state: 'previous', deactivatedAt: at} : e.state === 'next' ? {...e, state: 'active', activatedAt: at} : e)),
+    [kind]: k[kind].map((e) =>
+      e.state === 'active'
+        ? {...e, state: 'previous', deactivatedAt: at}
+        : e.state === 'next'
+          ? {...e, state: 'active', activatedAt: at}
+          : e,
+    ),
   }
 }
 
 /** retire: the previous key is no longer published (the caller checks what it signed has expired). */
 export function withRetired(k: Keyring, kind: CaKeyKind, now: Date): {keyring: Keyring; retired: KeyEntry} {
   const previous = k[kind].find((e) => e.state === 'previous')
-  if (!previous) throw new SshcaError('ERR_ROTATION_STATE', `no previous ${kind} CA key to retire`, {hint: `activate a new key first: sshca ca rotate activate --kind ${kind}`})
+  if (!previous)
+    throw new SshcaError('ERR_ROTATION_STATE', `no previous ${kind} CA key to retire`, {
+      hint: `activate a new key first: sshca ca rotate activate --kind ${kind}`,
+    })
   const retired: KeyEntry = {...previous, state: 'retired', retiredAt: now.toISOString()}
   return {keyring: {...k, [kind]: k[kind].map((e) => (e.id === previous.id ? retired : e))}, retired}
 }

@@ -3,13 +3,26 @@
  * password with scrypt, in a small self-describing JSON envelope. PKCS#8's own PEM encryption in
  * node uses PBKDF2 with 2048 iterations, too cheap against offline guessing; step-ca uses JWE.
  */
-import {createCipheriv, createDecipheriv, createHash, createPrivateKey, randomBytes, scrypt, type KeyObject} from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPrivateKey,
+  randomBytes,
+  scrypt,
+  type KeyObject,
+} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {promisify} from 'node:util'
 import {SshcaError} from '../../errors.ts'
 import {assertPrivateFile, writeFileAtomic} from '../../util/fs.ts'
 
-const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: {N: number; r: number; p: number; maxmem: number}) => Promise<Buffer>
+const scryptAsync = promisify(scrypt) as (
+  password: string,
+  salt: Buffer,
+  keylen: number,
+  options: {N: number; r: number; p: number; maxmem: number},
+) => Promise<Buffer>
 const AAD = Buffer.from('sshca encrypted private key v1')
 
 interface Envelope {
@@ -36,7 +49,9 @@ const IV_LENGTH = 12
 const derived = new Map<string, Promise<Buffer>>()
 
 export function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: number; p: number}): Promise<Buffer> {
-  const id = createHash('sha256').update(JSON.stringify([password, salt.toString('base64'), kdf.N, kdf.r, kdf.p])).digest('base64')
+  const id = createHash('sha256')
+    .update(JSON.stringify([password, salt.toString('base64'), kdf.N, kdf.r, kdf.p]))
+    .digest('base64')
   let k = derived.get(id)
   if (!k) {
     k = scryptAsync(password, salt, 32, {...kdf, maxmem: 256 * kdf.N * kdf.r})
@@ -49,7 +64,12 @@ export function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: nu
 /** scrypt parameters a file may ask for: bounded, so a crafted file cannot make us spend gigabytes. */
 export function reasonableKdf(k: {N?: unknown; r?: unknown; p?: unknown}): k is {N: number; r: number; p: number} {
   const {N, r, p} = k
-  return [N, r, p].every((x) => Number.isSafeInteger(x) && (x as number) > 0) && (N as number) <= 1 << 20 && (r as number) <= 32 && (p as number) <= 16
+  return (
+    [N, r, p].every((x) => Number.isSafeInteger(x) && (x as number) > 0) &&
+    (N as number) <= 1 << 20 &&
+    (r as number) <= 32 &&
+    (p as number) <= 16
+  )
 }
 
 /** A salt for a set of keys sealed together (one CA's keys): they then open with one derivation. */
@@ -82,7 +102,12 @@ export async function openPrivateKey(text: string, password: string, what = 'key
   } catch (err) {
     throw new SshcaError('ERR_INPUT', `${what} is not an sshca encrypted key file`, {cause: err})
   }
-  if (env.format !== 'sshca-encrypted-key' || env.version !== 1 || env.kdf?.name !== 'scrypt' || env.cipher !== 'aes-256-gcm') {
+  if (
+    env.format !== 'sshca-encrypted-key' ||
+    env.version !== 1 ||
+    env.kdf?.name !== 'scrypt' ||
+    env.cipher !== 'aes-256-gcm'
+  ) {
     throw new SshcaError('ERR_INPUT', `${what} is not an sshca encrypted key file (or a newer version)`)
   }
   const {N, r, p} = env.kdf
@@ -90,7 +115,8 @@ export async function openPrivateKey(text: string, password: string, what = 'key
   const iv = Buffer.from(env.iv ?? '', 'base64')
   const tag = Buffer.from(env.tag ?? '', 'base64')
   // a shorter tag would be accepted by GCM and is easier to forge: only the full 16 bytes
-  if (iv.length !== IV_LENGTH || tag.length !== TAG_LENGTH) throw new SshcaError('ERR_INPUT', `${what} is not an sshca encrypted key file (bad IV or tag length)`)
+  if (iv.length !== IV_LENGTH || tag.length !== TAG_LENGTH)
+    throw new SshcaError('ERR_INPUT', `${what} is not an sshca encrypted key file (bad IV or tag length)`)
   const k = await deriveKey(password, Buffer.from(env.kdf.salt, 'base64'), {N, r, p})
   const decipher = createDecipheriv('aes-256-gcm', k, iv, {authTagLength: TAG_LENGTH})
   decipher.setAAD(AAD)
@@ -117,7 +143,8 @@ export async function readSealedKey(path: string, password: string): Promise<Key
 
 /** The rules every CA password obeys, typed or from a file: undefined when it is acceptable. */
 export function passwordProblem(password: string): string | undefined {
-  if ([...password].length < MIN_PASSWORD_LENGTH) return `the CA password must have at least ${MIN_PASSWORD_LENGTH} characters`
+  if ([...password].length < MIN_PASSWORD_LENGTH)
+    return `the CA password must have at least ${MIN_PASSWORD_LENGTH} characters`
   return undefined
 }
 
@@ -134,13 +161,24 @@ export async function readPasswordFile(path: string): Promise<string> {
     if (err instanceof SshcaError) throw err
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') {
-      throw new SshcaError('ERR_CA_PASSWORD', `the password file ${path} does not exist`, {cause: err, hint: `create ${path} with the CA password (${MIN_PASSWORD_LENGTH}+ characters) on its first line, mode 0600: (umask 077; cat > ${path})`})
+      throw new SshcaError('ERR_CA_PASSWORD', `the password file ${path} does not exist`, {
+        cause: err,
+        hint: `create ${path} with the CA password (${MIN_PASSWORD_LENGTH}+ characters) on its first line, mode 0600: (umask 077; cat > ${path})`,
+      })
     }
-    throw new SshcaError('ERR_CA_PASSWORD', `cannot read the password file ${path}: ${code ?? (err as Error).message}`, {cause: err})
+    throw new SshcaError(
+      'ERR_CA_PASSWORD',
+      `cannot read the password file ${path}: ${code ?? (err as Error).message}`,
+      {cause: err},
+    )
   }
   const password = text.split(/\r?\n/)[0] ?? ''
-  if (password === '') throw new SshcaError('ERR_CA_PASSWORD', `the password file ${path} is empty`, {hint: `put the CA password on its first line`})
+  if (password === '')
+    throw new SshcaError('ERR_CA_PASSWORD', `the password file ${path} is empty`, {
+      hint: `put the CA password on its first line`,
+    })
   const problem = passwordProblem(password)
-  if (problem) throw new SshcaError('ERR_CA_PASSWORD', `${problem}; the first line of ${path} has ${[...password].length}`)
+  if (problem)
+    throw new SshcaError('ERR_CA_PASSWORD', `${problem}; the first line of ${path} has ${[...password].length}`)
   return password
 }

@@ -52,7 +52,11 @@ export interface CaMaterial {
 
 /** A set of one key, active since `createdAt` (in-memory CAs: tests, the demo). */
 export function soleKeySet(active: Signer, id = 'k1', createdAt = new Date(0).toISOString()): CaKeySet {
-  return {active, activeId: id, published: [{id, publicKey: active.publicKey, state: 'active', createdAt, activatedAt: createdAt}]}
+  return {
+    active,
+    activeId: id,
+    published: [{id, publicKey: active.publicKey, state: 'active', createdAt, activatedAt: createdAt}],
+  }
 }
 
 /** The public keys of a set, for checkers and KRL sections. */
@@ -62,14 +66,21 @@ export const publishedKeys = (set: CaKeySet): PublicKey[] => set.published.map((
  * The key sets the manifest describes, opening only the active keys; `previous` sets are reused
  * when their active key did not change (a reload after `rotate prepare` opens nothing).
  */
-export async function loadKeySets(keyring: Keyring, registry: SignerRegistry, previous?: {userCa: CaKeySet; hostCa: CaKeySet}): Promise<{userCa: CaKeySet; hostCa: CaKeySet}> {
+export async function loadKeySets(
+  keyring: Keyring,
+  registry: SignerRegistry,
+  previous?: {userCa: CaKeySet; hostCa: CaKeySet},
+): Promise<{userCa: CaKeySet; hostCa: CaKeySet}> {
   const set = async (kind: CaKeyKind): Promise<CaKeySet> => {
     const a = activeEntry(keyring, kind)
     const prior = previous?.[kind === 'user' ? 'userCa' : 'hostCa']
     const active = prior?.activeId === a.id ? prior.active : await registry.open(a.ref)
     const expected = PublicKey.parseLine(a.publicKey).key
     if (!active.publicKey.equals(expected)) {
-      throw new SshcaError('ERR_KEY_STORE', `the ${kind} CA key ${a.id} in the key store is not the key the manifest publishes (${expected.fingerprint()})`)
+      throw new SshcaError(
+        'ERR_KEY_STORE',
+        `the ${kind} CA key ${a.id} in the key store is not the key the manifest publishes (${expected.fingerprint()})`,
+      )
     }
     const published = publishedEntries(keyring[kind]).map((e): PublishedKey => ({
       id: e.id,
@@ -88,7 +99,10 @@ async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${path}`, {hint: 'is --config pointing at a directory made by `sshca ca init`?'})
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${path}`, {
+        hint: 'is --config pointing at a directory made by `sshca ca init`?',
+      })
     throw err
   }
 }
@@ -97,7 +111,12 @@ async function readText(path: string): Promise<string> {
  * The API's TLS key and certificate chain. When the certificate expires within `renewWithinDays` or
  * no longer covers `dnsNames`, a new one is issued from the intermediate and written back (atomically).
  */
-export async function loadTls(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
+export async function loadTls(
+  dir: string,
+  password: string,
+  dnsNames: readonly string[],
+  renewWithinDays = 30,
+): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
   const p = caPaths(dir)
   const [intermediatePem, tlsPem, tlsKey, intermediateKey, tail] = await Promise.all([
     readText(p.intermediateCert),
@@ -119,11 +138,25 @@ export async function loadTls(dir: string, password: string, dnsNames: readonly 
     tls = {certPem: fresh.pem + tail, key: fresh.key}
     renewed = true
   }
-  return {tls: {certPem: tls.certPem, keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string, notAfter: parseCert(tls.certPem).notAfter}, renewed, intermediateKey}
+  return {
+    tls: {
+      certPem: tls.certPem,
+      keyPem: tls.key.export({type: 'pkcs8', format: 'pem'}) as string,
+      notAfter: parseCert(tls.certPem).notAfter,
+    },
+    renewed,
+    intermediateKey,
+  }
 }
 
 /** Opens every key: the SSH CA keys through the signer registry (`o.kms`: where pkcs11 keys live). */
-export async function loadMaterial(dir: string, password: string, dnsNames: readonly string[], renewWithinDays = 30, o: {kms?: Kms; registry?: SignerRegistry} = {}): Promise<CaMaterial & {tlsRenewed: boolean; registry: SignerRegistry}> {
+export async function loadMaterial(
+  dir: string,
+  password: string,
+  dnsNames: readonly string[],
+  renewWithinDays = 30,
+  o: {kms?: Kms; registry?: SignerRegistry} = {},
+): Promise<CaMaterial & {tlsRenewed: boolean; registry: SignerRegistry}> {
   const p = caPaths(dir)
   const rootSet = await loadRoots(dir)
   const registry = o.registry ?? new SignerRegistry({dir, password, kms: o.kms ?? {type: 'file'}})

@@ -18,10 +18,17 @@ export async function checkOfflineKeyPath(file: string, caDir: string, flag: str
   const path = resolve(file)
   const dir = resolve(caDir)
   if (path === dir || path.startsWith(`${dir}/`)) {
-    throw new SshcaError('ERR_USAGE', `${flag} ${path} is inside the CA directory; an offline root key must live apart from it`, {hint: 'write it to removable media or a directory you will move off this box, e.g. /media/usb/root_ca.key'})
+    throw new SshcaError(
+      'ERR_USAGE',
+      `${flag} ${path} is inside the CA directory; an offline root key must live apart from it`,
+      {hint: 'write it to removable media or a directory you will move off this box, e.g. /media/usb/root_ca.key'},
+    )
   }
   await refuseSymlink(path)
-  if (await exists(path)) throw new SshcaError('ERR_FILE_EXISTS', `${path} already exists; sshca never overwrites a key`, {hint: `give ${flag} a new file name`})
+  if (await exists(path))
+    throw new SshcaError('ERR_FILE_EXISTS', `${path} already exists; sshca never overwrites a key`, {
+      hint: `give ${flag} a new file name`,
+    })
   await privateDir(dirname(path))
   return path
 }

@@ -39,7 +39,10 @@ async function loadLib(): Promise<Lib> {
     const mod = (await import('pkcs11js')) as unknown as {default?: Lib} & Lib
     return mod.default ?? mod
   } catch (err) {
-    throw new SshcaError('ERR_KEY_STORE', 'keys.kms names a PKCS#11 token, but the pkcs11js module is not installed', {cause: err, hint: 'npm install pkcs11js (it builds with node-gyp: python3, make and a C++ compiler)'})
+    throw new SshcaError('ERR_KEY_STORE', 'keys.kms names a PKCS#11 token, but the pkcs11js module is not installed', {
+      cause: err,
+      hint: 'npm install pkcs11js (it builds with node-gyp: python3, make and a C++ compiler)',
+    })
   }
 }
 
@@ -51,7 +54,10 @@ async function readPin(path: string): Promise<string> {
     return pin
   } catch (err) {
     if (err instanceof SshcaError) throw err
-    throw new SshcaError('ERR_KEY_STORE', `cannot read the token PIN from ${path}: ${(err as Error).message}`, {cause: err, hint: 'pin-source=file:PATH names a 0600 file whose first line is the user PIN'})
+    throw new SshcaError('ERR_KEY_STORE', `cannot read the token PIN from ${path}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'pin-source=file:PATH names a 0600 file whose first line is the user PIN',
+    })
   }
 }
 
@@ -118,7 +124,10 @@ class TokenSession {
     } catch (err) {
       throw keyStoreError('cannot list the tokens', err)
     }
-    if (!slot) throw new SshcaError('ERR_KEY_STORE', `PKCS#11: no token labelled "${this.kms.token}" in ${this.kms.module}`, {hint: 'check token= in keys.kms (softhsm2-util --show-slots lists them)'})
+    if (!slot)
+      throw new SshcaError('ERR_KEY_STORE', `PKCS#11: no token labelled "${this.kms.token}" in ${this.kms.module}`, {
+        hint: 'check token= in keys.kms (softhsm2-util --show-slots lists them)',
+      })
     try {
       const session = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
       try {
@@ -178,7 +187,10 @@ class TokenSession {
 function ecPoint(v: Buffer): Buffer {
   if (v.length === 67 && v[0] === 0x04 && v[1] === 0x41) return v.subarray(2)
   if (v.length === 65 && v[0] === 0x04) return v
-  throw new SshcaError('ERR_KEY_STORE', `PKCS#11: the token returned an EC point of ${v.length} bytes, not a P-256 point`)
+  throw new SshcaError(
+    'ERR_KEY_STORE',
+    `PKCS#11: the token returned an EC point of ${v.length} bytes, not a P-256 point`,
+  )
 }
 
 function p256PublicKey(point: Buffer): PublicKey {
@@ -192,7 +204,10 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
   const {lib, p11} = m
 
   const find = (s: Handle, cls: number, id: Buffer): Handle | undefined => {
-    p11.C_FindObjectsInit(s, [{type: lib.CKA_CLASS, value: cls}, {type: lib.CKA_ID, value: id}])
+    p11.C_FindObjectsInit(s, [
+      {type: lib.CKA_CLASS, value: cls},
+      {type: lib.CKA_ID, value: id},
+    ])
     try {
       return p11.C_FindObjects(s, 1)[0]
     } finally {
@@ -239,11 +254,19 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
       const located = await token.run(`find key ${ref.label}`, (s) => {
         const pub = find(s, lib.CKO_PUBLIC_KEY, id)
         const priv = find(s, lib.CKO_PRIVATE_KEY, id)
-        if (!pub || !priv) throw new SshcaError('ERR_KEY_STORE', `PKCS#11: token "${kms.token}" has no key pair "${ref.label}" (CKA_ID ${ref.id})`, {hint: 'is keys.kms naming the token the CA was made in?'})
+        if (!pub || !priv)
+          throw new SshcaError(
+            'ERR_KEY_STORE',
+            `PKCS#11: token "${kms.token}" has no key pair "${ref.label}" (CKA_ID ${ref.id})`,
+            {hint: 'is keys.kms naming the token the CA was made in?'},
+          )
         const [point] = p11.C_GetAttributeValue(s, pub, [{type: lib.CKA_EC_POINT}])
         const [extractable] = p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_EXTRACTABLE}])
         if (Buffer.isBuffer(extractable?.value) && extractable.value[0] !== 0) {
-          throw new SshcaError('ERR_KEY_STORE', `PKCS#11: key "${ref.label}" is extractable; a CA key in a token must not be`)
+          throw new SshcaError(
+            'ERR_KEY_STORE',
+            `PKCS#11: key "${ref.label}" is extractable; a CA key in a token must not be`,
+          )
         }
         return {point: ecPoint(point!.value as Buffer)}
       })
@@ -254,7 +277,8 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
         sign: (data) =>
           token.run(`sign with ${ref.label}`, async (s) => {
             const priv = find(s, lib.CKO_PRIVATE_KEY, id)
-            if (!priv) throw new SshcaError('ERR_KEY_STORE', `PKCS#11: the key "${ref.label}" is gone from token "${kms.token}"`)
+            if (!priv)
+              throw new SshcaError('ERR_KEY_STORE', `PKCS#11: the key "${ref.label}" is gone from token "${kms.token}"`)
             p11.C_SignInit(s, {mechanism: lib.CKM_ECDSA}, priv)
             const raw = await p11.C_SignAsync(s, createHash('sha256').update(data).digest(), Buffer.alloc(64))
             return sshSignatureFromRaw(publicKey, raw)

@@ -43,7 +43,9 @@ function issued(cert: x509.X509Certificate, key: KeyObject): IssuedCert {
 
 /** SHA-256 of the DER, lowercase hex: what `sshca bootstrap --fingerprint` takes. */
 export function certFingerprint(der: Buffer | ArrayBuffer): string {
-  return createHash('sha256').update(Buffer.from(der as ArrayBuffer)).digest('hex')
+  return createHash('sha256')
+    .update(Buffer.from(der as ArrayBuffer))
+    .digest('hex')
 }
 
 /** Whether `key` is the private half of the key `cert` certifies. */
@@ -79,7 +81,12 @@ export async function createRoot(name: string, now = new Date(), generation = 1)
 }
 
 /** An intermediate under `root`, valid `validDays` (never beyond the root itself). */
-export async function createIntermediate(name: string, root: {cert: x509.X509Certificate; key: KeyObject}, now = new Date(), validDays = 10 * 365 - 1): Promise<IssuedCert> {
+export async function createIntermediate(
+  name: string,
+  root: {cert: x509.X509Certificate; key: KeyObject},
+  now = new Date(),
+  validDays = 10 * 365 - 1,
+): Promise<IssuedCert> {
   const keys = await newKeys()
   const notAfter = new Date(Math.min(now.getTime() + validDays * DAY, root.cert.notAfter.getTime()))
   const cert = await x509.X509CertificateGenerator.create({
@@ -105,7 +112,12 @@ export async function createIntermediate(name: string, root: {cert: x509.X509Cer
  * cross-certificate): a root rotation makes the new root's from the old root (how clients learn the
  * new root), and the twins that let one TLS chain verify for clients pinning either root.
  */
-export async function crossCertify(subject: x509.X509Certificate, issuer: {cert: x509.X509Certificate; key: KeyObject}, pathLength: number, now = new Date()): Promise<IssuedCert> {
+export async function crossCertify(
+  subject: x509.X509Certificate,
+  issuer: {cert: x509.X509Certificate; key: KeyObject},
+  pathLength: number,
+  now = new Date(),
+): Promise<IssuedCert> {
   const cert = await x509.X509CertificateGenerator.create({
     subject: subject.subject,
     issuer: issuer.cert.subject,
@@ -125,7 +137,12 @@ export async function crossCertify(subject: x509.X509Certificate, issuer: {cert:
 }
 
 /** The API's TLS certificate: every name in `names` as a DNS or IP subject alternative name. */
-export async function createTlsCert(names: readonly string[], intermediate: {cert: x509.X509Certificate; key: KeyObject}, validDays = 365, now = new Date()): Promise<IssuedCert> {
+export async function createTlsCert(
+  names: readonly string[],
+  intermediate: {cert: x509.X509Certificate; key: KeyObject},
+  validDays = 365,
+  now = new Date(),
+): Promise<IssuedCert> {
   if (names.length === 0) throw new TypeError('a TLS certificate needs at least one name')
   const keys = await newKeys()
   const cert = await x509.X509CertificateGenerator.create({
@@ -140,7 +157,9 @@ export async function createTlsCert(names: readonly string[], intermediate: {cer
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(names.map((n) => ({type: isIP(n) ? ('ip' as const) : ('dns' as const), value: n}))),
+      new x509.SubjectAlternativeNameExtension(
+        names.map((n) => ({type: isIP(n) ? ('ip' as const) : ('dns' as const), value: n})),
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(intermediate.cert),
     ],
   })
@@ -179,14 +198,24 @@ export async function readIdentityCsr(csrPem: string): Promise<IdentityCsr> {
     throw new TypeError(`identityCSR is not a PEM certificate request: ${(err as Error).message}`, {cause: err})
   }
   const alg = csr.publicKey.algorithm as {name: string; namedCurve?: string; modulusLength?: number}
-  const ok = (alg.name === 'ECDSA' && ['P-256', 'P-384'].includes(alg.namedCurve ?? '')) || alg.name === 'Ed25519' || (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
-  if (!ok) throw new TypeError(`identityCSR's key (${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''}) is not ECDSA P-256/P-384, Ed25519 or RSA of 2048 bits or more`)
+  const ok =
+    (alg.name === 'ECDSA' && ['P-256', 'P-384'].includes(alg.namedCurve ?? '')) ||
+    alg.name === 'Ed25519' ||
+    (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
+  if (!ok)
+    throw new TypeError(
+      `identityCSR's key (${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''}) is not ECDSA P-256/P-384, Ed25519 or RSA of 2048 bits or more`,
+    )
   const valid = await csr.verify().catch(() => false)
   if (!valid) throw new TypeError('identityCSR is not signed by the key it carries')
   return csr as IdentityCsr
 }
 
-export async function createIdentityCert(csr: IdentityCsr, bind: {serial: bigint; keyId: string; notBefore: Date; notAfter: Date}, intermediate: {cert: x509.X509Certificate; key: KeyObject}): Promise<IssuedCertificate> {
+export async function createIdentityCert(
+  csr: IdentityCsr,
+  bind: {serial: bigint; keyId: string; notBefore: Date; notAfter: Date},
+  intermediate: {cert: x509.X509Certificate; key: KeyObject},
+): Promise<IssuedCertificate> {
   const hex = bind.serial.toString(16).padStart(16, '0')
   const cert = await x509.X509CertificateGenerator.create({
     // DER INTEGERs are signed: a leading 00 keeps a serial with its top bit set positive

@@ -21,7 +21,16 @@ import {exists, writeFileAtomic} from '../../util/fs.ts'
 import {caPaths} from '../config/layout.ts'
 import {readSealedKey, writeSealedKey} from './keystore.ts'
 import {checkOfflineKeyPath, writeOfflineKey} from './offline.ts'
-import {certFingerprint, createIntermediate, createRoot, createTlsCert, crossCertify, keyMatchesCert, parseCert, pemToDer} from './pki.ts'
+import {
+  certFingerprint,
+  createIntermediate,
+  createRoot,
+  createTlsCert,
+  crossCertify,
+  keyMatchesCert,
+  parseCert,
+  pemToDer,
+} from './pki.ts'
 
 export type RootState = 'active' | 'next' | 'previous'
 
@@ -55,7 +64,10 @@ async function optional(path: string): Promise<string | undefined> {
 
 async function required(path: string): Promise<string> {
   const text = await optional(path)
-  if (text === undefined) throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${path}`, {hint: 'is --config pointing at a directory made by `sshca ca init`?'})
+  if (text === undefined)
+    throw new SshcaError('ERR_FILE_NOT_FOUND', `missing CA file ${path}`, {
+      hint: 'is --config pointing at a directory made by `sshca ca init`?',
+    })
   return text
 }
 
@@ -66,15 +78,29 @@ const published = (pem: string, state: RootState): PublishedRoot => {
 
 export async function loadRoots(dir: string): Promise<RootSet> {
   const p = caPaths(dir)
-  const [rootPem, intermediatePem, next, previous, cross] = await Promise.all([required(p.rootCert), required(p.intermediateCert), optional(p.rootNextCert), optional(p.rootPreviousCert), optional(p.rootCrossCert)])
-  const roots = [published(rootPem, 'active'), ...(next ? [published(next, 'next')] : []), ...(previous ? [published(previous, 'previous')] : [])]
+  const [rootPem, intermediatePem, next, previous, cross] = await Promise.all([
+    required(p.rootCert),
+    required(p.intermediateCert),
+    optional(p.rootNextCert),
+    optional(p.rootPreviousCert),
+    optional(p.rootCrossCert),
+  ])
+  const roots = [
+    published(rootPem, 'active'),
+    ...(next ? [published(next, 'next')] : []),
+    ...(previous ? [published(previous, 'previous')] : []),
+  ]
   return {rootPem, rootFingerprint: roots[0]!.fingerprint, intermediatePem, roots, crossPems: cross ? [cross] : []}
 }
 
 /** What follows the TLS leaf in the chain the API presents: the intermediate, or during an overlap the twins that verify for either root. */
 export async function chainTail(dir: string): Promise<string> {
   const p = caPaths(dir)
-  const [intermediate, twin, reverse] = await Promise.all([required(p.intermediateCert), optional(p.intermediateTwinCert), optional(p.rootReverseCert)])
+  const [intermediate, twin, reverse] = await Promise.all([
+    required(p.intermediateCert),
+    optional(p.intermediateTwinCert),
+    optional(p.rootReverseCert),
+  ])
   return twin && reverse && (await exists(p.rootPreviousCert)) ? twin + reverse : intermediate
 }
 
@@ -83,7 +109,13 @@ export interface RootRotation {
   roots: {fingerprint: string; state: RootState; subject: string; notAfter: string}[]
 }
 
-const view = (s: RootSet): RootRotation['roots'] => s.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state, subject: r.subject, notAfter: r.notAfter.toISOString()}))
+const view = (s: RootSet): RootRotation['roots'] =>
+  s.roots.map((r) => ({
+    fingerprint: r.fingerprint,
+    state: r.state,
+    subject: r.subject,
+    notAfter: r.notAfter.toISOString(),
+  }))
 
 export async function rootStatus(dir: string): Promise<RootRotation['roots']> {
   return view(await loadRoots(dir))
@@ -100,25 +132,50 @@ export interface OfflineRootKeys {
 }
 
 /** prepare: the next root, its intermediate and the old root's cross-certificate of it. */
-export async function prepareRoot(dir: string, name: string, password: string, now = new Date(), offline: OfflineRootKeys = {}): Promise<RootRotation> {
+export async function prepareRoot(
+  dir: string,
+  name: string,
+  password: string,
+  now = new Date(),
+  offline: OfflineRootKeys = {},
+): Promise<RootRotation> {
   const p = caPaths(dir)
-  if (await exists(p.rootNextCert)) throw new SshcaError('ERR_ROTATION_STATE', 'a next root is already prepared', {hint: 'activate it: sshca ca rotate activate --kind root'})
-  if (await exists(p.rootPreviousCert)) throw new SshcaError('ERR_ROTATION_STATE', 'the previous root is still published', {hint: 'retire it first: sshca ca rotate retire --kind root'})
+  if (await exists(p.rootNextCert))
+    throw new SshcaError('ERR_ROTATION_STATE', 'a next root is already prepared', {
+      hint: 'activate it: sshca ca rotate activate --kind root',
+    })
+  if (await exists(p.rootPreviousCert))
+    throw new SshcaError('ERR_ROTATION_STATE', 'the previous root is still published', {
+      hint: 'retire it first: sshca ca rotate retire --kind root',
+    })
   const current = parseCert(await required(p.rootCert))
   const generation = Number(/ Root CA (\d+)$/.exec(current.subjectName.getField('CN')[0] ?? '')?.[1] ?? 1) + 1
   const online = await exists(p.rootKey)
   if (!online && offline.rootKeyFile === undefined) {
-    throw new SshcaError('ERR_USAGE', `this CA's root key is offline (no ${p.rootKey}): give --root-key FILE`, {hint: 'bring the offline root key file to this box for the command, then take it away again'})
+    throw new SshcaError('ERR_USAGE', `this CA's root key is offline (no ${p.rootKey}): give --root-key FILE`, {
+      hint: 'bring the offline root key file to this box for the command, then take it away again',
+    })
   }
   if (!online && offline.nextRootKeyFile === undefined) {
-    throw new SshcaError('ERR_USAGE', 'this CA\'s root is offline, so the new root\'s key must be too: give --next-root-key FILE (a new file outside the CA directory)', {hint: 'write it to the removable media the current root key is on'})
+    throw new SshcaError(
+      'ERR_USAGE',
+      "this CA's root is offline, so the new root's key must be too: give --next-root-key FILE (a new file outside the CA directory)",
+      {hint: 'write it to the removable media the current root key is on'},
+    )
   }
   const keyFile = offline.rootKeyFile ?? p.rootKey
   const oldKey = await readSealedKey(keyFile, password)
   if (!keyMatchesCert(oldKey, current)) {
-    throw new SshcaError('ERR_INPUT', `${keyFile} is not the key of this CA's root (${certFingerprint(current.rawData)}); nothing was changed`, {hint: 'give the root key written by `sshca ca init --offline-root` (or the last root rotation) for this CA'})
+    throw new SshcaError(
+      'ERR_INPUT',
+      `${keyFile} is not the key of this CA's root (${certFingerprint(current.rawData)}); nothing was changed`,
+      {hint: 'give the root key written by `sshca ca init --offline-root` (or the last root rotation) for this CA'},
+    )
   }
-  const nextKeyFile = offline.nextRootKeyFile === undefined ? undefined : await checkOfflineKeyPath(offline.nextRootKeyFile, dir, '--next-root-key')
+  const nextKeyFile =
+    offline.nextRootKeyFile === undefined
+      ? undefined
+      : await checkOfflineKeyPath(offline.nextRootKeyFile, dir, '--next-root-key')
   const root = await createRoot(name, now, generation)
   const intermediate = await createIntermediate(`${name} ${generation}`, root, now)
   // the old root vouches for the new one (what clients adopt), and issues the new intermediate's twin;
@@ -145,9 +202,17 @@ export async function prepareRoot(dir: string, name: string, password: string, n
 }
 
 /** activate: the new root and intermediate take over; the TLS certificate is reissued with the cross-certificate in its chain. */
-export async function activateRoot(dir: string, dnsNames: readonly string[], password: string, now = new Date()): Promise<RootRotation> {
+export async function activateRoot(
+  dir: string,
+  dnsNames: readonly string[],
+  password: string,
+  now = new Date(),
+): Promise<RootRotation> {
   const p = caPaths(dir)
-  if (!(await exists(p.rootNextCert))) throw new SshcaError('ERR_ROTATION_STATE', 'no next root is prepared', {hint: 'prepare one first: sshca ca rotate prepare --kind root'})
+  if (!(await exists(p.rootNextCert)))
+    throw new SshcaError('ERR_ROTATION_STATE', 'no next root is prepared', {
+      hint: 'prepare one first: sshca ca rotate prepare --kind root',
+    })
   const intermediateKey = await readSealedKey(p.intermediateNextKey, password)
   const intermediatePem = await required(p.intermediateNextCert)
   const [twin, reverse] = await Promise.all([required(p.intermediateTwinCert), required(p.rootReverseCert)])
@@ -168,10 +233,14 @@ export async function activateRoot(dir: string, dnsNames: readonly string[], pas
 /** retire: the old root and the cross-certificate are no longer published or presented. */
 export async function retireRoot(dir: string): Promise<RootRotation> {
   const p = caPaths(dir)
-  if (!(await exists(p.rootPreviousCert))) throw new SshcaError('ERR_ROTATION_STATE', 'no previous root to retire', {hint: 'activate a new root first: sshca ca rotate activate --kind root'})
+  if (!(await exists(p.rootPreviousCert)))
+    throw new SshcaError('ERR_ROTATION_STATE', 'no previous root to retire', {
+      hint: 'activate a new root first: sshca ca rotate activate --kind root',
+    })
   const [tls, intermediate] = await Promise.all([required(p.tlsCert), required(p.intermediateCert)])
   const leaf = tls.slice(0, tls.indexOf('-----END CERTIFICATE-----') + '-----END CERTIFICATE-----'.length) + '\n'
   await writeFileAtomic(p.tlsCert, leaf + intermediate)
-  for (const f of [p.rootPreviousCert, p.rootCrossCert, p.intermediateTwinCert, p.rootReverseCert]) await rm(f, {force: true})
+  for (const f of [p.rootPreviousCert, p.rootCrossCert, p.intermediateTwinCert, p.rootReverseCert])
+    await rm(f, {force: true})
   return {step: 'retire', roots: view(await loadRoots(dir))}
 }

@@ -63,7 +63,9 @@ const BACKENDS: Record<KeyRef['type'], BackendFactory> = {
   file: fileBackend,
   pkcs11: async (ctx) => {
     if (ctx.kms.type !== 'pkcs11') {
-      throw new SshcaError('ERR_CA_CONFIG', 'a CA key lives in a PKCS#11 token, but keys.kms in ca.yaml names none', {hint: 'set keys.kms to the token\'s pkcs11: URI'})
+      throw new SshcaError('ERR_CA_CONFIG', 'a CA key lives in a PKCS#11 token, but keys.kms in ca.yaml names none', {
+        hint: "set keys.kms to the token's pkcs11: URI",
+      })
     }
     const {pkcs11Backend} = await import('./pkcs11.ts')
     return pkcs11Backend(ctx.kms)

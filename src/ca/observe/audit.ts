@@ -48,12 +48,31 @@ export interface AuditLog {
 
 /** Claims worth a line in the audit log: identity and CI provenance; nothing secret. */
 export const AUDITED_CLAIMS = [
-  'sub', 'email', 'email_verified', 'name', 'preferred_username', 'groups',
-  'repository', 'repository_owner', 'run_id', 'run_attempt', 'ref', 'sha', 'event_name', 'environment',
-  'workflow', 'job_workflow_ref', 'actor', 'runner_environment', 'host',
+  'sub',
+  'email',
+  'email_verified',
+  'name',
+  'preferred_username',
+  'groups',
+  'repository',
+  'repository_owner',
+  'run_id',
+  'run_attempt',
+  'ref',
+  'sha',
+  'event_name',
+  'environment',
+  'workflow',
+  'job_workflow_ref',
+  'actor',
+  'runner_environment',
+  'host',
 ] as const
 
-export function selectedClaims(claims: Readonly<Record<string, unknown>>, extra: readonly string[] = []): Record<string, unknown> {
+export function selectedClaims(
+  claims: Readonly<Record<string, unknown>>,
+  extra: readonly string[] = [],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const k of new Set([...AUDITED_CLAIMS, ...extra])) {
     const v = claims[k]
@@ -118,7 +137,10 @@ function writeLine(fd: number, line: Buffer): void {
 }
 
 const unavailable = (err: unknown): SshcaError =>
-  new SshcaError('ERR_STORE_UNAVAILABLE', `the audit log cannot be written: ${(err as Error).message}`, {cause: err, details: {reason: 'store_unavailable'}})
+  new SshcaError('ERR_STORE_UNAVAILABLE', `the audit log cannot be written: ${(err as Error).message}`, {
+    cause: err,
+    details: {reason: 'store_unavailable'},
+  })
 
 /**
  * `dest` is "-" for stdout or a file path (appended, created 0600); `base` starts every line (a
@@ -135,7 +157,8 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
   const fd = dest === '-' ? 1 : openSync(dest, 'a', 0o600)
   const kept: Buffer[] = []
   const flush = (): void => {
-    if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity)) throw unavailable(new Error('it is locked by a thread that does not let go'))
+    if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity))
+      throw unavailable(new Error('it is locked by a thread that does not let go'))
     try {
       while (kept.length > 0) {
         writeLine(fd, kept[0]!)
@@ -150,7 +173,11 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
   }
   return {
     write(event, fields) {
-      kept.push(Buffer.from(`${JSON.stringify({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`))
+      kept.push(
+        Buffer.from(
+          `${JSON.stringify({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
+        ),
+      )
       flush()
     },
     async close() {

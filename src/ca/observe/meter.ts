@@ -5,7 +5,13 @@
  */
 export interface Meter {
   /** A certificate issued or a request refused, with its reason. */
-  decision(o: {outcome: 'issued' | 'denied'; provisioner?: string | undefined; rule?: string | undefined; certType?: string | undefined; reason?: string | undefined}): void
+  decision(o: {
+    outcome: 'issued' | 'denied'
+    provisioner?: string | undefined
+    rule?: string | undefined
+    certType?: string | undefined
+    reason?: string | undefined
+  }): void
   /** How long a route took, seconds. */
   request(route: string, status: number, seconds: number): void
   /** A store commit: its batch size and how long it took, seconds. */

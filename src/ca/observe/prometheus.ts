@@ -31,18 +31,60 @@ export class PrometheusMeter implements Meter {
 
   constructor() {
     const registers = [this.registry]
-    this.certificates = new Counter({name: 'sshca_certificates_total', help: 'Signing decisions: certificates issued and requests denied, by provisioner, rule, certificate type and denial reason.', labelNames: ['outcome', 'provisioner', 'rule', 'type', 'reason'], registers})
-    this.latency = new Histogram({name: 'sshca_http_request_duration_seconds', help: 'API request latency by route and status.', labelNames: ['route', 'status'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers})
-    this.commitLatency = new Histogram({name: 'sshca_store_commit_duration_seconds', help: 'Store commits of issuances (one transaction per batch).', buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers})
-    this.commitBatch = new Histogram({name: 'sshca_store_commit_batch_size', help: 'Issuances per store commit (group commit).', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers})
-    this.tokens = new Counter({name: 'sshca_token_verifications_total', help: 'Identity, enrollment and proof-of-possession tokens verified (outcome=valid) or refused (outcome=the reason).', labelNames: ['provisioner', 'outcome'], registers})
-    this.jwks = new Counter({name: 'sshca_jwks_fetches_total', help: 'Discovery + JWKS fetches per issuer and how they ended.', labelNames: ['issuer', 'outcome'], registers})
-    this.limited = new Counter({name: 'sshca_rate_limited_requests_total', help: 'Requests refused by the per-address rate limit.', labelNames: ['route'], registers})
-    this.webhooks = new Histogram({name: 'sshca_webhook_duration_seconds', help: 'Authorizing webhook calls by provisioner, rule and outcome (allow, deny, error).', labelNames: ['provisioner', 'rule', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers})
+    this.certificates = new Counter({
+      name: 'sshca_certificates_total',
+      help: 'Signing decisions: certificates issued and requests denied, by provisioner, rule, certificate type and denial reason.',
+      labelNames: ['outcome', 'provisioner', 'rule', 'type', 'reason'],
+      registers,
+    })
+    this.latency = new Histogram({
+      name: 'sshca_http_request_duration_seconds',
+      help: 'API request latency by route and status.',
+      labelNames: ['route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    })
+    this.commitLatency = new Histogram({
+      name: 'sshca_store_commit_duration_seconds',
+      help: 'Store commits of issuances (one transaction per batch).',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+      registers,
+    })
+    this.commitBatch = new Histogram({
+      name: 'sshca_store_commit_batch_size',
+      help: 'Issuances per store commit (group commit).',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    })
+    this.tokens = new Counter({
+      name: 'sshca_token_verifications_total',
+      help: 'Identity, enrollment and proof-of-possession tokens verified (outcome=valid) or refused (outcome=the reason).',
+      labelNames: ['provisioner', 'outcome'],
+      registers,
+    })
+    this.jwks = new Counter({
+      name: 'sshca_jwks_fetches_total',
+      help: 'Discovery + JWKS fetches per issuer and how they ended.',
+      labelNames: ['issuer', 'outcome'],
+      registers,
+    })
+    this.limited = new Counter({
+      name: 'sshca_rate_limited_requests_total',
+      help: 'Requests refused by the per-address rate limit.',
+      labelNames: ['route'],
+      registers,
+    })
+    this.webhooks = new Histogram({
+      name: 'sshca_webhook_duration_seconds',
+      help: 'Authorizing webhook calls by provisioner, rule and outcome (allow, deny, error).',
+      labelNames: ['provisioner', 'rule', 'outcome'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    })
     const facts = () => this.facts()
     new Gauge({
       name: 'sshca_certificate_expiry_timestamp_seconds',
-      help: 'Not-after of the CA\'s own X.509 certificates (tls, intermediate, root), seconds since the epoch.',
+      help: "Not-after of the CA's own X.509 certificates (tls, intermediate, root), seconds since the epoch.",
       labelNames: ['certificate'],
       registers,
       collect() {
@@ -57,7 +99,8 @@ export class PrometheusMeter implements Meter {
       registers,
       collect() {
         this.reset()
-        for (const k of facts().sshKeys) this.set({kind: k.kind, id: k.id, state: k.state}, Math.floor(k.since.getTime() / 1000))
+        for (const k of facts().sshKeys)
+          this.set({kind: k.kind, id: k.id, state: k.state}, Math.floor(k.since.getTime() / 1000))
       },
     })
   }
@@ -68,7 +111,13 @@ export class PrometheusMeter implements Meter {
   }
 
   decision(o: Parameters<Meter['decision']>[0]): void {
-    this.certificates.inc({outcome: o.outcome, provisioner: o.provisioner ?? '', rule: o.rule ?? '', type: o.certType ?? '', reason: o.reason ?? ''})
+    this.certificates.inc({
+      outcome: o.outcome,
+      provisioner: o.provisioner ?? '',
+      rule: o.rule ?? '',
+      type: o.certType ?? '',
+      reason: o.reason ?? '',
+    })
   }
 
   request(route: string, status: number, seconds: number): void {
@@ -101,7 +150,11 @@ export class PrometheusMeter implements Meter {
  * GET /metrics (text format) on its own plain-HTTP listener; anything else is 404. It serves counts,
  * not secrets, but keep it on an internal address: the listener is the operator's to firewall.
  */
-export async function serveMetrics(meter: PrometheusMeter, host: string, port: number): Promise<{server: Server; url: string; close(): Promise<void>}> {
+export async function serveMetrics(
+  meter: PrometheusMeter,
+  host: string,
+  port: number,
+): Promise<{server: Server; url: string; close(): Promise<void>}> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, {'content-type': 'text/plain'}).end('not found\n')

@@ -43,15 +43,19 @@ export function globToRegExp(glob: string): RegExp {
 /** undefined when the claim value satisfies the condition, else why not. */
 export function checkCondition(claim: string, cond: MatchCondition, claims: Claims): string | undefined {
   // Stryker disable next-line ConditionalExpression: no condition matches undefined either; this only words the reason
-  if (!Object.hasOwn(claims, claim) || claims[claim] === undefined || claims[claim] === null) return `claim "${claim}" is absent`
+  if (!Object.hasOwn(claims, claim) || claims[claim] === undefined || claims[claim] === null)
+    return `claim "${claim}" is absent`
   const v = claims[claim]
-  if (Array.isArray(cond)) return cond.some((c) => c === v) ? undefined : `${claim} is ${describe(v)}, not one of ${describe(cond)}`
+  if (Array.isArray(cond))
+    return cond.some((c) => c === v) ? undefined : `${claim} is ${describe(v)}, not one of ${describe(cond)}`
   if (typeof cond !== 'object') return cond === v ? undefined : `${claim} is ${describe(v)}, not ${describe(cond)}`
   if ('domain' in cond) {
     // Stryker disable next-line StringLiteral: any reason, "" included, fails the rule (evaluateRule compares with undefined)
     if (typeof v !== 'string' || !v.includes('@')) return `${claim} is not an email address`
     const domain = v.slice(v.lastIndexOf('@') + 1).toLowerCase()
-    return domain === cond.domain.toLowerCase() ? undefined : `${claim} is in domain ${describe(domain)}, not ${describe(cond.domain)}`
+    return domain === cond.domain.toLowerCase()
+      ? undefined
+      : `${claim} is in domain ${describe(domain)}, not ${describe(cond.domain)}`
   }
   if ('contains' in cond) {
     if (!Array.isArray(v)) return `${claim} is not a list`
@@ -60,7 +64,9 @@ export function checkCondition(claim: string, cond: MatchCondition, claims: Clai
   }
   // Stryker disable next-line StringLiteral: any reason, "" included, fails the rule (evaluateRule compares with undefined)
   if (typeof v !== 'string') return `${claim} is not a string`
-  return globToRegExp(cond.glob).test(v) ? undefined : `${claim} is ${describe(v)}, which does not match ${describe(cond.glob)}`
+  return globToRegExp(cond.glob).test(v)
+    ? undefined
+    : `${claim} is ${describe(v)}, which does not match ${describe(cond.glob)}`
 }
 
 export function evaluateRule(rule: RuleConfig, claims: Claims): RuleOutcome {
@@ -78,12 +84,19 @@ export function selectRule(p: ProvisionerConfig, claims: Claims): {rule: RuleCon
   const matched = p.rules.filter((_, i) => outcomes[i]!.matched)
   if (matched.length === 1) return {rule: matched[0]!, outcomes}
   if (matched.length === 0) {
-    throw denial('ERR_POLICY_DENIED', 'no_rule_matched', `no rule of provisioner "${p.name}" matches the token`, {provisioner: p.name})
+    throw denial('ERR_POLICY_DENIED', 'no_rule_matched', `no rule of provisioner "${p.name}" matches the token`, {
+      provisioner: p.name,
+    })
   }
-  throw denial('ERR_POLICY_DENIED', 'multiple_rules_matched', `rules ${matched.map((r) => `"${r.name}"`).join(', ')} of provisioner "${p.name}" all match the token`, {
-    provisioner: p.name,
-    rules: matched.map((r) => r.name),
-  })
+  throw denial(
+    'ERR_POLICY_DENIED',
+    'multiple_rules_matched',
+    `rules ${matched.map((r) => `"${r.name}"`).join(', ')} of provisioner "${p.name}" all match the token`,
+    {
+      provisioner: p.name,
+      rules: matched.map((r) => r.name),
+    },
+  )
 }
 
 const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(local|domain))?(\|step)?\}/g
@@ -91,8 +104,13 @@ const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(local|domain))?(\|step)?
 /** Syntax problems in a template (for check-config); empty when fine. */
 export function templateProblems(template: string): string[] {
   // Stryker disable next-line StringLiteral: what a valid placeholder becomes does not matter as long as it holds no "${"
-  const rest = template.replace(PLACEHOLDER, (_m, _n, part: string | undefined, step: string | undefined) => (step && part !== 'local' ? '${' : ''))
-  if (rest.includes('${')) return [`"${template}" has a placeholder that is not \${claim}, \${claim.local}, \${claim.local|step} or \${claim.domain}`]
+  const rest = template.replace(PLACEHOLDER, (_m, _n, part: string | undefined, step: string | undefined) =>
+    step && part !== 'local' ? '${' : '',
+  )
+  if (rest.includes('${'))
+    return [
+      `"${template}" has a placeholder that is not \${claim}, \${claim.local}, \${claim.local|step} or \${claim.domain}`,
+    ]
   return []
 }
 
@@ -112,7 +130,8 @@ export function policyClaims(p: ProvisionerConfig): string[] {
   const out = new Set<string>()
   for (const r of p.rules) {
     for (const k of Object.keys(r.match)) out.add(k)
-    for (const t of [...r.certificate.principals, r.certificate.keyId]) for (const c of templateClaims(t).claims) out.add(c)
+    for (const t of [...r.certificate.principals, r.certificate.keyId])
+      for (const c of templateClaims(t).claims) out.add(c)
     if (r.certificate.principalsFrom) out.add(r.certificate.principalsFrom.claim)
   }
   return [...out]
@@ -146,7 +165,12 @@ export function renderTemplate(template: string, claims: Claims): string {
   return template.replace(PLACEHOLDER, (_m, name: string, part: string | undefined, step: string | undefined) => {
     const v = claims[name]
     if (typeof v !== 'string' && !Number.isSafeInteger(v)) {
-      throw denial('ERR_POLICY_DENIED', 'claim_missing', `template "${template}" needs claim "${name}", which the token lacks or is not text`, {claim: name})
+      throw denial(
+        'ERR_POLICY_DENIED',
+        'claim_missing',
+        `template "${template}" needs claim "${name}", which the token lacks or is not text`,
+        {claim: name},
+      )
     }
     const s = String(v)
     const at = s.lastIndexOf('@')
@@ -154,7 +178,12 @@ export function renderTemplate(template: string, claims: Claims): string {
       if (step) return sanitizeLocalPart(s)
       const local = (at === -1 ? s : s.slice(0, at)).toLowerCase()
       if (!LOCAL_PART.test(local)) {
-        throw denial('ERR_POLICY_DENIED', 'principal_invalid', `the local part of claim "${name}" has characters outside [a-z0-9._-]; it is denied, not rewritten`, {claim: name, rendered: JSON.stringify(local).slice(0, 300)})
+        throw denial(
+          'ERR_POLICY_DENIED',
+          'principal_invalid',
+          `the local part of claim "${name}" has characters outside [a-z0-9._-]; it is denied, not rewritten`,
+          {claim: name, rendered: JSON.stringify(local).slice(0, 300)},
+        )
       }
       return local
     }
@@ -165,10 +194,51 @@ export function renderTemplate(template: string, claims: Claims): string {
 
 /** Accounts no template may render into (ssh.reservedPrincipals overrides): root and the usual system and shared accounts. */
 export const DEFAULT_RESERVED_PRINCIPALS = [
-  'root', 'toor', 'admin', 'administrator', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp',
-  'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'sshd', 'messagebus', 'polkitd',
-  'systemd-network', 'systemd-resolve', 'systemd-timesync', 'systemd-coredump', 'ubuntu', 'debian', 'ec2-user', 'centos',
-  'fedora', 'cloud-user', 'git', 'postgres', 'mysql', 'redis', 'docker', 'operator', 'halt', 'shutdown', 'ftp',
+  'root',
+  'toor',
+  'admin',
+  'administrator',
+  'daemon',
+  'bin',
+  'sys',
+  'sync',
+  'games',
+  'man',
+  'lp',
+  'mail',
+  'news',
+  'uucp',
+  'proxy',
+  'www-data',
+  'backup',
+  'list',
+  'irc',
+  'gnats',
+  'nobody',
+  'nogroup',
+  '_apt',
+  'sshd',
+  'messagebus',
+  'polkitd',
+  'systemd-network',
+  'systemd-resolve',
+  'systemd-timesync',
+  'systemd-coredump',
+  'ubuntu',
+  'debian',
+  'ec2-user',
+  'centos',
+  'fedora',
+  'cloud-user',
+  'git',
+  'postgres',
+  'mysql',
+  'redis',
+  'docker',
+  'operator',
+  'halt',
+  'shutdown',
+  'ftp',
 ]
 
 export interface Limits {
@@ -187,7 +257,11 @@ export interface PrincipalsFromOutcome {
 }
 
 /** One principal per admitted element of a list claim, renamed by map; reserved or unsafe results are dropped. */
-export function principalsFromClaim(pf: PrincipalsFrom, claims: Claims, reserved: readonly string[]): PrincipalsFromOutcome {
+export function principalsFromClaim(
+  pf: PrincipalsFrom,
+  claims: Claims,
+  reserved: readonly string[],
+): PrincipalsFromOutcome {
   const out: PrincipalsFromOutcome = {claim: pf.claim, granted: [], dropped: []}
   const raw = claims[pf.claim]
   const values = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw]
@@ -202,7 +276,8 @@ export function principalsFromClaim(pf: PrincipalsFrom, claims: Claims, reserved
       continue
     }
     const principal = pf.map && Object.hasOwn(pf.map, v) ? pf.map[v]! : v
-    if (!SAFE_VALUE.test(principal) || principal.length > MAX_PRINCIPAL_LENGTH) out.dropped.push({value: v.slice(0, 200), why: 'unsafe'})
+    if (!SAFE_VALUE.test(principal) || principal.length > MAX_PRINCIPAL_LENGTH)
+      out.dropped.push({value: v.slice(0, 200), why: 'unsafe'})
     // the reserved-principal rule holds for every principal a claim produces, mapped ones included
     else if (reserved.includes(principal)) out.dropped.push({value: v, why: 'reserved'})
     else out.granted.push({from: v, principal})
@@ -229,17 +304,33 @@ export interface CertificateSpec {
 export const CLOCK_SKEW_SECONDS = 60
 
 /** The certificate a rule grants for these claims. The request's own wishes are never consulted. */
-export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, claims: Claims, limits: Limits, nowSeconds: number): CertificateSpec {
+export function buildCertificateSpec(
+  p: ProvisionerConfig,
+  rule: RuleConfig,
+  claims: Claims,
+  limits: Limits,
+  nowSeconds: number,
+): CertificateSpec {
   const c = rule.certificate
   const principals: string[] = []
   for (const t of c.principals) {
     const v = renderTemplate(t, claims)
     if (!SAFE_VALUE.test(v) || v.length > MAX_PRINCIPAL_LENGTH) {
-      throw denial('ERR_POLICY_DENIED', 'principal_invalid', `principal template "${t}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: t, rendered: JSON.stringify(v).slice(0, 300)})
+      throw denial(
+        'ERR_POLICY_DENIED',
+        'principal_invalid',
+        `principal template "${t}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`,
+        {template: t, rendered: JSON.stringify(v).slice(0, 300)},
+      )
     }
     // a claim the person or the IdP controls must never turn into root (or another system account)
     if (templateClaims(t).claims.length > 0 && limits.reservedPrincipals.includes(v)) {
-      throw denial('ERR_POLICY_DENIED', 'principal_reserved', `principal template "${t}" rendered the reserved principal "${v}"`, {template: t, rendered: v})
+      throw denial(
+        'ERR_POLICY_DENIED',
+        'principal_reserved',
+        `principal template "${t}" rendered the reserved principal "${v}"`,
+        {template: t, rendered: v},
+      )
     }
     if (!principals.includes(v)) principals.push(v)
   }
@@ -249,12 +340,27 @@ export function buildCertificateSpec(p: ProvisionerConfig, rule: RuleConfig, cla
     for (const g of fromClaim.granted) if (!principals.includes(g.principal)) principals.push(g.principal)
   }
   if (principals.length === 0) {
-    throw denial('ERR_POLICY_DENIED', 'no_principals', `rule "${rule.name}" grants no principal for these claims (principalsFrom ${c.principalsFrom?.claim ?? ''} admitted none)`, fromClaim ? {dropped: fromClaim.dropped.slice(0, 20)} : {})
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'no_principals',
+      `rule "${rule.name}" grants no principal for these claims (principalsFrom ${c.principalsFrom?.claim ?? ''} admitted none)`,
+      fromClaim ? {dropped: fromClaim.dropped.slice(0, 20)} : {},
+    )
   }
-  if (principals.length > MAX_GROUP_ELEMENTS) throw denial('ERR_POLICY_DENIED', 'principal_invalid', `rule "${rule.name}" would grant ${principals.length} principals (at most ${MAX_GROUP_ELEMENTS})`)
+  if (principals.length > MAX_GROUP_ELEMENTS)
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'principal_invalid',
+      `rule "${rule.name}" would grant ${principals.length} principals (at most ${MAX_GROUP_ELEMENTS})`,
+    )
   const keyId = renderTemplate(c.keyId, claims)
   if (!SAFE_VALUE.test(keyId) || keyId.length > MAX_KEY_ID_LENGTH) {
-    throw denial('ERR_POLICY_DENIED', 'key_id_invalid', `key ID template "${c.keyId}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`, {template: c.keyId, rendered: JSON.stringify(keyId).slice(0, 300)})
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'key_id_invalid',
+      `key ID template "${c.keyId}" rendered a value outside [A-Za-z0-9._@:/-] (or too long)`,
+      {template: c.keyId, rendered: JSON.stringify(keyId).slice(0, 300)},
+    )
   }
   const ttl = Math.min(c.ttl, p.maxTtl ?? Infinity, limits.maxUserTtl)
   const criticalOptions: CertOptions = {}

@@ -109,7 +109,18 @@ export type DenialReason =
   | 'not_supported'
 
 /** The codes a denial carries (each has its HTTP status in http/errors.ts). */
-export type DenialCode = 'ERR_POLICY_DENIED' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REPLAYED' | 'ERR_INPUT' | 'ERR_ISSUANCE_DISABLED' | 'ERR_SSH_UNSUPPORTED' | 'ERR_SSH_FORMAT' | 'ERR_RATE_LIMITED' | 'ERR_CA_OVERLOADED' | 'ERR_UPSTREAM_UNAVAILABLE' | 'ERR_NOT_IMPLEMENTED'
+export type DenialCode =
+  | 'ERR_POLICY_DENIED'
+  | 'ERR_TOKEN_INVALID'
+  | 'ERR_TOKEN_REPLAYED'
+  | 'ERR_INPUT'
+  | 'ERR_ISSUANCE_DISABLED'
+  | 'ERR_SSH_UNSUPPORTED'
+  | 'ERR_SSH_FORMAT'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_CA_OVERLOADED'
+  | 'ERR_UPSTREAM_UNAVAILABLE'
+  | 'ERR_NOT_IMPLEMENTED'
 
 /** A refused request: its code decides the status, its typed reason goes to the audit log. */
 export class DenialError extends SshcaError {
@@ -121,7 +132,12 @@ export class DenialError extends SshcaError {
   }
 }
 
-export function denial(code: DenialCode, reason: DenialReason, message: string, details: Record<string, unknown> = {}): DenialError {
+export function denial(
+  code: DenialCode,
+  reason: DenialReason,
+  message: string,
+  details: Record<string, unknown> = {},
+): DenialError {
   return new DenialError(code, reason, message, details)
 }
 

@@ -5,7 +5,13 @@
  */
 import {createPublicKey, randomUUID, type KeyObject} from 'node:crypto'
 import {errors as joseErrors, jwtVerify, SignJWT, type JWTPayload} from 'jose'
-import {caIssuer, ENROLLMENT_AUDIENCE, ENROLLMENT_TYP, MAX_ENROLLMENT_TTL, TOKEN_LEEWAY as LEEWAY} from '../../protocol/tokens.ts'
+import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
+  MAX_ENROLLMENT_TTL,
+  TOKEN_LEEWAY as LEEWAY,
+} from '../../protocol/tokens.ts'
 import {MAX_PRINCIPAL_LENGTH, SAFE_VALUE} from '../policy/policy.ts'
 import {denial, type DenialError} from '../policy/types.ts'
 
@@ -25,12 +31,24 @@ export const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/
  * A one-time host enrollment token. With `keyFingerprint`, the token is bound to that host key: the
  * CA refuses any other key, so a token read in transit enrols nothing else.
  */
-export async function mintEnrollmentToken(key: KeyObject, o: {rootFingerprint: string; hostname: string; principals?: string[]; keyFingerprint?: string; ttlSeconds: number; now: number}): Promise<EnrollmentToken> {
+export async function mintEnrollmentToken(
+  key: KeyObject,
+  o: {
+    rootFingerprint: string
+    hostname: string
+    principals?: string[]
+    keyFingerprint?: string
+    ttlSeconds: number
+    now: number
+  },
+): Promise<EnrollmentToken> {
   const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
   for (const p of principals) {
-    if (!SAFE_VALUE.test(p) || p.length > MAX_PRINCIPAL_LENGTH) throw new TypeError(`"${p}" is not a valid host principal`)
+    if (!SAFE_VALUE.test(p) || p.length > MAX_PRINCIPAL_LENGTH)
+      throw new TypeError(`"${p}" is not a valid host principal`)
   }
-  if (o.keyFingerprint !== undefined && !SSH_FINGERPRINT.test(o.keyFingerprint)) throw new TypeError(`"${o.keyFingerprint}" is not an SSH key fingerprint (SHA256:…)`)
+  if (o.keyFingerprint !== undefined && !SSH_FINGERPRINT.test(o.keyFingerprint))
+    throw new TypeError(`"${o.keyFingerprint}" is not an SSH key fingerprint (SHA256:…)`)
   const ttl = Math.min(o.ttlSeconds, MAX_ENROLLMENT_TTL)
   const jti = randomUUID()
   const token = await new SignJWT({principals, ...(o.keyFingerprint ? {cnf: {kid: o.keyFingerprint}} : {})})
@@ -48,8 +66,10 @@ export async function mintEnrollmentToken(key: KeyObject, o: {rootFingerprint: s
 
 /** jose's refusal of one of the CA's own tokens, as a typed denial. */
 export function tokenError(err: unknown, what: string): DenialError {
-  if (err instanceof joseErrors.JWTExpired) return denial('ERR_TOKEN_INVALID', 'token_expired', `the ${what} has expired`)
-  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'nbf') return denial('ERR_TOKEN_INVALID', 'token_not_yet_valid', `the ${what} is not valid yet`)
+  if (err instanceof joseErrors.JWTExpired)
+    return denial('ERR_TOKEN_INVALID', 'token_expired', `the ${what} has expired`)
+  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'nbf')
+    return denial('ERR_TOKEN_INVALID', 'token_not_yet_valid', `the ${what} is not valid yet`)
   return denial('ERR_TOKEN_INVALID', 'token_invalid', `the ${what} does not verify: ${(err as Error).message}`)
 }
 
@@ -70,7 +90,10 @@ export interface VerifiedEnrollment {
  * Verifies an enrollment token against the CA's enrollment key, and that it may enrol `keyFingerprint`
  * (a bound token names one key; a binding that is present but unusable refuses rather than unbinds).
  */
-export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: KeyObject; rootFingerprint: string | readonly string[]; now: number; keyFingerprint: string}): Promise<VerifiedEnrollment> {
+export async function verifyEnrollmentToken(
+  token: string,
+  o: {enrollmentKey: KeyObject; rootFingerprint: string | readonly string[]; now: number; keyFingerprint: string},
+): Promise<VerifiedEnrollment> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, createPublicKey(o.enrollmentKey), {
@@ -90,12 +113,18 @@ export async function verifyEnrollmentToken(token: string, o: {enrollmentKey: Ke
   // a binding of any shape other than {kid: <this key's fingerprint>} refuses: it never unbinds
   const boundKid = (claims.cnf as {kid?: unknown} | null | undefined)?.kid
   if (claims.cnf !== undefined && boundKid !== o.keyFingerprint) {
-    throw denial('ERR_POLICY_DENIED', 'key_not_bound', 'the enrollment token is bound to another host key', {bound_key: typeof boundKid === 'string' ? boundKid : null, subject: claims.sub, jti: claims.jti})
+    throw denial('ERR_POLICY_DENIED', 'key_not_bound', 'the enrollment token is bound to another host key', {
+      bound_key: typeof boundKid === 'string' ? boundKid : null,
+      subject: claims.sub,
+      jti: claims.jti,
+    })
   }
   return {
     subject: claims.sub!,
     jti: claims.jti!,
-    principals: Array.isArray(claims.principals) ? claims.principals.filter((p): p is string => typeof p === 'string') : [],
+    principals: Array.isArray(claims.principals)
+      ? claims.principals.filter((p): p is string => typeof p === 'string')
+      : [],
     // Stryker disable next-line ConditionalExpression: a boundKid that is not a string was refused above
     boundKey: typeof boundKid === 'string' ? boundKid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,

@@ -5,13 +5,34 @@
  * fetched), then verify with jose: asymmetric algorithms only, exp/nbf/iat with 60 s of leeway.
  */
 import {createHash} from 'node:crypto'
-import {createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey} from 'jose'
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose'
 import {SshcaError} from '../../errors.ts'
 import {isLoopbackAddress} from '../../util/net.ts'
 import type {ProvisionerConfig} from '../config/config.ts'
 import {denial} from '../policy/types.ts'
 
-export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+export const ALLOWED_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+]
 export const LEEWAY_SECONDS = 60
 /** Tokens may live this long (exp − iat) unless a provisioner sets maxTokenAge. */
 export const DEFAULT_MAX_TOKEN_AGE = 3600
@@ -94,7 +115,8 @@ export class IssuerKeys {
   private lastAttempt = 0
   private pending?: Promise<void>
   readonly issuer: string
-  private readonly deps: Required<Omit<VerifierDeps, 'fetch' | 'onKeysFetch'>> & Pick<VerifierDeps, 'onKeysFetch'> & {fetch: typeof fetch}
+  private readonly deps: Required<Omit<VerifierDeps, 'fetch' | 'onKeysFetch'>> &
+    Pick<VerifierDeps, 'onKeysFetch'> & {fetch: typeof fetch}
 
   constructor(issuer: string, deps: VerifierDeps) {
     this.issuer = issuer
@@ -112,11 +134,20 @@ export class IssuerKeys {
   private async getJson(url: string, what: string): Promise<unknown> {
     let res: Response
     try {
-      res = await this.deps.fetch(url, {signal: AbortSignal.timeout(this.deps.timeoutMs), redirect: 'error', headers: {accept: 'application/json'}})
+      res = await this.deps.fetch(url, {
+        signal: AbortSignal.timeout(this.deps.timeoutMs),
+        redirect: 'error',
+        headers: {accept: 'application/json'},
+      })
     } catch (err) {
-      throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `cannot fetch the ${what} of ${this.issuer}: ${(err as Error).message}`, {cause: err})
+      throw new SshcaError(
+        'ERR_UPSTREAM_UNAVAILABLE',
+        `cannot fetch the ${what} of ${this.issuer}: ${(err as Error).message}`,
+        {cause: err},
+      )
     }
-    if (!res.ok) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the ${what} of ${this.issuer} answered HTTP ${res.status}`)
+    if (!res.ok)
+      throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the ${what} of ${this.issuer} answered HTTP ${res.status}`)
     try {
       return await res.json()
     } catch (err) {
@@ -130,21 +161,29 @@ export class IssuerKeys {
       const discoveryUrl = `${this.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
       assertSecureUrl(discoveryUrl, 'discovery URL')
       const meta = (await this.getJson(discoveryUrl, 'discovery document')) as {issuer?: unknown; jwks_uri?: unknown}
-      if (meta.issuer !== this.issuer) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} names issuer ${String(meta.issuer)}`)
-      if (typeof meta.jwks_uri !== 'string') throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} has no jwks_uri`)
+      if (meta.issuer !== this.issuer)
+        throw new SshcaError(
+          'ERR_UPSTREAM_UNAVAILABLE',
+          `discovery document of ${this.issuer} names issuer ${String(meta.issuer)}`,
+        )
+      if (typeof meta.jwks_uri !== 'string')
+        throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} has no jwks_uri`)
       assertSecureUrl(meta.jwks_uri, 'jwks_uri')
       const jwks = (await this.getJson(meta.jwks_uri, 'JWKS')) as JSONWebKeySet
-      if (!jwks || !Array.isArray(jwks.keys)) throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the JWKS of ${this.issuer} has no keys`)
+      if (!jwks || !Array.isArray(jwks.keys))
+        throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the JWKS of ${this.issuer} has no keys`)
       this.keys = {getKey: createLocalJWKSet(jwks), fetchedAt: this.deps.clock()}
-    })().then(
-      () => this.deps.onKeysFetch?.(this.issuer, 'ok'),
-      (err: unknown) => {
-        this.deps.onKeysFetch?.(this.issuer, 'error')
-        throw err
-      },
-    ).finally(() => {
-      this.pending = undefined
-    })
+    })()
+      .then(
+        () => this.deps.onKeysFetch?.(this.issuer, 'ok'),
+        (err: unknown) => {
+          this.deps.onKeysFetch?.(this.issuer, 'error')
+          throw err
+        },
+      )
+      .finally(() => {
+        this.pending = undefined
+      })
     return this.pending
   }
 
@@ -179,13 +218,15 @@ export class TokenVerifier {
   constructor(provisioners: readonly ProvisionerConfig[], deps: VerifierDeps = {}, previous?: TokenVerifier) {
     this.provisioners = provisioners
     this.deps = deps
-    for (const issuer of new Set(provisioners.map((p) => p.issuer))) this.issuers.set(issuer, previous?.issuers.get(issuer) ?? new IssuerKeys(issuer, deps))
+    for (const issuer of new Set(provisioners.map((p) => p.issuer)))
+      this.issuers.set(issuer, previous?.issuers.get(issuer) ?? new IssuerKeys(issuer, deps))
   }
 
   /** The provisioner a token is meant for, read from its unverified claims. */
   route(token: string): {provisioner: ProvisionerConfig; claims: JWTPayload} {
     if (token.length > MAX_TOKEN_LENGTH) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is too long')
-    if (!canonicalParts(token)) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is not a compact JWS in canonical base64url')
+    if (!canonicalParts(token))
+      throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is not a compact JWS in canonical base64url')
     let header: ReturnType<typeof decodeProtectedHeader>
     let claims: JWTPayload
     try {
@@ -195,7 +236,11 @@ export class TokenVerifier {
       throw denial('ERR_TOKEN_INVALID', 'token_invalid', `the token is not a JWT: ${(err as Error).message}`)
     }
     if (!ALLOWED_ALGORITHMS.some((a) => a === header.alg)) {
-      throw denial('ERR_TOKEN_INVALID', 'token_invalid', `the token's algorithm ${JSON.stringify(header.alg)} is not accepted (asymmetric algorithms only)`)
+      throw denial(
+        'ERR_TOKEN_INVALID',
+        'token_invalid',
+        `the token's algorithm ${JSON.stringify(header.alg)} is not accepted (asymmetric algorithms only)`,
+      )
     }
     return {provisioner: routeClaims(this.provisioners, claims), claims}
   }
@@ -223,44 +268,91 @@ export class TokenVerifier {
     const exp = claims.exp as number
     // a token that lives longer than the provisioner allows is refused outright, not trusted for its first hour
     if (exp - iat > maxTokenAge) {
-      throw denial('ERR_TOKEN_INVALID', 'token_lifetime_too_long', `the token lives ${exp - iat} s; provisioner "${provisioner.name}" accepts at most ${maxTokenAge} s (maxTokenAge)`, {provisioner: provisioner.name})
+      throw denial(
+        'ERR_TOKEN_INVALID',
+        'token_lifetime_too_long',
+        `the token lives ${exp - iat} s; provisioner "${provisioner.name}" accepts at most ${maxTokenAge} s (maxTokenAge)`,
+        {provisioner: provisioner.name},
+      )
     }
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
     // so keying on it would refuse every refreshed sign-in as a replay.
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `signed:${signedContentHash(canonicalParts(token)!)}`
-    return {provisioner, claims, tokenId: `${provisioner.issuer}#${id}`, tokenHash: tokenHash(token), expiresAt: exp + LEEWAY_SECONDS}
+    const id =
+      typeof claims.jti === 'string' && claims.jti
+        ? `jti:${claims.jti}`
+        : `signed:${signedContentHash(canonicalParts(token)!)}`
+    return {
+      provisioner,
+      claims,
+      tokenId: `${provisioner.issuer}#${id}`,
+      tokenHash: tokenHash(token),
+      expiresAt: exp + LEEWAY_SECONDS,
+    }
   }
 }
 
 /** The one provisioner whose issuer and audience (and client id, when azp is present) the claims name. */
 export function routeClaims(provisioners: readonly ProvisionerConfig[], claims: JWTPayload): ProvisionerConfig {
   const byIssuer = provisioners.filter((p) => p.issuer === claims.iss)
-  if (byIssuer.length === 0) throw denial('ERR_TOKEN_INVALID', 'issuer_unknown', `no provisioner trusts issuer ${JSON.stringify(claims.iss)}`)
+  if (byIssuer.length === 0)
+    throw denial('ERR_TOKEN_INVALID', 'issuer_unknown', `no provisioner trusts issuer ${JSON.stringify(claims.iss)}`)
   // a string or a list of them; anything else names no provisioner
   const aud: unknown[] = [claims.aud].flat()
   let candidates = byIssuer.filter((p) => aud.includes(p.audience))
-  if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`)
+  if (candidates.length === 0)
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'audience_mismatch',
+      `the token's audience ${JSON.stringify(claims.aud)} names no provisioner of ${claims.iss}`,
+    )
   // OIDC Core 3.1.3.7: a token for several audiences must name its client in azp
   if (aud.length > 1 && typeof claims.azp !== 'string') {
-    throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', 'the token names several audiences but no authorized party (azp)')
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'audience_mismatch',
+      'the token names several audiences but no authorized party (azp)',
+    )
   }
   if (typeof claims.azp === 'string') {
     candidates = candidates.filter((p) => (p.clientId ?? p.audience) === claims.azp)
-    if (candidates.length === 0) throw denial('ERR_TOKEN_INVALID', 'audience_mismatch', `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`)
+    if (candidates.length === 0)
+      throw denial(
+        'ERR_TOKEN_INVALID',
+        'audience_mismatch',
+        `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`,
+      )
   }
   return candidates[0]!
 }
 
 function verificationError(err: unknown, p: ProvisionerConfig): SshcaError {
   const details = {provisioner: p.name}
-  if (err instanceof SshcaError) return new SshcaError(err.code, err.message, {cause: err, details: {...details, reason: 'jwks_unavailable'}})
-  if (err instanceof joseErrors.JWTExpired) return denial('ERR_TOKEN_INVALID', 'token_expired', 'the token has expired', details)
+  if (err instanceof SshcaError)
+    return new SshcaError(err.code, err.message, {cause: err, details: {...details, reason: 'jwks_unavailable'}})
+  if (err instanceof joseErrors.JWTExpired)
+    return denial('ERR_TOKEN_INVALID', 'token_expired', 'the token has expired', details)
   // iss and aud never fail here: route() chose the provisioner by them. A claim that is missing or not
   // a number (exp, iat) makes the token malformed; a timestamp check that failed on nbf or iat (in the
   // future beyond the leeway) makes it early.
   // Stryker disable next-line ConditionalExpression: nbf and iat are the only claims whose check can fail here today; kept for a jose that checks more
-  if (err instanceof joseErrors.JWTClaimValidationFailed && err.reason === 'check_failed' && (err.claim === 'nbf' || err.claim === 'iat')) {
-    return denial('ERR_TOKEN_INVALID', 'token_not_yet_valid', `the token's "${err.claim}" claim is not acceptable: ${err.message}`, details)
+  if (
+    err instanceof joseErrors.JWTClaimValidationFailed &&
+    err.reason === 'check_failed' &&
+    (err.claim === 'nbf' || err.claim === 'iat')
+  ) {
+    return denial(
+      'ERR_TOKEN_INVALID',
+      'token_not_yet_valid',
+      `the token's "${err.claim}" claim is not acceptable: ${err.message}`,
+      details,
+    )
   }
-  return denial('ERR_TOKEN_INVALID', 'token_invalid', err instanceof joseErrors.JWKSNoMatchingKey ? 'the token is signed by a key the issuer does not publish' : `the token does not verify: ${(err as Error).message}`, details)
+  return denial(
+    'ERR_TOKEN_INVALID',
+    'token_invalid',
+    err instanceof joseErrors.JWKSNoMatchingKey
+      ? 'the token is signed by a key the issuer does not publish'
+      : `the token does not verify: ${(err as Error).message}`,
+    details,
+  )
 }

@@ -20,8 +20,10 @@ export function popCertificate(token: string): Certificate {
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token is not a JWT')
   }
   // Stryker disable next-line ConditionalExpression: a non-string fails the base64 test or Buffer.from inside the try below
-  if (typeof header.sshpop !== 'string') throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token carries no certificate (no sshpop header)')
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(header.sshpop)) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the sshpop header is not base64')
+  if (typeof header.sshpop !== 'string')
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token carries no certificate (no sshpop header)')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(header.sshpop))
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the sshpop header is not base64')
   try {
     return parseCertificate(Buffer.from(header.sshpop, 'base64'))
   } catch {
@@ -37,7 +39,10 @@ export function popCertificate(token: string): Certificate {
 export function sshpopAudiences(dnsNames: readonly string[], action: SshpopAction, provisioner: string): string[] {
   return dnsNames.flatMap((n) => {
     const host = n.includes(':') && !n.startsWith('[') ? `[${n}]` : n
-    return [`https://${host}/1.0/ssh/${action}#sshpop/${provisioner}`, `https://${host}/ssh/${action}#sshpop/${provisioner}`]
+    return [
+      `https://${host}/1.0/ssh/${action}#sshpop/${provisioner}`,
+      `https://${host}/ssh/${action}#sshpop/${provisioner}`,
+    ]
   })
 }
 
@@ -64,7 +69,11 @@ export interface PopCheck {
  * The token verified with the certified key: issued by the SSHPOP provisioner, for this CA and this
  * action, about this certificate (`sub` = its serial), five minutes of life at most.
  */
-export async function verifyPop(token: string, cert: Certificate, o: PopCheck): Promise<{jti: string; expiresAt: number; issuedAt: number}> {
+export async function verifyPop(
+  token: string,
+  cert: Certificate,
+  o: PopCheck,
+): Promise<{jti: string; expiresAt: number; issuedAt: number}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
@@ -77,20 +86,35 @@ export async function verifyPop(token: string, cert: Certificate, o: PopCheck): 
       maxTokenAge: MAX_POP_TTL + LEEWAY,
     }))
   } catch (err) {
-    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `${tokenError(err, 'SSHPOP token').message} (it must be signed by the certified key)`)
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'proof_invalid',
+      `${tokenError(err, 'SSHPOP token').message} (it must be signed by the certified key)`,
+    )
   }
   const want = new Set(sshpopAudiences(o.dnsNames, o.action, o.provisioner).map(withoutPort))
   // a string or a list of them (requiredClaims saw one); anything else never parses as our URL
   const auds = [claims.aud].flat().map((a) => withoutPort(String(a)))
   if (!auds.some((a) => want.has(a))) {
-    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', `the SSHPOP token is for audience ${JSON.stringify(claims.aud)}, not this CA's /ssh/${o.action}`)
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'proof_invalid',
+      `the SSHPOP token is for audience ${JSON.stringify(claims.aud)}, not this CA's /ssh/${o.action}`,
+    )
   }
-  if (claims.sub !== cert.serial.toString()) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token\'s subject must be the serial of the certificate it carries')
+  if (claims.sub !== cert.serial.toString())
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'proof_invalid',
+      "the SSHPOP token's subject must be the serial of the certificate it carries",
+    )
   const roots: readonly string[] = typeof o.rootFingerprint === 'string' ? [o.rootFingerprint] : o.rootFingerprint
   if (claims.sha !== undefined && (typeof claims.sha !== 'string' || !roots.includes(claims.sha.toLowerCase()))) {
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token names another root (sha)')
   }
-  if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
-  if (typeof claims.jti !== 'string' || claims.jti.length > 256) throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
+  if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL)
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
+  if (typeof claims.jti !== 'string' || claims.jti.length > 256)
+    throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
   return {jti: claims.jti, expiresAt: (claims.exp as number) + LEEWAY, issuedAt: claims.iat as number}
 }

@@ -31,7 +31,10 @@ type ToWorker = 'held' | 'stop'
 export function startCheckpointer(path: string, hold: (on: boolean) => void, intervalMs = 1000): Checkpointer {
   // the worker runs checkpointWorker's own text, not this file: the single executable has no file to
   // start a worker from, and one code path serves every way sshca is installed
-  const worker = new Worker(`(${checkpointWorker.toString()})(require)`, {eval: true, workerData: {path, intervalMs, restartPages: RESTART_PAGES}})
+  const worker = new Worker(`(${checkpointWorker.toString()})(require)`, {
+    eval: true,
+    workerData: {path, intervalMs, restartPages: RESTART_PAGES},
+  })
   worker.unref()
   let timer: NodeJS.Timeout | undefined
   const release = (): void => {

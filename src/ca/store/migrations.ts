@@ -210,7 +210,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    name: 'rekey lineages (step\'s /ssh/rekey): the lineage moves to the new key, the old key\'s ends',
+    name: "rekey lineages (step's /ssh/rekey): the lineage moves to the new key, the old key's ends",
     // SQLite: nothing in the schema (SqliteStore.issueOne decides); PostgreSQL: sshca_issue learns it
     sqlite: [],
     postgresql: [

@@ -15,7 +15,11 @@ import type {Store} from './store.ts'
 export type StoreRole = 'server' | 'admin'
 
 /** `worker`: a worker thread of `ca serve` (src/ca/workers.ts) opens its own PostgreSQL pool, named after it in pg_stat_activity. */
-export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, o: {worker?: number; onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<Store> {
+export async function openStore(
+  config: Pick<CaConfig, 'db' | 'dir'>,
+  role: StoreRole,
+  o: {worker?: number; onCommit?: (batchSize: number, seconds: number) => void} = {},
+): Promise<Store> {
   const db = config.db
   if (db.type === 'postgresql') {
     const {PostgresStore, pgConfig} = await import('./postgres.ts')
@@ -25,11 +29,19 @@ export async function openStore(config: Pick<CaConfig, 'db' | 'dir'>, role: Stor
   }
   const path = resolveInDir(config, db.path)
   await privateDir(dirname(path))
-  return new SqliteStore(path, {background: role === 'server', durability: db.durability, ...(o.onCommit ? {onCommit: o.onCommit} : {})})
+  return new SqliteStore(path, {
+    background: role === 'server',
+    durability: db.durability,
+    ...(o.onCommit ? {onCommit: o.onCommit} : {}),
+  })
 }
 
 /** Runs `fn` with the store open, and closes it whatever happens. */
-export async function withStore<T>(config: Pick<CaConfig, 'db' | 'dir'>, role: StoreRole, fn: (store: Store) => Promise<T>): Promise<T> {
+export async function withStore<T>(
+  config: Pick<CaConfig, 'db' | 'dir'>,
+  role: StoreRole,
+  fn: (store: Store) => Promise<T>,
+): Promise<T> {
   const store = await openStore(config, role)
   try {
     return await fn(store)
@@ -39,7 +51,9 @@ export async function withStore<T>(config: Pick<CaConfig, 'db' | 'dir'>, role: S
 }
 
 /** `sshca ca migrate`: applies the migrations the database lacks; `from` = `to` when there were none. */
-export async function migrateStore(config: Pick<CaConfig, 'db' | 'dir'>): Promise<{from: number; to: number; backend: 'sqlite' | 'postgresql'}> {
+export async function migrateStore(
+  config: Pick<CaConfig, 'db' | 'dir'>,
+): Promise<{from: number; to: number; backend: 'sqlite' | 'postgresql'}> {
   const db = config.db
   if (db.type === 'postgresql') {
     const {migratePostgres, pgConfig, storeError} = await import('./postgres.ts')

@@ -19,12 +19,23 @@ import {assertPrivateFile} from '../../util/fs.ts'
 import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
 import {parseStop, rowToRecord, toDbTime} from './sqlite.ts'
-import type {AdminEvent, CertificateQuery, InventorySummary, IssuanceStop, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
+import type {
+  AdminEvent,
+  CertificateQuery,
+  InventorySummary,
+  IssuanceStop,
+  IssueOutcome,
+  IssueRequest,
+  IssuedRecord,
+  Revocation,
+  Store,
+} from './store.ts'
 
 type PoolConfig = pg.PoolConfig
 
 /** An advisory lock key (one signed 64-bit space per database) for a purpose: the first 8 bytes of SHA-256("sshca:" + name). */
-const lockKey = (name: string): string => createHash('sha256').update(`sshca:${name}`).digest().readBigInt64BE(0).toString()
+const lockKey = (name: string): string =>
+  createHash('sha256').update(`sshca:${name}`).digest().readBigInt64BE(0).toString()
 const LOCK = {migrate: lockKey('migrate'), adminEvents: lockKey('admin-events')} as const
 
 /**
@@ -37,11 +48,26 @@ export function isUnavailable(err: unknown): boolean {
   const e = err as {code?: unknown; message?: unknown}
   const code = typeof e.code === 'string' ? e.code : ''
   if (/^(08|53|57P0|40)/.test(code) || code === '25006' || code === '57014') return true
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT'].includes(code)) return true
+  if (
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      'ENOTFOUND',
+      'EAI_AGAIN',
+      'EHOSTUNREACH',
+      'ENETUNREACH',
+      'ENOENT',
+    ].includes(code)
+  )
+    return true
   // TLS to the database failed (an unknown CA, a wrong name, a server without TLS): unreachable, safely
   if (/^(ERR_TLS_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/.test(code)) return true
   const m = typeof e.message === 'string' ? e.message : ''
-  return /The server does not support SSL connections|Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended|the database system is (starting up|shutting down)/i.test(m)
+  return /The server does not support SSL connections|Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended|the database system is (starting up|shutting down)/i.test(
+    m,
+  )
 }
 
 /** ERR_STORE_UNAVAILABLE for an outage (503), the error itself otherwise (a bug: 500). */
@@ -49,13 +75,19 @@ export function storeError(err: unknown): unknown {
   if (err instanceof SshcaError) return err
   if (!isUnavailable(err)) return err
   const m = (err as Error).message
-  return new SshcaError('ERR_STORE_UNAVAILABLE', `the database is unavailable: ${m}`, {cause: err, details: {reason: 'store_unavailable'}})
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the database is unavailable: ${m}`, {
+    cause: err,
+    details: {reason: 'store_unavailable'},
+  })
 }
 
 const retryable = (err: unknown): boolean => ['40001', '40P01'].includes(String((err as {code?: unknown}).code))
 
 /** pg options for db: in ca.yaml: the password from its file or $PGPASSWORD, TLS files read here. */
-export async function pgConfig(config: Pick<CaConfig, 'db' | 'dir'> & {db: PostgresDbConfig}, poolSize: number): Promise<PoolConfig> {
+export async function pgConfig(
+  config: Pick<CaConfig, 'db' | 'dir'> & {db: PostgresDbConfig},
+  poolSize: number,
+): Promise<PoolConfig> {
   const db = config.db
   let target: ReturnType<typeof parsePostgresUrl>
   try {
@@ -71,14 +103,19 @@ export async function pgConfig(config: Pick<CaConfig, 'db' | 'dir'> & {db: Postg
       password = (await readFile(path, 'utf8')).split(/\r?\n/)[0]
     } catch (err) {
       if (err instanceof SshcaError) throw err
-      throw new SshcaError('ERR_FILE_NOT_FOUND', `db.passwordFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {cause: err})
+      throw new SshcaError(
+        'ERR_FILE_NOT_FOUND',
+        `db.passwordFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        {cause: err},
+      )
     }
   } else if (process.env.PGPASSWORD !== undefined) {
     password = process.env.PGPASSWORD
   }
   const socket = target.host.startsWith('/')
   const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
-  const file = async (p: string | undefined): Promise<string | undefined> => (p === undefined ? undefined : readFile(resolveInDir(config, p), 'utf8'))
+  const file = async (p: string | undefined): Promise<string | undefined> =>
+    p === undefined ? undefined : readFile(resolveInDir(config, p), 'utf8')
   let ssl: PoolConfig['ssl'] = false
   if (mode !== 'disable') {
     const [ca, cert, key] = await Promise.all([file(db.tls.ca), file(db.tls.cert), file(db.tls.key)])
@@ -122,10 +159,21 @@ interface RevocationRow {
 }
 
 function rowToRevocation(r: RevocationRow): Revocation {
-  return {id: r.id, serial: r.serial === null ? null : BigInt(r.serial), keyId: r.key_id, keyFingerprint: r.key_fingerprint, reason: r.reason, revokedAt: Number(r.revoked_at)}
+  return {
+    id: r.id,
+    serial: r.serial === null ? null : BigInt(r.serial),
+    keyId: r.key_id,
+    keyFingerprint: r.key_fingerprint,
+    reason: r.reason,
+    revokedAt: Number(r.revoked_at),
+  }
 }
 
-type Outcome = {outcome: 'ok'} | {outcome: 'revoked'; revocation: RevocationRow} | {outcome: 'superseded'; newest: string | null} | {outcome: 'replayed'; used_at: number | null; serial: string | null}
+type Outcome =
+  | {outcome: 'ok'}
+  | {outcome: 'revoked'; revocation: RevocationRow}
+  | {outcome: 'superseded'; newest: string | null}
+  | {outcome: 'replayed'; used_at: number | null; serial: string | null}
 
 function toOutcome(o: Outcome): IssueOutcome {
   switch (o.outcome) {
@@ -182,12 +230,22 @@ export async function migratePostgres(client: pg.ClientBase, apply = true): Prom
     await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK.migrate])
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
-    const from = Number((await client.query<{v: number | null}>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0)
+    const from = Number(
+      (await client.query<{v: number | null}>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0,
+    )
     if (from > SCHEMA_VERSION) {
-      throw new SshcaError('ERR_CA_CONFIG', `the database is at schema version ${from}, newer than this sshca understands (${SCHEMA_VERSION})`, {hint: 'upgrade sshca; never run an older version against a newer database'})
+      throw new SshcaError(
+        'ERR_CA_CONFIG',
+        `the database is at schema version ${from}, newer than this sshca understands (${SCHEMA_VERSION})`,
+        {hint: 'upgrade sshca; never run an older version against a newer database'},
+      )
     }
     if (from < SCHEMA_VERSION && !apply) {
-      throw new SshcaError('ERR_CA_CONFIG', `the database is at schema version ${from}; this sshca needs ${SCHEMA_VERSION}`, {hint: 'apply the migrations: sshca ca migrate --config ca.yaml (db.autoMigrate is false)'})
+      throw new SshcaError(
+        'ERR_CA_CONFIG',
+        `the database is at schema version ${from}; this sshca needs ${SCHEMA_VERSION}`,
+        {hint: 'apply the migrations: sshca ca migrate --config ca.yaml (db.autoMigrate is false)'},
+      )
     }
     for (const m of MIGRATIONS) {
       if (m.version <= from) continue
@@ -215,7 +273,10 @@ export class PostgresStore implements Store {
 
   /** Connects (the first connection proves the database is there), migrates unless told not to, and keeps a pool. */
   /** `onCommit`: told each group commit's size and duration, round trip included (the metrics). */
-  static async open(options: PoolConfig, o: {migrate?: boolean; onCommit?: (batchSize: number, seconds: number) => void} = {}): Promise<PostgresStore> {
+  static async open(
+    options: PoolConfig,
+    o: {migrate?: boolean; onCommit?: (batchSize: number, seconds: number) => void} = {},
+  ): Promise<PostgresStore> {
     const pool = new pg.Pool(options)
     // an idle connection the server closes (restart, failover) emits here; the pool drops it and
     // connects anew on the next query. Without a listener it would crash the process.
@@ -234,7 +295,11 @@ export class PostgresStore implements Store {
     return new PostgresStore(pool, o.onCommit)
   }
 
-  private async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = [], name?: string): Promise<pg.QueryResult<R>> {
+  private async query<R extends pg.QueryResultRow>(
+    text: string,
+    values: unknown[] = [],
+    name?: string,
+  ): Promise<pg.QueryResult<R>> {
     try {
       return await this.pool.query<R>(name ? {name, text, values} : {text, values})
     } catch (err) {
@@ -254,7 +319,9 @@ export class PostgresStore implements Store {
     try {
       await client.query('BEGIN')
       // a revocation is as durable as an issuance, whatever the server's default
-      await client.query("SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'")
+      await client.query(
+        "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'",
+      )
       const out = await fn(client)
       await client.query('COMMIT')
       return out
@@ -273,7 +340,10 @@ export class PostgresStore implements Store {
    * may be in flight together, each on its own connection: the database orders them.
    */
   issue(req: IssueRequest): Promise<IssueOutcome> {
-    if (this.closed) return Promise.reject(new SshcaError('ERR_STORE_UNAVAILABLE', 'the store is closed', {details: {reason: 'store_unavailable'}}))
+    if (this.closed)
+      return Promise.reject(
+        new SshcaError('ERR_STORE_UNAVAILABLE', 'the store is closed', {details: {reason: 'store_unavailable'}}),
+      )
     return new Promise((resolve, reject) => {
       this.pending.push({req, resolve, reject})
       if (this.pending.length === 1) setImmediate(() => void this.flush())
@@ -287,7 +357,11 @@ export class PostgresStore implements Store {
     for (let attempt = 0; ; attempt++) {
       try {
         const started = performance.now()
-        const res = await this.pool.query<{out: Outcome[]}>({name: 'sshca_issue', text: 'SELECT sshca_issue($1::jsonb) AS out', values: [payload]})
+        const res = await this.pool.query<{out: Outcome[]}>({
+          name: 'sshca_issue',
+          text: 'SELECT sshca_issue($1::jsonb) AS out',
+          values: [payload],
+        })
         this.onCommit?.(batch.length, (performance.now() - started) / 1000)
         const outs = res.rows[0]!.out
         batch.forEach((item, i) => item.resolve(toOutcome(outs[i]!)))
@@ -304,12 +378,19 @@ export class PostgresStore implements Store {
   }
 
   async findCertificate(serial: bigint): Promise<IssuedRecord | undefined> {
-    const {rows} = await this.query('SELECT * FROM certificates WHERE serial = $1', [serial.toString()], 'find_certificate')
+    const {rows} = await this.query(
+      'SELECT * FROM certificates WHERE serial = $1',
+      [serial.toString()],
+      'find_certificate',
+    )
     return rows[0] ? rowToRecord(rows[0] as never) : undefined
   }
 
   async currentHostCertificates(now: number): Promise<IssuedRecord[]> {
-    const {rows} = await this.query('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > $1 ORDER BY c.issued_at DESC', [now])
+    const {rows} = await this.query(
+      'SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > $1 ORDER BY c.issued_at DESC',
+      [now],
+    )
     return rows.map((r) => rowToRecord(r as never))
   }
 
@@ -338,7 +419,10 @@ export class PostgresStore implements Store {
   async revoke(r: Revocation): Promise<Revocation> {
     const id = randomUUID()
     await this.transaction(async (c) => {
-      await c.query('INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)', [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt])
+      await c.query(
+        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt],
+      )
       await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
     })
     return {...r, id}
@@ -373,7 +457,11 @@ export class PostgresStore implements Store {
   }
 
   async revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined> {
-    const {rows} = await this.query<RevocationRow>('SELECT * FROM revocations WHERE key_id = $1 OR key_fingerprint = $2 OR serial = $3 ORDER BY revoked_at, id COLLATE "C" LIMIT 1', [c.keyId ?? null, c.keyFingerprint ?? null, c.serial?.toString() ?? null], 'revocation_for')
+    const {rows} = await this.query<RevocationRow>(
+      'SELECT * FROM revocations WHERE key_id = $1 OR key_fingerprint = $2 OR serial = $3 ORDER BY revoked_at, id COLLATE "C" LIMIT 1',
+      [c.keyId ?? null, c.keyFingerprint ?? null, c.serial?.toString() ?? null],
+      'revocation_for',
+    )
     return rows[0] ? rowToRevocation(rows[0]) : undefined
   }
 
@@ -390,7 +478,10 @@ export class PostgresStore implements Store {
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
     return this.transaction(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK.adminEvents])
-      const {rows} = await c.query<{id: string}>('INSERT INTO admin_events (at, event, fields) VALUES ($1, $2, $3) RETURNING id', [at, event, JSON.stringify(fields)])
+      const {rows} = await c.query<{id: string}>(
+        'INSERT INTO admin_events (at, event, fields) VALUES ($1, $2, $3) RETURNING id',
+        [at, event, JSON.stringify(fields)],
+      )
       return {id: Number(rows[0]!.id), at, event, fields}
     })
   }
@@ -401,12 +492,27 @@ export class PostgresStore implements Store {
   }
 
   async adminEventsAfter(cursor: number, limit: number): Promise<AdminEvent[]> {
-    const {rows} = await this.query<{id: string; at: string; event: string; fields: string}>('SELECT id, at, event, fields FROM admin_events WHERE id > $1 ORDER BY id LIMIT $2', [cursor, limit])
-    return rows.map((r) => ({id: Number(r.id), at: Number(r.at), event: r.event, fields: JSON.parse(r.fields) as Record<string, unknown>}))
+    const {rows} = await this.query<{id: string; at: string; event: string; fields: string}>(
+      'SELECT id, at, event, fields FROM admin_events WHERE id > $1 ORDER BY id LIMIT $2',
+      [cursor, limit],
+    )
+    return rows.map((r) => ({
+      id: Number(r.id),
+      at: Number(r.at),
+      event: r.event,
+      fields: JSON.parse(r.fields) as Record<string, unknown>,
+    }))
   }
 
   async advanceAuditCursor(from: number, to: number): Promise<boolean> {
-    return (await this.query("UPDATE meta SET value = $1 WHERE key = 'audit_cursor' AND value = $2", [String(to), String(from)])).rowCount === 1
+    return (
+      (
+        await this.query("UPDATE meta SET value = $1 WHERE key = 'audit_cursor' AND value = $2", [
+          String(to),
+          String(from),
+        ])
+      ).rowCount === 1
+    )
   }
 
   async ping(): Promise<void> {
@@ -414,7 +520,10 @@ export class PostgresStore implements Store {
   }
 
   async spentToken(id: string): Promise<{usedAt: number | null; serial: string | null} | undefined> {
-    const {rows} = await this.query<{used_at: string | null; serial: string | null}>('SELECT used_at, serial FROM used_tokens WHERE token_id = $1', [id])
+    const {rows} = await this.query<{used_at: string | null; serial: string | null}>(
+      'SELECT used_at, serial FROM used_tokens WHERE token_id = $1',
+      [id],
+    )
     const r = rows[0]
     return r ? {usedAt: r.used_at === null ? null : Number(r.used_at), serial: r.serial} : undefined
   }
@@ -457,7 +566,10 @@ export class PostgresStore implements Store {
 
   async setIssuanceStop(stop: IssuanceStop | null): Promise<void> {
     if (stop) {
-      await this.query("INSERT INTO meta (key, value) VALUES ('issuance_stop', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [JSON.stringify({at: stop.at, reason: stop.reason})])
+      await this.query(
+        "INSERT INTO meta (key, value) VALUES ('issuance_stop', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [JSON.stringify({at: stop.at, reason: stop.reason})],
+      )
     } else {
       await this.query("DELETE FROM meta WHERE key = 'issuance_stop'")
     }

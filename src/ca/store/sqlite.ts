@@ -12,7 +12,17 @@ import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
 import {SshcaError} from '../../errors.ts'
 import {startCheckpointer, type Checkpointer} from './checkpointer.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import type {AdminEvent, CertificateQuery, InventorySummary, IssuanceStop, IssueOutcome, IssueRequest, IssuedRecord, Revocation, Store} from './store.ts'
+import type {
+  AdminEvent,
+  CertificateQuery,
+  InventorySummary,
+  IssuanceStop,
+  IssueOutcome,
+  IssueRequest,
+  IssuedRecord,
+  Revocation,
+  Store,
+} from './store.ts'
 
 interface CertRow {
   serial: string
@@ -60,7 +70,14 @@ export function rowToRecord(r: CertRow): IssuedRecord {
 }
 
 function rowToRevocation(r: RevocationRow): Revocation {
-  return {id: r.id, serial: r.serial === null ? null : BigInt(r.serial), keyId: r.key_id, keyFingerprint: r.key_fingerprint, reason: r.reason, revokedAt: Number(r.revoked_at)}
+  return {
+    id: r.id,
+    serial: r.serial === null ? null : BigInt(r.serial),
+    keyId: r.key_id,
+    keyFingerprint: r.key_fingerprint,
+    reason: r.reason,
+    revokedAt: Number(r.revoked_at),
+  }
 }
 
 /**
@@ -76,7 +93,10 @@ export function storeError(err: unknown): unknown {
   if (e.code !== 'ERR_SQLITE_ERROR' || typeof e.errcode !== 'number' || !UNAVAILABLE.has(e.errcode & 0xff)) return err
   const message = (err as Error).message
   const why = message === e.errstr ? message : `${String(e.errstr)}: ${message}`
-  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${why}`, {cause: err, details: {reason: 'store_unavailable'}})
+  return new SshcaError('ERR_STORE_UNAVAILABLE', `the store cannot commit: ${why}`, {
+    cause: err,
+    details: {reason: 'store_unavailable'},
+  })
 }
 
 /** ca.yaml's db.durability: see the comment at the top of this file. */
@@ -97,7 +117,11 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
   const version = () => Number((db.prepare('PRAGMA user_version').get() as {user_version: number}).user_version)
   const from = version()
   if (from > SCHEMA_VERSION) {
-    throw new SshcaError('ERR_CA_CONFIG', `the database is at schema version ${from}, newer than this sshca understands (${SCHEMA_VERSION})`, {hint: 'upgrade sshca; never run an older version against a newer database'})
+    throw new SshcaError(
+      'ERR_CA_CONFIG',
+      `the database is at schema version ${from}, newer than this sshca understands (${SCHEMA_VERSION})`,
+      {hint: 'upgrade sshca; never run an older version against a newer database'},
+    )
   }
   if (from === SCHEMA_VERSION) return {from, to: from}
   db.exec('BEGIN IMMEDIATE')
@@ -120,7 +144,10 @@ export function migrateSqlite(db: DatabaseSync): {from: number; to: number} {
 export function parseStop(text: string): IssuanceStop {
   try {
     const v = JSON.parse(text) as {at?: unknown; reason?: unknown}
-    return {at: typeof v.at === 'number' ? v.at : 0, reason: typeof v.reason === 'string' ? v.reason : 'unreadable stop record'}
+    return {
+      at: typeof v.at === 'number' ? v.at : 0,
+      reason: typeof v.reason === 'string' ? v.reason : 'unreadable stop record',
+    }
   } catch {
     return {at: 0, reason: 'unreadable stop record'}
   }
@@ -143,7 +170,15 @@ export class SqliteStore implements Store {
    * `background: false` for short-lived connections (CLI commands): SQLite checkpoints inline.
    * `onCommit`: told each group commit's size and duration (the metrics).
    */
-  constructor(path: string, o: {background?: boolean; durability?: Durability; checkpointEveryMs?: number; onCommit?: (batchSize: number, seconds: number) => void} = {}) {
+  constructor(
+    path: string,
+    o: {
+      background?: boolean
+      durability?: Durability
+      checkpointEveryMs?: number
+      onCommit?: (batchSize: number, seconds: number) => void
+    } = {},
+  ) {
     this.path = path
     this.onCommit = o.onCommit
     this.db = new DatabaseSync(path)
@@ -172,17 +207,28 @@ export class SqliteStore implements Store {
       begin: prep('BEGIN IMMEDIATE'),
       commit: prep('COMMIT'),
       rollback: prep('ROLLBACK'),
-      revokedFor: prep('SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1'),
+      revokedFor: prep(
+        'SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1',
+      ),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
       lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
-      lineageSet: prep('INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at'),
-      useToken: prep('INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING'),
+      lineageSet: prep(
+        'INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at',
+      ),
+      useToken: prep(
+        'INSERT INTO used_tokens (token_id, expires_at, used_at, serial) VALUES (?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING',
+      ),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
-      record: prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims)
+      record:
+        prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       find: prepBig('SELECT * FROM certificates WHERE serial = ?'),
-      hosts: prepBig('SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC'),
-      revoke: prep('INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      hosts: prepBig(
+        'SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC',
+      ),
+      revoke: prep(
+        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
       revocation: prep('SELECT * FROM revocations WHERE id = ?'),
       unrevoke: prep('DELETE FROM revocations WHERE id = ?'),
       revocations: prep('SELECT * FROM revocations ORDER BY revoked_at, id'),
@@ -190,14 +236,20 @@ export class SqliteStore implements Store {
       adminEvent: prep('INSERT INTO admin_events (at, event, fields) VALUES (?, ?, ?)'),
       adminEvents: prep('SELECT id, at, event, fields FROM admin_events WHERE id > ? ORDER BY id LIMIT ?'),
       cursor: prep("SELECT value FROM meta WHERE key = 'audit_cursor'"),
-      bumpGeneration: prep("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revocation_generation'"),
+      bumpGeneration: prep(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revocation_generation'",
+      ),
       generation: prep("SELECT value FROM meta WHERE key = 'revocation_generation'"),
       advance: prep("UPDATE meta SET value = ? WHERE key = 'audit_cursor' AND value = ?"),
       getMeta: prep('SELECT value FROM meta WHERE key = ?'),
-      setMeta: prep('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      setMeta: prep(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
       deleteMeta: prep('DELETE FROM meta WHERE key = ?'),
       lastValid: prepBig('SELECT MAX(valid_before) AS last FROM certificates WHERE cert_type = ?'),
-      activeCount: prep('SELECT COUNT(*) AS n FROM certificates WHERE cert_type = ? AND valid_before > ? AND valid_after <= ?'),
+      activeCount: prep(
+        'SELECT COUNT(*) AS n FROM certificates WHERE cert_type = ? AND valid_before > ? AND valid_after <= ?',
+      ),
     }
   }
 
@@ -239,16 +291,39 @@ export class SqliteStore implements Store {
     const revoked = this.stmts.revokedFor!.get(r.keyId, r.keyFingerprint, parent) as RevocationRow | undefined
     if (revoked) return {ok: false, reason: 'revoked', revocation: rowToRevocation(revoked)}
     if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
-      const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as {serial: string} | undefined
+      const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as
+        {serial: string} | undefined
       if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
     }
     const serial = r.serial.toString()
     if (this.stmts.useToken!.run(token.id, token.expiresAt, r.issuedAt, serial).changes !== 1) {
-      const spent = this.stmts.spentToken!.get(token.id) as {used_at: number | bigint | null; serial: string | null} | undefined
-      return {ok: false, reason: 'replayed', usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at), serial: spent?.serial ?? null}
+      const spent = this.stmts.spentToken!.get(token.id) as
+        {used_at: number | bigint | null; serial: string | null} | undefined
+      return {
+        ok: false,
+        reason: 'replayed',
+        usedAt: spent?.used_at === undefined || spent.used_at === null ? null : Number(spent.used_at),
+        serial: spent?.serial ?? null,
+      }
     }
-    this.stmts.record!.run(serial, r.certType, r.keyId, JSON.stringify(r.principals), toDbTime(r.validAfter), toDbTime(r.validBefore), r.provisioner, r.rule, r.subject, r.keyFingerprint, r.issuedAt, r.requestId, r.certificate, r.claims ? JSON.stringify(r.claims) : null)
-    if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint) this.stmts.lineageEnd!.run(lineage.parentKey)
+    this.stmts.record!.run(
+      serial,
+      r.certType,
+      r.keyId,
+      JSON.stringify(r.principals),
+      toDbTime(r.validAfter),
+      toDbTime(r.validBefore),
+      r.provisioner,
+      r.rule,
+      r.subject,
+      r.keyFingerprint,
+      r.issuedAt,
+      r.requestId,
+      r.certificate,
+      r.claims ? JSON.stringify(r.claims) : null,
+    )
+    if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint)
+      this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
   }
@@ -353,7 +428,8 @@ export class SqliteStore implements Store {
   }
 
   async revocationFor(c: {serial?: bigint; keyId?: string; keyFingerprint?: string}): Promise<Revocation | undefined> {
-    const row = this.stmts.revokedFor!.get(c.keyId ?? null, c.keyFingerprint ?? null, c.serial?.toString() ?? null) as RevocationRow | undefined
+    const row = this.stmts.revokedFor!.get(c.keyId ?? null, c.keyFingerprint ?? null, c.serial?.toString() ?? null) as
+      RevocationRow | undefined
     return row ? rowToRevocation(row) : undefined
   }
 
@@ -371,7 +447,14 @@ export class SqliteStore implements Store {
   }
 
   async adminEventsAfter(cursor: number, limit: number): Promise<AdminEvent[]> {
-    return (this.stmts.adminEvents!.all(cursor, limit) as {id: number | bigint; at: number | bigint; event: string; fields: string}[]).map((r) => ({
+    return (
+      this.stmts.adminEvents!.all(cursor, limit) as {
+        id: number | bigint
+        at: number | bigint
+        event: string
+        fields: string
+      }[]
+    ).map((r) => ({
       id: Number(r.id),
       at: Number(r.at),
       event: r.event,

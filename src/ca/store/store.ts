@@ -45,7 +45,8 @@ export interface Revocation {
  * to a new key: the parent must be the old key's newest certificate, the new key's lineage starts
  * at the new certificate and the old key's ends (its certificates can no longer be renewed or rekeyed).
  */
-export type Lineage = {kind: 'enrol'} | {kind: 'renew'; parent: bigint} | {kind: 'rekey'; parent: bigint; parentKey: string}
+export type Lineage =
+  {kind: 'enrol'} | {kind: 'renew'; parent: bigint} | {kind: 'rekey'; parent: bigint; parentKey: string}
 
 export interface IssueRequest {
   token: {id: string; expiresAt: number}

@@ -5,7 +5,8 @@ import {obtainPassword} from '../../cli/password.ts'
 import {renderBackup} from '../../cli/render-safety.ts'
 
 export default class CaBackup extends BaseCommand {
-  static override summary = 'Write one encrypted archive of the CA: sealed keys, certificates, ca.yaml and a snapshot of its store.'
+  static override summary =
+    'Write one encrypted archive of the CA: sealed keys, certificates, ca.yaml and a snapshot of its store.'
   static override description = `Runs next to a serving CA. The archive holds the CA directory's keys (still sealed with the CA
 password), certificates, SSH CA public keys and ca.yaml, and for SQLite a consistent snapshot of the
 store taken online (SQLite's backup API in one step: one read transaction, never blocking the CA), with a manifest of sizes
@@ -21,8 +22,13 @@ sshca-backup-<UTC time>.sshca. Recorded as ca_backup_created in the audit log.`
 
   static override flags = {
     config: caConfigFlag(),
-    out: Flags.string({description: 'a new file, or an existing directory (the file is named after the time)', required: true}),
-    'password-file': Flags.string({description: 'file whose first line is the backup password (12+ characters; else asked on the terminal)'}),
+    out: Flags.string({
+      description: 'a new file, or an existing directory (the file is named after the time)',
+      required: true,
+    }),
+    'password-file': Flags.string({
+      description: 'file whose first line is the backup password (12+ characters; else asked on the terminal)',
+    }),
   }
 
   async run() {

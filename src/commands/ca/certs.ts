@@ -18,9 +18,11 @@ Filters combine; --since takes a date (2026-11-01) or a duration back from now (
   ]
 
   static override flags = {
-    subject: Flags.string({description: 'only certificates issued to this identity (the token\'s sub)'}),
+    subject: Flags.string({description: "only certificates issued to this identity (the token's sub)"}),
     'key-id': Flags.string({description: 'only certificates with this key ID'}),
-    provisioner: Flags.string({description: 'only certificates from this provisioner (host-enrollment and host-renewal for hosts)'}),
+    provisioner: Flags.string({
+      description: 'only certificates from this provisioner (host-enrollment and host-renewal for hosts)',
+    }),
     type: Flags.option({description: 'only user or host certificates', options: ['user', 'host'] as const})(),
     since: Flags.string({description: 'only certificates issued since a date or for a duration back (7d)'}),
     active: Flags.boolean({description: 'only certificates valid now'}),
@@ -36,7 +38,8 @@ Filters combine; --since takes a date (2026-11-01) or a duration back from now (
       const date = Date.parse(flags.since)
       if (back !== undefined) since = Math.floor(Date.now() / 1000) - back
       else if (!Number.isNaN(date)) since = Math.floor(date / 1000)
-      else throw new SshcaError('ERR_USAGE', `--since "${flags.since}" is neither a date (2026-11-01) nor a duration (7d)`)
+      else
+        throw new SshcaError('ERR_USAGE', `--since "${flags.since}" is neither a date (2026-11-01) nor a duration (7d)`)
     }
     const {certs} = await import('../../ca/admin.ts')
     const r = await certs({

@@ -25,15 +25,26 @@ extensions granted where they are not needed. \`ca serve\` reports the same warn
     const {flags} = await this.parse(CaCheckConfig)
     const {configError, loadConfig} = await import('../../ca/config/config.ts')
     const {config, warnings} = await loadConfig(flags.config)
-    if (flags.strict && warnings.length > 0) throw configError(warnings.map((w) => `warning: ${w}`), config.path)
+    if (flags.strict && warnings.length > 0)
+      throw configError(
+        warnings.map((w) => `warning: ${w}`),
+        config.path,
+      )
     const result = {
       valid: true,
       config: config.path,
-      provisioners: config.provisioners.map((p) => ({name: p.name, issuer: p.issuer, audience: p.audience, rules: p.rules.map((r) => r.name)})),
+      provisioners: config.provisioners.map((p) => ({
+        name: p.name,
+        issuer: p.issuer,
+        audience: p.audience,
+        rules: p.rules.map((r) => r.name),
+      })),
       warnings,
     }
     const rules = result.provisioners.reduce((n, p) => n + p.rules.length, 0)
-    this.out(`${config.path} is valid: ${result.provisioners.length} provisioner(s), ${rules} rule(s)${config.disabled ? ', issuance DISABLED' : ''}.\n`)
+    this.out(
+      `${config.path} is valid: ${result.provisioners.length} provisioner(s), ${rules} rule(s)${config.disabled ? ', issuance DISABLED' : ''}.\n`,
+    )
     for (const w of warnings) this.out(`warning: ${w}\n`)
     return result
   }

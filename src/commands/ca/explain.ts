@@ -25,25 +25,40 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config ca.yaml --claims claims.json',
     '<%= config.bin %> <%= command.id %> --config ca.yaml --token "$ACTIONS_ID_TOKEN"',
-    "echo '{\"repository\":\"acme/app\",\"ref\":\"refs/heads/main\",\"event_name\":\"push\",\"run_id\":\"1\"}' | <%= config.bin %> <%= command.id %> --config ca.yaml --claims - --provisioner ci",
+    'echo \'{"repository":"acme/app","ref":"refs/heads/main","event_name":"push","run_id":"1"}\' | <%= config.bin %> <%= command.id %> --config ca.yaml --claims - --provisioner ci',
     '<%= config.bin %> <%= command.id %> --config new-ca.yaml --ca-config /etc/sshca/ca.yaml --since 7d',
     '<%= config.bin %> <%= command.id %> --config pr/ca.yaml --replay /var/log/sshca/audit.log --since 30d --json',
   ]
 
   static override flags = {
     config: caConfigFlag(),
-    claims: Flags.string({description: 'JSON file with the claims (- for standard input)', exclusive: ['token', 'replay', 'since']}),
-    token: Flags.string({description: 'a JWT whose (unverified) claims to explain', exclusive: ['claims', 'replay', 'since']}),
-    replay: Flags.string({description: 'what-if: replay the issuances and policy denials of this audit log through --config', exclusive: ['claims', 'token']}),
-    since: Flags.string({description: 'what-if: replay requests since a date or for a duration back (7d); alone, from the CA\'s store', exclusive: ['claims', 'token']}),
-    'ca-config': Flags.string({description: 'what-if with --since: the running CA\'s ca.yaml, whose store holds the claims (default: --config)'}),
+    claims: Flags.string({
+      description: 'JSON file with the claims (- for standard input)',
+      exclusive: ['token', 'replay', 'since'],
+    }),
+    token: Flags.string({
+      description: 'a JWT whose (unverified) claims to explain',
+      exclusive: ['claims', 'replay', 'since'],
+    }),
+    replay: Flags.string({
+      description: 'what-if: replay the issuances and policy denials of this audit log through --config',
+      exclusive: ['claims', 'token'],
+    }),
+    since: Flags.string({
+      description: "what-if: replay requests since a date or for a duration back (7d); alone, from the CA's store",
+      exclusive: ['claims', 'token'],
+    }),
+    'ca-config': Flags.string({
+      description: "what-if with --since: the running CA's ca.yaml, whose store holds the claims (default: --config)",
+    }),
     provisioner: Flags.string({description: 'the provisioner to evaluate (default: routed by iss/aud)'}),
   }
 
   async run() {
     const {flags} = await this.parse(CaExplain)
     if (flags.replay !== undefined || flags.since !== undefined) return this.whatIf(flags)
-    if (flags.claims === undefined && flags.token === undefined) throw new SshcaError('ERR_USAGE', 'give --claims, --token, or for a what-if --since and/or --replay')
+    if (flags.claims === undefined && flags.token === undefined)
+      throw new SshcaError('ERR_USAGE', 'give --claims, --token, or for a what-if --since and/or --replay')
     const {loadConfig} = await import('../../ca/config/config.ts')
     const {explain, claimsFromToken} = await import('../../ca/authority/explain.ts')
     const {config} = await loadConfig(flags.config)
@@ -58,8 +73,9 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
       }
     }
     const r = explain(config, claims, flags.provisioner, Math.floor(Date.now() / 1000))
-    let text = `Provisioner "${r.provisioner}" (${r.routedBy === 'flag' ? 'from --provisioner' : 'from the claims\' iss/aud'}); ${flags.token ? 'token signature NOT checked' : 'claims as given'}\n`
-    for (const o of r.rules) text += `  ${o.matched ? '✓' : '✗'} ${o.rule}${o.matched ? ': matches' : `: ${o.failed}`}\n`
+    let text = `Provisioner "${r.provisioner}" (${r.routedBy === 'flag' ? 'from --provisioner' : "from the claims' iss/aud"}); ${flags.token ? 'token signature NOT checked' : 'claims as given'}\n`
+    for (const o of r.rules)
+      text += `  ${o.matched ? '✓' : '✗'} ${o.rule}${o.matched ? ': matches' : `: ${o.failed}`}\n`
     if (r.decision.issued) {
       const c = r.decision.certificate
       text += `Would issue (rule "${r.decision.rule}"):\n  principals  ${c.principals.join(', ')}\n  key ID      ${c.keyId}\n  valid for   ${c.ttl} (starting 1 minute back)\n`
@@ -69,7 +85,12 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
       if (pf) {
         text += `  from claim "${pf.claim}":\n`
         for (const g of pf.granted) text += `    ✓ ${g.from}${g.from === g.principal ? '' : ` → ${g.principal}`}\n`
-        const why = {not_allowed: 'not allowed', unsafe: 'outside the safe character set', reserved: 'reserved principal, never granted', not_text: 'not text'}
+        const why = {
+          not_allowed: 'not allowed',
+          unsafe: 'outside the safe character set',
+          reserved: 'reserved principal, never granted',
+          not_text: 'not text',
+        }
         for (const d of pf.dropped) text += `    ✗ ${d.value}: ${why[d.why]}\n`
       }
     } else {
@@ -80,14 +101,20 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
     return r
   }
 
-  private async whatIf(flags: {config: string; replay?: string | undefined; since?: string | undefined; 'ca-config'?: string | undefined}) {
+  private async whatIf(flags: {
+    config: string
+    replay?: string | undefined
+    since?: string | undefined
+    'ca-config'?: string | undefined
+  }) {
     let since: number | undefined
     if (flags.since !== undefined) {
       const back = parseDuration(flags.since)
       const date = Date.parse(flags.since)
       if (back !== undefined) since = Math.floor(Date.now() / 1000) - back
       else if (!Number.isNaN(date)) since = Math.floor(date / 1000)
-      else throw new SshcaError('ERR_USAGE', `--since "${flags.since}" is neither a date (2026-11-01) nor a duration (7d)`)
+      else
+        throw new SshcaError('ERR_USAGE', `--since "${flags.since}" is neither a date (2026-11-01) nor a duration (7d)`)
     }
     const {loadConfig} = await import('../../ca/config/config.ts')
     const {whatIf, recordsFromAudit} = await import('../../ca/authority/whatif.ts')

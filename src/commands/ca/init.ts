@@ -24,18 +24,37 @@ which issues a new intermediate under the same root (clients keep their pinned f
   static override flags = {
     dir: Flags.string({description: 'directory for the new CA (created 0700)', default: '.sshca-ca'}),
     name: Flags.string({description: 'name of the CA, used in certificate subjects', default: 'sshca'}),
-    dns: Flags.string({description: 'DNS names and IP addresses for the TLS certificate (comma-separated; repeatable)', multiple: true}),
+    dns: Flags.string({
+      description: 'DNS names and IP addresses for the TLS certificate (comma-separated; repeatable)',
+      multiple: true,
+    }),
     address: Flags.string({description: 'host:port the API will listen on', default: '127.0.0.1:9000'}),
-    'password-file': Flags.string({description: 'file whose first line is the password that encrypts the keys (else asked on the terminal)'}),
-    kms: Flags.string({description: 'make the SSH CA keys in a PKCS#11 token instead of files: pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin (they never leave it)'}),
-    'offline-root': Flags.string({description: 'write the root key to this new file (outside --dir), to be taken off this box; the CA runs without it'}),
+    'password-file': Flags.string({
+      description: 'file whose first line is the password that encrypts the keys (else asked on the terminal)',
+    }),
+    kms: Flags.string({
+      description:
+        'make the SSH CA keys in a PKCS#11 token instead of files: pkcs11:token=LABEL?module-path=/path/module.so&pin-source=file:/path/pin (they never leave it)',
+    }),
+    'offline-root': Flags.string({
+      description:
+        'write the root key to this new file (outside --dir), to be taken off this box; the CA runs without it',
+    }),
   }
 
   async run() {
     const {flags} = await this.parse(CaInit)
     const password = await obtainPassword({file: flags['password-file'], confirm: true})
     const {initCa} = await import('../../ca/init.ts')
-    const r = await initCa({dir: flags.dir, name: flags.name, dnsNames: flags.dns ?? [], address: flags.address, password, ...(flags.kms ? {kms: flags.kms} : {}), ...(flags['offline-root'] ? {offlineRootKey: flags['offline-root']} : {})})
+    const r = await initCa({
+      dir: flags.dir,
+      name: flags.name,
+      dnsNames: flags.dns ?? [],
+      address: flags.address,
+      password,
+      ...(flags.kms ? {kms: flags.kms} : {}),
+      ...(flags['offline-root'] ? {offlineRootKey: flags['offline-root']} : {}),
+    })
     const host = r.dnsNames[0]!.includes(':') ? `[${r.dnsNames[0]}]` : r.dnsNames[0]
     const port = r.address.split(':').pop()
     this.out(`Created CA "${r.name}" in ${r.dir}
@@ -48,12 +67,16 @@ which issues a new intermediate under the same root (clients keep their pinned f
   Root key          ${r.rootKeyFile ? `OFFLINE: ${r.rootKeyFile}` : 'in the CA directory (secrets/root_ca.key, sealed)'}
   Intermediate      valid until ${r.intermediateNotAfter}
   Host pattern      ${r.hostPattern === '!*' ? '!* (none: no domain in --dns; set ssh.hostPattern in ca.yaml, or clients pass sshca config --pattern)' : `${r.hostPattern} (from --dns; clients trust this CA's host certificates for these hosts only — ssh.hostPattern in ca.yaml)`}
-${r.rootKeyFile ? `
+${
+  r.rootKeyFile
+    ? `
 The root key is NOT in ${r.dir}: it is in ${r.rootKeyFile}, sealed with the CA password. Move that file
 off this box now (removable media, kept in a safe; a second copy elsewhere) and delete it here. The CA
 serves without it. Bring it back only to issue a new intermediate before ${r.intermediateNotAfter}:
   sshca ca intermediate --config ${r.config} --root-key <the root key file>
-` : ''}
+`
+    : ''
+}
 Next:
   1. Add your identity provider and rules to ${r.config} (examples are in the file), then:
        sshca ca check-config --config ${r.config}

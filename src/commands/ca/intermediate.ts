@@ -4,7 +4,8 @@ import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
 
 export default class CaIntermediate extends BaseCommand {
-  static override summary = 'Issue a new X.509 intermediate under the same root (clients keep their pinned fingerprint).'
+  static override summary =
+    'Issue a new X.509 intermediate under the same root (clients keep their pinned fingerprint).'
   static override description = `For when the intermediate nears its end (sshca ca status shows when) or its key is in doubt. Signs
 a new intermediate with the root key — from --root-key (an offline root, brought back for this) or the
 CA directory — and issues the API's TLS certificate from it. The root key must be the key of this CA's
@@ -12,12 +13,21 @@ root certificate; any other is refused before anything is written. Clients pin t
 contexts keep working; restart the CA (each replica) to serve the new chain. Recorded as
 intermediate_issued in the audit log.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --root-key /media/usb/root_ca.key --password-file /root/ca-password']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --root-key /media/usb/root_ca.key --password-file /root/ca-password',
+  ]
 
   static override flags = {
     config: caConfigFlag(),
-    'root-key': Flags.string({description: 'the offline root key file (from ca init --offline-root); default: the CA directory\'s'}),
-    days: Flags.integer({description: 'validity of the new intermediate in days (never beyond the root)', default: 3649, min: 30, max: 3650}),
+    'root-key': Flags.string({
+      description: "the offline root key file (from ca init --offline-root); default: the CA directory's",
+    }),
+    days: Flags.integer({
+      description: 'validity of the new intermediate in days (never beyond the root)',
+      default: 3649,
+      min: 30,
+      max: 3650,
+    }),
     'password-file': caPasswordFileFlag(),
   }
 
@@ -25,7 +35,12 @@ intermediate_issued in the audit log.`
     const {flags} = await this.parse(CaIntermediate)
     const password = await obtainPassword({file: flags['password-file']})
     const {issueIntermediate} = await import('../../ca/intermediate.ts')
-    const r = await issueIntermediate({configPath: flags.config, password, validDays: flags.days, ...(flags['root-key'] ? {rootKeyFile: flags['root-key']} : {})})
+    const r = await issueIntermediate({
+      configPath: flags.config,
+      password,
+      validDays: flags.days,
+      ...(flags['root-key'] ? {rootKeyFile: flags['root-key']} : {}),
+    })
     this.out(`New intermediate ${r.intermediate.fingerprint}, valid until ${r.intermediate.notAfter}
   under the root     ${r.rootFingerprint} (unchanged: clients keep working)
   replaces           ${r.previous.fingerprint} (valid until ${r.previous.notAfter})

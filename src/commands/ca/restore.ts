@@ -4,7 +4,8 @@ import {obtainPassword} from '../../cli/password.ts'
 import {renderRestore} from '../../cli/render-safety.ts'
 
 export default class CaRestore extends BaseCommand {
-  static override summary = 'Restore a CA from a backup archive into a new directory (verified before anything is written).'
+  static override summary =
+    'Restore a CA from a backup archive into a new directory (verified before anything is written).'
   static override description = `Reads the archive twice: first to authenticate every byte (a wrong password, an altered,
 truncated or reordered archive is refused), check every file against the manifest, and check that the
 root certificate, the SSH CA keys and ca.yaml agree with it — writing nothing; then into a staging
@@ -27,7 +28,9 @@ tokens). --dry-run verifies and prints the manifest only (a restore drill withou
 
   static override flags = {
     dir: Flags.string({description: 'directory for the restored CA (new or empty)', required: true}),
-    'password-file': Flags.string({description: 'file whose first line is the backup password (else asked on the terminal)'}),
+    'password-file': Flags.string({
+      description: 'file whose first line is the backup password (else asked on the terminal)',
+    }),
     'dry-run': Flags.boolean({description: 'verify the archive and print what it holds; write nothing'}),
   }
 

@@ -8,7 +8,9 @@ export default class CaResumeIssuance extends BaseCommand {
   static override description = `Sets disabled: false in ca.yaml, then lifts the store's stop; every replica re-reads both within a
 second. Recorded as issuance_resumed in the audit log, with how long issuance was stopped and why.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --reason "keys rotated, old ones revoked"']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --reason "keys rotated, old ones revoked"',
+  ]
 
   static override flags = {
     reason: Flags.string({description: 'why issuing is safe again, for the audit log (one line)', required: true}),

@@ -4,8 +4,12 @@ import {renderRevocations} from '../../cli/render-ca.ts'
 
 export default class CaRevocations extends BaseCommand {
   static override summary = 'List the revocations in force (on the CA box).'
-  static override description = 'Every revocation in the CA\'s store with its id (for `sshca ca unrevoke`), what it revokes, why and since when.'
-  static override examples = ['<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml', '<%= config.bin %> <%= command.id %> --config ca.yaml --json']
+  static override description =
+    "Every revocation in the CA's store with its id (for `sshca ca unrevoke`), what it revokes, why and since when."
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml',
+    '<%= config.bin %> <%= command.id %> --config ca.yaml --json',
+  ]
   static override flags = {config: caConfigFlag()}
 
   async run() {

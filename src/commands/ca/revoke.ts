@@ -6,7 +6,8 @@ import {renderRevoke} from '../../cli/render-ca.ts'
 const ONE = ['serial', 'key-id', 'key', 'subject']
 
 export default class CaRevoke extends BaseCommand {
-  static override summary = 'Revoke a certificate, a key ID, a key, or every current certificate of one identity (on the CA box).'
+  static override summary =
+    'Revoke a certificate, a key ID, a key, or every current certificate of one identity (on the CA box).'
   static override description = `Records the revocation in the CA's store; the running CA writes it to its audit log. GET /ssh/krl
 serves it in the KRL that hosts fetch with \`sshca krl\` (sshd's RevokedKeys) and clients with
 \`sshca config\` (ssh's RevokedHostKeys).
@@ -27,8 +28,14 @@ until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can n
   static override flags = {
     serial: Flags.string({description: 'the certificate serial (decimal, as sshca inspect shows it)', exactlyOne: ONE}),
     'key-id': Flags.string({description: 'every certificate with this key ID, now and in future', exactlyOne: ONE}),
-    key: Flags.string({description: 'every certificate of this public key, now and in future: a .pub or -cert.pub file, or SHA256:…', exactlyOne: ONE}),
-    subject: Flags.string({description: 'every unexpired certificate issued to this identity (the token\'s sub)', exactlyOne: ONE}),
+    key: Flags.string({
+      description: 'every certificate of this public key, now and in future: a .pub or -cert.pub file, or SHA256:…',
+      exactlyOne: ONE,
+    }),
+    subject: Flags.string({
+      description: "every unexpired certificate issued to this identity (the token's sub)",
+      exactlyOne: ONE,
+    }),
     reason: Flags.string({description: 'why, for the audit log'}),
     config: caConfigFlag(),
   }

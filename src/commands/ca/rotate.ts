@@ -37,23 +37,52 @@ The running CA follows each step within seconds (or at once on SIGHUP); each ste
     '<%= config.bin %> <%= command.id %> prepare --kind root --root-key /media/usb/root_ca.key --next-root-key /media/usb/root_ca.2.key --config /etc/sshca/ca.yaml',
   ]
 
-  static override args = {step: Args.string({description: 'the rotation step', required: true, options: ['prepare', 'activate', 'retire', 'status']})}
+  static override args = {
+    step: Args.string({
+      description: 'the rotation step',
+      required: true,
+      options: ['prepare', 'activate', 'retire', 'status'],
+    }),
+  }
 
   static override flags = {
-    kind: Flags.option({description: 'rotate only the user or only the host CA key (default: both), or the X.509 root clients pin', options: ['user', 'host', 'root'] as const})(),
-    force: Flags.boolean({description: 'retire: even though certificates the old key signed are still valid (they stop working)'}),
+    kind: Flags.option({
+      description: 'rotate only the user or only the host CA key (default: both), or the X.509 root clients pin',
+      options: ['user', 'host', 'root'] as const,
+    })(),
+    force: Flags.boolean({
+      description: 'retire: even though certificates the old key signed are still valid (they stop working)',
+    }),
     config: caConfigFlag(),
-    'root-key': Flags.string({description: 'prepare --kind root, offline root: the current root key file (from ca init --offline-root)'}),
-    'next-root-key': Flags.string({description: 'prepare --kind root: write the new root\'s key to this new file outside the CA directory (offline), not into it'}),
-    'password-file': caPasswordFileFlag({description: 'prepare (and activate --kind root): file whose first line is the CA password (else asked on the terminal)'}),
+    'root-key': Flags.string({
+      description: 'prepare --kind root, offline root: the current root key file (from ca init --offline-root)',
+    }),
+    'next-root-key': Flags.string({
+      description:
+        "prepare --kind root: write the new root's key to this new file outside the CA directory (offline), not into it",
+    }),
+    'password-file': caPasswordFileFlag({
+      description:
+        'prepare (and activate --kind root): file whose first line is the CA password (else asked on the terminal)',
+    }),
   }
 
   async run() {
     const {args, flags} = await this.parse(CaRotate)
     const step = args.step as 'prepare' | 'activate' | 'retire' | 'status'
-    const password = step === 'prepare' || (step === 'activate' && flags.kind === 'root') ? await obtainPassword({file: flags['password-file']}) : undefined
+    const password =
+      step === 'prepare' || (step === 'activate' && flags.kind === 'root')
+        ? await obtainPassword({file: flags['password-file']})
+        : undefined
     const {rotate} = await import('../../ca/rotate.ts')
-    const r = await rotate({configPath: flags.config, step, ...(password !== undefined ? {password} : {}), ...(flags.kind ? {kinds: [flags.kind]} : {}), force: flags.force, offlineRoot: {rootKeyFile: flags['root-key'], nextRootKeyFile: flags['next-root-key']}})
+    const r = await rotate({
+      configPath: flags.config,
+      step,
+      ...(password !== undefined ? {password} : {}),
+      ...(flags.kind ? {kinds: [flags.kind]} : {}),
+      force: flags.force,
+      offlineRoot: {rootKeyFile: flags['root-key'], nextRootKeyFile: flags['next-root-key']},
+    })
     this.out(renderRotation(r))
     return r
   }

@@ -23,9 +23,12 @@ limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit lo
   static override flags = {
     config: caConfigFlag(),
     'password-file': caPasswordFileFlag(),
-    address: Flags.string({description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'}),
+    address: Flags.string({
+      description: 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)',
+    }),
     workers: Flags.integer({
-      description: 'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)',
+      description:
+        'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)',
       min: 0,
       env: 'SSHCA_WORKERS',
     }),
@@ -40,10 +43,26 @@ limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit lo
     const onWarnings = (warnings: string[], reload: boolean): void => {
       for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
     }
-    const ca = await startCa({configPath: flags.config, password, ...(flags.address ? {address: flags.address} : {}), ...(flags.workers === undefined ? {} : {workers: flags.workers}), handleSignals: true, onWarnings})
-    const started = {url: ca.url, pid: process.pid, rootFingerprint: ca.runtime.material.rootFingerprint, workers: ca.pool?.threads.length ?? 0, ...(ca.metricsUrl ? {metrics: ca.metricsUrl} : {})}
+    const ca = await startCa({
+      configPath: flags.config,
+      password,
+      ...(flags.address ? {address: flags.address} : {}),
+      ...(flags.workers === undefined ? {} : {workers: flags.workers}),
+      handleSignals: true,
+      onWarnings,
+    })
+    const started = {
+      url: ca.url,
+      pid: process.pid,
+      rootFingerprint: ca.runtime.material.rootFingerprint,
+      workers: ca.pool?.threads.length ?? 0,
+      ...(ca.metricsUrl ? {metrics: ca.metricsUrl} : {}),
+    }
     if (this.jsonEnabled()) this.logJson(started)
-    else process.stderr.write(`sshca CA listening on ${ca.url} (pid ${process.pid}, ${started.workers} workers, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`)
+    else
+      process.stderr.write(
+        `sshca CA listening on ${ca.url} (pid ${process.pid}, ${started.workers} workers, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`,
+      )
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop)

@@ -4,7 +4,8 @@ import {caConfigFlag} from '../../cli/flags.ts'
 import {renderStop} from '../../cli/render-safety.ts'
 
 export default class CaStopIssuance extends BaseCommand {
-  static override summary = 'Emergency stop: every CA serving from this store refuses to sign, and says until when its certificates work.'
+  static override summary =
+    'Emergency stop: every CA serving from this store refuses to sign, and says until when its certificates work.'
   static override description = `Writes the stop to the store, which every replica reads each second (503 issuance_stopped on every
 signing route, renewals and rekeys included; revocation and the KRL keep working), and sets
 disabled: true in ca.yaml (a CA started from this directory on another store is stopped too).

@@ -35,11 +35,36 @@ and hash, never the token).`
     const ttl = flags.ttl
     const password = await obtainPassword({file: flags['password-file']})
     const {hostToken} = await import('../../ca/admin.ts')
-    const t = await hostToken({configPath: flags.config, password, hostname: flags.host, ...(flags.principal ? {principals: flags.principal} : {}), ...(flags.key ? {key: flags.key} : {}), ttlSeconds: ttl})
-    const binding = t.boundKey ? `bound to host key ${t.boundKey}` : 'UNBOUND: any key may use it (bind it with --key KEY.pub)'
-    this.note(t.boundKey ? '' : 'warning: this token is not bound to a host key; whoever presents it first gets a host certificate for these names\n')
-    const extra = t.principals.filter((p) => p !== t.hostname).map((p) => ` --principal ${p}`).join('')
-    this.out(`Enrollment token for ${t.principals.join(', ')}, ${binding}, usable once until ${new Date(t.expiresAt * 1000).toISOString()}.\nOn the host: sudo sshca certificate --host --sign --token-file FILE ${t.hostname} /etc/ssh/ssh_host_ed25519_key.pub${extra}   (FILE holds the token; - reads it from stdin)\n${t.token}\n`)
-    return {hostname: t.hostname, principals: t.principals, expiresAt: new Date(t.expiresAt * 1000).toISOString(), jti: t.jti, boundKey: t.boundKey, token: t.token}
+    const t = await hostToken({
+      configPath: flags.config,
+      password,
+      hostname: flags.host,
+      ...(flags.principal ? {principals: flags.principal} : {}),
+      ...(flags.key ? {key: flags.key} : {}),
+      ttlSeconds: ttl,
+    })
+    const binding = t.boundKey
+      ? `bound to host key ${t.boundKey}`
+      : 'UNBOUND: any key may use it (bind it with --key KEY.pub)'
+    this.note(
+      t.boundKey
+        ? ''
+        : 'warning: this token is not bound to a host key; whoever presents it first gets a host certificate for these names\n',
+    )
+    const extra = t.principals
+      .filter((p) => p !== t.hostname)
+      .map((p) => ` --principal ${p}`)
+      .join('')
+    this.out(
+      `Enrollment token for ${t.principals.join(', ')}, ${binding}, usable once until ${new Date(t.expiresAt * 1000).toISOString()}.\nOn the host: sudo sshca certificate --host --sign --token-file FILE ${t.hostname} /etc/ssh/ssh_host_ed25519_key.pub${extra}   (FILE holds the token; - reads it from stdin)\n${t.token}\n`,
+    )
+    return {
+      hostname: t.hostname,
+      principals: t.principals,
+      expiresAt: new Date(t.expiresAt * 1000).toISOString(),
+      jti: t.jti,
+      boundKey: t.boundKey,
+      token: t.token,
+    }
   }
 }

@@ -9,13 +9,29 @@ export default class ContextList extends BaseCommand {
 $SSHCA_HOME/contexts/NAME. The current one (*) is what commands use without --context; the SSH column
 says whether the managed ssh_config has its block (sshca config).`
 
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json | jq -r \'.contexts[].name\'']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    "<%= config.bin %> <%= command.id %> --json | jq -r '.contexts[].name'",
+  ]
 
   async run() {
     await this.parse(ContextList)
     const r = await contextList(sshcaHome())
-    if (r.contexts.length === 0) this.out(`No contexts in ${r.home}. Run sshca bootstrap --ca-url URL --fingerprint SHA256 first.\n`)
-    else this.out(table([['', 'NAME', 'CA URL', 'HOSTS', 'SSH'], ...r.contexts.map((c) => [c.current ? '*' : '', c.name, c.caUrl, c.configuredPattern ?? c.hostPattern, c.sshConfig ? (c.agentless ? 'files' : 'yes') : 'no'])]))
+    if (r.contexts.length === 0)
+      this.out(`No contexts in ${r.home}. Run sshca bootstrap --ca-url URL --fingerprint SHA256 first.\n`)
+    else
+      this.out(
+        table([
+          ['', 'NAME', 'CA URL', 'HOSTS', 'SSH'],
+          ...r.contexts.map((c) => [
+            c.current ? '*' : '',
+            c.name,
+            c.caUrl,
+            c.configuredPattern ?? c.hostPattern,
+            c.sshConfig ? (c.agentless ? 'files' : 'yes') : 'no',
+          ]),
+        ]),
+      )
     return r
   }
 }

@@ -11,7 +11,9 @@ export default class ContextUse extends BaseCommand {
   async run() {
     const {args} = await this.parse(ContextUse)
     const r = await contextUse(sshcaHome(), args.name)
-    this.out(`Now using "${r.current.name}" (${r.current.caUrl})${r.previous && r.previous !== r.current.name ? `, was "${r.previous}"` : ''}.\n`)
+    this.out(
+      `Now using "${r.current.name}" (${r.current.caUrl})${r.previous && r.previous !== r.current.name ? `, was "${r.previous}"` : ''}.\n`,
+    )
     return r
   }
 }

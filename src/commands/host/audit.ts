@@ -5,7 +5,8 @@ import {contextFlag} from '../../cli/flags.ts'
 import {renderHostAudit} from '../../cli/render-safety.ts'
 
 export default class HostAudit extends BaseCommand {
-  static override summary = 'On an SSH server: list every way in that does not go through the CA; exit 10 while any remain.'
+  static override summary =
+    'On an SSH server: list every way in that does not go through the CA; exit 10 while any remain.'
   static override description = `For tracking the migration off authorized_keys across a fleet. Reads sshd's effective configuration
 (sshd -T -f --sshd-config) and reports: AuthorizedKeysFile, PasswordAuthentication,
 KbdInteractiveAuthentication (with PAM), AuthorizedKeysCommand, Hostbased and GSSAPI authentication; for
@@ -22,12 +23,15 @@ sshd -T shows the settings for a connection none applies to. Run as root (sshd -
   ]
 
   static override flags = {
-    'sshd-config': Flags.string({description: 'sshd\'s configuration file', default: '/etc/ssh/sshd_config'}),
+    'sshd-config': Flags.string({description: "sshd's configuration file", default: '/etc/ssh/sshd_config'}),
     sshd: Flags.string({description: 'the sshd binary (default: /usr/sbin/sshd or where it is found)'}),
     passwd: Flags.string({description: 'the accounts file', default: '/etc/passwd'}),
     context: contextFlag,
-    'sshd-dir': Flags.string({description: 'as for sshca config --host: sshd\'s directory', default: '/etc/ssh'}),
-    'systemd-dir': Flags.string({description: 'as for sshca config --host: where the systemd units go', default: '/etc/systemd/system'}),
+    'sshd-dir': Flags.string({description: "as for sshca config --host: sshd's directory", default: '/etc/ssh'}),
+    'systemd-dir': Flags.string({
+      description: 'as for sshca config --host: where the systemd units go',
+      default: '/etc/systemd/system',
+    }),
   }
 
   async run() {

@@ -33,7 +33,10 @@ async function readBack(path: string, password = PASSWORD): Promise<{manifest: M
   const contents = new Map<string, Buffer>()
   const manifest = await readArchive(path, password, check, async (f) => {
     const parts: Buffer[] = []
-    return {write: async (b) => void parts.push(Buffer.from(b)), close: async () => void contents.set(f.path, Buffer.concat(parts))}
+    return {
+      write: async (b) => void parts.push(Buffer.from(b)),
+      close: async () => void contents.set(f.path, Buffer.concat(parts)),
+    }
   })
   return {manifest, contents}
 }
@@ -68,22 +71,36 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
   it('round-trips every file byte for byte, with sizes and checksums in the manifest', async () => {
     const {manifest, contents} = await readBack(archive)
     assert.equal(manifest.note, 'test')
-    assert.deepEqual(manifest.files.map((f) => [f.path, f.size]), [['ca.yaml', 11], ['empty', 0], ['db/sshca.sqlite', big.length]])
+    assert.deepEqual(
+      manifest.files.map((f) => [f.path, f.size]),
+      [
+        ['ca.yaml', 11],
+        ['empty', 0],
+        ['db/sshca.sqlite', big.length],
+      ],
+    )
     assert.equal(contents.get('ca.yaml')!.toString(), 'name: test\n')
     assert.equal(contents.get('empty')!.length, 0)
     assert.ok(contents.get('db/sshca.sqlite')!.equals(big))
     const plain = 4 + Buffer.byteLength(JSON.stringify(manifest)) + 11 + big.length
-    assert.equal(bytes.length - headerLength, plain + 16 * Math.ceil(plain / CHUNK), 'chunks of 1 MiB, each with its tag, the last one short')
+    assert.equal(
+      bytes.length - headerLength,
+      plain + 16 * Math.ceil(plain / CHUNK),
+      'chunks of 1 MiB, each with its tag, the last one short',
+    )
     const header = JSON.parse(bytes.subarray(0, headerLength).toString()) as {kdf: {N: number}; cipher: string}
     assert.equal(header.cipher, 'aes-256-gcm-stream')
-    assert.ok(header.kdf.N >= 1 << 17, 'the keystore\'s scrypt cost')
+    assert.ok(header.kdf.N >= 1 << 17, "the keystore's scrypt cost")
     assert.doesNotMatch(bytes.toString('latin1'), /name: test/, 'nothing in clear')
   })
 
   it('a wrong password is ERR_CA_PASSWORD, before any file byte is handed out', async () => {
     let handed = 0
     await assert.rejects(
-      readArchive(archive, 'not the backup password', check, async () => ({write: async () => void handed++, close: async () => undefined})),
+      readArchive(archive, 'not the backup password', check, async () => ({
+        write: async () => void handed++,
+        close: async () => undefined,
+      })),
       {code: 'ERR_CA_PASSWORD', message: /wrong backup password/},
     )
     assert.equal(handed, 0)
@@ -103,29 +120,48 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
   })
 
   it('cut inside a chunk, or down to the header, fails', async () => {
-    await assert.rejects(readBack(await tampered('cut-inside', (b) => b.subarray(0, b.length - 5))), {code: 'ERR_INPUT'})
-    await assert.rejects(readBack(await tampered('cut-header', (b) => b.subarray(0, headerLength + 3))), {code: 'ERR_INPUT', message: /truncated/})
+    await assert.rejects(readBack(await tampered('cut-inside', (b) => b.subarray(0, b.length - 5))), {
+      code: 'ERR_INPUT',
+    })
+    await assert.rejects(readBack(await tampered('cut-header', (b) => b.subarray(0, headerLength + 3))), {
+      code: 'ERR_INPUT',
+      message: /truncated/,
+    })
   })
 
   it('two chunks swapped, or one duplicated, fail', async () => {
     const c = (b: Buffer, i: number) => b.subarray(headerLength + i * SEALED, headerLength + (i + 1) * SEALED)
-    const swapped = await tampered('swap', (b) => Buffer.concat([b.subarray(0, headerLength), c(b, 1), c(b, 0), b.subarray(headerLength + 2 * SEALED)]))
+    const swapped = await tampered('swap', (b) =>
+      Buffer.concat([b.subarray(0, headerLength), c(b, 1), c(b, 0), b.subarray(headerLength + 2 * SEALED)]),
+    )
     await assert.rejects(readBack(swapped), {code: 'ERR_CA_PASSWORD'}, 'chunk 0 is now chunk 1: nothing authenticates')
-    const dup = await tampered('dup', (b) => Buffer.concat([b.subarray(0, headerLength + 2 * SEALED), c(b, 1), b.subarray(headerLength + 2 * SEALED)]))
+    const dup = await tampered('dup', (b) =>
+      Buffer.concat([b.subarray(0, headerLength + 2 * SEALED), c(b, 1), b.subarray(headerLength + 2 * SEALED)]),
+    )
     await assert.rejects(readBack(dup), {code: 'ERR_INPUT', message: /chunk 2 does not authenticate/})
   })
 
   it('an edited header (cheaper scrypt, another nonce prefix) fails: the header is bound to every chunk', async () => {
     const header = JSON.parse(bytes.subarray(0, headerLength).toString()) as Record<string, unknown>
-    const withHeader = (h: Record<string, unknown>) => (b: Buffer) => Buffer.concat([Buffer.from(`${JSON.stringify(h)}\n`), b.subarray(headerLength)])
+    const withHeader = (h: Record<string, unknown>) => (b: Buffer) =>
+      Buffer.concat([Buffer.from(`${JSON.stringify(h)}\n`), b.subarray(headerLength)])
     // same derived key, different header bytes: the associated data no longer matches
     const reordered = await tampered('header-keys', withHeader({noncePrefix: header.noncePrefix, ...header}))
     await assert.rejects(readBack(reordered), {code: 'ERR_CA_PASSWORD'})
     const prefix = Buffer.from(header.noncePrefix as string, 'base64')
     prefix[0]! ^= 1
-    await assert.rejects(readBack(await tampered('header-prefix', withHeader({...header, noncePrefix: prefix.toString('base64')}))), {code: 'ERR_CA_PASSWORD'})
-    await assert.rejects(readBack(await tampered('header-version', withHeader({...header, version: 2}))), {code: 'ERR_INPUT', message: /format version/})
-    await assert.rejects(readBack(await tampered('header-kdf', withHeader({...header, kdf: {...(header.kdf as object), N: 1 << 30}}))), {code: 'ERR_INPUT', message: /unreasonable scrypt/})
+    await assert.rejects(
+      readBack(await tampered('header-prefix', withHeader({...header, noncePrefix: prefix.toString('base64')}))),
+      {code: 'ERR_CA_PASSWORD'},
+    )
+    await assert.rejects(readBack(await tampered('header-version', withHeader({...header, version: 2}))), {
+      code: 'ERR_INPUT',
+      message: /format version/,
+    })
+    await assert.rejects(
+      readBack(await tampered('header-kdf', withHeader({...header, kdf: {...(header.kdf as object), N: 1 << 30}}))),
+      {code: 'ERR_INPUT', message: /unreasonable scrypt/},
+    )
   })
 
   it('a chunk from another archive with the same password does not fit', async () => {
@@ -133,7 +169,13 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
     await write(other, [{path: 'db/sshca.sqlite', file: bigFile}])
     const o = await readFile(other)
     const oh = o.indexOf(0x0a) + 1
-    const p = await tampered('foreign', (b) => Buffer.concat([b.subarray(0, headerLength + SEALED), o.subarray(oh + SEALED, oh + 2 * SEALED), b.subarray(headerLength + 2 * SEALED)]))
+    const p = await tampered('foreign', (b) =>
+      Buffer.concat([
+        b.subarray(0, headerLength + SEALED),
+        o.subarray(oh + SEALED, oh + 2 * SEALED),
+        b.subarray(headerLength + 2 * SEALED),
+      ]),
+    )
     await assert.rejects(readBack(p), {code: 'ERR_INPUT', message: /chunk 1/})
   })
 
@@ -171,7 +213,10 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
   it('a file that is not an archive says so', async () => {
     const p = join(dir, 'not-an-archive')
     await writeFile(p, 'hello\nworld')
-    await assert.rejects(readBack(p), {code: 'ERR_INPUT', message: /not a valid sshca backup archive: the header is not JSON/})
+    await assert.rejects(readBack(p), {
+      code: 'ERR_INPUT',
+      message: /not a valid sshca backup archive: the header is not JSON/,
+    })
     await assert.rejects(readBack(join(dir, 'missing')), {code: 'ERR_FILE_NOT_FOUND'})
   })
 })

@@ -8,9 +8,23 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import {exportJWK, SignJWT} from 'jose'
-import {currentHosts, currentKrl, rekeyHostCertificate, renewHostCertificate, revokeOwnCertificate, signHostCertificate} from '../../../src/ca/authority/host.ts'
+import {
+  currentHosts,
+  currentKrl,
+  rekeyHostCertificate,
+  renewHostCertificate,
+  revokeOwnCertificate,
+  signHostCertificate,
+} from '../../../src/ca/authority/host.ts'
 import type {AuditTrace, CaRuntime} from '../../../src/ca/authority/runtime.ts'
-import {checkSubjectKey, issue, MIN_RSA_BITS, parseSubjectKey, randomSerial, signUserCertificate} from '../../../src/ca/authority/sign.ts'
+import {
+  checkSubjectKey,
+  issue,
+  MIN_RSA_BITS,
+  parseSubjectKey,
+  randomSerial,
+  signUserCertificate,
+} from '../../../src/ca/authority/sign.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
 import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
@@ -58,7 +72,8 @@ async function world(yaml = YAML): Promise<World> {
   const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
   const fetchFn = (async (input: string | URL) => {
     const url = String(input)
-    if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+    if (url === `${ISSUER}/.well-known/openid-configuration`)
+      return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
     if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
     return new Response('no', {status: 404})
   }) as typeof fetch
@@ -88,8 +103,23 @@ async function world(yaml = YAML): Promise<World> {
         .sign(issuerKey.privateKey),
   }
   const clock = () => w.now * 1000
-  const meter: Meter = {decision: (d) => decisions.push(d), request() {}, commit() {}, tokenVerification() {}, jwksFetch() {}, rateLimited() {}, webhook() {}}
-  w.rt = {policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock})}, material, store, audit, meter, clock}
+  const meter: Meter = {
+    decision: (d) => decisions.push(d),
+    request() {},
+    commit() {},
+    tokenVerification() {},
+    jwksFetch() {},
+    rateLimited() {},
+    webhook() {},
+  }
+  w.rt = {
+    policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock})},
+    material,
+    store,
+    audit,
+    meter,
+    clock,
+  }
   return w
 }
 
@@ -113,12 +143,32 @@ describe('the user signing pipeline (sign.ts)', () => {
     assert.equal(cert.type, 'user')
     assert.ok(cert.signatureKey.equals(w.rt.material.userCa.active.publicKey))
     assert.ok(cert.publicKey.equals(key.publicKey))
-    assert.deepEqual([cert.keyId, cert.principals, cert.validAfter, cert.validBefore], ['alice@example.com', ['alice', 'ops'], BigInt(T0 - 60), BigInt(T0 + 3600)])
-    assert.deepEqual([cert.criticalOptions, cert.extensions], [{'force-command': '/bin/true', 'source-address': '10.0.0.0/8'}, {'permit-pty': true}])
+    assert.deepEqual(
+      [cert.keyId, cert.principals, cert.validAfter, cert.validBefore],
+      ['alice@example.com', ['alice', 'ops'], BigInt(T0 - 60), BigInt(T0 + 3600)],
+    )
+    assert.deepEqual(
+      [cert.criticalOptions, cert.extensions],
+      [{'force-command': '/bin/true', 'source-address': '10.0.0.0/8'}, {'permit-pty': true}],
+    )
     assert.notEqual(cert.serial, 0n)
     assert.deepEqual(
-      {provisioner: t.provisioner, rule: t.rule, subject: t.subject, key_type: t.key_type, cert_type: t.cert_type, key_fingerprint: t.key_fingerprint},
-      {provisioner: 'people', rule: 'staff', subject: 'u-alice', key_type: 'ssh-ed25519', cert_type: 'user', key_fingerprint: key.publicKey.fingerprint()},
+      {
+        provisioner: t.provisioner,
+        rule: t.rule,
+        subject: t.subject,
+        key_type: t.key_type,
+        cert_type: t.cert_type,
+        key_fingerprint: t.key_fingerprint,
+      },
+      {
+        provisioner: 'people',
+        rule: 'staff',
+        subject: 'u-alice',
+        key_type: 'ssh-ed25519',
+        cert_type: 'user',
+        key_fingerprint: key.publicKey.fingerprint(),
+      },
     )
     assert.match(t.token!.id, /^https:\/\/idp\.example\.com#jti:/)
     assert.match(t.token!.sha256, /^[0-9a-f]{64}$/)
@@ -147,7 +197,16 @@ describe('the user signing pipeline (sign.ts)', () => {
     )
     const line = w.audit.events.find((e) => e.request_id === t.request_id)!
     assert.deepEqual(
-      {event: line.event, serial: line.serial, key_id: line.key_id, principals: line.principals, valid_after: line.valid_after, valid_before: line.valid_before, critical_options: line.critical_options, extensions: line.extensions},
+      {
+        event: line.event,
+        serial: line.serial,
+        key_id: line.key_id,
+        principals: line.principals,
+        valid_after: line.valid_after,
+        valid_before: line.valid_before,
+        critical_options: line.critical_options,
+        extensions: line.extensions,
+      },
       {
         event: 'certificate_issued',
         serial: cert.serial.toString(),
@@ -168,17 +227,25 @@ describe('the user signing pipeline (sign.ts)', () => {
 
   it('an OIDC token never gets a host certificate; nothing is recorded or spent', async () => {
     const token = await w.mint()
-    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, token, 'host', trace()), 'ERR_POLICY_DENIED', {reason: 'cert_type_not_allowed'})
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, token, 'host', trace()), 'ERR_POLICY_DENIED', {
+      reason: 'cert_type_not_allowed',
+    })
     assert.equal((await signUserCertificate(w.rt, ed().publicKey, token, 'user', trace())).type, 'user')
   })
 
   it('a weak key, or issuance switched off, is refused before the token is looked at: the token stays good', async () => {
     const token = await w.mint()
     const rsa2048 = PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 2048}).publicKey)
-    await rejectsCode(signUserCertificate(w.rt, rsa2048, token, 'user', trace()), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'})
+    await rejectsCode(signUserCertificate(w.rt, rsa2048, token, 'user', trace()), 'ERR_SSH_UNSUPPORTED', {
+      reason: 'bad_request',
+    })
     const off = await world(YAML.replace('limits:', 'disabled: true\nlimits:'))
     try {
-      await rejectsCode(signUserCertificate(off.rt, ed().publicKey, await off.mint(), 'user', trace()), 'ERR_ISSUANCE_DISABLED', {reason: 'policy_disabled'})
+      await rejectsCode(
+        signUserCertificate(off.rt, ed().publicKey, await off.mint(), 'user', trace()),
+        'ERR_ISSUANCE_DISABLED',
+        {reason: 'policy_disabled'},
+      )
       assert.deepEqual(off.decisions, [])
     } finally {
       await off.store.close()
@@ -188,8 +255,14 @@ describe('the user signing pipeline (sign.ts)', () => {
 
   it('RSA keys: 3072 bits and up; ed25519 and ECDSA always', () => {
     assert.equal(MIN_RSA_BITS, 3072)
-    throwsCode(() => checkSubjectKey(PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 3064}).publicKey)), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'})
-    assert.doesNotThrow(() => checkSubjectKey(PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 3072}).publicKey)))
+    throwsCode(
+      () => checkSubjectKey(PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 3064}).publicKey)),
+      'ERR_SSH_UNSUPPORTED',
+      {reason: 'bad_request'},
+    )
+    assert.doesNotThrow(() =>
+      checkSubjectKey(PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 3072}).publicKey)),
+    )
     assert.doesNotThrow(() => checkSubjectKey(generatePrivateKey('ecdsa').publicKey))
     assert.doesNotThrow(() => checkSubjectKey(ed().publicKey))
   })
@@ -200,12 +273,21 @@ describe('the user signing pipeline (sign.ts)', () => {
     assert.ok(parseSubjectKey({line: key.toLine('c')}).equals(key))
     // the line wins when both are given (/sign's form)
     assert.ok(parseSubjectKey({line: key.toLine(), blobBase64: 'AAAA'}).equals(key))
-    for (const blobBase64 of ['', 'not base64!', `${key.blob.toString('base64')} `, `!${key.blob.toString('base64')}`, 'AAAA', undefined]) {
+    for (const blobBase64 of [
+      '',
+      'not base64!',
+      `${key.blob.toString('base64')} `,
+      `!${key.blob.toString('base64')}`,
+      'AAAA',
+      undefined,
+    ]) {
       throwsCode(() => parseSubjectKey({blobBase64}), 'ERR_SSH_FORMAT', {reason: 'bad_request'})
     }
     throwsCode(() => parseSubjectKey({line: 'ssh-ed25519'}), 'ERR_SSH_FORMAT', {reason: 'bad_request'})
     const dss = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-dss'), Buffer.alloc(16)])
-    throwsCode(() => parseSubjectKey({blobBase64: dss.toString('base64')}), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'})
+    throwsCode(() => parseSubjectKey({blobBase64: dss.toString('base64')}), 'ERR_SSH_UNSUPPORTED', {
+      reason: 'bad_request',
+    })
   })
 
   it('serials are random, 64-bit and never 0', () => {
@@ -219,29 +301,77 @@ describe('the user signing pipeline (sign.ts)', () => {
     const first = await signUserCertificate(w.rt, ed().publicKey, token, 'user', trace())
     w.now += 5
     const t = trace()
-    const err = await signUserCertificate(w.rt, ed().publicKey, token, 'user', t).catch((e: {code: string; details: Record<string, unknown>}) => e)
+    const err = await signUserCertificate(w.rt, ed().publicKey, token, 'user', t).catch(
+      (e: {code: string; details: Record<string, unknown>}) => e,
+    )
     assert.deepEqual((err as {code: string}).code, 'ERR_TOKEN_REPLAYED')
-    assert.deepEqual((err as {details: Record<string, unknown>}).details, {reason: 'token_replayed', spent_at: new Date(T0 * 1000).toISOString(), spent_on_serial: first.serial.toString()})
+    assert.deepEqual((err as {details: Record<string, unknown>}).details, {
+      reason: 'token_replayed',
+      spent_at: new Date(T0 * 1000).toISOString(),
+      spent_on_serial: first.serial.toString(),
+    })
     assert.equal(w.audit.events.filter((e) => e.request_id === t.request_id).length, 0)
-    assert.deepEqual(w.decisions.map((d) => d.outcome), ['issued'])
+    assert.deepEqual(
+      w.decisions.map((d) => d.outcome),
+      ['issued'],
+    )
   })
 
   it('a revoked key ID or key: 403 revoked, naming the revocation', async () => {
-    const r = await w.store.revoke({serial: null, keyId: 'alice@example.com', keyFingerprint: null, reason: 'left', revokedAt: T0 - 100})
-    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace()), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: r.id, revoked_at: new Date((T0 - 100) * 1000).toISOString()})
+    const r = await w.store.revoke({
+      serial: null,
+      keyId: 'alice@example.com',
+      keyFingerprint: null,
+      reason: 'left',
+      revokedAt: T0 - 100,
+    })
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace()), 'ERR_POLICY_DENIED', {
+      reason: 'revoked',
+      revocation_id: r.id,
+      revoked_at: new Date((T0 - 100) * 1000).toISOString(),
+    })
     const key = ed()
-    const byKey = await w.store.revoke({serial: null, keyId: null, keyFingerprint: key.publicKey.fingerprint(), reason: 'lost', revokedAt: T0})
-    await rejectsCode(signUserCertificate(w.rt, key.publicKey, await w.mint({email: 'bob@example.com'}), 'user', trace()), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKey.id})
-    assert.equal((await signUserCertificate(w.rt, ed().publicKey, await w.mint({email: 'bob@example.com'}), 'user', trace())).keyId, 'bob@example.com')
+    const byKey = await w.store.revoke({
+      serial: null,
+      keyId: null,
+      keyFingerprint: key.publicKey.fingerprint(),
+      reason: 'lost',
+      revokedAt: T0,
+    })
+    await rejectsCode(
+      signUserCertificate(w.rt, key.publicKey, await w.mint({email: 'bob@example.com'}), 'user', trace()),
+      'ERR_POLICY_DENIED',
+      {reason: 'revoked', revocation_id: byKey.id},
+    )
+    assert.equal(
+      (await signUserCertificate(w.rt, ed().publicKey, await w.mint({email: 'bob@example.com'}), 'user', trace()))
+        .keyId,
+      'bob@example.com',
+    )
   })
 
   it('issue() without a meter still issues', async () => {
     const {meter: _meter, ...bare} = w.rt
     const key = ed()
-    const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 5n, keyId: 'k', principals: ['p'], validAfter: BigInt(T0), validBefore: BigInt(T0 + 60)}, w.rt.material.userCa.active)
+    const cert = await signCertificate(
+      {
+        type: 'user',
+        publicKey: key.publicKey,
+        serial: 5n,
+        keyId: 'k',
+        principals: ['p'],
+        validAfter: BigInt(T0),
+        validBefore: BigInt(T0 + 60),
+      },
+      w.rt.material.userCa.active,
+    )
     assert.equal((await issue(bare, cert, {id: 'x#1', expiresAt: T0 + 60}, trace())).serial, 5n)
     // the record has no rule, subject or provisioner when the trace has none
-    assert.deepEqual(await w.store.findCertificate(5n).then((r) => [r?.provisioner, r?.rule, r?.subject]), ['', null, null])
+    assert.deepEqual(await w.store.findCertificate(5n).then((r) => [r?.provisioner, r?.rule, r?.subject]), [
+      '',
+      null,
+      null,
+    ])
   })
 })
 
@@ -253,28 +383,68 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
   afterEach(async () => w.store.close())
 
   const enrolToken = (o: {hostname?: string; principals?: string[]; keyFingerprint?: string; ttl?: number} = {}) =>
-    mintEnrollmentToken(w.rt.material.enrollmentKey, {rootFingerprint: ROOT, hostname: o.hostname ?? 'web1.example.com', principals: o.principals, keyFingerprint: o.keyFingerprint, ttlSeconds: o.ttl ?? 600, now: w.now})
+    mintEnrollmentToken(w.rt.material.enrollmentKey, {
+      rootFingerprint: ROOT,
+      hostname: o.hostname ?? 'web1.example.com',
+      principals: o.principals,
+      keyFingerprint: o.keyFingerprint,
+      ttlSeconds: o.ttl ?? 600,
+      now: w.now,
+    })
   async function enrol(o: {principals?: string[]} = {}): Promise<{key: PrivateKey; cert: Certificate}> {
     const key = ed()
     const {token} = await enrolToken({principals: ['web1', 'web1.internal']})
     return {key, cert: await signHostCertificate(w.rt, key.publicKey, token, trace(), body(o.principals))}
   }
   const pop = (key: PrivateKey, cert: Certificate, action: SshpopAction) =>
-    mintSshpopToken(key.keyObject, cert, {caUrl: 'https://ca.example.com', action, provisioner: SSHPOP_PROVISIONER, rootFingerprint: ROOT, now: w.now})
+    mintSshpopToken(key.keyObject, cert, {
+      caUrl: 'https://ca.example.com',
+      action,
+      provisioner: SSHPOP_PROVISIONER,
+      rootFingerprint: ROOT,
+      now: w.now,
+    })
 
   it('enrollment: the names the token binds (all, or those asked for), host:<name> as key ID, validity min(hostTtl, maxHostTtl)', async () => {
     const t = trace()
     const key = ed()
     const {token, jti} = await enrolToken({principals: ['web1']})
     const cert = await signHostCertificate(w.rt, key.publicKey, token, t, body())
-    assert.deepEqual([cert.type, cert.keyId, cert.principals, cert.validAfter, cert.validBefore], ['host', 'host:web1.example.com', ['web1.example.com', 'web1'], BigInt(T0 - 60), BigInt(T0 + 7 * 86400)])
+    assert.deepEqual(
+      [cert.type, cert.keyId, cert.principals, cert.validAfter, cert.validBefore],
+      ['host', 'host:web1.example.com', ['web1.example.com', 'web1'], BigInt(T0 - 60), BigInt(T0 + 7 * 86400)],
+    )
     assert.ok(cert.signatureKey.equals(w.rt.material.hostCa.active.publicKey))
-    assert.deepEqual([t.provisioner, t.subject, t.cert_type, t.key_type, t.key_fingerprint, t.token?.id], ['host-enrollment', 'web1.example.com', 'host', 'ssh-ed25519', key.publicKey.fingerprint(), `enroll#${jti}`])
-    const some = await signHostCertificate(w.rt, ed().publicKey, (await enrolToken({principals: ['web1']})).token, trace(), body(['web1']))
+    assert.deepEqual(
+      [t.provisioner, t.subject, t.cert_type, t.key_type, t.key_fingerprint, t.token?.id],
+      ['host-enrollment', 'web1.example.com', 'host', 'ssh-ed25519', key.publicKey.fingerprint(), `enroll#${jti}`],
+    )
+    const some = await signHostCertificate(
+      w.rt,
+      ed().publicKey,
+      (await enrolToken({principals: ['web1']})).token,
+      trace(),
+      body(['web1']),
+    )
     assert.deepEqual(some.principals, ['web1'])
-    const capped = await world(YAML.replace('ssh: {hostTtl: 7d, maxHostTtl: 30d}', 'ssh: {hostTtl: 7d, maxHostTtl: 7d}'))
+    const capped = await world(
+      YAML.replace('ssh: {hostTtl: 7d, maxHostTtl: 30d}', 'ssh: {hostTtl: 7d, maxHostTtl: 7d}'),
+    )
     try {
-      const c = await signHostCertificate(capped.rt, ed().publicKey, (await mintEnrollmentToken(capped.rt.material.enrollmentKey, {rootFingerprint: ROOT, hostname: 'h', ttlSeconds: 600, now: T0})).token, trace(), body())
+      const c = await signHostCertificate(
+        capped.rt,
+        ed().publicKey,
+        (
+          await mintEnrollmentToken(capped.rt.material.enrollmentKey, {
+            rootFingerprint: ROOT,
+            hostname: 'h',
+            ttlSeconds: 600,
+            now: T0,
+          })
+        ).token,
+        trace(),
+        body(),
+      )
       assert.equal(c.validBefore, BigInt(T0 + 7 * 86400))
     } finally {
       await capped.store.close()
@@ -283,18 +453,37 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
 
   it('enrollment refuses names the token does not bind, a key it is not bound to, a spent token', async () => {
     const {token} = await enrolToken({principals: ['web1']})
-    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, token, trace(), body(['web1', 'db1'])), 'ERR_POLICY_DENIED', {reason: 'host_not_bound', requested: ['web1', 'db1'], bound: ['web1.example.com', 'web1']})
+    await rejectsCode(
+      signHostCertificate(w.rt, ed().publicKey, token, trace(), body(['web1', 'db1'])),
+      'ERR_POLICY_DENIED',
+      {reason: 'host_not_bound', requested: ['web1', 'db1'], bound: ['web1.example.com', 'web1']},
+    )
     const key = ed()
     const bound = (await enrolToken({keyFingerprint: key.publicKey.fingerprint()})).token
-    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, bound, trace(), body()), 'ERR_POLICY_DENIED', {reason: 'key_not_bound'})
+    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, bound, trace(), body()), 'ERR_POLICY_DENIED', {
+      reason: 'key_not_bound',
+    })
     assert.equal((await signHostCertificate(w.rt, key.publicKey, bound, trace(), body())).type, 'host')
-    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, bound, trace(), body()), 'ERR_POLICY_DENIED', {reason: 'key_not_bound'})
+    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, bound, trace(), body()), 'ERR_POLICY_DENIED', {
+      reason: 'key_not_bound',
+    })
     // the unbound token is still good after the refusal above (nothing was spent), once
     const k2 = ed()
     assert.equal((await signHostCertificate(w.rt, k2.publicKey, token, trace(), body())).type, 'host')
-    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, token, trace(), body()), 'ERR_TOKEN_REPLAYED', {reason: 'token_replayed'})
+    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, token, trace(), body()), 'ERR_TOKEN_REPLAYED', {
+      reason: 'token_replayed',
+    })
     // a weak key, or issuance off, before the token
-    await rejectsCode(signHostCertificate(w.rt, PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 2048}).publicKey), (await enrolToken()).token, trace(), body()), 'ERR_SSH_UNSUPPORTED')
+    await rejectsCode(
+      signHostCertificate(
+        w.rt,
+        PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 2048}).publicKey),
+        (await enrolToken()).token,
+        trace(),
+        body(),
+      ),
+      'ERR_SSH_UNSUPPORTED',
+    )
   })
 
   it('renewal: a new serial for the same key, names and key ID, no options, validity from now; lineage moves on', async () => {
@@ -305,11 +494,28 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     assert.notEqual(fresh.serial, h.cert.serial)
     assert.ok(fresh.publicKey.equals(h.key.publicKey))
     assert.ok(fresh.signatureKey.equals(w.rt.material.hostCa.active.publicKey))
-    assert.deepEqual([fresh.type, fresh.keyId, fresh.principals, fresh.validAfter, fresh.validBefore, fresh.criticalOptions, fresh.extensions], ['host', h.cert.keyId, h.cert.principals, BigInt(w.now - 60), BigInt(w.now + 7 * 86400), {}, {}])
-    assert.deepEqual([t.provisioner, t.cert_type, t.subject, t.key_fingerprint], [SSHPOP_PROVISIONER, 'host', h.cert.keyId, h.key.publicKey.fingerprint()])
+    assert.deepEqual(
+      [
+        fresh.type,
+        fresh.keyId,
+        fresh.principals,
+        fresh.validAfter,
+        fresh.validBefore,
+        fresh.criticalOptions,
+        fresh.extensions,
+      ],
+      ['host', h.cert.keyId, h.cert.principals, BigInt(w.now - 60), BigInt(w.now + 7 * 86400), {}, {}],
+    )
+    assert.deepEqual(
+      [t.provisioner, t.cert_type, t.subject, t.key_fingerprint],
+      [SSHPOP_PROVISIONER, 'host', h.cert.keyId, h.key.publicKey.fingerprint()],
+    )
     assert.match(t.token!.id, /^sshpop#/)
     // the old one is superseded; the new one renews
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded', newest_serial: fresh.serial.toString()})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'superseded',
+      newest_serial: fresh.serial.toString(),
+    })
     assert.equal((await renewHostCertificate(w.rt, await pop(h.key, fresh, 'renew'), trace())).type, 'host')
   })
 
@@ -317,18 +523,53 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     const key = ed()
     const first = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
     const second = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
-    await rejectsCode(renewHostCertificate(w.rt, await pop(key, first, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded', newest_serial: second.serial.toString()})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(key, first, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'superseded',
+      newest_serial: second.serial.toString(),
+    })
     assert.equal((await renewHostCertificate(w.rt, await pop(key, second, 'renew'), trace())).type, 'host')
   })
 
   it('a revocation that lands between the checks and the write still refuses: the parent, or the key ID', async () => {
     const h = await enrol()
-    const next = () => signCertificate({type: 'host', publicKey: h.key.publicKey, serial: randomSerial(), keyId: h.cert.keyId, principals: h.cert.principals, validAfter: BigInt(w.now), validBefore: BigInt(w.now + 60)}, w.rt.material.hostCa.active)
-    const byKeyId = await w.store.revoke({serial: null, keyId: h.cert.keyId, keyFingerprint: null, reason: 'r', revokedAt: T0})
-    await rejectsCode(issue(w.rt, await next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKeyId.id})
+    const next = () =>
+      signCertificate(
+        {
+          type: 'host',
+          publicKey: h.key.publicKey,
+          serial: randomSerial(),
+          keyId: h.cert.keyId,
+          principals: h.cert.principals,
+          validAfter: BigInt(w.now),
+          validBefore: BigInt(w.now + 60),
+        },
+        w.rt.material.hostCa.active,
+      )
+    const byKeyId = await w.store.revoke({
+      serial: null,
+      keyId: h.cert.keyId,
+      keyFingerprint: null,
+      reason: 'r',
+      revokedAt: T0,
+    })
+    await rejectsCode(
+      issue(w.rt, await next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}),
+      'ERR_POLICY_DENIED',
+      {reason: 'revoked', revocation_id: byKeyId.id},
+    )
     await w.store.unrevoke(byKeyId.id!)
-    const parent = await w.store.revoke({serial: h.cert.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: T0 + 1})
-    await rejectsCode(issue(w.rt, await next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()})
+    const parent = await w.store.revoke({
+      serial: h.cert.serial,
+      keyId: null,
+      keyFingerprint: null,
+      reason: 'r',
+      revokedAt: T0 + 1,
+    })
+    await rejectsCode(
+      issue(w.rt, await next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}),
+      'ERR_POLICY_DENIED',
+      {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()},
+    )
   })
 
   it('renewal refuses a user certificate, a certificate of another CA key, one it never issued, an expired or revoked one', async () => {
@@ -336,21 +577,41 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     // a user certificate of this CA
     const u = ed()
     const user = await signUserCertificate(w.rt, u.publicKey, await w.mint(), 'user', trace())
-    await rejectsCode(renewHostCertificate(w.rt, await pop(u, user, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'cert_type_not_allowed'})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(u, user, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'cert_type_not_allowed',
+    })
     // a host certificate signed by the user CA key, and a user certificate signed by the host CA key (revoke takes both types)
     const wrongKey = await signCertificate({...h.cert, serial: h.cert.serial}, w.rt.material.userCa.active)
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, wrongKey, 'renew'), trace()), 'ERR_TOKEN_INVALID', {reason: 'ca_key_unknown'})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, wrongKey, 'renew'), trace()), 'ERR_TOKEN_INVALID', {
+      reason: 'ca_key_unknown',
+    })
     const userByHostKey = await signCertificate({...user, serial: user.serial}, w.rt.material.hostCa.active)
-    await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(u, userByHostKey, 'revoke'), serial: user.serial.toString(), reason: 'x'}, trace()), 'ERR_TOKEN_INVALID', {reason: 'ca_key_unknown'})
+    await rejectsCode(
+      revokeOwnCertificate(
+        w.rt,
+        {token: await pop(u, userByHostKey, 'revoke'), serial: user.serial.toString(), reason: 'x'},
+        trace(),
+      ),
+      'ERR_TOKEN_INVALID',
+      {reason: 'ca_key_unknown'},
+    )
     // the right key, a broken signature
     const broken = Buffer.from(h.cert.blob)
     broken[broken.length - 5]! ^= 0xff
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, parseCertificate(broken), 'renew'), trace()), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
+    await rejectsCode(
+      renewHostCertificate(w.rt, await pop(h.key, parseCertificate(broken), 'renew'), trace()),
+      'ERR_TOKEN_INVALID',
+      {reason: 'proof_invalid'},
+    )
     // signed by this CA, never issued (no record), or issued with other bytes under that serial
     const unknown = await signCertificate({...h.cert, serial: 12345n}, w.rt.material.hostCa.active)
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, unknown, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_unknown'})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, unknown, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'certificate_unknown',
+    })
     const twin = await signCertificate({...h.cert, principals: ['web1', 'db1']}, w.rt.material.hostCa.active)
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, twin, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_unknown'})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, twin, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'certificate_unknown',
+    })
     // expired: at validBefore exactly, not a second later
     const renewAt = async (now: number) => {
       w.now = now
@@ -362,63 +623,179 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
 
   it('a revoked certificate, key ID or key renews no more; the denial names the revocation', async () => {
     const a = await enrol()
-    const bySerial = await w.store.revoke({serial: a.cert.serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: T0})
-    await rejectsCode(renewHostCertificate(w.rt, await pop(a.key, a.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked', revocation_id: bySerial.id})
+    const bySerial = await w.store.revoke({
+      serial: a.cert.serial,
+      keyId: null,
+      keyFingerprint: null,
+      reason: 'r',
+      revokedAt: T0,
+    })
+    await rejectsCode(renewHostCertificate(w.rt, await pop(a.key, a.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'certificate_revoked',
+      revocation_id: bySerial.id,
+    })
     const b = await enrol()
-    const byKey = await w.store.revoke({serial: null, keyId: null, keyFingerprint: b.key.publicKey.fingerprint(), reason: 'r', revokedAt: T0})
-    await rejectsCode(renewHostCertificate(w.rt, await pop(b.key, b.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'revoked', revocation_id: byKey.id})
+    const byKey = await w.store.revoke({
+      serial: null,
+      keyId: null,
+      keyFingerprint: b.key.publicKey.fingerprint(),
+      reason: 'r',
+      revokedAt: T0,
+    })
+    await rejectsCode(renewHostCertificate(w.rt, await pop(b.key, b.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'revoked',
+      revocation_id: byKey.id,
+    })
     // issuance off: no renewal, but a certificate may still revoke itself
     const c = await enrol()
     const off = {...w.rt, policy: {...w.rt.policy, config: {...w.rt.policy.config, disabled: true}}}
     const t1 = trace()
     await rejectsCode(renewHostCertificate(off, await pop(c.key, c.cert, 'renew'), t1), 'ERR_ISSUANCE_DISABLED')
     const t2 = trace()
-    await rejectsCode(rekeyHostCertificate(off, await pop(c.key, c.cert, 'rekey'), ed().publicKey, t2), 'ERR_ISSUANCE_DISABLED')
+    await rejectsCode(
+      rekeyHostCertificate(off, await pop(c.key, c.cert, 'rekey'), ed().publicKey, t2),
+      'ERR_ISSUANCE_DISABLED',
+    )
     const t3 = trace()
-    await rejectsCode(signHostCertificate(off, ed().publicKey, (await enrolToken()).token, t3, body()), 'ERR_ISSUANCE_DISABLED')
+    await rejectsCode(
+      signHostCertificate(off, ed().publicKey, (await enrolToken()).token, t3, body()),
+      'ERR_ISSUANCE_DISABLED',
+    )
     // what the refusal is audited as
-    assert.deepEqual([t1, t2, t3].map((t) => [t.cert_type, t.provisioner]), [['host', SSHPOP_PROVISIONER], ['host', SSHPOP_PROVISIONER], ['host', 'host-enrollment']])
-    assert.equal((await revokeOwnCertificate(off, {token: await pop(c.key, c.cert, 'revoke'), serial: c.cert.serial.toString(), reason: 'done'}, trace())).certificate.serial, c.cert.serial.toString())
+    assert.deepEqual(
+      [t1, t2, t3].map((t) => [t.cert_type, t.provisioner]),
+      [
+        ['host', SSHPOP_PROVISIONER],
+        ['host', SSHPOP_PROVISIONER],
+        ['host', 'host-enrollment'],
+      ],
+    )
+    assert.equal(
+      (
+        await revokeOwnCertificate(
+          off,
+          {token: await pop(c.key, c.cert, 'revoke'), serial: c.cert.serial.toString(), reason: 'done'},
+          trace(),
+        )
+      ).certificate.serial,
+      c.cert.serial.toString(),
+    )
   })
 
   it('rekey: the same certificate for a new key, not for the same key or a weak one', async () => {
     const h = await enrol()
-    await rejectsCode(rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), h.key.publicKey, trace()), 'ERR_INPUT', {reason: 'bad_request'})
-    await rejectsCode(rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 2048}).publicKey), trace()), 'ERR_SSH_UNSUPPORTED')
+    await rejectsCode(
+      rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), h.key.publicKey, trace()),
+      'ERR_INPUT',
+      {reason: 'bad_request'},
+    )
+    await rejectsCode(
+      rekeyHostCertificate(
+        w.rt,
+        await pop(h.key, h.cert, 'rekey'),
+        PublicKey.fromKeyObject(generateKeyPairSync('rsa', {modulusLength: 2048}).publicKey),
+        trace(),
+      ),
+      'ERR_SSH_UNSUPPORTED',
+    )
     const fresh = ed()
     const t = trace()
     const c = await rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), fresh.publicKey, t)
     assert.ok(c.publicKey.equals(fresh.publicKey))
-    assert.deepEqual([c.keyId, c.principals, c.criticalOptions, c.extensions, c.validBefore], [h.cert.keyId, h.cert.principals, {}, {}, BigInt(w.now + 7 * 86400)])
+    assert.deepEqual(
+      [c.keyId, c.principals, c.criticalOptions, c.extensions, c.validBefore],
+      [h.cert.keyId, h.cert.principals, {}, {}, BigInt(w.now + 7 * 86400)],
+    )
     assert.deepEqual([t.key_fingerprint, t.key_type], [fresh.publicKey.fingerprint(), 'ssh-ed25519'])
     // the old key's lineage ended: its certificate neither renews nor rekeys again
-    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
-    await rejectsCode(rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), ed().publicKey, trace()), 'ERR_POLICY_DENIED', {reason: 'superseded'})
+    await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {
+      reason: 'superseded',
+    })
+    await rejectsCode(
+      rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), ed().publicKey, trace()),
+      'ERR_POLICY_DENIED',
+      {reason: 'superseded'},
+    )
     assert.equal((await renewHostCertificate(w.rt, await pop(fresh, c, 'renew'), trace())).type, 'host')
     // each rekey spends its own proof: a second host rekeys too
     const h3 = await enrol()
-    assert.ok((await rekeyHostCertificate(w.rt, await pop(h3.key, h3.cert, 'rekey'), ed().publicKey, trace())).keyId === h3.cert.keyId)
+    assert.ok(
+      (await rekeyHostCertificate(w.rt, await pop(h3.key, h3.cert, 'rekey'), ed().publicKey, trace())).keyId ===
+        h3.cert.keyId,
+    )
     // a renew proof does not rekey
     const h2 = await enrol()
-    await rejectsCode(rekeyHostCertificate(w.rt, await pop(h2.key, h2.cert, 'renew'), ed().publicKey, trace()), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
+    await rejectsCode(
+      rekeyHostCertificate(w.rt, await pop(h2.key, h2.cert, 'renew'), ed().publicKey, trace()),
+      'ERR_TOKEN_INVALID',
+      {reason: 'proof_invalid'},
+    )
   })
 
   it('self-revocation: only its own serial, in decimal; recorded with the reason and time; twice is refused', async () => {
     const h = await enrol()
     for (const serial of ['0x10', '', '-1', '1'.repeat(21), `${h.cert.serial} `]) {
-      await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(h.key, h.cert, 'revoke'), serial, reason: 'x'}, trace()), 'ERR_INPUT', {reason: 'bad_request'}).catch((e: Error) => assert.fail(`${JSON.stringify(serial)}: ${e.message}`))
+      await rejectsCode(
+        revokeOwnCertificate(w.rt, {token: await pop(h.key, h.cert, 'revoke'), serial, reason: 'x'}, trace()),
+        'ERR_INPUT',
+        {reason: 'bad_request'},
+      ).catch((e: Error) => assert.fail(`${JSON.stringify(serial)}: ${e.message}`))
     }
     const other = await enrol()
-    await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(h.key, h.cert, 'revoke'), serial: other.cert.serial.toString(), reason: 'x'}, trace()), 'ERR_POLICY_DENIED', {reason: 'serial_mismatch'})
+    await rejectsCode(
+      revokeOwnCertificate(
+        w.rt,
+        {token: await pop(h.key, h.cert, 'revoke'), serial: other.cert.serial.toString(), reason: 'x'},
+        trace(),
+      ),
+      'ERR_POLICY_DENIED',
+      {reason: 'serial_mismatch'},
+    )
     assert.deepEqual(await w.store.revocations(), [])
     w.now += 10
-    const r = await revokeOwnCertificate(w.rt, {token: await pop(h.key, h.cert, 'revoke'), serial: h.cert.serial.toString(), reason: 'decommissioned'}, trace())
-    assert.deepEqual({...r.revocation, id: undefined}, {id: undefined, serial: h.cert.serial, keyId: null, keyFingerprint: null, reason: 'decommissioned', revokedAt: T0 + 10})
-    assert.deepEqual(r.certificate, {serial: h.cert.serial.toString(), keyId: h.cert.keyId, principals: h.cert.principals, certType: 'host', validBefore: new Date(Number(h.cert.validBefore) * 1000).toISOString()})
-    await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(h.key, h.cert, 'revoke'), serial: h.cert.serial.toString(), reason: 'again'}, trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_revoked'})
+    const r = await revokeOwnCertificate(
+      w.rt,
+      {token: await pop(h.key, h.cert, 'revoke'), serial: h.cert.serial.toString(), reason: 'decommissioned'},
+      trace(),
+    )
+    assert.deepEqual(
+      {...r.revocation, id: undefined},
+      {
+        id: undefined,
+        serial: h.cert.serial,
+        keyId: null,
+        keyFingerprint: null,
+        reason: 'decommissioned',
+        revokedAt: T0 + 10,
+      },
+    )
+    assert.deepEqual(r.certificate, {
+      serial: h.cert.serial.toString(),
+      keyId: h.cert.keyId,
+      principals: h.cert.principals,
+      certType: 'host',
+      validBefore: new Date(Number(h.cert.validBefore) * 1000).toISOString(),
+    })
+    await rejectsCode(
+      revokeOwnCertificate(
+        w.rt,
+        {token: await pop(h.key, h.cert, 'revoke'), serial: h.cert.serial.toString(), reason: 'again'},
+        trace(),
+      ),
+      'ERR_POLICY_DENIED',
+      {reason: 'certificate_revoked'},
+    )
     // an expired certificate needs no revocation
     w.now = Number(other.cert.validBefore)
-    await rejectsCode(revokeOwnCertificate(w.rt, {token: await pop(other.key, other.cert, 'revoke'), serial: other.cert.serial.toString(), reason: 'x'}, trace()), 'ERR_POLICY_DENIED', {reason: 'certificate_expired'})
+    await rejectsCode(
+      revokeOwnCertificate(
+        w.rt,
+        {token: await pop(other.key, other.cert, 'revoke'), serial: other.cert.serial.toString(), reason: 'x'},
+        trace(),
+      ),
+      'ERR_POLICY_DENIED',
+      {reason: 'certificate_expired'},
+    )
   })
 
   it('the KRL lists revoked serials and key IDs under both CA keys and revoked keys by SHA-256; its version and time follow the revocations', async () => {
@@ -427,14 +804,24 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     const key = ed()
     await w.store.revoke({serial: 77n, keyId: null, keyFingerprint: null, reason: 'a', revokedAt: T0 + 5})
     await w.store.revoke({serial: null, keyId: 'host:old', keyFingerprint: null, reason: 'b', revokedAt: T0 + 9})
-    await w.store.revoke({serial: null, keyId: null, keyFingerprint: key.publicKey.fingerprint(), reason: 'c', revokedAt: T0 + 7})
+    await w.store.revoke({
+      serial: null,
+      keyId: null,
+      keyFingerprint: key.publicKey.fingerprint(),
+      reason: 'c',
+      revokedAt: T0 + 7,
+    })
     const krl = parseKrl(await currentKrl(w.rt))
     assert.equal(krl.generatedAt, BigInt(T0 + 9))
     assert.ok(krl.version > empty.version)
     assert.equal(krl.version, BigInt(await w.store.revocationSnapshot().then((s) => s.generation)))
     assert.deepEqual(
       krl.sections.map((s) => [s.caKeyBlob.toString('base64'), s.serials, s.keyIds]),
-      [w.rt.material.userCa.active.publicKey, w.rt.material.hostCa.active.publicKey].map((k) => [k.blob.toString('base64'), [77n], ['host:old']]),
+      [w.rt.material.userCa.active.publicKey, w.rt.material.hostCa.active.publicKey].map((k) => [
+        k.blob.toString('base64'),
+        [77n],
+        ['host:old'],
+      ]),
     )
     assert.deepEqual(krl.revokedKeySha256, [Buffer.from(key.publicKey.fingerprint().slice('SHA256:'.length), 'base64')])
   })
@@ -445,7 +832,13 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     await w.store.revoke({serial: b.cert.serial, keyId: null, keyFingerprint: null, reason: 'gone', revokedAt: T0})
     await signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace())
     assert.deepEqual(await currentHosts(w.rt), [
-      {principals: a.cert.principals, serial: a.cert.serial.toString(), keyId: a.cert.keyId, validBefore: new Date(Number(a.cert.validBefore) * 1000).toISOString(), keyFingerprint: a.key.publicKey.fingerprint()},
+      {
+        principals: a.cert.principals,
+        serial: a.cert.serial.toString(),
+        keyId: a.cert.keyId,
+        validBefore: new Date(Number(a.cert.validBefore) * 1000).toISOString(),
+        keyFingerprint: a.key.publicKey.fingerprint(),
+      },
     ])
     w.now = Number(a.cert.validBefore) + 1
     assert.deepEqual(await currentHosts(w.rt), [])

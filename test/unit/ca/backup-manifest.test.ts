@@ -8,27 +8,74 @@ import {checkManifest, SNAPSHOT_PATH, type BackupManifest} from '../../../src/ca
 import {SCHEMA_VERSION} from '../../../src/ca/store/migrations.ts'
 
 const H = 'a'.repeat(64)
-const REQUIRED = ['ca.yaml', 'certs/root_ca.crt', 'certs/intermediate_ca.crt', 'certs/tls.crt', 'secrets/intermediate_ca.key', 'secrets/tls.key', 'secrets/ssh_user_ca.key', 'secrets/ssh_host_ca.key', 'secrets/enrollment.key', 'ssh/ssh_user_ca.pub', 'ssh/ssh_host_ca.pub']
+const REQUIRED = [
+  'ca.yaml',
+  'certs/root_ca.crt',
+  'certs/intermediate_ca.crt',
+  'certs/tls.crt',
+  'secrets/intermediate_ca.key',
+  'secrets/tls.key',
+  'secrets/ssh_user_ca.key',
+  'secrets/ssh_host_ca.key',
+  'secrets/enrollment.key',
+  'ssh/ssh_user_ca.pub',
+  'ssh/ssh_host_ca.pub',
+]
 
-function manifest(over: Partial<BackupManifest> = {}, extra: {path: string; size?: number; sha256?: string}[] = []): BackupManifest {
+function manifest(
+  over: Partial<BackupManifest> = {},
+  extra: {path: string; size?: number; sha256?: string}[] = [],
+): BackupManifest {
   return {
     format: 'sshca-backup-manifest',
     version: 1,
     createdAt: new Date().toISOString(),
-    ca: {name: 't', rootFingerprint: H, userCaKey: 'SHA256:x', hostCaKey: 'SHA256:y', intermediateNotAfter: new Date().toISOString(), rootKeyIncluded: true},
-    store: {type: 'sqlite', file: SNAPSHOT_PATH, snapshotAt: new Date().toISOString(), method: 'sqlite3_backup', schemaVersion: SCHEMA_VERSION, certificates: 0, revocations: 0, spentTokens: 0},
+    ca: {
+      name: 't',
+      rootFingerprint: H,
+      userCaKey: 'SHA256:x',
+      hostCaKey: 'SHA256:y',
+      intermediateNotAfter: new Date().toISOString(),
+      rootKeyIncluded: true,
+    },
+    store: {
+      type: 'sqlite',
+      file: SNAPSHOT_PATH,
+      snapshotAt: new Date().toISOString(),
+      method: 'sqlite3_backup',
+      schemaVersion: SCHEMA_VERSION,
+      certificates: 0,
+      revocations: 0,
+      spentTokens: 0,
+    },
     external: [],
-    files: [...REQUIRED, SNAPSHOT_PATH].map((path) => ({path, size: 10, sha256: H})).concat(extra.map((e) => ({size: 1, sha256: H, ...e}))),
+    files: [...REQUIRED, SNAPSHOT_PATH]
+      .map((path) => ({path, size: 10, sha256: H}))
+      .concat(extra.map((e) => ({size: 1, sha256: H, ...e}))),
     ...over,
   }
 }
 
 describe('backup manifest: what a restore accepts', () => {
   it('accepts what ca backup writes, with extra keys a rotation added', () => {
-    assert.doesNotThrow(() => checkManifest(manifest({}, [{path: 'secrets/ssh_user_ca.next.key'}, {path: 'secrets/root_ca.key'}])))
+    assert.doesNotThrow(() =>
+      checkManifest(manifest({}, [{path: 'secrets/ssh_user_ca.next.key'}, {path: 'secrets/root_ca.key'}])),
+    )
   })
 
-  for (const path of ['../ca.yaml', '/etc/passwd', 'certs/../../x', 'certs/..', 'secrets/.hidden', 'secrets/a/b', 'db/other.sqlite', 'audit.log', 'certs/', 'ssh/ key', 'secrets\\x']) {
+  for (const path of [
+    '../ca.yaml',
+    '/etc/passwd',
+    'certs/../../x',
+    'certs/..',
+    'secrets/.hidden',
+    'secrets/a/b',
+    'db/other.sqlite',
+    'audit.log',
+    'certs/',
+    'ssh/ key',
+    'secrets\\x',
+  ]) {
     it(`refuses a file at ${JSON.stringify(path)}`, () => {
       assert.throws(() => checkManifest(manifest({}, [{path}])), /outside what a CA directory holds/)
     })
@@ -53,7 +100,13 @@ describe('backup manifest: what a restore accepts', () => {
     const noSnap = manifest()
     noSnap.files = noSnap.files.filter((f) => f.path !== SNAPSHOT_PATH)
     assert.throws(() => checkManifest(noSnap), /without its snapshot/)
-    assert.throws(() => checkManifest(manifest({store: {type: 'postgresql', included: false, database: 'postgresql://h/db'}})), /PostgreSQL store with a SQLite snapshot/)
-    assert.throws(() => checkManifest({...manifest(), store: {type: 'mysql'}} as unknown as BackupManifest), /unknown store type/)
+    assert.throws(
+      () => checkManifest(manifest({store: {type: 'postgresql', included: false, database: 'postgresql://h/db'}})),
+      /PostgreSQL store with a SQLite snapshot/,
+    )
+    assert.throws(
+      () => checkManifest({...manifest(), store: {type: 'mysql'}} as unknown as BackupManifest),
+      /unknown store type/,
+    )
   })
 })

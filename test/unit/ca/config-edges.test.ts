@@ -24,50 +24,111 @@ interface Rule {
   match?: string
   certificate?: string
 }
-const rule = (r: Rule = {}) => `{name: ${r.name ?? 'r'}, match: ${r.match ?? '{email_verified: true, email: {domain: example.com}}'}, certificate: {principals: [alice], ttl: 1h${r.certificate ?? ''}}}`
+const rule = (r: Rule = {}) =>
+  `{name: ${r.name ?? 'r'}, match: ${r.match ?? '{email_verified: true, email: {domain: example.com}}'}, certificate: {principals: [alice], ttl: 1h${r.certificate ?? ''}}}`
 const provisioner = (o: {extra?: string; rules?: string[]; issuer?: string; name?: string} = {}) =>
   `  - {name: ${o.name ?? 'p'}, type: oidc, issuer: "${o.issuer ?? 'https://idp.example.com'}", clientId: c${o.extra ?? ''}, rules: [${(o.rules ?? [rule()]).join(', ')}]}\n`
 const yaml = (...provisioners: string[]) => `provisioners:\n${provisioners.join('')}`
 
-describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
+describe("ca.yaml: what an empty file means, and the schema's limits", () => {
   it('an empty ca.yaml is a CA on loopback that issues nothing, with finite limits everywhere', () => {
     for (const text of ['{}', '', 'provisioners:\n']) {
       const {dir, path, ...config} = parseConfig(text, '/etc/sshca/ca.yaml').config
       assert.deepEqual([dir, path], ['/etc/sshca', '/etc/sshca/ca.yaml'])
-      assert.deepEqual(config, {
-        address: '127.0.0.1:9000',
-        dnsNames: ['127.0.0.1'],
-        name: 'sshca',
-        disabled: false,
-        db: {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'},
-        audit: {file: '-'},
-        limits: {requestTimeout: 10, headersTimeout: 5, idleTimeout: 60, handshakeTimeout: 5, maxConnections: 1000, maxInFlight: 256, maxEventLoopDelay: 200, rate: {max: 300, window: 60}},
-        trustProxy: false,
-        keys: {kms: 'file'},
-        ssh: {hostPattern: '*', maxUserTtl: 86400, hostTtl: 30 * 86400, maxHostTtl: 90 * 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS},
-        provisioners: [],
-      }, JSON.stringify(text))
+      assert.deepEqual(
+        config,
+        {
+          address: '127.0.0.1:9000',
+          dnsNames: ['127.0.0.1'],
+          name: 'sshca',
+          disabled: false,
+          db: {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'},
+          audit: {file: '-'},
+          limits: {
+            requestTimeout: 10,
+            headersTimeout: 5,
+            idleTimeout: 60,
+            handshakeTimeout: 5,
+            maxConnections: 1000,
+            maxInFlight: 256,
+            maxEventLoopDelay: 200,
+            rate: {max: 300, window: 60},
+          },
+          trustProxy: false,
+          keys: {kms: 'file'},
+          ssh: {
+            hostPattern: '*',
+            maxUserTtl: 86400,
+            hostTtl: 30 * 86400,
+            maxHostTtl: 90 * 86400,
+            reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS,
+          },
+          provisioners: [],
+        },
+        JSON.stringify(text),
+      )
     }
     assert.deepEqual(LIMIT_DEFAULTS.rate, {max: 300, window: 60})
     // a block given in part keeps the defaults of the rest
-    const partial = parseConfig('limits: {maxInFlight: 8}\nssh: {hostPattern: "*.corp"}\ndb: {type: sqlite}', 'ca.yaml').config
-    assert.deepEqual([partial.limits.requestTimeout, partial.limits.rate, partial.ssh.maxUserTtl, partial.ssh.reservedPrincipals, partial.db], [10, {max: 300, window: 60}, 86400, DEFAULT_RESERVED_PRINCIPALS, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'}])
+    const partial = parseConfig(
+      'limits: {maxInFlight: 8}\nssh: {hostPattern: "*.corp"}\ndb: {type: sqlite}',
+      'ca.yaml',
+    ).config
+    assert.deepEqual(
+      [
+        partial.limits.requestTimeout,
+        partial.limits.rate,
+        partial.ssh.maxUserTtl,
+        partial.ssh.reservedPrincipals,
+        partial.db,
+      ],
+      [
+        10,
+        {max: 300, window: 60},
+        86400,
+        DEFAULT_RESERVED_PRINCIPALS,
+        {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'},
+      ],
+    )
     assert.equal(parseConfig('limits: {rate: false}', 'ca.yaml').config.limits.rate, false)
     const inner = parseConfig('ssh: {maxUserTtl: 1h}\naudit: {}\nlimits: {}', 'ca.yaml').config
-    assert.deepEqual([inner.ssh.hostPattern, inner.ssh.hostTtl, inner.ssh.maxHostTtl, inner.audit.file, inner.limits.maxEventLoopDelay], ['*', 30 * 86400, 90 * 86400, '-', 200])
+    assert.deepEqual(
+      [
+        inner.ssh.hostPattern,
+        inner.ssh.hostTtl,
+        inner.ssh.maxHostTtl,
+        inner.audit.file,
+        inner.limits.maxEventLoopDelay,
+      ],
+      ['*', 30 * 86400, 90 * 86400, '-', 200],
+    )
   })
 
   it('durations: text or whole seconds; anything else names the field', () => {
-    const ttl = (v: string) => parseConfig(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${v}`)]})), 'ca.yaml').config.provisioners[0]!.rules[0]!.certificate.ttl
+    const ttl = (v: string) =>
+      parseConfig(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${v}`)]})), 'ca.yaml').config
+        .provisioners[0]!.rules[0]!.certificate.ttl
     assert.deepEqual([ttl('3600'), ttl('90s'), ttl('15m'), ttl('2h'), ttl('1d')], [3600, 90, 900, 7200, 86400])
-    for (const bad of ['0', '-5', '1.5', '8x', '""', 'true']) assert.deepEqual(problemFields(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${bad}`)]}))), ['provisioners[0].rules[0].certificate.ttl'], bad)
-    assert.equal(parseConfig(yaml(provisioner({extra: ', maxTokenAge: 10m'})), 'ca.yaml').config.provisioners[0]!.maxTokenAge, 600)
+    for (const bad of ['0', '-5', '1.5', '8x', '""', 'true'])
+      assert.deepEqual(
+        problemFields(yaml(provisioner({rules: [rule().replace('ttl: 1h', `ttl: ${bad}`)]}))),
+        ['provisioners[0].rules[0].certificate.ttl'],
+        bad,
+      )
+    assert.equal(
+      parseConfig(yaml(provisioner({extra: ', maxTokenAge: 10m'})), 'ca.yaml').config.provisioners[0]!.maxTokenAge,
+      600,
+    )
   })
 
   it('names: 1 to 64 of letters, digits, ".", "_", "-", anchored at both ends', () => {
     for (const bad of ['"ab!"', '"!ab"', '"a b"', '""', `"${'a'.repeat(65)}"`]) {
       assert.deepEqual(problemFields(yaml(provisioner({name: bad}))), ['provisioners[0].name'], bad)
-      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({name: bad})]}))), ['provisioners[0].rules[0].name'], bad)
+      assert.deepEqual(
+        problemFields(yaml(provisioner({rules: [rule({name: bad})]}))),
+        ['provisioners[0].rules[0].name'],
+        bad,
+      )
     }
     assert.deepEqual(problemFields(yaml(provisioner({name: 'a'.repeat(64), rules: [rule({name: 'r.1_x-Y'})]}))), [])
   })
@@ -78,8 +139,24 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
       const f = problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ${match}}`})]})))
       return f.length > 0 && f.every((x) => x.startsWith('provisioners[0].rules[0].match.e'))
     }
-    for (const bad of ['e: []', 'e: {glob: ""}', 'e: {domain: ""}', 'e: {contains: [a]}', 'e: {regex: ".*"}', 'e: {glob: "a*", domain: x}']) assert.ok(refused(bad), bad)
-    for (const ok of ['e: [push]', 'e: {contains: ops}', 'e: {contains: 5}', 'e: {glob: "a*"}', 'e: {domain: x.com}', 'e: 5', 'e: true']) {
+    for (const bad of [
+      'e: []',
+      'e: {glob: ""}',
+      'e: {domain: ""}',
+      'e: {contains: [a]}',
+      'e: {regex: ".*"}',
+      'e: {glob: "a*", domain: x}',
+    ])
+      assert.ok(refused(bad), bad)
+    for (const ok of [
+      'e: [push]',
+      'e: {contains: ops}',
+      'e: {contains: 5}',
+      'e: {glob: "a*"}',
+      'e: {domain: x.com}',
+      'e: 5',
+      'e: true',
+    ]) {
       assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ${ok}}`})]}))), [], ok)
     }
   })
@@ -87,16 +164,30 @@ describe('ca.yaml: what an empty file means, and the schema\'s limits', () => {
   it('a certificate grants at least one non-empty principal; source addresses and force-command are non-empty', () => {
     const c = (r: string) => problemFields(yaml(provisioner({rules: [r]})))
     // neither principals nor principalsFrom: the certificate as a whole grants nothing
-    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: []')), ['provisioners[0].rules[0].certificate'])
-    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: [""]')), ['provisioners[0].rules[0].certificate.principals[0]'])
-    assert.deepEqual(c(rule({certificate: ', sourceAddress: []'})), ['provisioners[0].rules[0].certificate.sourceAddress'])
-    assert.deepEqual(c(rule({certificate: ', forceCommand: ""'})), ['provisioners[0].rules[0].certificate.forceCommand'])
+    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: []')), [
+      'provisioners[0].rules[0].certificate',
+    ])
+    assert.deepEqual(c(rule().replace('principals: [alice]', 'principals: [""]')), [
+      'provisioners[0].rules[0].certificate.principals[0]',
+    ])
+    assert.deepEqual(c(rule({certificate: ', sourceAddress: []'})), [
+      'provisioners[0].rules[0].certificate.sourceAddress',
+    ])
+    assert.deepEqual(c(rule({certificate: ', forceCommand: ""'})), [
+      'provisioners[0].rules[0].certificate.forceCommand',
+    ])
     assert.deepEqual(c(rule({certificate: ', keyId: ""'})), ['provisioners[0].rules[0].certificate.keyId'])
     assert.deepEqual(c(rule({certificate: ', whatever: 1'})), ['provisioners[0].rules[0].certificate'])
     const r = parseConfig(yaml(provisioner()), 'ca.yaml').config.provisioners[0]!.rules[0]!
     assert.deepEqual([r.disabled, r.certificate.keyId, r.certificate.extensions], [false, '${sub}', []])
-    assert.deepEqual(problemFields('provisioners: [{name: p, type: saml, issuer: "https://i", clientId: c}]'), ['provisioners[0].type'])
-    assert.deepEqual(parseConfig('provisioners: [{name: p, type: oidc, issuer: "https://i.example", clientId: c}]', 'ca.yaml').config.provisioners[0]!.rules, [])
+    assert.deepEqual(problemFields('provisioners: [{name: p, type: saml, issuer: "https://i", clientId: c}]'), [
+      'provisioners[0].type',
+    ])
+    assert.deepEqual(
+      parseConfig('provisioners: [{name: p, type: oidc, issuer: "https://i.example", clientId: c}]', 'ca.yaml').config
+        .provisioners[0]!.rules,
+      [],
+    )
     assert.deepEqual(problemFields('ssh: {hostPattern: ""}'), ['ssh.hostPattern'])
     assert.deepEqual(problemFields('dnsNames: [""]'), ['dnsNames[0]'])
   })
@@ -109,29 +200,59 @@ describe('ca.yaml checks that guard the policy', () => {
   })
 
   it('a rule with match: {} (it would match every token) is refused', () => {
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{}'})]}))), ['provisioners[0].rules[0].match'])
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{}'})]}))), [
+      'provisioners[0].rules[0].match',
+    ])
     assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: x}'})]}))), [])
   })
 
   it('two rules of one provisioner with one name are refused; the same name in two provisioners is fine', () => {
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({match: '{sub: b}'})]}))), ['provisioners[0].rules[1].name'])
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({name: 'r2', match: '{sub: b}'})]}))), [])
-    const two = yaml(provisioner({rules: [rule({match: '{sub: a}'})]}), provisioner({name: 'q', issuer: 'https://other.example.com', rules: [rule({match: '{sub: a}'})]}))
+    assert.deepEqual(
+      problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({match: '{sub: b}'})]}))),
+      ['provisioners[0].rules[1].name'],
+    )
+    assert.deepEqual(
+      problemFields(yaml(provisioner({rules: [rule({match: '{sub: a}'}), rule({name: 'r2', match: '{sub: b}'})]}))),
+      [],
+    )
+    const two = yaml(
+      provisioner({rules: [rule({match: '{sub: a}'})]}),
+      provisioner({name: 'q', issuer: 'https://other.example.com', rules: [rule({match: '{sub: a}'})]}),
+    )
     assert.deepEqual(problemFields(two), [])
   })
 
   it('a force-command of more than one line (CR, LF or NUL) is refused', () => {
     for (const cmd of ['"/bin/a\\n/bin/b"', '"/bin/a\\r/bin/b"', '"/bin/a\\0b"', '"a\\n"']) {
-      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: `, forceCommand: ${cmd}`})]}))), ['provisioners[0].rules[0].certificate.forceCommand'], cmd)
+      assert.deepEqual(
+        problemFields(yaml(provisioner({rules: [rule({certificate: `, forceCommand: ${cmd}`})]}))),
+        ['provisioners[0].rules[0].certificate.forceCommand'],
+        cmd,
+      )
     }
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: ', forceCommand: "/bin/deploy --now"'})]}))), [])
+    assert.deepEqual(
+      problemFields(yaml(provisioner({rules: [rule({certificate: ', forceCommand: "/bin/deploy --now"'})]}))),
+      [],
+    )
   })
 
   it('listenAddress must be a loopback address with a port', () => {
-    for (const a of ['0.0.0.0:10000', '10.0.0.1:10000', 'localhost:10000', '127.0.0.1', '[::]:10000', '127.0.0.1:99999']) {
-      assert.deepEqual(problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))), ['provisioners[0].listenAddress'], a)
+    for (const a of [
+      '0.0.0.0:10000',
+      '10.0.0.1:10000',
+      'localhost:10000',
+      '127.0.0.1',
+      '[::]:10000',
+      '127.0.0.1:99999',
+    ]) {
+      assert.deepEqual(
+        problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))),
+        ['provisioners[0].listenAddress'],
+        a,
+      )
     }
-    for (const a of ['127.0.0.1:10000', '[::1]:10000', '127.0.0.2:0']) assert.deepEqual(problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))), [], a)
+    for (const a of ['127.0.0.1:10000', '[::1]:10000', '127.0.0.2:0'])
+      assert.deepEqual(problemFields(yaml(provisioner({extra: `, listenAddress: "${a}"`}))), [], a)
   })
 
   it('an issuer that is neither https nor loopback http is refused; loopback http is a warning', () => {
@@ -147,22 +268,40 @@ describe('ca.yaml checks that guard the policy', () => {
     assert.deepEqual(problemFields(yaml(provisioner(), provisioner({name: 'q', extra: ', audience: other'}))), [])
     // audience defaults to clientId; a provisioner with neither is refused
     assert.equal(parseConfig(yaml(provisioner()), 'ca.yaml').config.provisioners[0]!.audience, 'c')
-    assert.equal(parseConfig(yaml(provisioner({extra: ', audience: aud'})), 'ca.yaml').config.provisioners[0]!.audience, 'aud')
+    assert.equal(
+      parseConfig(yaml(provisioner({extra: ', audience: aud'})), 'ca.yaml').config.provisioners[0]!.audience,
+      'aud',
+    )
     assert.deepEqual(problemFields(yaml(provisioner()).replace(', clientId: c', '')), ['provisioners[0]'])
   })
 
   it('"**" must stand for a whole path segment in a glob', () => {
     for (const g of ['refs/**main', 'a**', '**main', 'a**/b', '***', 'x/***/y']) {
-      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))), ['provisioners[0].rules[0].match.ref'], g)
+      assert.deepEqual(
+        problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))),
+        ['provisioners[0].rules[0].match.ref'],
+        g,
+      )
     }
     for (const g of ['refs/**', '**/main', '**', 'refs/*/main', 'a/**/b']) {
-      assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))), [], g)
+      assert.deepEqual(
+        problemFields(yaml(provisioner({rules: [rule({match: `{sub: x, ref: {glob: "${g}"}}`})]}))),
+        [],
+        g,
+      )
     }
   })
 
   it('a template with a broken placeholder is refused in principals and in the key ID', () => {
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule().replace('principals: [alice]', 'principals: [alice, "${email.bad}"]')]}))), ['provisioners[0].rules[0].certificate.principals[1]'])
-    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: ', keyId: "${sub"'})]}))), ['provisioners[0].rules[0].certificate.keyId'])
+    assert.deepEqual(
+      problemFields(
+        yaml(provisioner({rules: [rule().replace('principals: [alice]', 'principals: [alice, "${email.bad}"]')]})),
+      ),
+      ['provisioners[0].rules[0].certificate.principals[1]'],
+    )
+    assert.deepEqual(problemFields(yaml(provisioner({rules: [rule({certificate: ', keyId: "${sub"'})]}))), [
+      'provisioners[0].rules[0].certificate.keyId',
+    ])
   })
 
   it('ceilings: headersTimeout ≤ requestTimeout and hostTtl ≤ maxHostTtl (equal is fine)', () => {
@@ -180,8 +319,17 @@ describe('ca.yaml checks that guard the policy', () => {
   })
 
   it('every problem is reported at once, not only the first', () => {
-    const many = yaml(provisioner({extra: ', listenAddress: "0.0.0.0:1"', rules: [rule({match: '{}', certificate: ', forceCommand: "a\\nb"'})]}))
-    assert.deepEqual(problemFields(many).sort(), ['provisioners[0].listenAddress', 'provisioners[0].rules[0].certificate.forceCommand', 'provisioners[0].rules[0].match'])
+    const many = yaml(
+      provisioner({
+        extra: ', listenAddress: "0.0.0.0:1"',
+        rules: [rule({match: '{}', certificate: ', forceCommand: "a\\nb"'})],
+      }),
+    )
+    assert.deepEqual(problemFields(many).sort(), [
+      'provisioners[0].listenAddress',
+      'provisioners[0].rules[0].certificate.forceCommand',
+      'provisioners[0].rules[0].match',
+    ])
   })
 })
 
@@ -189,13 +337,26 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
   const has = (w: string[], re: RegExp) => w.some((x) => re.test(x))
 
   it('{domain} without email_verified: true is warned about; with it, not', () => {
-    assert.ok(has(warnings(yaml(provisioner({rules: [rule({match: '{email: {domain: example.com}}'})]}))), /^provisioners\[0\]\.rules\[0\] \(r\)/))
-    assert.ok(has(warnings(yaml(provisioner({rules: [rule({match: '{email_verified: "true", email: {domain: example.com}}'})]}))), /^provisioners\[0\]\.rules\[0\] \(r\)/))
+    assert.ok(
+      has(
+        warnings(yaml(provisioner({rules: [rule({match: '{email: {domain: example.com}}'})]}))),
+        /^provisioners\[0\]\.rules\[0\] \(r\)/,
+      ),
+    )
+    assert.ok(
+      has(
+        warnings(yaml(provisioner({rules: [rule({match: '{email_verified: "true", email: {domain: example.com}}'})]}))),
+        /^provisioners\[0\]\.rules\[0\] \(r\)/,
+      ),
+    )
     assert.deepEqual(warnings(yaml(provisioner())), [])
   })
 
   it('a CI rule must pin the repository (or sub); a wildcard glob does not pin', () => {
-    const gh = (match: string) => warnings(yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]}))).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
+    const gh = (match: string) =>
+      warnings(
+        yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]})),
+      ).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
     assert.equal(gh('{ref: refs/heads/main}').length, 1)
     assert.equal(gh('{ref: refs/heads/main, repository: {glob: "**"}}').length, 1)
     assert.equal(gh('{ref: refs/heads/main, repository: {glob: "*/*"}}').length, 1)
@@ -210,8 +371,9 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(isCiProvisioner({issuer: 'https://token.actions.githubusercontent.com.evil.io', clientId: 'c'}), false)
   })
 
-  it('principals from claims the user chooses, step\'s lossy sanitizing, and literal reserved accounts are warned about', () => {
-    const w = (principals: string) => warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ${principals}`)]})))
+  it("principals from claims the user chooses, step's lossy sanitizing, and literal reserved accounts are warned about", () => {
+    const w = (principals: string) =>
+      warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ${principals}`)]})))
     assert.equal(w('["${preferred_username}"]').length, 1)
     assert.equal(w('["${email.local|step}"]').length, 1)
     assert.equal(w('[root]').length, 1)
@@ -226,11 +388,24 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
   })
 
   it('overlap is judged only between enabled rules, and only where they could both match', () => {
-    const two = (a: string, b: string, disabled = '') => warnings(yaml(provisioner({rules: [rule({name: 'a', match: a}), rule({name: 'b', match: `${b}${disabled}`})]})))
+    const two = (a: string, b: string, disabled = '') =>
+      warnings(yaml(provisioner({rules: [rule({name: 'a', match: a}), rule({name: 'b', match: `${b}${disabled}`})]})))
     assert.equal(two('{sub: x}', '{sub: x}').length, 1)
     assert.equal(two('{sub: x}', '{sub: y}').length, 0)
     assert.equal(two('{sub: x}', '{iss: y}').length, 1, 'no shared claim: one token can carry both')
-    assert.equal(warnings(yaml(provisioner({rules: [rule({name: 'a', match: '{sub: x}'}), `{name: b, disabled: true, match: {sub: x}, certificate: {principals: [alice], ttl: 1h}}`]}))).length, 0)
+    assert.equal(
+      warnings(
+        yaml(
+          provisioner({
+            rules: [
+              rule({name: 'a', match: '{sub: x}'}),
+              `{name: b, disabled: true, match: {sub: x}, certificate: {principals: [alice], ttl: 1h}}`,
+            ],
+          }),
+        ),
+      ).length,
+      0,
+    )
     assert.equal(mayOverlap({domain: 'X.com'}, {domain: 'x.COM'}), true)
     assert.equal(mayOverlap({domain: 'x.com'}, 'u@y.com'), false)
     assert.equal(mayOverlap('U@X.COM', {domain: 'x.com'}), true)
@@ -241,25 +416,67 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
   })
 
   it('each claim that names the repository pins a CI rule; each claim a person picks is warned about as a principal', () => {
-    const gh = (match: string) => warnings(yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]}))).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
-    for (const claim of ['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub', 'job_workflow_ref', 'project_path', 'project_id', 'namespace_path', 'namespace_id']) {
+    const gh = (match: string) =>
+      warnings(
+        yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]})),
+      ).filter((w) => w.startsWith('provisioners[0].rules[0] (r)'))
+    for (const claim of [
+      'repository',
+      'repository_id',
+      'repository_owner',
+      'repository_owner_id',
+      'sub',
+      'job_workflow_ref',
+      'project_path',
+      'project_id',
+      'namespace_path',
+      'namespace_id',
+    ]) {
       assert.equal(gh(`{ref: refs/heads/main, ${claim}: x}`).length, 0, claim)
     }
-    const w = (principal: string) => warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ["\${${principal}}"]`)]}))).filter((x) => x.includes('which the user chooses'))
-    for (const claim of ['preferred_username', 'name', 'nickname', 'given_name', 'family_name', 'middle_name', 'username', 'user_login', 'login']) assert.equal(w(claim).length, 1, claim)
+    const w = (principal: string) =>
+      warnings(
+        yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ["\${${principal}}"]`)]})),
+      ).filter((x) => x.includes('which the user chooses'))
+    for (const claim of [
+      'preferred_username',
+      'name',
+      'nickname',
+      'given_name',
+      'family_name',
+      'middle_name',
+      'username',
+      'user_login',
+      'login',
+    ])
+      assert.equal(w(claim).length, 1, claim)
     assert.equal(w('email').length, 0)
   })
 
   it('CI issuers are recognised by their whole origin, not by a URL that contains one', () => {
-    for (const issuer of ['https://token.actions.githubusercontent.com', 'https://token.actions.githubusercontent.com/acme', 'https://gitlab.com', 'https://gitlab.com/', 'https://oidc.circleci.com/org/1', 'https://vstoken.actions.githubusercontent.com/x']) {
+    for (const issuer of [
+      'https://token.actions.githubusercontent.com',
+      'https://token.actions.githubusercontent.com/acme',
+      'https://gitlab.com',
+      'https://gitlab.com/',
+      'https://oidc.circleci.com/org/1',
+      'https://vstoken.actions.githubusercontent.com/x',
+    ]) {
       assert.equal(isCiProvisioner({issuer, clientId: 'c'}), true, issuer)
     }
-    for (const issuer of ['https://evil.example/https://token.actions.githubusercontent.com', 'https://evil.example/https://gitlab.com', 'https://gitlab.com/evil', 'https://evil.example/https://oidc.circleci.com/', 'https://evil.example/https://vstoken.actions.githubusercontent.com', 'https://oidc.circleci.com']) {
+    for (const issuer of [
+      'https://evil.example/https://token.actions.githubusercontent.com',
+      'https://evil.example/https://gitlab.com',
+      'https://gitlab.com/evil',
+      'https://evil.example/https://oidc.circleci.com/',
+      'https://evil.example/https://vstoken.actions.githubusercontent.com',
+      'https://oidc.circleci.com',
+    ]) {
       assert.equal(isCiProvisioner({issuer, clientId: 'c'}), false, issuer)
     }
   })
 
-  it('a rule\'s ttl at the ceiling is not warned about; above it, it is', () => {
+  it("a rule's ttl at the ceiling is not warned about; above it, it is", () => {
     assert.deepEqual(warnings(yaml(provisioner({extra: ', maxTtl: 1h'}))), [])
     assert.equal(warnings(yaml(provisioner({extra: ', maxTtl: 59m'}))).length, 1)
   })
@@ -276,15 +493,27 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
 
 describe('ca.yaml: the store block', () => {
   it('durability normal is warned about; full is not', () => {
-    assert.equal(warnings('db: {type: sqlite, durability: normal}').filter((w) => w.startsWith('db.durability')).length, 1)
-    assert.deepEqual(warnings('db: {type: sqlite, durability: full}').filter((w) => w.startsWith('db.')), [])
+    assert.equal(
+      warnings('db: {type: sqlite, durability: normal}').filter((w) => w.startsWith('db.durability')).length,
+      1,
+    )
+    assert.deepEqual(
+      warnings('db: {type: sqlite, durability: full}').filter((w) => w.startsWith('db.')),
+      [],
+    )
     assert.deepEqual(problemFields('db: {type: sqlite, durability: sometimes}'), ['db.durability'])
   })
 
   it('a socket directory is local: no TLS warning even with TLS off; a remote host without TLS is warned about', () => {
     const w = (db: string) => warnings(`db: ${db}`).filter((x) => x.startsWith('db.'))
-    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca", tls: {mode: disable}}'), [])
-    assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@db/sshca?host=/run/postgresql", tls: {mode: disable}}'), [])
+    assert.deepEqual(
+      w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca", tls: {mode: disable}}'),
+      [],
+    )
+    assert.deepEqual(
+      w('{type: postgresql, url: "postgres://sshca@db/sshca?host=/run/postgresql", tls: {mode: disable}}'),
+      [],
+    )
     assert.equal(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: disable}}').length, 1)
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: verify-ca}}'), [])
   })

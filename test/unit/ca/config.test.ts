@@ -27,27 +27,50 @@ ${extra}
 
 describe('ca.yaml', () => {
   it('names the field of every problem', () => {
-    assert.deepEqual(problems('provisioners: [{name: p, type: oidc, issuer: https://i, clientId: c, rules: [{name: r, match: {a: 1}, certificate: {principals: [a], ttl: 8x}}]}]'), [
-      'provisioners[0].rules[0].certificate.ttl: "8x" is not a duration (use 90s, 15m, 8h, 30d)',
-    ])
+    assert.deepEqual(
+      problems(
+        'provisioners: [{name: p, type: oidc, issuer: https://i, clientId: c, rules: [{name: r, match: {a: 1}, certificate: {principals: [a], ttl: 8x}}]}]',
+      ),
+      ['provisioners[0].rules[0].certificate.ttl: "8x" is not a duration (use 90s, 15m, 8h, 30d)'],
+    )
     assert.deepEqual(problems('bogus: 1'), ['(top level): Unrecognized key: "bogus"'])
-    assert.match(problems(provisioner('', ', extensions: [permit-everything]'))[0]!, /extensions\[0\]: unknown extension "permit-everything"/)
-    assert.match(problems(provisioner('', ', sourceAddress: [10.0.0.0/33]'))[0]!, /sourceAddress\[0\]: "10.0.0.0\/33" is not/)
-    assert.match(problems(provisioner('').replace('principals: [a]', 'principals: ["${email"]'))[0]!, /principals\[0\]: .* placeholder/)
-    assert.match(problems(provisioner('    listenAddress: 0.0.0.0:10000'))[0]!, /listenAddress: must be a loopback address/)
+    assert.match(
+      problems(provisioner('', ', extensions: [permit-everything]'))[0]!,
+      /extensions\[0\]: unknown extension "permit-everything"/,
+    )
+    assert.match(
+      problems(provisioner('', ', sourceAddress: [10.0.0.0/33]'))[0]!,
+      /sourceAddress\[0\]: "10.0.0.0\/33" is not/,
+    )
+    assert.match(
+      problems(provisioner('').replace('principals: [a]', 'principals: ["${email"]'))[0]!,
+      /principals\[0\]: .* placeholder/,
+    )
+    assert.match(
+      problems(provisioner('    listenAddress: 0.0.0.0:10000'))[0]!,
+      /listenAddress: must be a loopback address/,
+    )
     assert.match(problems('address: nope')[0]!, /address: "nope" is not host:port/)
   })
 
   it('accepts plain-http issuers only on loopback addresses', () => {
-    assert.match(problems(provisioner('').replace('https://idp.example.com', 'http://idp.example.com'))[0]!, /issuer: plain http is accepted only on loopback/)
+    assert.match(
+      problems(provisioner('').replace('https://idp.example.com', 'http://idp.example.com'))[0]!,
+      /issuer: plain http is accepted only on loopback/,
+    )
     assert.match(problems(provisioner('').replace('https://idp.example.com', 'http://localhost:8080'))[0]!, /loopback/)
-    assert.doesNotThrow(() => parseConfig(provisioner('').replace('https://idp.example.com', 'http://127.0.0.1:8080'), 'ca.yaml'))
+    assert.doesNotThrow(() =>
+      parseConfig(provisioner('').replace('https://idp.example.com', 'http://127.0.0.1:8080'), 'ca.yaml'),
+    )
   })
 
   it('refuses duplicate provisioners, rules, and provisioners tokens cannot be routed between', () => {
     const y = ISSUE_YAML.replace('name: ci', 'name: sso')
     assert.match(problems(y).join('\n'), /provisioners\[1\]\.name: "sso" is used twice/)
-    const same = ISSUE_YAML.replace('https://token.actions.githubusercontent.com', 'https://idp.example.com').replace('audience: sshca-ci', 'audience: sshca-cli')
+    const same = ISSUE_YAML.replace('https://token.actions.githubusercontent.com', 'https://idp.example.com').replace(
+      'audience: sshca-ci',
+      'audience: sshca-cli',
+    )
     assert.match(problems(same).join('\n'), /same issuer and audience as provisioner "sso"/)
     assert.match(problems(provisioner('').replace('clientId: c', ''))[0]!, /set clientId or audience/)
   })
@@ -109,8 +132,18 @@ provisioners:
   - {name: p, type: oidc, issuer: https://idp.example.com, clientId: c, rules: [
       {name: r, match: {email_verifed: true, email: {domain: example.com}}, certificate: {principals: ["\${emial.local}"], ttl: 1h}}]}
 `)
-    assert.ok(w.includes('provisioners[0].rules[0].match.email_verifed: "email_verifed" is not a claim these tokens carry; did you mean "email_verified"? (a claim the token lacks never matches)'), w.join('\n'))
-    assert.ok(w.some((x) => x.includes('template "${emial.local}": "emial" is not a claim these tokens carry; did you mean "email"?')), w.join('\n'))
+    assert.ok(
+      w.includes(
+        'provisioners[0].rules[0].match.email_verifed: "email_verifed" is not a claim these tokens carry; did you mean "email_verified"? (a claim the token lacks never matches)',
+      ),
+      w.join('\n'),
+    )
+    assert.ok(
+      w.some((x) =>
+        x.includes('template "${emial.local}": "emial" is not a claim these tokens carry; did you mean "email"?'),
+      ),
+      w.join('\n'),
+    )
   })
 
   it('custom claims of a general IdP pass; GitHub Actions claims are a closed set', () => {
@@ -125,7 +158,12 @@ provisioners:
   - {name: ci, type: oidc, issuer: https://token.actions.githubusercontent.com, audience: a, rules: [
       {name: r, match: {repository: acme/app, branch: main}, certificate: {principals: [deploy], ttl: 5m}}]}
 `)
-    assert.ok(gh.includes('provisioners[0].rules[0].match.branch: "branch" is not a claim GitHub Actions tokens carry (a claim the token lacks never matches)'), gh.join('\n'))
+    assert.ok(
+      gh.includes(
+        'provisioners[0].rules[0].match.branch: "branch" is not a claim GitHub Actions tokens carry (a claim the token lacks never matches)',
+      ),
+      gh.join('\n'),
+    )
   })
 
   it('a plain http issuer (loopback only) is for development', () => {
@@ -133,37 +171,66 @@ provisioners:
 provisioners:
   - {name: p, type: oidc, issuer: "http://127.0.0.1:8080", clientId: c, rules: [{name: r, match: {email_verified: true, email: {domain: example.com}}, certificate: {principals: [a], ttl: 1h}}]}
 `)
-    assert.ok(w.includes('provisioners[0].issuer: http://127.0.0.1:8080 is plain http, fit for local development only; a real identity provider is https'), w.join('\n'))
+    assert.ok(
+      w.includes(
+        'provisioners[0].issuer: http://127.0.0.1:8080 is plain http, fit for local development only; a real identity provider is https',
+      ),
+      w.join('\n'),
+    )
   })
 })
 
 describe('ca.yaml db:', () => {
   it('defaults to SQLite; takes a PostgreSQL block with its defaults (pool 10, timeout 5 s, verify-full, autoMigrate)', () => {
-    assert.deepEqual(parseConfig('{}', 'ca.yaml').config.db, {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'full'})
-    assert.deepEqual(parseConfig('db: {type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {ca: pg-ca.crt}}', 'ca.yaml').config.db, {
-      type: 'postgresql', url: 'postgres://sshca@db.internal/sshca', pool: 10, tls: {ca: 'pg-ca.crt'}, timeout: 5, autoMigrate: true,
+    assert.deepEqual(parseConfig('{}', 'ca.yaml').config.db, {
+      type: 'sqlite',
+      path: 'db/sshca.sqlite',
+      durability: 'full',
     })
+    assert.deepEqual(
+      parseConfig('db: {type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {ca: pg-ca.crt}}', 'ca.yaml')
+        .config.db,
+      {
+        type: 'postgresql',
+        url: 'postgres://sshca@db.internal/sshca',
+        pool: 10,
+        tls: {ca: 'pg-ca.crt'},
+        timeout: 5,
+        autoMigrate: true,
+      },
+    )
   })
 
-  it('refuses a password in the URL (without repeating it), libpq\'s ssl parameters, a timeout not below the request\'s, half a client certificate', () => {
-    const p = problems('db: {type: postgresql, url: "postgres://sshca:hunter2@db/sshca", timeout: 10s, tls: {cert: c.pem}}')
-    assert.deepEqual(p, [
-      'db.url: holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml',
-    ])
+  it("refuses a password in the URL (without repeating it), libpq's ssl parameters, a timeout not below the request's, half a client certificate", () => {
+    const p = problems(
+      'db: {type: postgresql, url: "postgres://sshca:hunter2@db/sshca", timeout: 10s, tls: {cert: c.pem}}',
+    )
+    assert.deepEqual(p, ['db.url: holds a password: put it in db.passwordFile (0600) or $PGPASSWORD, never in ca.yaml'])
     assert.ok(!p.join().includes('hunter2'))
-    assert.deepEqual(problems('db: {type: postgresql, url: "postgres://sshca@db/sshca?sslmode=disable"}'), ['db.url: ?sslmode= is not supported: TLS is set with db.tls (only host, application_name)'])
-    assert.deepEqual(problems('db: {type: postgresql, url: "postgres://sshca@db/sshca", timeout: 10s, tls: {cert: c.pem}}'), [
-      'db.timeout: 10s must be below limits.requestTimeout (10s), so a request never waits on the database past its own deadline',
-      'db.tls: cert and key go together',
+    assert.deepEqual(problems('db: {type: postgresql, url: "postgres://sshca@db/sshca?sslmode=disable"}'), [
+      'db.url: ?sslmode= is not supported: TLS is set with db.tls (only host, application_name)',
     ])
+    assert.deepEqual(
+      problems('db: {type: postgresql, url: "postgres://sshca@db/sshca", timeout: 10s, tls: {cert: c.pem}}'),
+      [
+        'db.timeout: 10s must be below limits.requestTimeout (10s), so a request never waits on the database past its own deadline',
+        'db.tls: cert and key go together',
+      ],
+    )
     assert.deepEqual(problems('db: {type: mysql}'), [problems('db: {type: mysql}')[0]!])
     assert.match(problems('db: {type: mysql}')[0]!, /^db\.type: /)
   })
 
   it('warns when the connection to a remote database is not verified; a socket or loopback is fine', () => {
     const w = (db: string) => parseConfig(`db: ${db}`, 'ca.yaml').warnings.filter((x) => x.startsWith('db.'))
-    assert.match(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: disable}}')[0]!, /in clear/)
-    assert.match(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: require}}')[0]!, /does not check whom it talks to/)
+    assert.match(
+      w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: disable}}')[0]!,
+      /in clear/,
+    )
+    assert.match(
+      w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: require}}')[0]!,
+      /does not check whom it talks to/,
+    )
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@127.0.0.1:5432/sshca", tls: {mode: disable}}'), [])
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca"}'), [])
   })

@@ -9,7 +9,14 @@ import {generateKeyPairSync, type KeyObject} from 'node:crypto'
 import {SignJWT} from 'jose'
 import {mintEnrollmentToken, verifyEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {popCertificate, sshpopAudiences, verifyPop, type PopCheck} from '../../../src/ca/provisioner/pop.ts'
-import {caIssuer, ENROLLMENT_AUDIENCE, ENROLLMENT_TYP, MAX_ENROLLMENT_TTL, MAX_POP_TTL, TOKEN_LEEWAY} from '../../../src/protocol/tokens.ts'
+import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
+  MAX_ENROLLMENT_TTL,
+  MAX_POP_TTL,
+  TOKEN_LEEWAY,
+} from '../../../src/protocol/tokens.ts'
 import {signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
@@ -25,36 +32,104 @@ describe('host enrollment tokens', () => {
   before(() => {
     key = generateKeyPairSync('ed25519').privateKey
   })
-  const verify = (token: string, o: {now?: number; keyFingerprint?: string; enrollmentKey?: KeyObject; rootFingerprint?: string} = {}) =>
-    verifyEnrollmentToken(token, {enrollmentKey: o.enrollmentKey ?? key, rootFingerprint: o.rootFingerprint ?? ROOT, now: o.now ?? NOW, keyFingerprint: o.keyFingerprint ?? FP_A})
+  const verify = (
+    token: string,
+    o: {now?: number; keyFingerprint?: string; enrollmentKey?: KeyObject; rootFingerprint?: string} = {},
+  ) =>
+    verifyEnrollmentToken(token, {
+      enrollmentKey: o.enrollmentKey ?? key,
+      rootFingerprint: o.rootFingerprint ?? ROOT,
+      now: o.now ?? NOW,
+      keyFingerprint: o.keyFingerprint ?? FP_A,
+    })
 
   /** A token as ca token mints it, with `claims` and `header` changed; signed by `signWith`. */
-  function forge(claims: Record<string, unknown> = {}, o: {header?: Record<string, unknown>; signWith?: KeyObject; iat?: number; exp?: number; nbf?: number} = {}) {
-    const body: Record<string, unknown> = {principals: ['web1.example.com'], iss: caIssuer(ROOT), aud: ENROLLMENT_AUDIENCE, sub: 'web1.example.com', jti: 'j1', iat: o.iat ?? NOW, nbf: o.nbf ?? NOW - TOKEN_LEEWAY, exp: o.exp ?? NOW + 600, ...claims}
+  function forge(
+    claims: Record<string, unknown> = {},
+    o: {header?: Record<string, unknown>; signWith?: KeyObject; iat?: number; exp?: number; nbf?: number} = {},
+  ) {
+    const body: Record<string, unknown> = {
+      principals: ['web1.example.com'],
+      iss: caIssuer(ROOT),
+      aud: ENROLLMENT_AUDIENCE,
+      sub: 'web1.example.com',
+      jti: 'j1',
+      iat: o.iat ?? NOW,
+      nbf: o.nbf ?? NOW - TOKEN_LEEWAY,
+      exp: o.exp ?? NOW + 600,
+      ...claims,
+    }
     for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k]
-    return new SignJWT(body).setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP, ...o.header}).sign(o.signWith ?? key)
+    return new SignJWT(body)
+      .setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP, ...o.header})
+      .sign(o.signWith ?? key)
   }
 
   it('mints what it verifies: names deduplicated, the host first; unbound unless a key is given', async () => {
-    const t = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'web1', principals: ['web1', 'web1.example.com', 'web1'], ttlSeconds: 600, now: NOW})
+    const t = await mintEnrollmentToken(key, {
+      rootFingerprint: ROOT,
+      hostname: 'web1',
+      principals: ['web1', 'web1.example.com', 'web1'],
+      ttlSeconds: 600,
+      now: NOW,
+    })
     assert.deepEqual([t.principals, t.expiresAt, t.boundKey], [['web1', 'web1.example.com'], NOW + 600, null])
     const v = await verify(t.token)
-    assert.deepEqual(v, {subject: 'web1', jti: t.jti, principals: ['web1', 'web1.example.com'], boundKey: undefined, expiresAt: NOW + 600 + TOKEN_LEEWAY, issuedAt: NOW})
-    const bound = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'web1', keyFingerprint: FP_A, ttlSeconds: 600, now: NOW})
+    assert.deepEqual(v, {
+      subject: 'web1',
+      jti: t.jti,
+      principals: ['web1', 'web1.example.com'],
+      boundKey: undefined,
+      expiresAt: NOW + 600 + TOKEN_LEEWAY,
+      issuedAt: NOW,
+    })
+    const bound = await mintEnrollmentToken(key, {
+      rootFingerprint: ROOT,
+      hostname: 'web1',
+      keyFingerprint: FP_A,
+      ttlSeconds: 600,
+      now: NOW,
+    })
     assert.equal(bound.boundKey, FP_A)
     assert.equal((await verify(bound.token)).boundKey, FP_A)
   })
 
   it('minting refuses unsafe names and a malformed key fingerprint; the lifetime is capped at a day', async () => {
     for (const hostname of ['a b', 'a,b', '', 'x'.repeat(257)]) {
-      await assert.rejects(mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname, ttlSeconds: 600, now: NOW}), TypeError, JSON.stringify(hostname))
+      await assert.rejects(
+        mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname, ttlSeconds: 600, now: NOW}),
+        TypeError,
+        JSON.stringify(hostname),
+      )
     }
-    await assert.rejects(mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'h', principals: ['ok', 'no\n'], ttlSeconds: 600, now: NOW}), TypeError)
-    assert.equal((await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'x'.repeat(256), ttlSeconds: 600, now: NOW})).principals[0]!.length, 256)
+    await assert.rejects(
+      mintEnrollmentToken(key, {
+        rootFingerprint: ROOT,
+        hostname: 'h',
+        principals: ['ok', 'no\n'],
+        ttlSeconds: 600,
+        now: NOW,
+      }),
+      TypeError,
+    )
+    assert.equal(
+      (await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'x'.repeat(256), ttlSeconds: 600, now: NOW}))
+        .principals[0]!.length,
+      256,
+    )
     for (const fp of ['SHA256:short', `MD5:${'A'.repeat(43)}`, `${FP_A}=`, ` ${FP_A}`]) {
-      await assert.rejects(mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'h', keyFingerprint: fp, ttlSeconds: 600, now: NOW}), TypeError, fp)
+      await assert.rejects(
+        mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'h', keyFingerprint: fp, ttlSeconds: 600, now: NOW}),
+        TypeError,
+        fp,
+      )
     }
-    const long = await mintEnrollmentToken(key, {rootFingerprint: ROOT, hostname: 'h', ttlSeconds: 10 * MAX_ENROLLMENT_TTL, now: NOW})
+    const long = await mintEnrollmentToken(key, {
+      rootFingerprint: ROOT,
+      hostname: 'h',
+      ttlSeconds: 10 * MAX_ENROLLMENT_TTL,
+      now: NOW,
+    })
     assert.equal(long.expiresAt, NOW + MAX_ENROLLMENT_TTL)
     // and the capped token still verifies near its end (iat is not older than the CA accepts)
     assert.equal((await verify(long.token, {now: NOW + MAX_ENROLLMENT_TTL - 1})).subject, 'h')
@@ -62,9 +137,17 @@ describe('host enrollment tokens', () => {
 
   it('a bound token enrols its key only; a binding that is there but unusable refuses, it never unbinds', async () => {
     assert.equal((await verify(await forge({cnf: {kid: FP_A}}))).boundKey, FP_A)
-    await rejectsCode(verify(await forge({cnf: {kid: FP_B}})), 'ERR_POLICY_DENIED', {reason: 'key_not_bound', bound_key: FP_B, subject: 'web1.example.com', jti: 'j1'})
+    await rejectsCode(verify(await forge({cnf: {kid: FP_B}})), 'ERR_POLICY_DENIED', {
+      reason: 'key_not_bound',
+      bound_key: FP_B,
+      subject: 'web1.example.com',
+      jti: 'j1',
+    })
     for (const cnf of [{}, {kid: 5}, {kid: null}, 'SHA256:x', null, [FP_A], {jwk: {}}]) {
-      await rejectsCode(verify(await forge({cnf})), 'ERR_POLICY_DENIED', {reason: 'key_not_bound', bound_key: null}).catch((e: Error) => assert.fail(`${JSON.stringify(cnf)}: ${e.message}`))
+      await rejectsCode(verify(await forge({cnf})), 'ERR_POLICY_DENIED', {
+        reason: 'key_not_bound',
+        bound_key: null,
+      }).catch((e: Error) => assert.fail(`${JSON.stringify(cnf)}: ${e.message}`))
     }
   })
 
@@ -79,7 +162,8 @@ describe('host enrollment tokens', () => {
   })
 
   it('refuses a token of another CA, another purpose, another key, without jti/sub, or outside its time', async () => {
-    const bad = async (token: Promise<string>, reason: string, o: Parameters<typeof verify>[1] = {}) => rejectsCode(verify(await token, o), 'ERR_TOKEN_INVALID', {reason})
+    const bad = async (token: Promise<string>, reason: string, o: Parameters<typeof verify>[1] = {}) =>
+      rejectsCode(verify(await token, o), 'ERR_TOKEN_INVALID', {reason})
     await bad(forge(), 'token_invalid', {rootFingerprint: 'cd'.repeat(32)})
     await bad(forge({iss: caIssuer('cd'.repeat(32))}), 'token_invalid')
     await bad(forge({aud: 'sshca-something-else'}), 'token_invalid')
@@ -105,25 +189,67 @@ describe('host enrollment tokens', () => {
 describe('SSHPOP proofs of possession', () => {
   let hostKey: PrivateKey
   let cert: Certificate
-  const check = (o: Partial<PopCheck> = {}): PopCheck => ({action: 'renew', provisioner: 'sshpop', dnsNames: ['ca.example.com', '127.0.0.1'], rootFingerprint: ROOT, now: NOW, ...o})
+  const check = (o: Partial<PopCheck> = {}): PopCheck => ({
+    action: 'renew',
+    provisioner: 'sshpop',
+    dnsNames: ['ca.example.com', '127.0.0.1'],
+    rootFingerprint: ROOT,
+    now: NOW,
+    ...o,
+  })
   const AUD = 'https://ca.example.com/1.0/ssh/renew#sshpop/sshpop'
 
   before(async () => {
     hostKey = generatePrivateKey('ed25519')
     const ca = generatePrivateKey('ed25519')
-    cert = await signCertificate({type: 'host', publicKey: hostKey.publicKey, serial: 77n, keyId: 'host:web1', principals: ['web1'], validAfter: BigInt(NOW - 60), validBefore: BigInt(NOW + 86400)}, keySigner(ca.keyObject))
+    cert = await signCertificate(
+      {
+        type: 'host',
+        publicKey: hostKey.publicKey,
+        serial: 77n,
+        keyId: 'host:web1',
+        principals: ['web1'],
+        validAfter: BigInt(NOW - 60),
+        validBefore: BigInt(NOW + 86400),
+      },
+      keySigner(ca.keyObject),
+    )
   })
 
-  function pop(claims: Record<string, unknown> = {}, o: {header?: Record<string, unknown>; signWith?: KeyObject; iat?: number; exp?: number} = {}) {
-    const body: Record<string, unknown> = {sha: ROOT, iss: 'sshpop', sub: '77', aud: AUD, jti: 'p1', iat: o.iat ?? NOW, nbf: NOW, exp: o.exp ?? NOW + MAX_POP_TTL, ...claims}
+  function pop(
+    claims: Record<string, unknown> = {},
+    o: {header?: Record<string, unknown>; signWith?: KeyObject; iat?: number; exp?: number} = {},
+  ) {
+    const body: Record<string, unknown> = {
+      sha: ROOT,
+      iss: 'sshpop',
+      sub: '77',
+      aud: AUD,
+      jti: 'p1',
+      iat: o.iat ?? NOW,
+      nbf: NOW,
+      exp: o.exp ?? NOW + MAX_POP_TTL,
+      ...claims,
+    }
     for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k]
-    return new SignJWT(body).setProtectedHeader({alg: 'EdDSA', typ: 'JWT', sshpop: cert.blob.toString('base64'), ...o.header}).sign(o.signWith ?? hostKey.keyObject)
+    return new SignJWT(body)
+      .setProtectedHeader({alg: 'EdDSA', typ: 'JWT', sshpop: cert.blob.toString('base64'), ...o.header})
+      .sign(o.signWith ?? hostKey.keyObject)
   }
-  const refused = async (token: Promise<string>, o: Partial<PopCheck> = {}) => rejectsCode(verifyPop(await token, cert, check(o)), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
+  const refused = async (token: Promise<string>, o: Partial<PopCheck> = {}) =>
+    rejectsCode(verifyPop(await token, cert, check(o)), 'ERR_TOKEN_INVALID', {reason: 'proof_invalid'})
 
-  it('accepts step\'s shape for each of the CA\'s names, any port, with or without /1.0', async () => {
-    assert.deepEqual(await verifyPop(await pop(), cert, check()), {jti: 'p1', expiresAt: NOW + MAX_POP_TTL + TOKEN_LEEWAY, issuedAt: NOW})
-    for (const aud of ['https://ca.example.com:9443/1.0/ssh/renew#sshpop/sshpop', 'https://127.0.0.1/ssh/renew#sshpop/sshpop', ['https://other.example/x', AUD]]) {
+  it("accepts step's shape for each of the CA's names, any port, with or without /1.0", async () => {
+    assert.deepEqual(await verifyPop(await pop(), cert, check()), {
+      jti: 'p1',
+      expiresAt: NOW + MAX_POP_TTL + TOKEN_LEEWAY,
+      issuedAt: NOW,
+    })
+    for (const aud of [
+      'https://ca.example.com:9443/1.0/ssh/renew#sshpop/sshpop',
+      'https://127.0.0.1/ssh/renew#sshpop/sshpop',
+      ['https://other.example/x', AUD],
+    ]) {
       assert.equal((await verifyPop(await pop({aud}), cert, check())).jti, 'p1', JSON.stringify(aud))
     }
     // step adds sha in lower case; upper case is the same root. Without sha it is not checked.
@@ -180,7 +306,12 @@ describe('SSHPOP proofs of possession', () => {
   it('reads the certificate from the sshpop header before anything is verified, and refuses what is not one', async () => {
     const token = await pop()
     assert.equal(popCertificate(token).serial, 77n)
-    const bad = (t: string) => assert.throws(() => popCertificate(t), (e: {code: string; details: {reason: string}}) => e.code === 'ERR_TOKEN_INVALID' && e.details.reason === 'proof_invalid')
+    const bad = (t: string) =>
+      assert.throws(
+        () => popCertificate(t),
+        (e: {code: string; details: {reason: string}}) =>
+          e.code === 'ERR_TOKEN_INVALID' && e.details.reason === 'proof_invalid',
+      )
     bad('not a jwt')
     bad(await pop({}, {header: {sshpop: undefined}}))
     bad(await pop({}, {header: {sshpop: 5}}))
@@ -198,6 +329,9 @@ describe('SSHPOP proofs of possession', () => {
       'https://[fd00::1]/1.0/ssh/revoke#sshpop/p',
       'https://[fd00::1]/ssh/revoke#sshpop/p',
     ])
-    assert.deepEqual(sshpopAudiences(['[::1]'], 'renew', 'p'), ['https://[::1]/1.0/ssh/renew#sshpop/p', 'https://[::1]/ssh/renew#sshpop/p'])
+    assert.deepEqual(sshpopAudiences(['[::1]'], 'renew', 'p'), [
+      'https://[::1]/1.0/ssh/renew#sshpop/p',
+      'https://[::1]/ssh/renew#sshpop/p',
+    ])
   })
 })

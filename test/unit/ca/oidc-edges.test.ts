@@ -10,7 +10,16 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
 import {SignJWT, exportJWK, type JWTPayload} from 'jose'
 import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
-import {assertSecureUrl, canonicalParts, DEFAULT_MAX_TOKEN_AGE, LEEWAY_SECONDS, routeClaims, signedContentHash, tokenHash, TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
+import {
+  assertSecureUrl,
+  canonicalParts,
+  DEFAULT_MAX_TOKEN_AGE,
+  LEEWAY_SECONDS,
+  routeClaims,
+  signedContentHash,
+  tokenHash,
+  TokenVerifier,
+} from '../../../src/ca/provisioner/oidc.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 
 const ISSUER = 'https://idp.example.com'
@@ -53,7 +62,14 @@ function fakeIdp(issuer = ISSUER) {
     // at any path ending in /jwks, on any host: only the checks on jwks_uri can refuse one
     if (url.endsWith('/jwks')) {
       state.jwks++
-      return Response.json(state.jwksBody ?? {keys: await Promise.all(state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})))}, {status})
+      return Response.json(
+        state.jwksBody ?? {
+          keys: await Promise.all(
+            state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})),
+          ),
+        },
+        {status},
+      )
     }
     return new Response('not found', {status: 404})
   }) as typeof fetch
@@ -62,7 +78,15 @@ function fakeIdp(issuer = ISSUER) {
 
 /** A token; `claims` undefined values are left out (a token without exp, iat …). */
 function mint(k: Key, claims: JWTPayload = {}, header: Record<string, unknown> = {}): Promise<string> {
-  const body: Record<string, unknown> = {iss: ISSUER, aud: 'cli', sub: 'alice', jti: randomUUID(), iat: NOW, exp: NOW + 300, ...claims}
+  const body: Record<string, unknown> = {
+    iss: ISSUER,
+    aud: 'cli',
+    sub: 'alice',
+    jti: randomUUID(),
+    iat: NOW,
+    exp: NOW + 300,
+    ...claims,
+  }
   for (const [name, v] of Object.entries(body)) if (v === undefined) delete body[name]
   return new SignJWT(body).setProtectedHeader({alg: 'ES256', kid: k.kid, ...header}).sign(k.privateKey)
 }
@@ -79,9 +103,15 @@ describe('token verification: the claims a token must carry and how long it coun
   const k = () => idp.state.keys[0]!
 
   it('a token without exp (it would never expire) or without iat is refused', async () => {
-    await rejectsCode(v.verify(await mint(k(), {exp: undefined})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid', provisioner: 'sso'})
+    await rejectsCode(v.verify(await mint(k(), {exp: undefined})), 'ERR_TOKEN_INVALID', {
+      reason: 'token_invalid',
+      provisioner: 'sso',
+    })
     // a missing iat is not "not yet valid": the token is malformed
-    await rejectsCode(v.verify(await mint(k(), {iat: undefined})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid', provisioner: 'sso'})
+    await rejectsCode(v.verify(await mint(k(), {iat: undefined})), 'ERR_TOKEN_INVALID', {
+      reason: 'token_invalid',
+      provisioner: 'sso',
+    })
     assert.equal((await v.verify(await mint(k()))).claims.sub, 'alice')
   })
 
@@ -98,24 +128,36 @@ describe('token verification: the claims a token must carry and how long it coun
 
   it('exp, iat or nbf that is not a number makes the token malformed', async () => {
     for (const claim of ['exp', 'iat', 'nbf']) {
-      await rejectsCode(v.verify(await mint(k(), {[claim]: String(NOW + 10)})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'}).catch((e: Error) => assert.fail(`${claim}: ${e.message}`))
+      await rejectsCode(v.verify(await mint(k(), {[claim]: String(NOW + 10)})), 'ERR_TOKEN_INVALID', {
+        reason: 'token_invalid',
+      }).catch((e: Error) => assert.fail(`${claim}: ${e.message}`))
     }
   })
 
   it('nbf or iat in the future beyond the leeway is "not yet valid"; within it, fine', async () => {
     await rejectsCode(v.verify(await mint(k(), {nbf: NOW + 120})), 'ERR_TOKEN_INVALID', {reason: 'token_not_yet_valid'})
-    await rejectsCode(v.verify(await mint(k(), {iat: NOW + 120, exp: NOW + 400})), 'ERR_TOKEN_INVALID', {reason: 'token_not_yet_valid'})
+    await rejectsCode(v.verify(await mint(k(), {iat: NOW + 120, exp: NOW + 400})), 'ERR_TOKEN_INVALID', {
+      reason: 'token_not_yet_valid',
+    })
     assert.equal((await v.verify(await mint(k(), {nbf: NOW + 30, iat: NOW + 30}))).claims.sub, 'alice')
   })
 
   it('a token may live maxTokenAge (an hour by default), not a second more, whatever its iat', async () => {
     assert.equal(DEFAULT_MAX_TOKEN_AGE, 3600)
     assert.equal((await v.verify(await mint(k(), {iat: NOW, exp: NOW + 3600}))).claims.sub, 'alice')
-    await rejectsCode(v.verify(await mint(k(), {iat: NOW, exp: NOW + 3601})), 'ERR_TOKEN_INVALID', {reason: 'token_lifetime_too_long', provisioner: 'sso'})
+    await rejectsCode(v.verify(await mint(k(), {iat: NOW, exp: NOW + 3601})), 'ERR_TOKEN_INVALID', {
+      reason: 'token_lifetime_too_long',
+      provisioner: 'sso',
+    })
     // issued more than maxTokenAge ago although exp is ahead: refused too
-    await rejectsCode(v.verify(await mint(k(), {iat: NOW - 3600 - LEEWAY_SECONDS - 5, exp: NOW + 10})), 'ERR_TOKEN_INVALID')
+    await rejectsCode(
+      v.verify(await mint(k(), {iat: NOW - 3600 - LEEWAY_SECONDS - 5, exp: NOW + 10})),
+      'ERR_TOKEN_INVALID',
+    )
     const strict = new TokenVerifier([{...p, maxTokenAge: 600}], {fetch: idp.fetchFn, clock: () => now})
-    await rejectsCode(strict.verify(await mint(k(), {iat: NOW, exp: NOW + 601})), 'ERR_TOKEN_INVALID', {reason: 'token_lifetime_too_long'})
+    await rejectsCode(strict.verify(await mint(k(), {iat: NOW, exp: NOW + 601})), 'ERR_TOKEN_INVALID', {
+      reason: 'token_lifetime_too_long',
+    })
     assert.equal((await strict.verify(await mint(k(), {iat: NOW, exp: NOW + 600}))).claims.sub, 'alice')
   })
 
@@ -127,7 +169,11 @@ describe('token verification: the claims a token must carry and how long it coun
     assert.equal(tokenHash('x'), createHash('sha256').update('x').digest('hex'))
     for (const jti of ['', 5, undefined]) {
       const t = await mint(k(), {jti: jti as string})
-      assert.equal((await v.verify(t)).tokenId, `${ISSUER}#signed:${signedContentHash(canonicalParts(t)!)}`, JSON.stringify(jti))
+      assert.equal(
+        (await v.verify(t)).tokenId,
+        `${ISSUER}#signed:${signedContentHash(canonicalParts(t)!)}`,
+        JSON.stringify(jti),
+      )
     }
   })
 
@@ -135,7 +181,9 @@ describe('token verification: the claims a token must carry and how long it coun
     await rejectsCode(v.verify(await mint(newKey())), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
     const t = await mint(k())
     const [h, , s] = t.split('.')
-    const other = Buffer.from(JSON.stringify({iss: ISSUER, aud: 'cli', sub: 'root', iat: NOW, exp: NOW + 300})).toString('base64url')
+    const other = Buffer.from(
+      JSON.stringify({iss: ISSUER, aud: 'cli', sub: 'root', iat: NOW, exp: NOW + 300}),
+    ).toString('base64url')
     await rejectsCode(v.verify(`${h}.${other}.${s}`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
   })
 })
@@ -143,7 +191,10 @@ describe('token verification: the claims a token must carry and how long it coun
 describe('token verification: what is read before the signature', () => {
   let v: TokenVerifier
   before(() => {
-    v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {fetch: fakeIdp().fetchFn, clock: () => NOW_MS})
+    v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {
+      fetch: fakeIdp().fetchFn,
+      clock: () => NOW_MS,
+    })
   })
 
   it('refuses tokens that are too long, not three canonical base64url parts, or not asymmetrically signed', async () => {
@@ -168,56 +219,123 @@ describe('token verification: what is read before the signature', () => {
     for (const bad of [t.split('.').slice(0, 2).join('.'), `${t}.x`, `${t}=`, ` ${t}`, t.replace('.', '.='), 'a.b.']) {
       throwsCode(() => v.route(bad), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
     }
-    const hs = await new SignJWT({iss: ISSUER, aud: 'cli', iat: NOW, exp: NOW + 300}).setProtectedHeader({alg: 'HS256'}).sign(Buffer.alloc(32, 1))
+    const hs = await new SignJWT({iss: ISSUER, aud: 'cli', iat: NOW, exp: NOW + 300})
+      .setProtectedHeader({alg: 'HS256'})
+      .sign(Buffer.alloc(32, 1))
     throwsCode(() => v.route(hs), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
     for (const header of [{alg: 'none'}, {alg: 5}, {}, {alg: 'es256'}]) {
-      throwsCode(() => v.route(`${seg(header)}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+      throwsCode(() => v.route(`${seg(header)}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {
+        reason: 'token_invalid',
+      })
     }
-    throwsCode(() => v.route(`${seg({alg: 'ES256'})}.${Buffer.from('not json').toString('base64url')}.c2ln`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
-    for (const alg of ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']) assert.equal(v.route(`${seg({alg})}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`).provisioner.name, 'sso', alg)
+    throwsCode(
+      () => v.route(`${seg({alg: 'ES256'})}.${Buffer.from('not json').toString('base64url')}.c2ln`),
+      'ERR_TOKEN_INVALID',
+      {reason: 'token_invalid'},
+    )
+    for (const alg of [
+      'RS256',
+      'RS384',
+      'RS512',
+      'PS256',
+      'PS384',
+      'PS512',
+      'ES256',
+      'ES384',
+      'ES512',
+      'EdDSA',
+      'Ed25519',
+    ])
+      assert.equal(v.route(`${seg({alg})}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`).provisioner.name, 'sso', alg)
   })
 
   it('canonical parts: exactly three, each the one base64url spelling of its bytes', () => {
-    const parts = canonicalParts(`${Buffer.from('{"a":1}').toString('base64url')}.${Buffer.from('xyz').toString('base64url')}.c2ln`)!
+    const parts = canonicalParts(
+      `${Buffer.from('{"a":1}').toString('base64url')}.${Buffer.from('xyz').toString('base64url')}.c2ln`,
+    )!
     assert.deepEqual([parts.header.toString(), parts.payload.toString()], ['{"a":1}', 'xyz'])
     // each of these is made of canonical parts but one thing: the count, an empty part, a character
-    for (const bad of ['YQ.Yg', 'YQ.Yg.Yw.ZA', 'YQ..Yw', '.Yg.Yw', 'YQ.Yg.', 'YQ.Yg.Yw=', 'YQ.Y+g.Yw', 'YQ.Yg.Y/w', ' YQ.Yg.Yw', 'YQ.Yg.Yx']) assert.equal(canonicalParts(bad), undefined, bad)
+    for (const bad of [
+      'YQ.Yg',
+      'YQ.Yg.Yw.ZA',
+      'YQ..Yw',
+      '.Yg.Yw',
+      'YQ.Yg.',
+      'YQ.Yg.Yw=',
+      'YQ.Y+g.Yw',
+      'YQ.Yg.Y/w',
+      ' YQ.Yg.Yw',
+      'YQ.Yg.Yx',
+    ])
+      assert.equal(canonicalParts(bad), undefined, bad)
     assert.deepEqual(canonicalParts('YQ.Yg.Yw'), {header: Buffer.from('a'), payload: Buffer.from('b')})
     // the length prefix keeps header and payload apart: "ab"+"c" is not "a"+"bc"
-    assert.notEqual(signedContentHash({header: Buffer.from('ab'), payload: Buffer.from('c')}), signedContentHash({header: Buffer.from('a'), payload: Buffer.from('bc')}))
+    assert.notEqual(
+      signedContentHash({header: Buffer.from('ab'), payload: Buffer.from('c')}),
+      signedContentHash({header: Buffer.from('a'), payload: Buffer.from('bc')}),
+    )
   })
 
   it('routes by issuer, then audience; several audiences need azp; azp must be the client', () => {
     const two = [p, {...p, name: 'other', audience: 'other', clientId: 'other'}]
     assert.equal(routeClaims(two, {iss: ISSUER, aud: 'other'}).name, 'other')
     assert.equal(routeClaims(two, {iss: ISSUER, aud: ['cli']}).name, 'sso')
-    throwsCode(() => routeClaims(two, {iss: 'https://evil.example', aud: 'cli'}), 'ERR_TOKEN_INVALID', {reason: 'issuer_unknown'})
+    throwsCode(() => routeClaims(two, {iss: 'https://evil.example', aud: 'cli'}), 'ERR_TOKEN_INVALID', {
+      reason: 'issuer_unknown',
+    })
     throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 'nobody'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
-    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 5 as unknown as string}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 5 as unknown as string}), 'ERR_TOKEN_INVALID', {
+      reason: 'audience_mismatch',
+    })
     throwsCode(() => routeClaims(two, {iss: ISSUER}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
-    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: ['cli', 'someone-else']}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: ['cli', 'someone-else']}), 'ERR_TOKEN_INVALID', {
+      reason: 'audience_mismatch',
+    })
     assert.equal(routeClaims(two, {iss: ISSUER, aud: ['cli', 'someone-else'], azp: 'cli'}).name, 'sso')
-    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 'cli', azp: 'other'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims(two, {iss: ISSUER, aud: 'cli', azp: 'other'}), 'ERR_TOKEN_INVALID', {
+      reason: 'audience_mismatch',
+    })
     // azp is compared with the client id when one is set, else with the audience
     const split: ProvisionerConfig = {...p, audience: 'api://sshca', clientId: 'client-1'}
     assert.equal(routeClaims([split], {iss: ISSUER, aud: 'api://sshca', azp: 'client-1'}).name, 'sso')
-    throwsCode(() => routeClaims([split], {iss: ISSUER, aud: 'api://sshca', azp: 'api://sshca'}), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    throwsCode(() => routeClaims([split], {iss: ISSUER, aud: 'api://sshca', azp: 'api://sshca'}), 'ERR_TOKEN_INVALID', {
+      reason: 'audience_mismatch',
+    })
     const noClient: ProvisionerConfig = {...p, audience: 'ci', clientId: undefined}
     assert.equal(routeClaims([noClient], {iss: ISSUER, aud: 'ci', azp: 'ci'}).name, 'sso')
     // with azp, the provisioner whose client it names is chosen among those of that audience
-    const sameAud = [{...p, name: 'a', clientId: 'one'}, {...p, name: 'b', clientId: 'two'}]
+    const sameAud = [
+      {...p, name: 'a', clientId: 'one'},
+      {...p, name: 'b', clientId: 'two'},
+    ]
     assert.equal(routeClaims(sameAud, {iss: ISSUER, aud: 'cli', azp: 'two'}).name, 'b')
   })
 
   it('issuer and JWKS URLs: https, or http on a loopback address only', () => {
-    for (const ok of ['https://idp.example.com/jwks', 'http://127.0.0.1:8080/jwks', 'http://[::1]:8080/jwks', 'http://127.9.9.9/jwks']) assert.equal(assertSecureUrl(ok, 'jwks_uri').href, new URL(ok).href)
-    for (const bad of ['http://idp.example.com/jwks', 'http://localhost/jwks', 'ftp://idp.example.com/jwks', 'ftp://127.0.0.1/jwks', 'ws://127.0.0.1/jwks', 'file://127.0.0.1/etc/passwd', 'file:///etc/passwd', 'not a url', '']) {
+    for (const ok of [
+      'https://idp.example.com/jwks',
+      'http://127.0.0.1:8080/jwks',
+      'http://[::1]:8080/jwks',
+      'http://127.9.9.9/jwks',
+    ])
+      assert.equal(assertSecureUrl(ok, 'jwks_uri').href, new URL(ok).href)
+    for (const bad of [
+      'http://idp.example.com/jwks',
+      'http://localhost/jwks',
+      'ftp://idp.example.com/jwks',
+      'ftp://127.0.0.1/jwks',
+      'ws://127.0.0.1/jwks',
+      'file://127.0.0.1/etc/passwd',
+      'file:///etc/passwd',
+      'not a url',
+      '',
+    ]) {
       throwsCode(() => assertSecureUrl(bad, 'jwks_uri'), 'ERR_UPSTREAM_UNAVAILABLE')
     }
   })
 })
 
-describe('token verification: the IdP\'s keys', () => {
+describe("token verification: the IdP's keys", () => {
   let idp: ReturnType<typeof fakeIdp>
   let now: number
   beforeEach(() => {
@@ -226,9 +344,15 @@ describe('token verification: the IdP\'s keys', () => {
   })
   /** Only fetch and clock given: every limit at its default. */
   const defaults = () => new TokenVerifier([p], {fetch: idp.fetchFn, clock: () => now})
-  const ok = async (v: TokenVerifier, k = idp.state.keys[0]!) => assert.equal((await v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300}))).claims.sub, 'alice')
+  const ok = async (v: TokenVerifier, k = idp.state.keys[0]!) =>
+    assert.equal(
+      (await v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300}))).claims.sub,
+      'alice',
+    )
   const fails = async (v: TokenVerifier, code: string, reason: string, k = idp.state.keys[0]!) =>
-    rejectsCode(v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300})), code, {reason})
+    rejectsCode(v.verify(await mint(k, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300})), code, {
+      reason,
+    })
 
   it('by default keys are refetched after 10 minutes, not before', async () => {
     const v = defaults()
@@ -250,7 +374,9 @@ describe('token verification: the IdP\'s keys', () => {
     now += 1
     await fails(v, 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable')
     // the failure keeps what went wrong underneath, for the operator's log
-    const err = await v.verify(await mint(idp.state.keys[0]!, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300})).catch((e: Error) => e)
+    const err = await v
+      .verify(await mint(idp.state.keys[0]!, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300}))
+      .catch((e: Error) => e)
     assert.ok(((err as Error).cause as Error).cause instanceof TypeError)
     // back up: fresh keys again
     idp.state.down = false
@@ -279,12 +405,19 @@ describe('token verification: the IdP\'s keys', () => {
   it('an issuer that is neither https nor loopback http is never fetched, even if configured', async () => {
     const plain = fakeIdp('http://idp.example.com')
     const v = new TokenVerifier([{...p, issuer: 'http://idp.example.com'}], {fetch: plain.fetchFn, clock: () => now})
-    await rejectsCode(v.verify(await mint(plain.state.keys[0]!, {iss: 'http://idp.example.com'})), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    await rejectsCode(
+      v.verify(await mint(plain.state.keys[0]!, {iss: 'http://idp.example.com'})),
+      'ERR_UPSTREAM_UNAVAILABLE',
+      {reason: 'jwks_unavailable'},
+    )
     assert.deepEqual(plain.state.urls, [])
   })
 
   it('provisioners sharing an issuer share its keys: one fetch for both', async () => {
-    const v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {fetch: idp.fetchFn, clock: () => now})
+    const v = new TokenVerifier([p, {...p, name: 'ci', audience: 'ci', clientId: undefined}], {
+      fetch: idp.fetchFn,
+      clock: () => now,
+    })
     await ok(v)
     assert.equal((await v.verify(await mint(idp.state.keys[0]!, {aud: 'ci'}))).provisioner.name, 'ci')
     assert.deepEqual([idp.state.discovery, idp.state.jwks], [1, 1])
@@ -315,7 +448,10 @@ describe('token verification: the IdP\'s keys', () => {
       ['no jwks_uri', () => (idp.state.meta = {issuer: ISSUER})],
       ['a jwks_uri that is not text', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 5})],
       ['a jwks_uri in a list', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: [`${ISSUER}/jwks`]})],
-      ['a jwks_uri over plain http', () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 'http://idp.example.com/jwks'})],
+      [
+        'a jwks_uri over plain http',
+        () => (idp.state.meta = {issuer: ISSUER, jwks_uri: 'http://idp.example.com/jwks'}),
+      ],
       ['a JWKS without keys', () => (idp.state.jwksBody = {})],
       ['a JWKS whose keys are not a list', () => (idp.state.jwksBody = {keys: {}})],
       ['a JWKS whose keys are null', () => (idp.state.jwksBody = {keys: null})],
@@ -326,11 +462,18 @@ describe('token verification: the IdP\'s keys', () => {
     for (const [what, setup] of cases) {
       idp = fakeIdp()
       setup()
-      await fails(defaults(), 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable').catch((e: Error) => assert.fail(`${what}: ${e.message}`))
+      await fails(defaults(), 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable').catch((e: Error) =>
+        assert.fail(`${what}: ${e.message}`),
+      )
     }
     const notJson = (async () => new Response('<html>', {status: 200})) as unknown as typeof fetch
-    const err = await new TokenVerifier([p], {fetch: notJson, clock: () => now}).verify(await mint(idp.state.keys[0]!)).catch((e: Error) => e)
-    assert.deepEqual([(err as {code?: string}).code, (err as {details?: unknown}).details], ['ERR_UPSTREAM_UNAVAILABLE', {provisioner: 'sso', reason: 'jwks_unavailable'}])
+    const err = await new TokenVerifier([p], {fetch: notJson, clock: () => now})
+      .verify(await mint(idp.state.keys[0]!))
+      .catch((e: Error) => e)
+    assert.deepEqual(
+      [(err as {code?: string}).code, (err as {details?: unknown}).details],
+      ['ERR_UPSTREAM_UNAVAILABLE', {provisioner: 'sso', reason: 'jwks_unavailable'}],
+    )
     assert.ok(((err as Error).cause as Error).cause instanceof SyntaxError)
   })
 })
@@ -364,28 +507,46 @@ describe('token verification against a real HTTP issuer on 127.0.0.1', function 
   })
 
   const jwks = async () => ({keys: [{...(await exportJWK(key.publicKey)), kid: key.kid, alg: 'ES256'}]})
-  const verifier = (deps: {timeoutMs?: number} = {}) => new TokenVerifier([{...p, issuer}], {clock: () => NOW_MS, ...deps})
+  const verifier = (deps: {timeoutMs?: number} = {}) =>
+    new TokenVerifier([{...p, issuer}], {clock: () => NOW_MS, ...deps})
   const token = () => mint(key, {iss: issuer})
 
   it('follows no redirect, not even to a document that would be accepted', async () => {
     const keys = await jwks()
     route = (path) =>
-      path === '/.well-known/openid-configuration' ? {status: 302, headers: {location: '/real-discovery'}}
-      : path === '/real-discovery' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}}
-      : path === '/keys' ? {status: 200, body: keys}
-      : {status: 404}
+      path === '/.well-known/openid-configuration'
+        ? {status: 302, headers: {location: '/real-discovery'}}
+        : path === '/real-discovery'
+          ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}}
+          : path === '/keys'
+            ? {status: 200, body: keys}
+            : {status: 404}
     await rejectsCode(verifier().verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
-    route = (path) => (path === '/.well-known/openid-configuration' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/moved`}} : path === '/moved' ? {status: 307, headers: {location: '/keys'}} : path === '/keys' ? {status: 200, body: keys} : {status: 404})
+    route = (path) =>
+      path === '/.well-known/openid-configuration'
+        ? {status: 200, body: {issuer, jwks_uri: `${issuer}/moved`}}
+        : path === '/moved'
+          ? {status: 307, headers: {location: '/keys'}}
+          : path === '/keys'
+            ? {status: 200, body: keys}
+            : {status: 404}
     await rejectsCode(verifier().verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
     // the same documents without the redirects verify
-    route = (path) => (path === '/.well-known/openid-configuration' ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}} : path === '/keys' ? {status: 200, body: keys} : {status: 404})
+    route = (path) =>
+      path === '/.well-known/openid-configuration'
+        ? {status: 200, body: {issuer, jwks_uri: `${issuer}/keys`}}
+        : path === '/keys'
+          ? {status: 200, body: keys}
+          : {status: 404}
     assert.equal((await verifier().verify(await token())).claims.sub, 'alice')
   })
 
   it('gives up on an issuer that accepts the connection and never answers', async () => {
     route = () => 'hang'
     const started = Date.now()
-    await rejectsCode(verifier({timeoutMs: 300}).verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    await rejectsCode(verifier({timeoutMs: 300}).verify(await token()), 'ERR_UPSTREAM_UNAVAILABLE', {
+      reason: 'jwks_unavailable',
+    })
     assert.ok(Date.now() - started < 20_000)
   })
 })

@@ -16,21 +16,32 @@ const ISSUER = 'https://idp.example.com'
 const ORDERS = {
   ES256: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
   ES384: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
-  ES512: 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+  ES512:
+    0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
 } as const
 const CURVES = {ES256: 'P-256', ES384: 'P-384', ES512: 'P-521'} as const
 const HASHES = {ES256: 'sha256', ES384: 'sha384', ES512: 'sha512'} as const
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 const now = 1_800_000_000
-const mint = (alg: string, key: KeyObject, iat = now) => new SignJWT({sub: 'alice'}).setProtectedHeader({alg, kid: 'k'}).setIssuer(ISSUER).setAudience('cli').setIssuedAt(iat).setExpirationTime(now + 300).sign(key)
+const mint = (alg: string, key: KeyObject, iat = now) =>
+  new SignJWT({sub: 'alice'})
+    .setProtectedHeader({alg, kid: 'k'})
+    .setIssuer(ISSUER)
+    .setAudience('cli')
+    .setIssuedAt(iat)
+    .setExpirationTime(now + 300)
+    .sign(key)
 
 /** The same signed token, its signature respelled in every way a holder of it can. */
 function respellings(token: string, n: bigint): string[] {
   const [h, p, s] = token.split('.') as [string, string, string]
   const sig = Buffer.from(s, 'base64url')
   const half = sig.length / 2
-  const highS = Buffer.concat([sig.subarray(0, half), Buffer.from((n - BigInt(`0x${sig.subarray(half).toString('hex')}`)).toString(16).padStart(half * 2, '0'), 'hex')])
+  const highS = Buffer.concat([
+    sig.subarray(0, half),
+    Buffer.from((n - BigInt(`0x${sig.subarray(half).toString('hex')}`)).toString(16).padStart(half * 2, '0'), 'hex'),
+  ])
   const out = [highS.toString('base64url'), `${s.slice(0, 10)} ${s.slice(10)}`]
   if (sig.length % 3 !== 0) {
     // the last character carries spare bits (its lowest among them), and padding may follow
@@ -53,7 +64,15 @@ describe('token replay key (regression: respelled signatures)', () => {
       for (const variant of respellings(token, ORDERS[alg])) {
         assert.notEqual(variant, token)
         // it really verifies (so the order above is right, and node:crypto accepts a high s)
-        if (!variant.includes(' ')) assert.ok(verify(HASHES[alg], Buffer.from(`${h}.${p}`), {key: publicKey, dsaEncoding: 'ieee-p1363'}, Buffer.from(variant.split('.')[2]!, 'base64url')))
+        if (!variant.includes(' '))
+          assert.ok(
+            verify(
+              HASHES[alg],
+              Buffer.from(`${h}.${p}`),
+              {key: publicKey, dsaEncoding: 'ieee-p1363'},
+              Buffer.from(variant.split('.')[2]!, 'base64url'),
+            ),
+          )
         const k = keyOf(variant)
         assert.ok(k === undefined || k === keyOf(token), `variant ${variant.split('.')[2]!.slice(-6)} has its own key`)
       }
@@ -62,13 +81,22 @@ describe('token replay key (regression: respelled signatures)', () => {
     })
   }
 
-  it('TokenVerifier gives the respelled token the spent one\'s id, so the store refuses it', async () => {
-    const p: ProvisionerConfig = {name: 'sso', type: 'oidc', issuer: ISSUER, clientId: 'cli', audience: 'cli', rules: []}
+  it("TokenVerifier gives the respelled token the spent one's id, so the store refuses it", async () => {
+    const p: ProvisionerConfig = {
+      name: 'sso',
+      type: 'oidc',
+      issuer: ISSUER,
+      clientId: 'cli',
+      audience: 'cli',
+      rules: [],
+    }
     const {privateKey, publicKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
     const fetchFn = (async (input: string | URL) => {
       const url = String(input)
-      if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-      if (url === `${ISSUER}/jwks`) return Response.json({keys: [{...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256'}]})
+      if (url === `${ISSUER}/.well-known/openid-configuration`)
+        return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+      if (url === `${ISSUER}/jwks`)
+        return Response.json({keys: [{...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256'}]})
       return new Response('not found', {status: 404})
     }) as typeof fetch
     const v = new TokenVerifier([p], {fetch: fetchFn, clock: () => now * 1000})

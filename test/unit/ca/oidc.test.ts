@@ -25,7 +25,11 @@ function fakeIdp() {
     }
     if (url === `${ISSUER}/jwks`) {
       state.jwks++
-      return Response.json({keys: await Promise.all(state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})))})
+      return Response.json({
+        keys: await Promise.all(
+          state.keys.map(async (k) => ({...(await exportJWK(k.publicKey)), kid: k.kid, alg: 'ES256'})),
+        ),
+      })
     }
     return new Response('not found', {status: 404})
   }) as typeof fetch
@@ -74,21 +78,33 @@ describe('token verification: discovery and JWKS caching', () => {
     now += 700_000
     assert.equal((await v.verify(await mint(idp.state.keys[0]!))).claims.sub, 'alice')
     now += 3_600_000
-    await rejectsCode(v.verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    await rejectsCode(v.verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {
+      reason: 'jwks_unavailable',
+    })
   })
 
   it('fails closed when keys were never fetched', async () => {
     const idp = fakeIdp()
     idp.state.down = true
     const v = new TokenVerifier([p], {fetch: idp.fetchFn, clock})
-    await rejectsCode(v.verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {reason: 'jwks_unavailable'})
+    await rejectsCode(v.verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {
+      reason: 'jwks_unavailable',
+    })
   })
 
   it('refuses a discovery document for another issuer, and insecure URLs', async () => {
     const idp = fakeIdp()
-    const lying = (async (input: string | URL) => (String(input).endsWith('openid-configuration') ? Response.json({issuer: 'https://evil.example', jwks_uri: `${ISSUER}/jwks`}) : idp.fetchFn(input))) as typeof fetch
+    const lying = (async (input: string | URL) =>
+      String(input).endsWith('openid-configuration')
+        ? Response.json({issuer: 'https://evil.example', jwks_uri: `${ISSUER}/jwks`})
+        : idp.fetchFn(input)) as typeof fetch
     const v = new TokenVerifier([p], {fetch: lying, clock})
-    await rejectsCode(v.verify(await mint(idp.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE', {}, /names issuer https:\/\/evil/)
+    await rejectsCode(
+      v.verify(await mint(idp.state.keys[0]!)),
+      'ERR_UPSTREAM_UNAVAILABLE',
+      {},
+      /names issuer https:\/\/evil/,
+    )
     assert.throws(() => assertSecureUrl('http://idp.example.com/jwks', 'jwks_uri'), /neither https nor loopback/)
     assert.equal(assertSecureUrl('http://127.0.0.1:8080/jwks', 'jwks_uri').port, '8080')
   })
@@ -105,7 +121,9 @@ describe('token verification: discovery and JWKS caching', () => {
   it('routes by azp when present', async () => {
     const idp = fakeIdp()
     const v = new TokenVerifier([p], {fetch: idp.fetchFn, clock})
-    await rejectsCode(v.verify(await mint(idp.state.keys[0]!, {azp: 'other-client'})), 'ERR_TOKEN_INVALID', {reason: 'audience_mismatch'})
+    await rejectsCode(v.verify(await mint(idp.state.keys[0]!, {azp: 'other-client'})), 'ERR_TOKEN_INVALID', {
+      reason: 'audience_mismatch',
+    })
     assert.equal((await v.verify(await mint(idp.state.keys[0]!, {azp: 'cli'}))).provisioner.name, 'sso')
   })
 

@@ -24,7 +24,9 @@ import {throwsCode} from '../../helpers/assert.ts'
 const NOW = 1_800_000_000
 const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
 
-function rule(over: Omit<Partial<RuleConfig>, 'certificate'> & {certificate?: Partial<RuleConfig['certificate']>} = {}): RuleConfig {
+function rule(
+  over: Omit<Partial<RuleConfig>, 'certificate'> & {certificate?: Partial<RuleConfig['certificate']>} = {},
+): RuleConfig {
   const {certificate, ...rest} = over
   return {
     name: 'r',
@@ -40,7 +42,11 @@ describe('policy: conditions on claims of the wrong shape never match', () => {
   it('{domain} on a claim without "@" (or not text) does not match, whatever its tail', () => {
     for (const email of ['example.com', 'alice.example.com', 5, true, ['a@example.com'], {d: 'example.com'}]) {
       assert.notEqual(checkCondition('email', {domain: 'example.com'}, {email}), undefined, JSON.stringify(email))
-      assert.equal(evaluateRule(rule({match: {email: {domain: 'example.com'}}}), {email}).matched, false, JSON.stringify(email))
+      assert.equal(
+        evaluateRule(rule({match: {email: {domain: 'example.com'}}}), {email}).matched,
+        false,
+        JSON.stringify(email),
+      )
     }
     // the domain is what follows the last "@", compared without case
     assert.equal(checkCondition('email', {domain: 'example.com'}, {email: 'a@EXAMPLE.com'}), undefined)
@@ -96,7 +102,13 @@ describe('policy: conditions on claims of the wrong shape never match', () => {
     const p = prov([rule({name: 'a', match: {x: '1'}}), rule({name: 'b', match: {x: '2'}})])
     const {rule: r, outcomes} = selectRule(p, {x: '2'})
     assert.equal(r.name, 'b')
-    assert.deepEqual(outcomes.map((o) => [o.rule, o.matched]), [['a', false], ['b', true]])
+    assert.deepEqual(
+      outcomes.map((o) => [o.rule, o.matched]),
+      [
+        ['a', false],
+        ['b', true],
+      ],
+    )
   })
 })
 
@@ -135,7 +147,10 @@ describe('policy: templates and the email sanitizer', () => {
     assert.equal(renderTemplate('${email.local}', {email: 'Zoe.9-x_y@example.com'}), 'zoe.9-x_y')
     assert.equal(renderTemplate('${email.local}', {email: 'nodomain'}), 'nodomain')
     for (const email of ['a+b@x', 'a b@x', '@x', 'é@x']) {
-      throwsCode(() => renderTemplate('${email.local}', {email}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', claim: 'email'})
+      throwsCode(() => renderTemplate('${email.local}', {email}), 'ERR_POLICY_DENIED', {
+        reason: 'principal_invalid',
+        claim: 'email',
+      })
     }
     assert.equal(renderTemplate('${email.local|step}', {email: 'A+B@x'}), 'a_b')
     assert.equal(renderTemplate('${email.domain}', {email: 'a@B.example'}), 'b.example')
@@ -146,18 +161,40 @@ describe('policy: templates and the email sanitizer', () => {
     assert.equal(sanitizeLocalPart('@example.com'), '')
     assert.equal(renderTemplate('${e.domain}', {e: '@Example.com'}), 'example.com')
     assert.equal(renderTemplate('${e.local|step}', {e: '@example.com'}), '')
-    throwsCode(() => renderTemplate('${e.local}', {e: '@example.com'}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', rendered: '""'})
+    throwsCode(() => renderTemplate('${e.local}', {e: '@example.com'}), 'ERR_POLICY_DENIED', {
+      reason: 'principal_invalid',
+      rendered: '""',
+    })
   })
 
   it('what a denial shows of a rendered value is JSON, cut at 300 characters', () => {
     const long = 'A+'.repeat(400)
-    throwsCode(() => renderTemplate('${e.local}', {e: `${long}@x`}), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', rendered: JSON.stringify(long.toLowerCase()).slice(0, 300)})
+    throwsCode(() => renderTemplate('${e.local}', {e: `${long}@x`}), 'ERR_POLICY_DENIED', {
+      reason: 'principal_invalid',
+      rendered: JSON.stringify(long.toLowerCase()).slice(0, 300),
+    })
     const p = prov([rule({certificate: {principals: ['${user}'], keyId: 'k'}})])
-    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', template: '${user}', rendered: JSON.stringify(long).slice(0, 300)})
-    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'a\nb'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid', template: '${user}', rendered: '"a\\nb"'})
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {
+      reason: 'principal_invalid',
+      template: '${user}',
+      rendered: JSON.stringify(long).slice(0, 300),
+    })
+    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'a\nb'}, limits, NOW), 'ERR_POLICY_DENIED', {
+      reason: 'principal_invalid',
+      template: '${user}',
+      rendered: '"a\\nb"',
+    })
     const k = prov([rule({certificate: {principals: ['d'], keyId: 'id:${user}'}})])
-    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid', template: 'id:${user}', rendered: JSON.stringify(`id:${long}`).slice(0, 300)})
-    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: 'a b'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid', template: 'id:${user}', rendered: '"id:a b"'})
+    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: long}, limits, NOW), 'ERR_POLICY_DENIED', {
+      reason: 'key_id_invalid',
+      template: 'id:${user}',
+      rendered: JSON.stringify(`id:${long}`).slice(0, 300),
+    })
+    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: 'a b'}, limits, NOW), 'ERR_POLICY_DENIED', {
+      reason: 'key_id_invalid',
+      template: 'id:${user}',
+      rendered: '"id:a b"',
+    })
   })
 
   it('numbers render only when they are safe integers; other types deny', () => {
@@ -168,8 +205,10 @@ describe('policy: templates and the email sanitizer', () => {
   })
 
   it('templateProblems and templateClaims read the same placeholders', () => {
-    for (const ok of ['${a}', '${a.local}', '${a.domain}', '${a.local|step}', 'x-${a}-${b_c}', 'plain']) assert.deepEqual(templateProblems(ok), [], ok)
-    for (const bad of ['${a', '${a.domain|step}', '${a.other}', '${1a}', '${}']) assert.equal(templateProblems(bad).length, 1, bad)
+    for (const ok of ['${a}', '${a.local}', '${a.domain}', '${a.local|step}', 'x-${a}-${b_c}', 'plain'])
+      assert.deepEqual(templateProblems(ok), [], ok)
+    for (const bad of ['${a', '${a.domain|step}', '${a.other}', '${1a}', '${}'])
+      assert.equal(templateProblems(bad).length, 1, bad)
     assert.deepEqual(templateClaims('${a}-${b.local|step}'), {claims: ['a', 'b'], lossy: true})
     assert.deepEqual(templateClaims('${a}-${b.local}'), {claims: ['a', 'b'], lossy: false})
     assert.deepEqual(templateClaims('deploy'), {claims: [], lossy: false})
@@ -180,36 +219,107 @@ describe('policy: the certificate a rule grants', () => {
   it('principals and key IDs may be up to the cap long, not one character more', () => {
     const long = (n: number) => 'a'.repeat(n)
     const p = prov([rule()])
-    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH)}, limits, NOW).principals, [long(MAX_PRINCIPAL_LENGTH)])
-    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH + 1)}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid'})
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH)}, limits, NOW).principals, [
+      long(MAX_PRINCIPAL_LENGTH),
+    ])
+    throwsCode(
+      () => buildCertificateSpec(p, p.rules[0]!, {user: long(MAX_PRINCIPAL_LENGTH + 1)}, limits, NOW),
+      'ERR_POLICY_DENIED',
+      {reason: 'principal_invalid'},
+    )
     const k = prov([rule({certificate: {principals: ['deploy'], keyId: '${user}'}})])
-    assert.equal(buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH)}, limits, NOW).keyId, long(MAX_KEY_ID_LENGTH))
-    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH + 1)}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid'})
+    assert.equal(
+      buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH)}, limits, NOW).keyId,
+      long(MAX_KEY_ID_LENGTH),
+    )
+    throwsCode(
+      () => buildCertificateSpec(k, k.rules[0]!, {user: long(MAX_KEY_ID_LENGTH + 1)}, limits, NOW),
+      'ERR_POLICY_DENIED',
+      {reason: 'key_id_invalid'},
+    )
     for (const keyId of ['', 'a b', 'a\nb', 'a,b']) {
-      throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: keyId}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid'})
+      throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {user: keyId}, limits, NOW), 'ERR_POLICY_DENIED', {
+        reason: 'key_id_invalid',
+      })
     }
   })
 
   it('a template never renders a reserved account; the rule may still name one literally', () => {
     const p = prov([rule({certificate: {principals: ['${user}', 'root'], keyId: 'k'}})])
     for (const user of ['root', 'admin', 'ubuntu']) {
-      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved', rendered: user})
+      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {
+        reason: 'principal_reserved',
+        rendered: user,
+      })
     }
     assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, limits, NOW).principals, ['alice', 'root'])
     // the list is the configured one: an operator may free "admin" or reserve "alice"
-    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {user: 'admin'}, {...limits, reservedPrincipals: ['root']}, NOW).principals, ['admin', 'root'])
-    throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, {...limits, reservedPrincipals: ['alice']}, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved'})
+    assert.deepEqual(
+      buildCertificateSpec(p, p.rules[0]!, {user: 'admin'}, {...limits, reservedPrincipals: ['root']}, NOW).principals,
+      ['admin', 'root'],
+    )
+    throwsCode(
+      () => buildCertificateSpec(p, p.rules[0]!, {user: 'alice'}, {...limits, reservedPrincipals: ['alice']}, NOW),
+      'ERR_POLICY_DENIED',
+      {reason: 'principal_reserved'},
+    )
   })
 
   it('by default every usual system and shared account is reserved', () => {
     const p = prov([rule({certificate: {principals: ['${user}'], keyId: 'k'}})])
     const accounts = [
-      'root', 'toor', 'admin', 'administrator', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp',
-      'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'sshd', 'messagebus', 'polkitd',
-      'systemd-network', 'systemd-resolve', 'systemd-timesync', 'systemd-coredump', 'ubuntu', 'debian', 'ec2-user', 'centos',
-      'fedora', 'cloud-user', 'git', 'postgres', 'mysql', 'redis', 'docker', 'operator', 'halt', 'shutdown', 'ftp',
+      'root',
+      'toor',
+      'admin',
+      'administrator',
+      'daemon',
+      'bin',
+      'sys',
+      'sync',
+      'games',
+      'man',
+      'lp',
+      'mail',
+      'news',
+      'uucp',
+      'proxy',
+      'www-data',
+      'backup',
+      'list',
+      'irc',
+      'gnats',
+      'nobody',
+      'nogroup',
+      '_apt',
+      'sshd',
+      'messagebus',
+      'polkitd',
+      'systemd-network',
+      'systemd-resolve',
+      'systemd-timesync',
+      'systemd-coredump',
+      'ubuntu',
+      'debian',
+      'ec2-user',
+      'centos',
+      'fedora',
+      'cloud-user',
+      'git',
+      'postgres',
+      'mysql',
+      'redis',
+      'docker',
+      'operator',
+      'halt',
+      'shutdown',
+      'ftp',
     ]
-    for (const user of accounts) throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_reserved', template: '${user}', rendered: user})
+    for (const user of accounts)
+      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, {user}, limits, NOW), 'ERR_POLICY_DENIED', {
+        reason: 'principal_reserved',
+        template: '${user}',
+        rendered: user,
+      })
     assert.equal(DEFAULT_RESERVED_PRINCIPALS.length, accounts.length)
   })
 
@@ -219,9 +329,23 @@ describe('policy: the certificate a rule grants', () => {
   })
 
   it('several source-address blocks become one comma-separated option; no option when the rule sets none', () => {
-    const p = prov([rule({certificate: {principals: ['deploy'], keyId: 'k', sourceAddress: ['10.0.0.0/8', '192.168.1.0/24', '::1/128'], forceCommand: 'true'}})])
-    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {}, limits, NOW).criticalOptions, {'force-command': 'true', 'source-address': '10.0.0.0/8,192.168.1.0/24,::1/128'})
-    const q = prov([rule({certificate: {principals: ['deploy'], keyId: 'k', extensions: ['permit-pty', 'permit-agent-forwarding']}})])
+    const p = prov([
+      rule({
+        certificate: {
+          principals: ['deploy'],
+          keyId: 'k',
+          sourceAddress: ['10.0.0.0/8', '192.168.1.0/24', '::1/128'],
+          forceCommand: 'true',
+        },
+      }),
+    ])
+    assert.deepEqual(buildCertificateSpec(p, p.rules[0]!, {}, limits, NOW).criticalOptions, {
+      'force-command': 'true',
+      'source-address': '10.0.0.0/8,192.168.1.0/24,::1/128',
+    })
+    const q = prov([
+      rule({certificate: {principals: ['deploy'], keyId: 'k', extensions: ['permit-pty', 'permit-agent-forwarding']}}),
+    ])
     const spec = buildCertificateSpec(q, q.rules[0]!, {}, limits, NOW)
     assert.deepEqual(spec.criticalOptions, {})
     assert.deepEqual(spec.extensions, {'permit-pty': true, 'permit-agent-forwarding': true})
@@ -230,7 +354,7 @@ describe('policy: the certificate a rule grants', () => {
     assert.deepEqual(buildCertificateSpec(e, e.rules[0]!, {}, limits, NOW).criticalOptions, {'force-command': ''})
   })
 
-  it('the lifetime is the smallest of the rule\'s, the provisioner\'s and the CA\'s; validity starts 60 s back', () => {
+  it("the lifetime is the smallest of the rule's, the provisioner's and the CA's; validity starts 60 s back", () => {
     const p = prov([rule({certificate: {principals: ['d'], keyId: 'k', ttl: 600}})])
     const spec = buildCertificateSpec(p, p.rules[0]!, {}, limits, NOW)
     assert.deepEqual([spec.ttl, spec.validAfter, spec.validBefore], [600, BigInt(NOW - 60), BigInt(NOW + 600)])

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict'
 import {parseConfig, type CaConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config/config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
-import {buildCertificateSpec, checkCondition, DEFAULT_RESERVED_PRINCIPALS, evaluateRule, globToRegExp, renderTemplate, sanitizeLocalPart, selectRule} from '../../../src/ca/policy/policy.ts'
+import {
+  buildCertificateSpec,
+  checkCondition,
+  DEFAULT_RESERVED_PRINCIPALS,
+  evaluateRule,
+  globToRegExp,
+  renderTemplate,
+  sanitizeLocalPart,
+  selectRule,
+} from '../../../src/ca/policy/policy.ts'
 
 export const ISSUE_YAML = `
 disabled: false
@@ -49,7 +58,7 @@ describe('policy', () => {
     ci = config.provisioners[1]!
   })
 
-  it('accepts the issue\'s ca.yaml as written, with defaults merged', () => {
+  it("accepts the issue's ca.yaml as written, with defaults merged", () => {
     assert.deepEqual(warnings, [])
     assert.equal(sso.audience, 'sshca-cli')
     assert.equal(ci.audience, 'sshca-ci')
@@ -70,16 +79,29 @@ describe('policy', () => {
     assert.equal(spec.validAfter, BigInt(NOW - 60))
     assert.equal(spec.validBefore, BigInt(NOW + 8 * 3600))
     // "+" is outside the safe set: the raw-email principal denies rather than being cleaned
-    throwsCode(() => buildCertificateSpec(sso, rule, {...claims, email: 'j+ops@example.com'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid'})
+    throwsCode(
+      () => buildCertificateSpec(sso, rule, {...claims, email: 'j+ops@example.com'}, limits, NOW),
+      'ERR_POLICY_DENIED',
+      {reason: 'principal_invalid'},
+    )
   })
 
   it('issues the deploy rule for the GitHub claim set, capped by maxTtl, with its options', () => {
-    const claims = {repository: 'acme/app', ref: 'refs/heads/main', event_name: 'push', run_id: '1234567890', sub: 'repo:acme/app:ref:refs/heads/main'}
+    const claims = {
+      repository: 'acme/app',
+      ref: 'refs/heads/main',
+      event_name: 'push',
+      run_id: '1234567890',
+      sub: 'repo:acme/app:ref:refs/heads/main',
+    }
     const {rule} = selectRule(ci, claims)
     const spec = buildCertificateSpec(ci, rule, claims, limits, NOW)
     assert.deepEqual(spec.principals, ['deploy'])
     assert.equal(spec.keyId, 'gha:acme/app:1234567890')
-    assert.deepEqual(spec.criticalOptions, {'force-command': '/usr/local/bin/deploy.sh', 'source-address': '10.0.0.0/8'})
+    assert.deepEqual(spec.criticalOptions, {
+      'force-command': '/usr/local/bin/deploy.sh',
+      'source-address': '10.0.0.0/8',
+    })
     assert.deepEqual(spec.extensions, {})
     assert.equal(spec.ttl, 600)
     const capped = buildCertificateSpec({...ci, maxTtl: 300}, rule, claims, limits, NOW)
@@ -90,17 +112,32 @@ describe('policy', () => {
   it('denies when no rule matches, naming the first failing condition in explain', () => {
     const claims = {repository: 'acme/app', ref: 'refs/heads/dev', event_name: 'push'}
     throwsCode(() => selectRule(ci, claims), 'ERR_POLICY_DENIED', {reason: 'no_rule_matched', provisioner: 'ci'})
-    assert.deepEqual(evaluateRule(ci.rules[0]!, claims), {rule: 'deploy', matched: false, failed: 'ref is "refs/heads/dev", not "refs/heads/main"'})
+    assert.deepEqual(evaluateRule(ci.rules[0]!, claims), {
+      rule: 'deploy',
+      matched: false,
+      failed: 'ref is "refs/heads/dev", not "refs/heads/main"',
+    })
   })
 
   it('denies when two rules match', () => {
     const p: ProvisionerConfig = {...ci, rules: [ci.rules[0]!, {...ci.rules[0]!, name: 'deploy-copy'}]}
     const claims = {repository: 'acme/app', ref: 'refs/heads/main', event_name: 'push', run_id: '1'}
-    throwsCode(() => selectRule(p, claims), 'ERR_POLICY_DENIED', {reason: 'multiple_rules_matched', rules: ['deploy', 'deploy-copy'], provisioner: 'ci'})
+    throwsCode(() => selectRule(p, claims), 'ERR_POLICY_DENIED', {
+      reason: 'multiple_rules_matched',
+      rules: ['deploy', 'deploy-copy'],
+      provisioner: 'ci',
+    })
   })
 
   it('never matches a claim the token lacks, whatever the condition', () => {
-    for (const cond of ['x', ['x', 'y'], {domain: 'example.com'}, {contains: 'x'}, {glob: '*'}, true] as MatchCondition[]) {
+    for (const cond of [
+      'x',
+      ['x', 'y'],
+      {domain: 'example.com'},
+      {contains: 'x'},
+      {glob: '*'},
+      true,
+    ] as MatchCondition[]) {
       assert.equal(checkCondition('missing', cond, {}), 'claim "missing" is absent')
       assert.equal(checkCondition('n', cond, {n: null}), 'claim "n" is absent')
     }
@@ -118,7 +155,10 @@ describe('policy', () => {
     assert.equal(checkCondition('groups', {contains: 'ops'}, {groups: ['dev', 'ops']}), undefined)
     assert.match(checkCondition('groups', {contains: 'ops'}, {groups: 'ops'})!, /not a list/)
     assert.equal(checkCondition('ref', {glob: 'refs/heads/release/*'}, {ref: 'refs/heads/release/1.2'}), undefined)
-    assert.match(checkCondition('ref', {glob: 'refs/heads/release/*'}, {ref: 'refs/heads/release/a/b'})!, /does not match/)
+    assert.match(
+      checkCondition('ref', {glob: 'refs/heads/release/*'}, {ref: 'refs/heads/release/a/b'})!,
+      /does not match/,
+    )
     assert.equal(checkCondition('ref', {glob: 'refs/heads/**'}, {ref: 'refs/heads/a/b'}), undefined)
   })
 
@@ -142,17 +182,33 @@ describe('policy', () => {
   })
 
   it('denies a principal that renders "root\\nfoo" or "a,b" instead of cleaning it', () => {
-    const p: ProvisionerConfig = {...sso, rules: [{...sso.rules[0]!, certificate: {...sso.rules[0]!.certificate, principals: ['${name}']}}]}
+    const p: ProvisionerConfig = {
+      ...sso,
+      rules: [{...sso.rules[0]!, certificate: {...sso.rules[0]!.certificate, principals: ['${name}']}}],
+    }
     for (const name of ['root\nfoo', 'a,b', 'a b', '', 'x'.repeat(257)]) {
       const claims = {email: 'a@example.com', email_verified: true, name}
-      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, claims, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'principal_invalid'})
+      throwsCode(() => buildCertificateSpec(p, p.rules[0]!, claims, limits, NOW), 'ERR_POLICY_DENIED', {
+        reason: 'principal_invalid',
+      })
     }
-    const k: ProvisionerConfig = {...sso, rules: [{...sso.rules[0]!, certificate: {...sso.rules[0]!.certificate, keyId: '${name}'}}]}
-    throwsCode(() => buildCertificateSpec(k, k.rules[0]!, {email: 'a@example.com', name: 'x\ny'}, limits, NOW), 'ERR_POLICY_DENIED', {reason: 'key_id_invalid'})
+    const k: ProvisionerConfig = {
+      ...sso,
+      rules: [{...sso.rules[0]!, certificate: {...sso.rules[0]!.certificate, keyId: '${name}'}}],
+    }
+    throwsCode(
+      () => buildCertificateSpec(k, k.rules[0]!, {email: 'a@example.com', name: 'x\ny'}, limits, NOW),
+      'ERR_POLICY_DENIED',
+      {reason: 'key_id_invalid'},
+    )
   })
 
   it('ignores disabled rules', () => {
     const p: ProvisionerConfig = {...ci, rules: [{...ci.rules[0]!, disabled: true}]}
-    throwsCode(() => selectRule(p, {repository: 'acme/app', ref: 'refs/heads/main', event_name: 'push'}), 'ERR_POLICY_DENIED', {reason: 'no_rule_matched'})
+    throwsCode(
+      () => selectRule(p, {repository: 'acme/app', ref: 'refs/heads/main', event_name: 'push'}),
+      'ERR_POLICY_DENIED',
+      {reason: 'no_rule_matched'},
+    )
   })
 })

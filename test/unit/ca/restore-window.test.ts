@@ -50,7 +50,8 @@ describe('after a restore: tokens issued before the restore mark are refused on 
     const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
     const fetchFn = (async (input: string | URL) => {
       const url = String(input)
-      if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+      if (url === `${ISSUER}/.well-known/openid-configuration`)
+        return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
       if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
       return new Response('no', {status: 404})
     }) as typeof fetch
@@ -74,7 +75,15 @@ describe('after a restore: tokens issued before the restore mark are refused on 
       material: {
         rootPem: root.pem,
         rootFingerprint,
-        roots: [{pem: root.pem, fingerprint: rootFingerprint, state: 'active', subject: 'root', notAfter: new Date(Date.now() + 86_400_000)}],
+        roots: [
+          {
+            pem: root.pem,
+            fingerprint: rootFingerprint,
+            state: 'active',
+            subject: 'root',
+            notAfter: new Date(Date.now() + 86_400_000),
+          },
+        ],
         crossPems: [],
         intermediatePem: root.pem,
         intermediateKey: root.key,
@@ -97,8 +106,10 @@ describe('after a restore: tokens issued before the restore mark are refused on 
   })
 
   const key = () => generatePrivateKey('ed25519').publicKey.blob.toString('base64')
-  const reasonOf = (r: {headers: Record<string, unknown>}) => audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason
-  const sign = (ott: string, extra: Record<string, unknown> = {}) => app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott, ...extra}})
+  const reasonOf = (r: {headers: Record<string, unknown>}) =>
+    audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason
+  const sign = (ott: string, extra: Record<string, unknown> = {}) =>
+    app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott, ...extra}})
 
   it('OIDC: before the mark → 401 token_before_restore; known spent → 401 token_replayed; after the mark + leeway → 201', async () => {
     // the old CA's life: one token spent (it is in the store, as a snapshot would carry it), one issued and never seen
@@ -111,7 +122,11 @@ describe('after a restore: tokens issued before the restore mark are refused on 
 
     const replay = await sign(spentBefore)
     assert.equal(replay.statusCode, 401)
-    assert.equal(reasonOf(replay), 'token_replayed', 'a token the snapshot knows is refused as a replay, with when it was spent')
+    assert.equal(
+      reasonOf(replay),
+      'token_replayed',
+      'a token the snapshot knows is refused as a replay, with when it was spent',
+    )
     assert.match(replay.json().message, /already used at/)
 
     const window = await sign(unseen)
@@ -119,7 +134,11 @@ describe('after a restore: tokens issued before the restore mark are refused on 
     assert.equal(reasonOf(window), 'token_before_restore')
     const line = audit.events.find((e) => e.request_id === window.headers['x-request-id'])!
     assert.equal(line.restored_at, new Date((now - 30) * 1000).toISOString())
-    assert.doesNotMatch(window.json().message, /restore/, 'the caller reads the generic 401, the reason is in the audit log')
+    assert.doesNotMatch(
+      window.json().message,
+      /restore/,
+      'the caller reads the generic 401, the reason is in the audit log',
+    )
 
     // within the leeway after the mark: an issuer whose clock runs ahead could have minted it before the restore
     const skewed = await mintOidc(now - 30 + RESTORE_LEEWAY - 1)
@@ -131,7 +150,12 @@ describe('after a restore: tokens issued before the restore mark are refused on 
   it('host enrollment: a token minted before the mark is refused, one minted after it enrols', async () => {
     rt.safety = {stop: null, restoredAt: now}
     const hostKey = generatePrivateKey('ed25519')
-    const old = await mintEnrollmentToken(enrollmentKey, {rootFingerprint, hostname: 'web1', ttlSeconds: 3600, now: now - 120})
+    const old = await mintEnrollmentToken(enrollmentKey, {
+      rootFingerprint,
+      hostname: 'web1',
+      ttlSeconds: 3600,
+      now: now - 120,
+    })
     now += RESTORE_LEEWAY + 5
     const refused = await sign(old.token, {certType: 'host', publicKey: hostKey.publicKey.blob.toString('base64')})
     assert.equal(refused.statusCode, 401)
@@ -147,13 +171,31 @@ describe('after a restore: tokens issued before the restore mark are refused on 
     const enrolled = await sign(t.token, {certType: 'host', publicKey: hostKey.publicKey.blob.toString('base64')})
     assert.equal(enrolled.statusCode, 201, enrolled.body)
     const cert = parseCertificate(Buffer.from(enrolled.json().crt, 'base64'))
-    const oldProof = await mintSshpopToken(hostKey.keyObject, cert, {caUrl: 'https://127.0.0.1', action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint, now})
+    const oldProof = await mintSshpopToken(hostKey.keyObject, cert, {
+      caUrl: 'https://127.0.0.1',
+      action: 'renew',
+      provisioner: SSHPOP_PROVISIONER,
+      rootFingerprint,
+      now,
+    })
     rt.safety = {stop: null, restoredAt: now + 10}
     now += RESTORE_LEEWAY + 20
     const refused = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: oldProof}})
     assert.equal(refused.statusCode, 401)
     assert.equal(reasonOf(refused), 'token_before_restore')
-    const renewed = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: await mintSshpopToken(hostKey.keyObject, cert, {caUrl: 'https://127.0.0.1', action: 'renew', provisioner: SSHPOP_PROVISIONER, rootFingerprint, now})}})
+    const renewed = await app.inject({
+      method: 'POST',
+      url: '/ssh/renew',
+      payload: {
+        ott: await mintSshpopToken(hostKey.keyObject, cert, {
+          caUrl: 'https://127.0.0.1',
+          action: 'renew',
+          provisioner: SSHPOP_PROVISIONER,
+          rootFingerprint,
+          now,
+        }),
+      },
+    })
     assert.equal(renewed.statusCode, 201, renewed.body)
   })
 

@@ -46,7 +46,8 @@ describe('CA routes through app.inject', () => {
     const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
     const fetchFn = (async (input: string | URL) => {
       const url = String(input)
-      if (url === `${ISSUER}/.well-known/openid-configuration`) return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+      if (url === `${ISSUER}/.well-known/openid-configuration`)
+        return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
       if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
       return new Response('no', {status: 404})
     }) as typeof fetch
@@ -69,14 +70,28 @@ describe('CA routes through app.inject', () => {
       intermediatePem: root.pem,
       intermediateKey: root.key,
       tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
-      roots: [{pem: root.pem, fingerprint: certFingerprint(root.der), state: 'active', subject: 'CN=Inject', notAfter: new Date(Date.now() + 86_400_000)}],
+      roots: [
+        {
+          pem: root.pem,
+          fingerprint: certFingerprint(root.der),
+          state: 'active',
+          subject: 'CN=Inject',
+          notAfter: new Date(Date.now() + 86_400_000),
+        },
+      ],
       crossPems: [],
       userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
       hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
       enrollmentKey: generateKeyPairSync('ed25519').privateKey,
     }
     audit = memoryAuditLog()
-    const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn})}, material, store: new SqliteStore(':memory:', {background: false}), audit, clock: Date.now}
+    const rt: CaRuntime = {
+      policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn})},
+      material,
+      store: new SqliteStore(':memory:', {background: false}),
+      audit,
+      clock: Date.now,
+    }
     app = buildApp(new Authority(rt), undefined)
     await app.ready()
   })
@@ -89,13 +104,23 @@ describe('CA routes through app.inject', () => {
   it('a store that does not answer: /ready is 503 (a balancer takes the replica out), /health stays 200 and says so', async () => {
     const store = new SqliteStore(':memory:', {background: false})
     const {config} = parseConfig(YAML, '/nonexistent/ca.yaml')
-    const rt: CaRuntime = {policy: {config, verifier: new TokenVerifier([])}, material, store, audit: memoryAuditLog(), clock: Date.now}
+    const rt: CaRuntime = {
+      policy: {config, verifier: new TokenVerifier([])},
+      material,
+      store,
+      audit: memoryAuditLog(),
+      clock: Date.now,
+    }
     const down = buildApp(new Authority(rt), undefined)
     try {
       assert.equal((await down.inject({method: 'GET', url: '/ready'})).statusCode, 200)
       await store.close()
       // the answer stands a second (balancers poll often); then the closed store is seen
-      await waitFor('/ready to turn 503', async () => (await down.inject({method: 'GET', url: '/ready'})).statusCode === 503, 5_000)
+      await waitFor(
+        '/ready to turn 503',
+        async () => (await down.inject({method: 'GET', url: '/ready'})).statusCode === 503,
+        5_000,
+      )
       assert.deepEqual((await down.inject({method: 'GET', url: '/ready'})).json(), {ready: false, db: 'unreachable'})
       const health = await down.inject({method: 'GET', url: '/health'})
       assert.equal(health.statusCode, 200)
@@ -105,7 +130,7 @@ describe('CA routes through app.inject', () => {
     }
   })
 
-  it('read routes answer step-ca\'s shapes at / and /1.0, with x-request-id and no-store', async () => {
+  it("read routes answer step-ca's shapes at / and /1.0, with x-request-id and no-store", async () => {
     for (const prefix of ['', '/1.0']) {
       const health = await app.inject({method: 'GET', url: `${prefix}/health`})
       assert.equal(health.statusCode, 200)
@@ -113,35 +138,58 @@ describe('CA routes through app.inject', () => {
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/ready`})).json(), {ready: true})
       assert.match(String(health.headers['x-request-id']), /^[0-9a-f-]{36}$/)
       assert.equal(health.headers['cache-control'], 'no-store')
-      assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/root/${material.rootFingerprint}`})).json(), {ca: material.rootPem})
+      assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/root/${material.rootFingerprint}`})).json(), {
+        ca: material.rootPem,
+      })
       assert.deepEqual((await app.inject({method: 'GET', url: `${prefix}/roots`})).json(), {crts: [material.rootPem]})
       const provisioners = (await app.inject({method: 'GET', url: `${prefix}/provisioners`})).json()
-      assert.deepEqual(provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [p.name, p.type, p.interactive]), [['ci', 'OIDC', false], ['sshpop', 'SSHPOP', undefined]])
+      assert.deepEqual(
+        provisioners.provisioners.map((p: {name: string; type: string; interactive: boolean}) => [
+          p.name,
+          p.type,
+          p.interactive,
+        ]),
+        [
+          ['ci', 'OIDC', false],
+          ['sshpop', 'SSHPOP', undefined],
+        ],
+      )
       const roots = (await app.inject({method: 'GET', url: `${prefix}/ssh/roots`})).json()
       assert.deepEqual(roots.userKey, [material.userCa.active.publicKey.blob.toString('base64')])
       assert.deepEqual(roots.hostKey, [material.hostCa.active.publicKey.blob.toString('base64')])
     }
   })
 
-  it('a root by another fingerprint, or not a fingerprint at all, is 404 in the API\'s error shape', async () => {
+  it("a root by another fingerprint, or not a fingerprint at all, is 404 in the API's error shape", async () => {
     for (const fp of ['0'.repeat(64), 'nope']) {
       const r = await app.inject({method: 'GET', url: `/root/${fp}`})
       assert.equal(r.statusCode, 404)
       assert.equal(r.json().request_id, r.headers['x-request-id'])
     }
     const missing = await app.inject({method: 'GET', url: '/nowhere'})
-    assert.deepEqual(missing.json(), {status: 404, message: 'no route GET /nowhere', request_id: missing.headers['x-request-id']})
+    assert.deepEqual(missing.json(), {
+      status: 404,
+      message: 'no route GET /nowhere',
+      request_id: missing.headers['x-request-id'],
+    })
   })
 
   it('POST /ssh/sign: 201 with a certificate shaped by the rule; one certificate_issued line', async () => {
-    const r = await app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: await mint(), principals: ['root'], validBefore: 'forever'}})
+    const r = await app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {publicKey: key(), ott: await mint(), principals: ['root'], validBefore: 'forever'},
+    })
     assert.equal(r.statusCode, 201, r.body)
     const cert = parseCertificate(Buffer.from(r.json().crt, 'base64'))
     assert.deepEqual(cert.principals, ['deploy'])
-    assert.deepEqual(linesOf(String(r.headers['x-request-id'])).map((l) => l.event), ['certificate_issued'])
+    assert.deepEqual(
+      linesOf(String(r.headers['x-request-id'])).map((l) => l.event),
+      ['certificate_issued'],
+    )
   })
 
-  it('bad bodies are 400 through src/protocol\'s shapes; each refusal is audited once with its reason', async () => {
+  it("bad bodies are 400 through src/protocol's shapes; each refusal is audited once with its reason", async () => {
     const cases: [unknown, RegExp][] = [
       [{ott: 'x'}, /publicKey/],
       [{publicKey: key(), ott: 'x', certType: 'admin'}, /certType/],
@@ -152,9 +200,17 @@ describe('CA routes through app.inject', () => {
       assert.equal(r.statusCode, 400, r.body)
       assert.match(r.json().message, message)
       const lines = linesOf(String(r.headers['x-request-id']))
-      assert.deepEqual(lines.map((l) => [l.event, l.reason]), [['certificate_denied', 'bad_request']])
+      assert.deepEqual(
+        lines.map((l) => [l.event, l.reason]),
+        [['certificate_denied', 'bad_request']],
+      )
     }
-    const type = await app.inject({method: 'POST', url: '/ssh/sign', headers: {'content-type': 'application/xml'}, payload: '<hello/>'})
+    const type = await app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      headers: {'content-type': 'application/xml'},
+      payload: '<hello/>',
+    })
     assert.equal(type.statusCode, 415)
     assert.equal(type.json().request_id, type.headers['x-request-id'])
   })
@@ -162,12 +218,19 @@ describe('CA routes through app.inject', () => {
   it('401 for a bad token, 403 for a rule that does not match, 401 again for a replay — the body says nothing of why', async () => {
     const bad = await app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: 'a.b.c'}})
     assert.equal(bad.statusCode, 401)
-    const other = await app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: await mint({repository: 'mallory/app'})}})
+    const other = await app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {publicKey: key(), ott: await mint({repository: 'mallory/app'})},
+    })
     assert.equal(other.statusCode, 403)
     assert.equal(other.json().message, 'the CA policy does not allow a certificate for this request')
     assert.equal(linesOf(String(other.headers['x-request-id']))[0]!.reason, 'no_rule_matched')
     const ott = await mint()
-    assert.equal((await app.inject({method: 'POST', url: '/1.0/ssh/sign', payload: {publicKey: key(), ott}})).statusCode, 201)
+    assert.equal(
+      (await app.inject({method: 'POST', url: '/1.0/ssh/sign', payload: {publicKey: key(), ott}})).statusCode,
+      201,
+    )
     const again = await app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott}})
     assert.equal(again.statusCode, 401)
     assert.match(again.json().message, /already used at/)
@@ -178,7 +241,12 @@ describe('CA routes through app.inject', () => {
     const none = await app.inject({method: 'POST', url: '/sign', payload: {public_key: line}})
     assert.equal(none.statusCode, 400)
     assert.match(none.json().message, /Authorization: Bearer/)
-    const ok = await app.inject({method: 'POST', url: '/sign', headers: {authorization: `Bearer ${await mint()}`}, payload: {public_key: line}})
+    const ok = await app.inject({
+      method: 'POST',
+      url: '/sign',
+      headers: {authorization: `Bearer ${await mint()}`},
+      payload: {public_key: line},
+    })
     assert.equal(ok.statusCode, 200)
     assert.equal(ok.headers['content-type'], 'text/plain; charset=utf-8')
     assert.match(ok.body, /^ssh-ed25519-cert-v01@openssh\.com \S+\n$/)
@@ -189,7 +257,11 @@ describe('CA routes through app.inject', () => {
     assert.equal(krl.headers['content-type'], 'application/octet-stream')
     assert.doesNotThrow(() => parseKrl(krl.rawPayload))
     assert.equal((await app.inject({method: 'GET', url: '/ssh/hosts'})).statusCode, 401)
-    assert.equal((await app.inject({method: 'GET', url: '/ssh/hosts', headers: {authorization: `Bearer ${await mint()}`}})).statusCode, 200)
+    assert.equal(
+      (await app.inject({method: 'GET', url: '/ssh/hosts', headers: {authorization: `Bearer ${await mint()}`}}))
+        .statusCode,
+      200,
+    )
     const renew = await app.inject({method: 'POST', url: '/ssh/renew', payload: {ott: 'nope'}})
     assert.equal(renew.statusCode, 401)
     assert.equal(linesOf(String(renew.headers['x-request-id']))[0]!.reason, 'proof_invalid')

@@ -9,7 +9,15 @@ import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {SshcaError} from '../../../src/errors.ts'
 import {parseKms} from '../../../src/ca/config/kms.ts'
-import {keyringProblems, nextKeyId, publishedEntries, withActivated, withPrepared, withRetired, type Keyring} from '../../../src/ca/keys/keyring.ts'
+import {
+  keyringProblems,
+  nextKeyId,
+  publishedEntries,
+  withActivated,
+  withPrepared,
+  withRetired,
+  type Keyring,
+} from '../../../src/ca/keys/keyring.ts'
 import {loadKeySets, publishedKeys} from '../../../src/ca/keys/material.ts'
 import {SignerRegistry, type KeyBackend} from '../../../src/ca/keys/signers.ts'
 import {signCertificate, verifyCertificate} from '../../../src/ssh/cert.ts'
@@ -41,14 +49,42 @@ describe('signers: async, fallible, from a registry', () => {
     const pending = keySigner(ca.keyObject).sign(Buffer.from('x'))
     assert.ok(pending instanceof Promise)
     const subject = generatePrivateKey('ed25519')
-    const cert = await signCertificate({type: 'user', publicKey: subject.publicKey, serial: 1n, keyId: 'k', principals: ['a'], validAfter: 0n, validBefore: 10n}, keySigner(ca.keyObject))
+    const cert = await signCertificate(
+      {
+        type: 'user',
+        publicKey: subject.publicKey,
+        serial: 1n,
+        keyId: 'k',
+        principals: ['a'],
+        validAfter: 0n,
+        validBefore: 10n,
+      },
+      keySigner(ca.keyObject),
+    )
     assert.equal(verifyCertificate(cert).valid, true)
   })
 
   it('a signer that fails (a token pulled out) rejects signCertificate with its own error', async () => {
     const subject = generatePrivateKey('ed25519')
-    const failing = {publicKey: generatePrivateKey('ed25519').publicKey, sign: async () => Promise.reject(new SshcaError('ERR_KEY_STORE', 'PKCS#11: token removed'))}
-    await assert.rejects(signCertificate({type: 'user', publicKey: subject.publicKey, serial: 1n, keyId: 'k', principals: ['a'], validAfter: 0n, validBefore: 10n}, failing), {code: 'ERR_KEY_STORE', message: /token removed/})
+    const failing = {
+      publicKey: generatePrivateKey('ed25519').publicKey,
+      sign: async () => Promise.reject(new SshcaError('ERR_KEY_STORE', 'PKCS#11: token removed')),
+    }
+    await assert.rejects(
+      signCertificate(
+        {
+          type: 'user',
+          publicKey: subject.publicKey,
+          serial: 1n,
+          keyId: 'k',
+          principals: ['a'],
+          validAfter: 0n,
+          validBefore: 10n,
+        },
+        failing,
+      ),
+      {code: 'ERR_KEY_STORE', message: /token removed/},
+    )
   })
 
   it('the file backend makes a sealed key, reopens it with the password, and refuses a wrong one', async () => {
@@ -82,7 +118,14 @@ describe('signers: async, fallible, from a registry', () => {
         close: async () => undefined,
       }
     }
-    const reg = new SignerRegistry({dir: caDir(), password: PASSWORD, kms: {type: 'pkcs11', token: 't', module: '/m.so', pinFile: '/p', uri: 'pkcs11:token=t'}}, {pkcs11: fake})
+    const reg = new SignerRegistry(
+      {
+        dir: caDir(),
+        password: PASSWORD,
+        kms: {type: 'pkcs11', token: 't', module: '/m.so', pinFile: '/p', uri: 'pkcs11:token=t'},
+      },
+      {pkcs11: fake},
+    )
     const a = await reg.create('host', 'host-2')
     assert.equal(a.ref.type, 'pkcs11')
     await reg.open(a.ref)
@@ -94,31 +137,64 @@ describe('signers: async, fallible, from a registry', () => {
 
   it('a pkcs11 key with no token configured is a config error, not a silent fallback to files', async () => {
     const reg = new SignerRegistry({dir: caDir(), password: PASSWORD, kms: {type: 'file'}})
-    await assert.rejects(reg.open({type: 'pkcs11', label: 'x', id: '00'}), {code: 'ERR_CA_CONFIG', message: /keys\.kms/})
+    await assert.rejects(reg.open({type: 'pkcs11', label: 'x', id: '00'}), {
+      code: 'ERR_CA_CONFIG',
+      message: /keys\.kms/,
+    })
   })
 })
 
 describe('CA key sets: the active key signs, every published key is trusted', () => {
   it('loads active, previous and next, active first; opens only the active key, once', async () => {
-    const [a, p, n, r] = [generatePrivateKey('ed25519'), generatePrivateKey('ed25519'), generatePrivateKey('ed25519'), generatePrivateKey('ed25519')]
-    const keyring: Keyring = {version: 1, user: [entry('user-1', 'retired', r), entry('user-2', 'previous', p), entry('user-4', 'next', n), entry('user-3', 'active', a)], host: [entry('host-1', 'active', a)]}
+    const [a, p, n, r] = [
+      generatePrivateKey('ed25519'),
+      generatePrivateKey('ed25519'),
+      generatePrivateKey('ed25519'),
+      generatePrivateKey('ed25519'),
+    ]
+    const keyring: Keyring = {
+      version: 1,
+      user: [
+        entry('user-1', 'retired', r),
+        entry('user-2', 'previous', p),
+        entry('user-4', 'next', n),
+        entry('user-3', 'active', a),
+      ],
+      host: [entry('host-1', 'active', a)],
+    }
     assert.deepEqual(keyringProblems(keyring), [])
     const opened: string[] = []
-    const keys = new Map([[`secrets/user-3.key`, a], [`secrets/host-1.key`, a]])
-    const reg = new SignerRegistry({dir: caDir(), password: PASSWORD, kms: {type: 'file'}}, {
-      file: async () => ({
-        create: async () => assert.fail('nothing is made'),
-        open: async (ref) => {
-          opened.push((ref as {path: string}).path)
-          return keySigner(keys.get((ref as {path: string}).path)!.keyObject)
-        },
-        close: async () => undefined,
-      }),
-    })
+    const keys = new Map([
+      [`secrets/user-3.key`, a],
+      [`secrets/host-1.key`, a],
+    ])
+    const reg = new SignerRegistry(
+      {dir: caDir(), password: PASSWORD, kms: {type: 'file'}},
+      {
+        file: async () => ({
+          create: async () => assert.fail('nothing is made'),
+          open: async (ref) => {
+            opened.push((ref as {path: string}).path)
+            return keySigner(keys.get((ref as {path: string}).path)!.keyObject)
+          },
+          close: async () => undefined,
+        }),
+      },
+    )
     const sets = await loadKeySets(keyring, reg)
     assert.equal(sets.userCa.activeId, 'user-3')
-    assert.deepEqual(sets.userCa.published.map((x) => [x.id, x.state]), [['user-3', 'active'], ['user-2', 'previous'], ['user-4', 'next']])
-    assert.deepEqual(publishedKeys(sets.userCa).map((k) => k.fingerprint()), [a, p, n].map((k) => k.publicKey.fingerprint()))
+    assert.deepEqual(
+      sets.userCa.published.map((x) => [x.id, x.state]),
+      [
+        ['user-3', 'active'],
+        ['user-2', 'previous'],
+        ['user-4', 'next'],
+      ],
+    )
+    assert.deepEqual(
+      publishedKeys(sets.userCa).map((k) => k.fingerprint()),
+      [a, p, n].map((k) => k.publicKey.fingerprint()),
+    )
     assert.deepEqual(opened.sort(), ['secrets/host-1.key', 'secrets/user-3.key'])
     // a reload whose active keys did not change opens nothing
     await loadKeySets(keyring, reg, sets)
@@ -128,10 +204,20 @@ describe('CA key sets: the active key signs, every published key is trusted', ()
   it('refuses a key store whose key is not the one the manifest publishes', async () => {
     const keyring: Keyring = {version: 1, user: [entry('user-1', 'active')], host: [entry('host-1', 'active')]}
     const impostor = generatePrivateKey('ed25519')
-    const reg = new SignerRegistry({dir: caDir(), password: PASSWORD, kms: {type: 'file'}}, {
-      file: async () => ({create: async () => assert.fail(), open: async () => keySigner(impostor.keyObject), close: async () => undefined}),
+    const reg = new SignerRegistry(
+      {dir: caDir(), password: PASSWORD, kms: {type: 'file'}},
+      {
+        file: async () => ({
+          create: async () => assert.fail(),
+          open: async () => keySigner(impostor.keyObject),
+          close: async () => undefined,
+        }),
+      },
+    )
+    await assert.rejects(loadKeySets(keyring, reg), {
+      code: 'ERR_KEY_STORE',
+      message: /not the key the manifest publishes/,
     })
-    await assert.rejects(loadKeySets(keyring, reg), {code: 'ERR_KEY_STORE', message: /not the key the manifest publishes/})
   })
 })
 
@@ -143,17 +229,35 @@ describe('rotation states: prepare → activate → retire', () => {
     const id = nextKeyId(k, 'user')
     assert.equal(id, 'user-2')
     k = withPrepared(k, 'user', {...entry(id, 'next')})
-    assert.deepEqual(publishedEntries(k.user).map((e) => [e.id, e.state]), [['user-1', 'active'], ['user-2', 'next']])
+    assert.deepEqual(
+      publishedEntries(k.user).map((e) => [e.id, e.state]),
+      [
+        ['user-1', 'active'],
+        ['user-2', 'next'],
+      ],
+    )
     k = withActivated(k, 'user', now)
-    assert.deepEqual(publishedEntries(k.user).map((e) => [e.id, e.state]), [['user-2', 'active'], ['user-1', 'previous']])
+    assert.deepEqual(
+      publishedEntries(k.user).map((e) => [e.id, e.state]),
+      [
+        ['user-2', 'active'],
+        ['user-1', 'previous'],
+      ],
+    )
     assert.equal(k.user.find((e) => e.id === 'user-1')!.deactivatedAt, now.toISOString())
     assert.equal(k.user.find((e) => e.id === 'user-2')!.activatedAt, now.toISOString())
     const r = withRetired(k, 'user', now)
     assert.equal(r.retired.id, 'user-1')
-    assert.deepEqual(publishedEntries(r.keyring.user).map((e) => e.id), ['user-2'])
+    assert.deepEqual(
+      publishedEntries(r.keyring.user).map((e) => e.id),
+      ['user-2'],
+    )
     assert.equal(nextKeyId(r.keyring, 'user'), 'user-3')
     // the host CA was never touched
-    assert.deepEqual(r.keyring.host, start().host.map((e) => ({...e, publicKey: r.keyring.host[0]!.publicKey})))
+    assert.deepEqual(
+      r.keyring.host,
+      start().host.map((e) => ({...e, publicKey: r.keyring.host[0]!.publicKey})),
+    )
   })
 
   it('refuses steps out of order', () => {
@@ -161,16 +265,36 @@ describe('rotation states: prepare → activate → retire', () => {
     assert.throws(() => withActivated(k, 'user', now), {code: 'ERR_ROTATION_STATE', message: /no next user CA key/})
     assert.throws(() => withRetired(k, 'host', now), {code: 'ERR_ROTATION_STATE', message: /no previous host CA key/})
     const prepared = withPrepared(k, 'user', entry('user-2', 'next'))
-    assert.throws(() => withPrepared(prepared, 'user', entry('user-3', 'next')), {code: 'ERR_ROTATION_STATE', message: /already prepared/})
+    assert.throws(() => withPrepared(prepared, 'user', entry('user-3', 'next')), {
+      code: 'ERR_ROTATION_STATE',
+      message: /already prepared/,
+    })
     // a second activation before the first previous key is retired would publish three keys
     const twice = withPrepared(withActivated(prepared, 'user', now), 'user', entry('user-3', 'next'))
     assert.throws(() => withActivated(twice, 'user', now), {code: 'ERR_ROTATION_STATE', message: /still published/})
   })
 
   it('a manifest with two active keys, or a key store it does not know, is invalid', () => {
-    assert.match(keyringProblems({version: 1, user: [entry('u1', 'active'), entry('u2', 'active')], host: [entry('h1', 'active')]}).join(), /exactly one active key/)
-    assert.match(keyringProblems({version: 1, user: [{...entry('u1', 'active'), ref: {type: 'kms'} as never}], host: [entry('h1', 'active')]}).join(), /names no key store/)
-    assert.match(keyringProblems({version: 1, user: [entry('x', 'active')], host: [entry('x', 'active')]}).join(), /used twice/)
+    assert.match(
+      keyringProblems({
+        version: 1,
+        user: [entry('u1', 'active'), entry('u2', 'active')],
+        host: [entry('h1', 'active')],
+      }).join(),
+      /exactly one active key/,
+    )
+    assert.match(
+      keyringProblems({
+        version: 1,
+        user: [{...entry('u1', 'active'), ref: {type: 'kms'} as never}],
+        host: [entry('h1', 'active')],
+      }).join(),
+      /names no key store/,
+    )
+    assert.match(
+      keyringProblems({version: 1, user: [entry('x', 'active')], host: [entry('x', 'active')]}).join(),
+      /used twice/,
+    )
   })
 })
 
@@ -178,7 +302,13 @@ describe('keys.kms: file or an RFC 7512 pkcs11 URI', () => {
   it('parses token, module and PIN file', () => {
     assert.deepEqual(parseKms('file'), {type: 'file'})
     const uri = 'pkcs11:token=sshca%20prod?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin'
-    assert.deepEqual(parseKms(uri), {type: 'pkcs11', token: 'sshca prod', module: '/usr/lib/softhsm/libsofthsm2.so', pinFile: '/etc/sshca/pin', uri})
+    assert.deepEqual(parseKms(uri), {
+      type: 'pkcs11',
+      token: 'sshca prod',
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      pinFile: '/etc/sshca/pin',
+      uri,
+    })
   })
 
   it('refuses a PIN in the URI, and URIs missing what the CA needs', () => {
@@ -205,7 +335,11 @@ describe('raw signatures from a token → SSH signature blobs', () => {
   it('ed25519 raw signatures, and nothing but 64 bytes', () => {
     const key = generatePrivateKey('ed25519')
     const data = Buffer.from('x')
-    assert.equal(verifySignature(key.publicKey, data, sshSignatureFromRaw(key.publicKey, cryptoSign(null, data, key.keyObject))).valid, true)
+    assert.equal(
+      verifySignature(key.publicKey, data, sshSignatureFromRaw(key.publicKey, cryptoSign(null, data, key.keyObject)))
+        .valid,
+      true,
+    )
     assert.throws(() => sshSignatureFromRaw(key.publicKey, Buffer.alloc(65)), {code: 'ERR_SSH_FORMAT'})
   })
 })

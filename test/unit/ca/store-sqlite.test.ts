@@ -40,7 +40,10 @@ describe('SQLite store migrations', () => {
       const s = new SqliteStore(path, {background: false})
       // the old spent token is still spent; the newest host certificate heads its lineage; the KRL version kept its count
       assert.equal((await s.issue({token: {id: 'old-token', expiresAt: 1}, record: record()})).ok, false)
-      assert.deepEqual((await s.currentHostCertificates(100)).map((c) => c.serial), [8n])
+      assert.deepEqual(
+        (await s.currentHostCertificates(100)).map((c) => c.serial),
+        [8n],
+      )
       assert.equal(await s.revocationGeneration(), 1)
       await s.close()
     }
@@ -54,15 +57,23 @@ describe('SQLite store migrations', () => {
     const db = new DatabaseSync(path)
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`)
     db.close()
-    assert.throws(() => new SqliteStore(path, {background: false}), (e: {code?: string}) => e.code === 'ERR_CA_CONFIG')
+    assert.throws(
+      () => new SqliteStore(path, {background: false}),
+      (e: {code?: string}) => e.code === 'ERR_CA_CONFIG',
+    )
   })
 })
 
 const rec = (serial: bigint) => record({serial, keyId: 'k', keyFingerprint: 'SHA256:x'})
-const spend = (s: SqliteStore, id: string, r: ReturnType<typeof rec>) => s.issue({token: {id, expiresAt: 100}, record: r}).then((o) => o.ok)
+const spend = (s: SqliteStore, id: string, r: ReturnType<typeof rec>) =>
+  s.issue({token: {id, expiresAt: 100}, record: r}).then((o) => o.ok)
 
 /** The connection's PRAGMA synchronous: 2 = FULL, 1 = NORMAL. */
-const synchronousOf = (store: SqliteStore): number => Number(((store as unknown as {db: DatabaseSync}).db.prepare('PRAGMA synchronous').get() as {synchronous: number}).synchronous)
+const synchronousOf = (store: SqliteStore): number =>
+  Number(
+    ((store as unknown as {db: DatabaseSync}).db.prepare('PRAGMA synchronous').get() as {synchronous: number})
+      .synchronous,
+  )
 
 describe('the SQLite store', () => {
   it('is durable by default (synchronous=FULL); db.durability: normal is an opt-out that warns what it risks', async () => {
@@ -81,8 +92,14 @@ describe('the SQLite store', () => {
     assert.doesNotMatch(warnings.join('\n'), /durability/)
     const opted = parseConfig('db: {type: sqlite, durability: normal}', 'ca.yaml')
     assert.equal(opted.config.db.type === 'sqlite' && opted.config.db.durability, 'normal')
-    assert.match(opted.warnings.join('\n'), /db\.durability: normal — a power loss can drop the last commits: .*replayable/)
-    assert.throws(() => parseConfig('db: {type: sqlite, durability: off}', 'ca.yaml'), {code: 'ERR_CA_CONFIG', message: /db\.durability: Invalid option/})
+    assert.match(
+      opted.warnings.join('\n'),
+      /db\.durability: normal — a power loss can drop the last commits: .*replayable/,
+    )
+    assert.throws(() => parseConfig('db: {type: sqlite, durability: off}', 'ca.yaml'), {
+      code: 'ERR_CA_CONFIG',
+      message: /db\.durability: Invalid option/,
+    })
   })
 
   it('a write the database cannot take (read-only, full, locked) is ERR_STORE_UNAVAILABLE → 503, with a public message', async () => {
@@ -100,7 +117,9 @@ describe('the SQLite store', () => {
     const {status, body} = httpError(err, 'req-1')
     assert.equal(status, 503)
     assert.equal(body.message, 'the CA cannot record certificates right now, so it issued none; try again shortly')
-    await assert.rejects(store.revoke({serial: 1n, keyId: null, keyFingerprint: null, reason: 'x', revokedAt: 1}), {code: 'ERR_STORE_UNAVAILABLE'})
+    await assert.rejects(store.revoke({serial: 1n, keyId: null, keyFingerprint: null, reason: 'x', revokedAt: 1}), {
+      code: 'ERR_STORE_UNAVAILABLE',
+    })
     await store.close()
 
     // nothing was spent: the same token works once the store can be written
@@ -127,7 +146,8 @@ describe('the SQLite store', () => {
 
 describe('WAL checkpoints under steady writes', function () {
   this.timeout(60_000)
-  const walSequence = (path: string): number => (existsSync(`${path}-wal`) && statSync(`${path}-wal`).size >= 32 ? readFileSync(`${path}-wal`).readUInt32BE(12) : -1)
+  const walSequence = (path: string): number =>
+    existsSync(`${path}-wal`) && statSync(`${path}-wal`).size >= 32 ? readFileSync(`${path}-wal`).readUInt32BE(12) : -1
 
   it('once the WAL is past RESTART_PAGES the checkpointer holds commits, copies the rest and releases them: the next commit restarts the WAL (regression: 1.2 GB in a 10-minute soak)', async () => {
     const path = join(tempDir(), 'hold.sqlite')
@@ -142,12 +162,25 @@ describe('WAL checkpoints under steady writes', function () {
     const calls: boolean[] = []
     let released!: () => void
     const done = new Promise<void>((r) => (released = r))
-    const cp = startCheckpointer(path, (on) => {
-      calls.push(on)
-      if (!on) released()
-    }, 50)
+    const cp = startCheckpointer(
+      path,
+      (on) => {
+        calls.push(on)
+        if (!on) released()
+      },
+      50,
+    )
     try {
-      await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`the checkpointer never held and released commits (calls: ${JSON.stringify(calls)})`)), 20_000).unref())])
+      await Promise.race([
+        done,
+        new Promise((_, reject) =>
+          setTimeout(
+            () =>
+              reject(new Error(`the checkpointer never held and released commits (calls: ${JSON.stringify(calls)})`)),
+            20_000,
+          ).unref(),
+        ),
+      ])
       assert.deepEqual(calls, [true, false])
       // the first write after the release starts the WAL over (its header's checkpoint sequence moves on)
       insert.run()

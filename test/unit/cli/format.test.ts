@@ -25,13 +25,20 @@ describe('cli formatting', () => {
   })
 
   it('pads table columns', () => {
-    assert.equal(table([['A', 'BB', 'C'], ['aaa', 'b', 'c']]), 'A    BB  C\naaa  b   c\n')
+    assert.equal(
+      table([
+        ['A', 'BB', 'C'],
+        ['aaa', 'b', 'c'],
+      ]),
+      'A    BB  C\naaa  b   c\n',
+    )
   })
 })
 
 describe('error codes → exit codes', () => {
   it('maps every error code, and the documented ones to their numbers', () => {
-    for (const code of Object.keys(ERROR_CODES)) assert.equal(typeof EXIT_CODES[code as keyof typeof ERROR_CODES], 'number', code)
+    for (const code of Object.keys(ERROR_CODES))
+      assert.equal(typeof EXIT_CODES[code as keyof typeof ERROR_CODES], 'number', code)
     assert.equal(exitCodeFor(new SshcaError('ERR_AGENT_UNAVAILABLE', 'x')), 5)
     assert.equal(exitCodeFor(new SshcaError('ERR_CERT_SIGNATURE_INVALID', 'x')), 3)
     assert.equal(exitCodeFor(new SshcaError('ERR_TRUST_FINGERPRINT_MISMATCH', 'x')), 4)

@@ -3,7 +3,14 @@
  * agents behave (OpenSSH's, gpg-agent's dropped certificates, refused and ignored lifetimes).
  */
 import assert from 'node:assert/strict'
-import {addAndVerify, expiredOf, probeLifetime, PROBE_WINDOW_MS, removeAll, supersededBy} from '../../../src/client/agent-hygiene.ts'
+import {
+  addAndVerify,
+  expiredOf,
+  probeLifetime,
+  PROBE_WINDOW_MS,
+  removeAll,
+  supersededBy,
+} from '../../../src/client/agent-hygiene.ts'
 import {signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
@@ -14,16 +21,34 @@ const otherCa = generatePrivateKey('ed25519')
 const cas = new Set([ca.publicKey.fingerprint()])
 const NOW = 1_900_000_000n
 
-async function cert(o: {by?: PrivateKey; keyId?: string; principals?: string[]; from?: bigint; until: bigint; serial?: bigint}): Promise<{key: PrivateKey; cert: Certificate}> {
+async function cert(o: {
+  by?: PrivateKey
+  keyId?: string
+  principals?: string[]
+  from?: bigint
+  until: bigint
+  serial?: bigint
+}): Promise<{key: PrivateKey; cert: Certificate}> {
   const key = generatePrivateKey('ed25519')
   return {
     key,
-    cert: await signCertificate({type: 'user', publicKey: key.publicKey, serial: o.serial ?? 1n, keyId: o.keyId ?? 'alice', principals: o.principals ?? ['alice'], validAfter: o.from ?? NOW - 3600n, validBefore: o.until}, keySigner((o.by ?? ca).keyObject)),
+    cert: await signCertificate(
+      {
+        type: 'user',
+        publicKey: key.publicKey,
+        serial: o.serial ?? 1n,
+        keyId: o.keyId ?? 'alice',
+        principals: o.principals ?? ['alice'],
+        validAfter: o.from ?? NOW - 3600n,
+        validBefore: o.until,
+      },
+      keySigner((o.by ?? ca).keyObject),
+    ),
   }
 }
 
 describe('agent hygiene', () => {
-  it('finds this context\'s expired certificates, never another CA\'s or plain keys', async () => {
+  it("finds this context's expired certificates, never another CA's or plain keys", async () => {
     const client = new MemoryAgent().client()
     const expired = await cert({until: NOW - 1n, serial: 1n})
     const current = await cert({until: NOW + 600n, serial: 2n})
@@ -31,10 +56,16 @@ describe('agent hygiene', () => {
     for (const c of [expired, current, foreignExpired]) await client.addCertificate(c.key, c.cert)
     await client.addKey(generatePrivateKey('ed25519'))
     const found = expiredOf(await client.list(), cas, NOW)
-    assert.deepEqual(found.map((i) => i.certificate.serial), [1n])
+    assert.deepEqual(
+      found.map((i) => i.certificate.serial),
+      [1n],
+    )
     const removed = await removeAll(client, found, 'expired')
     assert.deepEqual(removed, [{keyId: 'alice', serial: '1', principals: ['alice'], why: 'expired'}])
-    assert.deepEqual((await client.list()).map((i) => i.certificate?.serial ?? 'key'), [2n, 3n, 'key'])
+    assert.deepEqual(
+      (await client.list()).map((i) => i.certificate?.serial ?? 'key'),
+      [2n, 3n, 'key'],
+    )
     client.close()
   })
 
@@ -46,7 +77,10 @@ describe('agent hygiene', () => {
     const foreign = await cert({by: otherCa, until: NOW + 600n, serial: 14n})
     const client = new MemoryAgent().client()
     for (const c of [fresh, older, otherId, longer, foreign]) await client.addCertificate(c.key, c.cert)
-    assert.deepEqual(supersededBy(fresh.cert, await client.list(), cas).map((i) => i.certificate.serial), [11n])
+    assert.deepEqual(
+      supersededBy(fresh.cert, await client.list(), cas).map((i) => i.certificate.serial),
+      [11n],
+    )
     client.close()
   })
 
@@ -67,7 +101,9 @@ describe('what the agent can hold', () => {
   it('OpenSSH-like: added, read back as a certificate', async () => {
     const client = new MemoryAgent().client()
     const c = await fresh()
-    assert.deepEqual(await addAndVerify(client, c.key, c.cert, {lifetimeSeconds: 600, comment: 'sshca:t:x'}), {ok: true})
+    assert.deepEqual(await addAndVerify(client, c.key, c.cert, {lifetimeSeconds: 600, comment: 'sshca:t:x'}), {
+      ok: true,
+    })
     client.close()
   })
 

@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict'
-import {defaultContextName, fingerprintsEqual, normalizeCaUrl, normalizeFingerprint} from '../../../src/client/bootstrap.ts'
+import {
+  defaultContextName,
+  fingerprintsEqual,
+  normalizeCaUrl,
+  normalizeFingerprint,
+} from '../../../src/client/bootstrap.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 const FP = '3f'.repeat(32)
@@ -10,7 +15,16 @@ describe('bootstrap inputs', () => {
     assert.equal(normalizeFingerprint(` ${FP.toUpperCase()}\n`), FP)
     assert.equal(normalizeFingerprint(FP.match(/../g)!.join(':')), FP)
     assert.equal(normalizeFingerprint(FP.match(/.{8}/g)!.join('-')), FP)
-    for (const bad of ['', FP.slice(2), `${FP}3f`, `${FP.slice(2)}g0`, `${FP.slice(2)} 3f`, `x${FP}`, `${FP}x`, `SHA256:${FP}`]) {
+    for (const bad of [
+      '',
+      FP.slice(2),
+      `${FP}3f`,
+      `${FP.slice(2)}g0`,
+      `${FP.slice(2)} 3f`,
+      `x${FP}`,
+      `${FP}x`,
+      `SHA256:${FP}`,
+    ]) {
       assert.equal(normalizeFingerprint(bad), undefined, bad)
     }
   })
@@ -23,7 +37,7 @@ describe('bootstrap inputs', () => {
     assert.equal(fingerprintsEqual('', FP), false)
   })
 
-  it('keeps an https URL\'s origin and path, without trailing slashes', () => {
+  it("keeps an https URL's origin and path, without trailing slashes", () => {
     assert.equal(normalizeCaUrl('https://ca.example.com'), 'https://ca.example.com')
     assert.equal(normalizeCaUrl('https://ca.example.com:9000///'), 'https://ca.example.com:9000')
     assert.equal(normalizeCaUrl('https://ca.example.com/pki/ssh/'), 'https://ca.example.com/pki/ssh')
@@ -31,12 +45,20 @@ describe('bootstrap inputs', () => {
   })
 
   it('refuses a URL that is not https, or that carries a query, a fragment or credentials', () => {
-    for (const bad of ['ca.example.com', 'http://ca.example.com', 'ftp://ca.example.com', 'https://ca.example.com/?a=1', 'https://ca.example.com/#x', 'https://me@ca.example.com', 'https://me:pw@ca.example.com']) {
+    for (const bad of [
+      'ca.example.com',
+      'http://ca.example.com',
+      'ftp://ca.example.com',
+      'https://ca.example.com/?a=1',
+      'https://ca.example.com/#x',
+      'https://me@ca.example.com',
+      'https://me:pw@ca.example.com',
+    ]) {
       throwsCode(() => normalizeCaUrl(bad), 'ERR_USAGE')
     }
   })
 
-  it('names a context after the CA\'s host, in characters a context name allows', () => {
+  it("names a context after the CA's host, in characters a context name allows", () => {
     assert.equal(defaultContextName('https://ca.example.com:9000/pki'), 'ca.example.com')
     assert.equal(defaultContextName('https://127.0.0.1:9000'), '127.0.0.1')
     assert.equal(defaultContextName('https://my_ca-1.example.com'), 'my_ca-1.example.com')

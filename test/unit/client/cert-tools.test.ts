@@ -16,7 +16,10 @@ const at = (s: number) => () => (T0 + s) * 1000
 
 async function certFile(name: string, validAfter: bigint, validBefore: bigint): Promise<string> {
   const key = generatePrivateKey('ed25519')
-  const c = await signCertificate({type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'h', principals: ['h'], validAfter, validBefore}, ca)
+  const c = await signCertificate(
+    {type: 'host', publicKey: key.publicKey, serial: 5n, keyId: 'h', principals: ['h'], validAfter, validBefore},
+    ca,
+  )
   const f = join(dir, name)
   writeFileSync(f, `${certificateLine(c, 'a comment')}\n`)
   return f
@@ -54,7 +57,8 @@ describe('needs-renewal', () => {
 describe('fingerprint', () => {
   it('every encoding of the same digest', async () => {
     const f = await certFile('fp-cert.pub', 0n, FOREVER)
-    const get = async (format: 'base64-raw' | 'base64' | 'base64-url' | 'base64-raw-url' | 'hex') => (await fingerprintFile(f, {format})).keys[0]!.fingerprint.slice('SHA256:'.length)
+    const get = async (format: 'base64-raw' | 'base64' | 'base64-url' | 'base64-raw-url' | 'hex') =>
+      (await fingerprintFile(f, {format})).keys[0]!.fingerprint.slice('SHA256:'.length)
     const digest = Buffer.from(await get('hex'), 'hex')
     assert.equal(digest.length, 32)
     assert.equal(await get('base64'), digest.toString('base64'))

@@ -1,7 +1,14 @@
 /** The root-only check for what sshca's systemd units run, on made-up file systems. */
 import assert from 'node:assert/strict'
 import {dirname, join, resolve} from 'node:path'
-import {assertSafeForRoot, installedSshca, pathProblem, treeProblem, type EntryInfo, type ExecPathDeps} from '../../../src/client/exec-path.ts'
+import {
+  assertSafeForRoot,
+  installedSshca,
+  pathProblem,
+  treeProblem,
+  type EntryInfo,
+  type ExecPathDeps,
+} from '../../../src/client/exec-path.ts'
 
 type Node = Partial<EntryInfo> & {link?: string}
 
@@ -19,13 +26,20 @@ function fakeFs(entries: Record<string, Node>): ExecPathDeps & {set(path: string
   const info = (p: string): EntryInfo | undefined => {
     const e = map.get(p)
     if (!e) return undefined
-    const isDirectory = e.isDirectory ?? (e.link === undefined && [...map.keys()].some((k) => dirname(k) === p && k !== p))
-    return {uid: e.uid ?? 0, mode: e.mode ?? (isDirectory ? 0o40755 : 0o100644), isDirectory, isSymbolicLink: e.link !== undefined}
+    const isDirectory =
+      e.isDirectory ?? (e.link === undefined && [...map.keys()].some((k) => dirname(k) === p && k !== p))
+    return {
+      uid: e.uid ?? 0,
+      mode: e.mode ?? (isDirectory ? 0o40755 : 0o100644),
+      isDirectory,
+      isSymbolicLink: e.link !== undefined,
+    }
   }
   return {
     set,
     lstat: info,
-    readdir: (p) => [...map.keys()].filter((k) => k !== p && dirname(k) === p).map((k) => k.slice(p === '/' ? 1 : p.length + 1)),
+    readdir: (p) =>
+      [...map.keys()].filter((k) => k !== p && dirname(k) === p).map((k) => k.slice(p === '/' ? 1 : p.length + 1)),
     readlink: (p) => map.get(p)!.link!,
     realpath: (p) => {
       const parts = p.split('/').filter(Boolean)
@@ -60,7 +74,11 @@ function goodFs() {
   })
 }
 
-const refusal = (fs: ExecPathDeps, exe = installedSshca(fs, NODE, SCRIPT, (p) => fs.lstat(p) !== undefined), home = HOME): string | undefined => {
+const refusal = (
+  fs: ExecPathDeps,
+  exe = installedSshca(fs, NODE, SCRIPT, (p) => fs.lstat(p) !== undefined),
+  home = HOME,
+): string | undefined => {
   try {
     assertSafeForRoot(exe, home, fs)
     return undefined
@@ -88,10 +106,19 @@ describe('what a root service may run (config --host)', () => {
     const nvm = goodFs()
     nvm.set('/home/alice/.nvm/versions/node/v24/bin/node', {uid: 1000, mode: 0o100755})
     nvm.set('/home/alice', {isDirectory: true, uid: 1000})
-    assert.match(refusal(nvm, installedSshca(nvm, '/home/alice/.nvm/versions/node/v24/bin/node', SCRIPT, (p) => nvm.lstat(p) !== undefined))!, /^\/home\/alice :: .*belongs to uid 1000, not root/)
+    assert.match(
+      refusal(
+        nvm,
+        installedSshca(nvm, '/home/alice/.nvm/versions/node/v24/bin/node', SCRIPT, (p) => nvm.lstat(p) !== undefined),
+      )!,
+      /^\/home\/alice :: .*belongs to uid 1000, not root/,
+    )
     const deep = goodFs()
     deep.set(`${PKG}/node_modules/jose/dist/index.js`, {mode: 0o100666})
-    assert.match(refusal(deep)!, /^\/usr\/lib\/node_modules\/sshca\/node_modules\/jose\/dist\/index\.js :: .*writable by every user/)
+    assert.match(
+      refusal(deep)!,
+      /^\/usr\/lib\/node_modules\/sshca\/node_modules\/jose\/dist\/index\.js :: .*writable by every user/,
+    )
     const tarball = goodFs()
     tarball.set(`${PKG}/dist/cli/fast.js`, {uid: 501})
     assert.match(refusal(tarball)!, /fast\.js :: .*uid 501/)
@@ -102,10 +129,13 @@ describe('what a root service may run (config --host)', () => {
     fs.set('/home/bob/src/jose/index.js', {uid: 1001})
     fs.set('/home/bob', {isDirectory: true, uid: 1001})
     fs.set(`${PKG}/node_modules/jose`, {link: '/home/bob/src/jose'})
-    assert.match(refusal(fs)!, /node_modules\/jose :: .*points to \/home\/bob\/src\/jose, and \/home\/bob: it belongs to uid 1001/)
+    assert.match(
+      refusal(fs)!,
+      /node_modules\/jose :: .*points to \/home\/bob\/src\/jose, and \/home\/bob: it belongs to uid 1001/,
+    )
   })
 
-  it('a sticky world-writable directory is allowed (only root may rename root\'s entries); its user-owned child is not', () => {
+  it("a sticky world-writable directory is allowed (only root may rename root's entries); its user-owned child is not", () => {
     const fs = goodFs()
     fs.set('/tmp/x/node', {mode: 0o100755})
     assert.equal(pathProblem('/tmp/x/node', fs), undefined)
@@ -117,15 +147,24 @@ describe('what a root service may run (config --host)', () => {
     assert.equal(pathProblem('/srv/drop/node', fs)!.path, '/srv/drop')
   })
 
-  it('refuses npx\'s cache even when root owns it, and an SSHCA_HOME a user can change', () => {
+  it("refuses npx's cache even when root owns it, and an SSHCA_HOME a user can change", () => {
     const fs = goodFs()
     const npx = '/root/.npm/_npx/1f2e/node_modules/sshca/bin/run.js'
     fs.set(npx, {})
-    assert.match(refusal(fs, installedSshca(fs, NODE, npx, () => false))!, /npx's cache/)
+    assert.match(
+      refusal(
+        fs,
+        installedSshca(fs, NODE, npx, () => false),
+      )!,
+      /npx's cache/,
+    )
     const home = goodFs()
     home.set('/home/alice/.sshca/contexts/prod/context.json', {uid: 1000})
     home.set('/home/alice', {isDirectory: true, uid: 1000})
-    assert.match(refusal(home, undefined, '/home/alice/.sshca')!, /^\/home\/alice :: refusing to write a root service that runs with SSHCA_HOME=\/home\/alice\/\.sshca/)
+    assert.match(
+      refusal(home, undefined, '/home/alice/.sshca')!,
+      /^\/home\/alice :: refusing to write a root service that runs with SSHCA_HOME=\/home\/alice\/\.sshca/,
+    )
     const inner = goodFs()
     inner.set(`${HOME}/contexts/prod/root_ca.crt`, {mode: 0o100664})
     assert.match(refusal(inner)!, /root_ca\.crt :: .*writable by its group/)

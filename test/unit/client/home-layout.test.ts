@@ -3,7 +3,13 @@ import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {SshcaError} from '../../../src/errors.ts'
-import {HOME_LAYOUT, LAYOUT_FILE, ensureHomeLayout, readLayout, type HomeMigration} from '../../../src/client/home-layout.ts'
+import {
+  HOME_LAYOUT,
+  LAYOUT_FILE,
+  ensureHomeLayout,
+  readLayout,
+  type HomeMigration,
+} from '../../../src/client/home-layout.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 /** A home as sshca 0.1.0 wrote it: no layout.json. */
@@ -62,7 +68,11 @@ describe('the $SSHCA_HOME layout', () => {
         renameCurrent.apply(h)
       },
     }
-    assert.throws(() => ensureHomeLayout(home, [flaky]), (e: unknown) => e instanceof SshcaError && e.code === 'ERR_HOME_LAYOUT' && /from layout 1 to 2 .*disk full/.test(e.message))
+    assert.throws(
+      () => ensureHomeLayout(home, [flaky]),
+      (e: unknown) =>
+        e instanceof SshcaError && e.code === 'ERR_HOME_LAYOUT' && /from layout 1 to 2 .*disk full/.test(e.message),
+    )
     assert.equal(readLayout(home), 1)
     fail = false
     assert.deepEqual(ensureHomeLayout(home, [flaky]).applied, ['current → current-context'])
@@ -73,7 +83,14 @@ describe('the $SSHCA_HOME layout', () => {
     const home = oldHome()
     writeFileSync(join(home, LAYOUT_FILE), `{"layout": ${HOME_LAYOUT + 1}}\n`, {mode: 0o600})
     const before = readdirSync(home).sort()
-    assert.throws(() => ensureHomeLayout(home), (e: unknown) => e instanceof SshcaError && e.code === 'ERR_HOME_LAYOUT' && /written by a newer sshca/.test(e.message) && /upgrade sshca/.test(e.hint ?? ''))
+    assert.throws(
+      () => ensureHomeLayout(home),
+      (e: unknown) =>
+        e instanceof SshcaError &&
+        e.code === 'ERR_HOME_LAYOUT' &&
+        /written by a newer sshca/.test(e.message) &&
+        /upgrade sshca/.test(e.hint ?? ''),
+    )
     assert.deepEqual(readdirSync(home).sort(), before)
     assert.equal(layoutOf(home), HOME_LAYOUT + 1)
   })
@@ -82,7 +99,10 @@ describe('the $SSHCA_HOME layout', () => {
     it(`refuses a damaged layout.json: ${JSON.stringify(text)}`, () => {
       const home = oldHome()
       writeFileSync(join(home, LAYOUT_FILE), text, {mode: 0o600})
-      assert.throws(() => ensureHomeLayout(home), (e: unknown) => e instanceof SshcaError && e.code === 'ERR_HOME_LAYOUT' && /is damaged/.test(e.message))
+      assert.throws(
+        () => ensureHomeLayout(home),
+        (e: unknown) => e instanceof SshcaError && e.code === 'ERR_HOME_LAYOUT' && /is damaged/.test(e.message),
+      )
     })
   }
 })

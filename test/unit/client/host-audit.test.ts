@@ -5,13 +5,27 @@ import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 
 describe('host audit parsers', () => {
   it('sshd -T: keywords lower-cased, repeatable ones kept in order, others dropped', () => {
-    const s = parseSshdT('port 22\nhostkey /a\nHostKey /b\npasswordauthentication no\nauthorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2\n\n')
-    assert.deepEqual(s, {hostkey: ['/a', '/b'], passwordauthentication: ['no'], authorizedkeysfile: ['.ssh/authorized_keys .ssh/authorized_keys2']})
+    const s = parseSshdT(
+      'port 22\nhostkey /a\nHostKey /b\npasswordauthentication no\nauthorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2\n\n',
+    )
+    assert.deepEqual(s, {
+      hostkey: ['/a', '/b'],
+      passwordauthentication: ['no'],
+      authorizedkeysfile: ['.ssh/authorized_keys .ssh/authorized_keys2'],
+    })
   })
 
   it('passwd: skips comments, NIS markers and malformed lines', () => {
-    const a = parsePasswd('# x\nroot:x:0:0:root:/root:/bin/bash\n+@netgroup\nbroken:x\nbad:x:notanumber:1::/h:/bin/sh\nsvc:x:5:5::/nonexistent:/usr/sbin/nologin\n')
-    assert.deepEqual(a.map((e) => [e.user, e.uid, e.home, e.shell]), [['root', 0, '/root', '/bin/bash'], ['svc', 5, '/nonexistent', '/usr/sbin/nologin']])
+    const a = parsePasswd(
+      '# x\nroot:x:0:0:root:/root:/bin/bash\n+@netgroup\nbroken:x\nbad:x:notanumber:1::/h:/bin/sh\nsvc:x:5:5::/nonexistent:/usr/sbin/nologin\n',
+    )
+    assert.deepEqual(
+      a.map((e) => [e.user, e.uid, e.home, e.shell]),
+      [
+        ['root', 0, '/root', '/bin/bash'],
+        ['svc', 5, '/nonexistent', '/usr/sbin/nologin'],
+      ],
+    )
   })
 
   it('AuthorizedKeysFile tokens: %h %u %U %%, relative to the home directory', () => {
@@ -34,11 +48,14 @@ describe('host audit parsers', () => {
     ].join('\n')
     const {keys, unparsed} = parseAuthorizedKeys(text, new Set([ca.fingerprint()]))
     assert.equal(unparsed, 1)
-    assert.deepEqual(keys.map((x) => [x.line, x.options, x.certAuthority, x.trustedCa, x.comment]), [
-      [2, '', false, false, 'plain'],
-      [3, 'command="echo \\"a b\\"",no-pty', false, false, 'opts'],
-      [4, 'cert-authority,principals="x"', true, true, 'ca'],
-    ])
+    assert.deepEqual(
+      keys.map((x) => [x.line, x.options, x.certAuthority, x.trustedCa, x.comment]),
+      [
+        [2, '', false, false, 'plain'],
+        [3, 'command="echo \\"a b\\"",no-pty', false, false, 'opts'],
+        [4, 'cert-authority,principals="x"', true, true, 'ca'],
+      ],
+    )
     assert.equal(parseAuthorizedKeys(text, new Set()).keys[2]!.trustedCa, false)
   })
 })

@@ -4,7 +4,8 @@ import {throwsCode} from '../../helpers/assert.ts'
 
 const KEY1 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo host CA'
 const KEY2 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBz4b0hJm8ZFf1vQz3K1l9m2mY3sWbqg7XyQWm3q0aA1 demo host CA'
-const OTHER = '# my own comment\n|1|abc=|def= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH1\nhost.example.com ssh-rsa AAAAB3NzaC1yc2E=\n'
+const OTHER =
+  '# my own comment\n|1|abc=|def= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH1\nhost.example.com ssh-rsa AAAAB3NzaC1yc2E=\n'
 
 describe('known_hosts managed block', () => {
   it('appends a block to a file and keeps every other byte', () => {
@@ -25,7 +26,10 @@ describe('known_hosts managed block', () => {
     const withBlock = mergeKnownHosts(OTHER, 'demo', '*', [KEY1]).text + 'after.example.com ssh-ed25519 AAAAC3Nz\n'
     const {text, changed} = mergeKnownHosts(withBlock, 'demo', '*.example.com', [KEY2])
     assert.equal(changed, true)
-    assert.equal(text, `${OTHER}${beginMarker('demo')}\n@cert-authority *.example.com ${KEY2}\n${endMarker('demo')}\nafter.example.com ssh-ed25519 AAAAC3Nz\n`)
+    assert.equal(
+      text,
+      `${OTHER}${beginMarker('demo')}\n@cert-authority *.example.com ${KEY2}\n${endMarker('demo')}\nafter.example.com ssh-ed25519 AAAAC3Nz\n`,
+    )
   })
 
   it('keeps CRLF files CRLF and a missing final newline missing', () => {
@@ -33,11 +37,19 @@ describe('known_hosts managed block', () => {
     const {text} = mergeKnownHosts(crlf, 'demo', '*', [KEY1])
     assert.equal(text, `${crlf}${beginMarker('demo')}\r\n@cert-authority * ${KEY1}\r\n${endMarker('demo')}\r\n`)
     const noFinal = `${beginMarker('demo')}\n@cert-authority * ${KEY1}\n${endMarker('demo')}`
-    assert.equal(mergeKnownHosts(noFinal, 'demo', '*', [KEY2]).text, `${beginMarker('demo')}\n@cert-authority * ${KEY2}\n${endMarker('demo')}`)
-    assert.equal(mergeKnownHosts('last line without newline', 'demo', '*', [KEY1]).text.startsWith('last line without newline\n# >>>'), true)
+    assert.equal(
+      mergeKnownHosts(noFinal, 'demo', '*', [KEY2]).text,
+      `${beginMarker('demo')}\n@cert-authority * ${KEY2}\n${endMarker('demo')}`,
+    )
+    assert.equal(
+      mergeKnownHosts('last line without newline', 'demo', '*', [KEY1]).text.startsWith(
+        'last line without newline\n# >>>',
+      ),
+      true,
+    )
   })
 
-  it('leaves other contexts\' blocks alone and collapses duplicates of its own', () => {
+  it("leaves other contexts' blocks alone and collapses duplicates of its own", () => {
     const a = mergeKnownHosts('', 'prod', '*', [KEY1]).text
     const both = mergeKnownHosts(a, 'demo', '*', [KEY1]).text
     const dup = both + `${beginMarker('demo')}\nstale\n${endMarker('demo')}\n`
@@ -48,13 +60,21 @@ describe('known_hosts managed block', () => {
   })
 
   it('refuses to guess when a block has no end marker', () => {
-    throwsCode(() => mergeKnownHosts(`${beginMarker('demo')}\n@cert-authority * ${KEY1}\nmine\n`, 'demo', '*', [KEY2]), 'ERR_INPUT', {}, /not its end/)
+    throwsCode(
+      () => mergeKnownHosts(`${beginMarker('demo')}\n@cert-authority * ${KEY1}\nmine\n`, 'demo', '*', [KEY2]),
+      'ERR_INPUT',
+      {},
+      /not its end/,
+    )
   })
 
   it('writes only the block into an empty file, and a block is its markers around one line per key', () => {
     const {text, changed} = mergeKnownHosts('', 'demo', '*.example.com', [KEY1, KEY2])
     assert.equal(changed, true)
-    assert.equal(text, `${beginMarker('demo')}\n@cert-authority *.example.com ${KEY1}\n@cert-authority *.example.com ${KEY2}\n${endMarker('demo')}\n`)
+    assert.equal(
+      text,
+      `${beginMarker('demo')}\n@cert-authority *.example.com ${KEY1}\n@cert-authority *.example.com ${KEY2}\n${endMarker('demo')}\n`,
+    )
     assert.equal(managedBlock('demo', '*.example.com', [KEY1, KEY2]), text)
     assert.equal(managedBlock('demo', '*', []), `${beginMarker('demo')}\n${endMarker('demo')}\n`)
   })
@@ -69,12 +89,15 @@ describe('known_hosts managed block', () => {
     assert.deepEqual(mergeKnownHosts(old, 'demo', '*', [KEY1]), {text: old, changed: false})
   })
 
-  it('only whole marker lines count: a marker inside another line is the person\'s text', () => {
+  it("only whole marker lines count: a marker inside another line is the person's text", () => {
     const quoted = `# see "${beginMarker('demo')}" below\n`
     const {text} = mergeKnownHosts(quoted, 'demo', '*', [KEY1])
     assert.equal(text, `${quoted}${managedBlock('demo', '*', [KEY1])}`)
     // another context's markers are not this one's
-    assert.equal(mergeKnownHosts(managedBlock('demo-2', '*', [KEY1]), 'demo', '*', [KEY2]).text.split('# >>> sshca').length, 3)
+    assert.equal(
+      mergeKnownHosts(managedBlock('demo-2', '*', [KEY1]), 'demo', '*', [KEY2]).text.split('# >>> sshca').length,
+      3,
+    )
   })
 
   it('an end marker before the begin marker does not count as its end', () => {

@@ -19,7 +19,11 @@ describe('the login lock', () => {
       order.push('first:done')
     })
     await waitFor('the first holder to take the lock', () => order.length === 1)
-    const second = withLock(path, {timeoutMs: 5000, staleMs: 60_000, pollMs: 10}, async (waited) => void order.push(`second:${waited}`))
+    const second = withLock(
+      path,
+      {timeoutMs: 5000, staleMs: 60_000, pollMs: 10},
+      async (waited) => void order.push(`second:${waited}`),
+    )
     // while the first holds it, the second waits (it polls every 10 ms: a few rounds pass here)
     await new Promise((r) => setTimeout(r, 50))
     assert.deepEqual(order, ['first:false'])
@@ -33,7 +37,10 @@ describe('the login lock', () => {
     const dir = tempDir('sshca-lock-')
     const dead = join(dir, 'dead.lock')
     writeFileSync(dead, '4000000\n')
-    assert.equal(await withLock(dead, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'ran'), 'ran')
+    assert.equal(
+      await withLock(dead, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'ran'),
+      'ran',
+    )
     const old = join(dir, 'old.lock')
     writeFileSync(old, `${process.pid}\n`)
     utimesSync(old, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000))
@@ -43,7 +50,12 @@ describe('the login lock', () => {
   it('gives up after the timeout while a live holder keeps it', async () => {
     const path = join(tempDir('sshca-lock-'), 'busy.lock')
     writeFileSync(path, `${process.pid}\n`)
-    await rejectsCode(withLock(path, {timeoutMs: 100, staleMs: 60_000, pollMs: 10}, async () => 'never'), 'ERR_LOGIN_TIMEOUT', {}, /lock \S+busy\.lock/)
-    assert.ok(existsSync(path), 'someone else\'s lock is left alone')
+    await rejectsCode(
+      withLock(path, {timeoutMs: 100, staleMs: 60_000, pollMs: 10}, async () => 'never'),
+      'ERR_LOGIN_TIMEOUT',
+      {},
+      /lock \S+busy\.lock/,
+    )
+    assert.ok(existsSync(path), "someone else's lock is left alone")
   })
 })

@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict'
-import {configArg, ensureCommand, execWord, hasSshConfigBlock, INCLUDE_MARKER, includeLine, mergeInclude, mergeSshConfig, removeSshConfigBlock, sshConfigBlockLines, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+import {
+  configArg,
+  ensureCommand,
+  execWord,
+  hasSshConfigBlock,
+  INCLUDE_MARKER,
+  includeLine,
+  mergeInclude,
+  mergeSshConfig,
+  removeSshConfigBlock,
+  sshConfigBlockLines,
+  supportsMatchFinal,
+} from '../../../src/client/ssh-config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 const INC = '/home/a/.sshca/ssh_config'
@@ -15,7 +27,7 @@ describe('the managed ssh_config and its Include', () => {
       assert.equal(mergeInclude(crlf, INC).text, `${INCLUDE_MARKER}\r\nInclude ${INC}\r\n${crlf}`)
     })
 
-    it('is idempotent, also after the person\'s own top-level lines', () => {
+    it("is idempotent, also after the person's own top-level lines", () => {
       const once = mergeInclude('Host *\n  User b\n', INC).text
       assert.deepEqual(mergeInclude(once, INC), {text: once, changed: false})
       const theirs = `ServerAliveInterval 30\nInclude "${INC}"\nHost x\n`
@@ -38,7 +50,12 @@ describe('the managed ssh_config and its Include', () => {
   })
 
   describe('the per-context block', () => {
-    const base = {context: 'prod', pattern: '*.example.com', krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl', matchFinal: true}
+    const base = {
+      context: 'prod',
+      pattern: '*.example.com',
+      krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl',
+      matchFinal: true,
+    }
 
     it('Match final host <pattern> + RevokedHostKeys; UserKnownHostsFile only for a non-default known_hosts', () => {
       const lines = sshConfigBlockLines(base)
@@ -51,12 +68,16 @@ describe('the managed ssh_config and its Include', () => {
     })
 
     it('without a KRL: no RevokedHostKeys (ssh would refuse every host for a missing file), a comment why', () => {
-      const lines = sshConfigBlockLines({...base, krlFile: null, krlNote: 'the CA "prod" publishes no revocation list (GET /ssh/krl answered 404)'})
+      const lines = sshConfigBlockLines({
+        ...base,
+        krlFile: null,
+        krlNote: 'the CA "prod" publishes no revocation list (GET /ssh/krl answered 404)',
+      })
       assert.ok(!lines.some((l) => /^\s*RevokedHostKeys/.test(l)))
       assert.ok(lines.some((l) => l.startsWith('  # no RevokedHostKeys: the CA "prod" publishes no revocation list')))
     })
 
-    it('replaces its own block in place and keeps the other contexts\' blocks', () => {
+    it("replaces its own block in place and keeps the other contexts' blocks", () => {
       const a = mergeSshConfig('', base)
       const b = mergeSshConfig(a.text, {...base, context: 'staging', pattern: '*.staging.example.net'})
       const a2 = mergeSshConfig(b.text, {...base, pattern: '*.prod.example.com'})
@@ -75,17 +96,33 @@ describe('the managed ssh_config and its Include', () => {
   })
 
   describe('logging in when ssh needs it (Match exec)', () => {
-    const base = {context: 'prod', pattern: '*.example.com', krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl', matchFinal: true}
+    const base = {
+      context: 'prod',
+      pattern: '*.example.com',
+      krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl',
+      matchFinal: true,
+    }
     const files = {key: '/h/.sshca/contexts/prod/id_sshca', certificate: '/h/.sshca/contexts/prod/id_sshca-cert.pub'}
 
     it('a second section with the exec: the revocation section has none, so a failed login never turns RevokedHostKeys off', () => {
-      const lines = sshConfigBlockLines({...base, loginCommand: '/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod', identityFiles: files})
-      const execAt = lines.findIndex((l) => l.startsWith('Match final host *.example.com exec "/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod"'))
+      const lines = sshConfigBlockLines({
+        ...base,
+        loginCommand: '/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod',
+        identityFiles: files,
+      })
+      const execAt = lines.findIndex((l) =>
+        l.startsWith(
+          'Match final host *.example.com exec "/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod"',
+        ),
+      )
       assert.ok(execAt > lines.findIndex((l) => l.includes('RevokedHostKeys')))
       assert.equal(lines.filter((l) => l.startsWith('Match ')).length, 2)
       assert.ok(lines.slice(execAt).includes(`  IdentityFile ${files.key}`))
       assert.ok(lines.slice(execAt).includes(`  CertificateFile ${files.certificate}`))
-      assert.equal(sshConfigBlockLines({...base, loginCommand: 'x', matchFinal: false}).find((l) => l.includes(' exec ')), 'Match host *.example.com exec "x"')
+      assert.equal(
+        sshConfigBlockLines({...base, loginCommand: 'x', matchFinal: false}).find((l) => l.includes(' exec ')),
+        'Match host *.example.com exec "x"',
+      )
     })
 
     it('without automatic login: one section, and the files (when given) in it', () => {
@@ -95,25 +132,46 @@ describe('the managed ssh_config and its Include', () => {
     })
 
     it('the command: real paths, the home only when not the default, % doubled for ssh, spaces single-quoted', () => {
-      assert.equal(ensureCommand({command: ['/usr/bin/node', '/opt/sshca/bin/run.js'], home: '/home/a/.sshca', defaultHome: '/home/a/.sshca', context: 'prod'}), '/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod')
       assert.equal(
-        ensureCommand({command: ['/usr/bin/node', '/Users/John Smith/sshca/run.js'], home: '/tmp/h%1', defaultHome: '/home/a/.sshca', context: 'lab', identityTokenFile: '/run/tok'}),
+        ensureCommand({
+          command: ['/usr/bin/node', '/opt/sshca/bin/run.js'],
+          home: '/home/a/.sshca',
+          defaultHome: '/home/a/.sshca',
+          context: 'prod',
+        }),
+        '/usr/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context prod',
+      )
+      assert.equal(
+        ensureCommand({
+          command: ['/usr/bin/node', '/Users/John Smith/sshca/run.js'],
+          home: '/tmp/h%1',
+          defaultHome: '/home/a/.sshca',
+          context: 'lab',
+          identityTokenFile: '/run/tok',
+        }),
         "env SSHCA_HOME=/tmp/h%%1 /usr/bin/node '/Users/John Smith/sshca/run.js' login --ensure --quiet --context lab --identity-token-file /run/tok",
       )
     })
 
     it('refuses what neither ssh_config nor the shell would carry plainly: quotes, backslashes, $, backquotes, newlines', () => {
-      for (const bad of ['/a"b', "/a'b", '/a\\b', '/a$HOME', '/a`id`', '/a\nb', '']) throwsCode(() => execWord(bad), 'ERR_UNSAFE_PATH')
+      for (const bad of ['/a"b', "/a'b", '/a\\b', '/a$HOME', '/a`id`', '/a\nb', ''])
+        throwsCode(() => execWord(bad), 'ERR_UNSAFE_PATH')
     })
 
-    it('a context\'s block is found and removed, the others kept byte for byte', () => {
+    it("a context's block is found and removed, the others kept byte for byte", () => {
       const a = mergeSshConfig('', base).text
       const both = mergeSshConfig(a, {...base, context: 'lab', pattern: '*.lab'}).text
       assert.ok(hasSshConfigBlock(both, 'prod') && hasSshConfigBlock(both, 'lab'))
       const gone = removeSshConfigBlock(both, 'prod')
       assert.equal(gone.changed, true)
       assert.ok(!hasSshConfigBlock(gone.text, 'prod') && hasSshConfigBlock(gone.text, 'lab'))
-      assert.equal(gone.text, mergeSshConfig(mergeSshConfig('', {...base, context: 'lab', pattern: '*.lab'}).text, base).text.replace(/# >>> sshca prod[\s\S]*# <<< sshca prod\n/, ''))
+      assert.equal(
+        gone.text,
+        mergeSshConfig(mergeSshConfig('', {...base, context: 'lab', pattern: '*.lab'}).text, base).text.replace(
+          /# >>> sshca prod[\s\S]*# <<< sshca prod\n/,
+          '',
+        ),
+      )
       assert.deepEqual(removeSshConfigBlock(gone.text, 'prod'), {text: gone.text, changed: false})
     })
   })

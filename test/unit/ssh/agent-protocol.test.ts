@@ -68,7 +68,12 @@ describe('agent client: one request, one reply', () => {
       const sock = await a.connection
       const closed = new Promise((resolve) => sock.once('close', resolve))
       sock.write(identities(key.publicKey.blob))
-      const noticed = new Promise((_, reject) => setTimeout(() => reject(new Error('the client kept talking to an agent that sent unsolicited bytes')), 5000).unref())
+      const noticed = new Promise((_, reject) =>
+        setTimeout(
+          () => reject(new Error('the client kept talking to an agent that sent unsolicited bytes')),
+          5000,
+        ).unref(),
+      )
       await Promise.race([closed, noticed])
       await rejectsCode(agent.list(), 'ERR_AGENT_PROTOCOL', {}, /nobody asked for/)
     } finally {

@@ -18,24 +18,38 @@ describe('ssh-agent transport', () => {
   describe('resolveAgentSocket', () => {
     it('SSH_AUTH_SOCK first, on every platform', () => {
       for (const platform of ['linux', 'darwin', 'win32'] as const) {
-        assert.deepEqual(resolveAgentSocket({env: {SSH_AUTH_SOCK: '/tmp/a.sock'}, platform, launchdSocket: () => '/nope'}), {path: '/tmp/a.sock', source: 'SSH_AUTH_SOCK'})
+        assert.deepEqual(
+          resolveAgentSocket({env: {SSH_AUTH_SOCK: '/tmp/a.sock'}, platform, launchdSocket: () => '/nope'}),
+          {path: '/tmp/a.sock', source: 'SSH_AUTH_SOCK'},
+        )
       }
     })
 
-    it('Windows without SSH_AUTH_SOCK: the OpenSSH agent\'s named pipe', () => {
-      assert.deepEqual(resolveAgentSocket({env: {}, platform: 'win32'}), {path: '\\\\.\\pipe\\openssh-ssh-agent', source: 'windows-pipe'})
+    it("Windows without SSH_AUTH_SOCK: the OpenSSH agent's named pipe", () => {
+      assert.deepEqual(resolveAgentSocket({env: {}, platform: 'win32'}), {
+        path: '\\\\.\\pipe\\openssh-ssh-agent',
+        source: 'windows-pipe',
+      })
       assert.equal(WINDOWS_AGENT_PIPE, String.raw`\\.\pipe\openssh-ssh-agent`)
     })
 
-    it('macOS without SSH_AUTH_SOCK: launchd\'s socket for the session, or none', () => {
+    it("macOS without SSH_AUTH_SOCK: launchd's socket for the session, or none", () => {
       const sock = '/private/tmp/com.apple.launchd.AbC123/Listeners'
-      assert.deepEqual(resolveAgentSocket({env: {}, platform: 'darwin', launchdSocket: () => sock}), {path: sock, source: 'launchd'})
+      assert.deepEqual(resolveAgentSocket({env: {}, platform: 'darwin', launchdSocket: () => sock}), {
+        path: sock,
+        source: 'launchd',
+      })
       assert.equal(resolveAgentSocket({env: {}, platform: 'darwin', launchdSocket: () => undefined}), undefined)
     })
 
     it('elsewhere without SSH_AUTH_SOCK: none, and connect says how to start one', async () => {
       assert.equal(resolveAgentSocket({env: {SSH_AUTH_SOCK: ''}, platform: 'linux'}), undefined)
-      await rejectsCode(AgentClient.connect({locate: {env: {}, platform: 'linux'}}), 'ERR_AGENT_UNAVAILABLE', {}, /SSH_AUTH_SOCK is not set/)
+      await rejectsCode(
+        AgentClient.connect({locate: {env: {}, platform: 'linux'}}),
+        'ERR_AGENT_UNAVAILABLE',
+        {},
+        /SSH_AUTH_SOCK is not set/,
+      )
     })
 
     it('connect() follows the resolved path (a launchd socket here) to a listening agent', async () => {
@@ -48,7 +62,10 @@ describe('ssh-agent transport', () => {
         await AgentClient.with({locate: {env: {}, platform: 'darwin', launchdSocket: () => path}}, async (a) => {
           assert.equal(a.socketPath, path)
           await a.addKey(key, {comment: 'via launchd'})
-          assert.deepEqual((await a.list()).map((i) => i.comment), ['via launchd'])
+          assert.deepEqual(
+            (await a.list()).map((i) => i.comment),
+            ['via launchd'],
+          )
         })
       } finally {
         server.close()
@@ -56,7 +73,12 @@ describe('ssh-agent transport', () => {
     })
 
     it('the named pipe that is not there: ERR_AGENT_UNAVAILABLE with the Windows hint', async () => {
-      await rejectsCode(AgentClient.connect({locate: {env: {}, platform: 'win32'}, timeoutMs: 2000}), 'ERR_AGENT_UNAVAILABLE', {}, /openssh-ssh-agent/)
+      await rejectsCode(
+        AgentClient.connect({locate: {env: {}, platform: 'win32'}, timeoutMs: 2000}),
+        'ERR_AGENT_UNAVAILABLE',
+        {},
+        /openssh-ssh-agent/,
+      )
     })
   })
 
@@ -69,7 +91,18 @@ describe('ssh-agent transport', () => {
       const agent = new MemoryAgent({clock: () => t})
       const client = agent.client()
       const key = generatePrivateKey('ed25519')
-      const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 1n, keyId: 'k', principals: ['p'], validAfter: now - 10n, validBefore: now + 60n}, keySigner(ca.keyObject))
+      const cert = await signCertificate(
+        {
+          type: 'user',
+          publicKey: key.publicKey,
+          serial: 1n,
+          keyId: 'k',
+          principals: ['p'],
+          validAfter: now - 10n,
+          validBefore: now + 60n,
+        },
+        keySigner(ca.keyObject),
+      )
       await client.addCertificate(key, cert, {lifetimeSeconds: 60, comment: 'c'})
       const [id] = await client.list()
       assert.ok(id?.certificate)
@@ -88,7 +121,18 @@ describe('ssh-agent transport', () => {
       const agent = new MemoryAgent({certificates: 'drop'})
       const client = agent.client()
       const key = generatePrivateKey('ed25519')
-      const cert = await signCertificate({type: 'user', publicKey: key.publicKey, serial: 2n, keyId: 'k', principals: ['p'], validAfter: now - 10n, validBefore: now + 60n}, keySigner(ca.keyObject))
+      const cert = await signCertificate(
+        {
+          type: 'user',
+          publicKey: key.publicKey,
+          serial: 2n,
+          keyId: 'k',
+          principals: ['p'],
+          validAfter: now - 10n,
+          validBefore: now + 60n,
+        },
+        keySigner(ca.keyObject),
+      )
       await client.addCertificate(key, cert, {lifetimeSeconds: 60})
       const [id] = await client.list()
       assert.equal(id?.certificate, undefined)

@@ -84,14 +84,27 @@ describe('certificates', () => {
 
   it('preserves unknown options byte for byte', async () => {
     const raw = Buffer.from('00000003626172', 'hex')
-    const cert = await signCertificate(template({criticalOptions: {'x@example.com': raw}, extensions: {'y@example.com': true}}), keySigner(ca.keyObject))
+    const cert = await signCertificate(
+      template({criticalOptions: {'x@example.com': raw}, extensions: {'y@example.com': true}}),
+      keySigner(ca.keyObject),
+    )
     const parsed = parseCertificate(cert.blob)
     assert.deepEqual(parsed.criticalOptions['x@example.com'], raw)
     assert.equal(parsed.extensions['y@example.com'], true)
   })
 
   it('represents "forever" and host certificates', async () => {
-    const cert = await signCertificate(template({type: 'host', validAfter: 0n, validBefore: FOREVER, principals: ['web1.example.com'], criticalOptions: {}, extensions: {}}), keySigner(ca.keyObject))
+    const cert = await signCertificate(
+      template({
+        type: 'host',
+        validAfter: 0n,
+        validBefore: FOREVER,
+        principals: ['web1.example.com'],
+        criticalOptions: {},
+        extensions: {},
+      }),
+      keySigner(ca.keyObject),
+    )
     const parsed = parseCertificate(cert.blob)
     assert.equal(parsed.type, 'host')
     assert.equal(parsed.validBefore, FOREVER)
@@ -137,7 +150,10 @@ describe('certificates', () => {
 
   it('refuses duplicate options, trailing bytes and chained certificates', async () => {
     const cert = await signCertificate(template(), keySigner(ca.keyObject))
-    assert.throws(() => parseCertificate(Buffer.concat([cert.blob, Buffer.of(0)])), {code: 'ERR_SSH_FORMAT', message: /trailing/})
+    assert.throws(() => parseCertificate(Buffer.concat([cert.blob, Buffer.of(0)])), {
+      code: 'ERR_SSH_FORMAT',
+      message: /trailing/,
+    })
     const dupOptions = Buffer.concat([encodeOptions({'permit-pty': true}), encodeOptions({'permit-pty': true})])
     const signer = keySigner(ca.keyObject)
     const good = await signCertificate(template({extensions: {}}), signer)
@@ -149,7 +165,10 @@ describe('certificates', () => {
     w.string(dupOptions).string(r.bytes()).string(r.bytes()).string(r.bytes())
     assert.throws(() => parseCertificate(w.toBuffer()), {code: 'ERR_SSH_FORMAT', message: /appears twice/})
     // a certificate as the signature key
-    const chained = await signCertificate(template(), {publicKey: {...ca.publicKey, blob: good.blob} as never, sign: signer.sign})
+    const chained = await signCertificate(template(), {
+      publicKey: {...ca.publicKey, blob: good.blob} as never,
+      sign: signer.sign,
+    })
     assert.throws(() => parseCertificate(chained.blob), {code: 'ERR_SSH_FORMAT', message: /chained/})
   })
 
@@ -164,7 +183,9 @@ describe('certificates', () => {
   describe('parsing refuses what OpenSSH refuses, even with a valid signature', () => {
     const forge = (over: Partial<ForgedFields>) => forgeCertificate(ca, subject.publicKey, over)
     it('the forged certificates used here are well-formed and verify when their fields are', () => {
-      const cert = parseCertificate(forge({principals: ['alice', 'root'], keyId: 'kid', extensions: rawOptions(['permit-pty', Buffer.alloc(0)])}))
+      const cert = parseCertificate(
+        forge({principals: ['alice', 'root'], keyId: 'kid', extensions: rawOptions(['permit-pty', Buffer.alloc(0)])}),
+      )
       assert.deepEqual(cert.principals, ['alice', 'root'])
       assert.equal(cert.keyId, 'kid')
       assert.deepEqual(cert.extensions, {'permit-pty': true})
@@ -188,7 +209,10 @@ describe('certificates', () => {
     it('a NUL byte in, or an empty, option name, in critical options and in extensions', () => {
       for (const name of ['permit-pty\0', 'force\0-command', '\0', '']) {
         throwsCode(() => parseCertificate(forge({extensions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
-        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
+        throwsCode(
+          () => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})),
+          'ERR_SSH_FORMAT',
+        )
       }
     })
 
@@ -197,16 +221,34 @@ describe('certificates', () => {
       for (const name of ['force-command', 'source-address']) {
         const good = parseCertificate(forge({criticalOptions: rawOptions([name, value('10.0.0.1')])}))
         assert.equal(good.criticalOptions[name], '10.0.0.1')
-        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, value('10.0.0.1\0/bin/sh')])})), 'ERR_SSH_FORMAT')
-        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.concat([value('ls'), Buffer.of(0)])])})), 'ERR_SSH_FORMAT')
-        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.from('ls')])})), 'ERR_SSH_FORMAT')
+        throwsCode(
+          () => parseCertificate(forge({criticalOptions: rawOptions([name, value('10.0.0.1\0/bin/sh')])})),
+          'ERR_SSH_FORMAT',
+        )
+        throwsCode(
+          () =>
+            parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.concat([value('ls'), Buffer.of(0)])])})),
+          'ERR_SSH_FORMAT',
+        )
+        throwsCode(
+          () => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.from('ls')])})),
+          'ERR_SSH_FORMAT',
+        )
         // no value at all is not a flag: OpenSSH refuses the certificate
-        throwsCode(() => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})), 'ERR_SSH_FORMAT')
+        throwsCode(
+          () => parseCertificate(forge({criticalOptions: rawOptions([name, Buffer.alloc(0)])})),
+          'ERR_SSH_FORMAT',
+        )
       }
     })
 
     it('an option named __proto__ stays an option and changes no prototype', () => {
-      const cert = parseCertificate(forge({extensions: rawOptions(['__proto__', Buffer.alloc(0)]), criticalOptions: rawOptions(['__proto__', Buffer.from('x')])}))
+      const cert = parseCertificate(
+        forge({
+          extensions: rawOptions(['__proto__', Buffer.alloc(0)]),
+          criticalOptions: rawOptions(['__proto__', Buffer.from('x')]),
+        }),
+      )
       assert.ok(Object.hasOwn(cert.extensions, '__proto__'))
       assert.equal(cert.extensions['__proto__'], true)
       assert.deepEqual(cert.criticalOptions['__proto__'], Buffer.from('x'))
@@ -214,7 +256,9 @@ describe('certificates', () => {
     })
 
     it('options out of order are read as they come; every value is kept apart from the blob', () => {
-      const cert = parseCertificate(forge({extensions: rawOptions(['z@example.com', Buffer.from('zz')], ['a@example.com', Buffer.alloc(0)])}))
+      const cert = parseCertificate(
+        forge({extensions: rawOptions(['z@example.com', Buffer.from('zz')], ['a@example.com', Buffer.alloc(0)])}),
+      )
       assert.deepEqual(Object.keys(cert.extensions), ['z@example.com', 'a@example.com'])
       const kept = cert.extensions['z@example.com'] as Buffer
       cert.blob.fill(0)
@@ -231,23 +275,48 @@ describe('certificates', () => {
       }
       // a JSON-shaped caller can hand over anything: an array would be written as bytes of nothing
       for (const odd of [42, ['root'], {length: 0}, null]) {
-        await assert.rejects(signCertificate(template({principals: [odd as unknown as string]}), signer()), TypeError, JSON.stringify(odd))
+        await assert.rejects(
+          signCertificate(template({principals: [odd as unknown as string]}), signer()),
+          TypeError,
+          JSON.stringify(odd),
+        )
       }
     })
 
     it('a NUL byte in, or an empty, option name; a NUL byte in a force-command or source-address', async () => {
       for (const name of ['permit-pty\0', '\0', '']) {
-        await assert.rejects(signCertificate(template({extensions: {[name]: true}}), signer()), TypeError, JSON.stringify(name))
-        await assert.rejects(signCertificate(template({criticalOptions: {[name]: true}}), signer()), TypeError, JSON.stringify(name))
+        await assert.rejects(
+          signCertificate(template({extensions: {[name]: true}}), signer()),
+          TypeError,
+          JSON.stringify(name),
+        )
+        await assert.rejects(
+          signCertificate(template({criticalOptions: {[name]: true}}), signer()),
+          TypeError,
+          JSON.stringify(name),
+        )
         assert.throws(() => encodeOptions({[name]: true}), TypeError)
       }
-      await assert.rejects(signCertificate(template({criticalOptions: {'force-command': '/bin/true\0; /bin/sh'}}), signer()), TypeError)
-      await assert.rejects(signCertificate(template({criticalOptions: {'source-address': '10.0.0.1\0,0.0.0.0/0'}}), signer()), TypeError)
+      await assert.rejects(
+        signCertificate(template({criticalOptions: {'force-command': '/bin/true\0; /bin/sh'}}), signer()),
+        TypeError,
+      )
+      await assert.rejects(
+        signCertificate(template({criticalOptions: {'source-address': '10.0.0.1\0,0.0.0.0/0'}}), signer()),
+        TypeError,
+      )
       // as a flag or raw bytes they would reach sshd as something it refuses
       await assert.rejects(signCertificate(template({criticalOptions: {'force-command': true}}), signer()), TypeError)
-      await assert.rejects(signCertificate(template({criticalOptions: {'source-address': Buffer.from('10.0.0.1')}}), signer()), TypeError)
+      await assert.rejects(
+        signCertificate(template({criticalOptions: {'source-address': Buffer.from('10.0.0.1')}}), signer()),
+        TypeError,
+      )
       // an empty force-command is a value (run nothing), not a flag
-      assert.equal(parseCertificate((await signCertificate(template({criticalOptions: {'force-command': ''}}), signer())).blob).criticalOptions['force-command'], '')
+      assert.equal(
+        parseCertificate((await signCertificate(template({criticalOptions: {'force-command': ''}}), signer())).blob)
+          .criticalOptions['force-command'],
+        '',
+      )
     })
 
     it('a NUL byte in the key ID; an empty key ID is allowed (OpenSSH allows it)', async () => {
@@ -259,7 +328,9 @@ describe('certificates', () => {
       await assert.rejects(signCertificate(template({validAfter: -1n, validBefore: 10n}), signer()), TypeError)
       await assert.rejects(signCertificate(template({validAfter: 0n, validBefore: FOREVER + 1n}), signer()), TypeError)
       await assert.rejects(signCertificate(template({validAfter: 11n, validBefore: 10n}), signer()), TypeError)
-      const oneSecond = parseCertificate((await signCertificate(template({validAfter: 0n, validBefore: 1n}), signer())).blob)
+      const oneSecond = parseCertificate(
+        (await signCertificate(template({validAfter: 0n, validBefore: 1n}), signer())).blob,
+      )
       assert.deepEqual([oneSecond.validAfter, oneSecond.validBefore], [0n, 1n])
     })
   })
@@ -268,7 +339,21 @@ describe('certificates', () => {
     const t = template()
     const cert = await signCertificate(t, keySigner(ca.keyObject))
     const parsed = parseCertificate(cert.blob)
-    for (const field of ['type', 'keyType', 'serial', 'keyId', 'principals', 'validAfter', 'validBefore', 'criticalOptions', 'extensions', 'reserved', 'signature', 'signatureAlgorithm', 'nonce'] as const) {
+    for (const field of [
+      'type',
+      'keyType',
+      'serial',
+      'keyId',
+      'principals',
+      'validAfter',
+      'validBefore',
+      'criticalOptions',
+      'extensions',
+      'reserved',
+      'signature',
+      'signatureAlgorithm',
+      'nonce',
+    ] as const) {
       assert.deepEqual(cert[field], parsed[field], field)
     }
     assert.equal(cert.signedLength, parsed.signedLength)
@@ -294,7 +379,7 @@ describe('certificates', () => {
     throwsCode(() => parseCertificate(dss), 'ERR_SSH_UNSUPPORTED')
   })
 
-  it('refuses a *-cert.pub line whose type is not the certificate\'s', async () => {
+  it("refuses a *-cert.pub line whose type is not the certificate's", async () => {
     const cert = await signCertificate(template(), keySigner(ca.keyObject))
     const line = certificateLine(cert)
     assert.equal(line, `${cert.keyType} ${cert.blob.toString('base64')}`)
@@ -302,8 +387,14 @@ describe('certificates', () => {
   })
 
   it('counts time in whole seconds, rounding down', () => {
-    assert.equal(nowSeconds(() => 1_700_000_000_999), 1_700_000_000n)
-    assert.equal(nowSeconds(() => 999), 0n)
+    assert.equal(
+      nowSeconds(() => 1_700_000_000_999),
+      1_700_000_000n,
+    )
+    assert.equal(
+      nowSeconds(() => 999),
+      0n,
+    )
     const now = nowSeconds()
     assert.ok(now >= BigInt(Math.floor(Date.now() / 1000)) - 1n && now <= BigInt(Math.floor(Date.now() / 1000)))
   })

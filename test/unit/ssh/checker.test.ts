@@ -8,12 +8,33 @@ const ca = generatePrivateKey('ed25519')
 const other = generatePrivateKey('ed25519')
 const subject = generatePrivateKey('ed25519')
 const cert = (o: {type?: 'user' | 'host'; signer?: typeof ca} = {}) =>
-  signCertificate({type: o.type ?? 'user', publicKey: subject.publicKey, serial: 1n, keyId: 'k', principals: ['alice'], validAfter: 100n, validBefore: 200n}, keySigner((o.signer ?? ca).keyObject))
-const codes = (c: Awaited<ReturnType<typeof cert>>, x: Parameters<typeof checkCertificate>[1]) => checkCertificate(c, x).map((p) => p.code)
+  signCertificate(
+    {
+      type: o.type ?? 'user',
+      publicKey: subject.publicKey,
+      serial: 1n,
+      keyId: 'k',
+      principals: ['alice'],
+      validAfter: 100n,
+      validBefore: 200n,
+    },
+    keySigner((o.signer ?? ca).keyObject),
+  )
+const codes = (c: Awaited<ReturnType<typeof cert>>, x: Parameters<typeof checkCertificate>[1]) =>
+  checkCertificate(c, x).map((p) => p.code)
 
 describe('checkCertificate: one checker for login, enrollment, renewal and inspect', () => {
   it('accepts a certificate that meets every expectation', async () => {
-    assert.deepEqual(checkCertificate(await cert(), {type: 'user', caKeys: [other.publicKey, ca.publicKey], publicKey: subject.publicKey, at: 150n, principal: 'alice'}), [])
+    assert.deepEqual(
+      checkCertificate(await cert(), {
+        type: 'user',
+        caKeys: [other.publicKey, ca.publicKey],
+        publicKey: subject.publicKey,
+        at: 150n,
+        principal: 'alice',
+      }),
+      [],
+    )
   })
 
   it('names each unmet expectation, in order', async () => {
@@ -23,7 +44,10 @@ describe('checkCertificate: one checker for login, enrollment, renewal and inspe
     assert.deepEqual(codes(await cert(), {at: 200n}), ['expired'])
     assert.deepEqual(codes(await cert(), {at: 199n}), [])
     assert.deepEqual(codes(await cert(), {principal: 'root'}), ['principal_missing'])
-    assert.deepEqual(codes(await cert({type: 'host'}), {type: 'user', publicKey: other.publicKey, at: 300n, principal: 'bob'}), ['wrong_type', 'other_key', 'expired', 'principal_missing'])
+    assert.deepEqual(
+      codes(await cert({type: 'host'}), {type: 'user', publicKey: other.publicKey, at: 300n, principal: 'bob'}),
+      ['wrong_type', 'other_key', 'expired', 'principal_missing'],
+    )
   })
 
   it('a signer outside the trusted set is reported, and its signature never verified', async () => {

@@ -1,5 +1,16 @@
 import assert from 'node:assert/strict'
-import {caHostPattern, derivePattern, effectivePattern, globCovers, globsIntersect, listMatches, listsOverlap, namesNoHosts, NO_HOSTS, parsePatternList} from '../../../src/ssh/host-pattern.ts'
+import {
+  caHostPattern,
+  derivePattern,
+  effectivePattern,
+  globCovers,
+  globsIntersect,
+  listMatches,
+  listsOverlap,
+  namesNoHosts,
+  NO_HOSTS,
+  parsePatternList,
+} from '../../../src/ssh/host-pattern.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 describe('host patterns (ssh_config PATTERNS)', () => {
@@ -8,11 +19,25 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       assert.equal(derivePattern(['ca.example.com']), '*.example.com')
       assert.equal(derivePattern(['CA.Corp.Example.com.']), '*.corp.example.com')
       assert.equal(derivePattern(['ca.acme.co.uk']), '*.acme.co.uk')
-      assert.equal(derivePattern(['ca.example.com', '10.0.0.5', 'ca2.example.com', 'ssh.example.org']), '*.example.com,*.example.org')
+      assert.equal(
+        derivePattern(['ca.example.com', '10.0.0.5', 'ca2.example.com', 'ssh.example.org']),
+        '*.example.com,*.example.org',
+      )
     })
 
     it('never "*": IPs, single labels, a bare domain and public second-level parents give no hosts', () => {
-      for (const dns of [['10.0.0.5'], ['::1'], ['127.0.0.1'], ['sshca'], ['localhost'], ['example.com'], ['acme.co.uk'], ['ca.local'], ['*.example.com'], []]) {
+      for (const dns of [
+        ['10.0.0.5'],
+        ['::1'],
+        ['127.0.0.1'],
+        ['sshca'],
+        ['localhost'],
+        ['example.com'],
+        ['acme.co.uk'],
+        ['ca.local'],
+        ['*.example.com'],
+        [],
+      ]) {
         assert.equal(derivePattern(dns), NO_HOSTS, dns.join())
       }
       assert.equal(namesNoHosts(NO_HOSTS), true)
@@ -21,16 +46,29 @@ describe('host patterns (ssh_config PATTERNS)', () => {
   })
 
   describe('effectivePattern: config --pattern narrows, never widens', () => {
-    it('the CA\'s pattern when none is asked; a narrower one keeps the CA\'s exclusions', () => {
+    it("the CA's pattern when none is asked; a narrower one keeps the CA's exclusions", () => {
       assert.equal(effectivePattern('*.example.com'), '*.example.com')
-      assert.equal(effectivePattern('*.example.com,!bastion.example.com', '*.prod.example.com'), '*.prod.example.com,!bastion.example.com')
+      assert.equal(
+        effectivePattern('*.example.com,!bastion.example.com', '*.prod.example.com'),
+        '*.prod.example.com,!bastion.example.com',
+      )
       assert.equal(effectivePattern('*', 'web?.example.com'), 'web?.example.com')
       assert.equal(effectivePattern('*.example.com', 'WEB1.example.com'), 'web1.example.com')
     })
 
-    it('refuses a pattern wider than the CA\'s (ERR_USAGE naming the entry)', () => {
-      throwsCode(() => effectivePattern('*.example.com', '*'), 'ERR_USAGE', {}, /wider than the CA's host pattern "\*\.example\.com": \* lies outside it/)
-      throwsCode(() => effectivePattern('*.example.com', '*.example.com,*.evil.com'), 'ERR_USAGE', {}, /\*\.evil\.com lies outside/)
+    it("refuses a pattern wider than the CA's (ERR_USAGE naming the entry)", () => {
+      throwsCode(
+        () => effectivePattern('*.example.com', '*'),
+        'ERR_USAGE',
+        {},
+        /wider than the CA's host pattern "\*\.example\.com": \* lies outside it/,
+      )
+      throwsCode(
+        () => effectivePattern('*.example.com', '*.example.com,*.evil.com'),
+        'ERR_USAGE',
+        {},
+        /\*\.evil\.com lies outside/,
+      )
       throwsCode(() => effectivePattern('web?.example.com', 'web*.example.com'), 'ERR_USAGE')
     })
 
@@ -40,7 +78,7 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       throwsCode(() => effectivePattern('*.example.com', '!web.example.com'), 'ERR_USAGE', {}, /names no hosts/)
     })
 
-    it('a CA\'s pattern that would inject a line into ssh_config (or none at all) names no hosts', () => {
+    it("a CA's pattern that would inject a line into ssh_config (or none at all) names no hosts", () => {
       assert.equal(caHostPattern('*.example.com\nMatch all\n  ProxyCommand sh -c evil'), NO_HOSTS)
       assert.equal(caHostPattern('* "x"'), NO_HOSTS)
       assert.equal(caHostPattern(undefined), NO_HOSTS)
@@ -48,14 +86,30 @@ describe('host patterns (ssh_config PATTERNS)', () => {
     })
 
     it('refuses what known_hosts and ssh_config would read differently: spaces, quotes, [host]:port', () => {
-      for (const bad of ['a b', '"x"', '[web]:2222', '', 'a,,b', 'x;y']) throwsCode(() => parsePatternList(bad), 'ERR_USAGE')
+      for (const bad of ['a b', '"x"', '[web]:2222', '', 'a,,b', 'x;y'])
+        throwsCode(() => parsePatternList(bad), 'ERR_USAGE')
     })
   })
 
   describe('glob algebra', () => {
     it('globCovers: inner ⊆ outer', () => {
-      const yes: [string, string][] = [['*', 'a.b'], ['*.example.com', 'web1.example.com'], ['*.example.com', '*.prod.example.com'], ['web?.example.com', 'web1.example.com'], ['*', '*'], ['*.com', '?*.com'], ['a*', 'a*a']]
-      const no: [string, string][] = [['*.example.com', '*'], ['*.example.com', 'example.com'], ['web?.x', 'web*.x'], ['?', '*'], ['a.com', 'b.com'], ['*.a.com', '*.com']]
+      const yes: [string, string][] = [
+        ['*', 'a.b'],
+        ['*.example.com', 'web1.example.com'],
+        ['*.example.com', '*.prod.example.com'],
+        ['web?.example.com', 'web1.example.com'],
+        ['*', '*'],
+        ['*.com', '?*.com'],
+        ['a*', 'a*a'],
+      ]
+      const no: [string, string][] = [
+        ['*.example.com', '*'],
+        ['*.example.com', 'example.com'],
+        ['web?.x', 'web*.x'],
+        ['?', '*'],
+        ['a.com', 'b.com'],
+        ['*.a.com', '*.com'],
+      ]
       for (const [o, i] of yes) assert.equal(globCovers(o, i), true, `${i} ⊆ ${o}`)
       for (const [o, i] of no) assert.equal(globCovers(o, i), false, `${i} ⊄ ${o}`)
     })
@@ -67,7 +121,11 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       assert.equal(globsIntersect('a?c', 'ab*'), true)
       assert.equal(globsIntersect('a?c', 'ab'), false)
       assert.equal(listsOverlap('*.example.com', '*.prod.example.com'), true)
-      assert.equal(listsOverlap('*.example.com,!x.example.com', 'x.example.com'), true, 'negations are ignored: a warning may err towards yes')
+      assert.equal(
+        listsOverlap('*.example.com,!x.example.com', 'x.example.com'),
+        true,
+        'negations are ignored: a warning may err towards yes',
+      )
       assert.equal(listsOverlap('*.a.com', '*.b.com,10.0.0.?'), false)
       assert.equal(listsOverlap('*.a.com', '10.*'), true, '10.x.a.com matches both')
       assert.equal(listsOverlap(NO_HOSTS, '*'), false)

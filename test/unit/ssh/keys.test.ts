@@ -64,12 +64,23 @@ describe('public keys', () => {
     assert.throws(() => PublicKey.fromBlob(dss), {code: 'ERR_SSH_UNSUPPORTED', message: /ssh-dss/})
     const shortEd = new SshWriter().string('ssh-ed25519').string(Buffer.alloc(31)).toBuffer()
     assert.throws(() => PublicKey.fromBlob(shortEd), {code: 'ERR_SSH_FORMAT', message: /31 bytes/})
-    const offCurve = new SshWriter().string('ecdsa-sha2-nistp256').string('nistp256').string(Buffer.concat([Buffer.of(4), Buffer.alloc(64, 1)])).toBuffer()
+    const offCurve = new SshWriter()
+      .string('ecdsa-sha2-nistp256')
+      .string('nistp256')
+      .string(Buffer.concat([Buffer.of(4), Buffer.alloc(64, 1)]))
+      .toBuffer()
     assert.throws(() => PublicKey.fromBlob(offCurve), {code: 'ERR_SSH_FORMAT'})
-    const wrongCurve = new SshWriter().string('ecdsa-sha2-nistp256').string('nistp384').string(Buffer.alloc(65)).toBuffer()
+    const wrongCurve = new SshWriter()
+      .string('ecdsa-sha2-nistp256')
+      .string('nistp384')
+      .string(Buffer.alloc(65))
+      .toBuffer()
     assert.throws(() => PublicKey.fromBlob(wrongCurve), {code: 'ERR_SSH_FORMAT', message: /names curve/})
     const k = generatePrivateKey('ed25519')
-    assert.throws(() => PublicKey.fromBlob(Buffer.concat([k.publicKey.blob, Buffer.of(0)])), {code: 'ERR_SSH_FORMAT', message: /trailing/})
+    assert.throws(() => PublicKey.fromBlob(Buffer.concat([k.publicKey.blob, Buffer.of(0)])), {
+      code: 'ERR_SSH_FORMAT',
+      message: /trailing/,
+    })
   })
 
   it('counts bits of big-endian magnitudes', () => {
@@ -88,7 +99,10 @@ describe('public keys', () => {
     const check = verifySignature(rsa.publicKey, data, sha1)
     assert.equal(check.valid, false)
     assert.match(check.reason!, /SHA-1/)
-    assert.equal(verifySignature(rsa.publicKey, data, await keySigner(rsa.keyObject, 'rsa-sha2-256').sign(data)).algorithm, 'rsa-sha2-256')
+    assert.equal(
+      verifySignature(rsa.publicKey, data, await keySigner(rsa.keyObject, 'rsa-sha2-256').sign(data)).algorithm,
+      'rsa-sha2-256',
+    )
   })
 
   it('converts ECDSA DER signatures to r, s and back, long-form lengths included (P-521)', () => {

@@ -4,7 +4,14 @@ import {SshReader, SshWriter, fixedWidth, formatError} from '../../../src/ssh/wi
 
 describe('ssh wire types', () => {
   it('round-trips every type', () => {
-    const b = new SshWriter().u8(7).u32(0xdeadbeef).u64(0xffff_ffff_ffff_ffffn).bool(true).string('héllo').string(Buffer.of(1, 2)).toBuffer()
+    const b = new SshWriter()
+      .u8(7)
+      .u32(0xdeadbeef)
+      .u64(0xffff_ffff_ffff_ffffn)
+      .bool(true)
+      .string('héllo')
+      .string(Buffer.of(1, 2))
+      .toBuffer()
     const r = new SshReader(b)
     assert.equal(r.u8(), 7)
     assert.equal(r.u32(), 0xdeadbeef)
@@ -26,12 +33,21 @@ describe('ssh wire types', () => {
   })
 
   it('refuses negative and non-minimal mpints', () => {
-    assert.throws(() => new SshReader(Buffer.from('0000000180', 'hex')).mpint(), {code: 'ERR_SSH_FORMAT', message: /negative/})
-    assert.throws(() => new SshReader(Buffer.from('00000002007f', 'hex')).mpint(), {code: 'ERR_SSH_FORMAT', message: /minimally/})
+    assert.throws(() => new SshReader(Buffer.from('0000000180', 'hex')).mpint(), {
+      code: 'ERR_SSH_FORMAT',
+      message: /negative/,
+    })
+    assert.throws(() => new SshReader(Buffer.from('00000002007f', 'hex')).mpint(), {
+      code: 'ERR_SSH_FORMAT',
+      message: /minimally/,
+    })
   })
 
   it('never reads past the buffer', () => {
-    assert.throws(() => new SshReader(Buffer.from('00000005abcd', 'hex')).bytes(), {code: 'ERR_SSH_FORMAT', message: /truncated/})
+    assert.throws(() => new SshReader(Buffer.from('00000005abcd', 'hex')).bytes(), {
+      code: 'ERR_SSH_FORMAT',
+      message: /truncated/,
+    })
     assert.throws(() => new SshReader(Buffer.from('ffffffff', 'hex')).bytes(), {code: 'ERR_SSH_FORMAT'})
     assert.throws(() => new SshReader(Buffer.of(1)).u32(), {code: 'ERR_SSH_FORMAT'})
   })
@@ -40,7 +56,10 @@ describe('ssh wire types', () => {
     const r = new SshReader(Buffer.of(0, 0, 0, 0, 9))
     r.bytes()
     assert.throws(() => r.end('thing'), {code: 'ERR_SSH_FORMAT', message: /trailing/})
-    assert.throws(() => new SshReader(Buffer.from('00000001ff', 'hex')).text('name'), {code: 'ERR_SSH_FORMAT', message: /UTF-8/})
+    assert.throws(() => new SshReader(Buffer.from('00000001ff', 'hex')).text('name'), {
+      code: 'ERR_SSH_FORMAT',
+      message: /UTF-8/,
+    })
   })
 
   it('pads fixed-width values and refuses long ones', () => {
@@ -64,7 +83,17 @@ describe('ssh wire types', () => {
     for (let pad = 240; pad <= 270; pad++) {
       const text = 'é'.repeat(pad % 7) + 'x'.repeat(pad)
       const blob = randomBytes(pad)
-      const got = new SshWriter().raw(Buffer.alloc(pad, 7)).u32(0xa1b2c3d4).u64(0x0102030405060708n).string(text).string(blob).bool(false).u8(0xff).mpint(Buffer.of(0x80, 1)).raw(blob).toBuffer()
+      const got = new SshWriter()
+        .raw(Buffer.alloc(pad, 7))
+        .u32(0xa1b2c3d4)
+        .u64(0x0102030405060708n)
+        .string(text)
+        .string(blob)
+        .bool(false)
+        .u8(0xff)
+        .mpint(Buffer.of(0x80, 1))
+        .raw(blob)
+        .toBuffer()
       const u32 = (n: number) => {
         const b = Buffer.alloc(4)
         b.writeUInt32BE(n)
@@ -87,12 +116,24 @@ describe('ssh wire types', () => {
   })
 
   it('writes and reads integers at the edges of their range, and refuses what is not one', () => {
-    const b = new SshWriter().u8(0).u8(255).u8(256 + 7).u32(0).u32(0xffff_ffff).u64(0n).u64(0xffff_ffff_ffff_ffffn).toBuffer()
+    const b = new SshWriter()
+      .u8(0)
+      .u8(255)
+      .u8(256 + 7)
+      .u32(0)
+      .u32(0xffff_ffff)
+      .u64(0n)
+      .u64(0xffff_ffff_ffff_ffffn)
+      .toBuffer()
     assert.equal(b.toString('hex'), '00ff07' + '00000000' + 'ffffffff' + '0000000000000000' + 'ffffffffffffffff')
     const r = new SshReader(b)
-    assert.deepEqual([r.u8(), r.u8(), r.u8(), r.u32(), r.u32(), r.u64(), r.u64()], [0, 255, 7, 0, 0xffff_ffff, 0n, 0xffff_ffff_ffff_ffffn])
+    assert.deepEqual(
+      [r.u8(), r.u8(), r.u8(), r.u32(), r.u32(), r.u64(), r.u64()],
+      [0, 255, 7, 0, 0xffff_ffff, 0n, 0xffff_ffff_ffff_ffffn],
+    )
     assert.equal(r.remaining, 0)
-    for (const bad of [-1, 0x1_0000_0000, 1.5, Number.NaN, Infinity]) assert.throws(() => new SshWriter().u32(bad), TypeError, String(bad))
+    for (const bad of [-1, 0x1_0000_0000, 1.5, Number.NaN, Infinity])
+      assert.throws(() => new SshWriter().u32(bad), TypeError, String(bad))
     assert.throws(() => new SshWriter().u64(-1n), TypeError)
   })
 
@@ -118,7 +159,7 @@ describe('ssh wire types', () => {
     whole.end('all of it')
   })
 
-  it('hands out strings that share the input\'s memory', () => {
+  it("hands out strings that share the input's memory", () => {
     const input = Buffer.from('00000002abcd', 'hex')
     const s = new SshReader(input).bytes()
     input[4] = 0
@@ -129,7 +170,9 @@ describe('ssh wire types', () => {
     assert.equal(new SshReader(new SshWriter().string('alice').toBuffer()).cstring(), 'alice')
     assert.equal(new SshReader(new SshWriter().string('').toBuffer()).cstring(), '')
     for (const bad of ['ali\0ce', '\0', 'alice\0']) {
-      assert.throws(() => new SshReader(new SshWriter().string(bad).toBuffer()).cstring('principal'), {code: 'ERR_SSH_FORMAT'})
+      assert.throws(() => new SshReader(new SshWriter().string(bad).toBuffer()).cstring('principal'), {
+        code: 'ERR_SSH_FORMAT',
+      })
     }
     assert.throws(() => new SshReader(Buffer.from('00000002c328', 'hex')).cstring(), {code: 'ERR_SSH_FORMAT'})
   })
