@@ -13,6 +13,7 @@ import {startCa, type RunningCa} from '../../src/ca/server.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
 import {keyMatchesCert, parseCert} from '../../src/ca/keys/pki.ts'
 import {sshca} from '../helpers/cli.ts'
+import {waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const PASSWORD = 'the offline root test password'
@@ -312,16 +313,38 @@ describe('ca init --offline-root / ca intermediate', function () {
         .stderr,
       /is not the key of this CA's root/,
     )
-    const issued = await sshca([
-      'ca',
-      'intermediate',
-      '--config',
-      config,
-      '--root-key',
-      nextKeyFile,
-      '--password-file',
-      pw,
-    ])
-    assert.equal(issued.code, 0, issued.stderr)
+    // … and a running CA serves the new chain without a restart (it follows the certificate files)
+    const activeRootPem = readFileSync(join(dir, 'certs', 'root_ca.crt'), 'utf8')
+    const running = await startCa({
+      configPath: config,
+      password: PASSWORD,
+      address: '127.0.0.1:0',
+      auditFile: join(base, 'audit.log'),
+      keysIntervalMs: 200,
+    })
+    try {
+      const issued = await sshca([
+        'ca',
+        'intermediate',
+        '--config',
+        config,
+        '--root-key',
+        nextKeyFile,
+        '--password-file',
+        pw,
+      ])
+      assert.equal(issued.code, 0, issued.stderr)
+      const fresh = new X509Certificate(readFileSync(join(dir, 'certs', 'intermediate_ca.crt'), 'utf8'))
+      await waitFor(
+        'the running CA to serve a TLS certificate from the new intermediate',
+        async () => {
+          const leaf = await servedLeaf(running.port, activeRootPem)
+          return leaf.checkIssued(fresh) && leaf.verify(fresh.publicKey)
+        },
+        20_000,
+      )
+    } finally {
+      await running.close()
+    }
   })
 })
