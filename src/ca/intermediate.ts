@@ -109,7 +109,7 @@ export async function issueIntermediate(o: {
     },
     tls: {notAfter: tls.cert.notAfter.toISOString(), names: [...config.dnsNames]},
     next: [
-      'restart the CA (every replica sharing this directory): it serves the new TLS chain from its next start',
+      'nothing to restart: a running CA (every replica sharing this directory) serves the new TLS chain within seconds, or at once on SIGHUP',
       ...(o.rootKeyFile === undefined ? [] : [`take ${o.rootKeyFile} off this box again`]),
     ],
   }

@@ -10,7 +10,7 @@ export default class CaIntermediate extends BaseCommand {
 a new intermediate with the root key — from --root-key (an offline root, brought back for this) or the
 CA directory — and issues the API's TLS certificate from it. The root key must be the key of this CA's
 root certificate; any other is refused before anything is written. Clients pin the root, so their
-contexts keep working; restart the CA (each replica) to serve the new chain. Recorded as
+contexts keep working; a running CA (each replica) serves the new chain within seconds. Recorded as
 intermediate_issued in the audit log.`
 
   static override examples = [
