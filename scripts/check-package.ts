@@ -113,9 +113,12 @@ export function checkPackage(root = ROOT): string[] {
     problems.push(
       `oclif.manifest.json is for version ${manifest.version}, package.json says ${pkg.version}: run \`npm run manifest\``,
     )
+  // commands in id order: oclif lists them in the order dist/ is read, which differs between checkouts
   const strip = (m: Manifest) =>
     Object.fromEntries(
-      Object.entries(m.commands).map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]),
+      Object.entries(m.commands)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([id, c]) => [id, {...c, isESM: undefined, relativePath: undefined}]),
     )
   if (JSON.stringify(strip(freshManifest(root))) !== JSON.stringify(strip(manifest)))
     problems.push('oclif.manifest.json does not match the commands in dist/: run `npm run build && npm run manifest`')
