@@ -4,7 +4,9 @@
  * sshca signs in with and step's SSHPOP provisioner sit on the second page.
  */
 import assert from 'node:assert/strict'
+import {once} from 'node:events'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {createServer, type AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import {Agent, request} from 'undici'
 import {parseCertificateLine} from '../../src/ssh/cert.ts'
@@ -199,6 +201,32 @@ describe('sshca client → step-ca', function () {
     const i = await u.sshca(['inspect', f])
     assert.equal(i.code, 0, out(i))
     assert.match(i.stdout, /alice@example\.com/)
+  })
+
+  it('sshca status: the step-ca context answers, its certificate is in the agent, no revocation list yet', async () => {
+    const r = await u.sshca(['status', '--json'])
+    assert.equal(r.code, 0, out(r))
+    const st = JSON.parse(r.stdout) as {checks: Record<string, {state: string; detail: string}>}
+    assert.equal(st.checks.ca!.state, 'ok', out(r))
+    assert.equal(st.checks.certificate!.state, 'ok', out(r))
+    assert.equal(st.checks.krl!.state, 'warn', out(r))
+    // before sshca config learns that step-ca publishes none, status says none was fetched
+    assert.match(st.checks.krl!.detail, /no revocation list/)
+  })
+
+  it('sshca proxycommand: with a current step-ca certificate it signs in to nothing and carries the bytes to HOST:PORT', async () => {
+    // a stand-in for sshd: it speaks first, as an SSH server does
+    const server = createServer((socket) => socket.end('SSH-2.0-interop-stand-in\r\n'))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const port = (server.address() as AddressInfo).port
+      const r = await u.sshca(['proxycommand', 'alice', '127.0.0.1', String(port)], {input: ''})
+      assert.equal(r.code, 0, out(r))
+      assert.equal(r.stdout, 'SSH-2.0-interop-stand-in\r\n')
+    } finally {
+      server.close()
+    }
   })
 
   it('sshca config (needs --pattern: step-ca names no hosts), config --roots, config --host --roots', async () => {
