@@ -44,7 +44,13 @@ export const TARGETS = [
 // Tests that need the tests before them (one CA, one host key, built up test by test). The mocha runner
 // runs only the tests that reach a mutant, alone: these would fail there and count as kills. They are
 // left to the command runner until they set up their own state.
-const ORDER_DEPENDENT = ['test/integration/ca-cli.test.ts', 'test/integration/host-certs.test.ts']
+const ORDER_DEPENDENT = [
+  'test/integration/ca-cli.test.ts',
+  'test/integration/host-certs.test.ts',
+  // a key rotation walked step by step: prepare, activate, retire
+  'test/integration/rotation.test.ts',
+  'test/integration/root-rotation.test.ts',
+]
 // Every other test file. The mocha runner loads them once and re-runs their tests for each mutant:
 // state belongs in before()/beforeEach(), never in a describe() body or at import time.
 // Checks generated files (oclif manifest, completions) and the help text against dist/: nothing in

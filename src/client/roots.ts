@@ -88,8 +88,9 @@ export async function followRootRotation(
   const next = nextPinnedRoots(pinned, published, cross, now)
   if (next.adopted.length === 0 && next.dropped.length === 0) return {ctx, changed: false}
   const rootPem = next.roots.map((c) => c.toString()).join('')
-  // the newest root (latest validFrom) is how this context names the CA from now on
-  const newest = [...next.roots].sort((a, b) => new Date(b.validFrom).getTime() - new Date(a.validFrom).getTime())[0]!
+  // the newest root (latest validFrom) is how this context names the CA from now on; of two from the same
+  // second, the one adopted now (roots lists the kept ones first)
+  const newest = next.roots.reduce((a, b) => (new Date(b.validFrom) >= new Date(a.validFrom) ? b : a))
   if (o.write !== false) await writeFileAtomic(join(ctx.dir, ROOT_FILE), rootPem)
   return {ctx: {...ctx, rootPem, rootFingerprint: fp(newest)}, changed: true}
 }

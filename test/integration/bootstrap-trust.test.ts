@@ -6,20 +6,23 @@
  */
 import 'reflect-metadata'
 import assert from 'node:assert/strict'
-import {webcrypto} from 'node:crypto'
-import {mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {X509Certificate, webcrypto} from 'node:crypto'
+import {mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:https'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import * as x509 from '@peculiar/x509'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/keys/pki.ts'
 import {bootstrap, type BootstrapOptions} from '../../src/client/bootstrap.ts'
+import {HOME_LAYOUT, LAYOUT_FILE} from '../../src/client/home-layout.ts'
+import {buildKrl} from '../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {rejectsCode} from '../helpers/assert.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
+import {startWorld, type World} from '../helpers/world.ts'
 
 type Answer = {status: number; body: string | Buffer}
 
@@ -307,7 +310,7 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
 describe('bootstrap: what a CA that proved its root sends, and what is already there', function () {
   this.timeout(60_000)
   /** A CA we script, with a root of its own that its TLS chains to: it passes both checks. */
-  let ca: {root: IssuedCert; server: ScriptedServer; roots: unknown}
+  let ca: {root: IssuedCert; server: ScriptedServer; roots: unknown; krl: Answer}
   let t: TestCa
   let home: string
   const userKey = () => generatePrivateKey('ed25519').publicKey
@@ -317,13 +320,17 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     const root = await createRoot('Scripted')
     const intermediate = await createIntermediate('Scripted', root)
     const server = await startScripted(await createTlsCert(['127.0.0.1'], intermediate), [intermediate])
-    ca = {root, server, roots: {}}
+    ca = {root, server, roots: {}, krl: {status: 404, body: ''}}
     server.answer = (path) =>
       path === `/root/${certFingerprint(root.der)}`
         ? json({ca: root.pem})
         : path === '/ssh/roots'
-          ? json(ca.roots)
-          : {status: 404, body: ''}
+          ? ca.roots === null
+            ? json({status: 404, message: 'no keys found'}, 404)
+            : json(ca.roots)
+          : path === '/ssh/krl'
+            ? ca.krl
+            : {status: 404, body: ''}
   })
   after(async () => {
     await ca?.server.stop()
@@ -331,6 +338,7 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
   })
   beforeEach(() => {
     home = join(tempDir('sshca-home-'), 'sshca')
+    ca.krl = {status: 404, body: ''}
   })
 
   const run = (o: Partial<BootstrapOptions> = {}) =>
@@ -382,6 +390,89 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     assert.equal((await run({force: true})).hostPattern, '*.corp,!bastion.corp,10.0.?.*')
   })
 
+  it('a CA whose /ssh/roots answers 404 (step-ca without SSH) issues no SSH certificates: ERR_CA_UNSUPPORTED, nothing written', async () => {
+    ca.roots = null
+    await rejectsCode(run(), 'ERR_CA_UNSUPPORTED')
+    assert.deepEqual(snapshot(home), {})
+    assert.ok(ca.server.requests.includes('GET /ssh/roots'))
+  })
+
+  it('a home with a symbolic link in it is refused before the CA is asked anything', async () => {
+    mkdirSync(home, {recursive: true, mode: 0o700})
+    symlinkSync(tempDir('sshca-elsewhere-'), join(home, 'contexts'))
+    const asked = ca.server.requests.length
+    await rejectsCode(run(), 'ERR_UNSAFE_PATH')
+    assert.equal(ca.server.requests.length, asked, 'no request before the home is known to be safe')
+  })
+
+  it('a fresh home says which layout it is in', async () => {
+    ca.roots = {userKey: [userKey().blob.toString('base64')], hostKey: []}
+    await run()
+    assert.deepEqual(JSON.parse(readFileSync(join(home, LAYOUT_FILE), 'utf8')), {layout: HOME_LAYOUT})
+  })
+
+  it('the KRL: fetched into the context when the CA has one; a re-bootstrap whose fetch fails keeps the previous copy and its time', async () => {
+    ca.roots = {userKey: [userKey().blob.toString('base64')], hostKey: [userKey().blob.toString('base64')]}
+    // no KRL at the CA and none before: nothing for ssh to read, and the result says so
+    const none = await run()
+    assert.equal(none.krl.status, 'unavailable')
+    assert.equal(none.krl.file, null)
+    assert.ok(none.warnings.includes(none.krl.note!), 'the note is among the warnings')
+    const file = join(home, 'contexts', 'scripted', 'revoked_host_keys.krl')
+    const krl = buildKrl({version: 7n, generatedAt: 1_700_000_000n, comment: 'scripted', sections: []})
+    ca.krl = {status: 200, body: krl}
+    const fresh = await run()
+    assert.equal(fresh.krl.status, 'refreshed')
+    assert.equal(fresh.krl.file, file, 'the path where the context lives, not where it was staged')
+    assert.deepEqual(readFileSync(file), krl)
+    assert.deepEqual(fresh.warnings, [], 'a plain re-bootstrap warns of nothing (not of itself as a second context)')
+    const then = new Date('2026-01-02T03:04:05Z')
+    utimesSync(file, then, then)
+    ca.krl = {status: 500, body: ''}
+    const kept = await run()
+    assert.equal(kept.krl.status, 'failed')
+    assert.equal(kept.krl.file, file)
+    assert.equal(kept.krl.fetchedAt, then.toISOString(), 'the copy keeps its time, so its age shows')
+    assert.deepEqual(readFileSync(file), krl)
+    assert.equal(statSync(file).mtime.toISOString(), then.toISOString())
+  })
+
+  it('warns of a second context for the same root, of a host pattern that names every host, and of overlapping patterns', async () => {
+    // beside them: a context of another CA (another root, no pattern) and a damaged one, neither a "second context"
+    await bootstrap(home, {caUrl: t.url, fingerprint: t.init.rootFingerprint, context: 'other-ca'})
+    mkdirSync(join(home, 'contexts', 'broken'), {mode: 0o700})
+    writeFileSync(join(home, 'contexts', 'broken', 'context.json'), '{', {mode: 0o600})
+    ca.roots = {
+      userKey: [userKey().blob.toString('base64')],
+      hostKey: [userKey().blob.toString('base64')],
+      hostPattern: '*.corp',
+    }
+    ca.krl = {status: 200, body: buildKrl({version: 1n, generatedAt: 1n, comment: '', sections: []})}
+    assert.deepEqual((await run()).warnings, [])
+    const second = await run({context: 'again'})
+    const same = second.warnings.filter((w) => w.includes('"scripted"'))
+    assert.equal(same.length, 2, `one for the same root, one for the same pattern: ${JSON.stringify(second.warnings)}`)
+    assert.ok(same.some((w) => w.includes(ca.server.url)))
+    assert.ok(same.some((w) => w.includes('*.corp')))
+    // alone in a home: the one warning is the pattern's
+    ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern: '*'}
+    const star = await bootstrap(join(tempDir('sshca-home-'), 'sshca'), {
+      caUrl: ca.server.url,
+      fingerprint: certFingerprint(ca.root.der),
+      context: 'star',
+    })
+    assert.equal(star.warnings.length, 1, JSON.stringify(star.warnings))
+    assert.ok(star.warnings[0]!.includes('"*"'))
+    // a pattern that names no hosts overlaps with nothing
+    ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')]}
+    const quiet = await run({context: 'quiet'})
+    assert.deepEqual(
+      quiet.warnings.filter((w) => !w.includes('the same CA')),
+      [],
+      JSON.stringify(quiet.warnings),
+    )
+  })
+
   it('an SSH CA key that is not a key writes nothing', async () => {
     ca.roots = {userKey: [Buffer.from('not a key').toString('base64')], hostKey: []}
     await rejectsCode(run(), 'ERR_SSH_FORMAT')
@@ -414,12 +505,60 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
   })
 
   it('a damaged context is not silently replaced, and no half-written copy is left behind', async () => {
-    ca.roots = {userKey: [], hostKey: []}
+    ca.roots = {userKey: [userKey().blob.toString('base64')], hostKey: []}
     const dir = join(home, 'contexts', 'scripted')
     mkdirSync(dir, {recursive: true})
     writeFileSync(join(dir, 'root_ca.crt'), 'mine')
     await assert.rejects(run({force: true}))
     assert.deepEqual(readdirSync(join(home, 'contexts')), ['scripted'])
     assert.deepEqual(readdirSync(dir), ['root_ca.crt'])
+  })
+})
+
+describe('bootstrap during an X.509 root rotation (in process)', function () {
+  this.timeout(120_000)
+  let w: World
+  let oldFp: string
+  let newFp: string
+  before(async () => {
+    w = await startWorld({keysIntervalMs: 100})
+    oldFp = w.t.init.rootFingerprint
+    const r = await sshca(
+      ['ca', 'rotate', 'prepare', '--kind', 'root', '--config', w.t.init.config, '--password-file', w.t.passwordFile],
+      {},
+    )
+    assert.equal(r.code, 0, r.stderr)
+    const roots = async () => ((await w.t.call('GET', '/roots')).json as {crts: string[]}).crts
+    await waitFor('the CA to publish the next root', async () => (await roots()).length === 2, 30_000)
+    newFp = (await roots()).map((p) => certFingerprint(new X509Certificate(p).raw)).find((f) => f !== oldFp)!
+  })
+  after(async () => w?.stop())
+
+  const pinned = (home: string) =>
+    [
+      ...readFileSync(join(home, 'contexts', 'inproc', 'root_ca.crt'), 'utf8').matchAll(
+        /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+      ),
+    ].map((m) => certFingerprint(new X509Certificate(m[0]).raw))
+
+  it('by the old fingerprint it writes only into its home, and takes that fingerprint again without --force', async () => {
+    const home = join(tempDir('sshca-root-inproc-'), 'sshca')
+    const cwd = tempDir('sshca-root-cwd-')
+    const was = process.cwd()
+    process.chdir(cwd)
+    try {
+      await bootstrap(home, {caUrl: w.t.url, fingerprint: oldFp, context: 'inproc'})
+      assert.deepEqual(readdirSync(cwd), [], 'the roots it followed are written with the context, never beside it')
+      assert.deepEqual(pinned(home), [oldFp, newFp])
+      // the context now names the CA by its new root and still pins the old one: bootstrapping by the
+      // old fingerprint again is no change of root, so it needs no --force
+      const ctx = JSON.parse(readFileSync(join(home, 'contexts', 'inproc', 'context.json'), 'utf8'))
+      assert.equal(ctx.rootFingerprint, newFp)
+      const again = await bootstrap(home, {caUrl: w.t.url, fingerprint: oldFp, context: 'inproc'})
+      assert.equal(again.replaced, true)
+      assert.deepEqual(pinned(home), [oldFp, newFp])
+    } finally {
+      process.chdir(was)
+    }
   })
 })

@@ -191,12 +191,13 @@ function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Line
     case 'revoked': {
       const r = outcome.revocation
       const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
-      // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: message text only (the reason and details follow)
+      // Stryker disable ConditionalExpression,EqualityOperator,StringLiteral: message text only (the reason and details follow)
       const what = parentRevoked
         ? 'the certificate is revoked'
         : r.keyFingerprint !== null
           ? 'the key is revoked'
           : `key ID "${r.keyId}" is revoked`
+      // Stryker restore ConditionalExpression,EqualityOperator,StringLiteral
       return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {
         revocation_id: r.id,
         revoked_at: new Date(r.revokedAt * 1000).toISOString(),

