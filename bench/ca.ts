@@ -38,6 +38,7 @@ export async function benchCaDir(
   dir: string,
   issuer: string,
   durability: 'full' | 'normal' = DURABILITY,
+  o: {metrics?: boolean} = {},
 ): Promise<{init: Awaited<ReturnType<typeof initCa>>; passwordFile: string}> {
   const init = await initCa({dir: join(dir, 'ca'), dnsNames: ['127.0.0.1'], password: PASSWORD})
   await writePolicy(init.config, {
@@ -45,6 +46,7 @@ export async function benchCaDir(
     db: {type: 'sqlite', path: 'db/sshca.sqlite', durability},
     // every request comes from one address: the per-address limit (300/min) would measure the limiter
     limits: {rate: false},
+    ...(o.metrics ? {metrics: {address: '127.0.0.1:0'}} : {}),
     provisioners: [
       {
         name: 'ci',
@@ -79,7 +81,7 @@ export async function startCaServer(
   passwordFile: string,
   nodeArgs: string[] = [],
   stdio: StdioOptions = ['ignore', 'pipe', 'inherit'],
-): Promise<{url: string; server: ChildProcess}> {
+): Promise<{url: string; server: ChildProcess; metrics?: string}> {
   const server = spawn(
     process.execPath,
     [
@@ -101,7 +103,8 @@ export async function startCaServer(
   server.stdout!.on('data', (d) => (out += d))
   for (let i = 0; i < 2400 && server.exitCode === null; i++) {
     try {
-      return {url: (JSON.parse(out) as {url: string}).url, server}
+      const started = JSON.parse(out) as {url: string; metrics?: string}
+      return {url: started.url, server, ...(started.metrics ? {metrics: started.metrics} : {})}
     } catch {
       await sleep(25)
     }

@@ -100,6 +100,18 @@ describe('known_hosts managed block', () => {
     )
   })
 
+  it('appends to a CRLF file whose last line has no terminator with a CRLF, not a bare LF', () => {
+    const {text} = mergeKnownHosts('a\r\nb', 'demo', '*', [KEY1])
+    assert.equal(text, `a\r\nb\r\n${managedBlock('demo', '*', [KEY1], '\r\n')}`)
+  })
+
+  it("a carriage return inside a line is not a line ending: a marker with one in it is the person's text", () => {
+    const begin = beginMarker('demo')
+    const mine = `${begin.slice(0, 5)}\r${begin.slice(5)}`
+    const {text} = mergeKnownHosts(mine, 'demo', '*', [KEY1])
+    assert.equal(text, `${mine}\n${managedBlock('demo', '*', [KEY1])}`)
+  })
+
   it('an end marker before the begin marker does not count as its end', () => {
     const text = `${endMarker('demo')}\n${beginMarker('demo')}\n@cert-authority * ${KEY1}\n`
     throwsCode(() => mergeKnownHosts(text, 'demo', '*', [KEY2]), 'ERR_INPUT')
