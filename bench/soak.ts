@@ -31,6 +31,9 @@ const {values: args} = parseArgs({
     rate: {type: 'string', default: '200'},
     'token-ttl': {type: 'string', default: '60'},
     overload: {type: 'boolean', default: false},
+    // the CA's load-shedding limits, to try others than the defaults (ca.yaml's limits.*)
+    'max-in-flight': {type: 'string'},
+    'max-event-loop-delay': {type: 'string'},
   },
 })
 const minutes = Number(args.minutes ?? (args.overload ? 1 : 10))
@@ -87,7 +90,13 @@ const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MB`
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sshca-soak-'))
   const gh = await startGithubIssuer('sshca-ci', 'ES256')
-  const {init, passwordFile} = await benchCaDir(dir, gh.issuer, 'full', {metrics: true})
+  const {init, passwordFile} = await benchCaDir(dir, gh.issuer, 'full', {
+    metrics: true,
+    limits: {
+      ...(args['max-in-flight'] ? {maxInFlight: Number(args['max-in-flight'])} : {}),
+      ...(args['max-event-loop-delay'] ? {maxEventLoopDelay: Number(args['max-event-loop-delay'])} : {}),
+    },
+  })
   const {url, server, metrics} = await startCaServer(
     init.config,
     passwordFile,
@@ -231,7 +240,7 @@ async function main(): Promise<void> {
   async function signLatency(): Promise<Map<number, number>> {
     const out = new Map<number, number>()
     if (!metrics) return out
-    const text = await (await fetch(`${metrics}/metrics`)).text()
+    const text = await (await fetch(metrics)).text()
     for (const m of text.matchAll(/^sshca_http_request_duration_seconds_bucket\{([^}]*)\} (\d+)$/gm)) {
       const labels = m[1]!
       if (!labels.includes('route="/ssh/sign"') || !labels.includes('status="201"')) continue
