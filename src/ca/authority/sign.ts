@@ -137,6 +137,7 @@ export function recordOf(cert: Certificate, trace: AuditTrace, issuedAt: number)
     issuedAt,
     requestId: trace.request_id,
     certificate: cert.blob.toString('base64'),
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: only the user path fills trace.claims; the type test keeps any later host path from storing them
     ...(cert.type === 'user' && trace.claims ? {claims: trace.claims} : {}),
   }
 }

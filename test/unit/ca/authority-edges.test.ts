@@ -20,9 +20,11 @@ import type {AuditTrace, CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {
   checkSubjectKey,
   issue,
+  metered,
   MIN_RSA_BITS,
   parseSubjectKey,
   randomSerial,
+  RESTORE_LEEWAY,
   signUserCertificate,
 } from '../../../src/ca/authority/sign.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
@@ -39,6 +41,7 @@ import {parseKrl} from '../../../src/ssh/krl.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
+import {SshcaError} from '../../../src/errors.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 
 const ISSUER = 'https://idp.example.com'
@@ -62,6 +65,7 @@ interface World {
   audit: ReturnType<typeof memoryAuditLog>
   store: SqliteStore
   decisions: Parameters<Meter['decision']>[0][]
+  verifications: Parameters<Meter['tokenVerification']>[0][]
   now: number
   mint(claims?: Record<string, unknown>): Promise<string>
 }
@@ -87,11 +91,13 @@ async function world(yaml = YAML): Promise<World> {
   const audit = memoryAuditLog()
   const store = new SqliteStore(':memory:', {background: false})
   const decisions: World['decisions'] = []
+  const verifications: World['verifications'] = []
   const w: World = {
     rt: undefined as unknown as CaRuntime,
     audit,
     store,
     decisions,
+    verifications,
     now: T0,
     mint: (claims = {}) =>
       new SignJWT({email: 'alice@example.com', email_verified: true, sub: 'u-alice', jti: randomUUID(), ...claims})
@@ -107,7 +113,7 @@ async function world(yaml = YAML): Promise<World> {
     decision: (d) => decisions.push(d),
     request() {},
     commit() {},
-    tokenVerification() {},
+    tokenVerification: (v) => verifications.push(v),
     jwksFetch() {},
     rateLimited() {},
     webhook() {},
@@ -251,6 +257,83 @@ describe('the user signing pipeline (sign.ts)', () => {
       await off.store.close()
     }
     assert.equal((await signUserCertificate(w.rt, ed().publicKey, token, 'user', trace())).type, 'user')
+  })
+
+  it('the emergency stop refuses issuance before the token is looked at, saying since when and why; lifted, the token is good', async () => {
+    const token = await w.mint()
+    w.rt.safety = {stop: {at: T0 - 30, reason: 'incident 42'}, restoredAt: null}
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, token, 'user', trace()), 'ERR_ISSUANCE_DISABLED', {
+      reason: 'issuance_stopped',
+      stopped_at: new Date((T0 - 30) * 1000).toISOString(),
+      stop_reason: 'incident 42',
+    })
+    assert.deepEqual([w.decisions, w.verifications], [[], []])
+    w.rt.safety = {stop: null, restoredAt: null}
+    assert.equal((await signUserCertificate(w.rt, ed().publicKey, token, 'user', trace())).type, 'user')
+  })
+
+  it('after a restore from a backup: tokens issued before the mark are refused (a spent one as a replay); from mark + leeway on they pass', async () => {
+    const spent = await w.mint()
+    const first = await signUserCertificate(w.rt, ed().publicKey, spent, 'user', trace())
+    const unspent = await w.mint()
+    const mark = T0 + 100
+    w.rt.safety = {stop: null, restoredAt: mark}
+    w.now = mark + 20
+    const iso = (s: number) => new Date(s * 1000).toISOString()
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, unspent, 'user', trace()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_before_restore',
+      issued_at: iso(T0),
+      restored_at: iso(mark),
+    })
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, spent, 'user', trace()), 'ERR_TOKEN_REPLAYED', {
+      reason: 'token_replayed',
+      spent_on_serial: first.serial.toString(),
+      spent_at: iso(T0),
+    })
+    // the leeway: an issuer whose clock runs ahead may stamp a token made before the mark up to a minute later
+    w.now = mark + RESTORE_LEEWAY - 1
+    const early = await w.mint()
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, early, 'user', trace()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_before_restore',
+    })
+    w.now = mark + RESTORE_LEEWAY
+    assert.equal((await signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace())).type, 'user')
+    // a store never restored: no mark, no window
+    w.rt.safety = {stop: null, restoredAt: null}
+    assert.equal((await signUserCertificate(w.rt, ed().publicKey, early, 'user', trace())).type, 'user')
+  })
+
+  it('token verifications are counted by provisioner and outcome: valid, or the denial reason', async () => {
+    await signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace())
+    const expired = await w.mint()
+    w.now += 3600
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, expired, 'user', trace()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_expired',
+    })
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, 'not.a.token', 'user', trace()), 'ERR_TOKEN_INVALID')
+    assert.deepEqual(w.verifications, [
+      {provisioner: 'people', outcome: 'valid'},
+      {provisioner: 'people', outcome: 'token_expired'},
+      {provisioner: undefined, outcome: 'token_invalid'},
+    ])
+  })
+
+  it('metered(): a provisioner named by the caller wins over one in the error; an error that is not a denial counts as "error"', async () => {
+    const named = new SshcaError('ERR_TOKEN_INVALID', 'bad', {details: {reason: 'token_invalid', provisioner: 'q'}})
+    await assert.rejects(metered(w.rt, 'p', Promise.reject(named)))
+    await assert.rejects(metered(w.rt, undefined, Promise.reject(named)))
+    await assert.rejects(metered(w.rt, 'p', Promise.reject(new TypeError('a bug'))))
+    assert.deepEqual(w.verifications, [
+      {provisioner: 'p', outcome: 'token_invalid'},
+      {provisioner: 'q', outcome: 'token_invalid'},
+      {provisioner: 'p', outcome: 'error'},
+    ])
+  })
+
+  it('a user certificate is recorded with the claims its provisioner reads and the audited ones (for ca explain --since), no others', async () => {
+    const cert = await signUserCertificate(w.rt, ed().publicKey, await w.mint({department: 'x'}), 'user', trace())
+    const row = await w.store.findCertificate(cert.serial)
+    assert.deepEqual(row?.claims, {email: 'alice@example.com', email_verified: true, sub: 'u-alice'})
   })
 
   it('RSA keys: 3072 bits and up; ed25519 and ECDSA always', () => {

@@ -518,3 +518,206 @@ describe('ca.yaml: the store block', () => {
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@db.internal/sshca", tls: {mode: verify-ca}}'), [])
   })
 })
+
+/** The fields warnings name ("provisioners[0].rules[0].webhook.url"), as problemFields does for problems. */
+const warningFields = (text: string): string[] => warnings(text).map((w) => w.slice(0, w.indexOf(':')))
+
+describe('ca.yaml: the checks the later features brought (metrics, keys, webhooks, principalsFrom, PostgreSQL)', () => {
+  const at = 'provisioners[0].rules[0]'
+  const withRule = (extra: string, certificate = '') =>
+    yaml(
+      provisioner({
+        rules: [
+          `{name: r, ${extra ? `${extra}, ` : ''}match: {email_verified: true, email: {domain: example.com}}, certificate: {principals: [alice], ttl: 1h${certificate}}}`,
+        ],
+      }),
+    )
+
+  it('metrics.address: host:port, its own listener, loopback or warned about', () => {
+    assert.deepEqual(problemFields('metrics: {address: "not an address"}'), ['metrics.address'])
+    assert.deepEqual(problemFields('address: "127.0.0.1:9000"\nmetrics: {address: "127.0.0.1:9000"}'), [
+      'metrics.address',
+    ])
+    // port 0 on both is two listeners, each on a port of its own
+    assert.deepEqual(problemFields('address: "127.0.0.1:0"\nmetrics: {address: "127.0.0.1:0"}'), [])
+    const withProvisioner = (m: string) => `${m}\n${yaml(provisioner())}`
+    assert.deepEqual(warningFields(withProvisioner('metrics: {address: "0.0.0.0:9100"}')), ['metrics.address'])
+    assert.deepEqual(warnings(withProvisioner('metrics: {address: "127.0.0.1:9100"}')), [])
+    assert.equal(
+      parseConfig('metrics: {address: "127.0.0.1:9100"}', 'ca.yaml').config.metrics?.address,
+      '127.0.0.1:9100',
+    )
+    assert.equal(parseConfig('{}', 'ca.yaml').config.metrics, undefined)
+    assert.deepEqual(problemFields('metrics: {address: "127.0.0.1:9100", path: /x}'), ['metrics'])
+  })
+
+  it('keys.kms: "file" (the default) or a pkcs11: URI that names its token and module, never its PIN', () => {
+    assert.equal(parseConfig('keys: {}', 'ca.yaml').config.keys.kms, 'file')
+    assert.deepEqual(problemFields('keys: {kms: vault}'), ['keys.kms'])
+    assert.deepEqual(
+      problemFields('keys: {kms: "pkcs11:token=ca?pin-value=1234&module-path=/usr/lib/softhsm/libsofthsm2.so"}'),
+      ['keys.kms'],
+    )
+    assert.deepEqual(
+      problemFields(
+        'keys: {kms: "pkcs11:token=ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/pin"}',
+      ),
+      [],
+    )
+    assert.deepEqual(problemFields('keys: {kms: file, other: 1}'), ['keys'])
+  })
+
+  it('a rule webhook: https (plain http on loopback only, warned), no credentials in the URL, at most 30 s, a secret or a warning', () => {
+    const hook = (h: string) => withRule(`webhook: {${h}}`)
+    assert.deepEqual(problemFields(hook('url: "https://hooks.example.com/ssh", secretFile: hook.secret')), [])
+    assert.deepEqual(warningFields(hook('url: "https://hooks.example.com/ssh", secretFile: hook.secret')), [])
+    assert.deepEqual(warningFields(hook('url: "https://hooks.example.com/ssh"')), [`${at}.webhook`])
+    assert.deepEqual(problemFields(hook('url: "http://hooks.example.com/ssh", secretFile: s')), [`${at}.webhook.url`])
+    assert.deepEqual(warningFields(hook('url: "http://127.0.0.1:8080/ssh", secretFile: s')), [`${at}.webhook.url`])
+    assert.deepEqual(problemFields(hook('url: "ftp://127.0.0.1/ssh", secretFile: s')), [`${at}.webhook.url`])
+    assert.deepEqual(problemFields(hook('url: "https://user:pw@hooks.example.com/ssh", secretFile: s')), [
+      `${at}.webhook.url`,
+    ])
+    assert.deepEqual(problemFields(hook('url: "https://user@hooks.example.com/ssh", secretFile: s')), [
+      `${at}.webhook.url`,
+    ])
+    assert.deepEqual(problemFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 31s')), [
+      `${at}.webhook.timeout`,
+    ])
+    assert.deepEqual(problemFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 30s')), [])
+    const parsed = parseConfig(hook('url: "https://hooks.example.com/ssh", secretFile: s, ca: hooks-ca.pem'), 'ca.yaml')
+    assert.deepEqual(parsed.config.provisioners[0]!.rules[0]!.webhook, {
+      url: 'https://hooks.example.com/ssh',
+      timeout: 2,
+      secretFile: 's',
+      ca: 'hooks-ca.pem',
+    })
+    for (const empty of ['ca: ""', 'secretFile: ""', 'bogus: 1'])
+      assert.deepEqual(problemFields(hook(`url: "https://hooks.example.com/ssh", ${empty}`)), [
+        `${at}.webhook${empty === 'bogus: 1' ? '' : `.${empty.split(':')[0]}`}`,
+      ])
+  })
+
+  it('principalsFrom: a claim the tokens carry, an allow list that names groups, a map into safe and unreserved names', () => {
+    const pf = (p: string) => withRule('', `, principalsFrom: {${p}}`)
+    const field = `${at}.certificate.principalsFrom`
+    assert.deepEqual(warningFields(pf('claim: groups, allow: ["ssh-*"]')), [])
+    assert.deepEqual(warningFields(pf('claim: gruops, allow: ["ssh-*"]')), [`${field}.claim`])
+    assert.deepEqual(warningFields(pf('claim: groups, allow: ["ssh-*", "*", "?*", "s*"]')), [
+      `${field}.allow[1]`,
+      `${field}.allow[2]`,
+    ])
+    assert.deepEqual(warningFields(pf('claim: groups, allow: ["ssh-*"], map: {ssh-ops: ops, web: web}')), [
+      `${field}.map`,
+    ])
+    assert.deepEqual(problemFields(pf('claim: groups, allow: ["ssh-*"], map: {ssh-ops: "o p"}')), [`${field}.map`])
+    assert.deepEqual(problemFields(pf('claim: groups, allow: ["ssh-*"], map: {ssh-ops: ops}')), [])
+    for (const bad of ['claim: "", allow: ["ssh-*"]', 'claim: groups, allow: []', 'claim: groups, allow: [""]'])
+      assert.ok(problemFields(pf(bad)).every((f) => f.startsWith(field)) && problemFields(pf(bad)).length > 0, bad)
+    assert.ok(problemFields(pf('claim: groups, allow: ["ssh-*"], map: {"": ops}')).length > 0)
+    assert.ok(problemFields(pf('claim: groups, allow: ["ssh-*"], map: {ssh-ops: ""}')).length > 0)
+    assert.ok(problemFields(pf('claim: groups, allow: ["ssh-*"], other: 1')).length > 0)
+    assert.ok(problemFields(withRule('', ', principals: [""]')).length > 0)
+    // without principals a rule still grants through principalsFrom
+    assert.deepEqual(
+      parseConfig(
+        yaml(
+          provisioner({
+            rules: [
+              '{name: r, match: {email_verified: true, email: {domain: example.com}}, certificate: {ttl: 1h, principalsFrom: {claim: groups, allow: ["ssh-*"]}}}',
+            ],
+          }),
+        ),
+        'ca.yaml',
+      ).config.provisioners[0]!.rules[0]!.certificate.principals,
+      [],
+    )
+  })
+
+  it('source addresses that parse are accepted; forwarding extensions are warned about, and any extension beside a force-command', () => {
+    assert.deepEqual(problemFields(withRule('', ', sourceAddress: [10.0.0.0/8, "2001:db8::1"]')), [])
+    assert.deepEqual(warningFields(withRule('', ', extensions: [permit-pty]')), [])
+    assert.deepEqual(warningFields(withRule('', ', extensions: [permit-pty, permit-agent-forwarding]')), [`${at} (r)`])
+    assert.ok(
+      warnings(withRule('', ', extensions: [permit-pty, permit-agent-forwarding]'))[0]!.includes(
+        'permit-agent-forwarding',
+      ),
+    )
+    assert.ok(!warnings(withRule('', ', extensions: [permit-pty, permit-agent-forwarding]'))[0]!.includes('permit-pty'))
+    assert.deepEqual(warningFields(withRule('', ', forceCommand: /bin/deploy, extensions: [permit-pty]')), [
+      `${at} (r)`,
+    ])
+    assert.deepEqual(warningFields(withRule('', ', forceCommand: /bin/deploy')), [])
+  })
+
+  it('limits.maxEventLoopDelay: a positive number of milliseconds, or false for off', () => {
+    assert.equal(parseConfig('limits: {maxEventLoopDelay: false}', 'ca.yaml').config.limits.maxEventLoopDelay, false)
+    assert.equal(parseConfig('limits: {maxEventLoopDelay: 50}', 'ca.yaml').config.limits.maxEventLoopDelay, 50)
+    for (const bad of ['0', 'true', '1.5'])
+      assert.deepEqual(problemFields(`limits: {maxEventLoopDelay: ${bad}}`), ['limits.maxEventLoopDelay'])
+    assert.deepEqual(problemFields('ssh: {reservedPrincipals: [""]}'), ['ssh.reservedPrincipals[0]'])
+  })
+
+  it('db: sqlite with its defaults, or PostgreSQL by a URL without a password, with a bounded pool and TLS that verifies by default', () => {
+    assert.deepEqual(parseConfig('db: {type: sqlite}', 'ca.yaml').config.db, {
+      type: 'sqlite',
+      path: 'db/sshca.sqlite',
+      durability: 'full',
+    })
+    assert.deepEqual(problemFields('db: {type: sqlite, bogus: 1}'), ['db'])
+    const pg = (extra = '', url = 'postgres://sshca@db.example.com/sshca') =>
+      `db: {type: postgresql, url: "${url}"${extra}}`
+    const parsed = parseConfig(pg(', tls: {ca: pg-ca.pem}'), 'ca.yaml').config.db
+    assert.deepEqual(parsed, {
+      type: 'postgresql',
+      url: 'postgres://sshca@db.example.com/sshca',
+      pool: 10,
+      tls: {ca: 'pg-ca.pem'},
+      timeout: 5,
+      autoMigrate: true,
+    })
+    assert.deepEqual(problemFields(pg()), [])
+    assert.deepEqual(problemFields(pg(', pool: 1000')), [])
+    assert.deepEqual(problemFields(pg(', pool: 1001')), ['db.pool'])
+    assert.deepEqual(problemFields(pg(', passwordFile: ""')), ['db.passwordFile'])
+    assert.deepEqual(problemFields(pg(', tls: {mode: prefer}')), ['db.tls.mode'])
+    for (const mode of ['disable', 'require', 'verify-ca', 'verify-full'])
+      assert.deepEqual(problemFields(pg(`, tls: {mode: ${mode}}`)), [], mode)
+    assert.deepEqual(problemFields(pg(', tls: {cert: c.pem, key: ""}')), ['db.tls.key'])
+    assert.deepEqual(problemFields(pg(', tls: {cert: c.pem}')), ['db.tls'])
+    assert.deepEqual(problemFields(pg(', tls: {cert: c.pem, key: k.pem}')), [])
+    for (const url of [
+      'not a url',
+      'mysql://sshca@db.example.com/sshca',
+      'postgres://sshca:secret@db.example.com/sshca',
+      'postgres://sshca@db.example.com/sshca?sslmode=disable',
+      'postgres:///sshca',
+    ])
+      assert.deepEqual(problemFields(pg('', url)), ['db.url'], url)
+    for (const url of [
+      'postgresql://sshca@db.example.com:5433/sshca?application_name=ca1',
+      'postgres:///sshca?host=/run/postgresql',
+      'postgres://sshca@%2Frun%2Fpostgresql/sshca',
+      'postgres://db.example.com',
+    ])
+      assert.deepEqual(problemFields(pg('', url)), [], url)
+    // clear text to a remote server is warned about; a socket or loopback is not
+    const pgWarned = (extra: string, url?: string) => warningFields(`${pg(extra, url)}\n${yaml(provisioner())}`)
+    assert.deepEqual(pgWarned(', tls: {mode: disable}'), ['db.tls.mode'])
+    assert.deepEqual(pgWarned(', tls: {mode: require}'), ['db.tls.mode'])
+    assert.deepEqual(pgWarned(', tls: {mode: disable}', 'postgres://sshca@127.0.0.1/sshca'), [])
+    assert.deepEqual(pgWarned('', 'postgres:///sshca?host=/run/postgresql'), [])
+  })
+})
+
+describe('loadConfig: reading ca.yaml', () => {
+  it('a missing file is ERR_FILE_NOT_FOUND; one that cannot be read (a folder) is ERR_INPUT', async () => {
+    const {mkdtempSync} = await import('node:fs')
+    const {tmpdir} = await import('node:os')
+    const {join} = await import('node:path')
+    const {loadConfig} = await import('../../../src/ca/config/config.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'sshca-config-'))
+    await assert.rejects(loadConfig(join(dir, 'ca.yaml')), {code: 'ERR_FILE_NOT_FOUND'})
+    await assert.rejects(loadConfig(dir), {code: 'ERR_INPUT'})
+  })
+})

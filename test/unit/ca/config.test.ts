@@ -26,6 +26,21 @@ ${extra}
 `
 
 describe('ca.yaml', () => {
+  it('grants every extension OpenSSH defines (PROTOCOL.certkeys) and nothing else', () => {
+    const openssh = [
+      'no-touch-required',
+      'permit-X11-forwarding',
+      'permit-agent-forwarding',
+      'permit-port-forwarding',
+      'permit-pty',
+      'permit-user-rc',
+    ]
+    const yaml = provisioner('', `, extensions: [${openssh.join(', ')}]`)
+    assert.deepEqual(parseConfig(yaml, 'ca.yaml').config.provisioners[0]!.rules[0]!.certificate.extensions, openssh)
+    for (const near of ['permit-x11-forwarding', 'permit_pty', '', 'force-command'])
+      assert.match(problems(provisioner('', `, extensions: ["${near}"]`))[0]!, /unknown extension/, near)
+  })
+
   it('names the field of every problem', () => {
     assert.deepEqual(
       problems(
