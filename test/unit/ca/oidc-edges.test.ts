@@ -550,3 +550,28 @@ describe('token verification against a real HTTP issuer on 127.0.0.1', function 
     assert.ok(Date.now() - started < 20_000)
   })
 })
+
+describe('token verification: JWKS fetches are reported (the metrics count them by issuer and outcome)', () => {
+  it('a fetch that succeeds reports ok, one that fails reports error, and the failure still fails the token', async () => {
+    const idp = fakeIdp()
+    const fetches: [string, string][] = []
+    const v = new TokenVerifier([p], {
+      fetch: idp.fetchFn,
+      clock: () => NOW_MS,
+      onKeysFetch: (issuer, outcome) => void fetches.push([issuer, outcome]),
+    })
+    assert.equal((await v.verify(await mint(idp.state.keys[0]!))).provisioner.name, 'sso')
+    const down = fakeIdp()
+    down.state.down = true
+    const w = new TokenVerifier([p], {
+      fetch: down.fetchFn,
+      clock: () => NOW_MS,
+      onKeysFetch: (issuer, outcome) => void fetches.push([issuer, outcome]),
+    })
+    await rejectsCode(w.verify(await mint(down.state.keys[0]!)), 'ERR_UPSTREAM_UNAVAILABLE')
+    assert.deepEqual(fetches, [
+      [ISSUER, 'ok'],
+      [ISSUER, 'error'],
+    ])
+  })
+})

@@ -170,6 +170,41 @@ describe('what a root service may run (config --host)', () => {
     assert.match(refusal(inner)!, /root_ca\.crt :: .*writable by its group/)
   })
 
+  it('pathProblem: every component from the root down; relative, missing (unless allowed) and symlinked paths are refused', () => {
+    const fs = goodFs()
+    assert.equal(pathProblem(NODE, fs), undefined)
+    assert.deepEqual(pathProblem('usr/bin/node', fs), {path: 'usr/bin/node', why: 'it is not an absolute path'})
+    assert.equal(pathProblem('/usr/bin/missing', fs)?.path, '/usr/bin/missing')
+    assert.equal(pathProblem('/usr/bin/missing', fs, true), undefined)
+    assert.equal(pathProblem('/usr/local/bin/sshca', fs)?.path, '/usr/local/bin/sshca')
+    // the first bad component is named, not the file
+    fs.set('/opt', {isDirectory: true, uid: 1001})
+    fs.set('/opt/node/bin/node', {mode: 0o100755})
+    assert.equal(pathProblem('/opt/node/bin/node', fs)?.path, '/opt')
+    fs.set('/', {isDirectory: true, mode: 0o40777})
+    assert.equal(pathProblem(NODE, fs)?.path, '/')
+  })
+
+  it('treeProblem walks every level and each directory once, and judges a symlinked directory by its own tree', () => {
+    const fs = goodFs()
+    assert.equal(treeProblem(PKG, fs), undefined)
+    fs.set(`${PKG}/dist/deep/er/still/x.js`, {mode: 0o100666})
+    assert.equal(treeProblem(PKG, fs)?.path, `${PKG}/dist/deep/er/still/x.js`)
+    const ok = goodFs()
+    // a root-owned directory elsewhere, linked into the package: its files are looked at too
+    ok.set('/usr/share/lib-x/bad.js', {uid: 1001})
+    ok.set(`${PKG}/node_modules/lib-x`, {link: '/usr/share/lib-x'})
+    assert.match(treeProblem(PKG, ok)!.path, /^\/usr\/share\/lib-x\/bad\.js$/)
+    // a link back into the package (a cycle) ends: the package was walked already
+    const cyc = goodFs()
+    cyc.set(`${PKG}/node_modules/self`, {link: PKG})
+    assert.equal(treeProblem(PKG, cyc), undefined)
+    // a dangling link below a root-owned directory: nothing to run there, nothing to refuse
+    const dangling = goodFs()
+    dangling.set(`${PKG}/node_modules/.bin/gone`, {link: '/usr/lib/gone'})
+    assert.equal(treeProblem(PKG, dangling), undefined)
+  })
+
   it('treeProblem skips only the names it is told to, at the top', () => {
     const fs = fakeFs({'/p/.git/config': {uid: 1000}, '/p/a/.git/x': {uid: 1000}})
     assert.equal(treeProblem('/p', fs, ['.git'])!.path, '/p/a/.git/x')

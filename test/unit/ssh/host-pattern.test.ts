@@ -25,6 +25,40 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       )
     })
 
+    it('no pattern at any public second level under a country code (co.uk, com.au, gov.br …), a private one alike elsewhere', () => {
+      const publicSecond = [
+        'ac',
+        'co',
+        'com',
+        'edu',
+        'gob',
+        'gov',
+        'govt',
+        'ltd',
+        'me',
+        'mil',
+        'net',
+        'nic',
+        'or',
+        'org',
+        'plc',
+        'sch',
+        'ne',
+        'go',
+        'gen',
+        'nom',
+        'ind',
+        'res',
+      ]
+      for (const second of publicSecond) {
+        assert.equal(derivePattern([`ca.${second}.uk`]), NO_HOSTS, `ca.${second}.uk`)
+        // under a three-letter top-level domain, or one level deeper, it is a private domain
+        assert.equal(derivePattern([`ca.${second}.com`]), `*.${second}.com`)
+        assert.equal(derivePattern([`ca.acme.${second}.uk`]), `*.acme.${second}.uk`)
+      }
+      assert.equal(derivePattern(['ca.acme.uk']), '*.acme.uk')
+    })
+
     it('never "*": IPs, single labels, a bare domain and public second-level parents give no hosts', () => {
       for (const dns of [
         ['10.0.0.5'],
