@@ -4,6 +4,7 @@
  * fields, renders exactly as `ssh-keygen -L` prints it, and verifies; key files cross both ways.
  */
 import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {validityText} from '../../src/cli/format.ts'
@@ -18,6 +19,7 @@ import {
   type CertOptions,
   type CertType,
 } from '../../src/ssh/cert.ts'
+import {buildKrl} from '../../src/ssh/krl.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
 import {
   formatOpenSshPrivateKey,
@@ -313,6 +315,89 @@ describe('src/ssh against ssh-keygen', function () {
       const shown = await keygenShow(file)
       assert.equal(shown.keyId, 'alice@example.com')
       assert.equal(parseCertificateLine(line).cert.criticalOptions['force-command'], '/bin/true')
+    })
+  })
+
+  describe('KRLs: ssh-keygen -Q reads what buildKrl writes', () => {
+    it('revoked serials, key IDs and keys (by SHA-256) are REVOKED, under the right CA key only; the rest is ok', async () => {
+      const dir = tempDir('sshca-krl-oracle-')
+      const ca = generatePrivateKey('ed25519')
+      const otherCa = generatePrivateKey('ecdsa')
+      const now = BigInt(Math.floor(Date.now() / 1000))
+      const cert = async (
+        name: string,
+        serial: bigint,
+        keyId: string,
+        by = ca,
+        key = generatePrivateKey('ed25519'),
+      ) => {
+        const c = await signCertificate(
+          {
+            type: 'host',
+            publicKey: key.publicKey,
+            serial,
+            keyId,
+            principals: [name],
+            validAfter: now - 60n,
+            validBefore: now + 3600n,
+          },
+          keySigner(by.keyObject),
+        )
+        const f = join(dir, `${name}-cert.pub`)
+        writeFileSync(f, `${certificateLine(c, name)}\n`)
+        return f
+      }
+      const revokedKey = generatePrivateKey('ed25519')
+      const files = {
+        bySerial: await cert('by-serial', 5n, 'host:a'),
+        bigSerial: await cert('big-serial', 2n ** 63n + 1n, 'host:big'),
+        byKeyId: await cert('by-key-id', 6n, 'host:gone'),
+        byKey: await cert('by-key', 7n, 'host:b', ca, revokedKey),
+        fine: await cert('fine', 8n, 'host:c'),
+        otherCaSameSerial: await cert('other-ca', 5n, 'host:gone', otherCa),
+      }
+      const krl = join(dir, 'krl')
+      writeFileSync(
+        krl,
+        buildKrl({
+          version: 1n,
+          generatedAt: now,
+          comment: 'oracle',
+          sections: [{caKey: ca.publicKey, serials: [5n, 2n ** 63n + 1n], keyIds: ['host:gone']}],
+          revokedKeySha256: [createHash('sha256').update(revokedKey.publicKey.blob).digest()],
+        }),
+      )
+      const verdict = async (f: string) =>
+        (await run('ssh-keygen', ['-Q', '-f', krl, f])).stdout.trim().split(': ').pop()
+      assert.deepEqual(
+        {
+          bySerial: await verdict(files.bySerial),
+          bigSerial: await verdict(files.bigSerial),
+          byKeyId: await verdict(files.byKeyId),
+          byKey: await verdict(files.byKey),
+          fine: await verdict(files.fine),
+          otherCaSameSerial: await verdict(files.otherCaSameSerial),
+        },
+        {
+          bySerial: 'REVOKED',
+          bigSerial: 'REVOKED',
+          byKeyId: 'REVOKED',
+          byKey: 'REVOKED',
+          fine: 'ok',
+          otherCaSameSerial: 'ok',
+        },
+      )
+      // a KRL that revokes nothing leaves every certificate ok
+      writeFileSync(
+        krl,
+        buildKrl({
+          version: 2n,
+          generatedAt: now,
+          comment: '',
+          sections: [{caKey: ca.publicKey, serials: [], keyIds: []}],
+        }),
+      )
+      assert.equal(await verdict(files.bySerial), 'ok')
     })
   })
 })

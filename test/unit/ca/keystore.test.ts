@@ -54,6 +54,29 @@ describe('CA keys at rest: sealed with scrypt and AES-256-GCM', function () {
     await assert.rejects(sealPrivateKey(key, ''), TypeError)
   })
 
+  it('a file sealed by an earlier sshca still opens (the format, the associated data and the scrypt cost are fixed)', async () => {
+    // sealed once with this password, salt 0x07 × 16 and a random IV; the key is a fixed ed25519 key
+    const file = {
+      format: 'sshca-encrypted-key',
+      version: 1,
+      kdf: {name: 'scrypt', N: 131072, r: 8, p: 1, salt: 'BwcHBwcHBwcHBwcHBwcHBw=='},
+      cipher: 'aes-256-gcm',
+      iv: 'w3sozKrLs8RDo1of',
+      tag: 'EQKIXMr6K0PIEplfmOcQfQ==',
+      ciphertext: 'x+NMf4vvQuSSjeQAY7ldTsULE17uZUSR52iYdwHUmeJ6VVHSogOmtFEnFb/YvCDX',
+    }
+    const opened = await openPrivateKey(JSON.stringify(file), PASSWORD)
+    assert.equal(der(opened).toString('base64'), 'MC4CAQAwBQYDK2VwBCIEIJ+qHiD+VOTt0vwCVWiumd9TDxTp7YnS8wReC6bWo1vO')
+  })
+
+  it('a salt of its own when none is given: two seals of one key with one password use two salts, and each opens', async () => {
+    const [a, b] = [await sealPrivateKey(key, PASSWORD), await sealPrivateKey(key, PASSWORD)]
+    const salt = (t: string) => (JSON.parse(t) as {kdf: {salt: string}}).kdf.salt
+    assert.notEqual(salt(a), salt(b))
+    assert.equal(Buffer.from(salt(a), 'base64').length, 16)
+    assert.deepEqual(der(await openPrivateKey(a, PASSWORD)), der(key))
+  })
+
   it('a wrong password, or any altered ciphertext, tag or IV byte: ERR_CA_PASSWORD, never a key', async () => {
     await rejectsCode(openPrivateKey(sealed, `${PASSWORD}!`), 'ERR_CA_PASSWORD')
     for (const field of ['ciphertext', 'tag', 'iv'] as const) {

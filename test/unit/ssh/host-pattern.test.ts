@@ -165,6 +165,24 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       assert.equal(listsOverlap(NO_HOSTS, '*'), false)
     })
 
+    it('namesNoHosts, listsOverlap over any pair of entries, and derived patterns only from whole DNS names', () => {
+      assert.equal(namesNoHosts('*.corp'), false)
+      assert.equal(namesNoHosts('!*'), true)
+      assert.equal(listsOverlap('*.a.com', '*.b.com,*.a.com'), true, 'one overlapping pair is enough')
+      for (const bad of ['ca.example.com_', '_ca.example.com', 'ca..example.com', 'ca.example.com/x'])
+        assert.equal(derivePattern([bad]), NO_HOSTS, bad)
+      // only a two-label parent under a country code can be a public suffix
+      assert.equal(derivePattern(['ca.gov.co.uk']), '*.gov.co.uk')
+    })
+
+    it("--pattern: negations beside names are kept; any one CA entry may cover a name; the CA's exclusions are added once", () => {
+      assert.equal(effectivePattern('*.corp', '*.prod.corp,!db.prod.corp'), '*.prod.corp,!db.prod.corp')
+      assert.equal(effectivePattern('*.a.com,*.b.com', 'web.a.com'), 'web.a.com')
+      assert.equal(effectivePattern('*.corp,!bastion.corp', 'web.corp'), 'web.corp,!bastion.corp')
+      assert.equal(effectivePattern('*.corp,!bastion.corp', 'web.corp,!bastion.corp'), 'web.corp,!bastion.corp')
+      assert.equal(effectivePattern('*.corp,!bastion.corp', 'web.corp,!bastion.*'), 'web.corp,!bastion.*,!bastion.corp')
+    })
+
     it('listMatches follows ssh: a matching negation wins, case-insensitive', () => {
       assert.equal(listMatches('*.example.com,!bastion.example.com', 'WEB.example.com'), true)
       assert.equal(listMatches('*.example.com,!bastion.example.com', 'bastion.example.com'), false)
