@@ -457,14 +457,13 @@ function checkRule(
   })
   for (const [claim, cond] of Object.entries(r.match)) {
     // "**" with anything but "/" or an end on either side ("a**", "**main", "***") is refused
-    // Stryker disable ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
     if (
       typeof cond === 'object' &&
+      // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
       !Array.isArray(cond) &&
       'glob' in cond &&
       /(?<!^|\/)\*\*|\*\*(?!$|\/)/.test(cond.glob)
     ) {
-      // Stryker restore ConditionalExpression
       problems.push(`${at}.match.${claim}: "**" must stand for a whole path segment`)
     }
   }

@@ -1,10 +1,13 @@
 /** The root-only check for what sshca's systemd units run, on made-up file systems. */
 import assert from 'node:assert/strict'
+import {mkdtempSync, realpathSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {
   assertSafeForRoot,
   installedSshca,
   pathProblem,
+  realFs,
   treeProblem,
   type EntryInfo,
   type ExecPathDeps,
@@ -38,8 +41,14 @@ function fakeFs(entries: Record<string, Node>): ExecPathDeps & {set(path: string
   return {
     set,
     lstat: info,
-    readdir: (p) =>
-      [...map.keys()].filter((k) => k !== p && dirname(k) === p).map((k) => k.slice(p === '/' ? 1 : p.length + 1)),
+    readdir: (p) => {
+      // as readdirSync: a file (or a link) is no directory
+      if (!info(p)?.isDirectory)
+        throw Object.assign(new Error(`ENOTDIR: not a directory, scandir '${p}'`), {code: 'ENOTDIR'})
+      return [...map.keys()]
+        .filter((k) => k !== p && dirname(k) === p)
+        .map((k) => k.slice(p === '/' ? 1 : p.length + 1))
+    },
     readlink: (p) => map.get(p)!.link!,
     realpath: (p) => {
       const parts = p.split('/').filter(Boolean)
@@ -203,6 +212,81 @@ describe('what a root service may run (config --host)', () => {
     const dangling = goodFs()
     dangling.set(`${PKG}/node_modules/.bin/gone`, {link: '/usr/lib/gone'})
     assert.equal(treeProblem(PKG, dangling), undefined)
+  })
+
+  it('a symlink to a file is judged by its target and not walked into; an entry gone between readdir and lstat is passed over', () => {
+    const fs = goodFs()
+    fs.set(`${PKG}/node_modules/.bin/jose`, {link: '../jose/package.json'})
+    assert.equal(treeProblem(PKG, fs), undefined)
+    const racing: ExecPathDeps = {...fs, lstat: (p) => (p.endsWith('/fast.js') ? undefined : fs.lstat(p))}
+    assert.equal(treeProblem(PKG, racing), undefined)
+  })
+
+  it('names a unit file would have to quote are refused: node, the script, the home (also where a symlinked home leads)', () => {
+    const fs = goodFs()
+    const exe = (node: string, script: string | undefined) => ({
+      node,
+      script,
+      packageRoot: undefined,
+      command: script ? `${node} ${script}` : node,
+    })
+    fs.set('/opt/my node/bin/node', {mode: 0o100755})
+    assert.match(refusal(fs, exe('/opt/my node/bin/node', undefined))!, /^\/opt\/my node\/bin\/node :: /)
+    fs.set('/opt/s/run".js', {mode: 0o100755})
+    assert.match(refusal(fs, exe(NODE, '/opt/s/run".js'))!, /^\/opt\/s\/run"\.js :: /)
+    fs.set('/root/my home/contexts/c/context.json', {mode: 0o100600})
+    fs.set('/root/my home', {isDirectory: true, mode: 0o40700})
+    assert.match(refusal(fs, exe(NODE, undefined), '/root/my home')!, /^\/root\/my home :: /)
+    fs.set('/root/link-home', {link: '/root/my home'})
+    assert.match(refusal(fs, exe(NODE, undefined), '/root/link-home')!, /^\/root\/my home :: /)
+    // a home that is a symlink to a safe place is judged there, and passes
+    fs.set('/root/alias', {link: '.sshca'})
+    assert.equal(refusal(fs, exe(NODE, undefined), '/root/alias'), undefined)
+  })
+
+  it('a single executable has no script; a script outside any package is still checked on its own', () => {
+    const fs = goodFs()
+    assert.deepEqual(installedSshca(fs, NODE, NODE), {
+      node: NODE,
+      script: undefined,
+      packageRoot: undefined,
+      command: NODE,
+    })
+    assert.equal(refusal(fs, installedSshca(fs, NODE, NODE)), undefined)
+    fs.set('/opt/loose/run.js', {uid: 1001, mode: 0o100755})
+    assert.match(
+      refusal(fs, {
+        node: NODE,
+        script: '/opt/loose/run.js',
+        packageRoot: undefined,
+        command: `${NODE} /opt/loose/run.js`,
+      })!,
+      /^\/opt\/loose\/run\.js :: .*uid 1001/,
+    )
+  })
+
+  it("the package's own .git (a git checkout installed as root) is skipped at its top only", () => {
+    const fs = goodFs()
+    fs.set(`${PKG}/.git/config`, {uid: 1000})
+    assert.equal(refusal(fs), undefined)
+  })
+
+  it('realFs: what node:fs says, undefined for a missing path, and any other error thrown', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sshca-execpath-'))
+    writeFileSync(join(dir, 'f'), 'x')
+    symlinkSync('f', join(dir, 'l'))
+    const f = realFs.lstat(join(dir, 'f'))!
+    assert.deepEqual(
+      [f.uid, f.mode & 0o777, f.isDirectory, f.isSymbolicLink],
+      [process.getuid!(), 0o644 & ~process.umask(), false, false],
+    )
+    assert.equal(realFs.lstat(join(dir, 'l'))!.isSymbolicLink, true)
+    assert.equal(realFs.lstat(dir)!.isDirectory, true)
+    assert.equal(realFs.lstat(join(dir, 'missing')), undefined)
+    assert.throws(() => realFs.lstat(join(dir, 'f', 'below-a-file')), {code: 'ENOTDIR'})
+    assert.deepEqual(realFs.readdir(dir).sort(), ['f', 'l'])
+    assert.equal(realFs.readlink(join(dir, 'l')), 'f')
+    assert.equal(realFs.realpath(join(dir, 'l')), join(realpathSync(dir), 'f'))
   })
 
   it('treeProblem skips only the names it is told to, at the top', () => {

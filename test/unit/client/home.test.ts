@@ -1,8 +1,26 @@
 /** The $SSHCA_HOME owner/mode check, on made-up trees. */
 import assert from 'node:assert/strict'
-import {dirname} from 'node:path'
-import {checkHomeTree, type HomeCheckDeps, type PathInfo} from '../../../src/client/home.ts'
-import {throwsCode} from '../../helpers/assert.ts'
+import {mkdirSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {homedir, tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {
+  checkHomeTree,
+  CONTEXT_FILE,
+  contextDir,
+  currentContextName,
+  knownUserCas,
+  listContexts,
+  loadContext,
+  readContext,
+  ROOT_FILE,
+  saveContext,
+  sshcaHome,
+  validContextName,
+  type HomeCheckDeps,
+  type PathInfo,
+} from '../../../src/client/home.ts'
+import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 
 function tree(entries: Record<string, Partial<PathInfo>>, uid = 1000): HomeCheckDeps {
   const map = new Map(Object.entries(entries))
@@ -76,5 +94,137 @@ describe('$SSHCA_HOME before use', () => {
 
   it('does nothing where there are no uids (Windows)', () => {
     assert.doesNotThrow(() => checkHomeTree(H, {...tree({...good, [H]: {mode: 0o40777}}), uid: undefined}))
+  })
+})
+
+describe('$SSHCA_HOME: the checks the tree walk makes beyond owners and modes', () => {
+  it('a home that is a symlink is followed (checked where it leads, named as given); one inside it is refused', () => {
+    const real = '/data/sshca'
+    const deps: HomeCheckDeps = {
+      ...tree({[real]: {}, [`${real}/current`]: {}, [`${real}/contexts`]: {}}),
+      realpath: (p) => (p === H ? real : p),
+    }
+    const lstat = deps.lstat
+    deps.lstat = (p) => (p === H ? {uid: 1000, mode: 0o120777, isDirectory: false, isSymbolicLink: true} : lstat(p))
+    assert.doesNotThrow(() => checkHomeTree(H, deps))
+    const bad = {
+      ...deps,
+      lstat: (p: string) =>
+        p === `${real}/current`
+          ? {uid: 1001, mode: 0o100600, isDirectory: false, isSymbolicLink: false}
+          : deps.lstat(p),
+    }
+    throwsCode(() => checkHomeTree(H, bad), 'ERR_UNSAFE_PATH', {}, new RegExp(`^${H}/current belongs to uid 1001`))
+  })
+
+  it('refresh tokens are secret only under tokens/ at the top; the walk goes four levels deep', () => {
+    const deep = {...good, [`${H}/a`]: {}, [`${H}/a/b`]: {}, [`${H}/a/b/c`]: {}, [`${H}/a/b/c/d`]: {}}
+    // a world-readable file named like a token elsewhere is no refresh token
+    assert.doesNotThrow(() =>
+      checkHomeTree(
+        H,
+        tree({...good, [`${H}/contexts/tokens`]: {}, [`${H}/contexts/tokens/x.json`]: {mode: 0o100644}}),
+      ),
+    )
+    throwsCode(
+      () => checkHomeTree(H, tree({...good, [`${H}/tokens/sub`]: {}, [`${H}/tokens/sub/x.json`]: {mode: 0o100644}})),
+      'ERR_FILE_PERMISSIONS',
+    )
+    // four levels below the home are looked at, not five
+    throwsCode(() => checkHomeTree(H, tree({...deep, [`${H}/a/b/c/d`]: {uid: 1001}})), 'ERR_UNSAFE_PATH')
+    assert.doesNotThrow(() => checkHomeTree(H, tree({...deep, [`${H}/a/b/c/d/e`]: {uid: 1001}})))
+    // a directory under tokens/ may be readable (only files hold tokens); a group-writable one may not
+    assert.doesNotThrow(() => checkHomeTree(H, tree({...good, [`${H}/tokens/d`]: {isDirectory: true, mode: 0o40755}})))
+    throwsCode(
+      () => checkHomeTree(H, tree({...good, [`${H}/tokens`]: {isDirectory: true, mode: 0o40770}})),
+      'ERR_UNSAFE_PATH',
+    )
+  })
+})
+
+describe('contexts on disk', () => {
+  let home: string
+  beforeEach(() => {
+    home = join(mkdtempSync(join(tmpdir(), 'sshca-home-')), 'sshca')
+    mkdirSync(home, {mode: 0o700})
+  })
+  const settings = (name: string, userCaKeys: string[] = []) => ({
+    name,
+    caUrl: `https://${name}.example.com`,
+    rootFingerprint: 'ab'.repeat(32),
+    userCaKeys,
+    hostCaKeys: [],
+    hostPattern: '!*',
+    bootstrappedAt: '2026-11-26T00:00:00.000Z',
+  })
+  const write = async (name: string, userCaKeys: string[] = []) => {
+    const dir = contextDir(home, name)
+    mkdirSync(dir, {recursive: true, mode: 0o700})
+    writeFileSync(join(dir, ROOT_FILE), 'ROOT PEM', {mode: 0o600})
+    await saveContext({...settings(name, userCaKeys), rootPem: 'ROOT PEM', dir})
+  }
+
+  it('names: a letter or digit first, then letters, digits, ".", "_", "-", 64 at most', () => {
+    for (const ok of ['prod', 'ca.example.com', 'a', '0-x_y', 'a'.repeat(64)])
+      assert.equal(validContextName(ok), true, ok)
+    for (const bad of ['', '.hidden', '-x', '_x', 'a b', 'a/b', '..', 'a'.repeat(65), 'é'])
+      assert.equal(validContextName(bad), false, bad)
+  })
+
+  it('saved and read back whole (the root beside the settings), listed by name, the current one by its file', async () => {
+    await write('prod')
+    await write('dev')
+    mkdirSync(join(home, 'contexts', '.staged.1234'))
+    assert.deepEqual(
+      await listContexts(home),
+      ['dev', 'prod'],
+      'names that are not context names (staging folders) are left out',
+    )
+    const ctx = await readContext(home, 'prod')
+    assert.deepEqual(ctx, {...settings('prod'), rootPem: 'ROOT PEM', dir: contextDir(home, 'prod')})
+    assert.equal(JSON.parse(readFileSync(join(contextDir(home, 'prod'), CONTEXT_FILE), 'utf8')).rootPem, undefined)
+    assert.equal(await readContext(home, 'missing'), undefined)
+    assert.equal(await currentContextName(home), undefined)
+    writeFileSync(join(home, 'current'), 'prod\n', {mode: 0o600})
+    assert.equal(await currentContextName(home), 'prod')
+    writeFileSync(join(home, 'current'), '  \n', {mode: 0o600})
+    assert.equal(await currentContextName(home), undefined)
+    assert.deepEqual(await listContexts(join(home, 'nowhere')), [])
+  })
+
+  it('a damaged context is ERR_INPUT naming it; loadContext says what to do when there is none, or not that one', async () => {
+    await write('prod')
+    writeFileSync(join(contextDir(home, 'prod'), CONTEXT_FILE), '{', {mode: 0o600})
+    await rejectsCode(readContext(home, 'prod'), 'ERR_INPUT', {}, /"prod"/)
+    const empty = join(mkdtempSync(join(tmpdir(), 'sshca-home-')), 'sshca')
+    await rejectsCode(loadContext(empty), 'ERR_NOT_BOOTSTRAPPED')
+    await write('dev')
+    await rejectsCode(loadContext(home, 'staging'), 'ERR_CONTEXT_NOT_FOUND')
+    assert.equal((await loadContext(home, 'dev')).name, 'dev')
+    writeFileSync(join(home, 'current'), 'dev\n', {mode: 0o600})
+    assert.equal((await loadContext(home)).caUrl, 'https://dev.example.com')
+  })
+
+  it("knownUserCas: each context's user CA keys by fingerprint; a damaged line or context names nothing", async () => {
+    const a = generatePrivateKey('ed25519').publicKey
+    const b = generatePrivateKey('ed25519').publicKey
+    await write('prod', [a.toLine('prod user CA'), 'ssh-ed25519 not-base64!'])
+    await write('dev', [b.toLine('dev user CA')])
+    await write('broken')
+    writeFileSync(join(contextDir(home, 'broken'), CONTEXT_FILE), '{', {mode: 0o600})
+    const cas = await knownUserCas(home)
+    assert.deepEqual(
+      [...cas].sort(),
+      [
+        [a.fingerprint(), 'prod'],
+        [b.fingerprint(), 'dev'],
+      ].sort(),
+    )
+  })
+
+  it('sshcaHome: $SSHCA_HOME, else ~/.sshca (also when it is set empty)', () => {
+    assert.equal(sshcaHome({SSHCA_HOME: '/srv/h'}), '/srv/h')
+    assert.equal(sshcaHome({SSHCA_HOME: ''}), join(homedir(), '.sshca'))
+    assert.equal(sshcaHome({}), join(homedir(), '.sshca'))
   })
 })

@@ -77,6 +77,28 @@ describe('the managed ssh_config and its Include', () => {
       assert.ok(lines.some((l) => l.startsWith('  # no RevokedHostKeys: the CA "prod" publishes no revocation list')))
     })
 
+    it('the attack: a note or a login command that would start a line of its own (a ProxyCommand) never does', () => {
+      const note = 'no list\nProxyCommand sh -c "id > /tmp/owned"\r\nHost *'
+      const lines = sshConfigBlockLines({...base, krlFile: null, krlNote: note})
+      assert.ok(
+        lines.every((l) => !/^\s*(ProxyCommand|Host)\b/.test(l)),
+        lines.join('\n'),
+      )
+      assert.equal(lines.filter((l) => l.includes('ProxyCommand')).length, 1, 'it stays inside the comment')
+      for (const cmd of [
+        'sshca login --ensure"; touch /tmp/owned; "',
+        'sshca login\nProxyCommand x',
+        'sshca\rlogin',
+        'sshca\0login',
+      ])
+        assert.throws(() => sshConfigBlockLines({...base, loginCommand: cmd}), TypeError, JSON.stringify(cmd))
+      assert.ok(
+        sshConfigBlockLines({...base, loginCommand: 'sshca login --ensure'}).some((l) =>
+          l.endsWith('exec "sshca login --ensure"'),
+        ),
+      )
+    })
+
     it("replaces its own block in place and keeps the other contexts' blocks", () => {
       const a = mergeSshConfig('', base)
       const b = mergeSshConfig(a.text, {...base, context: 'staging', pattern: '*.staging.example.net'})
