@@ -26,6 +26,7 @@ describe('host patterns (ssh_config PATTERNS)', () => {
     })
 
     it('no pattern at any public second level under a country code (co.uk, com.au, gov.br …), a private one alike elsewhere', () => {
+      // written out, not imported from host-pattern.ts: a name dropped from (or emptied in) that list must fail here
       const publicSecond = [
         'ac',
         'co',
