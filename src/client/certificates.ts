@@ -42,10 +42,19 @@ export function certificateView(cert: Certificate, nowSeconds: bigint): Certific
     validBefore: cert.validBefore === FOREVER ? null : new Date(Number(cert.validBefore) * 1000).toISOString(),
     secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - nowSeconds),
     state: validityAt(cert, nowSeconds),
-    publicKey: {type: cert.publicKey.type, fingerprint: cert.publicKey.fingerprint()},
+    // getters: JSON.stringify and every reader see the fingerprint; `sshca list`'s table never asks, so
+    // never loads node:crypto (src/util/node-crypto.ts)
+    publicKey: {
+      type: cert.publicKey.type,
+      get fingerprint() {
+        return cert.publicKey.fingerprint()
+      },
+    },
     signingCa: {
       type: cert.signatureKey.type,
-      fingerprint: cert.signatureKey.fingerprint(),
+      get fingerprint() {
+        return cert.signatureKey.fingerprint()
+      },
       algorithm: cert.signatureAlgorithm,
     },
     criticalOptions: optionsView(cert.criticalOptions),

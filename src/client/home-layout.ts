@@ -13,9 +13,9 @@
  * migration that has shipped: add the next one.
  */
 import {closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync} from 'node:fs'
-import {randomBytes} from 'node:crypto'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
+import {nodeCrypto} from '../util/node-crypto.ts'
 
 export const LAYOUT_FILE = 'layout.json'
 
@@ -45,7 +45,7 @@ export interface LayoutResult {
 
 /** Temp file beside `path`, fsync, rename: readers see the old file or the new one. */
 export function writeFileAtomicSync(path: string, data: string, mode = 0o600): void {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  const tmp = `${path}.${nodeCrypto().randomBytes(6).toString('hex')}.tmp`
   const fd = openSync(tmp, 'wx', mode)
   try {
     writeSync(fd, data)

@@ -230,7 +230,10 @@ export async function loadContext(home: string, name?: string): Promise<Context>
   return ctx
 }
 
-/** Every bootstrapped context's user CA fingerprints → context name (for `sshca list`). */
+/**
+ * Every bootstrapped context's user CA keys → context name (for `sshca list`), keyed by the key's wire
+ * blob in base64: the same key, compared whole, without hashing it (list's table never loads node:crypto).
+ */
 export async function knownUserCas(home: string): Promise<Map<string, string>> {
   checkHome(home)
   const {PublicKey} = await import('../ssh/keys.ts')
@@ -239,7 +242,7 @@ export async function knownUserCas(home: string): Promise<Map<string, string>> {
     const ctx = await readContext(home, name).catch(() => undefined)
     for (const line of ctx?.userCaKeys ?? []) {
       try {
-        out.set(PublicKey.parseLine(line).key.fingerprint(), name)
+        out.set(PublicKey.parseLine(line).key.blob.toString('base64'), name)
       } catch {
         // a damaged line names no CA
       }

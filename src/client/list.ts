@@ -23,7 +23,7 @@ export interface ListResult {
 export interface ListDeps {
   agent?: AgentOptions
   clock?: () => number
-  /** Maps a CA key fingerprint to the name of the context that trusts it. */
+  /** Maps a CA public key (its wire blob in base64, see knownUserCas) to the name of the context that trusts it. */
   knownCas?: ReadonlyMap<string, string>
 }
 
@@ -39,7 +39,7 @@ export async function listCertificates(deps: ListDeps = {}): Promise<ListResult>
         ...view,
         comment: id.comment,
         line: certificateLine(id.certificate, id.comment),
-        context: deps.knownCas?.get(view.signingCa.fingerprint) ?? null,
+        context: deps.knownCas?.get(id.certificate.signatureKey.blob.toString('base64')) ?? null,
       })
     }
     return {agent: agent.socketPath, certificates, otherIdentities: identities.length - certificates.length}

@@ -8,7 +8,6 @@
  * gives the login session (`launchctl getenv SSH_AUTH_SOCK`, what a shell started by Terminal has).
  * `resolveAgentSocket` decides, from parameters, so each platform's path is tested on any platform.
  */
-import {spawnSync} from 'node:child_process'
 import {connect} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {SshcaError} from '../errors.ts'
@@ -77,7 +76,8 @@ export const WINDOWS_AGENT_PIPE = '\\\\.\\pipe\\openssh-ssh-agent'
 /** `launchctl getenv SSH_AUTH_SOCK`: the socket launchd made for this login session (macOS). */
 export function launchdAgentSocket(): string | undefined {
   try {
-    const r = spawnSync('launchctl', ['getenv', 'SSH_AUTH_SOCK'], {
+    // node:child_process on first use: only macOS asks launchd, and loading it costs every `sshca list`
+    const r = process.getBuiltinModule('node:child_process').spawnSync('launchctl', ['getenv', 'SSH_AUTH_SOCK'], {
       encoding: 'utf8',
       timeout: 2000,
       stdio: ['ignore', 'pipe', 'ignore'],

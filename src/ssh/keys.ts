@@ -4,8 +4,9 @@
  * curve equation when parsed; the node:crypto KeyObject is built on first use (importing costs
  * ~50 µs, and the CA only embeds subject keys, it never verifies with them).
  */
-import {createHash, createPublicKey, type JsonWebKey, type KeyObject} from 'node:crypto'
+import type {JsonWebKey, KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {nodeCrypto} from '../util/node-crypto.ts'
 import {fixedWidth, formatError, SshReader, SshWriter} from './wire.ts'
 
 export const KEY_TYPES = [
@@ -121,7 +122,7 @@ export class PublicKey {
   }
 
   static fromKeyObject(key: KeyObject): PublicKey {
-    const pub = key.type === 'private' ? createPublicKey(key) : key
+    const pub = key.type === 'private' ? nodeCrypto().createPublicKey(key) : key
     const jwk = pub.export({format: 'jwk'})
     const w = new SshWriter()
     let type: KeyType
@@ -219,7 +220,7 @@ function readKeyFields(type: KeyType, r: SshReader): {jwk: JsonWebKey; bits: num
 
 function importJwk(jwk: JsonWebKey, type: string): KeyObject {
   try {
-    return createPublicKey({key: jwk, format: 'jwk'})
+    return nodeCrypto().createPublicKey({key: jwk, format: 'jwk'})
   } catch (err) {
     throw formatError(`${type} key is not a valid public key`, err)
   }
@@ -233,7 +234,7 @@ export function bitLength(magnitude: Buffer): number {
 }
 
 export function sha256Fingerprint(blob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`
+  return `SHA256:${nodeCrypto().createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`
 }
 
 /**

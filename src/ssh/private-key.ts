@@ -3,8 +3,9 @@
  * `openssh-key-v1` format (PROTOCOL.key), and laid out as ssh-agent expects them (PROTOCOL.agent).
  * Files are written by the callers through writeSecretFile (0600, atomic); nothing here touches disk.
  */
-import {createPrivateKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject} from 'node:crypto'
+import type {JsonWebKey, KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {nodeCrypto} from '../util/node-crypto.ts'
 import {CURVES, PublicKey, type KeyType} from './keys.ts'
 import {fixedWidth, formatError, SshReader, SshWriter} from './wire.ts'
 
@@ -16,6 +17,7 @@ export interface PrivateKey {
 }
 
 export function generatePrivateKey(kind: KeyKind = 'ed25519', rsaBits = 3072): PrivateKey {
+  const {generateKeyPairSync} = nodeCrypto()
   let pair: {privateKey: KeyObject}
   switch (kind) {
     case 'ed25519':
@@ -93,7 +95,7 @@ const END = '-----END OPENSSH PRIVATE KEY-----'
 
 /** Serializes an unencrypted openssh-key-v1 file, byte-compatible with `ssh-keygen -N ''`. */
 export function formatOpenSshPrivateKey(key: PrivateKey, comment = ''): string {
-  const check = randomBytes(4)
+  const check = nodeCrypto().randomBytes(4)
   const inner = new SshWriter().raw(check).raw(check)
   agentKeyFields(key, inner)
   inner.string(comment)
@@ -123,7 +125,7 @@ export function parsePrivateKeyFile(text: string): {key: PrivateKey; comment: st
   if (!trimmed.startsWith(BEGIN)) {
     if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(trimmed)) throw encrypted()
     try {
-      return {key: fromKeyObject(createPrivateKey({key: trimmed})), comment: ''}
+      return {key: fromKeyObject(nodeCrypto().createPrivateKey({key: trimmed})), comment: ''}
     } catch (err) {
       throw formatError('not a private key file (expected OpenSSH or PEM format)', err)
     }
@@ -154,7 +156,7 @@ export function parsePrivateKeyFile(text: string): {key: PrivateKey; comment: st
   }
   let keyObject: KeyObject
   try {
-    keyObject = createPrivateKey({key: jwk, format: 'jwk'})
+    keyObject = nodeCrypto().createPrivateKey({key: jwk, format: 'jwk'})
   } catch (err) {
     throw formatError('private key values are invalid', err)
   }

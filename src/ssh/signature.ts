@@ -3,8 +3,9 @@
  * Signing goes through a Signer (x/crypto/ssh's `Signer.Sign(...) (sig, error)`): asynchronous and
  * fallible, so a CA key can live in an HSM (PKCS#11) or a KMS as well as in memory.
  */
-import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject} from 'node:crypto'
+import type {KeyObject} from 'node:crypto'
 import {SshcaError} from '../errors.ts'
+import {nodeCrypto} from '../util/node-crypto.ts'
 import {CURVES, PublicKey} from './keys.ts'
 import {formatError, SshReader, SshWriter} from './wire.ts'
 
@@ -41,20 +42,20 @@ export function signData(
   if (publicKey.type === 'ssh-ed25519') {
     return w
       .string('ssh-ed25519')
-      .string(cryptoSign(null, data, privateKey))
+      .string(nodeCrypto().sign(null, data, privateKey))
       .toBuffer()
   }
   const curve = CURVES[publicKey.type]
   if (curve) {
     // DER output: node's {dsaEncoding: 'ieee-p1363'} option form signs 2.5× slower (bench/ssh.ts)
-    const [r, s] = derToRs(cryptoSign(curve.hash, data, privateKey))
+    const [r, s] = derToRs(nodeCrypto().sign(curve.hash, data, privateKey))
     const inner = new SshWriter().mpint(r).mpint(s).toBuffer()
     return w.string(publicKey.type).string(inner).toBuffer()
   }
   const hash = rsaAlgorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
   return w
     .string(rsaAlgorithm)
-    .string(cryptoSign(hash, data, privateKey))
+    .string(nodeCrypto().sign(hash, data, privateKey))
     .toBuffer()
 }
 
@@ -110,7 +111,9 @@ export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buf
   if (key.type === 'ssh-ed25519') {
     if (algorithm !== 'ssh-ed25519') return invalid(`${algorithm} signature from an ed25519 key`)
     if (sig.length !== 64) return invalid('ed25519 signature is not 64 bytes')
-    return cryptoVerify(null, data, key.keyObject, sig) ? {valid: true, algorithm} : invalid('signature does not match')
+    return nodeCrypto().verify(null, data, key.keyObject, sig)
+      ? {valid: true, algorithm}
+      : invalid('signature does not match')
   }
   const curve = CURVES[key.type]
   if (curve) {
@@ -121,7 +124,7 @@ export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buf
     inner.end('ecdsa signature')
     if (rr.length === 0 || ss.length === 0 || rr.length > curve.size || ss.length > curve.size)
       return invalid('ecdsa signature values are out of range')
-    return cryptoVerify(curve.hash, data, key.keyObject, rsToDer(rr, ss))
+    return nodeCrypto().verify(curve.hash, data, key.keyObject, rsToDer(rr, ss))
       ? {valid: true, algorithm}
       : invalid('signature does not match')
   }
@@ -129,7 +132,9 @@ export function verifySignature(key: PublicKey, data: Buffer, signatureBlob: Buf
   if (algorithm !== 'rsa-sha2-256' && algorithm !== 'rsa-sha2-512')
     return invalid(`${algorithm} signature from an rsa key`)
   const hash = algorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512'
-  return cryptoVerify(hash, data, key.keyObject, sig) ? {valid: true, algorithm} : invalid('signature does not match')
+  return nodeCrypto().verify(hash, data, key.keyObject, sig)
+    ? {valid: true, algorithm}
+    : invalid('signature does not match')
 }
 
 /** The algorithm name inside a signature blob, without verifying it. */
@@ -140,7 +145,7 @@ export function signatureAlgorithm(signatureBlob: Buffer): string {
 /** Imports a PEM/DER private key for signing, mapping failures to a typed error. */
 export function importPrivateKey(pem: string | Buffer, passphrase?: string): KeyObject {
   try {
-    return createPrivateKey(passphrase === undefined ? {key: pem} : {key: pem, passphrase})
+    return nodeCrypto().createPrivateKey(passphrase === undefined ? {key: pem} : {key: pem, passphrase})
   } catch (err) {
     const msg = (err as Error).message
     if (/bad decrypt|passphrase|interrupted or cancelled/i.test(msg)) {

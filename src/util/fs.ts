@@ -1,15 +1,15 @@
 /** Files that must never be half-written or readable by others. */
-import {randomBytes} from 'node:crypto'
 import {lstat, mkdir, open, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
+import {nodeCrypto} from './node-crypto.ts'
 
 /**
  * Writes `data` to a temp file beside `path` (mode `mode`), fsyncs it and renames it over `path`:
  * readers see the old file or the new one, never a mix.
  */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`)
+  const tmp = join(dirname(path), `.${nodeCrypto().randomBytes(6).toString('hex')}.tmp`)
   const fh = await open(tmp, 'wx', mode)
   try {
     await fh.writeFile(data)

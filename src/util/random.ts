@@ -3,16 +3,16 @@
  * OpenSSL call per certificate nonce and serial (a quarter of the non-crypto cost of signing one).
  * Each byte is handed out once; callers get copies.
  */
-import {randomFillSync} from 'node:crypto'
+import {nodeCrypto} from './node-crypto.ts'
 
 const POOL_SIZE = 4096
 const pool = Buffer.allocUnsafe(POOL_SIZE)
 let offset = POOL_SIZE
 
 export function randomBytesPooled(n: number): Buffer {
-  if (n > POOL_SIZE) return randomFillSync(Buffer.allocUnsafe(n))
+  if (n > POOL_SIZE) return nodeCrypto().randomFillSync(Buffer.allocUnsafe(n))
   if (offset + n > POOL_SIZE) {
-    randomFillSync(pool)
+    nodeCrypto().randomFillSync(pool)
     offset = 0
   }
   const out = Buffer.from(pool.subarray(offset, offset + n))

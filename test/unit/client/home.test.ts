@@ -205,7 +205,7 @@ describe('contexts on disk', () => {
     assert.equal((await loadContext(home)).caUrl, 'https://dev.example.com')
   })
 
-  it("knownUserCas: each context's user CA keys by fingerprint; a damaged line or context names nothing", async () => {
+  it("knownUserCas: each context's user CA keys by their blob; a damaged line or context names nothing", async () => {
     const a = generatePrivateKey('ed25519').publicKey
     const b = generatePrivateKey('ed25519').publicKey
     await write('prod', [a.toLine('prod user CA'), 'ssh-ed25519 not-base64!'])
@@ -216,8 +216,8 @@ describe('contexts on disk', () => {
     assert.deepEqual(
       [...cas].sort(),
       [
-        [a.fingerprint(), 'prod'],
-        [b.fingerprint(), 'dev'],
+        [a.blob.toString('base64'), 'prod'],
+        [b.blob.toString('base64'), 'dev'],
       ].sort(),
     )
   })
