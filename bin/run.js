@@ -17,12 +17,15 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(0)
   throw err
 })
-const {enableCompileCache} = await import('node:module')
+// built-in modules through getBuiltinModule: an ES import of one builds a facade that loads all of it
+const {enableCompileCache, createRequire} = process.getBuiltinModule('node:module')
 enableCompileCache?.()
 const argv = process.argv.slice(2)
-// list, login, proxycommand: their bundle; anything else (--version): src/cli/fast.ts
+// list, login, proxycommand: their bundle (CommonJS, scripts/bundle-fast.ts says why); anything else (--version): src/cli/fast.ts
 const bundled = argv[0] === 'list' || argv[0] === 'login' || argv[0] === 'proxycommand'
-const {tryFastPath} = await import(bundled ? `../dist/fast/${argv[0]}.js` : '../dist/cli/fast.js')
+const {tryFastPath} = bundled
+  ? createRequire(import.meta.url)(`../dist/fast/${argv[0]}.cjs`)
+  : await import('../dist/cli/fast.js')
 if (!(await tryFastPath(argv))) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})

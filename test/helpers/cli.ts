@@ -15,7 +15,7 @@ export interface CliOptions {
 }
 
 export function sshca(args: readonly string[], opts: CliOptions = {}): Promise<RunResult> {
-  if (!existsSync(join(ROOT, 'dist', 'fast', 'list.js')))
+  if (!existsSync(join(ROOT, 'dist', 'fast', 'list.cjs')))
     throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
   return run(process.execPath, [BIN, ...args], {
     cwd: opts.cwd ?? ROOT,
