@@ -32,7 +32,7 @@ import {
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
 import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
-import {refreshContextKrl} from './krl.ts'
+import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import {heldCertificate} from './ensure.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from './provisioners.ts'
@@ -329,13 +329,18 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
       noAgent = err.message
     }
   }
-  // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool;
-  // neither fails the login
-  const krl = refreshContextKrl(ctx, ca)
-  const roots: Promise<RefreshedRoots | Error> = fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error)
+  // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool (two
+  // connections); neither fails the login. They start once the sign request is on its way, so it takes
+  // the first connection instead of queueing behind them, or earlier when the sign-in needs the keys
+  let beside: {krl: Promise<ContextKrl>; roots: Promise<RefreshedRoots | Error>} | undefined
+  const started = () =>
+    (beside ??= {
+      krl: refreshContextKrl(ctx, ca),
+      roots: fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error),
+    })
   try {
-    const result = await signIn(o, deps, ctx, ca, agent, noAgent, roots)
-    return {...result, krl: await krl, caKeys: await caKeysNote(await roots)}
+    const result = await signIn(o, deps, ctx, ca, agent, noAgent, () => started().roots)
+    return {...result, krl: await started().krl, caKeys: await caKeysNote(await started().roots)}
   } finally {
     agent?.close()
     ca.close()
@@ -360,7 +365,8 @@ async function signIn(
   ca: CaClient,
   agent: AgentClient | undefined,
   noAgent: string | undefined,
-  roots: Promise<RefreshedRoots | Error>,
+  /** Starts (once) and returns the request for the CA's published keys. */
+  roots: () => Promise<RefreshedRoots | Error>,
 ): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
   const now = () => nowSeconds(deps.clock)
   let probe: LifetimeProbe | undefined
@@ -372,7 +378,7 @@ async function signIn(
     existing: async (p): Promise<Omit<LoginResult, 'krl' | 'caKeys'> | undefined> => {
       if (!agent || o.force) return undefined
       // against the keys the CA publishes now: a certificate of a retired key is no reason to skip
-      const current = await roots
+      const current = await roots()
       const existing = await existingCertificate(
         agent,
         current instanceof Error ? ctx : current.ctx,
@@ -403,14 +409,16 @@ async function signIn(
   const lifetimes = probe ? await probe.finish() : 'unknown'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
-  const sign = async (ott: string) =>
-    (
-      await ca.call('POST', '/ssh/sign', SshSignResponse, {
-        publicKey: key.publicKey.blob.toString('base64'),
-        ott,
-        certType: 'user',
-      })
-    ).crt
+  const sign = async (ott: string) => {
+    // call() sends the request before it returns: the keys' request, started next, waits its turn
+    const signed = ca.call('POST', '/ssh/sign', SshSignResponse, {
+      publicKey: key.publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
+    void roots()
+    return (await signed).crt
+  }
   let crt: string
   try {
     crt = await sign(idToken)
@@ -428,7 +436,7 @@ async function signIn(
     }
   }
   // checked against the keys the CA publishes now: after a rotation, the new key signs
-  const fresh = await roots
+  const fresh = await roots()
   const keys = fresh instanceof Error ? ctx : fresh.ctx
   const cert = checkIssued(crt, key, keys)
   const comment = agentComment(ctx.name, provisioner)
