@@ -81,10 +81,13 @@ export async function startCaServer(
   passwordFile: string,
   nodeArgs: string[] = [],
   stdio: StdioOptions = ['ignore', 'pipe', 'inherit'],
+  /** A command that runs the server (`taskset -c 0`): it must exec it, so the pid stays the server's. */
+  prefix: string[] = [],
 ): Promise<{url: string; server: ChildProcess; metrics?: string}> {
   const server = spawn(
-    process.execPath,
+    prefix[0] ?? process.execPath,
     [
+      ...(prefix.length ? [...prefix.slice(1), process.execPath] : []),
       ...nodeArgs,
       'bin/run.js',
       'ca',

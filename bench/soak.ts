@@ -8,8 +8,12 @@
  *
  * `npm run soak -- --overload [--minutes N]`: measures the rate the CA sustains (16 connections,
  * closed loop, 15 s), then offers 4× that rate open loop over up to 512 connections, and reports the
- * status codes, errors and the latency of the accepted requests.
+ * status codes, errors and the latency of the accepted requests. One load generator on the CA's own
+ * cores cannot offer 4× what the CA sustains there (it spends as much CPU per request as the CA):
+ * `--ca-cpus 0 --generator-cpus 1` pins each to its own CPUs (taskset), as a generator on another
+ * machine would be; the CA then sizes itself for the CPUs it has.
  */
+import {spawnSync} from 'node:child_process'
 import {once} from 'node:events'
 import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -34,6 +38,9 @@ const {values: args} = parseArgs({
     // the CA's load-shedding limits, to try others than the defaults (ca.yaml's limits.*)
     'max-in-flight': {type: 'string'},
     'max-event-loop-delay': {type: 'string'},
+    // CPU lists for taskset(1): the CA on some cores, this load generator on the others
+    'ca-cpus': {type: 'string'},
+    'generator-cpus': {type: 'string'},
   },
 })
 const minutes = Number(args.minutes ?? (args.overload ? 1 : 10))
@@ -102,8 +109,18 @@ async function main(): Promise<void> {
     passwordFile,
     ['--expose-gc', '--import', join(import.meta.dirname, 'soak-probe.ts')],
     ['ignore', 'pipe', 'inherit', 'ipc'],
+    args['ca-cpus'] ? ['taskset', '-c', args['ca-cpus']] : [],
   )
   const pid = server.pid!
+  // every thread this process has now (main, libuv's pool, V8's); threads started later inherit it
+  if (args['generator-cpus']) {
+    const r = spawnSync('taskset', ['-a', '-p', '-c', args['generator-cpus'], String(process.pid)], {encoding: 'utf8'})
+    if (r.status !== 0) throw new Error(`taskset failed: ${r.stderr}`)
+  }
+  if (args['ca-cpus'] || args['generator-cpus'])
+    console.log(
+      `CPUs: the CA on ${args['ca-cpus'] ?? 'any'}, this load generator on ${args['generator-cpus'] ?? 'any'}`,
+    )
   const ca = readFileSync(join(init.dir, 'certs', 'root_ca.crt'))
   const subject = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
   const dbFile = join(init.dir, 'db', 'sshca.sqlite')
