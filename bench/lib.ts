@@ -42,22 +42,32 @@ export async function opsPerSecondAsync(fn: () => Promise<void>, ms = 1500): Pro
 }
 
 /** Wall time of a whole process in milliseconds, median of `runs` after one warm-up. */
-export function wallMs(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
+/**
+ * Wall time of whole processes, medians of `runs` each after a warm-up run. The commands take turns,
+ * run after run, so each sees the same neighbours: a ratio of two medians measured minutes apart on a
+ * shared box says more about the box than about the commands.
+ */
+export function wallMs<const C extends readonly Command[]>(
+  commands: C,
   runs = 15,
-): {median: number; all: number[]} {
-  const once = (): number => {
+): {[K in keyof C]: {median: number; all: number[]}} {
+  const once = ({cmd, args, env}: Command): number => {
     const t = performance.now()
     const r = spawnSync(cmd, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
     const dt = performance.now() - t
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
     return dt
   }
-  once()
-  const all = Array.from({length: runs}, once)
-  return {median: median(all), all}
+  for (const c of commands) once(c)
+  const all = commands.map((): number[] => [])
+  for (let i = 0; i < runs; i++) for (const [j, c] of commands.entries()) all[j]!.push(once(c))
+  return all.map((a) => ({median: median(a), all: a})) as {[K in keyof C]: {median: number; all: number[]}}
+}
+
+interface Command {
+  cmd: string
+  args: string[]
+  env: NodeJS.ProcessEnv
 }
 
 export interface Row {

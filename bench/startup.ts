@@ -42,11 +42,13 @@ export async function benchStartup(): Promise<void> {
     )
     await AgentClient.with({socketPath: socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
     const env = {...process.env, SSH_AUTH_SOCK: socket}
-    const bare = wallMs(process.execPath, ['-e', '0'], env)
-    const list = wallMs(process.execPath, ['bin/run.js', 'list'], env)
-    const listOclif = wallMs(process.execPath, ['bin/run.js', 'list'], {...env, SSHCA_NO_FAST_PATH: '1'})
+    const [bare, list, listOclif] = wallMs([
+      {cmd: process.execPath, args: ['-e', '0'], env},
+      {cmd: process.execPath, args: ['bin/run.js', 'list'], env},
+      {cmd: process.execPath, args: ['bin/run.js', 'list'], env: {...env, SSHCA_NO_FAST_PATH: '1'}},
+    ])
     const ratio = list.median / bare.median
-    print('Start-up (median wall time of 15 runs)', [
+    print('Start-up (median wall time of 15 runs, taking turns)', [
       {name: 'node -e 0', value: `${bare.median.toFixed(0)} ms`},
       {
         name: 'sshca list',
