@@ -19,7 +19,20 @@
 import {SshcaError, isSshcaError} from '../errors.ts'
 import type {AgentClient, AgentIdentity} from '../ssh/agent.ts'
 import type {Certificate} from '../ssh/cert.ts'
+import {PublicKey} from '../ssh/keys.ts'
 import {generatePrivateKey, type PrivateKey} from '../ssh/private-key.ts'
+
+/**
+ * The user CA keys of one or more contexts, as a set of wire blobs in base64: a certificate is the
+ * context's when its signing key is in it. Keys are compared whole, not by fingerprint, so `login
+ * --ensure` (before every ssh connection) never has to load node:crypto to hash them.
+ */
+export const userCaKeys = (...ctxs: {userCaKeys: readonly string[]}[]): Set<string> =>
+  new Set(ctxs.flatMap((c) => c.userCaKeys.map((l) => PublicKey.parseLine(l).key.blob.toString('base64'))))
+
+/** Whether `cert` was signed by one of `cas` (userCaKeys). */
+export const signedByOneOf = (cert: Certificate, cas: ReadonlySet<string>): boolean =>
+  cas.has(cert.signatureKey.blob.toString('base64'))
 
 export interface RemovedCertificate {
   keyId: string
@@ -35,12 +48,12 @@ const view = (c: Certificate, why: RemovedCertificate['why']): RemovedCertificat
   why,
 })
 
-/** A user certificate signed by one of `cas` (SHA-256 fingerprints of the context's user CA keys). */
+/** A user certificate signed by one of `cas` (the context's user CA keys: userCaKeys). */
 export const fromContext = (
   id: AgentIdentity,
   cas: ReadonlySet<string>,
 ): id is AgentIdentity & {certificate: Certificate} =>
-  id.certificate !== undefined && id.certificate.type === 'user' && cas.has(id.certificate.signatureKey.fingerprint())
+  id.certificate !== undefined && id.certificate.type === 'user' && signedByOneOf(id.certificate, cas)
 
 /** The context's certificates that have expired at `now` (seconds). */
 export function expiredOf(
@@ -65,7 +78,7 @@ export function supersededBy(
     (id) =>
       fromContext(id, cas) &&
       !id.blob.equals(fresh.blob) &&
-      id.certificate.signatureKey.fingerprint() === fresh.signatureKey.fingerprint() &&
+      id.certificate.signatureKey.equals(fresh.signatureKey) &&
       id.certificate.keyId === fresh.keyId &&
       same(id.certificate.principals, fresh.principals) &&
       id.certificate.validBefore <= fresh.validBefore,

@@ -6,17 +6,13 @@
 import {readFile} from 'node:fs/promises'
 import {AgentClient} from '../ssh/agent.ts'
 import {nowSeconds, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
-import {PublicKey} from '../ssh/keys.ts'
 import {exists} from '../util/fs.ts'
-import {expiredOf, fromContext, removeAll, type RemovedCertificate} from './agent-hygiene.ts'
+import {expiredOf, fromContext, removeAll, signedByOneOf, userCaKeys, type RemovedCertificate} from './agent-hygiene.ts'
 import {agentlessFiles, type Context} from './home.ts'
 import type {LoginDeps, LoginOptions, LoginResult} from './login-types.ts'
 
 /** `--ensure` is satisfied by a certificate with more than this left. */
 export const ENSURE_MARGIN_SECONDS = 60
-
-const userCas = (ctx: Context): Set<string> =>
-  new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
 
 function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
   return {
@@ -26,7 +22,10 @@ function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
     validAfter: new Date(Number(cert.validAfter) * 1000).toISOString(),
     validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
     secondsLeft: Number(cert.validBefore - now),
-    fingerprint: cert.publicKey.fingerprint(),
+    // hashed when read (--json): the held certificate's answer never loads node:crypto
+    get fingerprint() {
+      return cert.publicKey.fingerprint()
+    },
   }
 }
 
@@ -42,10 +41,10 @@ export async function heldCertificate(
   deps: Pick<LoginDeps, 'agent' | 'clock'>,
 ): Promise<LoginResult | undefined> {
   const now = nowSeconds(deps.clock)
-  const cas = userCas(ctx)
+  const cas = userCaKeys(ctx)
   const usable = (c: Certificate): boolean =>
     c.type === 'user' &&
-    cas.has(c.signatureKey.fingerprint()) &&
+    signedByOneOf(c, cas) &&
     c.validAfter <= now &&
     c.validBefore - now > BigInt(ENSURE_MARGIN_SECONDS) &&
     (!o.identity || c.principals.includes(o.identity) || c.keyId === o.identity)

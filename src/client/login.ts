@@ -25,7 +25,9 @@ import {
   expiredOf,
   probeLifetime,
   removeAll,
+  signedByOneOf,
   supersededBy,
+  userCaKeys,
   type LifetimeProbe,
   type RemovedCertificate,
 } from './agent-hygiene.ts'
@@ -49,10 +51,6 @@ export const agentComment = (context: string, provisioner: string | null): strin
 
 /** Re-login is skipped while an existing certificate has more than this left. */
 export const REUSE_MARGIN_SECONDS = 600
-
-function userCaFingerprints(ctx: Context): Set<string> {
-  return new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
-}
 
 function certView(cert: Certificate, now: bigint): LoginResult['certificate'] {
   return {
@@ -147,11 +145,11 @@ async function existingCertificate(
   identity: string | undefined,
   now: bigint,
 ): Promise<Certificate | undefined> {
-  const cas = userCaFingerprints(ctx)
+  const cas = userCaKeys(ctx)
   const comment = agentComment(ctx.name, provisioner)
   for (const id of await agent.list()) {
     const c = id.certificate
-    if (!c || c.type !== 'user' || id.comment !== comment || !cas.has(c.signatureKey.fingerprint())) continue
+    if (!c || c.type !== 'user' || id.comment !== comment || !signedByOneOf(c, cas)) continue
     if (identity && !c.principals.includes(identity) && c.keyId !== identity) continue
     if (c.validAfter <= now && c.validBefore - now > BigInt(REUSE_MARGIN_SECONDS)) return c
   }
@@ -461,7 +459,7 @@ async function signIn(
   let reason = noAgent
   if (agent) {
     // this context's certificates: of the keys it trusted before and of those the CA publishes now
-    const cas = new Set([...userCaFingerprints(ctx), ...userCaFingerprints(keys)])
+    const cas = userCaKeys(ctx, keys)
     removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
     if (lifetimes === 'ignored') {
       reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`

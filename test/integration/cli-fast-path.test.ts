@@ -141,6 +141,8 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({
     // the table names the context by comparing CA keys whole; only --json prints (hashes) fingerprints
     assert.equal((await run(['list'])).crypto, false)
     assert.equal((await run(['list', '--json'])).crypto, true)
+    // ssh's Match exec runs `login --ensure` before every connection: with the certificate held, no hash either
+    assert.deepEqual(await run(['login', '--ensure']), {files: ['bin/run.js', 'dist/fast/login.cjs'], crypto: false})
   })
 
   it('login writes the KRL only when it changed; an unchanged one gets a new time, not a write', async () => {

@@ -9,7 +9,9 @@ import {
   probeLifetime,
   PROBE_WINDOW_MS,
   removeAll,
+  signedByOneOf,
   supersededBy,
+  userCaKeys,
 } from '../../../src/client/agent-hygiene.ts'
 import {signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
@@ -18,7 +20,7 @@ import {MemoryAgent} from '../../helpers/memory-agent.ts'
 
 const ca = generatePrivateKey('ed25519')
 const otherCa = generatePrivateKey('ed25519')
-const cas = new Set([ca.publicKey.fingerprint()])
+const cas = new Set([ca.publicKey.blob.toString('base64')])
 const NOW = 1_900_000_000n
 
 async function cert(o: {
@@ -48,6 +50,20 @@ async function cert(o: {
 }
 
 describe('agent hygiene', () => {
+  it("userCaKeys: the CA keys of every context given, compared whole; a certificate of another CA is no context's", async () => {
+    const third = generatePrivateKey('ecdsa')
+    const set = userCaKeys(
+      {userCaKeys: [ca.publicKey.toLine('prod user CA')]},
+      {userCaKeys: [third.publicKey.toLine(), ca.publicKey.toLine('the same key, another comment')]},
+    )
+    assert.equal(set.size, 2)
+    const mine = await cert({until: NOW + 600n})
+    const theirs = await cert({by: otherCa, until: NOW + 600n})
+    assert.equal(signedByOneOf(mine.cert, set), true)
+    assert.equal(signedByOneOf(theirs.cert, set), false)
+    assert.equal(signedByOneOf(mine.cert, userCaKeys({userCaKeys: []})), false)
+  })
+
   it("finds this context's expired certificates, never another CA's or plain keys", async () => {
     const client = new MemoryAgent().client()
     const expired = await cert({until: NOW - 1n, serial: 1n})
