@@ -13,7 +13,7 @@
  * test/integration/package.test.ts runs it on every `npm test`.
  */
 import {execFileSync} from 'node:child_process'
-import {cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
+import {cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
 import {builtinModules} from 'node:module'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -58,6 +58,8 @@ export function importsIn(js: string): string[] {
     /\b(?:import|export)\s[^'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
     /\bimport\s*['"]([^'"]+)['"]/g,
     /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+    // the fast path's bundles are CommonJS (scripts/bundle-fast.ts)
+    /\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
   ]
   for (const re of patterns) for (const m of js.matchAll(re)) out.push(m[1]!)
   return out
@@ -140,6 +142,10 @@ export function checkPackage(root = ROOT): string[] {
     'completions/sshca.fish',
     ...Object.values(manifest.commands).map((c) => (c.relativePath ?? []).join('/')),
     ...Object.values(pkg.oclif?.hooks ?? {}).map((h) => h.replace(/^\.\//, '')),
+    // bin/run.js requires these for list, login and proxycommand
+    ...readdirSync(join(root, 'dist', 'fast'))
+      .filter((f) => f.endsWith('.cjs'))
+      .map((f) => `dist/fast/${f}`),
   ]
   for (const f of needed) if (!packed.has(f)) problems.push(`the tarball lacks ${f}`)
   for (const f of files) {
@@ -154,7 +160,7 @@ export function checkPackage(root = ROOT): string[] {
   // optional ones it installs when they build (imported lazily, with an error naming what to install)
   const deps = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})])
   const used = new Set<string>()
-  for (const f of files.filter((x) => x.endsWith('.js'))) {
+  for (const f of files.filter((x) => x.endsWith('.js') || x.endsWith('.cjs'))) {
     for (const spec of importsIn(readFileSync(join(root, f), 'utf8'))) {
       const name = packageOf(spec)
       if (name === undefined) continue

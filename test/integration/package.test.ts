@@ -46,7 +46,7 @@ describe('the npm package', function () {
     pkg.private = true
     pkg.devDependencies.jose = pkg.dependencies.jose // jose needed at run time, moved to dev
     delete pkg.dependencies.jose
-    pkg.files.push('!dist/commands/list.js')
+    pkg.files.push('!dist/commands/list.js', '!dist/fast/list.cjs')
     writeFileSync(join(dir, 'package.json'), JSON.stringify(pkg, null, 2))
     const manifest = JSON.parse(readFileSync(join(dir, 'oclif.manifest.json'), 'utf8'))
     manifest.commands.list.flags.raw.summary = 'something else'
@@ -56,11 +56,12 @@ describe('the npm package', function () {
     assert.match(problems, /imports jose, and jose is not in dependencies/)
     assert.match(problems, /oclif\.manifest\.json does not match the commands in dist/)
     assert.match(problems, /the tarball lacks dist\/commands\/list\.js/)
+    assert.match(problems, /the tarball lacks dist\/fast\/list\.cjs/)
   })
 
   it('reads the imports of built modules and names their packages', () => {
-    const js = `import 'reflect-metadata';\nimport { a } from "./x.js";\nexport * from '@scope/p/sub';\nconst k = await import('pg');\nimport x from 'node:fs';`
-    assert.deepEqual(importsIn(js).sort(), ['./x.js', '@scope/p/sub', 'node:fs', 'pg', 'reflect-metadata'])
+    const js = `import 'reflect-metadata';\nimport { a } from "./x.js";\nexport * from '@scope/p/sub';\nconst k = await import('pg');\nimport x from 'node:fs';\nvar y = require("yaml");`
+    assert.deepEqual(importsIn(js).sort(), ['./x.js', '@scope/p/sub', 'node:fs', 'pg', 'reflect-metadata', 'yaml'])
     assert.deepEqual(['./x.js', '@scope/p/sub', 'node:fs', 'fs/promises', 'pg', 'yaml/util'].map(packageOf), [
       undefined,
       '@scope/p',
