@@ -10,7 +10,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {startTestCa} from '../test/helpers/ca.ts'
 import {startGithubIssuer} from '../test/helpers/github-issuer.ts'
-import {median, print, timedRun} from './lib.ts'
+import {median, print, timedRun, wallMs} from './lib.ts'
 import {withAgent} from './startup.ts'
 
 export async function benchLogin(): Promise<void> {
@@ -73,6 +73,11 @@ export async function benchLogin(): Promise<void> {
       const bare = {median: median(bares)}
       const m = median(times)
       const floor = median(floors)
+      // what ssh's Match exec runs before every connection, the last login's certificate in the agent
+      const [bareAgain, ensure] = wallMs([
+        {cmd: process.execPath, args: ['-e', '0'], env},
+        {cmd: process.execPath, args: ['bin/run.js', 'login', '--ensure'], env},
+      ])
       print('Login start-up (median of 15; fresh token each run; local CA over HTTPS; real ssh-agent)', [
         {name: 'node -e 0', value: `${bare.median.toFixed(0)} ms`},
         {
@@ -84,6 +89,10 @@ export async function benchLogin(): Promise<void> {
         {
           name: 'the floor: key + one pinned HTTPS POST',
           value: `${floor.toFixed(0)} ms = ${(floor / bare.median).toFixed(2)}× bare node (sshca login = ${(m / floor).toFixed(2)}× the floor)`,
+        },
+        {
+          name: 'sshca login --ensure, certificate held',
+          value: `${ensure.median.toFixed(0)} ms = ${(ensure.median / bareAgain.median).toFixed(2)}× bare node (${bareAgain.median.toFixed(0)} ms, taking turns): before every ssh connection`,
         },
       ])
     })
