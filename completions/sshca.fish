@@ -193,7 +193,7 @@ complete -c sshca -n '__fish_seen_subcommand_from list' -l json -d 'Format outpu
 complete -c sshca -n '__fish_seen_subcommand_from list' -l raw -d 'print the certificates as authorized_keys lines (like ssh-add -L)'
 complete -c sshca -n '__fish_seen_subcommand_from login' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from login' -l context -r -F -d 'the bootstrapped CA to use (default: the current one)'
-complete -c sshca -n '__fish_seen_subcommand_from login' -l provisioner -r -F -d 'the CA provisioner to sign in with (asked when several and a terminal)'
+complete -c sshca -n '__fish_seen_subcommand_from login' -l provisioner -r -F -d 'the CA provisioner to sign in with, remembered by the context (when several and none named: the one last used, else asked on a terminal)'
 complete -c sshca -n '__fish_seen_subcommand_from login' -l console -d 'use the device-code flow instead of a browser on this machine'
 complete -c sshca -n '__fish_seen_subcommand_from login' -l force -d 'get a new certificate even if a valid one is in the agent'
 complete -c sshca -n '__fish_seen_subcommand_from login' -l kty -r -F -d 'type of the ephemeral key'

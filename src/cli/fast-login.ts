@@ -13,6 +13,7 @@ export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
       options: {
         'identity-token-file': {type: 'string'},
         context: {type: 'string'},
+        provisioner: {type: 'string'},
         kty: {type: 'string'},
         force: {type: 'boolean'},
         'no-agent': {type: 'boolean'},
@@ -25,13 +26,14 @@ export const tryFastPath = (argv: readonly string[]): Promise<boolean> =>
         (typeof v['identity-token-file'] === 'string' || v.ensure === true) &&
         (v.kty === undefined || v.kty === 'ed25519' || v.kty === 'ecdsa') &&
         (v['no-agent'] === true) === (typeof v.out === 'string') &&
-        [v.context, v.out, v['identity-token-file']].every(
+        [v.context, v.provisioner, v.out, v['identity-token-file']].every(
           (s) => s === undefined || (typeof s === 'string' && s !== '' && (s === '-' || !s.startsWith('-'))),
         ),
       run: async (v) =>
         runLogin({
           identityTokenFile: v['identity-token-file'] as string | undefined,
           context: v.context as string | undefined,
+          provisioner: v.provisioner as string | undefined,
           kty: (v.kty as 'ed25519' | 'ecdsa' | undefined) ?? 'ed25519',
           force: v.force === true,
           out: v.out as string | undefined,

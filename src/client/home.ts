@@ -34,6 +34,11 @@ export interface ContextSettings {
   sshConfig?: ContextSshConfig
   /** Set while the context keeps its certificate in files because the agent cannot hold it. */
   agentless?: {reason: string; socket: string | null; since: string}
+  /**
+   * The provisioner a person last signed in with: used when the CA has several and none is named, so
+   * `login --ensure` and `proxycommand` (no terminal to ask on) sign in the way the person chose.
+   */
+  provisioner?: string
 }
 
 /** The managed ssh_config block of a context, as `sshca config` last wrote it. */

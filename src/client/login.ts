@@ -73,7 +73,12 @@ export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
   )
 }
 
-async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps): Promise<OidcProvisioner> {
+async function chooseProvisioner(
+  ca: CaClient,
+  ctx: Context,
+  o: LoginOptions,
+  deps: LoginDeps,
+): Promise<OidcProvisioner> {
   const provisioners = await listProvisioners(ca)
   const candidates = interactiveProvisioners(provisioners)
   let chosen: Provisioner | undefined
@@ -90,6 +95,9 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
       )
   } else if (candidates.length === 1) {
     chosen = candidates[0]
+  } else if (ctx.provisioner && candidates.some((p) => p.name === ctx.provisioner)) {
+    // the one this context last signed in with (a person passes --provisioner to change it)
+    chosen = candidates.find((p) => p.name === ctx.provisioner)
   } else if (candidates.length === 0) {
     throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', 'the CA has no provisioner people can sign in with', {
       hint: 'ask the CA operator to add an OIDC provisioner with a clientId',
@@ -101,7 +109,9 @@ async function chooseProvisioner(ca: CaClient, o: LoginOptions, deps: LoginDeps)
     throw new SshcaError(
       'ERR_PROVISIONER_AMBIGUOUS',
       `the CA has several provisioners (${candidates.map((p) => p.name).join(', ')}) and none was chosen`,
-      {hint: 'pass --provisioner NAME'},
+      {
+        hint: `sign in once with sshca login --provisioner NAME${ctx.name ? ` --context ${ctx.name}` : ''}: the context remembers it, and login --ensure and proxycommand then use it`,
+      },
     )
   }
   const p = chosen!
@@ -297,7 +307,7 @@ export async function obtainIdToken<T = never>(
       store: undefined,
     }
   }
-  const p = await chooseProvisioner(ca, o, deps)
+  const p = await chooseProvisioner(ca, ctx, o, deps)
   const short = await hooks.existing?.(p.name)
   if (short !== undefined) return short
   await hooks.beforeInteractive?.()
@@ -437,6 +447,12 @@ async function signIn(
   const fresh = await roots()
   const keys = fresh instanceof Error ? ctx : fresh.ctx
   const cert = checkIssued(crt, key, keys)
+  // whatever is saved from here on starts from the context as refreshed with the CA's published keys
+  // (saved by fetchSshRoots), never from the copy read before it
+  const before = ctx
+  ctx = chosen ? {...keys, provisioner: chosen.name} : keys
+  // signed in: the context remembers how, for the next login that names no provisioner
+  if (chosen && before.provisioner !== chosen.name) await saveContext(ctx)
   const comment = agentComment(ctx.name, provisioner)
   const base = {
     context: ctx.name,
@@ -459,7 +475,7 @@ async function signIn(
   let reason = noAgent
   if (agent) {
     // this context's certificates: of the keys it trusted before and of those the CA publishes now
-    const cas = userCaKeys(ctx, keys)
+    const cas = userCaKeys(before, keys)
     removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
     if (lifetimes === 'ignored') {
       reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`

@@ -47,7 +47,10 @@ nothing on stdout; the sign-in's URL, code and prompts go to the terminal (/dev/
 
   static override flags = {
     context: contextFlag,
-    provisioner: Flags.string({description: 'the CA provisioner to sign in with (asked when several and a terminal)'}),
+    provisioner: Flags.string({
+      description:
+        'the CA provisioner to sign in with, remembered by the context (when several and none named: the one last used, else asked on a terminal)',
+    }),
     console: Flags.boolean({description: 'use the device-code flow instead of a browser on this machine'}),
     force: Flags.boolean({description: 'get a new certificate even if a valid one is in the agent'}),
     kty: Flags.string({description: 'type of the ephemeral key', options: ['ed25519', 'ecdsa'], default: 'ed25519'}),

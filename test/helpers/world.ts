@@ -75,15 +75,21 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
   }
 }
 
-export async function startWorld(caOpts: Partial<StartOptions> = {}): Promise<World> {
+/** `more`: IdP clients and CA provisioners (given the IdP's issuer) besides the world's own (sso, ci). */
+export async function startWorld(
+  caOpts: Partial<StartOptions> = {},
+  more: {clients?: string[]; provisioners?: (idpIssuer: string) => Record<string, unknown>[]} = {},
+): Promise<World> {
   const idp = await startDevIdp({
-    clients: [{clientId: 'sshca-cli'}],
+    clients: ['sshca-cli', ...(more.clients ?? [])].map((clientId) => ({clientId})),
     accounts: {'mallory@evil.io': {email: 'mallory@evil.io'}},
     quiet: true,
   })
   const gh = await startGithubIssuer()
   let skew = 0
-  const t = await startTestCa(worldPolicy(idp.issuer, gh.issuer), {clock: () => Date.now() + skew, ...caOpts})
+  const policy = worldPolicy(idp.issuer, gh.issuer)
+  policy.provisioners = [...(policy.provisioners as unknown[]), ...(more.provisioners?.(idp.issuer) ?? [])]
+  const t = await startTestCa(policy, {clock: () => Date.now() + skew, ...caOpts})
   const agent = await startAgent()
   const base = tempDir('sshca-world-')
   const home = join(base, 'sshca-home')

@@ -43,7 +43,14 @@ describe('fast path and oclif print the same', function () {
     return {fast, slow}
   }
 
-  for (const extra of [[], ['--json'], ['--kty', 'ecdsa'], ['--force', '--json'], ['--context', 'test']]) {
+  for (const extra of [
+    [],
+    ['--json'],
+    ['--kty', 'ecdsa'],
+    ['--force', '--json'],
+    ['--context', 'test'],
+    ['--provisioner', 'ci'],
+  ]) {
     it(`login --identity-token-file F ${extra.join(' ')}`, async () => {
       const {fast, slow} = await both((f) => ['login', '--identity-token-file', f, ...extra])
       assert.equal(fast.code, 0, fast.stderr)
