@@ -103,7 +103,9 @@ export async function removeAll(
   return out
 }
 
-export type AddOutcome = {ok: true} | {ok: false; problem: 'no-certificates' | 'refused-lifetime'; reason: string}
+export type AddOutcome =
+  /** `held`: the agent's identities as read back right after the add. */
+  {ok: true; held: AgentIdentity[]} | {ok: false; problem: 'no-certificates' | 'refused-lifetime'; reason: string}
 
 /**
  * Adds key + certificate under a lifetime, then reads the agent back. The certificate must be there
@@ -146,7 +148,7 @@ export async function addAndVerify(
     throw agentRefusal(`the ssh-agent at ${agent.socketPath} refused to add any key`)
   }
   const now = await agent.list()
-  if (now.some((id) => id.blob.equals(cert.blob))) return {ok: true}
+  if (now.some((id) => id.blob.equals(cert.blob))) return {ok: true, held: now}
   if (now.some((id) => id.blob.equals(key.publicKey.blob)))
     await agent.remove(key.publicKey.blob).catch(() => undefined)
   return {

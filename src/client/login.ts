@@ -482,7 +482,8 @@ async function signIn(
     } else {
       const added = await addAndVerify(agent, key, cert, {lifetimeSeconds: lifetime, comment})
       if (added.ok) {
-        removed = [...removed, ...(await removeAll(agent, supersededBy(cert, await agent.list(), cas), 'superseded'))]
+        // what the agent held right after the add (read back to confirm it): no third listing
+        removed = [...removed, ...(await removeAll(agent, supersededBy(cert, added.held, cas), 'superseded'))]
         if (ctx.agentless) await leaveAgentless(ctx)
         return {
           ...base,

@@ -117,9 +117,10 @@ describe('what the agent can hold', () => {
   it('OpenSSH-like: added, read back as a certificate', async () => {
     const client = new MemoryAgent().client()
     const c = await fresh()
-    assert.deepEqual(await addAndVerify(client, c.key, c.cert, {lifetimeSeconds: 600, comment: 'sshca:t:x'}), {
-      ok: true,
-    })
+    const r = await addAndVerify(client, c.key, c.cert, {lifetimeSeconds: 600, comment: 'sshca:t:x'})
+    assert.equal(r.ok, true)
+    // what it read back: the certificate with its comment, the agent's only identity
+    assert.deepEqual(r.ok && r.held.map((id) => [id.blob.equals(c.cert.blob), id.comment]), [[true, 'sshca:t:x']])
     client.close()
   })
 
