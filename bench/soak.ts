@@ -107,7 +107,13 @@ async function main(): Promise<void> {
   const {url, server, metrics} = await startCaServer(
     init.config,
     passwordFile,
-    ['--expose-gc', '--import', join(import.meta.dirname, 'soak-probe.ts')],
+    [
+      '--expose-gc',
+      '--import',
+      join(import.meta.dirname, 'soak-probe.ts'),
+      // SSHCA_BENCH_PROFILE=DIR: a CPU profile of each of the CA's threads there (as npm run bench -- ca)
+      ...(process.env.SSHCA_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SSHCA_BENCH_PROFILE}`] : []),
+    ],
     ['ignore', 'pipe', 'inherit', 'ipc'],
     args['ca-cpus'] ? ['taskset', '-c', args['ca-cpus']] : [],
   )
