@@ -110,7 +110,7 @@ async function chooseProvisioner(
       'ERR_PROVISIONER_AMBIGUOUS',
       `the CA has several provisioners (${candidates.map((p) => p.name).join(', ')}) and none was chosen`,
       {
-        hint: `sign in once with sshca login --provisioner NAME${ctx.name ? ` --context ${ctx.name}` : ''}: the context remembers it, and login --ensure and proxycommand then use it`,
+        hint: `sign in once with sshca login --provisioner NAME --context ${ctx.name}: the context remembers it, and login --ensure and proxycommand then use it`,
       },
     )
   }
