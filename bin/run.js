@@ -19,7 +19,8 @@ process.stdout.on('error', (err) => {
 })
 // built-in modules through getBuiltinModule: an ES import of one builds a facade that loads all of it
 const {enableCompileCache, createRequire} = process.getBuiltinModule('node:module')
-enableCompileCache?.()
+const cacheDir = privateCompileCache()
+if (cacheDir !== false) enableCompileCache?.(cacheDir)
 const argv = process.argv.slice(2)
 // list, login, proxycommand: their bundle (CommonJS, scripts/bundle-fast.ts says why); anything else (--version): src/cli/fast.ts
 const bundled = argv[0] === 'list' || argv[0] === 'login' || argv[0] === 'proxycommand'
@@ -29,4 +30,36 @@ const {tryFastPath} = bundled
 if (!(await tryFastPath(argv))) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
+}
+
+/**
+ * Where Node may keep compiled code for the next start: a folder only this user can change, or false
+ * (no cache, a slower start). Node's default, os.tmpdir()/node-compile-cache, is shared by every user
+ * and Node checks neither its owner nor its files' beyond a checksum anyone can compute: whoever creates
+ * it first decides what code the others run (root's `sshca host` units and `ca serve` included). So
+ * $XDG_CACHE_HOME/sshca (else ~/.cache/sshca), 0700, used only when it and every folder above it belong
+ * to this user or root and no one else may write to them (sticky folders aside, as in
+ * src/client/exec-path.ts). Windows keeps Node's default, in the user's own profile.
+ */
+function privateCompileCache() {
+  if (typeof process.getuid !== 'function') return undefined
+  const fs = process.getBuiltinModule('node:fs')
+  const path = process.getBuiltinModule('node:path')
+  const xdg = process.env.XDG_CACHE_HOME
+  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(process.getBuiltinModule('node:os').homedir(), '.cache')
+  const dir = path.join(base, 'sshca', 'node-compile-cache')
+  const uid = process.getuid()
+  try {
+    fs.mkdirSync(dir, {recursive: true, mode: 0o700})
+    for (let p = dir; ; p = path.dirname(p)) {
+      const st = fs.lstatSync(p)
+      // (a sticky folder such as /tmp may be writable by all: no one else may rename what is ours in it)
+      const writable = (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0
+      if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0) || writable) return false
+      if (p === dir && (st.uid !== uid || (st.mode & 0o077) !== 0)) return false
+      if (path.dirname(p) === p) return dir
+    }
+  } catch {
+    return false
+  }
 }

@@ -1,0 +1,66 @@
+/**
+ * Node's compile cache (bin/run.js): Node's default folder, os.tmpdir()/node-compile-cache, is shared
+ * by every user and Node takes compiled code from it without checking who wrote it. sshca keeps its
+ * cache in a folder of the user's own, and runs without one when anyone else could change that folder
+ * or a folder above it. NODE_DEBUG_NATIVE=COMPILE_CACHE makes Node say which folder it reads.
+ */
+import assert from 'node:assert/strict'
+import {chmodSync, chownSync, mkdirSync, readdirSync, statSync} from 'node:fs'
+import {userInfo} from 'node:os'
+import {join} from 'node:path'
+import {sshca} from '../helpers/cli.ts'
+import {tempDir} from '../helpers/tmp.ts'
+
+const cacheOf = (home: string): string => join(home, '.cache', 'sshca', 'node-compile-cache')
+
+async function version(env: NodeJS.ProcessEnv): Promise<{code: number | null; used: string[]}> {
+  const r = await sshca(['--version'], {
+    env: {...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE', NODE_COMPILE_CACHE: '', XDG_CACHE_HOME: ''},
+  })
+  // "[compile cache] resolved path BASE + VERSION -> DIR"
+  const used = [...r.stderr.matchAll(/^\[compile cache\] resolved path (\S+) /gm)].map((m) => m[1]!)
+  return {code: r.code, used}
+}
+
+describe('the compile cache is a folder of our own', function () {
+  this.timeout(60_000)
+
+  it('~/.cache/sshca/node-compile-cache, made 0700, and filled', async () => {
+    const home = tempDir()
+    const r = await version({HOME: home})
+    assert.equal(r.code, 0)
+    assert.deepEqual(r.used, [cacheOf(home)])
+    assert.equal(statSync(cacheOf(home)).mode & 0o777, 0o700)
+    assert.ok(readdirSync(cacheOf(home)).length > 0, 'Node wrote its cache there')
+  })
+
+  it("another user's folder, or one under a folder others may write to: no cache at all, not that one", async function () {
+    if (userInfo().uid !== 0) this.skip() // making a folder another user's takes root
+    const theirs = tempDir()
+    mkdirSync(cacheOf(theirs), {recursive: true, mode: 0o700})
+    chownSync(cacheOf(theirs), 65534, 65534) // nobody's: it decides what is in there
+    const r = await version({HOME: theirs})
+    assert.equal(r.code, 0)
+    assert.deepEqual(r.used, [])
+    assert.deepEqual(readdirSync(cacheOf(theirs)), [])
+
+    const open = tempDir()
+    mkdirSync(cacheOf(open), {recursive: true, mode: 0o700})
+    chmodSync(join(open, '.cache'), 0o777) // anyone could swap the folder below for one of theirs
+    assert.deepEqual((await version({HOME: open})).used, [])
+
+    const loose = tempDir()
+    mkdirSync(cacheOf(loose), {recursive: true, mode: 0o700})
+    chmodSync(cacheOf(loose), 0o755)
+    assert.deepEqual((await version({HOME: loose})).used, [])
+  })
+
+  it('$XDG_CACHE_HOME when it is an absolute path', async () => {
+    const xdg = tempDir()
+    const r = await sshca(['--version'], {
+      env: {HOME: tempDir(), XDG_CACHE_HOME: xdg, NODE_DEBUG_NATIVE: 'COMPILE_CACHE', NODE_COMPILE_CACHE: ''},
+    })
+    assert.equal(r.code, 0)
+    assert.match(r.stderr, new RegExp(`resolved path ${join(xdg, 'sshca', 'node-compile-cache')} `))
+  })
+})
