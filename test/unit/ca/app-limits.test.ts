@@ -285,6 +285,7 @@ describe('the CA app: limits counted over every thread, and what no route answer
       assert.equal(Number(r.headers['content-length']), Buffer.byteLength(r.body))
       const body = JSON.parse(r.body)
       assert.equal(body.status, status)
+      assert.ok(typeof body.message === 'string' && body.message.length > 0)
       assert.equal(body.request_id, r.headers['x-request-id'])
     }
     assert.equal(parse(await raw(port, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).status, 200)
@@ -368,9 +369,37 @@ describe('the CA app: limits counted over every thread, and what no route answer
     const moderate = parse(await firstResponse(port, head(BODY_LIMIT * 4) + 'x'.repeat(BODY_LIMIT * 4)))
     assert.equal(moderate.status, 413)
     assert.notEqual(moderate.headers.connection, 'close')
-    const huge = parse(await firstResponse(port, head(2 * 1024 * 1024)))
+    // up to the drain limit itself the body is still read
+    assert.notEqual(parse(await firstResponse(port, head(1024 * 1024))).headers.connection, 'close')
+    const huge = parse(await firstResponse(port, head(1024 * 1024 + 1)))
     assert.equal(huge.status, 413)
     assert.equal(huge.headers.connection, 'close')
+  })
+
+  it('while the event loop lags past maxEventLoopDelay, signing requests are shed (503, Retry-After), counting nothing; at the limit or with the check off they pass', async () => {
+    let lagMs = 250
+    let stopped = 0
+    const all = appCounters(1)
+    b = await build('{rate: false, maxEventLoopDelay: 200}', {
+      counters: {all, slot: 0},
+      lag: {current: () => lagMs, stop: () => void stopped++},
+    })
+    const sign = async () =>
+      b!.app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: await b!.mint()}})
+    const shed = await sign()
+    assert.equal(shed.statusCode, 503)
+    assert.equal(shed.headers['retry-after'], '1')
+    assert.equal(b.audit.events.find((e) => e.request_id === shed.headers['x-request-id'])?.reason, 'overloaded')
+    assert.equal(Atomics.load(all, 1), 0, 'the shed request gave its place back')
+    assert.equal((await b.app.inject({method: 'GET', url: '/health'})).statusCode, 200)
+    lagMs = 200
+    assert.equal((await sign()).statusCode, 201)
+    lagMs = 10_000
+    b.config.limits.maxEventLoopDelay = false
+    assert.equal((await sign()).statusCode, 201)
+    await b.close()
+    b = undefined
+    assert.equal(stopped, 1, 'closing the app stops measuring')
   })
 })
 
