@@ -31,6 +31,8 @@ const LABEL_ARGUMENT = {
   denial: 2,
   assertSecureUrl: 1,
   tokenError: 1,
+  // the file's name in the messages of a damaged managed block (known_hosts, the sshca ssh_config)
+  mergeManagedBlock: 3,
 }
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'

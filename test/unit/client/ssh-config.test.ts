@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
 import {
   configArg,
   ensureCommand,
@@ -6,13 +8,17 @@ import {
   hasSshConfigBlock,
   INCLUDE_MARKER,
   includeLine,
+  localSshVersion,
+  managedSshConfigPath,
   mergeInclude,
   mergeSshConfig,
   removeSshConfigBlock,
   sshConfigBlockLines,
+  sshConfigInstalled,
   supportsMatchFinal,
 } from '../../../src/client/ssh-config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
+import {tempDir} from '../../helpers/tmp.ts'
 
 const INC = '/home/a/.sshca/ssh_config'
 const top = `${INCLUDE_MARKER}\nInclude ${INC}\n`
@@ -195,6 +201,193 @@ describe('the managed ssh_config and its Include', () => {
         ),
       )
       assert.deepEqual(removeSshConfigBlock(gone.text, 'prod'), {text: gone.text, changed: false})
+    })
+  })
+})
+
+describe('the managed ssh_config: the bytes written, the Include reader, ssh -V, whether ssh reads the block', () => {
+  const full = {
+    context: 'prod',
+    pattern: '*.example.com',
+    krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl',
+    knownHostsFile: '/h/kh',
+    matchFinal: true,
+    loginCommand: '/usr/bin/sshca login --ensure --quiet --context prod',
+    identityFiles: {key: '/h/k', certificate: '/h/k-cert.pub'},
+  }
+  const BEGIN = '# >>> sshca prod (managed by `sshca config`; changes inside this block are replaced)'
+
+  it('a new managed file: the header that says what it is, then the block, byte for byte', () => {
+    const block = [
+      BEGIN,
+      'Match final host *.example.com',
+      "  # the CA's revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)",
+      '  RevokedHostKeys /h/.sshca/contexts/prod/revoked_host_keys.krl',
+      '  # the @cert-authority lines of this context are in a file ssh does not read by default',
+      '  UserKnownHostsFile /h/kh ~/.ssh/known_hosts ~/.ssh/known_hosts2',
+      'Match final host *.example.com exec "/usr/bin/sshca login --ensure --quiet --context prod"',
+      '  # ssh runs this before connecting: it returns at once while a valid certificate of "prod" is at hand, else signs in',
+      "  # used when the ssh-agent cannot hold this context's certificate (login then writes these 0600 files)",
+      '  IdentityFile /h/k',
+      '  CertificateFile /h/k-cert.pub',
+      '# <<< sshca prod',
+      '',
+    ].join('\n')
+    const header = [
+      "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,",
+      '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect',
+      '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.',
+      '',
+    ].join('\n')
+    assert.deepEqual(mergeSshConfig('', full), {text: header + block, changed: true, block})
+    // an existing file gets no second header
+    assert.equal(mergeSshConfig('# mine\n', full).text, `# mine\n${block}`)
+  })
+
+  it('without login or files: nothing after the first section; a note loses its line breaks, each run one space', () => {
+    assert.deepEqual(
+      sshConfigBlockLines({...full, krlFile: null, krlNote: 'a\r\nb\n\nc', identityFiles: null, loginCommand: null}),
+      [
+        BEGIN,
+        'Match final host *.example.com',
+        '  # no RevokedHostKeys: a b c',
+        '  # the @cert-authority lines of this context are in a file ssh does not read by default',
+        '  UserKnownHostsFile /h/kh ~/.ssh/known_hosts ~/.ssh/known_hosts2',
+        '# <<< sshca prod',
+      ],
+    )
+    assert.equal(
+      sshConfigBlockLines({...full, krlFile: null, knownHostsFile: undefined, loginCommand: null})[2],
+      '  # no RevokedHostKeys: the CA publishes no revocation list',
+    )
+  })
+
+  it('the names an earlier sshca wrote stay the same: $SSHCA_HOME/ssh_config and the Include marker', () => {
+    assert.equal(managedSshConfigPath('/home/a/.sshca'), '/home/a/.sshca/ssh_config')
+    assert.equal(
+      mergeInclude('', INC).text,
+      `# Added by \`sshca config\`: its per-context settings (RevokedHostKeys …); keep this line first.\nInclude ${INC}\n`,
+    )
+  })
+
+  describe('mergeInclude: which lines count as our Include', () => {
+    const unchanged = (text: string) => assert.deepEqual(mergeInclude(text, INC), {text, changed: false}, text)
+    const added = (text: string) => assert.equal(mergeInclude(text, INC).text, `${top}${text}`, text)
+
+    it('ssh_config spellings of the same Include: "=", spaces around it, several blanks, quotes, any case', () => {
+      for (const line of [
+        `Include=${INC}`,
+        `Include = ${INC}`,
+        `Include =${INC}`,
+        `Include= ${INC}`,
+        `Include  ${INC}`,
+        `\tinclude\t"${INC}"  `,
+        `INCLUDE ${INC}`,
+      ])
+        unchanged(`${line}\nUser x\nHost y\n`)
+    })
+
+    it('not ours: a comment, another file, another keyword naming the file, a half-quoted path', () => {
+      added(`#Include ${INC}\nHost y\n`)
+      added(`# Include ${INC}\n`)
+      added('Include ~/.ssh/other\n')
+      added(`CertificateFile ${INC}\n`)
+      added(`Include x${INC}"\n`)
+      added(`Include "${INC}x\n`)
+    })
+
+    it('an Include after a Match section (not only Host) is moved on top; blank lines and comments are kept', () => {
+      assert.equal(mergeInclude(`Match all\nInclude ${INC}\n`, INC).text, `${top}Match all\n`)
+      const mine = `\n# my settings\n\nHost *\n  User me`
+      assert.deepEqual(mergeInclude(mine, INC), {text: top + mine, changed: true})
+      // a last line without a newline is kept whole
+      assert.equal(mergeInclude('Host x\n  User bob', INC).text, `${top}Host x\n  User bob`)
+    })
+  })
+
+  describe('ssh -V (a stand-in ssh first on PATH)', () => {
+    let dir: string
+    let savedPath: string | undefined
+    const version = (stdout: string, stderr: string) => {
+      writeFileSync(join(dir, 'out'), stdout)
+      writeFileSync(join(dir, 'err'), stderr)
+    }
+    beforeEach(() => {
+      dir = tempDir()
+      // answers only `ssh -V`, as ssh does
+      writeFileSync(
+        join(dir, 'ssh'),
+        `#!/bin/sh\n[ "$#" = 1 ] && [ "$1" = -V ] || exit 255\ncat "${dir}/out"\ncat "${dir}/err" >&2\n`,
+        {mode: 0o755},
+      )
+      savedPath = process.env.PATH
+      process.env.PATH = `${dir}:${savedPath}`
+    })
+    afterEach(() => {
+      process.env.PATH = savedPath
+    })
+
+    it('reads the version ssh prints on stderr (or stdout), Windows builds too, numbers of any width', () => {
+      version('', 'OpenSSH_9.6p1 Ubuntu-3ubuntu13.5, OpenSSL 3.0.13 30 Jan 2024\n')
+      assert.deepEqual(localSshVersion(), {major: 9, minor: 6})
+      version('', 'OpenSSH_10.12p2 Debian-5, OpenSSL 3.5.1 1 Jul 2025\n')
+      assert.deepEqual(localSshVersion(), {major: 10, minor: 12})
+      version('OpenSSH_for_Windows_8.1p1, LibreSSL 3.0.2\n', '')
+      assert.deepEqual(localSshVersion(), {major: 8, minor: 1})
+      version('', 'OpenSSH_7.4p1, OpenSSL 1.0.2k-fips  26 Jan 2017\n')
+      assert.equal(supportsMatchFinal(localSshVersion()), false)
+    })
+
+    it('no version when ssh says something else, or there is no ssh', () => {
+      version('', 'Dropbear v2022.83\n')
+      assert.equal(localSshVersion(), undefined)
+      process.env.PATH = tempDir()
+      assert.equal(localSshVersion(), undefined)
+    })
+  })
+
+  describe('sshConfigInstalled', () => {
+    let home: string
+    let sshDir: string
+    beforeEach(() => {
+      const base = tempDir()
+      home = join(base, 'sshca')
+      sshDir = join(base, '.ssh')
+      mkdirSync(home, {mode: 0o700})
+      mkdirSync(sshDir, {mode: 0o700})
+    })
+
+    it('the block in the managed file and the Include on top of ~/.ssh/config, each on its own', async () => {
+      const file = join(home, 'ssh_config')
+      const userConfig = join(sshDir, 'config')
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: false, include: false, file, userConfig})
+      writeFileSync(file, mergeSshConfig('', {...full, loginCommand: null}).text)
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: true, include: false, file, userConfig})
+      assert.equal((await sshConfigInstalled(home, 'staging', sshDir)).block, false)
+      writeFileSync(userConfig, '')
+      assert.equal((await sshConfigInstalled(home, 'prod', sshDir)).include, false)
+      writeFileSync(userConfig, `Host web\nInclude ${file}\n`)
+      assert.equal((await sshConfigInstalled(home, 'prod', sshDir)).include, false, 'inside a Host section')
+      writeFileSync(userConfig, mergeInclude('Host web\n', file).text)
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: true, include: true, file, userConfig})
+    })
+
+    it('~/.ssh by default, found through $HOME (a made-up one here)', async () => {
+      const fakeHome = dirname(sshDir)
+      const saved = process.env.HOME
+      process.env.HOME = fakeHome
+      try {
+        const file = join(home, 'ssh_config')
+        writeFileSync(join(sshDir, 'config'), mergeInclude('', file).text)
+        assert.deepEqual(await sshConfigInstalled(home, 'prod'), {
+          block: false,
+          include: true,
+          file,
+          userConfig: join(fakeHome, '.ssh', 'config'),
+        })
+      } finally {
+        process.env.HOME = saved
+      }
     })
   })
 })

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict'
-import {lstatSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
-import {refuseSymlink, writeFileAtomic} from '../../../src/util/fs.ts'
+import {assertPrivateFile, exists, privateDir, refuseSymlink, writeFileAtomic} from '../../../src/util/fs.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
@@ -25,5 +35,92 @@ describe('atomic writes and symlinks', () => {
     writeFileSync(join(d, 'plain'), '')
     await refuseSymlink(join(d, 'plain'))
     await refuseSymlink(join(d, 'missing'))
+  })
+})
+
+describe('private files and folders', () => {
+  let d: string
+  beforeEach(() => {
+    d = tempDir()
+  })
+
+  it('writeFileAtomic: a write that fails midway leaves the old file as it was and no temp file beside it', async () => {
+    const target = join(d, 'ca.key')
+    writeFileSync(target, 'old key\n', {mode: 0o600})
+    const boom = new Error('disk full (simulated)')
+    const failing = (function* () {
+      yield 'half of a new '
+      throw boom
+    })()
+    // writeFileAtomic takes what FileHandle.writeFile takes; an iterable is the one way to fail after some bytes
+    await assert.rejects(writeFileAtomic(target, failing as unknown as string), (err) => err === boom)
+    assert.equal(readFileSync(target, 'utf8'), 'old key\n')
+    assert.deepEqual(readdirSync(d), ['ca.key'])
+  })
+
+  it('writeFileAtomic: a failed write whose temp file someone already removed still reports its own error', async () => {
+    const boom = new Error('disk full (simulated)')
+    const failing = (function* () {
+      yield 'partial'
+      for (const name of readdirSync(d)) rmSync(join(d, name))
+      throw boom
+    })()
+    await assert.rejects(writeFileAtomic(join(d, 'cert.pub'), failing as unknown as string), (err) => err === boom)
+    assert.deepEqual(readdirSync(d), [])
+  })
+
+  it('writeFileAtomic: when the rename fails (a folder at the name) the error is thrown and the temp file removed', async () => {
+    mkdirSync(join(d, 'taken', 'inside'), {recursive: true})
+    await assert.rejects(writeFileAtomic(join(d, 'taken'), 'data'), (err: NodeJS.ErrnoException) => {
+      assert.ok(['EISDIR', 'ENOTEMPTY', 'EEXIST'].includes(err.code ?? ''), `got ${err.code}`)
+      return true
+    })
+    assert.deepEqual(readdirSync(d), ['taken'])
+    assert.deepEqual(readdirSync(join(d, 'taken')), ['inside'])
+  })
+
+  it('writeFileAtomic: 0600 unless told otherwise, and the mode asked for even where the umask would narrow it', async () => {
+    await writeFileAtomic(join(d, 'secret'), Buffer.from([0, 1, 2]))
+    assert.equal(statSync(join(d, 'secret')).mode & 0o777, 0o600)
+    assert.deepEqual(readFileSync(join(d, 'secret')), Buffer.from([0, 1, 2]))
+    await writeFileAtomic(join(d, 'shared'), 'x', 0o666)
+    assert.equal(statSync(join(d, 'shared')).mode & 0o777, 0o666)
+  })
+
+  it('privateDir creates every missing level 0700 and leaves an existing folder its mode', async () => {
+    mkdirSync(join(d, 'etc'), {mode: 0o755})
+    chmodSync(join(d, 'etc'), 0o755)
+    await privateDir(join(d, 'etc', 'sshca', 'keys'))
+    assert.equal(statSync(join(d, 'etc')).mode & 0o777, 0o755)
+    assert.equal(statSync(join(d, 'etc', 'sshca')).mode & 0o777, 0o700)
+    assert.equal(statSync(join(d, 'etc', 'sshca', 'keys')).mode & 0o777, 0o700)
+    await privateDir(join(d, 'etc', 'sshca', 'keys'))
+    assert.equal(statSync(join(d, 'etc', 'sshca', 'keys')).isDirectory(), true)
+  })
+
+  it('exists: true for a file or folder, false for a missing name, and other errors (ENOTDIR) thrown', async () => {
+    writeFileSync(join(d, 'file'), '')
+    assert.equal(await exists(join(d, 'file')), true)
+    assert.equal(await exists(d), true)
+    assert.equal(await exists(join(d, 'missing')), false)
+    await assert.rejects(exists(join(d, 'file', 'child')), {code: 'ENOTDIR'})
+  })
+
+  it('assertPrivateFile: 0600 and 0400 pass; any group or other bit is ERR_FILE_PERMISSIONS', async () => {
+    for (const mode of [0o600, 0o400, 0o700]) {
+      writeFileSync(join(d, 'k'), 'secret')
+      chmodSync(join(d, 'k'), mode)
+      await assertPrivateFile(join(d, 'k'))
+    }
+    for (const mode of [0o640, 0o604, 0o610, 0o601, 0o620, 0o602]) {
+      chmodSync(join(d, 'k'), mode)
+      await rejectsCode(assertPrivateFile(join(d, 'k')), 'ERR_FILE_PERMISSIONS')
+    }
+    await assert.rejects(assertPrivateFile(join(d, 'missing')), {code: 'ENOENT'})
+  })
+
+  it('refuseSymlink passes on errors other than a missing name (ENOTDIR) instead of calling the path safe', async () => {
+    writeFileSync(join(d, 'file'), '')
+    await assert.rejects(refuseSymlink(join(d, 'file', 'child')), {code: 'ENOTDIR'})
   })
 })

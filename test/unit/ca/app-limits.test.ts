@@ -1,0 +1,424 @@
+/**
+ * The HTTP layer's own limits, in process: the connection cap and in-flight shedding counted over
+ * every thread's slots, the per-address rate limit, and the error shapes of what no route handles.
+ * Plain HTTP on 127.0.0.1 (TLS is the integration tests'); issuer keys served by a fetch function.
+ */
+import assert from 'node:assert/strict'
+import {generateKeyPairSync, randomUUID} from 'node:crypto'
+import {connect, type Socket} from 'node:net'
+import type {FastifyInstance} from 'fastify'
+import {exportJWK, SignJWT} from 'jose'
+import {Authority} from '../../../src/ca/authority/authority.ts'
+import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
+import {parseConfig} from '../../../src/ca/config/config.ts'
+import {appCounters, BODY_LIMIT, buildApp} from '../../../src/ca/http/app.ts'
+import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
+import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
+import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
+import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
+import {noopMeter, type Meter} from '../../../src/ca/observe/meter.ts'
+import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
+import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
+import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {keySigner} from '../../../src/ssh/signature.ts'
+import {waitFor} from '../../helpers/proc.ts'
+
+const ISSUER = 'https://ci.example.com'
+const policy = (limits: string) => `
+limits: ${limits}
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: ${ISSUER}
+    audience: sshca-ci
+    rules:
+      - {name: deploy, match: {repository: acme/app}, certificate: {principals: [deploy], ttl: 10m}}
+`
+
+interface Built {
+  app: FastifyInstance
+  config: ReturnType<typeof parseConfig>['config']
+  audit: ReturnType<typeof memoryAuditLog>
+  requests: [string, number, number][]
+  mint(): Promise<string>
+  close(): Promise<void>
+}
+
+async function build(
+  limits: string,
+  o: Parameters<typeof buildApp>[2] = {},
+  https?: {key: string; cert: string},
+): Promise<Built> {
+  const {config} = parseConfig(policy(limits), '/nonexistent/ca.yaml')
+  const issuerKey = generateKeyPairSync('ec', {namedCurve: 'P-256'})
+  const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
+  const fetchFn = (async (input: string | URL) => {
+    const url = String(input)
+    if (url === `${ISSUER}/.well-known/openid-configuration`)
+      return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
+    if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
+    return new Response('no', {status: 404})
+  }) as typeof fetch
+  const root = await createRoot('Limits')
+  const fingerprint = certFingerprint(root.der)
+  const material: CaMaterial = {
+    rootPem: root.pem,
+    rootFingerprint: fingerprint,
+    intermediatePem: root.pem,
+    intermediateKey: root.key,
+    tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
+    roots: [
+      {pem: root.pem, fingerprint, state: 'active', subject: 'CN=Limits', notAfter: new Date(Date.now() + 86_400_000)},
+    ],
+    crossPems: [],
+    userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+    hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+    enrollmentKey: generateKeyPairSync('ed25519').privateKey,
+  }
+  const requests: [string, number, number][] = []
+  const meter: Meter = {...noopMeter, request: (route, status, seconds) => void requests.push([route, status, seconds])}
+  const audit = memoryAuditLog()
+  const store = new SqliteStore(':memory:', {background: false})
+  const rt: CaRuntime = {
+    policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn})},
+    material,
+    store,
+    audit,
+    meter,
+    clock: Date.now,
+  }
+  const app = buildApp(new Authority(rt), https, o)
+  await app.listen({host: '127.0.0.1', port: 0})
+  const mint = () => {
+    const now = Math.floor(Date.now() / 1000)
+    return new SignJWT({repository: 'acme/app', jti: randomUUID()})
+      .setProtectedHeader({alg: 'ES256', kid: 'k1'})
+      .setIssuer(ISSUER)
+      .setAudience('sshca-ci')
+      .setSubject('repo:acme/app')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(issuerKey.privateKey)
+  }
+  return {
+    app,
+    config,
+    audit,
+    requests,
+    mint,
+    close: async () => {
+      await app.close()
+      await store.close()
+    },
+  }
+}
+
+const portOf = (app: FastifyInstance): number => (app.server.address() as {port: number}).port
+const key = () => generatePrivateKey('ed25519').publicKey.blob.toString('base64')
+
+/** One raw HTTP/1.1 exchange on its own connection: what came back before the server closed it. */
+function raw(port: number, request: string | Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const s = connect(port, '127.0.0.1', () => s.write(request))
+    s.on('data', (c: Buffer) => chunks.push(c))
+    s.on('error', () => undefined)
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+  })
+}
+
+function parse(reply: string): {status: number; headers: Record<string, string>; body: string} {
+  const at = reply.indexOf('\r\n\r\n')
+  const [statusLine, ...lines] = reply.slice(0, at).split('\r\n')
+  const headers = Object.fromEntries(
+    lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+  )
+  return {status: Number(statusLine!.split(' ')[1]), headers, body: reply.slice(at + 4)}
+}
+
+const open = (port: number): Promise<Socket> =>
+  new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s))
+    s.on('error', reject)
+  })
+
+describe('the CA app: limits counted over every thread, and what no route answers', function () {
+  this.timeout(30_000)
+  let b: Built | undefined
+  afterEach(async () => {
+    await b?.close()
+    b = undefined
+  })
+
+  it("connections past maxConnections (this thread's and the others' slots together) are dropped at accept", async () => {
+    const all = appCounters(2)
+    Atomics.store(all, 0, 1) // another thread holds one connection
+    b = await build('{rate: false, maxConnections: 2}', {counters: {all, slot: 1}})
+    const port = portOf(b.app)
+    const mine = await open(port)
+    await waitFor('the connection to be counted', () => Atomics.load(all, 2) === 1, 10_000)
+    // the third connection: closed before a byte is answered
+    assert.equal(await raw(port, 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n'), '')
+    assert.equal(Atomics.load(all, 2), 1, 'a dropped connection is not counted')
+    mine.destroy()
+    await waitFor('the closed connection to be released', () => Atomics.load(all, 2) === 0, 10_000)
+    assert.equal(parse(await raw(port, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).status, 200)
+    assert.equal(Atomics.load(all, 0), 1, "the other thread's count is its own")
+  })
+
+  it('signing requests past maxInFlight (every slot counted) are answered 503 at once, with Retry-After; others pass', async () => {
+    const all = appCounters(3)
+    b = await build('{rate: false, maxInFlight: 2}', {counters: {all, slot: 2}})
+    Atomics.store(all, 1, 1) // slot 0: one signing request in flight
+    Atomics.store(all, 3, 1) // slot 1: another
+    const shed = await b.app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {publicKey: key(), ott: await b.mint()},
+    })
+    assert.equal(shed.statusCode, 503)
+    assert.equal(shed.headers['retry-after'], '1')
+    assert.equal(shed.json().request_id, shed.headers['x-request-id'])
+    assert.deepEqual(
+      b.audit.events.filter((e) => e.request_id === shed.headers['x-request-id']).map((e) => e.reason),
+      ['overloaded'],
+    )
+    assert.equal(Atomics.load(all, 5), 0, 'a refused request is not counted')
+    assert.equal((await b.app.inject({method: 'GET', url: '/health'})).statusCode, 200)
+    // connection counts (the even places) are another kind
+    Atomics.store(all, 3, 0)
+    Atomics.store(all, 0, 5)
+    Atomics.store(all, 2, 5)
+    const port = portOf(b.app)
+    const body = JSON.stringify({publicKey: key(), ott: await b.mint()})
+    const signed = parse(
+      await raw(
+        port,
+        `POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      ),
+    )
+    assert.equal(signed.status, 201, signed.body)
+    await waitFor('the finished request to be released', () => Atomics.load(all, 5) === 0, 10_000)
+  })
+
+  it('the rate limit: past `max` signing requests from one address in the window, 429 with the seconds to wait; / and /1.0 share it', async () => {
+    b = await build('{rate: {max: 2, window: 1m}}')
+    const sign = async (prefix: string) =>
+      b!.app.inject({
+        method: 'POST',
+        url: `${prefix}/ssh/sign`,
+        remoteAddress: '192.0.2.7',
+        payload: {publicKey: key(), ott: await b!.mint()},
+      })
+    assert.equal((await sign('')).statusCode, 201)
+    assert.equal((await sign('/1.0')).statusCode, 201)
+    const limited = await sign('')
+    assert.equal(limited.statusCode, 429)
+    const seconds = Number(limited.headers['retry-after'])
+    assert.ok(seconds > 0 && seconds <= 60, String(limited.headers['retry-after']))
+    const line = b.audit.events.find((e) => e.request_id === limited.headers['x-request-id'])!
+    assert.equal(line.reason, 'rate_limited')
+    assert.equal(line.retry_after_seconds, seconds)
+    // other addresses and the read routes are not limited
+    assert.equal(
+      (
+        await b.app.inject({
+          method: 'POST',
+          url: '/ssh/sign',
+          remoteAddress: '192.0.2.8',
+          payload: {publicKey: key(), ott: await b.mint()},
+        })
+      ).statusCode,
+      201,
+    )
+    assert.equal((await b.app.inject({method: 'GET', url: '/health', remoteAddress: '192.0.2.7'})).statusCode, 200)
+  })
+
+  it("what no route answers has the API's error shape: an unknown path (404), an undecodable URL (400)", async () => {
+    b = await build('{rate: false}')
+    const app = b.app
+    for (const [url, status] of [
+      ['/no/such/route?x=1', 404],
+      ['/%', 400],
+    ] as const) {
+      const r = await app.inject({method: 'GET', url})
+      assert.equal(r.statusCode, status, url)
+      assert.equal(r.headers['cache-control'], 'no-store')
+      const body = r.json()
+      assert.equal(body.status, status)
+      assert.equal(typeof body.message, 'string')
+      assert.equal(body.request_id, r.headers['x-request-id'])
+    }
+  })
+
+  it('every response is counted by route pattern, never the raw URL', async () => {
+    b = await build('{rate: false}')
+    await b.app.inject({method: 'GET', url: '/health'})
+    await b.app.inject({method: 'GET', url: '/1.0/health'})
+    const t0 = performance.now()
+    await b.app.inject({method: 'GET', url: '/no/such/route'})
+    const elapsed = (performance.now() - t0) / 1000
+    assert.deepEqual(
+      b.requests.map(([route, status]) => [route, status]),
+      [
+        ['/health', 200],
+        ['/1.0/health', 200],
+        ['unmatched', 404],
+      ],
+    )
+    const seconds = b.requests[2]![2]
+    assert.ok(seconds >= 0 && seconds <= elapsed, `${seconds} s for a request that took ${elapsed} s`)
+  })
+
+  it("what Node's parser refuses gets the API's error shape and a closed connection: garbage 400, huge headers 431", async () => {
+    b = await build('{rate: false}')
+    const port = portOf(b.app)
+    for (const [request, status] of [
+      ['NOT HTTP AT ALL\r\n\r\n', 400],
+      [`GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+    ] as const) {
+      const r = parse(await raw(port, request))
+      assert.equal(r.status, status)
+      assert.equal(r.headers['content-type'], 'application/json; charset=utf-8')
+      assert.equal(r.headers.connection, 'close')
+      assert.equal(r.headers['cache-control'], 'no-store')
+      assert.equal(Number(r.headers['content-length']), Buffer.byteLength(r.body))
+      const body = JSON.parse(r.body)
+      assert.equal(body.status, status)
+      assert.ok(typeof body.message === 'string' && body.message.length > 0)
+      assert.equal(body.request_id, r.headers['x-request-id'])
+    }
+    assert.equal(parse(await raw(port, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).status, 200)
+  })
+
+  it('an oversized body is read and answered 413 (the client sees the answer, not a reset)', async () => {
+    b = await build('{rate: false}')
+    const port = portOf(b.app)
+    const big = 'x'.repeat(BODY_LIMIT * 4)
+    const r = parse(
+      await raw(
+        port,
+        `POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${big.length}\r\nconnection: close\r\n\r\n${big}`,
+      ),
+    )
+    assert.equal(r.status, 413)
+    assert.equal(JSON.parse(r.body).request_id, r.headers['x-request-id'])
+  })
+
+  it('the rate limit follows the policy in force (a reload), and goes through the store it is given, per window', async () => {
+    const windows: number[] = []
+    class CountingStore extends SharedRateStore {
+      override incr(key: string, cb: Parameters<SharedRateStore['incr']>[1], timeWindow: number): void {
+        windows.push(timeWindow)
+        super.incr(key, cb, timeWindow)
+      }
+    }
+    b = await build('{rate: {max: 1, window: 1m}}', {rateStore: CountingStore as never})
+    const sign = async () =>
+      (
+        await b!.app.inject({
+          method: 'POST',
+          url: '/ssh/sign',
+          remoteAddress: '192.0.2.9',
+          payload: {publicKey: key(), ott: await b!.mint()},
+        })
+      ).statusCode
+    assert.equal(await sign(), 201)
+    assert.equal(await sign(), 429)
+    b.config.limits.rate = {max: 5, window: 60}
+    assert.equal(await sign(), 201)
+    b.config.limits.rate = false
+    assert.equal(await sign(), 201)
+    assert.deepEqual(new Set(windows), new Set([60_000]))
+    assert.equal(windows.length, 4)
+  })
+
+  it("ca.yaml's timeouts become the server's, in milliseconds", async () => {
+    b = await build('{rate: false, requestTimeout: 7s, headersTimeout: 3s, idleTimeout: 11s}')
+    assert.equal(b.app.server.requestTimeout, 7000)
+    assert.equal(b.app.server.headersTimeout, 3000)
+    assert.equal(b.app.server.keepAliveTimeout, 11_000)
+    assert.equal(b.app.server.timeout, 11_000)
+  })
+
+  it("over TLS: 1.2 at least, step's client certificate asked for but never required, the handshake bounded", async () => {
+    const tls = await createRoot('Limits TLS')
+    const keyPem = tls.key.export({type: 'pkcs8', format: 'pem'}).toString()
+    b = await build('{rate: false, handshakeTimeout: 3s}', {}, {key: keyPem, cert: tls.pem})
+    const server = b.app.server as unknown as Record<string | symbol, unknown>
+    assert.equal(server.minVersion, 'TLSv1.2')
+    assert.equal(server.requestCert, true)
+    assert.equal(server.rejectUnauthorized, false)
+    assert.equal(server.connectionsCheckingInterval, 1000)
+    const handshake = Object.getOwnPropertySymbols(server).find((k) => String(k) === 'Symbol(handshake-timeout)')!
+    assert.equal(server[handshake], 3000)
+  })
+
+  it('a refused read (no signing) is answered but not audited as a signing decision', async () => {
+    b = await build('{rate: false}')
+    const r = await b.app.inject({method: 'GET', url: '/root/not-a-fingerprint'})
+    assert.equal(r.statusCode, 404)
+    assert.deepEqual(b.audit.events, [])
+  })
+
+  it('after a 413 a moderate body is read so the connection may stay open; past the drain limit it is closed', async () => {
+    b = await build('{rate: false}')
+    const port = portOf(b.app)
+    const head = (length: number) =>
+      `POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`
+    const moderate = parse(await firstResponse(port, head(BODY_LIMIT * 4) + 'x'.repeat(BODY_LIMIT * 4)))
+    assert.equal(moderate.status, 413)
+    assert.notEqual(moderate.headers.connection, 'close')
+    // up to the drain limit itself the body is still read
+    assert.notEqual(parse(await firstResponse(port, head(1024 * 1024))).headers.connection, 'close')
+    const huge = parse(await firstResponse(port, head(1024 * 1024 + 1)))
+    assert.equal(huge.status, 413)
+    assert.equal(huge.headers.connection, 'close')
+  })
+
+  it('while the event loop lags past maxEventLoopDelay, signing requests are shed (503, Retry-After), counting nothing; at the limit or with the check off they pass', async () => {
+    let lagMs = 250
+    let stopped = 0
+    const all = appCounters(1)
+    b = await build('{rate: false, maxEventLoopDelay: 200}', {
+      counters: {all, slot: 0},
+      lag: {current: () => lagMs, stop: () => void stopped++},
+    })
+    const sign = async () =>
+      b!.app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: await b!.mint()}})
+    const shed = await sign()
+    assert.equal(shed.statusCode, 503)
+    assert.equal(shed.headers['retry-after'], '1')
+    assert.equal(b.audit.events.find((e) => e.request_id === shed.headers['x-request-id'])?.reason, 'overloaded')
+    assert.equal(Atomics.load(all, 1), 0, 'the shed request gave its place back')
+    assert.equal((await b.app.inject({method: 'GET', url: '/health'})).statusCode, 200)
+    lagMs = 200
+    assert.equal((await sign()).statusCode, 201)
+    lagMs = 10_000
+    b.config.limits.maxEventLoopDelay = false
+    assert.equal((await sign()).statusCode, 201)
+    await b.close()
+    b = undefined
+    assert.equal(stopped, 1, 'closing the app stops measuring')
+  })
+})
+
+/** The first whole response on a connection (headers and content-length bytes), then the connection is dropped. */
+function firstResponse(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0)
+    const s = connect(port, '127.0.0.1', () => s.write(request))
+    s.on('error', () => undefined)
+    s.on('data', (c: Buffer) => {
+      got = Buffer.concat([got, c])
+      const text = got.toString('latin1')
+      const at = text.indexOf('\r\n\r\n')
+      const length = /\r\ncontent-length: (\d+)/i.exec(text)
+      if (at >= 0 && length && got.length >= at + 4 + Number(length[1])) {
+        s.destroy()
+        resolve(text)
+      }
+    })
+    s.on('close', () => reject(new Error(`closed before a whole response: ${got.toString('latin1').slice(0, 200)}`)))
+  })
+}
