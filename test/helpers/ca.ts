@@ -9,6 +9,7 @@ import {initCa, type InitResult} from '../../src/ca/init.ts'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {startCa, type RunningCa, type StartOptions} from '../../src/ca/server.ts'
 import {tempDir} from './tmp.ts'
+import {readAuditLines} from './audit.ts'
 
 export const PASSWORD = 'correct horse battery staple'
 
@@ -68,11 +69,7 @@ export async function startTestCa(
   })
   const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
   const dispatcher = new Agent({connect: {ca: rootPem}})
-  const audit = () =>
-    readFileSync(auditFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
+  const audit = () => readAuditLines(auditFile)
   return {
     init,
     ca,

@@ -24,6 +24,7 @@ import {DatabaseSync} from 'node:sqlite'
 import {spawnSync} from 'node:child_process'
 import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
 import {Agent as HttpAgent} from 'undici'
+import {readAuditLines} from '../helpers/audit.ts'
 
 const BACKUP_PASSWORD = 'the backup password, kept apart'
 const user = currentUser()
@@ -79,11 +80,7 @@ async function serve(config: string, dir: string): Promise<Served> {
       })
       const body = await res.body.text()
       const id = res.headers['x-request-id']
-      const line = readFileSync(auditFile, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>)
-        .find((e) => e.request_id === id)
+      const line = readAuditLines(auditFile).find((e) => e.request_id === id)
       const crt = res.statusCode === 201 ? (JSON.parse(body) as {crt: string}).crt : undefined
       return {
         status: res.statusCode,

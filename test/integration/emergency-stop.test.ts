@@ -14,6 +14,7 @@ import {makeCaDir, PASSWORD, writePolicy} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {waitFor} from '../helpers/proc.ts'
+import {readAuditLines} from '../helpers/audit.ts'
 
 const policy = (issuer: string) => ({
   limits: {rate: false},
@@ -90,11 +91,7 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.equal(r.code, 0, r.stderr)
       return JSON.parse(r.stdout) as Status
     }
-    const audit = () =>
-      readFileSync(auditFile, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>)
+    const audit = () => readAuditLines(auditFile)
     try {
       const issued = await sign(replicas[0]!)
       assert.equal(issued.status, 201)

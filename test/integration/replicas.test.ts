@@ -22,6 +22,7 @@ import {currentUser, startAgent} from '../helpers/openssh.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
 import {onCleanup, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
+import {readAuditLines} from '../helpers/audit.ts'
 
 interface Replica {
   name: string
@@ -58,11 +59,7 @@ async function startReplica(name: string, config: string, passwordFile: string, 
     60_000,
   )
   const {url} = JSON.parse(out) as {url: string}
-  const audit = () =>
-    readFileSync(auditFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
+  const audit = () => readAuditLines(auditFile)
   return {name, url, port: Number(new URL(url).port), child, auditFile, audit}
 }
 

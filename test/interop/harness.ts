@@ -19,6 +19,7 @@ import {BIN, ROOT} from '../helpers/cli.ts'
 import {startAgent, type Agent as SshAgent} from '../helpers/openssh.ts'
 import {onCleanup, run, waitFor, type RunResult} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
+import {readAuditLines} from '../helpers/audit.ts'
 
 export const INTEROP_DIR = process.env.SSHCA_INTEROP_DIR ?? join(ROOT, '.cache', 'interop')
 export const STEP = join(INTEROP_DIR, 'bin', 'step')
@@ -156,11 +157,7 @@ export async function startOurCa(settings: Record<string, unknown>, extraEnv: No
     config: init.config,
     passwordFile,
     daemon: d,
-    auditLines: () =>
-      readFileSync(auditFile, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    auditLines: () => readAuditLines(auditFile),
     stop: () => d.stop(),
   }
 }
