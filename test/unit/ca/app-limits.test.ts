@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import {connect, type Socket} from 'node:net'
 import type {FastifyInstance} from 'fastify'
-import {exportJWK, SignJWT} from 'jose'
+import {SignJWT} from 'jose'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
@@ -22,6 +22,7 @@ import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {waitFor} from '../../helpers/proc.ts'
+import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 const policy = (limits: string) => `
@@ -50,15 +51,7 @@ async function build(
   https?: {key: string; cert: string},
 ): Promise<Built> {
   const {config} = parseConfig(policy(limits), '/nonexistent/ca.yaml')
-  const issuerKey = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-  const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
-  const fetchFn = (async (input: string | URL) => {
-    const url = String(input)
-    if (url === `${ISSUER}/.well-known/openid-configuration`)
-      return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-    if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
-    return new Response('no', {status: 404})
-  }) as typeof fetch
+  const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
   const root = await createRoot('Limits')
   const fingerprint = certFingerprint(root.der)
   const material: CaMaterial = {
@@ -98,7 +91,7 @@ async function build(
       .setSubject('repo:acme/app')
       .setIssuedAt(now)
       .setExpirationTime(now + 300)
-      .sign(issuerKey.privateKey)
+      .sign(issuerPrivateKey)
   }
   return {
     app,

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
-import {exportJWK, SignJWT} from 'jose'
+import {SignJWT} from 'jose'
 import {
   currentHosts,
   currentKrl,
@@ -43,6 +43,7 @@ import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {SshcaError} from '../../../src/errors.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
+import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://idp.example.com'
 const ROOT = 'ef'.repeat(32)
@@ -72,15 +73,7 @@ interface World {
 
 async function world(yaml = YAML): Promise<World> {
   const {config} = parseConfig(yaml, '/nonexistent/ca.yaml')
-  const issuerKey = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-  const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
-  const fetchFn = (async (input: string | URL) => {
-    const url = String(input)
-    if (url === `${ISSUER}/.well-known/openid-configuration`)
-      return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-    if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
-    return new Response('no', {status: 404})
-  }) as typeof fetch
+  const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
   const material = {
     rootFingerprint: ROOT,
     roots: [{fingerprint: ROOT}],
@@ -106,7 +99,7 @@ async function world(yaml = YAML): Promise<World> {
         .setAudience('cli')
         .setIssuedAt(w.now)
         .setExpirationTime(w.now + 300)
-        .sign(issuerKey.privateKey),
+        .sign(issuerPrivateKey),
   }
   const clock = () => w.now * 1000
   const meter: Meter = {

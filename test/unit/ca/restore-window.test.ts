@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import type {FastifyInstance} from 'fastify'
-import {exportJWK, SignJWT} from 'jose'
+import {SignJWT} from 'jose'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {RESTORE_LEEWAY} from '../../../src/ca/authority/sign.ts'
@@ -21,6 +21,7 @@ import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../../src/protocol/tokens.
 import {parseCertificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
+import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 const YAML = `
@@ -46,15 +47,7 @@ describe('after a restore: tokens issued before the restore mark are refused on 
 
   before(async () => {
     const {config} = parseConfig(YAML, '/nonexistent/ca.yaml')
-    const issuerKey = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-    const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
-    const fetchFn = (async (input: string | URL) => {
-      const url = String(input)
-      if (url === `${ISSUER}/.well-known/openid-configuration`)
-        return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-      if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
-      return new Response('no', {status: 404})
-    }) as typeof fetch
+    const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
     mintOidc = (iat) =>
       new SignJWT({repository: 'acme/app', jti: randomUUID()})
         .setProtectedHeader({alg: 'ES256', kid: 'k1'})
@@ -63,7 +56,7 @@ describe('after a restore: tokens issued before the restore mark are refused on 
         .setSubject('repo:acme/app')
         .setIssuedAt(iat)
         .setExpirationTime(iat + 1800)
-        .sign(issuerKey.privateKey)
+        .sign(issuerPrivateKey)
     const root = await createRoot('Window')
     rootFingerprint = certFingerprint(root.der)
     enrollmentKey = generateKeyPairSync('ed25519').privateKey

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, randomUUID} from 'node:crypto'
 import type {FastifyInstance} from 'fastify'
-import {exportJWK, SignJWT} from 'jose'
+import {SignJWT} from 'jose'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
@@ -21,6 +21,7 @@ import {parseCertificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {waitFor} from '../../helpers/proc.ts'
+import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 const YAML = `
@@ -42,15 +43,7 @@ describe('CA routes through app.inject', () => {
 
   before(async () => {
     const {config} = parseConfig(YAML, '/nonexistent/ca.yaml')
-    const issuerKey = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-    const jwk = {...(await exportJWK(issuerKey.publicKey)), kid: 'k1', alg: 'ES256'}
-    const fetchFn = (async (input: string | URL) => {
-      const url = String(input)
-      if (url === `${ISSUER}/.well-known/openid-configuration`)
-        return Response.json({issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`})
-      if (url === `${ISSUER}/jwks`) return Response.json({keys: [jwk]})
-      return new Response('no', {status: 404})
-    }) as typeof fetch
+    const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
     mint = (claims = {}) => {
       const now = Math.floor(Date.now() / 1000)
       return new SignJWT({repository: 'acme/app', run_id: String(Math.random()), jti: randomUUID(), ...claims})
@@ -60,7 +53,7 @@ describe('CA routes through app.inject', () => {
         .setSubject('repo:acme/app')
         .setIssuedAt(now)
         .setExpirationTime(now + 300)
-        .sign(issuerKey.privateKey)
+        .sign(issuerPrivateKey)
     }
     const root = await createRoot('Inject')
     const {certFingerprint} = await import('../../../src/ca/keys/pki.ts')
