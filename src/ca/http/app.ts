@@ -236,7 +236,7 @@ function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
  * The mean event-loop delay over the last second, in milliseconds (10 ms resolution subtracted). A mean,
  * not a maximum: one long synchronous step does not trip it, a loop that stays behind does.
  */
-function eventLoopLag(): {current(): number; stop(): void} {
+export function eventLoopLag(): {current(): number; stop(): void} {
   // Stryker disable next-line ObjectLiteral: 10 ms is node's default resolution
   const histogram = monitorEventLoopDelay({resolution: 10})
   histogram.enable()
