@@ -229,6 +229,33 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal((await b.app.inject({method: 'GET', url: '/health', remoteAddress: '192.0.2.7'})).statusCode, 200)
   })
 
+  it('only signing routes are counted: reads pass however many, carry no limit headers; with the rate off at start, nothing is counted', async () => {
+    b = await build('{rate: {max: 1, window: 1m}}')
+    for (let i = 0; i < 4; i++) {
+      const health = await b.app.inject({method: 'GET', url: '/health', remoteAddress: '192.0.2.7'})
+      assert.equal(health.statusCode, 200)
+      assert.equal(health.headers['x-ratelimit-limit'], undefined)
+    }
+    const signed = await b.app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      remoteAddress: '192.0.2.7',
+      payload: {publicKey: key(), ott: await b.mint()},
+    })
+    assert.equal(signed.statusCode, 201)
+    assert.equal(signed.headers['x-ratelimit-limit'], '1', 'a signing route is counted')
+    await b.close()
+    b = await build('{rate: false}')
+    const free = await b.app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      remoteAddress: '192.0.2.7',
+      payload: {publicKey: key(), ott: await b.mint()},
+    })
+    assert.equal(free.statusCode, 201)
+    assert.equal(free.headers['x-ratelimit-limit'], undefined, 'no limiter registered')
+  })
+
   it("what no route answers has the API's error shape: an unknown path (404), an undecodable URL (400)", async () => {
     b = await build('{rate: false}')
     const app = b.app
