@@ -5,7 +5,7 @@
 import {once} from 'node:events'
 import {createServer, type Server} from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
-import type {IssuedCert} from '../../src/ca/keys/pki.ts'
+import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/keys/pki.ts'
 
 export type Answer = {status: number; body: string | Buffer}
 
@@ -55,4 +55,40 @@ export async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promi
       server.close(() => resolve())
     })
   return s
+}
+
+/**
+ * A CA whose SSH answers a test sets: GET /root/<fingerprint> (what bootstrap checks), /ssh/roots and
+ * /ssh/krl from `roots` and `krl`; anything else (GET /roots: no root rotation) 404. Its TLS chains to
+ * its own root, so a context bootstrapped against it pins that root as for a real CA.
+ */
+export interface ScriptedCa {
+  server: ScriptedServer
+  rootPem: string
+  fingerprint: string
+  roots: Answer
+  krl: Answer
+}
+
+export async function startScriptedCa(): Promise<ScriptedCa> {
+  const root = await createRoot('Scripted')
+  const intermediate = await createIntermediate('Scripted', root)
+  const server = await startScripted(await createTlsCert(['127.0.0.1'], intermediate), [intermediate])
+  const fingerprint = certFingerprint(root.der)
+  const ca: ScriptedCa = {
+    server,
+    rootPem: root.pem,
+    fingerprint,
+    roots: json({userKey: [], hostKey: []}),
+    krl: {status: 404, body: ''},
+  }
+  server.answer = (path) =>
+    path === `/root/${fingerprint}`
+      ? json({ca: root.pem})
+      : path === '/ssh/roots'
+        ? ca.roots
+        : path === '/ssh/krl'
+          ? ca.krl
+          : {status: 404, body: ''}
+  return ca
 }
