@@ -7,7 +7,7 @@ import {readFile, realpath} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve, sep} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
@@ -136,8 +136,8 @@ export async function overlappingContexts(
   for (const name of await listContexts(home)) {
     if (name === self) continue
     const other = await readContext(home, name).catch(() => undefined)
-    const theirs = other?.configuredPattern ?? other?.hostPattern
-    if (!theirs) continue
+    // a context without a pattern names no hosts ('' does not parse: the catch below skips it too)
+    const theirs = other?.configuredPattern ?? other?.hostPattern ?? NO_HOSTS
     try {
       if (!namesNoHosts(theirs) && listsOverlap(pattern, theirs)) out.push({context: name, pattern: theirs})
     } catch {
