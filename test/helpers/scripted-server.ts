@@ -7,7 +7,8 @@ import {createServer, type Server} from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/keys/pki.ts'
 
-export type Answer = {status: number; body: string | Buffer}
+/** An HTTP answer, or `hangUp`: the connection is cut without one (a network failure). */
+export type Answer = {status: number; body: string | Buffer; hangUp?: boolean}
 
 export interface ScriptedServer {
   url: string
@@ -39,6 +40,10 @@ export async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promi
     (req, res) => {
       s.requests.push(`${req.method} ${req.url}`)
       const a = s.answer(req.url ?? '')
+      if (a.hangUp) {
+        req.socket.destroy()
+        return
+      }
       res.writeHead(a.status, {'content-type': 'application/json'}).end(a.body)
     },
   )

@@ -330,13 +330,16 @@ describe('sshca config --host, in process', function () {
     )
   })
 
-  it('a KRL the CA fails to send, or that does not parse, stops it before anything is written', async () => {
+  it('a KRL the CA fails to send (an error status, a cut connection), or that does not parse, stops it before anything is written', async () => {
     await hostKey('ed25519', {signer: hostCa})
     const before = snapshot(sshd)
     ca.krl = {status: 500, body: ''}
     await rejectsCode(run(), 'ERR_CA_BAD_RESPONSE', {status: 500})
     ca.krl = {status: 200, body: Buffer.from('not a KRL at all')}
     await rejectsCode(run(), 'ERR_SSH_FORMAT')
+    // a network failure is no "publishes none": it stops too
+    ca.krl = {status: 0, body: '', hangUp: true}
+    await rejectsCode(run(), 'ERR_CA_UNREACHABLE')
     assert.deepEqual(snapshot(sshd), before)
     assert.equal(existsSync(units), false)
   })
