@@ -8,8 +8,8 @@
 // - the message (second argument) of `new SshcaError(code, message, options)`, and the `hint` in its
 //   options (the code, `details` and `cause` stay mutated: callers and tests rely on them);
 // - "what" labels, which only name the field in a message: the label argument of SshReader's readers
-//   (`r.bytes('nonce')`, `take(n, 'uint32')`), their `what = '…'` defaults, and the `what` argument of
-//   the local helpers listed in LABEL_ARGUMENT;
+//   (`r.bytes('nonce')`, `take(n, 'uint32')`; not a path like CaClient's `ca.bytes('/ssh/krl')`), their
+//   `what = '…'` defaults, and the `what` argument of the local helpers listed in LABEL_ARGUMENT;
 // - the message (third argument) of the CA's `denial(code, reason, message, details)`: its code,
 //   reason and details stay mutated (they are what the API, the audit log and the tests rely on);
 // - config check texts: a string pushed onto a list named `problems` or `warnings` (ca.yaml's checks:
@@ -108,6 +108,8 @@ function isMessage(path) {
   if (call.isCallExpression() && callee.kind === 'function' && Object.hasOwn(LABEL_ARGUMENT, callee.name))
     return LABEL_ARGUMENT[callee.name] === i
   if (call.isCallExpression() && callee.kind === 'method' && Object.hasOwn(READER_LABEL, callee.name)) {
+    // a string that starts with "/" is a request path (CaClient's `ca.bytes('/ssh/krl')`), never a label
+    if (path.isStringLiteral() && path.node.value.startsWith('/')) return false
     return READER_LABEL[callee.name] === i && (path.isStringLiteral() || path.isTemplateLiteral())
   }
   return false

@@ -7,7 +7,7 @@ import {readFile, realpath} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve, sep} from 'node:path'
 import {isSshcaError, SshcaError} from '../errors.ts'
-import {effectivePattern, listsOverlap, namesNoHosts} from '../ssh/host-pattern.ts'
+import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
@@ -136,8 +136,8 @@ export async function overlappingContexts(
   for (const name of await listContexts(home)) {
     if (name === self) continue
     const other = await readContext(home, name).catch(() => undefined)
-    const theirs = other?.configuredPattern ?? other?.hostPattern
-    if (!theirs) continue
+    // a context without a pattern names no hosts ('' does not parse: the catch below skips it too)
+    const theirs = other?.configuredPattern ?? other?.hostPattern ?? NO_HOSTS
     try {
       if (!namesNoHosts(theirs) && listsOverlap(pattern, theirs)) out.push({context: name, pattern: theirs})
     } catch {
@@ -280,6 +280,10 @@ export interface HostConfigResult {
 
 export const KRL_FILE = 'sshca_revoked_keys.krl'
 
+/** Where sshd's files and the systemd units are unless told otherwise (the CLI's defaults too). */
+export const SSHD_DIR = '/etc/ssh'
+export const SYSTEMD_DIR = '/etc/systemd/system'
+
 /** Unit names: one renewal per host key (a template instance each), and the KRL on its own. */
 export const RENEW_UNIT = 'sshca-renew@'
 export const KRL_UNIT = 'sshca-krl'
@@ -301,8 +305,8 @@ const HARDENING = ['NoNewPrivileges=yes', 'PrivateTmp=yes']
  */
 export async function configureHost(home: string, o: HostConfigOptions): Promise<HostConfigResult> {
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
-  const dir = o.sshdDir ?? '/etc/ssh'
-  const unitDir = o.systemdDir ?? '/etc/systemd/system'
+  // defaults in the pattern, not `??`: no mutant of this line can turn a test's directory into /etc
+  const {sshdDir: dir = SSHD_DIR, systemdDir: unitDir = SYSTEMD_DIR} = o
   if (!/^\/[A-Za-z0-9._/@+-]*$/.test(resolve(dir)))
     throw new SshcaError(
       'ERR_USAGE',

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {renderClientConfig} from '../cli/render.ts'
-import {caKeys, configureClient, configureHost} from '../client/config.ts'
+import {caKeys, configureClient, configureHost, SSHD_DIR, SYSTEMD_DIR} from '../client/config.ts'
 import {sshcaHome} from '../client/home.ts'
 
 export default class Config extends BaseCommand {
@@ -66,10 +66,10 @@ path) when root would run anything a non-root user can change.`
     'identity-token-file': Flags.string({
       description: 'the token file that automatic login uses (instead of signing in as a person)',
     }),
-    'sshd-dir': Flags.string({description: "with --host: sshd's directory", default: '/etc/ssh'}),
+    'sshd-dir': Flags.string({description: "with --host: sshd's directory", default: SSHD_DIR}),
     'systemd-dir': Flags.string({
       description: 'with --host: where the systemd units go',
-      default: '/etc/systemd/system',
+      default: SYSTEMD_DIR,
     }),
   }
 

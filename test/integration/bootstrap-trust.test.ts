@@ -8,8 +8,6 @@ import 'reflect-metadata'
 import assert from 'node:assert/strict'
 import {X509Certificate, webcrypto} from 'node:crypto'
 import {mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
-import {createServer, type Server} from 'node:https'
-import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import * as x509 from '@peculiar/x509'
 import {certFingerprint, createIntermediate, createRoot, createTlsCert, type IssuedCert} from '../../src/ca/keys/pki.ts'
@@ -18,77 +16,13 @@ import {HOME_LAYOUT, LAYOUT_FILE} from '../../src/client/home-layout.ts'
 import {buildKrl} from '../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {rejectsCode} from '../helpers/assert.ts'
+import {json, startScripted, type Answer, type ScriptedServer} from '../helpers/scripted-server.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {waitFor} from '../helpers/proc.ts'
+import {snapshot} from '../helpers/snapshot.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
-
-type Answer = {status: number; body: string | Buffer}
-
-/** An HTTPS server on 127.0.0.1 that answers whatever the test scripts, and records what it was asked. */
-interface ScriptedServer {
-  url: string
-  requests: string[]
-  answer: (path: string) => Answer
-  /** Connections open right now (a client that keeps one alive keeps it here). */
-  connections(): Promise<number>
-  stop(): Promise<void>
-}
-
-async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promise<ScriptedServer> {
-  const s: ScriptedServer = {
-    url: '',
-    requests: [],
-    answer: () => ({status: 404, body: ''}),
-    connections: async () => 0,
-    stop: async () => undefined,
-  }
-  const server: Server = createServer(
-    {cert: [tls, ...chain].map((c) => c.pem).join(''), key: tls.key.export({type: 'pkcs8', format: 'pem'})},
-    (req, res) => {
-      s.requests.push(`${req.method} ${req.url}`)
-      const a = s.answer(req.url ?? '')
-      res.writeHead(a.status, {'content-type': 'application/json'}).end(a.body)
-    },
-  )
-  // an idle keep-alive connection stays until the client closes it, so a test can see who forgot to
-  server.keepAliveTimeout = 120_000
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  s.connections = () =>
-    new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
-  s.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
-  s.stop = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    })
-  return s
-}
-
-const json = (value: unknown, status = 200): Answer => ({status, body: JSON.stringify(value)})
-
-/** Every file and folder under `dir` with its mode (and content for files): what "nothing written" compares. */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      const mode = (statSync(p).mode & 0o777).toString(8)
-      if (e.isDirectory()) {
-        out[p] = `dir ${mode}`
-        walk(p)
-      } else out[p] = `${mode} ${readFileSync(p, 'utf8')}`
-    }
-  }
-  try {
-    walk(dir)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
-    throw err
-  }
-  return out
-}
 
 /** A certificate made to measure: self-signed or not, CA or not, its name and signer chosen. */
 async function craftCert(o: {

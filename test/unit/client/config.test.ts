@@ -1,0 +1,568 @@
+/**
+ * `sshca config` on a person's machine, in process (src/client/config.ts): the known_hosts block, the
+ * context's KRL, sshca's ssh_config and its Include in ~/.ssh/config, against a CA whose every answer
+ * the test sets. $HOME is a temp folder for the whole file: ~/.ssh is never the real one.
+ */
+import assert from 'node:assert/strict'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
+import {join, resolve} from 'node:path'
+import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {
+  caKeys,
+  configureClient,
+  configureKnownHosts,
+  overlappingContexts,
+  type ClientConfigOptions,
+} from '../../../src/client/config.ts'
+import type {InstalledSshca} from '../../../src/client/exec-path.ts'
+import {localSshVersion, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+import {buildKrl} from '../../../src/ssh/krl.ts'
+import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import type {PublicKey} from '../../../src/ssh/keys.ts'
+import {rejectsCode} from '../../helpers/assert.ts'
+import {json, startScriptedCa, type ScriptedCa} from '../../helpers/scripted-server.ts'
+import {snapshot} from '../../helpers/snapshot.ts'
+import {tempDir} from '../../helpers/tmp.ts'
+
+const b64 = (k: PublicKey): string => k.blob.toString('base64')
+const mode = (p: string): number => statSync(p).mode & 0o777
+const BEGIN = (ctx: string) =>
+  `# >>> sshca ${ctx} (managed by \`sshca config\`; changes inside this block are replaced)`
+const END = (ctx: string) => `# <<< sshca ${ctx}`
+/** Temp files writeFileAtomic leaves behind when it fails halfway. */
+const temps = (dir: string): string[] => readdirSync(dir).filter((n) => /^\..*\.tmp$/.test(n))
+
+const HEADER =
+  "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,\n" +
+  '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect\n' +
+  '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.\n'
+const INCLUDE_MARKER = '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
+
+const SSHCA: InstalledSshca = {
+  node: '/opt/node/bin/node',
+  script: '/opt/sshca/bin/run.js',
+  packageRoot: '/opt/sshca',
+  command: '/opt/node/bin/node /opt/sshca/bin/run.js',
+}
+
+describe('sshca config on a client, in process', function () {
+  this.timeout(60_000)
+  let ca: ScriptedCa
+  let savedHome: string | undefined
+  /** $HOME, a temp folder: ~/.ssh/known_hosts and ~/.ssh/config live in it. */
+  let HOME: string
+  /** $SSHCA_HOME */
+  let home: string
+  const hostCa = generatePrivateKey('ed25519').publicKey
+  const hostCa2 = generatePrivateKey('ed25519').publicKey
+  const userCa = generatePrivateKey('ed25519').publicKey
+  const krl = buildKrl({version: 7n, generatedAt: 1_700_000_000n, comment: '', sections: []})
+
+  before(async () => {
+    savedHome = process.env.HOME
+    ca = await startScriptedCa()
+  })
+  after(async () => {
+    process.env.HOME = savedHome
+    await ca?.server.stop()
+  })
+  beforeEach(() => {
+    HOME = tempDir('sshca-config-home-')
+    process.env.HOME = HOME
+    home = join(tempDir('sshca-config-'), 'sshca')
+    ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa)], hostPattern: '*.example.com'})
+    ca.krl = {status: 200, body: krl}
+  })
+
+  const boot = (context = 'demo', into = home) =>
+    bootstrap(into, {caUrl: ca.server.url, fingerprint: ca.fingerprint, context})
+  const knownHosts = () => join(HOME, '.ssh', 'known_hosts')
+  const ctxDir = (name = 'demo', into = home) => join(into, 'contexts', name)
+  const settings = (name = 'demo') => JSON.parse(readFileSync(join(ctxDir(name), 'context.json'), 'utf8'))
+  const block = (ctx: string, pattern: string, keys: PublicKey[]) =>
+    `${BEGIN(ctx)}\n${keys.map((k) => `@cert-authority ${pattern} ${k.toLine(`${ctx} host CA`)}\n`).join('')}${END(ctx)}\n`
+
+  describe('configureKnownHosts', () => {
+    it("writes the CA's block into ~/.ssh/known_hosts (0644), one @cert-authority line per host CA key, and says so", async () => {
+      await boot()
+      ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa), b64(hostCa2)], hostPattern: '*.example.com'})
+      const r = await configureKnownHosts(home, {})
+      const text = block('demo', '*.example.com', [hostCa, hostCa2])
+      assert.equal(readFileSync(knownHosts(), 'utf8'), text)
+      assert.equal(mode(knownHosts()), 0o644)
+      assert.deepEqual(r, {
+        context: 'demo',
+        file: knownHosts(),
+        pattern: '*.example.com',
+        caPattern: '*.example.com',
+        block: text,
+        changed: true,
+        written: true,
+        backup: null,
+        diff: `--- ${knownHosts()}\n+++ ${knownHosts()}\n@@ -0,0 +1,4 @@\n${text
+          .split('\n')
+          .slice(0, -1)
+          .map((l) => `+${l}\n`)
+          .join('')}`,
+      })
+    })
+
+    it("keeps every other byte and the file's own mode, saving the old file beside it; the same block again writes nothing", async () => {
+      await boot()
+      mkdirSync(join(HOME, '.ssh'))
+      const mine = '# mine\ngit.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH1\n'
+      writeFileSync(knownHosts(), mine, {mode: 0o600})
+      const r = await configureKnownHosts(home, {})
+      const text = mine + block('demo', '*.example.com', [hostCa])
+      assert.equal(readFileSync(knownHosts(), 'utf8'), text)
+      assert.equal(mode(knownHosts()), 0o600)
+      assert.equal(r.backup, `${knownHosts()}.sshca-backup`)
+      assert.equal(readFileSync(r.backup, 'utf8'), mine)
+      assert.equal(mode(r.backup), 0o600)
+      assert.equal(r.written, true)
+      assert.match(
+        r.diff,
+        /^--- \S+\n\+\+\+ \S+\n@@ -1,2 \+1,5 @@\n # mine\n git\.example\.org [^\n]*\n\+# >>> sshca demo /,
+      )
+
+      const ino = statSync(knownHosts()).ino
+      const again = await configureKnownHosts(home, {})
+      assert.deepEqual(
+        {changed: again.changed, written: again.written, backup: again.backup, diff: again.diff, block: again.block},
+        {changed: false, written: false, backup: null, diff: '', block: block('demo', '*.example.com', [hostCa])},
+      )
+      assert.equal(statSync(knownHosts()).ino, ino, 'not rewritten')
+    })
+
+    it("--pattern narrows the hosts (the CA's exclusions kept); one wider than the CA's is refused and nothing is written", async () => {
+      ca.roots = json({userKey: [], hostKey: [b64(hostCa)], hostPattern: '*.example.com,!bad.example.com'})
+      await boot()
+      const file = join(tempDir(), 'kh')
+      const r = await configureKnownHosts(home, {pattern: 'web*.example.com', file})
+      assert.equal(r.pattern, 'web*.example.com,!bad.example.com')
+      assert.equal(r.caPattern, '*.example.com,!bad.example.com')
+      assert.equal(readFileSync(file, 'utf8'), block('demo', 'web*.example.com,!bad.example.com', [hostCa]))
+      const before = snapshot(HOME)
+      await rejectsCode(configureKnownHosts(home, {pattern: '*.org', file}), 'ERR_USAGE')
+      assert.equal(readFileSync(file, 'utf8'), block('demo', 'web*.example.com,!bad.example.com', [hostCa]))
+      assert.deepEqual(snapshot(HOME), before)
+    })
+
+    it('a CA that names no hosts needs --pattern; one that publishes no host CA key is refused (ERR_CA_BAD_RESPONSE)', async () => {
+      ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa)]})
+      await boot()
+      await rejectsCode(configureKnownHosts(home, {}), 'ERR_USAGE')
+      assert.equal(existsSync(knownHosts()), false)
+      const r = await configureKnownHosts(home, {pattern: '10.0.0.*'})
+      assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '10.0.0.*', [hostCa]))
+      assert.equal(r.caPattern, '!*')
+
+      ca.roots = json({userKey: [b64(userCa)], hostKey: [], hostPattern: '*.example.com'})
+      await rejectsCode(configureKnownHosts(home, {pattern: '10.0.0.*'}), 'ERR_CA_BAD_RESPONSE')
+      assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '10.0.0.*', [hostCa]))
+    })
+
+    it('--dry-run returns the change and writes nothing, to a new file or an old one', async () => {
+      await boot()
+      const dry = await configureKnownHosts(home, {dryRun: true})
+      assert.deepEqual([dry.changed, dry.written, dry.backup], [true, false, null])
+      assert.match(dry.diff, /^--- \S+known_hosts\n\+\+\+ \S+known_hosts\n@@ -0,0 \+1,3 @@\n/)
+      assert.equal(existsSync(knownHosts()), false)
+      assert.equal(existsSync(join(HOME, '.ssh')), false)
+
+      mkdirSync(join(HOME, '.ssh'))
+      writeFileSync(knownHosts(), 'old\n', {mode: 0o644})
+      const dry2 = await configureKnownHosts(home, {dryRun: true})
+      assert.deepEqual([dry2.changed, dry2.written, dry2.backup], [true, false, null])
+      assert.equal(readFileSync(knownHosts(), 'utf8'), 'old\n')
+      assert.equal(existsSync(`${knownHosts()}.sshca-backup`), false)
+    })
+
+    it('--context names the context; without it, the current one', async () => {
+      await boot('first')
+      await boot('second')
+      const file = join(tempDir(), 'kh')
+      assert.equal((await configureKnownHosts(home, {file})).context, 'second')
+      const r = await configureKnownHosts(home, {context: 'first', file})
+      assert.equal(r.context, 'first')
+      assert.equal(
+        readFileSync(file, 'utf8'),
+        block('second', '*.example.com', [hostCa]) + block('first', '*.example.com', [hostCa]),
+      )
+    })
+  })
+
+  describe('caKeys', () => {
+    it('prints the user CA keys, or with host the host CA keys, as the CA publishes them now', async () => {
+      await boot()
+      ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa), b64(hostCa2)], hostPattern: '*.example.com'})
+      assert.deepEqual(await caKeys(home, {}), {
+        context: 'demo',
+        kind: 'user',
+        keys: [userCa.toLine('demo user CA')],
+      })
+      assert.deepEqual(await caKeys(home, {host: true}), {
+        context: 'demo',
+        kind: 'host',
+        keys: [hostCa.toLine('demo host CA'), hostCa2.toLine('demo host CA')],
+      })
+      await boot('other')
+      assert.equal((await caKeys(home, {context: 'demo'})).context, 'demo')
+      assert.equal((await caKeys(home, {})).context, 'other')
+    })
+  })
+
+  describe('overlappingContexts', () => {
+    const context = (name: string, s: Record<string, unknown>) => {
+      mkdirSync(ctxDir(name), {recursive: true})
+      writeFileSync(join(ctxDir(name), 'context.json'), JSON.stringify({name, ...s}))
+      writeFileSync(join(ctxDir(name), 'root_ca.crt'), ca.rootPem)
+    }
+
+    it('names the other contexts whose pattern (the configured one first) may match the same hosts, in name order', async () => {
+      context('self', {hostPattern: '*.example.com'})
+      context('b-web', {hostPattern: 'web.example.com'})
+      context('a-all', {hostPattern: '*'})
+      // configured narrower than the CA's: the configured one counts
+      context('narrowed', {hostPattern: '*', configuredPattern: '*.example.org'})
+      context('widened', {hostPattern: '*.example.org', configuredPattern: 'db.example.com'})
+      context('none', {hostPattern: '!*'})
+      context('elsewhere', {hostPattern: '*.example.net'})
+      assert.deepEqual(await overlappingContexts(home, 'self', '*.example.com'), [
+        {context: 'a-all', pattern: '*'},
+        {context: 'b-web', pattern: 'web.example.com'},
+        {context: 'widened', pattern: 'db.example.com'},
+      ])
+      // itself only when asked for as another
+      assert.deepEqual(await overlappingContexts(home, 'x', 'self.example.com'), [
+        {context: 'a-all', pattern: '*'},
+        {context: 'self', pattern: '*.example.com'},
+      ])
+    })
+
+    it('skips a damaged context, one without a pattern and one whose pattern does not parse, and goes on', async () => {
+      mkdirSync(ctxDir('a-damaged'), {recursive: true})
+      writeFileSync(join(ctxDir('a-damaged'), 'context.json'), '{not json')
+      writeFileSync(join(ctxDir('a-damaged'), 'root_ca.crt'), ca.rootPem)
+      context('b-nopattern', {})
+      context('c-empty', {hostPattern: ''})
+      context('d-unreadable', {hostPattern: '*.example.com\n@cert-authority *'})
+      context('e-ok', {hostPattern: '*.example.com'})
+      assert.deepEqual(await overlappingContexts(home, 'self', 'a.example.com'), [
+        {context: 'e-ok', pattern: '*.example.com'},
+      ])
+      assert.deepEqual(await overlappingContexts(join(tempDir(), 'nothing'), 'self', '*'), [])
+    })
+  })
+
+  describe('configureClient', () => {
+    const opts = (o: ClientConfigOptions = {}): ClientConfigOptions => ({sshca: SSHCA, matchFinal: true, ...o})
+    const sshConfig = () => join(home, 'ssh_config')
+    const userConfig = () => join(HOME, '.ssh', 'config')
+    const krlFile = (name = 'demo') => join(ctxDir(name), 'revoked_host_keys.krl')
+    const loginCommand = (name = 'demo', extra = '') =>
+      `env SSHCA_HOME=${home} /opt/node/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context ${name}${extra}`
+    const sshBlock = (o: {
+      name?: string
+      match?: string
+      krl?: string | null
+      extra?: string[]
+      login?: string | null
+    }) => {
+      const name = o.name ?? 'demo'
+      const match = o.match ?? 'Match final host *.example.com'
+      const lines = [
+        BEGIN(name),
+        match,
+        ...(o.krl === null
+          ? []
+          : [
+              "  # the CA's revocation list: ssh refuses the host certificates it revoked (refreshed by sshca config and sshca login)",
+              `  RevokedHostKeys ${o.krl ?? krlFile(name)}`,
+            ]),
+        ...(o.extra ?? []),
+        ...(o.login === null
+          ? []
+          : [
+              `${match} exec "${o.login ?? loginCommand(name)}"`,
+              `  # ssh runs this before connecting: it returns at once while a valid certificate of "${name}" is at hand, else signs in`,
+            ]),
+        "  # used when the ssh-agent cannot hold this context's certificate (login then writes these 0600 files)",
+        `  IdentityFile ${join(ctxDir(name), 'id_sshca')}`,
+        `  CertificateFile ${join(ctxDir(name), 'id_sshca-cert.pub')}`,
+        END(name),
+      ]
+      return lines.map((l) => `${l}\n`).join('')
+    }
+    const includeText = () => `${INCLUDE_MARKER}\nInclude ${sshConfig()}\n`
+
+    it("writes known_hosts, the KRL, sshca's ssh_config (0600) and its Include (0600), and remembers what it configured", async () => {
+      await boot()
+      // a newer list than bootstrap fetched: config refreshes it
+      const newer = buildKrl({version: 8n, generatedAt: 1_700_000_001n, comment: '', sections: []})
+      ca.krl = {status: 200, body: newer}
+      const r = await configureClient(home, opts())
+      assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '*.example.com', [hostCa]))
+      assert.deepEqual(readFileSync(krlFile()), newer)
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({}))
+      assert.equal(mode(sshConfig()), 0o600)
+      assert.equal(readFileSync(userConfig(), 'utf8'), includeText())
+      assert.equal(mode(userConfig()), 0o600)
+      assert.equal(r.krl.status, 'refreshed')
+      assert.deepEqual(r.warnings, [])
+      assert.deepEqual(r.sshConfig, {
+        file: sshConfig(),
+        block: sshBlock({}),
+        changed: true,
+        diff: `--- ${sshConfig()}\n+++ ${sshConfig()}\n@@ -0,0 +1,13 @@\n${(HEADER + sshBlock({}))
+          .split('\n')
+          .slice(0, -1)
+          .map((l) => `+${l}\n`)
+          .join('')}`,
+        loginCommand: loginCommand(),
+        include: {
+          file: userConfig(),
+          line: `Include ${sshConfig()}`,
+          changed: true,
+          backup: null,
+          diff: `--- ${userConfig()}\n+++ ${userConfig()}\n@@ -0,0 +1,2 @@\n+${INCLUDE_MARKER}\n+Include ${sshConfig()}\n`,
+        },
+      })
+      const s = settings()
+      assert.equal(s.configuredPattern, '*.example.com')
+      assert.equal(s.knownHostsFile, knownHosts())
+      assert.deepEqual(s.sshConfig, {
+        pattern: '*.example.com',
+        krlFile: krlFile(),
+        krlNote: null,
+        matchFinal: true,
+        loginCommand: loginCommand(),
+      })
+      assert.deepEqual(temps(home), [])
+      assert.deepEqual(temps(join(HOME, '.ssh')), [])
+    })
+
+    it('run again with nothing new, writes nothing: no file is replaced, the context is not saved', async () => {
+      await boot()
+      await configureClient(home, opts())
+      const files = [knownHosts(), sshConfig(), userConfig(), join(ctxDir(), 'context.json')]
+      const inodes = files.map((f) => statSync(f).ino)
+      const r = await configureClient(home, opts())
+      assert.deepEqual(
+        files.map((f) => statSync(f).ino),
+        inodes,
+      )
+      assert.deepEqual([r.changed, r.written, r.diff], [false, false, ''])
+      assert.deepEqual(
+        [r.sshConfig?.changed, r.sshConfig?.diff, r.sshConfig?.include.changed, r.sshConfig?.include.diff],
+        [false, '', false, ''],
+      )
+      assert.equal(r.sshConfig?.include.backup, null)
+      assert.equal(existsSync(`${userConfig()}.sshca-backup`), false)
+    })
+
+    it("another context's block and the person's own ~/.ssh/config lines are kept; the old config is saved with its mode", async () => {
+      await boot('one')
+      await boot('demo')
+      await configureClient(home, opts({context: 'one'}))
+      const mine = 'Host *\n  ServerAliveInterval 30\n'
+      writeFileSync(userConfig(), mine)
+      chmodSync(userConfig(), 0o644)
+      const r = await configureClient(home, opts())
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({name: 'one'}) + sshBlock({}))
+      assert.equal(readFileSync(userConfig(), 'utf8'), includeText() + mine)
+      assert.equal(mode(userConfig()), 0o644)
+      assert.equal(r.sshConfig?.include.backup, `${userConfig()}.sshca-backup`)
+      assert.equal(readFileSync(`${userConfig()}.sshca-backup`, 'utf8'), mine)
+      assert.equal(mode(`${userConfig()}.sshca-backup`), 0o644)
+      // both contexts vouch for *.example.com: each is told of the other
+      assert.equal(r.warnings.length, 1)
+      assert.ok(r.warnings[0]!.includes('"one"') && r.warnings[0]!.includes('"demo"'), r.warnings[0])
+    })
+
+    it('a ~/.ssh/config that is a link (a dotfiles repository): the file it points to gets the Include, the link stays', async () => {
+      await boot()
+      const dotfiles = tempDir()
+      writeFileSync(join(dotfiles, 'ssh_config'), 'Host x\n', {mode: 0o600})
+      mkdirSync(join(HOME, '.ssh'))
+      symlinkSync(join(dotfiles, 'ssh_config'), userConfig())
+      const r = await configureClient(home, opts())
+      assert.equal(readlinkSync(userConfig()), join(dotfiles, 'ssh_config'))
+      assert.equal(readFileSync(join(dotfiles, 'ssh_config'), 'utf8'), `${includeText()}Host x\n`)
+      assert.equal(r.sshConfig?.include.file, join(dotfiles, 'ssh_config'))
+      assert.equal(r.sshConfig?.include.backup, join(dotfiles, 'ssh_config.sshca-backup'))
+    })
+
+    it("sshDir puts the Include into that folder's config, not ~/.ssh/config", async () => {
+      await boot()
+      const dir = tempDir()
+      const r = await configureClient(home, opts({sshDir: dir}))
+      assert.equal(readFileSync(join(dir, 'config'), 'utf8'), includeText())
+      assert.equal(r.sshConfig?.include.file, join(dir, 'config'))
+      assert.equal(existsSync(userConfig()), false)
+    })
+
+    it("--no-ssh-config leaves both ssh_configs alone, and a previous run's settings stay remembered", async () => {
+      await boot()
+      const r = await configureClient(home, opts({sshConfig: false}))
+      assert.equal(r.sshConfig, null)
+      assert.equal(existsSync(sshConfig()), false)
+      assert.equal(existsSync(userConfig()), false)
+      assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '*.example.com', [hostCa]))
+      assert.equal(settings().configuredPattern, '*.example.com')
+      assert.equal('sshConfig' in settings(), false)
+
+      await configureClient(home, opts())
+      const remembered = settings().sshConfig
+      const r2 = await configureClient(home, opts({sshConfig: false, pattern: 'web.example.com'}))
+      assert.equal(r2.sshConfig, null)
+      assert.equal(settings().configuredPattern, 'web.example.com')
+      assert.deepEqual(settings().sshConfig, remembered)
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({}))
+    })
+
+    it('--no-auto-login: no Match exec section and no login command', async () => {
+      await boot()
+      const r = await configureClient(home, opts({autoLogin: false}))
+      assert.equal(r.sshConfig?.loginCommand, null)
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({login: null}))
+      assert.equal(settings().sshConfig.loginCommand, null)
+    })
+
+    it('the login command: this sshca by its paths, SSHCA_HOME only when not the default, a token file by its full path', async () => {
+      const defaultHome = join(HOME, '.sshca')
+      await boot('demo', defaultHome)
+      const r = await configureClient(defaultHome, opts({identityTokenFile: 'token'}))
+      assert.equal(
+        r.sshConfig?.loginCommand,
+        `/opt/node/bin/node /opt/sshca/bin/run.js login --ensure --quiet --context demo --identity-token-file ${resolve('token')}`,
+      )
+      // a single executable: node and sshca are one file
+      const single = {node: '/opt/sshca/sshca', script: undefined, packageRoot: undefined, command: '/opt/sshca/sshca'}
+      const r2 = await configureClient(defaultHome, opts({sshca: single, dryRun: true}))
+      assert.equal(r2.sshConfig?.loginCommand, '/opt/sshca/sshca login --ensure --quiet --context demo')
+      assert.deepEqual(r2.warnings, [])
+    })
+
+    it("warns when ssh would run sshca from npx's cache, unless it runs no sshca (--no-auto-login)", async () => {
+      await boot()
+      const npx = {
+        node: '/usr/bin/node',
+        script: '/root/.npm/_npx/0123abcd/node_modules/sshca/bin/run.js',
+        packageRoot: '/root/.npm/_npx/0123abcd/node_modules/sshca',
+        command: '/usr/bin/node /root/.npm/_npx/0123abcd/node_modules/sshca/bin/run.js',
+      }
+      const r = await configureClient(home, opts({sshca: npx, dryRun: true}))
+      assert.equal(r.warnings.length, 1)
+      assert.ok(r.warnings[0]!.includes(npx.script), r.warnings[0])
+      assert.deepEqual((await configureClient(home, opts({sshca: npx, dryRun: true, autoLogin: false}))).warnings, [])
+      // a folder whose name only contains "_npx" is not npx's cache
+      const mine = {
+        ...npx,
+        script: '/opt/my_npx/sshca/bin/run.js',
+        command: '/usr/bin/node /opt/my_npx/sshca/bin/run.js',
+      }
+      assert.deepEqual((await configureClient(home, opts({sshca: mine, dryRun: true}))).warnings, [])
+    })
+
+    it('a known_hosts ssh does not read by default gets a UserKnownHostsFile line; the default one does not', async () => {
+      await boot()
+      const file = join(tempDir(), 'known_hosts')
+      const r = await configureClient(home, opts({file}))
+      assert.equal(r.file, file)
+      assert.equal(
+        readFileSync(sshConfig(), 'utf8'),
+        HEADER +
+          sshBlock({
+            extra: [
+              '  # the @cert-authority lines of this context are in a file ssh does not read by default',
+              `  UserKnownHostsFile ${file} ~/.ssh/known_hosts ~/.ssh/known_hosts2`,
+            ],
+          }),
+      )
+      assert.equal(settings().knownHostsFile, file)
+      assert.equal(settings().sshConfig.knownHostsFile, file)
+      await configureClient(home, opts({file: knownHosts()}))
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({}))
+      assert.equal('knownHostsFile' in settings().sshConfig, false)
+    })
+
+    it('Match final only for an ssh that knows it: as told, else as `ssh -V` says', async () => {
+      await boot()
+      const r = await configureClient(home, opts({matchFinal: false, dryRun: true}))
+      assert.equal(r.sshConfig?.block, sshBlock({match: 'Match host *.example.com'}))
+      const asked = await configureClient(home, {sshca: SSHCA, dryRun: true})
+      const local = supportsMatchFinal(localSshVersion())
+      assert.equal(
+        asked.sshConfig?.block,
+        sshBlock({match: local ? 'Match final host *.example.com' : 'Match host *.example.com'}),
+      )
+    })
+
+    it('a CA without a KRL: said in a warning and in the block, which names no RevokedHostKeys', async () => {
+      ca.krl = {status: 404, body: ''}
+      await boot()
+      const r = await configureClient(home, opts())
+      assert.equal(r.krl.status, 'unavailable')
+      assert.deepEqual(r.warnings, [r.krl.note])
+      assert.ok(r.krl.note)
+      assert.equal(
+        readFileSync(sshConfig(), 'utf8'),
+        HEADER + sshBlock({krl: null, extra: [`  # no RevokedHostKeys: ${r.krl.note}`]}),
+      )
+      assert.deepEqual(settings().sshConfig.krlFile, null)
+      assert.deepEqual(settings().sshConfig.krlNote, r.krl.note)
+    })
+
+    it('--dry-run writes nothing anywhere (not even the KRL) and returns the changes', async () => {
+      await boot()
+      const before = {home: snapshot(home), HOME: snapshot(HOME)}
+      ca.krl = {status: 200, body: buildKrl({version: 9n, generatedAt: 2n, comment: '', sections: []})}
+      const r = await configureClient(home, opts({dryRun: true}))
+      assert.deepEqual({home: snapshot(home), HOME: snapshot(HOME)}, before)
+      assert.deepEqual(readFileSync(krlFile()), krl)
+      assert.deepEqual([r.changed, r.written], [true, false])
+      assert.equal(r.sshConfig?.changed, true)
+      assert.equal(r.sshConfig?.include.changed, true)
+      assert.notEqual(r.sshConfig?.diff, '')
+      assert.notEqual(r.sshConfig?.include.diff, '')
+    })
+
+    it('a write that fails stops there: the file keeps its old bytes, no temp file is left, the context is not saved', async () => {
+      await boot()
+      mkdirSync(join(HOME, '.ssh'))
+      writeFileSync(userConfig(), 'Host old\n', {mode: 0o600})
+      // the backup cannot be written: a folder stands where it goes
+      mkdirSync(`${userConfig()}.sshca-backup`)
+      const saved = readFileSync(join(ctxDir(), 'context.json'), 'utf8')
+      await assert.rejects(configureClient(home, opts()), {code: 'EISDIR'})
+      assert.equal(readFileSync(userConfig(), 'utf8'), 'Host old\n')
+      assert.deepEqual(temps(join(HOME, '.ssh')), [])
+      assert.deepEqual(temps(home), [])
+      // what came before it in the documented order is complete
+      assert.equal(readFileSync(sshConfig(), 'utf8'), HEADER + sshBlock({}))
+      assert.equal(readFileSync(join(ctxDir(), 'context.json'), 'utf8'), saved)
+    })
+
+    it('closes its connections to the CA, also when it fails', async () => {
+      await boot()
+      await ca.server.allClosed()
+      await configureClient(home, opts())
+      await ca.server.allClosed()
+      mkdirSync(join(HOME, '.ssh', 'config.sshca-backup'), {recursive: true})
+      writeFileSync(userConfig(), 'Host old\n')
+      await assert.rejects(configureClient(home, opts({pattern: 'web.example.com'})))
+      await ca.server.allClosed()
+    })
+  })
+})
