@@ -52,7 +52,10 @@ const LEEWAY = 60 // the CA keeps a spent token id until exp + 60 s
 
 /** Tokens minted ahead of use (ES256: cheap to mint, so the load generator stays light). */
 class Minter {
+  // taken from `head` on: Array.shift on the overload's 400,000 tokens copies them all each time, and
+  // was a third of the load generator's CPU
   private readonly buffer: string[] = []
+  private head = 0
   private running = true
   private readonly gh: GithubIssuer
   private readonly target: () => number
@@ -64,7 +67,7 @@ class Minter {
   }
   private async loop(): Promise<void> {
     while (this.running) {
-      if (this.buffer.length >= this.target()) {
+      if (this.size >= this.target()) {
         await sleep(10)
         continue
       }
@@ -72,13 +75,23 @@ class Minter {
       this.buffer.push(...(await Promise.all(Array.from({length: 100}, () => this.gh.mint({}, {exp: now + tokenTtl})))))
     }
   }
+  private get size(): number {
+    return this.buffer.length - this.head
+  }
   take(): string | undefined {
-    const t = this.buffer.shift()
-    if (t === undefined) this.starved++
+    if (this.head === this.buffer.length) {
+      this.starved++
+      return undefined
+    }
+    const t = this.buffer[this.head++]
+    if (this.head >= 65_536) {
+      this.buffer.splice(0, this.head)
+      this.head = 0
+    }
     return t
   }
   async ready(n: number): Promise<void> {
-    while (this.buffer.length < n) await sleep(20)
+    while (this.size < n) await sleep(20)
   }
   stop(): void {
     this.running = false
@@ -466,7 +479,7 @@ async function main(): Promise<void> {
     if (notSent > 0) console.log(`  not sent: ${notSent} (all ${connections} connections were waiting for an answer)`)
     if (all.latencies.length)
       console.log(
-        `  accepted (201), as the load generator saw them: p50 ${percentile(all.latencies, 50).toFixed(0)} ms, p99 ${percentile(all.latencies, 99).toFixed(0)} ms, max ${Math.max(...all.latencies).toFixed(0)} ms (target p99 < 100 ms)`,
+        `  accepted (201), as the load generator saw them: p50 ${percentile(all.latencies, 50).toFixed(0)} ms, p99 ${percentile(all.latencies, 99).toFixed(0)} ms, max ${all.latencies.reduce((a, b) => Math.max(a, b), 0).toFixed(0)} ms (target p99 < 100 ms)`,
       )
     const p99 = bucketQuantile(caLatency, 0.99)
     console.log(
