@@ -83,6 +83,8 @@ export async function startCaServer(
   stdio: StdioOptions = ['ignore', 'pipe', 'inherit'],
   /** A command that runs the server (`taskset -c 0`): it must exec it, so the pid stays the server's. */
   prefix: string[] = [],
+  /** More `ca serve` flags (`--workers 0`). */
+  serveArgs: string[] = [],
 ): Promise<{url: string; server: ChildProcess; metrics?: string}> {
   const server = spawn(
     prefix[0] ?? process.execPath,
@@ -99,6 +101,7 @@ export async function startCaServer(
       '--address',
       '127.0.0.1:0',
       '--json',
+      ...serveArgs,
     ],
     {stdio},
   )

@@ -42,6 +42,8 @@ const {values: args} = parseArgs({
     // CPU lists for taskset(1): the CA on some cores, this load generator on the others
     'ca-cpus': {type: 'string'},
     'generator-cpus': {type: 'string'},
+    // ca serve --workers N (default: one per core the CA may use)
+    workers: {type: 'string'},
   },
 })
 const minutes = Number(args.minutes ?? (args.overload ? 1 : 10))
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
     ],
     ['ignore', 'pipe', 'inherit', 'ipc'],
     args['ca-cpus'] ? ['taskset', '-c', args['ca-cpus']] : [],
+    args.workers ? ['--workers', args.workers] : [],
   )
   const pid = server.pid!
   // every thread this process has now (main, libuv's pool, V8's); threads started later inherit it

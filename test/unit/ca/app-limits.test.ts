@@ -257,6 +257,32 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal(free.headers['x-ratelimit-limit'], undefined, 'no limiter registered')
   })
 
+  it('a shed request whose body was never read keeps its connection: the 503 says keep-alive and the next request is answered', async () => {
+    const all = appCounters(2)
+    Atomics.store(all, 3, 1000) // the other thread holds every place
+    b = await build('{rate: false, maxInFlight: 1}', {counters: {all, slot: 0}})
+    const port = portOf(b.app)
+    const body = JSON.stringify({publicKey: 'x'.repeat(12_000), ott: 'y'})
+    const got = await new Promise<string>((resolve) => {
+      let text = ''
+      const s = connect(port, '127.0.0.1', () =>
+        s.write(
+          `POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+            'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+        ),
+      )
+      s.on('data', (c: Buffer) => (text += c.toString('latin1')))
+      s.on('close', () => resolve(text))
+    })
+    const shed = parse(got)
+    assert.equal(shed.status, 503)
+    assert.equal(shed.headers.connection?.toLowerCase(), 'keep-alive')
+    assert.deepEqual(
+      [...got.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])),
+      [503, 200],
+    )
+  })
+
   it("what no route answers has the API's error shape: an unknown path (404), an undecodable URL (400)", async () => {
     b = await build('{rate: false}')
     const app = b.app
@@ -377,6 +403,28 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal(server[handshake], 3000)
   })
 
+  it('a refused request to a route that audits nothing (a bad body for /ssh/bastion) is answered 400, not audited', async () => {
+    b = await build('{rate: false}')
+    const r = await b.app.inject({method: 'POST', url: '/ssh/bastion', payload: {hostname: 42}})
+    assert.equal(r.statusCode, 400)
+    assert.deepEqual(b.audit.events, [])
+  })
+
+  it('a rate turned off by a reload lets through more than the limiter would by default (1,000): 1,001 signings from one address', async function () {
+    this.timeout(120_000)
+    b = await build('{rate: {max: 1, window: 1m}}')
+    b.config.limits.rate = false
+    const app = b.app
+    const tokens = await Promise.all(Array.from({length: 1001}, () => b!.mint()))
+    const publicKey = key()
+    const codes = new Map<number, number>()
+    for (const ott of tokens) {
+      const r = await app.inject({method: 'POST', url: '/ssh/sign', remoteAddress: '192.0.2.7', payload: {publicKey, ott}})
+      codes.set(r.statusCode, (codes.get(r.statusCode) ?? 0) + 1)
+    }
+    assert.deepEqual([...codes], [[201, 1001]])
+  })
+
   it('a refused read (no signing) is answered but not audited as a signing decision', async () => {
     b = await build('{rate: false}')
     const r = await b.app.inject({method: 'GET', url: '/root/not-a-fingerprint'})
@@ -483,6 +531,21 @@ describe('the CA app: what needs a real clock or a real socket', function () {
     } finally {
       lag.stop()
     }
+  })
+
+  it('measuring the lag never keeps the process alive, and stopping it freezes the reading', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+    const before = timers()
+    const lag = eventLoopLag()
+    assert.equal(timers(), before, 'its timer is unref()ed')
+    await sleep(100)
+    const until = performance.now() + 1000
+    while (performance.now() < until);
+    let high = 0
+    await waitFor('a reading of the blocked second', () => (high = lag.current()) > 20, 10_000)
+    lag.stop()
+    await sleep(2500) // two of its intervals: a measurement still running would have read again
+    assert.equal(lag.current(), high)
   })
 })
 
