@@ -3,12 +3,19 @@
  * becomes a message (stderr) or an error document (--json, stdout) and an exit code.
  */
 import {Command, type Interfaces} from '@oclif/core'
+import {retryNote, showRetryWaits} from '../client/retry.ts'
 import {isSshcaError} from '../errors.ts'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
 import {isOclifUsageError, usageError} from './usage.ts'
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true
+
+  override async init(): Promise<void> {
+    await super.init()
+    // a CA that sheds load says when to come back: the wait is shown, as every wait is
+    showRetryWaits((w, caUrl) => this.note(retryNote(w, caUrl)))
+  }
 
   /** Writes human output; suppressed under --json, where the returned value is the output. */
   protected out(text: string): void {

@@ -3,6 +3,7 @@
  * (bin/run.js → src/cli/fast.ts), so both behave and print alike. Interactive pieces (browser,
  * spinner, prompt) load only when a person is signing in.
  */
+import {retryNote, showRetryWaits} from '../client/retry.ts'
 import {sshcaHome} from '../client/home.ts'
 import type {LoginDeps, LoginResult} from '../client/login-types.ts'
 import type {LoginEvent} from '../client/oidc.ts'
@@ -34,6 +35,7 @@ export async function loginSession(
   f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>,
 ): Promise<{deps: LoginDeps; done(final?: string): void}> {
   const home = sshcaHome()
+  showRetryWaits(f.quiet ? undefined : (w, caUrl) => process.stderr.write(retryNote(w, caUrl)))
   const interactive = f.identityTokenFile === undefined && !f.githubActions
   const ui = interactive ? await import('./interact.ts') : undefined
   // under ssh's Match exec stdout is /dev/null and stderr may be a log: a person must still see the URL

@@ -7,6 +7,7 @@ import {Agent, request, type RequestOptions} from 'node:https'
 import {SshcaError, type ErrorCode} from '../errors.ts'
 import {ErrorBody} from '../protocol/api.ts'
 import type {Schema} from '../protocol/check.ts'
+import {announceRetryWait, retryWait} from './retry.ts'
 
 const TLS_TRUST_ERRORS = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -129,15 +130,25 @@ export class CaClient {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<RawResponse> {
-    try {
-      return await httpsRequest(new URL(this.caUrl + path), {
-        method,
-        agent: this.agent,
-        ...(body === undefined ? {} : {body: JSON.stringify(body)}),
-        ...(headers ? {headers} : {}),
-      })
-    } catch (err) {
-      throw networkError(this.caUrl, err)
+    const payload = body === undefined ? {} : {body: JSON.stringify(body)}
+    let waited = 0
+    for (let attempt = 1; ; attempt++) {
+      let res: RawResponse
+      try {
+        res = await httpsRequest(new URL(this.caUrl + path), {
+          method,
+          agent: this.agent,
+          ...payload,
+          ...(headers ? {headers} : {}),
+        })
+      } catch (err) {
+        throw networkError(this.caUrl, err)
+      }
+      const wait = retryWait(res, attempt, waited)
+      if (!wait) return res
+      announceRetryWait(wait, this.caUrl)
+      await new Promise((resolve) => setTimeout(resolve, wait.ms))
+      waited += wait.ms
     }
   }
 

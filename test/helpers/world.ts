@@ -78,7 +78,12 @@ export function worldPolicy(idpIssuer: string, ghIssuer: string): Record<string,
 /** `more`: IdP clients and CA provisioners (given the IdP's issuer) besides the world's own (sso, ci). */
 export async function startWorld(
   caOpts: Partial<StartOptions> = {},
-  more: {clients?: string[]; provisioners?: (idpIssuer: string) => Record<string, unknown>[]} = {},
+  more: {
+    clients?: string[]
+    provisioners?: (idpIssuer: string) => Record<string, unknown>[]
+    /** More of ca.yaml's top-level settings (limits, ssh …). */
+    settings?: Record<string, unknown>
+  } = {},
 ): Promise<World> {
   const idp = await startDevIdp({
     clients: ['sshca-cli', ...(more.clients ?? [])].map((clientId) => ({clientId})),
@@ -87,7 +92,7 @@ export async function startWorld(
   })
   const gh = await startGithubIssuer()
   let skew = 0
-  const policy = worldPolicy(idp.issuer, gh.issuer)
+  const policy = {...worldPolicy(idp.issuer, gh.issuer), ...more.settings}
   policy.provisioners = [...(policy.provisioners as unknown[]), ...(more.provisioners?.(idp.issuer) ?? [])]
   const t = await startTestCa(policy, {clock: () => Date.now() + skew, ...caOpts})
   const agent = await startAgent()
