@@ -98,7 +98,6 @@ export const LIMIT_DEFAULTS = {
   idleTimeout: 60,
   handshakeTimeout: 5,
   maxConnections: 1000,
-  maxInFlight: 256,
   maxEventLoopDelay: 200 as number | false,
   rate: {max: 300, window: 60} as {max: number; window: number} | false,
 }
@@ -114,8 +113,11 @@ const limitsSchema = z
     handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
     /** Open connections beyond this are refused at accept. */
     maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
-    /** Signing requests being worked on at once; more are answered 503 at once instead of queueing. */
-    maxInFlight: z.number().int().positive().default(LIMIT_DEFAULTS.maxInFlight),
+    /**
+     * Signing requests being worked on at once, by the whole CA; more are answered 503 (Retry-After)
+     * at once instead of queueing. Unset: 64 for each thread serving the API (src/ca/http/app.ts).
+     */
+    maxInFlight: z.number().int().positive().optional(),
     /**
      * Milliseconds: past this mean event-loop delay over the last second, signing requests are answered
      * 503 at once. The queue in the sockets that maxInFlight cannot count; false = off.

@@ -13,7 +13,7 @@ import {SignJWT} from 'jose'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
-import {appCounters, BODY_LIMIT, buildApp, eventLoopLag} from '../../../src/ca/http/app.ts'
+import {appCounters, BODY_LIMIT, buildApp, eventLoopLag, IN_FLIGHT_PER_THREAD} from '../../../src/ca/http/app.ts'
 import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
 import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
 import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
@@ -194,6 +194,20 @@ describe('the CA app: limits counted over every thread, and what no route answer
     )
     assert.equal(signed.status, 201, signed.body)
     await waitFor('the finished request to be released', () => Atomics.load(all, 5) === 0, 10_000)
+  })
+
+  it('maxInFlight unset: IN_FLIGHT_PER_THREAD for each thread serving the CA (each slot), a reload setting it wins', async () => {
+    const all = appCounters(3)
+    b = await build('{rate: false}', {counters: {all, slot: 0}})
+    const sign = async () =>
+      (await b!.app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey: key(), ott: await b!.mint()}}))
+        .statusCode
+    Atomics.store(all, 3, 3 * IN_FLIGHT_PER_THREAD - 1) // the other threads hold all places but one
+    assert.equal(await sign(), 201)
+    Atomics.store(all, 3, 3 * IN_FLIGHT_PER_THREAD)
+    assert.equal(await sign(), 503)
+    b.config.limits.maxInFlight = 3 * IN_FLIGHT_PER_THREAD + 1
+    assert.equal(await sign(), 201)
   })
 
   it('the rate limit: past `max` signing requests from one address in the window, 429 with the seconds to wait; / and /1.0 share it', async () => {

@@ -50,7 +50,6 @@ describe("ca.yaml: what an empty file means, and the schema's limits", () => {
             idleTimeout: 60,
             handshakeTimeout: 5,
             maxConnections: 1000,
-            maxInFlight: 256,
             maxEventLoopDelay: 200,
             rate: {max: 300, window: 60},
           },
