@@ -440,7 +440,12 @@ describe('the CA app: limits counted over every thread, and what no route answer
     const publicKey = key()
     const codes = new Map<number, number>()
     for (const ott of tokens) {
-      const r = await app.inject({method: 'POST', url: '/ssh/sign', remoteAddress: '192.0.2.7', payload: {publicKey, ott}})
+      const r = await app.inject({
+        method: 'POST',
+        url: '/ssh/sign',
+        remoteAddress: '192.0.2.7',
+        payload: {publicKey, ott},
+      })
       codes.set(r.statusCode, (codes.get(r.statusCode) ?? 0) + 1)
     }
     assert.deepEqual([...codes], [[201, 1001]])
@@ -578,7 +583,9 @@ function chunkedThenHealth(port: number, size: number): Promise<{first: number; 
   return new Promise((resolve) => {
     let got = ''
     const s = connect(port, '127.0.0.1', () => {
-      s.write('POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n')
+      s.write(
+        'POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+      )
       for (let left = size; left > 0; left -= 65536) {
         const n = Math.min(65536, left)
         s.write(`${n.toString(16)}\r\n${'x'.repeat(n)}\r\n`)
