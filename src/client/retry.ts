@@ -2,8 +2,6 @@
  * When the client asks the CA again (src/client/ca-client.ts), and who shows the wait. Its own module,
  * free of node:https, so the CLI can register the display on the fast path without loading TLS.
  */
-import type {RawResponse} from './ca-client.ts'
-
 /**
  * A CA that sheds load (503) or holds a client to its rate (429) says when to come back in a
  * Retry-After header: the client comes back, a few times, within a bound. Only then: without the
@@ -35,7 +33,7 @@ export interface RetryWait {
  * in the same instant and be shed together again.
  */
 export function retryWait(
-  res: Pick<RawResponse, 'status' | 'headers'>,
+  res: {status: number; headers: Record<string, string | string[] | undefined>},
   attempt: number,
   waitedMs: number,
   random: () => number = Math.random,
