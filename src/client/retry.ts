@@ -28,9 +28,10 @@ export interface RetryWait {
 }
 
 /**
- * How long to wait before asking again, or undefined to give up now. The wait is Retry-After plus
- * up to half of it (at least half a second) at random, so clients shed together do not all return
- * in the same instant and be shed together again.
+ * How long to wait before asking again, or undefined to give up now: what Retry-After names, or
+ * 1, 2, 4 s for the 2nd, 3rd, 4th attempt when that is longer (a CA that sheds always says 1), plus
+ * up to half of it (at least half a second) at random, so clients shed together do not return in
+ * the same instant to be shed together again.
  */
 export function retryWait(
   res: {status: number; headers: Record<string, string | string[] | undefined>},
@@ -42,8 +43,9 @@ export function retryWait(
   if (attempt >= RETRY.attempts) return undefined
   const header = res.headers['retry-after']
   if (typeof header !== 'string' || !/^\d{1,2}$/.test(header.trim())) return undefined
-  const seconds = Number(header.trim())
-  if (seconds > RETRY.maxWait) return undefined
+  const named = Number(header.trim())
+  if (named > RETRY.maxWait) return undefined
+  const seconds = Math.max(named, 2 ** (attempt - 1))
   const ms = seconds * 1000 + Math.floor(random() * Math.max(500, seconds * 500))
   if (waitedMs + ms > RETRY.total * 1000) return undefined
   return {status: res.status, ms, attempt: attempt + 1, of: RETRY.attempts}

@@ -2,7 +2,7 @@
  * A CA that sheds load says when to come back (503, Retry-After), and the client comes back: `sshca
  * login` waits where a person sees it and signs in once the CA has room; a CA that keeps shedding is
  * asked a bounded number of times. The CA is the real one, with room for one signing request, held by
- * a request whose issuer keys arrive only when the test says so.
+ * a request whose rule's authorizing webhook answers only when the test says so.
  */
 import assert from 'node:assert/strict'
 import {createServer, type Server} from 'node:http'
@@ -31,32 +31,41 @@ describe('the client comes back when the CA sheds load', function () {
   }
 
   before(async () => {
-    // an issuer whose keys arrive only when the test says so (gh's keys, under its own URL)
+    // an issuer (gh's keys under its own URL) whose rule asks a webhook that answers only when the
+    // test says so: a request of that issuer holds the CA's one signing place meanwhile
     slow = createServer((req, res) => {
-      hits++
-      // /one/… and /two/…: two issuers, so each test has one whose keys the CA has not fetched yet
-      const issuer = `${slowUrl}/${(req.url ?? '').split('/')[1]}`
-      void gate.then(async () => {
-        const body = req.url?.endsWith('/.well-known/openid-configuration')
-          ? {issuer, jwks_uri: `${issuer}/jwks`}
-          : await (await fetch(`${w.gh.issuer}/.well-known/jwks`)).json()
+      const answer = (body: unknown) =>
         res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify(body))
-      })
+      if (req.url === '/hook') {
+        hits++
+        req.resume()
+        return void gate.then(() => answer({allow: true}))
+      }
+      if (req.url === '/.well-known/openid-configuration') return answer({issuer: slowUrl, jwks_uri: `${slowUrl}/jwks`})
+      void fetch(`${w.gh.issuer}/.well-known/jwks`).then(async (r) => answer(await r.json()))
     })
     await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r))
     slowUrl = `http://127.0.0.1:${(slow.address() as {port: number}).port}`
     w = await startWorld(
       {},
       {
-        provisioners: () =>
-          ['one', 'two'].map((name) => ({
-            name,
+        provisioners: () => [
+          {
+            name: 'held',
             type: 'oidc',
-            issuer: `${slowUrl}/${name}`,
+            issuer: slowUrl,
             audience: 'sshca-ci',
-            rules: [{name: 'any', match: {repository: 'acme/app'}, certificate: {principals: ['deploy'], ttl: '5m'}}],
-          })),
-        settings: {limits: {maxInFlight: 1, rate: false}},
+            rules: [
+              {
+                name: 'any',
+                match: {repository: 'acme/app'},
+                webhook: {url: `${slowUrl}/hook`, timeout: '25s'},
+                certificate: {principals: ['deploy'], ttl: '5m'},
+              },
+            ],
+          },
+        ],
+        settings: {limits: {maxInFlight: 1, rate: false, requestTimeout: '30s'}},
       },
     )
     await w.bootstrap()
@@ -71,8 +80,8 @@ describe('the client comes back when the CA sheds load', function () {
 
   it('sshca login is shed (503), shows the wait on stderr, and signs in on its next attempt', async () => {
     hold()
-    const holding = w.t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await w.gh.mint({iss: `${slowUrl}/one`})})
-    await waitFor('the holding request to wait on its issuer', () => hits > 0, 30_000)
+    const holding = w.t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await w.gh.mint({iss: slowUrl})})
+    await waitFor('the holding request to wait on its webhook', () => hits > 0, 30_000)
     const login = spawnSshca(['login', '--identity-token-file', '-', '--json'], w.env, await w.gh.mint())
     await login.waitFor(/is busy \(HTTP 503\); asking again in \d+\.\d s \(attempt 2 of 4\)/)
     release()
@@ -91,8 +100,8 @@ describe('the client comes back when the CA sheds load', function () {
 
   it('a CA that keeps shedding is asked RETRY.attempts times in all, each wait shown, then the error is ERR_CA_UNAVAILABLE', async () => {
     hold()
-    const holding = w.t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await w.gh.mint({iss: `${slowUrl}/two`})})
-    await waitFor('the holding request to wait on its issuer', () => hits > 0, 30_000)
+    const holding = w.t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await w.gh.mint({iss: slowUrl})})
+    await waitFor('the holding request to wait on its webhook', () => hits > 0, 30_000)
     const waits: RetryWait[] = []
     showRetryWaits((wait) => void waits.push(wait))
     const ca = new CaClient(w.t.url, w.t.rootPem)
@@ -115,7 +124,8 @@ describe('the client comes back when the CA sheds load', function () {
         [503, 4, RETRY.attempts],
       ],
     )
-    assert.ok(waits.every((x) => x.ms >= 1000 && x.ms < 1500))
+    // 1, 2, 4 s (Retry-After says 1), each with up to half again at random
+    waits.forEach((x, i) => assert.ok(x.ms >= 1000 * 2 ** i && x.ms < 1500 * 2 ** i, `${x.ms} ms`))
     assert.equal(w.t.since(mark).filter((l) => l.reason === 'overloaded').length, RETRY.attempts)
     assert.equal((await holding).status, 201)
   })

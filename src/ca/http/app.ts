@@ -141,13 +141,16 @@ export function buildApp(
 
   // load shedding: past maxInFlight signing requests (counted for every thread serving the CA), answer
   // 503 at once rather than queue without bound; and while this thread's event loop lags (requests
-  // wait in socket buffers, where no counter sees them)
+  // wait in socket buffers, where no counter sees them). A place is taken once the body is read and
+  // checked (preHandler), still before the token is looked at: a client that sends headers and then
+  // trickles its body holds a connection until requestTimeout, never a signing place (64 such
+  // requests would otherwise stop every signing)
   const lag = o.lag ?? eventLoopLag()
   app.addHook('onClose', (_app, done) => {
     lag.stop()
     done()
   })
-  app.addHook('onRequest', (req, reply, done) => {
+  app.addHook('preHandler', (req, reply, done) => {
     if (!req.routeOptions.config.signing) return done()
     const {maxEventLoopDelay} = authority.settings.limits
     const maxInFlight = authority.settings.limits.maxInFlight ?? IN_FLIGHT_PER_THREAD * (all.length / 2)
@@ -232,7 +235,7 @@ function keepReading(req: FastifyRequest, reply: FastifyReply): void {
  * never reaches a route: it gets the API's error shape too, and the connection is closed.
  */
 function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // Stryker disable next-line ConditionalExpression,LogicalOperator,StringLiteral: a reset socket is already destroyed when its error is emitted, and a destroyed one is not writable (nothing below is written) and ignores destroy()
+  // Stryker disable next-line LogicalOperator,StringLiteral: a reset socket is already destroyed when its error is emitted, and a destroyed one is not writable (nothing below is written) and ignores destroy()
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
   const id = randomUUID()

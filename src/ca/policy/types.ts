@@ -122,9 +122,9 @@ export type DenialCode =
   | 'ERR_UPSTREAM_UNAVAILABLE'
   | 'ERR_NOT_IMPLEMENTED'
 
-/** A refused request: its code decides the status, its typed reason goes to the audit log. */
 /**
- * A denial is the CA's answer, not a fault: it carries no stack. Capturing one walks every frame of
+ * A refused request: its code decides the status, its typed reason goes to the audit log. A denial
+ * is the CA's answer, not a fault: it carries no stack. Capturing one walks every frame of
  * fastify's hook chain, and was a quarter of the CPU a shed request (503) costs under overload.
  */
 export class DenialError extends SshcaError {

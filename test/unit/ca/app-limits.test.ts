@@ -196,6 +196,38 @@ describe('the CA app: limits counted over every thread, and what no route answer
     await waitFor('the finished request to be released', () => Atomics.load(all, 5) === 0, 10_000)
   })
 
+  it('requests that trickle their bodies hold connections, never signing places: past IN_FLIGHT_PER_THREAD of them a signing request is still issued', async () => {
+    const all = appCounters(1)
+    b = await build('{rate: false}', {counters: {all, slot: 0}})
+    const port = portOf(b.app)
+    const slow: Socket[] = []
+    try {
+      for (let i = 0; i < IN_FLIGHT_PER_THREAD + 6; i++) {
+        const s = await open(port)
+        s.on('error', () => undefined)
+        s.write(
+          'POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2000\r\n\r\n{"publicKey":',
+        )
+        slow.push(s)
+      }
+      const server = b.app.server
+      await waitFor(
+        'every slow request to reach the server',
+        () => new Promise<boolean>((r) => server.getConnections((_e, n) => r(n >= IN_FLIGHT_PER_THREAD + 6))),
+        10_000,
+      )
+      assert.equal(Atomics.load(all, 1), 0, 'no place is held by a body still arriving')
+      const signed = await b.app.inject({
+        method: 'POST',
+        url: '/ssh/sign',
+        payload: {publicKey: key(), ott: await b.mint()},
+      })
+      assert.equal(signed.statusCode, 201, signed.body)
+    } finally {
+      for (const s of slow) s.destroy()
+    }
+  })
+
   it('maxInFlight unset: IN_FLIGHT_PER_THREAD for each thread serving the CA (each slot), a reload setting it wins', async () => {
     const all = appCounters(3)
     b = await build('{rate: false}', {counters: {all, slot: 0}})
@@ -271,12 +303,12 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal(free.headers['x-ratelimit-limit'], undefined, 'no limiter registered')
   })
 
-  it('a shed request whose body was never read keeps its connection: the 503 says keep-alive and the next request is answered', async () => {
+  it('a shed request keeps its connection: the 503 says keep-alive and the next request is answered', async () => {
     const all = appCounters(2)
     Atomics.store(all, 3, 1000) // the other thread holds every place
     b = await build('{rate: false, maxInFlight: 1}', {counters: {all, slot: 0}})
     const port = portOf(b.app)
-    const body = JSON.stringify({publicKey: 'x'.repeat(12_000), ott: 'y'})
+    const body = JSON.stringify({publicKey: key(), ott: await b.mint()})
     const got = await new Promise<string>((resolve) => {
       let text = ''
       const s = connect(port, '127.0.0.1', () =>

@@ -13,12 +13,25 @@ const none = () => 0
 const most = () => 0.999_999
 
 describe('retryWait', () => {
+  it('backs off 1, 2, 4 s for the 2nd, 3rd, 4th attempt where Retry-After names less', () => {
+    assert.deepEqual(
+      [1, 2, 3].map((attempt) => retryWait(res(503, '1'), attempt, 0, none)?.ms),
+      [1000, 2000, 4000],
+    )
+    assert.deepEqual(
+      [1, 2, 3].map((attempt) => retryWait(res(503, '1'), attempt, 0, most)?.ms),
+      [1499, 2999, 5999],
+    )
+    assert.equal(retryWait(res(503, '3'), 2, 0, none)?.ms, 3000)
+    assert.equal(retryWait(res(503, '0'), 3, 0, none)?.ms, 4000)
+  })
+
   it('waits what a 503 or 429 names in Retry-After, plus up to half of it (at least half a second) at random', () => {
     assert.deepEqual(retryWait(res(503, '1'), 1, 0, none), {status: 503, ms: 1000, attempt: 2, of: RETRY.attempts})
     assert.equal(retryWait(res(503, '1'), 1, 0, most)?.ms, 1499)
     assert.equal(retryWait(res(429, '4'), 1, 0, none)?.ms, 4000)
     assert.equal(retryWait(res(429, '4'), 1, 0, most)?.ms, 5999)
-    assert.equal(retryWait(res(503, '0'), 1, 0, most)?.ms, 499)
+    assert.equal(retryWait(res(503, '0'), 1, 0, most)?.ms, 1499) // never sooner than the back-off
     assert.equal(retryWait(res(503, ' 2 '), 1, 0, none)?.ms, 2000)
     assert.equal(retryWait(res(503, String(RETRY.maxWait)), 1, 0, none)?.ms, RETRY.maxWait * 1000)
   })
