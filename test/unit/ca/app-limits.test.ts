@@ -494,7 +494,9 @@ function chunkedThenHealth(port: number, size: number): Promise<{first: number; 
   return new Promise((resolve) => {
     let got = ''
     const s = connect(port, '127.0.0.1', () => {
-      s.write('POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n')
+      s.write(
+        'POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+      )
       for (let left = size; left > 0; left -= 65536) {
         const n = Math.min(65536, left)
         s.write(`${n.toString(16)}\r\n${'x'.repeat(n)}\r\n`)
