@@ -350,6 +350,10 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
     const result = await signIn(o, deps, ctx, ca, agent, noAgent, () => started().roots)
     return {...result, krl: await started().krl, caKeys: await caKeysNote(await started().roots)}
   } finally {
+    // a refused sign-in waits for them too (neither rejects): closing the client under requests still
+    // queued for a connection would let them open new ones after close, and save the context after
+    // login has returned
+    if (beside) await Promise.all([beside.krl, beside.roots])
     agent?.close()
     ca.close()
   }

@@ -1,0 +1,653 @@
+/**
+ * `sshca login` in process (src/client/login.ts) against a scripted HTTPS CA that signs the key it
+ * is sent (test/helpers/scripted-server.ts) and an ssh-agent in memory behind a real unix socket
+ * (test/helpers/memory-agent.ts: OpenSSH's behaviour, or gpg-agent's and others' quirks). Time is the
+ * test's clock, for login and the agent alike. What goes into the agent (key, certificate, comment,
+ * lifetime) and what comes out (this context's expired and superseded certificates, nothing else);
+ * the files written instead (--out, or the agentless files when the agent cannot hold a certificate)
+ * with their modes and bytes; what is refused, by code, before anything is spent or added; --ensure's
+ * reuse; which provisioner is chosen. The identity provider itself (browser, device flow, refresh
+ * grant) is not run here: oidc.ts has its own tests, and these stop where a person would be asked.
+ */
+import assert from 'node:assert/strict'
+import {existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createServer, type Server} from 'node:net'
+import {join} from 'node:path'
+import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {agentlessFiles, readContext} from '../../../src/client/home.ts'
+import {
+  agentComment,
+  login,
+  REUSE_MARGIN_SECONDS,
+  type LoginDeps,
+  type LoginOptions,
+} from '../../../src/client/login.ts'
+import {managedSshConfigPath, mergeSshConfig} from '../../../src/client/ssh-config.ts'
+import type {StoredRefresh, TokenStore} from '../../../src/client/token-store.ts'
+import type {LoginEvent} from '../../../src/client/oidc.ts'
+
+import {certificateLine, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
+import {PublicKey} from '../../../src/ssh/keys.ts'
+import {generatePrivateKey, parsePrivateKeyFile, type PrivateKey} from '../../../src/ssh/private-key.ts'
+import {keySigner} from '../../../src/ssh/signature.ts'
+import {rejectsCode} from '../../helpers/assert.ts'
+import {MemoryAgent, type MemoryAgentOptions} from '../../helpers/memory-agent.ts'
+import {json, startScriptedCa, type Answer, type ScriptedCa} from '../../helpers/scripted-server.ts'
+import {tempDir} from '../../helpers/tmp.ts'
+
+const b64 = (k: PublicKey): string => k.blob.toString('base64')
+const mode = (p: string): number => statSync(p).mode & 0o777
+/** The test's clock, in seconds. */
+const T = 1_800_000_000
+
+/** What the scripted CA signs: a user certificate for the key sent, valid T-60 … T+3600 unless told. */
+interface Issue {
+  signer: PrivateKey
+  type?: 'host' | 'user'
+  publicKey?: PublicKey
+}
+
+describe('login in process (src/client/login.ts)', function () {
+  this.timeout(60_000)
+  let ca: ScriptedCa
+  let home: string
+  let savedHome: string | undefined
+  const userCa = generatePrivateKey('ed25519')
+  const userCa2 = generatePrivateKey('ed25519')
+  const hostCa = generatePrivateKey('ed25519').publicKey
+  let issue: Issue | Answer
+  let provisioners: Answer
+  let issued: Certificate[]
+  let nowMs: number
+  let agent: MemoryAgent
+  let sock: string
+  let server: Server
+  let events: LoginEvent[]
+  let stored: Map<string, StoredRefresh>
+
+  before(async () => {
+    ca = await startScriptedCa()
+    const scripted = ca.server.answer
+    ca.server.answer = async (path, body) => {
+      if (path === '/ssh/sign') {
+        if (!('signer' in issue)) return issue
+        const req = JSON.parse(body) as {publicKey: string}
+        const cert = await signCertificate(
+          {
+            type: issue.type ?? 'user',
+            publicKey: issue.publicKey ?? PublicKey.fromBlob(Buffer.from(req.publicKey, 'base64')),
+            serial: 100n + BigInt(issued.length),
+            keyId: 'alice@example.com',
+            principals: ['alice'],
+            validAfter: BigInt(T - 60),
+            validBefore: BigInt(T + 3600),
+          },
+          keySigner(issue.signer.keyObject),
+        )
+        issued.push(cert)
+        return json({crt: cert.blob.toString('base64')}, 201)
+      }
+      if (path.startsWith('/provisioners')) return provisioners
+      return scripted(path, body)
+    }
+    savedHome = process.env.HOME
+  })
+  after(async () => {
+    process.env.HOME = savedHome
+    await ca?.server.stop()
+  })
+  beforeEach(async () => {
+    // ~/.ssh (the user's ssh config, known_hosts) is a temp folder's for each test
+    process.env.HOME = tempDir('sshca-login-user-')
+    home = join(tempDir('sshca-login-home-'), 'sshca')
+    nowMs = T * 1000
+    issue = {signer: userCa}
+    issued = []
+    events = []
+    stored = new Map()
+    provisioners = json({
+      provisioners: [
+        {
+          type: 'OIDC',
+          name: 'corp',
+          clientID: 'sshca',
+          configurationEndpoint: 'https://idp.example/.well-known/openid-configuration',
+        },
+        {type: 'OIDC', name: 'ci', audience: 'sshca-ci', interactive: false},
+      ],
+      nextCursor: '',
+    })
+    ca.roots = json({userKey: [b64(userCa.publicKey)], hostKey: [b64(hostCa)]})
+    ca.krl = {status: 404, body: ''}
+    await bootstrap(home, {caUrl: ca.server.url, fingerprint: ca.fingerprint, context: 'demo'})
+    await startAgent()
+    ca.server.requests.length = 0
+    ca.server.received.length = 0
+  })
+  afterEach(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    // every login closes its connection to the CA, whatever happened
+    await ca.server.allClosed()
+  })
+
+  async function startAgent(o: MemoryAgentOptions = {}): Promise<void> {
+    if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
+    agent = new MemoryAgent({clock: () => nowMs, ...o})
+    sock = join(tempDir('sshca-agent-'), 'agent.sock')
+    server = createServer((s) => agent.serve(s))
+    server.on('connection', (s) => s.on('error', () => undefined))
+    await new Promise<void>((resolve) => server.listen(sock, resolve))
+  }
+
+  const store: TokenStore = {
+    kind: 'file',
+    get: async (k) => stored.get(k),
+    set: async (k, v) => {
+      stored.set(k, v)
+    },
+    delete: async (k) => {
+      stored.delete(k)
+    },
+    keys: async (p) => [...stored.keys()].filter((k) => k.startsWith(p)),
+  }
+  const deps = (over: Partial<LoginDeps> = {}): LoginDeps => ({
+    home,
+    env: {},
+    agent: {socketPath: sock},
+    clock: () => nowMs,
+    tokenStore: async () => store,
+    interactive: {
+      openBrowser: async () => false,
+      notify: (e) => events.push(e),
+      canPrompt: false,
+      fetch: async () => new Response('no identity provider here', {status: 503}),
+    },
+    ...over,
+  })
+  const run = (o: LoginOptions = {}, d: Partial<LoginDeps> = {}) => login({context: 'demo', ...o}, deps(d))
+  const withToken = (o: LoginOptions = {}, d: Partial<LoginDeps> = {}) => run({identityToken: ' id-token\n', ...o}, d)
+  const requests = () => ca.server.requests.map((r) => r.replace(/\?.*/, ''))
+  const signRequests = () => requests().filter((r) => r === 'POST /ssh/sign').length
+  /** Adds a user certificate from `signer` to the agent, as a previous login (or someone else) would have. */
+  async function held(o: {
+    signer?: PrivateKey
+    validBefore: number
+    validAfter?: number
+    comment?: string
+    keyId?: string
+    principals?: string[]
+    type?: 'user' | 'host'
+  }): Promise<Certificate> {
+    const key = generatePrivateKey('ed25519')
+    const cert = await signCertificate(
+      {
+        type: o.type ?? 'user',
+        publicKey: key.publicKey,
+        serial: 7n,
+        keyId: o.keyId ?? 'alice@example.com',
+        principals: o.principals ?? ['alice'],
+        validAfter: BigInt(o.validAfter ?? T - 7200),
+        validBefore: BigInt(o.validBefore),
+      },
+      keySigner((o.signer ?? userCa).keyObject),
+    )
+    const c = agent.client()
+    try {
+      await c.addCertificate(key, cert, {comment: o.comment ?? 'sshca:demo:token'})
+    } finally {
+      c.close()
+    }
+    return cert
+  }
+  const agentCerts = () => agent.entries.map((e) => ({blob: e.blob, comment: e.comment, expiresAt: e.expiresAt}))
+  /** The agent's requests that add something (17: a key, 25: constrained). */
+  const adds = () => agent.requests.filter((t) => t === 17 || t === 25).length
+
+  it('the comment names the context and provisioner (or "token")', () => {
+    assert.equal(agentComment('demo', 'corp'), 'sshca:demo:corp')
+    assert.equal(agentComment('demo', null), 'sshca:demo:token')
+    assert.equal(REUSE_MARGIN_SECONDS, 600)
+  })
+
+  describe('with a token given (--identity-token-file)', () => {
+    it('sends the new key and the trimmed token; key and certificate into the agent for exactly what is left of it', async () => {
+      const r = await withToken()
+      assert.equal(issued.length, 1)
+      const cert = issued[0]!
+      const sent = JSON.parse(ca.server.received.find((x) => x.request === 'POST /ssh/sign')!.body) as Record<
+        string,
+        unknown
+      >
+      assert.deepEqual(sent, {publicKey: b64(cert.publicKey), ott: 'id-token', certType: 'user'})
+      assert.deepEqual(agentCerts(), [{blob: cert.blob, comment: 'sshca:demo:token', expiresAt: (T + 3600) * 1000}])
+      assert.deepEqual(
+        {...r, krl: null},
+        {
+          context: 'demo',
+          caUrl: ca.server.url,
+          provisioner: null,
+          method: 'identity-token',
+          skipped: false,
+          certificate: {
+            keyId: 'alice@example.com',
+            principals: ['alice'],
+            serial: '100',
+            validAfter: new Date((T - 60) * 1000).toISOString(),
+            validBefore: new Date((T + 3600) * 1000).toISOString(),
+            secondsLeft: 3600,
+            fingerprint: cert.publicKey.fingerprint(),
+          },
+          agent: {added: true, socket: sock, lifetimeSeconds: 3600, removed: [], fallback: null},
+          files: null,
+          refreshTokenStore: null,
+          krl: null,
+          caKeys: {refreshed: true, knownHosts: null, note: null},
+        },
+      )
+      assert.notEqual(r.krl, null)
+      // the published keys and the KRL were fetched beside the sign-in
+      assert.deepEqual(requests().sort(), ['GET /roots', 'GET /ssh/krl', 'GET /ssh/roots', 'POST /ssh/sign'])
+      // no provisioner chosen: the context remembers none
+      assert.equal((await readContext(home, 'demo'))!.provisioner, undefined)
+    })
+
+    it("--provisioner names the certificate's agent comment", async () => {
+      const r = await withToken({provisioner: 'ci'})
+      assert.equal(r.provisioner, 'ci')
+      assert.deepEqual(
+        agentCerts().map((e) => e.comment),
+        ['sshca:demo:ci'],
+      )
+    })
+
+    it("takes out this context's expired certificates and those the new one supersedes; nothing else", async () => {
+      const expired = await held({validBefore: T - 1})
+      const expiredNow = await held({validBefore: T, keyId: 'old', principals: ['x']})
+      const older = await held({validBefore: T + 100})
+      const otherCa = await held({validBefore: T - 1, signer: generatePrivateKey('ed25519')})
+      const otherPrincipals = await held({validBefore: T + 100, principals: ['alice', 'root']})
+      const longer = await held({validBefore: T + 7200})
+      const r = await withToken()
+      const view = (c: Certificate, why: string) => ({
+        keyId: c.keyId,
+        serial: c.serial.toString(),
+        principals: [...c.principals],
+        why,
+      })
+      assert.deepEqual(r.agent.removed, [
+        view(expired, 'expired'),
+        view(expiredNow, 'expired'),
+        view(older, 'superseded'),
+      ])
+      assert.deepEqual(
+        agent.entries.map((e) => e.blob),
+        [otherCa.blob, otherPrincipals.blob, longer.blob, issued[0]!.blob],
+      )
+    })
+
+    it("a certificate of the CA's previous user key is this context's too: taken out when expired", async () => {
+      const expired = await held({validBefore: T - 1, signer: userCa})
+      ca.roots = json({userKey: [b64(userCa2.publicKey)], hostKey: [b64(hostCa)]})
+      issue = {signer: userCa2}
+      const r = await withToken()
+      assert.deepEqual(
+        r.agent.removed.map((x) => x.serial),
+        [expired.serial.toString()],
+      )
+      assert.deepEqual(
+        agent.entries.map((e) => e.blob),
+        [issued[0]!.blob],
+      )
+      // the context now trusts the key the CA publishes
+      assert.deepEqual((await readContext(home, 'demo'))!.userCaKeys.length, 1)
+    })
+
+    it('an empty token, or a token and --github-actions: refused before the CA is asked', async () => {
+      await rejectsCode(run({identityToken: ' \n'}), 'ERR_INPUT')
+      await rejectsCode(run({identityToken: 'x', githubActions: true}), 'ERR_USAGE')
+      assert.equal(signRequests(), 0)
+      assert.equal(adds(), 0)
+    })
+
+    for (const [what, bad] of [
+      ['a host certificate', () => ({signer: userCa, type: 'host'})],
+      ['a certificate of another key', () => ({signer: userCa, publicKey: generatePrivateKey().publicKey})],
+      ['a certificate from a key the CA does not publish', () => ({signer: userCa2})],
+      ['something that is not a certificate', () => json({crt: Buffer.from('nonsense').toString('base64')}, 201)],
+    ] as const) {
+      it(`refuses ${what} (ERR_CA_BAD_RESPONSE): nothing added, nothing written`, async () => {
+        issue = bad() as Issue | Answer
+        await rejectsCode(withToken(), 'ERR_CA_BAD_RESPONSE')
+        assert.equal(adds(), 0)
+        assert.deepEqual(agent.entries, [])
+        assert.equal(existsSync(agentlessFiles({dir: join(home, 'contexts', 'demo')}).key), false)
+      })
+    }
+
+    it('a CA rotating its user key: checked against what it publishes now; if that fails, against what was remembered', async () => {
+      ca.roots = json({userKey: [b64(userCa2.publicKey)], hostKey: [b64(hostCa)]})
+      issue = {signer: userCa2}
+      await withToken()
+      assert.equal(agent.entries.length, 1)
+      // /ssh/roots failing: the keys remembered (now userCa2's) decide
+      ca.roots = {status: 500, body: ''}
+      issue = {signer: userCa}
+      await rejectsCode(withToken(), 'ERR_CA_BAD_RESPONSE')
+      issue = {signer: userCa2}
+      const r = await withToken()
+      assert.equal(r.caKeys?.refreshed, false)
+      assert.equal(typeof r.caKeys?.note, 'string')
+    })
+
+    it('a CA that publishes no user CA key: the certificate cannot be checked against one, and is used', async () => {
+      ca.roots = json({userKey: [], hostKey: [b64(hostCa)]})
+      issue = {signer: userCa2}
+      const r = await withToken()
+      assert.equal(r.agent.added, true)
+    })
+
+    it('a refused sign-in returns once the requests beside it are done: none is left to open a connection after', async () => {
+      issue = json({status: 403, message: 'not allowed'}, 403)
+      await rejectsCode(withToken(), 'ERR_CA_DENIED')
+      // the KRL and the published keys were asked for before login returned, not after it closed its client
+      assert.deepEqual(requests().sort(), ['GET /roots', 'GET /ssh/krl', 'GET /ssh/roots', 'POST /ssh/sign'])
+    })
+
+    it('401: ERR_TOKEN_INVALID, explained with the audiences the CA accepts; 403 passes as ERR_CA_DENIED without asking', async () => {
+      issue = json({status: 401, message: 'the token was rejected: audience'}, 401)
+      await rejectsCode(withToken(), 'ERR_TOKEN_INVALID', {status: 401})
+      assert.equal(requests().includes('GET /provisioners'), true)
+      ca.server.requests.length = 0
+      issue = json({status: 403, message: 'not allowed'}, 403)
+      await rejectsCode(withToken(), 'ERR_CA_DENIED', {status: 403, caMessage: 'not allowed'})
+      assert.equal(requests().includes('GET /provisioners'), false)
+      assert.equal(adds(), 0)
+    })
+  })
+
+  describe('--out: files instead of the agent', () => {
+    it('the key 0600 and the certificate 0644, the agent not even asked', async () => {
+      const dir = tempDir('sshca-out-')
+      const out = join(dir, 'id_ci')
+      const r = await withToken({out})
+      const cert = issued[0]!
+      const {key, comment} = parsePrivateKeyFile(readFileSync(out, 'utf8'))
+      assert.ok(key.publicKey.equals(cert.publicKey))
+      assert.equal(comment, 'sshca:demo:token')
+      assert.equal(mode(out), 0o600)
+      assert.equal(readFileSync(`${out}-cert.pub`, 'utf8'), `${certificateLine(cert, 'sshca:demo:token')}\n`)
+      assert.equal(mode(`${out}-cert.pub`), 0o644)
+      assert.deepEqual(r.files, {key: out, certificate: `${out}-cert.pub`})
+      assert.deepEqual(r.agent, {added: false, socket: null, lifetimeSeconds: null, removed: [], fallback: null})
+      assert.deepEqual(agent.requests, [])
+    })
+
+    it('--out where either file is a symlink: ERR_UNSAFE_PATH before the token is spent', async () => {
+      const dir = tempDir('sshca-out-')
+      const target = join(dir, 'elsewhere')
+      writeFileSync(target, 'keep')
+      symlinkSync(target, join(dir, 'a'))
+      symlinkSync(target, join(dir, 'b-cert.pub'))
+      await rejectsCode(withToken({out: join(dir, 'a')}), 'ERR_UNSAFE_PATH')
+      await rejectsCode(withToken({out: join(dir, 'b')}), 'ERR_UNSAFE_PATH')
+      assert.equal(signRequests(), 0)
+      assert.equal(readFileSync(target, 'utf8'), 'keep')
+    })
+  })
+
+  describe('an agent that cannot hold the certificate: the agentless files', () => {
+    const files = () => agentlessFiles({dir: join(home, 'contexts', 'demo')})
+
+    for (const [quirk, o] of [
+      ['refuses certificates', {certificates: 'refuse'}],
+      ['keeps the key but forgets the certificate (gpg-agent)', {certificates: 'drop'}],
+      ['refuses a lifetime', {lifetimes: 'refuse'}],
+    ] as const) {
+      it(`an agent that ${quirk}: 0600 key and 0644 certificate files, the context remembers why`, async () => {
+        await startAgent(o)
+        const r = await withToken()
+        const cert = issued[0]!
+        const f = files()
+        assert.ok(parsePrivateKeyFile(readFileSync(f.key, 'utf8')).key.publicKey.equals(cert.publicKey))
+        assert.equal(mode(f.key), 0o600)
+        assert.equal(readFileSync(f.certificate, 'utf8'), `${certificateLine(cert, 'sshca:demo:token')}\n`)
+        assert.equal(mode(f.certificate), 0o644)
+        assert.deepEqual(r.files, f)
+        assert.equal(r.agent.added, false)
+        assert.equal(r.agent.socket, sock)
+        assert.equal(r.agent.fallback?.sshConfig, 'not-installed')
+        // the agent is left without our key
+        assert.deepEqual(
+          agent.entries.filter((e) => e.publicKey.equals(cert.publicKey)),
+          [],
+        )
+        const ctx = await readContext(home, 'demo')
+        assert.deepEqual(ctx!.agentless, {
+          reason: r.agent.fallback!.reason,
+          socket: sock,
+          since: new Date(nowMs).toISOString(),
+        })
+      })
+    }
+
+    it('the same agent next time: straight to the files, the agent not asked; since kept', async () => {
+      await startAgent({certificates: 'refuse'})
+      await withToken()
+      const since = (await readContext(home, 'demo'))!.agentless!.since
+      agent.requests.length = 0
+      nowMs += 60_000
+      const r = await withToken()
+      assert.deepEqual(agent.requests, [])
+      assert.equal(r.agent.added, false)
+      assert.equal(readFileSync(files().certificate, 'utf8'), `${certificateLine(issued[1]!, 'sshca:demo:token')}\n`)
+      assert.equal((await readContext(home, 'demo'))!.agentless!.since, since)
+    })
+
+    it('an agent that holds certificates again: used, the files removed, the context no longer agentless', async () => {
+      await startAgent({certificates: 'refuse'})
+      await withToken()
+      await startAgent()
+      const r = await withToken()
+      assert.equal(r.agent.added, true)
+      assert.equal(existsSync(files().key), false)
+      assert.equal(existsSync(files().certificate), false)
+      assert.equal((await readContext(home, 'demo'))!.agentless, undefined)
+    })
+
+    it('no agent at all: refused (ERR_AGENT_UNAVAILABLE) unless ssh is configured to read the files', async () => {
+      const gone = join(tempDir('sshca-noagent-'), 'agent.sock')
+      await rejectsCode(withToken({}, {agent: {socketPath: gone}}), 'ERR_AGENT_UNAVAILABLE')
+      assert.equal(signRequests(), 0)
+      const {text} = mergeSshConfig('', {context: 'demo', pattern: '*.example.com', krlFile: null, matchFinal: true})
+      mkdirSync(home, {recursive: true})
+      writeFileSync(managedSshConfigPath(home), text)
+      const r = await withToken({}, {agent: {socketPath: gone}})
+      assert.deepEqual(r.agent.socket, null)
+      assert.equal(r.agent.fallback?.sshConfig, 'names-them')
+      assert.deepEqual(r.files, files())
+      assert.equal((await readContext(home, 'demo'))!.agentless!.socket, null)
+    })
+
+    it('an agent that accepts a lifetime but keeps the key past it: files, after a sign-in long enough to tell', async () => {
+      await startAgent({lifetimes: 'ignore'})
+      // a person signing in: the existing-certificate check, the probe, then the refresh grant
+      stored.set('demo/corp', {refreshToken: 'r', issuer: 'https://idp.example', clientId: 'sshca', savedAt: ''})
+      const signIn = run(
+        {},
+        {
+          interactive: {
+            ...deps().interactive,
+            fetch: async () => {
+              // the IdP takes its time (by the test's clock)
+              nowMs += 5_000
+              return new Response('down', {status: 503})
+            },
+          },
+        },
+      )
+      await rejectsCode(signIn, 'ERR_LOGIN_NO_TERMINAL')
+      // the probe key is gone again
+      assert.deepEqual(agent.entries, [])
+    })
+  })
+
+  describe('--ensure', () => {
+    it('a valid certificate of the context in the agent: nothing asked of the CA', async () => {
+      const cert = await held({validBefore: T + 3600})
+      const r = await run({ensure: true})
+      assert.equal(r.skipped, true)
+      assert.equal(r.certificate.serial, cert.serial.toString())
+      assert.deepEqual(ca.server.requests, [])
+    })
+
+    it('none: signs in, once, holding the context lock, and lets it go', async () => {
+      const r = await withToken({ensure: true})
+      assert.equal(r.skipped, false)
+      assert.equal(signRequests(), 1)
+      assert.equal(existsSync(join(home, 'contexts', 'demo', 'login.lock')), false)
+    })
+  })
+
+  describe('a person signing in (stops where the person would be asked)', () => {
+    /** Answers as if a previous login with `name` had put its certificate into the agent. */
+    const reused = async (name: string, left = REUSE_MARGIN_SECONDS + 1) =>
+      held({validBefore: T + left, comment: `sshca:demo:${name}`})
+
+    it('a certificate of this provisioner in the agent with more than the margin left: reused, nothing signed', async () => {
+      const cert = await reused('corp')
+      const r = await run()
+      assert.equal(r.method, 'existing')
+      assert.equal(r.skipped, true)
+      assert.equal(r.provisioner, 'corp')
+      assert.equal(r.certificate.serial, cert.serial.toString())
+      assert.equal(r.certificate.secondsLeft, REUSE_MARGIN_SECONDS + 1)
+      assert.deepEqual(r.agent, {added: false, socket: sock, lifetimeSeconds: null, removed: [], fallback: null})
+      // the published keys were fetched to tell whether it is still from a trusted key
+      assert.deepEqual(r.caKeys, {refreshed: true, knownHosts: null, note: null})
+      assert.equal(signRequests(), 0)
+    })
+
+    for (const [what, setUp] of [
+      ['the margin left exactly', () => reused('corp', REUSE_MARGIN_SECONDS)],
+      ["another provisioner's", () => reused('other')],
+      ['one not valid yet', () => held({validBefore: T + 3600, validAfter: T + 1, comment: 'sshca:demo:corp'})],
+      ['a host certificate', () => held({validBefore: T + 3600, type: 'host', comment: 'sshca:demo:corp'})],
+      ['one from another CA', () => held({validBefore: T + 3600, signer: userCa2, comment: 'sshca:demo:corp'})],
+    ] as const) {
+      it(`${what}: not reused (a sign-in is needed, and no one can be asked here)`, async () => {
+        await setUp()
+        await rejectsCode(run(), 'ERR_LOGIN_NO_TERMINAL')
+        assert.equal(signRequests(), 0)
+      })
+    }
+
+    it('--identity names whom the reused certificate must be for (principal or key ID)', async () => {
+      await reused('corp')
+      assert.equal((await run({identity: 'alice'})).skipped, true)
+      assert.equal((await run({identity: 'alice@example.com'})).skipped, true)
+      await rejectsCode(run({identity: 'bob'}), 'ERR_LOGIN_NO_TERMINAL')
+    })
+
+    it('--force: never reused', async () => {
+      await reused('corp')
+      await rejectsCode(run({force: true}), 'ERR_LOGIN_NO_TERMINAL')
+    })
+
+    it('a certificate of a user CA key the CA no longer publishes: not reused', async () => {
+      await reused('corp')
+      ca.roots = json({userKey: [b64(userCa2.publicKey)], hostKey: [b64(hostCa)]})
+      await rejectsCode(run(), 'ERR_LOGIN_NO_TERMINAL')
+    })
+
+    it('a saved refresh token for this IdP and client is tried first; one that fails is forgotten', async () => {
+      stored.set('demo/corp', {refreshToken: 'r1', issuer: 'https://idp.example', clientId: 'sshca', savedAt: 'x'})
+      stored.set('demo/other', {refreshToken: 'r2', issuer: 'https://idp.example', clientId: 'sshca', savedAt: 'x'})
+      const asked: string[] = []
+      const interactive = {
+        ...deps().interactive,
+        fetch: async (url: string) => {
+          asked.push(String(url))
+          return new Response('down', {status: 503})
+        },
+      }
+      await rejectsCode(run({}, {interactive}), 'ERR_LOGIN_NO_TERMINAL')
+      // the provisioner's issuer, its discovery document's URL without the well-known suffix
+      assert.equal(asked[0], 'https://idp.example/.well-known/openid-configuration')
+      assert.deepEqual([...stored.keys()], ['demo/other'])
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['refreshing', 'refresh_failed'],
+      )
+    })
+
+    it('a refresh token saved for another IdP or client is not sent', async () => {
+      for (const saved of [
+        {refreshToken: 'r', issuer: 'https://other-idp.example', clientId: 'sshca', savedAt: 'x'},
+        {refreshToken: 'r', issuer: 'https://idp.example', clientId: 'other', savedAt: 'x'},
+      ]) {
+        stored.set('demo/corp', saved)
+        events = []
+        let asked = 0
+        const interactive = {
+          ...deps().interactive,
+          fetch: async () => {
+            asked++
+            return new Response('down', {status: 503})
+          },
+        }
+        await rejectsCode(run({}, {interactive}), 'ERR_LOGIN_NO_TERMINAL')
+        assert.equal(asked, 0)
+        assert.deepEqual(events, [])
+      }
+    })
+
+    describe('which provisioner', () => {
+      const corp = {type: 'OIDC', name: 'corp', clientID: 'sshca'}
+      const eng = {type: 'oidc', name: 'eng', clientID: 'sshca-eng'}
+      const ci = {type: 'OIDC', name: 'ci', audience: 'sshca-ci', interactive: false}
+      const people = {type: 'OIDC', name: 'people-ci', clientID: 'x', interactive: false}
+      const list = (...p: object[]) => json({provisioners: p, nextCursor: ''})
+      /** Which provisioner login took: the one whose certificate it found in the agent. */
+      async function chosen(o: LoginOptions = {}, d: Partial<LoginDeps> = {}): Promise<string | null> {
+        for (const n of ['corp', 'eng']) await reused(n)
+        return (await run(o, d)).provisioner
+      }
+
+      it('the only one people sign in with (OIDC, any case, with a client id, not marked non-interactive)', async () => {
+        provisioners = list(ci, people, eng, {type: 'JWK', name: 'jwk', clientID: 'k'})
+        assert.equal(await chosen(), 'eng')
+      })
+
+      it('--provisioner names it; one that is missing or not for people is refused', async () => {
+        provisioners = list(corp, eng, ci)
+        assert.equal(await chosen({provisioner: 'eng'}), 'eng')
+        await rejectsCode(run({provisioner: 'nope'}), 'ERR_PROVISIONER_NOT_FOUND')
+        await rejectsCode(run({provisioner: 'ci'}), 'ERR_USAGE')
+      })
+
+      it('several: the one the context last used, else the person chooses, else ERR_PROVISIONER_AMBIGUOUS', async () => {
+        provisioners = list(corp, eng)
+        await rejectsCode(run(), 'ERR_PROVISIONER_AMBIGUOUS')
+        let offered: string[] = []
+        const choose = async (names: string[]) => {
+          offered = names
+          return 'eng'
+        }
+        assert.equal(await chosen({}, {choose}), 'eng')
+        assert.deepEqual(offered, ['corp', 'eng'])
+        const ctx = (await readContext(home, 'demo'))!
+        const {saveContext} = await import('../../../src/client/home.ts')
+        await saveContext({...ctx, provisioner: 'corp'})
+        assert.equal(await run().then((r) => r.provisioner), 'corp')
+        // a remembered one the CA no longer has: as if none were remembered
+        await saveContext({...ctx, provisioner: 'gone'})
+        await rejectsCode(run(), 'ERR_PROVISIONER_AMBIGUOUS')
+      })
+
+      it('none people can sign in with: ERR_PROVISIONER_NOT_FOUND', async () => {
+        provisioners = list(ci, people)
+        await rejectsCode(run(), 'ERR_PROVISIONER_NOT_FOUND')
+      })
+    })
+  })
+})
