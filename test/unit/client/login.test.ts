@@ -10,22 +10,25 @@
  * grant) is not run here: oidc.ts has its own tests, and these stop where a person would be asked.
  */
 import assert from 'node:assert/strict'
-import {existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {generateKeyPairSync, type KeyObject} from 'node:crypto'
+import {existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
+import {SignJWT} from 'jose'
 import {bootstrap} from '../../../src/client/bootstrap.ts'
-import {agentlessFiles, readContext} from '../../../src/client/home.ts'
+import {CaClient} from '../../../src/client/ca-client.ts'
+import {agentlessFiles, CONTEXT_FILE, loadContext, readContext, saveContext} from '../../../src/client/home.ts'
 import {
   agentComment,
   login,
+  obtainIdToken,
   REUSE_MARGIN_SECONDS,
   type LoginDeps,
   type LoginOptions,
 } from '../../../src/client/login.ts'
 import {managedSshConfigPath, mergeSshConfig} from '../../../src/client/ssh-config.ts'
 import type {StoredRefresh, TokenStore} from '../../../src/client/token-store.ts'
-import type {LoginEvent} from '../../../src/client/oidc.ts'
-
+import type {HttpFetch, LoginEvent} from '../../../src/client/oidc.ts'
 import {certificateLine, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey, parsePrivateKeyFile, type PrivateKey} from '../../../src/ssh/private-key.ts'
@@ -64,12 +67,28 @@ describe('login in process (src/client/login.ts)', function () {
   let server: Server
   let events: LoginEvent[]
   let stored: Map<string, StoredRefresh>
+  /** Sign requests to refuse (401) before signing again. */
+  let refuseSigns: number
+  let agentConnections: number
+  /** The identity provider (reached only through deps.interactive.fetch): its key, what it was sent. */
+  const ISSUER = 'https://idp.example'
+  let idpKey: KeyObject
+  let grants: URLSearchParams[]
+  /** The nonce of the last authorization URL the "browser" was given. */
+  let nonce: string | null
+  /** Run during each token request: the IdP's time passing, on the test's clock. */
+  let duringGrant: () => void
+  let deviceFlow: boolean
 
   before(async () => {
     ca = await startScriptedCa()
     const scripted = ca.server.answer
     ca.server.answer = async (path, body) => {
       if (path === '/ssh/sign') {
+        if (refuseSigns > 0) {
+          refuseSigns--
+          return json({status: 401, message: 'token already used'}, 401)
+        }
         if (!('signer' in issue)) return issue
         const req = JSON.parse(body) as {publicKey: string}
         const cert = await signCertificate(
@@ -91,6 +110,7 @@ describe('login in process (src/client/login.ts)', function () {
       return scripted(path, body)
     }
     savedHome = process.env.HOME
+    idpKey = generateKeyPairSync('rsa', {modulusLength: 2048}).privateKey
   })
   after(async () => {
     process.env.HOME = savedHome
@@ -105,6 +125,11 @@ describe('login in process (src/client/login.ts)', function () {
     issued = []
     events = []
     stored = new Map()
+    refuseSigns = 0
+    grants = []
+    nonce = null
+    duringGrant = () => undefined
+    deviceFlow = false
     provisioners = json({
       provisioners: [
         {
@@ -134,22 +159,80 @@ describe('login in process (src/client/login.ts)', function () {
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
     agent = new MemoryAgent({clock: () => nowMs, ...o})
     sock = join(tempDir('sshca-agent-'), 'agent.sock')
+    agentConnections = 0
     server = createServer((s) => agent.serve(s))
-    server.on('connection', (s) => s.on('error', () => undefined))
+    server.on('connection', (s) => {
+      agentConnections++
+      s.on('error', () => undefined)
+    })
     await new Promise<void>((resolve) => server.listen(sock, resolve))
   }
 
   const store: TokenStore = {
     kind: 'file',
     get: async (k) => stored.get(k),
+    // as the file store does: the file it created, the first time
     set: async (k, v) => {
+      const created = stored.size === 0
       stored.set(k, v)
+      return created ? {created: `/tokens/${k}`} : undefined
     },
     delete: async (k) => {
       stored.delete(k)
     },
     keys: async (p) => [...stored.keys()].filter((k) => k.startsWith(p)),
   }
+  const idToken = async (n?: string | null) =>
+    new SignJWT({email: 'alice@example.com', ...(n ? {nonce: n} : {})})
+      .setProtectedHeader({alg: 'RS256', kid: 'k1'})
+      .setIssuer(ISSUER)
+      .setAudience('sshca')
+      .setSubject('alice')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(idpKey)
+  /** Discovery, the token endpoint (refresh and code grants); a device endpoint that refuses, when offered. */
+  const idp: HttpFetch = async (url, init) => {
+    if (url === `${ISSUER}/.well-known/openid-configuration`)
+      return Response.json({
+        issuer: ISSUER,
+        authorization_endpoint: `${ISSUER}/auth`,
+        token_endpoint: `${ISSUER}/token`,
+        jwks_uri: `${ISSUER}/jwks`,
+        ...(deviceFlow ? {device_authorization_endpoint: `${ISSUER}/device`} : {}),
+      })
+    if (url === `${ISSUER}/device`) return Response.json({error: 'unauthorized_client'}, {status: 400})
+    if (url === `${ISSUER}/token`) {
+      const form = new URLSearchParams(init.body as URLSearchParams)
+      grants.push(form)
+      duringGrant()
+      return Response.json({
+        access_token: 'at',
+        token_type: 'Bearer',
+        expires_in: 300,
+        id_token: await idToken(form.get('grant_type') === 'authorization_code' ? nonce : null),
+        refresh_token: `r${grants.length + 1}`,
+      })
+    }
+    return new Response('no', {status: 404})
+  }
+  /** A browser that signs in at once: it follows the authorization URL back to the loopback listener. */
+  const browser = async (url: string): Promise<boolean> => {
+    const u = new URL(url)
+    nonce = u.searchParams.get('nonce')
+    const back = new URL(u.searchParams.get('redirect_uri')!)
+    back.searchParams.set('code', 'code-1')
+    back.searchParams.set('state', u.searchParams.get('state')!)
+    void fetch(back).then((r) => r.text())
+    return true
+  }
+  const person = (over: Partial<LoginDeps['interactive']> = {}): LoginDeps['interactive'] => ({
+    openBrowser: browser,
+    notify: (e) => events.push(e),
+    canPrompt: true,
+    fetch: idp,
+    ...over,
+  })
   const deps = (over: Partial<LoginDeps> = {}): LoginDeps => ({
     home,
     env: {},
@@ -336,7 +419,7 @@ describe('login in process (src/client/login.ts)', function () {
       issue = {signer: userCa2}
       const r = await withToken()
       assert.equal(r.caKeys?.refreshed, false)
-      assert.equal(typeof r.caKeys?.note, 'string')
+      assert.ok(r.caKeys?.note)
     })
 
     it('a CA that publishes no user CA key: the certificate cannot be checked against one, and is used', async () => {
@@ -380,6 +463,7 @@ describe('login in process (src/client/login.ts)', function () {
       assert.deepEqual(r.files, {key: out, certificate: `${out}-cert.pub`})
       assert.deepEqual(r.agent, {added: false, socket: null, lifetimeSeconds: null, removed: [], fallback: null})
       assert.deepEqual(agent.requests, [])
+      assert.equal(agentConnections, 0)
     })
 
     it('--out where either file is a symlink: ERR_UNSAFE_PATH before the token is spent', async () => {
@@ -430,22 +514,42 @@ describe('login in process (src/client/login.ts)', function () {
       })
     }
 
-    it('the same agent next time: straight to the files, the agent not asked; since kept', async () => {
+    it('each quirk is told apart in the reason remembered', async () => {
+      const reasons = new Set<string>()
+      for (const o of [{certificates: 'refuse'}, {certificates: 'drop'}, {lifetimes: 'refuse'}] as const) {
+        await startAgent(o)
+        reasons.add((await withToken({force: true})).agent.fallback!.reason)
+        assert.equal((await readContext(home, 'demo'))!.agentless!.reason, [...reasons].at(-1))
+      }
+      assert.equal(reasons.size, 3)
+    })
+
+    it('the same agent next time, and every time after: straight to the files, the agent not asked, the context not rewritten', async () => {
       await startAgent({certificates: 'refuse'})
-      await withToken()
-      const since = (await readContext(home, 'demo'))!.agentless!.since
-      agent.requests.length = 0
-      nowMs += 60_000
-      const r = await withToken()
-      assert.deepEqual(agent.requests, [])
-      assert.equal(r.agent.added, false)
-      assert.equal(readFileSync(files().certificate, 'utf8'), `${certificateLine(issued[1]!, 'sshca:demo:token')}\n`)
-      assert.equal((await readContext(home, 'demo'))!.agentless!.since, since)
+      const first = await withToken()
+      const remembered = (await readContext(home, 'demo'))!.agentless
+      assert.equal(remembered!.socket, sock)
+      const file = join(home, 'contexts', 'demo', CONTEXT_FILE)
+      const ino = statSync(file).ino
+      for (const n of [1, 2]) {
+        agent.requests.length = 0
+        agentConnections = 0
+        nowMs += 60_000
+        const r = await withToken()
+        assert.equal(agentConnections, 0, `login ${n + 1} did not connect to the agent`)
+        assert.deepEqual(r.agent, first.agent, `login ${n + 1} reports the agent that cannot hold it`)
+        assert.equal(readFileSync(files().certificate, 'utf8'), `${certificateLine(issued[n]!, 'sshca:demo:token')}\n`)
+        // nothing new to remember: the context is not rewritten
+        assert.equal(statSync(file).ino, ino)
+        assert.deepEqual((await readContext(home, 'demo'))!.agentless, remembered)
+      }
     })
 
     it('an agent that holds certificates again: used, the files removed, the context no longer agentless', async () => {
       await startAgent({certificates: 'refuse'})
       await withToken()
+      // someone removed one of them already
+      rmSync(files().certificate)
       await startAgent()
       const r = await withToken()
       assert.equal(r.agent.added, true)
@@ -463,6 +567,7 @@ describe('login in process (src/client/login.ts)', function () {
       writeFileSync(managedSshConfigPath(home), text)
       const r = await withToken({}, {agent: {socketPath: gone}})
       assert.deepEqual(r.agent.socket, null)
+      assert.deepEqual(r.agent.removed, [])
       assert.equal(r.agent.fallback?.sshConfig, 'names-them')
       assert.deepEqual(r.files, files())
       assert.equal((await readContext(home, 'demo'))!.agentless!.socket, null)
@@ -541,6 +646,11 @@ describe('login in process (src/client/login.ts)', function () {
       })
     }
 
+    it('one valid from this very second: reused', async () => {
+      await held({validBefore: T + 3600, validAfter: T, comment: 'sshca:demo:corp'})
+      assert.equal((await run()).skipped, true)
+    })
+
     it('--identity names whom the reused certificate must be for (principal or key ID)', async () => {
       await reused('corp')
       assert.equal((await run({identity: 'alice'})).skipped, true)
@@ -614,7 +724,11 @@ describe('login in process (src/client/login.ts)', function () {
       }
 
       it('the only one people sign in with (OIDC, any case, with a client id, not marked non-interactive)', async () => {
-        provisioners = list(ci, people, eng, {type: 'JWK', name: 'jwk', clientID: 'k'})
+        provisioners = list(ci, people, {type: 'OIDC', name: 'no-client'}, eng, {
+          type: 'JWK',
+          name: 'jwk',
+          clientID: 'k',
+        })
         assert.equal(await chosen(), 'eng')
       })
 
@@ -636,9 +750,8 @@ describe('login in process (src/client/login.ts)', function () {
         assert.equal(await chosen({}, {choose}), 'eng')
         assert.deepEqual(offered, ['corp', 'eng'])
         const ctx = (await readContext(home, 'demo'))!
-        const {saveContext} = await import('../../../src/client/home.ts')
-        await saveContext({...ctx, provisioner: 'corp'})
-        assert.equal(await run().then((r) => r.provisioner), 'corp')
+        await saveContext({...ctx, provisioner: 'eng'})
+        assert.equal(await run().then((r) => r.provisioner), 'eng')
         // a remembered one the CA no longer has: as if none were remembered
         await saveContext({...ctx, provisioner: 'gone'})
         await rejectsCode(run(), 'ERR_PROVISIONER_AMBIGUOUS')
@@ -648,6 +761,286 @@ describe('login in process (src/client/login.ts)', function () {
         provisioners = list(ci, people)
         await rejectsCode(run(), 'ERR_PROVISIONER_NOT_FOUND')
       })
+    })
+  })
+  describe('a person signing in (the identity provider through the fetch given)', () => {
+    const saved = (refreshToken = 'r1'): StoredRefresh => ({
+      refreshToken,
+      issuer: ISSUER,
+      clientId: 'sshca',
+      savedAt: 'x',
+    })
+
+    it('a saved refresh token: a fresh ID token without the person, the new refresh token kept, the provisioner remembered', async () => {
+      stored.set('demo/corp', saved())
+      duringGrant = () => (nowMs += 1000)
+      const r = await run({}, {interactive: person({openBrowser: async () => assert.fail('no browser for a refresh')})})
+      assert.deepEqual(
+        grants.map((g) => [g.get('grant_type'), g.get('refresh_token')]),
+        [['refresh_token', 'r1']],
+      )
+      const sent = JSON.parse(ca.server.received.find((x) => x.request === 'POST /ssh/sign')!.body) as {ott: string}
+      assert.equal(sent.ott.split('.').length, 3)
+      assert.deepEqual([r.method, r.provisioner, r.refreshTokenStore], ['refresh', 'corp', 'file'])
+      assert.deepEqual(stored.get('demo/corp'), {...saved('r2'), savedAt: new Date(nowMs).toISOString()})
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['refreshing'],
+      )
+      assert.deepEqual(
+        agent.entries.map((e) => e.comment),
+        ['sshca:demo:corp'],
+      )
+      assert.equal((await readContext(home, 'demo'))!.provisioner, 'corp')
+      // the next login changes nothing in the context: it already names the provisioner
+      const file = join(home, 'contexts', 'demo', CONTEXT_FILE)
+      const ino = statSync(file).ino
+      await run({force: true}, {interactive: person()})
+      assert.equal(statSync(file).ino, ino)
+    })
+
+    it("the CA refuses a refresh's ID token (step-ca: its nonce was seen): the person signs in again, once", async () => {
+      stored.set('demo/corp', saved())
+      refuseSigns = 1
+      const r = await run({identity: 'alice'}, {interactive: person()})
+      assert.equal(r.method, 'browser')
+      assert.equal(signRequests(), 2)
+      assert.deepEqual(
+        grants.map((g) => g.get('grant_type')),
+        ['refresh_token', 'authorization_code'],
+      )
+      assert.deepEqual(events.map((e) => e.type).slice(0, 2), ['refreshing', 'refresh_refused_by_ca'])
+      // refused again: no third attempt
+      stored.set('demo/corp', saved())
+      refuseSigns = 2
+      await rejectsCode(run({force: true}, {interactive: person()}), 'ERR_TOKEN_REPLAYED')
+      // a token given is never retried, nor a refresh the CA denies (403)
+      refuseSigns = 1
+      ca.server.requests.length = 0
+      await rejectsCode(withToken(), 'ERR_TOKEN_REPLAYED')
+      assert.equal(signRequests(), 1)
+      stored.set('demo/corp', saved())
+      issue = json({status: 403, message: 'no'}, 403)
+      ca.server.requests.length = 0
+      await rejectsCode(run({force: true}, {interactive: person()}), 'ERR_CA_DENIED')
+      assert.equal(signRequests(), 1)
+    })
+
+    it('the browser: the authorization URL opened (with the login hint), the refresh token saved, said once', async () => {
+      let opened = ''
+      const r = await run(
+        {identity: 'alice@example.com'},
+        {
+          interactive: person({
+            openBrowser: async (url) => {
+              opened = url
+              return browser(url)
+            },
+          }),
+        },
+      )
+      assert.equal(r.method, 'browser')
+      const u = new URL(opened)
+      assert.equal(u.origin + u.pathname, `${ISSUER}/auth`)
+      assert.equal(u.searchParams.get('login_hint'), 'alice@example.com')
+      assert.deepEqual(
+        grants.map((g) => g.get('grant_type')),
+        ['authorization_code'],
+      )
+      assert.deepEqual(stored.get('demo/corp'), {
+        refreshToken: 'r2',
+        issuer: ISSUER,
+        clientId: 'sshca',
+        savedAt: new Date(nowMs).toISOString(),
+      })
+      assert.deepEqual(
+        events.filter((e) => e.type === 'refresh_token_file'),
+        [{type: 'refresh_token_file', file: '/tokens/demo/corp'}],
+      )
+      assert.equal(agent.entries.length, 1)
+    })
+
+    it('no browser here can reach the loopback: the device flow when the IdP offers it, else the browser', async () => {
+      const why = 'an SSH session'
+      await run({}, {interactive: person({noLocalBrowser: why})})
+      assert.deepEqual(
+        events.filter((e) => e.type === 'no_local_browser'),
+        [{type: 'no_local_browser', reason: why, usingDevice: false}],
+      )
+      // (no refresh token from that sign-in: a person is asked again)
+      stored.clear()
+      events = []
+      deviceFlow = true
+      // the device endpoint refuses this client: the device flow was taken, not the browser
+      await rejectsCode(
+        run(
+          {force: true},
+          {interactive: person({noLocalBrowser: why, openBrowser: async () => assert.fail('no browser')})},
+        ),
+        'ERR_IDP_ERROR',
+      )
+      assert.deepEqual(
+        events.filter((e) => e.type === 'no_local_browser'),
+        [{type: 'no_local_browser', reason: why, usingDevice: true}],
+      )
+      // --console: the device flow, without asking the IdP first
+      stored.clear()
+      events = []
+      await rejectsCode(
+        run({force: true, console: true}, {interactive: person({openBrowser: async () => assert.fail('no browser')})}),
+        'ERR_IDP_ERROR',
+      )
+      assert.deepEqual(events, [])
+    })
+
+    it('an agent that honours lifetimes: told apart during the sign-in; the probe key gone, the certificate added', async () => {
+      duringGrant = () => (nowMs += 3000)
+      const r = await run({}, {interactive: person()})
+      assert.equal(r.agent.added, true)
+      assert.deepEqual(
+        agent.entries.map((e) => e.blob),
+        [issued[0]!.blob],
+      )
+    })
+
+    it('an agent that keeps a key past its lifetime: the certificate goes to the files instead', async () => {
+      await startAgent({lifetimes: 'ignore'})
+      duringGrant = () => (nowMs += 3000)
+      const r = await run({}, {interactive: person()})
+      assert.equal(r.agent.added, false)
+      assert.deepEqual(r.files, agentlessFiles({dir: join(home, 'contexts', 'demo')}))
+      assert.deepEqual(agent.entries, [])
+      // a sign-in too quick to tell: the agent is given the benefit of the doubt
+      await startAgent({lifetimes: 'ignore'})
+      duringGrant = () => (nowMs += 1000)
+      assert.equal((await run({force: true}, {interactive: person()})).agent.added, true)
+    })
+  })
+
+  describe('GitHub Actions (--github-actions)', () => {
+    const env = {ACTIONS_ID_TOKEN_REQUEST_URL: 'https://pipelines.example/token', ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'b'}
+    let audiences: string[]
+    const actions = (o: LoginOptions = {}) =>
+      run(
+        {githubActions: true, ...o},
+        {
+          env,
+          interactive: person({
+            fetch: async (url) => {
+              audiences.push(new URL(url).searchParams.get('audience')!)
+              return Response.json({value: 'gh-job-token'})
+            },
+          }),
+        },
+      )
+    const gh = {
+      type: 'OIDC',
+      name: 'actions',
+      audience: 'sshca-gh',
+      configurationEndpoint: 'https://token.actions.githubusercontent.com/.well-known/openid-configuration',
+      interactive: false,
+    }
+    const list = (...p: object[]) => json({provisioners: p, nextCursor: ''})
+    beforeEach(() => {
+      audiences = []
+    })
+
+    it("the job's token for the audience of the CA's GitHub provisioner", async () => {
+      provisioners = list({type: 'OIDC', name: 'corp', clientID: 'sshca'}, gh)
+      const r = await actions()
+      assert.deepEqual(audiences, ['sshca-gh'])
+      const sent = JSON.parse(ca.server.received.find((x) => x.request === 'POST /ssh/sign')!.body) as {ott: string}
+      assert.equal(sent.ott, 'gh-job-token')
+      assert.deepEqual([r.method, r.provisioner], ['github-actions', null])
+      assert.deepEqual(
+        agent.entries.map((e) => e.comment),
+        ['sshca:demo:token'],
+      )
+    })
+
+    it('--audience as given, without asking the CA; --provisioner: its audience, else its client id', async () => {
+      await actions({audience: 'mine'})
+      assert.deepEqual(audiences, ['mine'])
+      assert.equal(requests().includes('GET /provisioners'), false)
+      provisioners = list(gh, {type: 'OIDC', name: 'ci2', clientID: 'ci2-client', interactive: false})
+      assert.equal((await actions({provisioner: 'ci2', force: true})).provisioner, 'ci2')
+      await actions({provisioner: 'actions', force: true})
+      assert.deepEqual(audiences, ['mine', 'ci2-client', 'sshca-gh'])
+      await rejectsCode(actions({provisioner: 'nope'}), 'ERR_PROVISIONER_NOT_FOUND')
+    })
+
+    it("GitHub Enterprise Server (an issuer of its own): the CA's one provisioner for machines", async () => {
+      provisioners = list(
+        {type: 'OIDC', name: 'corp', clientID: 'sshca', configurationEndpoint: 'https://idp.example/x'},
+        {type: 'OIDC', name: 'ghes', audience: 'sshca-ghes', interactive: false},
+        {type: 'JWK', name: 'other', audience: 'no', interactive: false},
+      )
+      await actions()
+      assert.deepEqual(audiences, ['sshca-ghes'])
+    })
+
+    it('none or several to choose from: ERR_USAGE, nothing asked of GitHub', async () => {
+      provisioners = list({type: 'OIDC', name: 'corp', clientID: 'sshca'})
+      await rejectsCode(actions(), 'ERR_USAGE')
+      provisioners = list(gh, {...gh, name: 'actions2'})
+      await rejectsCode(actions(), 'ERR_USAGE')
+      provisioners = list({...gh, audience: undefined})
+      await rejectsCode(actions(), 'ERR_USAGE')
+      assert.deepEqual(audiences, [])
+    })
+  })
+
+  describe('the rest of what a login does', () => {
+    it('--kty ecdsa: an ECDSA key', async () => {
+      await withToken({kty: 'ecdsa'})
+      assert.equal(issued[0]!.publicKey.type, 'ecdsa-sha2-nistp256')
+    })
+
+    it('a plain login rewrites no context file', async () => {
+      const file = join(home, 'contexts', 'demo', CONTEXT_FILE)
+      const ino = statSync(file).ino
+      await withToken()
+      assert.equal(statSync(file).ino, ino)
+    })
+
+    it('what the CA returned that is not a certificate: its parse error is the cause', async () => {
+      issue = json({crt: Buffer.from('nonsense').toString('base64')}, 201)
+      await assert.rejects(withToken(), (err: {code?: string; cause?: {code?: string}}) => {
+        assert.equal(err.code, 'ERR_CA_BAD_RESPONSE')
+        assert.equal(err.cause?.code, 'ERR_SSH_FORMAT')
+        return true
+      })
+    })
+
+    it('obtainIdToken without hooks: straight to the person', async () => {
+      const ctx = await loadContext(home, 'demo')
+      const client = new CaClient(ctx.caUrl, ctx.rootPem)
+      try {
+        await rejectsCode(obtainIdToken(ctx, client, {}, deps()), 'ERR_LOGIN_NO_TERMINAL')
+      } finally {
+        client.close()
+      }
+    })
+
+    it('the known_hosts block config wrote is brought up to the host CA keys the CA publishes', async () => {
+      const knownHosts = join(process.env.HOME!, 'known_hosts')
+      const ctx = await loadContext(home, 'demo')
+      await saveContext({...ctx, configuredPattern: '*.example.com', knownHostsFile: knownHosts})
+      writeFileSync(knownHosts, '# >>> sshca demo (managed by sshca; do not edit)\n# <<< sshca demo\n')
+      const hostCa2 = generatePrivateKey('ed25519').publicKey
+      ca.roots = json({userKey: [b64(userCa.publicKey)], hostKey: [b64(hostCa2)], hostPattern: '*.example.com'})
+      const r = await withToken()
+      assert.deepEqual(r.caKeys, {refreshed: true, knownHosts, note: null})
+      assert.ok(readFileSync(knownHosts, 'utf8').includes(hostCa2.toLine('demo host CA').split(' ')[1]!))
+      // one that cannot be written: a note, and the login stands
+      rmSync(knownHosts)
+      mkdirSync(knownHosts)
+      ca.roots = json({userKey: [b64(userCa.publicKey)], hostKey: [b64(hostCa)], hostPattern: '*.example.com'})
+      const again = await withToken({force: true})
+      assert.equal(again.agent.added, true)
+      assert.equal(again.caKeys?.refreshed, true)
+      assert.equal(again.caKeys?.knownHosts, null)
+      assert.ok(again.caKeys?.note)
     })
   })
 })
