@@ -133,9 +133,7 @@ async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
     throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
   let gh = named
     ? [named]
-    : provisioners.filter((p) =>
-        (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'),
-      )
+    : provisioners.filter((p) => p.configurationEndpoint?.startsWith('https://token.actions.githubusercontent.com'))
   // GitHub Enterprise Server has an issuer of its own: then the one provisioner for machines (sshca marks
   // people's provisioners interactive) is the CI provisioner
   if (gh.length === 0) gh = provisioners.filter((p) => p.type === 'OIDC' && p.interactive === false)
@@ -183,8 +181,12 @@ async function interactiveToken(
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken, deps.interactive.fetch)
-      if (t.refreshToken)
-        await store.set(key, {...saved, refreshToken: t.refreshToken, savedAt: new Date(deps.clock()).toISOString()})
+      // the IdP's new refresh token, or the same one again (refreshLogin keeps it when none came)
+      await store.set(key, {
+        ...saved,
+        refreshToken: t.refreshToken ?? saved.refreshToken,
+        savedAt: new Date(deps.clock()).toISOString(),
+      })
       return {idToken: t.idToken, method: 'refresh', store}
     } catch (err) {
       await store.delete(key).catch(() => undefined)
@@ -500,7 +502,7 @@ async function signIn(
   const files = agentlessFiles(ctx)
   await writeKeyFiles(files, key, cert, comment)
   // the agent that cannot hold it, also when it was not asked again (null: there is none)
-  const socket = agent?.socketPath ?? noAgent?.socket ?? null
+  const socket = agent?.socketPath ?? noAgent!.socket
   // Stryker disable next-line StringLiteral: unreachable: without an agent noAgent says why, with one the refused add or the lifetime verdict does
   const why = reason ?? 'no ssh-agent'
   const next: Context = {

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, type KeyObject} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 import {SignJWT} from 'jose'
@@ -79,6 +79,8 @@ describe('login in process (src/client/login.ts)', function () {
   /** Run during each token request: the IdP's time passing, on the test's clock. */
   let duringGrant: () => void
   let deviceFlow: boolean
+  /** Whether the IdP's token answers carry a refresh token. */
+  let issueRefresh: boolean
 
   before(async () => {
     ca = await startScriptedCa()
@@ -130,6 +132,7 @@ describe('login in process (src/client/login.ts)', function () {
     nonce = null
     duringGrant = () => undefined
     deviceFlow = false
+    issueRefresh = true
     provisioners = json({
       provisioners: [
         {
@@ -211,7 +214,7 @@ describe('login in process (src/client/login.ts)', function () {
         token_type: 'Bearer',
         expires_in: 300,
         id_token: await idToken(form.get('grant_type') === 'authorization_code' ? nonce : null),
-        refresh_token: `r${grants.length + 1}`,
+        ...(issueRefresh ? {refresh_token: `r${grants.length + 1}`} : {}),
       })
     }
     return new Response('no', {status: 404})
@@ -545,18 +548,19 @@ describe('login in process (src/client/login.ts)', function () {
       }
     })
 
-    it('an agent that holds certificates again: used, the files removed, the context no longer agentless', async () => {
-      await startAgent({certificates: 'refuse'})
-      await withToken()
-      // someone removed one of them already
-      rmSync(files().certificate)
-      await startAgent()
-      const r = await withToken()
-      assert.equal(r.agent.added, true)
-      assert.equal(existsSync(files().key), false)
-      assert.equal(existsSync(files().certificate), false)
-      assert.equal((await readContext(home, 'demo'))!.agentless, undefined)
-    })
+    for (const gone of ['key', 'certificate'] as const) {
+      it(`an agent that holds certificates again: used, the files removed (the ${gone} already was), the context no longer agentless`, async () => {
+        await startAgent({certificates: 'refuse'})
+        await withToken()
+        rmSync(files()[gone])
+        await startAgent()
+        const r = await withToken()
+        assert.equal(r.agent.added, true)
+        assert.equal(existsSync(files().key), false)
+        assert.equal(existsSync(files().certificate), false)
+        assert.equal((await readContext(home, 'demo'))!.agentless, undefined)
+      })
+    }
 
     it('no agent at all: refused (ERR_AGENT_UNAVAILABLE) unless ssh is configured to read the files', async () => {
       const gone = join(tempDir('sshca-noagent-'), 'agent.sock')
@@ -568,6 +572,8 @@ describe('login in process (src/client/login.ts)', function () {
       const r = await withToken({}, {agent: {socketPath: gone}})
       assert.deepEqual(r.agent.socket, null)
       assert.deepEqual(r.agent.removed, [])
+      // the reason names the agent that could not be reached
+      assert.ok(r.agent.fallback!.reason.includes(gone))
       assert.equal(r.agent.fallback?.sshConfig, 'names-them')
       assert.deepEqual(r.files, files())
       assert.equal((await readContext(home, 'demo'))!.agentless!.socket, null)
@@ -603,6 +609,17 @@ describe('login in process (src/client/login.ts)', function () {
       assert.equal(r.skipped, true)
       assert.equal(r.certificate.serial, cert.serial.toString())
       assert.deepEqual(ca.server.requests, [])
+    })
+
+    it('a lock left by a login that ran longer than the longest sign-in (its timeout and a minute) is taken over', async () => {
+      const lock = join(home, 'contexts', 'demo', 'login.lock')
+      // held by a live process (this one), but 71 s old by the test's clock: past a 10 s sign-in's 70 s
+      writeFileSync(lock, `${process.pid}\n`)
+      const at = (nowMs - 71_000) / 1000
+      utimesSync(lock, at, at)
+      const r = await withToken({ensure: true}, {interactive: {...deps().interactive, timeoutMs: 10_000}})
+      assert.equal(r.skipped, false)
+      assert.equal(existsSync(lock), false)
     })
 
     it('none: signs in, once, holding the context lock, and lets it go', async () => {
@@ -893,6 +910,64 @@ describe('login in process (src/client/login.ts)', function () {
       assert.deepEqual(events, [])
     })
 
+    it('a provisioner with a client secret and scopes: both sent to the IdP', async () => {
+      provisioners = json({
+        provisioners: [
+          {
+            type: 'OIDC',
+            name: 'corp',
+            clientID: 'sshca',
+            clientSecret: 's3cret',
+            scopes: ['openid', 'email'],
+            configurationEndpoint: `${ISSUER}/.well-known/openid-configuration`,
+          },
+        ],
+        nextCursor: '',
+      })
+      stored.set('demo/corp', saved())
+      await run({}, {interactive: person()})
+      assert.deepEqual(
+        grants.map((g) => [g.get('client_secret'), g.get('scope')]),
+        [['s3cret', 'openid email']],
+      )
+    })
+
+    it('an IdP that gives no refresh token: nothing saved; a refresh that brings none keeps the old one', async () => {
+      issueRefresh = false
+      await run({}, {interactive: person()})
+      assert.deepEqual([...stored.keys()], [])
+      stored.set('demo/corp', saved('r1'))
+      const r = await run({force: true}, {interactive: person()})
+      assert.equal(r.method, 'refresh')
+      assert.equal(stored.get('demo/corp')!.refreshToken, 'r1')
+    })
+
+    it('a browser sign-in whose ID token the CA refuses: not retried (only a refresh is)', async () => {
+      refuseSigns = 2
+      await rejectsCode(run({}, {interactive: person()}), 'ERR_TOKEN_REPLAYED')
+      assert.equal(signRequests(), 1)
+    })
+
+    it('--out with a person signing in: no agent to probe, the files written', async () => {
+      const out = join(tempDir('sshca-out-'), 'id')
+      stored.set('demo/corp', saved())
+      const r = await run({out}, {interactive: person()})
+      assert.deepEqual(r.files, {key: out, certificate: `${out}-cert.pub`})
+      assert.equal(agentConnections, 0)
+    })
+
+    it('--console with no local browser either: the device flow, the IdP not asked whether it has one', async () => {
+      deviceFlow = true
+      await rejectsCode(
+        run(
+          {console: true},
+          {interactive: person({noLocalBrowser: 'no display', openBrowser: async () => assert.fail()})},
+        ),
+        'ERR_IDP_ERROR',
+      )
+      assert.deepEqual(events, [])
+    })
+
     it('an agent that honours lifetimes: told apart during the sign-in; the probe key gone, the certificate added', async () => {
       duringGrant = () => (nowMs += 3000)
       const r = await run({}, {interactive: person()})
@@ -910,6 +985,8 @@ describe('login in process (src/client/login.ts)', function () {
       assert.equal(r.agent.added, false)
       assert.deepEqual(r.files, agentlessFiles({dir: join(home, 'contexts', 'demo')}))
       assert.deepEqual(agent.entries, [])
+      // the reason names the agent
+      assert.ok(r.agent.fallback!.reason.includes(sock))
       // a sign-in too quick to tell: the agent is given the benefit of the doubt
       await startAgent({lifetimes: 'ignore'})
       duringGrant = () => (nowMs += 1000)
@@ -938,7 +1015,6 @@ describe('login in process (src/client/login.ts)', function () {
       name: 'actions',
       audience: 'sshca-gh',
       configurationEndpoint: 'https://token.actions.githubusercontent.com/.well-known/openid-configuration',
-      interactive: false,
     }
     const list = (...p: object[]) => json({provisioners: p, nextCursor: ''})
     beforeEach(() => {
