@@ -33,6 +33,8 @@ const LABEL_ARGUMENT = {
   tokenError: 1,
   // the file's name in the messages of a damaged managed block (known_hosts, the sshca ssh_config)
   mergeManagedBlock: 3,
+  // the kind of file in a not-found or permission message (host.ts, possession.ts, cert-tools.ts)
+  readText: 1,
 }
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'

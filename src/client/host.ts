@@ -165,6 +165,7 @@ export async function renewHostCert(
       ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
     } catch (err) {
       const {explainTokenRefusal} = await import('./token-diagnosis.ts')
+      // Stryker disable next-line ObjectLiteral: on /ssh/renew the time only words the diagnosis (a 401 is ERR_TOKEN_INVALID whatever it finds; only enrollment's 403 is wrapped or not by what it finds)
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})
     }
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))

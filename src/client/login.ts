@@ -133,9 +133,7 @@ async function githubAudience(ca: CaClient, o: LoginOptions): Promise<string> {
     throw new SshcaError('ERR_PROVISIONER_NOT_FOUND', `the CA has no provisioner "${o.provisioner}"`)
   let gh = named
     ? [named]
-    : provisioners.filter((p) =>
-        (p.configurationEndpoint ?? '').startsWith('https://token.actions.githubusercontent.com'),
-      )
+    : provisioners.filter((p) => p.configurationEndpoint?.startsWith('https://token.actions.githubusercontent.com'))
   // GitHub Enterprise Server has an issuer of its own: then the one provisioner for machines (sshca marks
   // people's provisioners interactive) is the CI provisioner
   if (gh.length === 0) gh = provisioners.filter((p) => p.type === 'OIDC' && p.interactive === false)
@@ -183,8 +181,12 @@ async function interactiveToken(
     deps.interactive.notify({type: 'refreshing'})
     try {
       const t = await refreshLogin(p, saved.refreshToken, deps.interactive.fetch)
-      if (t.refreshToken)
-        await store.set(key, {...saved, refreshToken: t.refreshToken, savedAt: new Date(deps.clock()).toISOString()})
+      // the IdP's new refresh token, or the same one again (refreshLogin keeps it when none came)
+      await store.set(key, {
+        ...saved,
+        refreshToken: t.refreshToken ?? saved.refreshToken,
+        savedAt: new Date(deps.clock()).toISOString(),
+      })
       return {idToken: t.idToken, method: 'refresh', store}
     } catch (err) {
       await store.delete(key).catch(() => undefined)
@@ -316,27 +318,24 @@ export async function obtainIdToken<T = never>(
 }
 
 async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): Promise<LoginResult> {
-  const ca = deps.caClient?.(ctx) ?? new CaClient(ctx.caUrl, ctx.rootPem)
   let agent: AgentClient | undefined
-  let noAgent: string | undefined
+  /** Why the certificate goes to files without asking the agent, and the agent's socket (null: none). */
+  let noAgent: {reason: string; socket: string | null} | undefined
   if (o.out === undefined) {
     try {
       // an agentless context whose agent is the same one that failed it goes straight to its files
-      const same =
-        ctx.agentless &&
-        ctx.agentless.socket !== null &&
-        ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
-      if (same) noAgent = ctx.agentless!.reason
+      // (a null socket, no agent at all last time, equals no socket path)
+      const same = ctx.agentless && ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
+      if (same) noAgent = {reason: ctx.agentless!.reason, socket: ctx.agentless!.socket}
       else agent = await AgentClient.connect(deps.agent)
     } catch (err) {
       // no agent at all: files are as good, but only when ssh is configured to read them
-      if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE') || !(await sshConfigInstalled(deps.home, ctx.name)).block) {
-        ca.close()
+      if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE') || !(await sshConfigInstalled(deps.home, ctx.name)).block)
         throw err
-      }
-      noAgent = err.message
+      noAgent = {reason: err.message, socket: null}
     }
   }
+  const ca = deps.caClient?.(ctx) ?? new CaClient(ctx.caUrl, ctx.rootPem)
   // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool (two
   // connections); neither fails the login. They start once the sign request is on its way, so it takes
   // the first connection instead of queueing behind them, or earlier when the sign-in needs the keys
@@ -350,6 +349,10 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
     const result = await signIn(o, deps, ctx, ca, agent, noAgent, () => started().roots)
     return {...result, krl: await started().krl, caKeys: await caKeysNote(await started().roots)}
   } finally {
+    // a refused sign-in waits for them too (neither rejects): closing the client under requests still
+    // queued for a connection would let them open new ones after close, and save the context after
+    // login has returned
+    if (beside) await Promise.all([beside.krl, beside.roots])
     agent?.close()
     ca.close()
   }
@@ -372,7 +375,7 @@ async function signIn(
   ctx: Context,
   ca: CaClient,
   agent: AgentClient | undefined,
-  noAgent: string | undefined,
+  noAgent: {reason: string; socket: string | null} | undefined,
   /** Starts (once) and returns the request for the CA's published keys. */
   roots: () => Promise<RefreshedRoots | Error>,
 ): Promise<Omit<LoginResult, 'krl' | 'caKeys'>> {
@@ -414,7 +417,8 @@ async function signIn(
   if ('skipped' in got) return got
   let {idToken, method, store} = got
   const {provisioner, chosen} = got
-  const lifetimes = probe ? await probe.finish() : 'unknown'
+  // an agent that keeps a key past its lifetime would keep this one past its certificate
+  const lifetimesIgnored = probe !== undefined && (await probe.finish()) === 'ignored'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
   const sign = async (ott: string) => {
@@ -472,12 +476,12 @@ async function signIn(
   }
   const lifetime = Math.max(1, Math.min(0xffff_ffff, Number(cert.validBefore - now())))
   let removed: RemovedCertificate[] = []
-  let reason = noAgent
+  let reason = noAgent?.reason
   if (agent) {
     // this context's certificates: of the keys it trusted before and of those the CA publishes now
     const cas = userCaKeys(before, keys)
     removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
-    if (lifetimes === 'ignored') {
+    if (lifetimesIgnored) {
       reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`
     } else {
       const added = await addAndVerify(agent, key, cert, {lifetimeSeconds: lifetime, comment})
@@ -497,11 +501,14 @@ async function signIn(
   // the agent cannot hold it (or there is none): 0600 files that the managed ssh_config names
   const files = agentlessFiles(ctx)
   await writeKeyFiles(files, key, cert, comment)
-  const socket = agent?.socketPath ?? null
+  // the agent that cannot hold it, also when it was not asked again (null: there is none)
+  const socket = agent?.socketPath ?? noAgent!.socket
+  // Stryker disable next-line StringLiteral: unreachable: without an agent noAgent says why, with one the refused add or the lifetime verdict does
+  const why = reason ?? 'no ssh-agent'
   const next: Context = {
     ...ctx,
     agentless: {
-      reason: reason ?? 'no ssh-agent',
+      reason: why,
       socket,
       since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString(),
     },
@@ -517,7 +524,7 @@ async function signIn(
       socket,
       lifetimeSeconds: null,
       removed,
-      fallback: {reason: reason ?? 'no ssh-agent', sshConfig: installed ? 'names-them' : 'not-installed'},
+      fallback: {reason: why, sshConfig: installed ? 'names-them' : 'not-installed'},
     },
     files,
   }
@@ -553,10 +560,12 @@ async function explainRefusal(
   if (!isSshcaError(err, 'ERR_CA_UNAUTHORIZED')) return err
   const {explainTokenRefusal} = await import('./token-diagnosis.ts')
   // the audiences the CA accepts: one more request, only on this failure path
+  // Stryker disable all: the audiences, the flow and the limits only choose the explanation's words and its hint (ERR_TOKEN_INVALID or ERR_TOKEN_REPLAYED whatever they are)
   const audiences = await listProvisioners(ca)
     .then((list) => list.flatMap((p) => [p.audience ?? p.clientID ?? ''].filter(Boolean)))
     .catch(() => [])
   const flow =
     method === 'identity-token' ? 'identity-token' : method === 'github-actions' ? 'github-actions' : 'interactive'
   return explainTokenRefusal(err, token, flow, {now, audiences, maxLifetime: 3600})
+  // Stryker restore all
 }

@@ -13,7 +13,10 @@ export type Answer = {status: number; body: string | Buffer; hangUp?: boolean}
 export interface ScriptedServer {
   url: string
   requests: string[]
-  answer: (path: string) => Answer
+  /** Each request and its body as text, in the order their bodies ended (what a client sent). */
+  received: {request: string; body: string}[]
+  /** Called once the request's body has arrived. */
+  answer: (path: string, body: string) => Answer | Promise<Answer>
   /** Connections open right now (a client that keeps one alive keeps it here). */
   connections(): Promise<number>
   /** Resolves once every connection opened so far is closed: never, while a client keeps one alive. */
@@ -28,6 +31,7 @@ export async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promi
   const s: ScriptedServer = {
     url: '',
     requests: [],
+    received: [],
     answer: () => ({status: 404, body: ''}),
     connections: async () => 0,
     allClosed: async () => {
@@ -38,13 +42,21 @@ export async function startScripted(tls: IssuedCert, chain: IssuedCert[]): Promi
   const server: Server = createServer(
     {cert: [tls, ...chain].map((c) => c.pem).join(''), key: tls.key.export({type: 'pkcs8', format: 'pem'})},
     (req, res) => {
-      s.requests.push(`${req.method} ${req.url}`)
-      const a = s.answer(req.url ?? '')
-      if (a.hangUp) {
-        req.socket.destroy()
-        return
-      }
-      res.writeHead(a.status, {'content-type': 'application/json'}).end(a.body)
+      const request = `${req.method} ${req.url}`
+      s.requests.push(request)
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8')
+        s.received.push({request, body})
+        void Promise.resolve(s.answer(req.url ?? '', body)).then((a) => {
+          if (a.hangUp) {
+            req.socket.destroy()
+            return
+          }
+          res.writeHead(a.status, {'content-type': 'application/json'}).end(a.body)
+        })
+      })
     },
   )
   server.on('secureConnection', (c: Socket) => sockets.add(c))
