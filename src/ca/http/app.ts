@@ -51,13 +51,18 @@ export const appCounters = (slots: number): Int32Array => new Int32Array(new Sha
 const CONNECTIONS = 0
 const IN_FLIGHT = 1
 
+/** The places of a kind taken in every slot. */
+function count(all: Int32Array, kind: number): number {
+  let sum = 0
+  for (let i = kind; i < all.length; i += 2) sum += Atomics.load(all, i)
+  return sum
+}
+
 /** Takes one of `max` places of a kind in slot `slot`; false (and nothing taken) when the slots hold them all. */
 function take(all: Int32Array, slot: number, kind: number, max: number): boolean {
   const mine = 2 * slot + kind
   Atomics.add(all, mine, 1)
-  let sum = 0
-  for (let i = kind; i < all.length; i += 2) sum += Atomics.load(all, i)
-  if (sum <= max) return true
+  if (count(all, kind) <= max) return true
   Atomics.sub(all, mine, 1)
   return false
 }
@@ -141,28 +146,33 @@ export function buildApp(
 
   // load shedding: past maxInFlight signing requests (counted for every thread serving the CA), answer
   // 503 at once rather than queue without bound; and while this thread's event loop lags (requests
-  // wait in socket buffers, where no counter sees them). A place is taken once the body is read and
-  // checked (preHandler), still before the token is looked at: a client that sends headers and then
-  // trickles its body holds a connection until requestTimeout, never a signing place (64 such
-  // requests would otherwise stop every signing)
+  // wait in socket buffers, where no counter sees them). Refused as soon as the headers are read
+  // while the places are all taken (the cheapest refusal: no body parsed); a place is taken only once
+  // the body is read and checked (preHandler), still before the token is looked at, so a client that
+  // sends headers and then trickles its body holds a connection until requestTimeout, never a place
+  // (64 such requests would otherwise stop every signing).
   const lag = o.lag ?? eventLoopLag()
   app.addHook('onClose', (_app, done) => {
     lag.stop()
     done()
   })
-  app.addHook('preHandler', (req, reply, done) => {
+  const maxInFlight = (): number => authority.settings.limits.maxInFlight ?? IN_FLIGHT_PER_THREAD * (all.length / 2)
+  const overloaded = (reply: FastifyReply, why: string) => {
+    void reply.header('retry-after', '1')
+    return denial('ERR_CA_OVERLOADED', 'overloaded', why)
+  }
+  app.addHook('onRequest', (req, reply, done) => {
     if (!req.routeOptions.config.signing) return done()
     const {maxEventLoopDelay} = authority.settings.limits
-    const maxInFlight = authority.settings.limits.maxInFlight ?? IN_FLIGHT_PER_THREAD * (all.length / 2)
-    if (!take(all, slot, IN_FLIGHT, maxInFlight)) {
-      void reply.header('retry-after', '1')
-      return done(denial('ERR_CA_OVERLOADED', 'overloaded', 'too many signing requests in flight'))
-    }
-    if (maxEventLoopDelay !== false && lag.current() > maxEventLoopDelay) {
-      Atomics.sub(all, 2 * slot + IN_FLIGHT, 1)
-      void reply.header('retry-after', '1')
-      return done(denial('ERR_CA_OVERLOADED', 'overloaded', `the event loop lags ${Math.round(lag.current())} ms`))
-    }
+    if (count(all, IN_FLIGHT) >= maxInFlight()) return done(overloaded(reply, 'too many signing requests in flight'))
+    if (maxEventLoopDelay !== false && lag.current() > maxEventLoopDelay)
+      return done(overloaded(reply, `the event loop lags ${Math.round(lag.current())} ms`))
+    done()
+  })
+  app.addHook('preHandler', (req, reply, done) => {
+    if (!req.routeOptions.config.signing) return done()
+    if (!take(all, slot, IN_FLIGHT, maxInFlight()))
+      return done(overloaded(reply, 'too many signing requests in flight'))
     reply.raw.once('close', () => Atomics.sub(all, 2 * slot + IN_FLIGHT, 1))
     done()
   })

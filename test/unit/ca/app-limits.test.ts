@@ -228,6 +228,42 @@ describe('the CA app: limits counted over every thread, and what no route answer
     }
   })
 
+  it('with every place taken a signing request is refused before its body is read (a malformed one too: 503, not 400); a place taken while its body arrived refuses it after', async () => {
+    const all = appCounters(2)
+    let headersSeen = 0
+    b = await build('{rate: false, maxInFlight: 2, maxEventLoopDelay: 200}', {
+      counters: {all, slot: 0},
+      // the lag is read once a signing request's headers are in: the test learns when that was
+      lag: {current: () => (headersSeen++, 0), stop: () => undefined},
+    })
+    Atomics.store(all, 3, 2)
+    const early = await b.app.inject({method: 'POST', url: '/ssh/sign', payload: '{not json'})
+    assert.equal(early.statusCode, 503)
+    assert.equal(headersSeen, 0, 'refused on the count alone')
+    Atomics.store(all, 3, 0)
+    const body = JSON.stringify({publicKey: key(), ott: await b.mint()})
+    const s = await open(portOf(b.app))
+    const reply = new Promise<string>((resolve) => {
+      let text = ''
+      s.on('data', (c: Buffer) => (text += c.toString('latin1')))
+      s.on('close', () => resolve(text))
+    })
+    s.write(
+      `POST /ssh/sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+    )
+    await waitFor('the headers to be read', () => headersSeen === 1, 10_000)
+    Atomics.store(all, 3, 2) // the other thread takes both places while the body arrives
+    s.write(body.slice(10))
+    const late = parse(await reply)
+    assert.equal(late.status, 503)
+    assert.equal(JSON.parse(late.body).request_id, late.headers['x-request-id'])
+    assert.equal(Atomics.load(all, 1), 0, 'nothing kept in this thread')
+    assert.deepEqual(
+      b.audit.events.map((e) => e.reason),
+      ['overloaded', 'overloaded'],
+    )
+  })
+
   it('maxInFlight unset: IN_FLIGHT_PER_THREAD for each thread serving the CA (each slot), a reload setting it wins', async () => {
     const all = appCounters(3)
     b = await build('{rate: false}', {counters: {all, slot: 0}})
