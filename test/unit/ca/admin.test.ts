@@ -6,7 +6,8 @@
  * return and what the store holds afterwards are what is asserted.
  */
 import assert from 'node:assert/strict'
-import {cpSync, existsSync, writeFileSync} from 'node:fs'
+import {generateKeyPairSync} from 'node:crypto'
+import {cpSync, existsSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {DatabaseSync} from 'node:sqlite'
 import {
@@ -22,7 +23,7 @@ import {
 import {loadConfig} from '../../../src/ca/config/config.ts'
 import {caPaths} from '../../../src/ca/config/layout.ts'
 import {certFingerprint, pemToDer} from '../../../src/ca/keys/pki.ts'
-import {readSealedKey} from '../../../src/ca/keys/keystore.ts'
+import {readSealedKey, writeSealedKey} from '../../../src/ca/keys/keystore.ts'
 import {verifyEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {tokenHash} from '../../../src/ca/provisioner/oidc.ts'
 import {openStore} from '../../../src/ca/store/open.ts'
@@ -335,6 +336,10 @@ describe('the CA admin commands, in process', function () {
       const f = join(tempDir(), 'host-cert.pub')
       writeFileSync(f, `${certificateLine(cert, 'web1')}\n`)
       assert.equal(await keyFingerprintArg(f, '--key'), hostKey.publicKey.fingerprint())
+      // indented, after a comment: still read as the certificate it is
+      const indented = join(tempDir(), 'indented-cert.pub')
+      writeFileSync(indented, `# web1\n  ${certificateLine(cert, 'web1')}\n`)
+      assert.equal(await keyFingerprintArg(indented, '--key'), hostKey.publicKey.fingerprint())
       assert.notEqual(hostKey.publicKey.fingerprint(), ca.publicKey.fingerprint())
     })
 
@@ -702,13 +707,26 @@ describe('the CA admin commands, in process', function () {
       assert.deepEqual((await state(cfg)).events, [])
     })
 
+    it('a CA whose sealed enrollment key cannot sign tokens fails as that, not as a usage error, recording nothing', async () => {
+      const cfg = freshCa()
+      const {config} = await loadConfig(cfg)
+      const {privateKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
+      const path = caPaths(config.dir).enrollmentKey
+      rmSync(path)
+      await writeSealedKey(path, privateKey, PASSWORD)
+      await assert.rejects(
+        hostToken({configPath: cfg, password: PASSWORD, hostname: 'web1', ttlSeconds: 600, clock}),
+        (err: {code?: unknown}) => err.code !== 'ERR_USAGE',
+      )
+      assert.deepEqual((await state(cfg)).events, [])
+    })
+
     it('is refused while a restore is pending or within the leeway after the restore mark', async () => {
       const cfg = freshCa()
       const {config} = await loadConfig(cfg)
       const base = {configPath: cfg, password: PASSWORD, hostname: 'web1', ttlSeconds: 600}
       writeFileSync(caPaths(config.dir).restorePending, '{}')
       await rejectsCode(hostToken({...base, clock}), 'ERR_USAGE')
-      const {rmSync} = await import('node:fs')
       rmSync(caPaths(config.dir).restorePending)
       await withCaStore(cfg, (s) => s.markRestored(NOW))
       await rejectsCode(hostToken({...base, clock: () => (NOW + 59) * 1000}), 'ERR_USAGE')
