@@ -25,6 +25,8 @@ const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promi
   withOpenStore(config, 'admin', fn)
 
 const iso = (seconds: number | bigint): string => new Date(Number(seconds) * 1000).toISOString()
+/** A certificate's end: ISO, or 'forever' (the store keeps 2^64−1 as 2^63−1, past any Date). */
+const until = (validBefore: bigint): string => (validBefore >= 0x7fff_ffff_ffff_ffffn ? 'forever' : iso(validBefore))
 const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)
 
 /**
@@ -177,7 +179,7 @@ const certSummary = (c: IssuedRecord) => ({
   keyId: c.keyId,
   principals: c.principals,
   certType: c.certType,
-  validBefore: iso(c.validBefore),
+  validBefore: until(c.validBefore),
 })
 
 export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
@@ -282,7 +284,7 @@ export async function certs(o: {
         keyId: c.keyId,
         principals: c.principals,
         validAfter: iso(c.validAfter),
-        validBefore: c.validBefore >= 0x7fff_ffff_ffff_ffffn ? 'forever' : iso(c.validBefore),
+        validBefore: until(c.validBefore),
         provisioner: c.provisioner,
         rule: c.rule,
         subject: c.subject,
@@ -308,7 +310,7 @@ export async function hosts(o: {configPath: string; clock?: () => number}): Prom
         principals: c.principals,
         serial: c.serial.toString(),
         keyId: c.keyId,
-        validBefore: iso(c.validBefore),
+        validBefore: until(c.validBefore),
         keyFingerprint: c.keyFingerprint,
       })
     }

@@ -621,6 +621,54 @@ describe('the CA admin commands, in process', function () {
     })
   })
 
+  describe('a certificate valid forever (the store keeps it clamped to 2^63-1)', () => {
+    it('ca hosts and ca revoke name it as valid forever instead of failing', async () => {
+      const cfg = freshCa()
+      const FOREVER = 0xffff_ffff_ffff_ffffn
+      const host = active({
+        serial: 1001n,
+        certType: 'host',
+        keyId: 'host:vault',
+        principals: ['vault'],
+        validBefore: FOREVER,
+        keyFingerprint: 'SHA256:v',
+      })
+      const user = active({serial: 1002n, subject: 'sub-root', keyId: 'root@forever', validBefore: FOREVER})
+      await seed(cfg, host, user)
+      assert.deepEqual(await hosts({configPath: cfg, clock}), {
+        hosts: [
+          {
+            principals: ['vault'],
+            serial: '1001',
+            keyId: 'host:vault',
+            validBefore: 'forever',
+            keyFingerprint: 'SHA256:v',
+          },
+        ],
+      })
+      const bySubject = await revoke({configPath: cfg, subject: 'sub-root', clock})
+      assert.deepEqual(
+        bySubject.certificates.map((c) => [c.serial, c.validBefore]),
+        [['1002', 'forever']],
+      )
+      const bySerial = await revoke({configPath: cfg, serial: '1001', clock})
+      assert.deepEqual(
+        bySerial.certificates.map((c) => [c.serial, c.validBefore]),
+        [['1001', 'forever']],
+      )
+      assert.equal(await covered(cfg, host), true)
+      assert.equal(await covered(cfg, user), true)
+      // both commands recorded (before, the revocation was written and the command failed before its event)
+      assert.deepEqual(
+        (await state(cfg)).events.map((e) => [e.event, e.fields.certificates]),
+        [
+          ['certificate_revoked', ['1002']],
+          ['certificate_revoked', ['1001']],
+        ],
+      )
+    })
+  })
+
   describe('hostToken', () => {
     const verify = async (cfg: string, token: string, keyFingerprint: string, now = NOW) => {
       const {config} = await loadConfig(cfg)
