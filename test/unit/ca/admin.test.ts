@@ -751,7 +751,7 @@ describe('the CA admin commands, in process', function () {
       await rejectsCode(hostToken({...base, hostname: 'web1', principals: ['ok', 'bad"one']}), 'ERR_USAGE')
       await rejectsCode(hostToken({...base, hostname: 'web1', key: 'SHA256:nope'}), 'ERR_USAGE')
       await rejectsCode(hostToken({...base, hostname: 'web1', key: join(tempDir(), 'none.pub')}), 'ERR_FILE_NOT_FOUND')
-      await assert.rejects(hostToken({...base, password: 'wrong', hostname: 'web1'}))
+      await rejectsCode(hostToken({...base, password: 'wrong password!', hostname: 'web1'}), 'ERR_CA_PASSWORD')
       assert.deepEqual((await state(cfg)).events, [])
     })
 
