@@ -35,6 +35,8 @@ const LABEL_ARGUMENT = {
   mergeManagedBlock: 3,
   // the kind of file in a not-found or permission message (host.ts, possession.ts, cert-tools.ts)
   readText: 1,
+  // the flag (--key) a host key argument came from, in admin.ts's refusals
+  keyFingerprintArg: 1,
 }
 
 const REASON = 'message text only: tests assert error codes and effects, never wording'
