@@ -324,7 +324,7 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
   if (o.out === undefined) {
     try {
       // an agentless context whose agent is the same one that failed it goes straight to its files
-      // (a null socket, no agent at all last time, equals no socket path)
+      // (a null socket, no agent at all last time, is asked again: connecting then fails at once)
       const same = ctx.agentless && ctx.agentless.socket === (deps.agent.socketPath ?? deps.env.SSH_AUTH_SOCK)
       if (same) noAgent = {reason: ctx.agentless!.reason, socket: ctx.agentless!.socket}
       else agent = await AgentClient.connect(deps.agent)
