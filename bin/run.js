@@ -24,10 +24,11 @@ if (cacheDir !== false) enableCompileCache?.(cacheDir)
 const argv = process.argv.slice(2)
 // list, login, proxycommand: their bundle (CommonJS, scripts/bundle-fast.ts says why); anything else (--version): src/cli/fast.ts
 const bundled = argv[0] === 'list' || argv[0] === 'login' || argv[0] === 'proxycommand'
-const {tryFastPath} = bundled
-  ? createRequire(import.meta.url)(`../dist/fast/${argv[0]}.cjs`)
-  : await import('../dist/cli/fast.js')
-if (!(await tryFastPath(argv))) {
+const bundle = bundled ? loadBundle(argv[0]) : undefined
+const {tryFastPath} = bundle?.exports ?? (await import('../dist/cli/fast.js'))
+const fast = await tryFastPath(argv)
+bundle?.keepCode()
+if (!fast) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
 }
@@ -61,5 +62,68 @@ function privateCompileCache() {
     }
   } catch {
     return false
+  }
+}
+
+/**
+ * One bundle of dist/fast, run as CommonJS but compiled here rather than by require(), so that V8's code
+ * for it can be kept for the next start once the command has run: by then every function the command
+ * called is compiled, where Node's compile cache keeps only what V8 compiled before running anything
+ * (the functions' code, not their source, is most of what `sshca list` costs beyond bare Node). Kept in
+ * the private cache folder, or nowhere, under a name made of the bundle's inode, size and modification
+ * time and Node's version: V8 itself checks only the source's length, its own version and its flags, so
+ * a changed bundle or another Node never finds old code. scripts/bundle-fast.ts turns each import() into
+ * a call of __load (a script compiled this way can import only through an experimental option).
+ */
+function loadBundle(name) {
+  const fs = process.getBuiltinModule('node:fs')
+  const path = process.getBuiltinModule('node:path')
+  const vm = process.getBuiltinModule('node:vm')
+  const file = process.getBuiltinModule('node:url').fileURLToPath(new URL(`../dist/fast/${name}.cjs`, import.meta.url))
+  const source = fs.readFileSync(file, 'utf8')
+  let cache
+  let cachedData
+  if (typeof cacheDir === 'string') {
+    const st = fs.statSync(file, {bigint: true})
+    cache = path.join(cacheDir, `${name}-${process.version}-${st.dev}-${st.ino}-${st.size}-${st.mtimeNs}.v8`)
+    try {
+      cachedData = fs.readFileSync(cache)
+    } catch {
+      // none yet: compiled from the source, kept after the command ran
+    }
+  }
+  // the wrapper Node's require() puts around a CommonJS module, on the source's first line (the line numbers stay)
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __load) {${source}\n})`, {
+    filename: file,
+    cachedData,
+  })
+  const module = {exports: {}}
+  const load = (specifier) => import(specifier) // bare specifiers: the package's node_modules, as from dist/fast
+  script.runInThisContext()(module.exports, createRequire(file), module, file, path.dirname(file), load)
+  return {
+    exports: module.exports,
+    keepCode() {
+      if (cache === undefined || (cachedData !== undefined && !script.cachedDataRejected)) return
+      const tmp = `${cache}.${process.pid}.tmp`
+      try {
+        fs.writeFileSync(tmp, script.createCachedData(), {mode: 0o600, flag: 'wx'})
+        fs.renameSync(tmp, cache)
+      } catch {
+        fs.rmSync(tmp, {force: true}) // a full disk: no cache, and no half of one
+        return
+      }
+      try {
+        // another bundle's or Node's code for this command, untouched for a week: an older sshca's (a
+        // second installation that still uses its own rewrites it once)
+        const weekAgo = Date.now() - 7 * 86_400_000
+        for (const f of fs.readdirSync(cacheDir)) {
+          const other = path.join(cacheDir, f)
+          if (f.startsWith(`${name}-`) && f.endsWith('.v8') && other !== cache && fs.statSync(other).mtimeMs < weekAgo)
+            fs.rmSync(other, {force: true})
+        }
+      } catch {
+        // tidying only: a file gone meanwhile (another sshca tidied) changes nothing
+      }
+    },
   }
 }

@@ -12,7 +12,7 @@
  * imported (esbuild wraps each in a function); packages stay in node_modules and keep their `import()`.
  * The code is tsc's output, unminified.
  */
-import {rmSync} from 'node:fs'
+import {readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
@@ -35,4 +35,14 @@ for (const name of ['list', 'login', 'proxycommand']) {
     logOverride: {'empty-import-meta': 'error'},
     logLevel: 'warning',
   })
+  // bin/run.js compiles the bundle itself (to keep V8's code for the next start) as a script, where
+  // import() would need an experimental option: each import() becomes a call of the loader's __load (as long: the source map stays true)
+  const file = join(root, `dist/fast/${name}.cjs`)
+  const code = readFileSync(file, 'utf8').replaceAll('await import("', 'await __load("')
+  const left = code.match(/\bimport\s*\(/)
+  if (left)
+    throw new Error(
+      `dist/fast/${name}.cjs: an import() the loader would not see: ${code.slice(left.index, left.index! + 60)}`,
+    )
+  writeFileSync(file, code)
 }

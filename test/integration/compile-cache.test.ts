@@ -3,9 +3,10 @@
  * by every user and Node takes compiled code from it without checking who wrote it. sshca keeps its
  * cache in a folder of the user's own, and runs without one when anyone else could change that folder
  * or a folder above it. NODE_DEBUG_NATIVE=COMPILE_CACHE makes Node say which folder it reads.
+ * `list`, `login` and `proxycommand` keep V8's code for their bundle there too, taken after they ran.
  */
 import assert from 'node:assert/strict'
-import {chmodSync, chownSync, mkdirSync, readdirSync, statSync} from 'node:fs'
+import {chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {userInfo} from 'node:os'
 import {join} from 'node:path'
 import {sshca} from '../helpers/cli.ts'
@@ -62,5 +63,38 @@ describe('the compile cache is a folder of our own', function () {
     })
     assert.equal(r.code, 0)
     assert.match(r.stderr, new RegExp(`resolved path ${join(xdg, 'sshca', 'node-compile-cache')} `))
+  })
+
+  it("list keeps V8's code for its bundle there once it ran: 0600, used as it is, replaced when V8 refuses it", async () => {
+    const home = tempDir()
+    // no agent: list fails (exit 5) after its bundle ran, which is all this needs
+    const list = async () => (await sshca(['list'], {env: {HOME: home, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''}})).code
+    const kept = () => readdirSync(cacheOf(home)).filter((f) => f.endsWith('.v8'))
+    assert.equal(await list(), 5)
+    const [file, ...more] = kept()
+    assert.ok(file?.startsWith(`list-${process.version}-`) && more.length === 0, String(kept()))
+    const path = join(cacheOf(home), file)
+    const first = statSync(path)
+    assert.equal(first.mode & 0o777, 0o600)
+    // accepted by V8: left as it is
+    assert.equal(await list(), 5)
+    assert.equal(statSync(path).ino, first.ino)
+    // not V8's code (same length): refused by V8, the command runs from the source, and the file is replaced
+    const junk = Buffer.alloc(first.size, 7)
+    writeFileSync(path, junk)
+    assert.equal(await list(), 5)
+    assert.notEqual(statSync(path).ino, first.ino)
+    assert.notDeepEqual(readFileSync(path), junk)
+    assert.deepEqual(kept(), [file])
+  })
+
+  it('no code kept where the folder is not ours', async function () {
+    if (userInfo().uid !== 0) this.skip()
+    const theirs = tempDir()
+    mkdirSync(cacheOf(theirs), {recursive: true, mode: 0o700})
+    chownSync(cacheOf(theirs), 65534, 65534)
+    const r = await sshca(['list'], {env: {HOME: theirs, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''}})
+    assert.equal(r.code, 5)
+    assert.deepEqual(readdirSync(cacheOf(theirs)), [])
   })
 })
