@@ -14,6 +14,7 @@ import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
 import {buildApp} from './http/app.ts'
 import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {coalesceRefusals} from './observe/refusals.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
@@ -134,7 +135,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     throw err
   }
   const lock = auditLock()
-  const audit: AuditLog = createAuditLog(auditDest, {lock})
+  // floods of refusals made before a token is read become a line a second per client (observe/refusals.ts)
+  const audit: AuditLog = coalesceRefusals(createAuditLog(auditDest, {lock}))
   const verifierDeps = {
     ...opts.verifier,
     clock,

@@ -55,6 +55,7 @@ import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
 import type {Meter} from './observe/meter.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {createAuditLog, releaseAuditLock, type AuditLog} from './observe/audit.ts'
+import {coalesceRefusals} from './observe/refusals.ts'
 import {TokenVerifier} from './provisioner/oidc.ts'
 import {openStore} from './store/open.ts'
 import type {Store} from './store/store.ts'
@@ -445,7 +446,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
     }
   }
 
-  const audit = createAuditLog(init.auditDest, {lock: init.auditLock, base: {worker: init.index}})
+  const audit = coalesceRefusals(createAuditLog(init.auditDest, {lock: init.auditLock, base: {worker: init.index}}))
   // the meter's events go to the main thread's registry, one-way: a request never waits on them. One
   // message carries the events of a turn of the event loop: a message each (two or three a request,
   // every refusal too) was a tenth of this thread's time when it shed load

@@ -228,6 +228,23 @@ describe('CA limits: every wait bounded, every flood capped', function () {
       assert.equal(shed.headers['retry-after'], '1')
       const line = t.audit().find((l) => l.request_id === (shed.json as {request_id: string}).request_id)!
       assert.equal(line.reason, 'overloaded')
+      // a flood of them: a line at once and one when the second ends, per client and thread, not one
+      // line each (src/ca/observe/refusals.ts); the lines account for every request (a summary line
+      // stands for `repeated` of them)
+      const tokens = await Promise.all(Array.from({length: 199}, mint))
+      const flood = await Promise.all(
+        tokens.map(async (ott) => (await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott})).status),
+      )
+      assert.deepEqual(new Set(flood), new Set([503]))
+      const accounted = () =>
+        t
+          .audit()
+          .filter((l) => l.reason === 'overloaded')
+          .reduce((n, l) => n + ((l.repeated as number | undefined) ?? 1), 0)
+      await waitFor('every refusal accounted for in the audit log', () => accounted() === 200, 30_000)
+      const lines = t.audit().filter((l) => l.reason === 'overloaded')
+      assert.ok(lines.length < 20, `${lines.length} lines for 200 refusals`)
+      assert.ok(lines.some((l) => (l.repeated as number) > 0 && l.request_id === undefined))
       release()
       assert.equal((await waiting).status, 201)
       assert.equal((await t.call('POST', '/ssh/sign', {publicKey: keyB64(), ott: await mint()})).status, 201)
