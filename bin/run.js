@@ -50,16 +50,26 @@ function privateCompileCache() {
   const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(process.getBuiltinModule('node:os').homedir(), '.cache')
   const dir = path.join(base, 'sshca', 'node-compile-cache')
   const uid = process.getuid()
-  try {
-    fs.mkdirSync(dir, {recursive: true, mode: 0o700})
-    for (let p = dir; ; p = path.dirname(p)) {
+  // it and every folder above it: a folder (not a link), this user's or root's, that no one else may
+  // write to (a sticky folder such as /tmp may be writable by all: no one else may rename what is ours
+  // in it); the cache folder itself this user's alone
+  const safe = (from) => {
+    for (let p = from; ; p = path.dirname(p)) {
       const st = fs.lstatSync(p)
-      // (a sticky folder such as /tmp may be writable by all: no one else may rename what is ours in it)
       const writable = (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0
       if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0) || writable) return false
       if (p === dir && (st.uid !== uid || (st.mode & 0o077) !== 0)) return false
-      if (path.dirname(p) === p) return dir
+      if (path.dirname(p) === p) return true
     }
+  }
+  try {
+    // checked before anything is made in it too: root with another user's HOME (sudo without -H) makes
+    // no root-owned folders in that home
+    let existing = dir
+    while (!fs.existsSync(existing)) existing = path.dirname(existing)
+    if (!safe(existing)) return false
+    fs.mkdirSync(dir, {recursive: true, mode: 0o700})
+    return safe(dir) ? dir : false
   } catch {
     return false
   }
@@ -70,9 +80,9 @@ function privateCompileCache() {
  * for it can be kept for the next start once the command has run: by then every function the command
  * called is compiled, where Node's compile cache keeps only what V8 compiled before running anything
  * (the functions' code, not their source, is most of what `sshca list` costs beyond bare Node). Kept in
- * the private cache folder, or nowhere, under a name made of the bundle's inode, size and modification
- * time and Node's version: V8 itself checks only the source's length, its own version and its flags, so
- * a changed bundle or another Node never finds old code. scripts/bundle-fast.ts turns each import() into
+ * the private cache folder, or nowhere, under a name made of the bundle's inode, size, modification and
+ * change times and Node's version: V8 itself checks only the source's length, its own version and its
+ * flags, so a changed bundle or another Node never finds old code. scripts/bundle-fast.ts turns each import() into
  * a call of __load (a script compiled this way can import only through an experimental option).
  */
 function loadBundle(name) {
@@ -80,12 +90,20 @@ function loadBundle(name) {
   const path = process.getBuiltinModule('node:path')
   const vm = process.getBuiltinModule('node:vm')
   const file = process.getBuiltinModule('node:url').fileURLToPath(new URL(`../dist/fast/${name}.cjs`, import.meta.url))
-  const source = fs.readFileSync(file, 'utf8')
+  // read and named through one descriptor: the name describes the text that was read
+  const fd = fs.openSync(file, 'r')
+  const st = fs.fstatSync(fd, {bigint: true})
+  const source = fs.readFileSync(fd, 'utf8')
+  fs.closeSync(fd)
   let cache
   let cachedData
   if (typeof cacheDir === 'string') {
-    const st = fs.statSync(file, {bigint: true})
-    cache = path.join(cacheDir, `${name}-${process.version}-${st.dev}-${st.ino}-${st.size}-${st.mtimeNs}.v8`)
+    // ctime too: no tool sets it, so a file rewritten in place (cp -p, rsync --inplace, npm's fixed
+    // mtimes and a reused inode) never matches, even at the same length and modification time
+    cache = path.join(
+      cacheDir,
+      `${name}-${process.version}-${st.dev}-${st.ino}-${st.size}-${st.mtimeNs}-${st.ctimeNs}.v8`,
+    )
     try {
       cachedData = fs.readFileSync(cache)
     } catch {
@@ -118,7 +136,12 @@ function loadBundle(name) {
         const weekAgo = Date.now() - 7 * 86_400_000
         for (const f of fs.readdirSync(cacheDir)) {
           const other = path.join(cacheDir, f)
-          if (f.startsWith(`${name}-`) && f.endsWith('.v8') && other !== cache && fs.statSync(other).mtimeMs < weekAgo)
+          if (
+            f.startsWith(`${name}-`) &&
+            /\.(v8|tmp)$/.test(f) &&
+            other !== cache &&
+            fs.statSync(other).mtimeMs < weekAgo
+          )
             fs.rmSync(other, {force: true})
         }
       } catch {

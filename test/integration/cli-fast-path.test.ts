@@ -127,8 +127,8 @@ import fs, {appendFileSync} from 'node:fs'
 const seen = new Set()
 registerHooks({resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r }})
 // bin/run.js compiles its bundle itself (to keep V8's code for it): what it reads of the package counts too
-const read = fs.readFileSync
-fs.readFileSync = (f, ...rest) => { if (typeof f === 'string' && /\\.c?js$/.test(f)) seen.add('file://' + f); return read(f, ...rest) }
+const open = fs.openSync
+fs.openSync = (f, ...rest) => { if (typeof f === 'string' && /\\.c?js$/.test(f)) seen.add('file://' + f); return open(f, ...rest) }
 process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({files: [...seen].filter((u) => u.startsWith('file:')), crypto: process.moduleLoadList.includes('NativeModule crypto')}) + '\\n'))
 `,
     )

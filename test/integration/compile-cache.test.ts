@@ -6,10 +6,22 @@
  * `list`, `login` and `proxycommand` keep V8's code for their bundle there too, taken after they ran.
  */
 import assert from 'node:assert/strict'
-import {chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import {userInfo} from 'node:os'
 import {join} from 'node:path'
-import {sshca} from '../helpers/cli.ts'
+import {ROOT, sshca} from '../helpers/cli.ts'
+import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const cacheOf = (home: string): string => join(home, '.cache', 'sshca', 'node-compile-cache')
@@ -97,5 +109,41 @@ describe('the compile cache is a folder of our own', function () {
     const r = await sshca(['list'], {env: {HOME: theirs, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''}})
     assert.equal(r.code, 5)
     assert.deepEqual(readdirSync(cacheOf(theirs)), [])
+  })
+
+  it('a bundle rewritten in place at the same length, size and modification time runs as rewritten, not from the kept code', async () => {
+    // a copy of the entry and the list bundle (it needs nothing else of the package), so the bundle can be rewritten
+    const pkg = tempDir()
+    mkdirSync(join(pkg, 'bin'))
+    mkdirSync(join(pkg, 'dist', 'fast'), {recursive: true})
+    copyFileSync(join(ROOT, 'bin', 'run.js'), join(pkg, 'bin', 'run.js'))
+    copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'))
+    const bundle = join(pkg, 'dist', 'fast', 'list.cjs')
+    copyFileSync(join(ROOT, 'dist', 'fast', 'list.cjs'), bundle)
+    const when = 1_700_000_000 // whole seconds: the modification time is put back to the nanosecond
+    utimesSync(bundle, when, when)
+    const home = tempDir()
+    const list = () =>
+      run(process.execPath, [join(pkg, 'bin', 'run.js'), 'list'], {
+        env: {...process.env, HOME: home, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''},
+      })
+    assert.match((await list()).stderr, /SSH_AUTH_SOCK is not set/)
+    assert.equal(readdirSync(cacheOf(home)).filter((f) => f.endsWith('.v8')).length, 1)
+    const before = statSync(bundle, {bigint: true})
+    // the same inode, length and modification time; only the text differs (and the change time, which no tool sets)
+    writeFileSync(bundle, readFileSync(bundle, 'utf8').replace('SSH_AUTH_SOCK is not set', 'SSH_AUTH_SOCK is PATCHED'))
+    utimesSync(bundle, when, when)
+    const after = statSync(bundle, {bigint: true})
+    assert.deepEqual([after.ino, after.size, after.mtimeNs], [before.ino, before.size, before.mtimeNs])
+    assert.match((await list()).stderr, /SSH_AUTH_SOCK is PATCHED/)
+  })
+
+  it("root with another user's HOME makes nothing in it", async function () {
+    if (userInfo().uid !== 0) this.skip()
+    const theirs = tempDir()
+    chownSync(theirs, 65534, 65534)
+    const r = await sshca(['list'], {env: {HOME: theirs, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''}})
+    assert.equal(r.code, 5)
+    assert.equal(existsSync(join(theirs, '.cache')), false)
   })
 })
