@@ -67,20 +67,44 @@ describe('audit: refusals before the token is read are coalesced', () => {
     await log.close()
   })
 
-  it('many clients at once: past maxKeys they share one key, client "*"; the lines stay bounded', async () => {
+  it('many clients at once: past maxKeys they share one key (overflow, how many clients, none named); the lines stay bounded', async () => {
     const inner = memoryAuditLog()
     const log = coalesceRefusals(inner, {maxKeys: 10})
     for (let round = 0; round < 3; round++)
       for (let c = 0; c < 1000; c++) log.write('certificate_denied', shed(c, `10.0.${c >> 8}.${c & 255}`))
     // 10 clients' first lines and the shared key's first
     assert.equal(inner.events.length, 11)
-    assert.equal(inner.events[10]!.client_address, '*')
+    assert.deepEqual(
+      [inner.events[10]!.overflow, inner.events[10]!.client_address, inner.events[10]!.route],
+      [true, undefined, undefined],
+    )
     mock.timers.tick(1000)
     assert.equal(inner.events.length, 22)
-    const shared = inner.events.find((e) => e.client_address === '*' && e.repeated !== undefined)!
-    // 3 × 990 refusals from clients past the first 10, one of them written at once
+    const shared = inner.events.find((e) => e.overflow && e.repeated !== undefined)!
+    // 3 × 990 refusals from the clients past the first 10, one of them written at once
     assert.equal(shared.repeated, 3 * 990 - 1)
+    assert.equal(shared.clients, 990)
+    assert.equal(shared.client_address, undefined)
     await log.close()
+  })
+
+  it('a client address is cut to 64 characters (behind a proxy trusted for any X-Forwarded-For it is what the client sent)', async () => {
+    const inner = memoryAuditLog()
+    const log = coalesceRefusals(inner)
+    log.write('certificate_denied', shed(0, 'x'.repeat(10_000)))
+    log.write('certificate_denied', shed(1, `${'x'.repeat(64)}y`))
+    assert.equal(inner.events.length, 1, 'both cut to the same 64 characters: one key')
+    assert.equal(inner.events[0]!.client_address, 'x'.repeat(64))
+    await log.close()
+  })
+
+  it('after close() every line goes straight through', async () => {
+    const inner = memoryAuditLog()
+    const log = coalesceRefusals(inner)
+    await log.close()
+    log.write('certificate_denied', shed(0))
+    log.write('certificate_denied', shed(1))
+    assert.equal(inner.events.length, 2)
   })
 
   it('close() writes what is counted and closes the log under it', async () => {
