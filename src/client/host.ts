@@ -36,13 +36,25 @@ async function readText(path: string, what: string): Promise<string> {
   }
 }
 
-function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey): void {
+/** How far ahead of this machine's clock a new certificate may start (the CA's clock may run ahead). */
+export const HOST_CERT_CLOCK_SKEW = 300n
+
+/**
+ * A certificate the CA returned, checked before it replaces the one sshd serves: a host certificate,
+ * for this key, from a host CA key this context trusts, and valid now — a CA whose clock is wrong
+ * must not replace a valid certificate with one that has expired or starts later than the skew allows.
+ */
+function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: bigint): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
   const problems = checkCertificate(cert, {
     type: 'host',
     publicKey: key,
     ...(hostCas.length > 0 ? {caKeys: hostCas} : {}),
   })
+  if (cert.validBefore <= now)
+    problems.push({code: 'expired', message: "it has already expired by this machine's clock"})
+  else if (cert.validAfter > now + HOST_CERT_CLOCK_SKEW)
+    problems.push({code: 'not_yet_valid', message: "it starts more than 5 minutes after this machine's clock"})
   if (problems.length)
     throw new SshcaError(
       'ERR_CA_BAD_RESPONSE',
@@ -103,7 +115,7 @@ export async function signHostKey(
       })
     }
     const cert = parseCertificate(Buffer.from(crt, 'base64'))
-    checkHostCert(cert, await roots, key)
+    checkHostCert(cert, await roots, key, nowSeconds())
     const path = certPathFor(o.pubkeyFile)
     await writeFileAtomic(path, `${certificateLine(cert)}\n`, 0o644)
     return describe(ctx, path, cert)
@@ -169,7 +181,7 @@ export async function renewHostCert(
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})
     }
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
-    checkHostCert(fresh, ctx, key.publicKey)
+    checkHostCert(fresh, ctx, key.publicKey, nowSeconds(o.clock))
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
     const why =
       left <= 0

@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import {generateKeyPairSync} from 'node:crypto'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {mintSshpopToken, SSHPOP_PROVISIONER} from '../../src/protocol/tokens.ts'
-import {certificateLine, parseCertificateLine, signCertificate} from '../../src/ssh/cert.ts'
+import {certificateLine, parseCertificate, parseCertificateLine, signCertificate} from '../../src/ssh/cert.ts'
+import {PublicKey} from '../../src/ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile} from '../../src/ssh/private-key.ts'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {PASSWORD} from '../helpers/ca.ts'
@@ -184,7 +185,9 @@ describe('host certificates, renewal and revocation', function () {
       assert.equal(lastDenial().reason, 'proof_invalid')
 
       // an expired host certificate: a CA with 2-second host certificates, its clock 30 s behind, so
-      // the certificate has expired by the real clock when it arrives (within the tokens' 60 s leeway)
+      // the certificate has expired by the real clock when it arrives (within the tokens' 60 s leeway).
+      // sshca refuses to install it (a CA with a wrong clock must not replace a valid certificate), so
+      // the test asks the API for it and writes it where sshd would read it
       const original = readFileSync(w.t.init.config, 'utf8')
       const k2 = join(tempDir(), 'ssh_host_ecdsa_key')
       await runOk('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', k2])
@@ -192,13 +195,24 @@ describe('host certificates, renewal and revocation', function () {
         writeFileSync(w.t.init.config, original.replace('hostTtl: 30d', 'hostTtl: 2s'))
         assert.equal(await w.t.ca.reload(), true)
         w.skewCaClock(-30_000)
-        assert.equal(
-          (
-            await sshca(['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`], {
-              env: w.env,
-            })
-          ).code,
-          0,
+        const refused = await sshca(
+          ['certificate', '--host', '--sign', '--token', await token('short'), 'short', `${k2}.pub`],
+          {env: w.env},
+        )
+        assert.notEqual(refused.code, 0)
+        assert.match(refused.stderr, /ERR_CA_BAD_RESPONSE.*already expired/)
+        assert.equal(existsSync(`${k2}-cert.pub`), false)
+        const {key} = PublicKey.parseLine(readFileSync(`${k2}.pub`, 'utf8'))
+        const r = await post('/ssh/sign', {
+          publicKey: key.blob.toString('base64'),
+          ott: await token('short'),
+          certType: 'host',
+          principals: ['short'],
+        })
+        assert.equal(r.status, 201)
+        writeFileSync(
+          `${k2}-cert.pub`,
+          `${certificateLine(parseCertificate(Buffer.from((r.json as {crt: string}).crt, 'base64')))}\n`,
         )
       } finally {
         w.skewCaClock(0)

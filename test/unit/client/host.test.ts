@@ -36,7 +36,16 @@ interface Issue {
   type: 'host' | 'user'
   /** The key certified: the one asked for unless told. */
   publicKey?: PublicKey
+  /** Valid from and until (seconds), when not from a minute ago into 2030. */
+  validity?: [bigint, bigint]
 }
+
+/** Certificates a CA with a wrong clock would return, by a clock reading `now`: refused by enrollment and renewal. */
+const wrongClock = (now: () => bigint) =>
+  [
+    ['a certificate that has already expired', (): [bigint, bigint] => [now() - 7200n, now() - 1n]],
+    ['a certificate that starts in ten minutes', (): [bigint, bigint] => [now() + 600n, now() + 7200n]],
+  ] as const
 
 describe('host certificates in process (src/client/host.ts)', function () {
   this.timeout(60_000)
@@ -63,8 +72,8 @@ describe('host certificates in process (src/client/host.ts)', function () {
         serial: 4242n + BigInt(issued.length),
         keyId: 'host:web1',
         principals,
-        validAfter: now - 60n,
-        validBefore: 1_900_000_000n + BigInt(issued.length),
+        validAfter: issue.validity?.[0] ?? now - 60n,
+        validBefore: issue.validity?.[1] ?? 1_900_000_000n + BigInt(issued.length),
       },
       keySigner(issue.signer.keyObject),
     )
@@ -235,6 +244,9 @@ describe('host certificates in process (src/client/host.ts)', function () {
         () => ({signer: hostCa, type: 'host', publicKey: generatePrivateKey().publicKey}),
       ],
       ['a certificate signed by a key the CA does not publish', () => ({signer: hostCa2, type: 'host'})],
+      ...wrongClock(() => BigInt(Math.floor(Date.now() / 1000))).map(
+        ([w, v]) => [w, () => ({signer: hostCa, type: 'host', validity: v()})] as const,
+      ),
     ] as const) {
       it(`refuses ${what} (ERR_CA_BAD_RESPONSE): nothing written`, async () => {
         const {pub} = hostKey()
@@ -514,6 +526,9 @@ describe('host certificates in process (src/client/host.ts)', function () {
         () => ({signer: hostCa, type: 'host', publicKey: generatePrivateKey().publicKey}),
       ],
       ['a certificate signed by a key the CA does not publish', () => ({signer: hostCa2, type: 'host'})],
+      ...wrongClock(() => BigInt(T)).map(
+        ([w, v]) => [w, () => ({signer: hostCa, type: 'host', validity: v()})] as const,
+      ),
     ] as const) {
       it(`refuses ${what} (ERR_CA_BAD_RESPONSE): the old certificate kept, no temp file`, async () => {
         const e = await enrolled({total: 300, left: 10})
