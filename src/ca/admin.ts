@@ -194,15 +194,12 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
   return withStore(config, async (store) => {
     let kind: RevokeResult['kind']
     let certificates: IssuedRecord[] = []
-    const revocations: Revocation[] = []
+    let wanted: Revocation[]
     if (o.subject !== undefined) {
       kind = 'subject'
       // every certificate of this identity that is still valid: expired ones need no revocation
       certificates = await store.certificates({subject: o.subject, activeAt: now, limit: 100_000})
-      for (const c of certificates)
-        revocations.push(
-          await store.revoke({serial: c.serial, keyId: null, keyFingerprint: null, reason, revokedAt: now}),
-        )
+      wanted = certificates.map((c) => ({serial: c.serial, keyId: null, keyFingerprint: null, reason, revokedAt: now}))
     } else {
       kind = serial !== null ? 'serial' : keyFingerprint !== null ? 'key' : 'key-id'
       if (serial !== null) {
@@ -213,35 +210,44 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       } else {
         certificates = await store.certificates({keyId: o.keyId!, activeAt: now, limit: 100_000})
       }
-      revocations.push(await store.revoke({serial, keyId: o.keyId ?? null, keyFingerprint, reason, revokedAt: now}))
+      wanted = [{serial, keyId: o.keyId ?? null, keyFingerprint, reason, revokedAt: now}]
     }
-    const result: RevokeResult = {
+    const summaries = certificates.map(certSummary)
+    // the revocations and the admin event that tells of them: one transaction (both or neither)
+    const revocations = await store.revokeAll(wanted, {
+      event: 'certificate_revoked',
+      at: now,
+      fields: (saved) => ({
+        kind,
+        reason,
+        revocations: saved.map(viewOf),
+        certificates: summaries.map((c) => c.serial),
+      }),
+    })
+    return {
       kind,
       revocations: revocations.map(viewOf),
       reason,
-      certificates: certificates.map(certSummary),
+      certificates: summaries,
       blocksFutureCertificates: kind === 'key-id' || kind === 'key',
     }
-    await store.recordAdminEvent(
-      'certificate_revoked',
-      {kind, reason, revocations: result.revocations, certificates: result.certificates.map((c) => c.serial)},
-      now,
-    )
-    return result
   })
 }
 
 export async function unrevoke(o: {configPath: string; id: string; clock?: () => number}): Promise<RevocationView> {
   const {config} = await loadConfig(o.configPath)
   return withStore(config, async (store) => {
-    const r = await store.unrevoke(o.id)
+    // the removal and its admin event: one transaction
+    const r = await store.unrevokeWith(o.id, {
+      event: 'certificate_unrevoked',
+      at: nowOf(o.clock),
+      fields: (removed) => ({revocation: viewOf(removed)}),
+    })
     if (!r)
       throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {
         hint: 'list them with: sshca ca revocations',
       })
-    const view = viewOf(r)
-    await store.recordAdminEvent('certificate_unrevoked', {revocation: view}, nowOf(o.clock))
-    return view
+    return viewOf(r)
   })
 }
 

@@ -85,10 +85,19 @@ const STORE_CALLS = [
 ] as const
 /**
  * The safety net's store calls are this thread's (it reads the stop and the restore mark and sends
- * them to the workers) and the admin commands': no request on a worker may set or read them.
+ * them to the workers) and the admin commands': no request on a worker may set or read them. The
+ * admin commands' revocations with their events take a function, which no message can carry.
  */
 type MainOnly =
-  'close' | 'exclusive' | 'inventorySummary' | 'restoredAt' | 'markRestored' | 'issuanceStop' | 'setIssuanceStop'
+  | 'close'
+  | 'exclusive'
+  | 'inventorySummary'
+  | 'restoredAt'
+  | 'markRestored'
+  | 'issuanceStop'
+  | 'setIssuanceStop'
+  | 'revokeAll'
+  | 'unrevokeWith'
 // a method added to Store and not listed above (or as main-only) fails to compile here
 type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | MainOnly>
 const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true

@@ -246,6 +246,57 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal(await s.revocationFor({serial: 42n}), undefined)
         assert.equal(await s.revocationGeneration(), g2 + 1)
       })
+
+      it('revokeAll and unrevokeWith write the revocations and their admin event together, or nothing', async () => {
+        const rev = (serial: bigint) => ({serial, keyId: null, keyFingerprint: null, reason: 'r', revokedAt: 5})
+        const state = async () => ({
+          revocations: (await s.revocations()).map((r) => r.id),
+          generation: await s.revocationGeneration(),
+          events: (await s.adminEventsAfter(0, 1000)).map((e) => e.id),
+        })
+        const failing = () => {
+          throw new Error('the event cannot be made')
+        }
+        const g0 = await s.revocationGeneration()
+        const saved = await s.revokeAll([rev(7n), rev(8n)], {
+          event: 'certificate_revoked',
+          at: 50,
+          fields: (rs) => ({ids: rs.map((r) => r.id)}),
+        })
+        assert.equal(saved.length, 2)
+        assert.deepEqual(
+          (await s.revocations()).map((r) => r.id),
+          saved.map((r) => r.id),
+        )
+        assert.ok((await s.revocationGeneration()) > g0)
+        const [event] = (await s.adminEventsAfter(0, 1000)).slice(-1)
+        assert.deepEqual(
+          [event!.event, event!.at, event!.fields],
+          ['certificate_revoked', 50, {ids: saved.map((r) => r.id)}],
+        )
+        // the event fails: no revocation is kept, the generation and the events stay
+        const before = await state()
+        await assert.rejects(s.revokeAll([rev(9n)], {event: 'certificate_revoked', at: 51, fields: failing}))
+        assert.deepEqual(await state(), before)
+        await assert.rejects(s.unrevokeWith(saved[0]!.id!, {event: 'certificate_unrevoked', at: 52, fields: failing}))
+        assert.deepEqual(await state(), before, 'the revocation is still there')
+        // the removal and its event
+        const removed = await s.unrevokeWith(saved[0]!.id!, {
+          event: 'certificate_unrevoked',
+          at: 53,
+          fields: (r) => ({id: r.id}),
+        })
+        assert.equal(removed?.id, saved[0]!.id)
+        const [last] = (await s.adminEventsAfter(0, 1000)).slice(-1)
+        assert.deepEqual([last!.event, last!.fields], ['certificate_unrevoked', {id: saved[0]!.id}])
+        // none such: undefined, and no event
+        const after = await state()
+        assert.equal(
+          await s.unrevokeWith('no-such-id', {event: 'certificate_unrevoked', at: 54, fields: failing}),
+          undefined,
+        )
+        assert.deepEqual(await state(), after)
+      })
     })
 
     describe('spent tokens', () => {

@@ -21,6 +21,7 @@ import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
 import {parseStop, rowToRecord, toDbTime} from './sqlite.ts'
 import type {
   AdminEvent,
+  AdminEventDraft,
   CertificateQuery,
   InventorySummary,
   IssuanceStop,
@@ -429,11 +430,39 @@ export class PostgresStore implements Store {
   }
 
   async unrevoke(id: string): Promise<Revocation | undefined> {
+    return this.transaction((c) => this.unrevokeIn(c, id))
+  }
+
+  private async unrevokeIn(c: pg.PoolClient, id: string): Promise<Revocation | undefined> {
+    const {rows} = await c.query<RevocationRow>('DELETE FROM revocations WHERE id = $1 RETURNING *', [id])
+    if (!rows[0]) return undefined
+    await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+    return rowToRevocation(rows[0])
+  }
+
+  async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(async (c) => {
-      const {rows} = await c.query<RevocationRow>('DELETE FROM revocations WHERE id = $1 RETURNING *', [id])
-      if (!rows[0]) return undefined
-      await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
-      return rowToRevocation(rows[0])
+      const saved: Revocation[] = []
+      for (const r of rs) {
+        const id = randomUUID()
+        await c.query(
+          'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
+          [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt],
+        )
+        saved.push({...r, id})
+      }
+      if (saved.length > 0)
+        await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+      await this.adminEventIn(c, event.event, event.fields(saved), event.at)
+      return saved
+    })
+  }
+
+  async unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined> {
+    return this.transaction(async (c) => {
+      const r = await this.unrevokeIn(c, id)
+      if (r) await this.adminEventIn(c, event.event, event.fields(r), event.at)
+      return r
     })
   }
 
@@ -476,14 +505,21 @@ export class PostgresStore implements Store {
    * the audit sink. The lock makes each insert commit before the next one takes its id.
    */
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
-    return this.transaction(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK.adminEvents])
-      const {rows} = await c.query<{id: string}>(
-        'INSERT INTO admin_events (at, event, fields) VALUES ($1, $2, $3) RETURNING id',
-        [at, event, JSON.stringify(fields)],
-      )
-      return {id: Number(rows[0]!.id), at, event, fields}
-    })
+    return this.transaction((c) => this.adminEventIn(c, event, fields, at))
+  }
+
+  private async adminEventIn(
+    c: pg.PoolClient,
+    event: string,
+    fields: Record<string, unknown>,
+    at: number,
+  ): Promise<AdminEvent> {
+    await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK.adminEvents])
+    const {rows} = await c.query<{id: string}>(
+      'INSERT INTO admin_events (at, event, fields) VALUES ($1, $2, $3) RETURNING id',
+      [at, event, JSON.stringify(fields)],
+    )
+    return {id: Number(rows[0]!.id), at, event, fields}
   }
 
   async auditCursor(): Promise<number> {

@@ -14,6 +14,7 @@ import {startCheckpointer, type Checkpointer} from './checkpointer.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
 import type {
   AdminEvent,
+  AdminEventDraft,
   CertificateQuery,
   InventorySummary,
   IssuanceStop,
@@ -381,12 +382,35 @@ export class SqliteStore implements Store {
   }
 
   async unrevoke(id: string): Promise<Revocation | undefined> {
+    return this.transaction(() => this.unrevokeIn(id))
+  }
+
+  private unrevokeIn(id: string): Revocation | undefined {
+    const row = this.stmts.revocation!.get(id) as RevocationRow | undefined
+    if (!row) return undefined
+    this.stmts.unrevoke!.run(id)
+    this.stmts.bumpGeneration!.run()
+    return rowToRevocation(row)
+  }
+
+  async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(() => {
-      const row = this.stmts.revocation!.get(id) as RevocationRow | undefined
-      if (!row) return undefined
-      this.stmts.unrevoke!.run(id)
-      this.stmts.bumpGeneration!.run()
-      return rowToRevocation(row)
+      const saved = rs.map((r) => {
+        const id = randomUUID()
+        this.stmts.revoke!.run(id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt)
+        return {...r, id}
+      })
+      if (saved.length > 0) this.stmts.bumpGeneration!.run()
+      this.stmts.adminEvent!.run(event.at, event.event, JSON.stringify(event.fields(saved)))
+      return saved
+    })
+  }
+
+  async unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined> {
+    return this.transaction(() => {
+      const r = this.unrevokeIn(id)
+      if (r) this.stmts.adminEvent!.run(event.at, event.event, JSON.stringify(event.fields(r)))
+      return r
     })
   }
 

@@ -97,6 +97,13 @@ export interface AdminEvent {
   fields: Record<string, unknown>
 }
 
+/** An admin event to record with the write it tells of: its fields are made from that write's result. */
+export interface AdminEventDraft<T> {
+  event: string
+  at: number
+  fields(result: T): Record<string, unknown>
+}
+
 export interface Store {
   /**
    * Checks revocations and the lineage, spends the token and records the certificate, in one
@@ -111,6 +118,14 @@ export interface Store {
   revoke(r: Revocation): Promise<Revocation>
   /** Removes a revocation by id; false when there is none. */
   unrevoke(id: string): Promise<Revocation | undefined>
+  /**
+   * Records revocations (one, or every certificate of an identity) and the admin event that tells of
+   * them in one transaction: a crash keeps both or neither, never a revocation the audit log does not
+   * hear of. `event.fields` gets the revocations with their ids; if it throws, nothing is written.
+   */
+  revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]>
+  /** unrevoke() and its admin event in one transaction; undefined, and no event, when there is none. */
+  unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined>
   revocations(): Promise<Revocation[]>
   /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
   revocationGeneration(): Promise<number>
