@@ -40,11 +40,11 @@ async function readText(path: string, what: string): Promise<string> {
 export const HOST_CERT_CLOCK_SKEW = 300n
 
 /**
- * A certificate the CA returned, checked before it replaces the one sshd serves: a host certificate,
+ * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd serves: a host certificate,
  * for this key, from a host CA key this context trusts, and valid now — a CA whose clock is wrong
  * must not replace a valid certificate with one that has expired or starts later than the skew allows.
  */
-function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: bigint): void {
+export function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: bigint): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
   const problems = checkCertificate(cert, {
     type: 'host',
@@ -59,6 +59,9 @@ function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: big
     throw new SshcaError(
       'ERR_CA_BAD_RESPONSE',
       `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`,
+      problems.some((p) => p.code === 'expired' || p.code === 'not_yet_valid')
+        ? {hint: "this machine's clock and the CA's disagree: check both (timedatectl; is NTP on?), then try again"}
+        : {},
     )
 }
 

@@ -12,7 +12,6 @@ import {HostsResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse}
 import {mintSshpopTokenWith, type SshpopAction} from '../protocol/tokens.ts'
 import {AgentClient, SIGN_FLAGS, type AgentOptions} from '../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
-import {checkCertificate} from '../ssh/checker.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {
   formatOpenSshPrivateKey,
@@ -25,6 +24,7 @@ import {signData} from '../ssh/signature.ts'
 import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
+import {checkHostCert} from './host.ts'
 import {obtainIdToken, type LoginDeps, type LoginOptions} from './login.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 
@@ -227,17 +227,8 @@ export async function rekeyHost(
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(nowSeconds(o.clock))})
     }
     const next = parseCertificate(Buffer.from(crt, 'base64'))
-    const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
-    const problems = checkCertificate(next, {
-      type: 'host',
-      publicKey: fresh.publicKey,
-      ...(hostCas.length ? {caKeys: hostCas} : {}),
-    })
-    if (problems.length)
-      throw new SshcaError(
-        'ERR_CA_BAD_RESPONSE',
-        `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`,
-      )
+    // as enrollment and renewal check theirs: before the old key is replaced, which cannot be undone
+    checkHostCert(next, ctx, fresh.publicKey, nowSeconds(o.clock))
     await writeFileAtomic(files.key, formatOpenSshPrivateKey(fresh, cert.keyId), 0o600)
     await writeFileAtomic(files.publicKey, `${fresh.publicKey.toLine(cert.keyId)}\n`, 0o644)
     await writeFileAtomic(files.certificate, `${certificateLine(next, cert.keyId)}\n`, 0o644)

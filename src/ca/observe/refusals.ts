@@ -48,7 +48,8 @@ export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?:
         window_ms: windowMs,
       })
     } catch {
-      // a full disk: what was counted is lost with it, as the lines themselves would have been
+      // a full disk: the audit log keeps the line and writes it before its next one (audit.ts); no
+      // request waits on a summary, so nothing here fails closed
     }
   }
   return {
