@@ -136,7 +136,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   }
   const lock = auditLock()
   // floods of refusals made before a token is read become a line a second per client (observe/refusals.ts)
-  const audit: AuditLog = coalesceRefusals(createAuditLog(auditDest, {lock}))
+  const audit = coalesceRefusals(createAuditLog(auditDest, {lock}))
   const verifierDeps = {
     ...opts.verifier,
     clock,
@@ -405,17 +405,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(forward)
       clearInterval(keysTimer)
       clearInterval(watch)
-      await app?.close()
-      await pool?.close()
-      await metrics?.close()
-      await watching
-      await forwarding
-      await forwardAdminEvents(store, audit).catch(() => undefined)
-      audit.write('server_stopped', {url})
-      await store.close()
-      await audit.close()
-      await keysLoading.catch(() => undefined)
-      await registry.close()
+      try {
+        await app?.close()
+        await pool?.close()
+        await metrics?.close()
+        await watching
+        await forwarding
+        await forwardAdminEvents(store, audit).catch(() => undefined)
+        // the refusals counted in the last second first: server_stopped is the last line
+        audit.flush()
+        audit.write('server_stopped', {url})
+      } finally {
+        // each closed whatever failed before it: a server that would not close keeps no audit line back
+        await store
+          .close()
+          .finally(() => audit.close())
+          .finally(() => keysLoading.catch(() => undefined))
+          .finally(() => registry.close())
+      }
     },
   }
 }

@@ -536,10 +536,12 @@ async function runWorker(init: WorkerInit): Promise<void> {
           break
         case 'close':
           // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
+          // each closed whatever failed before it (the audit log's counted refusals are written on close)
           void app
             .close()
-            .then(() => store.close())
-            .then(() => audit.close())
+            .finally(() => store.close())
+            .finally(() => audit.close())
+            .catch(() => undefined)
             .finally(() => port.postMessage({t: 'closed'}))
           break
       }

@@ -28,7 +28,12 @@ interface Pending {
 
 const MAX_ADDRESS = 64
 
-export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?: number} = {}): AuditLog {
+/** The coalescing log; `flush()` writes what is counted now (before a last line such as server_stopped). */
+export interface CoalescedAuditLog extends AuditLog {
+  flush(): void
+}
+
+export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?: number} = {}): CoalescedAuditLog {
   const windowMs = o.windowMs ?? 1000
   const maxKeys = o.maxKeys ?? 100
   const pending = new Map<string, Pending>()
@@ -51,6 +56,9 @@ export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?:
       // a full disk: the audit log keeps the line and writes it before its next one (audit.ts); no
       // request waits on a summary, so nothing here fails closed
     }
+  }
+  const flush = (): void => {
+    for (const key of [...pending.keys()]) end(key)
   }
   return {
     write(event, fields) {
@@ -78,9 +86,10 @@ export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?:
       pending.set(key, {event, fields, repeated: 0, timer, ...(clients ? {clients} : {})})
       log.write(event, fields)
     },
+    flush,
     async close() {
       closed = true
-      for (const key of [...pending.keys()]) end(key)
+      flush()
       await log.close()
     },
   }

@@ -98,6 +98,22 @@ describe('audit: refusals before the token is read are coalesced', () => {
     await log.close()
   })
 
+  it('flush() writes what is counted at once, and the next refusal starts a window of its own', async () => {
+    const inner = memoryAuditLog()
+    const log = coalesceRefusals(inner)
+    for (let i = 0; i < 3; i++) log.write('certificate_denied', shed(i))
+    log.flush()
+    assert.deepEqual(
+      inner.events.map((e) => e.repeated),
+      [undefined, 2],
+    )
+    log.write('certificate_denied', shed(3))
+    assert.equal(inner.events[2]!.request_id, 'r3')
+    mock.timers.tick(1000)
+    assert.equal(inner.events.length, 3)
+    await log.close()
+  })
+
   it('after close() every line goes straight through', async () => {
     const inner = memoryAuditLog()
     const log = coalesceRefusals(inner)
