@@ -82,8 +82,9 @@ function privateCompileCache() {
  * (the functions' code, not their source, is most of what `sshca list` costs beyond bare Node). Kept in
  * the private cache folder, or nowhere, under a name made of the bundle's inode, size, modification and
  * change times and Node's version: V8 itself checks only the source's length, its own version and its
- * flags, so a changed bundle or another Node never finds old code. scripts/bundle-fast.ts turns each import() into
- * a call of __load (a script compiled this way can import only through an experimental option).
+ * flags, so a changed bundle or another Node never finds old code. scripts/bundle-fast.ts turns each
+ * import() into a call of __load (a script compiled this way can import only through an experimental
+ * option).
  */
 function loadBundle(name) {
   const fs = process.getBuiltinModule('node:fs')

@@ -36,7 +36,8 @@ for (const name of ['list', 'login', 'proxycommand']) {
     logLevel: 'warning',
   })
   // bin/run.js compiles the bundle itself (to keep V8's code for the next start) as a script, where
-  // import() would need an experimental option: each import() becomes a call of the loader's __load (as long: the source map stays true)
+  // import() would need an experimental option: each import() becomes a call of the loader's __load
+  // (as long a name: the source map stays true)
   const file = join(root, `dist/fast/${name}.cjs`)
   const code = readFileSync(file, 'utf8').replaceAll('await import("', 'await __load("')
   const left = code.match(/\bimport\s*\(/)

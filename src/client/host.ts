@@ -40,9 +40,10 @@ async function readText(path: string, what: string): Promise<string> {
 export const HOST_CERT_CLOCK_SKEW = 300n
 
 /**
- * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd serves: a host certificate,
- * for this key, from a host CA key this context trusts, and valid now — a CA whose clock is wrong
- * must not replace a valid certificate with one that has expired or starts later than the skew allows.
+ * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd
+ * serves: a host certificate, for this key, from a host CA key this context trusts, and valid now — a
+ * CA whose clock is wrong must not replace a valid certificate with one that has expired or starts
+ * later than the skew allows.
  */
 export function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: bigint): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
@@ -54,7 +55,10 @@ export function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, n
   if (cert.validBefore <= now)
     problems.push({code: 'expired', message: "it has already expired by this machine's clock"})
   else if (cert.validAfter > now + HOST_CERT_CLOCK_SKEW)
-    problems.push({code: 'not_yet_valid', message: "it starts more than 5 minutes after this machine's clock"})
+    problems.push({
+      code: 'not_yet_valid',
+      message: `it starts more than ${HOST_CERT_CLOCK_SKEW / 60n} minutes after this machine's clock`,
+    })
   if (problems.length)
     throw new SshcaError(
       'ERR_CA_BAD_RESPONSE',

@@ -261,6 +261,9 @@ export async function migratePostgres(client: pg.ClientBase, apply = true): Prom
   }
 }
 
+/** One step forward of the revocations' generation (the KRL's version). */
+const BUMP_GENERATION = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'"
+
 export class PostgresStore implements Store {
   private readonly pool: pg.Pool
   private readonly pending: PendingIssue[] = []
@@ -418,15 +421,22 @@ export class PostgresStore implements Store {
   }
 
   async revoke(r: Revocation): Promise<Revocation> {
-    const id = randomUUID()
-    await this.transaction(async (c) => {
+    return (await this.transaction((c) => this.revokeIn(c, [r])))[0]!
+  }
+
+  /** Inside a transaction: the revocations with their ids, and one step of the generation if any. */
+  private async revokeIn(c: pg.PoolClient, rs: Revocation[]): Promise<Revocation[]> {
+    const saved: Revocation[] = []
+    for (const r of rs) {
+      const id = randomUUID()
       await c.query(
         'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
         [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt],
       )
-      await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
-    })
-    return {...r, id}
+      saved.push({...r, id})
+    }
+    if (saved.length > 0) await c.query(BUMP_GENERATION)
+    return saved
   }
 
   async unrevoke(id: string): Promise<Revocation | undefined> {
@@ -436,23 +446,13 @@ export class PostgresStore implements Store {
   private async unrevokeIn(c: pg.PoolClient, id: string): Promise<Revocation | undefined> {
     const {rows} = await c.query<RevocationRow>('DELETE FROM revocations WHERE id = $1 RETURNING *', [id])
     if (!rows[0]) return undefined
-    await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+    await c.query(BUMP_GENERATION)
     return rowToRevocation(rows[0])
   }
 
   async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(async (c) => {
-      const saved: Revocation[] = []
-      for (const r of rs) {
-        const id = randomUUID()
-        await c.query(
-          'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
-          [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt],
-        )
-        saved.push({...r, id})
-      }
-      if (saved.length > 0)
-        await c.query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'")
+      const saved = await this.revokeIn(c, rs)
       await this.adminEventIn(c, event.event, event.fields(saved), event.at)
       return saved
     })

@@ -373,12 +373,18 @@ export class SqliteStore implements Store {
   }
 
   async revoke(r: Revocation): Promise<Revocation> {
-    const id = randomUUID()
-    this.transaction(() => {
+    return this.transaction(() => this.revokeIn([r]))[0]!
+  }
+
+  /** Inside a transaction: the revocations with their ids, and one step of the generation if any. */
+  private revokeIn(rs: Revocation[]): Revocation[] {
+    const saved = rs.map((r) => {
+      const id = randomUUID()
       this.stmts.revoke!.run(id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt)
-      this.stmts.bumpGeneration!.run()
+      return {...r, id}
     })
-    return {...r, id}
+    if (saved.length > 0) this.stmts.bumpGeneration!.run()
+    return saved
   }
 
   async unrevoke(id: string): Promise<Revocation | undefined> {
@@ -395,13 +401,8 @@ export class SqliteStore implements Store {
 
   async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(() => {
-      const saved = rs.map((r) => {
-        const id = randomUUID()
-        this.stmts.revoke!.run(id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt)
-        return {...r, id}
-      })
-      if (saved.length > 0) this.stmts.bumpGeneration!.run()
-      this.stmts.adminEvent!.run(event.at, event.event, JSON.stringify(event.fields(saved)))
+      const saved = this.revokeIn(rs)
+      this.adminEventIn(event.event, event.fields(saved), event.at)
       return saved
     })
   }
@@ -409,7 +410,7 @@ export class SqliteStore implements Store {
   async unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined> {
     return this.transaction(() => {
       const r = this.unrevokeIn(id)
-      if (r) this.stmts.adminEvent!.run(event.at, event.event, JSON.stringify(event.fields(r)))
+      if (r) this.adminEventIn(event.event, event.fields(r), event.at)
       return r
     })
   }
@@ -468,7 +469,11 @@ export class SqliteStore implements Store {
   }
 
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {
-    const r = this.transaction(() => this.stmts.adminEvent!.run(at, event, JSON.stringify(fields)))
+    return this.transaction(() => this.adminEventIn(event, fields, at))
+  }
+
+  private adminEventIn(event: string, fields: Record<string, unknown>, at: number): AdminEvent {
+    const r = this.stmts.adminEvent!.run(at, event, JSON.stringify(fields))
     return {id: Number(r.lastInsertRowid), at, event, fields}
   }
 
