@@ -5,10 +5,10 @@
  * refused token is validly signed, so only the check under test refuses it.
  */
 import assert from 'node:assert/strict'
-import {createHash, generateKeyPairSync, randomUUID, type KeyObject} from 'node:crypto'
+import {createHash, generateKeyPairSync, randomUUID, sign, type KeyObject} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
-import {SignJWT, exportJWK, type JWTPayload} from 'jose'
+import {SignJWT, exportJWK, generateKeyPair, type JWTPayload} from 'jose'
 import type {ProvisionerConfig} from '../../../src/ca/config/config.ts'
 import {
   assertSecureUrl,
@@ -91,6 +91,13 @@ function mint(k: Key, claims: JWTPayload = {}, header: Record<string, unknown> =
   return new SignJWT(body).setProtectedHeader({alg: 'ES256', kid: k.kid, ...header}).sign(k.privateKey)
 }
 
+/** A compact JWS of exactly this header and these claims, signed ES256 by `k`. */
+function signedAsIs(k: Key, header: Record<string, unknown>, claims: JWTPayload): string {
+  const input = [header, claims].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.')
+  const signature = sign('sha256', Buffer.from(input), {key: k.privateKey, dsaEncoding: 'ieee-p1363'})
+  return `${input}.${signature.toString('base64url')}`
+}
+
 describe('token verification: the claims a token must carry and how long it counts', () => {
   let idp: ReturnType<typeof fakeIdp>
   let now: number
@@ -113,6 +120,32 @@ describe('token verification: the claims a token must carry and how long it coun
       provisioner: 'sso',
     })
     assert.equal((await v.verify(await mint(k()))).claims.sub, 'alice')
+  })
+
+  it('header extensions (crit, b64) are refused, even those jose would take; a signature over other bytes does not verify', async () => {
+    // each signed as it stands: jose's signer refuses critical extensions it does not know
+    const claims = {iss: ISSUER, aud: 'cli', sub: 'alice', jti: randomUUID(), iat: NOW, exp: NOW + 300}
+    for (const extra of [{b64: true, crit: ['b64']}, {b64: true}, {crit: ['exp'], exp: NOW + 300}]) {
+      const token = signedAsIs(k(), {alg: 'ES256', kid: k().kid, ...extra}, claims)
+      await rejectsCode(
+        v.verify(token),
+        'ERR_TOKEN_INVALID',
+        {reason: 'token_invalid', provisioner: 'sso'},
+        /header extensions/,
+      )
+    }
+    // the same token without them is taken (so it is the extensions that are refused)
+    assert.equal((await v.verify(signedAsIs(k(), {alg: 'ES256', kid: k().kid}, claims))).claims.sub, 'alice')
+    // a valid signature moved onto another payload
+    const [h, , s] = (await mint(k())).split('.')
+    const [, other] = (await mint(k(), {sub: 'mallory'})).split('.')
+    await rejectsCode(v.verify(`${h}.${other}.${s}`), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    // the same signature checked against the key the JWKS names: another issuer key does not do
+    const stranger = await generateKeyPair('ES256')
+    const forged = await new SignJWT({iss: ISSUER, aud: 'cli', sub: 'alice', iat: NOW, exp: NOW + 300})
+      .setProtectedHeader({alg: 'ES256', kid: k().kid})
+      .sign(stranger.privateKey)
+    await rejectsCode(v.verify(forged), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
   })
 
   it('a spent token is remembered as long as it is accepted: exp plus the leeway', async () => {
