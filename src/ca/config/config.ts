@@ -115,7 +115,7 @@ const limitsSchema = z
     maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
     /**
      * Signing requests being worked on at once, by the whole CA; more are answered 503 (Retry-After)
-     * at once instead of queueing. Unset: 64 for each thread serving the API (src/ca/http/app.ts).
+     * at once instead of queueing. Unset: 48 for each thread serving the API (src/ca/http/app.ts).
      */
     maxInFlight: z.number().int().positive().optional(),
     /**

@@ -39,12 +39,13 @@ export interface AppOptions {
 
 /**
  * limits.maxInFlight when ca.yaml leaves it unset: this many for each thread serving the API. What is
- * in flight on a thread is its event loop's queue: on the development machine a core signs ~1,500 a
- * second, so 64 are ~45 ms of work. Measured at 4× the sustainable rate on one core (CONTRIBUTING.md,
- * "Overload"), 64 kept the p99 of the certificates issued near 100 ms where 256 let it reach 400 ms;
- * a burst past it is shed with Retry-After, which sshca's client honours.
+ * in flight on a thread is its event loop's queue: on the development machine a core signs ~1,200 a
+ * second beside the refusals of an overload, so 48 are ~40 ms of work. Measured at 4× the sustainable
+ * rate on one core (CONTRIBUTING.md, "Overload"): 256 let the p99 of the certificates issued reach
+ * 400 ms, 64 held it at 108–142 ms, 48 at 90–117 ms with as many certificates issued; 32 lost a third of
+ * them. A burst past it is shed with Retry-After, which sshca's client honours.
  */
-export const IN_FLIGHT_PER_THREAD = 64
+export const IN_FLIGHT_PER_THREAD = 48
 
 /** Counters for AppOptions.counters: two (connections, in flight) per slot. */
 export const appCounters = (slots: number): Int32Array => new Int32Array(new SharedArrayBuffer(8 * slots))
