@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import {constants, generateKeyPairSync, sign, webcrypto} from 'node:crypto'
-import {CompactSign, exportJWK, importJWK} from 'jose'
+import {CompactSign, createLocalJWKSet, exportJWK, importJWK} from 'jose'
 import {verifyJwsSignature} from '../../../src/ca/provisioner/jws.ts'
 
 const KEYS = {
@@ -134,5 +134,32 @@ describe('JWS signatures by node:crypto (src/ca/provisioner/jws.ts)', () => {
     // and the hash is the algorithm's: an RS384 signature is not an RS256 one
     const rs384 = sign('sha384', input, pairs.rsa.privateKey)
     assert.equal(verifyJwsSignature('RS256', pairs.rsa.publicKey, input, rs384), false)
+  })
+
+  it("jose's JWKS hands out extractable CryptoKeys, which node:crypto converts without a deprecation (DEP0204)", async () => {
+    // oidc.ts verifies with the keys createLocalJWKSet returns; were a jose upgrade to make them
+    // non-extractable, Node would warn on every conversion and, once it refuses them, every token would
+    // be refused: this test fails first
+    const jwks = {keys: await Promise.all([pairs.rsa, pairs.p256, pairs.ed25519].map((p) => exportJWK(p.publicKey)))}
+    const getKey = createLocalJWKSet(jwks)
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(w.name)
+    process.on('warning', onWarning)
+    try {
+      for (const [alg, kind] of [
+        ['RS256', 'rsa'],
+        ['ES256', 'p256'],
+        ['EdDSA', 'ed25519'],
+      ] as const) {
+        const key = await getKey({alg}, {payload: '', signature: ''})
+        assert.equal((key as {extractable?: boolean}).extractable, true, alg)
+        const {input, signature} = await jws(alg, pairs[kind].privateKey)
+        assert.equal(verifyJwsSignature(alg, key, input, signature), true, alg)
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    assert.deepEqual(warnings, [])
   })
 })
