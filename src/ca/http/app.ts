@@ -151,7 +151,7 @@ export function buildApp(
   // while the places are all taken (the cheapest refusal: no body parsed); a place is taken only once
   // the body is read and checked (preHandler), still before the token is looked at, so a client that
   // sends headers and then trickles its body holds a connection until requestTimeout, never a place
-  // (64 such requests would otherwise stop every signing).
+  // (48 such requests would otherwise stop every signing).
   const lag = o.lag ?? eventLoopLag()
   app.addHook('onClose', (_app, done) => {
     lag.stop()
