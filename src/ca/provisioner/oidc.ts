@@ -79,7 +79,7 @@ export function tokenHash(token: string): string {
  * padding, no whitespace, no stray bits in the last character. One token has one spelling, so the
  * same signed content cannot be sent again as a "new" token (a replay around a text hash).
  */
-export function canonicalParts(token: string): {header: Buffer; payload: Buffer} | undefined {
+export function canonicalParts(token: string): {header: Buffer; payload: Buffer; signature: Buffer} | undefined {
   const parts = token.split('.')
   if (parts.length !== 3) return undefined
   const decoded: Buffer[] = []
@@ -90,7 +90,7 @@ export function canonicalParts(token: string): {header: Buffer; payload: Buffer}
     if (bytes.toString('base64url') !== part) return undefined
     decoded.push(bytes)
   }
-  return {header: decoded[0]!, payload: decoded[1]!}
+  return {header: decoded[0]!, payload: decoded[1]!, signature: decoded[2]!}
 }
 
 /** SHA-256 over the signed content (header and payload bytes, length-prefixed), hex. */
@@ -230,9 +230,11 @@ export class TokenVerifier {
     provisioner: ProvisionerConfig
     claims: JWTPayload
     header: ReturnType<typeof decodeProtectedHeader>
+    parts: NonNullable<ReturnType<typeof canonicalParts>>
   } {
     if (token.length > MAX_TOKEN_LENGTH) throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is too long')
-    if (!canonicalParts(token))
+    const parts = canonicalParts(token)
+    if (!parts)
       throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token is not a compact JWS in canonical base64url')
     let header: ReturnType<typeof decodeProtectedHeader>
     let claims: JWTPayload
@@ -249,11 +251,11 @@ export class TokenVerifier {
         `the token's algorithm ${JSON.stringify(header.alg)} is not accepted (asymmetric algorithms only)`,
       )
     }
-    return {provisioner: routeClaims(this.provisioners, claims), claims, header}
+    return {provisioner: routeClaims(this.provisioners, claims), claims, header, parts}
   }
 
   async verify(token: string): Promise<VerifiedToken> {
-    const {provisioner, header} = this.route(token)
+    const {provisioner, header, parts} = this.route(token)
     const clock = this.deps.clock ?? Date.now
     const maxTokenAge = provisioner.maxTokenAge ?? DEFAULT_MAX_TOKEN_AGE
     // route() checked: three parts of canonical base64url, a JSON header, an allowed asymmetric alg.
@@ -277,7 +279,7 @@ export class TokenVerifier {
         header.alg!,
         key,
         Buffer.from(`${encodedHeader}.${encodedPayload}`),
-        Buffer.from(encodedSignature, 'base64url'),
+        parts.signature,
       )
       if (!signed) throw new joseErrors.JWSSignatureVerificationFailed()
       // the claims by jose's own checks, on the very payload that was signed (an unsecured JWT is how
@@ -307,10 +309,7 @@ export class TokenVerifier {
     }
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
     // so keying on it would refuse every refreshed sign-in as a replay.
-    const id =
-      typeof claims.jti === 'string' && claims.jti
-        ? `jti:${claims.jti}`
-        : `signed:${signedContentHash(canonicalParts(token)!)}`
+    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `signed:${signedContentHash(parts)}`
     return {
       provisioner,
       claims,

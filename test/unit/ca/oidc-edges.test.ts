@@ -301,7 +301,11 @@ describe('token verification: what is read before the signature', () => {
       'YQ.Yg.Yx',
     ])
       assert.equal(canonicalParts(bad), undefined, bad)
-    assert.deepEqual(canonicalParts('YQ.Yg.Yw'), {header: Buffer.from('a'), payload: Buffer.from('b')})
+    assert.deepEqual(canonicalParts('YQ.Yg.Yw'), {
+      header: Buffer.from('a'),
+      payload: Buffer.from('b'),
+      signature: Buffer.from('c'),
+    })
     // the length prefix keeps header and payload apart: "ab"+"c" is not "a"+"bc"
     assert.notEqual(
       signedContentHash({header: Buffer.from('ab'), payload: Buffer.from('c')}),
