@@ -122,7 +122,7 @@ describe('JWS signatures by node:crypto (src/ca/provisioner/jws.ts)', () => {
       assert.throws(() => verifyJwsSignature(alg, dsa.publicKey, input, dsaSignature), /not one that signs/, alg)
   })
 
-  it('ECDSA: only r and s side by side (JWS), not DER; PS: only PSS, not PKCS #1 v1.5', async () => {
+  it('ECDSA: only r and s side by side (JWS), not DER; PS: only PSS, not PKCS #1 v1.5, and RS the reverse', async () => {
     const input = Buffer.from('eyJhbGciOiJFUzI1NiJ9.e30')
     const der = sign('sha256', input, pairs.p256.privateKey)
     assert.equal(verifyJwsSignature('ES256', pairs.p256.publicKey, input, der), false)
@@ -131,6 +131,14 @@ describe('JWS signatures by node:crypto (src/ca/provisioner/jws.ts)', () => {
     const pkcs1 = sign('sha256', input, pairs.rsa.privateKey)
     assert.equal(verifyJwsSignature('RS256', pairs.rsa.publicKey, input, pkcs1), true)
     assert.equal(verifyJwsSignature('PS256', pairs.rsa.publicKey, input, pkcs1), false)
+    // and the other way: a PSS signature is no RS256 one
+    const pss = sign('sha256', input, {
+      key: pairs.rsa.privateKey,
+      padding: constants.RSA_PKCS1_PSS_PADDING,
+      saltLength: 32,
+    })
+    assert.equal(verifyJwsSignature('PS256', pairs.rsa.publicKey, input, pss), true)
+    assert.equal(verifyJwsSignature('RS256', pairs.rsa.publicKey, input, pss), false)
     // and the hash is the algorithm's: an RS384 signature is not an RS256 one
     const rs384 = sign('sha384', input, pairs.rsa.privateKey)
     assert.equal(verifyJwsSignature('RS256', pairs.rsa.publicKey, input, rs384), false)
