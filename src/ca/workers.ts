@@ -24,10 +24,15 @@
  * - the metrics: a worker's meter events are sent here, where the one Prometheus registry counts them.
  *
  * Messages, main → worker: {t: 'policy', seq, config} (answered {t: 'ack', seq}), {t: 'tls', tls},
- * {t: 'material', material}, {t: 'safety', safety}, {t: 'reply', id, value} or {t: 'reply', id, error},
+ * {t: 'material', material}, {t: 'safety', safety}, {t: 'replies', replies: ({id, value} | {id, error})[]},
  * {t: 'close'} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
- * {t: 'call', id, op: 'store' | 'rate', method, args}, {t: 'meter', calls: [method, args][]}, {t: 'ack', seq},
- * {t: 'closed'}.
+ * {t: 'calls', calls: {id, op: 'store' | 'rate', method, args}[]}, {t: 'meter', calls: [method, args][]},
+ * {t: 'ack', seq}, {t: 'closed'}. Calls, replies and meter events travel in batches: what a worker asks
+ * in one turn of its event loop goes in one message, and the answers that one group commit settles
+ * come back in one. A message each way per call woke the other thread each time: at 4× the sustainable
+ * rate on one core, batching them let the CA issue 1.6× as many certificates a minute, at a lower p50
+ * (CONTRIBUTING.md, "Overload"). The answers of a batch settle together, so each request's signing and
+ * audit line come before any of the batch's answers is sent: a few milliseconds at most.
  *
  * Why threads and not node:cluster's processes: the CPU per request is the same, a message between
  * threads costs about half of one between processes (14 µs against 24 µs a round trip, both sides,
@@ -171,12 +176,14 @@ interface WorkerInit {
 }
 
 interface Call {
-  t: 'call'
   id: number
   op: 'store' | 'rate'
   method: string
   args: unknown[]
 }
+
+/** A call's answer: its value, or the error it failed with. */
+type Reply = {id: number; value: unknown} | {id: number; error: WireError}
 
 /** An error as it crosses threads: an SshcaError keeps its code and details; anything else is a bug (500). */
 interface WireError {
@@ -288,15 +295,23 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     acks.set(w, new Map())
     let ready = false
     let failure: Error | undefined
+    // the answers settled in one run of the microtask queue (a group commit settles its whole batch
+    // there) go back in one message, sent once that queue is empty
+    const replies: Reply[] = []
+    const sendReplies = (): void => w.postMessage({t: 'replies', replies: replies.splice(0)})
+    const answer = (r: Reply): void => {
+      if (replies.push(r) === 1) process.nextTick(sendReplies)
+    }
     return new Promise((resolve, reject) => {
-      w.on('message', (m: {t: string; id?: number; seq?: number; calls?: [string, unknown[]][]} & Partial<Call>) => {
-        if (m.t === 'call') {
-          dispatch(m as Call).then(
-            (value) => w.postMessage({t: 'reply', id: m.id, value}),
-            (err: unknown) => w.postMessage({t: 'reply', id: m.id, error: errorToWire(err)}),
-          )
+      w.on('message', (m: {t: string; seq?: number; calls?: unknown[]}) => {
+        if (m.t === 'calls') {
+          for (const c of m.calls as Call[])
+            dispatch(c).then(
+              (value) => answer({id: c.id, value}),
+              (err: unknown) => answer({id: c.id, error: errorToWire(err)}),
+            )
         } else if (m.t === 'meter') {
-          for (const [method, args] of m.calls ?? [])
+          for (const [method, args] of (m.calls ?? []) as [string, unknown[]][])
             if ((METER_CALLS as readonly string[]).includes(method))
               (o.meter?.[method as (typeof METER_CALLS)[number]] as ((...a: unknown[]) => void) | undefined)?.apply(
                 o.meter,
@@ -417,11 +432,14 @@ async function runWorker(init: WorkerInit): Promise<void> {
   const port = parentPort!
   const pending = new Map<number, {resolve: (v: unknown) => void; reject: (e: Error) => void}>()
   let nextId = 0
+  // the calls of one turn of the event loop go in one message (the module's comment says why)
+  const calls: Call[] = []
+  const sendCalls = (): void => port.postMessage({t: 'calls', calls: calls.splice(0)})
   const call = (op: Call['op'], method: string, args: unknown[]): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const id = ++nextId
       pending.set(id, {resolve, reject})
-      port.postMessage({t: 'call', id, op, method, args} satisfies Call)
+      if (calls.push({id, op, method, args}) === 1) setImmediate(sendCalls)
     })
 
   const viaMain = Object.fromEntries(
@@ -493,9 +511,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
     'message',
     (m: {
       t: string
-      id: number
-      value?: unknown
-      error?: WireError
+      replies: Reply[]
       seq: number
       config: CaConfig
       tls: Tls
@@ -503,13 +519,14 @@ async function runWorker(init: WorkerInit): Promise<void> {
       safety: SafetyState
     }) => {
       switch (m.t) {
-        case 'reply': {
-          const p = pending.get(m.id)
-          pending.delete(m.id)
-          if (m.error) p?.reject(errorFromWire(m.error))
-          else p?.resolve(m.value)
+        case 'replies':
+          for (const r of m.replies) {
+            const p = pending.get(r.id)
+            pending.delete(r.id)
+            if ('error' in r) p?.reject(errorFromWire(r.error))
+            else p?.resolve(r.value)
+          }
           break
-        }
         case 'policy':
           rt.policy = {
             config: m.config,
