@@ -43,7 +43,9 @@ export interface AppOptions {
  * second beside the refusals of an overload, so 48 are ~40 ms of work. Measured at 4× the sustainable
  * rate on one core (CONTRIBUTING.md, "Overload"): 256 let the p99 of the certificates issued reach
  * 400 ms, 64 held it at 108–142 ms, 48 at 90–117 ms with as many certificates issued; 32 lost a third of
- * them. A burst past it is shed with Retry-After, which sshca's client honours.
+ * them. Since the worker's messages are batched (workers.ts), on a core signing ~2,000 a second under
+ * overload: 73–88 ms. A count, not a time: on a core half as fast, about 24 keep the same latency
+ * (limits.maxInFlight). A burst past it is shed with Retry-After, which sshca's client honours.
  */
 export const IN_FLIGHT_PER_THREAD = 48
 
