@@ -44,8 +44,8 @@ export interface AppOptions {
  * rate on one core (CONTRIBUTING.md, "Overload"): 256 let the p99 of the certificates issued reach
  * 400 ms, 64 held it at 108–142 ms, 48 at 90–117 ms with as many certificates issued; 32 lost a third of
  * them. Since the worker's messages are batched (workers.ts), on a core signing ~2,000 a second under
- * overload: 73–88 ms. A count, not a time: on a core half as fast, about 24 keep the same latency
- * (limits.maxInFlight). A burst past it is shed with Retry-After, which sshca's client honours.
+ * overload: 73–88 ms. A count, not a time: with half a core, 48 let it reach 176 ms and 24 brought it
+ * to 127 ms (limits.maxInFlight). A burst past it is shed with Retry-After, which sshca's client honours.
  */
 export const IN_FLIGHT_PER_THREAD = 48
 
