@@ -434,7 +434,23 @@ async function runWorker(init: WorkerInit): Promise<void> {
   let nextId = 0
   // the calls of one turn of the event loop go in one message (the module's comment says why)
   const calls: Call[] = []
-  const sendCalls = (): void => port.postMessage({t: 'calls', calls: calls.splice(0)})
+  const sendCalls = (): void => {
+    const batch = calls.splice(0)
+    try {
+      port.postMessage({t: 'calls', calls: batch})
+    } catch {
+      // arguments that cannot cross the threads (a bug: every call's are plain data) fail their own
+      // call, as when each call was a message of its own, not the batch's others or the whole thread
+      for (const c of batch) {
+        try {
+          port.postMessage({t: 'calls', calls: [c]})
+        } catch (err) {
+          pending.get(c.id)?.reject(err as Error)
+          pending.delete(c.id)
+        }
+      }
+    }
+  }
   const call = (op: Call['op'], method: string, args: unknown[]): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const id = ++nextId
