@@ -231,7 +231,7 @@ describe('the CA on worker threads', function () {
       const otts = await Promise.all(keys.slice(0, 24).map(() => gh.mint()))
       const bodies = otts.map((ott, i) => ({key: keys[i]!, ott}))
       // four tokens sent a second time, for a key of its own, in the same burst as their first use: a
-      // store answer given to the wrong request shows as a token bought twice or not at once
+      // store answer given to the wrong request shows as a token bought twice or not at all
       const again = bodies.slice(0, 4).map((b, i) => ({key: keys[24 + i]!, ott: b.ott}))
       const sent = [...bodies, ...again]
       const answers = await Promise.all(
@@ -385,8 +385,8 @@ describe('the CA on worker threads', function () {
     const results = tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott}).finally(() => answered++))
     // the pipe holds about 15 of the 60 lines: wait until it is full. Answers come back while it has
     // room, unless a worker's requests were settled together (one group commit): it then writes their
-    // lines first, and waits on the full pipe before it sends any answer. So: five answers, or a
-    // second in which none came
+    // lines first, and waits on the full pipe before it sends any answer. So: five answers, or the
+    // paused reader's buffer full and then a second in which none came
     let before = -1
     await waitFor(
       'the first answers, or the workers waiting on the full pipe',
