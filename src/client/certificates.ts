@@ -3,6 +3,7 @@
  * bigints become strings, open validity ends become null, unknown option data becomes hex.
  */
 import {FOREVER, validityAt, type Certificate, type CertOptions, type ValidityState} from '../ssh/cert.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 export type OptionView = string | true | {unknown: string}
 
@@ -38,8 +39,8 @@ export function certificateView(cert: Certificate, nowSeconds: bigint): Certific
     keyId: cert.keyId,
     serial: cert.serial.toString(),
     principals: [...cert.principals],
-    validAfter: cert.validAfter === 0n ? null : new Date(Number(cert.validAfter) * 1000).toISOString(),
-    validBefore: cert.validBefore === FOREVER ? null : new Date(Number(cert.validBefore) * 1000).toISOString(),
+    validAfter: cert.validAfter === 0n ? null : isoFromSeconds(cert.validAfter),
+    validBefore: cert.validBefore === FOREVER ? null : isoFromSeconds(cert.validBefore),
     secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - nowSeconds),
     state: validityAt(cert, nowSeconds),
     // getters: JSON.stringify and every reader see the fingerprint; `sshca list`'s table never asks, so

@@ -116,6 +116,42 @@ describe('sshca list', function () {
     )
   })
 
+  it('lists a certificate valid past the last year Date knows (2^62 s, a "forever" of other tools), on both paths', async () => {
+    // Date's toISOString throws past the year 275760: such a certificate once made list and inspect fail
+    const own = await startAgent()
+    try {
+      const key = generatePrivateKey('ed25519')
+      const c = await signCertificate(
+        {
+          type: 'user',
+          publicKey: key.publicKey,
+          serial: 9n,
+          keyId: 'far',
+          principals: ['alice'],
+          validAfter: 0n,
+          validBefore: 1n << 62n,
+        },
+        keySigner(ca.keyObject),
+      )
+      await AgentClient.with({socketPath: own.socket}, (a) => a.addCertificate(key, c))
+      const env = {SSH_AUTH_SOCK: own.socket}
+      const fast = await sshca(['list'], {env})
+      const slow = await sshca(['list'], {env: {...env, SSHCA_NO_FAST_PATH: '1'}})
+      assert.equal(fast.code, 0, fast.stderr)
+      assert.deepEqual(fast, slow)
+      assert.match(fast.stdout, /far\s+alice\s+always\s+\+146138514283-06-19 07:45:04Z\s/)
+      const json = JSON.parse((await sshca(['list', '--json'], {env})).stdout)
+      assert.equal(json.certificates[0].validBefore, '+146138514283-06-19T07:45:04.000Z')
+      const file = join(tempDir(), 'far-cert.pub')
+      writeFileSync(file, `${certificateLine(c)}\n`)
+      const inspected = await sshca(['inspect', file, '--json'])
+      assert.equal(inspected.code, 0, inspected.stderr)
+      assert.equal(JSON.parse(inspected.stdout).certificate.validBefore, '+146138514283-06-19T07:45:04.000Z')
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('fails the same way on both paths when there is no agent: ERR_AGENT_UNAVAILABLE, exit 5', async () => {
     for (const args of [[], ['--json']]) {
       const {fast, slow} = await both(args, {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
