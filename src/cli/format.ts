@@ -1,8 +1,11 @@
 /** Small formatting helpers shared by the renderers. Pure: the clock and time zone are parameters. */
 import {FOREVER} from '../ssh/cert.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 /** `2026-11-23T17:00:00` in the process's local time zone, as ssh-keygen prints times. */
 export function localTimestamp(seconds: bigint | number): string {
+  // past Date's last day (the year 275760) only our own arithmetic reaches: UTC, no zone to ask there
+  if (Number(seconds) > 8_640_000_000_000) return isoFromSeconds(BigInt(seconds)).slice(0, -5)
   const d = new Date(Number(seconds) * 1000)
   const p = (n: number): string => String(n).padStart(2, '0')
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
@@ -38,7 +41,7 @@ export function shortDuration(totalSeconds: number): string {
 
 /** ISO 8601 (UTC) for JSON, or null for the open ends of a validity ("always", "forever"). */
 export function isoOrNull(seconds: bigint, openEnd: bigint): string | null {
-  return seconds === openEnd ? null : new Date(Number(seconds) * 1000).toISOString()
+  return seconds === openEnd ? null : isoFromSeconds(seconds)
 }
 
 /** Pads columns of a table; the last column is not padded. */

@@ -8,6 +8,7 @@ import {FOREVER, isCertificateType, nowSeconds, parseCertificate, parseCertifica
 import {PublicKey, splitKeyLine} from '../ssh/keys.ts'
 import {parseDuration} from '../util/duration.ts'
 import {RENEW_WHEN_LEFT} from './host.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 async function readText(file: string, what: string, input?: () => Promise<string>): Promise<string> {
   if (file === '-' && input) return input()
@@ -86,7 +87,7 @@ export async function needsRenewal(
     needsRenewal: needs,
     serial: cert.serial.toString(),
     keyId: cert.keyId,
-    validBefore: forever ? null : new Date(Number(cert.validBefore) * 1000).toISOString(),
+    validBefore: forever ? null : isoFromSeconds(cert.validBefore),
     secondsLeft: left,
     percentUsed: Math.round(used * 100) / 100,
     threshold,

@@ -10,6 +10,7 @@ import {exists} from '../util/fs.ts'
 import {expiredOf, fromContext, removeAll, signedByOneOf, userCaKeys, type RemovedCertificate} from './agent-hygiene.ts'
 import {agentlessFiles, type Context} from './home.ts'
 import type {LoginDeps, LoginOptions, LoginResult} from './login-types.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 /** `--ensure` is satisfied by a certificate with more than this left. */
 export const ENSURE_MARGIN_SECONDS = 60
@@ -19,8 +20,8 @@ function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
     keyId: cert.keyId,
     principals: [...cert.principals],
     serial: cert.serial.toString(),
-    validAfter: new Date(Number(cert.validAfter) * 1000).toISOString(),
-    validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    validAfter: isoFromSeconds(cert.validAfter),
+    validBefore: isoFromSeconds(cert.validBefore),
     secondsLeft: Number(cert.validBefore - now),
     // hashed when read (--json): the held certificate's answer never loads node:crypto
     get fingerprint() {

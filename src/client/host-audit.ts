@@ -20,6 +20,7 @@ import {SshcaError} from '../errors.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {PublicKey, splitKeyLine} from '../ssh/keys.ts'
 import {configureHost} from './config.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 export interface AuditKey {
   line: number
@@ -454,7 +455,7 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
           cert.type !== 'host'
             ? 'not a host certificate'
             : cert.validBefore <= now
-              ? `expired ${new Date(Number(cert.validBefore) * 1000).toISOString()}`
+              ? `expired ${isoFromSeconds(cert.validBefore)}`
               : undefined
         certs.set(cert.publicKey.fingerprint(), {path, ...(problem ? {problem} : {})})
       } catch {

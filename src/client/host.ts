@@ -16,6 +16,7 @@ import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 import {sshpopProvisioner} from './provisioners.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 /** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
 export function certPathFor(pubkeyFile: string): string {
@@ -85,7 +86,7 @@ function describe(ctx: Context, path: string, cert: Certificate): HostCertResult
     principals: [...cert.principals],
     serial: cert.serial.toString(),
     keyId: cert.keyId,
-    validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    validBefore: isoFromSeconds(cert.validBefore),
   }
 }
 

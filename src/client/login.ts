@@ -42,6 +42,7 @@ import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
 import {sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 
@@ -57,8 +58,8 @@ function certView(cert: Certificate, now: bigint): LoginResult['certificate'] {
     keyId: cert.keyId,
     principals: [...cert.principals],
     serial: cert.serial.toString(),
-    validAfter: new Date(Number(cert.validAfter) * 1000).toISOString(),
-    validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    validAfter: isoFromSeconds(cert.validAfter),
+    validBefore: isoFromSeconds(cert.validBefore),
     secondsLeft: Number(cert.validBefore - now),
     fingerprint: cert.publicKey.fingerprint(),
   }

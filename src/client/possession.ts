@@ -27,6 +27,7 @@ import {loadContext, type Context} from './home.ts'
 import {checkHostCert} from './host.ts'
 import {obtainIdToken, type LoginDeps, type LoginOptions} from './login.ts'
 import {sshpopProvisioner} from './provisioners.ts'
+import {isoFromSeconds} from '../util/iso-time.ts'
 
 async function readText(path: string, what: string): Promise<string> {
   try {
@@ -238,7 +239,7 @@ export async function rekeyHost(
       serial: next.serial.toString(),
       keyId: next.keyId,
       principals: [...next.principals],
-      validBefore: new Date(Number(next.validBefore) * 1000).toISOString(),
+      validBefore: isoFromSeconds(next.validBefore),
       files,
       keyFingerprint: fresh.publicKey.fingerprint(),
     }

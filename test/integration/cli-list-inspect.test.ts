@@ -147,6 +147,9 @@ describe('sshca list', function () {
       const inspected = await sshca(['inspect', file, '--json'])
       assert.equal(inspected.code, 0, inspected.stderr)
       assert.equal(JSON.parse(inspected.stdout).certificate.validBefore, '+146138514283-06-19T07:45:04.000Z')
+      const text = await sshca(['inspect', file])
+      assert.equal(text.code, 0, text.stderr)
+      assert.match(text.stdout, /Valid: before \+146138514283-06-19T07:45:04\n/)
     } finally {
       await own.stop()
     }

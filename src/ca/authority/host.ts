@@ -26,6 +26,7 @@ import {
   requireIssuanceEnabled,
   requireIssuedAfterRestore,
 } from './sign.ts'
+import {isoFromSeconds} from '../../util/iso-time.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
@@ -269,7 +270,7 @@ export async function revokeOwnCertificate(
       keyId: cert.keyId,
       principals: [...cert.principals],
       certType: cert.type,
-      validBefore: new Date(Number(cert.validBefore) * 1000).toISOString(),
+      validBefore: isoFromSeconds(cert.validBefore),
     },
   }
 }
@@ -311,7 +312,7 @@ export async function currentHosts(
       principals: c.principals,
       serial: c.serial.toString(),
       keyId: c.keyId,
-      validBefore: new Date(Number(c.validBefore) * 1000).toISOString(),
+      validBefore: isoFromSeconds(c.validBefore),
       keyFingerprint: c.keyFingerprint,
     })
   }

@@ -16,6 +16,7 @@ import {denial, reasonOf} from '../policy/types.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {authorize} from './webhook.ts'
 import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
+import {isoFromSeconds} from '../../util/iso-time.ts'
 
 export const MIN_RSA_BITS = 3072
 
@@ -147,8 +148,8 @@ export function issuedFields(cert: Certificate): Record<string, unknown> {
     serial: cert.serial.toString(),
     key_id: cert.keyId,
     principals: cert.principals,
-    valid_after: new Date(Number(cert.validAfter) * 1000).toISOString(),
-    valid_before: new Date(Number(cert.validBefore) * 1000).toISOString(),
+    valid_after: isoFromSeconds(cert.validAfter),
+    valid_before: isoFromSeconds(cert.validBefore),
     critical_options: cert.criticalOptions,
     extensions: Object.keys(cert.extensions),
   }
