@@ -74,7 +74,10 @@ export function verifyJwsSignature(alg: string, key: unknown, signingInput: Buff
   const k = keyObjectOf(key)
   if (k.type !== 'public') throw new TypeError('the token must be verified with a public key')
   if (!FITS[a.kind](k, a)) throw new TypeError(`the key is not one that signs ${alg} (RSA keys: 2048 bits or more)`)
-  // ECDSA in JWS is r and s side by side (RFC 7518 §3.4), not DER; the option is ignored for other keys
+  // the key alone where no option is needed: node:crypto tells a KeyObject from an options object by
+  // catching the exception the test throws for the latter, ~5 µs a verification (RS256 21 → 27 µs)
+  if (a.kind === 'rsa' || a.kind === 'ed25519') return verify(a.hash, signingInput, k, signature)
+  // ECDSA in JWS is r and s side by side (RFC 7518 §3.4), not DER
   const pss = a.kind === 'pss' ? {padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: a.salt!} : {}
   return verify(a.hash, signingInput, {key: k, dsaEncoding: 'ieee-p1363', ...pss}, signature)
 }
