@@ -20,10 +20,12 @@ const benches: Record<string, () => Promise<void>> = {
 }
 
 const only = process.argv.slice(2)
+// counted before a benchmark pins this process to some of them (vs-step, SSHCA_BENCH_GENERATOR_CPUS)
+const cores = availableParallelism()
 for (const [name, fn] of Object.entries(benches)) {
   if (only.length > 0 && !only.includes(name)) continue
   const before = loadavg()[0]!.toFixed(2)
   await fn()
   // on a shared machine the neighbours' load is part of every figure: say what it was
-  console.log(`  (${name}: load average ${before} → ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} cores)`)
+  console.log(`  (${name}: load average ${before} → ${loadavg()[0]!.toFixed(2)} on ${cores} cores)`)
 }

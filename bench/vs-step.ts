@@ -13,6 +13,9 @@
  * SSHCA_STEP_BIN=dir holding step-ca and step); without it, says how to build it.
  * SSHCA_BENCH_ROUNDS (default 5), SSHCA_BENCH_REQUESTS per round and server (default 6000),
  * SSHCA_BENCH_WORKERS (default "1,2": the sshca servers, by --workers).
+ * SSHCA_BENCH_CA_CPUS=0 SSHCA_BENCH_GENERATOR_CPUS=1 pin the CAs to some CPUs and this process (the
+ * load generator) to others (taskset): each CA then has its cores to itself, and the rate is the CA's,
+ * not what the generator leaves it.
  */
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -35,6 +38,12 @@ const REQUESTS = Number(process.env.SSHCA_BENCH_REQUESTS ?? 6000)
 const WORKERS = (process.env.SSHCA_BENCH_WORKERS ?? '1,2').split(',').map(Number)
 const AUDIENCE = 'sshca-ci'
 const cpus = availableParallelism()
+const CA_CPUS = process.env.SSHCA_BENCH_CA_CPUS
+const GENERATOR_CPUS = process.env.SSHCA_BENCH_GENERATOR_CPUS
+
+/** `cmd args`, under `taskset -c CA_CPUS` when the CAs are pinned (taskset execs it: the same pid). */
+const onCaCpus = (cmd: string, args: string[]): [string, string[]] =>
+  CA_CPUS ? ['taskset', ['-c', CA_CPUS, cmd, ...args]] : [cmd, args]
 
 interface Server {
   name: string
@@ -64,6 +73,11 @@ export async function benchVsStep(): Promise<void> {
   Build it (Debian bookworm packages only, offline; about a minute): bash scripts/build-step.sh
   (or SSHCA_STEP_BIN=DIR with step-ca and step in DIR), then: npm run bench -- vs-step`)
     return
+  }
+  if (GENERATOR_CPUS) {
+    // every thread of this process: autocannon, the issuer, undici
+    const r = spawnSync('taskset', ['-a', '-p', '-c', GENERATOR_CPUS, String(process.pid)], {encoding: 'utf8'})
+    if (r.status !== 0) throw new Error(`taskset failed: ${r.stderr}`)
   }
   const loadStart = loadavg()[0]!.toFixed(2)
   const dir = mkdtempSync(join(tmpdir(), 'sshca-bench-vs-step-'))
@@ -124,7 +138,7 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     })
   }
   print(
-    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
+    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores${CA_CPUS || GENERATOR_CPUS ? `, the CAs on CPUs ${CA_CPUS ?? 'any'} and the load generator on ${GENERATOR_CPUS ?? 'any'}` : ''}, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
     rows,
   )
 }
@@ -232,8 +246,7 @@ export async function startSshca(dir: string, issuer: string, workers: number): 
   const pw = join(dir, 'pw')
   writeFileSync(pw, `${PASSWORD}\n`, {mode: 0o600})
   const child = spawn(
-    process.execPath,
-    [
+    ...onCaCpus(process.execPath, [
       'bin/run.js',
       'ca',
       'serve',
@@ -246,7 +259,7 @@ export async function startSshca(dir: string, issuer: string, workers: number): 
       '--workers',
       String(workers),
       '--json',
-    ],
+    ]),
     {stdio: ['ignore', 'pipe', 'inherit']},
   )
   let out = ''
@@ -331,8 +344,14 @@ async function startStepCa(dir: string, issuer: string): Promise<Server> {
   writeFileSync(caJson, JSON.stringify(config, null, 2))
   const log = join(dir, 'step-ca.log')
   const child = spawn(
-    'sh',
-    ['-c', `exec "$0" "$1" --password-file "$2" 2>>"$3" >>"$3"`, join(STEP_BIN, 'step-ca'), caJson, pw, log],
+    ...onCaCpus('sh', [
+      '-c',
+      `exec "$0" "$1" --password-file "$2" 2>>"$3" >>"$3"`,
+      join(STEP_BIN, 'step-ca'),
+      caJson,
+      pw,
+      log,
+    ]),
     {env, stdio: 'ignore'},
   )
   const ca = readFileSync(join(stepDir, 'certs', 'root_ca.crt'))
