@@ -149,7 +149,7 @@ export class SshWriter {
     return this.raw(v)
   }
 
-  /** Unsigned magnitude → minimal two's-complement mpint (leading zeros dropped, 0x00 added when the top bit is set). */
+  /** Unsigned magnitude to minimal two's-complement mpint (leading zeros dropped, 0x00 added when the top bit is set). */
   mpint(magnitude: Buffer): this {
     let i = 0
     while (magnitude[i] === 0) i++
