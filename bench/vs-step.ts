@@ -76,10 +76,13 @@ export async function benchVsStep(): Promise<void> {
   (or SSHCA_STEP_BIN=DIR with step-ca and step in DIR), then: npm run bench -- vs-step`)
     return
   }
+  // both or neither: a child inherits this process's CPUs, so the CAs would share the generator's
+  if (Boolean(CA_CPUS) !== Boolean(GENERATOR_CPUS))
+    throw new Error('set both SSHCA_BENCH_CA_CPUS and SSHCA_BENCH_GENERATOR_CPUS, or neither')
   if (GENERATOR_CPUS) {
     // every thread of this process: autocannon, the issuer, undici
     const r = spawnSync('taskset', ['-a', '-p', '-c', GENERATOR_CPUS, String(process.pid)], {encoding: 'utf8'})
-    if (r.status !== 0) throw new Error(`taskset failed: ${r.stderr}`)
+    if (r.status !== 0) throw new Error(`taskset failed: ${r.error?.message ?? r.stderr}`)
   }
   const loadStart = loadavg()[0]!.toFixed(2)
   const dir = mkdtempSync(join(tmpdir(), 'sshca-bench-vs-step-'))
@@ -140,7 +143,7 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     })
   }
   print(
-    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores${CA_CPUS || GENERATOR_CPUS ? `, the CAs on CPUs ${CA_CPUS ?? 'any'} and the load generator on ${GENERATOR_CPUS ?? 'any'}` : ''}, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
+    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores${CA_CPUS ? `, the CAs on CPUs ${CA_CPUS} and the load generator on ${GENERATOR_CPUS}` : ''}, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
     rows,
   )
 }

@@ -4,8 +4,8 @@ import {isoFromSeconds} from '../util/iso-time.ts'
 
 /** `2026-11-23T17:00:00` in the process's local time zone, as ssh-keygen prints times. */
 export function localTimestamp(seconds: bigint | number): string {
-  // past Date's last day (the year 275760) only our own arithmetic reaches: UTC, no zone to ask there
-  if (Number(seconds) > 8_640_000_000_000) return isoFromSeconds(BigInt(seconds)).slice(0, -5)
+  // past Date's last day (the year 275760) only our own arithmetic reaches: UTC, and marked so (Z)
+  if (Number(seconds) > 8_640_000_000_000) return isoFromSeconds(BigInt(seconds)).replace('.000Z', 'Z')
   const d = new Date(Number(seconds) * 1000)
   const p = (n: number): string => String(n).padStart(2, '0')
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`

@@ -30,10 +30,19 @@ const matchCondition = z.union([
   z.strictObject({glob: z.string().min(1)}),
 ])
 
+/** The longest duration ca.yaml takes: 100 years (no certificate, token or window needs more). */
+const MAX_DURATION = 36_500 * 86_400
+
 const duration = z.union([z.string(), z.number().int().positive()]).transform((v, ctx) => {
   const s = typeof v === 'number' ? v : parseDuration(v)
   if (s === undefined) {
     ctx.addIssue({code: 'custom', message: `"${v}" is not a duration (use 90s, 15m, 8h, 30d)`})
+    return z.NEVER
+  }
+  // a certificate valid for 272,000 years or more ends past the last day Date can write, where the
+  // CA's reports (ca certs, status, rotate, explain) would fail or compute NaN
+  if (s > MAX_DURATION) {
+    ctx.addIssue({code: 'custom', message: `"${v}" is longer than 100 years (36500d), the most ca.yaml takes`})
     return z.NEVER
   }
   return s

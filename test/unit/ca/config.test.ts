@@ -49,6 +49,16 @@ describe('ca.yaml', () => {
       ),
       ['provisioners[0].rules[0].certificate.ttl: "8x" is not a duration (use 90s, 15m, 8h, 30d)'],
     )
+    assert.deepEqual(
+      problems(
+        'provisioners: [{name: p, type: oidc, issuer: https://i, clientId: c, rules: [{name: r, match: {a: 1}, certificate: {principals: [a], ttl: 36501d}}]}]',
+      ),
+      ['provisioners[0].rules[0].certificate.ttl: "36501d" is longer than 100 years (36500d), the most ca.yaml takes'],
+    )
+    assert.match(
+      problems('ssh: {maxHostTtl: 3153600001}')[0]!,
+      /ssh\.maxHostTtl: "3153600001" is longer than 100 years/,
+    )
     assert.deepEqual(problems('bogus: 1'), ['(top level): Unrecognized key: "bogus"'])
     assert.match(
       problems(provisioner('', ', extensions: [permit-everything]'))[0]!,
