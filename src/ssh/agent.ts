@@ -192,7 +192,10 @@ export class AgentClient {
     const out: AgentIdentity[] = []
     for (let i = 0; i < n; i++) {
       const blob = Buffer.from(r.bytes('identity blob'))
-      const comment = r.text('identity comment')
+      // leniently, bytes that are not UTF-8 as U+FFFD: OpenSSH refuses only NUL in a comment, so a key
+      // named in Latin-1 (or added through a forwarded agent by anyone) must not stop every command that
+      // lists the agent; a comment sshca matches (sshca:...) is ASCII and never equals a mended one
+      const comment = r.bytes('identity comment').toString('utf8')
       out.push(describeIdentity(blob, comment))
     }
     r.end('identities answer')

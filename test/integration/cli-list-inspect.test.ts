@@ -155,6 +155,39 @@ describe('sshca list', function () {
     }
   })
 
+  it('lists the agent when another key has a comment that is not UTF-8 (OpenSSH refuses only NUL there)', async () => {
+    // one Latin-1 comment in the agent once made list, login --ensure and proxycommand fail (ERR_SSH_FORMAT)
+    const own = await startAgent()
+    try {
+      const dir = tempDir()
+      const made = await run('sh', [
+        '-c',
+        `ssh-keygen -q -t ed25519 -N '' -f "$0/latin1" -C "$(printf 'cl\\351 de Jos\\351')"`,
+        dir,
+      ])
+      assert.equal(made.code, 0, made.stderr)
+      assert.equal((await sshAdd(own, [join(dir, 'latin1')])).code, 0)
+      const {key, cert: c} = await cert('alice@example.com', ['alice'], 3600n)
+      await AgentClient.with({socketPath: own.socket}, (a) => a.addCertificate(key, c, {comment: 'sshca:sso'}))
+      const env = {SSH_AUTH_SOCK: own.socket}
+      const fast = await sshca(['list', '--json'], {env})
+      const slow = await sshca(['list', '--json'], {env: {...env, SSHCA_NO_FAST_PATH: '1'}})
+      assert.equal(fast.code, 0, fast.stderr)
+      assert.equal(slow.code, 0, slow.stderr)
+      const json = JSON.parse(fast.stdout)
+      assert.equal(json.otherIdentities, 1)
+      assert.deepEqual(
+        json.certificates.map((x: {keyId: string; comment: string}) => [x.keyId, x.comment]),
+        [['alice@example.com', 'sshca:sso']],
+      )
+      const table = await sshca(['list'], {env})
+      assert.equal(table.code, 0, table.stderr)
+      assert.match(table.stdout, /alice@example\.com/)
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('fails the same way on both paths when there is no agent: ERR_AGENT_UNAVAILABLE, exit 5', async () => {
     for (const args of [[], ['--json']]) {
       const {fast, slow} = await both(args, {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
