@@ -14,7 +14,8 @@
  * re-enables a method for some users or addresses is not seen (the result says so). Never writes.
  */
 import {execFile} from 'node:child_process'
-import {readFile, lstat} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {lstat, open, readFile} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
@@ -119,7 +120,8 @@ export interface HostAuditOptions {
 }
 
 const NO_LOGIN = /(^|\/)(nologin|false|sync|shutdown|halt)$/
-const MAX_KEYS_FILE = 1 << 20
+/** The most of an authorized_keys file the audit reads; sshd reads all of it, so a larger one is a finding. */
+const MAX_KEYS_FILE = 16 << 20
 /** The sshd -T keywords the audit reads; everything else is left out of the result. */
 const SETTINGS = [
   'authorizedkeysfile',
@@ -272,13 +274,35 @@ async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Prom
     return {path, error: code ?? (err as Error).message, symlink: false, keys: [], unparsed: 0}
   }
   try {
-    const buf = await readFile(path)
-    const {keys, unparsed} = parseAuthorizedKeys(buf.subarray(0, MAX_KEYS_FILE).toString('utf8'), trustedCas)
+    const buf = await readRegularFile(path, MAX_KEYS_FILE)
+    // what sshd does not read (a FIFO, a device, a folder) lets no one in: sshd logs it and goes on
+    if (buf === undefined) return undefined
+    if (buf.length > MAX_KEYS_FILE)
+      return {path, error: `larger than ${MAX_KEYS_FILE >> 20} MiB, not read`, symlink, keys: [], unparsed: 0}
+    const {keys, unparsed} = parseAuthorizedKeys(buf.toString('utf8'), trustedCas)
     return {path, symlink, keys, unparsed}
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return undefined // a dangling symlink: sshd reads nothing either
     return {path, error: code ?? (err as Error).message, symlink, keys: [], unparsed: 0}
+  }
+}
+
+/**
+ * A file as sshd opens authorized_keys (auth_openfile): without blocking, so that a FIFO cannot hang
+ * the audit, and only when it is a regular file (undefined otherwise: /dev/zero would never end); at
+ * most `max` + 1 bytes, so that the caller sees it was larger.
+ */
+async function readRegularFile(path: string, max: number): Promise<Buffer | undefined> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+  try {
+    if (!(await fh.stat()).isFile()) return undefined
+    const buf = Buffer.alloc(max + 1)
+    let n = 0
+    for (let r; n < buf.length && (r = await fh.read(buf, n, buf.length - n, n)).bytesRead > 0;) n += r.bytesRead
+    return buf.subarray(0, n)
+  } finally {
+    await fh.close()
   }
 }
 

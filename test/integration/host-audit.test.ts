@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
@@ -235,6 +235,49 @@ describe('sshca host audit: the way off authorized_keys', function () {
     keysFile('erin', [key().toLine('erin')])
     const relapse = await audit(10)
     assert.deepEqual(keyFindings(relapse), ['erin'])
+  })
+
+  it('reads authorized_keys as sshd does: whole regular files only; a FIFO or /dev/zero cannot stall it', async () => {
+    // a local user once hung root's audit with a FIFO, or filled its memory with a link to /dev/zero;
+    // and keys after the first MiB of a file went unseen though sshd reads all of it
+    const base = tempDir('sshca-audit-odd-')
+    const etc = join(base, 'etc-ssh')
+    mkdirSync(etc, {recursive: true})
+    const hostKey = join(etc, 'ssh_host_ed25519_key')
+    assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]).status, 0)
+    const sshdConfig = join(etc, 'sshd_config')
+    writeFileSync(sshdConfig, `HostKey ${hostKey}\nUsePAM no\nPasswordAuthentication no\n`)
+    const homes = join(base, 'homes')
+    const users = ['fifo', 'zero', 'padded', 'huge']
+    for (const u of users) mkdirSync(join(homes, u, '.ssh'), {recursive: true})
+    const keysOf = (u: string) => join(homes, u, '.ssh', 'authorized_keys')
+    assert.equal(spawnSync('mkfifo', [keysOf('fifo')]).status, 0)
+    symlinkSync('/dev/zero', keysOf('zero'))
+    const hidden = generatePrivateKey('ed25519').publicKey
+    writeFileSync(keysOf('padded'), `${'# padding\n'.repeat(200_000)}${hidden.toLine('after 2 MB of comments')}\n`)
+    writeFileSync(keysOf('huge'), '')
+    truncateSync(keysOf('huge'), 17 << 20) // sparse: 17 MiB that sshd would read to the end
+    const passwd = join(base, 'passwd')
+    writeFileSync(
+      passwd,
+      users.map((u, i) => `${u}:x:${2001 + i}:${2001 + i}:${u}:${join(homes, u)}:/bin/bash\n`).join(''),
+    )
+    const r = await sshca(
+      ['host', 'audit', '--sshd-config', sshdConfig, '--passwd', passwd, '--sshd-dir', etc, '--json'],
+      {env: {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}, timeoutMs: 60_000},
+    )
+    assert.equal(r.code, 10, r.stderr + r.stdout.slice(0, 3000))
+    const a = JSON.parse(r.stdout) as Audit
+    const about = (u: string) => a.findings.filter((f) => f.user === u).map((f) => f.kind)
+    assert.deepEqual(about('fifo'), [])
+    assert.deepEqual(about('zero'), [])
+    assert.deepEqual(about('padded'), ['authorized_keys'])
+    assert.match(
+      a.findings.find((f) => f.user === 'padded')!.message,
+      new RegExp(hidden.fingerprint().replace('+', '\\+')),
+    )
+    assert.deepEqual(about('huge'), ['authorized_keys_unreadable'])
+    assert.match(a.findings.find((f) => f.user === 'huge')!.message, /larger than 16 MiB/)
   })
 
   it('fails closed: an sshd configuration sshd rejects is an error, not a clean audit', async () => {
