@@ -227,10 +227,22 @@ async function writeContext(
   let krl: ContextKrl
 
   // 3. write: refuse to swap a context's root without --force; the directory appears whole or not at all
-  const existing = await readContext(home, name)
-  const alreadyPinned =
-    existing !== undefined &&
-    splitPems(existing.rootPem).some((c) => fingerprintsEqual(createHash('sha256').update(c.raw).digest('hex'), got))
+  // a damaged context (its files unreadable, of the wrong shape, a root that does not parse) is
+  // replaced with --force, which its error says to run; without it the error stands
+  let existing: Awaited<ReturnType<typeof readContext>>
+  let pinnedRoots: ReturnType<typeof splitPems> = []
+  let damaged = false
+  try {
+    existing = await readContext(home, name)
+    if (existing) pinnedRoots = splitPems(existing.rootPem, {what: `the root context "${name}" pins`})
+  } catch (err) {
+    if (!o.force) throw err
+    existing = undefined
+    damaged = true
+  }
+  const alreadyPinned = pinnedRoots.some((c) =>
+    fingerprintsEqual(createHash('sha256').update(c.raw).digest('hex'), got),
+  )
   if (existing && !alreadyPinned && !fingerprintsEqual(existing.rootFingerprint, got) && !o.force) {
     throw new SshcaError(
       'ERR_TRUST_ROOT_CHANGED',
@@ -249,15 +261,17 @@ async function writeContext(
     await writeFileAtomic(join(staged, ROOT_FILE), rootPem)
     await writeFileAtomic(join(staged, CONTEXT_FILE), `${JSON.stringify(settings, null, 2)}\n`)
     const target = contextDir(home, name)
+    // a folder that is no context (no context.json) stays untouched, even with --force: not ours to remove
+    const replacing = existing !== undefined || damaged
     // the KRL ssh reads for this context (RevokedHostKeys names it): fetched now, else the previous
     // copy carried over, so a re-bootstrap never leaves ssh_config pointing at a missing file
-    if (existing && (await exists(contextKrlPath(target))))
+    if (replacing && (await exists(contextKrlPath(target))))
       await cp(contextKrlPath(target), contextKrlPath(staged), {preserveTimestamps: true})
     // Stryker disable next-line ObjectLiteral: the context only names the CA in a note; the folder is the third argument
     krl = await refreshContextKrl({...settings, rootPem, dir: staged}, client, staged)
     if (krl.file) krl = {...krl, file: contextKrlPath(target)}
     // Stryker disable next-line BooleanLiteral: the target is there (existing), so removing it needs no force
-    if (existing) await rm(target, {recursive: true, force: true})
+    if (replacing) await rm(target, {recursive: true, force: true})
     await rename(staged, target)
   } catch (err) {
     await rm(staged, {
@@ -305,7 +319,7 @@ async function writeContext(
     hostPattern: settings.hostPattern,
     krl,
     warnings,
-    replaced: !!existing,
+    replaced: !!existing || damaged,
     sameRoot,
   }
 }

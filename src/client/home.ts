@@ -98,10 +98,36 @@ export async function listContexts(home: string): Promise<string[]> {
   }
 }
 
+/** Why parsed context.json text cannot be a context's settings; undefined when its fields have their types. */
+export function settingsProblem(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return `${CONTEXT_FILE} is not a JSON object`
+  const o = v as Record<string, unknown>
+  const kind = (k: string, want: string, ok: (x: unknown) => boolean, optional = false): string | undefined =>
+    (optional && o[k] === undefined) || ok(o[k]) ? undefined : `${CONTEXT_FILE}: ${k} is not ${want}`
+  const text = (x: unknown): boolean => typeof x === 'string'
+  const texts = (x: unknown): boolean => Array.isArray(x) && x.every(text)
+  const object = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x)
+  return (
+    ['name', 'caUrl', 'rootFingerprint', 'hostPattern', 'bootstrappedAt']
+      .map((k) => kind(k, 'a string', text))
+      .find(Boolean) ??
+    ['userCaKeys', 'hostCaKeys'].map((k) => kind(k, 'a list of strings', texts)).find(Boolean) ??
+    ['configuredPattern', 'knownHostsFile', 'provisioner'].map((k) => kind(k, 'a string', text, true)).find(Boolean) ??
+    ['sshConfig', 'agentless'].map((k) => kind(k, 'an object', object, true)).find(Boolean) ??
+    (o.sshConfig !== undefined && !text((o.sshConfig as Record<string, unknown>).pattern)
+      ? `${CONTEXT_FILE}: sshConfig.pattern is not a string`
+      : undefined)
+  )
+}
+
 export async function readContext(home: string, name: string): Promise<Context | undefined> {
   const dir = contextDir(home, name)
   try {
-    const settings = JSON.parse(readFileSync(join(dir, CONTEXT_FILE), 'utf8')) as ContextSettings
+    const parsed: unknown = JSON.parse(readFileSync(join(dir, CONTEXT_FILE), 'utf8'))
+    // the types checked, not trusted: a file of the wrong shape is a damaged context, never a TypeError later
+    const problem = settingsProblem(parsed)
+    if (problem) throw new Error(problem)
+    const settings = parsed as ContextSettings
     const rootPem = readFileSync(join(dir, ROOT_FILE), 'utf8')
     return {...settings, rootPem, dir}
   } catch (err) {

@@ -8,6 +8,7 @@
  */
 import {createHash, X509Certificate} from 'node:crypto'
 import {join} from 'node:path'
+import {SshcaError} from '../errors.ts'
 import {RootsResponse} from '../protocol/api.ts'
 import {writeFileAtomic} from '../util/fs.ts'
 import type {CaClient} from './ca-client.ts'
@@ -15,10 +16,19 @@ import {ROOT_FILE, type Context} from './home.ts'
 
 const fp = (c: X509Certificate): string => createHash('sha256').update(c.raw).digest('hex')
 
-export function splitPems(text: string): X509Certificate[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map(
-    (m) => new X509Certificate(m[0]),
-  )
+export function splitPems(text: string, o: {what: string; hint?: string} = {what: 'the PEM text'}): X509Certificate[] {
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m, i) => {
+    try {
+      return new X509Certificate(m[0])
+    } catch (err) {
+      // a damaged file, not an internal error: its message says which and what fixes it
+      throw new SshcaError(
+        'ERR_INPUT',
+        `${o.what}: certificate ${i + 1} does not parse (${(err as Error).message})`,
+        o.hint ? {hint: o.hint} : {},
+      )
+    }
+  })
 }
 
 const samePublicKey = (a: X509Certificate, b: X509Certificate): boolean =>
@@ -84,7 +94,10 @@ export async function followRootRotation(
   } catch {
     return {ctx, changed: false}
   }
-  const pinned = splitPems(ctx.rootPem)
+  const pinned = splitPems(ctx.rootPem, {
+    what: `${join(ctx.dir, ROOT_FILE)} (the root context "${ctx.name}" pins)`,
+    hint: `bootstrap it again: sshca bootstrap --context ${ctx.name} --ca-url ${ctx.caUrl} --fingerprint HEX --force`,
+  })
   const next = nextPinnedRoots(pinned, published, cross, now)
   if (next.adopted.length === 0 && next.dropped.length === 0) return {ctx, changed: false}
   const rootPem = next.roots.map((c) => c.toString()).join('')

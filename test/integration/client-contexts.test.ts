@@ -254,4 +254,48 @@ describe('contexts and status (issue 12)', function () {
       await t2.stop()
     }
   })
+
+  it('a damaged context is named as such, never an internal error; the others still work; bootstrap --force mends it', async () => {
+    // context.json of the wrong shape, or a root_ca.crt with a block that does not parse, once gave
+    // ERR_INTERNAL from list, context list, logout --all and config, and bootstrap --force (what the
+    // error told to run) failed the same way
+    const {appendFileSync, writeFileSync} = await import('node:fs')
+    const boot = (name: string, extra: string[] = []) =>
+      sshca(
+        ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name, ...extra],
+        {
+          env,
+        },
+      )
+    for (const name of ['shape', 'pem']) assert.equal((await boot(name)).code, 0)
+    const dirOf = (name: string) => join(env.SSHCA_HOME!, 'contexts', name)
+    writeFileSync(join(dirOf('shape'), 'context.json'), '{"userCaKeys": 5}\n')
+    appendFileSync(join(dirOf('pem'), 'root_ca.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')
+
+    assert.equal((await sshca(['list'], {env})).code, 0)
+    const names = ((await json(['context', 'list'])).contexts as {name: string}[]).map((c) => c.name)
+    assert.ok(!names.includes('shape') && names.includes('pem'), names.join(' '))
+    const shape = await sshca(['context', 'use', 'shape', '--json'], {env})
+    assert.equal(shape.code, 2, shape.stderr)
+    assert.equal(JSON.parse(shape.stdout).error.code, 'ERR_INPUT')
+    assert.match(JSON.parse(shape.stdout).error.message, /damaged: context\.json: name is not a string/)
+    const pem = await sshca(['config', '--context', 'pem', '--dry-run', '--json'], {env})
+    assert.equal(pem.code, 2, pem.stdout)
+    assert.equal(JSON.parse(pem.stdout).error.code, 'ERR_INPUT')
+    assert.match(JSON.parse(pem.stdout).error.message, /root_ca\.crt .*certificate 2 does not parse/)
+    assert.match(JSON.parse(pem.stdout).error.hint, /sshca bootstrap --context pem .* --force/)
+
+    // without --force a damaged context stays (the error says so); with it, it is replaced whole
+    const refused = await boot('pem')
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.match(refused.stderr, /ERR_INPUT/)
+    for (const name of ['shape', 'pem']) {
+      const mended = await boot(name, ['--force', '--json'])
+      assert.equal(mended.code, 0, mended.stderr + mended.stdout)
+      assert.equal(JSON.parse(mended.stdout).replaced, true)
+    }
+    const mendedConfig = await sshca(['config', '--context', 'pem', '--dry-run', '--pattern', '*.example.com'], {env})
+    assert.equal(mendedConfig.code, 0, mendedConfig.stderr)
+    assert.equal((await json(['context', 'use', 'shape'])).current !== undefined, true)
+  })
 })

@@ -225,7 +225,10 @@ describe('sshca config on a client, in process', function () {
   describe('overlappingContexts', () => {
     const context = (name: string, s: Record<string, unknown>) => {
       mkdirSync(ctxDir(name), {recursive: true})
-      writeFileSync(join(ctxDir(name), 'context.json'), JSON.stringify({name, ...s}))
+      // what bootstrap writes, the pattern (and anything else) as the test says
+      const settings = {name, caUrl: 'https://ca.example.com', rootFingerprint: 'ab'.repeat(32), userCaKeys: []}
+      const more = {hostCaKeys: [], bootstrappedAt: '2026-11-26T00:00:00.000Z'}
+      writeFileSync(join(ctxDir(name), 'context.json'), JSON.stringify({...settings, ...more, ...s}))
       writeFileSync(join(ctxDir(name), 'root_ca.crt'), ca.rootPem)
     }
 

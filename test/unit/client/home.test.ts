@@ -25,6 +25,7 @@ import {
   readContext,
   ROOT_FILE,
   saveContext,
+  settingsProblem,
   sshcaHome,
   validContextName,
   type HomeCheckDeps,
@@ -321,5 +322,38 @@ describe('$SSHCA_HOME on disk: the real file system, checkHome once per home, th
       key: '/h/contexts/prod/id_sshca',
       certificate: '/h/contexts/prod/id_sshca-cert.pub',
     })
+  })
+})
+
+describe('settingsProblem (context.json read, not trusted)', () => {
+  const good = {
+    name: 'prod',
+    caUrl: 'https://ca.example.com',
+    rootFingerprint: 'ab'.repeat(32),
+    userCaKeys: ['ssh-ed25519 AAAA'],
+    hostCaKeys: [],
+    hostPattern: '*.example.com',
+    bootstrappedAt: '2026-11-26T00:00:00.000Z',
+  }
+  it('takes what bootstrap writes, optional fields absent or of their types', () => {
+    assert.equal(settingsProblem(good), undefined)
+    assert.equal(
+      settingsProblem({...good, provisioner: 'sso', sshConfig: {pattern: '*', krlFile: null}, agentless: {}}),
+      undefined,
+    )
+  })
+  it('names the first field of the wrong type', () => {
+    for (const [v, want] of [
+      [null, /is not a JSON object/],
+      [[], /is not a JSON object/],
+      [{}, /name is not a string/],
+      [{...good, userCaKeys: 5}, /userCaKeys is not a list of strings/],
+      [{...good, hostCaKeys: [1]}, /hostCaKeys is not a list of strings/],
+      [{...good, caUrl: 7}, /caUrl is not a string/],
+      [{...good, provisioner: 1}, /provisioner is not a string/],
+      [{...good, sshConfig: []}, /sshConfig is not an object/],
+      [{...good, sshConfig: {}}, /sshConfig\.pattern is not a string/],
+    ] as const)
+      assert.match(settingsProblem(v) ?? '', want, JSON.stringify(v))
   })
 })
