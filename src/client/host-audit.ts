@@ -14,12 +14,14 @@
  * re-enables a method for some users or addresses is not seen (the result says so). Never writes.
  */
 import {execFile} from 'node:child_process'
+import {createPublicKey} from 'node:crypto'
 import {constants} from 'node:fs'
 import {lstat, open, readFile} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
-import {PublicKey, splitKeyLine} from '../ssh/keys.ts'
+import {PublicKey, sha256Fingerprint, splitKeyLine} from '../ssh/keys.ts'
+import {formatError, SshReader} from '../ssh/wire.ts'
 import {configureHost} from './config.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
@@ -234,6 +236,30 @@ function optionsOf(line: string): string {
 }
 
 /** The keys of an authorized_keys file, with their options. */
+/** The FIDO key types sshd takes in authorized_keys (PROTOCOL.u2f), which sshca's key parser does not. */
+const SECURITY_KEY_TYPES = new Set(['sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com'])
+
+/** A security key's fingerprint, once its blob has PROTOCOL.u2f's fields (else ERR_SSH_FORMAT: not counted). */
+function securityKeyFingerprint(blob: Buffer): string {
+  const r = new SshReader(blob)
+  const type = r.text('key type')
+  if (type === 'sk-ecdsa-sha2-nistp256@openssh.com') {
+    const point = r.text('curve') === 'nistp256' ? r.bytes('point') : Buffer.alloc(0)
+    if (point.length !== 65 || point[0] !== 4) throw formatError('not a P-256 point')
+    // on the curve, as sshd checks (node:crypto refuses a point that is not)
+    const b64 = (b: Buffer): string => b.toString('base64url')
+    const jwk = {kty: 'EC', crv: 'P-256', x: b64(point.subarray(1, 33)), y: b64(point.subarray(33))}
+    try {
+      createPublicKey({key: jwk, format: 'jwk'})
+    } catch (err) {
+      throw formatError('not a P-256 point', err)
+    }
+  } else if (r.bytes('public key').length !== 32) throw formatError('not an Ed25519 key')
+  r.text('application')
+  r.end('security key')
+  return sha256Fingerprint(blob)
+}
+
 export function parseAuthorizedKeys(
   text: string,
   trustedCas: ReadonlySet<string>,
@@ -245,17 +271,20 @@ export function parseAuthorizedKeys(
     if (line === '' || line.startsWith('#')) return
     try {
       const {type, blob, comment} = splitKeyLine(line)
-      const key = PublicKey.fromBlob(blob)
+      // a security key (FIDO) logs in as well as any: sshca cannot use one, but the audit must count it
+      const fingerprint = SECURITY_KEY_TYPES.has(type)
+        ? securityKeyFingerprint(blob)
+        : PublicKey.fromBlob(blob).fingerprint()
       const options = optionsOf(line)
       const certAuthority = /(^|,)\s*cert-authority\s*(,|$)/i.test(options)
       keys.push({
         line: i + 1,
         type,
-        fingerprint: key.fingerprint(),
+        fingerprint,
         comment,
         options,
         certAuthority,
-        trustedCa: certAuthority && trustedCas.has(key.fingerprint()),
+        trustedCa: certAuthority && trustedCas.has(fingerprint),
       })
     } catch {
       unparsed++

@@ -257,7 +257,8 @@ export function splitKeyLine(line: string): {type: string; blob: Buffer; comment
     }
     s = s.slice(i).trim()
   }
-  const m = /^(\S+)\s+([A-Za-z0-9+/]+={0,2})(?:\s+(.*))?$/.exec(s)
+  // the comment runs to the end of the line, whatever it holds (a CR too: sshd takes it)
+  const m = /^(\S+)\s+([A-Za-z0-9+/]+={0,2})(?:\s+([\s\S]*))?$/.exec(s)
   if (!m) throw formatError('not a key line: expected "<type> <base64> [comment]"')
   const type = m[1]!
   const blob = Buffer.from(m[2]!, 'base64')

@@ -1,7 +1,19 @@
 /** The pure parts of `sshca host audit`: sshd -T output, passwd lines, AuthorizedKeysFile tokens, authorized_keys lines. */
 import assert from 'node:assert/strict'
 import {expandAuthorizedKeysPath, parseAuthorizedKeys, parsePasswd, parseSshdT} from '../../../src/client/host-audit.ts'
+import {spawnSync} from 'node:child_process'
+import {generateKeyPairSync, randomBytes} from 'node:crypto'
+import {writeFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {SshWriter} from '../../../src/ssh/wire.ts'
+import {tempDir} from '../../helpers/tmp.ts'
+
+/** An uncompressed P-256 point (0x04 || x || y) of a fresh key. */
+function p256Point(): Buffer {
+  const jwk = generateKeyPairSync('ec', {namedCurve: 'P-256'}).publicKey.export({format: 'jwk'})
+  return Buffer.concat([Buffer.of(4), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')])
+}
 
 describe('host audit parsers', () => {
   it('sshd -T: keywords lower-cased, repeatable ones kept in order, others dropped', () => {
@@ -57,5 +69,50 @@ describe('host audit parsers', () => {
       ],
     )
     assert.equal(parseAuthorizedKeys(text, new Set()).keys[2]!.trustedCa, false)
+  })
+
+  it('authorized_keys: security keys (FIDO) and comments with a CR count as keys, as sshd takes them; ssh-keygen agrees on the fingerprints', () => {
+    // both once went uncounted: an account that logs in with a security key looked like one without keys
+    const sk = (type: string) => {
+      const w = new SshWriter().string(type)
+      if (type.startsWith('sk-ecdsa')) w.string('nistp256').string(p256Point())
+      else w.string(randomBytes(32))
+      return `${type} ${w.string('ssh:').toBuffer().toString('base64')}`
+    }
+    const ed = sk('sk-ssh-ed25519@openssh.com')
+    const ec = sk('sk-ecdsa-sha2-nistp256@openssh.com')
+    const k = generatePrivateKey('ed25519').publicKey
+    const offCurve = sk('sk-ecdsa-sha2-nistp256@openssh.com').replace(/^\S+ /, '')
+    const offCurveLine = `sk-ecdsa-sha2-nistp256@openssh.com ${(() => {
+      const b = Buffer.from(offCurve, 'base64')
+      b[b.length - 10] = b[b.length - 10]! ^ 1 // a bit of y: off the curve
+      return b.toString('base64')
+    })()}`
+    const broken = `sk-ssh-ed25519@openssh.com ${new SshWriter().string('sk-ssh-ed25519@openssh.com').string(randomBytes(31)).string('ssh:').toBuffer().toString('base64')}`
+    const text = [
+      `${ed} yubikey`,
+      `no-pty ${ec}`,
+      `${k.toLine('laptop')}\r(copied from Windows)`,
+      broken,
+      offCurveLine,
+    ].join('\n')
+    const {keys, unparsed} = parseAuthorizedKeys(text, new Set())
+    assert.equal(unparsed, 2, 'a security key blob without its fields, or off its curve, is no key')
+    const dir = tempDir()
+    const keygen = (line: string): string => {
+      const f = join(dir, 'k.pub')
+      writeFileSync(f, `${line}\n`)
+      const r = spawnSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', f], {encoding: 'utf8'})
+      assert.equal(r.status, 0, r.stderr)
+      return r.stdout.split(' ')[1]!
+    }
+    assert.deepEqual(
+      keys.map((x) => [x.line, x.type, x.fingerprint, x.options, x.comment]),
+      [
+        [1, 'sk-ssh-ed25519@openssh.com', keygen(ed), '', 'yubikey'],
+        [2, 'sk-ecdsa-sha2-nistp256@openssh.com', keygen(ec), 'no-pty', ''],
+        [3, 'ssh-ed25519', k.fingerprint(), '', 'laptop\r(copied from Windows)'],
+      ],
+    )
   })
 })
