@@ -14,7 +14,7 @@ import {SshcaError} from '../errors.ts'
 import {SshRootsResponse, type CaKeyInfo} from '../protocol/api.ts'
 import {caHostPattern, effectivePattern} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {exists, privateDir, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {saveContext, type Context} from './home.ts'
 import {mergeKnownHosts} from './known-hosts.ts'
@@ -88,7 +88,7 @@ export async function syncKnownHosts(ctx: Context): Promise<string | null> {
   if (ctx.configuredPattern === undefined || ctx.hostCaKeys.length === 0) return null
   const file = ctx.knownHostsFile ?? defaultKnownHosts()
   if (!(await exists(file))) return null
-  const existing = await readFile(file, 'utf8')
+  const existing = await readUtf8File(file)
   // only a file that already holds this context's block: it is ours to keep current
   if (!existing.includes(`# >>> sshca ${ctx.name} `)) return null
   const pattern = effectivePattern(ctx.hostPattern, ctx.configuredPattern)

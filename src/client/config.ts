@@ -11,7 +11,7 @@ import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../ssh/hos
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
+import {exists, privateDir, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
 import {defaultKnownHosts, refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
@@ -70,7 +70,7 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
   const file = o.file ?? defaultKnownHosts()
   const pattern = effectivePattern(ctx.hostPattern, o.pattern)
   const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
-  const existing = (await exists(file)) ? await readFile(file, 'utf8') : ''
+  const existing = (await exists(file)) ? await readUtf8File(file) : ''
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
   const diff = unifiedDiff(existing, text, {from: file, to: file})
   const result: KnownHostsResult = {
@@ -198,7 +198,7 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
       const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
       const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
       const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
-      const userText = (await exists(userConfig)) ? await readFile(userConfig, 'utf8') : ''
+      const userText = (await exists(userConfig)) ? await readUtf8File(userConfig) : ''
       const inc = mergeInclude(userText, file)
       sshConfig = {
         file,

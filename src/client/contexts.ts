@@ -14,7 +14,7 @@ import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {exists, writeFileAtomic} from '../util/fs.ts'
+import {exists, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {replaceWithBackup} from './config.ts'
 import {
   checkHome,
@@ -117,7 +117,7 @@ export async function contextRemove(
   let knownHosts: RemoveResult['knownHosts'] = null
   const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
   if (await exists(kh)) {
-    const merged = mergeManagedBlock(await readFile(kh, 'utf8'), name, () => '', 'known_hosts')
+    const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
     if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
   }
   // 2. the ssh_config block (RevokedHostKeys, the login exec)

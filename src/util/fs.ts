@@ -1,8 +1,23 @@
 /** Files that must never be half-written or readable by others. */
-import {lstat, mkdir, open, rename, rm, stat} from 'node:fs/promises'
+import {lstat, mkdir, open, readFile, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {nodeCrypto} from './node-crypto.ts'
+
+/**
+ * A text file sshca edits in place but does not own (known_hosts, ~/.ssh/config): its text when it is
+ * UTF-8, else ERR_INPUT. Rewriting keeps every byte outside sshca's block only if decoding lost none,
+ * and a Latin-1 `Host josé` written back as UTF-8 would no longer match what ssh is given.
+ */
+export async function readUtf8File(path: string): Promise<string> {
+  const bytes = await readFile(path)
+  const text = bytes.toString('utf8')
+  if (!Buffer.from(text, 'utf8').equals(bytes))
+    throw new SshcaError('ERR_INPUT', `${path} is not UTF-8 text: sshca would change bytes outside its block`, {
+      hint: `convert it to UTF-8 (iconv -f latin1 -t utf-8), then run this again`,
+    })
+  return text
+}
 
 /**
  * Writes `data` to a temp file beside `path` (mode `mode`), fsyncs it and renames it over `path`:

@@ -15,7 +15,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs'
-import {join, resolve} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 import {bootstrap} from '../../../src/client/bootstrap.ts'
 import {
   caKeys,
@@ -391,6 +391,22 @@ describe('sshca config on a client, in process', function () {
       // both contexts vouch for *.example.com: each is told of the other
       assert.equal(r.warnings.length, 1)
       assert.ok(r.warnings[0]!.includes('"one"') && r.warnings[0]!.includes('"demo"'), r.warnings[0])
+    })
+
+    it('a ~/.ssh/config or known_hosts that is not UTF-8 is refused (ERR_INPUT) and kept byte for byte', async () => {
+      // read as UTF-8 and written back, a Latin-1 `Host jos\xe9` became U+FFFD and ssh no longer matched it
+      await boot()
+      const latin1 = Buffer.from('Host jos\xe9\n  User jos\xe9\n', 'latin1')
+      mkdirSync(dirname(userConfig()), {recursive: true})
+      writeFileSync(userConfig(), latin1)
+      await rejectsCode(configureClient(home, opts()), 'ERR_INPUT')
+      assert.deepEqual(readFileSync(userConfig()), latin1)
+      writeFileSync(userConfig(), 'Host *\n')
+      const kh = join(tempDir(), 'known_hosts')
+      const khBytes = Buffer.from('h\xf4te.example.com ssh-ed25519 AAAA\n', 'latin1')
+      writeFileSync(kh, khBytes)
+      await rejectsCode(configureClient(home, opts({file: kh})), 'ERR_INPUT')
+      assert.deepEqual(readFileSync(kh), khBytes)
     })
 
     it('a ~/.ssh/config that is a link (a dotfiles repository): the file it points to gets the Include, the link stays', async () => {
