@@ -235,7 +235,6 @@ function optionsOf(line: string): string {
   return line
 }
 
-/** The keys of an authorized_keys file, with their options. */
 /** The FIDO key types sshd takes in authorized_keys (PROTOCOL.u2f), which sshca's key parser does not. */
 const SECURITY_KEY_TYPES = new Set(['sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com'])
 
@@ -260,6 +259,7 @@ function securityKeyFingerprint(blob: Buffer): string {
   return sha256Fingerprint(blob)
 }
 
+/** The keys of an authorized_keys file, with their options. */
 export function parseAuthorizedKeys(
   text: string,
   trustedCas: ReadonlySet<string>,
