@@ -6,7 +6,7 @@ import {rm} from 'node:fs/promises'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists} from '../util/fs.ts'
-import {agentlessFiles, listContexts, loadContext, saveContext, type Context} from './home.ts'
+import {agentlessFiles, checkHome, listContexts, loadContext, readContext, saveContext, type Context} from './home.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface LogoutOptions {
@@ -29,8 +29,13 @@ export async function logout(
   o: LogoutOptions,
   deps: {home: string; agent: AgentOptions; tokenStore: () => Promise<TokenStore>},
 ): Promise<LogoutResult> {
+  // --all: every folder that is a context (a folder without context.json is none: skipped, as context
+  // list skips it); a damaged one stops the logout with the error that says how to mend it
+  if (o.all) checkHome(deps.home)
   const contexts: Context[] = o.all
-    ? await Promise.all((await listContexts(deps.home)).map((n) => loadContext(deps.home, n)))
+    ? (await Promise.all((await listContexts(deps.home)).map((n) => readContext(deps.home, n)))).filter(
+        (c): c is Context => c !== undefined,
+      )
     : [await loadContext(deps.home, o.context)]
   const byCa = new Map<string, string>()
   for (const c of contexts) for (const l of c.userCaKeys) byCa.set(PublicKey.parseLine(l).key.fingerprint(), c.name)

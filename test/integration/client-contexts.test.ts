@@ -297,5 +297,9 @@ describe('contexts and status (issue 12)', function () {
     const mendedConfig = await sshca(['config', '--context', 'pem', '--dry-run', '--pattern', '*.example.com'], {env})
     assert.equal(mendedConfig.code, 0, mendedConfig.stderr)
     assert.equal((await json(['context', 'use', 'shape'])).current !== undefined, true)
+    // a folder that is no context (no context.json) is skipped by logout --all, as by context list
+    mkdirSync(dirOf('stray'))
+    const out = await json(['logout', '--all'])
+    assert.ok(!(out.contexts as string[]).includes('stray') && (out.contexts as string[]).includes('pem'))
   })
 })
