@@ -22,6 +22,7 @@ import {
   listContexts,
   readContext,
   validContextName,
+  type Context,
   type ContextSettings,
 } from './home.ts'
 import {ensureHomeLayout} from './home-layout.ts'
@@ -229,12 +230,16 @@ async function writeContext(
   // 3. write: refuse to swap a context's root without --force; the directory appears whole or not at all
   // a damaged context (its files unreadable, of the wrong shape, a root that does not parse) is
   // replaced with --force, which its error says to run; without it the error stands
-  let existing: Awaited<ReturnType<typeof readContext>>
-  let pinnedRoots: ReturnType<typeof splitPems> = []
+  let existing: Context | undefined
+  let pinnedRoots: X509Certificate[] = []
   let damaged = false
   try {
     existing = await readContext(home, name)
-    if (existing) pinnedRoots = splitPems(existing.rootPem, {what: `the root context "${name}" pins`})
+    if (existing)
+      pinnedRoots = splitPems(existing.rootPem, {
+        what: `the root context "${name}" pins`,
+        hint: 'run the same command with --force to replace the context',
+      })
   } catch (err) {
     if (!o.force) throw err
     existing = undefined

@@ -16,17 +16,16 @@ import {ROOT_FILE, type Context} from './home.ts'
 
 const fp = (c: X509Certificate): string => createHash('sha256').update(c.raw).digest('hex')
 
-export function splitPems(text: string, o: {what: string; hint?: string} = {what: 'the PEM text'}): X509Certificate[] {
+/** The certificates of a pinned root file; ERR_INPUT naming `o.what` (and the fix) when a block does not parse. */
+export function splitPems(text: string, o: {what: string; hint: string}): X509Certificate[] {
   return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m, i) => {
     try {
       return new X509Certificate(m[0])
     } catch (err) {
       // a damaged file, not an internal error: its message says which and what fixes it
-      throw new SshcaError(
-        'ERR_INPUT',
-        `${o.what}: certificate ${i + 1} does not parse (${(err as Error).message})`,
-        o.hint ? {hint: o.hint} : {},
-      )
+      throw new SshcaError('ERR_INPUT', `${o.what}: certificate ${i + 1} does not parse (${(err as Error).message})`, {
+        hint: o.hint,
+      })
     }
   })
 }

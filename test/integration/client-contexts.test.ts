@@ -289,6 +289,7 @@ describe('contexts and status (issue 12)', function () {
     const refused = await boot('pem')
     assert.equal(refused.code, 2, refused.stderr)
     assert.match(refused.stderr, /ERR_INPUT/)
+    assert.match(refused.stderr, /with --force to replace the context/)
     for (const name of ['shape', 'pem']) {
       const mended = await boot(name, ['--force', '--json'])
       assert.equal(mended.code, 0, mended.stderr + mended.stdout)
