@@ -272,10 +272,9 @@ describe('sshca host audit: the way off authorized_keys', function () {
     assert.deepEqual(about('fifo'), [])
     assert.deepEqual(about('zero'), [])
     assert.deepEqual(about('padded'), ['authorized_keys'])
-    assert.match(
-      a.findings.find((f) => f.user === 'padded')!.message,
-      new RegExp(hidden.fingerprint().replace('+', '\\+')),
-    )
+    // the key after the padding, by its fingerprint (compared as text: a fingerprint holds regex characters)
+    const padded = a.findings.find((f) => f.user === 'padded')!.message
+    assert.ok(padded.includes(` ${hidden.fingerprint()} `), padded)
     assert.deepEqual(about('huge'), ['authorized_keys_unreadable'])
     assert.match(a.findings.find((f) => f.user === 'huge')!.message, /larger than 16 MiB/)
   })
