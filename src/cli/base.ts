@@ -5,6 +5,7 @@
 import {Command, type Interfaces} from '@oclif/core'
 import {retryNote, showRetryWaits} from '../client/retry.ts'
 import {isSshcaError} from '../errors.ts'
+import {jsonText, terminalText} from '../util/text.ts'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
 import {isOclifUsageError, usageError} from './usage.ts'
 
@@ -17,19 +18,28 @@ export abstract class BaseCommand extends Command {
     showRetryWaits((w, caUrl) => this.note(retryNote(w, caUrl)))
   }
 
-  /** Writes human output; suppressed under --json, where the returned value is the output. */
+  /**
+   * Writes human output; suppressed under --json, where the returned value is the output. What any
+   * command prints goes through terminalText or jsonText (src/util/text.ts): nothing it shows, from
+   * a certificate, an agent or an identity provider, can drive the terminal.
+   */
   protected out(text: string): void {
-    if (!this.jsonEnabled()) process.stdout.write(text)
+    if (!this.jsonEnabled()) process.stdout.write(terminalText(text))
   }
 
   /** Progress and prompts go to stderr so stdout stays parseable. */
   protected note(text: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(text)
+    if (!this.jsonEnabled()) process.stderr.write(terminalText(text))
   }
 
   /** A warning a person must see even with --json (which keeps stdout for the document): stderr. */
   protected warning(text: string): void {
-    process.stderr.write(`Warning: ${text}\n`)
+    process.stderr.write(terminalText(`Warning: ${text}\n`))
+  }
+
+  /** --json's document (oclif's own printer leaves DEL, C1 and bidirectional controls raw). */
+  override logJson(json: unknown): void {
+    process.stdout.write(jsonText(json))
   }
 
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
@@ -47,7 +57,7 @@ export abstract class BaseCommand extends Command {
       : !isSshcaError(err) && isOclifUsageError(err)
         ? usageError(err, this.config.bin, this.ctor)
         : toSshcaError(err)
-    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
+    if (this.jsonEnabled()) process.stdout.write(jsonText(errorJson(e)))
     else process.stderr.write(errorText(e))
     process.exitCode = exitCodeFor(e)
     return undefined

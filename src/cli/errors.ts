@@ -3,6 +3,7 @@
  * Used by the oclif base command and the fast path alike, so both fail the same way.
  */
 import {isSshcaError, SshcaError} from '../errors.ts'
+import {terminalText} from '../util/text.ts'
 import {EXIT, EXIT_CODES} from './exit-codes.ts'
 
 export interface ErrorJson {
@@ -33,9 +34,10 @@ export function errorJson(err: SshcaError): ErrorJson {
   }
 }
 
+/** The message on stderr; a message names what it was given (a file, a key ID, an upstream's words): terminalText. */
 export function errorText(err: SshcaError, debug = Boolean(process.env.DEBUG)): string {
   let out = `Error [${err.code}]: ${err.message}\n`
   if (err.hint) out += `  → ${err.hint}\n`
   if (debug && err.stack) out += `${err.stack}\n`
-  return out
+  return terminalText(out)
 }

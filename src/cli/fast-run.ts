@@ -3,6 +3,7 @@
  * and the same output and exit codes as the oclif command's.
  */
 import {parseArgs, type ParseArgsConfig} from 'node:util'
+import {jsonText, terminalText} from '../util/text.ts'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'
 
 export type Values = Record<string, string | boolean | undefined>
@@ -39,10 +40,10 @@ export async function runFast(cmd: FastCommand, args: readonly string[]): Promis
   const json = values.json === true && !cmd.noJson
   try {
     const {result, text} = await cmd.run(values, positionals)
-    process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : text)
+    process.stdout.write(json ? jsonText(result) : terminalText(text))
   } catch (err) {
     const e = toSshcaError(err)
-    if (json) process.stdout.write(`${JSON.stringify(errorJson(e), null, 2)}\n`)
+    if (json) process.stdout.write(jsonText(errorJson(e)))
     else process.stderr.write(errorText(e))
     process.exitCode = exitCodeFor(e)
   }

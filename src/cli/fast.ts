@@ -11,6 +11,7 @@
  * errors), which oclif then handles. Both paths run the same code after parsing;
  * test/integration/cli-fast-path.test.ts checks that they print the same.
  */
+import {jsonText, terminalText} from '../util/text.ts'
 
 /** `--version`, alone or with `--json`. */
 export const isVersionRequest = (argv: readonly string[]): boolean =>
@@ -28,7 +29,7 @@ export async function tryFastPath(argv: readonly string[]): Promise<boolean> {
   if (isVersionRequest(argv)) {
     const {versionInfo, renderVersion} = await import('./version.ts')
     const v = await versionInfo()
-    process.stdout.write(argv.includes('--json') ? `${JSON.stringify(v, null, 2)}\n` : renderVersion(v))
+    process.stdout.write(argv.includes('--json') ? jsonText(v) : terminalText(renderVersion(v)))
     return true
   }
   const name = argv[0] ?? ''

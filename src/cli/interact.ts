@@ -6,6 +6,7 @@ import {createInterface} from 'node:readline/promises'
 import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {shortDuration} from './format.ts'
+import {terminalText} from '../util/text.ts'
 
 /** Where a browser can be opened: a display, not CI, not over SSH, not BROWSER=none. */
 export function canOpenBrowser(env: NodeJS.ProcessEnv = process.env, platform = process.platform): boolean {
@@ -106,18 +107,20 @@ export function loginNotifier(
 ): {notify(e: LoginEvent): void; done(final?: string): void} {
   let spinner: {stop(final?: string): void} | undefined
   let waitingFor = 'Waiting for you to sign in in the browser…'
+  // the URL, the code and the reasons come from the CA and its identity provider: never raw to the terminal
+  const say = (text: string): void => void stream.write(terminalText(text))
   return {
     notify(e) {
       if (o.quiet && (e.type === 'refreshing' || e.type === 'refresh_failed')) return
       switch (e.type) {
         case 'authorization_url':
-          stream.write(
+          say(
             `${e.browserOpened ? 'A browser window was opened. If it did not appear, open this URL' : 'Open this URL in a browser'} to sign in:\n\n${e.url}\n\n`,
           )
           break
         case 'device_code':
           waitingFor = 'Waiting for the code to be confirmed…'
-          stream.write(
+          say(
             `On any device, open ${e.verificationUri} and enter the code:\n\n    ${e.userCode}\n\n${e.verificationUriComplete ? `(or open ${e.verificationUriComplete})\n\n` : ''}`,
           )
           break
@@ -125,25 +128,25 @@ export function loginNotifier(
           spinner = waitIndicator(stream, waitingFor, e.timeoutMs)
           break
         case 'refreshing':
-          stream.write('Renewing your sign-in with the identity provider (no browser needed)…\n')
+          say('Renewing your sign-in with the identity provider (no browser needed)…\n')
           break
         case 'refresh_failed':
-          stream.write('The saved sign-in has expired; signing in again.\n')
+          say('The saved sign-in has expired; signing in again.\n')
           break
         case 'refresh_refused_by_ca':
-          stream.write(
+          say(
             'The CA does not accept a renewed sign-in (step-ca refuses an ID token from a refresh); signing in again.\n',
           )
           break
         case 'no_local_browser':
-          stream.write(
+          say(
             e.usingDevice
               ? `No browser here: ${e.reason}. Using a device code instead (what --console does).\n`
               : `No browser here: ${e.reason}, and the identity provider offers no device code (--console). Open the URL below in a browser on this machine, or forward its port first: ssh -L PORT:127.0.0.1:PORT (PORT from the URL's redirect_uri).\n`,
           )
           break
         case 'refresh_token_file':
-          stream.write(
+          say(
             `No OS keyring here: your refresh token is kept in ${e.file} (0600), so the next sign-in needs no browser. sshca logout removes it.\n`,
           )
           break
@@ -167,7 +170,7 @@ export async function chooseOnTty(names: string[]): Promise<string> {
   const rl = createInterface({input: process.stdin, output: process.stderr})
   try {
     process.stderr.write('This CA has several sign-in methods:\n')
-    names.forEach((n, i) => process.stderr.write(`  ${i + 1}) ${n}\n`))
+    names.forEach((n, i) => process.stderr.write(terminalText(`  ${i + 1}) ${n}\n`)))
     const answer = (await rl.question(`Which one? [1-${names.length}] `)).trim()
     const byNumber = names[Number(answer) - 1]
     const chosen = byNumber ?? names.find((n) => n === answer)

@@ -10,6 +10,7 @@ import type {LoginEvent} from '../client/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
 import {renderFallback, renderLogin} from './render.ts'
+import {terminalText} from '../util/text.ts'
 
 export interface LoginFlags {
   context?: string | undefined
@@ -35,7 +36,7 @@ export async function loginSession(
   f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>,
 ): Promise<{deps: LoginDeps; done(final?: string): void}> {
   const home = sshcaHome()
-  showRetryWaits(f.quiet ? undefined : (w, caUrl) => process.stderr.write(retryNote(w, caUrl)))
+  showRetryWaits(f.quiet ? undefined : (w, caUrl) => process.stderr.write(terminalText(retryNote(w, caUrl))))
   const interactive = f.identityTokenFile === undefined && !f.githubActions
   const ui = interactive ? await import('./interact.ts') : undefined
   // under ssh's Match exec stdout is /dev/null and stderr may be a log: a person must still see the URL
@@ -104,9 +105,9 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     )
     session.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
     // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
-    if (result.krl?.note && !f.quiet) process.stderr.write(`Note: ${result.krl.note}\n`)
+    if (result.krl?.note && !f.quiet) process.stderr.write(terminalText(`Note: ${result.krl.note}\n`))
     // the certificate went to files: the person must know, quiet or not
-    if (result.agent.fallback) process.stderr.write(`Note: ${renderFallback(result)}\n`)
+    if (result.agent.fallback) process.stderr.write(terminalText(`Note: ${renderFallback(result)}\n`))
     return {result, text: f.quiet ? '' : renderLogin(result)}
   } finally {
     session.done()

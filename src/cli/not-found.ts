@@ -2,10 +2,11 @@
 import type {Hook} from '@oclif/core'
 import {errorJson, errorText, exitCodeFor} from './errors.ts'
 import {unknownCommand} from './usage.ts'
+import {jsonText} from '../util/text.ts'
 
 const hook: Hook<'command_not_found'> = async function (opts) {
   const err = unknownCommand(opts.id, opts.config.commandIDs, opts.config.bin)
-  if ((opts.argv ?? []).includes('--json')) process.stdout.write(`${JSON.stringify(errorJson(err), null, 2)}\n`)
+  if ((opts.argv ?? []).includes('--json')) process.stdout.write(jsonText(errorJson(err)))
   else process.stderr.write(errorText(err))
   process.exitCode = exitCodeFor(err)
 }

@@ -7,6 +7,7 @@ import {sshcaHome} from '../client/home.ts'
 import {contextForHost, pipeToHost} from '../client/proxy.ts'
 import {SshcaError} from '../errors.ts'
 import {runLogin} from './login-run.ts'
+import {terminalText} from '../util/text.ts'
 
 export interface ProxyFlags {
   user: string
@@ -42,7 +43,9 @@ export async function runProxy(
   })
   if (f.user && !result.certificate.principals.includes(f.user)) {
     process.stderr.write(
-      `sshca: the certificate of "${result.context}" names ${result.certificate.principals.join(', ')}, not ${f.user}; the host will likely refuse ${f.user}\n`,
+      terminalText(
+        `sshca: the certificate of "${result.context}" names ${result.certificate.principals.join(', ')}, not ${f.user}; the host will likely refuse ${f.user}\n`,
+      ),
     )
   }
   const r = await pipeToHost(f.host, port, process.stdin, process.stdout)

@@ -15,3 +15,35 @@ export function editDistance(a: string, b: string): number {
   }
   return d[a.length]![b.length]!
 }
+
+/**
+ * Characters a terminal acts on rather than shows: C0 controls but tab and newline, DEL, C1 controls
+ * (U+0080–U+009F: some terminals take U+009B as CSI) and the bidirectional overrides and isolates
+ * that reorder what is shown (U+202A–U+202E, U+2066–U+2069: "Trojan Source").
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * `text` safe to write to a terminal: every character a terminal would act on is shown as an escape
+ * (`\x1b`, `\u{202e}`) instead. A key ID, a principal, an agent key's comment, a file name or an
+ * identity provider's message can carry escape sequences that rewrite the screen, hide a line or
+ * set the window title; what sshca prints never passes them through. Tabs and newlines stay.
+ */
+export const terminalText = (text: string): string =>
+  text.replace(TERMINAL_UNSAFE, (c) => {
+    const code = c.charCodeAt(0)
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`
+  })
+
+/** What JSON.stringify leaves raw but a terminal acts on: DEL, C1, the bidirectional controls. */
+const JSON_UNSAFE = /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * `value` as the JSON document a command prints (two-space indent, a final newline), with every
+ * character JSON.stringify leaves raw but a terminal acts on written as a \u escape: the same
+ * document to a parser, nothing a terminal obeys (JSON.stringify escapes C0 controls itself; the
+ * others can only be inside strings).
+ */
+export const jsonText = (value: unknown): string =>
+  `${JSON.stringify(value, null, 2).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`

@@ -11,6 +11,10 @@ import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
 import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
+/** What a terminal acts on (src/util/text.ts): none of it may reach the screen raw. */
+// eslint-disable-next-line no-control-regex -- the point
+const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
+
 // made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
 let ca: PrivateKey
 const nowSeconds = (): number => Math.floor(Date.now() / 1000)
@@ -188,6 +192,35 @@ describe('sshca list', function () {
     }
   })
 
+  it('prints no terminal control sequence from a certificate or a comment in the agent, on both paths', async () => {
+    // any program that can reach the agent (a forwarded one included) can add a certificate whose key
+    // ID sets the window title, clears the screen or reorders the line a person reads
+    const own = await startAgent()
+    try {
+      const keyId = 'alice\x1b]0;owned\x07\x1b[2J\rroot'
+      const {key, cert: c} = await cert(keyId, ['alice\u202e', 'bob\x9b31m'], 3600n)
+      const comment = 'sshca:sso\x1b[8m'
+      await AgentClient.with({socketPath: own.socket}, (a) => a.addCertificate(key, c, {comment}))
+      for (const slowPath of [false, true]) {
+        const env = {SSH_AUTH_SOCK: own.socket, ...(slowPath ? {SSHCA_NO_FAST_PATH: '1'} : {})}
+        for (const args of [[], ['--raw'], ['--json']]) {
+          const r = await sshca(['list', ...args], {env})
+          assert.equal(r.code, 0, r.stderr)
+          assert.doesNotMatch(r.stdout + r.stderr, TERMINAL_UNSAFE, `list ${args.join(' ')}`)
+          if (args[0] === '--json') {
+            const json = JSON.parse(r.stdout)
+            assert.equal(json.certificates[0].keyId, keyId)
+            assert.deepEqual(json.certificates[0].principals, ['alice\u202e', 'bob\x9b31m'])
+            assert.equal(json.certificates[0].comment, comment)
+          } else if (args[0] === '--raw') assert.ok(r.stdout.includes('sshca:sso\\x1b[8m'), r.stdout)
+          else assert.ok(r.stdout.includes('alice\\x1b]0;owned\\x07\\x1b[2J\\x0droot'), r.stdout)
+        }
+      }
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('fails the same way on both paths when there is no agent: ERR_AGENT_UNAVAILABLE, exit 5', async () => {
     for (const args of [[], ['--json']]) {
       const {fast, slow} = await both(args, {SSH_AUTH_SOCK: '/nonexistent/agent.sock'})
@@ -233,6 +266,19 @@ describe('sshca inspect', function () {
     assert.equal(json.certificate.serial, '3')
     assert.equal(json.signature.valid, true)
     assert.equal(json.comment, 'comment')
+  })
+
+  it('prints no terminal control sequence from the certificate it reads, nor from its file name', async () => {
+    const {cert: c} = await cert('inspect\x1b[2J\u2066me', ['alice\x07'], 3600n)
+    const file = join(dir, 'escape\x1b[31m-cert.pub')
+    writeFileSync(file, certificateLine(c, 'comment\x9b') + '\n')
+    for (const args of [[file], [file, '--json'], [join(dir, 'missing\x1b]0;x\x07')]]) {
+      const r = await sshca(['inspect', ...args])
+      assert.doesNotMatch(r.stdout + r.stderr, TERMINAL_UNSAFE, `inspect ${args.join(' ')}`)
+      if (args[1] === '--json') assert.equal(JSON.parse(r.stdout).certificate.keyId, 'inspect\x1b[2J\u2066me')
+      else if (r.code === 0) assert.ok(r.stdout.includes('inspect\\x1b[2J\\u{2066}me'), r.stdout)
+      else assert.match(r.stderr, /ERR_FILE_NOT_FOUND.*missing\\x1b\]0;x\\x07/)
+    }
   })
 
   it('reads standard input, and the bare base64 blob or a /ssh/sign response', async () => {

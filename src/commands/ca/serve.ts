@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
 import {caConfigFlag, caPasswordFileFlag} from '../../cli/flags.ts'
 import {obtainPassword} from '../../cli/password.ts'
+import {terminalText} from '../../util/text.ts'
 
 export default class CaServe extends BaseCommand {
   static override summary = 'Run the CA: the HTTPS API that verifies tokens against the policy and signs certificates.'
@@ -43,7 +44,7 @@ thread) and in the single executable.`
     const password = await obtainPassword({file: flags['password-file']})
     const {startCa} = await import('../../ca/server.ts')
     const onWarnings = (warnings: string[], reload: boolean): void => {
-      for (const w of warnings) process.stderr.write(`warning${reload ? ' (reload)' : ''}: ${w}\n`)
+      for (const w of warnings) process.stderr.write(terminalText(`warning${reload ? ' (reload)' : ''}: ${w}\n`))
     }
     const ca = await startCa({
       configPath: flags.config,

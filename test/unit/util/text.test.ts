@@ -1,0 +1,59 @@
+/**
+ * terminalText and jsonText: what sshca prints can carry strings from certificates, agents, identity
+ * providers and files; nothing in them may reach the terminal as a control sequence.
+ */
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import {jsonText, terminalText} from '../../../src/util/text.ts'
+
+/** Every character a terminal acts on: C0 but tab and newline, DEL, C1, bidirectional overrides and isolates. */
+const UNSAFE =
+  // eslint-disable-next-line no-control-regex -- the point
+  /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
+
+describe('terminalText', () => {
+  it('shows escape sequences, C1 controls and bidirectional overrides as escapes', () => {
+    assert.equal(terminalText('a\x1b[2Jb'), 'a\\x1b[2Jb')
+    assert.equal(terminalText('\x1b]0;owned\x07'), '\\x1b]0;owned\\x07')
+    assert.equal(terminalText('x\ry'), 'x\\x0dy')
+    assert.equal(terminalText('\x00\x7f\x9b'), '\\x00\\x7f\\x9b')
+    assert.equal(terminalText('evil\u202egpj.exe'), 'evil\\u{202e}gpj.exe')
+    assert.equal(terminalText('\u2066\u2069'), '\\u{2066}\\u{2069}')
+  })
+
+  it('leaves tabs, newlines, printable text and every other character as they are', () => {
+    const plain = 'TYPE\tKEY ID\nalice@example.com  clé de José ✓ 鍵 \u00a0\u2028 \u{1f511}\\x1b\n'
+    assert.equal(terminalText(plain), plain)
+  })
+
+  it('never lets an unsafe character through, whatever the string', () => {
+    fc.assert(
+      fc.property(fc.string({unit: 'binary'}), (s) => {
+        const out = terminalText(s)
+        assert.doesNotMatch(out, UNSAFE)
+        // a string with nothing unsafe in it is printed as it is
+        if (!UNSAFE.test(s)) assert.equal(out, s)
+      }),
+    )
+  })
+})
+
+describe('jsonText', () => {
+  it('writes the same document JSON.stringify does, two-space indented, with a final newline', () => {
+    const value = {keyId: 'alice', principals: ['a', 'b'], n: 1, none: null}
+    assert.equal(jsonText(value), `${JSON.stringify(value, null, 2)}\n`)
+  })
+
+  it('escapes what JSON.stringify leaves raw but a terminal obeys, and parses back to the same value', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.string({unit: 'binary'}), (value, s) => {
+        for (const v of [value, {s, nested: [s, {s}]}]) {
+          const text = jsonText(v)
+          assert.doesNotMatch(text, UNSAFE)
+          assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(v)))
+        }
+      }),
+    )
+    assert.equal(jsonText('\x9b\u202e\x7f'), '"\\u009b\\u202e\\u007f"\n')
+  })
+})
