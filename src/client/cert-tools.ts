@@ -2,24 +2,20 @@
  * step's `ssh needs-renewal` and `ssh fingerprint`, on files: no CA, no agent.
  */
 import {createHash} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {FOREVER, isCertificateType, nowSeconds, parseCertificate, parseCertificateLine} from '../ssh/cert.ts'
 import {PublicKey, splitKeyLine} from '../ssh/keys.ts'
 import {parseDuration} from '../util/duration.ts'
 import {RENEW_WHEN_LEFT} from './host.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
+import {readTextFile} from '../util/fs.ts'
 
-async function readText(file: string, what: string, input?: () => Promise<string>): Promise<string> {
-  if (file === '-' && input) return input()
-  try {
-    return await readFile(file, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${file}`)
-    throw new SshcaError('ERR_INPUT', `cannot read ${file}: ${(err as Error).message}`, {cause: err})
-  }
+async function readText(file: string, what: string, input?: () => Promise<string>, limit?: number): Promise<string> {
+  return file === '-' && input ? input() : readTextFile(file, what, limit === undefined ? {} : {limit})
 }
+
+/** A whole authorized_keys may be fingerprinted: as much as `host audit` reads of one. */
+export const FINGERPRINT_LIMIT = 16 << 20
 
 export interface NeedsRenewalResult {
   file: string
@@ -140,7 +136,7 @@ export async function fingerprintFile(
   o: {format?: FingerprintFormat; certificate?: boolean; input?: () => Promise<string>} = {},
 ): Promise<{file: string; format: FingerprintFormat; keys: FingerprintLine[]}> {
   const format = o.format ?? 'base64-raw'
-  const text = await readText(file, 'key or certificate', o.input)
+  const text = await readText(file, 'key or certificate', o.input, FINGERPRINT_LIMIT)
   const keys: FingerprintLine[] = []
   for (const raw of text.split('\n')) {
     const l = raw.trim()

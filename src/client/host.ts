@@ -2,7 +2,6 @@
  * The server's side of sshca: get a host certificate with an enrollment token, renew it by proving
  * possession of the host key, and fetch the CA's revocation list for sshd's RevokedKeys.
  */
-import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
 import {caIssuer, mintSshpopToken} from '../protocol/tokens.ts'
@@ -11,7 +10,7 @@ import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, typ
 import {parseKrl} from '../ssh/krl.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {parsePrivateKeyFile} from '../ssh/private-key.ts'
-import {exists, writeFileAtomic} from '../util/fs.ts'
+import {exists, readTextFile, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
@@ -23,19 +22,9 @@ export function certPathFor(pubkeyFile: string): string {
   return `${pubkeyFile.replace(/\.pub$/, '')}-cert.pub`
 }
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${path}`)
-    if (code === 'EACCES')
-      throw new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {
-        hint: 'host keys are readable by root only: run with sudo',
-      })
-    throw err
-  }
-}
+/** `what` at `path`; host keys are root's alone to read. */
+const readText = (path: string, what: string): string =>
+  readTextFile(path, what, {accessHint: 'host keys are readable by root only: run with sudo'})
 
 /** How far ahead of this machine's clock a new certificate may start (the CA's clock may run ahead). */
 export const HOST_CERT_CLOCK_SKEW = 300n
@@ -96,7 +85,7 @@ export async function signHostKey(
   o: {context?: string; token: string; hostname: string; pubkeyFile: string; principals?: string[]},
 ): Promise<HostCertResult> {
   const ctx = await loadContext(home, o.context)
-  const {key} = PublicKey.parseLine(await readText(o.pubkeyFile, 'public key'))
+  const {key} = PublicKey.parseLine(readText(o.pubkeyFile, 'public key'))
   const principals = [...new Set([o.hostname, ...(o.principals ?? [])])]
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
@@ -147,7 +136,7 @@ export async function renewHostCert(
   o: {context?: string; certFile: string; keyFile: string; force?: boolean; clock?: () => number},
 ): Promise<RenewResult> {
   const loaded = await loadContext(home, o.context)
-  const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
+  const {cert} = parseCertificateLine(readText(o.certFile, 'certificate'))
   const now = nowSeconds(o.clock)
   const total = Number(cert.validBefore - cert.validAfter)
   const left = Number(cert.validBefore - now)
@@ -168,7 +157,7 @@ export async function renewHostCert(
         reason: `${Math.round((left / total) * 100)}% of its validity is left; renewal starts below ${Math.round(RENEW_WHEN_LEFT * 100)}% (or use --force)`,
       }
     }
-    const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'host private key'))
+    const {key} = parsePrivateKeyFile(readText(o.keyFile, 'host private key'))
     if (!key.publicKey.equals(cert.publicKey))
       throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
     // step's SSHPOP: the token names the CA's SSHPOP provisioner, which step-ca may call anything

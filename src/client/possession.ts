@@ -6,7 +6,6 @@
  * never leaves the agent), in step's SSHPOP shape (src/protocol/tokens.ts) for the CA's SSHPOP
  * provisioner, so the same commands work against sshca's CA and step-ca.
  */
-import {readFile} from 'node:fs/promises'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {HostsResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse} from '../protocol/api.ts'
 import {mintSshpopTokenWith, type SshpopAction} from '../protocol/tokens.ts'
@@ -21,7 +20,7 @@ import {
   type PrivateKey,
 } from '../ssh/private-key.ts'
 import {signData} from '../ssh/signature.ts'
-import {refuseSymlink, writeFileAtomic} from '../util/fs.ts'
+import {readTextFile, refuseSymlink, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {loadContext, type Context} from './home.ts'
 import {checkHostCert} from './host.ts'
@@ -29,19 +28,9 @@ import {obtainIdToken, type LoginDeps, type LoginOptions} from './login.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') throw new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${path}`)
-    if (code === 'EACCES')
-      throw new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {
-        hint: 'host keys are readable by root only: run with sudo',
-      })
-    throw err
-  }
-}
+/** `what` at `path`; host keys are root's alone to read. */
+const readText = (path: string, what: string): string =>
+  readTextFile(path, what, {accessHint: 'host keys are readable by root only: run with sudo'})
 
 export interface HostView {
   hostname: string
@@ -197,13 +186,13 @@ export async function rekeyHost(
   o: {context?: string; certFile: string; keyFile: string; out?: string; clock?: () => number},
 ): Promise<RekeyResult> {
   const ctx = await loadContext(home, o.context)
-  const {cert} = parseCertificateLine(await readText(o.certFile, 'certificate'))
+  const {cert} = parseCertificateLine(readText(o.certFile, 'certificate'))
   if (cert.type !== 'host')
     throw new SshcaError(
       'ERR_INPUT',
       `${o.certFile} is a user certificate: users sign in again (sshca login); rekey is for host certificates`,
     )
-  const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'private key'))
+  const {key} = parsePrivateKeyFile(readText(o.keyFile, 'private key'))
   if (!key.publicKey.equals(cert.publicKey))
     throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
   const files = o.out
@@ -288,8 +277,8 @@ export async function revokeOwn(
     let sign: (data: Buffer) => Promise<Buffer>
     let blob: Buffer | undefined
     if (o.certFile && o.keyFile) {
-      ;({cert} = parseCertificateLine(await readText(o.certFile, 'certificate')))
-      const {key} = parsePrivateKeyFile(await readText(o.keyFile, 'private key'))
+      ;({cert} = parseCertificateLine(readText(o.certFile, 'certificate')))
+      const {key} = parsePrivateKeyFile(readText(o.keyFile, 'private key'))
       if (!key.publicKey.equals(cert.publicKey))
         throw new SshcaError('ERR_INPUT', `${o.keyFile} is not the key ${o.certFile} certifies`)
       sign = fileSigner(key)

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {readStdin} from '../cli/io.ts'
-import {FINGERPRINT_FORMATS, fingerprintFile, type FingerprintFormat} from '../client/cert-tools.ts'
+import {FINGERPRINT_FORMATS, FINGERPRINT_LIMIT, fingerprintFile, type FingerprintFormat} from '../client/cert-tools.ts'
 
 export default class Fingerprint extends BaseCommand {
   static override summary = 'Print the SHA-256 fingerprint of SSH public keys or certificates.'
@@ -32,7 +32,7 @@ ssh-keygen -l prints it: bits, SHA256:…, comment, type. A certificate's finger
     const r = await fingerprintFile(args.file, {
       format: flags.format as FingerprintFormat,
       certificate: flags.certificate,
-      input: readStdin,
+      input: () => readStdin({limit: FINGERPRINT_LIMIT}),
     })
     this.out(r.keys.map((k) => `${k.line}\n`).join(''))
     return r

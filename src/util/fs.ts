@@ -1,8 +1,79 @@
 /** Files that must never be half-written or readable by others. */
+import {closeSync, openSync, readSync} from 'node:fs'
 import {lstat, mkdir, open, readFile, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {nodeCrypto} from './node-crypto.ts'
+
+/**
+ * What sshca reads from a file it is given (a key, a certificate, a token, claims) unless told
+ * otherwise: a few KiB each; a MiB is generous and still stops /dev/zero, /dev/urandom or a mistaken
+ * disk image before it fills the memory.
+ */
+export const INPUT_LIMIT = 1 << 20
+
+export interface ReadTextOptions {
+  /** At most this many bytes (default INPUT_LIMIT). */
+  limit?: number
+  /** What to do instead when the file is larger. */
+  largeHint?: string
+  /** Said when the file cannot be read for its permissions (ERR_FILE_PERMISSIONS). */
+  accessHint?: string
+}
+
+/** ERR_INPUT for an input over its limit; `what` names it. */
+export const inputTooLarge = (what: string, o: ReadTextOptions): SshcaError =>
+  new SshcaError(
+    'ERR_INPUT',
+    `${what} is larger than ${(o.limit ?? INPUT_LIMIT) >> 20} MiB, more than sshca reads here`,
+    {
+      hint: o.largeHint ?? 'give the file meant here (a device such as /dev/zero never ends)',
+    },
+  )
+
+/**
+ * The file at `path` (the `what` of a message: "certificate") as UTF-8 text. Read to its end rather
+ * than by its size, so a pipe by name (`<(…)`, /dev/stdin) works, and in bounded steps, so a device
+ * that never ends is refused rather than read forever. Synchronously: one small file, and no start
+ * of libuv's thread pool for it. ERR_FILE_NOT_FOUND, ERR_FILE_PERMISSIONS, else ERR_INPUT.
+ */
+export function readTextFile(path: string, what: string, o: ReadTextOptions = {}): string {
+  const limit = o.limit ?? INPUT_LIMIT
+  const failed = (err: unknown): SshcaError => {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return new SshcaError('ERR_FILE_NOT_FOUND', `no ${what} at ${path}`)
+    if (code === 'EACCES')
+      return new SshcaError('ERR_FILE_PERMISSIONS', `cannot read the ${what} ${path}: permission denied`, {
+        ...(o.accessHint ? {hint: o.accessHint} : {}),
+      })
+    return new SshcaError('ERR_INPUT', `cannot read the ${what} ${path}: ${(err as Error).message}`, {cause: err})
+  }
+  let fd: number
+  try {
+    fd = openSync(path, 'r')
+  } catch (err) {
+    throw failed(err)
+  }
+  try {
+    const chunks: Buffer[] = []
+    let size = 0
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1 - size))
+      let n: number
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null)
+      } catch (err) {
+        throw failed(err)
+      }
+      if (n === 0) return Buffer.concat(chunks, size).toString('utf8')
+      size += n
+      if (size > limit) throw inputTooLarge(path, o)
+      chunks.push(chunk.subarray(0, n))
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
 
 /**
  * A text file sshca edits in place but does not own (known_hosts, ~/.ssh/config): its text when it is

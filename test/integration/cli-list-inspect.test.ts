@@ -6,7 +6,7 @@ import {AgentClient} from '../../src/ssh/agent.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
-import {sshca} from '../helpers/cli.ts'
+import {BIN, sshca} from '../helpers/cli.ts'
 import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
 import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
@@ -305,6 +305,33 @@ describe('sshca inspect', function () {
     const j = await sshca(['inspect', '-', '--json'], {input: `${c.keyType} ${blob.toString('base64')}`})
     assert.equal(j.code, 3)
     assert.equal(JSON.parse(j.stdout).signature.valid, false)
+  })
+
+  it('refuses an input that never ends (/dev/zero) or is over a MiB, ERR_INPUT, and still reads a pipe by name', async () => {
+    // /dev/zero was once read until the memory ran out
+    for (const r of [
+      await sshca(['inspect', '/dev/zero']),
+      await sshca(['inspect', '-'], {input: 'A'.repeat((1 << 20) + 1)}),
+      await sshca(['needs-renewal', '/dev/zero']),
+    ]) {
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /ERR_INPUT.*larger than 1 MiB/)
+    }
+    // a whole authorized_keys may be fingerprinted: 16 MiB, as `host audit` reads of one
+    const f = await sshca(['fingerprint', '/dev/zero'])
+    assert.equal(f.code, 2, f.stderr)
+    assert.match(f.stderr, /ERR_INPUT.*larger than 16 MiB/)
+    const {cert: c} = await cert('piped', ['alice'], 60n)
+    // a pipe by name, as bash's <(…) gives one: read to its end, as before
+    const piped = await run('sh', [
+      '-c',
+      'printf "%s\\n" "$2" | "$0" "$1" inspect /dev/stdin --json',
+      process.execPath,
+      BIN,
+      certificateLine(c),
+    ])
+    assert.equal(piped.code, 0, piped.stderr)
+    assert.equal(JSON.parse(piped.stdout).certificate.keyId, 'piped')
   })
 
   it('rejects what is not a certificate with ERR_SSH_FORMAT (exit 2), and a missing file with ERR_FILE_NOT_FOUND', async () => {

@@ -120,7 +120,14 @@ CA's ca.yaml (its store) when --config is a copy elsewhere.`
     const {whatIf, recordsFromAudit} = await import('../../ca/authority/whatif.ts')
     const {config} = await loadConfig(flags.config)
     let source: {records: ReplayRecord[]; skipped: number}
-    if (flags.replay !== undefined) source = recordsFromAudit(await readInput(flags.replay), since)
+    if (flags.replay !== undefined)
+      source = recordsFromAudit(
+        await readInput(flags.replay, {
+          limit: 256 << 20,
+          largeHint: 'replay a part of the log (grep or tail it into a file), or replay the store: --ca-config',
+        }),
+        since,
+      )
     else {
       const {storeRecords} = await import('../../ca/whatif-store.ts')
       source = await storeRecords(flags['ca-config'] ?? flags.config, since!)

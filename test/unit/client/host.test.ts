@@ -258,10 +258,12 @@ describe('host certificates in process (src/client/host.ts)', function () {
       })
     }
 
-    it('a key file that is missing, unreadable or a folder: refused before the CA is asked', async () => {
+    it('a key file that is missing, unreadable, a folder or endless: refused before the CA is asked', async () => {
       await rejectsCode(sign(join(etc, 'nope.pub')), 'ERR_FILE_NOT_FOUND')
       await rejectsCode(sign(unreadable()), 'ERR_FILE_PERMISSIONS')
-      await assert.rejects(sign(etc), {code: 'EISDIR'})
+      await rejectsCode(sign(etc), 'ERR_INPUT')
+      // read until the memory ran out, once
+      await rejectsCode(sign('/dev/zero'), 'ERR_INPUT')
       assert.deepEqual(requests(), [])
     })
 
@@ -553,7 +555,8 @@ describe('host certificates in process (src/client/host.ts)', function () {
       const e = await enrolled({total: 300, left: 10})
       await rejectsCode(renew(e, {certFile: join(etc, 'none-cert.pub')}), 'ERR_FILE_NOT_FOUND')
       await rejectsCode(renew(e, {certFile: unreadable()}), 'ERR_FILE_PERMISSIONS')
-      await assert.rejects(renew(e, {certFile: etc}), {code: 'EISDIR'})
+      await rejectsCode(renew(e, {certFile: etc}), 'ERR_INPUT')
+      await rejectsCode(renew(e, {keyFile: '/dev/zero'}), 'ERR_INPUT')
       await rejectsCode(renew(e, {keyFile: join(etc, 'none')}), 'ERR_FILE_NOT_FOUND')
       await rejectsCode(renew(e, {keyFile: unreadable()}), 'ERR_FILE_PERMISSIONS')
       assert.equal(readFileSync(e.certFile, 'utf8'), `${certificateLine(e.cert, 'old')}\n`)
