@@ -266,6 +266,19 @@ describe('token verification: what is read before the signature', () => {
       'ERR_TOKEN_INVALID',
       {reason: 'token_invalid'},
     )
+    // a header or claims set that is JSON but no object (route() parses them itself, as jose would refuse them)
+    const b64 = (text: string): string => Buffer.from(text).toString('base64url')
+    for (const other of ['null', '[]', '[{"alg":"ES256"}]', '"ES256"', '5', 'true']) {
+      throwsCode(() => v.route(`${b64(other)}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {
+        reason: 'token_invalid',
+      })
+      throwsCode(() => v.route(`${seg({alg: 'ES256'})}.${b64(other)}.c2ln`), 'ERR_TOKEN_INVALID', {
+        reason: 'token_invalid',
+      })
+    }
+    throwsCode(() => v.route(`${b64('{"alg":')}.${seg({iss: ISSUER, aud: 'cli'})}.c2ln`), 'ERR_TOKEN_INVALID', {
+      reason: 'token_invalid',
+    })
     for (const alg of [
       'RS256',
       'RS384',
