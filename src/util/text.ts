@@ -17,18 +17,19 @@ export function editDistance(a: string, b: string): number {
 }
 
 /**
- * Characters a terminal acts on rather than shows: C0 controls but tab and newline, DEL, C1 controls
+ * Characters a terminal acts on rather than shows: C0 controls but tab, newline and the CR of a CRLF
+ * (a file with Windows line ends, shown by `config --dry-run`; a lone CR rewrites its line), DEL, C1 controls
  * (U+0080–U+009F: some terminals take U+009B as CSI) and the bidirectional overrides and isolates
  * that reorder what is shown (U+202A–U+202E, U+2066–U+2069: "Trojan Source").
  */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g
+const TERMINAL_UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)/g
 
 /**
  * `text` safe to write to a terminal: every character a terminal would act on is shown as an escape
  * (`\x1b`, `\u{202e}`) instead. A key ID, a principal, an agent key's comment, a file name or an
  * identity provider's message can carry escape sequences that rewrite the screen, hide a line or
- * set the window title; what sshca prints never passes them through. Tabs and newlines stay.
+ * set the window title; what sshca prints never passes them through. Tabs and line ends stay.
  */
 export const terminalText = (text: string): string =>
   text.replace(TERMINAL_UNSAFE, (c) => {
@@ -45,5 +46,10 @@ const JSON_UNSAFE = /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g
  * document to a parser, nothing a terminal obeys (JSON.stringify escapes C0 controls itself; the
  * others can only be inside strings).
  */
-export const jsonText = (value: unknown): string =>
-  `${JSON.stringify(value, null, 2).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`
+export const jsonText = (value: unknown): string => `${escapeJson(JSON.stringify(value, null, 2) ?? 'null')}\n`
+
+/** `value` as one line of JSON (a log line, without its newline), escaped as jsonText is. */
+export const jsonLine = (value: unknown): string => escapeJson(JSON.stringify(value) ?? 'null')
+
+const escapeJson = (json: string): string =>
+  json.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)

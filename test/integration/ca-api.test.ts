@@ -282,6 +282,13 @@ describe('signing core over HTTPS', function () {
       )
       await denied({publicKey: keyB64(), ott: await gh.mint({aud: 'someone-else'})}, 401, 'audience_mismatch')
     })
+    it('an unauthenticated token whose issuer carries C1 and bidirectional controls: audited as \\u escapes, never raw', async () => {
+      // `ca serve` logs to stdout by default: a raw U+009B (CSI) or U+202E would reach the operator's terminal
+      const iss = 'https://evil\u009b2J\u202eexample\u007f.test'
+      const {audit} = await denied({publicKey: keyB64(), ott: await gh.mint({iss})}, 401, 'issuer_unknown')
+      assert.ok(String(audit.detail).includes(iss), String(audit.detail))
+      assert.doesNotMatch(readFileSync(t.auditFile, 'utf8'), /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/)
+    })
     it('a replayed token → 401 token_replayed', async () => {
       const ott = await gh.mint()
       assert.equal((await sign({publicKey: keyB64(), ott})).res.status, 201)

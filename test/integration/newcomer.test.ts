@@ -83,6 +83,15 @@ describe('what a newcomer reads', function () {
         'Error [ERR_USAGE]: "ca revok" is not an sshca command\n  → did you mean `sshca ca revoke`? sshca --help lists the commands\n',
       )
     })
+    it('an unknown command with --help is the same usage error, its name escaped (oclif printed it raw)', async () => {
+      const plain = await sshca(['ca', 'revok'])
+      for (const help of ['--help', '-h']) assert.deepEqual(await sshca(['ca', 'revok', help]), plain)
+      const r = await sshca(['bootsrap\x1b]0;owned\x07\u202e', '--help'])
+      assert.equal(r.code, 2)
+      assert.equal(r.stdout, '')
+      assert.match(r.stderr, /^Error \[ERR_USAGE\]: "bootsrap\\x1b\]0;owned\\x07\\u\{202e\}" is not an sshca command\n/)
+      assert.equal(JSON.parse((await sshca(['bootsrap', '--help', '--json'])).stdout).error.code, 'ERR_USAGE')
+    })
   })
 
   describe('output to a reader that stops early', () => {

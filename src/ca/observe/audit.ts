@@ -6,6 +6,7 @@ import {closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync} fro
 import {dirname} from 'node:path'
 import {isMainThread, threadId} from 'node:worker_threads'
 import {SshcaError} from '../../errors.ts'
+import {jsonLine} from '../../util/text.ts'
 
 export type AuditEvent =
   | 'server_started'
@@ -175,7 +176,9 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
     write(event, fields) {
       kept.push(
         Buffer.from(
-          `${JSON.stringify({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
+          // jsonLine: a request's text (an issuer, a claim, a key ID) shows no control character to the
+          // operator reading this log on a terminal (`ca serve`'s default is stdout)
+          `${jsonLine({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
         ),
       )
       flush()

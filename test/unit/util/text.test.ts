@@ -9,20 +9,24 @@ import {jsonText, terminalText} from '../../../src/util/text.ts'
 /** Every character a terminal acts on: C0 but tab and newline, DEL, C1, bidirectional overrides and isolates. */
 const UNSAFE =
   // eslint-disable-next-line no-control-regex -- the point
-  /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
+  /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)/
+/** What jsonText must never leave raw: a newline only between its lines (JSON.stringify escapes C0 controls in strings). */
+// eslint-disable-next-line no-control-regex -- the point
+const JSON_UNSAFE = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
 
 describe('terminalText', () => {
   it('shows escape sequences, C1 controls and bidirectional overrides as escapes', () => {
     assert.equal(terminalText('a\x1b[2Jb'), 'a\\x1b[2Jb')
     assert.equal(terminalText('\x1b]0;owned\x07'), '\\x1b]0;owned\\x07')
     assert.equal(terminalText('x\ry'), 'x\\x0dy')
+    assert.equal(terminalText('x\r\r\n'), 'x\\x0d\r\n')
     assert.equal(terminalText('\x00\x7f\x9b'), '\\x00\\x7f\\x9b')
     assert.equal(terminalText('evil\u202egpj.exe'), 'evil\\u{202e}gpj.exe')
     assert.equal(terminalText('\u2066\u2069'), '\\u{2066}\\u{2069}')
   })
 
   it('leaves tabs, newlines, printable text and every other character as they are', () => {
-    const plain = 'TYPE\tKEY ID\nalice@example.com  clé de José ✓ 鍵 \u00a0\u2028 \u{1f511}\\x1b\n'
+    const plain = 'TYPE\tKEY ID\r\nalice@example.com  clé de José ✓ 鍵 \u00a0\u2028 \u{1f511}\\x1b\n'
     assert.equal(terminalText(plain), plain)
   })
 
@@ -49,7 +53,7 @@ describe('jsonText', () => {
       fc.property(fc.jsonValue(), fc.string({unit: 'binary'}), (value, s) => {
         for (const v of [value, {s, nested: [s, {s}]}]) {
           const text = jsonText(v)
-          assert.doesNotMatch(text, UNSAFE)
+          assert.doesNotMatch(text, JSON_UNSAFE)
           assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(v)))
         }
       }),
