@@ -17,6 +17,11 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
+    // the CommonJS entry (bin/run.cjs says why it is not an ES module)
+    files: ['**/*.cjs'],
+    languageOptions: {sourceType: 'commonjs', globals: {__filename: 'readonly', __dirname: 'readonly'}},
+  },
+  {
     languageOptions: {
       globals: {
         process: 'readonly',

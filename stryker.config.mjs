@@ -7,7 +7,7 @@
 //   only. Per-test coverage runs just the tests that reach a mutant. It kills what tests call in process:
 //   src/ssh, pure functions, and the CA (test/helpers/ca.ts starts it in the test process, so even the
 //   tests that drive the CLI against it exercise the CA's code here).
-// - command: for code that runs only inside `bin/run.js` (src/commands, src/cli, the client flows as the
+// - command: for code that runs only inside `bin/run.cjs` (src/commands, src/cli, the client flows as the
 //   CLI runs them). dist/ is rebuilt from the instrumented sources (buildCommand) and each mutant runs
 //   the whole test command with __STRYKER_ACTIVE_MUTANT__ set, which the CLI processes inherit. No
 //   coverage analysis: every mutant runs every test given, so give it few, targeted test files.

@@ -91,7 +91,7 @@ export async function startCaServer(
     [
       ...(prefix.length ? [...prefix.slice(1), process.execPath] : []),
       ...nodeArgs,
-      'bin/run.js',
+      'bin/run.cjs',
       'ca',
       'serve',
       '--config',

@@ -38,7 +38,7 @@ export async function benchLogin(): Promise<void> {
       const env = {...process.env, SSHCA_HOME: join(dir, 'home'), SSH_AUTH_SOCK: socket}
       const boot = await timedRun(
         process.execPath,
-        ['bin/run.js', 'bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'bench'],
+        ['bin/run.cjs', 'bootstrap', '--ca-url', t.url, '--fingerprint', t.init.rootFingerprint, '--context', 'bench'],
         env,
       )
       if (boot.code !== 0) throw new Error(boot.stderr)
@@ -58,7 +58,7 @@ export async function benchLogin(): Promise<void> {
       const floors: number[] = []
       for (const [i, f] of files.entries()) {
         const b = await timedRun(process.execPath, ['-e', '0'], env)
-        const r = await timedRun(process.execPath, ['bin/run.js', 'login', '--identity-token-file', f], env)
+        const r = await timedRun(process.execPath, ['bin/run.cjs', 'login', '--identity-token-file', f], env)
         if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`)
         writeFileSync(f, await gh.mint())
         const fl = await timedRun(process.execPath, [floorScript, f], floorEnv)
@@ -76,7 +76,7 @@ export async function benchLogin(): Promise<void> {
       // what ssh's Match exec runs before every connection, the last login's certificate in the agent
       const [bareAgain, ensure] = wallMs([
         {cmd: process.execPath, args: ['-e', '0'], env},
-        {cmd: process.execPath, args: ['bin/run.js', 'login', '--ensure'], env},
+        {cmd: process.execPath, args: ['bin/run.cjs', 'login', '--ensure'], env},
       ])
       print('Login start-up (median of 15; fresh token each run; local CA over HTTPS; real ssh-agent)', [
         {name: 'node -e 0', value: `${bare.median.toFixed(0)} ms`},

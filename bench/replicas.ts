@@ -41,7 +41,7 @@ interface Server {
 async function serve(config: string, pw: string): Promise<Server> {
   const child = spawn(
     process.execPath,
-    ['bin/run.js', 'ca', 'serve', '--config', config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'],
+    ['bin/run.cjs', 'ca', 'serve', '--config', config, '--password-file', pw, '--address', '127.0.0.1:0', '--json'],
     {stdio: ['ignore', 'pipe', 'inherit']},
   )
   let out = ''

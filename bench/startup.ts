@@ -44,8 +44,8 @@ export async function benchStartup(): Promise<void> {
     const env = {...process.env, SSH_AUTH_SOCK: socket}
     const [bare, list, listOclif] = wallMs([
       {cmd: process.execPath, args: ['-e', '0'], env},
-      {cmd: process.execPath, args: ['bin/run.js', 'list'], env},
-      {cmd: process.execPath, args: ['bin/run.js', 'list'], env: {...env, SSHCA_NO_FAST_PATH: '1'}},
+      {cmd: process.execPath, args: ['bin/run.cjs', 'list'], env},
+      {cmd: process.execPath, args: ['bin/run.cjs', 'list'], env: {...env, SSHCA_NO_FAST_PATH: '1'}},
     ])
     const ratio = list.median / bare.median
     print('Start-up (median wall time of 15 runs, taking turns)', [

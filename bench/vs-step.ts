@@ -256,7 +256,7 @@ export async function startSshca(dir: string, issuer: string, workers: number): 
   writeFileSync(pw, `${PASSWORD}\n`, {mode: 0o600})
   const child = spawn(
     ...onCaCpus(process.execPath, [
-      'bin/run.js',
+      'bin/run.cjs',
       'ca',
       'serve',
       '--config',

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Development entry point: compiles what changed (tsc --incremental), bundles the fast path, then runs like bin/run.js.
+// Development entry point: compiles what changed (tsc --incremental), bundles the fast path, then runs like bin/run.cjs.
 import {execFileSync} from 'node:child_process'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -10,6 +10,6 @@ execFileSync(
   [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--incremental'],
   {stdio: 'inherit'},
 )
-// and the fast path's bundles, which bin/run.js loads for list and login
+// and the fast path's bundles, which bin/run.cjs loads for list and login
 execFileSync(process.execPath, [join(root, 'scripts/bundle-fast.ts')], {stdio: 'inherit'})
-await import('./run.js')
+await import('./run.cjs')

@@ -1,7 +1,7 @@
 /**
  * Part of `npm run build`, after tsc: bundles the fast path's entries (src/cli/fast-list.ts,
  * fast-login.ts, fast-proxycommand.ts, compiled in dist/cli/) into one CommonJS file each in dist/fast/,
- * which bin/run.js loads with require(). Node then reads one file for `sshca list` instead of a graph of
+ * which bin/run.cjs loads with require(). Node then reads one file for `sshca list` instead of a graph of
  * ~20 modules, each resolved, read and linked on every run.
  *
  * CommonJS, not ES modules, because it measured faster (`npm run bench -- startup`, 2-core box: `sshca
@@ -35,7 +35,7 @@ for (const name of ['list', 'login', 'proxycommand']) {
     logOverride: {'empty-import-meta': 'error'},
     logLevel: 'warning',
   })
-  // bin/run.js compiles the bundle itself (to keep V8's code for the next start) as a script, where
+  // bin/run.cjs compiles the bundle itself (to keep V8's code for the next start) as a script, where
   // import() would need an experimental option: each import() becomes a call of the loader's __load
   // (as long a name: the source map stays true)
   const file = join(root, `dist/fast/${name}.cjs`)

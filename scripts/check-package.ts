@@ -2,10 +2,10 @@
  * `npm publish` runs this (prepublishOnly, after a clean build): the tarball npm would publish must
  * be one that works when installed with `npm install -g sshca`, with no dev dependency present.
  * It fails (exit 1, each problem named) when:
- * - package.json is private, or its bin, engines or version disagree with bin/run.js or the manifest;
+ * - package.json is private, or its bin, engines or version disagree with bin/run.cjs or the manifest;
  * - oclif.manifest.json is stale (regenerated from dist/ in a temp folder and compared, as
  *   test/integration/project.test.ts does), or a completion file is;
- * - a file the CLI loads is missing from the tarball (each command, the hook, bin/run.js, the
+ * - a file the CLI loads is missing from the tarball (each command, the hook, bin/run.cjs and bin/run.js, the
  *   manifest, completions, LICENSE), or the tarball carries what it should not (TypeScript sources,
  *   tests, source maps, secrets-looking files);
  * - a file in the tarball imports a package that is not in `dependencies` (a dev dependency would be
@@ -99,15 +99,15 @@ export function checkPackage(root = ROOT): string[] {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Pkg
   if (!existsSync(join(root, 'dist', 'cli', 'fast.js'))) return ['dist/ is missing: run `npm run build` first']
   if (pkg.private) problems.push('package.json says "private": true: npm will not publish it')
-  if (pkg.bin?.sshca !== './bin/run.js')
-    problems.push(`package.json bin.sshca is ${JSON.stringify(pkg.bin?.sshca)}, not ./bin/run.js`)
-  // bin/run.js refuses Node.js older than its own check: engines must say the same, so npm warns first
-  const runJs = readFileSync(join(root, 'bin', 'run.js'), 'utf8')
+  if (pkg.bin?.sshca !== './bin/run.cjs')
+    problems.push(`package.json bin.sshca is ${JSON.stringify(pkg.bin?.sshca)}, not ./bin/run.cjs`)
+  // bin/run.cjs refuses Node.js older than its own check: engines must say the same, so npm warns first
+  const runJs = readFileSync(join(root, 'bin', 'run.cjs'), 'utf8')
   const floor = /major === (\d+) && minor < (\d+)/.exec(runJs)
-  if (!floor) problems.push('bin/run.js: cannot find its Node.js version check')
+  if (!floor) problems.push('bin/run.cjs: cannot find its Node.js version check')
   else if (pkg.engines?.node !== `>=${floor[1]}.${floor[2]}`)
     problems.push(
-      `package.json engines.node is ${JSON.stringify(pkg.engines?.node)}; bin/run.js needs >=${floor[1]}.${floor[2]}`,
+      `package.json engines.node is ${JSON.stringify(pkg.engines?.node)}; bin/run.cjs needs >=${floor[1]}.${floor[2]}`,
     )
 
   const manifest = JSON.parse(readFileSync(join(root, 'oclif.manifest.json'), 'utf8')) as Manifest
@@ -132,6 +132,7 @@ export function checkPackage(root = ROOT): string[] {
   const files = packedFiles(root)
   const packed = new Set(files)
   const needed = [
+    'bin/run.cjs',
     'bin/run.js',
     'package.json',
     'oclif.manifest.json',
@@ -142,7 +143,7 @@ export function checkPackage(root = ROOT): string[] {
     'completions/sshca.fish',
     ...Object.values(manifest.commands).map((c) => (c.relativePath ?? []).join('/')),
     ...Object.values(pkg.oclif?.hooks ?? {}).map((h) => h.replace(/^\.\//, '')),
-    // bin/run.js requires these for list, login and proxycommand
+    // bin/run.cjs requires these for list, login and proxycommand
     ...readdirSync(join(root, 'dist', 'fast'))
       .filter((f) => f.endsWith('.cjs'))
       .map((f) => `dist/fast/${f}`),

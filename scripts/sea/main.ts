@@ -3,7 +3,7 @@
  * Node.js runs from inside the executable). There is no package folder around it: package.json and
  * oclif.manifest.json are bundled in, the commands are imported statically (the `sshca-sea:commands`
  * module the build generates from the manifest), and oclif's module loader is given those modules
- * instead of reading files. Everything after that is bin/run.js: the fast path first, then oclif.
+ * instead of reading files. Everything after that is bin/run.cjs: the fast path first, then oclif.
  *
  * The OS keyring module (@napi-rs/keyring, native) is not in the bundle: refresh tokens are kept in
  * 0600 files under $SSHCA_HOME/tokens, as they are wherever the keyring cannot be used, and

@@ -4,7 +4,7 @@
  * connection ssh opens) and `sshca --version` run many times a day, and @oclif/core alone takes
  * longer to import than any of them. Each command has an entry module of its own (fast-list.ts,
  * fast-login.ts, fast-proxycommand.ts, on fast-run.ts) that `npm run build` bundles into dist/fast/
- * (scripts/bundle-fast.ts), so that Node reads a few files instead of a module graph: bin/run.js
+ * (scripts/bundle-fast.ts), so that Node reads a few files instead of a module graph: bin/run.cjs
  * loads that bundle by the command's name, anything else comes here (the single executable's
  * scripts/sea/main.ts always does). An entry takes only argument lists it fully understands (strict
  * parseArgs, values checked) and returns false for everything else (help, unknown flags, usage

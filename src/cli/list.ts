@@ -1,5 +1,5 @@
 /**
- * `sshca list`, shared by the oclif command and the start-up fast path (bin/run.js), so both print
+ * `sshca list`, shared by the oclif command and the start-up fast path (bin/run.cjs), so both print
  * the same bytes. Kept free of @oclif/core: importing it costs more than the whole command.
  */
 import {knownUserCas, sshcaHome} from '../client/home.ts'

@@ -1,6 +1,6 @@
 /**
  * `sshca login` after its flags are parsed: shared by the oclif command and the start-up fast path
- * (bin/run.js → src/cli/fast.ts), so both behave and print alike. Interactive pieces (browser,
+ * (bin/run.cjs → src/cli/fast.ts), so both behave and print alike. Interactive pieces (browser,
  * spinner, prompt) load only when a person is signing in.
  */
 import {retryNote, showRetryWaits} from '../client/retry.ts'

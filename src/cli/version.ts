@@ -1,6 +1,6 @@
 /**
  * `sshca --version`: the version and how this copy was installed, which decides how it is upgraded
- * and where refresh tokens go. Answered before oclif loads (bin/run.js → fast.ts), and by the single
+ * and where refresh tokens go. Answered before oclif loads (bin/run.cjs → fast.ts), and by the single
  * executable, which has no package folder to look at.
  */
 import {existsSync, readFileSync} from 'node:fs'

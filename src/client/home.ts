@@ -4,7 +4,6 @@
  * Files 0600, folders 0700. Everything is written atomically.
  */
 import {lstatSync, readFileSync, readdirSync, realpathSync} from 'node:fs'
-import {homedir} from 'node:os'
 import {join, relative} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
@@ -14,7 +13,12 @@ export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
   return env.SSHCA_HOME || defaultHome()
 }
 
-export const defaultHome = (): string => join(homedir(), '.sshca')
+/**
+ * ~/.sshca. $HOME first, which is what os.homedir() returns when it is set: node:os is then not
+ * loaded (0.2 ms of `sshca list`, src/cli/fast.ts).
+ */
+export const defaultHome = (): string =>
+  join(process.env.HOME || process.getBuiltinModule('node:os').homedir(), '.sshca')
 
 export interface ContextSettings {
   name: string

@@ -1,11 +1,11 @@
-/** Runs the built CLI (bin/run.js → dist/) as a user would, on the Node that runs the tests. */
+/** Runs the built CLI (bin/run.cjs → dist/) as a user would, on the Node that runs the tests. */
 import {existsSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {run, type RunResult} from './proc.ts'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const BIN = join(ROOT, 'bin', 'run.js')
+export const BIN = join(ROOT, 'bin', 'run.cjs')
 
 export interface CliOptions {
   env?: NodeJS.ProcessEnv

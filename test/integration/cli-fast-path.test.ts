@@ -8,6 +8,7 @@ import {readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {revoke} from '../../src/ca/admin.ts'
 import {ROOT, sshca} from '../helpers/cli.ts'
+import {run as runProcess} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, type World} from '../helpers/world.ts'
 
@@ -115,6 +116,17 @@ describe('fast path and oclif print the same', function () {
     }
   })
 
+  it('bin/run.js, the entry units and scripts of sshca 0.1 name, still runs the CLI (through bin/run.cjs)', async () => {
+    for (const args of [['list', '--json'], ['--version'], ['ca', '--help']]) {
+      const old = await runProcess(process.execPath, [join(ROOT, 'bin', 'run.js'), ...args], {
+        env: {...process.env, ...w.env},
+      })
+      const now = await sshca(args, {env: w.env})
+      assert.equal(old.code, 0, old.stderr)
+      assert.deepEqual({code: old.code, out: old.stdout}, {code: now.code, out: now.stdout}, args.join(' '))
+    }
+  })
+
   it('list and login load their bundle from dist/fast and nothing else of the package: no oclif, no other module; list not even node:crypto', async () => {
     // a module hook (node --import) that writes down every file module the process loads (import and
     // require), then whether node:crypto was loaded (src/util/node-crypto.ts says why list must not)
@@ -126,7 +138,7 @@ describe('fast path and oclif print the same', function () {
 import fs, {appendFileSync} from 'node:fs'
 const seen = new Set()
 registerHooks({resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r }})
-// bin/run.js compiles its bundle itself (to keep V8's code for it): what it reads of the package counts too
+// bin/run.cjs compiles its bundle itself (to keep V8's code for it): what it reads of the package counts too
 const open = fs.openSync
 fs.openSync = (f, ...rest) => { if (typeof f === 'string' && /\\.c?js$/.test(f)) seen.add('file://' + f); return open(f, ...rest) }
 process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({files: [...seen].filter((u) => u.startsWith('file:')), crypto: process.moduleLoadList.includes('NativeModule crypto')}) + '\\n'))
@@ -146,13 +158,13 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({
     for (const args of [['list'], ['list', '--json'], ['login', '--identity-token-file', token]]) {
       // one file, where the unbundled module graph has 18 (list) and 26 or more (login)
       const {files} = await run(args)
-      assert.deepEqual(files, ['bin/run.js', `dist/fast/${args[0]}.cjs`], args.join(' '))
+      assert.deepEqual(files, ['bin/run.cjs', `dist/fast/${args[0]}.cjs`], args.join(' '))
     }
     // the table names the context by comparing CA keys whole; only --json prints (hashes) fingerprints
     assert.equal((await run(['list'])).crypto, false)
     assert.equal((await run(['list', '--json'])).crypto, true)
     // ssh's Match exec runs `login --ensure` before every connection: with the certificate held, no hash either
-    assert.deepEqual(await run(['login', '--ensure']), {files: ['bin/run.js', 'dist/fast/login.cjs'], crypto: false})
+    assert.deepEqual(await run(['login', '--ensure']), {files: ['bin/run.cjs', 'dist/fast/login.cjs'], crypto: false})
   })
 
   it('login writes the KRL only when it changed; an unchanged one gets a new time, not a write', async () => {

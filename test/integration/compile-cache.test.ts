@@ -1,5 +1,5 @@
 /**
- * Node's compile cache (bin/run.js): Node's default folder, os.tmpdir()/node-compile-cache, is shared
+ * Node's compile cache (bin/run.cjs): Node's default folder, os.tmpdir()/node-compile-cache, is shared
  * by every user and Node takes compiled code from it without checking who wrote it. sshca keeps its
  * cache in a folder of the user's own, and runs without one when anyone else could change that folder
  * or a folder above it. NODE_DEBUG_NATIVE=COMPILE_CACHE makes Node say which folder it reads.
@@ -116,7 +116,7 @@ describe('the compile cache is a folder of our own', function () {
     const pkg = tempDir()
     mkdirSync(join(pkg, 'bin'))
     mkdirSync(join(pkg, 'dist', 'fast'), {recursive: true})
-    copyFileSync(join(ROOT, 'bin', 'run.js'), join(pkg, 'bin', 'run.js'))
+    copyFileSync(join(ROOT, 'bin', 'run.cjs'), join(pkg, 'bin', 'run.cjs'))
     copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'))
     const bundle = join(pkg, 'dist', 'fast', 'list.cjs')
     copyFileSync(join(ROOT, 'dist', 'fast', 'list.cjs'), bundle)
@@ -124,7 +124,7 @@ describe('the compile cache is a folder of our own', function () {
     utimesSync(bundle, when, when)
     const home = tempDir()
     const list = () =>
-      run(process.execPath, [join(pkg, 'bin', 'run.js'), 'list'], {
+      run(process.execPath, [join(pkg, 'bin', 'run.cjs'), 'list'], {
         env: {...process.env, HOME: home, XDG_CACHE_HOME: '', SSH_AUTH_SOCK: ''},
       })
     assert.match((await list()).stderr, /SSH_AUTH_SOCK is not set/)
