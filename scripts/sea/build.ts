@@ -19,7 +19,7 @@ const OUT = join(ROOT, 'build', 'sea')
 const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
 const exe = join(OUT, process.platform === 'win32' ? 'sshca.exe' : 'sshca')
 
-/** `sshca-sea:commands`: every command of the manifest, imported statically, and the not-found hook. */
+/** `sshca-sea:commands`: every command of the manifest, imported statically, the not-found hook and the help class. */
 const commandsModule: Plugin = {
   name: 'sshca-sea-commands',
   setup(b) {
@@ -32,8 +32,9 @@ const commandsModule: Plugin = {
       const src = (rel: string[]): string => join(ROOT, 'src', ...rel.slice(1)).replace(/\.js$/, '.ts')
       const lines = ids.map((id, i) => `import c${i} from ${JSON.stringify(src(manifest.commands[id]!.relativePath))}`)
       lines.push(`import notFound from ${JSON.stringify(join(ROOT, 'src', 'cli', 'not-found.ts'))}`)
+      lines.push(`import Help from ${JSON.stringify(join(ROOT, 'src', 'cli', 'help.ts'))}`)
       lines.push(`export const COMMANDS = {${ids.map((id, i) => `${JSON.stringify(id)}: c${i}`).join(', ')}}`)
-      lines.push('export {notFound}')
+      lines.push('export {notFound, Help}')
       return {contents: lines.join('\n'), loader: 'ts', resolveDir: ROOT}
     })
   },

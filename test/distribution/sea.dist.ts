@@ -130,6 +130,11 @@ describe('the single executable', function () {
     assert.match(inspect.stdout, /signature.*(valid|good|verified)/i)
     const denied = await sea(['login', '--identity-token-file', join(dir, 'token')])
     assert.equal(denied.code, 7, 'the same token twice is a replay the CA refuses')
+    // oclif's help, through the help class the executable carries (src/cli/help.ts)
+    assert.match((await sea(['list', '--help'])).stdout, /USAGE/)
+    const unknown = await sea(['lsit', '--help'])
+    assert.equal(unknown.code, 2, unknown.stderr)
+    assert.match(unknown.stderr, /ERR_USAGE.*"lsit" is not an sshca command/)
   })
 
   it('refuses SSHCA_KEYRING=keyring plainly (exit 9), since it carries no keyring', async () => {
