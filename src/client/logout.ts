@@ -4,6 +4,7 @@
  */
 import {rm} from 'node:fs/promises'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists} from '../util/fs.ts'
 import {agentlessFiles, checkHome, listContexts, loadContext, readContext, saveContext, type Context} from './home.ts'
@@ -30,12 +31,18 @@ export async function logout(
   deps: {home: string; agent: AgentOptions; tokenStore: () => Promise<TokenStore>},
 ): Promise<LogoutResult> {
   // --all: every folder that is a context (a folder without context.json is none: skipped, as context
-  // list skips it); a damaged one stops the logout with the error that says how to mend it
+  // list skips it). A damaged one does not keep the others' certificates in the agent: they are
+  // logged out, then the damaged ones are reported (an error, whose details say what was done)
   if (o.all) checkHome(deps.home)
+  const damaged: SshcaError[] = []
+  const readable = async (name: string): Promise<Context | undefined> =>
+    readContext(deps.home, name).catch((err: unknown) => {
+      if (!isSshcaError(err, 'ERR_INPUT')) throw err
+      damaged.push(err)
+      return undefined
+    })
   const contexts: Context[] = o.all
-    ? (await Promise.all((await listContexts(deps.home)).map((n) => readContext(deps.home, n)))).filter(
-        (c): c is Context => c !== undefined,
-      )
+    ? (await Promise.all((await listContexts(deps.home)).map(readable))).filter((c): c is Context => c !== undefined)
     : [await loadContext(deps.home, o.context)]
   const byCa = new Map<string, string>()
   for (const c of contexts) for (const l of c.userCaKeys) byCa.set(PublicKey.parseLine(l).key.fingerprint(), c.name)
@@ -79,5 +86,17 @@ export async function logout(
       }
     }
   }
-  return {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
+  const result = {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
+  if (damaged.length > 0) {
+    const done = `logged out of ${result.contexts.length} context(s) (${removed.length} certificate(s) removed from the agent)`
+    throw new SshcaError(
+      'ERR_INPUT',
+      `${done}, but not of a damaged one: ${damaged.map((e) => e.message).join('; ')}`,
+      {
+        hint: `${damaged[0]!.hint ?? 'bootstrap it again with --force'}; until then \`ssh-add -D\` removes every key from the agent`,
+        details: {...result},
+      },
+    )
+  }
+  return result
 }

@@ -285,6 +285,24 @@ describe('contexts and status (issue 12)', function () {
     assert.match(JSON.parse(pem.stdout).error.message, /root_ca\.crt .*certificate 2 does not parse/)
     assert.match(JSON.parse(pem.stdout).error.hint, /sshca bootstrap --context pem .* --force/)
 
+    // logout --all once stopped at the damaged context, leaving every other context's certificate in the
+    // agent: now it logs those out, then reports the damaged one (exit 2, what was done in the details)
+    const login = await sshca(['login', '--context', 'lab', '--identity-token-file', '-'], {env, input: await token()})
+    assert.equal(login.code, 0, login.stderr)
+    const partial = await sshca(['logout', '--all', '--json'], {env})
+    assert.equal(partial.code, 2, partial.stderr)
+    const {error} = JSON.parse(partial.stdout) as {
+      error: {code: string; message: string; hint: string; details: {contexts: string[]; removed: {context: string}[]}}
+    }
+    assert.equal(error.code, 'ERR_INPUT')
+    assert.match(error.message, /but not of a damaged one: the context "shape" .* is damaged/)
+    assert.match(error.hint, /--context shape .* --force.*ssh-add -D/)
+    assert.ok(error.details.contexts.includes('lab') && !error.details.contexts.includes('shape'))
+    // lab, pem and shape trust one CA here: its certificate is out, whichever context names it
+    assert.equal(error.details.removed.length, 1)
+    const still = (await json(['list'])).certificates as {context: string | null}[]
+    assert.ok(!still.some((c) => c.context !== null), JSON.stringify(still))
+
     // without --force a damaged context stays (the error says so); with it, it is replaced whole
     const refused = await boot('pem')
     assert.equal(refused.code, 2, refused.stderr)
