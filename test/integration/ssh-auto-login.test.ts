@@ -134,7 +134,7 @@ describe('ssh_config integration: ssh logs in by itself (issue 12)', function ()
     assert.match(
       exec[1]!,
       new RegExp(
-        `^env SSHCA_HOME=${w.home} \\S+/node \\S+/bin/run\\.js login --ensure --quiet --context test --identity-token-file ${tokenFile}$`,
+        `^env SSHCA_HOME=${w.home} \\S+/node \\S+/bin/run\\.cjs login --ensure --quiet --context test --identity-token-file ${tokenFile}$`,
       ),
     )
     // the revocation section comes first and has no exec: a failed login never switches it off
