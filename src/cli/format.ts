@@ -1,6 +1,7 @@
 /** Small formatting helpers shared by the renderers. Pure: the clock and time zone are parameters. */
 import {FOREVER} from '../ssh/cert.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
+import {terminalText} from '../util/text.ts'
 
 /** `2026-11-23T17:00:00` in the process's local time zone, as ssh-keygen prints times. */
 export function localTimestamp(seconds: bigint | number): string {
@@ -44,9 +45,13 @@ export function isoOrNull(seconds: bigint, openEnd: bigint): string | null {
   return seconds === openEnd ? null : isoFromSeconds(seconds)
 }
 
-/** Pads columns of a table; the last column is not padded. */
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return ''
+/**
+ * Pads columns of a table; the last column is not padded. Cells are made terminal-safe first
+ * (terminalText), so a cell whose control characters print as escapes keeps its column.
+ */
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return ''
+  const rows = cells.map((r) => r.map(terminalText))
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   return (
     rows
