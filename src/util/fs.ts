@@ -58,7 +58,7 @@ export function readTextFile(path: string, what: string, o: ReadTextOptions = {}
     const chunks: Buffer[] = []
     let size = 0
     for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1 - size))
+      const chunk = Buffer.allocUnsafe(64 * 1024)
       let n: number
       try {
         n = readSync(fd, chunk, 0, chunk.length, null)

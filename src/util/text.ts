@@ -34,6 +34,7 @@ const TERMINAL_UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066
 export const terminalText = (text: string): string =>
   text.replace(TERMINAL_UNSAFE, (c) => {
     const code = c.charCodeAt(0)
+    // Stryker disable next-line EqualityOperator: U+0100 is no character this replaces (<= is the same)
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`
   })
 

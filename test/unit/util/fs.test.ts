@@ -11,8 +11,17 @@ import {
   writeFileSync,
 } from 'node:fs'
 import {join} from 'node:path'
-import {assertPrivateFile, exists, privateDir, refuseSymlink, writeFileAtomic} from '../../../src/util/fs.ts'
-import {rejectsCode} from '../../helpers/assert.ts'
+import {spawn, spawnSync} from 'node:child_process'
+import {
+  assertPrivateFile,
+  exists,
+  INPUT_LIMIT,
+  privateDir,
+  readTextFile,
+  refuseSymlink,
+  writeFileAtomic,
+} from '../../../src/util/fs.ts'
+import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 describe('atomic writes and symlinks', () => {
@@ -122,5 +131,69 @@ describe('private files and folders', () => {
   it('refuseSymlink passes on errors other than a missing name (ENOTDIR) instead of calling the path safe', async () => {
     writeFileSync(join(d, 'file'), '')
     await assert.rejects(refuseSymlink(join(d, 'file', 'child')), {code: 'ENOTDIR'})
+  })
+})
+
+describe('readTextFile: what a command is given, bounded', () => {
+  it('reads a file of exactly the limit, refuses one byte more (ERR_INPUT, naming the file and the limit)', () => {
+    const d = tempDir()
+    writeFileSync(join(d, 'at'), 'a'.repeat(INPUT_LIMIT))
+    writeFileSync(join(d, 'over'), 'a'.repeat(INPUT_LIMIT + 1))
+    assert.equal(readTextFile(join(d, 'at'), 'token').length, INPUT_LIMIT)
+    throwsCode(() => readTextFile(join(d, 'over'), 'token'), 'ERR_INPUT')
+    assert.throws(() => readTextFile(join(d, 'over'), 'token'), /over is larger than 1 MiB/)
+    writeFileSync(join(d, 'small'), 'x'.repeat(3 << 20))
+    assert.equal(readTextFile(join(d, 'small'), 'log', {limit: 4 << 20}).length, 3 << 20)
+    assert.throws(
+      () => readTextFile(join(d, 'small'), 'log', {limit: 2 << 20, largeHint: 'cut it'}),
+      (e: Error & {hint?: string}) => /larger than 2 MiB/.test(e.message) && e.hint === 'cut it',
+    )
+  })
+
+  it('refuses a device that never ends, a folder, a missing file; says what to do for one it may not read', () => {
+    throwsCode(() => readTextFile('/dev/zero', 'certificate'), 'ERR_INPUT')
+    const d = tempDir()
+    throwsCode(() => readTextFile(d, 'certificate'), 'ERR_INPUT')
+    assert.throws(() => readTextFile(join(d, 'none'), 'certificate'), /no certificate at .*none/)
+    throwsCode(() => readTextFile(join(d, 'none'), 'certificate'), 'ERR_FILE_NOT_FOUND')
+    // root reads any file but a write-only one of /proc
+    const unreadable = process.getuid?.() === 0 ? '/proc/sys/vm/drop_caches' : join(d, 'secret')
+    if (process.getuid?.() !== 0) writeFileSync(unreadable, 'x', {mode: 0o000})
+    assert.throws(
+      () => readTextFile(unreadable, 'key', {accessHint: 'run with sudo'}),
+      (e: Error & {code?: string; hint?: string}) => e.code === 'ERR_FILE_PERMISSIONS' && e.hint === 'run with sudo',
+    )
+    // what node:fs said is kept as the cause
+    assert.throws(
+      () => readTextFile(d, 'certificate'),
+      (e: Error & {cause?: {code?: string}}) => e.cause?.code === 'EISDIR',
+    )
+  })
+
+  it('closes what it opens, on every path', () => {
+    const d = tempDir()
+    writeFileSync(join(d, 'ok'), 'x')
+    writeFileSync(join(d, 'big'), 'x'.repeat(INPUT_LIMIT + 1))
+    const open = (): number => readdirSync('/proc/self/fd').length
+    const before = open()
+    for (let i = 0; i < 20; i++) {
+      readTextFile(join(d, 'ok'), 'file')
+      for (const bad of [join(d, 'big'), d, '/dev/zero']) assert.throws(() => readTextFile(bad, 'file'))
+    }
+    assert.equal(open(), before)
+  })
+
+  it('reads a pipe by name to its end (a FIFO, as <(…) gives one), and text that is not UTF-8 leniently', async () => {
+    const d = tempDir()
+    const fifo = join(d, 'fifo')
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+    // the writer opens the FIFO in another process, writes in two parts and closes it
+    const writer = spawn('sh', ['-c', 'printf "one " > "$0"', fifo])
+    // readTextFile blocks in open() until the writer opens the FIFO: run it on a later turn, off this test's stack
+    const text = await new Promise<string>((resolve) => setImmediate(() => resolve(readTextFile(fifo, 'token'))))
+    assert.equal(text, 'one ')
+    await new Promise((resolve) => writer.once('exit', resolve))
+    writeFileSync(join(d, 'latin1'), Buffer.from('cl\xe9', 'latin1'))
+    assert.equal(readTextFile(join(d, 'latin1'), 'file'), 'cl\ufffd')
   })
 })

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import {jsonText, terminalText} from '../../../src/util/text.ts'
+import {jsonLine, jsonText, terminalText} from '../../../src/util/text.ts'
 
 /** Every character a terminal acts on: C0 but tab and newline, DEL, C1, bidirectional overrides and isolates. */
 const UNSAFE =
@@ -46,6 +46,8 @@ describe('jsonText', () => {
   it('writes the same document JSON.stringify does, two-space indented, with a final newline', () => {
     const value = {keyId: 'alice', principals: ['a', 'b'], n: 1, none: null}
     assert.equal(jsonText(value), `${JSON.stringify(value, null, 2)}\n`)
+    // a command with nothing to say under --json still prints a document
+    assert.equal(jsonText(undefined), 'null\n')
   })
 
   it('escapes what JSON.stringify leaves raw but a terminal obeys, and parses back to the same value', () => {
@@ -59,5 +61,20 @@ describe('jsonText', () => {
       }),
     )
     assert.equal(jsonText('\x9b\u202e\x7f'), '"\\u009b\\u202e\\u007f"\n')
+  })
+})
+
+describe('jsonLine', () => {
+  it('is one line of JSON (a log line), escaped as jsonText is, and parses back to the same value', () => {
+    const fields = {
+      event: 'certificate_denied',
+      detail: 'no provisioner trusts issuer "https://evil\u009b2J\u202e\x1b"',
+    }
+    const line = jsonLine(fields)
+    assert.equal(line.includes('\n'), false)
+    assert.doesNotMatch(line, JSON_UNSAFE)
+    assert.deepEqual(JSON.parse(line), fields)
+    assert.equal(line, JSON.stringify(fields).replace('\u009b', '\\u009b').replace('\u202e', '\\u202e'))
+    assert.equal(jsonLine(undefined), 'null')
   })
 })
