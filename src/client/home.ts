@@ -14,11 +14,12 @@ export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * ~/.sshca. $HOME first, which is what os.homedir() returns when it is set: node:os is then not
- * loaded (0.2 ms of `sshca list`, src/cli/fast.ts).
+ * ~/.sshca. On POSIX $HOME first, which is what os.homedir() returns when it is set: node:os is then
+ * not loaded (0.2 ms of `sshca list`, src/cli/fast.ts). Windows' os.homedir() reads USERPROFILE, not
+ * HOME (which MSYS2 and Git Bash may set elsewhere): there it is asked.
  */
 export const defaultHome = (): string =>
-  join(process.env.HOME || process.getBuiltinModule('node:os').homedir(), '.sshca')
+  join((process.platform !== 'win32' && process.env.HOME) || process.getBuiltinModule('node:os').homedir(), '.sshca')
 
 export interface ContextSettings {
   name: string
@@ -135,7 +136,9 @@ export async function readContext(home: string, name: string): Promise<Context |
     const rootPem = readFileSync(join(dir, ROOT_FILE), 'utf8')
     return {...settings, rootPem, dir}
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    // no context.json: no context (a stray folder); its root_ca.crt missing: a damaged one
+    const e = err as NodeJS.ErrnoException
+    if (e.code === 'ENOENT' && e.path === join(dir, CONTEXT_FILE)) return undefined
     throw new SshcaError('ERR_INPUT', `the context "${name}" in ${dir} is damaged: ${(err as Error).message}`, {
       hint: `bootstrap it again: sshca bootstrap --context ${name} --ca-url URL --fingerprint HEX --force`,
     })

@@ -7,7 +7,16 @@ import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {isSshcaError, SshcaError} from '../errors.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists} from '../util/fs.ts'
-import {agentlessFiles, checkHome, listContexts, loadContext, readContext, saveContext, type Context} from './home.ts'
+import {
+  agentlessFiles,
+  checkHome,
+  contextDir,
+  listContexts,
+  loadContext,
+  readContext,
+  saveContext,
+  type Context,
+} from './home.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface LogoutOptions {
@@ -32,20 +41,23 @@ export async function logout(
 ): Promise<LogoutResult> {
   // --all: every folder that is a context (a folder without context.json is none: skipped, as context
   // list skips it). A damaged one does not keep the others' certificates in the agent: they are
-  // logged out, then the damaged ones are reported (an error, whose details say what was done)
+  // logged out, the damaged one's refresh tokens and key files (found by its name) are removed too,
+  // then the damage is reported (an error, whose details say what was done)
   if (o.all) checkHome(deps.home)
-  const damaged: SshcaError[] = []
-  const readable = async (name: string): Promise<Context | undefined> =>
-    readContext(deps.home, name).catch((err: unknown) => {
-      if (!isSshcaError(err, 'ERR_INPUT')) throw err
-      damaged.push(err)
-      return undefined
-    })
-  const contexts: Context[] = o.all
-    ? (await Promise.all((await listContexts(deps.home)).map(readable))).filter((c): c is Context => c !== undefined)
-    : [await loadContext(deps.home, o.context)]
+  const damaged: {name: string; error: SshcaError}[] = []
   const byCa = new Map<string, string>()
-  for (const c of contexts) for (const l of c.userCaKeys) byCa.set(PublicKey.parseLine(l).key.fingerprint(), c.name)
+  const contexts: Context[] = []
+  for (const name of o.all ? await listContexts(deps.home) : [undefined]) {
+    try {
+      const c = name === undefined ? await loadContext(deps.home, o.context) : await readContext(deps.home, name)
+      if (!c) continue
+      for (const [fingerprint, context] of caKeysOf(c)) byCa.set(fingerprint, context)
+      contexts.push(c)
+    } catch (err) {
+      if (name === undefined || !isSshcaError(err, 'ERR_INPUT')) throw err
+      damaged.push({name, error: err})
+    }
+  }
   const removed: LogoutResult['removed'] = []
   const inAgent = AgentClient.with(deps.agent, async (agent) => {
     for (const id of await agent.list()) {
@@ -63,6 +75,14 @@ export async function logout(
   })
   const removedFiles: string[] = []
   if (!o.identity) {
+    for (const {name} of damaged) {
+      for (const f of Object.values(agentlessFiles({dir: contextDir(deps.home, name)}))) {
+        if (await exists(f)) {
+          await rm(f, {force: true})
+          removedFiles.push(f)
+        }
+      }
+    }
     for (const c of contexts) {
       for (const f of Object.values(agentlessFiles(c))) {
         if (await exists(f)) {
@@ -79,8 +99,8 @@ export async function logout(
   let forgotten = 0
   if (!o.identity) {
     const store = await deps.tokenStore()
-    for (const c of contexts) {
-      for (const key of await store.keys(`${c.name}/`)) {
+    for (const name of [...contexts.map((c) => c.name), ...damaged.map((d) => d.name)]) {
+      for (const key of await store.keys(`${name}/`)) {
         await store.delete(key)
         forgotten++
       }
@@ -91,12 +111,27 @@ export async function logout(
     const done = `logged out of ${result.contexts.length} context(s) (${removed.length} certificate(s) removed from the agent)`
     throw new SshcaError(
       'ERR_INPUT',
-      `${done}, but not of a damaged one: ${damaged.map((e) => e.message).join('; ')}`,
+      `${done}, but not of a damaged one: ${damaged.map((d) => d.error.message).join('; ')}`,
       {
-        hint: `${damaged[0]!.hint ?? 'bootstrap it again with --force'}; until then \`ssh-add -D\` removes every key from the agent`,
-        details: {...result},
+        hint: `${damaged[0]!.error.hint ?? 'bootstrap it again with --force'}; its certificates, if any, are still in the agent: \`ssh-add -D\` removes every key from it`,
+        details: {...result, damaged: damaged.map((d) => d.name)},
       },
     )
   }
   return result
+}
+
+/** The fingerprints of the CA keys `c` trusts for users; a line that does not parse makes it a damaged context. */
+function caKeysOf(c: Context): [string, string][] {
+  try {
+    return c.userCaKeys.map((l) => [PublicKey.parseLine(l).key.fingerprint(), c.name])
+  } catch (err) {
+    throw new SshcaError(
+      'ERR_INPUT',
+      `the context "${c.name}" in ${c.dir} is damaged: userCaKeys: ${(err as Error).message}`,
+      {
+        hint: `bootstrap it again: sshca bootstrap --context ${c.name} --ca-url URL --fingerprint HEX --force`,
+      },
+    )
+  }
 }

@@ -55,20 +55,25 @@ export function readTextFile(path: string, what: string, o: ReadTextOptions = {}
     throw failed(err)
   }
   try {
-    const chunks: Buffer[] = []
+    // one buffer, grown by doubling up to limit + 1 bytes: a pipe that trickles its bytes costs no more
+    // memory than a file of the same size (a buffer kept per read held 64 KiB for each byte read)
+    let buf = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1))
     let size = 0
     for (;;) {
-      const chunk = Buffer.allocUnsafe(64 * 1024)
+      if (size === buf.length) {
+        if (size > limit) throw inputTooLarge(path, o)
+        const bigger = Buffer.allocUnsafe(Math.min(2 * buf.length, limit + 1))
+        buf.copy(bigger, 0, 0, size)
+        buf = bigger
+      }
       let n: number
       try {
-        n = readSync(fd, chunk, 0, chunk.length, null)
+        n = readSync(fd, buf, size, buf.length - size, null)
       } catch (err) {
         throw failed(err)
       }
-      if (n === 0) return Buffer.concat(chunks, size).toString('utf8')
+      if (n === 0) return buf.toString('utf8', 0, size)
       size += n
-      if (size > limit) throw inputTooLarge(path, o)
-      chunks.push(chunk.subarray(0, n))
     }
   } finally {
     closeSync(fd)

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
@@ -259,7 +259,7 @@ describe('contexts and status (issue 12)', function () {
     // context.json of the wrong shape, or a root_ca.crt with a block that does not parse, once gave
     // ERR_INTERNAL from list, context list, logout --all and config, and bootstrap --force (what the
     // error told to run) failed the same way
-    const {appendFileSync, writeFileSync} = await import('node:fs')
+    const {appendFileSync} = await import('node:fs')
     const boot = (name: string, extra: string[] = []) =>
       sshca(
         ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name, ...extra],
@@ -286,22 +286,56 @@ describe('contexts and status (issue 12)', function () {
     assert.match(JSON.parse(pem.stdout).error.hint, /sshca bootstrap --context pem .* --force/)
 
     // logout --all once stopped at the damaged context, leaving every other context's certificate in the
-    // agent: now it logs those out, then reports the damaged one (exit 2, what was done in the details)
+    // agent: now it logs those out, removes what the damaged ones left (refresh tokens, key files: found
+    // by their names), then reports them (exit 2, what was done in the details). Damaged three ways:
+    // context.json's shape, a CA key line that does not parse, root_ca.crt gone
+    for (const name of ['keys', 'noroot']) assert.equal((await boot(name)).code, 0)
+    const keysJson = JSON.parse(readFileSync(join(dirOf('keys'), 'context.json'), 'utf8')) as Record<string, unknown>
+    writeFileSync(
+      join(dirOf('keys'), 'context.json'),
+      JSON.stringify({...keysJson, userCaKeys: ['ssh-ed25519 AAAA!!']}),
+    )
+    rmSync(join(dirOf('noroot'), 'root_ca.crt'))
+    const left = [join(dirOf('shape'), 'id_sshca'), join(dirOf('shape'), 'id_sshca-cert.pub')]
+    for (const f of left) writeFileSync(f, 'x', {mode: 0o600})
+    const savedSignIn = join(env.SSHCA_HOME!, 'tokens', 'keys~sso.json')
+    mkdirSync(join(env.SSHCA_HOME!, 'tokens'), {recursive: true, mode: 0o700})
+    writeFileSync(
+      savedSignIn,
+      JSON.stringify({
+        refreshToken: 'x',
+        issuer: w.idp.issuer,
+        clientId: 'sshca-cli',
+        savedAt: new Date().toISOString(),
+      }),
+      {mode: 0o600},
+    )
     const login = await sshca(['login', '--context', 'lab', '--identity-token-file', '-'], {env, input: await token()})
     assert.equal(login.code, 0, login.stderr)
     const partial = await sshca(['logout', '--all', '--json'], {env})
     assert.equal(partial.code, 2, partial.stderr)
     const {error} = JSON.parse(partial.stdout) as {
-      error: {code: string; message: string; hint: string; details: {contexts: string[]; removed: {context: string}[]}}
+      error: {
+        code: string
+        message: string
+        hint: string
+        details: {contexts: string[]; damaged: string[]; removed: unknown[]; removedFiles: string[]}
+      }
     }
     assert.equal(error.code, 'ERR_INPUT')
-    assert.match(error.message, /but not of a damaged one: the context "shape" .* is damaged/)
-    assert.match(error.hint, /--context shape .* --force.*ssh-add -D/)
+    assert.match(error.message, /but not of a damaged one: the context "keys" .* is damaged: userCaKeys: /)
+    assert.match(error.message, /the context "noroot" .* is damaged: .*root_ca\.crt/)
+    assert.match(error.message, /the context "shape" .* is damaged: context\.json/)
+    assert.match(error.hint, /--context keys .* --force.*ssh-add -D/)
+    assert.deepEqual(error.details.damaged, ['keys', 'noroot', 'shape'])
     assert.ok(error.details.contexts.includes('lab') && !error.details.contexts.includes('shape'))
-    // lab, pem and shape trust one CA here: its certificate is out, whichever context names it
+    // lab and pem trust one CA here: its certificate is out, whichever context names it
     assert.equal(error.details.removed.length, 1)
     const still = (await json(['list'])).certificates as {context: string | null}[]
     assert.ok(!still.some((c) => c.context !== null), JSON.stringify(still))
+    assert.deepEqual(error.details.removedFiles.sort(), left.sort())
+    for (const f of [...left, savedSignIn]) assert.equal(existsSync(f), false, f)
+    for (const name of ['keys', 'noroot']) rmSync(dirOf(name), {recursive: true})
 
     // without --force a damaged context stays (the error says so); with it, it is replaced whole
     const refused = await boot('pem')

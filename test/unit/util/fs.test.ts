@@ -183,6 +183,36 @@ describe('readTextFile: what a command is given, bounded', () => {
     assert.equal(open(), before)
   })
 
+  it('holds no more memory for a pipe that trickles its bytes than for a file of the same size', async () => {
+    // a buffer kept per read once held 64 KiB for every byte a slow writer sent: 100 KB took 500 MB
+    const d = tempDir()
+    const fifo = join(d, 'fifo')
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+    writeFileSync(join(d, 'file'), 'a'.repeat(100_000))
+    // a child reads (so its peak memory is its own), and says its peak resident size in KiB
+    const script = `const {readTextFile} = await import(${JSON.stringify(new URL('../../../src/util/fs.ts', import.meta.url).href)})
+const n = readTextFile(process.argv[1], 'file').length
+const hwm = /VmHWM:\\s+(\\d+)/.exec(process.getBuiltinModule('node:fs').readFileSync('/proc/self/status', 'utf8'))[1]
+console.log(n, hwm)`
+    const peak = async (file: string, writer?: string): Promise<[number, number]> => {
+      const w = writer ? spawn(process.execPath, ['-e', writer, file]) : undefined
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, file], {encoding: 'utf8'})
+      if (w) await new Promise((resolve) => (w.exitCode === null ? w.once('exit', resolve) : resolve(null)))
+      assert.equal(r.status, 0, r.stderr)
+      return r.stdout.trim().split(' ').map(Number) as [number, number]
+    }
+    const [fromFile, fileKiB] = await peak(join(d, 'file'))
+    // 100,000 writes of one byte, each on a later turn of the writer's loop: the reader gets small reads
+    const [fromPipe, pipeKiB] = await peak(
+      fifo,
+      `const fs = require('node:fs'); const fd = fs.openSync(process.argv[1], 'w'); let i = 0
+const next = () => { fs.writeSync(fd, 'a'); if (++i < 100_000) setImmediate(next); else fs.closeSync(fd) }
+next()`,
+    )
+    assert.deepEqual([fromFile, fromPipe], [100_000, 100_000])
+    assert.ok(pipeKiB - fileKiB < 32 * 1024, `peak ${pipeKiB} KiB reading the pipe, ${fileKiB} KiB the file`)
+  })
+
   it('reads a pipe by name to its end (a FIFO, as <(…) gives one), and text that is not UTF-8 leniently', async () => {
     const d = tempDir()
     const fifo = join(d, 'fifo')
