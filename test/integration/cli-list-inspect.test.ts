@@ -6,14 +6,11 @@ import {AgentClient} from '../../src/ssh/agent.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
+import {TERMINAL_UNSAFE} from '../helpers/assert.ts'
 import {BIN, sshca} from '../helpers/cli.ts'
 import {sshAdd, startAgent, type Agent} from '../helpers/openssh.ts'
 import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
-
-/** What a terminal acts on (src/util/text.ts): none of it may reach the screen raw. */
-// eslint-disable-next-line no-control-regex -- the point
-const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
 
 // made in before(), not at import: Stryker loads this file once and re-runs its tests per mutant
 let ca: PrivateKey

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
@@ -26,6 +26,14 @@ describe('contexts and status (issue 12)', function () {
     const r = await sshca([...args, '--json'], {env})
     assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}${r.stdout}`)
     return JSON.parse(r.stdout)
+  }
+  /** A saved sign-in (a refresh token in a file, as one is left without an OS keyring) for `context`; its path. */
+  const plantSignIn = (context: string): string => {
+    const file = join(env.SSHCA_HOME!, 'tokens', `${context}~sso.json`)
+    mkdirSync(dirname(file), {recursive: true, mode: 0o700})
+    const saved = {refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}
+    writeFileSync(file, JSON.stringify(saved), {mode: 0o600})
+    return file
   }
   const token = async (): Promise<string> =>
     (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
@@ -104,7 +112,6 @@ describe('contexts and status (issue 12)', function () {
     const copy = join(env.SSHCA_HOME!, 'contexts', 'lab', 'context.json')
     const original = readFileSync(copy, 'utf8')
     try {
-      const {writeFileSync} = await import('node:fs')
       writeFileSync(copy, JSON.stringify({...ctx, caUrl: 'https://127.0.0.1:1'}))
       const r = await sshca(['status', '--context', 'lab', '--json'], {env: dead})
       assert.equal(r.code, 0, r.stderr)
@@ -112,25 +119,13 @@ describe('contexts and status (issue 12)', function () {
       assert.equal(doc.checks.ca.state, 'fail')
       assert.match(doc.checks.ca.detail, /connection refused/)
     } finally {
-      const {writeFileSync} = await import('node:fs')
       writeFileSync(copy, original)
     }
   })
 
   it('remove: trust, ssh_config block, then KRL, certificates in the agent, refresh tokens and the folder; current cleared', async () => {
     // prod is configured, logged in, and has a (file) refresh token planted as a sign-in would leave it
-    const {writeFileSync} = await import('node:fs')
-    mkdirSync(join(env.SSHCA_HOME!, 'tokens'), {recursive: true, mode: 0o700})
-    writeFileSync(
-      join(env.SSHCA_HOME!, 'tokens', 'prod~sso.json'),
-      JSON.stringify({
-        refreshToken: 'x',
-        issuer: w.idp.issuer,
-        clientId: 'sshca-cli',
-        savedAt: new Date().toISOString(),
-      }),
-      {mode: 0o600},
-    )
+    plantSignIn('prod')
     assert.equal(
       (await sshca(['config', '--context', 'lab', '--pattern', '*.lab.example', '--no-auto-login'], {env})).code,
       0,
@@ -228,18 +223,7 @@ describe('contexts and status (issue 12)', function () {
         ].sort(),
       )
       // a saved sign-in for each context, as a browser login leaves it
-      const {writeFileSync} = await import('node:fs')
-      for (const c of ['lab', 'other'])
-        writeFileSync(
-          join(env.SSHCA_HOME!, 'tokens', `${c}~sso.json`),
-          JSON.stringify({
-            refreshToken: 'x',
-            issuer: w.idp.issuer,
-            clientId: 'sshca-cli',
-            savedAt: new Date().toISOString(),
-          }),
-          {mode: 0o600},
-        )
+      for (const c of ['lab', 'other']) plantSignIn(c)
       const out = await json(['logout', '--all'])
       assert.deepEqual((out.contexts as string[]).sort(), ['lab', 'other'])
       assert.equal(out.forgottenRefreshTokens, 2)
@@ -259,7 +243,6 @@ describe('contexts and status (issue 12)', function () {
     // context.json of the wrong shape, or a root_ca.crt with a block that does not parse, once gave
     // ERR_INTERNAL from list, context list, logout --all and config, and bootstrap --force (what the
     // error told to run) failed the same way
-    const {appendFileSync} = await import('node:fs')
     const boot = (name: string, extra: string[] = []) =>
       sshca(
         ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name, ...extra],
@@ -298,18 +281,7 @@ describe('contexts and status (issue 12)', function () {
     rmSync(join(dirOf('noroot'), 'root_ca.crt'))
     const left = [join(dirOf('shape'), 'id_sshca'), join(dirOf('shape'), 'id_sshca-cert.pub')]
     for (const f of left) writeFileSync(f, 'x', {mode: 0o600})
-    const savedSignIn = join(env.SSHCA_HOME!, 'tokens', 'keys~sso.json')
-    mkdirSync(join(env.SSHCA_HOME!, 'tokens'), {recursive: true, mode: 0o700})
-    writeFileSync(
-      savedSignIn,
-      JSON.stringify({
-        refreshToken: 'x',
-        issuer: w.idp.issuer,
-        clientId: 'sshca-cli',
-        savedAt: new Date().toISOString(),
-      }),
-      {mode: 0o600},
-    )
+    const savedSignIn = plantSignIn('keys')
     const login = await sshca(['login', '--context', 'lab', '--identity-token-file', '-'], {env, input: await token()})
     assert.equal(login.code, 0, login.stderr)
     const partial = await sshca(['logout', '--all', '--json'], {env})

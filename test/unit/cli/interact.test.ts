@@ -4,9 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import {loginNotifier} from '../../../src/cli/interact.ts'
-
-// eslint-disable-next-line no-control-regex -- the point
-const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
+import {TERMINAL_UNSAFE} from '../../helpers/assert.ts'
 
 describe('loginNotifier', () => {
   it("shows an identity provider's control sequences as escapes, never raw", () => {

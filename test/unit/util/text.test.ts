@@ -5,14 +5,7 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import {jsonLine, jsonText, terminalText} from '../../../src/util/text.ts'
-
-/** Every character a terminal acts on: C0 but tab and newline, DEL, C1, bidirectional overrides and isolates. */
-const UNSAFE =
-  // eslint-disable-next-line no-control-regex -- the point
-  /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)/
-/** What jsonText must never leave raw: a newline only between its lines (JSON.stringify escapes C0 controls in strings). */
-// eslint-disable-next-line no-control-regex -- the point
-const JSON_UNSAFE = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/
+import {JSON_UNSAFE, TERMINAL_UNSAFE as UNSAFE} from '../../helpers/assert.ts'
 
 describe('terminalText', () => {
   it('shows escape sequences, C1 controls and bidirectional overrides as escapes', () => {
