@@ -69,9 +69,13 @@ export async function logout(
       removed.push({keyId: cert.keyId, principals: [...cert.principals], context})
     }
   })
-  // a context that keeps its certificate in files logs out without an agent
-  await inAgent.catch((err: {code?: string}) => {
-    if (err.code !== 'ERR_AGENT_UNAVAILABLE' || !contexts.some((c) => c.agentless)) throw err
+  // a context that keeps its certificate in files logs out without an agent. Otherwise an agent out of
+  // reach is reported, but only after the files and refresh tokens are gone: a saved sign-in must not
+  // outlive a logout because the agent was not there to ask
+  let agentError: SshcaError | undefined
+  await inAgent.catch((err: unknown) => {
+    if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE')) throw err
+    if (!contexts.some((c) => c.agentless)) agentError = err
   })
   const removedFiles: string[] = []
   if (!o.identity) {
@@ -107,6 +111,18 @@ export async function logout(
     }
   }
   const result = {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
+  if (agentError) {
+    const done = `forgot ${forgotten} saved sign-in(s) and removed ${removedFiles.length} key file(s)`
+    const unread = damaged.length > 0 ? `; ${damaged.map((d) => d.error.message).join('; ')}` : ''
+    throw new SshcaError(
+      'ERR_AGENT_UNAVAILABLE',
+      `${done}, but could not remove certificates from the ssh-agent: ${agentError.message}${unread}`,
+      {
+        hint: 'if an agent holds certificates of this CA, run sshca logout again where SSH_AUTH_SOCK names it (or ssh-add -D there)',
+        details: {...result, ...(damaged.length > 0 ? {damaged: damaged.map((d) => d.name)} : {})},
+      },
+    )
+  }
   if (damaged.length > 0) {
     const done = `logged out of ${result.contexts.length} context(s) (${removed.length} certificate(s) removed from the agent)`
     throw new SshcaError(

@@ -273,4 +273,26 @@ describe('sshca login', function () {
     assert.deepEqual(await agentCerts(), [])
     assert.equal(existsSync(join(env.SSHCA_HOME!, 'tokens', 'test~sso.json')), false)
   })
+
+  it('logout without an agent still forgets the saved sign-in, then says the agent was out of reach', async () => {
+    const env = await fresh()
+    const p = spawnSshca(['login', '--provisioner', 'sso'], env)
+    await driveDevSignIn((await p.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/auth\?\S+$/m))[0], {login: 'erin@example.com'})
+    assert.equal((await p.exit()).code, 0)
+    const saved = join(env.SSHCA_HOME!, 'tokens', 'test~sso.json')
+    assert.equal(existsSync(saved), true)
+    // once, logout failed on the agent first and kept the refresh token: the next login needed no password
+    const out = await sshca(['logout', '--json'], {env: {...env, SSH_AUTH_SOCK: ''}})
+    assert.equal(out.code, 5, out.stderr)
+    const {error} = JSON.parse(out.stdout)
+    assert.equal(error.code, 'ERR_AGENT_UNAVAILABLE')
+    assert.match(error.message, /^forgot 1 saved sign-in\(s\).*could not remove certificates from the ssh-agent: no ssh-agent/)
+    assert.equal(error.details.forgottenRefreshTokens, 1)
+    assert.equal(existsSync(saved), false)
+    // the certificate is still in the agent it could not reach: the next logout with it removes it
+    assert.equal((await agentCerts()).length, 1)
+    const again = await sshca(['logout', '--json'], {env})
+    assert.equal(again.code, 0, again.stderr)
+    assert.equal(JSON.parse(again.stdout).removed.length, 1)
+  })
 })
