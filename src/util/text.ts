@@ -17,13 +17,19 @@ export function editDistance(a: string, b: string): number {
 }
 
 /**
- * Characters a terminal acts on rather than shows: C0 controls but tab, newline and the CR of a CRLF
- * (a file with Windows line ends, shown by `config --dry-run`; a lone CR rewrites its line), DEL, C1 controls
- * (U+0080–U+009F: some terminals take U+009B as CSI) and the bidirectional overrides and isolates
- * that reorder what is shown (U+202A–U+202E, U+2066–U+2069: "Trojan Source").
+ * Characters a terminal acts on rather than shows, or that change what a line seems to say: C0
+ * controls but tab, newline and the CR of a CRLF (a file with Windows line ends, shown by
+ * `config --dry-run`; a lone CR rewrites its line), DEL, C1 controls (U+0080–U+009F: some terminals
+ * take U+009B as CSI), the bidirectional overrides and isolates that reorder what is shown
+ * (U+202A–U+202E, U+2066–U+2069: "Trojan Source") and the bidirectional marks that move the
+ * punctuation around them (U+061C, U+200E, U+200F), the line and paragraph separators (U+2028,
+ * U+2029), and the invisible characters that make two names look alike (zero-width space U+200B,
+ * word joiner and invisible operators U+2060–U+2064, the byte order mark U+FEFF). The zero-width
+ * (non-)joiners U+200C and U+200D stay: scripts and emoji need them to be written at all.
  */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const TERMINAL_UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)/g
+const C0_UNSAFE = String.raw`\x00-\x08\x0b\x0c\x0e-\x1f`
+const OTHER_UNSAFE = String.raw`\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff`
+const TERMINAL_UNSAFE = new RegExp(String.raw`[${C0_UNSAFE}${OTHER_UNSAFE}]|\r(?!\n)`, 'g')
 
 /**
  * `text` safe to write to a terminal: every character a terminal would act on is shown as an escape
@@ -38,8 +44,8 @@ export const terminalText = (text: string): string =>
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`
   })
 
-/** What JSON.stringify leaves raw but a terminal acts on: DEL, C1, the bidirectional controls. */
-const JSON_UNSAFE = /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g
+/** What JSON.stringify leaves raw of the above: everything but the C0 controls it escapes itself. */
+const JSON_UNSAFE = new RegExp(`[${OTHER_UNSAFE}]`, 'g')
 
 /**
  * `value` as the JSON document a command prints (two-space indent, a final newline), with every

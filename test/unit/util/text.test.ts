@@ -18,8 +18,17 @@ describe('terminalText', () => {
     assert.equal(terminalText('\u2066\u2069'), '\\u{2066}\\u{2069}')
   })
 
+  it('shows the bidirectional marks, line separators and invisible characters as escapes', () => {
+    // "root\u200f,alice" reads "root,alice" with the comma moved; "ro\u200bot" reads "root"
+    assert.equal(terminalText('root\u200f,\u200ealice\u061c'), 'root\\u{200f},\\u{200e}alice\\u{61c}')
+    assert.equal(terminalText('ro\u200bot\u2060\u2064\ufeff'), 'ro\\u{200b}ot\\u{2060}\\u{2064}\\u{feff}')
+    assert.equal(terminalText('a\u2028b\u2029c'), 'a\\u{2028}b\\u{2029}c')
+  })
+
   it('leaves tabs, newlines, printable text and every other character as they are', () => {
-    const plain = 'TYPE\tKEY ID\r\nalice@example.com  clé de José ✓ 鍵 \u00a0\u2028 \u{1f511}\\x1b\n'
+    // the zero-width joiners stay: Persian and Indic scripts and emoji sequences need them
+    const plain =
+      'TYPE\tKEY ID\r\nalice@example.com  clé de José ✓ 鍵 \u00a0 \u{1f511}\\x1b می\u200cخواهم \u{1f469}\u200d\u{1f4bb}\n'
     assert.equal(terminalText(plain), plain)
   })
 
@@ -54,6 +63,7 @@ describe('jsonText', () => {
       }),
     )
     assert.equal(jsonText('\x9b\u202e\x7f'), '"\\u009b\\u202e\\u007f"\n')
+    assert.equal(jsonText('\u200f\u2028\ufeff'), '"\\u200f\\u2028\\ufeff"\n')
   })
 })
 
