@@ -84,6 +84,9 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     )
     if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
   }
+  // read before the session takes over Ctrl-C: a FIFO with no writer or a stdin left open blocks the
+  // read for good, and only Node's own SIGINT handling ends a process waiting on it
+  const identityToken = f.identityTokenFile !== undefined ? await readInput(f.identityTokenFile) : undefined
   const {login} = await import('../client/login.ts')
   const session = await loginSession(f)
   try {
@@ -96,7 +99,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         force: Boolean(f.force),
         kty: f.kty,
         ...(f.out ? {out: f.out} : {}),
-        ...(f.identityTokenFile !== undefined ? {identityToken: await readInput(f.identityTokenFile)} : {}),
+        ...(identityToken !== undefined ? {identityToken} : {}),
         githubActions: Boolean(f.githubActions),
         ...(f.audience ? {audience: f.audience} : {}),
         ensure: Boolean(f.ensure),

@@ -3,8 +3,10 @@
  * The browser is driven with plain HTTP here (the Chromium test is browser-login.test.ts).
  */
 import assert from 'node:assert/strict'
-import {existsSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {closeSync, constants, existsSync, openSync, readFileSync, readdirSync, statSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {driveDevSignIn} from '../../src/demo/idp-driver.ts'
 import {parseCertificateLine} from '../../src/ssh/cert.ts'
 import {sshca} from '../helpers/cli.ts'
@@ -243,6 +245,37 @@ describe('sshca login', function () {
     assert.doesNotMatch(r.stderr, /\/auth\?/)
   })
 
+  it('Ctrl-C ends a login still waiting for its identity token (a FIFO nobody writes to)', async () => {
+    const env = await fresh()
+    const fifo = join(tempDir(), 'token')
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+    const p = spawnSshca(['login', '--identity-token-file', fifo], env)
+    // a writer that opens and never writes: sshca waits in its read. Opening for writing without
+    // blocking fails (ENXIO) until sshca has the FIFO open for reading
+    let writer: number | undefined
+    while (writer === undefined) {
+      try {
+        writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err
+        assert.equal(p.child.exitCode, null, p.stderr())
+        await sleep(20)
+      }
+    }
+    try {
+      // once, sshca's own SIGINT handler was in place while the read blocked its only thread: Ctrl-C did nothing
+      p.child.kill('SIGINT')
+      const ended = await Promise.race([
+        new Promise<string | null>((resolve) => p.child.once('exit', (_code, signal) => resolve(signal))),
+        sleep(15_000).then(() => 'still running'),
+      ])
+      assert.equal(ended, 'SIGINT')
+    } finally {
+      closeSync(writer)
+      p.child.kill('SIGKILL')
+    }
+  })
+
   it('--no-agent --out writes the key (0600) and FILE-cert.pub', async () => {
     const out = join(tempDir(), 'deploy_key')
     const r = await sshca(['login', '--identity-token-file', '-', '--no-agent', '--out', out], {
@@ -286,7 +319,10 @@ describe('sshca login', function () {
     assert.equal(out.code, 5, out.stderr)
     const {error} = JSON.parse(out.stdout)
     assert.equal(error.code, 'ERR_AGENT_UNAVAILABLE')
-    assert.match(error.message, /^forgot 1 saved sign-in\(s\).*could not remove certificates from the ssh-agent: no ssh-agent/)
+    assert.match(
+      error.message,
+      /^forgot 1 saved sign-in\(s\).*could not remove certificates from the ssh-agent: no ssh-agent/,
+    )
     assert.equal(error.details.forgottenRefreshTokens, 1)
     assert.equal(existsSync(saved), false)
     // the certificate is still in the agent it could not reach: the next logout with it removes it
