@@ -31,10 +31,16 @@ export interface LoginFlags {
   quiet?: boolean
 }
 
-/** What the client's flows need to sign a person in from this process: browser, terminal, keyring. */
+/**
+ * What the client's flows need to sign a person in from this process: browser, terminal, keyring; and
+ * the identity token of --identity-token-file, read first. That read can block the only thread for
+ * good (a FIFO nobody writes to): it comes before the session takes Ctrl-C over, so Node's own SIGINT
+ * handling can still end the process.
+ */
 export async function loginSession(
   f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>,
-): Promise<{deps: LoginDeps; done(final?: string): void}> {
+): Promise<{deps: LoginDeps; identityToken: string | undefined; done(final?: string): void}> {
+  const identityToken = f.identityTokenFile !== undefined ? await readInput(f.identityTokenFile) : undefined
   const home = sshcaHome()
   showRetryWaits(f.quiet ? undefined : (w, caUrl) => process.stderr.write(terminalText(retryNote(w, caUrl))))
   const interactive = f.identityTokenFile === undefined && !f.githubActions
@@ -64,6 +70,7 @@ export async function loginSession(
   }
   return {
     deps,
+    identityToken,
     done(final) {
       notifier?.done(final)
       process.off('SIGINT', onInt)
@@ -84,9 +91,6 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     )
     if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
   }
-  // read before the session takes over Ctrl-C: a FIFO with no writer or a stdin left open blocks the
-  // read for good, and only Node's own SIGINT handling ends a process waiting on it
-  const identityToken = f.identityTokenFile !== undefined ? await readInput(f.identityTokenFile) : undefined
   const {login} = await import('../client/login.ts')
   const session = await loginSession(f)
   try {
@@ -99,7 +103,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
         force: Boolean(f.force),
         kty: f.kty,
         ...(f.out ? {out: f.out} : {}),
-        ...(identityToken !== undefined ? {identityToken} : {}),
+        ...(session.identityToken !== undefined ? {identityToken: session.identityToken} : {}),
         githubActions: Boolean(f.githubActions),
         ...(f.audience ? {audience: f.audience} : {}),
         ensure: Boolean(f.ensure),

@@ -1,7 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {readInput} from '../cli/io.ts'
 import {loginSession} from '../cli/login-run.ts'
 import {sshcaHome} from '../client/home.ts'
 import {checkHost} from '../client/possession.ts'
@@ -45,9 +44,7 @@ bearer token; --identity-token-file sends that token at once.`
           ...(flags.context ? {context: flags.context} : {}),
           ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
           console: flags.console,
-          ...(flags['identity-token-file'] !== undefined
-            ? {identityToken: await readInput(flags['identity-token-file'])}
-            : {}),
+          ...(session.identityToken !== undefined ? {identityToken: session.identityToken} : {}),
           host: args.host,
         },
         session.deps,

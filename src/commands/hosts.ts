@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {table} from '../cli/format.ts'
-import {readInput} from '../cli/io.ts'
 import {loginSession} from '../cli/login-run.ts'
 import {sshcaHome} from '../client/home.ts'
 import {listHosts} from '../client/possession.ts'
@@ -43,9 +42,7 @@ id, tags) alike.`
           ...(flags.context ? {context: flags.context} : {}),
           ...(flags.provisioner ? {provisioner: flags.provisioner} : {}),
           console: flags.console,
-          ...(flags['identity-token-file'] !== undefined
-            ? {identityToken: await readInput(flags['identity-token-file'])}
-            : {}),
+          ...(session.identityToken !== undefined ? {identityToken: session.identityToken} : {}),
         },
         session.deps,
       )

@@ -245,36 +245,42 @@ describe('sshca login', function () {
     assert.doesNotMatch(r.stderr, /\/auth\?/)
   })
 
-  it('Ctrl-C ends a login still waiting for its identity token (a FIFO nobody writes to)', async () => {
-    const env = await fresh()
-    const fifo = join(tempDir(), 'token')
-    assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
-    const p = spawnSshca(['login', '--identity-token-file', fifo], env)
-    // a writer that opens and never writes: sshca waits in its read. Opening for writing without
-    // blocking fails (ENXIO) until sshca has the FIFO open for reading
-    let writer: number | undefined
-    while (writer === undefined) {
+  for (const args of [['login'], ['hosts'], ['check-host', 'web1.example.com']]) {
+    it(`Ctrl-C ends \`sshca ${args[0]}\` while it waits for its identity token (a FIFO nobody writes to)`, async () => {
+      const env = await fresh()
+      const fifo = join(tempDir(), 'token')
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+      const p = spawnSshca([...args, '--identity-token-file', fifo], env)
+      const stop = new AbortController()
+      let writer: number | undefined
       try {
-        writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err
-        assert.equal(p.child.exitCode, null, p.stderr())
-        await sleep(20)
+        // a writer that opens and never writes: sshca waits in its read. Opening for writing without
+        // blocking fails (ENXIO) until sshca has the FIFO open for reading
+        const deadline = Date.now() + 30_000
+        while (writer === undefined) {
+          try {
+            writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err
+            assert.equal(p.child.exitCode, null, p.stderr())
+            assert.ok(Date.now() < deadline, 'sshca never opened the FIFO')
+            await sleep(20)
+          }
+        }
+        // once, sshca's own SIGINT handler was in place while the read blocked its only thread: Ctrl-C did nothing
+        p.child.kill('SIGINT')
+        const ended = await Promise.race([
+          new Promise<string | null>((resolve) => p.child.once('exit', (_code, signal) => resolve(signal))),
+          sleep(15_000, 'still running', {signal: stop.signal}),
+        ])
+        assert.equal(ended, 'SIGINT')
+      } finally {
+        stop.abort()
+        if (writer !== undefined) closeSync(writer)
+        p.child.kill('SIGKILL')
       }
-    }
-    try {
-      // once, sshca's own SIGINT handler was in place while the read blocked its only thread: Ctrl-C did nothing
-      p.child.kill('SIGINT')
-      const ended = await Promise.race([
-        new Promise<string | null>((resolve) => p.child.once('exit', (_code, signal) => resolve(signal))),
-        sleep(15_000).then(() => 'still running'),
-      ])
-      assert.equal(ended, 'SIGINT')
-    } finally {
-      closeSync(writer)
-      p.child.kill('SIGKILL')
-    }
-  })
+    })
+  }
 
   it('--no-agent --out writes the key (0600) and FILE-cert.pub', async () => {
     const out = join(tempDir(), 'deploy_key')
