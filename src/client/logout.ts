@@ -69,13 +69,13 @@ export async function logout(
       removed.push({keyId: cert.keyId, principals: [...cert.principals], context})
     }
   })
-  // a context that keeps its certificate in files logs out without an agent. Otherwise an agent out of
-  // reach is reported, but only after the files and refresh tokens are gone: a saved sign-in must not
-  // outlive a logout because the agent was not there to ask
-  let agentError: SshcaError | undefined
+  // whatever went wrong with the agent (none, one that never answers, a forwarded socket that hangs
+  // up), the files and refresh tokens go first: a saved sign-in must not outlive a logout because the
+  // agent could not be asked. Then it is reported, unless every context keeps its certificate in
+  // files (those log out without an agent)
+  let agentError: unknown
   await inAgent.catch((err: unknown) => {
-    if (!isSshcaError(err, 'ERR_AGENT_UNAVAILABLE')) throw err
-    if (!contexts.some((c) => c.agentless)) agentError = err
+    if (!isSshcaError(err) || !err.code.startsWith('ERR_AGENT_') || contexts.some((c) => !c.agentless)) agentError = err
   })
   const removedFiles: string[] = []
   if (!o.identity) {
@@ -111,14 +111,22 @@ export async function logout(
     }
   }
   const result = {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
-  if (agentError) {
-    const done = `forgot ${forgotten} saved sign-in(s) and removed ${removedFiles.length} key file(s)`
-    const unread = damaged.length > 0 ? `; ${damaged.map((d) => d.error.message).join('; ')}` : ''
+  if (agentError !== undefined) {
+    // not the agent's: a bug, reported as it is (the cleanup above has run all the same)
+    if (!isSshcaError(agentError) || !agentError.code.startsWith('ERR_AGENT_')) throw agentError
+    const done = o.identity
+      ? ''
+      : `forgot ${forgotten} saved sign-in(s) and removed ${removedFiles.length} key file(s), but `
+    const unread =
+      damaged.length > 0 ? `; and not of a damaged context: ${damaged.map((d) => d.error.message).join('; ')}` : ''
     throw new SshcaError(
-      'ERR_AGENT_UNAVAILABLE',
-      `${done}, but could not remove certificates from the ssh-agent: ${agentError.message}${unread}`,
+      agentError.code,
+      `${done}could not remove certificates from the ssh-agent: ${agentError.message}${unread}`,
       {
-        hint: 'if an agent holds certificates of this CA, run sshca logout again where SSH_AUTH_SOCK names it (or ssh-add -D there)',
+        hint: [
+          'if an agent holds certificates of this CA, run sshca logout again where SSH_AUTH_SOCK names it (or ssh-add -D there)',
+          ...(damaged.length > 0 ? [damaged[0]!.error.hint ?? 'bootstrap the damaged context again with --force'] : []),
+        ].join('; '),
         details: {...result, ...(damaged.length > 0 ? {damaged: damaged.map((d) => d.name)} : {})},
       },
     )

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
+import {createServer} from 'node:net'
 import {appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
@@ -28,8 +29,8 @@ describe('contexts and status (issue 12)', function () {
     return JSON.parse(r.stdout)
   }
   /** A saved sign-in (a refresh token in a file, as one is left without an OS keyring) for `context`; its path. */
-  const plantSignIn = (context: string): string => {
-    const file = join(env.SSHCA_HOME!, 'tokens', `${context}~sso.json`)
+  const plantSignIn = (context: string, home = env.SSHCA_HOME!): string => {
+    const file = join(home, 'tokens', `${context}~sso.json`)
     mkdirSync(dirname(file), {recursive: true, mode: 0o700})
     const saved = {refreshToken: 'x', issuer: w.idp.issuer, clientId: 'sshca-cli', savedAt: new Date().toISOString()}
     writeFileSync(file, JSON.stringify(saved), {mode: 0o600})
@@ -326,5 +327,44 @@ describe('contexts and status (issue 12)', function () {
     mkdirSync(dirOf('stray'))
     const out = await json(['logout', '--all'])
     assert.ok(!(out.contexts as string[]).includes('stray') && (out.contexts as string[]).includes('pem'))
+  })
+  it('logout --all forgets every saved sign-in even when the agent hangs up, then says so', async () => {
+    // an agent that takes the request and closes the connection (sshd's forwarded socket does, under
+    // ssh -A, when the client side has no agent): once, every agent error but "unavailable" stopped
+    // logout before it forgot anything, and one context kept in files hid the error altogether
+    const home = join(tempDir('sshca-hangup-'), 'sshca')
+    const sock = join(tempDir(), 'agent.sock')
+    const agent = createServer((c) => c.once('data', () => c.destroy()))
+    await new Promise<void>((resolve) => agent.listen(sock, resolve))
+    try {
+      const e = {...env, SSHCA_HOME: home, SSH_AUTH_SOCK: sock}
+      for (const name of ['a', 'b']) {
+        const r = await sshca(
+          ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name],
+          {env: e},
+        )
+        assert.equal(r.code, 0, r.stderr)
+      }
+      // b keeps its certificates in files (its agent could not hold them): a keeps them in the agent
+      const bJson = join(home, 'contexts', 'b', 'context.json')
+      const agentless = {reason: 'test', socket: null, since: new Date().toISOString()}
+      writeFileSync(bJson, JSON.stringify({...JSON.parse(readFileSync(bJson, 'utf8')), agentless}))
+      const saved = ['a', 'b'].map((c) => plantSignIn(c, home))
+      const out = await sshca(['logout', '--all', '--json'], {env: e})
+      assert.equal(out.code, 5, out.stderr)
+      const {error} = JSON.parse(out.stdout) as {
+        error: {code: string; message: string; details: Record<string, unknown>}
+      }
+      assert.equal(error.code, 'ERR_AGENT_PROTOCOL')
+      assert.match(error.message, /^forgot 2 saved sign-in\(s\) and removed 0 key file\(s\), but could not remove /)
+      assert.equal(error.details.forgottenRefreshTokens, 2)
+      for (const f of saved) assert.equal(existsSync(f), false, f)
+      // only a context kept in files (logout ended that state: b is one again): no agent needed
+      writeFileSync(bJson, JSON.stringify({...JSON.parse(readFileSync(bJson, 'utf8')), agentless}))
+      const only = await sshca(['logout', '--context', 'b', '--json'], {env: e})
+      assert.equal(only.code, 0, only.stdout)
+    } finally {
+      agent.close()
+    }
   })
 })
