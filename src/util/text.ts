@@ -23,13 +23,19 @@ export function editDistance(a: string, b: string): number {
  * take U+009B as CSI), the bidirectional overrides and isolates that reorder what is shown
  * (U+202A–U+202E, U+2066–U+2069: "Trojan Source") and the bidirectional marks that move the
  * punctuation around them (U+061C, U+200E, U+200F), the line and paragraph separators (U+2028,
- * U+2029), and the invisible characters that make two names look alike (zero-width space U+200B,
- * word joiner and invisible operators U+2060–U+2064, the byte order mark U+FEFF). The zero-width
- * (non-)joiners U+200C and U+200D stay: scripts and emoji need them to be written at all.
+ * U+2029), and the invisible characters that make two names look alike or hide text: the soft
+ * hyphen U+00AD, the combining grapheme joiner U+034F, the Hangul fillers (U+115F, U+1160, U+3164,
+ * U+FFA0), the Mongolian vowel separator U+180E, the zero-width space U+200B, the word joiner and
+ * invisible operators U+2060–U+2064, the deprecated format characters U+206A–U+206F, the byte order
+ * mark U+FEFF and the tag characters U+E0000–U+E007F. The zero-width (non-)joiners U+200C and U+200D
+ * stay: scripts and emoji need them to be written at all.
  */
 const C0_UNSAFE = String.raw`\x00-\x08\x0b\x0c\x0e-\x1f`
-const OTHER_UNSAFE = String.raw`\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff`
-const TERMINAL_UNSAFE = new RegExp(String.raw`[${C0_UNSAFE}${OTHER_UNSAFE}]|\r(?!\n)`, 'g')
+const OTHER_UNSAFE = String.raw`\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\u{e0000}-\u{e007f}`
+// u: the tag characters are outside the BMP, a pair of UTF-16 units each. The combining grapheme
+// joiner U+034F is in the class to be matched on its own, not combined with the character before it
+// eslint-disable-next-line no-misleading-character-class
+const TERMINAL_UNSAFE = new RegExp(String.raw`[${C0_UNSAFE}${OTHER_UNSAFE}]|\r(?!\n)`, 'gu')
 
 /**
  * `text` safe to write to a terminal: every character a terminal would act on is shown as an escape
@@ -39,13 +45,14 @@ const TERMINAL_UNSAFE = new RegExp(String.raw`[${C0_UNSAFE}${OTHER_UNSAFE}]|\r(?
  */
 export const terminalText = (text: string): string =>
   text.replace(TERMINAL_UNSAFE, (c) => {
-    const code = c.charCodeAt(0)
+    const code = c.codePointAt(0)!
     // Stryker disable next-line EqualityOperator: U+0100 is no character this replaces (<= is the same)
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`
   })
 
 /** What JSON.stringify leaves raw of the above: everything but the C0 controls it escapes itself. */
-const JSON_UNSAFE = new RegExp(`[${OTHER_UNSAFE}]`, 'g')
+// eslint-disable-next-line no-misleading-character-class -- U+034F on its own, as above
+const JSON_UNSAFE = new RegExp(`[${OTHER_UNSAFE}]`, 'gu')
 
 /**
  * `value` as the JSON document a command prints (two-space indent, a final newline), with every
@@ -58,5 +65,10 @@ export const jsonText = (value: unknown): string => `${escapeJson(JSON.stringify
 /** `value` as one line of JSON (a log line, without its newline), escaped as jsonText is. */
 export const jsonLine = (value: unknown): string => escapeJson(JSON.stringify(value) ?? 'null')
 
+/** Each UTF-16 unit of a character as a \u escape (a tag character is two: JSON has no longer escape). */
 const escapeJson = (json: string): string =>
-  json.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  json.replace(JSON_UNSAFE, (c) => {
+    let out = ''
+    for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`
+    return out
+  })

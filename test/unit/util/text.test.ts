@@ -23,6 +23,12 @@ describe('terminalText', () => {
     assert.equal(terminalText('root\u200f,\u200ealice\u061c'), 'root\\u{200f},\\u{200e}alice\\u{61c}')
     assert.equal(terminalText('ro\u200bot\u2060\u2064\ufeff'), 'ro\\u{200b}ot\\u{2060}\\u{2064}\\u{feff}')
     assert.equal(terminalText('a\u2028b\u2029c'), 'a\\u{2028}b\\u{2029}c')
+    assert.equal(
+      terminalText('ad\xadmin\u034f\u115f\u1160\u180e\u206a\u206f\u3164\uffa0'),
+      'ad\\xadmin\\u{34f}\\u{115f}\\u{1160}\\u{180e}\\u{206a}\\u{206f}\\u{3164}\\u{ffa0}',
+    )
+    // tag characters, outside the BMP: one escape each, not two halves
+    assert.equal(terminalText('root\u{e0001}\u{e0072}\u{e007f}'), 'root\\u{e0001}\\u{e0072}\\u{e007f}')
   })
 
   it('leaves tabs, newlines, printable text and every other character as they are', () => {
@@ -64,6 +70,9 @@ describe('jsonText', () => {
     )
     assert.equal(jsonText('\x9b\u202e\x7f'), '"\\u009b\\u202e\\u007f"\n')
     assert.equal(jsonText('\u200f\u2028\ufeff'), '"\\u200f\\u2028\\ufeff"\n')
+    // a tag character is two UTF-16 units: two escapes, which parse back to it
+    assert.equal(jsonText('\u{e0072}'), '"\\udb40\\udc72"\n')
+    assert.equal(JSON.parse(jsonText('\u{e0072}')), '\u{e0072}')
   })
 })
 
