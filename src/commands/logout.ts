@@ -12,7 +12,7 @@ export default class Logout extends BaseCommand {
 IDENTITY as principal or key ID), with their keys, removes the key and certificate files of a context whose
 agent could not hold certificates, and forgets the saved refresh tokens for it. --all does this for every
 bootstrapped CA. Without an ssh-agent in reach it still forgets the refresh tokens and removes the files,
-then fails (ERR_AGENT_UNAVAILABLE) saying so.`
+then fails with the agent's error, saying so.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
