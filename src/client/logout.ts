@@ -11,10 +11,12 @@ import {
   agentlessFiles,
   checkHome,
   contextDir,
+  currentContextName,
   listContexts,
   loadContext,
   readContext,
   saveContext,
+  validContextName,
   type Context,
 } from './home.ts'
 import type {TokenStore} from './token-store.ts'
@@ -54,8 +56,11 @@ export async function logout(
       for (const [fingerprint, context] of caKeysOf(c)) byCa.set(fingerprint, context)
       contexts.push(c)
     } catch (err) {
-      if (name === undefined || !isSshcaError(err, 'ERR_INPUT')) throw err
-      damaged.push({name, error: err})
+      if (!isSshcaError(err, 'ERR_INPUT')) throw err
+      // the named or current context, damaged: its refresh tokens and files go all the same (by name)
+      const damagedName = name ?? o.context ?? (await currentContextName(deps.home))
+      if (damagedName === undefined || !validContextName(damagedName)) throw err
+      damaged.push({name: damagedName, error: err})
     }
   }
   const removed: LogoutResult['removed'] = []

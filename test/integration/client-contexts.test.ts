@@ -367,4 +367,27 @@ describe('contexts and status (issue 12)', function () {
       agent.close()
     }
   })
+  it('logout of a damaged current context still forgets its saved sign-in and files, then says it is damaged', async () => {
+    const home = join(tempDir('sshca-damaged-current-'), 'sshca')
+    const e = {...env, SSHCA_HOME: home}
+    const r = await sshca(
+      ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'c'],
+      {env: e},
+    )
+    assert.equal(r.code, 0, r.stderr)
+    const dir = join(home, 'contexts', 'c')
+    writeFileSync(join(dir, 'context.json'), JSON.stringify({name: 7}))
+    const files = [join(dir, 'id_sshca'), join(dir, 'id_sshca-cert.pub')]
+    for (const f of files) writeFileSync(f, 'x', {mode: 0o600})
+    const saved = plantSignIn('c', home)
+    // once, it failed on reading the context and kept both: the next login needed no password
+    const out = await sshca(['logout', '--json'], {env: e})
+    assert.equal(out.code, 2, out.stderr)
+    const {error} = JSON.parse(out.stdout) as {error: {code: string; message: string; details: Record<string, unknown>}}
+    assert.equal(error.code, 'ERR_INPUT')
+    assert.match(error.message, /but not of a damaged one: the context "c" .* is damaged/)
+    assert.deepEqual(error.details.damaged, ['c'])
+    assert.equal(error.details.forgottenRefreshTokens, 1)
+    for (const f of [...files, saved]) assert.equal(existsSync(f), false, f)
+  })
 })
