@@ -83,7 +83,10 @@ export function renderList(r: ListResult, raw: boolean): string {
 export function renderLogin(r: LoginResult): string {
   const c = r.certificate
   const who = c.principals.join(', ')
-  const until = `${c.validBefore.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${shortDuration(c.secondsLeft)} from now)`
+  const until =
+    c.validBefore === null || c.secondsLeft === null
+      ? 'forever'
+      : `${c.validBefore.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${shortDuration(c.secondsLeft)} from now)`
   if (r.skipped) {
     return `You already have a certificate from "${r.context}" for ${who}, valid until ${until}.\nNothing to do; use --force to get a new one.\n`
   }

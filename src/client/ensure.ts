@@ -5,7 +5,7 @@
  */
 import {readFile} from 'node:fs/promises'
 import {AgentClient} from '../ssh/agent.ts'
-import {nowSeconds, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
+import {FOREVER, nowSeconds, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {exists} from '../util/fs.ts'
 import {expiredOf, fromContext, removeAll, signedByOneOf, userCaKeys, type RemovedCertificate} from './agent-hygiene.ts'
 import {agentlessFiles, type Context} from './home.ts'
@@ -15,14 +15,15 @@ import {isoFromSeconds} from '../util/iso-time.ts'
 /** `--ensure` is satisfied by a certificate with more than this left. */
 export const ENSURE_MARGIN_SECONDS = 60
 
-function view(cert: Certificate, now: bigint): LoginResult['certificate'] {
+/** The certificate in login's result (--json): open ends are null, as in `list`. */
+export function loginCertificateView(cert: Certificate, now: bigint): LoginResult['certificate'] {
   return {
     keyId: cert.keyId,
     principals: [...cert.principals],
     serial: cert.serial.toString(),
-    validAfter: isoFromSeconds(cert.validAfter),
-    validBefore: isoFromSeconds(cert.validBefore),
-    secondsLeft: Number(cert.validBefore - now),
+    validAfter: cert.validAfter === 0n ? null : isoFromSeconds(cert.validAfter),
+    validBefore: cert.validBefore === FOREVER ? null : isoFromSeconds(cert.validBefore),
+    secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - now),
     // hashed when read (--json): the held certificate's answer never loads node:crypto
     get fingerprint() {
       return cert.publicKey.fingerprint()
@@ -60,7 +61,7 @@ export async function heldCertificate(
     provisioner: null,
     method: 'existing',
     skipped: true,
-    certificate: view(c, now),
+    certificate: loginCertificateView(c, now),
     agent: {added: false, socket, lifetimeSeconds: null, removed, fallback: null},
     files,
     refreshTokenStore: null,

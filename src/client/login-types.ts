@@ -51,9 +51,12 @@ export interface LoginResult {
     keyId: string
     principals: string[]
     serial: string
-    validAfter: string
-    validBefore: string
-    secondsLeft: number
+    /** ISO 8601, or null for "always". */
+    validAfter: string | null
+    /** ISO 8601, or null for "forever". */
+    validBefore: string | null
+    /** null when it never expires. */
+    secondsLeft: number | null
     fingerprint: string
   }
   agent: {

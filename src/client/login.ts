@@ -35,14 +35,13 @@ import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
 import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
-import {heldCertificate} from './ensure.ts'
+import {heldCertificate, loginCertificateView} from './ensure.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from './provisioners.ts'
 import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
 import {sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
-import {isoFromSeconds} from '../util/iso-time.ts'
 
 export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 
@@ -52,18 +51,6 @@ export const agentComment = (context: string, provisioner: string | null): strin
 
 /** Re-login is skipped while an existing certificate has more than this left. */
 export const REUSE_MARGIN_SECONDS = 600
-
-function certView(cert: Certificate, now: bigint): LoginResult['certificate'] {
-  return {
-    keyId: cert.keyId,
-    principals: [...cert.principals],
-    serial: cert.serial.toString(),
-    validAfter: isoFromSeconds(cert.validAfter),
-    validBefore: isoFromSeconds(cert.validBefore),
-    secondsLeft: Number(cert.validBefore - now),
-    fingerprint: cert.publicKey.fingerprint(),
-  }
-}
 
 export function interactiveProvisioners(list: Provisioner[]): Provisioner[] {
   return list.filter(
@@ -405,7 +392,7 @@ async function signIn(
         provisioner: p,
         method: 'existing',
         skipped: true,
-        certificate: certView(existing, now()),
+        certificate: loginCertificateView(existing, now()),
         agent: {added: false, socket: agent.socketPath, lifetimeSeconds: null, removed: [], fallback: null},
         files: null,
         refreshTokenStore: null,
@@ -465,7 +452,7 @@ async function signIn(
     provisioner,
     method,
     skipped: false,
-    certificate: certView(cert, now()),
+    certificate: loginCertificateView(cert, now()),
     refreshTokenStore: store?.kind ?? null,
   }
   if (o.out !== undefined) {

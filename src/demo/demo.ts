@@ -199,7 +199,7 @@ export async function runDemo(deps: DemoDeps): Promise<DemoResult> {
       return {
         value: r,
         lines: [
-          `${auto ? 'the demo completed the sign-in page itself (--auto)' : 'signed in in your browser'}; principals ${r.certificate.principals.join(', ')}, valid until ${r.certificate.validBefore}`,
+          `${auto ? 'the demo completed the sign-in page itself (--auto)' : 'signed in in your browser'}; principals ${r.certificate.principals.join(', ')}, valid until ${r.certificate.validBefore ?? 'forever'}`,
           r.files
             ? `written to ${r.files.key} and ${r.files.certificate}`
             : `in the agent for ${r.agent.lifetimeSeconds} s (the certificate's lifetime)`,

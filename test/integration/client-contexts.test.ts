@@ -10,12 +10,13 @@ import {dirname, join} from 'node:path'
 import {caPaths} from '../../src/ca/config/layout.ts'
 import {readSealedKey} from '../../src/ca/keys/keystore.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
-import {signCertificate} from '../../src/ssh/cert.ts'
+import {FOREVER, signCertificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {keySigner} from '../../src/ssh/signature.ts'
 import {PASSWORD, startTestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {idToken} from '../helpers/idp-token.ts'
+import {startAgent} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {startWorld, worldPolicy, type World} from '../helpers/world.ts'
 
@@ -389,5 +390,44 @@ describe('contexts and status (issue 12)', function () {
     assert.deepEqual(error.details.damaged, ['c'])
     assert.equal(error.details.forgottenRefreshTokens, 1)
     for (const f of [...files, saved]) assert.equal(existsSync(f), false, f)
+  })
+  it('login --ensure with a certificate that never expires: "forever", and null in --json as in list', async () => {
+    const agent = await startAgent()
+    try {
+      const e = {...env, SSHCA_HOME: join(tempDir('sshca-forever-'), 'sshca'), SSH_AUTH_SOCK: agent.socket}
+      const boot = await sshca(
+        ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', 'f'],
+        {env: e},
+      )
+      assert.equal(boot.code, 0, boot.stderr)
+      const key = generatePrivateKey('ed25519')
+      const cert = await signCertificate(
+        {
+          type: 'user',
+          publicKey: key.publicKey,
+          serial: 9n,
+          keyId: 'always',
+          principals: ['alice'],
+          validAfter: 0n,
+          validBefore: FOREVER,
+        },
+        keySigner(await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)),
+      )
+      await AgentClient.with({socketPath: agent.socket}, (a) => a.addCertificate(key, cert, {lifetimeSeconds: 600}))
+      // once, login printed a date 584 billion years away where list said "forever" (null)
+      const text = await sshca(['login', '--ensure'], {env: e})
+      assert.equal(text.code, 0, text.stderr)
+      assert.match(text.stdout, /valid until forever\./)
+      const out = await sshca(['login', '--ensure', '--json'], {env: e})
+      assert.equal(out.code, 0, out.stderr)
+      const {certificate} = JSON.parse(out.stdout) as {certificate: Record<string, unknown>}
+      assert.deepEqual([certificate.validAfter, certificate.validBefore, certificate.secondsLeft], [null, null, null])
+      const listed = (
+        JSON.parse((await sshca(['list', '--json'], {env: e})).stdout) as {certificates: Record<string, unknown>[]}
+      ).certificates
+      assert.deepEqual([listed[0]!.validAfter, listed[0]!.validBefore, listed[0]!.secondsLeft], [null, null, null])
+    } finally {
+      await agent.stop()
+    }
   })
 })
