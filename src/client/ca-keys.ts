@@ -7,7 +7,7 @@
  *   - on a server, the TrustedUserCAKeys file `sshca config --host` wrote (`sshca krl --user-ca-keys`).
  * During an overlap both keys are trusted; after the old key is retired, only the new one.
  */
-import {chmod, copyFile, readFile, stat} from 'node:fs/promises'
+import {readFile, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
@@ -64,7 +64,12 @@ export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<
 
 export const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
 
-/** Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. */
+/**
+ * Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. The
+ * backup is written as `file` is (a new file renamed into place): copying onto its name followed
+ * whatever was there, so a link planted in a folder others can write (a shared known_hosts given
+ * with --known-hosts, a dotfiles folder) would have had another file of ours overwritten and re-moded.
+ */
 export async function replaceWithBackup(file: string, text: string, newMode: number): Promise<string | null> {
   await privateDir(dirname(file))
   let mode = newMode
@@ -72,8 +77,7 @@ export async function replaceWithBackup(file: string, text: string, newMode: num
   if (await exists(file)) {
     mode = (await stat(file)).mode & 0o777
     backup = `${file}.sshca-backup`
-    await copyFile(file, backup)
-    await chmod(backup, mode)
+    await writeFileAtomic(backup, await readFile(file), mode)
   }
   await writeFileAtomic(file, text, mode)
   return backup

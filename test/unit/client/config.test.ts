@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -22,6 +23,7 @@ import {
   configureClient,
   configureKnownHosts,
   overlappingContexts,
+  replaceWithBackup,
   type ClientConfigOptions,
 } from '../../../src/client/config.ts'
 import type {InstalledSshca} from '../../../src/client/exec-path.ts'
@@ -583,5 +585,25 @@ describe('sshca config on a client, in process', function () {
       await assert.rejects(configureClient(home, opts({pattern: 'web.example.com'})))
       await ca.server.allClosed()
     })
+  })
+})
+
+describe('replaceWithBackup', () => {
+  it('writes the backup as a new file: a link planted at its name is replaced, not followed', async () => {
+    // a known_hosts in a folder someone else can write (--known-hosts FILE), and their link at the
+    // backup's name to a file of ours: copying onto that name overwrote and re-moded the file linked to
+    const d = tempDir()
+    const file = join(d, 'known_hosts')
+    const victim = join(d, 'authorized_keys')
+    writeFileSync(file, 'old known hosts\n', {mode: 0o644})
+    writeFileSync(victim, 'ssh-ed25519 AAAA mine\n', {mode: 0o600})
+    symlinkSync(victim, `${file}.sshca-backup`)
+    assert.equal(await replaceWithBackup(file, 'new known hosts\n', 0o644), `${file}.sshca-backup`)
+    assert.equal(readFileSync(victim, 'utf8'), 'ssh-ed25519 AAAA mine\n')
+    assert.equal(mode(victim), 0o600)
+    assert.equal(lstatSync(`${file}.sshca-backup`).isSymbolicLink(), false)
+    assert.equal(readFileSync(`${file}.sshca-backup`, 'utf8'), 'old known hosts\n')
+    assert.equal(mode(`${file}.sshca-backup`), 0o644)
+    assert.equal(readFileSync(file, 'utf8'), 'new known hosts\n')
   })
 })
