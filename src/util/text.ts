@@ -1,5 +1,12 @@
 /** Small text helpers. */
 
+/**
+ * `s` with A–Z lowercased and nothing else changed. String#toLowerCase also folds characters outside
+ * ASCII, and one of them lands inside it: the Kelvin sign U+212A becomes "k", so "\u212Aen@corp.com"
+ * would render the principal "ken". Names that decide who someone is compare with this instead.
+ */
+export const asciiLower = (s: string): string => s.replace(/[A-Z]+/g, (m) => m.toLowerCase())
+
 /** Edits between two names, a swap of neighbours counting as one (optimal string alignment). */
 export function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from({length: a.length + 1}, (_, i) =>

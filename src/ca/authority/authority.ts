@@ -26,6 +26,7 @@ import {
 import {SSHPOP_PROVISIONER} from '../../protocol/tokens.ts'
 import type {Certificate} from '../../ssh/cert.ts'
 import {SshcaError} from '../../errors.ts'
+import {asciiLower} from '../../util/text.ts'
 import {packageVersion} from '../../util/version.ts'
 import type {ServerSettings} from '../config/config.ts'
 import {publishedKeys, type CaKeySet} from '../keys/material.ts'
@@ -253,8 +254,8 @@ export class Authority {
   /** step's `POST /ssh/check-host`: whether a host name has a current certificate; not public, like the inventory. */
   async checkHost(body: SshCheckHostRequest, auth: ClientAuth, trace: AuditTrace): Promise<SshCheckHostResponse> {
     await this.authenticateReader(auth, trace)
-    const name = body.principal.toLowerCase()
-    return {exists: (await currentHosts(this.rt)).some((h) => h.principals.some((p) => p.toLowerCase() === name))}
+    const name = asciiLower(body.principal)
+    return {exists: (await currentHosts(this.rt)).some((h) => h.principals.some((p) => asciiLower(p) === name))}
   }
 
   /** step's `POST /ssh/bastion`: this CA configures no bastion, so every host is reached directly. */

@@ -4,6 +4,7 @@
  * options). Pure functions: no I/O, the clock is a parameter.
  */
 import type {CertOptions} from '../../ssh/cert.ts'
+import {asciiLower} from '../../util/text.ts'
 import {denial, type MatchCondition, type PrincipalsFrom, type ProvisionerConfig, type RuleConfig} from './types.ts'
 
 export type Claims = Readonly<Record<string, unknown>>
@@ -52,8 +53,8 @@ export function checkCondition(claim: string, cond: MatchCondition, claims: Clai
   if ('domain' in cond) {
     // Stryker disable next-line StringLiteral: any reason, "" included, fails the rule (evaluateRule compares with undefined)
     if (typeof v !== 'string' || !v.includes('@')) return `${claim} is not an email address`
-    const domain = v.slice(v.lastIndexOf('@') + 1).toLowerCase()
-    return domain === cond.domain.toLowerCase()
+    const domain = asciiLower(v.slice(v.lastIndexOf('@') + 1))
+    return domain === asciiLower(cond.domain)
       ? undefined
       : `${claim} is in domain ${describe(domain)}, not ${describe(cond.domain)}`
   }
@@ -148,7 +149,7 @@ export const LOCAL_PART = /^[a-z0-9._-]+$/
  */
 export function sanitizeLocalPart(email: string): string {
   const at = email.lastIndexOf('@')
-  const local = (at === -1 ? email : email.slice(0, at)).toLowerCase()
+  const local = asciiLower(at === -1 ? email : email.slice(0, at))
   let out = ''
   for (const ch of local) {
     if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch === '-') out += ch
@@ -177,7 +178,7 @@ export function renderTemplate(template: string, claims: Claims): string {
     const at = s.lastIndexOf('@')
     if (part === 'local') {
       if (step) return sanitizeLocalPart(s)
-      const local = (at === -1 ? s : s.slice(0, at)).toLowerCase()
+      const local = asciiLower(at === -1 ? s : s.slice(0, at))
       if (!LOCAL_PART.test(local)) {
         throw denial(
           'ERR_POLICY_DENIED',
@@ -188,7 +189,7 @@ export function renderTemplate(template: string, claims: Claims): string {
       }
       return local
     }
-    if (part === 'domain') return at === -1 ? '' : s.slice(at + 1).toLowerCase()
+    if (part === 'domain') return at === -1 ? '' : asciiLower(s.slice(at + 1))
     return s
   })
 }

@@ -157,6 +157,18 @@ describe('policy: templates and the email sanitizer', () => {
     assert.equal(renderTemplate('${email.domain}', {email: 'nodomain'}), '')
   })
 
+  it('the Kelvin sign (U+212A) is no "k": lower-casing folds A-Z only, so no other person\'s principal', () => {
+    // toLowerCase() turns U+212A into ASCII "k": "\u212Aen@corp.com" rendered the principal "ken"
+    const kelvin = '\u212Aen@corp.com'
+    throwsCode(() => renderTemplate('${email.local}', {email: kelvin}), 'ERR_POLICY_DENIED', {
+      reason: 'principal_invalid',
+    })
+    assert.equal(renderTemplate('${email.local|step}', {email: kelvin}), '_en')
+    assert.notEqual(renderTemplate('${email.domain}', {email: 'x@\u212Aernel.org'}), 'kernel.org')
+    assert.notEqual(checkCondition('email', {domain: 'kernel.org'}, {email: 'x@\u212Aernel.org'}), undefined)
+    assert.equal(checkCondition('email', {domain: 'Kernel.ORG'}, {email: 'x@KERNEL.org'}), undefined)
+  })
+
   it('an "@" in first place: the local part is empty (denied), the domain is all that follows', () => {
     assert.equal(sanitizeLocalPart('@example.com'), '')
     assert.equal(renderTemplate('${e.domain}', {e: '@Example.com'}), 'example.com')

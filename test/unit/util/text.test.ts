@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import {jsonLine, jsonText, terminalText} from '../../../src/util/text.ts'
+import {asciiLower, jsonLine, jsonText, terminalText} from '../../../src/util/text.ts'
 import {JSON_UNSAFE, TERMINAL_UNSAFE as UNSAFE} from '../../helpers/assert.ts'
 
 describe('terminalText', () => {
@@ -88,5 +88,16 @@ describe('jsonLine', () => {
     assert.deepEqual(JSON.parse(line), fields)
     assert.equal(line, JSON.stringify(fields).replace('\u009b', '\\u009b').replace('\u202e', '\\u202e'))
     assert.equal(jsonLine(undefined), 'null')
+  })
+})
+
+describe('asciiLower', () => {
+  it('lower-cases A-Z and nothing else: no character outside ASCII becomes one inside it', () => {
+    assert.equal(asciiLower('AZaz09@Zoe.Example'), 'azaz09@zoe.example')
+    assert.equal(asciiLower('\u212Aen \u0130 \u00C9'), '\u212Aen \u0130 \u00C9')
+    for (let c = 0x80; c <= 0xffff; c++) {
+      const ch = String.fromCharCode(c)
+      assert.equal(asciiLower(ch), ch)
+    }
   })
 })
