@@ -9,6 +9,7 @@
  */
 import {isIP} from 'node:net'
 import {SshcaError} from '../errors.ts'
+import {asciiLower} from '../util/text.ts'
 
 export interface PatternEntry {
   glob: string
@@ -25,7 +26,7 @@ const ENTRY = /^[a-z0-9.*?_:-]+$/
 
 /** Parses and lower-cases a pattern list; throws ERR_USAGE naming what is wrong. */
 export function parsePatternList(list: string, what = 'host pattern'): PatternEntry[] {
-  const entries = list.toLowerCase().split(',')
+  const entries = asciiLower(list).split(',')
   const out: PatternEntry[] = []
   for (const raw of entries) {
     const negated = raw.startsWith('!')
@@ -88,7 +89,7 @@ export function globMatches(glob: string, name: string): boolean {
 
 /** ssh's match_hostname for a whole list: some positive entry matches and no negated one does. */
 export function listMatches(list: string, host: string): boolean {
-  const h = host.toLowerCase()
+  const h = asciiLower(host)
   let hit = false
   for (const e of parsePatternList(list)) {
     if (!globMatches(e.glob, h)) continue
@@ -195,7 +196,7 @@ export function effectivePattern(caPattern: string, requested?: string): string 
 
 /** A DNS name (not an IP, not a wildcard) with at least `labels` labels. */
 function dnsLabels(name: string): string[] | undefined {
-  const n = name.toLowerCase().replace(/\.$/, '')
+  const n = asciiLower(name).replace(/\.$/, '')
   if (isIP(n) !== 0 || n.includes('*') || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(n)) return undefined
   return n.split('.')
 }
