@@ -188,6 +188,9 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       assert.equal(listMatches('*.example.com,!bastion.example.com', 'WEB.example.com'), true)
       assert.equal(listMatches('*.example.com,!bastion.example.com', 'bastion.example.com'), false)
       assert.equal(listMatches('*.example.com', 'example.com'), false)
+      // ssh lowers A-Z only: the Kelvin sign (U+212A) is no "k" here either
+      assert.equal(listMatches('kernel.org', '\u212Aernel.org'), false)
+      assert.equal(listMatches('!kernel.org,*', '\u212Aernel.org'), true)
     })
   })
 })
