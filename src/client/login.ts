@@ -211,7 +211,10 @@ async function interactiveToken(
 }
 
 /** Parses and checks what the CA returned: a user certificate for our key, signed by its user CA. */
-export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context): Certificate {
+/** How far the CA's clock may run ahead of this machine's: a certificate valid from a little later is still taken. */
+export const ISSUED_SKEW_SECONDS = 300n
+
+export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context, now: bigint): Certificate {
   let cert: Certificate
   try {
     cert = parseCertificate(Buffer.from(crtBase64, 'base64'))
@@ -228,11 +231,23 @@ export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context): C
     publicKey: key.publicKey,
     ...(userCas.length > 0 ? {caKeys: userCas} : {}),
   })
-  if (problems.length)
+  // an answer that is already over (or starts far ahead) was once reported as a login that worked,
+  // the key then held for a second: this machine's clock or the CA's is off, and the person must know
+  if (cert.validBefore <= now)
+    problems.push({code: 'expired', message: "it has already expired by this machine's clock"})
+  else if (cert.validAfter > now + ISSUED_SKEW_SECONDS)
+    problems.push({
+      code: 'not_yet_valid',
+      message: "it is valid only from more than 5 minutes ahead of this machine's clock",
+    })
+  if (problems.length) {
+    const clock = problems.some((p) => p.code === 'expired' || p.code === 'not_yet_valid')
     throw new SshcaError(
       'ERR_CA_BAD_RESPONSE',
       `the CA returned a certificate sshca will not use: ${problems.map((p) => p.message).join('; ')}`,
+      clock ? {hint: "check this machine's clock (timedatectl) and the CA's, then sign in again"} : {},
     )
+  }
   return cert
 }
 
@@ -438,7 +453,7 @@ async function signIn(
   // checked against the keys the CA publishes now: after a rotation, the new key signs
   const fresh = await roots()
   const keys = fresh instanceof Error ? ctx : fresh.ctx
-  const cert = checkIssued(crt, key, keys)
+  const cert = checkIssued(crt, key, keys, now())
   // whatever is saved from here on starts from the context as refreshed with the CA's published keys
   // (saved by fetchSshRoots), never from the copy read before it
   const before = ctx

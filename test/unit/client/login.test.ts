@@ -48,6 +48,8 @@ interface Issue {
   signer: PrivateKey
   type?: 'host' | 'user'
   publicKey?: PublicKey
+  validAfter?: number
+  validBefore?: number
 }
 
 describe('login in process (src/client/login.ts)', function () {
@@ -100,8 +102,8 @@ describe('login in process (src/client/login.ts)', function () {
             serial: 100n + BigInt(issued.length),
             keyId: 'alice@example.com',
             principals: ['alice'],
-            validAfter: BigInt(T - 60),
-            validBefore: BigInt(T + 3600),
+            validAfter: BigInt(issue.validAfter ?? T - 60),
+            validBefore: BigInt(issue.validBefore ?? T + 3600),
           },
           keySigner(issue.signer.keyObject),
         )
@@ -400,6 +402,12 @@ describe('login in process (src/client/login.ts)', function () {
       ['a certificate of another key', () => ({signer: userCa, publicKey: generatePrivateKey().publicKey})],
       ['a certificate from a key the CA does not publish', () => ({signer: userCa2})],
       ['something that is not a certificate', () => json({crt: Buffer.from('nonsense').toString('base64')}, 201)],
+      // once reported as a login that worked, the key held for one second
+      ['a certificate already expired', () => ({signer: userCa, validAfter: T - 7200, validBefore: T})],
+      [
+        'a certificate valid only from tomorrow',
+        () => ({signer: userCa, validAfter: T + 86400, validBefore: T + 90000}),
+      ],
     ] as const) {
       it(`refuses ${what} (ERR_CA_BAD_RESPONSE): nothing added, nothing written`, async () => {
         issue = bad() as Issue | Answer
@@ -409,6 +417,12 @@ describe('login in process (src/client/login.ts)', function () {
         assert.equal(existsSync(agentlessFiles({dir: join(home, 'contexts', 'demo')}).key), false)
       })
     }
+
+    it("a CA's clock a few minutes ahead of this one: a certificate valid from then is still taken", async () => {
+      issue = {signer: userCa, validAfter: T + 240, validBefore: T + 3600}
+      const r = await withToken()
+      assert.equal(r.agent.added, true)
+    })
 
     it('a CA rotating its user key: checked against what it publishes now; if that fails, against what was remembered', async () => {
       ca.roots = json({userKey: [b64(userCa2.publicKey)], hostKey: [b64(hostCa)]})
