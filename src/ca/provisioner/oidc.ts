@@ -33,6 +33,9 @@ export const ALLOWED_ALGORITHMS = [
   'EdDSA',
   'Ed25519',
 ]
+/** The `typ` of JWTs that are not ID tokens (RFC 9068 access tokens, back-channel logout, security events), with or without "application/". */
+const NOT_ID_TOKEN = /^(application\/)?(at|logout|secevent)\+jwt$/i
+
 export const LEEWAY_SECONDS = 60
 /** `{"alg":"none"}`: the header of the unsecured JWT whose claims jose checks (verify() says why). */
 const UNSECURED_HEADER = Buffer.from('{"alg":"none"}').toString('base64url')
@@ -274,6 +277,17 @@ export class TokenVerifier {
       throw denial('ERR_TOKEN_INVALID', 'token_invalid', 'the token names header extensions (crit, b64)', {
         provisioner: provisioner.name,
       })
+    // an issuer signs more than ID tokens with the same keys: an access token (RFC 9068) or a logout or
+    // security event token whose audience names the CA is no sign-in. ID tokens carry "JWT" or nothing
+    if (typeof header.typ === 'string' && NOT_ID_TOKEN.test(header.typ))
+      throw denial(
+        'ERR_TOKEN_INVALID',
+        'token_invalid',
+        `the token is a ${JSON.stringify(header.typ)}, not an ID token`,
+        {
+          provisioner: provisioner.name,
+        },
+      )
     const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string]
     let claims: JWTPayload
     try {
@@ -324,7 +338,8 @@ export class TokenVerifier {
       claims,
       tokenId: `${provisioner.issuer}#${id}`,
       tokenHash: tokenHash(token),
-      expiresAt: exp + LEEWAY_SECONDS,
+      // whole seconds (a store keeps integers): rounded up, so the token stays spent at least as long as it is accepted
+      expiresAt: Math.ceil(exp) + LEEWAY_SECONDS,
     }
   }
 }

@@ -148,6 +148,25 @@ describe('token verification: the claims a token must carry and how long it coun
     await rejectsCode(v.verify(forged), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
   })
 
+  it('a JWT of the issuer that is no ID token (an access, logout or security event token) is refused', async () => {
+    const claims = {iss: ISSUER, aud: 'cli', sub: 'alice', jti: randomUUID(), iat: NOW, exp: NOW + 300}
+    for (const typ of ['at+jwt', 'application/at+jwt', 'AT+JWT', 'logout+jwt', 'secevent+jwt']) {
+      await rejectsCode(
+        v.verify(signedAsIs(k(), {alg: 'ES256', kid: k().kid, typ}, claims)),
+        'ERR_TOKEN_INVALID',
+        {reason: 'token_invalid', provisioner: 'sso'},
+        /not an ID token/,
+      )
+    }
+    for (const typ of ['JWT', 'jwt', 'application/jwt'])
+      assert.equal((await v.verify(signedAsIs(k(), {alg: 'ES256', kid: k().kid, typ}, claims))).claims.sub, 'alice')
+  })
+
+  it('a fractional exp (only the issuer can sign one) is kept spent to the next whole second, not a store error', async () => {
+    const verified = await v.verify(await mint(k(), {exp: NOW + 300.25}))
+    assert.equal(verified.expiresAt, NOW + 301 + LEEWAY_SECONDS)
+  })
+
   it('a spent token is remembered as long as it is accepted: exp plus the leeway', async () => {
     const token = await mint(k(), {exp: NOW + 300})
     const verified = await v.verify(token)
