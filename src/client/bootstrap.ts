@@ -9,7 +9,7 @@ import {cp, mkdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {RootResponse, SshRootsResponse} from '../protocol/api.ts'
-import {caHostPattern, namesNoHosts} from '../ssh/host-pattern.ts'
+import {broadEntries, caHostPattern, namesNoHosts} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from './ca-client.ts'
@@ -305,9 +305,11 @@ async function writeContext(
     )
   }
   // Stryker restore StringLiteral
-  if (settings.hostPattern === '*')
+  // "*" and its other spellings ("?*", "**", "*,!x.invalid"): a warning for each, not only for "*"
+  const broad = broadEntries(settings.hostPattern)
+  if (broad.length > 0)
     warnings.push(
-      `the CA's host pattern is "*": its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`,
+      `the CA's host pattern is "${settings.hostPattern}": ${broad.map((g) => JSON.stringify(g)).join(', ')} matches hosts in any domain, so its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`,
     )
   if (krl.note) warnings.push(krl.note)
   // Stryker disable next-line ConditionalExpression: a pattern that names no hosts overlaps with none (this only saves reading the contexts)

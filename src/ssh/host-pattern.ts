@@ -50,6 +50,18 @@ export function positives(list: string): string[] {
     .map((e) => e.glob)
 }
 
+/**
+ * The list's positive entries that match hosts in any domain: a wildcard not followed by a dot and a
+ * domain (`*`, `?*`, `**`, `*example.com`), unless it comes after two octets of an IPv4 address
+ * (`10.0.*`). `*.com` is not among them: it reads as `*.corp` does, and only a list of public suffixes
+ * could tell the two apart.
+ */
+export function broadEntries(list: string): string[] {
+  return positives(list).filter(
+    (g) => /[*?]/.test(g) && !/[*?]\.[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(g) && !/^\d{1,3}\.\d{1,3}\./.test(g),
+  )
+}
+
 /** True when the list matches no host at all (only negations, such as NO_HOSTS). */
 export function namesNoHosts(list: string): boolean {
   return positives(list).length === 0

@@ -397,6 +397,17 @@ describe('bootstrap: what a CA that proved its root sends, and what is already t
     })
     assert.equal(star.warnings.length, 1, JSON.stringify(star.warnings))
     assert.ok(star.warnings[0]!.includes('"*"'))
+    // the same, spelled otherwise: once, only "*" itself was warned about
+    for (const hostPattern of ['?*', '**', '*,!x.invalid']) {
+      ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')], hostPattern}
+      const other = await bootstrap(join(tempDir('sshca-home-'), 'sshca'), {
+        caUrl: ca.server.url,
+        fingerprint: certFingerprint(ca.root.der),
+        context: 'star',
+      })
+      assert.equal(other.warnings.length, 1, `${hostPattern}: ${JSON.stringify(other.warnings)}`)
+      assert.match(other.warnings[0]!, /matches hosts in any domain/)
+    }
     // a pattern that names no hosts overlaps with nothing
     ca.roots = {userKey: [], hostKey: [userKey().blob.toString('base64')]}
     const quiet = await run({context: 'quiet'})

@@ -5,6 +5,7 @@ import {
   effectivePattern,
   globCovers,
   globsIntersect,
+  broadEntries,
   listMatches,
   listsOverlap,
   namesNoHosts,
@@ -192,5 +193,20 @@ describe('host patterns (ssh_config PATTERNS)', () => {
       assert.equal(listMatches('kernel.org', '\u212Aernel.org'), false)
       assert.equal(listMatches('!kernel.org,*', '\u212Aernel.org'), true)
     })
+  })
+
+  it('broadEntries: a wildcard not followed by a dot and a domain matches hosts anywhere', () => {
+    for (const [list, broad] of [
+      ['*', ['*']],
+      ['?*', ['?*']],
+      ['**', ['**']],
+      ['*,!x.invalid', ['*']],
+      ['*example.com', ['*example.com']],
+      ['*.example.*', ['*.example.*']],
+      ['*.corp,web?.example.com,*.example.com', []],
+      ['10.0.*,host1', []],
+      ['!*', []],
+    ] as const)
+      assert.deepEqual(broadEntries(list), broad, list)
   })
 })
