@@ -210,10 +210,13 @@ async function interactiveToken(
   return {idToken: t.idToken, method: useDevice ? 'device' : 'browser', store}
 }
 
-/** Parses and checks what the CA returned: a user certificate for our key, signed by its user CA. */
 /** How far the CA's clock may run ahead of this machine's: a certificate valid from a little later is still taken. */
 export const ISSUED_SKEW_SECONDS = 300n
 
+/**
+ * Parses and checks what the CA returned: a user certificate for our key, signed by its user CA,
+ * valid now by this machine's clock (or starting within ISSUED_SKEW_SECONDS).
+ */
 export function checkIssued(crtBase64: string, key: PrivateKey, ctx: Context, now: bigint): Certificate {
   let cert: Certificate
   try {
