@@ -269,15 +269,13 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
   if (held) return held
   // the longest a sign-in may take, and a margin: a lock older than that was left by a crash
   const longest = (deps.interactive.timeoutMs ?? 300_000) + 60_000
-  return withLock(
-    join(ctx.dir, 'login.lock'),
-    {timeoutMs: longest, staleMs: longest, clock: deps.clock},
-    async (waited) => {
-      // another login held the lock: it may have got what we need
-      const now = waited ? await heldCertificate(await loadContext(deps.home, ctx.name), o, deps) : undefined
-      return now ?? signInAndStore(await loadContext(deps.home, ctx.name), o, deps)
-    },
-  )
+  return withLock(join(ctx.dir, 'login.lock'), {timeoutMs: longest, staleMs: longest, clock: deps.clock}, async () => {
+    // another login may have got what we need: while we waited for the lock, or just before we
+    // took it (it let the lock go between our look at the agent and our taking the lock: four ssh
+    // connections at once signed in twice that way, the second time with a spent token)
+    const fresh = await loadContext(deps.home, ctx.name)
+    return (await heldCertificate(fresh, o, deps)) ?? signInAndStore(fresh, o, deps)
+  })
 }
 
 /**

@@ -636,6 +636,23 @@ describe('login in process (src/client/login.ts)', function () {
       assert.equal(existsSync(lock), false)
     })
 
+    it('a certificate that another login adds just before this one takes the lock: used, nothing signed', async () => {
+      // that login let the lock go between this one's look at the agent and its taking the lock, so
+      // this one never waited: once, it signed in again (with a spent token, under Match exec)
+      const cert = await held({validBefore: T + 3600})
+      const hidden = agent.entries.splice(0)
+      const handle = (agent as unknown as {handle: (m: Buffer) => Buffer}).handle.bind(agent)
+      ;(agent as unknown as {handle: (m: Buffer) => Buffer}).handle = (m) => {
+        const reply = handle(m)
+        if (m[0] === 11 && hidden.length > 0) agent.entries.push(...hidden.splice(0))
+        return reply
+      }
+      const r = await withToken({ensure: true})
+      assert.equal(r.skipped, true)
+      assert.equal(r.certificate.serial, cert.serial.toString())
+      assert.equal(signRequests(), 0)
+    })
+
     it('none: signs in, once, holding the context lock, and lets it go', async () => {
       const r = await withToken({ensure: true})
       assert.equal(r.skipped, false)
