@@ -5,28 +5,29 @@
  */
 import {readFile} from 'node:fs/promises'
 import {AgentClient} from '../ssh/agent.ts'
-import {FOREVER, nowSeconds, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
+import {nowSeconds, parseCertificateLine, type Certificate} from '../ssh/cert.ts'
 import {exists} from '../util/fs.ts'
 import {expiredOf, fromContext, removeAll, signedByOneOf, userCaKeys, type RemovedCertificate} from './agent-hygiene.ts'
+import {certificateView} from './certificates.ts'
 import {agentlessFiles, type Context} from './home.ts'
 import type {LoginDeps, LoginOptions, LoginResult} from './login-types.ts'
-import {isoFromSeconds} from '../util/iso-time.ts'
 
 /** `--ensure` is satisfied by a certificate with more than this left. */
 export const ENSURE_MARGIN_SECONDS = 60
 
-/** The certificate in login's result (--json): open ends are null, as in `list`. */
+/** The certificate in login's result (--json): `list`'s view of it (open ends null), in login's shape. */
 export function loginCertificateView(cert: Certificate, now: bigint): LoginResult['certificate'] {
+  const {keyId, principals, serial, validAfter, validBefore, secondsLeft, publicKey} = certificateView(cert, now)
   return {
-    keyId: cert.keyId,
-    principals: [...cert.principals],
-    serial: cert.serial.toString(),
-    validAfter: cert.validAfter === 0n ? null : isoFromSeconds(cert.validAfter),
-    validBefore: cert.validBefore === FOREVER ? null : isoFromSeconds(cert.validBefore),
-    secondsLeft: cert.validBefore === FOREVER ? null : Number(cert.validBefore - now),
+    keyId,
+    principals,
+    serial,
+    validAfter,
+    validBefore,
+    secondsLeft,
     // hashed when read (--json): the held certificate's answer never loads node:crypto
     get fingerprint() {
-      return cert.publicKey.fingerprint()
+      return publicKey.fingerprint
     },
   }
 }

@@ -80,12 +80,15 @@ export async function logout(
   // files (those log out without an agent)
   let agentError: unknown
   await inAgent.catch((err: unknown) => {
-    if (!isSshcaError(err) || !err.code.startsWith('ERR_AGENT_') || contexts.some((c) => !c.agentless)) agentError = err
+    if (!fromAgent(err) || contexts.some((c) => !c.agentless)) agentError = err
   })
   const removedFiles: string[] = []
+  let forgotten = 0
   if (!o.identity) {
-    for (const {name} of damaged) {
-      for (const f of Object.values(agentlessFiles({dir: contextDir(deps.home, name)}))) {
+    // the damaged contexts' files are found by their names, as their refresh tokens are below
+    const dirs = [...contexts.map((c) => c.dir), ...damaged.map((d) => contextDir(deps.home, d.name))]
+    for (const dir of dirs) {
+      for (const f of Object.values(agentlessFiles({dir}))) {
         if (await exists(f)) {
           await rm(f, {force: true})
           removedFiles.push(f)
@@ -93,20 +96,11 @@ export async function logout(
       }
     }
     for (const c of contexts) {
-      for (const f of Object.values(agentlessFiles(c))) {
-        if (await exists(f)) {
-          await rm(f, {force: true})
-          removedFiles.push(f)
-        }
-      }
       if (c.agentless) {
         const {agentless: _gone, ...rest} = c
         await saveContext(rest)
       }
     }
-  }
-  let forgotten = 0
-  if (!o.identity) {
     const store = await deps.tokenStore()
     for (const name of [...contexts.map((c) => c.name), ...damaged.map((d) => d.name)]) {
       for (const key of await store.keys(`${name}/`)) {
@@ -118,7 +112,7 @@ export async function logout(
   const result = {contexts: contexts.map((c) => c.name), removed, removedFiles, forgottenRefreshTokens: forgotten}
   if (agentError !== undefined) {
     // not the agent's: a bug, reported as it is (the cleanup above has run all the same)
-    if (!isSshcaError(agentError) || !agentError.code.startsWith('ERR_AGENT_')) throw agentError
+    if (!fromAgent(agentError)) throw agentError
     const done = o.identity
       ? ''
       : `forgot ${forgotten} saved sign-in(s) and removed ${removedFiles.length} key file(s), but `
@@ -149,6 +143,9 @@ export async function logout(
   }
   return result
 }
+
+/** An error of the agent's (none in reach, no answer, a hang-up, a refusal), not of sshca's own. */
+const fromAgent = (err: unknown): err is SshcaError => isSshcaError(err) && err.code.startsWith('ERR_AGENT_')
 
 /** The fingerprints of the CA keys `c` trusts for users; a line that does not parse makes it a damaged context. */
 function caKeysOf(c: Context): [string, string][] {
