@@ -113,6 +113,12 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     session.done(!f.quiet && (result.method === 'browser' || result.method === 'device') ? '✓ Signed in.' : undefined)
     // the login worked; that ssh may not learn of revoked hosts is worth a line, not a failure
     if (result.krl?.note && !f.quiet) process.stderr.write(terminalText(`Note: ${result.krl.note}\n`))
+    if (result.krl?.enabledIn && !f.quiet)
+      process.stderr.write(
+        terminalText(
+          `ssh now checks the revocation list of "${result.context}": RevokedHostKeys added to its block in ${result.krl.enabledIn}.\n`,
+        ),
+      )
     // the certificate went to files: the person must know, quiet or not
     if (result.agent.fallback) process.stderr.write(terminalText(`Note: ${renderFallback(result)}\n`))
     return {result, text: f.quiet ? '' : renderLogin(result)}

@@ -70,8 +70,12 @@ export interface LoginResult {
   }
   files: {key: string; certificate: string} | null
   refreshTokenStore: 'keyring' | 'file' | null
-  /** The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login); null when nothing was fetched. */
-  krl: ContextKrl | null
+  /**
+   * The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login);
+   * null when nothing was fetched. `enabledIn`: the managed ssh_config whose block this login made
+   * name the list (`sshca config` had written it when there was none), else null.
+   */
+  krl: (ContextKrl & {enabledIn: string | null}) | null
   /**
    * The CA's published SSH keys, refreshed alongside (a rotation reaches this machine through login):
    * the known_hosts file whose @cert-authority block changed, if one did; a note when refreshing

@@ -40,7 +40,7 @@ import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-ty
 import {listProvisioners} from './provisioners.ts'
 import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
-import {sshConfigInstalled} from './ssh-config.ts'
+import {enableRevokedHostKeys, sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
 export type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
@@ -351,7 +351,9 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
     })
   try {
     const result = await signIn(o, deps, ctx, ca, agent, noAgent, () => started().roots)
-    return {...result, krl: await started().krl, caKeys: await caKeysNote(await started().roots)}
+    const caKeys = await caKeysNote(await started().roots)
+    // after the keys: both may save the context
+    return {...result, krl: await revocationForSsh(deps.home, ctx, await started().krl), caKeys}
   } finally {
     // a refused sign-in waits for them too (neither rejects): closing the client under requests still
     // queued for a connection would let them open new ones after close, and save the context after
@@ -359,6 +361,17 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
     if (beside) await Promise.all([beside.krl, beside.roots])
     agent?.close()
     ca.close()
+  }
+}
+
+/** After a sign-in: the KRL at hand, and named in the context's ssh_config block if that was written without one. */
+async function revocationForSsh(home: string, ctx: Context, krl: ContextKrl): Promise<LoginResult['krl']> {
+  if (!krl.file) return {...krl, enabledIn: null}
+  try {
+    return {...krl, enabledIn: await enableRevokedHostKeys(home, ctx, krl.file)}
+  } catch (err) {
+    const why = `could not add RevokedHostKeys to the ssh_config block of "${ctx.name}": ${(err as Error).message}; run sshca config`
+    return {...krl, enabledIn: null, note: krl.note ? `${krl.note}; ${why}` : why}
   }
 }
 

@@ -25,6 +25,8 @@ import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
+import {writeFileAtomic} from '../util/fs.ts'
+import {agentlessFiles, readContext, saveContext, type Context} from './home.ts'
 import {beginMarker, endMarker, mergeManagedBlock} from './known-hosts.ts'
 
 export const SSH_CONFIG_FILE = 'ssh_config'
@@ -156,7 +158,25 @@ export function removeSshConfigBlock(existing: string, context: string): {text: 
 
 /** Whether the managed file holds a block for the context. */
 export const hasSshConfigBlock = (text: string, context: string): boolean =>
-  text.split(/\r?\n/).includes(beginMarker(context))
+  sshConfigBlock(text, context) !== undefined
+
+/** The lines of the context's block, between its markers; undefined when the file has no such block. */
+export function sshConfigBlock(text: string, context: string): string[] | undefined {
+  const lines = text.split(/\r?\n/)
+  const begin = lines.indexOf(beginMarker(context))
+  if (begin < 0) return undefined
+  const end = lines.indexOf(endMarker(context), begin)
+  return lines.slice(begin + 1, end < 0 ? lines.length : end)
+}
+
+/** The file a block's RevokedHostKeys names (ssh takes the first), or null when it names none. */
+export function revokedHostKeysOf(block: readonly string[]): string | null {
+  for (const line of block) {
+    const d = directive(line)
+    if (d?.key === 'revokedhostkeys') return d.arg
+  }
+  return null
+}
 
 const HEADER = [
   "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,",
@@ -256,15 +276,40 @@ export async function sshConfigInstalled(
   home: string,
   context: string,
   sshDir: string = join(homedir(), '.ssh'),
-): Promise<{block: boolean; include: boolean; file: string; userConfig: string}> {
+): Promise<{block: boolean; include: boolean; file: string; userConfig: string; revokedHostKeys: string | null}> {
   const file = managedSshConfigPath(home)
   const userConfig = join(sshDir, 'config')
   const [text, user] = await Promise.all([readFile(file, 'utf8').catch(none), readFile(userConfig, 'utf8').catch(none)])
+  const block = sshConfigBlock(text, context)
   return {
-    block: hasSshConfigBlock(text, context),
+    block: block !== undefined,
+    revokedHostKeys: block ? revokedHostKeysOf(block) : null,
     // mergeInclude always adds the Include to an empty (or missing) ~/.ssh/config
     include: !mergeInclude(user, file).changed,
     file,
     userConfig,
   }
+}
+
+/**
+ * After login fetched a KRL: a block `sshca config` wrote when there was none (the CA published
+ * none yet, or the fetch failed) gets its RevokedHostKeys now, so ssh starts refusing revoked host
+ * certificates without waiting for the next `sshca config`. The KRL file is on disk before the block
+ * names it (ssh refuses every host of the pattern when the file is missing). Returns the managed file
+ * when it changed it; nothing happens when the block is not installed or already names a list.
+ */
+export async function enableRevokedHostKeys(home: string, ctx: Context, krlFile: string): Promise<string | null> {
+  const file = managedSshConfigPath(home)
+  const text = await readFile(file, 'utf8').catch(none)
+  const block = sshConfigBlock(text, ctx.name)
+  // no block: ssh reads nothing of this context's, and `sshca config` writes it with the list
+  if (!block || revokedHostKeysOf(block) !== null) return null
+  // the settings as saved now (login may have saved the context since it read it)
+  const saved = (await readContext(home, ctx.name)) ?? ctx
+  if (!saved.sshConfig) return null
+  const settings = {...saved.sshConfig, krlFile, krlNote: null}
+  const merged = mergeSshConfig(text, {context: ctx.name, ...settings, identityFiles: agentlessFiles(saved)})
+  await writeFileAtomic(file, merged.text, 0o600)
+  await saveContext({...saved, sshConfig: settings})
+  return file
 }

@@ -13,6 +13,7 @@ import {CaClient} from './ca-client.ts'
 import {agentlessFiles, loadContext, type Context} from './home.ts'
 import {contextKrlPath} from './krl.ts'
 import {sshConfigInstalled} from './ssh-config.ts'
+import {exists} from '../util/fs.ts'
 import type {TokenStore} from './token-store.ts'
 
 export type CheckState = 'ok' | 'warn' | 'fail'
@@ -40,7 +41,14 @@ export interface StatusResult {
       expiredInAgent: number
     }
     refreshToken: StatusCheck & {store: 'keyring' | 'file' | null}
-    sshConfig: StatusCheck & {file: string; block: boolean; include: boolean; autoLogin: boolean}
+    sshConfig: StatusCheck & {
+      file: string
+      block: boolean
+      include: boolean
+      autoLogin: boolean
+      /** The KRL the block tells ssh to read, or null when it names none. */
+      revokedHostKeys: string | null
+    }
     krl: StatusCheck & {file: string | null; ageSeconds: number | null}
   }
 }
@@ -194,14 +202,36 @@ async function sshConfigCheck(
 ): Promise<StatusResult['checks']['sshConfig']> {
   const s = await sshConfigInstalled(home, ctx.name, sshDir)
   const autoLogin = Boolean(ctx.sshConfig?.loginCommand)
-  const extra = {file: s.file, block: s.block, include: s.include, autoLogin}
-  if (s.block && s.include)
+  const extra = {file: s.file, block: s.block, include: s.include, autoLogin, revokedHostKeys: s.revokedHostKeys}
+  if (s.block && s.include) {
+    const named = s.revokedHostKeys
+    // ssh refuses every host of the pattern when the list it is told to read is missing
+    if (named !== null && !(await present(named)))
+      return check(
+        'fail',
+        `the block of "${ctx.name}" in ${s.file} names the revocation list ${named}, which is missing: ssh refuses every host it matches`,
+        `sshca config${flag}`,
+        extra,
+      )
+    // a list at hand that the block does not name: ssh does not refuse the host certificates it revokes
+    if (named === null && (await present(contextKrlPath(ctx.dir))))
+      return check(
+        'warn',
+        `the block of "${ctx.name}" in ${s.file} has no RevokedHostKeys, though ${contextKrlPath(ctx.dir)} is at hand: ssh does not refuse the host certificates the CA revoked`,
+        `sshca login${flag}   (or sshca config${flag})`,
+        extra,
+      )
+    const parts = [
+      named === null ? 'no revocation list' : 'RevokedHostKeys',
+      ...(autoLogin ? ['login when ssh needs it'] : []),
+    ]
     return check(
       'ok',
-      `${s.file} has the block of "${ctx.name}" (RevokedHostKeys${autoLogin ? ', login when ssh needs it' : ''}) and ${s.userConfig} includes it`,
+      `${s.file} has the block of "${ctx.name}" (${parts.join(', ')}) and ${s.userConfig} includes it`,
       null,
       extra,
     )
+  }
   const missing = !s.block
     ? `${s.file} has no block for "${ctx.name}"`
     : `${s.userConfig} does not include ${s.file} on top`
@@ -245,3 +275,6 @@ function formatLeft(seconds: number): string {
   if (s < 172800) return `${Math.floor(s / 3600)}h${Math.round((s % 3600) / 60)}m`
   return `${Math.round(s / 86400)}d`
 }
+
+/** Whether a file is there; one that cannot even be looked at counts as missing (as it is to ssh). */
+const present = (path: string): Promise<boolean> => exists(path).catch(() => false)

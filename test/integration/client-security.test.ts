@@ -22,6 +22,7 @@ import {
   readFileSync,
   readdirSync,
   realpathSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -433,7 +434,8 @@ describe('client hardening (issue 8): the attacks, refused', function () {
     })
 
     it('a CA without /ssh/krl (step-ca) breaks neither login nor config: a note, and no RevokedHostKeys that would refuse every host', async () => {
-      const front = await caFront(w.t, ['/ssh/krl'])
+      const missing = ['/ssh/krl']
+      const front = await caFront(w.t, missing)
       try {
         const base = tempDir('sshca-nokrl-')
         const env = {...w.env, SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
@@ -455,6 +457,53 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         const g = spawnSync('ssh', ['-G', '-F', join(env.HOME, '.ssh', 'config'), '127.0.0.1'], {encoding: 'utf8'})
         assert.equal(g.status, 0, g.stderr)
         assert.doesNotMatch(g.stdout, /^revokedhostkeys/m)
+        const status = async () => {
+          const r = await sshca(['status', '--json'], {env})
+          return (
+            JSON.parse(r.stdout) as {
+              checks: {sshConfig: {state: string; detail: string; revokedHostKeys: string | null}}
+            }
+          ).checks.sshConfig
+        }
+        const before = await status()
+        assert.deepEqual([before.state, before.revokedHostKeys], ['ok', null])
+        assert.match(before.detail, /\(no revocation list\)/)
+
+        // the CA publishes its list later: the next login fetches it and the block names it from then on
+        missing.length = 0
+        const later = await sshca(['login', '--identity-token-file', '-', '--json'], {env, input: await w.gh.mint()})
+        assert.equal(later.code, 0, later.stderr)
+        const managedFile = join(env.SSHCA_HOME, 'ssh_config')
+        const krlFile = join(env.SSHCA_HOME, 'contexts', 'nokrl', 'revoked_host_keys.krl')
+        assert.deepEqual((({status, file, enabledIn}) => ({status, file, enabledIn}))(JSON.parse(later.stdout).krl), {
+          status: 'refreshed',
+          file: krlFile,
+          enabledIn: managedFile,
+        })
+        assert.match(later.stderr, /^ssh now checks the revocation list of "nokrl": RevokedHostKeys added/m)
+        const named = readFileSync(managedFile, 'utf8')
+        assert.match(named, /^ {2}RevokedHostKeys \S+\/contexts\/nokrl\/revoked_host_keys\.krl$/m)
+        assert.doesNotMatch(named, /no RevokedHostKeys/)
+        const g2 = spawnSync('ssh', ['-G', '-F', join(env.HOME, '.ssh', 'config'), '127.0.0.1'], {encoding: 'utf8'})
+        assert.equal(g2.status, 0, g2.stderr)
+        assert.match(g2.stdout, new RegExp(`^revokedhostkeys ${krlFile}$`, 'm'))
+        const saved = JSON.parse(readFileSync(join(env.SSHCA_HOME, 'contexts', 'nokrl', 'context.json'), 'utf8'))
+        assert.equal(saved.sshConfig.krlFile, krlFile, 'sshca config keeps the list from then on')
+        assert.deepEqual([(await status()).state, (await status()).revokedHostKeys], ['ok', krlFile])
+        const again = await sshca(['login', '--identity-token-file', '-', '--json'], {env, input: await w.gh.mint()})
+        assert.equal(JSON.parse(again.stdout).krl.enabledIn, null, 'once is enough')
+        assert.equal(readFileSync(managedFile, 'utf8'), named)
+
+        // status tells a block that ignores the list at hand, and one that names a list that is gone
+        writeFileSync(managedFile, named.replace(/^ {2}RevokedHostKeys .*\n/m, ''))
+        const ignored = await status()
+        assert.deepEqual([ignored.state, ignored.revokedHostKeys], ['warn', null])
+        assert.match(ignored.detail, /has no RevokedHostKeys, though \S+revoked_host_keys\.krl is at hand/)
+        writeFileSync(managedFile, named)
+        rmSync(krlFile)
+        const gone = await status()
+        assert.equal(gone.state, 'fail')
+        assert.match(gone.detail, /names the revocation list \S+, which is missing: ssh refuses every host it matches/)
       } finally {
         await front.close()
       }

@@ -13,6 +13,8 @@ import {
   mergeInclude,
   mergeSshConfig,
   removeSshConfigBlock,
+  revokedHostKeysOf,
+  sshConfigBlock,
   sshConfigBlockLines,
   sshConfigInstalled,
   supportsMatchFinal,
@@ -206,10 +208,11 @@ describe('the managed ssh_config and its Include', () => {
 })
 
 describe('the managed ssh_config: the bytes written, the Include reader, ssh -V, whether ssh reads the block', () => {
+  const KRL = '/h/.sshca/contexts/prod/revoked_host_keys.krl'
   const full = {
     context: 'prod',
     pattern: '*.example.com',
-    krlFile: '/h/.sshca/contexts/prod/revoked_host_keys.krl',
+    krlFile: KRL,
     knownHostsFile: '/h/kh',
     matchFinal: true,
     loginCommand: '/usr/bin/sshca login --ensure --quiet --context prod',
@@ -346,6 +349,29 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
     })
   })
 
+  describe('the RevokedHostKeys a block names (what status checks)', () => {
+    it("the block's own lines only, the first RevokedHostKeys in any spelling ssh accepts, null when it names none", () => {
+      const text = mergeSshConfig(mergeSshConfig('', {...full, context: 'lab', krlFile: '/lab.krl'}).text, {
+        ...full,
+        krlFile: null,
+      }).text
+      assert.equal(revokedHostKeysOf(sshConfigBlock(text, 'prod')!), null, "the next block's line is not this one's")
+      assert.equal(revokedHostKeysOf(sshConfigBlock(text, 'lab')!), '/lab.krl')
+      assert.equal(sshConfigBlock(text, 'staging'), undefined)
+      const lines = sshConfigBlock(mergeSshConfig('', full).text, 'prod')!
+      assert.equal(lines[0], 'Match final host *.example.com')
+      assert.ok(!lines.some((l) => l.startsWith('# ')), 'without its markers')
+      assert.equal(revokedHostKeysOf(['  revokedhostkeys="/a b/k.krl"', '  RevokedHostKeys /second']), '/a b/k.krl')
+      assert.equal(revokedHostKeysOf(['  # RevokedHostKeys /commented']), null)
+      // a block cut short (its end marker lost) reaches the end of the file
+      assert.deepEqual(sshConfigBlock(`${BEGIN}\nMatch host x\n  RevokedHostKeys /k\n`, 'prod'), [
+        'Match host x',
+        '  RevokedHostKeys /k',
+        '',
+      ])
+    })
+  })
+
   describe('sshConfigInstalled', () => {
     let home: string
     let sshDir: string
@@ -360,16 +386,23 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
     it('the block in the managed file and the Include on top of ~/.ssh/config, each on its own', async () => {
       const file = join(home, 'ssh_config')
       const userConfig = join(sshDir, 'config')
-      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: false, include: false, file, userConfig})
+      const none = {block: false, include: false, file, userConfig, revokedHostKeys: null}
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), none)
       writeFileSync(file, mergeSshConfig('', {...full, loginCommand: null}).text)
-      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: true, include: false, file, userConfig})
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {...none, block: true, revokedHostKeys: KRL})
       assert.equal((await sshConfigInstalled(home, 'staging', sshDir)).block, false)
       writeFileSync(userConfig, '')
       assert.equal((await sshConfigInstalled(home, 'prod', sshDir)).include, false)
       writeFileSync(userConfig, `Host web\nInclude ${file}\n`)
       assert.equal((await sshConfigInstalled(home, 'prod', sshDir)).include, false, 'inside a Host section')
       writeFileSync(userConfig, mergeInclude('Host web\n', file).text)
-      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {block: true, include: true, file, userConfig})
+      assert.deepEqual(await sshConfigInstalled(home, 'prod', sshDir), {
+        block: true,
+        include: true,
+        file,
+        userConfig,
+        revokedHostKeys: KRL,
+      })
     })
 
     it('~/.ssh by default, found through $HOME (a made-up one here)', async () => {
@@ -381,6 +414,7 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
         writeFileSync(join(sshDir, 'config'), mergeInclude('', file).text)
         assert.deepEqual(await sshConfigInstalled(home, 'prod'), {
           block: false,
+          revokedHostKeys: null,
           include: true,
           file,
           userConfig: join(fakeHome, '.ssh', 'config'),
