@@ -157,8 +157,7 @@ export function removeSshConfigBlock(existing: string, context: string): {text: 
 }
 
 /** Whether the managed file holds a block for the context. */
-export const hasSshConfigBlock = (text: string, context: string): boolean =>
-  sshConfigBlock(text, context) !== undefined
+export const hasSshConfigBlock = (text: string, context: string): boolean => sshConfigBlock(text, context) !== undefined
 
 /** The lines of the context's block, between its markers; undefined when the file has no such block. */
 export function sshConfigBlock(text: string, context: string): string[] | undefined {
