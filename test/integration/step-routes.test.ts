@@ -12,6 +12,7 @@ import {SignJWT} from 'jose'
 import {Agent, request} from 'undici'
 import {createIntermediate, createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
+import {revoke} from '../../src/ca/admin.ts'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {mintSshpopToken, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
@@ -421,6 +422,33 @@ describe("step's routes on sshca's CA", function () {
       const after = await hostsWith(mtls(leafPem! + issuerPem!, csr.key))
       assert.equal(after.status, 401)
       assert.match(String(after.body.message), /revoked/)
+    })
+
+    it('a Bearer token reads only when the CA would sign for it: not with a revoked key ID, nor when its rule renders no principal', async () => {
+      const hosts = async (token: string) => {
+        const r = await t.call('GET', '/ssh/hosts', undefined, {authorization: `Bearer ${token}`})
+        return {
+          status: r.status,
+          line: r.status === 200 ? undefined : denied((r.json as {request_id: string}).request_id),
+        }
+      }
+      assert.equal((await hosts(await people('carol'))).status, 200)
+      await revoke({configPath: t.init.config, keyId: 'carol@example.com', reason: 'left the company'})
+      const revoked = await hosts(await people('carol'))
+      assert.equal(revoked.status, 403)
+      assert.deepEqual([revoked.line!.event, revoked.line!.reason], ['access_denied', 'revoked'])
+      assert.match(String(revoked.line!.detail), /key ID "carol@example\.com" is revoked/)
+      const checked = await post(
+        '/ssh/check-host',
+        {type: 'host', principal: 'web1.example.test'},
+        {authorization: `Bearer ${await people('carol')}`},
+      )
+      assert.equal(checked.status, 403)
+      // "root" is reserved: the CA would not sign the principal ${email.local} renders, so no read either
+      const root = await hosts(await people('root'))
+      assert.equal(root.status, 403)
+      assert.deepEqual([root.line!.event, root.line!.reason], ['access_denied', 'principal_reserved'])
+      assert.equal((await hosts(await people('dave'))).status, 200, 'others still read')
     })
 
     it("client certificates that are not a person's current identity are refused: another CA's, the CA's own TLS certificate, a host's", async () => {

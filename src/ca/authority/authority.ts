@@ -32,7 +32,6 @@ import type {ServerSettings} from '../config/config.ts'
 import {publishedKeys, type CaKeySet} from '../keys/material.ts'
 import type {AuditEvent} from '../observe/audit.ts'
 import {noopMeter, type Meter} from '../observe/meter.ts'
-import {selectRule} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
 import {
   currentHosts,
@@ -44,7 +43,7 @@ import {
 } from './host.ts'
 import {identityRecord, identityRequest, issueIdentity} from './identity.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {parseSubjectKey, signUserCertificate} from './sign.ts'
+import {parseSubjectKey, revokedDenial, signUserCertificate, userGrant} from './sign.ts'
 import {renderSshConfig} from './ssh-config.ts'
 
 /** How a caller of the host inventory routes authenticates: sshca's Bearer token, or step's mTLS identity. */
@@ -289,10 +288,12 @@ export class Authority {
     trace.action = 'read'
     const m = /^Bearer\s+(\S+)$/i.exec(auth.authorization ?? '')
     if (m) {
-      const verified = await this.rt.policy.verifier.verify(m[1]!)
-      trace.provisioner = verified.provisioner.name
-      trace.subject = typeof verified.claims.sub === 'string' ? verified.claims.sub : undefined
-      selectRule(verified.provisioner, verified.claims)
+      // everything signing would ask but the key: a token whose certificate the CA would refuse
+      // (no principal, a revoked key ID, the webhook's no) reads nothing either
+      trace.cert_type = 'user'
+      const {spec} = await userGrant(this.rt, m[1]!, 'user', trace)
+      const revoked = await this.rt.store.revocationFor({keyId: spec.keyId})
+      if (revoked) throw revokedDenial(revoked)
       return
     }
     if (auth.peerCertificate) {

@@ -11,11 +11,12 @@ import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
-import {buildCertificateSpec, policyClaims, selectRule} from '../policy/policy.ts'
+import {buildCertificateSpec, policyClaims, selectRule, type CertificateSpec} from '../policy/policy.ts'
 import {denial, reasonOf} from '../policy/types.ts'
+import type {VerifiedToken} from '../provisioner/oidc.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {authorize} from './webhook.ts'
-import type {IssuedRecord, IssueOutcome, Lineage} from '../store/store.ts'
+import type {IssuedRecord, IssueOutcome, Lineage, Revocation} from '../store/store.ts'
 import {isoFromSeconds} from '../../util/iso-time.ts'
 
 export const MIN_RSA_BITS = 3072
@@ -175,6 +176,22 @@ export async function issue(
   return cert
 }
 
+/** A 403 for a revocation that applies: the renewed certificate's own (certificate_revoked), else its key or key ID's. */
+export function revokedDenial(r: Revocation, lineage?: Lineage): SshcaError {
+  const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
+  // Stryker disable ConditionalExpression,EqualityOperator,StringLiteral: message text only (the reason and details follow)
+  const what = parentRevoked
+    ? 'the certificate is revoked'
+    : r.keyFingerprint !== null
+      ? 'the key is revoked'
+      : `key ID "${r.keyId}" is revoked`
+  // Stryker restore ConditionalExpression,EqualityOperator,StringLiteral
+  return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {
+    revocation_id: r.id,
+    revoked_at: new Date(r.revokedAt * 1000).toISOString(),
+  })
+}
+
 function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Lineage | undefined): SshcaError {
   switch (outcome.reason) {
     case 'replayed': {
@@ -190,21 +207,8 @@ function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Line
         },
       )
     }
-    case 'revoked': {
-      const r = outcome.revocation
-      const parentRevoked = lineage?.kind === 'renew' && r.serial === lineage.parent
-      // Stryker disable ConditionalExpression,EqualityOperator,StringLiteral: message text only (the reason and details follow)
-      const what = parentRevoked
-        ? 'the certificate is revoked'
-        : r.keyFingerprint !== null
-          ? 'the key is revoked'
-          : `key ID "${r.keyId}" is revoked`
-      // Stryker restore ConditionalExpression,EqualityOperator,StringLiteral
-      return denial('ERR_POLICY_DENIED', parentRevoked ? 'certificate_revoked' : 'revoked', what, {
-        revocation_id: r.id,
-        revoked_at: new Date(r.revokedAt * 1000).toISOString(),
-      })
-    }
+    case 'revoked':
+      return revokedDenial(outcome.revocation, lineage)
     case 'superseded':
       return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {
         newest_serial: outcome.newest,
@@ -225,6 +229,35 @@ export async function signUserCertificate(
   trace.cert_type = certType
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
+  const {verified, spec} = await userGrant(rt, token, certType, trace)
+  const cert = await signCertificate(
+    {
+      type: 'user',
+      publicKey,
+      serial: randomSerial(),
+      keyId: spec.keyId,
+      principals: spec.principals,
+      validAfter: spec.validAfter,
+      validBefore: spec.validBefore,
+      criticalOptions: spec.criticalOptions,
+      extensions: spec.extensions,
+    },
+    rt.material.userCa.active,
+  )
+  return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
+}
+
+/**
+ * What `token` may have: verified, issued after a restore, its one rule, the certificate that rule
+ * builds, and the rule's webhook's yes. Signing and the read routes (a reader is someone the CA would
+ * give a certificate to) ask the same.
+ */
+export async function userGrant(
+  rt: CaRuntime,
+  token: string,
+  certType: 'user' | 'host',
+  trace: AuditTrace,
+): Promise<{verified: VerifiedToken; spec: CertificateSpec}> {
   const policy = rt.policy
   const verified = await metered(rt, undefined, policy.verifier.verify(token), (v) => v.provisioner.name)
   const p = verified.provisioner
@@ -242,19 +275,5 @@ export async function signUserCertificate(
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
   // the rule's authorizing webhook has the last word; no answer is a no
   await authorize(rt, p, rule, verified.claims, spec, trace)
-  const cert = await signCertificate(
-    {
-      type: 'user',
-      publicKey,
-      serial: randomSerial(),
-      keyId: spec.keyId,
-      principals: spec.principals,
-      validAfter: spec.validAfter,
-      validBefore: spec.validBefore,
-      criticalOptions: spec.criticalOptions,
-      extensions: spec.extensions,
-    },
-    rt.material.userCa.active,
-  )
-  return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
+  return {verified, spec}
 }
