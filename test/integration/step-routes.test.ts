@@ -13,6 +13,7 @@ import {Agent, request} from 'undici'
 import {createIntermediate, createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {revoke} from '../../src/ca/admin.ts'
+import {resumeIssuance, stopIssuance} from '../../src/ca/safety.ts'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {mintSshpopToken, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
@@ -20,6 +21,7 @@ import {parseKrl} from '../../src/ssh/krl.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {waitFor} from '../helpers/proc.ts'
 
 const now = () => Math.floor(Date.now() / 1000)
 const b64 = (k: PrivateKey) => k.publicKey.blob.toString('base64')
@@ -449,6 +451,20 @@ describe("step's routes on sshca's CA", function () {
       assert.equal(root.status, 403)
       assert.deepEqual([root.line!.event, root.line!.reason], ['access_denied', 'principal_reserved'])
       assert.equal((await hosts(await people('dave'))).status, 200, 'others still read')
+      // the emergency stop: a token reads nothing either while it holds (a compromised IdP's tokens list no hosts)
+      await stopIssuance({configPath: t.init.config, reason: 'identity provider compromised', settleMs: 0})
+      try {
+        await waitFor(
+          'the CA to apply the stop',
+          async () => (await hosts(await people('dave'))).status === 503,
+          20_000,
+        )
+        const stopped = await hosts(await people('dave'))
+        assert.deepEqual([stopped.line!.event, stopped.line!.reason], ['access_denied', 'issuance_stopped'])
+      } finally {
+        await resumeIssuance({configPath: t.init.config, reason: 'test over'})
+      }
+      await waitFor('the CA to resume', async () => (await hosts(await people('dave'))).status === 200, 20_000)
     })
 
     it("client certificates that are not a person's current identity are refused: another CA's, the CA's own TLS certificate, a host's", async () => {

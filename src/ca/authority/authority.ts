@@ -43,7 +43,7 @@ import {
 } from './host.ts'
 import {identityRecord, identityRequest, issueIdentity} from './identity.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
-import {parseSubjectKey, revokedDenial, signUserCertificate, userGrant} from './sign.ts'
+import {parseSubjectKey, requireIssuanceEnabled, revokedDenial, signUserCertificate, userGrant} from './sign.ts'
 import {renderSshConfig} from './ssh-config.ts'
 
 /** How a caller of the host inventory routes authenticates: sshca's Bearer token, or step's mTLS identity. */
@@ -288,9 +288,11 @@ export class Authority {
     trace.action = 'read'
     const m = /^Bearer\s+(\S+)$/i.exec(auth.authorization ?? '')
     if (m) {
-      // everything signing would ask but the key: a token whose certificate the CA would refuse
-      // (no principal, a revoked key ID, the webhook's no) reads nothing either
+      // what signing would ask but the key and the webhook: a token whose certificate the CA would
+      // refuse (issuance stopped, no principal, a revoked key ID) reads nothing either. The webhook is
+      // not asked: it authorizes certificates, and may count or prompt for each call it gets
       trace.cert_type = 'user'
+      requireIssuanceEnabled(this.rt)
       const {spec} = await userGrant(this.rt, m[1]!, 'user', trace)
       const revoked = await this.rt.store.revocationFor({keyId: spec.keyId})
       if (revoked) throw revokedDenial(revoked)

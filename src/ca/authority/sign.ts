@@ -12,7 +12,7 @@ import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, policyClaims, selectRule, type CertificateSpec} from '../policy/policy.ts'
-import {denial, reasonOf} from '../policy/types.ts'
+import {denial, reasonOf, type RuleConfig} from '../policy/types.ts'
 import type {VerifiedToken} from '../provisioner/oidc.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {authorize} from './webhook.ts'
@@ -229,7 +229,9 @@ export async function signUserCertificate(
   trace.cert_type = certType
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
-  const {verified, spec} = await userGrant(rt, token, certType, trace)
+  const {verified, rule, spec} = await userGrant(rt, token, certType, trace)
+  // the rule's authorizing webhook has the last word; no answer is a no
+  await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace)
   const cert = await signCertificate(
     {
       type: 'user',
@@ -248,16 +250,16 @@ export async function signUserCertificate(
 }
 
 /**
- * What `token` may have: verified, issued after a restore, its one rule, the certificate that rule
- * builds, and the rule's webhook's yes. Signing and the read routes (a reader is someone the CA would
- * give a certificate to) ask the same.
+ * What `token` may have: verified, issued after a restore, its one rule and the certificate that rule
+ * builds. Signing asks this, then the rule's webhook; the read routes ask this, then whether the key
+ * ID is revoked (a reader is someone the CA would give a certificate to).
  */
 export async function userGrant(
   rt: CaRuntime,
   token: string,
   certType: 'user' | 'host',
   trace: AuditTrace,
-): Promise<{verified: VerifiedToken; spec: CertificateSpec}> {
+): Promise<{verified: VerifiedToken; rule: RuleConfig; spec: CertificateSpec}> {
   const policy = rt.policy
   const verified = await metered(rt, undefined, policy.verifier.verify(token), (v) => v.provisioner.name)
   const p = verified.provisioner
@@ -273,7 +275,5 @@ export async function userGrant(
   const {rule} = selectRule(p, verified.claims)
   trace.rule = rule.name
   const spec = buildCertificateSpec(p, rule, verified.claims, policy.config.ssh, Math.floor(rt.clock() / 1000))
-  // the rule's authorizing webhook has the last word; no answer is a no
-  await authorize(rt, p, rule, verified.claims, spec, trace)
-  return {verified, spec}
+  return {verified, rule, spec}
 }

@@ -131,8 +131,6 @@ export async function authorize(
     rule: rule.name,
     claims,
     request: {
-      // read: the token asks to see the host inventory (/ssh/hosts, /ssh/check-host), no certificate
-      action: trace.action === 'read' ? 'read' : 'sign',
       certType: trace.cert_type,
       keyType: trace.key_type,
       keyFingerprint: trace.key_fingerprint,
