@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   ERR_PROVISIONER_AMBIGUOUS: 'the CA has several provisioners and none was chosen',
   ERR_GITHUB_ACTIONS_ENV: 'the GitHub Actions OIDC environment variables are missing',
   ERR_HOME_LAYOUT: '$SSHCA_HOME was written by a newer sshca, or its layout.json is damaged',
+  ERR_BUSY: 'another sshca process held a lock on the same files for too long',
   ERR_KEYRING_UNAVAILABLE: 'the OS keyring was required (SSHCA_KEYRING=keyring) and cannot be used here',
   // the signing core
   ERR_CA_EXISTS: 'a CA already exists in the directory',

@@ -36,6 +36,7 @@ import {
   mergeInclude,
   mergeSshConfig,
   supportsMatchFinal,
+  withSshConfigLock,
 } from './ssh-config.ts'
 
 export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
@@ -167,65 +168,71 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     if (krl.note) warnings.push(krl.note)
     for (const other of await overlappingContexts(home, ctx.name, kh.pattern))
       warnings.push(overlapWarning(ctx.name, kh.pattern, other))
-    let sshConfig: ClientConfigResult['sshConfig'] = null
-    let settings: ContextSshConfig | undefined = ctx.sshConfig
-    if (o.sshConfig !== false) {
-      const file = managedSshConfigPath(home)
-      const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
-      const exe = o.sshca ?? installedSshca()
-      if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
-        warnings.push(
-          `ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`,
-        )
+    const file = managedSshConfigPath(home)
+    // read and written under the lock login takes to add a revocation list to a block: neither
+    // writes back a copy older than the other's
+    const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.dryRun ? fn() : withSshConfigLock(home, fn))
+    const sshConfig = await locked(async () => {
+      let sshConfig: ClientConfigResult['sshConfig'] = null
+      let settings: ContextSshConfig | undefined = ctx.sshConfig
+      if (o.sshConfig !== false) {
+        const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
+        const exe = o.sshca ?? installedSshca()
+        if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
+          warnings.push(
+            `ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`,
+          )
+        }
+        settings = {
+          pattern: kh.pattern,
+          krlFile: krl.file,
+          krlNote: krl.note,
+          ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
+          matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
+          loginCommand:
+            o.autoLogin === false
+              ? null
+              : ensureCommand({
+                  command: exe.script ? [exe.node, exe.script] : [exe.node],
+                  home: resolve(home),
+                  defaultHome: defaultHome(),
+                  context: ctx.name,
+                  identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile),
+                }),
+        }
+        const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
+        const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
+        const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
+        const userText = (await exists(userConfig)) ? await readUtf8File(userConfig) : ''
+        const inc = mergeInclude(userText, file)
+        sshConfig = {
+          file,
+          block: merged.block,
+          changed: merged.changed,
+          diff: unifiedDiff(current, merged.text, {from: file, to: file}),
+          loginCommand: settings.loginCommand,
+          include: {
+            file: userConfig,
+            line: includeLine(file),
+            changed: inc.changed,
+            backup: null,
+            diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig}),
+          },
+        }
+        if (!o.dryRun) {
+          if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
+          if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
+        }
       }
-      settings = {
-        pattern: kh.pattern,
-        krlFile: krl.file,
-        krlNote: krl.note,
-        ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
-        matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
-        loginCommand:
-          o.autoLogin === false
-            ? null
-            : ensureCommand({
-                command: exe.script ? [exe.node, exe.script] : [exe.node],
-                home: resolve(home),
-                defaultHome: defaultHome(),
-                context: ctx.name,
-                identityTokenFile: o.identityTokenFile === undefined ? undefined : resolve(o.identityTokenFile),
-              }),
+      const next: Context = {
+        ...ctx,
+        configuredPattern: kh.pattern,
+        knownHostsFile: resolve(kh.file),
+        ...(settings ? {sshConfig: settings} : {}),
       }
-      const current = (await exists(file)) ? await readFile(file, 'utf8') : ''
-      const merged = mergeSshConfig(current, {context: ctx.name, ...settings, identityFiles: agentlessFiles(ctx)})
-      const userConfig = await realTarget(join(o.sshDir ?? join(homedir(), '.ssh'), 'config'))
-      const userText = (await exists(userConfig)) ? await readUtf8File(userConfig) : ''
-      const inc = mergeInclude(userText, file)
-      sshConfig = {
-        file,
-        block: merged.block,
-        changed: merged.changed,
-        diff: unifiedDiff(current, merged.text, {from: file, to: file}),
-        loginCommand: settings.loginCommand,
-        include: {
-          file: userConfig,
-          line: includeLine(file),
-          changed: inc.changed,
-          backup: null,
-          diff: unifiedDiff(userText, inc.text, {from: userConfig, to: userConfig}),
-        },
-      }
-      if (!o.dryRun) {
-        if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
-        if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
-      }
-    }
-    const next: Context = {
-      ...ctx,
-      configuredPattern: kh.pattern,
-      knownHostsFile: resolve(kh.file),
-      ...(settings ? {sshConfig: settings} : {}),
-    }
-    if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
+      if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
+      return sshConfig
+    })
     return {...kh, krl, sshConfig, warnings}
   } finally {
     ca.close()

@@ -28,7 +28,7 @@ import {
 } from './home.ts'
 import {mergeManagedBlock} from './known-hosts.ts'
 import {contextKrlPath} from './krl.ts'
-import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock} from './ssh-config.ts'
+import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock, withSshConfigLock} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface ContextView {
@@ -123,13 +123,15 @@ export async function contextRemove(
   // 2. the ssh_config block (RevokedHostKeys, the login exec)
   let sshConfig: RemoveResult['sshConfig'] = null
   const managed = managedSshConfigPath(home)
-  if (await exists(managed)) {
+  // under the lock a login takes to add a revocation list to a block: it cannot write this one back
+  await withSshConfigLock(home, async () => {
+    if (!(await exists(managed))) return
     const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
     if (merged.changed) {
       await writeFileAtomic(managed, merged.text, 0o600)
       sshConfig = {file: managed}
     }
-  }
+  })
   // 3. the KRL, now that nothing names it
   const krlFile = contextKrlPath(ctx.dir)
   const krl = (await exists(krlFile)) ? krlFile : null

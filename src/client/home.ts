@@ -4,13 +4,14 @@
  * Files 0600, folders 0700. Everything is written atomically.
  */
 import {lstatSync, readFileSync, readdirSync, realpathSync} from 'node:fs'
-import {join, relative} from 'node:path'
+import {join, relative, resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
 import {ensureHomeLayout} from './home-layout.ts'
 
 export function sshcaHome(env: NodeJS.ProcessEnv = process.env): string {
-  return env.SSHCA_HOME || defaultHome()
+  // absolute: its paths go into ssh_config, which ssh would read against its own working directory
+  return env.SSHCA_HOME ? resolve(env.SSHCA_HOME) : defaultHome()
 }
 
 /**

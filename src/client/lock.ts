@@ -7,7 +7,7 @@
  */
 import {open, readFile, rm, stat} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {SshcaError} from '../errors.ts'
+import {SshcaError, type ErrorCode} from '../errors.ts'
 
 export interface LockOptions {
   /** How long to wait for another holder (ms). */
@@ -18,6 +18,10 @@ export interface LockOptions {
   clock?: () => number
   /** Whether a process is alive (default: signal 0). */
   alive?: (pid: number) => boolean
+  /** Who holds such a lock, for the error when it is held too long (default: another sshca login). */
+  holder?: string
+  /** The error code then (default ERR_LOGIN_TIMEOUT). */
+  code?: ErrorCode
 }
 
 const isAlive = (pid: number): boolean => {
@@ -64,9 +68,13 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
       continue
     }
     if (clock() >= end)
-      throw new SshcaError('ERR_LOGIN_TIMEOUT', `another sshca login (lock ${path}) did not finish in time`, {
-        hint: `if no other sshca is running, remove the lock: rm ${path}`,
-      })
+      throw new SshcaError(
+        o.code ?? 'ERR_LOGIN_TIMEOUT',
+        `${o.holder ?? 'another sshca login'} (lock ${path}) did not finish in time`,
+        {
+          hint: `if no other sshca is running, remove the lock: rm ${path}`,
+        },
+      )
     await sleep(o.pollMs ?? 100)
   }
   try {

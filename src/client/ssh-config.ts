@@ -25,22 +25,28 @@ import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
-import {writeFileAtomic} from '../util/fs.ts'
+import {exists, writeFileAtomic} from '../util/fs.ts'
 import {agentlessFiles, readContext, saveContext, type Context} from './home.ts'
 import {beginMarker, endMarker, mergeManagedBlock} from './known-hosts.ts'
+import {withLock} from './lock.ts'
 
 export const SSH_CONFIG_FILE = 'ssh_config'
 
 export const managedSshConfigPath = (home: string): string => join(home, SSH_CONFIG_FILE)
 
-/** One argument of an ssh_config line: quoted when it holds whitespace; a quote or newline is refused. */
+/**
+ * One argument of an ssh_config line: double-quoted when it holds whitespace, `#` or `'` (which would
+ * start a comment or a quote); refused when it holds a double quote, a newline, or a backslash that
+ * ssh 8.7+ would read as an escape (before `\\`, `'`, `"`, a space or the closing quote): older ssh
+ * reads backslashes as they are, so no escaping means the same to both.
+ */
 export function configArg(value: string): string {
-  if (/["\r\n\0]/.test(value))
+  if (/["\r\n\0]|\\(?=[\\'" ]|$)/.test(value))
     throw new SshcaError(
       'ERR_INPUT',
-      `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a quote or a newline)`,
+      `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a double quote, a newline or a backslash ssh would read as an escape)`,
     )
-  return /[\s#]/.test(value) ? `"${value}"` : value
+  return /[\s#']/.test(value) ? `"${value}"` : value
 }
 
 export interface SshConfigBlockOptions {
@@ -164,15 +170,47 @@ export function sshConfigBlock(text: string, context: string): string[] | undefi
   const lines = text.split(/\r?\n/)
   const begin = lines.indexOf(beginMarker(context))
   if (begin < 0) return undefined
-  const end = lines.indexOf(endMarker(context), begin)
+  // up to its end marker; one that was lost ends at the next block's (or at the end of the file)
+  const end = lines.findIndex((l, i) => i > begin && (l === endMarker(context) || l.startsWith(BLOCK_BEGIN)))
   return lines.slice(begin + 1, end < 0 ? lines.length : end)
 }
 
-/** The file a block's RevokedHostKeys names (ssh takes the first), or null when it names none. */
+/** How every block's begin marker starts (beginMarker). */
+const BLOCK_BEGIN = '# >>> sshca '
+
+/**
+ * The first word of an ssh_config argument as ssh 8.7+ reads it: quotes (double or single) removed,
+ * `\\`, `\'`, `\"` and (unquoted) `\ ` unescaped, a `#` starting a word a comment; null when there is
+ * no word or a quote is left open.
+ */
+export function configWord(rest: string): string | null {
+  const s = rest.trimStart()
+  if (s === '' || s.startsWith('#')) return null
+  let out = ''
+  let quote: string | null = null
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!
+    const next = s[i + 1]
+    if (c === '\\' && next !== undefined && (`\\'"`.includes(next) || (quote === null && next === ' '))) {
+      out += next
+      i++
+    } else if (quote !== null) {
+      if (c === quote) quote = null
+      else out += c
+    } else if (c === '"' || c === "'") quote = c
+    else if (/\s/.test(c)) break
+    else out += c
+  }
+  return quote === null ? out : null
+}
+
+/** The file a block's RevokedHostKeys names (ssh takes the first), or null when it names none (or `none`). */
 export function revokedHostKeysOf(block: readonly string[]): string | null {
   for (const line of block) {
-    const d = directive(line)
-    if (d?.key === 'revokedhostkeys') return d.arg
+    const m = /^\s*([A-Za-z]+)(?:\s*=\s*|\s+)(.*)$/.exec(line)
+    if (m?.[1]!.toLowerCase() !== 'revokedhostkeys') continue
+    const word = configWord(m[2]!)
+    return word === null || word.toLowerCase() === 'none' ? null : word
   }
   return null
 }
@@ -290,25 +328,38 @@ export async function sshConfigInstalled(
   }
 }
 
+/** One writer at a time of the managed ssh_config and the context settings written with it: config, login, context remove. */
+export function withSshConfigLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
+  // each holder reads and writes a few small files: a lock older than this was left by a crash
+  return withLock(
+    join(home, 'ssh_config.lock'),
+    {timeoutMs: 10_000, staleMs: 30_000, holder: 'another sshca writing its ssh_config', code: 'ERR_BUSY'},
+    fn,
+  )
+}
+
 /**
  * After login fetched a KRL: a block `sshca config` wrote when there was none (the CA published
- * none yet, or the fetch failed) gets its RevokedHostKeys now, so ssh starts refusing revoked host
- * certificates without waiting for the next `sshca config`. The KRL file is on disk before the block
- * names it (ssh refuses every host of the pattern when the file is missing). Returns the managed file
- * when it changed it; nothing happens when the block is not installed or already names a list.
+ * none yet, or the fetch failed), or one that names another file, names the context's list now, so
+ * ssh refuses revoked host certificates without waiting for the next `sshca config`. Under the
+ * ssh_config lock, against what is on disk then: a block or context removed meanwhile stays removed,
+ * and the list must exist (ssh refuses every host of the pattern when the file is missing). Returns
+ * the managed file when it changed it.
  */
 export async function enableRevokedHostKeys(home: string, ctx: Context, krlFile: string): Promise<string | null> {
   const file = managedSshConfigPath(home)
-  const text = await readFile(file, 'utf8').catch(none)
-  const block = sshConfigBlock(text, ctx.name)
-  // no block: ssh reads nothing of this context's, and `sshca config` writes it with the list
-  if (!block || revokedHostKeysOf(block) !== null) return null
-  // the settings as saved now (login may have saved the context since it read it)
-  const saved = (await readContext(home, ctx.name)) ?? ctx
-  if (!saved.sshConfig) return null
-  const settings = {...saved.sshConfig, krlFile, krlNote: null}
-  const merged = mergeSshConfig(text, {context: ctx.name, ...settings, identityFiles: agentlessFiles(saved)})
-  await writeFileAtomic(file, merged.text, 0o600)
-  await saveContext({...saved, sshConfig: settings})
-  return file
+  return withSshConfigLock(home, async () => {
+    const text = await readFile(file, 'utf8').catch(none)
+    const block = sshConfigBlock(text, ctx.name)
+    // no block: ssh reads nothing of this context's, and `sshca config` writes it with the list
+    if (!block || revokedHostKeysOf(block) === krlFile) return null
+    // the settings as saved now; none: the context was removed (or never configured) meanwhile
+    const saved = await readContext(home, ctx.name)
+    if (!saved?.sshConfig || !(await exists(krlFile))) return null
+    const settings = {...saved.sshConfig, krlFile, krlNote: null}
+    const merged = mergeSshConfig(text, {context: ctx.name, ...settings, identityFiles: agentlessFiles(saved)})
+    await writeFileAtomic(file, merged.text, 0o600)
+    await saveContext({...saved, sshConfig: settings})
+    return file
+  })
 }

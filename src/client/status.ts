@@ -214,11 +214,12 @@ async function sshConfigCheck(
         extra,
       )
     // a list at hand that the block does not name: ssh does not refuse the host certificates it revokes
-    if (named === null && (await present(contextKrlPath(ctx.dir))))
+    const own = contextKrlPath(ctx.dir)
+    if (named !== own && (await present(own)))
       return check(
         'warn',
-        `the block of "${ctx.name}" in ${s.file} has no RevokedHostKeys, though ${contextKrlPath(ctx.dir)} is at hand: ssh does not refuse the host certificates the CA revoked`,
-        `sshca login${flag}   (or sshca config${flag})`,
+        `the block of "${ctx.name}" in ${s.file} ${named === null ? 'has no RevokedHostKeys' : `names ${named}`}, though the CA's revocation list is ${own}: ssh does not refuse the host certificates the CA revoked`,
+        `sshca config${flag}`,
         extra,
       )
     const parts = [

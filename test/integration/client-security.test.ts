@@ -498,7 +498,18 @@ describe('client hardening (issue 8): the attacks, refused', function () {
         writeFileSync(managedFile, named.replace(/^ {2}RevokedHostKeys .*\n/m, ''))
         const ignored = await status()
         assert.deepEqual([ignored.state, ignored.revokedHostKeys], ['warn', null])
-        assert.match(ignored.detail, /has no RevokedHostKeys, though \S+revoked_host_keys\.krl is at hand/)
+        assert.match(
+          ignored.detail,
+          /has no RevokedHostKeys, though the CA's revocation list is \S+revoked_host_keys\.krl/,
+        )
+        // a block that names another file is brought back to the context's list by the next login
+        const old = join(base, 'old.krl')
+        writeFileSync(old, readFileSync(krlFile))
+        writeFileSync(managedFile, named.replace(/^( {2}RevokedHostKeys ).*$/m, `$1${old}`))
+        assert.match((await status()).detail, /names \S+\/old\.krl, though the CA's revocation list is/)
+        const relogin = await sshca(['login', '--identity-token-file', '-', '--json'], {env, input: await w.gh.mint()})
+        assert.equal(JSON.parse(relogin.stdout).krl.enabledIn, managedFile)
+        assert.equal(readFileSync(managedFile, 'utf8'), named)
         writeFileSync(managedFile, named)
         rmSync(krlFile)
         const gone = await status()

@@ -236,8 +236,10 @@ describe('contexts on disk', () => {
     )
   })
 
-  it('sshcaHome: $SSHCA_HOME, else ~/.sshca (also when it is set empty)', () => {
+  it('sshcaHome: $SSHCA_HOME made absolute, else ~/.sshca (also when it is set empty)', () => {
     assert.equal(sshcaHome({SSHCA_HOME: '/srv/h'}), '/srv/h')
+    // made absolute: its paths go into ssh_config, which ssh reads from wherever it runs
+    assert.equal(sshcaHome({SSHCA_HOME: 'rel/h'}), join(process.cwd(), 'rel', 'h'))
     assert.equal(sshcaHome({SSHCA_HOME: ''}), join(homedir(), '.sshca'))
     assert.equal(sshcaHome({}), join(homedir(), '.sshca'))
   })

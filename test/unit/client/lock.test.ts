@@ -57,5 +57,16 @@ describe('the login lock', () => {
       /lock \S+busy\.lock/,
     )
     assert.ok(existsSync(path), "someone else's lock is left alone")
+    // another kind of holder names itself, with its own code
+    await rejectsCode(
+      withLock(
+        path,
+        {timeoutMs: 50, staleMs: 60_000, pollMs: 10, holder: 'another sshca writing its ssh_config', code: 'ERR_BUSY'},
+        async () => 'never',
+      ),
+      'ERR_BUSY',
+      {},
+      /^another sshca writing its ssh_config \(lock \S+busy\.lock\) did not finish in time$/,
+    )
   })
 })

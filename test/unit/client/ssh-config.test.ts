@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {
   configArg,
+  configWord,
+  enableRevokedHostKeys,
   ensureCommand,
   execWord,
   hasSshConfigBlock,
@@ -18,11 +20,22 @@ import {
   sshConfigBlockLines,
   sshConfigInstalled,
   supportsMatchFinal,
+  withSshConfigLock,
 } from '../../../src/client/ssh-config.ts'
+import {readContext, saveContext} from '../../../src/client/home.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 const INC = '/home/a/.sshca/ssh_config'
+const ctxSettings = {
+  name: 'prod',
+  caUrl: 'https://ca.example.com',
+  rootFingerprint: 'ab'.repeat(32),
+  userCaKeys: [],
+  hostCaKeys: [],
+  hostPattern: '*.example.com',
+  bootstrappedAt: '2026-11-27T00:00:00.000Z',
+}
 const top = `${INCLUDE_MARKER}\nInclude ${INC}\n`
 
 describe('the managed ssh_config and its Include', () => {
@@ -54,6 +67,15 @@ describe('the managed ssh_config and its Include', () => {
       assert.equal(configArg('/plain/path'), '/plain/path')
       throwsCode(() => configArg('/x"y'), 'ERR_INPUT')
       throwsCode(() => configArg('/x\ny'), 'ERR_INPUT')
+    })
+
+    it("quotes a path with a ' (ssh would open a quote); refuses the backslashes ssh 8.7+ reads as escapes", () => {
+      assert.equal(configArg("/home/o'brien/.sshca/k"), `"/home/o'brien/.sshca/k"`)
+      assert.equal(configWord(configArg("/home/o'brien/.sshca/k")), "/home/o'brien/.sshca/k")
+      // a backslash before anything else is read as it is, by old and new ssh alike (Windows paths)
+      assert.equal(configArg('C:\\Users\\me\\k'), 'C:\\Users\\me\\k')
+      assert.equal(configWord(configArg('C:\\Users\\me\\k')), 'C:\\Users\\me\\k')
+      for (const bad of ['/a\\\\b', "/a\\'b", '/a\\ b', '/a\\']) throwsCode(() => configArg(bad), 'ERR_INPUT')
     })
   })
 
@@ -363,12 +385,74 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
       assert.ok(!lines.some((l) => l.startsWith('# ')), 'without its markers')
       assert.equal(revokedHostKeysOf(['  revokedhostkeys="/a b/k.krl"', '  RevokedHostKeys /second']), '/a b/k.krl')
       assert.equal(revokedHostKeysOf(['  # RevokedHostKeys /commented']), null)
-      // a block cut short (its end marker lost) reaches the end of the file
+      // as ssh -G reads them: single quotes, a comment after the word, none, an escaped space
+      assert.equal(revokedHostKeysOf(["  RevokedHostKeys '/k/krl'"]), '/k/krl')
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys /k/krl # refreshed by login']), '/k/krl')
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys none']), null)
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys NONE']), null)
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys /a\\ b/k']), '/a b/k')
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys "/a b/k"x']), '/a b/kx')
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys "/open']), null, 'an open quote is no word')
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys']), null)
+      // a block cut short (its end marker lost) ends where the next block begins, else at the end of the file
+      const cut = mergeSshConfig('', {...full, context: 'lab', krlFile: '/lab.krl'}).text
+      assert.equal(revokedHostKeysOf(sshConfigBlock(`${BEGIN}\nMatch host x\n${cut}`, 'prod')!), null)
       assert.deepEqual(sshConfigBlock(`${BEGIN}\nMatch host x\n  RevokedHostKeys /k\n`, 'prod'), [
         'Match host x',
         '  RevokedHostKeys /k',
         '',
       ])
+    })
+  })
+
+  describe('login adding the revocation list to a block (enableRevokedHostKeys)', () => {
+    let home: string
+    let dir: string
+    let krl: string
+    const file = () => join(home, 'ssh_config')
+    beforeEach(async () => {
+      home = tempDir()
+      dir = join(home, 'contexts', 'prod')
+      mkdirSync(dir, {recursive: true, mode: 0o700})
+      writeFileSync(join(dir, 'root_ca.crt'), 'ROOT PEM')
+      krl = join(dir, 'revoked_host_keys.krl')
+      const sshConfig = {pattern: '*.example.com', krlFile: null, matchFinal: true, loginCommand: null}
+      await saveContext({...ctxSettings, sshConfig, rootPem: 'ROOT PEM', dir})
+      writeFileSync(file(), mergeSshConfig('', {context: 'prod', ...sshConfig}).text)
+    })
+    const ctx = async () => (await readContext(home, 'prod'))!
+
+    it('names the list once it is on disk, in the block and the saved settings; never a missing file', async () => {
+      assert.equal(await enableRevokedHostKeys(home, await ctx(), krl), null, 'no file yet')
+      assert.equal(revokedHostKeysOf(sshConfigBlock(readFileSync(file(), 'utf8'), 'prod')!), null)
+      writeFileSync(krl, 'KRL')
+      assert.equal(await enableRevokedHostKeys(home, await ctx(), krl), file())
+      assert.equal(revokedHostKeysOf(sshConfigBlock(readFileSync(file(), 'utf8'), 'prod')!), krl)
+      assert.equal((await ctx()).sshConfig?.krlFile, krl)
+      assert.equal(await enableRevokedHostKeys(home, await ctx(), krl), null, 'already named')
+    })
+
+    it('waits for the ssh_config lock and reads again: a block removed meanwhile (context remove) stays removed', async () => {
+      writeFileSync(krl, 'KRL')
+      const c = await ctx()
+      let enabled: Promise<string | null> | undefined
+      await withSshConfigLock(home, async () => {
+        enabled = enableRevokedHostKeys(home, c, krl)
+        await new Promise((r) => setTimeout(r, 150))
+        writeFileSync(file(), removeSshConfigBlock(readFileSync(file(), 'utf8'), 'prod').text)
+      })
+      assert.equal(await enabled, null)
+      assert.equal(hasSshConfigBlock(readFileSync(file(), 'utf8'), 'prod'), false, 'not written back')
+    })
+
+    it('nothing when the context is gone or was never configured', async () => {
+      writeFileSync(krl, 'KRL')
+      const c = await ctx()
+      await saveContext({...c, sshConfig: undefined})
+      assert.equal(await enableRevokedHostKeys(home, c, krl), null)
+      rmSync(join(dir, 'context.json'))
+      assert.equal(await enableRevokedHostKeys(home, c, krl), null)
+      assert.equal(revokedHostKeysOf(sshConfigBlock(readFileSync(file(), 'utf8'), 'prod')!), null)
     })
   })
 
