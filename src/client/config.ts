@@ -224,13 +224,15 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
           if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
         }
       }
+      // what config decides, over the settings as saved now (a login may have saved its own since)
+      const saved = o.dryRun ? ctx : ((await readContext(home, ctx.name)) ?? ctx)
       const next: Context = {
-        ...ctx,
+        ...saved,
         configuredPattern: kh.pattern,
         knownHostsFile: resolve(kh.file),
         ...(settings ? {sshConfig: settings} : {}),
       }
-      if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(ctx)) await saveContext(next)
+      if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(saved)) await saveContext(next)
       return sshConfig
     })
     return {...kh, krl, sshConfig, warnings}
