@@ -292,8 +292,9 @@ export class Authority {
       // refuse (issuance stopped, no principal, a revoked key ID) reads nothing either. The webhook is
       // not asked: it authorizes certificates, and may count or prompt for each call it gets
       trace.cert_type = 'user'
-      requireIssuanceEnabled(this.rt)
+      // verified first, so that the audit line of a read refused by the stop names who tried
       const {spec} = await userGrant(this.rt, m[1]!, 'user', trace)
+      requireIssuanceEnabled(this.rt)
       const revoked = await this.rt.store.revocationFor({keyId: spec.keyId})
       if (revoked) throw revokedDenial(revoked)
       return
@@ -303,6 +304,9 @@ export class Authority {
       trace.subject = rec.subject ?? rec.keyId
       return
     }
+    // while issuance is stopped no sign-in could get a token or an identity that reads: say so now
+    // (503), rather than send the caller to sign in (401) only to be refused after it
+    requireIssuanceEnabled(this.rt)
     throw denial(
       'ERR_TOKEN_INVALID',
       'token_invalid',
