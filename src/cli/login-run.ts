@@ -116,7 +116,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     if (result.krl?.enabledIn && !f.quiet)
       process.stderr.write(
         terminalText(
-          `ssh now checks the revocation list of "${result.context}": RevokedHostKeys added to its block in ${result.krl.enabledIn}.\n`,
+          `ssh now checks the revocation list of "${result.context}": its block in ${result.krl.enabledIn} names ${result.krl.file}.\n`,
         ),
       )
     // the certificate went to files: the person must know, quiet or not

@@ -16,9 +16,10 @@ import {caHostPattern, effectivePattern} from '../ssh/host-pattern.ts'
 import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
-import {saveContext, type Context} from './home.ts'
+import {readContext, type Context} from './home.ts'
 import {mergeKnownHosts} from './known-hosts.ts'
 import {followRootRotation} from './roots.ts'
+import {homeOf, updateContext, withSettingsLock} from './settings-lock.ts'
 
 export interface RefreshedRoots {
   ctx: Context
@@ -51,7 +52,15 @@ export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<Re
       followed.changed ||
       JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !==
         JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
-    if (changed) await saveContext(next)
+    // only what the CA publishes, over the settings as saved now (config may have saved its own since)
+    if (changed)
+      await updateContext(ctx, (saved) => ({
+        ...saved,
+        rootFingerprint: next.rootFingerprint,
+        userCaKeys: next.userCaKeys,
+        hostCaKeys: next.hostCaKeys,
+        hostPattern: next.hostPattern,
+      }))
     return {ctx: next, keys: roots.keys, changed}
   } finally {
     if (!client) ca.close()
@@ -85,10 +94,28 @@ export async function replaceWithBackup(file: string, text: string, newMode: num
 
 /**
  * Brings the known_hosts block `sshca config` wrote for this context up to the published host CA
- * keys (login calls it after refreshing them). Nothing is written where config never wrote a block,
- * or when the block is already current. Returns the file when it changed.
+ * keys as saved (login calls it after refreshing them). Nothing is written where config never wrote
+ * a block, or when the block is already current. The pattern and the file are config's as saved now, read
+ * under the settings lock: a login that began before `config --pattern` narrowed the trust cannot
+ * widen it back. Returns the file when it changed.
  */
-export async function syncKnownHosts(ctx: Context): Promise<string | null> {
+export async function syncKnownHosts(ctx: Pick<Context, 'dir' | 'name'>): Promise<string | null> {
+  const update = async () => {
+    const saved = await readContext(homeOf(ctx), ctx.name)
+    return saved ? knownHostsUpdate(saved) : null
+  }
+  // most logins: the block is current, and no lock is needed to see that
+  if ((await update()) === null) return null
+  return withSettingsLock(homeOf(ctx), async () => {
+    const u = await update()
+    if (u === null) return null
+    await replaceWithBackup(u.file, u.text, 0o644)
+    return u.file
+  })
+}
+
+/** The known_hosts file with the context's block brought up to its host CA keys; null when nothing changes. */
+async function knownHostsUpdate(ctx: Context): Promise<{file: string; text: string} | null> {
   if (ctx.configuredPattern === undefined || ctx.hostCaKeys.length === 0) return null
   const file = ctx.knownHostsFile ?? defaultKnownHosts()
   if (!(await exists(file))) return null
@@ -98,9 +125,7 @@ export async function syncKnownHosts(ctx: Context): Promise<string | null> {
   const pattern = effectivePattern(ctx.hostPattern, ctx.configuredPattern)
   const keys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, keys)
-  if (!changed) return null
-  await replaceWithBackup(file, text, 0o644)
-  return file
+  return changed ? {file, text} : null
 }
 
 /**

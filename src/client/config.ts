@@ -36,8 +36,8 @@ import {
   mergeInclude,
   mergeSshConfig,
   supportsMatchFinal,
-  withSshConfigLock,
 } from './ssh-config.ts'
+import {withSettingsLock} from './settings-lock.ts'
 
 export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 export {saveContext}
@@ -152,41 +152,46 @@ export const overlapWarning = (self: string, pattern: string, o: {context: strin
   `the host pattern "${pattern}" of "${self}" overlaps "${o.pattern}" of "${o.context}": hosts matching both are vouched for by two CAs, and ssh reads one RevokedHostKeys per host (the first block that matches), so the other CA's revocations do not apply to them; narrow one with sshca config --context NAME --pattern …`
 
 /**
- * `sshca config` on a person's machine: the @cert-authority block in known_hosts, the context's KRL
- * refreshed, its block in sshca's ssh_config, and the Include of that file at the top of
+ * `sshca config` on a person's machine: the context's KRL refreshed, the @cert-authority block in
+ * known_hosts, its block in sshca's ssh_config, and the Include of that file at the top of
  * ~/.ssh/config. Written in that order, each atomically, so ssh never reads a RevokedHostKeys that
- * names a missing file. --dry-run fetches and shows, writes nothing.
+ * names a missing file; all but the KRL under the settings lock (settings-lock.ts). --dry-run
+ * fetches and shows, writes nothing.
  */
 export async function configureClient(home: string, o: ClientConfigOptions): Promise<ClientConfigResult> {
   const loaded = await loadContext(home, o.context)
   const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
     const ctx = await refreshSshRoots(loaded, ca)
-    const kh = await knownHostsFor(ctx, o)
     const krl = await refreshContextKrl(ctx, ca, ctx.dir, {write: !o.dryRun})
-    const warnings: string[] = []
-    if (krl.note) warnings.push(krl.note)
-    for (const other of await overlappingContexts(home, ctx.name, kh.pattern))
-      warnings.push(overlapWarning(ctx.name, kh.pattern, other))
     const file = managedSshConfigPath(home)
-    // read and written under the lock login takes to add a revocation list to a block: neither
-    // writes back a copy older than the other's
-    const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.dryRun ? fn() : withSshConfigLock(home, fn))
-    const sshConfig = await locked(async () => {
+    const later: string[] = []
+    // known_hosts, the block, the Include and the settings are read and written under the settings
+    // lock, which login and context remove take too: none writes back a copy older than another's
+    const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.dryRun ? fn() : withSettingsLock(home, fn))
+    const {kh, sshConfig} = await locked(async () => {
+      // what config decides goes over the settings as saved now (a login may have saved its own since)
+      const saved = o.dryRun ? ctx : await readContext(home, ctx.name)
+      if (!saved)
+        throw new SshcaError('ERR_CONTEXT_NOT_FOUND', `the context "${ctx.name}" was removed while sshca config ran`)
+      const kh = await knownHostsFor(ctx, o)
       let sshConfig: ClientConfigResult['sshConfig'] = null
-      let settings: ContextSshConfig | undefined = ctx.sshConfig
+      let settings: ContextSshConfig | undefined = saved.sshConfig
       if (o.sshConfig !== false) {
         const customKnownHosts = o.file !== undefined && resolve(o.file) !== defaultKnownHosts()
         const exe = o.sshca ?? installedSshca()
         if (o.autoLogin !== false && exe.script?.split(sep).includes('_npx')) {
-          warnings.push(
+          later.push(
             `ssh will run sshca from npx's cache (${exe.script}), which npm clears: install sshca (npm install -g sshca) and run sshca config again, or use --no-auto-login`,
           )
         }
+        // the list only while it is there (context remove deletes it under this lock): ssh refuses
+        // every host of the pattern when RevokedHostKeys names a missing file
+        const krlFile = krl.file !== null && (o.dryRun || (await exists(krl.file))) ? krl.file : null
         settings = {
           pattern: kh.pattern,
-          krlFile: krl.file,
-          krlNote: krl.note,
+          krlFile,
+          krlNote: krlFile === krl.file ? krl.note : `${krl.file} was removed`,
           ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
           matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
           loginCommand:
@@ -224,8 +229,6 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
           if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
         }
       }
-      // what config decides, over the settings as saved now (a login may have saved its own since)
-      const saved = o.dryRun ? ctx : ((await readContext(home, ctx.name)) ?? ctx)
       const next: Context = {
         ...saved,
         configuredPattern: kh.pattern,
@@ -233,8 +236,13 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         ...(settings ? {sshConfig: settings} : {}),
       }
       if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(saved)) await saveContext(next)
-      return sshConfig
+      return {kh, sshConfig}
     })
+    const warnings: string[] = []
+    if (krl.note) warnings.push(krl.note)
+    for (const other of await overlappingContexts(home, ctx.name, kh.pattern))
+      warnings.push(overlapWarning(ctx.name, kh.pattern, other))
+    warnings.push(...later)
     return {...kh, krl, sshConfig, warnings}
   } finally {
     ca.close()

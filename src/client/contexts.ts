@@ -28,7 +28,8 @@ import {
 } from './home.ts'
 import {mergeManagedBlock} from './known-hosts.ts'
 import {contextKrlPath} from './krl.ts'
-import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock, withSshConfigLock} from './ssh-config.ts'
+import {withSettingsLock} from './settings-lock.ts'
+import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface ContextView {
@@ -113,29 +114,34 @@ export async function contextRemove(
   const ctx = await loadContext(home, name)
   const wasCurrent = (await currentContextName(home)) === name
 
-  // 1. trust: the @cert-authority block
+  // 1–3 under the settings lock, which config and login take to write these files: neither can
+  // write back the blocks removed here, nor name the KRL removed here
   let knownHosts: RemoveResult['knownHosts'] = null
-  const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
-  if (await exists(kh)) {
-    const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
-    if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
-  }
-  // 2. the ssh_config block (RevokedHostKeys, the login exec)
   let sshConfig: RemoveResult['sshConfig'] = null
-  const managed = managedSshConfigPath(home)
-  // under the lock a login takes to add a revocation list to a block: it cannot write this one back
-  await withSshConfigLock(home, async () => {
-    if (!(await exists(managed))) return
-    const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
-    if (merged.changed) {
-      await writeFileAtomic(managed, merged.text, 0o600)
-      sshConfig = {file: managed}
+  const krlFile = contextKrlPath(ctx.dir)
+  let krl: string | null = null
+  await withSettingsLock(home, async () => {
+    // 1. trust: the @cert-authority block
+    const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
+    if (await exists(kh)) {
+      const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
+      if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
+    }
+    // 2. the ssh_config block (RevokedHostKeys, the login exec)
+    const managed = managedSshConfigPath(home)
+    if (await exists(managed)) {
+      const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
+      if (merged.changed) {
+        await writeFileAtomic(managed, merged.text, 0o600)
+        sshConfig = {file: managed}
+      }
+    }
+    // 3. the KRL, now that nothing names it
+    if (await exists(krlFile)) {
+      await rm(krlFile, {force: true})
+      krl = krlFile
     }
   })
-  // 3. the KRL, now that nothing names it
-  const krlFile = contextKrlPath(ctx.dir)
-  const krl = (await exists(krlFile)) ? krlFile : null
-  if (krl) await rm(krl, {force: true})
   // 4. the CA's certificates in the agent
   const cas = new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
   const certificates: RemoveResult['certificates'] = []

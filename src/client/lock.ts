@@ -1,10 +1,12 @@
 /**
  * One login at a time per context. `ssh` runs `sshca login --ensure` for every connection it opens,
  * and `parallel-ssh`, Ansible or a shell loop open many at once: without a lock each would start
- * its own browser sign-in. The first takes the lock file (created exclusively, holding its pid);
+ * its own browser sign-in. The first takes the lock file (created exclusively, holding its pid and a
+ * token of its own);
  * the others wait for it to go, then look again for the certificate the first one got. A lock
  * whose process is gone, or older than the longest sign-in, is taken over.
  */
+import {randomUUID} from 'node:crypto'
 import {open, readFile, rm, stat} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {SshcaError, type ErrorCode} from '../errors.ts'
@@ -33,28 +35,61 @@ const isAlive = (pid: number): boolean => {
   }
 }
 
-async function staleHolder(path: string, o: LockOptions, now: number): Promise<boolean> {
+/**
+ * The lock's text when its holder is gone (its process is dead, or the lock is older than staleMs),
+ * '' when the lock vanished; null while it is held.
+ */
+async function staleText(path: string, o: LockOptions, now: number): Promise<string | null> {
   try {
     const [text, s] = await Promise.all([readFile(path, 'utf8'), stat(path)])
-    const pid = Number(text.trim())
-    if (now - s.mtimeMs > o.staleMs) return true
+    const pid = Number(text.trim().split(/\s+/)[0])
+    if (now - s.mtimeMs > o.staleMs) return text
     // a lock file still being written has no pid yet: not stale
-    return Number.isInteger(pid) && pid > 0 && !(o.alive ?? isAlive)(pid)
+    return Number.isInteger(pid) && pid > 0 && !(o.alive ?? isAlive)(pid) ? text : null
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT'
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? '' : null
   }
 }
+
+/**
+ * Takes a stale lock away. Several waiters may judge the same lock stale; the first to remove it may
+ * take the lock at once, and no other may then remove that new lock. So one waiter at a time (the one
+ * that creates `<lock>.takeover`) removes it, and only while it is still the lock that was judged.
+ */
+async function removeStale(path: string, judged: string, clock: () => number): Promise<void> {
+  if (judged === '') return
+  const guard = `${path}.takeover`
+  try {
+    await (await open(guard, 'wx', 0o600)).close()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    // another waiter is taking it over (for microseconds); a guard left by a crash goes after a while
+    const s = await stat(guard).catch(() => undefined)
+    if (s && clock() - s.mtimeMs > TAKEOVER_STALE_MS) await rm(guard, {force: true})
+    return
+  }
+  try {
+    if ((await readFile(path, 'utf8').catch(() => null)) === judged) await rm(path, {force: true})
+  } finally {
+    await rm(guard, {force: true})
+  }
+}
+
+const TAKEOVER_STALE_MS = 10_000
 
 /** Runs `fn` holding the lock at `path`; `waited` tells it whether another process held it first. */
 export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boolean) => Promise<T>): Promise<T> {
   const clock = o.clock ?? Date.now
   const end = clock() + o.timeoutMs
+  // the pid says whether the holder lives; the token says which lock is this one's
+  const token = randomUUID()
+  const mine = `${process.pid} ${token}\n`
   let waited = false
   for (;;) {
     try {
       const fh = await open(path, 'wx', 0o600)
       try {
-        await fh.writeFile(`${process.pid}\n`)
+        await fh.writeFile(mine)
       } finally {
         await fh.close()
       }
@@ -63,8 +98,9 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     waited = true
-    if (await staleHolder(path, o, clock())) {
-      await rm(path, {force: true})
+    const stale = await staleText(path, o, clock())
+    if (stale !== null) {
+      await removeStale(path, stale, clock)
       continue
     }
     if (clock() >= end)
@@ -80,6 +116,7 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
   try {
     return await fn(waited)
   } finally {
-    await rm(path, {force: true})
+    // only this one's: a lock taken over as stale (this holder ran past staleMs) is its new holder's
+    if ((await readFile(path, 'utf8').catch(() => null)) === mine) await rm(path, {force: true})
   }
 }

@@ -73,7 +73,7 @@ export interface LoginResult {
   /**
    * The context's KRL for ssh's RevokedHostKeys, refreshed alongside (its failure never fails a login);
    * null when nothing was fetched. `enabledIn`: the managed ssh_config whose block this login made
-   * name the list (`sshca config` had written it when there was none), else null.
+   * name the list (`sshca config` had written it naming none, or another file), else null.
    */
   krl: (ContextKrl & {enabledIn: string | null}) | null
   /**

@@ -33,13 +33,14 @@ import {
 } from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
-import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
+import {agentlessFiles, loadContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import {heldCertificate, loginCertificateView} from './ensure.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from './provisioners.ts'
 import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
+import {updateContext} from './settings-lock.ts'
 import {enableRevokedHostKeys, sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
@@ -473,7 +474,8 @@ async function signIn(
   const before = ctx
   ctx = chosen ? {...keys, provisioner: chosen.name} : keys
   // signed in: the context remembers how, for the next login that names no provisioner
-  if (chosen && before.provisioner !== chosen.name) await saveContext(ctx)
+  if (chosen && before.provisioner !== chosen.name)
+    await updateContext(ctx, (saved) => ({...saved, provisioner: chosen.name}))
   const comment = agentComment(ctx.name, provisioner)
   const base = {
     context: ctx.name,
@@ -530,7 +532,8 @@ async function signIn(
       since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString(),
     },
   }
-  if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless)) await saveContext(next)
+  if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless))
+    await updateContext(ctx, (saved) => ({...saved, agentless: next.agentless}))
   // the managed block always names these files (ssh skips missing ones): ssh finds them even when this
   // login runs from its Match exec, while ssh is still reading that block
   const installed = (await sshConfigInstalled(deps.home, ctx.name)).block
@@ -559,8 +562,7 @@ async function writeKeyFiles(
 
 /** The agent holds the context's certificates again: the files go (ssh would offer a stale key). */
 async function leaveAgentless(ctx: Context): Promise<void> {
-  const {agentless: _gone, ...rest} = ctx
-  await saveContext(rest)
+  await updateContext(ctx, ({agentless: _gone, ...rest}) => rest)
   const files = agentlessFiles(ctx)
   await rm(files.key, {force: true})
   await rm(files.certificate, {force: true})

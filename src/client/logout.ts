@@ -15,10 +15,10 @@ import {
   listContexts,
   loadContext,
   readContext,
-  saveContext,
   validContextName,
   type Context,
 } from './home.ts'
+import {updateContext} from './settings-lock.ts'
 import type {TokenStore} from './token-store.ts'
 
 export interface LogoutOptions {
@@ -96,10 +96,7 @@ export async function logout(
       }
     }
     for (const c of contexts) {
-      if (c.agentless) {
-        const {agentless: _gone, ...rest} = c
-        await saveContext(rest)
-      }
+      if (c.agentless) await updateContext(c, ({agentless: _gone, ...rest}) => rest)
     }
     const store = await deps.tokenStore()
     for (const name of [...contexts.map((c) => c.name), ...damaged.map((d) => d.name)]) {

@@ -28,23 +28,25 @@ import {SshcaError} from '../errors.ts'
 import {exists, writeFileAtomic} from '../util/fs.ts'
 import {agentlessFiles, readContext, saveContext, type Context} from './home.ts'
 import {beginMarker, endMarker, mergeManagedBlock} from './known-hosts.ts'
-import {withLock} from './lock.ts'
+import {withSettingsLock} from './settings-lock.ts'
 
 export const SSH_CONFIG_FILE = 'ssh_config'
 
 export const managedSshConfigPath = (home: string): string => join(home, SSH_CONFIG_FILE)
 
 /**
- * One argument of an ssh_config line: double-quoted when it holds whitespace, `#` or `'` (which would
- * start a comment or a quote); refused when it holds a double quote, a newline, or a backslash that
- * ssh 8.7+ would read as an escape (before `\\`, `'`, `"`, a space or the closing quote): older ssh
- * reads backslashes as they are, so no escaping means the same to both.
+ * One path argument of an ssh_config line: double-quoted when it holds whitespace, `#` or `'` (which
+ * would start a comment or a quote). Refused when ssh would read it as another path: a double quote
+ * or a newline; a backslash that ssh 8.7+ reads as an escape (before `\\`, `'`, `"`, a space or the
+ * closing quote; older ssh reads backslashes as they are, so no escaping means the same to both);
+ * `%` or `${`, which ssh expands in IdentityFile, CertificateFile and UserKnownHostsFile.
  */
 export function configArg(value: string): string {
-  if (/["\r\n\0]|\\(?=[\\'" ]|$)/.test(value))
+  if (/["\r\n\0%]|\\(?=[\\'" ]|$)|\$\{/.test(value))
     throw new SshcaError(
       'ERR_INPUT',
-      `the path ${JSON.stringify(value)} cannot be written into an ssh_config (it holds a double quote, a newline or a backslash ssh would read as an escape)`,
+      `the path ${JSON.stringify(value)} cannot be written into an ssh_config (ssh would read another path: it holds a double quote, a newline, %, \${ or a backslash ssh reads as an escape)`,
+      {hint: 'keep $SSHCA_HOME and the files you name on paths without those characters'},
     )
   return /[\s#']/.test(value) ? `"${value}"` : value
 }
@@ -198,7 +200,7 @@ export function configWord(rest: string): string | null {
       if (c === quote) quote = null
       else out += c
     } else if (c === '"' || c === "'") quote = c
-    else if (/\s/.test(c)) break
+    else if (c === ' ' || c === '\t') break
     else out += c
   }
   return quote === null ? out : null
@@ -235,7 +237,16 @@ export function mergeSshConfig(
 export const INCLUDE_MARKER =
   '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
 
-export const includeLine = (file: string): string => `Include ${configArg(file)}`
+/** The Include line for the managed file; refused for a path ssh would read as a pattern (`*`, `?`, `[`). */
+export function includeLine(file: string): string {
+  if (/[*?[]/.test(file))
+    throw new SshcaError(
+      'ERR_INPUT',
+      `${JSON.stringify(file)} cannot be included from ~/.ssh/config: ssh reads *, ? and [ in an Include as a pattern`,
+      {hint: 'keep $SSHCA_HOME on a path without those characters'},
+    )
+  return `Include ${configArg(file)}`
+}
 
 /** The directive of a line, lower-cased, and its argument with quotes removed. */
 function directive(line: string): {key: string; arg: string} | undefined {
@@ -328,31 +339,25 @@ export async function sshConfigInstalled(
   }
 }
 
-/** One writer at a time of the managed ssh_config and the context settings written with it: config, login, context remove. */
-export function withSshConfigLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
-  // each holder reads and writes a few small files: a lock older than this was left by a crash
-  return withLock(
-    join(home, 'ssh_config.lock'),
-    {timeoutMs: 10_000, staleMs: 30_000, holder: 'another sshca writing its ssh_config', code: 'ERR_BUSY'},
-    fn,
-  )
-}
-
 /**
  * After login fetched a KRL: a block `sshca config` wrote when there was none (the CA published
  * none yet, or the fetch failed), or one that names another file, names the context's list now, so
  * ssh refuses revoked host certificates without waiting for the next `sshca config`. Under the
- * ssh_config lock, against what is on disk then: a block or context removed meanwhile stays removed,
+ * settings lock, against what is on disk then: a block or context removed meanwhile stays removed,
  * and the list must exist (ssh refuses every host of the pattern when the file is missing). Returns
  * the managed file when it changed it.
  */
 export async function enableRevokedHostKeys(home: string, ctx: Context, krlFile: string): Promise<string | null> {
   const file = managedSshConfigPath(home)
-  return withSshConfigLock(home, async () => {
-    const text = await readFile(file, 'utf8').catch(none)
+  // no block, or one that names the list already (most logins): nothing to write, no lock to take
+  const needed = (text: string): boolean => {
     const block = sshConfigBlock(text, ctx.name)
-    // no block: ssh reads nothing of this context's, and `sshca config` writes it with the list
-    if (!block || revokedHostKeysOf(block) === krlFile) return null
+    return block !== undefined && revokedHostKeysOf(block) !== krlFile
+  }
+  if (!needed(await readFile(file, 'utf8').catch(none))) return null
+  return withSettingsLock(home, async () => {
+    const text = await readFile(file, 'utf8').catch(none)
+    if (!needed(text)) return null
     // the settings as saved now; none: the context was removed (or never configured) meanwhile
     const saved = await readContext(home, ctx.name)
     if (!saved?.sshConfig || !(await exists(krlFile))) return null

@@ -480,7 +480,10 @@ describe('client hardening (issue 8): the attacks, refused', function () {
           file: krlFile,
           enabledIn: managedFile,
         })
-        assert.match(later.stderr, /^ssh now checks the revocation list of "nokrl": RevokedHostKeys added/m)
+        assert.match(
+          later.stderr,
+          /^ssh now checks the revocation list of "nokrl": its block in \S+ssh_config names \S+\.krl\.$/m,
+        )
         const named = readFileSync(managedFile, 'utf8')
         assert.match(named, /^ {2}RevokedHostKeys \S+\/contexts\/nokrl\/revoked_host_keys\.krl$/m)
         assert.doesNotMatch(named, /no RevokedHostKeys/)

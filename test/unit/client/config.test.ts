@@ -12,6 +12,7 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -27,13 +28,17 @@ import {
   type ClientConfigOptions,
 } from '../../../src/client/config.ts'
 import type {InstalledSshca} from '../../../src/client/exec-path.ts'
-import {localSshVersion, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+import {syncKnownHosts} from '../../../src/client/ca-keys.ts'
+import {loadContext} from '../../../src/client/home.ts'
+import {updateContext, withSettingsLock} from '../../../src/client/settings-lock.ts'
+import {localSshVersion, removeSshConfigBlock, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 import {json, startScriptedCa, type ScriptedCa} from '../../helpers/scripted-server.ts'
 import {snapshot} from '../../helpers/snapshot.ts'
+import {waitFor} from '../../helpers/proc.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 const b64 = (k: PublicKey): string => k.blob.toString('base64')
@@ -272,6 +277,49 @@ describe('sshca config on a client, in process', function () {
 
   describe('configureClient', () => {
     const opts = (o: ClientConfigOptions = {}): ClientConfigOptions => ({sshca: SSHCA, matchFinal: true, ...o})
+
+    describe('taking turns with login and context remove (the settings lock)', () => {
+      it('a context removed while config waited for the lock is not configured again: no block naming its deleted KRL', async () => {
+        await boot()
+        await configureClient(home, opts())
+        let krlServed = false
+        const answer = ca.server.answer
+        ca.server.answer = (path, body) => {
+          if (path === '/ssh/krl') krlServed = true
+          return answer(path, body)
+        }
+        try {
+          let racing: Promise<unknown> | undefined
+          await withSettingsLock(home, async () => {
+            racing = configureClient(home, opts({pattern: 'web.example.com'}))
+            await waitFor('config to fetch the KRL', () => krlServed, 10_000)
+            await new Promise((r) => setTimeout(r, 200))
+            // context remove's steps under the lock: the block, the KRL, then (later) the folder
+            writeFileSync(sshConfig(), removeSshConfigBlock(readFileSync(sshConfig(), 'utf8'), 'demo').text)
+            rmSync(ctxDir(), {recursive: true, force: true})
+          })
+          await rejectsCode(racing!, 'ERR_CONTEXT_NOT_FOUND')
+          assert.doesNotMatch(readFileSync(sshConfig(), 'utf8'), /sshca demo/, 'the block stays removed')
+        } finally {
+          ca.server.answer = answer
+        }
+      })
+
+      it("a login that began before config narrowed the pattern keeps config's settings and known_hosts block", async () => {
+        await boot()
+        const atLoginStart = await loadContext(home, 'demo')
+        await configureClient(home, opts({pattern: 'web.example.com'}))
+        // the login saves its own fields over what is saved now
+        await updateContext(atLoginStart, (saved) => ({...saved, provisioner: 'people'}))
+        assert.equal(settings().configuredPattern, 'web.example.com')
+        assert.equal(settings().provisioner, 'people')
+        // a host key rotation reaches known_hosts through that login: with config's pattern, not the old one
+        const rotated = {...atLoginStart, hostCaKeys: [hostCa, hostCa2].map((k) => k.toLine('demo host CA'))}
+        await updateContext(rotated, (saved) => ({...saved, hostCaKeys: rotated.hostCaKeys}))
+        assert.equal(await syncKnownHosts(rotated), knownHosts())
+        assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', 'web.example.com', [hostCa, hostCa2]))
+      })
+    })
     const sshConfig = () => join(home, 'ssh_config')
     const userConfig = () => join(HOME, '.ssh', 'config')
     const krlFile = (name = 'demo') => join(ctxDir(name), 'revoked_host_keys.krl')

@@ -1,6 +1,6 @@
 /** One login per context at a time: the lock waits for its holder, takes over a dead or stale one. */
 import assert from 'node:assert/strict'
-import {existsSync, utimesSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {withLock} from '../../../src/client/lock.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
@@ -68,5 +68,39 @@ describe('the login lock', () => {
       {},
       /^another sshca writing its ssh_config \(lock \S+busy\.lock\) did not finish in time$/,
     )
+  })
+  it('three waiters at a lock left by a crash: one holder at a time, every round', async () => {
+    const path = join(tempDir('sshca-lock-'), 'race.lock')
+    const o = {timeoutMs: 5000, staleMs: 60_000, pollMs: 1}
+    for (let round = 0; round < 60; round++) {
+      writeFileSync(path, '999999999\n') // no such process
+      let inside = 0
+      let most = 0
+      const hold = async () => {
+        inside++
+        most = Math.max(most, inside)
+        await new Promise((r) => setTimeout(r, 3))
+        inside--
+      }
+      await Promise.all([withLock(path, o, hold), withLock(path, o, hold), withLock(path, o, hold)])
+      assert.equal(most, 1, `round ${round}: two holders at once`)
+      assert.ok(!existsSync(path) && !existsSync(`${path}.takeover`), 'nothing left behind')
+    }
+  })
+
+  it("a holder whose lock was taken over (it ran past staleMs) leaves the new holder's lock alone", async () => {
+    const path = join(tempDir('sshca-lock-'), 'slow.lock')
+    let second: Promise<string> | undefined
+    await withLock(path, {timeoutMs: 1000, staleMs: 60_000}, async () => {
+      // another process judges this lock stale (too old) and takes it
+      second = withLock(path, {timeoutMs: 1000, staleMs: 0, pollMs: 10}, async () => {
+        await new Promise((r) => setTimeout(r, 300))
+        return readFileSync(path, 'utf8')
+      })
+      await new Promise((r) => setTimeout(r, 100))
+    })
+    assert.ok(existsSync(path), "the first holder's release did not remove the second's lock")
+    assert.match(await second!, /^\d+ [0-9a-f-]{36}\n$/)
+    assert.ok(!existsSync(path))
   })
 })

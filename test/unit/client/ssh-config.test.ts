@@ -20,8 +20,8 @@ import {
   sshConfigBlockLines,
   sshConfigInstalled,
   supportsMatchFinal,
-  withSshConfigLock,
 } from '../../../src/client/ssh-config.ts'
+import {withSettingsLock} from '../../../src/client/settings-lock.ts'
 import {readContext, saveContext} from '../../../src/client/home.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -76,6 +76,12 @@ describe('the managed ssh_config and its Include', () => {
       assert.equal(configArg('C:\\Users\\me\\k'), 'C:\\Users\\me\\k')
       assert.equal(configWord(configArg('C:\\Users\\me\\k')), 'C:\\Users\\me\\k')
       for (const bad of ['/a\\\\b', "/a\\'b", '/a\\ b', '/a\\']) throwsCode(() => configArg(bad), 'ERR_INPUT')
+      // what ssh expands in IdentityFile, CertificateFile and UserKnownHostsFile: %h, ${HOME}
+      for (const bad of ['/srv/100%/sshca', '/srv/${HOME}/sshca']) throwsCode(() => configArg(bad), 'ERR_INPUT')
+      assert.equal(configArg('/srv/$x/sshca'), '/srv/$x/sshca')
+      // an Include is a pattern to ssh
+      for (const bad of ['/h/g[1]/ssh_config', '/h/*/ssh_config', '/h/?/ssh_config'])
+        throwsCode(() => includeLine(bad), 'ERR_INPUT')
     })
   })
 
@@ -436,7 +442,7 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
       writeFileSync(krl, 'KRL')
       const c = await ctx()
       let enabled: Promise<string | null> | undefined
-      await withSshConfigLock(home, async () => {
+      await withSettingsLock(home, async () => {
         enabled = enableRevokedHostKeys(home, c, krl)
         await new Promise((r) => setTimeout(r, 150))
         writeFileSync(file(), removeSshConfigBlock(readFileSync(file(), 'utf8'), 'prod').text)
