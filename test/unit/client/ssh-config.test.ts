@@ -378,6 +378,30 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
   })
 
   describe('the RevokedHostKeys a block names (what status checks)', () => {
+    it('configWord reads the first word as ssh 8.7+ does', () => {
+      const cases: [string, string | null][] = [
+        ['   /a b', '/a'],
+        ['', null],
+        ['   ', null],
+        ['#x', null],
+        ['  # x', null],
+        ['a#', 'a#'],
+        ['a\tb', 'a'],
+        ['a\\', 'a\\'],
+        ['a\\"b', 'a"b'],
+        ["a\\'b", "a'b"],
+        ['a\\\\b', 'a\\b'],
+        ['a\\ b', 'a b'],
+        ['a\\qb', 'a\\qb'],
+        ['"a\\ b"', 'a\\ b'],
+        ['"a b"c', 'a bc'],
+        ["'a \"b'", 'a "b'],
+        ['"open', null],
+      ]
+      for (const [input, word] of cases) assert.equal(configWord(input), word, JSON.stringify(input))
+      assert.equal(revokedHostKeysOf(['  RevokedHostKeys = /k']), '/k')
+    })
+
     it("the block's own lines only, the first RevokedHostKeys in any spelling ssh accepts, null when it names none", () => {
       const text = mergeSshConfig(mergeSshConfig('', {...full, context: 'lab', krlFile: '/lab.krl'}).text, {
         ...full,
