@@ -27,6 +27,7 @@ import {
 } from './home.ts'
 import {ensureHomeLayout} from './home-layout.ts'
 import {contextKrlPath, refreshContextKrl, type ContextKrl} from './krl.ts'
+import {withSettingsLock} from './settings-lock.ts'
 import {followRootRotation, splitPems} from './roots.ts'
 
 export interface BootstrapOptions {
@@ -275,9 +276,12 @@ async function writeContext(
     // Stryker disable next-line ObjectLiteral: the context only names the CA in a note; the folder is the third argument
     krl = await refreshContextKrl({...settings, rootPem, dir: staged}, client, staged)
     if (krl.file) krl = {...krl, file: contextKrlPath(target)}
-    // Stryker disable next-line BooleanLiteral: the target is there (existing), so removing it needs no force
-    if (replacing) await rm(target, {recursive: true, force: true})
-    await rename(staged, target)
+    // under the settings lock: a login or config that read the old context cannot save it into the new one
+    await withSettingsLock(home, async () => {
+      // Stryker disable next-line BooleanLiteral: the target is there (existing), so removing it needs no force
+      if (replacing) await rm(target, {recursive: true, force: true})
+      await rename(staged, target)
+    })
   } catch (err) {
     await rm(staged, {
       recursive: true,

@@ -93,7 +93,8 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
 
 /** known_hosts only (the demo uses it on a throwaway file): see configureClient for `sshca config`. */
 export async function configureKnownHosts(home: string, o: KnownHostsOptions): Promise<KnownHostsResult> {
-  return knownHostsFor(await refreshSshRoots(await loadContext(home, o.context)), o)
+  const ctx = await refreshSshRoots(await loadContext(home, o.context))
+  return withSettingsLock(home, () => knownHostsFor(ctx, o))
 }
 
 export interface ClientConfigOptions extends KnownHostsOptions {
@@ -166,6 +167,8 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     const krl = await refreshContextKrl(ctx, ca, ctx.dir, {write: !o.dryRun})
     const file = managedSshConfigPath(home)
     const later: string[] = []
+    // asked before the lock (a login may wait on it): ssh -V can take a while on a cold cache
+    const matchFinal = o.matchFinal ?? (o.sshConfig === false ? true : supportsMatchFinal(localSshVersion()))
     // known_hosts, the block, the Include and the settings are read and written under the settings
     // lock, which login and context remove take too: none writes back a copy older than another's
     const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.dryRun ? fn() : withSettingsLock(home, fn))
@@ -193,7 +196,7 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
           krlFile,
           krlNote: krlFile === krl.file ? krl.note : `${krl.file} was removed`,
           ...(customKnownHosts ? {knownHostsFile: resolve(o.file!)} : {}),
-          matchFinal: o.matchFinal ?? supportsMatchFinal(localSshVersion()),
+          matchFinal,
           loginCommand:
             o.autoLogin === false
               ? null

@@ -3,10 +3,11 @@
  * $SSHCA_HOME, which one commands use by default, and forgetting one completely.
  *
  * Removal undoes what bootstrap, config and login did, in the order that never leaves ssh worse
- * off: first the @cert-authority block (ssh stops trusting the CA's host certificates), then the
- * context's block in the managed ssh_config (its RevokedHostKeys and login exec), and only then the
- * KRL file that block named (ssh refuses every host when RevokedHostKeys names a missing file); the
- * CA's certificates leave the agent and its refresh tokens are forgotten; the folder goes last.
+ * off: the CA's certificates leave the agent and its refresh tokens are forgotten (a failure there
+ * leaves the context as it was, to remove again); then, under the settings lock, the @cert-authority
+ * block (ssh stops trusting the CA's host certificates), the context's block in the managed
+ * ssh_config (its RevokedHostKeys and login exec), only then the KRL file that block named (ssh
+ * refuses every host when RevokedHostKeys names a missing file), and the folder.
  */
 import {readFile, rm} from 'node:fs/promises'
 import {homedir} from 'node:os'
@@ -114,35 +115,7 @@ export async function contextRemove(
   const ctx = await loadContext(home, name)
   const wasCurrent = (await currentContextName(home)) === name
 
-  // 1–3 under the settings lock, which config and login take to write these files: neither can
-  // write back the blocks removed here, nor name the KRL removed here
-  let knownHosts: RemoveResult['knownHosts'] = null
-  let sshConfig: RemoveResult['sshConfig'] = null
-  const krlFile = contextKrlPath(ctx.dir)
-  let krl: string | null = null
-  await withSettingsLock(home, async () => {
-    // 1. trust: the @cert-authority block
-    const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
-    if (await exists(kh)) {
-      const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
-      if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
-    }
-    // 2. the ssh_config block (RevokedHostKeys, the login exec)
-    const managed = managedSshConfigPath(home)
-    if (await exists(managed)) {
-      const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
-      if (merged.changed) {
-        await writeFileAtomic(managed, merged.text, 0o600)
-        sshConfig = {file: managed}
-      }
-    }
-    // 3. the KRL, now that nothing names it
-    if (await exists(krlFile)) {
-      await rm(krlFile, {force: true})
-      krl = krlFile
-    }
-  })
-  // 4. the CA's certificates in the agent
+  // 1. the CA's certificates in the agent
   const cas = new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
   const certificates: RemoveResult['certificates'] = []
   let agent: string | null = null
@@ -159,17 +132,45 @@ export async function contextRemove(
     if ((err as SshcaError).code !== 'ERR_AGENT_UNAVAILABLE') throw err
     agent = (err as Error).message
   }
-  // 5. refresh tokens
+  // 2. refresh tokens
   const store = await deps.tokenStore()
   let forgotten = 0
   for (const key of await store.keys(`${name}/`)) {
     await store.delete(key)
     forgotten++
   }
-  // 6. the folder (root, settings, agentless key files), and `current` when it named this one
+  // 3–6 under the settings lock, which config and login take to write these files: once it is let
+  // go, the context is gone, so neither writes back a block removed here or names the KRL removed here
+  let knownHosts: RemoveResult['knownHosts'] = null
+  let sshConfig: RemoveResult['sshConfig'] = null
+  const krlFile = contextKrlPath(ctx.dir)
+  let krl: string | null = null
   const directory = contextDir(home, name)
-  await rm(directory, {recursive: true, force: true})
-  if (wasCurrent) await rm(join(home, 'current'), {force: true})
+  await withSettingsLock(home, async () => {
+    // 3. trust: the @cert-authority block
+    const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
+    if (await exists(kh)) {
+      const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
+      if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
+    }
+    // 4. the ssh_config block (RevokedHostKeys, the login exec)
+    const managed = managedSshConfigPath(home)
+    if (await exists(managed)) {
+      const merged = removeSshConfigBlock(await readFile(managed, 'utf8'), name)
+      if (merged.changed) {
+        await writeFileAtomic(managed, merged.text, 0o600)
+        sshConfig = {file: managed}
+      }
+    }
+    // 5. the KRL, now that nothing names it
+    if (await exists(krlFile)) {
+      await rm(krlFile, {force: true})
+      krl = krlFile
+    }
+    // 6. the folder (root, settings, agentless key files), and `current` when it named this one
+    await rm(directory, {recursive: true, force: true})
+    if (wasCurrent) await rm(join(home, 'current'), {force: true})
+  })
   return {
     context: name,
     wasCurrent,

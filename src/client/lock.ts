@@ -36,18 +36,27 @@ const isAlive = (pid: number): boolean => {
 }
 
 /**
- * The lock's text when its holder is gone (its process is dead, or the lock is older than staleMs),
- * '' when the lock vanished; null while it is held.
+ * The lock's text when its holder is gone (its process is dead, or the lock is older than staleMs);
+ * null while it is held; undefined when it vanished. Read through one handle, so the age and the text
+ * are one file's (two opens could see the old lock's age and a new lock's text).
  */
-async function staleText(path: string, o: LockOptions, now: number): Promise<string | null> {
+async function staleText(path: string, o: LockOptions, now: number): Promise<string | null | undefined> {
+  let fh
   try {
-    const [text, s] = await Promise.all([readFile(path, 'utf8'), stat(path)])
-    const pid = Number(text.trim().split(/\s+/)[0])
+    fh = await open(path, 'r')
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : null
+  }
+  try {
+    const s = await fh.stat()
+    const text = await fh.readFile('utf8')
+    // an empty lock (its holder died before writing it) is judged by its age alone
     if (now - s.mtimeMs > o.staleMs) return text
+    const pid = Number(text.trim().split(/\s+/)[0])
     // a lock file still being written has no pid yet: not stale
     return Number.isInteger(pid) && pid > 0 && !(o.alive ?? isAlive)(pid) ? text : null
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? '' : null
+  } finally {
+    await fh.close()
   }
 }
 
@@ -55,9 +64,9 @@ async function staleText(path: string, o: LockOptions, now: number): Promise<str
  * Takes a stale lock away. Several waiters may judge the same lock stale; the first to remove it may
  * take the lock at once, and no other may then remove that new lock. So one waiter at a time (the one
  * that creates `<lock>.takeover`) removes it, and only while it is still the lock that was judged.
+ * False when another waiter holds the guard: this one waits its turn.
  */
-async function removeStale(path: string, judged: string, clock: () => number): Promise<void> {
-  if (judged === '') return
+async function removeStale(path: string, judged: string, clock: () => number): Promise<boolean> {
   const guard = `${path}.takeover`
   try {
     await (await open(guard, 'wx', 0o600)).close()
@@ -66,16 +75,17 @@ async function removeStale(path: string, judged: string, clock: () => number): P
     // another waiter is taking it over (for microseconds); a guard left by a crash goes after a while
     const s = await stat(guard).catch(() => undefined)
     if (s && clock() - s.mtimeMs > TAKEOVER_STALE_MS) await rm(guard, {force: true})
-    return
+    return false
   }
   try {
     if ((await readFile(path, 'utf8').catch(() => null)) === judged) await rm(path, {force: true})
+    return true
   } finally {
     await rm(guard, {force: true})
   }
 }
 
-const TAKEOVER_STALE_MS = 10_000
+const TAKEOVER_STALE_MS = 2_000
 
 /** Runs `fn` holding the lock at `path`; `waited` tells it whether another process held it first. */
 export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boolean) => Promise<T>): Promise<T> {
@@ -86,23 +96,11 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
   const mine = `${process.pid} ${token}\n`
   let waited = false
   for (;;) {
-    try {
-      const fh = await open(path, 'wx', 0o600)
-      try {
-        await fh.writeFile(mine)
-      } finally {
-        await fh.close()
-      }
-      break
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
+    if (await create(path, mine)) break
     waited = true
     const stale = await staleText(path, o, clock())
-    if (stale !== null) {
-      await removeStale(path, stale, clock)
-      continue
-    }
+    // gone, or taken away as stale: try again at once; else wait (for the holder, or for the guard)
+    if (stale === undefined || (stale !== null && (await removeStale(path, stale, clock)))) continue
     if (clock() >= end)
       throw new SshcaError(
         o.code ?? 'ERR_LOGIN_TIMEOUT',
@@ -119,4 +117,25 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
     // only this one's: a lock taken over as stale (this holder ran past staleMs) is its new holder's
     if ((await readFile(path, 'utf8').catch(() => null)) === mine) await rm(path, {force: true})
   }
+}
+
+/** Creates the lock holding `text`; false when it exists. A lock that could not be written is removed. */
+async function create(path: string, text: string): Promise<boolean> {
+  let fh
+  try {
+    fh = await open(path, 'wx', 0o600)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw err
+  }
+  try {
+    await fh.writeFile(text)
+  } catch (err) {
+    // a full disk: an empty lock left here would hold every other sshca back until it is stale
+    await fh.close().catch(() => undefined)
+    await rm(path, {force: true})
+    throw err
+  }
+  await fh.close()
+  return true
 }

@@ -466,6 +466,8 @@ describe("step's routes on sshca's CA", function () {
         assert.equal(stopped.line!.subject, 'dave', 'verified first: the audit line says who tried')
         // no credentials: 503 at once, not a 401 that sends the caller to a sign-in the stop refuses too
         assert.equal((await t.call('GET', '/ssh/hosts')).status, 503)
+        // nor a token the CA refuses (which would send the caller to sign in again)
+        assert.equal((await t.call('GET', '/ssh/hosts', undefined, {authorization: 'Bearer not.a.jwt'})).status, 503)
       } finally {
         await resumeIssuance({configPath: t.init.config, reason: 'test over'})
         await waitFor('the CA to resume', async () => (await hosts(await people('dave'))).status === 200, 20_000)

@@ -293,7 +293,12 @@ export class Authority {
       // not asked: it authorizes certificates, and may count or prompt for each call it gets
       trace.cert_type = 'user'
       // verified first, so that the audit line of a read refused by the stop names who tried
-      const {spec} = await userGrant(this.rt, m[1]!, 'user', trace)
+      const {spec} = await userGrant(this.rt, m[1]!, 'user', trace).catch((err: unknown) => {
+        // a token refused while issuance is stopped: the stop is the answer (a 401 would send the
+        // caller to a sign-in that cannot help now)
+        requireIssuanceEnabled(this.rt)
+        throw err
+      })
       requireIssuanceEnabled(this.rt)
       const revoked = await this.rt.store.revocationFor({keyId: spec.keyId})
       if (revoked) throw revokedDenial(revoked)

@@ -12,7 +12,6 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -29,9 +28,11 @@ import {
 } from '../../../src/client/config.ts'
 import type {InstalledSshca} from '../../../src/client/exec-path.ts'
 import {syncKnownHosts} from '../../../src/client/ca-keys.ts'
+import {contextRemove} from '../../../src/client/contexts.ts'
 import {loadContext} from '../../../src/client/home.ts'
+import type {TokenStore} from '../../../src/client/token-store.ts'
 import {updateContext, withSettingsLock} from '../../../src/client/settings-lock.ts'
-import {localSshVersion, removeSshConfigBlock, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+import {localSshVersion, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'
@@ -279,29 +280,67 @@ describe('sshca config on a client, in process', function () {
     const opts = (o: ClientConfigOptions = {}): ClientConfigOptions => ({sshca: SSHCA, matchFinal: true, ...o})
 
     describe('taking turns with login and context remove (the settings lock)', () => {
-      it('a context removed while config waited for the lock is not configured again: no block naming its deleted KRL', async () => {
+      /** context remove, for real: no agent there, and a token store that takes `ms` to answer (a keyring can). */
+      const remove = (ms = 0) => {
+        const store: TokenStore = {
+          kind: 'file',
+          get: async () => undefined,
+          set: async () => undefined,
+          delete: async () => undefined,
+          keys: async () => [],
+        }
+        return contextRemove(home, 'demo', {
+          agent: {socketPath: join(HOME, 'no-agent.sock')},
+          tokenStore: async () => (await new Promise((r) => setTimeout(r, ms)), store),
+        })
+      }
+      /** What a removed context must not leave: its blocks (one naming its deleted KRL) and its folder. */
+      const assertGone = () => {
+        assert.doesNotMatch(readFileSync(sshConfig(), 'utf8'), /sshca demo/, 'no ssh_config block')
+        assert.doesNotMatch(readFileSync(knownHosts(), 'utf8'), /sshca demo/, 'no known_hosts block')
+        assert.ok(!existsSync(ctxDir()), 'no folder')
+      }
+
+      it('config while context remove waits on the agent and the keyring: nothing of the context is left', async () => {
         await boot()
         await configureClient(home, opts())
-        let krlServed = false
-        const answer = ca.server.answer
-        ca.server.answer = (path, body) => {
-          if (path === '/ssh/krl') krlServed = true
-          return answer(path, body)
-        }
-        try {
-          let racing: Promise<unknown> | undefined
-          await withSettingsLock(home, async () => {
-            racing = configureClient(home, opts({pattern: 'web.example.com'}))
-            await waitFor('config to fetch the KRL', () => krlServed, 10_000)
-            await new Promise((r) => setTimeout(r, 200))
-            // context remove's steps under the lock: the block, the KRL, then (later) the folder
-            writeFileSync(sshConfig(), removeSshConfigBlock(readFileSync(sshConfig(), 'utf8'), 'demo').text)
-            rmSync(ctxDir(), {recursive: true, force: true})
-          })
-          await rejectsCode(racing!, 'ERR_CONTEXT_NOT_FOUND')
-          assert.doesNotMatch(readFileSync(sshConfig(), 'utf8'), /sshca demo/, 'the block stays removed')
-        } finally {
-          ca.server.answer = answer
+        const removing = remove(500)
+        await configureClient(home, opts({pattern: 'web.example.com'}))
+        await removing
+        assertGone()
+      })
+
+      it('config and context remove waiting for the same lock: either order leaves nothing of the context', async () => {
+        for (const first of ['config', 'remove']) {
+          await boot()
+          await configureClient(home, opts())
+          let krlServed = false
+          const answer = ca.server.answer
+          ca.server.answer = (path, body) => {
+            if (path === '/ssh/krl') krlServed = true
+            return answer(path, body)
+          }
+          try {
+            let configuring: Promise<unknown> | undefined
+            let removing: Promise<unknown> | undefined
+            await withSettingsLock(home, async () => {
+              const startConfig = async () => {
+                configuring = configureClient(home, opts({pattern: 'web.example.com'})).catch((e: Error) => e)
+                await waitFor('config to fetch the KRL', () => krlServed, 10_000)
+              }
+              if (first === 'config') await startConfig()
+              removing = remove()
+              if (first === 'remove') await startConfig()
+              await new Promise((r) => setTimeout(r, 200))
+            })
+            const outcome = await configuring
+            await removing
+            if (outcome instanceof Error)
+              assert.equal((outcome as Error & {code?: string}).code, 'ERR_CONTEXT_NOT_FOUND')
+            assertGone()
+          } finally {
+            ca.server.answer = answer
+          }
         }
       })
 

@@ -103,4 +103,26 @@ describe('the login lock', () => {
     assert.match(await second!, /^\d+ [0-9a-f-]{36}\n$/)
     assert.ok(!existsSync(path))
   })
+  it('an empty lock (its holder died before writing it) is taken over once stale; until then it is waited for', async () => {
+    const path = join(tempDir('sshca-lock-'), 'empty.lock')
+    writeFileSync(path, '')
+    await rejectsCode(
+      withLock(path, {timeoutMs: 100, staleMs: 60_000, pollMs: 10}, async () => 'never'),
+      'ERR_LOGIN_TIMEOUT',
+    )
+    utimesSync(path, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000))
+    assert.equal(await withLock(path, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10}, async () => 'ran'), 'ran')
+  })
+
+  it('a takeover guard left by a crash: waiters sleep (not spin) and take over once it is 2 s old', async () => {
+    const path = join(tempDir('sshca-lock-'), 'guarded.lock')
+    writeFileSync(path, '999999999 dead\n')
+    writeFileSync(`${path}.takeover`, '')
+    const started = Date.now()
+    const cpu = process.cpuUsage()
+    assert.equal(await withLock(path, {timeoutMs: 10_000, staleMs: 60_000, pollMs: 50}, async () => 'ran'), 'ran')
+    const used = process.cpuUsage(cpu)
+    assert.ok(Date.now() - started >= 1900, 'the guard is respected while it is fresh')
+    assert.ok((used.user + used.system) / 1000 < 1000, `waited without spinning (${used.user + used.system} µs of CPU)`)
+  })
 })
