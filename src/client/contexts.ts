@@ -113,7 +113,6 @@ export async function contextRemove(
   if (!validContextName(name))
     throw new SshcaError('ERR_USAGE', `"${name}" is not a context name (letters, digits, . _ -)`)
   const ctx = await loadContext(home, name)
-  const wasCurrent = (await currentContextName(home)) === name
 
   // 1. the CA's certificates in the agent
   const cas = new Set(ctx.userCaKeys.map((l) => PublicKey.parseLine(l).key.fingerprint()))
@@ -146,12 +145,23 @@ export async function contextRemove(
   const krlFile = contextKrlPath(ctx.dir)
   let krl: string | null = null
   const directory = contextDir(home, name)
+  let wasCurrent = false
   await withSettingsLock(home, async () => {
-    // 3. trust: the @cert-authority block
-    const kh = ctx.knownHostsFile ?? deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
-    if (await exists(kh)) {
+    // the context as saved now: config may have moved its known_hosts block meanwhile; one bootstrapped
+    // again under the name is another CA, not the one this removal began with
+    const saved = await readContext(home, name)
+    if (saved && (saved.rootFingerprint !== ctx.rootFingerprint || saved.bootstrappedAt !== ctx.bootstrappedAt))
+      throw new SshcaError('ERR_INPUT', `the context "${name}" was bootstrapped again while it was being removed`, {
+        hint: `run sshca context remove ${name} again to remove the new one too`,
+      })
+    // 3. trust: the @cert-authority block, in the file saved now and in the one this removal began with
+    const fallback = deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
+    for (const kh of new Set([saved?.knownHostsFile ?? fallback, ctx.knownHostsFile ?? fallback])) {
+      if (!(await exists(kh))) continue
       const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
-      if (merged.changed) knownHosts = {file: kh, backup: await replaceWithBackup(kh, merged.text, 0o644)}
+      if (!merged.changed) continue
+      const backup = await replaceWithBackup(kh, merged.text, 0o644)
+      knownHosts ??= {file: kh, backup}
     }
     // 4. the ssh_config block (RevokedHostKeys, the login exec)
     const managed = managedSshConfigPath(home)
@@ -167,9 +177,16 @@ export async function contextRemove(
       await rm(krlFile, {force: true})
       krl = krlFile
     }
-    // 6. the folder (root, settings, agentless key files), and `current` when it named this one
+    // 6. the folder (root, settings, agentless key files), and `current` when it names this one
     await rm(directory, {recursive: true, force: true})
+    wasCurrent = (await currentContextName(home)) === name
     if (wasCurrent) await rm(join(home, 'current'), {force: true})
+    // a login that ran while the agent and the keyring were asked (its ssh_config block was still in
+    // place) may have saved a refresh token since: it goes too, now that nothing can sign in with it
+    for (const key of await store.keys(`${name}/`)) {
+      await store.delete(key)
+      forgotten++
+    }
   })
   return {
     context: name,

@@ -7,7 +7,7 @@
  * whose process is gone, or older than the longest sign-in, is taken over.
  */
 import {randomUUID} from 'node:crypto'
-import {open, readFile, rm, stat} from 'node:fs/promises'
+import {link, open, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {SshcaError, type ErrorCode} from '../errors.ts'
 
@@ -50,11 +50,13 @@ async function staleText(path: string, o: LockOptions, now: number): Promise<str
   try {
     const s = await fh.stat()
     const text = await fh.readFile('utf8')
-    // an empty lock (its holder died before writing it) is judged by its age alone
+    // an empty lock (an older sshca's, whose holder died before writing it) is judged by its age alone
     if (now - s.mtimeMs > o.staleMs) return text
     const pid = Number(text.trim().split(/\s+/)[0])
-    // a lock file still being written has no pid yet: not stale
     return Number.isInteger(pid) && pid > 0 && !(o.alive ?? isAlive)(pid) ? text : null
+  } catch {
+    // not a file we can read (a folder at its name): held, until the timeout says whose it is to remove
+    return null
   } finally {
     await fh.close()
   }
@@ -63,10 +65,11 @@ async function staleText(path: string, o: LockOptions, now: number): Promise<str
 /**
  * Takes a stale lock away. Several waiters may judge the same lock stale; the first to remove it may
  * take the lock at once, and no other may then remove that new lock. So one waiter at a time (the one
- * that creates `<lock>.takeover`) removes it, and only while it is still the lock that was judged.
- * False when another waiter holds the guard: this one waits its turn.
+ * that creates `<lock>.takeover`) moves the lock aside and removes it only when it is still the lock
+ * that was judged; another one (a holder that let go and a newcomer that took the name since) is put
+ * back. False when another waiter holds the guard: this one waits its turn.
  */
-async function removeStale(path: string, judged: string, clock: () => number): Promise<boolean> {
+async function removeStale(path: string, judged: string, token: string, clock: () => number): Promise<boolean> {
   const guard = `${path}.takeover`
   try {
     await (await open(guard, 'wx', 0o600)).close()
@@ -78,7 +81,15 @@ async function removeStale(path: string, judged: string, clock: () => number): P
     return false
   }
   try {
-    if ((await readFile(path, 'utf8').catch(() => null)) === judged) await rm(path, {force: true})
+    const aside = `${path}.${token}.stale`
+    try {
+      await rename(path, aside)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true
+      throw err
+    }
+    if ((await readFile(aside, 'utf8').catch(() => null)) !== judged) await link(aside, path).catch(() => undefined)
+    await rm(aside, {force: true})
     return true
   } finally {
     await rm(guard, {force: true})
@@ -95,12 +106,19 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
   const token = randomUUID()
   const mine = `${process.pid} ${token}\n`
   let waited = false
+  let retried = false
   for (;;) {
-    if (await create(path, mine)) break
+    if (await create(path, mine, token)) break
     waited = true
     const stale = await staleText(path, o, clock())
-    // gone, or taken away as stale: try again at once; else wait (for the holder, or for the guard)
-    if (stale === undefined || (stale !== null && (await removeStale(path, stale, clock)))) continue
+    // gone, or taken away as stale: try again at once (once in a row: a name that cannot be opened,
+    // a dangling link, would otherwise be tried without end); else wait for the holder or the guard
+    const moved = stale === undefined || (stale !== null && (await removeStale(path, stale, token, clock)))
+    if (moved && !retried) {
+      retried = true
+      continue
+    }
+    retried = false
     if (clock() >= end)
       throw new SshcaError(
         o.code ?? 'ERR_LOGIN_TIMEOUT',
@@ -119,8 +137,29 @@ export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boo
   }
 }
 
-/** Creates the lock holding `text`; false when it exists. A lock that could not be written is removed. */
-async function create(path: string, text: string): Promise<boolean> {
+/**
+ * Creates the lock holding `text`, or false when it exists. Written to a file of its own first and
+ * linked to the lock's name, so no one ever sees the lock without its holder's pid and token (an
+ * empty one could not be told from another empty one). Where hard links are not supported, the lock
+ * is created in place and written at once.
+ */
+async function create(path: string, text: string, token: string): Promise<boolean> {
+  const own = `${path}.${token}.new`
+  await writeFile(own, text, {mode: 0o600, flag: 'wx'})
+  try {
+    await link(own, path)
+    return true
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') return false
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw err
+  } finally {
+    await rm(own, {force: true})
+  }
+  return createInPlace(path, text)
+}
+
+async function createInPlace(path: string, text: string): Promise<boolean> {
   let fh
   try {
     fh = await open(path, 'wx', 0o600)

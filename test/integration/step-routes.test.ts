@@ -467,7 +467,10 @@ describe("step's routes on sshca's CA", function () {
         // no credentials: 503 at once, not a 401 that sends the caller to a sign-in the stop refuses too
         assert.equal((await t.call('GET', '/ssh/hosts')).status, 503)
         // nor a token the CA refuses (which would send the caller to sign in again)
-        assert.equal((await t.call('GET', '/ssh/hosts', undefined, {authorization: 'Bearer not.a.jwt'})).status, 503)
+        const refused = await t.call('GET', '/ssh/hosts', undefined, {authorization: 'Bearer not.a.jwt'})
+        assert.equal(refused.status, 503)
+        const line = denied((refused.json as {request_id: string}).request_id)!
+        assert.equal(line.token_refusal, 'token_invalid', 'the audit line keeps why the token was refused')
       } finally {
         await resumeIssuance({configPath: t.init.config, reason: 'test over'})
         await waitFor('the CA to resume', async () => (await hosts(await people('dave'))).status === 200, 20_000)

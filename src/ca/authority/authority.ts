@@ -295,8 +295,10 @@ export class Authority {
       // verified first, so that the audit line of a read refused by the stop names who tried
       const {spec} = await userGrant(this.rt, m[1]!, 'user', trace).catch((err: unknown) => {
         // a token refused while issuance is stopped: the stop is the answer (a 401 would send the
-        // caller to a sign-in that cannot help now)
+        // caller to a sign-in that cannot help now); the audit line keeps why the token was refused
+        trace.token_refusal = err instanceof SshcaError ? (reasonOf(err) ?? err.code) : 'internal_error'
         requireIssuanceEnabled(this.rt)
+        delete trace.token_refusal
         throw err
       })
       requireIssuanceEnabled(this.rt)

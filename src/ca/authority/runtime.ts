@@ -50,4 +50,6 @@ export interface AuditTrace {
   webhook?: {url: string; outcome: 'allow' | 'deny' | 'error'; status: number | null; ms: number; why?: string}
   /** What the request asked for, when not a certificate: its refusal is audited under that name. */
   action?: 'read' | 'revoke'
+  /** Why a token was refused, when something else (the issuance stop) was the answer. */
+  token_refusal?: string
 }

@@ -8,10 +8,11 @@ export default class ContextRemove extends BaseCommand {
   static override summary =
     'Forget a bootstrapped CA: its trust, ssh_config block, KRL, certificates in the agent and saved sign-in.'
   static override description = `Undoes bootstrap, config and login for one context, in an order that never leaves ssh worse off: the
-@cert-authority block leaves known_hosts (backed up) so ssh stops trusting the CA's host certificates; its
-block leaves the managed ssh_config; then its KRL file goes (ssh refuses every host when RevokedHostKeys
-names a missing file); the CA's certificates leave the ssh-agent; its refresh tokens are forgotten; its
-folder is removed. When it was the current context, none is current afterwards (sshca context use NAME).`
+CA's certificates leave the ssh-agent and its refresh tokens are forgotten (a failure there leaves the
+context as it was); then the @cert-authority block leaves known_hosts (backed up) so ssh stops trusting
+the CA's host certificates; its block leaves the managed ssh_config; then its KRL file goes (ssh refuses
+every host when RevokedHostKeys names a missing file); its folder is removed. When it was the current
+context, none is current afterwards (sshca context use NAME).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> old-lab',

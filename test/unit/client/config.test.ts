@@ -281,14 +281,16 @@ describe('sshca config on a client, in process', function () {
 
     describe('taking turns with login and context remove (the settings lock)', () => {
       /** context remove, for real: no agent there, and a token store that takes `ms` to answer (a keyring can). */
-      const remove = (ms = 0) => {
-        const store: TokenStore = {
+      const remove = (
+        ms = 0,
+        store: TokenStore = {
           kind: 'file',
           get: async () => undefined,
           set: async () => undefined,
           delete: async () => undefined,
           keys: async () => [],
-        }
+        },
+      ) => {
         return contextRemove(home, 'demo', {
           agent: {socketPath: join(HOME, 'no-agent.sock')},
           tokenStore: async () => (await new Promise((r) => setTimeout(r, ms)), store),
@@ -305,9 +307,32 @@ describe('sshca config on a client, in process', function () {
         await boot()
         await configureClient(home, opts())
         const removing = remove(500)
-        await configureClient(home, opts({pattern: 'web.example.com'}))
+        // config moves the block to another known_hosts meanwhile: remove takes it from there
+        const other = join(HOME, 'other_known_hosts')
+        await configureClient(home, opts({pattern: 'web.example.com', file: other}))
         await removing
         assertGone()
+        assert.doesNotMatch(readFileSync(other, 'utf8'), /sshca demo/, 'nor in the file config moved it to')
+      })
+
+      it('a refresh token saved while remove waited on the agent and the keyring goes too', async () => {
+        await boot()
+        const saved = new Set<string>()
+        let asked = 0
+        const store: TokenStore = {
+          kind: 'file',
+          get: async () => undefined,
+          set: async () => undefined,
+          delete: async (k) => void saved.delete(k),
+          // a login saves one right after remove first asked
+          keys: async (prefix) => {
+            if (asked++ === 0) saved.add(`${prefix}people`)
+            return asked === 1 ? [] : [...saved]
+          },
+        }
+        const r = await remove(0, store)
+        assert.equal(saved.size, 0)
+        assert.equal(r.forgottenRefreshTokens, 1)
       })
 
       it('config and context remove waiting for the same lock: either order leaves nothing of the context', async () => {

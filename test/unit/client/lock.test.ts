@@ -1,6 +1,6 @@
 /** One login per context at a time: the lock waits for its holder, takes over a dead or stale one. */
 import assert from 'node:assert/strict'
-import {existsSync, readFileSync, utimesSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {withLock} from '../../../src/client/lock.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
@@ -124,5 +124,25 @@ describe('the login lock', () => {
     const used = process.cpuUsage(cpu)
     assert.ok(Date.now() - started >= 1900, 'the guard is respected while it is fresh')
     assert.ok((used.user + used.system) / 1000 < 1000, `waited without spinning (${used.user + used.system} µs of CPU)`)
+  })
+  it('a name that exists but cannot be opened (a dangling link): the timeout holds, without spinning', async () => {
+    const dir = tempDir('sshca-lock-')
+    const path = join(dir, 'dangling.lock')
+    symlinkSync(join(dir, 'nowhere'), path)
+    const cpu = process.cpuUsage()
+    await rejectsCode(
+      withLock(path, {timeoutMs: 300, staleMs: 60_000, pollMs: 20}, async () => 'never'),
+      'ERR_LOGIN_TIMEOUT',
+    )
+    const used = process.cpuUsage(cpu)
+    assert.ok((used.user + used.system) / 1000 < 250, `waited without spinning (${used.user + used.system} µs of CPU)`)
+  })
+
+  it('the lock holds its pid and token from the moment it exists, and nothing is left beside it', async () => {
+    const dir = tempDir('sshca-lock-')
+    const path = join(dir, 'full.lock')
+    const seen = await withLock(path, {timeoutMs: 1000, staleMs: 60_000}, async () => readFileSync(path, 'utf8'))
+    assert.match(seen, new RegExp(`^${process.pid} [0-9a-f-]{36}\\n$`))
+    assert.deepEqual(readdirSync(dir), [])
   })
 })
