@@ -10,7 +10,7 @@ import {dirname, join} from 'node:path'
 import {readContext, saveContext, type Context} from './home.ts'
 import {withLock} from './lock.ts'
 
-export const SETTINGS_LOCK = 'settings.lock'
+const SETTINGS_LOCK = 'settings.lock'
 
 /** The home a context lives in ($SSHCA_HOME/contexts/NAME). */
 export const homeOf = (ctx: Pick<Context, 'dir'>): string => dirname(dirname(ctx.dir))
@@ -21,7 +21,7 @@ export function withSettingsLock<T>(home: string, fn: () => Promise<T>): Promise
   return withLock(
     join(home, SETTINGS_LOCK),
     {timeoutMs: 10_000, staleMs: 30_000, holder: "another sshca writing its contexts' settings", code: 'ERR_BUSY'},
-    () => fn(),
+    fn,
   )
 }
 
