@@ -176,7 +176,7 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
     if (roots.userKey.length === 0 && roots.hostKey.length === 0)
       throw new SshcaError('ERR_CA_UNSUPPORTED', `the CA at ${caUrl} has no SSH CA keys; nothing was written`)
     // during a root rotation: the other root too, when the one given vouches for it (cross-certificate)
-    // Stryker disable StringLiteral,ArrayDeclaration: followRootRotation reads the name, URL and roots; with write: false it never uses the folder, and the rest is passed through
+    // Stryker disable StringLiteral,ArrayDeclaration: followRootRotation reads the name, URL and roots; it never uses the folder, and the rest is passed through
     const followed = await followRootRotation(
       {
         name,
@@ -191,8 +191,6 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
       },
       // Stryker restore StringLiteral,ArrayDeclaration
       client,
-      new Date(),
-      {write: false},
     )
     const line = (b64: string, what: string) => PublicKey.fromBlob(Buffer.from(b64, 'base64')).toLine(`${name} ${what}`)
     // a pattern ssh would read differently from us (or none, as from step-ca) names no hosts
@@ -274,7 +272,9 @@ async function writeContext(
     if (replacing && (await exists(contextKrlPath(target))))
       await cp(contextKrlPath(target), contextKrlPath(staged), {preserveTimestamps: true})
     // Stryker disable next-line ObjectLiteral: the context only names the CA in a note; the folder is the third argument
-    krl = await refreshContextKrl({...settings, rootPem, dir: staged}, client, staged)
+    const stagedContext = {...settings, rootPem, dir: staged}
+    // staged: the folder is not yet the context's, so no lock and no check of the context saved now
+    krl = await refreshContextKrl(stagedContext, client, staged, {staged: true})
     if (krl.file) krl = {...krl, file: contextKrlPath(target)}
     // under the settings lock: a login or config that read the old context cannot save it into the new one
     await withSettingsLock(home, async () => {

@@ -52,11 +52,12 @@ export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<Re
       followed.changed ||
       JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !==
         JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
-    // only what the CA publishes, over the settings as saved now (config may have saved its own since)
+    // only what the CA publishes, over the settings as saved now (config may have saved its own since);
+    // the roots only when they moved here, never an older copy over another login's rotation
     if (changed)
       await updateContext(ctx, (saved) => ({
         ...saved,
-        rootFingerprint: next.rootFingerprint,
+        ...(followed.changed ? {rootPem: next.rootPem, rootFingerprint: next.rootFingerprint} : {}),
         userCaKeys: next.userCaKeys,
         hostCaKeys: next.hostCaKeys,
         hostPattern: next.hostPattern,

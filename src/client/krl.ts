@@ -13,6 +13,7 @@ import {parseKrl} from '../ssh/krl.ts'
 import {writeFileAtomic} from '../util/fs.ts'
 import type {CaClient} from './ca-client.ts'
 import type {Context} from './home.ts'
+import {homeOf, sameContext, withSettingsLock} from './settings-lock.ts'
 
 export const CONTEXT_KRL_FILE = 'revoked_host_keys.krl'
 
@@ -42,12 +43,16 @@ async function mtime(path: string): Promise<string | null> {
 /**
  * Fetches GET /ssh/krl into `dir` (the context's folder by default; `write: false` checks only, for
  * --dry-run). Never throws for a network, CA or format failure: it reports it, keeping the previous copy.
+ * A new list is written under the settings lock, and only while the context is still the one `ctx` was
+ * read from: a login that began before the context was bootstrapped again (perhaps for another CA)
+ * must not put the old CA's list in place of the new one's, which would drop the new CA's revocations.
+ * `staged`: `dir` is bootstrap's folder, not yet the context's (nothing else writes in it).
  */
 export async function refreshContextKrl(
   ctx: Context,
   ca: CaClient,
   dir: string = ctx.dir,
-  o: {write?: boolean} = {},
+  o: {write?: boolean; staged?: boolean} = {},
 ): Promise<ContextKrl> {
   const file = contextKrlPath(dir)
   const kept = async (status: ContextKrl['status'], why: string): Promise<ContextKrl> => {
@@ -86,7 +91,12 @@ export async function refreshContextKrl(
     // the same list as on disk (most logins): its time is brought up to now, without a write and an fsync
     if (o.write !== false) {
       if (sameBytes(file, bytes)) utimesSync(file, new Date(), new Date())
-      else await writeFileAtomic(file, bytes, 0o600)
+      else if (o.staged) await writeFileAtomic(file, bytes, 0o600)
+      else if (!(await withSettingsLock(homeOf(ctx), () => writeForSameContext(ctx, file, bytes))))
+        return kept(
+          'failed',
+          `the context "${ctx.name}" was removed or bootstrapped again meanwhile; this list was not written`,
+        )
     }
   } catch (err) {
     return kept('failed', `could not write ${file}: ${(err as Error).message}`)
@@ -99,6 +109,13 @@ export async function refreshContextKrl(
     revokedKeyIds: new Set(krl.sections.flatMap((s) => s.keyIds)).size,
     note: null,
   }
+}
+
+/** Under the settings lock: writes the list unless the context is gone or is another bootstrap now. */
+async function writeForSameContext(ctx: Context, file: string, bytes: Buffer): Promise<boolean> {
+  if (!(await sameContext(ctx))) return false
+  await writeFileAtomic(file, bytes, 0o600)
+  return true
 }
 
 function sameBytes(file: string, bytes: Buffer): boolean {

@@ -10,7 +10,6 @@ import {createHash, X509Certificate} from 'node:crypto'
 import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {RootsResponse} from '../protocol/api.ts'
-import {writeFileAtomic} from '../util/fs.ts'
 import type {CaClient} from './ca-client.ts'
 import {ROOT_FILE, type Context} from './home.ts'
 
@@ -69,15 +68,16 @@ export function nextPinnedRoots(
 }
 
 /**
- * Refreshes the context's pinned roots from GET /roots; writes root_ca.crt and names the newest
- * pinned root as the context's fingerprint (what tokens to this CA name) when they changed.
- * Returns the context unchanged when the CA has no /roots (step-ca has one) or nothing changed.
+ * The context's pinned roots refreshed from GET /roots, the newest pinned root named as its fingerprint
+ * (what tokens to this CA name) when they changed; the context unchanged when the CA has no /roots
+ * (step-ca has one) or nothing changed. Writes nothing: the caller saves root_ca.crt with the
+ * fingerprint, under the settings lock (updateContext), so the two never disagree and a context
+ * bootstrapped again meanwhile never gets this CA's roots.
  */
 export async function followRootRotation(
   ctx: Context,
   ca: CaClient,
   now = new Date(),
-  o: {write?: boolean} = {},
 ): Promise<{ctx: Context; changed: boolean}> {
   let res: RootsResponse
   try {
@@ -103,6 +103,5 @@ export async function followRootRotation(
   // the newest root (latest validFrom) is how this context names the CA from now on; of two from the same
   // second, the one adopted now (roots lists the kept ones first)
   const newest = next.roots.reduce((a, b) => (new Date(b.validFrom) >= new Date(a.validFrom) ? b : a))
-  if (o.write !== false) await writeFileAtomic(join(ctx.dir, ROOT_FILE), rootPem)
   return {ctx: {...ctx, rootPem, rootFingerprint: fp(newest)}, changed: true}
 }

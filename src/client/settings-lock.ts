@@ -7,7 +7,8 @@
  * --pattern` cannot widen the trust that config narrowed, nor bring back a removed context's block.
  */
 import {dirname, join} from 'node:path'
-import {readContext, saveContext, type Context} from './home.ts'
+import {writeFileAtomic} from '../util/fs.ts'
+import {readContext, ROOT_FILE, saveContext, type Context} from './home.ts'
 import {withLock} from './lock.ts'
 
 const SETTINGS_LOCK = 'settings.lock'
@@ -27,18 +28,31 @@ export function withSettingsLock<T>(home: string, fn: () => Promise<T>): Promise
 
 /**
  * Saves `change` applied to the context as it is saved now, under the lock: each writer changes only
- * its own fields. Nothing (undefined) when the context was removed meanwhile.
+ * its own fields (the root too: root_ca.crt is written before the fingerprint that names it). Nothing
+ * (undefined) when the context was removed meanwhile, or bootstrapped again: that is another trust (a
+ * new `bootstrappedAt`, perhaps another CA under the same name), and what a login that began before it
+ * learnt from the old CA (its keys, its roots) must not land in it.
  */
 export async function updateContext(
-  ctx: Pick<Context, 'dir' | 'name'>,
+  ctx: Pick<Context, 'dir' | 'name' | 'bootstrappedAt'>,
   change: (saved: Context) => Context,
 ): Promise<Context | undefined> {
   const home = homeOf(ctx)
   return withSettingsLock(home, async () => {
-    const saved = await readContext(home, ctx.name)
+    const saved = await sameContext(ctx)
     if (!saved) return undefined
     const next = change(saved)
+    if (next.rootPem !== saved.rootPem) await writeFileAtomic(join(saved.dir, ROOT_FILE), next.rootPem)
     if (JSON.stringify(next) !== JSON.stringify(saved)) await saveContext(next)
     return next
   })
+}
+
+/**
+ * The context as saved now if it is still the one `ctx` was read from (the same bootstrap); undefined
+ * when it was removed or bootstrapped again. Call it under the settings lock, before writing for `ctx`.
+ */
+export async function sameContext(ctx: Pick<Context, 'dir' | 'name' | 'bootstrappedAt'>): Promise<Context | undefined> {
+  const saved = await readContext(homeOf(ctx), ctx.name)
+  return saved?.bootstrappedAt === ctx.bootstrappedAt ? saved : undefined
 }

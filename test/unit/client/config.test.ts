@@ -27,7 +27,9 @@ import {
   type ClientConfigOptions,
 } from '../../../src/client/config.ts'
 import type {InstalledSshca} from '../../../src/client/exec-path.ts'
-import {syncKnownHosts} from '../../../src/client/ca-keys.ts'
+import {refreshContextKrl} from '../../../src/client/krl.ts'
+import {fetchSshRoots, syncKnownHosts} from '../../../src/client/ca-keys.ts'
+import {CaClient} from '../../../src/client/ca-client.ts'
 import {contextRemove} from '../../../src/client/contexts.ts'
 import {loadContext} from '../../../src/client/home.ts'
 import type {TokenStore} from '../../../src/client/token-store.ts'
@@ -382,6 +384,60 @@ describe('sshca config on a client, in process', function () {
         await updateContext(rotated, (saved) => ({...saved, hostCaKeys: rotated.hostCaKeys}))
         assert.equal(await syncKnownHosts(rotated), knownHosts())
         assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', 'web.example.com', [hostCa, hostCa2]))
+      })
+
+      it('a login that began before the context was bootstrapped again for another CA writes nothing of the old CA into it', async () => {
+        await boot()
+        await configureClient(home, opts())
+        const atLoginStart = await loadContext(home, 'demo')
+        // the same name, bootstrapped again (--force) for another CA, with its own keys and list
+        const other = await startScriptedCa()
+        const client = new CaClient(atLoginStart.caUrl, atLoginStart.rootPem)
+        try {
+          const otherHostCa = generatePrivateKey('ed25519').publicKey
+          other.roots = json({userKey: [b64(userCa)], hostKey: [b64(otherHostCa)], hostPattern: '*.other.example'})
+          other.krl = {
+            status: 200,
+            body: buildKrl({version: 9n, generatedAt: 1_700_000_009n, comment: '', sections: []}),
+          }
+          await bootstrap(home, {caUrl: other.server.url, fingerprint: other.fingerprint, context: 'demo', force: true})
+          const before = {home: snapshot(home), HOME: snapshot(HOME)}
+          // the old CA publishes another host key and another list meanwhile: what that login learns
+          ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa), b64(hostCa2)], hostPattern: '*.example.com'})
+          ca.krl = {status: 200, body: buildKrl({version: 8n, generatedAt: 1_700_000_008n, comment: '', sections: []})}
+          const refreshed = await fetchSshRoots(atLoginStart, client)
+          assert.ok(refreshed.changed, 'the login saw new keys')
+          const krlNow = await refreshContextKrl(atLoginStart, client)
+          assert.equal(krlNow.status, 'failed')
+          assert.match(krlNow.note!, /"demo" was removed or bootstrapped again meanwhile; this list was not written/)
+          assert.equal(await syncKnownHosts(atLoginStart), null)
+          // its own fields, and the root it would pin after a rotation, go nowhere either
+          assert.equal(await updateContext(atLoginStart, (saved) => ({...saved, provisioner: 'people'})), undefined)
+          assert.equal(
+            await updateContext(atLoginStart, (saved) => ({...saved, rootPem: atLoginStart.rootPem})),
+            undefined,
+          )
+          assert.deepEqual({home: snapshot(home), HOME: snapshot(HOME)}, before)
+          assert.equal(readFileSync(join(ctxDir(), 'root_ca.crt'), 'utf8'), other.rootPem)
+          // the context it began with, still in place, takes the same writes
+          await boot('kept')
+          const kept = await loadContext(home, 'kept')
+          assert.equal((await refreshContextKrl(kept, client)).status, 'refreshed')
+          // a change of its own fields only: the root is not written again, nor the settings when nothing changed
+          const inode = (f: string) => statSync(join(ctxDir('kept'), f)).ino
+          const inodes = [inode('root_ca.crt'), inode('context.json')]
+          await updateContext(kept, (saved) => ({...saved}))
+          assert.deepEqual([inode('root_ca.crt'), inode('context.json')], inodes)
+          await updateContext(kept, (saved) => ({...saved, provisioner: 'people'}))
+          assert.equal(inode('root_ca.crt'), inodes[0])
+          assert.notEqual(inode('context.json'), inodes[1])
+          const rotated = `${kept.rootPem}${other.rootPem}`
+          assert.equal((await updateContext(kept, (saved) => ({...saved, rootPem: rotated})))?.rootPem, rotated)
+          assert.equal(readFileSync(join(ctxDir('kept'), 'root_ca.crt'), 'utf8'), rotated)
+        } finally {
+          client.close()
+          await other.server.stop()
+        }
       })
     })
     const sshConfig = () => join(home, 'ssh_config')

@@ -1,9 +1,9 @@
 /** The context's copy of the CA's KRL (ssh's RevokedHostKeys): fetched, parsed, then written; a failure keeps the old copy. */
 import assert from 'node:assert/strict'
-import {readFileSync, statSync, utimesSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import type {CaClient} from '../../../src/client/ca-client.ts'
-import type {Context} from '../../../src/client/home.ts'
+import {ROOT_FILE, saveContext, type Context} from '../../../src/client/home.ts'
 import {CONTEXT_KRL_FILE, contextKrlPath, refreshContextKrl} from '../../../src/client/krl.ts'
 import {SshcaError} from '../../../src/errors.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
@@ -29,10 +29,24 @@ describe("a context's revocation list on disk", () => {
       throw err
     })
 
-  beforeEach(() => {
-    dir = tempDir()
+  beforeEach(async () => {
+    // a context saved in a home ($SSHCA_HOME/contexts/prod): a new list is written only for it
+    dir = join(tempDir(), 'contexts', 'prod')
+    mkdirSync(dir, {recursive: true})
     asked = []
-    ctx = {name: 'prod', dir} as Context
+    ctx = {
+      name: 'prod',
+      caUrl: 'https://ca.example.com',
+      rootFingerprint: 'a'.repeat(64),
+      userCaKeys: [],
+      hostCaKeys: [],
+      hostPattern: '!*',
+      bootstrappedAt: '2026-11-27T09:00:00.000Z',
+      rootPem: 'the pinned root',
+      dir,
+    }
+    await saveContext(ctx)
+    writeFileSync(join(dir, ROOT_FILE), ctx.rootPem)
     const a = generatePrivateKey('ed25519').publicKey
     const b = generatePrivateKey('ed25519').publicKey
     krl = buildKrl({
@@ -105,16 +119,43 @@ describe("a context's revocation list on disk", () => {
     assert.throws(() => statSync(contextKrlPath(dir)), {code: 'ENOENT'})
   })
 
-  it('into another folder when told (a staged context)', async () => {
+  it("into bootstrap's staged folder when told, for a context not saved yet", async () => {
     const staged = tempDir()
+    const bootstrapping = {...ctx, bootstrappedAt: '2026-11-27T10:00:00.000Z', dir: staged}
     const r = await refreshContextKrl(
-      ctx,
+      bootstrapping,
       ca(() => krl),
       staged,
+      {staged: true},
     )
     assert.equal(r.file, contextKrlPath(staged))
     assert.deepEqual(readFileSync(contextKrlPath(staged)), krl)
     assert.throws(() => statSync(contextKrlPath(dir)), {code: 'ENOENT'})
+  })
+
+  it('not for a context removed or bootstrapped again since it was read: the list there stays', async () => {
+    const file = contextKrlPath(dir)
+    const older = {...ctx, bootstrappedAt: '2026-11-26T09:00:00.000Z'}
+    const theirs = buildKrl({version: 9n, generatedAt: 9n, comment: '', sections: []})
+    writeFileSync(file, theirs)
+    const r = await refreshContextKrl(
+      older,
+      ca(() => krl),
+    )
+    assert.equal(r.status, 'failed')
+    assert.match(
+      r.note!,
+      /^the context "prod" was removed or bootstrapped again meanwhile; this list was not written; ssh keeps using the copy from /,
+    )
+    assert.deepEqual(readFileSync(file), theirs)
+    rmSync(join(dir, 'context.json'))
+    const removed = await refreshContextKrl(
+      ctx,
+      ca(() => krl),
+    )
+    assert.equal(removed.status, 'failed')
+    assert.match(removed.note!, /^the context "prod" was removed or bootstrapped again meanwhile/)
+    assert.deepEqual(readFileSync(file), theirs)
   })
 
   it('a CA that publishes none (404): unavailable, no file for ssh to read (a missing one would refuse every host)', async () => {
