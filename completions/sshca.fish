@@ -156,7 +156,7 @@ complete -c sshca -n '__fish_seen_subcommand_from config' -l roots -d 'print the
 complete -c sshca -n '__fish_seen_subcommand_from config' -l host -d 'configure this machine as an SSH server'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l dry-run -d 'print what would change (a diff; with --host, the files) and write nothing'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l pattern -r -F -d 'narrow the CA'\''s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'
-complete -c sshca -n '__fish_seen_subcommand_from config' -l known-hosts -r -F -d 'the known_hosts file to edit (default ~/.ssh/known_hosts)'
+complete -c sshca -n '__fish_seen_subcommand_from config' -l known-hosts -r -F -d 'the known_hosts file to edit (default ~/.ssh/known_hosts); the block leaves the file config wrote it to before'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l ssh-config -d 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l auto-login -d 'in ssh_config, sign in (sshca login --ensure) when ssh needs a certificate (--no-auto-login: never)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l identity-token-file -r -F -d 'the token file that automatic login uses (instead of signing in as a person)'

@@ -17,7 +17,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {readContext, type Context} from './home.ts'
-import {mergeKnownHosts} from './known-hosts.ts'
+import {mergeKnownHosts, mergeManagedBlock} from './known-hosts.ts'
 import {followRootRotation} from './roots.ts'
 import {homeOf, updateContext, withSettingsLock} from './settings-lock.ts'
 
@@ -73,6 +73,22 @@ export async function refreshSshRoots(ctx: Context, client?: CaClient): Promise<
 }
 
 export const defaultKnownHosts = (): string => join(homedir(), '.ssh', 'known_hosts')
+
+/**
+ * Takes the context's @cert-authority block out of a known_hosts file (with a backup beside it, as
+ * every rewrite of it); null when the file holds none. `write: false` only says whether it would.
+ * Call it under the settings lock.
+ */
+export async function dropKnownHostsBlock(
+  file: string,
+  context: string,
+  o: {write?: boolean} = {},
+): Promise<{file: string; backup: string | null} | null> {
+  if (!(await exists(file))) return null
+  const merged = mergeManagedBlock(await readUtf8File(file), context, () => '', 'known_hosts')
+  if (!merged.changed) return null
+  return {file, backup: o.write === false ? null : await replaceWithBackup(file, merged.text, 0o644)}
+}
 
 /**
  * Writes `text` over `file` atomically, keeping its mode, after saving the old file beside it. The

@@ -14,7 +14,7 @@ import {PublicKey} from '../ssh/keys.ts'
 import {exists, privateDir, readUtf8File, writeFileAtomic} from '../util/fs.ts'
 import {unifiedDiff} from '../util/diff.ts'
 import {CaClient} from './ca-client.ts'
-import {defaultKnownHosts, refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
+import {defaultKnownHosts, dropKnownHostsBlock, refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 import {assertSafeForRoot, installedSshca, realFs, type ExecPathDeps, type InstalledSshca} from './exec-path.ts'
 import {
   agentlessFiles,
@@ -37,7 +37,7 @@ import {
   mergeSshConfig,
   supportsMatchFinal,
 } from './ssh-config.ts'
-import {withSettingsLock} from './settings-lock.ts'
+import {sameContext, withSettingsLock} from './settings-lock.ts'
 
 export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 export {saveContext}
@@ -94,7 +94,14 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
 /** known_hosts only (the demo uses it on a throwaway file): see configureClient for `sshca config`. */
 export async function configureKnownHosts(home: string, o: KnownHostsOptions): Promise<KnownHostsResult> {
   const ctx = await refreshSshRoots(await loadContext(home, o.context))
-  return withSettingsLock(home, () => knownHostsFor(ctx, o))
+  return withSettingsLock(home, async () => {
+    if (!(await sameContext(ctx)))
+      throw new SshcaError(
+        'ERR_CONTEXT_NOT_FOUND',
+        `the context "${ctx.name}" was removed or bootstrapped again meanwhile`,
+      )
+    return knownHostsFor(ctx, o)
+  })
 }
 
 export interface ClientConfigOptions extends KnownHostsOptions {
@@ -173,11 +180,26 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
     // lock, which login and context remove take too: none writes back a copy older than another's
     const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.dryRun ? fn() : withSettingsLock(home, fn))
     const {kh, sshConfig} = await locked(async () => {
-      // what config decides goes over the settings as saved now (a login may have saved its own since)
-      const saved = o.dryRun ? ctx : await readContext(home, ctx.name)
+      // what config decides goes over the settings as saved now (a login may have saved its own since),
+      // and only while they are the bootstrap it read: the keys it fetched are that CA's
+      const saved = o.dryRun ? ctx : await sameContext(ctx)
       if (!saved)
-        throw new SshcaError('ERR_CONTEXT_NOT_FOUND', `the context "${ctx.name}" was removed while sshca config ran`)
+        throw new SshcaError(
+          'ERR_CONTEXT_NOT_FOUND',
+          `the context "${ctx.name}" was removed or bootstrapped again while sshca config ran; nothing was written`,
+          {hint: `run sshca config --context ${ctx.name} again if it is still there`},
+        )
       const kh = await knownHostsFor(ctx, o)
+      // the block moved to another file (--known-hosts): none is left trusting the CA in the one before
+      const before = saved.knownHostsFile
+      const dropped =
+        before !== undefined && resolve(before) !== resolve(kh.file)
+          ? await dropKnownHostsBlock(before, ctx.name, {write: !o.dryRun})
+          : null
+      if (dropped)
+        later.push(
+          `the block of "${ctx.name}" ${o.dryRun ? 'would be' : 'was'} removed from ${before}, where sshca config wrote it before${dropped.backup ? ` (backup: ${dropped.backup})` : ''}`,
+        )
       let sshConfig: ClientConfigResult['sshConfig'] = null
       let settings: ContextSshConfig | undefined = saved.sshConfig
       if (o.sshConfig !== false) {

@@ -15,8 +15,8 @@ import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {AgentClient, type AgentOptions} from '../ssh/agent.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {exists, readUtf8File, writeFileAtomic} from '../util/fs.ts'
-import {replaceWithBackup} from './config.ts'
+import {exists, writeFileAtomic} from '../util/fs.ts'
+import {dropKnownHostsBlock} from './ca-keys.ts'
 import {
   checkHome,
   contextDir,
@@ -27,7 +27,6 @@ import {
   validContextName,
   type Context,
 } from './home.ts'
-import {mergeManagedBlock} from './known-hosts.ts'
 import {contextKrlPath} from './krl.ts'
 import {withSettingsLock} from './settings-lock.ts'
 import {hasSshConfigBlock, managedSshConfigPath, removeSshConfigBlock} from './ssh-config.ts'
@@ -157,11 +156,8 @@ export async function contextRemove(
     // 3. trust: the @cert-authority block, in the file saved now and in the one this removal began with
     const fallback = deps.knownHostsDefault ?? join(homedir(), '.ssh', 'known_hosts')
     for (const kh of new Set([saved?.knownHostsFile ?? fallback, ctx.knownHostsFile ?? fallback])) {
-      if (!(await exists(kh))) continue
-      const merged = mergeManagedBlock(await readUtf8File(kh), name, () => '', 'known_hosts')
-      if (!merged.changed) continue
-      const backup = await replaceWithBackup(kh, merged.text, 0o644)
-      knownHosts ??= {file: kh, backup}
+      const dropped = await dropKnownHostsBlock(kh, name)
+      if (dropped) knownHosts ??= dropped
     }
     // 4. the ssh_config block (RevokedHostKeys, the login exec)
     const managed = managedSshConfigPath(home)

@@ -51,7 +51,10 @@ path) when root would run anything a non-root user can change.`
     pattern: Flags.string({
       description: "narrow the CA's host pattern (an OpenSSH pattern list; required when the CA names no hosts)",
     }),
-    'known-hosts': Flags.string({description: 'the known_hosts file to edit (default ~/.ssh/known_hosts)'}),
+    'known-hosts': Flags.string({
+      description:
+        'the known_hosts file to edit (default ~/.ssh/known_hosts); the block leaves the file config wrote it to before',
+    }),
     'ssh-config': Flags.boolean({
       description: 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)',
       default: true,

@@ -386,6 +386,66 @@ describe('sshca config on a client, in process', function () {
         assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', 'web.example.com', [hostCa, hostCa2]))
       })
 
+      it('config that read the context before it was bootstrapped again for another CA writes nothing (ERR_CONTEXT_NOT_FOUND)', async () => {
+        await boot()
+        await configureClient(home, opts())
+        const other = await startScriptedCa()
+        const answer = ca.server.answer
+        try {
+          other.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa2)], hostPattern: '*.other.example'})
+          let before: unknown
+          // while config fetches the old CA's list (its keys fetched already), the name is bootstrapped again
+          ca.server.answer = async (path, body) => {
+            if (path === '/ssh/krl') {
+              ca.server.answer = answer
+              await bootstrap(home, {
+                caUrl: other.server.url,
+                fingerprint: other.fingerprint,
+                context: 'demo',
+                force: true,
+              })
+              before = {home: snapshot(home), HOME: snapshot(HOME)}
+            }
+            return answer(path, body)
+          }
+          ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa), b64(hostCa2)], hostPattern: '*.example.com'})
+          await rejectsCode(configureClient(home, opts()), 'ERR_CONTEXT_NOT_FOUND', /bootstrapped again/)
+          assert.deepEqual({home: snapshot(home), HOME: snapshot(HOME)}, before)
+        } finally {
+          ca.server.answer = answer
+          await other.server.stop()
+        }
+      })
+
+      it('config moving the block to another known_hosts (--known-hosts) takes it out of the file it was in', async () => {
+        await boot()
+        await configureClient(home, opts())
+        assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '*.example.com', [hostCa]))
+        const other = join(HOME, 'other_known_hosts')
+        const dry = await configureClient(home, opts({pattern: 'web.example.com', file: other, dryRun: true}))
+        assert.ok(
+          dry.warnings.includes(
+            `the block of "demo" would be removed from ${knownHosts()}, where sshca config wrote it before`,
+          ),
+        )
+        assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', '*.example.com', [hostCa]))
+        const r = await configureClient(home, opts({pattern: 'web.example.com', file: other}))
+        assert.equal(readFileSync(other, 'utf8'), block('demo', 'web.example.com', [hostCa]))
+        // the wider pattern is not left trusting the CA in the file before
+        assert.equal(readFileSync(knownHosts(), 'utf8'), '')
+        assert.equal(readFileSync(`${knownHosts()}.sshca-backup`, 'utf8'), block('demo', '*.example.com', [hostCa]))
+        assert.ok(
+          r.warnings.includes(
+            `the block of "demo" was removed from ${knownHosts()}, where sshca config wrote it before (backup: ${knownHosts()}.sshca-backup)`,
+          ),
+          r.warnings.join('\n'),
+        )
+        assert.equal(settings().knownHostsFile, other)
+        // again into the same file: nothing else to take out
+        const again = await configureClient(home, opts({pattern: 'web.example.com', file: other}))
+        assert.ok(!again.warnings.some((w) => w.includes('was removed from')))
+      })
+
       it('a login that began before the context was bootstrapped again for another CA writes nothing of the old CA into it', async () => {
         await boot()
         await configureClient(home, opts())
