@@ -53,11 +53,14 @@ export async function fetchSshRoots(ctx: Context, client?: CaClient): Promise<Re
       JSON.stringify([next.userCaKeys, next.hostCaKeys, next.hostPattern]) !==
         JSON.stringify([ctx.userCaKeys, ctx.hostCaKeys, ctx.hostPattern])
     // only what the CA publishes, over the settings as saved now (config may have saved its own since);
-    // the roots only when they moved here, never an older copy over another login's rotation
+    // the roots only when they moved here from the ones saved now: a rotation another login saved
+    // meanwhile stays (the next refresh follows the CA from there)
     if (changed)
       await updateContext(ctx, (saved) => ({
         ...saved,
-        ...(followed.changed ? {rootPem: next.rootPem, rootFingerprint: next.rootFingerprint} : {}),
+        ...(followed.changed && saved.rootPem === ctx.rootPem
+          ? {rootPem: next.rootPem, rootFingerprint: next.rootFingerprint}
+          : {}),
         userCaKeys: next.userCaKeys,
         hostCaKeys: next.hostCaKeys,
         hostPattern: next.hostPattern,

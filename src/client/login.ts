@@ -33,14 +33,14 @@ import {
 } from './agent-hygiene.ts'
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from './ca-keys.ts'
-import {agentlessFiles, loadContext, type Context} from './home.ts'
+import {agentlessFiles, loadContext, saveContext, type Context} from './home.ts'
 import {refreshContextKrl, type ContextKrl} from './krl.ts'
 import {heldCertificate, loginCertificateView} from './ensure.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from './provisioners.ts'
 import {withLock} from './lock.ts'
 import type {OidcProvisioner} from './oidc.ts'
-import {updateContext} from './settings-lock.ts'
+import {homeOf, sameContext, updateContext, withSettingsLock} from './settings-lock.ts'
 import {enableRevokedHostKeys, sshConfigInstalled} from './ssh-config.ts'
 import type {TokenStore} from './token-store.ts'
 
@@ -519,21 +519,27 @@ async function signIn(
   }
   // the agent cannot hold it (or there is none): 0600 files that the managed ssh_config names
   const files = agentlessFiles(ctx)
-  await writeKeyFiles(files, key, cert, comment)
   // the agent that cannot hold it, also when it was not asked again (null: there is none)
   const socket = agent?.socketPath ?? noAgent!.socket
   // Stryker disable next-line StringLiteral: unreachable: without an agent noAgent says why, with one the refused add or the lifetime verdict does
   const why = reason ?? 'no ssh-agent'
-  const next: Context = {
-    ...ctx,
-    agentless: {
-      reason: why,
-      socket,
-      since: ctx.agentless?.since ?? new Date(deps.clock()).toISOString(),
-    },
-  }
-  if (JSON.stringify(next.agentless) !== JSON.stringify(ctx.agentless))
-    await updateContext(ctx, (saved) => ({...saved, agentless: next.agentless}))
+  // the files and the state that says they are there in one turn of the settings lock, and only into
+  // the context this login began with: not into one bootstrapped again meanwhile (its hosts would be
+  // offered the old CA's certificate, and nothing would ever take these files away)
+  const written = await withSettingsLock(homeOf(ctx), async () => {
+    const saved = await sameContext(ctx)
+    if (!saved) return false
+    await writeKeyFiles(files, key, cert, comment)
+    const agentless = {reason: why, socket, since: saved.agentless?.since ?? new Date(deps.clock()).toISOString()}
+    if (JSON.stringify(agentless) !== JSON.stringify(saved.agentless)) await saveContext({...saved, agentless})
+    return true
+  })
+  if (!written)
+    throw new SshcaError(
+      'ERR_CONTEXT_NOT_FOUND',
+      `the context "${ctx.name}" was removed or bootstrapped again while sshca login ran; the certificate was not saved`,
+      {hint: `sshca login --context ${ctx.name} again if it is still there`},
+    )
   // the managed block always names these files (ssh skips missing ones): ssh finds them even when this
   // login runs from its Match exec, while ssh is still reading that block
   const installed = (await sshConfigInstalled(deps.home, ctx.name)).block
@@ -560,12 +566,20 @@ async function writeKeyFiles(
   await writeFileAtomic(files.certificate, `${certificateLine(cert, comment)}\n`, 0o644)
 }
 
-/** The agent holds the context's certificates again: the files go (ssh would offer a stale key). */
+/**
+ * The agent holds the context's certificates again: the files go (ssh would offer a stale key), in
+ * the same turn of the settings lock as the state, and only from the context this login began with.
+ */
 async function leaveAgentless(ctx: Context): Promise<void> {
-  await updateContext(ctx, ({agentless: _gone, ...rest}) => rest)
-  const files = agentlessFiles(ctx)
-  await rm(files.key, {force: true})
-  await rm(files.certificate, {force: true})
+  await withSettingsLock(homeOf(ctx), async () => {
+    const saved = await sameContext(ctx)
+    if (!saved) return
+    const {agentless: _gone, ...rest} = saved
+    await saveContext(rest)
+    const files = agentlessFiles(saved)
+    await rm(files.key, {force: true})
+    await rm(files.certificate, {force: true})
+  })
 }
 
 /** A 401 from the CA, explained from the token's own claims, with the next step for this way of signing in. */

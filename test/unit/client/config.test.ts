@@ -409,7 +409,7 @@ describe('sshca config on a client, in process', function () {
             return answer(path, body)
           }
           ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa), b64(hostCa2)], hostPattern: '*.example.com'})
-          await rejectsCode(configureClient(home, opts()), 'ERR_CONTEXT_NOT_FOUND', /bootstrapped again/)
+          await rejectsCode(configureClient(home, opts()), 'ERR_CONTEXT_NOT_FOUND', {}, /bootstrapped again/)
           assert.deepEqual({home: snapshot(home), HOME: snapshot(HOME)}, before)
         } finally {
           ca.server.answer = answer

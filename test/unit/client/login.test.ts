@@ -576,6 +576,62 @@ describe('login in process (src/client/login.ts)', function () {
       })
     }
 
+    /** While the login's sign request is answered, the context is bootstrapped again for another CA; then `after`. */
+    const rebootstrapDuringSign = async (after: () => void | Promise<void> = () => undefined) => {
+      const other = await startScriptedCa()
+      other.roots = json({userKey: [b64(userCa2.publicKey)], hostKey: [b64(hostCa)]})
+      const answer = ca.server.answer
+      ca.server.answer = async (path, body) => {
+        if (path === '/ssh/sign') {
+          ca.server.answer = answer
+          await bootstrap(home, {caUrl: other.server.url, fingerprint: other.fingerprint, context: 'demo', force: true})
+          await after()
+        }
+        return answer(path, body)
+      }
+      return {other, done: async () => ((ca.server.answer = answer), await other.server.stop())}
+    }
+
+    it("a login that began before bootstrap --force: the old CA's key and certificate are not written into the new context (ERR_CONTEXT_NOT_FOUND)", async () => {
+      await startAgent({certificates: 'refuse'})
+      const {other, done} = await rebootstrapDuringSign()
+      try {
+        await rejectsCode(withToken(), 'ERR_CONTEXT_NOT_FOUND', {}, /bootstrapped again while sshca login ran/)
+        const ctx = (await readContext(home, 'demo'))!
+        assert.equal(ctx.caUrl, other.server.url)
+        assert.equal(ctx.agentless, undefined)
+        assert.equal(existsSync(files().key), false)
+        assert.equal(existsSync(files().certificate), false)
+      } finally {
+        await done()
+      }
+    })
+
+    it("a login that began before bootstrap --force, with an agent that holds certificates again: the new context's files and state stay", async () => {
+      await startAgent({certificates: 'refuse'})
+      await withToken()
+      await startAgent()
+      const theirs = {key: 'the new context key\n', certificate: 'the new context certificate\n'}
+      const {done} = await rebootstrapDuringSign(async () => {
+        // the new context is agentless too, with files of its own
+        writeFileSync(files().key, theirs.key, {mode: 0o600})
+        writeFileSync(files().certificate, theirs.certificate)
+        const fresh = (await readContext(home, 'demo'))!
+        await saveContext({...fresh, agentless: {reason: 'its own', socket: null, since: 'then'}})
+      })
+      try {
+        const r = await withToken({force: true})
+        assert.equal(r.agent.added, true)
+        assert.deepEqual(
+          {key: readFileSync(files().key, 'utf8'), certificate: readFileSync(files().certificate, 'utf8')},
+          theirs,
+        )
+        assert.deepEqual((await readContext(home, 'demo'))!.agentless, {reason: 'its own', socket: null, since: 'then'})
+      } finally {
+        await done()
+      }
+    })
+
     it('no agent at all: refused (ERR_AGENT_UNAVAILABLE) unless ssh is configured to read the files', async () => {
       const gone = join(tempDir('sshca-noagent-'), 'agent.sock')
       await rejectsCode(withToken({}, {agent: {socketPath: gone}}), 'ERR_AGENT_UNAVAILABLE')
