@@ -575,7 +575,7 @@ async function leaveAgentless(ctx: Context): Promise<void> {
     const saved = await sameContext(ctx)
     if (!saved) return
     const {agentless: _gone, ...rest} = saved
-    await saveContext(rest)
+    if (saved.agentless) await saveContext(rest)
     const files = agentlessFiles(saved)
     await rm(files.key, {force: true})
     await rm(files.certificate, {force: true})

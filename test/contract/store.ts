@@ -110,22 +110,22 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
 
       it('renewal swaps the lineage head once: a superseded parent is refused, also within one batch', async () => {
         const fp = 'SHA256:lineage'
-        const a = record({certType: 'host', keyFingerprint: fp})
+        const a = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
         await s.issue({token: token('enrol'), record: a, lineage: {kind: 'enrol'}})
-        const b = record({certType: 'host', keyFingerprint: fp})
-        const c = record({certType: 'host', keyFingerprint: fp})
+        const b = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
+        const c = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
         const [ob, oc] = await Promise.all([
           s.issue({token: token('pop-b'), record: b, lineage: {kind: 'renew', parent: a.serial}}),
           s.issue({token: token('pop-c'), record: c, lineage: {kind: 'renew', parent: a.serial}}),
         ])
         assert.deepEqual(ob, {ok: true})
         assert.deepEqual(oc, {ok: false, reason: 'superseded', newest: b.serial.toString()})
-        // re-enrolment restarts the lineage: the old head is superseded
-        const d = record({certType: 'host', keyFingerprint: fp})
+        // re-enrolment (the same host, so its key ID) restarts the lineage: the old head is superseded
+        const d = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
         await s.issue({token: token('enrol-2'), record: d, lineage: {kind: 'enrol'}})
         const oe = await s.issue({
           token: token('pop-e'),
-          record: record({certType: 'host', keyFingerprint: fp}),
+          record: record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'}),
           lineage: {kind: 'renew', parent: b.serial},
         })
         assert.deepEqual(oe, {ok: false, reason: 'superseded', newest: d.serial.toString()})
@@ -177,6 +177,80 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           lineage: {kind: 'rekey', parent: e.serial, parentKey: b.keyFingerprint},
         })
         assert.equal(!of.ok && of.reason, 'revoked')
+      })
+
+      it("no rekey, nor an enrolment the admin did not bind to the key, takes over another host's lineage (key_in_use)", async () => {
+        const host = (fp: string, keyId: string) =>
+          record({certType: 'host', keyFingerprint: fp, keyId, validAfter: 1n, validBefore: 0x7fff_ffffn})
+        const victim = host('SHA256:victim', 'host:victim')
+        const attacker = host('SHA256:attacker', 'host:attacker')
+        await s.issue({token: token('v-enrol'), record: victim, lineage: {kind: 'enrol'}})
+        await s.issue({token: token('a-enrol'), record: attacker, lineage: {kind: 'enrol'}})
+        // the attacker's host rekeys onto the victim's public key (ssh-keyscan gives it to anyone)
+        const onto = host(victim.keyFingerprint, attacker.keyId)
+        const rekeyed = await s.issue({
+          token: token('a-rekey'),
+          record: onto,
+          lineage: {kind: 'rekey', parent: attacker.serial, parentKey: attacker.keyFingerprint},
+        })
+        assert.deepEqual(rekeyed, {ok: false, reason: 'key_in_use', newest: victim.serial.toString()})
+        assert.equal(await s.findCertificate(onto.serial), undefined)
+        // an enrolment token for another name, not bound to a key, used with the victim's key
+        const enrolled = await s.issue({
+          token: token('a-enrol-2'),
+          record: host(victim.keyFingerprint, 'host:other'),
+          lineage: {kind: 'enrol'},
+        })
+        assert.deepEqual(enrolled, {ok: false, reason: 'key_in_use', newest: victim.serial.toString()})
+        // the tokens were not spent by the refusals, the victim still renews, the attacker's lineage stands
+        const renewed = host(victim.keyFingerprint, victim.keyId)
+        assert.deepEqual(
+          await s.issue({token: token('v-renew'), record: renewed, lineage: {kind: 'renew', parent: victim.serial}}),
+          {ok: true},
+        )
+        const ownRekey = host('SHA256:attacker-new', attacker.keyId)
+        assert.deepEqual(
+          await s.issue({
+            token: token('a-rekey'),
+            record: ownRekey,
+            lineage: {kind: 'rekey', parent: attacker.serial, parentKey: attacker.keyFingerprint},
+          }),
+          {ok: true},
+        )
+        // nor may a host merge its own two keys' lineages (an ed25519 and an RSA host key, one key ID)
+        const rsa = host('SHA256:victim-rsa', victim.keyId)
+        await s.issue({token: token('v-enrol-rsa'), record: rsa, lineage: {kind: 'enrol'}})
+        const merged = await s.issue({
+          token: token('v-merge'),
+          record: host(rsa.keyFingerprint, victim.keyId),
+          lineage: {kind: 'rekey', parent: renewed.serial, parentKey: victim.keyFingerprint},
+        })
+        assert.deepEqual(merged, {ok: false, reason: 'key_in_use', newest: rsa.serial.toString()})
+        // a rekey onto the key it already certifies moves nothing (the route refuses it as a renewal's job)
+        const same = host(rsa.keyFingerprint, victim.keyId)
+        assert.deepEqual(
+          await s.issue({
+            token: token('v-same'),
+            record: same,
+            lineage: {kind: 'rekey', parent: rsa.serial, parentKey: rsa.keyFingerprint},
+          }),
+          {ok: true},
+        )
+        // the same host enrolling again with its own key, and an enrolment the admin bound to the key, go on
+        const again = host(victim.keyFingerprint, victim.keyId)
+        assert.deepEqual(await s.issue({token: token('v-enrol-2'), record: again, lineage: {kind: 'enrol'}}), {
+          ok: true,
+        })
+        const moved = host(victim.keyFingerprint, 'host:renamed')
+        assert.deepEqual(
+          await s.issue({token: token('bound'), record: moved, lineage: {kind: 'enrol', keyBound: true}}),
+          {ok: true},
+        )
+        const current = (await s.currentHostCertificates(2)).map((h) => [h.keyFingerprint, h.serial])
+        assert.deepEqual(
+          current.filter(([fp]) => fp === victim.keyFingerprint),
+          [[victim.keyFingerprint, moved.serial]],
+        )
       })
 
       it('keeps a certificate valid "forever" (2^64−1)', async () => {

@@ -214,6 +214,44 @@ describe('trust hardening: the attacks of the security review, performed', funct
       assert.deepEqual(results.map((r) => r.status).sort(), [201, 403, 403])
     })
 
+    it("another host's public key (ssh-keyscan gives it) cannot take its lineage: rekey or unbound enrolment → 403 key_in_use", async () => {
+      const victim = hostKey()
+      const victimCert = await enrol('victim', victim.key)
+      const attacker = hostKey()
+      const attackerCert = await enrol('attacker', attacker.key)
+      const rekey = await post('/ssh/rekey', {
+        ott: await mintSshpopToken(attacker.key.keyObject, attackerCert, {
+          caUrl: t.url,
+          action: 'rekey',
+          provisioner: SSHPOP_PROVISIONER,
+          rootFingerprint: t.init.rootFingerprint,
+          now: now(),
+        }),
+        publicKey: b64(victim.key),
+      })
+      const line = await expectDenied(rekey, 403, 'key_in_use')
+      assert.equal(line.newest_serial, victimCert.serial.toString())
+      // a token for another name, not bound to a key, with the victim's key
+      const {token} = await caToken('elsewhere')
+      await expectDenied(
+        await post('/ssh/sign', {publicKey: b64(victim.key), ott: token, certType: 'host'}),
+        403,
+        'key_in_use',
+      )
+      // the victim still renews, and the inventory still names it
+      const renewed = await renew(victim.key, victimCert)
+      assert.equal(renewed.status, 201, renewed.text)
+      const inventory = await sshca(['ca', 'hosts', '--json', ...ca()])
+      const hosts = (JSON.parse(inventory.stdout) as {hosts: {keyFingerprint: string; principals: string[]}[]}).hosts
+      assert.deepEqual(hosts.find((h) => h.keyFingerprint === victim.key.publicKey.fingerprint())?.principals, [
+        'victim',
+      ])
+      // the admin may still move a key on purpose: a token bound to it with --key
+      const moved = await caToken('victim-renamed', ['--key', victim.pubFile])
+      const ok = await post('/ssh/sign', {publicKey: b64(victim.key), ott: moved.token, certType: 'host'})
+      assert.equal(ok.status, 201, ok.text)
+    })
+
     it('ca revoke --key: every certificate of the key is REVOKED for ssh-keygen -Q, and no new one is issued', async () => {
       const host = hostKey()
       const a = await enrol('leaked', host.key)

@@ -85,7 +85,10 @@ export async function signHostCertificate(
     rt.material.hostCa.active,
   )
   // Stryker disable next-line ObjectLiteral,StringLiteral: the store starts a lineage for any lineage that is not a renew or a rekey
-  return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {kind: 'enrol'})
+  return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {
+    kind: 'enrol',
+    keyBound: t.boundKey !== undefined,
+  })
 }
 
 /**

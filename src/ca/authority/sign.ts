@@ -213,6 +213,13 @@ function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Line
       return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {
         newest_serial: outcome.newest,
       })
+    case 'key_in_use':
+      return denial(
+        'ERR_POLICY_DENIED',
+        'key_in_use',
+        "this host key heads another host's certificates; use a key of this host's own, or an enrollment token bound to this key (sshca ca token --host … --key)",
+        {newest_serial: outcome.newest},
+      )
   }
 }
 

@@ -101,6 +101,7 @@ export type DenialReason =
   | 'ca_key_unknown'
   | 'revoked'
   | 'superseded'
+  | 'key_in_use'
   | 'rate_limited'
   | 'overloaded'
   | 'store_unavailable'

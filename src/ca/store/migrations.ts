@@ -349,6 +349,91 @@ export const MIGRATIONS: readonly Migration[] = [
        $fn$`,
     ],
   },
+  {
+    version: 5,
+    name: "a host key heading one host's lineage cannot be taken over by another's rekey or unbound enrolment",
+    // SQLite: nothing in the schema (SqliteStore.keyTaken decides); PostgreSQL: sshca_issue as in
+    // migration 4, refusing such an issuance as key_in_use
+    sqlite: [],
+    postgresql: [
+      `CREATE OR REPLACE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         item jsonb;
+         rec jsonb;
+         out jsonb := '[]'::jsonb;
+         rev revocations%ROWTYPE;
+         head TEXT;
+         parent TEXT;
+         fp TEXT;
+         spent_at BIGINT;
+         spent_serial TEXT;
+         n INT;
+         owner TEXT;
+         owner_key_id TEXT;
+       BEGIN
+         -- durability: a certificate is answered only after its record and its spent token are on disk
+         IF current_setting('synchronous_commit') = 'off' THEN
+           PERFORM set_config('synchronous_commit', 'on', true);
+         END IF;
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           rec := item->'record';
+           parent := item->>'parent';
+           fp := rec->>'key_fingerprint';
+           SELECT * INTO rev FROM revocations
+             WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR serial = parent
+             ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
+           IF FOUND THEN
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'revoked', 'revocation', to_jsonb(rev)));
+             CONTINUE;
+           END IF;
+           IF item->>'lineage' IN ('renew', 'rekey') THEN
+             head := NULL;
+             -- a rekey's parent heads the old key's lineage; a renewal's, the same key's
+             SELECT serial INTO head FROM host_lineages WHERE key_fingerprint = COALESCE(item->>'parent_key', fp) FOR UPDATE;
+             IF head IS DISTINCT FROM parent THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'superseded', 'newest', head));
+               CONTINUE;
+             END IF;
+           END IF;
+           -- a rekey onto a key heading another lineage, or an enrolment the admin did not bind to the key
+           -- onto one heading another host's (another key ID), would take that lineage over
+           IF item->>'lineage' = 'rekey' OR (item->>'lineage' = 'enrol' AND NOT COALESCE((item->>'key_bound')::boolean, false)) THEN
+             owner := NULL;
+             owner_key_id := NULL;
+             SELECT l.serial, c.key_id INTO owner, owner_key_id FROM host_lineages l JOIN certificates c ON c.serial = l.serial
+               WHERE l.key_fingerprint = fp FOR UPDATE OF l;
+             IF owner IS NOT NULL AND ((item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp)
+                                       OR (item->>'lineage' = 'enrol' AND owner_key_id IS DISTINCT FROM rec->>'key_id')) THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'key_in_use', 'newest', owner));
+               CONTINUE;
+             END IF;
+           END IF;
+           INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+             VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, rec->>'serial')
+             ON CONFLICT (token_id) DO NOTHING;
+           GET DIAGNOSTICS n = ROW_COUNT;
+           IF n <> 1 THEN
+             SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+             CONTINUE;
+           END IF;
+           INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims)
+             VALUES (rec->>'serial', rec->>'cert_type', rec->>'key_id', rec->>'principals', (rec->>'valid_after')::bigint, (rec->>'valid_before')::bigint,
+                     rec->>'provisioner', rec->>'rule_name', rec->>'subject', fp, (rec->>'issued_at')::bigint, rec->>'request_id', rec->>'certificate', rec->>'claims');
+           IF item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp THEN
+             DELETE FROM host_lineages WHERE key_fingerprint = item->>'parent_key';
+           END IF;
+           IF item->>'lineage' IS NOT NULL THEN
+             INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (fp, rec->>'serial', (rec->>'issued_at')::bigint)
+               ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at;
+           END IF;
+           out := out || '[{"outcome": "ok"}]'::jsonb;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -174,6 +174,7 @@ type Outcome =
   | {outcome: 'ok'}
   | {outcome: 'revoked'; revocation: RevocationRow}
   | {outcome: 'superseded'; newest: string | null}
+  | {outcome: 'key_in_use'; newest: string}
   | {outcome: 'replayed'; used_at: number | null; serial: string | null}
 
 function toOutcome(o: Outcome): IssueOutcome {
@@ -184,6 +185,8 @@ function toOutcome(o: Outcome): IssueOutcome {
       return {ok: false, reason: 'revoked', revocation: rowToRevocation(o.revocation)}
     case 'superseded':
       return {ok: false, reason: 'superseded', newest: o.newest}
+    case 'key_in_use':
+      return {ok: false, reason: 'key_in_use', newest: o.newest}
     case 'replayed':
       return {ok: false, reason: 'replayed', usedAt: o.used_at === null ? null : Number(o.used_at), serial: o.serial}
   }
@@ -196,6 +199,7 @@ function batchItem({token, record: r, lineage}: IssueRequest): Record<string, un
     lineage: lineage?.kind ?? null,
     parent: lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null,
     parent_key: lineage?.kind === 'rekey' ? lineage.parentKey : null,
+    key_bound: lineage?.kind === 'enrol' ? Boolean(lineage.keyBound) : null,
     record: {
       serial: r.serial.toString(),
       cert_type: r.certType,

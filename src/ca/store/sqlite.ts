@@ -21,6 +21,7 @@ import type {
   IssueOutcome,
   IssueRequest,
   IssuedRecord,
+  Lineage,
   Revocation,
   Store,
 } from './store.ts'
@@ -210,6 +211,9 @@ export class SqliteStore implements Store {
         'SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1',
       ),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
+      lineageOwner: prep(
+        'SELECT l.serial, c.key_id FROM host_lineages l JOIN certificates c ON c.serial = l.serial WHERE l.key_fingerprint = ?',
+      ),
       lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep(
         'INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at',
@@ -301,6 +305,8 @@ export class SqliteStore implements Store {
         {serial: string} | undefined
       if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
     }
+    const taken = this.keyTaken(r, lineage)
+    if (taken) return taken
     const serial = r.serial.toString()
     if (this.stmts.useToken!.run(token.id, token.expiresAt, r.issuedAt, serial).changes !== 1) {
       // the insert met the token's row, in this write transaction: it is there
@@ -333,6 +339,18 @@ export class SqliteStore implements Store {
       this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
+  }
+
+  /**
+   * A rekey onto a key that heads another lineage, or an enrolment the admin did not bind to the key
+   * onto one that heads another host's: refused, or its host's renewals would be from then on.
+   */
+  private keyTaken(r: IssuedRecord, lineage: Lineage | undefined): IssueOutcome | undefined {
+    if (lineage?.kind !== 'rekey' && (lineage?.kind !== 'enrol' || lineage.keyBound)) return undefined
+    const owner = this.stmts.lineageOwner!.get(r.keyFingerprint) as {serial: string; key_id: string} | undefined
+    if (!owner) return undefined
+    const other = lineage.kind === 'rekey' ? lineage.parentKey !== r.keyFingerprint : owner.key_id !== r.keyId
+    return other ? {ok: false, reason: 'key_in_use', newest: owner.serial} : undefined
   }
 
   async findCertificate(serial: bigint): Promise<IssuedRecord | undefined> {

@@ -45,8 +45,14 @@ export interface Revocation {
  * to a new key: the parent must be the old key's newest certificate, the new key's lineage starts
  * at the new certificate and the old key's ends (its certificates can no longer be renewed or rekeyed).
  */
+/**
+ * How a host certificate joins its key's lineage. `keyBound`: the enrolment token names this key
+ * (`ca token --host … --key`): the admin chose it, so it may take the key over from another host.
+ */
 export type Lineage =
-  {kind: 'enrol'} | {kind: 'renew'; parent: bigint} | {kind: 'rekey'; parent: bigint; parentKey: string}
+  | {kind: 'enrol'; keyBound?: boolean}
+  | {kind: 'renew'; parent: bigint}
+  | {kind: 'rekey'; parent: bigint; parentKey: string}
 
 export interface IssueRequest {
   token: {id: string; expiresAt: number}
@@ -62,6 +68,11 @@ export type IssueOutcome =
   | {ok: false; reason: 'revoked'; revocation: Revocation}
   /** A renewal or rekey of a certificate that is no longer its lineage's newest. */
   | {ok: false; reason: 'superseded'; newest: string | null}
+  /**
+   * A rekey onto a key that heads another lineage, or an enrolment not bound to the key onto one that
+   * heads another host's (another key ID): it would take that lineage over, its renewals refused.
+   */
+  | {ok: false; reason: 'key_in_use'; newest: string}
 
 export interface CertificateQuery {
   subject?: string
