@@ -27,7 +27,7 @@ import {
   type ContextSshConfig,
 } from './home.ts'
 import {managedBlock, mergeKnownHosts} from './known-hosts.ts'
-import {refreshContextKrl, type ContextKrl} from './krl.ts'
+import {checkKrlLoads, refreshContextKrl, type ContextKrl} from './krl.ts'
 import {
   ensureCommand,
   includeLine,
@@ -385,7 +385,16 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
   } finally {
     ca.close()
   }
-  if (krl) parseKrl(krl)
+  if (krl) {
+    parseKrl(krl)
+    await checkKrlLoads(krl).catch((err: Error) => {
+      throw new SshcaError(
+        'ERR_CA_BAD_RESPONSE',
+        `the CA "${ctx.name}" sent a revocation list that ${err.message}; nothing was written`,
+        {hint: 'ask the CA operator: sshd would refuse every public key with this list'},
+      )
+    })
+  }
   const snippet = [
     `# Managed by sshca (sshca config --host) for the CA "${ctx.name}" at ${ctx.caUrl}.`,
     '# Users log in with short-lived certificates from this CA; a principal must equal the login name.',

@@ -14,6 +14,7 @@ import {exists, readTextFile, writeFileAtomic} from '../util/fs.ts'
 import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
+import {checkKrlLoads} from './krl.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
@@ -253,6 +254,13 @@ export async function fetchKrl(
     }
     // a file sshd cannot parse makes it refuse every public key: never write one
     const krl = parseKrl(bytes)
+    await checkKrlLoads(bytes).catch((err: Error) => {
+      throw new SshcaError(
+        'ERR_CA_BAD_RESPONSE',
+        `the CA "${ctx.name}" sent a revocation list that ${err.message}; ${o.out} was kept as it is`,
+        {hint: 'ask the CA operator; sshd keeps refusing what the list kept here revokes'},
+      )
+    })
     await writeFileAtomic(o.out, bytes, 0o644)
     return {
       context: ctx.name,

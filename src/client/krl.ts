@@ -5,11 +5,14 @@
  * and `sshca login` refresh it; a failure never fails them: the previous copy stays (ssh refuses
  * every host of the pattern when RevokedHostKeys names a missing file) and the result says why.
  */
+import {execFile} from 'node:child_process'
 import {readFileSync, utimesSync} from 'node:fs'
-import {stat} from 'node:fs/promises'
+import {mkdtemp, rm, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {isSshcaError} from '../errors.ts'
+import {isSshcaError, SshcaError} from '../errors.ts'
 import {parseKrl} from '../ssh/krl.ts'
+import {generatePrivateKey} from '../ssh/private-key.ts'
 import {writeFileAtomic} from '../util/fs.ts'
 import type {CaClient} from './ca-client.ts'
 import type {Context} from './home.ts'
@@ -79,6 +82,8 @@ export async function refreshContextKrl(
     return kept('failed', `could not refresh the revocation list of "${ctx.name}": ${(err as Error).message}`)
   }
   let krl
+  // the same list as on disk (most logins) was checked when it was written
+  const same = sameBytes(file, bytes)
   try {
     krl = parseKrl(bytes)
   } catch (err) {
@@ -88,9 +93,17 @@ export async function refreshContextKrl(
     )
   }
   try {
-    // the same list as on disk (most logins): its time is brought up to now, without a write and an fsync
+    if (!same) await checkKrlLoads(bytes)
+  } catch (err) {
+    return kept(
+      'failed',
+      `the CA "${ctx.name}" sent a revocation list that ${(err as Error).message}; it was not written`,
+    )
+  }
+  try {
+    // the same list as on disk: its time is brought up to now, without a write and an fsync
     if (o.write !== false) {
-      if (sameBytes(file, bytes)) utimesSync(file, new Date(), new Date())
+      if (same) utimesSync(file, new Date(), new Date())
       else if (o.staged) await writeFileAtomic(file, bytes, 0o600)
       else if (!(await withSettingsLock(homeOf(ctx), () => writeForSameContext(ctx, file, bytes))))
         return kept(
@@ -109,6 +122,45 @@ export async function refreshContextKrl(
     revokedKeyIds: new Set(krl.sections.flatMap((s) => s.keyIds)).size,
     note: null,
   }
+}
+
+/**
+ * The list loaded by this machine's OpenSSH (`ssh-keygen -Q`, the parser ssh and sshd use): one they
+ * cannot load makes sshd refuse every public key and ssh every host key, so it is never written.
+ * Throws ERR_CA_BAD_RESPONSE ("OpenSSH here cannot load (…)": the caller says whose list and what it
+ * kept) when ssh-keygen refuses it; without ssh-keygen here, parseKrl's checks stand alone.
+ */
+export async function checkKrlLoads(bytes: Buffer): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'sshca-krl-check-'))
+  try {
+    const krlFile = join(dir, 'krl')
+    const probe = join(dir, 'probe.pub')
+    await writeFile(krlFile, bytes, {mode: 0o600})
+    await writeFile(probe, `${generatePrivateKey('ed25519').publicKey.toLine('probe')}\n`, {mode: 0o600})
+    const r = await runQuiet('ssh-keygen', ['-Q', '-f', krlFile, probe], 10_000)
+    // 0: the probe is not revoked, 1: it is (it cannot be, but the list loaded); no ssh-keygen: no verdict
+    if (r.missing || r.code === 0 || r.code === 1) return
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `OpenSSH here cannot load (ssh-keygen -Q: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`})`,
+    )
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+}
+
+/** Runs a command to its end: its exit code and standard error; `missing` when it is not installed. */
+function runQuiet(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{code: number | null; stderr: string; missing: boolean}> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, {timeout: timeoutMs, env: {...process.env, LANG: 'C'}}, (err, _stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
+      resolve({code, stderr: String(stderr || (err?.message ?? '')), missing: err?.code === 'ENOENT'})
+    })
+  })
 }
 
 /** Under the settings lock: writes the list unless the context is gone or is another bootstrap now. */

@@ -5,7 +5,7 @@
  * extensions, no signature section (OpenSSH >= 9.4 refuses signed KRLs).
  */
 import {formatError, SshReader, SshWriter} from './wire.ts'
-import type {PublicKey} from './keys.ts'
+import {PublicKey} from './keys.ts'
 
 const MAGIC = 0x5353484b524c0a00n // "SSHKRL\n\0"
 const FORMAT_VERSION = 1
@@ -83,7 +83,11 @@ export interface ParsedKrl {
   revokedKeySha256: Buffer[]
 }
 
-/** Reads a KRL of the sections above; anything else (a section sshca does not write) is an error. */
+/**
+ * Reads a KRL of the sections above; anything else (a section sshca does not write) is an error, and
+ * so is what OpenSSH refuses in them (a serial 0, a CA key that is no key): sshd refuses every public
+ * key when its RevokedKeys does not load, ssh every host key of RevokedHostKeys.
+ */
 export function parseKrl(buf: Buffer): ParsedKrl {
   const r = new SshReader(buf)
   if (buf.length < 8 || r.u64() !== MAGIC) throw formatError('not an OpenSSH KRL (bad magic)')
@@ -108,12 +112,22 @@ export function parseKrl(buf: Buffer): ParsedKrl {
     }
     if (type !== SECTION_CERTIFICATES) throw formatError(`KRL section type ${type} is not one sshca writes`)
     const caKeyBlob = Buffer.from(data.bytes('ca key'))
+    try {
+      PublicKey.fromBlob(caKeyBlob)
+    } catch (err) {
+      throw formatError(`a CA key in the KRL is not a key OpenSSH loads: ${(err as Error).message}`)
+    }
     data.bytes('reserved')
     const s = {caKeyBlob, serials: [] as bigint[], keyIds: [] as string[]}
     while (data.remaining > 0) {
       const sub = data.u8()
       const sd = new SshReader(data.bytes('cert section'))
-      if (sub === CERT_SERIAL_LIST) while (sd.remaining > 0) s.serials.push(sd.u64())
+      if (sub === CERT_SERIAL_LIST)
+        while (sd.remaining > 0) {
+          const serial = sd.u64()
+          if (serial === 0n) throw formatError('serial 0 in the KRL (OpenSSH refuses the whole list)')
+          s.serials.push(serial)
+        }
       else if (sub === CERT_KEY_ID) while (sd.remaining > 0) s.keyIds.push(sd.text('key id'))
       else throw formatError(`KRL certificate section type ${sub} is not one sshca writes`)
     }

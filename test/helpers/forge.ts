@@ -2,7 +2,7 @@
  * Certificates assembled field by field, with no checks, and signed by a real CA key: what a buggy or
  * hostile issuer can hand a parser, when src/ssh's own signCertificate would refuse to produce it.
  */
-import {randomBytes} from 'node:crypto'
+import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import {CERT_SUFFIX, FOREVER} from '../../src/ssh/cert.ts'
 import type {PublicKey} from '../../src/ssh/keys.ts'
 import type {PrivateKey} from '../../src/ssh/private-key.ts'
@@ -53,4 +53,33 @@ export function forgeCertificate(ca: PrivateKey, subject: PublicKey, over: Parti
       .toBuffer(),
   )
   return Buffer.concat([body, new SshWriter().string(signData(ca.keyObject, ca.publicKey, body)).toBuffer()])
+}
+
+/**
+ * A KRL that sshca's parser reads but OpenSSH refuses ("Invalid key length"): its certificate section's
+ * CA key is a 512-bit RSA key, below OpenSSH's 1024-bit minimum. sshd given it refuses every public key.
+ */
+export function krlOpenSshRefuses(): Buffer {
+  const jwk = generateKeyPairSync('rsa', {modulusLength: 512}).publicKey.export({format: 'jwk'}) as {
+    n: string
+    e: string
+  }
+  const mpint = (b64url: string) => {
+    const b = Buffer.from(b64url, 'base64url')
+    return b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b
+  }
+  const caKey = new SshWriter().string(Buffer.from('ssh-rsa')).string(mpint(jwk.e)).string(mpint(jwk.n)).toBuffer()
+  const serials = new SshWriter().u64(5n).toBuffer()
+  const section = new SshWriter().string(caKey).string(Buffer.alloc(0)).u8(0x20).string(serials).toBuffer()
+  return new SshWriter()
+    .raw(Buffer.from('SSHKRL\n\0', 'latin1'))
+    .u32(1)
+    .u64(1n)
+    .u64(1n)
+    .u64(0n)
+    .string(Buffer.alloc(0))
+    .string(Buffer.alloc(0))
+    .u8(1)
+    .string(section)
+    .toBuffer()
 }

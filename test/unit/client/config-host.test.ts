@@ -22,6 +22,7 @@ import type {PublicKey} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
+import {krlOpenSshRefuses} from '../../helpers/forge.ts'
 import {json, startScriptedCa, type ScriptedCa} from '../../helpers/scripted-server.ts'
 import {snapshot} from '../../helpers/snapshot.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -337,6 +338,9 @@ describe('sshca config --host, in process', function () {
     await rejectsCode(run(), 'ERR_CA_BAD_RESPONSE', {status: 500})
     ca.krl = {status: 200, body: Buffer.from('not a KRL at all')}
     await rejectsCode(run(), 'ERR_SSH_FORMAT')
+    // one that parses here but that this machine's OpenSSH cannot load: sshd would refuse every public key
+    ca.krl = {status: 200, body: krlOpenSshRefuses()}
+    await rejectsCode(run(), 'ERR_CA_BAD_RESPONSE', {}, /OpenSSH here cannot load .*; nothing was written/)
     // a network failure is no "publishes none": it stops too
     ca.krl = {status: 0, body: '', hangUp: true}
     await rejectsCode(run(), 'ERR_CA_UNREACHABLE')

@@ -8,6 +8,7 @@ import {CONTEXT_KRL_FILE, contextKrlPath, refreshContextKrl} from '../../../src/
 import {SshcaError} from '../../../src/errors.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {krlOpenSshRefuses} from '../../helpers/forge.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 const LONG_AGO = new Date('2001-02-03T04:05:06.000Z')
@@ -156,6 +157,21 @@ describe("a context's revocation list on disk", () => {
     assert.equal(removed.status, 'failed')
     assert.match(removed.note!, /^the context "prod" was removed or bootstrapped again meanwhile/)
     assert.deepEqual(readFileSync(file), theirs)
+  })
+
+  it("a list this machine's OpenSSH cannot load (ssh would refuse every host key): failed, the copy at hand kept", async () => {
+    const file = contextKrlPath(dir)
+    writeFileSync(file, krl)
+    const r = await refreshContextKrl(
+      ctx,
+      ca(() => krlOpenSshRefuses()),
+    )
+    assert.equal(r.status, 'failed')
+    assert.match(
+      r.note!,
+      /^the CA "prod" sent a revocation list that OpenSSH here cannot load \(ssh-keygen -Q: .*Invalid key length\); it was not written; ssh keeps using the copy from /,
+    )
+    assert.deepEqual(readFileSync(file), krl)
   })
 
   it('a CA that publishes none (404): unavailable, no file for ssh to read (a missing one would refuse every host)', async () => {

@@ -19,6 +19,7 @@ import {PublicKey} from '../../../src/ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
+import {krlOpenSshRefuses} from '../../helpers/forge.ts'
 import {json, startScriptedCa, type Answer, type ScriptedCa} from '../../helpers/scripted-server.ts'
 import {snapshot} from '../../helpers/snapshot.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -697,6 +698,20 @@ describe('host certificates in process (src/client/host.ts)', function () {
       await rejectsCode(fetch(), 'ERR_CA_BAD_RESPONSE', {status: 500})
       ca.krl = {status: 0, body: '', hangUp: true}
       await rejectsCode(fetch(), 'ERR_CA_UNREACHABLE')
+      assert.deepEqual(snapshot(etc), before)
+    })
+
+    it("a KRL this machine's OpenSSH cannot load (sshd would refuse every public key): an error, the old KRL kept", async () => {
+      const old = buildKrl({version: 1n, generatedAt: 1n, comment: '', sections: []})
+      writeFileSync(out, old, {mode: 0o644})
+      const before = snapshot(etc)
+      ca.krl = {status: 200, body: krlOpenSshRefuses()}
+      await rejectsCode(
+        fetch(),
+        'ERR_CA_BAD_RESPONSE',
+        {},
+        /OpenSSH here cannot load \(ssh-keygen -Q: .*Invalid key length\).*was kept as it is/,
+      )
       assert.deepEqual(snapshot(etc), before)
     })
   })

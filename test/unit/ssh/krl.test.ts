@@ -123,5 +123,27 @@ describe('KRL', () => {
       {},
       /subsection|section type 153/,
     )
+    // what OpenSSH refuses, and with it the whole list (sshd then refuses every public key): a serial 0,
+    // a CA key that is no key
+    const serials = (...xs: bigint[]) => {
+      const b = Buffer.alloc(8 * xs.length)
+      xs.forEach((x, i) => b.writeBigUInt64BE(x, 8 * i))
+      return b
+    }
+    const certs = (caBlob: Buffer, list: Buffer) =>
+      section(1, Buffer.concat([str(caBlob), str(Buffer.alloc(0)), Buffer.from([0x20]), str(list)]))
+    assert.deepEqual(parseKrl(Buffer.concat([header, certs(ca.blob, serials(5n, 7n))]))!.sections[0]!.serials, [5n, 7n])
+    throwsCode(
+      () => parseKrl(Buffer.concat([header, certs(ca.blob, serials(5n, 0n))])),
+      'ERR_SSH_FORMAT',
+      {},
+      /serial 0/,
+    )
+    throwsCode(
+      () => parseKrl(Buffer.concat([header, certs(Buffer.from('not a key'), serials(5n))])),
+      'ERR_SSH_FORMAT',
+      {},
+      /CA key in the KRL is not a key/,
+    )
   })
 })
