@@ -38,6 +38,7 @@ import {
   supportsMatchFinal,
 } from './ssh-config.ts'
 import {sameContext, withSettingsLock} from './settings-lock.ts'
+import {effectiveSshdConfig, sshcaSettingsProblems, sshdBinary, type SshcaSettings} from './sshd-effective.ts'
 
 export {refreshSshRoots, replaceWithBackup} from './ca-keys.ts'
 export {saveContext}
@@ -301,6 +302,8 @@ export interface HostConfigOptions {
   sshca?: InstalledSshca
   /** The file system the root-only check reads (tests pass a made-up one). */
   pathDeps?: ExecPathDeps
+  /** The sshd binary asked what it reads once the files are written (default: the usual places). */
+  sshd?: string
   dryRun?: boolean
 }
 
@@ -516,6 +519,9 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     await privateDir(dirname(f.path))
     await writeFileAtomic(f.path, f.content, f.mode)
   }
+  warnings.push(
+    ...(await sshdReadsOurs(sshdDir, o.sshd, {trustedUserCaKeys: caFile, revokedKeys: krl ? krlFile : null})),
+  )
   return {
     context: ctx.name,
     files,
@@ -526,6 +532,27 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     next,
     krl: krlState,
     warnings,
+  }
+}
+
+/**
+ * Whether sshd, with the files written, reads sshca's TrustedUserCAKeys and RevokedKeys (`sshd -T`):
+ * another value read first (a file of sshd_config.d that sorts before 50-sshca.conf, a line before
+ * the Include, no Include at all) wins without a word. One warning per problem; none when sshd reads ours.
+ */
+async function sshdReadsOurs(sshdDir: string, sshd: string | undefined, want: SshcaSettings): Promise<string[]> {
+  const config = join(sshdDir, 'sshd_config')
+  const check = 'check what it reads with: sshd -T | grep -i -e trustedusercakeys -e revokedkeys'
+  if (!(await exists(config))) return [`there is no ${config}, so no sshd reads these settings; ${check}`]
+  const binary = await sshdBinary(sshd)
+  if (!binary) return [`no sshd binary found to ask what it reads; ${check}`]
+  try {
+    return sshcaSettingsProblems(await effectiveSshdConfig(binary, config), want).map(
+      (p) =>
+        `${p}; sshd keeps the first value it reads (sshd_config.d files in name order, where the Include stands): remove or change the other setting, then sshd -t && systemctl reload ssh`,
+    )
+  } catch (err) {
+    return [`could not ask sshd what it reads (${(err as Error).message}); ${check}`]
   }
 }
 

@@ -13,16 +13,16 @@
  * sshd -T prints the configuration for a connection matched by no `Match` block: a Match block that
  * re-enables a method for some users or addresses is not seen (the result says so). Never writes.
  */
-import {execFile} from 'node:child_process'
 import {createPublicKey} from 'node:crypto'
 import {constants} from 'node:fs'
 import {lstat, open, readFile} from 'node:fs/promises'
-import {isAbsolute, join} from 'node:path'
+import {dirname, isAbsolute, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {parseCertificateLine} from '../ssh/cert.ts'
 import {PublicKey, sha256Fingerprint, splitKeyLine} from '../ssh/keys.ts'
 import {formatError, SshReader} from '../ssh/wire.ts'
 import {configureHost} from './config.ts'
+import {effectiveSshdConfig, sshdBinary, sshcaSettingsProblems, sshcaSnippetSettings} from './sshd-effective.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
 export interface AuditKey {
@@ -79,6 +79,7 @@ export type FindingKind =
   | 'gssapi_authentication'
   | 'no_trusted_user_ca'
   | 'host_key_without_certificate'
+  | 'sshca_settings_not_in_effect'
 
 export interface Finding {
   kind: FindingKind
@@ -124,77 +125,7 @@ export interface HostAuditOptions {
 const NO_LOGIN = /(^|\/)(nologin|false|sync|shutdown|halt)$/
 /** The most of an authorized_keys file the audit reads; sshd reads all of it, so a larger one is a finding. */
 const MAX_KEYS_FILE = 16 << 20
-/** The sshd -T keywords the audit reads; everything else is left out of the result. */
-const SETTINGS = [
-  'authorizedkeysfile',
-  'passwordauthentication',
-  'kbdinteractiveauthentication',
-  'challengeresponseauthentication',
-  'usepam',
-  'authorizedkeyscommand',
-  'authorizedkeyscommanduser',
-  'pubkeyauthentication',
-  'hostbasedauthentication',
-  'gssapiauthentication',
-  'trustedusercakeys',
-  'revokedkeys',
-  'authorizedprincipalsfile',
-  'authorizedprincipalscommand',
-  'hostkey',
-  'hostcertificate',
-  'permitrootlogin',
-  'permitemptypasswords',
-]
-
-async function firstExisting(paths: string[]): Promise<string | undefined> {
-  for (const p of paths) {
-    try {
-      await lstat(p)
-      return p
-    } catch {
-      // next
-    }
-  }
-  return undefined
-}
-
-/** `sshd -T -f CONFIG`: the effective configuration, keyword → values (repeatable keywords keep every line). */
-export async function effectiveSshdConfig(binary: string, config: string): Promise<Record<string, string[]>> {
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(
-      binary,
-      ['-T', '-f', config],
-      {timeout: 30_000, maxBuffer: 4 << 20, env: {PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C'}},
-      (err, stdout, stderr) => {
-        if (err) {
-          const why = (stderr || err.message).trim().split('\n').slice(-3).join('; ')
-          reject(
-            new SshcaError('ERR_INPUT', `sshd -T -f ${config} failed: ${why}`, {
-              hint:
-                (err as NodeJS.ErrnoException).code === 'ENOENT'
-                  ? 'is OpenSSH server installed? give its path with --sshd'
-                  : 'sshd -T reads the host keys: run as root, and check the configuration with sshd -t',
-            }),
-          )
-        } else resolve(stdout)
-      },
-    )
-  })
-  return parseSshdT(out)
-}
-
-export function parseSshdT(text: string): Record<string, string[]> {
-  const settings: Record<string, string[]> = {}
-  for (const raw of text.split('\n')) {
-    const line = raw.trim()
-    const m = /^(\S+)\s+(.*)$/.exec(line)
-    if (!m) continue
-    const key = m[1]!.toLowerCase()
-    if (!SETTINGS.includes(key)) continue
-    ;(settings[key] ??= []).push(m[2]!)
-  }
-  return settings
-}
+export {effectiveSshdConfig, parseSshdT} from './sshd-effective.ts'
 
 export interface PasswdEntry {
   user: string
@@ -348,7 +279,7 @@ const single = (v: string[] | undefined): string => v?.[0] ?? 'none'
 
 export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResult> {
   const config = o.sshdConfig ?? '/etc/ssh/sshd_config'
-  const binary = o.sshd ?? (await firstExisting(['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/sbin/sshd']))
+  const binary = await sshdBinary(o.sshd)
   if (!binary)
     throw new SshcaError(
       'ERR_FILE_NOT_FOUND',
@@ -387,6 +318,17 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
       path: config,
     })
   }
+
+  // sshca's snippet (config --host), when there is one: are its settings the ones sshd reads?
+  const snippetPath = join(o.sshdDir ?? dirname(config), 'sshd_config.d', '50-sshca.conf')
+  const snippet = sshcaSnippetSettings(await readFile(snippetPath, 'utf8').catch(() => ''))
+  for (const problem of snippet ? sshcaSettingsProblems(s, snippet) : [])
+    findings.push({
+      kind: 'sshca_settings_not_in_effect',
+      message: `${problem} (sshd keeps the first value it reads; sshd_config.d files are read in name order, where the Include stands)`,
+      remedy: `remove or change the other setting (sshd -T shows what it reads), then: sshd -t && systemctl reload ssh`,
+      path: snippetPath,
+    })
 
   // authorized_keys: the setting, then every account's files
   const patterns = (s.authorizedkeysfile?.[0] ?? 'none')

@@ -200,8 +200,13 @@ describe('sshca host audit: the way off authorized_keys', function () {
       m.hostCa.active,
     )
     writeFileSync(`${hostKey}-cert.pub`, `${certificateLine(cert)}\n`)
-    const configured = await sshca(['config', '--host', '--sshd-dir', etc, '--systemd-dir', units], {env})
+    const configured = await sshca(['config', '--host', '--sshd-dir', etc, '--systemd-dir', units, '--json'], {env})
     assert.equal(configured.code, 0, configured.stderr)
+    assert.deepEqual(
+      (JSON.parse(configured.stdout) as {warnings: string[]}).warnings,
+      [],
+      'sshd reads what config wrote',
+    )
     assert.equal(spawnSync('/usr/sbin/sshd', ['-t', '-f', sshdConfig]).status, 0, 'sshd accepts the configuration')
 
     const after = await audit(10)
@@ -229,6 +234,26 @@ describe('sshca host audit: the way off authorized_keys', function () {
     const done = await audit(0)
     assert.equal(done.clean, true)
     assert.deepEqual(done.findings, [])
+
+    // a file read before sshca's (cloud-init's) sets its own: sshd no longer reads sshca's settings
+    const cloud = join(etc, 'sshd_config.d', '10-cloud.conf')
+    writeFileSync(cloud, 'RevokedKeys none\n')
+    const shadowed = await audit(10)
+    assert.deepEqual(
+      shadowed.findings.map((f) => [f.kind, f.message.replace(/:.*/, '')]),
+      [
+        [
+          'sshca_settings_not_in_effect',
+          `sshd reads RevokedKeys none, not sshca's ${join(etc, 'sshca_revoked_keys.krl')}`,
+        ],
+      ],
+    )
+    const again = await sshca(['config', '--host', '--sshd-dir', etc, '--systemd-dir', units, '--json'], {env})
+    assert.match(
+      (JSON.parse(again.stdout) as {warnings: string[]}).warnings.join('\n'),
+      /^sshd reads RevokedKeys none, not sshca's /,
+    )
+    rmSync(cloud)
 
     // a key put back (AuthorizedKeysFile re-enabled by someone) is caught again
     writeSshd(['AuthorizedKeysFile .ssh/authorized_keys', 'PasswordAuthentication no'])

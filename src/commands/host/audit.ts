@@ -12,7 +12,8 @@ export default class HostAudit extends BaseCommand {
 KbdInteractiveAuthentication (with PAM), AuthorizedKeysCommand, Hostbased and GSSAPI authentication; for
 every account in --passwd, each authorized_keys file sshd would read and every key in it (a
 cert-authority line for a CA sshd already trusts is not counted); host keys without a current host
-certificate; whether sshd trusts a user CA at all; and, with a client context (sshca bootstrap), what
+certificate; whether sshd trusts a user CA at all, and reads sshca's TrustedUserCAKeys and RevokedKeys
+(another file read first wins); and, with a client context (sshca bootstrap), what
 sshca config --host would create or change. Writes nothing. Exit 0 when every way in goes through the
 CA, 10 while any other remains (--json lists them under findings). Match blocks are not evaluated:
 sshd -T shows the settings for a connection none applies to. Run as root (sshd -T reads the host keys).`

@@ -5,6 +5,7 @@
  * check reads a made-up file system (its rules: exec-path.test.ts).
  */
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {bootstrap} from '../../../src/client/bootstrap.ts'
@@ -70,10 +71,20 @@ describe('sshca config --host, in process', function () {
     home = join(tempDir('sshca-host-'), 'sshca')
     sshd = tempDir('sshca-etc-ssh-')
     units = join(tempDir('sshca-etc-systemd-'), 'system')
+    // an sshd_config as Debian's: the Include first; a host key of its own (sshd -T loads them)
+    writeSshdConfig()
     ca.roots = json({userKey: [b64(userCa)], hostKey: [b64(hostCa.publicKey)], hostPattern: '*.example.com'})
     ca.krl = {status: 200, body: krl}
     await bootstrap(home, {caUrl: ca.server.url, fingerprint: ca.fingerprint, context: 'demo'})
   })
+
+  /** sshd_config in the stand-in /etc/ssh, with its own ssh-keygen host key; the Include unless told. */
+  function writeSshdConfig(o: {include?: boolean} = {}): void {
+    const key = join(sshd, 'sshd_test_host_key')
+    if (!existsSync(key)) assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]).status, 0)
+    const include = o.include === false ? [] : [`Include ${sshd}/sshd_config.d/*.conf`]
+    writeFileSync(join(sshd, 'sshd_config'), [...include, `HostKey ${key}`, ''].join('\n'))
+  }
 
   const run = (o: Partial<HostConfigOptions> = {}) =>
     configureHost(home, {sshdDir: sshd, systemdDir: units, sshca: SSHCA, pathDeps: rootOwned, ...o})
@@ -329,6 +340,48 @@ describe('sshca config --host, in process', function () {
       r.next.at(-1),
       'systemctl daemon-reload && systemctl enable --now sshca-renew@ssh_host_ed25519_key.timer',
     )
+  })
+
+  describe('what sshd reads once the files are written (sshd -T)', () => {
+    it("sshd reads sshca's TrustedUserCAKeys and RevokedKeys: no warning", async () => {
+      await hostKey('ed25519', {signer: hostCa})
+      assert.deepEqual((await run()).warnings, [])
+    })
+
+    it("a file of sshd_config.d read first (cloud-init's) wins over sshca's: a warning for each setting, naming what sshd reads", async () => {
+      await hostKey('ed25519', {signer: hostCa})
+      mkdirSync(join(sshd, 'sshd_config.d'), {recursive: true})
+      const other = join(sshd, 'other_ca.pub')
+      writeFileSync(join(sshd, 'sshd_config.d', '10-cloud.conf'), `TrustedUserCAKeys ${other}\nRevokedKeys none\n`)
+      const r = await run()
+      assert.equal(r.written, true)
+      assert.deepEqual(
+        r.warnings.map((w) => w.replace(/;.*/, '')),
+        [
+          `sshd reads TrustedUserCAKeys ${other}, not sshca's ${join(sshd, 'sshca_user_ca.pub')}: certificates from this CA do not log in, and whatever CA that file holds does`,
+          `sshd reads RevokedKeys none, not sshca's ${join(sshd, 'sshca_revoked_keys.krl')}: the CA's revocations do not apply here`,
+        ],
+      )
+      assert.match(
+        r.warnings[0]!,
+        /sshd keeps the first value it reads .*remove or change the other setting, then sshd -t && systemctl reload ssh$/,
+      )
+    })
+
+    it('an sshd_config without the Include reads none of it; no sshd_config at all: said, with how to check', async () => {
+      await hostKey('ed25519', {signer: hostCa})
+      writeSshdConfig({include: false})
+      assert.match((await run()).warnings[0]!, /^sshd reads TrustedUserCAKeys none, not sshca's /)
+      rmSync(join(sshd, 'sshd_config'))
+      assert.deepEqual((await run()).warnings, [
+        `there is no ${join(sshd, 'sshd_config')}, so no sshd reads these settings; check what it reads with: sshd -T | grep -i -e trustedusercakeys -e revokedkeys`,
+      ])
+      writeSshdConfig()
+      assert.match(
+        (await run({sshd: join(sshd, 'no-such-sshd')})).warnings[0]!,
+        /^could not ask sshd what it reads \(sshd -T -f .* failed: .*\); check what it reads with: sshd -T/,
+      )
+    })
   })
 
   it('a KRL the CA fails to send (an error status, a cut connection), or that does not parse, stops it before anything is written', async () => {
