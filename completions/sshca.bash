@@ -47,7 +47,7 @@ _sshca() {
     "needs-renewal"*) words="--expires-in --help --json --verbose -v" ;;
     "proxycommand"*) words="--context --help --identity-token-file --timeout" ;;
     "rekey"*) words="--context --help --json --out" ;;
-    "renew"*) words="--context --force --help --json" ;;
+    "renew"*) words="--context --force --help --json --reload-sshd" ;;
     "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
     "status"*) words="--context --help --json" ;;
     "ca") words="backup certs check-config explain hosts init intermediate migrate restore resume-issuance revocations revoke rotate serve status stop-issuance token unrevoke" ;;

@@ -220,6 +220,7 @@ complete -c sshca -n '__fish_seen_subcommand_from rekey' -l out -r -F -d 'write 
 complete -c sshca -n '__fish_seen_subcommand_from renew' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from renew' -l context -r -F -d 'the bootstrapped CA to use (default: the current one)'
 complete -c sshca -n '__fish_seen_subcommand_from renew' -l force -d 'renew now, however much validity is left'
+complete -c sshca -n '__fish_seen_subcommand_from renew' -l reload-sshd -d 'after a renewal, reload sshd to present the new certificate, once sshd -t accepts its configuration (the renewal timer does)'
 complete -c sshca -n '__fish_seen_subcommand_from revoke' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from revoke' -l context -r -F -d 'the bootstrapped CA to use (default: the current one)'
 complete -c sshca -n '__fish_seen_subcommand_from revoke' -l sshpop-cert -r -F -d 'the certificate file (with --sshpop-key), instead of the agent'

@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   ERR_HOME_LAYOUT: '$SSHCA_HOME was written by a newer sshca, or its layout.json is damaged',
   ERR_BUSY: 'another sshca process held a lock on the same files for too long',
   ERR_KEYRING_UNAVAILABLE: 'the OS keyring was required (SSHCA_KEYRING=keyring) and cannot be used here',
+  ERR_SSHD_CONFIG: 'sshd refuses its own configuration (sshd -t), so it was not reloaded',
   // the signing core
   ERR_CA_EXISTS: 'a CA already exists in the directory',
   ERR_CA_CONFIG: 'the CA configuration is invalid',

@@ -449,9 +449,8 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     'Type=oneshot',
     env,
     ...HARDENING,
-    `ExecStart=${exe.command} renew --context ${ctx.name} ${sshdDir}/%i-cert.pub ${sshdDir}/%i`,
-    '# sshd presents a renewed certificate after a reload',
-    'ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service sshd.service',
+    '# after a renewal only, and only if sshd -t accepts its configuration: sshd reloaded to present it',
+    `ExecStart=${exe.command} renew --context ${ctx.name} --reload-sshd ${sshdDir}/%i-cert.pub ${sshdDir}/%i`,
     '',
   ].join('\n')
   const renewTimer = [

@@ -15,6 +15,8 @@ import {CaClient} from './ca-client.ts'
 import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 import {checkKrlLoads} from './krl.ts'
+import {sshdBinary} from './sshd-effective.ts'
+import {errorTail, runQuiet, type RunResult} from '../util/run.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
@@ -127,6 +129,55 @@ export interface RenewResult extends HostCertResult {
   /** Why it was or was not renewed. */
   reason: string
 }
+
+/** How `renew --reload-sshd` checks sshd's configuration and reloads it; the defaults are the machine's. */
+export interface SshdReload {
+  /** The sshd binary (default: the usual places) and the configuration sshd -t checks (default: its own). */
+  sshd?: string
+  sshdConfig?: string
+  /** Presents the new certificate; default: systemctl try-reload-or-restart ssh.service sshd.service. */
+  reload?: () => Promise<RunResult>
+}
+
+/**
+ * After a renewal, sshd presents the new certificate once reloaded, and only if sshd -t accepts its
+ * configuration: where the reload is a bare SIGHUP (Fedora, RHEL, Arch), sshd re-executes itself and
+ * a configuration it rejects stops it, so that no one can log in. ERR_SSHD_CONFIG then, the certificate
+ * already in place; the reload's own failure (no such unit) is returned, not thrown.
+ */
+export async function reloadSshd(d: SshdReload = {}): Promise<{reloaded: boolean; note: string | null}> {
+  const binary = await sshdBinary(d.sshd)
+  const check = binary
+    ? await runQuiet(binary, ['-t', ...(d.sshdConfig ? ['-f', d.sshdConfig] : [])], 30_000, SYSTEM_PATH)
+    : undefined
+  if (!check || check.missing)
+    throw new SshcaError(
+      'ERR_FILE_NOT_FOUND',
+      `no sshd binary ${binary ?? 'found'} to check its configuration before a reload`,
+      {
+        hint: 'is OpenSSH server installed? sshd presents the new certificate after its next reload',
+      },
+    )
+  if (check.code !== 0)
+    throw new SshcaError(
+      'ERR_SSHD_CONFIG',
+      `sshd -t refuses its configuration (${errorTail(check)}): sshd was not reloaded, and presents the previous certificate until it is`,
+      {hint: 'fix what sshd -t names, then: systemctl reload ssh (or sshd)'},
+    )
+  const r = await (d.reload ?? systemctlReload)()
+  return r.code === 0
+    ? {reloaded: true, note: null}
+    : {
+        reloaded: false,
+        note: `the reload failed (${errorTail(r)}): sshd presents the new certificate after its next reload`,
+      }
+}
+
+/** root's tools, whatever PATH the timer's environment has. */
+const SYSTEM_PATH = {...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
+
+const systemctlReload = (): Promise<RunResult> =>
+  runQuiet('systemctl', ['try-reload-or-restart', 'ssh.service', 'sshd.service'], 60_000, SYSTEM_PATH)
 
 /** Renew when less than this share of the validity is left (so a daily timer suffices). */
 export const RENEW_WHEN_LEFT = 1 / 3

@@ -5,7 +5,6 @@
  * and `sshca login` refresh it; a failure never fails them: the previous copy stays (ssh refuses
  * every host of the pattern when RevokedHostKeys names a missing file) and the result says why.
  */
-import {execFile} from 'node:child_process'
 import {readFileSync, utimesSync} from 'node:fs'
 import {mkdtemp, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -14,6 +13,7 @@ import {isSshcaError, SshcaError} from '../errors.ts'
 import {parseKrl} from '../ssh/krl.ts'
 import {generatePrivateKey} from '../ssh/private-key.ts'
 import {writeFileAtomic} from '../util/fs.ts'
+import {errorTail, runQuiet} from '../util/run.ts'
 import type {CaClient} from './ca-client.ts'
 import type {Context} from './home.ts'
 import {homeOf, sameContext, withSettingsLock} from './settings-lock.ts'
@@ -140,27 +140,10 @@ export async function checkKrlLoads(bytes: Buffer): Promise<void> {
     const r = await runQuiet('ssh-keygen', ['-Q', '-f', krlFile, probe], 10_000)
     // 0: the probe is not revoked, 1: it is (it cannot be, but the list loaded); no ssh-keygen: no verdict
     if (r.missing || r.code === 0 || r.code === 1) return
-    throw new SshcaError(
-      'ERR_CA_BAD_RESPONSE',
-      `OpenSSH here cannot load (ssh-keygen -Q: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`})`,
-    )
+    throw new SshcaError('ERR_CA_BAD_RESPONSE', `OpenSSH here cannot load (ssh-keygen -Q: ${errorTail(r)})`)
   } finally {
     await rm(dir, {recursive: true, force: true})
   }
-}
-
-/** Runs a command to its end: its exit code and standard error; `missing` when it is not installed. */
-function runQuiet(
-  cmd: string,
-  args: string[],
-  timeoutMs: number,
-): Promise<{code: number | null; stderr: string; missing: boolean}> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, {timeout: timeoutMs, env: {...process.env, LANG: 'C'}}, (err, _stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
-      resolve({code, stderr: String(stderr || (err?.message ?? '')), missing: err?.code === 'ENOENT'})
-    })
-  })
 }
 
 /** Under the settings lock: writes the list unless the context is gone or is another bootstrap now. */

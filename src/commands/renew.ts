@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {renewHostCert} from '../client/host.ts'
+import {reloadSshd, renewHostCert} from '../client/host.ts'
 import {sshcaHome} from '../client/home.ts'
 
 export default class Renew extends BaseCommand {
@@ -9,12 +9,15 @@ export default class Renew extends BaseCommand {
   static override description = `Signs a short-lived proof with KEY (the host's private key) carrying CERT, and asks the CA for a new
 certificate with the same principals and a new serial; writes it over CERT atomically. Without --force it
 renews only when less than a third of the validity is left, and exits 0 either way saying which, so a
-daily timer is enough (sshca config --host installs one). Expired or revoked certificates cannot be
-renewed: enroll the host again.`
+daily timer is enough (sshca config --host installs one). With --reload-sshd (what that timer runs), a
+renewal is followed by sshd -t and, if sshd accepts its configuration, a reload so that sshd presents
+the new certificate; a configuration sshd rejects is not reloaded (ERR_SSHD_CONFIG, exit 9), since a
+reload would stop sshd. Expired or revoked certificates cannot be renewed: enroll the host again.`
 
   static override examples = [
     'sudo <%= config.bin %> <%= command.id %> /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key',
     'sudo <%= config.bin %> <%= command.id %> /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key --force',
+    'sudo <%= config.bin %> <%= command.id %> --reload-sshd /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key',
   ]
 
   static override args = {
@@ -25,6 +28,10 @@ renewed: enroll the host again.`
   static override flags = {
     context: contextFlag,
     force: Flags.boolean({description: 'renew now, however much validity is left'}),
+    'reload-sshd': Flags.boolean({
+      description:
+        'after a renewal, reload sshd to present the new certificate, once sshd -t accepts its configuration (the renewal timer does)',
+    }),
   }
 
   async run() {
@@ -35,11 +42,18 @@ renewed: enroll the host again.`
       keyFile: args.key,
       force: flags.force,
     })
+    // only after a renewal: a daily reload for nothing would risk sshd for nothing
+    const sshd = r.renewed && flags['reload-sshd'] ? await reloadSshd() : undefined
+    const reload = sshd?.reloaded
+      ? ' sshd reloaded: it presents it now.'
+      : sshd
+        ? ` ${sshd.note!.charAt(0).toUpperCase()}${sshd.note!.slice(1)}.`
+        : ' Reload sshd to present it.'
     this.out(
       r.renewed
-        ? `Renewed ${r.certificate} (${r.reason}): serial ${r.serial}, valid until ${r.validBefore}. Reload sshd to present it.\n`
+        ? `Renewed ${r.certificate} (${r.reason}): serial ${r.serial}, valid until ${r.validBefore}.${reload}\n`
         : `Not renewed: ${r.reason}. Valid until ${r.validBefore}.\n`,
     )
-    return r
+    return {...r, ...(sshd ? {sshd} : {})}
   }
 }

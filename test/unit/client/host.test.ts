@@ -7,11 +7,19 @@
  * connection to the CA is closed after every call, refused or not.
  */
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {compactVerify, decodeJwt, decodeProtectedHeader} from 'jose'
 import {bootstrap} from '../../../src/client/bootstrap.ts'
-import {certPathFor, fetchKrl, RENEW_WHEN_LEFT, renewHostCert, signHostKey} from '../../../src/client/host.ts'
+import {
+  certPathFor,
+  fetchKrl,
+  reloadSshd,
+  RENEW_WHEN_LEFT,
+  renewHostCert,
+  signHostKey,
+} from '../../../src/client/host.ts'
 import {caIssuer, sshpopAudience} from '../../../src/protocol/tokens.ts'
 import {certificateLine, parseCertificate, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
@@ -591,6 +599,48 @@ describe('host certificates in process (src/client/host.ts)', function () {
       issue = {status: 0, body: '', hangUp: true}
       await rejectsCode(renew(e), 'ERR_CA_UNREACHABLE')
       assert.deepEqual(snapshot(etc), before)
+    })
+  })
+
+  describe('reloadSshd (renew --reload-sshd)', () => {
+    /** A real sshd configuration in a temp folder, with a host key of its own; `bad` adds a line sshd rejects. */
+    function sshdConfig(bad = false): string {
+      const dir = tempDir('sshca-reload-')
+      const key = join(dir, 'host_key')
+      assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]).status, 0)
+      const file = join(dir, 'sshd_config')
+      writeFileSync(file, `HostKey ${key}\n${bad ? 'NoSuchKeyword yes\n' : ''}`)
+      return file
+    }
+    const recorder = (code: number, stderr = '') => {
+      const calls: number[] = []
+      return {calls, reload: async () => (calls.push(1), {code, stderr, missing: false})}
+    }
+
+    it('sshd -t accepts its configuration: reloaded', async () => {
+      const r = recorder(0)
+      assert.deepEqual(await reloadSshd({sshdConfig: sshdConfig(), reload: r.reload}), {reloaded: true, note: null})
+      assert.equal(r.calls.length, 1)
+    })
+
+    it('a configuration sshd rejects is never reloaded (a SIGHUP would stop sshd): ERR_SSHD_CONFIG, naming the problem', async () => {
+      const r = recorder(0)
+      await rejectsCode(
+        reloadSshd({sshdConfig: sshdConfig(true), reload: r.reload}),
+        'ERR_SSHD_CONFIG',
+        {},
+        /^sshd -t refuses its configuration \(.*NoSuchKeyword.*\): sshd was not reloaded/,
+      )
+      assert.equal(r.calls.length, 0)
+    })
+
+    it('a reload that fails (no such unit) is said, not thrown: the certificate is in place', async () => {
+      const r = recorder(5, 'Failed to reload ssh.service: Unit ssh.service not found.\n')
+      assert.deepEqual(await reloadSshd({sshdConfig: sshdConfig(), reload: r.reload}), {
+        reloaded: false,
+        note: 'the reload failed (Failed to reload ssh.service: Unit ssh.service not found.): sshd presents the new certificate after its next reload',
+      })
+      await rejectsCode(reloadSshd({sshd: '/nonexistent/sshd', reload: r.reload}), 'ERR_FILE_NOT_FOUND')
     })
   })
 

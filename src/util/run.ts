@@ -1,0 +1,29 @@
+/** A command run to its end, for the few OpenSSH and systemd tools sshca asks (never through a shell). */
+import {execFile} from 'node:child_process'
+
+export interface RunResult {
+  /** The exit code; null when it was killed (a timeout) or never started. */
+  code: number | null
+  stderr: string
+  /** The command is not installed (ENOENT). */
+  missing: boolean
+}
+
+/** Runs `cmd args` with LANG=C, at most `timeoutMs`; never throws. */
+export function runQuiet(cmd: string, args: string[], timeoutMs: number, env = process.env): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, {timeout: timeoutMs, env: {...env, LANG: 'C'}}, (err, _stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
+      resolve({code, stderr: String(stderr || (err?.message ?? '')), missing: err?.code === 'ENOENT'})
+    })
+  })
+}
+
+/** The last two lines a tool wrote to standard error (sshd names the bad line before it gives up), or its exit code. */
+export const errorTail = (r: RunResult): string =>
+  r.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .slice(-2)
+    .join('; ') || `exit ${r.code}`
