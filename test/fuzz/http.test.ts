@@ -375,12 +375,14 @@ describe('fuzz: the CA HTTP API', function () {
   const issued = (): number =>
     Number((db.prepare('SELECT count(*) AS n FROM certificates').get() as {n: number | bigint}).n)
   const now = () => Math.floor(Date.now() / 1000)
-  const enrollment = (host: string) =>
+  /** `keyFingerprint`: bound to that key (the fuzz's one subject key enrols under many names: key_in_use unbound). */
+  const enrollment = (host: string, keyFingerprint?: string) =>
     mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {
       rootFingerprint: t.init.rootFingerprint,
       hostname: host,
       ttlSeconds: 600,
       now: now(),
+      ...(keyFingerprint ? {keyFingerprint} : {}),
     })
   const pop = () =>
     mintSshpopToken(hostCert.key.keyObject, hostCert.cert, {
@@ -469,7 +471,7 @@ describe('fuzz: the CA HTTP API', function () {
 
   let hosts = 0
   async function freshToken(family: Family, withJti: boolean, claims: Record<string, unknown> = {}): Promise<string> {
-    if (family === 'host') return (await enrollment(`web-${++hosts}`)).token
+    if (family === 'host') return (await enrollment(`web-${++hosts}`, subject().publicKey.fingerprint())).token
     if (family === 'renew') return pop()
     return gh.mint(withJti ? claims : {...claims, jti: undefined})
   }
@@ -722,6 +724,8 @@ describe('fuzz: the CA HTTP API', function () {
           principals: bound,
           ttlSeconds: 600,
           now: now(),
+          // the fuzz's one subject key heads other names' lineages too: bound, so that issuance is what is tested
+          keyFingerprint: subject().publicKey.fingerprint(),
         })
         const before = issued()
         const res = await inject({
