@@ -141,6 +141,7 @@ async function sshpop(
   cert: Certificate,
   action: SshpopAction,
   now: number,
+  newKey?: string,
 ): Promise<string> {
   const provisioner = await sshpopProvisioner(ca)
   return mintSshpopTokenWith(sign, cert, {
@@ -149,6 +150,7 @@ async function sshpop(
     provisioner,
     rootFingerprint: ctx.rootFingerprint,
     now,
+    ...(newKey ? {newKey} : {}),
   })
 }
 
@@ -205,7 +207,16 @@ export async function rekeyHost(
   )
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
-    const ott = await sshpop(ca, ctx, fileSigner(key), cert, 'rekey', Number(nowSeconds(o.clock)))
+    // the new key named in the proof: a token taken in flight rekeys to nothing but this key
+    const ott = await sshpop(
+      ca,
+      ctx,
+      fileSigner(key),
+      cert,
+      'rekey',
+      Number(nowSeconds(o.clock)),
+      fresh.publicKey.fingerprint(),
+    )
     let crt: string
     try {
       ;({crt} = await ca.call('POST', '/ssh/rekey', SshSignResponse, {

@@ -53,6 +53,11 @@ export interface SshpopOptions {
   rootFingerprint: string
   /** Seconds. */
   now: number
+  /**
+   * A rekey's new key (`SHA256:…`), bound into the token (`cnf.kid`): the CA then rekeys to that key
+   * only, so the token is worth nothing to whoever takes it in flight. step's tokens carry none.
+   */
+  newKey?: string
 }
 
 /** An SSHPOP token for `cert`, signed by its key: proof that the caller holds the certified key. */
@@ -60,7 +65,7 @@ export async function mintSshpopToken(key: KeyObject, cert: Certificate, o: Sshp
   const {SignJWT} = await import('jose')
   const alg = POP_ALGORITHMS[cert.publicKey.type]?.[0]
   if (!alg) throw new TypeError(`no JWS algorithm for ${cert.publicKey.type} keys`)
-  return new SignJWT({sha: o.rootFingerprint})
+  return new SignJWT({sha: o.rootFingerprint, ...(o.newKey ? {cnf: {kid: o.newKey}} : {})})
     .setProtectedHeader({alg, typ: 'JWT', sshpop: cert.blob.toString('base64')})
     .setIssuer(o.provisioner)
     .setSubject(cert.serial.toString())
@@ -95,6 +100,7 @@ export async function mintSshpopTokenWith(
     iat: o.now,
     nbf: o.now,
     exp: o.now + MAX_POP_TTL,
+    ...(o.newKey ? {cnf: {kid: o.newKey}} : {}),
   }
   const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url')
   const input = `${b64(header)}.${b64(claims)}`

@@ -91,12 +91,13 @@ describe("step's routes on sshca's CA", function () {
     key: PrivateKey,
     cert: Certificate,
     action: SshpopAction,
-    over: {caUrl?: string; provisioner?: string} = {},
+    over: {caUrl?: string; provisioner?: string; newKey?: string} = {},
   ) =>
     mintSshpopToken(key.keyObject, cert, {
       caUrl: over.caUrl ?? t.url,
       action,
       provisioner: over.provisioner ?? SSHPOP_PROVISIONER,
+      ...(over.newKey ? {newKey: over.newKey} : {}),
       rootFingerprint: t.init.rootFingerprint,
       now: now(),
     })
@@ -262,6 +263,25 @@ describe("step's routes on sshca's CA", function () {
       const same = await post('/ssh/rekey', {ott: await sshpop(h2.key, h2.cert, 'rekey'), publicKey: b64(h2.key)})
       assert.equal(same.status, 400)
       assert.match((same.json as {message: string}).message, /renew instead/)
+    })
+
+    it('a rekey token that names its new key (cnf.kid, as sshca writes it) rekeys to that key only: taken in flight, it buys the thief nothing', async () => {
+      const h = await enrol('bound-rekey.example.test')
+      const fresh = generatePrivateKey('ed25519')
+      const ott = await sshpop(h.key, h.cert, 'rekey', {newKey: fresh.publicKey.fingerprint()})
+      const thief = await post('/ssh/rekey', {ott, publicKey: b64(generatePrivateKey('ed25519'))})
+      assert.equal(thief.status, 403, thief.text)
+      assert.equal(denied((thief.json as {request_id: string}).request_id)!.reason, 'key_not_bound')
+      // the refusal spent nothing: the host's own request with the same token goes through
+      const r = await post('/ssh/rekey', {ott, publicKey: b64(fresh)})
+      assert.equal(r.status, 201, r.text)
+      assert.ok(crtOf(r).publicKey.equals(fresh.publicKey))
+      // a binding that names no key refuses, never unbinds
+      const h2 = await enrol('bad-binding.example.test')
+      const bad = await sshpop(h2.key, h2.cert, 'rekey', {newKey: 'not a fingerprint'})
+      const refused = await post('/ssh/rekey', {ott: bad, publicKey: b64(generatePrivateKey('ed25519'))})
+      assert.equal(refused.status, 401, refused.text)
+      assert.equal(denied((refused.json as {request_id: string}).request_id)!.reason, 'proof_invalid')
     })
 
     it('revoke: a certificate revokes itself (user or host), recorded and audited as ca revoke is, served in the KRL', async () => {

@@ -103,7 +103,11 @@ async function provenCertificate(
   action: SshpopAction,
   trace: AuditTrace,
   types: readonly ('user' | 'host')[],
-): Promise<{cert: Certificate; proof: {jti: string; expiresAt: number; issuedAt: number}; now: number}> {
+): Promise<{
+  cert: Certificate
+  proof: {jti: string; expiresAt: number; issuedAt: number; boundKey?: string}
+  now: number
+}> {
   const cert = popCertificate(token)
   trace.key_fingerprint = cert.publicKey.fingerprint()
   trace.subject = cert.keyId
@@ -211,6 +215,10 @@ export async function rekeyHostCertificate(
   const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'])
   if (newKey.equals(cert.publicKey))
     throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
+  if (proof.boundKey !== undefined && proof.boundKey !== newKey.fingerprint())
+    throw denial('ERR_POLICY_DENIED', 'key_not_bound', 'the rekey token names another new key', {
+      bound_key: proof.boundKey,
+    })
   trace.key_fingerprint = newKey.fingerprint()
   trace.key_type = newKey.type
   const fresh = await signCertificate(

@@ -9,7 +9,7 @@ import {decodeProtectedHeader, jwtVerify, type JWTPayload} from 'jose'
 import {MAX_POP_TTL, POP_ALGORITHMS, TOKEN_LEEWAY as LEEWAY, type SshpopAction} from '../../protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../ssh/cert.ts'
 import {denial} from '../policy/types.ts'
-import {tokenError} from './enrollment.ts'
+import {SSH_FINGERPRINT, tokenError} from './enrollment.ts'
 
 /** The certificate an SSHPOP token carries, before anything is verified. */
 export function popCertificate(token: string): Certificate {
@@ -73,7 +73,7 @@ export async function verifyPop(
   token: string,
   cert: Certificate,
   o: PopCheck,
-): Promise<{jti: string; expiresAt: number; issuedAt: number}> {
+): Promise<{jti: string; expiresAt: number; issuedAt: number; boundKey?: string}> {
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {
@@ -116,5 +116,20 @@ export async function verifyPop(
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
   if (typeof claims.jti !== 'string' || claims.jti.length > 256)
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
-  return {jti: claims.jti, expiresAt: (claims.exp as number) + LEEWAY, issuedAt: claims.iat as number}
+  // a rekey token may name the new key (`cnf: {kid: SHA256:…}`, as sshca's client writes it): then only
+  // that key is rekeyed to, so a token stolen in flight buys no certificate for the thief's key; a
+  // binding of any other shape refuses (it never unbinds). step's tokens carry none.
+  const boundKid = (claims.cnf as {kid?: unknown} | null | undefined)?.kid
+  if (claims.cnf !== undefined && (typeof boundKid !== 'string' || !SSH_FINGERPRINT.test(boundKid)))
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'proof_invalid',
+      'the SSHPOP token names a new key (cnf) that is no key fingerprint',
+    )
+  return {
+    jti: claims.jti,
+    expiresAt: (claims.exp as number) + LEEWAY,
+    issuedAt: claims.iat as number,
+    ...(typeof boundKid === 'string' ? {boundKey: boundKid} : {}),
+  }
 }

@@ -24,6 +24,8 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
   let ca: ScriptedCa
   /** The validity the scripted CA gives the rekeyed certificate. */
   let validity: () => [bigint, bigint]
+  /** The last rekey request: its proof token's claims and the new key. */
+  let asked: {claims: Record<string, unknown>; publicKey: string} | undefined
 
   before(async () => {
     ca = await startScriptedCa()
@@ -31,7 +33,11 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
     const scripted = ca.server.answer
     ca.server.answer = async (path, body) => {
       if (path === '/ssh/rekey') {
-        const {publicKey} = JSON.parse(body) as {publicKey: string}
+        const {publicKey, ott} = JSON.parse(body) as {publicKey: string; ott: string}
+        asked = {
+          claims: JSON.parse(Buffer.from(ott.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>,
+          publicKey,
+        }
         const [validAfter, validBefore] = validity()
         const cert = await signCertificate(
           {
@@ -103,5 +109,9 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
     assert.equal(r.serial, '99')
     const after = files(h.file)
     assert.ok(after.every((text, i) => text !== h.before[i]))
+    // the proof names the new key (cnf.kid): a token taken in flight rekeys to no other key
+    const fresh = PublicKey.fromBlob(Buffer.from(asked!.publicKey, 'base64'))
+    assert.deepEqual(asked!.claims.cnf, {kid: fresh.fingerprint()})
+    assert.equal(PublicKey.parseLine(after[1]!).key.fingerprint(), fresh.fingerprint())
   })
 })
