@@ -2,6 +2,8 @@
  * The server's side of sshca: get a host certificate with an enrollment token, renew it by proving
  * possession of the host key, and fetch the CA's revocation list for sshd's RevokedKeys.
  */
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {SshSignResponse} from '../protocol/api.ts'
 import {caIssuer, mintSshpopToken} from '../protocol/tokens.ts'
@@ -171,6 +173,31 @@ export async function reloadSshd(d: SshdReload = {}): Promise<{reloaded: boolean
         reloaded: false,
         note: `the reload failed (${errorTail(r)}): sshd presents the new certificate after its next reload`,
       }
+}
+
+/**
+ * `renew --reload-sshd`'s reload: after a renewal, and on every later run until one succeeds (a
+ * marker in $SSHCA_HOME says a reload is owed), so that a reload missed once (sshd -t refusing a
+ * configuration being edited, systemctl failing) is not missed until the next renewal, weeks later,
+ * while sshd presents a certificate running out. Nothing to do: undefined.
+ */
+export async function reloadSshdIfOwed(
+  home: string,
+  renewed: boolean,
+  d: SshdReload = {},
+): Promise<{reloaded: boolean; note: string | null} | undefined> {
+  const owed = join(home, 'sshd-reload-owed')
+  if (!renewed && !(await exists(owed))) return undefined
+  // written first: a reload that fails or never ends leaves it for the next run
+  if (renewed)
+    await writeFileAtomic(
+      owed,
+      `a renewed host certificate awaits an sshd reload since ${new Date().toISOString()}\n`,
+      0o600,
+    )
+  const r = await reloadSshd(d)
+  if (r.reloaded) await rm(owed, {force: true})
+  return r
 }
 
 /** root's tools, whatever PATH the timer's environment has. */

@@ -135,11 +135,15 @@ export async function checkKrlLoads(bytes: Buffer): Promise<void> {
   try {
     const krlFile = join(dir, 'krl')
     const probe = join(dir, 'probe.pub')
-    await writeFile(krlFile, bytes, {mode: 0o600})
-    await writeFile(probe, `${generatePrivateKey('ed25519').publicKey.toLine('probe')}\n`, {mode: 0o600})
+    // in a fresh 0700 folder, created new (wx): nothing planted there is followed
+    await writeFile(krlFile, bytes, {mode: 0o600, flag: 'wx'})
+    await writeFile(probe, `${generatePrivateKey('ed25519').publicKey.toLine('probe')}\n`, {mode: 0o600, flag: 'wx'})
     const r = await runQuiet('ssh-keygen', ['-Q', '-f', krlFile, probe], 10_000)
     // 0: the probe is not revoked, 1: it is (it cannot be, but the list loaded); no ssh-keygen: no verdict
     if (r.missing || r.code === 0 || r.code === 1) return
+    // killed (its 10 s ran out): no verdict on the list either, but none written unchecked
+    if (r.code === null)
+      throw new SshcaError('ERR_CA_BAD_RESPONSE', `ssh-keygen here could not check in time (${errorTail(r)})`)
     throw new SshcaError('ERR_CA_BAD_RESPONSE', `OpenSSH here cannot load (ssh-keygen -Q: ${errorTail(r)})`)
   } finally {
     await rm(dir, {recursive: true, force: true})

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {reloadSshd, renewHostCert} from '../client/host.ts'
+import {reloadSshdIfOwed, renewHostCert} from '../client/host.ts'
 import {sshcaHome} from '../client/home.ts'
 
 export default class Renew extends BaseCommand {
@@ -42,8 +42,8 @@ reload would stop sshd. Expired or revoked certificates cannot be renewed: enrol
       keyFile: args.key,
       force: flags.force,
     })
-    // only after a renewal: a daily reload for nothing would risk sshd for nothing
-    const sshd = r.renewed && flags['reload-sshd'] ? await reloadSshd() : undefined
+    // after a renewal, or while one is owed: a daily reload for nothing would risk sshd for nothing
+    const sshd = flags['reload-sshd'] ? await reloadSshdIfOwed(sshcaHome(), r.renewed) : undefined
     const reload = sshd?.reloaded
       ? ' sshd reloaded: it presents it now.'
       : sshd
@@ -52,7 +52,7 @@ reload would stop sshd. Expired or revoked certificates cannot be renewed: enrol
     this.out(
       r.renewed
         ? `Renewed ${r.certificate} (${r.reason}): serial ${r.serial}, valid until ${r.validBefore}.${reload}\n`
-        : `Not renewed: ${r.reason}. Valid until ${r.validBefore}.\n`,
+        : `Not renewed: ${r.reason}. Valid until ${r.validBefore}.${sshd ? ` A reload owed since an earlier renewal:${reload}` : ''}\n`,
     )
     return {...r, ...(sshd ? {sshd} : {})}
   }

@@ -253,6 +253,36 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         )
       })
 
+      it('a head that expired or was revoked holds its key for no one: a squatter cannot keep a key from its host', async () => {
+        const host = (fp: string, keyId: string, validBefore = 0x7fff_ffffn) =>
+          record({certType: 'host', keyFingerprint: fp, keyId, validAfter: 1n, validBefore, issuedAt: 1_500})
+        // a squatter rekeyed onto a new server's key before that server enrolled; then it is revoked
+        const squatter = host('SHA256:squatter', 'host:squatter')
+        await s.issue({token: token('sq-enrol'), record: squatter, lineage: {kind: 'enrol'}})
+        const squat = host('SHA256:newserver', 'host:squatter')
+        assert.deepEqual(
+          await s.issue({
+            token: token('sq-rekey'),
+            record: squat,
+            lineage: {kind: 'rekey', parent: squatter.serial, parentKey: squatter.keyFingerprint},
+          }),
+          {ok: true},
+        )
+        const server = host('SHA256:newserver', 'host:newserver')
+        assert.deepEqual(await s.issue({token: token('ns-1'), record: server, lineage: {kind: 'enrol'}}), {
+          ok: false,
+          reason: 'key_in_use',
+          newest: squat.serial.toString(),
+        })
+        await s.revoke({serial: squat.serial, keyId: null, keyFingerprint: null, reason: 'squatting', revokedAt: 1_501})
+        assert.deepEqual(await s.issue({token: token('ns-2'), record: server, lineage: {kind: 'enrol'}}), {ok: true})
+        // a host that stayed away past its certificate's end enrols again under another name
+        const old = host('SHA256:returning', 'host:web1', 1_400n)
+        await s.issue({token: token('rt-1'), record: old, lineage: {kind: 'enrol'}})
+        const renamed = host('SHA256:returning', 'host:web1.example.com')
+        assert.deepEqual(await s.issue({token: token('rt-2'), record: renamed, lineage: {kind: 'enrol'}}), {ok: true})
+      })
+
       it('keeps a certificate valid "forever" (2^64−1)', async () => {
         const r = record({validBefore: 0xffff_ffff_ffff_ffffn})
         await s.issue({token: token('forever'), record: r})

@@ -346,7 +346,7 @@ describe('sshca config', function () {
     const renew = readFileSync(join(units, 'sshca-renew@.service'), 'utf8')
     assert.match(
       renew,
-      new RegExp(`^ExecStart=/\\S+ /\\S+ renew --context demo ${sshd}/%i-cert\\.pub ${sshd}/%i$`, 'm'),
+      new RegExp(`^ExecStart=/\\S+ /\\S+ renew --context demo --reload-sshd ${sshd}/%i-cert\\.pub ${sshd}/%i$`, 'm'),
     )
     assert.doesNotMatch(renew, / krl /)
     assert.match(readFileSync(join(units, 'sshca-renew@.timer'), 'utf8'), /^OnCalendar=daily$/m)

@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict'
 import {chmodSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import pg from 'pg'
 import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
 import {migrateStore, openStore} from '../../src/ca/store/open.ts'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
-import type {Store} from '../../src/ca/store/store.ts'
+import type {IssuedRecord, Store} from '../../src/ca/store/store.ts'
 import {record, storeContract} from '../contract/store.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
 import {sshca} from '../helpers/cli.ts'
@@ -45,6 +46,109 @@ describe('PostgreSQL store', function () {
     async () => openOn(await server.createDatabase()),
     async (of) => openOn(urls.get(of)!),
   )
+
+  describe('host key takeovers raced across replicas (key_in_use)', () => {
+    const host = (fp: string, keyId: string) =>
+      record({certType: 'host', keyFingerprint: fp, keyId, validAfter: 1n, validBefore: 0x7fff_ffffn})
+    /** A raw connection to the database, to hold another replica's issuance open mid-transaction. */
+    async function replicaMidIssue(url: string, items: unknown[]): Promise<{commit(): Promise<void>}> {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: server.port,
+        user: 'sshca',
+        password: server.password,
+        database: url.split('/').pop(),
+      })
+      await c.connect()
+      await c.query('BEGIN')
+      await c.query('SELECT sshca_issue($1::jsonb)', [JSON.stringify(items)])
+      return {commit: async () => (await c.query('COMMIT'), await c.end())}
+    }
+    const item = (tokenId: string, r: IssuedRecord, lineage: Record<string, string | null>) => ({
+      token_id: tokenId,
+      expires_at: '3000',
+      lineage: lineage.kind,
+      parent: lineage.parent ?? null,
+      parent_key: null,
+      key_bound: lineage.kind === 'enrol' ? false : null,
+      record: {
+        serial: r.serial.toString(),
+        cert_type: r.certType,
+        key_id: r.keyId,
+        principals: JSON.stringify(r.principals),
+        valid_after: r.validAfter.toString(),
+        valid_before: r.validBefore.toString(),
+        provisioner: r.provisioner,
+        rule_name: r.rule,
+        subject: r.subject,
+        key_fingerprint: r.keyFingerprint,
+        issued_at: String(r.issuedAt),
+        request_id: r.requestId,
+        certificate: r.certificate,
+        claims: null,
+      },
+    })
+
+    it("a takeover waits for the victim's renewal in flight, then sees its head: key_in_use", async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      try {
+        const victim = host('SHA256:raced-victim', 'host:victim')
+        const attacker = host('SHA256:raced-attacker', 'host:attacker')
+        await s.issue({token: {id: 'v', expiresAt: 3000}, record: victim, lineage: {kind: 'enrol'}})
+        await s.issue({token: {id: 'a', expiresAt: 3000}, record: attacker, lineage: {kind: 'enrol'}})
+        const renewed = host(victim.keyFingerprint, victim.keyId)
+        const renewal = await replicaMidIssue(url, [
+          item('v-renew', renewed, {kind: 'renew', parent: victim.serial.toString()}),
+        ])
+        const enrol = s.issue({
+          token: {id: 'a-enrol', expiresAt: 3000},
+          record: host(victim.keyFingerprint, attacker.keyId),
+          lineage: {kind: 'enrol'},
+        })
+        const rekey = s.issue({
+          token: {id: 'a-rekey', expiresAt: 3000},
+          record: host(victim.keyFingerprint, attacker.keyId),
+          lineage: {kind: 'rekey', parent: attacker.serial, parentKey: attacker.keyFingerprint},
+        })
+        await new Promise((r) => setTimeout(r, 300))
+        await renewal.commit()
+        const newest = renewed.serial.toString()
+        assert.deepEqual(await enrol, {ok: false, reason: 'key_in_use', newest})
+        assert.deepEqual(await rekey, {ok: false, reason: 'key_in_use', newest})
+        const next = host(victim.keyFingerprint, victim.keyId)
+        assert.deepEqual(
+          await s.issue({
+            token: {id: 'v-2', expiresAt: 3000},
+            record: next,
+            lineage: {kind: 'renew', parent: renewed.serial},
+          }),
+          {ok: true},
+        )
+      } finally {
+        await s.close()
+      }
+    })
+
+    it("an enrolment racing a host's first enrolment of its key, under another name: key_in_use", async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      try {
+        const victim = host('SHA256:first-victim', 'host:victim')
+        const first = await replicaMidIssue(url, [item('v', victim, {kind: 'enrol'})])
+        const attempt = s.issue({
+          token: {id: 'a', expiresAt: 3000},
+          record: host(victim.keyFingerprint, 'host:attacker'),
+          lineage: {kind: 'enrol'},
+        })
+        await new Promise((r) => setTimeout(r, 300))
+        await first.commit()
+        assert.deepEqual(await attempt, {ok: false, reason: 'key_in_use', newest: victim.serial.toString()})
+      } finally {
+        await s.close()
+      }
+    })
+  })
 
   describe('migrations', () => {
     it('replicas starting at once on an empty database: every one opens, each migration is applied once', async () => {

@@ -352,8 +352,9 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 5,
     name: "a host key heading one host's lineage cannot be taken over by another's rekey or unbound enrolment",
-    // SQLite: nothing in the schema (SqliteStore.keyTaken decides); PostgreSQL: sshca_issue as in
-    // migration 4, refusing such an issuance as key_in_use
+    // SQLite: nothing in the schema (SqliteStore.keyTaken decides; its writer is one at a time);
+    // PostgreSQL: sshca_issue as in migration 4, one issuance per host key at a time (an advisory lock
+    // per key, taken in key order), refusing such an issuance as key_in_use
     sqlite: [],
     postgresql: [
       `CREATE OR REPLACE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
@@ -370,6 +371,8 @@ export const MIGRATIONS: readonly Migration[] = [
          n INT;
          owner TEXT;
          owner_key_id TEXT;
+         owner_valid_before BIGINT;
+         lineage_key TEXT;
        BEGIN
          -- durability: a certificate is answered only after its record and its spent token are on disk
          IF current_setting('synchronous_commit') = 'off' THEN
@@ -379,6 +382,14 @@ export const MIGRATIONS: readonly Migration[] = [
            rec := item->'record';
            parent := item->>'parent';
            fp := rec->>'key_fingerprint';
+           -- one issuance at a time per host key, across replicas: a lineage's head and its owner are read
+           -- only once any other transaction on the same keys has committed (row locks alone let a renewal
+           -- in flight hide the head from a takeover's join, or a first enrolment from another's check)
+           IF item->>'lineage' IS NOT NULL THEN
+             FOR lineage_key IN SELECT DISTINCT k FROM unnest(ARRAY[fp, item->>'parent_key']) AS k WHERE k IS NOT NULL ORDER BY k LOOP
+               PERFORM pg_advisory_xact_lock(hashtextextended('sshca host lineage ' || lineage_key, 0));
+             END LOOP;
+           END IF;
            SELECT * INTO rev FROM revocations
              WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR serial = parent
              ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
@@ -396,12 +407,20 @@ export const MIGRATIONS: readonly Migration[] = [
              END IF;
            END IF;
            -- a rekey onto a key heading another lineage, or an enrolment the admin did not bind to the key
-           -- onto one heading another host's (another key ID), would take that lineage over
+           -- onto one heading another host's (another key ID), would take that lineage over; a head that
+           -- expired or was revoked holds nothing (no one renews it)
            IF item->>'lineage' = 'rekey' OR (item->>'lineage' = 'enrol' AND NOT COALESCE((item->>'key_bound')::boolean, false)) THEN
              owner := NULL;
              owner_key_id := NULL;
-             SELECT l.serial, c.key_id INTO owner, owner_key_id FROM host_lineages l JOIN certificates c ON c.serial = l.serial
-               WHERE l.key_fingerprint = fp FOR UPDATE OF l;
+             owner_valid_before := NULL;
+             SELECT serial INTO owner FROM host_lineages WHERE key_fingerprint = fp;
+             IF owner IS NOT NULL THEN
+               SELECT key_id, valid_before INTO owner_key_id, owner_valid_before FROM certificates WHERE serial = owner;
+               IF owner_valid_before <= (rec->>'issued_at')::bigint
+                  OR EXISTS (SELECT 1 FROM revocations WHERE serial = owner OR key_id = owner_key_id) THEN
+                 owner := NULL;
+               END IF;
+             END IF;
              IF owner IS NOT NULL AND ((item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp)
                                        OR (item->>'lineage' = 'enrol' AND owner_key_id IS DISTINCT FROM rec->>'key_id')) THEN
                out := out || jsonb_build_array(jsonb_build_object('outcome', 'key_in_use', 'newest', owner));

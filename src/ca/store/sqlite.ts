@@ -211,8 +211,9 @@ export class SqliteStore implements Store {
         'SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1',
       ),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
-      lineageOwner: prep(
-        'SELECT l.serial, c.key_id FROM host_lineages l JOIN certificates c ON c.serial = l.serial WHERE l.key_fingerprint = ?',
+      // the host whose lineage a key heads, and whether that head still stands (unexpired, unrevoked)
+      lineageOwner: prepBig(
+        'SELECT l.serial, c.key_id, c.valid_before, EXISTS (SELECT 1 FROM revocations r WHERE r.serial = l.serial OR r.key_id = c.key_id) AS revoked FROM host_lineages l JOIN certificates c ON c.serial = l.serial WHERE l.key_fingerprint = ?',
       ),
       lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep(
@@ -343,12 +344,16 @@ export class SqliteStore implements Store {
 
   /**
    * A rekey onto a key that heads another lineage, or an enrolment the admin did not bind to the key
-   * onto one that heads another host's: refused, or its host's renewals would be from then on.
+   * onto one that heads another host's: refused, or its host's renewals would be from then on. A head
+   * that expired or was revoked holds nothing (no one renews it): a host that stayed away, or a
+   * squatter's rekey onto a key before its host enrolled, does not keep the key from its host.
    */
   private keyTaken(r: IssuedRecord, lineage: Lineage | undefined): IssueOutcome | undefined {
     if (lineage?.kind !== 'rekey' && (lineage?.kind !== 'enrol' || lineage.keyBound)) return undefined
-    const owner = this.stmts.lineageOwner!.get(r.keyFingerprint) as {serial: string; key_id: string} | undefined
-    if (!owner) return undefined
+    const owner = this.stmts.lineageOwner!.get(r.keyFingerprint) as
+      | {serial: string; key_id: string; valid_before: bigint; revoked: bigint}
+      | undefined
+    if (!owner || owner.revoked !== 0n || owner.valid_before <= BigInt(r.issuedAt)) return undefined
     const other = lineage.kind === 'rekey' ? lineage.parentKey !== r.keyFingerprint : owner.key_id !== r.keyId
     return other ? {ok: false, reason: 'key_in_use', newest: owner.serial} : undefined
   }

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {compactVerify, decodeJwt, decodeProtectedHeader} from 'jose'
 import {bootstrap} from '../../../src/client/bootstrap.ts'
@@ -16,6 +16,7 @@ import {
   certPathFor,
   fetchKrl,
   reloadSshd,
+  reloadSshdIfOwed,
   RENEW_WHEN_LEFT,
   renewHostCert,
   signHostKey,
@@ -632,6 +633,32 @@ describe('host certificates in process (src/client/host.ts)', function () {
         /^sshd -t refuses its configuration \(.*NoSuchKeyword.*\): sshd was not reloaded/,
       )
       assert.equal(r.calls.length, 0)
+    })
+
+    it('a reload missed after a renewal is owed: each later run retries it, renewed or not, until one succeeds', async () => {
+      const home = tempDir('sshca-reload-home-')
+      const owed = join(home, 'sshd-reload-owed')
+      const config = sshdConfig()
+      const failing = recorder(1, 'Failed to reload ssh.service: Transport endpoint is not connected\n')
+      // nothing renewed, nothing owed: no sshd -t, no reload
+      assert.equal(await reloadSshdIfOwed(home, false, {sshdConfig: config, reload: failing.reload}), undefined)
+      assert.equal(failing.calls.length, 0)
+      assert.equal((await reloadSshdIfOwed(home, true, {sshdConfig: config, reload: failing.reload}))?.reloaded, false)
+      assert.ok(existsSync(owed))
+      // sshd -t refusing its configuration the next day: still owed
+      await rejectsCode(
+        reloadSshdIfOwed(home, false, {sshdConfig: sshdConfig(true), reload: failing.reload}),
+        'ERR_SSHD_CONFIG',
+      )
+      assert.ok(existsSync(owed))
+      const ok = recorder(0)
+      assert.deepEqual(await reloadSshdIfOwed(home, false, {sshdConfig: config, reload: ok.reload}), {
+        reloaded: true,
+        note: null,
+      })
+      assert.equal(existsSync(owed), false)
+      assert.equal(await reloadSshdIfOwed(home, false, {sshdConfig: config, reload: ok.reload}), undefined)
+      assert.equal(ok.calls.length, 1)
     })
 
     it('a reload that fails (no such unit) is said, not thrown: the certificate is in place', async () => {
