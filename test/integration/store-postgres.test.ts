@@ -12,7 +12,8 @@ import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
 import {migrateStore, openStore} from '../../src/ca/store/open.ts'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
-import type {IssuedRecord, Store} from '../../src/ca/store/store.ts'
+import type {Store} from '../../src/ca/store/store.ts'
+import {batchItem} from '../../src/ca/store/postgres.ts'
 import {record, storeContract} from '../contract/store.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
 import {sshca} from '../helpers/cli.ts'
@@ -64,31 +65,6 @@ describe('PostgreSQL store', function () {
       await c.query('SELECT sshca_issue($1::jsonb)', [JSON.stringify(items)])
       return {commit: async () => (await c.query('COMMIT'), await c.end())}
     }
-    const item = (tokenId: string, r: IssuedRecord, lineage: Record<string, string | null>) => ({
-      token_id: tokenId,
-      expires_at: '3000',
-      lineage: lineage.kind,
-      parent: lineage.parent ?? null,
-      parent_key: null,
-      key_bound: lineage.kind === 'enrol' ? false : null,
-      record: {
-        serial: r.serial.toString(),
-        cert_type: r.certType,
-        key_id: r.keyId,
-        principals: JSON.stringify(r.principals),
-        valid_after: r.validAfter.toString(),
-        valid_before: r.validBefore.toString(),
-        provisioner: r.provisioner,
-        rule_name: r.rule,
-        subject: r.subject,
-        key_fingerprint: r.keyFingerprint,
-        issued_at: String(r.issuedAt),
-        request_id: r.requestId,
-        certificate: r.certificate,
-        claims: null,
-      },
-    })
-
     it("a takeover waits for the victim's renewal in flight, then sees its head: key_in_use", async () => {
       const url = await server.createDatabase()
       const s = await openOn(url)
@@ -99,7 +75,11 @@ describe('PostgreSQL store', function () {
         await s.issue({token: {id: 'a', expiresAt: 3000}, record: attacker, lineage: {kind: 'enrol'}})
         const renewed = host(victim.keyFingerprint, victim.keyId)
         const renewal = await replicaMidIssue(url, [
-          item('v-renew', renewed, {kind: 'renew', parent: victim.serial.toString()}),
+          batchItem({
+            token: {id: 'v-renew', expiresAt: 3000},
+            record: renewed,
+            lineage: {kind: 'renew', parent: victim.serial},
+          }),
         ])
         const enrol = s.issue({
           token: {id: 'a-enrol', expiresAt: 3000},
@@ -135,7 +115,9 @@ describe('PostgreSQL store', function () {
       const s = await openOn(url)
       try {
         const victim = host('SHA256:first-victim', 'host:victim')
-        const first = await replicaMidIssue(url, [item('v', victim, {kind: 'enrol'})])
+        const first = await replicaMidIssue(url, [
+          batchItem({token: {id: 'v', expiresAt: 3000}, record: victim, lineage: {kind: 'enrol'}}),
+        ])
         const attempt = s.issue({
           token: {id: 'a', expiresAt: 3000},
           record: host(victim.keyFingerprint, 'host:attacker'),

@@ -192,7 +192,8 @@ function toOutcome(o: Outcome): IssueOutcome {
   }
 }
 
-function batchItem({token, record: r, lineage}: IssueRequest): Record<string, unknown> {
+/** One issuance as sshca_issue reads it (a test holds another replica's issuance open with it). */
+export function batchItem({token, record: r, lineage}: IssueRequest): Record<string, unknown> {
   return {
     token_id: token.id,
     expires_at: String(token.expiresAt),
