@@ -351,8 +351,7 @@ export class SqliteStore implements Store {
   private keyTaken(r: IssuedRecord, lineage: Lineage | undefined): IssueOutcome | undefined {
     if (lineage?.kind !== 'rekey' && (lineage?.kind !== 'enrol' || lineage.keyBound)) return undefined
     const owner = this.stmts.lineageOwner!.get(r.keyFingerprint) as
-      | {serial: string; key_id: string; valid_before: bigint; revoked: bigint}
-      | undefined
+      {serial: string; key_id: string; valid_before: bigint; revoked: bigint} | undefined
     if (!owner || owner.revoked !== 0n || owner.valid_before <= BigInt(r.issuedAt)) return undefined
     const other = lineage.kind === 'rekey' ? lineage.parentKey !== r.keyFingerprint : owner.key_id !== r.keyId
     return other ? {ok: false, reason: 'key_in_use', newest: owner.serial} : undefined
