@@ -12,7 +12,8 @@ renews only when less than a third of the validity is left, and exits 0 either w
 daily timer is enough (sshca config --host installs one). With --reload-sshd (what that timer runs), a
 renewal is followed by sshd -t and, if sshd accepts its configuration, a reload so that sshd presents
 the new certificate; a configuration sshd rejects is not reloaded (ERR_SSHD_CONFIG, exit 9), since a
-reload would stop sshd. Expired or revoked certificates cannot be renewed: enroll the host again.`
+reload would stop sshd, and a reload missed stays owed: every later run retries it. Expired or revoked
+certificates cannot be renewed: enroll the host again.`
 
   static override examples = [
     'sudo <%= config.bin %> <%= command.id %> /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key',
