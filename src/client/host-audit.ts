@@ -125,8 +125,6 @@ export interface HostAuditOptions {
 const NO_LOGIN = /(^|\/)(nologin|false|sync|shutdown|halt)$/
 /** The most of an authorized_keys file the audit reads; sshd reads all of it, so a larger one is a finding. */
 const MAX_KEYS_FILE = 16 << 20
-export {effectiveSshdConfig, parseSshdT} from './sshd-effective.ts'
-
 export interface PasswdEntry {
   user: string
   uid: number

@@ -18,7 +18,7 @@ import {fetchSshRoots, syncTrustedUserCaKeys} from './ca-keys.ts'
 import {loadContext, type Context} from './home.ts'
 import {checkKrlLoads} from './krl.ts'
 import {sshdBinary} from './sshd-effective.ts'
-import {errorTail, runQuiet, type RunResult} from '../util/run.ts'
+import {errorTail, runQuiet, SYSTEM_PATH, type RunResult} from '../util/run.ts'
 import {sshpopProvisioner} from './provisioners.ts'
 import {isoFromSeconds} from '../util/iso-time.ts'
 
@@ -150,7 +150,7 @@ export interface SshdReload {
 export async function reloadSshd(d: SshdReload = {}): Promise<{reloaded: boolean; note: string | null}> {
   const binary = await sshdBinary(d.sshd)
   const check = binary
-    ? await runQuiet(binary, ['-t', ...(d.sshdConfig ? ['-f', d.sshdConfig] : [])], 30_000, SYSTEM_PATH)
+    ? await runQuiet(binary, ['-t', ...(d.sshdConfig ? ['-f', d.sshdConfig] : [])], 30_000, SYSTEM_ENV)
     : undefined
   if (!check || check.missing)
     throw new SshcaError(
@@ -200,11 +200,10 @@ export async function reloadSshdIfOwed(
   return r
 }
 
-/** root's tools, whatever PATH the timer's environment has. */
-const SYSTEM_PATH = {...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
+const SYSTEM_ENV = {...process.env, PATH: SYSTEM_PATH}
 
 const systemctlReload = (): Promise<RunResult> =>
-  runQuiet('systemctl', ['try-reload-or-restart', 'ssh.service', 'sshd.service'], 60_000, SYSTEM_PATH)
+  runQuiet('systemctl', ['try-reload-or-restart', 'ssh.service', 'sshd.service'], 60_000, SYSTEM_ENV)
 
 /** Renew when less than this share of the validity is left (so a daily timer suffices). */
 export const RENEW_WHEN_LEFT = 1 / 3

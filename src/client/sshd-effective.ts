@@ -8,6 +8,7 @@
 import {execFile} from 'node:child_process'
 import {lstat} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
+import {SYSTEM_PATH} from '../util/run.ts'
 
 /** The sshd -T keywords the audit reads; everything else is left out of the result. */
 const SETTINGS = [
@@ -49,7 +50,7 @@ export async function effectiveSshdConfig(binary: string, config: string): Promi
     execFile(
       binary,
       ['-T', '-f', config],
-      {timeout: 30_000, maxBuffer: 4 << 20, env: {PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C'}},
+      {timeout: 30_000, maxBuffer: 4 << 20, env: {PATH: SYSTEM_PATH, LANG: 'C'}},
       (err, stdout, stderr) => {
         if (err) {
           const why = (stderr || err.message).trim().split('\n').slice(-3).join('; ')

@@ -9,6 +9,9 @@ export interface RunResult {
   missing: boolean
 }
 
+/** root's tools, whatever PATH a timer's or sudo's environment has: where sshd, ssh-keygen and systemctl live. */
+export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
+
 /** Runs `cmd args` with LANG=C, at most `timeoutMs`; never throws. */
 export function runQuiet(cmd: string, args: string[], timeoutMs: number, env = process.env): Promise<RunResult> {
   return new Promise((resolve) => {
