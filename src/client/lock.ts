@@ -5,9 +5,16 @@
  * token of its own);
  * the others wait for it to go, then look again for the certificate the first one got. A lock
  * whose process is gone, or older than the longest sign-in, is taken over.
+ *
+ * A pid means something only in its PID namespace on its machine: a home folder shared with a
+ * container, or over NFS, has holders whose pids this process cannot see (a live holder answers
+ * ESRCH) or sees as someone else. So the lock also names where its holder runs (lockSite), and a lock
+ * from elsewhere is judged by its age alone.
  */
 import {randomUUID} from 'node:crypto'
+import {readlinkSync} from 'node:fs'
 import {link, open, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {hostname} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {SshcaError, type ErrorCode} from '../errors.ts'
 
@@ -35,6 +42,22 @@ const isAlive = (pid: number): boolean => {
   }
 }
 
+let site: string | undefined
+
+/** Where this process's pid can be asked: the machine's name and the PID namespace (Linux), without spaces. */
+export function lockSite(): string {
+  if (site === undefined) {
+    let namespace = ''
+    try {
+      namespace = readlinkSync('/proc/self/ns/pid')
+    } catch {
+      // no /proc (macOS, BSD): the machine alone
+    }
+    site = `${hostname()}/${namespace}`.replace(/\s+/g, '')
+  }
+  return site
+}
+
 /**
  * The lock's text when its holder is gone (its process is dead, or the lock is older than staleMs);
  * null while it is held; undefined when it vanished. Read through one handle, so the age and the text
@@ -52,7 +75,10 @@ async function staleText(path: string, o: LockOptions, now: number): Promise<str
     const text = await fh.readFile('utf8')
     // an empty lock (an older sshca's, whose holder died before writing it) is judged by its age alone
     if (now - s.mtimeMs > o.staleMs) return text
-    const pid = Number(text.trim().split(/\s+/)[0])
+    const [pidText, , where] = text.trim().split(/\s+/)
+    // a holder elsewhere: its pid cannot be asked here (an older sshca's lock names no site: its pid decides)
+    if (where !== undefined && where !== lockSite()) return null
+    const pid = Number(pidText)
     return Number.isInteger(pid) && pid > 0 && !(o.alive ?? isAlive)(pid) ? text : null
   } catch {
     // not a file we can read (a folder at its name): held, until the timeout says whose it is to remove
@@ -102,9 +128,9 @@ const TAKEOVER_STALE_MS = 2_000
 export async function withLock<T>(path: string, o: LockOptions, fn: (waited: boolean) => Promise<T>): Promise<T> {
   const clock = o.clock ?? Date.now
   const end = clock() + o.timeoutMs
-  // the pid says whether the holder lives; the token says which lock is this one's
+  // the pid says whether the holder lives (where it can be asked); the token says which lock is this one's
   const token = randomUUID()
-  const mine = `${process.pid} ${token}\n`
+  const mine = `${process.pid} ${token} ${lockSite()}\n`
   let waited = false
   let retried = false
   for (;;) {

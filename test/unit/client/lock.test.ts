@@ -1,8 +1,9 @@
 /** One login per context at a time: the lock waits for its holder, takes over a dead or stale one. */
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {withLock} from '../../../src/client/lock.ts'
+import {lockSite, withLock} from '../../../src/client/lock.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 import {waitFor} from '../../helpers/proc.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -100,7 +101,7 @@ describe('the login lock', () => {
       await new Promise((r) => setTimeout(r, 100))
     })
     assert.ok(existsSync(path), "the first holder's release did not remove the second's lock")
-    assert.match(await second!, /^\d+ [0-9a-f-]{36}\n$/)
+    assert.match(await second!, /^\d+ [0-9a-f-]{36} \S+\n$/)
     assert.ok(!existsSync(path))
   })
   it('an empty lock (its holder died before writing it) is taken over once stale; until then it is waited for', async () => {
@@ -142,7 +143,69 @@ describe('the login lock', () => {
     const dir = tempDir('sshca-lock-')
     const path = join(dir, 'full.lock')
     const seen = await withLock(path, {timeoutMs: 1000, staleMs: 60_000}, async () => readFileSync(path, 'utf8'))
-    assert.match(seen, new RegExp(`^${process.pid} [0-9a-f-]{36}\\n$`))
+    assert.match(seen, new RegExp(`^${process.pid} [0-9a-f-]{36} ${lockSite().replace(/[[\]]/g, '\\$&')}\\n$`))
     assert.deepEqual(readdirSync(dir), [])
+  })
+
+  it('a lock from another PID namespace or machine is judged by its age alone: its pid cannot be asked here', async () => {
+    const dir = tempDir('sshca-lock-')
+    // a pid that is dead here, from a container sharing this home, or from another machine over NFS
+    const elsewhere = join(dir, 'elsewhere.lock')
+    writeFileSync(elsewhere, `4000000 ${'0'.repeat(36)} other-host/pid:[4026531836]\n`)
+    await rejectsCode(
+      withLock(elsewhere, {timeoutMs: 100, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'never'),
+      'ERR_LOGIN_TIMEOUT',
+    )
+    utimesSync(elsewhere, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000))
+    assert.equal(
+      await withLock(elsewhere, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'ran'),
+      'ran',
+    )
+    // this site's lock, and an older sshca's (no site): the pid decides, as before
+    for (const text of [`4000000 ${'0'.repeat(36)} ${lockSite()}\n`, `4000000 ${'0'.repeat(36)}\n`]) {
+      const here = join(dir, 'here.lock')
+      writeFileSync(here, text)
+      assert.equal(
+        await withLock(here, {timeoutMs: 1000, staleMs: 60_000, pollMs: 10, alive: () => false}, async () => 'ran'),
+        'ran',
+      )
+    }
+  })
+
+  it('a login in a container (a PID namespace of its own) waits for a live holder outside, whose pid it cannot see', async function () {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare')) this.skip() // CI runs as root: the namespace needs it
+    const path = join(tempDir('sshca-lock-'), 'login.lock')
+    let held = false
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const holding = withLock(path, {timeoutMs: 5000, staleMs: 60_000, pollMs: 10}, async () => {
+      held = true
+      await gate
+    })
+    await waitFor('this process to hold the lock', () => held)
+    const lockModule = new URL('../../../src/client/lock.ts', import.meta.url).href
+    const script = `import {withLock} from ${JSON.stringify(lockModule)}
+try {
+  await withLock(${JSON.stringify(path)}, {timeoutMs: 1500, staleMs: 60000, pollMs: 20}, async () => console.log('took it'))
+} catch (err) {
+  console.log(err.code)
+}`
+    // --mount-proc: the waiter's /proc is its namespace's, as in a container
+    const child = spawn(
+      'unshare',
+      ['--pid', '--fork', '--mount-proc', process.execPath, '--input-type=module', '-e', script],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d))
+    child.stderr.on('data', (d: Buffer) => (err += d))
+    const code = await new Promise<number | null>((r) => child.on('exit', r))
+    assert.equal(out.trim(), 'ERR_LOGIN_TIMEOUT', `the waiter in the namespace: ${out}${err} (exit ${code})`)
+    assert.equal(readFileSync(path, 'utf8').split(' ')[0], String(process.pid), 'the holder keeps its lock')
+    release()
+    await holding
   })
 })
