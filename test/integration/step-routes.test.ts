@@ -372,6 +372,13 @@ describe("step's routes on sshca's CA", function () {
       await dispatcher.close()
       const line = res.statusCode === 200 ? undefined : denied(body.request_id)
       if (line) assert.equal(line.event, 'access_denied')
+      else {
+        // an answered read names the identity that read
+        const granted = t.audit().find((l) => l.request_id === res.headers['x-request-id'])
+        assert.equal(granted?.event, 'access_granted')
+        assert.equal(typeof granted!.subject, 'string')
+        assert.equal(granted!.hosts, body.hosts?.length)
+      }
       return {status: res.statusCode, body: {...body, message: line?.detail}}
     }
 
@@ -454,7 +461,26 @@ describe("step's routes on sshca's CA", function () {
           line: r.status === 200 ? undefined : denied((r.json as {request_id: string}).request_id),
         }
       }
-      assert.equal((await hosts(await people('carol'))).status, 200)
+      const read = await t.call('GET', '/ssh/hosts', undefined, {authorization: `Bearer ${await people('carol')}`})
+      assert.equal(read.status, 200)
+      // an answered read is audited too: who enumerated the servers, with what
+      const granted = t.audit().find((l) => l.request_id === read.headers['x-request-id'])
+      assert.equal(granted?.event, 'access_granted')
+      assert.equal(granted!.subject, 'carol')
+      assert.equal(granted!.route, '/ssh/hosts')
+      assert.equal(granted!.hosts, (read.json as {hosts: unknown[]}).hosts.length)
+      assert.equal(typeof (granted!.token as {sha256?: unknown} | undefined)?.sha256, 'string')
+      const asked = await post(
+        '/ssh/check-host',
+        {type: 'host', principal: 'web1.example.test'},
+        {authorization: `Bearer ${await people('carol')}`},
+      )
+      assert.equal(asked.status, 200)
+      const askedLine = t.audit().find((l) => l.request_id === asked.headers['x-request-id'])
+      assert.deepEqual(
+        [askedLine?.event, askedLine?.subject, askedLine?.principal, askedLine?.exists],
+        ['access_granted', 'carol', 'web1.example.test', (asked.json as {exists: boolean}).exists],
+      )
       await revoke({configPath: t.init.config, keyId: 'carol@example.com', reason: 'left the company'})
       const revoked = await hosts(await people('carol'))
       assert.equal(revoked.status, 403)

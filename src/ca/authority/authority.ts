@@ -254,7 +254,9 @@ export class Authority {
   async checkHost(body: SshCheckHostRequest, auth: ClientAuth, trace: AuditTrace): Promise<SshCheckHostResponse> {
     await this.authenticateReader(auth, trace)
     const name = asciiLower(body.principal)
-    return {exists: (await currentHosts(this.rt)).some((h) => h.principals.some((p) => asciiLower(p) === name))}
+    const exists = (await currentHosts(this.rt)).some((h) => h.principals.some((p) => asciiLower(p) === name))
+    this.rt.audit.write('access_granted', {...trace, principal: body.principal, exists})
+    return {exists}
   }
 
   /** step's `POST /ssh/bastion`: this CA configures no bastion, so every host is reached directly. */
@@ -269,8 +271,12 @@ export class Authority {
   /** The host inventory is not public: a token that would get a user certificate, or a person's current identity (step's mTLS), may see it. */
   async hosts(auth: ClientAuth, trace: AuditTrace): Promise<HostsResponse> {
     await this.authenticateReader(auth, trace)
+    const current = await currentHosts(this.rt)
+    // who enumerated the servers is an answer an investigation needs: audited like a refusal, and as
+    // strictly (a line that cannot be written answers 503, not the list)
+    this.rt.audit.write('access_granted', {...trace, hosts: current.length})
     return {
-      hosts: (await currentHosts(this.rt)).map((h) => ({
+      hosts: current.map((h) => ({
         hostname: h.principals[0] ?? h.keyId,
         hid: h.keyFingerprint,
         host_tags: [],

@@ -20,6 +20,8 @@ export type AuditEvent =
   | 'revocation_denied'
   /** A refused read of the host inventory (GET /ssh/hosts, POST /ssh/check-host). */
   | 'access_denied'
+  /** A read of the host inventory that was answered: who read it (its count, or the name it asked about). */
+  | 'access_granted'
   | 'certificate_unrevoked'
   | 'enrollment_token_issued'
   | 'rate_limited'
