@@ -9,10 +9,11 @@
  * A pid means something only in its PID namespace on its machine: a home folder shared with a
  * container, or over NFS, has holders whose pids this process cannot see (a live holder answers
  * ESRCH) or sees as someone else. So the lock also names where its holder runs (lockSite), and a lock
- * from elsewhere is judged by its age alone.
+ * from elsewhere is judged by its age alone. An older sshca's lock names no site and is judged by its
+ * pid, as that sshca judges every lock: both sides of a shared home need this version.
  */
 import {randomUUID} from 'node:crypto'
-import {readlinkSync} from 'node:fs'
+import {readFileSync, readlinkSync} from 'node:fs'
 import {link, open, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -44,16 +45,26 @@ const isAlive = (pid: number): boolean => {
 
 let site: string | undefined
 
-/** Where this process's pid can be asked: the machine's name and the PID namespace (Linux), without spaces. */
+/**
+ * Where this process's pid can be asked: the machine and its PID namespace, without spaces. The
+ * machine by its machine id (systemd's, stable across reboots and renames: the host's own PID namespace
+ * has the same number on every Linux machine, and cloned machines often share a name), else by its name
+ * (macOS, BSD: no /proc either).
+ */
 export function lockSite(): string {
   if (site === undefined) {
-    let namespace = ''
-    try {
-      namespace = readlinkSync('/proc/self/ns/pid')
-    } catch {
-      // no /proc (macOS, BSD): the machine alone
+    const read = (f: string, how: (f: string) => string): string => {
+      try {
+        return how(f).trim()
+      } catch {
+        return ''
+      }
     }
-    site = `${hostname()}/${namespace}`.replace(/\s+/g, '')
+    const machine =
+      read('/etc/machine-id', (f) => readFileSync(f, 'utf8')) ||
+      read('/var/lib/dbus/machine-id', (f) => readFileSync(f, 'utf8')) ||
+      hostname()
+    site = `${machine}/${read('/proc/self/ns/pid', readlinkSync)}`.replace(/\s+/g, '')
   }
   return site
 }
