@@ -217,6 +217,84 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal(seen.length, before, 'nothing was sent')
   })
 
+  /** The test's rule again, with `webhook` changed as given. */
+  const withWebhook = async (webhook: Record<string, unknown>) => {
+    const {writePolicy} = await import('../helpers/ca.ts')
+    await writePolicy(t.init.config, {
+      limits: {rate: false},
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile, ...webhook},
+              certificate: {principals: ['deploy'], ttl: '10m'},
+            },
+          ],
+        },
+      ],
+    })
+    assert.equal(await t.ca.reload(), true)
+  }
+
+  it('fails closed when the secret file has no secret on its first line, sending nothing unsigned', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    for (const [name, text, why] of [
+      ['blank-first-line', '\nhook-secret-0123456789\n', /first line holds no secret/],
+      ['short', 'short\n', /first line holds a secret of 5 characters; put one of at least 16/],
+    ] as [string, string, RegExp][]) {
+      const file = join(dir, name)
+      writeFileSync(file, text, {mode: 0o600})
+      await withWebhook({secretFile: file})
+      const before = seen.length
+      assert.equal((await sign()).status, 503)
+      const line = lastLine('certificate_denied')
+      assert.equal(line.reason, 'webhook_unavailable')
+      assert.match(String((line.webhook as {why: string}).why), why)
+      assert.equal(seen.length, before, 'nothing was sent')
+    }
+  })
+
+  it('a spent token is refused before its webhook is asked: a leaked one cannot make it count or prompt again', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    await withWebhook({})
+    const ott = await gh.mint()
+    const body = () => ({
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
+    assert.equal((await t.call('POST', '/ssh/sign', body())).status, 201)
+    const before = seen.length
+    for (let i = 0; i < 3; i++) {
+      const again = await t.call('POST', '/ssh/sign', body())
+      assert.equal(again.status, 401)
+      assert.equal(lastLine('certificate_denied').reason, 'token_replayed')
+    }
+    assert.equal(seen.length, before, 'the webhook was not asked about a spent token')
+  })
+
+  it('an answer outside the protocol is the webhook failing (503), not a refusal; the audit line keeps no query string', async () => {
+    await withWebhook({url: `${hookUrl}?code=API-KEY-123`})
+    answer = {status: 200, body: 'allow'}
+    assert.equal((await sign()).status, 503)
+    const failed = lastLine('certificate_denied')
+    assert.deepEqual([failed.reason, (failed.webhook as {outcome: string}).outcome], ['webhook_unavailable', 'error'])
+    answer = {status: 200, body: '{"allow": false}'}
+    assert.equal((await sign()).status, 403)
+    const refused = lastLine('certificate_denied')
+    assert.deepEqual([refused.reason, (refused.webhook as {outcome: string}).outcome], ['webhook_denied', 'deny'])
+    answer = {status: 200, body: '{"allow": true}'}
+    assert.equal((await sign()).status, 201)
+    assert.equal((lastLine('certificate_issued').webhook as {url: string}).url, hookUrl)
+    assert.ok(!t.audit().some((l) => JSON.stringify(l).includes('API-KEY-123')), 'the query string is in no audit line')
+  })
+
   it('check-config refuses a plain-http webhook off loopback, and credentials in its URL', async () => {
     const {parseConfig} = await import('../../src/ca/config/config.ts')
     const yaml = (url: string) =>
@@ -227,5 +305,17 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
       /no credentials in the URL/,
     )
     assert.ok(parseConfig(yaml('https://authz.example.com/x'), 'ca.yaml').warnings.some((w) => /no secretFile/.test(w)))
+    // a webhook that may take longer than the request itself: the client gets a 408 while an allow still spends the token
+    assert.throws(
+      () =>
+        parseConfig(
+          yaml('https://authz.example.com/x').replace(
+            'webhook: {url: "https://authz.example.com/x"}',
+            'webhook: {url: "https://authz.example.com/x", timeout: 15s}',
+          ),
+          'ca.yaml',
+        ),
+      /webhook\.timeout: 15s must be below limits\.requestTimeout \(10s\)/,
+    )
   })
 })

@@ -237,6 +237,13 @@ export async function signUserCertificate(
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const {verified, rule, spec} = await userGrant(rt, token, certType, trace)
+  if (rule.webhook) {
+    // a spent token is refused before its webhook is asked: a leaked one must not make it count, or
+    // prompt its person, again and again (issue() still decides a token raced to several requests)
+    const spent = await rt.store.spentToken(verified.tokenId)
+    if (spent)
+      throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
+  }
   // the rule's authorizing webhook has the last word; no answer is a no
   await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace)
   const cert = await signCertificate(

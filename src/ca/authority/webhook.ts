@@ -21,6 +21,8 @@ import {denial, type ProvisionerConfig, type RuleConfig, type WebhookConfig} fro
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 
 const MAX_ANSWER = 64 * 1024
+/** The shortest HMAC secret taken: a shorter one (or none, on an empty first line) is a mistake, refused. */
+export const MIN_SECRET = 16
 
 /** Secrets and CA files, read once per loaded config (a reload reads them again). */
 const files = new WeakMap<WebhookConfig, Promise<{secret?: string; ca?: string}>>()
@@ -32,9 +34,15 @@ function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
       // a secret others can read proves nothing: refused (so the call is, and the request denied)
       ...(w.secretFile
         ? {
-            secret: await assertPrivateFile(w.secretFile).then(
-              async () => (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!,
-            ),
+            secret: await assertPrivateFile(w.secretFile).then(async () => {
+              const line = (await readFile(w.secretFile!, 'utf8')).split(/\r?\n/)[0]!
+              // an empty first line (a file that starts with a newline) would send every call unsigned
+              if (line.length < MIN_SECRET)
+                throw new Error(
+                  `${w.secretFile}: its first line holds ${line.length === 0 ? 'no secret' : `a secret of ${line.length} characters`}; put one of at least ${MIN_SECRET} there`,
+                )
+              return line
+            }),
           }
         : {}),
       ...(w.ca ? {ca: await readFile(w.ca, 'utf8')} : {}),
@@ -45,7 +53,12 @@ function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
   return f
 }
 
-export type WebhookOutcome = {allow: true; status: number} | {allow: false; status: number | null; why: string}
+/**
+ * `refused`: the webhook answered, in the protocol, that it does not allow the request. Any other
+ * failure (no answer, another status, a body cut off, too large or not JSON) is the webhook's error.
+ */
+export type WebhookOutcome =
+  {allow: true; status: number} | {allow: false; status: number | null; why: string; refused?: true}
 
 /** One POST, bounded in time and size; never throws. */
 export async function callWebhook(w: WebhookConfig, body: string): Promise<WebhookOutcome> {
@@ -98,7 +111,7 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
         }
         // exactly true: "true", 1 or a missing field are not an allow
         if ((answer as {allow?: unknown})?.allow === true) return done({allow: true, status})
-        done({allow: false, status, why: 'it did not allow the request'})
+        done({allow: false, status, why: 'it did not allow the request', refused: true})
       })
       res.on('error', (err) => done({allow: false, status, why: err.message}))
     })
@@ -148,13 +161,11 @@ export async function authorize(
   const started = performance.now()
   const outcome = await callWebhook(w, body)
   const seconds = (performance.now() - started) / 1000
-  const result = outcome.allow
-    ? 'allow'
-    : outcome.status === null || outcome.status >= 300 || outcome.status < 200
-      ? 'error'
-      : 'deny'
+  const result = outcome.allow ? 'allow' : outcome.refused ? 'deny' : 'error'
+  const url = new URL(w.url)
   trace.webhook = {
-    url: w.url,
+    // without its query: some endpoints take an API key there, and the audit log keeps no secret
+    url: `${url.origin}${url.pathname}`,
     outcome: result,
     status: outcome.status,
     ms: Math.round(seconds * 1000),

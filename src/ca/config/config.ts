@@ -507,6 +507,11 @@ function checkRule(
       problems.push(
         `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`,
       )
+    else if (r.webhook.timeout >= config.limits.requestTimeout)
+      // the client would be answered 408 while the call goes on, and an allow then spends the token for nothing
+      problems.push(
+        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.requestTimeout (${formatDuration(config.limits.requestTimeout)})`,
+      )
     if (!r.webhook.secretFile)
       warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
   }
