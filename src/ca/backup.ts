@@ -230,7 +230,9 @@ export async function backupCa(o: {
     intermediateNotAfter: parseCert(small.get('certs/intermediate_ca.crt')!.toString('utf8')).notAfter.toISOString(),
     rootKeyIncluded: small.has('secrets/root_ca.key'),
   }
-  const work = await mkdtemp(join(dirname(file), '.sshca-backup-'))
+  // the store's unsealed snapshot is staged in the CA's own (private) directory, never beside the
+  // archive: that folder is the one shipped offsite, and a backup killed mid-way leaves its staging
+  const work = await mkdtemp(join(dir, '.sshca-backup-'))
   const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
   try {
     let store: StoreBackup

@@ -7,7 +7,7 @@
  * restore over an existing CA, are refused without writing anything.
  */
 import assert from 'node:assert/strict'
-import {existsSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {request} from 'undici'
 import {startCa, type RunningCa} from '../../src/ca/server.ts'
@@ -468,6 +468,37 @@ describe('ca backup / ca restore: a CA that restores', function () {
     } finally {
       await pg.destroy()
     }
+  })
+
+  it("stages the store's unsealed snapshot in the CA's own directory, never beside the archive (the folder shipped offsite)", async () => {
+    const {init} = await makeCaDir(policy(gh.issuer), 'Staging')
+    assert.equal((await sshca(['ca', 'migrate', '--config', init.config])).code, 0)
+    const out = tempDir('sshca-backup-out-')
+    // inotify sees every name created there, however briefly (a backup killed mid-way would leave it)
+    const created: string[] = []
+    const watcher = watch(out, (_event, name) => void (name && created.push(String(name))))
+    try {
+      const r = await sshca(['ca', 'backup', '--config', init.config, '--out', out, '--password-file', backupPw])
+      assert.equal(r.code, 0, r.stderr)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    } finally {
+      watcher.close()
+    }
+    assert.deepEqual(
+      // (the archive's own temporary name, sealed, ends in .tmp)
+      created.filter((n) => n.startsWith('.sshca-backup-') && !n.endsWith('.tmp')),
+      [],
+      `no unsealed staging beside the archive: ${created.join(', ')}`,
+    )
+    assert.ok(
+      created.some((n) => n.endsWith('.sshca')),
+      `the archive was written there: ${created.join(', ')}`,
+    )
+    assert.deepEqual(
+      readdirSync(init.dir).filter((n) => n.startsWith('.sshca-backup-')),
+      [],
+      'the staging is gone after the backup',
+    )
   })
 
   describe('archives that must not restore', () => {

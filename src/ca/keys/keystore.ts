@@ -62,15 +62,16 @@ export function deriveKey(password: string, salt: Buffer, kdf: {N: number; r: nu
   return k
 }
 
-/** scrypt parameters a file may ask for: bounded, so a crafted file cannot make us spend gigabytes. */
+/**
+ * scrypt parameters a file may ask for, checked before any derivation (a backup's header is
+ * authenticated only by the key they derive): at most twice the memory sshca asks for (128·N·r bytes,
+ * 256 MiB) and four times its work (N·r·p), so a crafted file cannot make us spend gigabytes or minutes.
+ */
 export function reasonableKdf(k: {N?: unknown; r?: unknown; p?: unknown}): k is {N: number; r: number; p: number} {
   const {N, r, p} = k
-  return (
-    [N, r, p].every((x) => Number.isSafeInteger(x) && (x as number) > 0) &&
-    (N as number) <= 1 << 20 &&
-    (r as number) <= 32 &&
-    (p as number) <= 16
-  )
+  if (![N, r, p].every((x) => Number.isSafeInteger(x) && (x as number) > 0)) return false
+  const [n, rr, pp] = [N, r, p] as number[]
+  return 128 * n! * rr! <= 2 * 128 * KDF.N * KDF.r && n! * rr! * pp! <= 4 * KDF.N * KDF.r * KDF.p
 }
 
 /** A salt for a set of keys sealed together (one CA's keys): they then open with one derivation. */

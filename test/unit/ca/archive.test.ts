@@ -162,6 +162,17 @@ describe('backup archive envelope (scrypt + AES-256-GCM STREAM)', function () {
       readBack(await tampered('header-kdf', withHeader({...header, kdf: {...(header.kdf as object), N: 1 << 30}}))),
       {code: 'ERR_INPUT', message: /unreasonable scrypt/},
     )
+    // the header is authenticated only by the key its parameters derive: whoever can edit a stored
+    // archive must not make a restore (even --dry-run) spend 4 GiB and minutes before the password fails
+    await assert.rejects(
+      readBack(
+        await tampered(
+          'header-cost',
+          withHeader({...header, kdf: {...(header.kdf as object), N: 1 << 20, r: 32, p: 16}}),
+        ),
+      ),
+      {code: 'ERR_INPUT', message: /unreasonable scrypt/},
+    )
   })
 
   it('a chunk from another archive with the same password does not fit', async () => {

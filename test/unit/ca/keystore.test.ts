@@ -123,10 +123,18 @@ describe('CA keys at rest: sealed with scrypt and AES-256-GCM', function () {
       await rejectsCode(openPrivateKey(JSON.stringify({...env(), ...change}), PASSWORD), 'ERR_INPUT')
   })
 
-  it('a crafted cost (gigabytes of memory, or nonsense) is refused before any derivation', async () => {
+  it('a crafted cost (gigabytes of memory, minutes of work, or nonsense) is refused before any derivation', async () => {
     assert.equal(reasonableKdf(KDF), true)
-    assert.equal(reasonableKdf({N: 1 << 20, r: 32, p: 16}), true)
+    // up to twice the memory (256 MiB) and four times the work of what sshca writes
+    assert.equal(reasonableKdf({N: 1 << 18, r: 8, p: 1}), true)
+    assert.equal(reasonableKdf({N: 1 << 17, r: 8, p: 4}), true)
+    assert.equal(reasonableKdf({N: 1 << 16, r: 16, p: 2}), true)
     for (const k of [
+      // what the old bound let a crafted backup header ask for: 4 GiB and ~500 times the work
+      {N: 1 << 20, r: 32, p: 16},
+      {N: 1 << 19, r: 8, p: 1},
+      {N: 1 << 17, r: 17, p: 1},
+      {N: 1 << 17, r: 8, p: 5},
       {N: (1 << 20) + 1, r: 8, p: 1},
       {N: 1 << 17, r: 33, p: 1},
       {N: 1 << 17, r: 8, p: 17},
