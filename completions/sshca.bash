@@ -16,6 +16,7 @@ _sshca() {
     "ca hosts"*) words="--config --help --json" ;;
     "ca init"*) words="--address --dir --dns --help --json --kms --name --offline-root --password-file" ;;
     "ca intermediate"*) words="--config --days --help --json --password-file --root-key" ;;
+    "ca mark-restored"*) words="--config --help --json --reason" ;;
     "ca migrate"*) words="--config --help --json" ;;
     "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
     "ca resume-issuance"*) words="--config --help --json --reason" ;;
@@ -50,7 +51,7 @@ _sshca() {
     "renew"*) words="--context --force --help --json --reload-sshd" ;;
     "revoke"*) words="--context --help --json --reason --reasonCode --sshpop-cert --sshpop-key" ;;
     "status"*) words="--context --help --json" ;;
-    "ca") words="backup certs check-config explain hosts init intermediate migrate restore resume-issuance revocations revoke rotate serve status stop-issuance token unrevoke" ;;
+    "ca") words="backup certs check-config explain hosts init intermediate mark-restored migrate restore resume-issuance revocations revoke rotate serve status stop-issuance token unrevoke" ;;
     "context") words="current list remove use" ;;
     "host") words="audit" ;;
   esac

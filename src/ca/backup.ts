@@ -320,7 +320,8 @@ function backupNotes(m: BackupManifest): string[] {
     notes.push(
       `the store is in PostgreSQL (${m.store.database}) and is not in this archive: back it up with its own tools, e.g. ` +
         'pg_dump --format=custom --file=sshca-$(date -u +%Y%m%dT%H%M%SZ).pgdump (one consistent snapshot); keep each dump with the archive of the same moment. ' +
-        "To restore: pg_restore into an empty database first, then sshca ca restore this archive; the restored CA's first start marks the database restored",
+        "To restore: pg_restore into an empty database first, then sshca ca restore this archive; the restored CA's first start marks the database restored. " +
+        'Replicas that share the database, or a database restored on its own (pg_restore alone): run sshca ca mark-restored before any CA serves from it again',
     )
   }
   for (const e of m.external)
@@ -597,7 +598,8 @@ function restoreNotes(m: BackupManifest, config: CaConfig): string[] {
     )
   } else {
     notes.push(
-      `the store is PostgreSQL (${m.store.database}): restore it with pg_restore from the dump taken with this archive before starting the CA; its first start marks the database restored, refusing tokens issued before then`,
+      `the store is PostgreSQL (${m.store.database}): restore it with pg_restore from the dump taken with this archive before starting the CA; its first start marks the database restored, refusing tokens issued before then. ` +
+        'Other replicas serving from that database accept those tokens until then: run sshca ca mark-restored --config <this ca.yaml> right after pg_restore, before any of them serves',
     )
   }
   for (const e of m.external)

@@ -16,6 +16,7 @@ import {readFile} from 'node:fs/promises'
 import {parseDocument} from 'yaml'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
+import {replayWindowSeconds} from './backup.ts'
 import {loadConfig, type CaConfig} from './config/config.ts'
 import {caPaths} from './config/layout.ts'
 import {certFingerprint, parseCert, pemToDer} from './keys/pki.ts'
@@ -177,6 +178,46 @@ export async function stopIssuance(o: {
     )
     return {...status, changed}
   })
+}
+
+export interface MarkRestoredResult {
+  /** The store's restore mark: tokens issued before it (and within a minute after) are refused. */
+  restoredAt: string
+  /** How long, from the mark, a token this CA accepts can still turn up: after that the mark stops mattering. */
+  windowSeconds: number
+}
+
+/**
+ * `ca mark-restored`: the store came back from a copy older than now by other means than `ca restore`
+ * (pg_restore of a dump, a file system or VM snapshot). Tokens spent after that copy was taken are
+ * missing from it, so they would sign again: the mark makes every CA serving from the store refuse any
+ * token issued before now, within a second (each reads the mark every second), as the first start
+ * after `ca restore` does. Never moves the mark back. Recorded as ca_restored.
+ */
+export async function markStoreRestored(o: {
+  configPath: string
+  reason: string
+  clock?: () => number
+}): Promise<MarkRestoredResult> {
+  const reason = o.reason.trim()
+  if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
+    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
+      hint: 'say what was restored, for the audit log: --reason "pg_restore of the 02:00 dump"',
+    })
+  }
+  const {config} = await loadConfig(o.configPath)
+  const now = nowOf(o.clock)
+  return withStore(config, 'admin', (store) =>
+    store.exclusive('restore-mark', async () => {
+      const mark = await store.markRestored(now)
+      await store.recordAdminEvent(
+        'ca_restored',
+        {reason, restore_mark: iso(mark), marked_by: 'sshca ca mark-restored', config: config.path},
+        now,
+      )
+      return {restoredAt: iso(mark), windowSeconds: replayWindowSeconds(config)}
+    }),
+  )
 }
 
 export async function resumeIssuance(o: {

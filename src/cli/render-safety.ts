@@ -1,6 +1,6 @@
 /** Text renderers for the operator's safety net: backup, restore, the emergency stop, status, host audit. Pure. */
 import type {BackupResult, RestoreResult} from '../ca/backup.ts'
-import type {IssuanceStatus, StopResult} from '../ca/safety.ts'
+import type {IssuanceStatus, MarkRestoredResult, StopResult} from '../ca/safety.ts'
 import type {HostAuditResult} from '../client/host-audit.ts'
 
 const mib = (n: number): string => (n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`)
@@ -80,6 +80,15 @@ Every CA serving from this store refuses to sign within a second of it (503 issu
 ${r.lastValidBefore === null ? 'It never issued a certificate.' : r.nothingValid ? `No certificate it signed is valid any more.` : `After ${r.lastValidBefore} nothing signed by this CA works, counting what replicas issued before they applied the stop (revoke sooner with sshca ca revoke).`}
 Resume with: sshca ca resume-issuance --reason "…"
 `
+}
+
+export function renderMarkRestored(r: MarkRestoredResult): string {
+  return (
+    `The store is marked restored at ${r.restoredAt}: every CA serving from it refuses tokens issued before then ` +
+    `(and within a minute after) from the next second on, so none spent after the restored copy was taken signs again.\n` +
+    `The mark stops mattering ${Math.ceil(r.windowSeconds / 60)} min from now, when every such token has expired. ` +
+    'Re-apply revocations made since the copy was taken (certificate_revoked in the audit log).\n'
+  )
 }
 
 export function renderResume(r: StopResult): string {

@@ -7,7 +7,7 @@
  * restore over an existing CA, are refused without writing anything.
  */
 import assert from 'node:assert/strict'
-import {existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, readdirSync, rmSync, statSync, watch, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {request} from 'undici'
 import {startCa, type RunningCa} from '../../src/ca/server.ts'
@@ -499,6 +499,70 @@ describe('ca backup / ca restore: a CA that restores', function () {
       [],
       'the staging is gone after the backup',
     )
+  })
+
+  it('a store restored by other means (a file or VM snapshot, pg_restore): ca mark-restored makes the serving CA refuse the tokens spent since, within a second', async () => {
+    const {init} = await makeCaDir(policy(gh.issuer), 'By hand')
+    assert.equal((await sshca(['ca', 'migrate', '--config', init.config])).code, 0)
+    const db = join(init.dir, 'db', 'sshca.sqlite')
+    // the copy an operator would bring back: the store before token A was spent
+    const copy = readFileSync(db)
+    let ca = await serve(init.config, init.dir)
+    const tokenA = await gh.mint()
+    try {
+      assert.equal((await ca.sign(tokenA, generatePrivateKey('ed25519'))).status, 201)
+      assert.equal((await ca.sign(tokenA, generatePrivateKey('ed25519'))).reason, 'token_replayed')
+    } finally {
+      await ca.stop()
+    }
+    for (const f of ['sshca.sqlite-wal', 'sshca.sqlite-shm']) rmSync(join(init.dir, 'db', f), {force: true})
+    writeFileSync(db, copy)
+    ca = await serve(init.config, init.dir)
+    try {
+      // the attack: the restored store has no record of token A, which signs a second time
+      assert.equal((await ca.sign(tokenA, generatePrivateKey('ed25519'))).status, 201, 'replayed after the restore')
+      // issued before the mark, not spent yet: any of them may have been spent after the copy was taken
+      const early = await Promise.all(Array.from({length: 50}, () => gh.mint()))
+      const r = await sshca([
+        'ca',
+        'mark-restored',
+        '--config',
+        init.config,
+        '--reason',
+        'VM snapshot of 02:00',
+        '--json',
+      ])
+      const marked = json<{restoredAt: string; windowSeconds: number}>(r, 'ca mark-restored')
+      assert.ok(Date.parse(marked.restoredAt) <= Date.now())
+      // the CA serving from this store applies it within a second, without a restart
+      await waitFor(
+        'the serving CA to apply the mark',
+        async () => (await ca.sign(early.pop()!, generatePrivateKey('ed25519'))).reason === 'token_before_restore',
+        10_000,
+      )
+      assert.equal((await ca.sign(tokenA, generatePrivateKey('ed25519'))).status, 401, 'token A no longer signs')
+      // a token issued after the mark and its minute of leeway signs (iat that far ahead is within the verifier's own leeway)
+      const now = Math.floor(Date.now() / 1000)
+      const later = await ca.sign(
+        await gh.mint({}, {iat: now + 60, nbf: now - 5, exp: now + 300}),
+        generatePrivateKey('ed25519'),
+      )
+      assert.equal(later.status, 201, later.body)
+      await waitFor(
+        'the ca_restored event in the audit log',
+        () =>
+          readAuditLines(ca.auditFile).some(
+            (l) => l.event === 'ca_restored' && l.marked_by === 'sshca ca mark-restored',
+          ),
+        10_000,
+      )
+      // a reason is required, one line
+      const bad = await sshca(['ca', 'mark-restored', '--config', init.config, '--reason', ' '])
+      assert.notEqual(bad.code, 0)
+      assert.match(bad.stderr, /ERR_USAGE/)
+    } finally {
+      await ca.stop()
+    }
   })
 
   describe('archives that must not restore', () => {
