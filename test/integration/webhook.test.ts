@@ -43,6 +43,33 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
       .filter((l) => l.event === event)
       .pop()!
 
+  /** The test's policy: one rule with the webhook, its settings changed as given. */
+  const policyWith = (webhook: Record<string, unknown> = {}) => ({
+    limits: {rate: false},
+    provisioners: [
+      {
+        name: 'ci',
+        type: 'oidc',
+        issuer: gh.issuer,
+        audience: 'sshca-ci',
+        rules: [
+          {
+            name: 'deploy',
+            match: {repository: 'acme/app'},
+            webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile, ...webhook},
+            certificate: {principals: ['deploy'], ttl: '10m'},
+          },
+        ],
+      },
+    ],
+  })
+  /** The running CA reloads with the webhook's settings changed as given. */
+  const withWebhook = async (webhook: Record<string, unknown>) => {
+    const {writePolicy} = await import('../helpers/ca.ts')
+    await writePolicy(t.init.config, policyWith(webhook))
+    assert.equal(await t.ca.reload(), true)
+  }
+
   before(async () => {
     gh = await startGithubIssuer()
     const root = await createRoot('webhook test')
@@ -60,25 +87,7 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     })
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
     hookUrl = `https://127.0.0.1:${(hook.address() as {port: number}).port}/authorize`
-    t = await startTestCa({
-      limits: {rate: false},
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile},
-              certificate: {principals: ['deploy'], ttl: '10m'},
-            },
-          ],
-        },
-      ],
-    })
+    t = await startTestCa(policyWith())
   })
   after(async () => {
     await t?.stop()
@@ -153,32 +162,11 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   it('fails closed when the webhook is unreachable, or its TLS certificate is not vouched for', async () => {
     answer = {status: 200, body: '{"allow": true}'}
-    const {writePolicy} = await import('../helpers/ca.ts')
-    const rule = (webhook: Record<string, unknown>) => ({
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              webhook,
-              certificate: {principals: ['deploy'], ttl: '10m'},
-            },
-          ],
-        },
-      ],
-    })
-    await writePolicy(t.init.config, rule({url: 'https://127.0.0.1:1/authorize', timeout: 1, ca: caFile}))
-    assert.equal(await t.ca.reload(), true)
+    await withWebhook({url: 'https://127.0.0.1:1/authorize', secretFile: undefined})
     assert.equal((await sign()).status, 503)
     assert.equal(lastLine('certificate_denied').reason, 'webhook_unavailable')
     // the same endpoint, without its CA: an endpoint anyone could impersonate is no authority
-    await writePolicy(t.init.config, rule({url: hookUrl, timeout: 1}))
-    assert.equal(await t.ca.reload(), true)
+    await withWebhook({ca: undefined, secretFile: undefined})
     const before = seen.length
     assert.equal((await sign()).status, 503)
     assert.equal(seen.length, before, 'no request body was sent over an untrusted connection')
@@ -186,29 +174,10 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   it('fails closed when the secret file is readable by others, sending nothing', async () => {
     answer = {status: 200, body: '{"allow": true}'}
-    const {writePolicy} = await import('../helpers/ca.ts')
     const loose = join(dir, 'loose-secret')
     writeFileSync(loose, 'hook-secret-0123456789\n', {mode: 0o644})
     chmodSync(loose, 0o644)
-    await writePolicy(t.init.config, {
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile: loose},
-              certificate: {principals: ['deploy'], ttl: '10m'},
-            },
-          ],
-        },
-      ],
-    })
-    assert.equal(await t.ca.reload(), true)
+    await withWebhook({secretFile: loose})
     const before = seen.length
     assert.equal((await sign()).status, 503)
     const line = lastLine('certificate_denied')
@@ -216,31 +185,6 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.match(String((line.webhook as {why: string}).why), /readable by others/)
     assert.equal(seen.length, before, 'nothing was sent')
   })
-
-  /** The test's rule again, with `webhook` changed as given. */
-  const withWebhook = async (webhook: Record<string, unknown>) => {
-    const {writePolicy} = await import('../helpers/ca.ts')
-    await writePolicy(t.init.config, {
-      limits: {rate: false},
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile, ...webhook},
-              certificate: {principals: ['deploy'], ttl: '10m'},
-            },
-          ],
-        },
-      ],
-    })
-    assert.equal(await t.ca.reload(), true)
-  }
 
   it('fails closed when the secret file has no secret on its first line, sending nothing unsigned', async () => {
     answer = {status: 200, body: '{"allow": true}'}
