@@ -230,21 +230,23 @@ export async function backupCa(o: {
     intermediateNotAfter: parseCert(small.get('certs/intermediate_ca.crt')!.toString('utf8')).notAfter.toISOString(),
     rootKeyIncluded: small.has('secrets/root_ca.key'),
   }
-  // the store's unsealed snapshot is staged in the CA's own (private) directory, never beside the
-  // archive: that folder is the one shipped offsite, and a backup killed mid-way leaves its staging
-  const work = await mkdtemp(join(dir, '.sshca-backup-'))
   const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
+  let work: string | undefined
   try {
     let store: StoreBackup
     const inputs: ArchiveInput[] = names.map((n) => ({path: n, data: small.get(n)!}))
     if (config.db.type === 'sqlite') {
-      const snapshot = join(work, 'snapshot.sqlite')
       const snapshotAt = iso(Math.floor(clock() / 1000))
       const dbPath = resolveInDir(config, config.db.path)
       if (!(await exists(dbPath)))
         throw new SshcaError('ERR_FILE_NOT_FOUND', `the store ${dbPath} does not exist`, {
           hint: 'db.path in ca.yaml names the SQLite file',
         })
+      // the store's unsealed snapshot is staged beside the store itself (a folder the backup can write
+      // even where the CA directory is read-only, as under the documented unit), never beside the
+      // archive: that folder is the one shipped offsite, and a backup killed mid-way leaves its staging
+      work = await mkdtemp(join(dirname(dbPath), '.sshca-backup-'))
+      const snapshot = join(work, 'snapshot.sqlite')
       store = {
         type: 'sqlite',
         file: SNAPSHOT_PATH,
@@ -294,7 +296,7 @@ export async function backupCa(o: {
     )
     return {file, size, sha256, manifest: full, notes: backupNotes(full)}
   } finally {
-    await rm(work, {recursive: true, force: true})
+    if (work) await rm(work, {recursive: true, force: true})
     await rm(tmp, {force: true})
   }
 }

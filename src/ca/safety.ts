@@ -16,6 +16,7 @@ import {readFile} from 'node:fs/promises'
 import {parseDocument} from 'yaml'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
+import {RESTORE_LEEWAY} from './authority/sign.ts'
 import {replayWindowSeconds} from './backup.ts'
 import {loadConfig, type CaConfig} from './config/config.ts'
 import {caPaths} from './config/layout.ts'
@@ -209,6 +210,15 @@ export async function markStoreRestored(o: {
   const now = nowOf(o.clock)
   return withStore(config, 'admin', (store) =>
     store.exclusive('restore-mark', async () => {
+      // the mark is this machine's clock, and never moves back: one behind the store's newest
+      // certificate would leave tokens spent since then signing again
+      const [newest] = await store.certificates({limit: 1})
+      if (newest && now < newest.issuedAt - RESTORE_LEEWAY)
+        throw new SshcaError(
+          'ERR_USAGE',
+          `this machine's clock (${iso(now)}) is behind the store's newest certificate (issued ${iso(newest.issuedAt)}): nothing was marked`,
+          {hint: 'set the clock right (NTP), or run it on the CA host, then again'},
+        )
       const mark = await store.markRestored(now)
       await store.recordAdminEvent(
         'ca_restored',

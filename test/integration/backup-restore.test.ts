@@ -495,9 +495,37 @@ describe('ca backup / ca restore: a CA that restores', function () {
       `the archive was written there: ${created.join(', ')}`,
     )
     assert.deepEqual(
-      readdirSync(init.dir).filter((n) => n.startsWith('.sshca-backup-')),
+      readdirSync(join(init.dir, 'db')).filter((n) => n.startsWith('.sshca-backup-')),
       [],
       'the staging is gone after the backup',
+    )
+  })
+
+  it('backs up with the CA directory read-only but its db folder (the documented unit: ProtectSystem=strict, ReadWritePaths= the out folder and db)', async function () {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare')) this.skip() // CI runs as root: the namespace needs it
+    const {init} = await makeCaDir(policy(gh.issuer), 'Read-only')
+    assert.equal((await sshca(['ca', 'migrate', '--config', init.config])).code, 0)
+    const out = tempDir('sshca-backup-ro-')
+    const script = [
+      'set -e',
+      'mount --bind "$CA" "$CA"',
+      'mount -o remount,ro,bind "$CA"',
+      'mount --bind "$CA/db" "$CA/db"',
+      'mount -o remount,rw,bind "$CA/db"',
+      'exec "$NODE" bin/run.cjs ca backup --config "$CA/ca.yaml" --out "$OUT" --password-file "$PW" --json',
+    ].join('\n')
+    const r = spawnSync('unshare', ['-m', 'bash', '-c', script], {
+      encoding: 'utf8',
+      env: {...process.env, CA: init.dir, OUT: out, PW: backupPw, NODE: process.execPath},
+      timeout: 120_000,
+    })
+    assert.equal(r.status, 0, `${r.stderr}${r.stdout}`)
+    const {file} = JSON.parse(r.stdout) as {file: string}
+    assert.ok(existsSync(file))
+    assert.deepEqual(
+      readdirSync(out).filter((n) => n.startsWith('.')),
+      [],
+      'nothing but the archive in the out folder',
     )
   })
 
@@ -555,6 +583,12 @@ describe('ca backup / ca restore: a CA that restores', function () {
             (l) => l.event === 'ca_restored' && l.marked_by === 'sshca ca mark-restored',
           ),
         10_000,
+      )
+      // a clock behind the store's newest certificate would leave tokens spent since then signing: refused, nothing marked
+      const {markStoreRestored} = await import('../../src/ca/safety.ts')
+      await assert.rejects(
+        markStoreRestored({configPath: init.config, reason: 'wrong clock', clock: () => Date.now() - 3600_000}),
+        {code: 'ERR_USAGE', message: /clock .* is behind the store's newest certificate/},
       )
       // a reason is required, one line
       const bad = await sshca(['ca', 'mark-restored', '--config', init.config, '--reason', ' '])

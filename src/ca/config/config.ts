@@ -508,8 +508,9 @@ function checkRule(
         `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`,
       )
     else if (r.webhook.timeout >= config.limits.requestTimeout)
-      // the client would be answered 408 while the call goes on, and an allow then spends the token for nothing
-      problems.push(
+      // the client would be answered 408 while the call goes on, and an allow then spends the token for
+      // nothing; a warning, so that a ca.yaml that loaded before still loads
+      warnings.push(
         `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.requestTimeout (${formatDuration(config.limits.requestTimeout)})`,
       )
     if (!r.webhook.secretFile)

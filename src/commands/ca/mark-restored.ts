@@ -9,7 +9,10 @@ export default class CaMarkRestored extends BaseCommand {
 a file system or VM snapshot. Tokens spent after that copy was taken are not in it and would sign
 again; once the store is marked, every CA serving from it (every replica, within a second) refuses
 any token issued before now, as the first start after sshca ca restore does. Run it before the CAs
-serve again. Recorded as ca_restored in the audit log.`
+serve again. Recorded as ca_restored in the audit log.
+
+The mark is this machine's clock and never moves back: run it where the clock is right (a mark ahead
+refuses every token until then). A clock behind the store's newest certificate is refused.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --reason "pg_restore of the 02:00 dump"',
