@@ -509,6 +509,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
     ? {onKeysFetch: (issuer: string, outcome: 'ok' | 'error') => meter.jwksFetch(issuer, outcome)}
     : {}
   const rt: CaRuntime = {
+    threads: init.counters.length / 2,
     policy: {config: init.config, verifier: new TokenVerifier(init.config.provisioners, verifierDeps)},
     material: fromWire(init.material),
     store,

@@ -239,6 +239,64 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.ok(!t.audit().some((l) => JSON.stringify(l).includes('API-KEY-123')), 'the query string is in no audit line')
   })
 
+  it('a webhook that hangs holds at most half of the places: rules without one still sign, the excess is refused at once', async () => {
+    // one thread, four places: two may wait on the webhook
+    const own = await startTestCa(
+      {
+        limits: {rate: false, maxInFlight: 4},
+        provisioners: [
+          {
+            name: 'ci',
+            type: 'oidc',
+            issuer: gh.issuer,
+            audience: 'sshca-ci',
+            rules: [
+              {
+                name: 'deploy',
+                match: {repository: 'acme/app'},
+                webhook: {url: hookUrl, timeout: 5, ca: caFile, secretFile},
+                certificate: {principals: ['deploy'], ttl: '10m'},
+              },
+              {name: 'docs', match: {repository: 'acme/docs'}, certificate: {principals: ['docs'], ttl: '10m'}},
+            ],
+          },
+        ],
+      },
+      {workers: 1},
+    )
+    try {
+      answer = {status: 200, body: '{"allow": true}', delayMs: 3000}
+      const signOn = async (repository: string) => {
+        const ott = await gh.mint({repository})
+        return own.call('POST', '/ssh/sign', {
+          publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+          ott,
+          certType: 'user',
+        })
+      }
+      // four requests for the rule whose webhook takes 3 s: two wait on it, two are refused at once
+      const slow = [1, 2, 3, 4].map(() => signOn('acme/app'))
+      const refused = await Promise.race([Promise.all(slow), new Promise((r) => setTimeout(() => r('pending'), 1500))])
+      assert.equal(refused, 'pending', 'two of them wait on the webhook')
+      // meanwhile a rule without a webhook still has places
+      const docs = await signOn('acme/docs')
+      assert.equal(docs.status, 201, docs.text)
+      const statuses = (await Promise.all(slow)).map((r) => r.status).sort()
+      assert.deepEqual(statuses, [201, 201, 503, 503])
+      const why = own
+        .audit()
+        .filter((l) => l.event === 'certificate_denied')
+        .map((l) => (l.webhook as {why?: string} | undefined)?.why)
+      assert.ok(
+        why.some((w) => /already wait on authorizing webhooks \(at most 2\)/.test(String(w))),
+        JSON.stringify(why),
+      )
+    } finally {
+      answer = {status: 200, body: '{"allow": true}'}
+      await own.stop()
+    }
+  })
+
   it('check-config refuses a plain-http webhook off loopback, and credentials in its URL', async () => {
     const {parseConfig} = await import('../../src/ca/config/config.ts')
     const yaml = (url: string) =>

@@ -25,7 +25,15 @@ export interface CaRuntime {
    * emergency stop (`ca stop-issuance`) and the restore mark (tokens issued before it are refused).
    */
   safety?: SafetyState
+  /** How many threads serve the API (1 when absent): they share limits.maxInFlight. */
+  threads?: number
 }
+
+/**
+ * limits.maxInFlight when ca.yaml leaves it unset: this many for each thread serving the API (the
+ * measurements behind it are in src/ca/http/app.ts, which sheds past it).
+ */
+export const IN_FLIGHT_PER_THREAD = 48
 
 export interface SafetyState {
   stop: IssuanceStop | null

@@ -18,7 +18,7 @@ import {request as httpRequest} from 'node:http'
 import {assertPrivateFile} from '../../util/fs.ts'
 import type {Claims, CertificateSpec} from '../policy/policy.ts'
 import {denial, type ProvisionerConfig, type RuleConfig, type WebhookConfig} from '../policy/types.ts'
-import type {AuditTrace, CaRuntime} from './runtime.ts'
+import {IN_FLIGHT_PER_THREAD, type AuditTrace, type CaRuntime} from './runtime.ts'
 
 const MAX_ANSWER = 64 * 1024
 /** The shortest HMAC secret taken: a shorter one (or none, on an empty first line) is a mistake, refused. */
@@ -126,6 +126,20 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
   })
 }
 
+/** Requests of this thread waiting on an authorizing webhook now. */
+let waiting = 0
+
+/**
+ * How many requests of a thread may wait on webhooks at once: half of its share of limits.maxInFlight.
+ * Each waits up to the webhook's timeout holding its place, so a webhook that hangs (or whoever holds
+ * tokens for its rule) could otherwise take every place, and rules without a webhook would be shed too.
+ */
+export function webhookWaitCap(rt: CaRuntime): number {
+  const threads = rt.threads ?? 1
+  const places = rt.policy.config.limits.maxInFlight ?? IN_FLIGHT_PER_THREAD * threads
+  return Math.max(1, Math.floor(places / threads / 2))
+}
+
 /** Asks the rule's webhook, if it has one; throws the denial unless it allowed, and audits the call. */
 export async function authorize(
   rt: CaRuntime,
@@ -159,7 +173,22 @@ export async function authorize(
     },
   })
   const started = performance.now()
-  const outcome = await callWebhook(w, body)
+  const cap = webhookWaitCap(rt)
+  let outcome: WebhookOutcome
+  if (waiting >= cap) {
+    outcome = {
+      allow: false,
+      status: null,
+      why: `${waiting} requests already wait on authorizing webhooks (at most ${cap})`,
+    }
+  } else {
+    waiting++
+    try {
+      outcome = await callWebhook(w, body)
+    } finally {
+      waiting--
+    }
+  }
   const seconds = (performance.now() - started) / 1000
   const result = outcome.allow ? 'allow' : outcome.refused ? 'deny' : 'error'
   const url = new URL(w.url)

@@ -13,6 +13,7 @@ import rateLimit, {type FastifyRateLimitStoreCtor} from '@fastify/rate-limit'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import type {Schema} from '../../protocol/check.ts'
 import type {Authority} from '../authority/authority.ts'
+import {IN_FLIGHT_PER_THREAD} from '../authority/runtime.ts'
 import {denial} from '../policy/types.ts'
 import {httpError} from './errors.ts'
 import {SharedRateStore} from './rate-store.ts'
@@ -47,7 +48,7 @@ export interface AppOptions {
  * overload: 73–88 ms. A count, not a time: with half a core, 48 let it reach 176 ms and 24 brought it
  * to 127 ms (limits.maxInFlight). A burst past it is shed with Retry-After, which sshca's client honours.
  */
-export const IN_FLIGHT_PER_THREAD = 48
+export {IN_FLIGHT_PER_THREAD}
 
 /** Counters for AppOptions.counters: two (connections, in flight) per slot. */
 export const appCounters = (slots: number): Int32Array => new Int32Array(new SharedArrayBuffer(8 * slots))
