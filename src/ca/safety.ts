@@ -28,6 +28,14 @@ const iso = (s: number | bigint): string => new Date(Number(s) * 1000).toISOStri
 const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)
 const MAX_REASON = 500
 
+/** An admin command's --reason, for the audit log: one line of 1 to MAX_REASON characters. */
+function oneLineReason(text: string, hint: string): string {
+  const reason = text.trim()
+  if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason))
+    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {hint})
+  return reason
+}
+
 export interface IssuanceStatus {
   ca: {name: string; rootFingerprint: string; intermediateNotAfter: string; rootKeyOnline: boolean}
   /** What a monitor alerts on: false while stopped (by the store's stop or by ca.yaml). */
@@ -145,12 +153,7 @@ export async function stopIssuance(o: {
   clock?: () => number
   settleMs?: number
 }): Promise<StopResult> {
-  const reason = o.reason.trim()
-  if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
-    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
-      hint: 'say why, for the audit log: --reason "user CA key may be compromised"',
-    })
-  }
+  const reason = oneLineReason(o.reason, 'say why, for the audit log: --reason "user CA key may be compromised"')
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
   return withStore(config, 'admin', async (store) => {
@@ -200,12 +203,10 @@ export async function markStoreRestored(o: {
   reason: string
   clock?: () => number
 }): Promise<MarkRestoredResult> {
-  const reason = o.reason.trim()
-  if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
-    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
-      hint: 'say what was restored, for the audit log: --reason "pg_restore of the 02:00 dump"',
-    })
-  }
+  const reason = oneLineReason(
+    o.reason,
+    'say what was restored, for the audit log: --reason "pg_restore of the 02:00 dump"',
+  )
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
   return withStore(config, 'admin', (store) =>
@@ -235,12 +236,7 @@ export async function resumeIssuance(o: {
   reason: string
   clock?: () => number
 }): Promise<StopResult> {
-  const reason = o.reason.trim()
-  if (reason === '' || reason.length > MAX_REASON || /[\p{Cc}]/u.test(reason)) {
-    throw new SshcaError('ERR_USAGE', `--reason must be one line of 1 to ${MAX_REASON} characters`, {
-      hint: 'say why issuing is safe again, for the audit log',
-    })
-  }
+  const reason = oneLineReason(o.reason, 'say why issuing is safe again, for the audit log')
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
   return withStore(config, 'admin', async (store) => {

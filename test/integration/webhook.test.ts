@@ -43,9 +43,12 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
       .filter((l) => l.event === event)
       .pop()!
 
-  /** The test's policy: one rule with the webhook, its settings changed as given. */
-  const policyWith = (webhook: Record<string, unknown> = {}) => ({
-    limits: {rate: false},
+  /** The test's policy: one rule with the webhook, its settings changed as given; other limits and rules beside it. */
+  const policyWith = (
+    webhook: Record<string, unknown> = {},
+    o: {limits?: Record<string, unknown>; otherRules?: Record<string, unknown>[]} = {},
+  ) => ({
+    limits: {rate: false, ...o.limits},
     provisioners: [
       {
         name: 'ci',
@@ -59,6 +62,7 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
             webhook: {url: hookUrl, timeout: 1, ca: caFile, secretFile, ...webhook},
             certificate: {principals: ['deploy'], ttl: '10m'},
           },
+          ...(o.otherRules ?? []),
         ],
       },
     ],
@@ -242,26 +246,15 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
   it('a webhook that hangs holds at most half of the places: rules without one still sign, the excess is refused at once', async () => {
     // one thread, four places: two may wait on the webhook
     const own = await startTestCa(
-      {
-        limits: {rate: false, maxInFlight: 4},
-        provisioners: [
-          {
-            name: 'ci',
-            type: 'oidc',
-            issuer: gh.issuer,
-            audience: 'sshca-ci',
-            rules: [
-              {
-                name: 'deploy',
-                match: {repository: 'acme/app'},
-                webhook: {url: hookUrl, timeout: 5, ca: caFile, secretFile},
-                certificate: {principals: ['deploy'], ttl: '10m'},
-              },
-              {name: 'docs', match: {repository: 'acme/docs'}, certificate: {principals: ['docs'], ttl: '10m'}},
-            ],
-          },
-        ],
-      },
+      policyWith(
+        {timeout: 5},
+        {
+          limits: {maxInFlight: 4},
+          otherRules: [
+            {name: 'docs', match: {repository: 'acme/docs'}, certificate: {principals: ['docs'], ttl: '10m'}},
+          ],
+        },
+      ),
       {workers: 1},
     )
     try {
