@@ -12,7 +12,9 @@
  * Needs the step-ca binary that scripts/build-step.sh builds into .cache/interop/bin (or
  * SSHCA_STEP_BIN=dir holding step-ca and step); without it, says how to build it.
  * SSHCA_BENCH_ROUNDS (default 5), SSHCA_BENCH_REQUESTS per round and server (default 6000),
- * SSHCA_BENCH_WORKERS (default "1,2": the sshca servers, by --workers).
+ * SSHCA_BENCH_WORKERS (default "1,2": the sshca servers, by --workers). SSHCA_BENCH_GENERATOR: `lean`
+ * (default: bench/lean-client.ts, a TLS write and a read a request) or `autocannon` (the generator of
+ * the figures before 27 November 2026, which spends 40–65 µs a request on the cores the CAs share).
  * SSHCA_BENCH_CA_CPUS=0 SSHCA_BENCH_GENERATOR_CPUS=1 pin the CAs to some CPUs and this process (the
  * load generator) to others (taskset): each CA then has its cores to itself, and the rate is the CA's,
  * not what the generator leaves it.
@@ -29,6 +31,7 @@ import {initCa} from '../src/ca/init.ts'
 import {generatePrivateKey} from '../src/ssh/private-key.ts'
 import {writePolicy} from '../test/helpers/ca.ts'
 import {startGithubIssuer} from '../test/helpers/github-issuer.ts'
+import {LeanPool} from './lean-client.ts'
 import {median, print} from './lib.ts'
 
 const PASSWORD = 'benchmark password, not secret'
@@ -40,6 +43,10 @@ const AUDIENCE = 'sshca-ci'
 const cpus = availableParallelism()
 const CA_CPUS = process.env.SSHCA_BENCH_CA_CPUS
 const GENERATOR_CPUS = process.env.SSHCA_BENCH_GENERATOR_CPUS
+const GENERATOR = process.env.SSHCA_BENCH_GENERATOR ?? 'lean'
+if (GENERATOR !== 'lean' && GENERATOR !== 'autocannon')
+  throw new Error(`SSHCA_BENCH_GENERATOR is lean or autocannon, not ${GENERATOR}`)
+const CONNECTIONS = 16
 
 /** `cmd args`, under `taskset -c CA_CPUS` when the CAs are pinned (taskset execs it: the same pid). */
 const onCaCpus = (cmd: string, args: string[]): [string, string[]] =>
@@ -62,7 +69,7 @@ interface Sample {
   cpuUs: number
   /** The CPU of the process's main thread per certificate: for sshca, the part more workers do not spread. */
   mainUs: number
-  /** This process's CPU per request: the load generator (autocannon), which shares the cores unless pinned. */
+  /** This process's CPU per request: the load generator, which shares the cores unless pinned. */
   generatorUs: number
   ok: number
   total: number
@@ -80,7 +87,7 @@ export async function benchVsStep(): Promise<void> {
   if (Boolean(CA_CPUS) !== Boolean(GENERATOR_CPUS))
     throw new Error('set both SSHCA_BENCH_CA_CPUS and SSHCA_BENCH_GENERATOR_CPUS, or neither')
   if (GENERATOR_CPUS) {
-    // every thread of this process: autocannon, the issuer, undici
+    // every thread of this process: the load generator, the issuer, undici
     const r = spawnSync('taskset', ['-a', '-p', '-c', GENERATOR_CPUS, String(process.pid)], {encoding: 'utf8'})
     if (r.status !== 0) throw new Error(`taskset failed: ${r.error?.message ?? r.stderr}`)
   }
@@ -143,13 +150,64 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     })
   }
   print(
-    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, 16 connections, ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores${CA_CPUS ? `, the CAs on CPUs ${CA_CPUS} and the load generator on ${GENERATOR_CPUS}` : ''}, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
+    `sshca vs step-ca (RS256 tokens, ed25519 CA keys, durable stores, ${CONNECTIONS} connections (${GENERATOR}), ${REQUESTS} unique tokens a round, ${samples.get('step-ca')!.length} alternating rounds; ${cpus} cores${CA_CPUS ? `, the CAs on CPUs ${CA_CPUS} and the load generator on ${GENERATOR_CPUS}` : ''}, load average ${loadStart} → ${loadavg()[0]!.toFixed(2)})`,
     rows,
   )
 }
 
-/** Sends every token once over 16 keep-alive connections; the server's CPU time from /proc. */
+/** Sends every token once over CONNECTIONS keep-alive connections; the server's CPU time from /proc. */
 async function load(s: Server, publicKey: string, tokens: string[]): Promise<Sample> {
+  return GENERATOR === 'lean' ? loadLean(s, publicKey, tokens) : loadAutocannon(s, publicKey, tokens)
+}
+
+/** The same load from bench/lean-client.ts: a TLS write and a read a request, its latency timed here. */
+async function loadLean(s: Server, publicKey: string, tokens: string[]): Promise<Sample> {
+  const pool = new LeanPool(s.url, {ca: s.ca})
+  await pool.warm(CONNECTIONS)
+  const latencies: number[] = []
+  let next = 0
+  let ok = 0
+  let errors = 0
+  const cpu0 = processCpuMs(s.pid)
+  const main0 = processCpuMs(s.pid, s.pid)
+  const generator0 = process.cpuUsage()
+  const t0 = performance.now()
+  await Promise.all(
+    Array.from({length: CONNECTIONS}, async () => {
+      while (next < tokens.length) {
+        const body = s.body(publicKey, tokens[next++]!)
+        const sent = performance.now()
+        try {
+          if ((await pool.post('/ssh/sign', body)) === 201) ok++
+        } catch {
+          errors++
+        }
+        latencies.push(performance.now() - sent)
+      }
+    }),
+  )
+  const elapsed = performance.now() - t0
+  const total = latencies.length
+  const cpuUs = ((processCpuMs(s.pid) - cpu0) * 1000) / total
+  const mainUs = ((processCpuMs(s.pid, s.pid) - main0) * 1000) / total
+  const generator = process.cpuUsage(generator0)
+  pool.close()
+  latencies.sort((a, b) => a - b)
+  const at = (p: number): number => Math.round(latencies[Math.min(total - 1, Math.floor((p / 100) * total))]!)
+  return {
+    rate: (total * 1000) / elapsed,
+    p50: at(50),
+    p99: at(99),
+    cpuUs,
+    mainUs,
+    generatorUs: (generator.user + generator.system) / total,
+    ok,
+    total,
+    errors,
+  }
+}
+
+async function loadAutocannon(s: Server, publicKey: string, tokens: string[]): Promise<Sample> {
   let next = 0
   let last = 0
   const cpu0 = processCpuMs(s.pid)
@@ -161,7 +219,7 @@ async function load(s: Server, publicKey: string, tokens: string[]): Promise<Sam
     const run = autocannon(
       {
         url: `${s.url}/ssh/sign`,
-        connections: 16,
+        connections: CONNECTIONS,
         pipelining: 1,
         amount: tokens.length,
         method: 'POST',
