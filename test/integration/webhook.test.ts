@@ -4,7 +4,7 @@
  * answer, an unreachable or untrusted endpoint all deny (fail closed), and every call is audited.
  */
 import assert from 'node:assert/strict'
-import {createHmac} from 'node:crypto'
+import {createHash, createHmac} from 'node:crypto'
 import {chmodSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:https'
 import {join} from 'node:path'
@@ -227,8 +227,10 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal(seen.length, before, 'the webhook was not asked about a spent token')
   })
 
-  it('an answer outside the protocol is the webhook failing (503), not a refusal; the audit line keeps no query string', async () => {
-    await withWebhook({url: `${hookUrl}?code=API-KEY-123`})
+  it('an answer outside the protocol is the webhook failing (503), not a refusal; the audit line keeps no key in the URL', async () => {
+    // a key in the path (as chat services' incoming webhooks take it) and another in the query
+    const keyed = `${hookUrl}/services/T0/PATH-KEY-456?code=API-KEY-123`
+    await withWebhook({url: keyed})
     answer = {status: 200, body: 'allow'}
     assert.equal((await sign()).status, 503)
     const failed = lastLine('certificate_denied')
@@ -239,8 +241,11 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.deepEqual([refused.reason, (refused.webhook as {outcome: string}).outcome], ['webhook_denied', 'deny'])
     answer = {status: 200, body: '{"allow": true}'}
     assert.equal((await sign()).status, 201)
-    assert.equal((lastLine('certificate_issued').webhook as {url: string}).url, hookUrl)
-    assert.ok(!t.audit().some((l) => JSON.stringify(l).includes('API-KEY-123')), 'the query string is in no audit line')
+    const audited = lastLine('certificate_issued').webhook as {url: string; urlSha256: string}
+    assert.equal(audited.url, new URL(hookUrl).origin)
+    assert.equal(audited.urlSha256, createHash('sha256').update(keyed).digest('hex').slice(0, 16))
+    for (const key of ['API-KEY-123', 'PATH-KEY-456'])
+      assert.ok(!t.audit().some((l) => JSON.stringify(l).includes(key)), `${key} is in no audit line`)
   })
 
   it('a webhook that hangs holds at most half of the places: rules without one still sign, the excess is refused at once', async () => {

@@ -11,7 +11,7 @@
  * "validAfter", "validBefore", "criticalOptions", "extensions"}}; with secretFile, the header
  * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA.
  */
-import {createHmac} from 'node:crypto'
+import {createHash, createHmac} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
@@ -191,10 +191,11 @@ export async function authorize(
   }
   const seconds = (performance.now() - started) / 1000
   const result = outcome.allow ? 'allow' : outcome.refused ? 'deny' : 'error'
-  const url = new URL(w.url)
   trace.webhook = {
-    // without its query: some endpoints take an API key there, and the audit log keeps no secret
-    url: `${url.origin}${url.pathname}`,
+    // its origin and a digest of the whole URL: some endpoints take a key in the query or the path
+    // (https://hooks.example.com/services/T0/B0/<secret>), and the audit log keeps no secret
+    url: new URL(w.url).origin,
+    urlSha256: createHash('sha256').update(w.url).digest('hex').slice(0, 16),
     outcome: result,
     status: outcome.status,
     ms: Math.round(seconds * 1000),
