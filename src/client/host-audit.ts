@@ -44,8 +44,13 @@ export interface AuthorizedKeysFile {
   error?: string
   symlink: boolean
   keys: AuditKey[]
-  /** Lines that are neither keys nor comments (sshd ignores them). */
+  /**
+   * Lines that are neither comments nor keys this audit reads. sshd may still take them: a DSA key
+   * where PubkeyAcceptedAlgorithms allows ssh-dss, a key type newer than sshca. A finding, not a pass.
+   */
   unparsed: number
+  /** Their line numbers. */
+  unparsedLines: number[]
 }
 
 export interface AuditAccount {
@@ -71,6 +76,7 @@ export interface AuditHostKey {
 export type FindingKind =
   | 'authorized_keys'
   | 'authorized_keys_unreadable'
+  | 'authorized_keys_unparsed'
   | 'authorized_keys_file_setting'
   | 'password_authentication'
   | 'kbd_interactive_authentication'
@@ -192,9 +198,9 @@ function securityKeyFingerprint(blob: Buffer): string {
 export function parseAuthorizedKeys(
   text: string,
   trustedCas: ReadonlySet<string>,
-): {keys: AuditKey[]; unparsed: number} {
+): {keys: AuditKey[]; unparsed: number; unparsedLines: number[]} {
   const keys: AuditKey[] = []
-  let unparsed = 0
+  const unparsedLines: number[] = []
   text.split('\n').forEach((raw, i) => {
     const line = raw.trim()
     if (line === '' || line.startsWith('#')) return
@@ -216,10 +222,10 @@ export function parseAuthorizedKeys(
         trustedCa: certAuthority && trustedCas.has(fingerprint),
       })
     } catch {
-      unparsed++
+      unparsedLines.push(i + 1)
     }
   })
-  return {keys, unparsed}
+  return {keys, unparsed: unparsedLines.length, unparsedLines}
 }
 
 async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Promise<AuthorizedKeysFile | undefined> {
@@ -229,20 +235,26 @@ async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Prom
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
-    return {path, error: code ?? (err as Error).message, symlink: false, keys: [], unparsed: 0}
+    return {path, error: code ?? (err as Error).message, symlink: false, keys: [], unparsed: 0, unparsedLines: []}
   }
   try {
     const buf = await readRegularFile(path, MAX_KEYS_FILE)
     // what sshd does not read (a FIFO, a device, a folder) lets no one in: sshd logs it and goes on
     if (buf === undefined) return undefined
     if (buf.length > MAX_KEYS_FILE)
-      return {path, error: `larger than ${MAX_KEYS_FILE >> 20} MiB, not read`, symlink, keys: [], unparsed: 0}
-    const {keys, unparsed} = parseAuthorizedKeys(buf.toString('utf8'), trustedCas)
-    return {path, symlink, keys, unparsed}
+      return {
+        path,
+        error: `larger than ${MAX_KEYS_FILE >> 20} MiB, not read`,
+        symlink,
+        keys: [],
+        unparsed: 0,
+        unparsedLines: [],
+      }
+    return {path, symlink, ...parseAuthorizedKeys(buf.toString('utf8'), trustedCas)}
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return undefined // a dangling symlink: sshd reads nothing either
-    return {path, error: code ?? (err as Error).message, symlink, keys: [], unparsed: 0}
+    return {path, error: code ?? (err as Error).message, symlink, keys: [], unparsed: 0, unparsedLines: []}
   }
 }
 
@@ -375,6 +387,15 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
         })
         continue
       }
+      // fail closed: a line this audit cannot read may be one sshd reads (forced command or not)
+      if (f.unparsedLines.length > 0)
+        findings.push({
+          kind: 'authorized_keys_unparsed',
+          user: a.user,
+          path: f.path,
+          message: `${f.path} (${a.user}) has ${f.unparsedLines.length} line(s) this audit cannot read as keys (line ${f.unparsedLines.slice(0, 10).join(', ')}${f.unparsedLines.length > 10 ? ', …' : ''}): sshd may accept them, as it does a DSA key where PubkeyAcceptedAlgorithms allows ssh-dss`,
+          remedy: `read those lines; once ${a.user} logs in with a certificate, remove them`,
+        })
       const ways = f.keys.filter(
         (k) => !k.trustedCa && (rootLogin !== 'forced-commands-only' || /(^|,)\s*command=/i.test(k.options)),
       )

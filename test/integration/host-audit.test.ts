@@ -260,6 +260,27 @@ describe('sshca host audit: the way off authorized_keys', function () {
     keysFile('erin', [key().toLine('erin')])
     const relapse = await audit(10)
     assert.deepEqual(keyFindings(relapse), ['erin'])
+
+    // a key this audit cannot read is still a way in when sshd takes it: a DSA key, ssh-dss allowed
+    writeSshd([
+      'AuthorizedKeysFile .ssh/authorized_keys',
+      'PasswordAuthentication no',
+      'PubkeyAcceptedAlgorithms +ssh-dss',
+    ])
+    assert.equal(spawnSync('/usr/sbin/sshd', ['-t', '-f', sshdConfig]).status, 0)
+    const dsa = join(base, 'dsa')
+    assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'dsa', '-N', '', '-f', dsa]).status, 0)
+    keysFile('erin', ['# an old key', readFileSync(`${dsa}.pub`, 'utf8').trim()])
+    const dss = await audit(10)
+    assert.deepEqual(
+      dss.findings.filter((f) => f.user === 'erin').map((f) => [f.kind, f.message.replace(/\):.*/, ')')]),
+      [
+        [
+          'authorized_keys_unparsed',
+          `${join(homes, 'erin', '.ssh', 'authorized_keys')} (erin) has 1 line(s) this audit cannot read as keys (line 2)`,
+        ],
+      ],
+    )
   })
 
   it('reads authorized_keys as sshd does: whole regular files only; a FIFO or /dev/zero cannot stall it', async () => {
