@@ -30,8 +30,8 @@ const list = (v) =>
 export const TARGETS = [
   'src/ssh/cert.ts',
   'src/ssh/wire.ts',
-  'src/client/bootstrap.ts',
-  'src/client/known-hosts.ts',
+  'src/client/setup/bootstrap.ts',
+  'src/client/local/known-hosts.ts',
   'src/ca/provisioner/oidc.ts',
   'src/ca/policy/policy.ts',
   'src/ca/config/config.ts',
@@ -67,11 +67,11 @@ const MOCHA_TESTS = [
 // The CA's tests whose order matters (ORDER_DEPENDENT) run here whole; the CA runs in their process and
 // in `sshca ca serve`, and both see the active mutant.
 const COMMAND_TESTS = {
-  'src/client/bootstrap.ts': [
+  'src/client/setup/bootstrap.ts': [
     'test/integration/client-bootstrap-config.test.ts',
     'test/integration/bootstrap-trust.test.ts',
   ],
-  'src/client/known-hosts.ts': [
+  'src/client/local/known-hosts.ts': [
     'test/unit/client/known-hosts.test.ts',
     'test/integration/client-bootstrap-config.test.ts',
   ],

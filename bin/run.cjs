@@ -45,7 +45,7 @@ void (async () => {
  * it first decides what code the others run (root's `sshca host` units and `ca serve` included). So
  * $XDG_CACHE_HOME/sshca (else ~/.cache/sshca), 0700, used only when it and every folder above it belong
  * to this user or root and no one else may write to them (sticky folders aside, as in
- * src/client/exec-path.ts). Windows keeps Node's default, in the user's own profile.
+ * src/client/local/exec-path.ts). Windows keeps Node's default, in the user's own profile.
  */
 function privateCompileCache() {
   if (typeof process.getuid !== 'function') return undefined

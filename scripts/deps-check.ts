@@ -1,5 +1,5 @@
 /**
- * `npm run deps:check`: the layers of src/ and the rooms of src/ca import only downward, and no
+ * `npm run deps:check`: the layers of src/ and the rooms of src/ca and src/client import only downward, and no
  * file imports itself around a circle. Static imports, re-exports, `import type` and dynamic
  * `import()` all count: a type that points upward is still a dependency of meaning. Exits 1 with
  * each offending import named (file:line → target, and the rule it breaks).
@@ -25,20 +25,15 @@ const LAYERS: Record<string, readonly string[]> = {
 }
 
 /**
- * The rooms of the signing core, top to bottom: a room imports rooms below it, never above. Files
- * directly in src/ca (the process side: server, admin) stand above every room.
+ * The rooms of a layer and their floors, top (0) to bottom: a room imports rooms on lower floors,
+ * never its own floor's others or above. Files directly in src/ca (the process side: server, admin)
+ * stand above every room; src/client has none.
  */
-const CA_ROOMS = ['http', 'authority', 'provisioner', 'keys', 'store', 'observe', 'config', 'policy']
-/** Rooms on one floor may not import each other either. */
-const CA_FLOOR: Record<string, number> = {
-  http: 0,
-  authority: 1,
-  provisioner: 2,
-  keys: 2,
-  store: 2,
-  observe: 2,
-  config: 3,
-  policy: 4,
+const ROOMS: Record<string, Record<string, number>> = {
+  ca: {http: 0, authority: 1, provisioner: 2, keys: 2, store: 2, observe: 2, config: 3, policy: 4},
+  // the flows a command calls (host above setup and login, which it uses), the CA's API, what this
+  // machine's OpenSSH holds and reads, and $SSHCA_HOME
+  client: {host: 0, setup: 1, login: 1, 'ca-api': 2, local: 3, home: 4},
 }
 
 function walk(dir: string, out: string[] = []): string[] {
@@ -74,11 +69,11 @@ function importsOf(file: string, known: Set<string>): Edge[] {
   return edges
 }
 
-/** The layer (first folder under src/, or "errors") and, inside src/ca, the room ("" for src/ca's own files). */
+/** The layer (first folder under src/, or "errors") and, in a layer with rooms, the room ("" for the layer's own files). */
 function place(file: string): {layer: string; room?: string} {
   const parts = relative(SRC, file).split('/')
   const layer = parts.length === 1 ? parts[0]!.replace(/\.ts$/, '') : parts[0]!
-  return layer === 'ca' ? {layer, room: parts.length > 2 ? parts[1]! : ''} : {layer}
+  return ROOMS[layer] ? {layer, room: parts.length > 2 ? parts[1]! : ''} : {layer}
 }
 
 export function check(): string[] {
@@ -100,23 +95,22 @@ export function check(): string[] {
           problems.push(`${at(e)}: src/${a.layer} may not import src/${b.layer} (upward or sideways)`)
         continue
       }
-      if (a.layer !== 'ca' || a.room === b.room) continue
-      // inside the signing core: the process files may import any room; a room only those on lower floors
+      const floors = ROOMS[a.layer]
+      if (!floors || a.room === b.room) continue
+      // inside a layer with rooms: its own files may import any room; a room only those on lower floors
       if (a.room === '') continue
+      const L = `src/${a.layer}`
       if (b.room === '') {
-        problems.push(
-          `${at(e)}: room src/ca/${a.room} may not import src/ca's own files (server, admin) above every room`,
-        )
+        problems.push(`${at(e)}: room ${L}/${a.room} may not import ${L}'s own files, above every room`)
         continue
       }
-      if (!CA_ROOMS.includes(a.room!) || !CA_ROOMS.includes(b.room!)) {
-        problems.push(
-          `${at(e)}: src/ca/${!CA_ROOMS.includes(a.room!) ? a.room : b.room} is not a known room (add it to scripts/deps-check.ts)`,
-        )
+      const unknown = [a.room!, b.room!].find((r) => floors[r] === undefined)
+      if (unknown !== undefined) {
+        problems.push(`${at(e)}: ${L}/${unknown} is not a known room (add it to scripts/deps-check.ts)`)
         continue
       }
-      if (CA_FLOOR[b.room!]! <= CA_FLOOR[a.room!]!)
-        problems.push(`${at(e)}: room src/ca/${a.room} may not import src/ca/${b.room} (same floor or above)`)
+      if (floors[b.room!]! <= floors[a.room!]!)
+        problems.push(`${at(e)}: room ${L}/${a.room} may not import ${L}/${b.room} (same floor or above)`)
     }
   }
 

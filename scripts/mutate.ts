@@ -6,7 +6,7 @@
  *   npm run mutate -- --mutate src/ssh/cert.ts           one file (repeat, or separate with commas)
  *   npm run mutate -- --mutate src/ssh/wire.ts:80-95     a line range
  *   npm run mutate -- --tests 'test/unit/ssh/*.test.ts'  only these test files
- *   npm run mutate -- --runner command --mutate src/client/bootstrap.ts
+ *   npm run mutate -- --runner command --mutate src/client/setup/bootstrap.ts
  *   SSHCA_MUTATE=src/ssh/cert.ts npm run mutate          the same through the environment
  *
  * Anything else is passed on to `stryker run` (e.g. --incremental, --logLevel debug).
@@ -26,7 +26,7 @@ const USAGE = `npm run mutate -- [--mutate FILE[:LINES]]... [--tests GLOB]... [-
 
   npm run mutate -- --mutate src/ca/provisioner/oidc.ts --tests 'test/unit/ca/oidc*.test.ts'   one file, its tests
   npm run mutate -- --mutate src/ssh/wire.ts:80-95                                             a line range
-  npm run mutate -- --runner command --mutate src/client/bootstrap.ts                         code run by bin/run.cjs
+  npm run mutate -- --runner command --mutate src/client/setup/bootstrap.ts                         code run by bin/run.cjs
   SSHCA_MUTATE=src/ssh/cert.ts npm run mutate                                                  the same by environment
 
 Without --mutate every file in TARGETS (stryker.config.mjs) is mutated: hours. Pick one file at a time.

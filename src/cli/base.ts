@@ -3,7 +3,7 @@
  * becomes a message (stderr) or an error document (--json, stdout) and an exit code.
  */
 import {Command, type Interfaces} from '@oclif/core'
-import {retryNote, showRetryWaits} from '../client/retry.ts'
+import {retryNote, showRetryWaits} from '../client/ca-api/retry.ts'
 import {isSshcaError} from '../errors.ts'
 import {jsonText, terminalText} from '../util/text.ts'
 import {errorJson, errorText, exitCodeFor, toSshcaError} from './errors.ts'

@@ -2,8 +2,8 @@
  * `sshca list`, shared by the oclif command and the start-up fast path (bin/run.cjs), so both print
  * the same bytes. Kept free of @oclif/core: importing it costs more than the whole command.
  */
-import {knownUserCas, sshcaHome} from '../client/home.ts'
-import {listCertificates, type ListResult} from '../client/list.ts'
+import {knownUserCas, sshcaHome} from '../client/home/home.ts'
+import {listCertificates, type ListResult} from '../client/local/list.ts'
 import {renderList} from './render.ts'
 
 export type ListOutput = ListResult

@@ -3,10 +3,10 @@
  * (bin/run.cjs → src/cli/fast.ts), so both behave and print alike. Interactive pieces (browser,
  * spinner, prompt) load only when a person is signing in.
  */
-import {retryNote, showRetryWaits} from '../client/retry.ts'
-import {sshcaHome} from '../client/home.ts'
-import type {LoginDeps, LoginResult} from '../client/login-types.ts'
-import type {LoginEvent} from '../client/oidc.ts'
+import {retryNote, showRetryWaits} from '../client/ca-api/retry.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import type {LoginDeps, LoginResult} from '../client/login/login-types.ts'
+import type {LoginEvent} from '../client/login/oidc.ts'
 import {SshcaError} from '../errors.ts'
 import {readInput} from './io.ts'
 import {renderFallback, renderLogin} from './render.ts'
@@ -56,7 +56,7 @@ export async function loginSession(
     env: process.env,
     agent: {},
     clock: Date.now,
-    tokenStore: async () => (await import('../client/token-store.ts')).defaultTokenStore(home),
+    tokenStore: async () => (await import('../client/home/token-store.ts')).defaultTokenStore(home),
     interactive: {
       openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
       ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),
@@ -82,8 +82,8 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
   if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
   if (f.ensure) {
     // before every ssh connection: answer from the agent alone, before the sign-in machinery loads
-    const {heldCertificate} = await import('../client/ensure.ts')
-    const {loadContext} = await import('../client/home.ts')
+    const {heldCertificate} = await import('../client/login/ensure.ts')
+    const {loadContext} = await import('../client/home/home.ts')
     const held = await heldCertificate(
       await loadContext(sshcaHome(), f.context),
       {...(f.identity ? {identity: f.identity} : {}), ...(f.out ? {out: f.out} : {})},
@@ -91,7 +91,7 @@ export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; tex
     )
     if (held) return {result: held, text: f.quiet ? '' : renderLogin(held)}
   }
-  const {login} = await import('../client/login.ts')
+  const {login} = await import('../client/login/login.ts')
   const session = await loginSession(f)
   try {
     const result = await login(

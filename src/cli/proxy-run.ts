@@ -3,8 +3,8 @@
  * every connection ssh opens, so it skips oclif). stdout is ssh's transport: the login is quiet and
  * everything a person must read goes to the terminal.
  */
-import {sshcaHome} from '../client/home.ts'
-import {contextForHost, pipeToHost} from '../client/proxy.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {contextForHost, pipeToHost} from '../client/login/proxy.ts'
 import {SshcaError} from '../errors.ts'
 import {runLogin} from './login-run.ts'
 import {terminalText} from '../util/text.ts'

@@ -1,7 +1,7 @@
 /** Text renderers for the operator's safety net: backup, restore, the emergency stop, status, host audit. Pure. */
 import type {BackupResult, RestoreResult} from '../ca/backup.ts'
 import type {IssuanceStatus, MarkRestoredResult, StopResult} from '../ca/safety.ts'
-import type {HostAuditResult} from '../client/host-audit.ts'
+import type {HostAuditResult} from '../client/host/host-audit.ts'
 
 const mib = (n: number): string => (n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`)
 

@@ -1,9 +1,9 @@
 /** Text renderers for command results. Pure: they return strings; the commands print them. */
-import type {CertificateView, OptionView} from '../client/certificates.ts'
-import type {ClientConfigResult} from '../client/config.ts'
-import type {InspectResult} from '../client/inspect.ts'
-import type {ListResult} from '../client/list.ts'
-import type {LoginResult} from '../client/login.ts'
+import type {CertificateView, OptionView} from '../client/local/certificates.ts'
+import type {ClientConfigResult} from '../client/setup/config.ts'
+import type {InspectResult} from '../client/local/inspect.ts'
+import type {ListResult} from '../client/local/list.ts'
+import type {LoginResult} from '../client/login/login.ts'
 import {KNOWN_EXTENSIONS} from '../ssh/cert.ts'
 import {shortDuration, table} from './format.ts'
 

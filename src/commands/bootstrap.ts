@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
-import {bootstrap} from '../client/bootstrap.ts'
-import {sshcaHome} from '../client/home.ts'
+import {bootstrap} from '../client/setup/bootstrap.ts'
+import {sshcaHome} from '../client/home/home.ts'
 
 export default class Bootstrap extends BaseCommand {
   static override summary = 'Trust a CA, given its URL and the SHA-256 fingerprint of its root.'

@@ -2,8 +2,8 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {ARGV_WARNING, chooseTokenSource, readEnrollmentToken, TOKEN_ENV} from '../cli/token-input.ts'
-import {signHostKey} from '../client/host.ts'
-import {sshcaHome} from '../client/home.ts'
+import {signHostKey} from '../client/host/host.ts'
+import {sshcaHome} from '../client/home/home.ts'
 import {SshcaError} from '../errors.ts'
 
 export default class Certificate extends BaseCommand {

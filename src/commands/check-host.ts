@@ -2,8 +2,8 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {loginSession} from '../cli/login-run.ts'
-import {sshcaHome} from '../client/home.ts'
-import {checkHost} from '../client/possession.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {checkHost} from '../client/host/possession.ts'
 
 export default class CheckHost extends BaseCommand {
   static override summary = 'Does the CA have a current host certificate for HOST? Prints true or false; exit 0 or 1.'

@@ -2,8 +2,8 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {renderClientConfig} from '../cli/render.ts'
-import {caKeys, configureClient, configureHost, SSHD_DIR, SYSTEMD_DIR} from '../client/config.ts'
-import {sshcaHome} from '../client/home.ts'
+import {caKeys, configureClient, configureHost, SSHD_DIR, SYSTEMD_DIR} from '../client/setup/config.ts'
+import {sshcaHome} from '../client/home/home.ts'
 
 export default class Config extends BaseCommand {
   static override summary =

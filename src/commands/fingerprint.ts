@@ -1,7 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {readStdin} from '../cli/io.ts'
-import {FINGERPRINT_FORMATS, FINGERPRINT_LIMIT, fingerprintFile, type FingerprintFormat} from '../client/cert-tools.ts'
+import {
+  FINGERPRINT_FORMATS,
+  FINGERPRINT_LIMIT,
+  fingerprintFile,
+  type FingerprintFormat,
+} from '../client/host/cert-tools.ts'
 
 export default class Fingerprint extends BaseCommand {
   static override summary = 'Print the SHA-256 fingerprint of SSH public keys or certificates.'

@@ -3,8 +3,8 @@ import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {table} from '../cli/format.ts'
 import {loginSession} from '../cli/login-run.ts'
-import {sshcaHome} from '../client/home.ts'
-import {listHosts} from '../client/possession.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {listHosts} from '../client/host/possession.ts'
 
 export default class Hosts extends BaseCommand {
   static override summary = 'List the hosts that hold a current host certificate from the CA.'

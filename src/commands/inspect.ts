@@ -4,7 +4,7 @@ import {EXIT} from '../cli/exit-codes.ts'
 import {readInput} from '../cli/io.ts'
 import {validityText} from '../cli/format.ts'
 import {renderInspect} from '../cli/render.ts'
-import {inspectCertificate, type InspectResult} from '../client/inspect.ts'
+import {inspectCertificate, type InspectResult} from '../client/local/inspect.ts'
 
 export default class Inspect extends BaseCommand {
   static override summary = 'Show an OpenSSH certificate as ssh-keygen -L does, and check its signature.'

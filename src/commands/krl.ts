@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {fetchKrl} from '../client/host.ts'
-import {sshcaHome} from '../client/home.ts'
+import {fetchKrl} from '../client/host/host.ts'
+import {sshcaHome} from '../client/home/home.ts'
 
 export default class Krl extends BaseCommand {
   static override summary = "Fetch the CA's key revocation list (KRL) for sshd's RevokedKeys."

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
 import {runLogin} from '../cli/login-run.ts'
-import type {LoginResult} from '../client/login.ts'
+import type {LoginResult} from '../client/login/login.ts'
 
 export default class Login extends BaseCommand {
   static override summary = 'Sign in and get a short-lived SSH certificate into your ssh-agent.'

@@ -1,9 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {sshcaHome} from '../client/home.ts'
-import {logout} from '../client/logout.ts'
-import {defaultTokenStore} from '../client/token-store.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {logout} from '../client/login/logout.ts'
+import {defaultTokenStore} from '../client/home/token-store.ts'
 
 export default class Logout extends BaseCommand {
   static override summary =

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {shortDuration} from '../cli/format.ts'
-import {needsRenewal, type NeedsRenewalResult} from '../client/cert-tools.ts'
+import {needsRenewal, type NeedsRenewalResult} from '../client/host/cert-tools.ts'
 
 export default class NeedsRenewal extends BaseCommand {
   static override summary = 'Exit 0 when an SSH certificate needs renewing, 1 when it does not (for scripts).'

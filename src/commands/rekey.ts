@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {sshcaHome} from '../client/home.ts'
-import {rekeyHost} from '../client/possession.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {rekeyHost} from '../client/host/possession.ts'
 
 export default class Rekey extends BaseCommand {
   static override summary = 'Replace a host key: a new key and a certificate for it, proven by the current one.'

@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {reloadSshdIfOwed, renewHostCert} from '../client/host.ts'
-import {sshcaHome} from '../client/home.ts'
+import {reloadSshdIfOwed, renewHostCert} from '../client/host/host.ts'
+import {sshcaHome} from '../client/home/home.ts'
 
 export default class Renew extends BaseCommand {
   static override summary = 'Renew a host certificate by proving possession of its key.'

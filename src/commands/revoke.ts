@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {sshcaHome} from '../client/home.ts'
-import {revokeOwn} from '../client/possession.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {revokeOwn} from '../client/host/possession.ts'
 import {SshcaError} from '../errors.ts'
 
 /** RFC 5280 reason codes, as step's --reasonCode takes them (number or name). */

@@ -1,8 +1,8 @@
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {sshcaHome} from '../client/home.ts'
-import {status, type StatusCheck, type StatusResult} from '../client/status.ts'
-import {defaultTokenStore} from '../client/token-store.ts'
+import {sshcaHome} from '../client/home/home.ts'
+import {status, type StatusCheck, type StatusResult} from '../client/setup/status.ts'
+import {defaultTokenStore} from '../client/home/token-store.ts'
 
 const MARK = {ok: '✓', warn: '!', fail: '✗'}
 const LABEL: Record<keyof StatusResult['checks'], string> = {

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import {validContextName} from '../../src/client/home.ts'
-import {beginMarker, endMarker, mergeKnownHosts} from '../../src/client/known-hosts.ts'
+import {validContextName} from '../../src/client/home/home.ts'
+import {beginMarker, endMarker, mergeKnownHosts} from '../../src/client/local/known-hosts.ts'
 import {keyPool, onlySshcaError} from './arbitraries.ts'
 import {bounded, property} from './fuzz.ts'
 

@@ -9,7 +9,7 @@ import {keySigner} from '../../src/ssh/signature.ts'
 import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {beginMarker} from '../../src/client/known-hosts.ts'
+import {beginMarker} from '../../src/client/local/known-hosts.ts'
 
 describe('sshca bootstrap', function () {
   this.timeout(60_000)

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import {createServer, type Server} from 'node:http'
-import {CaClient} from '../../src/client/ca-client.ts'
-import {RETRY, showRetryWaits, type RetryWait} from '../../src/client/retry.ts'
+import {CaClient} from '../../src/client/ca-api/ca-client.ts'
+import {RETRY, showRetryWaits, type RetryWait} from '../../src/client/ca-api/retry.ts'
 import {SshcaError} from '../../src/errors.ts'
 import {SshSignResponse} from '../../src/protocol/api.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'

@@ -102,7 +102,7 @@ describe('X.509 root rotation: the old root vouches for the new one', function (
   })
 
   it('the new root is pinned only when the pinned root vouches for it: a root the CA merely lists is not trusted', async () => {
-    const {nextPinnedRoots} = await import('../../src/client/roots.ts')
+    const {nextPinnedRoots} = await import('../../src/client/ca-api/roots.ts')
     const {createRoot} = await import('../../src/ca/keys/pki.ts')
     const rogue = await createRoot('rogue', new Date(), 2)
     const r = await roots()

@@ -9,7 +9,7 @@ import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {validityText} from '../../src/cli/format.ts'
 import {renderInspect} from '../../src/cli/render.ts'
-import {inspectCertificate} from '../../src/client/inspect.ts'
+import {inspectCertificate} from '../../src/client/local/inspect.ts'
 import {
   FOREVER,
   certificateLine,

@@ -55,7 +55,14 @@ export interface AuditTrace {
   key_type?: string
   cert_type?: string
   /** The rule's authorizing webhook: what it answered, and how long it took. */
-  webhook?: {url: string; urlSha256: string; outcome: 'allow' | 'deny' | 'error'; status: number | null; ms: number; why?: string}
+  webhook?: {
+    url: string
+    urlSha256: string
+    outcome: 'allow' | 'deny' | 'error'
+    status: number | null
+    ms: number
+    why?: string
+  }
   /** What the request asked for, when not a certificate: its refusal is audited under that name. */
   action?: 'read' | 'revoke'
   /** Why a token was refused, when something else (the issuance stop) was the answer. */

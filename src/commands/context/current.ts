@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../cli/base.ts'
-import {contextCurrent} from '../../client/contexts.ts'
-import {sshcaHome} from '../../client/home.ts'
+import {contextCurrent} from '../../client/setup/contexts.ts'
+import {sshcaHome} from '../../client/home/home.ts'
 
 export default class ContextCurrent extends BaseCommand {
   static override summary = 'Print the current context: the CA commands use without --context.'

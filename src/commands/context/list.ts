@@ -1,7 +1,7 @@
 import {BaseCommand} from '../../cli/base.ts'
 import {table} from '../../cli/format.ts'
-import {contextList} from '../../client/contexts.ts'
-import {sshcaHome} from '../../client/home.ts'
+import {contextList} from '../../client/setup/contexts.ts'
+import {sshcaHome} from '../../client/home/home.ts'
 
 export default class ContextList extends BaseCommand {
   static override summary = 'List the CAs bootstrapped on this machine, the current one marked.'

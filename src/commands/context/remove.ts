@@ -1,8 +1,8 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
-import {contextRemove} from '../../client/contexts.ts'
-import {sshcaHome} from '../../client/home.ts'
-import {defaultTokenStore} from '../../client/token-store.ts'
+import {contextRemove} from '../../client/setup/contexts.ts'
+import {sshcaHome} from '../../client/home/home.ts'
+import {defaultTokenStore} from '../../client/home/token-store.ts'
 
 export default class ContextRemove extends BaseCommand {
   static override summary =

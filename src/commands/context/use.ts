@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base.ts'
-import {contextUse} from '../../client/contexts.ts'
-import {sshcaHome} from '../../client/home.ts'
+import {contextUse} from '../../client/setup/contexts.ts'
+import {sshcaHome} from '../../client/home/home.ts'
 
 export default class ContextUse extends BaseCommand {
   static override summary = 'Make a bootstrapped CA the current context.'

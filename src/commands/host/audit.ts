@@ -37,8 +37,8 @@ sshd -T shows the settings for a connection none applies to. Run as root (sshd -
 
   async run() {
     const {flags} = await this.parse(HostAudit)
-    const {auditHost} = await import('../../client/host-audit.ts')
-    const {sshcaHome} = await import('../../client/home.ts')
+    const {auditHost} = await import('../../client/host/host-audit.ts')
+    const {sshcaHome} = await import('../../client/home/home.ts')
     const r = await auditHost({
       sshdConfig: flags['sshd-config'],
       passwd: flags.passwd,

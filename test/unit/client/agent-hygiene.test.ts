@@ -12,7 +12,7 @@ import {
   signedByOneOf,
   supersededBy,
   userCaKeys,
-} from '../../../src/client/agent-hygiene.ts'
+} from '../../../src/client/local/agent-hygiene.ts'
 import {signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'

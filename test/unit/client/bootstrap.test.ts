@@ -4,7 +4,7 @@ import {
   fingerprintsEqual,
   normalizeCaUrl,
   normalizeFingerprint,
-} from '../../../src/client/bootstrap.ts'
+} from '../../../src/client/setup/bootstrap.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 const FP = '3f'.repeat(32)

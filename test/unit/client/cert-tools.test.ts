@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {fingerprintFile, needsRenewal} from '../../../src/client/cert-tools.ts'
+import {fingerprintFile, needsRenewal} from '../../../src/client/host/cert-tools.ts'
 import {certificateLine, FOREVER, signCertificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'

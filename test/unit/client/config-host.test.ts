@@ -1,5 +1,5 @@
 /**
- * `sshca config --host` in process (src/client/config.ts, configureHost): the user CA key file, the
+ * `sshca config --host` in process (src/client/setup/config.ts, configureHost): the user CA key file, the
  * KRL, the sshd snippet and the systemd units, byte for byte, into temp folders that stand in for
  * /etc/ssh and /etc/systemd/system; what is refused, and that a refusal writes nothing. The root-only
  * check reads a made-up file system (its rules: exec-path.test.ts).
@@ -8,15 +8,15 @@ import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import {
   configureHost,
   SSHD_DIR,
   SYSTEMD_DIR,
   type HostConfigOptions,
   type HostConfigResult,
-} from '../../../src/client/config.ts'
-import type {ExecPathDeps, InstalledSshca} from '../../../src/client/exec-path.ts'
+} from '../../../src/client/setup/config.ts'
+import type {ExecPathDeps, InstalledSshca} from '../../../src/client/local/exec-path.ts'
 import {certificateLine, signCertificate} from '../../../src/ssh/cert.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'

@@ -1,5 +1,5 @@
 /**
- * `sshca config` on a person's machine, in process (src/client/config.ts): the known_hosts block, the
+ * `sshca config` on a person's machine, in process (src/client/setup/config.ts): the known_hosts block, the
  * context's KRL, sshca's ssh_config and its Include in ~/.ssh/config, against a CA whose every answer
  * the test sets. $HOME is a temp folder for the whole file: ~/.ssh is never the real one.
  */
@@ -17,7 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import {dirname, join, resolve} from 'node:path'
-import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import {
   caKeys,
   configureClient,
@@ -25,16 +25,16 @@ import {
   overlappingContexts,
   replaceWithBackup,
   type ClientConfigOptions,
-} from '../../../src/client/config.ts'
-import type {InstalledSshca} from '../../../src/client/exec-path.ts'
-import {refreshContextKrl} from '../../../src/client/krl.ts'
-import {fetchSshRoots, syncKnownHosts} from '../../../src/client/ca-keys.ts'
-import {CaClient} from '../../../src/client/ca-client.ts'
-import {contextRemove} from '../../../src/client/contexts.ts'
-import {loadContext} from '../../../src/client/home.ts'
-import type {TokenStore} from '../../../src/client/token-store.ts'
-import {updateContext, withSettingsLock} from '../../../src/client/settings-lock.ts'
-import {localSshVersion, supportsMatchFinal} from '../../../src/client/ssh-config.ts'
+} from '../../../src/client/setup/config.ts'
+import type {InstalledSshca} from '../../../src/client/local/exec-path.ts'
+import {refreshContextKrl} from '../../../src/client/ca-api/krl.ts'
+import {fetchSshRoots, syncKnownHosts} from '../../../src/client/ca-api/ca-keys.ts'
+import {CaClient} from '../../../src/client/ca-api/ca-client.ts'
+import {contextRemove} from '../../../src/client/setup/contexts.ts'
+import {loadContext} from '../../../src/client/home/home.ts'
+import type {TokenStore} from '../../../src/client/home/token-store.ts'
+import {updateContext, withSettingsLock} from '../../../src/client/home/settings-lock.ts'
+import {localSshVersion, supportsMatchFinal} from '../../../src/client/local/ssh-config.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'

@@ -11,7 +11,7 @@ import {
   treeProblem,
   type EntryInfo,
   type ExecPathDeps,
-} from '../../../src/client/exec-path.ts'
+} from '../../../src/client/local/exec-path.ts'
 
 type Node = Partial<EntryInfo> & {link?: string}
 

@@ -9,7 +9,7 @@ import {
   ensureHomeLayout,
   readLayout,
   type HomeMigration,
-} from '../../../src/client/home-layout.ts'
+} from '../../../src/client/home/home-layout.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
 /** A home as sshca 0.1.0 wrote it: no layout.json. */

@@ -30,8 +30,8 @@ import {
   validContextName,
   type HomeCheckDeps,
   type PathInfo,
-} from '../../../src/client/home.ts'
-import {HOME_LAYOUT, LAYOUT_FILE} from '../../../src/client/home-layout.ts'
+} from '../../../src/client/home/home.ts'
+import {HOME_LAYOUT, LAYOUT_FILE} from '../../../src/client/home/home-layout.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'

@@ -1,7 +1,7 @@
 /** The pure parts of `sshca host audit`: sshd -T output, passwd lines, AuthorizedKeysFile tokens, authorized_keys lines. */
 import assert from 'node:assert/strict'
-import {expandAuthorizedKeysPath, parseAuthorizedKeys, parsePasswd} from '../../../src/client/host-audit.ts'
-import {parseSshdT} from '../../../src/client/sshd-effective.ts'
+import {expandAuthorizedKeysPath, parseAuthorizedKeys, parsePasswd} from '../../../src/client/host/host-audit.ts'
+import {parseSshdT} from '../../../src/client/local/sshd-effective.ts'
 import {spawnSync} from 'node:child_process'
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import {writeFileSync} from 'node:fs'

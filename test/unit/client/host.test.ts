@@ -1,5 +1,5 @@
 /**
- * The host's side of sshca in process (src/client/host.ts): `sshca certificate --host --sign`,
+ * The host's side of sshca in process (src/client/host/host.ts): `sshca certificate --host --sign`,
  * `sshca renew` and `sshca krl` against a scripted HTTPS CA (test/helpers/scripted-server.ts) whose
  * every answer the test chooses, into temp folders standing in for /etc/ssh. What is written (the
  * exact line or bytes, 0644), what is sent (the key, the token, the principals, the proof of
@@ -11,7 +11,7 @@ import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {compactVerify, decodeJwt, decodeProtectedHeader} from 'jose'
-import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import {
   certPathFor,
   fetchKrl,
@@ -20,7 +20,7 @@ import {
   RENEW_WHEN_LEFT,
   renewHostCert,
   signHostKey,
-} from '../../../src/client/host.ts'
+} from '../../../src/client/host/host.ts'
 import {caIssuer, sshpopAudience} from '../../../src/protocol/tokens.ts'
 import {certificateLine, parseCertificate, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
@@ -57,7 +57,7 @@ const wrongClock = (now: () => bigint) =>
     ['a certificate that starts in ten minutes', (): [bigint, bigint] => [now() + 600n, now() + 7200n]],
   ] as const
 
-describe('host certificates in process (src/client/host.ts)', function () {
+describe('host certificates in process (src/client/host/host.ts)', function () {
   this.timeout(60_000)
   let ca: ScriptedCa
   let home: string

@@ -1,6 +1,6 @@
 /** Regressions found by test/fuzz/known-hosts.test.ts. */
 import assert from 'node:assert/strict'
-import {beginMarker, endMarker, mergeKnownHosts} from '../../../src/client/known-hosts.ts'
+import {beginMarker, endMarker, mergeKnownHosts} from '../../../src/client/local/known-hosts.ts'
 
 describe('known_hosts merge on hostile files (fuzz regressions)', () => {
   // the merge searched each block's end from the top of the file again: quadratic in the number of

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {beginMarker, endMarker, managedBlock, mergeKnownHosts} from '../../../src/client/known-hosts.ts'
+import {beginMarker, endMarker, managedBlock, mergeKnownHosts} from '../../../src/client/local/known-hosts.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 
 const KEY1 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo host CA'

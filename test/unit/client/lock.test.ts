@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {lockSite, withLock} from '../../../src/client/lock.ts'
+import {lockSite, withLock} from '../../../src/client/home/lock.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 import {waitFor} from '../../helpers/proc.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -183,7 +183,7 @@ describe('the login lock', () => {
       await gate
     })
     await waitFor('this process to hold the lock', () => held)
-    const lockModule = new URL('../../../src/client/lock.ts', import.meta.url).href
+    const lockModule = new URL('../../../src/client/home/lock.ts', import.meta.url).href
     const script = `import {withLock} from ${JSON.stringify(lockModule)}
 try {
   await withLock(${JSON.stringify(path)}, {timeoutMs: 1500, staleMs: 60000, pollMs: 20}, async () => console.log('took it'))

@@ -1,5 +1,5 @@
 /**
- * `sshca login` in process (src/client/login.ts) against a scripted HTTPS CA that signs the key it
+ * `sshca login` in process (src/client/login/login.ts) against a scripted HTTPS CA that signs the key it
  * is sent (test/helpers/scripted-server.ts) and an ssh-agent in memory behind a real unix socket
  * (test/helpers/memory-agent.ts: OpenSSH's behaviour, or gpg-agent's and others' quirks). Time is the
  * test's clock, for login and the agent alike. What goes into the agent (key, certificate, comment,
@@ -15,9 +15,9 @@ import {existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utim
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 import {SignJWT} from 'jose'
-import {bootstrap} from '../../../src/client/bootstrap.ts'
-import {CaClient} from '../../../src/client/ca-client.ts'
-import {agentlessFiles, CONTEXT_FILE, loadContext, readContext, saveContext} from '../../../src/client/home.ts'
+import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
+import {CaClient} from '../../../src/client/ca-api/ca-client.ts'
+import {agentlessFiles, CONTEXT_FILE, loadContext, readContext, saveContext} from '../../../src/client/home/home.ts'
 import {
   agentComment,
   login,
@@ -25,10 +25,10 @@ import {
   REUSE_MARGIN_SECONDS,
   type LoginDeps,
   type LoginOptions,
-} from '../../../src/client/login.ts'
-import {managedSshConfigPath, mergeSshConfig} from '../../../src/client/ssh-config.ts'
-import type {StoredRefresh, TokenStore} from '../../../src/client/token-store.ts'
-import type {HttpFetch, LoginEvent} from '../../../src/client/oidc.ts'
+} from '../../../src/client/login/login.ts'
+import {managedSshConfigPath, mergeSshConfig} from '../../../src/client/local/ssh-config.ts'
+import type {StoredRefresh, TokenStore} from '../../../src/client/home/token-store.ts'
+import type {HttpFetch, LoginEvent} from '../../../src/client/login/oidc.ts'
 import {certificateLine, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
 import {generatePrivateKey, parsePrivateKeyFile, type PrivateKey} from '../../../src/ssh/private-key.ts'
@@ -52,7 +52,7 @@ interface Issue {
   validBefore?: number
 }
 
-describe('login in process (src/client/login.ts)', function () {
+describe('login in process (src/client/login/login.ts)', function () {
   this.timeout(60_000)
   let ca: ScriptedCa
   let home: string

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {createServer, request} from 'node:http'
 import {connect} from 'node:net'
 import type {AddressInfo} from 'node:net'
-import {startLoopback, type Loopback} from '../../../src/client/loopback.ts'
+import {startLoopback, type Loopback} from '../../../src/client/login/loopback.ts'
 
 const STATE = 'st4te-0f-this-sign-in'
 

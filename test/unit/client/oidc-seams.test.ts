@@ -4,7 +4,7 @@
  * answered by the test, with no server.
  */
 import assert from 'node:assert/strict'
-import {githubActionsToken, supportsDeviceFlow, type HttpFetch} from '../../../src/client/oidc.ts'
+import {githubActionsToken, supportsDeviceFlow, type HttpFetch} from '../../../src/client/login/oidc.ts'
 import {rejectsCode} from '../../helpers/assert.ts'
 
 const json = (status: number, body: unknown) =>

@@ -1,14 +1,14 @@
 /**
- * `sshca rekey` (src/client/possession.ts rekeyHost) against a scripted CA: the certificate it returns
+ * `sshca rekey` (src/client/host/possession.ts rekeyHost) against a scripted CA: the certificate it returns
  * is checked like enrollment's and renewal's before the host key is replaced — which cannot be undone,
  * since the CA has moved the host's lineage to the new key.
  */
 import assert from 'node:assert/strict'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {bootstrap} from '../../../src/client/bootstrap.ts'
+import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import type {SshcaError} from '../../../src/errors.ts'
-import {rekeyHost} from '../../../src/client/possession.ts'
+import {rekeyHost} from '../../../src/client/host/possession.ts'
 import {certificateLine, signCertificate} from '../../../src/ssh/cert.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey} from '../../../src/ssh/private-key.ts'

@@ -3,7 +3,7 @@
  * bounded number of times and seconds, with jitter so shed clients do not return together.
  */
 import assert from 'node:assert/strict'
-import {RETRY, retryNote, retryWait} from '../../../src/client/retry.ts'
+import {RETRY, retryNote, retryWait} from '../../../src/client/ca-api/retry.ts'
 
 const res = (status: number, retryAfter?: string) => ({
   status,

@@ -1,15 +1,15 @@
 /**
- * A context's pinned roots followed through a root rotation (src/client/ca-keys.ts fetchSshRoots,
- * src/client/roots.ts): saved with their fingerprint under the settings lock, over the roots saved
+ * A context's pinned roots followed through a root rotation (src/client/ca-api/ca-keys.ts fetchSshRoots,
+ * src/client/ca-api/roots.ts): saved with their fingerprint under the settings lock, over the roots saved
  * then, never a copy a login read before another login's rotation.
  */
 import assert from 'node:assert/strict'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {certFingerprint, createRoot, crossCertify} from '../../../src/ca/keys/pki.ts'
-import type {CaClient} from '../../../src/client/ca-client.ts'
-import {fetchSshRoots} from '../../../src/client/ca-keys.ts'
-import {loadContext, ROOT_FILE, saveContext, type Context} from '../../../src/client/home.ts'
+import type {CaClient} from '../../../src/client/ca-api/ca-client.ts'
+import {fetchSshRoots} from '../../../src/client/ca-api/ca-keys.ts'
+import {loadContext, ROOT_FILE, saveContext, type Context} from '../../../src/client/home/home.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 

@@ -20,9 +20,9 @@ import {
   sshConfigBlockLines,
   sshConfigInstalled,
   supportsMatchFinal,
-} from '../../../src/client/ssh-config.ts'
-import {withSettingsLock} from '../../../src/client/settings-lock.ts'
-import {readContext, saveContext} from '../../../src/client/home.ts'
+} from '../../../src/client/local/ssh-config.ts'
+import {withSettingsLock} from '../../../src/client/home/settings-lock.ts'
+import {readContext, saveContext} from '../../../src/client/home/home.ts'
 import {throwsCode} from '../../helpers/assert.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {SshcaError} from '../../../src/errors.ts'
-import {diagnoseToken, explainTokenRefusal} from '../../../src/client/token-diagnosis.ts'
+import {diagnoseToken, explainTokenRefusal} from '../../../src/client/login/token-diagnosis.ts'
 
 const NOW = 1_800_000_000
 const jwt = (claims: Record<string, unknown>) =>
