@@ -14,7 +14,7 @@ import {unknownClaim} from '../policy/claims.ts'
 import {parseKms} from './kms.ts'
 import {
   DEFAULT_RESERVED_PRINCIPALS,
-  globToRegExp,
+  compileGlob,
   SAFE_VALUE,
   templateClaims,
   templateProblems,
@@ -534,7 +534,7 @@ function checkRule(
         )
     })
     for (const [from, to] of Object.entries(pf.map ?? {})) {
-      if (!pf.allow.some((g) => globToRegExp(g).test(from)))
+      if (!pf.allow.some((g) => compileGlob(g).test(from)))
         warnings.push(`${at}.certificate.principalsFrom.map: "${from}" is not admitted by allow, so it is never mapped`)
       if (!SAFE_VALUE.test(to))
         problems.push(`${at}.certificate.principalsFrom.map: "${to}" is outside [A-Za-z0-9._@:/-]`)
@@ -672,7 +672,7 @@ export function mayOverlap(a: MatchCondition, b: MatchCondition): boolean {
   if (vals && other && typeof other === 'object' && !Array.isArray(other)) {
     if ('domain' in other)
       return vals.some((v) => typeof v === 'string' && v.toLowerCase().endsWith(`@${other.domain.toLowerCase()}`))
-    if ('glob' in other) return vals.some((v) => typeof v === 'string' && globToRegExp(other.glob).test(v))
+    if ('glob' in other) return vals.some((v) => typeof v === 'string' && compileGlob(other.glob).test(v))
     return false // {contains} needs an array claim; a scalar claim can never satisfy both
   }
   // both are object conditions here: the type tests only narrow for the compiler
