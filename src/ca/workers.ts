@@ -371,6 +371,10 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     throw err
   }
 
+  // every change goes to every thread alive, those still starting too: a replacement was given the
+  // state of its spawn, and a change made before it is ready (a stop, a restore mark, a reload, a
+  // key) would otherwise never reach it. It reads these messages before it serves (its handler is
+  // set before it listens), in the order they were sent.
   return {
     port,
     threads,
@@ -378,7 +382,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       config = next
       const s = ++seq
       await Promise.all(
-        threads.map((w) => {
+        [...alive].map((w) => {
           const pending = acks.get(w)
           if (!pending) return undefined
           const acked = new Promise<void>((resolve) => pending.set(s, resolve)).finally(() => pending.delete(s))
@@ -389,15 +393,15 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     },
     setTls(next) {
       material = {...material, tls: next}
-      for (const w of threads) w.postMessage({t: 'tls', tls: next})
+      for (const w of alive) w.postMessage({t: 'tls', tls: next})
     },
     setMaterial(next) {
       material = toWire(next)
-      for (const w of threads) w.postMessage({t: 'material', material})
+      for (const w of alive) w.postMessage({t: 'material', material})
     },
     setSafety(next) {
       safety = next
-      for (const w of threads) w.postMessage({t: 'safety', safety: next})
+      for (const w of alive) w.postMessage({t: 'safety', safety: next})
     },
     async close() {
       closing = true

@@ -178,6 +178,49 @@ describe('the CA on worker threads', function () {
       )
     })
 
+    it('a replacement worker learns what changed while it started: the stop, a reload', async () => {
+      // the main thread reads the stop from the store every 20 ms, as replicas do every second
+      await stop()
+      stopped = undefined
+      t = await startTestCa(rule(gh.issuer, ['deploy'], roomy), {workers: 2, safetyIntervalMs: 20})
+      const dead = t.ca.pool!.threads[0]!
+      // the moment the replacement exists (its start-up state taken), issuance stops, and once the main
+      // thread has applied the stop, a policy is reloaded: both while the replacement starts
+      let startingAtReload = false
+      const changed = new Promise<void>((resolve, reject) =>
+        process.once('worker', () => {
+          void (async () => {
+            await t.ca.runtime.store.setIssuanceStop({at: Math.floor(Date.now() / 1000), reason: 'emergency'})
+            await waitFor('the main thread to apply the stop', () => t.ca.runtime.safety?.stop != null, 10_000)
+            await t.setPolicy(rule(gh.issuer, ['release'], roomy))
+            startingAtReload = t.ca.pool!.threads[0] === dead
+            assert.equal(await t.ca.reload(), true)
+          })().then(resolve, reject)
+        }),
+      )
+      await dead.terminate()
+      await changed
+      assert.ok(startingAtReload, 'the stop and the reload came while the replacement was starting')
+      await waitFor(
+        'the replacement worker',
+        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+        30_000,
+      )
+      await untilBothWorkers(
+        () => gh.mint(),
+        (r) => assert.equal(r.status, 503, JSON.stringify(r.json)),
+      )
+      await t.ca.runtime.store.setIssuanceStop(null)
+      await waitFor('the main thread to apply the resume', () => t.ca.runtime.safety?.stop == null, 10_000)
+      await untilBothWorkers(
+        () => gh.mint(),
+        (r) => {
+          assert.equal(r.status, 201, JSON.stringify(r.json))
+          assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
+        },
+      )
+    })
+
     it('the store has one writer: the workers open no database connection', async () => {
       const dbFiles = (dir: string) =>
         readdirSync('/proc/self/fd').filter((fd) => {
