@@ -142,8 +142,9 @@ export interface StopResult extends IssuanceStatus {
 }
 
 /**
- * Replicas read the stop each second (server.ts), and a request past the check when it lands still
- * completes: the last validity is computed after this long, so it counts what they issued meanwhile.
+ * Replicas read the stop each second (server.ts), and every issuance checks it once more just before
+ * its commit (however long it waited on a webhook or the IdP's keys): a request that commits within
+ * this long of the stop may still issue, so the last validity is computed after it, counting those.
  */
 export const STOP_SETTLE_MS = 2500
 

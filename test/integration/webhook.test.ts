@@ -9,9 +9,11 @@ import {chmodSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:https'
 import {join} from 'node:path'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
+import {resumeIssuance, stopIssuance} from '../../src/ca/safety.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {startTestCa, type TestCa} from '../helpers/ca.ts'
+import {waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 type Answer = {status: number; body: string; delayMs?: number}
@@ -246,6 +248,33 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal(audited.urlSha256, createHash('sha256').update(keyed).digest('hex').slice(0, 16))
     for (const key of ['API-KEY-123', 'PATH-KEY-456'])
       assert.ok(!t.audit().some((l) => JSON.stringify(l).includes(key)), `${key} is in no audit line`)
+  })
+
+  it('a request waiting on its webhook when issuance stops gets 503, not a certificate that outlives the stop', async () => {
+    await withWebhook({timeout: 8})
+    // the webhook allows, after 4 s: longer than the stop takes to settle and report
+    answer = {status: 200, body: '{"allow": true}', delayMs: 4000}
+    const asked = seen.length
+    const pending = sign()
+    await waitFor('the webhook to be asked', () => seen.length > asked, 10_000)
+    const stop = await stopIssuance({configPath: t.init.config, reason: 'IdP compromised'})
+    try {
+      const r = await pending
+      assert.equal(r.status, 503, r.text)
+      // the stop as the store says it, or as ca.yaml does (the stop sets both; whichever the CA read first)
+      assert.ok(['issuance_stopped', 'policy_disabled'].includes(lastLine('certificate_denied').reason as string))
+      assert.ok(
+        !t
+          .audit()
+          .some((l) => l.event === 'certificate_issued' && l.request_id === lastLine('certificate_denied').request_id),
+      )
+      assert.equal(stop.issuing, false)
+    } finally {
+      await resumeIssuance({configPath: t.init.config, reason: 'test over'})
+      await waitFor('issuance to resume', () => t.ca.runtime.safety?.stop == null, 10_000)
+      await withWebhook({})
+      answer = {status: 200, body: '{"allow": true}'}
+    }
   })
 
   it('a webhook that hangs holds at most half of the places: rules without one still sign, the excess is refused at once', async () => {

@@ -168,6 +168,9 @@ export async function issue(
   trace: AuditTrace,
   lineage?: Lineage,
 ): Promise<Certificate> {
+  // again just before the commit: a request past the first check may have waited seconds since (on
+  // its webhook, the IdP's keys, a slow HSM), and a stop that landed meanwhile must still hold
+  requireIssuanceEnabled(rt)
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage)
