@@ -1,8 +1,9 @@
 /**
  * OIDC token verification: route a token to its provisioner by issuer + audience (and azp), fetch
  * the issuer's discovery document and JWKS (cached; refetched at most once per cooldown on an
- * unknown key id; stale keys used for a while when a refresh fails; denied when none were ever
- * fetched), then verify with jose: asymmetric algorithms only, exp/nbf/iat with 60 s of leeway.
+ * unknown key id, and at most once per cooldown after a failed refresh; stale keys used for a while
+ * when a refresh fails, refreshed in the background meanwhile; denied when none were ever fetched),
+ * then verify with jose: asymmetric algorithms only, exp/nbf/iat with 60 s of leeway.
  */
 import {createHash} from 'node:crypto'
 import {
@@ -126,6 +127,9 @@ export function assertSecureUrl(url: string, what: string): URL {
 export class IssuerKeys {
   private keys?: {getKey: JWTVerifyGetKey; fetchedAt: number}
   private lastAttempt = 0
+  /** When the last refresh failed (ms) and why: none is tried again within the cooldown. */
+  private lastFailure = -Infinity
+  private lastError?: unknown
   private pending?: Promise<void>
   readonly issuer: string
   private readonly deps: Required<Omit<VerifierDeps, 'fetch' | 'onKeysFetch'>> &
@@ -190,6 +194,8 @@ export class IssuerKeys {
       .then(
         () => this.deps.onKeysFetch?.(this.issuer, 'ok'),
         (err: unknown) => {
+          this.lastFailure = this.deps.clock()
+          this.lastError = err
           this.deps.onKeysFetch?.(this.issuer, 'error')
           throw err
         },
@@ -200,19 +206,35 @@ export class IssuerKeys {
     return this.pending
   }
 
-  /** A jose key resolver: fresh keys when possible, stale ones within limits, none → fail closed. */
+  /**
+   * A jose key resolver: fresh keys when possible, stale ones within limits, none → fail closed.
+   * Anyone can make a request reach here (routing reads the unverified iss and aud), so the issuer is
+   * asked at most once per cooldown after a failure: otherwise each forged token would cost a
+   * discovery + JWKS fetch and, with a hanging issuer, hold its request for timeoutMs.
+   */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     const now = this.deps.clock()
     if (!this.keys || now - this.keys.fetchedAt > this.deps.maxAgeMs) {
-      try {
+      const coolingDown = now - this.lastFailure < this.deps.cooldownMs
+      if (this.keys && now - this.keys.fetchedAt <= this.deps.maxStaleMs) {
+        // stale but usable: used now, refreshed behind the request (its failure is counted and cools down)
+        if (!coolingDown) void this.refresh().catch(() => undefined)
+      } else if (coolingDown) {
+        // what failed last time, again, without asking (the operator's log keeps its cause)
+        throw this.lastError instanceof SshcaError
+          ? this.lastError
+          : new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the keys of ${this.issuer} could not be fetched`, {
+              cause: this.lastError,
+            })
+      } else {
         await this.refresh()
-      } catch (err) {
-        if (!this.keys || now - this.keys.fetchedAt > this.deps.maxStaleMs) throw err
       }
     }
     try {
       return await this.keys!.getKey(header, token)
     } catch (err) {
+      // an unknown key id asks again at most once per cooldown (a refresh under way counts: waiting on
+      // it would let forged key ids hold requests while the issuer hangs)
       if (err instanceof joseErrors.JWKSNoMatchingKey && now - this.lastAttempt > this.deps.cooldownMs) {
         await this.refresh().catch(() => undefined)
         return this.keys!.getKey(header, token)

@@ -447,9 +447,13 @@ describe("token verification: the IdP's keys", () => {
       .verify(await mint(idp.state.keys[0]!, {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300}))
       .catch((e: Error) => e)
     assert.ok(((err as Error).cause as Error).cause instanceof TypeError)
-    // back up: fresh keys again
+    // back up: fresh keys again once the cooldown after the failure has passed (not asked before)
     idp.state.down = false
+    await fails(v, 'ERR_UPSTREAM_UNAVAILABLE', 'jwks_unavailable')
+    assert.equal(idp.state.jwks, 1)
+    now += 30_000
     await ok(v)
+    assert.equal(idp.state.jwks, 2)
   })
 
   it('by default an unknown key id refetches at most every 30 seconds', async () => {
