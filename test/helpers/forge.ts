@@ -2,9 +2,9 @@
  * Certificates assembled field by field, with no checks, and signed by a real CA key: what a buggy or
  * hostile issuer can hand a parser, when src/ssh's own signCertificate would refuse to produce it.
  */
-import {generateKeyPairSync, randomBytes} from 'node:crypto'
+import {generateKeyPairSync, generatePrimeSync, randomBytes} from 'node:crypto'
 import {CERT_SUFFIX, FOREVER} from '../../src/ssh/cert.ts'
-import type {PublicKey} from '../../src/ssh/keys.ts'
+import {PublicKey} from '../../src/ssh/keys.ts'
 import type {PrivateKey} from '../../src/ssh/private-key.ts'
 import {signData} from '../../src/ssh/signature.ts'
 import {SshWriter} from '../../src/ssh/wire.ts'
@@ -82,4 +82,34 @@ export function krlOpenSshRefuses(): Buffer {
     .u8(1)
     .string(section)
     .toBuffer()
+}
+
+const bigintBytes = (v: bigint): Buffer => {
+  const hex = v.toString(16)
+  return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex')
+}
+const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? a : gcd(b, a % b))
+
+/**
+ * A real RSA key (n = p·q of `bits` bits) whose public exponent is a random odd number of `exponentBits`
+ * bits, coprime to φ(n): a key its holder can sign with, and whose every verification costs about
+ * exponentBits / 17 times a normal one. Only the public key is returned, as the CA would receive it.
+ */
+export function hugeExponentRsaKey(bits = 3072, exponentBits = 3000): PublicKey {
+  for (;;) {
+    const p = generatePrimeSync(bits / 2, {bigint: true})
+    const q = generatePrimeSync(bits / 2, {bigint: true})
+    const n = p * q
+    if (n.toString(2).length !== bits) continue
+    const phi = (p - 1n) * (q - 1n)
+    for (;;) {
+      const e = BigInt(`0x${randomBytes(exponentBits / 8).toString('hex')}`) | (1n << BigInt(exponentBits - 1)) | 1n
+      if (gcd(e, phi) === 1n) return PublicKey.fromBlob(rsaBlob(e, n))
+    }
+  }
+}
+
+/** An ssh-rsa public key blob with this exponent and modulus, unchecked. */
+export function rsaBlob(e: bigint, n: bigint): Buffer {
+  return Buffer.from(new SshWriter().string('ssh-rsa').mpint(bigintBytes(e)).mpint(bigintBytes(n)).toBuffer())
 }

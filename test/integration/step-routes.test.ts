@@ -18,8 +18,10 @@ import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
 import {mintSshpopToken, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {parseKrl} from '../../src/ssh/krl.ts'
+import type {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
+import {hugeExponentRsaKey} from '../helpers/forge.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {waitFor} from '../helpers/proc.ts'
 
@@ -123,6 +125,44 @@ describe("step's routes on sshca's CA", function () {
     assert.equal(res.status, 201, res.text)
     return {key, cert: crtOf(res), res}
   }
+
+  describe('an RSA subject key with a huge public exponent (each proof verified with it would cost ~40× the CPU)', () => {
+    let huge: PublicKey
+    before(() => {
+      huge = hugeExponentRsaKey(3072, 3000)
+    })
+    const refused = (res: Awaited<ReturnType<typeof post>>) => {
+      assert.equal(res.status, 400, res.text)
+      const d = denied((res.json as {request_id: string}).request_id)!
+      assert.equal(d.reason, 'bad_request')
+      assert.equal(d.event, 'certificate_denied')
+      assert.match((res.json as {message: string}).message, /exponent/)
+    }
+
+    it('/ssh/sign for a user: 400, no certificate', async () => {
+      refused(await post('/ssh/sign', {publicKey: huge.blob.toString('base64'), ott: await people(), certType: 'user'}))
+    })
+
+    it('/ssh/sign for a host (enrollment): 400, and the enrollment token is not spent', async () => {
+      const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {
+        rootFingerprint: t.init.rootFingerprint,
+        hostname: 'huge-e.example.test',
+        ttlSeconds: 600,
+        now: now(),
+      })
+      refused(await post('/ssh/sign', {publicKey: huge.blob.toString('base64'), ott: token, certType: 'host'}))
+      const key = generatePrivateKey('ed25519')
+      assert.equal((await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host'})).status, 201)
+    })
+
+    it('/ssh/rekey to such a key: 400, the host keeps its certificate', async () => {
+      const h = await enrol('huge-rekey.example.test')
+      refused(
+        await post('/ssh/rekey', {ott: await sshpop(h.key, h.cert, 'rekey'), publicKey: huge.blob.toString('base64')}),
+      )
+      assert.equal((await post('/ssh/renew', {ott: await sshpop(h.key, h.cert, 'renew')})).status, 201)
+    })
+  })
 
   describe('read routes', () => {
     it("GET /version: step's shape, and client authentication is asked for", async () => {

@@ -9,7 +9,8 @@
 import {SshcaError} from '../../errors.ts'
 import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
-import {PublicKey} from '../../ssh/keys.ts'
+import {bitLength, PublicKey} from '../../ssh/keys.ts'
+import {SshReader} from '../../ssh/wire.ts'
 import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, policyClaims, selectRule, type CertificateSpec} from '../policy/policy.ts'
 import {denial, reasonOf, type RuleConfig} from '../policy/types.ts'
@@ -42,13 +43,39 @@ export function parseSubjectKey(input: {blobBase64?: string; line?: string}): Pu
   }
 }
 
-/** ed25519 and ECDSA keys; RSA only from 3072 bits. */
+/** OpenSSH's own largest RSA modulus (OPENSSL_RSA_MAX_MODULUS_BITS in ssh-rsa.c). */
+export const MAX_RSA_BITS = 16384
+/** The largest RSA public exponent accepted, in bits: odd and below 2^32 (65537 in practice). */
+export const MAX_RSA_EXPONENT_BITS = 32
+
+/**
+ * ed25519 and ECDSA keys; RSA from 3072 to 16384 bits with a small odd exponent. Every later proof of
+ * possession (renew, rekey, revoke) is verified with this key: a huge exponent (or modulus) would make
+ * each verification, spent token or not, cost the CA many times the CPU of a normal one.
+ */
 export function checkSubjectKey(key: PublicKey): void {
-  if (key.type === 'ssh-rsa' && key.bits < MIN_RSA_BITS) {
+  if (key.type !== 'ssh-rsa') return
+  if (key.bits < MIN_RSA_BITS) {
     throw denial(
       'ERR_SSH_UNSUPPORTED',
       'bad_request',
       `RSA keys must have at least ${MIN_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`,
+    )
+  }
+  if (key.bits > MAX_RSA_BITS) {
+    throw denial(
+      'ERR_SSH_UNSUPPORTED',
+      'bad_request',
+      `RSA keys must have at most ${MAX_RSA_BITS} bits; this one has ${key.bits} (ed25519 is recommended)`,
+    )
+  }
+  // the fields are e then n; parseSubjectKey read them already, so this cannot fail
+  const e = new SshReader(key.fields).mpint('rsa e')
+  if (bitLength(e) > MAX_RSA_EXPONENT_BITS || (e.at(-1)! & 1) === 0 || bitLength(e) < 2) {
+    throw denial(
+      'ERR_SSH_UNSUPPORTED',
+      'bad_request',
+      `RSA keys must have a small odd public exponent (3 to 2^32, 65537 in practice); this one's has ${bitLength(e)} bits`,
     )
   }
 }

@@ -43,6 +43,7 @@ import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {SshcaError} from '../../../src/errors.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
+import {rsaBlob} from '../../helpers/forge.ts'
 import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://idp.example.com'
@@ -341,6 +342,21 @@ describe('the user signing pipeline (sign.ts)', () => {
     )
     assert.doesNotThrow(() => checkSubjectKey(generatePrivateKey('ecdsa').publicKey))
     assert.doesNotThrow(() => checkSubjectKey(ed().publicKey))
+  })
+
+  it('RSA keys: a small odd exponent (3 to 2^32) and at most 16384 bits, else every proof verified with the key costs the CA dearly', () => {
+    const n3072 = (1n << 3071n) | 1n
+    const rsa = (e: bigint, n = n3072) => PublicKey.fromBlob(rsaBlob(e, n))
+    for (const e of [3n, 65537n, (1n << 32n) - 1n]) assert.doesNotThrow(() => checkSubjectKey(rsa(e)), String(e))
+    for (const e of [1n, 65536n, 1n << 32n, (1n << 32n) + 1n, (1n << 2999n) | 1n])
+      throwsCode(() => checkSubjectKey(rsa(e)), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'}, /exponent/)
+    assert.doesNotThrow(() => checkSubjectKey(rsa(65537n, (1n << 16383n) | 1n)))
+    throwsCode(
+      () => checkSubjectKey(rsa(65537n, (1n << 16384n) | 1n)),
+      'ERR_SSH_UNSUPPORTED',
+      {reason: 'bad_request'},
+      /at most 16384 bits/,
+    )
   })
 
   it('the subject key: a base64 wire blob or an authorized_keys line; anything else is a 400 naming the format', () => {
