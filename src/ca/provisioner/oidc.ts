@@ -43,6 +43,8 @@ const UNSECURED_HEADER = Buffer.from('{"alg":"none"}').toString('base64url')
 /** Tokens may live this long (exp − iat) unless a provisioner sets maxTokenAge. */
 export const DEFAULT_MAX_TOKEN_AGE = 3600
 const MAX_TOKEN_LENGTH = 8192
+/** A jti that may key replay protection as it is: 1–256 printable ASCII characters, no space. */
+export const USABLE_JTI = /^[\x21-\x7e]{1,256}$/
 
 export interface VerifiedToken {
   provisioner: ProvisionerConfig
@@ -354,7 +356,12 @@ export class TokenVerifier {
     }
     // Not the nonce: an ID token from a refresh grant repeats the original nonce (OIDC Core §12.2),
     // so keying on it would refuse every refreshed sign-in as a replay.
-    const id = typeof claims.jti === 'string' && claims.jti ? `jti:${claims.jti}` : `signed:${signedContentHash(parts)}`
+    // a jti that is not 1–256 printable ASCII characters (the IdP's, not ours to refuse) keys on the
+    // signed content instead, as a token without one does: the id must be storable as it is
+    const id =
+      typeof claims.jti === 'string' && USABLE_JTI.test(claims.jti)
+        ? `jti:${claims.jti}`
+        : `signed:${signedContentHash(parts)}`
     return {
       provisioner,
       claims,

@@ -10,6 +10,7 @@ import {MAX_POP_TTL, POP_ALGORITHMS, TOKEN_LEEWAY as LEEWAY, type SshpopAction} 
 import {parseCertificate, type Certificate} from '../../ssh/cert.ts'
 import {denial} from '../policy/types.ts'
 import {SSH_FINGERPRINT, tokenError} from './enrollment.ts'
+import {USABLE_JTI} from './oidc.ts'
 
 /** The certificate an SSHPOP token carries, before anything is verified. */
 export function popCertificate(token: string): Certificate {
@@ -114,7 +115,8 @@ export async function verifyPop(
   }
   if ((claims.exp as number) - (claims.iat as number) > MAX_POP_TTL)
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token lives longer than 5 minutes')
-  if (typeof claims.jti !== 'string' || claims.jti.length > 256)
+  // printable ASCII: it becomes the spent token's id in the store (PostgreSQL refuses a NUL in text)
+  if (typeof claims.jti !== 'string' || !USABLE_JTI.test(claims.jti))
     throw denial('ERR_TOKEN_INVALID', 'proof_invalid', 'the SSHPOP token has no usable jti')
   // a rekey token may name the new key (`cnf: {kid: SHA256:…}`, as sshca's client writes it): then only
   // that key is rekeyed to, so a token stolen in flight buys no certificate for the thief's key; a

@@ -287,6 +287,10 @@ describe('SSHPOP proofs of possession', () => {
     assert.equal((await verifyPop(await pop({jti: 'x'.repeat(256)}), cert, check())).jti, 'x'.repeat(256))
     await refused(pop({jti: 5}))
     await refused(pop({jti: undefined}))
+    // printable ASCII only: it becomes the spent token's id, and a NUL in it failed a PostgreSQL group commit
+    for (const jti of ['', 'a\u0000b', 'a b', 'tab\t', 'caf\u00e9', '\ud800', 'del\u007f'])
+      await refused(pop({jti})).catch((e: Error) => assert.fail(`${JSON.stringify(jti)}: ${e.message}`))
+    assert.equal((await verifyPop(await pop({jti: '!~azAZ09-_.'}), cert, check())).jti, '!~azAZ09-_.')
     // without exp it would never expire (and the replay memory would hold it for NaN seconds); without iat its age is unknown
     await refused(pop({exp: undefined}))
     await refused(pop({iat: undefined}))

@@ -213,13 +213,15 @@ describe('token verification: the claims a token must carry and how long it coun
     assert.equal((await strict.verify(await mint(k(), {iat: NOW, exp: NOW + 600}))).claims.sub, 'alice')
   })
 
-  it('replay keys: the issuer with a non-empty string jti, else the signed content; the audit hash is of the text', async () => {
+  it('replay keys: the issuer with a jti of 1-256 printable ASCII characters, else the signed content; the audit hash is of the text', async () => {
     const withJti = await mint(k(), {jti: 'abc'})
     const r = await v.verify(withJti)
     assert.equal(r.tokenId, `${ISSUER}#jti:abc`)
     assert.equal(r.tokenHash, createHash('sha256').update(withJti).digest('hex'))
     assert.equal(tokenHash('x'), createHash('sha256').update('x').digest('hex'))
-    for (const jti of ['', 5, undefined]) {
+    assert.equal((await v.verify(await mint(k(), {jti: 'x'.repeat(256)}))).tokenId, `${ISSUER}#jti:${'x'.repeat(256)}`)
+    // as the SSHPOP jti: what PostgreSQL cannot store (a NUL), or too long, keys on the signed content
+    for (const jti of ['', 5, undefined, 'a\u0000b', 'a b', '\ud800', 'x'.repeat(257)]) {
       const t = await mint(k(), {jti: jti as string})
       assert.equal(
         (await v.verify(t)).tokenId,
