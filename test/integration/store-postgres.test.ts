@@ -132,6 +132,64 @@ describe('PostgreSQL store', function () {
     })
   })
 
+  describe('one bad issuance in a group commit fails only itself', () => {
+    /** Issuances sent in one event-loop turn: one sshca_issue call, one batch. */
+    const together = (s: Store, reqs: Parameters<Store['issue']>[0][]) =>
+      Promise.allSettled(reqs.map((r) => s.issue(r)))
+
+    it('a value the database refuses (expires_at not a number): the good issuances of its batch are recorded', async () => {
+      const s = await openOn(await server.createDatabase())
+      try {
+        const good = [record(), record()]
+        const poisoned = record()
+        const [a, bad, b] = await together(s, [
+          {token: {id: 'good-1', expiresAt: 3000}, record: good[0]!},
+          {token: {id: 'poisoned', expiresAt: Number.NaN}, record: poisoned},
+          {token: {id: 'good-2', expiresAt: 3000}, record: good[1]!},
+        ])
+        assert.deepEqual(a, {status: 'fulfilled', value: {ok: true}})
+        assert.deepEqual(b, {status: 'fulfilled', value: {ok: true}})
+        assert.equal(bad!.status, 'rejected')
+        for (const r of good) assert.deepEqual(await s.findCertificate(r.serial), r)
+        assert.equal(await s.findCertificate(poisoned.serial), undefined)
+        // a replay in a batch is still a replay: the item-by-item path keeps the store's verdicts
+        const [again, fresh] = await together(s, [
+          {token: {id: 'good-1', expiresAt: 3000}, record: record()},
+          {token: {id: 'good-3', expiresAt: 3000}, record: record()},
+        ])
+        assert.equal(again?.status === 'fulfilled' && again.value.ok, false)
+        assert.deepEqual(fresh, {status: 'fulfilled', value: {ok: true}})
+      } finally {
+        await s.close()
+      }
+    })
+
+    it('a NUL or a lone surrogate in what an IdP controls (sub, claims) or in a token id: stored escaped, the batch succeeds', async () => {
+      const s = await openOn(await server.createDatabase())
+      try {
+        const good = record()
+        const hostile = record({
+          subject: 'mallory\u0000\ud800x\udc00',
+          claims: {sub: 'mallory\u0000', 'k\u0000': '\udfff', nested: ['\u0000']},
+        })
+        const [a, h] = await together(s, [
+          {token: {id: 'good', expiresAt: 3000}, record: good},
+          {token: {id: 'sshpop#a\u0000b', expiresAt: 3000}, record: hostile},
+        ])
+        assert.deepEqual(a, {status: 'fulfilled', value: {ok: true}})
+        assert.deepEqual(h, {status: 'fulfilled', value: {ok: true}})
+        const row = (await s.findCertificate(hostile.serial))!
+        // the JSON escape, six characters, where the character was; the claims column is JSON and keeps them
+        assert.equal(row.subject, 'mallory\\u0000\\ud800x\\udc00')
+        assert.deepEqual(row.claims, hostile.claims)
+        assert.deepEqual(await s.findCertificate(good.serial), good)
+        assert.equal((await s.spentToken('sshpop#a\\u0000b'))?.serial, String(hostile.serial))
+      } finally {
+        await s.close()
+      }
+    })
+  })
+
   describe('migrations', () => {
     it('replicas starting at once on an empty database: every one opens, each migration is applied once', async () => {
       const url = await server.createDatabase()

@@ -192,6 +192,26 @@ function toOutcome(o: Outcome): IssueOutcome {
   }
 }
 
+// eslint-disable-next-line no-control-regex -- the point: what PostgreSQL's text and jsonb cannot hold
+const NOT_STORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
+/**
+ * A string as PostgreSQL can store it. Its text and jsonb hold no U+0000 and no lone surrogate (half
+ * of a UTF-16 pair, which has no UTF-8 form), and one such value in a group commit's `$1::jsonb`
+ * failed every issuance of the batch. Each is written as its JSON escape, six characters (`\u0000`,
+ * `\udXXX`): what the claims column, a JSON text, already holds for them, so the inventory still
+ * shows where they were. Every other string is kept as it is (a string that already spelled such an
+ * escape reads the same: the inventory records, it does not decide).
+ */
+export function pgStorable(value: string): string {
+  return value.replace(NOT_STORABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** JSON for PostgreSQL: every string value in it made storable (pgStorable). */
+export function pgJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? pgStorable(v) : v))
+}
+
 /** One issuance as sshca_issue reads it (a test holds another replica's issuance open with it). */
 export function batchItem({token, record: r, lineage}: IssueRequest): Record<string, unknown> {
   return {
@@ -362,7 +382,11 @@ export class PostgresStore implements Store {
   private async flush(): Promise<void> {
     const batch = this.pending.splice(0)
     if (batch.length === 0) return
-    const payload = JSON.stringify(batch.map((b) => batchItem(b.req)))
+    await this.issueBatch(batch)
+  }
+
+  private async issueBatch(batch: PendingIssue[]): Promise<void> {
+    const payload = pgJson(batch.map((b) => batchItem(b.req)))
     for (let attempt = 0; ; attempt++) {
       try {
         const started = performance.now()
@@ -379,6 +403,13 @@ export class PostgresStore implements Store {
         // a deadlock between two replicas' batches (one locked a lineage, the other a token) rolled
         // this one back whole: nothing of it was written, so it is safe to send again
         if (retryable(err) && attempt < 3) continue
+        // the call wrote nothing, and the database refused something in it (a value, a constraint) that
+        // one item may have brought: each alone then, so one bad issuance fails only itself, not the
+        // others that shared its turn (in their order: two renewals of one lineage stay first-wins)
+        if (batch.length > 1 && !retryable(err) && !isUnavailable(err)) {
+          for (const item of batch) await this.issueBatch([item])
+          return
+        }
         const e = storeError(err)
         for (const item of batch) item.reject(e)
         return
