@@ -25,6 +25,8 @@ describe('OIDC key cache: a failing issuer is asked at most once per cooldown', 
   let signingKey: KeyObject
   let jwk: Record<string, unknown>
   let mode: 'up' | 'down' | 'hang'
+  /** Keys the issuer publishes beside k1 (a rotation). */
+  let rotated: Record<string, unknown>[]
   /** Answers held by a hanging issuer, released at the end of a test. */
   let held: ((a: Answer) => void)[]
   let now: number
@@ -43,7 +45,7 @@ describe('OIDC key cache: a failing issuer is asked at most once per cooldown', 
       if (mode === 'down') return {status: 503, body: 'down'}
       if (mode === 'hang') return new Promise<Answer>((resolve) => held.push(resolve))
       if (path === '/.well-known/openid-configuration') return json({issuer: idp.url, jwks_uri: `${idp.url}/jwks`})
-      if (path === '/jwks') return json({keys: [jwk]})
+      if (path === '/jwks') return json({keys: [jwk, ...rotated]})
       return {status: 404, body: ''}
     }
     p = {name: 'sso', type: 'oidc', issuer: idp.url, clientId: AUDIENCE, audience: AUDIENCE, rules: []}
@@ -54,6 +56,7 @@ describe('OIDC key cache: a failing issuer is asked at most once per cooldown', 
   })
   beforeEach(() => {
     mode = 'up'
+    rotated = []
     held = []
     now = 1_800_000_000_000
     outcomes = []
@@ -80,9 +83,9 @@ describe('OIDC key cache: a failing issuer is asked at most once per cooldown', 
     const attacker = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey
     return mint(attacker)
   }
-  const mint = (key: KeyObject) =>
+  const mint = (key: KeyObject, kid = 'k1') =>
     new SignJWT({sub: 'mallory', jti: randomUUID()})
-      .setProtectedHeader({alg: 'ES256', kid: 'k1'})
+      .setProtectedHeader({alg: 'ES256', kid})
       .setIssuer(idp.url)
       .setAudience(AUDIENCE)
       .setIssuedAt(Math.floor(now / 1000))
@@ -129,6 +132,16 @@ describe('OIDC key cache: a failing issuer is asked at most once per cooldown', 
     await waitFor('the hanging request to arrive', () => held.length === 1)
     assert.equal(discoveries(), 2)
     assert.equal(held.length, 1)
+  })
+
+  it('a rotation: the first token under a new key id, with the keys past maxAge, waits for the refresh and verifies', async () => {
+    const v = verifier()
+    await v.verify(await mint(signingKey))
+    const next = generateKeyPairSync('ec', {namedCurve: 'P-256'})
+    rotated = [{...(await exportJWK(next.publicKey)), kid: 'k2', alg: 'ES256', use: 'sig'}]
+    now += MAX_AGE + 1000
+    assert.equal((await v.verify(await mint(next.privateKey, 'k2'))).claims.sub, 'mallory')
+    assert.equal(discoveries(), 2, 'one refresh, which the token waited for')
   })
 
   it('no keys ever fetched and the issuer down: one fetch per cooldown, the rest refused at once', async () => {

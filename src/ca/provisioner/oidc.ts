@@ -235,13 +235,14 @@ export class IssuerKeys {
     try {
       return await this.keys!.getKey(header, token)
     } catch (err) {
-      // an unknown key id asks again at most once per cooldown (a refresh under way counts: waiting on
-      // it would let forged key ids hold requests while the issuer hangs)
-      if (err instanceof joseErrors.JWKSNoMatchingKey && now - this.lastAttempt > this.deps.cooldownMs) {
-        await this.refresh().catch(() => undefined)
-        return this.keys!.getKey(header, token)
-      }
-      throw err
+      // an unknown key id (a rotation) waits for the refresh under way, which may bring it, or starts
+      // one at most once per cooldown: forged key ids wait on a hanging issuer only as long as that one
+      // refresh takes, once per cooldown
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
+      const inFlight = this.pending ?? (now - this.lastAttempt > this.deps.cooldownMs ? this.refresh() : undefined)
+      if (!inFlight) throw err
+      await inFlight.catch(() => undefined)
+      return this.keys!.getKey(header, token)
     }
   }
 }
