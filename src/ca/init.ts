@@ -252,7 +252,7 @@ provisioners:
 #  - name: sso
 #    type: oidc
 #    issuer: https://idp.example.com
-#    clientId: sshca-cli            # audience defaults to clientId
+#    clientId: sshca-cli            # a client of this CA's own; audience defaults to clientId
 #    # clientSecret: ...            # only for IdPs that insist on a secret for native apps
 #    rules:
 #      - name: engineers
@@ -265,7 +265,7 @@ provisioners:
 #  - name: ci
 #    type: oidc
 #    issuer: https://token.actions.githubusercontent.com
-#    audience: sshca-ci
+#    audience: https://ca.example.com   # this CA's own (its URL): any CA that accepts an audience accepts its tokens
 #    maxTtl: 15m
 #    rules:
 #      - name: deploy
