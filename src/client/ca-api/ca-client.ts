@@ -20,6 +20,15 @@ const TLS_TRUST_ERRORS = new Set([
   'CERT_NOT_YET_VALID',
 ])
 const MAX_BODY = 4 * 1024 * 1024
+/** Idle time allowed between two packets of a request (Node's socket timeout). */
+const IDLE_TIMEOUT_MS = 15_000
+/**
+ * The whole request, connect to the last byte of the body, whatever arrives meanwhile: the idle
+ * timeout alone lets a server (or anyone on the path of bootstrap's unpinned first request) that
+ * sends a byte every few seconds hold a request, and `login --ensure` under ssh's Match exec with it,
+ * for hours. Above the CA's own limits.requestTimeout (10 s by default) with room to spare.
+ */
+export const REQUEST_DEADLINE_MS = 60_000
 
 export interface RawResponse {
   status: number
@@ -38,9 +47,22 @@ export function httpsRequest(
     ca?: string
     insecure?: boolean
     timeoutMs?: number
+    /** The whole request's deadline (default REQUEST_DEADLINE_MS). */
+    deadlineMs?: number
   },
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
+    // settled once: the deadline's error wins over the reset it causes
+    let done = false
+    const finish = (fn: () => void): void => {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      fn()
+    }
+    const fail = (err: unknown): void => finish(() => reject(err))
+    const timedOut = (ms: number, what: string): Error =>
+      Object.assign(new Error(`${what} within ${ms} ms`), {code: 'ETIMEDOUT'})
     const o: RequestOptions = {
       method: opts.method ?? 'GET',
       headers: {
@@ -51,7 +73,7 @@ export function httpsRequest(
           : {}),
         ...opts.headers,
       },
-      timeout: opts.timeoutMs ?? 15_000,
+      timeout: opts.timeoutMs ?? IDLE_TIMEOUT_MS,
       ...(opts.agent
         ? {agent: opts.agent}
         : {agent: false, ...(opts.insecure ? {rejectUnauthorized: false} : {ca: opts.ca, rejectUnauthorized: true})}),
@@ -61,16 +83,29 @@ export function httpsRequest(
       let size = 0
       res.on('data', (c: Buffer) => {
         size += c.length
-        if (size > MAX_BODY) req.destroy(new Error('response too large'))
-        else chunks.push(c)
+        if (size > MAX_BODY) {
+          const err = new Error('response too large')
+          fail(err)
+          req.destroy(err)
+        } else chunks.push(c)
       })
-      res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks)}))
-      res.on('error', reject)
+      res.on('end', () =>
+        finish(() => resolve({status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks)})),
+      )
+      res.on('error', fail)
     })
-    req.on('timeout', () =>
-      req.destroy(Object.assign(new Error(`no answer within ${o.timeout} ms`), {code: 'ETIMEDOUT'})),
-    )
-    req.on('error', reject)
+    const deadlineMs = opts.deadlineMs ?? REQUEST_DEADLINE_MS
+    const deadline = setTimeout(() => {
+      const err = timedOut(deadlineMs, 'no complete answer')
+      fail(err)
+      req.destroy(err)
+    }, deadlineMs)
+    req.on('timeout', () => {
+      const err = timedOut(o.timeout!, 'no answer')
+      fail(err)
+      req.destroy(err)
+    })
+    req.on('error', fail)
     req.end(opts.body)
   })
 }
@@ -114,9 +149,12 @@ const STATUS_CODES: Record<number, ErrorCode> = {
 export class CaClient {
   readonly caUrl: string
   private readonly agent: Agent
+  private readonly deadlineMs: number
 
-  constructor(caUrl: string, rootPem: string) {
+  /** `o.deadlineMs`: each request's deadline, connect to the body's end (default REQUEST_DEADLINE_MS). */
+  constructor(caUrl: string, rootPem: string, o: {deadlineMs?: number} = {}) {
     this.caUrl = caUrl.replace(/\/+$/, '')
+    this.deadlineMs = o.deadlineMs ?? REQUEST_DEADLINE_MS
     this.agent = new Agent({keepAlive: true, maxSockets: 2, ca: rootPem, rejectUnauthorized: true})
   }
 
@@ -138,6 +176,7 @@ export class CaClient {
         res = await httpsRequest(new URL(this.caUrl + path), {
           method,
           agent: this.agent,
+          deadlineMs: this.deadlineMs,
           ...payload,
           ...(headers ? {headers} : {}),
         })

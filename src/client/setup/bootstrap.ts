@@ -35,6 +35,8 @@ export interface BootstrapOptions {
   fingerprint: string
   context?: string
   force?: boolean
+  /** Each request's deadline, connect to the body's end (default REQUEST_DEADLINE_MS). */
+  deadlineMs?: number
 }
 
 export interface BootstrapResult {
@@ -115,7 +117,10 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
   // 1. the root, without trusting TLS: the fingerprint is what we trust
   let res
   try {
-    res = await httpsRequest(new URL(`${caUrl}/root/${want}`), {insecure: true})
+    res = await httpsRequest(new URL(`${caUrl}/root/${want}`), {
+      insecure: true,
+      ...(o.deadlineMs ? {deadlineMs: o.deadlineMs} : {}),
+    })
   } catch (err) {
     throw networkError(caUrl, err)
   }
@@ -152,7 +157,7 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
   const rootPem = root.toString()
 
   // 2. the CA again, trusting that root alone: its TLS must chain to it
-  const client = new CaClient(caUrl, rootPem)
+  const client = new CaClient(caUrl, rootPem, o.deadlineMs ? {deadlineMs: o.deadlineMs} : {})
   try {
     let roots: SshRootsResponse
     try {
