@@ -7,6 +7,15 @@
  */
 export const asciiLower = (s: string): string => s.replace(/[A-Z]+/g, (m) => m.toLowerCase())
 
+/**
+ * `s` on one line: CR, LF and the other characters that end a line somewhere (VT, FF, NEL U+0085,
+ * the line and paragraph separators U+2028 and U+2029) become a space. For the words of an outside
+ * party (a CA's message, an identity provider's error) put inside one of sshca's own lines:
+ * terminalText keeps line ends, so a line break there would print lines that look like sshca's own
+ * (a forged error, a forged hint).
+ */
+export const singleLine = (s: string): string => s.replace(/\r\n|[\n\r\v\f\u0085\u2028\u2029]/g, ' ')
+
 /** Edits between two names, a swap of neighbours counting as one (optimal string alignment). */
 export function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from({length: a.length + 1}, (_, i) =>

@@ -7,6 +7,7 @@ import {Agent, request, type RequestOptions} from 'node:https'
 import {SshcaError, type ErrorCode} from '../../errors.ts'
 import {ErrorBody} from '../../protocol/api.ts'
 import type {Schema} from '../../protocol/check.ts'
+import {singleLine} from '../../util/text.ts'
 import {announceRetryWait, retryWait} from './retry.ts'
 
 const TLS_TRUST_ERRORS = new Set([
@@ -234,9 +235,11 @@ export class CaClient {
     // sshca's error bodies carry a request id; step-ca's ({status, message}) carry none
     const err = ErrorBody.safeParse(json)
     const header = res.headers['x-request-id']
-    const requestId =
-      (err.success ? err.data.request_id : undefined) ?? (typeof header === 'string' ? header : undefined)
-    const message = err.success ? err.data.message : `HTTP ${res.status}`
+    // the CA's words go inside sshca's own lines: one line each, or a hostile CA could print lines
+    // that look like sshca's (a forged error code, a forged hint to run something)
+    const rawId = (err.success ? err.data.request_id : undefined) ?? (typeof header === 'string' ? header : undefined)
+    const requestId = rawId === undefined ? undefined : singleLine(rawId)
+    const message = err.success ? singleLine(err.data.message) : `HTTP ${res.status}`
     const code = STATUS_CODES[res.status] ?? 'ERR_CA_BAD_RESPONSE'
     const lead =
       code === 'ERR_CA_DENIED'

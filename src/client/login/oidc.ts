@@ -6,6 +6,7 @@
 import type * as Oidc from 'openid-client'
 import {SshcaError} from '../../errors.ts'
 import {isLoopbackAddress, parseHostPort} from '../../util/net.ts'
+import {singleLine} from '../../util/text.ts'
 import {startLoopback} from './loopback.ts'
 
 export interface OidcProvisioner {
@@ -113,21 +114,29 @@ function idpError(p: OidcProvisioner, err: unknown): SshcaError {
     message: string
     cause?: {code?: string}
   }
+  // the identity provider's words are one line each: a line break in them would print lines that
+  // look like sshca's own (a forged error, a forged hint)
   if (e.error)
     return new SshcaError(
       'ERR_IDP_ERROR',
-      `the identity provider refused: ${e.error}${e.error_description ? ` (${e.error_description})` : ''}`,
+      `the identity provider refused: ${singleLine(String(e.error))}${e.error_description ? ` (${singleLine(String(e.error_description))})` : ''}`,
       {cause: err},
     )
   if (e.name === 'AbortError' || e.code === 'OAUTH_ABORT')
     return new SshcaError('ERR_LOGIN_CANCELLED', 'the sign-in was cancelled', {cause: err})
   const netCode = e.cause?.code ?? e.code
   if (netCode && /ECONN|ENOTFOUND|ETIMEDOUT|UND_ERR|OAUTH_TIMEOUT/.test(netCode)) {
-    return new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach the identity provider ${p.issuer}: ${netCode}`, {
-      cause: err,
-    })
+    return new SshcaError(
+      'ERR_IDP_UNREACHABLE',
+      `cannot reach the identity provider ${p.issuer}: ${singleLine(netCode)}`,
+      {
+        cause: err,
+      },
+    )
   }
-  return new SshcaError('ERR_IDP_ERROR', `the sign-in with ${p.issuer} failed: ${e.message}`, {cause: err})
+  return new SshcaError('ERR_IDP_ERROR', `the sign-in with ${p.issuer} failed: ${singleLine(String(e.message))}`, {
+    cause: err,
+  })
 }
 
 function scopeOf(p: OidcProvisioner): string {
@@ -228,11 +237,14 @@ export async function deviceLogin(p: OidcProvisioner, deps: InteractiveDeps): Pr
   } catch (err) {
     throw idpError(p, err)
   }
+  // the device flow's fields are printed inside sshca's own lines: one line each
   deps.notify({
     type: 'device_code',
-    userCode: handle.user_code,
-    verificationUri: handle.verification_uri,
-    ...(handle.verification_uri_complete ? {verificationUriComplete: handle.verification_uri_complete} : {}),
+    userCode: singleLine(handle.user_code),
+    verificationUri: singleLine(handle.verification_uri),
+    ...(handle.verification_uri_complete
+      ? {verificationUriComplete: singleLine(handle.verification_uri_complete)}
+      : {}),
     expiresIn: handle.expires_in,
   })
   const ms = Math.min(deps.timeoutMs ?? 5 * 60_000, handle.expires_in * 1000)
@@ -288,17 +300,27 @@ export async function githubActionsToken(
   const u = new URL(url)
   u.searchParams.set('audience', audience)
   let res: Response
+  let text: string
   try {
+    // the signal bounds the whole exchange, the body too: it is read inside it
     res = await http(u.toString(), {
       headers: {authorization: `Bearer ${bearer}`, accept: 'application/json'},
       signal: AbortSignal.timeout(15_000),
     })
+    text = await res.text()
   } catch (err) {
-    throw new SshcaError('ERR_IDP_UNREACHABLE', `cannot reach GitHub's token endpoint: ${(err as Error).message}`, {
-      cause: err,
-    })
+    throw new SshcaError(
+      'ERR_IDP_UNREACHABLE',
+      `cannot reach GitHub's token endpoint: ${singleLine((err as Error).message)}`,
+      {cause: err},
+    )
   }
-  const body = (await res.json().catch(() => ({}))) as {value?: string}
+  let body: {value?: string} = {}
+  try {
+    body = JSON.parse(text) as {value?: string}
+  } catch {
+    body = {}
+  }
   if (!res.ok || typeof body.value !== 'string')
     throw new SshcaError('ERR_IDP_ERROR', `GitHub's token endpoint answered ${res.status} without a token`)
   return body.value
