@@ -315,9 +315,9 @@ export async function githubActionsToken(
       {cause: err},
     )
   }
-  let body: {value?: string} = {}
+  let body: {value?: string}
   try {
-    body = JSON.parse(text) as {value?: string}
+    body = (JSON.parse(text) ?? {}) as {value?: string}
   } catch {
     body = {}
   }
