@@ -25,3 +25,14 @@ export async function readStdin(o: ReadTextOptions = {}): Promise<string> {
 export async function readInput(file: string, o: ReadTextOptions = {}): Promise<string> {
   return file === '-' ? readStdin(o) : readTextFile(file, 'file', o)
 }
+
+/**
+ * A secret (`what`: "ID token") from `file`, or standard input for "-": a file must be a regular file
+ * only its owner can read or write (checkOwnerOnly, on the descriptor read); `flag` names the option
+ * in the hint.
+ */
+export async function readSecretInput(file: string, what: string, flag: string): Promise<string> {
+  return file === '-' ? readStdin() : readTextFile(file, what, {ownerOnly: secretFileHint(file, flag)})
+}
+
+export const secretFileHint = (file: string, flag: string): string => `chmod 600 ${file}, or pipe it in with ${flag} -`

@@ -8,7 +8,8 @@ import {sshcaHome} from '../client/home/home.ts'
 import type {LoginDeps, LoginResult} from '../client/login/login-types.ts'
 import type {LoginEvent} from '../client/login/oidc.ts'
 import {SshcaError} from '../errors.ts'
-import {readInput} from './io.ts'
+import {readSecretInput, secretFileHint} from './io.ts'
+import {assertOwnerOnlyFile} from '../util/fs.ts'
 import {renderFallback, renderLogin} from './render.ts'
 import {terminalText} from '../util/text.ts'
 
@@ -40,7 +41,11 @@ export interface LoginFlags {
 export async function loginSession(
   f: Pick<LoginFlags, 'identityTokenFile' | 'githubActions' | 'console' | 'timeout' | 'quiet' | 'ensure'>,
 ): Promise<{deps: LoginDeps; identityToken: string | undefined; done(final?: string): void}> {
-  const identityToken = f.identityTokenFile !== undefined ? await readInput(f.identityTokenFile) : undefined
+  // a token file others can read is one they can spend first: refused (stdin, "-", stays allowed)
+  const identityToken =
+    f.identityTokenFile !== undefined
+      ? await readSecretInput(f.identityTokenFile, 'ID token', '--identity-token-file')
+      : undefined
   const home = sshcaHome()
   showRetryWaits(f.quiet ? undefined : (w, caUrl) => process.stderr.write(terminalText(retryNote(w, caUrl))))
   const interactive = f.identityTokenFile === undefined && !f.githubActions
@@ -81,6 +86,10 @@ export async function loginSession(
 export async function runLogin(f: LoginFlags): Promise<{result: LoginResult; text: string}> {
   if (f.audience && !f.githubActions) throw new SshcaError('ERR_USAGE', '--audience applies to --github-actions only')
   if (f.ensure) {
+    // proxycommand and ssh's Match exec name a token file on every connection: one others can read is
+    // refused even while a certificate is held and the file is not read
+    if (f.identityTokenFile !== undefined && f.identityTokenFile !== '-')
+      assertOwnerOnlyFile(f.identityTokenFile, 'ID token', secretFileHint(f.identityTokenFile, '--identity-token-file'))
     // before every ssh connection: answer from the agent alone, before the sign-in machinery loads
     const {heldCertificate} = await import('../client/login/ensure.ts')
     const {loadContext} = await import('../client/home/home.ts')

@@ -5,9 +5,8 @@
  * (/proc/PID/environ is readable by the same user and root only) are not. --token still works, with
  * a warning. Exactly one source: two would leave a person unsure which token was used.
  */
-import {stat} from 'node:fs/promises'
 import {SshcaError} from '../errors.ts'
-import {readInput} from './io.ts'
+import {readSecretInput} from './io.ts'
 
 export const TOKEN_ENV = 'SSHCA_TOKEN'
 
@@ -47,17 +46,7 @@ export function chooseTokenSource(o: {
 export async function readEnrollmentToken(src: TokenSource): Promise<string> {
   let token: string
   if (src.kind === 'file') {
-    if (src.path !== '-') {
-      const s = await stat(src.path).catch(() => undefined)
-      if (s && s.mode & 0o077) {
-        throw new SshcaError(
-          'ERR_FILE_PERMISSIONS',
-          `${src.path} holds an enrollment token and other users may read it (mode 0${(s.mode & 0o777).toString(8)})`,
-          {hint: `chmod 600 ${src.path}, or pipe the token in with --token-file -`},
-        )
-      }
-    }
-    token = await readInput(src.path)
+    token = await readSecretInput(src.path, 'enrollment token', '--token-file')
   } else {
     token = src.value
   }

@@ -1,5 +1,5 @@
 /** Files that must never be half-written or readable by others. */
-import {closeSync, openSync, readSync} from 'node:fs'
+import {closeSync, constants as fsConstants, fstatSync, openSync, readSync} from 'node:fs'
 import {lstat, mkdir, open, readFile, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {SshcaError} from '../errors.ts'
@@ -19,6 +19,11 @@ export interface ReadTextOptions {
   largeHint?: string
   /** Said when the file cannot be read for its permissions (ERR_FILE_PERMISSIONS). */
   accessHint?: string
+  /**
+   * The file is a secret (a token): refused unless it is a regular file with no group or other
+   * permission bits (checkOwnerOnly); this is the hint of that refusal.
+   */
+  ownerOnly?: string
 }
 
 /** ERR_INPUT for an input over its limit; `what` names it. */
@@ -50,11 +55,14 @@ export function readTextFile(path: string, what: string, o: ReadTextOptions = {}
   }
   let fd: number
   try {
-    fd = openSync(path, 'r')
+    // a secret is checked on the descriptor it is read from; non-blocking, so that a FIFO is refused
+    // rather than waited on
+    fd = o.ownerOnly === undefined ? openSync(path, 'r') : openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
   } catch (err) {
     throw failed(err)
   }
   try {
+    if (o.ownerOnly !== undefined) checkOwnerOnly(fd, path, what, o.ownerOnly)
     // one buffer, grown by doubling up to limit + 1 bytes: a pipe that trickles its bytes costs no more
     // memory than a file of the same size (a buffer kept per read held 64 KiB for each byte read)
     let buf = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1))
@@ -136,6 +144,43 @@ export async function exists(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
     throw err
+  }
+}
+
+/**
+ * Refuses, on its open descriptor `fd`, a secret file (`what`: "ID token") that is not a regular file
+ * or that has any group or other permission bit: another local user who can read a token can spend
+ * it first (SECURITY.md row 1). On the descriptor, so the file checked is the file read.
+ */
+export function checkOwnerOnly(fd: number, path: string, what: string, hint: string): void {
+  const s = fstatSync(fd)
+  if (!s.isFile()) throw new SshcaError('ERR_INPUT', `${path} holds the ${what} but is not a regular file`, {hint})
+  if (s.mode & 0o077) {
+    throw new SshcaError(
+      'ERR_FILE_PERMISSIONS',
+      `${path} holds the ${what} and other users may read or replace it (mode 0${(s.mode & 0o777).toString(8)})`,
+      {hint},
+    )
+  }
+}
+
+/**
+ * checkOwnerOnly for a file sshca does not read now (a path it records, a token it may not need):
+ * opened, checked, closed. A file that does not exist passes: whatever keeps it fresh may not have
+ * written it yet, and whoever reads it later checks it again.
+ */
+export function assertOwnerOnlyFile(path: string, what: string, hint: string): void {
+  let fd: number
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw new SshcaError('ERR_INPUT', `cannot read the ${what} ${path}: ${(err as Error).message}`, {cause: err})
+  }
+  try {
+    checkOwnerOnly(fd, path, what, hint)
+  } finally {
+    closeSync(fd)
   }
 }
 

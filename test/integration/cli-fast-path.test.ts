@@ -37,8 +37,8 @@ describe('fast path and oclif print the same', function () {
     const dir = tempDir()
     const a = join(dir, 'a')
     const b = join(dir, 'b')
-    writeFileSync(a, await w.gh.mint(tokenClaims))
-    writeFileSync(b, await w.gh.mint(tokenClaims))
+    writeFileSync(a, await w.gh.mint(tokenClaims), {mode: 0o600})
+    writeFileSync(b, await w.gh.mint(tokenClaims), {mode: 0o600})
     const fast = await sshca(args(a), {env: w.env})
     const slow = await sshca(args(b), {env: {...w.env, SSHCA_NO_FAST_PATH: '1'}})
     return {fast, slow}
@@ -80,7 +80,7 @@ describe('fast path and oclif print the same', function () {
     assert.equal(denied.fast.code, 7)
     assert.equal(norm(denied.fast.stderr), norm(denied.slow.stderr))
     const dir = tempDir()
-    writeFileSync(join(dir, 'empty'), '')
+    writeFileSync(join(dir, 'empty'), '', {mode: 0o600})
     for (const args of [
       ['login', '--identity-token-file', join(dir, 'empty')],
       ['login', '--identity-token-file', join(dir, 'missing')],
@@ -146,7 +146,7 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({
 `,
     )
     const token = join(dir, 'token')
-    writeFileSync(token, await w.gh.mint())
+    writeFileSync(token, await w.gh.mint(), {mode: 0o600})
     let runs = 0
     const run = async (args: string[]): Promise<{files: string[]; crypto: boolean}> => {
       const out = join(dir, `loaded-${++runs}.json`)
@@ -173,7 +173,7 @@ process.on('exit', () => appendFileSync(process.env.LOADED_OUT, JSON.stringify({
     const krl = join(w.home, 'contexts', 'test', 'revoked_host_keys.krl')
     const login = async (): Promise<void> => {
       const f = join(dir, `t${Math.random()}`)
-      writeFileSync(f, await w.gh.mint())
+      writeFileSync(f, await w.gh.mint(), {mode: 0o600})
       const r = await sshca(['login', '--identity-token-file', f], {env: w.env})
       assert.equal(r.code, 0, r.stderr)
     }

@@ -193,7 +193,7 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.equal(r.code, 2)
       assert.match(
         r.stderr,
-        /ERR_FILE_PERMISSIONS\]: .*token holds an enrollment token and other users may read it \(mode 0644\)/,
+        /ERR_FILE_PERMISSIONS\]: .*token holds the enrollment token and other users may read or replace it \(mode 0644\)/,
       )
       const both = await sshca(
         ['certificate', '--host', '--sign', '--token-file', secretFile(token), 'argv-refused', `${key}.pub`],

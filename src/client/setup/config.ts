@@ -11,7 +11,7 @@ import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../../ssh/
 import {parseCertificateLine} from '../../ssh/cert.ts'
 import {parseKrl} from '../../ssh/krl.ts'
 import {PublicKey} from '../../ssh/keys.ts'
-import {exists, privateDir, readUtf8File, writeFileAtomic} from '../../util/fs.ts'
+import {assertOwnerOnlyFile, exists, privateDir, readUtf8File, writeFileAtomic} from '../../util/fs.ts'
 import {unifiedDiff} from '../../util/diff.ts'
 import {CaClient} from '../ca-api/ca-client.ts'
 import {defaultKnownHosts, dropKnownHostsBlock, refreshSshRoots, replaceWithBackup} from '../ca-api/ca-keys.ts'
@@ -168,6 +168,10 @@ export const overlapWarning = (self: string, pattern: string, o: {context: strin
  * fetches and shows, writes nothing.
  */
 export async function configureClient(home: string, o: ClientConfigOptions): Promise<ClientConfigResult> {
+  // the token file ssh's logins will read: refused now, before anything is written, when another user
+  // could read it (each of those logins would refuse it)
+  if (o.identityTokenFile !== undefined)
+    assertOwnerOnlyFile(o.identityTokenFile, 'ID token', `chmod 600 ${o.identityTokenFile}`)
   const loaded = await loadContext(home, o.context)
   const ca = new CaClient(loaded.caUrl, loaded.rootPem)
   try {
