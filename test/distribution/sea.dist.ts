@@ -102,7 +102,7 @@ describe('the single executable', function () {
     ])
     assert.equal(boot.code, 0, boot.stderr)
     const dir = tempDir()
-    writeFileSync(join(dir, 'token'), await w.gh.mint({}))
+    writeFileSync(join(dir, 'token'), await w.gh.mint({}), {mode: 0o600})
     const login = await sea(['login', '--identity-token-file', join(dir, 'token'), '--json'])
     assert.equal(login.code, 0, login.stderr)
     assert.ok(JSON.parse(login.stdout).certificate.principals.length > 0, login.stdout)
@@ -117,7 +117,7 @@ describe('the single executable', function () {
 
   it('takes the oclif path too: login --no-agent --out (no fast path), then inspect checks the file', async () => {
     const dir = tempDir()
-    writeFileSync(join(dir, 'token'), await w.gh.mint({}))
+    writeFileSync(join(dir, 'token'), await w.gh.mint({}), {mode: 0o600})
     const login = await sea(
       ['login', '--identity-token-file', join(dir, 'token'), '--no-agent', '--out', join(dir, 'k')],
       {SSHCA_NO_FAST_PATH: '1'},
