@@ -191,7 +191,7 @@ describe('the CA on worker threads', function () {
         process.once('worker', () => {
           void (async () => {
             await t.ca.runtime.store.setIssuanceStop({at: Math.floor(Date.now() / 1000), reason: 'emergency'})
-            await waitFor('the main thread to apply the stop', () => t.ca.runtime.safety?.stop != null, 10_000)
+            await waitFor('the main thread to apply the stop', () => Boolean(t.ca.runtime.safety?.stop), 10_000)
             await t.setPolicy(rule(gh.issuer, ['release'], roomy))
             startingAtReload = t.ca.pool!.threads[0] === dead
             assert.equal(await t.ca.reload(), true)
@@ -211,7 +211,7 @@ describe('the CA on worker threads', function () {
         (r) => assert.equal(r.status, 503, JSON.stringify(r.json)),
       )
       await t.ca.runtime.store.setIssuanceStop(null)
-      await waitFor('the main thread to apply the resume', () => t.ca.runtime.safety?.stop == null, 10_000)
+      await waitFor('the main thread to apply the resume', () => !t.ca.runtime.safety?.stop, 10_000)
       await untilBothWorkers(
         () => gh.mint(),
         (r) => {

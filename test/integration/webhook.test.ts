@@ -271,7 +271,7 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
       assert.equal(stop.issuing, false)
     } finally {
       await resumeIssuance({configPath: t.init.config, reason: 'test over'})
-      await waitFor('issuance to resume', () => t.ca.runtime.safety?.stop == null, 10_000)
+      await waitFor('issuance to resume', () => !t.ca.runtime.safety?.stop, 10_000)
       await withWebhook({})
       answer = {status: 200, body: '{"allow": true}'}
     }
