@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   ERR_CONTEXT_NOT_FOUND: 'the named context does not exist',
   ERR_TRUST_FINGERPRINT_MISMATCH: 'the CA root does not have the expected fingerprint',
   ERR_TRUST_ROOT_CHANGED: 'the context already trusts a different root',
+  ERR_TRUST_TOKEN_AUDIENCE:
+    "the ID token is for an issuer and audience another context's CA is sent tokens for: not sent",
   ERR_TRUST_TLS: 'the CA presented a TLS certificate that does not chain to the pinned root',
   ERR_CA_UNREACHABLE: 'the CA could not be reached',
   ERR_HOST_UNREACHABLE: 'the SSH host could not be reached (proxycommand)',

@@ -45,6 +45,11 @@ export interface ContextSettings {
    * `login --ensure` and `proxycommand` (no terminal to ask on) sign in the way the person chose.
    */
   provisioner?: string
+  /**
+   * The (issuer, audience) pairs of the ID tokens sent to this CA: a token for one of them is good
+   * there, so no other context (of another root) sends one (src/client/login/token-audiences.ts).
+   */
+  tokenAudiences?: {issuer: string; audience: string}[]
 }
 
 /** The managed ssh_config block of a context, as `sshca config` last wrote it. */
@@ -122,7 +127,13 @@ export function settingsProblem(v: unknown): string | undefined {
     ['sshConfig', 'agentless'].map((k) => kind(k, 'an object', object, true)).find(Boolean) ??
     (o.sshConfig !== undefined && !text((o.sshConfig as Record<string, unknown>).pattern)
       ? `${CONTEXT_FILE}: sshConfig.pattern is not a string`
-      : undefined)
+      : undefined) ??
+    kind(
+      'tokenAudiences',
+      'a list of {issuer, audience}',
+      (x) => Array.isArray(x) && x.every((a) => object(a) && text(a.issuer) && text(a.audience)),
+      true,
+    )
   )
 }
 

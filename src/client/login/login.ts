@@ -36,6 +36,7 @@ import {fetchSshRoots, syncKnownHosts, type RefreshedRoots} from '../ca-api/ca-k
 import {agentlessFiles, loadContext, saveContext, type Context} from '../home/home.ts'
 import {refreshContextKrl, type ContextKrl} from '../ca-api/krl.ts'
 import {heldCertificate, loginCertificateView} from './ensure.ts'
+import {refuseTokenOfAnotherCa, rememberAudiences} from './token-audiences.ts'
 import type {LoginDeps, LoginMethod, LoginOptions, LoginResult} from './login-types.ts'
 import {listProvisioners} from '../ca-api/provisioners.ts'
 import {withLock} from '../home/lock.ts'
@@ -440,6 +441,8 @@ async function signIn(
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
   const sign = async (ott: string) => {
+    // never a token that another context's CA is sent tokens for: this CA could spend it there
+    await refuseTokenOfAnotherCa(deps.home, ctx, ott)
     // call() sends the request before it returns: the keys' request, started next, waits its turn
     const signed = ca.call('POST', '/ssh/sign', SshSignResponse, {
       publicKey: key.publicKey.blob.toString('base64'),
@@ -473,9 +476,16 @@ async function signIn(
   // (saved by fetchSshRoots), never from the copy read before it
   const before = ctx
   ctx = chosen ? {...keys, provisioner: chosen.name} : keys
-  // signed in: the context remembers how, for the next login that names no provisioner
-  if (chosen && before.provisioner !== chosen.name)
-    await updateContext(ctx, (saved) => ({...saved, provisioner: chosen.name}))
+  // signed in: the context remembers how, for the next login that names no provisioner, and the
+  // token's issuer and audience, which no other context's CA is then sent (a write only when new)
+  const named = chosen && before.provisioner !== chosen.name
+  const audiences = rememberAudiences(before, idToken)
+  if (named || audiences)
+    await updateContext(ctx, (saved) => ({
+      ...saved,
+      ...(named ? {provisioner: chosen.name} : {}),
+      ...(rememberAudiences(saved, idToken) ?? {}),
+    }))
   const comment = agentComment(ctx.name, provisioner)
   const base = {
     context: ctx.name,
