@@ -60,6 +60,19 @@ describe('an ID token another context sends its CA is never sent to this one', f
     assert.match(err.hint, /sshca context remove prod/)
     assert.equal(staging.audit().length, lines, 'staging was sent nothing')
 
+    // the other commands that send a token: hosts and check-host (as a Bearer), a host certificate
+    for (const args of [['hosts'], ['check-host', 'web1.example.com']]) {
+      const refused = await sshca(
+        [...args, '--context', 'staging', '--identity-token-file', await tokenFile(), '--json'],
+        {
+          env: w.env,
+        },
+      )
+      assert.equal(refused.code, 4, `${args[0]}: ${refused.stdout}${refused.stderr}`)
+      assert.match(refused.stdout, /ERR_TRUST_TOKEN_AUDIENCE/)
+    }
+    assert.equal(staging.audit().length, lines, 'staging was sent nothing')
+
     // prod's CA under a second name: the same root, the same tokens
     assert.equal((await w.bootstrap('prod-again'), (await login('prod-again')).code), 0)
     assert.equal((await login('prod')).code, 0, 'prod itself signs in as before')

@@ -21,6 +21,7 @@ import {sshdBinary} from '../local/sshd-effective.ts'
 import {errorTail, runQuiet, SYSTEM_PATH, type RunResult} from '../../util/run.ts'
 import {sshpopProvisioner} from '../ca-api/provisioners.ts'
 import {isoFromSeconds} from '../../util/iso-time.ts'
+import {refuseTokenOfAnotherCa} from '../login/token-audiences.ts'
 
 /** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
 export function certPathFor(pubkeyFile: string): string {
@@ -95,6 +96,8 @@ export async function signHostKey(
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     const token = o.token.trim()
+    // an ID token in place of an enrollment token is checked as login checks one
+    await refuseTokenOfAnotherCa(home, ctx, token)
     const roots = fetchSshRoots(ctx, ca).then(
       (r) => r.ctx,
       () => ctx,

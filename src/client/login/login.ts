@@ -285,22 +285,44 @@ export async function login(o: LoginOptions, deps: LoginDeps): Promise<LoginResu
  * browser or device flow). `existing` may short-circuit once the provisioner is known (login skips
  * when the agent has a certificate); `beforeInteractive` runs just before a person is asked.
  */
+interface ObtainedToken {
+  idToken: string
+  method: LoginMethod
+  provisioner: string | null
+  store: TokenStore | undefined
+  chosen?: OidcProvisioner
+}
+
+type TokenHooks<T> = {
+  existing?: (provisioner: string) => Promise<T | undefined>
+  beforeInteractive?: () => Promise<void>
+}
+
+/**
+ * An ID token for this context's CA (or what `hooks.existing` short-circuits with). Every token a
+ * command sends goes through here (login, hosts, check-host): never one that another context's CA is
+ * sent tokens for, which this CA could spend there.
+ */
 export async function obtainIdToken<T = never>(
   ctx: Context,
   ca: CaClient,
   o: LoginOptions,
   deps: LoginDeps,
-  hooks: {existing?: (provisioner: string) => Promise<T | undefined>; beforeInteractive?: () => Promise<void>} = {},
-): Promise<
-  | {
-      idToken: string
-      method: LoginMethod
-      provisioner: string | null
-      store: TokenStore | undefined
-      chosen?: OidcProvisioner
-    }
-  | T
-> {
+  hooks: TokenHooks<T> = {},
+): Promise<ObtainedToken | T> {
+  const got = await idTokenFor(ctx, ca, o, deps, hooks)
+  if (typeof got === 'object' && got !== null && 'idToken' in got && typeof got.idToken === 'string')
+    await refuseTokenOfAnotherCa(deps.home, ctx, got.idToken)
+  return got
+}
+
+async function idTokenFor<T>(
+  ctx: Context,
+  ca: CaClient,
+  o: LoginOptions,
+  deps: LoginDeps,
+  hooks: TokenHooks<T>,
+): Promise<ObtainedToken | T> {
   if (o.identityToken !== undefined) {
     const idToken = o.identityToken.trim()
     if (!idToken) throw new SshcaError('ERR_INPUT', 'the identity token file is empty')

