@@ -417,7 +417,9 @@ describe('the README, role by role, as written', function () {
           box: 'runner',
           before: async () => {
             copyFileSync(join(T, 'etc-sshca', 'certs', 'root_ca.crt'), join(T, 'cwd', 'root_ca.crt')) // published beside the fingerprint
-            vars.idToken = await gh.mint()
+            // the job's token for the CI provisioner's audience (the README's policy gives it the CA's URL)
+            const ci = (readmePolicy() as {name: string; audience?: string}[]).find((p) => p.name === 'ci')!
+            vars.idToken = await gh.mint({aud: ci.audience!})
           },
         },
       'ssh -i job_key deploy@web1.example.com ./deploy.sh': {
