@@ -79,6 +79,18 @@ export interface RunningCa {
 export const PURGE_EVERY_MS = 60_000
 
 /**
+ * How long past its expiry a spent token's id is kept. Replicas sharing a store each purge by their
+ * own clock: one running ahead would drop ids that a replica running behind still accepts tokens
+ * for, and those tokens would sign again there for the length of the skew.
+ */
+export const PURGE_MARGIN_SECONDS = 3600
+
+/** One purge of the spent-token ids, `PURGE_MARGIN_SECONDS` behind this replica's clock. */
+export function purgeSpentTokens(store: Pick<Store, 'purgeExpiredTokens'>, nowMs: number): Promise<number> {
+  return store.purgeExpiredTokens(Math.floor(nowMs / 1000) - PURGE_MARGIN_SECONDS)
+}
+
+/**
  * The default number of worker threads: one per core the process may use; none in the single
  * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
  */
@@ -336,10 +348,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const onHup = (): void => void reload()
   if (opts.handleSignals) process.on('SIGHUP', onHup)
   // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
-  const purge = setInterval(
-    () => void store.purgeExpiredTokens(Math.floor(clock() / 1000)).catch(() => undefined),
-    PURGE_EVERY_MS,
-  )
+  const purge = setInterval(() => void purgeSpentTokens(store, clock()).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
   renew.unref()

@@ -7,6 +7,7 @@ import {MIGRATIONS, SCHEMA_VERSION} from '../../../src/ca/store/migrations.ts'
 import {migrateSqlite, parseStop, SqliteStore, storeError} from '../../../src/ca/store/sqlite.ts'
 import type {IssueOutcome} from '../../../src/ca/store/store.ts'
 import {SshcaError} from '../../../src/errors.ts'
+import {PURGE_MARGIN_SECONDS, purgeSpentTokens} from '../../../src/ca/server.ts'
 import {record} from '../../contract/store.ts'
 import {tempDir} from '../../helpers/tmp.ts'
 
@@ -105,6 +106,30 @@ describe('SQLite store: migrations', () => {
       assert.equal(userVersion(db), 2)
     } finally {
       db.close()
+    }
+  })
+
+  it("the purge keeps a spent token's id an hour past its expiry: a replica whose clock runs behind still knows it", async () => {
+    const s = new SqliteStore(join(dir, 'purge.sqlite'), {background: false})
+    try {
+      const now = 1_800_000_000
+      // expired ten minutes ago by this replica's clock; a replica ten minutes behind still takes it
+      assert.deepEqual(await s.issue({token: {id: 'recent', expiresAt: now - 600}, record: record()}), {ok: true})
+      assert.deepEqual(
+        await s.issue({token: {id: 'old', expiresAt: now - PURGE_MARGIN_SECONDS - 1}, record: record()}),
+        {
+          ok: true,
+        },
+      )
+      assert.equal(await purgeSpentTokens(s, now * 1000), 1)
+      assert.equal(
+        (await s.issue({token: {id: 'recent', expiresAt: now - 600}, record: record()})).ok,
+        false,
+        'still spent',
+      )
+      assert.equal(await s.spentToken('old'), undefined)
+    } finally {
+      await s.close()
     }
   })
 
