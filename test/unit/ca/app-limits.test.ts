@@ -311,6 +311,29 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal((await b.app.inject({method: 'GET', url: '/health', remoteAddress: '192.0.2.7'})).statusCode, 200)
   })
 
+  it('the rate limit counts an IPv6 client by its /64 and an IPv4 client however its address is written', async () => {
+    b = await build('{rate: {max: 2, window: 1m}}')
+    const sign = async (remoteAddress: string) =>
+      (
+        await b!.app.inject({
+          method: 'POST',
+          url: '/ssh/sign',
+          remoteAddress,
+          payload: {publicKey: key(), ott: await b!.mint()},
+        })
+      ).statusCode
+    // three addresses of one /64: one client, not three allowances
+    assert.deepEqual(
+      [await sign('2001:db8:1:2::1'), await sign('2001:db8:1:2::2'), await sign('2001:db8:1:2:ffff::9')],
+      [201, 201, 429],
+    )
+    assert.equal(await sign('2001:db8:1:3::1'), 201, 'the next /64 is another client')
+    assert.deepEqual(
+      [await sign('192.0.2.9'), await sign('::ffff:192.0.2.9'), await sign('192.0.2.9')],
+      [201, 201, 429],
+    )
+  })
+
   it('only signing routes are counted: reads pass however many, carry no limit headers; with the rate off at start, nothing is counted', async () => {
     b = await build('{rate: {max: 1, window: 1m}}')
     const app = b.app
