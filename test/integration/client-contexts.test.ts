@@ -37,11 +37,12 @@ describe('contexts and status (issue 12)', function () {
     writeFileSync(file, JSON.stringify(saved), {mode: 0o600})
     return file
   }
-  const token = async (): Promise<string> =>
-    (await idToken(w.idp.issuer, {clientId: 'sshca-cli', login: 'alice@example.com'})).idToken
+  const token = async (clientId = 'sshca-cli'): Promise<string> =>
+    (await idToken(w.idp.issuer, {clientId, login: 'alice@example.com'})).idToken
 
   before(async () => {
-    w = await startWorld()
+    // a client of the IdP for the second CA: each CA is sent tokens for an audience of its own
+    w = await startWorld({}, {clients: ['other-cli']})
     const base = tempDir('sshca-ctx-')
     env = {...w.env, SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
     mkdirSync(env.HOME!, {recursive: true})
@@ -162,7 +163,9 @@ describe('contexts and status (issue 12)', function () {
 
   it('list names the context each certificate came from and marks expired ones; logout --all empties every context and nothing else', async () => {
     // a second CA ("other"), and a certificate in the agent from each of lab, other and a stranger CA
-    const t2 = await startTestCa(worldPolicy(w.idp.issuer, w.gh.issuer))
+    const policy = worldPolicy(w.idp.issuer, w.gh.issuer) as {provisioners: {name: string; clientId?: string}[]}
+    for (const p of policy.provisioners) if (p.name === 'sso') p.clientId = 'other-cli'
+    const t2 = await startTestCa(policy)
     try {
       assert.equal(
         (
@@ -173,9 +176,13 @@ describe('contexts and status (issue 12)', function () {
         ).code,
         0,
       )
-      for (const c of ['lab', 'other'])
+      for (const [c, client] of [
+        ['lab', 'sshca-cli'],
+        ['other', 'other-cli'],
+      ])
         assert.equal(
-          (await sshca(['login', '--context', c, '--identity-token-file', '-'], {env, input: await token()})).code,
+          (await sshca(['login', '--context', c!, '--identity-token-file', '-'], {env, input: await token(client)}))
+            .code,
           0,
         )
       const now = BigInt(Math.floor(Date.now() / 1000))

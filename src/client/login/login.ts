@@ -501,13 +501,15 @@ async function signIn(
   // signed in: the context remembers how, for the next login that names no provisioner, and the
   // token's issuer and audience, which no other context's CA is then sent (a write only when new)
   const named = chosen && before.provisioner !== chosen.name
-  const audiences = rememberAudiences(before, idToken)
-  if (named || audiences)
-    await updateContext(ctx, (saved) => ({
-      ...saved,
-      ...(named ? {provisioner: chosen.name} : {}),
-      ...(rememberAudiences(saved, idToken) ?? {}),
-    }))
+  if (named || rememberAudiences(before, idToken))
+    await updateContext(ctx, (saved) => {
+      const tokenAudiences = rememberAudiences(saved, idToken)
+      return {
+        ...saved,
+        ...(named ? {provisioner: chosen.name} : {}),
+        ...(tokenAudiences ? {tokenAudiences} : {}),
+      }
+    })
   const comment = agentComment(ctx.name, provisioner)
   const base = {
     context: ctx.name,

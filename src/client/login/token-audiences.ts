@@ -51,9 +51,9 @@ export async function refuseTokenOfAnotherCa(home: string, ctx: Context, token: 
   }
 }
 
-/** The settings with the token's pairs remembered; undefined when they already are (nothing to write). */
-export function rememberAudiences(saved: ContextSettings, token: string): ContextSettings | undefined {
+/** The context's pairs with the token's added; undefined when they are there already (nothing to write). */
+export function rememberAudiences(saved: ContextSettings, token: string): TokenAudience[] | undefined {
   const known = saved.tokenAudiences ?? []
   const fresh = audiencesOf(token).filter((a) => !known.some((b) => same(a, b)))
-  return fresh.length === 0 ? undefined : {...saved, tokenAudiences: [...known, ...fresh]}
+  return fresh.length === 0 ? undefined : [...known, ...fresh]
 }
