@@ -131,7 +131,7 @@ export class IssuerKeys {
   private lastAttempt = 0
   /** When the last refresh failed (ms) and why: none is tried again within the cooldown. */
   private lastFailure = -Infinity
-  private lastError?: unknown
+  private lastError?: SshcaError
   private pending?: Promise<void>
   readonly issuer: string
   private readonly deps: Required<Omit<VerifierDeps, 'fetch' | 'onKeysFetch'>> &
@@ -189,6 +189,7 @@ export class IssuerKeys {
         throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `discovery document of ${this.issuer} has no jwks_uri`)
       assertSecureUrl(meta.jwks_uri, 'jwks_uri')
       const jwks = (await this.getJson(meta.jwks_uri, 'JWKS')) as JSONWebKeySet
+      // Stryker disable next-line ConditionalExpression,LogicalOperator: createLocalJWKSet refuses the same (JWKSInvalid, a TypeError for null), and a failure is the issuer's either way: kept for the operator's message
       if (!jwks || !Array.isArray(jwks.keys))
         throw new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the JWKS of ${this.issuer} has no keys`)
       this.keys = {getKey: createLocalJWKSet(jwks), fetchedAt: this.deps.clock()}
@@ -196,10 +197,22 @@ export class IssuerKeys {
       .then(
         () => this.deps.onKeysFetch?.(this.issuer, 'ok'),
         (err: unknown) => {
+          // the issuer's failure whatever broke (a discovery document that is JSON null, keys jose calls
+          // malformed): never a TypeError that would refuse the token as the holder's fault
+          const failure =
+            err instanceof SshcaError
+              ? err
+              : new SshcaError(
+                  'ERR_UPSTREAM_UNAVAILABLE',
+                  `the keys of ${this.issuer} are unusable: ${(err as Error).message}`,
+                  {
+                    cause: err,
+                  },
+                )
           this.lastFailure = this.deps.clock()
-          this.lastError = err
+          this.lastError = failure
           this.deps.onKeysFetch?.(this.issuer, 'error')
-          throw err
+          throw failure
         },
       )
       .finally(() => {
@@ -223,11 +236,7 @@ export class IssuerKeys {
         if (!coolingDown) void this.refresh().catch(() => undefined)
       } else if (coolingDown) {
         // what failed last time, again, without asking (the operator's log keeps its cause)
-        throw this.lastError instanceof SshcaError
-          ? this.lastError
-          : new SshcaError('ERR_UPSTREAM_UNAVAILABLE', `the keys of ${this.issuer} could not be fetched`, {
-              cause: this.lastError,
-            })
+        throw this.lastError!
       } else {
         await this.refresh()
       }
@@ -239,9 +248,9 @@ export class IssuerKeys {
       // one at most once per cooldown: forged key ids wait on a hanging issuer only as long as that one
       // refresh takes, once per cooldown
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
-      const inFlight = this.pending ?? (now - this.lastAttempt > this.deps.cooldownMs ? this.refresh() : undefined)
-      if (!inFlight) throw err
-      await inFlight.catch(() => undefined)
+      if (!this.pending && now - this.lastAttempt <= this.deps.cooldownMs) throw err
+      // the refresh under way, or a new one
+      await this.refresh().catch(() => undefined)
       return this.keys!.getKey(header, token)
     }
   }

@@ -477,6 +477,72 @@ describe("token verification: the IdP's keys", () => {
     await ok(v, rotated)
   })
 
+  it('stale keys with the issuer down: asked once behind the request that found them stale, then not until the cooldown has passed', async () => {
+    const ended: string[] = []
+    let wake = (): void => undefined
+    const v = new TokenVerifier([p], {
+      fetch: idp.fetchFn,
+      clock: () => now,
+      onKeysFetch: (_issuer, outcome) => {
+        ended.push(outcome)
+        wake()
+      },
+    })
+    await ok(v)
+    idp.state.down = true
+    now += 10 * 60_000 + 1
+    await ok(v)
+    assert.equal(idp.state.urls.length, 3, 'one discovery attempt behind the request')
+    // the failure is recorded at the clock it ends on: wait for it, then move the clock
+    if (ended.length < 2) await new Promise<void>((resolve) => (wake = resolve))
+    assert.deepEqual(ended, ['ok', 'error'])
+    for (let i = 0; i < 3; i++) await ok(v)
+    now += 29_999
+    await ok(v)
+    assert.equal(idp.state.urls.length, 3, 'not asked again within the cooldown, though the keys are still stale')
+    now += 1
+    await ok(v)
+    assert.equal(idp.state.urls.length, 4, 'asked again once the cooldown has passed')
+  })
+
+  it('a token no single published key matches (no kid, two keys) is refused without asking the issuer: only an unknown key id may bring a new key', async () => {
+    idp.state.keys.push(newKey())
+    const v = defaults()
+    await ok(v)
+    now += 31_000
+    const token = await mint(
+      idp.state.keys[0]!,
+      {iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 300},
+      {kid: undefined},
+    )
+    await rejectsCode(v.verify(token), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
+    assert.deepEqual([idp.state.discovery, idp.state.jwks], [1, 1])
+  })
+
+  it("a discovery document that is JSON null, or a key jose finds malformed, is the issuer's failure from the first token on, not the token's", async () => {
+    const discovery = {issuer: ISSUER, jwks_uri: `${ISSUER}/jwks`}
+    const cases: [string, unknown, unknown, new (...a: never[]) => Error][] = [
+      ['a discovery document that is null', null, {keys: []}, TypeError],
+      ['a JWKS whose key is a number', discovery, {keys: [1]}, Error],
+      ['a JWKS whose key is null', discovery, {keys: [null]}, Error],
+    ]
+    for (const [what, meta, jwks, cause] of cases) {
+      const answer = (async (url: string | URL) =>
+        Response.json(String(url).endsWith('/jwks') ? jwks : meta)) as unknown as typeof fetch
+      const v = new TokenVerifier([p], {fetch: answer, clock: () => now})
+      for (const attempt of ['the first token', 'the next, within the cooldown']) {
+        const err = await v.verify(await mint(idp.state.keys[0]!)).catch((e: Error) => e)
+        assert.deepEqual(
+          [(err as {code?: string}).code, (err as {details?: unknown}).details],
+          ['ERR_UPSTREAM_UNAVAILABLE', {provisioner: 'sso', reason: 'jwks_unavailable'}],
+          `${what}: ${attempt}`,
+        )
+        // what broke is kept underneath, for the operator's log
+        assert.ok(((err as Error).cause as Error).cause instanceof cause, `${what}: ${attempt}`)
+      }
+    }
+  })
+
   it('an issuer that is neither https nor loopback http is never fetched, even if configured', async () => {
     const plain = fakeIdp('http://idp.example.com')
     const v = new TokenVerifier([{...p, issuer: 'http://idp.example.com'}], {fetch: plain.fetchFn, clock: () => now})
