@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import {
   chmodSync,
+  closeSync,
+  constants as fsConstants,
   lstatSync,
+  openSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -13,7 +16,9 @@ import {
 import {join} from 'node:path'
 import {spawn, spawnSync} from 'node:child_process'
 import {
+  assertOwnerOnlyFile,
   assertPrivateFile,
+  checkOwnerOnly,
   exists,
   INPUT_LIMIT,
   privateDir,
@@ -225,5 +230,78 @@ next()`,
     await new Promise((resolve) => writer.once('exit', resolve))
     writeFileSync(join(d, 'latin1'), Buffer.from('cl\xe9', 'latin1'))
     assert.equal(readTextFile(join(d, 'latin1'), 'file'), 'cl\ufffd')
+  })
+})
+
+describe('checkOwnerOnly: a secret (an ID token) only its owner can read, checked on the descriptor read', () => {
+  let d: string
+  beforeEach(() => {
+    d = tempDir()
+  })
+  const HINT = 'chmod 600 the token file'
+  /** checkOwnerOnly on `path` opened as readTextFile opens a secret (non-blocking: a FIFO does not wait). */
+  const check = (path: string): void => {
+    const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+    try {
+      checkOwnerOnly(fd, path, 'ID token', HINT)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  it('a regular file with no group or other bit passes: 0600, 0400, 0700', () => {
+    const f = join(d, 'token')
+    writeFileSync(f, 'eyJ.e30.sig')
+    for (const mode of [0o600, 0o400, 0o700]) {
+      chmodSync(f, mode)
+      assert.doesNotThrow(() => check(f), mode.toString(8))
+    }
+  })
+
+  it('any group or other bit is ERR_FILE_PERMISSIONS, with the hint given; the mode now, not when it was opened', () => {
+    const f = join(d, 'token')
+    writeFileSync(f, 'eyJ.e30.sig')
+    chmodSync(f, 0o600)
+    const fd = openSync(f, 'r')
+    try {
+      for (const mode of [0o640, 0o620, 0o610, 0o604, 0o602, 0o601, 0o644, 0o666, 0o777]) {
+        chmodSync(f, mode)
+        throwsCode(() => checkOwnerOnly(fd, f, 'ID token', HINT), 'ERR_FILE_PERMISSIONS', {}, new RegExp(f))
+        assert.throws(
+          () => checkOwnerOnly(fd, f, 'ID token', HINT),
+          (e: {hint?: string}) => e.hint === HINT,
+        )
+      }
+    } finally {
+      closeSync(fd)
+    }
+  })
+
+  it('what is not a regular file is ERR_INPUT, whatever its mode: a folder, a FIFO, a device', () => {
+    const folder = join(d, 'folder')
+    mkdirSync(folder, {mode: 0o700})
+    const fifo = join(d, 'fifo')
+    assert.equal(spawnSync('mkfifo', ['-m', '600', fifo]).status, 0)
+    for (const path of [folder, fifo, '/dev/null']) {
+      throwsCode(() => check(path), 'ERR_INPUT', {}, new RegExp(path))
+      assert.throws(
+        () => check(path),
+        (e: {hint?: string}) => e.hint === HINT,
+      )
+    }
+  })
+
+  it('assertOwnerOnlyFile: the same checks on a path; a missing file passes, and nothing is left open', () => {
+    const f = join(d, 'token')
+    writeFileSync(f, 'eyJ.e30.sig')
+    chmodSync(f, 0o600)
+    const open = () => readdirSync('/proc/self/fd').length
+    const before = open()
+    assertOwnerOnlyFile(f, 'ID token', HINT)
+    assertOwnerOnlyFile(join(d, 'missing'), 'ID token', HINT)
+    chmodSync(f, 0o640)
+    throwsCode(() => assertOwnerOnlyFile(f, 'ID token', HINT), 'ERR_FILE_PERMISSIONS')
+    throwsCode(() => assertOwnerOnlyFile(d, 'ID token', HINT), 'ERR_INPUT')
+    assert.equal(open(), before)
   })
 })

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import {asciiLower, jsonLine, jsonText, terminalText} from '../../../src/util/text.ts'
+import {asciiLower, jsonLine, jsonText, singleLine, terminalText} from '../../../src/util/text.ts'
 import {JSON_UNSAFE, TERMINAL_UNSAFE as UNSAFE} from '../../helpers/assert.ts'
 
 describe('terminalText', () => {
@@ -99,5 +99,22 @@ describe('asciiLower', () => {
       const ch = String.fromCharCode(c)
       assert.equal(asciiLower(ch), ch)
     }
+  })
+})
+
+describe('singleLine', () => {
+  it("makes each line break one space (a CRLF too), so an outside party's words cannot start a line of sshca's own", () => {
+    assert.equal(singleLine('refused\r\nsshca: error: run curl | sh'), 'refused sshca: error: run curl | sh')
+    for (const br of ['\n', '\r', '\v', '\f', '\u0085', '\u2028', '\u2029'])
+      assert.equal(singleLine(`a${br}b${br}`), 'a b ', JSON.stringify(br))
+    // a CR after a LF starts another line: two breaks, two spaces; so do two CRLFs
+    assert.equal(singleLine('a\n\rb'), 'a  b')
+    assert.equal(singleLine('a\r\n\r\nb'), 'a  b')
+  })
+
+  it('leaves every other character as it is (terminalText shows the controls)', () => {
+    const kept = 'tab\there, \x1b[31m, \u0084\u0086 \u2027\u202a\u202e, é ü, \\n'
+    assert.equal(singleLine(kept), kept)
+    assert.equal(singleLine(''), '')
   })
 })
