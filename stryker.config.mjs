@@ -136,8 +136,10 @@ const command = () => ({
   ...base,
   testRunner: 'command',
   coverageAnalysis: 'off',
-  // dist/ from the instrumented sources: the CLI the tests start carries every mutant, off by default
-  buildCommand: 'tsc -p tsconfig.build.json',
+  // dist/ from the instrumented sources: the CLI the tests start carries every mutant, off by default.
+  // `npm run build`, not tsc alone: bin/run.cjs runs list, login and proxycommand from the fast path's
+  // bundles (dist/fast), and those of the last build carry no mutant. (Run without a shell: no &&.)
+  buildCommand: 'npm run build',
   commandRunner: {
     command: `mocha --timeout 60000 --bail ${commandTests().map(shellQuote).join(' ')}`,
   },

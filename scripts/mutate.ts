@@ -81,8 +81,12 @@ const bin = (name: string): string => join(ROOT, 'node_modules', '.bin', name)
 // until upstream does (stryker-js#6205). Applied here, not on install: the published package must not
 // run patch-package on its users' machines.
 step('applying patches/ (patch-package)', bin('patch-package'), ['--error-on-fail'])
-// the CLI tests run dist/ inside Stryker's sandbox: it must be built from the sources being mutated
-if ((env.SSHCA_MUTATE_RUNNER ?? 'mocha') === 'mocha') step('building dist/', bin('tsc'), ['-p', 'tsconfig.build.json'])
+// the CLI tests run dist/ inside Stryker's sandbox: it must be built from the sources being mutated,
+// the fast path's bundles (dist/fast: list, login, proxycommand) too
+if ((env.SSHCA_MUTATE_RUNNER ?? 'mocha') === 'mocha') {
+  step('building dist/', bin('tsc'), ['-p', 'tsconfig.build.json'])
+  step('bundling dist/fast/', process.execPath, [join(ROOT, 'scripts', 'bundle-fast.ts')])
+}
 
 rmSync(REPORT, {force: true})
 const stryker = spawnSync(bin('stryker'), ['run', 'stryker.config.mjs', ...passOn], {cwd: ROOT, env, stdio: 'inherit'})
