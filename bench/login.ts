@@ -46,7 +46,7 @@ export async function benchLogin(): Promise<void> {
       const files: string[] = []
       for (let i = 0; i < runs + 2; i++) {
         const f = join(dir, `token-${i}`)
-        writeFileSync(f, await gh.mint())
+        writeFileSync(f, await gh.mint(), {mode: 0o600}) // login refuses a token file others may read
         files.push(f)
       }
       const floorScript = join(dir, 'floor.cjs')
