@@ -114,6 +114,7 @@ interface WireKeySet {
   activeId: string
   key: KeyObject
   published: (Omit<PublishedKey, 'publicKey'> & {publicKey: string})[]
+  retired: string[]
 }
 type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'> & {userCa: WireKeySet; hostCa: WireKeySet}
 
@@ -124,12 +125,14 @@ const toWireSet = (set: CaKeySet): WireKeySet => {
     activeId: set.activeId,
     key: set.active.keyObject,
     published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()})),
+    retired: (set.retired ?? []).map((k) => k.toLine()),
   }
 }
 const fromWireSet = (w: WireKeySet): CaKeySet => ({
   activeId: w.activeId,
   active: keySigner(w.key),
   published: w.published.map((p) => ({...p, publicKey: PublicKey.parseLine(p.publicKey).key})),
+  retired: w.retired.map((l) => PublicKey.parseLine(l).key),
 })
 /** What a worker needs of the material: everything cloneable, and no more (not the signer registry). */
 const toWire = (m: CaMaterial): WorkerMaterial => ({

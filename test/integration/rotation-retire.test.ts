@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict'
 import {revoke} from '../../src/ca/admin.ts'
 import {rotate} from '../../src/ca/rotate.ts'
+import {request} from 'undici'
 import {parseCertificate} from '../../src/ssh/cert.ts'
+import {parseKrl} from '../../src/ssh/krl.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
@@ -118,5 +120,12 @@ describe('ca rotate retire: refused while a certificate of the old key is valid,
       () => t.audit().some((l) => l.event === 'ca_key_retired' && l.forced === false),
       20_000,
     )
+    // the revocation of ann's certificate outlives its key's retirement: an sshd that still trusts the
+    // old key (a hand-written TrustedUserCAKeys) must still refuse it, so the KRL keeps that key's section
+    const res = await request(`${t.url}/ssh/krl`, {dispatcher: t.dispatcher})
+    const krl = parseKrl(Buffer.from(await res.body.arrayBuffer()))
+    const sectionOf = (fp: string) => krl.sections.find((x) => PublicKey.fromBlob(x.caKeyBlob).fingerprint() === fp)
+    assert.ok(sectionOf(oldKey!)?.serials.includes(BigInt(a.serial)), 'the retired key keeps its section')
+    assert.ok(sectionOf((await userKeys())[0]!), 'and the active key has one')
   })
 })

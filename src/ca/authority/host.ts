@@ -11,7 +11,7 @@ import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {checkCertificate} from '../../ssh/checker.ts'
 import {buildKrl} from '../../ssh/krl.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
-import {publishedKeys} from '../keys/material.ts'
+import {everyKey, publishedKeys} from '../keys/material.ts'
 import {verifyEnrollmentToken} from '../provisioner/enrollment.ts'
 import {tokenHash} from '../provisioner/oidc.ts'
 import {popCertificate, verifyPop} from '../provisioner/pop.ts'
@@ -287,9 +287,9 @@ export async function revokeOwnCertificate(
 }
 
 /**
- * The KRL of every revocation, one section per published CA key, user and host (serials are random
- * 64-bit, so they never collide; during a rotation a revoked certificate of either key is listed),
- * plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
+ * The KRL of every revocation, one section per CA key that has signed, user and host: the published
+ * ones and the retired (serials are random 64-bit, so they never collide; a revoked certificate of an
+ * old key stays listed after its key retires), plus revoked keys by SHA-256. Deterministic for a revocation set; its version only moves forward.
  */
 export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
   const {revocations: revoked, generation} = await rt.store.revocationSnapshot()
@@ -303,7 +303,7 @@ export async function currentKrl(rt: CaRuntime): Promise<Buffer> {
     // not the clock: every replica renders the same bytes for the same revocations
     generatedAt: BigInt(revoked.reduce((m, r) => Math.max(m, r.revokedAt), 0)),
     comment: 'sshca',
-    sections: [...publishedKeys(rt.material.userCa), ...publishedKeys(rt.material.hostCa)].map((caKey) => ({
+    sections: [...everyKey(rt.material.userCa), ...everyKey(rt.material.hostCa)].map((caKey) => ({
       caKey,
       serials,
       keyIds,

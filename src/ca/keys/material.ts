@@ -32,6 +32,12 @@ export interface CaKeySet {
   active: Signer
   activeId: string
   published: PublishedKey[]
+  /**
+   * The retired keys: trusted no more, but the KRL keeps a section for each, so a revocation does not
+   * lapse when its key retires for an sshd that still trusts the key (a TrustedUserCAKeys written by
+   * hand, or read before the retirement).
+   */
+  retired?: PublicKey[]
 }
 
 export interface CaMaterial {
@@ -62,6 +68,9 @@ export function soleKeySet(active: Signer, id = 'k1', createdAt = new Date(0).to
 /** The public keys of a set, for checkers and KRL sections. */
 export const publishedKeys = (set: CaKeySet): PublicKey[] => set.published.map((p) => p.publicKey)
 
+/** Every key of a set that has signed: the published ones, then the retired (the KRL's sections). */
+export const everyKey = (set: CaKeySet): PublicKey[] => [...publishedKeys(set), ...(set.retired ?? [])]
+
 /**
  * The key sets the manifest describes, opening only the active keys; `previous` sets are reused
  * when their active key did not change (a reload after `rotate prepare` opens nothing).
@@ -90,7 +99,8 @@ export async function loadKeySets(
       activatedAt: e.activatedAt,
       deactivatedAt: e.deactivatedAt,
     }))
-    return {active, activeId: a.id, published}
+    const retired = keyring[kind].filter((e) => e.state === 'retired').map((e) => PublicKey.parseLine(e.publicKey).key)
+    return {active, activeId: a.id, published, retired}
   }
   return {userCa: await set('user'), hostCa: await set('host')}
 }
