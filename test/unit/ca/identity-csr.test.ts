@@ -1,0 +1,68 @@
+/**
+ * An identityCSR's key is judged before its signature is checked, and the signature before the
+ * token: an RSA key with a huge public exponent (or modulus) would make that check cost many times a
+ * normal one, for anyone who can reach the CA. The CSR is a real one whose key is swapped for such a
+ * key (its signature no longer matches, which the CA must not get as far as checking).
+ */
+import assert from 'node:assert/strict'
+import {generateKeyPairSync, webcrypto} from 'node:crypto'
+import 'reflect-metadata'
+import * as x509 from '@peculiar/x509'
+import {readIdentityCsr} from '../../../src/ca/keys/pki.ts'
+import {hugeExponentRsaKey} from '../../helpers/forge.ts'
+
+/** DER: a length's encoding. */
+function derLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n])
+  const bytes: number[] = []
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256)
+  return Buffer.from([0x80 | bytes.length, ...bytes])
+}
+
+/** The TLV at `at`: where its content starts and ends. */
+function tlv(der: Buffer, at: number): {start: number; end: number} {
+  const first = der[at + 1]!
+  if (first < 0x80) return {start: at + 2, end: at + 2 + first}
+  const n = first & 0x7f
+  const len = der.subarray(at + 2, at + 2 + n).reduce((a, b) => a * 256 + b, 0)
+  return {start: at + 2 + n, end: at + 2 + n + len}
+}
+
+const seq = (content: Buffer): Buffer => Buffer.concat([Buffer.from([0x30]), derLength(content.length), content])
+
+/** A PEM CSR like `csrDer` whose subject key is `spki` instead (the signature left as it was). */
+function withKey(csrDer: Buffer, oldSpki: Buffer, spki: Buffer): string {
+  const outer = tlv(csrDer, 0)
+  const info = tlv(csrDer, outer.start)
+  const infoContent = csrDer.subarray(info.start, info.end)
+  const at = infoContent.indexOf(oldSpki)
+  assert.ok(at > 0, 'the CSR carries its key')
+  const newInfo = seq(Buffer.concat([infoContent.subarray(0, at), spki, infoContent.subarray(at + oldSpki.length)]))
+  const der = seq(Buffer.concat([newInfo, csrDer.subarray(info.end, outer.end)]))
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`
+}
+
+describe('identityCSR: its key is judged before its signature is checked', function () {
+  this.timeout(60_000)
+
+  it('an RSA key with a huge public exponent is refused for its exponent, not its signature', async () => {
+    const alg = {
+      name: 'RSASSA-PKCS1-v1_5',
+      hash: 'SHA-256',
+      publicExponent: new Uint8Array([1, 0, 1]),
+      modulusLength: 3072,
+    }
+    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({name: 'CN=mallory', keys, signingAlgorithm: alg})
+    const der = Buffer.from(csr.rawData)
+    const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey))
+    // the CSR as it is: accepted
+    await readIdentityCsr(csr.toString('pem'))
+    // its key swapped for one with a 3,000-bit exponent: refused before any signature check
+    const huge = hugeExponentRsaKey(3072, 3000).keyObject.export({type: 'spki', format: 'der'})
+    await assert.rejects(readIdentityCsr(withKey(der, spki, huge)), /small odd exponent/)
+    // a normal key put in without its own signature: the key passes, the signature does not
+    const other = generateKeyPairSync('rsa', {modulusLength: 3072}).publicKey.export({type: 'spki', format: 'der'})
+    await assert.rejects(readIdentityCsr(withKey(der, spki, other)), /not signed by the key it carries/)
+  })
+})
