@@ -154,6 +154,11 @@ export interface RevokeResult {
   certificates: {serial: string; keyId: string; principals: string[]; certType: string; validBefore: string}[]
   /** A key ID or key revocation also refuses every future certificate of it, until `ca unrevoke`. */
   blocksFutureCertificates: boolean
+  /**
+   * The key IDs of host certificates revoked by serial or key: a host renews (another serial) and
+   * rekeys (another key), and what it renewed or rekeyed to is not covered; its key ID is.
+   */
+  hostKeyIds: string[]
 }
 
 export interface RevokeOptions {
@@ -230,6 +235,10 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       reason,
       certificates: summaries,
       blocksFutureCertificates: kind === 'key-id' || kind === 'key',
+      hostKeyIds:
+        kind === 'serial' || kind === 'key'
+          ? [...new Set(summaries.filter((c) => c.certType === 'host').map((c) => c.keyId))]
+          : [],
     }
   })
 }

@@ -35,6 +35,9 @@ export function renderRevoke(r: RevokeResult, configPath: string): string {
     out += `This also refuses every future certificate ${r.kind === 'key' ? 'of that key' : 'with that key ID'} (sign-ins, enrolments, renewals).\n`
     out += `Undo: sshca ca unrevoke ${r.revocations[0]!.id} --config ${configPath}\n`
   }
+  // a renewal (another serial) or a rekey (another key) of a host certificate is not covered
+  for (const id of r.hostKeyIds)
+    out += `Host certificates renew and rekey: if the host's key was stolen, a certificate renewed or rekeyed from this one still works. To end them all: sshca ca revoke --key-id ${JSON.stringify(id)} --config ${configPath}\n`
   out +=
     'Hosts pick this up at their next `sshca krl` (the sshca-krl timer runs hourly); now: run `sshca krl` on them.\n'
   out += 'Clients refresh their copy with `sshca config` or at their next `sshca login`.\n'

@@ -23,6 +23,7 @@ import {
 import {loadConfig} from '../../../src/ca/config/config.ts'
 import {caPaths} from '../../../src/ca/config/layout.ts'
 import {certFingerprint, pemToDer} from '../../../src/ca/keys/pki.ts'
+import {renderRevoke} from '../../../src/cli/render-ca.ts'
 import {readSealedKey, writeSealedKey} from '../../../src/ca/keys/keystore.ts'
 import {verifyEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {tokenHash} from '../../../src/ca/provisioner/oidc.ts'
@@ -194,6 +195,9 @@ describe('the CA admin commands, in process', function () {
       assert.deepEqual(r.certificates, [
         {serial: '301', keyId: 'k301', principals: ['web1'], certType: 'host', validBefore: iso(NOW + 3600)},
       ])
+      // a host certificate: what it renews or rekeys to carries another serial, so its key ID is named
+      assert.deepEqual(r.hostKeyIds, ['k301'])
+      assert.match(renderRevoke(r, cfg), /still works\. To end them all: sshca ca revoke --key-id "k301"/)
       assert.equal(r.revocations.length, 1)
       const {id, ...rest} = r.revocations[0]!
       assert.deepEqual(rest, {
