@@ -3,7 +3,7 @@
  * in memory for sealed files, in the token for PKCS#11). The SSH CA keys come in sets: the active
  * key signs, every published key (next, active, previous) is trusted and listed.
  */
-import type {KeyObject} from 'node:crypto'
+import {createPublicKey, X509Certificate, type KeyObject} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {SshcaError} from '../../errors.ts'
 import {PublicKey} from '../../ssh/keys.ts'
@@ -118,8 +118,9 @@ async function readText(path: string): Promise<string> {
 }
 
 /**
- * The API's TLS key and certificate chain. When the certificate expires within `renewWithinDays` or
- * no longer covers `dnsNames`, a new one is issued from the intermediate and written back (atomically).
+ * The API's TLS key and certificate chain. When the certificate expires within `renewWithinDays`, no
+ * longer covers `dnsNames`, or was not signed by the current intermediate for the TLS key, a new one
+ * is issued from the intermediate and written back (atomically).
  */
 export async function loadTls(
   dir: string,
@@ -141,7 +142,11 @@ export async function loadTls(
   const names = subjectAltNames(leaf)
   const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
   const namesChanged = dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n))
-  if (expiresSoon || namesChanged) {
+  // a leaf the current intermediate did not sign, or not of the TLS key (a root activation cut short
+  // between its renames and the TLS key's writes): it verifies to no root a client pins, so reissued
+  const x = new X509Certificate(tlsPem)
+  const stale = !x.verify(createPublicKey(intermediateKey)) || !x.checkPrivateKey(tlsKey)
+  if (expiresSoon || namesChanged || stale) {
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
     await writeFileAtomic(p.tlsCert, fresh.pem + tail)
