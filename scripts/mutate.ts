@@ -26,7 +26,7 @@ const USAGE = `npm run mutate -- [--mutate FILE[:LINES]]... [--tests GLOB]... [-
 
   npm run mutate -- --mutate src/ca/provisioner/oidc.ts --tests 'test/unit/ca/oidc*.test.ts'   one file, its tests
   npm run mutate -- --mutate src/ssh/wire.ts:80-95                                             a line range
-  npm run mutate -- --runner command --mutate src/client/setup/bootstrap.ts                         code run by bin/run.cjs
+  npm run mutate -- --runner command --mutate src/client/setup/bootstrap.ts                    code run by bin/run.cjs
   SSHCA_MUTATE=src/ssh/cert.ts npm run mutate                                                  the same by environment
 
 Without --mutate every file in TARGETS (stryker.config.mjs) is mutated: hours. Pick one file at a time.

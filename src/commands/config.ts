@@ -67,7 +67,8 @@ path) when root would run anything a non-root user can change.`
       allowNo: true,
     }),
     'identity-token-file': Flags.string({
-      description: 'the token file that automatic login uses (instead of signing in as a person)',
+      description:
+        'the token file that automatic login uses instead of signing in as a person (only you may read it: chmod 600)',
     }),
     'sshd-dir': Flags.string({description: "with --host: sshd's directory", default: SSHD_DIR}),
     'systemd-dir': Flags.string({

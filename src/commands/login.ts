@@ -63,7 +63,8 @@ nothing on stdout; the sign-in's URL, code and prompts go to the terminal (/dev/
       dependsOn: ['no-agent'],
     }),
     'identity-token-file': Flags.string({
-      description: 'read the ID token from this file (- for standard input) instead of signing in',
+      description:
+        'read the ID token from this file, which only you may read (chmod 600; - for standard input), instead of signing in',
       exclusive: ['github-actions', 'console'],
     }),
     'github-actions': Flags.boolean({

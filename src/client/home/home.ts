@@ -49,7 +49,13 @@ export interface ContextSettings {
    * The (issuer, audience) pairs of the ID tokens sent to this CA: a token for one of them is good
    * there, so no other context (of another root) sends one (src/client/login/token-audiences.ts).
    */
-  tokenAudiences?: {issuer: string; audience: string}[]
+  tokenAudiences?: TokenAudience[]
+}
+
+/** An ID token's issuer and one of its audiences: whom the token is good for. */
+export interface TokenAudience {
+  issuer: string
+  audience: string
 }
 
 /** The managed ssh_config block of a context, as `sshca config` last wrote it. */

@@ -7,13 +7,8 @@
  * another context (of another root) remembers is never sent.
  */
 import {SshcaError} from '../../errors.ts'
-import {listContexts, readContext, type Context, type ContextSettings} from '../home/home.ts'
+import {listContexts, readContext, type Context, type ContextSettings, type TokenAudience} from '../home/home.ts'
 import {peekClaims} from './token-diagnosis.ts'
-
-export interface TokenAudience {
-  issuer: string
-  audience: string
-}
 
 /** The token's (issuer, audience) pairs, unverified (what it would be good for); none when it has neither. */
 export function audiencesOf(token: string): TokenAudience[] {
