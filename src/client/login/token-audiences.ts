@@ -33,7 +33,11 @@ export async function refuseTokenOfAnotherCa(home: string, ctx: Context, token: 
   for (const name of await listContexts(home)) {
     if (name === ctx.name) continue
     const other = await readContext(home, name).catch(() => undefined)
-    // the same CA under another name or URL: the same root, the same tokens
+    // the same CA under another name or URL: the same root, the same tokens. Equal pinned roots, not
+    // roots in common: a CA can get any root pinned beside its own (GET /roots with a cross-certificate
+    // its root signs for another root's subject and key, src/client/ca-api/roots.ts), so a hostile CA
+    // would share a root with production's context at will. The price: two contexts of one CA whose
+    // roots diverge during a root rotation refuse each other's tokens until both have refreshed.
     if (!other?.tokenAudiences || other.rootPem.trim() === ctx.rootPem.trim()) continue
     const shared = mine.find((a) => other.tokenAudiences!.some((b) => same(a, b)))
     if (shared)
