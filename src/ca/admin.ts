@@ -15,9 +15,8 @@ import {readSealedKey} from './keys/keystore.ts'
 import {caPaths} from './config/layout.ts'
 import {tokenHash} from './provisioner/oidc.ts'
 import {certFingerprint, pemToDer} from './keys/pki.ts'
-import type {CertificateQuery, IssuedRecord, Revocation, Store} from './store/store.ts'
+import {RESTORE_LEEWAY, type CertificateQuery, type IssuedRecord, type Revocation, type Store} from './store/store.ts'
 import {migrateStore, withStore as withOpenStore} from './store/open.ts'
-import {RESTORE_LEEWAY} from './authority/sign.ts'
 import {assertMintable} from './restore-mark.ts'
 
 const withStore = <T>(config: CaConfig, fn: (store: Store) => Promise<T>): Promise<T> =>

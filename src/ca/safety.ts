@@ -16,13 +16,12 @@ import {readFile} from 'node:fs/promises'
 import {parseDocument} from 'yaml'
 import {SshcaError} from '../errors.ts'
 import {writeFileAtomic} from '../util/fs.ts'
-import {RESTORE_LEEWAY} from './authority/sign.ts'
 import {replayWindowSeconds} from './backup.ts'
 import {loadConfig, type CaConfig} from './config/config.ts'
 import {caPaths} from './config/layout.ts'
 import {certFingerprint, parseCert, pemToDer} from './keys/pki.ts'
 import {withStore} from './store/open.ts'
-import type {InventorySummary, IssuanceStop, Store} from './store/store.ts'
+import {RESTORE_LEEWAY, type InventorySummary, type IssuanceStop, type Store} from './store/store.ts'
 
 const iso = (s: number | bigint): string => new Date(Number(s) * 1000).toISOString()
 const nowOf = (clock?: () => number): number => Math.floor((clock ?? Date.now)() / 1000)

@@ -5,7 +5,7 @@
  * function that opens a fresh, empty store and one that opens another store on the same database.
  */
 import assert from 'node:assert/strict'
-import type {IssuedRecord, IssueOutcome, Store} from '../../src/ca/store/store.ts'
+import {RESTORE_LEEWAY, type IssuedRecord, type IssueOutcome, type Store} from '../../src/ca/store/store.ts'
 
 let serialCounter = 1000n
 
@@ -29,7 +29,7 @@ export function record(over: Partial<IssuedRecord> = {}): IssuedRecord {
   }
 }
 
-const token = (id: string, expiresAt = 3_000) => ({id, expiresAt})
+const token = (id: string, expiresAt = 3_000) => ({id, expiresAt, issuedAt: expiresAt - 300})
 
 export function storeContract(name: string, open: () => Promise<Store>, replica: (of: Store) => Promise<Store>): void {
   describe(`Store contract: ${name}`, function () {
@@ -661,6 +661,39 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal(Math.max(...marks), 6_000)
         assert.equal(await s.restoredAt(), 6_000)
         assert.equal(await r.restoredAt(), 6_000)
+      })
+
+      it('a stop written through the other is in force in the next issuance transaction, its batch refused whole and nothing written', async () => {
+        // what the server's one-second poll has not read yet: the store itself refuses
+        await r.setIssuanceStop({at: 77, reason: 'key compromise'})
+        const refused = await Promise.all([
+          s.issue({token: token('during-1'), record: record({serial: 701n})}),
+          s.issue({token: token('during-2'), record: record({serial: 702n})}),
+        ])
+        for (const o of refused)
+          assert.deepEqual(o, {ok: false, reason: 'stopped', stop: {at: 77, reason: 'key compromise'}})
+        assert.equal(await s.findCertificate(701n), undefined)
+        assert.equal(await s.spentToken('during-1'), undefined)
+        await r.setIssuanceStop(null)
+        assert.deepEqual(await s.issue({token: token('during-1'), record: record({serial: 701n})}), {ok: true})
+      })
+
+      it('a restore mark written through the other refuses, in the issuance transaction, tokens issued before it plus the leeway', async () => {
+        await r.markRestored(5_000)
+        const at = (id: string, issuedAt: number) => ({id, expiresAt: 9_000, issuedAt})
+        const outcomes = await Promise.all([
+          s.issue({token: at('old', 5_000 + RESTORE_LEEWAY - 1), record: record({serial: 801n})}),
+          s.issue({token: at('new', 5_000 + RESTORE_LEEWAY), record: record({serial: 802n})}),
+          s.issue({token: at('no-time', Number.NaN), record: record({serial: 803n})}),
+        ])
+        assert.deepEqual(outcomes, [
+          {ok: false, reason: 'before_restore', restoredAt: 5_000},
+          {ok: true},
+          {ok: false, reason: 'before_restore', restoredAt: 5_000},
+        ])
+        assert.equal(await s.findCertificate(801n), undefined)
+        assert.equal(await s.spentToken('old'), undefined)
+        assert.ok(await s.findCertificate(802n))
       })
 
       it('exclusive excludes across replicas', async () => {

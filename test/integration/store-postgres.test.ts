@@ -12,7 +12,7 @@ import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
 import {migrateStore, openStore} from '../../src/ca/store/open.ts'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
-import type {Store} from '../../src/ca/store/store.ts'
+import {RESTORE_LEEWAY, type Store} from '../../src/ca/store/store.ts'
 import {batchItem} from '../../src/ca/store/postgres.ts'
 import {record, storeContract} from '../contract/store.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
@@ -71,23 +71,23 @@ describe('PostgreSQL store', function () {
       try {
         const victim = host('SHA256:raced-victim', 'host:victim')
         const attacker = host('SHA256:raced-attacker', 'host:attacker')
-        await s.issue({token: {id: 'v', expiresAt: 3000}, record: victim, lineage: {kind: 'enrol'}})
-        await s.issue({token: {id: 'a', expiresAt: 3000}, record: attacker, lineage: {kind: 'enrol'}})
+        await s.issue({token: {id: 'v', expiresAt: 3000, issuedAt: 0}, record: victim, lineage: {kind: 'enrol'}})
+        await s.issue({token: {id: 'a', expiresAt: 3000, issuedAt: 0}, record: attacker, lineage: {kind: 'enrol'}})
         const renewed = host(victim.keyFingerprint, victim.keyId)
         const renewal = await replicaMidIssue(url, [
           batchItem({
-            token: {id: 'v-renew', expiresAt: 3000},
+            token: {id: 'v-renew', expiresAt: 3000, issuedAt: 0},
             record: renewed,
             lineage: {kind: 'renew', parent: victim.serial},
           }),
         ])
         const enrol = s.issue({
-          token: {id: 'a-enrol', expiresAt: 3000},
+          token: {id: 'a-enrol', expiresAt: 3000, issuedAt: 0},
           record: host(victim.keyFingerprint, attacker.keyId),
           lineage: {kind: 'enrol'},
         })
         const rekey = s.issue({
-          token: {id: 'a-rekey', expiresAt: 3000},
+          token: {id: 'a-rekey', expiresAt: 3000, issuedAt: 0},
           record: host(victim.keyFingerprint, attacker.keyId),
           lineage: {kind: 'rekey', parent: attacker.serial, parentKey: attacker.keyFingerprint},
         })
@@ -99,7 +99,7 @@ describe('PostgreSQL store', function () {
         const next = host(victim.keyFingerprint, victim.keyId)
         assert.deepEqual(
           await s.issue({
-            token: {id: 'v-2', expiresAt: 3000},
+            token: {id: 'v-2', expiresAt: 3000, issuedAt: 0},
             record: next,
             lineage: {kind: 'renew', parent: renewed.serial},
           }),
@@ -116,10 +116,10 @@ describe('PostgreSQL store', function () {
       try {
         const victim = host('SHA256:first-victim', 'host:victim')
         const first = await replicaMidIssue(url, [
-          batchItem({token: {id: 'v', expiresAt: 3000}, record: victim, lineage: {kind: 'enrol'}}),
+          batchItem({token: {id: 'v', expiresAt: 3000, issuedAt: 0}, record: victim, lineage: {kind: 'enrol'}}),
         ])
         const attempt = s.issue({
-          token: {id: 'a', expiresAt: 3000},
+          token: {id: 'a', expiresAt: 3000, issuedAt: 0},
           record: host(victim.keyFingerprint, 'host:attacker'),
           lineage: {kind: 'enrol'},
         })
@@ -127,6 +127,81 @@ describe('PostgreSQL store', function () {
         await first.commit()
         assert.deepEqual(await attempt, {ok: false, reason: 'key_in_use', newest: victim.serial.toString()})
       } finally {
+        await s.close()
+      }
+    })
+  })
+
+  describe('the issuance gate: a stop or a restore mark and the issuances in flight on other replicas', () => {
+    const raw = async (url: string): Promise<pg.Client> => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: server.port,
+        user: 'sshca',
+        password: server.password,
+        database: url.split('/').pop(),
+      })
+      await c.connect()
+      return c
+    }
+    const settledYet = async (p: Promise<unknown>): Promise<boolean> => {
+      let settled = false
+      void p.then(
+        () => (settled = true),
+        () => (settled = true),
+      )
+      await new Promise((r) => setTimeout(r, 400))
+      return settled
+    }
+
+    it('ca stop-issuance waits for an issuance in flight on another replica: it commits first, and is counted', async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      const c = await raw(url)
+      try {
+        const flying = record({serial: 901n})
+        await c.query('BEGIN')
+        const [{out}] = (
+          await c.query('SELECT sshca_issue_gated($1::jsonb, $2) AS out', [
+            JSON.stringify([batchItem({token: {id: 'in-flight', expiresAt: 3000, issuedAt: 0}, record: flying})]),
+            RESTORE_LEEWAY,
+          ])
+        ).rows as [{out: unknown}]
+        assert.deepEqual(out, [{outcome: 'ok'}])
+        const stop = s.setIssuanceStop({at: 5, reason: 'incident'})
+        assert.equal(await settledYet(stop), false, 'the stop did not wait for the issuance in flight')
+        await c.query('COMMIT')
+        await stop
+        // what the stop command counts once it returns holds the certificate that was in flight
+        assert.ok(await s.findCertificate(901n))
+        assert.deepEqual(await s.issue({token: {id: 'after', expiresAt: 3000, issuedAt: 0}, record: record()}), {
+          ok: false,
+          reason: 'stopped',
+          stop: {at: 5, reason: 'incident'},
+        })
+      } finally {
+        await c.end()
+        await s.close()
+      }
+    })
+
+    it('an issuance waits for a stop being written, then is refused by it (a fresh read, not its first snapshot)', async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      const c = await raw(url)
+      try {
+        await c.query('BEGIN')
+        await c.query("SELECT pg_advisory_xact_lock(hashtextextended('sshca issuance gate', 0))")
+        await c.query("INSERT INTO meta (key, value) VALUES ('issuance_stop', $1)", [
+          JSON.stringify({at: 6, reason: 'being written'}),
+        ])
+        const issuance = s.issue({token: {id: 'racing', expiresAt: 3000, issuedAt: 0}, record: record({serial: 902n})})
+        assert.equal(await settledYet(issuance), false, 'the issuance did not wait for the stop being written')
+        await c.query('COMMIT')
+        assert.deepEqual(await issuance, {ok: false, reason: 'stopped', stop: {at: 6, reason: 'being written'}})
+        assert.equal(await s.findCertificate(902n), undefined)
+      } finally {
+        await c.end()
         await s.close()
       }
     })
@@ -143,9 +218,9 @@ describe('PostgreSQL store', function () {
         const good = [record(), record()]
         const poisoned = record()
         const [a, bad, b] = await together(s, [
-          {token: {id: 'good-1', expiresAt: 3000}, record: good[0]!},
-          {token: {id: 'poisoned', expiresAt: Number.NaN}, record: poisoned},
-          {token: {id: 'good-2', expiresAt: 3000}, record: good[1]!},
+          {token: {id: 'good-1', expiresAt: 3000, issuedAt: 0}, record: good[0]!},
+          {token: {id: 'poisoned', expiresAt: Number.NaN, issuedAt: 0}, record: poisoned},
+          {token: {id: 'good-2', expiresAt: 3000, issuedAt: 0}, record: good[1]!},
         ])
         assert.deepEqual(a, {status: 'fulfilled', value: {ok: true}})
         assert.deepEqual(b, {status: 'fulfilled', value: {ok: true}})
@@ -154,8 +229,8 @@ describe('PostgreSQL store', function () {
         assert.equal(await s.findCertificate(poisoned.serial), undefined)
         // a replay in a batch is still a replay: the item-by-item path keeps the store's verdicts
         const [again, fresh] = await together(s, [
-          {token: {id: 'good-1', expiresAt: 3000}, record: record()},
-          {token: {id: 'good-3', expiresAt: 3000}, record: record()},
+          {token: {id: 'good-1', expiresAt: 3000, issuedAt: 0}, record: record()},
+          {token: {id: 'good-3', expiresAt: 3000, issuedAt: 0}, record: record()},
         ])
         assert.equal(again?.status === 'fulfilled' && again.value.ok, false)
         assert.deepEqual(fresh, {status: 'fulfilled', value: {ok: true}})
@@ -173,8 +248,8 @@ describe('PostgreSQL store', function () {
           claims: {sub: 'mallory\u0000', 'k\u0000': '\udfff', nested: ['\u0000']},
         })
         const [a, h] = await together(s, [
-          {token: {id: 'good', expiresAt: 3000}, record: good},
-          {token: {id: 'sshpop#a\u0000b', expiresAt: 3000}, record: hostile},
+          {token: {id: 'good', expiresAt: 3000, issuedAt: 0}, record: good},
+          {token: {id: 'sshpop#a\u0000b', expiresAt: 3000, issuedAt: 0}, record: hostile},
         ])
         assert.deepEqual(a, {status: 'fulfilled', value: {ok: true}})
         assert.deepEqual(h, {status: 'fulfilled', value: {ok: true}})
@@ -199,7 +274,9 @@ describe('PostgreSQL store', function () {
         await server.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", db),
         `${Array.from({length: SCHEMA_VERSION}, (_, i) => i + 1).join(',')}\n`,
       )
-      assert.deepEqual(await stores[0]!.issue({token: {id: 't', expiresAt: 9}, record: record()}), {ok: true})
+      assert.deepEqual(await stores[0]!.issue({token: {id: 't', expiresAt: 9, issuedAt: 0}, record: record()}), {
+        ok: true,
+      })
       await Promise.all(stores.map((s) => s.close()))
     })
 
@@ -235,7 +312,9 @@ describe('PostgreSQL store', function () {
       })
       try {
         const outs = await Promise.all(
-          Array.from({length: 5}, (_, i) => s.issue({token: {id: `metered-${i}`, expiresAt: 9}, record: record()})),
+          Array.from({length: 5}, (_, i) =>
+            s.issue({token: {id: `metered-${i}`, expiresAt: 9, issuedAt: 0}, record: record()}),
+          ),
         )
         assert.ok(outs.every((o) => o.ok))
         assert.equal(
@@ -381,11 +460,13 @@ describe('PostgreSQL store', function () {
     it('fails closed with ERR_STORE_UNAVAILABLE within db.timeout while the server is down, and heals without reopening', async () => {
       const s = await openStore(configWith(own.db({pool: 3, timeout: 2})), 'server')
       try {
-        assert.deepEqual(await s.issue({token: {id: 'before', expiresAt: 9}, record: record()}), {ok: true})
+        assert.deepEqual(await s.issue({token: {id: 'before', expiresAt: 9, issuedAt: 0}, record: record()}), {
+          ok: true,
+        })
         await own.stop()
         const t0 = Date.now()
         const outcomes = await Promise.allSettled([
-          s.issue({token: {id: 'during', expiresAt: 9}, record: record()}),
+          s.issue({token: {id: 'during', expiresAt: 9, issuedAt: 0}, record: record()}),
           s.ping(),
           s.revocations(),
           s.recordAdminEvent('certificate_revoked', {}, 1),
@@ -399,8 +480,10 @@ describe('PostgreSQL store', function () {
           )
         await own.start()
         // the pool reconnects by itself; the token refused during the outage was not spent
-        assert.deepEqual(await s.issue({token: {id: 'during', expiresAt: 9}, record: record()}), {ok: true})
-        assert.equal((await s.issue({token: {id: 'before', expiresAt: 9}, record: record()})).ok, false)
+        assert.deepEqual(await s.issue({token: {id: 'during', expiresAt: 9, issuedAt: 0}, record: record()}), {
+          ok: true,
+        })
+        assert.equal((await s.issue({token: {id: 'before', expiresAt: 9, issuedAt: 0}, record: record()})).ok, false)
         await s.ping()
       } finally {
         await s.close()

@@ -85,7 +85,7 @@ export async function signHostCertificate(
     rt.material.hostCa.active,
   )
   // Stryker disable next-line ObjectLiteral,StringLiteral: the store starts a lineage for any lineage that is not a renew or a rekey
-  return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt}, trace, {
+  return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt, issuedAt: t.issuedAt}, trace, {
     kind: 'enrol',
     keyBound: t.boundKey !== undefined,
   })
@@ -192,7 +192,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
     },
     rt.material.hostCa.active,
   )
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt}, trace, {
     kind: 'renew',
     parent: cert.serial,
   })
@@ -234,7 +234,7 @@ export async function rekeyHostCertificate(
     },
     rt.material.hostCa.active,
   )
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt}, trace, {
+  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt}, trace, {
     kind: 'rekey',
     parent: cert.serial,
     parentKey: cert.publicKey.fingerprint(),

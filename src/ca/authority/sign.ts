@@ -17,7 +17,14 @@ import {denial, reasonOf, type RuleConfig} from '../policy/types.ts'
 import type {VerifiedToken} from '../provisioner/oidc.ts'
 import type {AuditTrace, CaRuntime} from './runtime.ts'
 import {authorize} from './webhook.ts'
-import type {IssuedRecord, IssueOutcome, Lineage, Revocation} from '../store/store.ts'
+import {
+  beforeRestore,
+  type IssuanceStop,
+  type IssuedRecord,
+  type IssueOutcome,
+  type Lineage,
+  type Revocation,
+} from '../store/store.ts'
 import {isoFromSeconds} from '../../util/iso-time.ts'
 
 export const MIN_RSA_BITS = 3072
@@ -84,18 +91,16 @@ export function requireIssuanceEnabled(rt: CaRuntime): void {
   if (rt.policy.config.disabled)
     throw denial('ERR_ISSUANCE_DISABLED', 'policy_disabled', 'certificate issuance is disabled on this CA')
   const stop = rt.safety?.stop
-  if (stop)
-    throw denial('ERR_ISSUANCE_DISABLED', 'issuance_stopped', 'certificate issuance is disabled on this CA', {
-      stopped_at: new Date(stop.at * 1000).toISOString(),
-      stop_reason: stop.reason,
-    })
+  if (stop) throw stoppedDenial(stop)
 }
 
-/**
- * Clock skew allowed around the restore mark: a token minted by an issuer whose clock runs ahead by up
- * to this may carry an iat after the mark though it was made (and perhaps spent) before it.
- */
-export const RESTORE_LEEWAY = 60
+/** 503 issuance_stopped: `ca stop-issuance` is in force. */
+function stoppedDenial(stop: IssuanceStop): SshcaError {
+  return denial('ERR_ISSUANCE_DISABLED', 'issuance_stopped', 'certificate issuance is disabled on this CA', {
+    stopped_at: new Date(stop.at * 1000).toISOString(),
+    stop_reason: stop.reason,
+  })
+}
 
 /**
  * The restore window. A CA restored from a backup knows the tokens spent up to the snapshot, not
@@ -105,17 +110,22 @@ export const RESTORE_LEEWAY = 60
  * A token the store knows is spent is refused as a replay, which says more.
  */
 export async function requireIssuedAfterRestore(rt: CaRuntime, token: {id: string; issuedAt: number}): Promise<void> {
-  const mark = rt.safety?.restoredAt
-  if (mark === null || mark === undefined || token.issuedAt >= mark + RESTORE_LEEWAY) return
+  const mark = rt.safety?.restoredAt ?? null
+  if (!beforeRestore(token.issuedAt, mark)) return
   const spent = await rt.store.spentToken(token.id)
   if (spent) throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
+  throw beforeRestoreDenial(token.issuedAt, mark!)
+}
+
+/** 401 token_before_restore: a token issued before the restore mark (src/ca/restore-mark.ts). */
+function beforeRestoreDenial(issuedAt: number, mark: number): SshcaError {
   const iso = (s: number) => new Date(s * 1000).toISOString()
-  throw denial(
+  return denial(
     'ERR_TOKEN_INVALID',
     'token_before_restore',
-    `the token was issued at ${iso(token.issuedAt)}, before this CA was restored from a backup (${iso(mark)}): it may have been spent after the backup was taken; get a new one`,
+    `the token was issued at ${iso(issuedAt)}, before this CA was restored from a backup (${iso(mark)}): it may have been spent after the backup was taken; get a new one`,
     {
-      issued_at: iso(token.issuedAt),
+      issued_at: iso(issuedAt),
       restored_at: iso(mark),
     },
   )
@@ -191,16 +201,18 @@ export function issuedFields(cert: Certificate): Record<string, unknown> {
 export async function issue(
   rt: CaRuntime,
   cert: Certificate,
-  token: {id: string; expiresAt: number},
+  token: {id: string; expiresAt: number; issuedAt: number},
   trace: AuditTrace,
   lineage?: Lineage,
 ): Promise<Certificate> {
   // again just before the commit: a request past the first check may have waited seconds since (on
-  // its webhook, the IdP's keys, a slow HSM), and a stop that landed meanwhile must still hold
+  // its webhook, the IdP's keys, a slow HSM), and a stop that landed meanwhile must still hold. The
+  // store checks the stop and the restore mark once more inside the issuance's transaction, where a
+  // stop or mark landing at this very moment is seen or waits for the commit
   requireIssuanceEnabled(rt)
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
-  if (!outcome.ok) throw outcomeDenial(outcome, lineage)
+  if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)
   rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
   rt.meter?.decision({outcome: 'issued', provisioner: trace.provisioner, rule: trace.rule, certType: cert.type})
   return cert
@@ -222,8 +234,16 @@ export function revokedDenial(r: Revocation, lineage?: Lineage): SshcaError {
   })
 }
 
-function outcomeDenial(outcome: Exclude<IssueOutcome, {ok: true}>, lineage: Lineage | undefined): SshcaError {
+function outcomeDenial(
+  outcome: Exclude<IssueOutcome, {ok: true}>,
+  lineage: Lineage | undefined,
+  token?: {issuedAt: number},
+): SshcaError {
   switch (outcome.reason) {
+    case 'stopped':
+      return stoppedDenial(outcome.stop)
+    case 'before_restore':
+      return beforeRestoreDenial(token?.issuedAt ?? 0, outcome.restoredAt)
     case 'replayed': {
       // Stryker disable next-line ConditionalExpression,ArithmeticOperator,StringLiteral: message text only (details below carry the time)
       const when = outcome.usedAt === null ? '' : ` at ${new Date(outcome.usedAt * 1000).toISOString()}`
@@ -290,7 +310,12 @@ export async function signUserCertificate(
     },
     rt.material.userCa.active,
   )
-  return issue(rt, cert, {id: verified.tokenId, expiresAt: verified.expiresAt}, trace)
+  return issue(
+    rt,
+    cert,
+    {id: verified.tokenId, expiresAt: verified.expiresAt, issuedAt: verified.claims.iat as number},
+    trace,
+  )
 }
 
 /**

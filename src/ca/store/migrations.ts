@@ -453,6 +453,54 @@ export const MIGRATIONS: readonly Migration[] = [
        $fn$`,
     ],
   },
+  {
+    version: 6,
+    name: 'the emergency stop and the restore mark are read inside the issuance transaction',
+    // SQLite: nothing in the schema (SqliteStore.flush reads both under its write lock). PostgreSQL:
+    // sshca_issue behind a gate: the shared advisory lock that `ca stop-issuance` and a restore mark
+    // take exclusively (PostgresStore.setIssuanceStop, markRestored), then the stop (every item
+    // refused) and the mark (items whose token was issued before it plus the leeway refused), then
+    // sshca_issue for the rest, the answers in the batch's order
+    sqlite: [],
+    postgresql: [
+      `CREATE FUNCTION sshca_issue_gated(batch jsonb, restore_leeway bigint) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         stop TEXT;
+         mark BIGINT;
+         item jsonb;
+         admitted jsonb := '[]'::jsonb;
+         issued jsonb;
+         out jsonb := '[]'::jsonb;
+         k INT := 0;
+       BEGIN
+         PERFORM pg_advisory_xact_lock_shared(hashtextextended('sshca issuance gate', 0));
+         SELECT value INTO stop FROM meta WHERE key = 'issuance_stop';
+         IF stop IS NOT NULL THEN
+           SELECT COALESCE(jsonb_agg(jsonb_build_object('outcome', 'stopped', 'stop', stop)), '[]'::jsonb) INTO out
+             FROM jsonb_array_elements(batch);
+           RETURN out;
+         END IF;
+         SELECT value::bigint INTO mark FROM meta WHERE key = 'restored_at';
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           -- a token without an issue time is before any mark (fail closed)
+           IF mark IS NULL OR COALESCE((item->>'token_issued_at')::bigint >= mark + restore_leeway, false) THEN
+             admitted := admitted || jsonb_build_array(item);
+           END IF;
+         END LOOP;
+         issued := sshca_issue(admitted);
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           IF mark IS NULL OR COALESCE((item->>'token_issued_at')::bigint >= mark + restore_leeway, false) THEN
+             out := out || jsonb_build_array(issued->k);
+             k := k + 1;
+           ELSE
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'before_restore', 'restored_at', mark::text));
+           END IF;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

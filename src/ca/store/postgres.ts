@@ -19,17 +19,18 @@ import {assertPrivateFile} from '../../util/fs.ts'
 import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
 import {parseStop, rowToRecord, toDbTime} from './sqlite.ts'
-import type {
-  AdminEvent,
-  AdminEventDraft,
-  CertificateQuery,
-  InventorySummary,
-  IssuanceStop,
-  IssueOutcome,
-  IssueRequest,
-  IssuedRecord,
-  Revocation,
-  Store,
+import {
+  RESTORE_LEEWAY,
+  type AdminEvent,
+  type AdminEventDraft,
+  type CertificateQuery,
+  type InventorySummary,
+  type IssuanceStop,
+  type IssueOutcome,
+  type IssueRequest,
+  type IssuedRecord,
+  type Revocation,
+  type Store,
 } from './store.ts'
 
 type PoolConfig = pg.PoolConfig
@@ -176,6 +177,8 @@ type Outcome =
   | {outcome: 'superseded'; newest: string | null}
   | {outcome: 'key_in_use'; newest: string}
   | {outcome: 'replayed'; used_at: number | null; serial: string | null}
+  | {outcome: 'stopped'; stop: string}
+  | {outcome: 'before_restore'; restored_at: string}
 
 function toOutcome(o: Outcome): IssueOutcome {
   switch (o.outcome) {
@@ -189,6 +192,10 @@ function toOutcome(o: Outcome): IssueOutcome {
       return {ok: false, reason: 'key_in_use', newest: o.newest}
     case 'replayed':
       return {ok: false, reason: 'replayed', usedAt: o.used_at === null ? null : Number(o.used_at), serial: o.serial}
+    case 'stopped':
+      return {ok: false, reason: 'stopped', stop: parseStop(o.stop)}
+    case 'before_restore':
+      return {ok: false, reason: 'before_restore', restoredAt: Number(o.restored_at)}
   }
 }
 
@@ -217,6 +224,8 @@ export function batchItem({token, record: r, lineage}: IssueRequest): Record<str
   return {
     token_id: token.id,
     expires_at: String(token.expiresAt),
+    // not a whole number: null, which sshca_issue_gated holds to be before any restore mark
+    token_issued_at: Number.isSafeInteger(token.issuedAt) ? String(token.issuedAt) : null,
     lineage: lineage?.kind ?? null,
     parent: lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null,
     parent_key: lineage?.kind === 'rekey' ? lineage.parentKey : null,
@@ -238,6 +247,16 @@ export function batchItem({token, record: r, lineage}: IssueRequest): Record<str
       claims: r.claims ? JSON.stringify(r.claims) : null,
     },
   }
+}
+
+/**
+ * The issuance gate: every issuance transaction holds it shared (sshca_issue_gated, migration 6) while
+ * it reads the stop and the restore mark and commits; a stop or a mark is written holding it
+ * exclusively. So the write waits for the issuances that read the old state, and those after it
+ * (each of sshca_issue_gated's statements takes a new snapshot once the lock is granted) read the new.
+ */
+async function closeGate(c: pg.PoolClient): Promise<void> {
+  await c.query("SELECT pg_advisory_xact_lock(hashtextextended('sshca issuance gate', 0))")
 }
 
 interface PendingIssue {
@@ -391,9 +410,9 @@ export class PostgresStore implements Store {
       try {
         const started = performance.now()
         const res = await this.pool.query<{out: Outcome[]}>({
-          name: 'sshca_issue',
-          text: 'SELECT sshca_issue($1::jsonb) AS out',
-          values: [payload],
+          name: 'sshca_issue_gated',
+          text: 'SELECT sshca_issue_gated($1::jsonb, $2) AS out',
+          values: [payload, RESTORE_LEEWAY],
         })
         this.onCommit?.(batch.length, (performance.now() - started) / 1000)
         const outs = res.rows[0]!.out
@@ -620,15 +639,18 @@ export class PostgresStore implements Store {
     return rows[0] ? Number(rows[0].value) : null
   }
 
-  /** One statement: replicas marking at once keep the later mark. */
+  /** Replicas marking at once keep the later mark; issuances that read the old one commit first (the gate). */
   async markRestored(at: number): Promise<number> {
     if (!Number.isSafeInteger(at) || at <= 0) throw new TypeError('markRestored: at must be seconds since the epoch')
-    const {rows} = await this.query<{value: string}>(
-      `INSERT INTO meta (key, value) VALUES ('restored_at', $1) ON CONFLICT (key)
-         DO UPDATE SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text RETURNING value`,
-      [String(at)],
-    )
-    return Number(rows[0]!.value)
+    return this.transaction(async (c) => {
+      await closeGate(c)
+      const {rows} = await c.query<{value: string}>(
+        `INSERT INTO meta (key, value) VALUES ('restored_at', $1) ON CONFLICT (key)
+           DO UPDATE SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text RETURNING value`,
+        [String(at)],
+      )
+      return Number(rows[0]!.value)
+    })
   }
 
   async issuanceStop(): Promise<IssuanceStop | null> {
@@ -637,14 +659,15 @@ export class PostgresStore implements Store {
   }
 
   async setIssuanceStop(stop: IssuanceStop | null): Promise<void> {
-    if (stop) {
-      await this.query(
-        "INSERT INTO meta (key, value) VALUES ('issuance_stop', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [JSON.stringify({at: stop.at, reason: stop.reason})],
-      )
-    } else {
-      await this.query("DELETE FROM meta WHERE key = 'issuance_stop'")
-    }
+    await this.transaction(async (c) => {
+      await closeGate(c)
+      if (stop)
+        await c.query(
+          "INSERT INTO meta (key, value) VALUES ('issuance_stop', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+          [JSON.stringify({at: stop.at, reason: stop.reason})],
+        )
+      else await c.query("DELETE FROM meta WHERE key = 'issuance_stop'")
+    })
   }
 
   /** A session advisory lock held on one connection while `fn` runs; others wait (bounded by `db.timeout` per try). */

@@ -12,18 +12,19 @@ import {DatabaseSync, type SQLInputValue, type StatementSync} from 'node:sqlite'
 import {SshcaError} from '../../errors.ts'
 import {startCheckpointer, type Checkpointer} from './checkpointer.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import type {
-  AdminEvent,
-  AdminEventDraft,
-  CertificateQuery,
-  InventorySummary,
-  IssuanceStop,
-  IssueOutcome,
-  IssueRequest,
-  IssuedRecord,
-  Lineage,
-  Revocation,
-  Store,
+import {
+  beforeRestore,
+  type AdminEvent,
+  type AdminEventDraft,
+  type CertificateQuery,
+  type InventorySummary,
+  type IssuanceStop,
+  type IssueOutcome,
+  type IssueRequest,
+  type IssuedRecord,
+  type Lineage,
+  type Revocation,
+  type Store,
 } from './store.ts'
 
 interface CertRow {
@@ -160,6 +161,20 @@ export function parseStop(text: string): IssuanceStop {
   }
 }
 
+/** What every issuance of a transaction is held to before anything else: the stop and the restore mark. */
+interface Gate {
+  stop: IssuanceStop | null
+  restoredAt: number | null
+}
+
+/** The refusal the gate gives this issuance, if any. */
+function gated(gate: Gate, req: IssueRequest): IssueOutcome | undefined {
+  if (gate.stop) return {ok: false, reason: 'stopped', stop: gate.stop}
+  if (beforeRestore(req.token.issuedAt, gate.restoredAt))
+    return {ok: false, reason: 'before_restore', restoredAt: gate.restoredAt!}
+  return undefined
+}
+
 const processLocks = new Map<string, Promise<unknown>>()
 
 export class SqliteStore implements Store {
@@ -284,7 +299,10 @@ export class SqliteStore implements Store {
     const started = performance.now()
     try {
       this.stmts.begin!.run()
-      for (const item of batch) results.push(this.issueOne(item.req))
+      // the stop and the restore mark, read under the write lock: `ca stop-issuance` or `ca restore`
+      // writing either from another process waits for this commit, or committed before this read
+      const gate = this.gate()
+      for (const item of batch) results.push(gated(gate, item.req) ?? this.issueOne(item.req))
       this.stmts.commit!.run()
       this.onCommit?.(batch.length, (performance.now() - started) / 1000)
     } catch (err) {
@@ -294,6 +312,13 @@ export class SqliteStore implements Store {
       return
     }
     batch.forEach((item, i) => item.resolve(results[i]!))
+  }
+
+  /** The emergency stop and the restore mark, as this transaction reads them. */
+  private gate(): Gate {
+    const stop = this.stmts.getMeta!.get('issuance_stop') as {value: string} | undefined
+    const mark = this.stmts.getMeta!.get('restored_at') as {value: string} | undefined
+    return {stop: stop ? parseStop(stop.value) : null, restoredAt: mark ? Number(mark.value) : null}
   }
 
   /** One issuance inside the batch's transaction: nothing is written unless the outcome is ok. */

@@ -55,7 +55,8 @@ export type Lineage =
   | {kind: 'rekey'; parent: bigint; parentKey: string}
 
 export interface IssueRequest {
-  token: {id: string; expiresAt: number}
+  /** The token's id (spent here), its expiry and its `iat` (held to the restore mark here), in seconds. */
+  token: {id: string; expiresAt: number; issuedAt: number}
   record: IssuedRecord
   lineage?: Lineage
 }
@@ -73,6 +74,20 @@ export type IssueOutcome =
    * heads another host's (another key ID): it would take that lineage over, its renewals refused.
    */
   | {ok: false; reason: 'key_in_use'; newest: string}
+  /** `ca stop-issuance` is in force (read in the issuance's own transaction). */
+  | {ok: false; reason: 'stopped'; stop: IssuanceStop}
+  /** The token was issued before the restore mark (plus RESTORE_LEEWAY): it may have been spent after the backup. */
+  | {ok: false; reason: 'before_restore'; restoredAt: number}
+
+/**
+ * Clock skew allowed around the restore mark: a token minted by an issuer whose clock runs ahead by up
+ * to this may carry an iat after the mark though it was made (and perhaps spent) before it.
+ */
+export const RESTORE_LEEWAY = 60
+
+/** Whether a token issued at `issuedAt` (seconds) falls in the restore window of `mark`: refused. */
+export const beforeRestore = (issuedAt: number, mark: number | null): boolean =>
+  mark !== null && !(issuedAt >= mark + RESTORE_LEEWAY)
 
 export interface CertificateQuery {
   subject?: string
@@ -117,8 +132,12 @@ export interface AdminEventDraft<T> {
 
 export interface Store {
   /**
-   * Checks revocations and the lineage, spends the token and records the certificate, in one
-   * transaction: the certificate exists only when this returns ok; otherwise nothing is written.
+   * Checks the emergency stop, the restore mark, revocations and the lineage, spends the token and
+   * records the certificate, in one transaction: the certificate exists only when this returns ok;
+   * otherwise nothing is written. The stop and the mark are read inside that transaction, and
+   * setIssuanceStop and markRestored wait for the issuances in flight: once either returns, no
+   * issuance it refuses can commit (a check before the transaction alone left a window in which one
+   * could, after `ca stop-issuance` had counted what was valid).
    */
   issue(req: IssueRequest): Promise<IssueOutcome>
   findCertificate(serial: bigint): Promise<IssuedRecord | undefined>
@@ -169,11 +188,14 @@ export interface Store {
    * may have been spent after the snapshot and are refused. null when it never was.
    */
   restoredAt(): Promise<number | null>
-  /** Moves the restore mark to `at` unless it is already later (it never moves back); returns the mark. */
+  /**
+   * Moves the restore mark to `at` unless it is already later (it never moves back); returns the mark
+   * once no issuance that read the old one can still commit.
+   */
   markRestored(at: number): Promise<number>
   /** The emergency stop in force, or null. */
   issuanceStop(): Promise<IssuanceStop | null>
-  /** Sets (or with null, lifts) the emergency stop. */
+  /** Sets (or with null, lifts) the emergency stop; returns once no issuance that read the old state can still commit. */
   setIssuanceStop(stop: IssuanceStop | null): Promise<void>
   /** Resolves when the database answers now; throws ERR_STORE_UNAVAILABLE when it does not (GET /ready). */
   ping(): Promise<void>

@@ -69,7 +69,7 @@ async function seed(configPath: string, ...recs: IssuedRecord[]): Promise<void> 
     for (const r of recs) {
       const lineage: Lineage | undefined = r.certType === 'host' ? {kind: 'enrol'} : undefined
       const out = await s.issue({
-        token: {id: `tok-${++n}`, expiresAt: NOW + 60},
+        token: {id: `tok-${++n}`, expiresAt: NOW + 60, issuedAt: NOW},
         record: r,
         ...(lineage ? {lineage} : {}),
       })

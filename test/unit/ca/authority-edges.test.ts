@@ -24,9 +24,9 @@ import {
   MIN_RSA_BITS,
   parseSubjectKey,
   randomSerial,
-  RESTORE_LEEWAY,
   signUserCertificate,
 } from '../../../src/ca/authority/sign.ts'
+import {RESTORE_LEEWAY} from '../../../src/ca/store/store.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
 import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
@@ -457,7 +457,7 @@ describe('the user signing pipeline (sign.ts)', () => {
       },
       w.rt.material.userCa.active,
     )
-    assert.equal((await issue(bare, cert, {id: 'x#1', expiresAt: T0 + 60}, trace())).serial, 5n)
+    assert.equal((await issue(bare, cert, {id: 'x#1', expiresAt: T0 + 60, issuedAt: 0}, trace())).serial, 5n)
     // the record has no rule, subject or provisioner when the trace has none
     assert.deepEqual(await w.store.findCertificate(5n).then((r) => [r?.provisioner, r?.rule, r?.subject]), [
       '',
@@ -645,7 +645,10 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
       revokedAt: T0,
     })
     await rejectsCode(
-      issue(w.rt, await next(), {id: 'race#1', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}),
+      issue(w.rt, await next(), {id: 'race#1', expiresAt: T0 + 60, issuedAt: 0}, trace(), {
+        kind: 'renew',
+        parent: h.cert.serial,
+      }),
       'ERR_POLICY_DENIED',
       {reason: 'revoked', revocation_id: byKeyId.id},
     )
@@ -658,7 +661,10 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
       revokedAt: T0 + 1,
     })
     await rejectsCode(
-      issue(w.rt, await next(), {id: 'race#2', expiresAt: T0 + 60}, trace(), {kind: 'renew', parent: h.cert.serial}),
+      issue(w.rt, await next(), {id: 'race#2', expiresAt: T0 + 60, issuedAt: 0}, trace(), {
+        kind: 'renew',
+        parent: h.cert.serial,
+      }),
       'ERR_POLICY_DENIED',
       {reason: 'certificate_revoked', revocation_id: parent.id, revoked_at: new Date((T0 + 1) * 1000).toISOString()},
     )

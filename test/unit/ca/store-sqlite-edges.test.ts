@@ -24,7 +24,7 @@ const settled = <T>(p: Promise<T>): {done: boolean; value?: T} => {
   void p.then((v) => Object.assign(s, {done: true, value: v}))
   return s
 }
-const token = (id: string) => ({id, expiresAt: 3_000})
+const token = (id: string) => ({id, expiresAt: 3_000, issuedAt: 2_700})
 
 /** A database at `version`, built by this file's own migrations up to it. */
 function databaseAt(path: string, version: number): void {
@@ -114,16 +114,18 @@ describe('SQLite store: migrations', () => {
     try {
       const now = 1_800_000_000
       // expired ten minutes ago by this replica's clock; a replica ten minutes behind still takes it
-      assert.deepEqual(await s.issue({token: {id: 'recent', expiresAt: now - 600}, record: record()}), {ok: true})
+      assert.deepEqual(await s.issue({token: {id: 'recent', expiresAt: now - 600, issuedAt: 0}, record: record()}), {
+        ok: true,
+      })
       assert.deepEqual(
-        await s.issue({token: {id: 'old', expiresAt: now - PURGE_MARGIN_SECONDS - 1}, record: record()}),
+        await s.issue({token: {id: 'old', expiresAt: now - PURGE_MARGIN_SECONDS - 1, issuedAt: 0}, record: record()}),
         {
           ok: true,
         },
       )
       assert.equal(await purgeSpentTokens(s, now * 1000), 1)
       assert.equal(
-        (await s.issue({token: {id: 'recent', expiresAt: now - 600}, record: record()})).ok,
+        (await s.issue({token: {id: 'recent', expiresAt: now - 600, issuedAt: 0}, record: record()})).ok,
         false,
         'still spent',
       )

@@ -39,7 +39,7 @@ describe('SQLite store migrations', () => {
     for (let i = 0; i < 2; i++) {
       const s = new SqliteStore(path, {background: false})
       // the old spent token is still spent; the newest host certificate heads its lineage; the KRL version kept its count
-      assert.equal((await s.issue({token: {id: 'old-token', expiresAt: 1}, record: record()})).ok, false)
+      assert.equal((await s.issue({token: {id: 'old-token', expiresAt: 1, issuedAt: 0}, record: record()})).ok, false)
       assert.deepEqual(
         (await s.currentHostCertificates(100)).map((c) => c.serial),
         [8n],
@@ -66,7 +66,7 @@ describe('SQLite store migrations', () => {
 
 const rec = (serial: bigint) => record({serial, keyId: 'k', keyFingerprint: 'SHA256:x'})
 const spend = (s: SqliteStore, id: string, r: ReturnType<typeof rec>) =>
-  s.issue({token: {id, expiresAt: 100}, record: r}).then((o) => o.ok)
+  s.issue({token: {id, expiresAt: 100, issuedAt: 0}, record: r}).then((o) => o.ok)
 
 /** The connection's PRAGMA synchronous: 2 = FULL, 1 = NORMAL. */
 const synchronousOf = (store: SqliteStore): number =>
