@@ -172,9 +172,12 @@ const SYSTEMD_SAFE = /^[A-Za-z0-9._/@+-]+$/
 
 /**
  * Refuses (ERR_UNSAFE_PATH, naming the path) a unit that root would run from anything another user
- * can change; see the module comment for the rules.
+ * can change; see the module comment for the rules. Returns the home the units must name: its real
+ * path, the folder that was checked. The path given may lead there through a link that another user
+ * can change (a link in their folder, or a folder of theirs above it): a unit naming that path would
+ * follow the link wherever it is pointed later, to a home (a CA) of theirs.
  */
-export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecPathDeps = realFs): void {
+export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecPathDeps = realFs): string {
   const fail = (p: PathProblem, what: string, hint: string): never => {
     throw new SshcaError(
       'ERR_UNSAFE_PATH',
@@ -218,4 +221,5 @@ export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecP
         'use a home without spaces or special characters',
       )
   }
+  return realHome
 }

@@ -363,7 +363,8 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     )
   const sshdDir = resolve(dir)
   const exe = o.sshca ?? installedSshca()
-  assertSafeForRoot(exe, home, o.pathDeps ?? realFs)
+  // the units name the home that was checked (its real path), never a link to it that another user may repoint
+  const unitHome = assertSafeForRoot(exe, home, o.pathDeps ?? realFs)
   const caFile = join(sshdDir, 'sshca_user_ca.pub')
   const krlFile = join(sshdDir, KRL_FILE)
   // only keys with a certificate from this CA: for any other, sshd logs "Could not load host
@@ -416,7 +417,7 @@ export async function configureHost(home: string, o: HostConfigOptions): Promise
     ...present.map((k) => `HostCertificate ${join(sshdDir, `${k}-cert.pub`)}`),
     '',
   ].join('\n')
-  const env = `Environment=SSHCA_HOME=${home}`
+  const env = `Environment=SSHCA_HOME=${unitHome}`
   const krlService = [
     '[Unit]',
     `Description=Refresh the SSH key revocation list and the trusted user CA keys from the sshca CA "${ctx.name}"`,

@@ -6,7 +6,19 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
 import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import {
@@ -16,7 +28,7 @@ import {
   type HostConfigOptions,
   type HostConfigResult,
 } from '../../../src/client/setup/config.ts'
-import type {ExecPathDeps, InstalledSshca} from '../../../src/client/local/exec-path.ts'
+import {realFs, type ExecPathDeps, type InstalledSshca} from '../../../src/client/local/exec-path.ts'
 import {certificateLine, signCertificate} from '../../../src/ssh/cert.ts'
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'
@@ -458,6 +470,37 @@ describe('sshca config --host, in process', function () {
     await rejectsCode(run({pathDeps: userOwnedNode}), 'ERR_UNSAFE_PATH', {path: SSHCA.node})
     assert.deepEqual(snapshot(sshd), before)
     assert.equal(existsSync(units), false)
+  })
+
+  it('a home reached through a link another user can change: the units name the folder that was checked, never the link', async function () {
+    // the attack: root runs `SSHCA_HOME=/srv/users/mallory/sshca sshca config --host`, a link that
+    // mallory made to root's own (safe) home. The check judged the folder the link leads to; a unit
+    // naming the link would, once mallory points it at a home of theirs, trust mallory's CA: the
+    // hourly KRL unit writes that CA's user keys into TrustedUserCAKeys, and mallory logs in as root
+    if (process.getuid?.() !== 0) this.skip()
+    await hostKey('ed25519', {signer: hostCa})
+    const mallory = tempDir('sshca-mallory-')
+    chownSync(mallory, 65534, 65534)
+    const link = join(mallory, 'sshca')
+    symlinkSync(home, link)
+    // the real file system for the home (root's 0700 temp folder), made-up root-owned files for node and sshca
+    const deps: ExecPathDeps = {
+      lstat: (p) => (p.startsWith('/opt/') ? rootOwned.lstat(p) : realFs.lstat(p)),
+      readdir: (p) => (p.startsWith('/opt/') ? [] : realFs.readdir(p)),
+      readlink: (p) => realFs.readlink(p),
+      realpath: (p) => (p.startsWith('/opt/') ? p : realFs.realpath(p)),
+    }
+    const r = await configureHost(link, {sshdDir: sshd, systemdDir: units, sshca: SSHCA, pathDeps: deps})
+    assert.equal(r.written, true)
+    const envs = readdirSync(units)
+      .filter((f) => f.endsWith('.service'))
+      .map((f) => /^Environment=SSHCA_HOME=(.*)$/m.exec(readFileSync(join(units, f), 'utf8'))?.[1])
+    assert.equal(envs.length, 2)
+    // mallory points the link at a home of theirs: what would the timers read?
+    const theirs = tempDir('sshca-mallory-home-')
+    unlinkSync(link)
+    symlinkSync(theirs, link)
+    for (const env of envs) assert.equal(realpathSync(env!), realpathSync(home), `the unit reads SSHCA_HOME=${env}`)
   })
 
   it('closes its connection to the CA, also when it fails', async () => {

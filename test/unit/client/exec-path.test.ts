@@ -242,6 +242,8 @@ describe('what a root service may run (config --host)', () => {
     // a home that is a symlink to a safe place is judged there, and passes
     fs.set('/root/alias', {link: '.sshca'})
     assert.equal(refusal(fs, exe(NODE, undefined), '/root/alias'), undefined)
+    // and the units name where it leads, the folder checked, not the link (which may be repointed)
+    assert.equal(assertSafeForRoot(exe(NODE, undefined), '/root/alias', fs), HOME)
   })
 
   it('a single executable has no script; a script outside any package is still checked on its own', () => {
