@@ -12,6 +12,16 @@ export interface RunResult {
 /** root's tools, whatever PATH a timer's or sudo's environment has: where sshd, ssh-keygen and systemctl live. */
 export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
 
+/**
+ * The environment to run an OpenSSH tool by name in: as root, PATH is SYSTEM_PATH (the PATH that root
+ * was started with may hold a folder another user can write: `su` without `-`, sudo keeping PATH, a
+ * ~/bin first, and their `ssh-keygen` would run as root and answer for the check); a user's own PATH
+ * otherwise (their ssh may live in Homebrew's folder).
+ */
+export function toolEnv(env: NodeJS.ProcessEnv = process.env, euid = process.geteuid?.()): NodeJS.ProcessEnv {
+  return euid === 0 ? {...env, PATH: SYSTEM_PATH} : env
+}
+
 /** Runs `cmd args` with LANG=C, at most `timeoutMs`; never throws. */
 export function runQuiet(cmd: string, args: string[], timeoutMs: number, env = process.env): Promise<RunResult> {
   return new Promise((resolve) => {

@@ -791,6 +791,33 @@ describe('host certificates in process (src/client/host/host.ts)', function () {
       )
       assert.deepEqual(snapshot(etc), before)
     })
+
+    it("as root, the KRL is checked by the system's ssh-keygen, never one a PATH with another user's folder names", async function () {
+      // root runs `sshca krl` (or config --host) with a PATH that holds a folder another user can
+      // write (su without -, sudo keeping PATH, a ~/bin first): their `ssh-keygen` ran as root, and
+      // answered for a list the real one refuses
+      if (process.getuid?.() !== 0) this.skip()
+      const bin = tempDir('sshca-their-bin-')
+      const ran = join(bin, 'ran')
+      writeFileSync(join(bin, 'ssh-keygen'), `#!/bin/sh\necho "$(id -u)" > ${ran}\nexit 0\n`, {mode: 0o755})
+      const old = buildKrl({version: 1n, generatedAt: 1n, comment: '', sections: []})
+      writeFileSync(out, old, {mode: 0o644})
+      const before = snapshot(etc)
+      ca.krl = {status: 200, body: krlOpenSshRefuses()}
+      const path = process.env.PATH
+      process.env.PATH = `${bin}:${path}`
+      try {
+        await rejectsCode(fetch(), 'ERR_CA_BAD_RESPONSE', {}, /OpenSSH here cannot load/)
+      } finally {
+        process.env.PATH = path
+      }
+      assert.equal(
+        existsSync(ran),
+        false,
+        `the planted ssh-keygen ran as uid ${existsSync(ran) ? readFileSync(ran, 'utf8').trim() : ''}`,
+      )
+      assert.deepEqual(snapshot(etc), before)
+    })
   })
 })
 
