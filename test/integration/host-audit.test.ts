@@ -6,8 +6,8 @@
  * 10 while any way in bypasses the CA, 0 once none does.
  */
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
-import {mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {spawn, spawnSync} from 'node:child_process'
+import {chmodSync, chownSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {certificateLine, signCertificate} from '../../src/ssh/cert.ts'
@@ -45,6 +45,8 @@ describe('sshca host audit: the way off authorized_keys', function () {
 
   it('lists every way in that bypasses the CA, shrinks after config --host, and exits 0 once the migration is done', async () => {
     const base = tempDir('sshca-audit-')
+    // the accounts' files are read as the accounts (sshd does): their homes must be reachable by them
+    chmodSync(base, 0o755)
     const env = {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}
     assert.equal(
       (
@@ -287,6 +289,8 @@ describe('sshca host audit: the way off authorized_keys', function () {
     // a local user once hung root's audit with a FIFO, or filled its memory with a link to /dev/zero;
     // and keys after the first MiB of a file went unseen though sshd reads all of it
     const base = tempDir('sshca-audit-odd-')
+    // the accounts' files are read as the accounts (sshd does): their homes must be reachable by them
+    chmodSync(base, 0o755)
     const etc = join(base, 'etc-ssh')
     mkdirSync(etc, {recursive: true})
     const hostKey = join(etc, 'ssh_host_ed25519_key')
@@ -323,6 +327,68 @@ describe('sshca host audit: the way off authorized_keys', function () {
     assert.ok(padded.includes(` ${hidden.fingerprint()} `), padded)
     assert.deepEqual(about('huge'), ['authorized_keys_unreadable'])
     assert.match(a.findings.find((f) => f.user === 'huge')!.message, /larger than 16 MiB/)
+  })
+
+  it("opens each account's files as that account, as sshd does: a link to a root-only file or FIFO is not opened with root's rights", async () => {
+    // a local user links ~/.ssh/authorized_keys to a file only root may read (root's own
+    // authorized_keys): root's audit listed its keys as that user's, comments and all; or to a node
+    // whose opening acts (/dev/watchdog arms a reboot; here a FIFO, whose writer the opening wakes)
+    const base = tempDir('sshca-audit-links-')
+    chmodSync(base, 0o755)
+    const etc = join(base, 'etc-ssh')
+    mkdirSync(etc, {recursive: true})
+    const hostKey = join(etc, 'ssh_host_ed25519_key')
+    assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]).status, 0)
+    const sshdConfig = join(etc, 'sshd_config')
+    writeFileSync(sshdConfig, `HostKey ${hostKey}\nUsePAM no\nPasswordAuthentication no\n`)
+    const secret = join(base, 'root-only')
+    mkdirSync(secret, {mode: 0o700})
+    const rootKey = generatePrivateKey('ed25519').publicKey
+    writeFileSync(join(secret, 'authorized_keys'), `${rootKey.toLine('root@admin-laptop')}\n`, {mode: 0o600})
+    const fifo = join(secret, 'fifo')
+    assert.equal(spawnSync('mkfifo', ['-m', '600', fifo]).status, 0)
+    const homes = join(base, 'homes')
+    const users = {mallory: 2201, trudy: 2202, olive: 2203}
+    const keysOf = (u: string) => join(homes, u, '.ssh', 'authorized_keys')
+    for (const [u, uid] of Object.entries(users)) {
+      mkdirSync(join(homes, u, '.ssh'), {recursive: true})
+      chownSync(join(homes, u), uid, uid)
+      chownSync(join(homes, u, '.ssh'), uid, uid)
+    }
+    symlinkSync(join(secret, 'authorized_keys'), keysOf('mallory'))
+    symlinkSync(fifo, keysOf('trudy'))
+    // an account's own file, 0600 as sshd wants it: still read
+    const oliveKey = generatePrivateKey('ed25519').publicKey
+    writeFileSync(keysOf('olive'), `${oliveKey.toLine('olive')}\n`, {mode: 0o600})
+    chownSync(keysOf('olive'), users.olive, users.olive)
+    const passwd = join(base, 'passwd')
+    writeFileSync(
+      passwd,
+      Object.entries(users)
+        .map(([u, uid]) => `${u}:x:${uid}:${uid}:${u}:${join(homes, u)}:/bin/bash\n`)
+        .join(''),
+    )
+    // waits in open() until someone opens the FIFO to read
+    const writer = spawn('sh', ['-c', `echo x > ${fifo}`], {stdio: 'ignore'})
+    try {
+      const r = await sshca(
+        ['host', 'audit', '--sshd-config', sshdConfig, '--passwd', passwd, '--sshd-dir', etc, '--json'],
+        {env: {SSHCA_HOME: join(base, 'sshca'), HOME: join(base, 'home')}, timeoutMs: 60_000},
+      )
+      assert.equal(r.code, 10, r.stderr + r.stdout.slice(0, 3000))
+      const a = JSON.parse(r.stdout) as Audit
+      const about = (u: string) => a.findings.filter((f) => f.user === u).map((f) => f.kind)
+      assert.ok(!r.stdout.includes(rootKey.fingerprint()), `root's key listed: ${JSON.stringify(a.findings)}`)
+      assert.ok(!r.stdout.includes('root@admin-laptop'))
+      // sshd, reading as mallory, cannot open it either: a file that may hold keys, nothing of it shown
+      assert.deepEqual(about('mallory'), ['authorized_keys_unreadable'])
+      assert.deepEqual(about('olive'), ['authorized_keys'])
+      assert.ok(a.findings.find((f) => f.user === 'olive')!.message.includes(oliveKey.fingerprint()))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(writer.exitCode, null, 'root opened the FIFO only root may open: its writer was woken')
+    } finally {
+      writer.kill()
+    }
   })
 
   it('fails closed: an sshd configuration sshd rejects is an error, not a clean audit', async () => {

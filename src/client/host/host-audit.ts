@@ -14,8 +14,8 @@
  * re-enables a method for some users or addresses is not seen (the result says so). Never writes.
  */
 import {createPublicKey} from 'node:crypto'
-import {constants} from 'node:fs'
-import {lstat, open, readFile} from 'node:fs/promises'
+import {closeSync, constants, fstatSync, openSync, readSync} from 'node:fs'
+import {lstat, readFile} from 'node:fs/promises'
 import {dirname, isAbsolute, join} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {parseCertificateLine} from '../../ssh/cert.ts'
@@ -134,6 +134,8 @@ const MAX_KEYS_FILE = 16 << 20
 export interface PasswdEntry {
   user: string
   uid: number
+  /** The primary group: the audit opens the account's files with it (sshd adds the account's other groups). */
+  gid: number
   home: string
   shell: string
 }
@@ -144,7 +146,9 @@ export function parsePasswd(text: string): PasswdEntry[] {
     if (line.trim() === '' || line.startsWith('#') || line.startsWith('+') || line.startsWith('-')) continue
     const f = line.split(':')
     if (f.length < 7 || f[0] === '' || !/^\d+$/.test(f[2]!)) continue
-    out.push({user: f[0]!, uid: Number(f[2]), home: f[5]!, shell: f[6]!.trim()})
+    // a group that is no number: the user's own (sshd would not let the account in anyway)
+    const gid = /^\d+$/.test(f[3]!) ? Number(f[3]) : Number(f[2])
+    out.push({user: f[0]!, uid: Number(f[2]), gid, home: f[5]!, shell: f[6]!.trim()})
   }
   return out
 }
@@ -228,7 +232,11 @@ export function parseAuthorizedKeys(
   return {keys, unparsed: unparsedLines.length, unparsedLines}
 }
 
-async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Promise<AuthorizedKeysFile | undefined> {
+async function readKeysFile(
+  path: string,
+  trustedCas: ReadonlySet<string>,
+  account: PasswdEntry,
+): Promise<AuthorizedKeysFile | undefined> {
   let symlink: boolean
   try {
     symlink = (await lstat(path)).isSymbolicLink()
@@ -238,7 +246,7 @@ async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Prom
     return {path, error: code ?? (err as Error).message, symlink: false, keys: [], unparsed: 0, unparsedLines: []}
   }
   try {
-    const buf = await readRegularFile(path, MAX_KEYS_FILE)
+    const buf = readRegularFile(path, MAX_KEYS_FILE, account)
     // what sshd does not read (a FIFO, a device, a folder) lets no one in: sshd logs it and goes on
     if (buf === undefined) return undefined
     if (buf.length > MAX_KEYS_FILE)
@@ -259,20 +267,50 @@ async function readKeysFile(path: string, trustedCas: ReadonlySet<string>): Prom
 }
 
 /**
- * A file as sshd opens authorized_keys (auth_openfile): without blocking, so that a FIFO cannot hang
- * the audit, and only when it is a regular file (undefined otherwise: /dev/zero would never end); at
- * most `max` + 1 bytes, so that the caller sees it was larger.
+ * A file as sshd opens authorized_keys (auth_openfile, as the account: temporarily_use_uid): without
+ * blocking, so that a FIFO cannot hang the audit, and only when it is a regular file (undefined
+ * otherwise: /dev/zero would never end); at most `max` + 1 bytes, so that the caller sees it was larger.
+ * Opened with the account's uid and primary group when the audit runs as root: the path is the account's to
+ * choose (a link from its home), and root must open nothing there that the account could not (a
+ * root-only file, whose keys the audit would list; a device whose opening acts, as /dev/watchdog arms
+ * a reboot). What the account cannot open, sshd cannot read either: EACCES, a finding.
  */
-async function readRegularFile(path: string, max: number): Promise<Buffer | undefined> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+function readRegularFile(path: string, max: number, account: PasswdEntry): Buffer | undefined {
+  const fd = asAccount(account, () => openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY))
   try {
-    if (!(await fh.stat()).isFile()) return undefined
+    if (!fstatSync(fd).isFile()) return undefined
     const buf = Buffer.alloc(max + 1)
     let n = 0
-    for (let r; n < buf.length && (r = await fh.read(buf, n, buf.length - n, n)).bytesRead > 0;) n += r.bytesRead
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, n)) > 0;) n += r
     return buf.subarray(0, n)
   } finally {
-    await fh.close()
+    closeSync(fd)
+  }
+}
+
+/**
+ * Runs `open` (synchronous: no other work of this process runs meanwhile) with the account's uid as
+ * the effective one and its gid as the only group, as sshd does before it reads an account's
+ * authorized_keys; root's again afterwards. As it is when the audit runs as another user than root
+ * (it can open only what it may), or for root's own account.
+ */
+export function asAccount<T>(account: Pick<PasswdEntry, 'uid' | 'gid'>, open: () => T): T {
+  const p = process
+  if (p.geteuid?.() !== 0 || account.uid === 0 || !p.seteuid || !p.setegid || !p.setgroups || !p.getgroups)
+    return open()
+  const groups = p.getgroups()
+  const egid = p.getegid!()
+  try {
+    // its primary group alone (sshd adds its other groups): a file only those could read is unreadable
+    // here, a finding, never read with root's rights
+    p.setgroups([account.gid])
+    p.setegid(account.gid)
+    p.seteuid(account.uid)
+    return open()
+  } finally {
+    p.seteuid(0)
+    p.setegid(egid)
+    p.setgroups(groups)
   }
 }
 
@@ -366,12 +404,13 @@ export async function auditHost(o: HostAuditOptions = {}): Promise<HostAuditResu
   for (const a of parsePasswd(passwdText)) {
     const files: AuthorizedKeysFile[] = []
     for (const p of patterns) {
-      const f = await readKeysFile(expandAuthorizedKeysPath(p, a), trustedCas)
+      const f = await readKeysFile(expandAuthorizedKeysPath(p, a), trustedCas, a)
       if (f) files.push(f)
     }
     const canLogin = !NO_LOGIN.test(a.shell)
     if (!canLogin && files.length === 0) continue
-    accounts.push({...a, canLogin, authorizedKeys: files})
+    const {gid: _gid, ...shown} = a
+    accounts.push({...shown, canLogin, authorizedKeys: files})
     if (!pubkey) continue
     // sshd's PermitRootLogin: no keys log root in with "no"; only forced commands with "forced-commands-only"
     const rootLogin = a.uid === 0 ? single(s.permitrootlogin).toLowerCase() : 'yes'

@@ -42,7 +42,7 @@ describe('host audit parsers', () => {
   })
 
   it('AuthorizedKeysFile tokens: %h %u %U %%, relative to the home directory', () => {
-    const a = {user: 'ann', uid: 1001, home: '/home/ann', shell: '/bin/sh'}
+    const a = {user: 'ann', uid: 1001, gid: 1001, home: '/home/ann', shell: '/bin/sh'}
     assert.equal(expandAuthorizedKeysPath('.ssh/authorized_keys', a), '/home/ann/.ssh/authorized_keys')
     assert.equal(expandAuthorizedKeysPath('/etc/ssh/keys/%u', a), '/etc/ssh/keys/ann')
     assert.equal(expandAuthorizedKeysPath('%h/k-%U-%%u', a), '/home/ann/k-1001-%u')
