@@ -210,6 +210,7 @@ export async function issue(
   // store checks the stop and the restore mark once more inside the issuance's transaction, where a
   // stop or mark landing at this very moment is seen or waits for the commit
   requireIssuanceEnabled(rt)
+  await requireIssuedAfterRestore(rt, token)
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)

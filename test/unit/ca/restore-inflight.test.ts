@@ -1,0 +1,130 @@
+/**
+ * The restore mark and a request already in flight (SECURITY.md row 16d, as row 27 is for the stop):
+ * a request that passed the mark's check before the mark was set, and then waited on its rule's
+ * authorizing webhook, must not commit a token issued before the mark once it comes back.
+ */
+import assert from 'node:assert/strict'
+import {generateKeyPairSync, randomUUID} from 'node:crypto'
+import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import type {FastifyInstance} from 'fastify'
+import {SignJWT} from 'jose'
+import {Authority} from '../../../src/ca/authority/authority.ts'
+import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
+import {parseConfig} from '../../../src/ca/config/config.ts'
+import {buildApp} from '../../../src/ca/http/app.ts'
+import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
+import {soleKeySet} from '../../../src/ca/keys/material.ts'
+import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
+import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
+import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
+import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {keySigner} from '../../../src/ssh/signature.ts'
+import {memoryIssuer} from '../../helpers/memory-issuer.ts'
+
+const ISSUER = 'https://ci.example.com'
+
+describe('the restore mark holds for a request that was waiting on its webhook when the mark was set', () => {
+  let app: FastifyInstance
+  let rt: CaRuntime
+  let audit: ReturnType<typeof memoryAuditLog>
+  let store: SqliteStore
+  let now: number
+  let mint: (iat: number) => Promise<string>
+  const hook = createServer()
+  const pending: ((allow: boolean) => void)[] = []
+  let arrived: () => void = () => undefined
+
+  before(async () => {
+    hook.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      req.resume()
+      req.on('end', () => {
+        pending.push((allow) => res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({allow})))
+        arrived()
+      })
+    })
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
+    const port = (hook.address() as AddressInfo).port
+    const {config} = parseConfig(
+      `
+limits: {rate: false}
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: ${ISSUER}
+    audience: sshca-ci
+    rules:
+      - name: deploy
+        match: {repository: acme/app}
+        webhook: {url: "http://127.0.0.1:${port}/authorize", timeout: 5s}
+        certificate: {principals: [deploy], ttl: 10m}
+`,
+      '/nonexistent/ca.yaml',
+    )
+    const {privateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
+    mint = (iat) =>
+      new SignJWT({repository: 'acme/app', jti: randomUUID()})
+        .setProtectedHeader({alg: 'ES256', kid: 'k1'})
+        .setIssuer(ISSUER)
+        .setAudience('sshca-ci')
+        .setSubject('repo:acme/app')
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + 1800)
+        .sign(privateKey)
+    const root = await createRoot('Inflight')
+    const fingerprint = certFingerprint(root.der)
+    now = Math.floor(Date.now() / 1000)
+    store = new SqliteStore(':memory:', {background: false})
+    audit = memoryAuditLog()
+    rt = {
+      policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock: () => now * 1000})},
+      material: {
+        rootPem: root.pem,
+        rootFingerprint: fingerprint,
+        roots: [
+          {pem: root.pem, fingerprint, state: 'active', subject: 'root', notAfter: new Date(Date.now() + 86_400_000)},
+        ],
+        crossPems: [],
+        intermediatePem: root.pem,
+        intermediateKey: root.key,
+        tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
+        userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+        hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
+        enrollmentKey: generateKeyPairSync('ed25519').privateKey,
+      },
+      store,
+      audit,
+      clock: () => now * 1000,
+      safety: {stop: null, restoredAt: null},
+    }
+    app = buildApp(new Authority(rt), undefined)
+    await app.ready()
+  })
+  after(async () => {
+    for (const answer of pending) answer(false)
+    await app?.close()
+    await store?.close()
+    await new Promise((r) => hook.close(r))
+  })
+
+  it('a token issued before a restore mark set while its request waited on the webhook is refused (token_before_restore), not signed', async () => {
+    // issued (and, on the copy the store came back from, perhaps already spent) before the restore
+    const token = await mint(now - 300)
+    const atWebhook = new Promise<void>((r) => (arrived = r))
+    const response = app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott: token},
+    })
+    await atWebhook
+    // `ca mark-restored` lands now: every CA serving from the store reads the mark within a second
+    rt.safety = {stop: null, restoredAt: now}
+    now += 5
+    pending.shift()!(true)
+    const r = await response
+    const reason = audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason
+    assert.equal(r.statusCode, 401, `the request waiting on its webhook got ${r.statusCode} (${String(reason)})`)
+    assert.equal(reason, 'token_before_restore')
+    assert.equal((await store.certificates({limit: 10})).length, 0, 'no certificate recorded')
+  })
+})
