@@ -553,6 +553,12 @@ function checkRule(
         `${at}.certificate.principals[${k}]: "${t}" renders ${chosen.join(', ')}, which the user chooses at the identity provider; use an email the IdP verifies, or a fixed principal`,
       )
     }
+    // an address the IdP has not verified is anyone's to type: bob@ renders bob, another person's account
+    if (claims.includes('email') && r.match.email_verified !== true) {
+      warnings.push(
+        `${at}.certificate.principals[${k}]: "${t}" renders email, but the rule does not match email_verified: true, so whoever sets an unverified address at the identity provider (bob@…) gets that person's principal; add email_verified: true`,
+      )
+    }
     if (lossy) {
       warnings.push(
         `${at}.certificate.principals[${k}]: "${t}" uses step's lossy sanitizing: J.Doe@ and jdoe@ (and r.o.o.t@ and root@) collide; prefer \${email.local}, which denies rather than rewrites`,

@@ -351,6 +351,20 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.deepEqual(warnings(yaml(provisioner())), [])
   })
 
+  it('a principal rendered from an email the rule does not require verified is warned about; with email_verified: true, not', () => {
+    // the rule matches on groups, so a person who sets their address to bob@example.com at the IdP
+    // (unverified: many IdPs let a user edit it) gets "bob", someone else's account
+    const w = (match: string, principals: string) =>
+      warnings(
+        yaml(provisioner({rules: [rule({match}).replace('principals: [alice]', `principals: ${principals}`)]})),
+      ).filter((x) => x.startsWith('provisioners[0].rules[0].certificate.principals[0]'))
+    assert.equal(w('{groups: {contains: eng}}', '["${email.local}"]').length, 1)
+    assert.equal(w('{groups: {contains: eng}}', '["${email}"]').length, 1)
+    assert.equal(w('{groups: {contains: eng}, email_verified: "true"}', '["${email.local}"]').length, 1)
+    assert.equal(w('{groups: {contains: eng}, email_verified: true}', '["${email.local}"]').length, 0)
+    assert.equal(w('{groups: {contains: eng}}', '["${sub}"]').length, 0)
+  })
+
   it('a CI rule must pin the repository (or sub); a wildcard glob does not pin', () => {
     const gh = (match: string) =>
       warnings(
