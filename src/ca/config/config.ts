@@ -633,10 +633,16 @@ export function isCiProvisioner(p: Pick<ProvisionerConfig, 'issuer' | 'clientId'
   return CI_ISSUERS.some((re) => re.test(p.issuer)) || p.clientId === undefined
 }
 
-/** A condition pins a value unless it is a glob made only of wildcards and slashes (it matches anything). */
+/**
+ * A condition pins a value unless it is a glob that leaves the owner open: one whose literal text
+ * before its first wildcard names no owner followed by "/". A wildcard in or before the owner admits
+ * owners anyone can create (acme-evil, mallory). A glob without a wildcard is a value.
+ */
 function pins(c: MatchCondition): boolean {
   // Stryker disable next-line ConditionalExpression: 'glob' in [] is false, so the array test only narrows the type
-  return !(typeof c === 'object' && !Array.isArray(c) && 'glob' in c && /^[*?/]*$/.test(c.glob))
+  if (!(typeof c === 'object' && !Array.isArray(c) && 'glob' in c)) return true
+  const wildcard = c.glob.search(/[*?]/)
+  return wildcard === -1 || /[^/]\//.test(c.glob.slice(0, wildcard))
 }
 
 /** Two enabled rules of one provisioner that one token could match both of: a certain denial. */

@@ -384,6 +384,22 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(isCiProvisioner({issuer: 'https://token.actions.githubusercontent.com.evil.io', clientId: 'c'}), false)
   })
 
+  it('a CI rule whose glob leaves the owner open does not pin: mallory/app, acme-evil/app and repo:mallory/… match it', () => {
+    const gh = (match: string) =>
+      warnings(
+        yaml(provisioner({issuer: 'https://token.actions.githubusercontent.com', rules: [rule({match})]})),
+      ).filter((w) => w.startsWith('provisioners[0].rules[0] (r)') && w.includes('pins neither'))
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "*/app"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "acme*/app"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, repository_owner: {glob: "acme*"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, sub: {glob: "repo:*/app:ref:refs/heads/main"}}').length, 1)
+    assert.equal(gh('{ref: refs/heads/main, job_workflow_ref: {glob: "**/deploy.yml@refs/heads/main"}}').length, 1)
+    // the owner written out: pinned
+    assert.equal(gh('{ref: refs/heads/main, repository: {glob: "acme/*"}}').length, 0)
+    assert.equal(gh('{ref: refs/heads/main, sub: {glob: "repo:acme/app:*"}}').length, 0)
+    assert.equal(gh('{ref: refs/heads/main, repository_owner: {glob: "acme"}}').length, 0)
+  })
+
   it("principals from claims the user chooses, step's lossy sanitizing, and literal reserved accounts are warned about", () => {
     const w = (principals: string) =>
       warnings(yaml(provisioner({rules: [rule().replace('principals: [alice]', `principals: ${principals}`)]})))
