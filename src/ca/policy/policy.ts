@@ -280,6 +280,18 @@ export const DEFAULT_RESERVED_PRINCIPALS = [
   'centos',
   'fedora',
   'cloud-user',
+  // the default users of other cloud and VM images, each with sudo and no password: Azure, Oracle
+  // Cloud, Fedora CoreOS and Flatcar, Rocky, AlmaLinux, Alpine, Arch, FreeBSD, Bitnami, Vagrant boxes
+  'azureuser',
+  'opc',
+  'core',
+  'rocky',
+  'almalinux',
+  'alpine',
+  'arch',
+  'freebsd',
+  'bitnami',
+  'vagrant',
   'git',
   'postgres',
   'mysql',

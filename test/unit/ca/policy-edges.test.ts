@@ -24,6 +24,19 @@ import {throwsCode} from '../../helpers/assert.ts'
 
 const NOW = 1_800_000_000
 const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
+/** The default users of cloud and VM images beyond ubuntu, debian, ec2-user, centos, fedora and cloud-user. */
+const CLOUD_DEFAULT_USERS = [
+  'azureuser',
+  'opc',
+  'core',
+  'rocky',
+  'almalinux',
+  'alpine',
+  'arch',
+  'freebsd',
+  'bitnami',
+  'vagrant',
+]
 
 function rule(
   over: Omit<Partial<RuleConfig>, 'certificate'> & {certificate?: Partial<RuleConfig['certificate']>} = {},
@@ -365,7 +378,19 @@ describe('policy: the certificate a rule grants', () => {
         template: '${user}',
         rendered: user,
       })
-    assert.equal(DEFAULT_RESERVED_PRINCIPALS.length, accounts.length)
+    assert.equal(DEFAULT_RESERVED_PRINCIPALS.length, accounts.length + CLOUD_DEFAULT_USERS.length)
+  })
+
+  it("by default the cloud images' other default users (sudo without a password) are reserved too", () => {
+    // a person who picks core@, opc@ or azureuser@ at the IdP must not get a principal that is root on
+    // Fedora CoreOS and Flatcar, Oracle Cloud or Azure images
+    const p = prov([rule({certificate: {principals: ['${email.local}'], keyId: 'k'}})])
+    for (const user of CLOUD_DEFAULT_USERS)
+      throwsCode(
+        () => buildCertificateSpec(p, p.rules[0]!, {email: `${user}@example.com`}, limits, NOW),
+        'ERR_POLICY_DENIED',
+        {reason: 'principal_reserved', rendered: user},
+      )
   })
 
   it('duplicate principals appear once, in the order the rule lists them', () => {
