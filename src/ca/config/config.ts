@@ -316,6 +316,12 @@ export function parseConfig(text: string, path: string): ConfigCheck {
     warnings.push("trustProxy: true believes X-Forwarded-For from anyone; list the balancer's addresses instead")
   }
   if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
+  // the list replaces the defaults: an operator who adds one name may not know they gave up the rest
+  const unreserved = DEFAULT_RESERVED_PRINCIPALS.filter((p) => !raw.ssh.reservedPrincipals.includes(p))
+  if (unreserved.length > 0)
+    warnings.push(
+      `ssh.reservedPrincipals: the list replaces the default one, so these are no longer reserved and a template may render them from a claim: ${unreserved.join(', ')}; list them too unless you mean it`,
+    )
   if (raw.ssh.hostTtl > raw.ssh.maxHostTtl)
     problems.push(
       `ssh.hostTtl: ${formatDuration(raw.ssh.hostTtl)} is above ssh.maxHostTtl (${formatDuration(raw.ssh.maxHostTtl)})`,

@@ -692,6 +692,27 @@ describe('ca.yaml: the checks the later features brought (metrics, keys, webhook
     assert.deepEqual(problemFields('ssh: {reservedPrincipals: [""]}'), ['ssh.reservedPrincipals[0]'])
   })
 
+  it('ssh.reservedPrincipals replaces the defaults: check-config names every default it leaves out (root first), and nothing when it keeps them', () => {
+    const about = (text: string) => warnings(text).filter((w) => w.startsWith('ssh.reservedPrincipals'))
+    // an operator who meant to add one name gave up root and the rest
+    const [w] = about('ssh: {reservedPrincipals: [deploy-bot]}')
+    assert.ok(w, 'no warning for a list without root')
+    assert.match(w, /no longer reserved.*: root, toor, admin,/)
+    assert.ok(w.includes('ec2-user') && w.endsWith('list them too unless you mean it'), w)
+    assert.match(about('ssh: {reservedPrincipals: [git]}')[0]!, /: root, .*postgres/)
+    // the defaults and one more: nothing to say; the defaults but admin: that one named
+    assert.deepEqual(
+      about(`ssh: {reservedPrincipals: [${[...DEFAULT_RESERVED_PRINCIPALS, 'deploy-bot'].join(', ')}]}`),
+      [],
+    )
+    const noAdmin = about(
+      `ssh: {reservedPrincipals: [${DEFAULT_RESERVED_PRINCIPALS.filter((p) => p !== 'admin').join(', ')}]}`,
+    )
+    assert.equal(noAdmin.length, 1)
+    assert.match(noAdmin[0]!, /no longer reserved and a template may render them from a claim: admin; /)
+    assert.deepEqual(about('ssh: {hostPattern: "*"}'), [])
+  })
+
   it('db: sqlite with its defaults, or PostgreSQL by a URL without a password, with a bounded pool and TLS that verifies by default', () => {
     assert.deepEqual(parseConfig('db: {type: sqlite}', 'ca.yaml').config.db, {
       type: 'sqlite',
