@@ -34,8 +34,13 @@ export const ALLOWED_ALGORITHMS = [
   'EdDSA',
   'Ed25519',
 ]
-/** The `typ` of JWTs that are not ID tokens (RFC 9068 access tokens, back-channel logout, security events), with or without "application/". */
-const NOT_ID_TOKEN = /^(application\/)?(at|logout|secevent)\+jwt$/i
+/**
+ * The `typ` of JWTs that are not ID tokens: every explicitly typed JWT (RFC 8725 §3.11: `x+jwt`, with
+ * or without "application/"), as RFC 9068 access tokens, back-channel logout, security events, token
+ * introspection responses, DPoP proofs and client assertions are. ID tokens carry no media type of
+ * their own: no `typ`, or `JWT`.
+ */
+const NOT_ID_TOKEN = /^(application\/)?[^/]+\+jwt$/i
 
 export const LEEWAY_SECONDS = 60
 /** `{"alg":"none"}`: the header of the unsecured JWT whose claims jose checks (verify() says why). */

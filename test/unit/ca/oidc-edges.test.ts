@@ -148,9 +148,20 @@ describe('token verification: the claims a token must carry and how long it coun
     await rejectsCode(v.verify(forged), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
   })
 
-  it('a JWT of the issuer that is no ID token (an access, logout or security event token) is refused', async () => {
+  it('a JWT of the issuer that is no ID token (an access, logout, security event token, any typed JWT) is refused', async () => {
     const claims = {iss: ISSUER, aud: 'cli', sub: 'alice', jti: randomUUID(), iat: NOW, exp: NOW + 300}
-    for (const typ of ['at+jwt', 'application/at+jwt', 'AT+JWT', 'logout+jwt', 'secevent+jwt']) {
+    for (const typ of [
+      'at+jwt',
+      'application/at+jwt',
+      'AT+JWT',
+      'logout+jwt',
+      'secevent+jwt',
+      // any other explicitly typed JWT: an introspection response, a DPoP proof, a client assertion
+      'token-introspection+jwt',
+      'application/token-introspection+jwt',
+      'dpop+jwt',
+      'client-authentication+jwt',
+    ]) {
       await rejectsCode(
         v.verify(signedAsIs(k(), {alg: 'ES256', kid: k().kid, typ}, claims)),
         'ERR_TOKEN_INVALID',
