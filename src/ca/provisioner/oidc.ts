@@ -419,6 +419,14 @@ export function routeClaims(provisioners: readonly ProvisionerConfig[], claims: 
         `the token's authorized party ${JSON.stringify(claims.azp)} is not this CA's client`,
       )
   }
+  // exactly one: a token two provisioners would take (both audiences named, one azp fitting both) is
+  // refused, never routed by the order of ca.yaml to whichever comes first
+  if (candidates.length > 1)
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'audience_mismatch',
+      `the token fits provisioners ${candidates.map((p) => JSON.stringify(p.name)).join(' and ')} of ${claims.iss} alike (its audiences and authorized party name both)`,
+    )
   return candidates[0]!
 }
 

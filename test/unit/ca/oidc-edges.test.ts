@@ -391,6 +391,24 @@ describe('token verification: what is read before the signature', () => {
       {...p, name: 'b', clientId: 'two'},
     ]
     assert.equal(routeClaims(sameAud, {iss: ISSUER, aud: 'cli', azp: 'two'}).name, 'b')
+    // a token two provisioners would take alike is refused, not given to the first in ca.yaml: two
+    // audiences of one client, both named, or an audience that is the other's client id
+    const oneClient = [
+      {...p, name: 'people', audience: 'api://people', clientId: 'app'},
+      {...p, name: 'admins', audience: 'api://admins', clientId: 'app'},
+    ]
+    assert.equal(routeClaims(oneClient, {iss: ISSUER, aud: ['api://people', 'x'], azp: 'app'}).name, 'people')
+    throwsCode(
+      () => routeClaims(oneClient, {iss: ISSUER, aud: ['api://people', 'api://admins'], azp: 'app'}),
+      'ERR_TOKEN_INVALID',
+      {reason: 'audience_mismatch'},
+      /fits provisioners "people" and "admins"/,
+    )
+    throwsCode(
+      () => routeClaims([...sameAud, {...p, name: 'c', clientId: 'two'}], {iss: ISSUER, aud: 'cli', azp: 'two'}),
+      'ERR_TOKEN_INVALID',
+      {reason: 'audience_mismatch'},
+    )
   })
 
   it('issuer and JWKS URLs: https, or http on a loopback address only', () => {
