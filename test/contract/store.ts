@@ -5,7 +5,13 @@
  * function that opens a fresh, empty store and one that opens another store on the same database.
  */
 import assert from 'node:assert/strict'
-import {RESTORE_LEEWAY, type IssuedRecord, type IssueOutcome, type Store} from '../../src/ca/store/store.ts'
+import {
+  RESTORE_LEEWAY,
+  type IssuedRecord,
+  type IssueOutcome,
+  type Revocation,
+  type Store,
+} from '../../src/ca/store/store.ts'
 
 let serialCounter = 1000n
 
@@ -398,6 +404,152 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           undefined,
         )
         assert.deepEqual(await state(), after)
+      })
+    })
+
+    describe("a host certificate's descendants", () => {
+      const fresh = {validAfter: 1n, validBefore: 0x7fff_ffffn}
+      /** enrol (k1) → renew (k1) → rekey (k2) → renew (k2): the lineage an admin must be able to end. */
+      async function chain(tag: string) {
+        const k1 = `SHA256:${tag}-k1`
+        const k2 = `SHA256:${tag}-k2`
+        const keyId = `host:${tag}`
+        const a = record({certType: 'host', keyFingerprint: k1, keyId, ...fresh})
+        const b = record({certType: 'host', keyFingerprint: k1, keyId, ...fresh})
+        const c = record({certType: 'host', keyFingerprint: k2, keyId, ...fresh})
+        const d = record({certType: 'host', keyFingerprint: k2, keyId, ...fresh})
+        assert.deepEqual(await s.issue({token: token(`${tag}-a`), record: a, lineage: {kind: 'enrol'}}), {ok: true})
+        assert.deepEqual(
+          await s.issue({token: token(`${tag}-b`), record: b, lineage: {kind: 'renew', parent: a.serial}}),
+          {ok: true},
+        )
+        assert.deepEqual(
+          await s.issue({
+            token: token(`${tag}-c`),
+            record: c,
+            lineage: {kind: 'rekey', parent: b.serial, parentKey: k1},
+          }),
+          {ok: true},
+        )
+        assert.deepEqual(
+          await s.issue({token: token(`${tag}-d`), record: d, lineage: {kind: 'renew', parent: c.serial}}),
+          {ok: true},
+        )
+        return {a, b, c, d, k1, k2, keyId}
+      }
+      const renewD = (d: IssuedRecord, tag: string) =>
+        s.issue({
+          token: token(`${tag}-e`),
+          record: record({certType: 'host', keyFingerprint: d.keyFingerprint, keyId: d.keyId, ...fresh}),
+          lineage: {kind: 'renew', parent: d.serial},
+        })
+      const event = {event: 'certificate_revoked', at: 60, fields: (rs: Revocation[]) => ({n: rs.length})}
+      const bySerial = (serial: bigint) => ({
+        serial,
+        keyId: null,
+        keyFingerprint: null,
+        reason: 'stolen',
+        revokedAt: 60,
+      })
+
+      it('records how each host certificate joined its lineage and its parent; none for a user certificate', async () => {
+        const {a, b, c, d} = await chain('recorded')
+        assert.equal((await s.findCertificate(a.serial))!.lineage, 'enrol')
+        assert.equal((await s.findCertificate(a.serial))!.parent, undefined)
+        const found = await Promise.all([b, c, d].map((x) => s.findCertificate(x.serial)))
+        assert.deepEqual(
+          found.map((x) => [x!.lineage, x!.parent]),
+          [
+            ['renew', a.serial],
+            ['rekey', b.serial],
+            ['renew', c.serial],
+          ],
+        )
+        const user = record()
+        await s.issue({token: token('recorded-user'), record: user})
+        assert.deepEqual(await s.findCertificate(user.serial), user)
+      })
+
+      it('revokeAll by serial revokes every descendant by serial, in the same write and generation; the newest no longer renews', async () => {
+        const {a, b, c, d} = await chain('by-serial')
+        const g0 = await s.revocationGeneration()
+        const saved = await s.revokeAll([bySerial(a.serial)], event)
+        const [root, ...cascade] = saved
+        assert.equal(root!.cascadeOf, undefined)
+        assert.deepEqual(
+          cascade.map((r) => [r.serial, r.cascadeOf, r.reason, r.revokedAt]),
+          [b, c, d]
+            .map((x) => x.serial)
+            .sort((x, y) => (x < y ? -1 : 1))
+            .map((serial) => [serial, root!.id, 'stolen', 60]),
+        )
+        assert.equal(await s.revocationGeneration(), g0 + 1)
+        const snap = await s.revocationSnapshot()
+        assert.deepEqual(
+          new Set(snap.revocations.map((r) => r.serial)),
+          new Set([a.serial, b.serial, c.serial, d.serial]),
+        )
+        const [last] = (await s.adminEventsAfter(0, 1000)).slice(-1)
+        assert.deepEqual(last!.fields, {n: 4})
+        assert.equal((await s.revocationFor({serial: d.serial}))?.cascadeOf, root!.id)
+        const renewed = await renewD(d, 'by-serial')
+        assert.equal(!renewed.ok && renewed.reason, 'revoked')
+        assert.equal(!renewed.ok && renewed.reason === 'revoked' && renewed.revocation.serial, d.serial)
+      })
+
+      it('unrevoke of that revocation removes what it wrote for the descendants; the newest renews again', async () => {
+        const {a, b, d} = await chain('undo')
+        const [root, ...cascade] = await s.revokeAll([bySerial(b.serial)], event)
+        assert.equal(cascade.length, 2)
+        const g1 = await s.revocationGeneration()
+        const removed = await s.unrevokeWith(root!.id!, {
+          event: 'certificate_unrevoked',
+          at: 61,
+          fields: (r) => ({cascade: r.cascade.map((x) => x.id)}),
+        })
+        assert.equal(removed?.id, root!.id)
+        assert.deepEqual(new Set(removed!.cascade.map((r) => r.id)), new Set(cascade.map((r) => r.id)))
+        const [last] = (await s.adminEventsAfter(0, 1000)).slice(-1)
+        assert.deepEqual(new Set(last!.fields.cascade as string[]), new Set(cascade.map((r) => r.id)))
+        assert.deepEqual(await s.revocations(), [])
+        assert.equal(await s.revocationGeneration(), g1 + 1)
+        assert.deepEqual(await renewD(d, 'undo'), {ok: true})
+        // what descends from a is still a's: a's own revocation is not one of them
+        assert.equal(await s.revocationFor({serial: a.serial}), undefined)
+      })
+
+      it('revokeAll by key covers what was rekeyed from any certificate of the key; a rekey from a revoked key is refused', async () => {
+        const {c, d, k1} = await chain('by-key')
+        const [root, ...cascade] = await s.revokeAll(
+          [{serial: null, keyId: null, keyFingerprint: k1, reason: 'leaked', revokedAt: 60}],
+          event,
+        )
+        // a and b are the key's own (revoked by key), c and d were rekeyed and renewed from b
+        assert.deepEqual(new Set(cascade.map((r) => r.serial)), new Set([c.serial, d.serial]))
+        assert.ok(cascade.every((r) => r.cascadeOf === root!.id))
+        const renewed = await renewD(d, 'by-key')
+        assert.equal(!renewed.ok && renewed.reason, 'revoked')
+        // the rekeyed-to key leaks too: its newest certificate (revoked by key, no descendant to follow)
+        // may not rekey onto a third key, the parent's key being revoked
+        const other = await chain('by-key-2')
+        await s.revokeAll(
+          [{serial: null, keyId: null, keyFingerprint: other.k2, reason: 'leaked', revokedAt: 60}],
+          event,
+        )
+        const rekeyed = await s.issue({
+          token: token('by-key-rekey'),
+          record: record({certType: 'host', keyFingerprint: 'SHA256:by-key-k3', keyId: other.keyId, ...fresh}),
+          lineage: {kind: 'rekey', parent: other.d.serial, parentKey: other.k2},
+        })
+        assert.equal(!rekeyed.ok && rekeyed.reason, 'revoked')
+        assert.equal(!rekeyed.ok && rekeyed.reason === 'revoked' && rekeyed.revocation.keyFingerprint, other.k2)
+      })
+
+      it('revoke() (a certificate revoking itself) writes that one revocation: what it renewed or rekeyed to stands', async () => {
+        const {a, d} = await chain('self')
+        await s.revoke(bySerial(a.serial))
+        assert.equal((await s.revocations()).length, 1)
+        assert.deepEqual(await renewD(d, 'self'), {ok: true})
       })
     })
 

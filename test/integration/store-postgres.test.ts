@@ -12,12 +12,13 @@ import {parseConfig, type CaConfig} from '../../src/ca/config/config.ts'
 import {migrateStore, openStore} from '../../src/ca/store/open.ts'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {SCHEMA_VERSION} from '../../src/ca/store/migrations.ts'
-import {RESTORE_LEEWAY, type Store} from '../../src/ca/store/store.ts'
+import {RESTORE_LEEWAY, type IssuedRecord, type IssueOutcome, type Store} from '../../src/ca/store/store.ts'
 import {batchItem} from '../../src/ca/store/postgres.ts'
 import {record, storeContract} from '../contract/store.ts'
 import {startPostgres, type TestPostgres} from '../helpers/postgres.ts'
 import {sshca} from '../helpers/cli.ts'
 import {tempDir} from '../helpers/tmp.ts'
+import {waitFor} from '../helpers/proc.ts'
 
 /** ca.yaml with this db block, parsed as `ca serve` would (defaults, checks). */
 function configWith(db: Record<string, unknown>): CaConfig {
@@ -203,6 +204,207 @@ describe('PostgreSQL store', function () {
       } finally {
         await c.end()
         await s.close()
+      }
+    })
+  })
+
+  describe("a host revocation raced with renewals on other replicas: the lineages' lock", () => {
+    const fresh = {validAfter: 1n, validBefore: 0x7fff_ffffn}
+    const host = (fp: string) => record({certType: 'host', keyFingerprint: fp, keyId: 'host:raced', ...fresh})
+    const revoked = {event: 'certificate_revoked', at: 60, fields: () => ({})}
+    // a connection a failed test left mid-transaction would hold its locks past the test
+    const connections: pg.Client[] = []
+    afterEach(async () => {
+      await Promise.all(connections.splice(0).map((c) => c.end().catch(() => undefined)))
+    })
+    /** Another replica's transaction on a connection of its own, left open until commit(). */
+    async function otherReplica(
+      url: string,
+    ): Promise<{query(sql: string, values?: unknown[]): Promise<unknown>; commit(): Promise<void>}> {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: server.port,
+        user: 'sshca',
+        password: server.password,
+        database: url.split('/').pop(),
+      })
+      connections.push(c)
+      await c.connect()
+      await c.query('BEGIN')
+      return {query: (sql, values) => c.query(sql, values), commit: async () => void (await c.query('COMMIT'))}
+    }
+    /** How many sessions of that database wait for an advisory lock. */
+    const waiting = async (url: string) =>
+      Number(
+        (
+          await server.psql(
+            `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = '${url.split('/').pop()}'`,
+          )
+        ).trim(),
+      )
+    /** enrol a (k1) → renew b (k1): a lineage on its way. */
+    async function lineage(s: Store, tag: string) {
+      const a = host(`SHA256:${tag}-k1`)
+      const b = host(a.keyFingerprint)
+      assert.deepEqual(
+        await s.issue({token: {id: `${tag}-a`, expiresAt: 3000, issuedAt: 0}, record: a, lineage: {kind: 'enrol'}}),
+        {
+          ok: true,
+        },
+      )
+      assert.deepEqual(
+        await s.issue({
+          token: {id: `${tag}-b`, expiresAt: 3000, issuedAt: 0},
+          record: b,
+          lineage: {kind: 'renew', parent: a.serial},
+        }),
+        {ok: true},
+      )
+      return {a, b}
+    }
+
+    it('a rekey in flight when ca revoke --serial starts: the revocation waits for its commit, then revokes it too', async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      try {
+        const {a, b} = await lineage(s, 'first')
+        const c = host('SHA256:first-k2')
+        const rekey = await otherReplica(url)
+        await rekey.query('SELECT sshca_issue_gated($1::jsonb, $2)', [
+          JSON.stringify([
+            batchItem({
+              token: {id: 'first-c', expiresAt: 3000, issuedAt: 0},
+              record: c,
+              lineage: {kind: 'rekey', parent: b.serial, parentKey: b.keyFingerprint},
+            }),
+          ]),
+          RESTORE_LEEWAY,
+        ])
+        let settled = false
+        const revocation = s
+          .revokeAll([{serial: a.serial, keyId: null, keyFingerprint: null, reason: 'stolen', revokedAt: 60}], revoked)
+          .finally(() => (settled = true))
+        // without the lock the revocation reads the descendants now, before the rekey commits, and misses c
+        await waitFor(
+          'the revocation to wait for the lock, or to be done',
+          async () => settled || (await waiting(url)) > 0,
+        )
+        assert.equal(settled, false, 'the revocation did not wait for the rekey in flight')
+        await rekey.commit()
+        const saved = await revocation
+        assert.deepEqual(new Set(saved.slice(1).map((r) => r.serial)), new Set([b.serial, c.serial]))
+        const renewal = await s.issue({
+          token: {id: 'first-d', expiresAt: 3000, issuedAt: 0},
+          record: host(c.keyFingerprint),
+          lineage: {kind: 'renew', parent: c.serial},
+        })
+        assert.equal(!renewal.ok && renewal.reason, 'revoked')
+      } finally {
+        await s.close()
+      }
+    })
+
+    it('a renewal arriving while a revocation holds the lock: it waits for the commit, then finds its parent revoked', async () => {
+      const url = await server.createDatabase()
+      const s = await openOn(url)
+      try {
+        const {a, b} = await lineage(s, 'second')
+        // another replica's ca revoke, as PostgresStore.revokeIn writes it, between its rows and its commit
+        const revocation = await otherReplica(url)
+        await revocation.query("SELECT pg_advisory_xact_lock(hashtextextended('sshca host lineages', 0))")
+        for (const [id, serial, of] of [
+          ['root', a.serial, null],
+          ['child', b.serial, 'root'],
+        ] as const)
+          await revocation.query(
+            "INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at, cascade_of) VALUES ($1, $2, NULL, NULL, 'stolen', 60, $3)",
+            [id, serial.toString(), of],
+          )
+        let settled = false
+        const renewal = s
+          .issue({
+            token: {id: 'second-c', expiresAt: 3000, issuedAt: 0},
+            record: host(b.keyFingerprint),
+            lineage: {kind: 'renew', parent: b.serial},
+          })
+          .finally(() => (settled = true))
+        // without the lock the renewal checks now, sees no committed revocation, and is issued
+        await waitFor(
+          'the renewal to wait for the lock, or to be done',
+          async () => settled || (await waiting(url)) > 0,
+        )
+        assert.equal(settled, false, 'the renewal did not wait for the revocation in flight')
+        await revocation.commit()
+        const out = await renewal
+        assert.equal(!out.ok && out.reason, 'revoked')
+        assert.equal(!out.ok && out.reason === 'revoked' && out.revocation.id, 'child')
+      } finally {
+        await s.close()
+      }
+    })
+
+    it('renewals and rekeys racing on two replicas while a third revokes the first certificate: every one committed is revoked', async () => {
+      const url = await server.createDatabase()
+      const [s, r, admin] = await Promise.all([openOn(url), openOn(url), openOn(url)])
+      let stop = false
+      try {
+        const {a, b} = await lineage(s, 'load')
+        let head = b
+        const issued: IssuedRecord[] = [b]
+        let ended = false
+        let step = 0
+        // each step: four attempts from the head, on both replicas, each in its own turn (one wins)
+        const renewing = (async () => {
+          while (!stop) {
+            step++
+            const recs = Array.from({length: 4}, () =>
+              host(step % 3 === 0 ? `SHA256:load-k${step}` : head.keyFingerprint),
+            )
+            const pending: Promise<IssueOutcome>[] = []
+            for (const [i, rec] of recs.entries()) {
+              const lineage =
+                rec.keyFingerprint === head.keyFingerprint
+                  ? ({kind: 'renew', parent: head.serial} as const)
+                  : ({kind: 'rekey', parent: head.serial, parentKey: head.keyFingerprint} as const)
+              pending.push(
+                (i % 2 ? r : s).issue({
+                  token: {id: `load-${step}-${i}`, expiresAt: 3000, issuedAt: 0},
+                  record: rec,
+                  lineage,
+                }),
+              )
+              await new Promise((res) => setImmediate(res))
+            }
+            const out = await Promise.all(pending)
+            const won = recs.filter((_, i) => out[i]!.ok)
+            if (out.every((o) => !o.ok && o.reason === 'revoked')) return (ended = true)
+            if (won[0]) {
+              head = won[0]
+              issued.push(won[0])
+            }
+          }
+        })()
+        await waitFor('a few renewals', () => issued.length >= 4)
+        const saved = await admin.revokeAll(
+          [{serial: a.serial, keyId: null, keyFingerprint: null, reason: 'stolen', revokedAt: 60}],
+          revoked,
+        )
+        // the lineage ends at once; a head that escaped the revocation would go on renewing
+        const after = step
+        await waitFor('the lineage to end, or 20 more steps', () => ended || step > after + 20)
+        stop = true
+        await renewing
+        const covered = new Set((await r.revocationSnapshot()).revocations.map((x) => x.serial))
+        const missed = issued.filter((x) => !covered.has(x.serial)).map((x) => x.serial.toString())
+        assert.deepEqual(
+          missed,
+          [],
+          `committed after the revocation read its descendants (${saved.length - 1} covered)`,
+        )
+        assert.ok(ended, 'the newest certificate still renews')
+      } finally {
+        stop = true
+        await Promise.all([s.close(), r.close(), admin.close()])
       }
     })
   })

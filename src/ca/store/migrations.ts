@@ -501,6 +501,132 @@ export const MIGRATIONS: readonly Migration[] = [
        $fn$`,
     ],
   },
+  {
+    version: 7,
+    name: "each host certificate's parent: a revocation by serial or key follows what was renewed or rekeyed from it",
+    // certificates.lineage: how a host certificate joined its key's lineage ('enrol', 'renew', 'rekey');
+    // parent_serial: the certificate a renewal or rekey was proven with. Both NULL for user
+    // certificates and for every certificate issued before this migration (its parent was never
+    // recorded: a lineage is followed from the upgrade on). revocations.cascade_of: a revocation the
+    // store wrote for a descendant of the certificate (or key) another revocation names, that one's id
+    // (`ca unrevoke` of it removes them too). SQLite: SqliteStore.issueOne writes the columns;
+    // PostgreSQL: sshca_issue as in migration 5 (migration 6's sshca_issue_gated calls it), writing
+    // them, checking the parent's key as well, and taking the lineages' lock shared, after the gate
+    // and before its per-key locks (PostgresStore.revokeIn explains the lock).
+    sqlite: [
+      `ALTER TABLE certificates ADD COLUMN lineage TEXT`,
+      `ALTER TABLE certificates ADD COLUMN parent_serial TEXT`,
+      `CREATE INDEX certificates_parent_serial ON certificates (parent_serial)`,
+      `ALTER TABLE revocations ADD COLUMN cascade_of TEXT`,
+      `CREATE INDEX revocations_cascade_of ON revocations (cascade_of)`,
+    ],
+    postgresql: [
+      `ALTER TABLE certificates ADD COLUMN lineage TEXT`,
+      `ALTER TABLE certificates ADD COLUMN parent_serial TEXT`,
+      `CREATE INDEX certificates_parent_serial ON certificates (parent_serial)`,
+      `ALTER TABLE revocations ADD COLUMN cascade_of TEXT`,
+      `CREATE INDEX revocations_cascade_of ON revocations (cascade_of)`,
+      `CREATE OR REPLACE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         item jsonb;
+         rec jsonb;
+         out jsonb := '[]'::jsonb;
+         rev revocations%ROWTYPE;
+         head TEXT;
+         parent TEXT;
+         fp TEXT;
+         spent_at BIGINT;
+         spent_serial TEXT;
+         n INT;
+         owner TEXT;
+         owner_key_id TEXT;
+         owner_valid_before BIGINT;
+         lineage_key TEXT;
+       BEGIN
+         -- durability: a certificate is answered only after its record and its spent token are on disk
+         IF current_setting('synchronous_commit') = 'off' THEN
+           PERFORM set_config('synchronous_commit', 'on', true);
+         END IF;
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           rec := item->'record';
+           parent := item->>'parent';
+           fp := rec->>'key_fingerprint';
+           -- one issuance at a time per host key, across replicas: a lineage's head and its owner are read
+           -- only once any other transaction on the same keys has committed (row locks alone let a renewal
+           -- in flight hide the head from a takeover's join, or a first enrolment from another's check)
+           IF item->>'lineage' IS NOT NULL THEN
+             -- first, shared: a host revocation (ca revoke, following descendants) takes it exclusively
+             PERFORM pg_advisory_xact_lock_shared(hashtextextended('sshca host lineages', 0));
+             FOR lineage_key IN SELECT DISTINCT k FROM unnest(ARRAY[fp, item->>'parent_key']) AS k WHERE k IS NOT NULL ORDER BY k LOOP
+               PERFORM pg_advisory_xact_lock(hashtextextended('sshca host lineage ' || lineage_key, 0));
+             END LOOP;
+           END IF;
+           -- after the locks, so a statement of its own sees every revocation committed before them:
+           -- the key ID, the new key, and (renewals, rekeys) the parent by serial or by its key
+           SELECT * INTO rev FROM revocations
+             WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR key_fingerprint = item->>'parent_key' OR serial = parent
+             ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
+           IF FOUND THEN
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'revoked', 'revocation', to_jsonb(rev)));
+             CONTINUE;
+           END IF;
+           IF item->>'lineage' IN ('renew', 'rekey') THEN
+             head := NULL;
+             -- a rekey's parent heads the old key's lineage; a renewal's, the same key's
+             SELECT serial INTO head FROM host_lineages WHERE key_fingerprint = COALESCE(item->>'parent_key', fp) FOR UPDATE;
+             IF head IS DISTINCT FROM parent THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'superseded', 'newest', head));
+               CONTINUE;
+             END IF;
+           END IF;
+           -- a rekey onto a key heading another lineage, or an enrolment the admin did not bind to the key
+           -- onto one heading another host's (another key ID), would take that lineage over; a head that
+           -- expired or was revoked holds nothing (no one renews it)
+           IF item->>'lineage' = 'rekey' OR (item->>'lineage' = 'enrol' AND NOT COALESCE((item->>'key_bound')::boolean, false)) THEN
+             owner := NULL;
+             owner_key_id := NULL;
+             owner_valid_before := NULL;
+             SELECT serial INTO owner FROM host_lineages WHERE key_fingerprint = fp;
+             IF owner IS NOT NULL THEN
+               SELECT key_id, valid_before INTO owner_key_id, owner_valid_before FROM certificates WHERE serial = owner;
+               IF owner_valid_before <= (rec->>'issued_at')::bigint
+                  OR EXISTS (SELECT 1 FROM revocations WHERE serial = owner OR key_id = owner_key_id) THEN
+                 owner := NULL;
+               END IF;
+             END IF;
+             IF owner IS NOT NULL AND ((item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp)
+                                       OR (item->>'lineage' = 'enrol' AND owner_key_id IS DISTINCT FROM rec->>'key_id')) THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'key_in_use', 'newest', owner));
+               CONTINUE;
+             END IF;
+           END IF;
+           INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+             VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, rec->>'serial')
+             ON CONFLICT (token_id) DO NOTHING;
+           GET DIAGNOSTICS n = ROW_COUNT;
+           IF n <> 1 THEN
+             SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+             CONTINUE;
+           END IF;
+           INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims, lineage, parent_serial)
+             VALUES (rec->>'serial', rec->>'cert_type', rec->>'key_id', rec->>'principals', (rec->>'valid_after')::bigint, (rec->>'valid_before')::bigint,
+                     rec->>'provisioner', rec->>'rule_name', rec->>'subject', fp, (rec->>'issued_at')::bigint, rec->>'request_id', rec->>'certificate', rec->>'claims',
+                     item->>'lineage', parent);
+           IF item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp THEN
+             DELETE FROM host_lineages WHERE key_fingerprint = item->>'parent_key';
+           END IF;
+           IF item->>'lineage' IS NOT NULL THEN
+             INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (fp, rec->>'serial', (rec->>'issued_at')::bigint)
+               ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at;
+           END IF;
+           out := out || '[{"outcome": "ok"}]'::jsonb;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

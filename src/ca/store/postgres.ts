@@ -18,7 +18,7 @@ import {SshcaError} from '../../errors.ts'
 import {assertPrivateFile} from '../../util/fs.ts'
 import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import {parseStop, rowToRecord, toDbTime} from './sqlite.ts'
+import {cascadeRevocation, descendantsSql, numericOrder, parseStop, rowToRecord, toDbTime} from './sqlite.ts'
 import {
   RESTORE_LEEWAY,
   type AdminEvent,
@@ -31,6 +31,7 @@ import {
   type IssuedRecord,
   type Revocation,
   type Store,
+  type Unrevoked,
 } from './store.ts'
 
 type PoolConfig = pg.PoolConfig
@@ -158,6 +159,7 @@ interface RevocationRow {
   key_fingerprint: string | null
   reason: string
   revoked_at: string | number
+  cascade_of?: string | null
 }
 
 function rowToRevocation(r: RevocationRow): Revocation {
@@ -168,6 +170,7 @@ function rowToRevocation(r: RevocationRow): Revocation {
     keyFingerprint: r.key_fingerprint,
     reason: r.reason,
     revokedAt: Number(r.revoked_at),
+    ...(r.cascade_of ? {cascadeOf: r.cascade_of} : {}),
   }
 }
 
@@ -307,6 +310,14 @@ export async function migratePostgres(client: pg.ClientBase, apply = true): Prom
 
 /** One step forward of the revocations' generation (the KRL's version). */
 const BUMP_GENERATION = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'revocation_generation'"
+
+/**
+ * The host lineages' lock (migration 7): sshca_issue takes it shared for every issuance with a
+ * lineage, before its per-key locks and its revocation check; revokeAll takes it exclusively before
+ * it reads the descendants to revoke. See revokeIn.
+ */
+const LINEAGES_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('sshca host lineages', 0))"
+const DESCENDANTS = descendantsSql('$1', '$2')
 
 export class PostgresStore implements Store {
   private readonly pool: pg.Pool
@@ -476,44 +487,81 @@ export class PostgresStore implements Store {
   }
 
   async revoke(r: Revocation): Promise<Revocation> {
-    return (await this.transaction((c) => this.revokeIn(c, [r])))[0]!
+    return (await this.transaction((c) => this.revokeIn(c, [r], false)))[0]!
   }
 
-  /** Inside a transaction: the revocations with their ids, and one step of the generation if any. */
-  private async revokeIn(c: pg.PoolClient, rs: Revocation[]): Promise<Revocation[]> {
-    const saved: Revocation[] = []
-    for (const r of rs) {
+  /**
+   * Inside a transaction: the revocations with their ids, with `descendants` then those of what they
+   * cover (Store.revokeAll), and one step of the generation if any.
+   *
+   * The race with a renewal or rekey committing meanwhile on any replica, closed by one lock. Under
+   * READ COMMITTED (PostgreSQL's default, which this store's locking assumes, as migration 5's
+   * per-key locks do) each statement sees what was committed when it began, so a plain check can miss
+   * a revocation that commits between the check and the issuance's commit, and a plain read of the
+   * descendants can miss a renewal that commits just after it. So: sshca_issue takes the lineages'
+   * lock shared (issuances do not wait for each other) and only then, in later statements, checks
+   * the revocations of the parent; this takes it exclusively before it reads the descendants, and
+   * both hold it to their commit. Either the issuance holds it first: this waits for its commit, then
+   * its descendants query, a later statement, sees the new certificate and revokes it. Or this holds
+   * it first: the issuance waits for this commit, then its check sees the parent's revocation
+   * (written here as a row by serial, or the parent's key) and refuses. A lock is released only once
+   * its transaction's commit is visible to others. No deadlock: nothing else this transaction locks
+   * (the generation's row, the admin events' lock) is ever held by an issuance.
+   */
+  private async revokeIn(c: pg.PoolClient, rs: Revocation[], descendants: boolean): Promise<Revocation[]> {
+    const write = async (r: Revocation): Promise<Revocation> => {
       const id = randomUUID()
       await c.query(
-        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
-        [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt],
+        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at, cascade_of) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        [id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt, r.cascadeOf ?? null],
       )
-      saved.push({...r, id})
+      return {...r, id}
     }
+    if (descendants) await c.query(LINEAGES_LOCK)
+    const saved: Revocation[] = []
+    for (const r of rs) saved.push(await write(r))
+    if (descendants)
+      for (const root of saved.slice()) {
+        if (root.serial === null && root.keyFingerprint === null) continue
+        const {rows} = await c.query<{serial: string}>(DESCENDANTS, [
+          root.serial?.toString() ?? null,
+          root.keyFingerprint,
+        ])
+        for (const serial of numericOrder(rows.map((row) => row.serial)))
+          saved.push(await write(cascadeRevocation(root, serial)))
+      }
     if (saved.length > 0) await c.query(BUMP_GENERATION)
     return saved
   }
 
-  async unrevoke(id: string): Promise<Revocation | undefined> {
+  async unrevoke(id: string): Promise<Unrevoked | undefined> {
     return this.transaction((c) => this.unrevokeIn(c, id))
   }
 
-  private async unrevokeIn(c: pg.PoolClient, id: string): Promise<Revocation | undefined> {
-    const {rows} = await c.query<RevocationRow>('DELETE FROM revocations WHERE id = $1 RETURNING *', [id])
-    if (!rows[0]) return undefined
+  private async unrevokeIn(c: pg.PoolClient, id: string): Promise<Unrevoked | undefined> {
+    const {rows} = await c.query<RevocationRow>(
+      'DELETE FROM revocations WHERE id = $1 OR cascade_of = $1 RETURNING *',
+      [id],
+    )
+    const root = rows.find((r) => r.id === id)
+    if (!root) return undefined
     await c.query(BUMP_GENERATION)
-    return rowToRevocation(rows[0])
+    const cascade = rows
+      .filter((r) => r.id !== id)
+      .sort((a, b) => Number(a.revoked_at) - Number(b.revoked_at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map(rowToRevocation)
+    return {...rowToRevocation(root), cascade}
   }
 
   async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(async (c) => {
-      const saved = await this.revokeIn(c, rs)
+      const saved = await this.revokeIn(c, rs, true)
       await this.adminEventIn(c, event.event, event.fields(saved), event.at)
       return saved
     })
   }
 
-  async unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined> {
+  async unrevokeWith(id: string, event: AdminEventDraft<Unrevoked>): Promise<Unrevoked | undefined> {
     return this.transaction(async (c) => {
       const r = await this.unrevokeIn(c, id)
       if (r) await this.adminEventIn(c, event.event, event.fields(r), event.at)

@@ -25,6 +25,7 @@ import {
   type Lineage,
   type Revocation,
   type Store,
+  type Unrevoked,
 } from './store.ts'
 
 interface CertRow {
@@ -42,6 +43,8 @@ interface CertRow {
   request_id: string
   certificate: string
   claims?: string | null
+  lineage?: string | null
+  parent_serial?: string | null
 }
 
 interface RevocationRow {
@@ -51,6 +54,7 @@ interface RevocationRow {
   key_fingerprint: string | null
   reason: string
   revoked_at: number | bigint
+  cascade_of?: string | null
 }
 
 export function rowToRecord(r: CertRow): IssuedRecord {
@@ -69,10 +73,12 @@ export function rowToRecord(r: CertRow): IssuedRecord {
     requestId: r.request_id,
     certificate: r.certificate,
     ...(r.claims ? {claims: JSON.parse(r.claims) as Record<string, unknown>} : {}),
+    ...(r.lineage ? {lineage: r.lineage as Lineage['kind']} : {}),
+    ...(r.parent_serial ? {parent: BigInt(r.parent_serial)} : {}),
   }
 }
 
-function rowToRevocation(r: RevocationRow): Revocation {
+export function rowToRevocation(r: RevocationRow): Revocation {
   return {
     id: r.id,
     serial: r.serial === null ? null : BigInt(r.serial),
@@ -80,8 +86,37 @@ function rowToRevocation(r: RevocationRow): Revocation {
     keyFingerprint: r.key_fingerprint,
     reason: r.reason,
     revokedAt: Number(r.revoked_at),
+    ...(r.cascade_of ? {cascadeOf: r.cascade_of} : {}),
   }
 }
+
+/**
+ * The serials of every certificate renewed or rekeyed, at any depth, from the certificate with the
+ * first parameter's serial or from any certificate of the second's key (NULL: none), those themselves
+ * left out. A revocation by serial or key covers them (Store.revokeAll); UNION, so a chain is walked
+ * once. The same query on SQLite (`?`) and PostgreSQL (`$1`, `$2`).
+ */
+export const descendantsSql = (serial: string, key: string): string => `WITH RECURSIVE
+  roots(serial) AS (SELECT serial FROM certificates WHERE serial = ${serial} OR key_fingerprint = ${key}),
+  descendants(serial) AS (
+    SELECT c.serial FROM certificates c JOIN roots r ON c.parent_serial = r.serial
+    UNION
+    SELECT c.serial FROM certificates c JOIN descendants d ON c.parent_serial = d.serial)
+SELECT serial FROM descendants WHERE serial NOT IN (SELECT serial FROM roots)`
+
+/** The revocation written for a descendant of what `root` revokes: by serial, for the same reason and time. */
+export const cascadeRevocation = (root: Revocation, serial: bigint): Revocation => ({
+  serial,
+  keyId: null,
+  keyFingerprint: null,
+  reason: root.reason,
+  revokedAt: root.revokedAt,
+  cascadeOf: root.id!,
+})
+
+/** Serials in numeric order: what a revocation's cascade lists, the same on every backend. */
+export const numericOrder = (serials: string[]): bigint[] =>
+  serials.map((s) => BigInt(s)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
 /**
  * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
@@ -225,6 +260,11 @@ export class SqliteStore implements Store {
       revokedFor: prep(
         'SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1',
       ),
+      // an issuance: its key ID, its key, and (renewals, rekeys) its parent by serial or by the parent's key
+      revokedForIssue: prep(
+        'SELECT * FROM revocations WHERE key_id = ? OR key_fingerprint = ? OR key_fingerprint = ? OR serial = ? ORDER BY revoked_at LIMIT 1',
+      ),
+      descendants: prep(descendantsSql('?', '?')),
       lineage: prep('SELECT serial FROM host_lineages WHERE key_fingerprint = ?'),
       // the host whose lineage a key heads, and whether that head still stands (unexpired, unrevoked)
       lineageOwner: prepBig(
@@ -239,17 +279,18 @@ export class SqliteStore implements Store {
       ),
       spentToken: prep('SELECT used_at, serial FROM used_tokens WHERE token_id = ?'),
       record:
-        prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        prep(`INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims, lineage, parent_serial)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       find: prepBig('SELECT * FROM certificates WHERE serial = ?'),
       hosts: prepBig(
         'SELECT c.* FROM certificates c JOIN host_lineages l ON l.serial = c.serial WHERE c.valid_before > ? ORDER BY c.issued_at DESC',
       ),
       revoke: prep(
-        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO revocations (id, serial, key_id, key_fingerprint, reason, revoked_at, cascade_of) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       revocation: prep('SELECT * FROM revocations WHERE id = ?'),
-      unrevoke: prep('DELETE FROM revocations WHERE id = ?'),
+      cascadeOf: prep('SELECT * FROM revocations WHERE cascade_of = ? ORDER BY revoked_at, id'),
+      unrevoke: prep('DELETE FROM revocations WHERE id = ? OR cascade_of = ?'),
       revocations: prep('SELECT * FROM revocations ORDER BY revoked_at, id'),
       purge: prep('DELETE FROM used_tokens WHERE expires_at < ?'),
       adminEvent: prep('INSERT INTO admin_events (at, event, fields) VALUES (?, ?, ?)'),
@@ -324,7 +365,10 @@ export class SqliteStore implements Store {
   /** One issuance inside the batch's transaction: nothing is written unless the outcome is ok. */
   private issueOne({token, record: r, lineage}: IssueRequest): IssueOutcome {
     const parent = lineage?.kind === 'renew' || lineage?.kind === 'rekey' ? lineage.parent.toString() : null
-    const revoked = this.stmts.revokedFor!.get(r.keyId, r.keyFingerprint, parent) as RevocationRow | undefined
+    // a rekey's parent is of another key: revoked by that key, it must not rekey (a renewal's is this key)
+    const parentKey = lineage?.kind === 'rekey' ? lineage.parentKey : null
+    const revoked = this.stmts.revokedForIssue!.get(r.keyId, r.keyFingerprint, parentKey, parent) as
+      RevocationRow | undefined
     if (revoked) return {ok: false, reason: 'revoked', revocation: rowToRevocation(revoked)}
     if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
       const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as
@@ -359,6 +403,8 @@ export class SqliteStore implements Store {
       r.requestId,
       r.certificate,
       r.claims ? JSON.stringify(r.claims) : null,
+      lineage?.kind ?? null,
+      parent,
     )
     // Stryker disable next-line ConditionalExpression: a rekey to the same key ends its lineage and sets it again just below
     if (lineage?.kind === 'rekey' && lineage.parentKey !== r.keyFingerprint)
@@ -420,41 +466,67 @@ export class SqliteStore implements Store {
   }
 
   async revoke(r: Revocation): Promise<Revocation> {
-    return this.transaction(() => this.revokeIn([r]))[0]!
+    return this.transaction(() => this.revokeIn([r], false))[0]!
   }
 
-  /** Inside a transaction: the revocations with their ids, and one step of the generation if any. */
-  private revokeIn(rs: Revocation[]): Revocation[] {
-    const saved = rs.map((r) => {
+  /**
+   * Inside a transaction: the revocations with their ids, with `descendants` then those of what they
+   * cover (Store.revokeAll), and one step of the generation if any. No race to close here: this runs
+   * in a write transaction (BEGIN IMMEDIATE), and so does every issuance's check of its parent, and
+   * SQLite lets one write transaction run at a time on the file (any process), each reading what the
+   * ones before it committed. A renewal is decided wholly before this reads the descendants (and is
+   * among them) or wholly after it commits (and finds its parent revoked).
+   */
+  private revokeIn(rs: Revocation[], descendants: boolean): Revocation[] {
+    const write = (r: Revocation): Revocation => {
       const id = randomUUID()
-      this.stmts.revoke!.run(id, r.serial?.toString() ?? null, r.keyId, r.keyFingerprint, r.reason, r.revokedAt)
+      this.stmts.revoke!.run(
+        id,
+        r.serial?.toString() ?? null,
+        r.keyId,
+        r.keyFingerprint,
+        r.reason,
+        r.revokedAt,
+        r.cascadeOf ?? null,
+      )
       return {...r, id}
-    })
+    }
+    const saved = rs.map(write)
+    if (descendants)
+      for (const root of saved.slice()) {
+        if (root.serial === null && root.keyFingerprint === null) continue
+        const rows = this.stmts.descendants!.all(root.serial?.toString() ?? null, root.keyFingerprint) as {
+          serial: string
+        }[]
+        for (const serial of numericOrder(rows.map((row) => row.serial)))
+          saved.push(write(cascadeRevocation(root, serial)))
+      }
     if (saved.length > 0) this.stmts.bumpGeneration!.run()
     return saved
   }
 
-  async unrevoke(id: string): Promise<Revocation | undefined> {
+  async unrevoke(id: string): Promise<Unrevoked | undefined> {
     return this.transaction(() => this.unrevokeIn(id))
   }
 
-  private unrevokeIn(id: string): Revocation | undefined {
+  private unrevokeIn(id: string): Unrevoked | undefined {
     const row = this.stmts.revocation!.get(id) as RevocationRow | undefined
     if (!row) return undefined
-    this.stmts.unrevoke!.run(id)
+    const cascade = (this.stmts.cascadeOf!.all(id) as unknown as RevocationRow[]).map(rowToRevocation)
+    this.stmts.unrevoke!.run(id, id)
     this.stmts.bumpGeneration!.run()
-    return rowToRevocation(row)
+    return {...rowToRevocation(row), cascade}
   }
 
   async revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]> {
     return this.transaction(() => {
-      const saved = this.revokeIn(rs)
+      const saved = this.revokeIn(rs, true)
       this.adminEventIn(event.event, event.fields(saved), event.at)
       return saved
     })
   }
 
-  async unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined> {
+  async unrevokeWith(id: string, event: AdminEventDraft<Unrevoked>): Promise<Unrevoked | undefined> {
     return this.transaction(() => {
       const r = this.unrevokeIn(id)
       if (r) this.adminEventIn(event.event, event.fields(r), event.at)

@@ -25,6 +25,14 @@ export interface IssuedRecord {
    * audited ones (never the token). What a policy what-if replays. Absent for host certificates.
    */
   claims?: Record<string, unknown>
+  /**
+   * Read back, never written through `issue()`'s record (the store takes them from its lineage): how
+   * a host certificate joined its key's lineage, and for a renewal or rekey the serial of the
+   * certificate it was proven with. Absent for user certificates and for every certificate issued
+   * before schema 7, whose parent was never recorded.
+   */
+  lineage?: Lineage['kind']
+  parent?: bigint
 }
 
 export interface Revocation {
@@ -36,7 +44,15 @@ export interface Revocation {
   keyFingerprint: string | null
   reason: string
   revokedAt: number
+  /**
+   * Set on a revocation the store wrote itself, by serial, for a certificate renewed or rekeyed (at
+   * any depth) from one that a `revokeAll` revocation names by serial or by key: that revocation's id.
+   */
+  cascadeOf?: string
 }
+
+/** What unrevoke removed: the revocation, and the ones written for its descendants with it. */
+export type Unrevoked = Revocation & {cascade: Revocation[]}
 
 /**
  * Host certificates form lineages, one per host key: enrolment starts (or restarts) one, renewal
@@ -65,7 +81,7 @@ export type IssueOutcome =
   | {ok: true}
   /** The token was spent before, at `usedAt` (seconds), on certificate `serial`. */
   | {ok: false; reason: 'replayed'; usedAt: number | null; serial: string | null}
-  /** The key ID, the key or (renewals, rekeys) the parent serial is revoked. */
+  /** The key ID, the key or (renewals, rekeys) the parent is revoked: by serial, or its key. */
   | {ok: false; reason: 'revoked'; revocation: Revocation}
   /** A renewal or rekey of a certificate that is no longer its lineage's newest. */
   | {ok: false; reason: 'superseded'; newest: string | null}
@@ -146,16 +162,26 @@ export interface Store {
   certificates(q: CertificateQuery): Promise<IssuedRecord[]>
   /** Records a revocation; returns it with its id. */
   revoke(r: Revocation): Promise<Revocation>
-  /** Removes a revocation by id; false when there is none. */
-  unrevoke(id: string): Promise<Revocation | undefined>
+  /** Removes a revocation by id, and those written for its descendants (`cascadeOf`); undefined when there is none. */
+  unrevoke(id: string): Promise<Unrevoked | undefined>
   /**
    * Records revocations (one, or every certificate of an identity) and the admin event that tells of
    * them in one transaction: a crash keeps both or neither, never a revocation the audit log does not
    * hear of. `event.fields` gets the revocations with their ids; if it throws, nothing is written.
+   *
+   * A revocation by serial or by key also covers every certificate renewed or rekeyed from the
+   * certificates it names, at any depth (a stolen host key must not live on in what it renewed or
+   * rekeyed to): in the same transaction the store writes a revocation by serial for each, `cascadeOf`
+   * the one it follows from, and returns them after the revocations asked for. Rows, not a rule
+   * applied when reading: the KRL, the checks at issuance and every replica read them as they read
+   * any revocation, so one generation is one set of revocations everywhere. No certificate can join
+   * such a lineage afterwards (its parent is revoked), nor while this commits (PostgresStore.revokeAll).
+   * `revoke()` writes the one revocation it is given: a host revoking its own certificate
+   * (`/ssh/revoke`, perhaps the old key's after a rekey) ends nothing it rekeyed to.
    */
   revokeAll(rs: Revocation[], event: AdminEventDraft<Revocation[]>): Promise<Revocation[]>
   /** unrevoke() and its admin event in one transaction; undefined, and no event, when there is none. */
-  unrevokeWith(id: string, event: AdminEventDraft<Revocation>): Promise<Revocation | undefined>
+  unrevokeWith(id: string, event: AdminEventDraft<Unrevoked>): Promise<Unrevoked | undefined>
   revocations(): Promise<Revocation[]>
   /** A number that moves forward on every revoke and unrevoke: the KRL's version. */
   revocationGeneration(): Promise<number>
