@@ -132,6 +132,8 @@ export interface RevocationView {
   keyFingerprint: string | null
   reason: string
   revokedAt: string
+  /** Written for a certificate renewed or rekeyed from what that revocation (its id) revokes; unrevoked with it. */
+  cascadeOf?: string
 }
 
 const viewOf = (r: Revocation): RevocationView => ({
@@ -142,11 +144,13 @@ const viewOf = (r: Revocation): RevocationView => ({
   keyFingerprint: r.keyFingerprint,
   reason: r.reason,
   revokedAt: iso(r.revokedAt),
+  ...(r.cascadeOf === undefined ? {} : {cascadeOf: r.cascadeOf}),
 })
 
 export interface RevokeResult {
   /** What was revoked: one serial, a key ID, a key, or every current certificate of a subject. */
   kind: 'serial' | 'key-id' | 'key' | 'subject'
+  /** The revocations asked for (one, or one per certificate of a subject); not those of `descendants`. */
   revocations: RevocationView[]
   reason: string
   /** The certificates the revocation names that this CA issued (for a serial or a subject). */
@@ -154,8 +158,16 @@ export interface RevokeResult {
   /** A key ID or key revocation also refuses every future certificate of it, until `ca unrevoke`. */
   blocksFutureCertificates: boolean
   /**
-   * The key IDs of host certificates revoked by serial or key: a host renews (another serial) and
-   * rekeys (another key), and what it renewed or rekeyed to is not covered; its key ID is.
+   * The serials of every certificate renewed or rekeyed, at any depth, from what was revoked by serial
+   * or key (a host's later certificates carry other serials, and after a rekey another key): the
+   * store revoked each by serial in the same transaction, and `ca unrevoke` of the revocation lifts
+   * them with it. Numeric order.
+   */
+  descendants: string[]
+  /**
+   * The key IDs of host certificates revoked by serial or key that were issued before this CA recorded
+   * each certificate's parent (store schema 7): what they were renewed or rekeyed to before then is
+   * not followed, and may still work; a revocation of the key ID is what ends it.
    */
   hostKeyIds: string[]
 }
@@ -217,45 +229,64 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       wanted = [{serial, keyId: o.keyId ?? null, keyFingerprint, reason, revokedAt: now}]
     }
     const summaries = certificates.map(certSummary)
-    // the revocations and the admin event that tells of them: one transaction (both or neither)
-    const revocations = await store.revokeAll(wanted, {
+    // host certificates from before the store recorded parents: their lineage is followed only from then
+    const named = keyFingerprint === null ? certificates : await store.certificates({keyFingerprint, limit: 100_000})
+    const untracked = kind === 'key-id' ? [] : named.filter((c) => c.certType === 'host' && c.lineage === undefined)
+    // the revocations, those the store adds for their descendants, and the admin event that tells of
+    // them all: one transaction (all or nothing)
+    const saved = await store.revokeAll(wanted, {
       event: 'certificate_revoked',
       at: now,
-      fields: (saved) => ({
+      fields: (rs) => ({
         kind,
         reason,
-        revocations: saved.map(viewOf),
+        revocations: rs.map(viewOf),
         certificates: summaries.map((c) => c.serial),
+        descendants: rs.flatMap((r) => (r.cascadeOf === undefined ? [] : [r.serial!.toString()])),
       }),
     })
     return {
       kind,
-      revocations: revocations.map(viewOf),
+      revocations: saved.filter((r) => r.cascadeOf === undefined).map(viewOf),
       reason,
       certificates: summaries,
       blocksFutureCertificates: kind === 'key-id' || kind === 'key',
-      hostKeyIds:
-        kind === 'serial' || kind === 'key'
-          ? [...new Set(summaries.filter((c) => c.certType === 'host').map((c) => c.keyId))]
-          : [],
+      descendants: descendantSerials(saved, certificates),
+      hostKeyIds: [...new Set(untracked.map((c) => c.keyId))],
     }
   })
 }
 
-export async function unrevoke(o: {configPath: string; id: string; clock?: () => number}): Promise<RevocationView> {
+/**
+ * The serials the store revoked for descendants (`cascadeOf`), each once and in numeric order, less
+ * those revoked in their own right (a subject's certificates may descend from one another).
+ */
+export function descendantSerials(saved: Revocation[], named: IssuedRecord[]): string[] {
+  const own = new Set(named.map((c) => c.serial))
+  const serials = new Set(saved.flatMap((r) => (r.cascadeOf === undefined || own.has(r.serial!) ? [] : [r.serial!])))
+  return [...serials].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((n) => n.toString())
+}
+
+/** What `ca unrevoke` removed: the revocation, and with it those written for its descendants (their serials). */
+export type UnrevokeResult = RevocationView & {descendants: string[]}
+
+export async function unrevoke(o: {configPath: string; id: string; clock?: () => number}): Promise<UnrevokeResult> {
   const {config} = await loadConfig(o.configPath)
   return withStore(config, async (store) => {
-    // the removal and its admin event: one transaction
+    // the removal, that of the revocations of its descendants, and its admin event: one transaction
     const r = await store.unrevokeWith(o.id, {
       event: 'certificate_unrevoked',
       at: nowOf(o.clock),
-      fields: (removed) => ({revocation: viewOf(removed)}),
+      fields: (removed) => ({
+        revocation: viewOf(removed),
+        descendants: descendantSerials(removed.cascade, []),
+      }),
     })
     if (!r)
       throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {
         hint: 'list them with: sshca ca revocations',
       })
-    return viewOf(r)
+    return {...viewOf(r), descendants: descendantSerials(r.cascade, [])}
   })
 }
 

@@ -31,13 +31,17 @@ export function renderRevoke(r: RevokeResult, configPath: string): string {
       out += `  ${r.certificates.length} unexpired certificate(s) carry it now.\n`
     }
   }
+  // what a host renewed (another serial) or rekeyed (another key) to: the store revoked it too
+  if (r.descendants.length > 0)
+    out += `Also revoked: the ${r.descendants.length} certificate(s) renewed or rekeyed from ${r.kind === 'serial' ? 'it' : 'them'}, serial ${r.descendants.join(', ')}.\n`
   if (r.blocksFutureCertificates) {
     out += `This also refuses every future certificate ${r.kind === 'key' ? 'of that key' : 'with that key ID'} (sign-ins, enrolments, renewals).\n`
-    out += `Undo: sshca ca unrevoke ${r.revocations[0]!.id} --config ${configPath}\n`
   }
-  // a renewal (another serial) or a rekey (another key) of a host certificate is not covered
+  if (r.kind !== 'subject' && (r.blocksFutureCertificates || r.descendants.length > 0))
+    out += `Undo${r.descendants.length > 0 ? ' (with those it renewed or rekeyed to)' : ''}: sshca ca unrevoke ${r.revocations[0]!.id} --config ${configPath}\n`
+  // issued before the store recorded parents: what it renewed or rekeyed to before then is not followed
   for (const id of r.hostKeyIds)
-    out += `Host certificates renew and rekey: if the host's key was stolen, a certificate renewed or rekeyed from this one still works. To end them all: sshca ca revoke --key-id ${JSON.stringify(id)} --config ${configPath}\n`
+    out += `Issued before this CA recorded what each host certificate was renewed or rekeyed from: a certificate renewed or rekeyed from it before that upgrade is not covered and may still work. To end them all: sshca ca revoke --key-id ${JSON.stringify(id)} --config ${configPath}\n`
   out +=
     'Hosts pick this up at their next `sshca krl` (the sshca-krl timer runs hourly); now: run `sshca krl` on them.\n'
   out += 'Clients refresh their copy with `sshca config` or at their next `sshca login`.\n'
@@ -46,7 +50,15 @@ export function renderRevoke(r: RevokeResult, configPath: string): string {
 
 export function renderRevocations(list: RevocationView[]): string {
   if (list.length === 0) return 'No revocations.\n'
-  return table([['ID', 'REVOKES', 'REASON', 'SINCE'], ...list.map((r) => [r.id, target(r), r.reason, r.revokedAt])])
+  return table([
+    ['ID', 'REVOKES', 'REASON', 'SINCE'],
+    ...list.map((r) => [
+      r.id,
+      r.cascadeOf === undefined ? target(r) : `${target(r)} (descends from what ${r.cascadeOf} revokes)`,
+      r.reason,
+      r.revokedAt,
+    ]),
+  ])
 }
 
 export function renderCerts(list: CertView[]): string {

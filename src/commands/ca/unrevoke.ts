@@ -5,7 +5,9 @@ import {caConfigFlag} from '../../cli/flags.ts'
 export default class CaUnrevoke extends BaseCommand {
   static override summary = 'Undo one revocation by its id (on the CA box).'
   static override description = `Removes the revocation from the CA's store (audited). Certificates it covered are accepted again by
-hosts once they fetch the next KRL; a key ID or key may be issued certificates again at once.
+hosts once they fetch the next KRL; a key ID or key may be issued certificates again at once. The
+revocations \`sshca ca revoke\` added for what was renewed or rekeyed from a revoked host certificate
+are removed with it.
 List revocations and their ids with \`sshca ca revocations\`.`
 
   static override examples = [
@@ -21,7 +23,11 @@ List revocations and their ids with \`sshca ca revocations\`.`
     const {unrevoke} = await import('../../ca/admin.ts')
     const r = await unrevoke({configPath: flags.config, id: args.id})
     this.out(
-      `Removed revocation ${r.id} (${r.serial !== null ? `serial ${r.serial}` : r.keyFingerprint !== null ? `key ${r.keyFingerprint}` : `key ID "${r.keyId}"`}, revoked ${r.revokedAt}: ${r.reason}).\nHosts accept it again after their next \`sshca krl\`.\n`,
+      `Removed revocation ${r.id} (${r.serial !== null ? `serial ${r.serial}` : r.keyFingerprint !== null ? `key ${r.keyFingerprint}` : `key ID "${r.keyId}"`}, revoked ${r.revokedAt}: ${r.reason}).\n` +
+        (r.descendants.length > 0
+          ? `With it, the revocations of the ${r.descendants.length} certificate(s) renewed or rekeyed from it: serial ${r.descendants.join(', ')}.\n`
+          : '') +
+        'Hosts accept it again after their next `sshca krl`.\n',
     )
     return r
   }

@@ -23,7 +23,7 @@ import {
 import {loadConfig} from '../../../src/ca/config/config.ts'
 import {caPaths} from '../../../src/ca/config/layout.ts'
 import {certFingerprint, pemToDer} from '../../../src/ca/keys/pki.ts'
-import {renderRevoke} from '../../../src/cli/render-ca.ts'
+import {renderRevocations, renderRevoke} from '../../../src/cli/render-ca.ts'
 import {readSealedKey, writeSealedKey} from '../../../src/ca/keys/keystore.ts'
 import {verifyEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {tokenHash} from '../../../src/ca/provisioner/oidc.ts'
@@ -162,6 +162,7 @@ describe('the CA admin commands, in process', function () {
             reason: 'left the company',
             revocations: r.revocations,
             certificates: r.certificates.map((c) => c.serial),
+            descendants: [],
           },
         },
       ])
@@ -195,9 +196,10 @@ describe('the CA admin commands, in process', function () {
       assert.deepEqual(r.certificates, [
         {serial: '301', keyId: 'k301', principals: ['web1'], certType: 'host', validBefore: iso(NOW + 3600)},
       ])
-      // a host certificate: what it renews or rekeys to carries another serial, so its key ID is named
-      assert.deepEqual(r.hostKeyIds, ['k301'])
-      assert.match(renderRevoke(r, cfg), /still works\. To end them all: sshca ca revoke --key-id "k301"/)
+      // a host certificate enrolled with its parent recorded, and nothing renewed from it: nothing more to say
+      assert.deepEqual(r.descendants, [])
+      assert.deepEqual(r.hostKeyIds, [])
+      assert.doesNotMatch(renderRevoke(r, cfg), /--key-id|Undo|Also revoked/)
       assert.equal(r.revocations.length, 1)
       const {id, ...rest} = r.revocations[0]!
       assert.deepEqual(rest, {
@@ -212,6 +214,81 @@ describe('the CA admin commands, in process', function () {
         {id, serial: 301n, keyId: null, keyFingerprint: null, reason: 'key compromise', revokedAt: NOW},
       ])
       assert.equal(await covered(cfg, other), false)
+    })
+
+    it('a host certificate: what was renewed or rekeyed from it is revoked too, named, and unrevoked with it', async () => {
+      const cfg = freshCa()
+      const host = (over: Partial<IssuedRecord>) => active({certType: 'host', keyId: 'host:web1', ...over})
+      const a = host({serial: 311n, keyFingerprint: 'SHA256:k1'})
+      const b = host({serial: 313n, keyFingerprint: 'SHA256:k1'})
+      const c = host({serial: 312n, keyFingerprint: 'SHA256:k2'})
+      await seed(cfg, a)
+      await withCaStore(cfg, async (s) => {
+        const tok = () => ({id: `tok-${++n}`, expiresAt: NOW + 60, issuedAt: NOW})
+        assert.deepEqual(await s.issue({token: tok(), record: b, lineage: {kind: 'renew', parent: a.serial}}), {
+          ok: true,
+        })
+        const rekey = {kind: 'rekey', parent: b.serial, parentKey: 'SHA256:k1'} as const
+        assert.deepEqual(await s.issue({token: tok(), record: c, lineage: rekey}), {ok: true})
+      })
+      const r = await revoke({configPath: cfg, serial: '311', reason: 'key stolen', clock})
+      assert.deepEqual(r.descendants, ['312', '313'])
+      assert.equal(r.revocations.length, 1)
+      assert.deepEqual(r.hostKeyIds, [])
+      const text = renderRevoke(r, cfg)
+      assert.match(text, /^Also revoked: the 2 certificate\(s\) renewed or rekeyed from it, serial 312, 313\.$/m)
+      assert.match(
+        text,
+        new RegExp(`^Undo \\(with those it renewed or rekeyed to\\): sshca ca unrevoke ${r.revocations[0]!.id} `, 'm'),
+      )
+      assert.doesNotMatch(text, /--key-id/)
+      assert.equal(await covered(cfg, c), true)
+      const st = await state(cfg)
+      const root = r.revocations[0]!.id
+      assert.deepEqual(
+        st.revocations.map((x) => [x.serial, x.cascadeOf]).sort((x, y) => Number(x[0]) - Number(y[0])),
+        [
+          [311n, undefined],
+          [312n, root],
+          [313n, root],
+        ],
+      )
+      assert.deepEqual(st.events[0]!.fields.descendants, ['312', '313'])
+      assert.deepEqual(renderRevocations(r.revocations).includes('descends'), false)
+      const listed = renderRevocations((await revocations({configPath: cfg})).revocations)
+      assert.match(listed, new RegExp(`serial 312 \\(descends from what ${root} revokes\\)`))
+      // ca unrevoke of the revocation lifts the two it brought with it, in the same event
+      const u = await unrevoke({configPath: cfg, id: root, clock})
+      assert.deepEqual(u.descendants, ['312', '313'])
+      const after = await state(cfg)
+      assert.deepEqual(after.revocations, [])
+      assert.deepEqual(after.events[1]!.fields.descendants, ['312', '313'])
+      assert.equal(await covered(cfg, c), false)
+    })
+
+    it('a host certificate from before the store recorded parents: the --key-id revocation is named, for what it renewed to before', async () => {
+      const cfg = freshCa()
+      // recorded as schema 5 recorded it: no lineage, no parent
+      const old = active({
+        serial: 321n,
+        keyId: 'host:legacy',
+        certType: 'host',
+        keyFingerprint: hostKey.publicKey.fingerprint(),
+      })
+      await withCaStore(cfg, async (s) => {
+        assert.deepEqual(await s.issue({token: {id: `tok-${++n}`, expiresAt: NOW + 60, issuedAt: NOW}, record: old}), {
+          ok: true,
+        })
+      })
+      const r = await revoke({configPath: cfg, serial: '321', clock})
+      assert.deepEqual(r.hostKeyIds, ['host:legacy'])
+      assert.match(
+        renderRevoke(r, cfg),
+        /before that upgrade is not covered and may still work\. To end them all: sshca ca revoke --key-id "host:legacy"/,
+      )
+      // and by key
+      const byKey = await revoke({configPath: cfg, key: keyFile, clock})
+      assert.deepEqual(byKey.hostKeyIds, ['host:legacy'])
     })
 
     it('revokes a serial this CA has no record of (the revocation stands, no certificate is named)', async () => {
@@ -412,7 +489,7 @@ describe('the CA admin commands, in process', function () {
 
       const later = () => (NOW + 100) * 1000
       const gone = await unrevoke({configPath: cfg, id: bySerial.id, clock: later})
-      assert.deepEqual(gone, bySerial)
+      assert.deepEqual(gone, {...bySerial, descendants: []})
       assert.equal(await covered(cfg, {...c, keyId: 'other'}), false) // only the key-ID revocation covered it besides
       assert.equal(await covered(cfg, c), true)
       await unrevoke({configPath: cfg, id: byKeyId.id, clock: later})
@@ -425,8 +502,8 @@ describe('the CA admin commands, in process', function () {
       assert.deepEqual(
         before.events.filter((e) => e.event === 'certificate_unrevoked'),
         [
-          {event: 'certificate_unrevoked', at: NOW + 100, fields: {revocation: bySerial}},
-          {event: 'certificate_unrevoked', at: NOW + 100, fields: {revocation: byKeyId}},
+          {event: 'certificate_unrevoked', at: NOW + 100, fields: {revocation: bySerial, descendants: []}},
+          {event: 'certificate_unrevoked', at: NOW + 100, fields: {revocation: byKeyId, descendants: []}},
         ],
       )
 
