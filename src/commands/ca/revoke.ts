@@ -15,7 +15,14 @@ serves it in the KRL that hosts fetch with \`sshca krl\` (sshd's RevokedKeys) an
 --serial revokes one certificate. --subject revokes every unexpired certificate of one identity (the
 token's "sub"), serial by serial. --key-id and --key revoke every certificate with that key ID or of that
 public key, past and future: the CA refuses to issue them again (user and host, renewals included)
-until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can no longer be renewed.`
+until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can no longer be renewed.
+
+A host certificate revoked by serial, subject or key takes with it every certificate renewed or
+rekeyed from it, at any depth (other serials, and after a rekey other keys): each is revoked by
+serial in the same write and named in the output (\`descendants\` in --json); \`sshca ca unrevoke ID\`
+lifts them with it. A lineage is followed from the upgrade that began recording parents (store
+schema 7) on: for a host certificate issued before it, the output names the --key-id revocation that
+also ends what it was renewed or rekeyed to before then.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --serial 13512480951216640201 --reason "laptop stolen" --config /etc/sshca/ca.yaml',
