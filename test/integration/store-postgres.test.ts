@@ -155,6 +155,19 @@ describe('PostgreSQL store', function () {
       return settled
     }
 
+    it("refuses to open a database whose sessions default to another isolation level than read committed (the locks' arguments need it)", async () => {
+      const url = await server.createDatabase()
+      const name = url.split('/').pop()!
+      await server.psql(`ALTER DATABASE ${name} SET default_transaction_isolation = 'repeatable read'`)
+      await assert.rejects(openOn(url), (err: {code?: string; message?: string}) => {
+        assert.equal(err.code, 'ERR_CA_CONFIG')
+        assert.match(err.message ?? '', /isolation level "repeatable read".*"read committed"/)
+        return true
+      })
+      await server.psql(`ALTER DATABASE ${name} RESET default_transaction_isolation`)
+      await (await openOn(url)).close()
+    })
+
     it('ca stop-issuance waits for an issuance in flight on another replica: it commits first, and is counted', async () => {
       const url = await server.createDatabase()
       const s = await openOn(url)

@@ -273,7 +273,7 @@ interface PendingIssue {
  * starting at once wait for the first, then find nothing left to do. Refuses a newer schema.
  */
 export async function migratePostgres(client: pg.ClientBase, apply = true): Promise<{from: number; to: number}> {
-  await client.query('BEGIN')
+  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK.migrate])
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -306,6 +306,27 @@ export async function migratePostgres(client: pg.ClientBase, apply = true): Prom
     await client.query('ROLLBACK').catch(() => undefined)
     throw err
   }
+}
+
+/**
+ * Refuses a database whose sessions default to another isolation level than READ COMMITTED. Every
+ * lock of this store (the issuance gate, the host lineages', the per-key ones of sshca_issue) is
+ * argued under it: a statement that waited for a lock sees what committed while it waited. Under
+ * REPEATABLE READ or SERIALIZABLE the snapshot is taken before the wait, and a stop, a restore mark or
+ * a revocation that committed meanwhile would go unseen. An issuance is one statement in a transaction
+ * of its own, at the default level, so the default is what must hold.
+ */
+async function requireReadCommitted(client: pg.PoolClient): Promise<void> {
+  const {rows} = await client.query<{level: string}>("SELECT current_setting('transaction_isolation') AS level")
+  const level = rows[0]?.level
+  if (level !== 'read committed')
+    throw new SshcaError(
+      'ERR_CA_CONFIG',
+      `the database's sessions default to the isolation level "${level}": sshca's locking needs "read committed" (PostgreSQL's default)`,
+      {
+        hint: "ALTER ROLE <sshca's role> SET default_transaction_isolation = 'read committed' (or reset it in postgresql.conf)",
+      },
+    )
 }
 
 /** One step forward of the revocations' generation (the KRL's version). */
@@ -343,6 +364,7 @@ export class PostgresStore implements Store {
     try {
       const client = await pool.connect()
       try {
+        await requireReadCommitted(client)
         await migratePostgres(client, o.migrate !== false)
       } finally {
         client.release()
@@ -376,7 +398,8 @@ export class PostgresStore implements Store {
     }
     let broken: Error | undefined
     try {
-      await client.query('BEGIN')
+      // READ COMMITTED whatever the server's default: the locks' arguments need a fresh snapshot per statement
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
       // a revocation is as durable as an issuance, whatever the server's default
       await client.query(
         "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'",
