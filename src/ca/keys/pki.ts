@@ -194,10 +194,31 @@ const MAX_CSR_RSA_EXPONENT = 2n ** 32n
 /** A certificate request whose signature was checked, with an acceptable key. */
 export type IdentityCsr = x509.Pkcs10CertificateRequest & {readonly checked: true}
 
+/**
+ * The DER of the one PEM certificate request in `pem`, read by hand: @peculiar/x509 finds PEM blocks
+ * with a regular expression that backtracks exponentially on header continuation lines (a few hundred
+ * bytes of spaces held the event loop for seconds, more for years), and the CA reads an identityCSR
+ * from anyone, before the token. Whitespace (CRLF too) is allowed around and inside the base64; PEM
+ * headers, other labels and a second block are not.
+ */
+function csrDer(pem: string): Uint8Array {
+  const text = pem.trim()
+  for (const label of ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']) {
+    const begin = `-----BEGIN ${label}-----`
+    const end = `-----END ${label}-----`
+    if (!text.startsWith(begin) || !text.endsWith(end) || text.length < begin.length + end.length) continue
+    const body = text.slice(begin.length, text.length - end.length).replace(/[ \t\r\n]/g, '')
+    if (body.length === 0 || body.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(body))
+      throw new TypeError('its base64 is malformed')
+    return new Uint8Array(Buffer.from(body, 'base64'))
+  }
+  throw new TypeError('expected one -----BEGIN CERTIFICATE REQUEST----- block')
+}
+
 export async function readIdentityCsr(csrPem: string): Promise<IdentityCsr> {
   let csr: x509.Pkcs10CertificateRequest
   try {
-    csr = new x509.Pkcs10CertificateRequest(csrPem)
+    csr = new x509.Pkcs10CertificateRequest(csrDer(csrPem))
   } catch (err) {
     throw new TypeError(`identityCSR is not a PEM certificate request: ${(err as Error).message}`, {cause: err})
   }

@@ -66,3 +66,47 @@ describe('identityCSR: its key is judged before its signature is checked', funct
     await assert.rejects(readIdentityCsr(withKey(der, spki, other)), /not signed by the key it carries/)
   })
 })
+
+describe('identityCSR: its text is read in time linear in its length', function () {
+  this.timeout(60_000)
+
+  // @peculiar/x509 finds PEM blocks with a regular expression whose header-continuation lines
+  // (` +[^\n]+\n`) can be split in as many ways as a line has spaces: on a text that then fails to
+  // match, V8 tries every split of every line. Anyone may send an identityCSR (it is read before the
+  // token), and one request of a few hundred bytes held a thread's event loop for seconds (ten lines),
+  // for years (twenty): every request on that thread waited.
+  const hostile = (lines: number): string =>
+    `-----BEGIN CERTIFICATE REQUEST-----\nk: v\n${`${' '.repeat(10)}\n`.repeat(lines)}!`
+
+  it('a PEM built to make the parser backtrack is refused at once, even at the size the API accepts', async () => {
+    for (const text of [hostile(10), hostile(740).slice(0, 8192)]) {
+      const started = performance.now()
+      await assert.rejects(readIdentityCsr(text), /identityCSR is not a PEM certificate request/)
+      const ms = performance.now() - started
+      assert.ok(ms < 250, `refused after ${Math.round(ms)} ms (${text.length} characters)`)
+    }
+  })
+
+  it('the PEM spellings a client writes are still read: CRLF, surrounding blank lines, NEW CERTIFICATE REQUEST', async () => {
+    const alg = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'}
+    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({name: 'CN=step', keys, signingAlgorithm: alg})
+    const pem = csr.toString('pem')
+    const b64 = Buffer.from(csr.rawData).toString('base64')
+    for (const text of [
+      pem,
+      `\n${pem.replace(/\n/g, '\r\n')}\r\n`,
+      `-----BEGIN NEW CERTIFICATE REQUEST-----\n${b64}\n-----END NEW CERTIFICATE REQUEST-----\n`,
+    ])
+      assert.equal((await readIdentityCsr(text)).subject, 'CN=step')
+    // what is not one certificate request is refused as before
+    for (const text of [
+      `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`,
+      `-----BEGIN CERTIFICATE REQUEST-----\n${b64}\n-----END CERTIFICATE-----\n`,
+      `-----BEGIN CERTIFICATE REQUEST-----\n${b64.slice(0, -4)}*${b64.slice(-3)}\n-----END CERTIFICATE REQUEST-----\n`,
+      `${pem}${pem}`,
+      b64,
+    ])
+      await assert.rejects(readIdentityCsr(text), /identityCSR is not a PEM certificate request/)
+  })
+})
