@@ -29,7 +29,7 @@ import {SshcaError} from '../../errors.ts'
 import {asciiLower} from '../../util/text.ts'
 import {packageVersion} from '../../util/version.ts'
 import type {ServerSettings} from '../config/config.ts'
-import {publishedKeys, type CaKeySet} from '../keys/material.ts'
+import {everyKey, publishedKeys, type CaKeySet} from '../keys/material.ts'
 import type {AuditEvent} from '../observe/audit.ts'
 import {noopMeter, type Meter} from '../observe/meter.ts'
 import {denial, reasonOf} from '../policy/types.ts'
@@ -60,10 +60,13 @@ const PROVISIONERS_PAGE = 20
 const STORE_CHECK_MS = 1000
 /** A ping slower than this counts as unreachable (a balancer's check must not hang on it). */
 const STORE_PING_TIMEOUT_MS = 2000
+/** How long a built KRL is served while the revocation generation and the CA keys stay the same. */
+const KRL_CACHE_MS = 1000
 
 export class Authority {
   readonly rt: CaRuntime
   private storeCheck: {at: number; ok: Promise<boolean>} | undefined
+  private krlCache: {at: number; generation: number; keys: string; krl: Promise<Buffer>} | undefined
 
   constructor(rt: CaRuntime) {
     this.rt = rt
@@ -264,8 +267,27 @@ export class Authority {
     return {hostname: body.hostname}
   }
 
-  krl(): Promise<Buffer> {
-    return currentKrl(this.rt)
+  /**
+   * GET /ssh/krl, which anyone may ask for as often as they like: the list is built from every
+   * revocation (a read of them all on the store's thread, ~9 ms for 5,000), so it is kept while the
+   * store's revocation generation and the CA keys stand, and rebuilt at once when either moves (one
+   * cheap read of the generation per request). A second at most otherwise: a store restored under a
+   * running CA may come back to a generation it had with other revocations.
+   */
+  async krl(): Promise<Buffer> {
+    const generation = await this.rt.store.revocationGeneration()
+    const {userCa, hostCa} = this.rt.material
+    const keys = [...everyKey(userCa), ...everyKey(hostCa)].map((k) => k.blob.toString('base64')).join(' ')
+    const now = Date.now()
+    const c = this.krlCache
+    if (c && c.generation === generation && c.keys === keys && now - c.at < KRL_CACHE_MS) return c.krl
+    const krl = currentKrl(this.rt)
+    const entry = {at: now, generation, keys, krl}
+    this.krlCache = entry
+    krl.catch(() => {
+      if (this.krlCache === entry) this.krlCache = undefined
+    })
+    return krl
   }
 
   /** The host inventory is not public: a token that would get a user certificate, or a person's current identity (step's mTLS), may see it. */
