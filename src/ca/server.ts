@@ -12,7 +12,7 @@ import type {Server as TlsServer} from 'node:tls'
 import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
-import {buildApp} from './http/app.ts'
+import {buildApp, tlsContext} from './http/app.ts'
 import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
 import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
@@ -296,7 +296,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
             loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
           ])
           Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
-          if (app) (app.server as unknown as TlsServer).setSecureContext({key: tls.tls.keyPem, cert: tls.tls.certPem})
+          if (app)
+            (app.server as unknown as TlsServer).setSecureContext(
+              tlsContext({key: tls.tls.keyPem, cert: tls.tls.certPem}),
+            )
           pool?.setMaterial(material)
           audit.write('ca_roots_loaded', {
             roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})),
@@ -387,7 +390,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
     )
     material.tls = fresh.tls
-    if (app) (app.server as unknown as TlsServer).setSecureContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem})
+    if (app)
+      (app.server as unknown as TlsServer).setSecureContext(
+        tlsContext({key: fresh.tls.keyPem, cert: fresh.tls.certPem}),
+      )
     pool?.setTls(fresh.tls)
     audit.write('tls_certificate_renewed', {
       not_after: fresh.tls.notAfter.toISOString(),

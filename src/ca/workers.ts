@@ -54,7 +54,7 @@ import {keySigner} from '../ssh/signature.ts'
 import {Authority} from './authority/authority.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import type {CaConfig} from './config/config.ts'
-import {appCounters, buildApp} from './http/app.ts'
+import {appCounters, buildApp, tlsContext} from './http/app.ts'
 import {SharedRateStore} from './http/rate-store.ts'
 import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
 import type {Meter} from './observe/meter.ts'
@@ -560,16 +560,15 @@ async function runWorker(init: WorkerInit): Promise<void> {
           break
         case 'tls':
           rt.material.tls = m.tls
-          ;(app.server as unknown as TlsServer).setSecureContext({key: m.tls.keyPem, cert: m.tls.certPem})
+          ;(app.server as unknown as TlsServer).setSecureContext(tlsContext({key: m.tls.keyPem, cert: m.tls.certPem}))
           break
         case 'material': {
           const tlsChanged = m.material.tls.certPem !== rt.material.tls.certPem
           rt.material = fromWire(m.material)
           if (tlsChanged)
-            (app.server as unknown as TlsServer).setSecureContext({
-              key: m.material.tls.keyPem,
-              cert: m.material.tls.certPem,
-            })
+            (app.server as unknown as TlsServer).setSecureContext(
+              tlsContext({key: m.material.tls.keyPem, cert: m.material.tls.certPem}),
+            )
           break
         }
         case 'safety':

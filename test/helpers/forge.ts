@@ -2,7 +2,7 @@
  * Certificates assembled field by field, with no checks, and signed by a real CA key: what a buggy or
  * hostile issuer can hand a parser, when src/ssh's own signCertificate would refuse to produce it.
  */
-import {generateKeyPairSync, generatePrimeSync, randomBytes} from 'node:crypto'
+import {createPrivateKey, generateKeyPairSync, generatePrimeSync, randomBytes, type KeyObject} from 'node:crypto'
 import {CERT_SUFFIX, FOREVER} from '../../src/ssh/cert.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
 import type {PrivateKey} from '../../src/ssh/private-key.ts'
@@ -112,4 +112,44 @@ export function hugeExponentRsaKey(bits = 3072, exponentBits = 3000): PublicKey 
 /** An ssh-rsa public key blob with this exponent and modulus, unchecked. */
 export function rsaBlob(e: bigint, n: bigint): Buffer {
   return Buffer.from(new SshWriter().string('ssh-rsa').mpint(bigintBytes(e)).mpint(bigintBytes(n)).toBuffer())
+}
+
+/**
+ * An RSA private key whose public exponent is about as long as its modulus while its private exponent
+ * is small (d ≈ 65537): signing costs its holder nothing, each verification costs anyone checking it
+ * ~150× a normal one (OpenSSL takes exponents up to the modulus's size for moduli of 3072 bits or less).
+ */
+export function hugeExponentRsaPrivateKey(bits = 3072): KeyObject {
+  const b64u = (n: bigint) => Buffer.from(bigintBytes(n)).toString('base64url')
+  const big = (s: string | undefined) => BigInt(`0x${Buffer.from(s!, 'base64url').toString('hex')}`)
+  const inverse = (a: bigint, m: bigint): bigint | undefined => {
+    let [r0, r1, x0, x1] = [a % m, m, 1n, 0n]
+    while (r1 !== 0n) {
+      const q = r0 / r1
+      ;[r0, r1] = [r1, r0 - q * r1]
+      ;[x0, x1] = [x1, x0 - q * x1]
+    }
+    return r0 === 1n ? ((x0 % m) + m) % m : undefined
+  }
+  const jwk = generateKeyPairSync('rsa', {modulusLength: bits}).privateKey.export({format: 'jwk'})
+  const [p, q] = [big(jwk.p), big(jwk.q)]
+  const lambda = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n)
+  for (let d = 65537n; ; d += 2n) {
+    const e = inverse(d, lambda)
+    if (e === undefined || e % 2n === 0n) continue
+    return createPrivateKey({
+      format: 'jwk',
+      key: {
+        kty: 'RSA',
+        n: b64u(p * q),
+        e: b64u(e),
+        d: b64u(d),
+        p: b64u(p),
+        q: b64u(q),
+        dp: b64u(d % (p - 1n)),
+        dq: b64u(d % (q - 1n)),
+        qi: b64u(inverse(q, p)!),
+      },
+    })
+  }
 }

@@ -50,6 +50,31 @@ export interface AppOptions {
  */
 export {IN_FLIGHT_PER_THREAD}
 
+/**
+ * The signature algorithms of the API's TLS, both ways: the CA's own certificate is ECDSA P-256
+ * (keys/pki.ts), and a client certificate (step's identity, ECDSA P-256) is taken only with these.
+ * OpenSSL checks the CertificateVerify of any client certificate offered, before anything looks at
+ * the certificate (requestCert, rejectUnauthorized off): an RSA key of 3072 bits may carry a public
+ * exponent as long as its modulus, which made each such handshake cost the CA ~10 ordinary ones
+ * (~5 ms against ~0.5) while its sender, holding a small private exponent, signs for nothing.
+ * The curves' costs are fixed; no RSA signature is accepted, so such a client sends no certificate.
+ */
+export const TLS_SIGALGS = 'ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512:ed25519'
+
+/**
+ * A secure context's options for the API's key and certificate: at start, and at every
+ * setSecureContext (a TLS renewal, a rotation), which keeps nothing of the context it replaces (not
+ * the minimum version nor the signature algorithms).
+ */
+export function tlsContext(pair: {key: string; cert: string}): {
+  key: string
+  cert: string
+  minVersion: 'TLSv1.2'
+  sigalgs: string
+} {
+  return {key: pair.key, cert: pair.cert, minVersion: 'TLSv1.2', sigalgs: TLS_SIGALGS}
+}
+
 /** Counters for AppOptions.counters: two (connections, in flight) per slot. */
 export const appCounters = (slots: number): Int32Array => new Int32Array(new SharedArrayBuffer(8 * slots))
 const CONNECTIONS = 0
@@ -82,9 +107,7 @@ export function buildApp(
     ...(https
       ? {
           https: {
-            key: https.key,
-            cert: https.cert,
-            minVersion: 'TLSv1.2' as const,
+            ...tlsContext(https),
             // step's X.509 identity (see authority/identity.ts): asked for, never required; the
             // routes that accept it verify it themselves, every other route ignores it
             requestCert: true,

@@ -4,18 +4,28 @@
  * Plain HTTP on 127.0.0.1 (TLS is the integration tests'); issuer keys served by a fetch function.
  */
 import assert from 'node:assert/strict'
-import {generateKeyPairSync, randomUUID} from 'node:crypto'
+import {createPublicKey, generateKeyPairSync, randomUUID, webcrypto, type KeyObject} from 'node:crypto'
+import {request as httpsRequest} from 'node:https'
 import {connect, type Socket} from 'node:net'
-import {connect as tlsConnect} from 'node:tls'
+import {connect as tlsConnect, type Server as TlsServer, type TLSSocket} from 'node:tls'
+import 'reflect-metadata'
+import * as x509 from '@peculiar/x509'
 import type {FastifyInstance} from 'fastify'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {SignJWT} from 'jose'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
-import {appCounters, BODY_LIMIT, buildApp, eventLoopLag, IN_FLIGHT_PER_THREAD} from '../../../src/ca/http/app.ts'
+import {
+  appCounters,
+  BODY_LIMIT,
+  buildApp,
+  eventLoopLag,
+  IN_FLIGHT_PER_THREAD,
+  tlsContext,
+} from '../../../src/ca/http/app.ts'
 import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
-import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
+import {certFingerprint, createRoot, createTlsCert} from '../../../src/ca/keys/pki.ts'
 import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {noopMeter, type Meter} from '../../../src/ca/observe/meter.ts'
@@ -25,6 +35,7 @@ import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {waitFor} from '../../helpers/proc.ts'
 import {memoryIssuer} from '../../helpers/memory-issuer.ts'
+import {hugeExponentRsaPrivateKey} from '../../helpers/forge.ts'
 
 const ISSUER = 'https://ci.example.com'
 const policy = (limits: string) => `
@@ -513,6 +524,90 @@ describe('the CA app: limits counted over every thread, and what no route answer
     s.on('error', () => undefined)
     await waitFor('the silent connection to be closed', () => closedAt > 0, 20_000)
     assert.ok(closedAt - opened >= 900, `closed after ${Math.round(closedAt - opened)} ms`)
+  })
+
+  it('over TLS, a client certificate is taken with ECDSA or Ed25519 signatures only: an RSA key with a huge exponent, whose handshake signature cost the CA ~10 handshakes to check, is never checked', async () => {
+    // a TLS leaf as the CA's (ECDSA P-256, digitalSignature: TLS 1.2 needs it)
+    const root = await createRoot('Limits TLS')
+    const leaf = async () => {
+      const t = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+      return {key: t.key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: t.pem}
+    }
+    b = await build('{rate: false}', {}, await leaf())
+    const server = b.app.server as unknown as TlsServer
+    // what the server took from each connection's client certificate (its CertificateVerify checked)
+    const peers: (string | undefined)[] = []
+    server.on('secureConnection', (s: TLSSocket) => peers.push(s.getPeerX509Certificate()?.publicKey.asymmetricKeyType))
+    const clientCert = async (key: KeyObject): Promise<string> => {
+      const spki = createPublicKey(key).export({type: 'spki', format: 'der'})
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: '01',
+        subject: 'CN=mallory',
+        issuer: 'CN=mallory',
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3_600_000),
+        publicKey: new Uint8Array(spki),
+        signingKey: (await webcrypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'}, false, ['sign']))
+          .privateKey,
+        signingAlgorithm: {name: 'ECDSA', hash: 'SHA-256'},
+      })
+      return cert.toString('pem')
+    }
+    const health = async (key?: KeyObject, maxVersion?: 'TLSv1.2') => {
+      const client = key
+        ? {key: key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: await clientCert(key)}
+        : {}
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port: portOf(b!.app),
+            path: '/health',
+            agent: false,
+            rejectUnauthorized: false,
+            maxVersion,
+            ...client,
+          },
+          (res) => (res.resume(), resolve(res.statusCode!)),
+        )
+        req.on('error', reject)
+        req.end()
+      })
+      assert.equal(status, 200)
+      return peers.at(-1)
+    }
+    const bigExponent = hugeExponentRsaPrivateKey(3072)
+    assert.ok(bigExponent.asymmetricKeyDetails!.publicExponent!.toString(2).length > 3000)
+    const check = async () => {
+      // step's identity (ECDSA P-256) and Ed25519 still arrive, in TLS 1.3 and 1.2
+      assert.equal(await health(generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey), 'ec')
+      assert.equal(await health(generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey, 'TLSv1.2'), 'ec')
+      assert.equal(await health(generateKeyPairSync('ed25519').privateKey), 'ed25519')
+      // an RSA client certificate is not asked for: the connection serves, with no certificate checked
+      assert.equal(await health(bigExponent), undefined, 'the RSA client certificate was taken (its signature checked)')
+      assert.equal(await health(bigExponent, 'TLSv1.2'), undefined, 'over TLS 1.2 too')
+      assert.equal(await health(), undefined)
+    }
+    await check()
+    // the TLS certificate renewed (or rotated) in place keeps the rule, and TLS 1.2 at least
+    server.setSecureContext(tlsContext(await leaf()))
+    await check()
+    await assert.rejects(
+      new Promise((resolve, reject) => {
+        const s = tlsConnect(
+          {
+            host: '127.0.0.1',
+            port: portOf(b!.app),
+            rejectUnauthorized: false,
+            minVersion: 'TLSv1',
+            maxVersion: 'TLSv1.1',
+            ciphers: 'DEFAULT@SECLEVEL=0',
+          },
+          () => resolve(s.destroy()),
+        )
+        s.on('error', reject)
+      }),
+    )
   })
 
   it('a refused request to a route that audits nothing (a bad body for /ssh/bastion) is answered 400, not audited', async () => {
