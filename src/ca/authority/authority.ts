@@ -278,7 +278,7 @@ export class Authority {
     const generation = await this.rt.store.revocationGeneration()
     const {userCa, hostCa} = this.rt.material
     const keys = [...everyKey(userCa), ...everyKey(hostCa)].map((k) => k.blob.toString('base64')).join(' ')
-    const now = Date.now()
+    const now = this.rt.clock()
     const c = this.krlCache
     if (c && c.generation === generation && c.keys === keys && now - c.at < KRL_CACHE_MS) return c.krl
     const krl = currentKrl(this.rt)
