@@ -187,10 +187,6 @@ function escapeRdn(s: string): string {
  * names, no extensions), and it can authenticate a TLS client only (clientAuth, not a CA), so it can
  * never pass for the CA's server certificate.
  */
-/** The largest RSA key of an identityCSR, and its largest exponent: as the SSH subject key's (sign.ts). */
-const MAX_CSR_RSA_BITS = 16384
-const MAX_CSR_RSA_EXPONENT = 2n ** 32n
-
 /** A certificate request whose signature was checked, with an acceptable key. */
 export type IdentityCsr = x509.Pkcs10CertificateRequest & {readonly checked: true}
 
@@ -223,25 +219,15 @@ export async function readIdentityCsr(csrPem: string): Promise<IdentityCsr> {
     throw new TypeError(`identityCSR is not a PEM certificate request: ${(err as Error).message}`, {cause: err})
   }
   const alg = csr.publicKey.algorithm as {name: string; namedCurve?: string; modulusLength?: number}
-  const ok =
-    (alg.name === 'ECDSA' && ['P-256', 'P-384'].includes(alg.namedCurve ?? '')) ||
-    alg.name === 'Ed25519' ||
-    (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
+  // the keys the API's TLS takes a client certificate of (http/app.ts, TLS_SIGALGS): an identity of
+  // another key could never be presented. Judged before its signature is checked (and before the
+  // token): an RSA key of a huge exponent or modulus made that check cost many times a normal one, for
+  // anyone; curves cost what they cost
+  const ok = (alg.name === 'ECDSA' && ['P-256', 'P-384'].includes(alg.namedCurve ?? '')) || alg.name === 'Ed25519'
   if (!ok)
     throw new TypeError(
-      `identityCSR's key (${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''}) is not ECDSA P-256/P-384, Ed25519 or RSA of 2048 bits or more`,
+      `identityCSR's key (${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''}) is not ECDSA P-256/P-384 or Ed25519, the keys this CA's TLS takes a client certificate of`,
     )
-  // before its signature is checked (and before the token): a huge exponent or modulus would make that
-  // check cost many times a normal one, for anyone, token or not (the SSH key's rule, sign.ts)
-  if (alg.name === 'RSASSA-PKCS1-v1_5') {
-    const rsa = createPublicKey({key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki'})
-      .asymmetricKeyDetails as {modulusLength: number; publicExponent: bigint}
-    const e = rsa.publicExponent
-    if (rsa.modulusLength > MAX_CSR_RSA_BITS || e < 3n || e > MAX_CSR_RSA_EXPONENT || e % 2n === 0n)
-      throw new TypeError(
-        `identityCSR's RSA key must have at most ${MAX_CSR_RSA_BITS} bits and a small odd exponent (3 to 2^32, 65537 in practice)`,
-      )
-  }
   const valid = await csr.verify().catch(() => false)
   if (!valid) throw new TypeError('identityCSR is not signed by the key it carries')
   return csr as IdentityCsr

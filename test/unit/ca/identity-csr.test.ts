@@ -1,8 +1,9 @@
 /**
  * An identityCSR's key is judged before its signature is checked, and the signature before the
  * token: an RSA key with a huge public exponent (or modulus) would make that check cost many times a
- * normal one, for anyone who can reach the CA. The CSR is a real one whose key is swapped for such a
- * key (its signature no longer matches, which the CA must not get as far as checking).
+ * normal one, for anyone who can reach the CA, so only the curves the CA's TLS takes a client
+ * certificate of are accepted. The CSR is a real one whose key is swapped for another (its signature
+ * no longer matches, which the CA must not get as far as checking).
  */
 import assert from 'node:assert/strict'
 import {generateKeyPairSync, webcrypto} from 'node:crypto'
@@ -45,7 +46,7 @@ function withKey(csrDer: Buffer, oldSpki: Buffer, spki: Buffer): string {
 describe('identityCSR: its key is judged before its signature is checked', function () {
   this.timeout(60_000)
 
-  it('an RSA key with a huge public exponent is refused for its exponent, not its signature', async () => {
+  it('an RSA key is refused for its type, before its signature: also one with a huge exponent; a curve key is checked', async () => {
     const alg = {
       name: 'RSASSA-PKCS1-v1_5',
       hash: 'SHA-256',
@@ -56,14 +57,26 @@ describe('identityCSR: its key is judged before its signature is checked', funct
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({name: 'CN=mallory', keys, signingAlgorithm: alg})
     const der = Buffer.from(csr.rawData)
     const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey))
-    // the CSR as it is: accepted
-    await readIdentityCsr(csr.toString('pem'))
+    // an RSA identity could never be presented (the CA's TLS takes ECDSA and Ed25519 client certificates)
+    await assert.rejects(readIdentityCsr(csr.toString('pem')), /not ECDSA P-256\/P-384 or Ed25519/)
     // its key swapped for one with a 3,000-bit exponent: refused before any signature check
     const huge = hugeExponentRsaKey(3072, 3000).keyObject.export({type: 'spki', format: 'der'})
-    await assert.rejects(readIdentityCsr(withKey(der, spki, huge)), /small odd exponent/)
-    // a normal key put in without its own signature: the key passes, the signature does not
-    const other = generateKeyPairSync('rsa', {modulusLength: 3072}).publicKey.export({type: 'spki', format: 'der'})
-    await assert.rejects(readIdentityCsr(withKey(der, spki, other)), /not signed by the key it carries/)
+    await assert.rejects(readIdentityCsr(withKey(der, spki, huge)), /not ECDSA P-256\/P-384 or Ed25519/)
+    // step's key (ECDSA P-256): accepted; another P-256 key put in without its own signature: refused
+    const ec = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'}
+    const ecKeys = (await webcrypto.subtle.generateKey(ec, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    const ecCsr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=step',
+      keys: ecKeys,
+      signingAlgorithm: ec,
+    })
+    assert.equal((await readIdentityCsr(ecCsr.toString('pem'))).subject, 'CN=step')
+    const ecSpki = Buffer.from(await webcrypto.subtle.exportKey('spki', ecKeys.publicKey))
+    const other = generateKeyPairSync('ec', {namedCurve: 'P-256'}).publicKey.export({type: 'spki', format: 'der'})
+    await assert.rejects(
+      readIdentityCsr(withKey(Buffer.from(ecCsr.rawData), ecSpki, other)),
+      /not signed by the key it carries/,
+    )
   })
 })
 
