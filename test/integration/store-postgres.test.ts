@@ -145,13 +145,26 @@ describe('PostgreSQL store', function () {
       await c.connect()
       return c
     }
-    const settledYet = async (p: Promise<unknown>): Promise<boolean> => {
+    /**
+     * Whether `p` settled by the time a session of `url`'s database waits for an advisory lock (the
+     * gate), or 20 s passed: a wait seen in pg_locks, not a sleep a busy machine could outlast.
+     */
+    const settledYet = async (p: Promise<unknown>, url: string): Promise<boolean> => {
       let settled = false
       void p.then(
         () => (settled = true),
         () => (settled = true),
       )
-      await new Promise((r) => setTimeout(r, 400))
+      const waits = async () =>
+        Number(
+          (
+            await server.psql(
+              `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = '${url.split('/').pop()}'`,
+            )
+          ).trim(),
+        )
+      for (const t0 = Date.now(); !settled && Date.now() - t0 < 20_000 && (await waits()) === 0;)
+        await new Promise((r) => setTimeout(r, 20))
       return settled
     }
 
@@ -183,7 +196,7 @@ describe('PostgreSQL store', function () {
         ).rows as [{out: unknown}]
         assert.deepEqual(out, [{outcome: 'ok'}])
         const stop = s.setIssuanceStop({at: 5, reason: 'incident'})
-        assert.equal(await settledYet(stop), false, 'the stop did not wait for the issuance in flight')
+        assert.equal(await settledYet(stop, url), false, 'the stop did not wait for the issuance in flight')
         await c.query('COMMIT')
         await stop
         // what the stop command counts once it returns holds the certificate that was in flight
@@ -210,7 +223,7 @@ describe('PostgreSQL store', function () {
           JSON.stringify({at: 6, reason: 'being written'}),
         ])
         const issuance = s.issue({token: {id: 'racing', expiresAt: 3000, issuedAt: 0}, record: record({serial: 902n})})
-        assert.equal(await settledYet(issuance), false, 'the issuance did not wait for the stop being written')
+        assert.equal(await settledYet(issuance, url), false, 'the issuance did not wait for the stop being written')
         await c.query('COMMIT')
         assert.deepEqual(await issuance, {ok: false, reason: 'stopped', stop: {at: 6, reason: 'being written'}})
         assert.equal(await s.findCertificate(902n), undefined)
