@@ -36,6 +36,30 @@ async function openOn(url: string, over: Record<string, unknown> = {}): Promise<
   return s
 }
 
+/** A connection of its own to `url`'s database, as another replica would hold one (a transaction left open). */
+async function rawClient(url: string): Promise<pg.Client> {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'sshca',
+    password: server.password,
+    database: url.split('/').pop(),
+  })
+  await c.connect()
+  return c
+}
+
+/** How many sessions of `url`'s database wait for an advisory lock (pg_locks: a wait seen, not slept for). */
+async function advisoryWaits(url: string): Promise<number> {
+  return Number(
+    (
+      await server.psql(
+        `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = '${url.split('/').pop()}'`,
+      )
+    ).trim(),
+  )
+}
+
 describe('PostgreSQL store', function () {
   this.timeout(60_000)
   before(async () => {
@@ -54,14 +78,7 @@ describe('PostgreSQL store', function () {
       record({certType: 'host', keyFingerprint: fp, keyId, validAfter: 1n, validBefore: 0x7fff_ffffn})
     /** A raw connection to the database, to hold another replica's issuance open mid-transaction. */
     async function replicaMidIssue(url: string, items: unknown[]): Promise<{commit(): Promise<void>}> {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port: server.port,
-        user: 'sshca',
-        password: server.password,
-        database: url.split('/').pop(),
-      })
-      await c.connect()
+      const c = await rawClient(url)
       await c.query('BEGIN')
       await c.query('SELECT sshca_issue($1::jsonb)', [JSON.stringify(items)])
       return {commit: async () => (await c.query('COMMIT'), await c.end())}
@@ -134,17 +151,6 @@ describe('PostgreSQL store', function () {
   })
 
   describe('the issuance gate: a stop or a restore mark and the issuances in flight on other replicas', () => {
-    const raw = async (url: string): Promise<pg.Client> => {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port: server.port,
-        user: 'sshca',
-        password: server.password,
-        database: url.split('/').pop(),
-      })
-      await c.connect()
-      return c
-    }
     /**
      * Whether `p` settled by the time a session of `url`'s database waits for an advisory lock (the
      * gate), or 20 s passed: a wait seen in pg_locks, not a sleep a busy machine could outlast.
@@ -155,15 +161,7 @@ describe('PostgreSQL store', function () {
         () => (settled = true),
         () => (settled = true),
       )
-      const waits = async () =>
-        Number(
-          (
-            await server.psql(
-              `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = '${url.split('/').pop()}'`,
-            )
-          ).trim(),
-        )
-      for (const t0 = Date.now(); !settled && Date.now() - t0 < 20_000 && (await waits()) === 0;)
+      for (const t0 = Date.now(); !settled && Date.now() - t0 < 20_000 && (await advisoryWaits(url)) === 0;)
         await new Promise((r) => setTimeout(r, 20))
       return settled
     }
@@ -184,7 +182,7 @@ describe('PostgreSQL store', function () {
     it('ca stop-issuance waits for an issuance in flight on another replica: it commits first, and is counted', async () => {
       const url = await server.createDatabase()
       const s = await openOn(url)
-      const c = await raw(url)
+      const c = await rawClient(url)
       try {
         const flying = record({serial: 901n})
         await c.query('BEGIN')
@@ -215,7 +213,7 @@ describe('PostgreSQL store', function () {
     it('an issuance waits for a stop being written, then is refused by it (a fresh read, not its first snapshot)', async () => {
       const url = await server.createDatabase()
       const s = await openOn(url)
-      const c = await raw(url)
+      const c = await rawClient(url)
       try {
         await c.query('BEGIN')
         await c.query("SELECT pg_advisory_xact_lock(hashtextextended('sshca issuance gate', 0))")
@@ -247,27 +245,11 @@ describe('PostgreSQL store', function () {
     async function otherReplica(
       url: string,
     ): Promise<{query(sql: string, values?: unknown[]): Promise<unknown>; commit(): Promise<void>}> {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port: server.port,
-        user: 'sshca',
-        password: server.password,
-        database: url.split('/').pop(),
-      })
+      const c = await rawClient(url)
       connections.push(c)
-      await c.connect()
       await c.query('BEGIN')
       return {query: (sql, values) => c.query(sql, values), commit: async () => void (await c.query('COMMIT'))}
     }
-    /** How many sessions of that database wait for an advisory lock. */
-    const waiting = async (url: string) =>
-      Number(
-        (
-          await server.psql(
-            `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = '${url.split('/').pop()}'`,
-          )
-        ).trim(),
-      )
     /** enrol a (k1) → renew b (k1): a lineage on its way. */
     async function lineage(s: Store, tag: string) {
       const a = host(`SHA256:${tag}-k1`)
@@ -313,7 +295,7 @@ describe('PostgreSQL store', function () {
         // without the lock the revocation reads the descendants now, before the rekey commits, and misses c
         await waitFor(
           'the revocation to wait for the lock, or to be done',
-          async () => settled || (await waiting(url)) > 0,
+          async () => settled || (await advisoryWaits(url)) > 0,
         )
         assert.equal(settled, false, 'the revocation did not wait for the rekey in flight')
         await rekey.commit()
@@ -357,7 +339,7 @@ describe('PostgreSQL store', function () {
         // without the lock the renewal checks now, sees no committed revocation, and is issued
         await waitFor(
           'the renewal to wait for the lock, or to be done',
-          async () => settled || (await waiting(url)) > 0,
+          async () => settled || (await advisoryWaits(url)) > 0,
         )
         assert.equal(settled, false, 'the renewal did not wait for the revocation in flight')
         await revocation.commit()
