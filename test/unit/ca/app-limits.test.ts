@@ -25,15 +25,14 @@ import {
   tlsContext,
 } from '../../../src/ca/http/app.ts'
 import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
-import {certFingerprint, createRoot, createTlsCert} from '../../../src/ca/keys/pki.ts'
-import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
+import {createRoot, createTlsCert} from '../../../src/ca/keys/pki.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {noopMeter, type Meter} from '../../../src/ca/observe/meter.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
-import {keySigner} from '../../../src/ssh/signature.ts'
 import {waitFor} from '../../helpers/proc.ts'
+import {testMaterial} from '../../helpers/material.ts'
 import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 import {hugeExponentRsaPrivateKey} from '../../helpers/forge.ts'
 
@@ -65,22 +64,7 @@ async function build(
 ): Promise<Built> {
   const {config} = parseConfig(policy(limits), '/nonexistent/ca.yaml')
   const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
-  const root = await createRoot('Limits')
-  const fingerprint = certFingerprint(root.der)
-  const material: CaMaterial = {
-    rootPem: root.pem,
-    rootFingerprint: fingerprint,
-    intermediatePem: root.pem,
-    intermediateKey: root.key,
-    tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
-    roots: [
-      {pem: root.pem, fingerprint, state: 'active', subject: 'CN=Limits', notAfter: new Date(Date.now() + 86_400_000)},
-    ],
-    crossPems: [],
-    userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-    hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-    enrollmentKey: generateKeyPairSync('ed25519').privateKey,
-  }
+  const material = await testMaterial('Limits')
   const requests: [string, number, number][] = []
   const meter: Meter = {...noopMeter, request: (route, status, seconds) => void requests.push([route, status, seconds])}
   const audit = memoryAuditLog()

@@ -4,13 +4,10 @@
  * generation and the CA keys stand, and rebuilt at once when either moves.
  */
 import assert from 'node:assert/strict'
-import {generateKeyPairSync} from 'node:crypto'
 import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
 import {buildApp} from '../../../src/ca/http/app.ts'
-import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
-import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {noopMeter} from '../../../src/ca/observe/meter.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
@@ -18,6 +15,7 @@ import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import {parseKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
+import {testMaterial} from '../../helpers/material.ts'
 
 describe('GET /ssh/krl: what anyone may ask for often is not rebuilt for each request', function () {
   this.timeout(60_000)
@@ -25,22 +23,7 @@ describe('GET /ssh/krl: what anyone may ask for often is not rebuilt for each re
   it('500 requests read the revocations once; a revocation, or a new CA key, shows in the very next answer', async () => {
     let now = Date.now()
     const {config} = parseConfig('provisioners: []\n', '/nonexistent/ca.yaml')
-    const root = await createRoot('Krl')
-    const fingerprint = certFingerprint(root.der)
-    const material: CaMaterial = {
-      rootPem: root.pem,
-      rootFingerprint: fingerprint,
-      intermediatePem: root.pem,
-      intermediateKey: root.key,
-      tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
-      roots: [
-        {pem: root.pem, fingerprint, state: 'active', subject: 'CN=Krl', notAfter: new Date(Date.now() + 86_400_000)},
-      ],
-      crossPems: [],
-      userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-      hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-      enrollmentKey: generateKeyPairSync('ed25519').privateKey,
-    }
+    const material = await testMaterial('Krl')
     const store = new SqliteStore(':memory:', {background: false})
     const rt: CaRuntime = {
       policy: {config, verifier: new TokenVerifier([], {})},

@@ -4,7 +4,7 @@
  * authorizing webhook, must not commit a token issued before the mark once it comes back.
  */
 import assert from 'node:assert/strict'
-import {generateKeyPairSync, randomUUID} from 'node:crypto'
+import {randomUUID} from 'node:crypto'
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import type {FastifyInstance} from 'fastify'
@@ -13,13 +13,11 @@ import {Authority} from '../../../src/ca/authority/authority.ts'
 import type {CaRuntime} from '../../../src/ca/authority/runtime.ts'
 import {parseConfig} from '../../../src/ca/config/config.ts'
 import {buildApp} from '../../../src/ca/http/app.ts'
-import {certFingerprint, createRoot} from '../../../src/ca/keys/pki.ts'
-import {soleKeySet} from '../../../src/ca/keys/material.ts'
 import {memoryAuditLog} from '../../../src/ca/observe/audit.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
-import {keySigner} from '../../../src/ssh/signature.ts'
+import {testMaterial} from '../../helpers/material.ts'
 import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
@@ -71,27 +69,12 @@ provisioners:
         .setIssuedAt(iat)
         .setExpirationTime(iat + 1800)
         .sign(privateKey)
-    const root = await createRoot('Inflight')
-    const fingerprint = certFingerprint(root.der)
     now = Math.floor(Date.now() / 1000)
     store = new SqliteStore(':memory:', {background: false})
     audit = memoryAuditLog()
     rt = {
       policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock: () => now * 1000})},
-      material: {
-        rootPem: root.pem,
-        rootFingerprint: fingerprint,
-        roots: [
-          {pem: root.pem, fingerprint, state: 'active', subject: 'root', notAfter: new Date(Date.now() + 86_400_000)},
-        ],
-        crossPems: [],
-        intermediatePem: root.pem,
-        intermediateKey: root.key,
-        tls: {certPem: '', keyPem: '', notAfter: new Date(0)},
-        userCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-        hostCa: soleKeySet(keySigner(generatePrivateKey('ed25519').keyObject)),
-        enrollmentKey: generateKeyPairSync('ed25519').privateKey,
-      },
+      material: await testMaterial('Inflight'),
       store,
       audit,
       clock: () => now * 1000,
