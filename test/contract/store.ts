@@ -9,6 +9,7 @@ import {
   RESTORE_LEEWAY,
   type IssuedRecord,
   type IssueOutcome,
+  type IssueRequest,
   type Revocation,
   type Store,
 } from '../../src/ca/store/store.ts'
@@ -543,6 +544,54 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         })
         assert.equal(!rekeyed.ok && rekeyed.reason, 'revoked')
         assert.equal(!rekeyed.ok && rekeyed.reason === 'revoked' && rekeyed.revocation.keyFingerprint, other.k2)
+      })
+
+      it('lists the descendants in numeric order of serial, whatever order they were issued in and however many digits', async () => {
+        // real serials are random: a lineage's later certificates may carry smaller or shorter ones
+        const host = (serial: bigint, keyFingerprint: string) =>
+          record({serial, certType: 'host', keyFingerprint, keyId: 'host:order', ...fresh})
+        const steps: IssueRequest[] = [
+          {token: token('order-a'), record: host(5_000n, 'SHA256:order-k1'), lineage: {kind: 'enrol'}},
+          {token: token('order-b'), record: host(900n, 'SHA256:order-k1'), lineage: {kind: 'renew', parent: 5_000n}},
+          {
+            token: token('order-c'),
+            record: host(10_000n, 'SHA256:order-k2'),
+            lineage: {kind: 'rekey', parent: 900n, parentKey: 'SHA256:order-k1'},
+          },
+          {token: token('order-d'), record: host(20n, 'SHA256:order-k2'), lineage: {kind: 'renew', parent: 10_000n}},
+        ]
+        for (const step of steps) assert.deepEqual(await s.issue(step), {ok: true})
+        const [, ...cascade] = await s.revokeAll([bySerial(5_000n)], event)
+        // not the order of issuance (900, 10000, 20) nor that of the text (10000, 20, 900)
+        assert.deepEqual(
+          cascade.map((r) => r.serial),
+          [20n, 900n, 10_000n],
+        )
+      })
+
+      it('revokeAll by key ID writes that one revocation: it covers every certificate of the key ID itself', async () => {
+        const {d, keyId} = await chain('by-key-id')
+        const saved = await s.revokeAll(
+          [{serial: null, keyId, keyFingerprint: null, reason: 'retired', revokedAt: 60}],
+          event,
+        )
+        assert.deepEqual(
+          saved.map((r) => [r.keyId, r.cascadeOf]),
+          [[keyId, undefined]],
+        )
+        const renewed = await renewD(d, 'by-key-id')
+        assert.equal(!renewed.ok && renewed.reason === 'revoked' && renewed.revocation.id, saved[0]!.id)
+      })
+
+      it('revokeAll of nothing (a subject with nothing valid) records its event and leaves the generation: the KRL is unchanged', async () => {
+        const {a} = await chain('nothing')
+        await s.revokeAll([bySerial(a.serial)], event)
+        const g1 = await s.revocationGeneration()
+        assert.deepEqual(await s.revokeAll([], event), [])
+        assert.equal(await s.revocationGeneration(), g1)
+        const [last] = (await s.adminEventsAfter(0, 1000)).slice(-1)
+        assert.deepEqual(last!.fields, {n: 0})
+        assert.equal((await s.revocations()).length, 4)
       })
 
       it('revoke() (a certificate revoking itself) writes that one revocation: what it renewed or rekeyed to stands', async () => {

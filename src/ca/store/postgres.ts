@@ -545,7 +545,7 @@ export class PostgresStore implements Store {
     for (const r of rs) saved.push(await write(r))
     if (descendants)
       for (const root of saved.slice()) {
-        if (root.serial === null && root.keyFingerprint === null) continue
+        // a key-ID revocation names neither: with two NULLs the query finds no root (= NULL is never true)
         const {rows} = await c.query<{serial: string}>(DESCENDANTS, [
           root.serial?.toString() ?? null,
           root.keyFingerprint,

@@ -114,9 +114,12 @@ export const cascadeRevocation = (root: Revocation, serial: bigint): Revocation 
   cascadeOf: root.id!,
 })
 
-/** Serials in numeric order: what a revocation's cascade lists, the same on every backend. */
+/**
+ * Serials in numeric order: what a revocation's cascade lists, the same on every backend. The sign of
+ * the difference orders them (Number() of a bigint keeps its sign, and 0 only for 0, past 2^53 too).
+ */
 export const numericOrder = (serials: string[]): bigint[] =>
-  serials.map((s) => BigInt(s)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  serials.map((s) => BigInt(s)).sort((a, b) => Number(a - b))
 
 /**
  * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
@@ -494,7 +497,7 @@ export class SqliteStore implements Store {
     const saved = rs.map(write)
     if (descendants)
       for (const root of saved.slice()) {
-        if (root.serial === null && root.keyFingerprint === null) continue
+        // a key-ID revocation names neither: with two NULLs the query finds no root (= NULL is never true)
         const rows = this.stmts.descendants!.all(root.serial?.toString() ?? null, root.keyFingerprint) as {
           serial: string
         }[]
