@@ -113,6 +113,7 @@ export async function requireIssuedAfterRestore(rt: CaRuntime, token: {id: strin
   const mark = rt.safety?.restoredAt ?? null
   if (!beforeRestore(token.issuedAt, mark)) return
   const spent = await rt.store.spentToken(token.id)
+  // Stryker disable next-line BooleanLiteral: outcomeDenial reads the reason and its fields; `ok: false` only tags the type
   if (spent) throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
   throw beforeRestoreDenial(token.issuedAt, mark!)
 }

@@ -297,6 +297,35 @@ describe('the user signing pipeline (sign.ts)', () => {
     assert.equal((await signUserCertificate(w.rt, ed().publicKey, early, 'user', trace())).type, 'user')
   })
 
+  it('a stop or restore mark in the store that this CA has not polled yet refuses at commit, as the polled one would; nothing recorded', async () => {
+    // `ca stop-issuance` or `ca mark-restored` from another process, within the second before the poll
+    const iso = (s: number) => new Date(s * 1000).toISOString()
+    await w.store.setIssuanceStop({at: T0 - 5, reason: 'incident 43'})
+    await rejectsCode(
+      signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace()),
+      'ERR_ISSUANCE_DISABLED',
+      {
+        reason: 'issuance_stopped',
+        stopped_at: iso(T0 - 5),
+        stop_reason: 'incident 43',
+      },
+    )
+    await w.store.setIssuanceStop(null)
+    const mark = T0 + 100
+    await w.store.markRestored(mark)
+    const before = await w.mint({jti: 'before-the-mark'})
+    w.now = mark + 20
+    await rejectsCode(signUserCertificate(w.rt, ed().publicKey, before, 'user', trace()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_before_restore',
+      issued_at: iso(T0),
+      restored_at: iso(mark),
+    })
+    assert.deepEqual(await w.store.certificates({limit: 10}), [])
+    assert.equal(await w.store.spentToken(`${ISSUER}#before-the-mark`), undefined)
+    w.now = mark + RESTORE_LEEWAY
+    assert.equal((await signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace())).type, 'user')
+  })
+
   it('token verifications are counted by provisioner and outcome: valid, or the denial reason', async () => {
     await signUserCertificate(w.rt, ed().publicKey, await w.mint(), 'user', trace())
     const expired = await w.mint()
