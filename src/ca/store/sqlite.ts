@@ -118,8 +118,7 @@ export const cascadeRevocation = (root: Revocation, serial: bigint): Revocation 
  * Serials in numeric order: what a revocation's cascade lists, the same on every backend. The sign of
  * the difference orders them (Number() of a bigint keeps its sign, and 0 only for 0, past 2^53 too).
  */
-export const numericOrder = (serials: string[]): bigint[] =>
-  serials.map((s) => BigInt(s)).sort((a, b) => Number(a - b))
+export const numericOrder = (serials: string[]): bigint[] => serials.map((s) => BigInt(s)).sort((a, b) => Number(a - b))
 
 /**
  * SQLite's primary result codes that mean "the database cannot be written now" (busy, locked, out of
