@@ -251,7 +251,7 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
       reason,
       certificates: summaries,
       blocksFutureCertificates: kind === 'key-id' || kind === 'key',
-      descendants: descendantSerials(saved, certificates),
+      descendants: descendantSerials(saved, new Set(certificates.map((c) => c.serial))),
       hostKeyIds: [...new Set(untracked.map((c) => c.keyId))],
     }
   })
@@ -261,10 +261,10 @@ export async function revoke(o: RevokeOptions): Promise<RevokeResult> {
  * The serials the store revoked for descendants (`cascadeOf`), each once and in numeric order, less
  * those revoked in their own right (a subject's certificates may descend from one another).
  */
-export function descendantSerials(saved: Revocation[], named: IssuedRecord[]): string[] {
-  const own = new Set(named.map((c) => c.serial))
+export function descendantSerials(saved: Revocation[], own: ReadonlySet<bigint> = new Set()): string[] {
   const serials = new Set(saved.flatMap((r) => (r.cascadeOf === undefined || own.has(r.serial!) ? [] : [r.serial!])))
-  return [...serials].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((n) => n.toString())
+  // distinct (a set): the sign of the difference orders them (Number() keeps it, past 2^53 too)
+  return [...serials].sort((a, b) => Number(a - b)).map((n) => n.toString())
 }
 
 /** What `ca unrevoke` removed: the revocation, and with it those written for its descendants (their serials). */
@@ -279,14 +279,14 @@ export async function unrevoke(o: {configPath: string; id: string; clock?: () =>
       at: nowOf(o.clock),
       fields: (removed) => ({
         revocation: viewOf(removed),
-        descendants: descendantSerials(removed.cascade, []),
+        descendants: descendantSerials(removed.cascade),
       }),
     })
     if (!r)
       throw new SshcaError('ERR_NOT_FOUND', `no revocation with id ${o.id}`, {
         hint: 'list them with: sshca ca revocations',
       })
-    return {...viewOf(r), descendants: descendantSerials(r.cascade, [])}
+    return {...viewOf(r), descendants: descendantSerials(r.cascade)}
   })
 }
 

@@ -133,6 +133,8 @@ describe('the CA admin commands, in process', function () {
         ],
       )
       assert.deepEqual(r.revocations.map((v) => v.serial).sort(), ['101', '102'])
+      // user certificates have no lineage to follow: no --key-id hint for them
+      assert.deepEqual([r.descendants, r.hostKeyIds], [[], []])
       for (const v of r.revocations) {
         assert.match(v.id, /./)
         assert.equal(v.keyId, null)
@@ -280,15 +282,65 @@ describe('the CA admin commands, in process', function () {
           ok: true,
         })
       })
+      // an expired one of the same key (it may have been rekeyed before it expired), another host's
+      const expired = active({
+        serial: 322n,
+        keyId: 'host:legacy-before',
+        certType: 'host',
+        keyFingerprint: hostKey.publicKey.fingerprint(),
+        validBefore: BigInt(NOW),
+        issuedAt: NOW - 7200,
+      })
+      const another = active({serial: 323n, keyId: 'host:elsewhere', certType: 'host', keyFingerprint: 'SHA256:else'})
+      await withCaStore(cfg, async (s) => {
+        for (const rec of [expired, another])
+          assert.deepEqual(
+            await s.issue({token: {id: `tok-${++n}`, expiresAt: NOW + 60, issuedAt: NOW}, record: rec}),
+            {
+              ok: true,
+            },
+          )
+      })
       const r = await revoke({configPath: cfg, serial: '321', clock})
       assert.deepEqual(r.hostKeyIds, ['host:legacy'])
       assert.match(
         renderRevoke(r, cfg),
         /before that upgrade is not covered and may still work\. To end them all: sshca ca revoke --key-id "host:legacy"/,
       )
-      // and by key
+      // by key: every certificate of the key ever issued before the upgrade, expired ones too, no other host's
       const byKey = await revoke({configPath: cfg, key: keyFile, clock})
-      assert.deepEqual(byKey.hostKeyIds, ['host:legacy'])
+      assert.deepEqual(byKey.hostKeyIds, ['host:legacy', 'host:legacy-before'])
+      // by key ID: that revocation is the hint itself, nothing more to name
+      const byKeyId = await revoke({configPath: cfg, keyId: 'host:legacy', clock})
+      assert.deepEqual([byKeyId.certificates.length, byKeyId.hostKeyIds], [1, []])
+      assert.doesNotMatch(renderRevoke(byKeyId, cfg), /To end them all/)
+    })
+
+    it('revoke --subject of a host: the renewals (their subject is the key ID) are named as descendants in numeric order, those revoked in their own right not', async () => {
+      const cfg = freshCa()
+      const host = (serial: bigint, subject: string, keyFingerprint: string) =>
+        active({serial, subject, keyFingerprint, certType: 'host', keyId: 'host:web1'})
+      // two keys of web1, each enrolled (subject web1) and renewed (subject host:web1, as host.ts records it)
+      const x = host(400n, 'web1', 'SHA256:web1-k1')
+      const z = host(410n, 'web1', 'SHA256:web1-k2')
+      await seed(cfg, x, z)
+      await withCaStore(cfg, async (s) => {
+        const renew = (record: IssuedRecord, parent: bigint) =>
+          s.issue({
+            token: {id: `tok-${++n}`, expiresAt: NOW + 60, issuedAt: NOW},
+            record,
+            lineage: {kind: 'renew', parent},
+          })
+        assert.deepEqual(await renew(host(450n, 'host:web1', 'SHA256:web1-k1'), 400n), {ok: true})
+        assert.deepEqual(await renew(host(405n, 'host:web1', 'SHA256:web1-k2'), 410n), {ok: true})
+        // and one renewed under the subject web1 itself: revoked as the subject's, not as a descendant
+        assert.deepEqual(await renew(host(430n, 'web1', 'SHA256:web1-k2'), 405n), {ok: true})
+      })
+      const r = await revoke({configPath: cfg, subject: 'web1', clock})
+      assert.deepEqual(r.certificates.map((c) => c.serial).sort(), ['400', '410', '430'])
+      assert.deepEqual(r.descendants, ['405', '450'])
+      const st = await state(cfg)
+      assert.deepEqual(new Set(st.revocations.map((v) => v.serial)), new Set([400n, 410n, 430n, 405n, 450n]))
     })
 
     it('revokes a serial this CA has no record of (the revocation stands, no certificate is named)', async () => {
