@@ -35,12 +35,17 @@ export const ALLOWED_ALGORITHMS = [
   'Ed25519',
 ]
 /**
- * The `typ` of JWTs that are not ID tokens: every explicitly typed JWT (RFC 8725 §3.11: `x+jwt`, with
- * or without "application/"), as RFC 9068 access tokens, back-channel logout, security events, token
- * introspection responses, DPoP proofs and client assertions are. ID tokens carry no media type of
- * their own: no `typ`, or `JWT`.
+ * Whether a JWT's `typ` says it is no ID token: every explicitly typed JWT (RFC 8725 §3.11: a media
+ * type ending in `+jwt`, whatever comes before it or after a `;`), as RFC 9068 access tokens,
+ * back-channel logout, security events, token introspection responses, DPoP proofs and client
+ * assertions are, and a `typ` that is not a string at all. ID tokens carry no media type of their own:
+ * no `typ`, or `JWT`.
  */
-const NOT_ID_TOKEN = /^(application\/)?[^/]+\+jwt$/i
+export function notIdTokenTyp(typ: unknown): boolean {
+  if (typ === undefined) return false
+  if (typeof typ !== 'string') return true
+  return /\+jwt$/i.test(typ.split(';')[0]!.trim())
+}
 
 export const LEEWAY_SECONDS = 60
 /** `{"alg":"none"}`: the header of the unsecured JWT whose claims jose checks (verify() says why). */
@@ -318,7 +323,7 @@ export class TokenVerifier {
       })
     // an issuer signs more than ID tokens with the same keys: an access token (RFC 9068) or a logout or
     // security event token whose audience names the CA is no sign-in. ID tokens carry "JWT" or nothing
-    if (typeof header.typ === 'string' && NOT_ID_TOKEN.test(header.typ))
+    if (notIdTokenTyp(header.typ))
       throw denial(
         'ERR_TOKEN_INVALID',
         'token_invalid',

@@ -161,7 +161,12 @@ describe('token verification: the claims a token must carry and how long it coun
       'application/token-introspection+jwt',
       'dpop+jwt',
       'client-authentication+jwt',
-    ]) {
+      // with parameters, another top-level type, or not a string: still no ID token
+      'at+jwt; charset=utf-8',
+      'x/at+jwt',
+      ['at+jwt'],
+      7,
+    ] as unknown[]) {
       await rejectsCode(
         v.verify(signedAsIs(k(), {alg: 'ES256', kid: k().kid, typ}, claims)),
         'ERR_TOKEN_INVALID',
