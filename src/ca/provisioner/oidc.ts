@@ -36,15 +36,15 @@ export const ALLOWED_ALGORITHMS = [
 ]
 /**
  * Whether a JWT's `typ` says it is no ID token: every explicitly typed JWT (RFC 8725 §3.11: a media
- * type ending in `+jwt`, whatever comes before it or after a `;`), as RFC 9068 access tokens,
- * back-channel logout, security events, token introspection responses, DPoP proofs and client
+ * type with the `+jwt` suffix, whatever its type or parameters: any `+jwt` in it), as RFC 9068 access
+ * tokens, back-channel logout, security events, token introspection responses, DPoP proofs and client
  * assertions are, and a `typ` that is not a string at all. ID tokens carry no media type of their own:
  * no `typ`, or `JWT`.
  */
 export function notIdTokenTyp(typ: unknown): boolean {
   if (typ === undefined) return false
   if (typeof typ !== 'string') return true
-  return /\+jwt$/i.test(typ.split(';')[0]!.trim())
+  return /\+jwt/i.test(typ)
 }
 
 export const LEEWAY_SECONDS = 60

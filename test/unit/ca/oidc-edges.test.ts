@@ -163,7 +163,9 @@ describe('token verification: the claims a token must carry and how long it coun
       'client-authentication+jwt',
       // with parameters, another top-level type, or not a string: still no ID token
       'at+jwt; charset=utf-8',
+      'at+jwt ;charset=utf-8',
       'x/at+jwt',
+      'at+jwt+zip',
       ['at+jwt'],
       7,
     ] as unknown[]) {
