@@ -594,6 +594,37 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal((await s.revocations()).length, 4)
       })
 
+      it('revokeAll of every certificate of a lineage (ca revoke --subject) writes one revocation each, not one per pair: a host that renewed n times made it write n²/2', async () => {
+        const n = 40
+        const keyFingerprint = 'SHA256:subject-k'
+        const keyId = 'host:subject'
+        const certs = [record({certType: 'host', keyFingerprint, keyId, ...fresh})]
+        await s.issue({token: token('subject-0'), record: certs[0]!, lineage: {kind: 'enrol'}})
+        for (let i = 1; i < n; i++) {
+          certs.push(record({certType: 'host', keyFingerprint, keyId, ...fresh}))
+          const out = await s.issue({
+            token: token(`subject-${i}`),
+            record: certs[i]!,
+            lineage: {kind: 'renew', parent: certs[i - 1]!.serial},
+          })
+          assert.deepEqual(out, {ok: true})
+        }
+        // what admin.revoke asks for with --subject: each current certificate by serial
+        const saved = await s.revokeAll(
+          certs.map((c) => bySerial(c.serial)),
+          event,
+        )
+        // every descendant is revoked in its own right already: nothing to add for it
+        assert.equal(saved.length, n)
+        assert.equal((await s.revocations()).length, n)
+        // and lifting one of them leaves the others, and what descends from them, revoked
+        await s.unrevokeWith(saved[0]!.id!, {event: 'certificate_unrevoked', at: 61, fields: () => ({})})
+        assert.equal(await s.revocationFor({serial: certs[0]!.serial}), undefined)
+        for (const c of certs.slice(1)) assert.ok(await s.revocationFor({serial: c.serial}))
+        const renewed = await renewD(certs.at(-1)!, 'subject')
+        assert.equal(!renewed.ok && renewed.reason, 'revoked')
+      })
+
       it('revoke() (a certificate revoking itself) writes that one revocation: what it renewed or rekeyed to stands', async () => {
         const {a, d} = await chain('self')
         await s.revoke(bySerial(a.serial))

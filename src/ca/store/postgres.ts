@@ -18,7 +18,15 @@ import {SshcaError} from '../../errors.ts'
 import {assertPrivateFile} from '../../util/fs.ts'
 import {parsePostgresUrl, resolveInDir, type CaConfig, type PostgresDbConfig} from '../config/config.ts'
 import {MIGRATIONS, SCHEMA_VERSION} from './migrations.ts'
-import {cascadeRevocation, descendantsSql, numericOrder, parseStop, rowToRecord, toDbTime} from './sqlite.ts'
+import {
+  cascadeRevocation,
+  descendantsSql,
+  numericOrder,
+  parseStop,
+  revokedBySerial,
+  rowToRecord,
+  toDbTime,
+} from './sqlite.ts'
 import {
   RESTORE_LEEWAY,
   type AdminEvent,
@@ -543,7 +551,8 @@ export class PostgresStore implements Store {
     if (descendants) await c.query(LINEAGES_LOCK)
     const saved: Revocation[] = []
     for (const r of rs) saved.push(await write(r))
-    if (descendants)
+    if (descendants) {
+      const own = revokedBySerial(rs)
       for (const root of saved.slice()) {
         // a key-ID revocation names neither: with two NULLs the query finds no root (= NULL is never true)
         const {rows} = await c.query<{serial: string}>(DESCENDANTS, [
@@ -551,8 +560,9 @@ export class PostgresStore implements Store {
           root.keyFingerprint,
         ])
         for (const serial of numericOrder(rows.map((row) => row.serial)))
-          saved.push(await write(cascadeRevocation(root, serial)))
+          if (!own.has(serial)) saved.push(await write(cascadeRevocation(root, serial)))
       }
+    }
     if (saved.length > 0) await c.query(BUMP_GENERATION)
     return saved
   }

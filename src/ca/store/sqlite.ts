@@ -115,6 +115,14 @@ export const cascadeRevocation = (root: Revocation, serial: bigint): Revocation 
 })
 
 /**
+ * The serials that revocations asked for name by serial: a descendant among them needs no revocation
+ * written for it (its own stands until it is lifted, and covers what descends from it), so a lineage
+ * revoked whole (`ca revoke --subject`) costs one row per certificate, not one per pair of them.
+ */
+export const revokedBySerial = (rs: Revocation[]): Set<bigint> =>
+  new Set(rs.flatMap((r) => (r.serial === null ? [] : [r.serial])))
+
+/**
  * Serials in numeric order: what a revocation's cascade lists, the same on every backend. The sign of
  * the difference orders them (Number() of a bigint keeps its sign, and 0 only for 0, past 2^53 too).
  */
@@ -494,15 +502,17 @@ export class SqliteStore implements Store {
       return {...r, id}
     }
     const saved = rs.map(write)
-    if (descendants)
+    if (descendants) {
+      const own = revokedBySerial(rs)
       for (const root of saved.slice()) {
         // a key-ID revocation names neither: with two NULLs the query finds no root (= NULL is never true)
         const rows = this.stmts.descendants!.all(root.serial?.toString() ?? null, root.keyFingerprint) as {
           serial: string
         }[]
         for (const serial of numericOrder(rows.map((row) => row.serial)))
-          saved.push(write(cascadeRevocation(root, serial)))
+          if (!own.has(serial)) saved.push(write(cascadeRevocation(root, serial)))
       }
+    }
     if (saved.length > 0) this.stmts.bumpGeneration!.run()
     return saved
   }
