@@ -77,6 +77,8 @@ describe("step's routes on sshca's CA", function () {
       ],
       ssh: {hostPattern: '*.example.test'},
       limits: {rate: false},
+      // step's X.509 identity over mutual TLS (/ssh/hosts): asked for only when ca.yaml says so
+      tls: {clientCertificates: 'request'},
     })
   })
   after(async () => {

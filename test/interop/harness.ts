@@ -344,6 +344,8 @@ export async function sshcaUser(idpCaFile: string, login = 'alice'): Promise<Ssh
 /** The policy sshca's CA runs in these tests: people from the IdP, as the world helper's. */
 export function ourPolicy(issuer: string, user: string): Record<string, unknown> {
   return {
+    // step's X.509 identity over mutual TLS (step ssh hosts): asked for only when ca.yaml says so
+    tls: {clientCertificates: 'request'},
     provisioners: [
       {
         name: 'sso',

@@ -120,9 +120,16 @@ export class Authority {
     return {crts: m.roots.map((r) => r.pem), ...(m.crossPems.length ? {crossSigned: m.crossPems} : {})}
   }
 
-  /** step's GET /version. requireClientAuthentication makes step send an identityCSR when it signs in (see identity.ts). */
+  /**
+   * step's GET /version. requireClientAuthentication makes step send an identityCSR when it signs in
+   * (see identity.ts): only when the API asks for client certificates (ca.yaml tls.clientCertificates),
+   * the one way that identity is ever presented.
+   */
   version(): VersionResponse {
-    return {version: `sshca/${packageVersion()}`, requireClientAuthentication: true}
+    return {
+      version: `sshca/${packageVersion()}`,
+      requireClientAuthentication: this.rt.policy.config.tls.clientCertificates === 'request',
+    }
   }
 
   /** step-ca's GET /provisioners, paged as step-ca pages it (`cursor` is an offset, `limit` up to 100). */

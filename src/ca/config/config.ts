@@ -192,6 +192,17 @@ const configSchema = z.strictObject({
   keys: z.strictObject({kms: z.string().default('file')}).default({kms: 'file'}),
   limits: limitsSchema,
   /**
+   * The API's TLS. `clientCertificates: request` asks every client for a certificate, for step's X.509
+   * identity (`step ssh hosts` over mutual TLS; /version then says requireClientAuthentication, so
+   * step sends an identityCSR when it signs in). Off by default: OpenSSL checks the signature of every
+   * link of any chain a client sends, before any token or limit, and a chain of RSA keys with huge
+   * public exponents makes each handshake cost the CA hundreds of ordinary ones (SECURITY.md row 42).
+   * Read at start.
+   */
+  tls: z
+    .strictObject({clientCertificates: z.enum(['off', 'request']).default('off')})
+    .default({clientCertificates: 'off'}),
+  /**
    * Whom to believe about the client's address (X-Forwarded-For): false (default) trusts no proxy;
    * true trusts any (only behind a balancer that overwrites the header); addresses/CIDRs or a hop count
    * trust those. Rate limits key on the address this yields.
@@ -232,7 +243,7 @@ export type _SchemaMatchesPolicy = [
 ]
 
 /** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
-export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
+export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy' | 'tls'>
 
 export interface ConfigCheck {
   config: CaConfig
@@ -315,6 +326,10 @@ export function parseConfig(text: string, path: string): ConfigCheck {
   } else if (raw.trustProxy === true) {
     warnings.push("trustProxy: true believes X-Forwarded-For from anyone; list the balancer's addresses instead")
   }
+  if (raw.tls.clientCertificates === 'request')
+    warnings.push(
+      "tls.clientCertificates: request asks every client for a certificate, and OpenSSL checks every signature of any chain one sends, before any token or limit: anyone who reaches the CA can make each handshake cost it hundreds of ordinary ones. Only for `step ssh hosts` over mutual TLS; sshca's own client sends a token instead",
+    )
   if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
   // the list replaces the defaults: an operator who adds one name may not know they gave up the rest
   const unreserved = DEFAULT_RESERVED_PRINCIPALS.filter((p) => !raw.ssh.reservedPrincipals.includes(p))

@@ -37,8 +37,9 @@ import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 import {hugeExponentRsaPrivateKey} from '../../helpers/forge.ts'
 
 const ISSUER = 'https://ci.example.com'
-const policy = (limits: string) => `
+const policy = (limits: string, extra = '') => `
 limits: ${limits}
+${extra}
 provisioners:
   - name: ci
     type: oidc
@@ -61,8 +62,9 @@ async function build(
   limits: string,
   o: Parameters<typeof buildApp>[2] = {},
   https?: {key: string; cert: string},
+  extra = '',
 ): Promise<Built> {
-  const {config} = parseConfig(policy(limits), '/nonexistent/ca.yaml')
+  const {config} = parseConfig(policy(limits, extra), '/nonexistent/ca.yaml')
   const {privateKey: issuerPrivateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
   const material = await testMaterial('Limits')
   const requests: [string, number, number][] = []
@@ -490,10 +492,15 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal(b.app.server.timeout, 11_000)
   })
 
-  it("over TLS: 1.2 at least, step's client certificate asked for but never required, the handshake bounded", async () => {
+  it("over TLS: 1.2 at least, step's client certificate asked for (when ca.yaml says so) but never required, the handshake bounded", async () => {
     const tls = await createRoot('Limits TLS')
     const keyPem = tls.key.export({type: 'pkcs8', format: 'pem'}).toString()
-    b = await build('{rate: false, handshakeTimeout: 1s}', {}, {key: keyPem, cert: tls.pem})
+    const pair = {key: keyPem, cert: tls.pem}
+    // by default no client certificate is asked for (SECURITY.md row 42)
+    b = await build('{rate: false}', {}, pair)
+    assert.equal((b.app.server as unknown as Record<string, unknown>).requestCert, false)
+    await b.close()
+    b = await build('{rate: false, handshakeTimeout: 1s}', {}, pair, 'tls: {clientCertificates: request}')
     const server = b.app.server as unknown as Record<string | symbol, unknown>
     assert.equal(server.minVersion, 'TLSv1.2')
     assert.equal(server.requestCert, true)
@@ -510,6 +517,42 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.ok(closedAt - opened >= 900, `closed after ${Math.round(closedAt - opened)} ms`)
   })
 
+  it('by default, over TLS, no client is asked for a certificate: a chain one offers is never read, so never checked (a chain of RSA keys with huge exponents cost hundreds of handshakes)', async () => {
+    const root = await createRoot('Limits TLS default')
+    const t = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+    b = await build('{rate: false}', {}, {key: t.key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: t.pem})
+    const server = b.app.server as unknown as TlsServer
+    const peers: (string | undefined)[] = []
+    server.on('secureConnection', (s: TLSSocket) => peers.push(s.getPeerX509Certificate()?.subject))
+    // a client certificate (an ECDSA leaf, as step's identity) offered with its chain
+    const leaf = await createTlsCert(['client'], {cert: root.cert, key: root.key})
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port: portOf(b!.app),
+            path: '/health',
+            agent: false,
+            rejectUnauthorized: false,
+            maxVersion,
+            key: leaf.key.export({type: 'pkcs8', format: 'pem'}).toString(),
+            cert: `${leaf.pem}\n${root.pem}`,
+          },
+          (res) => (res.resume(), resolve(res.statusCode!)),
+        )
+        req.on('error', reject)
+        req.end()
+      })
+      assert.equal(status, 200)
+    }
+    await waitFor('both handshakes', () => peers.length === 2, 10_000)
+    assert.deepEqual(peers, [undefined, undefined], 'the server asked for and read a client certificate')
+    // and step is not told to ask for an identity it could never present
+    const version = await b.app.inject({method: 'GET', url: '/version'})
+    assert.equal((version.json() as {requireClientAuthentication: boolean}).requireClientAuthentication, false)
+  })
+
   it('over TLS, a client certificate is taken with ECDSA or Ed25519 signatures only: an RSA key with a huge exponent, whose handshake signature cost the CA ~10 handshakes to check, is never checked', async () => {
     // a TLS leaf as the CA's (ECDSA P-256, digitalSignature: TLS 1.2 needs it)
     const root = await createRoot('Limits TLS')
@@ -517,8 +560,10 @@ describe('the CA app: limits counted over every thread, and what no route answer
       const t = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
       return {key: t.key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: t.pem}
     }
-    b = await build('{rate: false}', {}, await leaf())
+    b = await build('{rate: false}', {}, await leaf(), 'tls: {clientCertificates: request}')
     const server = b.app.server as unknown as TlsServer
+    const version = await b.app.inject({method: 'GET', url: '/version'})
+    assert.equal((version.json() as {requireClientAuthentication: boolean}).requireClientAuthentication, true)
     // what the server took from each connection's client certificate (its CertificateVerify checked)
     const peers: (string | undefined)[] = []
     server.on('secureConnection', (s: TLSSocket) => peers.push(s.getPeerX509Certificate()?.publicKey.asymmetricKeyType))

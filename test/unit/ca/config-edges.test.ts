@@ -54,6 +54,7 @@ describe("ca.yaml: what an empty file means, and the schema's limits", () => {
             rate: {max: 300, window: 60},
           },
           trustProxy: false,
+          tls: {clientCertificates: 'off'},
           keys: {kms: 'file'},
           ssh: {
             hostPattern: '*',
