@@ -548,6 +548,11 @@ function checkRule(
       warnings.push(
         `${at}.certificate.principalsFrom.claim: "${pf.claim}" is chosen by the user at the identity provider; use a group claim the IdP manages`,
       )
+    // the address itself as a principal (a mapped one too): as a template of it, anyone's to type unverified
+    if (pf.claim === 'email' && r.match.email_verified !== true)
+      warnings.push(
+        `${at}.certificate.principalsFrom.claim: "email" without email_verified: true in the rule's match, so whoever sets an unverified address at the identity provider gets the principal it names; add email_verified: true`,
+      )
     pf.allow.forEach((g, k) => {
       if (/^[*?]+$/.test(g))
         warnings.push(
@@ -617,14 +622,18 @@ function checkRule(
     )
 }
 
-/** Claims a CI token carries that name the repository (or the workflow's identity, which contains it). */
+/**
+ * Claims a CI token carries that name the repository the workflow runs for. Not `job_workflow_ref`:
+ * it names the reusable workflow a job calls, which any repository may call when it is public (or,
+ * internal, any of the organisation's), so the caller, whose runners and inputs the job runs with,
+ * is anyone's.
+ */
 const PINNING_CLAIMS = new Set([
   'repository',
   'repository_id',
   'repository_owner',
   'repository_owner_id',
   'sub',
-  'job_workflow_ref',
   'project_path',
   'project_id',
   'namespace_path',

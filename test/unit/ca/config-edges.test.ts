@@ -364,6 +364,22 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(w('{groups: {contains: eng}, email_verified: "true"}', '["${email.local}"]').length, 1)
     assert.equal(w('{groups: {contains: eng}, email_verified: true}', '["${email.local}"]').length, 0)
     assert.equal(w('{groups: {contains: eng}}', '["${sub}"]').length, 0)
+    // the address taken whole as a principal (principalsFrom), not through a template: the same
+    const from = (match: string) =>
+      warnings(
+        yaml(
+          provisioner({
+            rules: [
+              `{name: r, match: ${match}, certificate: {ttl: 1h, principalsFrom: {claim: email, allow: ["*@example.com"]}}}`,
+            ],
+          }),
+        ),
+      ).filter(
+        (x) =>
+          x.startsWith('provisioners[0].rules[0].certificate.principalsFrom.claim') && x.includes('email_verified'),
+      )
+    assert.equal(from('{groups: {contains: eng}}').length, 1)
+    assert.equal(from('{groups: {contains: eng}, email_verified: true}').length, 0)
   })
 
   it('a CI rule must pin the repository (or sub); a wildcard glob does not pin', () => {
@@ -395,6 +411,17 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(gh('{ref: refs/heads/main, repository_owner: {glob: "acme*"}}').length, 1)
     assert.equal(gh('{ref: refs/heads/main, sub: {glob: "repo:*/app:ref:refs/heads/main"}}').length, 1)
     assert.equal(gh('{ref: refs/heads/main, job_workflow_ref: {glob: "**/deploy.yml@refs/heads/main"}}').length, 1)
+    // a reusable workflow written out pins the workflow, not its caller: any repository may call a public one
+    assert.equal(
+      gh('{ref: refs/heads/main, job_workflow_ref: acme/deploy/.github/workflows/deploy.yml@refs/heads/main}').length,
+      1,
+    )
+    assert.equal(
+      gh(
+        '{ref: refs/heads/main, repository_owner: acme, job_workflow_ref: acme/deploy/.github/workflows/deploy.yml@refs/heads/main}',
+      ).length,
+      0,
+    )
     // the owner written out: pinned
     assert.equal(gh('{ref: refs/heads/main, repository: {glob: "acme/*"}}').length, 0)
     assert.equal(gh('{ref: refs/heads/main, sub: {glob: "repo:acme/app:*"}}').length, 0)
@@ -456,7 +483,6 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
       'repository_owner',
       'repository_owner_id',
       'sub',
-      'job_workflow_ref',
       'project_path',
       'project_id',
       'namespace_path',
