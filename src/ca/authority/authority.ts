@@ -287,7 +287,7 @@ export class Authority {
     const keys = [...everyKey(userCa), ...everyKey(hostCa)].map((k) => k.blob.toString('base64')).join(' ')
     const now = this.rt.clock()
     const c = this.krlCache
-    if (c && c.generation === generation && c.keys === keys && now - c.at < KRL_CACHE_MS) return c.krl
+    if (c && c.generation === generation && c.keys === keys && now >= c.at && now - c.at < KRL_CACHE_MS) return c.krl
     const krl = currentKrl(this.rt)
     const entry = {at: now, generation, keys, krl}
     this.krlCache = entry

@@ -82,6 +82,10 @@ describe('GET /ssh/krl: what anyone may ask for often is not rebuilt for each re
       now += 1000
       await krl()
       assert.equal(reads, before + 1, 'a second later, the list built again')
+      // the clock stepped back (NTP): not served from a moment that has not come yet
+      now -= 5000
+      await krl()
+      assert.equal(reads, before + 2, 'after the clock stepped back, the list built again')
     } finally {
       await app.close()
       await store.close()
