@@ -179,6 +179,38 @@ describe('PostgreSQL store', function () {
       await (await openOn(url)).close()
     })
 
+    it('an issuance on a connection opened after the default isolation level changed is refused (503), never run at that level', async () => {
+      const url = await server.createDatabase()
+      const name = url.split('/').pop()!
+      const s = await openOn(url)
+      try {
+        assert.deepEqual(await s.issue({token: {id: 'before', expiresAt: 3000, issuedAt: 0}, record: record()}), {
+          ok: true,
+        })
+        // a DBA changes the default under a running CA, and its pool opens new connections with it
+        await server.psql(`ALTER DATABASE ${name} SET default_transaction_isolation = 'repeatable read'`)
+        await server.psql(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`,
+        )
+        let last: unknown
+        for (let i = 0; i < 5; i++) {
+          try {
+            last = await s.issue({token: {id: `after-${i}`, expiresAt: 3000, issuedAt: 0}, record: record()})
+          } catch (err) {
+            last = err
+            // the first tries may meet the connections just terminated; then a new one at the new default
+            if (/isolation level read committed, not repeatable read/.test((err as Error).message)) break
+          }
+        }
+        assert.equal((last as {code?: string}).code, 'ERR_STORE_UNAVAILABLE', JSON.stringify(last))
+        assert.match((last as Error).message, /isolation level read committed, not repeatable read/)
+        assert.equal((await s.certificates({limit: 10})).length, 1, 'nothing issued at the other level')
+      } finally {
+        await server.psql(`ALTER DATABASE ${name} RESET default_transaction_isolation`)
+        await s.close()
+      }
+    })
+
     it('ca stop-issuance waits for an issuance in flight on another replica: it commits first, and is counted', async () => {
       const url = await server.createDatabase()
       const s = await openOn(url)

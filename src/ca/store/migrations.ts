@@ -627,6 +627,59 @@ export const MIGRATIONS: readonly Migration[] = [
        $fn$`,
     ],
   },
+  {
+    version: 8,
+    name: 'an issuance at another isolation level than read committed is refused',
+    // SQLite: nothing. PostgreSQL: sshca_issue_gated as in migration 6, refusing (SQLSTATE SC001, the
+    // store answers 503) to run at another isolation level than read committed; the store checks the
+    // default when it opens (requireReadCommitted), this catches a default changed after that
+    sqlite: [],
+    postgresql: [
+      `CREATE OR REPLACE FUNCTION sshca_issue_gated(batch jsonb, restore_leeway bigint) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         stop TEXT;
+         mark BIGINT;
+         item jsonb;
+         admitted jsonb := '[]'::jsonb;
+         issued jsonb;
+         out jsonb := '[]'::jsonb;
+         k INT := 0;
+       BEGIN
+         -- every lock here and in sshca_issue is argued under read committed: a statement after a lock
+         -- wait sees what committed meanwhile. At another level (a role's or database's default
+         -- changed after the store opened) a stop, a mark or a revocation could go unseen: refuse
+         IF current_setting('transaction_isolation') <> 'read committed' THEN
+           RAISE EXCEPTION 'sshca issues only at isolation level read committed, not %', current_setting('transaction_isolation')
+             USING ERRCODE = 'SC001';
+         END IF;
+         PERFORM pg_advisory_xact_lock_shared(hashtextextended('sshca issuance gate', 0));
+         SELECT value INTO stop FROM meta WHERE key = 'issuance_stop';
+         IF stop IS NOT NULL THEN
+           SELECT COALESCE(jsonb_agg(jsonb_build_object('outcome', 'stopped', 'stop', stop)), '[]'::jsonb) INTO out
+             FROM jsonb_array_elements(batch);
+           RETURN out;
+         END IF;
+         SELECT value::bigint INTO mark FROM meta WHERE key = 'restored_at';
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           -- a token without an issue time is before any mark (fail closed)
+           IF mark IS NULL OR COALESCE((item->>'token_issued_at')::bigint >= mark + restore_leeway, false) THEN
+             admitted := admitted || jsonb_build_array(item);
+           END IF;
+         END LOOP;
+         issued := sshca_issue(admitted);
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           IF mark IS NULL OR COALESCE((item->>'token_issued_at')::bigint >= mark + restore_leeway, false) THEN
+             out := out || jsonb_build_array(issued->k);
+             k := k + 1;
+           ELSE
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'before_restore', 'restored_at', mark::text));
+           END IF;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -58,7 +58,8 @@ const LOCK = {migrate: lockKey('migrate'), adminEvents: lockKey('admin-events')}
 export function isUnavailable(err: unknown): boolean {
   const e = err as {code?: unknown; message?: unknown}
   const code = typeof e.code === 'string' ? e.code : ''
-  if (/^(08|53|57P0|40)/.test(code) || code === '25006' || code === '57014') return true
+  // SC001: sshca_issue_gated at another isolation level than read committed (a misconfigured database)
+  if (/^(08|53|57P0|40)/.test(code) || code === '25006' || code === '57014' || code === 'SC001') return true
   if (
     [
       'ECONNREFUSED',
