@@ -288,6 +288,8 @@ export async function signUserCertificate(
   trace.cert_type = certType
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
+  // the policy this request is decided under: a reload replaces rt.policy (server.ts, workers.ts)
+  const policy = rt.policy
   const {verified, rule, spec} = await userGrant(rt, token, certType, trace)
   if (rule.webhook) {
     // a spent token is refused before its webhook is asked: a leaked one must not make it count, or
@@ -298,6 +300,15 @@ export async function signUserCertificate(
   }
   // the rule's authorizing webhook has the last word; no answer is a no
   await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace)
+  // a reload while the request waited (its webhook takes up to 30 s) may have removed or narrowed the
+  // rule that granted it: never issue under a policy no longer in force. Nothing is spent; the client
+  // sends the token again, and the policy in force decides it
+  if (rt.policy !== policy)
+    throw denial(
+      'ERR_CA_OVERLOADED',
+      'policy_reloaded',
+      'the policy was reloaded while the request waited; send it again',
+    )
   const cert = await signCertificate(
     {
       type: 'user',

@@ -92,6 +92,7 @@ export type DenialReason =
   | 'cert_type_not_allowed'
   | 'policy_disabled'
   | 'issuance_stopped'
+  | 'policy_reloaded'
   | 'host_not_bound'
   | 'key_not_bound'
   | 'certificate_revoked'

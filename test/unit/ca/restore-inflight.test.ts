@@ -1,7 +1,7 @@
 /**
- * The restore mark and a request already in flight (SECURITY.md row 16d, as row 27 is for the stop):
- * a request that passed the mark's check before the mark was set, and then waited on its rule's
- * authorizing webhook, must not commit a token issued before the mark once it comes back.
+ * What lands while a request waits on its rule's authorizing webhook (up to 30 s): a restore mark
+ * (SECURITY.md row 35, as row 27 is for the stop) must hold for a token issued before it, and a policy
+ * reload must decide the request, not the policy it arrived under (row 43).
  */
 import assert from 'node:assert/strict'
 import {randomUUID} from 'node:crypto'
@@ -22,13 +22,14 @@ import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 
-describe('the restore mark holds for a request that was waiting on its webhook when the mark was set', () => {
+describe('what lands while a request waits on its webhook: a restore mark, a policy reload', () => {
   let app: FastifyInstance
   let rt: CaRuntime
   let audit: ReturnType<typeof memoryAuditLog>
   let store: SqliteStore
   let now: number
   let mint: (iat: number) => Promise<string>
+  let verifierOf: (c: ReturnType<typeof parseConfig>['config']) => TokenVerifier
   const hook = createServer()
   const pending: ((allow: boolean) => void)[] = []
   let arrived: () => void = () => undefined
@@ -60,6 +61,7 @@ provisioners:
       '/nonexistent/ca.yaml',
     )
     const {privateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
+    verifierOf = (c) => new TokenVerifier(c.provisioners, {fetch: fetchFn, clock: () => now * 1000})
     mint = (iat) =>
       new SignJWT({repository: 'acme/app', jti: randomUUID()})
         .setProtectedHeader({alg: 'ES256', kid: 'k1'})
@@ -73,7 +75,7 @@ provisioners:
     store = new SqliteStore(':memory:', {background: false})
     audit = memoryAuditLog()
     rt = {
-      policy: {config, verifier: new TokenVerifier(config.provisioners, {fetch: fetchFn, clock: () => now * 1000})},
+      policy: {config, verifier: verifierOf(config)},
       material: await testMaterial('Inflight'),
       store,
       audit,
@@ -109,5 +111,42 @@ provisioners:
     assert.equal(r.statusCode, 401, `the request waiting on its webhook got ${r.statusCode} (${String(reason)})`)
     assert.equal(reason, 'token_before_restore')
     assert.equal((await store.certificates({limit: 10})).length, 0, 'no certificate recorded')
+  })
+
+  it('a policy reloaded while the request waited on its webhook decides it: refused (503, policy_reloaded), nothing spent, and sent again it meets the new policy', async () => {
+    rt.safety = {stop: null, restoredAt: null}
+    const token = await mint(now)
+    const publicKey = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
+    const atWebhook = new Promise<void>((r) => (arrived = r))
+    const response = app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey, ott: token}})
+    await atWebhook
+    // the operator removes the rule (SIGHUP): every thread has the new policy within the reload
+    const {config} = parseConfig(
+      `
+limits: {rate: false}
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: ${ISSUER}
+    audience: sshca-ci
+    rules:
+      - name: others
+        match: {repository: acme/other}
+        certificate: {principals: [other], ttl: 10m}
+`,
+      '/nonexistent/ca.yaml',
+    )
+    rt.policy = {config, verifier: verifierOf(config)}
+    pending.shift()!(true)
+    const r = await response
+    const reason = audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason
+    assert.equal(r.statusCode, 503, `the request waiting on its webhook got ${r.statusCode} (${String(reason)})`)
+    assert.equal(reason, 'policy_reloaded')
+    assert.equal((await store.certificates({limit: 10})).length, 0, 'no certificate recorded')
+    // sent again: not a replay (nothing was spent), and the policy in force has no rule for it
+    const again = await app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey, ott: token}})
+    const why = audit.events.find((e) => e.request_id === again.headers['x-request-id'])?.reason
+    assert.equal(again.statusCode, 403, String(why))
+    assert.equal(why, 'no_rule_matched')
   })
 })
