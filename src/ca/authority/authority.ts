@@ -182,11 +182,14 @@ export class Authority {
 
   /**
    * step-ca's `POST /ssh/sign`: a user certificate for an OIDC token, a host certificate for an
-   * enrollment token; with an identityCSR, step's X.509 identity bound to it.
+   * enrollment token; with an identityCSR, step's X.509 identity bound to it, when the API asks for
+   * client certificates (ca.yaml tls.clientCertificates: request). Otherwise the identityCSR is not
+   * read at all: an identity no one could present is not issued, and its parser is not anyone's to reach.
    */
   async signSsh(body: SshSignRequest, trace: AuditTrace): Promise<{cert: Certificate; identityCrt?: string[]}> {
     const key = parseSubjectKey({blobBase64: body.publicKey})
-    const csr = await identityRequest(body.identityCSR)
+    const csr =
+      this.rt.policy.config.tls.clientCertificates === 'request' ? await identityRequest(body.identityCSR) : undefined
     const cert =
       body.certType === 'host'
         ? await signHostCertificate(this.rt, key, body.ott, trace, body)

@@ -548,9 +548,20 @@ describe('the CA app: limits counted over every thread, and what no route answer
     }
     await waitFor('both handshakes', () => peers.length === 2, 10_000)
     assert.deepEqual(peers, [undefined, undefined], 'the server asked for and read a client certificate')
-    // and step is not told to ask for an identity it could never present
+    // and step is not told to ask for an identity it could never present, nor is one issued or read
     const version = await b.app.inject({method: 'GET', url: '/version'})
     assert.equal((version.json() as {requireClientAuthentication: boolean}).requireClientAuthentication, false)
+    const signed = await b.app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {
+        publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+        ott: await b.mint(),
+        identityCSR: '-----BEGIN CERTIFICATE REQUEST-----\nnot even base64\n-----END CERTIFICATE REQUEST-----\n',
+      },
+    })
+    assert.equal(signed.statusCode, 201, signed.body)
+    assert.equal((signed.json() as {identityCrt?: unknown}).identityCrt, undefined)
   })
 
   it('over TLS, a client certificate is taken with ECDSA or Ed25519 signatures only: an RSA key with a huge exponent, whose handshake signature cost the CA ~10 handshakes to check, is never checked', async () => {
