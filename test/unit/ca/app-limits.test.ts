@@ -106,6 +106,20 @@ async function build(
 }
 
 const portOf = (app: FastifyInstance): number => (app.server.address() as {port: number}).port
+
+/** GET /health over TLS (any server certificate), with a client certificate or none: the status. */
+const healthOverTls = (
+  app: FastifyInstance,
+  o: {maxVersion?: 'TLSv1.2' | 'TLSv1.3'; key?: string; cert?: string} = {},
+): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {host: '127.0.0.1', port: portOf(app), path: '/health', agent: false, rejectUnauthorized: false, ...o},
+      (res) => (res.resume(), resolve(res.statusCode!)),
+    )
+    req.on('error', reject)
+    req.end()
+  })
 const key = () => generatePrivateKey('ed25519').publicKey.blob.toString('base64')
 
 /** One raw HTTP/1.1 exchange on its own connection: what came back before the server closed it. */
@@ -526,26 +540,9 @@ describe('the CA app: limits counted over every thread, and what no route answer
     server.on('secureConnection', (s: TLSSocket) => peers.push(s.getPeerX509Certificate()?.subject))
     // a client certificate (an ECDSA leaf, as step's identity) offered with its chain
     const leaf = await createTlsCert(['client'], {cert: root.cert, key: root.key})
-    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = httpsRequest(
-          {
-            host: '127.0.0.1',
-            port: portOf(b!.app),
-            path: '/health',
-            agent: false,
-            rejectUnauthorized: false,
-            maxVersion,
-            key: leaf.key.export({type: 'pkcs8', format: 'pem'}).toString(),
-            cert: `${leaf.pem}\n${root.pem}`,
-          },
-          (res) => (res.resume(), resolve(res.statusCode!)),
-        )
-        req.on('error', reject)
-        req.end()
-      })
-      assert.equal(status, 200)
-    }
+    const key = leaf.key.export({type: 'pkcs8', format: 'pem'}).toString()
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const)
+      assert.equal(await healthOverTls(b.app, {maxVersion, key, cert: `${leaf.pem}\n${root.pem}`}), 200)
     await waitFor('both handshakes', () => peers.length === 2, 10_000)
     assert.deepEqual(peers, [undefined, undefined], 'the server asked for and read a client certificate')
     // and step is not told to ask for an identity it could never present, nor is one issued or read
@@ -597,23 +594,7 @@ describe('the CA app: limits counted over every thread, and what no route answer
       const client = key
         ? {key: key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: await clientCert(key)}
         : {}
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = httpsRequest(
-          {
-            host: '127.0.0.1',
-            port: portOf(b!.app),
-            path: '/health',
-            agent: false,
-            rejectUnauthorized: false,
-            maxVersion,
-            ...client,
-          },
-          (res) => (res.resume(), resolve(res.statusCode!)),
-        )
-        req.on('error', reject)
-        req.end()
-      })
-      assert.equal(status, 200)
+      assert.equal(await healthOverTls(b!.app, {...(maxVersion ? {maxVersion} : {}), ...client}), 200)
       return peers.at(-1)
     }
     const bigExponent = hugeExponentRsaPrivateKey(3072)
