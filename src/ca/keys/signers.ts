@@ -12,12 +12,12 @@ import {SshcaError} from '../../errors.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
 import {generatePrivateKey} from '../../ssh/private-key.ts'
 import {keySigner, type Signer} from '../../ssh/signature.ts'
-import {exists} from '../../util/fs.ts'
+import {assertPrivateFile, exists} from '../../util/fs.ts'
 import {caPaths} from '../config/layout.ts'
 import type {Kms} from '../config/kms.ts'
 import type {KeyBackend} from './backend.ts'
 import type {CaKeyKind, KeyRef} from './keyring.ts'
-import {readSealedKey, writeSealedKey} from './keystore.ts'
+import {openPrivateKey, readSealedKey, writeSealedKey} from './keystore.ts'
 
 export interface KeyStoreContext {
   /** The CA directory (file references are relative to it). */
@@ -40,7 +40,7 @@ export const fileBackend: BackendFactory = async (ctx) => ({
     const path = join(ctx.dir, rel)
     if (await exists(path)) throw new SshcaError('ERR_FILE_EXISTS', `${path} already exists`)
     // the salt of the keys sealed at init: `ca serve` then opens all of them with one derivation
-    await writeSealedKey(path, key.keyObject, ctx.password, await caSalt(ctx.dir))
+    await writeSealedKey(path, key.keyObject, ctx.password, await caSalt(ctx.dir, ctx.password))
     return {ref: {type: 'file', path: rel}, publicKey: key.publicKey}
   },
   async open(ref) {
@@ -50,13 +50,20 @@ export const fileBackend: BackendFactory = async (ctx) => ({
   async close() {},
 })
 
-async function caSalt(dir: string): Promise<Buffer | undefined> {
-  try {
-    const env = JSON.parse(await readFile(caPaths(dir).enrollmentKey, 'utf8')) as {kdf?: {salt?: string}}
-    return env.kdf?.salt ? Buffer.from(env.kdf.salt, 'base64') : undefined
-  } catch {
-    return undefined
-  }
+/**
+ * The salt the CA's keys were sealed with at init, taken only from an enrollment key that opens with
+ * `password`: a password that is not the CA's (a typo) would otherwise seal a key no `ca serve` can
+ * open, and a salt planted by someone who can write the CA directory but lacks the password would be
+ * used for the next key. No enrollment key (a directory that is not a whole CA): a fresh salt.
+ */
+async function caSalt(dir: string, password: string): Promise<Buffer | undefined> {
+  const path = caPaths(dir).enrollmentKey
+  if (!(await exists(path))) return undefined
+  await assertPrivateFile(path)
+  // one reading: the salt returned is the salt of the file that opened
+  const text = await readFile(path, 'utf8')
+  await openPrivateKey(text, password, path)
+  return Buffer.from((JSON.parse(text) as {kdf: {salt: string}}).kdf.salt, 'base64')
 }
 
 const BACKENDS: Record<KeyRef['type'], BackendFactory> = {
