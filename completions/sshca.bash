@@ -9,7 +9,7 @@ _sshca() {
   case "$cmd" in
     "") words="bootstrap ca certificate check-host completion config context demo fingerprint host hosts inspect krl list login logout needs-renewal proxycommand rekey renew revoke status" ;;
     "bootstrap"*) words="--ca-url --context --fingerprint --force --help --json" ;;
-    "ca backup"*) words="--config --help --json --out --password-file" ;;
+    "ca backup"*) words="--ca-password-file --config --help --json --out --password-file" ;;
     "ca certs"*) words="--active --config --help --json --key-id --limit --provisioner --since --subject --type" ;;
     "ca check-config"*) words="--config --help --json --strict" ;;
     "ca explain"*) words="--ca-config --claims --config --help --json --provisioner --replay --since --token" ;;
@@ -18,7 +18,7 @@ _sshca() {
     "ca intermediate"*) words="--config --days --help --json --password-file --root-key" ;;
     "ca mark-restored"*) words="--config --help --json --reason" ;;
     "ca migrate"*) words="--config --help --json" ;;
-    "ca restore"*) words="--dir --dry-run --help --json --password-file" ;;
+    "ca restore"*) words="--ca-password-file --dir --dry-run --help --json --password-file --unverified" ;;
     "ca resume-issuance"*) words="--config --help --json --reason" ;;
     "ca revocations"*) words="--config --help --json" ;;
     "ca revoke"*) words="--config --help --json --key --key-id --reason --serial --subject" ;;

@@ -15,7 +15,7 @@
  * first start closes the replay window (restore-mark.ts). What a restore loses: the tokens spent,
  * certificates issued and revocations made after the snapshot (see docs/operations.md).
  */
-import {createHash, randomBytes} from 'node:crypto'
+import {createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual, type KeyObject} from 'node:crypto'
 import {mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {backup, DatabaseSync} from 'node:sqlite'
@@ -28,6 +28,7 @@ import {RESTORE_LEEWAY} from './store/store.ts'
 import {loadConfig, parseConfig, resolveInDir, type CaConfig} from './config/config.ts'
 import {caPaths} from './config/layout.ts'
 import {readArchive, writeArchive, type ArchivedFile, type ArchiveInput} from './keys/archive.ts'
+import {openPrivateKey} from './keys/keystore.ts'
 import {certFingerprint, parseCert, pemToDer} from './keys/pki.ts'
 import {DEFAULT_MAX_TOKEN_AGE, LEEWAY_SECONDS} from './provisioner/oidc.ts'
 import {SCHEMA_VERSION} from './store/migrations.ts'
@@ -86,6 +87,12 @@ export interface BackupManifest {
   /** Files ca.yaml names outside the archive (database password and TLS files, the audit log): back them up yourself. */
   external: {setting: string; path: string}[]
   files: ArchivedFile[]
+  /**
+   * The manifest, every file's checksum in it, authenticated with a key only the CA password opens
+   * (derived from the CA's sealed enrollment key): the backup password alone cannot make an archive
+   * that restores. Absent from archives made before sshca signed them.
+   */
+  integrity?: {alg: 'HMAC-SHA256'; key: 'enrollment-key'; mac: string}
 }
 
 export interface BackupResult {
@@ -207,10 +214,29 @@ async function outputPath(out: string, now: Date): Promise<string> {
   return target
 }
 
+/**
+ * The manifest's MAC key: HKDF of the CA's enrollment key (sealed with the CA password in every CA
+ * directory and every archive), for this one use. Whoever has only the backup password can open an
+ * archive and seal another, but not make this key, so not an archive that restores.
+ */
+function manifestKey(enrollmentKey: KeyObject): Buffer {
+  const ikm = enrollmentKey.export({type: 'pkcs8', format: 'der'})
+  return Buffer.from(hkdfSync('sha256', ikm, Buffer.alloc(0), 'sshca backup manifest v1', 32))
+}
+
+/** The MAC of a manifest without its integrity field, as JSON in the order it was written. */
+function manifestMac(key: Buffer, manifest: BackupManifest): string {
+  const {integrity: _integrity, ...rest} = manifest
+  return createHmac('sha256', key).update(JSON.stringify(rest)).digest('hex')
+}
+
 export async function backupCa(o: {
   configPath: string
   out: string
+  /** The backup password: what opens the archive. */
   password: string
+  /** The CA password: what signs its manifest (checked against the CA's enrollment key first). */
+  caPassword: string
   clock?: () => number
 }): Promise<BackupResult> {
   const clock = o.clock ?? Date.now
@@ -221,6 +247,9 @@ export async function backupCa(o: {
   const file = await outputPath(o.out, created)
   const small = new Map<string, Buffer>()
   for (const n of names) small.set(n, await readFile(join(dir, n)))
+  const macKey = manifestKey(
+    await openPrivateKey(small.get('secrets/enrollment.key')!.toString('utf8'), o.caPassword, 'the enrollment key'),
+  )
   const rootPem = small.get('certs/root_ca.crt')!.toString('utf8')
   const ca: BackupManifest['ca'] = {
     name: config.name,
@@ -271,7 +300,9 @@ export async function backupCa(o: {
     const fh = await open(tmp, 'wx', 0o600)
     let full: BackupManifest
     try {
-      full = await writeArchive(fh, o.password, manifest, inputs)
+      full = await writeArchive(fh, o.password, manifest as BackupManifest, inputs, (m) => ({
+        integrity: {alg: 'HMAC-SHA256', key: 'enrollment-key', mac: manifestMac(macKey, m)},
+      }))
       await fh.sync()
     } finally {
       await fh.close()
@@ -460,10 +491,48 @@ export function replayWindowSeconds(config: CaConfig): number {
   return Math.max(oidc, MAX_ENROLLMENT_TTL, MAX_POP_TTL) + LEEWAY_SECONDS + RESTORE_LEEWAY
 }
 
+/**
+ * The manifest's signature, checked with the CA password before anything is written: an archive whose
+ * ca.yaml, keys.json, key files or store snapshot someone changed with the backup password alone (a
+ * policy of theirs, a PKCS#11 module of theirs in keys.json) is refused. An archive from before
+ * signatures restores only when asked to (`unverified`).
+ */
+async function verifyIntegrity(
+  manifest: BackupManifest,
+  kept: Map<string, Buffer>,
+  o: {caPassword?: string | undefined; unverified?: boolean | undefined},
+): Promise<void> {
+  const i = manifest.integrity
+  if (!i) {
+    if (o.unverified) return
+    throw new SshcaError(
+      'ERR_INPUT',
+      'the archive carries no signature of the CA (it was made before sshca signed backups): anyone with the backup password could have changed its ca.yaml, keys or store',
+      {hint: 'restore it with --unverified only if you trust where it has been kept; make a new backup now'},
+    )
+  }
+  if (i.alg !== 'HMAC-SHA256' || i.key !== 'enrollment-key' || !HEX64.test(i.mac))
+    throw bad('its signature is not one this sshca makes')
+  if (o.caPassword === undefined)
+    throw new SshcaError('ERR_CA_PASSWORD', 'the CA password is needed to check the archive', {
+      hint: 'give --ca-password-file, or type it when asked',
+    })
+  const enrollment = kept.get('secrets/enrollment.key')!.toString('utf8')
+  const key = manifestKey(await openPrivateKey(enrollment, o.caPassword, "the archive's enrollment key"))
+  const want = Buffer.from(manifestMac(key, manifest), 'hex')
+  if (!timingSafeEqual(want, Buffer.from(i.mac, 'hex')))
+    throw bad('its content does not match what the CA signed: someone with the backup password changed it')
+}
+
 export async function restoreCa(o: {
   archive: string
   dir: string
+  /** The backup password. */
   password: string
+  /** The CA password: checks the manifest's signature (and that the archive's keys open with it). */
+  caPassword?: string
+  /** Restore an archive with no signature (made before sshca signed them): its content is the backup password holder's word. */
+  unverified?: boolean
   dryRun?: boolean
   clock?: () => number
 }): Promise<RestoreResult> {
@@ -488,6 +557,7 @@ export async function restoreCa(o: {
     }
   })
   const config = verifyContents(manifest, kept, dir)
+  await verifyIntegrity(manifest, kept, o)
   const now = Math.floor(clock() / 1000)
   const window = replayWindowSeconds(config)
   const result: RestoreResult = {

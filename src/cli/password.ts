@@ -41,15 +41,18 @@ export async function obtainPassword(opts: {
   file?: string | undefined
   confirm?: boolean
   label?: string
+  /** The flag that names the file (default --password-file). */
+  flag?: string
 }): Promise<string> {
   const label = opts.label ?? 'CA password'
+  const flag = opts.flag ?? '--password-file'
   if (opts.file) return readPasswordFile(opts.file)
   if (!process.stdin.isTTY) {
     throw new SshcaError(
       'ERR_CA_PASSWORD',
-      `no --password-file given and no terminal to ask for the ${label.toLowerCase().replace(/^ca /, 'CA ')} on`,
+      `no ${flag} given and no terminal to ask for the ${label.toLowerCase().replace(/^ca /, 'CA ')} on`,
       {
-        hint: 'write the password to a 0600 file and pass --password-file FILE',
+        hint: `write the password to a 0600 file and pass ${flag} FILE`,
       },
     )
   }

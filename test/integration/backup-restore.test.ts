@@ -25,6 +25,9 @@ import {spawnSync} from 'node:child_process'
 import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
 import {Agent as HttpAgent} from 'undici'
 import {readAuditLines} from '../helpers/audit.ts'
+import {open} from 'node:fs/promises'
+import {checkManifest, type BackupManifest} from '../../src/ca/backup.ts'
+import {readArchive, writeArchive} from '../../src/ca/keys/archive.ts'
 
 const BACKUP_PASSWORD = 'the backup password, kept apart'
 const user = currentUser()
@@ -121,12 +124,15 @@ describe('ca backup / ca restore: a CA that restores', function () {
   const base = tempDir('sshca-backup-')
   const backupPw = join(base, 'backup-password')
   const wrongPw = join(base, 'wrong-password')
+  // the CA password: it signs an archive's manifest and checks it at restore
+  const caPw = join(base, 'ca-password')
 
   before(async () => {
     gh = await startGithubIssuer()
     agent = await startAgent()
     writeFileSync(backupPw, `${BACKUP_PASSWORD}\n`, {mode: 0o600})
     writeFileSync(wrongPw, 'not the backup password\n', {mode: 0o600})
+    writeFileSync(caPw, `${PASSWORD}\n`, {mode: 0o600})
   })
   after(async () => {
     await agent?.stop()
@@ -171,7 +177,19 @@ describe('ca backup / ca restore: a CA that restores', function () {
         files: {path: string}[]
       }
     }>(
-      await sshca(['ca', 'backup', '--config', init.config, '--out', base, '--password-file', backupPw, '--json']),
+      await sshca([
+        'ca',
+        'backup',
+        '--config',
+        init.config,
+        '--out',
+        base,
+        '--password-file',
+        backupPw,
+        '--ca-password-file',
+        caPw,
+        '--json',
+      ]),
       'ca backup',
     )
     assert.equal(statSync(backup.file).mode & 0o777, 0o600)
@@ -200,6 +218,8 @@ describe('ca backup / ca restore: a CA that restores', function () {
       backup.file,
       '--password-file',
       backupPw,
+      '--ca-password-file',
+      caPw,
     ])
     assert.notEqual(again.code, 0)
     assert.match(again.stderr, /ERR_FILE_EXISTS/)
@@ -213,7 +233,17 @@ describe('ca backup / ca restore: a CA that restores', function () {
 
     // a restore never overwrites a CA
     const yamlBefore = readFileSync(init.config, 'utf8')
-    const over = await sshca(['ca', 'restore', backup.file, '--dir', init.dir, '--password-file', backupPw])
+    const over = await sshca([
+      'ca',
+      'restore',
+      backup.file,
+      '--dir',
+      init.dir,
+      '--password-file',
+      backupPw,
+      '--ca-password-file',
+      caPw,
+    ])
     assert.notEqual(over.code, 0)
     assert.match(over.stderr, /ERR_CA_EXISTS/)
     assert.equal(readFileSync(init.config, 'utf8'), yamlBefore)
@@ -221,7 +251,18 @@ describe('ca backup / ca restore: a CA that restores', function () {
     // the restore, into a new directory
     const dir = join(base, 'restored')
     const restored = json<{dir: string; config: string; rootFingerprint: string; replayWindowSeconds: number}>(
-      await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']),
+      await sshca([
+        'ca',
+        'restore',
+        backup.file,
+        '--dir',
+        dir,
+        '--password-file',
+        backupPw,
+        '--ca-password-file',
+        caPw,
+        '--json',
+      ]),
       'ca restore',
     )
     assert.equal(restored.rootFingerprint, init.rootFingerprint)
@@ -326,6 +367,8 @@ describe('ca backup / ca restore: a CA that restores', function () {
         join(base, 'busy.sshca'),
         '--password-file',
         backupPw,
+        '--ca-password-file',
+        caPw,
         '--json',
       ])
       // keep signing a little after the backup returned, so the snapshot is strictly mid-stream
@@ -344,7 +387,18 @@ describe('ca backup / ca restore: a CA that restores', function () {
       )
       const dir = join(base, 'busy-restored')
       json(
-        await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']),
+        await sshca([
+          'ca',
+          'restore',
+          backup.file,
+          '--dir',
+          dir,
+          '--password-file',
+          backupPw,
+          '--ca-password-file',
+          caPw,
+          '--json',
+        ]),
         'ca restore',
       )
       const db = new DatabaseSync(join(dir, 'db', 'sshca.sqlite'), {readOnly: true})
@@ -407,6 +461,8 @@ describe('ca backup / ca restore: a CA that restores', function () {
           join(base, 'pg.sshca'),
           '--password-file',
           backupPw,
+          '--ca-password-file',
+          caPw,
           '--json',
         ]),
         'ca backup',
@@ -441,7 +497,18 @@ describe('ca backup / ca restore: a CA that restores', function () {
       assert.equal(r.status, 0, r.stderr)
       const dir = join(base, 'pg-restored')
       const restored = json<{config: string; notes: string[]}>(
-        await sshca(['ca', 'restore', backup.file, '--dir', dir, '--password-file', backupPw, '--json']),
+        await sshca([
+          'ca',
+          'restore',
+          backup.file,
+          '--dir',
+          dir,
+          '--password-file',
+          backupPw,
+          '--ca-password-file',
+          caPw,
+          '--json',
+        ]),
         'ca restore',
       )
       assert.ok(restored.notes.some((n) => /pg_restore/.test(n)))
@@ -478,7 +545,18 @@ describe('ca backup / ca restore: a CA that restores', function () {
     const created: string[] = []
     const watcher = watch(out, (_event, name) => void (name && created.push(String(name))))
     try {
-      const r = await sshca(['ca', 'backup', '--config', init.config, '--out', out, '--password-file', backupPw])
+      const r = await sshca([
+        'ca',
+        'backup',
+        '--config',
+        init.config,
+        '--out',
+        out,
+        '--password-file',
+        backupPw,
+        '--ca-password-file',
+        caPw,
+      ])
       assert.equal(r.code, 0, r.stderr)
       await new Promise((resolve) => setTimeout(resolve, 200))
     } finally {
@@ -512,11 +590,11 @@ describe('ca backup / ca restore: a CA that restores', function () {
       'mount -o remount,ro,bind "$CA"',
       'mount --bind "$CA/db" "$CA/db"',
       'mount -o remount,rw,bind "$CA/db"',
-      'exec "$NODE" bin/run.cjs ca backup --config "$CA/ca.yaml" --out "$OUT" --password-file "$PW" --json',
+      'exec "$NODE" bin/run.cjs ca backup --config "$CA/ca.yaml" --out "$OUT" --password-file "$PW" --ca-password-file "$CAPW" --json',
     ].join('\n')
     const r = spawnSync('unshare', ['-m', 'bash', '-c', script], {
       encoding: 'utf8',
-      env: {...process.env, CA: init.dir, OUT: out, PW: backupPw, NODE: process.execPath},
+      env: {...process.env, CA: init.dir, OUT: out, PW: backupPw, CAPW: caPw, NODE: process.execPath},
       timeout: 120_000,
     })
     assert.equal(r.status, 0, `${r.stderr}${r.stdout}`)
@@ -614,6 +692,8 @@ describe('ca backup / ca restore: a CA that restores', function () {
           join(base, 'tamper.sshca'),
           '--password-file',
           backupPw,
+          '--ca-password-file',
+          caPw,
           '--json',
         ]),
         'ca backup',
@@ -623,7 +703,7 @@ describe('ca backup / ca restore: a CA that restores', function () {
 
     const refused = async (file: string, pw: string, pattern: RegExp) => {
       const dir = join(base, `never-${Math.random().toString(36).slice(2)}`)
-      const r = await sshca(['ca', 'restore', file, '--dir', dir, '--password-file', pw])
+      const r = await sshca(['ca', 'restore', file, '--dir', dir, '--password-file', pw, '--ca-password-file', caPw])
       assert.notEqual(r.code, 0, r.stdout)
       assert.match(r.stderr, pattern)
       assert.equal(existsSync(dir), false, 'nothing written')
@@ -667,10 +747,71 @@ describe('ca backup / ca restore: a CA that restores', function () {
       )
     })
 
+    it('an archive re-sealed by someone with the backup password alone does not restore: its ca.yaml changed, or its signature dropped', async () => {
+      // the attacker opens a real archive with the backup password, puts in a ca.yaml of theirs (a
+      // rule granting root to anyone; or kms: a PKCS#11 module of theirs) and seals it again
+      const files = new Map<string, Buffer>()
+      const real = await readArchive(archive, BACKUP_PASSWORD, checkManifest, async (f) => {
+        const parts: Buffer[] = []
+        return {
+          write: async (b) => void parts.push(Buffer.from(b)),
+          close: async () => void files.set(f.path, Buffer.concat(parts)),
+        }
+      })
+      assert.ok(real.integrity, 'the archive is signed')
+      const forge = async (name: string, manifest: Omit<BackupManifest, 'files'>, yaml: string) => {
+        const path = join(base, name)
+        const fh = await open(path, 'wx', 0o600)
+        try {
+          const inputs = real.files.map((f) => ({
+            path: f.path,
+            data: f.path === 'ca.yaml' ? Buffer.from(yaml) : files.get(f.path)!,
+          }))
+          await writeArchive(fh, BACKUP_PASSWORD, manifest, inputs)
+        } finally {
+          await fh.close()
+        }
+        return path
+      }
+      const {files: _files, ...head} = real
+      const theirs = `${files.get('ca.yaml')!.toString('utf8')}\n# the attacker's policy\n`
+      await refused(await forge('forged.sshca', head, theirs), backupPw, /does not match what the CA signed/)
+      const {integrity: _integrity, ...unsigned} = head
+      await refused(await forge('unsigned.sshca', unsigned, theirs), backupPw, /carries no signature/)
+      // the real archive with a wrong CA password: refused too, before anything is written
+      const dir = join(base, `never-${Math.random().toString(36).slice(2)}`)
+      const r = await sshca([
+        'ca',
+        'restore',
+        archive,
+        '--dir',
+        dir,
+        '--password-file',
+        backupPw,
+        '--ca-password-file',
+        wrongPw,
+      ])
+      assert.notEqual(r.code, 0)
+      assert.match(r.stderr, /ERR_CA_PASSWORD/)
+      assert.equal(existsSync(dir), false)
+    })
+
     it('a dry run verifies and writes nothing', async () => {
       const dir = join(base, 'dry')
       const r = json<{dryRun: boolean}>(
-        await sshca(['ca', 'restore', archive, '--dir', dir, '--dry-run', '--password-file', backupPw, '--json']),
+        await sshca([
+          'ca',
+          'restore',
+          archive,
+          '--dir',
+          dir,
+          '--dry-run',
+          '--password-file',
+          backupPw,
+          '--ca-password-file',
+          caPw,
+          '--json',
+        ]),
         'dry run',
       )
       assert.equal(r.dryRun, true)

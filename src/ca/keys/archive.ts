@@ -111,6 +111,8 @@ export async function writeArchive<M extends object>(
   password: string,
   manifest: M,
   files: readonly ArchiveInput[],
+  /** Fields to add once the file list is known (a signature over the whole manifest). */
+  attest?: (full: M & {files: ArchivedFile[]}) => Partial<M>,
 ): Promise<M & {files: ArchivedFile[]}> {
   if (!password) throw new TypeError('a backup password is required')
   const listed: ArchivedFile[] = []
@@ -121,7 +123,8 @@ export async function writeArchive<M extends object>(
       path: f.path,
       ...('data' in f ? {size: f.data.length, sha256: sha256(f.data)} : await hashFile(f.file)),
     })
-  const full = {...manifest, files: listed}
+  const listedManifest = {...manifest, files: listed}
+  const full = attest ? {...listedManifest, ...attest(listedManifest)} : listedManifest
   const salt = newSalt()
   const header: Header = {
     format: FORMAT,

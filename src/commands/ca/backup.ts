@@ -13,11 +13,13 @@ store taken online (SQLite's backup API in one step: one read transaction, never
 and SHA-256s; all of it sealed with a key derived from the backup password (scrypt + AES-256-GCM).
 For PostgreSQL the store is not in the archive: back it up with pg_dump at the same time (the command
 says what else must go with it). --out is a new file, or a directory that receives
-sshca-backup-<UTC time>.sshca. Recorded as ca_backup_created in the audit log.`
+sshca-backup-<UTC time>.sshca. The manifest (every file's SHA-256) is signed with a key only the CA
+password opens, so the backup password alone cannot make an archive that restores: the command needs
+both passwords. Recorded as ca_backup_created in the audit log.`
 
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --out /var/backups/sshca/ --password-file /etc/sshca/backup-password',
-    '<%= config.bin %> ca restore /var/backups/sshca/sshca-backup-20260101T030000Z.sshca --dir /tmp/drill --dry-run --password-file /etc/sshca/backup-password',
+    '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --out /var/backups/sshca/ --password-file /etc/sshca/backup-password --ca-password-file /etc/sshca/password',
+    '<%= config.bin %> ca restore /var/backups/sshca/sshca-backup-20260101T030000Z.sshca --dir /tmp/drill --dry-run --password-file /etc/sshca/backup-password --ca-password-file /etc/sshca/password',
   ]
 
   static override flags = {
@@ -29,13 +31,18 @@ sshca-backup-<UTC time>.sshca. Recorded as ca_backup_created in the audit log.`
     'password-file': Flags.string({
       description: 'file whose first line is the backup password (12+ characters; else asked on the terminal)',
     }),
+    'ca-password-file': Flags.string({
+      description:
+        "file whose first line is the CA password, which signs the archive's manifest (else asked on the terminal)",
+    }),
   }
 
   async run() {
     const {flags} = await this.parse(CaBackup)
     const password = await obtainPassword({file: flags['password-file'], confirm: true, label: 'Backup password'})
+    const caPassword = await obtainPassword({file: flags['ca-password-file'], flag: '--ca-password-file'})
     const {backupCa} = await import('../../ca/backup.ts')
-    const r = await backupCa({configPath: flags.config, out: flags.out, password})
+    const r = await backupCa({configPath: flags.config, out: flags.out, password, caPassword})
     this.out(renderBackup(r))
     return r
   }

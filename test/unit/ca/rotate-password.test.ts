@@ -71,6 +71,9 @@ describe('ca rotate prepare: the next key is sealed only under the CA password, 
     assert.ok(file)
     const next = secrets(dir).filter((f) => !before.includes(f))
     assert.equal(next.length, 1)
-    assert.equal((JSON.parse(readFileSync(join(p.secrets, next[0]!), 'utf8')) as {kdf: {salt: string}}).kdf.salt, caSalt)
+    assert.equal(
+      (JSON.parse(readFileSync(join(p.secrets, next[0]!), 'utf8')) as {kdf: {salt: string}}).kdf.salt,
+      caSalt,
+    )
   })
 })
