@@ -434,6 +434,8 @@ export interface RestoreResult {
   hostCaKey: string
   store: StoreBackup
   rootKeyIncluded: boolean
+  /** The manifest's signature: checked with the CA password, or absent (an older archive, --unverified). */
+  signature: 'verified' | 'absent'
   /** When `ca restore` ran; the restored CA's first start moves the mark to then. */
   restoredAt: string
   /** Tokens issued before the mark are refused; all of them have expired this long after it. */
@@ -570,6 +572,7 @@ export async function restoreCa(o: {
     hostCaKey: manifest.ca.hostCaKey,
     store: manifest.store,
     rootKeyIncluded: manifest.ca.rootKeyIncluded,
+    signature: manifest.integrity ? 'verified' : 'absent',
     restoredAt: iso(now),
     replayWindowSeconds: window,
     notes: restoreNotes(manifest, config),

@@ -31,7 +31,7 @@ export function renderRestore(r: RestoreResult): string {
       ? `SQLite snapshot of ${r.store.snapshotAt} (${r.store.certificates} certificate(s), ${r.store.revocations} revocation(s))`
       : `PostgreSQL ${r.store.database} (restore it with pg_restore)`
   let out = r.dryRun
-    ? 'The archive verifies (authentic, every checksum, the CA identity and ca.yaml); nothing was written.\n'
+    ? `The archive verifies (authentic, every checksum, ${r.signature === 'verified' ? "the CA's signature, " : ''}the CA identity and ca.yaml); nothing was written.\n`
     : `Restored the CA into ${r.dir}\n`
   out += `  Archive of       ${r.createdAt}
   Root fingerprint  ${r.rootFingerprint}
@@ -39,6 +39,7 @@ export function renderRestore(r: RestoreResult): string {
   Host CA key       ${r.hostCaKey}
   Store             ${store}
   Root key          ${r.rootKeyIncluded ? 'included (sealed)' : 'not included (offline root)'}
+  Signature         ${r.signature === 'verified' ? 'verified with the CA password' : 'none (made before sshca signed archives; restored with --unverified)'}
 `
   if (r.notes.length) out += `\n${r.notes.map((n) => `- ${n}`).join('\n')}\n`
   if (r.next.length) out += `\nNext:\n${r.next.map((n) => `  ${n}`).join('\n')}\n`

@@ -250,7 +250,13 @@ describe('ca backup / ca restore: a CA that restores', function () {
 
     // the restore, into a new directory
     const dir = join(base, 'restored')
-    const restored = json<{dir: string; config: string; rootFingerprint: string; replayWindowSeconds: number}>(
+    const restored = json<{
+      dir: string
+      config: string
+      rootFingerprint: string
+      replayWindowSeconds: number
+      signature: string
+    }>(
       await sshca([
         'ca',
         'restore',
@@ -265,6 +271,7 @@ describe('ca backup / ca restore: a CA that restores', function () {
       ]),
       'ca restore',
     )
+    assert.equal(restored.signature, 'verified')
     assert.equal(restored.rootFingerprint, init.rootFingerprint)
     assert.equal(readFileSync(join(dir, 'ssh', 'ssh_user_ca.pub'), 'utf8'), oldUserCaLine)
     assert.equal(readFileSync(join(dir, 'ssh', 'ssh_host_ca.pub'), 'utf8'), oldHostCaLine)
