@@ -283,7 +283,9 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       counters,
       host: o.host,
       port,
-      config,
+      // tls.clientCertificates is read at start (the server's requestCert): a replacement started after
+      // a reload that changed it takes the start's, as the threads it serves beside do
+      config: {...config, tls: o.config.tls},
       material,
       auditDest: o.auditDest,
       auditLock: o.auditLock,

@@ -221,6 +221,29 @@ describe('the CA on worker threads', function () {
       )
     })
 
+    it('tls.clientCertificates stays as it was at start in every worker, a replacement started after a reload that flips it too', async () => {
+      // off at start; a reload says "request"; then a worker dies. The replacement listens with the
+      // others on one port: were it to take the reloaded value, one connection in two would be asked
+      // for a certificate (the handshake cost SECURITY.md row 42 turns off) and read an identityCSR
+      await t.setPolicy({...rule(gh.issuer, ['deploy'], roomy), tls: {clientCertificates: 'request'}})
+      assert.equal(await t.ca.reload(), true)
+      const dead = t.ca.pool!.threads[0]!
+      await dead.terminate()
+      await waitFor(
+        'the replacement worker',
+        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+        30_000,
+      )
+      const badCsr = '-----BEGIN CERTIFICATE REQUEST-----\nnot even base64\n-----END CERTIFICATE REQUEST-----\n'
+      const seen = new Set<unknown>()
+      for (let n = 0; seen.size < 2; n++) {
+        assert.ok(n < 64, `64 connections all reached worker ${[...seen].join()}`)
+        const r = await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint(), identityCSR: badCsr})
+        assert.equal(r.status, 201, `a worker read the identityCSR: ${JSON.stringify(r.json)}`)
+        for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
+      }
+    })
+
     it('the store has one writer: the workers open no database connection', async () => {
       const dbFiles = (dir: string) =>
         readdirSync('/proc/self/fd').filter((fd) => {

@@ -68,8 +68,16 @@ export class Authority {
   private storeCheck: {at: number; ok: Promise<boolean>} | undefined
   private krlCache: {at: number; generation: number; keys: string; krl: Promise<Buffer>} | undefined
 
+  /**
+   * ca.yaml's tls.clientCertificates as it was when this CA started: the TLS server's requestCert is
+   * set then and no reload changes it, so /version and the identityCSR follow this, never a reloaded
+   * value (which would tell step to send an identity no handshake asks for, or keep asking after it is off).
+   */
+  readonly clientCertificates: 'off' | 'request'
+
   constructor(rt: CaRuntime) {
     this.rt = rt
+    this.clientCertificates = rt.policy.config.tls.clientCertificates
   }
 
   /** Whether the store answers now (GET /health, GET /ready): asked at most once a second, never waited on longer than 2 s. */
@@ -128,7 +136,7 @@ export class Authority {
   version(): VersionResponse {
     return {
       version: `sshca/${packageVersion()}`,
-      requireClientAuthentication: this.rt.policy.config.tls.clientCertificates === 'request',
+      requireClientAuthentication: this.clientCertificates === 'request',
     }
   }
 
@@ -188,8 +196,7 @@ export class Authority {
    */
   async signSsh(body: SshSignRequest, trace: AuditTrace): Promise<{cert: Certificate; identityCrt?: string[]}> {
     const key = parseSubjectKey({blobBase64: body.publicKey})
-    const csr =
-      this.rt.policy.config.tls.clientCertificates === 'request' ? await identityRequest(body.identityCSR) : undefined
+    const csr = this.clientCertificates === 'request' ? await identityRequest(body.identityCSR) : undefined
     const cert =
       body.certType === 'host'
         ? await signHostCertificate(this.rt, key, body.ott, trace, body)

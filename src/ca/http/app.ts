@@ -112,7 +112,7 @@ export function buildApp(
             // clientCertificates: request): asked for, never required; the routes that accept it
             // verify it themselves, every other route ignores it. Not asked for by default: OpenSSL
             // checks every signature of any chain offered, at whatever cost its keys set
-            requestCert: authority.settings.tls.clientCertificates === 'request',
+            requestCert: authority.clientCertificates === 'request',
             rejectUnauthorized: false,
             handshakeTimeout: limits.handshakeTimeout * 1000,
             // node checks request and header deadlines this often (default 30 s, too coarse for them)

@@ -561,6 +561,37 @@ describe('the CA app: limits counted over every thread, and what no route answer
     assert.equal((signed.json() as {identityCrt?: unknown}).identityCrt, undefined)
   })
 
+  it('tls.clientCertificates is read at start: a reload that flips it changes neither the handshake nor /version nor whether an identityCSR is read', async () => {
+    const root = await createRoot('Limits TLS reload')
+    const t = await createTlsCert(['127.0.0.1'], {cert: root.cert, key: root.key})
+    const pair = {key: t.key.export({type: 'pkcs8', format: 'pem'}).toString(), cert: t.pem}
+    const badCsr = '-----BEGIN CERTIFICATE REQUEST-----\nnot even base64\n-----END CERTIFICATE REQUEST-----\n'
+    const requireAuth = async () =>
+      ((await b!.app.inject({method: 'GET', url: '/version'})).json() as {requireClientAuthentication: boolean})
+        .requireClientAuthentication
+    const sign = async () =>
+      (
+        await b!.app.inject({
+          method: 'POST',
+          url: '/ssh/sign',
+          payload: {publicKey: key(), ott: await b!.mint(), identityCSR: badCsr},
+        })
+      ).statusCode
+    // off at start, "request" by a reload: no handshake asks for a certificate, so step must not be told
+    // to send an identityCSR, and none is parsed
+    b = await build('{rate: false}', {}, pair)
+    b.config.tls = {clientCertificates: 'request'}
+    assert.equal((b.app.server as unknown as Record<string, unknown>).requestCert, false)
+    assert.equal(await requireAuth(), false, '/version follows a reload the handshake does not')
+    assert.equal(await sign(), 201, 'an identityCSR was parsed though no handshake asks for a certificate')
+    await b.close()
+    // "request" at start, off by a reload: the handshake still asks, and /version says so
+    b = await build('{rate: false}', {}, pair, 'tls: {clientCertificates: request}')
+    b.config.tls = {clientCertificates: 'off'}
+    assert.equal((b.app.server as unknown as Record<string, unknown>).requestCert, true)
+    assert.equal(await requireAuth(), true, '/version follows a reload the handshake does not')
+  })
+
   it('over TLS, a client certificate is taken with ECDSA or Ed25519 signatures only: an RSA key with a huge exponent, whose handshake signature cost the CA ~10 handshakes to check, is never checked', async () => {
     // a TLS leaf as the CA's (ECDSA P-256, digitalSignature: TLS 1.2 needs it)
     const root = await createRoot('Limits TLS')
