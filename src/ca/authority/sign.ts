@@ -205,6 +205,8 @@ export async function issue(
   token: {id: string; expiresAt: number; issuedAt: number},
   trace: AuditTrace,
   lineage?: Lineage,
+  /** The policy the request was decided under: a reload since (while it was signed, on a slow HSM) refuses it. */
+  policy?: CaRuntime['policy'],
 ): Promise<Certificate> {
   // again just before the commit: a request past the first check may have waited seconds since (on
   // its webhook, the IdP's keys, a slow HSM), and a stop that landed meanwhile must still hold. The
@@ -212,6 +214,7 @@ export async function issue(
   // stop or mark landing at this very moment is seen or waits for the commit
   requireIssuanceEnabled(rt)
   await requireIssuedAfterRestore(rt, token)
+  if (policy !== undefined && rt.policy !== policy) throw policyReloaded()
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)
@@ -303,12 +306,7 @@ export async function signUserCertificate(
   // a reload while the request waited (its webhook takes up to 30 s) may have removed or narrowed the
   // rule that granted it: never issue under a policy no longer in force. Nothing is spent; the client
   // sends the token again, and the policy in force decides it
-  if (rt.policy !== policy)
-    throw denial(
-      'ERR_CA_OVERLOADED',
-      'policy_reloaded',
-      'the policy was reloaded while the request waited; send it again',
-    )
+  if (rt.policy !== policy) throw policyReloaded()
   const cert = await signCertificate(
     {
       type: 'user',
@@ -328,6 +326,17 @@ export async function signUserCertificate(
     cert,
     {id: verified.tokenId, expiresAt: verified.expiresAt, issuedAt: verified.claims.iat as number},
     trace,
+    undefined,
+    policy,
+  )
+}
+
+/** 503 policy_reloaded: a reload replaced the policy a request was decided under; sent again, the policy in force decides it. */
+function policyReloaded(): SshcaError {
+  return denial(
+    'ERR_CA_OVERLOADED',
+    'policy_reloaded',
+    'the policy was reloaded while the request waited; send it again',
   )
 }
 

@@ -30,6 +30,7 @@ describe('what lands while a request waits on its webhook: a restore mark, a pol
   let now: number
   let mint: (iat: number) => Promise<string>
   let verifierOf: (c: ReturnType<typeof parseConfig>['config']) => TokenVerifier
+  let webhookPolicy: CaRuntime['policy']
   const hook = createServer()
   const pending: ((allow: boolean) => void)[] = []
   let arrived: () => void = () => undefined
@@ -82,6 +83,7 @@ provisioners:
       clock: () => now * 1000,
       safety: {stop: null, restoredAt: null},
     }
+    webhookPolicy = rt.policy
     app = buildApp(new Authority(rt), undefined)
     await app.ready()
   })
@@ -148,5 +150,58 @@ provisioners:
     const why = audit.events.find((e) => e.request_id === again.headers['x-request-id'])?.reason
     assert.equal(again.statusCode, 403, String(why))
     assert.equal(why, 'no_rule_matched')
+  })
+  it('a policy reloaded while the certificate was being signed (a slow HSM) decides it too: refused (503, policy_reloaded), nothing recorded', async () => {
+    rt.safety = {stop: null, restoredAt: null}
+    // the rule with its webhook, as at the start (the test before reloaded it away)
+    rt.policy = webhookPolicy
+    const material = rt.material
+    const signer = material.userCa.active
+    const {config} = parseConfig(
+      `
+limits: {rate: false}
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: ${ISSUER}
+    audience: sshca-ci
+    rules:
+      - name: others
+        match: {repository: acme/other}
+        certificate: {principals: [other], ttl: 10m}
+`,
+      '/nonexistent/ca.yaml',
+    )
+    // the webhook says yes; the reload (SIGHUP) lands while the signer works, after the webhook's answer
+    rt.material = {
+      ...material,
+      userCa: {
+        ...material.userCa,
+        active: {
+          publicKey: signer.publicKey,
+          sign: async (data: Buffer) => {
+            rt.policy = {config, verifier: verifierOf(config)}
+            return signer.sign(data)
+          },
+        },
+      },
+    }
+    try {
+      const atWebhook = new Promise<void>((r) => (arrived = r))
+      const response = app.inject({
+        method: 'POST',
+        url: '/ssh/sign',
+        payload: {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott: await mint(now)},
+      })
+      await atWebhook
+      pending.shift()!(true)
+      const r = await response
+      const reason = audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason
+      assert.equal(r.statusCode, 503, `a request signed across a reload got ${r.statusCode} (${String(reason)})`)
+      assert.equal(reason, 'policy_reloaded')
+      assert.equal((await store.certificates({limit: 10})).length, 0, 'no certificate recorded')
+    } finally {
+      rt.material = material
+    }
   })
 })
