@@ -305,7 +305,9 @@ export async function signUserCertificate(
   await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace)
   // a reload while the request waited (its webhook takes up to 30 s) may have removed or narrowed the
   // rule that granted it: never issue under a policy no longer in force. Nothing is spent; the client
-  // sends the token again, and the policy in force decides it
+  // sends the token again, and the policy in force decides it. A stop first: `ca stop-issuance` also
+  // writes disabled: true to ca.yaml, and its refusal says more than the reload it causes
+  requireIssuanceEnabled(rt)
   if (rt.policy !== policy) throw policyReloaded()
   const cert = await signCertificate(
     {
