@@ -509,11 +509,13 @@ async function verifyIntegrity(
     if (o.unverified) return
     throw new SshcaError(
       'ERR_INPUT',
-      'the archive carries no signature of the CA (it was made before sshca signed backups): anyone with the backup password could have changed its ca.yaml, keys or store',
-      {hint: 'restore it with --unverified only if you trust where it has been kept; make a new backup now'},
+      'the archive carries no signature of the CA: it was made before sshca signed backups, or someone with the backup password removed the signature (and may have changed its ca.yaml, keys or store)',
+      {
+        hint: 'restore it with --unverified only if you know it predates signed backups and trust where it has been kept; then make a new backup',
+      },
     )
   }
-  if (i.alg !== 'HMAC-SHA256' || i.key !== 'enrollment-key' || !HEX64.test(i.mac))
+  if (i.alg !== 'HMAC-SHA256' || i.key !== 'enrollment-key' || typeof i.mac !== 'string' || !HEX64.test(i.mac))
     throw bad('its signature is not one this sshca makes')
   if (o.caPassword === undefined)
     throw new SshcaError('ERR_CA_PASSWORD', 'the CA password is needed to check the archive', {
