@@ -518,8 +518,8 @@ async function verifyIntegrity(
   if (i.alg !== 'HMAC-SHA256' || i.key !== 'enrollment-key' || typeof i.mac !== 'string' || !HEX64.test(i.mac))
     throw bad('its signature is not one this sshca makes')
   if (o.caPassword === undefined)
-    throw new SshcaError('ERR_CA_PASSWORD', 'the CA password is needed to check the archive', {
-      hint: 'give --ca-password-file, or type it when asked',
+    throw new SshcaError('ERR_CA_PASSWORD', 'the archive is signed: the CA password is needed to check it', {
+      hint: 'give --ca-password-file (a signed archive is checked with or without --unverified)',
     })
   const enrollment = kept.get('secrets/enrollment.key')!.toString('utf8')
   const key = manifestKey(await openPrivateKey(enrollment, o.caPassword, "the archive's enrollment key"))

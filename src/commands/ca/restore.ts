@@ -46,9 +46,11 @@ tokens). --dry-run verifies and prints the manifest only (a restore drill withou
   async run() {
     const {args, flags} = await this.parse(CaRestore)
     const password = await obtainPassword({file: flags['password-file'], label: 'Backup password'})
-    const caPassword = flags.unverified
-      ? undefined
-      : await obtainPassword({file: flags['ca-password-file'], flag: '--ca-password-file'})
+    // a signed archive is always checked: --unverified only lets an unsigned one through
+    const caPassword =
+      flags.unverified && !flags['ca-password-file']
+        ? undefined
+        : await obtainPassword({file: flags['ca-password-file'], flag: '--ca-password-file'})
     const {restoreCa} = await import('../../ca/backup.ts')
     const r = await restoreCa({
       archive: args.archive,
