@@ -784,7 +784,38 @@ describe('ca backup / ca restore: a CA that restores', function () {
       const theirs = `${files.get('ca.yaml')!.toString('utf8')}\n# the attacker's policy\n`
       await refused(await forge('forged.sshca', head, theirs), backupPw, /does not match what the CA signed/)
       const {integrity: _integrity, ...unsigned} = head
-      await refused(await forge('unsigned.sshca', unsigned, theirs), backupPw, /carries no signature/)
+      const unsignedFile = await forge('unsigned.sshca', unsigned, theirs)
+      await refused(unsignedFile, backupPw, /carries no signature/)
+      // --unverified lets an unsigned archive through (what an archive from before signing needs), and says so
+      const drill = json<{signature: string}>(
+        await sshca([
+          'ca',
+          'restore',
+          unsignedFile,
+          '--dir',
+          join(base, 'unverified-drill'),
+          '--password-file',
+          backupPw,
+          '--unverified',
+          '--dry-run',
+          '--json',
+        ]),
+        'unverified dry run',
+      )
+      assert.equal(drill.signature, 'absent')
+      // but never a signed one whose signature is not checked
+      const signed = await sshca([
+        'ca',
+        'restore',
+        archive,
+        '--dir',
+        join(base, 'never-unchecked'),
+        '--password-file',
+        backupPw,
+        '--unverified',
+      ])
+      assert.notEqual(signed.code, 0)
+      assert.match(signed.stderr, /the archive is signed: the CA password is needed/)
       // the real archive with a wrong CA password: refused too, before anything is written
       const dir = join(base, `never-${Math.random().toString(36).slice(2)}`)
       const r = await sshca([
