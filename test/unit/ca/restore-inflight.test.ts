@@ -22,6 +22,24 @@ import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 
+/** ca.yaml as the operator edits it to: the webhook rule removed, another in its place. */
+const withoutTheRule = () =>
+  parseConfig(
+    `
+limits: {rate: false}
+provisioners:
+  - name: ci
+    type: oidc
+    issuer: ${ISSUER}
+    audience: sshca-ci
+    rules:
+      - name: others
+        match: {repository: acme/other}
+        certificate: {principals: [other], ttl: 10m}
+`,
+    '/nonexistent/ca.yaml',
+  ).config
+
 describe('what lands while a request waits on its webhook: a restore mark, a policy reload', () => {
   let app: FastifyInstance
   let rt: CaRuntime
@@ -123,21 +141,7 @@ provisioners:
     const response = app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey, ott: token}})
     await atWebhook
     // the operator removes the rule (SIGHUP): every thread has the new policy within the reload
-    const {config} = parseConfig(
-      `
-limits: {rate: false}
-provisioners:
-  - name: ci
-    type: oidc
-    issuer: ${ISSUER}
-    audience: sshca-ci
-    rules:
-      - name: others
-        match: {repository: acme/other}
-        certificate: {principals: [other], ttl: 10m}
-`,
-      '/nonexistent/ca.yaml',
-    )
+    const config = withoutTheRule()
     rt.policy = {config, verifier: verifierOf(config)}
     pending.shift()!(true)
     const r = await response
@@ -157,21 +161,7 @@ provisioners:
     rt.policy = webhookPolicy
     const material = rt.material
     const signer = material.userCa.active
-    const {config} = parseConfig(
-      `
-limits: {rate: false}
-provisioners:
-  - name: ci
-    type: oidc
-    issuer: ${ISSUER}
-    audience: sshca-ci
-    rules:
-      - name: others
-        match: {repository: acme/other}
-        certificate: {principals: [other], ttl: 10m}
-`,
-      '/nonexistent/ca.yaml',
-    )
+    const config = withoutTheRule()
     // the webhook says yes; the reload (SIGHUP) lands while the signer works, after the webhook's answer
     rt.material = {
       ...material,
