@@ -323,6 +323,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
+      // read at start only (the TLS server's requestCert): say so rather than seem to apply it
+      if (next.config.tls.clientCertificates !== config.tls.clientCertificates)
+        next.warnings.push(
+          `tls.clientCertificates: ${next.config.tls.clientCertificates} takes effect when the CA restarts; until then it stays ${config.tls.clientCertificates}`,
+        )
       runtime.policy = {
         config: next.config,
         verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier),

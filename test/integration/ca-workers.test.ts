@@ -227,6 +227,17 @@ describe('the CA on worker threads', function () {
       // for a certificate (the handshake cost SECURITY.md row 42 turns off) and read an identityCSR
       await t.setPolicy({...rule(gh.issuer, ['deploy'], roomy), tls: {clientCertificates: 'request'}})
       assert.equal(await t.ca.reload(), true)
+      // and the reload says so, rather than seem to apply it
+      const loaded = t
+        .audit()
+        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
+        .at(-1)
+      assert.ok(
+        (loaded?.warnings as string[] | undefined)?.some((w) =>
+          /tls.clientCertificates: request takes effect when the CA restarts/.test(w),
+        ),
+        JSON.stringify(loaded),
+      )
       const dead = t.ca.pool!.threads[0]!
       await dead.terminate()
       await waitFor(
