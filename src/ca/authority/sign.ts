@@ -214,7 +214,7 @@ export async function issue(
   // stop or mark landing at this very moment is seen or waits for the commit
   requireIssuanceEnabled(rt)
   await requireIssuedAfterRestore(rt, token)
-  if (policy !== undefined && rt.policy !== policy) throw policyReloaded()
+  if (policy !== undefined && !sameGrant(policy, rt.policy, trace.provisioner)) throw policyReloaded()
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)
@@ -308,7 +308,7 @@ export async function signUserCertificate(
   // sends the token again, and the policy in force decides it. A stop first: `ca stop-issuance` also
   // writes disabled: true to ca.yaml, and its refusal says more than the reload it causes
   requireIssuanceEnabled(rt)
-  if (rt.policy !== policy) throw policyReloaded()
+  if (!sameGrant(policy, rt.policy, verified.provisioner.name)) throw policyReloaded()
   const cert = await signCertificate(
     {
       type: 'user',
@@ -331,6 +331,18 @@ export async function signUserCertificate(
     undefined,
     policy,
   )
+}
+
+/**
+ * Whether a reload left what decided a request as it was: its provisioner (its rules, webhooks and
+ * limits) and the ssh settings (reserved principals, TTL ceilings). A SIGHUP that changes nothing
+ * (a key rotation's, ca.yaml unchanged) or only another provisioner refuses no request in flight.
+ */
+function sameGrant(before: CaRuntime['policy'], after: CaRuntime['policy'], provisioner: string | undefined): boolean {
+  if (before === after) return true
+  const grant = (c: CaRuntime['policy']['config']): string =>
+    JSON.stringify([c.provisioners.find((p) => p.name === provisioner) ?? null, c.ssh, c.disabled])
+  return grant(before.config) === grant(after.config)
 }
 
 /** 503 policy_reloaded: a reload replaced the policy a request was decided under; sent again, the policy in force decides it. */

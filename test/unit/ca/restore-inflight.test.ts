@@ -49,6 +49,7 @@ describe('what lands while a request waits on its webhook: a restore mark, a pol
   let mint: (iat: number) => Promise<string>
   let verifierOf: (c: ReturnType<typeof parseConfig>['config']) => TokenVerifier
   let webhookPolicy: CaRuntime['policy']
+  let webhookYaml: string
   const hook = createServer()
   const pending: ((allow: boolean) => void)[] = []
   let arrived: () => void = () => undefined
@@ -63,8 +64,7 @@ describe('what lands while a request waits on its webhook: a restore mark, a pol
     })
     await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
     const port = (hook.address() as AddressInfo).port
-    const {config} = parseConfig(
-      `
+    webhookYaml = `
 limits: {rate: false}
 provisioners:
   - name: ci
@@ -76,9 +76,8 @@ provisioners:
         match: {repository: acme/app}
         webhook: {url: "http://127.0.0.1:${port}/authorize", timeout: 5s}
         certificate: {principals: [deploy], ttl: 10m}
-`,
-      '/nonexistent/ca.yaml',
-    )
+`
+    const {config} = parseConfig(webhookYaml, '/nonexistent/ca.yaml')
     const {privateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
     verifierOf = (c) => new TokenVerifier(c.provisioners, {fetch: fetchFn, clock: () => now * 1000})
     mint = (iat) =>
@@ -193,5 +192,23 @@ provisioners:
     } finally {
       rt.material = material
     }
+  })
+
+  it("a reload that leaves the request's provisioner and the ssh settings as they were (a SIGHUP after a key rotation) refuses nothing in flight", async () => {
+    rt.safety = {stop: null, restoredAt: null}
+    rt.policy = webhookPolicy
+    const atWebhook = new Promise<void>((r) => (arrived = r))
+    const response = app.inject({
+      method: 'POST',
+      url: '/ssh/sign',
+      payload: {publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'), ott: await mint(now)},
+    })
+    await atWebhook
+    // the same ca.yaml read again: a new policy object, the same grant
+    const same = parseConfig(webhookYaml, '/nonexistent/ca.yaml').config
+    rt.policy = {config: same, verifier: verifierOf(same)}
+    pending.shift()!(true)
+    const r = await response
+    assert.equal(r.statusCode, 201, r.body)
   })
 })
