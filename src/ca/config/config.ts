@@ -243,7 +243,7 @@ export type _SchemaMatchesPolicy = [
 ]
 
 /** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
-export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy' | 'tls'>
+export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 
 export interface ConfigCheck {
   config: CaConfig
