@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import {SharedRateStore} from '../../../src/ca/http/rate-store.ts'
+import {Worker} from 'node:worker_threads'
+import {SharedRateStore, SharedRateTable} from '../../../src/ca/http/rate-store.ts'
 
 describe('SharedRateStore (per-address signing allowance)', () => {
   const incr = (s: SharedRateStore, key: string, windowMs = 1000) =>
@@ -70,5 +71,108 @@ describe('SharedRateStore (per-address signing allowance)', () => {
     // the first ten were dropped: they start over
     assert.equal((await incr(s, 'k0', 10_000_000)).current, 1)
     assert.equal((await incr(s, 'k50009', 10_000_000)).current, 2)
+  })
+})
+
+describe('SharedRateTable (the allowance in shared memory, for the worker threads)', () => {
+  const WINDOW = 60_000
+
+  it('counts per address within a window, starts again after it, reads without counting', () => {
+    const t = new SharedRateTable(SharedRateTable.memory())
+    assert.deepEqual(t.read('192.0.2.1', 1000), {current: 0, ttl: 0})
+    assert.deepEqual(t.incr('192.0.2.1', 1000, 10_000), {current: 1, ttl: 1000})
+    assert.deepEqual(t.incr('192.0.2.1', 1000, 10_400), {current: 2, ttl: 600})
+    assert.deepEqual(t.read('192.0.2.1', 10_500), {current: 2, ttl: 500})
+    assert.equal(t.incr('192.0.2.2', 1000, 10_400).current, 1)
+    assert.deepEqual(t.read('192.0.2.1', 11_000), {current: 0, ttl: 0}, 'the window ends at its last millisecond')
+    assert.deepEqual(t.incr('192.0.2.1', 1000, 11_000), {current: 1, ttl: 1000})
+  })
+
+  it('one allowance for every table on the same memory, as each worker has its own', () => {
+    const memory = SharedRateTable.memory()
+    const a = new SharedRateTable(memory)
+    const b = new SharedRateTable(memory)
+    a.incr('2001:db8::1', WINDOW, 0)
+    assert.equal(b.incr('2001:db8::1', WINDOW, 1).current, 2)
+    assert.equal(a.read('2001:db8::1', 2).current, 2)
+  })
+
+  it('addresses are compared whole: long ones sharing their first 48 bytes, an address and its prefix, count apart', () => {
+    const t = new SharedRateTable(SharedRateTable.memory())
+    const stem = 'x'.repeat(60)
+    assert.equal(t.incr(`${stem}a`, WINDOW, 0).current, 1)
+    assert.equal(t.incr(`${stem}b`, WINDOW, 0).current, 1)
+    assert.equal(t.incr(`${stem}a`, WINDOW, 0).current, 2)
+    assert.equal(t.incr('10.0.0.1', WINDOW, 0).current, 1)
+    assert.equal(t.incr('10.0.0.10', WINDOW, 0).current, 1)
+    assert.equal(t.incr('10.0.0.1', WINDOW, 0).current, 2)
+    assert.equal(t.incr('', WINDOW, 0).current, 1)
+    assert.equal(t.incr('', WINDOW, 0).current, 2)
+  })
+
+  it('bounded: more addresses than slots never merge counts; the windows pushed out are the ones ending first', () => {
+    const t = new SharedRateTable(SharedRateTable.memory())
+    const n = 100_000 // more than its 65,536 slots
+    for (let i = 0; i < n; i++) assert.equal(t.incr(`a${i}`, WINDOW + i, 0).current, 1)
+    let kept = 0
+    for (let i = 0; i < n; i++) {
+      const c = t.read(`a${i}`, 1).current
+      assert.ok(c === 0 || c === 1, `a${i} counted ${c}`)
+      kept += c
+    }
+    assert.ok(kept > 60_000, `only ${kept} of the windows kept`)
+    // the newest windows (ending last) were never pushed out for older ones
+    for (let i = n - 100; i < n; i++) assert.equal(t.read(`a${i}`, 1).current, 1, `a${i}`)
+  })
+
+  it('two threads counting one address at once lose no request', async () => {
+    const memory = SharedRateTable.memory()
+    const module = new URL('../../../src/ca/http/rate-store.ts', import.meta.url).href
+    const each = 200_000
+    // both start counting together: each waits at this barrier until the other is there
+    const ready = new Int32Array(new SharedArrayBuffer(4))
+    const run = () =>
+      new Promise<void>((resolve, reject) => {
+        const w = new Worker(
+          `import(${JSON.stringify(module)}).then(({SharedRateTable}) => {
+            const {workerData, parentPort} = require('node:worker_threads')
+            const t = new SharedRateTable(workerData.memory)
+            Atomics.add(workerData.ready, 0, 1)
+            while (Atomics.load(workerData.ready, 0) < 2) Atomics.wait(workerData.ready, 0, 1, 1)
+            for (let i = 0; i < workerData.each; i++) t.incr('198.51.100.7', 60000, 0)
+            parentPort.postMessage('done')
+          })`,
+          {eval: true, workerData: {memory, each, ready}},
+        )
+        w.once('message', () => resolve())
+        w.once('error', reject)
+      })
+    await Promise.all([run(), run()])
+    assert.equal(new SharedRateTable(memory).read('198.51.100.7', 1).current, 2 * each)
+  })
+
+  it("the lock of a thread that ended holding it is released for the others (and only that thread's)", async () => {
+    const memory = SharedRateTable.memory()
+    const lock = new Int32Array(memory, 0, 1)
+    lock[0] = 4242 + 1 // thread 4242 died between taking the lock and giving it back
+    const module = new URL('../../../src/ca/http/rate-store.ts', import.meta.url).href
+    const w = new Worker(
+      `import(${JSON.stringify(module)}).then(({SharedRateTable}) => {
+        const {workerData, parentPort} = require('node:worker_threads')
+        parentPort.postMessage(new SharedRateTable(workerData.memory).incr('k', 1000, 0).current)
+      })`,
+      {eval: true, workerData: {memory}},
+    )
+    const answered = new Promise<number>((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+    const early = await Promise.race([answered, new Promise((r) => setTimeout(() => r('waiting'), 200))])
+    assert.equal(early, 'waiting', 'the other thread waits while the lock is held')
+    SharedRateTable.releaseLock(memory, 17)
+    assert.equal(lock[0], 4243, "another thread's id releases nothing")
+    SharedRateTable.releaseLock(memory, 4242)
+    assert.equal(await answered, 1)
+    await w.terminate()
   })
 })
