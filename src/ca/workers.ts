@@ -34,10 +34,6 @@
  * rate on one core, batching them let the CA issue 1.6× as many certificates a minute, at a lower p50
  * (CONTRIBUTING.md, "Overload"). The answers of a batch settle together, so each request's signing and
  * audit line come before any of the batch's answers is sent: a few milliseconds at most.
- * Unless this thread has a core that no worker needs (fewer workers than cores): then a worker sends
- * each call at once, and this thread commits while the worker signs the next request. Batched by turn,
- * each thread waited for the other's turn: with --workers 1 on the 2-core box the worker was idle a
- * quarter of the time, and sending at once issued ~15% more certificates (CONTRIBUTING.md, "Workers").
  *
  * Why threads and not node:cluster's processes: the CPU per request is the same, a message between
  * threads costs about half of one between processes (14 µs against 24 µs a round trip, both sides,
@@ -52,7 +48,6 @@
 import type {KeyObject} from 'node:crypto'
 import {once} from 'node:events'
 import {createServer} from 'node:net'
-import {availableParallelism} from 'node:os'
 import type {Server as TlsServer} from 'node:tls'
 import {isMainThread, parentPort, Worker, workerData} from 'node:worker_threads'
 import {SshcaError, type ErrorCode} from '../errors.ts'
@@ -445,12 +440,9 @@ async function runWorker(init: WorkerInit): Promise<void> {
   const port = parentPort!
   const pending = new Map<number, {resolve: (v: unknown) => void; reject: (e: Error) => void}>()
   let nextId = 0
-  // the calls of one turn of the event loop go in one message, unless the store's thread has a core
-  // of its own (the module's comment says why)
+  // the calls of one turn of the event loop go in one message (the module's comment says why)
   const calls: Call[] = []
-  const ownCore = availableParallelism() > init.counters.length / 2
   const sendCalls = (): void => {
-    if (calls.length === 0) return
     const batch = calls.splice(0)
     try {
       port.postMessage({t: 'calls', calls: batch})
@@ -471,9 +463,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
     new Promise((resolve, reject) => {
       const id = ++nextId
       pending.set(id, {resolve, reject})
-      calls.push({id, method, args})
-      if (ownCore) sendCalls()
-      else if (calls.length === 1) setImmediate(sendCalls)
+      if (calls.push({id, method, args}) === 1) setImmediate(sendCalls)
     })
 
   const viaMain = Object.fromEntries(
