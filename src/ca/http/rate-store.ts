@@ -81,6 +81,8 @@ export class SharedRateStore {
 const SLOTS = 1 << 16
 const PROBES = 16
 const KEY_BYTES = 48
+/** The largest count a slot holds (an Int32): a window's count stays there, past any max below it. */
+const COUNT_MAX = 2 ** 31 - 1
 /** A slot's length mark for a key kept as its SHA-256: above any key kept whole (length + 1). */
 const DIGEST_MARK = KEY_BYTES + 2
 const layout = {
@@ -151,7 +153,9 @@ export class SharedRateTable {
         this.ends[slot] = now + windowMs
         this.counts[slot] = 0
       }
-      const current = ++this.counts[slot]!
+      // an Int32 count stops at its largest: wrapped to -2^31, `current > max` would let the address
+      // sign again (2^31 refused requests in one window: a day's window, ~25,000 a second)
+      const current = this.counts[slot]! < COUNT_MAX ? ++this.counts[slot]! : COUNT_MAX
       return {current, ttl: this.ends[slot]! - now}
     } finally {
       this.unlock()

@@ -125,6 +125,27 @@ describe('SharedRateTable (the allowance in shared memory, for the worker thread
     for (let i = n - 100; i < n; i++) assert.equal(t.read(`a${i}`, 1).current, 1, `a${i}`)
   })
 
+  it('a count past 2^31 - 1 in one window stays there: it never wraps to a negative count, under any max', () => {
+    // 2^31 refused requests in one window (a day's window, ~25,000 a second): an Int32 count that
+    // wrapped to -2^31 would let the address sign again, `current > max` false for another 2^31 requests
+    const memory = SharedRateTable.memory()
+    const t = new SharedRateTable(memory)
+    const window = 86_400_000
+    assert.equal(t.incr('198.51.100.9signing', window, 0).current, 1)
+    // skip the 2^31 - 3 requests between: set the address's count where they would have left it
+    const counts = new Int32Array(memory, 8 + (1 << 16) * 8, 1 << 16)
+    const slot = counts.indexOf(1)
+    assert.ok(slot >= 0 && counts.lastIndexOf(1) === slot)
+    counts[slot] = 2 ** 31 - 2
+    let last = 2 ** 31 - 2
+    for (let i = 0; i < 3; i++) {
+      const {current} = t.incr('198.51.100.9signing', window, 1000 + i)
+      assert.ok(current >= last, `request ${i + 1} past 2^31 - 2 counted ${current}`)
+      last = current
+    }
+    assert.ok(t.read('198.51.100.9signing', 2000).current >= 2 ** 31 - 1)
+  })
+
   it('two threads counting one address at once lose no request', async () => {
     const memory = SharedRateTable.memory()
     const module = new URL('../../../src/ca/http/rate-store.ts', import.meta.url).href
