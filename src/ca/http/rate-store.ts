@@ -101,11 +101,17 @@ function stored(key: string): {bytes: Buffer; mark: number} {
     : {bytes: createHash('sha256').update(bytes).digest(), mark: DIGEST_MARK}
 }
 
-/** FNV-1a, seeded. */
+/**
+ * FNV-1a, seeded, then MurmurHash3's finalizer. The slot is the hash's low 16 bits, and FNV-1a's low
+ * bits depend on its state's low bits only: without the finalizer, 16 of the seed's 31 bits placed
+ * every address, and the 65,536 placements could be tried one by one from outside.
+ */
 function hash(bytes: Uint8Array, seed: number): number {
   let h = (2166136261 ^ seed) >>> 0
   for (const b of bytes) h = Math.imul(h ^ b, 16777619)
-  return h >>> 0
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
 }
 
 export class SharedRateTable {

@@ -146,6 +146,24 @@ describe('SharedRateTable (the allowance in shared memory, for the worker thread
     assert.ok(t.read('198.51.100.9signing', 2000).current >= 2 ** 31 - 1)
   })
 
+  it('where an address lands depends on the whole seed, not on its low 16 bits alone', () => {
+    // the slot a table with `seed` gives `key` (its count, 1, is the only one in the table)
+    const slotOf = (seed: number, key: string): number => {
+      const memory = SharedRateTable.memory()
+      new Int32Array(memory, 0, 2)[1] = seed
+      new SharedRateTable(memory).incr(key, WINDOW, 0)
+      return new Int32Array(memory, 8 + (1 << 16) * 8, 1 << 16).indexOf(1)
+    }
+    let moved = 0
+    for (let i = 0; i < 16; i++) {
+      const key = `203.0.113.${i}signing`
+      const low = (i * 7919) & 0xffff
+      if (slotOf(low, key) !== slotOf(low | ((i + 1) << 20), key)) moved++
+    }
+    // 16 seeds' worth of placements (65,536) could be tried from outside; 31 bits' cannot
+    assert.ok(moved >= 14, `only ${moved} of 16 addresses moved with the seed's high bits`)
+  })
+
   it('two threads counting one address at once lose no request', async () => {
     const memory = SharedRateTable.memory()
     const module = new URL('../../../src/ca/http/rate-store.ts', import.meta.url).href
