@@ -154,10 +154,13 @@ export class SharedRateTable {
     try {
       const {slot, found} = this.find(k, now)
       if (!found) {
+        // ended first, running last: a thread stopped halfway (terminate(), out of memory) leaves a
+        // slot that has ended, never one where an address finds another's count
+        this.ends[slot] = 0
         this.marks[slot] = k.mark
         this.keys.set(k.bytes, slot * KEY_BYTES)
-        this.ends[slot] = now + windowMs
         this.counts[slot] = 0
+        this.ends[slot] = now + windowMs
       }
       // an Int32 count stops at its largest: wrapped to -2^31, `current > max` would let the address
       // sign again (2^31 refused requests in one window: a day's window, ~25,000 a second)
