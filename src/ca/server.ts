@@ -15,7 +15,7 @@ import {Authority} from './authority/authority.ts'
 import {buildApp, tlsContext} from './http/app.ts'
 import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
-import {loadConfig, resolveInDir, type CaConfig} from './config/config.ts'
+import {loadConfig, resolveInDir, startOnlyChanges, type CaConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
@@ -323,11 +323,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await reloadKeys()
     try {
       const next = await loadConfig(opts.configPath)
-      // read at start only (the TLS server's requestCert): say so rather than seem to apply it
-      if (next.config.tls.clientCertificates !== config.tls.clientCertificates)
-        next.warnings.push(
-          `tls.clientCertificates: ${next.config.tls.clientCertificates} takes effect when the CA restarts; until then it stays ${config.tls.clientCertificates}`,
-        )
+      // read at start only (the server is built from them): say so rather than seem to apply them
+      next.warnings.push(...startOnlyChanges(config, next.config))
       runtime.policy = {
         config: next.config,
         verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier),

@@ -54,7 +54,7 @@ import {SshcaError, type ErrorCode} from '../errors.ts'
 import {keySigner} from '../ssh/signature.ts'
 import {Authority} from './authority/authority.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
-import type {CaConfig} from './config/config.ts'
+import type {CaConfig, ServerSettings} from './config/config.ts'
 import {appCounters, buildApp, tlsContext} from './http/app.ts'
 import {SharedRateTable} from './http/rate-store.ts'
 import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
@@ -176,6 +176,8 @@ interface WorkerInit {
   auditLock: Int32Array
   /** The rate-limit counters (SharedRateTable.memory). */
   rates: SharedArrayBuffer
+  /** The settings the CA's server was built from at its start (startOnlyChanges). */
+  start: ServerSettings
   safety: SafetyState
   /** The main thread counts metrics: the worker sends it its meter's events. */
   metered: boolean
@@ -280,9 +282,11 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       counters,
       host: o.host,
       port,
-      // tls.clientCertificates is read at start (the server's requestCert): a replacement started after
-      // a reload that changed it takes the start's, as the threads it serves beside do
+      // tls.clientCertificates and the server's other settings are read at start (startOnlyChanges): a
+      // replacement started after a reload that changed them takes the start's, as the threads it
+      // serves beside do
       config: {...config, tls: o.config.tls},
+      start: {limits: o.config.limits, trustProxy: o.config.trustProxy},
       material,
       auditDest: o.auditDest,
       auditLock: o.auditLock,
@@ -523,7 +527,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
   const app = buildApp(
     new Authority(rt),
     {key: init.material.tls.keyPem, cert: init.material.tls.certPem},
-    {counters: {all: init.counters, slot: init.index - 1}, rateStore: RateStore},
+    {counters: {all: init.counters, slot: init.index - 1}, rateStore: RateStore, startSettings: init.start},
   )
 
   port.on(

@@ -42,13 +42,18 @@ const rule = (issuer: string, principals: string[], limits: Record<string, unkno
 })
 
 /** One request on a connection of its own (the kernel picks the worker per connection). */
-async function signOnce(url: string, ca: string, body: unknown): Promise<{status: number; json: Line; id: string}> {
+async function signOnce(
+  url: string,
+  ca: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{status: number; json: Line; id: string}> {
   const client = new Client(url, {connect: {ca}})
   try {
     const res = await client.request({
       path: '/ssh/sign',
       method: 'POST',
-      headers: {'content-type': 'application/json'},
+      headers: {'content-type': 'application/json', ...headers},
       body: JSON.stringify(body),
     })
     return {status: res.statusCode, json: (await res.body.json()) as Line, id: String(res.headers['x-request-id'])}
@@ -252,6 +257,46 @@ describe('the CA on worker threads', function () {
         const r = await signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint(), identityCSR: badCsr})
         assert.equal(r.status, 201, `a worker read the identityCSR: ${JSON.stringify(r.json)}`)
         for (const l of byRequest(t.audit(), r.id)) seen.add(l.worker)
+      }
+    })
+
+    it("the server's settings stay as they were at start in every worker, a replacement started after a reload that changes them too", async () => {
+      // no proxy trusted at start; a reload trusts the loopback's X-Forwarded-For, then a worker dies.
+      // Were the replacement to take the reloaded setting, one connection in two could name any
+      // address it likes in the audit log and take a rate-limit allowance of its own per address
+      await t.setPolicy({...rule(gh.issuer, ['deploy'], roomy), trustProxy: ['127.0.0.1/32']})
+      assert.equal(await t.ca.reload(), true)
+      const loaded = t
+        .audit()
+        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
+        .at(-1)
+      assert.ok(
+        (loaded?.warnings as string[] | undefined)?.some((w) =>
+          /^trustProxy: \["127.0.0.1\/32"\] takes effect when the CA restarts; until then it stays false$/.test(w),
+        ),
+        JSON.stringify(loaded),
+      )
+      const dead = t.ca.pool!.threads[0]!
+      await dead.terminate()
+      await waitFor(
+        'the replacement worker',
+        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+        30_000,
+      )
+      const seen = new Set<unknown>()
+      for (let n = 0; seen.size < 2; n++) {
+        assert.ok(n < 64, `64 connections all reached worker ${[...seen].join()}`)
+        const r = await signOnce(
+          t.url,
+          t.rootPem,
+          {publicKey: subject, ott: await gh.mint()},
+          {'x-forwarded-for': '203.0.113.66'},
+        )
+        assert.equal(r.status, 201, JSON.stringify(r.json))
+        for (const l of byRequest(t.audit(), r.id)) {
+          seen.add(l.worker)
+          assert.equal(l.client_address, '127.0.0.1', `worker ${String(l.worker)} believed X-Forwarded-For`)
+        }
       }
     })
 

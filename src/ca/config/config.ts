@@ -245,6 +245,38 @@ export type _SchemaMatchesPolicy = [
 /** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
 export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 
+/**
+ * What a reload cannot change: the API's server is built from these at the CA's start (the TLS
+ * server's requestCert, the HTTP timeouts, the connection cap, whose address a request is from, and
+ * whether and over which window signing requests are counted); every thread keeps them, one started
+ * after a reload too. A reload that changes one says so (policy_loaded's warnings) rather than seem to
+ * apply it. maxInFlight, maxEventLoopDelay and rate.max follow the policy in force.
+ */
+export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
+  const show = (v: unknown): string => JSON.stringify(v)
+  const rateOn = (c: CaConfig): boolean => c.limits.rate !== false
+  const fields: [string, unknown, unknown][] = [
+    ['tls.clientCertificates', start.tls.clientCertificates, next.tls.clientCertificates],
+    ['trustProxy', start.trustProxy, next.trustProxy],
+    ['limits.requestTimeout', start.limits.requestTimeout, next.limits.requestTimeout],
+    ['limits.headersTimeout', start.limits.headersTimeout, next.limits.headersTimeout],
+    ['limits.idleTimeout', start.limits.idleTimeout, next.limits.idleTimeout],
+    ['limits.handshakeTimeout', start.limits.handshakeTimeout, next.limits.handshakeTimeout],
+    ['limits.maxConnections', start.limits.maxConnections, next.limits.maxConnections],
+    // turned off, the limit is off at once (no request is over an unlimited max); turned on, it needs the counting
+    ...(!rateOn(start) && rateOn(next) ? [['limits.rate', false, next.limits.rate] as [string, unknown, unknown]] : []),
+    ...(start.limits.rate !== false && next.limits.rate !== false
+      ? [['limits.rate.window', start.limits.rate.window, next.limits.rate.window] as [string, unknown, unknown]]
+      : []),
+  ]
+  const say = (v: unknown): string => (typeof v === 'string' ? v : show(v))
+  return fields
+    .filter(([, was, now]) => show(was) !== show(now))
+    .map(
+      ([name, was, now]) => `${name}: ${say(now)} takes effect when the CA restarts; until then it stays ${say(was)}`,
+    )
+}
+
 export interface ConfigCheck {
   config: CaConfig
   warnings: string[]

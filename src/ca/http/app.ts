@@ -13,6 +13,7 @@ import rateLimit, {type FastifyRateLimitStoreCtor} from '@fastify/rate-limit'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import type {Schema} from '../../protocol/check.ts'
 import type {Authority} from '../authority/authority.ts'
+import type {ServerSettings} from '../config/config.ts'
 import {IN_FLIGHT_PER_THREAD} from '../authority/runtime.ts'
 import {denial} from '../policy/types.ts'
 import {httpError} from './errors.ts'
@@ -32,8 +33,13 @@ export interface AppOptions {
    * main thread zeroes when the thread dies (what it counted died with it).
    */
   counters?: {all: Int32Array; slot: number}
-  /** The rate-limit counters (@fastify/rate-limit's store): the workers' all live in the main thread. */
+  /** The rate-limit counters (@fastify/rate-limit's store): the workers' one table in shared memory. */
   rateStore?: FastifyRateLimitStoreCtor
+  /**
+   * The settings the server is built from (START_ONLY), when they are not the policy in force: a worker
+   * started after a reload builds its server as the threads it serves beside did, at the CA's start.
+   */
+  startSettings?: ServerSettings
   /** The event-loop lag in milliseconds and how to stop measuring it: eventLoopLag() unless a test stands in. */
   lag?: {current(): number; stop(): void}
 }
@@ -101,7 +107,8 @@ export function buildApp(
   https: {key: string; cert: string} | undefined,
   o: AppOptions = {},
 ): FastifyInstance {
-  const {limits, trustProxy} = authority.settings
+  // read here once (START_ONLY); maxInFlight, maxEventLoopDelay and rate.max are read per request
+  const {limits, trustProxy} = o.startSettings ?? authority.settings
   const {all, slot} = o.counters ?? {all: appCounters(1), slot: 0}
   const app = Fastify({
     ...(https

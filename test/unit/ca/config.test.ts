@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {mayOverlap, parseConfig} from '../../../src/ca/config/config.ts'
+import {mayOverlap, parseConfig, startOnlyChanges} from '../../../src/ca/config/config.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
 function problems(yaml: string): string[] {
@@ -259,5 +259,46 @@ describe('ca.yaml db:', () => {
     )
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@127.0.0.1:5432/sshca", tls: {mode: disable}}'), [])
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca"}'), [])
+  })
+})
+
+describe('a reload says which settings wait for a restart (startOnlyChanges)', () => {
+  const config = (extra: string) => parseConfig(`${provisioner('')}${extra}`, 'ca.yaml').config
+  const base = config('')
+
+  it('nothing when they are unchanged, or when what changed follows the policy in force', () => {
+    assert.deepEqual(startOnlyChanges(base, config('')), [])
+    const live = config('limits: {maxInFlight: 7, maxEventLoopDelay: false, rate: {max: 5, window: 60}}\n')
+    assert.deepEqual(startOnlyChanges(base, live), [])
+    // turned off, the limit is off at once: no request is over an unlimited max
+    assert.deepEqual(startOnlyChanges(base, config('limits: {rate: false}\n')), [])
+  })
+
+  it('each setting the server is built from, named with what it stays until the restart', () => {
+    const next = config(
+      [
+        'tls: {clientCertificates: request}',
+        'trustProxy: [10.0.0.0/8]',
+        'limits: {requestTimeout: 20, headersTimeout: 6, idleTimeout: 30, handshakeTimeout: 4, maxConnections: 10, rate: {max: 300, window: 120}}',
+        '',
+      ].join('\n'),
+    )
+    assert.deepEqual(startOnlyChanges(base, next), [
+      'tls.clientCertificates: request takes effect when the CA restarts; until then it stays off',
+      'trustProxy: ["10.0.0.0/8"] takes effect when the CA restarts; until then it stays false',
+      'limits.requestTimeout: 20 takes effect when the CA restarts; until then it stays 10',
+      'limits.headersTimeout: 6 takes effect when the CA restarts; until then it stays 5',
+      'limits.idleTimeout: 30 takes effect when the CA restarts; until then it stays 60',
+      'limits.handshakeTimeout: 4 takes effect when the CA restarts; until then it stays 5',
+      'limits.maxConnections: 10 takes effect when the CA restarts; until then it stays 1000',
+      'limits.rate.window: 120 takes effect when the CA restarts; until then it stays 60',
+    ])
+  })
+
+  it('a rate limit turned on waits for the restart: nothing counts the requests until then', () => {
+    const off = config('limits: {rate: false}\n')
+    assert.deepEqual(startOnlyChanges(off, base), [
+      'limits.rate: {"max":300,"window":60} takes effect when the CA restarts; until then it stays false',
+    ])
   })
 })
