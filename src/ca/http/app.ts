@@ -36,7 +36,7 @@ export interface AppOptions {
   /** The rate-limit counters (@fastify/rate-limit's store): the workers' one table in shared memory. */
   rateStore?: FastifyRateLimitStoreCtor
   /**
-   * The settings the server is built from (START_ONLY), when they are not the policy in force: a worker
+   * The settings the server is built from (startOnlyChanges), when they are not the policy in force: a worker
    * started after a reload builds its server as the threads it serves beside did, at the CA's start.
    */
   startSettings?: ServerSettings
@@ -107,7 +107,7 @@ export function buildApp(
   https: {key: string; cert: string} | undefined,
   o: AppOptions = {},
 ): FastifyInstance {
-  // read here once (START_ONLY); maxInFlight, maxEventLoopDelay and rate.max are read per request
+  // read here once (startOnlyChanges); maxInFlight, maxEventLoopDelay and rate.max are read per request
   const {limits, trustProxy} = o.startSettings ?? authority.settings
   const {all, slot} = o.counters ?? {all: appCounters(1), slot: 0}
   const app = Fastify({
