@@ -98,6 +98,30 @@ describe('the CA on worker threads', function () {
     })
     afterEach(async () => t && stop())
 
+    /**
+     * Reloads `policy`, whose policy_loaded must carry a warning matching `warning` (a setting read at
+     * start only says so rather than seem to apply), then ends worker 1 and waits for its replacement.
+     */
+    async function reloadThenReplace(policy: Record<string, unknown>, warning: RegExp): Promise<void> {
+      await t.setPolicy(policy)
+      assert.equal(await t.ca.reload(), true)
+      const loaded = t
+        .audit()
+        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
+        .at(-1)
+      assert.ok(
+        (loaded?.warnings as string[] | undefined)?.some((w) => warning.test(w)),
+        JSON.stringify(loaded),
+      )
+      const dead = t.ca.pool!.threads[0]!
+      await dead.terminate()
+      await waitFor(
+        'the replacement worker',
+        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+        30_000,
+      )
+    }
+
     /** Signs on fresh connections until both workers have answered (at most `max` requests). */
     async function untilBothWorkers(
       mint: () => Promise<string>,
@@ -230,25 +254,9 @@ describe('the CA on worker threads', function () {
       // off at start; a reload says "request"; then a worker dies. The replacement listens with the
       // others on one port: were it to take the reloaded value, one connection in two would be asked
       // for a certificate (the handshake cost SECURITY.md row 42 turns off) and read an identityCSR
-      await t.setPolicy({...rule(gh.issuer, ['deploy'], roomy), tls: {clientCertificates: 'request'}})
-      assert.equal(await t.ca.reload(), true)
-      // and the reload says so, rather than seem to apply it
-      const loaded = t
-        .audit()
-        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
-        .at(-1)
-      assert.ok(
-        (loaded?.warnings as string[] | undefined)?.some((w) =>
-          /tls.clientCertificates: request takes effect when the CA restarts/.test(w),
-        ),
-        JSON.stringify(loaded),
-      )
-      const dead = t.ca.pool!.threads[0]!
-      await dead.terminate()
-      await waitFor(
-        'the replacement worker',
-        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
-        30_000,
+      await reloadThenReplace(
+        {...rule(gh.issuer, ['deploy'], roomy), tls: {clientCertificates: 'request'}},
+        /tls.clientCertificates: request takes effect when the CA restarts/,
       )
       const badCsr = '-----BEGIN CERTIFICATE REQUEST-----\nnot even base64\n-----END CERTIFICATE REQUEST-----\n'
       const seen = new Set<unknown>()
@@ -264,24 +272,9 @@ describe('the CA on worker threads', function () {
       // no proxy trusted at start; a reload trusts the loopback's X-Forwarded-For, then a worker dies.
       // Were the replacement to take the reloaded setting, one connection in two could name any
       // address it likes in the audit log and take a rate-limit allowance of its own per address
-      await t.setPolicy({...rule(gh.issuer, ['deploy'], roomy), trustProxy: ['127.0.0.1/32']})
-      assert.equal(await t.ca.reload(), true)
-      const loaded = t
-        .audit()
-        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
-        .at(-1)
-      assert.ok(
-        (loaded?.warnings as string[] | undefined)?.some((w) =>
-          /^trustProxy: \["127.0.0.1\/32"\] takes effect when the CA restarts; until then it stays false$/.test(w),
-        ),
-        JSON.stringify(loaded),
-      )
-      const dead = t.ca.pool!.threads[0]!
-      await dead.terminate()
-      await waitFor(
-        'the replacement worker',
-        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
-        30_000,
+      await reloadThenReplace(
+        {...rule(gh.issuer, ['deploy'], roomy), trustProxy: ['127.0.0.1/32']},
+        /^trustProxy: \["127.0.0.1\/32"\] takes effect when the CA restarts; until then it stays false$/,
       )
       const seen = new Set<unknown>()
       for (let n = 0; seen.size < 2; n++) {
