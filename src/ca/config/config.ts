@@ -248,7 +248,8 @@ export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 /**
  * What a reload cannot change: the API's server is built from these at the CA's start (the TLS
  * server's requestCert, the HTTP timeouts, the connection cap, whose address a request is from, and
- * whether and over which window signing requests are counted); every thread keeps them, one started
+ * whether and over which window signing requests are counted), and the CA opens its address, its
+ * store (db), its audit sink and its metrics listener then; every thread keeps them, one started
  * after a reload too. A reload that changes one says so (policy_loaded's warnings) rather than seem to
  * apply it. maxInFlight, maxEventLoopDelay and rate.max follow the policy in force.
  */
@@ -268,6 +269,12 @@ export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
     ...(start.limits.rate !== false && next.limits.rate !== false
       ? [['limits.rate.window', start.limits.rate.window, next.limits.rate.window] as [string, unknown, unknown]]
       : []),
+    // what the main thread opens at start: the listener, the store (every thread's), the audit sink and
+    // the metrics listener
+    ['address', start.address, next.address],
+    ['db', start.db, next.db],
+    ['audit.file', start.audit.file, next.audit.file],
+    ['metrics.address', start.metrics?.address ?? 'unset', next.metrics?.address ?? 'unset'],
   ]
   const say = (v: unknown): string => (typeof v === 'string' ? v : show(v))
   return fields

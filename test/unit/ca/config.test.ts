@@ -295,6 +295,28 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     ])
   })
 
+  it('what the CA opens at start: its address, its store, its audit sink, its metrics listener', () => {
+    const next = config(
+      [
+        'address: 127.0.0.1:9443',
+        'db: {type: sqlite, path: db/other.sqlite}',
+        'audit: {file: /var/log/sshca/audit.log}',
+        'metrics: {address: 127.0.0.1:9100}',
+        '',
+      ].join('\n'),
+    )
+    assert.deepEqual(startOnlyChanges(base, next), [
+      'address: 127.0.0.1:9443 takes effect when the CA restarts; until then it stays 127.0.0.1:9000',
+      'db: {"type":"sqlite","path":"db/other.sqlite","durability":"full"} takes effect when the CA restarts; until then it stays {"type":"sqlite","path":"db/sshca.sqlite","durability":"full"}',
+      'audit.file: /var/log/sshca/audit.log takes effect when the CA restarts; until then it stays -',
+      'metrics.address: 127.0.0.1:9100 takes effect when the CA restarts; until then it stays unset',
+    ])
+    assert.deepEqual(
+      startOnlyChanges(next, base).at(-1),
+      'metrics.address: unset takes effect when the CA restarts; until then it stays 127.0.0.1:9100',
+    )
+  })
+
   it('a rate limit turned on waits for the restart: nothing counts the requests until then', () => {
     const off = config('limits: {rate: false}\n')
     assert.deepEqual(startOnlyChanges(off, base), [
