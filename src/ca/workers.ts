@@ -284,8 +284,11 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       port,
       // tls.clientCertificates and the server's other settings are read at start (startOnlyChanges): a
       // replacement started after a reload that changed them takes the start's, as the threads it
-      // serves beside do
-      config: {...config, tls: o.config.tls},
+      // serves beside do. So does db: the store a worker opens (its own PostgreSQL pool) is the one the
+      // main thread and the other workers write to; a reloaded db.url would put the tokens it spends
+      // and the certificates it records where no other thread looks (a token spent there signs again
+      // on every other thread, and one spent elsewhere signs again there)
+      config: {...config, tls: o.config.tls, db: o.config.db},
       start: {limits: o.config.limits, trustProxy: o.config.trustProxy},
       material,
       auditDest: o.auditDest,

@@ -455,6 +455,53 @@ describe('the CA on worker threads', function () {
     }
   })
 
+  it('a replacement worker started after a reload that names another database opens the one of the start, as its siblings do', async function () {
+    if (!postgresBinDir()) this.skip()
+    const pg = await startPostgres()
+    onCleanup(() => pg.destroy())
+    const t = await startTestCa({db: pg.db(), ...rule(gh.issuer, ['deploy'])}, {workers: 2})
+    try {
+      // a reload names another database (a migration being prepared, a typo); then a worker dies. Were
+      // its replacement to open the reloaded one, the tokens it spends and the certificates it records
+      // would be in a store the other threads never read: one connection in two could replay a token
+      const other = await pg.createDatabase()
+      await t.setPolicy({db: pg.db({url: other}), ...rule(gh.issuer, ['deploy'])})
+      assert.equal(await t.ca.reload(), true)
+      const dead = t.ca.pool!.threads[0]!
+      await dead.terminate()
+      await waitFor(
+        'the replacement worker',
+        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+        30_000,
+      )
+      const name = new URL(other).pathname.slice(1)
+      const there = await pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = '${name}'`)
+      assert.equal(Number(there.trim()), 0, `connections to ${name}, the reloaded database`)
+      // a token spent on either worker is a replay on the other
+      const ott = await gh.mint()
+      const first = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+      assert.equal(first.status, 201, JSON.stringify(first.json))
+      const spentOn = byRequest(t.audit(), first.id)[0]!.worker
+      for (let n = 0; ; n++) {
+        assert.ok(n < 64, `64 connections all reached worker ${String(spentOn)}`)
+        const again = await signOnce(t.url, t.rootPem, {publicKey: subject, ott})
+        assert.equal(again.status, 401, `a replay was signed: ${JSON.stringify(again.json)}`)
+        if (byRequest(t.audit(), again.id)[0]!.worker !== spentOn) break
+      }
+      // and the reload said so, rather than seem to apply it
+      const loaded = t
+        .audit()
+        .filter((l) => l.event === 'policy_loaded' && l.reload === true)
+        .at(-1)
+      assert.ok(
+        (loaded?.warnings as string[] | undefined)?.some((w) => /^db: .* takes effect when the CA restarts/.test(w)),
+        JSON.stringify(loaded),
+      )
+    } finally {
+      await t.stop()
+    }
+  })
+
   it('audit lines on a stalled pipe: lines over 4 KiB from both workers never interleave', async () => {
     const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
     // a worker waiting on the full pipe lets its event loop lag past limits.maxEventLoopDelay (200 ms),
