@@ -422,8 +422,9 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
           const exited = once(w, 'exit')
           if (!threads.includes(w)) return void (await w.terminate())
           w.postMessage({t: 'close'})
-          // requests are bounded by limits.requestTimeout; past that, a worker that does not end is ended
-          const deadline = setTimeout(() => void w.terminate(), (config.limits.requestTimeout + 5) * 1000)
+          // requests are bounded by limits.requestTimeout, the start's (a reload's waits for the restart:
+          // startOnlyChanges); past that, a worker that does not end is ended
+          const deadline = setTimeout(() => void w.terminate(), (o.config.limits.requestTimeout + 5) * 1000)
           await exited
           clearTimeout(deadline)
         }),

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
 import {createReadStream, readFileSync, readdirSync, readlinkSync} from 'node:fs'
 import {join} from 'node:path'
+import {connect} from 'node:tls'
 import {Client} from 'undici'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {parseCertificate} from '../../src/ssh/cert.ts'
@@ -499,6 +500,37 @@ describe('the CA on worker threads', function () {
       )
     } finally {
       await t.stop()
+    }
+  })
+
+  it('close() waits for a request in flight as long as the requestTimeout of the start, not a reloaded one', async () => {
+    const t = await startTestCa(rule(gh.issuer, ['deploy']), {workers: 2})
+    let stopping: Promise<void> | undefined
+    try {
+      // a request may take the start's 10 s; a reload says 1 s, which takes effect at the restart
+      await t.setPolicy(rule(gh.issuer, ['deploy'], {rate: false, requestTimeout: 1, headersTimeout: 1}))
+      assert.equal(await t.ca.reload(), true)
+      // a request whose body comes 7 s after the CA is told to stop: within the start's 10 s
+      const url = new URL(t.url)
+      const socket = connect({host: url.hostname, port: Number(url.port), ca: t.rootPem})
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+      socket.on('error', () => undefined)
+      let answer = ''
+      socket.on('data', (d: Buffer) => (answer += d.toString('utf8')))
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      socket.write(
+        `POST /ssh/sign HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n`,
+      )
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      stopping = t.stop()
+      await new Promise((resolve) => setTimeout(resolve, 7000))
+      socket.write('{}')
+      await ended
+      // were its worker ended at the reloaded timeout's deadline (1 + 5 s), the client would read nothing
+      assert.match(answer, /^HTTP\/1\.1 \d{3} /, `the request's answer: ${JSON.stringify(answer)}`)
+      await stopping
+    } finally {
+      await (stopping ?? t.stop())
     }
   })
 
