@@ -77,6 +77,17 @@ const linesOf = (file: string): Line[] =>
 
 const byRequest = (lines: Line[], id: unknown): Line[] => lines.filter((l) => l.request_id === id)
 
+/** Ends `t`'s first worker and waits for its replacement to serve. */
+async function replaceFirstWorker(t: TestCa): Promise<void> {
+  const dead = t.ca.pool!.threads[0]!
+  await dead.terminate()
+  await waitFor(
+    'the replacement worker',
+    () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
+    30_000,
+  )
+}
+
 describe('the CA on worker threads', function () {
   this.timeout(120_000)
   let gh: GithubIssuer
@@ -114,13 +125,7 @@ describe('the CA on worker threads', function () {
         (loaded?.warnings as string[] | undefined)?.some((w) => warning.test(w)),
         JSON.stringify(loaded),
       )
-      const dead = t.ca.pool!.threads[0]!
-      await dead.terminate()
-      await waitFor(
-        'the replacement worker',
-        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
-        30_000,
-      )
+      await replaceFirstWorker(t)
     }
 
     /** Signs on fresh connections until both workers have answered (at most `max` requests). */
@@ -468,13 +473,7 @@ describe('the CA on worker threads', function () {
       const other = await pg.createDatabase()
       await t.setPolicy({db: pg.db({url: other}), ...rule(gh.issuer, ['deploy'])})
       assert.equal(await t.ca.reload(), true)
-      const dead = t.ca.pool!.threads[0]!
-      await dead.terminate()
-      await waitFor(
-        'the replacement worker',
-        () => t.ca.pool!.threads[0] !== dead && t.ca.pool!.threads[0]!.threadId !== -1,
-        30_000,
-      )
+      await replaceFirstWorker(t)
       const name = new URL(other).pathname.slice(1)
       const there = await pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = '${name}'`)
       assert.equal(Number(there.trim()), 0, `connections to ${name}, the reloaded database`)
