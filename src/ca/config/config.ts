@@ -249,9 +249,10 @@ export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
  * What a reload cannot change: the API's server is built from these at the CA's start (the TLS
  * server's requestCert, the HTTP timeouts, the connection cap, whose address a request is from, and
  * whether and over which window signing requests are counted), and the CA opens its address, its
- * store (db), its audit sink and its metrics listener then; every thread keeps them, one started
- * after a reload too. A reload that changes one says so (policy_loaded's warnings) rather than seem to
- * apply it. maxInFlight, maxEventLoopDelay and rate.max follow the policy in force.
+ * store (db), its audit sink, its metrics listener and its signer registry (keys.kms) then; every
+ * thread keeps them, one started after a reload too. A reload that changes one says so
+ * (policy_loaded's warnings) rather than seem to apply it. maxInFlight, maxEventLoopDelay and
+ * rate.max follow the policy in force.
  */
 export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
   const show = (v: unknown): string => JSON.stringify(v)
@@ -275,6 +276,8 @@ export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
     ['db', start.db, next.db],
     ['audit.file', start.audit.file, next.audit.file],
     ['metrics.address', start.metrics?.address ?? 'unset', next.metrics?.address ?? 'unset'],
+    // the signer registry (its PKCS#11 module, token and PIN), and whether the API runs on workers
+    ['keys.kms', start.keys.kms, next.keys.kms],
   ]
   const say = (v: unknown): string => (typeof v === 'string' ? v : show(v))
   return fields

@@ -317,6 +317,15 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     )
   })
 
+  it('keys.kms: the signer registry (a PKCS#11 module and token, or files) is opened at start', () => {
+    const next = config(
+      'keys: {kms: "pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin"}\n',
+    )
+    assert.deepEqual(startOnlyChanges(base, next), [
+      'keys.kms: pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin takes effect when the CA restarts; until then it stays file',
+    ])
+  })
+
   it('a rate limit turned on waits for the restart: nothing counts the requests until then', () => {
     const off = config('limits: {rate: false}\n')
     assert.deepEqual(startOnlyChanges(off, base), [
