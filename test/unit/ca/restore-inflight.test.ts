@@ -22,10 +22,8 @@ import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://ci.example.com'
 
-/** ca.yaml as the operator edits it to: the webhook rule removed, another in its place. */
-const withoutTheRule = () =>
-  parseConfig(
-    `
+/** ca.yaml with the CI provisioner and one rule (its YAML lines). */
+const ciYaml = (rule: string) => `
 limits: {rate: false}
 provisioners:
   - name: ci
@@ -33,10 +31,15 @@ provisioners:
     issuer: ${ISSUER}
     audience: sshca-ci
     rules:
-      - name: others
+${rule}
+`
+
+/** ca.yaml as the operator edits it to: the webhook rule removed, another in its place. */
+const withoutTheRule = () =>
+  parseConfig(
+    ciYaml(`      - name: others
         match: {repository: acme/other}
-        certificate: {principals: [other], ttl: 10m}
-`,
+        certificate: {principals: [other], ttl: 10m}`),
     '/nonexistent/ca.yaml',
   ).config
 
@@ -64,19 +67,10 @@ describe('what lands while a request waits on its webhook: a restore mark, a pol
     })
     await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
     const port = (hook.address() as AddressInfo).port
-    webhookYaml = `
-limits: {rate: false}
-provisioners:
-  - name: ci
-    type: oidc
-    issuer: ${ISSUER}
-    audience: sshca-ci
-    rules:
-      - name: deploy
+    webhookYaml = ciYaml(`      - name: deploy
         match: {repository: acme/app}
         webhook: {url: "http://127.0.0.1:${port}/authorize", timeout: 5s}
-        certificate: {principals: [deploy], ttl: 10m}
-`
+        certificate: {principals: [deploy], ttl: 10m}`)
     const {config} = parseConfig(webhookYaml, '/nonexistent/ca.yaml')
     const {privateKey, fetch: fetchFn} = await memoryIssuer(ISSUER)
     verifierOf = (c) => new TokenVerifier(c.provisioners, {fetch: fetchFn, clock: () => now * 1000})
