@@ -156,7 +156,11 @@ export class CaClient {
   constructor(caUrl: string, rootPem: string, o: {deadlineMs?: number} = {}) {
     this.caUrl = caUrl.replace(/\/+$/, '')
     this.deadlineMs = o.deadlineMs ?? REQUEST_DEADLINE_MS
-    this.agent = new Agent({keepAlive: true, maxSockets: 2, ca: rootPem, rejectUnauthorized: true})
+    // one secure context for all its connections (from `ca`, Node builds one per connection); node:tls
+    // taken here, not imported: importing it loads node:crypto, which `login --ensure` with a
+    // certificate at hand never needs (node:https loads it only for a connection)
+    const secureContext = process.getBuiltinModule('node:tls').createSecureContext({ca: rootPem})
+    this.agent = new Agent({keepAlive: true, maxSockets: 2, secureContext, rejectUnauthorized: true})
   }
 
   close(): void {
