@@ -368,11 +368,12 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
   // connections); neither fails the login. They start once the sign request is on its way, so it takes
   // the first connection instead of queueing behind them, or earlier when the sign-in needs the keys
   let beside: {krl: Promise<ContextKrl>; roots: Promise<RefreshedRoots | Error>} | undefined
-  const started = () =>
-    (beside ??= {
-      krl: refreshContextKrl(ctx, ca),
-      roots: fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error),
-    })
+  const started = () => {
+    if (beside) return beside
+    // the keys first: the certificate's check waits for them, the KRL only the end of the login
+    const roots = fetchSshRoots(ctx, ca).catch((err: unknown) => err as Error)
+    return (beside = {krl: refreshContextKrl(ctx, ca), roots})
+  }
   try {
     const result = await signIn(o, deps, ctx, ca, agent, noAgent, () => started().roots)
     const caKeys = await caKeysNote(await started().roots)
