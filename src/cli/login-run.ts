@@ -3,6 +3,7 @@
  * (bin/run.cjs → src/cli/fast.ts), so both behave and print alike. Interactive pieces (browser,
  * spinner, prompt) load only when a person is signing in.
  */
+import {trustOnlyRoot} from '../client/ca-api/trust-only.ts'
 import {retryNote, showRetryWaits} from '../client/ca-api/retry.ts'
 import {sshcaHome} from '../client/home/home.ts'
 import type {LoginDeps, LoginResult} from '../client/login/login-types.ts'
@@ -62,6 +63,8 @@ export async function loginSession(
     agent: {},
     clock: Date.now,
     tokenStore: async () => (await import('../client/home/token-store.ts')).defaultTokenStore(home),
+    // a token file: no identity provider to reach, only the CA
+    ...(f.identityTokenFile !== undefined && !f.githubActions ? {trustOnly: trustOnlyRoot} : {}),
     interactive: {
       openBrowser: async (url) => (ui ? ui.openBrowser(url) : false),
       ...(ui && !f.console ? {noLocalBrowser: ui.noLocalBrowser()} : {}),

@@ -36,6 +36,11 @@ export interface LoginDeps {
   choose?: (names: string[]) => Promise<string>
   /** The client for this context's CA (default: one that trusts the context's pinned root alone). */
   caClient?: (ctx: Context) => CaClient
+  /**
+   * Called with the context's pinned root before anything connects, when the process is to trust that
+   * root alone for every TLS connection (a login with a token file talks to its CA and nothing else).
+   */
+  trustOnly?: (rootPem: string) => void
 }
 
 export type LoginMethod = 'browser' | 'device' | 'refresh' | 'identity-token' | 'github-actions'

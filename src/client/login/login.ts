@@ -363,6 +363,7 @@ async function signInAndStore(ctx: Context, o: LoginOptions, deps: LoginDeps): P
       noAgent = {reason: err.message, socket: null}
     }
   }
+  deps.trustOnly?.(ctx.rootPem)
   const ca = deps.caClient?.(ctx) ?? new CaClient(ctx.caUrl, ctx.rootPem)
   // the KRL and the published CA keys travel beside the sign-in on the same pinned connection pool (two
   // connections); neither fails the login. They start once the sign request is on its way, so it takes
