@@ -32,11 +32,20 @@ void (async () => {
   const {tryFastPath} = bundle?.exports ?? (await import('../dist/cli/fast.js'))
   const fast = await tryFastPath(argv)
   bundle?.keepCode()
+  // list and login are over when they return: exit once their output is written rather than wait while
+  // Node frees its heap object by object (~1.5 ms of a token login). proxycommand's relay may still be
+  // running (it ends with ssh's connection); anything else goes to oclif.
+  if (fast && (argv[0] === 'list' || argv[0] === 'login')) exitAfterOutput()
   if (!fast) {
     const {execute} = await import('@oclif/core')
     await execute({dir: __filename})
   }
 })()
+
+/** Exits with process.exitCode once stdout and stderr have written what they were given (pipes are asynchronous on macOS). */
+function exitAfterOutput() {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit()))
+}
 
 /**
  * Where Node may keep compiled code for the next start: a folder only this user can change, or false

@@ -13,7 +13,6 @@ import {isSshcaError, SshcaError} from '../../errors.ts'
 import {parseKrl} from '../../ssh/krl.ts'
 import {generatePrivateKey} from '../../ssh/private-key.ts'
 import {writeFileAtomic} from '../../util/fs.ts'
-import {errorTail, runQuiet, toolEnv} from '../../util/run.ts'
 import type {CaClient} from './ca-client.ts'
 import type {Context} from '../home/home.ts'
 import {homeOf, sameContext, withSettingsLock} from '../home/settings-lock.ts'
@@ -138,6 +137,8 @@ export async function checkKrlLoads(bytes: Buffer): Promise<void> {
     // in a fresh 0700 folder, created new (wx): nothing planted there is followed
     await writeFile(krlFile, bytes, {mode: 0o600, flag: 'wx'})
     await writeFile(probe, `${generatePrivateKey('ed25519').publicKey.toLine('probe')}\n`, {mode: 0o600, flag: 'wx'})
+    // node:child_process only for a list that changed: most logins fetch the one they already have
+    const {errorTail, runQuiet, toolEnv} = await import('../../util/run.ts')
     // as root (sshca krl, config --host), the system's ssh-keygen, whatever PATH root was given
     const r = await runQuiet('ssh-keygen', ['-Q', '-f', krlFile, probe], 10_000, toolEnv())
     // 0: the probe is not revoked, 1: it is (it cannot be, but the list loaded); no ssh-keygen: no verdict
