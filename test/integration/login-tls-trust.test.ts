@@ -97,6 +97,40 @@ process.stdout.write(JSON.stringify(out))
     })
   }
 
+  // root_ca.crt damaged by hand or by a torn disk: Node's setDefaultCACertificates throws at a block that
+  // does not parse, where the pinned client's context skips it. The login must go as it went before the
+  // process-wide pin (the roots that parse trusted, by CaClient and by the process alike), never fail
+  // with an internal error; with no root left at all, the process trusts nothing
+  const BAD_BLOCK = '-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n'
+  for (const [what, damage, code, trusted] of [
+    ['a pinned root followed by a block that does not parse', (pem: string) => pem + BAD_BLOCK, 0, 'root'],
+    ['a truncated pinned root', (pem: string) => `${pem.slice(0, -60)}\n-----END CERTIFICATE-----\n`, 4, 'none'],
+  ] as const) {
+    it(`${what}: no internal error; the process trusts only what parses of it`, async () => {
+      const file = join(w.home, 'contexts/test/root_ca.crt')
+      const root = readFileSync(file, 'utf8')
+      writeFileSync(file, damage(root))
+      try {
+        const token = join(dir, `token-${code}`)
+        writeFileSync(token, await w.gh.mint(), {mode: 0o600})
+        const out = join(dir, `roots-damaged-${code}.json`)
+        const r = await sshca(
+          ['login', '--identity-token-file', token, '--no-agent', '--out', join(dir, `key-${code}`)],
+          {
+            env: {...w.env, ...extra, NODE_OPTIONS: `--require ${join(dir, 'probe.cjs')}`, PROBE_OUT: out},
+          },
+        )
+        assert.doesNotMatch(r.stderr, /ERR_INTERNAL/)
+        assert.equal(r.code, code, r.stderr)
+        if (code === 4) assert.match(r.stderr, /ERR_TRUST_TLS/)
+        const roots = fingerprints(JSON.parse(readFileSync(out, 'utf8')) as string[])
+        assert.deepEqual(roots, trusted === 'root' ? fingerprints([root]) : [])
+      } finally {
+        writeFileSync(file, root)
+      }
+    })
+  }
+
   it('a command that may reach an identity provider keeps the default roots (NODE_EXTRA_CA_CERTS among them)', async () => {
     const out = join(dir, 'roots-list.json')
     const r = await sshca(['list'], {
