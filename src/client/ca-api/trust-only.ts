@@ -7,33 +7,20 @@
  * when called: importing node:tls loads node:crypto, which `login --ensure` with a certificate at hand
  * never needs.
  */
-import type * as Crypto from 'node:crypto'
 import type * as Tls from 'node:tls'
 
 /**
- * From now on, every TLS connection without a `ca` of its own trusts `rootPem` alone: each of its
- * certificates that parses, nothing when none does. A damaged block (a hand edit, a torn disk) is left
- * out rather than thrown at (setDefaultCACertificates refuses the whole list for one bad block, where
- * CaClient's own context skips it): the login then goes as it did before this pin, CaClient judging the
- * file. Node before 22.19 has no such call: nothing changes there.
+ * From now on, every TLS connection without a `ca` of its own trusts `rootPem` alone; nothing at all
+ * when a block of the file does not load (a hand edit, a torn disk), where Node refuses the whole list:
+ * never an error here, never the defaults. CaClient's connections judge the file themselves (a block
+ * that does not parse is skipped; no root left is ERR_TRUST_TLS). Node before 22.19 has no such call:
+ * nothing changes there.
  */
 export function trustOnlyRoot(rootPem: string): void {
   const {setDefaultCACertificates} = process.getBuiltinModule('node:tls') as Partial<typeof Tls>
-  if (!setDefaultCACertificates) return
-  const {X509Certificate} = process.getBuiltinModule('node:crypto') as typeof Crypto
-  const parses = (pem: string): boolean => {
-    try {
-      new X509Certificate(pem)
-      return true
-    } catch {
-      return false
-    }
-  }
-  const roots = (rootPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).filter(parses)
   try {
-    setDefaultCACertificates(roots)
+    setDefaultCACertificates?.([rootPem])
   } catch {
-    // one that X509Certificate took and OpenSSL's PEM reader did not: trust nothing rather than the defaults
-    setDefaultCACertificates([])
+    setDefaultCACertificates?.([])
   }
 }
