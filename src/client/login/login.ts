@@ -15,7 +15,7 @@ import {join} from 'node:path'
 import {isSshcaError, SshcaError} from '../../errors.ts'
 import {SshSignResponse, type Provisioner} from '../../protocol/api.ts'
 import {checkCertificate} from '../../ssh/checker.ts'
-import {AgentClient} from '../../ssh/agent.ts'
+import {AgentClient, type AgentIdentity} from '../../ssh/agent.ts'
 import {certificateLine, nowSeconds, parseCertificate, type Certificate} from '../../ssh/cert.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {formatOpenSshPrivateKey, generatePrivateKey, type PrivateKey} from '../../ssh/private-key.ts'
@@ -464,6 +464,8 @@ async function signIn(
   const lifetimesIgnored = probe !== undefined && (await probe.finish()) === 'ignored'
 
   const key = generatePrivateKey(o.kty ?? 'ed25519')
+  /** The agent's identities, read while the CA signs: its expired certificates of this context go below. */
+  let listing: Promise<AgentIdentity[] | undefined> | undefined
   const sign = async (ott: string) => {
     // never a token that another context's CA is sent tokens for: this CA could spend it there
     await refuseTokenOfAnotherCa(deps.home, ctx, ott)
@@ -474,6 +476,8 @@ async function signIn(
       certType: 'user',
     })
     void roots()
+    // a failed read is read again below (removing one that is already gone is no error)
+    listing ??= agent?.list().catch(() => undefined)
     return (await signed).crt
   }
   let crt: string
@@ -535,7 +539,7 @@ async function signIn(
   if (agent) {
     // this context's certificates: of the keys it trusted before and of those the CA publishes now
     const cas = userCaKeys(before, keys)
-    removed = await removeAll(agent, expiredOf(await agent.list(), cas, now()), 'expired')
+    removed = await removeAll(agent, expiredOf((await listing) ?? (await agent.list()), cas, now()), 'expired')
     if (lifetimesIgnored) {
       reason = `the ssh-agent at ${agent.socketPath} accepts a lifetime for a key but keeps the key past it`
     } else {
