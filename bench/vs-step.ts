@@ -12,7 +12,8 @@
  * Needs the step-ca binary that scripts/build-step.sh builds into .cache/interop/bin (or
  * SSHCA_STEP_BIN=dir holding step-ca and step); without it, says how to build it.
  * SSHCA_BENCH_ROUNDS (default 5), SSHCA_BENCH_REQUESTS per round and server (default 6000),
- * SSHCA_BENCH_WORKERS (default "1,2": the sshca servers, by --workers). SSHCA_BENCH_GENERATOR: `lean`
+ * SSHCA_BENCH_WORKERS (default "1,2": the sshca servers, by --workers), SSHCA_BENCH_WARMUP requests per
+ * server before the rounds (default 1000; sshca reaches its rate after ~20,000). SSHCA_BENCH_GENERATOR: `lean`
  * (default: bench/lean-client.ts, a TLS write and a read a request) or `autocannon` (the generator of
  * the figures before 27 November 2026, which spends 40–65 µs a request on the cores the CAs share).
  * SSHCA_BENCH_CA_CPUS=0 SSHCA_BENCH_GENERATOR_CPUS=1 pin the CAs to some CPUs and this process (the
@@ -39,6 +40,7 @@ const STEP_BIN = resolve(process.env.SSHCA_STEP_BIN ?? '.cache/interop/bin')
 const ROUNDS = Number(process.env.SSHCA_BENCH_ROUNDS ?? 5)
 const REQUESTS = Number(process.env.SSHCA_BENCH_REQUESTS ?? 6000)
 const WORKERS = (process.env.SSHCA_BENCH_WORKERS ?? '1,2').split(',').map(Number)
+const WARMUP = Number(process.env.SSHCA_BENCH_WARMUP ?? 1000)
 const AUDIENCE = 'sshca-ci'
 const cpus = availableParallelism()
 const CA_CPUS = process.env.SSHCA_BENCH_CA_CPUS
@@ -102,8 +104,8 @@ export async function benchVsStep(): Promise<void> {
     // step-ca derives the principals from the email claim; sshca's rule ignores it
     const mint = (n: number): Promise<string[]> =>
       Promise.all(Array.from({length: n}, () => gh.mint({email: 'deploy@example.com'})))
-    // warm-up: JIT, JWKS fetches, TLS sessions, the databases' first pages
-    const warm = await mint(1000)
+    // warm-up: JIT, JWKS fetches, TLS sessions, the databases' first pages (SSHCA_BENCH_WARMUP, see CONTRIBUTING.md)
+    const warm = await mint(WARMUP)
     for (const s of servers) await load(s, publicKey, warm)
     const samples = new Map<string, Sample[]>(servers.map((s) => [s.name, []]))
     for (let round = 0; round < ROUNDS; round++) {
