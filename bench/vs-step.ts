@@ -114,7 +114,7 @@ export async function benchVsStep(): Promise<void> {
       const order = round % 2 === 0 ? servers : [...servers].reverse()
       for (const s of order) samples.get(s.name)!.push(await load(s, publicKey, tokens))
       process.stderr.write(
-        `round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s`).join(', ')}\n`,
+        `round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s (${samples.get(s.name)!.at(-1)!.cpuUs.toFixed(0)} µs a certificate)`).join(', ')}\n`,
       )
     }
     report(servers, samples, loadStart)
