@@ -252,7 +252,10 @@ export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
  * store (db), its audit sink, its metrics listener and its signer registry (keys.kms) then; every
  * thread keeps them, one started after a reload too. A reload that changes one says so
  * (policy_loaded's warnings) rather than seem to apply it. maxInFlight, maxEventLoopDelay and
- * rate.max follow the policy in force.
+ * rate.max follow the policy in force. dnsNames name the TLS certificate the next time it is issued:
+ * at the restart, or at its renewal or a root's activation if one comes first. A rule's webhook applies
+ * at once, so its timeout is checked against the requestTimeout in force, the start's, when the
+ * reload changes that one.
  */
 export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
   const show = (v: unknown): string => JSON.stringify(v)
@@ -280,11 +283,29 @@ export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
     ['keys.kms', start.keys.kms, next.keys.kms],
   ]
   const say = (v: unknown): string => (typeof v === 'string' ? v : show(v))
-  return fields
+  const changed = fields
     .filter(([, was, now]) => show(was) !== show(now))
     .map(
       ([name, was, now]) => `${name}: ${say(now)} takes effect when the CA restarts; until then it stays ${say(was)}`,
     )
+  // read when the TLS certificate is issued, which a reload does not do
+  if (show(start.dnsNames) !== show(next.dnsNames))
+    changed.push(
+      `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or a renewal or root activation before it); until then it names ${show(start.dnsNames)}`,
+    )
+  // the rule check compared the webhooks' timeouts with the reloaded requestTimeout, not the one in force
+  const inForce = start.limits.requestTimeout
+  if (next.limits.requestTimeout === inForce) return changed
+  const slow = next.provisioners.flatMap((p, i) =>
+    p.rules.flatMap((r, j) =>
+      r.webhook && r.webhook.timeout >= inForce
+        ? [
+            `provisioners[${i}].rules[${j}].webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.requestTimeout in force (${formatDuration(inForce)} until the CA restarts)`,
+          ]
+        : [],
+    ),
+  )
+  return [...changed, ...slow]
 }
 
 export interface ConfigCheck {

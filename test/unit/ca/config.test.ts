@@ -326,6 +326,42 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     ])
   })
 
+  it('dnsNames: they name the TLS certificate from its next issue, which a reload is not', () => {
+    assert.deepEqual(startOnlyChanges(base, config('dnsNames: [ca.example.com, 127.0.0.1]\n')), [
+      'dnsNames: ["ca.example.com","127.0.0.1"] name the TLS certificate from its next issue (the restart, or a renewal or root activation before it); until then it names ["127.0.0.1"]',
+    ])
+  })
+
+  it("a rule's webhook (applied at once) against the requestTimeout in force, not the reloaded one", () => {
+    const withWebhook = (limits: string, timeout: number) =>
+      parseConfig(
+        `${limits}provisioners:
+  - name: p
+    type: oidc
+    issuer: https://idp.example.com
+    clientId: c
+    rules:
+      - name: r
+        webhook: {url: https://hook.example.com/allow, timeout: ${timeout}}
+        match: {email: {domain: example.com}}
+        certificate: {principals: [a], ttl: 1h}
+`,
+        'ca.yaml',
+      ).config
+    // 20 s would be under the reloaded 30 s, but the server answers 408 after the start's 10 s
+    const raised = withWebhook('limits: {requestTimeout: 30}\n', 20)
+    assert.deepEqual(startOnlyChanges(base, raised), [
+      'limits.requestTimeout: 30 takes effect when the CA restarts; until then it stays 10',
+      'provisioners[0].rules[0].webhook.timeout: 20s must be below limits.requestTimeout in force (10s until the CA restarts)',
+    ])
+    // under the one in force: only the timeout's own line
+    assert.deepEqual(startOnlyChanges(base, withWebhook('limits: {requestTimeout: 30}\n', 5)), [
+      'limits.requestTimeout: 30 takes effect when the CA restarts; until then it stays 10',
+    ])
+    // the requestTimeout unchanged: the rule check has said it already (against the same value)
+    assert.deepEqual(startOnlyChanges(raised, withWebhook('limits: {requestTimeout: 30}\n', 25)), [])
+  })
+
   it('a rate limit turned on waits for the restart: nothing counts the requests until then', () => {
     const off = config('limits: {rate: false}\n')
     assert.deepEqual(startOnlyChanges(off, base), [
