@@ -291,9 +291,11 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       }
       if (now.roots !== seen.roots) {
         try {
+          // the certificate as written (by a rotation step, `ca intermediate`, another replica): reissued
+          // here when it is stale or expires soon, never for names (dnsNames wait for its next issue)
           const [roots, tls] = await Promise.all([
             loadRoots(config.dir),
-            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
+            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, 30, {keepNames: true}),
           ])
           Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
           if (app)

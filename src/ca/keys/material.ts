@@ -121,12 +121,18 @@ async function readText(path: string): Promise<string> {
  * The API's TLS key and certificate chain. When the certificate expires within `renewWithinDays`, no
  * longer covers `dnsNames`, or was not signed by the current intermediate for the TLS key, a new one
  * is issued from the intermediate and written back (atomically).
+ *
+ * `o.keepNames`: names that differ from `dnsNames` are no reason to issue one (a running CA reading
+ * a certificate that a rotation step, `ca intermediate` or another replica wrote: the names its own
+ * reload put in force wait for the restart or the renewal, or two replicas sharing the directory,
+ * one reloaded and one not, would each reissue it under its names as soon as the other wrote it).
  */
 export async function loadTls(
   dir: string,
   password: string,
   dnsNames: readonly string[],
   renewWithinDays = 30,
+  o: {keepNames?: boolean} = {},
 ): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
   const p = caPaths(dir)
   const [intermediatePem, tlsPem, tlsKey, intermediateKey, tail] = await Promise.all([
@@ -141,7 +147,7 @@ export async function loadTls(
   const leaf = parseCert(tlsPem)
   const names = subjectAltNames(leaf)
   const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
-  const namesChanged = dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n))
+  const namesChanged = !o.keepNames && (dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n)))
   // a leaf the current intermediate did not sign, or not of the TLS key (a root activation cut short
   // between its renames and the TLS key's writes): it verifies to no root a client pins, so reissued
   const x = new X509Certificate(tlsPem)
