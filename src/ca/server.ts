@@ -22,7 +22,7 @@ import {keyringPath, readKeyring} from './keys/keyring.ts'
 import {caPaths} from './config/layout.ts'
 import {loadRoots} from './keys/roots.ts'
 import {loadKeySets, loadMaterial, loadTls} from './keys/material.ts'
-import {parseCert} from './keys/pki.ts'
+import {parseCert, subjectAltNames} from './keys/pki.ts'
 import {TokenVerifier, type VerifierDeps} from './provisioner/oidc.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import type {Store} from './store/store.ts'
@@ -326,7 +326,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     try {
       const next = await loadConfig(opts.configPath)
       // read at start only (the server is built from them): say so rather than seem to apply them
-      next.warnings.push(...startOnlyChanges(config, next.config))
+      // (dnsNames: against the names of the TLS certificate in force, which an issue since the start changed)
+      next.warnings.push(...startOnlyChanges(config, next.config, subjectAltNames(parseCert(material.tls.certPem))))
       runtime.policy = {
         config: next.config,
         verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier),

@@ -9,11 +9,14 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {connect} from 'node:tls'
 import {caPaths} from '../../src/ca/config/layout.ts'
+import {parseCert, subjectAltNames} from '../../src/ca/keys/pki.ts'
 import {activateRoot, prepareRoot} from '../../src/ca/keys/roots.ts'
 import {startCa} from '../../src/ca/server.ts'
 import {readAuditLines} from '../helpers/audit.ts'
 import {makeCaDir, PASSWORD, startTestCa, writePolicy} from '../helpers/ca.ts'
 import {waitFor} from '../helpers/proc.ts'
+
+const namesOf = (pem: string): string[] => subjectAltNames(parseCert(pem))
 
 /** The fingerprint of the TLS certificate the CA presents to one new connection. */
 function served(url: string): Promise<string> {
@@ -64,6 +67,35 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+
+  it("a later reload's warning names what the certificate in force names, not what it named at the start", async () => {
+    const t = await startTestCa({}, {workers: 0})
+    try {
+      const warningsOfReload = async (): Promise<string[]> => {
+        const mark = t.mark()
+        assert.equal(await t.ca.reload(), true)
+        const line = t.since(mark).find((l) => l.event === 'policy_loaded')!
+        return (line.warnings as string[]).filter((w) => w.startsWith('dnsNames'))
+      }
+      await writePolicy(t.init.config, {dnsNames: ['127.0.0.1', 'ca.example.com']})
+      assert.match((await warningsOfReload())[0]!, /until then it names \["127\.0\.0\.1"\]$/)
+      // a root activation issues the certificate under ca.yaml's names (`ca rotate activate` reads them)
+      await prepareRoot(t.init.dir, 'Test', PASSWORD)
+      await activateRoot(t.init.dir, ['127.0.0.1', 'ca.example.com'], PASSWORD)
+      assert.equal(await t.ca.reloadKeys(), true)
+      assert.deepEqual(namesOf(t.ca.runtime.material.tls.certPem), ['127.0.0.1', 'ca.example.com'])
+      assert.equal(await served(t.url), fingerprint(t.ca.runtime.material.tls.certPem))
+      // the same ca.yaml again: the certificate names them already
+      assert.deepEqual(await warningsOfReload(), [])
+      // back to the start's names: the certificate keeps the other ones until its next issue
+      await writePolicy(t.init.config, {dnsNames: ['127.0.0.1']})
+      const back = await warningsOfReload()
+      assert.equal(back.length, 1, JSON.stringify(back))
+      assert.match(back[0]!, /until then it names \["127\.0\.0\.1","ca\.example\.com"\]$/)
+    } finally {
+      await t.stop()
     }
   })
 

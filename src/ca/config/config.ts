@@ -253,11 +253,17 @@ export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
  * thread keeps them, one started after a reload too. A reload that changes one says so
  * (policy_loaded's warnings) rather than seem to apply it. maxInFlight, maxEventLoopDelay and
  * rate.max follow the policy in force. dnsNames name the TLS certificate the next time it is issued:
- * at the restart, or at its renewal or a root's activation if one comes first. A rule's webhook applies
- * at once, so its timeout is checked against the requestTimeout in force, the start's, when the
- * reload changes that one.
+ * at the restart, or at its renewal, a root's activation or `ca intermediate` if one comes first
+ * (SSHPOP tokens are checked against them at once); `tlsNames` are the names of the certificate in
+ * force, which differ from the start's once one of those issued it. A rule's webhook applies at once,
+ * so its timeout is checked against the requestTimeout in force, the start's, when the reload
+ * changes that one.
  */
-export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
+export function startOnlyChanges(
+  start: CaConfig,
+  next: CaConfig,
+  tlsNames: readonly string[] = start.dnsNames,
+): string[] {
   const show = (v: unknown): string => JSON.stringify(v)
   const rateOn = (c: CaConfig): boolean => c.limits.rate !== false
   const fields: [string, unknown, unknown][] = [
@@ -288,10 +294,11 @@ export function startOnlyChanges(start: CaConfig, next: CaConfig): string[] {
     .map(
       ([name, was, now]) => `${name}: ${say(now)} takes effect when the CA restarts; until then it stays ${say(was)}`,
     )
-  // read when the TLS certificate is issued, which a reload does not do
-  if (show(start.dnsNames) !== show(next.dnsNames))
+  // read when the TLS certificate is issued, which a reload does not do; compared with the names of
+  // the one in force as loadTls compares them (another order is the same certificate)
+  if (next.dnsNames.length !== tlsNames.length || next.dnsNames.some((n) => !tlsNames.includes(n)))
     changed.push(
-      `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or a renewal or root activation before it); until then it names ${show(start.dnsNames)}`,
+      `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or its renewal, a root activation or \`ca intermediate\` before it); until then it names ${show(tlsNames)}`,
     )
   // the rule check compared the webhooks' timeouts with the reloaded requestTimeout, not the one in force
   const inForce = start.limits.requestTimeout

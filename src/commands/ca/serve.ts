@@ -12,8 +12,9 @@ says, standard output by default. SIGHUP re-reads ca.yaml: an invalid file is lo
 (policy_reload_failed) and the old policy stays in force, in every worker. The server's own settings
 (tls.clientCertificates, trustProxy, the HTTP timeouts, limits.maxConnections, whether and over which
 window the rate is limited) and what it opens (address, db, audit.file, metrics.address, keys.kms)
-take effect at the next start, dnsNames when the TLS certificate is next issued; a reload that changes
-one says so in policy_loaded's warnings. SIGINT/SIGTERM stop it gracefully.
+take effect at the next start, dnsNames when the TLS certificate is next issued (SSHPOP tokens are
+checked against them at once); a reload that changes one says so in policy_loaded's warnings.
+SIGINT/SIGTERM stop it gracefully.
 
 The API runs on worker threads of this one process (--workers, one per core by default), sharing the
 address (SO_REUSEPORT), the store's one writer, one rate-limit allowance per client address and the

@@ -328,8 +328,20 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
 
   it('dnsNames: they name the TLS certificate from its next issue, which a reload is not', () => {
     assert.deepEqual(startOnlyChanges(base, config('dnsNames: [ca.example.com, 127.0.0.1]\n')), [
-      'dnsNames: ["ca.example.com","127.0.0.1"] name the TLS certificate from its next issue (the restart, or a renewal or root activation before it); until then it names ["127.0.0.1"]',
+      'dnsNames: ["ca.example.com","127.0.0.1"] name the TLS certificate from its next issue (the restart, or its renewal, a root activation or `ca intermediate` before it); until then it names ["127.0.0.1"]',
     ])
+  })
+
+  it('dnsNames: against the names of the TLS certificate in force, which an issue since the start changed', () => {
+    const both = config('dnsNames: [127.0.0.1, ca.example.com]\n')
+    // a root activation issued it under the reloaded names: a later reload of them has nothing to say
+    assert.deepEqual(startOnlyChanges(base, both, ['127.0.0.1', 'ca.example.com']), [])
+    // back to the start's names: the certificate in force keeps the other ones until its next issue
+    assert.deepEqual(startOnlyChanges(base, base, ['127.0.0.1', 'ca.example.com']), [
+      'dnsNames: ["127.0.0.1"] name the TLS certificate from its next issue (the restart, or its renewal, a root activation or `ca intermediate` before it); until then it names ["127.0.0.1","ca.example.com"]',
+    ])
+    // another order names the same certificate, which no issue changes (loadTls compares them so)
+    assert.deepEqual(startOnlyChanges(both, config('dnsNames: [ca.example.com, 127.0.0.1]\n')), [])
   })
 
   it("a rule's webhook (applied at once) against the requestTimeout in force, not the reloaded one", () => {
