@@ -334,15 +334,16 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
       /no credentials in the URL/,
     )
     assert.ok(parseConfig(yaml('https://authz.example.com/x'), 'ca.yaml').warnings.some((w) => /no secretFile/.test(w)))
-    // a webhook that may take longer than the request itself: the client gets a 408 while an allow still spends the token
+    // a webhook that may take longer than the socket stays open without a byte: the connection closes
+    // while an allow still spends the token (webhook-deadline.test.ts)
     assert.ok(
       parseConfig(
-        yaml('https://authz.example.com/x').replace(
+        `limits: {idleTimeout: 15s}\n${yaml('https://authz.example.com/x').replace(
           'webhook: {url: "https://authz.example.com/x"}',
           'webhook: {url: "https://authz.example.com/x", timeout: 15s}',
-        ),
+        )}`,
         'ca.yaml',
-      ).warnings.some((w) => /webhook\.timeout: 15s must be below limits\.requestTimeout \(10s\)/.test(w)),
+      ).warnings.some((w) => /webhook\.timeout: 15s must be below limits\.idleTimeout \(15s\)/.test(w)),
     )
   })
 })

@@ -114,10 +114,13 @@ export const LIMIT_DEFAULTS = {
 /** How long a client may take and how much it may ask for; every default is finite. */
 const limitsSchema = z
   .strictObject({
-    /** The whole request, body included (slow bodies are cut off here). */
+    /** The request's arrival, headers and body (slow bodies are cut off here); not its answer. */
     requestTimeout: duration.default(LIMIT_DEFAULTS.requestTimeout),
     headersTimeout: duration.default(LIMIT_DEFAULTS.headersTimeout),
-    /** An idle keep-alive connection is closed after this. */
+    /**
+     * A connection nothing crosses for this long is closed: an idle keep-alive one, or one whose
+     * request is still being answered (waiting on its webhook).
+     */
     idleTimeout: duration.default(LIMIT_DEFAULTS.idleTimeout),
     handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
     /** Open connections beyond this are refused at accept. */
@@ -256,8 +259,8 @@ export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
  * at the restart, or at its renewal, a root's activation or `ca intermediate` if one comes first
  * (SSHPOP tokens are checked against them at once); `tlsNames` are the names of the certificate in
  * force, which differ from the start's once one of those issued it. A rule's webhook applies at once,
- * so its timeout is checked against the requestTimeout in force, the start's, when the reload
- * changes that one.
+ * so its timeout is checked against the idleTimeout in force, the start's, when the reload changes
+ * that one: the socket's timeout is what closes a request's connection while it waits on the webhook.
  */
 export function startOnlyChanges(
   start: CaConfig,
@@ -300,14 +303,14 @@ export function startOnlyChanges(
     changed.push(
       `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or its renewal, a root activation or \`ca intermediate\` before it); until then it names ${show(tlsNames)}`,
     )
-  // the rule check compared the webhooks' timeouts with the reloaded requestTimeout, not the one in force
-  const inForce = start.limits.requestTimeout
-  if (next.limits.requestTimeout === inForce) return changed
+  // the rule check compared the webhooks' timeouts with the reloaded idleTimeout, not the one in force
+  const inForce = start.limits.idleTimeout
+  if (next.limits.idleTimeout === inForce) return changed
   const slow = next.provisioners.flatMap((p, i) =>
     p.rules.flatMap((r, j) =>
       r.webhook && r.webhook.timeout >= inForce
         ? [
-            `provisioners[${i}].rules[${j}].webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.requestTimeout in force (${formatDuration(inForce)} until the CA restarts)`,
+            `provisioners[${i}].rules[${j}].webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.idleTimeout in force (${formatDuration(inForce)} until the CA restarts)`,
           ]
         : [],
     ),
@@ -598,11 +601,14 @@ function checkRule(
       problems.push(
         `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`,
       )
-    else if (r.webhook.timeout >= config.limits.requestTimeout)
-      // the client would be answered 408 while the call goes on, and an allow then spends the token for
-      // nothing; a warning, so that a ca.yaml that loaded before still loads
+    else if (r.webhook.timeout >= config.limits.idleTimeout)
+      // the socket's timeout (limits.idleTimeout) closes a connection that nothing crosses for that
+      // long, the request waiting on the call among them, while the call goes on, and an allow then
+      // spends the token for nothing. Not limits.requestTimeout: it bounds the request's arrival
+      // (headers and body), and a request received in full waits for its webhook. A warning, so that a
+      // ca.yaml that loaded before still loads
       warnings.push(
-        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.requestTimeout (${formatDuration(config.limits.requestTimeout)})`,
+        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.idleTimeout (${formatDuration(config.limits.idleTimeout)})`,
       )
     if (!r.webhook.secretFile)
       warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)

@@ -640,12 +640,16 @@ describe('ca.yaml: the checks the later features brought (metrics, keys, webhook
     assert.deepEqual(problemFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 31s')), [
       `${at}.webhook.timeout`,
     ])
-    // at most 30 s; not below limits.requestTimeout (10 s by default) is warned about: the request should outlive its webhook
+    // at most 30 s; not below limits.idleTimeout (60 s by default) is warned about: the socket closes
+    // after that long without a byte while the request waits on its webhook. Not limits.requestTimeout
+    // (10 s by default): it bounds the request's arrival, and a request received waits for its webhook
     assert.deepEqual(problemFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 30s')), [])
-    assert.deepEqual(warningFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 10s')), [
+    assert.deepEqual(warningFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 30s')), [])
+    const idle = (h: string) => `limits: {idleTimeout: 10s}\n${hook(h)}`
+    assert.deepEqual(warningFields(idle('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 10s')), [
       `${at}.webhook.timeout`,
     ])
-    assert.deepEqual(warningFields(hook('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 9s')), [])
+    assert.deepEqual(warningFields(idle('url: "https://hooks.example.com/ssh", secretFile: s, timeout: 9s')), [])
     const parsed = parseConfig(hook('url: "https://hooks.example.com/ssh", secretFile: s, ca: hooks-ca.pem'), 'ca.yaml')
     assert.deepEqual(parsed.config.provisioners[0]!.rules[0]!.webhook, {
       url: 'https://hooks.example.com/ssh',

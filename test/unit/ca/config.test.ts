@@ -344,7 +344,7 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     assert.deepEqual(startOnlyChanges(both, config('dnsNames: [ca.example.com, 127.0.0.1]\n')), [])
   })
 
-  it("a rule's webhook (applied at once) against the requestTimeout in force, not the reloaded one", () => {
+  it("a rule's webhook (applied at once) against the idleTimeout in force, not the reloaded one", () => {
     const withWebhook = (limits: string, timeout: number) =>
       parseConfig(
         `${limits}provisioners:
@@ -360,18 +360,24 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
 `,
         'ca.yaml',
       ).config
-    // 20 s would be under the reloaded 30 s, but the server answers 408 after the start's 10 s
-    const raised = withWebhook('limits: {requestTimeout: 30}\n', 20)
-    assert.deepEqual(startOnlyChanges(base, raised), [
-      'limits.requestTimeout: 30 takes effect when the CA restarts; until then it stays 10',
-      'provisioners[0].rules[0].webhook.timeout: 20s must be below limits.requestTimeout in force (10s until the CA restarts)',
+    // 20 s would be under the reloaded 60 s, but the socket closes after the start's 10 s of silence
+    const start = withWebhook('limits: {idleTimeout: 10}\n', 2)
+    const raised = withWebhook('limits: {idleTimeout: 60}\n', 20)
+    assert.deepEqual(startOnlyChanges(start, raised), [
+      'limits.idleTimeout: 60 takes effect when the CA restarts; until then it stays 10',
+      'provisioners[0].rules[0].webhook.timeout: 20s must be below limits.idleTimeout in force (10s until the CA restarts)',
     ])
     // under the one in force: only the timeout's own line
-    assert.deepEqual(startOnlyChanges(base, withWebhook('limits: {requestTimeout: 30}\n', 5)), [
+    assert.deepEqual(startOnlyChanges(start, withWebhook('limits: {idleTimeout: 60}\n', 5)), [
+      'limits.idleTimeout: 60 takes effect when the CA restarts; until then it stays 10',
+    ])
+    // the idleTimeout unchanged: the rule check has said it already (against the same value)
+    assert.deepEqual(startOnlyChanges(raised, withWebhook('limits: {idleTimeout: 60}\n', 25)), [])
+    // requestTimeout bounds the request's arrival, not its wait on the webhook: raising it with the
+    // webhook's timeout is no reason to warn (the start's 10 s would pass a 20 s webhook's answer)
+    assert.deepEqual(startOnlyChanges(base, withWebhook('limits: {requestTimeout: 30}\n', 20)), [
       'limits.requestTimeout: 30 takes effect when the CA restarts; until then it stays 10',
     ])
-    // the requestTimeout unchanged: the rule check has said it already (against the same value)
-    assert.deepEqual(startOnlyChanges(raised, withWebhook('limits: {requestTimeout: 30}\n', 25)), [])
   })
 
   it('a rate limit turned on waits for the restart: nothing counts the requests until then', () => {
