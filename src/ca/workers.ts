@@ -417,14 +417,17 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     async close() {
       closing = true
       for (const t of timers) clearTimeout(t)
+      // requests are bounded by limits.requestTimeout as they arrive, the start's (a reload's waits for
+      // the restart: startOnlyChanges), then by their rule's webhook, the policy in force's: past both,
+      // a worker that does not end is ended
+      const webhook = Math.max(0, ...config.provisioners.flatMap((p) => p.rules.map((r) => r.webhook?.timeout ?? 0)))
+      const deadlineMs = (o.config.limits.requestTimeout + webhook + 5) * 1000
       await Promise.all(
         [...alive].map(async (w) => {
           const exited = once(w, 'exit')
           if (!threads.includes(w)) return void (await w.terminate())
           w.postMessage({t: 'close'})
-          // requests are bounded by limits.requestTimeout, the start's (a reload's waits for the restart:
-          // startOnlyChanges); past that, a worker that does not end is ended
-          const deadline = setTimeout(() => void w.terminate(), (o.config.limits.requestTimeout + 5) * 1000)
+          const deadline = setTimeout(() => void w.terminate(), deadlineMs)
           await exited
           clearTimeout(deadline)
         }),

@@ -24,8 +24,9 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
   let hookUrl = ''
   const dir = tempDir('sshca-webhook-deadline-')
   const caFile = join(dir, 'hook-ca.pem')
-  /** The webhook allows, 3.5 s after the request. */
+  /** The webhook allows, 3.5 s after the request (unless a test says otherwise). */
   const DELAY_MS = 3500
+  let hookDelayMs = DELAY_MS
 
   const policy = (limits: Record<string, unknown>, timeout: number) => ({
     limits: {rate: false, ...limits},
@@ -46,13 +47,18 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
       },
     ],
   })
-  const sign = async (t: TestCa) =>
+  const sign = async (t: TestCa, headers: Record<string, string> = {}) =>
     t
-      .call('POST', '/ssh/sign', {
-        publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
-        ott: await gh.mint(),
-        certType: 'user',
-      })
+      .call(
+        'POST',
+        '/ssh/sign',
+        {
+          publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+          ott: await gh.mint(),
+          certType: 'user',
+        },
+        headers,
+      )
       .catch((err: Error) => ({status: 0, text: err.message}))
   /** Reloads `next`; the webhook.timeout warnings of the reload's policy_loaded. */
   const reload = async (t: TestCa, next: Record<string, unknown>): Promise<string[]> => {
@@ -71,7 +77,7 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
     hook = createServer({key: tls.key.export({type: 'pkcs8', format: 'pem'}), cert: tls.pem}, (req, res) => {
       req.resume()
       req.on('end', () =>
-        setTimeout(() => res.writeHead(200, {'content-type': 'application/json'}).end('{"allow": true}'), DELAY_MS),
+        setTimeout(() => res.writeHead(200, {'content-type': 'application/json'}).end('{"allow": true}'), hookDelayMs),
       )
     })
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
@@ -111,6 +117,27 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
       await waitFor('the webhook to answer', () => t.since(mark).some((l) => l.event === 'certificate_issued'))
     } finally {
       await t.stop()
+    }
+  })
+
+  it("close() waits for a request waiting on its webhook past the start's requestTimeout", async () => {
+    // close() ends a worker still serving requestTimeout + 5 s after it was told to stop (6 s here);
+    // the webhook answers after 7 s, within its timeout of 12 s, which no check holds below requestTimeout
+    const t = await startTestCa(policy({requestTimeout: 1, headersTimeout: 1}, 12), {workers: 1})
+    let stopping: Promise<void> | undefined
+    try {
+      hookDelayMs = 7000
+      // (connection: close, so that the worker ends once it has answered rather than at the deadline)
+      const signing = sign(t, {connection: 'close'})
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      stopping = t.ca.close()
+      const r = await signing
+      assert.equal(r.status, 201, `the request in flight is answered, not cut off: ${r.status} ${r.text}`)
+      await stopping
+    } finally {
+      hookDelayMs = DELAY_MS
+      await (stopping ?? t.stop())
+      await t.dispatcher.close()
     }
   })
 })
