@@ -22,6 +22,14 @@ export const SshSignRequest = object({
 })
 export type SshSignRequest = Infer<typeof SshSignRequest>
 
+/**
+ * The longest a CA may hold a POST /ssh/sign on a rule's authorizing webhook (ca.yaml's
+ * webhook.timeout, refused above it), sending nothing meanwhile: sshca's client waits longer than
+ * this for the answer, or it would give up while an allow still issues the certificate and spends
+ * the token.
+ */
+export const WEBHOOK_MAX_SECONDS = 30
+
 /** `identityCrt`: the identity certificate then its issuer, PEM (only when the request had an identityCSR). */
 export const SshSignResponse = object({crt: string({min: 1}), identityCrt: optional(array(string()))})
 export type SshSignResponse = Infer<typeof SshSignResponse>

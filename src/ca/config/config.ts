@@ -7,6 +7,7 @@ import {dirname, isAbsolute, resolve} from 'node:path'
 import {parseDocument} from 'yaml'
 import {z} from 'zod'
 import {SshcaError} from '../../errors.ts'
+import {WEBHOOK_MAX_SECONDS} from '../../protocol/api.ts'
 import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
@@ -597,9 +598,9 @@ function checkRule(
     else if (u.protocol !== 'https:') problems.push(`${at}.webhook.url: must be https (the claims travel in it)`)
     if (u.username || u.password)
       problems.push(`${at}.webhook.url: no credentials in the URL; use secretFile (HMAC-SHA256 of the body)`)
-    if (r.webhook.timeout > 30)
+    if (r.webhook.timeout > WEBHOOK_MAX_SECONDS)
       problems.push(
-        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above 30s; a signing request must not wait that long`,
+        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above ${formatDuration(WEBHOOK_MAX_SECONDS)}; a signing request must not wait that long`,
       )
     else if (r.webhook.timeout >= config.limits.idleTimeout)
       // the socket's timeout (limits.idleTimeout) closes a connection that nothing crosses for that

@@ -5,7 +5,7 @@
  */
 import {Agent, request, type RequestOptions} from 'node:https'
 import {SshcaError, type ErrorCode} from '../../errors.ts'
-import {ErrorBody} from '../../protocol/api.ts'
+import {ErrorBody, WEBHOOK_MAX_SECONDS} from '../../protocol/api.ts'
 import type {Schema} from '../../protocol/check.ts'
 import {singleLine} from '../../util/text.ts'
 import {announceRetryWait, retryWait} from './retry.ts'
@@ -23,6 +23,12 @@ const TLS_TRUST_ERRORS = new Set([
 const MAX_BODY = 4 * 1024 * 1024
 /** Idle time allowed between two packets of a request (Node's socket timeout). */
 const IDLE_TIMEOUT_MS = 15_000
+/**
+ * The same for POST /ssh/sign, which a CA may hold on a rule's webhook without a byte for up to
+ * WEBHOOK_MAX_SECONDS: given up on sooner, a certificate the webhook then allows is issued, and the
+ * token spent, for nobody. Still within REQUEST_DEADLINE_MS.
+ */
+export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 10) * 1000
 /**
  * The whole request, connect to the last byte of the body, whatever arrives meanwhile: the idle
  * timeout alone lets a server (or anyone on the path of bootstrap's unpinned first request) that
@@ -182,6 +188,7 @@ export class CaClient {
           method,
           agent: this.agent,
           deadlineMs: this.deadlineMs,
+          ...(path === '/ssh/sign' ? {timeoutMs: SIGN_IDLE_TIMEOUT_MS} : {}),
           ...payload,
           ...(headers ? {headers} : {}),
         })
