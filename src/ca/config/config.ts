@@ -249,6 +249,10 @@ export type _SchemaMatchesPolicy = [
 /** What the HTTP server's own settings need from ca.yaml: the limits and whom to trust as a proxy. */
 export type ServerSettings = Pick<CaConfig, 'limits' | 'trustProxy'>
 
+/** The same names for a TLS certificate: the same set, in any order (what makes one be issued again). */
+export const sameNames = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((n) => b.includes(n))
+
 /**
  * What a reload cannot change: the API's server is built from these at the CA's start (the TLS
  * server's requestCert, the HTTP timeouts, the connection cap, whose address a request is from, and
@@ -300,7 +304,7 @@ export function startOnlyChanges(
     )
   // read when the TLS certificate is issued, which a reload does not do; compared with the names of
   // the one in force as loadTls compares them (another order is the same certificate)
-  if (next.dnsNames.length !== tlsNames.length || next.dnsNames.some((n) => !tlsNames.includes(n)))
+  if (!sameNames(next.dnsNames, tlsNames))
     changed.push(
       `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or its renewal, a root activation or \`ca intermediate\` before it); until then it names ${show(tlsNames)}`,
     )

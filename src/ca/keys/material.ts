@@ -9,6 +9,7 @@ import {SshcaError} from '../../errors.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import type {Signer} from '../../ssh/signature.ts'
 import {writeFileAtomic} from '../../util/fs.ts'
+import {sameNames} from '../config/config.ts'
 import type {Kms} from '../config/kms.ts'
 import {caPaths} from '../config/layout.ts'
 import {activeEntry, publishedEntries, readKeyring, type CaKeyKind, type CaKeyState, type Keyring} from './keyring.ts'
@@ -147,7 +148,7 @@ export async function loadTls(
   const leaf = parseCert(tlsPem)
   const names = subjectAltNames(leaf)
   const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
-  const namesChanged = !o.keepNames && (dnsNames.length !== names.length || dnsNames.some((n) => !names.includes(n)))
+  const namesChanged = !o.keepNames && !sameNames(dnsNames, names)
   // a leaf the current intermediate did not sign, or not of the TLS key (a root activation cut short
   // between its renames and the TLS key's writes): it verifies to no root a client pins, so reissued
   const x = new X509Certificate(tlsPem)
