@@ -264,8 +264,9 @@ export const sameNames = (a: readonly string[], b: readonly string[]): boolean =
  * at the restart, or at its renewal, a root's activation or `ca intermediate` if one comes first
  * (SSHPOP tokens are checked against them at once); `tlsNames` are the names of the certificate in
  * force, which differ from the start's once one of those issued it. A rule's webhook applies at once,
- * so its timeout is checked against the idleTimeout in force, the start's, when the reload changes
- * that one: the socket's timeout is what closes a request's connection while it waits on the webhook.
+ * so its timeout, with the store's wait after it, is checked against the idleTimeout in force, the
+ * start's, when the reload changes that one or the db: the socket's timeout is what closes a
+ * request's connection while it waits on the webhook.
  */
 export function startOnlyChanges(
   start: CaConfig,
@@ -308,19 +309,50 @@ export function startOnlyChanges(
     changed.push(
       `dnsNames: ${show(next.dnsNames)} name the TLS certificate from its next issue (the restart, or its renewal, a root activation or \`ca intermediate\` before it); until then it names ${show(tlsNames)}`,
     )
-  // the rule check compared the webhooks' timeouts with the reloaded idleTimeout, not the one in force
-  const inForce = start.limits.idleTimeout
-  if (next.limits.idleTimeout === inForce) return changed
+  // the rule check compared the webhooks' timeouts with the reloaded idleTimeout and db, not the ones in force
+  if (next.limits.idleTimeout === start.limits.idleTimeout && storeWaitSeconds(next.db) === storeWaitSeconds(start.db))
+    return changed
   const slow = next.provisioners.flatMap((p, i) =>
-    p.rules.flatMap((r, j) =>
-      r.webhook && r.webhook.timeout >= inForce
-        ? [
-            `provisioners[${i}].rules[${j}].webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.idleTimeout in force (${formatDuration(inForce)} until the CA restarts)`,
-          ]
-        : [],
-    ),
+    p.rules.flatMap((r, j) => {
+      const line =
+        r.webhook &&
+        slowWebhook(`provisioners[${i}].rules[${j}]`, r.webhook.timeout, start.db, start.limits.idleTimeout, true)
+      return line ? [line] : []
+    }),
   )
   return [...changed, ...slow]
+}
+
+/**
+ * The longest a signing request waits on its store with nothing crossing its connection: with
+ * PostgreSQL a connection from the pool (db.timeout) and then the issuance's statement (db.timeout,
+ * and half a second more for its answer: postgres.ts's query_timeout); SQLite is on this host.
+ */
+export function storeWaitSeconds(db: CaConfig['db']): number {
+  return db.type === 'postgresql' ? 2 * db.timeout + 0.5 : 0
+}
+
+/** Seconds as a duration, a fraction kept (formatDuration drops it). */
+const seconds = (n: number): string => (Number.isInteger(n) ? formatDuration(n) : `${n}s`)
+
+/**
+ * The warning for a rule whose webhook, with the store's wait after it, is not below `idleTimeout`;
+ * undefined when it is. `inForce`: the values are the start's, in force until the CA restarts.
+ */
+function slowWebhook(
+  at: string,
+  timeout: number,
+  db: CaConfig['db'],
+  idleTimeout: number,
+  inForce = false,
+): string | undefined {
+  const store = storeWaitSeconds(db)
+  if (timeout + store < idleTimeout) return undefined
+  const after = store > 0 ? `, and up to ${seconds(store)} on the database after it (db.timeout),` : ''
+  const idle = inForce
+    ? `in force (${formatDuration(idleTimeout)} until the CA restarts)`
+    : `(${formatDuration(idleTimeout)})`
+  return `${at}.webhook.timeout: ${formatDuration(timeout)}${after} must be below limits.idleTimeout ${idle}`
 }
 
 export interface ConfigCheck {
@@ -408,7 +440,7 @@ export function parseConfig(text: string, path: string): ConfigCheck {
     warnings.push(
       "tls.clientCertificates: request asks every client for a certificate, and OpenSSL checks every signature of any chain one sends, before any token or limit: anyone who reaches the CA can make each handshake cost it hundreds of ordinary ones. Only for `step ssh hosts` over mutual TLS; sshca's own client sends a token instead",
     )
-  if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.requestTimeout, problems, warnings)
+  if (raw.db.type === 'postgresql') checkPostgres(raw.db, raw.limits.idleTimeout, problems, warnings)
   // the list replaces the defaults: an operator who adds one name may not know they gave up the rest
   const unreserved = DEFAULT_RESERVED_PRINCIPALS.filter((p) => !raw.ssh.reservedPrincipals.includes(p))
   if (unreserved.length > 0)
@@ -480,7 +512,7 @@ export function parsePostgresUrl(url: string): {
   }
 }
 
-function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: string[], warnings: string[]): void {
+function checkPostgres(db: PostgresDbConfig, idleTimeout: number, problems: string[], warnings: string[]): void {
   let host: string
   try {
     host = parsePostgresUrl(db.url).host
@@ -489,9 +521,14 @@ function checkPostgres(db: PostgresDbConfig, requestTimeout: number, problems: s
     return
   }
   const socket = host.startsWith('/')
-  if (db.timeout >= requestTimeout)
-    problems.push(
-      `db.timeout: ${formatDuration(db.timeout)} must be below limits.requestTimeout (${formatDuration(requestTimeout)}), so a request never waits on the database past its own deadline`,
+  // the socket's timeout closes a connection nothing crosses for idleTimeout, a request waiting on the
+  // database among them, while its statement goes on and may commit: the token spent for nothing. Not
+  // limits.requestTimeout: it bounds the request's arrival. A warning, so that a ca.yaml that loaded
+  // before (checked then against requestTimeout) still loads
+  const wait = storeWaitSeconds(db)
+  if (wait >= idleTimeout)
+    warnings.push(
+      `db.timeout: ${formatDuration(db.timeout)} lets a signing request wait ${seconds(wait)} on the database (a connection, then its statement), not below limits.idleTimeout (${formatDuration(idleTimeout)}): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout`,
     )
   if ((db.tls.cert === undefined) !== (db.tls.key === undefined)) problems.push('db.tls: cert and key go together')
   const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')
@@ -606,15 +643,15 @@ function checkRule(
       problems.push(
         `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} is above ${formatDuration(WEBHOOK_MAX_SECONDS)}; a signing request must not wait that long`,
       )
-    else if (r.webhook.timeout >= config.limits.idleTimeout)
+    else {
       // the socket's timeout (limits.idleTimeout) closes a connection that nothing crosses for that
-      // long, the request waiting on the call among them, while the call goes on, and an allow then
-      // spends the token for nothing. Not limits.requestTimeout: it bounds the request's arrival
-      // (headers and body), and a request received in full waits for its webhook. A warning, so that a
-      // ca.yaml that loaded before still loads
-      warnings.push(
-        `${at}.webhook.timeout: ${formatDuration(r.webhook.timeout)} must be below limits.idleTimeout (${formatDuration(config.limits.idleTimeout)})`,
-      )
+      // long, the request waiting on the call (and then on the database) among them, while the call
+      // goes on, and an allow then spends the token for nothing. Not limits.requestTimeout: it bounds
+      // the request's arrival (headers and body), and a request received in full waits for its
+      // webhook. A warning, so that a ca.yaml that loaded before still loads
+      const slow = slowWebhook(at, r.webhook.timeout, config.db, config.limits.idleTimeout)
+      if (slow) warnings.push(slow)
+    }
     if (!r.webhook.secretFile)
       warnings.push(`${at}.webhook: no secretFile, so the webhook cannot tell the CA's requests from anyone else's`)
   }

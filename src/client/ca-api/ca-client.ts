@@ -25,15 +25,16 @@ const MAX_BODY = 4 * 1024 * 1024
 const IDLE_TIMEOUT_MS = 15_000
 /**
  * The same for POST /ssh/sign, which a CA may hold on a rule's webhook without a byte for up to
- * WEBHOOK_MAX_SECONDS: given up on sooner, a certificate the webhook then allows is issued, and the
- * token spent, for nobody. Still within REQUEST_DEADLINE_MS.
+ * WEBHOOK_MAX_SECONDS, and then on its database (10.5 s with PostgreSQL's default db.timeout: a
+ * connection, then the statement): given up on sooner, a certificate the webhook then allows is
+ * issued, and the token spent, for nobody. Still within REQUEST_DEADLINE_MS.
  */
-export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 10) * 1000
+export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 15) * 1000
 /**
  * The whole request, connect to the last byte of the body, whatever arrives meanwhile: the idle
  * timeout alone lets a server (or anyone on the path of bootstrap's unpinned first request) that
  * sends a byte every few seconds hold a request, and `login --ensure` under ssh's Match exec with it,
- * for hours. Above the CA's own limits.requestTimeout (10 s by default) with room to spare.
+ * for hours. Above SIGN_IDLE_TIMEOUT_MS, the longest a CA may hold a signing request silent.
  */
 export const REQUEST_DEADLINE_MS = 60_000
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {mayOverlap, parseConfig, startOnlyChanges} from '../../../src/ca/config/config.ts'
+import {mayOverlap, parseConfig, startOnlyChanges, storeWaitSeconds} from '../../../src/ca/config/config.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
 function problems(yaml: string): string[] {
@@ -227,7 +227,7 @@ describe('ca.yaml db:', () => {
     )
   })
 
-  it("refuses a password in the URL (without repeating it), libpq's ssl parameters, a timeout not below the request's, half a client certificate", () => {
+  it("refuses a password in the URL (without repeating it), libpq's ssl parameters, half a client certificate", () => {
     const p = problems(
       'db: {type: postgresql, url: "postgres://sshca:hunter2@db/sshca", timeout: 10s, tls: {cert: c.pem}}',
     )
@@ -238,10 +238,7 @@ describe('ca.yaml db:', () => {
     ])
     assert.deepEqual(
       problems('db: {type: postgresql, url: "postgres://sshca@db/sshca", timeout: 10s, tls: {cert: c.pem}}'),
-      [
-        'db.timeout: 10s must be below limits.requestTimeout (10s), so a request never waits on the database past its own deadline',
-        'db.tls: cert and key go together',
-      ],
+      ['db.tls: cert and key go together'],
     )
     assert.deepEqual(problems('db: {type: mysql}'), [problems('db: {type: mysql}')[0]!])
     assert.match(problems('db: {type: mysql}')[0]!, /^db\.type: /)
@@ -259,6 +256,25 @@ describe('ca.yaml db:', () => {
     )
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@127.0.0.1:5432/sshca", tls: {mode: disable}}'), [])
     assert.deepEqual(w('{type: postgresql, url: "postgres://sshca@%2Frun%2Fpostgresql/sshca"}'), [])
+  })
+
+  it("checks db.timeout against limits.idleTimeout, the socket's, not requestTimeout (the request's arrival)", () => {
+    const check = (yaml: string) => {
+      const c = parseConfig(yaml, 'ca.yaml')
+      return {config: c.config, warnings: c.warnings.filter((w) => w.startsWith('db.'))}
+    }
+    const db = (timeout: string) =>
+      `db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: ${timeout}}\n`
+    // a request may wait for a connection and then its statement: twice db.timeout and half a second
+    assert.equal(storeWaitSeconds(check(db('5s')).config.db), 10.5)
+    assert.equal(storeWaitSeconds(check('db: {type: sqlite}\n').config.db), 0)
+    // once refused (not below requestTimeout's 10 s), though nothing closed the request at 10 s
+    assert.deepEqual(check(`limits: {requestTimeout: 5s}\n${db('8s')}`).warnings, [])
+    // not below idleTimeout: the connection closes while the issuance may still commit
+    assert.deepEqual(check(`limits: {idleTimeout: 20s}\n${db('10s')}`).warnings, [
+      'db.timeout: 10s lets a signing request wait 20.5s on the database (a connection, then its statement), not below limits.idleTimeout (20s): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout',
+    ])
+    assert.deepEqual(check(`limits: {idleTimeout: 21s}\n${db('10s')}`).warnings, [])
   })
 })
 
@@ -377,6 +393,40 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     // webhook's timeout is no reason to warn (the start's 10 s would pass a 20 s webhook's answer)
     assert.deepEqual(startOnlyChanges(base, withWebhook('limits: {requestTimeout: 30}\n', 20)), [
       'limits.requestTimeout: 30 takes effect when the CA restarts; until then it stays 10',
+    ])
+    // with PostgreSQL the request then waits on the database: the webhook's timeout and the store's
+    // wait together, checked by the rule (the reloaded values) and, when either changes, against the
+    // start's, in force
+    const pg = (timeout: string) =>
+      `db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: ${timeout}}\n`
+    const onPg = parseConfig(
+      `limits: {idleTimeout: 30}\n${pg('5s')}provisioners:
+  - name: p
+    type: oidc
+    issuer: https://idp.example.com
+    clientId: c
+    rules:
+      - name: r
+        webhook: {url: https://hook.example.com/allow, timeout: 20, secretFile: s}
+        match: {email: {domain: example.com}}
+        certificate: {principals: [a], ttl: 1h}
+`,
+      'ca.yaml',
+    )
+    // 20 s alone is below 30 s; with the database's 10.5 s after it, it is not
+    assert.deepEqual(
+      onPg.warnings.filter((w) => w.includes('.webhook.timeout')),
+      [
+        'provisioners[0].rules[0].webhook.timeout: 20s, and up to 10.5s on the database after it (db.timeout), must be below limits.idleTimeout (30s)',
+      ],
+    )
+    const fastDb = withWebhook(`limits: {idleTimeout: 30}\n${pg('2s')}`, 20)
+    assert.deepEqual(startOnlyChanges(fastDb, onPg.config), [
+      `db: ${JSON.stringify(onPg.config.db)} takes effect when the CA restarts; until then it stays ${JSON.stringify(fastDb.db)}`,
+    ])
+    assert.deepEqual(startOnlyChanges(onPg.config, fastDb), [
+      `db: ${JSON.stringify(fastDb.db)} takes effect when the CA restarts; until then it stays ${JSON.stringify(onPg.config.db)}`,
+      'provisioners[0].rules[0].webhook.timeout: 20s, and up to 10.5s on the database after it (db.timeout), must be below limits.idleTimeout in force (30s until the CA restarts)',
     ])
   })
 
