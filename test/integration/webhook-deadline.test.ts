@@ -140,4 +140,27 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
       await t.dispatcher.close()
     }
   })
+
+  it('close() ends a worker once its requests in flight are answered, their keep-alive connections too', async () => {
+    // a keep-alive connection busy when close() began stays open once answered, unless the answer says
+    // `connection: close`: the worker then ran until close()'s deadline (requestTimeout 1 s + the
+    // webhook's 12 s + 5 s) and was ended there
+    const t = await startTestCa(policy({requestTimeout: 1, headersTimeout: 1}, 12), {workers: 1})
+    let stopping: Promise<void> | undefined
+    try {
+      hookDelayMs = 2000
+      const signing = sign(t)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      stopping = t.ca.close()
+      const r = await signing
+      assert.equal(r.status, 201, `the request in flight is answered, not cut off: ${r.status} ${r.text}`)
+      const answered = Date.now()
+      await stopping
+      assert.ok(Date.now() - answered < 5000, `the CA closed ${Date.now() - answered} ms after its last answer`)
+    } finally {
+      hookDelayMs = DELAY_MS
+      await (stopping ?? t.stop())
+      await t.dispatcher.close()
+    }
+  })
 })

@@ -179,6 +179,20 @@ export function buildApp(
     void reply.headers({'x-request-id': req.id, 'cache-control': 'no-store'})
     done()
   })
+  // closing, the server stops accepting and closes its idle connections; one busy then (a request on
+  // its webhook or its database) stayed open once answered, and kept the thread, and the CA's close(),
+  // until the deadline. Its answer now says `connection: close`, so Node ends the connection after it
+  // (not closed under a client that may be sending its next request). Requests that arrive while
+  // closing get fastify's 503 with the same header
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (closing) void reply.header('connection', 'close')
+    done(null, payload)
+  })
 
   // load shedding: past maxInFlight signing requests (counted for every thread serving the CA), answer
   // 503 at once rather than queue without bound; and while this thread's event loop lags (requests
