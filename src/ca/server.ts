@@ -269,6 +269,23 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     roots: (await Promise.all(rootFiles.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0'),
   })
   let seen = await snapshot()
+  /**
+   * The store's lock for a TLS reissue when picking up roots; taken without it when the store does not
+   * answer (PostgreSQL down), so that new roots are still picked up: two replicas reissuing at once
+   * leave, at worst, a pair on disk that the next reader finds stale and reissues.
+   */
+  const tlsLock = async <T>(fn: () => Promise<T>): Promise<T> => {
+    let ran = false
+    try {
+      return await store.exclusive('tls-renewal', () => {
+        ran = true
+        return fn()
+      })
+    } catch (err) {
+      if (ran) throw err
+      return fn()
+    }
+  }
   let keysLoading: Promise<boolean> = Promise.resolve(false)
   const reloadKeys = (): Promise<boolean> => {
     keysLoading = keysLoading.then(async () => {
@@ -292,10 +309,14 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       if (now.roots !== seen.roots) {
         try {
           // the certificate as written (by a rotation step, `ca intermediate`, another replica): reissued
-          // here when it is stale or expires soon, never for names (dnsNames wait for its next issue)
+          // here when it is stale or expires soon, never for names (dnsNames wait for its next issue),
+          // under the store's lock as at the start and at renewal
           const [roots, tls] = await Promise.all([
             loadRoots(config.dir),
-            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, 30, {keepNames: true}),
+            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, 30, {
+              keepNames: true,
+              lock: tlsLock,
+            }),
           ])
           Object.assign(material, roots, {tls: tls.tls, intermediateKey: tls.intermediateKey})
           if (app)
@@ -306,6 +327,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           audit.write('ca_roots_loaded', {
             roots: roots.roots.map((r) => ({fingerprint: r.fingerprint, state: r.state})),
             cross_signed: roots.crossPems.length > 0,
+            tls_reissued: tls.renewed,
           })
           changed = true
         } catch (err) {

@@ -5,15 +5,17 @@
  */
 import assert from 'node:assert/strict'
 import {X509Certificate} from 'node:crypto'
-import {readFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {connect} from 'node:tls'
 import {caPaths} from '../../src/ca/config/layout.ts'
-import {parseCert, subjectAltNames} from '../../src/ca/keys/pki.ts'
+import {readSealedKey} from '../../src/ca/keys/keystore.ts'
+import {createRoot, createTlsCert, parseCert, subjectAltNames} from '../../src/ca/keys/pki.ts'
 import {activateRoot, prepareRoot} from '../../src/ca/keys/roots.ts'
 import {startCa} from '../../src/ca/server.ts'
 import {readAuditLines} from '../helpers/audit.ts'
 import {makeCaDir, PASSWORD, startTestCa, writePolicy} from '../helpers/ca.ts'
+import {startPostgres} from '../helpers/postgres.ts'
 import {waitFor} from '../helpers/proc.ts'
 
 const namesOf = (pem: string): string[] => subjectAltNames(parseCert(pem))
@@ -67,6 +69,85 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+
+  it('two replicas finding a stale certificate at once: one reissues it under the store lock, the other takes it', async () => {
+    const {init} = await makeCaDir({})
+    const start = (who: string) =>
+      startCa({
+        configPath: init.config,
+        password: PASSWORD,
+        address: '127.0.0.1:0',
+        workers: 0,
+        auditFile: join(init.dir, `${who}.log`),
+        // the test calls reloadKeys itself, on both at once
+        keysIntervalMs: 3_600_000,
+      })
+    const a = await start('a')
+    const b = await start('b')
+    try {
+      // a certificate the intermediate did not sign (as after a root activation cut short): stale
+      const other = await createRoot('Another CA')
+      const stray = await createTlsCert(['127.0.0.1'], {cert: other.cert, key: other.key})
+      writeFileSync(caPaths(init.dir).tlsCert, stray.pem)
+      assert.deepEqual(await Promise.all([a.reloadKeys(), b.reloadKeys()]), [true, true])
+      const reissued = (who: string) =>
+        readAuditLines(join(init.dir, `${who}.log`)).find((l) => l.event === 'ca_roots_loaded')!.tls_reissued
+      // without the lock both read the stale pair, both reissued and wrote key and certificate in turn
+      assert.deepEqual([reissued('a'), reissued('b')].sort(), [false, true])
+      const onDisk = readFileSync(caPaths(init.dir).tlsCert, 'utf8')
+      assert.equal(a.runtime.material.tls.certPem, onDisk)
+      assert.equal(b.runtime.material.tls.certPem, onDisk)
+      const key = await readSealedKey(caPaths(init.dir).tlsKey, PASSWORD)
+      assert.ok(new X509Certificate(onDisk).checkPrivateKey(key), 'the key on disk is the certificate’s')
+      assert.equal(await served(a.url), fingerprint(onDisk))
+      assert.equal(await served(b.url), fingerprint(onDisk))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it("replicas on PostgreSQL: the reissue is ordered by the database's lock, and made without it while the database is down", async () => {
+    const pg = await startPostgres()
+    const {init} = await makeCaDir({db: pg.db({timeout: 1})})
+    const start = (who: string) =>
+      startCa({
+        configPath: init.config,
+        password: PASSWORD,
+        address: '127.0.0.1:0',
+        workers: 0,
+        auditFile: join(init.dir, `${who}.log`),
+        keysIntervalMs: 3_600_000,
+      })
+    const a = await start('a')
+    const b = await start('b')
+    const stray = async () => {
+      const other = await createRoot('Another CA')
+      writeFileSync(caPaths(init.dir).tlsCert, (await createTlsCert(['127.0.0.1'], other)).pem)
+    }
+    const reissued = (who: string) =>
+      readAuditLines(join(init.dir, `${who}.log`))
+        .filter((l) => l.event === 'ca_roots_loaded')
+        .map((l) => l.tls_reissued)
+    try {
+      await stray()
+      assert.deepEqual(await Promise.all([a.reloadKeys(), b.reloadKeys()]), [true, true])
+      assert.deepEqual([...reissued('a'), ...reissued('b')].sort(), [false, true])
+      assert.equal(a.runtime.material.tls.certPem, b.runtime.material.tls.certPem)
+      // the database down: new roots and a certificate to reissue are still picked up, without the lock
+      await pg.stop()
+      await stray()
+      assert.equal(await a.reloadKeys(), true)
+      assert.deepEqual(reissued('a').at(-1), true)
+      const onDisk = readFileSync(caPaths(init.dir).tlsCert, 'utf8')
+      assert.equal(a.runtime.material.tls.certPem, onDisk)
+      assert.equal(await served(a.url), fingerprint(onDisk))
+    } finally {
+      await a.close().catch(() => undefined)
+      await b.close().catch(() => undefined)
+      await pg.destroy()
     }
   })
 

@@ -127,13 +127,16 @@ async function readText(path: string): Promise<string> {
  * a certificate that a rotation step, `ca intermediate` or another replica wrote: the names its own
  * reload put in force wait for the restart or the renewal, or two replicas sharing the directory,
  * one reloaded and one not, would each reissue it under its names as soon as the other wrote it).
+ * `o.lock`: a reissue runs under it, deciding again on what the files say then (replicas sharing the
+ * directory: key and certificate are two files, and two writers at once could leave one's key with the
+ * other's certificate; the second finds the first's certificate and takes it).
  */
 export async function loadTls(
   dir: string,
   password: string,
   dnsNames: readonly string[],
   renewWithinDays = 30,
-  o: {keepNames?: boolean} = {},
+  o: {keepNames?: boolean; lock?: <T>(fn: () => Promise<T>) => Promise<T>} = {},
 ): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
   const p = caPaths(dir)
   const [intermediatePem, tlsPem, tlsKey, intermediateKey, tail] = await Promise.all([
@@ -154,6 +157,7 @@ export async function loadTls(
   const x = new X509Certificate(tlsPem)
   const stale = !x.verify(createPublicKey(intermediateKey)) || !x.checkPrivateKey(tlsKey)
   if (expiresSoon || namesChanged || stale) {
+    if (o.lock) return o.lock(() => loadTls(dir, password, dnsNames, renewWithinDays, {keepNames: o.keepNames}))
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
     await writeFileAtomic(p.tlsCert, fresh.pem + tail)
