@@ -289,6 +289,68 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     assert.match(r.stderr, /ERR_USAGE.*PKCS#11 token[\s\S]*--workers 0/)
   })
 
+  it('a signature the published key does not verify never leaves the CA: a token whose key pair was mixed up', async () => {
+    // the CA serving since the tests above signs with the token's active user key
+    await sign()
+    const audit = () =>
+      readFileSync(join(dir, 'audit.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+    const issuedBefore = audit().filter((l) => l.event === 'certificate_issued').length
+    // the fault: the private key under the active key's CKA_ID is now another one (the token's objects
+    // changed under the CA, as a faulty or tampered token would): its signatures verify with no key
+    // the CA publishes, and a client's sshd trusts
+    const id = Buffer.from(keyring().user.find((k) => k.state === 'active')!.ref.id, 'hex')
+    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
+    const lib = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11Js
+    const p11 = new lib.PKCS11()
+    p11.load(MODULE)
+    p11.C_Initialize()
+    try {
+      const slot = p11.C_GetSlotList(true).find((x) => p11.C_GetTokenInfo(x).label.trim() === 'sshca-test')!
+      const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
+      p11.C_Login(s, lib.CKU_USER, '12345678')
+      const p256 = Buffer.from('06082a8648ce3d030107', 'hex')
+      const other = p11.C_GenerateKeyPair(
+        s,
+        {mechanism: lib.CKM_EC_KEY_PAIR_GEN},
+        [
+          {type: lib.CKA_TOKEN, value: false},
+          {type: lib.CKA_EC_PARAMS, value: p256},
+        ],
+        [
+          {type: lib.CKA_TOKEN, value: true},
+          {type: lib.CKA_PRIVATE, value: true},
+          {type: lib.CKA_SENSITIVE, value: true},
+          {type: lib.CKA_SIGN, value: true},
+          {type: lib.CKA_ID, value: Buffer.from('mixed-up')},
+        ],
+      )
+      p11.C_FindObjectsInit(s, [
+        {type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY},
+        {type: lib.CKA_ID, value: id},
+      ])
+      const [mine] = p11.C_FindObjects(s, 1)
+      p11.C_FindObjectsFinal(s)
+      p11.C_DestroyObject(s, mine!)
+      p11.C_SetAttributeValue(s, other.privateKey, [{type: lib.CKA_ID, value: id}])
+      p11.C_CloseSession(s)
+    } finally {
+      p11.C_Finalize()
+      p11.close()
+    }
+    const r = await call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott: await gh.mint(),
+      certType: 'user',
+    })
+    assert.equal(r.status, 503, JSON.stringify(r.json))
+    assert.equal(r.json.crt, undefined)
+    assert.equal(audit().filter((l) => l.event === 'certificate_issued').length, issuedBefore)
+    assert.match(JSON.stringify(audit().at(-1)), /does not verify/)
+  })
+
   it('a wrong PIN stops the CA at start with ERR_KEY_STORE, naming the token', async () => {
     const wrongPin = join(base, 'wrong-pin')
     writeFileSync(wrongPin, '00000000\n', {mode: 0o600})

@@ -16,7 +16,7 @@ import {readFile} from 'node:fs/promises'
 import type * as Pkcs11Js from 'pkcs11js'
 import {SshcaError} from '../../errors.ts'
 import {PublicKey} from '../../ssh/keys.ts'
-import {sshSignatureFromRaw, type Signer} from '../../ssh/signature.ts'
+import {sshSignatureFromRaw, verifySignature, type Signer} from '../../ssh/signature.ts'
 import {SshWriter} from '../../ssh/wire.ts'
 import {assertPrivateFile} from '../../util/fs.ts'
 import type {Pkcs11Kms} from '../config/kms.ts'
@@ -281,7 +281,18 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
               throw new SshcaError('ERR_KEY_STORE', `PKCS#11: the key "${ref.label}" is gone from token "${kms.token}"`)
             p11.C_SignInit(s, {mechanism: lib.CKM_ECDSA}, priv)
             const raw = await p11.C_SignAsync(s, createHash('sha256').update(data).digest(), Buffer.alloc(64))
-            return sshSignatureFromRaw(publicKey, raw)
+            const signature = sshSignatureFromRaw(publicKey, raw)
+            // checked with the key the CA publishes before it leaves the CA: a faulty signature (a fault
+            // in the token's arithmetic can give away an ECDSA key to whoever reads the signature) or
+            // one by another key (a token whose objects were changed or mixed up) is never issued
+            const check = verifySignature(publicKey, data, signature)
+            if (!check.valid)
+              throw new SshcaError(
+                'ERR_KEY_STORE',
+                `PKCS#11: token "${kms.token}" returned a signature for "${ref.label}" that its public key does not verify (${check.reason}); nothing was issued`,
+                {hint: 'check the token (its health, its objects under this CKA_ID) before the CA signs again'},
+              )
+            return signature
           }),
       }
     },
