@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {join} from 'node:path'
+import {DatabaseSync} from 'node:sqlite'
 import type * as Pkcs11Js from 'pkcs11js'
 import {Agent as HttpAgent, request} from 'undici'
 import {writePolicy} from '../../src/demo/policy-file.ts'
@@ -298,6 +299,15 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, unknown>)
     const issuedBefore = audit().filter((l) => l.event === 'certificate_issued').length
+    const spent = () => {
+      const db = new DatabaseSync(join(dir, 'db', 'sshca.sqlite'), {readOnly: true})
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM used_tokens').get() as {n: number}).n
+      } finally {
+        db.close()
+      }
+    }
+    const spentBefore = spent()
     // the fault: the private key under the active key's CKA_ID is now another one (the token's objects
     // changed under the CA, as a faulty or tampered token would): its signatures verify with no key
     // the CA publishes, and a client's sshd trusts
@@ -348,6 +358,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     assert.equal(r.status, 503, JSON.stringify(r.json))
     assert.equal(r.json.crt, undefined)
     assert.equal(audit().filter((l) => l.event === 'certificate_issued').length, issuedBefore)
+    assert.equal(spent(), spentBefore, 'the token is not spent')
     assert.match(JSON.stringify(audit().at(-1)), /does not verify/)
   })
 
