@@ -376,6 +376,42 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.match(refused.stderr, /revoked by file/)
     })
 
+    it("a RevokedHostKeys of the person's own that ssh reads first: ssh accepts the revoked host, and sshca config says so, naming the line", async () => {
+      const {sshd, serial} = await enrolledSshd()
+      assert.equal((await sshca(['ca', 'revoke', '--serial', serial, ...ca()])).code, 0)
+      const config = async (): Promise<string[]> => {
+        const r = await sshca(['config', '--pattern', '127.0.0.1', '--known-hosts', kh, '--no-auto-login', '--json'], {
+          env: w.env,
+        })
+        assert.equal(r.code, 0, r.stderr)
+        return (JSON.parse(r.stdout).warnings as string[]).filter((x) => x.includes('sets RevokedHostKeys'))
+      }
+      assert.deepEqual(await config(), [])
+      assert.equal((await ssh(sshd.port)).code, 255)
+      const before = readFileSync(userConfig, 'utf8')
+      const mine = join(tempDir('sshca-own-krl-'), 'revoked')
+      writeFileSync(mine, '')
+      try {
+        // the person's own list for every host, below sshca's Include: a Host section is read in the
+        // pass before sshca's Match final block, and ssh keeps the first value it reads
+        writeFileSync(userConfig, `${before}Host *\n  RevokedHostKeys ${mine}\n`)
+        const accepted = await ssh(sshd.port)
+        assert.equal(accepted.code, 0, `ssh checked the other list: ${accepted.stderr}`)
+        const warned = await config()
+        assert.equal(warned.length, 1, JSON.stringify(warned))
+        const line = before.split('\n').length + 1
+        assert.ok(warned[0]!.startsWith(`${userConfig}:${line} sets RevokedHostKeys (in "Host *")`), warned[0])
+        // as the warning says: a Match final section comes after sshca's, whose list then holds
+        writeFileSync(userConfig, `${before}Match final host *\n  RevokedHostKeys ${mine}\n`)
+        const refused = await ssh(sshd.port)
+        assert.equal(refused.code, 255)
+        assert.match(refused.stderr, /revoked by file/)
+        assert.deepEqual(await config(), [])
+      } finally {
+        writeFileSync(userConfig, before)
+      }
+    })
+
     it('--dry-run shows the diff and writes nothing; --no-ssh-config leaves ssh_config alone; the Include is added once', async () => {
       const env = {...w.env, SSHCA_HOME: join(tempDir('sshca-dry-'), 'home'), HOME: join(tempDir('sshca-dry-'), 'home')}
       assert.equal(

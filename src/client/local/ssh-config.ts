@@ -21,9 +21,9 @@
  * canonicalization; older ssh rejects the keyword, so `sshca config` asks `ssh -V` first.
  */
 import {spawnSync} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {join} from 'node:path'
+import {basename, dirname, isAbsolute, join, resolve as resolvePath} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {exists, writeFileAtomic} from '../../util/fs.ts'
 import {agentlessFiles, readContext, saveContext, type Context} from '../home/home.ts'
@@ -222,8 +222,9 @@ export function revokedHostKeysOf(block: readonly string[]): string | null {
 
 const HEADER = [
   "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,",
-  '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect',
-  '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.',
+  '# each replaced in place. ssh keeps the first value it reads for a setting, and these are `Match final`',
+  "# sections, read in ssh's last pass: a Host or Match section elsewhere that sets the same comes first",
+  '# (sshca config warns of a RevokedHostKeys). Put your own settings in ~/.ssh/config, not here.',
 ]
 
 /** The managed file with the context's block replaced (or added). */
@@ -316,6 +317,86 @@ export function localSshVersion(): {major: number; minor: number} | undefined {
 /** `Match final` is understood from OpenSSH 8.0 on; an unknown ssh is assumed current. */
 export function supportsMatchFinal(v: {major: number; minor: number} | undefined): boolean {
   return v === undefined || v.major >= 8
+}
+
+/** Where a `RevokedHostKeys` is set that ssh may take before the one in sshca's block. */
+export interface ShadowingLine {
+  file: string
+  line: number
+  /** The section it is in (`Host *`, `Match user alice`), or null at the top of the file. */
+  section: string | null
+}
+
+/**
+ * The `RevokedHostKeys` lines ssh may read before sshca's block applies. ssh keeps the first value it
+ * obtains, and sshca's block is a `Match final` section, matched in the pass after HostName and
+ * canonicalization; every other section (`Host`, a `Match` without `final`) of ~/.ssh/config is read
+ * in the pass before, wherever it stands in the file, and so is the system's ssh_config (read after
+ * the user's in each pass): a RevokedHostKeys there wins for the hosts its section matches, and ssh
+ * checks that list instead of the CA's, accepting a host certificate the CA revoked (a `Match final`
+ * section of the user's comes after sshca's in the same pass: sshca's wins). Which hosts a section
+ * matches is ssh's to say, and `ssh -G` would run the Match exec lines (signing in), so every such
+ * line is reported. Include lines are followed (relative paths from ~/.ssh, or /etc/ssh for the
+ * system's files; `*` and `?` in their last part), sshca's own file aside.
+ */
+export async function shadowingRevokedHostKeys(o: {
+  userConfig: string
+  sshDir: string
+  managedFile: string
+  systemConfig?: string
+}): Promise<ShadowingLine[]> {
+  const found: ShadowingLine[] = []
+  const seen = new Set<string>([resolvePath(o.managedFile)])
+  const scan = async (file: string, base: string, depth: number): Promise<void> => {
+    const path = resolvePath(file)
+    // ssh stops at 16 levels of Include; a loop is read once
+    if (seen.has(path) || depth > 16) return
+    seen.add(path)
+    const text = await readFile(path, 'utf8').catch(none)
+    let section: string | null = null
+    let final = false
+    const lines = text.split(/\r?\n/)
+    for (let i = 0; i < lines.length; i++) {
+      const d = directive(lines[i]!)
+      if (!d) continue
+      if (d.key === 'host' || d.key === 'match') {
+        section = `${d.key === 'host' ? 'Host' : 'Match'} ${d.arg}`
+        final = d.key === 'match' && d.arg.split(/[\s,]+/).some((w) => w.toLowerCase() === 'final')
+      } else if (d.key === 'revokedhostkeys' && !final) {
+        found.push({file: path, line: i + 1, section})
+      } else if (d.key === 'include') {
+        for (const word of d.arg.split(/\s+/).filter(Boolean)) {
+          const target = word.startsWith('~/')
+            ? join(dirname(o.sshDir), word.slice(2))
+            : isAbsolute(word)
+              ? word
+              : join(base, word)
+          for (const f of await expandLast(target)) await scan(f, base, depth + 1)
+        }
+      }
+    }
+  }
+  await scan(o.userConfig, o.sshDir, 0)
+  const system = o.systemConfig ?? '/etc/ssh/ssh_config'
+  await scan(system, dirname(system), 0)
+  return found
+}
+
+/** The files a path names, `*` and `?` in its last part read as ssh reads them (sorted, as glob(3) gives them). */
+async function expandLast(path: string): Promise<string[]> {
+  const name = basename(path)
+  if (!/[*?]/.test(name)) return [path]
+  const pattern = new RegExp(
+    `^${name
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '[^/]*')
+      .replace(/\?/g, '[^/]')}$`,
+  )
+  const entries = await readdir(dirname(path)).catch((): string[] => [])
+  return entries
+    .filter((e) => pattern.test(e) && !(e.startsWith('.') && !name.startsWith('.')))
+    .sort()
+    .map((e) => join(dirname(path), e))
 }
 
 /** A file that cannot be read holds nothing ssh would read. */

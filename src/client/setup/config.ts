@@ -35,7 +35,9 @@ import {
   managedSshConfigPath,
   mergeInclude,
   mergeSshConfig,
+  shadowingRevokedHostKeys,
   supportsMatchFinal,
+  type ShadowingLine,
 } from '../local/ssh-config.ts'
 import {sameContext, withSettingsLock} from '../home/settings-lock.ts'
 import {effectiveSshdConfig, sshcaSettingsProblems, sshdBinary, type SshcaSettings} from '../local/sshd-effective.ts'
@@ -134,6 +136,11 @@ export interface ClientConfigResult extends KnownHostsResult {
   } | null
   /** Things to know that did not stop the command (overlapping contexts, no KRL …). */
   warnings: string[]
+}
+
+/** What a RevokedHostKeys ssh reads before the context's block means, and how to mend it. */
+export function shadowedKrlWarning(context: string, pattern: string, at: ShadowingLine): string {
+  return `${at.file}:${at.line} sets RevokedHostKeys${at.section ? ` (in "${at.section}")` : ''}, which ssh reads before sshca's block and keeps (ssh takes the first value): for the hosts it covers ssh checks that list instead of the revocation list of "${context}", and accepts a host certificate the CA revoked. Remove it, narrow its section so that it does not match ${pattern}, or make it a \`Match final\` section (read after sshca's)`
 }
 
 /** Other contexts whose host pattern may match the same hosts as `pattern`. */
@@ -257,6 +264,12 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         if (!o.dryRun) {
           if (merged.changed) await writeFileAtomic(file, merged.text, 0o600)
           if (inc.changed) sshConfig.include.backup = await replaceWithBackup(userConfig, inc.text, 0o600)
+        }
+        // a RevokedHostKeys that ssh reads first makes it skip the CA's list for the hosts it covers
+        if (krlFile !== null) {
+          const sshDir = o.sshDir ?? join(homedir(), '.ssh')
+          for (const at of await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: file}))
+            later.push(shadowedKrlWarning(ctx.name, kh.pattern, at))
         }
       }
       const next: Context = {

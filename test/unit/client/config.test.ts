@@ -54,8 +54,9 @@ const temps = (dir: string): string[] => readdirSync(dir).filter((n) => /^\..*\.
 
 const HEADER =
   "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,\n" +
-  '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect\n' +
-  '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.\n'
+  '# each replaced in place. ssh keeps the first value it reads for a setting, and these are `Match final`\n' +
+  "# sections, read in ssh's last pass: a Host or Match section elsewhere that sets the same comes first\n" +
+  '# (sshca config warns of a RevokedHostKeys). Put your own settings in ~/.ssh/config, not here.\n'
 const INCLUDE_MARKER = '# Added by `sshca config`: its per-context settings (RevokedHostKeys …); keep this line first.'
 
 const SSHCA: InstalledSshca = {
@@ -557,7 +558,7 @@ describe('sshca config on a client, in process', function () {
         file: sshConfig(),
         block: sshBlock({}),
         changed: true,
-        diff: `--- ${sshConfig()}\n+++ ${sshConfig()}\n@@ -0,0 +1,13 @@\n${(HEADER + sshBlock({}))
+        diff: `--- ${sshConfig()}\n+++ ${sshConfig()}\n@@ -0,0 +1,14 @@\n${(HEADER + sshBlock({}))
           .split('\n')
           .slice(0, -1)
           .map((l) => `+${l}\n`)

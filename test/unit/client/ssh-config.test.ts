@@ -16,6 +16,7 @@ import {
   mergeSshConfig,
   removeSshConfigBlock,
   revokedHostKeysOf,
+  shadowingRevokedHostKeys,
   sshConfigBlock,
   sshConfigBlockLines,
   sshConfigInstalled,
@@ -266,8 +267,9 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
     ].join('\n')
     const header = [
       "# sshca's ssh_config (written by `sshca config`; included from ~/.ssh/config): one block per context,",
-      '# each replaced in place. ssh keeps the first value it reads for a setting, so these take effect',
-      '# before the rest of ~/.ssh/config. Put your own settings in ~/.ssh/config, not here.',
+      '# each replaced in place. ssh keeps the first value it reads for a setting, and these are `Match final`',
+      "# sections, read in ssh's last pass: a Host or Match section elsewhere that sets the same comes first",
+      '# (sshca config warns of a RevokedHostKeys). Put your own settings in ~/.ssh/config, not here.',
       '',
     ].join('\n')
     assert.deepEqual(mergeSshConfig('', full), {text: header + block, changed: true, block})
@@ -536,6 +538,57 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
       } finally {
         process.env.HOME = saved
       }
+    })
+  })
+
+  describe("shadowingRevokedHostKeys: a RevokedHostKeys that ssh reads before sshca's Match final block", () => {
+    it("reports every one outside a Match final section, following Include lines, sshca's own file aside", async () => {
+      const home = tempDir('sshca-shadow-')
+      const sshDir = join(home, '.ssh')
+      const managed = join(home, '.sshca', 'ssh_config')
+      mkdirSync(join(sshDir, 'conf.d'), {recursive: true})
+      mkdirSync(dirname(managed), {recursive: true})
+      mkdirSync(join(home, 'etc', 'ssh_config.d'), {recursive: true})
+      const userConfig = join(sshDir, 'config')
+      writeFileSync(
+        userConfig,
+        [
+          `Include ${managed}`,
+          'RevokedHostKeys /top/level',
+          'Host web',
+          '  HostName 10.0.0.1',
+          'Include conf.d/*.conf ~/.ssh/config',
+          'Match final host *',
+          '  RevokedHostKeys /read/after/sshca',
+          'Match user alice',
+          '  revokedhostkeys=/any/section',
+          '',
+        ].join('\n'),
+      )
+      // sshca's own block names the CA's list: never its own shadow
+      writeFileSync(managed, 'Match final host *.example.com\n  RevokedHostKeys /the/ca.krl\n')
+      writeFileSync(join(sshDir, 'conf.d', 'b.conf'), 'Host *\n  RevokedHostKeys "/in b"\n')
+      writeFileSync(join(sshDir, 'conf.d', 'a.conf'), '# nothing\n')
+      writeFileSync(join(sshDir, 'conf.d', 'c.txt'), 'RevokedHostKeys /not/included\n')
+      const system = join(home, 'etc', 'ssh_config')
+      writeFileSync(system, 'Include ssh_config.d/*.conf\nHost *\n  SendEnv LANG\n')
+      writeFileSync(
+        join(home, 'etc', 'ssh_config.d', 'corp.conf'),
+        'Match canonical all\n  RevokedHostKeys /corp.krl\n',
+      )
+      const found = await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: managed, systemConfig: system})
+      assert.deepEqual(found, [
+        {file: userConfig, line: 2, section: null},
+        {file: join(sshDir, 'conf.d', 'b.conf'), line: 2, section: 'Host *'},
+        {file: userConfig, line: 9, section: 'Match user alice'},
+        {file: join(home, 'etc', 'ssh_config.d', 'corp.conf'), line: 2, section: 'Match canonical all'},
+      ])
+      // nothing to report: no file, or only Match final sections
+      writeFileSync(userConfig, 'Match final host *\n  RevokedHostKeys /x\n')
+      assert.deepEqual(
+        await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: managed, systemConfig: join(home, 'none')}),
+        [],
+      )
     })
   })
 })
