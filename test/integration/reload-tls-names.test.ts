@@ -37,8 +37,11 @@ const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprin
 describe('a reload that changes dnsNames, and the TLS certificate', function () {
   this.timeout(120_000)
 
-  it('two replicas sharing the CA directory, one reloaded with other dnsNames: a root rotation step does not set them reissuing the certificate in turn', async () => {
-    const {init} = await makeCaDir({})
+  /**
+   * Two replicas serving one CA directory, in this process (a and b, each with its audit log a.log,
+   * b.log in the directory), watching its files every `keysIntervalMs`.
+   */
+  const replicas = (init: {config: string; dir: string}, keysIntervalMs: number) => {
     const start = (who: string) =>
       startCa({
         configPath: init.config,
@@ -46,10 +49,14 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
         address: '127.0.0.1:0',
         workers: 0,
         auditFile: join(init.dir, `${who}.log`),
-        keysIntervalMs: 100,
+        keysIntervalMs,
       })
-    const a = await start('a')
-    const b = await start('b')
+    return Promise.all([start('a'), start('b')])
+  }
+
+  it('two replicas sharing the CA directory, one reloaded with other dnsNames: a root rotation step does not set them reissuing the certificate in turn', async () => {
+    const {init} = await makeCaDir({})
+    const [a, b] = await replicas(init, 100)
     try {
       await writePolicy(init.config, {dnsNames: ['127.0.0.1', 'ca.example.com']})
       assert.equal(await a.reload(), true)
@@ -74,18 +81,8 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
 
   it('two replicas finding a stale certificate at once: one reissues it under the store lock, the other takes it', async () => {
     const {init} = await makeCaDir({})
-    const start = (who: string) =>
-      startCa({
-        configPath: init.config,
-        password: PASSWORD,
-        address: '127.0.0.1:0',
-        workers: 0,
-        auditFile: join(init.dir, `${who}.log`),
-        // the test calls reloadKeys itself, on both at once
-        keysIntervalMs: 3_600_000,
-      })
-    const a = await start('a')
-    const b = await start('b')
+    // the test calls reloadKeys itself, on both at once
+    const [a, b] = await replicas(init, 3_600_000)
     try {
       // a certificate the intermediate did not sign (as after a root activation cut short): stale
       const other = await createRoot('Another CA')
@@ -112,17 +109,7 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
   it("replicas on PostgreSQL: the reissue is ordered by the database's lock, and made without it while the database is down", async () => {
     const pg = await startPostgres()
     const {init} = await makeCaDir({db: pg.db({timeout: 1})})
-    const start = (who: string) =>
-      startCa({
-        configPath: init.config,
-        password: PASSWORD,
-        address: '127.0.0.1:0',
-        workers: 0,
-        auditFile: join(init.dir, `${who}.log`),
-        keysIntervalMs: 3_600_000,
-      })
-    const a = await start('a')
-    const b = await start('b')
+    const [a, b] = await replicas(init, 3_600_000)
     const stray = async () => {
       const other = await createRoot('Another CA')
       writeFileSync(caPaths(init.dir).tlsCert, (await createTlsCert(['127.0.0.1'], other)).pem)

@@ -361,9 +361,8 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
   })
 
   it("a rule's webhook (applied at once) against the idleTimeout in force, not the reloaded one", () => {
-    const withWebhook = (limits: string, timeout: number) =>
-      parseConfig(
-        `${limits}provisioners:
+    /** `settings` (limits, db …) and one rule whose webhook takes `timeout` seconds. */
+    const webhookYaml = (settings: string, timeout: number) => `${settings}provisioners:
   - name: p
     type: oidc
     issuer: https://idp.example.com
@@ -373,9 +372,9 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
         webhook: {url: https://hook.example.com/allow, timeout: ${timeout}}
         match: {email: {domain: example.com}}
         certificate: {principals: [a], ttl: 1h}
-`,
-        'ca.yaml',
-      ).config
+`
+    const withWebhook = (settings: string, timeout: number) =>
+      parseConfig(webhookYaml(settings, timeout), 'ca.yaml').config
     // 20 s would be under the reloaded 60 s, but the socket closes after the start's 10 s of silence
     const start = withWebhook('limits: {idleTimeout: 10}\n', 2)
     const raised = withWebhook('limits: {idleTimeout: 60}\n', 20)
@@ -399,20 +398,7 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     // start's, in force
     const pg = (timeout: string) =>
       `db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: ${timeout}}\n`
-    const onPg = parseConfig(
-      `limits: {idleTimeout: 30}\n${pg('5s')}provisioners:
-  - name: p
-    type: oidc
-    issuer: https://idp.example.com
-    clientId: c
-    rules:
-      - name: r
-        webhook: {url: https://hook.example.com/allow, timeout: 20, secretFile: s}
-        match: {email: {domain: example.com}}
-        certificate: {principals: [a], ttl: 1h}
-`,
-      'ca.yaml',
-    )
+    const onPg = parseConfig(webhookYaml(`limits: {idleTimeout: 30}\n${pg('5s')}`, 20), 'ca.yaml')
     // 20 s alone is below 30 s; with the database's 10.5 s after it, it is not
     assert.deepEqual(
       onPg.warnings.filter((w) => w.includes('.webhook.timeout')),
