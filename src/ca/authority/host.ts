@@ -47,6 +47,8 @@ export async function signHostCertificate(
   trace.key_type = publicKey.type
   trace.cert_type = 'host'
   trace.provisioner = 'host-enrollment'
+  // what decides the certificate (its validity, reserved names): a reload while it is signed refuses it
+  const policy = rt.policy
   checkSubjectKey(publicKey)
   requireIssuanceEnabled(rt)
   const now = nowOf(rt)
@@ -85,10 +87,14 @@ export async function signHostCertificate(
     rt.material.hostCa.active,
   )
   // Stryker disable next-line ObjectLiteral,StringLiteral: the store starts a lineage for any lineage that is not a renew or a rekey
-  return issue(rt, cert, {id: `enroll#${t.jti}`, expiresAt: t.expiresAt, issuedAt: t.issuedAt}, trace, {
-    kind: 'enrol',
-    keyBound: t.boundKey !== undefined,
-  })
+  return issue(
+    rt,
+    cert,
+    {id: `enroll#${t.jti}`, expiresAt: t.expiresAt, issuedAt: t.issuedAt},
+    trace,
+    {kind: 'enrol', keyBound: t.boundKey !== undefined},
+    policy,
+  )
 }
 
 /**
@@ -177,6 +183,8 @@ async function provenCertificate(
 export async function renewHostCertificate(rt: CaRuntime, token: string, trace: AuditTrace): Promise<Certificate> {
   trace.cert_type = 'host'
   trace.provisioner = SSHPOP_PROVISIONER
+  // what decides the certificate (its validity, the token's audiences): a reload while it is signed refuses it
+  const policy = rt.policy
   requireIssuanceEnabled(rt)
   const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'])
   const fresh = await signCertificate(
@@ -192,10 +200,14 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
     },
     rt.material.hostCa.active,
   )
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt}, trace, {
-    kind: 'renew',
-    parent: cert.serial,
-  })
+  return issue(
+    rt,
+    fresh,
+    {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt},
+    trace,
+    {kind: 'renew', parent: cert.serial},
+    policy,
+  )
 }
 
 /**
@@ -210,6 +222,7 @@ export async function rekeyHostCertificate(
 ): Promise<Certificate> {
   trace.cert_type = 'host'
   trace.provisioner = SSHPOP_PROVISIONER
+  const policy = rt.policy
   checkSubjectKey(newKey)
   requireIssuanceEnabled(rt)
   const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'])
@@ -234,11 +247,14 @@ export async function rekeyHostCertificate(
     },
     rt.material.hostCa.active,
   )
-  return issue(rt, fresh, {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt}, trace, {
-    kind: 'rekey',
-    parent: cert.serial,
-    parentKey: cert.publicKey.fingerprint(),
-  })
+  return issue(
+    rt,
+    fresh,
+    {id: `sshpop#${proof.jti}`, expiresAt: proof.expiresAt, issuedAt: proof.issuedAt},
+    trace,
+    {kind: 'rekey', parent: cert.serial, parentKey: cert.publicKey.fingerprint()},
+    policy,
+  )
 }
 
 /** What `POST /ssh/revoke` did, as `ca revoke` reports it. */

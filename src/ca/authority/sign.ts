@@ -205,7 +205,7 @@ export async function issue(
   token: {id: string; expiresAt: number; issuedAt: number},
   trace: AuditTrace,
   lineage?: Lineage,
-  /** The policy the request was decided under: a reload since (while it was signed, on a slow HSM) refuses it. */
+  /** The policy the request was decided under: a reload since that changed what decided it (while it was signed, on a slow HSM) refuses it. */
   policy?: CaRuntime['policy'],
 ): Promise<Certificate> {
   // again just before the commit: a request past the first check may have waited seconds since (on
@@ -214,7 +214,8 @@ export async function issue(
   // stop or mark landing at this very moment is seen or waits for the commit
   requireIssuanceEnabled(rt)
   await requireIssuedAfterRestore(rt, token)
-  if (policy !== undefined && !sameGrant(policy, rt.policy, trace.provisioner)) throw policyReloaded()
+  if (policy !== undefined && !sameGrant(policy, rt.policy, trace.provisioner, cert.type === 'host'))
+    throw policyReloaded()
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
   if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)
@@ -335,13 +336,24 @@ export async function signUserCertificate(
 
 /**
  * Whether a reload left what decided a request as it was: its provisioner (its rules, webhooks and
- * limits) and the ssh settings (reserved principals, TTL ceilings). A SIGHUP that changes nothing
- * (a key rotation's, ca.yaml unchanged) or only another provisioner refuses no request in flight.
+ * limits) and the ssh settings (reserved principals, TTL ceilings); for a host certificate also
+ * dnsNames, the audiences its SSHPOP token was checked against. A SIGHUP that changes nothing (a key
+ * rotation's, ca.yaml unchanged) or only another provisioner refuses no request in flight.
  */
-function sameGrant(before: CaRuntime['policy'], after: CaRuntime['policy'], provisioner: string | undefined): boolean {
+function sameGrant(
+  before: CaRuntime['policy'],
+  after: CaRuntime['policy'],
+  provisioner: string | undefined,
+  host = false,
+): boolean {
   if (before === after) return true
   const grant = (c: CaRuntime['policy']['config']): string =>
-    JSON.stringify([c.provisioners.find((p) => p.name === provisioner) ?? null, c.ssh, c.disabled])
+    JSON.stringify([
+      c.provisioners.find((p) => p.name === provisioner) ?? null,
+      c.ssh,
+      c.disabled,
+      host ? c.dnsNames : null,
+    ])
   return grant(before.config) === grant(after.config)
 }
 

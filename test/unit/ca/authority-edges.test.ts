@@ -640,6 +640,58 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     assert.equal((await renewHostCertificate(w.rt, await pop(h.key, fresh, 'renew'), trace())).type, 'host')
   })
 
+  it('a reload that changes what decides a host certificate, landing while it is signed (a slow HSM): refused (503 policy_reloaded), nothing spent; sent again, the policy in force decides it', async () => {
+    const signer = w.rt.material.hostCa.active
+    /** The host CA signs once `reload` has replaced the policy, as a SIGHUP landing meanwhile does. */
+    const reloadWhileSigning = (yaml: string) => {
+      const {config} = parseConfig(yaml, '/nonexistent/ca.yaml')
+      w.rt.material = {
+        ...w.rt.material,
+        hostCa: {
+          ...w.rt.material.hostCa,
+          active: {
+            publicKey: signer.publicKey,
+            sign: async (data: Buffer) => {
+              w.rt.policy = {config, verifier: w.rt.policy.verifier}
+              return signer.sign(data)
+            },
+          },
+        },
+      }
+    }
+    const restore = () => (w.rt.material = {...w.rt.material, hostCa: {...w.rt.material.hostCa, active: signer}})
+    const key = ed()
+    const {token} = await enrolToken()
+    // the host TTL cut from 7 days to 1 while the certificate was signed under the old one
+    reloadWhileSigning(YAML.replace('hostTtl: 7d', 'hostTtl: 1d'))
+    await rejectsCode(signHostCertificate(w.rt, key.publicKey, token, trace(), body()), 'ERR_CA_OVERLOADED', {
+      reason: 'policy_reloaded',
+    })
+    restore()
+    assert.equal((await w.store.certificates({limit: 10})).length, 0, 'nothing recorded')
+    const again = await signHostCertificate(w.rt, key.publicKey, token, trace(), body())
+    assert.equal(again.validBefore, BigInt(w.now + 86400), 'the token was not spent; the new hostTtl decides')
+    // a renewal whose SSHPOP token was checked against dnsNames a reload then changes
+    reloadWhileSigning(
+      YAML.replace('hostTtl: 7d', 'hostTtl: 1d').replace('dnsNames: [ca.example.com]', 'dnsNames: [ca2.example.com]'),
+    )
+    await rejectsCode(renewHostCertificate(w.rt, await pop(key, again, 'renew'), trace()), 'ERR_CA_OVERLOADED', {
+      reason: 'policy_reloaded',
+    })
+    restore()
+    // a reload that changes only a user provisioner refuses no host request in flight
+    const inForce = YAML.replace('hostTtl: 7d', 'hostTtl: 1d').replace(
+      'dnsNames: [ca.example.com]',
+      'dnsNames: [ca2.example.com]',
+    )
+    reloadWhileSigning(inForce.replace('ttl: 1h', 'ttl: 2h'))
+    assert.equal(
+      (await signHostCertificate(w.rt, ed().publicKey, (await enrolToken()).token, trace(), body())).type,
+      'host',
+    )
+    restore()
+  })
+
   it('enrolling a key again restarts its lineage: the earlier certificate renews no more', async () => {
     const key = ed()
     const first = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
