@@ -54,7 +54,7 @@ import {SshcaError, type ErrorCode} from '../errors.ts'
 import {keySigner} from '../ssh/signature.ts'
 import {Authority} from './authority/authority.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
-import {storeWaitSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
+import {signingWaitSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
 import {appCounters, buildApp, tlsContext} from './http/app.ts'
 import {SharedRateTable} from './http/rate-store.ts'
 import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
@@ -421,7 +421,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       // the restart: startOnlyChanges), then by their rule's webhook, the policy in force's, then by
       // the store (the start's db): past all three, a worker that does not end is ended
       const webhook = Math.max(0, ...config.provisioners.flatMap((p) => p.rules.map((r) => r.webhook?.timeout ?? 0)))
-      const deadlineMs = (o.config.limits.requestTimeout + webhook + storeWaitSeconds(o.config.db) + 5) * 1000
+      const deadlineMs = (o.config.limits.requestTimeout + signingWaitSeconds(o.config.db, webhook) + 5) * 1000
       await Promise.all(
         [...alive].map(async (w) => {
           const exited = once(w, 'exit')

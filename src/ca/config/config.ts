@@ -332,6 +332,20 @@ export function storeWaitSeconds(db: CaConfig['db']): number {
   return db.type === 'postgresql' ? 2 * db.timeout + 0.5 : 0
 }
 
+/**
+ * The store calls one signing request makes one after the other, each waiting up to storeWaitSeconds:
+ * a renewal or a rekey reads the certificate, then its revocations, then issues (authority/host.ts);
+ * a rule with a webhook reads the token's spend before the webhook and issues after it (sign.ts).
+ */
+export const STORE_CALLS_IN_SEQUENCE = 3
+export const STORE_CALLS_AROUND_WEBHOOK = 2
+
+/** The longest a signing request may wait with nothing crossing its connection: its store calls, and its rule's webhook between them. */
+export function signingWaitSeconds(db: CaConfig['db'], webhookTimeout = 0): number {
+  const store = storeWaitSeconds(db)
+  return Math.max(STORE_CALLS_IN_SEQUENCE * store, webhookTimeout + STORE_CALLS_AROUND_WEBHOOK * store)
+}
+
 /** Seconds as a duration, a fraction kept (formatDuration drops it). */
 const seconds = (n: number): string => (Number.isInteger(n) ? formatDuration(n) : `${n}s`)
 
@@ -346,9 +360,12 @@ function slowWebhook(
   idleTimeout: number,
   inForce = false,
 ): string | undefined {
-  const store = storeWaitSeconds(db)
+  const store = STORE_CALLS_AROUND_WEBHOOK * storeWaitSeconds(db)
   if (timeout + store < idleTimeout) return undefined
-  const after = store > 0 ? `, and up to ${seconds(store)} on the database after it (db.timeout),` : ''
+  const after =
+    store > 0
+      ? `, and up to ${seconds(store)} on the database around it (db.timeout: the token's spend before, the issuance after),`
+      : ''
   const idle = inForce
     ? `in force (${formatDuration(idleTimeout)} until the CA restarts)`
     : `(${formatDuration(idleTimeout)})`
@@ -525,10 +542,10 @@ function checkPostgres(db: PostgresDbConfig, idleTimeout: number, problems: stri
   // database among them, while its statement goes on and may commit: the token spent for nothing. Not
   // limits.requestTimeout: it bounds the request's arrival. A warning, so that a ca.yaml that loaded
   // before (checked then against requestTimeout) still loads
-  const wait = storeWaitSeconds(db)
+  const wait = STORE_CALLS_IN_SEQUENCE * storeWaitSeconds(db)
   if (wait >= idleTimeout)
     warnings.push(
-      `db.timeout: ${formatDuration(db.timeout)} lets a signing request wait ${seconds(wait)} on the database (a connection, then its statement), not below limits.idleTimeout (${formatDuration(idleTimeout)}): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout`,
+      `db.timeout: ${formatDuration(db.timeout)} lets a signing request wait ${seconds(wait)} on the database (a renewal: the certificate, its revocations, then the issuance; each a connection, then its statement), not below limits.idleTimeout (${formatDuration(idleTimeout)}): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout`,
     )
   if ((db.tls.cert === undefined) !== (db.tls.key === undefined)) problems.push('db.tls: cert and key go together')
   const mode = db.tls.mode ?? (socket ? 'disable' : 'verify-full')

@@ -24,12 +24,16 @@ const MAX_BODY = 4 * 1024 * 1024
 /** Idle time allowed between two packets of a request (Node's socket timeout). */
 const IDLE_TIMEOUT_MS = 15_000
 /**
- * The same for POST /ssh/sign, which a CA may hold on a rule's webhook without a byte for up to
- * WEBHOOK_MAX_SECONDS, and then on its database (10.5 s with PostgreSQL's default db.timeout: a
- * connection, then the statement): given up on sooner, a certificate the webhook then allows is
- * issued, and the token spent, for nobody. Still within REQUEST_DEADLINE_MS.
+ * The same for the signing routes (POST /ssh/sign, /ssh/renew, /ssh/rekey), which a CA may hold
+ * without a byte on its database, 10.5 s a call with PostgreSQL's default db.timeout (a connection,
+ * then the statement): before and after a rule's webhook of up to WEBHOOK_MAX_SECONDS (51 s in all),
+ * or three calls in a row for a renewal or a rekey (31.5 s). Given up on sooner, a certificate is
+ * issued, and the token spent, for nobody (a renewal's lineage then moves to a certificate the host
+ * never got, and the one it holds renews no more). Still within REQUEST_DEADLINE_MS.
  */
-export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 15) * 1000
+export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 25) * 1000
+/** The routes that may issue, and so wait SIGN_IDLE_TIMEOUT_MS. */
+const SIGNING_PATHS = new Set(['/ssh/sign', '/ssh/renew', '/ssh/rekey'])
 /**
  * The whole request, connect to the last byte of the body, whatever arrives meanwhile: the idle
  * timeout alone lets a server (or anyone on the path of bootstrap's unpinned first request) that
@@ -189,7 +193,7 @@ export class CaClient {
           method,
           agent: this.agent,
           deadlineMs: this.deadlineMs,
-          ...(path === '/ssh/sign' ? {timeoutMs: SIGN_IDLE_TIMEOUT_MS} : {}),
+          ...(SIGNING_PATHS.has(path) ? {timeoutMs: SIGN_IDLE_TIMEOUT_MS} : {}),
           ...payload,
           ...(headers ? {headers} : {}),
         })

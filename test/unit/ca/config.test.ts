@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict'
-import {mayOverlap, parseConfig, startOnlyChanges, storeWaitSeconds} from '../../../src/ca/config/config.ts'
+import {
+  mayOverlap,
+  parseConfig,
+  signingWaitSeconds,
+  startOnlyChanges,
+  storeWaitSeconds,
+} from '../../../src/ca/config/config.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
 function problems(yaml: string): string[] {
@@ -271,10 +277,46 @@ describe('ca.yaml db:', () => {
     // once refused (not below requestTimeout's 10 s), though nothing closed the request at 10 s
     assert.deepEqual(check(`limits: {requestTimeout: 5s}\n${db('8s')}`).warnings, [])
     // not below idleTimeout: the connection closes while the issuance may still commit
-    assert.deepEqual(check(`limits: {idleTimeout: 20s}\n${db('10s')}`).warnings, [
-      'db.timeout: 10s lets a signing request wait 20.5s on the database (a connection, then its statement), not below limits.idleTimeout (20s): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout',
+    assert.deepEqual(check(`limits: {idleTimeout: 61s}\n${db('10s')}`).warnings, [
+      'db.timeout: 10s lets a signing request wait 61.5s on the database (a renewal: the certificate, its revocations, then the issuance; each a connection, then its statement), not below limits.idleTimeout (1m1s): the connection closes while the issuance may still commit and spend its token; lower db.timeout or raise limits.idleTimeout',
     ])
-    assert.deepEqual(check(`limits: {idleTimeout: 21s}\n${db('10s')}`).warnings, [])
+    assert.deepEqual(check(`limits: {idleTimeout: 62s}\n${db('10s')}`).warnings, [])
+  })
+
+  it('a signing request waits on the database more than once: a renewal three calls in a row, a webhook rule one before its webhook and one after', () => {
+    const pg = parseConfig('db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}\n', 'ca.yaml')
+    // POST /ssh/renew: findCertificate, revocationFor, then issue, each up to 10.5 s (authority/host.ts)
+    assert.equal(signingWaitSeconds(pg.config.db), 31.5)
+    // a webhook rule: spentToken before the webhook, issue after it (authority/sign.ts)
+    assert.equal(signingWaitSeconds(pg.config.db, 30), 51)
+    // 31.5 s of database waits is not below an idleTimeout of 30 s: the renewal's connection closes
+    // while its issuance may still commit (was: 10.5 s checked, no warning)
+    const w = parseConfig(
+      'limits: {idleTimeout: 30s}\ndb: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}\n',
+      'ca.yaml',
+    ).warnings.filter((l) => l.startsWith('db.'))
+    assert.equal(w.length, 1, JSON.stringify(w))
+    assert.match(w[0]!, /wait 31\.5s on the database/)
+    // a 20 s webhook with 10.5 s before it and 10.5 s after it is not below 40 s (was: 30.5 s checked)
+    const hook = parseConfig(
+      `limits: {idleTimeout: 40s}
+db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}
+provisioners:
+  - name: p
+    type: oidc
+    issuer: https://idp.example.com
+    clientId: c
+    rules:
+      - name: r
+        webhook: {url: https://hook.example.com/allow, timeout: 20, secretFile: s}
+        match: {email: {domain: example.com}}
+        certificate: {principals: [a], ttl: 1h}
+`,
+      'ca.yaml',
+    ).warnings.filter((l) => l.includes('.webhook.timeout'))
+    assert.deepEqual(hook, [
+      "provisioners[0].rules[0].webhook.timeout: 20s, and up to 21s on the database around it (db.timeout: the token's spend before, the issuance after), must be below limits.idleTimeout (40s)",
+    ])
   })
 })
 
@@ -399,11 +441,11 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     const pg = (timeout: string) =>
       `db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: ${timeout}}\n`
     const onPg = parseConfig(webhookYaml(`limits: {idleTimeout: 30}\n${pg('5s')}`, 20), 'ca.yaml')
-    // 20 s alone is below 30 s; with the database's 10.5 s after it, it is not
+    // 20 s alone is below 30 s; with the database's 10.5 s before it and after it, it is not
     assert.deepEqual(
       onPg.warnings.filter((w) => w.includes('.webhook.timeout')),
       [
-        'provisioners[0].rules[0].webhook.timeout: 20s, and up to 10.5s on the database after it (db.timeout), must be below limits.idleTimeout (30s)',
+        "provisioners[0].rules[0].webhook.timeout: 20s, and up to 21s on the database around it (db.timeout: the token's spend before, the issuance after), must be below limits.idleTimeout (30s)",
       ],
     )
     const fastDb = withWebhook(`limits: {idleTimeout: 30}\n${pg('2s')}`, 20)
@@ -412,7 +454,7 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     ])
     assert.deepEqual(startOnlyChanges(onPg.config, fastDb), [
       `db: ${JSON.stringify(fastDb.db)} takes effect when the CA restarts; until then it stays ${JSON.stringify(onPg.config.db)}`,
-      'provisioners[0].rules[0].webhook.timeout: 20s, and up to 10.5s on the database after it (db.timeout), must be below limits.idleTimeout in force (30s until the CA restarts)',
+      "provisioners[0].rules[0].webhook.timeout: 20s, and up to 21s on the database around it (db.timeout: the token's spend before, the issuance after), must be below limits.idleTimeout in force (30s until the CA restarts)",
     ])
   })
 
