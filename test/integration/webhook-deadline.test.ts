@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict'
 import {writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:https'
+import {connect} from 'node:tls'
 import {join} from 'node:path'
 import {createRoot, createTlsCert} from '../../src/ca/keys/pki.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
@@ -157,6 +158,51 @@ describe('a request waiting on its webhook: cut off by limits.idleTimeout, not l
       const answered = Date.now()
       await stopping
       assert.ok(Date.now() - answered < 5000, `the CA closed ${Date.now() - answered} ms after its last answer`)
+    } finally {
+      hookDelayMs = DELAY_MS
+      await (stopping ?? t.stop())
+      await t.dispatcher.close()
+    }
+  })
+
+  it('close() loses no answer of requests pipelined on one connection: the first answered does not end it under the others', async () => {
+    // the first answer said `connection: close` while a second request, pipelined behind it and
+    // already on its webhook, was still being worked on: Node ended the connection after the first,
+    // and the second was issued (its token spent) and its answer never sent
+    const t = await startTestCa(policy({requestTimeout: 1, headersTimeout: 1}, 12), {workers: 1})
+    let stopping: Promise<void> | undefined
+    try {
+      hookDelayMs = 2000
+      const url = new URL(t.url)
+      const request = async () => {
+        const body = JSON.stringify({
+          publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+          ott: await gh.mint(),
+          certType: 'user',
+        })
+        return `POST /ssh/sign HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+      }
+      const both = (await request()) + (await request())
+      const mark = t.mark()
+      const socket = connect({host: url.hostname, port: Number(url.port), ca: t.rootPem, servername: undefined})
+      let received = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (d: string) => (received += d))
+      const ended = new Promise<void>((resolve) => {
+        socket.on('close', () => resolve())
+        socket.on('error', () => resolve())
+      })
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()))
+      // the two requests in one write: pipelined
+      socket.write(both)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      stopping = t.ca.close()
+      await ended
+      await stopping
+      const issued = t.since(mark).filter((l) => l.event === 'certificate_issued').length
+      const answers = received.match(/HTTP\/1\.1 201 /g)?.length ?? 0
+      assert.equal(issued, 2)
+      assert.equal(answers, issued, `every certificate issued is answered: ${received.slice(0, 300)}`)
     } finally {
       hookDelayMs = DELAY_MS
       await (stopping ?? t.stop())

@@ -175,8 +175,11 @@ export function buildApp(
     }
   })
 
+  // the requests of each connection being answered: pipelined ones are answered in order, behind the first
+  const answering = new WeakMap<object, number>()
   app.addHook('onRequest', (req, reply, done) => {
     void reply.headers({'x-request-id': req.id, 'cache-control': 'no-store'})
+    answering.set(req.raw.socket, (answering.get(req.raw.socket) ?? 0) + 1)
     done()
   })
   // closing, the server stops accepting and closes its idle connections; one busy then (a request on
@@ -189,8 +192,10 @@ export function buildApp(
     closing = true
     done()
   })
-  app.addHook('onSend', (_req, reply, payload, done) => {
-    if (closing) void reply.header('connection', 'close')
+  // only on the last request of its connection: Node ends the connection after an answer that says
+  // close, and the answers of requests pipelined behind it, worked on and maybe issued, were lost
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (closing && (answering.get(req.raw.socket) ?? 0) <= 1) void reply.header('connection', 'close')
     done(null, payload)
   })
 
@@ -229,6 +234,7 @@ export function buildApp(
 
   // request latency per route (the route's pattern, never the raw URL: labels stay bounded)
   app.addHook('onResponse', (req, reply, done) => {
+    answering.set(req.raw.socket, (answering.get(req.raw.socket) ?? 1) - 1)
     authority.meter.request(req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     // Stryker disable next-line CallExpression: onResponse runs after the answer is sent, and no hook follows this one
     done()
