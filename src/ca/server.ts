@@ -269,23 +269,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     roots: (await Promise.all(rootFiles.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0'),
   })
   let seen = await snapshot()
-  /**
-   * The store's lock for a TLS reissue when picking up roots; taken without it when the store does not
-   * answer (PostgreSQL down), so that new roots are still picked up: two replicas reissuing at once
-   * leave, at worst, a pair on disk that the next reader finds stale and reissues.
-   */
-  const tlsLock = async <T>(fn: () => Promise<T>): Promise<T> => {
-    let ran = false
-    try {
-      return await store.exclusive('tls-renewal', () => {
-        ran = true
-        return fn()
-      })
-    } catch (err) {
-      if (ran) throw err
-      return fn()
-    }
-  }
+  /** The store's lock for a TLS reissue when picking up roots, as at the start and at renewal. */
+  const tlsLock = <T>(fn: () => Promise<T>): Promise<T> => store.exclusive('tls-renewal', fn)
+  /** The roots were left to the next look because the store did not answer (said once in the audit log). */
+  let rootsWaiting = false
   let keysLoading: Promise<boolean> = Promise.resolve(false)
   const reloadKeys = (): Promise<boolean> => {
     keysLoading = keysLoading.then(async () => {
@@ -306,6 +293,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
         }
       }
+      let rootsSeen = now.roots
       if (now.roots !== seen.roots) {
         try {
           // the certificate as written (by a rotation step, `ca intermediate`, another replica): reissued
@@ -330,14 +318,24 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
             tls_reissued: tls.renewed,
           })
           changed = true
+          rootsWaiting = false
         } catch (err) {
-          audit.write('ca_keys_reload_failed', {
-            error: (err as Error).message,
-            kept: 'previous roots and TLS certificate',
-          })
+          // the certificate to reissue and the store's lock not to be had (PostgreSQL down, or another
+          // process holding it): looked at again at the next tick, not reissued without the lock (two
+          // replicas writing key and certificate at once) nor given up until the files change again.
+          // Meanwhile the CA serves what it has (it cannot issue without its store either)
+          const storeDown = err instanceof SshcaError && err.code === 'ERR_STORE_UNAVAILABLE'
+          if (storeDown) rootsSeen = seen.roots
+          if (!storeDown || !rootsWaiting)
+            audit.write('ca_keys_reload_failed', {
+              error: (err as Error).message,
+              kept: 'previous roots and TLS certificate',
+              ...(storeDown ? {retry: 'when the store answers'} : {}),
+            })
+          rootsWaiting = storeDown
         }
       }
-      seen = now
+      seen = {keys: now.keys, roots: rootsSeen}
       return changed
     })
     return keysLoading

@@ -16,6 +16,8 @@ import {startCa} from '../../src/ca/server.ts'
 import {readAuditLines} from '../helpers/audit.ts'
 import {makeCaDir, PASSWORD, startTestCa, writePolicy} from '../helpers/ca.ts'
 import {startPostgres} from '../helpers/postgres.ts'
+import {exclusiveLockKey, LOCK_WAIT_TIMEOUTS} from '../../src/ca/store/postgres.ts'
+import pgLib from 'pg'
 import {waitFor} from '../helpers/proc.ts'
 
 const namesOf = (pem: string): string[] => subjectAltNames(parseCert(pem))
@@ -106,7 +108,7 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
     }
   })
 
-  it("replicas on PostgreSQL: the reissue is ordered by the database's lock, and made without it while the database is down", async () => {
+  it("replicas on PostgreSQL: the reissue is ordered by the database's lock; without the lock (the database down, another process holding it) it waits for the next look", async () => {
     const pg = await startPostgres()
     const {init} = await makeCaDir({db: pg.db({timeout: 1})})
     const [a, b] = await replicas(init, 3_600_000)
@@ -114,24 +116,61 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
       const other = await createRoot('Another CA')
       writeFileSync(caPaths(init.dir).tlsCert, (await createTlsCert(['127.0.0.1'], other)).pem)
     }
+    const lines = (who: string) => readAuditLines(join(init.dir, `${who}.log`))
     const reissued = (who: string) =>
-      readAuditLines(join(init.dir, `${who}.log`))
+      lines(who)
         .filter((l) => l.event === 'ca_roots_loaded')
         .map((l) => l.tls_reissued)
+    const failures = () => lines('a').filter((l) => l.event === 'ca_keys_reload_failed')
+    /** a reissues the stray certificate once it has the lock: what it serves is what is on disk, and verifies. */
+    const reissuedByA = async () => {
+      assert.equal(await a.reloadKeys(), true)
+      assert.equal(reissued('a').at(-1), true)
+      const onDisk = readFileSync(caPaths(init.dir).tlsCert, 'utf8')
+      assert.equal(a.runtime.material.tls.certPem, onDisk)
+      assert.equal(await served(a.url), fingerprint(onDisk))
+    }
+    let holder: pgLib.Client | undefined
     try {
       await stray()
       assert.deepEqual(await Promise.all([a.reloadKeys(), b.reloadKeys()]), [true, true])
       assert.deepEqual([...reissued('a'), ...reissued('b')].sort(), [false, true])
       assert.equal(a.runtime.material.tls.certPem, b.runtime.material.tls.certPem)
-      // the database down: new roots and a certificate to reissue are still picked up, without the lock
+
+      // the database down: no reissue without the lock (another replica may be writing the pair); the
+      // CA keeps what it serves, says so once, and looks again at each tick until the store answers
+      const serving = a.runtime.material.tls.certPem
       await pg.stop()
       await stray()
-      assert.equal(await a.reloadKeys(), true)
-      assert.deepEqual(reissued('a').at(-1), true)
-      const onDisk = readFileSync(caPaths(init.dir).tlsCert, 'utf8')
-      assert.equal(a.runtime.material.tls.certPem, onDisk)
-      assert.equal(await served(a.url), fingerprint(onDisk))
+      assert.equal(await a.reloadKeys(), false)
+      assert.equal(await a.reloadKeys(), false)
+      assert.equal(failures().length, 1, JSON.stringify(failures()))
+      assert.equal(failures()[0]!.retry, 'when the store answers')
+      assert.equal(a.runtime.material.tls.certPem, serving)
+      await pg.start()
+      await reissuedByA()
+
+      // another process holds the lock and does not let go (a replica cut off from the network keeps its
+      // session for hours): the wait ends after 6 x db.timeout, and the next look after it reissues
+      holder = new pgLib.Client({
+        host: '127.0.0.1',
+        port: pg.port,
+        user: 'sshca',
+        database: 'sshca',
+        password: pg.password,
+      })
+      await holder.connect()
+      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('tls-renewal')])
+      await stray()
+      const started = Date.now()
+      assert.equal(await a.reloadKeys(), false)
+      assert.ok(Date.now() - started >= LOCK_WAIT_TIMEOUTS * 1000, `gave up after ${Date.now() - started} ms`)
+      assert.match(String(failures().at(-1)!.error), /the lock "tls-renewal" is held by another process/)
+      await holder.end()
+      holder = undefined
+      await reissuedByA()
     } finally {
+      await holder?.end().catch(() => undefined)
       await a.close().catch(() => undefined)
       await b.close().catch(() => undefined)
       await pg.destroy()

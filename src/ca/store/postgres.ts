@@ -48,6 +48,10 @@ type PoolConfig = pg.PoolConfig
 const lockKey = (name: string): string =>
   createHash('sha256').update(`sshca:${name}`).digest().readBigInt64BE(0).toString()
 const LOCK = {migrate: lockKey('migrate'), adminEvents: lockKey('admin-events')} as const
+/** The key of `exclusive(name)`'s advisory lock (tests hold it from another session). */
+export const exclusiveLockKey = (name: string): string => lockKey(`exclusive:${name}`)
+/** How many db.timeout exclusive() waits for a lock another process holds. */
+export const LOCK_WAIT_TIMEOUTS = 6
 
 /**
  * What makes the database unusable right now rather than a bug: no connection (refused, reset,
@@ -753,6 +757,13 @@ export class PostgresStore implements Store {
   }
 
   /** A session advisory lock held on one connection while `fn` runs; others wait (bounded by `db.timeout` per try). */
+  /**
+   * Waits for the lock at most LOCK_WAIT_TIMEOUTS x db.timeout: its holders (a TLS reissue, a stop or a
+   * restore mark) take a second or a few statements, so a longer hold is a process that stopped with
+   * it (cut off from the network, PostgreSQL keeps its session until TCP gives up: hours). Past that,
+   * ERR_STORE_UNAVAILABLE: waiting on would hang its caller (the CA's reload of its keys, its policy
+   * reloads queued behind, `ca stop-issuance` in an emergency) without a word.
+   */
   async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
     let client: pg.PoolClient
     try {
@@ -762,11 +773,18 @@ export class PostgresStore implements Store {
     }
     let broken: Error | undefined
     try {
-      const key = lockKey(`exclusive:${name}`)
+      const key = exclusiveLockKey(name)
       // try, then wait a little and try again: a plain pg_advisory_lock would outlive statement_timeout
+      const deadline = Date.now() + LOCK_WAIT_TIMEOUTS * (this.pool.options.connectionTimeoutMillis ?? 5000)
       for (;;) {
         const {rows} = await client.query<{ok: boolean}>('SELECT pg_try_advisory_lock($1) AS ok', [key])
         if (rows[0]!.ok) break
+        if (Date.now() >= deadline)
+          throw new SshcaError(
+            'ERR_STORE_UNAVAILABLE',
+            `the lock "${name}" is held by another process on the database (a replica, a command) for longer than its holders take; nothing was done`,
+            {details: {reason: 'store_unavailable', lock: name}},
+          )
         await new Promise((r) => setTimeout(r, 200))
       }
       try {
