@@ -264,7 +264,7 @@ export const sameNames = (a: readonly string[], b: readonly string[]): boolean =
  * at the restart, or at its renewal, a root's activation or `ca intermediate` if one comes first
  * (SSHPOP tokens are checked against them at once); `tlsNames` are the names of the certificate in
  * force, which differ from the start's once one of those issued it. A rule's webhook applies at once,
- * so its timeout, with the store's wait after it, is checked against the idleTimeout in force, the
+ * so its timeout, with the store's waits around it, is checked against the idleTimeout in force, the
  * start's, when the reload changes that one or the db: the socket's timeout is what closes a
  * request's connection while it waits on the webhook.
  */
@@ -350,7 +350,7 @@ export function signingWaitSeconds(db: CaConfig['db'], webhookTimeout = 0): numb
 const seconds = (n: number): string => (Number.isInteger(n) ? formatDuration(n) : `${n}s`)
 
 /**
- * The warning for a rule whose webhook, with the store's wait after it, is not below `idleTimeout`;
+ * The warning for a rule whose webhook, with the store's waits around it, is not below `idleTimeout`;
  * undefined when it is. `inForce`: the values are the start's, in force until the CA restarts.
  */
 function slowWebhook(

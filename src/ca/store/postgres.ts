@@ -756,11 +756,10 @@ export class PostgresStore implements Store {
     })
   }
 
-  /** A session advisory lock held on one connection while `fn` runs; others wait (bounded by `db.timeout` per try). */
   /**
-   * Waits for the lock at most LOCK_WAIT_TIMEOUTS x db.timeout: its holders (a TLS reissue, a stop or a
-   * restore mark) take a second or a few statements, so a longer hold is a process that stopped with
-   * it (cut off from the network, PostgreSQL keeps its session until TCP gives up: hours). Past that,
+   * A session advisory lock held on one connection while `fn` runs; others wait, at most
+   * LOCK_WAIT_TIMEOUTS x db.timeout: its holders (a TLS reissue, a stop or a restore mark) take a
+   * second or a few statements, so a longer hold is a process that stopped with it (cut off from the network, PostgreSQL keeps its session until TCP gives up: hours). Past that,
    * ERR_STORE_UNAVAILABLE: waiting on would hang its caller (the CA's reload of its keys, its policy
    * reloads queued behind, `ca stop-issuance` in an emergency) without a word.
    */
