@@ -74,6 +74,11 @@ export interface RotateResult {
   changed: {kind: CaKeyKind; key: string; fingerprint: string; state: KeyEntry['state']}[]
   /** retire --force: the still-valid certificates of the retired keys, which now stop working. */
   stranded: {kind: CaKeyKind; certificates: number; lastExpiry: string | null}[]
+  /**
+   * retire: what became of each retired key's private half: destroyed (its sealed file removed, its
+   * token objects destroyed), or kept because the key store refused (`error`: remove it yourself).
+   */
+  destroyed: {kind: CaKeyKind; key: string; store: 'file' | 'pkcs11'; destroyed: boolean; error?: string}[]
   keys: {user: KeyView[]; host: KeyView[]}
   /** The X.509 roots clients pin (--kind root rotates them). */
   roots: RootRotation['roots']
@@ -130,12 +135,14 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   let keyring: Keyring = await readKeyring(config.dir)
   const changed: RotateResult['changed'] = []
   const stranded: RotateResult['stranded'] = []
+  const destroyed: RotateResult['destroyed'] = []
   const kinds = asked.filter((k): k is CaKeyKind => k !== 'root')
   const result = async (): Promise<RotateResult> => ({
     step: o.step,
     kinds,
     changed,
     stranded,
+    destroyed,
     keys: {user: keyring.user.map(viewOf), host: keyring.host.map(viewOf)},
     roots: await rootStatus(config.dir),
   })
@@ -247,11 +254,34 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   }
 
   await writeKeyring(config.dir, keyring, config.name)
+  // a retired key signs nothing and no one is told to trust it any more: its private half is destroyed
+  // rather than kept where a thief of the CA directory and its password, or of the token's PIN, could
+  // still sign with it for the servers and clients that never dropped it (once the manifest says
+  // retired, so that a failure leaves a key nobody uses, never a published key without its private half)
+  if (o.step === 'retire') {
+    const registry = new SignerRegistry({dir: config.dir, password: o.password ?? '', kms: parseKms(config.keys.kms)})
+    try {
+      for (const c of changed) {
+        const ref = keyring[c.kind].find((e) => e.id === c.key)!.ref
+        try {
+          await registry.destroy(ref)
+          destroyed.push({kind: c.kind, key: c.key, store: ref.type, destroyed: true})
+        } catch (err) {
+          destroyed.push({kind: c.kind, key: c.key, store: ref.type, destroyed: false, error: (err as Error).message})
+        }
+      }
+    } finally {
+      await registry.close()
+    }
+  }
   const event = o.step === 'prepare' ? 'ca_key_prepared' : o.step === 'activate' ? 'ca_key_activated' : 'ca_key_retired'
   await withStore(config, 'admin', (store) =>
     store.recordAdminEvent(
       event,
-      {keys: changed, ...(o.step === 'retire' ? {forced: Boolean(o.force) && stranded.length > 0, stranded} : {})},
+      {
+        keys: changed,
+        ...(o.step === 'retire' ? {forced: Boolean(o.force) && stranded.length > 0, stranded, destroyed} : {}),
+      },
       nowSeconds,
     ),
   )

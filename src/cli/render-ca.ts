@@ -90,6 +90,10 @@ export function renderRotation(r: RotateResult): string {
     out += `${done[r.step]}\n${r.changed.map((c) => `  ${c.kind} CA: ${c.key} ${c.fingerprint}`).join('\n')}\n`
   for (const s of r.stranded)
     out += `warning: --force: ${s.certificates} ${s.kind} certificate(s) of the retired key still valid until ${s.lastExpiry ?? '?'} now stop working\n`
+  for (const d of r.destroyed)
+    out += d.destroyed
+      ? `  ${d.kind} CA ${d.key}: its private key is destroyed (${d.store === 'file' ? 'sealed file removed' : 'token objects destroyed'}); earlier backups still hold it\n`
+      : `warning: ${d.kind} CA ${d.key}: its private key could not be destroyed (${d.error}); remove it yourself\n`
   out += `\nX.509 roots (what clients pin):\n${table([['FINGERPRINT', 'STATE', 'SUBJECT', 'NOT AFTER'], ...r.roots.map((x) => [x.fingerprint, x.state, x.subject, x.notAfter])])}`
   for (const kind of ['user', 'host'] as const) {
     out += `\n${kind} CA keys:\n`

@@ -63,6 +63,40 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
       user: {id: string; state: string; publicKey: string; ref: {type: string; id: string}}[]
     }
 
+  /** `fn` with a logged-in read-write session on the test token, through pkcs11js in this process. */
+  function inToken<T>(fn: (p11: Pkcs11Js.PKCS11, lib: typeof Pkcs11Js, s: Buffer) => T): T {
+    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
+    const lib = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11Js
+    const p11 = new lib.PKCS11()
+    p11.load(MODULE)
+    p11.C_Initialize()
+    try {
+      const slot = p11.C_GetSlotList(true).find((x) => p11.C_GetTokenInfo(x).label.trim() === 'sshca-test')!
+      const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
+      p11.C_Login(s, lib.CKU_USER, '12345678')
+      try {
+        return fn(p11, lib, s)
+      } finally {
+        p11.C_CloseSession(s)
+      }
+    } finally {
+      p11.C_Finalize()
+      p11.close()
+    }
+  }
+  /** The token's objects of `cls` under CKA_ID `id`. */
+  const objects = (p11: Pkcs11Js.PKCS11, lib: typeof Pkcs11Js, s: Buffer, cls: number, id: Buffer) => {
+    p11.C_FindObjectsInit(s, [
+      {type: lib.CKA_CLASS, value: cls},
+      {type: lib.CKA_ID, value: id},
+    ])
+    try {
+      return p11.C_FindObjects(s, 10)
+    } finally {
+      p11.C_FindObjectsFinal(s)
+    }
+  }
+
   async function startServe(): Promise<void> {
     serve = spawnSshca(
       [
@@ -145,22 +179,8 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   })
 
   it('the private key cannot be read out of the token (CKA_SENSITIVE, not CKA_EXTRACTABLE)', async () => {
-    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
-    const req = createRequire(import.meta.url)
-    const lib = req('pkcs11js') as typeof Pkcs11Js
-    const p11 = new lib.PKCS11()
-    p11.load(MODULE)
-    p11.C_Initialize()
-    try {
-      const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === 'sshca-test')!
-      const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
-      p11.C_Login(s, lib.CKU_USER, '12345678')
-      p11.C_FindObjectsInit(s, [
-        {type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY},
-        {type: lib.CKA_ID, value: Buffer.from(keyring().user[0]!.ref.id, 'hex')},
-      ])
-      const [priv] = p11.C_FindObjects(s, 1)
-      p11.C_FindObjectsFinal(s)
+    inToken((p11, lib, s) => {
+      const [priv] = objects(p11, lib, s, lib.CKO_PRIVATE_KEY, Buffer.from(keyring().user[0]!.ref.id, 'hex'))
       assert.ok(priv, 'the user CA private key is in the token')
       const [sensitive, extractable] = p11.C_GetAttributeValue(s, priv, [
         {type: lib.CKA_SENSITIVE},
@@ -170,11 +190,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
       assert.equal((extractable!.value as Buffer)[0], 0)
       // the attack: ask for the private scalar
       assert.throws(() => p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_VALUE}]), /CKR_ATTRIBUTE_SENSITIVE/)
-      p11.C_CloseSession(s)
-    } finally {
-      p11.C_Finalize()
-      p11.close()
-    }
+    })
   })
 
   it("ca serve signs with the token: ssh-keygen -L shows the token's key, and a real sshd accepts the certificate", async () => {
@@ -270,6 +286,34 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     )
   })
 
+  it("ca rotate retire destroys the retired key's objects in the token; the CA goes on signing with the active one", async () => {
+    const previous = keyring().user.find((k) => k.state === 'previous')!
+    const id = Buffer.from(previous.ref.id, 'hex')
+    const count = () =>
+      inToken((p11, lib, s) =>
+        [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY].map((cls) => objects(p11, lib, s, cls, id).length),
+      )
+    assert.deepEqual(count(), [1, 1])
+    const r = await sshca(
+      ['ca', 'rotate', 'retire', '--kind', 'user', '--force', '--config', join(dir, 'ca.yaml'), '--json'],
+      {env},
+    )
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout).destroyed, [
+      {kind: 'user', key: previous.id, store: 'pkcs11', destroyed: true},
+    ])
+    assert.deepEqual(count(), [0, 0])
+    assert.equal(keyring().user.find((k) => k.id === previous.id)!.state, 'retired')
+    serve!.child.kill('SIGHUP')
+    const active = PublicKey.parseLine(keyring().user.find((k) => k.state === 'active')!.publicKey).key
+    await waitFor(
+      'the CA to publish the active key alone',
+      async () => ((await call('GET', '/ssh/roots')).json.keys as {user: unknown[]}).user.length === 1,
+      30_000,
+    )
+    assert.ok((await sign()).cert.signatureKey.equals(active))
+  })
+
   it('--workers N with the keys in a token is a usage error: they sign on the main thread', async () => {
     const r = await sshca(
       [
@@ -312,15 +356,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     // changed under the CA, as a faulty or tampered token would): its signatures verify with no key
     // the CA publishes, and a client's sshd trusts
     const id = Buffer.from(keyring().user.find((k) => k.state === 'active')!.ref.id, 'hex')
-    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
-    const lib = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11Js
-    const p11 = new lib.PKCS11()
-    p11.load(MODULE)
-    p11.C_Initialize()
-    try {
-      const slot = p11.C_GetSlotList(true).find((x) => p11.C_GetTokenInfo(x).label.trim() === 'sshca-test')!
-      const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
-      p11.C_Login(s, lib.CKU_USER, '12345678')
+    inToken((p11, lib, s) => {
       const p256 = Buffer.from('06082a8648ce3d030107', 'hex')
       const other = p11.C_GenerateKeyPair(
         s,
@@ -337,19 +373,9 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
           {type: lib.CKA_ID, value: Buffer.from('mixed-up')},
         ],
       )
-      p11.C_FindObjectsInit(s, [
-        {type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY},
-        {type: lib.CKA_ID, value: id},
-      ])
-      const [mine] = p11.C_FindObjects(s, 1)
-      p11.C_FindObjectsFinal(s)
-      p11.C_DestroyObject(s, mine!)
+      p11.C_DestroyObject(s, objects(p11, lib, s, lib.CKO_PRIVATE_KEY, id)[0]!)
       p11.C_SetAttributeValue(s, other.privateKey, [{type: lib.CKA_ID, value: id}])
-      p11.C_CloseSession(s)
-    } finally {
-      p11.C_Finalize()
-      p11.close()
-    }
+    })
     const r = await call('POST', '/ssh/sign', {
       publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
       ott: await gh.mint(),

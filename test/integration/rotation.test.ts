@@ -6,7 +6,7 @@
  * checks that the host's and the client's files change only when those commands run.
  */
 import assert from 'node:assert/strict'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {parseCertificateLine} from '../../src/ssh/cert.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
@@ -222,10 +222,26 @@ describe('CA key rotation: prepare, activate, retire, with a real sshd and ssh',
   })
 
   it('retire --force: afterwards only the new keys are trusted, on the host and on the client, after their refresh', async () => {
+    const keyFiles = () =>
+      JSON.parse(readFileSync(join(w.t.init.dir, 'ssh', 'keys.json'), 'utf8')) as Record<
+        'user' | 'host',
+        {id: string; state: string; ref: {path: string}}[]
+      >
+    const previous = (['user', 'host'] as const).map((kind) => keyFiles()[kind].find((e) => e.state === 'previous')!)
+    for (const p of previous) assert.ok(existsSync(join(w.t.init.dir, p.ref.path)), p.ref.path)
     const r = await sshca(['ca', 'rotate', 'retire', '--force', ...ca(), '--json'])
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout)
     assert.equal(doc.stranded.find((s: {kind: string}) => s.kind === 'user').certificates >= 1, true)
+    // the retired keys' private halves are destroyed: listed as retired, their sealed files gone
+    assert.deepEqual(
+      doc.destroyed,
+      previous.map((p, i) => ({kind: i === 0 ? 'user' : 'host', key: p.id, store: 'file', destroyed: true})),
+    )
+    for (const p of previous) {
+      assert.ok(!existsSync(join(w.t.init.dir, p.ref.path)), `${p.ref.path} is removed`)
+      assert.equal(keyFiles()[p.id.startsWith('user') ? 'user' : 'host'].find((e) => e.id === p.id)!.state, 'retired')
+    }
     await waitFor(
       'the CA to drop the old keys',
       async () => (await states('user')) === 'active' && (await states('host')) === 'active',

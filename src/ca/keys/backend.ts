@@ -8,6 +8,11 @@ export interface KeyBackend {
   create(kind: CaKeyKind, id: string): Promise<{ref: KeyRef; publicKey: PublicKey}>
   /** A signer for an existing key; rejects with ERR_KEY_STORE (or ERR_CA_PASSWORD) when it cannot. */
   open(ref: KeyRef): Promise<Signer>
+  /**
+   * Removes a key for good (a retired one): its sealed file, or its objects in the token. A key that
+   * is already gone is no error.
+   */
+  destroy(ref: KeyRef): Promise<void>
   /** Releases sessions and modules. */
   close(): Promise<void>
 }

@@ -297,6 +297,15 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
       }
     },
 
+    async destroy(ref) {
+      if (ref.type !== 'pkcs11') throw new TypeError(`the PKCS#11 backend cannot destroy a ${ref.type} key`)
+      const id = Buffer.from(ref.id, 'hex')
+      await token.run(`destroy ${ref.label}`, (s) => {
+        for (const cls of [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY])
+          for (let h = find(s, cls, id); h; h = find(s, cls, id)) p11.C_DestroyObject(s, h)
+      })
+    },
+
     async close() {
       if (closed) return
       closed = true

@@ -6,8 +6,8 @@
  *           generated in the token, never extractable, and every signature is the token's.
  * A backend makes keys too (ca init, ca rotate prepare), so rotation works the same on both.
  */
-import {readFile} from 'node:fs/promises'
-import {isAbsolute, join} from 'node:path'
+import {readFile, rm} from 'node:fs/promises'
+import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
 import {generatePrivateKey} from '../../ssh/private-key.ts'
@@ -46,6 +46,14 @@ export const fileBackend: BackendFactory = async (ctx) => ({
   async open(ref) {
     if (ref.type !== 'file') throw new TypeError(`the file backend cannot open a ${ref.type} key`)
     return keySigner(await readSealedKey(isAbsolute(ref.path) ? ref.path : join(ctx.dir, ref.path), ctx.password))
+  },
+  async destroy(ref) {
+    if (ref.type !== 'file') throw new TypeError(`the file backend cannot destroy a ${ref.type} key`)
+    // only a file of the CA's secrets folder, whatever the manifest says: never a file elsewhere
+    const path = resolve(ctx.dir, ref.path)
+    if (dirname(path) !== resolve(ctx.dir, 'secrets'))
+      throw new SshcaError('ERR_KEY_STORE', `${path} is not in the CA's secrets folder: remove it yourself`)
+    await rm(path, {force: true})
   },
   async close() {},
 })
@@ -105,6 +113,11 @@ export class SignerRegistry {
 
   async open(ref: KeyRef): Promise<Signer> {
     return (await this.backend(ref.type)).open(ref)
+  }
+
+  /** Removes the key `ref` names from its store for good (a retired key). */
+  async destroy(ref: KeyRef): Promise<void> {
+    return (await this.backend(ref.type)).destroy(ref)
   }
 
   /** A new key in the configured key store. */

@@ -15,8 +15,9 @@ prepare   makes the next key (in the key store ca.yaml's keys.kms names: sealed 
           for the KRL timer, a login for people).
 activate  signs with it from now on; the old key stays published, so what it signed keeps working.
           Host certificates of the old key are renewed onto the new one at the next daily renewal.
-retire    drops the old key. Refused while a certificate it signed is unexpired and unrevoked, unless
-          --force (audited).
+retire    drops the old key and destroys its private half (its sealed file, or its objects in the
+          token; backups made before still hold it). Refused while a certificate it signed is
+          unexpired and unrevoked, unless --force (audited).
 status    shows every key, its state and dates.
 
 --kind root rotates the X.509 root clients pin (bootstrap's fingerprint), the same three steps: the

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import {sign as cryptoSign} from 'node:crypto'
-import {mkdirSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {SshcaError} from '../../../src/errors.ts'
 import {parseKms} from '../../../src/ca/config/kms.ts'
@@ -103,6 +103,26 @@ describe('signers: async, fallible, from a registry', () => {
     await reg.close()
   })
 
+  it("the file backend destroys a key's sealed file, and no file outside the CA's secrets folder", async () => {
+    const dir = caDir()
+    const reg = new SignerRegistry({dir, password: PASSWORD, kms: {type: 'file'}})
+    const made = await reg.create('user', 'user-2')
+    const file = join(dir, 'secrets', 'ssh_user_ca.user-2.key')
+    assert.ok(existsSync(file))
+    await reg.destroy(made.ref)
+    assert.ok(!existsSync(file))
+    // gone already: no error
+    await reg.destroy(made.ref)
+    // a manifest naming a file elsewhere (edited, or planted by someone who can write the CA directory)
+    const elsewhere = join(dir, 'ca.yaml')
+    writeFileSync(elsewhere, 'name: Test\n')
+    const before = readFileSync(elsewhere)
+    for (const path of ['ca.yaml', 'secrets/../ca.yaml', elsewhere, '/etc/passwd'])
+      await assert.rejects(reg.destroy({type: 'file', path}), {code: 'ERR_KEY_STORE'})
+    assert.deepEqual(readFileSync(elsewhere), before)
+    await reg.close()
+  })
+
   it('opens each reference with its own backend, makes new keys in the configured one, and starts a backend once', async () => {
     let started = 0
     let made = 0
@@ -115,6 +135,7 @@ describe('signers: async, fallible, from a registry', () => {
           return {ref: {type: 'pkcs11', label: 'l', id: '01'}, publicKey: key.publicKey}
         },
         open: async () => keySigner(key.keyObject),
+        destroy: async () => undefined,
         close: async () => undefined,
       }
     }
@@ -177,6 +198,7 @@ describe('CA key sets: the active key signs, every published key is trusted', ()
             opened.push((ref as {path: string}).path)
             return keySigner(keys.get((ref as {path: string}).path)!.keyObject)
           },
+          destroy: async () => assert.fail('nothing is destroyed'),
           close: async () => undefined,
         }),
       },
@@ -210,6 +232,7 @@ describe('CA key sets: the active key signs, every published key is trusted', ()
         file: async () => ({
           create: async () => assert.fail(),
           open: async () => keySigner(impostor.keyObject),
+          destroy: async () => assert.fail(),
           close: async () => undefined,
         }),
       },
