@@ -274,8 +274,17 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   /** The roots were left to the next look because the store did not answer (said once in the audit log). */
   let rootsWaiting = false
   let keysLoading: Promise<boolean> = Promise.resolve(false)
+  /**
+   * The look queued behind the one running, not started yet: a caller meanwhile shares it (it reads
+   * the files when it starts, after that caller came). One look may wait out the store's lock (6 x
+   * db.timeout) while the timer asks every 5 s: one queued per tick, they piled up without a bound, and
+   * a SIGHUP's policy reload (after the keys) or an emergency stop's waited behind all of them.
+   */
+  let keysQueued: Promise<boolean> | null = null
   const reloadKeys = (): Promise<boolean> => {
-    keysLoading = keysLoading.then(async () => {
+    if (keysQueued) return keysQueued
+    const look = async (): Promise<boolean> => {
+      keysQueued = null
       const now = await snapshot()
       let changed = false
       if (now.keys !== seen.keys) {
@@ -337,8 +346,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       }
       seen = {keys: now.keys, roots: rootsSeen}
       return changed
-    })
-    return keysLoading
+    }
+    // after the one before, however it ended: a look that threw must not leave every later one skipped
+    keysQueued = keysLoading = keysLoading.then(look, look)
+    return keysQueued
   }
 
   const reload = async (): Promise<boolean> => {

@@ -177,6 +177,49 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
     }
   })
 
+  it("the lock held elsewhere for long: the 5 s looks do not pile up behind its waits, and a SIGHUP's policy reload is not held behind them", async () => {
+    const pg = await startPostgres()
+    const {init} = await makeCaDir({db: pg.db({timeout: 1})})
+    // the watch of the files looks every 100 ms here (5 s in production): each look waits out the lock (6 s)
+    const a = await startCa({
+      configPath: init.config,
+      password: PASSWORD,
+      address: '127.0.0.1:0',
+      workers: 0,
+      auditFile: join(init.dir, 'a.log'),
+      keysIntervalMs: 100,
+    })
+    const holder = new pgLib.Client({
+      host: '127.0.0.1',
+      port: pg.port,
+      user: 'sshca',
+      database: 'sshca',
+      password: pg.password,
+    })
+    try {
+      await holder.connect()
+      // a replica cut off from the network holds the lock (PostgreSQL keeps its session for hours)
+      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('tls-renewal')])
+      const other = await createRoot('Another CA')
+      writeFileSync(caPaths(init.dir).tlsCert, (await createTlsCert(['127.0.0.1'], other)).pem)
+      // two waits' worth of looks: 140 of them queued one behind the other without a bound
+      await new Promise((r) => setTimeout(r, 2 * LOCK_WAIT_TIMEOUTS * 1000 + 2000))
+      // the operator narrows the policy and sends SIGHUP: applied within a look or two, not hours later
+      await writePolicy(init.config, {dnsNames: ['127.0.0.1', 'ca.example.com']})
+      const started = Date.now()
+      const applied = await Promise.race([
+        a.reload(),
+        new Promise<string>((r) => setTimeout(() => r('still waiting'), 3 * LOCK_WAIT_TIMEOUTS * 1000)),
+      ])
+      assert.equal(applied, true, `the policy reload waited ${Date.now() - started} ms and more`)
+      assert.deepEqual(a.runtime.policy.config.dnsNames, ['127.0.0.1', 'ca.example.com'])
+    } finally {
+      await holder.end().catch(() => undefined)
+      await a.close().catch(() => undefined)
+      await pg.destroy()
+    }
+  })
+
   it("a later reload's warning names what the certificate in force names, not what it named at the start", async () => {
     const t = await startTestCa({}, {workers: 0})
     try {
