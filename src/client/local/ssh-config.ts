@@ -21,9 +21,9 @@
  * canonicalization; older ssh rejects the keyword, so `sshca config` asks `ssh -V` first.
  */
 import {spawnSync} from 'node:child_process'
-import {readdir, readFile} from 'node:fs/promises'
+import {readdir, readFile, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
-import {basename, dirname, isAbsolute, join, resolve as resolvePath} from 'node:path'
+import {dirname, isAbsolute, join, resolve as resolvePath} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {exists, writeFileAtomic} from '../../util/fs.ts'
 import {agentlessFiles, readContext, saveContext, type Context} from '../home/home.ts'
@@ -329,74 +329,179 @@ export interface ShadowingLine {
 
 /**
  * The `RevokedHostKeys` lines ssh may read before sshca's block applies. ssh keeps the first value it
- * obtains, and sshca's block is a `Match final` section, matched in the pass after HostName and
- * canonicalization; every other section (`Host`, a `Match` without `final`) of ~/.ssh/config is read
- * in the pass before, wherever it stands in the file, and so is the system's ssh_config (read after
- * the user's in each pass): a RevokedHostKeys there wins for the hosts its section matches, and ssh
- * checks that list instead of the CA's, accepting a host certificate the CA revoked (a `Match final`
- * section of the user's comes after sshca's in the same pass: sshca's wins). Which hosts a section
- * matches is ssh's to say, and `ssh -G` would run the Match exec lines (signing in), so every such
- * line is reported. Include lines are followed (relative paths from ~/.ssh, or /etc/ssh for the
- * system's files; `*` and `?` in their last part), sshca's own file aside.
+ * obtains. sshca's block is a `Match final` section, matched in the pass after HostName and
+ * canonicalization; every other section (`Host`, a `Match` without `final` or `canonical`) is read in
+ * the pass before, wherever it stands, and so is the system's ssh_config (read after the user's in
+ * each pass): a RevokedHostKeys there wins for the hosts its section matches, and ssh checks that list
+ * instead of the CA's, accepting a host certificate the CA revoked. A `Match final` (or `canonical`)
+ * section, or a file included from one, is read in the last pass only: it wins only when ssh reads it
+ * before sshca's Include (a file included above it). With `matchFinal` false (ssh older than 8.0)
+ * sshca's block is a `Match host` section of the first pass: only what comes before its Include wins.
+ * Which hosts a section matches is ssh's to say, and `ssh -G` would run the Match exec lines
+ * (signing in), so every such line is reported. Lines are split as ssh splits them (quotes, `=`);
+ * Include lines are followed as ssh follows them (relative paths from ~/.ssh, or /etc/ssh for the
+ * system's files; `~/`; `*`, `?` and `[...]` in any part of the path); a file that is not a regular
+ * file (a FIFO, a device) is not read.
  */
 export async function shadowingRevokedHostKeys(o: {
   userConfig: string
   sshDir: string
   managedFile: string
   systemConfig?: string
+  /** ~/.ssh/config as it is, or will be once written (sshca's Include on top); read from userConfig when absent. */
+  userText?: string
+  /** Whether sshca's block is a `Match final` section (the default) or a `Match host` one (ssh before 8.0). */
+  matchFinal?: boolean
 }): Promise<ShadowingLine[]> {
-  const found: ShadowingLine[] = []
-  const seen = new Set<string>([resolvePath(o.managedFile)])
-  const scan = async (file: string, base: string, depth: number): Promise<void> => {
+  const found = new Map<string, ShadowingLine>()
+  const managed = resolvePath(o.managedFile)
+  const matchFinal = o.matchFinal ?? true
+  const home = dirname(o.sshDir)
+  // sshca's Include met yet, in ssh's reading order
+  let reached = false
+  const seen = new Set<string>()
+  const scan = async (file: string, base: string, depth: number, inLastPass: boolean, text?: string): Promise<void> => {
     const path = resolvePath(file)
-    // ssh stops at 16 levels of Include; a loop is read once
-    if (seen.has(path) || depth > 16) return
-    seen.add(path)
-    const text = await readFile(path, 'utf8').catch(none)
+    // ssh stops at 16 levels of Include; a file read again in the same state adds nothing
+    const key = `${path}\0${inLastPass}\0${reached}`
+    if (seen.has(key) || depth > 16) return
+    seen.add(key)
+    const lines = (text ?? (await readRegularFile(path))).split(/\r?\n/)
+    let lastPassOnly = inLastPass
     let section: string | null = null
-    let final = false
-    const lines = text.split(/\r?\n/)
     for (let i = 0; i < lines.length; i++) {
-      const d = directive(lines[i]!)
+      const d = configLine(lines[i]!)
       if (!d) continue
       if (d.key === 'host' || d.key === 'match') {
-        section = `${d.key === 'host' ? 'Host' : 'Match'} ${d.arg}`
-        final = d.key === 'match' && d.arg.split(/[\s,]+/).some((w) => w.toLowerCase() === 'final')
-      } else if (d.key === 'revokedhostkeys' && !final) {
-        found.push({file: path, line: i + 1, section})
+        lastPassOnly = inLastPass || (d.key === 'match' && lastPassMatch(d.args))
+        section = `${d.key === 'host' ? 'Host' : 'Match'} ${d.args.join(' ')}`
+      } else if (d.key === 'revokedhostkeys') {
+        const shadows = reached ? matchFinal && !lastPassOnly : matchFinal || !lastPassOnly
+        if (shadows) found.set(`${path}:${i + 1}`, {file: path, line: i + 1, section})
       } else if (d.key === 'include') {
-        for (const word of d.arg.split(/\s+/).filter(Boolean)) {
-          const target = word.startsWith('~/')
-            ? join(dirname(o.sshDir), word.slice(2))
-            : isAbsolute(word)
-              ? word
-              : join(base, word)
-          for (const f of await expandLast(target)) await scan(f, base, depth + 1)
+        for (const word of d.args) {
+          const target =
+            word === '~' || word.startsWith('~/')
+              ? join(home, word.slice(1))
+              : isAbsolute(word)
+                ? word
+                : join(base, word)
+          for (const f of await expandGlob(target)) {
+            if (resolvePath(f) === managed) reached = true
+            else await scan(f, base, depth + 1, lastPassOnly)
+          }
         }
       }
     }
   }
-  await scan(o.userConfig, o.sshDir, 0)
+  await scan(o.userConfig, o.sshDir, 0, false, o.userText)
+  if (!reached) {
+    // no Include of sshca's file (yet): read as if it were on top, where sshca config puts it
+    found.clear()
+    seen.clear()
+    reached = true
+    await scan(o.userConfig, o.sshDir, 0, false, o.userText)
+  }
   const system = o.systemConfig ?? '/etc/ssh/ssh_config'
-  await scan(system, dirname(system), 0)
-  return found
+  await scan(system, dirname(system), 0, false)
+  return [...found.values()]
 }
 
-/** The files a path names, `*` and `?` in its last part read as ssh reads them (sorted, as glob(3) gives them). */
-async function expandLast(path: string): Promise<string[]> {
-  const name = basename(path)
-  if (!/[*?]/.test(name)) return [path]
-  const pattern = new RegExp(
-    `^${name
-      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*/g, '[^/]*')
-      .replace(/\?/g, '[^/]')}$`,
-  )
-  const entries = await readdir(dirname(path)).catch((): string[] => [])
-  return entries
-    .filter((e) => pattern.test(e) && !(e.startsWith('.') && !name.startsWith('.')))
-    .sort()
-    .map((e) => join(dirname(path), e))
+/** A line of an ssh_config as ssh splits it: its keyword (lower case; quotes in it dropped) and its arguments. */
+function configLine(line: string): {key: string; args: string[]} | undefined {
+  const m = /^[ \t\f]*([^ \t\f=]+)[ \t\f]*=?[ \t\f]*(.*)$/.exec(line.replace(/\r$/, ''))
+  if (!m || m[1]!.startsWith('#')) return undefined
+  return {key: m[1]!.replaceAll('"', '').toLowerCase(), args: splitArgs(m[2]!)}
+}
+
+/** Arguments as ssh's argv_split reads them: "" and '' quotes, \\ escapes, a word starting with # ends the line. */
+function splitArgs(s: string): string[] {
+  const out: string[] = []
+  let i = 0
+  while (i < s.length) {
+    while (s[i] === ' ' || s[i] === '\t') i++
+    if (i >= s.length || s[i] === '#') break
+    let word = ''
+    let quote = ''
+    for (; i < s.length; i++) {
+      const c = s[i]!
+      const n = s[i + 1]
+      if (c === '\\' && (n === "'" || n === '"' || n === '\\' || (quote === '' && n === ' '))) word += s[++i]
+      else if (quote === '' && (c === ' ' || c === '\t')) break
+      else if (quote === '' && (c === '"' || c === "'")) quote = c
+      else if (quote !== '' && c === quote) quote = ''
+      else word += c
+    }
+    out.push(word)
+  }
+  return out
+}
+
+/** Whether a Match line applies in ssh's last pass only: a `final` or `canonical` criterion, not negated. */
+function lastPassMatch(args: readonly string[]): boolean {
+  let last = false
+  for (let i = 0; i < args.length; i++) {
+    const w = args[i]!.toLowerCase()
+    if (w === 'final' || w === 'canonical') last = true
+    // the criteria without an argument; every other one takes the next word (`host final` is a host)
+    else if (w !== 'all' && w !== '!final' && w !== '!canonical' && w !== '!all') i++
+  }
+  return last
+}
+
+/** The text of a regular file; nothing for one that cannot be read, or is a FIFO or a device (which could block or never end). */
+async function readRegularFile(path: string): Promise<string> {
+  const st = await stat(path).catch(() => undefined)
+  return st?.isFile() ? readFile(path, 'utf8').catch(none) : ''
+}
+
+/** The files a path names as glob(3) reads it (`*`, `?`, `[...]` in any part; no leading dot matched), sorted. */
+async function expandGlob(path: string): Promise<string[]> {
+  const parts = path.split('/')
+  if (!parts.some((p) => /[*?[]/.test(p))) return [path]
+  let found = [parts[0] === '' ? '/' : parts[0]!]
+  for (const part of parts.slice(1)) {
+    if (part === '') continue
+    if (!/[*?[]/.test(part)) {
+      found = found.map((d) => join(d, part))
+      continue
+    }
+    const pattern = globPart(part)
+    const next: string[] = []
+    for (const dir of found) {
+      const entries = await readdir(dir).catch((): string[] => [])
+      for (const e of entries)
+        if (pattern.test(e) && !(e.startsWith('.') && !part.startsWith('.'))) next.push(join(dir, e))
+    }
+    found = next
+  }
+  return found.sort()
+}
+
+/** One part of a glob(3) pattern as a regular expression. */
+function globPart(p: string): RegExp {
+  const esc = (c: string): string => c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')
+  let re = ''
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i]!
+    if (c === '\\' && i + 1 < p.length) re += esc(p[++i]!)
+    else if (c === '*') re += '.*'
+    else if (c === '?') re += '.'
+    else if (c === '[') {
+      let j = i + 1
+      const negate = p[j] === '!' || p[j] === '^'
+      if (negate) j++
+      let body = ''
+      if (p[j] === ']') body += esc(p[j++]!)
+      for (; j < p.length && p[j] !== ']'; j++) body += p[j] === '-' ? '-' : esc(p[j]!)
+      if (j >= p.length) re += esc(c)
+      else {
+        re += `[${negate ? '^' : ''}${body}]`
+        i = j
+      }
+    } else re += esc(c)
+  }
+  return new RegExp(`^${re}$`, 's')
 }
 
 /** A file that cannot be read holds nothing ssh would read. */

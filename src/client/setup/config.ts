@@ -268,8 +268,15 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
         // a RevokedHostKeys that ssh reads first makes it skip the CA's list for the hosts it covers
         if (krlFile !== null) {
           const sshDir = o.sshDir ?? join(homedir(), '.ssh')
-          for (const at of await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: file}))
-            later.push(shadowedKrlWarning(ctx.name, kh.pattern, at))
+          // ~/.ssh/config as written (or, with --dry-run, as it would be): where sshca's Include stands decides
+          const found = await shadowingRevokedHostKeys({
+            userConfig,
+            sshDir,
+            managedFile: file,
+            userText: inc.text,
+            matchFinal,
+          })
+          for (const at of found) later.push(shadowedKrlWarning(ctx.name, kh.pattern, at))
         }
       }
       const next: Context = {

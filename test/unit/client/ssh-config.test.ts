@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {
@@ -574,14 +575,15 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
       writeFileSync(system, 'Include ssh_config.d/*.conf\nHost *\n  SendEnv LANG\n')
       writeFileSync(
         join(home, 'etc', 'ssh_config.d', 'corp.conf'),
-        'Match canonical all\n  RevokedHostKeys /corp.krl\n',
+        // a Match canonical section is read in ssh's last pass, after sshca's block: not reported
+        'Match canonical all\n  RevokedHostKeys /corp.krl\nMatch all\n  RevokedHostKeys /corp2.krl\n',
       )
       const found = await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: managed, systemConfig: system})
       assert.deepEqual(found, [
         {file: userConfig, line: 2, section: null},
         {file: join(sshDir, 'conf.d', 'b.conf'), line: 2, section: 'Host *'},
         {file: userConfig, line: 9, section: 'Match user alice'},
-        {file: join(home, 'etc', 'ssh_config.d', 'corp.conf'), line: 2, section: 'Match canonical all'},
+        {file: join(home, 'etc', 'ssh_config.d', 'corp.conf'), line: 4, section: 'Match all'},
       ])
       // nothing to report: no file, or only Match final sections
       writeFileSync(userConfig, 'Match final host *\n  RevokedHostKeys /x\n')
@@ -589,6 +591,85 @@ describe('the managed ssh_config: the bytes written, the Include reader, ssh -V,
         await shadowingRevokedHostKeys({userConfig, sshDir, managedFile: managed, systemConfig: join(home, 'none')}),
         [],
       )
+    })
+
+    it("reports a line exactly when the real ssh (ssh -G) takes its RevokedHostKeys over the CA's: Include as ssh reads it, Match final above sshca's Include, quotes, globs", async function () {
+      if (spawnSync('ssh', ['-V']).status !== 0) this.skip()
+      const home = tempDir('sshca-shadow-ssh-')
+      const sshDir = join(home, '.ssh')
+      const managed = join(home, 'sshca', 'ssh_config')
+      const d = join(home, 'd')
+      mkdirSync(join(d, 'sub'), {recursive: true})
+      mkdirSync(join(d, 'sp ace'), {recursive: true})
+      mkdirSync(sshDir, {recursive: true})
+      mkdirSync(dirname(managed), {recursive: true})
+      writeFileSync(managed, 'Match final host *.example.com\n  RevokedHostKeys /the/ca.krl\n')
+      const ours = `Include ${managed}`
+      const put = (name: string, text: string): string => {
+        writeFileSync(join(d, name), text)
+        return join(d, name)
+      }
+      const hostStar = (krl: string) => `Host *\n  RevokedHostKeys ${krl}\n`
+      put('sub/c', hostStar('/dirglob.krl'))
+      put('sp ace/x.conf', hostStar('/space.krl'))
+      put('b.x', 'Match host *\n  RevokedHostKeys /bracket.krl\n')
+      put('final.conf', 'Match final host *\n  RevokedHostKeys /user-final.krl\n')
+      put('top.conf', 'RevokedHostKeys /top.krl\nHost *\n  RevokedHostKeys /top2.krl\n')
+      const cases: Record<string, string> = {
+        // ssh: shadows
+        "a Match final section in a file included above sshca's Include": `Include ${d}/final.conf\n${ours}\n`,
+        'a quoted keyword': `${ours}\nHost *\n  "RevokedHostKeys" /quoted.krl\n`,
+        'a [...] glob': `${ours}\nInclude ${d}/[b].x\n`,
+        'a glob in a directory part': `${ours}\nInclude ${d}/s*/c\n`,
+        'a quoted path with a space': `${ours}\nInclude "${d}/sp ace/x.conf"\n`,
+        'two quoted paths': `${ours}\nInclude "${d}/none" "${d}/sub/c"\n`,
+        '`host final` is a host pattern, not the final criterion': `${ours}\nMatch host *,final\n  RevokedHostKeys /hostfinal.krl\n`,
+        'a Host section': `${ours}\nHost *\n  RevokedHostKeys /host.krl\n`,
+        // ssh: sshca's list wins
+        'a Match canonical section below': `${ours}\nMatch canonical all\n  RevokedHostKeys /canon.krl\n`,
+        'a Match final section below': `${ours}\nMatch final host *\n  RevokedHostKeys /final.krl\n`,
+        'a file included from a Match final section': `${ours}\nMatch final host *\n  Include ${d}/top.conf\n`,
+      }
+      const problems: string[] = []
+      for (const [name, text] of Object.entries(cases)) {
+        const userConfig = join(sshDir, 'config')
+        writeFileSync(userConfig, text)
+        const g = spawnSync('ssh', ['-G', '-F', userConfig, 'web.example.com'], {encoding: 'utf8'})
+        assert.equal(g.status, 0, `${name}: ${g.stderr}`)
+        const sshTakes = /^revokedhostkeys (.*)$/m.exec(g.stdout)?.[1]
+        const found = await shadowingRevokedHostKeys({
+          userConfig,
+          sshDir,
+          managedFile: managed,
+          systemConfig: join(home, 'none'),
+        })
+        if ((sshTakes !== '/the/ca.krl') !== found.length > 0)
+          problems.push(`${name}: ssh takes ${sshTakes}, the scan reports ${JSON.stringify(found)}`)
+      }
+      assert.deepEqual(problems, [])
+    })
+
+    it('reads no FIFO or device an Include names (it would block, or never end), and with a `Match host` block (ssh before 8.0) only what comes before its Include', async () => {
+      const home = tempDir('sshca-shadow-fifo-')
+      const sshDir = join(home, '.ssh')
+      const managed = join(home, 'sshca', 'ssh_config')
+      mkdirSync(sshDir, {recursive: true})
+      mkdirSync(dirname(managed), {recursive: true})
+      const fifo = join(home, 'fifo')
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+      const userConfig = join(sshDir, 'config')
+      writeFileSync(
+        userConfig,
+        `RevokedHostKeys /before.krl\nInclude ${managed}\nInclude ${fifo} /dev/zero\nHost *\n  RevokedHostKeys /after.krl\n`,
+      )
+      const found = await shadowingRevokedHostKeys({
+        userConfig,
+        sshDir,
+        managedFile: managed,
+        systemConfig: join(home, 'none'),
+        matchFinal: false,
+      })
+      assert.deepEqual(found, [{file: userConfig, line: 1, section: null}])
     })
   })
 })
