@@ -11,6 +11,7 @@
  *             a host certificate that is still its host's newest), unless --force (audited).
  * Each step is recorded as an admin event (the running CA writes it to its audit log).
  */
+import {resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {parseCertificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
@@ -26,6 +27,7 @@ import {
   writeKeyring,
   type CaKeyKind,
   type KeyEntry,
+  type KeyRef,
   type Keyring,
 } from './keys/keyring.ts'
 import {SignerRegistry} from './keys/signers.ts'
@@ -264,6 +266,12 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
       for (const c of changed) {
         const ref = keyring[c.kind].find((e) => e.id === c.key)!.ref
         try {
+          // a key another entry still names (the same file, the same CKA_ID: one key for both kinds, a
+          // manifest edited by hand) is kept: destroying it would take the other one's private half too
+          const sharing = CA_KEY_KINDS.flatMap((kind) => keyring[kind])
+            .filter((e) => e.id !== c.key && e.state !== 'retired' && sameKeyRef(config.dir, e.ref, ref))
+            .map((e) => `${e.id} (${e.state})`)
+          if (sharing.length > 0) throw new SshcaError('ERR_KEY_STORE', `the key is also ${sharing.join(', ')}'s: kept`)
           await registry.destroy(ref)
           destroyed.push({kind: c.kind, key: c.key, store: ref.type, destroyed: true})
         } catch (err) {
@@ -286,4 +294,11 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
     ),
   )
   return result()
+}
+
+/** Whether two references name the same private key: one file (its path resolved), or one CKA_ID (as the token is asked for it). */
+function sameKeyRef(dir: string, a: KeyRef, b: KeyRef): boolean {
+  if (a.type === 'file' && b.type === 'file') return resolve(dir, a.path) === resolve(dir, b.path)
+  if (a.type === 'pkcs11' && b.type === 'pkcs11') return Buffer.from(a.id, 'hex').equals(Buffer.from(b.id, 'hex'))
+  return false
 }
