@@ -30,8 +30,9 @@ import {isoFromSeconds} from '../../util/iso-time.ts'
 
 const nowOf = (rt: CaRuntime): number => Math.floor(rt.clock() / 1000)
 
-function hostValidity(rt: CaRuntime, now: number): {validAfter: bigint; validBefore: bigint} {
-  const ssh = rt.policy.config.ssh
+/** The validity under `policy`, the one the request captured at its start (issue() compares it with the one in force). */
+function hostValidity(policy: CaRuntime['policy'], now: number): {validAfter: bigint; validBefore: bigint} {
+  const ssh = policy.config.ssh
   return {validAfter: BigInt(now - LEEWAY), validBefore: BigInt(now + Math.min(ssh.hostTtl, ssh.maxHostTtl))}
 }
 
@@ -82,7 +83,7 @@ export async function signHostCertificate(
       serial: randomSerial(),
       keyId: `host:${t.subject}`,
       principals: requested,
-      ...hostValidity(rt, now),
+      ...hostValidity(policy, now),
     },
     rt.material.hostCa.active,
   )
@@ -109,6 +110,8 @@ async function provenCertificate(
   action: SshpopAction,
   trace: AuditTrace,
   types: readonly ('user' | 'host')[],
+  /** The policy the request captured at its start: the audiences are its dnsNames. */
+  policy: CaRuntime['policy'] = rt.policy,
 ): Promise<{
   cert: Certificate
   proof: {jti: string; expiresAt: number; issuedAt: number; boundKey?: string}
@@ -160,7 +163,7 @@ async function provenCertificate(
         : 'the certificate is revoked',
       {revocation_id: revoked.id},
     )
-  const {dnsNames} = rt.policy.config
+  const {dnsNames} = policy.config
   const proof = await metered(
     rt,
     SSHPOP_PROVISIONER,
@@ -186,7 +189,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
   // what decides the certificate (its validity, the token's audiences): a reload while it is signed refuses it
   const policy = rt.policy
   requireIssuanceEnabled(rt)
-  const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'])
+  const {cert, proof, now} = await provenCertificate(rt, token, 'renew', trace, ['host'], policy)
   const fresh = await signCertificate(
     {
       type: 'host',
@@ -194,7 +197,7 @@ export async function renewHostCertificate(rt: CaRuntime, token: string, trace: 
       serial: randomSerial(),
       keyId: cert.keyId,
       principals: cert.principals,
-      ...hostValidity(rt, now),
+      ...hostValidity(policy, now),
       criticalOptions: {},
       extensions: {},
     },
@@ -225,7 +228,7 @@ export async function rekeyHostCertificate(
   const policy = rt.policy
   checkSubjectKey(newKey)
   requireIssuanceEnabled(rt)
-  const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'])
+  const {cert, proof, now} = await provenCertificate(rt, token, 'rekey', trace, ['host'], policy)
   if (newKey.equals(cert.publicKey))
     throw denial('ERR_INPUT', 'bad_request', 'the new key is the certified key: renew instead of rekeying')
   if (proof.boundKey !== undefined && proof.boundKey !== newKey.fingerprint())
@@ -241,7 +244,7 @@ export async function rekeyHostCertificate(
       serial: randomSerial(),
       keyId: cert.keyId,
       principals: cert.principals,
-      ...hostValidity(rt, now),
+      ...hostValidity(policy, now),
       criticalOptions: {},
       extensions: {},
     },

@@ -692,6 +692,47 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     restore()
   })
 
+  it('a reload and its undoing while a host certificate is renewed: it is made under the policy captured at the start, not the one in force for a moment between', async () => {
+    const key = ed()
+    const first = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
+    const token = await pop(key, first, 'renew')
+    const signer = w.rt.material.hostCa.active
+    const start = w.rt.policy
+    const store = w.rt.store as unknown as Record<string, unknown>
+    const revocationFor = w.rt.store.revocationFor.bind(w.rt.store)
+    // a SIGHUP cutting hostTtl to 1 day lands while the proof is checked (a store call)...
+    store.revocationFor = async (q: Parameters<typeof revocationFor>[0]) => {
+      w.rt.policy = {
+        config: parseConfig(YAML.replace('hostTtl: 7d', 'hostTtl: 1d'), '/nonexistent/ca.yaml').config,
+        verifier: start.verifier,
+      }
+      return revocationFor(q)
+    }
+    // ...and another, ca.yaml back as it was, while the certificate is signed (a slow HSM)
+    w.rt.material = {
+      ...w.rt.material,
+      hostCa: {
+        ...w.rt.material.hostCa,
+        active: {
+          publicKey: signer.publicKey,
+          sign: async (data: Buffer) => {
+            w.rt.policy = {config: parseConfig(YAML, '/nonexistent/ca.yaml').config, verifier: start.verifier}
+            return signer.sign(data)
+          },
+        },
+      },
+    }
+    try {
+      const renewed = await renewHostCertificate(w.rt, token, trace())
+      // the policy at the start and the one in force at the commit both say 7 days
+      assert.equal(renewed.validBefore, BigInt(w.now + 7 * 86400), 'made under the hostTtl in force for a moment only')
+    } finally {
+      delete store.revocationFor
+      w.rt.material = {...w.rt.material, hostCa: {...w.rt.material.hostCa, active: signer}}
+      w.rt.policy = start
+    }
+  })
+
   it('enrolling a key again restarts its lineage: the earlier certificate renews no more', async () => {
     const key = ed()
     const first = await signHostCertificate(w.rt, key.publicKey, (await enrolToken()).token, trace(), body())
