@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import {DatabaseSync} from 'node:sqlite'
 import type * as Pkcs11Js from 'pkcs11js'
 import {Agent as HttpAgent, request} from 'undici'
+import {parseKms} from '../../src/ca/config/kms.ts'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {certificateLine, parseCertificate} from '../../src/ssh/cert.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
@@ -312,6 +313,33 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
       30_000,
     )
     assert.ok((await sign()).cert.signatureKey.equals(active))
+  })
+
+  it('destroys only a pair sshca made: a CKA_ID it did not make, or an object under another label, is refused and kept', async () => {
+    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF
+    const {pkcs11Backend} = await import('../../src/ca/keys/pkcs11.ts')
+    const backend = await pkcs11Backend(parseKms(kms) as Extract<ReturnType<typeof parseKms>, {type: 'pkcs11'}>)
+    const active = keyring().user.find((k) => k.state === 'active')!
+    const ref = active.ref as {type: 'pkcs11'; label: string; id: string}
+    const id = Buffer.from(ref.id, 'hex')
+    try {
+      for (const bad of ['', '01', 'zz'.repeat(16)])
+        await assert.rejects(backend.destroy({type: 'pkcs11', label: ref.label, id: bad}), {code: 'ERR_KEY_STORE'})
+      // the active key's CKA_ID under another label (a manifest edited by hand): kept
+      await assert.rejects(backend.destroy({type: 'pkcs11', label: 'another key', id: ref.id}), {
+        code: 'ERR_KEY_STORE',
+        message: /is not labelled "another key"/,
+      })
+    } finally {
+      await backend.close()
+    }
+    assert.deepEqual(
+      inToken((p11, lib, s) =>
+        [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY].map((c) => objects(p11, lib, s, c, id).length),
+      ),
+      [1, 1],
+    )
+    assert.equal((await sign()).cert.type, 'user')
   })
 
   it('--workers N with the keys in a token is a usage error: they sign on the main thread', async () => {

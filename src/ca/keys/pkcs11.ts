@@ -299,10 +299,29 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
 
     async destroy(ref) {
       if (ref.type !== 'pkcs11') throw new TypeError(`the PKCS#11 backend cannot destroy a ${ref.type} key`)
+      // only the pair `create` made: its random 16-byte CKA_ID and its label, never objects another
+      // application keeps under a short or empty ID a manifest edited by hand could name
+      if (!/^[0-9a-f]{32}$/i.test(ref.id))
+        throw new SshcaError('ERR_KEY_STORE', `PKCS#11: "${ref.id}" is not a CKA_ID sshca made; nothing was destroyed`)
       const id = Buffer.from(ref.id, 'hex')
       await token.run(`destroy ${ref.label}`, (s) => {
-        for (const cls of [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY])
-          for (let h = find(s, cls, id); h; h = find(s, cls, id)) p11.C_DestroyObject(s, h)
+        for (const cls of [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY]) {
+          const h = find(s, cls, id)
+          if (!h) continue
+          const [label] = p11.C_GetAttributeValue(s, h, [{type: lib.CKA_LABEL}])
+          if ((label?.value as Buffer | undefined)?.toString('utf8') !== ref.label)
+            throw new SshcaError(
+              'ERR_KEY_STORE',
+              `PKCS#11: the object under CKA_ID ${ref.id} in token "${kms.token}" is not labelled "${ref.label}"; nothing more was destroyed`,
+            )
+          p11.C_DestroyObject(s, h)
+          // a token that answers yes and keeps the object: said, not looped on
+          if (find(s, cls, id))
+            throw new SshcaError(
+              'ERR_KEY_STORE',
+              `PKCS#11: token "${kms.token}" kept "${ref.label}" after destroying it`,
+            )
+        }
       })
     },
 

@@ -7,7 +7,7 @@
  * A backend makes keys too (ca init, ca rotate prepare), so rotation works the same on both.
  */
 import {readFile, rm} from 'node:fs/promises'
-import {dirname, isAbsolute, join, resolve} from 'node:path'
+import {basename, dirname, isAbsolute, join, resolve} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import type {PublicKey} from '../../ssh/keys.ts'
 import {generatePrivateKey} from '../../ssh/private-key.ts'
@@ -49,10 +49,17 @@ export const fileBackend: BackendFactory = async (ctx) => ({
   },
   async destroy(ref) {
     if (ref.type !== 'file') throw new TypeError(`the file backend cannot destroy a ${ref.type} key`)
-    // only a file of the CA's secrets folder, whatever the manifest says: never a file elsewhere
+    // only an SSH CA key file of the CA's secrets folder, whatever the manifest says: never a file
+    // elsewhere, nor the root, intermediate, TLS or enrollment keys beside them
     const path = resolve(ctx.dir, ref.path)
-    if (dirname(path) !== resolve(ctx.dir, 'secrets'))
-      throw new SshcaError('ERR_KEY_STORE', `${path} is not in the CA's secrets folder: remove it yourself`)
+    if (
+      dirname(path) !== resolve(ctx.dir, 'secrets') ||
+      !/^ssh_(user|host)_ca(\.[A-Za-z0-9-]+)?\.key$/.test(basename(path))
+    )
+      throw new SshcaError(
+        'ERR_KEY_STORE',
+        `${path} is not an SSH CA key of the CA's secrets folder: remove it yourself`,
+      )
     await rm(path, {force: true})
   },
   async close() {},

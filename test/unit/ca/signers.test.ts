@@ -117,9 +117,11 @@ describe('signers: async, fallible, from a registry', () => {
     const elsewhere = join(dir, 'ca.yaml')
     writeFileSync(elsewhere, 'name: Test\n')
     const before = readFileSync(elsewhere)
-    for (const path of ['ca.yaml', 'secrets/../ca.yaml', elsewhere, '/etc/passwd'])
+    writeFileSync(join(dir, 'secrets', 'root_ca.key'), 'the root key\n')
+    for (const path of ['ca.yaml', 'secrets/../ca.yaml', elsewhere, '/etc/passwd', 'secrets/root_ca.key'])
       await assert.rejects(reg.destroy({type: 'file', path}), {code: 'ERR_KEY_STORE'})
     assert.deepEqual(readFileSync(elsewhere), before)
+    assert.ok(existsSync(join(dir, 'secrets', 'root_ca.key')), 'the root key beside the SSH CA keys is kept')
     await reg.close()
   })
 
