@@ -156,15 +156,38 @@ export async function stopIssuance(o: {
   const reason = oneLineReason(o.reason, 'say why, for the audit log: --reason "user CA key may be compromised"')
   const {config} = await loadConfig(o.configPath)
   const now = nowOf(o.clock)
-  return withStore(config, 'admin', async (store) => {
-    // the store first: it is what every replica reads each second; ca.yaml follows for CAs on other stores
-    const changed = await store.exclusive('issuance-stop', async () => {
-      const before = await store.issuanceStop()
-      if (before) return false
-      const stop: IssuanceStop = {at: now, reason}
-      await store.setIssuanceStop(stop)
-      return true
+  let inStore = false
+  try {
+    return await withStore(config, 'admin', async (store) => {
+      // the store first: it is what every replica reads each second; ca.yaml follows for CAs on other stores
+      const changed = await store.exclusive('issuance-stop', async () => {
+        const before = await store.issuanceStop()
+        if (before) return false
+        const stop: IssuanceStop = {at: now, reason}
+        await store.setIssuanceStop(stop)
+        return true
+      })
+      inStore = true
+      return stopped(store, changed)
     })
+  } catch (err) {
+    // the database down, or its lock held by a process that stopped with it: the stop is not in the
+    // store every replica reads, but ca.yaml still says it, for the CA serving from it (at its next
+    // reload) and for whoever reads the file; a stop never waits for the database to come back
+    if (inStore || !(err instanceof SshcaError) || err.code !== 'ERR_STORE_UNAVAILABLE') throw err
+    const yamlChanged = await setDisabled(config.path, true)
+    throw new SshcaError(
+      'ERR_STORE_UNAVAILABLE',
+      `${err.message}: the stop is not in the store the replicas read. ${config.path} says disabled: true${yamlChanged ? ' now' : ' already'}, so a CA serving from it stops at its next reload`,
+      {
+        cause: err,
+        details: {...err.details, config: config.path, config_changed: yamlChanged},
+        hint: 'reload each replica now (SIGHUP: systemctl reload sshca), and run ca stop-issuance again once the database answers',
+      },
+    )
+  }
+
+  async function stopped(store: Store, changed: boolean): Promise<StopResult> {
     const yamlChanged = await setDisabled(config.path, true)
     if (changed) await new Promise((r) => setTimeout(r, o.settleMs ?? STOP_SETTLE_MS))
     const status = await statusOf({...config, disabled: true}, store, nowOf(o.clock))
@@ -181,7 +204,7 @@ export async function stopIssuance(o: {
       now,
     )
     return {...status, changed}
-  })
+  }
 }
 
 export interface MarkRestoredResult {

@@ -14,6 +14,9 @@ import {makeCaDir, PASSWORD, writePolicy} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {waitFor} from '../helpers/proc.ts'
+import {startPostgres} from '../helpers/postgres.ts'
+import {exclusiveLockKey} from '../../src/ca/store/postgres.ts'
+import pgLib from 'pg'
 import {readAuditLines} from '../helpers/audit.ts'
 
 const policy = (issuer: string) => ({
@@ -197,5 +200,41 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       [s.issuing, s.stop, s.configDisabled, s.lastValidBefore, s.nothingValid],
       [false, null, true, null, true],
     )
+  })
+
+  it("with the database out of reach (down, or its lock held by a process that stopped with it) ca stop-issuance still sets ca.yaml's disabled, and says the store's stop is not written", async () => {
+    const pg = await startPostgres()
+    const {init} = await makeCaDir({db: pg.db({timeout: 1})})
+    const holder = new pgLib.Client({
+      host: '127.0.0.1',
+      port: pg.port,
+      user: 'sshca',
+      database: 'sshca',
+      password: pg.password,
+    })
+    const stop = () =>
+      sshca(['ca', 'stop-issuance', '--config', init.config, '--reason', 'key may be compromised', '--json'])
+    const disabled = () => /^disabled: true$/m.test(readFileSync(init.config, 'utf8'))
+    try {
+      await holder.connect()
+      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('issuance-stop')])
+      const held = await stop()
+      assert.equal(held.code, 6, held.stderr)
+      const err = JSON.parse(held.stdout).error as {code: string; message: string; details: Record<string, unknown>}
+      assert.equal(err.code, 'ERR_STORE_UNAVAILABLE')
+      assert.match(err.message, /the lock "issuance-stop" is held by another process[\s\S]*says disabled: true now/)
+      assert.equal(err.details.config_changed, true)
+      assert.ok(disabled(), 'ca.yaml says disabled: true')
+      await holder.end()
+      // the database down: the same, ca.yaml already saying it
+      await pg.stop()
+      const down = await stop()
+      assert.equal(down.code, 6, down.stderr)
+      assert.match(JSON.parse(down.stdout).error.message, /says disabled: true already/)
+      assert.ok(disabled())
+    } finally {
+      await holder.end().catch(() => undefined)
+      await pg.destroy()
+    }
   })
 })

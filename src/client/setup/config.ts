@@ -140,7 +140,7 @@ export interface ClientConfigResult extends KnownHostsResult {
 
 /** What a RevokedHostKeys ssh reads before the context's block means, and how to mend it. */
 export function shadowedKrlWarning(context: string, pattern: string, at: ShadowingLine): string {
-  return `${at.file}:${at.line} sets RevokedHostKeys${at.section ? ` (in "${at.section}")` : ''}, which ssh reads before sshca's block and keeps (ssh takes the first value): for the hosts it covers ssh checks that list instead of the revocation list of "${context}", and accepts a host certificate the CA revoked. Remove it, narrow its section so that it does not match ${pattern}, or make it a \`Match final\` section (read after sshca's)`
+  return `${at.file}:${at.line} sets RevokedHostKeys${at.section ? ` (in "${at.section}")` : ''}, which ssh reads before sshca's block and keeps (ssh takes the first value): for the hosts it covers ssh checks that list instead of the revocation list of "${context}", and accepts a host certificate the CA revoked. Remove it, narrow its section so that it does not match ${pattern}, or make it a \`Match final\` section below sshca's Include (a file included above that Include: include it below)`
 }
 
 /** Other contexts whose host pattern may match the same hosts as `pattern`. */
