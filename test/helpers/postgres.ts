@@ -13,6 +13,7 @@ import {chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writ
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import pgLib from 'pg'
 import {onCleanup, run, type RunResult} from './proc.ts'
 
 export interface TestPostgres {
@@ -34,6 +35,11 @@ export interface TestPostgres {
   start(): Promise<void>
   /** Stops it for good and removes its directory. */
   destroy(): Promise<void>
+  /**
+   * A session of the sshca role holding the advisory lock `key` (as a replica cut off from the network
+   * keeps it: PostgreSQL holds its session for hours); `release()` ends that session.
+   */
+  holdLock(key: string): Promise<{release(): Promise<void>}>
 }
 
 /** Debian's server binaries, newest major first; undefined when the package is not installed. */
@@ -186,6 +192,12 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<TestPostgr
     },
     start,
     destroy,
+    async holdLock(key) {
+      const c = new pgLib.Client({host: '127.0.0.1', port, user: 'sshca', database: 'sshca', password})
+      await c.connect()
+      await c.query('SELECT pg_advisory_lock($1)', [key])
+      return {release: () => c.end()}
+    },
   }
 }
 

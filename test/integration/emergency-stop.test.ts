@@ -16,7 +16,6 @@ import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {waitFor} from '../helpers/proc.ts'
 import {startPostgres} from '../helpers/postgres.ts'
 import {exclusiveLockKey} from '../../src/ca/store/postgres.ts'
-import pgLib from 'pg'
 import {readAuditLines} from '../helpers/audit.ts'
 
 const policy = (issuer: string) => ({
@@ -205,19 +204,11 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
   it("with the database out of reach (down, or its lock held by a process that stopped with it) ca stop-issuance still sets ca.yaml's disabled, and says the store's stop is not written", async () => {
     const pg = await startPostgres()
     const {init} = await makeCaDir({db: pg.db({timeout: 1})})
-    const holder = new pgLib.Client({
-      host: '127.0.0.1',
-      port: pg.port,
-      user: 'sshca',
-      database: 'sshca',
-      password: pg.password,
-    })
     const stop = () =>
       sshca(['ca', 'stop-issuance', '--config', init.config, '--reason', 'key may be compromised', '--json'])
     const disabled = () => /^disabled: true$/m.test(readFileSync(init.config, 'utf8'))
     try {
-      await holder.connect()
-      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('issuance-stop')])
+      const holder = await pg.holdLock(exclusiveLockKey('issuance-stop'))
       const held = await stop()
       assert.equal(held.code, 6, held.stderr)
       const err = JSON.parse(held.stdout).error as {code: string; message: string; details: Record<string, unknown>}
@@ -225,7 +216,7 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.match(err.message, /the lock "issuance-stop" is held by another process[\s\S]*says disabled: true now/)
       assert.equal(err.details.config_changed, true)
       assert.ok(disabled(), 'ca.yaml says disabled: true')
-      await holder.end()
+      await holder.release()
       // the database down: the same, ca.yaml already saying it
       await pg.stop()
       const down = await stop()
@@ -233,7 +224,6 @@ describe('ca stop-issuance / ca status / ca resume-issuance', function () {
       assert.match(JSON.parse(down.stdout).error.message, /says disabled: true already/)
       assert.ok(disabled())
     } finally {
-      await holder.end().catch(() => undefined)
       await pg.destroy()
     }
   })

@@ -17,7 +17,6 @@ import {readAuditLines} from '../helpers/audit.ts'
 import {makeCaDir, PASSWORD, startTestCa, writePolicy} from '../helpers/ca.ts'
 import {startPostgres} from '../helpers/postgres.ts'
 import {exclusiveLockKey, LOCK_WAIT_TIMEOUTS} from '../../src/ca/store/postgres.ts'
-import pgLib from 'pg'
 import {waitFor} from '../helpers/proc.ts'
 
 const namesOf = (pem: string): string[] => subjectAltNames(parseCert(pem))
@@ -130,7 +129,7 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
       assert.equal(a.runtime.material.tls.certPem, onDisk)
       assert.equal(await served(a.url), fingerprint(onDisk))
     }
-    let holder: pgLib.Client | undefined
+    let holder: {release(): Promise<void>} | undefined
     try {
       await stray()
       assert.deepEqual(await Promise.all([a.reloadKeys(), b.reloadKeys()]), [true, true])
@@ -152,25 +151,17 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
 
       // another process holds the lock and does not let go (a replica cut off from the network keeps its
       // session for hours): the wait ends after 6 x db.timeout, and the next look after it reissues
-      holder = new pgLib.Client({
-        host: '127.0.0.1',
-        port: pg.port,
-        user: 'sshca',
-        database: 'sshca',
-        password: pg.password,
-      })
-      await holder.connect()
-      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('tls-renewal')])
+      holder = await pg.holdLock(exclusiveLockKey('tls-renewal'))
       await stray()
       const started = Date.now()
       assert.equal(await a.reloadKeys(), false)
       assert.ok(Date.now() - started >= LOCK_WAIT_TIMEOUTS * 1000, `gave up after ${Date.now() - started} ms`)
       assert.match(String(failures().at(-1)!.error), /the lock "tls-renewal" is held by another process/)
-      await holder.end()
+      await holder.release()
       holder = undefined
       await reissuedByA()
     } finally {
-      await holder?.end().catch(() => undefined)
+      await holder?.release().catch(() => undefined)
       await a.close().catch(() => undefined)
       await b.close().catch(() => undefined)
       await pg.destroy()
@@ -189,17 +180,9 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
       auditFile: join(init.dir, 'a.log'),
       keysIntervalMs: 100,
     })
-    const holder = new pgLib.Client({
-      host: '127.0.0.1',
-      port: pg.port,
-      user: 'sshca',
-      database: 'sshca',
-      password: pg.password,
-    })
+    // a replica cut off from the network holds the lock (PostgreSQL keeps its session for hours)
+    const holder = await pg.holdLock(exclusiveLockKey('tls-renewal'))
     try {
-      await holder.connect()
-      // a replica cut off from the network holds the lock (PostgreSQL keeps its session for hours)
-      await holder.query('SELECT pg_advisory_lock($1)', [exclusiveLockKey('tls-renewal')])
       const other = await createRoot('Another CA')
       writeFileSync(caPaths(init.dir).tlsCert, (await createTlsCert(['127.0.0.1'], other)).pem)
       // two waits' worth of looks: 140 of them queued one behind the other without a bound
@@ -214,7 +197,7 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
       assert.equal(applied, true, `the policy reload waited ${Date.now() - started} ms and more`)
       assert.deepEqual(a.runtime.policy.config.dnsNames, ['127.0.0.1', 'ca.example.com'])
     } finally {
-      await holder.end().catch(() => undefined)
+      await holder.release().catch(() => undefined)
       await a.close().catch(() => undefined)
       await pg.destroy()
     }

@@ -127,6 +127,24 @@ const trace = (): AuditTrace => ({request_id: randomUUID()})
 /** The /ssh/sign body signHostCertificate reads its principals from (the key and token come separately). */
 const body = (principals?: string[]): SshSignRequest => ({publicKey: '', ott: '', ...(principals ? {principals} : {})})
 const ed = () => generatePrivateKey('ed25519')
+/** The host CA signs once a reload to `yaml` has replaced the policy, as a SIGHUP landing meanwhile does (a slow HSM). */
+function reloadWhileHostSigns(w: World, yaml: string): void {
+  const {config} = parseConfig(yaml, '/nonexistent/ca.yaml')
+  const signer = w.rt.material.hostCa.active
+  w.rt.material = {
+    ...w.rt.material,
+    hostCa: {
+      ...w.rt.material.hostCa,
+      active: {
+        publicKey: signer.publicKey,
+        sign: async (data: Buffer) => {
+          w.rt.policy = {config, verifier: w.rt.policy.verifier}
+          return signer.sign(data)
+        },
+      },
+    },
+  }
+}
 
 describe('the user signing pipeline (sign.ts)', () => {
   let w: World
@@ -642,23 +660,7 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
 
   it('a reload that changes what decides a host certificate, landing while it is signed (a slow HSM): refused (503 policy_reloaded), nothing spent; sent again, the policy in force decides it', async () => {
     const signer = w.rt.material.hostCa.active
-    /** The host CA signs once `reload` has replaced the policy, as a SIGHUP landing meanwhile does. */
-    const reloadWhileSigning = (yaml: string) => {
-      const {config} = parseConfig(yaml, '/nonexistent/ca.yaml')
-      w.rt.material = {
-        ...w.rt.material,
-        hostCa: {
-          ...w.rt.material.hostCa,
-          active: {
-            publicKey: signer.publicKey,
-            sign: async (data: Buffer) => {
-              w.rt.policy = {config, verifier: w.rt.policy.verifier}
-              return signer.sign(data)
-            },
-          },
-        },
-      }
-    }
+    const reloadWhileSigning = (yaml: string) => reloadWhileHostSigns(w, yaml)
     const restore = () => (w.rt.material = {...w.rt.material, hostCa: {...w.rt.material.hostCa, active: signer}})
     const key = ed()
     const {token} = await enrolToken()
@@ -709,19 +711,7 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
       return revocationFor(q)
     }
     // ...and another, ca.yaml back as it was, while the certificate is signed (a slow HSM)
-    w.rt.material = {
-      ...w.rt.material,
-      hostCa: {
-        ...w.rt.material.hostCa,
-        active: {
-          publicKey: signer.publicKey,
-          sign: async (data: Buffer) => {
-            w.rt.policy = {config: parseConfig(YAML, '/nonexistent/ca.yaml').config, verifier: start.verifier}
-            return signer.sign(data)
-          },
-        },
-      },
-    }
+    reloadWhileHostSigns(w, YAML)
     try {
       const renewed = await renewHostCertificate(w.rt, token, trace())
       // the policy at the start and the one in force at the commit both say 7 days

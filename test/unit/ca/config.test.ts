@@ -8,6 +8,19 @@ import {
 } from '../../../src/ca/config/config.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
+/** `settings` (limits, db …) and one rule whose webhook takes `timeout` seconds. */
+const webhookYaml = (settings: string, timeout: number) => `${settings}provisioners:
+  - name: p
+    type: oidc
+    issuer: https://idp.example.com
+    clientId: c
+    rules:
+      - name: r
+        webhook: {url: https://hook.example.com/allow, timeout: ${timeout}}
+        match: {email: {domain: example.com}}
+        certificate: {principals: [a], ttl: 1h}
+`
+
 function problems(yaml: string): string[] {
   try {
     parseConfig(yaml, 'ca.yaml')
@@ -299,19 +312,10 @@ describe('ca.yaml db:', () => {
     assert.match(w[0]!, /wait 31\.5s on the database/)
     // a 20 s webhook with 10.5 s before it and 10.5 s after it is not below 40 s (was: 30.5 s checked)
     const hook = parseConfig(
-      `limits: {idleTimeout: 40s}
-db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}
-provisioners:
-  - name: p
-    type: oidc
-    issuer: https://idp.example.com
-    clientId: c
-    rules:
-      - name: r
-        webhook: {url: https://hook.example.com/allow, timeout: 20, secretFile: s}
-        match: {email: {domain: example.com}}
-        certificate: {principals: [a], ttl: 1h}
-`,
+      webhookYaml(
+        'limits: {idleTimeout: 40s}\ndb: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}\n',
+        20,
+      ),
       'ca.yaml',
     ).warnings.filter((l) => l.includes('.webhook.timeout'))
     assert.deepEqual(hook, [
@@ -403,18 +407,6 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
   })
 
   it("a rule's webhook (applied at once) against the idleTimeout in force, not the reloaded one", () => {
-    /** `settings` (limits, db …) and one rule whose webhook takes `timeout` seconds. */
-    const webhookYaml = (settings: string, timeout: number) => `${settings}provisioners:
-  - name: p
-    type: oidc
-    issuer: https://idp.example.com
-    clientId: c
-    rules:
-      - name: r
-        webhook: {url: https://hook.example.com/allow, timeout: ${timeout}}
-        match: {email: {domain: example.com}}
-        certificate: {principals: [a], ttl: 1h}
-`
     const withWebhook = (settings: string, timeout: number) =>
       parseConfig(webhookYaml(settings, timeout), 'ca.yaml').config
     // 20 s would be under the reloaded 60 s, but the socket closes after the start's 10 s of silence
