@@ -14,6 +14,9 @@ have dbus-run-session || need+=(dbus)
 have gnome-keyring-daemon || need+=(gnome-keyring)
 # a real PKCS#11 module for the HSM tests (CA keys in a token)
 have softhsm2-util || need+=(softhsm2)
+# a token that stops answering: p11-kit's server in front of SoftHSM, reached through its client module
+have p11-kit || need+=(p11-kit)
+compgen -G '/usr/lib/*/pkcs11/p11-kit-client.so' >/dev/null || need+=(p11-kit-modules)
 # the PostgreSQL store's tests run Debian's server binaries (initdb, pg_ctl) in a temp dir of their own
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)
 # the replica tests put HAProxy in front of three CAs

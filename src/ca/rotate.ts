@@ -15,8 +15,7 @@ import {resolve} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {parseCertificate} from '../ssh/cert.ts'
 import {PublicKey} from '../ssh/keys.ts'
-import {loadConfig} from './config/config.ts'
-import {parseKms} from './config/kms.ts'
+import {keyStoreOf, loadConfig} from './config/config.ts'
 import {
   CA_KEY_KINDS,
   nextKeyId,
@@ -183,7 +182,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
       if (keyring[kind].some((e) => e.state === 'next')) withPrepared(keyring, kind, {} as KeyEntry)
     }
     if (o.password === undefined) throw new TypeError('rotate prepare needs the CA password')
-    const registry = new SignerRegistry({dir: config.dir, password: o.password, kms: parseKms(config.keys.kms)})
+    const registry = new SignerRegistry({dir: config.dir, password: o.password, kms: keyStoreOf(config.keys)})
     try {
       for (const kind of kinds) {
         const id = nextKeyId(keyring, kind)
@@ -261,7 +260,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   // still sign with it for the servers and clients that never dropped it (once the manifest says
   // retired, so that a failure leaves a key nobody uses, never a published key without its private half)
   if (o.step === 'retire') {
-    const registry = new SignerRegistry({dir: config.dir, password: o.password ?? '', kms: parseKms(config.keys.kms)})
+    const registry = new SignerRegistry({dir: config.dir, password: o.password ?? '', kms: keyStoreOf(config.keys)})
     try {
       for (const c of changed) {
         const ref = keyring[c.kind].find((e) => e.id === c.key)!.ref

@@ -15,7 +15,7 @@ import {Authority} from './authority/authority.ts'
 import {buildApp, tlsContext} from './http/app.ts'
 import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
-import {loadConfig, resolveInDir, startOnlyChanges, type CaConfig} from './config/config.ts'
+import {keyStoreOf, loadConfig, resolveInDir, startOnlyChanges, type CaConfig} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
@@ -128,7 +128,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   // (key and certificate are two files): the store's lock orders them, the second finds it renewed
   const material = await store
     .exclusive('tls-renewal', () =>
-      loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: parseKms(config.keys.kms)}),
+      loadMaterial(config.dir, opts.password, config.dnsNames, 30, {kms: keyStoreOf(config.keys)}),
     )
     .catch(async (err: unknown) => {
       await store.close()

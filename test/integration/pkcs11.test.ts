@@ -21,7 +21,7 @@ import {PASSWORD} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {currentUser, keygenShow, ssh, startAgent, startSshd} from '../helpers/openssh.ts'
-import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
+import {onCleanup, run, runOk, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {spawnSshca, type Running} from '../helpers/world.ts'
 
@@ -247,6 +247,19 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     const certs = await Promise.all(Array.from({length: 20}, () => sign()))
     const {verifyCertificate} = await import('../../src/ssh/cert.ts')
     for (const {cert} of certs) assert.equal(verifyCertificate(cert).valid, true)
+  })
+
+  it("the token's own process (pkcs11-token) killed, as a module that crashes ends it: the CA starts another for the next signature", async () => {
+    const tokenProcess = async () =>
+      (await run('pgrep', ['-P', String(serve!.child.pid), '-f', 'pkcs11-token'])).stdout.trim()
+    const first = await tokenProcess()
+    assert.match(first, /^\d+$/, 'the CA calls the module in one child process')
+    process.kill(Number(first), 'SIGKILL')
+    await waitFor('the token process to end', async () => (await tokenProcess()) === '', 10_000)
+    assert.equal((await sign()).cert.type, 'user')
+    const second = await tokenProcess()
+    assert.match(second, /^\d+$/)
+    assert.notEqual(second, first)
   })
 
   it('ca rotate prepare/activate makes the next key in the token, and the CA signs with it', async () => {

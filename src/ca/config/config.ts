@@ -12,7 +12,7 @@ import {KNOWN_EXTENSIONS} from '../../ssh/cert.ts'
 import {formatDuration, parseDuration} from '../../util/duration.ts'
 import {isCidr, isLoopbackAddress, parseHostPort} from '../../util/net.ts'
 import {unknownClaim} from '../policy/claims.ts'
-import {parseKms} from './kms.ts'
+import {DEFAULT_KEYS_TIMEOUT_SECONDS, parseKms, type Kms} from './kms.ts'
 import {
   DEFAULT_RESERVED_PRINCIPALS,
   compileGlob,
@@ -192,8 +192,13 @@ const configSchema = z.strictObject({
   audit: z.strictObject({file: z.string().default('-')}).default({file: '-'}),
   /** Prometheus metrics (text format, GET /metrics) on their own plain-HTTP address; off when absent. */
   metrics: z.strictObject({address: z.string()}).optional(),
-  /** Where new SSH CA keys are made (ca init, ca rotate prepare): "file" or a pkcs11: URI (kms.ts). */
-  keys: z.strictObject({kms: z.string().default('file')}).default({kms: 'file'}),
+  /**
+   * Where new SSH CA keys are made (ca init, ca rotate prepare): "file" or a pkcs11: URI (kms.ts); how
+   * long the CA waits for a token's answer to one operation (a signature) before it fails it (503).
+   */
+  keys: z
+    .strictObject({kms: z.string().default('file'), timeout: duration.default(DEFAULT_KEYS_TIMEOUT_SECONDS)})
+    .default({kms: 'file', timeout: DEFAULT_KEYS_TIMEOUT_SECONDS}),
   limits: limitsSchema,
   /**
    * The API's TLS. `clientCertificates: request` asks every client for a certificate, for step's X.509
@@ -296,6 +301,7 @@ export function startOnlyChanges(
     ['metrics.address', start.metrics?.address ?? 'unset', next.metrics?.address ?? 'unset'],
     // the signer registry (its PKCS#11 module, token and PIN), and whether the API runs on workers
     ['keys.kms', start.keys.kms, next.keys.kms],
+    ['keys.timeout', start.keys.timeout, next.keys.timeout],
   ]
   const say = (v: unknown): string => (typeof v === 'string' ? v : show(v))
   const changed = fields
@@ -345,6 +351,34 @@ export function signingWaitSeconds(db: CaConfig['db'], webhookTimeout = 0): numb
   const store = storeWaitSeconds(db)
   return Math.max(STORE_CALLS_IN_SEQUENCE * store, webhookTimeout + STORE_CALLS_AROUND_WEBHOOK * store)
 }
+
+/** The key store named by keys.kms, with the wait keys.timeout sets on each of a token's operations. */
+export function keyStoreOf(keys: CaConfig['keys']): Kms {
+  const kms = parseKms(keys.kms)
+  return kms.type === 'pkcs11' ? {...kms, timeoutSeconds: keys.timeout} : kms
+}
+
+/**
+ * A token's signature comes between a signing request's store calls: keys.timeout, and those, must
+ * end before the connection's idleTimeout closes it (the issuance may still commit, its token spent
+ * for nothing), and no request should wait on a token for more than 30 s.
+ */
+function checkKeysTimeout(config: CaConfig, problems: string[], warnings: string[]): void {
+  const t = config.keys.timeout
+  if (t > KEYS_TIMEOUT_MAX_SECONDS) {
+    problems.push(
+      `keys.timeout: ${formatDuration(t)} is above ${formatDuration(KEYS_TIMEOUT_MAX_SECONDS)}; a signing request must not wait that long on a token`,
+    )
+    return
+  }
+  const wait = t + STORE_CALLS_IN_SEQUENCE * storeWaitSeconds(config.db)
+  if (wait >= config.limits.idleTimeout)
+    warnings.push(
+      `keys.timeout: ${formatDuration(t)} lets a signing request wait ${seconds(wait)} on the token${wait > t ? ' and the database' : ''}, not below limits.idleTimeout (${formatDuration(config.limits.idleTimeout)}): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout`,
+    )
+}
+
+const KEYS_TIMEOUT_MAX_SECONDS = 30
 
 /** Seconds as a duration, a fraction kept (formatDuration drops it). */
 const seconds = (n: number): string => (Number.isInteger(n) ? formatDuration(n) : `${n}s`)
@@ -429,7 +463,7 @@ export function parseConfig(text: string, path: string): ConfigCheck {
       )
   }
   try {
-    parseKms(raw.keys.kms)
+    if (parseKms(raw.keys.kms).type === 'pkcs11') checkKeysTimeout(config, problems, warnings)
   } catch (err) {
     problems.push(`keys.kms: ${(err as Error).message}`)
   }

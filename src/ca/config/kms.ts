@@ -18,7 +18,12 @@ export interface Pkcs11Kms {
   pinFile: string
   /** The URI as written. */
   uri: string
+  /** How long one of the token's operations may take (keys.timeout); DEFAULT_KEYS_TIMEOUT_SECONDS when unset. */
+  timeoutSeconds?: number
 }
+
+/** How long the CA waits for a token's answer to one operation when ca.yaml does not say (keys.timeout). */
+export const DEFAULT_KEYS_TIMEOUT_SECONDS = 10
 
 export type Kms = {type: 'file'} | Pkcs11Kms
 

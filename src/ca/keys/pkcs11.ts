@@ -6,45 +6,31 @@
  * CKA_SENSITIVE and not CKA_EXTRACTABLE: its private half never leaves it; the CA keeps a reference
  * (CKA_ID, random) and asks the token for each signature (CKM_ECDSA over a SHA-256 it computes).
  *
- * One module load and one logged-in session per process and token, shared by every key; signatures
- * are serialized on the session (a PKCS#11 session runs one operation at a time) and run on libuv's
- * pool (C_SignAsync), so the event loop never waits on the token. A lost session (token removed and
- * reinserted, the HSM restarted) is reopened once per signature before the signature fails.
+ * The module is called in a process of its own (pkcs11-token.ts), one per backend, one logged-in
+ * session there shared by every key, one operation at a time: a module's calls block, and one that a
+ * token never answers must not freeze the CA. Each operation has keys.timeout (ca.yaml, 10 s by
+ * default); past it the operation fails with ERR_KEY_STORE (a signing request: 503, nothing issued,
+ * no token spent), as does every one queued behind it, the process is killed, and the next
+ * operation starts another. A lost session (token removed and reinserted, the HSM restarted) is
+ * reopened there once per operation before the operation fails.
  */
+import {fork, type ChildProcess} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
-import type * as Pkcs11Js from 'pkcs11js'
+import {extname} from 'node:path'
+import {isSea} from 'node:sea'
+import {fileURLToPath} from 'node:url'
 import {SshcaError} from '../../errors.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {sshSignatureFromRaw, verifySignature, type Signer} from '../../ssh/signature.ts'
 import {SshWriter} from '../../ssh/wire.ts'
 import {assertPrivateFile} from '../../util/fs.ts'
-import type {Pkcs11Kms} from '../config/kms.ts'
+import {DEFAULT_KEYS_TIMEOUT_SECONDS, type Pkcs11Kms} from '../config/kms.ts'
 import type {CaKeyKind, KeyRef} from './keyring.ts'
 import type {KeyBackend} from './backend.ts'
 
-type Lib = typeof Pkcs11Js
-type Handle = Buffer
-
-/** DER of OID 1.2.840.10045.3.1.7 (P-256): CKA_EC_PARAMS. */
-const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex')
-
-function keyStoreError(what: string, err: unknown): SshcaError {
-  const e = err as {message?: string; code?: number}
-  return new SshcaError('ERR_KEY_STORE', `PKCS#11: ${what}: ${e.message ?? String(err)}`, {cause: err})
-}
-
-async function loadLib(): Promise<Lib> {
-  try {
-    const mod = (await import('pkcs11js')) as unknown as {default?: Lib} & Lib
-    return mod.default ?? mod
-  } catch (err) {
-    throw new SshcaError('ERR_KEY_STORE', 'keys.kms names a PKCS#11 token, but the pkcs11js module is not installed', {
-      cause: err,
-      hint: 'npm install pkcs11js (it builds with node-gyp: python3, make and a C++ compiler)',
-    })
-  }
-}
+/** After a token process failed to start, the next start waits this long: failures answer at once meanwhile. */
+const RESTART_PAUSE_MS = 1000
 
 async function readPin(path: string): Promise<string> {
   try {
@@ -61,135 +47,14 @@ async function readPin(path: string): Promise<string> {
   }
 }
 
-/** A loaded module, shared by every token session of the process (C_Initialize once per module). */
-interface LoadedModule {
-  lib: Lib
-  p11: Pkcs11Js.PKCS11
-  refs: number
-}
-const modules = new Map<string, Promise<LoadedModule>>()
-
-async function acquireModule(path: string): Promise<LoadedModule> {
-  let m = modules.get(path)
-  if (!m) {
-    m = (async () => {
-      const lib = await loadLib()
-      const p11 = new lib.PKCS11()
-      try {
-        p11.load(path)
-        p11.C_Initialize()
-      } catch (err) {
-        throw keyStoreError(`cannot load the module ${path}`, err)
-      }
-      return {lib, p11, refs: 0}
-    })()
-    m.catch(() => modules.delete(path))
-    modules.set(path, m)
-  }
-  const loaded = await m
-  loaded.refs++
-  return loaded
-}
-
-function releaseModule(path: string, loaded: LoadedModule): void {
-  if (--loaded.refs > 0) return
-  modules.delete(path)
-  try {
-    loaded.p11.C_Finalize()
-    loaded.p11.close()
-  } catch {
-    // finalizing a module that lost its token: nothing left to release
-  }
-}
-
-/** The token's session: opened and logged in lazily, reopened after a failure, one operation at a time. */
-class TokenSession {
-  private session: Handle | undefined
-  private queue: Promise<unknown> = Promise.resolve()
-  readonly m: LoadedModule
-  private readonly kms: Pkcs11Kms
-  private readonly pin: string
-
-  constructor(m: LoadedModule, kms: Pkcs11Kms, pin: string) {
-    this.m = m
-    this.kms = kms
-    this.pin = pin
-  }
-
-  private open(): Handle {
-    const {lib, p11} = this.m
-    let slot: Handle | undefined
-    try {
-      slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === this.kms.token)
-    } catch (err) {
-      throw keyStoreError('cannot list the tokens', err)
-    }
-    if (!slot)
-      throw new SshcaError('ERR_KEY_STORE', `PKCS#11: no token labelled "${this.kms.token}" in ${this.kms.module}`, {
-        hint: 'check token= in keys.kms (softhsm2-util --show-slots lists them)',
-      })
-    try {
-      const session = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
-      try {
-        p11.C_Login(session, lib.CKU_USER, this.pin)
-      } catch (err) {
-        // the login is the token's, shared by every session of the process
-        if ((err as {code?: number}).code !== lib.CKR_USER_ALREADY_LOGGED_IN) {
-          p11.C_CloseSession(session)
-          throw err
-        }
-      }
-      return session
-    } catch (err) {
-      throw keyStoreError(`cannot log in to token "${this.kms.token}" (wrong PIN?)`, err)
-    }
-  }
-
-  /** Runs `fn` with the session, after every earlier operation; reopens the session once on failure. */
-  run<T>(what: string, fn: (s: Handle) => Promise<T> | T): Promise<T> {
-    const job = this.queue.then(async () => {
-      this.session ??= this.open()
-      try {
-        return await fn(this.session)
-      } catch (first) {
-        if (first instanceof SshcaError) throw first
-        this.drop()
-        try {
-          this.session = this.open()
-          return await fn(this.session)
-        } catch (err) {
-          this.drop()
-          throw err instanceof SshcaError ? err : keyStoreError(what, err)
-        }
-      }
-    })
-    this.queue = job.catch(() => undefined)
-    return job
-  }
-
-  private drop(): void {
-    if (this.session === undefined) return
-    try {
-      this.m.p11.C_CloseSession(this.session)
-    } catch {
-      // already gone with the token
-    }
-    this.session = undefined
-  }
-
-  async close(): Promise<void> {
-    await this.queue
-    this.drop()
-  }
-}
-
 /** CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (some tokens give the point bare). */
-function ecPoint(v: Buffer): Buffer {
-  if (v.length === 67 && v[0] === 0x04 && v[1] === 0x41) return v.subarray(2)
-  if (v.length === 65 && v[0] === 0x04) return v
+function ecPoint(v: Uint8Array): Buffer {
+  const b = Buffer.from(v)
+  if (b.length === 67 && b[0] === 0x04 && b[1] === 0x41) return b.subarray(2)
+  if (b.length === 65 && b[0] === 0x04) return b
   throw new SshcaError(
     'ERR_KEY_STORE',
-    `PKCS#11: the token returned an EC point of ${v.length} bytes, not a P-256 point`,
+    `PKCS#11: the token returned an EC point of ${b.length} bytes, not a P-256 point`,
   )
 }
 
@@ -197,103 +62,212 @@ function p256PublicKey(point: Buffer): PublicKey {
   return PublicKey.fromBlob(new SshWriter().string('ecdsa-sha2-nistp256').string('nistp256').string(point).toBuffer())
 }
 
-export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
-  const pin = await readPin(kms.pinFile)
-  const m = await acquireModule(kms.module)
-  const token = new TokenSession(m, kms, pin)
-  const {lib, p11} = m
+type Op = 'init' | 'create' | 'find' | 'sign' | 'destroy' | 'close'
+type Answer = {id: number; value?: unknown; error?: {message: string; hint?: string}}
+interface Job {
+  what: string
+  op: Exclude<Op, 'init'>
+  args: Record<string, unknown>
+  resolve: (v: unknown) => void
+  reject: (e: Error) => void
+  /** Its wait for its turn (keys.timeout); cleared once sent. */
+  turn?: NodeJS.Timeout
+}
 
-  const find = (s: Handle, cls: number, id: Buffer): Handle | undefined => {
-    p11.C_FindObjectsInit(s, [
-      {type: lib.CKA_CLASS, value: cls},
-      {type: lib.CKA_ID, value: id},
-    ])
-    try {
-      return p11.C_FindObjects(s, 1)[0]
-    } finally {
-      p11.C_FindObjectsFinal(s)
+/**
+ * The token's process, seen from the CA: started on first use; one operation there at a time, the
+ * others queued here. An operation waits at most keys.timeout for its turn (a token slower than the
+ * requests: that one fails, the token goes on) and then keys.timeout for its answer (a token that
+ * does not answer: its process is killed, every operation queued fails with it, and the next one
+ * starts another process).
+ */
+class TokenProcess {
+  /** The process that opened the token; undefined until one has, and once it ended or was killed. */
+  private child: ChildProcess | undefined
+  private starting = false
+  private readonly queue: Job[] = []
+  /** The operation the token's process is running: sent, not yet answered. */
+  private inFlight:
+    {id: number; what: string; child: ChildProcess; timer: NodeJS.Timeout; settle: (a: Answer) => void} | undefined
+  private seq = 0
+  /** When the last start failed, and why: starts wait RESTART_PAUSE_MS after it. */
+  private failed: {at: number; error: SshcaError} | undefined
+  private readonly kms: Pkcs11Kms
+  private readonly pin: string
+  private readonly timeoutMs: number
+
+  constructor(kms: Pkcs11Kms, pin: string) {
+    this.kms = kms
+    this.pin = pin
+    this.timeoutMs = (kms.timeoutSeconds ?? DEFAULT_KEYS_TIMEOUT_SECONDS) * 1000
+  }
+
+  /** Runs `op` in the token's process, after the operations before it; `what` names it in errors. */
+  call<T>(what: string, op: Job['op'], args: Record<string, unknown> = {}): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const job: Job = {what, op, args, resolve: resolve as (v: unknown) => void, reject}
+      job.turn = setTimeout(() => {
+        this.queue.splice(this.queue.indexOf(job), 1)
+        reject(
+          this.error(
+            what,
+            `token "${this.kms.token}" did not get to it within ${this.timeoutMs / 1000}s (${this.queue.length + 1} operations were waiting)`,
+            'the token is slower than the requests: a faster token, fewer signing requests, or a longer keys.timeout',
+          ),
+        )
+      }, this.timeoutMs)
+      this.queue.push(job)
+      this.pump()
+    })
+  }
+
+  private error(what: string, why: string, hint?: string): SshcaError {
+    return new SshcaError('ERR_KEY_STORE', `PKCS#11: ${what}: ${why}`, hint ? {hint} : {})
+  }
+
+  /** Sends the next queued operation when the token's process is free, starting one if none runs. */
+  private pump(): void {
+    if (this.inFlight || this.starting || this.queue.length === 0) return
+    if (!this.child) return void this.start()
+    const job = this.queue.shift()!
+    clearTimeout(job.turn)
+    this.send(this.child, job.what, job.op, job.args, (a) => {
+      if (a.error) job.reject(this.error(job.what, a.error.message, a.error.hint))
+      else job.resolve(a.value)
+      this.pump()
+    })
+  }
+
+  private send(
+    child: ChildProcess,
+    what: string,
+    op: Op,
+    args: Record<string, unknown>,
+    settle: (a: Answer) => void,
+  ): void {
+    const id = ++this.seq
+    const timer = setTimeout(
+      () =>
+        this.end(
+          child,
+          `token "${this.kms.token}" did not answer within ${this.timeoutMs / 1000}s; the CA asks it again in a new session`,
+          'check the HSM and the way to it (network, daemon); keys.timeout in ca.yaml sets the wait',
+        ),
+      this.timeoutMs,
+    )
+    this.inFlight = {id, what, child, timer, settle}
+    child.send({id, op, args}, (err) => {
+      if (err) this.end(child, `its process cannot be reached (${err.message})`)
+    })
+  }
+
+  private start(): void {
+    if (this.failed && Date.now() - this.failed.at < RESTART_PAUSE_MS) return this.failQueue(this.failed.error)
+    this.starting = true
+    // src as .ts, dist as .js: the token's script beside this one
+    const script = new URL(`./pkcs11-token${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
+    // stdout is the audit log's by default: whatever a module prints goes to stderr
+    const child = fork(fileURLToPath(script), [], {
+      execArgv: [],
+      serialization: 'advanced',
+      stdio: ['ignore', 2, 2, 'ipc'],
+    })
+    // an idle token process does not keep the CA's process alive (an operation's timer does): a command
+    // that ends without closing its key store exits, and the token's process with it ('disconnect')
+    child.unref()
+    child.channel?.unref()
+    child.on('message', (a: Answer) => {
+      const f = this.inFlight
+      if (!f || f.child !== child || f.id !== a.id) return
+      this.inFlight = undefined
+      clearTimeout(f.timer)
+      f.settle(a)
+    })
+    child.on('error', () => this.end(child, 'its process could not be started'))
+    child.on('exit', (code, signal) => this.end(child, `its process ended (${signal ?? `code ${code}`})`))
+    const what = `open token "${this.kms.token}"`
+    this.send(child, what, 'init', {module: this.kms.module, token: this.kms.token, pin: this.pin}, (a) => {
+      this.starting = false
+      if (a.error) {
+        this.failed = {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
+        this.end(child, 'it did not open')
+        return this.failQueue(this.failed.error)
+      }
+      this.failed = undefined
+      this.child = child
+      this.pump()
+    })
+  }
+
+  private failQueue(err: SshcaError): void {
+    for (const job of this.queue.splice(0)) {
+      clearTimeout(job.turn)
+      job.reject(err)
     }
   }
 
+  /** Forgets `child` (killing it if it still runs): what it was running fails, and every operation queued. */
+  private end(child: ChildProcess, why: string, hint?: string): void {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    const f = this.inFlight?.child === child ? this.inFlight : undefined
+    if (this.child !== child && !f) return
+    if (this.child === child) this.child = undefined
+    if (f) {
+      this.inFlight = undefined
+      clearTimeout(f.timer)
+      // the queue first: the operation's own settling sends the next one, to a new process
+      this.failQueue(this.error(f.what, why, hint))
+      f.settle({id: f.id, error: {message: why, ...(hint ? {hint} : {})}})
+    }
+  }
+
+  /** Closes the session and ends the process once the operations queued are done (a process that does not answer is killed). */
+  async close(): Promise<void> {
+    if (!this.child && !this.starting) return
+    await this.call('close the session', 'close').catch(() => undefined)
+  }
+}
+
+export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
+  // the executable has no script to start the token's process with, nor the native pkcs11js
+  if (isSea())
+    throw new SshcaError('ERR_KEY_STORE', 'the single executable cannot use a PKCS#11 token (keys.kms)', {
+      hint: 'install the npm package (npm install -g sshca, with pkcs11js) on the CA host',
+    })
+  const pin = await readPin(kms.pinFile)
+  const token = new TokenProcess(kms, pin)
   let closed = false
   return {
     async create(kind: CaKeyKind, id: string) {
-      const ckaId = randomBytes(16)
+      const ckaId = randomBytes(16).toString('hex')
       const label = `sshca ${kind} CA ${id}`
-      const point = await token.run('generate a key pair', async (s) => {
-        const keys = await p11.C_GenerateKeyPairAsync(
-          s,
-          {mechanism: lib.CKM_EC_KEY_PAIR_GEN},
-          [
-            {type: lib.CKA_TOKEN, value: true},
-            {type: lib.CKA_VERIFY, value: true},
-            {type: lib.CKA_EC_PARAMS, value: P256_PARAMS},
-            {type: lib.CKA_LABEL, value: label},
-            {type: lib.CKA_ID, value: ckaId},
-          ],
-          [
-            {type: lib.CKA_TOKEN, value: true},
-            {type: lib.CKA_PRIVATE, value: true},
-            {type: lib.CKA_SENSITIVE, value: true},
-            {type: lib.CKA_EXTRACTABLE, value: false},
-            {type: lib.CKA_SIGN, value: true},
-            {type: lib.CKA_LABEL, value: label},
-            {type: lib.CKA_ID, value: ckaId},
-          ],
-        )
-        const [attr] = p11.C_GetAttributeValue(s, keys.publicKey, [{type: lib.CKA_EC_POINT}])
-        return ecPoint(attr!.value as Buffer)
-      })
-      const ref: KeyRef = {type: 'pkcs11', label, id: ckaId.toString('hex')}
-      return {ref, publicKey: p256PublicKey(point)}
+      const point = await token.call<Uint8Array>('generate a key pair', 'create', {label, id: ckaId})
+      const ref: KeyRef = {type: 'pkcs11', label, id: ckaId}
+      return {ref, publicKey: p256PublicKey(ecPoint(point))}
     },
 
     async open(ref: KeyRef): Promise<Signer> {
       if (ref.type !== 'pkcs11') throw new TypeError(`the pkcs11 backend cannot open a ${ref.type} key`)
-      const id = Buffer.from(ref.id, 'hex')
-      const located = await token.run(`find key ${ref.label}`, (s) => {
-        const pub = find(s, lib.CKO_PUBLIC_KEY, id)
-        const priv = find(s, lib.CKO_PRIVATE_KEY, id)
-        if (!pub || !priv)
-          throw new SshcaError(
-            'ERR_KEY_STORE',
-            `PKCS#11: token "${kms.token}" has no key pair "${ref.label}" (CKA_ID ${ref.id})`,
-            {hint: 'is keys.kms naming the token the CA was made in?'},
-          )
-        const [point] = p11.C_GetAttributeValue(s, pub, [{type: lib.CKA_EC_POINT}])
-        const [extractable] = p11.C_GetAttributeValue(s, priv, [{type: lib.CKA_EXTRACTABLE}])
-        if (Buffer.isBuffer(extractable?.value) && extractable.value[0] !== 0) {
-          throw new SshcaError(
-            'ERR_KEY_STORE',
-            `PKCS#11: key "${ref.label}" is extractable; a CA key in a token must not be`,
-          )
-        }
-        return {point: ecPoint(point!.value as Buffer)}
-      })
-      const publicKey = p256PublicKey(located.point)
+      const key = {label: ref.label, id: ref.id}
+      const publicKey = p256PublicKey(ecPoint(await token.call<Uint8Array>(`find key ${ref.label}`, 'find', key)))
       return {
         publicKey,
-        // the private key's handle is looked up per signature: handles do not survive a reopened session
-        sign: (data) =>
-          token.run(`sign with ${ref.label}`, async (s) => {
-            const priv = find(s, lib.CKO_PRIVATE_KEY, id)
-            if (!priv)
-              throw new SshcaError('ERR_KEY_STORE', `PKCS#11: the key "${ref.label}" is gone from token "${kms.token}"`)
-            p11.C_SignInit(s, {mechanism: lib.CKM_ECDSA}, priv)
-            const raw = await p11.C_SignAsync(s, createHash('sha256').update(data).digest(), Buffer.alloc(64))
-            const signature = sshSignatureFromRaw(publicKey, raw)
-            // checked with the key the CA publishes before it leaves the CA: a faulty signature (a fault
-            // in the token's arithmetic can give away an ECDSA key to whoever reads the signature) or
-            // one by another key (a token whose objects were changed or mixed up) is never issued
-            const check = verifySignature(publicKey, data, signature)
-            if (!check.valid)
-              throw new SshcaError(
-                'ERR_KEY_STORE',
-                `PKCS#11: token "${kms.token}" returned a signature for "${ref.label}" that its public key does not verify (${check.reason}); nothing was issued`,
-                {hint: 'check the token (its health, its objects under this CKA_ID) before the CA signs again'},
-              )
-            return signature
-          }),
+        async sign(data) {
+          const digest = createHash('sha256').update(data).digest()
+          const raw = Buffer.from(await token.call<Uint8Array>(`sign with ${ref.label}`, 'sign', {...key, digest}))
+          const signature = sshSignatureFromRaw(publicKey, raw)
+          // checked with the key the CA publishes before it leaves the CA: a faulty signature (a fault
+          // in the token's arithmetic can give away an ECDSA key to whoever reads the signature) or
+          // one by another key (a token whose objects were changed or mixed up) is never issued
+          const check = verifySignature(publicKey, data, signature)
+          if (!check.valid)
+            throw new SshcaError(
+              'ERR_KEY_STORE',
+              `PKCS#11: token "${kms.token}" returned a signature for "${ref.label}" that its public key does not verify (${check.reason}); nothing was issued`,
+              {hint: 'check the token (its health, its objects under this CKA_ID) before the CA signs again'},
+            )
+          return signature
+        },
       }
     },
 
@@ -303,33 +277,13 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
       // application keeps under a short or empty ID a manifest edited by hand could name
       if (!/^[0-9a-f]{32}$/i.test(ref.id))
         throw new SshcaError('ERR_KEY_STORE', `PKCS#11: "${ref.id}" is not a CKA_ID sshca made; nothing was destroyed`)
-      const id = Buffer.from(ref.id, 'hex')
-      await token.run(`destroy ${ref.label}`, (s) => {
-        for (const cls of [lib.CKO_PRIVATE_KEY, lib.CKO_PUBLIC_KEY]) {
-          const h = find(s, cls, id)
-          if (!h) continue
-          const [label] = p11.C_GetAttributeValue(s, h, [{type: lib.CKA_LABEL}])
-          if ((label?.value as Buffer | undefined)?.toString('utf8') !== ref.label)
-            throw new SshcaError(
-              'ERR_KEY_STORE',
-              `PKCS#11: the object under CKA_ID ${ref.id} in token "${kms.token}" is not labelled "${ref.label}"; nothing more was destroyed`,
-            )
-          p11.C_DestroyObject(s, h)
-          // a token that answers yes and keeps the object: said, not looped on
-          if (find(s, cls, id))
-            throw new SshcaError(
-              'ERR_KEY_STORE',
-              `PKCS#11: token "${kms.token}" kept "${ref.label}" after destroying it`,
-            )
-        }
-      })
+      await token.call(`destroy ${ref.label}`, 'destroy', {label: ref.label, id: ref.id})
     },
 
     async close() {
       if (closed) return
       closed = true
       await token.close()
-      releaseModule(kms.module, m)
     },
   }
 }

@@ -55,7 +55,7 @@ describe("ca.yaml: what an empty file means, and the schema's limits", () => {
           },
           trustProxy: false,
           tls: {clientCertificates: 'off'},
-          keys: {kms: 'file'},
+          keys: {kms: 'file', timeout: 10},
           ssh: {
             hostPattern: '*',
             maxUserTtl: 86400,

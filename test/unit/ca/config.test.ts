@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import {
+  keyStoreOf,
   mayOverlap,
   parseConfig,
   signingWaitSeconds,
   startOnlyChanges,
   storeWaitSeconds,
 } from '../../../src/ca/config/config.ts'
+import {parseKms} from '../../../src/ca/config/kms.ts'
 import {ISSUE_YAML} from './policy.test.ts'
 
 /** `settings` (limits, db …) and one rule whose webhook takes `timeout` seconds. */
@@ -296,6 +298,35 @@ describe('ca.yaml db:', () => {
     assert.deepEqual(check(`limits: {idleTimeout: 62s}\n${db('10s')}`).warnings, [])
   })
 
+  it("keys.timeout bounds a token's answer: 10 s unless set, at most 30 s, checked with the store's waits against idleTimeout", () => {
+    const kms = 'pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin'
+    const keys = (timeout?: string) => `keys: {kms: "${kms}"${timeout ? `, timeout: ${timeout}` : ''}}\n`
+    const pg = 'db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}\n'
+    const keyWarnings = (yaml: string) => parseConfig(yaml, 'ca.yaml').warnings.filter((w) => w.startsWith('keys.'))
+    const c = parseConfig(keys(), 'ca.yaml').config
+    assert.equal(c.keys.timeout, 10)
+    assert.deepEqual(keyStoreOf(c.keys), {...parseKms(kms), timeoutSeconds: 10})
+    assert.equal(
+      (keyStoreOf(parseConfig(keys('3s'), 'ca.yaml').config.keys) as {timeoutSeconds: number}).timeoutSeconds,
+      3,
+    )
+    // file keys sign in memory: no wait, nothing to check
+    assert.deepEqual(keyStoreOf(parseConfig('keys: {timeout: 2m}\n', 'ca.yaml').config.keys), {type: 'file'})
+    assert.deepEqual(problems(keys('31s')), [
+      'keys.timeout: 31s is above 30s; a signing request must not wait that long on a token',
+    ])
+    assert.deepEqual(problems(keys('forever')), ['keys.timeout: "forever" is not a duration (use 90s, 15m, 8h, 30d)'])
+    assert.deepEqual(keyWarnings(keys('30s')), [])
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 30s}\n${keys('30s')}`), [
+      'keys.timeout: 30s lets a signing request wait 30s on the token, not below limits.idleTimeout (30s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
+    ])
+    // with PostgreSQL, its three calls in a row besides: 10 + 3 × 10.5 s
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 41s}\n${pg}${keys()}`), [
+      'keys.timeout: 10s lets a signing request wait 41.5s on the token and the database, not below limits.idleTimeout (41s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
+    ])
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 42s}\n${pg}${keys()}`), [])
+  })
+
   it('a signing request waits on the database more than once: a renewal three calls in a row, a webhook rule one before its webhook and one after', () => {
     const pg = parseConfig('db: {type: postgresql, url: "postgres://sshca@127.0.0.1/sshca", timeout: 5s}\n', 'ca.yaml')
     // POST /ssh/renew: findCertificate, revocationFor, then issue, each up to 10.5 s (authority/host.ts)
@@ -385,6 +416,12 @@ describe('a reload says which settings wait for a restart (startOnlyChanges)', (
     )
     assert.deepEqual(startOnlyChanges(base, next), [
       'keys.kms: pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin takes effect when the CA restarts; until then it stays file',
+    ])
+  })
+
+  it('keys.timeout: the token process is started with it', () => {
+    assert.deepEqual(startOnlyChanges(base, config('keys: {timeout: 3s}\n')), [
+      'keys.timeout: 3 takes effect when the CA restarts; until then it stays 10',
     ])
   })
 

@@ -1,0 +1,188 @@
+/**
+ * A PKCS#11 token that stops answering: p11-kit's server in front of SoftHSM 2, the CA reaching it
+ * through p11-kit's client module (a network HSM's shape: the module talks to a daemon over a
+ * socket), and the daemon stopped with SIGSTOP mid-service. The module's calls never return then.
+ * They used to run on the CA's event loop, which froze: no TLS handshake, no /health, no answer to
+ * the request, until kill -9. Now each operation has keys.timeout: the signing request fails (503
+ * ERR_KEY_STORE, nothing issued, its token not spent), the CA goes on answering everything else, and
+ * signs again once the token answers.
+ */
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {Agent as HttpAgent, request} from 'undici'
+import {writePolicy} from '../../src/demo/policy-file.ts'
+import {generatePrivateKey} from '../../src/ssh/private-key.ts'
+import {PASSWORD} from '../helpers/ca.ts'
+import {sshca} from '../helpers/cli.ts'
+import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
+import {tempDir} from '../helpers/tmp.ts'
+import {spawnSshca, type Running} from '../helpers/world.ts'
+
+const SOFTHSM = '/usr/lib/softhsm/libsofthsm2.so'
+const CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so'
+
+describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftHSM, SIGSTOP)', function () {
+  this.timeout(120_000)
+  const base = tempDir('sshca-hsm-hang-')
+  const dir = join(base, 'ca')
+  const pinFile = join(base, 'hsm-pin')
+  const passwordFile = join(base, 'password')
+  const socket = join(base, 'p11-kit.sock')
+  const env: NodeJS.ProcessEnv = {
+    SOFTHSM2_CONF: join(base, 'softhsm2.conf'),
+    P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`,
+  }
+  const kms = `pkcs11:token=sshca-hang?module-path=${CLIENT}&pin-source=file:${pinFile}`
+  let gh: GithubIssuer
+  let serve: Running | undefined
+  let server: ReturnType<typeof spawn> | undefined
+  let url = ''
+  let http: HttpAgent
+
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
+    const t0 = performance.now()
+    const res = await request(`${url}${path}`, {
+      method,
+      dispatcher: http,
+      headers: body ? {'content-type': 'application/json'} : {},
+      body: body ? JSON.stringify(body) : undefined,
+      headersTimeout: 60_000,
+    })
+    const json = JSON.parse(await res.body.text()) as Record<string, unknown>
+    return {status: res.statusCode, json, ms: performance.now() - t0}
+  }
+  const sign = async (ott?: string) =>
+    call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott: ott ?? (await gh.mint()),
+      certType: 'user',
+    })
+  /** SIGSTOP or SIGCONT to p11-kit's server and the p11-kit-remote it runs for each connection. */
+  const signal = async (sig: 'STOP' | 'CONT') => {
+    process.kill(server!.pid!, `SIG${sig}`)
+    await runOk('sh', ['-c', `pkill -${sig} -P ${server!.pid} || true`])
+  }
+  const audit = () =>
+    readFileSync(join(dir, 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+
+  before(async function () {
+    if (!existsSync(SOFTHSM) || !existsSync(CLIENT)) this.skip()
+    writeFileSync(
+      env.SOFTHSM2_CONF!,
+      `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+    )
+    await runOk('mkdir', ['-p', join(base, 'tokens')])
+    await runOk(
+      'softhsm2-util',
+      ['--init-token', '--free', '--label', 'sshca-hang', '--so-pin', '87654321', '--pin', '12345678'],
+      {env: {...process.env, ...env}},
+    )
+    writeFileSync(pinFile, '12345678\n', {mode: 0o600})
+    writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
+    const srv = spawn('p11-kit', ['server', '-f', '-n', socket, '--provider', SOFTHSM, 'pkcs11:token=sshca-hang'], {
+      env: {...process.env, ...env},
+      stdio: 'ignore',
+    })
+    server = srv
+    onCleanup(async () => {
+      // a stopped process takes no SIGTERM: resumed first
+      srv.kill('SIGCONT')
+      srv.kill('SIGTERM')
+    })
+    await waitFor('p11-kit server to listen', () => existsSync(socket), 10_000)
+    gh = await startGithubIssuer()
+
+    const init = await sshca(
+      ['ca', 'init', '--dir', dir, '--dns', '127.0.0.1', '--kms', kms, '--password-file', passwordFile, '--json'],
+      {env},
+    )
+    assert.equal(init.code, 0, init.stderr)
+    await writePolicy(join(dir, 'ca.yaml'), {
+      audit: {file: join(dir, 'audit.log')},
+      keys: {kms, timeout: '2s'},
+      provisioners: [
+        {
+          name: 'ci',
+          type: 'oidc',
+          issuer: gh.issuer,
+          audience: 'sshca-ci',
+          rules: [
+            {
+              name: 'deploy',
+              match: {repository: 'acme/app'},
+              certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${run_id}'},
+            },
+          ],
+        },
+      ],
+    })
+    serve = spawnSshca(
+      [
+        'ca',
+        'serve',
+        '--config',
+        join(dir, 'ca.yaml'),
+        '--password-file',
+        passwordFile,
+        '--address',
+        '127.0.0.1:0',
+        '--json',
+      ],
+      env,
+    )
+    const stop = serve
+    onCleanup(async () => {
+      stop.child.kill('SIGTERM')
+      await stop.exit()
+    })
+    const [, found] = await serve.waitFor(/"url": "(https:\/\/127\.0\.0\.1:\d+)"/, 60_000)
+    url = found!
+    http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})
+  })
+  after(async () => {
+    if (server) await signal('CONT').catch(() => undefined)
+    serve?.child.kill('SIGTERM')
+    await serve?.exit()
+    await http?.close()
+    await gh?.stop()
+  })
+
+  it('a signature the token never answers fails after keys.timeout (503, nothing issued, the token unspent) while the CA answers the rest; it signs again once the token is back', async () => {
+    assert.equal((await sign()).status, 201, 'the CA signs through p11-kit before the token stops')
+    await signal('STOP')
+    const ott = await gh.mint()
+    // one signature reaches the token, two wait behind it: all three fail at its deadline, not one after another
+    const pending = Promise.all([sign(ott), sign(), sign()])
+    // the CA is not frozen: a TLS handshake and an answer while the signature waits on the token
+    await new Promise((r) => setTimeout(r, 300))
+    const health = await call('GET', '/health')
+    assert.equal(health.status, 200)
+    assert.ok(health.ms < 1500, `/health answered in ${health.ms.toFixed(0)} ms while the token hung`)
+    for (const r of await pending) {
+      assert.equal(r.status, 503, JSON.stringify(r.json))
+      assert.match(JSON.stringify(r.json), /ERR_KEY_STORE|cannot sign/)
+      assert.ok(r.ms < 5_000, `the request ended in ${r.ms.toFixed(0)} ms, keys.timeout is 2 s`)
+    }
+    assert.ok(
+      audit().some((l) => l.event === 'certificate_denied' && /did not answer within 2s/.test(JSON.stringify(l))),
+      'the audit line says the token did not answer',
+    )
+    // still stopped: the next request opens a new session, which hangs as well, and fails the same way
+    const again = await sign()
+    assert.equal(again.status, 503, JSON.stringify(again.json))
+    assert.ok(again.ms < 5_000, `the second request ended in ${again.ms.toFixed(0)} ms`)
+
+    await signal('CONT')
+    // the token answers again: the CA signs, and the refused request's token was never spent
+    let back = {status: 0} as Awaited<ReturnType<typeof sign>>
+    await waitFor('the CA to sign again', async () => (back = await sign(ott)).status === 201, 30_000)
+    assert.equal(back.status, 201, JSON.stringify(back.json))
+    assert.equal(audit().filter((l) => l.event === 'certificate_issued').length, 2)
+  })
+})
