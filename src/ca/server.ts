@@ -54,6 +54,8 @@ export interface StartOptions {
   keysIntervalMs?: number
   /** How often the emergency stop and the restore mark are read from the store (ms; every replica does). */
   safetyIntervalMs?: number
+  /** How often the API's TLS certificate is checked for renewal (ms; 12 h). */
+  tlsRenewIntervalMs?: number
   /** Where policy warnings are reported besides the audit log (ca serve: stderr). */
   onWarnings?: (warnings: string[], reload: boolean) => void
 }
@@ -94,6 +96,10 @@ export function purgeSpentTokens(store: Pick<Store, 'purgeExpiredTokens'>, nowMs
  * The default number of worker threads: one per core the process may use; none in the single
  * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
  */
+/** The API's TLS certificate is renewed when it has fewer days left than this; looked at every 12 h. */
+const TLS_RENEW_WITHIN_DAYS = 30
+const TLS_RENEW_EVERY_MS = 12 * 3600_000
+
 export const defaultWorkers = (): number => (isSea() ? 0 : availableParallelism())
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
@@ -310,7 +316,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           // under the store's lock as at the start and at renewal
           const [roots, tls] = await Promise.all([
             loadRoots(config.dir),
-            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, 30, {
+            loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, TLS_RENEW_WITHIN_DAYS, {
               keepNames: true,
               lock: tlsLock,
             }),
@@ -389,7 +395,19 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
   const purge = setInterval(() => void purgeSpentTokens(store, clock()).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
-  const renew = setInterval(() => void renewTls().catch(() => undefined), 12 * 3600_000)
+  const renewEveryMs = opts.tlsRenewIntervalMs ?? TLS_RENEW_EVERY_MS
+  const renew = setInterval(
+    () =>
+      void renewTls().catch((err: unknown) => {
+        // the certificate still serves: said, and tried again at the next look, while it has days left
+        audit.write('tls_certificate_renewal_failed', {
+          error: (err as Error).message.slice(0, 500),
+          not_after: material.tls.notAfter.toISOString(),
+          next_attempt_in_seconds: Math.round(renewEveryMs / 1000),
+        })
+      }),
+    renewEveryMs,
+  )
   renew.unref()
   // admin commands write their events to the store; the server copies them to its audit sink
   let forwarding: Promise<unknown> = forwardAdminEvents(store, audit).catch(() => undefined)
@@ -420,10 +438,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     await reload()
   }
   async function renewTls(): Promise<void> {
-    if (material.tls.notAfter.getTime() - clock() > 30 * 86_400_000) return
+    if (material.tls.notAfter.getTime() - clock() > TLS_RENEW_WITHIN_DAYS * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
     const fresh = await store.exclusive('tls-renewal', () =>
-      loadTls(config.dir, opts.password, runtime.policy.config.dnsNames),
+      loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, TLS_RENEW_WITHIN_DAYS, {now: clock()}),
     )
     material.tls = fresh.tls
     if (app)

@@ -257,4 +257,52 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
       await t.stop()
     }
   })
+
+  it('the 12-hourly look: a certificate within 30 days of its end is reissued and served; a renewal that fails is audited and the certificate in force serves on', async () => {
+    let skew = 0
+    const t = await startTestCa({}, {clock: () => Date.now() + skew, tlsRenewIntervalMs: 100})
+    const paths = caPaths(t.init.dir)
+    const events = (name: string) => t.audit().filter((l) => l.event === name)
+    try {
+      const before = await served(t.url)
+      await new Promise((r) => setTimeout(r, 300))
+      assert.deepEqual(events('tls_certificate_renewed'), [], 'a year left: nothing to renew')
+      // 340 days on, the 365-day certificate has 25 left
+      skew = 340 * 86_400_000
+      await waitFor('the renewal', () => events('tls_certificate_renewed').length > 0, 20_000)
+      skew = 0
+      // a look already running when the clock went back may renew once more: the count settles first
+      let seen = -1
+      await waitFor(
+        'the renewals to settle',
+        async () => {
+          const n = events('tls_certificate_renewed').length
+          const settled = n === seen
+          seen = n
+          await new Promise((r) => setTimeout(r, 400))
+          return settled
+        },
+        20_000,
+      )
+      const renewed = fingerprint(readFileSync(paths.tlsCert, 'utf8'))
+      assert.notEqual(renewed, before)
+      assert.equal(await served(t.url), renewed)
+      assert.equal(events('tls_certificate_renewed')[0]!.by_this_replica, true)
+
+      // the intermediate key unreadable (a disk error, a file overwritten): the renewal cannot sign
+      writeFileSync(paths.intermediateKey, 'not a sealed key\n', {mode: 0o600})
+      skew = 340 * 86_400_000
+      await waitFor('the failure in the audit log', () => events('tls_certificate_renewal_failed').length > 0, 20_000)
+      skew = 0
+      const failed = events('tls_certificate_renewal_failed')[0]!
+      assert.match(String(failed.error), /intermediate|sealed|key/i)
+      assert.equal(failed.next_attempt_in_seconds, 0)
+      assert.equal(typeof failed.not_after, 'string')
+      // the certificate in force serves on
+      assert.equal(await served(t.url), renewed)
+      assert.equal((await t.call('GET', '/health')).status, 200)
+    } finally {
+      await t.stop()
+    }
+  })
 })

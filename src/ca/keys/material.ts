@@ -136,7 +136,8 @@ export async function loadTls(
   password: string,
   dnsNames: readonly string[],
   renewWithinDays = 30,
-  o: {keepNames?: boolean; lock?: <T>(fn: () => Promise<T>) => Promise<T>} = {},
+  /** `now`: the CA's clock (ms), when it is not the system's (tests). */
+  o: {keepNames?: boolean; lock?: <T>(fn: () => Promise<T>) => Promise<T>; now?: number} = {},
 ): Promise<{tls: CaMaterial['tls']; renewed: boolean; intermediateKey: KeyObject}> {
   const p = caPaths(dir)
   const [intermediatePem, tlsPem, tlsKey, intermediateKey, tail] = await Promise.all([
@@ -150,14 +151,15 @@ export async function loadTls(
   let renewed = false
   const leaf = parseCert(tlsPem)
   const names = subjectAltNames(leaf)
-  const expiresSoon = leaf.notAfter.getTime() - Date.now() < renewWithinDays * 86_400_000
+  const expiresSoon = leaf.notAfter.getTime() - (o.now ?? Date.now()) < renewWithinDays * 86_400_000
   const namesChanged = !o.keepNames && !sameNames(dnsNames, names)
   // a leaf the current intermediate did not sign, or not of the TLS key (a root activation cut short
   // between its renames and the TLS key's writes): it verifies to no root a client pins, so reissued
   const x = new X509Certificate(tlsPem)
   const stale = !x.verify(createPublicKey(intermediateKey)) || !x.checkPrivateKey(tlsKey)
   if (expiresSoon || namesChanged || stale) {
-    if (o.lock) return o.lock(() => loadTls(dir, password, dnsNames, renewWithinDays, {keepNames: o.keepNames}))
+    if (o.lock)
+      return o.lock(() => loadTls(dir, password, dnsNames, renewWithinDays, {keepNames: o.keepNames, now: o.now}))
     const fresh = await createTlsCert(dnsNames, {cert: parseCert(intermediatePem), key: intermediateKey})
     await writeSealedKey(p.tlsKey, fresh.key, password)
     await writeFileAtomic(p.tlsCert, fresh.pem + tail)

@@ -26,6 +26,8 @@ export type AuditEvent =
   | 'enrollment_token_issued'
   | 'rate_limited'
   | 'tls_certificate_renewed'
+  /** The 12-hourly renewal of the API's TLS certificate failed: the old one serves on, and the next look tries again. */
+  | 'tls_certificate_renewal_failed'
   | 'ca_keys_loaded'
   | 'ca_keys_reload_failed'
   | 'ca_roots_loaded'
