@@ -481,6 +481,41 @@ describe('PostgreSQL store', function () {
       }
     })
 
+    it("the item-by-item path after a refused batch stays within one call's wait: an item it could not send in time fails, nothing of it written", async () => {
+      // db.timeout 1 s: a call waits up to 1 s for a connection and 1.5 s for its statement. Another
+      // replica holds the spends of good-1..3 uncommitted, so each statement on them waits out its
+      // statement_timeout (1 s). Item by item, good-1 started in time and waited its second; good-2 and
+      // good-3 would have started past the first second and ended past the call's 2.5 s (they did, each
+      // a second more: 3 s for good-3, the connection closed by then, the token spent for nobody had it
+      // committed)
+      const url = await server.createDatabase()
+      const s = await openOn(url, {timeout: 1})
+      const ids = ['good-1', 'good-2', 'good-3']
+      const other = await rawClient(url)
+      try {
+        await other.query('BEGIN')
+        await other.query('SELECT sshca_issue($1::jsonb)', [
+          JSON.stringify(ids.map((id) => batchItem({token: {id, expiresAt: 3000, issuedAt: 0}, record: record()}))),
+        ])
+        const goods = ids.map(() => record())
+        const [poisoned, ...rest] = await together(s, [
+          {token: {id: 'poisoned', expiresAt: Number.NaN, issuedAt: 0}, record: record()},
+          ...ids.map((id, i) => ({token: {id, expiresAt: 3000, issuedAt: 0}, record: goods[i]!})),
+        ])
+        assert.equal(poisoned!.status, 'rejected')
+        const reasons = rest.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'fulfilled'))
+        assert.match(reasons[0]!, /statement timeout/, 'good-1 was sent, and waited out its statement')
+        for (const r of reasons.slice(1)) assert.match(r, /did not record the issuance within db\.timeout/)
+        for (const r of rest) assert.equal((r as PromiseRejectedResult).reason.code, 'ERR_STORE_UNAVAILABLE')
+        await other.query('ROLLBACK')
+        for (const g of goods) assert.equal(await s.findCertificate(g.serial), undefined)
+        for (const id of ids) assert.equal(await s.spentToken(id), undefined)
+      } finally {
+        await other.end().catch(() => undefined)
+        await s.close()
+      }
+    })
+
     it('a NUL or a lone surrogate in what an IdP controls (sub, claims) or in a token id: stored escaped, the batch succeeds', async () => {
       const s = await openOn(await server.createDatabase())
       try {

@@ -332,7 +332,9 @@ export function startOnlyChanges(
 /**
  * The longest a signing request waits on its store with nothing crossing its connection: with
  * PostgreSQL a connection from the pool (db.timeout) and then the issuance's statement (db.timeout,
- * and half a second more for its answer: postgres.ts's query_timeout); SQLite is on this host.
+ * and half a second more for its answer: postgres.ts's query_timeout); SQLite is on this host. A
+ * deadlock's retry and the item-by-item path after a refused batch start no statement that would end
+ * past it (postgres.ts, inTime).
  */
 export function storeWaitSeconds(db: CaConfig['db']): number {
   return db.type === 'postgresql' ? 2 * db.timeout + 0.5 : 0

@@ -279,6 +279,8 @@ interface PendingIssue {
   req: IssueRequest
   resolve: (outcome: IssueOutcome) => void
   reject: (err: unknown) => void
+  /** performance.now() past which no statement of it may start: its call's wait (a connection, then a statement) would run over. */
+  lastStart: number
 }
 
 /**
@@ -439,10 +441,35 @@ export class PostgresStore implements Store {
       return Promise.reject(
         new SshcaError('ERR_STORE_UNAVAILABLE', 'the store is closed', {details: {reason: 'store_unavailable'}}),
       )
+    // a call waits up to db.timeout for a connection, then db.timeout (and half a second) for its
+    // statement: config.ts's storeWaitSeconds, which the request's own deadlines count on. A retry (a
+    // deadlock) or the item-by-item path after a refused batch sends statements again: one that could
+    // not end within that wait is not sent (nothing of the issuance is written, its token unspent)
+    const lastStart = performance.now() + this.timeoutMs
     return new Promise((resolve, reject) => {
-      this.pending.push({req, resolve, reject})
+      this.pending.push({req, resolve, reject, lastStart})
       if (this.pending.length === 1) setImmediate(() => void this.flush())
     })
+  }
+
+  /** db.timeout (ms): the pool's wait for a connection, and the server's statement_timeout. */
+  private get timeoutMs(): number {
+    return this.pool.options.connectionTimeoutMillis ?? 5000
+  }
+
+  /** The items of `batch` a statement sent now may still serve; the others fail, nothing of them written. */
+  private inTime(batch: PendingIssue[]): PendingIssue[] {
+    const now = performance.now()
+    const late = batch.filter((b) => now > b.lastStart)
+    for (const b of late)
+      b.reject(
+        new SshcaError(
+          'ERR_STORE_UNAVAILABLE',
+          `the database did not record the issuance within db.timeout (${this.timeoutMs / 1000}s for a connection, as long for its statement), retries included; nothing of it is written`,
+          {details: {reason: 'store_unavailable'}},
+        ),
+      )
+    return late.length === 0 ? batch : batch.filter((b) => !late.includes(b))
   }
 
   private async flush(): Promise<void> {
@@ -451,9 +478,13 @@ export class PostgresStore implements Store {
     await this.issueBatch(batch)
   }
 
-  private async issueBatch(batch: PendingIssue[]): Promise<void> {
-    const payload = pgJson(batch.map((b) => batchItem(b.req)))
+  private async issueBatch(all: PendingIssue[], again = false): Promise<void> {
+    let batch = all
     for (let attempt = 0; ; attempt++) {
+      // the first statement of a call is the one its wait counts; any other, only in time
+      if (again || attempt > 0) batch = this.inTime(batch)
+      if (batch.length === 0) return
+      const payload = pgJson(batch.map((b) => batchItem(b.req)))
       try {
         const started = performance.now()
         const res = await this.pool.query<{out: Outcome[]}>({
@@ -473,7 +504,7 @@ export class PostgresStore implements Store {
         // one item may have brought: each alone then, so one bad issuance fails only itself, not the
         // others that shared its turn (in their order: two renewals of one lineage stay first-wins)
         if (batch.length > 1 && !retryable(err) && !isUnavailable(err)) {
-          for (const item of batch) await this.issueBatch([item])
+          for (const item of batch) await this.issueBatch([item], true)
           return
         }
         const e = storeError(err)
