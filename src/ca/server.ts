@@ -12,10 +12,17 @@ import type {Server as TlsServer} from 'node:tls'
 import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
-import {buildApp, tlsContext} from './http/app.ts'
+import {buildApp, closeWithin, tlsContext} from './http/app.ts'
 import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
-import {keyStoreOf, loadConfig, resolveInDir, startOnlyChanges, type CaConfig} from './config/config.ts'
+import {
+  closeDeadlineSeconds,
+  keyStoreOf,
+  loadConfig,
+  resolveInDir,
+  startOnlyChanges,
+  type CaConfig,
+} from './config/config.ts'
 import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
@@ -475,7 +482,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       clearInterval(keysTimer)
       clearInterval(watch)
       try {
-        await app?.close()
+        if (app) await closeWithin(app, closeDeadlineSeconds(config, runtime.policy.config) * 1000)
         await pool?.close()
         await metrics?.close()
         await watching

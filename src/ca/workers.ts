@@ -26,7 +26,7 @@
  *
  * Messages, main → worker: {t: 'policy', seq, config} (answered {t: 'ack', seq}), {t: 'tls', tls},
  * {t: 'material', material}, {t: 'safety', safety}, {t: 'replies', replies: ({id, value} | {id, error})[]},
- * {t: 'close'} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
+ * {t: 'close', deadlineMs} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
  * {t: 'calls', calls: {id, method, args}[]} (Store methods), {t: 'meter', calls: [method, args][]},
  * {t: 'ack', seq}, {t: 'closed'}. Calls, replies and meter events travel in batches: what a worker asks
  * in one turn of its event loop goes in one message, and the answers that one group commit settles
@@ -54,8 +54,8 @@ import {SshcaError, type ErrorCode} from '../errors.ts'
 import {keySigner} from '../ssh/signature.ts'
 import {Authority} from './authority/authority.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
-import {signingWaitSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
-import {appCounters, buildApp, tlsContext} from './http/app.ts'
+import {closeDeadlineSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
+import {appCounters, buildApp, closeWithin, tlsContext} from './http/app.ts'
 import {SharedRateTable} from './http/rate-store.ts'
 import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
 import type {Meter} from './observe/meter.ts'
@@ -420,13 +420,13 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       // requests are bounded by limits.requestTimeout as they arrive, the start's (a reload's waits for
       // the restart: startOnlyChanges), then by their rule's webhook, the policy in force's, then by
       // the store (the start's db): past all three, a worker that does not end is ended
-      const webhook = Math.max(0, ...config.provisioners.flatMap((p) => p.rules.map((r) => r.webhook?.timeout ?? 0)))
-      const deadlineMs = (o.config.limits.requestTimeout + signingWaitSeconds(o.config.db, webhook) + 5) * 1000
+      const deadlineMs = closeDeadlineSeconds(o.config, config) * 1000
       await Promise.all(
         [...alive].map(async (w) => {
           const exited = once(w, 'exit')
           if (!threads.includes(w)) return void (await w.terminate())
-          w.postMessage({t: 'close'})
+          // the thread ends its last connections a second before, so that it closes its store and audit log
+          w.postMessage({t: 'close', deadlineMs: deadlineMs - 1000})
           const deadline = setTimeout(() => void w.terminate(), deadlineMs)
           await exited
           clearTimeout(deadline)
@@ -547,6 +547,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
       tls: Tls
       material: WorkerMaterial
       safety: SafetyState
+      deadlineMs: number
     }) => {
       switch (m.t) {
         case 'replies':
@@ -583,8 +584,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
         case 'close':
           // the main thread ends this thread once it has said so (a fetch's keep-alive socket would keep it alive)
           // each closed whatever failed before it (the audit log's counted refusals are written on close)
-          void app
-            .close()
+          void closeWithin(app, m.deadlineMs)
             .finally(() => store.close())
             .finally(() => audit.close())
             .catch(() => undefined)

@@ -75,6 +75,28 @@ describe('CA limits: every wait bounded, every flood capped', function () {
   })
   after(async () => gh?.stop())
 
+  describe('closing the CA while a client sends its headers a byte at a time', () => {
+    // Node stops enforcing headersTimeout and requestTimeout on a server being closed: on the main
+    // thread (--workers 0: the single executable, a CA whose keys are in a token) close() waited for
+    // that connection for ever, and `ca serve` never exited on SIGTERM
+    for (const workers of [0, 1]) {
+      it(`--workers ${workers}: the connection is ended at the close deadline (requestTimeout + 5 s here), and close() returns`, async () => {
+        const t = await startTestCa(ciPolicy(gh.issuer, {requestTimeout: 2, headersTimeout: 1, rate: false}), {workers})
+        const {socket, closed} = await open(t)
+        socket.write('POST /ssh/sign HTTP/1.1\r\nHost: ca\r\n')
+        const drip = setInterval(() => socket.writable && socket.write('X-Slow: a\r\n'), 300)
+        try {
+          await new Promise((r) => setTimeout(r, 500))
+          await within(t.stop(), 30_000, 'close() with a client dripping its headers')
+          await within(closed, 5_000, 'the connection to be closed')
+        } finally {
+          clearInterval(drip)
+          socket.destroy()
+        }
+      })
+    }
+  })
+
   describe('timeouts and the connection cap', () => {
     let t: TestCa
     before(async () => {

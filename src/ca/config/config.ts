@@ -348,10 +348,28 @@ export function storeWaitSeconds(db: CaConfig['db']): number {
 export const STORE_CALLS_IN_SEQUENCE = 3
 export const STORE_CALLS_AROUND_WEBHOOK = 2
 
-/** The longest a signing request may wait with nothing crossing its connection: its store calls, and its rule's webhook between them. */
-export function signingWaitSeconds(db: CaConfig['db'], webhookTimeout = 0): number {
+/**
+ * The longest a signing request may wait with nothing crossing its connection: its store calls, its
+ * rule's webhook between them, and its signature (keysWait: a token's, keysWaitSeconds).
+ */
+export function signingWaitSeconds(db: CaConfig['db'], webhookTimeout = 0, keysWait = 0): number {
   const store = storeWaitSeconds(db)
-  return Math.max(STORE_CALLS_IN_SEQUENCE * store, webhookTimeout + STORE_CALLS_AROUND_WEBHOOK * store)
+  return Math.max(STORE_CALLS_IN_SEQUENCE * store, webhookTimeout + STORE_CALLS_AROUND_WEBHOOK * store) + keysWait
+}
+
+/** A token's signature: keys.timeout for its turn, then as long for its answer (keys/pkcs11.ts); files sign in memory. */
+export function keysWaitSeconds(keys: CaConfig['keys']): number {
+  return parseKms(keys.kms).type === 'pkcs11' ? 2 * keys.timeout : 0
+}
+
+/**
+ * How long closing the CA waits for the requests in flight before it ends their connections: their
+ * arrival (limits.requestTimeout, the start's: a reload's waits for the restart), their signing
+ * waits (the start's db and keys, the webhooks of the policy in force), and 5 s to answer.
+ */
+export function closeDeadlineSeconds(start: CaConfig, inForce: CaConfig): number {
+  const webhook = Math.max(0, ...inForce.provisioners.flatMap((p) => p.rules.map((r) => r.webhook?.timeout ?? 0)))
+  return start.limits.requestTimeout + signingWaitSeconds(start.db, webhook, keysWaitSeconds(start.keys)) + 5
 }
 
 /** The key store named by keys.kms, with the wait keys.timeout sets on each of a token's operations. */
@@ -373,10 +391,10 @@ function checkKeysTimeout(config: CaConfig, problems: string[], warnings: string
     )
     return
   }
-  const wait = t + STORE_CALLS_IN_SEQUENCE * storeWaitSeconds(config.db)
+  const wait = signingWaitSeconds(config.db, 0, keysWaitSeconds(config.keys))
   if (wait >= config.limits.idleTimeout)
     warnings.push(
-      `keys.timeout: ${formatDuration(t)} lets a signing request wait ${seconds(wait)} on the token${wait > t ? ' and the database' : ''}, not below limits.idleTimeout (${formatDuration(config.limits.idleTimeout)}): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout`,
+      `keys.timeout: ${formatDuration(t)} lets a signing request wait ${seconds(wait)} on the token (its turn, then its answer)${wait > 2 * t ? ' and the database' : ''}, not below limits.idleTimeout (${formatDuration(config.limits.idleTimeout)}): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout`,
     )
 }
 

@@ -319,6 +319,21 @@ function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
  * The mean event-loop delay over the last second, in milliseconds (10 ms resolution subtracted). A mean,
  * not a maximum: one long synchronous step does not trip it, a loop that stays behind does.
  */
+/**
+ * Closes `app`: it stops accepting, and waits for its requests in flight; past `deadlineMs`, the
+ * connections still open are ended. Node stops enforcing headersTimeout and requestTimeout on a
+ * server being closed, so a client sending its headers a byte at a time held close() open for ever
+ * (`ca serve --workers 0` never exited on SIGTERM).
+ */
+export async function closeWithin(app: FastifyInstance, deadlineMs: number): Promise<void> {
+  const timer = setTimeout(() => app.server.closeAllConnections(), deadlineMs)
+  try {
+    await app.close()
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function eventLoopLag(): {current(): number; stop(): void} {
   // Stryker disable next-line ObjectLiteral: 10 ms is node's default resolution
   const histogram = monitorEventLoopDelay({resolution: 10})

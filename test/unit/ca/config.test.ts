@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {
+  closeDeadlineSeconds,
   keyStoreOf,
   mayOverlap,
   parseConfig,
@@ -316,15 +317,21 @@ describe('ca.yaml db:', () => {
       'keys.timeout: 31s is above 30s; a signing request must not wait that long on a token',
     ])
     assert.deepEqual(problems(keys('forever')), ['keys.timeout: "forever" is not a duration (use 90s, 15m, 8h, 30d)'])
-    assert.deepEqual(keyWarnings(keys('30s')), [])
-    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 30s}\n${keys('30s')}`), [
-      'keys.timeout: 30s lets a signing request wait 30s on the token, not below limits.idleTimeout (30s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
+    // a signature waits keys.timeout for its turn, then as long for the token's answer
+    assert.deepEqual(keyWarnings(keys('29s')), [])
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 30s}\n${keys('15s')}`), [
+      'keys.timeout: 15s lets a signing request wait 30s on the token (its turn, then its answer), not below limits.idleTimeout (30s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
     ])
-    // with PostgreSQL, its three calls in a row besides: 10 + 3 × 10.5 s
-    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 41s}\n${pg}${keys()}`), [
-      'keys.timeout: 10s lets a signing request wait 41.5s on the token and the database, not below limits.idleTimeout (41s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
+    // with PostgreSQL, its three calls in a row besides: 2 × 10 + 3 × 10.5 s
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 51s}\n${pg}${keys()}`), [
+      'keys.timeout: 10s lets a signing request wait 51.5s on the token (its turn, then its answer) and the database, not below limits.idleTimeout (51s): the connection closes while the issuance may still commit; lower keys.timeout or raise limits.idleTimeout',
     ])
-    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 42s}\n${pg}${keys()}`), [])
+    assert.deepEqual(keyWarnings(`limits: {idleTimeout: 52s}\n${pg}${keys()}`), [])
+    // closing the CA waits for a request's arrival, then its signature's two waits, then 5 s to answer
+    const onToken = parseConfig(`limits: {requestTimeout: 10s}\n${keys()}`, 'ca.yaml').config
+    assert.equal(closeDeadlineSeconds(onToken, onToken), 10 + 20 + 5)
+    const onFiles = parseConfig('limits: {requestTimeout: 10s}\nkeys: {timeout: 30s}\n', 'ca.yaml').config
+    assert.equal(closeDeadlineSeconds(onFiles, onFiles), 10 + 5)
   })
 
   it('a signing request waits on the database more than once: a renewal three calls in a row, a webhook rule one before its webhook and one after', () => {
