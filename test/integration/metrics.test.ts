@@ -3,6 +3,8 @@
  * rate-limited request against a running CA, `curl /metrics` shows each count where it belongs.
  */
 import assert from 'node:assert/strict'
+import {once} from 'node:events'
+import {connect} from 'node:net'
 import {defaultWorkers} from '../../src/ca/server.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -133,5 +135,25 @@ describe('metrics: Prometheus text on metrics.address', function () {
       t.ca.metricsUrl!.replace('/metrics', '/ssh/roots'),
     ])
     assert.equal(other.stdout, '404')
+  })
+
+  it('closing the CA ends the metrics connections: a client dripping its headers to /metrics does not hold it open', async () => {
+    const own = await startTestCa({metrics: {address: '127.0.0.1:0'}}, {metricsAddress: '127.0.0.1:0'})
+    const u = new URL(own.ca.metricsUrl!)
+    const socket = connect(Number(u.port), u.hostname)
+    await once(socket, 'connect')
+    socket.on('error', () => undefined)
+    socket.write('GET /metrics HTTP/1.1\r\nHost: m\r\n')
+    const drip = setInterval(() => socket.writable && socket.write('X-Slow: a\r\n'), 300)
+    try {
+      await new Promise((r) => setTimeout(r, 500))
+      let stopped = false
+      const stop = own.stop().then(() => (stopped = true))
+      await Promise.race([stop, new Promise((r) => setTimeout(r, 20_000))])
+      assert.ok(stopped, 'close() returned with a client dripping its headers to /metrics')
+    } finally {
+      clearInterval(drip)
+      socket.destroy()
+    }
   })
 })

@@ -176,6 +176,12 @@ export async function serveMetrics(
   return {
     server,
     url: `http://${h}:${bound}/metrics`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // a scrape cut short is asked again; a connection left open would hold the CA's close for ever (Node
+    // stops enforcing headersTimeout on a server being closed: a client dripping its headers)
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
   }
 }
