@@ -66,6 +66,7 @@ export interface KeyView {
   activatedAt?: string | undefined
   deactivatedAt?: string | undefined
   retiredAt?: string | undefined
+  destroyedAt?: string | undefined
 }
 
 export interface RotateResult {
@@ -94,6 +95,7 @@ const viewOf = (e: KeyEntry): KeyView => ({
   ...(e.activatedAt ? {activatedAt: e.activatedAt} : {}),
   ...(e.deactivatedAt ? {deactivatedAt: e.deactivatedAt} : {}),
   ...(e.retiredAt ? {retiredAt: e.retiredAt} : {}),
+  ...(e.destroyedAt ? {destroyedAt: e.destroyedAt} : {}),
 })
 
 const iso = (seconds: bigint | number): string => new Date(Number(seconds) * 1000).toISOString()
@@ -219,7 +221,9 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
       for (const kind of kinds) {
         const previous = keyring[kind].find((e) => e.state === 'previous')
         if (!previous) {
-          withRetired(keyring, kind, now) // throws the state error
+          // nothing to retire: a retire run again for a private half that outlived its retirement (the
+          // key store refused then; a key retired before sshca destroyed them) destroys it below
+          if (!leftovers(keyring, kind).length) withRetired(keyring, kind, now) // throws the state error
           continue
         }
         const valid = await stillValidCertificates(store, kind, PublicKey.parseLine(previous.publicKey).key, nowSeconds)
@@ -243,6 +247,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
       }
     })
     for (const kind of kinds) {
+      if (!keyring[kind].some((e) => e.state === 'previous')) continue
       const r = withRetired(keyring, kind, now)
       keyring = r.keyring
       changed.push({
@@ -262,7 +267,9 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   if (o.step === 'retire') {
     const registry = new SignerRegistry({dir: config.dir, password: o.password ?? '', kms: keyStoreOf(config.keys)})
     try {
-      for (const c of changed) {
+      // the keys retired now, and those whose private half a retire before could not destroy
+      const doomed = kinds.flatMap((kind) => leftovers(keyring, kind).map((e) => ({kind, key: e.id})))
+      for (const c of doomed) {
         const ref = keyring[c.kind].find((e) => e.id === c.key)!.ref
         try {
           // a key another entry still names (the same file, the same CKA_ID: one key for both kinds, a
@@ -273,6 +280,8 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
           if (sharing.length > 0) throw new SshcaError('ERR_KEY_STORE', `the key is also ${sharing.join(', ')}'s: kept`)
           await registry.destroy(ref)
           destroyed.push({kind: c.kind, key: c.key, store: ref.type, destroyed: true})
+          const at = new Date((o.clock ?? Date.now)()).toISOString()
+          keyring = {...keyring, [c.kind]: keyring[c.kind].map((e) => (e.id === c.key ? {...e, destroyedAt: at} : e))}
         } catch (err) {
           destroyed.push({kind: c.kind, key: c.key, store: ref.type, destroyed: false, error: (err as Error).message})
         }
@@ -280,6 +289,8 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
     } finally {
       await registry.close()
     }
+    // which private halves are gone: a retire run again skips them
+    if (destroyed.some((d) => d.destroyed)) await writeKeyring(config.dir, keyring, config.name)
   }
   const event = o.step === 'prepare' ? 'ca_key_prepared' : o.step === 'activate' ? 'ca_key_activated' : 'ca_key_retired'
   await withStore(config, 'admin', (store) =>
@@ -294,6 +305,10 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   )
   return result()
 }
+
+/** The retired keys of `kind` whose private half was not destroyed. */
+const leftovers = (k: Keyring, kind: CaKeyKind): KeyEntry[] =>
+  k[kind].filter((e) => e.state === 'retired' && e.destroyedAt === undefined)
 
 /** Whether two references name the same private key: one file (its path resolved), or one CKA_ID (as the token is asked for it). */
 function sameKeyRef(dir: string, a: KeyRef, b: KeyRef): boolean {

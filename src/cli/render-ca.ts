@@ -93,7 +93,7 @@ export function renderRotation(r: RotateResult): string {
   for (const d of r.destroyed)
     out += d.destroyed
       ? `  ${d.kind} CA ${d.key}: its private key is destroyed (${d.store === 'file' ? 'sealed file removed' : 'token objects destroyed'}); earlier backups still hold it\n`
-      : `warning: ${d.kind} CA ${d.key}: its private key could not be destroyed (${d.error}); remove it yourself\n`
+      : `warning: ${d.kind} CA ${d.key}: its private key could not be destroyed (${d.error}); run sshca ca rotate retire --kind ${d.kind} again once that is mended, or remove it yourself\n`
   out += `\nX.509 roots (what clients pin):\n${table([['FINGERPRINT', 'STATE', 'SUBJECT', 'NOT AFTER'], ...r.roots.map((x) => [x.fingerprint, x.state, x.subject, x.notAfter])])}`
   for (const kind of ['user', 'host'] as const) {
     out += `\n${kind} CA keys:\n`

@@ -36,6 +36,8 @@ export interface KeyEntry {
   activatedAt?: string
   deactivatedAt?: string
   retiredAt?: string
+  /** When `ca rotate retire` destroyed its private half (a retired key without it still has one somewhere). */
+  destroyedAt?: string
 }
 
 export interface Keyring {

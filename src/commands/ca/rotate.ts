@@ -17,7 +17,8 @@ activate  signs with it from now on; the old key stays published, so what it sig
           Host certificates of the old key are renewed onto the new one at the next daily renewal.
 retire    drops the old key and destroys its private half (its sealed file, or its objects in the
           token; backups made before still hold it). Refused while a certificate it signed is
-          unexpired and unrevoked, unless --force (audited).
+          unexpired and unrevoked, unless --force (audited). Run again, it destroys a retired
+          key's private half it could not destroy before.
 status    shows every key, its state and dates.
 
 --kind root rotates the X.509 root clients pin (bootstrap's fingerprint), the same three steps: the

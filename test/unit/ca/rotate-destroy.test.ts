@@ -40,4 +40,46 @@ describe('ca rotate retire: the private half it destroys is no other entry’s',
       await reg.close()
     }
   })
+
+  it('a private half a retire could not destroy is destroyed by a later retire; a retire with nothing left to do is the state error it was', async () => {
+    const dir = join(tempDir('sshca-retire-again-'), 'ca')
+    const {config} = await initCa({dir, name: 'Acme', dnsNames: ['127.0.0.1'], password: PASSWORD})
+    const k = JSON.parse(readFileSync(keyringPath(dir), 'utf8')) as Keyring
+    k.user[0] = {...k.user[0]!, ref: k.host[0]!.ref, publicKey: k.host[0]!.publicKey}
+    writeFileSync(keyringPath(dir), JSON.stringify(k))
+    const shared = join(dir, (k.host[0]!.ref as {path: string}).path)
+    const step = (s: 'prepare' | 'activate' | 'retire', kind: 'user' | 'host') =>
+      rotate({configPath: config, step: s, password: PASSWORD, kinds: [kind]})
+    await step('prepare', 'user')
+    await step('activate', 'user')
+    // user-1's key is host-1's too, which still signs: kept
+    assert.equal((await step('retire', 'user')).destroyed[0]!.destroyed, false)
+    const entry = (kind: 'user' | 'host', id: string) =>
+      (JSON.parse(readFileSync(keyringPath(dir), 'utf8')) as Keyring)[kind].find((e) => e.id === id)!
+    assert.equal(entry('user', 'user-1').destroyedAt, undefined)
+    // the host CA moves to a key of its own and retires host-1: the retire also finishes user-1's
+    await step('prepare', 'host')
+    await step('activate', 'host')
+    const r = await step('retire', 'host')
+    assert.deepEqual(
+      r.changed.map((c) => c.key),
+      ['host-1'],
+    )
+    assert.deepEqual(
+      r.destroyed.map((d) => [d.kind, d.key, d.destroyed]),
+      [['host', 'host-1', true]],
+    )
+    assert.ok(!existsSync(shared))
+    // user-1 is a leftover of the user kind: a user retire, with no previous user key, finishes it
+    const again = await step('retire', 'user')
+    assert.deepEqual(again.changed, [])
+    assert.deepEqual(
+      again.destroyed.map((d) => [d.kind, d.key, d.destroyed]),
+      [['user', 'user-1', true]],
+    )
+    assert.match(entry('user', 'user-1').destroyedAt!, /^\d{4}-/)
+    assert.match(entry('host', 'host-1').destroyedAt!, /^\d{4}-/)
+    // nothing left to destroy and no previous key: the state error, as before
+    await assert.rejects(step('retire', 'user'), {code: 'ERR_ROTATION_STATE', message: /no previous user CA key/})
+  })
 })
