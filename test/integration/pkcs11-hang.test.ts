@@ -9,53 +9,36 @@
  */
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {Agent as HttpAgent, request} from 'undici'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
-import {PASSWORD} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
+import {
+  deployProvisioner,
+  initSoftHsmToken,
+  serveCa,
+  SOFTHSM_MODULE,
+  softHsmPresent,
+  type ServedCa,
+} from '../helpers/softhsm.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {spawnSshca, type Running} from '../helpers/world.ts'
 
-const SOFTHSM = '/usr/lib/softhsm/libsofthsm2.so'
 const CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so'
 
 describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftHSM, SIGSTOP)', function () {
   this.timeout(120_000)
   const base = tempDir('sshca-hsm-hang-')
   const dir = join(base, 'ca')
-  const pinFile = join(base, 'hsm-pin')
-  const passwordFile = join(base, 'password')
   const socket = join(base, 'p11-kit.sock')
-  const env: NodeJS.ProcessEnv = {
-    SOFTHSM2_CONF: join(base, 'softhsm2.conf'),
-    P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`,
-  }
-  const kms = `pkcs11:token=sshca-hang?module-path=${CLIENT}&pin-source=file:${pinFile}`
   let gh: GithubIssuer
-  let serve: Running | undefined
+  let ca: ServedCa | undefined
   let server: ReturnType<typeof spawn> | undefined
-  let url = ''
-  let http: HttpAgent
 
-  const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
-    const t0 = performance.now()
-    const res = await request(`${url}${path}`, {
-      method,
-      dispatcher: http,
-      headers: body ? {'content-type': 'application/json'} : {},
-      body: body ? JSON.stringify(body) : undefined,
-      headersTimeout: 60_000,
-    })
-    const json = JSON.parse(await res.body.text()) as Record<string, unknown>
-    return {status: res.statusCode, json, ms: performance.now() - t0}
-  }
   const sign = async (ott?: string) =>
-    call('POST', '/ssh/sign', {
+    ca!.call('POST', '/ssh/sign', {
       publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
       ott: ott ?? (await gh.mint()),
       certType: 'user',
@@ -72,23 +55,15 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
       .map((l) => JSON.parse(l) as Record<string, unknown>)
 
   before(async function () {
-    if (!existsSync(SOFTHSM) || !existsSync(CLIENT)) this.skip()
-    writeFileSync(
-      env.SOFTHSM2_CONF!,
-      `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
-    )
-    await runOk('mkdir', ['-p', join(base, 'tokens')])
-    await runOk(
-      'softhsm2-util',
-      ['--init-token', '--free', '--label', 'sshca-hang', '--so-pin', '87654321', '--pin', '12345678'],
-      {env: {...process.env, ...env}},
-    )
-    writeFileSync(pinFile, '12345678\n', {mode: 0o600})
-    writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
-    const srv = spawn('p11-kit', ['server', '-f', '-n', socket, '--provider', SOFTHSM, 'pkcs11:token=sshca-hang'], {
-      env: {...process.env, ...env},
-      stdio: 'ignore',
+    if (!softHsmPresent() || !existsSync(CLIENT)) this.skip()
+    const {env, pinFile, passwordFile} = await initSoftHsmToken(base, 'sshca-hang', {
+      P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`,
     })
+    const srv = spawn(
+      'p11-kit',
+      ['server', '-f', '-n', socket, '--provider', SOFTHSM_MODULE, 'pkcs11:token=sshca-hang'],
+      {env: {...process.env, ...env}, stdio: 'ignore'},
+    )
     server = srv
     onCleanup(async () => {
       // a stopped process takes no SIGTERM: resumed first
@@ -97,7 +72,7 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
     })
     await waitFor('p11-kit server to listen', () => existsSync(socket), 10_000)
     gh = await startGithubIssuer()
-
+    const kms = `pkcs11:token=sshca-hang?module-path=${CLIENT}&pin-source=file:${pinFile}`
     const init = await sshca(
       ['ca', 'init', '--dir', dir, '--dns', '127.0.0.1', '--kms', kms, '--password-file', passwordFile, '--json'],
       {env},
@@ -106,50 +81,13 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
     await writePolicy(join(dir, 'ca.yaml'), {
       audit: {file: join(dir, 'audit.log')},
       keys: {kms, timeout: '2s'},
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              certificate: {principals: ['deploy'], ttl: '10m', keyId: 'gha:${run_id}'},
-            },
-          ],
-        },
-      ],
+      provisioners: [deployProvisioner(gh.issuer, ['deploy'])],
     })
-    serve = spawnSshca(
-      [
-        'ca',
-        'serve',
-        '--config',
-        join(dir, 'ca.yaml'),
-        '--password-file',
-        passwordFile,
-        '--address',
-        '127.0.0.1:0',
-        '--json',
-      ],
-      env,
-    )
-    const stop = serve
-    onCleanup(async () => {
-      stop.child.kill('SIGTERM')
-      await stop.exit()
-    })
-    const [, found] = await serve.waitFor(/"url": "(https:\/\/127\.0\.0\.1:\d+)"/, 60_000)
-    url = found!
-    http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})
+    ca = await serveCa(dir, passwordFile, env)
   })
   after(async () => {
     if (server) await signal('CONT').catch(() => undefined)
-    serve?.child.kill('SIGTERM')
-    await serve?.exit()
-    await http?.close()
+    await ca?.stop()
     await gh?.stop()
   })
 
@@ -161,7 +99,7 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
     const pending = Promise.all([sign(ott), sign(), sign()])
     // the CA is not frozen: a TLS handshake and an answer while the signature waits on the token
     await new Promise((r) => setTimeout(r, 300))
-    const health = await call('GET', '/health')
+    const health = await ca!.call('GET', '/health')
     assert.equal(health.status, 200)
     assert.ok(health.ms < 1500, `/health answered in ${health.ms.toFixed(0)} ms while the token hung`)
     for (const r of await pending) {

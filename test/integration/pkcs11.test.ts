@@ -10,22 +10,29 @@ import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {DatabaseSync} from 'node:sqlite'
 import type * as Pkcs11Js from 'pkcs11js'
-import {Agent as HttpAgent, request} from 'undici'
 import {parseKms} from '../../src/ca/config/kms.ts'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {certificateLine, parseCertificate} from '../../src/ssh/cert.ts'
 import {AgentClient} from '../../src/ssh/agent.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
-import {PASSWORD} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {currentUser, keygenShow, ssh, startAgent, startSshd} from '../helpers/openssh.ts'
-import {onCleanup, run, runOk, waitFor} from '../helpers/proc.ts'
+import {run, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
-import {spawnSshca, type Running} from '../helpers/world.ts'
+import {
+  deployProvisioner,
+  initSoftHsmToken,
+  serveCa,
+  SOFTHSM_MODULE,
+  softHsmPresent,
+  TOKEN_PIN,
+  type ServedCa,
+} from '../helpers/softhsm.ts'
+import type {Running} from '../helpers/world.ts'
 
-const MODULE = '/usr/lib/softhsm/libsofthsm2.so'
+const MODULE = SOFTHSM_MODULE
 
 describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   this.timeout(180_000)
@@ -36,20 +43,10 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   const env: NodeJS.ProcessEnv = {SOFTHSM2_CONF: join(base, 'softhsm2.conf')}
   const kms = `pkcs11:token=sshca-test?module-path=${MODULE}&pin-source=file:${pinFile}`
   let gh: GithubIssuer
+  let ca: ServedCa | undefined
   let serve: Running | undefined
-  let url = ''
-  let http: HttpAgent
 
-  const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
-    const res = await request(`${url}${path}`, {
-      method,
-      dispatcher: http,
-      headers: body ? {'content-type': 'application/json'} : {},
-      body: body ? JSON.stringify(body) : undefined,
-    })
-    const text = await res.body.text()
-    return {status: res.statusCode, json: JSON.parse(text) as Record<string, unknown>}
-  }
+  const call = (method: 'GET' | 'POST', path: string, body?: unknown) => ca!.call(method, path, body)
   const sign = async (key = generatePrivateKey('ed25519')) => {
     const r = await call('POST', '/ssh/sign', {
       publicKey: key.publicKey.blob.toString('base64'),
@@ -74,7 +71,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     try {
       const slot = p11.C_GetSlotList(true).find((x) => p11.C_GetTokenInfo(x).label.trim() === 'sshca-test')!
       const s = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION)
-      p11.C_Login(s, lib.CKU_USER, '12345678')
+      p11.C_Login(s, lib.CKU_USER, TOKEN_PIN)
       try {
         return fn(p11, lib, s)
       } finally {
@@ -99,51 +96,23 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   }
 
   async function startServe(): Promise<void> {
-    serve = spawnSshca(
-      [
-        'ca',
-        'serve',
-        '--config',
-        join(dir, 'ca.yaml'),
-        '--password-file',
-        passwordFile,
-        '--address',
-        '127.0.0.1:0',
-        '--json',
-      ],
-      env,
-    )
-    const stop = serve
-    onCleanup(async () => {
-      stop.child.kill('SIGTERM')
-      await stop.exit()
-    })
-    const [, found] = await serve.waitFor(/"url": "(https:\/\/127\.0\.0\.1:\d+)"/, 60_000)
-    url = found!
+    ca = await serveCa(dir, passwordFile, env)
+    serve = ca.serve
     // the token's keys cannot be handed to worker threads: the CA serves on its main thread
     await serve.waitFor(/"workers": 0\b/, 10_000)
   }
 
   before(async function () {
-    if (!existsSync(MODULE)) this.skip()
-    writeFileSync(
-      env.SOFTHSM2_CONF!,
-      `directories.tokendir = ${join(base, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+    if (!softHsmPresent()) this.skip()
+    const made = await initSoftHsmToken(base, 'sshca-test')
+    assert.deepEqual(
+      [made.env.SOFTHSM2_CONF, made.pinFile, made.passwordFile],
+      [env.SOFTHSM2_CONF, pinFile, passwordFile],
     )
-    await runOk('mkdir', ['-p', join(base, 'tokens')])
-    await runOk(
-      'softhsm2-util',
-      ['--init-token', '--free', '--label', 'sshca-test', '--so-pin', '87654321', '--pin', '12345678'],
-      {env: {...process.env, ...env}},
-    )
-    writeFileSync(pinFile, '12345678\n', {mode: 0o600})
-    writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
     gh = await startGithubIssuer()
   })
   after(async () => {
-    serve?.child.kill('SIGTERM')
-    await serve?.exit()
-    await http?.close()
+    await ca?.stop()
     await gh?.stop()
   })
 
@@ -197,23 +166,8 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   it("ca serve signs with the token: ssh-keygen -L shows the token's key, and a real sshd accepts the certificate", async () => {
     await writePolicy(join(dir, 'ca.yaml'), {
       audit: {file: join(dir, 'audit.log')},
-      provisioners: [
-        {
-          name: 'ci',
-          type: 'oidc',
-          issuer: gh.issuer,
-          audience: 'sshca-ci',
-          rules: [
-            {
-              name: 'deploy',
-              match: {repository: 'acme/app'},
-              certificate: {principals: [currentUser()], ttl: '10m', keyId: 'gha:${run_id}'},
-            },
-          ],
-        },
-      ],
+      provisioners: [deployProvisioner(gh.issuer, [currentUser()])],
     })
-    http = new HttpAgent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'), 'utf8')}})
     await startServe()
     const tokenKey = PublicKey.parseLine(keyring().user[0]!.publicKey).key
     const {key, cert} = await sign()
