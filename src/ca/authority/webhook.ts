@@ -11,7 +11,7 @@
  * "validAfter", "validBefore", "criticalOptions", "extensions"}}; with secretFile, the header
  * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA.
  */
-import {createHash, createHmac} from 'node:crypto'
+import {createHash, createHmac, X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {request} from 'node:https'
 import {request as httpRequest} from 'node:http'
@@ -45,12 +45,35 @@ function filesOf(w: WebhookConfig): Promise<{secret?: string; ca?: string}> {
             }),
           }
         : {}),
-      ...(w.ca ? {ca: await readFile(w.ca, 'utf8')} : {}),
+      ...(w.ca ? {ca: await readCaFile(w.ca)} : {}),
     }))()
     f.catch(() => files.delete(w))
     files.set(w, f)
   }
   return f
+}
+
+/**
+ * The PEM certificates of `ca: FILE`, at least one. Node takes an empty `ca` as none given and trusts
+ * the system's CAs instead: an empty or truncated file would let anyone with a certificate for the
+ * webhook's name from any public (or corporate) CA answer allow. Refused, so the call is.
+ */
+async function readCaFile(path: string): Promise<string> {
+  const text = await readFile(path, 'utf8')
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----/g) ?? []
+  const parses = (pem: string): boolean => {
+    try {
+      new X509Certificate(pem)
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (!blocks.some(parses))
+    throw new Error(
+      `${path} holds no PEM certificate; the webhook's TLS certificate would be checked against the system's CAs instead`,
+    )
+  return text
 }
 
 /**
