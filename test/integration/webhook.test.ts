@@ -123,6 +123,19 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal((line.webhook as {outcome: string}).outcome, 'allow')
   })
 
+  it('the signed body says when the CA sent it: a body captured from the webhook side cannot be replayed as fresh', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const sent = Date.now()
+    assert.equal((await sign()).status, 201)
+    const call = seen.pop()!
+    const body = JSON.parse(call.body) as {timestamp?: unknown}
+    // covered by X-Sshca-Signature with the rest of the body, as step-ca's webhooks carry theirs
+    assert.equal(typeof body.timestamp, 'string', 'the body carries a timestamp')
+    const at = Date.parse(body.timestamp as string)
+    assert.ok(Math.abs(at - sent) < 10_000, `timestamp ${String(body.timestamp)} is the time of the call`)
+    assert.equal(new Date(at).toISOString(), body.timestamp, 'RFC 3339, UTC, milliseconds')
+  })
+
   it('is not asked when a token reads the host inventory: it authorizes certificates, and may count or prompt per call', async () => {
     answer = {status: 200, body: '{"allow": false}'}
     const before = seen.length

@@ -6,10 +6,11 @@
  * a refusal, another status, another body, a redirect, a TLS certificate not vouched for, no answer
  * in time — denies: fail closed. Every call is audited (outcome, status, time) and metered.
  *
- * Body: {"type": "sshca.authorize.v1", "requestId", "provisioner", "rule", "claims", "request":
+ * Body: {"type": "sshca.authorize.v1", "timestamp" (RFC 3339, UTC), "requestId", "provisioner", "rule", "claims", "request":
  * {"certType", "keyType", "keyFingerprint", "clientAddress"}, "certificate": {"principals", "keyId",
  * "validAfter", "validBefore", "criticalOptions", "extensions"}}; with secretFile, the header
- * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA.
+ * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA, and the
+ * signed timestamp when: a webhook refuses a body much older than its clock (a replay).
  */
 import {createHash, createHmac, X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
@@ -176,6 +177,9 @@ export async function authorize(
   if (!w) return
   const body = JSON.stringify({
     type: 'sshca.authorize.v1',
+    // when the CA sent it, under the signature: a body seen on the webhook's side (its logs, a proxy
+    // in front of it) replayed later is told from a fresh one (step-ca's webhooks carry one too)
+    timestamp: new Date(rt.clock()).toISOString(),
     requestId: trace.request_id,
     provisioner: p.name,
     rule: rule.name,
