@@ -87,6 +87,8 @@ const STORE_CALLS = [
   'adminEventsAfter',
   'advanceAuditCursor',
   'spentToken',
+  'askWebhook',
+  'forgetWebhookAsk',
   'ping',
 ] as const
 /**

@@ -643,6 +643,28 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
       })
     })
 
+    describe("a rule's webhook asked once per token", () => {
+      it('records the first ask, says when for the next, says spent for a spent token; forgotten, it asks again; purged with the tokens', async () => {
+        assert.deepEqual(await s.askWebhook({id: 'w1', expiresAt: 100}, 50), {first: true})
+        assert.deepEqual(await s.askWebhook({id: 'w1', expiresAt: 100}, 51), {first: false, askedAt: 50})
+        const r = record({issuedAt: 60})
+        await s.issue({token: token('w2', 200), record: r})
+        assert.deepEqual(await s.askWebhook({id: 'w2', expiresAt: 200}, 61), {
+          first: false,
+          askedAt: null,
+          spent: {usedAt: 60, serial: r.serial.toString()},
+        })
+        await s.forgetWebhookAsk('w1')
+        assert.deepEqual(await s.askWebhook({id: 'w1', expiresAt: 100}, 52), {first: true})
+        await s.purgeExpiredTokens(150)
+        assert.deepEqual(
+          await s.askWebhook({id: 'w1', expiresAt: 300}, 160),
+          {first: true},
+          'the expired ask was purged',
+        )
+      })
+    })
+
     describe('admin events', () => {
       it('are kept in order; the cursor moves only from where the caller saw it', async () => {
         assert.equal(await s.auditCursor(), 0)
@@ -874,6 +896,15 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           [...forwarded].sort((x, y) => x - y),
           [...written].sort((x, y) => x - y),
         )
+      })
+
+      it('one token asked through both at once: exactly one first ask', async () => {
+        for (let i = 0; i < 5; i++) {
+          const asks = await Promise.all(
+            Array.from({length: 6}, (_, k) => (k % 2 ? s : r).askWebhook({id: `raced-${i}`, expiresAt: 1000}, 10)),
+          )
+          assert.equal(asks.filter((a) => a.first).length, 1, JSON.stringify(asks))
+        }
       })
 
       it('purging on both at once deletes each expired token once', async () => {

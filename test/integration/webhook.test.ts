@@ -242,6 +242,63 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal(seen.length, before, 'the webhook was not asked about a spent token')
   })
 
+  it('a token asks its webhook once: sent again after a refusal, or raced to many requests, it prompts no more (push fatigue)', async () => {
+    await withWebhook({})
+    const body = (ott: string) => ({
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
+    // a refusal: the same token again is refused without asking (a thief of a token whose person said no)
+    answer = {status: 200, body: '{"allow": false}'}
+    const refused = await gh.mint()
+    assert.equal((await t.call('POST', '/ssh/sign', body(refused))).status, 403)
+    const before = seen.length
+    for (let i = 0; i < 3; i++) {
+      const again = await t.call('POST', '/ssh/sign', body(refused))
+      assert.equal(again.status, 401, again.text)
+      const line = lastLine('certificate_denied')
+      assert.equal(line.reason, 'webhook_already_asked')
+    }
+    assert.equal(seen.length, before, 'the webhook was not asked again for the refused token')
+    // one token raced to eight requests at once, the webhook slow to say yes: asked once, one certificate
+    answer = {status: 200, body: '{"allow": true}', delayMs: 300}
+    const raced = await gh.mint()
+    const results = await Promise.all(Array.from({length: 8}, () => t.call('POST', '/ssh/sign', body(raced))))
+    assert.equal(seen.length, before + 1, 'one call of the webhook for the raced token')
+    assert.deepEqual(
+      results.map((r) => r.status).sort(),
+      [201, 401, 401, 401, 401, 401, 401, 401],
+      results.map((r) => r.text).join('\n'),
+    )
+  })
+
+  it('a call that never reached the webhook (it was down) lets its token ask again once it is back', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    // nothing listens on the port: the connection is refused, nothing is sent
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer()
+      probe.listen(0, '127.0.0.1', () => {
+        const port = (probe.address() as {port: number}).port
+        probe.close(() => resolve(port))
+      })
+    })
+    await withWebhook({url: `https://127.0.0.1:${closed}/authorize`})
+    const ott = await gh.mint()
+    const body = () => ({
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott,
+      certType: 'user',
+    })
+    assert.equal((await t.call('POST', '/ssh/sign', body())).status, 503)
+    assert.equal(lastLine('certificate_denied').reason, 'webhook_unavailable')
+    await withWebhook({})
+    const before = seen.length
+    const back = await t.call('POST', '/ssh/sign', body())
+    assert.equal(back.status, 201, back.text)
+    assert.equal(seen.length, before + 1)
+  })
+
   it('an answer outside the protocol is the webhook failing (503), not a refusal; the audit line keeps no key in the URL', async () => {
     // a key in the path (as chat services' incoming webhooks take it) and another in the query
     const keyed = `${hookUrl}/services/T0/PATH-KEY-456?code=API-KEY-123`

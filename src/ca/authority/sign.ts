@@ -279,6 +279,18 @@ function outcomeDenial(
   }
 }
 
+/** 401: the token was presented to its rule's webhook before (by this request's client or another). */
+function alreadyAsked(rule: string, askedAt: number | null): SshcaError {
+  // Stryker disable next-line ConditionalExpression,StringLiteral: message text only (details below carry the time)
+  const when = askedAt === null ? '' : ` at ${new Date(askedAt * 1000).toISOString()}`
+  return denial(
+    'ERR_TOKEN_REPLAYED',
+    'webhook_already_asked',
+    `the token was already presented to the authorizing webhook of rule "${rule}"${when}; each token asks once: get a new one`,
+    askedAt === null ? {} : {asked_at: new Date(askedAt * 1000).toISOString()},
+  )
+}
+
 /** A user certificate for `token`'s identity, shaped entirely by the one rule it matches. */
 export async function signUserCertificate(
   rt: CaRuntime,
@@ -295,15 +307,27 @@ export async function signUserCertificate(
   // the policy this request is decided under: a reload replaces rt.policy (server.ts, workers.ts)
   const policy = rt.policy
   const {verified, rule, spec} = await userGrant(rt, token, certType, trace)
+  let notReached: (() => void) | undefined
   if (rule.webhook) {
-    // a spent token is refused before its webhook is asked: a leaked one must not make it count, or
-    // prompt its person, again and again (issue() still decides a token raced to several requests)
-    const spent = await rt.store.spentToken(verified.tokenId)
-    if (spent)
-      throw outcomeDenial({ok: false, reason: 'replayed', usedAt: spent.usedAt, serial: spent.serial}, undefined)
+    // a token asks its rule's webhook once: a leaked one, sent again after a refusal or raced to many
+    // requests at once, must not make the webhook count, or prompt its person, again and again (push
+    // fatigue: one yes among the prompts signs the thief's key). A spent token is refused before it
+    // too; issue() still decides a token raced to several requests
+    const id = verified.tokenId
+    const ask = await rt.store.askWebhook({id, expiresAt: verified.expiresAt}, Math.floor(rt.clock() / 1000))
+    if (!ask.first) {
+      if (ask.spent)
+        throw outcomeDenial(
+          {ok: false, reason: 'replayed', usedAt: ask.spent.usedAt, serial: ask.spent.serial},
+          undefined,
+        )
+      throw alreadyAsked(rule.name, ask.askedAt)
+    }
+    // a call that never reached the webhook (it is down, the wait cap) prompted no one: the token may ask again
+    notReached = () => void rt.store.forgetWebhookAsk(id).catch(() => undefined)
   }
   // the rule's authorizing webhook has the last word; no answer is a no
-  await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace)
+  await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace, notReached)
   // a reload while the request waited (its webhook takes up to 30 s) may have removed or narrowed the
   // rule that granted it: never issue under a policy no longer in force. Nothing is spent; the client
   // sends the token again, and the policy in force decides it. A stop first: `ca stop-issuance` also

@@ -81,8 +81,13 @@ async function readCaFile(path: string): Promise<string> {
  * `refused`: the webhook answered, in the protocol, that it does not allow the request. Any other
  * failure (no answer, another status, a body cut off, too large or not JSON) is the webhook's error.
  */
+/**
+ * A webhook call's result. `reached`: a connection to the webhook was open, so the body may have gone
+ * out and the webhook acted on it (counted, prompted its person); a call that never connected did not.
+ */
 export type WebhookOutcome =
-  {allow: true; status: number} | {allow: false; status: number | null; why: string; refused?: true}
+  | {allow: true; status: number; reached?: true}
+  | {allow: false; status: number | null; why: string; refused?: true; reached?: true}
 
 /** One POST, bounded in time and size; never throws. */
 export async function callWebhook(w: WebhookConfig, body: string): Promise<WebhookOutcome> {
@@ -103,12 +108,13 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
   if (secret) headers['x-sshca-signature'] = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
   return new Promise<WebhookOutcome>((resolve) => {
     let settled = false
+    let reached = false
     const done = (o: WebhookOutcome): void => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       req.destroy()
-      resolve(o)
+      resolve(reached ? {...o, reached: true} : o)
     }
     const options = {
       method: 'POST',
@@ -146,6 +152,10 @@ export async function callWebhook(w: WebhookConfig, body: string): Promise<Webho
     req.on('error', (err) =>
       done({allow: false, status: null, why: (err as NodeJS.ErrnoException).code ?? err.message}),
     )
+    // the body goes out once the connection is up (and, for https, its certificate checked)
+    req.on('socket', (socket) =>
+      socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (reached = true)),
+    )
     req.end(body)
   })
 }
@@ -172,6 +182,8 @@ export async function authorize(
   claims: Claims,
   spec: CertificateSpec,
   trace: AuditTrace,
+  /** Called when the call never reached the webhook (nothing was sent): the token may ask again. */
+  notReached?: () => void,
 ): Promise<void> {
   const w = rule.webhook
   if (!w) return
@@ -229,6 +241,7 @@ export async function authorize(
     ...(outcome.allow ? {} : {why: outcome.why}),
   }
   rt.meter?.webhook({provisioner: p.name, rule: rule.name, outcome: result, seconds})
+  if (!outcome.reached) notReached?.()
   if (outcome.allow) return
   if (result === 'deny')
     throw denial(

@@ -343,7 +343,8 @@ export function storeWaitSeconds(db: CaConfig['db']): number {
 /**
  * The store calls one signing request makes one after the other, each waiting up to storeWaitSeconds:
  * a renewal or a rekey reads the certificate, then its revocations, then issues (authority/host.ts);
- * a rule with a webhook reads the token's spend before the webhook and issues after it (sign.ts).
+ * a rule with a webhook records the token's ask (reading its spend) before the webhook and issues
+ * after it (sign.ts).
  */
 export const STORE_CALLS_IN_SEQUENCE = 3
 export const STORE_CALLS_AROUND_WEBHOOK = 2

@@ -75,6 +75,8 @@ export type DenialReason =
   | 'token_expired'
   | 'token_not_yet_valid'
   | 'token_replayed'
+  /** The token already reached its rule's authorizing webhook (a token asks once). */
+  | 'webhook_already_asked'
   | 'token_lifetime_too_long'
   | 'token_before_restore'
   | 'issuer_unknown'

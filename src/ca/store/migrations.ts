@@ -680,6 +680,29 @@ export const MIGRATIONS: readonly Migration[] = [
        $fn$`,
     ],
   },
+  {
+    version: 9,
+    name: "a token asks a rule's webhook once",
+    // each token id that reached a rule's authorizing webhook, until the token expires: no other
+    // request presenting it asks again (a leaked token raced or repeated would prompt its person again
+    // and again: push fatigue). Purged with the spent tokens
+    sqlite: [
+      `CREATE TABLE IF NOT EXISTS webhook_asks (
+         token_id TEXT PRIMARY KEY,
+         expires_at BIGINT NOT NULL,
+         asked_at BIGINT NOT NULL
+       )`,
+      `CREATE INDEX IF NOT EXISTS webhook_asks_expires_at ON webhook_asks (expires_at)`,
+    ],
+    postgresql: [
+      `CREATE TABLE webhook_asks (
+         token_id TEXT PRIMARY KEY,
+         expires_at BIGINT NOT NULL,
+         asked_at BIGINT NOT NULL
+       )`,
+      `CREATE INDEX webhook_asks_expires_at ON webhook_asks (expires_at)`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -40,6 +40,7 @@ import {
   type Revocation,
   type Store,
   type Unrevoked,
+  type WebhookAsk,
 } from './store.ts'
 
 type PoolConfig = pg.PoolConfig
@@ -668,7 +669,43 @@ export class PostgresStore implements Store {
 
   /** Idempotent: replicas purging at once delete each row once between them. */
   async purgeExpiredTokens(now: number): Promise<number> {
+    await this.query('DELETE FROM webhook_asks WHERE expires_at < $1', [now])
     return (await this.query('DELETE FROM used_tokens WHERE expires_at < $1', [now])).rowCount ?? 0
+  }
+
+  async askWebhook(token: {id: string; expiresAt: number}, at: number): Promise<WebhookAsk> {
+    // one statement: of two replicas asking at once, the second's insert waits for the first's commit,
+    // then does nothing (its snapshot may not show the first's row: askedAt null then)
+    const {rows} = await this.query(
+      `WITH spent AS (SELECT used_at, serial FROM used_tokens WHERE token_id = $1),
+            ins AS (INSERT INTO webhook_asks (token_id, expires_at, asked_at)
+                    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM spent)
+                    ON CONFLICT (token_id) DO NOTHING RETURNING asked_at)
+       SELECT (SELECT used_at FROM spent) AS used_at, (SELECT serial FROM spent) AS serial,
+              EXISTS (SELECT 1 FROM spent) AS spent, EXISTS (SELECT 1 FROM ins) AS first,
+              (SELECT asked_at FROM webhook_asks WHERE token_id = $1) AS asked_at`,
+      [token.id, token.expiresAt, at],
+      'ask_webhook',
+    )
+    const r = rows[0] as {
+      used_at: string | null
+      serial: string | null
+      spent: boolean
+      first: boolean
+      asked_at: string | null
+    }
+    if (r.spent)
+      return {
+        first: false,
+        askedAt: null,
+        spent: {usedAt: r.used_at === null ? null : Number(r.used_at), serial: r.serial},
+      }
+    if (r.first) return {first: true}
+    return {first: false, askedAt: r.asked_at === null ? null : Number(r.asked_at)}
+  }
+
+  async forgetWebhookAsk(id: string): Promise<void> {
+    await this.query('DELETE FROM webhook_asks WHERE token_id = $1', [id], 'forget_webhook_ask')
   }
 
   /**

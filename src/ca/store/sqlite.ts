@@ -26,6 +26,7 @@ import {
   type Revocation,
   type Store,
   type Unrevoked,
+  type WebhookAsk,
 } from './store.ts'
 
 interface CertRow {
@@ -303,6 +304,12 @@ export class SqliteStore implements Store {
       unrevoke: prep('DELETE FROM revocations WHERE id = ? OR cascade_of = ?'),
       revocations: prep('SELECT * FROM revocations ORDER BY revoked_at, id'),
       purge: prep('DELETE FROM used_tokens WHERE expires_at < ?'),
+      purgeAsks: prep('DELETE FROM webhook_asks WHERE expires_at < ?'),
+      ask: prep(
+        'INSERT INTO webhook_asks (token_id, expires_at, asked_at) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING',
+      ),
+      asked: prep('SELECT asked_at FROM webhook_asks WHERE token_id = ?'),
+      forgetAsk: prep('DELETE FROM webhook_asks WHERE token_id = ?'),
       adminEvent: prep('INSERT INTO admin_events (at, event, fields) VALUES (?, ?, ?)'),
       adminEvents: prep('SELECT id, at, event, fields FROM admin_events WHERE id > ? ORDER BY id LIMIT ?'),
       cursor: prep("SELECT value FROM meta WHERE key = 'audit_cursor'"),
@@ -596,7 +603,28 @@ export class SqliteStore implements Store {
   }
 
   async purgeExpiredTokens(now: number): Promise<number> {
+    this.stmts.purgeAsks!.run(now)
     return Number(this.stmts.purge!.run(now).changes)
+  }
+
+  async askWebhook(token: {id: string; expiresAt: number}, at: number): Promise<WebhookAsk> {
+    return this.transaction(() => {
+      const spent = this.stmts.spentToken!.get(token.id) as
+        {used_at: number | bigint | null; serial: string | null} | undefined
+      if (spent)
+        return {
+          first: false,
+          askedAt: null,
+          spent: {usedAt: spent.used_at === null ? null : Number(spent.used_at), serial: spent.serial},
+        }
+      if (this.stmts.ask!.run(token.id, token.expiresAt, at).changes === 1) return {first: true}
+      const row = this.stmts.asked!.get(token.id) as {asked_at: number | bigint}
+      return {first: false, askedAt: Number(row.asked_at)}
+    })
+  }
+
+  async forgetWebhookAsk(id: string): Promise<void> {
+    this.stmts.forgetAsk!.run(id)
   }
 
   async recordAdminEvent(event: string, fields: Record<string, unknown>, at: number): Promise<AdminEvent> {

@@ -146,6 +146,10 @@ export interface AdminEventDraft<T> {
   fields(result: T): Record<string, unknown>
 }
 
+/** What askWebhook found: the first ask, or the token already asked (when, if known) or spent. */
+export type WebhookAsk =
+  {first: true} | {first: false; askedAt: number | null; spent?: {usedAt: number | null; serial: string | null}}
+
 export interface Store {
   /**
    * Checks the emergency stop, the restore mark, revocations and the lineage, spends the token and
@@ -207,6 +211,14 @@ export interface Store {
   advanceAuditCursor(from: number, to: number): Promise<boolean>
   /** When and on which certificate a token was spent, while its id is kept (until it expires). */
   spentToken(id: string): Promise<{usedAt: number | null; serial: string | null} | undefined>
+  /**
+   * A token about to be presented to a rule's authorizing webhook, at `at` (seconds): recorded, and
+   * `first` when no request presented it before (and it is not spent); otherwise what it already did.
+   * Kept until the token expires, purged with the spent tokens.
+   */
+  askWebhook(token: {id: string; expiresAt: number}, at: number): Promise<WebhookAsk>
+  /** Forgets the ask of a token whose webhook was never reached (nothing was sent): it may ask again. */
+  forgetWebhookAsk(id: string): Promise<void>
   /** Certificates valid at `now` (seconds) and the latest validBefore of all issued, per type; revoked ones count too. */
   inventorySummary(now: number): Promise<InventorySummary>
   /**
