@@ -163,15 +163,24 @@ class TokenProcess {
 
   private start(): void {
     if (this.failed && Date.now() - this.failed.at < RESTART_PAUSE_MS) return this.failQueue(this.failed.error)
-    this.starting = true
     // src as .ts, dist as .js: the token's script beside this one
     const script = new URL(`./pkcs11-token${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
-    // stdout is the audit log's by default: whatever a module prints goes to stderr
-    const child = fork(fileURLToPath(script), [], {
-      execArgv: [],
-      serialization: 'advanced',
-      stdio: ['ignore', 2, 2, 'ipc'],
-    })
+    let child: ChildProcess
+    try {
+      // stdout is the audit log's by default: whatever a module prints goes to stderr
+      child = fork(fileURLToPath(script), [], {
+        execArgv: [],
+        serialization: 'advanced',
+        stdio: ['ignore', 2, 2, 'ipc'],
+      })
+    } catch (err) {
+      // some failures to start (E2BIG, ENOMEM) are thrown, not emitted: the operations queued fail now,
+      // and `starting` is never set, or it would hold every later operation until its turn ran out
+      const what = `open token "${this.kms.token}"`
+      this.failed = {at: Date.now(), error: this.error(what, `its process could not be started (${(err as Error).message})`)}
+      return this.failQueue(this.failed.error)
+    }
+    this.starting = true
     // an idle token process does not keep the CA's process alive (an operation's timer does): a command
     // that ends without closing its key store exits, and the token's process with it ('disconnect')
     child.unref()

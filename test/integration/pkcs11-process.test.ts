@@ -1,0 +1,104 @@
+/**
+ * The token's process (src/ca/keys/pkcs11-token.ts) seen from the process that holds the CA's keys:
+ * what it does when the process cannot be started, when the code loaded there (the vendor's module)
+ * writes what it likes on the channel to the CA, and when the CA's process ends while an operation
+ * runs there. SoftHSM 2 directly, or through p11-kit's server stopped with SIGSTOP (a token that
+ * never answers: the module's call never returns).
+ */
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {pkcs11Backend} from '../../src/ca/keys/pkcs11.ts'
+import {onCleanup, run, runOk, waitFor} from '../helpers/proc.ts'
+import {initSoftHsmToken, SOFTHSM_MODULE, softHsmPresent} from '../helpers/softhsm.ts'
+import {tempDir} from '../helpers/tmp.ts'
+
+const CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so'
+const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'pkcs11-backend.ts')
+
+/** Whether `pid` still runs (a zombie its new parent does not reap has ended). */
+const alive = (pid: number): boolean => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+describe('the PKCS#11 token process', function () {
+  this.timeout(60_000)
+  const base = tempDir('sshca-hsm-proc-')
+  const socket = join(base, 'p11-kit.sock')
+  let env: NodeJS.ProcessEnv
+  let pinFile: string
+  let server: ReturnType<typeof spawn> | undefined
+  const kms = (module: string, timeout = 2) => ({
+    type: 'pkcs11' as const,
+    module,
+    token: 'sshca-proc',
+    pinFile,
+    uri: '',
+    timeoutSeconds: timeout,
+  })
+  /** The fixture process (test/fixtures/pkcs11-backend.ts) in `mode`, with `extra` in its environment. */
+  const fixture = (mode: string, module: string, extra: NodeJS.ProcessEnv = {}, timeout = 2) =>
+    spawn(process.execPath, [FIXTURE, JSON.stringify({...kms(module, timeout), mode})], {
+      env: {...process.env, ...env, ...extra},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+  const firstLine = (child: ReturnType<typeof spawn>): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      let out = ''
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString()
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as Record<string, unknown>)
+      })
+      child.on('exit', () => reject(new Error(`the fixture ended without a line: ${out}`)))
+    })
+  const signal = async (sig: 'STOP' | 'CONT') => {
+    process.kill(server!.pid!, `SIG${sig}`)
+    await runOk('sh', ['-c', `pkill -${sig} -P ${server!.pid} || true`])
+  }
+
+  before(async function () {
+    if (!softHsmPresent()) this.skip()
+    ;({env, pinFile} = await initSoftHsmToken(base, 'sshca-proc', {P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`}))
+    if (!existsSync(CLIENT)) return
+    const srv = spawn('p11-kit', ['server', '-f', '-n', socket, '--provider', SOFTHSM_MODULE, 'pkcs11:token=sshca-proc'], {
+      env: {...process.env, ...env},
+      stdio: 'ignore',
+    })
+    server = srv
+    onCleanup(async () => {
+      srv.kill('SIGCONT')
+      srv.kill('SIGTERM')
+    })
+    await waitFor('p11-kit server to listen', () => existsSync(socket), 10_000)
+  })
+  afterEach(async () => {
+    if (server) await signal('CONT').catch(() => undefined)
+  })
+
+  it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {
+    const saved = {...process.env}
+    Object.assign(process.env, env)
+    const backend = await pkcs11Backend(kms(SOFTHSM_MODULE))
+    try {
+      // an environment execve refuses: the start fails at once, synchronously
+      process.env.SSHCA_TEST_TOO_BIG = 'x'.repeat(256 * 1024)
+      await assert.rejects(backend.create('user', 'e2big-1'), /E2BIG|could not be started/)
+      delete process.env.SSHCA_TEST_TOO_BIG
+      // past the pause after a failed start, the next operation starts a process that works
+      await sleep(1200)
+      const t0 = performance.now()
+      const made = await backend.create('user', 'e2big-2')
+      assert.equal(made.ref.type, 'pkcs11')
+      assert.ok(performance.now() - t0 < 1500)
+    } finally {
+      process.env = saved
+      await backend.close()
+    }
+  })
+})
