@@ -81,6 +81,27 @@ describe('the PKCS#11 token process', function () {
     if (server) await signal('CONT').catch(() => undefined)
   })
 
+  for (const [how, mode] of [
+    ['exits (process.exit: a CLI command, an uncaught error)', 'exit'],
+    ['is killed (SIGKILL: a stop past its deadline, the OOM killer)', 'hold'],
+  ] as const)
+    it(`the process holding the keys ${how} while the token hangs: its token process does not outlive it`, async function () {
+      if (!server) this.skip()
+      await signal('STOP')
+      // the open hangs in the module: p11-kit's client waits on the stopped server
+      const child = fixture(mode, CLIENT, {}, 30)
+      const {tokenPid} = (await firstLine(child)) as {tokenPid: number}
+      assert.ok(alive(tokenPid))
+      if (mode === 'hold') child.kill('SIGKILL')
+      await new Promise((r) => child.once('exit', r))
+      // the token never answers: nothing but the CA's end can end its process
+      try {
+        await waitFor('the token process to end', () => !alive(tokenPid), 5_000)
+      } finally {
+        if (alive(tokenPid)) process.kill(tokenPid, 'SIGKILL')
+      }
+    })
+
   it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {
     const saved = {...process.env}
     Object.assign(process.env, env)

@@ -15,7 +15,29 @@
  * PIN comes by that channel, never argv or the environment.
  */
 import {createRequire} from 'node:module'
+import {Worker} from 'node:worker_threads'
 import type * as Pkcs11Js from 'pkcs11js'
+
+/** How often the watchdog looks whether the CA's process is still this one's parent (ms). */
+const WATCHDOG_MS = 250
+
+// The channel's end (the CA exited or was killed) ends this process, but only between two calls: in a
+// module's call that never returns (the token hangs) nothing runs on this thread, and the process
+// outlived the CA for ever, logged in, holding the PIN and the token's session. A thread of its own
+// ends it once its parent is no longer the CA's process (argv[2]: it may be gone before this line runs).
+// No operation runs before it says it watches: a call blocking this thread must find it started.
+const watchdog = new Worker(
+  `const ppid = ${Number(process.argv[2]) || process.ppid}
+  setInterval(() => { if (process.ppid !== ppid) process.kill(process.pid, 'SIGKILL') }, ${WATCHDOG_MS})
+  require('node:worker_threads').parentPort.postMessage('watching')`,
+  {eval: true, stdout: false, stderr: false},
+)
+watchdog.unref()
+const watching = new Promise<void>((resolve) => {
+  watchdog.once('message', () => resolve())
+  // a thread that cannot start: the operations run without it, as they did before it
+  watchdog.once('error', () => resolve())
+})
 
 type Lib = typeof Pkcs11Js
 type Handle = Buffer
@@ -233,7 +255,8 @@ const OPS = {
 
 type Op = keyof typeof OPS
 
-process.on('message', (m: {id: number; op: Op; args: never}) => {
+process.on('message', async (m: {id: number; op: Op; args: never}) => {
+  await watching
   let reply: {id: number; value?: unknown; error?: {message: string; hint?: string}}
   try {
     reply = {id: m.id, value: OPS[m.op](m.args)}

@@ -168,7 +168,8 @@ class TokenProcess {
     let child: ChildProcess
     try {
       // stdout is the audit log's by default: whatever a module prints goes to stderr
-      child = fork(fileURLToPath(script), [], {
+      // its watchdog ends it when this process is gone (pkcs11-token.ts)
+      child = fork(fileURLToPath(script), [String(process.pid)], {
         execArgv: [],
         serialization: 'advanced',
         stdio: ['ignore', 2, 2, 'ipc'],
