@@ -102,6 +102,25 @@ describe('the PKCS#11 token process', function () {
       }
     })
 
+  it('what the token process sends that is not an answer (code loaded there: the vendor\'s module) does not bring the CA down', async () => {
+    // a module runs in the token process with its powers: it can write on the channel to the CA.
+    // Loaded there before the token's script (NODE_OPTIONS, which the process inherits), as a module would be
+    const evil = join(base, 'evil-module.mjs')
+    writeFileSync(
+      evil,
+      `if (process.argv[1]?.includes('pkcs11-token')) {
+        for (const m of [null, 42, 'x', [], {id: null}, {id: 1, error: null}, {id: 1, error: 'x'}]) process.send(m)
+      }\n`,
+    )
+    const child = fixture('create', SOFTHSM_MODULE, {NODE_OPTIONS: `--import ${evil}`})
+    const exit = new Promise<number | null>((r) => child.once('exit', r))
+    const said = await firstLine(child)
+    assert.equal(said.ok, false, JSON.stringify(said))
+    assert.equal(said.code, 'ERR_KEY_STORE', JSON.stringify(said))
+    assert.match(String(said.message), /not an answer/)
+    assert.equal(await exit, 0)
+  })
+
   it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {
     const saved = {...process.env}
     Object.assign(process.env, env)

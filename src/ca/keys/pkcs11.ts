@@ -74,6 +74,17 @@ interface Job {
   turn?: NodeJS.Timeout
 }
 
+/** Whether `a` has the shape of the token script's answers: {id, value?: bytes} or {id, error: {message, hint?}}. */
+function isAnswer(a: unknown): a is Answer {
+  if (typeof a !== 'object' || a === null || Array.isArray(a)) return false
+  const {id, value, error} = a as Record<string, unknown>
+  if (!Number.isSafeInteger(id)) return false
+  if (error === undefined) return value === undefined || value instanceof Uint8Array
+  if (typeof error !== 'object' || error === null || value !== undefined) return false
+  const {message, hint} = error as Record<string, unknown>
+  return typeof message === 'string' && (hint === undefined || typeof hint === 'string')
+}
+
 /**
  * The token's process, seen from the CA: started on first use; one operation there at a time, the
  * others queued here. An operation waits at most keys.timeout for its turn (a token slower than the
@@ -186,9 +197,15 @@ class TokenProcess {
     // that ends without closing its key store exits, and the token's process with it ('disconnect')
     child.unref()
     child.channel?.unref()
-    child.on('message', (a: Answer) => {
+    child.on('message', (a: unknown) => {
       const f = this.inFlight
-      if (!f || f.child !== child || f.id !== a.id) return
+      // a process forgotten (killed at its deadline): its late answer settles nothing
+      if (this.child !== child && f?.child !== child) return
+      // the token's script sends one answer per operation: anything else (null, a stray id, another
+      // shape) is other code of that process writing on its channel, the module's: a throw here was
+      // the CA's process ending (an uncaught TypeError); now that process is done with
+      if (!isAnswer(a) || !f || f.child !== child || f.id !== a.id)
+        return this.end(child, 'its process sent what is not an answer to the operation; the CA ended it')
       this.inFlight = undefined
       clearTimeout(f.timer)
       f.settle(a)
