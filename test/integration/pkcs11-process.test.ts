@@ -11,7 +11,7 @@ import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pkcs11Backend} from '../../src/ca/keys/pkcs11.ts'
-import {onCleanup, run, runOk, waitFor} from '../helpers/proc.ts'
+import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
 import {initSoftHsmToken, SOFTHSM_MODULE, softHsmPresent} from '../helpers/softhsm.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
@@ -66,10 +66,14 @@ describe('the PKCS#11 token process', function () {
     if (!softHsmPresent()) this.skip()
     ;({env, pinFile} = await initSoftHsmToken(base, 'sshca-proc', {P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`}))
     if (!existsSync(CLIENT)) return
-    const srv = spawn('p11-kit', ['server', '-f', '-n', socket, '--provider', SOFTHSM_MODULE, 'pkcs11:token=sshca-proc'], {
-      env: {...process.env, ...env},
-      stdio: 'ignore',
-    })
+    const srv = spawn(
+      'p11-kit',
+      ['server', '-f', '-n', socket, '--provider', SOFTHSM_MODULE, 'pkcs11:token=sshca-proc'],
+      {
+        env: {...process.env, ...env},
+        stdio: 'ignore',
+      },
+    )
     server = srv
     onCleanup(async () => {
       srv.kill('SIGCONT')
@@ -102,7 +106,7 @@ describe('the PKCS#11 token process', function () {
       }
     })
 
-  it('what the token process sends that is not an answer (code loaded there: the vendor\'s module) does not bring the CA down', async () => {
+  it("what the token process sends that is not an answer (code loaded there: the vendor's module) does not bring the CA down", async () => {
     // a module runs in the token process with its powers: it can write on the channel to the CA.
     // Loaded there before the token's script (NODE_OPTIONS, which the process inherits), as a module would be
     const evil = join(base, 'evil-module.mjs')

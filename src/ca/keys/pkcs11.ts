@@ -189,7 +189,10 @@ class TokenProcess {
       // some failures to start (E2BIG, ENOMEM) are thrown, not emitted: the operations queued fail now,
       // and `starting` is never set, or it would hold every later operation until its turn ran out
       const what = `open token "${this.kms.token}"`
-      this.failed = {at: Date.now(), error: this.error(what, `its process could not be started (${(err as Error).message})`)}
+      this.failed = {
+        at: Date.now(),
+        error: this.error(what, `its process could not be started (${(err as Error).message})`),
+      }
       return this.failQueue(this.failed.error)
     }
     this.starting = true
