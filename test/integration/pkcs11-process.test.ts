@@ -136,12 +136,13 @@ describe('the PKCS#11 token process', function () {
       delete process.env.SSHCA_TEST_TOO_BIG
       // past the pause after a failed start, the next operation starts a process that works
       await sleep(1200)
-      const t0 = performance.now()
       const made = await backend.create('user', 'e2big-2')
       assert.equal(made.ref.type, 'pkcs11')
-      assert.ok(performance.now() - t0 < 1500)
     } finally {
-      process.env = saved
+      // the real environment, restored key by key: a plain object put in process.env's place is not the
+      // environment a native module (SoftHSM's getenv) reads, for this file's tests and every later one
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
+      Object.assign(process.env, saved)
       await backend.close()
     }
   })
