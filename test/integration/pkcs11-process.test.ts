@@ -11,7 +11,7 @@ import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pkcs11Backend} from '../../src/ca/keys/pkcs11.ts'
-import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
+import {onCleanup, run, runOk, waitFor} from '../helpers/proc.ts'
 import {initSoftHsmToken, SOFTHSM_MODULE, softHsmPresent} from '../helpers/softhsm.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
@@ -141,6 +141,32 @@ describe('the PKCS#11 token process', function () {
     } finally {
       // the real environment, restored key by key: a plain object put in process.env's place is not the
       // environment a native module (SoftHSM's getenv) reads, for this file's tests and every later one
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
+      Object.assign(process.env, saved)
+      await backend.close()
+    }
+  })
+
+  it('a PIN the token refuses is not tried again: no login a second until the HSM locks the PIN', async () => {
+    const saved = {...process.env}
+    Object.assign(process.env, env)
+    const wrong = join(base, 'wrong-pin')
+    writeFileSync(wrong, '00000000\n', {mode: 0o600})
+    const backend = await pkcs11Backend({...kms(SOFTHSM_MODULE), pinFile: wrong})
+    const tokenProcesses = async () =>
+      (await run('ps', ['-o', 'args=', '--ppid', String(process.pid)])).stdout
+        .split('\n')
+        .filter((l) => l.includes('pkcs11-token'))
+    try {
+      await assert.rejects(backend.create('user', 'pin-1'), {code: 'ERR_KEY_STORE', message: /CKR_PIN_INCORRECT/})
+      // past the pause after a failed start, which a failure of another kind waits for
+      await sleep(1200)
+      await assert.rejects(backend.create('user', 'pin-2'), {
+        code: 'ERR_KEY_STORE',
+        message: /does not log in again until it restarts/,
+      })
+      assert.deepEqual(await tokenProcesses(), [], 'no token process was started for the second operation')
+    } finally {
       for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
       Object.assign(process.env, saved)
       await backend.close()

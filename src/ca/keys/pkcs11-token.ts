@@ -11,7 +11,7 @@
  * another for the next operation: the token's hang costs a 503 per signing request, not the CA.
  *
  * Messages, CA -> here: {id, op, args} with op 'init' (module, token, pin: first, once), 'create',
- * 'find', 'sign', 'destroy', 'close'. Here -> CA: {id, value} or {id, error: {message, hint?}}. The
+ * 'find', 'sign', 'destroy', 'close'. Here -> CA: {id, value} or {id, error: {message, hint?, pinRefused?}}. The
  * PIN comes by that channel, never argv or the environment.
  */
 import {createRequire} from 'node:module'
@@ -45,9 +45,12 @@ type Handle = Buffer
 /** A refusal of ours (not the module's): said as it is, never retried on a new session. */
 class Refusal extends Error {
   readonly hint: string | undefined
-  constructor(message: string, hint?: string) {
+  /** The token refused the PIN: logging in again with it only counts towards locking the PIN. */
+  readonly pinRefused: boolean
+  constructor(message: string, hint?: string, pinRefused = false) {
     super(message)
     this.hint = hint
+    this.pinRefused = pinRefused
   }
 }
 
@@ -116,7 +119,19 @@ function open(): Handle {
     }
     return s
   } catch (err) {
-    throw new Refusal(`cannot log in to token "${init.token}" (wrong PIN?): ${(err as Error).message}`)
+    const code = (err as {code?: number}).code
+    const pin = [
+      lib.CKR_PIN_INCORRECT,
+      lib.CKR_PIN_INVALID,
+      lib.CKR_PIN_LEN_RANGE,
+      lib.CKR_PIN_EXPIRED,
+      lib.CKR_PIN_LOCKED,
+    ]
+    throw new Refusal(
+      `cannot log in to token "${init.token}" (wrong PIN?): ${(err as Error).message}`,
+      undefined,
+      code !== undefined && pin.includes(code),
+    )
   }
 }
 
@@ -257,12 +272,19 @@ type Op = keyof typeof OPS
 
 process.on('message', async (m: {id: number; op: Op; args: never}) => {
   await watching
-  let reply: {id: number; value?: unknown; error?: {message: string; hint?: string}}
+  let reply: {id: number; value?: unknown; error?: {message: string; hint?: string; pinRefused?: true}}
   try {
     reply = {id: m.id, value: OPS[m.op](m.args)}
   } catch (err) {
-    const e = err as Error & {hint?: string}
-    reply = {id: m.id, error: {message: e.message ?? String(err), ...(e.hint ? {hint: e.hint} : {})}}
+    const e = err as Error & {hint?: string; pinRefused?: boolean}
+    reply = {
+      id: m.id,
+      error: {
+        message: e.message ?? String(err),
+        ...(e.hint ? {hint: e.hint} : {}),
+        ...(e.pinRefused ? {pinRefused: true} : {}),
+      },
+    }
   }
   // the channel is all that keeps this process running: closed after 'close', or by the CA's end (even
   // kill -9), this process ends

@@ -63,7 +63,7 @@ function p256PublicKey(point: Buffer): PublicKey {
 }
 
 type Op = 'init' | 'create' | 'find' | 'sign' | 'destroy' | 'close'
-type Answer = {id: number; value?: unknown; error?: {message: string; hint?: string}}
+type Answer = {id: number; value?: unknown; error?: {message: string; hint?: string; pinRefused?: true}}
 interface Job {
   what: string
   op: Exclude<Op, 'init'>
@@ -81,8 +81,12 @@ function isAnswer(a: unknown): a is Answer {
   if (!Number.isSafeInteger(id)) return false
   if (error === undefined) return value === undefined || value instanceof Uint8Array
   if (typeof error !== 'object' || error === null || value !== undefined) return false
-  const {message, hint} = error as Record<string, unknown>
-  return typeof message === 'string' && (hint === undefined || typeof hint === 'string')
+  const {message, hint, pinRefused} = error as Record<string, unknown>
+  return (
+    typeof message === 'string' &&
+    (hint === undefined || typeof hint === 'string') &&
+    (pinRefused === undefined || pinRefused === true)
+  )
 }
 
 /**
@@ -219,7 +223,18 @@ class TokenProcess {
     this.send(child, what, 'init', {module: this.kms.module, token: this.kms.token, pin: this.pin}, (a) => {
       this.starting = false
       if (a.error) {
-        this.failed = {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
+        // a refused PIN is not tried again: an HSM locks its user PIN after a few failures, and one
+        // login a second (a start per signing request past the pause) would lock it within seconds
+        this.failed = a.error.pinRefused
+          ? {
+              at: Number.POSITIVE_INFINITY,
+              error: this.error(
+                what,
+                `${a.error.message}; the CA does not log in again until it restarts`,
+                'an HSM locks its user PIN after a few failed logins: fix the pin-source file, then restart the CA',
+              ),
+            }
+          : {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
         this.end(child, 'it did not open')
         return this.failQueue(this.failed.error)
       }
