@@ -40,6 +40,9 @@ const watching = new Promise<void>((resolve) => {
 })
 
 type Lib = typeof Pkcs11Js
+
+// a CommonJS native addon, loaded synchronously on the first operation (the package check reads this name)
+const require = createRequire(import.meta.url)
 type Handle = Buffer
 
 /** A refusal of ours (not the module's): said as it is, never retried on a new session. */
@@ -70,7 +73,7 @@ let session: Handle | undefined
 function load(o: Init): void {
   init = o
   try {
-    lib = createRequire(import.meta.url)('pkcs11js') as Lib
+    lib = require('pkcs11js') as Lib
   } catch {
     throw new Refusal(
       'keys.kms names a PKCS#11 token, but the pkcs11js module is not installed',
