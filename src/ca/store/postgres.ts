@@ -485,10 +485,18 @@ export class PostgresStore implements Store {
       // the first statement of a call is the one its wait counts; any other, only in time
       if (again || attempt > 0) batch = this.inTime(batch)
       if (batch.length === 0) return
-      const payload = pgJson(batch.map((b) => batchItem(b.req)))
+      let client: pg.PoolClient | undefined
       try {
+        if (again || attempt > 0) {
+          // a retry waits for a connection again (up to db.timeout, a pool all taken): its statement
+          // starts once it has one, so the rule is checked then, not only before the wait
+          client = await this.pool.connect()
+          batch = this.inTime(batch)
+          if (batch.length === 0) return
+        }
+        const payload = pgJson(batch.map((b) => batchItem(b.req)))
         const started = performance.now()
-        const res = await this.pool.query<{out: Outcome[]}>({
+        const res = await (client ?? this.pool).query<{out: Outcome[]}>({
           name: 'sshca_issue_gated',
           text: 'SELECT sshca_issue_gated($1::jsonb, $2) AS out',
           values: [payload, RESTORE_LEEWAY],
@@ -498,6 +506,10 @@ export class PostgresStore implements Store {
         batch.forEach((item, i) => item.resolve(toOutcome(outs[i]!)))
         return
       } catch (err) {
+        // given back before another attempt takes one (a pool of one would wait on itself); a
+        // connection that failed under its statement is dropped, not handed to the next call
+        client?.release(isUnavailable(err) && !retryable(err) ? (err as Error) : undefined)
+        client = undefined
         // a deadlock between two replicas' batches (one locked a lineage, the other a token) rolled
         // this one back whole: nothing of it was written, so it is safe to send again
         if (retryable(err) && attempt < 3) continue
@@ -511,6 +523,8 @@ export class PostgresStore implements Store {
         const e = storeError(err)
         for (const item of batch) item.reject(e)
         return
+      } finally {
+        client?.release()
       }
     }
   }
