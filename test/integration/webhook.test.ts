@@ -299,6 +299,40 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     assert.equal(seen.length, before + 1)
   })
 
+  it('the answer to a call that never reached the webhook comes once its ask is forgotten: the token sent again at once asks', async () => {
+    answer = {status: 200, body: '{"allow": true}'}
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer()
+      probe.listen(0, '127.0.0.1', () => {
+        const port = (probe.address() as {port: number}).port
+        probe.close(() => resolve(port))
+      })
+    })
+    await withWebhook({url: `https://127.0.0.1:${closed}/authorize`})
+    // a store slow to forget (PostgreSQL under load: a connection, then the statement)
+    const store = t.ca.runtime.store
+    const forget = store.forgetWebhookAsk.bind(store)
+    store.forgetWebhookAsk = async (id: string) => {
+      await new Promise((r) => setTimeout(r, 400))
+      return forget(id)
+    }
+    try {
+      const ott = await gh.mint()
+      const body = () => ({
+        publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+        ott,
+        certType: 'user',
+      })
+      const down = await t.call('POST', '/ssh/sign', body())
+      assert.equal(down.status, 503, down.text)
+      await withWebhook({})
+      const back = await t.call('POST', '/ssh/sign', body())
+      assert.equal(back.status, 201, back.text)
+    } finally {
+      store.forgetWebhookAsk = forget
+    }
+  })
+
   it('an answer outside the protocol is the webhook failing (503), not a refusal; the audit line keeps no key in the URL', async () => {
     // a key in the path (as chat services' incoming webhooks take it) and another in the query
     const keyed = `${hookUrl}/services/T0/PATH-KEY-456?code=API-KEY-123`

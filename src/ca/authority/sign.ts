@@ -307,7 +307,7 @@ export async function signUserCertificate(
   // the policy this request is decided under: a reload replaces rt.policy (server.ts, workers.ts)
   const policy = rt.policy
   const {verified, rule, spec} = await userGrant(rt, token, certType, trace)
-  let notReached: (() => void) | undefined
+  let notReached: (() => Promise<void>) | undefined
   if (rule.webhook) {
     // a token asks its rule's webhook once: a leaked one, sent again after a refusal or raced to many
     // requests at once, must not make the webhook count, or prompt its person, again and again (push
@@ -323,8 +323,10 @@ export async function signUserCertificate(
         )
       throw alreadyAsked(rule.name, ask.askedAt)
     }
-    // a call that never reached the webhook (it is down, the wait cap) prompted no one: the token may ask again
-    notReached = () => void rt.store.forgetWebhookAsk(id).catch(() => undefined)
+    // a call that never reached the webhook (it is down, the wait cap) prompted no one: the token may
+    // ask again. Waited for before the answer: a client sending the token again once told would
+    // otherwise race the forget, and be told the token asked already (get a new one)
+    notReached = () => rt.store.forgetWebhookAsk(id).catch(() => undefined)
   }
   // the rule's authorizing webhook has the last word; no answer is a no
   await authorize(rt, verified.provisioner, rule, verified.claims, spec, trace, notReached)

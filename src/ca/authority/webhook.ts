@@ -183,7 +183,7 @@ export async function authorize(
   spec: CertificateSpec,
   trace: AuditTrace,
   /** Called when the call never reached the webhook (nothing was sent): the token may ask again. */
-  notReached?: () => void,
+  notReached?: () => Promise<void>,
 ): Promise<void> {
   const w = rule.webhook
   if (!w) return
@@ -241,7 +241,7 @@ export async function authorize(
     ...(outcome.allow ? {} : {why: outcome.why}),
   }
   rt.meter?.webhook({provisioner: p.name, rule: rule.name, outcome: result, seconds})
-  if (!outcome.reached) notReached?.()
+  if (!outcome.reached) await notReached?.()
   if (outcome.allow) return
   if (result === 'deny')
     throw denial(
