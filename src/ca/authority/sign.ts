@@ -335,7 +335,28 @@ export async function signUserCertificate(
   // sends the token again, and the policy in force decides it. A stop first: `ca stop-issuance` also
   // writes disabled: true to ca.yaml, and its refusal says more than the reload it causes
   requireIssuanceEnabled(rt)
-  if (!sameGrant(policy, rt.policy, verified.provisioner.name)) throw policyReloaded()
+  try {
+    if (!sameGrant(policy, rt.policy, verified.provisioner.name)) throw policyReloaded()
+    return await signAndIssue(rt, publicKey, spec, verified, trace, policy)
+  } catch (err) {
+    // policy_reloaded tells the client to send the token again for the policy in force to decide: its
+    // ask is forgotten, or that policy's webhook would never be asked (401 webhook_already_asked). A
+    // reload is the operator's, not a client's: no one can make a token prompt its person again at will
+    if (rule.webhook && err instanceof SshcaError && reasonOf(err) === 'policy_reloaded')
+      await rt.store.forgetWebhookAsk(verified.tokenId).catch(() => undefined)
+    throw err
+  }
+}
+
+/** Signs the certificate `spec` describes and issues it (the token spent), under the policy `policy`. */
+async function signAndIssue(
+  rt: CaRuntime,
+  publicKey: PublicKey,
+  spec: CertificateSpec,
+  verified: VerifiedToken,
+  trace: AuditTrace,
+  policy: CaRuntime['policy'],
+): Promise<Certificate> {
   const cert = await signCertificate(
     {
       type: 'user',

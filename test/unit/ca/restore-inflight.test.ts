@@ -205,4 +205,35 @@ describe('what lands while a request waits on its webhook: a restore mark, a pol
     const r = await response
     assert.equal(r.statusCode, 201, r.body)
   })
+
+  it('a policy reloaded while the request waited on its webhook, the rule narrowed but kept: sent again as told, the token asks the webhook of the policy in force', async () => {
+    rt.safety = {stop: null, restoredAt: null}
+    rt.policy = webhookPolicy
+    const token = await mint(now)
+    const publicKey = generatePrivateKey('ed25519').publicKey.blob.toString('base64')
+    const atWebhook = new Promise<void>((r) => (arrived = r))
+    const response = app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey, ott: token}})
+    await atWebhook
+    // the operator shortens the rule's certificates (SIGHUP); its webhook stays
+    const {config} = parseConfig(webhookYaml.replace('ttl: 10m', 'ttl: 5m'), '/nonexistent/ca.yaml')
+    rt.policy = {config, verifier: verifierOf(config)}
+    try {
+      pending.shift()!(true)
+      const r = await response
+      assert.equal(r.statusCode, 503, r.body)
+      assert.equal(audit.events.find((e) => e.request_id === r.headers['x-request-id'])?.reason, 'policy_reloaded')
+      // "send it again": the policy in force decides it, its webhook asked about the certificate it builds
+      const atWebhookAgain = new Promise<void>((r) => (arrived = r))
+      const again = app.inject({method: 'POST', url: '/ssh/sign', payload: {publicKey, ott: token}})
+      const first = await Promise.race([atWebhookAgain.then(() => 'asked' as const), again.then((a) => a)])
+      if (first !== 'asked') {
+        const why = audit.events.find((e) => e.request_id === first.headers['x-request-id'])?.reason
+        assert.fail(`sent again as told, the request got ${first.statusCode} (${String(why)}) without its webhook`)
+      }
+      pending.shift()!(true)
+      assert.equal((await again).statusCode, 201)
+    } finally {
+      rt.policy = webhookPolicy
+    }
+  })
 })
