@@ -633,6 +633,10 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
     } else if (issuer.protocol !== 'https:') {
       problems.push(`${at}.issuer: must be an https URL`)
     }
+    // OpenID Connect Discovery: an issuer has no query or fragment. A "#" would also let the ids the CA
+    // keeps for spent and asked tokens (issuer#jti) of two issuers meet: one's token spending another's
+    if (p.issuer.includes('#') || p.issuer.includes('?'))
+      problems.push(`${at}.issuer: ${p.issuer} has a query or fragment; an issuer is an https URL without either`)
     const route = `${p.issuer.replace(/\/$/, '')} ${p.audience}`
     if (routes.has(route))
       problems.push(

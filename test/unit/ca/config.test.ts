@@ -299,6 +299,24 @@ describe('ca.yaml db:', () => {
     assert.deepEqual(check(`limits: {idleTimeout: 62s}\n${db('10s')}`).warnings, [])
   })
 
+  it('an issuer with a query or fragment is refused (OIDC Discovery; the store keys tokens as issuer#jti)', () => {
+    const yaml = (issuer: string) => `provisioners:
+  - name: p
+    type: oidc
+    issuer: ${issuer}
+    audience: a
+    rules:
+      - name: r
+        match: {sub: x}
+        certificate: {principals: [a], ttl: 1h}
+`
+    for (const issuer of ['https://idp.example.com#x', 'https://idp.example.com/?tenant=1'])
+      assert.deepEqual(problems(yaml(issuer)), [
+        `provisioners[0].issuer: ${issuer} has a query or fragment; an issuer is an https URL without either`,
+      ])
+    assert.equal(parseConfig(yaml('https://idp.example.com/tenant'), 'ca.yaml').config.provisioners.length, 1)
+  })
+
   it("keys.timeout bounds a token's answer: 10 s unless set, at most 30 s, checked with the store's waits against idleTimeout", () => {
     const kms = 'pkcs11:token=sshca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sshca/pin'
     const keys = (timeout?: string) => `keys: {kms: "${kms}"${timeout ? `, timeout: ${timeout}` : ''}}\n`
