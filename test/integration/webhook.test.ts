@@ -18,6 +18,16 @@ import {tempDir} from '../helpers/tmp.ts'
 
 type Answer = {status: number; body: string; delayMs?: number}
 
+/** A loopback port nothing listens on: a connection to it is refused, nothing is sent. */
+const closedPort = (): Promise<number> =>
+  new Promise<number>((resolve) => {
+    const probe = createServer()
+    probe.listen(0, '127.0.0.1', () => {
+      const port = (probe.address() as {port: number}).port
+      probe.close(() => resolve(port))
+    })
+  })
+
 describe('authorizing webhook: deny unless it answers allow in time', function () {
   this.timeout(120_000)
   let gh: GithubIssuer
@@ -30,8 +40,9 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
   const secretFile = join(dir, 'secret')
   const caFile = join(dir, 'hook-ca.pem')
 
-  const sign = async () => {
-    const ott = await gh.mint()
+  /** One signing request with `ott` (a fresh token unless given). */
+  const sign = async (ott?: string) => {
+    ott ??= await gh.mint()
     const r = await t.call('POST', '/ssh/sign', {
       publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
       ott,
@@ -227,15 +238,10 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     answer = {status: 200, body: '{"allow": true}'}
     await withWebhook({})
     const ott = await gh.mint()
-    const body = () => ({
-      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
-      ott,
-      certType: 'user',
-    })
-    assert.equal((await t.call('POST', '/ssh/sign', body())).status, 201)
+    assert.equal((await sign(ott)).status, 201)
     const before = seen.length
     for (let i = 0; i < 3; i++) {
-      const again = await t.call('POST', '/ssh/sign', body())
+      const again = await sign(ott)
       assert.equal(again.status, 401)
       assert.equal(lastLine('certificate_denied').reason, 'token_replayed')
     }
@@ -244,18 +250,13 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   it('a token asks its webhook once: sent again after a refusal, or raced to many requests, it prompts no more (push fatigue)', async () => {
     await withWebhook({})
-    const body = (ott: string) => ({
-      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
-      ott,
-      certType: 'user',
-    })
     // a refusal: the same token again is refused without asking (a thief of a token whose person said no)
     answer = {status: 200, body: '{"allow": false}'}
     const refused = await gh.mint()
-    assert.equal((await t.call('POST', '/ssh/sign', body(refused))).status, 403)
+    assert.equal((await sign(refused)).status, 403)
     const before = seen.length
     for (let i = 0; i < 3; i++) {
-      const again = await t.call('POST', '/ssh/sign', body(refused))
+      const again = await sign(refused)
       assert.equal(again.status, 401, again.text)
       const line = lastLine('certificate_denied')
       assert.equal(line.reason, 'webhook_already_asked')
@@ -264,7 +265,7 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     // one token raced to eight requests at once, the webhook slow to say yes: asked once, one certificate
     answer = {status: 200, body: '{"allow": true}', delayMs: 300}
     const raced = await gh.mint()
-    const results = await Promise.all(Array.from({length: 8}, () => t.call('POST', '/ssh/sign', body(raced))))
+    const results = await Promise.all(Array.from({length: 8}, () => sign(raced)))
     assert.equal(seen.length, before + 1, 'one call of the webhook for the raced token')
     assert.deepEqual(
       results.map((r) => r.status).sort(),
@@ -275,39 +276,21 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
 
   it('a call that never reached the webhook (it was down) lets its token ask again once it is back', async () => {
     answer = {status: 200, body: '{"allow": true}'}
-    // nothing listens on the port: the connection is refused, nothing is sent
-    const closed = await new Promise<number>((resolve) => {
-      const probe = createServer()
-      probe.listen(0, '127.0.0.1', () => {
-        const port = (probe.address() as {port: number}).port
-        probe.close(() => resolve(port))
-      })
-    })
+    const closed = await closedPort()
     await withWebhook({url: `https://127.0.0.1:${closed}/authorize`})
     const ott = await gh.mint()
-    const body = () => ({
-      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
-      ott,
-      certType: 'user',
-    })
-    assert.equal((await t.call('POST', '/ssh/sign', body())).status, 503)
+    assert.equal((await sign(ott)).status, 503)
     assert.equal(lastLine('certificate_denied').reason, 'webhook_unavailable')
     await withWebhook({})
     const before = seen.length
-    const back = await t.call('POST', '/ssh/sign', body())
+    const back = await sign(ott)
     assert.equal(back.status, 201, back.text)
     assert.equal(seen.length, before + 1)
   })
 
   it('the answer to a call that never reached the webhook comes once its ask is forgotten: the token sent again at once asks', async () => {
     answer = {status: 200, body: '{"allow": true}'}
-    const closed = await new Promise<number>((resolve) => {
-      const probe = createServer()
-      probe.listen(0, '127.0.0.1', () => {
-        const port = (probe.address() as {port: number}).port
-        probe.close(() => resolve(port))
-      })
-    })
+    const closed = await closedPort()
     await withWebhook({url: `https://127.0.0.1:${closed}/authorize`})
     // a store slow to forget (PostgreSQL under load: a connection, then the statement)
     const store = t.ca.runtime.store
@@ -318,15 +301,10 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     }
     try {
       const ott = await gh.mint()
-      const body = () => ({
-        publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
-        ott,
-        certType: 'user',
-      })
-      const down = await t.call('POST', '/ssh/sign', body())
+      const down = await sign(ott)
       assert.equal(down.status, 503, down.text)
       await withWebhook({})
-      const back = await t.call('POST', '/ssh/sign', body())
+      const back = await sign(ott)
       assert.equal(back.status, 201, back.text)
     } finally {
       store.forgetWebhookAsk = forget
