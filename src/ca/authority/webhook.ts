@@ -6,8 +6,8 @@
  * a refusal, another status, another body, a redirect, a TLS certificate not vouched for, no answer
  * in time — denies: fail closed. Every call is audited (outcome, status, time) and metered.
  *
- * Body: {"type": "sshca.authorize.v1", "timestamp" (RFC 3339, UTC), "requestId", "provisioner", "rule", "claims", "request":
- * {"certType", "keyType", "keyFingerprint", "clientAddress"}, "certificate": {"principals", "keyId",
+ * Body: {"type": "sshca.authorize.v1", "timestamp" (RFC 3339, UTC), "requestId", "provisioner",
+ * "rule", "claims", "request": {"certType", "keyType", "keyFingerprint", "clientAddress"}, "certificate": {"principals", "keyId",
  * "validAfter", "validBefore", "criticalOptions", "extensions"}}; with secretFile, the header
  * `X-Sshca-Signature: sha256=<hex HMAC-SHA256 of the body>` proves it came from the CA, and the
  * signed timestamp when: a webhook refuses a body much older than its clock (a replay).
@@ -78,12 +78,10 @@ async function readCaFile(path: string): Promise<string> {
 }
 
 /**
- * `refused`: the webhook answered, in the protocol, that it does not allow the request. Any other
- * failure (no answer, another status, a body cut off, too large or not JSON) is the webhook's error.
- */
-/**
- * A webhook call's result. `reached`: a connection to the webhook was open, so the body may have gone
- * out and the webhook acted on it (counted, prompted its person); a call that never connected did not.
+ * A webhook call's result. `refused`: the webhook answered, in the protocol, that it does not allow the
+ * request; any other failure (no answer, another status, a body cut off, too large or not JSON) is the
+ * webhook's error. `reached`: a connection to the webhook was open, so the body may have gone out and
+ * the webhook acted on it (counted, prompted its person); a call that never connected did not.
  */
 export type WebhookOutcome =
   | {allow: true; status: number; reached?: true}
