@@ -53,6 +53,18 @@ export function actionsClaims(issuer: string, audience: string): Record<string, 
   }
 }
 
+/**
+ * A CI provisioner of `issuer` (startGithubIssuer's, audience sshca-ci) whose one rule, deploy, grants
+ * `principals` to acme/app for 10 minutes; `keyId` as the test needs it.
+ */
+export const deployProvisioner = (issuer: string, principals: string[], keyId = 'gha:${run_id}') => ({
+  name: 'ci',
+  type: 'oidc',
+  issuer,
+  audience: 'sshca-ci',
+  rules: [{name: 'deploy', match: {repository: 'acme/app'}, certificate: {principals, ttl: '10m', keyId}}],
+})
+
 /** RS256 like GitHub by default; `es256` mints faster (benchmarks pre-mint tens of thousands). */
 export async function startGithubIssuer(
   defaultAudience = 'sshca-ci',

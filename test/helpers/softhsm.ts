@@ -12,21 +12,6 @@ import {spawnSshca, type Running} from './world.ts'
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so'
 export const TOKEN_PIN = '12345678'
 
-/** A CI provisioner of `issuer` (startGithubIssuer's) whose one rule grants `principals` to acme/app. */
-export const deployProvisioner = (issuer: string, principals: string[]) => ({
-  name: 'ci',
-  type: 'oidc',
-  issuer,
-  audience: 'sshca-ci',
-  rules: [
-    {
-      name: 'deploy',
-      match: {repository: 'acme/app'},
-      certificate: {principals, ttl: '10m', keyId: 'gha:${run_id}'},
-    },
-  ],
-})
-
 /**
  * A token labelled `label` in `base`/tokens (SOFTHSM2_CONF in the returned env, with `env` added),
  * its user PIN in a 0600 file, and the CA password file `ca init` and `ca serve` read.

@@ -16,7 +16,7 @@ import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
 import {makeCaDir, PASSWORD, writePolicy} from '../helpers/ca.ts'
 import {sshca} from '../helpers/cli.ts'
-import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {currentUser, ssh, startAgent, startSshd, type Agent} from '../helpers/openssh.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {waitFor} from '../helpers/proc.ts'
@@ -34,21 +34,7 @@ const user = currentUser()
 
 const policy = (issuer: string) => ({
   limits: {rate: false},
-  provisioners: [
-    {
-      name: 'ci',
-      type: 'oidc',
-      issuer,
-      audience: 'sshca-ci',
-      rules: [
-        {
-          name: 'deploy',
-          match: {repository: 'acme/app'},
-          certificate: {principals: [user], ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
-        },
-      ],
-    },
-  ],
+  provisioners: [deployProvisioner(issuer, [user], 'gha:${repository}:${run_id}')],
 })
 
 interface Served {

@@ -17,7 +17,7 @@ import {parseCertificate} from '../../src/ssh/cert.ts'
 import {revoke} from '../../src/ca/admin.ts'
 import {makeCaDir, startTestCa, writePolicy, type TestCa} from '../helpers/ca.ts'
 import {BIN} from '../helpers/cli.ts'
-import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {postgresBinDir, startPostgres} from '../helpers/postgres.ts'
 import {onCleanup, waitFor} from '../helpers/proc.ts'
 
@@ -25,21 +25,7 @@ type Line = Record<string, unknown>
 
 const rule = (issuer: string, principals: string[], limits: Record<string, unknown> = {rate: false}) => ({
   limits,
-  provisioners: [
-    {
-      name: 'ci',
-      type: 'oidc',
-      issuer,
-      audience: 'sshca-ci',
-      rules: [
-        {
-          name: 'deploy',
-          match: {repository: 'acme/app'},
-          certificate: {principals, ttl: '10m', keyId: 'gha:${repository}:${run_id}'},
-        },
-      ],
-    },
-  ],
+  provisioners: [deployProvisioner(issuer, principals, 'gha:${repository}:${run_id}')],
 })
 
 /** One request on a connection of its own (the kernel picks the worker per connection). */

@@ -14,16 +14,9 @@ import {join} from 'node:path'
 import {writePolicy} from '../../src/demo/policy-file.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {sshca} from '../helpers/cli.ts'
-import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
-import {
-  deployProvisioner,
-  initSoftHsmToken,
-  serveCa,
-  SOFTHSM_MODULE,
-  softHsmPresent,
-  type ServedCa,
-} from '../helpers/softhsm.ts'
+import {initSoftHsmToken, serveCa, SOFTHSM_MODULE, softHsmPresent, type ServedCa} from '../helpers/softhsm.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so'

@@ -17,12 +17,11 @@ import {AgentClient} from '../../src/ssh/agent.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {sshca} from '../helpers/cli.ts'
-import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
+import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {currentUser, keygenShow, ssh, startAgent, startSshd} from '../helpers/openssh.ts'
 import {run, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {
-  deployProvisioner,
   initSoftHsmToken,
   serveCa,
   SOFTHSM_MODULE,
