@@ -127,7 +127,7 @@ complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from serve' -l config -r -F -d 'path of ca.yaml'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from serve' -l password-file -r -F -d 'file whose first line is the CA password (else asked on the terminal)'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from serve' -l address -r -F -d 'listen on this host:port instead of the one in ca.yaml (port 0 = any free port)'
-complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from serve' -l workers -r -F -d 'worker threads serving the API, sharing the address and one store (default: one per core; 0 with keys in a PKCS#11 token; 0: serve on the main thread)'
+complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from serve' -l workers -r -F -d 'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from status' -l json -d 'Format output as json.'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from status' -l config -r -F -d 'path of ca.yaml'
 complete -c sshca -n '__fish_seen_subcommand_from ca; and __fish_seen_subcommand_from stop-issuance' -l json -d 'Format output as json.'

@@ -23,7 +23,6 @@ import {
   startOnlyChanges,
   type CaConfig,
 } from './config/config.ts'
-import {parseKms} from './config/kms.ts'
 import {readFile} from 'node:fs/promises'
 import {keyringPath, readKeyring} from './keys/keyring.ts'
 import {caPaths} from './config/layout.ts'
@@ -99,19 +98,20 @@ export function purgeSpentTokens(store: Pick<Store, 'purgeExpiredTokens'>, nowMs
   return store.purgeExpiredTokens(Math.floor(nowMs / 1000) - PURGE_MARGIN_SECONDS)
 }
 
-/**
- * The default number of worker threads: one per core the process may use; none in the single
- * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
- */
 /** The API's TLS certificate is renewed when it has fewer days left than this; looked at every 12 h. */
 const TLS_RENEW_WITHIN_DAYS = 30
 const TLS_RENEW_EVERY_MS = 12 * 3600_000
 
+/**
+ * The default number of worker threads: one per core the process may use, a token's CA as any other
+ * (its keys sign in this thread's token process, for every worker: workers.ts); none in the single
+ * executable, which has no module file to start a worker thread from (the CA serves on its main thread).
+ */
 export const defaultWorkers = (): number => (isSea() ? 0 : availableParallelism())
 
 export async function startCa(opts: StartOptions): Promise<RunningCa> {
   // a test's clock or verifier lives in this thread only: such a CA serves here unless told otherwise
-  let workers = opts.workers ?? (opts.verifier || opts.clock ? 0 : defaultWorkers())
+  const workers = opts.workers ?? (opts.verifier || opts.clock ? 0 : defaultWorkers())
   if (workers > 0 && isSea())
     throw new SshcaError(
       'ERR_USAGE',
@@ -122,16 +122,6 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   if (workers > 0 && (opts.verifier || opts.clock))
     throw new TypeError('verifier and clock cannot reach worker threads: use workers: 0')
   const {config, warnings} = await loadConfig(opts.configPath)
-  if (parseKms(config.keys.kms).type !== 'file') {
-    // a token's keys cannot be handed to other threads: the token signs for this one
-    if (opts.workers)
-      throw new SshcaError(
-        'ERR_USAGE',
-        'the CA keys are in a PKCS#11 token (keys.kms): they sign on the main thread, not on worker threads',
-        {hint: 'use --workers 0 (the default with a token)'},
-      )
-    workers = 0
-  }
   const hp = parseHostPort(opts.address ?? config.address)
   if (!hp) throw new SshcaError('ERR_CA_CONFIG', `address "${opts.address ?? config.address}" is not host:port`)
   // metrics only when asked for: prom-client is loaded by no other path

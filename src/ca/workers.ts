@@ -12,6 +12,9 @@
  *   through this thread's instead, so that an outage never keeps a worker from serving;
  * - nothing of the rate-limit counters: they are in shared memory (SharedRateTable), one allowance
  *   per client address, not one per worker, which each worker counts without a message;
+ * - the SSH CA keys of a PKCS#11 token: the token is called from one process (keys/pkcs11.ts), this
+ *   thread's child, so a worker sends the bytes to sign here and gets the signature back
+ *   (signForWorker). Keys in files sign in each worker, which gets them with the material;
  * - the policy: ca.yaml is read and checked once per reload (SIGHUP, src/ca/server.ts) and the
  *   result sent to every worker, which answers once it is in force there;
  * - admin-event forwarding, the spent-token purge and the TLS renewal (src/ca/server.ts).
@@ -27,7 +30,7 @@
  * Messages, main → worker: {t: 'policy', seq, config} (answered {t: 'ack', seq}), {t: 'tls', tls},
  * {t: 'material', material}, {t: 'safety', safety}, {t: 'replies', replies: ({id, value} | {id, error})[]},
  * {t: 'close', deadlineMs} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
- * {t: 'calls', calls: {id, method, args}[]} (Store methods), {t: 'meter', calls: [method, args][]},
+ * {t: 'calls', calls: {id, method, args}[]} (Store methods, and caSign), {t: 'meter', calls: [method, args][]},
  * {t: 'ack', seq}, {t: 'closed'}. Calls, replies and meter events travel in batches: what a worker asks
  * in one turn of its event loop goes in one message, and the answers that one group commit settles
  * come back in one. A message each way per call woke the other thread each time: at 4× the sustainable
@@ -57,6 +60,7 @@ import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import {closeDeadlineSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
 import {appCounters, buildApp, closeWithin, tlsContext} from './http/app.ts'
 import {SharedRateTable} from './http/rate-store.ts'
+import type {CaKeyKind} from './keys/keyring.ts'
 import type {CaKeySet, CaMaterial, PublishedKey} from './keys/material.ts'
 import type {Meter} from './observe/meter.ts'
 import {PublicKey} from '../ssh/keys.ts'
@@ -112,28 +116,37 @@ const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
 
 type Tls = CaMaterial['tls']
 
-/** A key set as it crosses threads: the active key itself (a KeyObject clones), public keys as lines. */
+/** The one call a worker makes that is not the store's: a signature by a key of the main thread (signForWorker). */
+const SIGN_CALL = 'caSign'
+
+/**
+ * A key set as it crosses threads: the active key itself when it is in memory (a KeyObject clones),
+ * else only its public key (a token's: this thread signs for the worker, signForWorker); public keys
+ * as lines.
+ */
 interface WireKeySet {
   activeId: string
-  key: KeyObject
+  key?: KeyObject
+  activeKey: string
   published: (Omit<PublishedKey, 'publicKey'> & {publicKey: string})[]
   retired: string[]
 }
 type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'> & {userCa: WireKeySet; hostCa: WireKeySet}
+/** A worker's way to a signature by a key of this thread's: signForWorker, by message. */
+type SignOnMain = (kind: CaKeyKind, activeId: string, data: Buffer) => Promise<Buffer>
 
-const toWireSet = (set: CaKeySet): WireKeySet => {
-  if (!set.active.keyObject)
-    throw new TypeError(`the active CA key ${set.activeId} is not in memory: it cannot sign on a worker thread`)
-  return {
-    activeId: set.activeId,
-    key: set.active.keyObject,
-    published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()})),
-    retired: (set.retired ?? []).map((k) => k.toLine()),
-  }
-}
-const fromWireSet = (w: WireKeySet): CaKeySet => ({
+const toWireSet = (set: CaKeySet): WireKeySet => ({
+  activeId: set.activeId,
+  ...(set.active.keyObject ? {key: set.active.keyObject} : {}),
+  activeKey: set.active.publicKey.toLine(),
+  published: set.published.map((p) => ({...p, publicKey: p.publicKey.toLine()})),
+  retired: (set.retired ?? []).map((k) => k.toLine()),
+})
+const fromWireSet = (w: WireKeySet, kind: CaKeyKind, signOnMain: SignOnMain): CaKeySet => ({
   activeId: w.activeId,
-  active: keySigner(w.key),
+  active: w.key
+    ? keySigner(w.key)
+    : {publicKey: PublicKey.parseLine(w.activeKey).key, sign: (data) => signOnMain(kind, w.activeId, data)},
   published: w.published.map((p) => ({...p, publicKey: PublicKey.parseLine(p.publicKey).key})),
   retired: w.retired.map((l) => PublicKey.parseLine(l).key),
 })
@@ -150,11 +163,32 @@ const toWire = (m: CaMaterial): WorkerMaterial => ({
   userCa: toWireSet(m.userCa),
   hostCa: toWireSet(m.hostCa),
 })
-const fromWire = (w: WorkerMaterial): CaMaterial => ({
+const fromWire = (w: WorkerMaterial, signOnMain: SignOnMain): CaMaterial => ({
   ...w,
-  userCa: fromWireSet(w.userCa),
-  hostCa: fromWireSet(w.hostCa),
+  userCa: fromWireSet(w.userCa, 'user', signOnMain),
+  hostCa: fromWireSet(w.hostCa, 'host', signOnMain),
 })
+
+/**
+ * A signature a worker asks this thread for, by the active key of a set whose key cannot leave this
+ * thread (a PKCS#11 token's: its one process is this thread's, keys/pkcs11.ts). Only by the key the
+ * worker names, and only while it is the active one: a worker whose material a rotation step has not
+ * reached yet would otherwise put one key in its certificate and get another's signature. Such a
+ * request fails as the token's own failures do (503 ERR_KEY_STORE, nothing issued); sent again, it
+ * meets the new key.
+ */
+export async function signForWorker(material: CaMaterial, args: unknown[]): Promise<Buffer> {
+  const [kind, activeId, data] = args
+  const set = kind === 'user' ? material.userCa : kind === 'host' ? material.hostCa : undefined
+  if (!set || typeof activeId !== 'string' || !(data instanceof Uint8Array))
+    throw new TypeError('a worker asked for a signature with arguments of the wrong kind')
+  if (set.activeId !== activeId)
+    throw new SshcaError(
+      'ERR_KEY_STORE',
+      `the ${kind} CA key ${activeId} is no longer the active one (${set.activeId} is): the request was not signed`,
+    )
+  return set.active.sign(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+}
 const METER_CALLS = [
   'decision',
   'request',
@@ -250,6 +284,8 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   const counters = appCounters(o.count)
   let config = o.config
   let material = toWire(o.material)
+  /** The material itself: its signers sign what workers ask of keys that cannot reach them. */
+  let signers = o.material
   let safety = o.safety
   const threads: Worker[] = []
   /** Every thread not yet ended, ready or starting. */
@@ -267,6 +303,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   }
 
   const dispatch = async (m: Call): Promise<unknown> => {
+    if (m.method === SIGN_CALL) return signForWorker(signers, m.args)
     if ((STORE_CALLS as readonly string[]).includes(m.method)) {
       return (o.store[m.method as (typeof STORE_CALLS)[number]] as (...a: unknown[]) => Promise<unknown>).apply(
         o.store,
@@ -410,6 +447,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     },
     setMaterial(next) {
       material = toWire(next)
+      signers = next
       for (const w of alive) w.postMessage({t: 'material', material})
     },
     setSafety(next) {
@@ -479,6 +517,12 @@ async function runWorker(init: WorkerInit): Promise<void> {
       if (calls.push({id, method, args}) === 1) setImmediate(sendCalls)
     })
 
+  // a signature by a key of the main thread's (a token's), as a call: the bytes cross as a Uint8Array
+  const signOnMain: SignOnMain = async (kind, activeId, data) => {
+    // a copy of the bytes alone: a view of Node's shared pool would clone the whole pool slab
+    const sig = (await call(SIGN_CALL, [kind, activeId, new Uint8Array(data)])) as Uint8Array
+    return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength)
+  }
   const viaMain = Object.fromEntries(
     STORE_CALLS.map((m) => [m, (...args: unknown[]) => call(m, args)]),
   ) as unknown as Store
@@ -526,7 +570,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
   const rt: CaRuntime = {
     threads: init.counters.length / 2,
     policy: {config: init.config, verifier: new TokenVerifier(init.config.provisioners, verifierDeps)},
-    material: fromWire(init.material),
+    material: fromWire(init.material, signOnMain),
     store,
     audit,
     clock: Date.now,
@@ -573,7 +617,7 @@ async function runWorker(init: WorkerInit): Promise<void> {
           break
         case 'material': {
           const tlsChanged = m.material.tls.certPem !== rt.material.tls.certPem
-          rt.material = fromWire(m.material)
+          rt.material = fromWire(m.material, signOnMain)
           if (tlsChanged)
             (app.server as unknown as TlsServer).setSecureContext(
               tlsContext({key: m.material.tls.keyPem, cert: m.material.tls.certPem}),

@@ -55,8 +55,13 @@ export interface ServedCa {
   stop(): Promise<void>
 }
 
-/** `ca serve` of the CA in `dir` (its ca.yaml), on a port the OS picks; stopped at the test's cleanup too. */
-export async function serveCa(dir: string, passwordFile: string, env: NodeJS.ProcessEnv): Promise<ServedCa> {
+/** `ca serve` of the CA in `dir` (its ca.yaml) with `args` (--workers), on a port the OS picks; stopped at the test's cleanup too. */
+export async function serveCa(
+  dir: string,
+  passwordFile: string,
+  env: NodeJS.ProcessEnv,
+  args: string[] = [],
+): Promise<ServedCa> {
   const serve = spawnSshca(
     [
       'ca',
@@ -68,6 +73,7 @@ export async function serveCa(dir: string, passwordFile: string, env: NodeJS.Pro
       '--address',
       '127.0.0.1:0',
       '--json',
+      ...args,
     ],
     env,
   )

@@ -29,6 +29,7 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
   let gh: GithubIssuer
   let ca: ServedCa | undefined
   let server: ReturnType<typeof spawn> | undefined
+  let served: (workers: number) => Promise<ServedCa>
 
   const sign = async (ott?: string) =>
     ca!.call('POST', '/ssh/sign', {
@@ -76,7 +77,7 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
       keys: {kms, timeout: '2s'},
       provisioners: [deployProvisioner(gh.issuer, ['deploy'])],
     })
-    ca = await serveCa(dir, passwordFile, env)
+    served = (workers) => serveCa(dir, passwordFile, env, ['--workers', String(workers)])
   })
   after(async () => {
     if (server) await signal('CONT').catch(() => undefined)
@@ -84,36 +85,49 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
     await gh?.stop()
   })
 
-  it('a signature the token never answers fails after keys.timeout (503, nothing issued, the token unspent) while the CA answers the rest; it signs again once the token is back', async () => {
-    assert.equal((await sign()).status, 201, 'the CA signs through p11-kit before the token stops')
-    await signal('STOP')
-    const ott = await gh.mint()
-    // one signature reaches the token, two wait behind it: all three fail at its deadline, not one after another
-    const pending = Promise.all([sign(ott), sign(), sign()])
-    // the CA is not frozen: a TLS handshake and an answer while the signature waits on the token
-    await new Promise((r) => setTimeout(r, 300))
-    const health = await ca!.call('GET', '/health')
-    assert.equal(health.status, 200)
-    assert.ok(health.ms < 1500, `/health answered in ${health.ms.toFixed(0)} ms while the token hung`)
-    for (const r of await pending) {
-      assert.equal(r.status, 503, JSON.stringify(r.json))
-      assert.match(JSON.stringify(r.json), /ERR_KEY_STORE|cannot sign/)
-      assert.ok(r.ms < 5_000, `the request ended in ${r.ms.toFixed(0)} ms, keys.timeout is 2 s`)
-    }
-    assert.ok(
-      audit().some((l) => l.event === 'certificate_denied' && /did not answer within 2s/.test(JSON.stringify(l))),
-      'the audit line says the token did not answer',
-    )
-    // still stopped: the next request opens a new session, which hangs as well, and fails the same way
-    const again = await sign()
-    assert.equal(again.status, 503, JSON.stringify(again.json))
-    assert.ok(again.ms < 5_000, `the second request ended in ${again.ms.toFixed(0)} ms`)
+  // on the main thread (the token process is its own), and on worker threads, whose signatures the main thread asks it for
+  for (const workers of [0, 2])
+    it(`--workers ${workers}: a signature the token never answers fails after keys.timeout (503, nothing issued, the token unspent) while the CA answers the rest; it signs again once the token is back`, async () => {
+      ca = await served(workers)
+      const mark = audit().length
+      assert.equal((await sign()).status, 201, 'the CA signs through p11-kit before the token stops')
+      await signal('STOP')
+      const ott = await gh.mint()
+      // one signature reaches the token, two wait behind it: all three fail at its deadline, not one after another
+      const pending = Promise.all([sign(ott), sign(), sign()])
+      // the CA is not frozen: a TLS handshake and an answer while the signature waits on the token
+      await new Promise((r) => setTimeout(r, 300))
+      const health = await ca!.call('GET', '/health')
+      assert.equal(health.status, 200)
+      assert.ok(health.ms < 1500, `/health answered in ${health.ms.toFixed(0)} ms while the token hung`)
+      for (const r of await pending) {
+        assert.equal(r.status, 503, JSON.stringify(r.json))
+        assert.match(JSON.stringify(r.json), /ERR_KEY_STORE|cannot sign/)
+        assert.ok(r.ms < 5_000, `the request ended in ${r.ms.toFixed(0)} ms, keys.timeout is 2 s`)
+      }
+      assert.ok(
+        audit()
+          .slice(mark)
+          .some((l) => l.event === 'certificate_denied' && /did not answer within 2s/.test(JSON.stringify(l))),
+        'the audit line says the token did not answer',
+      )
+      // still stopped: the next request opens a new session, which hangs as well, and fails the same way
+      const again = await sign()
+      assert.equal(again.status, 503, JSON.stringify(again.json))
+      assert.ok(again.ms < 5_000, `the second request ended in ${again.ms.toFixed(0)} ms`)
 
-    await signal('CONT')
-    // the token answers again: the CA signs, and the refused request's token was never spent
-    let back = {status: 0} as Awaited<ReturnType<typeof sign>>
-    await waitFor('the CA to sign again', async () => (back = await sign(ott)).status === 201, 30_000)
-    assert.equal(back.status, 201, JSON.stringify(back.json))
-    assert.equal(audit().filter((l) => l.event === 'certificate_issued').length, 2)
-  })
+      await signal('CONT')
+      // the token answers again: the CA signs, and the refused request's token was never spent
+      let back = {status: 0} as Awaited<ReturnType<typeof sign>>
+      await waitFor('the CA to sign again', async () => (back = await sign(ott)).status === 201, 30_000)
+      assert.equal(back.status, 201, JSON.stringify(back.json))
+      assert.equal(
+        audit()
+          .slice(mark)
+          .filter((l) => l.event === 'certificate_issued').length,
+        2,
+      )
+      await ca.stop()
+      ca = undefined
+    })
 })

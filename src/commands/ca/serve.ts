@@ -18,9 +18,9 @@ SIGINT/SIGTERM stop it gracefully.
 
 The API runs on worker threads of this one process (--workers, one per core by default), sharing the
 address (SO_REUSEPORT), the store's one writer, one rate-limit allowance per client address and the
-limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit log). It serves on the
-main thread instead when the SSH CA keys are in a PKCS#11 token (they cannot leave it for another
-thread) and in the single executable.`
+limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit log). SSH CA keys in a
+PKCS#11 token never leave its one process: the main thread has it sign for every worker. The single
+executable serves on the main thread.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml --password-file /root/ca-password',
@@ -36,7 +36,7 @@ thread) and in the single executable.`
     }),
     workers: Flags.integer({
       description:
-        'worker threads serving the API, sharing the address and one store (default: one per core; 0 with keys in a PKCS#11 token; 0: serve on the main thread)',
+        'worker threads serving the API, sharing the address and one store (default: one per core; 0: serve on the main thread)',
       min: 0,
       env: 'SSHCA_WORKERS',
     }),
