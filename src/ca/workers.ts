@@ -14,7 +14,7 @@
  *   per client address, not one per worker, which each worker counts without a message;
  * - the SSH CA keys of a PKCS#11 token: the token is called from one process (keys/pkcs11.ts), this
  *   thread's child, so a worker sends the bytes to sign here and gets the signature back
- *   (signForWorker). Keys in files sign in each worker, which gets them with the material;
+ *   (WorkerSigning). Keys in files sign in each worker, which gets them with the material;
  * - the policy: ca.yaml is read and checked once per reload (SIGHUP, src/ca/server.ts) and the
  *   result sent to every worker, which answers once it is in force there;
  * - admin-event forwarding, the spent-token purge and the TLS renewal (src/ca/server.ts).
@@ -54,7 +54,7 @@ import {createServer} from 'node:net'
 import type {Server as TlsServer} from 'node:tls'
 import {isMainThread, parentPort, Worker, workerData} from 'node:worker_threads'
 import {SshcaError, type ErrorCode} from '../errors.ts'
-import {keySigner} from '../ssh/signature.ts'
+import {keySigner, type Signer} from '../ssh/signature.ts'
 import {Authority} from './authority/authority.ts'
 import type {CaRuntime, SafetyState} from './authority/runtime.ts'
 import {closeDeadlineSeconds, type CaConfig, type ServerSettings} from './config/config.ts'
@@ -116,12 +116,12 @@ const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
 
 type Tls = CaMaterial['tls']
 
-/** The one call a worker makes that is not the store's: a signature by a key of the main thread (signForWorker). */
+/** The one call a worker makes that is not the store's: a signature by a key of the main thread (WorkerSigning). */
 const SIGN_CALL = 'caSign'
 
 /**
  * A key set as it crosses threads: the active key itself when it is in memory (a KeyObject clones),
- * else only its public key (a token's: this thread signs for the worker, signForWorker); public keys
+ * else only its public key (a token's: this thread signs for the worker, WorkerSigning); public keys
  * as lines.
  */
 interface WireKeySet {
@@ -132,7 +132,7 @@ interface WireKeySet {
   retired: string[]
 }
 type WorkerMaterial = Omit<CaMaterial, 'userCa' | 'hostCa'> & {userCa: WireKeySet; hostCa: WireKeySet}
-/** A worker's way to a signature by a key of this thread's: signForWorker, by message. */
+/** A worker's way to a signature by a key of this thread's: WorkerSigning, by message. */
 type SignOnMain = (kind: CaKeyKind, activeId: string, data: Buffer) => Promise<Buffer>
 
 const toWireSet = (set: CaKeySet): WireKeySet => ({
@@ -170,25 +170,53 @@ const fromWire = (w: WorkerMaterial, signOnMain: SignOnMain): CaMaterial => ({
 })
 
 /**
- * A signature a worker asks this thread for, by the active key of a set whose key cannot leave this
- * thread (a PKCS#11 token's: its one process is this thread's, keys/pkcs11.ts). Only by the key the
- * worker names, and only while it is the active one: a worker whose material a rotation step has not
- * reached yet would otherwise put one key in its certificate and get another's signature. Such a
- * request fails as the token's own failures do (503 ERR_KEY_STORE, nothing issued); sent again, it
- * meets the new key.
+ * The signatures workers ask this thread for, by keys that cannot leave it (a PKCS#11 token's: its
+ * one process is this thread's child, keys/pkcs11.ts). The key the worker names signs, the one its
+ * certificate carries: the active key, or one that was active here and is still published. A worker
+ * that a rotation step has not reached yet so finishes its request under the key it began with, as a
+ * worker holding a key file does, and every published key is trusted. Any other key (retired, never
+ * active here, unknown) is refused: 503 ERR_KEY_STORE, nothing issued.
  */
-export async function signForWorker(material: CaMaterial, args: unknown[]): Promise<Buffer> {
-  const [kind, activeId, data] = args
-  const set = kind === 'user' ? material.userCa : kind === 'host' ? material.hostCa : undefined
-  if (!set || typeof activeId !== 'string' || !(data instanceof Uint8Array))
-    throw new TypeError('a worker asked for a signature with arguments of the wrong kind')
-  if (set.activeId !== activeId)
-    throw new SshcaError(
-      'ERR_KEY_STORE',
-      `the ${kind} CA key ${activeId} is no longer the active one (${set.activeId} is): the request was not signed`,
-    )
-  return set.active.sign(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+export class WorkerSigning {
+  /** "kind:id" → the signer of each key that was active here and is still published. */
+  private readonly actives = new Map<string, Signer>()
+  private material: CaMaterial
+
+  constructor(material: CaMaterial) {
+    this.material = material
+    this.update(material)
+  }
+
+  /** The material after a change (a rotation step): its active keys join, keys no longer published leave. */
+  update(material: CaMaterial): void {
+    this.material = material
+    for (const [kind, set] of [
+      ['user', material.userCa],
+      ['host', material.hostCa],
+    ] as const) {
+      this.actives.set(`${kind}:${set.activeId}`, set.active)
+      const published = new Set(set.published.map((p) => `${kind}:${p.id}`))
+      for (const key of this.actives.keys())
+        if (key.startsWith(`${kind}:`) && !published.has(key)) this.actives.delete(key)
+    }
+  }
+
+  /** `args`: the call's [kind, key id, bytes to sign] as they crossed the threads. */
+  async sign(args: unknown[]): Promise<Buffer> {
+    const [kind, keyId, data] = args
+    const set = kind === 'user' ? this.material.userCa : kind === 'host' ? this.material.hostCa : undefined
+    if (!set || typeof keyId !== 'string' || !(data instanceof Uint8Array))
+      throw new TypeError('a worker asked for a signature with arguments of the wrong kind')
+    const signer = this.actives.get(`${kind}:${keyId}`)
+    if (!signer)
+      throw new SshcaError(
+        'ERR_KEY_STORE',
+        `a worker asked for a signature by the ${kind} CA key ${keyId}, which is not one this CA signs with (${set.activeId} is active): the request was not signed`,
+      )
+    return signer.sign(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+  }
 }
+
 const METER_CALLS = [
   'decision',
   'request',
@@ -284,8 +312,8 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   const counters = appCounters(o.count)
   let config = o.config
   let material = toWire(o.material)
-  /** The material itself: its signers sign what workers ask of keys that cannot reach them. */
-  let signers = o.material
+  /** Signs what workers ask of keys that cannot reach them (a token's). */
+  const signing = new WorkerSigning(o.material)
   let safety = o.safety
   const threads: Worker[] = []
   /** Every thread not yet ended, ready or starting. */
@@ -303,7 +331,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   }
 
   const dispatch = async (m: Call): Promise<unknown> => {
-    if (m.method === SIGN_CALL) return signForWorker(signers, m.args)
+    if (m.method === SIGN_CALL) return signing.sign(m.args)
     if ((STORE_CALLS as readonly string[]).includes(m.method)) {
       return (o.store[m.method as (typeof STORE_CALLS)[number]] as (...a: unknown[]) => Promise<unknown>).apply(
         o.store,
@@ -447,7 +475,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     },
     setMaterial(next) {
       material = toWire(next)
-      signers = next
+      signing.update(next)
       for (const w of alive) w.postMessage({t: 'material', material})
     },
     setSafety(next) {

@@ -1,11 +1,12 @@
 /**
  * A worker thread's signature by a key that cannot reach it (a PKCS#11 token's): the main thread signs
- * with the active key the worker names, and with no other (src/ca/workers.ts, signForWorker).
+ * with the key the worker names, the one its certificate carries, when that key was active here and is
+ * still published, and with no other (src/ca/workers.ts, WorkerSigning).
  */
 import assert from 'node:assert/strict'
 import {SshcaError} from '../../../src/errors.ts'
-import {soleKeySet, type CaMaterial} from '../../../src/ca/keys/material.ts'
-import {signForWorker} from '../../../src/ca/workers.ts'
+import type {CaKeySet, CaMaterial} from '../../../src/ca/keys/material.ts'
+import {WorkerSigning} from '../../../src/ca/workers.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner, verifySignature, type Signer} from '../../../src/ssh/signature.ts'
 import {testMaterial} from '../../helpers/material.ts'
@@ -24,43 +25,82 @@ function tokenLike(): Signer & {signed: number} {
   return s
 }
 
+/** A set whose active key is `active` (id `activeId`), publishing `others` beside it (next, previous). */
+function keySet(activeId: string, active: Signer, others: Record<string, Signer> = {}): CaKeySet {
+  const at = new Date(0).toISOString()
+  return {
+    active,
+    activeId,
+    published: [
+      {id: activeId, publicKey: active.publicKey, state: 'active', createdAt: at},
+      ...Object.entries(others).map(([id, s]) => ({
+        id,
+        publicKey: s.publicKey,
+        state: 'previous' as const,
+        createdAt: at,
+      })),
+    ],
+  }
+}
+
+const refusal = (re: RegExp) => (err: unknown) =>
+  err instanceof SshcaError && err.code === 'ERR_KEY_STORE' && re.test(err.message)
+
 describe("a worker's signature by the main thread's key", () => {
-  let material: CaMaterial
-  let user: ReturnType<typeof tokenLike>
-  let host: ReturnType<typeof tokenLike>
+  let base: CaMaterial
+  let u1: ReturnType<typeof tokenLike>
+  let u2: ReturnType<typeof tokenLike>
+  let h1: ReturnType<typeof tokenLike>
   beforeEach(async () => {
-    user = tokenLike()
-    host = tokenLike()
-    material = {
-      ...(await testMaterial('worker-signing')),
-      userCa: soleKeySet(user, 'u2'),
-      hostCa: soleKeySet(host, 'h1'),
-    }
+    base = await testMaterial('worker-signing')
+    u1 = tokenLike()
+    u2 = tokenLike()
+    h1 = tokenLike()
   })
 
   it('signs with the active key of the kind the worker names, bytes as they cross threads (a Uint8Array)', async () => {
+    const signing = new WorkerSigning({...base, userCa: keySet('u1', u1), hostCa: keySet('h1', h1)})
     const data = Buffer.from('certificate body')
-    const sig = await signForWorker(material, ['host', 'h1', new Uint8Array(data)])
-    assert.equal(verifySignature(host.publicKey, data, sig).valid, true)
-    assert.deepEqual([user.signed, host.signed], [0, 1])
+    const sig = await signing.sign(['host', 'h1', new Uint8Array(data)])
+    assert.equal(verifySignature(h1.publicKey, data, sig).valid, true)
+    assert.deepEqual([u1.signed, h1.signed], [0, 1])
   })
 
-  it('a worker naming a key that is no longer active (a rotation step it has not seen yet) gets ERR_KEY_STORE, nothing signed', async () => {
-    // the worker built its certificate around u1, the key it last heard of: another key's signature
-    // would make a certificate nobody can verify
-    await assert.rejects(
-      signForWorker(material, ['user', 'u1', new Uint8Array(8)]),
-      (err: unknown) =>
-        err instanceof SshcaError &&
-        err.code === 'ERR_KEY_STORE' &&
-        /u1 is no longer the active one \(u2 is\)/.test(err.message),
+  it('a worker a rotation step has not reached yet finishes under the key its certificate carries, still published; once retired, it is refused', async () => {
+    const signing = new WorkerSigning({...base, userCa: keySet('u1', u1), hostCa: keySet('h1', h1)})
+    // ca rotate activate: u2 signs from now on, u1 is the previous key, trusted until it retires
+    signing.update({...base, userCa: keySet('u2', u2, {u1}), hostCa: keySet('h1', h1)})
+    const data = Buffer.from('built around u1')
+    const sig = await signing.sign(['user', 'u1', new Uint8Array(data)])
+    assert.equal(
+      verifySignature(u1.publicKey, data, sig).valid,
+      true,
+      "the old key's signature, matching the certificate",
     )
-    assert.equal(user.signed, 0)
+    await signing.sign(['user', 'u2', new Uint8Array(8)])
+    assert.deepEqual([u1.signed, u2.signed], [1, 1])
+    // ca rotate retire: u1 is published no more
+    signing.update({...base, userCa: keySet('u2', u2), hostCa: keySet('h1', h1)})
+    await assert.rejects(
+      signing.sign(['user', 'u1', new Uint8Array(8)]),
+      refusal(/key u1, which is not one this CA signs with \(u2 is active\)/),
+    )
+    assert.equal(u1.signed, 1)
+  })
+
+  it('never a key that was not active here, nor one of the other kind: a published next key, a host key asked for as a user key', async () => {
+    const next = tokenLike()
+    const signing = new WorkerSigning({...base, userCa: keySet('u1', u1, {u2: next}), hostCa: keySet('h1', h1)})
+    await assert.rejects(signing.sign(['user', 'u2', new Uint8Array(8)]), refusal(/key u2/))
+    await assert.rejects(signing.sign(['user', 'h1', new Uint8Array(8)]), refusal(/user CA key h1/))
+    await assert.rejects(signing.sign(['host', 'u1', new Uint8Array(8)]), refusal(/host CA key u1/))
+    assert.deepEqual([u1.signed, next.signed, h1.signed], [0, 0, 0])
   })
 
   it('arguments of the wrong kind are a bug, refused before any key signs', async () => {
-    for (const args of [['root', 'u2', new Uint8Array(8)], ['user', 2, new Uint8Array(8)], ['user', 'u2', 'body'], []])
-      await assert.rejects(signForWorker(material, args), TypeError)
-    assert.deepEqual([user.signed, host.signed], [0, 0])
+    const signing = new WorkerSigning({...base, userCa: keySet('u1', u1), hostCa: keySet('h1', h1)})
+    for (const args of [['root', 'u1', new Uint8Array(8)], ['user', 1, new Uint8Array(8)], ['user', 'u1', 'body'], []])
+      await assert.rejects(signing.sign(args), TypeError)
+    assert.deepEqual([u1.signed, h1.signed], [0, 0])
   })
 })
