@@ -4,6 +4,7 @@
  */
 import {availableParallelism, loadavg} from 'node:os'
 import {benchCa} from './ca.ts'
+import {benchHsm} from './hsm.ts'
 import {benchLogin} from './login.ts'
 import {benchReplicas} from './replicas.ts'
 import {benchSigning} from './ssh.ts'
@@ -17,6 +18,7 @@ const benches: Record<string, () => Promise<void>> = {
   login: benchLogin,
   replicas: benchReplicas,
   'vs-step': benchVsStep,
+  hsm: benchHsm,
 }
 
 const only = process.argv.slice(2)
