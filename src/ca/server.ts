@@ -276,6 +276,8 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const tlsLock = <T>(fn: () => Promise<T>): Promise<T> => store.exclusive('tls-renewal', fn)
   /** The roots were left to the next look because the store did not answer (said once in the audit log). */
   let rootsWaiting = false
+  /** The manifest whose keys were left to the next look because the key store did not open them (said once). */
+  let keysWaiting: string | undefined
   let keysLoading: Promise<boolean> = Promise.resolve(false)
   /**
    * The look queued behind the one running, not started yet: a caller meanwhile shares it (it reads
@@ -290,6 +292,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       keysQueued = null
       const now = await snapshot()
       let changed = false
+      let keysSeen = now.keys
       if (now.keys !== seen.keys) {
         try {
           const sets = await loadKeySets(await readKeyring(config.dir), registry, material)
@@ -300,9 +303,21 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           pool?.setMaterial(material)
           audit.write('ca_keys_loaded', {user: view(sets.userCa), host: view(sets.hostCa)})
           changed = true
+          keysWaiting = undefined
         } catch (err) {
-          // the keys in force stay: a manifest that does not open must not stop issuance
-          audit.write('ca_keys_reload_failed', {error: (err as Error).message, kept: 'previous keys'})
+          // the keys in force stay: a manifest that does not open must not stop issuance. A key store
+          // that did not answer (a PKCS#11 token hung, busy past keys.timeout, its session lost) is
+          // asked again at the next look: the manifest was not read into force, and marking it seen
+          // left the CA signing with the key a rotation step deactivated until the next restart
+          const keyStore = err instanceof SshcaError && err.code === 'ERR_KEY_STORE'
+          if (keyStore) keysSeen = seen.keys
+          if (!keyStore || keysWaiting !== now.keys)
+            audit.write('ca_keys_reload_failed', {
+              error: (err as Error).message,
+              kept: 'previous keys',
+              ...(keyStore ? {retry: 'when the key store answers'} : {}),
+            })
+          keysWaiting = keyStore ? now.keys : undefined
         }
       }
       let rootsSeen = now.roots
@@ -347,7 +362,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
           rootsWaiting = storeDown
         }
       }
-      seen = {keys: now.keys, roots: rootsSeen}
+      seen = {keys: keysSeen, roots: rootsSeen}
       return changed
     }
     // after the one before, however it ended: a look that threw must not leave every later one skipped

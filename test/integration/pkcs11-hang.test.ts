@@ -12,6 +12,8 @@ import {spawn} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {writePolicy} from '../../src/demo/policy-file.ts'
+import {parseCertificate} from '../../src/ssh/cert.ts'
+import {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {sshca} from '../helpers/cli.ts'
 import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -30,6 +32,8 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
   let ca: ServedCa | undefined
   let server: ReturnType<typeof spawn> | undefined
   let served: (workers: number) => Promise<ServedCa>
+  let env: NodeJS.ProcessEnv
+  let passwordFile: string
 
   const sign = async (ott?: string) =>
     ca!.call('POST', '/ssh/sign', {
@@ -50,9 +54,12 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
 
   before(async function () {
     if (!softHsmPresent() || !existsSync(CLIENT)) this.skip()
-    const {env, pinFile, passwordFile} = await initSoftHsmToken(base, 'sshca-hang', {
+    const made = await initSoftHsmToken(base, 'sshca-hang', {
       P11_KIT_SERVER_ADDRESS: `unix:path=${socket}`,
     })
+    env = made.env
+    passwordFile = made.passwordFile
+    const pinFile = made.pinFile
     const srv = spawn(
       'p11-kit',
       ['server', '-f', '-n', socket, '--provider', SOFTHSM_MODULE, 'pkcs11:token=sshca-hang'],
@@ -130,4 +137,72 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
       await ca.stop()
       ca = undefined
     })
+
+  it('a rotation step the CA reads while the token does not answer is taken up once it answers again, not left behind until a restart', async () => {
+    ca = await served(2)
+    const mark = audit().length
+    assert.equal((await sign()).status, 201)
+    const rotate = async (step: 'prepare' | 'activate') => {
+      const r = await sshca(
+        [
+          'ca',
+          'rotate',
+          step,
+          '--kind',
+          'user',
+          '--config',
+          join(dir, 'ca.yaml'),
+          '--password-file',
+          passwordFile,
+          '--json',
+        ],
+        {env},
+      )
+      assert.equal(r.code, 0, r.stderr)
+    }
+    await rotate('prepare')
+    const keyring = () =>
+      JSON.parse(readFileSync(join(dir, 'ssh', 'keys.json'), 'utf8')) as {
+        user: {id: string; state: string; publicKey: string}[]
+      }
+    const next = keyring().user.find((k) => k.state === 'next')!
+    // the token stops as the operator activates the prepared key (activate writes the manifest alone)
+    await signal('STOP')
+    await rotate('activate')
+    ca.serve.child.kill('SIGHUP')
+    await waitFor(
+      'the CA to fail opening the new key',
+      () =>
+        audit()
+          .slice(mark)
+          .some((l) => l.event === 'ca_keys_reload_failed'),
+      20_000,
+    )
+    await signal('CONT')
+    // the token answers again: the CA signs with the key the manifest made active, within a few looks
+    const nextKey = PublicKey.parseLine(next.publicKey).key
+    let signedBy = ''
+    await waitFor(
+      'the CA to sign with the activated key',
+      async () => {
+        const r = await sign()
+        if (r.status !== 201) return false
+        const cert = parseCertificate(Buffer.from(r.json.crt as string, 'base64'))
+        signedBy = cert.signatureKey.fingerprint()
+        return cert.signatureKey.equals(nextKey)
+      },
+      20_000,
+    ).catch(() => {
+      throw new Error(
+        `the CA still signs with ${signedBy}, not the active key ${next.id} (${nextKey.fingerprint()}) of the manifest`,
+      )
+    })
+    assert.ok(
+      audit()
+        .slice(mark)
+        .some((l) => l.event === 'ca_keys_loaded'),
+    )
+    await ca.stop()
+    ca = undefined
+  })
 })
