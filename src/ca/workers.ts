@@ -213,7 +213,13 @@ export class WorkerSigning {
         'ERR_KEY_STORE',
         `a worker asked for a signature by the ${kind} CA key ${keyId}, which is not one this CA signs with (${set.activeId} is active): the request was not signed`,
       )
-    return signer.sign(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+    const sig = await signer.sign(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+    // a copy of the signature's bytes alone, as the worker sends the body: a signer's Buffer is a view
+    // of Node's pool (SshWriter, Buffer.allocUnsafe), and the reply would clone the whole slab
+    // (Buffer.poolSize, 64 KiB on Node 24) for every certificate, for the worker to keep with it
+    const own = Buffer.alloc(sig.length)
+    sig.copy(own)
+    return own
   }
 }
 

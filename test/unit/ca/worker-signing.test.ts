@@ -66,6 +66,17 @@ describe("a worker's signature by the main thread's key", () => {
     assert.deepEqual([u1.signed, h1.signed], [0, 1])
   })
 
+  it('the signature goes back to the worker alone: bytes of their own, not a view of the pool slab (cloned whole to the worker)', async () => {
+    const signing = new WorkerSigning({...base, userCa: keySet('u1', u1), hostCa: keySet('h1', h1)})
+    const sig = await signing.sign(['user', 'u1', new Uint8Array(64)])
+    // what structured clone copies across the threads: the whole ArrayBuffer under the view
+    assert.equal(
+      sig.buffer.byteLength,
+      sig.byteLength,
+      `a ${sig.byteLength}-byte signature over ${sig.buffer.byteLength} bytes`,
+    )
+  })
+
   it('a worker a rotation step has not reached yet finishes under the key its certificate carries, still published; once retired, it is refused', async () => {
     const signing = new WorkerSigning({...base, userCa: keySet('u1', u1), hostCa: keySet('h1', h1)})
     // ca rotate activate: u2 signs from now on, u1 is the previous key, trusted until it retires
