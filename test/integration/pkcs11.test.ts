@@ -100,6 +100,36 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   }
 
   /** `ca serve` on two worker threads (the default on this 2-core box, named so it holds on any), or as `workers` says. */
+  /** OIDs of the curves, as CKA_EC_PARAMS. */
+  const P256 = Buffer.from('06082a8648ce3d030107', 'hex')
+  const P224 = Buffer.from('06052b81040021', 'hex')
+  /**
+   * The fault: the private key under the active user key's CKA_ID becomes another one, on `curve` (the
+   * token's objects changed under the CA, as a faulty or tampered token would).
+   */
+  const replaceActivePrivateKey = (curve: Buffer): void => {
+    const id = Buffer.from(keyring().user.find((k) => k.state === 'active')!.ref.id, 'hex')
+    inToken((p11, lib, s) => {
+      const other = p11.C_GenerateKeyPair(
+        s,
+        {mechanism: lib.CKM_EC_KEY_PAIR_GEN},
+        [
+          {type: lib.CKA_TOKEN, value: false},
+          {type: lib.CKA_EC_PARAMS, value: curve},
+        ],
+        [
+          {type: lib.CKA_TOKEN, value: true},
+          {type: lib.CKA_PRIVATE, value: true},
+          {type: lib.CKA_SENSITIVE, value: true},
+          {type: lib.CKA_SIGN, value: true},
+          {type: lib.CKA_ID, value: Buffer.from('mixed-up')},
+        ],
+      )
+      p11.C_DestroyObject(s, objects(p11, lib, s, lib.CKO_PRIVATE_KEY, id)[0]!)
+      p11.C_SetAttributeValue(s, other.privateKey, [{type: lib.CKA_ID, value: id}])
+    })
+  }
+
   async function startServe(workers = 2): Promise<void> {
     ca = await serveCa(dir, passwordFile, env, ['--workers', String(workers)])
     serve = ca.serve
@@ -359,27 +389,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     // the fault: the private key under the active key's CKA_ID is now another one (the token's objects
     // changed under the CA, as a faulty or tampered token would): its signatures verify with no key
     // the CA publishes, and a client's sshd trusts
-    const id = Buffer.from(keyring().user.find((k) => k.state === 'active')!.ref.id, 'hex')
-    inToken((p11, lib, s) => {
-      const p256 = Buffer.from('06082a8648ce3d030107', 'hex')
-      const other = p11.C_GenerateKeyPair(
-        s,
-        {mechanism: lib.CKM_EC_KEY_PAIR_GEN},
-        [
-          {type: lib.CKA_TOKEN, value: false},
-          {type: lib.CKA_EC_PARAMS, value: p256},
-        ],
-        [
-          {type: lib.CKA_TOKEN, value: true},
-          {type: lib.CKA_PRIVATE, value: true},
-          {type: lib.CKA_SENSITIVE, value: true},
-          {type: lib.CKA_SIGN, value: true},
-          {type: lib.CKA_ID, value: Buffer.from('mixed-up')},
-        ],
-      )
-      p11.C_DestroyObject(s, objects(p11, lib, s, lib.CKO_PRIVATE_KEY, id)[0]!)
-      p11.C_SetAttributeValue(s, other.privateKey, [{type: lib.CKA_ID, value: id}])
-    })
+    replaceActivePrivateKey(P256)
     const r = await call('POST', '/ssh/sign', {
       publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
       ott: await gh.mint(),
@@ -390,6 +400,22 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
     assert.equal(audit().filter((l) => l.event === 'certificate_issued').length, issuedBefore)
     assert.equal(spent(), spentBefore, 'the token is not spent')
     assert.match(JSON.stringify(audit().at(-1)), /does not verify/)
+  })
+
+  it("a signature of another size than the published key's (a P-224 key under its CKA_ID) is the token's fault: 503, not the client's 400", async () => {
+    replaceActivePrivateKey(P224)
+    const issued = () => auditLines().filter((l) => l.event === 'certificate_issued').length
+    const before = issued()
+    const r = await call('POST', '/ssh/sign', {
+      publicKey: generatePrivateKey('ed25519').publicKey.blob.toString('base64'),
+      ott: await gh.mint(),
+      certType: 'user',
+    })
+    assert.equal(r.status, 503, JSON.stringify(r.json))
+    assert.equal(issued(), before)
+    const line = JSON.stringify(auditLines().at(-1))
+    assert.match(line, /"status":503/)
+    assert.match(line, /returned a signature for \\"[^\\]+\\" that is not one/)
   })
 
   it('a wrong PIN stops the CA at start with ERR_KEY_STORE, naming the token', async () => {

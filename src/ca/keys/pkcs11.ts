@@ -300,7 +300,17 @@ export async function pkcs11Backend(kms: Pkcs11Kms): Promise<KeyBackend> {
         async sign(data) {
           const digest = createHash('sha256').update(data).digest()
           const raw = Buffer.from(await token.call<Uint8Array>(`sign with ${ref.label}`, 'sign', {...key, digest}))
-          const signature = sshSignatureFromRaw(publicKey, raw)
+          let signature: Buffer
+          try {
+            signature = sshSignatureFromRaw(publicKey, raw)
+          } catch (err) {
+            // the token's fault, not the client's: a 503 like any other failure of the key store
+            throw new SshcaError(
+              'ERR_KEY_STORE',
+              `PKCS#11: token "${kms.token}" returned a signature for "${ref.label}" that is not one (${(err as Error).message}); nothing was issued`,
+              {hint: 'check the token (its health, its objects under this CKA_ID) before the CA signs again'},
+            )
+          }
           // checked with the key the CA publishes before it leaves the CA: a faulty signature (a fault
           // in the token's arithmetic can give away an ECDSA key to whoever reads the signature) or
           // one by another key (a token whose objects were changed or mixed up) is never issued
