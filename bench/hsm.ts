@@ -44,6 +44,9 @@ export async function benchHsm(): Promise<void> {
     await writePolicy(join(dir, 'ca.yaml'), {
       audit: {file: join(dir, 'audit.log')},
       keys: {kms},
+      ...(process.env.SSHCA_BENCH_DURABILITY === 'normal'
+        ? {db: {type: 'sqlite', path: 'db/sshca.sqlite', durability: 'normal'}}
+        : {}),
       // every request comes from one address: the per-address limit would measure the limiter
       limits: {rate: false},
       provisioners: [deployProvisioner(gh.issuer, ['deploy'])],

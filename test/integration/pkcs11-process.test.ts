@@ -125,6 +125,35 @@ describe('the PKCS#11 token process', function () {
     assert.equal(await exit, 0)
   })
 
+  it('answers out of turn (two signatures sent ahead, answered in the other order) are refused, never matched to the wrong request', async () => {
+    // the CA sends a few operations ahead of their answers: code in the token process that swaps two
+    // answers would hand one request the signature made for another (its certificate's bytes)
+    const swap = join(base, 'swap-answers.mjs')
+    writeFileSync(
+      swap,
+      `if (process.argv[1]?.includes('pkcs11-token')) {
+        const send = process.send.bind(process)
+        let n = 0
+        let held
+        // init, create, find pass; the first signature's answer is held and sent after the second's
+        process.send = (m, ...rest) => {
+          n++
+          if (n === 4) return void (held = [m, ...rest])
+          send(m, ...rest)
+          if (n === 5 && held) send(...held)
+        }
+      }\n`,
+    )
+    const child = fixture('sign2', SOFTHSM_MODULE, {NODE_OPTIONS: `--import ${swap}`})
+    const said = (await firstLine(child)) as unknown as {ok: boolean; code?: string; message?: string}[]
+    assert.equal(said.length, 2)
+    for (const r of said) {
+      assert.equal(r.ok, false, JSON.stringify(said))
+      assert.equal(r.code, 'ERR_KEY_STORE')
+      assert.match(String(r.message), /not an answer to the operation/)
+    }
+  })
+
   it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {
     const saved = {...process.env}
     Object.assign(process.env, env)

@@ -1,6 +1,7 @@
 /**
  * The process that talks to one PKCS#11 token for the CA: src/ca/keys/pkcs11.ts starts it (node's
- * fork, a private IPC channel) and sends it one operation at a time. It loads the module, opens a
+ * fork, a private IPC channel) and sends it operations, a few ahead of their answers; it runs them one
+ * at a time, in the order they came, and answers each in that order. It loads the module, opens a
  * session, logs in, and answers each message with the token's result, calling the module
  * synchronously: nothing else runs here.
  *

@@ -7,12 +7,12 @@
  * (CKA_ID, random) and asks the token for each signature (CKM_ECDSA over a SHA-256 it computes).
  *
  * The module is called in a process of its own (pkcs11-token.ts), one per backend, one logged-in
- * session there shared by every key, one operation at a time: a module's calls block, and one that a
- * token never answers must not freeze the CA. Each operation has keys.timeout (ca.yaml, 10 s by
- * default); past it the operation fails with ERR_KEY_STORE (a signing request: 503, nothing issued,
- * no token spent), as does every one queued behind it, the process is killed, and the next
- * operation starts another. A lost session (token removed and reinserted, the HSM restarted) is
- * reopened there once per operation before the operation fails.
+ * session there shared by every key, one operation at a time (a few sent ahead): a module's calls
+ * block, and one that a token never answers must not freeze the CA. Each operation has keys.timeout
+ * (ca.yaml, 10 s by default); past it the operation fails with ERR_KEY_STORE (a signing request: 503,
+ * nothing issued, no token spent), as does every one sent or queued behind it, the process is
+ * killed, and the next operation starts another. A lost session (token removed and reinserted, the
+ * HSM restarted) is reopened there once per operation before the operation fails.
  */
 import {fork, type ChildProcess} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
@@ -90,20 +90,30 @@ function isAnswer(a: unknown): a is Answer {
 }
 
 /**
- * The token's process, seen from the CA: started on first use; one operation there at a time, the
- * others queued here. An operation waits at most keys.timeout for its turn (a token slower than the
- * requests: that one fails, the token goes on) and then keys.timeout for its answer (a token that
- * does not answer: its process is killed, every operation queued fails with it, and the next one
- * starts another process).
+ * Operations sent to the token's process before the first of them is answered. The process runs
+ * them one at a time, in order; the next is waiting in its channel when one ends, and the answers of
+ * a few come back together, so the signatures, and the certificates they complete, reach the store's
+ * group commit together rather than one per fsync (CONTRIBUTING.md, `npm run bench -- hsm`).
+ */
+const PIPELINE = 4
+
+/**
+ * The token's process, seen from the CA: started on first use; it runs one operation at a time, up
+ * to PIPELINE of them sent ahead, the others queued here. An operation waits at most keys.timeout for
+ * its turn (a token slower than the requests: that one fails, the token goes on) and then
+ * keys.timeout for its answer, from when it was sent (a token that does not answer: its process is
+ * killed, every operation sent or queued fails with it, and the next one starts another process).
  */
 class TokenProcess {
   /** The process that opened the token; undefined until one has, and once it ended or was killed. */
   private child: ChildProcess | undefined
   private starting = false
   private readonly queue: Job[] = []
-  /** The operation the token's process is running: sent, not yet answered. */
-  private inFlight:
-    {id: number; what: string; child: ChildProcess; timer: NodeJS.Timeout; settle: (a: Answer) => void} | undefined
+  /** The operations sent to the token's process, not yet answered, by id, in the order sent. */
+  private readonly inFlight = new Map<
+    number,
+    {what: string; child: ChildProcess; timer: NodeJS.Timeout; settle: (a: Answer) => void}
+  >()
   private seq = 0
   /** When the last start failed, and why: starts wait RESTART_PAUSE_MS after it. */
   private failed: {at: number; error: SshcaError} | undefined
@@ -140,17 +150,20 @@ class TokenProcess {
     return new SshcaError('ERR_KEY_STORE', `PKCS#11: ${what}: ${why}`, hint ? {hint} : {})
   }
 
-  /** Sends the next queued operation when the token's process is free, starting one if none runs. */
+  /** Sends queued operations while fewer than PIPELINE are in the token's process, starting one if none runs. */
   private pump(): void {
-    if (this.inFlight || this.starting || this.queue.length === 0) return
+    if (this.starting || this.queue.length === 0) return
+    // no process while none is starting: nothing was sent to one either (end() forgets what was)
     if (!this.child) return void this.start()
-    const job = this.queue.shift()!
-    clearTimeout(job.turn)
-    this.send(this.child, job.what, job.op, job.args, (a) => {
-      if (a.error) job.reject(this.error(job.what, a.error.message, a.error.hint))
-      else job.resolve(a.value)
-      this.pump()
-    })
+    while (this.child && this.inFlight.size < PIPELINE && this.queue.length > 0) {
+      const job = this.queue.shift()!
+      clearTimeout(job.turn)
+      this.send(this.child, job.what, job.op, job.args, (a) => {
+        if (a.error) job.reject(this.error(job.what, a.error.message, a.error.hint))
+        else job.resolve(a.value)
+        this.pump()
+      })
+    }
   }
 
   private send(
@@ -170,7 +183,7 @@ class TokenProcess {
         ),
       this.timeoutMs,
     )
-    this.inFlight = {id, what, child, timer, settle}
+    this.inFlight.set(id, {what, child, timer, settle})
     child.send({id, op, args}, (err) => {
       if (err) this.end(child, `its process cannot be reached (${err.message})`)
     })
@@ -205,15 +218,17 @@ class TokenProcess {
     child.unref()
     child.channel?.unref()
     child.on('message', (a: unknown) => {
-      const f = this.inFlight
       // a process forgotten (killed at its deadline): its late answer settles nothing
-      if (this.child !== child && f?.child !== child) return
-      // the token's script sends one answer per operation: anything else (null, a stray id, another
-      // shape) is other code of that process writing on its channel, the module's: a throw here was
-      // the CA's process ending (an uncaught TypeError); now that process is done with
-      if (!isAnswer(a) || !f || f.child !== child || f.id !== a.id)
+      if (this.child !== child && !this.sentTo(child)) return
+      // the token's script answers each operation once, in the order sent: anything else (null, a
+      // stray or repeated id, an answer out of turn, another shape) is other code of that process
+      // writing on its channel, the module's: a throw here was the CA's process ending (an uncaught
+      // TypeError); now that process is done with
+      const [first] = this.inFlight.entries()
+      const f = first?.[1]
+      if (!isAnswer(a) || !f || f.child !== child || first[0] !== a.id)
         return this.end(child, 'its process sent what is not an answer to the operation; the CA ended it')
-      this.inFlight = undefined
+      this.inFlight.delete(a.id)
       clearTimeout(f.timer)
       f.settle(a)
     })
@@ -251,19 +266,26 @@ class TokenProcess {
     }
   }
 
-  /** Forgets `child` (killing it if it still runs): what it was running fails, and every operation queued. */
+  /** Whether operations sent to `child` wait for their answers. */
+  private sentTo(child: ChildProcess): boolean {
+    for (const f of this.inFlight.values()) if (f.child === child) return true
+    return false
+  }
+
+  /** Forgets `child` (killing it if it still runs): what was sent to it fails, and every operation queued. */
   private end(child: ChildProcess, why: string, hint?: string): void {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    const f = this.inFlight?.child === child ? this.inFlight : undefined
-    if (this.child !== child && !f) return
+    const sent = [...this.inFlight].filter(([, f]) => f.child === child)
+    if (this.child !== child && sent.length === 0) return
     if (this.child === child) this.child = undefined
-    if (f) {
-      this.inFlight = undefined
+    if (sent.length === 0) return
+    for (const [id, f] of sent) {
+      this.inFlight.delete(id)
       clearTimeout(f.timer)
-      // the queue first: the operation's own settling sends the next one, to a new process
-      this.failQueue(this.error(f.what, why, hint))
-      f.settle({id: f.id, error: {message: why, ...(hint ? {hint} : {})}})
     }
+    // the queue first: an operation's own settling sends the next one, to a new process
+    this.failQueue(this.error(sent[0]![1].what, why, hint))
+    for (const [id, f] of sent) f.settle({id, error: {message: why, ...(hint ? {hint} : {})}})
   }
 
   /** Closes the session and ends the process once the operations queued are done (a process that does not answer is killed). */
