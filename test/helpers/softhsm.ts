@@ -6,6 +6,7 @@ import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Agent as HttpAgent, request} from 'undici'
 import {PASSWORD} from './ca.ts'
+import {sshca} from './cli.ts'
 import {onCleanup, runOk} from './proc.ts'
 import {spawnSshca, type Running} from './world.ts'
 
@@ -39,6 +40,31 @@ export async function initSoftHsmToken(
   writeFileSync(pinFile, `${TOKEN_PIN}\n`, {mode: 0o600})
   writeFileSync(passwordFile, `${PASSWORD}\n`, {mode: 0o600})
   return {env: all, pinFile, passwordFile}
+}
+
+/** `sshca ca rotate STEP --kind user` on the CA in `dir`, the token's environment in `env`; asserts it succeeded. */
+export async function rotateUserKey(
+  dir: string,
+  step: 'prepare' | 'activate',
+  env: NodeJS.ProcessEnv,
+  passwordFile: string,
+): Promise<void> {
+  const r = await sshca(
+    [
+      'ca',
+      'rotate',
+      step,
+      '--kind',
+      'user',
+      '--config',
+      join(dir, 'ca.yaml'),
+      '--password-file',
+      passwordFile,
+      '--json',
+    ],
+    {env},
+  )
+  if (r.code !== 0) throw new Error(`ca rotate ${step} exited ${r.code}: ${r.stderr}`)
 }
 
 export const softHsmPresent = (): boolean => existsSync(SOFTHSM_MODULE)

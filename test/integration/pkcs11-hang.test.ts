@@ -18,7 +18,14 @@ import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {sshca} from '../helpers/cli.ts'
 import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
 import {onCleanup, runOk, waitFor} from '../helpers/proc.ts'
-import {initSoftHsmToken, serveCa, SOFTHSM_MODULE, softHsmPresent, type ServedCa} from '../helpers/softhsm.ts'
+import {
+  initSoftHsmToken,
+  rotateUserKey,
+  serveCa,
+  SOFTHSM_MODULE,
+  softHsmPresent,
+  type ServedCa,
+} from '../helpers/softhsm.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 const CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so'
@@ -142,24 +149,7 @@ describe('a PKCS#11 token that stops answering (p11-kit server in front of SoftH
     ca = await served(2)
     const mark = audit().length
     assert.equal((await sign()).status, 201)
-    const rotate = async (step: 'prepare' | 'activate') => {
-      const r = await sshca(
-        [
-          'ca',
-          'rotate',
-          step,
-          '--kind',
-          'user',
-          '--config',
-          join(dir, 'ca.yaml'),
-          '--password-file',
-          passwordFile,
-          '--json',
-        ],
-        {env},
-      )
-      assert.equal(r.code, 0, r.stderr)
-    }
+    const rotate = (step: 'prepare' | 'activate') => rotateUserKey(dir, step, env, passwordFile)
     await rotate('prepare')
     const keyring = () =>
       JSON.parse(readFileSync(join(dir, 'ssh', 'keys.json'), 'utf8')) as {

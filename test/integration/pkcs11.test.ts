@@ -23,6 +23,7 @@ import {run, waitFor} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 import {
   initSoftHsmToken,
+  rotateUserKey,
   serveCa,
   SOFTHSM_MODULE,
   softHsmPresent,
@@ -250,22 +251,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM 2)', function () {
   })
 
   it('ca rotate prepare/activate makes the next key in the token, and the CA signs with it', async () => {
-    const p = await sshca(
-      [
-        'ca',
-        'rotate',
-        'prepare',
-        '--kind',
-        'user',
-        '--config',
-        join(dir, 'ca.yaml'),
-        '--password-file',
-        passwordFile,
-        '--json',
-      ],
-      {env},
-    )
-    assert.equal(p.code, 0, p.stderr)
+    await rotateUserKey(dir, 'prepare', env, passwordFile)
     const next = keyring().user.find((k) => k.state === 'next')!
     assert.equal(next.ref.type, 'pkcs11')
     assert.ok(!readdirSync(join(dir, 'secrets')).some((f) => f.startsWith('ssh_')))
