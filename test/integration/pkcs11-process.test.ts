@@ -43,8 +43,15 @@ describe('the PKCS#11 token process', function () {
     timeoutSeconds: timeout,
   })
   /** The fixture process (test/fixtures/pkcs11-backend.ts) in `mode`, with `extra` in its environment. */
-  const fixture = (mode: string, module: string, extra: NodeJS.ProcessEnv = {}, timeout = 2) =>
-    spawn(process.execPath, [FIXTURE, JSON.stringify({...kms(module, timeout), mode})], {
+  const fixture = (
+    mode: string,
+    module: string,
+    extra: NodeJS.ProcessEnv = {},
+    timeout = 2,
+    more: Record<string, unknown> = {},
+  ) =>
+    // `timeout` is the fixture's name for keys.timeout (it read none, and every fixture waited 10 s)
+    spawn(process.execPath, [FIXTURE, JSON.stringify({...kms(module, timeout), timeout, mode, ...more})], {
       env: {...process.env, ...env, ...extra},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -152,6 +159,62 @@ describe('the PKCS#11 token process', function () {
       assert.equal(r.code, 'ERR_KEY_STORE')
       assert.match(String(r.message), /not an answer to the operation/)
     }
+  })
+
+  /** Code in the token process that makes its operations slow: SSHCA_TEST_SLOW, the milliseconds each answer takes, init first. */
+  const slowToken = (): string => {
+    const slow = join(base, 'slow-token.mjs')
+    writeFileSync(
+      slow,
+      `if (process.argv[1]?.includes('pkcs11-token')) {
+        const send = process.send.bind(process)
+        const pause = new Int32Array(new SharedArrayBuffer(4))
+        const ms = JSON.parse(process.env.SSHCA_TEST_SLOW)
+        let n = 0
+        // this thread blocked before the answer goes, as in a module's call: the next operation waits
+        process.send = (m, ...rest) => {
+          const wait = ms[Math.min(n++, ms.length - 1)]
+          if (wait) Atomics.wait(pause, 0, 0, wait)
+          return send(m, ...rest)
+        }
+      }\n`,
+    )
+    return slow
+  }
+  type Signs = {outcomes: {ok: boolean; code?: string; message?: string}[]; after: {ok: boolean}; sameProcess: boolean}
+
+  it('a slow token (0.8 s an operation, keys.timeout 2 s) signs three requests made at once, in the same process: the wait behind the others in it is not a hang', async () => {
+    // sent ahead, the third waited 1.6 s behind the two others in the token's process and was
+    // answered 2.4 s after it was sent: that ended the process at 2 s, and failed it and the others
+    // sent, though the token answered each of its operations within 0.8 s
+    const child = fixture(
+      'signs',
+      SOFTHSM_MODULE,
+      {NODE_OPTIONS: `--import ${slowToken()}`, SSHCA_TEST_SLOW: '[0, 800]'},
+      2,
+      {count: 3},
+    )
+    const said = (await firstLine(child)) as unknown as Signs
+    assert.deepEqual(said, {outcomes: [{ok: true}, {ok: true}, {ok: true}], after: {ok: true}, sameProcess: true})
+  })
+
+  it('an operation that waits behind others in the token process past its deadline (2 × keys.timeout) fails alone; the process goes on, its late answer is dropped, the next is answered', async () => {
+    // keys.timeout 3 s; init, create and find fast, then three signatures of 2.4 s each (none a hang):
+    // answered at 2.4 s and 4.8 s, the third would be at 7.2 s, past 6 s from its request
+    const child = fixture(
+      'signs',
+      SOFTHSM_MODULE,
+      {NODE_OPTIONS: `--import ${slowToken()}`, SSHCA_TEST_SLOW: '[0, 0, 0, 2400, 2400, 2400, 0]'},
+      3,
+      {count: 3},
+    )
+    const said = (await firstLine(child)) as unknown as Signs
+    assert.deepEqual(said.outcomes.slice(0, 2), [{ok: true}, {ok: true}], JSON.stringify(said))
+    assert.equal(said.outcomes[2]!.ok, false)
+    assert.equal(said.outcomes[2]!.code, 'ERR_KEY_STORE')
+    assert.match(String(said.outcomes[2]!.message), /did not get to it within 6s/)
+    assert.deepEqual(said.after, {ok: true}, JSON.stringify(said))
+    assert.equal(said.sameProcess, true, 'the token process was not ended')
   })
 
   it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {

@@ -9,10 +9,11 @@
  * The module is called in a process of its own (pkcs11-token.ts), one per backend, one logged-in
  * session there shared by every key, one operation at a time (a few sent ahead): a module's calls
  * block, and one that a token never answers must not freeze the CA. Each operation has keys.timeout
- * (ca.yaml, 10 s by default); past it the operation fails with ERR_KEY_STORE (a signing request: 503,
- * nothing issued, no token spent), as does every one sent or queued behind it, the process is
- * killed, and the next operation starts another. A lost session (token removed and reinserted, the
- * HSM restarted) is reopened there once per operation before the operation fails.
+ * (ca.yaml, 10 s by default) from when the token's process gets to it; past it the operation fails
+ * with ERR_KEY_STORE (a signing request: 503, nothing issued, no token spent), as does every one sent
+ * or queued behind it, the process is killed, and the next operation starts another. A lost session
+ * (token removed and reinserted, the HSM restarted) is reopened there once per operation before the
+ * operation fails.
  */
 import {fork, type ChildProcess} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
@@ -70,8 +71,22 @@ interface Job {
   args: Record<string, unknown>
   resolve: (v: unknown) => void
   reject: (e: Error) => void
+  /** When it was asked for (performance.now()): answered or failed within 2 × keys.timeout of it (its turn, then its answer). */
+  at: number
   /** Its wait for its turn (keys.timeout); cleared once sent. */
   turn?: NodeJS.Timeout
+}
+
+/** An operation sent to the token's process, not yet answered. */
+interface Sent {
+  what: string
+  op: Op
+  child: ChildProcess
+  /** Its caller's deadline: 2 × keys.timeout from when it was asked for (its turn, then its answer). */
+  timer: NodeJS.Timeout
+  settle: (a: Answer) => void
+  /** Failed at that deadline while it still waited behind others in the token's process: its answer is dropped. */
+  abandoned?: true
 }
 
 /** Whether `a` has the shape of the token script's answers: {id, value?: bytes} or {id, error: {message, hint?}}. */
@@ -99,10 +114,14 @@ const PIPELINE = 4
 
 /**
  * The token's process, seen from the CA: started on first use; it runs one operation at a time, up
- * to PIPELINE of them sent ahead, the others queued here. An operation waits at most keys.timeout for
- * its turn (a token slower than the requests: that one fails, the token goes on) and then
- * keys.timeout for its answer, from when it was sent (a token that does not answer: its process is
- * killed, every operation sent or queued fails with it, and the next one starts another process).
+ * to PIPELINE of them sent ahead (fewer for a token too slow to answer them in time), the others
+ * queued here. An operation waits at most keys.timeout for its turn to be sent, and is answered or
+ * fails within 2 × keys.timeout of being asked for (a token slower than the requests: that one
+ * fails, the token goes on; its answer, if it was sent, is dropped). The operation the token's
+ * process runs has keys.timeout from when the process got to it (sent to it idle, or the answer
+ * before it came back): a token that does not answer within it has its process killed, every
+ * operation sent or queued fails with it, and the next one starts another process. An operation
+ * waiting behind another in the token's process is not the token's hang: it never ends the process.
  */
 class TokenProcess {
   /** The process that opened the token; undefined until one has, and once it ended or was killed. */
@@ -110,10 +129,11 @@ class TokenProcess {
   private starting = false
   private readonly queue: Job[] = []
   /** The operations sent to the token's process, not yet answered, by id, in the order sent. */
-  private readonly inFlight = new Map<
-    number,
-    {what: string; child: ChildProcess; timer: NodeJS.Timeout; settle: (a: Answer) => void}
-  >()
+  private readonly inFlight = new Map<number, Sent>()
+  /** The first of them, the one the token's process runs: since when, and the process's end past keys.timeout. */
+  private front: {child: ChildProcess; since: number; timer: NodeJS.Timeout} | undefined
+  /** How long the token ran the last operation it answered (ms): how far ahead operations are sent. */
+  private lastRun = 0
   private seq = 0
   /** When the last start failed, and why: starts wait RESTART_PAUSE_MS after it. */
   private failed: {at: number; error: SshcaError} | undefined
@@ -130,7 +150,7 @@ class TokenProcess {
   /** Runs `op` in the token's process, after the operations before it; `what` names it in errors. */
   call<T>(what: string, op: Job['op'], args: Record<string, unknown> = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const job: Job = {what, op, args, resolve: resolve as (v: unknown) => void, reject}
+      const job: Job = {what, op, args, resolve: resolve as (v: unknown) => void, reject, at: performance.now()}
       job.turn = setTimeout(() => {
         this.queue.splice(this.queue.indexOf(job), 1)
         reject(
@@ -150,19 +170,35 @@ class TokenProcess {
     return new SshcaError('ERR_KEY_STORE', `PKCS#11: ${what}: ${why}`, hint ? {hint} : {})
   }
 
-  /** Sends queued operations while fewer than PIPELINE are in the token's process, starting one if none runs. */
+  /**
+   * How many operations may be in the token's process at once: PIPELINE, fewer when the last one ran
+   * so long that those sent behind it would wait past half of keys.timeout (one for a token that
+   * takes half of it per operation: each then gets its turn as it did one at a time).
+   */
+  private depth(): number {
+    return Math.max(1, Math.min(PIPELINE, Math.floor(this.timeoutMs / (2 * this.lastRun))))
+  }
+
+  /** Sends queued operations while fewer than depth() are in the token's process, starting one if none runs. */
   private pump(): void {
     if (this.starting || this.queue.length === 0) return
     // no process while none is starting: nothing was sent to one either (end() forgets what was)
     if (!this.child) return void this.start()
-    while (this.child && this.inFlight.size < PIPELINE && this.queue.length > 0) {
+    while (this.child && this.inFlight.size < this.depth() && this.queue.length > 0) {
       const job = this.queue.shift()!
       clearTimeout(job.turn)
-      this.send(this.child, job.what, job.op, job.args, (a) => {
-        if (a.error) job.reject(this.error(job.what, a.error.message, a.error.hint))
-        else job.resolve(a.value)
-        this.pump()
-      })
+      this.send(
+        this.child,
+        job.what,
+        job.op,
+        job.args,
+        (a) => {
+          if (a.error) job.reject(this.error(job.what, a.error.message, a.error.hint))
+          else job.resolve(a.value)
+          this.pump()
+        },
+        job.at,
+      )
     }
   }
 
@@ -172,20 +208,50 @@ class TokenProcess {
     op: Op,
     args: Record<string, unknown>,
     settle: (a: Answer) => void,
+    /** When its caller asked for it (performance.now()): its deadline is 2 × keys.timeout from then. */
+    at = performance.now(),
   ): void {
     const id = ++this.seq
-    const timer = setTimeout(
-      () =>
-        this.end(
-          child,
-          `token "${this.kms.token}" did not answer within ${this.timeoutMs / 1000}s; the CA asks it again in a new session`,
-          'check the HSM and the way to it (network, daemon); keys.timeout in ca.yaml sets the wait',
-        ),
-      this.timeoutMs,
-    )
-    this.inFlight.set(id, {what, child, timer, settle})
+    // sent to a process with nothing to run: it runs this one from now
+    if (this.inFlight.size === 0) this.runs(child)
+    const timer = setTimeout(() => this.expire(id), Math.max(0, at + 2 * this.timeoutMs - performance.now()))
+    this.inFlight.set(id, {what, op, child, timer, settle})
     child.send({id, op, args}, (err) => {
       if (err) this.end(child, `its process cannot be reached (${err.message})`)
+    })
+  }
+
+  /** The token's process runs the first operation sent to it from now: keys.timeout for its answer, or the process ends. */
+  private runs(child: ChildProcess): void {
+    clearTimeout(this.front?.timer)
+    this.front = {child, since: performance.now(), timer: setTimeout(() => this.hung(child), this.timeoutMs)}
+  }
+
+  private hung(child: ChildProcess): void {
+    this.end(
+      child,
+      `token "${this.kms.token}" did not answer within ${this.timeoutMs / 1000}s; the CA asks it again in a new session`,
+      'check the HSM and the way to it (network, daemon); keys.timeout in ca.yaml sets the wait',
+    )
+  }
+
+  /**
+   * Operation `id`'s caller has waited its turn and its answer (2 × keys.timeout). One the token has
+   * run for keys.timeout is its hang (the process ends); one still behind others in the token's
+   * process fails alone, and its answer, when it comes, is dropped: the token goes on.
+   */
+  private expire(id: number): void {
+    const f = this.inFlight.get(id)
+    if (!f || f.abandoned) return
+    const [first] = this.inFlight.keys()
+    if (first === id && this.front && performance.now() - this.front.since >= this.timeoutMs) return this.hung(f.child)
+    f.abandoned = true
+    f.settle({
+      id,
+      error: {
+        message: `token "${this.kms.token}" did not get to it within ${(2 * this.timeoutMs) / 1000}s of the request (it waited behind other operations)`,
+        hint: 'the token is slower than the requests: a faster token, fewer signing requests, or a longer keys.timeout',
+      },
     })
   }
 
@@ -230,7 +296,16 @@ class TokenProcess {
         return this.end(child, 'its process sent what is not an answer to the operation; the CA ended it')
       this.inFlight.delete(a.id)
       clearTimeout(f.timer)
-      f.settle(a)
+      // the process goes on to the next one sent, if any, from now
+      if (this.front) {
+        clearTimeout(this.front.timer)
+        if (f.op !== 'init') this.lastRun = performance.now() - this.front.since
+        this.front = undefined
+      }
+      if (this.inFlight.size > 0) this.runs(child)
+      // one failed at its deadline was settled then: its place in the process is free now
+      if (f.abandoned) this.pump()
+      else f.settle(a)
     })
     child.on('error', () => this.end(child, 'its process could not be started'))
     child.on('exit', (code, signal) => this.end(child, `its process ended (${signal ?? `code ${code}`})`))
@@ -279,13 +354,18 @@ class TokenProcess {
     if (this.child !== child && sent.length === 0) return
     if (this.child === child) this.child = undefined
     if (sent.length === 0) return
+    if (this.front?.child === child) {
+      clearTimeout(this.front.timer)
+      this.front = undefined
+    }
     for (const [id, f] of sent) {
       this.inFlight.delete(id)
       clearTimeout(f.timer)
     }
     // the queue first: an operation's own settling sends the next one, to a new process
     this.failQueue(this.error(sent[0]![1].what, why, hint))
-    for (const [id, f] of sent) f.settle({id, error: {message: why, ...(hint ? {hint} : {})}})
+    // those failed at their deadline were settled then
+    for (const [id, f] of sent) if (!f.abandoned) f.settle({id, error: {message: why, ...(hint ? {hint} : {})}})
   }
 
   /** Closes the session and ends the process once the operations queued are done (a process that does not answer is killed). */
