@@ -217,6 +217,47 @@ describe('the PKCS#11 token process', function () {
     assert.equal(said.sameProcess, true, 'the token process was not ended')
   })
 
+  it('a PIN the token refuses when a lost session logs in again (the PIN changed meanwhile) is not tried again: one failed login, not one per signature', async () => {
+    // in the token process: the second signature fails as a session lost (the HSM restarted), and every
+    // login after the first is refused as a changed PIN would be; each login is counted in a file
+    const logins = join(base, 'logins')
+    const changed = join(base, 'pin-changed.mjs')
+    writeFileSync(
+      changed,
+      `import {appendFileSync} from 'node:fs'
+      import {createRequire} from 'node:module'
+      if (process.argv[1]?.includes('pkcs11-token')) {
+        const {PKCS11, CKR_PIN_INCORRECT, CKR_DEVICE_ERROR} = createRequire(process.argv[1])('pkcs11js')
+        const login = PKCS11.prototype.C_Login
+        const sign = PKCS11.prototype.C_Sign
+        let n = 0
+        let signs = 0
+        // thrown as the module's errors read (pkcs11js takes the code from NAME:number)
+        PKCS11.prototype.C_Login = function (...a) {
+          appendFileSync(${JSON.stringify(logins)}, 'login\\n')
+          if (++n > 1) throw new Error('CKR_PIN_INCORRECT:' + CKR_PIN_INCORRECT)
+          return login.apply(this, a)
+        }
+        PKCS11.prototype.C_Sign = function (...a) {
+          if (++signs === 2) throw new Error('CKR_DEVICE_ERROR:' + CKR_DEVICE_ERROR)
+          return sign.apply(this, a)
+        }
+      }\n`,
+    )
+    const child = fixture('serial', SOFTHSM_MODULE, {NODE_OPTIONS: `--import ${changed}`})
+    const said = (await firstLine(child)) as unknown as {ok: boolean; code?: string; message?: string}[]
+    assert.deepEqual(
+      said.map((r) => r.ok),
+      [true, false, false, false],
+      JSON.stringify(said),
+    )
+    for (const r of said.slice(1)) {
+      assert.equal(r.code, 'ERR_KEY_STORE')
+      assert.match(String(r.message), /cannot log in .*wrong PIN/)
+    }
+    assert.equal(readFileSync(logins, 'utf8').trim().split('\n').length, 2, 'the first login, and the one refused')
+  })
+
   it('a token process that could not be started (E2BIG) does not leave the backend refusing every operation after it', async () => {
     const saved = {...process.env}
     Object.assign(process.env, env)

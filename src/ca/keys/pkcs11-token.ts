@@ -98,7 +98,11 @@ function load(o: Init): void {
   session = open()
 }
 
+/** The token refused the PIN once: this process never logs in with it again (an HSM locks a PIN after a few failures). */
+let pinRefusal: Refusal | undefined
+
 function open(): Handle {
+  if (pinRefusal) throw pinRefusal
   let slot: Handle | undefined
   try {
     slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === init.token)
@@ -131,11 +135,15 @@ function open(): Handle {
       lib.CKR_PIN_EXPIRED,
       lib.CKR_PIN_LOCKED,
     ]
-    throw new Refusal(
+    const refusal = new Refusal(
       `cannot log in to token "${init.token}" (wrong PIN?): ${(err as Error).message}`,
       undefined,
       code !== undefined && pin.includes(code),
     )
+    // a session lost and reopened (the HSM restarted) logs in again: with a PIN changed meanwhile, each
+    // operation after it would be one more failed login, until the HSM locked the PIN
+    if (refusal.pinRefused) pinRefusal = refusal
+    throw refusal
   }
 }
 

@@ -303,6 +303,9 @@ class TokenProcess {
         this.front = undefined
       }
       if (this.inFlight.size > 0) this.runs(child)
+      // a PIN refused when a lost session logged in again: no process logs in with it again until the
+      // CA restarts, as at the start (this one refuses by itself; the next would try once more)
+      if (a.error?.pinRefused && f.op !== 'init') this.refusePin(`open token "${this.kms.token}"`, a.error.message)
       // one failed at its deadline was settled then: its place in the process is free now
       if (f.abandoned) this.pump()
       else f.settle(a)
@@ -315,23 +318,27 @@ class TokenProcess {
       if (a.error) {
         // a refused PIN is not tried again: an HSM locks its user PIN after a few failures, and one
         // login a second (a start per signing request past the pause) would lock it within seconds
-        this.failed = a.error.pinRefused
-          ? {
-              at: Number.POSITIVE_INFINITY,
-              error: this.error(
-                what,
-                `${a.error.message}; the CA does not log in again until it restarts`,
-                'an HSM locks its user PIN after a few failed logins: fix the pin-source file, then restart the CA',
-              ),
-            }
-          : {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
+        if (a.error.pinRefused) this.refusePin(what, a.error.message)
+        else this.failed = {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
         this.end(child, 'it did not open')
-        return this.failQueue(this.failed.error)
+        return this.failQueue(this.failed!.error)
       }
       this.failed = undefined
       this.child = child
       this.pump()
     })
+  }
+
+  /** The token refused the PIN: every start from now fails at once, never another login until the CA restarts. */
+  private refusePin(what: string, message: string): void {
+    this.failed = {
+      at: Number.POSITIVE_INFINITY,
+      error: this.error(
+        what,
+        `${message}; the CA does not log in again until it restarts`,
+        'an HSM locks its user PIN after a few failed logins: fix the pin-source file, then restart the CA',
+      ),
+    }
   }
 
   private failQueue(err: SshcaError): void {
