@@ -132,6 +132,9 @@ describe('the PKCS#11 token process', function () {
     assert.equal(await exit, 0)
   })
 
+  /** What the fixture's `signs` mode says: each signature asked at once, one more after them, and whether one token process made them all. */
+  type Signs = {outcomes: {ok: boolean; code?: string; message?: string}[]; after: {ok: boolean}; sameProcess: boolean}
+
   it('answers out of turn (two signatures sent ahead, answered in the other order) are refused, never matched to the wrong request', async () => {
     // the CA sends a few operations ahead of their answers: code in the token process that swaps two
     // answers would hand one request the signature made for another (its certificate's bytes)
@@ -151,14 +154,16 @@ describe('the PKCS#11 token process', function () {
         }
       }\n`,
     )
-    const child = fixture('sign2', SOFTHSM_MODULE, {NODE_OPTIONS: `--import ${swap}`})
-    const said = (await firstLine(child)) as unknown as {ok: boolean; code?: string; message?: string}[]
-    assert.equal(said.length, 2)
-    for (const r of said) {
+    const child = fixture('signs', SOFTHSM_MODULE, {NODE_OPTIONS: `--import ${swap}`}, 2, {count: 2})
+    const said = (await firstLine(child)) as unknown as Signs
+    assert.equal(said.outcomes.length, 2)
+    for (const r of said.outcomes) {
       assert.equal(r.ok, false, JSON.stringify(said))
       assert.equal(r.code, 'ERR_KEY_STORE')
       assert.match(String(r.message), /not an answer to the operation/)
     }
+    // that process was ended; the next signature is a new one's
+    assert.deepEqual([said.after, said.sameProcess], [{ok: true}, false])
   })
 
   /** Code in the token process that makes its operations slow: SSHCA_TEST_SLOW, the milliseconds each answer takes, init first. */
@@ -181,7 +186,6 @@ describe('the PKCS#11 token process', function () {
     )
     return slow
   }
-  type Signs = {outcomes: {ok: boolean; code?: string; message?: string}[]; after: {ok: boolean}; sameProcess: boolean}
 
   it('a slow token (0.8 s an operation, keys.timeout 2 s) signs three requests made at once, in the same process: the wait behind the others in it is not a hang', async () => {
     // sent ahead, the third waited 1.6 s behind the two others in the token's process and was

@@ -305,7 +305,8 @@ class TokenProcess {
       if (this.inFlight.size > 0) this.runs(child)
       // a PIN refused when a lost session logged in again: no process logs in with it again until the
       // CA restarts, as at the start (this one refuses by itself; the next would try once more)
-      if (a.error?.pinRefused && f.op !== 'init') this.refusePin(`open token "${this.kms.token}"`, a.error.message)
+      if (a.error?.pinRefused && f.op !== 'init')
+        this.failed = this.pinRefused(`open token "${this.kms.token}"`, a.error.message)
       // one failed at its deadline was settled then: its place in the process is free now
       if (f.abandoned) this.pump()
       else f.settle(a)
@@ -318,10 +319,11 @@ class TokenProcess {
       if (a.error) {
         // a refused PIN is not tried again: an HSM locks its user PIN after a few failures, and one
         // login a second (a start per signing request past the pause) would lock it within seconds
-        if (a.error.pinRefused) this.refusePin(what, a.error.message)
-        else this.failed = {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
+        this.failed = a.error.pinRefused
+          ? this.pinRefused(what, a.error.message)
+          : {at: Date.now(), error: this.error(what, a.error.message, a.error.hint)}
         this.end(child, 'it did not open')
-        return this.failQueue(this.failed!.error)
+        return this.failQueue(this.failed.error)
       }
       this.failed = undefined
       this.child = child
@@ -329,9 +331,9 @@ class TokenProcess {
     })
   }
 
-  /** The token refused the PIN: every start from now fails at once, never another login until the CA restarts. */
-  private refusePin(what: string, message: string): void {
-    this.failed = {
+  /** A refused PIN as `failed`: every start from now fails at once, never another login until the CA restarts. */
+  private pinRefused(what: string, message: string): {at: number; error: SshcaError} {
+    return {
       at: Number.POSITIVE_INFINITY,
       error: this.error(
         what,
