@@ -9,7 +9,7 @@ import {
   storeWaitSeconds,
 } from '../../../src/ca/config/config.ts'
 import {parseKms} from '../../../src/ca/config/kms.ts'
-import {ISSUE_YAML} from './policy.test.ts'
+import {ISSUE_YAML} from '../../helpers/issue-yaml.ts'
 
 /** `settings` (limits, db …) and one rule whose webhook takes `timeout` seconds. */
 const webhookYaml = (settings: string, timeout: number) => `${settings}provisioners:

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {parseConfig, type CaConfig, type MatchCondition, type ProvisionerConfig} from '../../../src/ca/config/config.ts'
 import {throwsCode} from '../../helpers/assert.ts'
+import {ISSUE_YAML} from '../../helpers/issue-yaml.ts'
 import {
   buildCertificateSpec,
   checkCondition,
@@ -11,37 +12,6 @@ import {
   sanitizeLocalPart,
   selectRule,
 } from '../../../src/ca/policy/policy.ts'
-
-export const ISSUE_YAML = `
-disabled: false
-provisioners:
-  - name: sso
-    type: oidc
-    issuer: https://idp.example.com     # discovery: issuer + /.well-known/openid-configuration
-    clientId: sshca-cli                 # audience defaults to clientId
-    rules:
-      - name: engineers
-        match: { email_verified: true, email: { domain: example.com } }
-        certificate:
-          principals: ["\${email.local}", "\${email}"]
-          keyId: "\${email}"
-          ttl: 8h
-          extensions: [permit-pty]
-  - name: ci
-    type: oidc
-    issuer: https://token.actions.githubusercontent.com
-    audience: sshca-ci
-    maxTtl: 15m
-    rules:
-      - name: deploy
-        match: { repository: acme/app, ref: refs/heads/main, event_name: [push, workflow_dispatch] }
-        certificate:
-          principals: [deploy]
-          ttl: 10m
-          keyId: "gha:\${repository}:\${run_id}"
-          forceCommand: /usr/local/bin/deploy.sh
-          sourceAddress: ["10.0.0.0/8"]
-`
 
 const NOW = 1_800_000_000
 const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
