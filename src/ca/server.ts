@@ -408,18 +408,26 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   const purge = setInterval(() => void purgeSpentTokens(store, clock()).catch(() => undefined), PURGE_EVERY_MS)
   purge.unref()
   const renewEveryMs = opts.tlsRenewIntervalMs ?? TLS_RENEW_EVERY_MS
-  const renew = setInterval(
-    () =>
-      void renewTls().catch((err: unknown) => {
+  // one look at a time: a look waiting for the lock (another replica renewing) is not joined by the next
+  let renewing = false
+  const renew = setInterval(() => {
+    if (renewing) return
+    renewing = true
+    void renewTls()
+      .catch((err: unknown) => {
+        // a look that ends after close(): the store and the audit log were closed under it, nothing to say
+        if (closed) return
         // the certificate still serves: said, and tried again at the next look, while it has days left
         audit.write('tls_certificate_renewal_failed', {
           error: (err as Error).message.slice(0, 500),
           not_after: material.tls.notAfter.toISOString(),
           next_attempt_in_seconds: Math.round(renewEveryMs / 1000),
         })
-      }),
-    renewEveryMs,
-  )
+      })
+      // the audit log cannot be written (a full disk): the requests answer that with 503s, the process serves on
+      .catch(() => undefined)
+      .finally(() => (renewing = false))
+  }, renewEveryMs)
   renew.unref()
   // admin commands write their events to the store; the server copies them to its audit sink
   let forwarding: Promise<unknown> = forwardAdminEvents(store, audit).catch(() => undefined)
@@ -453,7 +461,10 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
     if (material.tls.notAfter.getTime() - clock() > TLS_RENEW_WITHIN_DAYS * 86_400_000) return
     // under the lock: of N replicas sharing the directory one renews, the others load its certificate
     const fresh = await store.exclusive('tls-renewal', () =>
-      loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, TLS_RENEW_WITHIN_DAYS, {now: clock()}),
+      // stopped while the look waited for the lock: a closed CA writes nothing to its directory
+      closed
+        ? Promise.reject(new Error('the CA stopped'))
+        : loadTls(config.dir, opts.password, runtime.policy.config.dnsNames, TLS_RENEW_WITHIN_DAYS, {now: clock()}),
     )
     material.tls = fresh.tls
     if (app)

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import {X509Certificate} from 'node:crypto'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {closeSync, openSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {connect} from 'node:tls'
 import {caPaths} from '../../src/ca/config/layout.ts'
@@ -258,6 +258,38 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
     }
   })
 
+  it('a CA stopped while its renewal waits for the lock: the look ends without a line, a file written or an error thrown', async () => {
+    const t = await startTestCa({}, {clock: () => Date.now() + 340 * 86_400_000, tlsRenewIntervalMs: 100})
+    const paths = caPaths(t.init.dir)
+    const cert = readFileSync(paths.tlsCert, 'utf8')
+    const thrown: unknown[] = []
+    const onRejection = (err: unknown): void => void thrown.push(err)
+    process.on('unhandledRejection', onRejection)
+    // another replica renewing holds the lock (on SQLite a lock in this process, taken through the same store)
+    let release = (): void => undefined
+    const held = t.ca.runtime.store.exclusive('tls-renewal', () => new Promise<void>((r) => (release = r)))
+    try {
+      await new Promise((r) => setTimeout(r, 500))
+      await t.stop()
+      // the descriptor the audit log had is the next file's: a line written to it would land there
+      const next = join(t.init.dir, 'next-file')
+      const fd = openSync(next, 'w')
+      try {
+        release()
+        await held
+        await new Promise((r) => setTimeout(r, 500))
+      } finally {
+        closeSync(fd)
+      }
+      assert.deepEqual(thrown, [])
+      assert.equal(readFileSync(paths.tlsCert, 'utf8'), cert, 'a stopped CA renews nothing')
+      assert.equal(readFileSync(next, 'utf8'), '')
+      assert.equal(t.audit().at(-1)!.event, 'server_stopped')
+    } finally {
+      process.off('unhandledRejection', onRejection)
+    }
+  })
+
   it('the 12-hourly look: a certificate within 30 days of its end is reissued and served; a renewal that fails is audited and the certificate in force serves on', async () => {
     let skew = 0
     const t = await startTestCa({}, {clock: () => Date.now() + skew, tlsRenewIntervalMs: 100})
@@ -284,9 +316,14 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
         },
         20_000,
       )
-      const renewed = fingerprint(readFileSync(paths.tlsCert, 'utf8'))
+      // on a busy machine a look may still finish after that: the certificate served is the one on disk
+      let renewed = ''
+      await waitFor(
+        'the certificate on disk served',
+        async () => (await served(t.url)) === (renewed = fingerprint(readFileSync(paths.tlsCert, 'utf8'))),
+        20_000,
+      )
       assert.notEqual(renewed, before)
-      assert.equal(await served(t.url), renewed)
       assert.equal(events('tls_certificate_renewed')[0]!.by_this_replica, true)
 
       // the intermediate key unreadable (a disk error, a file overwritten): the renewal cannot sign

@@ -155,13 +155,18 @@ const unavailable = (err: unknown): SshcaError =>
  * I/O error) makes write() throw ERR_STORE_UNAVAILABLE, so the caller fails closed (503), and is
  * kept: it is written, whole, before this log's next line.
  * The main thread never waits long for the lock (a worker that died holding it is freed by the main
- * thread's event loop): after a second it keeps its line for its next write.
+ * thread's event loop): after a second it keeps its line for its next write. After close(), write()
+ * throws ERR_STORE_UNAVAILABLE and writes nothing.
  */
 export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Record<string, unknown>} = {}): AuditLog {
   if (dest !== '-') mkdirSync(dirname(dest), {recursive: true})
   const fd = dest === '-' ? 1 : openSync(dest, 'a', 0o600)
   const kept: Buffer[] = []
+  let closed = false
   const flush = (): void => {
+    // the descriptor's number may belong to another file by now (the next one opened takes it): a line
+    // written there would land in a database or another CA's log
+    if (closed) throw unavailable(new Error('it is closed'))
     if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity))
       throw unavailable(new Error('it is locked by a thread that does not let go'))
     try {
@@ -188,9 +193,11 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
       flush()
     },
     async close() {
+      if (closed) return
       try {
         flush()
       } finally {
+        closed = true
         if (fd !== 1) closeSync(fd)
       }
     },
