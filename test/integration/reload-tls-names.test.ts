@@ -261,14 +261,24 @@ describe('a reload that changes dnsNames, and the TLS certificate', function () 
   it('a CA stopped while its renewal waits for the lock: the look ends without a line, a file written or an error thrown', async () => {
     const t = await startTestCa({}, {clock: () => Date.now() + 340 * 86_400_000, tlsRenewIntervalMs: 100})
     const paths = caPaths(t.init.dir)
-    const cert = readFileSync(paths.tlsCert, 'utf8')
     const thrown: unknown[] = []
     const onRejection = (err: unknown): void => void thrown.push(err)
     process.on('unhandledRejection', onRejection)
-    // another replica renewing holds the lock (on SQLite a lock in this process, taken through the same store)
+    // another replica renewing holds the lock (on SQLite a lock in this process, taken through the same
+    // store); a look that began before it (a slow start) has finished once it is held
     let release = (): void => undefined
-    const held = t.ca.runtime.store.exclusive('tls-renewal', () => new Promise<void>((r) => (release = r)))
+    let holding = false
+    const held = t.ca.runtime.store.exclusive(
+      'tls-renewal',
+      () =>
+        new Promise<void>((r) => {
+          holding = true
+          release = r
+        }),
+    )
     try {
+      await waitFor('the lock', () => holding)
+      const cert = readFileSync(paths.tlsCert, 'utf8')
       await new Promise((r) => setTimeout(r, 500))
       await t.stop()
       // the descriptor the audit log had is the next file's: a line written to it would land there
