@@ -76,7 +76,10 @@ export interface RunningCa {
   app: FastifyInstance | undefined
   /** The worker threads, when there are (`workers` ≥ 1). */
   pool: WorkerPool | undefined
-  /** Re-reads ca.yaml (and the key manifest); true when the new policy is in force. */
+  /**
+   * Re-reads ca.yaml (and the key manifest); true when the new policy is in force. Rejects
+   * (ERR_STORE_UNAVAILABLE, its message saying which policy is in force) when its audit line cannot be written.
+   */
   reload(): Promise<boolean>
   /** Re-reads the key manifest; true when the published or active keys changed. */
   reloadKeys(): Promise<boolean>
@@ -372,8 +375,9 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
 
   const reload = async (): Promise<boolean> => {
     await reloadKeys()
+    let next: Awaited<ReturnType<typeof loadConfig>>
     try {
-      const next = await loadConfig(opts.configPath)
+      next = await loadConfig(opts.configPath)
       // read at start only (the server is built from them): say so rather than seem to apply them
       // (dnsNames: against the names of the TLS certificate in force, which an issue since the start changed)
       next.warnings.push(...startOnlyChanges(config, next.config, subjectAltNames(parseCert(material.tls.certPem))))
@@ -382,17 +386,9 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
         verifier: new TokenVerifier(next.config.provisioners, verifierDeps, runtime.policy.verifier),
       }
       await pool?.setPolicy(next.config)
-      audit.write('policy_loaded', {
-        config: next.config.path,
-        ...policyFields(next.config),
-        warnings: next.warnings,
-        reload: true,
-      })
-      if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
-      return true
     } catch (err) {
       const e = err as SshcaError
-      audit.write('policy_reload_failed', {
+      recordReload('ca.yaml was refused and the previous policy kept', 'policy_reload_failed', {
         config: opts.configPath,
         error: e.message,
         problems: e.details?.problems ?? [],
@@ -400,9 +396,29 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
       })
       return false
     }
+    // outside the try: a line that cannot be written is not a refused ca.yaml (the new policy is in force)
+    recordReload('the new policy is in force', 'policy_loaded', {
+      config: next.config.path,
+      ...policyFields(next.config),
+      warnings: next.warnings,
+      reload: true,
+    })
+    if (next.warnings.length) opts.onWarnings?.(next.warnings, true)
+    return true
+  }
+  /** A reload's audit line; when it cannot be written (a full disk), the error says what the reload did. */
+  const recordReload = (outcome: string, event: AuditEvent, fields: Record<string, unknown>): void => {
+    try {
+      audit.write(event, fields)
+    } catch (err) {
+      throw new SshcaError('ERR_STORE_UNAVAILABLE', `${outcome}, unrecorded: ${(err as Error).message}`, {cause: err})
+    }
   }
 
-  const onHup = (): void => void reload()
+  // a reload whose outcome cannot be audited (a full disk, the CA stopping under it) is said on stderr:
+  // a rejection nobody handles would end the process, and with it a CA that serves
+  const onHup = (): void =>
+    void reload().catch((err: unknown) => opts.onWarnings?.([`SIGHUP: ${(err as Error).message}`], true))
   if (opts.handleSignals) process.on('SIGHUP', onHup)
   // every minute: the spent-token table stays at about rate × token lifetime, and each purge is small
   const purge = setInterval(() => void purgeSpentTokens(store, clock()).catch(() => undefined), PURGE_EVERY_MS)

@@ -3,8 +3,19 @@
  * broken ca.yaml, SIGTERM), and a certificate it issues logging into a real sshd.
  */
 import assert from 'node:assert/strict'
-import {spawn} from 'node:child_process'
-import {existsSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {spawn, spawnSync} from 'node:child_process'
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import {join} from 'node:path'
 import {once} from 'node:events'
 import {Agent, request} from 'undici'
@@ -238,6 +249,89 @@ describe('sshca ca commands', function () {
       )
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  })
+
+  it('ca serve with its audit log on a full disk: a SIGHUP says on stderr what it did and the CA serves on; a stop it cannot audit exits non-zero', async function () {
+    const cfg = join(dir, 'ca.yaml')
+    const before = readFileSync(cfg, 'utf8')
+    const full = join(base, 'full')
+    mkdirSync(full, {mode: 0o700})
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', full], {encoding: 'utf8'})
+    if (m.status !== 0) {
+      console.log(
+        `      skipped: cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): ${(m.stderr || m.error?.message || '').trim()}`,
+      )
+      this.skip()
+    }
+    let child: ReturnType<typeof spawn> | undefined
+    try {
+      await writePolicy(cfg, {audit: {file: join(full, 'audit.log')}})
+      const good = readFileSync(cfg, 'utf8')
+      child = spawn(
+        process.execPath,
+        [BIN, 'ca', 'serve', '--config', cfg, '--password-file', pwFile, '--address', '127.0.0.1:0', '--json'],
+        {stdio: ['ignore', 'pipe', 'pipe']},
+      )
+      const proc = child
+      let out = ''
+      let err = ''
+      proc.stdout!.on('data', (d) => (out += d))
+      proc.stderr!.on('data', (d) => (err += d))
+      await waitFor('ca serve to start', () => out.includes('"url"') || proc.exitCode !== null, 60_000)
+      const {url} = JSON.parse(out) as {url: string}
+      // the audit log padded to a page boundary (64 KiB: a multiple of any page size), so that its next
+      // line needs a page of its own; then what is left of the megabyte goes to a filler file
+      const auditFile = join(full, 'audit.log')
+      const line = JSON.stringify({event: 'test_padding'})
+      const pad = 65_536 - ((statSync(auditFile).size + line.length + 1) % 65_536)
+      appendFileSync(auditFile, `${line}${' '.repeat(pad % 65_536)}\n`)
+      assert.equal(statSync(auditFile).size % 65_536, 0)
+      const fd = openSync(join(full, 'filler'), 'w')
+      try {
+        for (const chunk = Buffer.alloc(16 * 1024); ;) writeSync(fd, chunk)
+      } catch (e) {
+        assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC')
+      } finally {
+        closeSync(fd)
+      }
+      const hup = async (yaml: string, said: RegExp) => {
+        writeFileSync(cfg, yaml)
+        const seen = err.length
+        proc.kill('SIGHUP')
+        await waitFor(
+          'the reload to be said on stderr',
+          () => said.test(err.slice(seen)) || proc.exitCode !== null,
+        ).catch((e: Error) => assert.fail(`${e.message}; stderr: ${err.slice(seen)}`))
+        assert.equal(proc.exitCode, null, `the CA ended on a SIGHUP: ${err}`)
+      }
+      await hup(
+        good.replace('ttl: 10m', 'ttl: 10 fortnights'),
+        /warning \(reload\): SIGHUP: ca\.yaml was refused and the previous policy kept, unrecorded: the audit log cannot be written: .*ENOSPC/,
+      )
+      await hup(
+        good,
+        /warning \(reload\): SIGHUP: the new policy is in force, unrecorded: the audit log cannot be written: .*ENOSPC/,
+      )
+      const dispatcher = new Agent({connect: {ca: readFileSync(join(dir, 'certs', 'root_ca.crt'))}})
+      try {
+        const res = await request(`${url}/health`, {dispatcher})
+        assert.equal(res.statusCode, 200)
+        assert.equal(((await res.body.json()) as {status: string}).status, 'ok')
+      } finally {
+        await dispatcher.close()
+      }
+      proc.kill('SIGTERM')
+      const [code] = (await once(proc, 'exit')) as [number | null]
+      assert.notEqual(code, 0, 'a stop without its server_stopped line')
+      assert.match(err, /ERR_STORE_UNAVAILABLE|the audit log cannot be written/)
+    } finally {
+      if (child && child.exitCode === null) {
+        child.kill('SIGKILL')
+        await once(child, 'exit')
+      }
+      spawnSync('umount', [full])
+      writeFileSync(cfg, before)
     }
   })
 

@@ -71,11 +71,12 @@ executable serves on the main thread.`
       process.stderr.write(
         `sshca CA listening on ${ca.url} (pid ${process.pid}, ${started.workers} workers, root ${started.rootFingerprint})${ca.metricsUrl ? `; metrics on ${ca.metricsUrl}` : ''}\n`,
       )
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const stop = (): void => {
         process.off('SIGINT', stop)
         process.off('SIGTERM', stop)
-        void ca.close().then(resolve)
+        // a stop that cannot be audited (server_stopped on a full disk) is this command's error, and a non-zero exit
+        ca.close().then(resolve, reject)
       }
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
