@@ -321,10 +321,17 @@ describe('sshca ca commands', function () {
       } finally {
         await dispatcher.close()
       }
+      // what the stop says, not the SIGHUPs' warnings before it
+      const stopping = err.length
+      const outBefore = out.length
       proc.kill('SIGTERM')
       const [code] = (await once(proc, 'exit')) as [number | null]
       assert.notEqual(code, 0, 'a stop without its server_stopped line')
-      assert.match(err, /ERR_STORE_UNAVAILABLE|the audit log cannot be written/)
+      assert.match(
+        err.slice(stopping) + out.slice(outBefore),
+        /ERR_STORE_UNAVAILABLE.*the audit log cannot be written: .*ENOSPC/s,
+        `stdout: ${out.slice(outBefore)} stderr: ${err.slice(stopping)}`,
+      )
     } finally {
       if (child && child.exitCode === null) {
         child.kill('SIGKILL')
