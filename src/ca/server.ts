@@ -13,7 +13,7 @@ import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
 import {buildApp, closeWithin, tlsContext} from './http/app.ts'
-import {auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {auditFailingWarning, auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
 import {
   closeDeadlineSeconds,
@@ -154,7 +154,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   }
   const lock = auditLock()
   // floods of refusals made before a token is read become a line a second per client (observe/refusals.ts)
-  const audit = coalesceRefusals(createAuditLog(auditDest, {lock}))
+  // its failing is said on stderr (by whichever thread found it so, or saw it end): nothing else shows it
+  const onAuditFailing = (why: string | undefined): void => opts.onWarnings?.([auditFailingWarning(why)], false)
+  let audit: ReturnType<typeof coalesceRefusals>
+  try {
+    audit = coalesceRefusals(createAuditLog(auditDest, {lock, onFailing: onAuditFailing}))
+  } catch (err) {
+    // a folder it may not write, a named pipe nothing reads
+    await store.close()
+    throw err
+  }
   const verifierDeps = {
     ...opts.verifier,
     clock,
@@ -205,6 +214,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
         audit,
         auditDest,
         auditLock: lock,
+        onAuditFailing,
         safety,
         ...(meter ? {meter} : {}),
       })

@@ -31,7 +31,7 @@
  * {t: 'material', material}, {t: 'safety', safety}, {t: 'replies', replies: ({id, value} | {id, error})[]},
  * {t: 'close', deadlineMs} (answered {t: 'closed'}, and the thread is ended). Worker → main: {t: 'ready', port},
  * {t: 'calls', calls: {id, method, args}[]} (Store methods, and caSign), {t: 'meter', calls: [method, args][]},
- * {t: 'ack', seq}, {t: 'closed'}. Calls, replies and meter events travel in batches: what a worker asks
+ * {t: 'audit', why} (the audit log started failing, or, why undefined, took a line again), {t: 'ack', seq}, {t: 'closed'}. Calls, replies and meter events travel in batches: what a worker asks
  * in one turn of its event loop goes in one message, and the answers that one group commit settles
  * come back in one. A message each way per call woke the other thread each time: at 4× the sustainable
  * rate on one core, batching them let the CA issue 1.6× as many certificates a minute, at a lower p50
@@ -304,6 +304,8 @@ export interface PoolOptions {
   audit: AuditLog
   auditDest: string
   auditLock: Int32Array
+  /** Told when a worker's audit line finds the destination failing, and when a worker's line is written again (AuditLog's onFailing). */
+  onAuditFailing?: (why: string | undefined) => void
   safety: SafetyState
   /** The main thread's meter (metrics.address): the workers' events are counted in it. */
   meter?: Meter
@@ -400,6 +402,8 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
                 o.meter,
                 args,
               )
+        } else if (m.t === 'audit') {
+          o.onAuditFailing?.((m as {why?: string}).why)
         } else if (m.t === 'ack') {
           acks.get(w)?.get(m.seq!)?.()
         } else if (m.t === 'closed') {
@@ -582,7 +586,13 @@ async function runWorker(init: WorkerInit): Promise<void> {
     }
   }
 
-  const audit = coalesceRefusals(createAuditLog(init.auditDest, {lock: init.auditLock, base: {worker: init.index}}))
+  const audit = coalesceRefusals(
+    createAuditLog(init.auditDest, {
+      lock: init.auditLock,
+      base: {worker: init.index},
+      onFailing: (why) => port.postMessage({t: 'audit', why}),
+    }),
+  )
   // the meter's events go to the main thread's registry, one-way: a request never waits on them. One
   // message carries the events of a turn of the event loop: a message each (two or three a request,
   // every refusal too) was a tenth of this thread's time when it shed load

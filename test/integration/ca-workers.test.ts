@@ -74,6 +74,58 @@ async function replaceFirstWorker(t: TestCa): Promise<void> {
   )
 }
 
+/**
+ * `ca serve --workers 2` with its audit log on stdout, a named pipe as `ca serve | logger` makes (the
+ * stdout Node gives a child is a socket, which does not split lines), read by `reader` into out().
+ */
+async function serveToFifo(dir: string, config: string, passwordFile: string) {
+  const fifo = join(dir, 'audit.fifo')
+  spawnSync('mkfifo', [fifo])
+  const child = spawn(
+    'sh',
+    [
+      '-c',
+      'exec "$0" "$@" > "$FIFO"',
+      process.execPath,
+      BIN,
+      'ca',
+      'serve',
+      '--config',
+      config,
+      '--password-file',
+      passwordFile,
+      '--address',
+      '127.0.0.1:0',
+      '--workers',
+      '2',
+    ],
+    {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}},
+  )
+  onCleanup(async () => void child.kill('SIGKILL'))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const reader = createReadStream(fifo)
+  const readerClosed = new Promise<void>((resolve) => reader.once('close', () => resolve()))
+  let out = ''
+  reader.on('data', (d) => (out += String(d)))
+  let err = ''
+  child.stderr.on('data', (d) => (err += d))
+  await waitFor('ca serve to start', () => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000)
+  return {child, reader, exited, readerClosed, out: () => out, err: () => err}
+}
+
+/** Audit lines read from a stream, each whole JSON. */
+const streamLines = (text: string): Line[] =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as Line
+      } catch {
+        throw new Error(`audit line ${i + 1} is not JSON (interleaved writes?): ${l.slice(0, 100)}…${l.slice(-100)}`)
+      }
+    })
+
 describe('the CA on worker threads', function () {
   this.timeout(120_000)
   let gh: GithubIssuer
@@ -528,39 +580,8 @@ describe('the CA on worker threads', function () {
       audit: {file: '-'},
       ...rule(gh.issuer, ['deploy'], {rate: false, maxEventLoopDelay: false}),
     })
-    // a pipe, as `ca serve | logger` makes (the stdout Node gives a child is a socket, which does not split lines)
-    const fifo = join(init.dir, 'audit.fifo')
-    spawnSync('mkfifo', [fifo])
-    const child = spawn(
-      'sh',
-      [
-        '-c',
-        'exec "$0" "$@" > "$FIFO"',
-        process.execPath,
-        BIN,
-        'ca',
-        'serve',
-        '--config',
-        init.config,
-        '--password-file',
-        passwordFile,
-        '--address',
-        '127.0.0.1:0',
-        '--workers',
-        '2',
-      ],
-      {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}},
-    )
-    onCleanup(async () => void child.kill('SIGKILL'))
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    const reader = createReadStream(fifo)
-    const readerClosed = new Promise<void>((resolve) => reader.once('close', () => resolve()))
-    let out = ''
-    reader.on('data', (d) => (out += String(d)))
-    let err = ''
-    child.stderr.on('data', (d) => (err += d))
-    await waitFor('ca serve to start', () => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000)
-    const url = /listening on (\S+)/.exec(err)![1]!
+    const {child, reader, exited, readerClosed, out, err} = await serveToFifo(init.dir, init.config, passwordFile)
+    const url = /listening on (\S+)/.exec(err())![1]!
     const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
     // stop reading: the pipe (64 KiB) fills, and the workers' writes come back partial or wait
     reader.pause()
@@ -587,27 +608,78 @@ describe('the CA on worker threads', function () {
       60_000,
     )
     reader.resume()
+    // a stall of two seconds or so: about the audit log's patience (AUDIT_PATIENCE_MS), so a request
+    // may be refused for want of its line (recorded all the same, its line kept and written later);
+    // a shorter pause costs nothing (unit test audit-stall), and this test is about whole lines
     const statuses = (await Promise.all(results)).map((r) => r.status)
     assert.deepEqual(
-      statuses,
-      statuses.map(() => 201),
+      statuses.filter((s) => s !== 201 && s !== 503),
+      [],
     )
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
     await readerClosed
-    const lines = out
-      .split('\n')
-      .filter(Boolean)
-      .map((l, i) => {
-        try {
-          return JSON.parse(l) as Line
-        } catch {
-          throw new Error(`audit line ${i + 1} is not JSON (interleaved writes?): ${l.slice(0, 100)}…${l.slice(-100)}`)
-        }
-      })
+    const lines = streamLines(out())
     const issued = lines.filter((l) => l.event === 'certificate_issued')
     assert.equal(issued.length, 60)
     assert.deepEqual(new Set(issued.map((l) => l.worker)), new Set([1, 2]))
+  })
+
+  it('audit lines on a pipe whose reader stops for good: requests are refused (503) after the patience, not left hanging; /ready says so, stderr too; once it reads again every line comes whole', async () => {
+    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
+    await writePolicy(init.config, {
+      audit: {file: '-'},
+      ...rule(gh.issuer, ['deploy'], {rate: false, maxEventLoopDelay: false}),
+    })
+    const {child, reader, exited, readerClosed, out, err} = await serveToFifo(init.dir, init.config, passwordFile)
+    const url = /listening on (\S+)/.exec(err())![1]!
+    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
+    const get = async (path: string): Promise<{status: number; json: Line}> => {
+      const client = new Client(url, {connect: {ca: rootPem}})
+      try {
+        const res = await client.request({path, method: 'GET'})
+        return {status: res.statusCode, json: (await res.body.json()) as Line}
+      } finally {
+        await client.close()
+      }
+    }
+    assert.deepEqual(await get('/ready'), {status: 200, json: {ready: true}})
+    // the reader stops: the pipe and the reader's buffer take about 28 of these lines (over 4 KiB each)
+    reader.pause()
+    const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
+    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint({groups})))
+    // each answered (undici gives up after 30 s without one): before, the CA's threads waited on the
+    // pipe for good, and nothing answered, not even a TLS handshake
+    const answers = await Promise.all(tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott})))
+    const refused = answers.filter((r) => r.status === 503)
+    assert.deepEqual(
+      new Set(answers.map((r) => r.status)),
+      new Set([201, 503]),
+      `the answers: ${JSON.stringify(answers.map((r) => r.status))}`,
+    )
+    assert.match(String(refused[0]!.json.message), /cannot record certificates right now/)
+    // the balancer's health check drains it; stderr says why (stdout is the pipe that takes nothing)
+    assert.deepEqual(await get('/ready'), {status: 503, json: {ready: false, audit: 'failing'}})
+    assert.equal((await get('/health')).status, 200)
+    assert.match(
+      err(),
+      /warning: the audit log cannot be written \(it took nothing for 2 s \(a full pipe, or its reader stopped\)\): signing requests are refused \(503\)/,
+    )
+    // the reader reads again: what was kept is written, and the CA signs again
+    reader.resume()
+    await waitFor('the audit log to take lines again', async () => (await get('/ready')).status === 200, 30_000)
+    await waitFor('stderr to say so', () => /the audit log takes lines again/.test(err()), 10_000)
+    const after = await signOnce(url, rootPem, {publicKey: subject, ott: await gh.mint({groups})})
+    assert.equal(after.status, 201)
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    await readerClosed
+    // every line whole; every certificate answered has its line, and so has every one recorded and
+    // then refused for want of its line (kept, and written once the pipe took lines again)
+    const issued = streamLines(out()).filter((l) => l.event === 'certificate_issued')
+    for (const r of [...answers, after].filter((a) => a.status === 201))
+      assert.equal(byRequest(issued, r.id).length, 1, `the line of ${r.id}`)
+    assert.equal(issued.length, 61)
   })
 
   it('`ca serve --workers 2`: one process titled sshca; SIGHUP reaches every worker; SIGTERM stops it', async () => {

@@ -99,6 +99,11 @@ export class Authority {
     return ok
   }
 
+  /** Whether the audit log fails to take lines (a full disk, a reader that stopped): no signing request can be answered but 503. */
+  auditFailing(): boolean {
+    return this.rt.audit.failing?.() ?? false
+  }
+
   /** Counts and timings (the no-op meter unless metrics are on). */
   get meter(): Meter {
     return this.rt.meter ?? noopMeter

@@ -45,11 +45,16 @@ export function routes(authority: Authority): FastifyPluginAsync {
     // liveness: the process answers (restarting it would not bring the database back); says whether the store does
     r.get('/health', async () => ({status: 'ok', db: (await authority.storeReachable()) ? 'ok' : 'unreachable'}))
 
-    // readiness, for a load balancer's health check: 503 while the store is unreachable, so the
-    // balancer sends no signing request to a replica that could only answer 503
-    r.get('/ready', async (_req, reply) =>
-      (await authority.storeReachable()) ? {ready: true} : reply.code(503).send({ready: false, db: 'unreachable'}),
-    )
+    // readiness, for a load balancer's health check: 503 while the store is unreachable or the audit
+    // log takes no line, so the balancer sends no signing request to a replica that could only answer 503
+    r.get('/ready', async (_req, reply) => {
+      const db = await authority.storeReachable()
+      const audit = !authority.auditFailing()
+      if (db && audit) return {ready: true}
+      return reply
+        .code(503)
+        .send({ready: false, ...(db ? {} : {db: 'unreachable'}), ...(audit ? {} : {audit: 'failing'})})
+    })
     r.get('/version', async (): Promise<VersionResponse> => authority.version())
 
     r.get<{Params: {sha: string}}>('/root/:sha', async (req, reply) => {

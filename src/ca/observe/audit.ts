@@ -2,7 +2,7 @@
  * The audit log: one JSON line per decision, on stdout or appended to a file. Never a raw token:
  * its id and SHA-256. Selected claims only, never the whole token payload.
  */
-import {closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {isMainThread, threadId} from 'node:worker_threads'
 import {SshcaError} from '../../errors.ts'
@@ -49,6 +49,8 @@ export type AuditEvent =
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void
   close(): Promise<void>
+  /** True while the destination fails (a write gave up and none has been written since), for every thread writing to it. */
+  failing?(): boolean
 }
 
 /** Claims worth a line in the audit log: identity and CI provenance; nothing secret. */
@@ -88,57 +90,95 @@ export function selectedClaims(
 }
 
 /**
- * The lock the threads of one CA (src/ca/workers.ts) take to append a line: an Int32Array over a
- * SharedArrayBuffer, 0 when free, else the holder's threadId + 1 (so that the main thread can free
- * the lock of a worker that died holding it: releaseAuditLock).
+ * How long a line waits for a destination that takes nothing (a pipe or socket whose reader has
+ * stopped reading: EAGAIN) before the write gives up and its request fails closed (503). A log
+ * shipper's pause shorter than this costs nothing; a reader that stops for good no longer freezes the
+ * CA: once a write has given up, writes try once without waiting, so requests are refused at once,
+ * until the destination takes a line again. The thread waits in place, its event loop with it: well
+ * under the TLS handshake's and the headers' default deadlines (5 s), which would otherwise fire on
+ * the connections it holds as soon as it wakes.
+ */
+export const AUDIT_PATIENCE_MS = 2000
+
+/** The holder: 0 when free, else its threadId + 1 (so that the main thread can free a dead one's: releaseAuditLock). */
+const HOLDER = 0
+/** Flags, shared by every thread writing to one destination. */
+const FLAGS = 1
+/**
+ * The destination ends inside a line: a thread has written part of one. It holds the lock until it has
+ * written the rest; if it gives up (at close) or ends first, whoever takes the lock next ends the line
+ * with a newline, so that the cut line is one unreadable line, not two glued together.
+ */
+const CUT = 1
+/**
+ * A write gave up: the destination took nothing for the patience, or failed (a full disk). Until a
+ * line is written again, writes try once, without waiting for the destination or for the lock.
+ */
+const FAILING = 2
+
+/**
+ * The lock the threads of one CA (src/ca/workers.ts) take to append a line, and the destination's
+ * state (CUT, FAILING): an Int32Array over a SharedArrayBuffer.
  */
 export function auditLock(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(4))
+  return new Int32Array(new SharedArrayBuffer(8))
 }
 
-/** Frees `lock` if the thread `threadId` holds it (it has ended). */
+/** Frees `lock` if the thread `threadId` holds it (it has ended; a line it was writing stays CUT). */
 export function releaseAuditLock(lock: Int32Array, threadId: number): void {
-  if (Atomics.compareExchange(lock, 0, threadId + 1, 0) === threadId + 1) Atomics.notify(lock, 0)
+  if (Atomics.compareExchange(lock, HOLDER, threadId + 1, 0) === threadId + 1) Atomics.notify(lock, HOLDER)
 }
 
 /** Takes the lock; gives up (false) after `patienceMs`, checking every 10 ms. */
 function acquire(lock: Int32Array, patienceMs: number): boolean {
   const me = threadId + 1
   for (let waited = 0; ; waited += 10) {
-    const holder = Atomics.compareExchange(lock, 0, 0, me)
+    const holder = Atomics.compareExchange(lock, HOLDER, 0, me)
     if (holder === 0) return true
     if (waited >= patienceMs) return false
-    Atomics.wait(lock, 0, holder, 10)
+    Atomics.wait(lock, HOLDER, holder, 10)
   }
 }
 
 function release(lock: Int32Array): void {
-  Atomics.store(lock, 0, 0)
-  Atomics.notify(lock, 0, 1)
+  Atomics.store(lock, HOLDER, 0)
+  Atomics.notify(lock, HOLDER, 1)
 }
+
+const flagged = (lock: Int32Array, flag: number): boolean => (Atomics.load(lock, FLAGS) & flag) !== 0
 
 /** Sleeps this thread (a full pipe: EAGAIN). */
 const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 
-/**
- * Writes all of `line`; on a failure part-way, cuts what it wrote off a regular file again, so the
- * file never holds part of a line, and throws.
- */
-function writeLine(fd: number, line: Buffer): void {
-  let done = 0
-  try {
-    while (done < line.length) {
-      try {
-        done += writeSync(fd, line, done)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-        pause(10)
-      }
-    }
-  } catch (err) {
-    if (done > 0 && fstatSync(fd).isFile()) ftruncateSync(fd, fstatSync(fd).size - done)
-    throw err
+/** A write that failed after `written` bytes of its line. */
+class WriteFailure extends Error {
+  readonly written: number
+  constructor(cause: unknown, written: number) {
+    super((cause as Error).message, {cause})
+    this.written = written
   }
+}
+
+/**
+ * Writes `line` from byte `from` on; returns where it got to: line.length, or less when the destination
+ * took nothing until `deadline` (performance.now()). Any other failure throws a WriteFailure. A line
+ * part-way out is CUT at once, before any wait: a thread ended then (terminate() stops it in its wait,
+ * with no finally run) leaves it for the next writer to end.
+ */
+function writeFrom(fd: number, lock: Int32Array, line: Buffer, from: number, deadline: number): number {
+  let done = from
+  while (done < line.length) {
+    try {
+      done += writeSync(fd, line, done)
+      if (done < line.length) Atomics.or(lock, FLAGS, CUT)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw new WriteFailure(err, done)
+      const left = deadline - performance.now()
+      if (left <= 0) return done
+      pause(Math.min(10, left))
+    }
+  }
+  return done
 }
 
 const unavailable = (err: unknown): SshcaError =>
@@ -147,39 +187,133 @@ const unavailable = (err: unknown): SshcaError =>
     details: {reason: 'store_unavailable'},
   })
 
+/** Opens `path` to append, created 0600, without waiting: a named pipe nothing reads is an error (ENXIO). */
+function openLog(path: string): number {
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o600)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err
+    throw unavailable(new Error(`${path} is a named pipe that nothing reads: start its reader first`, {cause: err}))
+  }
+}
+
 /**
  * `dest` is "-" for stdout or a file path (appended, created 0600); `base` starts every line (a
  * worker's number). Each line is written whole, by one write(2) as a rule, while holding `lock` when
  * several threads share the destination: lines never interleave, whatever stdout is (a pipe splits
  * writes over 4 KiB, and an audit line can be longer). A line that cannot be written (a full disk, an
- * I/O error) makes write() throw ERR_STORE_UNAVAILABLE, so the caller fails closed (503), and is
- * kept: it is written, whole, before this log's next line.
- * The main thread never waits long for the lock (a worker that died holding it is freed by the main
- * thread's event loop): after a second it keeps its line for its next write. After close(), write()
- * throws ERR_STORE_UNAVAILABLE and writes nothing.
+ * I/O error, a reader that took nothing for AUDIT_PATIENCE_MS) makes write() throw
+ * ERR_STORE_UNAVAILABLE, so the caller fails closed (503), and is kept: it is written, whole, before
+ * this log's next line, or by a retry every 100 ms, whichever comes first. On a file, what part of it
+ * was written is cut off again; on a pipe, whose bytes cannot be taken back, the thread keeps the lock
+ * until it has written the rest (the other threads' writes fail at once meanwhile).
+ * The main thread waits at most a second for the lock (a worker that died holding it is freed by the
+ * main thread's event loop), a worker at most as long as a holder may wait on its line and a second:
+ * then it keeps its line for its next write. After close(), write() throws ERR_STORE_UNAVAILABLE and
+ * writes nothing.
  */
-export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Record<string, unknown>} = {}): AuditLog {
+export function createAuditLog(
+  dest: string,
+  o: {
+    lock?: Int32Array
+    base?: Record<string, unknown>
+    patienceMs?: number
+    /**
+     * Told why, when a write gives up and the destination becomes FAILING (by whichever thread found it
+     * so), and undefined when a line is written again: so that `ca serve` can say so on stderr, the one
+     * place an operator reads while the audit log takes nothing.
+     */
+    onFailing?: (why: string | undefined) => void
+  } = {},
+): AuditLog {
   if (dest !== '-') mkdirSync(dirname(dest), {recursive: true})
-  const fd = dest === '-' ? 1 : openSync(dest, 'a', 0o600)
+  // O_NONBLOCK, which a file ignores, makes a named pipe's writes wait here, bounded, and its open fail
+  // when nothing reads it, rather than wait for a reader
+  const fd = dest === '-' ? 1 : openLog(dest)
+  const lock = o.lock ?? auditLock()
+  const patience = o.patienceMs ?? AUDIT_PATIENCE_MS
+  const lockPatience = isMainThread ? 1000 : patience + 1000
   const kept: Buffer[] = []
+  /** How much of kept[0] is written: more than 0 only on a destination that cannot take it back, the lock held meanwhile. */
+  let offset = 0
+  let retry: NodeJS.Timeout | undefined
   let closed = false
-  const flush = (): void => {
+  const flush = (wait: boolean): void => {
     // the descriptor's number may belong to another file by now (the next one opened takes it): a line
     // written there would land in a database or another CA's log
     if (closed) throw unavailable(new Error('it is closed'))
-    if (o.lock && !acquire(o.lock, isMainThread ? 1000 : Infinity))
-      throw unavailable(new Error('it is locked by a thread that does not let go'))
     try {
-      while (kept.length > 0) {
-        writeLine(fd, kept[0]!)
-        kept.shift()
-      }
-    } catch (err) {
-      // a full disk or an I/O error: the caller fails closed (503)
-      throw unavailable(err)
+      writeKept(wait)
     } finally {
-      if (o.lock) release(o.lock)
+      // what could not be written is tried again every 100 ms, without waiting: no request waits on it
+      if (kept.length > 0) retry ??= setInterval(retryKept, 100).unref()
+      else if (retry) retry = void clearInterval(retry)
     }
+  }
+  /** Writes the kept lines; `wait`: for the lock and the destination, unless it is FAILING. */
+  const writeKept = (wait: boolean): void => {
+    // while the destination fails, one try, without waiting for it or for the lock
+    const waiting = wait && !flagged(lock, FAILING)
+    if (offset === 0 && !acquire(lock, waiting ? lockPatience : 0))
+      throw unavailable(
+        new Error(
+          flagged(lock, FAILING)
+            ? 'it took no line lately, and another thread is writing to it'
+            : 'it is locked by a thread that does not let go',
+        ),
+      )
+    const deadline = performance.now() + (waiting ? patience : 0)
+    try {
+      // another thread's cut line ends here, so that this log's line starts a line of its own
+      if (offset === 0 && flagged(lock, CUT)) {
+        if (writeFrom(fd, lock, Buffer.from('\n'), 0, deadline) === 0) throw stalled(waiting)
+        Atomics.and(lock, FLAGS, ~CUT)
+      }
+      while (kept.length > 0) {
+        offset = writeFrom(fd, lock, kept[0]!, offset, deadline)
+        if (offset < kept[0]!.length) throw stalled(waiting)
+        kept.shift()
+        offset = 0
+        Atomics.and(lock, FLAGS, ~CUT)
+      }
+      if (Atomics.and(lock, FLAGS, ~FAILING) & FAILING) o.onFailing?.(undefined)
+    } catch (err) {
+      if (err instanceof WriteFailure) {
+        // a full disk or an I/O error part-way: a file loses what it got of the line, which stays kept whole
+        if (err.written > 0 && fstatSync(fd).isFile()) {
+          ftruncateSync(fd, fstatSync(fd).size - err.written)
+          offset = 0
+          Atomics.and(lock, FLAGS, ~CUT)
+        } else offset = err.written
+        fail(err.message)
+      }
+      throw err instanceof SshcaError ? err : unavailable(err)
+    } finally {
+      // part of a line out: the lock stays this thread's until the rest is, and the other threads,
+      // which cannot write meanwhile, do not wait for it
+      if (offset === 0) release(lock)
+      else Atomics.or(lock, FLAGS, FAILING)
+    }
+  }
+  /** Lines kept from earlier writes: their failure was their requests' answer. */
+  const retryKept = (): void => {
+    try {
+      flush(false)
+    } catch {
+      // tried again in 100 ms
+    }
+  }
+  /** FAILING, told (onFailing) by the thread that found it so. */
+  const fail = (why: string): void => {
+    if (!(Atomics.or(lock, FLAGS, FAILING) & FAILING)) o.onFailing?.(why)
+  }
+  /** The error of a destination that took nothing; FAILING once it took nothing for the patience. */
+  const stalled = (waiting: boolean): Error => {
+    const why = waiting
+      ? `it took nothing for ${patience / 1000} s (a full pipe, or its reader stopped)`
+      : 'it takes nothing (a full pipe)'
+    if (waiting) fail(why)
+    return new Error(why)
   }
   return {
     write(event, fields) {
@@ -190,18 +324,29 @@ export function createAuditLog(dest: string, o: {lock?: Int32Array; base?: Recor
           `${jsonLine({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
         ),
       )
-      flush()
+      flush(true)
     },
+    failing: () => flagged(lock, FAILING),
     async close() {
       if (closed) return
       try {
-        flush()
+        flush(true)
       } finally {
         closed = true
+        if (retry) retry = void clearInterval(retry)
+        // a line cut part-way stays CUT: the next writer (another thread) ends it first
+        if (offset > 0) release(lock)
         if (fd !== 1) closeSync(fd)
       }
     },
   }
+}
+
+/** What `ca serve` says on stderr when its audit log starts failing (`why`) or takes lines again (undefined). */
+export function auditFailingWarning(why: string | undefined): string {
+  return why === undefined
+    ? 'the audit log takes lines again: signing requests are answered again'
+    : `the audit log cannot be written (${why}): signing requests are refused (503) until it takes a line again`
 }
 
 /** An audit log kept in memory (benchmarks and unit tests). */

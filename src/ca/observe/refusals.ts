@@ -87,6 +87,7 @@ export function coalesceRefusals(log: AuditLog, o: {windowMs?: number; maxKeys?:
       log.write(event, fields)
     },
     flush,
+    failing: () => log.failing?.() ?? false,
     async close() {
       closed = true
       flush()
