@@ -292,7 +292,7 @@ export function createAuditLog(
       // part of a line out: the lock stays this thread's until the rest is, and the other threads,
       // which cannot write meanwhile, do not wait for it
       if (offset === 0) release(lock)
-      else Atomics.or(lock, FLAGS, FAILING)
+      else fail('a line is part-way out, and it takes no more')
     }
   }
   /** Lines kept from earlier writes: their failure was their requests' answer. */

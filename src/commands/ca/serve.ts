@@ -46,6 +46,10 @@ executable serves on the main thread.`
     const {flags} = await this.parse(CaServe)
     // `pidof sshca` and `kill -HUP $(pidof sshca)` find the server, not "node"
     process.title = 'sshca'
+    // the audit log on stdout writes to its descriptor itself; Node's stream for a pipe or a socket
+    // puts that descriptor in non-blocking mode, which the audit log's bounded wait on a reader that
+    // stops needs (src/ca/observe/audit.ts): made here, before anything is printed or written
+    void process.stdout
     const password = await obtainPassword({file: flags['password-file']})
     const {startCa} = await import('../../ca/server.ts')
     const onWarnings = (warnings: string[], reload: boolean): void => {
