@@ -318,6 +318,19 @@ describe('sshca ca commands', function () {
         const res = await request(`${url}/health`, {dispatcher})
         assert.equal(res.statusCode, 200)
         assert.equal(((await res.body.json()) as {status: string}).status, 'ok')
+        // a balancer's health check drains it (every thread sees the audit log failing), and stderr says why
+        const ready = await request(`${url}/ready`, {dispatcher})
+        assert.deepEqual(
+          {status: ready.statusCode, json: await ready.body.json()},
+          {
+            status: 503,
+            json: {ready: false, audit: 'failing'},
+          },
+        )
+        assert.match(
+          err,
+          /warning: the audit log cannot be written \(.*ENOSPC.*\): signing requests are refused \(503\) until it takes a line again/,
+        )
       } finally {
         await dispatcher.close()
       }
