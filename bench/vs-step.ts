@@ -73,6 +73,11 @@ interface Sample {
   mainUs: number
   /** This process's CPU per request: the load generator, which shares the cores unless pinned. */
   generatorUs: number
+  /**
+   * The share of the machine's CPU time left idle during the round (/proc/stat): near 0, the CA was
+   * bound by the cores; well above, by one of its threads (one worker) or by waiting.
+   */
+  idle: number
   ok: number
   total: number
   errors: number
@@ -114,7 +119,7 @@ export async function benchVsStep(): Promise<void> {
       const order = round % 2 === 0 ? servers : [...servers].reverse()
       for (const s of order) samples.get(s.name)!.push(await load(s, publicKey, tokens))
       process.stderr.write(
-        `round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s (${samples.get(s.name)!.at(-1)!.cpuUs.toFixed(0)} µs a certificate)`).join(', ')}\n`,
+        `round ${round + 1}/${ROUNDS}: ${order.map((s) => `${s.name} ${samples.get(s.name)!.at(-1)!.rate.toFixed(0)}/s (${samples.get(s.name)!.at(-1)!.cpuUs.toFixed(0)} µs a certificate, ${(samples.get(s.name)!.at(-1)!.idle * 100).toFixed(0)}% idle)`).join(', ')}\n`,
       )
     }
     report(servers, samples, loadStart)
@@ -134,7 +139,7 @@ function report(servers: Server[], samples: Map<string, Sample[]>, loadStart: st
     const bad = xs.reduce((a, x) => a + x.errors + (x.total - x.ok), 0)
     rows.push({
       name: s.name,
-      value: `${m((x) => x.rate).toFixed(0)} certificates/s, p50 ${m((x) => x.p50)} ms, p99 ${m((x) => x.p99)} ms, server CPU ${m((x) => x.cpuUs).toFixed(0)} µs/certificate (the load generator's ${m((x) => x.generatorUs).toFixed(0)} µs)${s.name === 'step-ca' ? '' : ` (main thread ${m((x) => x.mainUs).toFixed(0)} µs: at most ${(1e6 / m((x) => x.mainUs)).toFixed(0)}/s with any number of workers)`}, ${bad} errors or non-201 in ${xs.reduce((a, x) => a + x.total, 0)}`,
+      value: `${m((x) => x.rate).toFixed(0)} certificates/s, p50 ${m((x) => x.p50)} ms, p99 ${m((x) => x.p99)} ms, server CPU ${m((x) => x.cpuUs).toFixed(0)} µs/certificate (the load generator's ${m((x) => x.generatorUs).toFixed(0)} µs; the machine ${(m((x) => x.idle) * 100).toFixed(0)}% idle)${s.name === 'step-ca' ? '' : ` (main thread ${m((x) => x.mainUs).toFixed(0)} µs: at most ${(1e6 / m((x) => x.mainUs)).toFixed(0)}/s with any number of workers)`}, ${bad} errors or non-201 in ${xs.reduce((a, x) => a + x.total, 0)}`,
     })
   }
   for (const s of servers) {
@@ -173,6 +178,7 @@ async function loadLean(s: Server, publicKey: string, tokens: string[]): Promise
   const cpu0 = processCpuMs(s.pid)
   const main0 = processCpuMs(s.pid, s.pid)
   const generator0 = process.cpuUsage()
+  const machine0 = machineCpu()
   const t0 = performance.now()
   await Promise.all(
     Array.from({length: CONNECTIONS}, async () => {
@@ -189,6 +195,7 @@ async function loadLean(s: Server, publicKey: string, tokens: string[]): Promise
     }),
   )
   const elapsed = performance.now() - t0
+  const idle = idleSince(machine0)
   const total = latencies.length
   const cpuUs = ((processCpuMs(s.pid) - cpu0) * 1000) / total
   const mainUs = ((processCpuMs(s.pid, s.pid) - main0) * 1000) / total
@@ -203,6 +210,7 @@ async function loadLean(s: Server, publicKey: string, tokens: string[]): Promise
     cpuUs,
     mainUs,
     generatorUs: (generator.user + generator.system) / total,
+    idle,
     ok,
     total,
     errors,
@@ -215,6 +223,7 @@ async function loadAutocannon(s: Server, publicKey: string, tokens: string[]): P
   const cpu0 = processCpuMs(s.pid)
   const main0 = processCpuMs(s.pid, s.pid)
   const generator0 = process.cpuUsage()
+  const machine0 = machineCpu()
   const t0 = performance.now()
   // autocannon ends a fixed-amount run on its one-second tick: the rate comes from the last response's time
   const r = await new Promise<autocannon.Result>((resolve, reject) => {
@@ -234,6 +243,7 @@ async function loadAutocannon(s: Server, publicKey: string, tokens: string[]): P
     )
     run.on('response', () => (last = performance.now()))
   })
+  const idle = idleSince(machine0)
   const cpuUs = ((processCpuMs(s.pid) - cpu0) * 1000) / r.requests.total
   const mainUs = ((processCpuMs(s.pid, s.pid) - main0) * 1000) / r.requests.total
   const generator = process.cpuUsage(generator0)
@@ -245,10 +255,22 @@ async function loadAutocannon(s: Server, publicKey: string, tokens: string[]): P
     cpuUs,
     mainUs,
     generatorUs,
+    idle,
     ok: r['2xx'],
     total: r.requests.total,
     errors: r.errors,
   }
+}
+
+/** The machine's CPU times so far (/proc/stat's first line): idle, and all. */
+function machineCpu(): {idle: number; all: number} {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  return {idle: f[3]! + f[4]!, all: f.reduce((a, b) => a + b, 0)}
+}
+
+const idleSince = (m: {idle: number; all: number}): number => {
+  const now = machineCpu()
+  return (now.idle - m.idle) / Math.max(1, now.all - m.all)
 }
 
 /** utime + stime of every thread of a process (or of its thread `tid`), ms. */
