@@ -13,7 +13,14 @@ import {SshcaError} from '../errors.ts'
 import {parseHostPort} from '../util/net.ts'
 import {Authority} from './authority/authority.ts'
 import {buildApp, closeWithin, tlsContext} from './http/app.ts'
-import {auditFailingWarning, auditLock, createAuditLog, type AuditEvent, type AuditLog} from './observe/audit.ts'
+import {
+  auditFailingWarning,
+  auditLock,
+  createAuditLog,
+  stderrIsAuditDestination,
+  type AuditEvent,
+  type AuditLog,
+} from './observe/audit.ts'
 import {coalesceRefusals} from './observe/refusals.ts'
 import {
   closeDeadlineSeconds,
@@ -154,11 +161,16 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
   }
   const lock = auditLock()
   // floods of refusals made before a token is read become a line a second per client (observe/refusals.ts)
-  // its failing is said on stderr (by whichever thread found it so, or saw it end): nothing else shows it
-  const onAuditFailing = (why: string | undefined): void => opts.onWarnings?.([auditFailingWarning(why)], false)
+  // its failing is said on stderr (by whichever thread found it so, or saw it end), unless stderr is the
+  // audit log's own destination (2>&1, a journal's one stream): a warning written there, outside the
+  // audit lock, could land inside a line cut part-way, and would not be read before the destination
+  // takes lines again anyway. /ready says it either way (503, audit: failing)
+  const onAuditFailing = stderrIsAuditDestination(auditDest)
+    ? undefined
+    : (why: string | undefined): void => opts.onWarnings?.([auditFailingWarning(why)], false)
   let audit: ReturnType<typeof coalesceRefusals>
   try {
-    audit = coalesceRefusals(createAuditLog(auditDest, {lock, onFailing: onAuditFailing}))
+    audit = coalesceRefusals(createAuditLog(auditDest, {lock, ...(onAuditFailing ? {onFailing: onAuditFailing} : {})}))
   } catch (err) {
     // a folder it may not write, a named pipe nothing reads
     await store.close()
@@ -214,7 +226,7 @@ export async function startCa(opts: StartOptions): Promise<RunningCa> {
         audit,
         auditDest,
         auditLock: lock,
-        onAuditFailing,
+        ...(onAuditFailing ? {onAuditFailing} : {}),
         safety,
         ...(meter ? {meter} : {}),
       })

@@ -78,14 +78,23 @@ async function replaceFirstWorker(t: TestCa): Promise<void> {
  * `ca serve --workers 2` with its audit log on stdout, a named pipe as `ca serve | logger` makes (the
  * stdout Node gives a child is a socket, which does not split lines), read by `reader` into out().
  */
-async function serveToFifo(dir: string, config: string, passwordFile: string) {
+async function serveToFifo(issuer: string, stderrToo = false) {
+  const {init, passwordFile} = await makeCaDir(rule(issuer, ['deploy']))
+  // a worker waiting on the full pipe lets its event loop lag past limits.maxEventLoopDelay (200 ms),
+  // and the requests it reads next are shed (503) or not, as the timing falls (once in a CI run):
+  // shedding has tests of its own (ca-limits); these are about the audit lines
+  await writePolicy(init.config, {
+    audit: {file: '-'},
+    ...rule(issuer, ['deploy'], {rate: false, maxEventLoopDelay: false}),
+  })
+  const {dir, config} = init
   const fifo = join(dir, 'audit.fifo')
   spawnSync('mkfifo', [fifo])
   const child = spawn(
     'sh',
     [
       '-c',
-      'exec "$0" "$@" > "$FIFO"',
+      stderrToo ? 'exec "$0" "$@" > "$FIFO" 2>&1' : 'exec "$0" "$@" > "$FIFO"',
       process.execPath,
       BIN,
       'ca',
@@ -109,9 +118,25 @@ async function serveToFifo(dir: string, config: string, passwordFile: string) {
   reader.on('data', (d) => (out += String(d)))
   let err = ''
   child.stderr.on('data', (d) => (err += d))
-  await waitFor('ca serve to start', () => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000)
-  return {child, reader, exited, readerClosed, out: () => out, err: () => err}
+  const said = (): string => (stderrToo ? out : err)
+  await waitFor('ca serve to start', () => /listening on (\S+)/.test(said()) || child.exitCode !== null, 60_000)
+  const url = /listening on (\S+)/.exec(said())![1]!
+  const rootPem = readFileSync(join(dir, 'certs', 'root_ca.crt'), 'utf8')
+  /** GET `path`: its status and JSON. */
+  const get = async (path: string): Promise<{status: number; json: Line}> => {
+    const client = new Client(url, {connect: {ca: rootPem}})
+    try {
+      const res = await client.request({path, method: 'GET'})
+      return {status: res.statusCode, json: (await res.body.json()) as Line}
+    } finally {
+      await client.close()
+    }
+  }
+  return {child, reader, exited, readerClosed, out: () => out, err: said, url, rootPem, get}
 }
+
+/** Audit lines over 4 KiB: claims that a pipe (writes over 4 KiB may be split) takes only part of. */
+const bigClaims = {groups: Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)}
 
 /** Audit lines read from a stream, each whole JSON. */
 const streamLines = (text: string): Line[] =>
@@ -186,10 +211,9 @@ describe('the CA on worker threads', function () {
 
     it('every worker signs, and each decision has one audit line, whole, even past 4 KiB', async () => {
       // a long claim the audit line carries: lines over 4 KiB, above a pipe's atomic write
-      const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
       const results = await Promise.all(
         Array.from({length: 48}, async () =>
-          signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint({groups})}),
+          signOnce(t.url, t.rootPem, {publicKey: subject, ott: await gh.mint(bigClaims)}),
         ),
       )
       assert.deepEqual(
@@ -572,21 +596,10 @@ describe('the CA on worker threads', function () {
   })
 
   it('audit lines on a stalled pipe: lines over 4 KiB from both workers never interleave', async () => {
-    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
-    // a worker waiting on the full pipe lets its event loop lag past limits.maxEventLoopDelay (200 ms),
-    // and the requests it reads next are shed (503) or not, as the timing falls (once in a CI run):
-    // shedding has tests of its own (ca-limits); this one is about lines that must not interleave
-    await writePolicy(init.config, {
-      audit: {file: '-'},
-      ...rule(gh.issuer, ['deploy'], {rate: false, maxEventLoopDelay: false}),
-    })
-    const {child, reader, exited, readerClosed, out, err} = await serveToFifo(init.dir, init.config, passwordFile)
-    const url = /listening on (\S+)/.exec(err())![1]!
-    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
+    const {child, reader, exited, readerClosed, out, url, rootPem} = await serveToFifo(gh.issuer)
     // stop reading: the pipe (64 KiB) fills, and the workers' writes come back partial or wait
     reader.pause()
-    const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
-    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint({groups})))
+    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint(bigClaims)))
     let answered = 0
     const results = tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott}).finally(() => answered++))
     // the pipe holds about 15 of the 60 lines: wait until it is full. Answers come back while it has
@@ -626,28 +639,11 @@ describe('the CA on worker threads', function () {
   })
 
   it('audit lines on a pipe whose reader stops for good: requests are refused (503) after the patience, not left hanging; /ready says so, stderr too; once it reads again every line comes whole', async () => {
-    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
-    await writePolicy(init.config, {
-      audit: {file: '-'},
-      ...rule(gh.issuer, ['deploy'], {rate: false, maxEventLoopDelay: false}),
-    })
-    const {child, reader, exited, readerClosed, out, err} = await serveToFifo(init.dir, init.config, passwordFile)
-    const url = /listening on (\S+)/.exec(err())![1]!
-    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
-    const get = async (path: string): Promise<{status: number; json: Line}> => {
-      const client = new Client(url, {connect: {ca: rootPem}})
-      try {
-        const res = await client.request({path, method: 'GET'})
-        return {status: res.statusCode, json: (await res.body.json()) as Line}
-      } finally {
-        await client.close()
-      }
-    }
+    const {child, reader, exited, readerClosed, out, err, url, rootPem, get} = await serveToFifo(gh.issuer)
     assert.deepEqual(await get('/ready'), {status: 200, json: {ready: true}})
     // the reader stops: the pipe and the reader's buffer take about 28 of these lines (over 4 KiB each)
     reader.pause()
-    const groups = Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)
-    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint({groups})))
+    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint(bigClaims)))
     // each answered (undici gives up after 30 s without one): before, the CA's threads waited on the
     // pipe for good, and nothing answered, not even a TLS handshake
     const answers = await Promise.all(tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott})))
@@ -669,7 +665,7 @@ describe('the CA on worker threads', function () {
     reader.resume()
     await waitFor('the audit log to take lines again', async () => (await get('/ready')).status === 200, 30_000)
     await waitFor('stderr to say so', () => /the audit log takes lines again/.test(err()), 10_000)
-    const after = await signOnce(url, rootPem, {publicKey: subject, ott: await gh.mint({groups})})
+    const after = await signOnce(url, rootPem, {publicKey: subject, ott: await gh.mint(bigClaims)})
     assert.equal(after.status, 201)
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
@@ -680,6 +676,30 @@ describe('the CA on worker threads', function () {
     for (const r of [...answers, after].filter((a) => a.status === 201))
       assert.equal(byRequest(issued, r.id).length, 1, `the line of ${r.id}`)
     assert.equal(issued.length, 61)
+  })
+
+  it('stderr into the audit pipe too (2>&1, a journal): no warning of its failing lands inside an audit line; /ready says it', async () => {
+    const {child, reader, exited, readerClosed, out, url, rootPem, get} = await serveToFifo(gh.issuer, true)
+    reader.pause()
+    const tokens = await Promise.all(Array.from({length: 60}, () => gh.mint(bigClaims)))
+    const answers = await Promise.all(tokens.map((ott) => signOnce(url, rootPem, {publicKey: subject, ott})))
+    assert.ok(
+      answers.some((r) => r.status === 503),
+      `no request waited past the patience: ${JSON.stringify(answers.map((r) => r.status))}`,
+    )
+    assert.equal((await get('/ready')).status, 503)
+    reader.resume()
+    await waitFor('the audit log to take lines again', async () => (await get('/ready')).status === 200, 30_000)
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    await readerClosed
+    // every line whole: an audit line (JSON), or one of ca serve's own (its start, its warnings)
+    const lines = out().split('\n').filter(Boolean)
+    const own = lines.filter((l) => !l.startsWith('{'))
+    for (const l of own) assert.match(l, /^(warning|sshca CA listening)/, `a line torn by another: ${l.slice(0, 200)}`)
+    assert.equal(streamLines(lines.filter((l) => l.startsWith('{')).join('\n')).length, lines.length - own.length)
+    // not said on stderr, which is this pipe: it could land inside a line cut part-way
+    assert.ok(!own.some((l) => l.includes('the audit log cannot be written')), own.join('\n'))
   })
 
   it('`ca serve --workers 2`: one process titled sshca; SIGHUP reaches every worker; SIGTERM stops it', async () => {

@@ -2,7 +2,7 @@
  * The audit log: one JSON line per decision, on stdout or appended to a file. Never a raw token:
  * its id and SHA-256. Selected claims only, never the whole token payload.
  */
-import {closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, statSync, writeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {isMainThread, threadId} from 'node:worker_threads'
 import {SshcaError} from '../../errors.ts'
@@ -45,6 +45,8 @@ export type AuditEvent =
   | 'ca_restored'
   | 'intermediate_issued'
   | 'worker_exited'
+  /** Refusals a thread counted rather than kept while its audit log failed (DROPPABLE), written once it takes lines again. */
+  | 'audit_lines_dropped'
 
 export interface AuditLog {
   write(event: AuditEvent, fields: Record<string, unknown>): void
@@ -129,13 +131,16 @@ export function releaseAuditLock(lock: Int32Array, threadId: number): void {
   if (Atomics.compareExchange(lock, HOLDER, threadId + 1, 0) === threadId + 1) Atomics.notify(lock, HOLDER)
 }
 
-/** Takes the lock; gives up (false) after `patienceMs`, checking every 10 ms. */
-function acquire(lock: Int32Array, patienceMs: number): boolean {
+/**
+ * Takes the lock; gives up (false) after `patienceMs`, checking every 10 ms, or as soon as the
+ * destination is FAILING (its holder found it so: no line of this thread's would be taken either).
+ */
+function acquire(lock: Int32Array, patienceMs: number, evenIfFailing = false): boolean {
   const me = threadId + 1
   for (let waited = 0; ; waited += 10) {
     const holder = Atomics.compareExchange(lock, HOLDER, 0, me)
     if (holder === 0) return true
-    if (waited >= patienceMs) return false
+    if (waited >= patienceMs || (!evenIfFailing && flagged(lock, FAILING))) return false
     Atomics.wait(lock, HOLDER, holder, 10)
   }
 }
@@ -145,7 +150,12 @@ function release(lock: Int32Array): void {
   Atomics.notify(lock, HOLDER, 1)
 }
 
-const flagged = (lock: Int32Array, flag: number): boolean => (Atomics.load(lock, FLAGS) & flag) !== 0
+function flagged(lock: Int32Array, flag: number): boolean {
+  return (Atomics.load(lock, FLAGS) & flag) !== 0
+}
+
+/** How long a flush waits for the lock and the destination (createAuditLog's flush). */
+type Wait = 'unless-failing' | 'always' | 'never'
 
 /** Sleeps this thread (a full pipe: EAGAIN). */
 const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
@@ -161,16 +171,17 @@ class WriteFailure extends Error {
 
 /**
  * Writes `line` from byte `from` on; returns where it got to: line.length, or less when the destination
- * took nothing until `deadline` (performance.now()). Any other failure throws a WriteFailure. A line
- * part-way out is CUT at once, before any wait: a thread ended then (terminate() stops it in its wait,
- * with no finally run) leaves it for the next writer to end.
+ * took nothing until `deadline` (performance.now()). Any other failure throws a WriteFailure. The
+ * destination is CUT from before the line's first byte until the caller has seen it all out: a thread
+ * ended part-way (terminate() stops it in its wait, with no finally run) leaves the line for the next
+ * writer to end (at worst, ended between its last byte and the caller, an empty line).
  */
 function writeFrom(fd: number, lock: Int32Array, line: Buffer, from: number, deadline: number): number {
+  if (line.length > 1) Atomics.or(lock, FLAGS, CUT)
   let done = from
   while (done < line.length) {
     try {
       done += writeSync(fd, line, done)
-      if (done < line.length) Atomics.or(lock, FLAGS, CUT)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw new WriteFailure(err, done)
       const left = deadline - performance.now()
@@ -198,19 +209,52 @@ function openLog(path: string): number {
 }
 
 /**
+ * Stdout, as a descriptor whose writes never block: a pipe's or a terminal's is opened again, through
+ * /proc, non-blocking (descriptor 1 is shared with the rest of the process, and Node leaves a terminal's
+ * blocking: a terminal nobody reads, Ctrl-S, would hold the thread for good). A file never blocks; a
+ * socket (a journal's stream) cannot be opened again, and Node makes it non-blocking (`ca serve` makes
+ * process.stdout first); without /proc, descriptor 1 as it is.
+ */
+function openStdout(): number {
+  try {
+    const st = fstatSync(1)
+    if (st.isFIFO() || st.isCharacterDevice())
+      return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
+  } catch {
+    // no /proc: descriptor 1
+  }
+  return 1
+}
+
+/**
+ * Refusals: nothing was done but a refusal. Past KEPT_MAX bytes of kept lines a thread counts them
+ * rather than keep them (a stall with a flood of refused requests would otherwise grow without bound),
+ * and writes the counts (`audit_lines_dropped`) once the destination takes lines again. Every other line
+ * is kept: an issuance's was recorded in the store, and each costs a token the policy accepts.
+ */
+const DROPPABLE: ReadonlySet<AuditEvent> = new Set([
+  'certificate_denied',
+  'revocation_denied',
+  'access_denied',
+  'rate_limited',
+])
+const KEPT_MAX = 16 * 1024 * 1024
+
+/**
  * `dest` is "-" for stdout or a file path (appended, created 0600); `base` starts every line (a
  * worker's number). Each line is written whole, by one write(2) as a rule, while holding `lock` when
  * several threads share the destination: lines never interleave, whatever stdout is (a pipe splits
  * writes over 4 KiB, and an audit line can be longer). A line that cannot be written (a full disk, an
- * I/O error, a reader that took nothing for AUDIT_PATIENCE_MS) makes write() throw
- * ERR_STORE_UNAVAILABLE, so the caller fails closed (503), and is kept: it is written, whole, before
- * this log's next line, or by a retry every 100 ms, whichever comes first. On a file, what part of it
- * was written is cut off again; on a pipe, whose bytes cannot be taken back, the thread keeps the lock
- * until it has written the rest (the other threads' writes fail at once meanwhile).
- * The main thread waits at most a second for the lock (a worker that died holding it is freed by the
- * main thread's event loop), a worker at most as long as a holder may wait on its line and a second:
- * then it keeps its line for its next write. After close(), write() throws ERR_STORE_UNAVAILABLE and
- * writes nothing.
+ * I/O error, a reader that took nothing for the patience) makes write() throw ERR_STORE_UNAVAILABLE,
+ * so the caller fails closed (503), and is kept: it is written, whole, before this log's next line, or
+ * by a retry every 100 ms, whichever comes first (a thread's kept lines end with it: a worker that
+ * dies, a close while the destination fails). On a file, what part of a line was written is cut off
+ * again; on a pipe, whose bytes cannot be taken back, the thread keeps the lock until it has written
+ * the rest (the other threads' writes fail at once meanwhile).
+ * A write waits for the lock and the destination together at most the patience (the main thread at
+ * most a second for the lock: a worker that died holding it is freed by the main thread's event loop),
+ * and not at all while the destination is FAILING. After close(), write() throws ERR_STORE_UNAVAILABLE
+ * and writes nothing.
  */
 export function createAuditLog(
   dest: string,
@@ -218,6 +262,8 @@ export function createAuditLog(
     lock?: Int32Array
     base?: Record<string, unknown>
     patienceMs?: number
+    /** Kept lines past which a refusal is counted rather than kept (DROPPABLE); KEPT_MAX unless a test sets it. */
+    keptMaxBytes?: number
     /**
      * Told why, when a write gives up and the destination becomes FAILING (by whichever thread found it
      * so), and undefined when a line is written again: so that `ca serve` can say so on stderr, the one
@@ -229,32 +275,55 @@ export function createAuditLog(
   if (dest !== '-') mkdirSync(dirname(dest), {recursive: true})
   // O_NONBLOCK, which a file ignores, makes a named pipe's writes wait here, bounded, and its open fail
   // when nothing reads it, rather than wait for a reader
-  const fd = dest === '-' ? 1 : openLog(dest)
+  const fd = dest === '-' ? openStdout() : openLog(dest)
   const lock = o.lock ?? auditLock()
   const patience = o.patienceMs ?? AUDIT_PATIENCE_MS
-  const lockPatience = isMainThread ? 1000 : patience + 1000
+  const lockPatience = isMainThread ? Math.min(1000, patience) : patience
+  const keptMax = o.keptMaxBytes ?? KEPT_MAX
   const kept: Buffer[] = []
+  let keptBytes = 0
+  /** Refusals counted rather than kept (DROPPABLE), by event. */
+  const dropped = new Map<AuditEvent, number>()
+  let droppedSince = ''
   /** How much of kept[0] is written: more than 0 only on a destination that cannot take it back, the lock held meanwhile. */
   let offset = 0
   let retry: NodeJS.Timeout | undefined
   let closed = false
-  const flush = (wait: boolean): void => {
+  const line = (event: AuditEvent, fields: Record<string, unknown>): Buffer =>
+    Buffer.from(
+      // jsonLine: a request's text (an issuer, a claim, a key ID) shows no control character to the
+      // operator reading this log on a terminal (`ca serve`'s default is stdout)
+      `${jsonLine({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
+    )
+  const keep = (b: Buffer): void => {
+    kept.push(b)
+    keptBytes += b.length
+  }
+  /** `wait`: 'unless-failing' (a request's line), 'always' (close: the last lines out, if they can be), 'never' (the retry). */
+  const flush = (wait: Wait): void => {
     // the descriptor's number may belong to another file by now (the next one opened takes it): a line
     // written there would land in a database or another CA's log
     if (closed) throw unavailable(new Error('it is closed'))
     try {
       writeKept(wait)
+      if (dropped.size > 0) {
+        // what was counted rather than kept, now that the destination takes lines again
+        keep(line('audit_lines_dropped', {since: droppedSince, dropped: Object.fromEntries(dropped)}))
+        dropped.clear()
+        writeKept('never')
+      }
     } finally {
       // what could not be written is tried again every 100 ms, without waiting: no request waits on it
       if (kept.length > 0) retry ??= setInterval(retryKept, 100).unref()
       else if (retry) retry = void clearInterval(retry)
     }
   }
-  /** Writes the kept lines; `wait`: for the lock and the destination, unless it is FAILING. */
-  const writeKept = (wait: boolean): void => {
-    // while the destination fails, one try, without waiting for it or for the lock
-    const waiting = wait && !flagged(lock, FAILING)
-    if (offset === 0 && !acquire(lock, waiting ? lockPatience : 0))
+  /** Writes the kept lines, waiting for the lock and the destination as `wait` says (flush). */
+  const writeKept = (wait: Wait): void => {
+    const start = performance.now()
+    // while the destination fails, a request's line gets one try, without waiting for it or for the lock
+    const waits = (): boolean => wait === 'always' || (wait === 'unless-failing' && !flagged(lock, FAILING))
+    if (offset === 0 && !acquire(lock, waits() ? lockPatience : 0, wait === 'always'))
       throw unavailable(
         new Error(
           flagged(lock, FAILING)
@@ -262,30 +331,40 @@ export function createAuditLog(
             : 'it is locked by a thread that does not let go',
         ),
       )
-    const deadline = performance.now() + (waiting ? patience : 0)
+    // one patience for the lock and the destination; none if the holder found it failing meanwhile
+    const deadline = waits() ? start + patience : 0
     try {
       // another thread's cut line ends here, so that this log's line starts a line of its own
       if (offset === 0 && flagged(lock, CUT)) {
-        if (writeFrom(fd, lock, Buffer.from('\n'), 0, deadline) === 0) throw stalled(waiting)
+        if (writeFrom(fd, lock, Buffer.from('\n'), 0, deadline) === 0) throw stalled(deadline > 0)
         Atomics.and(lock, FLAGS, ~CUT)
       }
       while (kept.length > 0) {
         offset = writeFrom(fd, lock, kept[0]!, offset, deadline)
-        if (offset < kept[0]!.length) throw stalled(waiting)
-        kept.shift()
+        if (offset < kept[0]!.length) {
+          // nothing of it out: nothing cut
+          if (offset === 0) Atomics.and(lock, FLAGS, ~CUT)
+          throw stalled(deadline > 0)
+        }
+        keptBytes -= kept.shift()!.length
         offset = 0
         Atomics.and(lock, FLAGS, ~CUT)
       }
       if (Atomics.and(lock, FLAGS, ~FAILING) & FAILING) o.onFailing?.(undefined)
     } catch (err) {
       if (err instanceof WriteFailure) {
-        // a full disk or an I/O error part-way: a file loses what it got of the line, which stays kept whole
-        if (err.written > 0 && fstatSync(fd).isFile()) {
-          ftruncateSync(fd, fstatSync(fd).size - err.written)
-          offset = 0
-          Atomics.and(lock, FLAGS, ~CUT)
-        } else offset = err.written
         fail(err.message)
+        offset = err.written
+        // a full disk or an I/O error part-way: a file loses what it got of the line, which stays kept whole
+        try {
+          if (offset > 0 && fstatSync(fd).isFile()) {
+            ftruncateSync(fd, fstatSync(fd).size - offset)
+            offset = 0
+          }
+        } catch {
+          // the part stays; the rest follows it when the file takes it
+        }
+        if (offset === 0) Atomics.and(lock, FLAGS, ~CUT)
       }
       throw err instanceof SshcaError ? err : unavailable(err)
     } finally {
@@ -298,7 +377,7 @@ export function createAuditLog(
   /** Lines kept from earlier writes: their failure was their requests' answer. */
   const retryKept = (): void => {
     try {
-      flush(false)
+      flush('never')
     } catch {
       // tried again in 100 ms
     }
@@ -308,29 +387,36 @@ export function createAuditLog(
     if (!(Atomics.or(lock, FLAGS, FAILING) & FAILING)) o.onFailing?.(why)
   }
   /** The error of a destination that took nothing; FAILING once it took nothing for the patience. */
-  const stalled = (waiting: boolean): Error => {
-    const why = waiting
+  const stalled = (waited: boolean): Error => {
+    const why = waited
       ? `it took nothing for ${patience / 1000} s (a full pipe, or its reader stopped)`
       : 'it takes nothing (a full pipe)'
-    if (waiting) fail(why)
+    if (waited) fail(why)
     return new Error(why)
   }
   return {
     write(event, fields) {
-      kept.push(
-        Buffer.from(
-          // jsonLine: a request's text (an issuer, a claim, a key ID) shows no control character to the
-          // operator reading this log on a terminal (`ca serve`'s default is stdout)
-          `${jsonLine({level: 'info', time: new Date().toISOString(), ...o.base, event, ...fields})}\n`,
-        ),
-      )
-      flush(true)
+      const b = line(event, fields)
+      if (keptBytes + b.length > keptMax && DROPPABLE.has(event)) {
+        // past the cap a refusal is counted, not kept, unless the destination takes the kept lines now
+        try {
+          flush('unless-failing')
+        } catch (err) {
+          if (dropped.size === 0) droppedSince = new Date().toISOString()
+          dropped.set(event, (dropped.get(event) ?? 0) + 1)
+          throw err
+        }
+      }
+      keep(b)
+      flush('unless-failing')
     },
     failing: () => flagged(lock, FAILING),
     async close() {
       if (closed) return
       try {
-        flush(true)
+        // the last lines out, whole, if the destination takes them within the patience: a line cut now
+        // would stay cut
+        flush('always')
       } finally {
         closed = true
         if (retry) retry = void clearInterval(retry)
@@ -347,6 +433,20 @@ export function auditFailingWarning(why: string | undefined): string {
   return why === undefined
     ? 'the audit log takes lines again: signing requests are answered again'
     : `the audit log cannot be written (${why}): signing requests are refused (503) until it takes a line again`
+}
+
+/**
+ * Whether stderr is the destination `dest` writes to (`2>&1`, or a journal's one stream for both): a
+ * warning written there while a line is cut part-way could land inside that line.
+ */
+export function stderrIsAuditDestination(dest: string): boolean {
+  try {
+    const err = fstatSync(2)
+    const out = dest === '-' ? fstatSync(1) : statSync(dest)
+    return err.dev === out.dev && err.ino === out.ino
+  } catch {
+    return false
+  }
 }
 
 /** An audit log kept in memory (benchmarks and unit tests). */

@@ -46,9 +46,9 @@ executable serves on the main thread.`
     const {flags} = await this.parse(CaServe)
     // `pidof sshca` and `kill -HUP $(pidof sshca)` find the server, not "node"
     process.title = 'sshca'
-    // the audit log on stdout writes to its descriptor itself; Node's stream for a pipe or a socket
-    // puts that descriptor in non-blocking mode, which the audit log's bounded wait on a reader that
-    // stops needs (src/ca/observe/audit.ts): made here, before anything is printed or written
+    // the audit log on stdout opens a pipe or a terminal again, non-blocking, for its bounded wait on a
+    // reader that stops (src/ca/observe/audit.ts); a socket (a journal's stream) it cannot, so it writes
+    // to descriptor 1, which Node's stream for a socket puts in non-blocking mode: made here, first
     void process.stdout
     const password = await obtainPassword({file: flags['password-file']})
     const {startCa} = await import('../../ca/server.ts')

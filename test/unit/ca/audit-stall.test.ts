@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
-import {closeSync, constants, openSync, readSync, writeSync} from 'node:fs'
+import {closeSync, constants, openSync, readSync, writeFileSync, writeSync} from 'node:fs'
+import {once} from 'node:events'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {Worker} from 'node:worker_threads'
@@ -167,7 +168,8 @@ describe('audit: a destination that stops taking lines', function () {
     }
   }
 
-  const parsed = (text: string) =>
+  /** The lines read, the fillers left out; one that is not JSON is `{cut: its length}`. */
+  const parsed = (text: string): {seq?: number; filler?: string; event?: string; cut?: number}[] =>
     text
       .trim()
       .split('\n')
@@ -180,13 +182,21 @@ describe('audit: a destination that stops taking lines', function () {
       })
       .filter((l) => !('filler' in l))
 
-  it('a line cut part-way keeps the lock until its rest is written: the other writers fail at once meanwhile, and no line is torn', async () => {
+  /** Two logs on one destination (two threads', as far as the lock goes), the pipe full but for 8 KiB. */
+  function twoWriters() {
     const pipe = fifo()
     const lock = auditLock()
-    const a = createAuditLog(pipe.path, {lock, patienceMs: 300})
-    const b = createAuditLog(pipe.path, {lock, patienceMs: 300})
+    fillLeaving(pipe, 8192)
+    return {
+      pipe,
+      a: createAuditLog(pipe.path, {lock, patienceMs: 300}),
+      b: createAuditLog(pipe.path, {lock, patienceMs: 300}),
+    }
+  }
+
+  it('a line cut part-way keeps the lock until its rest is written: the other writers fail at once meanwhile, and no line is torn', async () => {
+    const {pipe, a, b} = twoWriters()
     try {
-      fillLeaving(pipe, 8192)
       // 20 KB: the pipe takes 8 KiB of it, then nothing
       const cut = failure(() => a.write('certificate_issued', line(0, 20_000)))
       assert.match(cut.message, /it took nothing for 0\.3 s/)
@@ -213,22 +223,18 @@ describe('audit: a destination that stops taking lines', function () {
   })
 
   it('a writer that gives up part-way (it closes) leaves its line cut, and the next writer ends it with a newline', async () => {
-    const pipe = fifo()
-    const lock = auditLock()
-    const a = createAuditLog(pipe.path, {lock, patienceMs: 300})
-    const b = createAuditLog(pipe.path, {lock, patienceMs: 300})
+    const {pipe, a, b} = twoWriters()
     try {
-      fillLeaving(pipe, 8192)
       failure(() => a.write('certificate_issued', line(0, 20_000)))
       // a stops with its line cut; its close fails (the line is not out) and gives the lock up
-      await assert.rejects(a.close(), /the audit log cannot be written: it takes nothing/)
+      await assert.rejects(a.close(), /the audit log cannot be written: it took nothing for 0\.3 s/)
       pipe.drain()
       await sleep(50)
       b.write('certificate_issued', line(1))
       const lines = parsed(pipe.drain())
       // the cut line (what the pipe took of a's, unreadable) ends where b's begins: b's is whole
       assert.equal(lines.length, 2)
-      assert.ok('cut' in lines[0]! && lines[0].cut > 0, JSON.stringify(lines[0]))
+      assert.ok((lines[0]!.cut ?? 0) > 0, JSON.stringify(lines[0]))
       assert.deepEqual(lines[1], {...lines[1], seq: 1, event: 'certificate_issued'})
     } finally {
       await quietly(b)
@@ -267,12 +273,131 @@ describe('audit: a destination that stops taking lines', function () {
       b.write('certificate_issued', line(1))
       const lines = parsed(pipe.drain())
       assert.equal(lines.length, 2)
-      assert.ok('cut' in lines[0]! && lines[0].cut > 0, JSON.stringify(lines[0]).slice(0, 200))
+      assert.ok((lines[0]!.cut ?? 0) > 0, JSON.stringify(lines[0]).slice(0, 200))
       assert.deepEqual(lines[1], {...lines[1], seq: 1, event: 'certificate_issued'})
     } finally {
       await w.terminate()
       await quietly(b)
       pipe.close()
     }
+  })
+
+  it('threads that wait together wait at most the patience in all, the lock and the destination together, then fail at once', async () => {
+    const pipe = fifo()
+    const lock = auditLock()
+    const module = new URL('../../../src/ca/observe/audit.ts', import.meta.url).href
+    // three threads writing to a pipe nothing reads, one starting late: each reports its longest write
+    const run = (startMs: number) =>
+      new Promise<{longest: number; failures: number}>((resolve, reject) => {
+        const w = new Worker(
+          `import(${JSON.stringify(module)}).then(async ({createAuditLog}) => {
+            const {workerData, parentPort} = require('node:worker_threads')
+            await new Promise((r) => setTimeout(r, workerData.startMs))
+            const log = createAuditLog(workerData.path, {lock: workerData.lock, patienceMs: 1000})
+            let longest = 0
+            let failures = 0
+            for (let i = 0; i < 200 && failures < 3; i++) {
+              const t0 = performance.now()
+              try {
+                log.write('certificate_issued', {seq: i, pad: 'x'.repeat(1000)})
+              } catch {
+                failures++
+              }
+              longest = Math.max(longest, performance.now() - t0)
+            }
+            parentPort.postMessage({longest, failures})
+          })`,
+          {eval: true, workerData: {path: pipe.path, lock, startMs}},
+        )
+        w.once('message', (m) => resolve(m as {longest: number; failures: number}))
+        w.once('error', reject)
+      })
+    try {
+      const results = await Promise.all([run(0), run(0), run(500)])
+      for (const r of results) {
+        assert.equal(r.failures, 3, JSON.stringify(results))
+        // a lock's wait and then a pipe's wait was twice the patience and more
+        assert.ok(r.longest < 2000, `a write blocked ${Math.round(r.longest)} ms: ${JSON.stringify(results)}`)
+      }
+    } finally {
+      pipe.close()
+    }
+  })
+
+  it('past its cap a thread counts refusals rather than keep them, and writes the counts once the destination takes lines again', async () => {
+    const pipe = fifo()
+    const log = createAuditLog(pipe.path, {patienceMs: 200, keptMaxBytes: 20_000})
+    try {
+      fillLeaving(pipe, 0)
+      // an issuance's line is kept whatever the cap; refusals up to the cap, then counted
+      failure(() => log.write('certificate_issued', line(0)))
+      for (let i = 1; i <= 100; i++) failure(() => log.write('certificate_denied', line(i)))
+      failure(() => log.write('certificate_issued', line(101)))
+      failure(() => log.write('rate_limited', line(102)))
+      let lines: ReturnType<typeof parsed> = []
+      await waitFor(
+        'the kept lines and the counts',
+        () => (lines = parsed(pipe.drain())).some((l) => l.event === 'audit_lines_dropped'),
+        10_000,
+      )
+      const seqs = lines.flatMap((l) => ('seq' in l && l.seq !== undefined ? [l.seq] : []))
+      const kept = seqs.filter((q) => q >= 1 && q <= 100)
+      // the first refusals, up to the cap of 20,000 bytes (about 1,100 bytes a line), in order
+      assert.ok(kept.length >= 10 && kept.length <= 20, `kept ${kept.length}`)
+      assert.deepEqual(seqs, [0, ...kept, 101], 'both issuances kept, and the refusals kept in order')
+      assert.deepEqual(
+        kept,
+        Array.from({length: kept.length}, (_, i) => i + 1),
+      )
+      const counts = lines.find((l) => l.event === 'audit_lines_dropped') as {dropped: Record<string, number>}
+      assert.deepEqual(counts.dropped, {certificate_denied: 100 - kept.length, rate_limited: 1})
+      assert.equal(log.failing?.(), false)
+    } finally {
+      await quietly(log)
+      pipe.close()
+    }
+  })
+
+  it('stdout a terminal nobody reads (Ctrl-S, an ssh session whose client stopped): the write gives up after the patience, not never', async function () {
+    const python = spawnSync('python3', ['-c', 'import pty'])
+    if (python.status !== 0) {
+      console.log('      skipped: no python3 to open a terminal with')
+      this.skip()
+    }
+    const module = new URL('../../../src/ca/observe/audit.ts', import.meta.url).pathname
+    const script = join(tempDir(), 'tty-writer.ts')
+    writeFileSync(
+      script,
+      `import {createAuditLog} from ${JSON.stringify(module)}
+const log = createAuditLog('-', {patienceMs: 500})
+for (let i = 0; ; i++) {
+  try {
+    log.write('certificate_issued', {seq: i, pad: 'x'.repeat(1000)})
+  } catch (err) {
+    process.stderr.write('gave up: ' + (err as Error).message + '\\n')
+    process.exit(0)
+  }
+}
+`,
+    )
+    // a terminal whose other side nothing reads: its buffer fills, then writes to it block
+    const child = spawn(
+      'python3',
+      [
+        '-c',
+        `import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.run([sys.argv[1], sys.argv[2]], stdout=s, stderr=subprocess.PIPE, timeout=30)
+sys.stderr.write(p.stderr.decode())`,
+        process.execPath,
+        script,
+      ],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    )
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    const [code] = (await once(child, 'exit')) as [number | null]
+    assert.equal(code, 0, err)
+    assert.match(err, /gave up: the audit log cannot be written: it took nothing for 0\.5 s/)
   })
 })
