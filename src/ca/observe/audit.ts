@@ -336,7 +336,15 @@ export function createAuditLog(
     try {
       // another thread's cut line ends here, so that this log's line starts a line of its own
       if (offset === 0 && flagged(lock, CUT)) {
-        if (writeFrom(fd, lock, Buffer.from('\n'), 0, deadline) === 0) throw stalled(deadline > 0)
+        let ended: number
+        try {
+          ended = writeFrom(fd, lock, Buffer.from('\n'), 0, deadline)
+        } catch (err) {
+          // the cut line stays CUT for whoever writes next
+          fail((err as Error).message)
+          throw unavailable(err)
+        }
+        if (ended === 0) throw stalled(deadline > 0)
         Atomics.and(lock, FLAGS, ~CUT)
       }
       while (kept.length > 0) {
