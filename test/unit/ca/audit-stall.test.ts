@@ -3,7 +3,9 @@
  * reading (as `ca serve | shipper` when the shipper stalls). A write waits for it at most the
  * patience, then fails closed; the next ones fail at once; the lines kept come out whole and in order
  * once it reads again; a line cut part-way (a pipe's bytes cannot be taken back) is finished before
- * anyone else writes, or ended by the next writer's newline when its writer gave up.
+ * anyone else writes, or ended by the next writer's newline when its writer gave up or was ended.
+ * Threads waiting together wait the patience in all; past a cap refusals are counted, not kept; a
+ * terminal nobody reads is waited on no longer than a pipe.
  */
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
