@@ -20,7 +20,10 @@
  * - admin-event forwarding, the spent-token purge and the TLS renewal (src/ca/server.ts).
  * Open connections and signing requests in flight are counted for all workers together, in shared
  * memory, so limits.maxConnections and limits.maxInFlight hold for the CA. A worker that dies (an
- * uncaught error, out of memory) is audited (`worker_exited`) and replaced.
+ * uncaught error, out of memory) is audited (`worker_exited`) and replaced; so is one whose event loop
+ * stops turning (an endless loop, a call that never returns): each worker counts a beat in shared
+ * memory every second, and one whose count stands still for WORKER_STALL_MS is ended (`worker_stalled`). The
+ * kernel would otherwise go on handing it its share of the new connections, which would wait for good.
  *
  * - the key manifest and the roots: a rotation step is read here (src/ca/server.ts) and the new
  *   material sent to every worker; so is the safety state (the emergency stop, the restore mark),
@@ -116,6 +119,48 @@ type Unlisted = Exclude<keyof Store, (typeof STORE_CALLS)[number] | MainOnly>
 const _everyStoreCall: [Unlisted] extends [never] ? true : Unlisted = true
 
 type Tls = CaMaterial['tls']
+
+/** How often a worker counts a beat (its event loop turned), and how often this thread looks at the counts. */
+const BEAT_MS = 1000
+
+/**
+ * A worker whose event loop has not turned for this long is ended and replaced. Its loop blocks by
+ * design for at most an audit line's patience (AUDIT_PATIENCE_MS, 2 s: a line waits for the lock and
+ * the pipe together) and a garbage collection; five times that is no busy thread's pause, and still
+ * short beside the minutes a client would otherwise wait. A thread blocked inside a system call (a
+ * write to a disk that stopped answering) ends only when the call returns: terminate() cannot stop it.
+ */
+export const WORKER_STALL_MS = 10_000
+
+/**
+ * The watchdog's judgement: which workers' beat counts have stood still for WORKER_STALL_MS. Measured
+ * from when it last saw each count move, so a pause of the main thread's own (a long fsync) finds no
+ * worker stalled: the workers beat on meanwhile, and their counts have moved. A look that comes late
+ * starts every measure afresh: the whole process stood still (SIGSTOP, a suspended VM), the workers
+ * too, and no count could move.
+ */
+export class StallWatch<W> {
+  private readonly last = new Map<W, {beat: number; at: number}>()
+  private looked: number | undefined
+
+  /** `serving`: each worker and its beat count now (`now`: performance.now()); the stalled ones, with how long (ms). */
+  look(now: number, serving: Iterable<[W, number]>): [W, number][] {
+    const late = this.looked !== undefined && now - this.looked > 2 * BEAT_MS
+    this.looked = now
+    const stalled: [W, number][] = []
+    for (const [w, beat] of serving) {
+      const last = this.last.get(w)
+      if (!last || last.beat !== beat || late) this.last.set(w, {beat, at: now})
+      else if (now - last.at >= WORKER_STALL_MS) stalled.push([w, Math.round(now - last.at)])
+    }
+    return stalled
+  }
+
+  /** A worker that ended. */
+  forget(w: W): void {
+    this.last.delete(w)
+  }
+}
 
 /** The one call a worker makes that is not the store's: a signature by a key of the main thread (WorkerSigning). */
 const SIGN_CALL = 'caSign'
@@ -239,6 +284,8 @@ interface WorkerInit {
   /** 1-based, in the audit lines of this worker (`worker`). */
   index: number
   counters: Int32Array
+  /** One beat counter per worker slot (index − 1): this worker adds one every BEAT_MS while its event loop turns. */
+  beats: Int32Array
   host: string
   port: number
   config: CaConfig
@@ -319,6 +366,10 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   const port = await claimAddress(o.host, o.port)
   const rates = SharedRateTable.memory()
   const counters = appCounters(o.count)
+  const beats = new Int32Array(new SharedArrayBuffer(4 * o.count))
+  const watch = new StallWatch<Worker>()
+  /** The workers the watchdog ended, and how long each had stood still. */
+  const stalled = new Map<Worker, number>()
   let config = o.config
   let material = toWire(o.material)
   /** Signs what workers ask of keys that cannot reach them (a token's). */
@@ -331,9 +382,9 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
   const timers = new Set<NodeJS.Timeout>()
   let seq = 0
   let closing = false
-  const note = (fields: Record<string, unknown>): void => {
+  const note = (fields: Record<string, unknown>, event: 'worker_exited' | 'worker_stalled' = 'worker_exited'): void => {
     try {
-      o.audit.write('worker_exited', fields)
+      o.audit.write(event, fields)
     } catch {
       // the audit log's own failure is answered where it matters: on the requests
     }
@@ -356,6 +407,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       sshcaWorker: true,
       index: index + 1,
       counters,
+      beats,
       host: o.host,
       port,
       // tls.clientCertificates and the server's other settings are read at start (startOnlyChanges): a
@@ -418,6 +470,9 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
       w.on('error', (err) => (failure = err))
       w.once('exit', (code) => {
         alive.delete(w)
+        watch.forget(w)
+        const still = stalled.get(w)
+        stalled.delete(w)
         for (const done of acks.get(w)?.values() ?? []) done()
         acks.delete(w)
         // what the thread held ended with it: its connections and requests, the audit lock
@@ -432,6 +487,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
           thread_id: tid,
           code,
           ...(failure ? {error: failure.message.slice(0, 500)} : {}),
+          ...(still === undefined ? {} : {stalled_ms: still}),
           replaced: true,
         })
         // one that dies young waits a second for its replacement, so a crash at start cannot spin
@@ -459,6 +515,19 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     await Promise.all([...alive].map((w) => w.terminate()))
     throw err
   }
+
+  // the watchdog: a serving worker whose beat count stands still is ended; its 'exit' replaces it
+  const watchdog = setInterval(() => {
+    const serving = threads.flatMap((w, i): [Worker, number][] =>
+      alive.has(w) && !stalled.has(w) ? [[w, Atomics.load(beats, i)]] : [],
+    )
+    for (const [w, still] of watch.look(performance.now(), serving)) {
+      stalled.set(w, still)
+      note({worker: threads.indexOf(w) + 1, thread_id: w.threadId, stalled_ms: still, ended: true}, 'worker_stalled')
+      void w.terminate()
+    }
+  }, BEAT_MS)
+  watchdog.unref()
 
   // every change goes to every thread alive, those still starting too: a replacement was given the
   // state of its spawn, and a change made before it is ready (a stop, a restore mark, a reload, a
@@ -495,6 +564,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     },
     async close() {
       closing = true
+      clearInterval(watchdog)
       for (const t of timers) clearTimeout(t)
       // requests are bounded by limits.requestTimeout as they arrive, the start's (a reload's waits for
       // the restart: startOnlyChanges), then by their rule's webhook, the policy in force's, then by
@@ -686,6 +756,8 @@ async function runWorker(init: WorkerInit): Promise<void> {
   )
   // fastify hands its options to net.Server#listen, whose reusePort its types do not list yet
   await app.listen({host: init.host, port: init.port, ...({reusePort: true} as object)})
+  // the main thread's watchdog: a count that stops moving means this thread's event loop stopped turning
+  setInterval(() => Atomics.add(init.beats, init.index - 1, 1), BEAT_MS).unref()
   port.postMessage({t: 'ready', port: (app.server.address() as {port: number}).port})
 }
 

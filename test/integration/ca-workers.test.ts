@@ -8,13 +8,15 @@
  */
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
-import {createReadStream, readFileSync, readdirSync, readlinkSync} from 'node:fs'
+import {createReadStream, existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {pathToFileURL} from 'node:url'
 import {connect} from 'node:tls'
 import {Client} from 'undici'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {parseCertificate} from '../../src/ssh/cert.ts'
 import {revoke} from '../../src/ca/admin.ts'
+import {WORKER_STALL_MS} from '../../src/ca/workers.ts'
 import {makeCaDir, startTestCa, writePolicy, type TestCa} from '../helpers/ca.ts'
 import {BIN} from '../helpers/cli.ts'
 import {deployProvisioner, startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
@@ -137,6 +139,97 @@ async function serveToFifo(issuer: string, stderrToo = false) {
 
 /** Audit lines over 4 KiB: claims that a pipe (writes over 4 KiB may be split) takes only part of. */
 const bigClaims = {groups: Array.from({length: 14}, (_, i) => `group-${i}-${'x'.repeat(250)}`)}
+
+/**
+ * `ca serve --workers 2 --json` with its audit log in `auditFile` (already in ca.yaml): resolves once
+ * it has said where it listens. `nodeArgs` go to Node before the CLI (a module to preload).
+ */
+async function serveWorkers(
+  config: string,
+  passwordFile: string,
+  o: {nodeArgs?: string[]; env?: Record<string, string>} = {},
+) {
+  const child = spawn(
+    process.execPath,
+    [
+      ...(o.nodeArgs ?? []),
+      BIN,
+      'ca',
+      'serve',
+      '--config',
+      config,
+      '--password-file',
+      passwordFile,
+      '--address',
+      '127.0.0.1:0',
+      '--workers',
+      '2',
+      '--json',
+    ],
+    {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, ...o.env}},
+  )
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  onCleanup(async () => void child.kill('SIGKILL'))
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  let err = ''
+  child.stderr.on('data', (d) => (err += d))
+  let started: {url: string; pid: number; workers: number} | undefined
+  await waitFor(
+    'ca serve to start',
+    () => {
+      try {
+        started = JSON.parse(out) as typeof started
+      } catch {
+        // not all of it yet
+      }
+      return started !== undefined || child.exitCode !== null
+    },
+    60_000,
+  )
+  assert.ok(started, `ca serve exited ${child.exitCode}: ${err}`)
+  return {child, exited, started}
+}
+
+/**
+ * Preloaded in every thread of a `ca serve` (Node passes its options to worker threads): the first CA
+ * worker to find the file $SSHCA_TEST_HANG (it renames it, so only one does) loops for good, as a bug
+ * would. Its replacement finds no file.
+ */
+const HANG_MODULE = `import {renameSync} from 'node:fs'
+import {isMainThread, workerData} from 'node:worker_threads'
+if (!isMainThread && workerData?.sshcaWorker === true) {
+  const trigger = process.env.SSHCA_TEST_HANG
+  setInterval(() => {
+    try {
+      renameSync(trigger, trigger + '.taken')
+    } catch {
+      return
+    }
+    for (;;) {}
+  }, 50).unref()
+}
+`
+
+/** Whether a new connection to `url` completes its TLS handshake within `ms`. */
+const handshakes = (url: string, ca: string, ms: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const u = new URL(url)
+    const socket = connect({host: u.hostname, port: Number(u.port), ca})
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, ms)
+    socket.once('secureConnect', () => {
+      clearTimeout(timer)
+      socket.end()
+      resolve(true)
+    })
+    socket.once('error', () => {
+      clearTimeout(timer)
+      resolve(false)
+    })
+  })
 
 /** Audit lines read from a stream, each whole JSON. */
 const streamLines = (text: string): Line[] =>
@@ -706,42 +799,7 @@ describe('the CA on worker threads', function () {
     const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
     const auditFile = join(init.dir, 'audit.log')
     await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['deploy'])})
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'ca',
-        'serve',
-        '--config',
-        init.config,
-        '--password-file',
-        passwordFile,
-        '--address',
-        '127.0.0.1:0',
-        '--workers',
-        '2',
-        '--json',
-      ],
-      {stdio: ['ignore', 'pipe', 'pipe']},
-    )
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    onCleanup(async () => void child.kill('SIGKILL'))
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    let started: {url: string; pid: number; workers: number} | undefined
-    await waitFor(
-      'ca serve to start',
-      () => {
-        try {
-          started = JSON.parse(out) as typeof started
-        } catch {
-          // not all of it yet
-        }
-        return started !== undefined || child.exitCode !== null
-      },
-      60_000,
-    )
-    assert.ok(started, `ca serve exited ${child.exitCode}`)
+    const {child, exited, started} = await serveWorkers(init.config, passwordFile)
     assert.equal(started.pid, child.pid)
     assert.equal(started.workers, 2)
     const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
@@ -763,6 +821,79 @@ describe('the CA on worker threads', function () {
       assert.deepEqual(parseCertificate(Buffer.from(r.json.crt as string, 'base64')).principals, ['release'])
       for (const l of byRequest(linesOf(auditFile), r.id)) seen.add(l.worker)
     }
+
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    assert.equal(linesOf(auditFile).at(-1)!.event, 'server_stopped')
+  })
+
+  it('a worker whose event loop stops turning is ended and replaced (worker_stalled): before, a share of the new connections waited for good', async function () {
+    this.timeout(180_000)
+    const {init, passwordFile} = await makeCaDir(rule(gh.issuer, ['deploy']))
+    const auditFile = join(init.dir, 'audit.log')
+    await writePolicy(init.config, {audit: {file: auditFile}, ...rule(gh.issuer, ['deploy'])})
+    const hang = join(init.dir, 'hang.mjs')
+    writeFileSync(hang, HANG_MODULE)
+    const trigger = join(init.dir, 'hang-now')
+    const {child, exited, started} = await serveWorkers(init.config, passwordFile, {
+      nodeArgs: ['--import', pathToFileURL(hang).href],
+      env: {SSHCA_TEST_HANG: trigger},
+    })
+    const rootPem = readFileSync(join(init.dir, 'certs', 'root_ca.crt'), 'utf8')
+    /** Signs on a new connection: a certificate, and the worker that issued it. */
+    const signedBy = async (): Promise<unknown> => {
+      const r = await signOnce(started.url, rootPem, {publicKey: subject, ott: await gh.mint()})
+      assert.equal(r.status, 201)
+      return byRequest(linesOf(auditFile), r.id).find((l) => l.event === 'certificate_issued')?.worker
+    }
+    const seen = new Set<unknown>()
+    for (let n = 0; seen.size < 2; n++) {
+      assert.ok(n < 64, 'every connection reached one worker')
+      seen.add(await signedBy())
+    }
+
+    writeFileSync(trigger, '')
+    await waitFor('a worker to take the trigger', () => existsSync(`${trigger}.taken`), 10_000)
+    const hungAt = performance.now()
+    // the kernel still hands the looping worker its share of new connections: one of them waits,
+    // with no TLS handshake (each goes to either worker; 20 all to the other: one chance in a million)
+    let waited = false
+    for (let n = 0; n < 20 && !waited; n++) waited = !(await handshakes(started.url, rootPem, 1500))
+    assert.ok(waited, 'a connection to the looping worker waited')
+    assert.ok(performance.now() - hungAt < WORKER_STALL_MS, 'the watchdog did not act before the test looked')
+
+    await waitFor('worker_stalled', () => linesOf(auditFile).some((l) => l.event === 'worker_stalled'), 60_000)
+    const stall = linesOf(auditFile).find((l) => l.event === 'worker_stalled')!
+    // not before it stood still that long (its last beat may have come up to a second before it looped);
+    // the other worker, serving all the while, was never taken for stalled
+    assert.ok(Number(stall.stalled_ms) >= WORKER_STALL_MS, `stalled_ms ${String(stall.stalled_ms)}`)
+    assert.ok(performance.now() - hungAt >= WORKER_STALL_MS - 1500, 'ended no sooner than the watchdog allows')
+    await waitFor(
+      'its worker_exited line',
+      () =>
+        linesOf(auditFile).some(
+          (l) =>
+            l.event === 'worker_exited' &&
+            l.worker === stall.worker &&
+            l.thread_id === stall.thread_id &&
+            l.stalled_ms === stall.stalled_ms &&
+            l.replaced === true,
+        ),
+      30_000,
+    )
+    // its replacement signs in its slot (the looping thread has ended: an answer from that slot is the
+    // new thread's), beside the worker that never stopped; and no new connection waits any more
+    await waitFor('the replacement to sign', async () => (await signedBy()) === stall.worker, 60_000)
+    for (let n = 0; n < 8; n++) assert.ok(await handshakes(started.url, rootPem, 5000), `connection ${n + 1} waited`)
+
+    // the whole process standing still (SIGSTOP, a suspended VM) ends no worker: no count could move
+    child.kill('SIGSTOP')
+    await new Promise((resolve) => setTimeout(resolve, WORKER_STALL_MS + 2000))
+    child.kill('SIGCONT')
+    // (past the mean event-loop delay of the second the pause ends in, which sheds signing requests)
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    for (let n = 0; n < 4; n++) await signedBy()
+    assert.equal(linesOf(auditFile).filter((l) => l.event === 'worker_stalled').length, 1)
 
     child.kill('SIGTERM')
     assert.equal(await exited, 0)

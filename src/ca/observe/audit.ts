@@ -45,6 +45,8 @@ export type AuditEvent =
   | 'ca_restored'
   | 'intermediate_issued'
   | 'worker_exited'
+  /** A worker's event loop stood still for WORKER_STALL_MS (workers.ts): it is ended, then replaced (worker_exited). */
+  | 'worker_stalled'
   /** Refusals a thread counted rather than kept while its audit log failed (DROPPABLE), written once it takes lines again. */
   | 'audit_lines_dropped'
 

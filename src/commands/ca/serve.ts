@@ -18,7 +18,8 @@ SIGINT/SIGTERM stop it gracefully.
 
 The API runs on worker threads of this one process (--workers, one per core by default), sharing the
 address (SO_REUSEPORT), the store's one writer, one rate-limit allowance per client address and the
-limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit log). SSH CA keys in a
+limits in ca.yaml; a worker that dies is replaced (worker_exited in the audit log), and so is one
+whose event loop stands still for 10 s (worker_stalled). SSH CA keys in a
 PKCS#11 token never leave its one process: the main thread has it sign for every worker. The single
 executable serves on the main thread.`
 
