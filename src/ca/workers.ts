@@ -124,34 +124,37 @@ type Tls = CaMaterial['tls']
 const BEAT_MS = 1000
 
 /**
- * A worker whose event loop has not turned for this long is ended and replaced. Its loop blocks by
- * design for at most an audit line's patience (AUDIT_PATIENCE_MS, 2 s: a line waits for the lock and
- * the pipe together) and a garbage collection; five times that is no busy thread's pause, and still
- * short beside the minutes a client would otherwise wait. A thread blocked inside a system call (a
- * write to a disk that stopped answering) ends only when the call returns: terminate() cannot stop it.
+ * A worker whose event loop has not turned for this long is ended and replaced. Its loop stands still
+ * by design at most an audit log's patience a turn (AUDIT_PATIENCE_MS, 2 s: the lines of a turn wait
+ * for the lock and the destination that long in all) and a garbage collection; five times that is no
+ * busy thread's pause, and still short beside the minutes a client would otherwise wait. A thread
+ * blocked inside a system call (a write to a disk that stopped answering) ends only when the call
+ * returns: terminate() cannot stop it.
  */
 export const WORKER_STALL_MS = 10_000
 
 /**
- * The watchdog's judgement: which workers' beat counts have stood still for WORKER_STALL_MS. Measured
- * from when it last saw each count move, so a pause of the main thread's own (a long fsync) finds no
- * worker stalled: the workers beat on meanwhile, and their counts have moved. A look that comes late
- * starts every measure afresh: the whole process stood still (SIGSTOP, a suspended VM), the workers
- * too, and no count could move.
+ * The watchdog's judgement: which workers' beat counts have stood still for WORKER_STALL_MS. Stillness
+ * is counted between looks that saw the count not move, so a pause of the main thread's own (a long
+ * fsync) finds no worker stalled when the workers beat on meanwhile. A look that comes late (over two
+ * beats after the one before) counts one beat of it: the whole process may have stood still (SIGSTOP, a
+ * suspended VM), the workers with it, and no count could move; yet a main thread late again and again
+ * still finds a stalled worker, a beat's worth at each look.
  */
 export class StallWatch<W> {
-  private readonly last = new Map<W, {beat: number; at: number}>()
+  private readonly last = new Map<W, {beat: number; still: number}>()
   private looked: number | undefined
 
   /** `serving`: each worker and its beat count now (`now`: performance.now()); the stalled ones, with how long (ms). */
   look(now: number, serving: Iterable<[W, number]>): [W, number][] {
-    const late = this.looked !== undefined && now - this.looked > 2 * BEAT_MS
+    const since = this.looked === undefined ? 0 : now - this.looked
+    const counted = since > 2 * BEAT_MS ? BEAT_MS : since
     this.looked = now
     const stalled: [W, number][] = []
     for (const [w, beat] of serving) {
       const last = this.last.get(w)
-      if (!last || last.beat !== beat || late) this.last.set(w, {beat, at: now})
-      else if (now - last.at >= WORKER_STALL_MS) stalled.push([w, Math.round(now - last.at)])
+      if (!last || last.beat !== beat) this.last.set(w, {beat, still: 0})
+      else if ((last.still += counted) >= WORKER_STALL_MS) stalled.push([w, Math.round(last.still)])
     }
     return stalled
   }

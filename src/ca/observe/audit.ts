@@ -253,9 +253,10 @@ const KEPT_MAX = 16 * 1024 * 1024
  * dies, a close while the destination fails). On a file, what part of a line was written is cut off
  * again; on a pipe, whose bytes cannot be taken back, the thread keeps the lock until it has written
  * the rest (the other threads' writes fail at once meanwhile).
- * A write waits for the lock and the destination together at most the patience (the main thread at
- * most a second for the lock: a worker that died holding it is freed by the main thread's event loop),
- * and not at all while the destination is FAILING. After close(), write() throws ERR_STORE_UNAVAILABLE
+ * A write waits for the lock and the destination together at most the patience, and the writes of one
+ * turn of the event loop at most the patience in all (the main thread at most a second for the lock: a
+ * worker that died holding it is freed by the main thread's event loop), and not at all while the
+ * destination is FAILING, which a lock waited for in vain makes it too. After close(), write() throws ERR_STORE_UNAVAILABLE
  * and writes nothing.
  */
 export function createAuditLog(
@@ -320,19 +321,37 @@ export function createAuditLog(
       else if (retry) retry = void clearInterval(retry)
     }
   }
+  /**
+   * When this turn of the event loop began to wait on the log: the lines of one turn (a group commit
+   * settles a whole batch in one) wait the patience in all, not each, so the thread's event loop stands
+   * still at most that long (src/ca/workers.ts ends a worker that stands still much longer).
+   */
+  let turnBegan: number | undefined
+  const turnStart = (): number => {
+    if (turnBegan === undefined) {
+      turnBegan = performance.now()
+      setImmediate(() => (turnBegan = undefined)).unref()
+    }
+    return turnBegan
+  }
   /** Writes the kept lines, waiting for the lock and the destination as `wait` says (flush). */
   const writeKept = (wait: Wait): void => {
-    const start = performance.now()
     // while the destination fails, a request's line gets one try, without waiting for it or for the lock
     const waits = (): boolean => wait === 'always' || (wait === 'unless-failing' && !flagged(lock, FAILING))
-    if (offset === 0 && !acquire(lock, waits() ? lockPatience : 0, wait === 'always'))
-      throw unavailable(
-        new Error(
-          flagged(lock, FAILING)
-            ? 'it took no line lately, and another thread is writing to it'
-            : 'it is locked by a thread that does not let go',
-        ),
-      )
+    const first = turnBegan === undefined
+    const start = wait === 'always' ? performance.now() : turnStart()
+    // what this turn has left of the patience (all of it for its first line)
+    const left = wait === 'always' || first ? patience : Math.max(0, start + patience - performance.now())
+    const lockWait = waits() ? Math.min(lockPatience, left) : 0
+    if (offset === 0 && !acquire(lock, lockWait, wait === 'always')) {
+      if (flagged(lock, FAILING))
+        throw unavailable(new Error('it took no line lately, and another thread is writing to it'))
+      const why = 'it is locked by a thread that does not let go'
+      // waited for in vain, the whole lock patience: its holder is stuck (a write to a disk that
+      // stopped answering, a thread ended), so the next lines try once rather than each wait again
+      if (lockWait === lockPatience) fail(why)
+      throw unavailable(new Error(why))
+    }
     // one patience for the lock and the destination; none if the holder found it failing meanwhile
     const deadline = waits() ? start + patience : 0
     try {

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
-import {closeSync, constants, openSync, readSync, writeFileSync, writeSync} from 'node:fs'
+import {closeSync, constants, openSync, readFileSync, readSync, writeFileSync, writeSync} from 'node:fs'
 import {once} from 'node:events'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -322,6 +322,81 @@ describe('audit: a destination that stops taking lines', function () {
         assert.ok(r.longest < 2000, `a write blocked ${Math.round(r.longest)} ms: ${JSON.stringify(results)}`)
       }
     } finally {
+      pipe.close()
+    }
+  })
+
+  it('a lock its holder does not let go (stuck in a write to a disk that stopped answering): one write waits the patience, then the log is FAILING and the next fail at once, until the holder lets go', async () => {
+    const lock = auditLock()
+    const file = join(tempDir(), 'audit.log')
+    const log = createAuditLog(file, {lock, patienceMs: 400})
+    let told: (string | undefined)[] = []
+    const watched = createAuditLog(file, {lock, patienceMs: 400, onFailing: (why) => told.push(why)})
+    try {
+      // another thread's holder id, as a thread blocked in its write holds it
+      Atomics.store(lock, 0, 4242)
+      let t0 = performance.now()
+      assert.equal(failure(() => watched.write('certificate_issued', line(0))).code, 'ERR_STORE_UNAVAILABLE')
+      assert.ok(performance.now() - t0 >= 350, 'the first write waited for the lock')
+      assert.deepEqual(told, ['it is locked by a thread that does not let go'])
+      assert.equal(log.failing?.(), true)
+      // every later line, of either log, fails at once: before, each waited the patience again
+      t0 = performance.now()
+      for (let i = 1; i <= 5; i++) failure(() => log.write('certificate_issued', line(i)))
+      assert.ok(performance.now() - t0 < 200, `five writes took ${Math.round(performance.now() - t0)} ms`)
+      // the holder lets go: the kept lines go out on the next retry, and the log says it takes lines again
+      Atomics.store(lock, 0, 0)
+      told = []
+      await waitFor('the kept lines', () => log.failing?.() === false, 5000)
+      await waitFor('the watched log told', () => told.includes(undefined), 5000)
+      log.write('certificate_issued', line(6))
+      await quietly(watched)
+      const seqs = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as {seq: number}).seq)
+      assert.deepEqual(
+        [...seqs].sort((x, y) => x - y),
+        [0, 1, 2, 3, 4, 5, 6],
+      )
+    } finally {
+      Atomics.store(lock, 0, 0)
+      await quietly(log)
+      await quietly(watched)
+    }
+  })
+
+  it('the lines of one turn of the event loop wait the patience in all, not each: a reader that takes each in time but not all of them', async () => {
+    const pipe = fifo()
+    const log = createAuditLog(pipe.path, {patienceMs: 600})
+    fillLeaving(pipe, 0)
+    // another process frees one page of the pipe every 250 ms: room for one 3000-byte line (a write of
+    // up to a page to a pipe goes in whole or not at all)
+    const reader = spawn(
+      'sh',
+      ['-c', 'exec 3<"$0"; while :; do sleep 0.25; dd bs=4096 count=1 <&3 >/dev/null 2>&1; done', pipe.path],
+      {stdio: 'ignore'},
+    )
+    const done = new Promise((resolve) => reader.once('exit', resolve))
+    try {
+      // six lines in one turn, as a group commit's batch: each alone would be taken within the patience
+      const t0 = performance.now()
+      let failed = 0
+      for (let i = 0; i < 6; i++) {
+        try {
+          log.write('certificate_issued', line(i, 3000))
+        } catch {
+          failed++
+        }
+      }
+      const took = performance.now() - t0
+      // before, each line waited for its page: 1.5 s and more, the thread's event loop still all along
+      assert.ok(took < 1100, `six lines held the thread ${Math.round(took)} ms`)
+      assert.ok(failed >= 1, 'the lines past the patience failed closed')
+    } finally {
+      reader.kill()
+      await done
+      await quietly(log)
       pipe.close()
     }
   })

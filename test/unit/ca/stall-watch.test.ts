@@ -1,7 +1,7 @@
 /**
  * The worker watchdog's judgement (src/ca/workers.ts, StallWatch): a worker is stalled once its beat
  * count has stood still for WORKER_STALL_MS since it was last seen to move, looking every second; a
- * look that comes late (the whole process stood still) starts every measure afresh. The watchdog
+ * look that comes late (the whole process may have stood still) counts one beat. The watchdog
  * itself, ending a real looping worker of a real `ca serve`, is in test/integration/ca-workers.test.ts.
  */
 import assert from 'node:assert/strict'
@@ -62,13 +62,31 @@ describe('the worker watchdog (StallWatch)', () => {
     assert.deepEqual([...found], [[WORKER_STALL_MS, [['b', WORKER_STALL_MS]]]])
   })
 
-  it('a look that comes late starts every measure afresh: the process stood still, and its workers with it', () => {
+  it('a look that comes late counts one beat: the process stood still (SIGSTOP), and its workers with it', () => {
     const watch = new StallWatch<string>()
-    // counts move until 1 s; then nothing is looked at for 12 s (SIGSTOP); then looks every second again
+    // counts move until 1 s; then nothing is looked at for 12 s; then looks every second again
     lookEvery(watch, 0, 1000, (t) => [['w', t]])
     assert.deepEqual(watch.look(13_000, [['w', 1000]]), [], 'the late look')
     const found = lookEvery(watch, 14_000, 30_000, () => [['w', 1000]])
-    assert.equal([...found.keys()][0], 13_000 + WORKER_STALL_MS)
+    assert.equal([...found.keys()][0], 13_000 + WORKER_STALL_MS - 1000)
+    assert.deepEqual(found.get(22_000), [['w', WORKER_STALL_MS]])
+    // the count moving right after the late look (the workers beat as the process goes on): nothing
+    const again = new StallWatch<string>()
+    lookEvery(again, 0, 1000, (t) => [['w', t]])
+    again.look(13_000, [['w', 1000]])
+    assert.deepEqual([...lookEvery(again, 14_000, 40_000, (t) => [['w', t]])], [])
+  })
+
+  it('a main thread late again and again (a store that holds it 3 s every 4) still finds a stalled worker', () => {
+    const watch = new StallWatch<string>()
+    const found = new Map<number, [string, number][]>()
+    // looks at 0, 1, 4, 5, 8, 9, …: every other gap is late
+    for (let t = 0; t <= 60_000; t += t % 4000 === 0 ? 1000 : 3000) {
+      const stalled = watch.look(t, [['w', 0]])
+      if (stalled.length > 0) found.set(t, stalled)
+    }
+    // each on-time gap counts a second, each late one a beat (a second): ten of them
+    assert.equal([...found.keys()][0], 20_000)
   })
 
   it('looks two seconds apart are not late: a count standing still between them is stalled in time', () => {
