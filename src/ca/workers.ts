@@ -24,6 +24,9 @@
  * stops turning (an endless loop, a call that never returns): each worker counts a beat in shared
  * memory every second, and one whose count stands still for WORKER_STALL_MS is ended (`worker_stalled`). The
  * kernel would otherwise go on handing it its share of the new connections, which would wait for good.
+ * What dies with such a worker is its requests: the issuances committed for it but not yet answered
+ * and the audit lines it kept have no line in the audit log, but each is a certificate never handed
+ * out (a request's line is written before its answer), and each is recorded in the store.
  *
  * - the key manifest and the roots: a rotation step is read here (src/ca/server.ts) and the new
  *   material sent to every worker; so is the safety state (the emergency stop, the restore mark),
