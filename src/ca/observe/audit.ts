@@ -338,10 +338,10 @@ export function createAuditLog(
   const writeKept = (wait: Wait): void => {
     // while the destination fails, a request's line gets one try, without waiting for it or for the lock
     const waits = (): boolean => wait === 'always' || (wait === 'unless-failing' && !flagged(lock, FAILING))
+    // a request's line: what this turn has left of the patience (all of it for the turn's first line)
     const first = turnBegan === undefined
-    const start = wait === 'always' ? performance.now() : turnStart()
-    // what this turn has left of the patience (all of it for its first line)
-    const left = wait === 'always' || first ? patience : Math.max(0, start + patience - performance.now())
+    const start = wait === 'unless-failing' ? turnStart() : performance.now()
+    const left = wait !== 'unless-failing' || first ? patience : Math.max(0, start + patience - performance.now())
     const lockWait = waits() ? Math.min(lockPatience, left) : 0
     if (offset === 0 && !acquire(lock, lockWait, wait === 'always')) {
       if (flagged(lock, FAILING))
