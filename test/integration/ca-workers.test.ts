@@ -76,6 +76,21 @@ async function replaceFirstWorker(t: TestCa): Promise<void> {
   )
 }
 
+/** The CLI's arguments for `ca serve --workers 2` on a port the OS picks. */
+const serveArgs = (config: string, passwordFile: string): string[] => [
+  BIN,
+  'ca',
+  'serve',
+  '--config',
+  config,
+  '--password-file',
+  passwordFile,
+  '--address',
+  '127.0.0.1:0',
+  '--workers',
+  '2',
+]
+
 /**
  * `ca serve --workers 2` with its audit log on stdout, a named pipe as `ca serve | logger` makes (the
  * stdout Node gives a child is a socket, which does not split lines), read by `reader` into out().
@@ -98,17 +113,7 @@ async function serveToFifo(issuer: string, stderrToo = false) {
       '-c',
       stderrToo ? 'exec "$0" "$@" > "$FIFO" 2>&1' : 'exec "$0" "$@" > "$FIFO"',
       process.execPath,
-      BIN,
-      'ca',
-      'serve',
-      '--config',
-      config,
-      '--password-file',
-      passwordFile,
-      '--address',
-      '127.0.0.1:0',
-      '--workers',
-      '2',
+      ...serveArgs(config, passwordFile),
     ],
     {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, FIFO: fifo}},
   )
@@ -149,25 +154,10 @@ async function serveWorkers(
   passwordFile: string,
   o: {nodeArgs?: string[]; env?: Record<string, string>} = {},
 ) {
-  const child = spawn(
-    process.execPath,
-    [
-      ...(o.nodeArgs ?? []),
-      BIN,
-      'ca',
-      'serve',
-      '--config',
-      config,
-      '--password-file',
-      passwordFile,
-      '--address',
-      '127.0.0.1:0',
-      '--workers',
-      '2',
-      '--json',
-    ],
-    {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, ...o.env}},
-  )
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), ...serveArgs(config, passwordFile), '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {...process.env, ...o.env},
+  })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   onCleanup(async () => void child.kill('SIGKILL'))
   let out = ''
