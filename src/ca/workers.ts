@@ -22,8 +22,9 @@
  * memory, so limits.maxConnections and limits.maxInFlight hold for the CA. A worker that dies (an
  * uncaught error, out of memory) is audited (`worker_exited`) and replaced; so is one whose event loop
  * stops turning (an endless loop, a call that never returns): each worker counts a beat in shared
- * memory every second, and one whose count stands still for WORKER_STALL_MS is ended (`worker_stalled`). The
- * kernel would otherwise go on handing it its share of the new connections, which would wait for good.
+ * memory every second, and one whose count stands still for WORKER_STALL_MS is ended
+ * (`worker_stalled`). The kernel would otherwise go on handing it its share of the new connections,
+ * which would wait for good.
  * What dies with such a worker is its requests: the issuances committed for it but not yet answered
  * and the audit lines it kept have no line in the audit log, but each is a certificate never handed
  * out (a request's line is written before its answer), and each is recorded in the store.
@@ -529,7 +530,7 @@ export async function startWorkers(o: PoolOptions): Promise<WorkerPool> {
     )
     for (const [w, still] of watch.look(performance.now(), serving)) {
       stalled.set(w, still)
-      note({worker: threads.indexOf(w) + 1, thread_id: w.threadId, stalled_ms: still, ended: true}, 'worker_stalled')
+      note({worker: threads.indexOf(w) + 1, thread_id: w.threadId, stalled_ms: still}, 'worker_stalled')
       void w.terminate()
     }
   }, BEAT_MS)

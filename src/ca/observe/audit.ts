@@ -256,8 +256,8 @@ const KEPT_MAX = 16 * 1024 * 1024
  * A write waits for the lock and the destination together at most the patience, and the writes of one
  * turn of the event loop at most the patience in all (the main thread at most a second for the lock: a
  * worker that died holding it is freed by the main thread's event loop), and not at all while the
- * destination is FAILING, which a lock waited for in vain makes it too. After close(), write() throws ERR_STORE_UNAVAILABLE
- * and writes nothing.
+ * destination is FAILING, which a lock waited for in vain makes it too. After close(), write() throws
+ * ERR_STORE_UNAVAILABLE and writes nothing.
  */
 export function createAuditLog(
   dest: string,
