@@ -741,17 +741,28 @@ describe('the CA on worker threads', function () {
     reader.resume()
     await waitFor('the audit log to take lines again', async () => (await get('/ready')).status === 200, 30_000)
     await waitFor('stderr to say so', () => /the audit log takes lines again/.test(err()), 10_000)
-    const after = await signOnce(url, rootPem, {publicKey: subject, ott: await gh.mint(bigClaims)})
-    assert.equal(after.status, 201)
+    // the CA signs again; a request may still be refused at once (503, its line kept too) while a
+    // thread writes out what it kept and finds the pipe full part-way through a line (once in ten
+    // runs on a loaded machine)
+    const after: Awaited<ReturnType<typeof signOnce>>[] = []
+    await waitFor(
+      'a certificate again',
+      async () => {
+        after.push(await signOnce(url, rootPem, {publicKey: subject, ott: await gh.mint(bigClaims)}))
+        return after.at(-1)!.status === 201
+      },
+      30_000,
+    )
+    for (const r of after.slice(0, -1)) assert.match(String(r.json.message), /cannot record certificates right now/)
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
     await readerClosed
     // every line whole; every certificate answered has its line, and so has every one recorded and
     // then refused for want of its line (kept, and written once the pipe took lines again)
     const issued = streamLines(out()).filter((l) => l.event === 'certificate_issued')
-    for (const r of [...answers, after].filter((a) => a.status === 201))
+    for (const r of [...answers, ...after].filter((a) => a.status === 201))
       assert.equal(byRequest(issued, r.id).length, 1, `the line of ${r.id}`)
-    assert.equal(issued.length, 61)
+    assert.equal(issued.length, 60 + after.length)
   })
 
   it('stderr into the audit pipe too (2>&1, a journal): no warning of its failing lands inside an audit line; /ready says it', async () => {
