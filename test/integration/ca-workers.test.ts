@@ -1,7 +1,8 @@
 /**
  * The CA on worker threads (src/ca/workers.ts): every worker serves, under one policy, one rate
  * allowance per address, one store writer; each decision is audited once, in whole lines; a worker
- * that dies is replaced; SIGHUP reaches every worker of a real `ca serve`; SIGTERM stops it gracefully.
+ * that dies, or whose event loop stops turning, is replaced; SIGHUP reaches every worker of a real
+ * `ca serve`; SIGTERM stops it gracefully.
  * Connections are spread over the workers by the kernel (SO_REUSEPORT hashes each new connection),
  * so the tests open one connection per request and check, from the audit lines' `worker`, that
  * more than one worker answered.
