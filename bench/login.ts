@@ -3,7 +3,8 @@
  * local CA over HTTPS, against bare `node -e 0`; medians, each run with a fresh token. Beside it, the
  * floor Node sets: a script that does only what no login can skip (an ed25519 key, one POST /ssh/sign
  * over TLS pinned to the root) — node:tls, node:crypto and the first secure context cost about as much
- * as a bare start-up on the 2-core box.
+ * as a bare start-up on the 2-core box — and the same request written by hand over node:tls, without
+ * Node's HTTP client.
  */
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -51,11 +52,14 @@ export async function benchLogin(): Promise<void> {
       }
       const floorScript = join(dir, 'floor.cjs')
       writeFileSync(floorScript, FLOOR)
+      const rawScript = join(dir, 'raw-floor.cjs')
+      writeFileSync(rawScript, RAW_FLOOR)
       const floorEnv = {...env, CA_URL: t.url, ROOT_FILE: join(dir, 'home', 'contexts', 'bench', 'root_ca.crt')}
-      // the three interleaved, so each sees the same neighbours
+      // the four interleaved, so each sees the same neighbours
       const bares: number[] = []
       const times: number[] = []
       const floors: number[] = []
+      const raws: number[] = []
       for (const [i, f] of files.entries()) {
         const b = await timedRun(process.execPath, ['-e', '0'], env)
         const r = await timedRun(process.execPath, ['bin/run.cjs', 'login', '--identity-token-file', f], env)
@@ -63,16 +67,21 @@ export async function benchLogin(): Promise<void> {
         writeFileSync(f, await gh.mint())
         const fl = await timedRun(process.execPath, [floorScript, f], floorEnv)
         if (fl.code !== 0) throw new Error(`the floor script failed: ${fl.stderr}`)
+        writeFileSync(f, await gh.mint())
+        const raw = await timedRun(process.execPath, [rawScript, f], floorEnv)
+        if (raw.code !== 0) throw new Error(`the raw floor script failed: ${raw.stderr}`)
         if (i >= 2) {
           // two warm-up runs (compile cache, page cache)
           bares.push(b.ms)
           times.push(r.ms)
           floors.push(fl.ms)
+          raws.push(raw.ms)
         }
       }
       const bare = {median: median(bares)}
       const m = median(times)
       const floor = median(floors)
+      const rawFloor = median(raws)
       // what ssh's Match exec runs before every connection, the last login's certificate in the agent
       const [bareAgain, ensure] = wallMs([
         {cmd: process.execPath, args: ['-e', '0'], env},
@@ -91,6 +100,10 @@ export async function benchLogin(): Promise<void> {
           value: `${floor.toFixed(0)} ms = ${(floor / bare.median).toFixed(2)}× bare node (sshca login = ${(m / floor).toFixed(2)}× the floor)`,
         },
         {
+          name: 'the same over bare TLS, no node:https',
+          value: `${rawFloor.toFixed(0)} ms = ${(rawFloor / bare.median).toFixed(2)}× bare node (no agent, no files: what no Node client can go under)`,
+        },
+        {
           name: 'sshca login --ensure, certificate held',
           value: `${ensure.median.toFixed(0)} ms = ${(ensure.median / bareAgain.median).toFixed(2)}× bare node (${bareAgain.median.toFixed(0)} ms, taking turns): before every ssh connection`,
         },
@@ -102,6 +115,29 @@ export async function benchLogin(): Promise<void> {
     rmSync(dir, {recursive: true, force: true})
   }
 }
+
+/**
+ * Lower still: the same key and request over node:tls with a hand-written HTTP/1.1 request, its answer
+ * judged by the status line alone. No client should work this way (sshca's reads its answer through
+ * Node's HTTP parser); it shows what Node's start, node:crypto, node:tls, the first secure context and
+ * the CA's answer cost before a login has done anything of its own.
+ */
+const RAW_FLOOR = `const fs = require('node:fs'), tls = require('node:tls'), crypto = require('node:crypto')
+const ott = fs.readFileSync(process.argv[2], 'utf8').trim()
+const x = Buffer.from(crypto.generateKeyPairSync('ed25519').publicKey.export({format: 'jwk'}).x, 'base64url')
+const type = Buffer.from('ssh-ed25519')
+const blob = Buffer.concat([Buffer.from([0, 0, 0, type.length]), type, Buffer.from([0, 0, 0, 32]), x])
+const body = JSON.stringify({publicKey: blob.toString('base64'), ott, certType: 'user'})
+const url = new URL(process.env.CA_URL)
+const s = tls.connect({host: url.hostname, port: Number(url.port), ca: fs.readFileSync(process.env.ROOT_FILE)}, () =>
+  s.write('POST /ssh/sign HTTP/1.1\\r\\nhost: ' + url.host + '\\r\\ncontent-type: application/json\\r\\ncontent-length: ' + Buffer.byteLength(body) + '\\r\\nconnection: close\\r\\n\\r\\n' + body))
+let head = ''
+s.on('data', (d) => {
+  head += d
+  if (head.includes('\\r\\n')) process.exit(head.startsWith('HTTP/1.1 201 ') ? 0 : 1)
+})
+s.on('error', (err) => { console.error(err.message); process.exit(1) })
+`
 
 /** The floor: Node doing only what every token login must (CommonJS: no ES loader either). */
 const FLOOR = `const fs = require('node:fs'), https = require('node:https'), crypto = require('node:crypto')
