@@ -38,7 +38,11 @@ void (async () => {
   if (fast && (argv[0] === 'list' || argv[0] === 'login')) exitAfterOutput()
   if (!fast) {
     const {execute} = await import('@oclif/core')
-    await execute({dir: __filename})
+    // no plugins but sshca's own: oclif would otherwise load "user" and "link" plugins named in
+    // $XDG_DATA_HOME/sshca/package.json (or ~/.local/share/sshca, $SSHCA_DATA_DIR) and run their hooks,
+    // and root runs sshca (`sshca host …`, renewal) with environments it did not choose (su without -,
+    // sudo -E): whoever can write that folder would run code as root (SECURITY.md)
+    await execute({dir: __filename, loadOptions: {root: __filename, userPlugins: false, devPlugins: false}})
   }
 })()
 

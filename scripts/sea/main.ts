@@ -58,7 +58,11 @@ async function main(): Promise<void> {
       enableAutoTranspile: false,
     },
   }
-  await execute({args: argv, loadOptions: {root: ROOT, pjson: pjson as never, ignoreManifest: true}})
+  // no user or link plugins: bin/run.cjs says why
+  await execute({
+    args: argv,
+    loadOptions: {root: ROOT, pjson: pjson as never, ignoreManifest: true, userPlugins: false, devPlugins: false},
+  })
 }
 
 void main()
