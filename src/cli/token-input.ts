@@ -5,6 +5,8 @@
  * (/proc/PID/environ is readable by the same user and root only) are not. --token still works, with
  * a warning. Exactly one source: two would leave a person unsure which token was used.
  */
+import {readFileSync} from 'node:fs'
+import {basename} from 'node:path'
 import {SshcaError} from '../errors.ts'
 import {readSecretInput} from './io.ts'
 
@@ -58,3 +60,46 @@ export async function readEnrollmentToken(src: TokenSource): Promise<string> {
     )
   return token
 }
+
+/** A process as /proc shows it to everyone: its parent and its command line. */
+export interface ProcessView {
+  ppid: number
+  argv: string[]
+}
+
+/** Linux's /proc view of process `pid`, or undefined (gone, not Linux). */
+function procView(pid: number): ProcessView | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // "pid (comm) state ppid …": the name may hold spaces and parentheses, the last ")" ends it
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    return {ppid, argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')}
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The process above this one (up to 16 generations) whose command line holds `token`, or undefined.
+ * `sudo SSHCA_TOKEN="$T" sshca …` keeps the token in sudo's own argv — readable by every local user
+ * (ps, /proc/PID/cmdline) for as long as sudo waits for sshca — though sshca reads it from its
+ * environment: the token is exposed before sshca starts, and sshca can only say so (SECURITY.md
+ * client row 1b). Where there is no /proc, undefined.
+ */
+export function tokenOnAncestorCommandLine(
+  token: string,
+  view: (pid: number) => ProcessView | undefined = procView,
+  first = process.ppid,
+): {pid: number; command: string} | undefined {
+  for (let pid = first, depth = 0; pid > 1 && depth < 16; depth++) {
+    const p = view(pid)
+    if (!p) return undefined
+    if (p.argv.some((a) => a.includes(token))) return {pid, command: basename(p.argv[0] || '?')}
+    pid = p.ppid
+  }
+  return undefined
+}
+
+/** The warning for an ancestor holding $SSHCA_TOKEN's token on its command line (tokenOnAncestorCommandLine). */
+export const ancestorArgvWarning = (a: {pid: number; command: string}): string =>
+  `the enrollment token in $${TOKEN_ENV} is also on the command line of ${a.command} (pid ${a.pid}), the process that started sshca: every local user can read it there (ps, /proc/PID/cmdline) while that process runs, and may spend it first with their own key. If the CA then says the token was already used, ask for a new one; bind tokens to the host key (sshca ca token --host NAME --key FILE). Next time pass it on standard input: printf %s "$TOKEN" | sudo sshca certificate ... --token-file -`

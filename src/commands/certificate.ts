@@ -1,7 +1,14 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
 import {contextFlag} from '../cli/flags.ts'
-import {ARGV_WARNING, chooseTokenSource, readEnrollmentToken, TOKEN_ENV} from '../cli/token-input.ts'
+import {
+  ancestorArgvWarning,
+  ARGV_WARNING,
+  chooseTokenSource,
+  readEnrollmentToken,
+  TOKEN_ENV,
+  tokenOnAncestorCommandLine,
+} from '../cli/token-input.ts'
 import {signHostKey} from '../client/host/host.ts'
 import {sshcaHome} from '../client/home/home.ts'
 import {SshcaError} from '../errors.ts'
@@ -15,12 +22,14 @@ Then point sshd at it (sshca config --host) and renew it daily (sshca renew).
 
 The token comes from exactly one of: --token-file FILE (readable by its owner only), --token-file -
 (standard input), or $SSHCA_TOKEN. --token VALUE works too but warns: the command line is readable
-by every local user while sshca runs, and whoever reads the token first can spend it with their key.`
+by every local user while sshca runs, and whoever reads the token first can spend it with their key.
+So is sudo's: \`sudo SSHCA_TOKEN=... sshca\` puts the token there (sshca warns when it finds it on a
+command line above it); pipe it to --token-file - instead.`
 
   static override examples = [
     'sudo <%= config.bin %> <%= command.id %> --host --sign --token-file /root/enroll.token web1.example.com /etc/ssh/ssh_host_ed25519_key.pub',
     'ssh ca.example.com sudo sshca ca token --host web1 | sudo <%= config.bin %> <%= command.id %> --host --sign --token-file - web1 /etc/ssh/ssh_host_ed25519_key.pub',
-    'sudo SSHCA_TOKEN="$TOKEN" <%= config.bin %> <%= command.id %> --host --sign web1 /etc/ssh/ssh_host_ed25519_key.pub --principal web1.example.com',
+    'printf %s "$TOKEN" | sudo <%= config.bin %> <%= command.id %> --host --sign --token-file - web1 /etc/ssh/ssh_host_ed25519_key.pub --principal web1.example.com',
   ]
 
   static override args = {
@@ -52,6 +61,10 @@ by every local user while sshca runs, and whoever reads the token first can spen
       throw new SshcaError('ERR_USAGE', 'only --host --sign is supported; users get certificates with sshca login')
     const source = chooseTokenSource({token: flags.token, tokenFile: flags['token-file'], env: process.env[TOKEN_ENV]})
     if (source.kind === 'flag') this.warning(ARGV_WARNING)
+    if (source.kind === 'env') {
+      const shown = tokenOnAncestorCommandLine(source.value.trim())
+      if (shown) this.warning(ancestorArgvWarning(shown))
+    }
     const token = await readEnrollmentToken(source)
     const r = await signHostKey(sshcaHome(), {
       ...(flags.context ? {context: flags.context} : {}),

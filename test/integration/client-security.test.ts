@@ -181,6 +181,35 @@ describe('client hardening (issue 8): the attacks, refused', function () {
       assert.match(r.stderr, /--token-file FILE \(mode 0600\), --token-file - \(standard input\) or \$SSHCA_TOKEN/)
     })
 
+    it('$SSHCA_TOKEN set on the command line of the process that starts sshca (sudo VAR=value): the token is readable there, and sshca says so', async () => {
+      const key = await hostKey()
+      const token = await enrollmentToken('argv-parent')
+      // sudo SSHCA_TOKEN="$T" sshca …: sudo keeps the assignment in its own argv while it waits for
+      // sshca; a shell that runs sshca and waits (the exit after it keeps it from exec'ing) does the same
+      const line = `SSHCA_TOKEN='${token}' '${process.execPath}' '${BIN}' certificate --host --sign argv-parent '${key}.pub'; exit $?`
+      const sh = spawn('sh', ['-c', line], {
+        env: {...process.env, NO_COLOR: '1', ...w.env},
+        stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: ROOT,
+      })
+      // what every local user can read while it runs
+      const seen = readFileSync(`/proc/${sh.pid}/cmdline`, 'latin1')
+      let stderr = ''
+      sh.stderr!.on('data', (d) => (stderr += d))
+      sh.stdout!.resume()
+      const code = await new Promise<number | null>((r) => sh.on('close', (c) => r(c)))
+      assert.ok(seen.includes(token), 'the token is on the command line of the process above sshca')
+      assert.equal(code, 0, stderr)
+      assert.match(
+        stderr,
+        new RegExp(
+          `^Warning: the enrollment token in \\$SSHCA_TOKEN is also on the command line of sh \\(pid ${sh.pid}\\), the process that started sshca: every local user can read it there`,
+          'm',
+        ),
+      )
+      assert.match(stderr, /printf %s "\$TOKEN" \| sudo sshca certificate \.\.\. --token-file -/)
+    })
+
     it('refuses a token file others may read and two sources at once, before spending the token', async () => {
       const key = await hostKey()
       const token = await enrollmentToken('argv-refused')

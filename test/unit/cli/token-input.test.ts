@@ -2,7 +2,12 @@ import assert from 'node:assert/strict'
 import {chmodSync, mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {chooseTokenSource, readEnrollmentToken} from '../../../src/cli/token-input.ts'
+import {
+  chooseTokenSource,
+  type ProcessView,
+  readEnrollmentToken,
+  tokenOnAncestorCommandLine,
+} from '../../../src/cli/token-input.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 
 describe("the enrollment token's source (certificate --host --sign)", () => {
@@ -42,5 +47,43 @@ describe("the enrollment token's source (certificate --host --sign)", () => {
     assert.equal(await readEnrollmentToken({kind: 'flag', value: 'eyJ.flag'}), 'eyJ.flag')
     await rejectsCode(readEnrollmentToken({kind: 'env', value: '  '}), 'ERR_INPUT')
     await rejectsCode(readEnrollmentToken({kind: 'flag', value: ''}), 'ERR_INPUT')
+  })
+})
+
+describe('tokenOnAncestorCommandLine', () => {
+  const T = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3ZWIxIn0.c2ln'
+  // pid → what /proc shows of it: 40 is sudo holding the token, started by 30 (a shell), by 1
+  const table: Record<number, ProcessView> = {
+    50: {ppid: 40, argv: ['sshca', 'certificate']},
+    40: {ppid: 30, argv: ['/usr/bin/sudo', `SSHCA_TOKEN=${T}`, 'sshca', 'certificate']},
+    30: {ppid: 1, argv: ['-bash']},
+    20: {ppid: 1, argv: ['sh', '-c', `SSHCA_TOKEN='${T}' sshca certificate; exit $?`]},
+    1: {ppid: 0, argv: [`/sbin/init ${T}`]},
+  }
+  const view = (pid: number): ProcessView | undefined => table[pid]
+
+  it('names the nearest process above whose command line holds the token, as an argument or inside one', () => {
+    assert.deepEqual(tokenOnAncestorCommandLine(T, view, 50), {pid: 40, command: 'sudo'})
+    assert.deepEqual(tokenOnAncestorCommandLine(T, view, 40), {pid: 40, command: 'sudo'})
+    assert.deepEqual(tokenOnAncestorCommandLine(T, view, 20), {pid: 20, command: 'sh'})
+  })
+
+  it("none when no process above holds it, and never pid 1 (init is no one's wrapper)", () => {
+    assert.equal(tokenOnAncestorCommandLine(T, view, 30), undefined)
+    assert.equal(tokenOnAncestorCommandLine('another.token.value', view, 50), undefined)
+  })
+
+  it('stops where /proc cannot be read (a process gone, no /proc) and after 16 generations', () => {
+    assert.equal(
+      tokenOnAncestorCommandLine(T, () => undefined, 50),
+      undefined,
+    )
+    const chain = (pid: number): ProcessView => ({ppid: pid + 1, argv: pid === 117 ? [T] : ['x']})
+    assert.equal(tokenOnAncestorCommandLine(T, chain, 101), undefined)
+    assert.deepEqual(tokenOnAncestorCommandLine(T, chain, 102), {pid: 117, command: T})
+  })
+
+  it("reads this machine's /proc by default: this test runner holds no token", () => {
+    assert.equal(tokenOnAncestorCommandLine(T), undefined)
   })
 })
