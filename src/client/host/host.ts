@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {SshSignResponse} from '../../protocol/api.ts'
 import {caIssuer, mintSshpopToken} from '../../protocol/tokens.ts'
-import {checkCertificate} from '../../ssh/checker.ts'
+import {checkCertificate, type CertProblemCode} from '../../ssh/checker.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../../ssh/cert.ts'
 import {parseKrl} from '../../ssh/krl.ts'
 import {PublicKey} from '../../ssh/keys.ts'
@@ -36,18 +36,43 @@ const readText = (path: string, what: string): string =>
 export const HOST_CERT_CLOCK_SKEW = 300n
 
 /**
- * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd
- * serves: a host certificate, for this key, from a host CA key this context trusts, and valid now — a
- * CA whose clock is wrong must not replace a valid certificate with one that has expired or starts
- * later than the skew allows.
+ * How long a renewed (or rekeyed) certificate must have left when it ends before the one it replaces:
+ * until the daily renewal timer's next run (a day and its randomized delay of up to an hour). One that
+ * ends sooner would expire before it could be renewed — and an expired certificate cannot be — so the
+ * host's lineage would end; the certificate it replaces is kept. A shorter validity that outlives the
+ * next run is fine (the CA's TTL lowered, a key rotated out early).
  */
-export function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, now: bigint): void {
+export const HOST_CERT_MIN_LEFT = 25n * 3600n
+
+/**
+ * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd
+ * serves: a host certificate naming at least one host, for this key, from a host CA key this context trusts — a context that
+ * trusts none refuses every certificate: nothing could vouch for one, and no client's known_hosts
+ * trusts it — and valid now: a CA whose clock is wrong must not replace a valid certificate with one
+ * that has expired, starts later than the skew allows, or (`replaces`, renewal and rekey) ends before
+ * the one it replaces and before the next renewal could run (HOST_CERT_MIN_LEFT).
+ */
+export function checkHostCert(
+  cert: Certificate,
+  ctx: Context,
+  key: PublicKey,
+  now: bigint,
+  replaces?: Certificate,
+): void {
   const hostCas = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key)
-  const problems = checkCertificate(cert, {
-    type: 'host',
-    publicKey: key,
-    ...(hostCas.length > 0 ? {caKeys: hostCas} : {}),
-  })
+  if (hostCas.length === 0)
+    throw new SshcaError(
+      'ERR_CA_BAD_RESPONSE',
+      `the CA of context ${ctx.name} publishes no host CA key, so no certificate it returns can be checked (nor trusted by any client's known_hosts); nothing was installed`,
+      {hint: `ask the CA's operator for a host CA key (ssh.hostKey), then run sshca config to fetch it`},
+    )
+  const problems: {code: CertProblemCode | 'no_principals' | 'ends_sooner'; message: string}[] = checkCertificate(
+    cert,
+    {type: 'host', publicKey: key, caKeys: hostCas},
+  )
+  // OpenSSH reads a certificate that names no principal as valid for every host name
+  if (cert.principals.length === 0)
+    problems.push({code: 'no_principals', message: 'it names no host (sshd and ssh would take it for any)'})
   if (cert.validBefore <= now)
     problems.push({code: 'expired', message: "it has already expired by this machine's clock"})
   else if (cert.validAfter > now + HOST_CERT_CLOCK_SKEW)
@@ -55,11 +80,16 @@ export function checkHostCert(cert: Certificate, ctx: Context, key: PublicKey, n
       code: 'not_yet_valid',
       message: `it starts more than ${HOST_CERT_CLOCK_SKEW / 60n} minutes after this machine's clock`,
     })
+  else if (replaces && cert.validBefore < replaces.validBefore && cert.validBefore - now < HOST_CERT_MIN_LEFT)
+    problems.push({
+      code: 'ends_sooner',
+      message: `it ends at ${isoFromSeconds(cert.validBefore)}, before the certificate it would replace (${isoFromSeconds(replaces.validBefore)}) and before the next daily renewal could renew it`,
+    })
   if (problems.length)
     throw new SshcaError(
       'ERR_CA_BAD_RESPONSE',
       `the CA returned a certificate sshca will not install: ${problems.map((p) => p.message).join('; ')}`,
-      problems.some((p) => p.code === 'expired' || p.code === 'not_yet_valid')
+      problems.some((p) => p.code === 'expired' || p.code === 'not_yet_valid' || p.code === 'ends_sooner')
         ? {hint: "this machine's clock and the CA's disagree: check both (timedatectl; is NTP on?), then try again"}
         : {},
     )
@@ -259,7 +289,7 @@ export async function renewHostCert(
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})
     }
     const fresh = parseCertificate(Buffer.from(crt, 'base64'))
-    checkHostCert(fresh, ctx, key.publicKey, nowSeconds(o.clock))
+    checkHostCert(fresh, ctx, key.publicKey, nowSeconds(o.clock), cert)
     await writeFileAtomic(o.certFile, `${certificateLine(fresh)}\n`, 0o644)
     const why =
       left <= 0

@@ -229,7 +229,7 @@ export async function rekeyHost(
     }
     const next = parseCertificate(Buffer.from(crt, 'base64'))
     // as enrollment and renewal check theirs: before the old key is replaced, which cannot be undone
-    checkHostCert(next, ctx, fresh.publicKey, nowSeconds(o.clock))
+    checkHostCert(next, ctx, fresh.publicKey, nowSeconds(o.clock), cert)
     await writeFileAtomic(files.key, formatOpenSshPrivateKey(fresh, cert.keyId), 0o600)
     await writeFileAtomic(files.publicKey, `${fresh.publicKey.toLine(cert.keyId)}\n`, 0o644)
     await writeFileAtomic(files.certificate, `${certificateLine(next, cert.keyId)}\n`, 0o644)

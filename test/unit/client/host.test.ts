@@ -239,12 +239,15 @@ describe('host certificates in process (src/client/host/host.ts)', function () {
       assert.deepEqual(snapshot(etc), before)
     })
 
-    it('a CA that publishes no host CA key: any signer is installed (there is nothing to check it against)', async () => {
+    it('a CA that publishes no host CA key: nothing is installed, whoever signed (nothing could vouch for it, and no known_hosts trusts it)', async () => {
       ca.roots = json({userKey: [b64(userCa)], hostKey: [], hostPattern: '*.example.com'})
-      const {pub, file} = hostKey()
-      issue = {signer: hostCa2, type: 'host'}
-      await sign(pub)
-      assert.equal(readFileSync(`${file}-cert.pub`, 'utf8'), `${certificateLine(issued[0]!)}\n`)
+      const {pub} = hostKey()
+      for (const signer of [hostCa2, hostCa]) {
+        issue = {signer, type: 'host'}
+        const before = snapshot(etc)
+        await rejectsCode(sign(pub), 'ERR_CA_BAD_RESPONSE', {}, /publishes no host CA key/)
+        assert.deepEqual(snapshot(etc), before)
+      }
     })
 
     for (const [what, bad] of [

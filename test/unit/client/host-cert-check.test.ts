@@ -1,0 +1,91 @@
+/**
+ * What `sshca certificate --host`, `renew` and `rekey` install (checkHostCert): a certificate from a
+ * pinned host CA key, for this key, naming a host, valid now, and — when it replaces one — not ending
+ * before it unless it outlives the next daily renewal. The attacks are a CA that misbehaves (a wrong
+ * clock, a bug, or a compromise): each certificate here is one such a CA could return.
+ */
+import {checkHostCert, HOST_CERT_MIN_LEFT} from '../../../src/client/host/host.ts'
+import type {Context} from '../../../src/client/home/home.ts'
+import {signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
+import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
+import {keySigner} from '../../../src/ssh/signature.ts'
+import {throwsCode} from '../../helpers/assert.ts'
+
+const ca = generatePrivateKey('ed25519')
+const host = generatePrivateKey('ed25519')
+const now = 1_800_000_000n
+const ctx = (hostCaKeys: string[]): Context => ({name: 'prod', hostCaKeys}) as unknown as Context
+const pinned = ctx([ca.publicKey.toLine('host CA')])
+
+const cert = (validBefore: bigint, o: {signer?: PrivateKey; principals?: string[]} = {}): Promise<Certificate> =>
+  signCertificate(
+    {
+      type: 'host',
+      publicKey: host.publicKey,
+      serial: 7n,
+      keyId: 'web1',
+      principals: o.principals ?? ['web1.example.com'],
+      validAfter: now - 60n,
+      validBefore,
+    },
+    keySigner((o.signer ?? ca).keyObject),
+  )
+
+describe('checkHostCert: what a host installs from its CA', () => {
+  it('a good certificate, enrolled or renewed: installed', async () => {
+    const current = await cert(now + 8n * 3600n)
+    checkHostCert(await cert(now + 30n * 86400n), pinned, host.publicKey, now)
+    checkHostCert(await cert(now + 30n * 86400n), pinned, host.publicKey, now, current)
+  })
+
+  it('a context that trusts no host CA key (its CA published none): every certificate refused, even a good one', async () => {
+    const good = await cert(now + 30n * 86400n)
+    const other = await cert(now + 30n * 86400n, {signer: generatePrivateKey('ed25519')})
+    for (const c of [good, other])
+      throwsCode(
+        () => checkHostCert(c, ctx([]), host.publicKey, now),
+        'ERR_CA_BAD_RESPONSE',
+        {},
+        /the CA of context prod publishes no host CA key, so no certificate it returns can be checked/,
+      )
+  })
+
+  it('signed by a key the context does not pin: refused', async () => {
+    const other = await cert(now + 30n * 86400n, {signer: generatePrivateKey('ed25519')})
+    throwsCode(() => checkHostCert(other, pinned, host.publicKey, now), 'ERR_CA_BAD_RESPONSE')
+  })
+
+  it('naming no host (OpenSSH takes such a certificate for every host name): refused', async () => {
+    const any = await cert(now + 30n * 86400n, {principals: []})
+    throwsCode(
+      () => checkHostCert(any, pinned, host.publicKey, now),
+      'ERR_CA_BAD_RESPONSE',
+      {},
+      /it names no host \(sshd and ssh would take it for any\)/,
+    )
+  })
+
+  it('a renewal ending before the certificate it replaces, and before the next daily run: refused, the old one kept', async () => {
+    const current = await cert(now + 8n * 3600n)
+    // a CA whose clock runs a validity behind: five seconds left, where the old one had eight hours
+    const short = await cert(now + 5n)
+    throwsCode(
+      () => checkHostCert(short, pinned, host.publicKey, now, current),
+      'ERR_CA_BAD_RESPONSE',
+      {},
+      /it ends at 2027-01-15T08:00:05.000Z, before the certificate it would replace \(2027-01-15T16:00:00.000Z\) and before the next daily renewal could renew it/,
+    )
+    // the same certificate as an enrollment (nothing to replace) is the CA's to give
+    checkHostCert(short, pinned, host.publicKey, now)
+    // right at the horizon: it outlives the next run by a hair, so it is installed
+    const longCurrent = await cert(now + 30n * 86400n)
+    checkHostCert(await cert(now + HOST_CERT_MIN_LEFT), pinned, host.publicKey, now, longCurrent)
+    const justShort = await cert(now + HOST_CERT_MIN_LEFT - 1n)
+    throwsCode(() => checkHostCert(justShort, pinned, host.publicKey, now, longCurrent), 'ERR_CA_BAD_RESPONSE')
+  })
+
+  it('a renewal ending sooner that outlives the next run (the TTL lowered, a key rotated out early): installed', async () => {
+    const current = await cert(now + 25n * 86400n)
+    checkHostCert(await cert(now + 7n * 86400n), pinned, host.publicKey, now, current)
+  })
+})
