@@ -258,8 +258,12 @@ describe('authorizing webhook: deny unless it answers allow in time', function (
     for (let i = 0; i < 3; i++) {
       const again = await sign(refused)
       assert.equal(again.status, 401, again.text)
+      // the caller learns when its token was spent, not which rule it matched nor that it has a webhook rule
+      assert.match(again.text, /already presented to the CA's authorizing webhook at 20\d\d-/)
+      assert.doesNotMatch(again.text, /deploy|rule/)
       const line = lastLine('certificate_denied')
       assert.equal(line.reason, 'webhook_already_asked')
+      assert.equal(line.rule, 'deploy', 'the audit line names the rule')
     }
     assert.equal(seen.length, before, 'the webhook was not asked again for the refused token')
     // one token raced to eight requests at once, the webhook slow to say yes: asked once, one certificate

@@ -286,8 +286,11 @@ function alreadyAsked(rule: string, askedAt: number | null): SshcaError {
   return denial(
     'ERR_TOKEN_REPLAYED',
     'webhook_already_asked',
-    `the token was already presented to the authorizing webhook of rule "${rule}"${when}; each token asks once: get a new one`,
-    askedAt === null ? {} : {asked_at: new Date(askedAt * 1000).toISOString()},
+    // the caller reads this message (ERR_TOKEN_REPLAYED's own: when its token was spent is theirs to
+    // know), so it names no rule: which rule a token matched, and that it has a webhook, is the policy's
+    // (the audit line names the rule)
+    `the token was already presented to the CA's authorizing webhook${when}; each token asks once: get a new one`,
+    {rule, ...(askedAt === null ? {} : {asked_at: new Date(askedAt * 1000).toISOString()})},
   )
 }
 
