@@ -653,6 +653,39 @@ function checkProvisioners(config: CaConfig, problems: string[], warnings: strin
     p.rules.forEach((r, j) => checkRule(config, p, r, `${at}.rules[${j}]`, ruleNames, problems, warnings))
     warnings.push(...overlapWarnings(p, at))
   })
+  warnings.push(...localPartCollisions(config))
+}
+
+/**
+ * Rules (of any provisioner) that render one principal template from a claim's local part with its
+ * domain pinned to different domains: alice@example.com and alice@agency.io, two people, get the one
+ * principal alice. Each rule alone is sound (checkRule warns about a domain left open); together they
+ * collide. A template of its own per domain ("c-${email.local}") keeps them apart.
+ */
+function localPartCollisions(config: CaConfig): string[] {
+  /** template → the domains its local parts are pinned to → the rules (provisioner/rule) that render it so. */
+  const seen = new Map<string, Map<string, string[]>>()
+  for (const p of config.provisioners)
+    for (const r of p.rules)
+      for (const t of new Set(r.certificate.principals)) {
+        const pinned = templateClaims(t).localParts.map((claim) => {
+          const cond = r.match[claim]
+          return typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond ? cond.domain.toLowerCase() : ''
+        })
+        // a domain left open is checkRule's warning
+        if (pinned.length === 0 || pinned.includes('')) continue
+        const domains = seen.get(t) ?? new Map<string, string[]>()
+        seen.set(t, domains)
+        const key = pinned.join(', ')
+        domains.set(key, [...(domains.get(key) ?? []), `${p.name}/${r.name}`])
+      }
+  return [...seen].flatMap(([t, domains]) =>
+    domains.size < 2
+      ? []
+      : [
+          `principals: "${t}" is rendered for addresses in ${[...domains].map(([d, rules]) => `${d} (${rules.join(', ')})`).join(' and ')}: alice@ of each domain gets the same principal, two people one account; give each domain a template of its own (for example a prefix, "c-${t}")`,
+        ],
+  )
 }
 
 function checkRule(
@@ -766,7 +799,7 @@ function checkRule(
   }
   c.principals.forEach((t, k) => {
     for (const problem of templateProblems(t)) problems.push(`${at}.certificate.principals[${k}]: ${problem}`)
-    const {claims, lossy} = templateClaims(t)
+    const {claims, lossy, localParts} = templateClaims(t)
     const chosen = claims.filter((cl) => USER_CHOSEN_CLAIMS.has(cl))
     if (chosen.length) {
       warnings.push(
@@ -778,6 +811,15 @@ function checkRule(
       warnings.push(
         `${at}.certificate.principals[${k}]: "${t}" renders email, but the rule does not match email_verified: true, so whoever sets an unverified address at the identity provider (bob@…) gets that person's principal; add email_verified: true`,
       )
+    }
+    // ${email.local} drops the domain: unless the rule pins it, alice@ of every domain the IdP vouches
+    // for renders the one principal alice
+    for (const claim of localParts) {
+      const cond = r.match[claim]
+      if (!(typeof cond === 'object' && !Array.isArray(cond) && 'domain' in cond))
+        warnings.push(
+          `${at}.certificate.principals[${k}]: "${t}" renders the local part of ${claim} but the rule does not pin its domain (match: {${claim}: {domain: …}}), so alice@ of any domain the identity provider vouches for gets the principal alice; pin the domain`,
+        )
     }
     if (lossy) {
       warnings.push(

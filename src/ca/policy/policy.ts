@@ -165,14 +165,17 @@ export function templateProblems(template: string): string[] {
 }
 
 /** The claims a template reads, and whether it uses step's lossy local-part sanitizing. */
-export function templateClaims(template: string): {claims: string[]; lossy: boolean} {
+export function templateClaims(template: string): {claims: string[]; lossy: boolean; localParts: string[]} {
   const claims: string[] = []
+  /** The claims whose local part (`${email.local}`) the template renders: their domain is dropped. */
+  const localParts: string[] = []
   let lossy = false
   for (const m of template.matchAll(PLACEHOLDER)) {
     claims.push(m[1]!)
+    if (m[2] === 'local') localParts.push(m[1]!)
     if (m[3]) lossy = true
   }
-  return {claims, lossy}
+  return {claims, lossy, localParts}
 }
 
 /** Every claim a provisioner's rules read: match keys, template placeholders, principalsFrom. */

@@ -7,9 +7,10 @@ export default class CaCheckConfig extends BaseCommand {
   static override description = `Parses ca.yaml as \`ca serve\` does and exits non-zero (status 3) naming each invalid field.
 Warns, without failing (unless --strict), about risky rules: a CI rule that pins no repository, a rule
 that matches on repository alone, an email domain without email_verified, principals rendered from
-claims the user chooses (preferred_username, name …) or with step's lossy sanitizing, reserved accounts
-such as root granted literally, rules one token could match together (such a token is denied), and
-extensions granted where they are not needed. \`ca serve\` reports the same warnings at start and reload.`
+claims the user chooses (preferred_username, name …) or with step's lossy sanitizing, an email's local
+part with its domain left open or one template for two domains (alice@ of each gets alice), reserved
+accounts such as root granted literally, rules one token could match together (such a token is denied),
+and extensions granted where they are not needed. \`ca serve\` reports the same warnings at start and reload.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --config /etc/sshca/ca.yaml',

@@ -358,7 +358,9 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     const w = (match: string, principals: string) =>
       warnings(
         yaml(provisioner({rules: [rule({match}).replace('principals: [alice]', `principals: ${principals}`)]})),
-      ).filter((x) => x.startsWith('provisioners[0].rules[0].certificate.principals[0]'))
+      ).filter(
+        (x) => x.startsWith('provisioners[0].rules[0].certificate.principals[0]') && x.includes('email_verified'),
+      )
     assert.equal(w('{groups: {contains: eng}}', '["${email.local}"]').length, 1)
     assert.equal(w('{groups: {contains: eng}}', '["${email}"]').length, 1)
     assert.equal(w('{groups: {contains: eng}, email_verified: "true"}', '["${email.local}"]').length, 1)
@@ -436,6 +438,56 @@ describe('ca.yaml warnings about rules that grant more than meant', () => {
     assert.equal(w('[root]').length, 1)
     assert.equal(w('[ubuntu]').length, 1)
     assert.equal(w('["${email.local}", alice]').length, 0)
+  })
+
+  it('${email.local} without the email domain pinned is warned about: alice@ of any domain would get alice', () => {
+    const w = (match: string, principals: string) =>
+      warnings(yaml(provisioner({rules: [rule({match}).replace('principals: [alice]', `principals: ${principals}`)]})))
+    const open = w('{email_verified: true, groups: {contains: ssh}}', '["${email.local}"]')
+    assert.equal(open.length, 1, open.join('\n'))
+    assert.match(
+      open[0]!,
+      /^provisioners\[0\]\.rules\[0\]\.certificate\.principals\[0\]: "\$\{email\.local\}" renders the local part of email but the rule does not pin its domain/,
+    )
+    // a list of domains is no pin either: the list is any-of
+    assert.equal(w('{email_verified: true, email: [a@x.com, b@y.com]}', '["${email.local}"]').length, 1)
+    assert.deepEqual(w('{email_verified: true, email: {domain: example.com}}', '["${email.local}"]'), [])
+    assert.deepEqual(w('{email_verified: true, groups: {contains: ssh}}', '["${email.domain}", alice]'), [])
+  })
+
+  it('one ${email.local} template for two pinned domains (two rules, two provisioners): warned, the same person twice', () => {
+    const staff = rule({name: 'staff'}).replace('principals: [alice]', 'principals: ["${email.local}"]')
+    const contractors = (principals: string) =>
+      rule({name: 'contractors', match: '{email_verified: true, email: {domain: Agency.io}}'}).replace(
+        'principals: [alice]',
+        `principals: ${principals}`,
+      )
+    const two = warnings(yaml(provisioner({rules: [staff, contractors('["${email.local}"]')]})))
+    assert.deepEqual(two, [
+      'principals: "${email.local}" is rendered for addresses in example.com (p/staff) and agency.io (p/contractors): alice@ of each domain gets the same principal, two people one account; give each domain a template of its own (for example a prefix, "c-${email.local}")',
+    ])
+    const across = warnings(
+      yaml(
+        provisioner({rules: [staff]}),
+        provisioner({name: 'okta', issuer: 'https://okta.example.com', rules: [contractors('["${email.local}"]')]}),
+      ),
+    )
+    assert.equal(across.length, 1)
+    assert.match(across[0]!, /example\.com \(p\/staff\) and agency\.io \(okta\/contractors\)/)
+    // a template of its own per domain, or the same domain twice: no collision
+    assert.deepEqual(warnings(yaml(provisioner({rules: [staff, contractors('["c-${email.local}"]')]}))), [])
+    const sameDomain = rule({
+      name: 'admins',
+      match: '{email_verified: true, email: {domain: example.com}, groups: {contains: a}}',
+    })
+    assert.deepEqual(
+      warnings(
+        yaml(
+          provisioner({rules: [staff, sameDomain.replace('principals: [alice]', 'principals: ["${email.local}"]')]}),
+        ),
+      ).filter((x) => x.startsWith('principals:')),
+      [],
+    )
   })
 
   it('a provisioner without rules denies everything: a warning, not a problem', () => {

@@ -267,9 +267,10 @@ describe('policy: templates and the email sanitizer', () => {
       assert.deepEqual(templateProblems(ok), [], ok)
     for (const bad of ['${a', '${a.domain|step}', '${a.other}', '${1a}', '${}'])
       assert.equal(templateProblems(bad).length, 1, bad)
-    assert.deepEqual(templateClaims('${a}-${b.local|step}'), {claims: ['a', 'b'], lossy: true})
-    assert.deepEqual(templateClaims('${a}-${b.local}'), {claims: ['a', 'b'], lossy: false})
-    assert.deepEqual(templateClaims('deploy'), {claims: [], lossy: false})
+    assert.deepEqual(templateClaims('${a}-${b.local|step}'), {claims: ['a', 'b'], lossy: true, localParts: ['b']})
+    assert.deepEqual(templateClaims('${a}-${b.local}'), {claims: ['a', 'b'], lossy: false, localParts: ['b']})
+    assert.deepEqual(templateClaims('${a.domain}-${b}'), {claims: ['a', 'b'], lossy: false, localParts: []})
+    assert.deepEqual(templateClaims('deploy'), {claims: [], lossy: false, localParts: []})
   })
 })
 
