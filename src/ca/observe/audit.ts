@@ -80,15 +80,22 @@ export const AUDITED_CLAIMS = [
   'host',
 ] as const
 
+/**
+ * The claims of a request's audit line: AUDITED_CLAIMS, cut to 20 elements and 300 characters, and
+ * `policyRead` — every claim the provisioner's rules read — whole: a policy what-if (`ca explain
+ * --replay/--since`) replays them, and a cut list hid the group past its 20th element that a rule
+ * matched or mapped (the CA reads up to 256). A verified token's own size (8 KiB at most) bounds them.
+ */
 export function selectedClaims(
   claims: Readonly<Record<string, unknown>>,
-  extra: readonly string[] = [],
+  policyRead: readonly string[] = [],
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const k of new Set([...AUDITED_CLAIMS, ...extra])) {
+  const whole = new Set(policyRead)
+  for (const k of new Set([...AUDITED_CLAIMS, ...policyRead])) {
     const v = claims[k]
     if (v === undefined) continue
-    out[k] = Array.isArray(v) ? v.slice(0, 20) : typeof v === 'string' ? v.slice(0, 300) : v
+    out[k] = whole.has(k) ? v : Array.isArray(v) ? v.slice(0, 20) : typeof v === 'string' ? v.slice(0, 300) : v
   }
   return out
 }
