@@ -4,7 +4,7 @@
  */
 import {SshcaError} from '../errors.ts'
 import {randomBytesPooled} from '../util/random.ts'
-import {isKeyType, PublicKey, splitKeyLine, type KeyType} from './keys.ts'
+import {isKeyType, oneLineComment, PublicKey, splitKeyLine, type KeyType} from './keys.ts'
 import {signatureAlgorithm, verifySignature, type SignatureCheck, type Signer} from './signature.ts'
 import {formatError, SshReader, SshWriter} from './wire.ts'
 
@@ -252,7 +252,7 @@ export function parseCertificateLine(line: string): {cert: Certificate; comment:
 }
 
 export function certificateLine(cert: Pick<Certificate, 'keyType' | 'blob'>, comment?: string): string {
-  return `${cert.keyType} ${cert.blob.toString('base64')}${comment ? ` ${comment}` : ''}`
+  return `${cert.keyType} ${cert.blob.toString('base64')}${comment ? ` ${oneLineComment(comment)}` : ''}`
 }
 
 export type ValidityState = 'valid' | 'not-yet-valid' | 'expired'

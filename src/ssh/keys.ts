@@ -82,6 +82,14 @@ const fromB64u = (s: string | undefined, what: string): Buffer => {
   return Buffer.from(s, 'base64url')
 }
 
+/**
+ * A key or certificate line's comment, on that line: control characters (a newline above all) become
+ * spaces. Comments come from elsewhere (a key ID or provisioner name the CA chose, an agent's
+ * comment), and a newline in one would add lines of its choosing to the file the line is written to.
+ */
+// eslint-disable-next-line no-control-regex -- the point: the characters that end or break a line
+export const oneLineComment = (comment: string): string => comment.replace(/[\x00-\x1f\x7f\u2028\u2029]/g, ' ')
+
 export class PublicKey {
   private fp?: string
   private key?: KeyObject
@@ -181,7 +189,7 @@ export class PublicKey {
   }
 
   toLine(comment?: string): string {
-    return `${this.type} ${this.blob.toString('base64')}${comment ? ` ${comment}` : ''}`
+    return `${this.type} ${this.blob.toString('base64')}${comment ? ` ${oneLineComment(comment)}` : ''}`
   }
 
   equals(other: PublicKey): boolean {

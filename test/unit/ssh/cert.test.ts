@@ -180,6 +180,16 @@ describe('certificates', () => {
     assert.throws(() => parseCertificateLine(subject.publicKey.toLine()), {code: 'ERR_SSH_FORMAT', message: /plain/})
   })
 
+  it('a comment from elsewhere (a CA-chosen provisioner name or key ID) stays on its line: no line of its own', async () => {
+    const cert = await signCertificate(template(), keySigner(ca.keyObject))
+    const hostile = 'sso\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE attacker\r\0\u2028x'
+    for (const line of [certificateLine(cert, hostile), subject.publicKey.toLine(hostile)]) {
+      assert.equal(line.split(/[\n\r\u2028]/).length, 1, JSON.stringify(line))
+      assert.ok(line.endsWith(' sso ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE attacker   x'), line)
+    }
+    assert.equal(parseCertificateLine(certificateLine(cert, hostile)).cert.serial, cert.serial)
+  })
+
   describe('parsing refuses what OpenSSH refuses, even with a valid signature', () => {
     const forge = (over: Partial<ForgedFields>) => forgeCertificate(ca, subject.publicKey, over)
     it('the forged certificates used here are well-formed and verify when their fields are', () => {
