@@ -437,4 +437,74 @@ describe('contexts and status (issue 12)', function () {
       await agent.stop()
     }
   })
+
+  it("logout and remove of one context leave another context's certificates, though both trust one CA key (a CA can publish anyone's public key)", async () => {
+    const agent = await startAgent()
+    try {
+      const e = {...env, SSHCA_HOME: join(tempDir('sshca-shared-key-'), 'sshca'), SSH_AUTH_SOCK: agent.socket}
+      // "theirs" trusts the very user CA key "mine" does: a second context of one CA, or a hostile CA
+      // that publishes mine's public key as its own
+      for (const name of ['mine', 'theirs']) {
+        const boot = await sshca(
+          ['bootstrap', '--ca-url', w.t.url, '--fingerprint', w.t.init.rootFingerprint, '--context', name],
+          {env: e},
+        )
+        assert.equal(boot.code, 0, boot.stderr)
+      }
+      const caKey = await readSealedKey(caPaths(w.t.init.dir).userCaKey, PASSWORD)
+      /** A certificate of that CA in the agent, with the comment sshca (or another tool) gave it. */
+      const add = async (comment: string, keyId: string) => {
+        const key = generatePrivateKey('ed25519')
+        const now = BigInt(Math.floor(Date.now() / 1000))
+        const cert = await signCertificate(
+          {
+            type: 'user',
+            publicKey: key.publicKey,
+            serial: 5n,
+            keyId,
+            principals: ['alice'],
+            validAfter: now - 60n,
+            validBefore: now + 3600n,
+          },
+          keySigner(caKey),
+        )
+        await AgentClient.with({socketPath: agent.socket}, (a) =>
+          a.addCertificate(key, cert, {comment, lifetimeSeconds: 600}),
+        )
+      }
+      const held = async () =>
+        (await AgentClient.with({socketPath: agent.socket}, (a) => a.list())).map((id) => id.comment).sort()
+      await add('sshca:mine:sso', 'alice@mine')
+      await add('sshca:theirs:sso', 'alice@theirs')
+      const out = JSON.parse((await sshca(['logout', '--context', 'theirs', '--json'], {env: e})).stdout) as {
+        removed: {keyId: string; context: string}[]
+      }
+      assert.deepEqual(
+        out.removed.map((r) => [r.keyId, r.context]),
+        [['alice@theirs', 'theirs']],
+      )
+      assert.deepEqual(await held(), ['sshca:mine:sso'], "mine's certificate stays")
+      await add('sshca:theirs:sso', 'alice@theirs')
+      const removed = JSON.parse((await sshca(['context', 'remove', 'theirs', '--json'], {env: e})).stdout) as {
+        certificates: {keyId: string}[]
+      }
+      assert.deepEqual(
+        removed.certificates.map((c) => c.keyId),
+        ['alice@theirs'],
+      )
+      assert.deepEqual(await held(), ['sshca:mine:sso'], "mine's certificate stays")
+      // another tool's certificate from that CA (no sshca comment) is the context's to remove, as before
+      await add('alice@laptop', 'step')
+      const all = JSON.parse((await sshca(['logout', '--context', 'mine', '--json'], {env: e})).stdout) as {
+        removed: {keyId: string; context: string}[]
+      }
+      assert.deepEqual(all.removed.map((r) => [r.keyId, r.context]).sort(), [
+        ['alice@mine', 'mine'],
+        ['step', 'mine'],
+      ])
+      assert.deepEqual(await held(), [])
+    } finally {
+      await agent.stop()
+    }
+  })
 })

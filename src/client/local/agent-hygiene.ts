@@ -48,6 +48,15 @@ const view = (c: Certificate, why: RemovedCertificate['why']): RemovedCertificat
   why,
 })
 
+/**
+ * The context named by the agent comment sshca gives its certificates (`sshca:CONTEXT:…`, login's
+ * agentComment), or undefined for another tool's comment. Two contexts may trust one user CA key (two
+ * contexts of one CA; or a CA that publishes another CA's public key as its own, which anyone can): a
+ * certificate sshca added for one context is that context's, whichever other trusts its signer, and
+ * logging out of or removing the other leaves it in the agent.
+ */
+export const contextOfComment = (comment: string): string | undefined => /^sshca:([^:]+):/.exec(comment)?.[1]
+
 /** A user certificate signed by one of `cas` (the context's user CA keys: userCaKeys). */
 export const fromContext = (
   id: AgentIdentity,

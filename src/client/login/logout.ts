@@ -6,6 +6,7 @@ import {rm} from 'node:fs/promises'
 import {AgentClient, type AgentOptions} from '../../ssh/agent.ts'
 import {isSshcaError, SshcaError} from '../../errors.ts'
 import {PublicKey} from '../../ssh/keys.ts'
+import {contextOfComment} from '../local/agent-hygiene.ts'
 import {exists} from '../../util/fs.ts'
 import {
   agentlessFiles,
@@ -67,8 +68,11 @@ export async function logout(
   const inAgent = AgentClient.with(deps.agent, async (agent) => {
     for (const id of await agent.list()) {
       const cert = id.certificate
-      const context = cert && byCa.get(cert.signatureKey.fingerprint())
-      if (!cert || !context) continue
+      const owner = contextOfComment(id.comment)
+      const context = owner ?? (cert && byCa.get(cert.signatureKey.fingerprint()))
+      if (!cert || !context || !byCa.has(cert.signatureKey.fingerprint())) continue
+      // sshca's certificate of a context not logged out, whose CA key one of these trusts too
+      if (owner !== undefined && !contexts.some((c) => c.name === owner)) continue
       if (o.identity && !cert.principals.includes(o.identity) && cert.keyId !== o.identity) continue
       await agent.remove(id.blob)
       removed.push({keyId: cert.keyId, principals: [...cert.principals], context})

@@ -15,6 +15,7 @@ import {join} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {AgentClient, type AgentOptions} from '../../ssh/agent.ts'
 import {PublicKey} from '../../ssh/keys.ts'
+import {contextOfComment} from '../local/agent-hygiene.ts'
 import {exists, writeFileAtomic} from '../../util/fs.ts'
 import {dropKnownHostsBlock} from '../ca-api/ca-keys.ts'
 import {
@@ -122,6 +123,9 @@ export async function contextRemove(
       for (const id of await a.list()) {
         const c = id.certificate
         if (!c || !cas.has(c.signatureKey.fingerprint())) continue
+        // sshca's certificate of another context that trusts the same CA key: that context's
+        const owner = contextOfComment(id.comment)
+        if (owner !== undefined && owner !== name) continue
         await a.remove(id.blob)
         certificates.push({keyId: c.keyId, serial: c.serial.toString()})
       }
