@@ -284,7 +284,8 @@ export const DEFAULT_RESERVED_PRINCIPALS = [
   'fedora',
   'cloud-user',
   // the default users of other cloud and VM images, each with sudo and no password: Azure, Oracle
-  // Cloud, Fedora CoreOS and Flatcar, Rocky, AlmaLinux, Alpine, Arch, FreeBSD, Bitnami, Vagrant boxes
+  // Cloud, Fedora CoreOS and Flatcar, Rocky, AlmaLinux, Alpine, Arch, FreeBSD, Bitnami, Vagrant boxes;
+  // and of boards and distributions: Raspberry Pi OS (before 2022), Kali
   'azureuser',
   'opc',
   'core',
@@ -295,6 +296,8 @@ export const DEFAULT_RESERVED_PRINCIPALS = [
   'freebsd',
   'bitnami',
   'vagrant',
+  'pi',
+  'kali',
   'git',
   'postgres',
   'mysql',

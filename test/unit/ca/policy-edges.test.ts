@@ -24,7 +24,7 @@ import {throwsCode} from '../../helpers/assert.ts'
 
 const NOW = 1_800_000_000
 const limits = {maxUserTtl: 86400, reservedPrincipals: DEFAULT_RESERVED_PRINCIPALS}
-/** The default users of cloud and VM images beyond ubuntu, debian, ec2-user, centos, fedora and cloud-user. */
+/** The default users of cloud and VM images (and boards) beyond ubuntu, debian, ec2-user, centos, fedora and cloud-user. */
 const CLOUD_DEFAULT_USERS = [
   'azureuser',
   'opc',
@@ -36,6 +36,8 @@ const CLOUD_DEFAULT_USERS = [
   'freebsd',
   'bitnami',
   'vagrant',
+  'pi',
+  'kali',
 ]
 
 function rule(
