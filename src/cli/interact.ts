@@ -153,7 +153,11 @@ export function loginNotifier(
         case 'callback_ignored':
           // on a new line: the spinner redraws its own
           stream.write(
-            `${stream.isTTY ? '\r\x1b[2K' : ''}Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n`,
+            `${stream.isTTY ? '\r\x1b[2K' : ''}${
+              e.why === 'user'
+                ? 'Ignored a request to the sign-in listener that did not come from a program of yours (another user on this machine, who can read the sign-in URL?). Still waiting; if it was your own browser, press Ctrl-C and run sshca login --console.'
+                : "Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting."
+            }\n`,
           )
           break
       }

@@ -32,8 +32,11 @@ export type LoginEvent =
   | {type: 'refresh_failed'; reason: string}
   /** The CA refused the ID token of a refresh (step-ca does: it carries the first sign-in's nonce, which it has seen); signing in again. */
   | {type: 'refresh_refused_by_ca'}
-  /** A request reached the loopback listener without this sign-in's state; it was refused and the wait goes on. */
-  | {type: 'callback_ignored'}
+  /**
+   * A request reached the loopback listener from another user's program (`user`, Linux) or without this
+   * sign-in's state (`state`); it was refused and the wait goes on.
+   */
+  | {type: 'callback_ignored'; why: 'user' | 'state'}
   /** No browser here can reach the loopback listener (`reason`): the device flow is used instead, or (unsupported) the URL must be opened on this machine. */
   | {type: 'no_local_browser'; reason: string; usingDevice: boolean}
   /** The refresh token went to a 0600 file (no OS keyring); said when that file is first written. */
@@ -184,7 +187,7 @@ export async function browserLogin(
   const nonce = client.randomNonce()
   const verifier = client.randomPKCECodeVerifier()
   const fixed = p.listenAddress ? parseHostPort(p.listenAddress) : undefined
-  const loopback = await startLoopback(state, fixed, () => deps.notify({type: 'callback_ignored'}))
+  const loopback = await startLoopback(state, fixed, (why) => deps.notify({type: 'callback_ignored', why}))
   try {
     const scope = scopeOf(p)
     const url = client.buildAuthorizationUrl(config, {

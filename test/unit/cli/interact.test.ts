@@ -26,4 +26,16 @@ describe('loginNotifier', () => {
     assert.match(text, /https:\/\/idp\.example\/device\\u\{202e\}/)
     assert.match(text, /x=\\x1b\]0;owned\\x07/)
   })
+
+  it('says why the sign-in listener ignored a request: from another user, or without the state; and that it still waits', () => {
+    const written: string[] = []
+    const stream = {isTTY: false, write: (s: string) => written.push(s) > 0} as unknown as NodeJS.WriteStream
+    const n = loginNotifier(stream)
+    n.notify({type: 'callback_ignored', why: 'user'})
+    n.notify({type: 'callback_ignored', why: 'state'})
+    assert.deepEqual(written, [
+      'Ignored a request to the sign-in listener that did not come from a program of yours (another user on this machine, who can read the sign-in URL?). Still waiting; if it was your own browser, press Ctrl-C and run sshca login --console.\n',
+      "Ignored a request to the sign-in listener that did not carry this sign-in's state (another program on this machine?). Still waiting.\n",
+    ])
+  })
 })

@@ -4,6 +4,7 @@ import {createServer, request} from 'node:http'
 import {connect} from 'node:net'
 import type {AddressInfo} from 'node:net'
 import {startLoopback, type Loopback} from '../../../src/client/login/loopback.ts'
+import type {Connection} from '../../../src/client/login/loopback-peer.ts'
 
 const STATE = 'st4te-0f-this-sign-in'
 
@@ -11,15 +12,24 @@ interface Answer {
   status: number
   headers: Record<string, string | string[] | undefined>
   body: string
+  /** The port the request was sent from. */
+  from: number
 }
 
 function get(url: string, method = 'GET'): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(url, {method, agent: false}, (res) => {
       const chunks: Buffer[] = []
+      // read now: a closed socket forgets its ends
+      const from = res.socket.localPort!
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () =>
-        resolve({status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString()}),
+        resolve({
+          status: res.statusCode!,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString(),
+          from,
+        }),
       )
     })
     req.on('error', reject)
@@ -70,7 +80,8 @@ describe('the loopback redirect listener', () => {
 
   it('a wrong, missing or longer state gets a 400 page and is ignored: the sign-in goes on and the right one completes it', async () => {
     let ignored = 0
-    lb = await startLoopback(STATE, undefined, () => ignored++)
+    const whys: string[] = []
+    lb = await startLoopback(STATE, undefined, (w) => (ignored++, whys.push(w)))
     const cb = settled(lb.callback)
     for (const q of [
       '?code=x',
@@ -83,9 +94,54 @@ describe('the loopback redirect listener', () => {
       assertPage(a)
     }
     assert.equal(ignored, 4)
+    assert.deepEqual(whys, ['state', 'state', 'state', 'state'])
     assert.equal(cb.done, false)
     assert.equal((await get(`${lb.redirectUri}?code=ok&state=${STATE}`)).status, 200)
     assert.equal((await lb.callback).searchParams.get('code'), 'ok')
+  })
+
+  it("a request from another user's program (the peer check says no) gets a 403 page whatever it carries, this sign-in's state or an error; the sign-in goes on", async () => {
+    const seen: Connection[] = []
+    let ours = false
+    const why: string[] = []
+    lb = await startLoopback(
+      STATE,
+      undefined,
+      (w) => why.push(w),
+      async (c) => (seen.push(c), ours),
+    )
+    const cb = settled(lb.callback)
+    const port = Number(new URL(lb.redirectUri).port)
+    for (const q of [`?code=stolen&state=${STATE}`, `?error=access_denied&state=${STATE}`, '?code=x&state=guess']) {
+      const a = await get(`${lb.redirectUri}${q}`)
+      assert.equal(a.status, 403, q)
+      assertPage(a)
+      assert.match(a.body, /only from programs of the user who runs <code>sshca login<\/code>/)
+    }
+    assert.deepEqual(why, ['user', 'user', 'user'])
+    assert.equal(cb.done, false)
+    // the check is asked about this connection's two ends, the listener's and the sender's
+    const {from} = await get(`${lb.redirectUri}?code=x&state=${STATE}`)
+    assert.deepEqual(seen.at(-1), {
+      localAddress: '127.0.0.1',
+      localPort: port,
+      remoteAddress: '127.0.0.1',
+      remotePort: from,
+    })
+    ours = true
+    assert.equal((await get(`${lb.redirectUri}?code=ok&state=${STATE}`)).status, 200)
+    assert.equal((await lb.callback).searchParams.get('code'), 'ok')
+    // a path that is no callback is never looked up
+    const asked = seen.length
+    assert.equal((await get(`${new URL(lb.redirectUri).origin}/favicon.ico`)).status, 404)
+    assert.equal(seen.length, asked)
+  })
+
+  it('without a peer check (macOS, Windows, WSL: null) the callback is taken from any program, as before', async () => {
+    lb = await startLoopback(STATE, undefined, undefined, null)
+    assert.equal((await get(`${lb.redirectUri}?state=guess`)).status, 400)
+    assert.equal((await get(`${lb.redirectUri}?code=c&state=${STATE}`)).status, 200)
+    assert.equal((await lb.callback).searchParams.get('code'), 'c')
   })
 
   it('another path or method is a plain 404, and so is anything after the one callback', async () => {
@@ -149,11 +205,23 @@ describe('the loopback redirect listener', () => {
     await assert.rejects(get(lb.redirectUri), {code: 'ECONNREFUSED'})
   })
 
-  it('without an onIgnored listener a stray request is still just ignored', async () => {
-    lb = await startLoopback(STATE)
-    assert.equal((await get(`${lb.redirectUri}?state=guess`)).status, 400)
-    assert.equal((await get(`${lb.redirectUri}?code=c&state=${STATE}`)).status, 200)
-    assert.equal((await lb.callback).searchParams.get('code'), 'c')
+  it("without an onIgnored listener a stray request is still just ignored, another user's too, and nothing fails unseen", async () => {
+    const unhandled: unknown[] = []
+    const record = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', record)
+    try {
+      let ours = false
+      lb = await startLoopback(STATE, undefined, undefined, async () => ours)
+      assert.equal((await get(`${lb.redirectUri}?code=c&state=${STATE}`)).status, 403)
+      ours = true
+      assert.equal((await get(`${lb.redirectUri}?state=guess`)).status, 400)
+      assert.equal((await get(`${lb.redirectUri}?code=c&state=${STATE}`)).status, 200)
+      assert.equal((await lb.callback).searchParams.get('code'), 'c')
+      await new Promise((r) => setImmediate(r))
+      assert.deepEqual(unhandled, [])
+    } finally {
+      process.off('unhandledRejection', record)
+    }
   })
 
   it('a failed sign-in nobody waits for yet is no unhandled rejection', async () => {
