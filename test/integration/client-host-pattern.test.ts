@@ -10,6 +10,7 @@ import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {generatePrivateKey} from '../../src/ssh/private-key.ts'
 import {sshca} from '../helpers/cli.ts'
+import {startAgent} from '../helpers/openssh.ts'
 import {json, startScriptedCa, type ScriptedCa} from '../helpers/scripted-server.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
@@ -18,6 +19,7 @@ const key = (): string => generatePrivateKey('ed25519').publicKey.blob.toString(
 describe('a CA cannot widen the hosts its host certificates are trusted for by changing its host pattern', function () {
   this.timeout(120_000)
   let evil: ScriptedCa
+  let prod: ScriptedCa
   const hostKey = key()
   /** What the hostile CA publishes from now on. */
   const publish = (ca: ScriptedCa, hostPattern: string) =>
@@ -25,9 +27,11 @@ describe('a CA cannot widen the hosts its host certificates are trusted for by c
 
   before(async () => {
     evil = await startScriptedCa()
+    prod = await startScriptedCa()
   })
   after(async () => {
     await evil?.server.stop()
+    await prod?.server.stop()
   })
 
   /** A fresh $HOME and $SSHCA_HOME, not interactive (CI=true; the CLI's stdin and stdout are pipes). */
@@ -133,5 +137,36 @@ describe('a CA cannot widen the hosts its host certificates are trusted for by c
     const given = await sshca(['config', '--context', 'star', '--pattern', '*'], {env: p.env})
     assert.equal(given.code, 0, given.stderr)
     assert.match(p.knownHosts(), /^@cert-authority \* ssh-ed25519 /m)
+  })
+
+  it('proxycommand: a context never configured, whose CA now claims "*", does not take the connections to another CA\'s hosts (nor their ID token)', async () => {
+    const p = person()
+    publish(evil, '*.evil.test')
+    publish(prod, '*.prod.example')
+    // "a-evil" sorts first: proxycommand tries the contexts by name
+    await p.bootstrap(evil, 'a-evil')
+    await p.bootstrap(prod, 'prod')
+    publish(evil, '*')
+    // any command that talks to the CA refreshes the pattern it publishes, without asking anyone
+    assert.equal((await sshca(['config', '--roots', '--context', 'a-evil'], {env: p.env})).code, 0)
+    assert.equal(p.settings('a-evil').hostPattern, '*')
+
+    const agent = await startAgent()
+    try {
+      const tokenFile = join(tempDir('sshca-token-'), 'token')
+      writeFileSync(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.c2ln\n', {mode: 0o600})
+      evil.server.requests.length = 0
+      prod.server.requests.length = 0
+      const r = await sshca(['proxycommand', '--identity-token-file', tokenFile, 'deploy', 'db.prod.example', '9'], {
+        env: {...p.env, SSH_AUTH_SOCK: agent.socket},
+        input: '',
+      })
+      // the scripted CA signs nothing: what matters is whom the token went to
+      assert.notEqual(r.code, 0)
+      assert.deepEqual(evil.server.requests, [], 'the hostile CA was not asked')
+      assert.ok(prod.server.requests.includes('POST /ssh/sign'), JSON.stringify(prod.server.requests))
+    } finally {
+      await agent.stop()
+    }
   })
 })

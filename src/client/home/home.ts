@@ -36,8 +36,8 @@ export interface ContextSettings {
   /**
    * The CA's host pattern as the person last accepted it: shown by bootstrap (with its warning), or
    * the CA's when they ran config --pattern. hostPattern follows the CA without asking anyone (every
-   * login refreshes it); config adopts no change of it without --pattern. Absent in contexts of older
-   * sshca.
+   * login refreshes it); config adopts no change of it without --pattern, and proxycommand picks a
+   * context by this (or configuredPattern), never by hostPattern. Absent in contexts of older sshca.
    */
   acceptedCaPattern?: string
   bootstrappedAt: string
