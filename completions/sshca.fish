@@ -162,7 +162,7 @@ complete -c sshca -n '__fish_seen_subcommand_from config' -l context -r -F -d 't
 complete -c sshca -n '__fish_seen_subcommand_from config' -l roots -d 'print the CA public keys (user keys; with --host, host keys)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l host -d 'configure this machine as an SSH server'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l dry-run -d 'print what would change (a diff; with --host, the files) and write nothing'
-complete -c sshca -n '__fish_seen_subcommand_from config' -l pattern -r -F -d 'narrow the CA'\''s host pattern (an OpenSSH pattern list; required when the CA names no hosts)'
+complete -c sshca -n '__fish_seen_subcommand_from config' -l pattern -r -F -d 'narrow the CA'\''s host pattern (an OpenSSH pattern list; required when the CA names no hosts, and to adopt a pattern the CA changed or one matching every host)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l known-hosts -r -F -d 'the known_hosts file to edit (default ~/.ssh/known_hosts); the block leaves the file config wrote it to before'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l ssh-config -d 'manage $SSHCA_HOME/ssh_config and its Include in ~/.ssh/config (--no-ssh-config: leave them alone)'
 complete -c sshca -n '__fish_seen_subcommand_from config' -l auto-login -d 'in ssh_config, sign in (sshca login --ensure) when ssh needs a certificate (--no-auto-login: never)'

@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   ERR_TRUST_ROOT_CHANGED: 'the context already trusts a different root',
   ERR_TRUST_TOKEN_AUDIENCE:
     "the ID token is for an issuer and audience another context's CA is sent tokens for: not sent",
+  ERR_TRUST_HOST_PATTERN:
+    "the CA's host pattern matches hosts in any domain, or changed since it was accepted: config writes it only when given with --pattern",
   ERR_TRUST_TLS: 'the CA presented a TLS certificate that does not chain to the pinned root',
   ERR_CA_UNREACHABLE: 'the CA could not be reached',
   ERR_HOST_UNREACHABLE: 'the SSH host could not be reached (proxycommand)',

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base.ts'
+import {broadEntries} from '../ssh/host-pattern.ts'
 import {bootstrap} from '../client/setup/bootstrap.ts'
 import {sshcaHome} from '../client/home/home.ts'
 
@@ -39,7 +40,7 @@ nothing. Replacing a context's root needs --force.`
       `Trusting the CA "${r.context}" at ${r.caUrl}\n  root ${r.rootSubject} (SHA-256 ${r.rootFingerprint})\n  ${r.userCaKeys.length} user CA key(s), ${r.hostCaKeys.length} host CA key(s)\n` +
         `  host pattern ${none ? '!* (the CA names no hosts: sshca config will ask for --pattern)' : `${r.hostPattern} (the hosts whose host certificates this CA vouches for)`}\n` +
         `"${r.context}" is now the current context.\n` +
-        `Next, on a laptop: sshca config${none ? ' --pattern "*.your-domain"' : ''}   (trust its host certificates), then: sshca login\n` +
+        `Next, on a laptop: sshca config${none || broadEntries(r.hostPattern).length > 0 ? ' --pattern "*.your-domain"' : ''}   (trust its host certificates), then: sshca login\n` +
         `      on a server: sudo sshca certificate --host --sign --token-file FILE HOSTNAME /etc/ssh/ssh_host_ed25519_key.pub, then: sudo sshca config --host\n`,
     )
     for (const w of r.warnings) this.warning(w)

@@ -21,6 +21,10 @@ certificate is at hand, before it connects, and ControlMaster keeps working), wi
 of it at the top of ~/.ssh/config (previous file saved as config.sshca-backup); --no-ssh-config leaves
 ssh_config alone, --no-auto-login leaves out the exec. --identity-token-file makes that login use a
 token file something else keeps fresh (a machine's workload identity).
+Without --pattern, the pattern you accepted last stays: the one config wrote, else the CA's as bootstrap
+showed it. A CA that changes its pattern since is not followed (a narrowing is): the change is said, with
+the --pattern that adopts it. A pattern matching hosts in any domain ("*") is written only when given with
+--pattern (else ERR_TRUST_HOST_PATTERN, exit 4), at a terminal as in CI.
 Contexts whose patterns overlap are warned about. --dry-run prints the change to each file (as diff -u) and writes nothing (with --host: the files).
 
 --roots prints the user CA keys (for sshd's TrustedUserCAKeys); --host --roots the host CA keys.
@@ -49,7 +53,8 @@ path) when root would run anything a non-root user can change.`
       description: 'print what would change (a diff; with --host, the files) and write nothing',
     }),
     pattern: Flags.string({
-      description: "narrow the CA's host pattern (an OpenSSH pattern list; required when the CA names no hosts)",
+      description:
+        "narrow the CA's host pattern (an OpenSSH pattern list; required when the CA names no hosts, and to adopt a pattern the CA changed or one matching every host)",
     }),
     'known-hosts': Flags.string({
       description:

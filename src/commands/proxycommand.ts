@@ -7,7 +7,8 @@ export default class ProxyCommand extends BaseCommand {
   static override enableJsonFlag = false
   static override summary = "For ssh's ProxyCommand: sign in if needed, then carry the connection to HOST:PORT."
   static override description = `step's proxycommand, for setups that want it: ProxyCommand sshca proxycommand %r %h %p. The
-context is the one whose host pattern matches HOST (else the current one, or --context). When no valid
+context is the one whose host pattern matches HOST (else the current one, or --context): the pattern as
+you accepted it (config's, else the CA's as bootstrap showed it), never a later change of the CA's. When no valid
 certificate of it is at hand, it signs in first (login --ensure; the URL and prompts go to the terminal,
 never to stdout, which is ssh's transport), then pipes standard input and output to HOST:PORT. No --json:
 standard output is the SSH connection.

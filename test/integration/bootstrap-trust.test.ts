@@ -109,6 +109,8 @@ describe('bootstrap: the root fingerprint is checked against what the CA sends',
       userCaKeys: r.userCaKeys,
       hostCaKeys: r.hostCaKeys,
       hostPattern: '*.example.com',
+      // what the person was shown: config adopts no later change of the CA's pattern by itself
+      acceptedCaPattern: '*.example.com',
     })
     assert.ok(Math.abs(Date.parse(bootstrappedAt) - Date.now()) < 60_000, bootstrappedAt)
   })

@@ -33,6 +33,13 @@ export interface ContextSettings {
   hostPattern: string
   /** The pattern `sshca config` last wrote for this context (the CA's, or narrowed by --pattern). */
   configuredPattern?: string
+  /**
+   * The CA's host pattern as the person last accepted it: shown by bootstrap (with its warning), or
+   * the CA's when they ran config --pattern. hostPattern follows the CA without asking anyone (every
+   * login refreshes it); config adopts no change of it without --pattern, and proxycommand picks a
+   * context by this (or configuredPattern), never by hostPattern. Absent in contexts of older sshca.
+   */
+  acceptedCaPattern?: string
   bootstrappedAt: string
   /** The known_hosts file `sshca config` wrote the @cert-authority block to (context remove takes it out; login keeps it current). */
   knownHostsFile?: string
@@ -129,7 +136,9 @@ export function settingsProblem(v: unknown): string | undefined {
       .map((k) => kind(k, 'a string', text))
       .find(Boolean) ??
     ['userCaKeys', 'hostCaKeys'].map((k) => kind(k, 'a list of strings', texts)).find(Boolean) ??
-    ['configuredPattern', 'knownHostsFile', 'provisioner'].map((k) => kind(k, 'a string', text, true)).find(Boolean) ??
+    ['configuredPattern', 'acceptedCaPattern', 'knownHostsFile', 'provisioner']
+      .map((k) => kind(k, 'a string', text, true))
+      .find(Boolean) ??
     ['sshConfig', 'agentless'].map((k) => kind(k, 'an object', object, true)).find(Boolean) ??
     (o.sshConfig !== undefined && !text((o.sshConfig as Record<string, unknown>).pattern)
       ? `${CONTEXT_FILE}: sshConfig.pattern is not a string`

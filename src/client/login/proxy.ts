@@ -15,11 +15,16 @@ import {SshcaError} from '../../errors.ts'
 import {listMatches} from '../../ssh/host-pattern.ts'
 import {currentContextName, listContexts, readContext} from '../home/home.ts'
 
-/** The context whose configured host pattern matches `host` (the first, by name); else the current one. */
+/**
+ * The context whose host pattern matches `host` (the first, by name); else the current one. Only a
+ * pattern the person accepted (configured, or the CA's as bootstrap showed it): hostPattern follows
+ * the CA at every login without asking anyone, so a CA could otherwise claim another CA's hosts and
+ * have this sign in to it, not to theirs. A context of an older sshca never configured has neither.
+ */
 export async function contextForHost(home: string, host: string): Promise<string | undefined> {
   for (const name of await listContexts(home)) {
     const ctx = await readContext(home, name).catch(() => undefined)
-    const pattern = ctx?.configuredPattern ?? ctx?.hostPattern
+    const pattern = ctx?.configuredPattern ?? ctx?.acceptedCaPattern
     try {
       if (pattern && listMatches(pattern, host)) return name
     } catch {

@@ -9,11 +9,11 @@ import {cp, mkdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 import {RootResponse, SshRootsResponse} from '../../protocol/api.ts'
-import {broadEntries, caHostPattern, namesNoHosts} from '../../ssh/host-pattern.ts'
+import {caHostPattern, namesNoHosts} from '../../ssh/host-pattern.ts'
 import {PublicKey} from '../../ssh/keys.ts'
 import {exists, privateDir, writeFileAtomic} from '../../util/fs.ts'
 import {CaClient, httpsRequest, networkError} from '../ca-api/ca-client.ts'
-import {overlappingContexts, overlapWarning} from './config.ts'
+import {broadPatternWarning, overlappingContexts, overlapWarning} from './config.ts'
 import {
   CONTEXT_FILE,
   ROOT_FILE,
@@ -207,6 +207,8 @@ export async function bootstrap(home: string, o: BootstrapOptions): Promise<Boot
       userCaKeys: roots.userKey.map((k) => line(k, 'user CA')),
       hostCaKeys: roots.hostKey.map((k) => line(k, 'host CA')),
       hostPattern,
+      // what the person is shown now (and warned of): config adopts no later change of it by itself
+      acceptedCaPattern: hostPattern,
       bootstrappedAt: new Date().toISOString(),
     }
     return await writeContext(
@@ -315,11 +317,8 @@ async function writeContext(
   }
   // Stryker restore StringLiteral
   // "*" and its other spellings ("?*", "**", "*,!x.invalid"): a warning for each, not only for "*"
-  const broad = broadEntries(settings.hostPattern)
-  if (broad.length > 0)
-    warnings.push(
-      `the CA's host pattern is "${settings.hostPattern}": ${broad.map((g) => JSON.stringify(g)).join(', ')} matches hosts in any domain, so its host certificates would be trusted for every host you connect to; narrow it: sshca config --pattern "*.your-domain"`,
-    )
+  const broad = broadPatternWarning(name, settings.hostPattern)
+  if (broad) warnings.push(broad)
   if (krl.note) warnings.push(krl.note)
   // Stryker disable next-line ConditionalExpression: a pattern that names no hosts overlaps with none (this only saves reading the contexts)
   if (!namesNoHosts(settings.hostPattern))

@@ -7,7 +7,7 @@ import {readFile, realpath} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join, resolve, sep} from 'node:path'
 import {isSshcaError, SshcaError} from '../../errors.ts'
-import {effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../../ssh/host-pattern.ts'
+import {broadEntries, effectivePattern, listsOverlap, namesNoHosts, NO_HOSTS} from '../../ssh/host-pattern.ts'
 import {parseCertificateLine} from '../../ssh/cert.ts'
 import {parseKrl} from '../../ssh/krl.ts'
 import {PublicKey} from '../../ssh/keys.ts'
@@ -24,6 +24,7 @@ import {
   readContext,
   saveContext,
   type Context,
+  type ContextSettings,
   type ContextSshConfig,
 } from '../home/home.ts'
 import {managedBlock, mergeKnownHosts} from '../local/known-hosts.ts'
@@ -57,7 +58,7 @@ export interface KnownHostsOptions {
 export interface KnownHostsResult {
   context: string
   file: string
-  /** The pattern written: the CA's, or --pattern within it (the CA's exclusions kept). */
+  /** The pattern written: the one accepted (chosenPattern), or --pattern within the CA's (its exclusions kept). */
   pattern: string
   /** The CA's own ssh.hostPattern. */
   caPattern: string
@@ -67,12 +68,113 @@ export interface KnownHostsResult {
   backup: string | null
   /** What the change is (or, with --dry-run, would be), as `diff -u` shows it; '' when none. */
   diff: string
+  /** What to know about the pattern: a change of the CA's not adopted, one that matches every host. */
+  warnings: string[]
 }
 
-async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownHostsResult> {
+/** The entries of a pattern that match hosts in any domain, as a warning words them; '' when none. */
+function anyDomain(pattern: string): string {
+  return broadEntries(pattern)
+    .map((g) => JSON.stringify(g))
+    .join(', ')
+}
+
+/** What bootstrap and config say of a pattern with an entry that matches hosts in any domain (`*`, `?*` …). */
+export function broadPatternWarning(context: string, pattern: string): string | undefined {
+  const broad = anyDomain(pattern)
+  if (broad === '') return undefined
+  return `the host pattern of "${context}" is "${pattern}": ${broad} matches hosts in any domain, so the CA's host certificates vouch for every host you connect to; narrow it: sshca config --context ${context} --pattern "*.your-domain"`
+}
+
+export interface ChosenPattern {
+  /** What config writes. */
+  pattern: string
+  /** What the context saves as acceptedCaPattern. */
+  acceptedCaPattern: string
+  warnings: string[]
+}
+
+/** effectivePattern, or undefined where `inner` is not within `outer`. */
+function within(outer: string, inner: string): string | undefined {
+  try {
+    return effectivePattern(outer, inner)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The pattern `sshca config` writes. --pattern is the person's choice (within the CA's pattern).
+ * Without it, the pattern they accepted last: configuredPattern, else the CA's as bootstrap showed
+ * it. The CA's pattern is refreshed from /ssh/roots without asking anyone, so a CA (hostile, or
+ * compromised) could otherwise widen its trust to every host at the next config. A change of it
+ * since is not adopted: what was accepted is kept where the CA's new pattern covers it, followed
+ * where the CA narrowed; any other change, and a pattern that matches hosts in any domain the person
+ * never configured, are refused (ERR_TRUST_HOST_PATTERN) until given with --pattern, the same at a
+ * terminal as in CI: typing the pattern is the acceptance, not a yes to a question.
+ */
+export function chosenPattern(
+  ctx: Pick<ContextSettings, 'name' | 'hostPattern' | 'configuredPattern' | 'acceptedCaPattern'>,
+  requested?: string,
+): ChosenPattern {
+  const ca = ctx.hostPattern
+  if (requested !== undefined) {
+    const pattern = effectivePattern(ca, requested)
+    const broad = broadPatternWarning(ctx.name, pattern)
+    return {pattern, acceptedCaPattern: ca, warnings: broad ? [broad] : []}
+  }
+  // a context of an older sshca never saved what bootstrap showed: the CA's as saved, as config took it then
+  const seen = ctx.acceptedCaPattern ?? ca
+  const changed = seen !== ca
+  // a CA that named no hosts when the person last looked leaves the choice to them (effectivePattern
+  // says so while it still names none)
+  const accepted = ctx.configuredPattern ?? (changed && namesNoHosts(seen) ? undefined : effectivePattern(seen))
+  const pattern = accepted === undefined ? undefined : (within(ca, accepted) ?? within(accepted, ca))
+  const adopt = `sshca config --context ${ctx.name} --pattern '${ca}'`
+  const wide = anyDomain(ca)
+  const wideNote = wide === '' ? '' : ` (${wide} matches hosts in any domain: every host you connect to)`
+  if (pattern === undefined)
+    throw new SshcaError(
+      'ERR_TRUST_HOST_PATTERN',
+      `the CA "${ctx.name}" changed its host pattern from "${seen}" to "${ca}"${wideNote}, which does not cover the hosts you accepted (${accepted === undefined ? 'none yet' : `"${accepted}"`}); sshca config adopts no such change by itself, and wrote nothing`,
+      {hint: `choose the hosts its host certificates are trusted for: ${adopt} (or a narrower list)`},
+    )
+  const broad = broadPatternWarning(ctx.name, pattern)
+  if (broad !== undefined && ctx.configuredPattern === undefined)
+    throw new SshcaError(
+      'ERR_TRUST_HOST_PATTERN',
+      `the host pattern of "${ctx.name}" is "${pattern}": ${anyDomain(pattern)} matches hosts in any domain, so the CA's host certificates would vouch for every host you connect to; sshca config writes such a pattern only when you give it, and wrote nothing`,
+      {
+        hint: `narrow it: sshca config --context ${ctx.name} --pattern "*.your-domain"; or, to trust this CA for every host all the same: sshca config --context ${ctx.name} --pattern '${pattern}'`,
+      },
+    )
+  const warnings = changed
+    ? [
+        `the CA "${ctx.name}" changed its host pattern from "${seen}" to "${ca}"${wideNote} since you accepted "${accepted}": sshca config wrote "${pattern}", no host beyond what you accepted; to trust its host certificates for "${ca}", say so: ${adopt}`,
+      ]
+    : []
+  if (broad !== undefined) warnings.push(broad)
+  return {pattern, acceptedCaPattern: seen, warnings}
+}
+
+/** The block for `ctx` (the CA's keys and pattern as fetched), the pattern chosen over what `accepted` says was accepted. */
+async function knownHostsFor(
+  ctx: Context,
+  o: KnownHostsOptions,
+  accepted: Pick<Context, 'configuredPattern' | 'acceptedCaPattern'> = ctx,
+): Promise<{kh: KnownHostsResult; acceptedCaPattern: string}> {
   if (ctx.hostCaKeys.length === 0) throw new SshcaError('ERR_CA_BAD_RESPONSE', 'the CA publishes no host CA key')
   const file = o.file ?? defaultKnownHosts()
-  const pattern = effectivePattern(ctx.hostPattern, o.pattern)
+  const chosen = chosenPattern(
+    {
+      name: ctx.name,
+      hostPattern: ctx.hostPattern,
+      configuredPattern: accepted.configuredPattern,
+      acceptedCaPattern: accepted.acceptedCaPattern,
+    },
+    o.pattern,
+  )
+  const pattern = chosen.pattern
   const hostKeys = ctx.hostCaKeys.map((l) => PublicKey.parseLine(l).key.toLine(`${ctx.name} host CA`))
   const existing = (await exists(file)) ? await readUtf8File(file) : ''
   const {text, changed} = mergeKnownHosts(existing, ctx.name, pattern, hostKeys)
@@ -87,11 +189,13 @@ async function knownHostsFor(ctx: Context, o: KnownHostsOptions): Promise<KnownH
     written: false,
     backup: null,
     diff,
+    warnings: chosen.warnings,
   }
-  if (o.dryRun || !changed) return result
+  const out = {kh: result, acceptedCaPattern: chosen.acceptedCaPattern}
+  if (o.dryRun || !changed) return out
   result.backup = await replaceWithBackup(file, text, 0o644)
   result.written = true
-  return result
+  return out
 }
 
 /** known_hosts only (the demo uses it on a throwaway file): see configureClient for `sshca config`. */
@@ -103,7 +207,7 @@ export async function configureKnownHosts(home: string, o: KnownHostsOptions): P
         'ERR_CONTEXT_NOT_FOUND',
         `the context "${ctx.name}" was removed or bootstrapped again meanwhile`,
       )
-    return knownHostsFor(ctx, o)
+    return (await knownHostsFor(ctx, o)).kh
   })
 }
 
@@ -201,7 +305,8 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
           `the context "${ctx.name}" was removed or bootstrapped again while sshca config ran; nothing was written`,
           {hint: `run sshca config --context ${ctx.name} again if it is still there`},
         )
-      const kh = await knownHostsFor(ctx, o)
+      // what the person accepted as saved now: a config --pattern that ended meanwhile is not undone
+      const {kh, acceptedCaPattern} = await knownHostsFor(ctx, o, saved)
       // the block moved to another file (--known-hosts): none is left trusting the CA in the one before
       const before = saved.knownHostsFile
       const dropped =
@@ -282,13 +387,14 @@ export async function configureClient(home: string, o: ClientConfigOptions): Pro
       const next: Context = {
         ...saved,
         configuredPattern: kh.pattern,
+        acceptedCaPattern,
         knownHostsFile: resolve(kh.file),
         ...(settings ? {sshConfig: settings} : {}),
       }
       if (!o.dryRun && JSON.stringify(next) !== JSON.stringify(saved)) await saveContext(next)
       return {kh, sshConfig}
     })
-    const warnings: string[] = []
+    const warnings = [...kh.warnings]
     if (krl.note) warnings.push(krl.note)
     for (const other of await overlappingContexts(home, ctx.name, kh.pattern))
       warnings.push(overlapWarning(ctx.name, kh.pattern, other))

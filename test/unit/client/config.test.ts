@@ -19,7 +19,9 @@ import {
 import {dirname, join, resolve} from 'node:path'
 import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import {
+  broadPatternWarning,
   caKeys,
+  chosenPattern,
   configureClient,
   configureKnownHosts,
   overlappingContexts,
@@ -38,7 +40,7 @@ import {localSshVersion, supportsMatchFinal} from '../../../src/client/local/ssh
 import {buildKrl} from '../../../src/ssh/krl.ts'
 import {generatePrivateKey} from '../../../src/ssh/private-key.ts'
 import type {PublicKey} from '../../../src/ssh/keys.ts'
-import {rejectsCode} from '../../helpers/assert.ts'
+import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
 import {json, startScriptedCa, type ScriptedCa} from '../../helpers/scripted-server.ts'
 import {snapshot} from '../../helpers/snapshot.ts'
 import {waitFor} from '../../helpers/proc.ts'
@@ -120,6 +122,7 @@ describe('sshca config on a client, in process', function () {
         changed: true,
         written: true,
         backup: null,
+        warnings: [],
         diff: `--- ${knownHosts()}\n+++ ${knownHosts()}\n@@ -0,0 +1,4 @@\n${text
           .split('\n')
           .slice(0, -1)
@@ -387,6 +390,28 @@ describe('sshca config on a client, in process', function () {
         assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', 'web.example.com', [hostCa, hostCa2]))
       })
 
+      it('a config without --pattern that read the context before a config --pattern narrowed it keeps the narrowing', async () => {
+        await boot()
+        await configureClient(home, opts())
+        const answer = ca.server.answer
+        try {
+          // while config fetches the KRL (the context read, the lock not yet taken), another config narrows
+          ca.server.answer = async (path, body) => {
+            if (path === '/ssh/krl') {
+              ca.server.answer = answer
+              await configureClient(home, opts({pattern: 'web.example.com'}))
+            }
+            return answer(path, body)
+          }
+          const r = await configureClient(home, opts())
+          assert.equal(r.pattern, 'web.example.com')
+        } finally {
+          ca.server.answer = answer
+        }
+        assert.equal(settings().configuredPattern, 'web.example.com')
+        assert.equal(readFileSync(knownHosts(), 'utf8'), block('demo', 'web.example.com', [hostCa]))
+      })
+
       it('config that read the context before it was bootstrapped again for another CA writes nothing (ERR_CONTEXT_NOT_FOUND)', async () => {
         await boot()
         await configureClient(home, opts())
@@ -574,6 +599,7 @@ describe('sshca config on a client, in process', function () {
       })
       const s = settings()
       assert.equal(s.configuredPattern, '*.example.com')
+      assert.equal(s.acceptedCaPattern, '*.example.com')
       assert.equal(s.knownHostsFile, knownHosts())
       assert.deepEqual(s.sshConfig, {
         pattern: '*.example.com',
@@ -814,6 +840,157 @@ describe('sshca config on a client, in process', function () {
       await assert.rejects(configureClient(home, opts({pattern: 'web.example.com'})))
       await ca.server.allClosed()
     })
+  })
+})
+
+describe("chosenPattern: what config writes, and what it adopts of a change of the CA's host pattern", () => {
+  type Accepted = Parameters<typeof chosenPattern>[0]
+  const ctx = (o: Partial<Accepted>): Accepted => ({name: 'corp', hostPattern: '*.example.com', ...o})
+  /** The error chosenPattern throws. */
+  const refusal = (c: Accepted): Error & {code?: string; hint?: string} => {
+    try {
+      chosenPattern(c)
+    } catch (err) {
+      return err as Error
+    }
+    throw new Error('not refused')
+  }
+
+  it("--pattern: the person's choice within the CA's pattern (its exclusions kept), which is then what they accepted; one matching every host is taken, with bootstrap's warning", () => {
+    const c = ctx({
+      hostPattern: '*.example.com,!bad.example.com',
+      acceptedCaPattern: '*.old.example',
+      configuredPattern: 'x.old.example',
+    })
+    assert.deepEqual(chosenPattern(c, 'web.example.com'), {
+      pattern: 'web.example.com,!bad.example.com',
+      acceptedCaPattern: '*.example.com,!bad.example.com',
+      warnings: [],
+    })
+    throwsCode(() => chosenPattern(ctx({}), '*'), 'ERR_USAGE', {}, /wider than the CA's host pattern/)
+    assert.deepEqual(chosenPattern(ctx({hostPattern: '*', acceptedCaPattern: '*.evil.test'}), '*'), {
+      pattern: '*',
+      acceptedCaPattern: '*',
+      warnings: [broadPatternWarning('corp', '*')],
+    })
+  })
+
+  it("without --pattern, the CA's pattern unchanged: the configured pattern, else the CA's as bootstrap showed it", () => {
+    assert.deepEqual(chosenPattern(ctx({acceptedCaPattern: '*.example.com'})), {
+      pattern: '*.example.com',
+      acceptedCaPattern: '*.example.com',
+      warnings: [],
+    })
+    assert.deepEqual(chosenPattern(ctx({acceptedCaPattern: '*.example.com', configuredPattern: 'web.example.com'})), {
+      pattern: 'web.example.com',
+      acceptedCaPattern: '*.example.com',
+      warnings: [],
+    })
+    // a CA that names no hosts: the person chooses, and their choice then stays
+    throwsCode(
+      () => chosenPattern(ctx({hostPattern: '!*', acceptedCaPattern: '!*'})),
+      'ERR_USAGE',
+      {},
+      /names no hosts/,
+    )
+    assert.equal(
+      chosenPattern(ctx({hostPattern: '!*', acceptedCaPattern: '!*', configuredPattern: '10.0.0.*'})).pattern,
+      '10.0.0.*',
+    )
+    // a context of an older sshca (no acceptedCaPattern): the CA's as saved
+    assert.deepEqual(chosenPattern(ctx({})), {
+      pattern: '*.example.com',
+      acceptedCaPattern: '*.example.com',
+      warnings: [],
+    })
+    assert.deepEqual(chosenPattern(ctx({configuredPattern: 'db.example.com'})), {
+      pattern: 'db.example.com',
+      acceptedCaPattern: '*.example.com',
+      warnings: [],
+    })
+  })
+
+  it('the CA widened its pattern ("*.evil.test" → "*"): what was accepted is kept and said, with the command that adopts the new one', () => {
+    assert.deepEqual(chosenPattern(ctx({name: 'evil', hostPattern: '*', acceptedCaPattern: '*.evil.test'})), {
+      pattern: '*.evil.test',
+      acceptedCaPattern: '*.evil.test',
+      warnings: [
+        `the CA "evil" changed its host pattern from "*.evil.test" to "*" ("*" matches hosts in any domain: every host you connect to) since you accepted "*.evil.test": sshca config wrote "*.evil.test", no host beyond what you accepted; to trust its host certificates for "*", say so: sshca config --context evil --pattern '*'`,
+      ],
+    })
+    // a narrowing of the person's survives it
+    const narrowed = chosenPattern(
+      ctx({name: 'evil', hostPattern: '*', acceptedCaPattern: '*.evil.test', configuredPattern: 'web.evil.test'}),
+    )
+    assert.deepEqual([narrowed.pattern, narrowed.acceptedCaPattern], ['web.evil.test', '*.evil.test'])
+    assert.match(narrowed.warnings.join('\n'), /since you accepted "web\.evil\.test"/)
+    // another domain added: kept, said, and no word of "any domain"
+    const more = chosenPattern(ctx({hostPattern: '*.example.com,*.example.org', acceptedCaPattern: '*.example.com'}))
+    assert.equal(more.pattern, '*.example.com')
+    assert.equal(more.warnings.length, 1)
+    assert.doesNotMatch(more.warnings[0]!, /any domain/)
+    // an exclusion the CA dropped stays
+    const dropped = chosenPattern(ctx({acceptedCaPattern: '*.example.com,!bastion.example.com'}))
+    assert.equal(dropped.pattern, '*.example.com,!bastion.example.com')
+    assert.equal(dropped.warnings.length, 1)
+  })
+
+  it("the CA narrowed its pattern: followed, the person's exclusions kept, and said", () => {
+    const r = chosenPattern(
+      ctx({
+        hostPattern: '*.prod.example.com',
+        acceptedCaPattern: '*.example.com',
+        configuredPattern: '*.example.com,!db.prod.example.com',
+      }),
+    )
+    assert.deepEqual([r.pattern, r.acceptedCaPattern], ['*.prod.example.com,!db.prod.example.com', '*.example.com'])
+    assert.equal(r.warnings.length, 1)
+    assert.match(r.warnings[0]!, /from "\*\.example\.com" to "\*\.prod\.example\.com"/)
+  })
+
+  it('any other change is refused (ERR_TRUST_HOST_PATTERN), with the command that chooses', () => {
+    const other = refusal(ctx({hostPattern: '*.other.example', acceptedCaPattern: '*.example.com'}))
+    assert.equal(other.code, 'ERR_TRUST_HOST_PATTERN')
+    assert.match(
+      other.message,
+      /from "\*\.example\.com" to "\*\.other\.example", which does not cover the hosts you accepted \("\*\.example\.com"\)/,
+    )
+    assert.match(other.hint ?? '', /sshca config --context corp --pattern '\*\.other\.example'/)
+    // a CA that named no hosts when bootstrapped names some now: none were ever accepted
+    const none = refusal(ctx({hostPattern: '*', acceptedCaPattern: '!*'}))
+    assert.equal(none.code, 'ERR_TRUST_HOST_PATTERN')
+    assert.match(none.message, /"\*" matches hosts in any domain[^]*\(none yet\)/)
+  })
+
+  it('a pattern matching hosts in any domain, never configured, is refused without --pattern; once configured it stays, with the warning', () => {
+    for (const p of ['*', '?*', '**', '*,!x.invalid', '*example.com']) {
+      const err = refusal(ctx({hostPattern: p, acceptedCaPattern: p}))
+      assert.equal(err.code, 'ERR_TRUST_HOST_PATTERN', p)
+      assert.match(err.message, /matches hosts in any domain/, p)
+      assert.match(err.hint ?? '', new RegExp(`--pattern '${p.replace(/[*?]/g, '\\$&')}'`), p)
+    }
+    // a context of an older sshca whose CA says "*" (maybe since bootstrap, maybe not)
+    assert.equal(refusal(ctx({hostPattern: '*'})).code, 'ERR_TRUST_HOST_PATTERN')
+    // "*.com" reads as "*.corp" does: not one of them
+    assert.equal(chosenPattern(ctx({hostPattern: '*.com', acceptedCaPattern: '*.com'})).pattern, '*.com')
+    assert.deepEqual(chosenPattern(ctx({hostPattern: '*', acceptedCaPattern: '*', configuredPattern: '*'})), {
+      pattern: '*',
+      acceptedCaPattern: '*',
+      warnings: [broadPatternWarning('corp', '*')],
+    })
+    // a change of the CA's and a pattern matching every host: both said, the change first
+    const both = chosenPattern(ctx({hostPattern: '*,!x.test', acceptedCaPattern: '*', configuredPattern: '*'}))
+    assert.equal(both.pattern, '*,!x.test')
+    assert.deepEqual(both.warnings.slice(1), [broadPatternWarning('corp', '*,!x.test')])
+    assert.match(both.warnings[0]!, /changed its host pattern from "\*" to "\*,!x\.test"/)
+  })
+
+  it('broadPatternWarning: only for a pattern with an entry that matches hosts in any domain, naming each', () => {
+    assert.equal(broadPatternWarning('corp', '*.example.com,10.0.*'), undefined)
+    assert.equal(
+      broadPatternWarning('corp', '*,?*.example.com,**'),
+      `the host pattern of "corp" is "*,?*.example.com,**": "*", "**" matches hosts in any domain, so the CA's host certificates vouch for every host you connect to; narrow it: sshca config --context corp --pattern "*.your-domain"`,
+    )
   })
 })
 

@@ -340,7 +340,13 @@ describe('settingsProblem (context.json read, not trusted)', () => {
   it('takes what bootstrap writes, optional fields absent or of their types', () => {
     assert.equal(settingsProblem(good), undefined)
     assert.equal(
-      settingsProblem({...good, provisioner: 'sso', sshConfig: {pattern: '*', krlFile: null}, agentless: {}}),
+      settingsProblem({
+        ...good,
+        provisioner: 'sso',
+        acceptedCaPattern: '*.example.com',
+        sshConfig: {pattern: '*', krlFile: null},
+        agentless: {},
+      }),
       undefined,
     )
   })
@@ -353,6 +359,7 @@ describe('settingsProblem (context.json read, not trusted)', () => {
       [{...good, hostCaKeys: [1]}, /hostCaKeys is not a list of strings/],
       [{...good, caUrl: 7}, /caUrl is not a string/],
       [{...good, provisioner: 1}, /provisioner is not a string/],
+      [{...good, acceptedCaPattern: ['*']}, /acceptedCaPattern is not a string/],
       [{...good, sshConfig: []}, /sshConfig is not an object/],
       [{...good, sshConfig: {}}, /sshConfig\.pattern is not a string/],
     ] as const)
