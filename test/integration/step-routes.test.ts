@@ -18,7 +18,15 @@ import {revoke} from '../../src/ca/admin.ts'
 import {resumeIssuance, stopIssuance} from '../../src/ca/safety.ts'
 import {issue, randomSerial} from '../../src/ca/authority/sign.ts'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
-import {mintSshpopToken, mintSshpopTokenWith, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
+import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
+  mintSshpopToken,
+  mintSshpopTokenWith,
+  SSHPOP_PROVISIONER,
+  type SshpopAction,
+} from '../../src/protocol/tokens.ts'
 import {parseCertificate, signCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {parseKrl} from '../../src/ssh/krl.ts'
 import {PublicKey} from '../../src/ssh/keys.ts'
@@ -288,6 +296,23 @@ describe("step's routes on sshca's CA", function () {
       assert.equal(denied((revoke.json as {request_id: string}).request_id)!.reason, 'key_unsafe')
       assert.deepEqual(await rt.store.certificates({keyFingerprint: thief.publicKey.fingerprint(), limit: 5}), [])
     })
+  })
+
+  it('an enrollment token that names no host (row 66): 401, no certificate (OpenSSH would take one without principals for every host name)', async () => {
+    const key = generatePrivateKey('ed25519')
+    const token = await new SignJWT({})
+      .setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP})
+      .setIssuer(caIssuer(t.init.rootFingerprint))
+      .setAudience(ENROLLMENT_AUDIENCE)
+      .setSubject('nameless.example.test')
+      .setJti(randomUUID())
+      .setIssuedAt(now())
+      .setExpirationTime(now() + 600)
+      .sign(t.ca.runtime.material.enrollmentKey)
+    const res = await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host'})
+    assert.equal(res.status, 401, res.text)
+    assert.equal(denied((res.json as {request_id: string}).request_id)!.reason, 'token_invalid')
+    assert.deepEqual(await t.ca.runtime.store.certificates({keyFingerprint: key.publicKey.fingerprint(), limit: 5}), [])
   })
 
   describe('read routes', () => {

@@ -36,6 +36,9 @@ import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import type {SshSignRequest} from '../../../src/protocol/api.ts'
 import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
   mintSshpopToken,
   mintSshpopTokenWith,
   SSHPOP_PROVISIONER,
@@ -614,6 +617,22 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     } finally {
       await capped.store.close()
     }
+  })
+
+  it('an enrollment token that names no host is refused (401 token_invalid): the certificate would be valid for every host name', async () => {
+    const token = await new SignJWT({})
+      .setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP})
+      .setIssuer(caIssuer(ROOT))
+      .setAudience(ENROLLMENT_AUDIENCE)
+      .setSubject('web1.example.com')
+      .setJti(randomUUID())
+      .setIssuedAt(w.now)
+      .setExpirationTime(w.now + 600)
+      .sign(w.rt.material.enrollmentKey)
+    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, token, trace(), body()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_invalid',
+    })
+    assert.equal((await w.store.certificates({limit: 10})).length, 0)
   })
 
   it('no path certifies a key anyone can sign with: user signing, enrollment, rekey (400 key_unsafe, before the token: nothing spent)', async () => {
