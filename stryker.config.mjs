@@ -30,6 +30,7 @@ const list = (v) =>
 export const TARGETS = [
   'src/ssh/cert.ts',
   'src/ssh/wire.ts',
+  'src/ssh/weak-keys.ts',
   'src/client/setup/bootstrap.ts',
   'src/client/local/known-hosts.ts',
   'src/ca/provisioner/oidc.ts',

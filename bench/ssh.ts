@@ -1,8 +1,11 @@
 /** (a) certificates signed per second by src/ssh, against raw crypto.sign with the same key. */
 import {sign} from 'node:crypto'
+import {checkSubjectKey} from '../src/ca/authority/sign.ts'
 import {signCertificate} from '../src/ssh/cert.ts'
+import {PublicKey} from '../src/ssh/keys.ts'
 import {generatePrivateKey, type KeyKind} from '../src/ssh/private-key.ts'
 import {keySigner} from '../src/ssh/signature.ts'
+import {roughModulus, rsaBlob} from '../test/helpers/forge.ts'
 import {opsPerSecond, opsPerSecondAsync, print, type Row} from './lib.ts'
 
 export async function benchSigning(): Promise<void> {
@@ -42,4 +45,24 @@ export async function benchSigning(): Promise<void> {
     })
   }
   print('Certificate signing (src/ssh, in process)', rows)
+  benchSubjectKeyCheck()
+}
+
+/**
+ * (b) what refusing keys anyone can sign with (src/ssh/weak-keys.ts) costs each signing request: it
+ * runs before the token is read, so for anyone. RSA moduli without a small factor, so that every
+ * check runs: the cost of a real key, and the most a caller can make the CA spend at that size.
+ */
+function benchSubjectKeyCheck(): void {
+  const keys: [string, PublicKey][] = [
+    ['ed25519', generatePrivateKey('ed25519').publicKey],
+    ['RSA 3072 bits', PublicKey.fromBlob(rsaBlob(65537n, roughModulus(3072)))],
+    ['RSA 4096 bits', PublicKey.fromBlob(rsaBlob(65537n, roughModulus(4096)))],
+    ['RSA 16384 bits', PublicKey.fromBlob(rsaBlob(65537n, roughModulus(16384)))],
+  ]
+  const rows: Row[] = keys.map(([name, key]) => ({
+    name: `checkSubjectKey, ${name}`,
+    value: `${(1e6 / opsPerSecond(() => checkSubjectKey(key), 500)).toFixed(1)} µs`,
+  }))
+  print('Subject key checks (before the token, on every signing request)', rows)
 }

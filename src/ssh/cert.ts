@@ -125,6 +125,9 @@ function validateTemplate(t: CertificateTemplate): void {
   // validity outside 0 .. FOREVER is refused by SshWriter.u64 as the body is written
   if (t.validAfter >= t.validBefore)
     throw new TypeError(`certificate validity is empty: ${t.validAfter} .. ${t.validBefore}`)
+  // OpenSSH reads an empty list as every user (or every host name): no policy means that, so it is a bug
+  if (t.principals.length === 0)
+    throw new TypeError('a certificate needs at least one principal: without any, OpenSSH accepts it for every name')
   for (const p of t.principals) checkText(p, 'principal')
   checkText(t.keyId, 'key ID', true)
 }

@@ -84,7 +84,7 @@ export function krlOpenSshRefuses(): Buffer {
     .toBuffer()
 }
 
-const bigintBytes = (v: bigint): Buffer => {
+export const bigintBytes = (v: bigint): Buffer => {
   const hex = v.toString(16)
   return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex')
 }
@@ -107,6 +107,21 @@ export function hugeExponentRsaKey(bits = 3072, exponentBits = 3000): PublicKey 
       if (gcd(e, phi) === 1n) return PublicKey.fromBlob(rsaBlob(e, n))
     }
   }
+}
+
+/**
+ * The first odd number of `bits` bits above 2^(bits−1) with no prime factor below 1000: a modulus the
+ * CA's checks (src/ssh/weak-keys.ts) let through, all of them run, without the cost of finding primes.
+ * Not a square: the squares nearest 2^(bits−1) are about 2^(bits/2) away.
+ */
+export function roughModulus(bits: number): bigint {
+  const small = Array.from({length: 998}, (_, i) => BigInt(i + 2)).filter((p) => {
+    for (let d = 2n; d * d <= p; d++) if (p % d === 0n) return false
+    return true
+  })
+  let n = (1n << BigInt(bits - 1)) + 1n
+  while (small.some((p) => n % p === 0n)) n += 2n
+  return n
 }
 
 /** An ssh-rsa public key blob with this exponent and modulus, unchecked. */

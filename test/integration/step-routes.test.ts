@@ -5,7 +5,9 @@
  * CSR. The step CLI itself drives these routes in test/interop (npm run test:interop).
  */
 import assert from 'node:assert/strict'
-import {createPrivateKey, webcrypto, X509Certificate, type KeyObject} from 'node:crypto'
+import {createPrivateKey, randomUUID, webcrypto, X509Certificate, type KeyObject} from 'node:crypto'
+import {writeFileSync} from 'node:fs'
+import {join} from 'node:path'
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import {SignJWT} from 'jose'
@@ -14,16 +16,28 @@ import {createIntermediate, createRoot, createTlsCert} from '../../src/ca/keys/p
 import {loadMaterial} from '../../src/ca/keys/material.ts'
 import {revoke} from '../../src/ca/admin.ts'
 import {resumeIssuance, stopIssuance} from '../../src/ca/safety.ts'
+import {issue, randomSerial} from '../../src/ca/authority/sign.ts'
 import {mintEnrollmentToken} from '../../src/ca/provisioner/enrollment.ts'
-import {mintSshpopToken, SSHPOP_PROVISIONER, type SshpopAction} from '../../src/protocol/tokens.ts'
-import {parseCertificate, type Certificate} from '../../src/ssh/cert.ts'
+import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
+  mintSshpopToken,
+  mintSshpopTokenWith,
+  SSHPOP_PROVISIONER,
+  type SshpopAction,
+} from '../../src/protocol/tokens.ts'
+import {parseCertificate, signCertificate, type Certificate} from '../../src/ssh/cert.ts'
 import {parseKrl} from '../../src/ssh/krl.ts'
-import type {PublicKey} from '../../src/ssh/keys.ts'
+import {PublicKey} from '../../src/ssh/keys.ts'
 import {generatePrivateKey, type PrivateKey} from '../../src/ssh/private-key.ts'
+import {SshWriter} from '../../src/ssh/wire.ts'
 import {PASSWORD, startTestCa, type TestCa} from '../helpers/ca.ts'
-import {hugeExponentRsaKey} from '../helpers/forge.ts'
+import {neutralKeyBlob, neutralSshSignature, smallOrderEncodings} from '../helpers/ed25519.ts'
+import {hugeExponentRsaKey, roughModulus, rsaBlob} from '../helpers/forge.ts'
 import {startGithubIssuer, type GithubIssuer} from '../helpers/github-issuer.ts'
-import {waitFor} from '../helpers/proc.ts'
+import {run, waitFor} from '../helpers/proc.ts'
+import {tempDir} from '../helpers/tmp.ts'
 
 const now = () => Math.floor(Date.now() / 1000)
 const b64 = (k: PrivateKey) => k.publicKey.blob.toString('base64')
@@ -164,6 +178,141 @@ describe("step's routes on sshca's CA", function () {
       )
       assert.equal((await post('/ssh/renew', {ott: await sshpop(h.key, h.cert, 'renew')})).status, 201)
     })
+  })
+
+  describe('keys anyone can sign with (row 65): the Ed25519 neutral element and the other points of small order, RSA moduli anyone can factor', () => {
+    const blob = (encoded: Buffer) =>
+      new SshWriter().string('ssh-ed25519').string(encoded).toBuffer().toString('base64')
+    let unsafe: string[]
+    before(() => {
+      const q = roughModulus(1537)
+      unsafe = [
+        ...smallOrderEncodings().map(blob),
+        rsaBlob(65537n, 3n * roughModulus(3071)).toString('base64'),
+        rsaBlob(65537n, q * q).toString('base64'),
+      ]
+    })
+    const refused = (res: Awaited<ReturnType<typeof post>>, status = 400) => {
+      assert.equal(res.status, status, res.text)
+      const d = denied((res.json as {request_id: string}).request_id)!
+      assert.deepEqual([d.event, d.reason], ['certificate_denied', 'key_unsafe'])
+    }
+
+    it('OpenSSH takes (R, s) = (B, 1) as a valid signature of anything by the neutral element: why the CA must never certify it', async () => {
+      const dir = tempDir('sshca-neutral-')
+      const key = neutralKeyBlob()
+      const sshsig = new SshWriter()
+        .raw(Buffer.from('SSHSIG'))
+        .u32(1)
+        .string(key)
+        .string('file')
+        .string('')
+        .string('sha512')
+        .string(neutralSshSignature())
+        .toBuffer()
+      const pem = `-----BEGIN SSH SIGNATURE-----\n${sshsig.toString('base64').replace(/.{70}/g, '$&\n')}\n-----END SSH SIGNATURE-----\n`
+      writeFileSync(join(dir, 'msg.sig'), pem)
+      writeFileSync(join(dir, 'allowed'), `anyone ssh-ed25519 ${key.toString('base64')}\n`)
+      const r = await run(
+        'ssh-keygen',
+        ['-Y', 'verify', '-f', join(dir, 'allowed'), '-I', 'anyone', '-n', 'file', '-s', join(dir, 'msg.sig')],
+        {input: 'a message its key never signed'},
+      )
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stdout, /Good "file" signature for anyone/)
+    })
+
+    it('/ssh/sign for a user: 400 for each, and the token is not spent', async () => {
+      const ott = await people()
+      for (const publicKey of unsafe) refused(await post('/ssh/sign', {publicKey, ott, certType: 'user'}))
+      const key = generatePrivateKey('ed25519')
+      assert.equal((await post('/ssh/sign', {publicKey: b64(key), ott, certType: 'user'})).status, 201)
+    })
+
+    it('/ssh/sign for a host (enrollment): 400 for each, and the enrollment token is not spent', async () => {
+      const {token} = await mintEnrollmentToken(t.ca.runtime.material.enrollmentKey, {
+        rootFingerprint: t.init.rootFingerprint,
+        hostname: 'neutral.example.test',
+        ttlSeconds: 600,
+        now: now(),
+      })
+      for (const publicKey of unsafe) refused(await post('/ssh/sign', {publicKey, ott: token, certType: 'host'}))
+      const key = generatePrivateKey('ed25519')
+      assert.equal((await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host'})).status, 201)
+    })
+
+    it('/ssh/rekey onto the neutral element: 400, the host keeps its certificate', async () => {
+      const h = await enrol('neutral-rekey.example.test')
+      refused(await post('/ssh/rekey', {ott: await sshpop(h.key, h.cert, 'rekey'), publicKey: unsafe[0]}))
+      assert.equal((await post('/ssh/renew', {ott: await sshpop(h.key, h.cert, 'renew')})).status, 201)
+    })
+
+    it("a host certificate for the neutral element issued before the fix: SSHPOP proofs forged by anyone who saw it (renew, rekey onto a thief's key, revoke) are refused, 403", async () => {
+      const rt = t.ca.runtime
+      const old = await signCertificate(
+        {
+          type: 'host',
+          publicKey: PublicKey.fromBlob(neutralKeyBlob()),
+          serial: randomSerial(),
+          keyId: 'host:neutral-old.example.test',
+          principals: ['neutral-old.example.test'],
+          validAfter: BigInt(now() - 60),
+          validBefore: BigInt(now() + 86400),
+        },
+        rt.material.hostCa.active,
+      )
+      // as the CA issued it before it refused such keys
+      await issue(
+        rt,
+        old,
+        {id: `enroll#${randomUUID()}`, expiresAt: now() + 600, issuedAt: now()},
+        {request_id: 'x'},
+        {
+          kind: 'enrol',
+          keyBound: false,
+        },
+      )
+      const thief = generatePrivateKey('ed25519')
+      const forged = (action: SshpopAction, newKey?: string) =>
+        mintSshpopTokenWith(async () => neutralSshSignature(), old, {
+          caUrl: t.url,
+          action,
+          provisioner: SSHPOP_PROVISIONER,
+          rootFingerprint: t.init.rootFingerprint,
+          now: now(),
+          ...(newKey ? {newKey} : {}),
+        })
+      refused(await post('/ssh/renew', {ott: await forged('renew')}), 403)
+      refused(
+        await post('/ssh/rekey', {ott: await forged('rekey', thief.publicKey.fingerprint()), publicKey: b64(thief)}),
+        403,
+      )
+      const revoke = await post('/ssh/revoke', {
+        ott: await forged('revoke'),
+        serial: old.serial.toString(),
+        reason: 'x',
+      })
+      assert.equal(revoke.status, 403, revoke.text)
+      assert.equal(denied((revoke.json as {request_id: string}).request_id)!.reason, 'key_unsafe')
+      assert.deepEqual(await rt.store.certificates({keyFingerprint: thief.publicKey.fingerprint(), limit: 5}), [])
+    })
+  })
+
+  it('an enrollment token that names no host (row 66): 401, no certificate (OpenSSH would take one without principals for every host name)', async () => {
+    const key = generatePrivateKey('ed25519')
+    const token = await new SignJWT({})
+      .setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP})
+      .setIssuer(caIssuer(t.init.rootFingerprint))
+      .setAudience(ENROLLMENT_AUDIENCE)
+      .setSubject('nameless.example.test')
+      .setJti(randomUUID())
+      .setIssuedAt(now())
+      .setExpirationTime(now() + 600)
+      .sign(t.ca.runtime.material.enrollmentKey)
+    const res = await post('/ssh/sign', {publicKey: b64(key), ott: token, certType: 'host'})
+    assert.equal(res.status, 401, res.text)
+    assert.equal(denied((res.json as {request_id: string}).request_id)!.reason, 'token_invalid')
+    assert.deepEqual(await t.ca.runtime.store.certificates({keyFingerprint: key.publicKey.fingerprint(), limit: 5}), [])
   })
 
   describe('read routes', () => {

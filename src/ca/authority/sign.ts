@@ -10,6 +10,7 @@ import {SshcaError} from '../../errors.ts'
 import {randomBytesPooled} from '../../util/random.ts'
 import {signCertificate, type Certificate} from '../../ssh/cert.ts'
 import {bitLength, PublicKey} from '../../ssh/keys.ts'
+import {weakKeyProblem} from '../../ssh/weak-keys.ts'
 import {SshReader} from '../../ssh/wire.ts'
 import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, policyClaims, selectRule, type CertificateSpec} from '../policy/policy.ts'
@@ -58,10 +59,22 @@ export const MAX_RSA_EXPONENT_BITS = 32
 /**
  * ed25519 and ECDSA keys; RSA from 3072 to 16384 bits with a small odd exponent. Every later proof of
  * possession (renew, rekey, revoke) is verified with this key: a huge exponent (or modulus) would make
- * each verification, spent token or not, cost the CA many times the CPU of a normal one.
+ * each verification, spent token or not, cost the CA many times the CPU of a normal one. Never a key
+ * anyone can sign with (src/ssh/weak-keys.ts): its certificate would be anyone's.
  */
 export function checkSubjectKey(key: PublicKey): void {
-  if (key.type !== 'ssh-rsa') return
+  if (key.type === 'ssh-rsa') checkRsaCost(key)
+  // after the RSA size: the modulus checks cost in proportion to it
+  const weak = weakKeyProblem(key)
+  if (weak !== undefined)
+    throw denial(
+      'ERR_SSH_UNSUPPORTED',
+      'key_unsafe',
+      `this public key must not be certified: ${weak}; generate a new key pair (ssh-keygen -t ed25519)`,
+    )
+}
+
+function checkRsaCost(key: PublicKey): void {
   if (key.bits < MIN_RSA_BITS) {
     throw denial(
       'ERR_SSH_UNSUPPORTED',

@@ -101,6 +101,8 @@ export type DenialReason =
   | 'certificate_expired'
   | 'certificate_unknown'
   | 'proof_invalid'
+  /** A key anyone can sign with (src/ssh/weak-keys.ts): never certified, and no proof made with it counts. */
+  | 'key_unsafe'
   | 'ca_key_unknown'
   | 'revoked'
   | 'superseded'

@@ -119,12 +119,20 @@ export async function verifyEnrollmentToken(
       jti: claims.jti,
     })
   }
+  const principals = Array.isArray(claims.principals)
+    ? claims.principals.filter((p): p is string => typeof p === 'string')
+    : []
+  // a certificate without principals is valid for every host name; `ca token --host` always names one
+  if (principals.length === 0)
+    throw denial(
+      'ERR_TOKEN_INVALID',
+      'token_invalid',
+      'the enrollment token names no host (principals): mint another with sshca ca token --host',
+    )
   return {
     subject: claims.sub!,
     jti: claims.jti!,
-    principals: Array.isArray(claims.principals)
-      ? claims.principals.filter((p): p is string => typeof p === 'string')
-      : [],
+    principals,
     // Stryker disable next-line ConditionalExpression: a boundKid that is not a string was refused above
     boundKey: typeof boundKid === 'string' ? boundKid : undefined,
     expiresAt: (claims.exp as number) + LEEWAY,

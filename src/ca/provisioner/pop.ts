@@ -8,6 +8,7 @@
 import {decodeProtectedHeader, jwtVerify, type JWTPayload} from 'jose'
 import {MAX_POP_TTL, POP_ALGORITHMS, TOKEN_LEEWAY as LEEWAY, type SshpopAction} from '../../protocol/tokens.ts'
 import {parseCertificate, type Certificate} from '../../ssh/cert.ts'
+import {weakKeyProblem} from '../../ssh/weak-keys.ts'
 import {denial} from '../policy/types.ts'
 import {SSH_FINGERPRINT, tokenError} from './enrollment.ts'
 import {USABLE_JTI} from './oidc.ts'
@@ -75,6 +76,16 @@ export async function verifyPop(
   cert: Certificate,
   o: PopCheck,
 ): Promise<{jti: string; expiresAt: number; issuedAt: number; boundKey?: string}> {
+  // a proof anyone can make proves nothing: for a key of small order node:crypto on OpenSSL 3.0
+  // verifies forged signatures (3.5 refuses them). A certificate issued for such a key before the CA
+  // refused them (checkSubjectKey) must not renew, rekey or revoke on anyone's say
+  const weak = weakKeyProblem(cert.publicKey)
+  if (weak !== undefined)
+    throw denial(
+      'ERR_POLICY_DENIED',
+      'key_unsafe',
+      `the certified key proves nothing: ${weak}; get a certificate for a new key (enrol the host again, or sign in again)`,
+    )
   let claims: JWTPayload
   try {
     ;({payload: claims} = await jwtVerify(token, cert.publicKey.keyObject, {

@@ -35,15 +35,25 @@ import {mintEnrollmentToken} from '../../../src/ca/provisioner/enrollment.ts'
 import {TokenVerifier} from '../../../src/ca/provisioner/oidc.ts'
 import {SqliteStore} from '../../../src/ca/store/sqlite.ts'
 import type {SshSignRequest} from '../../../src/protocol/api.ts'
-import {mintSshpopToken, SSHPOP_PROVISIONER, type SshpopAction} from '../../../src/protocol/tokens.ts'
+import {
+  caIssuer,
+  ENROLLMENT_AUDIENCE,
+  ENROLLMENT_TYP,
+  mintSshpopToken,
+  mintSshpopTokenWith,
+  SSHPOP_PROVISIONER,
+  type SshpopAction,
+} from '../../../src/protocol/tokens.ts'
 import {parseCertificate, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {parseKrl} from '../../../src/ssh/krl.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
+import {SshWriter} from '../../../src/ssh/wire.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {SshcaError} from '../../../src/errors.ts'
 import {rejectsCode, throwsCode} from '../../helpers/assert.ts'
-import {rsaBlob} from '../../helpers/forge.ts'
+import {encode, neutralKeyBlob, neutralSshSignature, P, smallOrderEncodings} from '../../helpers/ed25519.ts'
+import {roughModulus, rsaBlob} from '../../helpers/forge.ts'
 import {memoryIssuer} from '../../helpers/memory-issuer.ts'
 
 const ISSUER = 'https://idp.example.com'
@@ -392,18 +402,37 @@ describe('the user signing pipeline (sign.ts)', () => {
   })
 
   it('RSA keys: a small odd exponent (3 to 2^32) and at most 16384 bits, else every proof verified with the key costs the CA dearly', () => {
-    const n3072 = (1n << 3071n) | 1n
+    // moduli without a small factor: the checks of row 65 pass, so only these can refuse
+    const n3072 = roughModulus(3072)
     const rsa = (e: bigint, n = n3072) => PublicKey.fromBlob(rsaBlob(e, n))
     for (const e of [3n, 65537n, (1n << 32n) - 1n]) assert.doesNotThrow(() => checkSubjectKey(rsa(e)), String(e))
     for (const e of [1n, 65536n, 1n << 32n, (1n << 32n) + 1n, (1n << 2999n) | 1n])
       throwsCode(() => checkSubjectKey(rsa(e)), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'}, /exponent/)
-    assert.doesNotThrow(() => checkSubjectKey(rsa(65537n, (1n << 16383n) | 1n)))
+    assert.doesNotThrow(() => checkSubjectKey(rsa(65537n, roughModulus(16384))))
     throwsCode(
-      () => checkSubjectKey(rsa(65537n, (1n << 16384n) | 1n)),
+      () => checkSubjectKey(rsa(65537n, roughModulus(16385))),
       'ERR_SSH_UNSUPPORTED',
       {reason: 'bad_request'},
       /at most 16384 bits/,
     )
+  })
+
+  it('keys anyone can sign with are never certified: small-order or non-canonical ed25519, RSA moduli that are even, have a small factor or are squares (400 key_unsafe)', () => {
+    const ed25519 = (encoded: Buffer) =>
+      PublicKey.fromBlob(Buffer.from(new SshWriter().string('ssh-ed25519').string(encoded).toBuffer()))
+    const rsa = (n: bigint) => PublicKey.fromBlob(rsaBlob(65537n, n))
+    const q = roughModulus(1537)
+    const unsafe = [
+      ...smallOrderEncodings().map(ed25519),
+      ed25519(encode(P + 5n, 0)),
+      rsa(roughModulus(3072) + 1n),
+      rsa(997n * roughModulus(3063)),
+      rsa(q * q),
+    ]
+    for (const key of unsafe) throwsCode(() => checkSubjectKey(key), 'ERR_SSH_UNSUPPORTED', {reason: 'key_unsafe'})
+    // the size is judged first: a 20000-bit square costs nothing to refuse
+    throwsCode(() => checkSubjectKey(rsa(roughModulus(10001) ** 2n)), 'ERR_SSH_UNSUPPORTED', {reason: 'bad_request'})
+    assert.doesNotThrow(() => checkSubjectKey(rsa(roughModulus(3072))))
   })
 
   it('the subject key: a base64 wire blob or an authorized_keys line; anything else is a 400 naming the format', () => {
@@ -588,6 +617,97 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
     } finally {
       await capped.store.close()
     }
+  })
+
+  it('an enrollment token that names no host is refused (401 token_invalid): the certificate would be valid for every host name', async () => {
+    const token = await new SignJWT({})
+      .setProtectedHeader({alg: 'EdDSA', typ: ENROLLMENT_TYP})
+      .setIssuer(caIssuer(ROOT))
+      .setAudience(ENROLLMENT_AUDIENCE)
+      .setSubject('web1.example.com')
+      .setJti(randomUUID())
+      .setIssuedAt(w.now)
+      .setExpirationTime(w.now + 600)
+      .sign(w.rt.material.enrollmentKey)
+    await rejectsCode(signHostCertificate(w.rt, ed().publicKey, token, trace(), body()), 'ERR_TOKEN_INVALID', {
+      reason: 'token_invalid',
+    })
+    assert.equal((await w.store.certificates({limit: 10})).length, 0)
+  })
+
+  it('no path certifies a key anyone can sign with: user signing, enrollment, rekey (400 key_unsafe, before the token: nothing spent)', async () => {
+    const neutral = PublicKey.fromBlob(neutralKeyBlob())
+    const userToken = await w.mint()
+    await rejectsCode(signUserCertificate(w.rt, neutral, userToken, 'user', trace()), 'ERR_SSH_UNSUPPORTED', {
+      reason: 'key_unsafe',
+    })
+    const {token} = await enrolToken()
+    await rejectsCode(signHostCertificate(w.rt, neutral, token, trace(), body()), 'ERR_SSH_UNSUPPORTED', {
+      reason: 'key_unsafe',
+    })
+    const h = await enrol()
+    await rejectsCode(
+      rekeyHostCertificate(w.rt, await pop(h.key, h.cert, 'rekey'), neutral, trace()),
+      'ERR_SSH_UNSUPPORTED',
+      {
+        reason: 'key_unsafe',
+      },
+    )
+    assert.equal((await w.store.certificates({limit: 10})).length, 1, 'only the enrolment of a real key')
+    // each token still signs for a real key
+    assert.equal((await signUserCertificate(w.rt, ed().publicKey, userToken, 'user', trace())).type, 'user')
+    assert.equal((await signHostCertificate(w.rt, ed().publicKey, token, trace(), body())).type, 'host')
+  })
+
+  it('a certificate for a key anyone can sign with, issued before the CA refused them, proves nothing: forged renew, rekey and revoke refused (403 key_unsafe)', async () => {
+    const neutral = PublicKey.fromBlob(neutralKeyBlob())
+    const old = await signCertificate(
+      {
+        type: 'host',
+        publicKey: neutral,
+        serial: randomSerial(),
+        keyId: 'host:web1.example.com',
+        principals: ['web1.example.com'],
+        validAfter: BigInt(w.now - 60),
+        validBefore: BigInt(w.now + 86400),
+      },
+      w.rt.material.hostCa.active,
+    )
+    await issue(w.rt, old, {id: 'enroll#before-the-fix', expiresAt: w.now + 600, issuedAt: w.now}, trace(), {
+      kind: 'enrol',
+      keyBound: false,
+    })
+    // anyone who saw the certificate (every SSH handshake with the host shows it) signs for its key
+    const forged = (action: SshpopAction, newKey?: string) =>
+      mintSshpopTokenWith(async () => neutralSshSignature(), old, {
+        caUrl: 'https://ca.example.com',
+        action,
+        provisioner: SSHPOP_PROVISIONER,
+        rootFingerprint: ROOT,
+        now: w.now,
+        ...(newKey ? {newKey} : {}),
+      })
+    const thief = ed().publicKey
+    const unsafe = {reason: 'key_unsafe'}
+    await rejectsCode(renewHostCertificate(w.rt, await forged('renew'), trace()), 'ERR_POLICY_DENIED', unsafe)
+    await rejectsCode(
+      rekeyHostCertificate(w.rt, await forged('rekey', thief.fingerprint()), thief, trace()),
+      'ERR_POLICY_DENIED',
+      unsafe,
+    )
+    await rejectsCode(
+      revokeOwnCertificate(w.rt, {token: await forged('revoke'), serial: old.serial.toString(), reason: 'x'}, trace()),
+      'ERR_POLICY_DENIED',
+      unsafe,
+    )
+    assert.deepEqual(
+      (await w.store.certificates({limit: 10})).map((c) => c.serial),
+      [old.serial],
+    )
+    assert.equal(
+      await w.store.revocationFor({serial: old.serial, keyId: old.keyId, keyFingerprint: neutral.fingerprint()}),
+      undefined,
+    )
   })
 
   it('enrollment refuses names the token does not bind, a key it is not bound to, a spent token', async () => {

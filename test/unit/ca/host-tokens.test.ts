@@ -155,10 +155,10 @@ describe('host enrollment tokens', () => {
     assert.equal((await verify(await forge({}, {header: {alg: 'Ed25519'}}))).jti, 'j1')
   })
 
-  it('only names given as a list of strings count', async () => {
+  it('only names given as a list of strings count, and a token naming none is refused (its certificate would be valid for every host)', async () => {
     assert.deepEqual((await verify(await forge({principals: ['a', 5, null, 'b', {x: 1}]}))).principals, ['a', 'b'])
-    assert.deepEqual((await verify(await forge({principals: 'web1.example.com'}))).principals, [])
-    assert.deepEqual((await verify(await forge({principals: undefined}))).principals, [])
+    for (const principals of ['web1.example.com', undefined, [], [5, null]])
+      await rejectsCode(verify(await forge({principals})), 'ERR_TOKEN_INVALID', {reason: 'token_invalid'})
   })
 
   it('refuses a token of another CA, another purpose, another key, without jti/sub, or outside its time', async () => {

@@ -279,6 +279,14 @@ describe('certificates', () => {
   describe('signing refuses what it must never issue', () => {
     const signer = () => keySigner(ca.keyObject)
 
+    it('an empty principal list: OpenSSH reads it as every user, or every host name', async () => {
+      await assert.rejects(signCertificate(template({principals: []}), signer()), TypeError)
+      for (const type of ['user', 'host'] as const)
+        assert.deepEqual((await signCertificate(template({type, principals: ['a']}), signer())).principals, ['a'])
+      // another issuer's such certificate still reads (inspect shows it)
+      assert.deepEqual(parseCertificate(forgeCertificate(ca, subject.publicKey, {principals: []})).principals, [])
+    })
+
     it('an empty principal (it would not mean "any", it would name nobody) and NUL in a principal', async () => {
       for (const principals of [[''], ['alice', ''], ['alice\0root'], ['\0']]) {
         await assert.rejects(signCertificate(template({principals}), signer()), TypeError, JSON.stringify(principals))
