@@ -9,10 +9,11 @@ export default class Rekey extends BaseCommand {
   static override description = `step's ssh rekey, for host certificates. Generates a new key of the same type, proves possession of
 the current key to the CA (a 5-minute JWT signed by it, carrying the certificate, as step's SSHPOP) and
 gets a certificate with the same names for the new key; writes the key (0600), KEY.pub and the
-certificate over the old ones, or to --out FILE, FILE.pub, FILE-cert.pub. Reload sshd afterwards. The
-old certificate stays valid until it expires (as with step-ca): revoke it (sshca revoke --sshpop-cert
-OLD-CERT --sshpop-key OLD-KEY, before replacing the files, or sshca ca revoke --key) if the old key may
-be compromised.`
+certificate over the old ones, or to --out FILE, FILE.pub, FILE-cert.pub. Reload sshd afterwards. Until
+the certificate is written the new key waits in KEY.rekey (FILE.rekey): a rekey whose answer was lost
+asks again for that key, and gets the certificate the CA made for it. The old certificate stays valid
+until it expires (as with step-ca): revoke it (sshca revoke --sshpop-cert OLD-CERT --sshpop-key OLD-KEY,
+before replacing the files, or sshca ca revoke --key) if the old key may be compromised.`
 
   static override examples = [
     'sudo <%= config.bin %> <%= command.id %> /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key && sudo systemctl reload ssh',

@@ -12,8 +12,9 @@ renews only when less than a third of the validity is left, and exits 0 either w
 daily timer is enough (sshca config --host installs one). With --reload-sshd (what that timer runs), a
 renewal is followed by sshd -t and, if sshd accepts its configuration, a reload so that sshd presents
 the new certificate; a configuration sshd rejects is not reloaded (ERR_SSHD_CONFIG, exit 9), since a
-reload would stop sshd, and a reload missed stays owed: every later run retries it. Expired or revoked
-certificates cannot be renewed: enroll the host again.`
+reload would stop sshd, and a reload missed stays owed: every later run retries it. A renewal whose
+answer was lost (the CA issued, this host never heard) gets that same certificate at the next run.
+Expired or revoked certificates, and one renewed twice since, cannot be renewed: enroll the host again.`
 
   static override examples = [
     'sudo <%= config.bin %> <%= command.id %> /etc/ssh/ssh_host_ed25519_key-cert.pub /etc/ssh/ssh_host_ed25519_key',

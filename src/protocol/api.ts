@@ -41,6 +41,13 @@ export type SshSignResponse = Infer<typeof SshSignResponse>
 export const SshRenewRequest = object({ott: string({min: 1, max: 16384})})
 export type SshRenewRequest = Infer<typeof SshRenewRequest>
 
+/**
+ * How sshca's CA starts the 403 message of a renewal or rekey refused because the certificate is no
+ * longer its lineage's newest and nothing made from it can be given back (the one refusal a caller
+ * who proved the key reads in words: src/ca/http/errors.ts); the client says what to do next.
+ */
+export const SUPERSEDED_MESSAGE = 'this certificate renews and rekeys no more'
+
 /** POST /ssh/rekey: the host's new public key (base64 wire blob); 201 {crt} for that key. */
 export const SshRekeyRequest = object({ott: string({min: 1, max: 16384}), publicKey: string({min: 1, max: 8192})})
 export type SshRekeyRequest = Infer<typeof SshRekeyRequest>

@@ -115,7 +115,7 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal(!o3.ok && o3.reason, 'revoked')
       })
 
-      it('renewal swaps the lineage head once: a superseded parent is refused, also within one batch', async () => {
+      it("renewal swaps the lineage head once: a second renewal of the parent, also within one batch, gets the first one's certificate; a superseded parent is refused", async () => {
         const fp = 'SHA256:lineage'
         const a = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
         await s.issue({token: token('enrol'), record: a, lineage: {kind: 'enrol'}})
@@ -126,7 +126,8 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           s.issue({token: token('pop-c'), record: c, lineage: {kind: 'renew', parent: a.serial}}),
         ])
         assert.deepEqual(ob, {ok: true})
-        assert.deepEqual(oc, {ok: false, reason: 'superseded', newest: b.serial.toString()})
+        assert.deepEqual(oc, {ok: false, reason: 'redelivered', certificate: await s.findCertificate(b.serial)})
+        assert.equal(await s.findCertificate(c.serial), undefined)
         // re-enrolment (the same host, so its key ID) restarts the lineage: the old head is superseded
         const d = record({certType: 'host', keyFingerprint: fp, keyId: 'host:lineage'})
         await s.issue({token: token('enrol-2'), record: d, lineage: {kind: 'enrol'}})
@@ -288,6 +289,113 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         await s.issue({token: token('rt-1'), record: old, lineage: {kind: 'enrol'}})
         const renamed = host('SHA256:returning', 'host:web1.example.com')
         assert.deepEqual(await s.issue({token: token('rt-2'), record: renamed, lineage: {kind: 'enrol'}}), {ok: true})
+      })
+
+      it('a renewal or rekey asked again gets the certificate it made, as recorded, while it is the newest and stands; a grandparent, a revoked or expired one, another key: superseded', async () => {
+        const host = (fp: string, over: Partial<IssuedRecord> = {}) =>
+          record({
+            certType: 'host',
+            keyFingerprint: fp,
+            keyId: 'host:again',
+            validAfter: 1n,
+            validBefore: 9_000n,
+            ...over,
+          })
+        const k1 = 'SHA256:again-k1'
+        const a = host(k1)
+        assert.deepEqual(await s.issue({token: token('ag-enrol'), record: a, lineage: {kind: 'enrol'}}), {ok: true})
+        const b = host(k1, {issuedAt: 1_501})
+        assert.deepEqual(await s.issue({token: token('ag-b'), record: b, lineage: {kind: 'renew', parent: a.serial}}), {
+          ok: true,
+        })
+        const recordedB = await s.findCertificate(b.serial)
+        assert.equal(recordedB!.certificate, b.certificate)
+        // the answer was lost: a is presented again, with a new token; b comes back byte for byte
+        const lost = host(k1, {issuedAt: 1_600})
+        const again = await s.issue({
+          token: token('ag-again'),
+          record: lost,
+          lineage: {kind: 'renew', parent: a.serial},
+        })
+        assert.deepEqual(again, {ok: false, reason: 'redelivered', certificate: recordedB})
+        // no new serial, the lineage unmoved, the token spent on b (a second use is a replay)
+        assert.equal(await s.findCertificate(lost.serial), undefined)
+        assert.deepEqual(
+          (await s.currentHostCertificates(1_600)).filter((h) => h.keyFingerprint === k1).map((h) => h.serial),
+          [b.serial],
+        )
+        assert.deepEqual(await s.spentToken('ag-again'), {usedAt: 1_600, serial: b.serial.toString()})
+        assert.deepEqual(
+          await s.issue({token: token('ag-again'), record: host(k1), lineage: {kind: 'renew', parent: a.serial}}),
+          {ok: false, reason: 'replayed', usedAt: 1_600, serial: b.serial.toString()},
+        )
+        // b renews to e: b's renewal asked again gets e; a, two steps back, gets nothing
+        const e = host(k1, {issuedAt: 1_700})
+        assert.deepEqual(await s.issue({token: token('ag-e'), record: e, lineage: {kind: 'renew', parent: b.serial}}), {
+          ok: true,
+        })
+        assert.deepEqual(
+          await s.issue({token: token('ag-a2'), record: host(k1), lineage: {kind: 'renew', parent: a.serial}}),
+          {ok: false, reason: 'superseded', newest: e.serial.toString()},
+        )
+        assert.deepEqual(
+          await s.issue({token: token('ag-b2'), record: host(k1), lineage: {kind: 'renew', parent: b.serial}}),
+          {ok: false, reason: 'redelivered', certificate: await s.findCertificate(e.serial)},
+        )
+        // past e's end, or e revoked by serial: nothing to give back, and nothing spent
+        assert.deepEqual(
+          await s.issue({
+            token: token('ag-late'),
+            record: host(k1, {issuedAt: 9_000}),
+            lineage: {kind: 'renew', parent: b.serial},
+          }),
+          {ok: false, reason: 'superseded', newest: e.serial.toString()},
+        )
+        await s.revoke({serial: e.serial, keyId: null, keyFingerprint: null, reason: 'stolen', revokedAt: 1_800})
+        assert.deepEqual(
+          await s.issue({token: token('ag-b3'), record: host(k1), lineage: {kind: 'renew', parent: b.serial}}),
+          {ok: false, reason: 'superseded', newest: e.serial.toString()},
+        )
+        assert.equal(await s.spentToken('ag-b3'), undefined)
+        assert.equal(await s.spentToken('ag-late'), undefined)
+
+        // a rekey asked again gets the certificate it made, for the very key it asks for only
+        const k2 = 'SHA256:again-k2'
+        const p = host('SHA256:again-p')
+        await s.issue({token: token('ag-p'), record: p, lineage: {kind: 'enrol'}})
+        const rekey = {kind: 'rekey', parent: p.serial, parentKey: p.keyFingerprint} as const
+        const q = host(k2)
+        assert.deepEqual(await s.issue({token: token('ag-q'), record: q, lineage: rekey}), {ok: true})
+        assert.deepEqual(await s.issue({token: token('ag-q2'), record: host(k2), lineage: rekey}), {
+          ok: false,
+          reason: 'redelivered',
+          certificate: await s.findCertificate(q.serial),
+        })
+        assert.deepEqual(await s.issue({token: token('ag-q3'), record: host('SHA256:again-k3'), lineage: rekey}), {
+          ok: false,
+          reason: 'superseded',
+          newest: null,
+        })
+        // nor does a renewal of the rekeyed certificate get what the rekey made (another key)
+        assert.deepEqual(
+          await s.issue({
+            token: token('ag-q4'),
+            record: host(p.keyFingerprint),
+            lineage: {kind: 'renew', parent: p.serial},
+          }),
+          {ok: false, reason: 'superseded', newest: null},
+        )
+        // once q renewed, the rekey asked again gets nothing
+        await s.issue({token: token('ag-r'), record: host(k2), lineage: {kind: 'renew', parent: q.serial}})
+        assert.deepEqual(await s.issue({token: token('ag-q5'), record: host(k2), lineage: rekey}), {
+          ok: false,
+          reason: 'superseded',
+          newest: null,
+        })
+        // a successor revoked by key ID or key is refused as the issuance would be: revoked
+        await s.revoke({serial: null, keyId: null, keyFingerprint: k2, reason: 'leaked', revokedAt: 1_900})
+        const byKey = await s.issue({token: token('ag-q6'), record: host(k2), lineage: rekey})
+        assert.equal(!byKey.ok && byKey.reason, 'revoked')
       })
 
       it('keeps a certificate valid "forever" (2^64−1)', async () => {
@@ -795,7 +903,7 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
         assert.equal((await r.certificates({limit: 100})).length, 40)
       })
 
-      it('renewals of one certificate raced on two replicas: one succeeds, the others are superseded by it', async () => {
+      it('renewals of one certificate raced on two replicas: one is issued, the others get its certificate again', async () => {
         const fp = 'SHA256:replicated'
         let head = record({certType: 'host', keyFingerprint: fp})
         await s.issue({token: token('enrol-r'), record: head, lineage: {kind: 'enrol'}})
@@ -815,9 +923,15 @@ export function storeContract(name: string, open: () => Promise<Store>, replica:
           }
           const out = await Promise.all(pending)
           const winners = recs.filter((_, i) => out[i]!.ok)
-          assert.equal(winners.length, 1, JSON.stringify(out))
-          for (const o of out)
-            if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'superseded', newest: winners[0]!.serial.toString()})
+          assert.equal(
+            winners.length,
+            1,
+            JSON.stringify(out, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)),
+          )
+          const recorded = await s.findCertificate(winners[0]!.serial)
+          for (const o of out) if (!o.ok) assert.deepEqual(o, {ok: false, reason: 'redelivered', certificate: recorded})
+          for (const [i, rec] of recs.entries())
+            if (!out[i]!.ok) assert.equal(await r.findCertificate(rec.serial), undefined)
           head = winners[0]!
         }
       })

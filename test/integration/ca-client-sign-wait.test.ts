@@ -49,7 +49,7 @@ describe('POST /ssh/sign waits as long as a CA may hold it on a webhook', functi
 
   it('so is one to POST /ssh/renew: the CA reads the certificate, its revocations, then issues (three waits on its database)', async () => {
     // given up on at 15 s, the renewal commits for nobody: the lineage moves to a certificate the host
-    // never got, and the one it holds is refused as superseded from then on
+    // never got (the next renewal gets it again, SECURITY.md row 62, a day later with a daily timer)
     ca.answer = (path) =>
       path === '/ssh/renew'
         ? new Promise((resolve) => setTimeout(() => resolve(json({crt: 'AAAA'}, 201)), 16_000))

@@ -177,7 +177,7 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const)
       let stop = false
       let ended = false
       let step = 0
-      // each step: three renewals of the newest at once (one wins, the others are superseded), every
+      // each step: three renewals of the newest at once (one is issued, the others get it again), every
       // third step a rekey instead, onto a fresh key
       const renewing = (async () => {
         while (!stop) {

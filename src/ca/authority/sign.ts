@@ -7,11 +7,14 @@
  * to the audit trace.
  */
 import {SshcaError} from '../../errors.ts'
+import {SUPERSEDED_MESSAGE} from '../../protocol/api.ts'
 import {randomBytesPooled} from '../../util/random.ts'
-import {signCertificate, type Certificate} from '../../ssh/cert.ts'
+import {parseCertificate, signCertificate, type Certificate} from '../../ssh/cert.ts'
+import {checkCertificate} from '../../ssh/checker.ts'
 import {bitLength, PublicKey} from '../../ssh/keys.ts'
 import {weakKeyProblem} from '../../ssh/weak-keys.ts'
 import {SshReader} from '../../ssh/wire.ts'
+import {publishedKeys} from '../keys/material.ts'
 import {selectedClaims} from '../observe/audit.ts'
 import {buildCertificateSpec, policyClaims, selectRule, type CertificateSpec} from '../policy/policy.ts'
 import {denial, reasonOf, type RuleConfig} from '../policy/types.ts'
@@ -231,10 +234,62 @@ export async function issue(
     throw policyReloaded()
   const issuedAt = Math.floor(rt.clock() / 1000)
   const outcome = await rt.store.issue({token, record: recordOf(cert, trace, issuedAt), ...(lineage ? {lineage} : {})})
-  if (!outcome.ok) throw outcomeDenial(outcome, lineage, token)
+  if (!outcome.ok) {
+    if (outcome.reason === 'redelivered') return redeliver(rt, outcome.certificate, cert, trace)
+    throw outcomeDenial(outcome, lineage, token)
+  }
   rt.audit.write('certificate_issued', {...trace, ...issuedFields(cert)})
   rt.meter?.decision({outcome: 'issued', provisioner: trace.provisioner, rule: trace.rule, certType: cert.type})
   return cert
+}
+
+/**
+ * A renewal or rekey whose answer was lost, asked again (store.ts, Lineage; SECURITY.md row 62): the
+ * certificate the store gave back, as it was recorded at its issuance, byte for byte; `asked`, the one
+ * this request signed, is dropped (never recorded). Checked once more against what the request asked
+ * (the type, key, key ID and names) and against the host CA keys published now; anything else is
+ * refused as superseded. Audited as `certificate_redelivered` with the serial it was issued under and
+ * when: not an issuance (no new serial, nothing new valid).
+ */
+function redeliver(rt: CaRuntime, rec: IssuedRecord, asked: Certificate, trace: AuditTrace): Certificate {
+  let cert: Certificate | undefined
+  try {
+    cert = parseCertificate(Buffer.from(rec.certificate, 'base64'))
+  } catch {
+    cert = undefined
+  }
+  const fits =
+    cert !== undefined &&
+    cert.serial === rec.serial &&
+    cert.keyId === asked.keyId &&
+    JSON.stringify(cert.principals) === JSON.stringify(asked.principals) &&
+    checkCertificate(cert, {
+      type: asked.type,
+      publicKey: asked.publicKey,
+      caKeys: publishedKeys(rt.material.hostCa),
+      at: BigInt(Math.floor(rt.clock() / 1000)),
+    }).length === 0
+  if (!fits) throw supersededBy(rec.serial.toString())
+  rt.audit.write('certificate_redelivered', {
+    ...trace,
+    ...issuedFields(cert!),
+    lineage: rec.lineage,
+    parent_serial: rec.parent?.toString(),
+    issued_at: new Date(rec.issuedAt * 1000).toISOString(),
+    issued_request_id: rec.requestId,
+  })
+  rt.meter?.decision({outcome: 'redelivered', provisioner: trace.provisioner, certType: cert!.type})
+  return cert!
+}
+
+/** 403 superseded, in words the caller may read (http/errors.ts): what to do next. */
+function supersededBy(newest: string | null): SshcaError {
+  return denial(
+    'ERR_POLICY_DENIED',
+    'superseded',
+    `${SUPERSEDED_MESSAGE}: a newer certificate of this host key exists, and it was not made from this one or is no longer valid; enrol the host again with a new enrollment token`,
+    {newest_serial: newest},
+  )
 }
 
 /** A 403 for a revocation that applies: the renewed certificate's own (certificate_revoked), else its key or key ID's. */
@@ -254,7 +309,7 @@ export function revokedDenial(r: Revocation, lineage?: Lineage): SshcaError {
 }
 
 function outcomeDenial(
-  outcome: Exclude<IssueOutcome, {ok: true}>,
+  outcome: Exclude<IssueOutcome, {ok: true} | {reason: 'redelivered'}>,
   lineage: Lineage | undefined,
   token?: {issuedAt: number},
 ): SshcaError {
@@ -279,9 +334,7 @@ function outcomeDenial(
     case 'revoked':
       return revokedDenial(outcome.revocation, lineage)
     case 'superseded':
-      return denial('ERR_POLICY_DENIED', 'superseded', 'a newer certificate of this host key exists: renew that one', {
-        newest_serial: outcome.newest,
-      })
+      return supersededBy(outcome.newest)
     case 'key_in_use':
       return denial(
         'ERR_POLICY_DENIED',

@@ -5,6 +5,7 @@
  */
 import {isSshcaError, type ErrorCode} from '../../errors.ts'
 import type {ErrorBody} from '../../protocol/api.ts'
+import {DenialError, type DenialReason} from '../policy/types.ts'
 
 /** The codes the signing core answers with; every one has a row, so a new one cannot silently become a 500. */
 export type ServerErrorCode =
@@ -57,6 +58,14 @@ export const SERVER_ERRORS: Record<ServerErrorCode, {status: number; message: 'o
 
 const isServerCode = (code: ErrorCode): code is ServerErrorCode => Object.hasOwn(SERVER_ERRORS, code)
 
+/**
+ * Denials whose own message the caller reads though their code's is generic. `superseded`: decided
+ * only once the caller proved possession of the certificate's key (the SSHPOP token verified, in the
+ * store's transaction), about that certificate alone, which anyone may see on its host (sshd shows its
+ * newest certificate to every client); it says what to do next: enrol again.
+ */
+const CALLER_READS: ReadonlySet<DenialReason> = new Set(['superseded'])
+
 export function httpError(err: unknown, requestId: string): {status: number; body: ErrorBody} {
   let status = 500
   let message = 'internal error'
@@ -64,7 +73,10 @@ export function httpError(err: unknown, requestId: string): {status: number; bod
     if (isServerCode(err.code)) {
       const row = SERVER_ERRORS[err.code]
       status = row.status
-      message = row.message === 'own' ? err.message : row.message
+      message =
+        row.message === 'own' || (err instanceof DenialError && CALLER_READS.has(err.reason))
+          ? err.message
+          : row.message
     }
   } else {
     // fastify's own client errors: body too large (413), bad JSON (400), wrong content type (415), timeout (408)

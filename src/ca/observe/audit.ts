@@ -14,6 +14,11 @@ export type AuditEvent =
   | 'policy_loaded'
   | 'policy_reload_failed'
   | 'certificate_issued'
+  /**
+   * A renewal or rekey whose answer was lost, asked again: the certificate it made then, handed out
+   * again as recorded (no new serial): its serial, when it was issued and the request that made it.
+   */
+  | 'certificate_redelivered'
   | 'certificate_denied'
   | 'certificate_revoked'
   /** A refused SSHPOP self-revocation (POST /ssh/revoke). */

@@ -4,9 +4,9 @@
  * (`metrics.address` in ca.yaml); tests and tools use the no-op meter.
  */
 export interface Meter {
-  /** A certificate issued or a request refused, with its reason. */
+  /** A certificate issued, one handed out again (a renewal whose answer was lost), or a request refused, with its reason. */
   decision(o: {
-    outcome: 'issued' | 'denied'
+    outcome: 'issued' | 'redelivered' | 'denied'
     provisioner?: string | undefined
     rule?: string | undefined
     certType?: string | undefined

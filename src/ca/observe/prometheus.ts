@@ -33,7 +33,7 @@ export class PrometheusMeter implements Meter {
     const registers = [this.registry]
     this.certificates = new Counter({
       name: 'sshca_certificates_total',
-      help: 'Signing decisions: certificates issued and requests denied, by provisioner, rule, certificate type and denial reason.',
+      help: 'Signing decisions: certificates issued, handed out again (a renewal or rekey whose answer was lost, asked again) and requests denied, by provisioner, rule, certificate type and denial reason.',
       labelNames: ['outcome', 'provisioner', 'rule', 'type', 'reason'],
       registers,
     })

@@ -703,6 +703,147 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX webhook_asks_expires_at ON webhook_asks (expires_at)`,
     ],
   },
+  {
+    version: 10,
+    name: 'a renewal or rekey whose answer was lost, asked again, gets the certificate it made',
+    // SQLite: nothing in the schema (SqliteStore.issueOne asks SUCCESSOR_SQL). PostgreSQL: sshca_issue
+    // as in migration 7, except that a renewal or rekey whose parent is no longer its lineage's newest
+    // gets that newest back ('redelivered', the token spent on its serial, nothing else written) when it
+    // is what a step of this kind made from that parent and still stands (store.ts, Lineage)
+    sqlite: [],
+    postgresql: [
+      `CREATE OR REPLACE FUNCTION sshca_issue(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+       DECLARE
+         item jsonb;
+         rec jsonb;
+         out jsonb := '[]'::jsonb;
+         rev revocations%ROWTYPE;
+         head TEXT;
+         parent TEXT;
+         fp TEXT;
+         spent_at BIGINT;
+         spent_serial TEXT;
+         n INT;
+         owner TEXT;
+         owner_key_id TEXT;
+         owner_valid_before BIGINT;
+         lineage_key TEXT;
+         again jsonb;
+       BEGIN
+         -- durability: a certificate is answered only after its record and its spent token are on disk
+         IF current_setting('synchronous_commit') = 'off' THEN
+           PERFORM set_config('synchronous_commit', 'on', true);
+         END IF;
+         FOR item IN SELECT e.value FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(value, i) ORDER BY e.i LOOP
+           rec := item->'record';
+           parent := item->>'parent';
+           fp := rec->>'key_fingerprint';
+           -- one issuance at a time per host key, across replicas: a lineage's head and its owner are read
+           -- only once any other transaction on the same keys has committed (row locks alone let a renewal
+           -- in flight hide the head from a takeover's join, or a first enrolment from another's check)
+           IF item->>'lineage' IS NOT NULL THEN
+             -- first, shared: a host revocation (ca revoke, following descendants) takes it exclusively
+             PERFORM pg_advisory_xact_lock_shared(hashtextextended('sshca host lineages', 0));
+             FOR lineage_key IN SELECT DISTINCT k FROM unnest(ARRAY[fp, item->>'parent_key']) AS k WHERE k IS NOT NULL ORDER BY k LOOP
+               PERFORM pg_advisory_xact_lock(hashtextextended('sshca host lineage ' || lineage_key, 0));
+             END LOOP;
+           END IF;
+           -- after the locks, so a statement of its own sees every revocation committed before them:
+           -- the key ID, the new key, and (renewals, rekeys) the parent by serial or by its key
+           SELECT * INTO rev FROM revocations
+             WHERE key_id = rec->>'key_id' OR key_fingerprint = fp OR key_fingerprint = item->>'parent_key' OR serial = parent
+             ORDER BY revoked_at, id COLLATE "C" LIMIT 1;
+           IF FOUND THEN
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'revoked', 'revocation', to_jsonb(rev)));
+             CONTINUE;
+           END IF;
+           IF item->>'lineage' IN ('renew', 'rekey') THEN
+             head := NULL;
+             -- a rekey's parent heads the old key's lineage; a renewal's, the same key's
+             SELECT serial INTO head FROM host_lineages WHERE key_fingerprint = COALESCE(item->>'parent_key', fp) FOR UPDATE;
+             IF head IS DISTINCT FROM parent THEN
+               -- the answer to this very renewal (or rekey onto this key) may have been lost: the newest
+               -- certificate of the key this request certifies (its lock is held), if it was made from this
+               -- parent by this kind of step and stands (unexpired; unrevoked by serial, key ID or key),
+               -- is given back as recorded (SqliteStore's SUCCESSOR_SQL asks the same). Times as text:
+               -- jsonb numbers reach JavaScript as doubles
+               again := NULL;
+               SELECT to_jsonb(c) || jsonb_build_object('valid_after', c.valid_after::text,
+                                                        'valid_before', c.valid_before::text,
+                                                        'issued_at', c.issued_at::text)
+                 INTO again
+                 FROM host_lineages l JOIN certificates c ON c.serial = l.serial
+                 WHERE l.key_fingerprint = fp AND c.key_fingerprint = fp AND c.parent_serial = parent
+                   AND c.lineage = item->>'lineage' AND c.cert_type = 'host'
+                   AND c.valid_before > (rec->>'issued_at')::bigint
+                   AND NOT EXISTS (SELECT 1 FROM revocations r
+                                   WHERE r.serial = c.serial OR r.key_id = c.key_id OR r.key_fingerprint = c.key_fingerprint);
+               IF again IS NULL THEN
+                 out := out || jsonb_build_array(jsonb_build_object('outcome', 'superseded', 'newest', head));
+                 CONTINUE;
+               END IF;
+               -- no new serial and no lineage step; the token is spent, on the certificate given back
+               INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+                 VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, again->>'serial')
+                 ON CONFLICT (token_id) DO NOTHING;
+               GET DIAGNOSTICS n = ROW_COUNT;
+               IF n <> 1 THEN
+                 SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+                 out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+                 CONTINUE;
+               END IF;
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'redelivered', 'certificate', again));
+               CONTINUE;
+             END IF;
+           END IF;
+           -- a rekey onto a key heading another lineage, or an enrolment the admin did not bind to the key
+           -- onto one heading another host's (another key ID), would take that lineage over; a head that
+           -- expired or was revoked holds nothing (no one renews it)
+           IF item->>'lineage' = 'rekey' OR (item->>'lineage' = 'enrol' AND NOT COALESCE((item->>'key_bound')::boolean, false)) THEN
+             owner := NULL;
+             owner_key_id := NULL;
+             owner_valid_before := NULL;
+             SELECT serial INTO owner FROM host_lineages WHERE key_fingerprint = fp;
+             IF owner IS NOT NULL THEN
+               SELECT key_id, valid_before INTO owner_key_id, owner_valid_before FROM certificates WHERE serial = owner;
+               IF owner_valid_before <= (rec->>'issued_at')::bigint
+                  OR EXISTS (SELECT 1 FROM revocations WHERE serial = owner OR key_id = owner_key_id) THEN
+                 owner := NULL;
+               END IF;
+             END IF;
+             IF owner IS NOT NULL AND ((item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp)
+                                       OR (item->>'lineage' = 'enrol' AND owner_key_id IS DISTINCT FROM rec->>'key_id')) THEN
+               out := out || jsonb_build_array(jsonb_build_object('outcome', 'key_in_use', 'newest', owner));
+               CONTINUE;
+             END IF;
+           END IF;
+           INSERT INTO used_tokens (token_id, expires_at, used_at, serial)
+             VALUES (item->>'token_id', (item->>'expires_at')::bigint, (rec->>'issued_at')::bigint, rec->>'serial')
+             ON CONFLICT (token_id) DO NOTHING;
+           GET DIAGNOSTICS n = ROW_COUNT;
+           IF n <> 1 THEN
+             SELECT used_at, serial INTO spent_at, spent_serial FROM used_tokens WHERE token_id = item->>'token_id';
+             out := out || jsonb_build_array(jsonb_build_object('outcome', 'replayed', 'used_at', spent_at, 'serial', spent_serial));
+             CONTINUE;
+           END IF;
+           INSERT INTO certificates (serial, cert_type, key_id, principals, valid_after, valid_before, provisioner, rule_name, subject, key_fingerprint, issued_at, request_id, certificate, claims, lineage, parent_serial)
+             VALUES (rec->>'serial', rec->>'cert_type', rec->>'key_id', rec->>'principals', (rec->>'valid_after')::bigint, (rec->>'valid_before')::bigint,
+                     rec->>'provisioner', rec->>'rule_name', rec->>'subject', fp, (rec->>'issued_at')::bigint, rec->>'request_id', rec->>'certificate', rec->>'claims',
+                     item->>'lineage', parent);
+           IF item->>'lineage' = 'rekey' AND item->>'parent_key' IS DISTINCT FROM fp THEN
+             DELETE FROM host_lineages WHERE key_fingerprint = item->>'parent_key';
+           END IF;
+           IF item->>'lineage' IS NOT NULL THEN
+             INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (fp, rec->>'serial', (rec->>'issued_at')::bigint)
+               ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at;
+           END IF;
+           out := out || '[{"outcome": "ok"}]'::jsonb;
+         END LOOP;
+         RETURN out;
+       END
+       $fn$`,
+    ],
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

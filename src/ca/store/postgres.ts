@@ -192,6 +192,8 @@ type Outcome =
   | {outcome: 'ok'}
   | {outcome: 'revoked'; revocation: RevocationRow}
   | {outcome: 'superseded'; newest: string | null}
+  /** The certificates row as sshca_issue read it (migration 10), its times as text. */
+  | {outcome: 'redelivered'; certificate: Record<string, unknown>}
   | {outcome: 'key_in_use'; newest: string}
   | {outcome: 'replayed'; used_at: number | null; serial: string | null}
   | {outcome: 'stopped'; stop: string}
@@ -205,6 +207,8 @@ function toOutcome(o: Outcome): IssueOutcome {
       return {ok: false, reason: 'revoked', revocation: rowToRevocation(o.revocation)}
     case 'superseded':
       return {ok: false, reason: 'superseded', newest: o.newest}
+    case 'redelivered':
+      return {ok: false, reason: 'redelivered', certificate: rowToRecord(o.certificate as never)}
     case 'key_in_use':
       return {ok: false, reason: 'key_in_use', newest: o.newest}
     case 'replayed':

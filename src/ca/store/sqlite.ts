@@ -105,6 +105,19 @@ export const descendantsSql = (serial: string, key: string): string => `WITH REC
     SELECT c.serial FROM certificates c JOIN descendants d ON c.parent_serial = d.serial)
 SELECT serial FROM descendants WHERE serial NOT IN (SELECT serial FROM roots)`
 
+/**
+ * The certificate a renewal or rekey asked again gets back (Lineage, store.ts): the newest of the key
+ * the request certifies (?1), made from the presented parent (?2) by this kind of step (?3), still
+ * valid at the issuance's time (?4), and revoked neither by serial (a revocation of an ancestor by serial
+ * or key wrote one for it too) nor by its key ID or key. PostgreSQL's sshca_issue (migration 10) asks
+ * the same.
+ */
+export const SUCCESSOR_SQL = `SELECT c.* FROM host_lineages l JOIN certificates c ON c.serial = l.serial
+  WHERE l.key_fingerprint = ?1 AND c.key_fingerprint = ?1 AND c.parent_serial = ?2 AND c.lineage = ?3
+    AND c.cert_type = 'host' AND c.valid_before > ?4
+    AND NOT EXISTS (SELECT 1 FROM revocations r
+                    WHERE r.serial = c.serial OR r.key_id = c.key_id OR r.key_fingerprint = c.key_fingerprint)`
+
 /** The revocation written for a descendant of what `root` revokes: by serial, for the same reason and time. */
 export const cascadeRevocation = (root: Revocation, serial: bigint): Revocation => ({
   serial,
@@ -281,6 +294,9 @@ export class SqliteStore implements Store {
       lineageOwner: prepBig(
         'SELECT l.serial, c.key_id, c.valid_before, EXISTS (SELECT 1 FROM revocations r WHERE r.serial = l.serial OR r.key_id = c.key_id) AS revoked FROM host_lineages l JOIN certificates c ON c.serial = l.serial WHERE l.key_fingerprint = ?',
       ),
+      // the newest certificate of a key, when it is what a renewal (or a rekey) of `parent` made and still
+      // stands (unexpired, unrevoked): a renewal or rekey of that parent asked again gets it back
+      successor: prepBig(SUCCESSOR_SQL),
       lineageEnd: prep('DELETE FROM host_lineages WHERE key_fingerprint = ?'),
       lineageSet: prep(
         'INSERT INTO host_lineages (key_fingerprint, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT (key_fingerprint) DO UPDATE SET serial = excluded.serial, updated_at = excluded.updated_at',
@@ -390,21 +406,26 @@ export class SqliteStore implements Store {
     if (lineage?.kind === 'renew' || lineage?.kind === 'rekey') {
       const head = this.stmts.lineage!.get(lineage.kind === 'rekey' ? lineage.parentKey : r.keyFingerprint) as
         {serial: string} | undefined
-      if (head?.serial !== parent) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
+      if (head?.serial !== parent) {
+        // the answer to this very renewal (or rekey onto this key) may have been lost: the newest
+        // certificate of the key this request certifies, if it was made from this parent and stands
+        const again = this.stmts.successor!.get(r.keyFingerprint, parent, lineage.kind, r.issuedAt) as
+          CertRow | undefined
+        if (!again) return {ok: false, reason: 'superseded', newest: head?.serial ?? null}
+        return (
+          this.spend(token, r.issuedAt, again.serial) ?? {
+            ok: false,
+            reason: 'redelivered',
+            certificate: rowToRecord(again),
+          }
+        )
+      }
     }
     const taken = this.keyTaken(r, lineage)
     if (taken) return taken
     const serial = r.serial.toString()
-    if (this.stmts.useToken!.run(token.id, token.expiresAt, r.issuedAt, serial).changes !== 1) {
-      // the insert met the token's row, in this write transaction: it is there
-      const spent = this.stmts.spentToken!.get(token.id) as {used_at: number | bigint | null; serial: string | null}
-      return {
-        ok: false,
-        reason: 'replayed',
-        usedAt: spent.used_at === null ? null : Number(spent.used_at),
-        serial: spent.serial,
-      }
-    }
+    const replayed = this.spend(token, r.issuedAt, serial)
+    if (replayed) return replayed
     this.stmts.record!.run(
       serial,
       r.certType,
@@ -428,6 +449,19 @@ export class SqliteStore implements Store {
       this.stmts.lineageEnd!.run(lineage.parentKey)
     if (lineage) this.stmts.lineageSet!.run(r.keyFingerprint, serial, r.issuedAt)
     return {ok: true}
+  }
+
+  /** Spends the token on `serial`, in this write transaction; the refusal when it was spent before. */
+  private spend(token: IssueRequest['token'], at: number, serial: string): IssueOutcome | undefined {
+    if (this.stmts.useToken!.run(token.id, token.expiresAt, at, serial).changes === 1) return undefined
+    // the insert met the token's row, in this write transaction: it is there
+    const spent = this.stmts.spentToken!.get(token.id) as {used_at: number | bigint | null; serial: string | null}
+    return {
+      ok: false,
+      reason: 'replayed',
+      usedAt: spent.used_at === null ? null : Number(spent.used_at),
+      serial: spent.serial,
+    }
   }
 
   /**

@@ -60,6 +60,14 @@ export type Unrevoked = Revocation & {cascade: Revocation[]}
  * two renewals of one certificate cannot both succeed. A rekey (step's /ssh/rekey) moves a lineage
  * to a new key: the parent must be the old key's newest certificate, the new key's lineage starts
  * at the new certificate and the old key's ends (its certificates can no longer be renewed or rekeyed).
+ *
+ * One step back is answered, not refused (SECURITY.md row 62): a renewal presenting the parent of its
+ * key's newest certificate, when that newest was renewed from it, gets that newest again (`redelivered`),
+ * as does a rekey presenting the parent of the newest certificate of the key it asks for, when that one
+ * was rekeyed from it; only while that certificate is unexpired and unrevoked. That is the state a lost
+ * answer leaves (the CA committed, the host never heard), and a re-delivery writes no lineage step, so
+ * losses never leave the host further behind. Two steps back (a grandparent) stays `superseded`: the
+ * certificate between was handed out and renewed by whoever held it.
  */
 /**
  * How a host certificate joins its key's lineage. `keyBound`: the enrolment token names this key
@@ -85,6 +93,15 @@ export type IssueOutcome =
   | {ok: false; reason: 'revoked'; revocation: Revocation}
   /** A renewal or rekey of a certificate that is no longer its lineage's newest. */
   | {ok: false; reason: 'superseded'; newest: string | null}
+  /**
+   * A renewal or rekey whose answer was lost, asked again: the lineage's newest certificate was renewed
+   * (or rekeyed, onto the very key this request asks for) from the parent this request presents, and it
+   * is unexpired and unrevoked. Nothing was recorded for the request's own certificate (no new serial,
+   * the lineage as it was); the token is spent on `certificate`'s serial; `certificate` is the record
+   * as it was written at its issuance, to be handed out again byte for byte. `ok: false` so that a
+   * caller that knows nothing of it hands out nothing (the request's certificate was not recorded).
+   */
+  | {ok: false; reason: 'redelivered'; certificate: IssuedRecord}
   /**
    * A rekey onto a key that heads another lineage, or an enrolment not bound to the key onto one that
    * heads another host's (another key ID): it would take that lineage over, its renewals refused.
@@ -154,7 +171,8 @@ export interface Store {
   /**
    * Checks the emergency stop, the restore mark, revocations and the lineage, spends the token and
    * records the certificate, in one transaction: the certificate exists only when this returns ok;
-   * otherwise nothing is written. The stop and the mark are read inside that transaction, and
+   * otherwise nothing is written, but for `redelivered` (a renewal or rekey asked again: the token is
+   * spent on the certificate given back, and nothing else is written). The stop and the mark are read inside that transaction, and
    * setIssuanceStop and markRestored wait for the issuances in flight: once either returns, no
    * issuance it refuses can commit (a check before the transaction alone left a window in which one
    * could, after `ca stop-issuance` had counted what was valid).

@@ -29,7 +29,8 @@ const IDLE_TIMEOUT_MS = 15_000
  * then the statement): before and after a rule's webhook of up to WEBHOOK_MAX_SECONDS (51 s in all),
  * or three calls in a row for a renewal or a rekey (31.5 s). Given up on sooner, a certificate is
  * issued, and the token spent, for nobody (a renewal's lineage then moves to a certificate the host
- * never got, and the one it holds renews no more). Still within REQUEST_DEADLINE_MS.
+ * never got: the next renewal gets that one again, SECURITY.md row 62, but a user's sign-in is lost).
+ * Still within REQUEST_DEADLINE_MS.
  */
 export const SIGN_IDLE_TIMEOUT_MS = (WEBHOOK_MAX_SECONDS + 25) * 1000
 /** The routes that may issue, and so wait SIGN_IDLE_TIMEOUT_MS. */

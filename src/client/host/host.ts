@@ -4,8 +4,8 @@
  */
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {SshcaError} from '../../errors.ts'
-import {SshSignResponse} from '../../protocol/api.ts'
+import {isSshcaError, SshcaError} from '../../errors.ts'
+import {SshSignResponse, SUPERSEDED_MESSAGE} from '../../protocol/api.ts'
 import {caIssuer, mintSshpopToken} from '../../protocol/tokens.ts'
 import {checkCertificate, type CertProblemCode} from '../../ssh/checker.ts'
 import {certificateLine, nowSeconds, parseCertificate, parseCertificateLine, type Certificate} from '../../ssh/cert.ts'
@@ -21,6 +21,7 @@ import {sshdBinary} from '../local/sshd-effective.ts'
 import {errorTail, runQuiet, SYSTEM_PATH, type RunResult} from '../../util/run.ts'
 import {sshpopProvisioner} from '../ca-api/provisioners.ts'
 import {isoFromSeconds} from '../../util/iso-time.ts'
+import {singleLine} from '../../util/text.ts'
 import {refuseTokenOfAnotherCa} from '../login/token-audiences.ts'
 
 /** `/etc/ssh/ssh_host_ed25519_key.pub` → `/etc/ssh/ssh_host_ed25519_key-cert.pub`, as ssh-keygen names it. */
@@ -238,6 +239,36 @@ const SYSTEM_ENV = {...process.env, PATH: SYSTEM_PATH}
 const systemctlReload = (): Promise<RunResult> =>
   runQuiet('systemctl', ['try-reload-or-restart', 'ssh.service', 'sshd.service'], 60_000, SYSTEM_ENV)
 
+/**
+ * The CA's refusal of a renewal or rekey because `cert` is no longer its lineage's newest and nothing
+ * made from it can be given back (sshca's CA says so in words: SUPERSEDED_MESSAGE): nothing this host
+ * holds will renew again, so say how to enrol it again. Any other error: undefined.
+ */
+export function supersededRefusal(
+  err: unknown,
+  action: 'renew' | 'rekey',
+  certFile: string,
+  cert: Certificate,
+  pubFile: string,
+): SshcaError | undefined {
+  if (!isSshcaError(err, 'ERR_CA_DENIED')) return undefined
+  const said = err.details?.caMessage
+  if (typeof said !== 'string' || !said.startsWith(SUPERSEDED_MESSAGE)) return undefined
+  const rid = typeof err.details?.requestId === 'string' ? ` (request id ${err.details.requestId})` : ''
+  // the names from the certificate the CA signed; one line whatever they hold
+  const [name = 'HOSTNAME', ...more] = cert.principals.map(singleLine)
+  const extra = more.map((p) => ` --principal ${p}`).join('')
+  return new SshcaError(
+    'ERR_CA_DENIED',
+    `the CA will not ${action} ${certFile}: it is no longer the newest certificate of this host key, and the CA has none made from it to give back (the newer one was renewed again, revoked or has expired, or the key was rekeyed or enrolled again)${rid}`,
+    {
+      cause: err,
+      ...(err.details ? {details: err.details} : {}),
+      hint: `enrol this host again. On the CA: sshca ca token --host ${name}${extra} --key ${pubFile} (with the CA's --config and --password-file); then here: sshca certificate --host --sign --token-file FILE ${name} ${pubFile}${extra}`,
+    },
+  )
+}
+
 /** Renew when less than this share of the validity is left (so a daily timer suffices). */
 export const RENEW_WHEN_LEFT = 1 / 3
 
@@ -284,6 +315,8 @@ export async function renewHostCert(
     try {
       ;({crt} = await ca.call('POST', '/ssh/renew', SshSignResponse, {ott}))
     } catch (err) {
+      const superseded = supersededRefusal(err, 'renew', o.certFile, cert, `${o.keyFile}.pub`)
+      if (superseded) throw superseded
       const {explainTokenRefusal} = await import('../login/token-diagnosis.ts')
       // Stryker disable next-line ObjectLiteral: on /ssh/renew the time only words the diagnosis (a 401 is ERR_TOKEN_INVALID whatever it finds; only enrollment's 403 is wrapped or not by what it finds)
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(now)})

@@ -6,6 +6,8 @@
  * never leaves the agent), in step's SSHPOP shape (src/protocol/tokens.ts) for the CA's SSHPOP
  * provisioner, so the same commands work against sshca's CA and step-ca.
  */
+import {closeSync, constants as fsConstants, fstatSync, openSync, readFileSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {isSshcaError, SshcaError} from '../../errors.ts'
 import {HostsResponse, SshCheckHostResponse, SshRevokeResponse, SshSignResponse} from '../../protocol/api.ts'
 import {mintSshpopTokenWith, type SshpopAction} from '../../protocol/tokens.ts'
@@ -23,7 +25,7 @@ import {signData} from '../../ssh/signature.ts'
 import {readTextFile, refuseSymlink, writeFileAtomic} from '../../util/fs.ts'
 import {CaClient} from '../ca-api/ca-client.ts'
 import {loadContext, type Context} from '../home/home.ts'
-import {checkHostCert} from './host.ts'
+import {checkHostCert, supersededRefusal} from './host.ts'
 import {obtainIdToken, type LoginDeps, type LoginOptions} from '../login/login.ts'
 import {sshpopProvisioner} from '../ca-api/provisioners.ts'
 import {isoFromSeconds} from '../../util/iso-time.ts'
@@ -200,11 +202,20 @@ export async function rekeyHost(
   const files = o.out
     ? {key: o.out, publicKey: `${o.out}.pub`, certificate: `${o.out}-cert.pub`}
     : {key: o.keyFile, publicKey: `${o.keyFile}.pub`, certificate: o.certFile}
-  for (const f of Object.values(files)) await refuseSymlink(f)
-  const fresh = generatePrivateKey(
-    KIND[key.publicKey.type] ?? 'ed25519',
-    key.publicKey.type === 'ssh-rsa' ? Math.max(3072, key.publicKey.bits) : undefined,
-  )
+  // the new key waits beside the old one until its certificate is written: a rekey whose answer was
+  // lost (the CA committed, this host never heard) is asked again with the same new key, and the CA
+  // gives back the certificate it made for it (SECURITY.md row 62); with another new key it would find
+  // the old key's lineage ended and nothing to give back
+  const pending = `${files.key}.rekey`
+  for (const f of [...Object.values(files), pending]) await refuseSymlink(f)
+  let fresh = pendingRekeyKey(pending, key.publicKey)
+  if (!fresh) {
+    fresh = generatePrivateKey(
+      KIND[key.publicKey.type] ?? 'ed25519',
+      key.publicKey.type === 'ssh-rsa' ? Math.max(3072, key.publicKey.bits) : undefined,
+    )
+    await writeFileAtomic(pending, formatOpenSshPrivateKey(fresh, cert.keyId), 0o600)
+  }
   const ca = new CaClient(ctx.caUrl, ctx.rootPem)
   try {
     // the new key named in the proof: a token taken in flight rekeys to nothing but this key
@@ -224,6 +235,8 @@ export async function rekeyHost(
         publicKey: fresh.publicKey.blob.toString('base64'),
       }))
     } catch (err) {
+      const superseded = supersededRefusal(err, 'rekey', o.certFile, cert, `${o.keyFile}.pub`)
+      if (superseded) throw superseded
       const {explainTokenRefusal} = await import('../login/token-diagnosis.ts')
       throw explainTokenRefusal(err, ott, 'host-renewal', {now: Number(nowSeconds(o.clock))})
     }
@@ -233,6 +246,7 @@ export async function rekeyHost(
     await writeFileAtomic(files.key, formatOpenSshPrivateKey(fresh, cert.keyId), 0o600)
     await writeFileAtomic(files.publicKey, `${fresh.publicKey.toLine(cert.keyId)}\n`, 0o644)
     await writeFileAtomic(files.certificate, `${certificateLine(next, cert.keyId)}\n`, 0o644)
+    await rm(pending, {force: true})
     return {
       context: ctx.name,
       previousSerial: cert.serial.toString(),
@@ -245,6 +259,33 @@ export async function rekeyHost(
     }
   } finally {
     ca.close()
+  }
+}
+
+/**
+ * The new key a rekey that did not finish left at `path` (rekeyHost), when it may serve again: a
+ * regular file this user owns and no one else may read or write (with --out in a directory others
+ * write to, a key planted there would become the host key), a private key of the kind the old key is,
+ * and not the old key. Anything else (none, unreadable, another kind): undefined, and a new key is made.
+ */
+function pendingRekeyKey(path: string, old: PublicKey): PrivateKey | undefined {
+  let fd: number
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK)
+  } catch {
+    return undefined
+  }
+  try {
+    const s = fstatSync(fd)
+    if (!s.isFile() || s.uid !== process.geteuid?.() || (s.mode & 0o077) !== 0 || s.size > 64 * 1024) return undefined
+    const {key} = parsePrivateKeyFile(readFileSync(fd, 'utf8'))
+    const pub = key.publicKey
+    const sameKind = pub.type === old.type && (pub.type !== 'ssh-rsa' || pub.bits >= Math.max(3072, old.bits))
+    return sameKind && !pub.equals(old) ? key : undefined
+  } catch {
+    return undefined
+  } finally {
+    closeSync(fd)
   }
 }
 

@@ -15,7 +15,8 @@ serves it in the KRL that hosts fetch with \`sshca krl\` (sshd's RevokedKeys) an
 --serial revokes one certificate. --subject revokes every unexpired certificate of one identity (the
 token's "sub"), serial by serial. --key-id and --key revoke every certificate with that key ID or of that
 public key, past and future: the CA refuses to issue them again (user and host, renewals included)
-until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can no longer be renewed.
+until \`sshca ca unrevoke ID\`. A host certificate superseded by a renewal can no longer be renewed
+(presented again, it gets back the renewal made from it while that one is the newest and stands).
 
 A host certificate revoked by serial, subject or key takes with it every certificate renewed or
 rekeyed from it, at any depth (other serials, and after a rekey other keys): each is revoked by

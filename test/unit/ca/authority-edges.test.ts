@@ -770,12 +770,61 @@ describe('host certificates: enrollment, renewal, rekey, self-revocation (host.t
       [SSHPOP_PROVISIONER, 'host', h.cert.keyId, h.key.publicKey.fingerprint()],
     )
     assert.match(t.token!.id, /^sshpop#/)
-    // the old one is superseded; the new one renews
+    // the old one renewed again (its answer lost): the same certificate, byte for byte, audited as
+    // handed out again, not as an issuance; nothing new recorded
+    w.now += 60
+    const recorded = (await w.store.certificates({limit: 100})).length
+    const t2 = trace()
+    const again = await renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), t2)
+    assert.ok(again.blob.equals(fresh.blob))
+    assert.equal((await w.store.certificates({limit: 100})).length, recorded)
+    const lines = w.audit.events.filter((e) => e.request_id === t2.request_id)
+    assert.deepEqual(
+      lines.map((e) => [e.event, e.serial, e.parent_serial, e.lineage, e.issued_request_id, e.issued_at]),
+      [
+        [
+          'certificate_redelivered',
+          fresh.serial.toString(),
+          h.cert.serial.toString(),
+          'renew',
+          t.request_id,
+          new Date((w.now - 60) * 1000).toISOString(),
+        ],
+      ],
+    )
+    // the new one renews; then the first, two steps back, is superseded
+    const third = await renewHostCertificate(w.rt, await pop(h.key, fresh, 'renew'), trace())
+    assert.equal(third.type, 'host')
     await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace()), 'ERR_POLICY_DENIED', {
       reason: 'superseded',
-      newest_serial: fresh.serial.toString(),
+      newest_serial: third.serial.toString(),
     })
-    assert.equal((await renewHostCertificate(w.rt, await pop(h.key, fresh, 'renew'), trace())).type, 'host')
+  })
+
+  it('a renewal is handed out again only as this request would be issued: for this key, key ID and names, signed by a published host CA key', async () => {
+    const h = await enrol()
+    const fresh = await renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace())
+    // the record says what was issued; a record whose bytes no longer fit (another key, say) is not handed out
+    const store = w.rt.store as unknown as Record<string, unknown>
+    const issue = w.rt.store.issue.bind(w.rt.store)
+    const other = await signHostCertificate(w.rt, ed().publicKey, (await enrolToken()).token, trace(), body())
+    store.issue = async (req: Parameters<typeof issue>[0]) => {
+      const out = await issue(req)
+      return !out.ok && out.reason === 'redelivered'
+        ? {...out, certificate: {...out.certificate, certificate: other.blob.toString('base64')}}
+        : out
+    }
+    try {
+      const t = trace()
+      await rejectsCode(renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), t), 'ERR_POLICY_DENIED', {
+        reason: 'superseded',
+        newest_serial: fresh.serial.toString(),
+      })
+      assert.equal(w.audit.events.filter((e) => e.request_id === t.request_id).length, 0)
+    } finally {
+      delete store.issue
+    }
+    assert.ok((await renewHostCertificate(w.rt, await pop(h.key, h.cert, 'renew'), trace())).blob.equals(fresh.blob))
   })
 
   it('a reload that changes what decides a host certificate, landing while it is signed (a slow HSM): refused (503 policy_reloaded), nothing spent; sent again, the policy in force decides it', async () => {

@@ -4,14 +4,15 @@
  * since the CA has moved the host's lineage to the new key.
  */
 import assert from 'node:assert/strict'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {bootstrap} from '../../../src/client/setup/bootstrap.ts'
 import type {SshcaError} from '../../../src/errors.ts'
 import {rekeyHost} from '../../../src/client/host/possession.ts'
 import {certificateLine, signCertificate} from '../../../src/ssh/cert.ts'
 import {PublicKey} from '../../../src/ssh/keys.ts'
-import {formatOpenSshPrivateKey, generatePrivateKey} from '../../../src/ssh/private-key.ts'
+import {formatOpenSshPrivateKey, generatePrivateKey, parsePrivateKeyFile} from '../../../src/ssh/private-key.ts'
+import {SUPERSEDED_MESSAGE} from '../../../src/protocol/api.ts'
 import {keySigner} from '../../../src/ssh/signature.ts'
 import {json, startScriptedCa, type ScriptedCa} from '../../helpers/scripted-server.ts'
 import {tempDir} from '../../helpers/tmp.ts'
@@ -26,6 +27,8 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
   let validity: () => [bigint, bigint]
   /** The last rekey request: its proof token's claims and the new key. */
   let asked: {claims: Record<string, unknown>; publicKey: string} | undefined
+  /** A 403 message the scripted CA answers the rekey with, when set. */
+  let refuse: string | undefined
 
   before(async () => {
     ca = await startScriptedCa()
@@ -38,6 +41,7 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
           claims: JSON.parse(Buffer.from(ott.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>,
           publicKey,
         }
+        if (refuse) return json({status: 403, message: refuse, request_id: 'req-1'}, 403)
         const [validAfter, validBefore] = validity()
         const cert = await signCertificate(
           {
@@ -101,6 +105,69 @@ describe('sshca rekey: the new certificate is checked before the host key is rep
       assert.deepEqual(files(h.file), h.before)
     })
   }
+
+  it('a rekey that did not finish keeps its new key (KEY.rekey, 0600) and asks for that key again; done, the file goes', async () => {
+    const h = await host()
+    validity = () => [now() - 7200n, now() - 1n]
+    await assert.rejects(rekeyHost(h.home, {certFile: `${h.file}-cert.pub`, keyFile: h.file}))
+    const first = asked!.publicKey
+    const pending = `${h.file}.rekey`
+    assert.equal(statSync(pending).mode & 0o777, 0o600)
+    assert.equal(parsePrivateKeyFile(readFileSync(pending, 'utf8')).key.publicKey.blob.toString('base64'), first)
+    validity = () => [now() - 60n, now() + 86_400n]
+    await rekeyHost(h.home, {certFile: `${h.file}-cert.pub`, keyFile: h.file})
+    assert.equal(asked!.publicKey, first, 'the same new key, asked again')
+    assert.equal(PublicKey.parseLine(files(h.file)[1]!).key.blob.toString('base64'), first)
+    assert.ok(!existsSync(pending))
+  })
+
+  it('a KEY.rekey others may read, of another kind, or the old key itself is not used: a new key is made in its place', async () => {
+    const h = await host()
+    validity = () => [now() - 7200n, now() - 1n]
+    const pending = `${h.file}.rekey`
+    const old = parsePrivateKeyFile(readFileSync(h.file, 'utf8')).key
+    for (const [key, mode] of [
+      [generatePrivateKey('ed25519'), 0o644],
+      [generatePrivateKey('ecdsa'), 0o600],
+      [old, 0o600],
+    ] as const) {
+      writeFileSync(pending, formatOpenSshPrivateKey(key, 'planted'), {mode})
+      chmodSync(pending, mode)
+      await assert.rejects(rekeyHost(h.home, {certFile: `${h.file}-cert.pub`, keyFile: h.file}))
+      assert.notEqual(asked!.publicKey, key.publicKey.blob.toString('base64'))
+      assert.equal(statSync(pending).mode & 0o777, 0o600)
+    }
+  })
+
+  it("the CA's 403 superseded: ERR_CA_DENIED that says so and gives the commands that enrol the host again", async () => {
+    const h = await host()
+    refuse = `${SUPERSEDED_MESSAGE}: a newer certificate of this host key exists`
+    try {
+      await assert.rejects(rekeyHost(h.home, {certFile: `${h.file}-cert.pub`, keyFile: h.file}), (err: SshcaError) => {
+        assert.equal(err.code, 'ERR_CA_DENIED')
+        assert.match(
+          err.message,
+          /^the CA will not rekey .*-cert\.pub: it is no longer the newest certificate of this host key/,
+        )
+        assert.match(err.message, /\(request id req-1\)$/)
+        assert.equal(
+          err.hint,
+          `enrol this host again. On the CA: sshca ca token --host web1 --key ${h.file}.pub (with the CA's --config and --password-file); then here: sshca certificate --host --sign --token-file FILE web1 ${h.file}.pub`,
+        )
+        return true
+      })
+      // any other 403 stays the CA's general refusal
+      refuse = 'the CA policy does not allow a certificate for this request'
+      await assert.rejects(rekeyHost(h.home, {certFile: `${h.file}-cert.pub`, keyFile: h.file}), (err: SshcaError) => {
+        assert.equal(err.code, 'ERR_CA_DENIED')
+        assert.match(err.message, /^the CA policy denied the request/)
+        return true
+      })
+    } finally {
+      refuse = undefined
+    }
+    assert.deepEqual(files(h.file), h.before)
+  })
 
   it('a certificate valid now: the key, .pub and certificate are replaced', async () => {
     const h = await host()
