@@ -37,11 +37,12 @@ const readText = (path: string, what: string): string =>
 export const HOST_CERT_CLOCK_SKEW = 300n
 
 /**
- * How long a renewed (or rekeyed) certificate must have left when it ends before the one it replaces:
- * until the daily renewal timer's next run (a day and its randomized delay of up to an hour). One that
- * ends sooner would expire before it could be renewed — and an expired certificate cannot be — so the
- * host's lineage would end; the certificate it replaces is kept. A shorter validity that outlives the
- * next run is fine (the CA's TTL lowered, a key rotated out early).
+ * How long a renewed (or rekeyed) certificate from a CA whose clock runs behind must have left when it
+ * ends before the one it replaces: until the daily renewal timer's next run (a day and its randomized
+ * delay of up to an hour). One that ends sooner would be served expired before that run; the one it
+ * replaces is kept and served for the time it has left. That does not save the host's lineage (the CA
+ * recorded the new certificate, so the old one renews no more: enrol again once the clocks agree),
+ * but sshd does not serve a certificate about to expire in place of a valid one.
  */
 export const HOST_CERT_MIN_LEFT = 25n * 3600n
 
@@ -50,8 +51,8 @@ export const HOST_CERT_MIN_LEFT = 25n * 3600n
  * serves: a host certificate naming at least one host, for this key, from a host CA key this context trusts — a context that
  * trusts none refuses every certificate: nothing could vouch for one, and no client's known_hosts
  * trusts it — and valid now: a CA whose clock is wrong must not replace a valid certificate with one
- * that has expired, starts later than the skew allows, or (`replaces`, renewal and rekey) ends before
- * the one it replaces and before the next renewal could run (HOST_CERT_MIN_LEFT).
+ * that has expired, starts later than the skew allows, or (`replaces`, renewal and rekey) comes from a clock
+ * behind and ends before the one it replaces and before the next renewal could run (HOST_CERT_MIN_LEFT).
  */
 export function checkHostCert(
   cert: Certificate,
@@ -81,7 +82,15 @@ export function checkHostCert(
       code: 'not_yet_valid',
       message: `it starts more than ${HOST_CERT_CLOCK_SKEW / 60n} minutes after this machine's clock`,
     })
-  else if (replaces && cert.validBefore < replaces.validBefore && cert.validBefore - now < HOST_CERT_MIN_LEFT)
+  else if (
+    replaces &&
+    cert.validBefore < replaces.validBefore &&
+    cert.validBefore - now < HOST_CERT_MIN_LEFT &&
+    // a CA whose clock is right starts a certificate at most a minute back (its leeway): one that
+    // starts further back comes from a clock behind this one. A shorter validity from a CA whose clock
+    // agrees (its TTL lowered, with renewals as often as it needs) is the CA's to give
+    cert.validAfter + HOST_CERT_CLOCK_SKEW + 60n < now
+  )
     problems.push({
       code: 'ends_sooner',
       message: `it ends at ${isoFromSeconds(cert.validBefore)}, before the certificate it would replace (${isoFromSeconds(replaces.validBefore)}) and before the next daily renewal could renew it`,

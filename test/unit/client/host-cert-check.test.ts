@@ -18,7 +18,8 @@ const now = 1_800_000_000n
 const ctx = (hostCaKeys: string[]): Context => ({name: 'prod', hostCaKeys}) as unknown as Context
 const pinned = ctx([ca.publicKey.toLine('host CA')])
 
-const cert = (validBefore: bigint, o: {signer?: PrivateKey} = {}): Promise<Certificate> =>
+/** A certificate ending at `validBefore`; it starts a minute back (a CA whose clock agrees) unless `validAfter` says otherwise. */
+const cert = (validBefore: bigint, o: {signer?: PrivateKey; validAfter?: bigint} = {}): Promise<Certificate> =>
   signCertificate(
     {
       type: 'host',
@@ -26,7 +27,7 @@ const cert = (validBefore: bigint, o: {signer?: PrivateKey} = {}): Promise<Certi
       serial: 7n,
       keyId: 'web1',
       principals: ['web1.example.com'],
-      validAfter: now - 60n,
+      validAfter: o.validAfter ?? now - 60n,
       validBefore,
     },
     keySigner((o.signer ?? ca).keyObject),
@@ -74,10 +75,11 @@ describe('checkHostCert: what a host installs from its CA', () => {
     )
   })
 
-  it('a renewal ending before the certificate it replaces, and before the next daily run: refused, the old one kept', async () => {
+  it('a renewal from a CA whose clock runs behind, ending before the certificate it replaces and before the next daily run: refused, the old one kept', async () => {
     const current = await cert(now + 8n * 3600n)
-    // a CA whose clock runs a validity behind: five seconds left, where the old one had eight hours
-    const short = await cert(now + 5n)
+    // the CA's clock a 30-day validity (less five seconds) behind: five seconds left, where the old one had eight hours
+    const behind = (validBefore: bigint) => cert(validBefore, {validAfter: validBefore - 30n * 86400n})
+    const short = await behind(now + 5n)
     throwsCode(
       () => checkHostCert(short, pinned, host.publicKey, now, current),
       'ERR_CA_BAD_RESPONSE',
@@ -88,13 +90,19 @@ describe('checkHostCert: what a host installs from its CA', () => {
     checkHostCert(short, pinned, host.publicKey, now)
     // right at the horizon: it outlives the next run by a hair, so it is installed
     const longCurrent = await cert(now + 30n * 86400n)
-    checkHostCert(await cert(now + HOST_CERT_MIN_LEFT), pinned, host.publicKey, now, longCurrent)
-    const justShort = await cert(now + HOST_CERT_MIN_LEFT - 1n)
+    checkHostCert(await behind(now + HOST_CERT_MIN_LEFT), pinned, host.publicKey, now, longCurrent)
+    const justShort = await behind(now + HOST_CERT_MIN_LEFT - 1n)
     throwsCode(() => checkHostCert(justShort, pinned, host.publicKey, now, longCurrent), 'ERR_CA_BAD_RESPONSE')
+    // a start six minutes back is a clock within the skew and the CA's minute of leeway: not behind
+    const sixMinutes = await cert(now + 3600n, {validAfter: now - 360n})
+    checkHostCert(sixMinutes, pinned, host.publicKey, now, longCurrent)
+    const sevenMinutes = await cert(now + 3600n, {validAfter: now - 361n})
+    throwsCode(() => checkHostCert(sevenMinutes, pinned, host.publicKey, now, longCurrent), 'ERR_CA_BAD_RESPONSE')
   })
 
-  it('a renewal ending sooner that outlives the next run (the TTL lowered, a key rotated out early): installed', async () => {
-    const current = await cert(now + 25n * 86400n)
+  it('a renewal ending sooner from a CA whose clock agrees (its TTL lowered to 12 h, renewals hourly; a key rotated out early): installed', async () => {
+    const current = await cert(now + 10n * 86400n)
+    checkHostCert(await cert(now + 12n * 3600n), pinned, host.publicKey, now, current)
     checkHostCert(await cert(now + 7n * 86400n), pinned, host.publicKey, now, current)
   })
 })
