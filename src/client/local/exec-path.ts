@@ -12,7 +12,7 @@
  * The file system is passed in, so the rules are unit-tested on made-up trees.
  */
 import {existsSync, lstatSync, readdirSync, readlinkSync, realpathSync} from 'node:fs'
-import {basename, dirname, isAbsolute, join, parse, relative, resolve, sep} from 'node:path'
+import {dirname, isAbsolute, join, parse, resolve, sep} from 'node:path'
 import {SshcaError} from '../../errors.ts'
 
 export interface EntryInfo {
@@ -138,19 +138,6 @@ export function treeProblem(dir: string, deps: ExecPathDeps, skip: readonly stri
 }
 
 /** The folder of the package a script belongs to: the nearest ancestor with a package.json. */
-/**
- * The node_modules folders Node searches for a package required from `root`'s own files, beyond
- * root/node_modules, as its module resolution walks up: each folder above, with node_modules added
- * unless it is one (/srv/app/node_modules/sshca → /srv/app/node_modules, /srv/node_modules, /node_modules).
- */
-export function resolutionDirs(root: string): string[] {
-  const out: string[] = []
-  for (let d = dirname(root); ; d = dirname(d)) {
-    out.push(basename(d) === 'node_modules' ? d : join(d, 'node_modules'))
-    if (dirname(d) === d) return [...new Set(out)]
-  }
-}
-
 export function packageRoot(script: string, exists: (p: string) => boolean = existsSync): string | undefined {
   for (let d = dirname(script); ; d = dirname(d)) {
     if (exists(join(d, 'package.json'))) return d
@@ -216,16 +203,6 @@ export function assertSafeForRoot(exe: InstalledSshca, home: string, deps: ExecP
   if (exe.packageRoot) {
     const tree = treeProblem(exe.packageRoot, deps, ['.git'])
     if (tree) fail(tree, exe.command, install)
-    // where Node looks for sshca's packages above its own folder: an install that hoists them (npm
-    // install in an application's folder) loads @oclif/core and the rest from there, and a package
-    // missing from sshca's tree would be looked for there too
-    for (const dir of resolutionDirs(exe.packageRoot)) {
-      if (!deps.lstat(dir)) continue
-      // the folder holding sshca itself (/usr/lib/node_modules/sshca) was judged above, .git aside
-      const own = relative(dir, exe.packageRoot).split(sep)[0]!
-      const p = pathProblem(dir, deps) ?? treeProblem(dir, deps, own.startsWith('..') ? [] : [own])
-      if (p) fail(p, exe.command, install)
-    }
   }
   const realHome = deps.lstat(home) ? deps.realpath(home) : home
   const h = pathProblem(realHome, deps) ?? treeProblem(realHome, deps)

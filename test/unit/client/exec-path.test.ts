@@ -8,7 +8,6 @@ import {
   installedSshca,
   pathProblem,
   realFs,
-  resolutionDirs,
   treeProblem,
   type EntryInfo,
   type ExecPathDeps,
@@ -104,36 +103,6 @@ describe('what a root service may run (config --host)', () => {
     const exe = installedSshca(fs, NODE, '/usr/local/bin/sshca', (p) => fs.lstat(p) !== undefined)
     assert.deepEqual(exe, {node: NODE, script: SCRIPT, packageRoot: PKG, command: `${NODE} ${SCRIPT}`})
     assert.equal(refusal(fs, exe), undefined)
-  })
-
-  it('the folders Node resolves packages from above the package (a hoisting install) are judged too', () => {
-    assert.deepEqual(resolutionDirs('/srv/app/node_modules/sshca'), [
-      '/srv/app/node_modules',
-      '/srv/node_modules',
-      '/node_modules',
-    ])
-    assert.deepEqual(resolutionDirs('/usr/lib/node_modules/sshca'), [
-      '/usr/lib/node_modules',
-      '/usr/node_modules',
-      '/node_modules',
-    ])
-    const app = '/srv/app/node_modules/sshca'
-    const hoisted = (owner: number) => {
-      const fs = goodFs()
-      fs.set(`${app}/bin/run.js`, {mode: 0o100755})
-      fs.set(`${app}/package.json`, {})
-      // npm install in an application's folder: sshca's dependencies beside it, not in it
-      fs.set('/srv/app/node_modules/@oclif/core/lib/index.js', {uid: owner})
-      return fs
-    }
-    const exe = (fs: ExecPathDeps) => installedSshca(fs, NODE, `${app}/bin/run.js`, (p) => fs.lstat(p) !== undefined)
-    const theirs = hoisted(1000)
-    assert.match(refusal(theirs, exe(theirs))!, /^\/srv\/app\/node_modules\/@oclif\/core\/lib\/index\.js :: .*uid 1000/)
-    const rootOwned = hoisted(0)
-    assert.equal(refusal(rootOwned, exe(rootOwned)), undefined)
-    // a node_modules further up that a user can write (a package missing from sshca's tree is looked for there)
-    rootOwned.set('/srv/node_modules', {isDirectory: true, mode: 0o40777})
-    assert.match(refusal(rootOwned, exe(rootOwned))!, /^\/srv\/node_modules :: .*writable by every user/)
   })
 
   it('refuses, naming the path: a group-writable parent of node', () => {
