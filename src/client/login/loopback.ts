@@ -69,7 +69,14 @@ export async function startLoopback(
     }
     // read now: node forgets a connection's ends once it is closed
     const {localAddress, localPort, remoteAddress, remotePort} = req.socket
-    if (peerCheck && !(await peerCheck({localAddress, localPort, remoteAddress, remotePort}))) {
+    // a sender that closes while its socket is looked up leaves its two ends free for another socket
+    // (TIME_WAIT reuse on loopback), whose owner the lookup could then find: only an open connection counts
+    let closed = false
+    req.socket.once('close', () => (closed = true))
+    if (
+      peerCheck &&
+      (!(await peerCheck({localAddress, localPort, remoteAddress, remotePort})) || closed || req.socket.destroyed)
+    ) {
       // another user read the URL (its state included) off a command line: whatever it carries, ignored
       send(
         403,

@@ -137,6 +137,31 @@ describe('the loopback redirect listener', () => {
     assert.equal(seen.length, asked)
   })
 
+  it('a sender that closes its connection while it is looked up is not taken, even if the lookup then says ours', async () => {
+    let release!: () => void
+    const looking = new Promise<void>((r) => (release = r))
+    let asked!: () => void
+    const askedP = new Promise<void>((r) => (asked = r))
+    lb = await startLoopback(STATE, undefined, undefined, async () => {
+      asked()
+      await looking
+      return true
+    })
+    const cb = settled(lb.callback)
+    const {port} = new URL(lb.redirectUri)
+    const s = connect(Number(port), '127.0.0.1')
+    s.on('error', () => undefined)
+    s.write(`GET /callback?code=stolen&state=${STATE} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`)
+    await askedP
+    s.destroy()
+    await new Promise((r) => setTimeout(r, 50))
+    release()
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal(cb.done, false, 'the sign-in goes on')
+    assert.equal((await get(`${lb.redirectUri}?code=ok&state=${STATE}`)).status, 200)
+    assert.equal((await lb.callback).searchParams.get('code'), 'ok')
+  })
+
   it('without a peer check (macOS, Windows, WSL: null) the callback is taken from any program, as before', async () => {
     lb = await startLoopback(STATE, undefined, undefined, null)
     assert.equal((await get(`${lb.redirectUri}?state=guess`)).status, 400)
