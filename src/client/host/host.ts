@@ -264,16 +264,19 @@ export function supersededRefusal(
   const said = err.details?.caMessage
   if (typeof said !== 'string' || !said.startsWith(SUPERSEDED_MESSAGE)) return undefined
   const rid = typeof err.details?.requestId === 'string' ? ` (request id ${err.details.requestId})` : ''
-  // the names from the certificate the CA signed; one line whatever they hold
-  const [name = 'HOSTNAME', ...more] = cert.principals.map(singleLine)
+  // the names from the certificate the CA signed, and the key file, for command lines an admin may
+  // paste as root: one line each, and single-quoted unless plainly a name or a path
+  const word = (w: string): string => (/^[A-Za-z0-9._@:/=+-]+$/.test(w) ? w : `'${w.replaceAll("'", "'\\''")}'`)
+  const [name = 'HOSTNAME', ...more] = cert.principals.map((p) => word(singleLine(p)))
   const extra = more.map((p) => ` --principal ${p}`).join('')
+  const key = word(pubFile)
   return new SshcaError(
     'ERR_CA_DENIED',
     `the CA will not ${action} ${certFile}: it is no longer the newest certificate of this host key, and the CA has none made from it to give back (the newer one was renewed again, revoked or has expired, or the key was rekeyed or enrolled again)${rid}`,
     {
       cause: err,
       ...(err.details ? {details: err.details} : {}),
-      hint: `enrol this host again. On the CA: sshca ca token --host ${name}${extra} --key ${pubFile} (with the CA's --config and --password-file); then here: sshca certificate --host --sign --token-file FILE ${name} ${pubFile}${extra}`,
+      hint: `enrol this host again. On the CA: sshca ca token --host ${name}${extra} --key ${key} (with the CA's --config and --password-file); then here: sshca certificate --host --sign --token-file FILE ${name} ${key}${extra}`,
     },
   )
 }

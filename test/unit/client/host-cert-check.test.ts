@@ -4,7 +4,10 @@
  * before it unless it outlives the next daily renewal. The attacks are a CA that misbehaves (a wrong
  * clock, a bug, or a compromise): each certificate here is one such a CA could return.
  */
-import {checkHostCert, HOST_CERT_MIN_LEFT} from '../../../src/client/host/host.ts'
+import assert from 'node:assert/strict'
+import {checkHostCert, HOST_CERT_MIN_LEFT, supersededRefusal} from '../../../src/client/host/host.ts'
+import {SshcaError} from '../../../src/errors.ts'
+import {SUPERSEDED_MESSAGE} from '../../../src/protocol/api.ts'
 import type {Context} from '../../../src/client/home/home.ts'
 import {parseCertificate, signCertificate, type Certificate} from '../../../src/ssh/cert.ts'
 import {generatePrivateKey, type PrivateKey} from '../../../src/ssh/private-key.ts'
@@ -104,5 +107,25 @@ describe('checkHostCert: what a host installs from its CA', () => {
     const current = await cert(now + 10n * 86400n)
     checkHostCert(await cert(now + 12n * 3600n), pinned, host.publicKey, now, current)
     checkHostCert(await cert(now + 7n * 86400n), pinned, host.publicKey, now, current)
+  })
+})
+
+describe('supersededRefusal: the commands it suggests are safe to paste as root', () => {
+  it('names and the key file are quoted unless plainly a name or a path', () => {
+    const refusal = new SshcaError('ERR_CA_DENIED', 'denied', {details: {caMessage: `${SUPERSEDED_MESSAGE}: …`}})
+    const weird = parseCertificate(
+      forgeCertificate(ca, host.publicKey, {
+        typeCode: 2,
+        principals: ['web1.example.com', "x;touch /tmp/p'wned", '10.0.0.7'],
+        validAfter: now - 60n,
+        validBefore: now + 86400n,
+      }),
+    )
+    const err = supersededRefusal(refusal, 'renew', '/etc/ssh/k-cert.pub', weird, '/etc/ssh/my key.pub')
+    assert.equal(
+      err?.hint,
+      "enrol this host again. On the CA: sshca ca token --host web1.example.com --principal 'x;touch /tmp/p'\\''wned' --principal 10.0.0.7 --key '/etc/ssh/my key.pub' (with the CA's --config and --password-file); then here: sshca certificate --host --sign --token-file FILE web1.example.com '/etc/ssh/my key.pub' --principal 'x;touch /tmp/p'\\''wned' --principal 10.0.0.7",
+    )
+    assert.equal(supersededRefusal(new SshcaError('ERR_CA_DENIED', 'other'), 'renew', 'f', weird, 'k'), undefined)
   })
 })
