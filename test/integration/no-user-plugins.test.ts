@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {sshca} from '../helpers/cli.ts'
+import {BIN, ROOT, sshca} from '../helpers/cli.ts'
+import {run} from '../helpers/proc.ts'
 import {tempDir} from '../helpers/tmp.ts'
 
 /** An oclif plugin whose init hook writes `marker`, linked from `<dataDir>/package.json` (oclif's user plugins). */
@@ -40,6 +41,16 @@ describe("no plugin but sshca's own", function () {
     ['$SSHCA_DATA_DIR', (d) => ({SSHCA_DATA_DIR: d}), (d) => d],
     ['~/.local/share/sshca', (d) => ({HOME: d, XDG_DATA_HOME: ''}), (d) => join(d, '.local', 'share', 'sshca')],
   ]
+  it("the planted plugin is one oclif loads by default: its hook runs under oclif's own defaults (the control)", async () => {
+    const d = tempDir()
+    const marker = plantPlugin(join(d, 'sshca'))
+    // oclif as bin/run.cjs started it before: execute() with no load options but the package's folder
+    const script = `require('@oclif/core').execute({dir: ${JSON.stringify(BIN)}, args: ['krl', '--help']})`
+    const r = await run(process.execPath, ['-e', script], {cwd: ROOT, env: {...process.env, XDG_DATA_HOME: d}})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(existsSync(marker), true, 'oclif ran the planted hook')
+  })
+
   for (const [where, env, folder] of cases) {
     it(`a link plugin named in ${where} is not loaded: its init hook does not run`, async () => {
       const d = tempDir()
