@@ -495,6 +495,8 @@ describe('contexts and status (issue 12)', function () {
       assert.deepEqual(await held(), ['sshca:mine:sso'], "mine's certificate stays")
       // another tool's certificate from that CA (no sshca comment) is the context's to remove, as before
       await add('alice@laptop', 'step')
+      // one sshca added for a context since removed stays for a logout of mine, and goes with --all
+      await add('sshca:gone:sso', 'alice@gone')
       const all = JSON.parse((await sshca(['logout', '--context', 'mine', '--json'], {env: e})).stdout) as {
         removed: {keyId: string; context: string}[]
       }
@@ -502,6 +504,8 @@ describe('contexts and status (issue 12)', function () {
         ['alice@mine', 'mine'],
         ['step', 'mine'],
       ])
+      assert.deepEqual(await held(), ['sshca:gone:sso'])
+      assert.equal((await sshca(['logout', '--all'], {env: e})).code, 0)
       assert.deepEqual(await held(), [])
     } finally {
       await agent.stop()

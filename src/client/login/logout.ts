@@ -71,8 +71,9 @@ export async function logout(
       const owner = contextOfComment(id.comment)
       const context = owner ?? (cert && byCa.get(cert.signatureKey.fingerprint()))
       if (!cert || !context || !byCa.has(cert.signatureKey.fingerprint())) continue
-      // sshca's certificate of a context not logged out, whose CA key one of these trusts too
-      if (owner !== undefined && !contexts.some((c) => c.name === owner)) continue
+      // sshca's certificate of a context not logged out, whose CA key one of these trusts too (--all
+      // logs out every context: one whose folder is gone leaves nothing of its own behind either)
+      if (owner !== undefined && !o.all && !contexts.some((c) => c.name === owner)) continue
       if (o.identity && !cert.principals.includes(o.identity) && cert.keyId !== o.identity) continue
       await agent.remove(id.blob)
       removed.push({keyId: cert.keyId, principals: [...cert.principals], context})
