@@ -48,11 +48,12 @@ export const HOST_CERT_MIN_LEFT = 25n * 3600n
 
 /**
  * A certificate the CA returned (enrollment, renewal, rekey), checked before it replaces the one sshd
- * serves: a host certificate naming at least one host, for this key, from a host CA key this context trusts — a context that
- * trusts none refuses every certificate: nothing could vouch for one, and no client's known_hosts
- * trusts it — and valid now: a CA whose clock is wrong must not replace a valid certificate with one
- * that has expired, starts later than the skew allows, or (`replaces`, renewal and rekey) comes from a clock
- * behind and ends before the one it replaces and before the next renewal could run (HOST_CERT_MIN_LEFT).
+ * serves: a host certificate naming at least one host, for this key, from a host CA key this context
+ * trusts — a context that trusts none refuses every certificate: nothing could vouch for one, and no
+ * client's known_hosts trusts it — and valid now: a CA whose clock is wrong must not replace a valid
+ * certificate with one that has expired, starts later than the skew allows, or (`replaces`, renewal
+ * and rekey) comes from a clock behind and ends before the one it replaces and before the next
+ * renewal could run (HOST_CERT_MIN_LEFT).
  */
 export function checkHostCert(
   cert: Certificate,
