@@ -91,6 +91,9 @@ export function tokenOnAncestorCommandLine(
   view: (pid: number) => ProcessView | undefined = procView,
   first = process.ppid,
 ): {pid: number; command: string} | undefined {
+  // a few characters (an empty or mistyped value) would be found in any command line by chance; a
+  // token is hundreds long, and one this short is refused as empty or invalid anyway
+  if (token.length < 16) return undefined
   for (let pid = first, depth = 0; pid > 1 && depth < 16; depth++) {
     const p = view(pid)
     if (!p) return undefined

@@ -71,6 +71,9 @@ describe('tokenOnAncestorCommandLine', () => {
   it("none when no process above holds it, and never pid 1 (init is no one's wrapper)", () => {
     assert.equal(tokenOnAncestorCommandLine(T, view, 30), undefined)
     assert.equal(tokenOnAncestorCommandLine('another.token.value', view, 50), undefined)
+    // too short to be a token: it would be found anywhere (an empty value matches every argument)
+    assert.equal(tokenOnAncestorCommandLine('', view, 50), undefined)
+    assert.equal(tokenOnAncestorCommandLine('sudo', view, 50), undefined)
   })
 
   it('stops where /proc cannot be read (a process gone, no /proc) and after 16 generations', () => {
